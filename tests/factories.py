@@ -1,0 +1,95 @@
+"""Random canonical layers whose weights cannot hide a permutation or bias bug.
+
+Every gate block gets its own scale and every bias is non-zero, so swapping two gates,
+transposing a kernel or dropping one bias row changes the outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer, RecurrentStack
+from xframe_bilstm.gates import CANONICAL_ORDER
+
+
+def random_direction(
+    rng: np.random.Generator,
+    cell: str,
+    input_size: int,
+    units: int,
+    *,
+    bias: str = "single",
+    dtype: type[np.floating] = np.float64,
+) -> DirectionWeights:
+    """Weights with gate ``k`` scaled by ``0.4 + 0.3 k``; ``bias`` is none, single or split."""
+    gates = len(CANONICAL_ORDER[cell])
+    scales = np.repeat(0.4 + 0.3 * np.arange(gates), units)  # (G·H,)
+    kernel = rng.standard_normal((input_size, gates * units)) * scales / np.sqrt(input_size)
+    recurrent = rng.standard_normal((units, gates * units)) * scales / np.sqrt(units)
+    shape = {"none": None, "single": (gates * units,), "split": (2, gates * units)}[bias]
+    bias_array = None if shape is None else rng.uniform(0.1, 0.5, shape) * rng.choice([-1, 1], shape)
+    return DirectionWeights(
+        kernel.astype(dtype),
+        recurrent.astype(dtype),
+        None if bias_array is None else bias_array.astype(dtype),
+    )
+
+
+def random_layer(
+    rng: np.random.Generator,
+    cell: str,
+    input_size: int,
+    units: int,
+    *,
+    direction: str = "forward",
+    merge_mode: str | None = "concat",
+    bias: str | None = None,
+    activation: str = "tanh",
+    recurrent_activation: str | None = "sigmoid",
+    reset_after: bool | None = None,
+    dtype: type[np.floating] = np.float64,
+) -> RecurrentLayer:
+    """A layer with random weights; ``bias`` defaults to the layout Keras uses for ``cell``."""
+    if cell == "gru" and reset_after is None:
+        reset_after = True
+    if bias is None:
+        bias = "split" if cell == "gru" and reset_after else "single"
+    count = 2 if direction == "bidirectional" else 1
+    weights = tuple(
+        random_direction(rng, cell, input_size, units, bias=bias, dtype=dtype) for _ in range(count)
+    )
+    return RecurrentLayer(
+        cell,
+        input_size,
+        units,
+        weights,
+        direction=direction,
+        merge_mode=merge_mode,
+        activation=activation,
+        recurrent_activation=None if cell == "simple_rnn" else recurrent_activation,
+        reset_after=reset_after if cell == "gru" else None,
+    )
+
+
+def random_stack(
+    rng: np.random.Generator,
+    cell: str,
+    input_size: int,
+    units: int,
+    *,
+    num_layers: int = 1,
+    return_sequences: bool = True,
+    return_state: bool = False,
+    **layer_options: object,
+) -> RecurrentStack:
+    """``num_layers`` alike layers; all but the last concatenate their directions."""
+    layers = []
+    size = input_size
+    for index in range(num_layers):
+        options = dict(layer_options)
+        if index < num_layers - 1:
+            options["merge_mode"] = "concat"
+        layer = random_layer(rng, cell, size, units, **options)  # type: ignore[arg-type]
+        layers.append(layer)
+        size = layer.output_size
+    return RecurrentStack(tuple(layers), return_sequences, return_state)

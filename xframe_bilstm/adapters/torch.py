@@ -1,0 +1,470 @@
+"""PyTorch adapter: canonical stacks to and from ``torch.nn`` modules.
+
+Rules of this module:
+
+- It imports torch at the top, so only import it once torch is known to be wanted
+  (``xframe_bilstm`` itself never imports it; the public converters call
+  :func:`xframe_bilstm._imports.require` first).
+- Whatever ``nn.LSTM``/``nn.GRU``/``nn.RNN`` compute exactly runs on them, with their native
+  parameter names and gate orders (LSTM ``ifgo``, GRU ``rzn``). Everything else (other
+  activations, GRU ``reset_after=False``) runs on :class:`ExplicitRNN`, an exact loop with the
+  same parameter names. Nothing is approximated.
+- :class:`KerasRecurrent` wraps them so that ``forward`` takes and returns what the Keras
+  layer takes and returns: batch-first input, initial states in Keras order, outputs merged
+  and flipped as Keras does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..canonical import (
+    DirectionWeights,
+    RecurrentLayer,
+    RecurrentStack,
+    initial_state_count,
+    layer_state_names,
+)
+from ..errors import UnsupportedFeatureError, WeightShapeError
+from ..gates import CANONICAL_ORDER, TORCH_ORDER, reorder_gates
+
+TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "hard_sigmoid_keras3": F.hardsigmoid,
+    "hard_sigmoid_keras2": lambda x: torch.clamp(0.2 * x + 0.5, 0.0, 1.0),
+    "relu": torch.relu,
+    "linear": lambda x: x,
+    "softsign": F.softsign,
+    # threshold=inf: the exact log(1 + e^x), not torch's linear shortcut above 20.
+    "softplus": lambda x: F.softplus(x, threshold=float("inf")),
+    "elu": F.elu,
+    "selu": F.selu,
+    "silu": F.silu,
+    "exponential": torch.exp,
+}
+
+_NATIVE = {"lstm": nn.LSTM, "gru": nn.GRU, "simple_rnn": nn.RNN}
+_SUFFIXES = ("", "_reverse")
+
+
+def is_native(layer: RecurrentLayer) -> bool:
+    """Whether ``nn.LSTM``/``nn.GRU``/``nn.RNN`` compute this layer's cell exactly."""
+    if layer.cell == "simple_rnn":
+        return layer.activation in ("tanh", "relu")
+    if layer.cell == "gru" and not layer.reset_after:
+        return False
+    return layer.activation == "tanh" and layer.recurrent_activation == "sigmoid"
+
+
+def _fusable(group: list[RecurrentLayer], layer: RecurrentLayer) -> bool:
+    """Whether ``layer`` can run as one more layer of the torch module running ``group``."""
+    first, below = group[0], group[-1]
+    return (
+        is_native(layer)
+        and layer.direction in ("forward", "bidirectional")
+        and (below.direction == "forward" or below.merge_mode == "concat")
+        and (layer.cell, layer.units, layer.direction, layer.use_bias, layer.activation)
+        == (first.cell, first.units, first.direction, first.use_bias, first.activation)
+    )
+
+
+def _group_layers(stack: RecurrentStack) -> list[list[RecurrentLayer]]:
+    """Consecutive layers that one multi-layer torch module represents exactly."""
+    groups: list[list[RecurrentLayer]] = []
+    for layer in stack.layers:
+        if groups and is_native(groups[-1][0]) and _fusable(groups[-1], layer):
+            groups[-1].append(layer)
+        else:
+            groups.append([layer])
+    return groups
+
+
+class ExplicitRNN(nn.Module):
+    """One recurrent layer as an explicit loop, for cells the native modules cannot run.
+
+    Parameters have the native names, orientation and gate order (``weight_ih_l0``
+    (G·H, D), ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, ``*_reverse``), and
+    ``forward`` has ``nn.LSTM``'s batch-first signature, so it can stand in for one.
+    GRU with ``reset_after=False`` has no ``bias_hh``: its recurrent product sits after the
+    reset gate, where Keras has no bias.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        *,
+        bidirectional: bool,
+        bias: bool,
+        activation: str,
+        recurrent_activation: str | None,
+        reset_after: bool | None,
+    ) -> None:
+        super().__init__()
+        self.cell, self.hidden_size = cell, hidden_size
+        self.bidirectional, self.reset_after = bidirectional, reset_after
+        self.activation, self.recurrent_activation = activation, recurrent_activation
+        gates = len(CANONICAL_ORDER[cell]) * hidden_size
+        for suffix in _SUFFIXES[: 2 if bidirectional else 1]:
+            self.register_parameter(f"weight_ih_l0{suffix}", nn.Parameter(torch.zeros(gates, input_size)))
+            self.register_parameter(f"weight_hh_l0{suffix}", nn.Parameter(torch.zeros(gates, hidden_size)))
+            if bias:
+                self.register_parameter(f"bias_ih_l0{suffix}", nn.Parameter(torch.zeros(gates)))
+                if not (cell == "gru" and not reset_after):
+                    self.register_parameter(f"bias_hh_l0{suffix}", nn.Parameter(torch.zeros(gates)))
+
+    def forward(
+        self, x: torch.Tensor, hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        h0, c0 = hx if isinstance(hx, tuple) else (hx, None)
+        outputs, finals_h, finals_c = [], [], []
+        for index, suffix in enumerate(_SUFFIXES[: 2 if self.bidirectional else 1]):
+            c = None if c0 is None else c0[index]
+            sequence = x.flip(1) if suffix else x
+            y, h, c = self._run(sequence, h0[index], c, suffix)
+            outputs.append(y.flip(1) if suffix else y)  # time-aligned, as nn.LSTM does
+            finals_h.append(h)
+            finals_c.append(c)
+        output = torch.cat(outputs, dim=-1)
+        h_n = torch.stack(finals_h)
+        return output, ((h_n, torch.stack(finals_c)) if self.cell == "lstm" else h_n)
+
+    def _run(
+        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, suffix: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        act = TORCH_ACTIVATIONS[self.activation]
+        gate = TORCH_ACTIVATIONS[self.recurrent_activation or "linear"]
+        w_hh = getattr(self, f"weight_hh_l0{suffix}")
+        b_ih = getattr(self, f"bias_ih_l0{suffix}", None)
+        b_hh = getattr(self, f"bias_hh_l0{suffix}", None)
+        # (B, T, G·H): the input projection of every step at once.
+        projected = F.linear(x, getattr(self, f"weight_ih_l0{suffix}"), b_ih)
+        outputs = []
+        for t in range(x.shape[1]):
+            z = projected[:, t]
+            if self.cell == "lstm":
+                zi, zf, zg, zo = (z + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+                c = gate(zf) * c + gate(zi) * act(zg)
+                h = gate(zo) * act(c)
+            elif self.cell == "gru":
+                xr, xz, xn = z.chunk(3, dim=-1)
+                if self.reset_after:
+                    hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
+                    reset, update = gate(xr + hr), gate(xz + hz)
+                    candidate = act(xn + reset * hn)
+                else:
+                    w_r, w_z, w_n = w_hh.chunk(3, dim=0)
+                    reset, update = gate(xr + F.linear(h, w_r)), gate(xz + F.linear(h, w_z))
+                    candidate = act(xn + F.linear(reset * h, w_n))
+                h = update * h + (1 - update) * candidate
+            else:
+                h = act(z + F.linear(h, w_hh, b_hh))
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), h, c
+
+
+def _merge(mode: str | None, forward: torch.Tensor, backward: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    if mode == "concat":
+        return (torch.cat([forward, backward], dim=-1),)
+    if mode == "sum":
+        return (forward + backward,)
+    if mode == "mul":
+        return (forward * backward,)
+    if mode == "ave":
+        return ((forward + backward) / 2,)
+    return (forward, backward)
+
+
+class KerasRecurrent(nn.Module):
+    """A PyTorch module that computes what a Keras recurrent layer or stack computes.
+
+    ``rnns`` holds the underlying modules: native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (one per
+    run of layers they can fuse, with ``num_layers`` > 1) or :class:`ExplicitRNN`.
+    ``forward(x, initial_state=None)`` takes batch-first ``x`` (B, T, D) and optional initial
+    states in Keras order (every layer's, layer after layer), and returns what Keras returns:
+    one tensor, or a tuple (output(s), then the last layer's states when ``return_state``).
+    A ``stateful`` module feeds each call's final states into the next; ``reset_states()``
+    sets them back to zeros.
+    """
+
+    def __init__(self, stack: RecurrentStack) -> None:
+        super().__init__()
+        self.groups = _group_layers(stack)
+        self.return_sequences = stack.return_sequences
+        self.return_state = stack.return_state
+        self.stateful = stack.stateful
+        self.state_count = initial_state_count(stack)
+        self.rnns = nn.ModuleList(_make_module(group) for group in self.groups)
+        self._carried: list[torch.Tensor] | None = None
+        dtype = torch.from_numpy(np.zeros(0, stack.layers[0].weights[0].kernel.dtype)).dtype
+        with torch.no_grad():
+            for module, group in zip(self.rnns, self.groups):
+                module.to(dtype)
+                for index, layer in enumerate(group):
+                    _load_layer(module, index, layer)
+
+    def reset_states(self) -> None:
+        """Forget the states carried between calls (stateful modules start from zeros)."""
+        self._carried = None
+
+    def forward(
+        self, x: torch.Tensor, initial_state: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if x.dim() != 3:
+            raise WeightShapeError(f"x: expected shape (batch, time, features), got {tuple(x.shape)}")
+        if initial_state is None and self.stateful:
+            initial_state = self._carried
+        states = self._states(x, initial_state)
+        sequence, finals = x, []
+        for group_index, (module, group) in enumerate(zip(self.rnns, self.groups)):
+            layer_states, states = states[: len(group)], states[len(group) :]
+            is_last = group_index == len(self.groups) - 1
+            outputs, group_finals = self._run_group(
+                module, group, sequence, layer_states, self.return_sequences or not is_last
+            )
+            finals.extend(group_finals)
+            sequence = outputs[0]
+        if self.stateful:
+            self._carried = [state.detach() for layer in finals for state in layer]
+        result = outputs + (tuple(finals[-1]) if self.return_state else ())
+        return result[0] if len(result) == 1 else result
+
+    def _states(
+        self, x: torch.Tensor, initial_state: Sequence[torch.Tensor] | None
+    ) -> list[list[torch.Tensor]]:
+        """Initial states per layer, in Keras order."""
+        layers = [layer for group in self.groups for layer in group]
+        if initial_state is None:
+            return [
+                [x.new_zeros(x.shape[0], layer.units) for _ in layer_state_names(layer)]
+                for layer in layers
+            ]
+        if len(initial_state) != self.state_count:
+            raise WeightShapeError(
+                f"initial_state: expected {self.state_count} tensors (every layer's states in "
+                f"Keras order), got {len(initial_state)}"
+            )
+        flat, per_layer = list(initial_state), []
+        for layer in layers:
+            count = len(layer_state_names(layer))
+            per_layer.append(flat[:count])
+            flat = flat[count:]
+        return per_layer
+
+    @staticmethod
+    def _run_group(
+        module: nn.Module,
+        group: list[RecurrentLayer],
+        x: torch.Tensor,
+        states: list[list[torch.Tensor]],
+        return_sequences: bool,
+    ) -> tuple[tuple[torch.Tensor, ...], list[list[torch.Tensor]]]:
+        last = group[-1]
+        per_direction, units = last.num_states, last.units
+        directions = 2 if last.direction == "bidirectional" else 1
+        # Keras order per layer is [h, c] per direction; torch wants (L·D, B, H) per state kind.
+        hx = [
+            torch.stack([layer_states[d * per_direction + k] for layer_states in states for d in range(directions)])
+            for k in range(per_direction)
+        ]
+        if last.direction == "backward":
+            x = x.flip(1)  # go_backwards: outputs stay in this processing order
+        output, h_n = module(x, tuple(hx) if per_direction == 2 else hx[0])
+        finals_by_kind = h_n if isinstance(h_n, tuple) else (h_n,)
+        finals = [
+            [finals_by_kind[k][layer * directions + d] for d in range(directions) for k in range(per_direction)]
+            for layer in range(len(group))
+        ]
+        if last.direction != "bidirectional":
+            return (output if return_sequences else output[:, -1],), finals
+        forward, backward = output[..., :units], output[..., units:]
+        if not return_sequences:
+            # The backward half's last processed step is input step 0.
+            forward, backward = forward[:, -1], backward[:, 0]
+        return _merge(last.merge_mode, forward, backward), finals
+
+    def to_canonical(self) -> RecurrentStack:
+        """The canonical form of this module's current parameters."""
+        layers = []
+        for module, group in zip(self.rnns, self.groups):
+            for index, layer in enumerate(group):
+                layers.append(_read_layer(module, index, layer))
+        return RecurrentStack(
+            tuple(layers),
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            stateful=self.stateful,
+        )
+
+
+def _make_module(group: list[RecurrentLayer]) -> nn.Module:
+    first = group[0]
+    bidirectional = first.direction == "bidirectional"
+    if not is_native(first):
+        return ExplicitRNN(
+            first.cell,
+            first.input_size,
+            first.units,
+            bidirectional=bidirectional,
+            bias=first.use_bias,
+            activation=first.activation,
+            recurrent_activation=first.recurrent_activation,
+            reset_after=first.reset_after,
+        )
+    options = {"nonlinearity": first.activation} if first.cell == "simple_rnn" else {}
+    return _NATIVE[first.cell](
+        first.input_size,
+        first.units,
+        num_layers=len(group),
+        bias=first.use_bias,
+        batch_first=True,
+        bidirectional=bidirectional,
+        **options,
+    )
+
+
+def _to_torch_order(array: np.ndarray, cell: str) -> np.ndarray:
+    return reorder_gates(array, CANONICAL_ORDER[cell], TORCH_ORDER[cell], axis=-1)
+
+
+def _to_canonical_order(array: np.ndarray, cell: str) -> np.ndarray:
+    return reorder_gates(array, TORCH_ORDER[cell], CANONICAL_ORDER[cell], axis=-1)
+
+
+def _load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
+    """Copy one canonical layer into layer ``index`` of a native or explicit module."""
+    for suffix, weights in zip(_SUFFIXES, layer.weights):
+        # Canonical (D, G·H) x-on-the-left becomes torch's (G·H, D) W-on-the-left.
+        arrays = {
+            "weight_ih": _to_torch_order(weights.kernel, layer.cell).T,
+            "weight_hh": _to_torch_order(weights.recurrent_kernel, layer.cell).T,
+        }
+        if weights.bias is not None:
+            arrays["bias_ih"] = _to_torch_order(weights.input_bias, layer.cell)
+            if hasattr(module, f"bias_hh_l{index}{suffix}"):
+                recurrent = weights.recurrent_bias
+                arrays["bias_hh"] = (
+                    np.zeros_like(arrays["bias_ih"])
+                    if recurrent is None
+                    else _to_torch_order(recurrent, layer.cell)
+                )
+        for name, array in arrays.items():
+            parameter = getattr(module, f"{name}_l{index}{suffix}")
+            parameter.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+
+
+def _read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> RecurrentLayer:
+    """Layer ``index`` of a native or explicit module, as a canonical layer like ``template``."""
+    weights = []
+    for suffix in _SUFFIXES[: len(template.weights)]:
+        def read(name: str) -> np.ndarray | None:
+            parameter = getattr(module, f"{name}_l{index}{suffix}", None)
+            return None if parameter is None else parameter.detach().cpu().numpy()
+
+        bias_ih, bias_hh = read("bias_ih"), read("bias_hh")
+        bias = None
+        if bias_ih is not None:
+            bias = _to_canonical_order(bias_ih if bias_hh is None else np.stack([bias_ih, bias_hh]), template.cell)
+        weights.append(
+            DirectionWeights(
+                _to_canonical_order(read("weight_ih").T, template.cell),
+                _to_canonical_order(read("weight_hh").T, template.cell),
+                bias,
+            )
+        )
+    return RecurrentLayer(
+        template.cell,
+        template.input_size,
+        template.units,
+        tuple(weights),
+        direction=template.direction,
+        merge_mode=template.merge_mode,
+        activation=template.activation,
+        recurrent_activation=template.recurrent_activation,
+        reset_after=template.reset_after,
+    )
+
+
+def canonical_to_torch(stack: RecurrentStack) -> KerasRecurrent:
+    """Build a :class:`KerasRecurrent` module holding ``stack``'s weights exactly.
+
+    Example:
+        >>> w = DirectionWeights(np.ones((1, 1)), np.zeros((1, 1)))
+        >>> layer = RecurrentLayer("simple_rnn", 1, 1, (w,), recurrent_activation=None)
+        >>> module = canonical_to_torch(RecurrentStack((layer,)))
+        >>> type(module.rnns[0]).__name__, sorted(module.rnns[0].state_dict())
+        ('RNN', ['weight_hh_l0', 'weight_ih_l0'])
+    """
+    return KerasRecurrent(stack)
+
+
+def torch_to_canonical(module: nn.Module) -> RecurrentStack:
+    """The canonical form of an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` or :class:`KerasRecurrent`.
+
+    A native module becomes ``num_layers`` layers (bidirectional ones with
+    ``merge_mode="concat"``, which is PyTorch's feature layout) that return sequences;
+    ``bias_ih`` and ``bias_hh`` are both kept (the canonical ``"split"`` bias layout).
+
+    Example:
+        >>> stack = torch_to_canonical(torch.nn.GRU(3, 2, num_layers=2, bidirectional=True))
+        >>> [(layer.cell, layer.input_size, layer.direction) for layer in stack.layers]
+        [('gru', 3, 'bidirectional'), ('gru', 4, 'bidirectional')]
+    """
+    if isinstance(module, KerasRecurrent):
+        return module.to_canonical()
+    cell = next((name for name, kind in _NATIVE.items() if type(module) is kind), None)
+    if cell is None:
+        raise UnsupportedFeatureError(
+            f"{type(module).__name__} is not nn.LSTM, nn.GRU, nn.RNN or KerasRecurrent; "
+            "only those convert"
+        )
+    if getattr(module, "proj_size", 0):
+        raise UnsupportedFeatureError(
+            f"nn.LSTM(proj_size={module.proj_size}) has a projection that Keras layers cannot "
+            "express; convert a model without proj_size"
+        )
+    activation = getattr(module, "nonlinearity", "tanh")
+    directions = 2 if module.bidirectional else 1
+    layers = []
+    for index in range(module.num_layers):
+        input_size = module.input_size if index == 0 else directions * module.hidden_size
+        template = RecurrentLayer(
+            cell,
+            input_size,
+            module.hidden_size,
+            tuple(_placeholder(cell, input_size, module.hidden_size) for _ in range(directions)),
+            direction="bidirectional" if module.bidirectional else "forward",
+            activation=activation,
+            recurrent_activation=None if cell == "simple_rnn" else "sigmoid",
+            reset_after=True if cell == "gru" else None,
+        )
+        layers.append(_read_layer(module, index, template))
+    return RecurrentStack(tuple(layers))
+
+
+def _placeholder(cell: str, input_size: int, units: int) -> DirectionWeights:
+    width = len(CANONICAL_ORDER[cell]) * units
+    return DirectionWeights(np.zeros((input_size, width)), np.zeros((units, width)))
+
+
+def run_torch(
+    module: nn.Module,
+    x: np.ndarray,
+    *,
+    initial_states: Sequence[np.ndarray] | None = None,
+) -> tuple[np.ndarray, ...]:
+    """Run a :class:`KerasRecurrent` on numpy input and return its outputs as numpy arrays."""
+    dtype = next(module.parameters()).dtype
+    with torch.no_grad():
+        inputs = torch.as_tensor(np.asarray(x), dtype=dtype)
+        states = None if initial_states is None else [torch.as_tensor(s, dtype=dtype) for s in initial_states]
+        result = module(inputs, states)
+    tensors = result if isinstance(result, tuple) else (result,)
+    return tuple(t.detach().cpu().numpy() for t in tensors)

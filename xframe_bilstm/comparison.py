@@ -1,0 +1,199 @@
+"""Comparing outputs: results as data, with the tolerance derived from the model itself.
+
+A :class:`Comparison` is truthy when every compared array agrees; its statistics (max and
+mean absolute error, max relative error, the worst index) are there for reports, and
+:meth:`Comparison.message` is the text assertions raise.
+
+A flat tolerance does not fit all models: float32 rounding grows with weight norms and
+sequence length (a trained bidirectional stack can differ by 2e-5 between two correct
+implementations while a small random layer agrees to 1e-7). :func:`derived_tolerance`
+therefore runs the float64 reference once more in float32 and scales the bound with the
+rounding noise that run shows for this model and this input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .canonical import RecurrentStack
+from .reference import run_reference
+
+# Two independent float32 implementations may each drift from float64 about as far as
+# the float32 reference does, and in opposite directions: allow this many times its drift.
+NOISE_FACTOR = 10.0
+# Below any measured noise: this many units in the last place of the largest value, per step.
+FLOOR_ULPS_PER_STEP = 8.0
+
+
+@dataclass(frozen=True)
+class ArrayComparison:
+    """How far one actual array is from its expected array.
+
+    Example:
+        >>> result = compare_arrays("output", np.zeros(3), np.array([0.0, 1e-3, 0.0]), atol=1e-6)
+        >>> bool(result), result.worst_index, result.mismatched
+        (False, (1,), 1)
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs_error: float
+    mean_abs_error: float
+    max_rel_error: float
+    worst_index: tuple[int, ...]
+    mismatched: int
+    atol: float
+    rtol: float
+    problem: str | None = None  # a shape mismatch or non-finite values, found before values
+
+    @property
+    def passed(self) -> bool:
+        return self.problem is None and self.mismatched == 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def describe(self) -> str:
+        status = "PASSED" if self.passed else "FAILED"
+        if self.problem is not None:
+            return f"{status} | {self.name}: {self.problem}"
+        total = int(np.prod(self.shape))
+        return (
+            f"{status} | {self.name}: mismatched elements {self.mismatched} / {total} "
+            f"({100.0 * self.mismatched / max(total, 1):.1f}%); greatest absolute difference "
+            f"{self.max_abs_error:.3g} at index {self.worst_index} (up to {self.atol:.3g} "
+            f"+ {self.rtol:.3g}·|expected| allowed); mean {self.mean_abs_error:.3g}; "
+            f"greatest relative difference {self.max_rel_error:.3g}"
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Element-wise comparison of several named arrays; truthy when all agree."""
+
+    arrays: tuple[ArrayComparison, ...]
+    label: str = ""
+
+    def __bool__(self) -> bool:
+        return all(self.arrays)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((a.max_abs_error for a in self.arrays), default=0.0)
+
+    def message(self) -> str:
+        head = f"{self.label}: " if self.label else ""
+        verdict = "agree" if self else "disagree"
+        return head + verdict + "\n" + "\n".join(a.describe() for a in self.arrays)
+
+
+def compare_arrays(
+    name: str, expected: np.ndarray, actual: np.ndarray, *, atol: float, rtol: float = 0.0
+) -> ArrayComparison:
+    """Compare one array with ``|actual - expected| <= atol + rtol * |expected|``.
+
+    Shapes are checked before values, and both sides are promoted to float64 before
+    subtracting so the difference itself adds no rounding.
+    """
+    expected64 = np.asarray(expected, dtype=np.float64)
+    actual64 = np.asarray(actual, dtype=np.float64)
+    if expected64.shape != actual64.shape:
+        return ArrayComparison(
+            name, expected64.shape, np.inf, np.inf, np.inf, (), int(expected64.size), atol, rtol,
+            problem=f"shape {actual64.shape} where {expected64.shape} was expected",
+        )
+    if expected64.size == 0:
+        return ArrayComparison(name, expected64.shape, 0.0, 0.0, 0.0, (), 0, atol, rtol)
+    difference = np.abs(actual64 - expected64)
+    # NaN never compares as close, even to NaN: a NaN on either side is a mismatch.
+    difference = np.where(np.isnan(difference), np.inf, difference)
+    allowed = atol + rtol * np.abs(expected64)
+    bad = ~(difference <= allowed)
+    worst = np.unravel_index(int(np.argmax(difference)), difference.shape)
+    relative = difference / np.maximum(np.abs(expected64), np.finfo(np.float64).tiny)
+    problem = None
+    if not (np.isfinite(expected64).all() and np.isfinite(actual64).all()):
+        problem = (
+            f"non-finite values: {int((~np.isfinite(expected64)).sum())} expected, "
+            f"{int((~np.isfinite(actual64)).sum())} actual"
+        )
+    return ArrayComparison(
+        name=name,
+        shape=expected64.shape,
+        max_abs_error=float(difference.max()),
+        mean_abs_error=float(difference.mean()),
+        max_rel_error=float(relative.max()),
+        worst_index=tuple(int(i) for i in worst),
+        mismatched=int(bad.sum()),
+        atol=atol,
+        rtol=rtol,
+        problem=problem,
+    )
+
+
+def compare_outputs(
+    names: Sequence[str],
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    *,
+    atol: float,
+    rtol: float = 0.0,
+    label: str = "",
+) -> Comparison:
+    """Compare two sequences of named arrays (e.g. a layer's outputs then its states).
+
+    Example:
+        >>> same = compare_outputs(["output"], [np.ones(2)], [np.ones(2)], atol=0.0)
+        >>> bool(same)
+        True
+    """
+    if not len(names) == len(expected) == len(actual):
+        counts = f"{len(names)} names, {len(expected)} expected, {len(actual)} actual arrays"
+        problem = ArrayComparison(
+            "outputs", (), np.inf, np.inf, np.inf, (), 1, atol, rtol,
+            problem=f"different numbers of outputs: {counts}",
+        )
+        return Comparison((problem,), label)
+    return Comparison(
+        tuple(
+            compare_arrays(name, e, a, atol=atol, rtol=rtol)
+            for name, e, a in zip(names, expected, actual)
+        ),
+        label,
+    )
+
+
+def derived_tolerance(
+    stack: RecurrentStack,
+    x: np.ndarray,
+    *,
+    dtype: np.dtype | type[np.floating] = np.float32,
+    initial_states: Sequence[np.ndarray] | None = None,
+    lengths: Sequence[int] | None = None,
+) -> float:
+    """Absolute error two correct ``dtype`` implementations of ``stack`` may show on ``x``.
+
+    It is ``NOISE_FACTOR`` times the float32 reference's distance from the float64 one
+    (scaled by machine epsilon when ``dtype`` is not float32), and never below
+    ``FLOOR_ULPS_PER_STEP`` units in the last place of the largest output per time step.
+
+    Example:
+        >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
+        >>> w = DirectionWeights(np.full((1, 1), 0.5), np.full((1, 1), 0.5))
+        >>> stack = RecurrentStack((RecurrentLayer("simple_rnn", 1, 1, (w,),
+        ...                                        recurrent_activation=None),))
+        >>> 0 < derived_tolerance(stack, np.ones((1, 4, 1))) < 1e-5
+        True
+    """
+    options = {"initial_states": initial_states, "lengths": lengths}
+    exact = run_reference(stack, x, dtype=np.float64, **options)
+    rounded = run_reference(stack, x, dtype=np.float32, **options)
+    noise = max(float(np.max(np.abs(r - e), initial=0.0)) for r, e in zip(rounded, exact))
+    scale = max(max(float(np.max(np.abs(e), initial=0.0)) for e in exact), 1.0)
+    epsilon = float(np.finfo(dtype).eps)
+    noise *= epsilon / float(np.finfo(np.float32).eps)
+    steps = np.asarray(x).shape[1]
+    return max(NOISE_FACTOR * noise, FLOOR_ULPS_PER_STEP * epsilon * scale * steps)

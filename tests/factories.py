@@ -27,7 +27,9 @@ def random_direction(
     kernel = rng.standard_normal((input_size, gates * units)) * scales / np.sqrt(input_size)
     recurrent = rng.standard_normal((units, gates * units)) * scales / np.sqrt(units)
     shape = {"none": None, "single": (gates * units,), "split": (2, gates * units)}[bias]
-    bias_array = None if shape is None else rng.uniform(0.1, 0.5, shape) * rng.choice([-1, 1], shape)
+    bias_array = (
+        None if shape is None else rng.uniform(0.1, 0.5, shape) * rng.choice([-1, 1], shape)
+    )
     return DirectionWeights(
         kernel.astype(dtype),
         recurrent.astype(dtype),

@@ -109,7 +109,12 @@ def test_only_the_last_layer_may_leave_directions_unmerged() -> None:
     [
         ("forward", "concat", False, ("output",)),
         ("backward", "concat", True, ("output", "h", "c")),
-        ("bidirectional", "sum", True, ("output", "h_forward", "c_forward", "h_backward", "c_backward")),
+        (
+            "bidirectional",
+            "sum",
+            True,
+            ("output", "h_forward", "c_forward", "h_backward", "c_backward"),
+        ),
         ("bidirectional", None, False, ("output_forward", "output_backward")),
     ],
 )

@@ -23,8 +23,14 @@ def summing_rnn(direction: str, merge_mode: str | None = "concat") -> RecurrentL
     weights = DirectionWeights(np.ones((1, 1)), np.ones((1, 1)))
     count = 2 if direction == "bidirectional" else 1
     return RecurrentLayer(
-        "simple_rnn", 1, 1, (weights,) * count, direction, merge_mode,
-        activation="linear", recurrent_activation=None,
+        "simple_rnn",
+        1,
+        1,
+        (weights,) * count,
+        direction,
+        merge_mode,
+        activation="linear",
+        recurrent_activation=None,
     )
 
 
@@ -88,7 +94,11 @@ def test_final_state_is_taken_at_last_valid_step() -> None:
 
 def test_initial_state_is_added_in() -> None:
     stack = RecurrentStack((summing_rnn("forward"),))
-    assert sequence(run_reference(stack, X, initial_states=[np.array([[10.0]])])) == [[11], [13], [16]]
+    assert sequence(run_reference(stack, X, initial_states=[np.array([[10.0]])])) == [
+        [11],
+        [13],
+        [16],
+    ]
 
 
 def test_lstm_by_hand() -> None:
@@ -97,11 +107,16 @@ def test_lstm_by_hand() -> None:
     kernel = np.array([[0.0, 0.0, 2.0, 2.5]])
     recurrent = np.array([[1.0, 0.0, 0.0, 0.0]])  # h feeds the input gate only
     layer = RecurrentLayer(
-        "lstm", 1, 1, (DirectionWeights(kernel, recurrent),),
-        activation="linear", recurrent_activation="hard_sigmoid_keras2",
+        "lstm",
+        1,
+        1,
+        (DirectionWeights(kernel, recurrent),),
+        activation="linear",
+        recurrent_activation="hard_sigmoid_keras2",
     )
     stack = RecurrentStack((layer,), return_state=True)
     output, h, c = run_reference(stack, np.ones((1, 2, 1)))
+    np.testing.assert_array_equal(h, output[:, -1])
     # Step 1: c = 0.5·0 + 0.5·2 = 1, h = 1·1 = 1.
     # Step 2: i = 0.2·1 + 0.5 = 0.7, c = 0.5·1 + 0.7·2 = 1.9, h = 1.9.
     np.testing.assert_allclose(output[0, :, 0], [1.0, 1.9], rtol=0, atol=1e-15)
@@ -125,8 +140,13 @@ def test_gru_by_hand(reset_after: bool, expected: list) -> None:
     recurrent = np.array([[0.0, 0.0, 1.0]])
     bias = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.5]]) if reset_after else None
     layer = RecurrentLayer(
-        "gru", 1, 1, (DirectionWeights(kernel, recurrent, bias),),
-        activation="linear", recurrent_activation="hard_sigmoid_keras2", reset_after=reset_after,
+        "gru",
+        1,
+        1,
+        (DirectionWeights(kernel, recurrent, bias),),
+        activation="linear",
+        recurrent_activation="hard_sigmoid_keras2",
+        reset_after=reset_after,
     )
     (output,) = run_reference(RecurrentStack((layer,)), np.ones((1, 2, 1)))
     np.testing.assert_allclose(output[0, :, 0], expected, rtol=0, atol=1e-15)
@@ -164,7 +184,9 @@ def test_sigmoid_is_stable_for_large_inputs() -> None:
         pytest.param({"lengths": [1, 2]}, "one per batch row", id="count"),
         pytest.param({"lengths": [1.5]}, "integers", id="float-lengths"),
         pytest.param({"initial_states": []}, "expected 1 arrays", id="state-count"),
-        pytest.param({"initial_states": [np.ones((2, 1))]}, r"expected shape \(1, 1\)", id="state-shape"),
+        pytest.param(
+            {"initial_states": [np.ones((2, 1))]}, r"expected shape \(1, 1\)", id="state-shape"
+        ),
     ],
 )
 def test_bad_input_raises_naming_argument(kwargs: dict, match: str) -> None:

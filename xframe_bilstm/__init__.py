@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .activations import ACTIVATIONS
 from .canonical import DirectionWeights, RecurrentLayer, RecurrentStack, output_names
+from .comparison import ArrayComparison, Comparison, compare_outputs, derived_tolerance
+from .converters import keras_to_torch, torch_to_keras
 from .errors import (
     FrameworkUnavailableError,
     ToleranceExceededError,
@@ -22,6 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "ArrayComparison",
+    "Comparison",
     "DirectionWeights",
     "FrameworkUnavailableError",
     "RecurrentLayer",
@@ -30,7 +34,11 @@ __all__ = [
     "UnsupportedFeatureError",
     "WeightShapeError",
     "XFrameError",
+    "compare_outputs",
+    "derived_tolerance",
+    "keras_to_torch",
     "output_names",
     "reorder_gates",
     "run_reference",
+    "torch_to_keras",
 ]

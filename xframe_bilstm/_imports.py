@@ -7,13 +7,20 @@ whenever both are needed, since the reverse order can crash some builds.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from types import ModuleType
 
 from .errors import FrameworkUnavailableError
 
-_EXTRAS = {"torch": "torch", "keras": "tf", "tensorflow": "tf", "onnx": "onnx", "onnxruntime": "onnx"}
+_EXTRAS = {
+    "torch": "torch",
+    "keras": "tf",
+    "tensorflow": "tf",
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+}
 
 
 def require(name: str) -> ModuleType:
@@ -24,10 +31,9 @@ def require(name: str) -> ModuleType:
         'numpy'
     """
     if name in ("keras", "tensorflow") and "torch" not in sys.modules:
-        try:  # torch first: importing it after TensorFlow can segfault.
+        # torch first: importing it after TensorFlow can segfault.
+        with contextlib.suppress(ImportError):
             importlib.import_module("torch")
-        except ImportError:
-            pass
     try:
         return importlib.import_module(name)
     except ImportError as error:

@@ -120,7 +120,9 @@ class RecurrentLayer:
         if self.cell not in CELLS:
             raise UnsupportedFeatureError(f"cell={self.cell!r} is not one of {CELLS}")
         if self.direction not in DIRECTIONS:
-            raise UnsupportedFeatureError(f"direction={self.direction!r} is not one of {DIRECTIONS}")
+            raise UnsupportedFeatureError(
+                f"direction={self.direction!r} is not one of {DIRECTIONS}"
+            )
         if self.merge_mode not in MERGE_MODES:
             raise UnsupportedFeatureError(
                 f"merge_mode={self.merge_mode!r} is not one of {MERGE_MODES}"
@@ -158,9 +160,11 @@ class RecurrentLayer:
 
     def _check_direction(self, weights: DirectionWeights, name: str) -> None:
         if not isinstance(weights, DirectionWeights):
-            raise WeightShapeError(f"{name}: expected DirectionWeights, got {type(weights).__name__}")
+            raise WeightShapeError(
+                f"{name}: expected DirectionWeights, got {type(weights).__name__}"
+            )
         width = self.num_gates * self.units
-        expected = {
+        expected: dict[str, tuple[int, ...]] = {
             "kernel": (self.input_size, width),
             "recurrent_kernel": (self.units, width),
         }
@@ -301,5 +305,7 @@ def output_names(stack: RecurrentStack) -> tuple[str, ...]:
     """
     last = stack.last
     unmerged = last.direction == "bidirectional" and last.merge_mode is None
-    outputs = tuple("output" + label for label in _direction_labels(last)) if unmerged else ("output",)
+    outputs = (
+        tuple("output" + label for label in _direction_labels(last)) if unmerged else ("output",)
+    )
     return outputs + (layer_state_names(last) if stack.return_state else ())

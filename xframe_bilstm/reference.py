@@ -165,19 +165,37 @@ def _run_layer(
     per_direction = layer.num_states
     if layer.direction != "bidirectional":
         outputs, finals = _run_direction(
-            layer, layer.weights[0], x, states, mask,
-            reverse=layer.direction == "backward", zero_masked_outputs=False, dtype=dtype,
+            layer,
+            layer.weights[0],
+            x,
+            states,
+            mask,
+            reverse=layer.direction == "backward",
+            zero_masked_outputs=False,
+            dtype=dtype,
         )
         return (outputs if return_sequences else outputs[:, -1],), finals
 
     # Keras zeroes masked outputs of both halves only when the Bidirectional returns sequences.
     y_f, finals_f = _run_direction(
-        layer, layer.weights[0], x, states[:per_direction], mask,
-        reverse=False, zero_masked_outputs=return_sequences, dtype=dtype,
+        layer,
+        layer.weights[0],
+        x,
+        states[:per_direction],
+        mask,
+        reverse=False,
+        zero_masked_outputs=return_sequences,
+        dtype=dtype,
     )
     y_b, finals_b = _run_direction(
-        layer, layer.weights[1], x, states[per_direction:], mask,
-        reverse=True, zero_masked_outputs=return_sequences, dtype=dtype,
+        layer,
+        layer.weights[1],
+        x,
+        states[per_direction:],
+        mask,
+        reverse=True,
+        zero_masked_outputs=return_sequences,
+        dtype=dtype,
     )
     # The backward half comes out in processing order: flip it back into input time.
     y_f, y_b = (y_f, y_b[:, ::-1]) if return_sequences else (y_f[:, -1], y_b[:, -1])
@@ -216,12 +234,14 @@ def _run_direction(
         else weights.recurrent_bias.astype(dtype)
     )
 
-    h, c = states[0], (states[1] if layer.cell == "lstm" else None)
+    is_lstm = layer.cell == "lstm"
+    h = states[0]
+    c = new_c = states[1] if is_lstm else np.zeros(0, dtype)  # only LSTMs have a cell state
     previous_output = np.zeros_like(h)
     outputs = []
     for t in range(x.shape[1]):
         z = projected[:, t]
-        if layer.cell == "lstm":
+        if is_lstm:
             zi, zf, zc, zo = np.split(z + h @ recurrent + recurrent_bias, 4, axis=-1)
             new_c = gate(zf) * c + gate(zi) * act(zc)
             new_h = gate(zo) * act(new_c)
@@ -240,16 +260,14 @@ def _run_direction(
             new_h = act(z + h @ recurrent + recurrent_bias)
 
         if mask is None:
-            h = new_h
-            c = new_c if layer.cell == "lstm" else None
+            h, c = new_h, new_c
             output = h
         else:
             keep = mask[:, t, None]  # (B, 1): True where this step is valid
             h = np.where(keep, new_h, h)
-            if layer.cell == "lstm":
-                c = np.where(keep, new_c, c)
+            c = np.where(keep, new_c, c) if is_lstm else c
             output = np.where(keep, h, 0 if zero_masked_outputs else previous_output)
         previous_output = output
         outputs.append(output)
-    finals = (h, c) if layer.cell == "lstm" else (h,)
+    finals = (h, c) if is_lstm else (h,)
     return np.stack(outputs, axis=1), finals

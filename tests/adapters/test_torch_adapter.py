@@ -27,7 +27,10 @@ CELLS = [("lstm", None), ("gru", True), ("gru", False), ("simple_rnn", None)]
 
 def _cases():
     for (cell, reset_after), direction, merge, layers in itertools.product(
-        CELLS, ["forward", "backward", "bidirectional"], ["concat", "sum", "mul", "ave", None], [1, 2]
+        CELLS,
+        ["forward", "backward", "bidirectional"],
+        ["concat", "sum", "mul", "ave", None],
+        [1, 2],
     ):
         if direction != "bidirectional" and merge != "concat":
             continue
@@ -35,7 +38,13 @@ def _cases():
         for return_sequences, return_state in flags:
             name = f"{cell}{'' if reset_after is None else f'_reset_after={reset_after}'}"
             yield pytest.param(
-                cell, reset_after, direction, merge, layers, return_sequences, return_state,
+                cell,
+                reset_after,
+                direction,
+                merge,
+                layers,
+                return_sequences,
+                return_state,
                 id=f"{name}-{direction}-{merge}-L{layers}-seq={return_sequences}-state={return_state}",
             )
 
@@ -49,8 +58,16 @@ def test_module_matches_reference_in_float64(
 ) -> None:
     rng = np.random.default_rng(7)
     stack = random_stack(
-        rng, cell, 3, 4, num_layers=layers, direction=direction, merge_mode=merge,
-        reset_after=reset_after, return_sequences=return_sequences, return_state=return_state,
+        rng,
+        cell,
+        3,
+        4,
+        num_layers=layers,
+        direction=direction,
+        merge_mode=merge,
+        reset_after=reset_after,
+        return_sequences=return_sequences,
+        return_state=return_state,
     )
     x = rng.standard_normal((2, 5, 3))
     states = [rng.standard_normal((2, 4)) for _ in range(initial_state_count(stack))]
@@ -63,14 +80,27 @@ def test_module_matches_reference_in_float64(
 
 @pytest.mark.parametrize(
     ("activation", "recurrent_activation"),
-    [("relu", "hard_sigmoid_keras3"), ("softsign", "hard_sigmoid_keras2"), ("elu", "sigmoid"),
-     ("selu", "silu"), ("softplus", "linear"), ("linear", "hard_sigmoid_keras2")],
+    [
+        ("relu", "hard_sigmoid_keras3"),
+        ("softsign", "hard_sigmoid_keras2"),
+        ("elu", "sigmoid"),
+        ("selu", "silu"),
+        ("softplus", "linear"),
+        ("linear", "hard_sigmoid_keras2"),
+    ],
 )
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_other_activations_run_exactly_on_explicit_loop(cell, activation, recurrent_activation) -> None:
+def test_other_activations_run_exactly_on_explicit_loop(
+    cell, activation, recurrent_activation
+) -> None:
     rng = np.random.default_rng(3)
     stack = random_stack(
-        rng, cell, 3, 2, direction="bidirectional", activation=activation,
+        rng,
+        cell,
+        3,
+        2,
+        direction="bidirectional",
+        activation=activation,
         recurrent_activation=recurrent_activation,
     )
     module = canonical_to_torch(stack)
@@ -88,7 +118,9 @@ def test_relu_simple_rnn_runs_natively() -> None:
 
 
 def test_bidirectional_stack_fuses_into_one_native_module_with_native_names() -> None:
-    stack = random_stack(np.random.default_rng(0), "lstm", 3, 4, num_layers=3, direction="bidirectional")
+    stack = random_stack(
+        np.random.default_rng(0), "lstm", 3, 4, num_layers=3, direction="bidirectional"
+    )
     module = canonical_to_torch(stack)
     (rnn,) = module.rnns
     assert type(rnn) is torch.nn.LSTM and rnn.num_layers == 3 and rnn.bidirectional
@@ -98,7 +130,9 @@ def test_bidirectional_stack_fuses_into_one_native_module_with_native_names() ->
 
 def test_stack_ending_in_sum_fuses_and_sums_after() -> None:
     rng = np.random.default_rng(0)
-    stack = random_stack(rng, "gru", 3, 2, num_layers=2, direction="bidirectional", merge_mode="sum")
+    stack = random_stack(
+        rng, "gru", 3, 2, num_layers=2, direction="bidirectional", merge_mode="sum"
+    )
     module = canonical_to_torch(stack)
     # Only the last layer sums, after the native module's concatenated output.
     (rnn,) = module.rnns
@@ -132,7 +166,12 @@ def test_gru_reset_before_uses_explicit_loop_without_recurrent_bias() -> None:
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 def test_module_round_trip_is_bit_exact(cell, reset_after, bidirectional, bias) -> None:
     stack = random_stack(
-        np.random.default_rng(1), cell, 3, 2, num_layers=2, reset_after=reset_after,
+        np.random.default_rng(1),
+        cell,
+        3,
+        2,
+        num_layers=2,
+        reset_after=reset_after,
         direction="bidirectional" if bidirectional else "forward",
         bias=None if bias else "none",
     )
@@ -150,7 +189,9 @@ def test_module_round_trip_is_bit_exact(cell, reset_after, bidirectional, bias) 
 @pytest.mark.parametrize(
     "module",
     [
-        pytest.param(lambda: torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True), id="lstm-bi-L2"),
+        pytest.param(
+            lambda: torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True), id="lstm-bi-L2"
+        ),
         pytest.param(lambda: torch.nn.GRU(3, 4, batch_first=True), id="gru"),
         pytest.param(lambda: torch.nn.RNN(3, 4, nonlinearity="relu", bias=False), id="rnn-relu"),
     ],

@@ -113,8 +113,12 @@ class ExplicitRNN(nn.Module):
         self.activation, self.recurrent_activation = activation, recurrent_activation
         gates = len(CANONICAL_ORDER[cell]) * hidden_size
         for suffix in _SUFFIXES[: 2 if bidirectional else 1]:
-            self.register_parameter(f"weight_ih_l0{suffix}", nn.Parameter(torch.zeros(gates, input_size)))
-            self.register_parameter(f"weight_hh_l0{suffix}", nn.Parameter(torch.zeros(gates, hidden_size)))
+            self.register_parameter(
+                f"weight_ih_l0{suffix}", nn.Parameter(torch.zeros(gates, input_size))
+            )
+            self.register_parameter(
+                f"weight_hh_l0{suffix}", nn.Parameter(torch.zeros(gates, hidden_size))
+            )
             if bias:
                 self.register_parameter(f"bias_ih_l0{suffix}", nn.Parameter(torch.zeros(gates)))
                 if not (cell == "gru" and not reset_after):
@@ -126,7 +130,7 @@ class ExplicitRNN(nn.Module):
         h0, c0 = hx if isinstance(hx, tuple) else (hx, None)
         outputs, finals_h, finals_c = [], [], []
         for index, suffix in enumerate(_SUFFIXES[: 2 if self.bidirectional else 1]):
-            c = None if c0 is None else c0[index]
+            c = h0.new_zeros(0) if c0 is None else c0[index]  # only LSTMs have a cell state
             sequence = x.flip(1) if suffix else x
             y, h, c = self._run(sequence, h0[index], c, suffix)
             outputs.append(y.flip(1) if suffix else y)  # time-aligned, as nn.LSTM does
@@ -137,8 +141,8 @@ class ExplicitRNN(nn.Module):
         return output, ((h_n, torch.stack(finals_c)) if self.cell == "lstm" else h_n)
 
     def _run(
-        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, suffix: str
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, suffix: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         act = TORCH_ACTIVATIONS[self.activation]
         gate = TORCH_ACTIVATIONS[self.recurrent_activation or "linear"]
         w_hh = getattr(self, f"weight_hh_l0{suffix}")
@@ -170,7 +174,9 @@ class ExplicitRNN(nn.Module):
         return torch.stack(outputs, dim=1), h, c
 
 
-def _merge(mode: str | None, forward: torch.Tensor, backward: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _merge(
+    mode: str | None, forward: torch.Tensor, backward: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     if mode == "concat":
         return (torch.cat([forward, backward], dim=-1),)
     if mode == "sum":
@@ -218,7 +224,9 @@ class KerasRecurrent(nn.Module):
         self, x: torch.Tensor, initial_state: Sequence[torch.Tensor] | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if x.dim() != 3:
-            raise WeightShapeError(f"x: expected shape (batch, time, features), got {tuple(x.shape)}")
+            raise WeightShapeError(
+                f"x: expected shape (batch, time, features), got {tuple(x.shape)}"
+            )
         if initial_state is None and self.stateful:
             initial_state = self._carried
         states = self._states(x, initial_state)
@@ -271,7 +279,13 @@ class KerasRecurrent(nn.Module):
         directions = 2 if last.direction == "bidirectional" else 1
         # Keras order per layer is [h, c] per direction; torch wants (L·D, B, H) per state kind.
         hx = [
-            torch.stack([layer_states[d * per_direction + k] for layer_states in states for d in range(directions)])
+            torch.stack(
+                [
+                    layer_states[d * per_direction + k]
+                    for layer_states in states
+                    for d in range(directions)
+                ]
+            )
             for k in range(per_direction)
         ]
         if last.direction == "backward":
@@ -279,7 +293,11 @@ class KerasRecurrent(nn.Module):
         output, h_n = module(x, tuple(hx) if per_direction == 2 else hx[0])
         finals_by_kind = h_n if isinstance(h_n, tuple) else (h_n,)
         finals = [
-            [finals_by_kind[k][layer * directions + d] for d in range(directions) for k in range(per_direction)]
+            [
+                finals_by_kind[k][layer * directions + d]
+                for d in range(directions)
+                for k in range(per_direction)
+            ]
             for layer in range(len(group))
         ]
         if last.direction != "bidirectional":
@@ -346,7 +364,7 @@ def _load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
             "weight_ih": _to_torch_order(weights.kernel, layer.cell).T,
             "weight_hh": _to_torch_order(weights.recurrent_kernel, layer.cell).T,
         }
-        if weights.bias is not None:
+        if weights.input_bias is not None:
             arrays["bias_ih"] = _to_torch_order(weights.input_bias, layer.cell)
             if hasattr(module, f"bias_hh_l{index}{suffix}"):
                 recurrent = weights.recurrent_bias
@@ -362,20 +380,25 @@ def _load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
 
 def _read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> RecurrentLayer:
     """Layer ``index`` of a native or explicit module, as a canonical layer like ``template``."""
+
+    def read(name: str, suffix: str) -> np.ndarray:
+        return getattr(module, f"{name}_l{index}{suffix}").detach().cpu().numpy()
+
+    def read_bias(name: str, suffix: str) -> np.ndarray | None:
+        return read(name, suffix) if hasattr(module, f"{name}_l{index}{suffix}") else None
+
     weights = []
     for suffix in _SUFFIXES[: len(template.weights)]:
-        def read(name: str) -> np.ndarray | None:
-            parameter = getattr(module, f"{name}_l{index}{suffix}", None)
-            return None if parameter is None else parameter.detach().cpu().numpy()
-
-        bias_ih, bias_hh = read("bias_ih"), read("bias_hh")
+        bias_ih, bias_hh = read_bias("bias_ih", suffix), read_bias("bias_hh", suffix)
         bias = None
         if bias_ih is not None:
-            bias = _to_canonical_order(bias_ih if bias_hh is None else np.stack([bias_ih, bias_hh]), template.cell)
+            bias = _to_canonical_order(
+                bias_ih if bias_hh is None else np.stack([bias_ih, bias_hh]), template.cell
+            )
         weights.append(
             DirectionWeights(
-                _to_canonical_order(read("weight_ih").T, template.cell),
-                _to_canonical_order(read("weight_hh").T, template.cell),
+                _to_canonical_order(read("weight_ih", suffix).T, template.cell),
+                _to_canonical_order(read("weight_hh", suffix).T, template.cell),
                 bias,
             )
         )
@@ -420,12 +443,12 @@ def torch_to_canonical(module: nn.Module) -> RecurrentStack:
     if isinstance(module, KerasRecurrent):
         return module.to_canonical()
     cell = next((name for name, kind in _NATIVE.items() if type(module) is kind), None)
-    if cell is None:
+    if cell is None or not isinstance(module, nn.RNNBase):
         raise UnsupportedFeatureError(
             f"{type(module).__name__} is not nn.LSTM, nn.GRU, nn.RNN or KerasRecurrent; "
             "only those convert"
         )
-    if getattr(module, "proj_size", 0):
+    if module.proj_size:
         raise UnsupportedFeatureError(
             f"nn.LSTM(proj_size={module.proj_size}) has a projection that Keras layers cannot "
             "express; convert a model without proj_size"
@@ -464,7 +487,11 @@ def run_torch(
     dtype = next(module.parameters()).dtype
     with torch.no_grad():
         inputs = torch.as_tensor(np.asarray(x), dtype=dtype)
-        states = None if initial_states is None else [torch.as_tensor(s, dtype=dtype) for s in initial_states]
+        states = (
+            None
+            if initial_states is None
+            else [torch.as_tensor(s, dtype=dtype) for s in initial_states]
+        )
         result = module(inputs, states)
     tensors = result if isinstance(result, tuple) else (result,)
     return tuple(t.detach().cpu().numpy() for t in tensors)

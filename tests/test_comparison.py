@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xframe_bilstm.comparison import compare_arrays, compare_outputs, derived_tolerance
+
+from .factories import random_stack
+
+
+def test_identical_arrays_pass_with_zero_error() -> None:
+    result = compare_arrays("output", np.ones((2, 3)), np.ones((2, 3)), atol=0.0)
+    assert result and result.max_abs_error == 0.0 and result.mismatched == 0
+
+
+def test_worst_element_is_located_and_counted() -> None:
+    expected = np.zeros((2, 3))
+    actual = expected.copy()
+    actual[1, 2], actual[0, 0] = 0.5, 1e-9
+    result = compare_arrays("output", expected, actual, atol=1e-6)
+    assert not result
+    assert (result.worst_index, result.mismatched, result.max_abs_error) == ((1, 2), 1, 0.5)
+    assert "mismatched elements 1 / 6" in result.describe()
+    assert "0.5 at index (1, 2)" in result.describe()
+
+
+def test_relative_tolerance_scales_with_expected() -> None:
+    assert compare_arrays("x", np.array([1000.0]), np.array([1000.5]), atol=0.0, rtol=1e-3)
+    assert not compare_arrays("x", np.array([1.0]), np.array([1.5]), atol=0.0, rtol=1e-3)
+
+
+def test_shape_is_checked_before_values() -> None:
+    result = compare_arrays("h", np.zeros((2, 3)), np.zeros((3, 2)), atol=1.0)
+    assert not result and "shape (3, 2) where (2, 3) was expected" in result.describe()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_values_fail_even_when_equal(bad: float) -> None:
+    values = np.array([1.0, bad])
+    result = compare_arrays("output", values, values.copy(), atol=1.0)
+    assert not result and "non-finite" in result.describe()
+
+
+def test_difference_is_taken_in_float64() -> None:
+    expected = np.array([1.0], dtype=np.float32)
+    actual = np.array([1.0 + 2**-20], dtype=np.float32)
+    assert compare_arrays("x", expected, actual, atol=0.0).max_abs_error == 2**-20
+
+
+def test_output_count_mismatch_fails() -> None:
+    result = compare_outputs(["output", "h"], [np.ones(1)] * 2, [np.ones(1)], atol=1.0)
+    assert not result and "different numbers of outputs" in result.message()
+
+
+def test_derived_tolerance_grows_with_weight_scale_and_length() -> None:
+    rng = np.random.default_rng(0)
+    stack = random_stack(rng, "lstm", 4, 8, direction="bidirectional")
+    small = derived_tolerance(stack, rng.standard_normal((2, 5, 4)))
+    scaled = type(stack)(
+        tuple(
+            type(layer)(
+                layer.cell,
+                layer.input_size,
+                layer.units,
+                tuple(type(w)(w.kernel * 6, w.recurrent_kernel * 6, w.bias) for w in layer.weights),
+                layer.direction,
+                layer.merge_mode,
+            )
+            for layer in stack.layers
+        )
+    )
+    large = derived_tolerance(scaled, rng.standard_normal((2, 200, 4)) * 3)
+    assert 0 < small < 1e-5
+    assert large > 3 * small
+
+
+def test_derived_tolerance_for_float64_is_far_tighter() -> None:
+    rng = np.random.default_rng(0)
+    stack = random_stack(rng, "gru", 3, 4)
+    x = rng.standard_normal((2, 6, 3))
+    assert derived_tolerance(stack, x, dtype=np.float64) < 1e-6 * derived_tolerance(stack, x)

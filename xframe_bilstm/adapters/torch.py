@@ -375,7 +375,7 @@ def _load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
                 )
         for name, array in arrays.items():
             parameter = getattr(module, f"{name}_l{index}{suffix}")
-            parameter.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+            parameter.copy_(torch.tensor(array))  # a copy: canonical arrays are read-only
 
 
 def _read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> RecurrentLayer:

@@ -53,8 +53,9 @@ def _cases():
     ("cell", "reset_after", "direction", "merge", "layers", "return_sequences", "return_state"),
     list(_cases()),
 )
+@pytest.mark.parametrize("lengths", [None, [5, 2, 1]], ids=["unmasked", "masked"])
 def test_module_matches_reference_in_float64(
-    cell, reset_after, direction, merge, layers, return_sequences, return_state
+    cell, reset_after, direction, merge, layers, return_sequences, return_state, lengths
 ) -> None:
     rng = np.random.default_rng(7)
     stack = random_stack(
@@ -69,10 +70,10 @@ def test_module_matches_reference_in_float64(
         return_sequences=return_sequences,
         return_state=return_state,
     )
-    x = rng.standard_normal((2, 5, 3))
-    states = [rng.standard_normal((2, 4)) for _ in range(initial_state_count(stack))]
-    expected = run_reference(stack, x, initial_states=states)
-    actual = run_torch(canonical_to_torch(stack), x, initial_states=states)
+    x = rng.standard_normal((3, 5, 3))
+    states = [rng.standard_normal((3, 4)) for _ in range(initial_state_count(stack))]
+    expected = run_reference(stack, x, initial_states=states, lengths=lengths)
+    actual = run_torch(canonical_to_torch(stack), x, initial_states=states, lengths=lengths)
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)

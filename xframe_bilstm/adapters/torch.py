@@ -17,6 +17,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,6 +86,43 @@ def _group_layers(stack: RecurrentStack) -> list[list[RecurrentLayer]]:
     return groups
 
 
+def valid_steps(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T) booleans: True where step ``t`` is before row ``b``'s length."""
+    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[b, index[b, t]]`` for (B, T, F) ``x`` and (B, T) ``index``."""
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
+
+
+def _reverse_time(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each row's valid steps in time, leaving its padding where it is."""
+    if lengths is None:
+        return x.flip(1)
+    steps = torch.arange(x.shape[1], device=x.device)[None, :]
+    last = lengths[:, None] - 1
+    return _gather_time(x, torch.where(steps <= last, last - steps, steps))
+
+
+def _carry_last_valid(y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Repeat each row's last valid output over its padding (Keras's plain masked layers)."""
+    steps = torch.arange(y.shape[1], device=y.device)[None, :]
+    return _gather_time(y, torch.minimum(steps, lengths[:, None] - 1))
+
+
+def _align_right(y: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Move each row's valid prefix to the end, zeros before it.
+
+    Keras's ``go_backwards`` reads a right-padded row from its end, so it meets the padding
+    first (zero outputs) and its valid outputs fill the last ``length`` steps.
+    """
+    steps = torch.arange(y.shape[1], device=y.device)[None, :]
+    source = steps - (y.shape[1] - lengths[:, None])
+    moved = _gather_time(y, source.clamp(min=0))
+    return torch.where((source >= 0)[:, :, None], moved, torch.zeros_like(moved))
+
+
 class ExplicitRNN(nn.Module):
     """One recurrent layer as an explicit loop, for cells the native modules cannot run.
 
@@ -125,15 +163,24 @@ class ExplicitRNN(nn.Module):
                     self.register_parameter(f"bias_hh_l0{suffix}", nn.Parameter(torch.zeros(gates)))
 
     def forward(
-        self, x: torch.Tensor, hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+        self,
+        x: torch.Tensor,
+        hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """Run as ``nn.LSTM`` would on batch-first ``x``, or on a packed sequence of ``lengths``.
+
+        With ``lengths``, steps past each row's length leave the states alone and output
+        zeros, and the reverse direction starts at each row's last valid step.
+        """
         h0, c0 = hx if isinstance(hx, tuple) else (hx, None)
+        valid = None if lengths is None else valid_steps(lengths, x.shape[1])
         outputs, finals_h, finals_c = [], [], []
         for index, suffix in enumerate(_SUFFIXES[: 2 if self.bidirectional else 1]):
             c = h0.new_zeros(0) if c0 is None else c0[index]  # only LSTMs have a cell state
-            sequence = x.flip(1) if suffix else x
-            y, h, c = self._run(sequence, h0[index], c, suffix)
-            outputs.append(y.flip(1) if suffix else y)  # time-aligned, as nn.LSTM does
+            sequence = _reverse_time(x, lengths) if suffix else x
+            y, h, c = self._run(sequence, h0[index], c, suffix, valid)
+            outputs.append(_reverse_time(y, lengths) if suffix else y)  # time-aligned
             finals_h.append(h)
             finals_c.append(c)
         output = torch.cat(outputs, dim=-1)
@@ -141,7 +188,12 @@ class ExplicitRNN(nn.Module):
         return output, ((h_n, torch.stack(finals_c)) if self.cell == "lstm" else h_n)
 
     def _run(
-        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, suffix: str
+        self,
+        x: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        suffix: str,
+        valid: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         act = TORCH_ACTIVATIONS[self.activation]
         gate = TORCH_ACTIVATIONS[self.recurrent_activation or "linear"]
@@ -155,9 +207,10 @@ class ExplicitRNN(nn.Module):
             z = projected[:, t]
             if self.cell == "lstm":
                 zi, zf, zg, zo = (z + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
-                c = gate(zf) * c + gate(zi) * act(zg)
-                h = gate(zo) * act(c)
+                new_c = gate(zf) * c + gate(zi) * act(zg)
+                new_h = gate(zo) * act(new_c)
             elif self.cell == "gru":
+                new_c = c
                 xr, xz, xn = z.chunk(3, dim=-1)
                 if self.reset_after:
                     hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
@@ -167,10 +220,18 @@ class ExplicitRNN(nn.Module):
                     w_r, w_z, w_n = w_hh.chunk(3, dim=0)
                     reset, update = gate(xr + F.linear(h, w_r)), gate(xz + F.linear(h, w_z))
                     candidate = act(xn + F.linear(reset * h, w_n))
-                h = update * h + (1 - update) * candidate
+                new_h = update * h + (1 - update) * candidate
             else:
-                h = act(z + F.linear(h, w_hh, b_hh))
-            outputs.append(h)
+                new_c = c
+                new_h = act(z + F.linear(h, w_hh, b_hh))
+            if valid is None:
+                h, c = new_h, new_c
+                outputs.append(h)
+            else:  # a padded step keeps the states and outputs zeros, as packed sequences do
+                keep = valid[:, t, None]
+                h = torch.where(keep, new_h, h)
+                c = torch.where(keep, new_c, c) if self.cell == "lstm" else c
+                outputs.append(torch.where(keep, h, torch.zeros_like(h)))
         return torch.stack(outputs, dim=1), h, c
 
 
@@ -221,12 +282,22 @@ class KerasRecurrent(nn.Module):
         self._carried = None
 
     def forward(
-        self, x: torch.Tensor, initial_state: Sequence[torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        initial_state: Sequence[torch.Tensor] | None = None,
+        lengths: torch.Tensor | Sequence[int] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Run on batch-first ``x`` (B, T, D); ``lengths`` (B,) masks right padding as Keras does.
+
+        With ``lengths``, padded steps keep the states; they output the last valid output in
+        plain layers and zeros in bidirectional ones that return sequences, and final states
+        are taken at each row's last valid step (Keras's mask semantics).
+        """
         if x.dim() != 3:
             raise WeightShapeError(
                 f"x: expected shape (batch, time, features), got {tuple(x.shape)}"
             )
+        lengths = None if lengths is None else _check_lengths(lengths, x)
         if initial_state is None and self.stateful:
             initial_state = self._carried
         states = self._states(x, initial_state)
@@ -235,7 +306,12 @@ class KerasRecurrent(nn.Module):
             layer_states, states = states[: len(group)], states[len(group) :]
             is_last = group_index == len(self.groups) - 1
             outputs, group_finals = self._run_group(
-                module, group, sequence, layer_states, self.return_sequences or not is_last
+                module,
+                group,
+                sequence,
+                layer_states,
+                self.return_sequences or not is_last,
+                lengths,
             )
             finals.extend(group_finals)
             sequence = outputs[0]
@@ -273,6 +349,7 @@ class KerasRecurrent(nn.Module):
         x: torch.Tensor,
         states: list[list[torch.Tensor]],
         return_sequences: bool,
+        lengths: torch.Tensor | None,
     ) -> tuple[tuple[torch.Tensor, ...], list[list[torch.Tensor]]]:
         last = group[-1]
         per_direction, units = last.num_states, last.units
@@ -289,8 +366,8 @@ class KerasRecurrent(nn.Module):
             for k in range(per_direction)
         ]
         if last.direction == "backward":
-            x = x.flip(1)  # go_backwards: outputs stay in this processing order
-        output, h_n = module(x, tuple(hx) if per_direction == 2 else hx[0])
+            x = _reverse_time(x, lengths)  # go_backwards: outputs stay in processing order
+        output, h_n = _run_module(module, x, tuple(hx) if per_direction == 2 else hx[0], lengths)
         finals_by_kind = h_n if isinstance(h_n, tuple) else (h_n,)
         finals = [
             [
@@ -300,13 +377,18 @@ class KerasRecurrent(nn.Module):
             ]
             for layer in range(len(group))
         ]
+        last_finals = finals[-1]
+        if not return_sequences:  # each direction's last output is its final h
+            if directions == 1:
+                return (last_finals[0],), finals
+            return _merge(last.merge_mode, last_finals[0], last_finals[per_direction]), finals
+        if lengths is not None and last.direction == "forward":
+            output = _carry_last_valid(output, lengths)
+        elif lengths is not None and last.direction == "backward":
+            output = _align_right(output, lengths)
         if last.direction != "bidirectional":
-            return (output if return_sequences else output[:, -1],), finals
-        forward, backward = output[..., :units], output[..., units:]
-        if not return_sequences:
-            # The backward half's last processed step is input step 0.
-            forward, backward = forward[:, -1], backward[:, 0]
-        return _merge(last.merge_mode, forward, backward), finals
+            return (output,), finals
+        return _merge(last.merge_mode, output[..., :units], output[..., units:]), finals
 
     def to_canonical(self) -> RecurrentStack:
         """The canonical form of this module's current parameters."""
@@ -320,6 +402,40 @@ class KerasRecurrent(nn.Module):
             return_state=self.return_state,
             stateful=self.stateful,
         )
+
+
+def _check_lengths(lengths: torch.Tensor | Sequence[int], x: torch.Tensor) -> torch.Tensor:
+    values = torch.as_tensor(lengths, device=x.device)
+    batch, steps = x.shape[0], x.shape[1]
+    if values.shape != (batch,) or values.dtype.is_floating_point or values.dtype == torch.bool:
+        raise WeightShapeError(
+            f"lengths: expected {batch} integers (one per batch row), got {values.dtype} "
+            f"tensor of shape {tuple(values.shape)}"
+        )
+    if int(values.min()) < 1 or int(values.max()) > steps:
+        raise WeightShapeError(
+            f"lengths: each must be in 1..{steps} (the number of steps), got {values.tolist()}"
+        )
+    return values.long()
+
+
+def _run_module(
+    module: nn.Module,
+    x: torch.Tensor,
+    hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    lengths: torch.Tensor | None,
+) -> tuple[torch.Tensor, Any]:
+    """Run a native or explicit module; with ``lengths``, as a packed sequence."""
+    if lengths is None:
+        return module(x, hx)
+    if isinstance(module, ExplicitRNN):
+        return module(x, hx, lengths)
+    packed = nn.utils.rnn.pack_padded_sequence(
+        x, lengths.cpu(), batch_first=True, enforce_sorted=False
+    )
+    output, h_n = module(packed, hx)
+    padded, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=x.shape[1])
+    return padded, h_n
 
 
 def _make_module(group: list[RecurrentLayer]) -> nn.Module:
@@ -482,16 +598,24 @@ def run_torch(
     x: np.ndarray,
     *,
     initial_states: Sequence[np.ndarray] | None = None,
+    lengths: Sequence[int] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Run a :class:`KerasRecurrent` on numpy input and return its outputs as numpy arrays."""
-    dtype = next(module.parameters()).dtype
+    parameter = next(module.parameters())
+    dtype, device = parameter.dtype, parameter.device
     with torch.no_grad():
-        inputs = torch.as_tensor(np.asarray(x), dtype=dtype)
+        inputs = torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
         states = (
             None
             if initial_states is None
-            else [torch.as_tensor(s, dtype=dtype) for s in initial_states]
+            else [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
         )
-        result = module(inputs, states)
+        masks = None if lengths is None else torch.as_tensor(np.asarray(lengths), device=device)
+        result = module(inputs, states, masks)
     tensors = result if isinstance(result, tuple) else (result,)
-    return tuple(t.detach().cpu().numpy() for t in tensors)
+    return tuple(
+        t.detach().float().cpu().numpy()
+        if t.dtype in (torch.float16, torch.bfloat16)
+        else t.detach().cpu().numpy()
+        for t in tensors
+    )

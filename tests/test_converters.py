@@ -358,3 +358,47 @@ def test_verify_catches_a_broken_conversion(monkeypatch) -> None:
 def test_proj_size_is_refused_at_conversion() -> None:
     with pytest.raises(UnsupportedFeatureError, match="proj_size"):
         torch_to_keras(torch.nn.LSTM(3, 4, proj_size=2))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: keras.layers.LSTM(3, return_sequences=True), id="lstm-carries"),
+        pytest.param(
+            lambda: keras.layers.GRU(
+                3, return_sequences=True, go_backwards=True, return_state=True
+            ),
+            id="gru-go_backwards",
+        ),
+        pytest.param(
+            lambda: keras.layers.Bidirectional(
+                keras.layers.LSTM(3, return_sequences=True, return_state=True), merge_mode="sum"
+            ),
+            id="bilstm-sum-zeros",
+        ),
+        pytest.param(
+            lambda: keras.layers.Bidirectional(keras.layers.SimpleRNN(3), merge_mode=None),
+            id="birnn-last-valid",
+        ),
+    ],
+)
+def test_masked_keras_layer_matches_module_given_lengths(make) -> None:
+    rng = np.random.default_rng(6)
+    layer = make()
+    layer.build((None, None, 2))
+    inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+    cell = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn"}[type(inner).__name__]
+    randomize(layer, rng, cell, 2, True)
+    module = keras_to_torch(layer)
+    x = rng.standard_normal((3, 6, 2)).astype(np.float32)
+    lengths = [6, 3, 1]
+    stack = keras_to_canonical(layer)
+    names = output_names(stack)
+    reference = run_reference(stack, x.astype(np.float64), lengths=lengths)
+    tolerance = derived_tolerance(stack, x, lengths=lengths)
+    for label, actual in (
+        ("keras", run_keras(layer, x, lengths=lengths)),
+        ("torch", run_torch(module, x, lengths=lengths)),
+    ):
+        result = compare_outputs(names, reference, actual, atol=tolerance, label=label)
+        assert result, result.message()

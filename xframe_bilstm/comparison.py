@@ -21,11 +21,15 @@ import numpy as np
 from .canonical import RecurrentStack
 from .reference import run_reference
 
-# Two independent float32 implementations may each drift from float64 about as far as
-# the float32 reference does, and in opposite directions: allow this many times its drift.
+# A correct float32 implementation drifts from float64 about as far as the float32 reference
+# does (at most 1.6 times as far over the configurations in benchmarks/tolerance.py), and two
+# of them may drift in opposite directions: allow ten times the reference's drift.
 NOISE_FACTOR = 10.0
-# Below any measured noise: this many units in the last place of the largest value, per step.
-FLOOR_ULPS_PER_STEP = 8.0
+# Where the reference's drift is tiny or zero: a few units in the last place of the output.
+FLOOR_ULPS = 4.0
+# Past 1% of the output's size the dtype cannot resolve this model on this input; the bound
+# stops growing there so that real errors still fail.
+CAP_RELATIVE = 1e-2
 
 
 @dataclass(frozen=True)
@@ -193,9 +197,9 @@ def derived_tolerance(
 ) -> float:
     """Absolute error two correct ``dtype`` implementations of ``stack`` may show on ``x``.
 
-    It is ``NOISE_FACTOR`` times the float32 reference's distance from the float64 one
-    (scaled by machine epsilon when ``dtype`` is not float32), and never below
-    ``FLOOR_ULPS_PER_STEP`` units in the last place of the largest output per time step.
+    The float32 reference's distance from the float64 one, scaled by machine epsilon when
+    ``dtype`` is not float32, times ``NOISE_FACTOR``; at least ``FLOOR_ULPS`` units in the
+    last place and at most ``CAP_RELATIVE`` of the largest expected value.
 
     Example:
         >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
@@ -213,5 +217,4 @@ def derived_tolerance(
     scale = max(max(float(np.max(np.abs(e), initial=0.0)) for e in exact), 1.0)
     epsilon = float(np.finfo(dtype).eps)
     noise *= epsilon / float(np.finfo(np.float32).eps)
-    steps = np.asarray(x).shape[1]
-    return max(NOISE_FACTOR * noise, FLOOR_ULPS_PER_STEP * epsilon * scale * steps)
+    return float(np.clip(NOISE_FACTOR * noise, FLOOR_ULPS * epsilon * scale, CAP_RELATIVE * scale))

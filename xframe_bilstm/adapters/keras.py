@@ -64,7 +64,7 @@ def hard_sigmoid_keras2(x: Any) -> Any:
     need this one to compute what they computed there.
 
     Example:
-        >>> float(hard_sigmoid_keras2(np.float32(2.0)))  # doctest: +SKIP
+        >>> round(float(hard_sigmoid_keras2(np.float32(2.0))), 6)
         0.9
     """
     keras = require("keras")
@@ -77,7 +77,9 @@ def register_keras_activations() -> None:
     Idempotent; called by the converters, so users only need it before ``load_model``.
 
     Example:
-        >>> register_keras_activations()  # doctest: +SKIP
+        >>> register_keras_activations()
+        >>> keras.saving.get_registered_object("xframe_bilstm>hard_sigmoid_keras2").__name__
+        'hard_sigmoid_keras2'
     """
     global _registered
     if _registered:
@@ -110,9 +112,9 @@ def keras_to_canonical(obj: Any) -> RecurrentStack:
         UnsupportedFeatureError: a layer class or option with no exact canonical equivalent.
 
     Example:
-        >>> layer = keras.layers.LSTM(2)  # doctest: +SKIP
-        >>> layer.build((None, None, 3))  # doctest: +SKIP
-        >>> keras_to_canonical(layer).layers[0].cell  # doctest: +SKIP
+        >>> layer = keras.layers.LSTM(2)
+        >>> layer.build((None, None, 3))
+        >>> keras_to_canonical(layer).layers[0].cell
         'lstm'
     """
     keras = require("keras")
@@ -327,7 +329,13 @@ def canonical_to_keras(
         UnsupportedFeatureError: a stateful stack without ``batch_size``.
 
     Example:
-        >>> layer = canonical_to_keras(keras_to_canonical(keras_layer))  # doctest: +SKIP
+        >>> gru = keras.layers.GRU(2, go_backwards=True)
+        >>> gru.build((None, None, 3))
+        >>> copy = canonical_to_keras(keras_to_canonical(gru))
+        >>> type(copy).__name__, copy.go_backwards
+        ('GRU', True)
+        >>> all(np.array_equal(a, b) for a, b in zip(gru.get_weights(), copy.get_weights()))
+        True
     """
     keras = require("keras")
     if stack.stateful and batch_size is None:
@@ -457,7 +465,11 @@ def run_keras(
         numpy arrays in the order of ``output_names(keras_to_canonical(layer_or_model))``.
 
     Example:
-        >>> (y,) = run_keras(keras_layer, np.zeros((2, 5, 3)))  # doctest: +SKIP
+        >>> layer = keras.layers.SimpleRNN(4, return_sequences=True)
+        >>> layer.build((None, None, 3))
+        >>> (y,) = run_keras(layer, np.zeros((2, 5, 3)))
+        >>> y.shape, y.dtype
+        ((2, 5, 4), dtype('float32'))
     """
     keras = require("keras")
     if keras.backend.backend() != "tensorflow":

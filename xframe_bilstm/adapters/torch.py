@@ -367,7 +367,8 @@ class KerasRecurrent(nn.Module):
         ]
         if last.direction == "backward":
             x = _reverse_time(x, lengths)  # go_backwards: outputs stay in processing order
-        output, h_n = _run_module(module, x, tuple(hx) if per_direction == 2 else hx[0], lengths)
+        initial = (hx[0], hx[1]) if per_direction == 2 else hx[0]
+        output, h_n = _run_module(module, x, initial, lengths)
         finals_by_kind = h_n if isinstance(h_n, tuple) else (h_n,)
         finals = [
             [

@@ -124,3 +124,14 @@ def test_output_names_follow_keras_return_order(
     count = 2 if direction == "bidirectional" else 1
     layer = RecurrentLayer("lstm", 3, 2, (lstm_weights(),) * count, direction, merge_mode)
     assert output_names(RecurrentStack((layer,), return_state=return_state)) == expected
+
+
+def test_equality_compares_array_values() -> None:
+    first = lstm_weights()
+    assert first == lstm_weights()
+    assert first != lstm_weights(bias=None)
+    changed = DirectionWeights(first.kernel + 1, first.recurrent_kernel, first.bias)
+    assert first != changed
+    layer = RecurrentLayer("lstm", 3, 2, (first,))
+    assert layer == RecurrentLayer("lstm", 3, 2, (lstm_weights(),))
+    assert layer != RecurrentLayer("lstm", 3, 2, (changed,))

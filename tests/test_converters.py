@@ -402,3 +402,13 @@ def test_masked_keras_layer_matches_module_given_lengths(make) -> None:
     ):
         result = compare_outputs(names, reference, actual, atol=tolerance, label=label)
         assert result, result.message()
+
+
+def test_torch_dropout_between_layers_becomes_keras_dropout() -> None:
+    module = torch.nn.GRU(3, 4, num_layers=3, dropout=0.25, batch_first=True)
+    model = torch_to_keras(module)  # verifies in inference mode, where dropout is the identity
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["GRU", "Dropout", "GRU", "Dropout", "GRU"]
+    assert all(layer.rate == 0.25 for layer in model.layers if type(layer).__name__ == "Dropout")
+    # Dropout is the identity at inference, so the Keras model reads back as the torch stack.
+    assert keras_to_canonical(model) == torch_adapter.torch_to_canonical(module)

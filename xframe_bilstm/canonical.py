@@ -41,7 +41,7 @@ def _frozen_array(value: object, name: str) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DirectionWeights:
     """Weights of one direction of one layer, in canonical orientation and gate order.
 
@@ -62,6 +62,19 @@ class DirectionWeights:
         )
         if self.bias is not None:
             object.__setattr__(self, "bias", _frozen_array(self.bias, "bias"))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every array has the same shape and values (dtypes may differ)."""
+        if not isinstance(other, DirectionWeights):
+            return NotImplemented
+        pairs = [(self.kernel, other.kernel), (self.recurrent_kernel, other.recurrent_kernel)]
+        if (self.bias is None) != (other.bias is None):
+            return False
+        if self.bias is not None and other.bias is not None:
+            pairs.append((self.bias, other.bias))
+        return all(np.array_equal(a, b) for a, b in pairs)
+
+    __hash__ = None  # type: ignore[assignment]  # arrays are mutable-typed and unhashable
 
     @property
     def bias_layout(self) -> str:

@@ -77,7 +77,8 @@ def torch_to_keras(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     batch-first layout. Keras's last layer returns no states; the torch ``h_n[2*l + d]``
     (layer ``l``, direction ``d``) is the final state of Keras layer ``l``'s forward
     (``d=0``) or backward (``d=1``) half. ``bias_ih + bias_hh`` become Keras's one bias (the
-    only step that is not bit-exact: one float addition). ``proj_size`` raises
+    only step that is not bit-exact: one float addition). A ``dropout`` between stacked
+    layers becomes ``keras.layers.Dropout`` layers between them. ``proj_size`` raises
     :class:`~xframe_bilstm.errors.UnsupportedFeatureError`.
 
     Example:
@@ -91,7 +92,10 @@ def torch_to_keras(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     keras_adapter = _keras_adapter()
     stack = torch_adapter.torch_to_canonical(obj)
     layer = keras_adapter.canonical_to_keras(
-        stack, batch_size=VERIFY_BATCH if stack.stateful else None
+        stack,
+        batch_size=VERIFY_BATCH if stack.stateful else None,
+        # torch's dropout acts between stacked layers in training; Keras Dropout layers do too.
+        dropout=float(getattr(obj, "dropout", 0.0)),
     )
     if verify:
         x = verification_input(stack, seed=seed)

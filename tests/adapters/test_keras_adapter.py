@@ -301,8 +301,12 @@ def test_unrolled_bidirectional_with_mask_pins_keras_bug() -> None:
     )
     layer.build((None, STEPS, INPUT))
     randomize(layer, 11)
+    with pytest.raises(UnsupportedFeatureError, match="unroll=True with return_sequences=True"):
+        keras_to_canonical(layer)
     x = random_input(12)
     got = run_keras(layer, x, lengths=LENGTHS)
+    for half in (layer.forward_layer, layer.backward_layer):
+        half.unroll = False  # the same weights, converted without the bug
     expected = run_reference(keras_to_canonical(layer), x, lengths=LENGTHS)
     backward = slice(UNITS, None)
     assert np.abs(got[0][..., backward] - expected[0][..., backward]).max() > 0.05

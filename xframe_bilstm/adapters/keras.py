@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import DirectionWeights, RecurrentLayer, RecurrentStack, output_names
+from ..canonical import DirectionWeights, RecurrentLayer, RecurrentStack
 from ..errors import UnsupportedFeatureError, WeightShapeError
 
 # Keras class name -> canonical cell kind.
@@ -49,6 +49,15 @@ _KERAS_NAME = {
     "silu": "silu",
     "exponential": "exponential",
 }
+
+# Layers that pass their input through unchanged at inference.
+_INFERENCE_IDENTITY = (
+    "Dropout",
+    "SpatialDropout1D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+)
 
 _REGISTERED_PACKAGE = "xframe_bilstm"
 _registered = False
@@ -97,9 +106,10 @@ def keras_to_canonical(obj: Any) -> RecurrentStack:
 
     Accepts ``LSTM``, ``GRU``, ``SimpleRNN``, a ``Bidirectional`` wrapping one of them
     (custom ``backward_layer`` included) and a ``keras.Sequential`` of those. The conversion
-    is for inference: ``dropout`` and ``recurrent_dropout`` are ignored. ``unroll=True`` is
-    accepted (same math), but note Keras's own bug: an unrolled ``Bidirectional`` that
-    returns sequences zeroes valid backward outputs when given a mask.
+    is for inference: ``dropout`` and ``recurrent_dropout`` are ignored, and so are layers
+    that are the identity at inference (``Dropout`` and its kin) inside a ``Sequential``.
+    ``unroll=True`` is accepted (same math) except in a ``Bidirectional`` that returns
+    sequences, where Keras's own bug zeroes valid backward outputs under a mask.
 
     Args:
         obj: the layer or model; it must be built (have weights).
@@ -125,7 +135,9 @@ def keras_to_canonical(obj: Any) -> RecurrentStack:
 
 
 def _sequential_to_canonical(model: Any, keras: Any) -> RecurrentStack:
-    members = [m for m in model.layers if not isinstance(m, keras.layers.InputLayer)]
+    # Input layers and layers that are the identity at inference carry no computation.
+    skipped = (keras.layers.InputLayer, *(getattr(keras.layers, n) for n in _INFERENCE_IDENTITY))
+    members = [m for m in model.layers if not isinstance(m, skipped)]
     if not members:
         raise UnsupportedFeatureError(
             f"Sequential {model.name!r} has no layers; add at least one recurrent layer"
@@ -196,6 +208,13 @@ def _bidirectional_to_canonical(bidi: Any, keras: Any) -> RecurrentLayer:
             f"Bidirectional {bidi.name!r}: its forward layer {forward.name!r} has "
             "go_backwards=True; build it with a forward layer and a go_backwards=True "
             "backward_layer"
+        )
+    if bidi.return_sequences and (forward.unroll or backward.unroll):
+        raise UnsupportedFeatureError(
+            f"Bidirectional {bidi.name!r}: unroll=True with return_sequences=True; given a "
+            "mask, Keras zeroes valid backward outputs of this configuration (a Keras bug) "
+            "and no converted model reproduces that; rebuild its layers with unroll=False, "
+            "which computes the same without the bug"
         )
     specs = (_direction_spec(forward, keras), _direction_spec(backward, keras))
     for key in specs[0]:
@@ -307,7 +326,11 @@ def _canonical_activation(function: Any, layer: Any, option: str, keras: Any) ->
 
 
 def canonical_to_keras(
-    stack: RecurrentStack, *, name: str | None = None, batch_size: int | None = None
+    stack: RecurrentStack,
+    *,
+    name: str | None = None,
+    batch_size: int | None = None,
+    dropout: float = 0.0,
 ) -> Any:
     """Build a Keras 3 layer (one-layer stack) or ``Sequential`` holding ``stack``'s weights.
 
@@ -321,6 +344,8 @@ def canonical_to_keras(
         stack: the canonical stack.
         name: name of the layer or model; Keras picks one when None.
         batch_size: fixed batch size; required when ``stack.stateful``.
+        dropout: rate of ``Dropout`` layers put between the recurrent layers (PyTorch's
+            ``dropout`` between stacked layers; active in training only).
 
     Returns:
         A built ``keras.layers.Layer`` or ``keras.Sequential`` with the weights set.
@@ -361,7 +386,10 @@ def canonical_to_keras(
         result.build((batch_size, None, stack.input_size))
     else:
         inputs = keras.Input(shape=(None, stack.input_size), batch_size=batch_size, dtype=dtype)
-        result = keras.Sequential([inputs, *built], name=name)
+        members = [built[0]]
+        for layer in built[1:]:
+            members += [keras.layers.Dropout(dropout), layer] if dropout else [layer]
+        result = keras.Sequential([inputs, *members], name=name)
     for canonical, keras_layer in zip(stack.layers, built, strict=True):
         _set_weights(canonical, keras_layer)
     return result
@@ -477,13 +505,11 @@ def run_keras(
             f"run_keras compiles with tf.function and needs the TensorFlow backend; Keras "
             f"uses {keras.backend.backend()!r} (set KERAS_BACKEND=tensorflow)"
         )
-    stack = keras_to_canonical(layer_or_model)
+    # Runs any layer, even one keras_to_canonical refuses, so that it can be compared.
     dtype = _compute_dtype(layer_or_model, keras)
     x = np.asarray(x, dtype=dtype)
-    if x.ndim != 3 or x.shape[2] != stack.input_size:
-        raise WeightShapeError(
-            f"x: expected shape (batch, time, {stack.input_size}), got {x.shape}"
-        )
+    if x.ndim != 3:
+        raise WeightShapeError(f"x: expected shape (batch, time, features), got {x.shape}")
     states = None
     if initial_states is not None:
         if isinstance(layer_or_model, keras.Sequential):
@@ -499,13 +525,8 @@ def run_keras(
         None if states is None else [tf.constant(s) for s in states],
         None if mask is None else tf.constant(mask),
     )
-    arrays = tuple(np.asarray(value) for value in keras.tree.flatten(result))
-    expected = output_names(stack)
-    if len(arrays) != len(expected):
-        raise AssertionError(
-            f"Keras returned {len(arrays)} arrays, expected {len(expected)} {expected}"
-        )
-    return arrays
+    # Keras returns (outputs..., states...) in the order output_names() gives them.
+    return tuple(np.asarray(value) for value in keras.tree.flatten(result))
 
 
 def _compute_dtype(layer_or_model: Any, keras: Any) -> str:

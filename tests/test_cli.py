@@ -1,53 +1,160 @@
-"""The command line, through main() and once as a real process."""
+"""The command line, through main() and as real processes."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("keras")
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
 
-from xframe_bilstm.cli import main
+from xframe_bilstm import keras_to_torch  # noqa: E402
+from xframe_bilstm.cli import main  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--steps", "4", "--units", "3", "--input-size", "2", "--batch", "2"]
 
 
 @pytest.mark.parametrize(
     "argv",
     [
-        pytest.param(["--steps", "4", "--units", "3"], id="default-bilstm"),
-        pytest.param(["--cell", "gru", "--direction", "backward", "--steps", "3"], id="gru-back"),
-        pytest.param(["--cell", "simple_rnn", "--merge-mode", "ave", "--steps", "3"], id="rnn-ave"),
+        pytest.param([], id="default-bilstm"),
+        pytest.param(["compare", "--cell", "gru", "--direction", "backward"], id="gru-back"),
+        pytest.param(
+            ["--cell", "simple_rnn", "--merge-mode", "ave", "--layers", "2"], id="rnn-ave"
+        ),
+        pytest.param(["--dtypes", "float32,float64", "--frameworks", "torch"], id="dtypes"),
     ],
 )
 def test_main_reports_every_pair_passing(argv: list[str], capsys) -> None:
-    assert main(argv) == 0
+    assert main(argv + SMALL) == 0
     printed = capsys.readouterr().out
-    for pair in ("keras vs reference", "torch vs reference", "torch vs keras"):
-        assert f"{pair}: agree" in printed
-    assert "FAILED" not in printed and printed.count("PASSED | output") == 3
+    assert ": equivalent" in printed
+    assert "FAILED" not in printed
+    assert "PASSED | torch[cpu,float32] vs reference[cpu,float64]" in printed
 
 
-def test_main_rejects_bad_sizes(capsys) -> None:
+def test_report_files_are_written(tmp_path: Path, capsys) -> None:
+    files = {kind: tmp_path / f"report.{kind}" for kind in ("json", "markdown", "junit", "plot")}
+    argv = SMALL + [f"--{kind}={path}" for kind, path in files.items()]
+    assert main(argv) == 0
+    assert json.loads(files["json"].read_text())["passed"] is True
+    assert files["markdown"].read_text().startswith("# keras")
+    assert files["junit"].read_text().startswith("<testsuite")
+    assert files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in files.values())
+
+
+@pytest.fixture
+def saved_models(tmp_path: Path):
+    """A Keras Bidirectional LSTM file, its exact torch port and a port with GRU-style gates."""
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
+        ]
+    )
+    keras_path = tmp_path / "model.keras"
+    model.save(keras_path)
+    good = keras_to_torch(model).rnns[0]
+    torch.save(good.state_dict(), tmp_path / "good.pt")
+    bad = {k: v.clone() for k, v in good.state_dict().items()}
+    bad["weight_ih_l0"] = bad["weight_ih_l0"][[*range(4, 8), *range(0, 4), *range(8, 16)]]
+    torch.save(bad, tmp_path / "bad.pt")
+    return keras_path, tmp_path / "good.pt", tmp_path / "bad.pt"
+
+
+def test_keras_file_against_a_correct_torch_port(saved_models, capsys) -> None:
+    keras_path, good, _ = saved_models
+    assert main(["--keras", str(keras_path), "--torch", str(good), "--steps", "5"]) == 0
+    assert "PASSED | torch[cpu,float32]@against vs reference" in capsys.readouterr().out
+
+
+def test_keras_file_against_a_broken_torch_port(saved_models, capsys) -> None:
+    keras_path, _, bad = saved_models
+    assert main(["--keras", str(keras_path), "--torch", str(bad), "--steps", "5"]) == 1
+    printed = capsys.readouterr().out
+    assert "NOT equivalent" in printed
+    assert "FAILED | torch[cpu,float32]@against vs reference" in printed
+
+
+def test_torch_file_alone(saved_models, capsys) -> None:
+    _, good, _ = saved_models
+    assert main(["--torch", str(good), "--steps", "4"]) == 0
+    assert "torch LSTM (lstm/bidirectional, units 4): equivalent" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--units", "0"], "expected a positive integer", id="units"),
+        pytest.param(["--dtypes", "int8"], "'int8' is not one of", id="dtype"),
+        pytest.param(["--rtol", "1e-3"], "give both --rtol and --atol", id="tolerances"),
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], message: str, capsys) -> None:
     with pytest.raises(SystemExit) as raised:
-        main(["--units", "0"])
+        main(argv)
     assert raised.value.code == 2
-    assert "expected a positive integer" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_bad_files_exit_2_with_one_line(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "missing.pt"
+    assert main(["--torch", str(missing)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: FileNotFoundError") and "\n" not in error
+
+
+def test_unknown_framework_exits_2(capsys) -> None:
+    assert main(["--frameworks", "caffe"]) == 2
+    assert "frameworks: 'caffe'" in capsys.readouterr().err
+
+
+def test_missing_framework_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from xframe_bilstm.cli import main\n"
+        "sys.exit(main([]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        line
+        for line in result.stderr.strip().splitlines()
+        if "pip install 'xframe_bilstm[torch]'" in line
+    ]
+    assert "Traceback" not in result.stderr
 
 
 def test_script_runs_as_a_process() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compare.py"), "--steps", "5"],
+        [sys.executable, str(ROOT / "scripts" / "compare.py"), *SMALL],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "torch vs keras: agree" in result.stdout
+    assert "PASSED | keras[cpu,float32] vs torch[cpu,float32]" in result.stdout
+
+
+def test_module_entry_point_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "xframe_bilstm", "compare", *SMALL, "--frameworks", "torch"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np is not None and ": equivalent" in result.stdout

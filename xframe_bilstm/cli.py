@@ -1,48 +1,85 @@
-"""Command line: convert a Keras recurrent layer to PyTorch and show how closely they agree.
+"""Command line: ``python scripts/compare.py`` or ``python -m xframe_bilstm compare``.
 
-``python scripts/compare.py`` (or ``python -m xframe_bilstm``) builds a Keras layer with
-seeded random weights (a Bidirectional LSTM by default), converts it with
-:func:`~xframe_bilstm.keras_to_torch`, runs Keras, the torch module and the float64
-reference on one seeded input, and prints a ``PASSED``/``FAILED`` line per pair with the
-greatest error and the tolerance derived for this model. The exit status is 1 when any pair
-disagrees.
+With no arguments it builds the classic case, a Keras ``Bidirectional`` LSTM with an explicit
+``go_backwards`` backward layer and seeded random weights, runs it on every framework and
+device installed (and the float64 reference) and prints how far apart they are, per pair,
+per time step and per direction. ``--keras FILE`` and ``--torch FILE`` compare your own
+models instead; with both, the torch model is checked against the Keras one.
+
+Exit status: 0 when everything agrees, 1 when something does not, 2 for a usage error or a
+missing framework (one line naming the pip extra to install).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .canonical import DirectionWeights, RecurrentLayer, RecurrentStack, output_names
-from .comparison import compare_outputs, derived_tolerance
+from .canonical import DirectionWeights, RecurrentLayer, RecurrentStack
+from .errors import FrameworkUnavailableError, XFrameError
 from .gates import CANONICAL_ORDER
+from .report import Report
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="compare.py",
-        description="Convert a seeded random Keras recurrent layer to PyTorch and report how "
-        "closely Keras, PyTorch and the float64 reference agree.",
+        description="Run one recurrent model in Keras, PyTorch and the float64 reference, "
+        "and report how far apart they are and where.",
     )
-    parser.add_argument("--cell", choices=sorted(CANONICAL_ORDER), default="lstm")
-    parser.add_argument(
+    models = parser.add_argument_group("models (default: a random Keras Bidirectional LSTM)")
+    models.add_argument("--keras", metavar="FILE", help="a Keras 3 .keras or .h5 model file")
+    models.add_argument(
+        "--torch",
+        metavar="FILE",
+        help="a state_dict of an nn.LSTM/nn.GRU/nn.RNN (torch.save or .safetensors); "
+        "with --keras, it is compared against the Keras model",
+    )
+    models.add_argument(
+        "--nonlinearity", choices=("tanh", "relu"), default="tanh", help="of a --torch nn.RNN"
+    )
+    random = parser.add_argument_group("the random model")
+    random.add_argument("--cell", choices=sorted(CANONICAL_ORDER), default="lstm")
+    random.add_argument("--units", type=_positive, default=16, help="hidden size H")
+    random.add_argument("--input-size", type=_positive, default=10, help="input features D")
+    random.add_argument("--layers", type=_positive, default=1, help="stacked layers")
+    random.add_argument(
         "--direction", choices=("forward", "backward", "bidirectional"), default="bidirectional"
     )
-    parser.add_argument(
+    random.add_argument(
         "--merge-mode",
         choices=("concat", "sum", "mul", "ave"),
         default="concat",
-        help="how a bidirectional layer merges its halves",
+        help="how the last bidirectional layer merges its halves",
     )
-    parser.add_argument("--units", type=_positive, default=16, help="hidden size H")
-    parser.add_argument("--input-size", type=_positive, default=8, help="input features D")
-    parser.add_argument("--steps", type=_positive, default=20, help="time steps T")
-    parser.add_argument("--batch", type=_positive, default=4, help="batch size B")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
+    runs = parser.add_argument_group("runs")
+    runs.add_argument("--batch", type=_positive, default=4, help="batch size B of the input")
+    runs.add_argument("--steps", type=_positive, default=20, help="time steps T of the input")
+    runs.add_argument("--frameworks", type=_names, default="auto", help="e.g. torch,keras")
+    runs.add_argument("--devices", type=_names, default="auto", help="e.g. cpu,gpu:0")
+    runs.add_argument("--dtypes", type=_dtypes, default=["float32"], help="e.g. float32,float64")
+    runs.add_argument("--tf32", action="store_true", help="allow TF32 on GPUs")
+    runs.add_argument("--seed", type=int, default=0, help="seed of the weights and the input")
+    runs.add_argument("--rtol", type=float, help="relative tolerance (with --atol)")
+    runs.add_argument("--atol", type=float, help="absolute tolerance (with --rtol)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    out.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
+    out.add_argument("--junit", metavar="FILE", help="write the pairs as JUnit XML")
+    out.add_argument("--plot", metavar="FILE", help="plot error against time step (PNG)")
+    out.add_argument(
+        "--diagnose", action="store_true", help="explain a disagreement between the models"
+    )
     return parser
 
 
@@ -53,75 +90,294 @@ def _positive(text: str) -> int:
     return value
 
 
-def random_stack(args: argparse.Namespace, rng: np.random.Generator) -> RecurrentStack:
-    """A one-layer stack with Keras-like random weights (uniform, scaled by fan-in)."""
-    gates = len(CANONICAL_ORDER[args.cell]) * args.units
-    bias_shape = (2, gates) if args.cell == "gru" else (gates,)
+def _names(text: str) -> str | list[str]:
+    return "auto" if text == "auto" else [name.strip() for name in text.split(",") if name]
 
-    def direction() -> DirectionWeights:
-        return DirectionWeights(
-            (rng.uniform(-1, 1, (args.input_size, gates)) / np.sqrt(args.input_size)).astype(
-                np.float32
-            ),
-            (rng.uniform(-1, 1, (args.units, gates)) / np.sqrt(args.units)).astype(np.float32),
-            rng.uniform(-0.1, 0.1, bias_shape).astype(np.float32),
-        )
 
-    count = 2 if args.direction == "bidirectional" else 1
-    layer = RecurrentLayer(
-        args.cell,
-        args.input_size,
-        args.units,
-        tuple(direction() for _ in range(count)),
-        direction=args.direction,
-        merge_mode=args.merge_mode,
-        recurrent_activation=None if args.cell == "simple_rnn" else "sigmoid",
-        reset_after=True if args.cell == "gru" else None,
-    )
-    return RecurrentStack((layer,), return_sequences=True, return_state=True)
+def _dtypes(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in DTYPES:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(DTYPES)}")
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """``python -m xframe_bilstm [compare] [options]``."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["compare"]:
+        arguments = arguments[1:]
+    return compare_main(arguments)
+
+
+def compare_main(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.rtol is None) != (args.atol is None):
+        parser.error("give both --rtol and --atol, or neither")
+    if args.plot:
+        _require_plotting()
+    try:
+        return _compare(args)
+    except FrameworkUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (XFrameError, OSError, ValueError) as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+
+
+def _compare(args: argparse.Namespace) -> int:
     from ._imports import require
 
-    torch = require("torch")  # before TensorFlow, which can crash when imported first
-    keras = require("keras")
-    from .adapters.keras import canonical_to_keras, run_keras
-    from .adapters.torch import run_torch
-    from .converters import keras_to_torch
-    from .reference import run_reference
+    require("torch")  # before TensorFlow, which can crash when imported first
+    source, against = _models(args)
+    from .runner import compare
 
-    rng = np.random.default_rng(args.seed)
-    stack = random_stack(args, rng)
-    layer = canonical_to_keras(stack)
-    module = keras_to_torch(layer, verify=False)
-    x = rng.standard_normal((args.batch, args.steps, args.input_size)).astype(np.float32)
-
-    runs = {
-        "keras": run_keras(layer, x),
-        "torch": run_torch(module, x),
-        "reference": run_reference(stack, x),
-    }
-    tolerance = derived_tolerance(stack, x)
-    names = output_names(stack)
-    print(
-        f"{type(layer).__name__}({args.cell}, units={args.units}, direction={args.direction}, "
-        f"merge_mode={args.merge_mode}) on x of shape {x.shape}, float32, CPU, seed {args.seed}"
-    )
-    print(
-        f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
-        f"keras {keras.__version__} ({keras.backend.backend()})"
-    )
-    print(f"tolerance {tolerance:.3g} (derived from the float32 rounding noise of this model)")
-    passed = True
-    for expected, actual in (("reference", "keras"), ("reference", "torch"), ("keras", "torch")):
-        result = compare_outputs(
-            names, runs[expected], runs[actual], atol=tolerance, label=f"{actual} vs {expected}"
+    with _progress() as progress:
+        report = compare(
+            source,
+            against=against,
+            frameworks=args.frameworks,
+            devices=args.devices,
+            dtypes=args.dtypes,
+            tf32=args.tf32,
+            seed=args.seed,
+            rtol=args.rtol,
+            atol=args.atol,
+            batch=args.batch,
+            steps=args.steps,
+            progress=progress,
         )
-        passed &= bool(result)
-        print(result.message())
-    return 0 if passed else 1
+    _print(report)
+    if args.diagnose:
+        _print_diagnosis(source, against, report)
+    _write_outputs(args, report)
+    return 0 if report else 1
+
+
+def _models(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(source, against): the Keras model first, the torch one checked against it."""
+    keras_model = _load_keras(args.keras) if args.keras else None
+    torch_model = _load_torch(args.torch, args.nonlinearity) if args.torch else None
+    if keras_model is not None:
+        return keras_model, torch_model
+    if torch_model is not None:
+        return torch_model, None
+    return _random_keras_model(args), None
+
+
+def _load_keras(path: str) -> Any:
+    from ._imports import require
+
+    keras = require("keras")
+    # safe_mode refuses models that would run code from the file (Lambda layers).
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def _load_torch(path: str, nonlinearity: str) -> Any:
+    from ._imports import require
+
+    torch = require("torch")
+    from .adapters.torch import module_from_state_dict
+
+    if Path(path).suffix == ".safetensors":
+        state = require("safetensors.torch").load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state_dict (a mapping of names to tensors)")
+    return module_from_state_dict(state, nonlinearity=nonlinearity)
+
+
+def _random_keras_model(args: argparse.Namespace) -> Any:
+    from .adapters.keras import canonical_to_keras
+
+    return canonical_to_keras(random_stack(args, np.random.default_rng(args.seed)))
+
+
+def random_stack(args: argparse.Namespace, rng: np.random.Generator) -> RecurrentStack:
+    """Layers with Keras-like random float32 weights (uniform, scaled by fan-in)."""
+    layers = []
+    size = args.input_size
+    for index in range(args.layers):
+        is_last = index == args.layers - 1
+        gates = len(CANONICAL_ORDER[args.cell]) * args.units
+        bias_shape = (2, gates) if args.cell == "gru" else (gates,)
+
+        def direction(size: int = size, gates: int = gates, shape: tuple = bias_shape) -> Any:
+            return DirectionWeights(
+                (rng.uniform(-1, 1, (size, gates)) / np.sqrt(size)).astype(np.float32),
+                (rng.uniform(-1, 1, (args.units, gates)) / np.sqrt(args.units)).astype(np.float32),
+                rng.uniform(-0.1, 0.1, shape).astype(np.float32),
+            )
+
+        count = 2 if args.direction == "bidirectional" else 1
+        layer = RecurrentLayer(
+            args.cell,
+            size,
+            args.units,
+            tuple(direction() for _ in range(count)),
+            direction=args.direction,
+            merge_mode=args.merge_mode if is_last else "concat",
+            recurrent_activation=None if args.cell == "simple_rnn" else "sigmoid",
+            reset_after=True if args.cell == "gru" else None,
+        )
+        layers.append(layer)
+        size = layer.output_size
+    return RecurrentStack(tuple(layers), return_sequences=True, return_state=args.layers == 1)
+
+
+class _progress:
+    """A progress bar on standard error while runs go, when it is a terminal."""
+
+    def __enter__(self) -> Callable[[int, int, str], None] | None:
+        self._bar: Any = None
+        if not sys.stderr.isatty():
+            return None
+        try:
+            from rich.progress import Progress
+        except ImportError:
+            return None
+        self._bar = Progress(transient=True, console=_console(stderr=True))
+        self._bar.start()
+        self._task = self._bar.add_task("runs", total=None)
+        return self._update
+
+    def _update(self, done: int, total: int, label: str) -> None:
+        self._bar.update(self._task, completed=done, total=total, description=label)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _print(report: Report) -> None:
+    verdict = "equivalent" if report else "NOT equivalent"
+    print(f"{report.source}: {verdict}")
+    print(
+        f"input {tuple(report.input_shape)}, seed {report.seed}; "
+        + ", ".join(f"{k} {v}" for k, v in report.versions.items())
+    )
+    with contextlib.suppress(ImportError):  # rich draws the table when installed
+        _print_table(report)
+    for line in report.lines():
+        print(line)
+    print(report.tolerance_note)
+
+
+def _print_table(report: Report) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="pairs", title_justify="left")
+    for column in ("pair", "result", "max abs error", "allowed", "forward", "backward"):
+        table.add_column(column, justify="left" if column in ("pair", "result") else "right")
+    for pair in report.pairs:
+        table.add_row(
+            escape(pair.label),  # "[cpu,float32]" is not markup
+            "PASSED" if pair else "[bold red]FAILED[/]",
+            f"{pair.max_abs_error:.3g}",
+            f"{pair.tolerance:.3g}",
+            *(
+                f"{pair.directions[d]:.3g}" if d in pair.directions else ""
+                for d in ("forward", "backward")
+            ),
+        )
+    _console().print(table)
+
+
+def _print_diagnosis(source: Any, against: Any, report: Report) -> None:
+    try:
+        from .diagnosis import diagnose
+    except ImportError:
+        print("diagnosis: not available in this version")
+        return
+    if against is None:
+        from .converters import keras_to_torch
+
+        against = keras_to_torch(source, verify=False) if _is_keras(source) else source
+    diagnosis = diagnose(source, against)
+    print(f"diagnosis: {diagnosis.code}: {diagnosis.message}")
+
+
+def _is_keras(obj: Any) -> bool:
+    from .sources import framework_of
+
+    return framework_of(obj) == "keras"
+
+
+def _write_outputs(args: argparse.Namespace, report: Report) -> None:
+    for path, text in (
+        (args.json, report.to_json),
+        (args.markdown, report.to_markdown),
+        (args.junit, report.to_junit),
+    ):
+        if path:
+            write_atomically(path, text().encode())
+    if args.plot:
+        write_atomically(args.plot, plot_timesteps(report))
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing."""
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _require_plotting() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(
+            "error: --plot needs matplotlib; install it with: pip install 'xframe_bilstm[plot]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+
+
+def plot_timesteps(report: Report) -> bytes:
+    """PNG bytes: the largest error at each time step, one panel per pair with the reference."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    pairs = [pair for pair in report.pairs if pair.timesteps] or list(report.pairs)
+    figure, axes = pyplot.subplots(
+        len(pairs), 1, figsize=(8, 2.6 * max(len(pairs), 1)), squeeze=False
+    )
+    for axis, pair in zip(axes[:, 0], pairs):
+        for name, curve in pair.timesteps.items():
+            axis.plot(range(len(curve)), np.maximum(curve, 1e-18), label=name)
+        axis.axhline(pair.tolerance, color="grey", linestyle="--", label="allowed")
+        axis.set_yscale("log")
+        axis.set_title(pair.label, fontsize=9)
+        axis.set_xlabel("time step")
+        axis.set_ylabel("max abs error")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    pyplot.close(figure)
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":

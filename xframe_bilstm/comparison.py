@@ -27,9 +27,10 @@ from .reference import run_reference
 NOISE_FACTOR = 10.0
 # Where the reference's drift is tiny or zero: a few units in the last place of the output.
 FLOOR_ULPS = 4.0
-# Past 1% of the output's size the dtype cannot resolve this model on this input; the bound
-# stops growing there so that real errors still fail.
+# Past 1% of the output's size (or 8 units in the last place, for bfloat16) the dtype cannot
+# resolve this model on this input; the bound stops growing there so real errors still fail.
 CAP_RELATIVE = 1e-2
+CAP_ULPS = 8.0
 
 
 @dataclass(frozen=True)
@@ -187,19 +188,69 @@ def compare_outputs(
     )
 
 
+@dataclass(frozen=True)
+class Noise:
+    """How far float32 rounding moves this model's outputs on this input.
+
+    ``float32`` is the float32 reference's largest distance from the float64 one; ``scale``
+    the largest expected value (at least 1), for the floor and the cap.
+    """
+
+    float32: float
+    scale: float
+
+    def tolerance(self, epsilon: float = float(np.finfo(np.float32).eps)) -> float:
+        """The absolute error two correct implementations of relative precision
+        ``epsilon`` may show: ``NOISE_FACTOR`` times the noise scaled to ``epsilon``, at least
+        ``FLOOR_ULPS`` units in the last place, at most ``CAP_RELATIVE`` of the scale (or
+        ``CAP_ULPS`` units in the last place, when that is more)."""
+        noise = self.float32 * epsilon / float(np.finfo(np.float32).eps)
+        floor = FLOOR_ULPS * epsilon * self.scale
+        cap = max(CAP_RELATIVE, CAP_ULPS * epsilon) * self.scale
+        return float(np.clip(NOISE_FACTOR * noise, floor, cap))
+
+
+def measure_noise(
+    stack: RecurrentStack,
+    x: np.ndarray,
+    *,
+    initial_states: Sequence[np.ndarray] | None = None,
+    lengths: Sequence[int] | np.ndarray | None = None,
+) -> Noise:
+    """Run the reference in float32 and float64 and measure their distance.
+
+    Example:
+        >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
+        >>> w = DirectionWeights(np.full((1, 1), 0.5), np.full((1, 1), 0.5))
+        >>> stack = RecurrentStack((RecurrentLayer("simple_rnn", 1, 1, (w,),
+        ...                                        recurrent_activation=None),))
+        >>> noise = measure_noise(stack, np.ones((1, 4, 1)))
+        >>> noise.scale, 0 <= noise.float32 < 1e-7
+        (1.0, True)
+    """
+    exact, rounded = (
+        run_reference(stack, x, dtype=precision, initial_states=initial_states, lengths=lengths)
+        for precision in (np.float64, np.float32)
+    )
+    drift = max(float(np.max(np.abs(r - e), initial=0.0)) for r, e in zip(rounded, exact))
+    scale = max(max(float(np.max(np.abs(e), initial=0.0)) for e in exact), 1.0)
+    return Noise(drift, scale)
+
+
 def derived_tolerance(
     stack: RecurrentStack,
     x: np.ndarray,
     *,
     dtype: np.dtype | type[np.floating] = np.float32,
     initial_states: Sequence[np.ndarray] | None = None,
-    lengths: Sequence[int] | None = None,
+    lengths: Sequence[int] | np.ndarray | None = None,
 ) -> float:
     """Absolute error two correct ``dtype`` implementations of ``stack`` may show on ``x``.
 
     The float32 reference's distance from the float64 one, scaled by machine epsilon when
     ``dtype`` is not float32, times ``NOISE_FACTOR``; at least ``FLOOR_ULPS`` units in the
-    last place and at most ``CAP_RELATIVE`` of the largest expected value.
+    last place and at most ``CAP_RELATIVE`` of the largest expected value
+    (:meth:`Noise.tolerance`).
 
     Example:
         >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
@@ -209,12 +260,5 @@ def derived_tolerance(
         >>> 0 < derived_tolerance(stack, np.ones((1, 4, 1))) < 1e-5
         True
     """
-    exact, rounded = (
-        run_reference(stack, x, dtype=precision, initial_states=initial_states, lengths=lengths)
-        for precision in (np.float64, np.float32)
-    )
-    noise = max(float(np.max(np.abs(r - e), initial=0.0)) for r, e in zip(rounded, exact))
-    scale = max(max(float(np.max(np.abs(e), initial=0.0)) for e in exact), 1.0)
-    epsilon = float(np.finfo(dtype).eps)
-    noise *= epsilon / float(np.finfo(np.float32).eps)
-    return float(np.clip(NOISE_FACTOR * noise, FLOOR_ULPS * epsilon * scale, CAP_RELATIVE * scale))
+    noise = measure_noise(stack, x, initial_states=initial_states, lengths=lengths)
+    return noise.tolerance(float(np.finfo(dtype).eps))

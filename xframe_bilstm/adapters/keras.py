@@ -331,6 +331,7 @@ def canonical_to_keras(
     name: str | None = None,
     batch_size: int | None = None,
     dropout: float = 0.0,
+    dtype: str | None = None,
 ) -> Any:
     """Build a Keras 3 layer (one-layer stack) or ``Sequential`` holding ``stack``'s weights.
 
@@ -346,6 +347,7 @@ def canonical_to_keras(
         batch_size: fixed batch size; required when ``stack.stateful``.
         dropout: rate of ``Dropout`` layers put between the recurrent layers (PyTorch's
             ``dropout`` between stacked layers; active in training only).
+        dtype: the layers' dtype (e.g. ``"bfloat16"``); default: the weights' dtype.
 
     Returns:
         A built ``keras.layers.Layer`` or ``keras.Sequential`` with the weights set.
@@ -368,12 +370,13 @@ def canonical_to_keras(
             "stack.stateful=True needs a fixed batch size to create the state variables; "
             "pass batch_size=..."
         )
-    dtype = np.dtype(stack.layers[0].weights[0].kernel.dtype).name
+    dtype = dtype or np.dtype(stack.layers[0].weights[0].kernel.dtype).name
     last = len(stack.layers) - 1
     built = [
         _build_keras_layer(
             layer,
             keras,
+            dtype=dtype,
             return_sequences=stack.return_sequences or index < last,
             return_state=stack.return_state and index == last,
             stateful=stack.stateful,
@@ -399,13 +402,14 @@ def _build_keras_layer(
     layer: RecurrentLayer,
     keras: Any,
     *,
+    dtype: str,
     return_sequences: bool,
     return_state: bool,
     stateful: bool,
     name: str | None,
 ) -> Any:
     def make(go_backwards: bool, half_name: str | None) -> Any:
-        options = _keras_options(layer, keras)
+        options = _keras_options(layer, dtype)
         cls = getattr(keras.layers, _CLASS_BY_CELL[layer.cell])
         return cls(
             **options,
@@ -424,16 +428,20 @@ def _build_keras_layer(
         merge_mode=layer.merge_mode,
         name=name,
         # The wrapper casts inputs to its own dtype before the halves see them.
-        dtype=np.dtype(layer.weights[0].kernel.dtype).name,
+        dtype=dtype,
     )
 
 
-def _keras_options(layer: RecurrentLayer, keras: Any) -> dict[str, Any]:
+def _keras_options(layer: RecurrentLayer, dtype: str) -> dict[str, Any]:
     options: dict[str, Any] = {
         "units": layer.units,
         "activation": _keras_activation(layer.activation),
         "use_bias": layer.use_bias,
-        "dtype": np.dtype(layer.weights[0].kernel.dtype).name,
+        "dtype": dtype,
+        # The weights are set right after building: skip random (and QR) initialization.
+        "kernel_initializer": "zeros",
+        "recurrent_initializer": "zeros",
+        "bias_initializer": "zeros",
     }
     if layer.cell != "simple_rnn":
         options["recurrent_activation"] = _keras_activation(layer.recurrent_activation)

@@ -16,7 +16,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -620,3 +620,59 @@ def run_torch(
         else t.detach().cpu().numpy()
         for t in tensors
     )
+
+
+def module_from_state_dict(
+    state_dict: Mapping[str, torch.Tensor], *, nonlinearity: str = "tanh"
+) -> nn.RNNBase:
+    """Rebuild the ``nn.LSTM``/``nn.GRU``/``nn.RNN`` a ``state_dict`` was saved from.
+
+    The cell kind comes from the gate count (4 LSTM, 3 GRU, 1 RNN), the sizes from the
+    shapes, ``num_layers``, ``bidirectional`` and ``bias`` from the names. A prefix before
+    the native names (``rnn.`` or ``rnns.0.``) is dropped. An RNN's ``nonlinearity`` is not
+    in its weights: pass it.
+
+    Example:
+        >>> saved = torch.nn.GRU(3, 2, num_layers=2, bidirectional=True).state_dict()
+        >>> module_from_state_dict({"encoder." + k: v for k, v in saved.items()})
+        GRU(3, 2, num_layers=2, batch_first=True, bidirectional=True)
+    """
+    prefixes = {key[: -len("weight_ih_l0")] for key in state_dict if key.endswith("weight_ih_l0")}
+    if len(prefixes) != 1:
+        found = sorted(prefixes) or "none"
+        raise WeightShapeError(
+            f"state_dict: expected the weights of one recurrent module (one 'weight_ih_l0'), "
+            f"found {found}"
+        )
+    (prefix,) = prefixes
+    entries = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if "weight_hr_l0" in entries:
+        raise UnsupportedFeatureError(
+            "state_dict has weight_hr_l0: an nn.LSTM with proj_size, which Keras layers cannot "
+            "express"
+        )
+    w_ih, w_hh = entries["weight_ih_l0"], entries["weight_hh_l0"]
+    hidden = int(w_hh.shape[1])
+    gates = int(w_hh.shape[0]) // hidden
+    kinds = {4: nn.LSTM, 3: nn.GRU, 1: nn.RNN}
+    if gates not in kinds or gates * hidden != w_hh.shape[0]:
+        raise WeightShapeError(
+            f"state_dict: weight_hh_l0 has shape {tuple(w_hh.shape)}, which is not "
+            "(G·H, H) for G = 4 (LSTM), 3 (GRU) or 1 (RNN)"
+        )
+    layers = sum(1 for key in entries if key.startswith("weight_ih_l") and "reverse" not in key)
+    options = {"nonlinearity": nonlinearity} if gates == 1 else {}
+    module = kinds[gates](
+        int(w_ih.shape[1]),
+        hidden,
+        num_layers=layers,
+        bias="bias_ih_l0" in entries,
+        batch_first=True,
+        bidirectional="weight_ih_l0_reverse" in entries,
+        **options,
+    )
+    try:
+        module.load_state_dict(entries, strict=True)
+    except RuntimeError as error:
+        raise WeightShapeError(f"state_dict does not fit {module}: {error}") from error
+    return module.to(w_ih.dtype)

@@ -1,0 +1,36 @@
+"""The float64 numpy reference as a framework, so it appears in reports like the others."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..canonical import RecurrentStack
+from ..reference import run_reference
+from .base import Framework, RunSpec
+
+
+class ReferenceFramework(Framework):
+    name = "reference"
+    module = "numpy"
+
+    def dtypes(self, device: str) -> list[str]:
+        return ["float64"]
+
+    def versions(self) -> dict[str, str]:
+        return {"numpy": np.__version__}
+
+    def run(
+        self,
+        stack: RecurrentStack,
+        x: np.ndarray,
+        spec: RunSpec,
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+        outputs = run_reference(
+            stack, x, initial_states=initial_states, lengths=lengths, dtype=np.dtype(spec.dtype)
+        )
+        return outputs, {"implementation": "numpy loop, input projection in one product"}

@@ -1,0 +1,224 @@
+"""The result of :func:`~xframe_bilstm.compare`: every run, every pair, and where they part.
+
+A :class:`Report` is truthy when every run finished and every pair agrees. Each
+:class:`PairReport` keeps the element-wise :class:`~xframe_bilstm.comparison.Comparison`
+plus profiles that say *where* two implementations differ: the largest error at each time
+step, per direction, and on valid versus padded steps. Text, JSON, Markdown and JUnit views
+are thin layers over the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+from xml.etree import ElementTree
+
+from .comparison import Comparison
+from .frameworks.base import RunSpec
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One framework × device × dtype run: what it used, how long it took, how it failed."""
+
+    spec: RunSpec
+    seconds: float
+    settings: dict[str, object] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "framework": self.spec.framework,
+            "device": self.spec.device,
+            "dtype": self.spec.dtype,
+            "tf32": self.spec.tf32,
+            "seconds": self.seconds,
+            "settings": {key: _plain(value) for key, value in self.settings.items()},
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class PairReport:
+    """How far ``actual`` is from ``expected``, in total and where.
+
+    ``timesteps`` maps each sequence output (and each half of a concatenated bidirectional
+    output, as ``output.forward`` / ``output.backward``) to its largest error per time step.
+    ``directions`` gives the largest error of everything each direction produced.
+    ``padding`` gives, when there are lengths, the largest error on valid and padded steps.
+    """
+
+    expected: str
+    actual: str
+    comparison: Comparison
+    timesteps: dict[str, list[float]] = field(default_factory=dict)
+    directions: dict[str, float] = field(default_factory=dict)
+    padding: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.comparison)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def label(self) -> str:
+        return f"{self.actual} vs {self.expected}"
+
+    @property
+    def max_abs_error(self) -> float:
+        return self.comparison.max_abs_error
+
+    @property
+    def tolerance(self) -> float:
+        return max((a.atol for a in self.comparison.arrays), default=0.0)
+
+    def summary(self) -> str:
+        """One greppable line: ``PASSED | torch[cpu,float32] vs reference[...] | ...``."""
+        status = "PASSED" if self.passed else "FAILED"
+        worst = max(self.comparison.arrays, key=lambda a: a.max_abs_error)
+        where = "" if worst.problem else f" ({worst.name} at {worst.worst_index})"
+        detail = worst.problem or f"max abs error {worst.max_abs_error:.3g}{where}"
+        directions = ", ".join(f"{name} {error:.3g}" for name, error in self.directions.items())
+        return f"{status} | {self.label} | {detail}; allowed {self.tolerance:.3g}" + (
+            f" | by direction: {directions}" if directions else ""
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "expected": self.expected,
+            "actual": self.actual,
+            "passed": self.passed,
+            "max_abs_error": _plain(self.max_abs_error),
+            "tolerance": self.tolerance,
+            "outputs": [
+                {
+                    "name": a.name,
+                    "passed": a.passed,
+                    "shape": list(a.shape),
+                    "max_abs_error": _plain(a.max_abs_error),
+                    "mean_abs_error": _plain(a.mean_abs_error),
+                    "max_rel_error": _plain(a.max_rel_error),
+                    "worst_index": list(a.worst_index),
+                    "mismatched": a.mismatched,
+                    "atol": a.atol,
+                    "rtol": a.rtol,
+                    "problem": a.problem,
+                    "message": a.describe(),
+                }
+                for a in self.comparison.arrays
+            ],
+            "timesteps": {k: [_plain(e) for e in v] for k, v in self.timesteps.items()},
+            "directions": {k: _plain(v) for k, v in self.directions.items()},
+            "padding": {k: {p: _plain(e) for p, e in v.items()} for k, v in self.padding.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one :func:`~xframe_bilstm.compare` call measured; truthy when all agree."""
+
+    source: str
+    input_shape: tuple[int, ...]
+    seed: int
+    lengths: tuple[int, ...] | None
+    runs: tuple[RunRecord, ...]
+    pairs: tuple[PairReport, ...]
+    versions: dict[str, str]
+    tolerance_note: str = ""
+
+    def __bool__(self) -> bool:
+        return all(run.error is None for run in self.runs) and all(self.pairs)
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per failed run or disagreeing pair."""
+        broken = [f"FAILED | {run.label} | {run.error}" for run in self.runs if run.error]
+        return broken + [pair.summary() for pair in self.pairs if not pair]
+
+    def lines(self) -> list[str]:
+        """The greppable ``PASSED | …`` / ``FAILED | …`` lines, runs first."""
+        broken = [f"FAILED | {run.label} | {run.error}" for run in self.runs if run.error]
+        return broken + [pair.summary() for pair in self.pairs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": bool(self),
+            "source": self.source,
+            "input_shape": list(self.input_shape),
+            "seed": self.seed,
+            "lengths": None if self.lengths is None else list(self.lengths),
+            "versions": self.versions,
+            "tolerance": self.tolerance_note,
+            "runs": [run.to_dict() for run in self.runs],
+            "pairs": [pair.to_dict() for pair in self.pairs],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_markdown(self) -> str:
+        verdict = "equivalent" if self else "NOT equivalent"
+        rows = [
+            f"# {self.source}: {verdict}",
+            "",
+            f"Input {tuple(self.input_shape)}, seed {self.seed}"
+            + (f", lengths {list(self.lengths)}" if self.lengths else "")
+            + ". "
+            + ", ".join(f"{name} {version}" for name, version in self.versions.items())
+            + ".",
+            "",
+            "| run | seconds | settings | error |",
+            "|---|---|---|---|",
+        ]
+        for run in self.runs:
+            settings = ", ".join(f"{k}={v}" for k, v in run.settings.items())
+            rows.append(f"| {run.label} | {run.seconds:.3f} | {settings} | {run.error or ''} |")
+        rows += [
+            "",
+            "| pair | result | max abs error | allowed | by direction |",
+            "|---|---|---|---|---|",
+        ]
+        for pair in self.pairs:
+            directions = ", ".join(f"{k} {v:.3g}" for k, v in pair.directions.items())
+            rows.append(
+                f"| {pair.label} | {'PASSED' if pair else 'FAILED'} | {pair.max_abs_error:.3g} "
+                f"| {pair.tolerance:.3g} | {directions} |"
+            )
+        if self.tolerance_note:
+            rows += ["", self.tolerance_note]
+        return "\n".join(rows) + "\n"
+
+    def to_junit(self) -> str:
+        """A JUnit XML document: one test case per run failure and per pair."""
+        suite = ElementTree.Element(
+            "testsuite",
+            name=f"xframe_bilstm: {self.source}",
+            tests=str(len(self.pairs) + sum(1 for r in self.runs if r.error)),
+            failures=str(len(self.failures)),
+        )
+        for run in self.runs:
+            if run.error:
+                case = ElementTree.SubElement(suite, "testcase", name=f"run {run.label}")
+                ElementTree.SubElement(case, "failure", message=run.error).text = run.error
+        for pair in self.pairs:
+            case = ElementTree.SubElement(suite, "testcase", name=pair.label)
+            if not pair:
+                failure = ElementTree.SubElement(case, "failure", message=pair.summary())
+                failure.text = pair.comparison.message()
+        return ElementTree.tostring(suite, encoding="unicode")
+
+
+def _plain(value: object) -> object:
+    """JSON has no infinity or NaN: write them as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -18,7 +18,10 @@ from .errors import (
     XFrameError,
 )
 from .gates import reorder_gates
+from .onnx_converters import onnx_to_canonical, onnx_to_keras, onnx_to_torch, to_onnx
 from .reference import run_reference
+from .report import PairReport, Report, RunRecord
+from .runner import compare
 
 __version__ = "0.1.0"
 
@@ -28,17 +31,25 @@ __all__ = [
     "Comparison",
     "DirectionWeights",
     "FrameworkUnavailableError",
+    "PairReport",
     "RecurrentLayer",
     "RecurrentStack",
+    "Report",
+    "RunRecord",
     "ToleranceExceededError",
     "UnsupportedFeatureError",
     "WeightShapeError",
     "XFrameError",
+    "compare",
     "compare_outputs",
     "derived_tolerance",
     "keras_to_torch",
+    "onnx_to_canonical",
+    "onnx_to_keras",
+    "onnx_to_torch",
     "output_names",
     "reorder_gates",
     "run_reference",
+    "to_onnx",
     "torch_to_keras",
 ]

@@ -1,0 +1,378 @@
+"""Exported ONNX graphs on onnxruntime against the float64 reference, and the export options."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from xframe_bilstm import (  # noqa: E402
+    UnsupportedFeatureError,
+    compare_outputs,
+    derived_tolerance,
+    output_names,
+    run_reference,
+)
+from xframe_bilstm.adapters.onnx import (  # noqa: E402
+    initial_state_input_names,
+    newest_runtime_opset,
+    run_onnxruntime,
+)
+from xframe_bilstm.canonical import initial_state_count  # noqa: E402
+from xframe_bilstm.onnx_converters import to_onnx  # noqa: E402
+
+from .factories import random_stack  # noqa: E402
+
+pytestmark = pytest.mark.onnx
+
+CELLS = [("lstm", None), ("gru", True), ("gru", False), ("simple_rnn", None)]
+LENGTHS = [5, 2, 1]
+
+
+def _cell_id(cell: str, reset_after: bool | None) -> str:
+    return cell if reset_after is None else f"{cell}_reset_after={reset_after}"
+
+
+def _assert_matches_reference(stack, model, x, *, states=None, lengths=None) -> None:
+    expected = run_reference(stack, x, initial_states=states, lengths=lengths)
+    actual = run_onnxruntime(model, x, initial_states=states, lengths=lengths)
+    tolerance = derived_tolerance(stack, x, initial_states=states, lengths=lengths)
+    result = compare_outputs(output_names(stack), expected, actual, atol=tolerance)
+    assert result, result.message()
+
+
+def _matrix():
+    for (cell, reset_after), direction, merge, layers in itertools.product(
+        CELLS,
+        ["forward", "backward", "bidirectional"],
+        ["concat", "sum", "mul", "ave", None],
+        [1, 2],
+    ):
+        if direction != "bidirectional" and merge != "concat":
+            continue
+        flags = [(True, False), (False, True)] if merge in ("concat", None) else [(True, True)]
+        for return_sequences, return_state in flags:
+            yield pytest.param(
+                cell,
+                reset_after,
+                direction,
+                merge,
+                layers,
+                return_sequences,
+                return_state,
+                id=f"{_cell_id(cell, reset_after)}-{direction}-{merge}-L{layers}"
+                f"-seq={return_sequences}-state={return_state}",
+            )
+
+
+@pytest.mark.parametrize(
+    ("cell", "reset_after", "direction", "merge", "layers", "return_sequences", "return_state"),
+    list(_matrix()),
+)
+def test_export_matches_reference_with_states_and_lengths(
+    cell, reset_after, direction, merge, layers, return_sequences, return_state
+) -> None:
+    rng = np.random.default_rng(11)
+    stack = random_stack(
+        rng,
+        cell,
+        3,
+        4,
+        num_layers=layers,
+        direction=direction,
+        merge_mode=merge,
+        reset_after=reset_after,
+        return_sequences=return_sequences,
+        return_state=return_state,
+    )
+    x = rng.standard_normal((3, 5, 3))
+    states = [rng.standard_normal((3, 4)) for _ in range(initial_state_count(stack))]
+    model = to_onnx(stack, with_initial_states=True, with_lengths=True)
+    # One graph, three ways: masked with given states, unmasked, and zero states by default.
+    _assert_matches_reference(stack, model, x, states=states, lengths=LENGTHS)
+    _assert_matches_reference(stack, model, x, states=states)
+    _assert_matches_reference(stack, model, x)
+
+
+def _bias_cases():
+    for (cell, reset_after), bias in itertools.product(CELLS, ["none", "single", "split"]):
+        # GRU reset_after=True has a split bias, reset_after=False a single one.
+        if cell != "gru" or bias == "none" or (bias == "split") == reset_after:
+            yield pytest.param(cell, reset_after, bias, id=f"{_cell_id(cell, reset_after)}-{bias}")
+
+
+@pytest.mark.parametrize(("cell", "reset_after", "bias"), list(_bias_cases()))
+def test_bias_layouts(cell, reset_after, bias) -> None:
+    rng = np.random.default_rng(5)
+    stack = random_stack(
+        rng, cell, 3, 4, direction="bidirectional", reset_after=reset_after, bias=bias
+    )
+    model = to_onnx(stack, opset=14)
+    _assert_matches_reference(stack, model, rng.standard_normal((2, 6, 3)))
+    has_b = [
+        len(node.input) > 3 and node.input[3] != ""
+        for node in model.graph.node
+        if node.op_type in ("LSTM", "GRU", "RNN")
+    ]
+    assert has_b == [bias != "none"]
+
+
+def _opset_cases():
+    newest = newest_runtime_opset()
+    for opset in (7, 14, newest):
+        for cell, reset_after in CELLS:
+            yield pytest.param(
+                opset, cell, reset_after, id=f"opset{opset}-{_cell_id(cell, reset_after)}"
+            )
+
+
+@pytest.mark.parametrize(("opset", "cell", "reset_after"), list(_opset_cases()))
+def test_opsets(opset, cell, reset_after) -> None:
+    rng = np.random.default_rng(opset)
+    # Opset 7 cannot reverse time, so its stack avoids go_backwards sequences.
+    first = random_stack(
+        rng, cell, 3, 4, direction="bidirectional", merge_mode="ave", reset_after=reset_after
+    ).layers[0]
+    second = random_stack(
+        rng, cell, 4, 4, direction="backward" if opset >= 10 else "forward", reset_after=reset_after
+    ).layers[0]
+    stack = dataclasses.replace(
+        random_stack(rng, cell, 3, 4), layers=(first, second), return_state=True
+    )
+    model = to_onnx(stack, opset=opset, with_initial_states=True, with_lengths=opset >= 11)
+    assert model.opset_import[0].version == opset
+    x = rng.standard_normal((2, 4, 3))
+    states = [rng.standard_normal((2, 4)) for _ in range(initial_state_count(stack))]
+    _assert_matches_reference(
+        stack, model, x, states=states, lengths=[4, 2] if opset >= 11 else None
+    )
+
+
+def test_default_opset_is_newest_runtime_opset() -> None:
+    stack = random_stack(np.random.default_rng(0), "lstm", 2, 3)
+    assert to_onnx(stack).opset_import[0].version == newest_runtime_opset() >= 14
+
+
+@pytest.mark.parametrize(
+    ("activation", "recurrent_activation"),
+    [
+        ("relu", "hard_sigmoid_keras3"),
+        ("softsign", "hard_sigmoid_keras2"),
+        ("elu", "hard_sigmoid_keras3"),
+        ("linear", "hard_sigmoid_keras3"),
+        ("softplus", "sigmoid"),
+        ("tanh", "linear"),
+    ],
+)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
+def test_activations(cell, activation, recurrent_activation) -> None:
+    rng = np.random.default_rng(3)
+    stack = random_stack(
+        rng,
+        cell,
+        3,
+        2,
+        direction="bidirectional",
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+    )
+    # Small inputs keep linear cells bounded over the few steps.
+    _assert_matches_reference(stack, to_onnx(stack), rng.standard_normal((2, 4, 3)) * 0.5)
+
+
+def test_hard_sigmoid_constants_are_explicit() -> None:
+    rng = np.random.default_rng(0)
+    stack = random_stack(
+        rng,
+        "lstm",
+        2,
+        2,
+        direction="bidirectional",
+        activation="elu",
+        recurrent_activation="hard_sigmoid_keras3",
+    )
+    (node,) = [n for n in to_onnx(stack).graph.node if n.op_type == "LSTM"]
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert [a.decode() for a in attributes["activations"]] == ["HardSigmoid", "Elu", "Elu"] * 2
+    # One alpha per activation that reads one, in order; betas only for HardSigmoid.
+    np.testing.assert_allclose(attributes["activation_alpha"], [1 / 6, 1, 1] * 2, rtol=1e-7)
+    np.testing.assert_allclose(attributes["activation_beta"], [0.5, 0.5])
+
+
+@pytest.mark.parametrize("activation", ["selu", "silu", "exponential"])
+def test_activation_onnx_lacks_is_refused(activation) -> None:
+    stack = random_stack(np.random.default_rng(0), "gru", 2, 2, activation=activation)
+    with pytest.raises(UnsupportedFeatureError, match=activation):
+        to_onnx(stack)
+
+
+def test_stateful_is_refused() -> None:
+    stack = random_stack(np.random.default_rng(0), "lstm", 2, 2)
+    with pytest.raises(UnsupportedFeatureError, match="stateful"):
+        to_onnx(dataclasses.replace(stack, stateful=True))
+
+
+@pytest.mark.parametrize(
+    ("direction", "opset", "with_lengths", "needed"),
+    [
+        ("backward", 9, False, "opset >= 10"),
+        ("forward", 10, True, "opset >= 11"),
+        ("forward", 6, False, "opset 7"),
+    ],
+    ids=["go_backwards-opset9", "lengths-opset10", "opset6"],
+)
+def test_too_old_opsets_are_refused(direction, opset, with_lengths, needed) -> None:
+    stack = random_stack(np.random.default_rng(0), "lstm", 2, 2, direction=direction)
+    with pytest.raises(UnsupportedFeatureError, match=needed):
+        to_onnx(stack, opset=opset, with_lengths=with_lengths)
+
+
+def test_graph_interface() -> None:
+    rng = np.random.default_rng(0)
+    stack = random_stack(
+        rng,
+        "lstm",
+        3,
+        4,
+        num_layers=2,
+        direction="bidirectional",
+        merge_mode=None,
+        return_state=True,
+    )
+    model = to_onnx(stack, with_initial_states=True, with_lengths=True)
+    graph = model.graph
+    names = [i.name for i in graph.input]
+    assert names == ["x", *initial_state_input_names(stack), "lengths"]
+    assert names[1:3] == ["layer0_initial_h_forward", "layer0_initial_c_forward"]
+    assert [o.name for o in graph.output] == list(output_names(stack))
+    dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "time", 3]
+    assert graph.input[-1].type.tensor_type.elem_type == onnx.TensorProto.INT32
+    nodes = [n for n in graph.node if n.op_type == "LSTM"]
+    assert len(nodes) == 2 and all(n.input[4] == "lengths" for n in nodes)
+    for node in nodes:  # layout=0 (the default) everywhere: onnxruntime rejects layout=1
+        assert "layout" not in [a.name for a in node.attribute]
+
+
+def test_weights_use_onnx_gate_order_and_bias_rows() -> None:
+    rng = np.random.default_rng(0)
+    stack = random_stack(rng, "lstm", 3, 2, bias="split")
+    weights = stack.layers[0].weights[0]
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in to_onnx(stack).graph.initializer}
+    i, f, c, o = np.split(weights.kernel, 4, axis=1)
+    np.testing.assert_array_equal(
+        initializers["layer0/W"][0], np.concatenate([i, o, f, c], axis=1).T.astype(np.float32)
+    )
+    bi, bf, bc, bo = np.split(weights.bias, 4, axis=1)
+    np.testing.assert_array_equal(
+        initializers["layer0/B"][0],
+        np.concatenate([bi, bo, bf, bc], axis=1).reshape(-1).astype(np.float32),
+    )
+
+
+def test_path_is_written_atomically(tmp_path) -> None:
+    stack = random_stack(np.random.default_rng(0), "gru", 2, 3)
+    target = tmp_path / "gru.onnx"
+    model = to_onnx(stack, target)
+    assert onnx.load(str(target)) == model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gru.onnx"]
+
+
+def test_exports_a_torch_module() -> None:
+    rnn = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected, _ = rnn(torch.from_numpy(x))
+    (actual,) = run_onnxruntime(to_onnx(rnn), x)
+    np.testing.assert_allclose(actual, expected.numpy(), atol=1e-5)
+
+
+def _keras_layers(keras):
+    return {
+        "bi-gru-reset_before-sum-states": keras.layers.Bidirectional(
+            keras.layers.GRU(4, return_sequences=True, return_state=True, reset_after=False),
+            merge_mode="sum",
+        ),
+        "lstm-go_backwards-hard_sigmoid": keras.layers.LSTM(
+            4, go_backwards=True, return_sequences=True, recurrent_activation="hard_sigmoid"
+        ),
+    }
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(
+    "which", ["bi-gru-reset_before-sum-states", "lstm-go_backwards-hard_sigmoid"]
+)
+def test_keras_to_onnx_to_torch(which) -> None:
+    keras = pytest.importorskip("keras")
+    from xframe_bilstm.adapters.keras import keras_to_canonical, run_keras
+    from xframe_bilstm.onnx_converters import onnx_to_canonical, onnx_to_torch
+
+    keras.utils.set_random_seed(0)
+    layer = _keras_layers(keras)[which]
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    expected = run_keras(layer, x)
+    model = to_onnx(layer)
+    with torch.no_grad():
+        actual = onnx_to_torch(model)(torch.from_numpy(x))
+    actual = actual if isinstance(actual, tuple) else (actual,)
+    stack = keras_to_canonical(layer)
+    tolerance = derived_tolerance(stack, x)
+    result = compare_outputs(
+        output_names(stack), expected, [a.numpy() for a in actual], atol=tolerance
+    )
+    assert result, result.message()
+    back = onnx_to_canonical(model)
+    assert output_names(back) == output_names(stack)
+
+    def summary(layers):
+        return [(x.direction, x.merge_mode, x.recurrent_activation) for x in layers]
+
+    assert summary(back.layers) == summary(stack.layers)
+
+
+@pytest.mark.keras
+def test_torch_to_onnx_to_keras() -> None:
+    import io
+    import warnings
+
+    keras = pytest.importorskip("keras")
+    from xframe_bilstm.adapters.keras import run_keras
+    from xframe_bilstm.onnx_converters import onnx_to_keras
+
+    torch.manual_seed(0)
+    rnn = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True).eval()
+    x = torch.randn(2, 5, 3)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            rnn,
+            (x,),
+            buffer,
+            dynamo=False,
+            input_names=["input"],
+            dynamic_axes={"input": {0: "batch", 1: "time"}},
+        )
+    layer = onnx_to_keras(buffer.getvalue())
+    assert isinstance(layer, keras.Sequential)
+    with torch.no_grad():
+        expected, _ = rnn(x)
+    (actual,) = run_keras(layer, x.numpy())
+    np.testing.assert_allclose(actual, expected.numpy(), atol=1e-5)
+
+
+def test_onnx_to_keras_names_what_keras_lacks() -> None:
+    model = to_onnx(random_stack(np.random.default_rng(0), "lstm", 2, 2))
+    (node,) = [n for n in model.graph.node if n.op_type == "LSTM"]
+    node.attribute.append(onnx.helper.make_attribute("clip", 2.0))
+    from xframe_bilstm.onnx_converters import onnx_to_keras
+
+    with pytest.raises(UnsupportedFeatureError, match="clip=2"):
+        onnx_to_keras(model)

@@ -1,0 +1,170 @@
+"""Public converters between the canonical form (so Keras and PyTorch) and ONNX.
+
+:func:`to_onnx` builds a graph of native ONNX ``LSTM``/``GRU``/``RNN`` nodes from the
+canonical weights, with the glue (Transpose, Reshape, Gather, Slice, ...) that gives its
+outputs exactly the source's Keras meaning and layout. The import functions read such graphs
+back, and those that ``torch.onnx.export(..., dynamo=False)`` and tf2onnx emit.
+
+Importing this module imports no framework; each function imports what it needs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from ._imports import require
+from .canonical import RecurrentStack
+from .sources import to_canonical
+
+
+def to_onnx(
+    source: Any,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    opset: int | None = None,
+    with_initial_states: bool = False,
+    with_lengths: bool = False,
+) -> Any:
+    """Export a recurrent layer or stack to an ONNX model of native recurrent nodes.
+
+    The graph takes ``x`` (B, T, D) float32 (B and T dynamic) and returns what the Keras
+    form of ``source`` returns, named by :func:`~xframe_bilstm.canonical.output_names`
+    (``output``, or ``output_forward``/``output_backward`` for ``merge_mode=None``, then
+    the states ``h``, ``c``, ``h_forward``, ...). Its weights are float32.
+
+    Args:
+        source: anything :func:`~xframe_bilstm.sources.to_canonical` accepts: a Keras
+            layer or ``Sequential``, a torch module, a ``RecurrentStack``.
+        path: where to write the model, atomically (a temporary file, then ``os.replace``).
+        opset: default-domain opset, 7 or newer; default the newest the installed
+            onnxruntime loads. ``go_backwards`` layers whose sequence is used need 10, and
+            ``with_lengths`` on a forward last layer that returns sequences needs 11.
+        with_initial_states: add every layer's initial states as graph inputs (B, H) in
+            Keras order, named ``initial_h``, ``initial_c`` (``initial_h_forward``, ...;
+            prefixed ``layer{i}_`` in stacks); without them the states start at zero.
+        with_lengths: add an int32 ``lengths`` input (B,): valid steps of right-padded rows,
+            with Keras's mask semantics at the padded positions.
+
+    Returns:
+        The ``onnx.ModelProto``, checked with ``onnx.checker.check_model(full_check=True)``.
+
+    Raises:
+        UnsupportedFeatureError: an activation ONNX recurrent nodes lack (selu, silu,
+            exponential), a stateful stack, or an opset too old for what is asked.
+
+    Example:
+        >>> import torch
+        >>> model = to_onnx(torch.nn.GRU(3, 4, batch_first=True), opset=14)
+        >>> [node.op_type for node in model.graph.node]
+        ['Transpose', 'GRU', 'Reshape', 'Transpose']
+        >>> to_onnx(torch.nn.GRU(3, 4), "gru.onnx")  # doctest: +SKIP
+    """
+    onnx = require("onnx")
+    from .adapters import onnx as onnx_adapter
+
+    stack = to_canonical(source)
+    chosen = onnx_adapter.newest_runtime_opset() if opset is None else int(opset)
+    model = onnx_adapter.canonical_to_onnx(
+        stack, opset=chosen, with_initial_states=with_initial_states, with_lengths=with_lengths
+    )
+    onnx.checker.check_model(model, full_check=True)
+    if path is not None:
+        _write_atomically(model, os.fspath(path))
+    return model
+
+
+def onnx_to_canonical(model_or_path: Any) -> RecurrentStack:
+    """The canonical stack an ONNX graph of LSTM/GRU/RNN nodes and glue computes.
+
+    Reads graphs from :func:`to_onnx`, ``torch.onnx.export(..., dynamo=False)`` and tf2onnx
+    (one recurrent node per layer). Weights and options come from the nodes' inputs and
+    attributes; what the glue means (merge modes, ``go_backwards`` reversal, returned
+    sequences and states, batch- or time-major input) is identified by running the graph
+    and the candidate stacks on a random input and keeping the one that matches (see
+    :func:`xframe_bilstm.adapters.onnx.graph_to_canonical`). Needs torch to run the graph.
+
+    Raises:
+        UnsupportedFeatureError: naming the node and attribute (``clip``, ``input_forget``,
+            peepholes, activations), operator, or graph output that Keras cannot express.
+
+    Example:
+        >>> import torch
+        >>> stack = onnx_to_canonical(to_onnx(torch.nn.LSTM(3, 4, bidirectional=True)))
+        >>> [(layer.cell, layer.direction, layer.merge_mode) for layer in stack.layers]
+        [('lstm', 'bidirectional', 'concat')]
+    """
+    require("onnx")
+    require("torch")
+    from .adapters import onnx as onnx_adapter
+
+    return onnx_adapter.graph_to_canonical(model_or_path)
+
+
+def onnx_to_torch(model_or_path: Any) -> Any:
+    """A torch module that runs an ONNX graph of LSTM/GRU/RNN nodes and glue exactly.
+
+    ``forward`` takes the graph's inputs in graph order and returns its outputs in graph
+    order and layouts. Recurrent nodes run on native ``nn.LSTM``/``nn.GRU``/``nn.RNN``
+    (``module.recurrent[k].native``) where those compute them exactly, else on an exact
+    loop of the ONNX equations (``clip``, ``input_forget``, peepholes, any ONNX activation
+    with its alpha and beta, ``linear_before_reset=0``, ``layout`` 0 and 1,
+    ``sequence_lens``).
+
+    Raises:
+        UnsupportedFeatureError: an operator the interpreter does not run, naming it and
+            its node.
+
+    Example:
+        >>> import torch
+        >>> module = onnx_to_torch(to_onnx(torch.nn.GRU(3, 4, batch_first=True)))
+        >>> module(torch.zeros(2, 5, 3)).shape
+        torch.Size([2, 5, 4])
+    """
+    require("onnx")
+    require("torch")
+    from .adapters import onnx as onnx_adapter
+
+    return onnx_adapter.onnx_module(model_or_path)
+
+
+def onnx_to_keras(model_or_path: Any, *, name: str | None = None) -> Any:
+    """A Keras 3 layer or ``Sequential`` computing what an ONNX recurrent graph computes.
+
+    The graph is read by :func:`onnx_to_canonical` and built by
+    :func:`~xframe_bilstm.adapters.keras.canonical_to_keras`, with the graph's float32
+    weights. A split LSTM/SimpleRNN bias ``[Wb, Rb]`` becomes Keras's single bias (one
+    float addition).
+
+    Raises:
+        UnsupportedFeatureError: naming what Keras cannot express (``clip``,
+            ``input_forget``, peepholes, other activations, outputs with no Keras meaning).
+
+    Example:
+        >>> import torch
+        >>> layer = onnx_to_keras(to_onnx(torch.nn.GRU(3, 4, batch_first=True)))
+        >>> type(layer).__name__, layer.reset_after
+        ('GRU', True)
+    """
+    stack = onnx_to_canonical(model_or_path)
+    require("keras")
+    from .adapters.keras import canonical_to_keras
+
+    return canonical_to_keras(stack, name=name)
+
+
+def _write_atomically(model: Any, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(model.SerializeToString())
+        os.replace(temporary, path)  # readers see the old file or the whole new one
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+__all__ = ["onnx_to_canonical", "onnx_to_keras", "onnx_to_torch", "to_onnx"]

@@ -10,6 +10,7 @@ from .activations import ACTIVATIONS
 from .canonical import DirectionWeights, RecurrentLayer, RecurrentStack, output_names
 from .comparison import ArrayComparison, Comparison, compare_outputs, derived_tolerance
 from .converters import keras_to_torch, torch_to_keras
+from .diagnosis import CODES, Diagnosis, diagnose
 from .errors import (
     FrameworkUnavailableError,
     ToleranceExceededError,
@@ -27,8 +28,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "CODES",
     "ArrayComparison",
     "Comparison",
+    "Diagnosis",
     "DirectionWeights",
     "FrameworkUnavailableError",
     "PairReport",
@@ -43,6 +46,7 @@ __all__ = [
     "compare",
     "compare_outputs",
     "derived_tolerance",
+    "diagnose",
     "keras_to_torch",
     "onnx_to_canonical",
     "onnx_to_keras",

@@ -296,17 +296,18 @@ def _print_table(report: Report) -> None:
 
 
 def _print_diagnosis(source: Any, against: Any, report: Report) -> None:
-    try:
-        from .diagnosis import diagnose
-    except ImportError:
-        print("diagnosis: not available in this version")
-        return
+    """Explain the disagreement between the two models, or prove the conversion exact."""
+    from .diagnosis import diagnose
+
     if against is None:
         from .converters import keras_to_torch
 
+        # One model: diagnose it against its own conversion to the other framework.
         against = keras_to_torch(source, verify=False) if _is_keras(source) else source
-    diagnosis = diagnose(source, against)
+    diagnosis = diagnose(source, against, seed=report.seed)
     print(f"diagnosis: {diagnosis.code}: {diagnosis.message}")
+    for detail in diagnosis.details[1:]:
+        print(f"  also: {detail}")
 
 
 def _is_keras(obj: Any) -> bool:

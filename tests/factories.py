@@ -49,6 +49,7 @@ def random_layer(
     activation: str = "tanh",
     recurrent_activation: str | None = "sigmoid",
     reset_after: bool | None = None,
+    zero_masked_outputs: bool = False,
     dtype: type[np.floating] = np.float64,
 ) -> RecurrentLayer:
     """A layer with random weights; ``bias`` defaults to the layout Keras uses for ``cell``."""
@@ -70,6 +71,7 @@ def random_layer(
         activation=activation,
         recurrent_activation=None if cell == "simple_rnn" else recurrent_activation,
         reset_after=reset_after if cell == "gru" else None,
+        zero_masked_outputs=zero_masked_outputs,
     )
 
 

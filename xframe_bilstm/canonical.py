@@ -127,9 +127,18 @@ class RecurrentLayer:
     activation: str = "tanh"
     recurrent_activation: str | None = "sigmoid"
     reset_after: bool | None = None
+    # Plain (one-direction) layers only: masked steps output zeros instead of repeating the
+    # previous output (Keras's zero_output_for_mask=True, which Bidirectional also sets on
+    # the layers it wraps). A Bidirectional's own behaviour is implied by its direction.
+    zero_masked_outputs: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", tuple(self.weights))
+        if self.zero_masked_outputs and self.direction == "bidirectional":
+            raise UnsupportedFeatureError(
+                "zero_masked_outputs applies to forward or backward layers; a bidirectional "
+                "layer zeroes masked outputs exactly when it returns sequences"
+            )
         if self.cell not in CELLS:
             raise UnsupportedFeatureError(f"cell={self.cell!r} is not one of {CELLS}")
         if self.direction not in DIRECTIONS:

@@ -17,8 +17,10 @@ It follows Keras's semantics, which the canonical form stores (see
 - SimpleRNN: ``h' = act(x K + b + h R)``.
 
 Masks are right-padded ``lengths``: a masked step keeps the states unchanged; its output is
-the previous output for plain layers and zero inside a Bidirectional that returns sequences
-(Keras forces ``zero_output_for_mask`` there). A ``"backward"`` direction reads the input and
+the previous output for plain layers (zero with ``zero_masked_outputs``) and zero inside a
+Bidirectional that returns sequences (Keras forces ``zero_output_for_mask`` there). A plain
+layer that returns only its last output returns that step's output, so zero for a padded
+row with ``zero_masked_outputs``. A ``"backward"`` direction reads the input and
 the mask from the last step to the first and returns outputs in that processing order.
 """
 
@@ -171,7 +173,7 @@ def _run_layer(
             states,
             mask,
             reverse=layer.direction == "backward",
-            zero_masked_outputs=False,
+            zero_masked_outputs=layer.zero_masked_outputs,
             dtype=dtype,
         )
         return (outputs if return_sequences else outputs[:, -1],), finals

@@ -154,6 +154,22 @@ CASES = [
     ),
     case("lstm-bidirectional-initial-state", "lstm", "bidirectional", state=True, initial=True),
     case("lstm-forward-initial-mask-unroll", "lstm", initial=True, lengths=True, unroll=True),
+    case("lstm-forward-mask-zero_output", "lstm", lengths=True, zero_output_for_mask=True),
+    case(
+        "gru-forward-mask-last-zero_output",
+        "gru",
+        seq=False,
+        state=True,
+        lengths=True,
+        zero_output_for_mask=True,
+    ),
+    case(
+        "simple_rnn-backward-mask-zero_output",
+        "simple_rnn",
+        "backward",
+        lengths=True,
+        zero_output_for_mask=True,
+    ),
     case("gru-forward-seq-state", "gru", state=True),
     case("gru-backward-last", "gru", "backward", seq=False),
     case("gru-bidirectional-concat-seq-state", "gru", "bidirectional", state=True),
@@ -519,11 +535,20 @@ def test_unbuilt_layer_raises_weight_shape_error() -> None:
         keras_to_canonical(keras.layers.LSTM(2))
 
 
-def test_zero_output_for_mask_on_plain_layer_is_rejected() -> None:
+def test_zero_output_for_mask_round_trips() -> None:
     layer = keras.layers.LSTM(2, zero_output_for_mask=True)
     layer.build((None, None, INPUT))
-    with pytest.raises(UnsupportedFeatureError, match="zero_output_for_mask"):
-        keras_to_canonical(layer)
+    stack = keras_to_canonical(layer)
+    assert stack.layers[0].zero_masked_outputs
+    assert canonical_to_keras(stack).zero_output_for_mask
+
+
+def test_backward_layer_given_to_bidirectional_still_converts() -> None:
+    # Bidirectional sets zero_output_for_mask on the backward_layer it is given.
+    backward = keras.layers.LSTM(2, return_sequences=True, go_backwards=True)
+    keras.layers.Bidirectional(keras.layers.LSTM(2, return_sequences=True), backward_layer=backward)
+    backward.build((None, None, INPUT))
+    assert keras_to_canonical(backward).layers[0].zero_masked_outputs
 
 
 def test_sequential_layers_must_agree_on_stateful() -> None:

@@ -79,6 +79,47 @@ def test_module_matches_reference_in_float64(
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["sequences", "last"])
+@pytest.mark.parametrize(("cell", "activation"), [("lstm", "tanh"), ("gru", "relu")])
+def test_zero_masked_outputs_match_reference(cell, activation, direction, return_sequences) -> None:
+    rng = np.random.default_rng(9)
+    stack = random_stack(
+        rng,
+        cell,
+        3,
+        4,
+        num_layers=2,
+        direction=direction,
+        activation=activation,
+        zero_masked_outputs=True,
+        return_sequences=return_sequences,
+        return_state=True,
+    )
+    x, lengths = rng.standard_normal((3, 5, 3)), [5, 2, 1]
+    expected = run_reference(stack, x, lengths=lengths)
+    actual = run_torch(canonical_to_torch(stack), x, lengths=lengths)
+    for got, want in zip(actual, expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    carried = run_reference(
+        random_stack(
+            np.random.default_rng(9),
+            cell,
+            3,
+            4,
+            num_layers=2,
+            direction=direction,
+            activation=activation,
+            return_sequences=return_sequences,
+            return_state=True,
+        ),
+        x,
+        lengths=lengths,
+    )
+    # Forward layers differ from the carrying default exactly on padded rows.
+    assert (direction == "forward") == (not np.allclose(carried[0], expected[0]))
+
+
 @pytest.mark.parametrize(
     ("activation", "recurrent_activation"),
     [

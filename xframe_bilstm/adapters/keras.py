@@ -176,13 +176,6 @@ def _layer_to_canonical(layer: Any, keras: Any) -> tuple[RecurrentLayer, tuple[b
     if isinstance(layer, keras.layers.Bidirectional):
         return _bidirectional_to_canonical(layer, keras), _flags(layer)
     _check_recurrent_class(layer, keras, where="")
-    if layer.zero_output_for_mask:
-        # The canonical form carries outputs over masked steps, as Keras does by default.
-        raise UnsupportedFeatureError(
-            f"layer {layer.name!r}: zero_output_for_mask=True is not supported on a plain "
-            "layer (the canonical form carries the previous output over masked steps); "
-            "use the default zero_output_for_mask=False"
-        )
     spec = _direction_spec(layer, keras)
     canonical = RecurrentLayer(
         cell=spec["cell"],
@@ -193,6 +186,7 @@ def _layer_to_canonical(layer: Any, keras: Any) -> tuple[RecurrentLayer, tuple[b
         activation=spec["activation"],
         recurrent_activation=spec["recurrent_activation"],
         reset_after=spec["reset_after"],
+        zero_masked_outputs=bool(layer.zero_output_for_mask),
     )
     return canonical, _flags(layer)
 
@@ -417,6 +411,7 @@ def _build_keras_layer(
             return_state=return_state,
             go_backwards=go_backwards,
             stateful=stateful,
+            zero_output_for_mask=layer.zero_masked_outputs,
             name=half_name,
         )
 

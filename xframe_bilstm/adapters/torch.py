@@ -381,9 +381,14 @@ class KerasRecurrent(nn.Module):
         last_finals = finals[-1]
         if not return_sequences:  # each direction's last output is its final h
             if directions == 1:
-                return (last_finals[0],), finals
+                last_output = last_finals[0]
+                if lengths is not None and last.zero_masked_outputs and last.direction == "forward":
+                    # Keras returns the last step's output: zero where that step is padding.
+                    ended = (lengths == x.shape[1])[:, None]
+                    last_output = torch.where(ended, last_output, torch.zeros_like(last_output))
+                return (last_output,), finals
             return _merge(last.merge_mode, last_finals[0], last_finals[per_direction]), finals
-        if lengths is not None and last.direction == "forward":
+        if lengths is not None and last.direction == "forward" and not last.zero_masked_outputs:
             output = _carry_last_valid(output, lengths)
         elif lengths is not None and last.direction == "backward":
             output = _align_right(output, lengths)
@@ -529,6 +534,7 @@ def _read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> Recu
         activation=template.activation,
         recurrent_activation=template.recurrent_activation,
         reset_after=template.reset_after,
+        zero_masked_outputs=template.zero_masked_outputs,
     )
 
 

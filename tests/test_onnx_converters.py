@@ -376,3 +376,21 @@ def test_onnx_to_keras_names_what_keras_lacks() -> None:
 
     with pytest.raises(UnsupportedFeatureError, match="clip=2"):
         onnx_to_keras(model)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_zero_masked_outputs_export_matches_reference(direction: str) -> None:
+    rng = np.random.default_rng(12)
+    stack = random_stack(rng, "lstm", 3, 4, direction=direction, zero_masked_outputs=True)
+    x = rng.standard_normal((3, 5, 3)).astype(np.float32)
+    model = to_onnx(stack, with_lengths=True)
+    _assert_matches_reference(stack, model, x, lengths=LENGTHS)
+
+
+def test_zero_masked_last_output_with_lengths_is_refused() -> None:
+    stack = random_stack(
+        np.random.default_rng(0), "gru", 3, 4, zero_masked_outputs=True, return_sequences=False
+    )
+    with pytest.raises(UnsupportedFeatureError, match="zero_masked_outputs"):
+        to_onnx(stack, with_lengths=True)
+    to_onnx(stack)  # without lengths nothing is masked

@@ -10,6 +10,7 @@ unless ``rtol`` and ``atol`` are given.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import platform
 import time
@@ -28,7 +29,14 @@ from .sources import framework_of, to_canonical
 DEFAULT_BATCH = 4
 DEFAULT_STEPS = 20
 
-_EXTRAS = {"torch": "torch", "keras": "tf"}
+_EXTRAS = {
+    "torch": "torch",
+    "keras": "tf",
+    "onnxruntime": "onnx",
+    "torch-onnx": "torch,onnx",
+    "torch-onnx-dynamo": "torch,onnx",
+    "keras-onnx": "tf,onnx",
+}
 
 
 def compare(
@@ -58,8 +66,10 @@ def compare(
             ``source``: it runs on its own framework (labelled ``@against``) and is compared
             with the source's reference and runs.
         inputs: the input (B, T, D); default a seeded standard normal (batch, steps, D).
-        frameworks: ``"auto"`` (every installed one) or names among ``reference``,
-            ``torch`` and ``keras``. The float64 reference always runs.
+        frameworks: ``"auto"`` (every installed one) or names among ``torch``, ``keras``,
+            ``onnxruntime`` (our ONNX export), ``torch-onnx``, ``torch-onnx-dynamo`` and
+            ``keras-onnx`` (the frameworks' own ONNX exporters, run in onnxruntime). The
+            float64 reference always runs.
         devices: ``"auto"`` (every device each framework sees) or names such as ``"cpu"``,
             ``"gpu:0"``.
         dtypes: dtypes to run in (``float32``, ``float64``, ``float16``, ``bfloat16``).
@@ -246,7 +256,9 @@ def _framework_names(frameworks: str | Sequence[str]) -> list[str]:
     for name in names:
         if name not in FRAMEWORKS:
             raise ValueError(f"frameworks: {name!r} is not one of {sorted(FRAMEWORKS)}")
-        if not FRAMEWORKS[name].available():
+        # Asked for by name, a framework runs when its own package is there; a missing
+        # helper package (an exporter's, say) then fails its run with the reason.
+        if importlib.util.find_spec(FRAMEWORKS[name].module) is None:
             raise FrameworkUnavailableError(
                 f"framework {name!r} is not installed; install it with: "
                 f"pip install 'xframe_bilstm[{_EXTRAS.get(name, 'all')}]'"

@@ -10,18 +10,35 @@ from __future__ import annotations
 
 from .base import Framework, RunSpec
 from .keras import KerasFramework
+from .keras_onnx import KerasOnnxFramework
+from .onnxruntime import OnnxruntimeFramework
 from .reference import ReferenceFramework
 from .torch import TorchFramework
+from .torch_onnx import TorchOnnxDynamoFramework, TorchOnnxFramework
 
+# In report order: the native frameworks, then ONNX runs (our export, then each exporter's).
 FRAMEWORKS: dict[str, type[Framework]] = {
-    framework.name: framework for framework in (ReferenceFramework, TorchFramework, KerasFramework)
+    framework.name: framework
+    for framework in (
+        ReferenceFramework,
+        TorchFramework,
+        KerasFramework,
+        OnnxruntimeFramework,
+        TorchOnnxFramework,
+        TorchOnnxDynamoFramework,
+        KerasOnnxFramework,
+    )
 }
 
 __all__ = [
     "FRAMEWORKS",
     "Framework",
     "KerasFramework",
+    "KerasOnnxFramework",
+    "OnnxruntimeFramework",
     "ReferenceFramework",
     "RunSpec",
     "TorchFramework",
+    "TorchOnnxDynamoFramework",
+    "TorchOnnxFramework",
 ]

@@ -1,0 +1,71 @@
+"""ONNX adapter: canonical stacks to ONNX graphs of native ``LSTM``/``GRU``/``RNN`` nodes, back,
+and runners.
+
+One module per job:
+
+- :mod:`.vocabulary`: what export and import agree on (operator names, activations with
+  their alpha and beta, graph input names, opset floors).
+- :mod:`.builder` and :mod:`.export`: canonical stack to ``onnx.ModelProto``
+  (:func:`canonical_to_onnx`), built from the weights, not traced.
+- :mod:`.runtime`: the newest opset onnxruntime loads, loading models, :func:`run_onnxruntime`.
+- :mod:`.nodes`: reading node attributes, constants and recurrent nodes
+  (:func:`read_recurrent_node`).
+- :mod:`.recurrent` and :mod:`.interpreter`: a torch module that runs a graph exactly
+  (:func:`onnx_module`).
+- :mod:`.importer`: the canonical stack a graph computes (:func:`graph_to_canonical`).
+
+Rules of this package:
+
+- onnx, onnxruntime and torch are imported inside functions (``require(...)``), so importing
+  it imports no framework.
+- Graphs are float32: onnxruntime's CPU recurrent kernels have no float64 version.
+- An attribute that changes the math and has no exact equivalent (``clip``,
+  ``input_forget``, peepholes ``P``) is computed exactly by the torch interpreter and refused
+  by the canonical form, never ignored.
+"""
+
+from __future__ import annotations
+
+from .export import canonical_to_onnx
+from .importer import graph_to_canonical
+from .interpreter import GLUE_OPS, onnx_module
+from .nodes import (
+    RecurrentNodeSpec,
+    constant_values,
+    describe_node,
+    node_attributes,
+    read_recurrent_node,
+)
+from .runtime import graph_feeds, load_model, newest_runtime_opset, run_onnxruntime
+from .vocabulary import (
+    CARRY_OPSET,
+    LENGTHS_INPUT,
+    MIN_OPSET,
+    ONNX_ACTIVATIONS,
+    REVERSE_OPSET,
+    X_INPUT,
+    initial_state_input_names,
+)
+
+__all__ = [
+    "CARRY_OPSET",
+    "GLUE_OPS",
+    "LENGTHS_INPUT",
+    "MIN_OPSET",
+    "ONNX_ACTIVATIONS",
+    "REVERSE_OPSET",
+    "X_INPUT",
+    "RecurrentNodeSpec",
+    "canonical_to_onnx",
+    "constant_values",
+    "describe_node",
+    "graph_feeds",
+    "graph_to_canonical",
+    "initial_state_input_names",
+    "load_model",
+    "newest_runtime_opset",
+    "node_attributes",
+    "onnx_module",
+    "read_recurrent_node",
+    "run_onnxruntime",
+]

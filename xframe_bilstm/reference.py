@@ -39,6 +39,7 @@ from .canonical import (
     layer_state_names,
 )
 from .errors import WeightShapeError
+from .masks import mask_from_lengths
 
 _MERGE = {
     "concat": lambda a, b: np.concatenate([a, b], axis=-1),
@@ -87,7 +88,7 @@ def run_reference(
     batch, steps, _ = x.shape
     if batch < 1 or steps < 1:
         raise WeightShapeError(f"x: expected at least one batch row and one step, got {x.shape}")
-    mask = _mask_from_lengths(lengths, batch, steps)
+    mask = None if lengths is None else mask_from_lengths(lengths, batch, steps)
     states = _split_initial_states(stack, initial_states, batch, dtype)
 
     sequence = x
@@ -104,22 +105,6 @@ def run_reference(
         if not is_last:
             (sequence,) = outputs
     return outputs + (finals if stack.return_state else ())
-
-
-def _mask_from_lengths(lengths: object, batch: int, steps: int) -> np.ndarray | None:
-    if lengths is None:
-        return None
-    values = np.asarray(lengths)
-    if values.shape != (batch,) or not np.issubdtype(values.dtype, np.integer):
-        raise WeightShapeError(
-            f"lengths: expected {batch} integers (one per batch row), got {values.dtype} "
-            f"array of shape {values.shape}"
-        )
-    if values.min() < 1 or values.max() > steps:
-        raise WeightShapeError(
-            f"lengths: each must be in 1..{steps} (the number of steps), got {values.tolist()}"
-        )
-    return np.arange(steps)[None, :] < values[:, None]  # (B, T)
 
 
 def _split_initial_states(

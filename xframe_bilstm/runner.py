@@ -23,6 +23,7 @@ from .canonical import RecurrentStack, initial_state_count, output_names
 from .comparison import Comparison, compare_arrays, measure_noise
 from .errors import FrameworkUnavailableError, WeightShapeError
 from .frameworks import FRAMEWORKS, Framework, RunSpec
+from .masks import check_lengths
 from .report import PairReport, Report, RunRecord
 from .sources import framework_of, to_canonical
 
@@ -103,7 +104,7 @@ def compare(
         )
     stack = to_canonical(source)
     x = _inputs(stack, inputs, seed, batch, steps)
-    checked_lengths = _lengths(lengths, x)
+    checked_lengths = None if lengths is None else check_lengths(lengths, *x.shape[:2])
     states = _initial_states(stack, initial_states, x)
     specs = _plan(frameworks, devices, dtypes, tf32)
     models = {spec: stack for spec, _ in specs}
@@ -164,22 +165,6 @@ def _inputs(
             f"got {x.shape}"
         )
     return x
-
-
-def _lengths(lengths: Sequence[int] | None, x: np.ndarray) -> np.ndarray | None:
-    if lengths is None:
-        return None
-    values = np.asarray(lengths)
-    batch, steps = x.shape[:2]
-    if values.shape != (batch,) or not np.issubdtype(values.dtype, np.integer):
-        raise WeightShapeError(
-            f"lengths: expected {batch} integers (one per input row), got {values.tolist()}"
-        )
-    if values.min() < 1 or values.max() > steps:
-        raise WeightShapeError(
-            f"lengths: each must be in 1..{steps} (the input's steps), got {values.tolist()}"
-        )
-    return values
 
 
 def _initial_states(

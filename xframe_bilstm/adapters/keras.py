@@ -30,6 +30,7 @@ import numpy as np
 from .._imports import require
 from ..canonical import DirectionWeights, RecurrentLayer, RecurrentStack
 from ..errors import UnsupportedFeatureError, WeightShapeError
+from ..masks import mask_from_lengths
 
 # Keras class name -> canonical cell kind.
 _CELL_BY_CLASS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn"}
@@ -521,7 +522,7 @@ def run_keras(
                 "on its own, or convert and use the canonical stack"
             )
         states = [np.asarray(s, dtype=dtype) for s in initial_states]
-    mask = None if lengths is None else _mask_from_lengths(lengths, x.shape[0], x.shape[1])
+    mask = None if lengths is None else mask_from_lengths(lengths, x.shape[0], x.shape[1])
     tf = require("tensorflow")
     result = _compiled(layer_or_model)(
         tf.constant(x),
@@ -537,20 +538,6 @@ def _compute_dtype(layer_or_model: Any, keras: Any) -> str:
         first = [m for m in layer_or_model.layers if not isinstance(m, keras.layers.InputLayer)]
         return first[0].compute_dtype
     return layer_or_model.compute_dtype
-
-
-def _mask_from_lengths(lengths: object, batch: int, steps: int) -> np.ndarray:
-    values = np.asarray(lengths)
-    if values.shape != (batch,) or not np.issubdtype(values.dtype, np.integer):
-        raise WeightShapeError(
-            f"lengths: expected {batch} integers (one per batch row), got {values.dtype} "
-            f"array of shape {values.shape}"
-        )
-    if values.min() < 1 or values.max() > steps:
-        raise WeightShapeError(
-            f"lengths: each must be in 1..{steps} (the number of steps), got {values.tolist()}"
-        )
-    return np.arange(steps)[None, :] < values[:, None]  # (B, T), True on valid steps
 
 
 def _compiled(layer_or_model: Any) -> Callable[..., Any]:

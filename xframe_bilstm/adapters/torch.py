@@ -33,6 +33,7 @@ from ..canonical import (
 )
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..gates import CANONICAL_ORDER, TORCH_ORDER, reorder_gates
+from ..masks import check_lengths
 
 TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
@@ -411,18 +412,9 @@ class KerasRecurrent(nn.Module):
 
 
 def _check_lengths(lengths: torch.Tensor | Sequence[int], x: torch.Tensor) -> torch.Tensor:
-    values = torch.as_tensor(lengths, device=x.device)
-    batch, steps = x.shape[0], x.shape[1]
-    if values.shape != (batch,) or values.dtype.is_floating_point or values.dtype == torch.bool:
-        raise WeightShapeError(
-            f"lengths: expected {batch} integers (one per batch row), got {values.dtype} "
-            f"tensor of shape {tuple(values.shape)}"
-        )
-    if int(values.min()) < 1 or int(values.max()) > steps:
-        raise WeightShapeError(
-            f"lengths: each must be in 1..{steps} (the number of steps), got {values.tolist()}"
-        )
-    return values.long()
+    values = torch.as_tensor(lengths)
+    check_lengths(values.cpu().numpy(), x.shape[0], x.shape[1])
+    return values.to(device=x.device, dtype=torch.long)
 
 
 def _run_module(

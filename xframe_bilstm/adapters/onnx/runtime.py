@@ -15,6 +15,7 @@ import numpy as np
 
 from ..._imports import require
 from ...errors import UnsupportedFeatureError, WeightShapeError
+from ...masks import check_lengths
 from .vocabulary import LENGTHS_INPUT, MIN_OPSET, ir_version
 
 
@@ -191,23 +192,11 @@ def graph_feeds(
             feeds[graph_input.name] = np.zeros(shape, dtypes[graph_input.name])
     if LENGTHS_INPUT in names:
         values = np.full(x.shape[0], x.shape[1]) if lengths is None else np.asarray(lengths)
-        feeds[LENGTHS_INPUT] = _check_lengths(values, x).astype(dtypes[LENGTHS_INPUT])
+        feeds[LENGTHS_INPUT] = check_lengths(values, x.shape[0], x.shape[1]).astype(
+            dtypes[LENGTHS_INPUT]
+        )
     elif lengths is not None:
         raise UnsupportedFeatureError(
             "lengths: the graph has no 'lengths' input; export it with with_lengths=True"
         )
     return feeds
-
-
-def _check_lengths(values: np.ndarray, x: np.ndarray) -> np.ndarray:
-    batch, steps = x.shape[0], x.shape[1]
-    if values.shape != (batch,) or not np.issubdtype(values.dtype, np.integer):
-        raise WeightShapeError(
-            f"lengths: expected {batch} integers (one per batch row), got {values.dtype} "
-            f"array of shape {values.shape}"
-        )
-    if values.min() < 1 or values.max() > steps:
-        raise WeightShapeError(
-            f"lengths: each must be in 1..{steps} (the number of steps), got {values.tolist()}"
-        )
-    return values

@@ -412,3 +412,25 @@ def test_torch_dropout_between_layers_becomes_keras_dropout() -> None:
     assert all(layer.rate == 0.25 for layer in model.layers if type(layer).__name__ == "Dropout")
     # Dropout is the identity at inference, so the Keras model reads back as the torch stack.
     assert keras_to_canonical(model) == torch_adapter.torch_to_canonical(module)
+
+
+def test_stateful_module_takes_over_mid_sequence() -> None:
+    rng = np.random.default_rng(13)
+    layer = keras_layer(
+        "gru",
+        3,
+        direction="forward",
+        merge_mode="concat",
+        return_sequences=True,
+        return_state=False,
+        use_bias=True,
+        reset_after=True,
+        stateful=True,
+    )
+    layer.build((2, None, 2))
+    randomize(layer, rng, "gru", 2, True)
+    run_keras(layer, rng.standard_normal((2, 4, 2)).astype(np.float32))  # states now non-zero
+    module = keras_to_torch(layer)  # verifies from those states, and leaves them in place
+    x = rng.standard_normal((2, 3, 2)).astype(np.float32)
+    (keras_out,), (torch_out,) = run_keras(layer, x), run_torch(module, x)
+    np.testing.assert_allclose(torch_out, keras_out, rtol=0, atol=1e-5)

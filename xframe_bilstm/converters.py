@@ -28,9 +28,10 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     Accepts ``LSTM``, ``GRU``, ``SimpleRNN``, ``Bidirectional`` of those (any merge mode,
     custom ``backward_layer``) and ``keras.Sequential`` stacks of them. The result is a
     :class:`~xframe_bilstm.adapters.torch.KerasRecurrent` whose ``forward`` takes what the
-    Keras layer takes (batch-first input, optional initial states in Keras order) and
-    returns what it returns; its ``rnns`` are native ``nn.LSTM``/``nn.GRU``/``nn.RNN``
-    modules wherever those compute the layer exactly.
+    Keras layer takes (batch-first input, optional initial states in Keras order, and
+    right-padding ``lengths`` in place of a mask) and returns what it returns; its ``rnns``
+    are native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` modules wherever those compute the layer
+    exactly. A stateful layer's module starts from the layer's current states.
 
     Args:
         obj: a built Keras layer or ``Sequential``.
@@ -54,15 +55,19 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     keras_adapter = _keras_adapter()
     stack = keras_adapter.keras_to_canonical(obj)
     module = torch_adapter.canonical_to_torch(stack)
+    # A stateful layer may be mid-sequence: the module carries on from the same states.
+    states = keras_adapter.snapshot_states(obj)
+    if states:
+        module.load_states(states)
     if verify:
         x = verification_input(stack, seed=seed, batch=keras_adapter.fixed_batch_size(obj))
-        states = keras_adapter.snapshot_states(obj)
         try:
             expected = keras_adapter.run_keras(obj, x)
         finally:
             keras_adapter.restore_states(obj, states)
         actual = torch_adapter.run_torch(module, x)
-        module.reset_states()
+        if states:
+            module.load_states(states)
         _check(stack, x, expected, actual, f"Keras {_describe(obj)} vs its torch module")
     return module
 

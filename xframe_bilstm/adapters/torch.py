@@ -282,6 +282,22 @@ class KerasRecurrent(nn.Module):
         """Forget the states carried between calls (stateful modules start from zeros)."""
         self._carried = None
 
+    def load_states(self, states: Sequence[np.ndarray | torch.Tensor]) -> None:
+        """Carry ``states`` (every layer's, in Keras order) into the next call.
+
+        For a stateful module taking over from a stateful Keras layer mid-sequence.
+        """
+        if len(states) != self.state_count:
+            raise WeightShapeError(
+                f"states: expected {self.state_count} arrays (every layer's states in Keras "
+                f"order), got {len(states)}"
+            )
+        parameter = next(self.parameters())
+        self._carried = [
+            torch.as_tensor(state, dtype=parameter.dtype, device=parameter.device)
+            for state in states
+        ]
+
     def forward(
         self,
         x: torch.Tensor,

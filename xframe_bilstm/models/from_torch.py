@@ -1,0 +1,247 @@
+"""PyTorch to Keras 3 for ``nn.Sequential``-like modules, and state_dict files to modules.
+
+Rules of this module:
+
+- A module is read as its children in order (an ``nn.Sequential``, or any module whose
+  ``forward`` calls its children one after another): ``nn.Embedding``,
+  ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``batch_first=True``; each passes its whole output
+  sequence on, as ``output`` of ``output, states = rnn(x)``), ``nn.Linear`` (applied to the
+  last axis, as Keras's ``Dense``), ``nn.Dropout`` and activations. Anything else raises
+  :class:`~xframe_bilstm.errors.UnsupportedFeatureError` naming the child and its class.
+- Recurrent children go through the canonical form, one Keras layer per torch layer, as
+  :func:`~xframe_bilstm.torch_to_keras` converts them; ``nn.Linear`` weights are transposed
+  into a ``Dense`` kernel. The result is a plain ``keras.Sequential`` that saves as
+  ``.keras`` and loads back with ``keras.models.load_model``.
+- A state_dict file is read with ``torch.load(weights_only=True)`` or safetensors, never
+  unpickled otherwise, and rebuilt with
+  :func:`~xframe_bilstm.adapters.torch.module_from_state_dict`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+from pathlib import Path
+from typing import Any
+
+from .._imports import require
+from ..canonical import RecurrentStack
+from ..errors import UnsupportedFeatureError, WeightShapeError
+
+# torch activation module class -> Keras activation name.
+_ACTIVATIONS = {
+    "ReLU": "relu",
+    "Tanh": "tanh",
+    "Sigmoid": "sigmoid",
+    "Hardsigmoid": "hard_sigmoid",
+    "ELU": "elu",
+    "SELU": "selu",
+    "SiLU": "silu",
+    "Softplus": "softplus",
+    "Softsign": "softsign",
+    "Identity": "linear",
+}
+STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+
+
+def load_state_dict_module(path: str | Path, *, nonlinearity: str = "tanh") -> Any:
+    """The ``nn.LSTM``/``nn.GRU``/``nn.RNN`` whose state_dict ``path`` holds.
+
+    Example:
+        >>> import torch
+        >>> torch.save(torch.nn.LSTM(3, 2).state_dict(), "lstm.pt")  # doctest: +SKIP
+        >>> load_state_dict_module("lstm.pt")  # doctest: +SKIP
+        LSTM(3, 2, batch_first=True)
+    """
+    torch = require("torch")
+    from ..adapters.torch import module_from_state_dict
+
+    state = _load_state(torch, path)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise WeightShapeError(
+            f"{path}: expected a state_dict (a mapping of names to tensors), got "
+            f"{type(state).__name__}"
+        )
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise WeightShapeError(f"{path}: {name} has dtype {tensor.dtype}; expected floats")
+    try:
+        return module_from_state_dict(state, nonlinearity=nonlinearity)
+    except WeightShapeError as error:
+        raise WeightShapeError(f"{path}: {error}") from error
+
+
+def _load_state(torch: Any, path: str | Path) -> Any:
+    """The file's content, read without running code from it.
+
+    ``torch.load(weights_only=True)`` unpickles only tensors and plain containers and
+    refuses any other global a pickle names (a ``__reduce__`` that would call ``os.system``,
+    say) before calling it; safetensors holds no code at all. Every failure, including that
+    refusal, becomes an error naming the file.
+    """
+    if not Path(path).is_file():
+        raise UnsupportedFeatureError(f"{path}: no such file")
+    try:
+        if Path(path).suffix == ".safetensors":
+            return require("safetensors.torch").load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch names the refused global ("Unsupported global: GLOBAL posix.mkdir ...").
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        named = next(
+            (line for line in lines if "global" in line.lower()),
+            next(
+                (after for line, after in itertools.pairwise(lines) if "WeightsUnpickler" in line),
+                "an instruction outside the allowed ones",
+            ),
+        )
+        raise UnsupportedFeatureError(
+            f"{path}: refused: the pickle needs code to load ({named}); only tensors and "
+            "plain containers are read (torch.load(weights_only=True)); save the "
+            "state_dict, or use safetensors"
+        ) from error
+    except Exception as error:  # corrupt zip, truncated storage, bad safetensors header...
+        raise UnsupportedFeatureError(
+            f"{path}: not a readable state_dict file ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[0] if str(error).strip() else ''})"
+        ) from error
+
+
+def is_sequential_like(module: Any) -> bool:
+    """Whether ``module`` is a torch module with children (and not a recurrent module)."""
+    torch = require("torch")
+    return (
+        isinstance(module, torch.nn.Module)
+        and not isinstance(module, torch.nn.RNNBase)
+        and any(True for _ in module.children())
+    )
+
+
+def _children(module: Any) -> list[tuple[str, Any]]:
+    # nn.Sequential names children "0", "1"...: Keras names read better with the class.
+    return [
+        (f"{type(child).__name__.lower()}_{name}" if name.isdigit() else name, child)
+        for name, child in module.named_children()
+    ]
+
+
+def sequential_to_keras(module: Any) -> Any:
+    """Build a Keras 3 ``Sequential`` computing what ``module``'s children compute in order.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Embedding(10, 4),
+        ...                           torch.nn.GRU(4, 3, batch_first=True),
+        ...                           torch.nn.Linear(3, 2), torch.nn.Softmax(dim=-1))
+        >>> [type(layer).__name__ for layer in sequential_to_keras(net).layers]
+        ['Embedding', 'GRU', 'Dense', 'Activation']
+    """
+    torch = require("torch")
+    keras = require("keras")
+    from ..adapters.keras import canonical_to_keras
+    from ..adapters.torch import torch_to_canonical
+
+    children = _children(module)
+    if not children:
+        raise UnsupportedFeatureError(f"{type(module).__name__} has no children to convert")
+    nn = torch.nn
+    refused = [
+        f"{name!r} ({type(child).__name__})"
+        for name, child in children
+        if not isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
+        and type(child).__name__ not in _ACTIVATIONS
+    ]
+    if refused:
+        raise UnsupportedFeatureError(
+            f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
+            f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(_ACTIVATIONS))}"
+        )
+    first = children[0][1]
+    if isinstance(first, nn.Embedding):
+        layers: list[Any] = [keras.Input((None,), dtype="int32")]
+    elif isinstance(first, nn.RNNBase):
+        layers = [keras.Input((None, first.input_size))]
+    elif isinstance(first, nn.Linear):
+        layers = [keras.Input((first.in_features,))]
+    else:
+        raise UnsupportedFeatureError(
+            f"the first child {children[0][0]!r} ({type(first).__name__}) does not fix the "
+            "input size; start with an Embedding, a recurrent module or a Linear"
+        )
+    with torch.no_grad():
+        for name, child in children:
+            layers.extend(_convert(name, child, nn, keras, canonical_to_keras, torch_to_canonical))
+    return keras.Sequential(layers, name=type(module).__name__.lower())
+
+
+def _convert(
+    name: str, child: Any, nn: Any, keras: Any, to_keras: Any, to_canonical: Any
+) -> list[Any]:
+    if isinstance(child, nn.Embedding):
+        layer = keras.layers.Embedding(child.num_embeddings, child.embedding_dim, name=name)
+        layer.build((None, None))
+        layer.set_weights([child.weight.detach().cpu().numpy()])
+        return [layer]
+    if isinstance(child, nn.RNNBase):
+        if not child.batch_first:
+            raise UnsupportedFeatureError(
+                f"child {name!r} ({type(child).__name__}) has batch_first=False; in a "
+                "sequence of modules it would read the batch axis as time; use batch_first=True"
+            )
+        stack = to_canonical(child)
+        converted = []
+        for index, canonical in enumerate(stack.layers):
+            if index and child.dropout:
+                converted.append(
+                    keras.layers.Dropout(float(child.dropout), name=f"{name}_dropout_{index}")
+                )
+            converted.append(
+                to_keras(RecurrentStack((canonical,)), name=f"{name}_{index}" if index else name)
+            )
+        return converted
+    if isinstance(child, nn.Linear):
+        layer = keras.layers.Dense(child.out_features, use_bias=child.bias is not None, name=name)
+        layer.build((None, child.in_features))
+        weights = [child.weight.detach().cpu().numpy().T]
+        if child.bias is not None:
+            weights.append(child.bias.detach().cpu().numpy())
+        layer.set_weights(weights)
+        return [layer]
+    if isinstance(child, nn.Dropout):
+        return [keras.layers.Dropout(float(child.p), name=name)]
+    if isinstance(child, nn.Softmax):
+        if child.dim not in (-1, None):
+            raise UnsupportedFeatureError(
+                f"child {name!r} is Softmax(dim={child.dim}); only the last axis (dim=-1) maps "
+                "to Keras's softmax"
+            )
+        return [keras.layers.Activation("softmax", name=name)]
+    activation = _ACTIVATIONS[type(child).__name__]
+    if activation == "softplus" and (child.beta != 1 or child.threshold != 20):
+        raise UnsupportedFeatureError(f"child {name!r}: Softplus with beta/threshold changed")
+    return [keras.layers.Activation(activation, name=name)]
+
+
+def run_children(module: Any, inputs: Any) -> Any:
+    """Run ``module``'s children in order, passing each recurrent module's output on."""
+    torch = require("torch")
+    x = inputs
+    with torch.no_grad():
+        for _, child in _children(module):
+            x = child(x)
+            if isinstance(child, torch.nn.RNNBase):
+                x = x[0]
+    return x
+
+
+__all__ = [
+    "STATE_DICT_SUFFIXES",
+    "is_sequential_like",
+    "load_state_dict_module",
+    "run_children",
+    "sequential_to_keras",
+]

@@ -1,0 +1,336 @@
+"""Build a plain PyTorch module from a :class:`~xframe_bilstm.models.graph.ModelGraph`.
+
+Rules of this module:
+
+- One submodule per Keras layer that computes something, named after the layer
+  (``model.embedding``, ``model.bidirectional``, ``model.dense``), so the ``state_dict``
+  reads like the Keras model: ``embedding.weight``, ``bidirectional.rnn.weight_ih_l0``,
+  ``dense.weight``. Weights are copied exactly (Keras kernels transposed for
+  ``nn.Linear``; recurrent layers as in :func:`~xframe_bilstm.keras_to_torch`).
+- ``forward`` takes the model's inputs in the model's order (token ids as int64) and
+  returns its output, or a tuple of its outputs. Masks are computed as Keras computes them
+  and passed to the layers that use them; nothing in ``forward`` depends on the data's
+  values for control flow, so ``torch.export`` can trace the module.
+- Keras behaviour that a port cannot reproduce raises
+  :class:`~xframe_bilstm.errors.UnsupportedFeatureError` before anything is built.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..adapters.torch import TORCH_ACTIVATIONS
+from ..errors import UnsupportedFeatureError, WeightShapeError
+from .graph import LayerRecord, ModelGraph, mask_traps
+from .recurrent import Recurrent
+
+
+def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
+    if name == "softmax":
+        return torch.softmax(x, dim=-1)
+    return TORCH_ACTIVATIONS[name](x)
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class Embedding(nn.Embedding):
+    """``nn.Embedding`` that also says whether id 0 masks its step (Keras ``mask_zero``)."""
+
+    def __init__(self, embeddings: np.ndarray, *, mask_zero: bool) -> None:
+        vocabulary, features = embeddings.shape
+        super().__init__(vocabulary, features, _weight=_tensor(embeddings).clone())
+        self.mask_zero = mask_zero
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", mask_zero={self.mask_zero}"
+
+
+class Dense(nn.Linear):
+    """``nn.Linear`` followed by the Keras layer's activation (``linear`` for none)."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, *, activation: str) -> None:
+        inputs, units = kernel.shape
+        super().__init__(inputs, units, bias=bias is not None, dtype=_tensor(kernel[:0]).dtype)
+        self.activation = activation
+        with torch.no_grad():
+            self.weight.copy_(_tensor(kernel.T))  # Keras computes x @ kernel
+            if bias is not None:
+                self.bias.copy_(_tensor(bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _activate(self.activation, super().forward(x))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", activation={self.activation!r}"
+
+
+class Activation(nn.Module):
+    """A Keras ``Activation`` layer."""
+
+    def __init__(self, activation: str) -> None:
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _activate(self.activation, x)
+
+    def extra_repr(self) -> str:
+        return repr(self.activation)
+
+
+class Masking(nn.Module):
+    """Keras ``Masking``: steps whose features all equal ``mask_value`` become zeros."""
+
+    def __init__(self, mask_value: float) -> None:
+        super().__init__()
+        self.mask_value = mask_value
+
+    def compute_mask(self, x: torch.Tensor) -> torch.Tensor:
+        return (x != self.mask_value).any(dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.compute_mask(x)[..., None], x, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"mask_value={self.mask_value}"
+
+
+class Reshape(nn.Module):
+    """Keras ``Reshape`` (row-major, batch axis kept)."""
+
+    def __init__(self, target_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.target_shape = tuple(target_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape((x.shape[0], *self.target_shape))
+
+    def extra_repr(self) -> str:
+        return f"target_shape={self.target_shape}"
+
+
+class GlobalPool1D(nn.Module):
+    """Keras ``GlobalMaxPooling1D``/``GlobalAveragePooling1D`` over the time axis.
+
+    The average counts valid steps only when there is a mask (as Keras does); the maximum
+    ignores the mask (as Keras 3 does).
+    """
+
+    def __init__(self, op: str, keepdims: bool) -> None:
+        super().__init__()
+        self.op, self.keepdims = op, keepdims
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.op == "max":
+            return x.amax(dim=1, keepdim=self.keepdims)
+        if mask is None:
+            return x.mean(dim=1, keepdim=self.keepdims)
+        weights = mask.to(x.dtype)[:, :, None]
+        total = torch.where(mask[:, :, None], x, 0.0).sum(dim=1, keepdim=self.keepdims)
+        return total / weights.sum(dim=1, keepdim=self.keepdims)
+
+    def extra_repr(self) -> str:
+        return f"op={self.op!r}, keepdims={self.keepdims}"
+
+
+class Concatenate(nn.Module):
+    """Keras ``Concatenate`` along ``axis`` (counted with the batch axis, as in Keras)."""
+
+    def __init__(self, axis: int, mask_combine: str) -> None:
+        super().__init__()
+        self.axis, self.mask_combine = axis, mask_combine
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return torch.cat(tensors, dim=self.axis)
+
+    def combine_masks(
+        self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]
+    ) -> torch.Tensor | None:
+        """The output mask: a step is kept where any (Keras 3) or every (Keras 2) input is."""
+        if all(mask is None for mask in masks):
+            return None
+        rank = tensors[0].dim()
+        if rank != 3 or self.axis not in (-1, 2):
+            raise UnsupportedFeatureError(
+                f"Concatenate(axis={self.axis}) of masked rank-{rank} tensors; only "
+                "masked sequences joined along their features are supported"
+            )
+        full = [
+            torch.ones(t.shape[:2], dtype=torch.bool, device=t.device) if m is None else m.bool()
+            for t, m in zip(tensors, masks)
+        ]
+        stacked = torch.stack(full)
+        return stacked.any(dim=0) if self.mask_combine == "any" else stacked.all(dim=0)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+class _Step(NamedTuple):
+    name: str
+    attribute: str
+    kind: str
+    inputs: tuple[str, ...]
+    return_sequences: bool
+
+
+def _attribute_name(name: str, taken: set[str]) -> str:
+    base = re.sub(r"\W", "_", name) or "layer"
+    if base[0].isdigit() or keyword.iskeyword(base) or hasattr(nn.Module, base):
+        base = f"layer_{base}"
+    candidate, index = base, 1
+    while candidate in taken:
+        candidate, index = f"{base}_{index}", index + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
+    options = record.options
+    if record.kind == "embedding":
+        return Embedding(record.weights["embeddings"], mask_zero=bool(options["mask_zero"]))
+    if record.kind == "masking":
+        return Masking(float(options["mask_value"]))
+    if record.kind == "identity":
+        return nn.Identity()
+    if record.kind == "recurrent":
+        assert record.recurrent is not None
+        return Recurrent(
+            record.recurrent,
+            return_sequences=bool(options["return_sequences"]),
+            time_major=bool(options["time_major"]),
+        )
+    if record.kind == "dense":
+        return Dense(
+            record.weights["kernel"],
+            record.weights.get("bias"),
+            activation=str(options["activation"]),
+        )
+    if record.kind == "activation":
+        return Activation(str(options["activation"]))
+    if record.kind == "flatten":
+        return nn.Flatten()
+    if record.kind == "reshape":
+        return Reshape(tuple(options["target_shape"]))
+    if record.kind == "global_pool":
+        return GlobalPool1D(str(options["op"]), bool(options["keepdims"]))
+    if record.kind == "concatenate":
+        return Concatenate(int(options["axis"]), str(options["mask_combine"]))
+    return None  # inputs
+
+
+class KerasModel(nn.Module):
+    """A whole Keras model as a plain PyTorch module.
+
+    Submodules are the Keras layers, in the model's order, named after them;
+    ``input_names`` and ``output_names`` are the Keras model's. ``forward(*inputs)`` takes
+    one tensor per model input and returns one tensor per model output (a tuple when there
+    are several).
+
+    Example:
+        >>> from xframe_bilstm.models.graph import LayerRecord, ModelGraph
+        >>> graph = ModelGraph("tiny", (
+        ...     LayerRecord("ids", "input", "InputLayer", options={"shape": (None,),
+        ...                                                        "dtype": "int32"}),
+        ...     LayerRecord("embedding", "embedding", "Embedding", ("ids",),
+        ...                 {"mask_zero": True}, {"embeddings": np.eye(3, dtype="float32")}),
+        ...     LayerRecord("pool", "global_pool", "GlobalAveragePooling1D", ("embedding",),
+        ...                 {"op": "average", "keepdims": False})),
+        ...     inputs=("ids",), outputs=("pool",))
+        >>> model = build_torch(graph)
+        >>> model(torch.tensor([[1, 2, 0]])).tolist()   # the padded step is left out
+        [[0.0, 0.5, 0.5]]
+    """
+
+    def __init__(self, graph: ModelGraph) -> None:
+        super().__init__()
+        self.name = graph.name
+        self.input_names = tuple(graph.inputs)
+        self.output_names = tuple(graph.outputs)
+        taken: set[str] = set()
+        steps = []
+        for record in graph.layers:
+            if record.kind == "input":
+                continue
+            attribute = _attribute_name(record.name, taken)
+            module = _module(record, graph)
+            if module is not None:
+                self.add_module(attribute, module)
+            steps.append(
+                _Step(
+                    record.name,
+                    attribute,
+                    record.kind,
+                    tuple(record.inputs),
+                    bool(record.options.get("return_sequences", False)),
+                )
+            )
+        self._steps = tuple(steps)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if len(inputs) != len(self.input_names):
+            raise WeightShapeError(
+                f"{self.name}: expected {len(self.input_names)} inputs "
+                f"({', '.join(self.input_names)}), got {len(inputs)}"
+            )
+        values: dict[str, torch.Tensor] = dict(zip(self.input_names, inputs))
+        masks: dict[str, torch.Tensor | None] = dict.fromkeys(self.input_names)
+        for step in self._steps:
+            module = getattr(self, step.attribute)
+            x = values[step.inputs[0]]
+            mask = masks[step.inputs[0]]
+            if step.kind == "concatenate":
+                tensors = [values[name] for name in step.inputs]
+                values[step.name] = module(*tensors)
+                masks[step.name] = module.combine_masks(tensors, [masks[n] for n in step.inputs])
+                continue
+            if step.kind in ("recurrent", "global_pool"):
+                values[step.name] = module(x, mask)
+            else:
+                values[step.name] = module(x)
+            if step.kind == "embedding":
+                masks[step.name] = (x != 0) if module.mask_zero else None
+            elif step.kind == "masking":
+                masks[step.name] = module.compute_mask(x)
+            elif step.kind in ("identity", "dense", "activation") or (
+                step.kind == "recurrent" and step.return_sequences
+            ):
+                masks[step.name] = mask
+            else:
+                masks[step.name] = None
+        outputs = tuple(values[name] for name in self.output_names)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def build_torch(graph: ModelGraph) -> KerasModel:
+    """The :class:`KerasModel` of ``graph``, after refusing what it cannot reproduce.
+
+    Raises:
+        UnsupportedFeatureError: a Keras behaviour under a mask that no port reproduces
+            (see :func:`~xframe_bilstm.models.graph.mask_traps`).
+    """
+    refusals = [message for _, message, refused in mask_traps(graph) if refused]
+    if refusals:
+        raise UnsupportedFeatureError(f"{graph.source}: " + "; ".join(refusals))
+    return KerasModel(graph)
+
+
+__all__ = [
+    "Activation",
+    "Concatenate",
+    "Dense",
+    "Embedding",
+    "GlobalPool1D",
+    "KerasModel",
+    "Masking",
+    "Reshape",
+    "build_torch",
+]

@@ -42,9 +42,15 @@ def scaled(stack: RecurrentStack, factor: float) -> RecurrentStack:
     return RecurrentStack(
         tuple(
             RecurrentLayer(
-                layer.cell, layer.input_size, layer.units, tuple(map(grow, layer.weights)),
-                layer.direction, layer.merge_mode, layer.activation,
-                layer.recurrent_activation, layer.reset_after,
+                layer.cell,
+                layer.input_size,
+                layer.units,
+                tuple(map(grow, layer.weights)),
+                layer.direction,
+                layer.merge_mode,
+                layer.activation,
+                layer.recurrent_activation,
+                layer.reset_after,
             )
             for layer in stack.layers
         ),
@@ -57,8 +63,10 @@ def models() -> dict[str, tuple[RecurrentStack, int]]:
     rng = np.random.default_rng(0)
     small = random_stack(rng, "lstm", 10, 16, direction="bidirectional", return_state=True)
     large = random_stack(rng, "lstm", 64, 256, num_layers=3, direction="bidirectional")
-    return {"small BiLSTM (H=16, T=20)": (scaled(small, 1.0), 20),
-            "trained-like 3-layer BiLSTM (H=256, T=60, kernels x3)": (scaled(large, 3.0), 60)}
+    return {
+        "small BiLSTM (H=16, T=20)": (scaled(small, 1.0), 20),
+        "trained-like 3-layer BiLSTM (H=256, T=60, kernels x3)": (scaled(large, 3.0), 60),
+    }
 
 
 def main() -> None:

@@ -11,7 +11,11 @@ FRAMEWORKS = ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "h5py", "ja
 def test_import_leaves_every_framework_unimported() -> None:
     code = (
         "import sys, xframe_bilstm, xframe_bilstm.cli, xframe_bilstm.runner, "
-        "xframe_bilstm.onnx_converters, xframe_bilstm.adapters.onnx, xframe_bilstm.frameworks; "
+        "xframe_bilstm.onnx_converters, xframe_bilstm.adapters.onnx, xframe_bilstm.frameworks, "
+        "xframe_bilstm.lint, xframe_bilstm.keras_files, xframe_bilstm.keras_files.config, "
+        "xframe_bilstm.keras_files.h5, xframe_bilstm.keras_files.archive, "
+        "xframe_bilstm.models, xframe_bilstm.models.live, xframe_bilstm.models.reference, "
+        "xframe_bilstm.models.port; "
         f"print(','.join(m for m in {FRAMEWORKS!r} if m in sys.modules))"
     )
     result = subprocess.run(

@@ -19,6 +19,7 @@ from .errors import (
     XFrameError,
 )
 from .gates import reorder_gates
+from .lint import Trap, lint
 from .onnx_converters import onnx_to_canonical, onnx_to_keras, onnx_to_torch, to_onnx
 from .reference import run_reference
 from .report import PairReport, Report, RunRecord
@@ -40,6 +41,7 @@ __all__ = [
     "Report",
     "RunRecord",
     "ToleranceExceededError",
+    "Trap",
     "UnsupportedFeatureError",
     "WeightShapeError",
     "XFrameError",
@@ -48,6 +50,7 @@ __all__ = [
     "derived_tolerance",
     "diagnose",
     "keras_to_torch",
+    "lint",
     "onnx_to_canonical",
     "onnx_to_keras",
     "onnx_to_torch",

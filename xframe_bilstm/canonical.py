@@ -34,10 +34,15 @@ MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 def _frozen_array(value: object, name: str) -> np.ndarray:
-    array = np.array(value, copy=True)
+    """A read-only array: read-only arrays are kept as they are (large weights are not
+    doubled); anything writable is copied, so the caller cannot change it afterwards."""
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        array = value
+    else:
+        array = np.array(value, copy=True)
+        array.setflags(write=False)
     if not np.issubdtype(array.dtype, np.floating):
         raise WeightShapeError(f"{name}: expected a floating-point array, got dtype {array.dtype}")
-    array.setflags(write=False)
     return array
 
 

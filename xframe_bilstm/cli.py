@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import write_atomically
 from .canonical import DirectionWeights, RecurrentLayer, RecurrentStack
 from .errors import FrameworkUnavailableError, XFrameError
 from .gates import CANONICAL_ORDER
@@ -80,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--diagnose", action="store_true", help="explain a disagreement between the models"
     )
+    out.add_argument(
+        "--lint",
+        action="store_true",
+        help="list the traps in the --keras model and what the port does about each, "
+        "then exit (no runs)",
+    )
     return parser
 
 
@@ -103,8 +107,12 @@ def _dtypes(text: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m xframe_bilstm [compare] [options]``."""
+    """``python -m xframe_bilstm [compare] [options]`` or ``python -m xframe_bilstm matrix``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["matrix"]:
+        from .matrix.cli import main as matrix_main
+
+        return matrix_main(arguments[1:])
     if arguments[:1] == ["compare"]:
         arguments = arguments[1:]
     return compare_main(arguments)
@@ -117,7 +125,11 @@ def compare_main(argv: Sequence[str]) -> int:
         parser.error("give both --rtol and --atol, or neither")
     if args.plot:
         _require_plotting()
+    if args.lint and not args.keras:
+        parser.error("--lint needs --keras FILE")
     try:
+        if args.lint:
+            return _lint(args.keras)
         return _compare(args)
     except FrameworkUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -168,28 +180,31 @@ def _models(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _load_keras(path: str) -> Any:
-    from ._imports import require
+    # Read with h5py/zipfile/json only (no TensorFlow, nothing from the file executed);
+    # checking the configuration here reports a bad file before any run starts.
+    from .keras_files import read_spec
 
-    keras = require("keras")
-    # safe_mode refuses models that would run code from the file (Lambda layers).
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    read_spec(path)
+    return path
+
+
+def _lint(path: str) -> int:
+    """Print the traps of the model in ``path``; exit 1 when the port would refuse it."""
+    from .lint import lint
+
+    traps = lint(path)
+    for trap in traps:
+        print(trap)
+    if not traps:
+        print(f"{path}: no traps found")
+    return 1 if any(trap.action == "refused" for trap in traps) else 0
 
 
 def _load_torch(path: str, nonlinearity: str) -> Any:
-    from ._imports import require
+    # Weights only: a pickle that would run code is refused, not loaded.
+    from .models.from_torch import load_state_dict_module
 
-    torch = require("torch")
-    from .adapters.torch import module_from_state_dict
-
-    if Path(path).suffix == ".safetensors":
-        state = require("safetensors.torch").load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state_dict (a mapping of names to tensors)")
-    return module_from_state_dict(state, nonlinearity=nonlinearity)
+    return load_state_dict_module(path, nonlinearity=nonlinearity)
 
 
 def _random_keras_model(args: argparse.Namespace) -> Any:
@@ -326,19 +341,6 @@ def _write_outputs(args: argparse.Namespace, report: Report) -> None:
             write_atomically(path, text().encode())
     if args.plot:
         write_atomically(args.plot, plot_timesteps(report))
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: all or nothing."""
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _require_plotting() -> None:

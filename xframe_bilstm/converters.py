@@ -23,7 +23,7 @@ VERIFY_STEPS = 7
 
 
 def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
-    """Convert a Keras 3 recurrent layer or ``Sequential`` stack to a PyTorch module.
+    """Convert a Keras recurrent layer, a whole Keras model or a model file to PyTorch.
 
     Accepts ``LSTM``, ``GRU``, ``SimpleRNN``, ``Bidirectional`` of those (any merge mode,
     custom ``backward_layer``) and ``keras.Sequential`` stacks of them. The result is a
@@ -51,6 +51,14 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
         >>> sorted(module.rnns[0].state_dict())[:2]
         ['bias_hh_l0', 'bias_hh_l0_reverse']
     """
+    from .keras_files import is_model_path
+
+    if is_model_path(obj):
+        return _port_file(obj, verify=verify, seed=seed)
+    from .models.live import is_whole_keras_model
+
+    if is_whole_keras_model(obj):
+        return _port_live_model(obj, verify=verify, seed=seed)
     torch_adapter = _torch_adapter()
     keras_adapter = _keras_adapter()
     stack = keras_adapter.keras_to_canonical(obj)
@@ -72,6 +80,33 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     return module
 
 
+def _port_file(path: Any, *, verify: bool, seed: int) -> Any:
+    require("torch")
+    from .keras_files import read_model
+    from .models.port import port_graph
+
+    return port_graph(read_model(path), verify=verify, seed=seed)
+
+
+def _port_live_model(model: Any, *, verify: bool, seed: int) -> Any:
+    require("torch")
+    from .models.live import graph_from_keras
+    from .models.port import port_graph
+
+    def run_keras_model(inputs: Any) -> tuple[np.ndarray, ...]:
+        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return tuple(np.asarray(output) for output in outputs)
+
+    return port_graph(
+        graph_from_keras(model),
+        verify=verify,
+        seed=seed,
+        expected=run_keras_model,
+        label=f"Keras {_describe(model)} vs its torch port",
+    )
+
+
 def torch_to_keras(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     """Convert an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (or a converted module) to Keras 3.
 
@@ -86,6 +121,12 @@ def torch_to_keras(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     layers becomes ``keras.layers.Dropout`` layers between them. ``proj_size`` raises
     :class:`~xframe_bilstm.errors.UnsupportedFeatureError`.
 
+    ``obj`` may also be the path of a state_dict file of such a module (``torch.save`` of
+    its ``state_dict()``, read with ``weights_only=True``, or ``.safetensors``; the
+    configuration is inferred from the names and shapes), or an ``nn.Sequential``-like
+    module of ``Embedding``, recurrent modules, ``Linear``, ``Dropout`` and activations,
+    which becomes a ``keras.Sequential`` (:mod:`xframe_bilstm.models.from_torch`).
+
     Example:
         >>> import torch
         >>> layer = torch_to_keras(torch.nn.GRU(2, 3, batch_first=True))
@@ -93,7 +134,14 @@ def torch_to_keras(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
         ('GRU', True)
     """
     torch = require("torch")
+    from .keras_files import is_model_path
+    from .models import from_torch
+
+    if is_model_path(obj):  # a state_dict file of one nn.LSTM/nn.GRU/nn.RNN
+        return torch_to_keras(from_torch.load_state_dict_module(obj), verify=verify, seed=seed)
     torch_adapter = _torch_adapter()
+    if not isinstance(obj, torch_adapter.KerasRecurrent) and from_torch.is_sequential_like(obj):
+        return _sequential_to_keras(obj, verify=verify, seed=seed)
     keras_adapter = _keras_adapter()
     stack = torch_adapter.torch_to_canonical(obj)
     layer = keras_adapter.canonical_to_keras(
@@ -118,6 +166,47 @@ def torch_to_keras(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
         keras_adapter.reset_keras_states(layer)
         _check(stack, x, expected, actual, f"torch {type(obj).__name__} vs its Keras layer")
     return layer
+
+
+def _sequential_to_keras(module: Any, *, verify: bool, seed: int) -> Any:
+    torch = require("torch")
+    from .models import from_torch
+
+    model = from_torch.sequential_to_keras(module)
+    if verify:
+        from .models.live import graph_from_keras
+        from .models.reference import model_noise
+
+        first = next(module.children())
+        rng = np.random.default_rng(seed)
+        x: np.ndarray
+        if isinstance(first, torch.nn.Embedding):
+            x = rng.integers(0, first.num_embeddings, (VERIFY_BATCH, VERIFY_STEPS))
+        elif isinstance(first, torch.nn.RNNBase):
+            x = rng.standard_normal((VERIFY_BATCH, VERIFY_STEPS, first.input_size))
+        else:
+            x = rng.standard_normal((VERIFY_BATCH, first.in_features))
+        dtype = next(module.parameters()).dtype
+        tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype)
+        was_training = module.training
+        module.eval()
+        try:
+            expected = from_torch.run_children(module, tensor).cpu().numpy()
+        finally:
+            module.train(was_training)
+        inputs = [x.astype(np.int32) if x.dtype.kind == "i" else x.astype(np.float32)]
+        actual = np.asarray(model(inputs[0], training=False))
+        noise, _ = model_noise(graph_from_keras(model), inputs)
+        result = compare_outputs(
+            ["output"],
+            [expected],
+            [actual],
+            atol=noise.tolerance(),
+            label=f"torch {type(module).__name__} vs its Keras Sequential",
+        )
+        if not result:
+            raise ToleranceExceededError(result.message())
+    return model
 
 
 def verification_input(

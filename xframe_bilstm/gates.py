@@ -39,7 +39,8 @@ def reorder_gates(array: np.ndarray, source: str, target: str, axis: int = -1) -
         axis: the axis that holds the stacked gates.
 
     Returns:
-        A new array with the blocks in ``target`` order.
+        The blocks in ``target`` order: a new array, or ``array`` itself when the two
+        orders are the same.
 
     Example:
         >>> reorder_gates(np.array([1, 2, 3, 4]), "ifco", "iofc").tolist()
@@ -50,6 +51,8 @@ def reorder_gates(array: np.ndarray, source: str, target: str, axis: int = -1) -
     src, dst = _normalize(source), _normalize(target)
     if sorted(src) != sorted(dst):
         raise ValueError(f"gate orders {source!r} and {target!r} name different gates")
+    if src == dst:
+        return array  # the same order: nothing to move, nothing to copy
     size = array.shape[axis]
     if size % len(src):
         raise WeightShapeError(

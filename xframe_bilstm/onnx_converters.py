@@ -11,10 +11,10 @@ Importing this module imports no framework; each function imports what it needs.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from ._imports import require
+from .atomic import write_atomically
 from .canonical import RecurrentStack
 from .sources import to_canonical
 
@@ -71,7 +71,8 @@ def to_onnx(
     )
     onnx.checker.check_model(model, full_check=True)
     if path is not None:
-        _write_atomically(model, os.fspath(path))
+        # Readers see the old file or the whole new one, never a part.
+        write_atomically(path, model.SerializeToString())
     return model
 
 
@@ -152,19 +153,6 @@ def onnx_to_keras(model_or_path: Any, *, name: str | None = None) -> Any:
     from .adapters.keras import canonical_to_keras
 
     return canonical_to_keras(stack, name=name)
-
-
-def _write_atomically(model: Any, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(model.SerializeToString())
-        os.replace(temporary, path)  # readers see the old file or the whole new one
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 __all__ = ["onnx_to_canonical", "onnx_to_keras", "onnx_to_torch", "to_onnx"]

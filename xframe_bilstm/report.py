@@ -136,7 +136,9 @@ class Report:
     tolerance_note: str = ""
 
     def __bool__(self) -> bool:
-        return all(run.error is None for run in self.runs) and all(self.pairs)
+        # No pair means nothing was compared, which proves nothing.
+        ok = all(run.error is None for run in self.runs) and all(self.pairs)
+        return ok and bool(self.pairs)
 
     @property
     def failures(self) -> list[str]:

@@ -10,6 +10,7 @@ unless ``rtol`` and ``atol`` are given.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 import platform
@@ -19,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .canonical import RecurrentStack, initial_state_count, output_names
-from .comparison import Comparison, compare_arrays, measure_noise
-from .errors import FrameworkUnavailableError, WeightShapeError
+from .canonical import RecurrentStack, initial_state_count, layer_state_names, output_names
+from .comparison import ArrayComparison, Comparison, compare_arrays, measure_noise
+from .errors import FrameworkUnavailableError, UnsupportedFeatureError, WeightShapeError
 from .frameworks import FRAMEWORKS, Framework, RunSpec
 from .masks import check_lengths
 from .report import PairReport, Report, RunRecord
-from .sources import framework_of, to_canonical
+from .sources import framework_of, is_whole_model, to_canonical
 
 DEFAULT_BATCH = 4
 DEFAULT_STEPS = 20
@@ -102,6 +103,12 @@ def compare(
             f"give both rtol and atol, or neither (got rtol={rtol!r}, atol={atol!r}); "
             "with neither, the tolerance is derived from the model's rounding noise"
         )
+    if is_whole_model(source):  # Embedding, Dense...: compared layer by layer as a graph
+        from .models.compare import compare_model
+
+        return compare_model(
+            source, against=against, frameworks=frameworks, seed=seed, rtol=rtol, atol=atol
+        )
     stack = to_canonical(source)
     x = _inputs(stack, inputs, seed, batch, steps)
     checked_lengths = None if lengths is None else check_lengths(lengths, *x.shape[:2])
@@ -124,6 +131,7 @@ def compare(
         if outputs is not None:
             results[spec] = outputs
 
+    non_finite = _non_finite(stack, x, states)
     reference = results.get(RunSpec("reference", "cpu", "float64"))
     noise = measure_noise(stack, x, initial_states=states, lengths=checked_lengths, exact=reference)
     pairs = []
@@ -132,9 +140,13 @@ def compare(
             tolerance, relative = noise.tolerance(max(expected.epsilon, actual.epsilon)), 0.0
         else:
             tolerance, relative = atol, rtol
-        pairs.append(
-            _pair_report(stack, expected, actual, results, tolerance, relative, checked_lengths)
-        )
+        pair = _pair_report(stack, expected, actual, results, tolerance, relative, checked_lengths)
+        if non_finite is not None:  # saturating gates can hide an Inf: fail on it anyway
+            marked = ArrayComparison("arguments", (), np.inf, np.inf, np.inf, (), 1, 0.0, 0.0)
+            marked = dataclasses.replace(marked, problem=non_finite)
+            comparison = Comparison((marked, *pair.comparison.arrays), pair.comparison.label)
+            pair = dataclasses.replace(pair, comparison=comparison)
+        pairs.append(pair)
     return Report(
         source=_describe(source, stack),
         input_shape=tuple(x.shape),
@@ -152,19 +164,68 @@ def compare(
     )
 
 
+def _positive_int(value: Any, name: str) -> int:
+    # bool is an int to Python, but batch=True is a mistake, not one row.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise WeightShapeError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _real_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as float64, or an error naming ``name`` when it holds no real numbers."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:  # ragged nested lists
+        raise WeightShapeError(f"{name}: expected an array of real numbers ({error})") from error
+    if array.dtype.kind not in "iuf":
+        raise WeightShapeError(
+            f"{name}: expected real numbers (an integer or float dtype), got dtype {array.dtype}"
+        )
+    # NaN and Inf stay: every run then computes them and the comparison marks them failed.
+    return array.astype(np.float64)
+
+
 def _inputs(
     stack: RecurrentStack, inputs: np.ndarray | None, seed: int, batch: int, steps: int
 ) -> np.ndarray:
     if inputs is None:
-        rng = np.random.default_rng(seed)
-        return rng.standard_normal((batch, steps, stack.input_size))
-    x = np.asarray(inputs, dtype=np.float64)
+        shape = (
+            _positive_int(batch, "batch"),
+            _positive_int(steps, "steps"),
+            stack.input_size,
+        )
+        return np.random.default_rng(seed).standard_normal(shape)
+    x = _real_array(inputs, "inputs")
     if x.ndim != 3 or x.shape[2] != stack.input_size or 0 in x.shape:
         raise WeightShapeError(
             f"inputs: expected a non-empty array of shape (batch, time, {stack.input_size}), "
             f"got {x.shape}"
         )
     return x
+
+
+def _non_finite(
+    stack: RecurrentStack, x: np.ndarray, states: list[np.ndarray] | None
+) -> str | None:
+    """Where the arguments hold NaN or Inf, or None: such a run proves nothing."""
+    arrays = {"inputs": x}
+    for index, state in enumerate(states or []):
+        arrays[f"initial_states[{index}]"] = state
+    for index, layer in enumerate(stack.layers):
+        for side, weights in zip(("forward", "backward"), layer.weights):
+            for name in ("kernel", "recurrent_kernel", "bias"):
+                value = getattr(weights, name)
+                if value is not None:
+                    arrays[f"layers[{index}].{side}.{name}"] = value
+    found = []
+    for name, array in arrays.items():
+        bad = ~np.isfinite(np.asarray(array, dtype=np.float64))
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            found.append(f"{name} ({int(bad.sum())}, first at {first})")
+    if not found:
+        return None
+    return "non-finite values in the arguments: " + ", ".join(found)
 
 
 def _initial_states(
@@ -178,7 +239,17 @@ def _initial_states(
             f"initial_states: expected {expected} arrays (every layer's states in Keras "
             f"order), got {len(states)}"
         )
-    return [np.asarray(state, dtype=np.float64) for state in states]
+    arrays = [_real_array(state, "initial_states") for state in states]
+    remaining = list(arrays)
+    for index, layer in enumerate(stack.layers):
+        for name in layer_state_names(layer):
+            state = remaining.pop(0)
+            if state.shape != (x.shape[0], layer.units):
+                raise WeightShapeError(
+                    f"initial_states (layers[{index}] {name}): expected shape "
+                    f"{(x.shape[0], layer.units)} (batch, units), got {state.shape}"
+                )
+    return arrays
 
 
 def _plan(
@@ -190,21 +261,55 @@ def _plan(
     """Every (run, framework) to execute: the reference first."""
     names = _framework_names(frameworks)
     wanted_devices = None if devices == "auto" else set(_as_list(devices))
+    dtypes = _as_list(dtypes)
+    for dtype in dtypes:
+        if dtype not in ("float16", "bfloat16", "float32", "float64"):
+            raise ValueError(f"dtypes: {dtype!r} is not float16, bfloat16, float32 or float64")
     plan = [(RunSpec("reference", "cpu", "float64"), FRAMEWORKS["reference"]())]
+    seen_devices: set[str] = set()
     for name in names:
         framework = FRAMEWORKS[name]()
         for device in framework.devices():
+            seen_devices.add(device)
             if wanted_devices is not None and device not in wanted_devices:
                 continue
             supported = framework.dtypes(device)
             for dtype in dtypes:
-                if dtype not in ("float16", "bfloat16", "float32", "float64"):
-                    raise ValueError(
-                        f"dtypes: {dtype!r} is not float16, bfloat16, float32 or float64"
-                    )
                 if dtype in supported:
                     plan.append((RunSpec(name, device, dtype, tf32), framework))
+    _check_available(names, wanted_devices, seen_devices, dtypes, plan)
     return plan
+
+
+def _check_available(
+    names: list[str],
+    wanted_devices: set[str] | None,
+    seen_devices: set[str],
+    dtypes: Sequence[str],
+    plan: list[tuple[RunSpec, Framework]],
+) -> None:
+    """Refuse a device or dtype that no framework asked for offers here.
+
+    Otherwise it would be skipped without a word and a comparison of nothing would pass. A
+    device or dtype that only some of the frameworks offer runs on those: a run a framework
+    cannot do is not an error of the request.
+    """
+    if not names:
+        return
+    if wanted_devices is not None:
+        missing = sorted(wanted_devices - seen_devices)
+        if missing:
+            raise UnsupportedFeatureError(
+                f"devices: {missing} not available to {names}; available here: "
+                f"{sorted(seen_devices)}"
+            )
+    planned = {spec.dtype for spec, _ in plan[1:]}
+    missing = [dtype for dtype in dtypes if dtype not in planned]
+    if missing:
+        raise UnsupportedFeatureError(
+            f"dtypes: {missing} not offered by {names} on "
+            f"{sorted(wanted_devices or seen_devices)}; offered: {sorted(planned)}"
+        )
 
 
 def _against(against: Any, stack: RecurrentStack) -> RecurrentStack:

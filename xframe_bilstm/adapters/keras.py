@@ -52,7 +52,7 @@ _KERAS_NAME = {
 }
 
 # Layers that pass their input through unchanged at inference.
-_INFERENCE_IDENTITY = (
+INFERENCE_IDENTITY = (
     "Dropout",
     "SpatialDropout1D",
     "GaussianNoise",
@@ -137,7 +137,7 @@ def keras_to_canonical(obj: Any) -> RecurrentStack:
 
 def _sequential_to_canonical(model: Any, keras: Any) -> RecurrentStack:
     # Input layers and layers that are the identity at inference carry no computation.
-    skipped = (keras.layers.InputLayer, *(getattr(keras.layers, n) for n in _INFERENCE_IDENTITY))
+    skipped = (keras.layers.InputLayer, *(getattr(keras.layers, n) for n in INFERENCE_IDENTITY))
     members = [m for m in model.layers if not isinstance(m, skipped)]
     if not members:
         raise UnsupportedFeatureError(

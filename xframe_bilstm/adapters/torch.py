@@ -16,6 +16,8 @@ Rules of this module:
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -97,7 +99,7 @@ def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
 
 
-def _reverse_time(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+def reverse_time(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """Reverse each row's valid steps in time, leaving its padding where it is."""
     if lengths is None:
         return x.flip(1)
@@ -145,23 +147,24 @@ class ExplicitRNN(nn.Module):
         activation: str,
         recurrent_activation: str | None,
         reset_after: bool | None,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         self.cell, self.hidden_size = cell, hidden_size
         self.bidirectional, self.reset_after = bidirectional, reset_after
         self.activation, self.recurrent_activation = activation, recurrent_activation
         gates = len(CANONICAL_ORDER[cell]) * hidden_size
+
+        def parameter(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.zeros(*shape, dtype=dtype))
+
         for suffix in _SUFFIXES[: 2 if bidirectional else 1]:
-            self.register_parameter(
-                f"weight_ih_l0{suffix}", nn.Parameter(torch.zeros(gates, input_size))
-            )
-            self.register_parameter(
-                f"weight_hh_l0{suffix}", nn.Parameter(torch.zeros(gates, hidden_size))
-            )
+            self.register_parameter(f"weight_ih_l0{suffix}", parameter(gates, input_size))
+            self.register_parameter(f"weight_hh_l0{suffix}", parameter(gates, hidden_size))
             if bias:
-                self.register_parameter(f"bias_ih_l0{suffix}", nn.Parameter(torch.zeros(gates)))
+                self.register_parameter(f"bias_ih_l0{suffix}", parameter(gates))
                 if not (cell == "gru" and not reset_after):
-                    self.register_parameter(f"bias_hh_l0{suffix}", nn.Parameter(torch.zeros(gates)))
+                    self.register_parameter(f"bias_hh_l0{suffix}", parameter(gates))
 
     def forward(
         self,
@@ -179,9 +182,9 @@ class ExplicitRNN(nn.Module):
         outputs, finals_h, finals_c = [], [], []
         for index, suffix in enumerate(_SUFFIXES[: 2 if self.bidirectional else 1]):
             c = h0.new_zeros(0) if c0 is None else c0[index]  # only LSTMs have a cell state
-            sequence = _reverse_time(x, lengths) if suffix else x
+            sequence = reverse_time(x, lengths) if suffix else x
             y, h, c = self._run(sequence, h0[index], c, suffix, valid)
-            outputs.append(_reverse_time(y, lengths) if suffix else y)  # time-aligned
+            outputs.append(reverse_time(y, lengths) if suffix else y)  # time-aligned
             finals_h.append(h)
             finals_c.append(c)
         output = torch.cat(outputs, dim=-1)
@@ -264,19 +267,20 @@ class KerasRecurrent(nn.Module):
 
     def __init__(self, stack: RecurrentStack) -> None:
         super().__init__()
-        self.groups = _group_layers(stack)
+        groups = _group_layers(stack)
+        dtype = torch.from_numpy(np.zeros(0, stack.layers[0].weights[0].kernel.dtype)).dtype
+        self.rnns = nn.ModuleList(make_module(group, dtype) for group in groups)
+        with torch.no_grad():
+            for module, group in zip(self.rnns, groups):
+                for index, layer in enumerate(group):
+                    load_layer(module, index, layer)
+        # The parameters now hold the weights: keep only the layers' structure.
+        self.groups = [[_structure(layer) for layer in group] for group in groups]
         self.return_sequences = stack.return_sequences
         self.return_state = stack.return_state
         self.stateful = stack.stateful
         self.state_count = initial_state_count(stack)
-        self.rnns = nn.ModuleList(_make_module(group) for group in self.groups)
         self._carried: list[torch.Tensor] | None = None
-        dtype = torch.from_numpy(np.zeros(0, stack.layers[0].weights[0].kernel.dtype)).dtype
-        with torch.no_grad():
-            for module, group in zip(self.rnns, self.groups):
-                module.to(dtype)
-                for index, layer in enumerate(group):
-                    _load_layer(module, index, layer)
 
     def reset_states(self) -> None:
         """Forget the states carried between calls (stateful modules start from zeros)."""
@@ -310,9 +314,13 @@ class KerasRecurrent(nn.Module):
         plain layers and zeros in bidirectional ones that return sequences, and final states
         are taken at each row's last valid step (Keras's mask semantics).
         """
-        if x.dim() != 3:
+        size = self.groups[0][0].input_size
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise WeightShapeError(f"x: expected a floating-point tensor, got {got}")
+        if x.dim() != 3 or x.shape[2] != size or x.shape[0] < 1 or x.shape[1] < 1:
             raise WeightShapeError(
-                f"x: expected shape (batch, time, features), got {tuple(x.shape)}"
+                f"x: expected shape (batch >= 1, time >= 1, {size}), got {tuple(x.shape)}"
             )
         lengths = None if lengths is None else _check_lengths(lengths, x)
         if initial_state is None and self.stateful:
@@ -383,7 +391,7 @@ class KerasRecurrent(nn.Module):
             for k in range(per_direction)
         ]
         if last.direction == "backward":
-            x = _reverse_time(x, lengths)  # go_backwards: outputs stay in processing order
+            x = reverse_time(x, lengths)  # go_backwards: outputs stay in processing order
         initial = (hx[0], hx[1]) if per_direction == 2 else hx[0]
         output, h_n = _run_module(module, x, initial, lengths)
         finals_by_kind = h_n if isinstance(h_n, tuple) else (h_n,)
@@ -452,7 +460,25 @@ def _run_module(
     return padded, h_n
 
 
-def _make_module(group: list[RecurrentLayer]) -> nn.Module:
+def _structure(layer: RecurrentLayer) -> RecurrentLayer:
+    """``layer`` with placeholder weights that take no memory (broadcast zeros)."""
+
+    def placeholder(array: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.zeros((), array.dtype), array.shape)
+
+    weights = tuple(
+        DirectionWeights(
+            placeholder(w.kernel),
+            placeholder(w.recurrent_kernel),
+            None if w.bias is None else placeholder(w.bias),
+        )
+        for w in layer.weights
+    )
+    return dataclasses.replace(layer, weights=weights)
+
+
+def make_module(group: list[RecurrentLayer], dtype: torch.dtype) -> nn.Module:
+    """An empty native module for ``group`` (layers it fuses) or an :class:`ExplicitRNN`."""
     first = group[0]
     bidirectional = first.direction == "bidirectional"
     if not is_native(first):
@@ -465,17 +491,23 @@ def _make_module(group: list[RecurrentLayer]) -> nn.Module:
             activation=first.activation,
             recurrent_activation=first.recurrent_activation,
             reset_after=first.reset_after,
+            dtype=dtype,
         )
     options = {"nonlinearity": first.activation} if first.cell == "simple_rnn" else {}
-    return _NATIVE[first.cell](
+    # Made on the meta device and given empty memory: the weights are overwritten right
+    # away, so the random initialization would only cost time.
+    module = _NATIVE[first.cell](
         first.input_size,
         first.units,
         num_layers=len(group),
         bias=first.use_bias,
         batch_first=True,
         bidirectional=bidirectional,
+        device="meta",
+        dtype=dtype,
         **options,
     )
+    return module.to_empty(device="cpu")
 
 
 def _to_torch_order(array: np.ndarray, cell: str) -> np.ndarray:
@@ -486,7 +518,7 @@ def _to_canonical_order(array: np.ndarray, cell: str) -> np.ndarray:
     return reorder_gates(array, TORCH_ORDER[cell], CANONICAL_ORDER[cell], axis=-1)
 
 
-def _load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
+def load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
     """Copy one canonical layer into layer ``index`` of a native or explicit module."""
     for suffix, weights in zip(_SUFFIXES, layer.weights):
         # Canonical (D, G·H) x-on-the-left becomes torch's (G·H, D) W-on-the-left.
@@ -505,7 +537,10 @@ def _load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
                 )
         for name, array in arrays.items():
             parameter = getattr(module, f"{name}_l{index}{suffix}")
-            parameter.copy_(torch.tensor(array))  # a copy: canonical arrays are read-only
+            with warnings.catch_warnings():
+                # copy_ only reads the (read-only) canonical array: the warning does not apply.
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+                parameter.copy_(torch.from_numpy(array))
 
 
 def _read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> RecurrentLayer:

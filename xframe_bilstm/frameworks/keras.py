@@ -1,10 +1,18 @@
-"""Keras 3 on TensorFlow as a framework: the converted layer, compiled, TF32 applied per run."""
+"""Keras 3 on TensorFlow as a framework: the converted layer, compiled, TF32 applied per run.
+
+Building a Keras layer and tracing its compiled function takes a tenth of a second or more,
+far longer than running a small model. Runs therefore share one built layer per structure
+(cell kinds, sizes, options, flags), dtype and device, and only set its weights: the
+compiled function, cached per layer by the adapter, is traced again only for new shapes.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,14 +52,83 @@ class KerasFramework(Framework):
         from ..adapters.keras import canonical_to_keras, run_keras
 
         with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
-            layer = canonical_to_keras(stack, dtype=spec.dtype, batch_size=_batch(stack, x))
-            result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
+            if stack.stateful:  # its states live in the layer: never share one
+                layer = canonical_to_keras(stack, dtype=spec.dtype, batch_size=int(x.shape[0]))
+                result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
+            else:
+                with _SHARED:  # no other thread may set the weights mid-run
+                    layer = _shared_layer(stack, spec)
+                    result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
         outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
         return outputs, {**settings, "compiled": "tf.function"}
 
 
-def _batch(stack: RecurrentStack, x: np.ndarray) -> int | None:
-    return int(x.shape[0]) if stack.stateful else None
+# Built layers by (structure, dtype, device), least recently used first. Runs of one
+# structure come together in a matrix, so a few entries reuse nearly every layer.
+_LAYERS: OrderedDict[Hashable, Any] = OrderedDict()
+_LAYERS_KEPT = 32
+_SHARED = threading.RLock()
+
+
+def _shared_layer(stack: RecurrentStack, spec: RunSpec) -> Any:
+    """A built layer of ``stack``'s structure holding ``stack``'s weights."""
+    from ..adapters.keras import canonical_to_keras
+
+    key = (structure_key(stack), spec.dtype, spec.device)
+    layer = _LAYERS.get(key)
+    if layer is None:
+        layer = canonical_to_keras(stack, dtype=spec.dtype)
+        _LAYERS[key] = layer
+        if len(_LAYERS) > _LAYERS_KEPT:
+            _LAYERS.popitem(last=False)
+    else:
+        _LAYERS.move_to_end(key)
+        _set_stack_weights(stack, layer)
+    return layer
+
+
+def _set_stack_weights(stack: RecurrentStack, built: Any) -> None:
+    """Put ``stack``'s weights into a layer or Sequential that canonical_to_keras built."""
+    keras = require("keras")
+    # The adapter's own per-layer setter, so the bias folding stays in one place.
+    from ..adapters.keras import _set_weights
+
+    members = (
+        [built]
+        if len(stack.layers) == 1
+        else [m for m in built.layers if not isinstance(m, keras.layers.InputLayer)]
+    )
+    for canonical, member in zip(stack.layers, members, strict=True):
+        _set_weights(canonical, member)
+
+
+def structure_key(stack: RecurrentStack) -> Hashable:
+    """Everything about a stack that a built Keras layer fixes, weights aside.
+
+    Example:
+        >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
+        >>> def stack(value):
+        ...     w = DirectionWeights(np.full((3, 2), value), np.zeros((2, 2)))
+        ...     layer = RecurrentLayer("simple_rnn", 3, 2, (w,), recurrent_activation=None)
+        ...     return RecurrentStack((layer,))
+        >>> structure_key(stack(0.0)) == structure_key(stack(1.0))
+        True
+    """
+    layers = tuple(
+        (
+            layer.cell,
+            layer.input_size,
+            layer.units,
+            layer.direction,
+            layer.merge_mode,
+            layer.activation,
+            layer.recurrent_activation,
+            layer.reset_after,
+            layer.bias_layout,
+        )
+        for layer in stack.layers
+    )
+    return (layers, stack.return_sequences, stack.return_state)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,43 @@
+"""The regression matrix: a declared table of configurations, run on every framework.
+
+``table.toml`` declares the axes (cell, direction, merge mode, layers, returns, masks,
+sequence length, batch, dtype, TF32, weight scale, sizes), the lanes that select subsets of
+them (``default`` on CPU for every push, ``slow``, ``gpu``) and the runs a framework cannot
+do, with the reason. Each cell runs through :func:`~xframe_bilstm.compare` and is checked
+against the tolerance derived for its model and against its committed baseline
+(:mod:`~xframe_bilstm.matrix.ratchet`).
+
+    python -m xframe_bilstm matrix --lane default --json cells.json --junit cells.xml
+    python -m xframe_bilstm matrix --lane slow --shard 2/4
+    python -m xframe_bilstm matrix --lane default --update-baselines
+    python -m pytest -m matrix -n auto --dist loadgroup   # the same cells, one test each
+
+Importing this package imports no framework.
+"""
+
+from __future__ import annotations
+
+from .cells import Cell, lane_cells, shard
+from .models import cell_lengths, cell_stack
+from .ratchet import Baseline, Drift, load_baseline, version_key
+from .runner import CellResult, LaneResult, MatrixSession, run_lane
+from .table import Table, TableError, load_table
+
+__all__ = [
+    "Baseline",
+    "Cell",
+    "CellResult",
+    "Drift",
+    "LaneResult",
+    "MatrixSession",
+    "Table",
+    "TableError",
+    "cell_lengths",
+    "cell_stack",
+    "lane_cells",
+    "load_baseline",
+    "load_table",
+    "run_lane",
+    "shard",
+    "version_key",
+]

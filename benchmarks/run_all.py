@@ -48,19 +48,19 @@ WHY = {
         "compiled function; what is left is the tracing, which `--jobs 2` spreads over both cores."
     ),
     "keras_to_torch": (
-        "Profiled: `nn.LSTM` first initialises its own parameters at random (about 30% of the "
-        "time), the gate reordering builds new arrays even where the order is the same, as for "
-        "LSTM (25%), the arrays are copied into the parameters (20%), and the canonical form "
-        "copies each array once more on the way. A plain copy makes one pass over the weights; "
-        "the conversion makes about five. Building the module uninitialised "
-        "(`torch.nn.utils.skip_init`) and reordering only where the orders differ would remove "
-        "two of them."
+        "Profiled: most of the time (about 65%) is the copy into each torch parameter, which "
+        "is a transpose, since the canonical form keeps Keras's (D, G·H) orientation and torch "
+        "stores (G·H, D): it reads memory across strides, several times slower than a plain "
+        "copy. Reading the weights out of the Keras variables and the canonical form's own "
+        "frozen copy are the rest. At the peak the canonical copy of every weight and the "
+        "module's parameters are alive together (2x), plus the arrays of the layer being read "
+        "out of Keras."
     ),
     "torch_to_keras": (
-        "Profiled: the canonical form copies each array on creation and again when the gates "
-        "are reordered, Keras creates zero-filled variables, and every assignment converts the "
-        "numpy array to a tensor before copying it into the variable: about six passes over the "
-        "weights where a plain copy makes one."
+        "Profiled: transposing each torch weight into Keras's orientation (strided copies, about "
+        "45% of the time), the canonical form's own frozen copy, and Keras's assignment, which "
+        "converts each numpy array to a tensor before copying it into the variable: about four "
+        "passes over the weights where a plain copy makes one, two of them strided."
     ),
     "reference": (
         "The reference is a Python loop over time steps with a handful of numpy calls each, and "

@@ -389,7 +389,7 @@ def canonical_to_keras(
             members += [keras.layers.Dropout(dropout), layer] if dropout else [layer]
         result = keras.Sequential([inputs, *members], name=name)
     for canonical, keras_layer in zip(stack.layers, built, strict=True):
-        _set_weights(canonical, keras_layer)
+        set_layer_weights(canonical, keras_layer)
     return result
 
 
@@ -453,7 +453,8 @@ def _keras_activation(name: str | None) -> Any:
     return _KERAS_NAME[name or "linear"]
 
 
-def _set_weights(layer: RecurrentLayer, keras_layer: Any) -> None:
+def set_layer_weights(layer: RecurrentLayer, keras_layer: Any) -> None:
+    """Set one canonical layer's weights on its built Keras layer (or Bidirectional)."""
     halves = (
         (keras_layer.forward_layer, keras_layer.backward_layer)
         if layer.direction == "bidirectional"

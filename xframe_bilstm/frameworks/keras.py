@@ -91,7 +91,7 @@ def _set_stack_weights(stack: RecurrentStack, built: Any) -> None:
     """Put ``stack``'s weights into a layer or Sequential that canonical_to_keras built."""
     keras = require("keras")
     # The adapter's own per-layer setter, so the bias folding stays in one place.
-    from ..adapters.keras import _set_weights
+    from ..adapters.keras import set_layer_weights
 
     members = (
         [built]
@@ -99,7 +99,7 @@ def _set_stack_weights(stack: RecurrentStack, built: Any) -> None:
         else [m for m in built.layers if not isinstance(m, keras.layers.InputLayer)]
     )
     for canonical, member in zip(stack.layers, members, strict=True):
-        _set_weights(canonical, member)
+        set_layer_weights(canonical, member)
 
 
 def structure_key(stack: RecurrentStack) -> Hashable:

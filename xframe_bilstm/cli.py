@@ -23,6 +23,7 @@ import numpy as np
 from .atomic import write_atomically
 from .canonical import DirectionWeights, RecurrentLayer, RecurrentStack
 from .errors import FrameworkUnavailableError, XFrameError
+from .frameworks.base import KERNEL_PATHS
 from .gates import CANONICAL_ORDER
 from .report import Report
 
@@ -67,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--devices", type=_names, default="auto", help="e.g. cpu,gpu:0")
     runs.add_argument("--dtypes", type=_dtypes, default=["float32"], help="e.g. float32,float64")
     runs.add_argument("--tf32", action="store_true", help="allow TF32 on GPUs")
+    runs.add_argument(
+        "--paths",
+        type=_paths,
+        default=(),
+        help="kernel paths to run besides each framework's default: 'all' or some of "
+        f"{','.join(KERNEL_PATHS)}",
+    )
     runs.add_argument("--seed", type=int, default=0, help="seed of the weights and the input")
     runs.add_argument("--rtol", type=float, help="relative tolerance (with --atol)")
     runs.add_argument("--atol", type=float, help="absolute tolerance (with --rtol)")
@@ -96,6 +104,16 @@ def _positive(text: str) -> int:
 
 def _names(text: str) -> str | list[str]:
     return "auto" if text == "auto" else [name.strip() for name in text.split(",") if name]
+
+
+def _paths(text: str) -> str | list[str]:
+    if text == "all":
+        return text
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in KERNEL_PATHS:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(KERNEL_PATHS)}")
+    return names
 
 
 def _dtypes(text: str) -> list[str]:
@@ -154,6 +172,7 @@ def _compare(args: argparse.Namespace) -> int:
             devices=args.devices,
             dtypes=args.dtypes,
             tf32=args.tf32,
+            paths=args.paths,
             seed=args.seed,
             rtol=args.rtol,
             atol=args.atol,
@@ -282,6 +301,9 @@ def _print(report: Report) -> None:
         f"input {tuple(report.input_shape)}, seed {report.seed}; "
         + ", ".join(f"{k} {v}" for k, v in report.versions.items())
     )
+    for run in report.runs:
+        if run.kernel:
+            print(f"  {run.label}: {run.kernel}")
     with contextlib.suppress(ImportError):  # rich draws the table when installed
         _print_table(report)
     for line in report.lines():

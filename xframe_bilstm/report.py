@@ -32,6 +32,27 @@ class RunRecord:
     def label(self) -> str:
         return self.spec.label
 
+    @property
+    def kernel(self) -> str:
+        """Which kernel path ran, in a few words, from the settings the run recorded.
+
+        Example:
+            >>> spec = RunSpec("keras", "cpu", "float32", path="onednn-off")
+            >>> RunRecord(spec, 0.1, {"oneDNN": False, "unroll": False}).kernel
+            'oneDNN off'
+        """
+        settings = self.settings
+        parts = [str(settings["kernel"])] if "kernel" in settings else []
+        if "oneDNN" in settings:
+            parts.append(f"oneDNN {'on' if settings['oneDNN'] else 'off'}")
+        if settings.get("unroll"):
+            parts.append("unrolled")
+        if settings.get("use_cudnn") is False:
+            parts.append("cuDNN off")
+        if "process" in settings:
+            parts.append(f"process: {settings['process']}")
+        return ", ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
@@ -39,6 +60,8 @@ class RunRecord:
             "device": self.spec.device,
             "dtype": self.spec.dtype,
             "tf32": self.spec.tf32,
+            "path": self.spec.path or "default",
+            "kernel": self.kernel,
             "seconds": self.seconds,
             "settings": {key: _plain(value) for key, value in self.settings.items()},
             "error": self.error,

@@ -24,6 +24,7 @@ from .canonical import RecurrentStack, initial_state_count, layer_state_names, o
 from .comparison import ArrayComparison, Comparison, compare_arrays, measure_noise
 from .errors import FrameworkUnavailableError, UnsupportedFeatureError, WeightShapeError
 from .frameworks import FRAMEWORKS, Framework, RunSpec
+from .frameworks.base import KERNEL_PATHS
 from .masks import check_lengths
 from .report import PairReport, Report, RunRecord
 from .sources import framework_of, is_whole_model, to_canonical
@@ -50,6 +51,7 @@ def compare(
     devices: str | Sequence[str] = "auto",
     dtypes: Sequence[str] = ("float32",),
     tf32: bool = False,
+    paths: str | Sequence[str] = (),
     seed: int = 0,
     lengths: Sequence[int] | None = None,
     initial_states: Sequence[np.ndarray] | None = None,
@@ -77,6 +79,11 @@ def compare(
         dtypes: dtypes to run in (``float32``, ``float64``, ``float16``, ``bfloat16``).
         tf32: allow TF32 on GPUs (both frameworks turn it on by default; we turn it off
             unless asked, and put the previous setting back after each run).
+        paths: alternative kernel paths to run besides each framework's default: names
+            from :data:`~xframe_bilstm.frameworks.base.KERNEL_PATHS` (``mkldnn-off``,
+            ``onednn-off``, ``onednn-on``, ``unroll``, ``cudnn-off``) or ``"all"``; each runs
+            on the frameworks and devices that offer it, labelled e.g.
+            ``torch[cpu,float32,mkldnn-off]``, and its record's settings say which kernel ran.
         seed: seed of the generated input.
         lengths: valid steps per row (B,) for right-padded input (Keras mask semantics).
         initial_states: every layer's initial states in Keras order, each (B, H).
@@ -113,7 +120,7 @@ def compare(
     x = _inputs(stack, inputs, seed, batch, steps)
     checked_lengths = None if lengths is None else check_lengths(lengths, *x.shape[:2])
     states = _initial_states(stack, initial_states, x)
-    specs = _plan(frameworks, devices, dtypes, tf32)
+    specs = _plan(frameworks, devices, dtypes, tf32, paths)
     models = {spec: stack for spec, _ in specs}
     if against is not None:
         other = _against(against, stack)
@@ -257,9 +264,12 @@ def _plan(
     devices: str | Sequence[str],
     dtypes: Sequence[str],
     tf32: bool,
+    paths: str | Sequence[str] = (),
 ) -> list[tuple[RunSpec, Framework]]:
-    """Every (run, framework) to execute: the reference first."""
+    """Every (run, framework) to execute: the reference first, each default path before the
+    alternatives asked for."""
     names = _framework_names(frameworks)
+    wanted_paths = _path_names(paths)
     wanted_devices = None if devices == "auto" else set(_as_list(devices))
     dtypes = _as_list(dtypes)
     for dtype in dtypes:
@@ -274,11 +284,42 @@ def _plan(
             if wanted_devices is not None and device not in wanted_devices:
                 continue
             supported = framework.dtypes(device)
+            offered = [path for path in framework.paths(device) if path in wanted_paths]
             for dtype in dtypes:
                 if dtype in supported:
-                    plan.append((RunSpec(name, device, dtype, tf32), framework))
+                    for path in ["", *offered]:
+                        plan.append((RunSpec(name, device, dtype, tf32, path=path), framework))
     _check_available(names, wanted_devices, seen_devices, dtypes, plan)
+    _check_paths(paths, wanted_paths, names, plan)
     return plan
+
+
+def _path_names(paths: str | Sequence[str]) -> set[str]:
+    if paths == "all":
+        return set(KERNEL_PATHS)
+    names = set(_as_list(paths))
+    unknown = sorted(names - set(KERNEL_PATHS))
+    if unknown:
+        raise ValueError(f"paths: {unknown} are not kernel paths; known: {sorted(KERNEL_PATHS)}")
+    return names
+
+
+def _check_paths(
+    paths: str | Sequence[str],
+    wanted: set[str],
+    names: list[str],
+    plan: list[tuple[RunSpec, Framework]],
+) -> None:
+    """Refuse a path, named on its own, that none of the planned runs offers."""
+    if paths == "all":
+        return
+    missing = sorted(wanted - {spec.path for spec, _ in plan})
+    if missing:
+        raise UnsupportedFeatureError(
+            f"paths: {missing} not offered by {names} on the devices planned here "
+            f"(mkldnn-off: torch on CPU; onednn-off/on: keras on CPU; unroll: keras; "
+            "cudnn-off: torch and keras on GPUs)"
+        )
 
 
 def _check_available(

@@ -327,6 +327,8 @@ def canonical_to_keras(
     batch_size: int | None = None,
     dropout: float = 0.0,
     dtype: str | None = None,
+    unroll: bool = False,
+    use_cudnn: bool | str = "auto",
 ) -> Any:
     """Build a Keras 3 layer (one-layer stack) or ``Sequential`` holding ``stack``'s weights.
 
@@ -343,6 +345,10 @@ def canonical_to_keras(
         dropout: rate of ``Dropout`` layers put between the recurrent layers (PyTorch's
             ``dropout`` between stacked layers; active in training only).
         dtype: the layers' dtype (e.g. ``"bfloat16"``); default: the weights' dtype.
+        unroll: build the layers with ``unroll=True`` (straight-line operations instead of
+            a loop; the same math, another kernel path).
+        use_cudnn: the LSTM and GRU layers' ``use_cudnn`` (``False`` keeps a GPU run off
+            the cuDNN kernels); Keras's ``"auto"`` by default.
 
     Returns:
         A built ``keras.layers.Layer`` or ``keras.Sequential`` with the weights set.
@@ -376,6 +382,7 @@ def canonical_to_keras(
             return_state=stack.return_state and index == last,
             stateful=stack.stateful,
             name=name if len(stack.layers) == 1 else None,
+            kernel_options={"unroll": unroll, "use_cudnn": use_cudnn},
         )
         for index, layer in enumerate(stack.layers)
     ]
@@ -402,9 +409,14 @@ def _build_keras_layer(
     return_state: bool,
     stateful: bool,
     name: str | None,
+    kernel_options: dict[str, Any],
 ) -> Any:
     def make(go_backwards: bool, half_name: str | None) -> Any:
         options = _keras_options(layer, dtype)
+        if kernel_options["unroll"]:
+            options["unroll"] = True
+        if layer.cell != "simple_rnn" and kernel_options["use_cudnn"] != "auto":
+            options["use_cudnn"] = kernel_options["use_cudnn"]  # SimpleRNN has no cuDNN path
         cls = getattr(keras.layers, _CLASS_BY_CELL[layer.cell])
         return cls(
             **options,

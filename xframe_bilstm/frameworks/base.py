@@ -13,6 +13,20 @@ from ..canonical import RecurrentStack
 # Unit roundoff that TF32 matrix products keep (a 10-bit mantissa), for tolerances.
 TF32_EPSILON = 2.0**-10
 
+# The alternative kernels a run may select besides its framework's default, and what each
+# changes. The default path always runs too, so the two can be compared.
+KERNEL_PATHS: dict[str, str] = {
+    "mkldnn-off": "PyTorch on CPU with its oneDNN (mkldnn) RNN kernel disabled: "
+    "the LSTM runs ATen's own loop of matrix products",
+    "cudnn-off": "on a GPU, the cuDNN RNN kernels disabled (PyTorch: cudnn.enabled=False; "
+    "Keras: use_cudnn=False): the framework's own loop runs",
+    "onednn-off": "TensorFlow with TF_ENABLE_ONEDNN_OPTS=0 (read at import: runs in a "
+    "separate process unless this one already has that setting)",
+    "onednn-on": "TensorFlow with TF_ENABLE_ONEDNN_OPTS=1 (as onednn-off)",
+    "unroll": "Keras with unroll=True: the recurrence as straight-line operations, "
+    "not a while loop",
+}
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -24,11 +38,15 @@ class RunSpec:
     tf32: bool = False
     # Which model runs: "" for the source, "against" for the model it is compared with.
     subject: str = ""
+    # Which kernel path: "" for the framework's default, else a name from KERNEL_PATHS.
+    path: str = ""
 
     @property
     def label(self) -> str:
-        """e.g. ``torch[cpu,float32]``, ``keras[gpu:0,float32,tf32]``, ``…@against``."""
+        """e.g. ``torch[cpu,float32]``, ``keras[gpu:0,float32,tf32]``,
+        ``torch[cpu,float32,mkldnn-off]``, ``…@against``."""
         parts = [self.device, self.dtype] + (["tf32"] if self.tf32 and self.device != "cpu" else [])
+        parts += [self.path] if self.path else []
         return f"{self.framework}[{','.join(parts)}]" + (f"@{self.subject}" if self.subject else "")
 
     @property
@@ -60,6 +78,10 @@ class Framework:
 
     def versions(self) -> dict[str, str]:
         return {}
+
+    def paths(self, device: str) -> list[str]:
+        """The alternative kernel paths (names in KERNEL_PATHS) offered on ``device``."""
+        return []
 
     def run(
         self,

@@ -4,11 +4,17 @@ Building a Keras layer and tracing its compiled function takes a tenth of a seco
 far longer than running a small model. Runs therefore share one built layer per structure
 (cell kinds, sizes, options, flags), dtype and device, and only set its weights: the
 compiled function, cached per layer by the adapter, is traced again only for new shapes.
+
+Kernel paths: ``unroll`` and ``cudnn-off`` are options of the built layer; ``onednn-off``
+and ``onednn-on`` are a setting TensorFlow reads at import, so a run asking for the
+setting this process does not have goes to a process started with it
+(:mod:`~xframe_bilstm.frameworks.process`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -20,6 +26,9 @@ import numpy as np
 from .._imports import require
 from ..canonical import RecurrentStack
 from .base import Framework, RunSpec
+from .process import ProcessRunError, run_elsewhere
+
+_ONEDNN = {"onednn-on": True, "onednn-off": False}
 
 
 class KerasFramework(Framework):
@@ -33,6 +42,10 @@ class KerasFramework(Framework):
 
     def dtypes(self, device: str) -> list[str]:
         return ["float32", "float64", "float16", "bfloat16"]
+
+    def paths(self, device: str) -> list[str]:
+        # oneDNN's optimizations are CPU kernels; cuDNN is the GPU's.
+        return ["unroll", *(_ONEDNN if device == "cpu" else ["cudnn-off"])]
 
     def versions(self) -> dict[str, str]:
         keras = require("keras")
@@ -51,16 +64,68 @@ class KerasFramework(Framework):
         tf = require("tensorflow")
         from ..adapters.keras import canonical_to_keras, run_keras
 
+        if spec.path in _ONEDNN and _onednn_enabled(tf) != _ONEDNN[spec.path]:
+            return _run_with_onednn(stack, x, spec, initial_states, lengths)
+        options = _layer_options(spec)
         with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
             if stack.stateful:  # its states live in the layer: never share one
-                layer = canonical_to_keras(stack, dtype=spec.dtype, batch_size=int(x.shape[0]))
+                batch_size = int(x.shape[0])
+                layer = canonical_to_keras(
+                    stack, dtype=spec.dtype, batch_size=batch_size, **options
+                )
                 result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
             else:
                 with _SHARED:  # no other thread may set the weights mid-run
                     layer = _shared_layer(stack, spec)
                     result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
         outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
-        return outputs, {**settings, "compiled": "tf.function"}
+        return outputs, {
+            **settings,
+            **options,
+            "oneDNN": _onednn_enabled(tf),
+            "compiled": "tf.function",
+        }
+
+
+def _layer_options(spec: RunSpec) -> dict[str, Any]:
+    """The options of canonical_to_keras that select ``spec``'s kernel path."""
+    return {
+        "unroll": spec.path == "unroll",
+        "use_cudnn": False if spec.path == "cudnn-off" else "auto",
+    }
+
+
+def _onednn_enabled(tf: Any) -> bool:
+    """Whether this process's TensorFlow runs oneDNN's optimizations (fixed at import)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except ImportError:  # the private module moved: read the setting TensorFlow read
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+
+
+def _run_with_onednn(
+    stack: RecurrentStack,
+    x: np.ndarray,
+    spec: RunSpec,
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+    """Run the default path in a process whose TensorFlow has the other oneDNN setting."""
+    wanted = _ONEDNN[spec.path]
+    environment = {"TF_ENABLE_ONEDNN_OPTS": "1" if wanted else "0"}
+    default = dataclasses.replace(spec, path="")
+    outputs, settings = run_elsewhere(
+        environment, "keras", stack, x, default, initial_states=initial_states, lengths=lengths
+    )
+    if settings.get("oneDNN") != wanted:
+        raise ProcessRunError(
+            f"TensorFlow ignored TF_ENABLE_ONEDNN_OPTS={environment['TF_ENABLE_ONEDNN_OPTS']} "
+            "(this build may have no oneDNN optimizations to switch)"
+        )
+    variables = " ".join(f"{name}={value}" for name, value in environment.items())
+    return outputs, {**settings, "process": f"separate ({variables})"}
 
 
 # Built layers by (structure, dtype, device), least recently used first. Runs of one
@@ -74,10 +139,11 @@ def _shared_layer(stack: RecurrentStack, spec: RunSpec) -> Any:
     """A built layer of ``stack``'s structure holding ``stack``'s weights."""
     from ..adapters.keras import canonical_to_keras
 
-    key = (structure_key(stack), spec.dtype, spec.device)
+    options = _layer_options(spec)
+    key = (structure_key(stack), spec.dtype, spec.device, tuple(sorted(options.items())))
     layer = _LAYERS.get(key)
     if layer is None:
-        layer = canonical_to_keras(stack, dtype=spec.dtype)
+        layer = canonical_to_keras(stack, dtype=spec.dtype, **options)
         _LAYERS[key] = layer
         if len(_LAYERS) > _LAYERS_KEPT:
             _LAYERS.popitem(last=False)

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import keras_to_torch  # noqa: E402
+from xframe_bilstm.testing import assert_equivalent  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
@@ -62,3 +63,5 @@ def test_converted_module_reproduces_the_bidirectional_layer(layers) -> None:
     with torch.no_grad():
         actual = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(actual, np.asarray(bidirectional(x)), rtol=0, atol=1e-5)
+    # And on every framework, against the float64 reference, within the derived tolerance.
+    assert_equivalent(bidirectional, module, inputs=x)

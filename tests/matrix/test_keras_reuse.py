@@ -38,7 +38,7 @@ def test_runs_of_one_structure_share_a_layer_and_each_matches_the_reference() ->
         tolerance = derived_tolerance(stack, x, lengths=lengths)
         for got, want in zip(outputs, expected, strict=True):
             assert np.abs(got - want).max() <= tolerance, cell.id
-        key = (keras_framework.structure_key(stack), "float32", "cpu")
+        key = keras_framework.layer_key(stack, SPEC)
         layers.add(id(keras_framework._LAYERS[key]))
     assert len(layers) == 1
 

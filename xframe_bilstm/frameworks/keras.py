@@ -139,11 +139,10 @@ def _shared_layer(stack: RecurrentStack, spec: RunSpec) -> Any:
     """A built layer of ``stack``'s structure holding ``stack``'s weights."""
     from ..adapters.keras import canonical_to_keras
 
-    options = _layer_options(spec)
-    key = (structure_key(stack), spec.dtype, spec.device, tuple(sorted(options.items())))
+    key = layer_key(stack, spec)
     layer = _LAYERS.get(key)
     if layer is None:
-        layer = canonical_to_keras(stack, dtype=spec.dtype, **options)
+        layer = canonical_to_keras(stack, dtype=spec.dtype, **_layer_options(spec))
         _LAYERS[key] = layer
         if len(_LAYERS) > _LAYERS_KEPT:
             _LAYERS.popitem(last=False)
@@ -151,6 +150,13 @@ def _shared_layer(stack: RecurrentStack, spec: RunSpec) -> Any:
         _LAYERS.move_to_end(key)
         _set_stack_weights(stack, layer)
     return layer
+
+
+def layer_key(stack: RecurrentStack, spec: RunSpec) -> Hashable:
+    """Which shared layer runs ``stack`` for ``spec``: its structure, dtype, device, and the
+    layer options of the kernel path."""
+    options = tuple(sorted(_layer_options(spec).items()))
+    return (structure_key(stack), spec.dtype, spec.device, options)
 
 
 def _set_stack_weights(stack: RecurrentStack, built: Any) -> None:

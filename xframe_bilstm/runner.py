@@ -114,7 +114,18 @@ def compare(
         from .models.compare import compare_model
 
         return compare_model(
-            source, against=against, frameworks=frameworks, seed=seed, rtol=rtol, atol=atol
+            source,
+            against=against,
+            inputs=inputs,
+            lengths=lengths,
+            frameworks=frameworks,
+            devices=devices,
+            dtypes=dtypes,
+            tf32=tf32,
+            seed=seed,
+            initial_states=initial_states,
+            rtol=rtol,
+            atol=atol,
         )
     stack = to_canonical(source)
     x = _inputs(stack, inputs, seed, batch, steps)

@@ -12,6 +12,11 @@ against the tolerance derived for its model and against its committed baseline
     python -m xframe_bilstm matrix --lane default --update-baselines
     python -m pytest -m matrix -n auto --dist loadgroup   # the same cells, one test each
 
+A user matrix (:mod:`~xframe_bilstm.matrix.user`) declares your own models, inputs and
+axes in a TOML file and runs through the same session, records and ratchet::
+
+    python -m xframe_bilstm matrix --config matrix.toml --update-baselines
+
 Importing this package imports no framework.
 """
 
@@ -20,24 +25,32 @@ from __future__ import annotations
 from .cells import Cell, lane_cells, shard
 from .models import cell_lengths, cell_stack
 from .ratchet import Baseline, Drift, load_baseline, version_key
-from .runner import CellResult, LaneResult, MatrixSession, run_lane
+from .runner import CellResult, LaneResult, MatrixCell, MatrixSession, Request, run_lane
 from .table import Table, TableError, load_table
+from .user import ConfigError, UserCell, UserMatrix, load_user_matrix, user_cells
 
 __all__ = [
     "Baseline",
     "Cell",
     "CellResult",
+    "ConfigError",
     "Drift",
     "LaneResult",
+    "MatrixCell",
     "MatrixSession",
+    "Request",
     "Table",
     "TableError",
+    "UserCell",
+    "UserMatrix",
     "cell_lengths",
     "cell_stack",
     "lane_cells",
     "load_baseline",
     "load_table",
+    "load_user_matrix",
     "run_lane",
     "shard",
+    "user_cells",
     "version_key",
 ]

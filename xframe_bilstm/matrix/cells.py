@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from .runner import Request
 from .table import Lane, Table
 
 # How merge modes and returns read in ids.
@@ -101,6 +103,19 @@ class Cell:
             self.input_size,
             self.tf32,
         )
+
+    @property
+    def cost(self) -> float:
+        """Rough relative run time: a fixed part (compiling, exporting) and the recurrence."""
+        directions = 2 if self.direction == "bidirectional" else 1
+        return 1.0 + self.steps * self.layers * directions / 200.0
+
+    def request(self) -> Request:
+        """The cell's stack (seeded weights), lengths and input shape for compare()."""
+        from .models import cell_lengths, cell_stack
+
+        arguments = {"lengths": cell_lengths(self), "batch": self.batch, "steps": self.steps}
+        return Request(cell_stack(self), arguments)
 
     def config(self) -> dict[str, Any]:
         """The configuration as plain data (for JSON records)."""
@@ -195,7 +210,17 @@ def _grouped(cells: list[Cell]) -> list[Cell]:
     return sorted(cells, key=lambda cell: (order[cell.structure], cell.mask != "none"))
 
 
-def shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
+class Shardable(Protocol):
+    @property
+    def structure(self) -> Hashable: ...
+    @property
+    def cost(self) -> float: ...
+
+
+CellT = TypeVar("CellT", bound=Shardable)
+
+
+def shard(cells: Sequence[CellT], index: int, count: int) -> list[CellT]:
     """Shard ``index`` (1-based) of ``count``: whole structure groups, balanced by cost.
 
     Groups go, largest first, to the shard with the least work so far; the split depends
@@ -210,19 +235,13 @@ def shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
     """
     if not 1 <= index <= count:
         raise ValueError(f"shard {index}/{count}: expected 1 <= K <= N")
-    costs: dict[tuple[Any, ...], float] = {}
+    costs: dict[Hashable, float] = {}
     for cell in cells:
-        costs[cell.structure] = costs.get(cell.structure, 0.0) + _cost(cell)
+        costs[cell.structure] = costs.get(cell.structure, 0.0) + cell.cost
     loads = [0.0] * count
-    owner: dict[tuple[Any, ...], int] = {}
+    owner: dict[Hashable, int] = {}
     for structure in sorted(costs, key=lambda s: -costs[s]):  # stable: ties keep lane order
         target = loads.index(min(loads))
         owner[structure] = target
         loads[target] += costs[structure]
     return [cell for cell in cells if owner[cell.structure] == index - 1]
-
-
-def _cost(cell: Cell) -> float:
-    """Rough relative run time: a fixed part (compiling, exporting) and the recurrence."""
-    directions = 2 if cell.direction == "bidirectional" else 1
-    return 1.0 + cell.steps * cell.layers * directions / 200.0

@@ -1,7 +1,9 @@
 """``python -m xframe_bilstm matrix``: run a lane of the matrix, print a summary, write records.
 
-Exit status: 0 when every cell passes (within tolerance and within the baseline ratchet),
-1 when any cell fails or drifts, 2 for a usage error.
+``--lane NAME`` runs a lane of the packaged table; ``--config FILE`` runs a user matrix
+(:mod:`.user`) instead, with its baselines in the folder the file names. Exit status: 0
+when every cell passes (within tolerance and within the baseline ratchet), 1 when any cell
+fails or drifts, 2 for a usage error or a matrix file that cannot be read.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomically
-from .cells import Cell, lane_cells, shard
+from .cells import lane_cells, shard
 from .ratchet import Baseline
 from .records import lane_json, lane_junit, summary_lines
-from .runner import CellResult, LaneResult, run_lane
+from .runner import CellResult, LaneResult, Matrix, MatrixCell, run_lane
 from .table import TableError, load_table
 
 _QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "TORCH_CPP_LOG_LEVEL": "ERROR"}
@@ -29,7 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a lane of the regression matrix: every cell on every framework and "
         "device of the lane, compared with the float64 reference and with its baseline.",
     )
-    parser.add_argument("--lane", default="default", help="default, slow or gpu")
+    parser.add_argument("--lane", help="default (the default), slow or gpu")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="run the user matrix this TOML file declares instead of a lane",
+    )
     parser.add_argument(
         "--shard", type=_shard, default=(1, 1), metavar="K/N", help="run part K of N (1-based)"
     )
@@ -41,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="record this run's errors as the baseline of the installed framework versions",
     )
     parser.add_argument(
-        "--baselines", metavar="DIR", type=Path, help="baseline folder (default: the packaged one)"
+        "--baselines",
+        metavar="DIR",
+        type=Path,
+        help="baseline folder (default: the packaged one, or the one the --config file names)",
     )
     parser.add_argument(
         "--tf32",
@@ -74,10 +85,12 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config is not None and args.lane is not None:
+        parser.error("--lane and --config exclude each other: the file's [matrix] name is its lane")
     try:
-        table = load_table()
-        cells, skipped = lane_cells(table, args.lane)
+        table, lane_name, description, baselines, cells, skipped = _selected(args)
     except TableError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -88,7 +101,6 @@ def main(argv: Sequence[str]) -> int:
         for cell in cells:
             print(cell.id)
         return 0
-    lane = table.lane(args.lane)
     # The frameworks' C++ notices (oneDNN, CUDA probing, exporter shape inference) would
     # bury the progress and the summary; their errors still show.
     for name, level in _QUIET.items():
@@ -96,18 +108,18 @@ def main(argv: Sequence[str]) -> int:
     with _progress(len(cells)) as progress:
         result = run_lane(
             table,
-            args.lane,
+            lane_name,
             cells,
             shard=args.shard,
             jobs=args.jobs,
-            baselines=args.baselines,
+            baselines=baselines,
             skipped_frameworks=skipped,
             progress=progress,
         )
     for line in summary_lines(result):
         print(line)
     if args.json:
-        write_atomically(args.json, lane_json(result, lane.description))
+        write_atomically(args.json, lane_json(result, description))
     if args.junit:
         write_atomically(args.junit, lane_junit(result))
     if args.update_baselines:
@@ -115,6 +127,24 @@ def main(argv: Sequence[str]) -> int:
         print(f"baseline written: {path}")
         return 0 if all(r.within_tolerance for r in result.results) else 1
     return 0 if result.passed else 1
+
+
+def _selected(
+    args: argparse.Namespace,
+) -> tuple[Matrix, str, str, Path | None, list[MatrixCell], dict[str, str]]:
+    """The matrix, lane name, description, baseline folder, cells and skipped frameworks
+    of a lane of the table or of the user matrix ``--config`` names."""
+    if args.config is not None:
+        from .user import load_user_matrix, user_cells
+
+        matrix = load_user_matrix(args.config)
+        found, skipped = user_cells(matrix)
+        baselines = args.baselines or matrix.baselines
+        return matrix, matrix.name, matrix.description, baselines, [*found], skipped
+    table = load_table()
+    lane = args.lane or "default"
+    cells, skipped = lane_cells(table, lane)
+    return table, lane, table.lane(lane).description, args.baselines, [*cells], skipped
 
 
 def _update(result: LaneResult, *, replace: bool) -> Path:
@@ -170,5 +200,5 @@ class _progress:
             self._bar.stop()
 
 
-def _short(cell: Cell) -> str:
+def _short(cell: MatrixCell) -> str:
     return cell.id if len(cell.id) < 48 else cell.id[:45] + "..."

@@ -6,27 +6,86 @@ the reference once, every framework and device of the cell, every pair compared 
 tolerance derived for that model, and each run's error checked against the ratchet. The
 Keras framework keeps one built layer per structure, so cells that differ only in weights,
 input or mask reuse its compiled function.
+
+A cell is anything that says where it runs and builds its own :class:`Request` (the
+source and the arguments only it knows): the table's cells (:mod:`.cells`) and the cells
+of a user matrix (:mod:`.user`) run through the same session, records and ratchet. A
+matrix is anything with a ``ratchet`` and a ``lane(name)`` that has a ``name``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .._imports import require
 from ..comparison import NOISE_FACTOR
+from ..errors import UnsupportedFeatureError
 from ..frameworks import FRAMEWORKS, RunSpec
 from ..report import Report
-from .cells import Cell
-from .models import cell_lengths, cell_stack
 from .ratchet import Baseline, Drift, load_baseline
-from .table import Table
 
 REFERENCE = RunSpec("reference", "cpu", "float64")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One cell's :func:`~xframe_bilstm.compare` call, besides what every cell says.
+
+    ``arguments`` are the cell's own keywords (``inputs``, ``lengths``, ``against``...);
+    ``excluded`` are frameworks the cell learnt, once its source was built, that cannot run
+    it (a whole model on ONNX, say), with the reason: they are left out, not failed.
+    """
+
+    source: Any
+    arguments: dict[str, Any] = field(default_factory=dict)
+    excluded: tuple[tuple[str, str], ...] = ()
+
+
+class MatrixCell(Protocol):
+    """What the runner needs of a cell. ``devices`` may be ``("auto",)``: every device
+    each framework sees. ``structure`` groups cells that must share a process (and a shard),
+    ``cost`` weighs them when shards are balanced."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def lane(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def frameworks(self) -> tuple[str, ...]: ...
+    @property
+    def devices(self) -> tuple[str, ...]: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def tf32(self) -> bool: ...
+    @property
+    def excluded(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def structure(self) -> Hashable: ...
+    @property
+    def cost(self) -> float: ...
+    def config(self) -> dict[str, Any]: ...
+    def request(self) -> Request: ...
+
+
+class MatrixLane(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class Matrix(Protocol):
+    """The built-in :class:`~xframe_bilstm.matrix.table.Table` or a user matrix."""
+
+    @property
+    def ratchet(self) -> float: ...
+    def lane(self, name: str) -> MatrixLane: ...
 
 
 @dataclass
@@ -38,7 +97,7 @@ class CellResult:
     hold, per run, the max error against the reference and the reference's own drift.
     """
 
-    cell: Cell
+    cell: MatrixCell
     errors: list[str]
     drifts: list[Drift] = field(default_factory=list)
     max_errors: dict[str, float] = field(default_factory=dict)
@@ -47,6 +106,10 @@ class CellResult:
     runs: list[dict[str, Any]] = field(default_factory=list)
     baseline: dict[str, float] | None = None
     seconds: float = 0.0
+    # What ran: the cell's frameworks less those its source excluded, devices resolved.
+    frameworks: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+    excluded: dict[str, str] | None = None
 
     @property
     def within_tolerance(self) -> bool:
@@ -71,9 +134,11 @@ class CellResult:
             "lane": self.cell.lane,
             "passed": self.passed,
             "config": self.cell.config(),
-            "frameworks": list(self.cell.frameworks),
-            "devices": list(self.cell.devices),
-            "excluded": dict(self.cell.excluded),
+            "frameworks": list(
+                self.cell.frameworks if self.frameworks is None else self.frameworks
+            ),
+            "devices": list(self.cell.devices if self.devices is None else self.devices),
+            "excluded": dict(self.cell.excluded) if self.excluded is None else self.excluded,
             "errors": self.errors,
             "drift": [
                 {
@@ -102,20 +167,23 @@ class CellResult:
 class MatrixSession:
     """The lane's frameworks imported once, their versions, and the baseline for them."""
 
-    def __init__(self, table: Table, lane: str, *, baselines: Path | None = None) -> None:
+    def __init__(self, table: Matrix, lane: str, *, baselines: Path | None = None) -> None:
         self.table = table
         self.lane = table.lane(lane)
         self._baseline_directory = baselines
         self.import_seconds = 0.0
         self.versions: dict[str, str] = {}
         self.baseline = Baseline(self.lane.name, {}, table.ratchet)
+        self._devices: dict[str, list[str]] = {}
 
     def prepare(self, frameworks: Iterable[str]) -> None:
         """Import ``frameworks`` (torch first, as TensorFlow needs) and load the baseline."""
         start = time.perf_counter()
         names = sorted(set(frameworks))
-        if names and FRAMEWORKS["torch"].available():
-            require("torch")  # first: TensorFlow imported before it can crash it
+        if FRAMEWORKS["torch"].available():
+            # First, whatever the cells name: TensorFlow imported before it (by a framework
+            # or by a user's factory) can crash it.
+            require("torch")
         versions: dict[str, str] = {}
         for name in ["reference", *names]:
             framework = FRAMEWORKS[name]
@@ -127,37 +195,71 @@ class MatrixSession:
             self.lane.name, versions, self.table.ratchet, self._baseline_directory
         )
 
-    def run(self, cell: Cell) -> CellResult:
+    def run(self, cell: MatrixCell) -> CellResult:
         """Run one cell and judge it: tolerance first, then the ratchet."""
         from ..runner import compare
 
         start = time.perf_counter()
+        excluded = dict(cell.excluded)
+        frameworks: tuple[str, ...] = cell.frameworks
+        devices: tuple[str, ...] = cell.devices
         try:
+            request = cell.request()
+            excluded.update(request.excluded)
+            frameworks = tuple(name for name in cell.frameworks if name not in excluded)
+            if not frameworks and request.arguments.get("against") is None:
+                reasons = "; ".join(f"{name}: {why}" for name, why in request.excluded)
+                raise UnsupportedFeatureError(f"no framework of the cell can run it ({reasons})")
+            planned = self._planned(cell, frameworks)
+            devices = tuple(sorted({s.device for s in planned}, key=_device_order)) or ("cpu",)
             report = compare(
-                cell_stack(cell),
-                frameworks=list(cell.frameworks),
-                devices=list(cell.devices),
+                request.source,
+                frameworks=list(frameworks),
+                devices=list(devices),
                 dtypes=[cell.dtype],
                 tf32=cell.tf32,
                 seed=cell.seed,
-                lengths=cell_lengths(cell),
-                batch=cell.batch,
-                steps=cell.steps,
+                **request.arguments,
             )
         except Exception as error:  # one cell's failure must not stop the lane
             message = f"{type(error).__name__}: {error}".splitlines()[0]
             return CellResult(
-                cell, [f"FAILED | {cell.id} | {message}"], seconds=time.perf_counter() - start
+                cell,
+                [f"FAILED | {cell.id} | {message}"],
+                seconds=time.perf_counter() - start,
+                frameworks=frameworks,
+                devices=devices,
+                excluded=excluded,
             )
         seconds = time.perf_counter() - start
-        return self._judge(cell, report, seconds)
+        result = self._judge(cell, report, seconds, planned)
+        result.frameworks, result.devices, result.excluded = frameworks, devices, excluded
+        return result
 
-    def _judge(self, cell: Cell, report: Report, seconds: float) -> CellResult:
+    def _planned(self, cell: MatrixCell, frameworks: Sequence[str]) -> list[RunSpec]:
+        """Every run the cell has: each framework on each of its devices (on ``"auto"``,
+        every device the framework sees)."""
+        return [
+            RunSpec(framework, device, cell.dtype, cell.tf32)
+            for framework in frameworks
+            for device in self._framework_devices(framework, cell.devices)
+        ]
+
+    def _framework_devices(self, framework: str, devices: tuple[str, ...]) -> list[str]:
+        if devices != ("auto",):
+            return list(devices)
+        if framework not in self._devices:
+            self._devices[framework] = FRAMEWORKS[framework]().devices()
+        return self._devices[framework]
+
+    def _judge(
+        self, cell: MatrixCell, report: Report, seconds: float, planned: list[RunSpec]
+    ) -> CellResult:
         errors = [
             f"FAILED | {cell.id} | {line.removeprefix('FAILED | ')}" for line in report.failures
         ]
         ran = {run.label for run in report.runs}
-        for spec in _planned(cell):
+        for spec in planned:
             if spec.label not in ran:
                 errors.append(
                     f"FAILED | {cell.id} | {spec.label} did not run: {spec.framework} does not "
@@ -200,13 +302,8 @@ class MatrixSession:
         )
 
 
-def _planned(cell: Cell) -> list[RunSpec]:
-    """Every run the table says the cell has: each framework on each device."""
-    return [
-        RunSpec(framework, device, cell.dtype, cell.tf32)
-        for framework in cell.frameworks
-        for device in cell.devices
-    ]
+def _device_order(device: str) -> tuple[int, str]:
+    return (device != "cpu", device)
 
 
 def _plain(value: float) -> float | str:
@@ -252,9 +349,9 @@ Progress = Callable[[int, int, CellResult], None]
 
 
 def run_lane(
-    table: Table,
+    table: Matrix,
     lane: str,
-    cells: Sequence[Cell],
+    cells: Sequence[MatrixCell],
     *,
     shard: tuple[int, int] = (1, 1),
     jobs: int = 1,
@@ -279,9 +376,9 @@ def run_lane(
 
 
 def _run_here(
-    table: Table,
+    table: Matrix,
     lane: str,
-    cells: Sequence[Cell],
+    cells: Sequence[MatrixCell],
     baselines: Path | None,
     progress: Progress | None,
     done_before: int = 0,
@@ -312,9 +409,9 @@ def _run_here(
 
 
 def _run_in_processes(
-    table: Table,
+    table: Matrix,
     lane: str,
-    cells: list[Cell],
+    cells: list[MatrixCell],
     jobs: int,
     baselines: Path | None,
     progress: Progress | None,
@@ -377,7 +474,9 @@ def _worker_init(events: Any) -> None:
     _EVENTS = events
 
 
-def _worker(table: Table, lane: str, cells: list[Cell], baselines: Path | None) -> LaneResult:
+def _worker(
+    table: Matrix, lane: str, cells: list[MatrixCell], baselines: Path | None
+) -> LaneResult:
     """One process's share: its own session, each finished cell reported to the parent."""
 
     def report(done: int, total: int, result: CellResult) -> None:

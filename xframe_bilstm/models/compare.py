@@ -3,28 +3,57 @@
 Rules of this module:
 
 - A whole model (a file, or a live Keras model with layers other than recurrent ones) runs
-  on seeded padded inputs (:func:`~xframe_bilstm.models.reference.example_inputs`) as:
-  the float64 numpy reference, its torch port in float32, the live Keras model when there
-  is one and Keras is asked for, and ``against`` (your own torch port) when given.
-- Every run is compared with the reference, within the tolerance float32 rounding explains
-  for this model on these inputs unless ``rtol``/``atol`` are given. The result is the
-  same :class:`~xframe_bilstm.report.Report` as for recurrent stacks.
+  on ``inputs`` when given (one array per model input), else on seeded padded inputs
+  (:func:`~xframe_bilstm.models.reference.example_inputs`, right-padded to ``lengths`` when
+  they are given).
+- The model masks padding by its values (``Embedding(mask_zero=True)``, ``Masking``), not
+  by ``lengths``: given both, inputs and lengths must agree on every masked input (a
+  padded step holds the pad, a valid one does not), else the lengths would describe a
+  mask the model never computes. Every step, padded or not, is compared.
+- Runs: the float64 numpy reference; the torch port in each of ``dtypes`` (float32,
+  float64) on each device; Keras, in float32, for a live Keras model or a file when Keras
+  is asked for by name, or by ``"auto"`` when it is installed and the file was written by
+  Keras 3 (a Keras 2 file means what tf_keras computes, which Keras 3 does not reproduce);
+  and ``against`` (your own torch module or Keras model) on its framework, labelled
+  ``@against``. Devices: ``"auto"`` is the CPU; named devices run on the frameworks that
+  see them.
+- A run that fails (a file Keras cannot load, say) is recorded with the reason and the
+  others go on, as in :func:`~xframe_bilstm.compare`.
+- Every run is compared with the reference, within the tolerance rounding explains for
+  this model on these inputs at the run's precision unless ``rtol``/``atol`` are given. The
+  result is the same :class:`~xframe_bilstm.report.Report` as for recurrent stacks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
+import importlib.util
+import os
 import platform
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from .._imports import require
 from ..comparison import compare_outputs
+from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..frameworks.base import RunSpec
+from ..masks import check_lengths
 from ..report import PairReport, Report, RunRecord
-from .port import port_graph, run_port
+from .graph import ModelGraph
+from .port import port_graph
 from .reference import example_inputs, model_noise
+
+Runner = Callable[[], Sequence[np.ndarray]]
+
+# What a whole model runs on besides the reference, and in which dtypes.
+FRAMEWORKS = ("torch", "keras")
+DTYPES = ("float32", "float64")
 
 
 def _graph_of(source: Any) -> Any:
@@ -41,76 +70,383 @@ def compare_model(
     source: Any,
     *,
     against: Any = None,
+    inputs: np.ndarray | Sequence[np.ndarray] | None = None,
+    lengths: Sequence[int] | None = None,
     frameworks: str | Sequence[str] = "auto",
+    devices: str | Sequence[str] = "auto",
+    dtypes: Sequence[str] = ("float32",),
+    tf32: bool = False,
     seed: int = 0,
+    initial_states: Sequence[np.ndarray] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
 ) -> Report:
     """Run a whole model on the reference, torch and Keras, and compare them.
 
+    Args:
+        source: a ``.keras``/``.h5`` file or a live Keras model.
+        against: your own port, a torch module or Keras model taking the same inputs.
+        inputs: one array per model input (token ids as integers); default: seeded.
+        lengths: valid steps per row of right-padded inputs (see the module's rules).
+        frameworks: ``"auto"`` or names among ``torch`` (the port) and ``keras``.
+        devices: ``"auto"`` (the CPU) or names such as ``"cpu"``, ``"gpu:0"``.
+        dtypes: ``float32`` and/or ``float64``, for the torch port and ``against``.
+        tf32: allow TF32 on GPUs.
+        seed: seed of the generated inputs.
+        initial_states: refused: a whole model starts its recurrent layers from zeros.
+        rtol: relative tolerance; give both or neither of ``rtol`` and ``atol``.
+        atol: absolute tolerance; default: derived from this model's rounding noise.
+
     Example:
         >>> report = compare_model("classifier.keras")  # doctest: +SKIP
         >>> [run.label for run in report.runs]  # doctest: +SKIP
-        ['reference[cpu,float64]', 'torch[cpu,float32]']
+        ['reference[cpu,float64]', 'torch[cpu,float32]', 'keras[cpu,float32]']
     """
-    import torch
-
-    graph = _graph_of(source)
-    inputs = example_inputs(graph, seed=seed)
-    noise, exact = model_noise(graph, inputs)
-    wanted = None if frameworks == "auto" else set(frameworks)
-    runners: list[tuple[RunSpec, Callable[[], Sequence[np.ndarray]]]] = []
-    port = port_graph(graph, verify=False)
-    if wanted is None or "torch" in wanted:
-        runners.append((RunSpec("torch", "cpu", "float32"), lambda: run_port(port, inputs)))
-    from .live import keras_flavour
-
-    if keras_flavour(source) is not None and (wanted is None or "keras" in wanted):
-
-        def run_keras() -> Sequence[np.ndarray]:
-            result = source(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
-            return [np.asarray(y) for y in (result if isinstance(result, list) else [result])]
-
-        runners.append((RunSpec("keras", "cpu", "float32"), run_keras))
-    if against is not None:
-        runners.append(
-            (
-                RunSpec("torch", "cpu", "float32", subject="against"),
-                lambda: run_port(against, inputs),
-            )
+    if (rtol is None) != (atol is None):
+        raise ValueError(f"give both rtol and atol, or neither (got rtol={rtol!r}, atol={atol!r})")
+    if initial_states is not None:
+        raise UnsupportedFeatureError(
+            "initial_states: a whole model starts its recurrent layers from zeros; compare "
+            "the recurrent layers on their own to give initial states"
         )
+    require("torch")  # before Keras, which a file's Keras run may import
+    graph = _graph_of(source)
+    arrays, checked = _model_inputs(graph, inputs, lengths, seed)
+    noise, exact = model_noise(graph, arrays)
+    plan = _plan(source, graph, arrays, against, frameworks, devices, dtypes, tf32)
     reference = RunSpec("reference", "cpu", "float64")
     runs = [RunRecord(reference, 0.0)]
     pairs = []
-    names = [f"output {name!r}" for name in graph.outputs]
-    tolerance = noise.tolerance() if atol is None else atol
-    for spec, run in runners:
+    outputs_names = [f"output {name!r}" for name in graph.outputs]
+    for spec, run in plan:
         started = time.perf_counter()
         try:
             outputs = run()
         except Exception as error:  # reported as a failed run, as compare() does
-            runs.append(RunRecord(spec, time.perf_counter() - started, error=str(error)))
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            runs.append(RunRecord(spec, time.perf_counter() - started, error=message))
             continue
         runs.append(RunRecord(spec, time.perf_counter() - started))
+        tolerance = noise.tolerance(spec.epsilon) if atol is None else atol
         comparison = compare_outputs(
-            names, exact, outputs, atol=tolerance, rtol=rtol or 0.0, label=spec.label
+            outputs_names, exact, outputs, atol=tolerance, rtol=rtol or 0.0, label=spec.label
         )
         pairs.append(PairReport(reference.label, spec.label, comparison))
     return Report(
         source=f"{graph.source} ({len(graph.layers)} layers)",
-        input_shape=tuple(inputs[0].shape),
+        input_shape=tuple(arrays[0].shape),
         seed=seed,
-        lengths=None,
+        lengths=None if checked is None else tuple(int(n) for n in checked),
         runs=tuple(runs),
         pairs=tuple(pairs),
-        versions={"python": platform.python_version(), "torch": torch.__version__},
+        versions=_versions({spec.framework for spec, _ in plan}),
         tolerance_note=(
             f"tolerance: rtol={rtol}, atol={atol} (given)"
             if atol is not None
             else f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
-            f"(output scale {noise.scale:.3g})"
+            f"(output scale {noise.scale:.3g}), scaled to each run's precision"
         ),
     )
+
+
+def _plan(
+    source: Any,
+    graph: ModelGraph,
+    arrays: list[np.ndarray],
+    against: Any,
+    frameworks: str | Sequence[str],
+    devices: str | Sequence[str],
+    dtypes: Sequence[str],
+    tf32: bool,
+) -> list[tuple[RunSpec, Runner]]:
+    """Every run but the reference's: torch port, Keras, then ``against``."""
+    names = _framework_names(source, frameworks)
+    wanted_dtypes = _dtypes(dtypes)
+    wanted_devices = ["cpu"] if devices == "auto" else _as_list(devices)
+    port = port_graph(graph, verify=False) if "torch" in names else None
+    load_keras = _keras_loader(source)  # loads once, on the first Keras run
+    plan: list[tuple[RunSpec, Runner]] = []
+    seen: set[str] = set()
+    for name in names:
+        offered = _devices(name, wanted_devices)
+        seen.update(offered)
+        for device in offered:
+            if name == "torch":
+                plan += _torch_runs(port, arrays, device, wanted_dtypes, tf32, "")
+            elif "float32" in wanted_dtypes:
+                keras_run = functools.partial(_run_keras, load_keras, arrays, device)
+                plan.append((RunSpec("keras", device, "float32"), keras_run))
+    missing = sorted(set(wanted_devices) - seen)
+    if names and missing:
+        raise UnsupportedFeatureError(f"devices: {missing} not available to {names} here")
+    if against is not None:
+        on = sorted(seen) if names else wanted_devices
+        plan += _against_runs(against, arrays, on, wanted_dtypes, tf32)
+    return plan
+
+
+def _model_inputs(
+    graph: ModelGraph,
+    inputs: np.ndarray | Sequence[np.ndarray] | None,
+    lengths: Sequence[int] | None,
+    seed: int,
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The arrays every run sees, and the checked lengths."""
+    if inputs is None:
+        if lengths is None:
+            return example_inputs(graph, seed=seed), None
+        rows = np.asarray(lengths)
+        if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer):
+            raise WeightShapeError(f"lengths: expected one integer per row, got {lengths!r}")
+        arrays = example_inputs(
+            graph, batch=rows.size, steps=int(rows.max()), seed=seed, lengths=lengths
+        )
+        return arrays, check_lengths(lengths, rows.size, int(rows.max()))
+    given = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    if len(given) != len(graph.inputs):
+        raise WeightShapeError(
+            f"inputs: the model takes {len(graph.inputs)} inputs ({', '.join(graph.inputs)}), "
+            f"got {len(given)} arrays"
+        )
+    arrays = []
+    for name, value in zip(graph.inputs, given):
+        array = np.asarray(value)
+        if array.dtype.kind not in "iuf" or array.ndim < 2 or 0 in array.shape:
+            raise WeightShapeError(
+                f"inputs ({name}): expected a non-empty array of numbers with a batch axis, "
+                f"got {array.dtype} array of shape {array.shape}"
+            )
+        arrays.append(array.astype(np.int64) if array.dtype.kind in "iu" else array)
+    if len({array.shape[0] for array in arrays}) != 1:
+        raise WeightShapeError(
+            f"inputs: every array needs the same batch size, got {[a.shape for a in arrays]}"
+        )
+    if lengths is None:
+        return arrays, None
+    checked = check_lengths(lengths, arrays[0].shape[0], arrays[0].shape[1])
+    _check_padding(graph, arrays, checked)
+    return arrays, checked
+
+
+def _check_padding(graph: ModelGraph, arrays: list[np.ndarray], lengths: np.ndarray) -> None:
+    """Refuse lengths that differ from the mask the model computes from its inputs."""
+    for name, array in zip(graph.inputs, arrays):
+        readers = [r for r in graph.layers if name in r.inputs and r.makes_mask]
+        if not readers:
+            continue  # no mask: padded steps are computed like any other
+        record = readers[0]
+        if record.kind == "embedding":
+            masked, pad = array == 0, "id 0"
+        else:
+            value = record.options["mask_value"]
+            masked, pad = np.all(array == value, axis=-1), f"the mask value {value!r}"
+        padded = np.arange(array.shape[1])[None, :] >= lengths[:, None]
+        if masked.shape == padded.shape and not np.array_equal(masked, padded):
+            row, step = (int(i) for i in np.argwhere(masked != padded)[0])
+            raise WeightShapeError(
+                f"lengths: {record.name} ({record.class_name}) masks the steps of input "
+                f"{name!r} that hold {pad}, which must be exactly the steps after each row's "
+                f"length; row {row}, step {step} (length {int(lengths[row])}) differs"
+            )
+
+
+def _framework_names(source: Any, frameworks: str | Sequence[str]) -> list[str]:
+    if frameworks == "auto":
+        return ["torch", "keras"] if _keras_by_default(source) else ["torch"]
+    names = [name for name in _as_list(frameworks) if name != "reference"]
+    unknown = [name for name in names if name not in FRAMEWORKS]
+    if unknown:
+        raise UnsupportedFeatureError(
+            f"frameworks: {unknown} cannot run a whole model (Embedding, Dense...): it runs "
+            f"as the torch port and in Keras ({', '.join(FRAMEWORKS)})"
+        )
+    return [name for name in FRAMEWORKS if name in names]
+
+
+def _keras_by_default(source: Any) -> bool:
+    """Whether ``"auto"`` runs Keras: a live model, or a Keras 3 file where Keras is."""
+    from .live import keras_flavour
+
+    if keras_flavour(source) is not None:
+        return True
+    if not isinstance(source, (str, os.PathLike)) or not _installed("keras"):
+        return False
+    from ..keras_files import read_spec
+
+    return read_spec(os.fspath(source)).major >= 3
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules
+        return False
+
+
+def _dtypes(dtypes: Sequence[str]) -> list[str]:
+    wanted = _as_list(dtypes)
+    refused = [dtype for dtype in wanted if dtype not in DTYPES]
+    if refused or not wanted:
+        raise UnsupportedFeatureError(
+            f"dtypes: a whole model runs in {' and '.join(DTYPES)}, got {wanted}"
+        )
+    return wanted
+
+
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _devices(framework: str, wanted: list[str]) -> list[str]:
+    """The wanted devices ``framework`` sees (the CPU without asking it)."""
+    if wanted == ["cpu"]:
+        return wanted
+    from ..frameworks import FRAMEWORKS as REGISTRY
+
+    seen = REGISTRY[framework]().devices()
+    return [device for device in wanted if device in seen]
+
+
+def _torch_runs(
+    module: Any,
+    arrays: list[np.ndarray],
+    device: str,
+    dtypes: list[str],
+    tf32: bool,
+    subject: str,
+) -> list[tuple[RunSpec, Runner]]:
+    return [
+        (
+            RunSpec("torch", device, dtype, tf32, subject=subject),
+            functools.partial(_run_torch, module, arrays, device, dtype, tf32),
+        )
+        for dtype in dtypes
+    ]
+
+
+def _run_torch(
+    module: Any, arrays: Sequence[np.ndarray], device: str, dtype: str, tf32: bool
+) -> tuple[np.ndarray, ...]:
+    """Run a torch module on numpy inputs (ids as int64, features in ``dtype``)."""
+    torch = require("torch")
+    target, precision = torch.device(device.replace("gpu", "cuda")), getattr(torch, dtype)
+    parameter = next(module.parameters(), None)
+    if parameter is not None and (parameter.dtype, parameter.device) != (precision, target):
+        module = copy.deepcopy(module).to(device=target, dtype=precision)  # the caller's stays
+    tensors = [
+        torch.as_tensor(x, dtype=torch.int64 if x.dtype.kind in "iu" else precision).to(target)
+        for x in arrays
+    ]
+    with _torch_tf32(torch, tf32), torch.no_grad():
+        result = module(*tensors)
+    outputs = result if isinstance(result, (tuple, list)) else (result,)
+    return tuple(output.detach().to("cpu", torch.float64).numpy() for output in outputs)
+
+
+@contextlib.contextmanager
+def _torch_tf32(torch: Any, enabled: bool) -> Iterator[None]:
+    """TF32 as asked for one run; the previous setting afterwards."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32 = matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+def _keras_loader(source: Any) -> Callable[[], Any]:
+    """The Keras model to run, loaded once on first use (a load failure fails each run)."""
+
+    @functools.cache
+    def load() -> Any:
+        from .live import keras_flavour
+
+        if keras_flavour(source) is not None:
+            return source
+        if not isinstance(source, (str, os.PathLike)):
+            raise UnsupportedFeatureError(f"{type(source).__name__} is not a Keras model")
+        from ..keras_files import read_spec
+
+        path = os.fspath(source)
+        if read_spec(path).major < 3:
+            raise UnsupportedFeatureError(
+                f"{path} was written by Keras 2 (tf_keras): Keras 3 would run it with its own "
+                "layer semantics; load it with tf_keras and compare the live model"
+            )
+        keras = require("keras")
+        return keras.saving.load_model(path, safe_mode=True)
+
+    return load
+
+
+def _run_keras(
+    load: Callable[[], Any], arrays: Sequence[np.ndarray], device: str
+) -> list[np.ndarray]:
+    model = load()
+    with _keras_device(device):
+        result = model(list(arrays) if len(arrays) > 1 else arrays[0], training=False)
+    outputs = result if isinstance(result, (list, tuple)) else [result]
+    return [_to_numpy(output) for output in outputs]
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """Eager tensors through ``.numpy()``: ``np.asarray`` on them warns under NumPy 2."""
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value, np.float64)
+
+
+def _keras_device(device: str) -> Any:
+    """Keras 3's device scope (``cpu:0``, ``gpu:N``), or TensorFlow's for tf_keras."""
+    name = "cpu:0" if device == "cpu" else device
+    keras = require("keras")
+    if hasattr(keras, "device"):
+        return keras.device(name)
+    return require("tensorflow").device(name.upper())
+
+
+def _against_runs(
+    against: Any,
+    arrays: list[np.ndarray],
+    devices: list[str],
+    dtypes: list[str],
+    tf32: bool,
+) -> list[tuple[RunSpec, Runner]]:
+    """Runs of your own port: a torch module in each dtype, a Keras model as it is."""
+    from .live import keras_flavour
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(against, torch.nn.Module):
+        return [
+            run
+            for device in devices
+            for run in _torch_runs(against, arrays, device, dtypes, tf32, "against")
+        ]
+    if keras_flavour(against) is not None or isinstance(against, (str, os.PathLike)):
+        load = _keras_loader(against)
+        return [
+            (
+                RunSpec("keras", device, "float32", subject="against"),
+                functools.partial(_run_keras, load, arrays, device),
+            )
+            for device in devices
+        ]
+
+    def refuse() -> Sequence[np.ndarray]:
+        raise UnsupportedFeatureError(
+            f"against: expected a torch module, a Keras model or a Keras file, got "
+            f"{type(against).__name__}"
+        )
+
+    return [(RunSpec("torch", "cpu", "float32", subject="against"), refuse)]
+
+
+def _versions(frameworks: set[str]) -> dict[str, str]:
+    from ..frameworks import FRAMEWORKS as REGISTRY
+
+    versions = {"python": platform.python_version()}
+    for name in sorted(frameworks):
+        versions.update(REGISTRY[name]().versions())
+    return versions
 
 
 __all__ = ["compare_model"]

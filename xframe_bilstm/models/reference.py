@@ -20,6 +20,7 @@ import numpy as np
 from ..activations import numpy_activation
 from ..comparison import Noise
 from ..errors import UnsupportedFeatureError
+from ..masks import mask_from_lengths
 from ..reference import _run_layer
 from .graph import LayerRecord, ModelGraph
 
@@ -165,15 +166,28 @@ def _padding(batch: int, steps: int) -> np.ndarray:
     return padded
 
 
+def _padded(batch: int, steps: int, lengths: Sequence[int] | None) -> np.ndarray:
+    """(batch, steps) booleans: the steps after each row's length, or the mixed pattern."""
+    if lengths is None:
+        return _padding(batch, steps)
+    return ~mask_from_lengths(lengths, batch, steps)
+
+
 def example_inputs(
-    graph: ModelGraph, *, batch: int = 3, steps: int = 7, seed: int = 0
+    graph: ModelGraph,
+    *,
+    batch: int = 3,
+    steps: int = 7,
+    seed: int = 0,
+    lengths: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
     """Seeded inputs that exercise the model's masks.
 
     Token ids (inputs read by an ``Embedding``) are drawn from 1..vocabulary-1 and padded
     with 0: the first row is full, the next right-padded, the next left-padded; float
     inputs are standard normal, with the same rows' padded steps set to the ``Masking``
-    value when a ``Masking`` layer reads them.
+    value when a ``Masking`` layer reads them. With ``lengths`` (one per row, ``batch``
+    of them), every row is right-padded after its length instead.
 
     Example:
         >>> from xframe_bilstm.models.graph import LayerRecord, ModelGraph
@@ -197,13 +211,13 @@ def example_inputs(
             vocabulary = embedding.weights["embeddings"].shape[0]
             ids = rng.integers(1, max(vocabulary, 2), size=(batch, *shape))
             if len(shape) == 1:
-                ids[_padding(batch, shape[0])] = 0
+                ids[_padded(batch, shape[0], lengths)] = 0
             arrays.append(ids.astype(np.int64))
             continue
         x = rng.standard_normal((batch, *shape))
         masking = next((r for r in consumers if r.kind == "masking"), None)
         if masking is not None and len(shape) == 2:
-            x[_padding(batch, shape[0])] = masking.options["mask_value"]
+            x[_padded(batch, shape[0], lengths)] = masking.options["mask_value"]
         arrays.append(x.astype(np.float32))
     return arrays
 

@@ -130,8 +130,12 @@ def test_compare_runs_every_path_asked_for_and_compares_them_with_each_other() -
 
 def test_paths_are_checked_before_anything_runs() -> None:
     stack = _stack("lstm")
-    with pytest.raises(ValueError, match="not kernel paths"):
+    with pytest.raises(ValueError, match="not a kernel path"):
         compare(stack, frameworks=["torch"], paths=["mkldnn-of"])
+    with pytest.raises(ValueError, match="names no framework"):
+        compare(stack, frameworks=["torch"], paths=["pytorch:mkldnn-off"])
+    with pytest.raises(UnsupportedFeatureError, match="torch:unroll"):
+        compare(stack, frameworks=["torch", "keras"], paths=["torch:unroll"])
     with pytest.raises(UnsupportedFeatureError, match="unroll"):
         compare(stack, frameworks=["torch"], paths=["unroll"])
     if not torch.cuda.is_available():
@@ -148,3 +152,15 @@ def test_cli_runs_a_path_and_says_which_kernel_ran(capsys) -> None:
         main(["--paths", "fast"])
     assert exit_info.value.code == 2
     assert "'fast' is not one of" in capsys.readouterr().err
+
+
+def test_a_path_qualified_by_a_framework_runs_on_that_framework_only() -> None:
+    report = compare(
+        _stack("gru"), frameworks=["torch", "keras"], paths=["keras:unroll"], steps=4, batch=2
+    )
+    assert [run.label for run in report.runs] == [
+        "reference[cpu,float64]",
+        "torch[cpu,float32]",
+        "keras[cpu,float32]",
+        "keras[cpu,float32,unroll]",
+    ]

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_paths,
         default=(),
         help="kernel paths to run besides each framework's default: 'all' or some of "
-        f"{','.join(KERNEL_PATHS)}",
+        f"{','.join(KERNEL_PATHS)}, each optionally as FRAMEWORK:PATH",
     )
     runs.add_argument("--seed", type=int, default=0, help="seed of the weights and the input")
     runs.add_argument("--rtol", type=float, help="relative tolerance (with --atol)")
@@ -111,7 +111,7 @@ def _paths(text: str) -> str | list[str]:
         return text
     names = [name.strip() for name in text.split(",") if name.strip()]
     for name in names:
-        if name not in KERNEL_PATHS:
+        if name.rpartition(":")[2] not in KERNEL_PATHS:
             raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(KERNEL_PATHS)}")
     return names
 

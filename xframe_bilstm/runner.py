@@ -81,8 +81,9 @@ def compare(
             unless asked, and put the previous setting back after each run).
         paths: alternative kernel paths to run besides each framework's default: names
             from :data:`~xframe_bilstm.frameworks.base.KERNEL_PATHS` (``mkldnn-off``,
-            ``onednn-off``, ``onednn-on``, ``unroll``, ``cudnn-off``) or ``"all"``; each runs
-            on the frameworks and devices that offer it, labelled e.g.
+            ``onednn-off``, ``onednn-on``, ``unroll``, ``cudnn-off``), each optionally
+            qualified by a framework (``keras:cudnn-off``), or ``"all"``; each runs on the
+            frameworks and devices that offer it, labelled e.g.
             ``torch[cpu,float32,mkldnn-off]``, and its record's settings say which kernel ran.
         seed: seed of the generated input.
         lengths: valid steps per row (B,) for right-padded input (Keras mask semantics).
@@ -122,6 +123,7 @@ def compare(
             devices=devices,
             dtypes=dtypes,
             tf32=tf32,
+            paths=paths,
             seed=seed,
             initial_states=initial_states,
             rtol=rtol,
@@ -280,7 +282,7 @@ def _plan(
     """Every (run, framework) to execute: the reference first, each default path before the
     alternatives asked for."""
     names = _framework_names(frameworks)
-    wanted_paths = _path_names(paths)
+    wanted_paths = parse_paths(paths)
     wanted_devices = None if devices == "auto" else set(_as_list(devices))
     dtypes = _as_list(dtypes)
     for dtype in dtypes:
@@ -295,7 +297,11 @@ def _plan(
             if wanted_devices is not None and device not in wanted_devices:
                 continue
             supported = framework.dtypes(device)
-            offered = [path for path in framework.paths(device) if path in wanted_paths]
+            offered = [
+                path
+                for path in framework.paths(device)
+                if (None, path) in wanted_paths or (name, path) in wanted_paths
+            ]
             for dtype in dtypes:
                 if dtype in supported:
                     for path in ["", *offered]:
@@ -305,26 +311,38 @@ def _plan(
     return plan
 
 
-def _path_names(paths: str | Sequence[str]) -> set[str]:
+def parse_paths(paths: str | Sequence[str]) -> set[tuple[str | None, str]]:
+    """``(framework or None, path)`` for each path asked for (``"torch:mkldnn-off"``)."""
     if paths == "all":
-        return set(KERNEL_PATHS)
-    names = set(_as_list(paths))
-    unknown = sorted(names - set(KERNEL_PATHS))
-    if unknown:
-        raise ValueError(f"paths: {unknown} are not kernel paths; known: {sorted(KERNEL_PATHS)}")
-    return names
+        return {(None, path) for path in KERNEL_PATHS}
+    wanted: set[tuple[str | None, str]] = set()
+    for entry in _as_list(paths):
+        framework, _, path = entry.rpartition(":")
+        if path not in KERNEL_PATHS:
+            raise ValueError(
+                f"paths: {entry!r} is not a kernel path; known: {sorted(KERNEL_PATHS)}"
+            )
+        if framework and framework not in FRAMEWORKS:
+            raise ValueError(f"paths: {entry!r} names no framework of {sorted(FRAMEWORKS)}")
+        wanted.add((framework or None, path))
+    return wanted
 
 
 def _check_paths(
     paths: str | Sequence[str],
-    wanted: set[str],
+    wanted: set[tuple[str | None, str]],
     names: list[str],
     plan: list[tuple[RunSpec, Framework]],
 ) -> None:
     """Refuse a path, named on its own, that none of the planned runs offers."""
     if paths == "all":
         return
-    missing = sorted(wanted - {spec.path for spec, _ in plan})
+    planned = {(spec.framework, spec.path) for spec, _ in plan}
+    missing = sorted(
+        path if framework is None else f"{framework}:{path}"
+        for framework, path in wanted
+        if not any(p == path and framework in (None, f) for f, p in planned)
+    )
     if missing:
         raise UnsupportedFeatureError(
             f"paths: {missing} not offered by {names} on the devices planned here "

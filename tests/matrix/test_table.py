@@ -194,6 +194,16 @@ def test_a_minimal_table_makes_one_cell() -> None:
         (('frameworks = ["torch"]', 'frameworks = ["caffe"]'), "not registered"),
         (("ratchet = 4.0", "ratchet = 1.0"), "ratchet: expected a number above 1"),
         (("units = [2]\n", ""), "missing \\['units'\\]"),
+        (('name = "one"', 'name = "one"\npaths = [["fast"]]'), "paths: \\['fast'\\] is not"),
+        (('name = "one"', 'name = "one"\npaths = ["unroll"]'), "paths: 'unroll' is not"),
+        (
+            (
+                "[lanes.tiny]",
+                '[[exclude]]\nframeworks = ["keras"]\npath = "fast"\nmask = ["none"]\n'
+                'reason = "r"\n[lanes.tiny]',
+            ),
+            "exclude\\[0\\].path: 'fast' is not one of",
+        ),
         (
             (
                 "[lanes.tiny]",
@@ -211,3 +221,26 @@ def test_table_mistakes_are_refused_by_name(change: tuple[str, str], message: st
 def test_unknown_lanes_are_named() -> None:
     with pytest.raises(TableError, match="lane 'nightly' is not one of"):
         lane_cells(TABLE, "nightly", available=ALL)
+
+
+def test_kernel_paths_make_their_own_cells_and_exclusions_drop_one_path_only() -> None:
+    text = MINIMAL.replace('frameworks = ["torch"]', 'frameworks = ["torch", "keras"]').replace(
+        'name = "one"', 'name = "one"\nmask = ["none", "right-padded"]\npaths = [[], ["unroll"]]'
+    )
+    text = text.replace(
+        "[lanes.tiny]",
+        '[[exclude]]\nframeworks = ["keras"]\npath = "unroll"\nmask = ["right-padded"]\n'
+        'reason = "a bug"\n[lanes.tiny]',
+    )
+    cells, _ = lane_cells(load_table(text), "tiny", available=ALL)
+    by_id = {cell.id: cell for cell in cells}
+    assert sorted(by_id) == [
+        "lstm-fwd-L1-seq-masked-T3xB2-D3H2-float32",
+        "lstm-fwd-L1-seq-masked-T3xB2-D3H2-float32-unroll",
+        "lstm-fwd-L1-seq-unmasked-T3xB2-D3H2-float32",
+        "lstm-fwd-L1-seq-unmasked-T3xB2-D3H2-float32-unroll",
+    ]
+    masked = by_id["lstm-fwd-L1-seq-masked-T3xB2-D3H2-float32-unroll"]
+    assert masked.frameworks == ("torch", "keras")  # keras still runs, without unroll
+    assert masked.excluded == (("keras:unroll", "a bug"),)
+    assert masked.config()["paths"] == ("unroll",)

@@ -419,3 +419,72 @@ def test_config_errors_in_values(
     status, _, err = run(capsys, "--config", str(config))
     assert status == 2
     assert message in err, err
+
+
+PATHS_MATRIX = """
+[matrix]
+name = "paths"
+baselines = "ci/baselines"
+frameworks = ["torch", "keras"]
+paths = ["mkldnn-off", "onednn-off"]
+
+[[sources]]
+name = "encoder"
+file = "models/encoder.pt"
+inputs = ["features"]
+
+[[sources]]
+name = "tagger"
+file = "models/tagger.keras"
+inputs = ["tokens"]
+paths = ["mkldnn-off"]
+
+[[sources]]
+name = "tagger-unrolled"
+file = "models/tagger.keras"
+inputs = ["tokens"]
+paths = ["unroll"]
+
+[[inputs]]
+name = "tokens"
+batch = 4
+steps = 10
+dtype = "int32"
+high = 50
+lengths = [10, 4, 1, 9]
+
+[[inputs]]
+name = "features"
+batch = 3
+steps = 6
+dtype = "float32"
+features = 4
+"""
+
+
+def test_kernel_paths_run_as_their_own_runs_in_a_user_matrix(
+    project: Path, tmp_path: Path, capsys
+) -> None:
+    config = project / "paths.toml"
+    config.write_text(PATHS_MATRIX)
+    records = tmp_path / "cells.json"
+    status, _, _ = run(capsys, "--config", str(config), "--json", str(records))
+    cells = {cell["id"]: cell for cell in json.loads(records.read_text())["cells"]}
+    encoder = cells["encoder-features-float32"]
+    assert encoder["passed"], encoder["errors"]
+    assert {
+        "torch[cpu,float32,mkldnn-off]",
+        "keras[cpu,float32,onednn-off]",
+    } <= set(encoder["max_errors"])
+    tagger = cells["tagger-tokens-float32"]
+    assert tagger["passed"], tagger["errors"]
+    assert "torch[cpu,float32,mkldnn-off]" in tagger["max_errors"]
+    runs = {run["label"]: run for run in encoder["runs"]}
+    assert runs["torch[cpu,float32,mkldnn-off]"]["kernel"].startswith("ATen loop")
+    assert runs["keras[cpu,float32,onednn-off]"]["kernel"].startswith("oneDNN off")
+    if torch.backends.mkldnn.is_available():
+        assert runs["torch[cpu,float32]"]["kernel"] == "oneDNN (mkldnn) LSTM"
+    # Keras runs a whole model as it was loaded: its kernel paths are refused, by name.
+    (error,) = cells["tagger-unrolled-tokens-float32"]["errors"]
+    assert "unroll" in error and "as it was loaded" in error
+    assert status == 1

@@ -55,7 +55,7 @@ class TorchFramework(Framework):
         dtype = getattr(torch, spec.dtype)
         device = spec.device.replace("gpu", "cuda")
         module = canonical_to_torch(stack).to(device=device, dtype=dtype).eval()
-        with _flags(torch, spec) as settings, torch.no_grad(), _RecurrentOps() as ops:
+        with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
             inputs = torch.as_tensor(x, dtype=dtype, device=device)
             states = None
             if initial_states is not None:
@@ -71,7 +71,7 @@ class TorchFramework(Framework):
 
 
 @contextlib.contextmanager
-def _flags(torch: Any, spec: RunSpec) -> Iterator[dict[str, object]]:
+def kernel_flags(torch: Any, spec: RunSpec) -> Iterator[dict[str, object]]:
     """Set TF32 and the kernel path's backend switches for one run; put the old ones back."""
     backends = torch.backends
     cudnn, matmul, mkldnn = backends.cudnn, backends.cuda.matmul, backends.mkldnn
@@ -102,7 +102,7 @@ _KERNEL_OPS = {
 }
 
 
-class _RecurrentOps:
+class RecurrentOps:
     """Records which recurrent kernel a run dispatched to, as the dispatcher saw it.
 
     The backend switches say what may run; only the dispatcher knows what did (oneDNN
@@ -121,7 +121,7 @@ class _RecurrentOps:
         found = [name for op, name in _KERNEL_OPS.items() if op in self.seen]
         return ", ".join(found) or "ATen loop (matrix products per step)"
 
-    def __enter__(self) -> _RecurrentOps:
+    def __enter__(self) -> RecurrentOps:
         try:
             from torch.utils._python_dispatch import TorchDispatchMode
         except ImportError:

@@ -1,11 +1,11 @@
 """The regression matrix: a declared table of configurations, run on every framework.
 
 ``table.toml`` declares the axes (cell, direction, merge mode, layers, returns, masks,
-sequence length, batch, dtype, TF32, weight scale, sizes), the lanes that select subsets of
-them (``default`` on CPU for every push, ``slow``, ``gpu``) and the runs a framework cannot
-do, with the reason. Each cell runs through :func:`~xframe_bilstm.compare` and is checked
-against the tolerance derived for its model and against its committed baseline
-(:mod:`~xframe_bilstm.matrix.ratchet`).
+sequence length, batch, dtype, TF32, weight scale, sizes, kernel paths), the lanes that
+select subsets of them (``default`` on CPU for every push, ``slow``, ``gpu``) and the runs
+a framework cannot do, with the reason. Each cell runs through
+:func:`~xframe_bilstm.compare` and is checked against the tolerance derived for its model
+and against its committed baseline (:mod:`~xframe_bilstm.matrix.ratchet`).
 
     python -m xframe_bilstm matrix --lane default --json cells.json --junit cells.xml
     python -m xframe_bilstm matrix --lane slow --shard 2/4

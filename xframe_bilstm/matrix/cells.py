@@ -31,8 +31,9 @@ class Cell:
     """One configuration of the matrix and where it runs.
 
     ``merge_mode`` is None for forward and backward layers (and ``"none"`` for a
-    bidirectional layer that returns both directions). ``excluded`` names the frameworks of
-    the lane that do not run here, with the table's reason.
+    bidirectional layer that returns both directions). ``paths`` are the kernel paths run
+    besides each framework's default. ``excluded`` names the frameworks of the lane that do
+    not run here, and the kernel paths (``keras:unroll``) left out, with the table's reason.
     """
 
     lane: str
@@ -50,6 +51,7 @@ class Cell:
     weight_scale: float
     units: int
     input_size: int
+    paths: tuple[str, ...]
     frameworks: tuple[str, ...]
     devices: tuple[str, ...]
     excluded: tuple[tuple[str, str], ...] = ()
@@ -74,6 +76,8 @@ class Cell:
             parts.append(f"w{self.weight_scale:g}")
         if self.tf32:
             parts.append("tf32")
+        if self.paths:
+            parts.append("+".join(self.paths))
         return "-".join(parts)
 
     @property
@@ -102,6 +106,7 @@ class Cell:
             self.units,
             self.input_size,
             self.tf32,
+            self.paths,
         )
 
     @property
@@ -182,14 +187,15 @@ def _cell(
     excluded = []
     running = []
     for framework in frameworks:
-        reason = next(
-            (e.reason for e in table.exclusions if e.matches(framework, config)),
-            None,
-        )
-        if reason is None:
-            running.append(framework)
-        else:
+        reason = _exclusion(table, framework, None, config)
+        if reason is not None:
             excluded.append((framework, reason))
+            continue
+        running.append(framework)
+        for path in config["paths"]:
+            reason = _exclusion(table, framework, path, config)
+            if reason is not None:
+                excluded.append((f"{framework}:{path}", reason))
     if not running:
         return None
     return Cell(
@@ -199,6 +205,16 @@ def _cell(
         devices=lane.devices,
         excluded=tuple(excluded),
         **config,
+    )
+
+
+def _exclusion(
+    table: Table, framework: str, path: str | None, config: dict[str, Any]
+) -> str | None:
+    """The reason the table gives for leaving ``framework`` (or one path of it) out, if any."""
+    return next(
+        (e.reason for e in table.exclusions if e.path == path and e.matches(framework, config)),
+        None,
     )
 
 

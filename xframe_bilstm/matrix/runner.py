@@ -66,6 +66,8 @@ class MatrixCell(Protocol):
     @property
     def tf32(self) -> bool: ...
     @property
+    def paths(self) -> tuple[str, ...]: ...
+    @property
     def excluded(self) -> tuple[tuple[str, str], ...]: ...
     @property
     def structure(self) -> Hashable: ...
@@ -175,6 +177,7 @@ class MatrixSession:
         self.versions: dict[str, str] = {}
         self.baseline = Baseline(self.lane.name, {}, table.ratchet)
         self._devices: dict[str, list[str]] = {}
+        self._paths: dict[tuple[str, str], list[str]] = {}
 
     def prepare(self, frameworks: Iterable[str]) -> None:
         """Import ``frameworks`` (torch first, as TensorFlow needs) and load the baseline."""
@@ -210,8 +213,11 @@ class MatrixSession:
             if not frameworks and request.arguments.get("against") is None:
                 reasons = "; ".join(f"{name}: {why}" for name, why in request.excluded)
                 raise UnsupportedFeatureError(f"no framework of the cell can run it ({reasons})")
-            planned = self._planned(cell, frameworks)
+            planned = self._planned(cell, frameworks, excluded)
             devices = tuple(sorted({s.device for s in planned}, key=_device_order)) or ("cpu",)
+            paths: dict[str, Any] = {}  # only when asked: whole models take no paths
+            if cell.paths:
+                paths["paths"] = sorted({f"{s.framework}:{s.path}" for s in planned if s.path})
             report = compare(
                 request.source,
                 frameworks=list(frameworks),
@@ -219,6 +225,7 @@ class MatrixSession:
                 dtypes=[cell.dtype],
                 tf32=cell.tf32,
                 seed=cell.seed,
+                **paths,
                 **request.arguments,
             )
         except Exception as error:  # one cell's failure must not stop the lane
@@ -236,14 +243,40 @@ class MatrixSession:
         result.frameworks, result.devices, result.excluded = frameworks, devices, excluded
         return result
 
-    def _planned(self, cell: MatrixCell, frameworks: Sequence[str]) -> list[RunSpec]:
+    def _planned(
+        self, cell: MatrixCell, frameworks: Sequence[str], excluded: dict[str, str]
+    ) -> list[RunSpec]:
         """Every run the cell has: each framework on each of its devices (on ``"auto"``,
-        every device the framework sees)."""
-        return [
-            RunSpec(framework, device, cell.dtype, cell.tf32)
-            for framework in frameworks
-            for device in self._framework_devices(framework, cell.devices)
+        every device the framework sees), on its default path and on each of the cell's
+        kernel paths it offers there and the table does not exclude."""
+        planned = []
+        for framework in frameworks:
+            for device in self._framework_devices(framework, cell.devices):
+                paths = [
+                    path
+                    for path in cell.paths
+                    if path in self._offered(framework, device)
+                    and f"{framework}:{path}" not in excluded
+                ]
+                for path in ["", *paths]:
+                    planned.append(RunSpec(framework, device, cell.dtype, cell.tf32, path=path))
+        unplanned = [
+            path
+            for path in cell.paths
+            if not any(s.path == path for s in planned)
+            and not any(f"{f}:{path}" in excluded for f in frameworks)
         ]
+        if unplanned:
+            raise UnsupportedFeatureError(
+                f"kernel paths {unplanned} are offered by none of {list(frameworks)} on "
+                f"{sorted({s.device for s in planned})}"
+            )
+        return planned
+
+    def _offered(self, framework: str, device: str) -> list[str]:
+        if (framework, device) not in self._paths:
+            self._paths[framework, device] = FRAMEWORKS[framework]().paths(device)
+        return self._paths[framework, device]
 
     def _framework_devices(self, framework: str, devices: tuple[str, ...]) -> list[str]:
         if devices != ("auto",):
@@ -292,6 +325,8 @@ class MatrixSession:
                     "framework": run.spec.framework,
                     "device": run.spec.device,
                     "dtype": run.spec.dtype,
+                    "path": run.spec.path or "default",
+                    "kernel": run.kernel,
                     "seconds": run.seconds,
                     "error": run.error,
                 }

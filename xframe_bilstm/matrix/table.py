@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 from ..canonical import CELLS, DIRECTIONS
+from ..frameworks.base import KERNEL_PATHS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +43,11 @@ AXES: dict[str, Any] = {
     "weight_scale": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
     "units": lambda v: _positive(v),
     "input_size": lambda v: _positive(v),
+    # Each value is a list: the kernel paths a cell runs besides the default ones.
+    "paths": lambda v: isinstance(v, list) and all(path in KERNEL_PATHS for path in v),
 }
+# Axes a table may leave out of [defaults], with the value they then take.
+OPTIONAL_AXES: dict[str, tuple[Any, ...]] = {"paths": ((),)}
 
 
 def _positive(value: object) -> bool:
@@ -55,11 +60,15 @@ class TableError(ValueError):
 
 @dataclass(frozen=True)
 class Exclusion:
-    """Runs a framework cannot do: ``frameworks`` skip cells matching every listed axis."""
+    """Runs a framework cannot do: ``frameworks`` skip cells matching every listed axis.
+
+    With a ``path``, only that kernel path of the frameworks is left out of those cells.
+    """
 
     frameworks: tuple[str, ...]
     where: tuple[tuple[str, tuple[Any, ...]], ...]
     reason: str
+    path: str | None = None
 
     def matches(self, framework: str, config: Mapping[str, Any]) -> bool:
         if framework not in self.frameworks:
@@ -122,6 +131,8 @@ def load_table(text: str | None = None, *, frameworks: Any = None) -> Table:
     data = tomllib.loads(text)
     known = set(frameworks) - {"reference"}
     defaults = _axes(data.get("defaults", {}), "defaults")
+    named = {axis for axis, _ in defaults}
+    defaults += tuple((axis, value) for axis, value in OPTIONAL_AXES.items() if axis not in named)
     missing = sorted(set(AXES) - {axis for axis, _ in defaults})
     if missing:
         raise TableError(f"defaults: every axis needs a default; missing {missing}")
@@ -145,8 +156,17 @@ def _axes(entry: Mapping[str, Any], where: str) -> tuple[tuple[str, tuple[Any, .
         for value in values:
             if not AXES[axis](value):
                 raise TableError(f"{where}.{axis}: {value!r} is not a valid {axis}")
-        axes.append((axis, tuple(float(v) if axis == "weight_scale" else v for v in values)))
+        axes.append((axis, tuple(_value(axis, v) for v in values)))
     return tuple(axes)
+
+
+def _value(axis: str, value: Any) -> Any:
+    """An axis value as cells hold it: hashable, and one type per axis."""
+    if axis == "weight_scale":
+        return float(value)
+    if axis == "paths":
+        return tuple(value)
+    return value
 
 
 def _names(values: Any, where: str, known: set[str]) -> tuple[str, ...]:
@@ -198,7 +218,10 @@ def _exclusion(index: int, entry: Mapping[str, Any], known: set[str]) -> Exclusi
     if not isinstance(reason, str) or not reason.strip():
         raise TableError(f"{where}: every exclusion must say why (a 'reason')")
     frameworks = _names(entry.pop("frameworks", None), f"{where}.frameworks", known)
+    path = entry.pop("path", None)
+    if path is not None and path not in KERNEL_PATHS:
+        raise TableError(f"{where}.path: {path!r} is not one of {sorted(KERNEL_PATHS)}")
     where_axes = _axes(entry, where)
     if not where_axes:
         raise TableError(f"{where}: name at least one axis the exclusion applies to")
-    return Exclusion(frameworks, where_axes, reason)
+    return Exclusion(frameworks, where_axes, reason, path)

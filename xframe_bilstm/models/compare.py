@@ -16,7 +16,8 @@ Rules of this module:
   Keras 3 (a Keras 2 file means what tf_keras computes, which Keras 3 does not reproduce);
   and ``against`` (your own torch module or Keras model) on its framework, labelled
   ``@against``. Devices: ``"auto"`` is the CPU; named devices run on the frameworks that
-  see them.
+  see them. Kernel paths (``paths``) are PyTorch's: the port runs once more on each
+  (``mkldnn-off`` on CPU, ``cudnn-off`` on GPUs); Keras runs the model as loaded.
 - A run that fails (a file Keras cannot load, say) is recorded with the reason and the
   others go on, as in :func:`~xframe_bilstm.compare`.
 - Every run is compared with the reference, within the tolerance rounding explains for
@@ -26,7 +27,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import importlib.util
@@ -34,7 +34,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,7 +49,8 @@ from .graph import ModelGraph
 from .port import port_graph
 from .reference import example_inputs, model_noise
 
-Runner = Callable[[], Sequence[np.ndarray]]
+# A run returns its outputs and the numerics settings it used.
+Runner = Callable[[], tuple[Sequence[np.ndarray], dict[str, object]]]
 
 # What a whole model runs on besides the reference, and in which dtypes.
 FRAMEWORKS = ("torch", "keras")
@@ -76,6 +77,7 @@ def compare_model(
     devices: str | Sequence[str] = "auto",
     dtypes: Sequence[str] = ("float32",),
     tf32: bool = False,
+    paths: str | Sequence[str] = (),
     seed: int = 0,
     initial_states: Sequence[np.ndarray] | None = None,
     rtol: float | None = None,
@@ -92,6 +94,8 @@ def compare_model(
         devices: ``"auto"`` (the CPU) or names such as ``"cpu"``, ``"gpu:0"``.
         dtypes: ``float32`` and/or ``float64``, for the torch port and ``against``.
         tf32: allow TF32 on GPUs.
+        paths: PyTorch kernel paths to run the port on besides the default (``"all"``,
+            ``mkldnn-off``, ``cudnn-off``, or ``torch:``-qualified names).
         seed: seed of the generated inputs.
         initial_states: refused: a whole model starts its recurrent layers from zeros.
         rtol: relative tolerance; give both or neither of ``rtol`` and ``atol``.
@@ -113,7 +117,7 @@ def compare_model(
     graph = _graph_of(source)
     arrays, checked = _model_inputs(graph, inputs, lengths, seed)
     noise, exact = model_noise(graph, arrays)
-    plan = _plan(source, graph, arrays, against, frameworks, devices, dtypes, tf32)
+    plan = _plan(source, graph, arrays, against, frameworks, devices, dtypes, tf32, paths)
     reference = RunSpec("reference", "cpu", "float64")
     runs = [RunRecord(reference, 0.0)]
     pairs = []
@@ -121,12 +125,12 @@ def compare_model(
     for spec, run in plan:
         started = time.perf_counter()
         try:
-            outputs = run()
+            outputs, settings = run()
         except Exception as error:  # reported as a failed run, as compare() does
             message = f"{type(error).__name__}: {error}".splitlines()[0]
             runs.append(RunRecord(spec, time.perf_counter() - started, error=message))
             continue
-        runs.append(RunRecord(spec, time.perf_counter() - started))
+        runs.append(RunRecord(spec, time.perf_counter() - started, settings))
         tolerance = noise.tolerance(spec.epsilon) if atol is None else atol
         comparison = compare_outputs(
             outputs_names, exact, outputs, atol=tolerance, rtol=rtol or 0.0, label=spec.label
@@ -158,9 +162,11 @@ def _plan(
     devices: str | Sequence[str],
     dtypes: Sequence[str],
     tf32: bool,
+    paths: str | Sequence[str] = (),
 ) -> list[tuple[RunSpec, Runner]]:
     """Every run but the reference's: torch port, Keras, then ``against``."""
     names = _framework_names(source, frameworks)
+    wanted_paths = _torch_paths(paths)
     wanted_dtypes = _dtypes(dtypes)
     wanted_devices = ["cpu"] if devices == "auto" else _as_list(devices)
     port = port_graph(graph, verify=False) if "torch" in names else None
@@ -172,13 +178,20 @@ def _plan(
         seen.update(offered)
         for device in offered:
             if name == "torch":
-                plan += _torch_runs(port, arrays, device, wanted_dtypes, tf32, "")
+                on = ["", *_offered_paths(device, wanted_paths)]
+                plan += _torch_runs(port, arrays, device, wanted_dtypes, tf32, "", on)
             elif "float32" in wanted_dtypes:
                 keras_run = functools.partial(_run_keras, load_keras, arrays, device)
                 plan.append((RunSpec("keras", device, "float32"), keras_run))
     missing = sorted(set(wanted_devices) - seen)
     if names and missing:
         raise UnsupportedFeatureError(f"devices: {missing} not available to {names} here")
+    unplanned = sorted(wanted_paths - {spec.path for spec, _ in plan})
+    if paths != "all" and unplanned:
+        raise UnsupportedFeatureError(
+            f"paths: {unplanned} not offered by the torch port on {sorted(seen)} "
+            "(mkldnn-off: CPU; cudnn-off: GPUs)"
+        )
     if against is not None:
         on = sorted(seen) if names else wanted_devices
         plan += _against_runs(against, arrays, on, wanted_dtypes, tf32)
@@ -307,6 +320,34 @@ def _devices(framework: str, wanted: list[str]) -> list[str]:
     return [device for device in wanted if device in seen]
 
 
+def _torch_paths(paths: str | Sequence[str]) -> set[str]:
+    """The kernel paths asked of the torch port; others cannot apply to a whole model."""
+    from ..runner import parse_paths
+
+    wanted = parse_paths(paths)
+    if paths == "all":
+        return {path for _, path in wanted}
+    others = sorted(
+        path if framework is None else f"{framework}:{path}"
+        for framework, path in wanted
+        if framework not in (None, "torch")
+    )
+    if others:
+        raise UnsupportedFeatureError(
+            f"paths: {others}: a whole model (Embedding, Dense...) runs in Keras as it was "
+            "loaded; its kernel paths apply to recurrent layers and stacks"
+        )
+    return {path for _, path in wanted}
+
+
+def _offered_paths(device: str, wanted: set[str]) -> list[str]:
+    if not wanted:
+        return []
+    from ..frameworks import TorchFramework
+
+    return [path for path in TorchFramework().paths(device) if path in wanted]
+
+
 def _torch_runs(
     module: Any,
     arrays: list[np.ndarray],
@@ -314,22 +355,25 @@ def _torch_runs(
     dtypes: list[str],
     tf32: bool,
     subject: str,
+    paths: Sequence[str] = ("",),
 ) -> list[tuple[RunSpec, Runner]]:
-    return [
-        (
-            RunSpec("torch", device, dtype, tf32, subject=subject),
-            functools.partial(_run_torch, module, arrays, device, dtype, tf32),
-        )
+    specs = [
+        RunSpec("torch", device, dtype, tf32, subject=subject, path=path)
         for dtype in dtypes
+        for path in paths
     ]
+    return [(spec, functools.partial(_run_torch, module, arrays, spec)) for spec in specs]
 
 
 def _run_torch(
-    module: Any, arrays: Sequence[np.ndarray], device: str, dtype: str, tf32: bool
-) -> tuple[np.ndarray, ...]:
-    """Run a torch module on numpy inputs (ids as int64, features in ``dtype``)."""
+    module: Any, arrays: Sequence[np.ndarray], spec: RunSpec
+) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+    """Run a torch module on numpy inputs (ids as int64, features in the spec's dtype)."""
+    from ..frameworks.torch import RecurrentOps, kernel_flags
+
     torch = require("torch")
-    target, precision = torch.device(device.replace("gpu", "cuda")), getattr(torch, dtype)
+    target = torch.device(spec.device.replace("gpu", "cuda"))
+    precision = getattr(torch, spec.dtype)
     parameter = next(module.parameters(), None)
     if parameter is not None and (parameter.dtype, parameter.device) != (precision, target):
         module = copy.deepcopy(module).to(device=target, dtype=precision)  # the caller's stays
@@ -337,22 +381,11 @@ def _run_torch(
         torch.as_tensor(x, dtype=torch.int64 if x.dtype.kind in "iu" else precision).to(target)
         for x in arrays
     ]
-    with _torch_tf32(torch, tf32), torch.no_grad():
+    with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
         result = module(*tensors)
     outputs = result if isinstance(result, (tuple, list)) else (result,)
-    return tuple(output.detach().to("cpu", torch.float64).numpy() for output in outputs)
-
-
-@contextlib.contextmanager
-def _torch_tf32(torch: Any, enabled: bool) -> Iterator[None]:
-    """TF32 as asked for one run; the previous setting afterwards."""
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = cudnn.allow_tf32, matmul.allow_tf32
-    cudnn.allow_tf32 = matmul.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        cudnn.allow_tf32, matmul.allow_tf32 = saved
+    arrays_out = tuple(output.detach().to("cpu", torch.float64).numpy() for output in outputs)
+    return arrays_out, {**settings, "kernel": ops.kernel}
 
 
 def _keras_loader(source: Any) -> Callable[[], Any]:
@@ -382,12 +415,12 @@ def _keras_loader(source: Any) -> Callable[[], Any]:
 
 def _run_keras(
     load: Callable[[], Any], arrays: Sequence[np.ndarray], device: str
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], dict[str, object]]:
     model = load()
     with _keras_device(device):
         result = model(list(arrays) if len(arrays) > 1 else arrays[0], training=False)
     outputs = result if isinstance(result, (list, tuple)) else [result]
-    return [_to_numpy(output) for output in outputs]
+    return [_to_numpy(output) for output in outputs], {"model": "as loaded"}
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -431,7 +464,7 @@ def _against_runs(
             for device in devices
         ]
 
-    def refuse() -> Sequence[np.ndarray]:
+    def refuse() -> tuple[Sequence[np.ndarray], dict[str, object]]:
         raise UnsupportedFeatureError(
             f"against: expected a torch module, a Keras model or a Keras file, got "
             f"{type(against).__name__}"

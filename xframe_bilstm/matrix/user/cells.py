@@ -39,6 +39,7 @@ class UserCell:
     devices: tuple[str, ...]
     original: SourceSpec | None = None
     tolerances: tuple[float, float] | None = None
+    paths: tuple[str, ...] = ()
     excluded: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -71,6 +72,7 @@ class UserCell:
             "inputs": [spec.config() for spec in self.inputs],
             "dtype": self.dtype,
             "tf32": self.tf32,
+            "paths": list(self.paths),
             "seed": self.seed,
             "rtol": rtol,
             "atol": atol,
@@ -151,6 +153,7 @@ def user_cells(
                     devices=matrix.devices,
                     original=original,
                     tolerances=spec.tolerances or matrix.tolerances,
+                    paths=spec.paths if spec.paths is not None else matrix.paths,
                 )
                 if cell.id in cells:
                     raise ConfigError(

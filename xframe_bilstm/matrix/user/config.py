@@ -38,12 +38,13 @@ _MATRIX_KEYS = {
     "devices",
     "dtypes",
     "tf32",
+    "paths",
     "seed",
     "rtol",
     "atol",
     "ratchet",
 }
-_SOURCE_KEYS = {"name", "file", "factory", "against", "inputs", "frameworks", "dtypes"}
+_SOURCE_KEYS = {"name", "file", "factory", "against", "inputs", "frameworks", "dtypes", "paths"}
 _SOURCE_KEYS |= {"rtol", "atol"}
 _INPUT_KEYS = {"name", "batch", "steps", "dtype", "features", "low", "high", "scale"}
 _INPUT_KEYS |= {"lengths", "pad"}
@@ -94,7 +95,8 @@ class InputSpec:
 class SourceSpec:
     """One model: a file or a factory; ``against`` names the source it is compared with.
 
-    ``frameworks``, ``dtypes`` and the tolerances, when set, replace the matrix's.
+    ``frameworks``, ``dtypes``, ``paths`` and the tolerances, when set, replace the
+    matrix's.
     """
 
     name: str
@@ -105,6 +107,7 @@ class SourceSpec:
     frameworks: tuple[str, ...] | str | None = None
     dtypes: tuple[str, ...] | None = None
     tolerances: tuple[float, float] | None = None  # (rtol, atol)
+    paths: tuple[str, ...] | None = None
 
     def describe(self) -> str:
         return str(self.file) if self.file is not None else f"factory {self.factory}"
@@ -127,6 +130,7 @@ class UserMatrix:
     ratchet: float
     sources: tuple[SourceSpec, ...]
     inputs: tuple[InputSpec, ...]
+    paths: tuple[str, ...] = ()  # kernel paths run besides each framework's default
 
     @property
     def root(self) -> Path:
@@ -239,6 +243,11 @@ class _Reader:
         known = tuple(name for name in FRAMEWORKS if name != "reference")
         return self.names(key, value, known, empty=empty)
 
+    def paths(self, key: str, value: Any) -> tuple[str, ...]:
+        from ...frameworks.base import KERNEL_PATHS
+
+        return self.names(key, value, tuple(KERNEL_PATHS), empty=True)
+
     def tolerances(self, where: str, entry: Mapping[str, Any]) -> tuple[float, float] | None:
         if ("rtol" in entry) != ("atol" in entry):
             given = "rtol" if "rtol" in entry else "atol"
@@ -293,6 +302,7 @@ class _Reader:
             ratchet=ratchet,
             sources=(),
             inputs=inputs,
+            paths=self.paths("matrix.paths", entry.get("paths", [])),
         )
         sources = self.sources(data.get("sources"), matrix)
         return dataclasses.replace(matrix, sources=sources)
@@ -411,8 +421,10 @@ class _Reader:
         dtypes = None
         if "dtypes" in entry:
             dtypes = self.names(f"{where}.dtypes", entry["dtypes"], DTYPES, empty=False)
+        paths = self.paths(f"{where}.paths", entry["paths"]) if "paths" in entry else None
+        tolerances = self.tolerances(where, entry)
         return SourceSpec(
-            name, file, factory, groups, against, frameworks, dtypes, self.tolerances(where, entry)
+            name, file, factory, groups, against, frameworks, dtypes, tolerances, paths
         )
 
     def input_groups(self, key: str, value: Any, matrix: UserMatrix) -> tuple[tuple[str, ...], ...]:

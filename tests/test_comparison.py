@@ -79,3 +79,10 @@ def test_derived_tolerance_for_float64_is_far_tighter() -> None:
     stack = random_stack(rng, "gru", 3, 4)
     x = rng.standard_normal((2, 6, 3))
     assert derived_tolerance(stack, x, dtype=np.float64) < 1e-6 * derived_tolerance(stack, x)
+
+
+def test_relative_error_ignores_exact_zeros_of_expected() -> None:
+    # An exact zero (a padded step, say) would make any difference relative to it enormous.
+    result = compare_arrays("y", np.array([0.0, 2.0]), np.array([1e-9, 2.5]), atol=1.0, rtol=0.0)
+    assert result.max_rel_error == pytest.approx(0.25)
+    assert "greatest relative difference 0.25 (where expected ≠ 0)" in result.describe()

@@ -71,7 +71,7 @@ class ArrayComparison:
             f"({100.0 * self.mismatched / max(total, 1):.1f}%); greatest absolute difference "
             f"{self.max_abs_error:.3g} at index {self.worst_index} (up to {self.atol:.3g} "
             f"+ {self.rtol:.3g}·|expected| allowed); mean {self.mean_abs_error:.3g}; "
-            f"greatest relative difference {self.max_rel_error:.3g}"
+            f"greatest relative difference {self.max_rel_error:.3g} (where expected ≠ 0)"
         )
 
 
@@ -126,7 +126,10 @@ def compare_arrays(
         difference = np.where(np.isnan(difference), np.inf, difference)
         allowed = atol + rtol * np.abs(expected64)
         bad = ~(difference <= allowed)
-        relative = difference / np.maximum(np.abs(expected64), np.finfo(np.float64).tiny)
+        # Relative to a non-zero expected value only: dividing by a zero (or by the
+        # smallest float) turns any difference at an exact zero into a meaningless 1e302.
+        nonzero = expected64 != 0
+        relative = np.where(nonzero, difference / np.where(nonzero, np.abs(expected64), 1), 0.0)
     worst = np.unravel_index(int(np.argmax(difference)), difference.shape)
     problem = None
     if not (np.isfinite(expected64).all() and np.isfinite(actual64).all()):

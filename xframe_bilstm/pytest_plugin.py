@@ -3,9 +3,10 @@
 Installing the package with its ``test`` extra is enough to load it (``-p no:xframe_bilstm``
 turns it off). It adds:
 
-- options ``--xframe-frameworks=torch,keras`` and ``--xframe-devices=cpu,gpu:0`` (ini keys
-  ``xframe_frameworks`` and ``xframe_devices``), the defaults of every
-  :func:`~xframe_bilstm.testing.assert_equivalent` call, and ``--xframe-slow``;
+- options ``--xframe-frameworks=torch,keras``, ``--xframe-devices=cpu,gpu:0`` and
+  ``--xframe-paths=all`` (ini keys ``xframe_frameworks``, ``xframe_devices`` and
+  ``xframe_paths``), the defaults of every :func:`~xframe_bilstm.testing.assert_equivalent`
+  call, and ``--xframe-slow``;
 - markers ``torch``, ``keras``, ``onnx`` (skipped when not installed, or not selected by
   ``--xframe-frameworks``), ``gpu`` (skipped without a visible CUDA device, or when
   ``--xframe-devices`` names none) and ``slow`` (skipped unless ``--xframe-slow`` is given
@@ -34,6 +35,7 @@ import pytest
 
 from . import testing
 from .frameworks import FRAMEWORKS
+from .frameworks.base import KERNEL_PATHS
 
 # marker -> (the packages it needs, the frameworks of compare() that select it, extra).
 _FRAMEWORK_MARKERS = {
@@ -70,9 +72,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DEVICES",
         help="comma-separated devices to run on (cpu, gpu:0, ...); default: every visible one",
     )
+    group.addoption(
+        "--xframe-paths",
+        metavar="PATHS",
+        help="kernel paths to run besides the defaults: all, or some of "
+        f"{', '.join(KERNEL_PATHS)}; default: none",
+    )
     group.addoption("--xframe-slow", action="store_true", help="run the tests marked slow")
     parser.addini("xframe_frameworks", "default of --xframe-frameworks", default="")
     parser.addini("xframe_devices", "default of --xframe-devices", default="")
+    parser.addini("xframe_paths", "default of --xframe-paths", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,10 +106,17 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"--xframe-devices: {device} is not visible here ({visible_gpus()} CUDA devices)"
             )
+    paths = _listed(config, "paths") or []
+    for path in [] if paths == ["all"] else paths:
+        if path.rpartition(":")[2] not in KERNEL_PATHS:
+            raise pytest.UsageError(
+                f"--xframe-paths: {path!r} is not all or one of: {', '.join(KERNEL_PATHS)}"
+            )
     config.stash[_PREVIOUS] = testing.SELECTION  # a session run inside a test restores it
     testing.SELECTION = testing.Selection(
         frameworks="auto" if frameworks is None else tuple(frameworks),
         devices="auto" if devices is None else tuple(devices),
+        paths="all" if paths == ["all"] else tuple(paths),
     )
 
 
@@ -112,7 +128,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     selection = testing.SELECTION
     frameworks = selection.frameworks if selection.frameworks != "auto" else _installed()
     devices = selection.devices if selection.devices != "auto" else ("every visible one",)
-    return f"xframe_bilstm: frameworks {', '.join(frameworks)}; devices {', '.join(devices)}"
+    paths = [selection.paths] if isinstance(selection.paths, str) else selection.paths
+    return (
+        f"xframe_bilstm: frameworks {', '.join(frameworks)}; devices {', '.join(devices)}; "
+        f"kernel paths {', '.join(paths) or 'default only'}"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

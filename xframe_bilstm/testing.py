@@ -31,10 +31,12 @@ _MAX_STEPS_SHOWN = 40
 
 @dataclass
 class Selection:
-    """Frameworks and devices :func:`assert_equivalent` uses when a call names none."""
+    """Frameworks, devices and kernel paths :func:`assert_equivalent` uses when a call
+    names none."""
 
     frameworks: str | tuple[str, ...] = "auto"
     devices: str | tuple[str, ...] = "auto"
+    paths: str | tuple[str, ...] = ()
 
 
 SELECTION = Selection()
@@ -72,6 +74,7 @@ def assert_equivalent(
     atol: float | None = None,
     frameworks: str | Sequence[str] | None = None,
     devices: str | Sequence[str] | None = None,
+    paths: str | Sequence[str] | None = None,
     lengths: Sequence[int] | None = None,
     seed: int = 0,
 ) -> Report | Diagnosis | Comparison:
@@ -91,6 +94,7 @@ def assert_equivalent(
         frameworks: as in ``compare``; default the pytest option ``--xframe-frameworks``,
             else every installed framework.
         devices: as in ``compare``; default ``--xframe-devices``, else every device.
+        paths: kernel paths as in ``compare``; default ``--xframe-paths``, else none.
         lengths: valid steps per row of right-padded input.
         seed: seed of the default input.
 
@@ -129,6 +133,7 @@ def assert_equivalent(
         inputs=inputs,
         frameworks=SELECTION.frameworks if frameworks is None else frameworks,
         devices=SELECTION.devices if devices is None else devices,
+        paths=SELECTION.paths if paths is None else paths,
         lengths=lengths,
         seed=seed,
         rtol=rtol,

@@ -121,6 +121,14 @@ def test_the_selection_is_the_default_frameworks(x, monkeypatch) -> None:
     }
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN here")
+def test_the_selected_kernel_paths_run_too(x, monkeypatch) -> None:
+    selection = Selection(frameworks=("torch",), devices=("cpu",), paths=("mkldnn-off",))
+    monkeypatch.setattr(testing, "SELECTION", selection)
+    report = assert_equivalent(_gru(5), _copy(_gru(5)), inputs=x)
+    assert "torch[cpu,float32,mkldnn-off]" in {run.label for run in report.runs}
+
+
 class _Shifted(torch.nn.Module):
     """A custom module (no canonical form): the GRU's output plus ``shift``."""
 

@@ -76,6 +76,12 @@ def test_gpu_tests_follow_the_devices_torch_sees(project) -> None:
         assert "needs a CUDA device; none is visible" in result.stdout
 
 
+def test_an_unknown_kernel_path_is_a_usage_error(project) -> None:
+    result = _pytest(project, "--xframe-paths=fast")
+    assert result.returncode == 4
+    assert "--xframe-paths: 'fast' is not all or one of: mkldnn-off" in result.stderr
+
+
 def test_an_unknown_framework_is_a_usage_error(project) -> None:
     result = _pytest(project, "--xframe-frameworks=tensorflow")
     assert result.returncode == 4

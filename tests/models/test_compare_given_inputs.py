@@ -143,14 +143,14 @@ def test_what_a_whole_model_cannot_run_is_refused(tagger: Path) -> None:
 
 
 def test_a_file_keras_cannot_load_fails_its_keras_run_only(tagger: Path, tmp_path: Path) -> None:
-    """Our reader reads class names; Keras imports the module a layer names, and refuses one
-    it cannot find: the Keras run fails with Keras's reason, the port still runs."""
+    """An option our reader does not need but Keras's constructor rejects: the Keras run
+    fails with Keras's reason, the port still runs."""
     with zipfile.ZipFile(tagger) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(files["config.json"])
     for layer in config["config"]["layers"]:
         if layer["class_name"] == "Dense":
-            layer["module"] = "no_such_package.layers"
+            layer["config"]["no_such_option"] = 1
     files["config.json"] = json.dumps(config).encode()
     broken = tmp_path / "broken.keras"
     with zipfile.ZipFile(broken, "w") as archive:

@@ -118,6 +118,7 @@ def parse_layers(
     """
     if not isinstance(config, Mapping) or "config" not in config:
         raise UnsupportedFeatureError(f"{source}: the model configuration has no 'config'")
+    _refuse_foreign_modules(config, source)
     class_name = config.get("class_name")
     body = config["config"]
     if class_name == "Sequential":
@@ -134,6 +135,37 @@ def parse_layers(
     if strict:
         _refuse_unsupported(spec.layers, source)
     return spec
+
+
+def _refuse_foreign_modules(config: Mapping[str, Any], source: str) -> None:
+    """Refuse a configuration that names code outside Keras anywhere in it.
+
+    Keras 3 imports the ``module`` an object names, and looks up ``package>Name``
+    registered names among custom objects. Our reader never does either, but a file
+    accepted here may later be loaded by Keras itself (a whole model's Keras run): a
+    built-in class name with another module would import that module there.
+
+    Example:
+        >>> _refuse_foreign_modules({"class_name": "LSTM", "module": "os", "config": {}}, "m")
+        Traceback (most recent call last):
+        ...
+        xframe_bilstm.errors.UnsupportedFeatureError: m: refused: ... module 'os' ...
+    """
+    pending: list[Any] = [config]
+    while pending:  # a loop, not recursion: the nesting depth is the file's to choose
+        value = pending.pop()
+        if isinstance(value, Mapping):
+            module, registered = value.get("module"), value.get("registered_name")
+            foreign = isinstance(module, str) and module.split(".")[0] != "keras"
+            if foreign or (isinstance(registered, str) and ">" in registered):
+                raise UnsupportedFeatureError(
+                    f"{source}: refused: {value.get('class_name')!r} names module "
+                    f"{module!r} (registered name {registered!r}); only Keras's own classes "
+                    "are read, and nothing is imported from a file"
+                )
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:

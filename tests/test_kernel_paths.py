@@ -164,3 +164,23 @@ def test_a_path_qualified_by_a_framework_runs_on_that_framework_only() -> None:
         "keras[cpu,float32]",
         "keras[cpu,float32,unroll]",
     ]
+
+
+def test_a_dead_process_is_started_again_for_the_next_run() -> None:
+    x = np.random.default_rng(4).standard_normal((2, 5, 5))
+    framework = KerasFramework()
+    here = framework.run(
+        _stack("lstm"), x, RunSpec("keras", "cpu", "float32"), initial_states=None, lengths=None
+    )
+    other = RunSpec(
+        "keras", "cpu", "float32", path="onednn-off" if here[1]["oneDNN"] else "onednn-on"
+    )
+    framework.run(_stack("lstm"), x, other, initial_states=None, lengths=None)
+    (child,) = child_processes._CHILDREN.values()
+    child.process.kill()
+    child.process.wait()
+    outputs, settings = framework.run(_stack("lstm"), x, other, initial_states=None, lengths=None)
+    assert settings["process"].startswith("separate")
+    np.testing.assert_allclose(outputs[0], run_reference(_stack("lstm"), x)[0], atol=1e-5)
+    (restarted,) = child_processes._CHILDREN.values()
+    assert restarted is not child

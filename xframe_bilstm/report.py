@@ -34,24 +34,14 @@ class RunRecord:
 
     @property
     def kernel(self) -> str:
-        """Which kernel path ran, in a few words, from the settings the run recorded.
+        """Which kernel ran, in a few words, as the framework recorded it ("" if it did not).
 
         Example:
             >>> spec = RunSpec("keras", "cpu", "float32", path="onednn-off")
-            >>> RunRecord(spec, 0.1, {"oneDNN": False, "unroll": False}).kernel
+            >>> RunRecord(spec, 0.1, {"kernel": "oneDNN off"}).kernel
             'oneDNN off'
         """
-        settings = self.settings
-        parts = [str(settings["kernel"])] if "kernel" in settings else []
-        if "oneDNN" in settings:
-            parts.append(f"oneDNN {'on' if settings['oneDNN'] else 'off'}")
-        if settings.get("unroll"):
-            parts.append("unrolled")
-        if settings.get("use_cudnn") is False:
-            parts.append("cuDNN off")
-        if "process" in settings:
-            parts.append(f"process: {settings['process']}")
-        return ", ".join(parts)
+        return str(self.settings.get("kernel", ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {

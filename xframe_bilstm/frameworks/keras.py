@@ -79,11 +79,16 @@ class KerasFramework(Framework):
                     layer = _shared_layer(stack, spec)
                     result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
         outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
+        onednn = _onednn_enabled(tf)
+        kernel = [f"oneDNN {'on' if onednn else 'off'}"]
+        kernel += ["unrolled"] if options["unroll"] else []
+        kernel += ["cuDNN off"] if options["use_cudnn"] is False else []
         return outputs, {
             **settings,
             **options,
-            "oneDNN": _onednn_enabled(tf),
+            "oneDNN": onednn,
             "compiled": "tf.function",
+            "kernel": ", ".join(kernel),
         }
 
 
@@ -125,7 +130,9 @@ def _run_with_onednn(
             "(this build may have no oneDNN optimizations to switch)"
         )
     variables = " ".join(f"{name}={value}" for name, value in environment.items())
-    return outputs, {**settings, "process": f"separate ({variables})"}
+    process = f"separate ({variables})"
+    kernel = f"{settings['kernel']}, process: {process}"
+    return outputs, {**settings, "process": process, "kernel": kernel}
 
 
 # Built layers by (structure, dtype, device), least recently used first. Runs of one

@@ -261,12 +261,12 @@ def test_onnx_converters_catch_a_corrupted_result(
     source = torch.nn.GRU(3, 4, batch_first=True)
     graph = onnx_converters.to_onnx(source, opset=14)
     calls: list = []
-    if path == "to_onnx":
-        seam, name, nudge, argument = onnx_adapter, "canonical_to_onnx", nudge_onnx, source
-    elif path == "onnx_to_torch":
-        seam, name, nudge, argument = onnx_adapter, "onnx_module", nudge_torch, graph
-    else:
-        seam, name, nudge, argument = keras_adapter, "canonical_to_keras", nudge_keras, graph
+    seams: dict[str, tuple[Any, str, Callable[[Any], None], Any]] = {
+        "to_onnx": (onnx_adapter, "canonical_to_onnx", nudge_onnx, source),
+        "onnx_to_torch": (onnx_adapter, "onnx_module", nudge_torch, graph),
+        "onnx_to_keras": (keras_adapter, "canonical_to_keras", nudge_keras, graph),
+    }
+    seam, name, nudge, argument = seams[path]
     monkeypatch.setattr(seam, name, corrupting(getattr(seam, name), nudge, calls))
     with pytest.raises(ToleranceExceededError):
         getattr(onnx_converters, path)(argument)

@@ -86,3 +86,48 @@ def test_relative_error_ignores_exact_zeros_of_expected() -> None:
     result = compare_arrays("y", np.array([0.0, 2.0]), np.array([1e-9, 2.5]), atol=1.0, rtol=0.0)
     assert result.max_rel_error == pytest.approx(0.25)
     assert "greatest relative difference 0.25 (where expected ≠ 0)" in result.describe()
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual"),
+    [([np.inf], [1.0]), ([1.0], [np.inf]), ([-np.inf], [-1e308])],
+    ids=["expected-inf", "actual-inf", "expected-minus-inf"],
+)
+def test_an_infinity_on_one_side_fails_under_a_relative_tolerance(expected, actual) -> None:
+    # With an infinite expected value, atol + rtol·|expected| is infinite: only the
+    # non-finite check stands between this comparison and a pass.
+    result = compare_arrays("output", np.array(expected), np.array(actual), atol=1e-6, rtol=1e-3)
+    assert not result.passed and not result
+    assert "non-finite values" in result.describe() and "1 infinite" in result.describe()
+    assert not compare_outputs(["output"], [np.array(expected)], [np.array(actual)], atol=1e-6)
+
+
+@pytest.mark.parametrize("side", ["expected", "actual"])
+def test_a_nan_on_one_side_only_fails_and_is_named(side: str) -> None:
+    values = np.array([0.5, 1.0, -2.0])
+    damaged = values.copy()
+    damaged[1] = np.nan
+    expected, actual = (damaged, values) if side == "expected" else (values, damaged)
+    result = compare_arrays("output", expected, actual, atol=1.0, rtol=1.0)
+    assert not result
+    assert f"{side} has 1 (1 NaN, 0 infinite)" in result.describe()
+
+
+def test_nan_on_both_sides_at_the_same_place_fails() -> None:
+    # Two models that both produce NaN there agree on nothing: the comparison fails.
+    values = np.array([[0.5, np.nan], [1.0, 2.0]])
+    result = compare_arrays("output", values, values.copy(), atol=np.inf, rtol=np.inf)
+    assert not result
+    assert result.describe() == (
+        "FAILED | output: non-finite values: expected has 1 (1 NaN, 0 infinite), "
+        "actual has 1 (1 NaN, 0 infinite)"
+    )
+
+
+def test_the_non_finite_flag_alone_fails_a_comparison() -> None:
+    # Every element within tolerance (inf <= inf): the flag is what fails it.
+    result = compare_arrays(
+        "output", np.array([np.inf, 1.0]), np.array([5.0, 1.0]), atol=0.0, rtol=1.0
+    )
+    assert result.mismatched == 0 and result.problem is not None
+    assert not result.passed

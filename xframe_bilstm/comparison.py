@@ -101,7 +101,15 @@ def compare_arrays(
     """Compare one array with ``|actual - expected| <= atol + rtol * |expected|``.
 
     Shapes are checked before values, and both sides are promoted to float64 before
-    subtracting so the difference itself adds no rounding.
+    subtracting so the difference itself adds no rounding. A NaN or an infinity on either
+    side fails the comparison, even where both sides hold the same one: an infinite
+    expected value would otherwise allow any difference (``rtol * inf``), and a model whose
+    outputs are not numbers proves nothing about its port.
+
+    Example:
+        >>> print(compare_arrays("y", np.array([np.inf]), np.array([1.0]), atol=0.0,
+        ...                      rtol=1e-3).describe())
+        FAILED | y: non-finite values: expected has 1 (0 NaN, 1 infinite), actual has 0
     """
     expected64 = np.asarray(expected, dtype=np.float64)
     actual64 = np.asarray(actual, dtype=np.float64)
@@ -134,8 +142,8 @@ def compare_arrays(
     problem = None
     if not (np.isfinite(expected64).all() and np.isfinite(actual64).all()):
         problem = (
-            f"non-finite values: {int((~np.isfinite(expected64)).sum())} expected, "
-            f"{int((~np.isfinite(actual64)).sum())} actual"
+            f"non-finite values: expected has {_non_finite(expected64)}, "
+            f"actual has {_non_finite(actual64)}"
         )
     return ArrayComparison(
         name=name,
@@ -149,6 +157,15 @@ def compare_arrays(
         rtol=rtol,
         problem=problem,
     )
+
+
+def _non_finite(values: np.ndarray) -> str:
+    """How many values are not finite, and how many of those are NaN."""
+    count = int((~np.isfinite(values)).sum())
+    if count == 0:
+        return "0"
+    nan = int(np.isnan(values).sum())
+    return f"{count} ({nan} NaN, {count - nan} infinite)"
 
 
 def compare_outputs(

@@ -4,6 +4,7 @@ masks of every pattern (right and left padding, holes, empty rows); and torch.ex
 from __future__ import annotations
 
 import itertools
+import zlib
 
 import numpy as np
 import pytest
@@ -45,7 +46,9 @@ LAYERS = [
 
 
 def make_layer(cell: str, direction: str, activation: str, zero: str):
-    rng = np.random.default_rng(abs(hash((cell, direction, activation, zero))) % 2**32)
+    # crc32, not hash(): str hashes change with every interpreter run (PYTHONHASHSEED), and
+    # a failure must come back with the same weights.
+    rng = np.random.default_rng(zlib.crc32(f"{cell}-{direction}-{activation}-{zero}".encode()))
     gate = None if cell == "simple_rnn" else activation
     return random_layer(
         rng,
@@ -96,7 +99,7 @@ def test_masked_layer_matches_the_reference_loop(
 def test_unmasked_and_all_true_mask_agree() -> None:
     layer = make_layer("lstm", "bidirectional", "tanh", "carry")
     module = Recurrent(layer, return_sequences=True)
-    x = torch.randn(2, 5, 3)
+    x = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         plain = module(x)
         masked = module(x, torch.ones(2, 5, dtype=torch.bool))
@@ -160,7 +163,7 @@ def test_whole_model_exports_with_masks_and_dynamic_shapes() -> None:
     batch = torch.export.Dim("batch", min=2)
     # forward(*inputs): one entry for the varargs tuple, holding one spec per input.
     exported = torch.export.export(model, (ids,), dynamic_shapes=(({0: batch},),))
-    other = torch.randint(0, 12, (3, 6))
+    other = torch.randint(0, 12, (3, 6), generator=torch.Generator().manual_seed(1))
     other[0, 4:] = 0
     other[1, :2] = 0
     for inputs in (ids, other):

@@ -263,7 +263,9 @@ class KerasRecurrent(nn.Module):
     states in Keras order (every layer's, layer after layer), and returns what Keras returns:
     one tensor, or a tuple (output(s), then the last layer's states when ``return_state``).
     A ``stateful`` module feeds each call's final states into the next; ``reset_states()``
-    sets them back to zeros.
+    sets them back to zeros. ``batch_size`` is the batch its states are carried for (from
+    the states it was given or its last call; None until then), kept across resets as a
+    stateful Keras layer keeps its own.
     """
 
     def __init__(self, stack: RecurrentStack) -> None:
@@ -282,10 +284,17 @@ class KerasRecurrent(nn.Module):
         self.stateful = stack.stateful
         self.state_count = initial_state_count(stack)
         self._carried: list[torch.Tensor] | None = None
+        self.batch_size: int | None = None
 
     def reset_states(self) -> None:
         """Forget the states carried between calls (stateful modules start from zeros)."""
         self._carried = None
+
+    def carried_states(self) -> list[np.ndarray]:
+        """Copies of the states carried into the next call, in Keras order (empty if none)."""
+        if self._carried is None:
+            return []
+        return [state.detach().cpu().numpy().copy() for state in self._carried]
 
     def load_states(self, states: Sequence[np.ndarray | torch.Tensor]) -> None:
         """Carry ``states`` (every layer's, in Keras order) into the next call.
@@ -302,6 +311,8 @@ class KerasRecurrent(nn.Module):
             torch.as_tensor(state, dtype=parameter.dtype, device=parameter.device)
             for state in states
         ]
+        if self._carried:
+            self.batch_size = int(self._carried[0].shape[0])
 
     def forward(
         self,
@@ -343,6 +354,7 @@ class KerasRecurrent(nn.Module):
             sequence = outputs[0]
         if self.stateful:
             self._carried = [state.detach() for layer in finals for state in layer]
+            self.batch_size = int(x.shape[0])
         result = outputs + (tuple(finals[-1]) if self.return_state else ())
         return result[0] if len(result) == 1 else result
 

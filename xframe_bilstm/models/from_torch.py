@@ -206,7 +206,7 @@ def _children(module: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def sequential_to_keras(module: Any) -> Any:
+def sequential_to_keras(module: Any, *, name: str | None = None) -> Any:
     """Build a Keras 3 ``Sequential`` computing what ``module``'s children compute in order.
 
     Example:
@@ -252,7 +252,7 @@ def sequential_to_keras(module: Any) -> Any:
     with torch.no_grad():
         for name, child in children:
             layers.extend(_convert(name, child, nn, keras, canonical_to_keras, torch_to_canonical))
-    return keras.Sequential(layers, name=type(module).__name__.lower())
+    return keras.Sequential(layers, name=name or type(module).__name__.lower())
 
 
 def _convert(
@@ -303,22 +303,10 @@ def _convert(
     return [keras.layers.Activation(activation, name=name)]
 
 
-def run_children(module: Any, inputs: Any) -> Any:
-    """Run ``module``'s children in order, passing each recurrent module's output on."""
-    torch = require("torch")
-    x = inputs
-    with torch.no_grad():
-        for _, child in _children(module):
-            x = child(x)
-            if isinstance(child, torch.nn.RNNBase):
-                x = x[0]
-    return x
-
-
 __all__ = [
+    "CHECKPOINT_KEYS",
     "STATE_DICT_SUFFIXES",
     "is_sequential_like",
     "load_state_dict_module",
-    "run_children",
     "sequential_to_keras",
 ]

@@ -21,7 +21,11 @@ from xframe_bilstm import (  # noqa: E402
     torch_to_keras,
 )
 from xframe_bilstm.adapters import torch as torch_adapter  # noqa: E402
-from xframe_bilstm.adapters.keras import keras_to_canonical, run_keras  # noqa: E402
+from xframe_bilstm.adapters.keras import (  # noqa: E402
+    fixed_batch_size,
+    keras_to_canonical,
+    run_keras,
+)
 from xframe_bilstm.adapters.torch import run_torch  # noqa: E402
 from xframe_bilstm.canonical import initial_state_count  # noqa: E402
 from xframe_bilstm.comparison import compare_outputs  # noqa: E402
@@ -429,3 +433,67 @@ def test_stateful_module_takes_over_mid_sequence() -> None:
     x = rng.standard_normal((2, 3, 2)).astype(np.float32)
     (keras_out,), (torch_out,) = run_keras(layer, x), run_torch(module, x)
     np.testing.assert_allclose(torch_out, keras_out, rtol=0, atol=1e-5)
+
+
+def test_stateful_round_trip_keeps_the_batch_size() -> None:
+    # The issue's case: built for batch 1, it came back fixed to batch 2 (or failed).
+    rng = np.random.default_rng(21)
+    layer = keras.layers.SimpleRNN(2, stateful=True)
+    layer.build((1, None, 3))
+    randomize(layer, rng, "simple_rnn", 3, None)
+    module = keras_to_torch(layer)
+    back = torch_to_keras(module)
+    assert fixed_batch_size(back) == 1
+    # Both carry their states from call to call, as the original layer does.
+    x = rng.standard_normal((1, 6, 3)).astype(np.float32)
+    for chunk in (x[:, :2], x[:, 2:4]):
+        (expected,) = run_keras(layer, chunk)
+        (actual,) = run_keras(back, chunk)
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+    module.reset_states()
+    again = torch_to_keras(module)
+    assert fixed_batch_size(again) == 1
+    (from_zeros,) = run_torch(module, x)
+    np.testing.assert_allclose(run_keras(again, x)[0], from_zeros, rtol=0, atol=1e-6)
+
+
+def test_stateful_module_mid_sequence_becomes_a_layer_that_carries_on() -> None:
+    rng = np.random.default_rng(22)
+    layer = keras.layers.GRU(3, stateful=True, return_sequences=True)
+    layer.build((2, None, 2))
+    randomize(layer, rng, "gru", 2, True)
+    module = keras_to_torch(layer)
+    run_torch(module, rng.standard_normal((2, 4, 2)).astype(np.float32))  # states now non-zero
+    before = module.carried_states()
+    back = torch_to_keras(module)  # verifies from those states and leaves them in place
+    for state, kept in zip(before, module.carried_states()):
+        np.testing.assert_array_equal(state, kept)
+    x = rng.standard_normal((2, 3, 2)).astype(np.float32)
+    (expected,) = run_torch(module, x)
+    np.testing.assert_allclose(run_keras(back, x)[0], expected, rtol=0, atol=1e-5)
+
+
+def _swap_gates_when_reading_torch(monkeypatch) -> None:
+    """Read torch weights without moving r,z,n to z,r,h: the classic porting bug."""
+    monkeypatch.setattr(torch_adapter, "_to_canonical_order", lambda array, cell: array)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: torch.nn.GRU(2, 3, batch_first=True), id="native"),
+        pytest.param(
+            lambda: torch.nn.Sequential(
+                torch.nn.GRU(2, 3, batch_first=True), torch.nn.Linear(3, 2)
+            ),
+            id="sequential",
+        ),
+    ],
+)
+def test_verify_catches_a_broken_copy_to_keras(monkeypatch, make) -> None:
+    torch.manual_seed(5)
+    module = make()
+    _swap_gates_when_reading_torch(monkeypatch)
+    with pytest.raises(ToleranceExceededError, match="greatest absolute difference"):
+        torch_to_keras(module)
+    assert torch_to_keras(module, verify=False) is not None

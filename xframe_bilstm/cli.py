@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--nonlinearity", choices=("tanh", "relu"), default="tanh", help="of a --torch nn.RNN"
     )
+    models.add_argument(
+        "--torch-submodule",
+        metavar="NAME",
+        help="with --torch: the recurrent submodule of a whole model's state_dict to use "
+        "(its keys under 'NAME.', e.g. lstm)",
+    )
     random = parser.add_argument_group("the random model")
     random.add_argument("--cell", choices=sorted(CANONICAL_ORDER), default="lstm")
     random.add_argument("--units", type=_positive, default=16, help="hidden size H")
@@ -190,7 +196,9 @@ def _compare(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> tuple[Any, Any]:
     """(source, against): the Keras model first, the torch one checked against it."""
     keras_model = _load_keras(args.keras) if args.keras else None
-    torch_model = _load_torch(args.torch, args.nonlinearity) if args.torch else None
+    torch_model = (
+        _load_torch(args.torch, args.nonlinearity, args.torch_submodule) if args.torch else None
+    )
     if keras_model is not None:
         return keras_model, torch_model
     if torch_model is not None:
@@ -219,11 +227,12 @@ def _lint(path: str) -> int:
     return 1 if any(trap.action == "refused" for trap in traps) else 0
 
 
-def _load_torch(path: str, nonlinearity: str) -> Any:
-    # Weights only: a pickle that would run code is refused, not loaded.
+def _load_torch(path: str, nonlinearity: str, submodule: str | None = None) -> Any:
+    # Weights only: a pickle that would run code is refused, not loaded. A whole model's
+    # state_dict is refused unless --torch-submodule names the part to compare.
     from .models.from_torch import load_state_dict_module
 
-    return load_state_dict_module(path, nonlinearity=nonlinearity)
+    return load_state_dict_module(path, nonlinearity=nonlinearity, submodule=submodule)
 
 
 def _random_keras_model(args: argparse.Namespace) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 from ._imports import require
 from .canonical import RecurrentStack, output_names
 from .comparison import compare_outputs, derived_tolerance
-from .errors import ToleranceExceededError
+from .errors import ToleranceExceededError, UnsupportedFeatureError
 
 VERIFY_BATCH = 2
 VERIFY_STEPS = 7
@@ -107,7 +107,9 @@ def _port_live_model(model: Any, *, verify: bool, seed: int) -> Any:
     )
 
 
-def torch_to_keras(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
+def torch_to_keras(
+    obj: Any, *, verify: bool = True, seed: int = 0, submodule: str | None = None
+) -> Any:
     """Convert an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (or a converted module) to Keras 3.
 
     Native modules of any ``num_layers``, ``bidirectional``, ``batch_first`` and ``bias``
@@ -119,83 +121,178 @@ def torch_to_keras(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     (``d=0``) or backward (``d=1``) half. ``bias_ih + bias_hh`` become Keras's one bias (the
     only step that is not bit-exact: one float addition). A ``dropout`` between stacked
     layers becomes ``keras.layers.Dropout`` layers between them. ``proj_size`` raises
-    :class:`~xframe_bilstm.errors.UnsupportedFeatureError`.
+    :class:`~xframe_bilstm.errors.UnsupportedFeatureError`. A stateful module made by
+    :func:`keras_to_torch` becomes a stateful layer for the same batch size, carrying on
+    from the module's current states.
 
-    ``obj`` may also be the path of a state_dict file of such a module (``torch.save`` of
-    its ``state_dict()``, read with ``weights_only=True``, or ``.safetensors``; the
-    configuration is inferred from the names and shapes), or an ``nn.Sequential``-like
-    module of ``Embedding``, recurrent modules, ``Linear``, ``Dropout`` and activations,
-    which becomes a ``keras.Sequential`` (:mod:`xframe_bilstm.models.from_torch`).
+    ``obj`` may also be:
+
+    - a module with children (an ``nn.Sequential``, or a module whose ``forward`` applies
+      ``nn.Embedding``, recurrent modules, ``nn.Linear``, ``nn.Dropout`` and activations
+      one after another, each recurrent one passing on ``rnn(x)[0]``), which becomes a
+      ``keras.Sequential`` (:mod:`xframe_bilstm.models.from_torch`). ``forward`` is read
+      first (:func:`~xframe_bilstm.models.torch_forward.check_forward`), even with
+      ``verify=False``: anything else it does (a function between children, a sum over
+      time, a child skipped) is refused by name, as is a ``forward`` that cannot be read.
+    - the path of a state_dict file of one recurrent module (``torch.save`` of its
+      ``state_dict()``, read with ``weights_only=True``, or ``.safetensors``; the
+      configuration is inferred from the names and shapes), or of a training checkpoint
+      holding one under ``"model_state_dict"``, ``"state_dict"`` or ``"model"`` (the
+      result's ``checkpoint_key`` says which). Every key must be the recurrent module's: a
+      whole model's state_dict is refused with the keys left out, and ``submodule`` picks
+      the recurrent part. TorchScript archives are refused without being loaded.
+
+    With ``verify=True`` the result runs on a seeded input next to the original's own
+    computation: the module's ``forward``, ``module(x)``, in inference mode.
+
+    Args:
+        obj: the module, or the path of its state_dict file.
+        verify: run both on a seeded input and raise
+            :class:`~xframe_bilstm.errors.ToleranceExceededError` if they disagree.
+        seed: seed of that input.
+        submodule: convert only this part: ``obj.get_submodule(submodule)`` of a module,
+            or the keys under ``submodule + "."`` of a file. The Keras result is then named
+            after the part, and its ``converted_part`` attribute holds ``submodule``.
+
+    Returns:
+        A Keras layer or ``keras.Sequential``.
 
     Example:
         >>> import torch
         >>> layer = torch_to_keras(torch.nn.GRU(2, 3, batch_first=True))
         >>> type(layer).__name__, layer.reset_after
         ('GRU', True)
+        >>> class Tagger(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+        ...         self.fc = torch.nn.Linear(4, 2)
+        ...     def forward(self, x):
+        ...         return self.fc(torch.relu(self.lstm(x)[0]))
+        >>> torch_to_keras(Tagger())
+        Traceback (most recent call last):
+        ...
+        xframe_bilstm.errors.UnsupportedFeatureError: Tagger.forward does more than ... \
+it applies torch.relu between 'lstm' and 'fc'. ...
+        >>> part = torch_to_keras(Tagger(), submodule="lstm")
+        >>> part.name, part.converted_part
+        ('lstm', 'lstm')
     """
-    torch = require("torch")
+    require("torch")
     from .keras_files import is_model_path
     from .models import from_torch
 
-    if is_model_path(obj):  # a state_dict file of one nn.LSTM/nn.GRU/nn.RNN
-        return torch_to_keras(from_torch.load_state_dict_module(obj), verify=verify, seed=seed)
+    if is_model_path(obj):
+        module = from_torch.load_state_dict_module(obj, submodule=submodule)
+        result = _module_to_keras(module, verify=verify, seed=seed, name=submodule)
+        if module.checkpoint_key is not None:
+            result.checkpoint_key = module.checkpoint_key
+    elif submodule is not None:
+        part = _part_of(obj, submodule)
+        result = _module_to_keras(part, verify=verify, seed=seed, name=submodule)
+    else:
+        return _module_to_keras(obj, verify=verify, seed=seed)
+    if submodule is not None:
+        result.converted_part = submodule
+    return result
+
+
+def _part_of(module: Any, submodule: str) -> Any:
+    """``module.get_submodule(submodule)``, or a refusal naming the children there are."""
+    torch = require("torch")
+    if not isinstance(module, torch.nn.Module):
+        raise UnsupportedFeatureError(
+            f"submodule={submodule!r} needs a torch module or a state_dict file; got "
+            f"{type(module).__name__}"
+        )
+    try:
+        return module.get_submodule(submodule)
+    except AttributeError as error:
+        children = ", ".join(repr(name) for name, _ in module.named_children()) or "none"
+        raise UnsupportedFeatureError(
+            f"{type(module).__name__} has no submodule {submodule!r} ({error}); its children: "
+            f"{children}"
+        ) from error
+
+
+def _module_to_keras(obj: Any, *, verify: bool, seed: int, name: str | None = None) -> Any:
+    """Convert a live module; see :func:`torch_to_keras`."""
+    torch = require("torch")
+    from .models import from_torch
+
     torch_adapter = _torch_adapter()
     if not isinstance(obj, torch_adapter.KerasRecurrent) and from_torch.is_sequential_like(obj):
-        return _sequential_to_keras(obj, verify=verify, seed=seed)
+        return _sequential_to_keras(obj, verify=verify, seed=seed, name=name)
     keras_adapter = _keras_adapter()
     stack = torch_adapter.torch_to_canonical(obj)
+    # A stateful module keeps its batch size and may be mid-sequence: the layer carries on.
+    states = obj.carried_states() if isinstance(obj, torch_adapter.KerasRecurrent) else []
+    batch = (getattr(obj, "batch_size", None) or VERIFY_BATCH) if stack.stateful else None
     layer = keras_adapter.canonical_to_keras(
         stack,
-        batch_size=VERIFY_BATCH if stack.stateful else None,
+        name=name,
+        batch_size=batch,
         # torch's dropout acts between stacked layers in training; Keras Dropout layers do too.
         dropout=float(getattr(obj, "dropout", 0.0)),
     )
+    if states:
+        keras_adapter.restore_states(layer, states)
     if verify:
-        x = verification_input(stack, seed=seed)
-        was_training = obj.training
-        obj.eval()
+        x = verification_input(stack, seed=seed, batch=batch)
+        expected = _run_torch_source(torch, torch_adapter, obj, x, states)
         try:
-            if isinstance(obj, torch_adapter.KerasRecurrent):
-                expected = torch_adapter.run_torch(obj, x)
-                obj.reset_states()
-            else:
-                expected = (_run_native(torch, obj, x),)
+            actual = keras_adapter.run_keras(layer, x)
         finally:
-            obj.train(was_training)
-        actual = keras_adapter.run_keras(layer, x)
-        keras_adapter.reset_keras_states(layer)
+            if states:
+                keras_adapter.restore_states(layer, states)
+            else:
+                keras_adapter.reset_keras_states(layer)
         _check(stack, x, expected, actual, f"torch {type(obj).__name__} vs its Keras layer")
     return layer
 
 
-def _sequential_to_keras(module: Any, *, verify: bool, seed: int) -> Any:
-    torch = require("torch")
-    from .models import from_torch
+def _run_torch_source(
+    torch: Any, torch_adapter: Any, module: Any, x: np.ndarray, states: list[np.ndarray]
+) -> tuple[np.ndarray, ...]:
+    """The module's own outputs for ``x``, in inference mode; its states are put back."""
+    was_training = module.training
+    module.eval()
+    try:
+        if not isinstance(module, torch_adapter.KerasRecurrent):
+            return (_run_native(torch, module, x),)
+        try:
+            return tuple(torch_adapter.run_torch(module, x))
+        finally:
+            if states:
+                module.load_states(states)
+            else:
+                module.reset_states()
+    finally:
+        module.train(was_training)
 
-    model = from_torch.sequential_to_keras(module)
+
+def _sequential_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
+    torch = require("torch")
+    from .models import from_torch, torch_forward
+
+    torch_forward.check_forward(module)  # even without verify: nothing forward does is lost
+    model = from_torch.sequential_to_keras(module, name=name)
     if verify:
         from .models.live import graph_from_keras
         from .models.reference import model_noise
 
-        first = next(module.children())
-        rng = np.random.default_rng(seed)
-        x: np.ndarray
-        if isinstance(first, torch.nn.Embedding):
-            x = rng.integers(0, first.num_embeddings, (VERIFY_BATCH, VERIFY_STEPS))
-        elif isinstance(first, torch.nn.RNNBase):
-            x = rng.standard_normal((VERIFY_BATCH, VERIFY_STEPS, first.input_size))
-        else:
-            x = rng.standard_normal((VERIFY_BATCH, first.in_features))
+        x = _sequential_input(torch, module, seed)
         dtype = next(module.parameters()).dtype
         tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype)
-        was_training = module.training
-        module.eval()
-        try:
-            expected = from_torch.run_children(module, tensor).cpu().numpy()
-        finally:
-            module.train(was_training)
+        expected = _expected_of(torch, module, tensor)
         inputs = [x.astype(np.int32) if x.dtype.kind == "i" else x.astype(np.float32)]
         actual = np.asarray(model(inputs[0], training=False))
+        if expected.shape != actual.shape:
+            raise UnsupportedFeatureError(
+                f"torch {type(module).__name__}(x) returns shape {tuple(expected.shape)} for "
+                f"an input of shape {x.shape}, its Keras port {actual.shape}; the port "
+                "cannot match it. Convert the recurrent submodule alone (submodule=...)"
+            )
         noise, _ = model_noise(graph_from_keras(model), inputs)
         result = compare_outputs(
             ["output"],
@@ -207,6 +304,36 @@ def _sequential_to_keras(module: Any, *, verify: bool, seed: int) -> Any:
         if not result:
             raise ToleranceExceededError(result.message())
     return model
+
+
+def _sequential_input(torch: Any, module: Any, seed: int) -> np.ndarray:
+    """A seeded input for the first child: token ids, (B, T, D) sequences or (B, D) rows."""
+    first = next(module.children())
+    rng = np.random.default_rng(seed)
+    if isinstance(first, torch.nn.Embedding):
+        return rng.integers(0, first.num_embeddings, (VERIFY_BATCH, VERIFY_STEPS))
+    if isinstance(first, torch.nn.RNNBase):
+        return rng.standard_normal((VERIFY_BATCH, VERIFY_STEPS, first.input_size))
+    return rng.standard_normal((VERIFY_BATCH, first.in_features))
+
+
+def _expected_of(torch: Any, module: Any, tensor: Any) -> np.ndarray:
+    """``module(tensor)`` as numpy, or a refusal saying why it cannot be compared."""
+    from .models.torch_forward import run_forward
+
+    label = f"torch {type(module).__name__}(x)"
+    try:
+        output = run_forward(module, tensor)
+    except Exception as error:  # the user's forward, on an input its first child accepts
+        raise UnsupportedFeatureError(
+            f"{label} raised {type(error).__name__} ({error}) on an input of shape "
+            f"{tuple(tensor.shape)}, so its Keras port cannot be checked against it"
+        ) from error
+    if not isinstance(output, torch.Tensor):
+        raise UnsupportedFeatureError(
+            f"{label} returns a {type(output).__name__}; its Keras port returns one tensor"
+        )
+    return output.detach().cpu().numpy()
 
 
 def verification_input(

@@ -36,6 +36,7 @@ from ..canonical import (
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..gates import CANONICAL_ORDER, TORCH_ORDER, reorder_gates
 from ..masks import check_lengths
+from ..state_dicts import recurrent_entries
 
 TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
@@ -262,7 +263,9 @@ class KerasRecurrent(nn.Module):
     states in Keras order (every layer's, layer after layer), and returns what Keras returns:
     one tensor, or a tuple (output(s), then the last layer's states when ``return_state``).
     A ``stateful`` module feeds each call's final states into the next; ``reset_states()``
-    sets them back to zeros.
+    sets them back to zeros. ``batch_size`` is the batch its states are carried for (from
+    the states it was given or its last call; None until then), kept across resets as a
+    stateful Keras layer keeps its own.
     """
 
     def __init__(self, stack: RecurrentStack) -> None:
@@ -281,10 +284,17 @@ class KerasRecurrent(nn.Module):
         self.stateful = stack.stateful
         self.state_count = initial_state_count(stack)
         self._carried: list[torch.Tensor] | None = None
+        self.batch_size: int | None = None
 
     def reset_states(self) -> None:
         """Forget the states carried between calls (stateful modules start from zeros)."""
         self._carried = None
+
+    def carried_states(self) -> list[np.ndarray]:
+        """Copies of the states carried into the next call, in Keras order (empty if none)."""
+        if self._carried is None:
+            return []
+        return [state.detach().cpu().numpy().copy() for state in self._carried]
 
     def load_states(self, states: Sequence[np.ndarray | torch.Tensor]) -> None:
         """Carry ``states`` (every layer's, in Keras order) into the next call.
@@ -301,6 +311,8 @@ class KerasRecurrent(nn.Module):
             torch.as_tensor(state, dtype=parameter.dtype, device=parameter.device)
             for state in states
         ]
+        if self._carried:
+            self.batch_size = int(self._carried[0].shape[0])
 
     def forward(
         self,
@@ -342,6 +354,7 @@ class KerasRecurrent(nn.Module):
             sequence = outputs[0]
         if self.stateful:
             self._carried = [state.detach() for layer in finals for state in layer]
+            self.batch_size = int(x.shape[0])
         result = outputs + (tuple(finals[-1]) if self.return_state else ())
         return result[0] if len(result) == 1 else result
 
@@ -672,29 +685,33 @@ def run_torch(
 
 
 def module_from_state_dict(
-    state_dict: Mapping[str, torch.Tensor], *, nonlinearity: str = "tanh"
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    nonlinearity: str = "tanh",
+    submodule: str | None = None,
 ) -> nn.RNNBase:
     """Rebuild the ``nn.LSTM``/``nn.GRU``/``nn.RNN`` a ``state_dict`` was saved from.
 
     The cell kind comes from the gate count (4 LSTM, 3 GRU, 1 RNN), the sizes from the
     shapes, ``num_layers``, ``bidirectional`` and ``bias`` from the names. A prefix before
-    the native names (``rnn.`` or ``rnns.0.``) is dropped. An RNN's ``nonlinearity`` is not
-    in its weights: pass it.
+    the native names (``rnn.`` or ``rnns.0.``) is dropped, and so is the ``module.`` that
+    ``nn.DataParallel`` puts before every key. An RNN's ``nonlinearity`` is not in its
+    weights: pass it.
+
+    Every key must belong to that one module: a whole model's state_dict (an embedding, a
+    classifier head, a CNN around the recurrent module) is refused with the keys that
+    would be left out, unless ``submodule`` names the part to take (the keys under
+    ``submodule + "."``).
 
     Example:
         >>> saved = torch.nn.GRU(3, 2, num_layers=2, bidirectional=True).state_dict()
         >>> module_from_state_dict({"encoder." + k: v for k, v in saved.items()})
         GRU(3, 2, num_layers=2, batch_first=True, bidirectional=True)
+        >>> whole = {"emb.weight": torch.zeros(9, 3), **{"rnn." + k: v for k, v in saved.items()}}
+        >>> module_from_state_dict(whole, submodule="rnn")
+        GRU(3, 2, num_layers=2, batch_first=True, bidirectional=True)
     """
-    prefixes = {key[: -len("weight_ih_l0")] for key in state_dict if key.endswith("weight_ih_l0")}
-    if len(prefixes) != 1:
-        found = sorted(prefixes) or "none"
-        raise WeightShapeError(
-            f"state_dict: expected the weights of one recurrent module (one 'weight_ih_l0'), "
-            f"found {found}"
-        )
-    (prefix,) = prefixes
-    entries = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    entries = recurrent_entries(state_dict, submodule=submodule)
     if "weight_hr_l0" in entries:
         raise UnsupportedFeatureError(
             "state_dict has weight_hr_l0: an nn.LSTM with proj_size, which Keras layers cannot "

@@ -2,31 +2,36 @@
 
 Rules of this module:
 
-- A module is read as its children in order (an ``nn.Sequential``, or any module whose
-  ``forward`` calls its children one after another): ``nn.Embedding``,
-  ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``batch_first=True``; each passes its whole output
-  sequence on, as ``output`` of ``output, states = rnn(x)``), ``nn.Linear`` (applied to the
-  last axis, as Keras's ``Dense``), ``nn.Dropout`` and activations. Anything else raises
-  :class:`~xframe_bilstm.errors.UnsupportedFeatureError` naming the child and its class.
+- A module is read as its children in order: an ``nn.Sequential``, or any module whose
+  ``forward`` calls its children one after another, passing on each recurrent child's
+  output sequence (``output`` of ``output, states = rnn(x)``), which
+  :func:`~xframe_bilstm.models.torch_forward.check_forward` checks first. The children:
+  ``nn.Embedding``, ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``batch_first=True``),
+  ``nn.Linear`` (applied to the last axis, as Keras's ``Dense``), ``nn.Dropout`` and
+  activations. Anything else raises :class:`~xframe_bilstm.errors.UnsupportedFeatureError`
+  naming the child and its class.
 - Recurrent children go through the canonical form, one Keras layer per torch layer, as
   :func:`~xframe_bilstm.torch_to_keras` converts them; ``nn.Linear`` weights are transposed
   into a ``Dense`` kernel. The result is a plain ``keras.Sequential`` that saves as
   ``.keras`` and loads back with ``keras.models.load_model``.
 - A state_dict file is read with ``torch.load(weights_only=True)`` or safetensors, never
-  unpickled otherwise, and rebuilt with
-  :func:`~xframe_bilstm.adapters.torch.module_from_state_dict`.
+  unpickled otherwise (a TorchScript archive is refused from its zip directory alone), and
+  rebuilt with :func:`~xframe_bilstm.adapters.torch.module_from_state_dict` once every key
+  is accounted for (:func:`~xframe_bilstm.state_dicts.recurrent_entries`).
 """
 
 from __future__ import annotations
 
 import itertools
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from .._imports import require
 from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError, WeightShapeError
+from ..state_dicts import recurrent_entries
 
 # torch activation module class -> Keras activation name.
 _ACTIVATIONS = {
@@ -42,37 +47,86 @@ _ACTIVATIONS = {
     "Identity": "linear",
 }
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+# Where training checkpoints keep the model's state_dict, in the order they are tried.
+CHECKPOINT_KEYS = ("model_state_dict", "state_dict", "model")
 
 
-def load_state_dict_module(path: str | Path, *, nonlinearity: str = "tanh") -> Any:
+def load_state_dict_module(
+    path: str | Path, *, nonlinearity: str = "tanh", submodule: str | None = None
+) -> Any:
     """The ``nn.LSTM``/``nn.GRU``/``nn.RNN`` whose state_dict ``path`` holds.
+
+    The file may hold the state_dict itself or a training checkpoint that holds it under
+    one of :data:`CHECKPOINT_KEYS` (``{"epoch": 3, "model_state_dict": ...}``, the PyTorch
+    tutorials' layout). Every key must be the recurrent module's
+    (:func:`~xframe_bilstm.state_dicts.recurrent_entries`): a whole model's state_dict is
+    refused with the keys that would be left out, unless ``submodule`` names the part to
+    take.
+
+    Args:
+        path: a ``torch.save`` file (read with ``weights_only=True``) or ``.safetensors``.
+        nonlinearity: an ``nn.RNN``'s, which its weights do not record.
+        submodule: convert only the keys under ``submodule + "."`` (e.g. ``"lstm"`` of a
+            model with ``emb``, ``lstm`` and ``fc``).
+
+    Returns:
+        The module, with ``checkpoint_key`` (the checkpoint key its state_dict was read
+        from, or None for a bare state_dict) and ``converted_part`` (``submodule``: the part
+        of the file it holds, or None when it holds the whole file).
 
     Example:
         >>> import torch
-        >>> torch.save(torch.nn.LSTM(3, 2).state_dict(), "lstm.pt")  # doctest: +SKIP
-        >>> load_state_dict_module("lstm.pt")  # doctest: +SKIP
-        LSTM(3, 2, batch_first=True)
+        >>> torch.save({"epoch": 3, "model_state_dict": torch.nn.LSTM(3, 2).state_dict()},
+        ...            "checkpoint.pt")  # doctest: +SKIP
+        >>> module = load_state_dict_module("checkpoint.pt")  # doctest: +SKIP
+        >>> module, module.checkpoint_key  # doctest: +SKIP
+        (LSTM(3, 2, batch_first=True), 'model_state_dict')
     """
     torch = require("torch")
     from ..adapters.torch import module_from_state_dict
 
-    state = _load_state(torch, path)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
-    ):
-        raise WeightShapeError(
-            f"{path}: expected a state_dict (a mapping of names to tensors), got "
-            f"{type(state).__name__}"
-        )
-    for name, tensor in state.items():
-        if not tensor.is_floating_point():
-            raise WeightShapeError(f"{path}: {name} has dtype {tensor.dtype}; expected floats")
+    state, key = _state_dict_in(torch, _load_state(torch, path), path)
+    where = f"{path}" if key is None else f"{path}[{key!r}]"
     try:
-        return module_from_state_dict(state, nonlinearity=nonlinearity)
-    except WeightShapeError as error:
-        raise WeightShapeError(f"{path}: {error}") from error
+        entries = recurrent_entries(state, submodule=submodule)
+        for name, tensor in entries.items():
+            if not tensor.is_floating_point():
+                raise WeightShapeError(f"{name} has dtype {tensor.dtype}; expected floats")
+        module = module_from_state_dict(entries, nonlinearity=nonlinearity)
+    except (WeightShapeError, UnsupportedFeatureError) as error:
+        raise type(error)(f"{where}: {error}") from error
+    module.checkpoint_key = key
+    module.converted_part = submodule
+    return module
+
+
+def _state_dict_in(torch: Any, content: Any, path: str | Path) -> tuple[dict[str, Any], str | None]:
+    """The state_dict in a file's content, and the checkpoint key it was under (or None)."""
+
+    def is_state_dict(value: Any) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(key, str) and isinstance(tensor, torch.Tensor)
+            for key, tensor in value.items()
+        )
+
+    if is_state_dict(content):
+        return content, None
+    if isinstance(content, dict):
+        for key in CHECKPOINT_KEYS:
+            if is_state_dict(content.get(key)):
+                return content[key], key
+        found = ", ".join(repr(key) for key in list(content)[:12])
+        more = f" and {len(content) - 12} more" if len(content) > 12 else ""
+        raise WeightShapeError(
+            f"{path}: expected a state_dict (a mapping of names to tensors) or a checkpoint "
+            f"holding one under {', '.join(map(repr, CHECKPOINT_KEYS))}; found a dict with "
+            f"the keys {found}{more}. Save the state_dict itself: "
+            "torch.save(checkpoint[KEY], 'weights.pt')"
+        )
+    raise WeightShapeError(
+        f"{path}: expected a state_dict (a mapping of names to tensors), got "
+        f"{type(content).__name__}"
+    )
 
 
 def _load_state(torch: Any, path: str | Path) -> Any:
@@ -85,6 +139,14 @@ def _load_state(torch: Any, path: str | Path) -> Any:
     """
     if not Path(path).is_file():
         raise UnsupportedFeatureError(f"{path}: no such file")
+    if _is_torchscript(path):
+        raise UnsupportedFeatureError(
+            f"{path}: a TorchScript archive (torch.jit.save), not a state_dict; loading it "
+            "runs the code it holds, so it is not read here. If you trust it, take its "
+            "weights out yourself: torch.save(torch.jit.load(path).state_dict(), "
+            "'weights.pt'), and convert weights.pt (or save the state_dict of the original "
+            "module instead of scripting it)"
+        )
     try:
         if Path(path).suffix == ".safetensors":
             return require("safetensors.torch").load_file(str(path))
@@ -111,6 +173,21 @@ def _load_state(torch: Any, path: str | Path) -> Any:
         ) from error
 
 
+def _is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a ``torch.jit.save`` zip: it holds ``code/`` and ``constants.pkl``.
+
+    Only the zip's directory is read; nothing in it is unpickled or run.
+    """
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False  # torch.load reports the damage
+    return any(name.endswith("/constants.pkl") or "/code/" in name for name in names)
+
+
 def is_sequential_like(module: Any) -> bool:
     """Whether ``module`` is a torch module with children (and not a recurrent module)."""
     torch = require("torch")
@@ -129,7 +206,7 @@ def _children(module: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def sequential_to_keras(module: Any) -> Any:
+def sequential_to_keras(module: Any, *, name: str | None = None) -> Any:
     """Build a Keras 3 ``Sequential`` computing what ``module``'s children compute in order.
 
     Example:
@@ -175,7 +252,7 @@ def sequential_to_keras(module: Any) -> Any:
     with torch.no_grad():
         for name, child in children:
             layers.extend(_convert(name, child, nn, keras, canonical_to_keras, torch_to_canonical))
-    return keras.Sequential(layers, name=type(module).__name__.lower())
+    return keras.Sequential(layers, name=name or type(module).__name__.lower())
 
 
 def _convert(
@@ -226,22 +303,10 @@ def _convert(
     return [keras.layers.Activation(activation, name=name)]
 
 
-def run_children(module: Any, inputs: Any) -> Any:
-    """Run ``module``'s children in order, passing each recurrent module's output on."""
-    torch = require("torch")
-    x = inputs
-    with torch.no_grad():
-        for _, child in _children(module):
-            x = child(x)
-            if isinstance(child, torch.nn.RNNBase):
-                x = x[0]
-    return x
-
-
 __all__ = [
+    "CHECKPOINT_KEYS",
     "STATE_DICT_SUFFIXES",
     "is_sequential_like",
     "load_state_dict_module",
-    "run_children",
     "sequential_to_keras",
 ]

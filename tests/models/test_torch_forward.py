@@ -1,0 +1,250 @@
+"""torch_to_keras of modules with children: their own forward is what the port must match.
+
+Each module below has the children a Keras Sequential can hold; what differs is what its
+``forward`` does with them. Expected values come from the module itself, ``module(x)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import (  # noqa: E402
+    ToleranceExceededError,
+    UnsupportedFeatureError,
+    torch_to_keras,
+)
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+nn = torch.nn
+
+
+class Tagger(nn.Module):
+    """The issue's reproducer: an LSTM and a Linear, with a relu between them in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.lstm(x)[0]))
+
+
+class LanguageIdentifier(nn.Module):
+    """Token ids to 20 language scores per sequence: forward sums over time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.emb = nn.Embedding(50, 6)
+        self.lstm = nn.LSTM(6, 8, batch_first=True, bidirectional=True)
+        self.drop = nn.Dropout(0.3)
+        self.fc = nn.Linear(16, 20)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(self.lstm(self.emb(ids))[0])).sum(dim=1)
+
+
+def tagger_in_order(net: Tagger, x: torch.Tensor) -> torch.Tensor:
+    """What a port that applies Tagger's children in order computes (no relu)."""
+    return net.fc(net.lstm(x)[0])
+
+
+def test_the_reproducer_differs_from_its_children_in_order() -> None:
+    # The premise: reading Tagger as its children in order gives other numbers.
+    net = Tagger().eval()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 7, 4)).astype("float32"))
+    with torch.no_grad():
+        assert (net(x) - tagger_in_order(net, x)).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_function_between_children_is_refused_by_name(verify: bool) -> None:
+    with pytest.raises(
+        UnsupportedFeatureError,
+        match=r"Tagger\.forward .* applies torch\.relu between 'lstm' and 'fc'.*"
+        r"submodule='lstm'",
+    ):
+        torch_to_keras(Tagger(), verify=verify)
+
+
+def test_a_sum_over_time_is_refused_by_name() -> None:
+    net = LanguageIdentifier().eval()
+    ids = torch.from_numpy(np.random.default_rng(1).integers(0, 50, (3, 9)))
+    with torch.no_grad():
+        assert net(ids).shape == (3, 20)  # one score vector per sequence, not per step
+    with pytest.raises(UnsupportedFeatureError, match=r"calls sum\(dim=1\) after 'fc'"):
+        torch_to_keras(net, verify=False)
+
+
+def _with_forward(forward: Callable[..., torch.Tensor]) -> nn.Module:
+    """A LanguageIdentifier whose class's forward is ``forward``."""
+    return type("Variant", (LanguageIdentifier,), {"forward": forward})()
+
+
+@pytest.mark.parametrize(
+    ("forward", "named"),
+    [
+        pytest.param(
+            lambda self, ids: self.fc(self.lstm(self.emb(ids))[0]),
+            "skips child 'drop'",
+            id="skipped-child",
+        ),
+        pytest.param(
+            lambda self, ids: self.fc(self.drop(self.lstm(self.emb(ids))[0][:, -1])),
+            r"indexes \[:, -1\] between 'lstm' and 'drop'",
+            id="last-step",
+        ),
+        pytest.param(
+            lambda self, ids: self.fc(self.drop(self.lstm(self.emb(ids))[1][0][-1])),
+            r"uses the final states of 'lstm'",
+            id="final-state",
+        ),
+        pytest.param(
+            lambda self, ids: self.fc(self.drop(self.lstm(self.emb(ids)))),
+            r"passes on the \(output, states\) tuple of 'lstm'",
+            id="tuple-passed-on",
+        ),
+        pytest.param(
+            lambda self, ids: self.fc(self.lstm(self.drop(self.emb(ids)))[0]),
+            r"in the order 'emb', 'drop', 'lstm', 'fc', not in the order they are declared",
+            id="out-of-order",
+        ),
+        pytest.param(
+            lambda self, ids, lengths=None: self.fc(self.drop(self.lstm(self.emb(ids))[0])),
+            r"takes a further input 'lengths'",
+            id="second-input",
+        ),
+        pytest.param(
+            lambda self, ids: (self.fc(self.drop(self.lstm(self.emb(ids))[0])), ids),
+            r"returns 2 values",
+            id="two-outputs",
+        ),
+    ],
+)
+def test_what_forward_does_besides_its_children_is_named(forward, named: str) -> None:
+    with pytest.raises(UnsupportedFeatureError, match=named):
+        torch_to_keras(_with_forward(forward), verify=False)
+
+
+def test_a_forward_set_on_the_instance_is_refused() -> None:
+    net = LanguageIdentifier()
+    net.forward = lambda ids: net.fc(net.lstm(net.emb(ids))[0])  # type: ignore[method-assign]
+    with pytest.raises(UnsupportedFeatureError, match="forward of its own, set on the instance"):
+        torch_to_keras(net, verify=False)
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 4, batch_first=True)
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.fc(self.lstm(x)[0]))
+
+
+def test_a_child_called_twice_is_named() -> None:
+    with pytest.raises(UnsupportedFeatureError, match="calls 'fc' twice"):
+        torch_to_keras(Residual())
+
+
+class ZeroStates(nn.Module):
+    """The tutorials' explicit zero initial states: more than the chain, so refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h0 = torch.zeros(1, x.size(0), 5)
+        return self.fc(self.lstm(x, (h0, h0))[0])
+
+
+def test_states_passed_to_a_recurrent_child_are_named() -> None:
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"applies torch\.zeros before 'lstm'.*passes 2 arguments"
+    ):
+        torch_to_keras(ZeroStates())
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(self.lstm(x)[0])
+        return y if bool(y.sum() > 0) else -y
+
+
+def test_a_forward_that_cannot_be_read_is_refused_with_what_to_do() -> None:
+    with pytest.raises(
+        UnsupportedFeatureError,
+        match=r"Branchy\.forward could not be read .*nn\.Sequential.*submodule='lstm'",
+    ):
+        torch_to_keras(Branchy(), verify=False)
+
+
+class Chain(nn.Module):
+    """A forward that is exactly its children in order, unpacking the LSTM's result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.emb = nn.Embedding(30, 5)
+        self.lstm = nn.LSTM(5, 6, batch_first=True, num_layers=2)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(6, 3)
+        self.act = nn.Tanh()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        output, (_h, _c) = self.lstm(self.emb(ids))
+        return self.act(self.fc(self.drop(output)))
+
+
+def test_a_forward_that_is_its_children_in_order_converts() -> None:
+    net = Chain().train()
+    model = torch_to_keras(net)
+    assert net.training  # put back after the verification ran it in eval mode
+    ids = np.random.default_rng(3).integers(0, 30, (4, 8))
+    net.eval()
+    with torch.no_grad():
+        expected = net(torch.from_numpy(ids)).numpy()
+    actual = np.asarray(model(ids.astype("int32"), training=False))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
+
+
+def test_verification_runs_the_module_itself() -> None:
+    # A forward hook changes what module(x) returns without showing in forward's code: only
+    # running the module sees it.
+    net = Chain()
+    net.fc.register_forward_hook(lambda _module, _inputs, output: output * 2)
+    with pytest.raises(ToleranceExceededError, match="greatest absolute difference"):
+        torch_to_keras(net)
+    assert torch_to_keras(net, verify=False) is not None
+
+
+def test_a_submodule_converts_alone_and_says_so() -> None:
+    net = Tagger()
+    part = torch_to_keras(net, submodule="lstm")
+    assert (part.name, part.converted_part) == ("lstm", "lstm")
+    x = np.random.default_rng(4).standard_normal((2, 6, 4)).astype("float32")
+    with torch.no_grad():
+        expected = net.lstm(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(np.asarray(part(x)), expected, rtol=0, atol=1e-5)
+
+
+def test_a_missing_submodule_is_refused_with_the_children() -> None:
+    with pytest.raises(UnsupportedFeatureError, match=r"no submodule 'gru'.*'lstm', 'fc'"):
+        torch_to_keras(Tagger(), submodule="gru")

@@ -195,3 +195,27 @@ def test_bfloat16_torch_module_converts_to_a_bfloat16_keras_layer(module) -> Non
     if isinstance(module, torch.nn.RNN):
         kernel = np.asarray(cell.kernel.numpy()).astype(np.float32)
         assert np.array_equal(kernel.T, module.weight_ih_l0.detach().float().numpy())
+
+
+def test_bfloat16_model_file_ports_and_is_verified_against_keras(tmp_path) -> None:
+    layers = keras.layers
+    inputs = keras.Input((None, 5))
+    sequence = layers.GRU(
+        4, return_sequences=True, dtype="bfloat16", recurrent_initializer="glorot_uniform"
+    )(inputs)
+    outputs = layers.Dense(3, dtype="bfloat16")(
+        layers.GlobalAveragePooling1D(dtype="bfloat16")(sequence)
+    )
+    model = randomized(keras.Model(inputs, outputs), seed=6)
+    path = tmp_path / "bfloat16.keras"
+    model.save(path)  # Keras stores bfloat16 as 2-byte opaque data marked "bfloat16"
+
+    module = keras_to_torch(path)
+    assert (module.compute_dtype, module.keras_compute_dtype) == ("bfloat16", "bfloat16")
+    assert "keras.saving.load_model" in module.verified_against
+    dense = model.layers[-1]
+    ported = getattr(module, dense.name)  # submodules are named after the Keras layers
+    assert ported.weight.dtype == torch.bfloat16
+    # The Dense kernel arrives bit for bit (transposed for nn.Linear).
+    kernel = np.asarray(dense.kernel.numpy()).astype(np.float32)
+    assert np.array_equal(ported.weight.detach().float().numpy(), kernel.T)

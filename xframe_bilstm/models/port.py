@@ -41,7 +41,9 @@ def run_port(module: Any, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...
     with torch.no_grad():
         result = module(*tensors)
     outputs = result if isinstance(result, tuple) else (result,)
-    return tuple(output.detach().cpu().numpy() for output in outputs)
+    from ..adapters.torch import tensor_to_numpy  # bfloat16 too
+
+    return tuple(tensor_to_numpy(output) for output in outputs)
 
 
 def port_graph(

@@ -33,6 +33,26 @@ DIRECTIONS = ("forward", "backward", "bidirectional")
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
+def is_float_dtype(dtype: object) -> bool:
+    """Whether ``dtype`` is a floating-point dtype, bfloat16 included.
+
+    numpy has no bfloat16 of its own: TensorFlow, Keras and JAX use ``ml_dtypes.bfloat16``,
+    which numpy sees as a void-kind type, so it is recognised by name (``ml_dtypes`` is
+    not imported for that).
+
+    Example:
+        >>> is_float_dtype(np.float16), is_float_dtype(np.int32)
+        (True, False)
+    """
+    if getattr(dtype, "name", dtype) == "bfloat16":
+        return True
+    try:
+        resolved = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        return False
+    return bool(np.issubdtype(resolved, np.floating)) or resolved.name == "bfloat16"
+
+
 def _frozen_array(value: object, name: str) -> np.ndarray:
     """A read-only array: read-only arrays are kept as they are (large weights are not
     doubled); anything writable is copied, so the caller cannot change it afterwards."""
@@ -41,8 +61,11 @@ def _frozen_array(value: object, name: str) -> np.ndarray:
     else:
         array = np.array(value, copy=True)
         array.setflags(write=False)
-    if not np.issubdtype(array.dtype, np.floating):
-        raise WeightShapeError(f"{name}: expected a floating-point array, got dtype {array.dtype}")
+    if not is_float_dtype(array.dtype):
+        raise WeightShapeError(
+            f"{name}: expected a floating-point array (float16, bfloat16, float32 or float64), "
+            f"got dtype {array.dtype}"
+        )
     return array
 
 

@@ -263,18 +263,50 @@ def measure_noise(
     return Noise(drift, scale)
 
 
+# numpy has no bfloat16: its relative precision is 2**-7 (8 significant bits).
+_BFLOAT16_EPSILON = 2.0**-7
+
+
+def dtype_epsilon(dtype: object) -> float:
+    """The machine epsilon of a float dtype (a numpy dtype or a name), bfloat16 included.
+
+    Example:
+        >>> dtype_epsilon("float16"), dtype_epsilon("bfloat16")
+        (0.0009765625, 0.0078125)
+    """
+    name = getattr(dtype, "name", None) or str(dtype)
+    if name == "bfloat16":  # ml_dtypes' bfloat16, or its name: numpy's finfo rejects it
+        return _BFLOAT16_EPSILON
+    return float(np.finfo(np.dtype(dtype)).eps)  # type: ignore[call-overload]
+
+
+def least_precise(*dtypes: object) -> str:
+    """The name of the dtype with the largest epsilon among ``dtypes``.
+
+    Two implementations that compute in different dtypes differ by the rounding of the
+    coarser one, so that one sets the tolerance.
+
+    Example:
+        >>> least_precise("float32", "float16", "bfloat16")
+        'bfloat16'
+    """
+    names = [getattr(dtype, "name", None) or str(dtype) for dtype in dtypes]
+    return max(names, key=dtype_epsilon)
+
+
 def derived_tolerance(
     stack: RecurrentStack,
     x: np.ndarray,
     *,
-    dtype: np.dtype | type[np.floating] = np.float32,
+    dtype: np.dtype | type[np.floating] | str = np.float32,
     initial_states: Sequence[np.ndarray] | None = None,
     lengths: Sequence[int] | np.ndarray | None = None,
 ) -> float:
     """Absolute error two correct ``dtype`` implementations of ``stack`` may show on ``x``.
 
     The float32 reference's distance from the float64 one, scaled by machine epsilon when
-    ``dtype`` is not float32, times ``NOISE_FACTOR``; at least ``FLOOR_ULPS`` units in the
+    ``dtype`` is not float32 (:func:`dtype_epsilon`; ``"bfloat16"`` included), times
+    ``NOISE_FACTOR``; at least ``FLOOR_ULPS`` units in the
     last place and at most ``CAP_RELATIVE`` of the largest expected value
     (:meth:`Noise.tolerance`).
 
@@ -287,4 +319,4 @@ def derived_tolerance(
         True
     """
     noise = measure_noise(stack, x, initial_states=initial_states, lengths=lengths)
-    return noise.tolerance(float(np.finfo(dtype).eps))
+    return noise.tolerance(dtype_epsilon(dtype))

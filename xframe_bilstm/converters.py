@@ -9,13 +9,14 @@ numbers when they differ by more than float rounding explains
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from ._imports import require
 from .canonical import RecurrentStack, output_names
-from .comparison import compare_outputs, derived_tolerance
+from .comparison import compare_outputs, derived_tolerance, least_precise
 from .errors import ToleranceExceededError, UnsupportedFeatureError
 
 VERIFY_BATCH = 2
@@ -33,13 +34,45 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     are native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` modules wherever those compute the layer
     exactly. A stateful layer's module starts from the layer's current states.
 
+    A whole Keras 3 or tf_keras model (live, or a ``.keras``/``.h5`` file, read without
+    executing anything in it) becomes a :class:`~xframe_bilstm.models.to_torch.KerasModel`,
+    or a ``KerasRecurrent`` when it is only recurrent layers in a chain.
+
+    What is verified against (``verify=True``):
+
+    - a live layer or model: its own ``call``, run by Keras;
+    - a Keras 3 file, where Keras is installed: the model as
+      ``keras.saving.load_model(path, safe_mode=True, compile=False)`` loads and runs it;
+    - a tf_keras (Keras 2) file, where tf_keras is installed: the model as
+      ``tf_keras.models.load_model(path, compile=False, safe_mode=True)`` loads and runs
+      it (files with ``Lambda`` code are refused by the reader before anything loads);
+    - otherwise (no TensorFlow, a Keras 2 file without tf_keras, or a file Keras cannot
+      load or run here): the float64 reference reading of the file, and the result says so.
+
+    Dtypes: the port holds the Keras variables' dtype and computes in it, as torch modules
+    do: float32 under a mixed-precision policy (``"mixed_float16"``, ``"mixed_bfloat16"``,
+    whose layers keep float32 variables and compute in float16 or bfloat16), float16 or
+    bfloat16 for layers built in those dtypes. The comparison allows the rounding of the
+    less precise of the two compute dtypes (:func:`~xframe_bilstm.comparison.derived_tolerance`
+    with that dtype's epsilon). The module says all of this in three attributes:
+
+    - ``compute_dtype``: the dtype the port computes in (e.g. ``"float32"``);
+    - ``keras_compute_dtype``: the least precise dtype the Keras original computes in
+      (e.g. ``"float16"`` for ``"mixed_float16"``; ``None`` when nothing ran Keras);
+    - ``verified_against``: what the port was checked against, in words (``None`` with
+      ``verify=False``).
+
     Args:
-        obj: a built Keras layer or ``Sequential``.
+        obj: a built Keras layer, ``Sequential`` or model, or the path of a model file.
         verify: run both on a seeded input and raise if they disagree.
         seed: seed of that input.
 
     Returns:
         A ``torch.nn.Module``.
+
+    Raises:
+        ToleranceExceededError: the port and what it is verified against disagree.
+        UnsupportedFeatureError: a layer, option or file that cannot be ported, named.
 
     Example:
         >>> import torch, keras
@@ -50,6 +83,8 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
         torch.Size([1, 4, 6])
         >>> sorted(module.rnns[0].state_dict())[:2]
         ['bias_hh_l0', 'bias_hh_l0_reverse']
+        >>> module.compute_dtype, module.verified_against
+        ('float32', "the Keras layer's own call")
     """
     from .keras_files import is_model_path
 
@@ -63,6 +98,8 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     keras_adapter = _keras_adapter()
     stack = keras_adapter.keras_to_canonical(obj)
     module = torch_adapter.canonical_to_torch(stack)
+    keras_dtype = keras_adapter.compute_dtype(obj)
+    _describe_port(module, keras_dtype, None)
     # A stateful layer may be mid-sequence: the module carries on from the same states.
     states = keras_adapter.snapshot_states(obj)
     if states:
@@ -76,8 +113,25 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
         actual = torch_adapter.run_torch(module, x)
         if states:
             module.load_states(states)
-        _check(stack, x, expected, actual, f"Keras {_describe(obj)} vs its torch module")
+        _check(
+            stack,
+            x,
+            expected,
+            actual,
+            f"Keras {_describe(obj)} (computes in {keras_dtype}) vs its torch module "
+            f"(computes in {module.compute_dtype})",
+            compute_dtype=keras_dtype,
+        )
+        module.verified_against = "the Keras layer's own call"
     return module
+
+
+def _describe_port(module: Any, keras_dtype: str | None, verified_against: str | None) -> None:
+    """Record on the port what it computes in, and what it was checked against."""
+    parameter = next(module.parameters(), None)
+    module.compute_dtype = "float32" if parameter is None else str(parameter.dtype).split(".")[-1]
+    module.keras_compute_dtype = keras_dtype
+    module.verified_against = verified_against
 
 
 def _port_file(path: Any, *, verify: bool, seed: int) -> Any:
@@ -85,26 +139,101 @@ def _port_file(path: Any, *, verify: bool, seed: int) -> Any:
     from .keras_files import read_model
     from .models.port import port_graph
 
-    return port_graph(read_model(path), verify=verify, seed=seed)
+    graph = read_model(path)
+    if not verify:
+        module = port_graph(graph, verify=False)
+        _describe_port(module, None, None)
+        return module
+    from .models.reference import example_inputs
+
+    inputs = example_inputs(graph, seed=seed)
+    loaded = _run_keras_file(path, graph.keras_major, inputs)
+    if isinstance(loaded, str):  # why Keras could not run it: check against the reference
+        against = f"the float64 reference reading of the file ({loaded})"
+        module = port_graph(graph, seed=seed, label=f"{path}: {against} vs its torch port")
+        _describe_port(module, None, against)
+        return module
+    loader, model, keras_dtype, outputs = loaded
+
+    def expected(given: Any) -> tuple[np.ndarray, ...]:
+        # port_graph makes the same seeded inputs, which Keras has already run on.
+        same = len(given) == len(inputs) and all(map(np.array_equal, given, inputs))
+        return outputs if same else _call_keras_model(model, given)
+
+    against = f"the model as {loader} loads and runs it"
+    module = port_graph(
+        graph,
+        seed=seed,
+        expected=expected,
+        compute_dtype=keras_dtype,
+        label=f"{path}: {against} (computes in {keras_dtype}) vs its torch port",
+    )
+    _describe_port(module, keras_dtype, against)
+    return module
+
+
+def _run_keras_file(
+    path: Any, major: int, inputs: list[np.ndarray]
+) -> tuple[str, Any, str, tuple[np.ndarray, ...]] | str:
+    """Load a model file with the Keras that wrote it and run it on ``inputs``.
+
+    Returns ``(loader, model, compute dtype, outputs)``, or, where that Keras cannot do it here,
+    the reason in words. Loading never executes code from the file: the reader has
+    already refused Lambda layers and names of modules outside Keras.
+    """
+    from .errors import FrameworkUnavailableError
+
+    name = "keras" if major >= 3 else "tf_keras"
+    try:
+        framework = require(name)
+    except FrameworkUnavailableError:
+        writer = "Keras 3" if major >= 3 else "Keras 2 (tf_keras)"
+        return f"{name} is not installed to load this {writer} file"
+    if major >= 3:
+        from .adapters.keras import register_keras_activations
+
+        register_keras_activations()  # Keras 2's hard sigmoid, as the port saves it
+        loader = "keras.saving.load_model(safe_mode=True)"
+        load = functools.partial(framework.saving.load_model, path, safe_mode=True, compile=False)
+    else:
+        loader = "tf_keras.models.load_model(safe_mode=True)"
+        load = functools.partial(framework.models.load_model, path, compile=False, safe_mode=True)
+    try:
+        model = load()
+        outputs = _call_keras_model(model, inputs)
+    except Exception as error:  # Keras's own failure: say so and fall back
+        return f"{loader} could not load or run it: {type(error).__name__}: {error}"
+    from .adapters.keras import compute_dtype
+
+    return loader, model, compute_dtype(model), outputs
+
+
+def _call_keras_model(model: Any, inputs: Any) -> tuple[np.ndarray, ...]:
+    """Run a live Keras 3 or tf_keras model in inference mode; outputs as numpy arrays."""
+    outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return tuple(
+        np.asarray(output.numpy() if hasattr(output, "numpy") else output) for output in outputs
+    )
 
 
 def _port_live_model(model: Any, *, verify: bool, seed: int) -> Any:
     require("torch")
+    from .adapters.keras import compute_dtype
     from .models.live import graph_from_keras
     from .models.port import port_graph
 
-    def run_keras_model(inputs: Any) -> tuple[np.ndarray, ...]:
-        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return tuple(np.asarray(output) for output in outputs)
-
-    return port_graph(
+    keras_dtype = compute_dtype(model)
+    module = port_graph(
         graph_from_keras(model),
         verify=verify,
         seed=seed,
-        expected=run_keras_model,
-        label=f"Keras {_describe(model)} vs its torch port",
+        expected=lambda inputs: _call_keras_model(model, inputs),
+        compute_dtype=keras_dtype,
+        label=f"Keras {_describe(model)} (computes in {keras_dtype}) vs its torch port",
     )
+    _describe_port(module, keras_dtype, "the Keras model's own call" if verify else None)
+    return module
 
 
 def torch_to_keras(
@@ -339,7 +468,17 @@ def _expected_of(torch: Any, module: Any, tensor: Any) -> np.ndarray:
 def verification_input(
     stack: RecurrentStack, *, seed: int = 0, batch: int | None = None
 ) -> np.ndarray:
-    """The seeded (B, T, D) input that ``verify=True`` runs, in the weights' dtype."""
+    """The seeded (B, T, D) input that ``verify=True`` runs, in the weights' dtype.
+
+    Example:
+        >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
+        >>> w = DirectionWeights(np.zeros((3, 2), "float16"), np.zeros((2, 2), "float16"))
+        >>> stack = RecurrentStack((RecurrentLayer("simple_rnn", 3, 2, (w,),
+        ...                                        recurrent_activation=None),))
+        >>> x = verification_input(stack)
+        >>> x.shape, x.dtype
+        ((2, 7, 3), dtype('float16'))
+    """
     dtype = stack.layers[0].weights[0].kernel.dtype
     rng = np.random.default_rng(seed)
     shape = (batch or VERIFY_BATCH, VERIFY_STEPS, stack.input_size)
@@ -347,12 +486,14 @@ def verification_input(
 
 
 def _run_native(torch: Any, module: Any, x: np.ndarray) -> np.ndarray:
+    from .adapters.torch import numpy_to_tensor, tensor_to_numpy
+
     dtype = next(module.parameters()).dtype
-    inputs = torch.as_tensor(x, dtype=dtype)
+    inputs = numpy_to_tensor(x, dtype)  # bfloat16 too, which torch.as_tensor cannot read
     with torch.no_grad():
         output, _ = module(inputs if module.batch_first else inputs.transpose(0, 1))
     output = output if module.batch_first else output.transpose(0, 1)
-    return output.numpy()
+    return tensor_to_numpy(output)
 
 
 def _check(
@@ -361,9 +502,18 @@ def _check(
     expected: tuple[np.ndarray, ...],
     actual: tuple[np.ndarray, ...],
     label: str,
+    *,
+    compute_dtype: str | None = None,
 ) -> None:
+    """Raise ToleranceExceededError unless ``actual`` is within float rounding of ``expected``.
+
+    The rounding allowed is that of the less precise of the input's dtype (what both sides
+    hold) and ``compute_dtype`` (what one side computes in, e.g. float16 under
+    ``"mixed_float16"``).
+    """
     names = output_names(stack)[: len(expected)]
-    tolerance = derived_tolerance(stack, x, dtype=x.dtype)
+    dtype = least_precise(x.dtype, compute_dtype or x.dtype)
+    tolerance = derived_tolerance(stack, x, dtype=dtype)
     result = compare_outputs(names, expected, actual, atol=tolerance, label=label)
     if not result:
         raise ToleranceExceededError(result.message())

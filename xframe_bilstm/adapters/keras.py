@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import DirectionWeights, RecurrentLayer, RecurrentStack
+from ..canonical import DirectionWeights, RecurrentLayer, RecurrentStack, is_float_dtype
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..masks import mask_from_lengths
 
@@ -544,6 +544,36 @@ def run_keras(
     )
     # Keras returns (outputs..., states...) in the order output_names() gives them.
     return tuple(np.asarray(value) for value in keras.tree.flatten(result))
+
+
+def compute_dtype(obj: Any) -> str:
+    """The least precise dtype that ``obj`` or a layer inside it computes in.
+
+    A mixed-precision policy (``"mixed_float16"``, ``"mixed_bfloat16"``) keeps float32
+    variables and computes in float16 or bfloat16; a Bidirectional's halves may differ
+    from the wrapper. Works for Keras 3 and tf_keras layers and models alike.
+
+    Example:
+        >>> compute_dtype(keras.layers.GRU(2, dtype="mixed_float16"))
+        'float16'
+    """
+    from ..comparison import least_precise
+
+    members = [obj, *getattr(obj, "layers", []), *_recurrent_members_any(obj)]
+    dtypes = [getattr(member, "compute_dtype", None) for member in members]
+    floats = [dtype for dtype in dtypes if isinstance(dtype, str) and is_float_dtype(dtype)]
+    return least_precise(*floats) if floats else "float32"
+
+
+def _recurrent_members_any(obj: Any) -> list[Any]:
+    """The halves of Bidirectional wrappers in ``obj`` (itself or its layers), by attribute."""
+    layers = [obj, *getattr(obj, "layers", [])]
+    return [
+        half
+        for layer in layers
+        for half in (getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None))
+        if half is not None
+    ]
 
 
 def _compute_dtype(layer_or_model: Any, keras: Any) -> str:

@@ -58,6 +58,61 @@ _NATIVE = {"lstm": nn.LSTM, "gru": nn.GRU, "simple_rnn": nn.RNN}
 _SUFFIXES = ("", "_reverse")
 
 
+def _bfloat16_numpy() -> np.dtype:
+    """numpy's bfloat16 (``ml_dtypes``, which TensorFlow, Keras and JAX depend on)."""
+    try:
+        import ml_dtypes
+    except ImportError as error:
+        raise UnsupportedFeatureError(
+            "bfloat16 weights or inputs need the ml_dtypes package for a numpy bfloat16 "
+            "(pip install ml_dtypes); or convert the module to float32 first "
+            "(module.float())"
+        ) from error
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def torch_dtype(dtype: Any) -> torch.dtype:
+    """The torch dtype of a numpy float dtype, ``ml_dtypes.bfloat16`` included.
+
+    Example:
+        >>> torch_dtype(np.float16)
+        torch.float16
+    """
+    if np.dtype(dtype).name == "bfloat16":
+        return torch.bfloat16
+    return torch.from_numpy(np.zeros(0, dtype)).dtype
+
+
+def numpy_to_tensor(array: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A tensor of a numpy array (bfloat16 arrays bit for bit), cast to ``dtype`` if given.
+
+    Read-only arrays are copied rather than shared: torch cannot protect them.
+    """
+    array = np.asarray(array)
+    if array.dtype.name == "bfloat16":
+        # torch reads no ml_dtypes array: move the same 16 bits through int16.
+        tensor = torch.from_numpy(np.ascontiguousarray(array).view(np.int16).copy())
+        tensor = tensor.view(torch.bfloat16)
+    elif array.flags.writeable:
+        tensor = torch.as_tensor(array)
+    else:
+        tensor = torch.from_numpy(array.copy())
+    return tensor if dtype is None else tensor.to(dtype)
+
+
+def tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A numpy array of a tensor on any device; bfloat16 becomes ``ml_dtypes.bfloat16``.
+
+    Example:
+        >>> tensor_to_numpy(torch.ones(2, dtype=torch.bfloat16)).dtype.name
+        'bfloat16'
+    """
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(_bfloat16_numpy())
+    return tensor.numpy()
+
+
 def is_native(layer: RecurrentLayer) -> bool:
     """Whether ``nn.LSTM``/``nn.GRU``/``nn.RNN`` compute this layer's cell exactly."""
     if layer.cell == "simple_rnn":
@@ -271,7 +326,7 @@ class KerasRecurrent(nn.Module):
     def __init__(self, stack: RecurrentStack) -> None:
         super().__init__()
         groups = _group_layers(stack)
-        dtype = torch.from_numpy(np.zeros(0, stack.layers[0].weights[0].kernel.dtype)).dtype
+        dtype = torch_dtype(stack.layers[0].weights[0].kernel.dtype)
         self.rnns = nn.ModuleList(make_module(group, dtype) for group in groups)
         with torch.no_grad():
             for module, group in zip(self.rnns, groups):
@@ -553,14 +608,17 @@ def load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
             with warnings.catch_warnings():
                 # copy_ only reads the (read-only) canonical array: the warning does not apply.
                 warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-                parameter.copy_(torch.from_numpy(array))
+                if array.dtype.name == "bfloat16":
+                    parameter.copy_(numpy_to_tensor(array))
+                else:
+                    parameter.copy_(torch.from_numpy(array))
 
 
 def _read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> RecurrentLayer:
     """Layer ``index`` of a native or explicit module, as a canonical layer like ``template``."""
 
     def read(name: str, suffix: str) -> np.ndarray:
-        return getattr(module, f"{name}_l{index}{suffix}").detach().cpu().numpy()
+        return tensor_to_numpy(getattr(module, f"{name}_l{index}{suffix}"))
 
     def read_bias(name: str, suffix: str) -> np.ndarray | None:
         return read(name, suffix) if hasattr(module, f"{name}_l{index}{suffix}") else None
@@ -667,11 +725,11 @@ def run_torch(
     parameter = next(module.parameters())
     dtype, device = parameter.dtype, parameter.device
     with torch.no_grad():
-        inputs = torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+        inputs = numpy_to_tensor(x, dtype).to(device)
         states = (
             None
             if initial_states is None
-            else [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
+            else [numpy_to_tensor(s, dtype).to(device) for s in initial_states]
         )
         masks = None if lengths is None else torch.as_tensor(np.asarray(lengths), device=device)
         result = module(inputs, states, masks)

@@ -65,6 +65,17 @@ _CELLS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn", "CuDNNLSTM": 
 _CELLS["CuDNNGRU"] = "gru"
 _GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
 
+# tf_keras writes its own classes that Keras's public API does not export under the module
+# that defines them. These are read as Keras 2 by name, and never imported from here.
+_TF_KERAS_OWN = {
+    "tf_keras.src.engine.functional": ("Functional",),
+    "tf_keras.src.engine.sequential": ("Sequential",),
+    "tf_keras.src.engine.training": ("Model",),
+    "tf_keras.src.layers.core.tf_op_layer": ("TFOpLambda", "SlicingOpLambda"),
+}
+# tf_keras layers that apply a TensorFlow operation (their config's ``function``) to tensors.
+_TF_OPERATIONS = ("TFOpLambda", "SlicingOpLambda")
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -118,7 +129,7 @@ def parse_layers(
     """
     if not isinstance(config, Mapping) or "config" not in config:
         raise UnsupportedFeatureError(f"{source}: the model configuration has no 'config'")
-    _refuse_foreign_modules(config, source)
+    _refuse_foreign_modules(config, source, major=major)
     class_name = config.get("class_name")
     body = config["config"]
     if class_name == "Sequential":
@@ -137,13 +148,27 @@ def parse_layers(
     return spec
 
 
-def _refuse_foreign_modules(config: Mapping[str, Any], source: str) -> None:
+def _is_tf_keras_own(value: Mapping[str, Any], major: int) -> bool:
+    """Whether ``value`` names one of tf_keras's own classes, in a file tf_keras wrote."""
+    module, class_name = value.get("module"), value.get("class_name")
+    registered = value.get("registered_name")
+    return (
+        major < 3
+        and class_name in _TF_KERAS_OWN.get(str(module), ())
+        and registered in (None, class_name)
+    )
+
+
+def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: int = 3) -> None:
     """Refuse a configuration that names code outside Keras anywhere in it.
 
     Keras 3 imports the ``module`` an object names, and looks up ``package>Name``
     registered names among custom objects. Our reader never does either, but a file
     accepted here may later be loaded by Keras itself (a whole model's Keras run): a
-    built-in class name with another module would import that module there.
+    built-in class name with another module would import that module there. A file
+    written by tf_keras (``major`` 2) may also name tf_keras's own classes in their
+    defining modules (``tf_keras.src.engine.functional.Functional``); exactly those
+    pairs of module and class are accepted, matched by name.
 
     Example:
         >>> _refuse_foreign_modules({"class_name": "LSTM", "module": "os", "config": {}}, "m")
@@ -157,7 +182,8 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str) -> None:
         if isinstance(value, Mapping):
             module, registered = value.get("module"), value.get("registered_name")
             foreign = isinstance(module, str) and module.split(".")[0] != "keras"
-            if foreign or (isinstance(registered, str) and ">" in registered):
+            custom = isinstance(registered, str) and ">" in registered
+            if (foreign or custom) and not _is_tf_keras_own(value, major):
                 raise UnsupportedFeatureError(
                     f"{source}: refused: {value.get('class_name')!r} names module "
                     f"{module!r} (registered name {registered!r}); only Keras's own classes "
@@ -168,17 +194,35 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str) -> None:
             pending.extend(value)
 
 
+def _describe_unsupported(layer: LayerSpec) -> str:
+    """``'name' (Class)``, with the TensorFlow operation of a tf_keras op layer."""
+    described = f"{layer.name!r} ({layer.class_name})"
+    function = layer.config.get("function") if layer.class_name in _TF_OPERATIONS else None
+    if isinstance(function, str):
+        described += f" applying TensorFlow's tf.{function}"
+    return described
+
+
 def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:
-    unsupported = [f"{layer.name!r} ({layer.class_name})" for layer in layers if not layer.kind]
+    unsupported = [_describe_unsupported(layer) for layer in layers if not layer.kind]
     for layer in layers:
         if layer.class_name == "TimeDistributed":
             inner = _sub_config(layer.config, "layer", layer, source)[0]
             if inner != "Dense":
                 unsupported.append(f"{layer.name!r} (TimeDistributed({inner}))")
     if unsupported:
+        hint = ""
+        if any(layer.class_name in _TF_OPERATIONS for layer in layers):
+            hint = (
+                "; TFOpLambda and SlicingOpLambda layers are TensorFlow operations applied to "
+                "Keras tensors (tf.math.reduce_sum(x), x * 2.0, x[:, -1] in a tf_keras model), "
+                "which a port cannot read: rebuild those steps with the supported layers, or "
+                "port the recurrent layers on their own (keras_to_torch(model.get_layer(name))) "
+                "and apply the operations in torch"
+            )
         raise UnsupportedFeatureError(
             f"{source}: cannot port layer {', '.join(unsupported)}; supported layer classes: "
-            f"{', '.join(SUPPORTED_CLASSES)} (TimeDistributed of Dense only)"
+            f"{', '.join(SUPPORTED_CLASSES)} (TimeDistributed of Dense only){hint}"
         )
 
 
@@ -277,24 +321,60 @@ def _node_inputs(
                 f"({sorted({ref[0] for ref in extra})}, e.g. initial_state); not supported"
             )
         return _tensor_refs(args[:1]) + extra, masks
+    if _keras2_ref(node):
+        # tf_keras's TFOpLambda writes its one call flat: [layer, node, tensor, kwargs].
+        node = [node]
     inputs = []
+    supported = entry.get("class_name") in _KIND_BY_CLASS
     for item in node:  # Keras 2: [[layer, node_index, tensor_index, kwargs], ...]
+        if not _keras2_ref(item):
+            raise UnsupportedFeatureError(
+                f"{source}: layer {name!r} ({entry.get('class_name')}) has an inbound node "
+                f"this reader does not know: {item!r:.200}"
+            )
         layer, node_index, tensor_index = str(item[0]), int(item[1]), int(item[2])
         kwargs = dict(item[3]) if len(item) > 3 and isinstance(item[3], Mapping) else {}
         kwargs.pop("mask", None)
         kwargs.pop("training", None)
-        if kwargs:
+        if kwargs and supported:
             raise UnsupportedFeatureError(
                 f"{source}: layer {name!r} is called with {sorted(kwargs)}; not supported"
             )
         inputs.append((layer, node_index, tensor_index))
+        # A TensorFlow operation's other tensor arguments (x * y) are refs in its kwargs.
+        inputs.extend(_keras2_refs(kwargs))
     return inputs, []
+
+
+def _keras2_ref(value: Any) -> bool:
+    """Whether ``value`` is a Keras 2 tensor reference ``[layer, node, tensor, ...]``."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and all(isinstance(index, int) and not isinstance(index, bool) for index in value[1:3])
+    )
+
+
+def _keras2_refs(value: Any) -> list[tuple[str, int, int]]:
+    """Every Keras 2 tensor reference nested in a call's keyword arguments."""
+    if _keras2_ref(value):
+        return [(str(value[0]), int(value[1]), int(value[2]))]
+    if isinstance(value, Mapping):
+        return [ref for item in value.values() for ref in _keras2_refs(item)]
+    if isinstance(value, (list, tuple)):
+        return [ref for item in value for ref in _keras2_refs(item)]
+    return []
 
 
 def _check_single(
     ref: tuple[str, int, int], classes: Mapping[str, str], reader: str, source: str
 ) -> None:
     layer, node_index, tensor_index = ref
+    if classes.get(layer) not in _KIND_BY_CLASS:
+        # A layer we do not port is refused by its class, which is what the user can act
+        # on; a nested model's call numbers count its own internal calls too.
+        return
     if node_index:
         raise UnsupportedFeatureError(
             f"{source}: {reader} reads call {node_index} of layer {layer!r} "

@@ -6,7 +6,8 @@ Rules of this module:
   :meth:`WeightRef.read` is the only step that allocates, and it refuses a shape other than
   the one the layer's configuration implies, so a file cannot make us allocate what its
   configuration does not declare.
-- Only floating-point weights are accepted.
+- Only floating-point weights are accepted (bfloat16 too: Keras 3 stores it as 2-byte
+  opaque data with a ``dtype`` attribute, read back as ``ml_dtypes.bfloat16``).
 - A weight's declared size must be backed by the file: a store that declares more bytes
   than it holds (``stored``, times the largest ratio a compressor reaches when the data is
   ``compressed``) is refused before it is read, as is any weight over
@@ -22,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WeightShapeError
+from ..canonical import is_float_dtype
+from ..errors import UnsupportedFeatureError, WeightShapeError
 
 # No recurrent or embedding weight of a model this tool ports comes near this (1e9 floats).
 MAX_WEIGHT_BYTES = 4 * 1024**3
@@ -59,7 +61,7 @@ class WeightRef:
 
     def check(self, shape: tuple[int, ...], what: str) -> None:
         """Raise WeightShapeError unless this weight is floating point and of ``shape``."""
-        if not np.issubdtype(self.dtype, np.floating):
+        if not is_float_dtype(self.dtype):
             raise WeightShapeError(
                 f"{self._where(what)} ({self.name}) has dtype {self.dtype}; expected floats"
             )
@@ -87,13 +89,31 @@ class WeightRef:
         """Check the declared shape, then read the data (and check what was read)."""
         self.check(shape, what)
         array = np.asarray(self.loader())
-        if array.shape != tuple(shape) or not np.issubdtype(array.dtype, np.floating):
+        if array.shape != tuple(shape) or not is_float_dtype(array.dtype):
             # a store that lied about its shape or dtype
             raise WeightShapeError(
                 f"{self._where(what)} ({self.name}) read as {array.dtype} of shape "
                 f"{array.shape}, declared floats of shape {tuple(shape)}"
             )
         return array
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _bfloat16(source: str, name: str) -> np.dtype:
+    """numpy's bfloat16 from ``ml_dtypes`` (a dependency of TensorFlow, Keras and JAX)."""
+    try:
+        import ml_dtypes
+    except ImportError as error:
+        raise UnsupportedFeatureError(
+            f"{source}: weight {name} is bfloat16, which numpy reads only with the ml_dtypes "
+            "package; pip install ml_dtypes, or save the model in float32"
+        ) from error
+    return np.dtype(ml_dtypes.bfloat16)
 
 
 def dataset_ref(name: str, dataset: Any, source: str) -> WeightRef:
@@ -103,11 +123,17 @@ def dataset_ref(name: str, dataset: Any, source: str) -> WeightRef:
         shape = tuple(int(size) for size in dataset.shape)
         stored = int(dataset.id.get_storage_size())
         compressed = dataset.id.get_create_plist().get_nfilters() > 0
+        # Keras 3 stores bfloat16 as 2-byte opaque data marked with a dtype attribute.
+        bfloat16 = dtype == np.dtype("V2") and _text(dataset.attrs.get("dtype")) == "bfloat16"
     except (TypeError, ValueError, OSError) as error:
         raise WeightShapeError(f"{source}: weight {name} cannot be described ({error})") from error
+    if bfloat16:
+        dtype = _bfloat16(source, name)
 
     def load() -> np.ndarray:
         array = np.asarray(dataset[()])
+        if bfloat16:
+            array = array.view(dtype)  # the same 16 bits, read as bfloat16
         # A fresh array no one else holds: read-only, the canonical form keeps it uncopied.
         array.setflags(write=False)
         return array

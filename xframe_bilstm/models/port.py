@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..comparison import compare_outputs
+from ..comparison import compare_outputs, dtype_epsilon, least_precise
 from ..errors import ToleranceExceededError
 from .graph import ModelGraph
 from .reference import example_inputs, model_noise
@@ -41,7 +41,9 @@ def run_port(module: Any, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...
     with torch.no_grad():
         result = module(*tensors)
     outputs = result if isinstance(result, tuple) else (result,)
-    return tuple(output.detach().cpu().numpy() for output in outputs)
+    from ..adapters.torch import tensor_to_numpy  # bfloat16 too
+
+    return tuple(tensor_to_numpy(output) for output in outputs)
 
 
 def port_graph(
@@ -51,6 +53,7 @@ def port_graph(
     seed: int = 0,
     expected: Runner | None = None,
     label: str = "",
+    compute_dtype: str = "float32",
 ) -> Any:
     """Build the torch module of ``graph`` and, with ``verify``, check it.
 
@@ -61,6 +64,9 @@ def port_graph(
         seed: seed of those inputs.
         expected: runs the original model on numpy inputs, e.g. a live Keras model.
         label: names the pair in the error message.
+        compute_dtype: the dtype ``expected`` computes in (e.g. ``"float16"`` for a
+            mixed-precision Keras model); the rounding of the less precise of it and the
+            port's own dtype is allowed.
 
     Raises:
         ToleranceExceededError: the port and the original disagree.
@@ -82,12 +88,13 @@ def port_graph(
         noise, exact = model_noise(graph, inputs)
         reference = exact if expected is None else tuple(expected(inputs))
         actual = run_port(module, inputs)
+        port_dtype = str(next(module.parameters()).dtype).split(".")[-1]
         names = [f"output {name!r}" for name in graph.outputs]
         result = compare_outputs(
             names,
             reference,
             actual,
-            atol=noise.tolerance(float(np.finfo(np.float32).eps)),
+            atol=noise.tolerance(dtype_epsilon(least_precise(port_dtype, compute_dtype))),
             label=label or f"{graph.source} vs its torch port",
         )
         if not result:

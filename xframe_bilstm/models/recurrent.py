@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..adapters.torch import ExplicitRNN, load_layer, make_module, reverse_time
+from ..adapters.torch import ExplicitRNN, load_layer, make_module, reverse_time, torch_dtype
 from ..canonical import RecurrentLayer
 
 
@@ -90,7 +90,7 @@ class Recurrent(nn.Module):
         self.direction, self.merge_mode = layer.direction, layer.merge_mode or "concat"
         self.zero_masked_outputs = layer.zero_masked_outputs
         self.return_sequences, self.time_major = return_sequences, time_major
-        dtype = torch.from_numpy(layer.weights[0].kernel[:0].copy()).dtype
+        dtype = torch_dtype(layer.weights[0].kernel.dtype)
         self.rnn = make_module([layer], dtype)
         with torch.no_grad():
             load_layer(self.rnn, 0, layer)

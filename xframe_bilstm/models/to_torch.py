@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters.torch import TORCH_ACTIVATIONS
+from ..adapters.torch import TORCH_ACTIVATIONS, numpy_to_tensor, torch_dtype
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from .graph import LayerRecord, ModelGraph, mask_traps
 from .recurrent import Recurrent
@@ -38,7 +38,15 @@ def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array))
+    """A tensor with its own copy of ``array``: exactly one copy, never shared.
+
+    The weights read from a file are read-only on purpose (the canonical form keeps them
+    uncopied); a parameter must own writable memory, and that copy is the only one made.
+    """
+    array = np.asarray(array)
+    if array.dtype.name == "bfloat16":
+        return numpy_to_tensor(array)  # copies: torch reads no ml_dtypes array directly
+    return torch.tensor(array)
 
 
 class Embedding(nn.Embedding):
@@ -46,7 +54,7 @@ class Embedding(nn.Embedding):
 
     def __init__(self, embeddings: np.ndarray, *, mask_zero: bool) -> None:
         vocabulary, features = embeddings.shape
-        super().__init__(vocabulary, features, _weight=_tensor(embeddings).clone())
+        super().__init__(vocabulary, features, _weight=_tensor(embeddings))
         self.mask_zero = mask_zero
 
     def extra_repr(self) -> str:
@@ -58,12 +66,13 @@ class Dense(nn.Linear):
 
     def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, *, activation: str) -> None:
         inputs, units = kernel.shape
-        super().__init__(inputs, units, bias=bias is not None, dtype=_tensor(kernel[:0]).dtype)
+        # On the meta device: no memory and no random initialization for what is replaced.
+        dtype = torch_dtype(kernel.dtype)
+        super().__init__(inputs, units, bias=bias is not None, device="meta", dtype=dtype)
         self.activation = activation
-        with torch.no_grad():
-            self.weight.copy_(_tensor(kernel.T))  # Keras computes x @ kernel
-            if bias is not None:
-                self.bias.copy_(_tensor(bias))
+        self.weight = nn.Parameter(_tensor(kernel.T))  # Keras computes x @ kernel
+        if bias is not None:
+            self.bias = nn.Parameter(_tensor(bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _activate(self.activation, super().forward(x))

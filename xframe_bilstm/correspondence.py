@@ -245,8 +245,8 @@ def correspond(source: Source, against: Source) -> Correspondence:
         >>> layer = RecurrentLayer("lstm", 3, 2, (w,))
         >>> keras = stack_source(RecurrentStack((layer,), return_sequences=False), 4, 5, "keras")
         >>> torch = native_source(RecurrentStack((layer,)), 4, 5, "torch")
-        >>> correspond(keras, torch).note
-        'output ↔ output at each row's last valid step (the last step of the forward direction)'
+        >>> print(correspond(keras, torch).note)
+        output ↔ output at each row's last valid step (the last step of the forward direction)
     """
     if source.returned == against.returned and source.names == against.names:
         same = tuple(_take(index) for index in range(len(source.names)))

@@ -102,7 +102,7 @@ def test_outputs_with_no_counterpart_are_refused_by_name() -> None:
 def test_a_bidirectional_port_of_a_forward_layer_is_refused() -> None:
     forward = keras.layers.LSTM(4)
     forward.build((None, None, 3))
-    with pytest.raises(UnsupportedFeatureError, match="forward.*bidirectional"):
+    with pytest.raises(UnsupportedFeatureError, match=r"forward.*bidirectional"):
         compare(forward, against=torch.nn.LSTM(3, 4, bidirectional=True), frameworks=["torch"])
 
 

@@ -113,3 +113,38 @@ def test_outputs_of_other_shapes_fail_the_pair_without_a_numpy_error() -> None:
     assert not report
     (pair,) = [pair for pair in report.pairs if "@against" in pair.label]
     assert "shape (4, 6, 5) where (4, 6, 4) was expected" in pair.summary()
+
+
+@pytest.fixture
+def whole_model(tmp_path) -> Path:
+    """A Keras model with a Dense head after its last-step LSTM."""
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+    path = tmp_path / "whole.keras"
+    model.save(path)
+    return path
+
+
+def test_a_lone_lstm_is_refused_as_the_port_of_a_whole_model(whole_model, tmp_path) -> None:
+    state_dict = tmp_path / "lstm.pt"
+    torch.save(torch.nn.LSTM(3, 4, batch_first=True).state_dict(), state_dict)
+    for against in (str(state_dict), torch.nn.LSTM(3, 4, batch_first=True)):
+        with pytest.raises(UnsupportedFeatureError, match=r"layers dense \(Dense\) it lacks"):
+            compare(str(whole_model), against=against, frameworks=["torch"])
+
+
+def test_a_port_returning_nested_tuples_is_compared_not_crashed(whole_model) -> None:
+    port = keras_to_torch(str(whole_model))
+
+    class Nested(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.port = port
+
+        def forward(self, x):
+            y = self.port(x)
+            return y, (y + 1,)  # one output more than the model, inside a tuple
+
+    report = compare(str(whole_model), against=Nested(), frameworks=["torch"])
+    (pair,) = [pair for pair in report.pairs if "@against" in pair.label]
+    assert not report.runs[-1].error, report.runs[-1].error
+    assert "different numbers of outputs: 1 names, 1 expected, 2 actual" in pair.summary()

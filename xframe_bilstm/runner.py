@@ -433,7 +433,7 @@ def _plan_against(
         name = "torch"
         native = isinstance(module, require("torch").nn.RNNBase)
         reading = native_source if native else stack_source
-        theirs = reading(other, batch, steps, _describe(module, other))
+        theirs = reading(other, batch, steps, _describe(against, other))
         if states is not None:
             _check_against_states(other, module, len(states))
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +76,87 @@ def saved_models(tmp_path: Path):
 def test_keras_file_against_a_correct_torch_port(saved_models, capsys) -> None:
     keras_path, good, _ = saved_models
     assert main(["--keras", str(keras_path), "--torch", str(good), "--steps", "5"]) == 0
-    assert "PASSED | torch[cpu,float32]@against vs reference" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "PASSED | torch[cpu,float32]@against vs reference" in printed
+    # The file is named as a file, not as Python's str.
+    first = printed.splitlines()[0]
+    assert first.startswith(f"Keras file {keras_path} (lstm/bidirectional, units 4)")
+
+
+@pytest.fixture
+def last_step_models(tmp_path: Path):
+    """A Keras LSTM that returns its last step, its nn.LSTM state_dict, and a bidirectional
+    nn.LSTM state_dict of the same sizes."""
+    layer = keras.layers.LSTM(4)
+    model = keras.Sequential([keras.Input((None, 3)), layer])
+    keras_path = tmp_path / "last.keras"
+    model.save(keras_path)
+    torch.save(keras_to_torch(layer).rnns[0].state_dict(), tmp_path / "port.pt")
+    torch.save(torch.nn.LSTM(3, 4, bidirectional=True).state_dict(), tmp_path / "bi.pt")
+    return keras_path, tmp_path / "port.pt", tmp_path / "bi.pt"
+
+
+def test_a_last_step_model_against_a_sequence_port_is_matched(last_step_models, capsys):
+    keras_path, port, _ = last_step_models
+    assert main(["--keras", str(keras_path), "--torch", str(port), "--frameworks", "torch"]) == 0
+    printed = capsys.readouterr().out
+    assert "@against outputs matched by meaning: output ↔ output at each row's last" in printed
+    assert "PASSED | torch[cpu,float32]@against vs reference[cpu,float64]" in printed
+
+
+def test_a_refused_pair_is_one_line_with_exit_2(last_step_models, capsys) -> None:
+    keras_path, _, bidirectional = last_step_models
+    argv = ["--keras", str(keras_path), "--torch", str(bidirectional), "--frameworks", "torch"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    error = captured.err.strip()
+    assert error.startswith("error: UnsupportedFeatureError: against: ") and "\n" not in error
+    assert "output (4, 4)" in error and "output (4, 20, 8)" in error
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_on_a_terminal_pairs_are_one_table_of_80_columns(saved_models, monkeypatch, capsys):
+    from xframe_bilstm.cli import _print
+    from xframe_bilstm.runner import compare
+
+    keras_path, good, _ = saved_models
+    report = compare(
+        str(keras_path), against=str(good), frameworks=["torch"], paths=["mkldnn-off"], steps=4
+    )
+    monkeypatch.setenv("COLUMNS", "80")
+    _print(report, table=True)
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 80, printed
+    numbered = re.findall(r"^ *(\d+)  (\S+?)(?::|$)", printed, re.MULTILINE)
+    assert numbered == [(str(i), run.label) for i, run in enumerate(report.runs, 1)]
+    for run in report.runs:  # each run named once, then by its number
+        assert len(re.findall(re.escape(run.label) + "(?!@)", printed)) == 1, run.label
+    rows = [line.split() for line in printed.splitlines() if re.match(r" *\d+ vs \d+ ", line)]
+    assert len(rows) == len(report.pairs) and all(row[3] == "PASSED" for row in rows)
+    assert "PASSED |" not in printed  # no second list of the same pairs
+
+
+def test_tensorflow_start_up_lines_are_kept_off_stderr() -> None:
+    from xframe_bilstm.native_logs import is_noise
+
+    def run(**environment: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "compare.py"), *SMALL, "--frameworks", "keras"],
+            capture_output=True,
+            timeout=300,
+            cwd=ROOT,
+            env={**env, **environment},
+        )
+
+    quiet = run()
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert b"equivalent" in quiet.stdout
+    assert not [line for line in quiet.stderr.splitlines() if is_noise(line)], quiet.stderr
+    # The user's own setting wins: TensorFlow's lines come back.
+    chosen = run(TF_CPP_MIN_LOG_LEVEL="0")
+    assert chosen.returncode == 0
+    assert [line for line in chosen.stderr.splitlines() if is_noise(line)], chosen.stderr
 
 
 def test_keras_file_against_a_broken_torch_port(saved_models, capsys) -> None:

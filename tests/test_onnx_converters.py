@@ -378,6 +378,34 @@ def test_onnx_to_keras_names_what_keras_lacks() -> None:
         onnx_to_keras(model)
 
 
+def test_onnx_to_keras_of_a_bare_lstm_node_says_why_nothing_matched() -> None:
+    # One LSTM node between the graph's input and outputs, no glue: Y is 4-D.
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in (("W", (1, 16, 3)), ("R", (1, 16, 4)))
+    ]
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["Y", "Y_h", "Y_c"], hidden_size=4)
+    float_ = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node],
+        "bare",
+        [helper.make_tensor_value_info("x", float_, ["time", "batch", 3])],
+        [helper.make_tensor_value_info(name, float_, None) for name in ("Y", "Y_h", "Y_c")],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    from xframe_bilstm.onnx_converters import onnx_to_keras
+
+    with pytest.raises(UnsupportedFeatureError) as error:
+        onnx_to_keras(model)
+    message = str(error.value)
+    assert "closest: ," not in message and "off by inf" not in message
+    assert "LSTM node 'Y'" in message and "return_sequences and return_state" in message
+    assert "(5, 1, 3, 4)" in message and "raw Y" in message
+
+
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_zero_masked_outputs_export_matches_reference(direction: str) -> None:
     rng = np.random.default_rng(12)

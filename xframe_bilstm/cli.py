@@ -6,14 +6,22 @@ device installed (and the float64 reference) and prints how far apart they are, 
 per time step and per direction. ``--keras FILE`` and ``--torch FILE`` compare your own
 models instead; with both, the torch model is checked against the Keras one.
 
-Exit status: 0 when everything agrees, 1 when something does not, 2 for a usage error or a
-missing framework (one line naming the pip extra to install).
+On a terminal the runs are listed once, numbered, and the pairs drawn as one table that fits
+80 columns (with the detail of each failure below it); otherwise, as in CI logs, each pair is
+one greppable ``PASSED | …`` / ``FAILED | …`` line. TensorFlow's C++ start-up lines are
+kept off standard error unless ``TF_CPP_MIN_LOG_LEVEL`` is set
+(:mod:`~xframe_bilstm.native_logs`).
+
+Exit status: 0 when everything agrees, 1 when something does not, 2 for a usage error, a
+missing framework (one line naming the pip extra to install) or a model the library refuses
+(one line saying what was found and what to do).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -151,26 +159,34 @@ def compare_main(argv: Sequence[str]) -> int:
         _require_plotting()
     if args.lint and not args.keras:
         parser.error("--lint needs --keras FILE")
+    from .native_logs import quiet_tensorflow
+
     try:
         if args.lint:
             return _lint(args.keras)
-        return _compare(args)
+        with quiet_tensorflow() as stderr:
+            return _compare(args, stderr)
     except FrameworkUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
     except (XFrameError, OSError, ValueError) as error:
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"error: {type(error).__name__}: {_one_line(error)}", file=sys.stderr)
         return 2
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _one_line(error: BaseException) -> str:
+    """The message on one line: a refusal is one line of the command's output."""
+    return " ".join(str(error).split())
+
+
+def _compare(args: argparse.Namespace, stderr: Any = None) -> int:
     from ._imports import require
 
     require("torch")  # before TensorFlow, which can crash when imported first
     source, against = _models(args)
     from .runner import compare
 
-    with _progress() as progress:
+    with _progress(stderr or sys.stderr) as progress:
         report = compare(
             source,
             against=against,
@@ -186,10 +202,14 @@ def _compare(args: argparse.Namespace) -> int:
             steps=args.steps,
             progress=progress,
         )
-    _print(report)
-    if args.diagnose:
-        _print_diagnosis(source, against, report)
     _write_outputs(args, report)
+    try:
+        _print(report, table=sys.stdout.isatty())
+        if args.diagnose:
+            _print_diagnosis(source, against, report)
+        sys.stdout.flush()
+    except BrokenPipeError:  # read by `head` or the like: the rest is not wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0 if report else 1
 
 
@@ -274,17 +294,22 @@ def random_stack(args: argparse.Namespace, rng: np.random.Generator) -> Recurren
 
 
 class _progress:
-    """A progress bar on standard error while runs go, when it is a terminal."""
+    """A progress bar on ``stream`` (standard error) while runs go, when it is a terminal."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
 
     def __enter__(self) -> Callable[[int, int, str], None] | None:
         self._bar: Any = None
-        if not sys.stderr.isatty():
+        if not self.stream.isatty():
             return None
         try:
+            from rich.console import Console
             from rich.progress import Progress
         except ImportError:
             return None
-        self._bar = Progress(transient=True, console=_console(stderr=True))
+        console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        self._bar = Progress(transient=True, console=console)
         self._bar.start()
         self._task = self._bar.add_task("runs", total=None)
         return self._update
@@ -297,39 +322,65 @@ class _progress:
             self._bar.stop()
 
 
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _print(report: Report) -> None:
+def _print(report: Report, table: bool = False) -> None:
+    """The verdict, the runs and every pair once: as a table (``table``, on a terminal, when
+    rich is installed) or as one greppable line each."""
     verdict = "equivalent" if report else "NOT equivalent"
-    print(f"{report.source}: {verdict}")
-    print(
+    header = [
+        f"{report.source}: {verdict}",
         f"input {tuple(report.input_shape)}, seed {report.seed}; "
-        + ", ".join(f"{k} {v}" for k, v in report.versions.items())
-    )
+        + ", ".join(f"{k} {v}" for k, v in report.versions.items()),
+    ]
+    if table:
+        with contextlib.suppress(ImportError):  # rich draws the table when installed
+            _print_table(report, header)
+            return
+    print("\n".join(header))
     for run in report.runs:
         if run.kernel:
             print(f"  {run.label}: {run.kernel}")
-    with contextlib.suppress(ImportError):  # rich draws the table when installed
-        _print_table(report)
+    if report.correspondence:
+        print(report.correspondence)
     for line in report.lines():
         print(line)
     print(report.tolerance_note)
 
 
-def _print_table(report: Report) -> None:
+def _print_table(report: Report, header: list[str]) -> None:
+    """Runs numbered once, then a pair table that fits the terminal (80 columns or more)."""
+    import shutil
+    import textwrap
+
+    from rich import box
+    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="pairs", title_justify="left")
-    for column in ("pair", "result", "max abs error", "allowed", "forward", "backward"):
-        table.add_column(column, justify="left" if column in ("pair", "result") else "right")
+    width = shutil.get_terminal_size().columns
+    console = Console(highlight=False, width=width)
+    number = {run.label: index for index, run in enumerate(report.runs, 1)}
+    for line in header:
+        for part in textwrap.wrap(line, width, subsequent_indent="  "):
+            console.print(escape(part))
+    console.print("runs")
+    for run in report.runs:
+        detail = run.error or run.kernel
+        line = f"{number[run.label]:>3}  {run.label}" + (f": {detail}" if detail else "")
+        for part in textwrap.wrap(line, width, subsequent_indent=" " * 5):
+            console.print(escape(part))
+    if report.correspondence:
+        for line in textwrap.wrap(report.correspondence, width, subsequent_indent="  "):
+            console.print(escape(line))
+    pairs = Table(
+        title="pairs: run vs run, largest absolute error",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("pair", "result", "error", "allowed", "forward", "backward"):
+        pairs.add_column(column, justify="left" if column in ("pair", "result") else "right")
     for pair in report.pairs:
-        table.add_row(
-            escape(pair.label),  # "[cpu,float32]" is not markup
+        pairs.add_row(
+            f"{number[pair.actual]} vs {number[pair.expected]}",
             "PASSED" if pair else "[bold red]FAILED[/]",
             f"{pair.max_abs_error:.3g}",
             f"{pair.tolerance:.3g}",
@@ -338,7 +389,11 @@ def _print_table(report: Report) -> None:
                 for d in ("forward", "backward")
             ),
         )
-    _console().print(table)
+    console.print(pairs)
+    failed = [pair.summary() for pair in report.pairs if not pair]
+    for line in [*failed, report.tolerance_note]:  # failures: which output, which shape
+        for part in textwrap.wrap(line, width, subsequent_indent="  "):
+            console.print(escape(part))
 
 
 def _print_diagnosis(source: Any, against: Any, report: Report) -> None:

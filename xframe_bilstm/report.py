@@ -147,6 +147,9 @@ class Report:
     pairs: tuple[PairReport, ...]
     versions: dict[str, str]
     tolerance_note: str = ""
+    # Which output of the ``against`` model was compared with which of the source, when
+    # they return different things ("" when they return the same).
+    correspondence: str = ""
 
     def __bool__(self) -> bool:
         # No pair means nothing was compared, which proves nothing.
@@ -173,6 +176,7 @@ class Report:
             "lengths": None if self.lengths is None else list(self.lengths),
             "versions": self.versions,
             "tolerance": self.tolerance_note,
+            "correspondence": self.correspondence,
             "runs": [run.to_dict() for run in self.runs],
             "pairs": [pair.to_dict() for pair in self.pairs],
         }
@@ -208,6 +212,8 @@ class Report:
                 f"| {pair.label} | {'PASSED' if pair else 'FAILED'} | {pair.max_abs_error:.3g} "
                 f"| {pair.tolerance:.3g} | {directions} |"
             )
+        if self.correspondence:
+            rows += ["", self.correspondence]
         if self.tolerance_note:
             rows += ["", self.tolerance_note]
         return "\n".join(rows) + "\n"

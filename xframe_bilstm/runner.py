@@ -13,18 +13,23 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import itertools
+import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._imports import require
 from .canonical import RecurrentStack, initial_state_count, layer_state_names, output_names
-from .comparison import ArrayComparison, Comparison, compare_arrays, measure_noise
+from .comparison import ArrayComparison, Comparison, compare_outputs, measure_noise
+from .correspondence import Correspondence, correspond, native_source, stack_source
 from .errors import FrameworkUnavailableError, UnsupportedFeatureError, WeightShapeError
 from .frameworks import FRAMEWORKS, Framework, RunSpec
 from .frameworks.base import KERNEL_PATHS
+from .frameworks.torch import TorchModuleFramework
 from .masks import check_lengths
 from .report import PairReport, Report, RunRecord
 from .sources import framework_of, is_whole_model, to_canonical
@@ -135,18 +140,24 @@ def compare(
     states = _initial_states(stack, initial_states, x)
     specs = _plan(frameworks, devices, dtypes, tf32, paths)
     models = {spec: stack for spec, _ in specs}
+    counts = {spec: len(output_names(stack)) for spec, _ in specs}
+    correspondence = None
     if against is not None:
-        other = _against(against, stack)
-        extra = _plan_against(framework_of(against), specs, dtypes, tf32)
+        extra, other, correspondence, count = _plan_against(
+            against, stack, _describe(source, stack), x, states, specs, dtypes, tf32
+        )
         specs += extra
         models.update({spec: other for spec, _ in extra})
+        counts.update({spec: count for spec, _ in extra})
 
     runs: list[RunRecord] = []
     results: dict[RunSpec, tuple[np.ndarray, ...]] = {}
     for index, (spec, framework) in enumerate(specs):
         if progress is not None:
             progress(index, len(specs), spec.label)
-        record, outputs = _run(framework, spec, models[spec], x, states, checked_lengths)
+        record, outputs = _run(
+            framework, spec, models[spec], x, states, checked_lengths, counts[spec]
+        )
         runs.append(record)
         if outputs is not None:
             results[spec] = outputs
@@ -160,7 +171,12 @@ def compare(
             tolerance, relative = noise.tolerance(max(expected.epsilon, actual.epsilon)), 0.0
         else:
             tolerance, relative = atol, rtol
-        pair = _pair_report(stack, expected, actual, results, tolerance, relative, checked_lengths)
+        names, want, got, shown = _pair_arrays(
+            stack, models, correspondence, expected, actual, results, checked_lengths
+        )
+        pair = _pair_report(
+            shown, names, want, got, expected, actual, tolerance, relative, checked_lengths
+        )
         if non_finite is not None:  # saturating gates can hide an Inf: fail on it anyway
             marked = ArrayComparison("arguments", (), np.inf, np.inf, np.inf, (), 1, 0.0, 0.0)
             marked = dataclasses.replace(marked, problem=non_finite)
@@ -180,6 +196,11 @@ def compare(
             if rtol is not None
             else f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
             f"(output scale {noise.scale:.3g}), scaled to each pair's coarser precision"
+        ),
+        correspondence=(
+            f"@against outputs matched by meaning: {correspondence.note}"
+            if correspondence is not None and correspondence.note
+            else ""
         ),
     )
 
@@ -382,30 +403,76 @@ def _check_available(
         )
 
 
-def _against(against: Any, stack: RecurrentStack) -> RecurrentStack:
-    other = to_canonical(against)
+def _plan_against(
+    against: Any,
+    stack: RecurrentStack,
+    description: str,
+    x: np.ndarray,
+    states: list[np.ndarray] | None,
+    specs: list[tuple[RunSpec, Framework]],
+    dtypes: Sequence[str],
+    tf32: bool,
+) -> tuple[list[tuple[RunSpec, Framework]], RecurrentStack, Correspondence, int]:
+    """Runs of the second model on its own framework, on the devices the plan uses; its
+    reading, how its outputs correspond to the source's, and how many arrays it returns.
+
+    A torch module runs by its own ``forward``; a state_dict file as the native module it
+    holds; a Keras model or file, or a canonical stack, as its reading."""
+    module = _torch_module(against)
+    other = to_canonical(against if module is None else module)
     if other.input_size != stack.input_size:
         raise WeightShapeError(
             f"against: takes {other.input_size} input features where the source takes "
             f"{stack.input_size}; they cannot run on the same input"
         )
-    return other
-
-
-def _plan_against(
-    origin: str, specs: list[tuple[RunSpec, Framework]], dtypes: Sequence[str], tf32: bool
-) -> list[tuple[RunSpec, Framework]]:
-    """Runs of the second model: on its own framework, on the devices the plan uses."""
-    name = "reference" if origin == "canonical" else origin
-    framework = FRAMEWORKS[name]()
+    batch, steps = (int(n) for n in x.shape[:2])
+    mine = stack_source(stack, batch, steps, description)
+    framework: Framework
+    if module is not None:
+        framework = TorchModuleFramework(module, other)
+        name = "torch"
+        native = isinstance(module, require("torch").nn.RNNBase)
+        reading = native_source if native else stack_source
+        theirs = reading(other, batch, steps, _describe(against, other))
+        if states is not None:
+            _check_against_states(other, module, len(states))
+    else:
+        origin = framework_of(against)
+        name = "reference" if origin == "canonical" else origin
+        framework = FRAMEWORKS[name]()
+        theirs = stack_source(other, batch, steps, _describe(against, other))
+    correspondence = correspond(mine, theirs)
     devices = sorted({spec.device for spec, _ in specs} & set(framework.devices()))
     wanted = ["float64"] if name == "reference" else list(dtypes)
-    return [
+    extra: list[tuple[RunSpec, Framework]] = [
         (RunSpec(name, device, dtype, tf32, subject="against"), framework)
         for device in devices
         for dtype in wanted
         if dtype in framework.dtypes(device)
     ]
+    return extra, other, correspondence, len(theirs.names)
+
+
+def _torch_module(against: Any) -> Any:
+    """The torch module ``against`` is or holds (a state_dict file), or None."""
+    if isinstance(against, (str, os.PathLike)):
+        if framework_of(against) != "torch":
+            return None
+        from .models.from_torch import load_state_dict_module
+
+        return load_state_dict_module(os.fspath(against))
+    torch = sys.modules.get("torch")
+    return against if torch is not None and isinstance(against, torch.nn.Module) else None
+
+
+def _check_against_states(other: RecurrentStack, module: Any, given: int) -> None:
+    expected = initial_state_count(other)
+    if given != expected:
+        raise WeightShapeError(
+            f"initial_states: {given} arrays fit the source, but against "
+            f"({type(module).__name__}) takes {expected} (every layer's states in Keras "
+            "order); compare models with the same layers, or leave initial_states out"
+        )
 
 
 def _framework_names(frameworks: str | Sequence[str]) -> list[str]:
@@ -437,6 +504,7 @@ def _run(
     x: np.ndarray,
     states: list[np.ndarray] | None,
     lengths: np.ndarray | None,
+    expected: int,
 ) -> tuple[RunRecord, tuple[np.ndarray, ...] | None]:
     """One run; a framework that raises fails its own run, never the comparison."""
     start = time.perf_counter()
@@ -446,7 +514,6 @@ def _run(
         message = f"{type(error).__name__}: {error}".splitlines()[0]
         return RunRecord(spec, time.perf_counter() - start, error=message), None
     seconds = time.perf_counter() - start
-    expected = len(output_names(stack))
     if len(outputs) != expected:
         problem = f"returned {len(outputs)} arrays where {expected} were expected"
         return RunRecord(spec, seconds, settings, error=problem), None
@@ -465,22 +532,55 @@ def _pairs(specs: list[RunSpec]) -> Iterable[tuple[RunSpec, RunSpec]]:
             yield first, second
 
 
-def _pair_report(
+def _pair_arrays(
     stack: RecurrentStack,
+    models: dict[RunSpec, RecurrentStack],
+    correspondence: Correspondence | None,
     expected: RunSpec,
     actual: RunSpec,
     results: dict[RunSpec, tuple[np.ndarray, ...]],
+    lengths: np.ndarray | None,
+) -> tuple[tuple[str, ...], tuple[np.ndarray, ...], tuple[np.ndarray, ...], RecurrentStack]:
+    """What a pair compares: names, expected and actual arrays, and the stack they belong to
+    (for the profiles). A pair with the ``against`` model compares what corresponds."""
+    involved = "against" in (expected.subject, actual.subject)
+    if correspondence is None or not involved:
+        return output_names(stack), results[expected], results[actual], stack
+
+    def view(spec: RunSpec) -> tuple[np.ndarray, ...]:
+        if spec.subject == "against":
+            return correspondence.against_view(results[spec], lengths)
+        return correspondence.source_view(results[spec], lengths)
+
+    shown = stack if correspondence.by_source else models[actual if actual.subject else expected]
+    return correspondence.names, view(expected), view(actual), shown
+
+
+def _pair_report(
+    stack: RecurrentStack,
+    names: Sequence[str],
+    want_arrays: Sequence[np.ndarray],
+    got_arrays: Sequence[np.ndarray],
+    expected: RunSpec,
+    actual: RunSpec,
     atol: float,
     rtol: float,
     lengths: np.ndarray | None,
 ) -> PairReport:
-    names = output_names(stack)
-    comparison_arrays = []
+    comparison = compare_outputs(
+        names,
+        want_arrays,
+        got_arrays,
+        atol=atol,
+        rtol=rtol,
+        label=f"{actual.label} vs {expected.label}",
+    )
     timesteps: dict[str, list[float]] = {}
     directions: dict[str, float] = {}
     padding: dict[str, dict[str, float]] = {}
-    for name, want, got in zip(names, results[expected], results[actual]):
-        comparison_arrays.append(compare_arrays(name, want, got, atol=atol, rtol=rtol))
+    for name, want, got, result in zip(names, want_arrays, got_arrays, comparison.arrays):
+        if result.problem is not None and np.shape(want) != np.shape(got):
+            continue  # the comparison says which shapes differ; there is nothing to profile
         error = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))
         for part, part_error in _halves(stack, name, error):
             _note_direction(directions, part, part_error)
@@ -491,7 +591,7 @@ def _pair_report(
     return PairReport(
         expected=expected.label,
         actual=actual.label,
-        comparison=Comparison(tuple(comparison_arrays), f"{actual.label} vs {expected.label}"),
+        comparison=comparison,
         timesteps=timesteps,
         directions=directions,
         padding=padding,
@@ -502,7 +602,7 @@ def _halves(stack: RecurrentStack, name: str, error: np.ndarray) -> list[tuple[s
     """Split a concatenated bidirectional output into its forward and backward halves."""
     last = stack.last
     concatenated = last.direction == "bidirectional" and last.merge_mode == "concat"
-    if name == "output" and concatenated:
+    if name == "output" and concatenated and error.shape[-1] == 2 * last.units:
         units = last.units
         return [("output.forward", error[..., :units]), ("output.backward", error[..., units:])]
     return [(name, error)]
@@ -548,6 +648,9 @@ def _describe(source: Any, stack: RecurrentStack) -> str:
         f"{layer.cell}{'' if layer.direction == 'forward' else '/' + layer.direction}"
         for layer in stack.layers
     )
+    if isinstance(source, (str, os.PathLike)):  # name the file, not its Python type
+        kind = "torch state_dict" if framework_of(source) == "torch" else "Keras file"
+        return f"{kind} {os.fspath(source)} ({kinds}, units {stack.last.units})"
     origin = framework_of(source)
     name = getattr(source, "name", None) or type(source).__name__
     return f"{origin} {name} ({kinds}, units {stack.last.units})"

@@ -255,7 +255,86 @@ def test_reverse_direction_aligned_with_input_time_has_no_keras_meaning() -> Non
     # A lone ONNX reverse node's Y is aligned with input time; Keras's go_backwards is not.
     model = _graph("GRU", direction="reverse", linear_before_reset=1)
     model.graph.output.pop()  # keep Y only
-    with pytest.raises(UnsupportedFeatureError, match="match no Keras"):
+    with pytest.raises(UnsupportedFeatureError, match="match none of the"):
+        graph_to_canonical(model)
+
+
+def test_a_bare_node_says_what_was_tried_and_why_nothing_matched() -> None:
+    # Y (time, directions, batch, hidden) straight out of the node: no candidate has its shape.
+    with pytest.raises(UnsupportedFeatureError) as error:
+        graph_to_canonical(_graph("LSTM"))
+    message = str(error.value)
+    assert "closest: ," not in message and "inf" not in message
+    assert "none of the 4 Keras layers or stacks" in message
+    assert "LSTM node 'Y' (lstm, forward)" in message
+    assert f"(5, 1, 3, {H})" in message  # Y of the (3, 5, D) probe read time-major
+    assert "raw Y" in message and "onnx_to_torch" in message
+
+
+def _recurrent_branch(name: str, op: str = "GRU"):
+    """A subgraph holding one recurrent node of ``_graph(op)`` on the outer X, W and R."""
+    inner = _graph(op, bias=False).graph
+    (node,) = inner.node
+    node.name = name
+    return helper.make_graph([node], name, [], [inner.output[1]])
+
+
+def _control_flow_model(kind: str):
+    """An If (as in Silero VAD) or a Loop whose subgraphs hold the recurrent nodes."""
+    outer = _graph("GRU", bias=False)
+    if kind == "If":
+        held = helper.make_node(
+            "If",
+            ["flag"],
+            ["Y_h"],
+            name="vad_branch",
+            then_branch=_recurrent_branch("gru_then"),
+            else_branch=_recurrent_branch("gru_else"),
+        )
+        flag = helper.make_tensor_value_info("flag", TensorProto.BOOL, [])
+    else:
+        body = _recurrent_branch("gru_body")
+        body.input.extend(
+            [
+                helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+            ]
+        )
+        held = helper.make_node("Loop", ["", "flag"], ["Y_h"], name="frames", body=body)
+        flag = helper.make_tensor_value_info("flag", TensorProto.BOOL, [])
+    del outer.graph.node[:]
+    outer.graph.node.append(held)
+    outer.graph.input.append(flag)
+    del outer.graph.output[:]
+    outer.graph.output.append(helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None))
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("kind", "named"),
+    [
+        ("If", ["If node 'vad_branch' (", "then_branch: GRU node 'gru_then'", "else_branch: GRU"]),
+        ("Loop", ["Loop node 'frames' (body: GRU node 'gru_body')"]),
+    ],
+)
+def test_recurrent_nodes_inside_control_flow_are_named(kind: str, named: list[str]) -> None:
+    model = _control_flow_model(kind)
+    with pytest.raises(UnsupportedFeatureError) as read:
+        graph_to_canonical(model)
+    assert all(part in str(read.value) for part in named), read.value
+    assert "control flow (if, loop, scan) is not converted" in str(read.value).lower()
+    with pytest.raises(UnsupportedFeatureError) as run:
+        onnx_module(model)
+    assert all(part in str(run.value) for part in named), run.value
+    assert "control flow" in str(run.value)
+
+
+def test_a_graph_without_recurrent_nodes_lists_its_operators() -> None:
+    model = _graph("RNN")
+    model.graph.node[0].op_type = "Relu"
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"no LSTM, GRU or RNN node \(its operators: Relu\)"
+    ):
         graph_to_canonical(model)
 
 

@@ -4,6 +4,7 @@ applied per run, and the recurrent kernel that actually ran recorded from the di
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -68,6 +69,91 @@ class TorchFramework(Framework):
         outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in tensors)
         modules = sorted({type(rnn).__name__ for rnn in module.rnns})
         return outputs, {**settings, "modules": ", ".join(modules), "kernel": ops.kernel}
+
+
+class TorchModuleFramework(TorchFramework):
+    """A torch module of the user's, run by its own ``forward`` (``compare(against=module)``).
+
+    A native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` returns what it returns, ``output`` (batch
+    first), then ``h_n`` (and ``c_n``); lengths go in as a packed sequence and initial states
+    (every layer's, in Keras order) as ``(h_0, c_0)``. A module made by
+    :func:`~xframe_bilstm.keras_to_torch` takes them as the Keras layer does. The stack a run
+    is given is ignored: only this module's own computation is compared.
+    """
+
+    def __init__(self, module: Any, stack: RecurrentStack) -> None:
+        self.own = module  # ``module`` names the package, as in every framework
+        self.stack = stack  # the reading of ``module``, for the layout of initial states
+
+    def run(
+        self,
+        stack: RecurrentStack,
+        x: np.ndarray,
+        spec: RunSpec,
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+        torch = require("torch")
+        dtype = getattr(torch, spec.dtype)
+        device = spec.device.replace("gpu", "cuda")
+        # A copy in the run's dtype and device: the caller's module stays as it was.
+        module = copy.deepcopy(self.own).to(device=device, dtype=dtype).eval()
+        with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
+            inputs = torch.as_tensor(x, dtype=dtype, device=device)
+            states = None
+            if initial_states is not None:
+                states = [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
+            if isinstance(module, torch.nn.RNNBase):
+                result = self._run_native(torch, module, inputs, states, lengths)
+            else:
+                masks = None if lengths is None else torch.as_tensor(lengths, device=device)
+                result = module(inputs, states, masks)
+            if device != "cpu":
+                torch.cuda.synchronize()
+        tensors = result if isinstance(result, tuple) else (result,)
+        outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in tensors)
+        return outputs, {**settings, "module": type(self.own).__name__, "kernel": ops.kernel}
+
+    def _run_native(
+        self,
+        torch: Any,
+        module: Any,
+        inputs: Any,
+        states: list[Any] | None,
+        lengths: np.ndarray | None,
+    ) -> tuple[Any, ...]:
+        """``output`` (B, T, F) then ``h_n`` (and ``c_n``), as the module returns them."""
+        utils = torch.nn.utils.rnn
+        steps = inputs.shape[1]
+        if not module.batch_first:
+            inputs = inputs.transpose(0, 1)
+        hx = None if states is None else self._native_states(torch, states)
+        if lengths is None:
+            output, finals = module(inputs, hx)
+        else:
+            packed = utils.pack_padded_sequence(
+                inputs,
+                torch.as_tensor(lengths, dtype=torch.int64),
+                batch_first=module.batch_first,
+                enforce_sorted=False,
+            )
+            output, finals = module(packed, hx)
+            output, _ = utils.pad_packed_sequence(
+                output, batch_first=module.batch_first, total_length=steps
+            )
+        if not module.batch_first:
+            output = output.transpose(0, 1)
+        return (output, *(finals if isinstance(finals, tuple) else (finals,)))
+
+    def _native_states(self, torch: Any, states: list[Any]) -> Any:
+        """Keras-order states (per layer: ``h, c`` of each direction) as ``h_0`` (and
+        ``c_0``), each (layers·directions, B, H)."""
+        kinds = 2 if self.stack.last.cell == "lstm" else 1
+        h = states[0::kinds]
+        if kinds == 1:
+            return torch.stack(h)
+        return torch.stack(h), torch.stack(states[1::kinds])
 
 
 @contextlib.contextmanager

@@ -111,6 +111,7 @@ def compare_model(
         )
     require("torch")  # before Keras, which a file's Keras run may import
     graph = _graph_of(source)
+    _check_against(graph, against)
     arrays, checked = _model_inputs(graph, inputs, lengths, seed)
     noise, exact = model_noise(graph, arrays)
     plan = _plan(source, graph, arrays, against, frameworks, devices, dtypes, tf32, paths)
@@ -146,6 +147,33 @@ def compare_model(
             else f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
             f"(output scale {noise.scale:.3g}), scaled to each run's precision"
         ),
+    )
+
+
+def _check_against(graph: ModelGraph, against: Any) -> None:
+    """Refuse a lone recurrent module (or its state_dict) as the port of a whole model: it
+    lacks the model's other layers, so comparing it would compare a part as the whole."""
+    import sys
+
+    from ..sources import framework_of
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(against, torch.nn.RNNBase):
+        what = f"{type(against).__name__} (one recurrent module)"
+    elif isinstance(against, (str, os.PathLike)) and framework_of(against) == "torch":
+        what = f"{os.fspath(against)} (the state_dict of one recurrent module)"
+    else:
+        return
+    others = [
+        f"{record.name} ({record.class_name})"
+        for record in graph.layers
+        if record.kind not in ("input", "recurrent")
+    ]
+    raise UnsupportedFeatureError(
+        f"against: {what} cannot stand for {graph.source}, a whole model whose layers "
+        f"{', '.join(others)} it lacks; compare a port of the whole model (keras_to_torch of "
+        "the model, or an nn.Module of your own that runs every layer), or compare the "
+        "recurrent layer alone"
     )
 
 

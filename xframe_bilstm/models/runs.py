@@ -59,9 +59,17 @@ def _run_torch(
     ]
     with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
         result = module(*tensors)
-    outputs = result if isinstance(result, (tuple, list)) else (result,)
-    arrays_out = tuple(output.detach().to("cpu", torch.float64).numpy() for output in outputs)
+    arrays_out = tuple(
+        output.detach().to("cpu", torch.float64).numpy() for output in _flatten(result)
+    )
     return arrays_out, {**settings, "kernel": ops.kernel}
+
+
+def _flatten(result: Any) -> list[Any]:
+    """The tensors a module returned, in order: ``(output, (h_n, c_n))`` gives three."""
+    if isinstance(result, (tuple, list)):
+        return [tensor for item in result for tensor in _flatten(item)]
+    return [result]
 
 
 def keras_loader(source: Any) -> Callable[[], Any]:

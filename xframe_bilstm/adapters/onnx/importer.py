@@ -24,7 +24,12 @@ from ...canonical import DirectionWeights, RecurrentLayer, RecurrentStack, initi
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...gates import CANONICAL_ORDER, ONNX_ORDER, reorder_gates
 from .interpreter import onnx_module
-from .nodes import RecurrentNodeSpec, constant_values, read_recurrent_node
+from .nodes import (
+    RecurrentNodeSpec,
+    constant_values,
+    read_recurrent_node,
+    recurrent_in_subgraphs,
+)
 from .runtime import load_model
 from .vocabulary import CELL_BY_OP, ONNX_ACTIVATIONS, READS_ALPHA_BETA
 
@@ -177,6 +182,7 @@ def graph_to_canonical(model_or_path: Any) -> RecurrentStack:
     """
     torch = require("torch")
     proto = load_model(model_or_path)
+    _refuse_control_flow(proto.graph)
     constants = constant_values(proto)
     specs = [
         read_recurrent_node(node, constants)
@@ -184,23 +190,75 @@ def graph_to_canonical(model_or_path: Any) -> RecurrentStack:
         if node.op_type in CELL_BY_OP
     ]
     if not specs:
-        raise UnsupportedFeatureError("the graph has no LSTM, GRU or RNN node")
+        operators = sorted({node.op_type for node in proto.graph.node})
+        raise UnsupportedFeatureError(
+            "the graph has no LSTM, GRU or RNN node (its operators: "
+            f"{', '.join(operators) or 'none'}); only graphs of recurrent nodes convert"
+        )
     module = onnx_module(proto, dtype=torch.float64)
     outputs_by_layout, probe = _probe_graph(proto, module, specs[0].input_size)
     ranks = [o.ndim for outputs in outputs_by_layout.values() for o in outputs]
     closest = (np.inf, "")
+    tried = 0
     for stack in _candidate_stacks(specs, ranks):
         if probe.states and len(probe.states) != initial_state_count(stack):
             continue
+        tried += 1
         expected = _reference(stack, probe)
         for layout, actual in outputs_by_layout.items():
             error = _mismatch(expected, actual)
             if error <= _FLOAT32_MATCH * max(1.0, _scale(expected)):
                 return stack
             closest = min(closest, (error, f"{_describe_stack(stack)} read {layout}"))
-    raise UnsupportedFeatureError(
-        "the graph's outputs match no Keras layer or stack built from its recurrent nodes "
-        f"(closest: {closest[1]}, off by {closest[0]:.3g}); onnx_to_torch runs it as it is"
+    raise UnsupportedFeatureError(_no_match(specs, tried, outputs_by_layout, probe, closest))
+
+
+def _refuse_control_flow(graph: Any) -> None:
+    """Refuse recurrent nodes inside If/Loop/Scan subgraphs: control flow is not converted."""
+    nested = recurrent_in_subgraphs(graph)
+    if nested:
+        raise UnsupportedFeatureError(
+            f"recurrent nodes sit in subgraphs of control flow: {'; '.join(nested)}. Control "
+            "flow (If, Loop, Scan) is not converted, and which branch or how many iterations "
+            "run depends on the inputs; export the recurrent part alone (a graph with its "
+            "LSTM/GRU/RNN nodes at the top level) and convert that"
+        )
+
+
+def _no_match(
+    specs: list[RecurrentNodeSpec],
+    tried: int,
+    outputs_by_layout: dict[str, list[np.ndarray]],
+    probe: _Probe,
+    closest: tuple[float, str],
+) -> str:
+    """What was tried and why nothing matched, for the refusal of a graph."""
+    nodes = ", ".join(f"{spec.name} ({spec.cell}, {spec.direction})" for spec in specs)
+    head = (
+        f"the graph's outputs match none of the {tried} Keras layers or stacks built from its "
+        f"recurrent nodes {nodes} (every merge mode, return_sequences and return_state), each "
+        f"compared with the graph run on a {probe.x.shape} input read "
+        f"{' and '.join(outputs_by_layout)}"
+    )
+    if np.isfinite(closest[0]):
+        return (
+            f"{head}; the closest, {closest[1]}, is off by {closest[0]:.3g}. onnx_to_torch "
+            "runs the graph as it is"
+        )
+    shapes = "; ".join(
+        f"{layout}: {', '.join(str(a.shape) for a in arrays)}"
+        for layout, arrays in outputs_by_layout.items()
+    )
+    advice = "Run the graph as it is with onnx_to_torch."
+    if any(a.ndim == 4 for arrays in outputs_by_layout.values() for a in arrays):
+        advice = (
+            "A 4-D output is a recurrent node's raw Y (time, directions, batch, hidden), which "
+            "no Keras layer returns: add the Transpose/Reshape that torch.onnx.export or "
+            "to_onnx write after the node, or run the graph as it is with onnx_to_torch."
+        )
+    return (
+        f"{head}; none had the graph's output shapes ({shapes}), where a Keras layer returns "
+        f"(batch, time, features) or (batch, features), then (batch, units) states. {advice}"
     )
 
 

@@ -22,6 +22,7 @@ from .nodes import (
     describe_node,
     node_attributes,
     read_recurrent_node,
+    recurrent_in_node,
 )
 from .recurrent import recurrent_classes
 from .runtime import load_model
@@ -119,6 +120,13 @@ def _define_interpreter_classes() -> Any:
                 elif node.op_type in GLUE_OPS:
                     self.nodes.append((node, node_attributes(node), None))
                 else:
+                    nested = recurrent_in_node(node)
+                    if nested is not None:
+                        raise UnsupportedFeatureError(
+                            f"recurrent nodes inside control flow: {nested}; control flow "
+                            "(If, Loop, Scan) is not run here: export the recurrent part "
+                            "alone, without the control flow"
+                        )
                     raise UnsupportedFeatureError(
                         f"{describe_node(node)}: operator {node.op_type} is not supported (the "
                         f"interpreter runs LSTM, GRU, RNN and {', '.join(sorted(GLUE_OPS))})"

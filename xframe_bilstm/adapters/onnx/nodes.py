@@ -46,6 +46,37 @@ def describe_node(node: Any) -> str:
     return f"{node.op_type} node {node.name or (node.output[0] if node.output else '?')!r}"
 
 
+def recurrent_in_subgraphs(graph: Any) -> list[str]:
+    """Where recurrent nodes sit inside the subgraphs of control flow (``If``, ``Loop``,
+    ``Scan``): :func:`recurrent_in_node` of each node of ``graph`` that holds some."""
+    return [text for node in graph.node if (text := recurrent_in_node(node)) is not None]
+
+
+def recurrent_in_node(node: Any) -> str | None:
+    """The recurrent nodes in the subgraphs of ``node``, at any depth, or None; e.g.
+    ``'If node "branch" (then_branch: LSTM node "lstm"; else_branch: LSTM node "lstm_1")'``.
+    """
+    places = []
+    for attribute in node.attribute:
+        subgraphs = ([attribute.g] if attribute.g.node else []) + list(attribute.graphs)
+        held = [text for subgraph in subgraphs for text in _recurrent_nodes(subgraph)]
+        if held:
+            places.append(f"{attribute.name}: {', '.join(held)}")
+    return f"{describe_node(node)} ({'; '.join(places)})" if places else None
+
+
+def _recurrent_nodes(graph: Any) -> list[str]:
+    """The recurrent nodes of ``graph`` and of its subgraphs, at any depth."""
+    held = []
+    for node in graph.node:
+        if node.op_type in CELL_BY_OP:
+            held.append(describe_node(node))
+        inner = recurrent_in_node(node)
+        if inner is not None:
+            held.append(inner)
+    return held
+
+
 def constant_values(model: Any) -> dict[str, np.ndarray]:
     """Every tensor whose value the graph fixes: initializers, Constant nodes, their Identity."""
     onnx = require("onnx")

@@ -13,6 +13,7 @@ from typing import Any
 
 from .canonical import RecurrentStack
 from .errors import UnsupportedFeatureError
+from .models.from_torch import TORCH_FILE_SUFFIXES
 
 
 def framework_of(source: Any) -> str:
@@ -69,11 +70,8 @@ def to_canonical(source: Any) -> RecurrentStack:
     return torch_to_canonical(source)
 
 
-_STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
-
-
 def _is_state_dict_path(path: str | os.PathLike) -> bool:
-    return os.fspath(path).endswith(_STATE_DICT_SUFFIXES)
+    return os.fspath(path).endswith(TORCH_FILE_SUFFIXES)
 
 
 def is_whole_model(source: Any) -> bool:

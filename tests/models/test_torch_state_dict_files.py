@@ -153,7 +153,7 @@ def test_a_torchscript_archive_is_refused_by_name_without_running_it(
 ) -> None:
     path = tmp_path / f"lstm{suffix}"
     torch.jit.script(nn.LSTM(3, 2)).save(str(path))
-    for attempt in (torch_to_keras, load_state_dict_module):
+    for attempt in (torch_to_keras, load_state_dict_module, compare):
         with pytest.raises(
             UnsupportedFeatureError, match=r"a TorchScript archive .*torch\.jit\.load"
         ) as caught:

@@ -46,7 +46,9 @@ _ACTIVATIONS = {
     "Softsign": "softsign",
     "Identity": "linear",
 }
-STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+# Files read by the torch side: state_dicts and checkpoints, and TorchScript archives
+# (.jit, .ts), which are refused by name without being loaded.
+TORCH_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".jit", ".ts")
 # Where training checkpoints keep the model's state_dict, in the order they are tried.
 CHECKPOINT_KEYS = ("model_state_dict", "state_dict", "model")
 
@@ -258,10 +260,12 @@ def sequential_to_keras(module: Any, *, name: str | None = None) -> Any:
 def _convert(
     name: str, child: Any, nn: Any, keras: Any, to_keras: Any, to_canonical: Any
 ) -> list[Any]:
+    from ..adapters.torch import tensor_to_numpy  # bfloat16 too, which .numpy() cannot read
+
     if isinstance(child, nn.Embedding):
         layer = keras.layers.Embedding(child.num_embeddings, child.embedding_dim, name=name)
         layer.build((None, None))
-        layer.set_weights([child.weight.detach().cpu().numpy()])
+        layer.set_weights([tensor_to_numpy(child.weight)])
         return [layer]
     if isinstance(child, nn.RNNBase):
         if not child.batch_first:
@@ -283,9 +287,9 @@ def _convert(
     if isinstance(child, nn.Linear):
         layer = keras.layers.Dense(child.out_features, use_bias=child.bias is not None, name=name)
         layer.build((None, child.in_features))
-        weights = [child.weight.detach().cpu().numpy().T]
+        weights = [tensor_to_numpy(child.weight).T]
         if child.bias is not None:
-            weights.append(child.bias.detach().cpu().numpy())
+            weights.append(tensor_to_numpy(child.bias))
         layer.set_weights(weights)
         return [layer]
     if isinstance(child, nn.Dropout):
@@ -305,7 +309,7 @@ def _convert(
 
 __all__ = [
     "CHECKPOINT_KEYS",
-    "STATE_DICT_SUFFIXES",
+    "TORCH_FILE_SUFFIXES",
     "is_sequential_like",
     "load_state_dict_module",
     "sequential_to_keras",

@@ -179,6 +179,9 @@ def test_torch_file_alone(saved_models, capsys) -> None:
         pytest.param(["--units", "0"], "expected a positive integer", id="units"),
         pytest.param(["--dtypes", "int8"], "'int8' is not one of", id="dtype"),
         pytest.param(["--rtol", "1e-3"], "give both --rtol and --atol", id="tolerances"),
+        pytest.param(
+            ["--torch-submodule", "lstm"], "--torch-submodule needs --torch", id="submodule"
+        ),
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], message: str, capsys) -> None:

@@ -159,6 +159,8 @@ def compare_main(argv: Sequence[str]) -> int:
         _require_plotting()
     if args.lint and not args.keras:
         parser.error("--lint needs --keras FILE")
+    if args.torch_submodule and not args.torch:
+        parser.error("--torch-submodule needs --torch FILE")
     from .native_logs import quiet_tensorflow
 
     try:

@@ -219,3 +219,18 @@ def test_bfloat16_model_file_ports_and_is_verified_against_keras(tmp_path) -> No
     # The Dense kernel arrives bit for bit (transposed for nn.Linear).
     kernel = np.asarray(dense.kernel.numpy()).astype(np.float32)
     assert np.array_equal(ported.weight.detach().float().numpy(), kernel.T)
+
+
+def test_bfloat16_sequential_module_converts_within_bfloat16_rounding() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Embedding(10, 4), torch.nn.GRU(4, 3, batch_first=True), torch.nn.Linear(3, 2)
+    ).to(torch.bfloat16)
+    model = torch_to_keras(net)
+    # Independent check: the children run by hand in bfloat16, the GRU passing its sequence.
+    ids = np.random.default_rng(3).integers(0, 10, (2, 6))
+    with torch.no_grad():
+        expected = net[2](net[1](net[0](torch.from_numpy(ids)))[0]).float().numpy()
+    actual = np.asarray(model(ids.astype(np.int32), training=False), np.float64)
+    scale = float(np.abs(expected).max())
+    assert np.abs(actual - expected).max() <= 4 * dtype_epsilon("bfloat16") * max(1.0, scale)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._imports import require
 from .canonical import RecurrentStack, output_names
-from .comparison import compare_outputs, derived_tolerance, least_precise
+from .comparison import compare_outputs, derived_tolerance, dtype_epsilon, least_precise
 from .errors import ToleranceExceededError, UnsupportedFeatureError
 
 VERIFY_BATCH = 2
@@ -423,11 +423,13 @@ def _sequential_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
                 "cannot match it. Convert the recurrent submodule alone (submodule=...)"
             )
         noise, _ = model_noise(graph_from_keras(model), inputs)
+        # The Keras model computes in float32; a float16/bfloat16 module rounds more.
+        coarser = least_precise("float32", str(dtype).split(".")[-1])
         result = compare_outputs(
             ["output"],
             [expected],
             [actual],
-            atol=noise.tolerance(),
+            atol=noise.tolerance(dtype_epsilon(coarser)),
             label=f"torch {type(module).__name__} vs its Keras Sequential",
         )
         if not result:
@@ -462,7 +464,9 @@ def _expected_of(torch: Any, module: Any, tensor: Any) -> np.ndarray:
         raise UnsupportedFeatureError(
             f"{label} returns a {type(output).__name__}; its Keras port returns one tensor"
         )
-    return output.detach().cpu().numpy()
+    from .adapters.torch import tensor_to_numpy
+
+    return tensor_to_numpy(output)
 
 
 def verification_input(

@@ -2,11 +2,13 @@
 
 Each test corrupts the conversion at the library's own building step: it wraps the function
 the converter calls to build its result (the torch adapter's ``canonical_to_torch``, the
-whole-model ``build_torch``, the Keras adapter's ``canonical_to_keras``) so that one bias
-entry of what it builds is off by :data:`NUDGE`. With ``verify=True`` the converter must
-raise :class:`~xframe_bilstm.errors.ToleranceExceededError`; with ``verify=False`` it must
-return the corrupted result, which computes something else than the source (checked against
-the source's own framework). Nothing of a framework is replaced.
+whole-model ``build_torch``, the Keras adapter's ``canonical_to_keras``, the ONNX exporter's
+``canonical_to_onnx`` and interpreter's ``onnx_module``) so that one weight entry of what it
+builds is off by :data:`NUDGE`. With ``verify=True`` the converter must raise
+:class:`~xframe_bilstm.errors.ToleranceExceededError`; with ``verify=False`` it must return
+the corrupted result, which computes something else than the source (checked against the
+source's own framework, or onnxruntime on the source graph). Nothing of a framework is
+replaced.
 """
 
 from __future__ import annotations

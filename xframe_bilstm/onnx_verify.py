@@ -23,7 +23,7 @@ import numpy as np
 
 from ._imports import require
 from .canonical import RecurrentStack, layer_state_names, output_names
-from .comparison import compare_outputs, derived_tolerance, measure_noise
+from .comparison import Comparison, compare_outputs, derived_tolerance, measure_noise
 from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
 from .errors import ToleranceExceededError, UnsupportedFeatureError
 from .sources import framework_of
@@ -139,16 +139,16 @@ def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: i
     expected = run_keras(layer, x, initial_states=states, lengths=lengths)
     tolerance = derived_tolerance(stack, x, initial_states=states, lengths=lengths)
     names = output_names(stack)
-    results = []
+    results: list[Comparison] = []
+    refusals: list[UnsupportedFeatureError] = []
     for time_major in (inputs.time_major, not inputs.time_major):
         feeds = inputs.feeds()
         feeds[inputs.x_name] = np.ascontiguousarray(x.transpose(1, 0, 2) if time_major else x)
         try:
             graph = session.run(feeds)
-        except UnsupportedFeatureError:
-            if time_major == inputs.time_major:
-                raise
-            continue  # the other reading's shapes do not fit the graph
+        except UnsupportedFeatureError as error:  # this reading's shapes do not fit the graph
+            refusals.append(error)
+            continue
         if time_major:
             graph = tuple(a.transpose(1, 0, 2) if a.ndim == 3 else a for a in graph)
         reading = "time-major" if time_major else "batch-major"
@@ -162,6 +162,8 @@ def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: i
         if result:
             return
         results.append(result)
+    if not results:
+        raise refusals[0]
     raise ToleranceExceededError(results[0].message())
 
 

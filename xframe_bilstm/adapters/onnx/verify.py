@@ -38,9 +38,13 @@ class RuntimeSession:
     def __init__(self, model_or_path: Any) -> None:
         ort = require("onnxruntime")
         self.proto = load_model(model_or_path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # fatal only: a failure is raised with its message
         try:
             self._session = ort.InferenceSession(
-                self.proto.SerializeToString(), providers=["CPUExecutionProvider"]
+                self.proto.SerializeToString(),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
             )
         except Exception as error:  # onnxruntime raises its own types; all mean "cannot"
             raise UnsupportedFeatureError(self._cannot("load", error)) from error

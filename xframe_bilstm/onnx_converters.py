@@ -152,8 +152,8 @@ def onnx_to_torch(model_or_path: Any, *, verify: bool = True, seed: int = 0) -> 
         verify: run onnxruntime on the given graph and the module on one seeded input built
             from the graph's declared inputs (dynamic batch 2 and time 7, valid lengths,
             random states) and raise if they differ by more than ``NOISE_FACTOR`` times the
-            graph's own float32 rounding noise on that input (the module run in float64
-            against float32, bounded as :meth:`~xframe_bilstm.comparison.Noise.tolerance`
+            graph's own float32 rounding noise on that input (the graph's interpreter run in
+            float64 against float32, bounded as :meth:`~xframe_bilstm.comparison.Noise.tolerance`
             bounds it). Needs onnxruntime, which has no float64 recurrent kernels: a float64
             graph converts with ``verify=False`` only.
         seed: seed of that input.

@@ -4,7 +4,7 @@ rounding noise.
 onnxruntime is the graph's own computation, so a conversion is checked against it, never
 against our reading of the graph. Where onnxruntime cannot run a graph (it has no float64
 ``LSTM``/``GRU``/``RNN`` kernels, for one) the check cannot be made, and
-:func:`runtime_session` says so rather than skipping it. onnxruntime, onnx and torch are
+:class:`RuntimeSession` says so rather than skipping it. onnxruntime, onnx and torch are
 imported inside the functions.
 """
 
@@ -86,8 +86,8 @@ def graph_noise(model_or_path: Any, inputs: tuple[np.ndarray, ...]) -> Noise:
     """
     torch = require("torch")
     proto = load_model(model_or_path)
-    exact = _run_interpreter(onnx_module(proto, dtype=torch.float64), inputs)
-    rounded = _run_interpreter(onnx_module(proto, dtype=torch.float32), inputs)
+    exact = run_torch_graph_module(onnx_module(proto, dtype=torch.float64), inputs)
+    rounded = run_torch_graph_module(onnx_module(proto, dtype=torch.float32), inputs)
     drift = max(
         (float(np.max(np.abs(r - e), initial=0.0)) for r, e in zip(rounded, exact)), default=0.0
     )
@@ -95,24 +95,12 @@ def graph_noise(model_or_path: Any, inputs: tuple[np.ndarray, ...]) -> Noise:
     return Noise(drift, max(scale, 1.0))
 
 
-def _run_interpreter(module: Any, inputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    return run_torch_graph_module(module, inputs, dtype=np.float64)
-
-
-def run_torch_graph_module(
-    module: Any, inputs: tuple[np.ndarray, ...], *, dtype: Any = None
-) -> tuple[np.ndarray, ...]:
-    """Run a module that takes a graph's inputs in graph order; its outputs as numpy arrays.
-
-    Args:
-        module: e.g. :func:`~xframe_bilstm.onnx_converters.onnx_to_torch`'s module.
-        inputs: the graph's inputs in graph order.
-        dtype: numpy dtype the outputs are returned in; default their own.
-    """
+def run_torch_graph_module(module: Any, inputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Run a module that takes a graph's inputs in graph order (such as
+    :func:`~xframe_bilstm.onnx_converters.onnx_to_torch`'s); its outputs as numpy arrays."""
     torch = require("torch")
     tensors = [torch.from_numpy(np.ascontiguousarray(array)) for array in inputs]
     with torch.no_grad():
         outputs = module(*tensors)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    arrays = tuple(output.detach().cpu().numpy() for output in outputs)
-    return arrays if dtype is None else tuple(a.astype(dtype) for a in arrays)
+    return tuple(output.detach().cpu().numpy() for output in outputs)

@@ -422,3 +422,252 @@ def test_zero_masked_last_output_with_lengths_is_refused() -> None:
     with pytest.raises(UnsupportedFeatureError, match="zero_masked_outputs"):
         to_onnx(stack, with_lengths=True)
     to_onnx(stack)  # without lengths nothing is masked
+
+
+# ------------------------------------------------------------------------ verify=True
+
+# Far past float32 rounding on these small models, far below a gate's range.
+NUDGE = 0.05
+
+
+def _torch_export(module, args, input_names, dynamic_axes) -> bytes:
+    """A foreign graph: torch.onnx.export's own tracing of ``module``."""
+    import io
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            buffer,
+            dynamo=False,
+            input_names=input_names,
+            dynamic_axes=dynamic_axes,
+        )
+    return buffer.getvalue()
+
+
+def _nudged_graph(model_bytes: bytes, name_contains: str) -> onnx.ModelProto:
+    """The graph with NUDGE added to the first entry of the first initializer so named."""
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    for initializer in model.graph.initializer:
+        array = numpy_helper.to_array(initializer)
+        if name_contains in initializer.name and array.dtype == np.float32 and array.size > 4:
+            array = array.copy()
+            array.flat[0] += NUDGE
+            initializer.CopyFrom(numpy_helper.from_array(array, initializer.name))
+            return model
+    raise AssertionError(f"no float initializer named like {name_contains!r}")
+
+
+def _time_major_lstm_graph():
+    """A bidirectional two-layer nn.LSTM (time-major) exported with its h0, c0 as inputs."""
+    torch.manual_seed(7)
+    rnn = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True).eval()
+    x, h0, c0 = torch.randn(5, 2, 3), torch.randn(4, 2, 4), torch.randn(4, 2, 4)
+    graph = _torch_export(
+        rnn,
+        (x, (h0, c0)),
+        ["x", "h0", "c0"],
+        {"x": {0: "time", 1: "batch"}, "h0": {1: "batch"}, "c0": {1: "batch"}},
+    )
+    return rnn, graph
+
+
+def test_onnx_to_torch_verifies_a_time_major_torch_export_with_state_inputs() -> None:
+    from xframe_bilstm.onnx_converters import onnx_to_torch
+
+    rnn, graph = _time_major_lstm_graph()
+    module = onnx_to_torch(graph)  # verify=True: onnxruntime on the graph vs the module
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 3, 3)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((4, 3, 4)).astype(np.float32) for _ in range(2))
+    with torch.no_grad():
+        expected, (h_n, c_n) = rnn(
+            torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0))
+        )
+        actual = module(torch.from_numpy(x), torch.from_numpy(h0), torch.from_numpy(c0))
+    for e, a in zip((expected, h_n, c_n), actual):
+        np.testing.assert_allclose(a.numpy(), e.numpy(), atol=1e-5)
+
+
+def test_a_tampered_graph_is_the_original_that_onnx_to_torch_verifies_against() -> None:
+    from xframe_bilstm.adapters.onnx import run_onnxruntime
+    from xframe_bilstm.onnx_converters import onnx_to_torch
+
+    torch.manual_seed(8)
+    rnn = torch.nn.GRU(3, 4, batch_first=True).eval()
+    graph = _torch_export(rnn, (torch.randn(2, 5, 3),), ["x"], {"x": {0: "batch", 1: "time"}})
+    tampered = _nudged_graph(graph, "")
+    module = onnx_to_torch(tampered)  # the tampered graph is what the module must compute
+    x = np.random.default_rng(2).standard_normal((2, 6, 3)).astype(np.float32)
+    with torch.no_grad():
+        actual, _ = module(torch.from_numpy(x))
+        untampered, _ = rnn(torch.from_numpy(x))
+    (graph_output, _) = run_onnxruntime(tampered, x)
+    np.testing.assert_allclose(actual.numpy(), graph_output, atol=1e-5)
+    assert np.abs(actual.numpy() - untampered.numpy()).max() > 1e-3
+
+
+def test_onnx_to_torch_catches_a_tampered_conversion_of_a_foreign_graph(monkeypatch) -> None:
+    from xframe_bilstm import ToleranceExceededError
+    from xframe_bilstm.adapters import onnx as onnx_adapter
+    from xframe_bilstm.onnx_converters import onnx_to_torch
+
+    _, graph = _time_major_lstm_graph()
+    build = onnx_adapter.onnx_module
+
+    def tampered(*args, **kwargs):
+        module = build(*args, **kwargs)
+        weight = next(p for n, p in module.named_parameters() if "weight_hh" in n)
+        with torch.no_grad():
+            weight.view(-1)[0] += NUDGE
+        return module
+
+    monkeypatch.setattr(onnx_adapter, "onnx_module", tampered)
+    with pytest.raises(ToleranceExceededError, match="greatest absolute difference"):
+        onnx_to_torch(graph)
+    onnx_to_torch(graph, verify=False)
+
+
+def test_onnx_to_torch_verifies_a_hand_built_time_major_node_with_sequence_lens() -> None:
+    """X goes straight into an LSTM node (layout 0) with sequence_lens and initial_h."""
+    from xframe_bilstm.onnx_converters import onnx_to_torch
+
+    rng = np.random.default_rng(3)
+    helper, float_type = onnx.helper, onnx.TensorProto.FLOAT
+    weights = {
+        "W": rng.standard_normal((2, 16, 3)),
+        "R": rng.standard_normal((2, 16, 4)) * 0.5,
+        "B": rng.standard_normal((2, 32)) * 0.1,
+    }
+    node = helper.make_node(
+        "LSTM",
+        ["X", "W", "R", "B", "seq", "initial_h"],
+        ["Y", "Y_h"],
+        hidden_size=4,
+        direction="bidirectional",
+    )
+    graph = helper.make_graph(
+        [node],
+        "hand_built",
+        [
+            helper.make_tensor_value_info("X", float_type, ["T", "N", 3]),
+            helper.make_tensor_value_info("seq", onnx.TensorProto.INT32, ["N"]),
+            helper.make_tensor_value_info("initial_h", float_type, [2, "N", 4]),
+        ],
+        [
+            helper.make_tensor_value_info("Y", float_type, ["T", 2, "N", 4]),
+            helper.make_tensor_value_info("Y_h", float_type, [2, "N", 4]),
+        ],
+        initializer=[
+            onnx.numpy_helper.from_array(value.astype(np.float32), name)
+            for name, value in weights.items()
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    module = onnx_to_torch(model)
+    x = rng.standard_normal((6, 3, 3)).astype(np.float32)
+    lengths = np.array([6, 2, 4], np.int32)
+    h0 = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString())
+    expected = session.run(None, {"X": x, "seq": lengths, "initial_h": h0})
+    with torch.no_grad():
+        actual = module(*(torch.from_numpy(a) for a in (x, lengths, h0)))
+    for e, a in zip(expected, actual):
+        np.testing.assert_allclose(a.numpy(), e, atol=1e-5)
+
+
+def test_a_float64_graph_is_refused_by_verify_and_converts_without_it() -> None:
+    from xframe_bilstm.onnx_converters import onnx_to_torch
+
+    torch.manual_seed(9)
+    rnn = torch.nn.LSTM(3, 4, batch_first=True).double().eval()
+    graph = _torch_export(
+        rnn, (torch.randn(2, 5, 3, dtype=torch.float64),), ["x"], {"x": {0: "b", 1: "t"}}
+    )
+    with pytest.raises(UnsupportedFeatureError, match=r"float64.*verify=False"):
+        onnx_to_torch(graph)
+    module = onnx_to_torch(graph, verify=False)
+    x = torch.randn(2, 6, 3, dtype=torch.float64)
+    with torch.no_grad():
+        expected, _ = rnn(x)
+        actual = module(x)[0]
+    np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_to_onnx_feeds_the_initial_states_it_verifies(monkeypatch) -> None:
+    """An export that wires two state inputs to each other's places is caught."""
+    from xframe_bilstm import ToleranceExceededError
+    from xframe_bilstm.adapters import onnx as onnx_adapter
+
+    torch.manual_seed(10)
+    rnn = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    to_onnx(rnn, with_initial_states=True, with_lengths=True)  # the right export verifies
+    build = onnx_adapter.canonical_to_onnx
+
+    def swapped(*args, **kwargs):
+        model = build(*args, **kwargs)
+        inputs = model.graph.input
+        first, second = onnx.ValueInfoProto(), onnx.ValueInfoProto()
+        first.CopyFrom(inputs[1])
+        second.CopyFrom(inputs[3])
+        inputs[1].CopyFrom(second)
+        inputs[3].CopyFrom(first)
+        return model
+
+    monkeypatch.setattr(onnx_adapter, "canonical_to_onnx", swapped)
+    with pytest.raises(ToleranceExceededError, match="torch LSTM vs its ONNX graph"):
+        to_onnx(rnn, with_initial_states=True)
+    to_onnx(rnn, with_initial_states=True, verify=False)
+
+
+def test_to_onnx_verification_needs_onnxruntime(monkeypatch) -> None:
+    import sys
+
+    from xframe_bilstm import FrameworkUnavailableError
+
+    gru = torch.nn.GRU(3, 4, batch_first=True)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(FrameworkUnavailableError, match="onnxruntime"):
+        to_onnx(gru, opset=14)
+    assert [n.op_type for n in to_onnx(gru, opset=14, verify=False).graph.node].count("GRU") == 1
+
+
+@pytest.mark.keras
+def test_onnx_to_keras_verifies_a_time_major_torch_export() -> None:
+    keras = pytest.importorskip("keras")
+    from xframe_bilstm.adapters.keras import run_keras
+    from xframe_bilstm.onnx_converters import onnx_to_keras
+
+    torch.manual_seed(11)
+    rnn = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True).eval()
+    graph = _torch_export(rnn, (torch.randn(5, 2, 3),), ["x"], {"x": {0: "time", 1: "batch"}})
+    layer = onnx_to_keras(graph)  # verify=True, the graph's input read time-major
+    assert isinstance(layer, keras.Sequential)
+    x = np.random.default_rng(4).standard_normal((3, 6, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected, _ = rnn(torch.from_numpy(x.transpose(1, 0, 2)))
+    (actual,) = run_keras(layer, x)
+    np.testing.assert_allclose(actual, expected.numpy().transpose(1, 0, 2), atol=1e-5)
+
+
+@pytest.mark.keras
+def test_keras_exports_verify_with_states_and_lengths() -> None:
+    keras = pytest.importorskip("keras")
+    from xframe_bilstm.onnx_converters import onnx_to_keras
+
+    keras.utils.set_random_seed(5)
+    layer = keras.layers.Bidirectional(
+        keras.layers.LSTM(4, return_sequences=True, return_state=True), merge_mode="ave"
+    )
+    layer.build((None, None, 3))
+    model = to_onnx(layer, with_initial_states=True, with_lengths=True)
+    back = onnx_to_keras(model)  # states and lengths fed to both sides
+    assert type(back).__name__ == "Bidirectional"

@@ -5,6 +5,16 @@ canonical weights, with the glue (Transpose, Reshape, Gather, Slice, ...) that g
 outputs exactly the source's Keras meaning and layout. The import functions read such graphs
 back, and those that ``torch.onnx.export(..., dynamo=False)`` and tf2onnx emit.
 
+With ``verify=True`` (the default) each conversion is checked against the original's own
+computation on one small seeded input (:mod:`xframe_bilstm.onnx_verify`): an export against
+the source run in its own framework, an import against onnxruntime running the given graph.
+They raise :class:`~xframe_bilstm.errors.ToleranceExceededError` with the numbers when the
+two differ by more than float rounding explains. The check needs onnxruntime (without it,
+:class:`~xframe_bilstm.errors.FrameworkUnavailableError`); where onnxruntime cannot run a
+graph (it has no float64 ``LSTM``/``GRU``/``RNN`` kernels), the check cannot be made and
+:class:`~xframe_bilstm.errors.UnsupportedFeatureError` says so. ``verify=False`` converts
+without it.
+
 Importing this module imports no framework; each function imports what it needs.
 """
 
@@ -26,6 +36,8 @@ def to_onnx(
     opset: int | None = None,
     with_initial_states: bool = False,
     with_lengths: bool = False,
+    verify: bool = True,
+    seed: int = 0,
 ) -> Any:
     """Export a recurrent layer or stack to an ONNX model of native recurrent nodes.
 
@@ -46,6 +58,14 @@ def to_onnx(
             prefixed ``layer{i}_`` in stacks); without them the states start at zero.
         with_lengths: add an int32 ``lengths`` input (B,): valid steps of right-padded rows,
             with Keras's mask semantics at the padded positions.
+        verify: before writing anything, run ``source`` in its own framework (a Keras
+            layer's call, a torch module's forward; the float64 reference for a
+            ``RecurrentStack`` and for a Keras file, whose weights are read without Keras)
+            and the graph on onnxruntime on one seeded input, with random initial states
+            and lengths where the graph takes them and the source does (a Keras
+            ``Sequential`` takes no initial states, a native ``nn.LSTM`` no lengths), and
+            raise if they disagree. Needs onnxruntime.
+        seed: seed of that input.
 
     Returns:
         The ``onnx.ModelProto``, checked with ``onnx.checker.check_model(full_check=True)``.
@@ -53,6 +73,9 @@ def to_onnx(
     Raises:
         UnsupportedFeatureError: an activation ONNX recurrent nodes lack (selu, silu,
             exponential), a stateful stack, or an opset too old for what is asked.
+        ToleranceExceededError: with ``verify``, the graph computes something else than
+            the source.
+        FrameworkUnavailableError: with ``verify``, onnxruntime is not installed.
 
     Example:
         >>> import torch
@@ -70,6 +93,17 @@ def to_onnx(
         stack, opset=chosen, with_initial_states=with_initial_states, with_lengths=with_lengths
     )
     onnx.checker.check_model(model, full_check=True)
+    if verify:
+        from .onnx_verify import check_export
+
+        check_export(
+            source,
+            stack,
+            model,
+            seed=seed,
+            with_initial_states=with_initial_states,
+            with_lengths=with_lengths,
+        )
     if path is not None:
         # Readers see the old file or the whole new one, never a part.
         write_atomically(path, model.SerializeToString())
@@ -103,7 +137,7 @@ def onnx_to_canonical(model_or_path: Any) -> RecurrentStack:
     return onnx_adapter.graph_to_canonical(model_or_path)
 
 
-def onnx_to_torch(model_or_path: Any) -> Any:
+def onnx_to_torch(model_or_path: Any, *, verify: bool = True, seed: int = 0) -> Any:
     """A torch module that runs an ONNX graph of LSTM/GRU/RNN nodes and glue exactly.
 
     ``forward`` takes the graph's inputs in graph order and returns its outputs in graph
@@ -113,9 +147,23 @@ def onnx_to_torch(model_or_path: Any) -> Any:
     with its alpha and beta, ``linear_before_reset=0``, ``layout`` 0 and 1,
     ``sequence_lens``).
 
+    Args:
+        model_or_path: a ModelProto, its bytes or a path.
+        verify: run onnxruntime on the given graph and the module on one seeded input built
+            from the graph's declared inputs (dynamic batch 2 and time 7, valid lengths,
+            random states) and raise if they differ by more than ``NOISE_FACTOR`` times the
+            graph's own float32 rounding noise on that input (the graph's interpreter run in
+            float64 against float32, bounded as :meth:`~xframe_bilstm.comparison.Noise.tolerance`
+            bounds it). Needs onnxruntime, which has no float64 recurrent kernels: a float64
+            graph converts with ``verify=False`` only.
+        seed: seed of that input.
+
     Raises:
         UnsupportedFeatureError: an operator the interpreter does not run, naming it and
-            its node.
+            its node; with ``verify``, a graph onnxruntime cannot run or whose inputs have
+            no size to build an example from.
+        ToleranceExceededError: with ``verify``, the module computes something else than
+            onnxruntime on the graph.
 
     Example:
         >>> import torch
@@ -127,10 +175,18 @@ def onnx_to_torch(model_or_path: Any) -> Any:
     require("torch")
     from .adapters import onnx as onnx_adapter
 
-    return onnx_adapter.onnx_module(model_or_path)
+    proto = onnx_adapter.load_model(model_or_path)
+    module = onnx_adapter.onnx_module(proto)
+    if verify:
+        from .onnx_verify import check_torch_import
+
+        check_torch_import(proto, module, seed=seed)
+    return module
 
 
-def onnx_to_keras(model_or_path: Any, *, name: str | None = None) -> Any:
+def onnx_to_keras(
+    model_or_path: Any, *, name: str | None = None, verify: bool = True, seed: int = 0
+) -> Any:
     """A Keras 3 layer or ``Sequential`` computing what an ONNX recurrent graph computes.
 
     The graph is read by :func:`onnx_to_canonical` and built by
@@ -138,9 +194,23 @@ def onnx_to_keras(model_or_path: Any, *, name: str | None = None) -> Any:
     weights. A split LSTM/SimpleRNN bias ``[Wb, Rb]`` becomes Keras's single bias (one
     float addition).
 
+    Args:
+        model_or_path: a ModelProto, its bytes or a path.
+        name: the Keras layer's or model's name.
+        verify: run onnxruntime on the given graph and the Keras layer on one seeded input
+            (batch 2, 7 steps, random initial states and valid lengths where the graph takes
+            them; zero states for a ``Sequential``, which takes none) and raise if the
+            layer's outputs differ from the graph's leading outputs, matched as
+            :func:`onnx_to_canonical` matched them, by more than
+            :func:`~xframe_bilstm.comparison.derived_tolerance` allows. Needs onnxruntime.
+        seed: seed of that input.
+
     Raises:
         UnsupportedFeatureError: naming what Keras cannot express (``clip``,
-            ``input_forget``, peepholes, other activations, outputs with no Keras meaning).
+            ``input_forget``, peepholes, other activations, outputs with no Keras meaning);
+            with ``verify``, a graph onnxruntime cannot run.
+        ToleranceExceededError: with ``verify``, the layer computes something else than
+            onnxruntime on the graph.
 
     Example:
         >>> import torch
@@ -148,11 +218,20 @@ def onnx_to_keras(model_or_path: Any, *, name: str | None = None) -> Any:
         >>> type(layer).__name__, layer.reset_after
         ('GRU', True)
     """
-    stack = onnx_to_canonical(model_or_path)
-    require("keras")
-    from .adapters.keras import canonical_to_keras
+    require("onnx")
+    from .adapters.onnx import load_model
 
-    return canonical_to_keras(stack, name=name)
+    proto = load_model(model_or_path)
+    stack = onnx_to_canonical(proto)
+    require("keras")
+    from .adapters import keras as keras_adapter
+
+    layer = keras_adapter.canonical_to_keras(stack, name=name)
+    if verify:
+        from .onnx_verify import check_keras_import
+
+        check_keras_import(proto, stack, layer, seed=seed)
+    return layer
 
 
 __all__ = ["onnx_to_canonical", "onnx_to_keras", "onnx_to_torch", "to_onnx"]

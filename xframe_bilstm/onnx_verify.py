@@ -1,0 +1,304 @@
+"""The checks behind ``verify=True`` of the ONNX converters: each result against the original.
+
+- :func:`check_export`: the source in its own framework (a Keras layer's call, a torch
+  module's forward, the float64 reference for a :class:`RecurrentStack` or a Keras file read
+  without Keras) against the exported graph on onnxruntime.
+- :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
+- :func:`check_keras_import`: onnxruntime on the given graph against the Keras layer.
+
+Each runs both sides once on a small seeded input (batch 2, 7 steps, with initial states and
+lengths where the graph takes them) and raises
+:class:`~xframe_bilstm.errors.ToleranceExceededError` with the numbers when they differ by
+more than float rounding explains. Frameworks are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._imports import require
+from .canonical import RecurrentStack, layer_state_names, output_names
+from .comparison import Comparison, compare_outputs, derived_tolerance, measure_noise
+from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
+from .errors import ToleranceExceededError, UnsupportedFeatureError
+from .sources import framework_of
+
+_FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
+# Inputs of a source's run: x (B, T, D), initial states in Keras order or None, lengths or None.
+_Run = Callable[[np.ndarray, list[np.ndarray] | None, np.ndarray | None], tuple[np.ndarray, ...]]
+
+
+def check_export(
+    source: Any,
+    stack: RecurrentStack,
+    model: Any,
+    *,
+    seed: int,
+    with_initial_states: bool,
+    with_lengths: bool,
+) -> None:
+    """Raise unless ``model`` on onnxruntime computes what ``source`` computes itself.
+
+    The inputs are seeded: ``x`` (2, 7, D), random initial states when the graph takes them
+    and the source does (a Keras ``Sequential`` takes none: both start at zero), random valid
+    lengths when the graph takes them and the source has Keras's mask semantics (a native
+    ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full). The bound is
+    :func:`~xframe_bilstm.comparison.derived_tolerance` in float32, or in the source's dtype
+    when that is coarser.
+    """
+    from .adapters.onnx.runtime import graph_feeds
+    from .adapters.onnx.verify import RuntimeSession
+
+    session = RuntimeSession(model)
+    original = _original(source, stack)
+    x = verification_input(stack, seed=seed).astype(np.float32)
+    rng = np.random.default_rng([seed, 1])
+    states = None
+    if with_initial_states and original.takes_states:
+        states = [
+            rng.standard_normal((VERIFY_BATCH, layer.units)).astype(np.float32)
+            for layer in stack.layers
+            for _ in layer_state_names(layer)
+        ]
+    lengths = None
+    if with_lengths and original.takes_lengths:
+        lengths = _seeded_lengths(rng)
+    expected = original.run(x, states, lengths)
+    actual = session.run(graph_feeds(session.proto, x, initial_states=states, lengths=lengths))
+    noise = measure_noise(stack, x, initial_states=states, lengths=lengths)
+    tolerance = noise.tolerance(max(_FLOAT32_EPSILON, original.epsilon))
+    names = output_names(stack)[: len(expected)]
+    _raise_unless_close(
+        names, expected, actual, tolerance, f"{original.label} vs its ONNX graph on onnxruntime"
+    )
+
+
+def _seeded_lengths(rng: np.random.Generator) -> np.ndarray:
+    lengths = rng.integers(1, VERIFY_STEPS + 1, VERIFY_BATCH)
+    lengths[0] = VERIFY_STEPS  # one full row: every step is used somewhere
+    return lengths.astype(np.int32)
+
+
+def check_torch_import(model: Any, module: Any, *, seed: int) -> None:
+    """Raise unless ``module`` computes what onnxruntime computes on the graph ``model``.
+
+    Both take seeded inputs built from the graph's declared inputs
+    (:func:`~xframe_bilstm.adapters.onnx.example_inputs.seeded_graph_inputs`). The bound is
+    ``NOISE_FACTOR`` times this graph's float32 rounding noise on them, between the floor
+    and the cap of :meth:`~xframe_bilstm.comparison.Noise.tolerance`
+    (:func:`~xframe_bilstm.adapters.onnx.verify.graph_noise`), in the graph's dtype when that
+    is coarser than float32.
+    """
+    from .adapters.onnx.example_inputs import seeded_graph_inputs
+    from .adapters.onnx.verify import RuntimeSession, graph_noise, run_torch_graph_module
+
+    session = RuntimeSession(model)
+    inputs = seeded_graph_inputs(session.proto, seed=seed, batch=VERIFY_BATCH, steps=VERIFY_STEPS)
+    expected = session.run(inputs.feeds())
+    with _evaluating(module):
+        actual = run_torch_graph_module(module, inputs.arrays)
+    epsilon = max(_FLOAT32_EPSILON, _epsilon(inputs.value(inputs.x_name).dtype.name))
+    tolerance = graph_noise(session.proto, inputs.arrays).tolerance(epsilon)
+    names = [f"output {o.name!r}" for o in session.proto.graph.output]
+    _raise_unless_close(
+        names, expected, actual, tolerance, "onnxruntime on the ONNX graph vs its torch module"
+    )
+
+
+def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: int) -> None:
+    """Raise unless the Keras ``layer`` computes what onnxruntime computes on ``model``.
+
+    The Keras outputs are compared with the graph's leading outputs, as
+    :func:`~xframe_bilstm.onnx_converters.onnx_to_canonical` matched them: the graph's
+    sequence input read batch-major or time-major, whichever reading its outputs agree with
+    (the one its structure suggests first). A Keras ``Sequential`` takes no initial states:
+    the graph's state inputs are then fed zeros. The bound is
+    :func:`~xframe_bilstm.comparison.derived_tolerance` of ``stack``.
+    """
+    keras = require("keras")
+    from .adapters.keras import run_keras
+    from .adapters.onnx.example_inputs import seeded_graph_inputs
+    from .adapters.onnx.verify import RuntimeSession
+
+    session = RuntimeSession(model)
+    sequential = isinstance(layer, keras.Sequential)
+    inputs = seeded_graph_inputs(
+        session.proto, seed=seed, batch=VERIFY_BATCH, steps=VERIFY_STEPS, zero_states=sequential
+    )
+    x_graph = inputs.value(inputs.x_name)
+    x = x_graph.transpose(1, 0, 2) if inputs.time_major else x_graph
+    states = None
+    if inputs.state_names and not sequential:
+        states = [inputs.value(name) for name in inputs.state_names]
+    lengths = None if inputs.lengths_name is None else inputs.value(inputs.lengths_name)
+    expected = run_keras(layer, x, initial_states=states, lengths=lengths)
+    tolerance = derived_tolerance(stack, x, initial_states=states, lengths=lengths)
+    names = output_names(stack)
+    results: list[Comparison] = []
+    refusals: list[UnsupportedFeatureError] = []
+    for time_major in (inputs.time_major, not inputs.time_major):
+        feeds = inputs.feeds()
+        feeds[inputs.x_name] = np.ascontiguousarray(x.transpose(1, 0, 2) if time_major else x)
+        try:
+            graph = session.run(feeds)
+        except UnsupportedFeatureError as error:  # this reading's shapes do not fit the graph
+            refusals.append(error)
+            continue
+        if time_major:
+            graph = tuple(a.transpose(1, 0, 2) if a.ndim == 3 else a for a in graph)
+        reading = "time-major" if time_major else "batch-major"
+        result = compare_outputs(
+            names,
+            graph[: len(names)],
+            expected,
+            atol=tolerance,
+            label=f"onnxruntime on the ONNX graph (input read {reading}) vs its Keras layer",
+        )
+        if result:
+            return
+        results.append(result)
+    if not results:
+        raise refusals[0]
+    raise ToleranceExceededError(results[0].message())
+
+
+def _raise_unless_close(
+    names: Sequence[str],
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    tolerance: float,
+    label: str,
+) -> None:
+    result = compare_outputs(names, expected, actual, atol=tolerance, label=label)
+    if not result:
+        raise ToleranceExceededError(result.message())
+
+
+# --------------------------------------------------------------------------- the original
+
+
+@dataclass(frozen=True)
+class _Original:
+    """How to run a source in its own framework, and which inputs that run takes."""
+
+    run: _Run  # outputs in the order of output_names
+    epsilon: float  # machine epsilon of the dtype the source computes in
+    label: str
+    takes_states: bool = True
+    takes_lengths: bool = True
+
+
+def _original(source: Any, stack: RecurrentStack) -> _Original:
+    framework = framework_of(source)
+    if isinstance(source, (str, os.PathLike)):
+        if framework == "torch":  # a state_dict file: the module it holds
+            from .models.from_torch import load_state_dict_module
+
+            return _native_torch(load_state_dict_module(os.fspath(source)), os.fspath(source))
+        # A Keras file's weights are read exactly, without Keras: keras_to_torch checks its
+        # ports of such files against the same float64 reference.
+        return _reference(stack, f"the float64 reference of {os.fspath(source)}")
+    if framework == "canonical":
+        return _reference(source, "the float64 reference of the RecurrentStack")
+    if framework == "keras":
+        return _keras(source)
+    from .adapters import torch as torch_adapter
+
+    if isinstance(source, torch_adapter.KerasRecurrent):
+        return _keras_recurrent(source)
+    return _native_torch(source, type(source).__name__)
+
+
+def _reference(stack: RecurrentStack, label: str) -> _Original:
+    from .reference import run_reference
+
+    def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
+        return run_reference(stack, x, initial_states=states, lengths=lengths)
+
+    return _Original(run, _epsilon("float64"), label)
+
+
+def _keras(layer: Any) -> _Original:
+    keras = require("keras")
+    from .adapters.keras import run_keras
+
+    def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
+        return run_keras(layer, x, initial_states=states, lengths=lengths)
+
+    sequential = isinstance(layer, keras.Sequential)
+    members = layer.layers if sequential else [layer]
+    epsilon = max(_epsilon(member.compute_dtype) for member in members)
+    label = f"Keras {type(layer).__name__} {layer.name!r}"
+    return _Original(run, epsilon, label, takes_states=not sequential)
+
+
+def _keras_recurrent(module: Any) -> _Original:
+    from .adapters.torch import run_torch
+
+    def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
+        with _evaluating(module):
+            return run_torch(module, x, initial_states=states, lengths=lengths)
+
+    epsilon = _torch_epsilon(next(module.parameters()).dtype)
+    return _Original(run, epsilon, f"torch {type(module).__name__}")
+
+
+def _native_torch(module: Any, name: str) -> _Original:
+    """A native ``nn.LSTM``/``nn.GRU``/``nn.RNN``: states as ``h0``/``c0``, rows full."""
+    torch = require("torch")
+
+    def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
+        parameter = next(module.parameters())
+        inputs = torch.as_tensor(x, dtype=parameter.dtype, device=parameter.device)
+        inputs = inputs if module.batch_first else inputs.transpose(0, 1)
+        hx = None if states is None else _native_states(torch, module, states, parameter)
+        with _evaluating(module), torch.no_grad():
+            output, _ = module(inputs, hx)
+        output = output if module.batch_first else output.transpose(0, 1)
+        # numpy has no bfloat16; a float32 copy of a half-precision output is exact.
+        output = output.float() if output.dtype in (torch.float16, torch.bfloat16) else output
+        return (output.cpu().numpy(),)
+
+    epsilon = _torch_epsilon(next(module.parameters()).dtype)
+    return _Original(run, epsilon, f"torch {name}", takes_lengths=False)
+
+
+def _native_states(torch: Any, module: Any, states: Sequence[np.ndarray], parameter: Any) -> Any:
+    """Keras-order states (layer by layer: h, c of each direction) as torch's ``h0``, ``c0``.
+
+    torch stacks them (layers·directions, B, H), index ``2·layer + direction``.
+    """
+    per = 2 if isinstance(module, torch.nn.LSTM) else 1
+    tensors = [torch.as_tensor(s, dtype=parameter.dtype, device=parameter.device) for s in states]
+    h0 = torch.stack(tensors[0::per])
+    return (h0, torch.stack(tensors[1::per])) if per == 2 else h0
+
+
+class _evaluating:
+    """Run a torch module in eval mode (no dropout between layers), then restore its mode."""
+
+    def __init__(self, module: Any) -> None:
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> None:
+        self.module.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.train(self.was_training)
+
+
+def _torch_epsilon(dtype: Any) -> float:
+    return float(require("torch").finfo(dtype).eps)
+
+
+def _epsilon(name: str) -> float:
+    """Machine epsilon of a float dtype by name, bfloat16 (7 fraction bits) included."""
+    return 2.0**-7 if name == "bfloat16" else float(np.finfo(name).eps)
+
+
+__all__ = ["check_export", "check_keras_import", "check_torch_import"]

@@ -118,7 +118,9 @@ def test_outputs_of_other_shapes_fail_the_pair_without_a_numpy_error() -> None:
 @pytest.fixture
 def whole_model(tmp_path) -> Path:
     """A Keras model with a Dense head after its last-step LSTM."""
-    model = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [keras.Input((None, 3)), keras.layers.LSTM(4), keras.layers.Dense(2, name="head")]
+    )
     path = tmp_path / "whole.keras"
     model.save(path)
     return path
@@ -128,7 +130,7 @@ def test_a_lone_lstm_is_refused_as_the_port_of_a_whole_model(whole_model, tmp_pa
     state_dict = tmp_path / "lstm.pt"
     torch.save(torch.nn.LSTM(3, 4, batch_first=True).state_dict(), state_dict)
     for against in (str(state_dict), torch.nn.LSTM(3, 4, batch_first=True)):
-        with pytest.raises(UnsupportedFeatureError, match=r"layers dense \(Dense\) it lacks"):
+        with pytest.raises(UnsupportedFeatureError, match=r"layers head \(Dense\) it lacks"):
             compare(str(whole_model), against=against, frameworks=["torch"])
 
 

@@ -9,7 +9,6 @@ numbers when they differ by more than float rounding explains
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -87,19 +86,22 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
         ('float32', "the Keras layer's own call")
     """
     from .keras_files import is_model_path
+    from .models import port
 
     if is_model_path(obj):
-        return _port_file(obj, verify=verify, seed=seed)
+        require("torch")
+        return port.port_file(obj, verify=verify, seed=seed)
     from .models.live import is_whole_keras_model
 
     if is_whole_keras_model(obj):
-        return _port_live_model(obj, verify=verify, seed=seed)
+        require("torch")
+        return port.port_live_model(obj, verify=verify, seed=seed)
     torch_adapter = _torch_adapter()
     keras_adapter = _keras_adapter()
     stack = keras_adapter.keras_to_canonical(obj)
     module = torch_adapter.canonical_to_torch(stack)
     keras_dtype = keras_adapter.compute_dtype(obj)
-    _describe_port(module, keras_dtype, None)
+    port.describe_port(module, keras_dtype, None)
     # A stateful layer may be mid-sequence: the module carries on from the same states.
     states = keras_adapter.snapshot_states(obj)
     if states:
@@ -123,116 +125,6 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
             compute_dtype=keras_dtype,
         )
         module.verified_against = "the Keras layer's own call"
-    return module
-
-
-def _describe_port(module: Any, keras_dtype: str | None, verified_against: str | None) -> None:
-    """Record on the port what it computes in, and what it was checked against."""
-    parameter = next(module.parameters(), None)
-    module.compute_dtype = "float32" if parameter is None else str(parameter.dtype).split(".")[-1]
-    module.keras_compute_dtype = keras_dtype
-    module.verified_against = verified_against
-
-
-def _port_file(path: Any, *, verify: bool, seed: int) -> Any:
-    require("torch")
-    from .keras_files import read_model
-    from .models.port import port_graph
-
-    graph = read_model(path)
-    if not verify:
-        module = port_graph(graph, verify=False)
-        _describe_port(module, None, None)
-        return module
-    from .models.reference import example_inputs
-
-    inputs = example_inputs(graph, seed=seed)
-    loaded = _run_keras_file(path, graph.keras_major, inputs)
-    if isinstance(loaded, str):  # why Keras could not run it: check against the reference
-        against = f"the float64 reference reading of the file ({loaded})"
-        module = port_graph(graph, seed=seed, label=f"{path}: {against} vs its torch port")
-        _describe_port(module, None, against)
-        return module
-    loader, model, keras_dtype, outputs = loaded
-
-    def expected(given: Any) -> tuple[np.ndarray, ...]:
-        # port_graph makes the same seeded inputs, which Keras has already run on.
-        same = len(given) == len(inputs) and all(map(np.array_equal, given, inputs))
-        return outputs if same else _call_keras_model(model, given)
-
-    against = f"the model as {loader} loads and runs it"
-    module = port_graph(
-        graph,
-        seed=seed,
-        expected=expected,
-        compute_dtype=keras_dtype,
-        label=f"{path}: {against} (computes in {keras_dtype}) vs its torch port",
-    )
-    _describe_port(module, keras_dtype, against)
-    return module
-
-
-def _run_keras_file(
-    path: Any, major: int, inputs: list[np.ndarray]
-) -> tuple[str, Any, str, tuple[np.ndarray, ...]] | str:
-    """Load a model file with the Keras that wrote it and run it on ``inputs``.
-
-    Returns ``(loader, model, compute dtype, outputs)``, or, where that Keras cannot do it here,
-    the reason in words. Loading never executes code from the file: the reader has
-    already refused Lambda layers and names of modules outside Keras.
-    """
-    from .errors import FrameworkUnavailableError
-
-    name = "keras" if major >= 3 else "tf_keras"
-    try:
-        framework = require(name)
-    except FrameworkUnavailableError:
-        writer = "Keras 3" if major >= 3 else "Keras 2 (tf_keras)"
-        return f"{name} is not installed to load this {writer} file"
-    if major >= 3:
-        from .adapters.keras import register_keras_activations
-
-        register_keras_activations()  # Keras 2's hard sigmoid, as the port saves it
-        loader = "keras.saving.load_model(safe_mode=True)"
-        load = functools.partial(framework.saving.load_model, path, safe_mode=True, compile=False)
-    else:
-        loader = "tf_keras.models.load_model(safe_mode=True)"
-        load = functools.partial(framework.models.load_model, path, compile=False, safe_mode=True)
-    try:
-        model = load()
-        outputs = _call_keras_model(model, inputs)
-    except Exception as error:  # Keras's own failure: say so and fall back
-        return f"{loader} could not load or run it: {type(error).__name__}: {error}"
-    from .adapters.keras import compute_dtype
-
-    return loader, model, compute_dtype(model), outputs
-
-
-def _call_keras_model(model: Any, inputs: Any) -> tuple[np.ndarray, ...]:
-    """Run a live Keras 3 or tf_keras model in inference mode; outputs as numpy arrays."""
-    outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return tuple(
-        np.asarray(output.numpy() if hasattr(output, "numpy") else output) for output in outputs
-    )
-
-
-def _port_live_model(model: Any, *, verify: bool, seed: int) -> Any:
-    require("torch")
-    from .adapters.keras import compute_dtype
-    from .models.live import graph_from_keras
-    from .models.port import port_graph
-
-    keras_dtype = compute_dtype(model)
-    module = port_graph(
-        graph_from_keras(model),
-        verify=verify,
-        seed=seed,
-        expected=lambda inputs: _call_keras_model(model, inputs),
-        compute_dtype=keras_dtype,
-        label=f"Keras {_describe(model)} (computes in {keras_dtype}) vs its torch port",
-    )
-    _describe_port(module, keras_dtype, "the Keras model's own call" if verify else None)
     return module
 
 

@@ -1,9 +1,10 @@
 """``compare()``: run one model on every framework, device and dtype, and report how they agree.
 
-The source is converted to the canonical form once. One input is drawn once (seeded, in
-float64) and every run sees the same values, cast to its own dtype. Every run is compared
-with the float64 reference, and every two runs of the same dtype with each other; each
-comparison's tolerance comes from the float32 rounding noise of this model on this input
+The source is converted to the canonical form once; a live source also runs itself
+(``@original``). One input is drawn once (seeded, in float64) and every run sees the same
+values, cast to its own dtype. Every run is compared with the float64 reference and with
+the original, and every two runs of the same dtype with each other; each comparison's
+tolerance comes from the float32 rounding noise of this model on this input
 (:class:`~xframe_bilstm.comparison.Noise`), scaled to the precision of the coarser run,
 unless ``rtol`` and ``atol`` are given.
 """
@@ -69,9 +70,21 @@ def compare(
 ) -> Report:
     """Run ``source`` on every framework, device and dtype asked for, and compare them all.
 
+    The frameworks run ``source`` as the library reads it (its canonical form). A live
+    source, a Keras layer or ``Sequential``, a torch module or a state_dict file (the native
+    module it holds), also runs itself: by its own ``call`` or ``forward``, in its own dtype
+    (the layer's compute dtype, the module's parameters'), on the CPU and on the planned
+    devices its framework sees, whatever ``frameworks`` says, labelled e.g.
+    ``keras[cpu,float32]@original``. It is the expected side of its pairs: with the
+    reference and with every other run, so a misreading fails instead of agreeing with
+    itself. A stateful Keras layer runs from zero states (or ``initial_states``) and keeps
+    the states it carries. A canonical stack and a Keras file have no computation of their
+    own besides their reading.
+
     Args:
         source: a Keras layer or ``Sequential``, a torch ``nn.LSTM``/``nn.GRU``/``nn.RNN``
-            or converted module, or a :class:`~xframe_bilstm.RecurrentStack`.
+            or converted module, the path of a state_dict file or of a ``.keras``/``.h5``
+            model, or a :class:`~xframe_bilstm.RecurrentStack`.
         against: optionally a second model of any of those kinds, e.g. your own port of
             ``source``: it runs on its own framework (labelled ``@against``) and is compared
             with the source's reference and runs.
@@ -96,7 +109,8 @@ def compare(
         initial_states: every layer's initial states in Keras order, each (B, H).
         rtol: relative tolerance; give both or neither of ``rtol`` and ``atol``.
         atol: absolute tolerance; default: derived from this model's rounding noise.
-        batch: rows of the generated input.
+        batch: rows of the generated input; default 4, or the batch a stateful Keras
+            source keeps its states for.
         steps: time steps of the generated input.
         progress: called as ``progress(done, total, label)`` before each run starts.
 

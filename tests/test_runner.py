@@ -19,6 +19,8 @@ from .factories import random_stack  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
+REFERENCE = "reference[cpu,float64]"
+
 
 @pytest.fixture(scope="module")
 def bilstm():
@@ -41,11 +43,19 @@ def test_every_framework_agrees_with_the_reference_and_each_other(bilstm) -> Non
     report = compare(bilstm, steps=6, frameworks=["torch", "keras"])
     assert report, "\n".join(report.lines())
     labels = [run.label for run in report.runs]
-    assert labels == ["reference[cpu,float64]", "torch[cpu,float32]", "keras[cpu,float32]"]
+    assert labels == [
+        "reference[cpu,float64]",
+        "torch[cpu,float32]",
+        "keras[cpu,float32]",
+        "keras[cpu,float32]@original",  # the user's layer itself
+    ]
     assert [pair.label for pair in report.pairs] == [
         "torch[cpu,float32] vs reference[cpu,float64]",
         "keras[cpu,float32] vs reference[cpu,float64]",
+        "keras[cpu,float32]@original vs reference[cpu,float64]",
         "keras[cpu,float32] vs torch[cpu,float32]",
+        "torch[cpu,float32] vs keras[cpu,float32]@original",
+        "keras[cpu,float32] vs keras[cpu,float32]@original",
     ]
     pair = report.pairs[0]
     assert set(pair.timesteps) == {"output.forward", "output.backward"}
@@ -57,7 +67,7 @@ def test_every_framework_agrees_with_the_reference_and_each_other(bilstm) -> Non
 
 def test_float64_runs_get_a_far_tighter_tolerance(bilstm) -> None:
     report = compare(bilstm, frameworks=["torch"], dtypes=["float32", "float64"], steps=5)
-    tolerances = {pair.actual: pair.tolerance for pair in report.pairs}
+    tolerances = {p.actual: p.tolerance for p in report.pairs if p.expected == REFERENCE}
     assert tolerances["torch[cpu,float64]"] < 1e-6 * tolerances["torch[cpu,float32]"]
     assert report
 
@@ -99,8 +109,12 @@ def test_a_framework_that_raises_fails_its_own_run_only(bilstm, monkeypatch) -> 
     assert not report
     torch_run = next(run for run in report.runs if run.spec.framework == "torch")
     assert torch_run.error == "RuntimeError: kernel exploded"
-    assert [pair.label for pair in report.pairs] == ["keras[cpu,float32] vs reference[cpu,float64]"]
-    assert report.pairs[0]
+    assert [pair.label for pair in report.pairs] == [
+        "keras[cpu,float32] vs reference[cpu,float64]",
+        "keras[cpu,float32]@original vs reference[cpu,float64]",
+        "keras[cpu,float32] vs keras[cpu,float32]@original",
+    ]
+    assert all(report.pairs)
     assert report.failures == ["FAILED | torch[cpu,float32] | RuntimeError: kernel exploded"]
 
 
@@ -125,7 +139,8 @@ def test_views_are_valid_json_junit_and_markdown(bilstm) -> None:
     assert data["passed"] is True and data["lengths"] == [4, 2, 1, 3]
     assert data["pairs"][0]["outputs"][0]["name"] == "output"
     suite = ElementTree.fromstring(report.to_junit())
-    assert suite.get("tests") == "1" and suite.get("failures") == "0"
+    # torch and the layer itself against the reference, and torch against the layer.
+    assert suite.get("tests") == "3" and suite.get("failures") == "0"
     assert "| torch[cpu,float32] vs reference[cpu,float64] | PASSED |" in report.to_markdown()
 
 

@@ -9,6 +9,11 @@ give by meaning (the last step of a sequence is its last valid step for the forw
 and step 0 for a backward direction aligned with input time; a final ``h`` is the last step
 of its direction). What cannot be matched is refused by name before anything runs, never
 compared element by element with something of another meaning.
+
+Padded steps (``lengths``) hold no meaning of their own, and the two kinds of model fill them
+differently: a plain Keras layer repeats its last valid output there (a ``Bidirectional``
+writes zeros), a native module run on a packed sequence writes zeros. Between the two kinds,
+sequences are therefore compared on their valid steps only.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ class Source:
     directions: str  # of the last layer: "forward", "bidirectional" or "go_backwards"
     provides: dict[Meaning, tuple[str, Extract]]
     returned: tuple[Meaning, ...]  # the meaning of each returned array, in order
+    # What its sequences hold at padded steps: "keras" (Keras mask semantics) or "zeros"
+    # (a native module on a packed sequence).
+    padding: str = "keras"
 
     def shown(self) -> str:
         """``output (4, 20, 8), h_n (2, 4, 4)``: what it returns, with shapes."""
@@ -130,7 +138,13 @@ def native_source(stack: RecurrentStack, batch: int, steps: int, description: st
     # h_n and c_n hold every layer's states: no output of another model means all of them.
     returned = (next(iter(provides)), *((name, "every layer") for name in names[1:]))
     return Source(
-        description, names, shapes, _directions(stack), _derive(provides, last.units), returned
+        description,
+        names,
+        shapes,
+        _directions(stack),
+        _derive(provides, last.units),
+        returned,
+        padding="zeros",
     )
 
 
@@ -223,6 +237,8 @@ class Correspondence:
     against: tuple[Extract, ...]
     note: str
     by_source: bool  # whether ``names`` are the source's outputs (else the against's)
+    # Whether sequences are compared on valid steps only (the sides pad differently).
+    valid_steps_only: bool = False
 
     def source_view(
         self, arrays: Sequence[np.ndarray], lengths: np.ndarray | None
@@ -266,6 +282,10 @@ def correspond(source: Source, against: Source) -> Correspondence:
         matched = [second.provides[meaning] for meaning in first.returned]
         own = tuple(_take(index) for index in range(len(first.names)))
         other = tuple(extract for _, extract in matched)
+        valid_only = first.padding != second.padding
+        if valid_only:
+            own = _valid_steps(own, first.returned)
+            other = _valid_steps(other, first.returned)
         note = "; ".join(
             f"{name} ↔ {word} ({describe(meaning)})"
             for name, meaning, (word, _) in zip(first.names, first.returned, matched)
@@ -277,8 +297,28 @@ def correspond(source: Source, against: Source) -> Correspondence:
             other if by_source else own,
             note,
             by_source,
+            valid_only,
         )
     raise UnsupportedFeatureError(_refusal(source, against))
+
+
+def _valid_steps(extracts: tuple[Extract, ...], meanings: Sequence[Meaning]) -> tuple[Extract, ...]:
+    """``extracts`` with every sequence's padded steps set to zero (given lengths)."""
+    return tuple(
+        _zero_padding(extract) if what == "sequence" else extract
+        for extract, (what, _) in zip(extracts, meanings)
+    )
+
+
+def _zero_padding(sequence: Extract) -> Extract:
+    def extract(arrays: Sequence[np.ndarray], lengths: np.ndarray | None) -> np.ndarray:
+        values = sequence(arrays, lengths)
+        if lengths is None or values.ndim != 3 or values.shape[0] != len(lengths):
+            return values  # a shape the comparison reports as it is
+        valid = np.arange(values.shape[1])[None, :] < np.asarray(lengths)[:, None]
+        return np.where(valid[..., None], values, 0.0)
+
+    return extract
 
 
 def _refusal(source: Source, against: Source) -> str:

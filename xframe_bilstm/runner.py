@@ -1,15 +1,17 @@
 """``compare()``: run one model on every framework, device and dtype, and report how they agree.
 
-The source is converted to the canonical form once. One input is drawn once (seeded, in
-float64) and every run sees the same values, cast to its own dtype. Every run is compared
-with the float64 reference, and every two runs of the same dtype with each other; each
-comparison's tolerance comes from the float32 rounding noise of this model on this input
+The source is converted to the canonical form once; a live source also runs itself
+(``@original``). One input is drawn once (seeded, in float64) and every run sees the same
+values, cast to its own dtype. Every run is compared with the float64 reference and with
+the original, and every two runs of the same dtype with each other; each comparison's
+tolerance comes from the float32 rounding noise of this model on this input
 (:class:`~xframe_bilstm.comparison.Noise`), scaled to the precision of the coarser run,
 unless ``rtol`` and ``atol`` are given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import itertools
@@ -22,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ._imports import require
 from .canonical import RecurrentStack, initial_state_count, layer_state_names, output_names
 from .comparison import ArrayComparison, Comparison, compare_outputs, measure_noise
-from .correspondence import Correspondence, correspond, native_source, stack_source
+from .correspondence import Correspondence, Source, correspond, native_source, stack_source
 from .errors import FrameworkUnavailableError, UnsupportedFeatureError, WeightShapeError
 from .frameworks import FRAMEWORKS, Framework, RunSpec
 from .frameworks.base import KERNEL_PATHS
+from .frameworks.keras import KerasLayerFramework
 from .frameworks.torch import TorchModuleFramework
 from .masks import check_lengths
 from .report import PairReport, Report, RunRecord
@@ -62,15 +64,27 @@ def compare(
     initial_states: Sequence[np.ndarray] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
-    batch: int = DEFAULT_BATCH,
+    batch: int | None = None,
     steps: int = DEFAULT_STEPS,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Report:
     """Run ``source`` on every framework, device and dtype asked for, and compare them all.
 
+    The frameworks run ``source`` as the library reads it (its canonical form). A live
+    source, a Keras layer or ``Sequential``, a torch module or a state_dict file (the native
+    module it holds), also runs itself: by its own ``call`` or ``forward``, in its own dtype
+    (the layer's compute dtype, the module's parameters'), on the CPU and on the planned
+    devices its framework sees, whatever ``frameworks`` says, labelled e.g.
+    ``keras[cpu,float32]@original``. It is the expected side of its pairs: with the
+    reference and with every other run, so a misreading fails instead of agreeing with
+    itself. A stateful Keras layer runs from zero states (or ``initial_states``) and keeps
+    the states it carries. A canonical stack and a Keras file have no computation of their
+    own besides their reading.
+
     Args:
         source: a Keras layer or ``Sequential``, a torch ``nn.LSTM``/``nn.GRU``/``nn.RNN``
-            or converted module, or a :class:`~xframe_bilstm.RecurrentStack`.
+            or converted module, the path of a state_dict file or of a ``.keras``/``.h5``
+            model, or a :class:`~xframe_bilstm.RecurrentStack`.
         against: optionally a second model of any of those kinds, e.g. your own port of
             ``source``: it runs on its own framework (labelled ``@against``) and is compared
             with the source's reference and runs.
@@ -95,7 +109,8 @@ def compare(
         initial_states: every layer's initial states in Keras order, each (B, H).
         rtol: relative tolerance; give both or neither of ``rtol`` and ``atol``.
         atol: absolute tolerance; default: derived from this model's rounding noise.
-        batch: rows of the generated input.
+        batch: rows of the generated input; default 4, or the batch a stateful Keras
+            source keeps its states for.
         steps: time steps of the generated input.
         progress: called as ``progress(done, total, label)`` before each run starts.
 
@@ -134,21 +149,25 @@ def compare(
             rtol=rtol,
             atol=atol,
         )
-    stack = to_canonical(source)
-    x = _inputs(stack, inputs, seed, batch, steps)
+    original = _live(source)
+    stack = to_canonical(source if original is None else original)
+    description = _describe(source, stack)
+    x = _inputs(stack, inputs, seed, _batch(batch, original), steps)
     checked_lengths = None if lengths is None else check_lengths(lengths, *x.shape[:2])
     states = _initial_states(stack, initial_states, x)
     specs = _plan(frameworks, devices, dtypes, tf32, paths)
-    models = {spec: stack for spec, _ in specs}
-    counts = {spec: len(output_names(stack)) for spec, _ in specs}
-    correspondence = None
+    mine = stack_source(stack, int(x.shape[0]), int(x.shape[1]), description)
+    subjects: list[_Subject] = []
     if against is not None:
-        extra, other, correspondence, count = _plan_against(
-            against, stack, _describe(source, stack), x, states, specs, dtypes, tf32
-        )
-        specs += extra
-        models.update({spec: other for spec, _ in extra})
-        counts.update({spec: count for spec, _ in extra})
+        subjects.append(_plan_against(against, stack, x, states, specs, dtypes, tf32))
+    if original is not None:  # the ground truth: planned whatever the frameworks asked
+        subjects.append(_plan_subject("original", source, original, stack, x, specs, tf32))
+    readings = {"": stack, **{subject.name: subject.stack for subject in subjects}}
+    views = _views(mine, subjects)
+    counts = {spec: len(output_names(stack)) for spec, _ in specs}
+    for subject in subjects:
+        specs += subject.runs
+        counts.update({spec: len(subject.outputs.names) for spec, _ in subject.runs})
 
     runs: list[RunRecord] = []
     results: dict[RunSpec, tuple[np.ndarray, ...]] = {}
@@ -156,7 +175,7 @@ def compare(
         if progress is not None:
             progress(index, len(specs), spec.label)
         record, outputs = _run(
-            framework, spec, models[spec], x, states, checked_lengths, counts[spec]
+            framework, spec, readings[spec.subject], x, states, checked_lengths, counts[spec]
         )
         runs.append(record)
         if outputs is not None:
@@ -166,13 +185,13 @@ def compare(
     reference = results.get(RunSpec("reference", "cpu", "float64"))
     noise = measure_noise(stack, x, initial_states=states, lengths=checked_lengths, exact=reference)
     pairs = []
-    for expected, actual in _pairs(list(results)):
+    for expected, actual in _pairs(list(results), views):
         if rtol is None or atol is None:
             tolerance, relative = noise.tolerance(max(expected.epsilon, actual.epsilon)), 0.0
         else:
             tolerance, relative = atol, rtol
         names, want, got, shown = _pair_arrays(
-            stack, models, correspondence, expected, actual, results, checked_lengths
+            readings, views, expected, actual, results, checked_lengths
         )
         pair = _pair_report(
             shown, names, want, got, expected, actual, tolerance, relative, checked_lengths
@@ -184,7 +203,7 @@ def compare(
             pair = dataclasses.replace(pair, comparison=comparison)
         pairs.append(pair)
     return Report(
-        source=_describe(source, stack),
+        source=description,
         input_shape=tuple(x.shape),
         seed=seed,
         lengths=None if checked_lengths is None else tuple(int(n) for n in checked_lengths),
@@ -197,11 +216,7 @@ def compare(
             else f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
             f"(output scale {noise.scale:.3g}), scaled to each pair's coarser precision"
         ),
-        correspondence=(
-            f"@against outputs matched by meaning: {correspondence.note}"
-            if correspondence is not None and correspondence.note
-            else ""
-        ),
+        correspondence=_correspondence_note(views, checked_lengths),
     )
 
 
@@ -403,18 +418,52 @@ def _check_available(
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Subject:
+    """A model that runs on its own framework beside the source's reading: the user's
+    ``original`` object itself, or the port it is compared ``against``."""
+
+    name: str  # the RunSpec subject: "original" or "against"
+    runs: list[tuple[RunSpec, Framework]]
+    stack: RecurrentStack  # its reading: the layout of its states, the profiles' halves
+    outputs: Source  # what it returns, to match with the other runs' outputs by meaning
+
+
+def _live(source: Any) -> Any:
+    """The framework object ``source`` is or holds: a Keras layer or ``Sequential``, a torch
+    module, or the native module of a state_dict file; None for a canonical stack or a
+    Keras file, which have no computation of their own beside their reading."""
+    module = _torch_module(source)
+    if module is not None:
+        return module
+    keras = sys.modules.get("keras")
+    return source if keras is not None and isinstance(source, keras.layers.Layer) else None
+
+
+def _batch(batch: int | None, original: Any) -> int:
+    """The rows of a generated input: ``batch``, else those a stateful Keras layer keeps
+    states for (it runs on no other batch), else :data:`DEFAULT_BATCH`."""
+    if batch is not None:
+        return batch
+    if original is not None and framework_of(original) == "keras":
+        from .adapters.keras import fixed_batch_size
+
+        fixed = fixed_batch_size(original)
+        if fixed is not None:
+            return fixed
+    return DEFAULT_BATCH
+
+
 def _plan_against(
     against: Any,
     stack: RecurrentStack,
-    description: str,
     x: np.ndarray,
     states: list[np.ndarray] | None,
     specs: list[tuple[RunSpec, Framework]],
     dtypes: Sequence[str],
     tf32: bool,
-) -> tuple[list[tuple[RunSpec, Framework]], RecurrentStack, Correspondence, int]:
-    """Runs of the second model on its own framework, on the devices the plan uses; its
-    reading, how its outputs correspond to the source's, and how many arrays it returns.
+) -> _Subject:
+    """Runs of the second model on its own framework, on the devices the plan uses.
 
     A torch module runs by its own ``forward``; a state_dict file as the native module it
     holds; a Keras model or file, or a canonical stack, as its reading."""
@@ -425,32 +474,112 @@ def _plan_against(
             f"against: takes {other.input_size} input features where the source takes "
             f"{stack.input_size}; they cannot run on the same input"
         )
+    if module is not None and states is not None:
+        _check_against_states(other, module, len(states))
+    return _plan_subject("against", against, module, other, x, specs, tf32, dtypes)
+
+
+def _plan_subject(
+    name: str,
+    model: Any,
+    live: Any,
+    reading: RecurrentStack,
+    x: np.ndarray,
+    specs: list[tuple[RunSpec, Framework]],
+    tf32: bool,
+    dtypes: Sequence[str] | None = None,
+) -> _Subject:
+    """The runs of ``model`` labelled ``@name``, read as ``reading``.
+
+    ``live`` (a torch module or a Keras layer) runs by its own computation; else ``model``
+    runs as its reading on its framework. With ``dtypes`` (``against``) it runs in each of
+    them on the devices the plan uses; without (the ``original``), in its own dtype on the
+    CPU and on the planned devices its framework sees.
+    """
     batch, steps = (int(n) for n in x.shape[:2])
-    mine = stack_source(stack, batch, steps, description)
+    description = _describe(model, reading)
     framework: Framework
-    if module is not None:
-        framework = TorchModuleFramework(module, other)
-        name = "torch"
-        native = isinstance(module, require("torch").nn.RNNBase)
-        reading = native_source if native else stack_source
-        theirs = reading(other, batch, steps, _describe(against, other))
-        if states is not None:
-            _check_against_states(other, module, len(states))
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(live, torch.nn.Module):
+        framework = TorchModuleFramework(live, reading)
+        kind = "torch"
+        native = isinstance(live, torch.nn.RNNBase)
+        outputs = (native_source if native else stack_source)(reading, batch, steps, description)
+        own = _parameter_dtype(live)
+    elif live is not None:
+        from .adapters.keras import compute_dtype
+
+        framework = KerasLayerFramework(live)
+        kind = "keras"
+        outputs = stack_source(reading, batch, steps, description)
+        own = compute_dtype(live)
     else:
-        origin = framework_of(against)
-        name = "reference" if origin == "canonical" else origin
-        framework = FRAMEWORKS[name]()
-        theirs = stack_source(other, batch, steps, _describe(against, other))
-    correspondence = correspond(mine, theirs)
-    devices = sorted({spec.device for spec, _ in specs} & set(framework.devices()))
-    wanted = ["float64"] if name == "reference" else list(dtypes)
-    extra: list[tuple[RunSpec, Framework]] = [
-        (RunSpec(name, device, dtype, tf32, subject="against"), framework)
-        for device in devices
+        origin = framework_of(model)
+        kind = "reference" if origin == "canonical" else origin
+        framework = FRAMEWORKS[kind]()
+        outputs = stack_source(reading, batch, steps, description)
+        own = "float64"
+    planned = {spec.device for spec, _ in specs}
+    if dtypes is None:  # the original: what the user has, wherever its framework runs
+        devices = sorted({"cpu"} | (planned & set(_devices(framework))))
+        runs = [(RunSpec(kind, device, own, tf32, subject=name), framework) for device in devices]
+        return _Subject(name, runs, reading, outputs)
+    wanted = ["float64"] if kind == "reference" else list(dtypes)
+    runs = [
+        (RunSpec(kind, device, dtype, tf32, subject=name), framework)
+        for device in sorted(planned & set(framework.devices()))
         for dtype in wanted
         if dtype in framework.dtypes(device)
     ]
-    return extra, other, correspondence, len(theirs.names)
+    return _Subject(name, runs, reading, outputs)
+
+
+def _devices(framework: Framework) -> list[str]:
+    """The devices ``framework`` sees; just the CPU when it cannot say, so that the run is
+    still planned and its record says why it cannot run."""
+    try:
+        return framework.devices()
+    except Exception:  # e.g. Keras on another backend, without TensorFlow
+        return ["cpu"]
+
+
+def _parameter_dtype(module: Any) -> str:
+    """The dtype a torch module's parameters hold, e.g. ``"float32"``."""
+    parameter = next(iter(module.parameters()), None)
+    return "float32" if parameter is None else str(parameter.dtype).removeprefix("torch.")
+
+
+def _views(mine: Source, subjects: Sequence[_Subject]) -> dict[tuple[str, str], Correspondence]:
+    """How each two of the source's runs, ``@original`` and ``@against`` match their outputs,
+    by subjects (``""`` for the source's runs); a pair of subjects that do not correspond
+    (possible only between the original and against) is left out and compared through the
+    reference alone. Refuses an ``against`` whose outputs do not correspond to the source's.
+    """
+    views = {("", subject.name): correspond(mine, subject.outputs) for subject in subjects}
+    named = {subject.name: subject.outputs for subject in subjects}
+    if "original" in named and "against" in named:
+        with contextlib.suppress(UnsupportedFeatureError):
+            views[("original", "against")] = correspond(named["original"], named["against"])
+    return views
+
+
+def _correspondence_note(
+    views: dict[tuple[str, str], Correspondence], lengths: np.ndarray | None
+) -> str:
+    """What the report says about outputs matched by meaning, "" when all are the same."""
+    notes = []
+    for (first, second), view in views.items():
+        matched = [view.note] if view.note else []
+        if view.valid_steps_only and lengths is not None:
+            matched.append(
+                "sequences on valid steps only (a native module on a packed sequence writes "
+                "zeros at padded steps, a Keras layer its own padding)"
+            )
+        if not matched:
+            continue
+        whose = f" with @{first}'s" if first else ""
+        notes.append(f"@{second} outputs matched{whose} by meaning: {'; '.join(matched)}")
+    return "; ".join(notes)
 
 
 def _torch_module(against: Any) -> Any:
@@ -520,39 +649,53 @@ def _run(
     return RunRecord(spec, seconds, settings), outputs
 
 
-def _pairs(specs: list[RunSpec]) -> Iterable[tuple[RunSpec, RunSpec]]:
-    """Each run against the reference, and every two runs of one dtype against each other."""
+def _pairs(
+    specs: list[RunSpec], views: dict[tuple[str, str], Correspondence]
+) -> Iterable[tuple[RunSpec, RunSpec]]:
+    """Each run against the reference, and every two runs of one dtype against each other.
+
+    The user's original object is the ground truth: it is the expected side of its pairs,
+    and every run of the source's reading is compared with it whatever their dtypes."""
     reference = [s for s in specs if s.framework == "reference" and not s.subject]
     others = [s for s in specs if s.framework != "reference" or s.subject]
     for spec in others:
         for ref in reference:
             yield ref, spec
     for first, second in itertools.combinations(others, 2):
-        if first.dtype == second.dtype:
+        if second.subject == "original" and first.subject != "original":
+            if not first.subject or (
+                first.dtype == second.dtype and ("original", first.subject) in views
+            ):
+                yield second, first
+        elif first.dtype == second.dtype:
             yield first, second
 
 
 def _pair_arrays(
-    stack: RecurrentStack,
-    models: dict[RunSpec, RecurrentStack],
-    correspondence: Correspondence | None,
+    readings: dict[str, RecurrentStack],
+    views: dict[tuple[str, str], Correspondence],
     expected: RunSpec,
     actual: RunSpec,
     results: dict[RunSpec, tuple[np.ndarray, ...]],
     lengths: np.ndarray | None,
 ) -> tuple[tuple[str, ...], tuple[np.ndarray, ...], tuple[np.ndarray, ...], RecurrentStack]:
     """What a pair compares: names, expected and actual arrays, and the stack they belong to
-    (for the profiles). A pair with the ``against`` model compares what corresponds."""
-    involved = "against" in (expected.subject, actual.subject)
-    if correspondence is None or not involved:
-        return output_names(stack), results[expected], results[actual], stack
+    (for the profiles). A pair with ``@against`` or ``@original`` compares what corresponds:
+    by the correspondence of the two subjects, or of the one with the source's runs."""
+    subjects = {expected.subject, actual.subject}
+    if subjects == {""}:
+        return output_names(readings[""]), results[expected], results[actual], readings[""]
+    named = sorted(subjects - {""})
+    # Two subjects: the original and against; else one, with the source's runs or itself.
+    key = ("original", "against") if len(named) == 2 else ("", named[0])
+    correspondence = views[key]
 
     def view(spec: RunSpec) -> tuple[np.ndarray, ...]:
-        if spec.subject == "against":
-            return correspondence.against_view(results[spec], lengths)
-        return correspondence.source_view(results[spec], lengths)
+        if spec.subject == key[0]:
+            return correspondence.source_view(results[spec], lengths)
+        return correspondence.against_view(results[spec], lengths)
 
-    shown = stack if correspondence.by_source else models[actual if actual.subject else expected]
+    shown = readings[key[0] if correspondence.by_source else key[1]]
     return correspondence.names, view(expected), view(actual), shown
 
 

@@ -223,7 +223,12 @@ def test_the_first_run_records_every_cell_and_the_baseline(project: Path, baseli
     assert port["config"]["against"] == "tagger-keras"
     assert set(port["max_errors"]) == {PORT_RUN}
     encoder = by_id["encoder-features-float32"]
-    assert set(encoder["max_errors"]) == {"torch[cpu,float32]", "keras[cpu,float32]"}
+    # A state_dict file also runs as the module it holds, labelled @original.
+    assert set(encoder["max_errors"]) == {
+        "torch[cpu,float32]",
+        "keras[cpu,float32]",
+        "torch[cpu,float32]@original",
+    }
     for cell in data["cells"]:
         assert cell["errors"] == [] and cell["drift"] == []
         assert all(pair["max_abs_error"] < pair["tolerance"] for pair in cell["pairs"])

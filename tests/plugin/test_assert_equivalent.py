@@ -118,6 +118,7 @@ def test_the_selection_is_the_default_frameworks(x, monkeypatch) -> None:
         "reference[cpu,float64]",
         "torch[cpu,float32]",
         "torch[cpu,float32]@against",
+        "torch[cpu,float32]@original",
     }
 
 

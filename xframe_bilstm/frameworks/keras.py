@@ -25,6 +25,7 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack
+from ..errors import UnsupportedFeatureError
 from .base import Framework, RunSpec
 from .process import ProcessRunError, run_elsewhere
 
@@ -89,6 +90,66 @@ class KerasFramework(Framework):
             "oneDNN": onednn,
             "compiled": "tf.function",
             "kernel": ", ".join(kernel),
+        }
+
+
+class KerasLayerFramework(KerasFramework):
+    """A Keras layer or ``Sequential`` of the user's, run by its own ``call``.
+
+    ``compare(source)`` runs a live Keras source as itself beside the layers rebuilt from its
+    reading. It computes in its own compute dtype, on its default kernel path, from zero
+    states (or the ``initial_states`` given) like every other run; a stateful layer's carried
+    states are put back afterwards, so comparing never advances the user's sequence. The
+    stack a run is given is ignored: only this layer's own computation is compared.
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.own = layer  # ``module`` names the package, as in every framework
+
+    def paths(self, device: str) -> list[str]:
+        return []  # the user's layer runs as they built it
+
+    def run(
+        self,
+        stack: RecurrentStack,
+        x: np.ndarray,
+        spec: RunSpec,
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+        tf = require("tensorflow")
+        from ..adapters.keras import (
+            fixed_batch_size,
+            reset_keras_states,
+            restore_states,
+            run_keras,
+            snapshot_states,
+        )
+
+        layer = self.own
+        fixed = fixed_batch_size(layer)
+        if fixed is not None and fixed != x.shape[0]:
+            raise UnsupportedFeatureError(
+                f"the stateful layer {layer.name!r} keeps states for a batch of {fixed}, and "
+                f"the input has {x.shape[0]} rows; compare it with batch={fixed} (or inputs "
+                f"of {fixed} rows)"
+            )
+        saved = snapshot_states(layer)
+        try:
+            reset_keras_states(layer)  # from zero states, as every other run starts
+            with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
+                result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
+        finally:
+            restore_states(layer, saved)
+        outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
+        onednn = _onednn_enabled(tf)
+        return outputs, {
+            **settings,
+            "layer": f"{type(layer).__name__} {layer.name!r}",
+            "oneDNN": onednn,
+            "compiled": "tf.function",
+            "kernel": f"oneDNN {'on' if onednn else 'off'}",
         }
 
 

@@ -72,13 +72,16 @@ class TorchFramework(Framework):
 
 
 class TorchModuleFramework(TorchFramework):
-    """A torch module of the user's, run by its own ``forward`` (``compare(against=module)``).
+    """A torch module of the user's, run by its own ``forward``: a torch source itself
+    (``@original``) or the port it is compared with (``compare(against=module)``).
 
     A native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` returns what it returns, ``output`` (batch
     first), then ``h_n`` (and ``c_n``); lengths go in as a packed sequence and initial states
     (every layer's, in Keras order) as ``(h_0, c_0)``. A module made by
-    :func:`~xframe_bilstm.keras_to_torch` takes them as the Keras layer does. The stack a run
-    is given is ignored: only this module's own computation is compared.
+    :func:`~xframe_bilstm.keras_to_torch` takes them as the Keras layer does, and a stateful
+    one starts from zero states like every other run (its copy is reset; the user's module
+    keeps what it carries). The stack a run is given is ignored: only this module's own
+    computation is compared.
     """
 
     def __init__(self, module: Any, stack: RecurrentStack) -> None:
@@ -99,6 +102,8 @@ class TorchModuleFramework(TorchFramework):
         device = spec.device.replace("gpu", "cuda")
         # A copy in the run's dtype and device: the caller's module stays as it was.
         module = copy.deepcopy(self.own).to(device=device, dtype=dtype).eval()
+        if getattr(module, "stateful", False):
+            module.reset_states()  # from zero states (or those given), as every other run
         with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
             inputs = torch.as_tensor(x, dtype=dtype, device=device)
             states = None

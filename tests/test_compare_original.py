@@ -188,3 +188,17 @@ def test_a_faithful_native_port_with_lengths_passes() -> None:
     assert "@against outputs matched by meaning: sequences on valid steps only" in (
         report.correspondence
     )
+
+
+def test_a_keras_against_runs_its_own_call_not_our_reading(monkeypatch) -> None:
+    """A port that carries the same misreading as our reader agreed with a Keras ``against``
+    rebuilt from that reading; the layer's own call tells them apart."""
+    layer = _bilstm(seed=3)
+    port = torch_adapter.canonical_to_torch(_nudged(keras_adapter.keras_to_canonical(layer)))
+    read = keras_adapter.keras_to_canonical
+    monkeypatch.setattr(keras_adapter, "keras_to_canonical", lambda obj: _nudged(read(obj)))
+    report = compare(port, against=layer, frameworks=["torch"], steps=STEPS)
+    against = [pair for pair in report.pairs if "@against" in pair.label]
+    assert against and "keras[cpu,float32]@against" in {run.label for run in report.runs}
+    assert not any(against), _explain(report)
+    assert not report

@@ -465,9 +465,11 @@ def _plan_against(
 ) -> _Subject:
     """Runs of the second model on its own framework, on the devices the plan uses.
 
-    A torch module runs by its own ``forward``; a state_dict file as the native module it
-    holds; a Keras model or file, or a canonical stack, as its reading."""
+    A torch module runs by its own ``forward``, in each of ``dtypes``; a state_dict file as
+    the native module it holds; a Keras layer or ``Sequential`` by its own call, in the dtype
+    its policy computes in; a Keras file or a canonical stack as its reading."""
     module = _torch_module(against)
+    live = _live(against)
     other = to_canonical(against if module is None else module)
     if other.input_size != stack.input_size:
         raise WeightShapeError(
@@ -476,7 +478,10 @@ def _plan_against(
         )
     if module is not None and states is not None:
         _check_against_states(other, module, len(states))
-    return _plan_subject("against", against, module, other, x, specs, tf32, dtypes)
+    own_dtype = module is None and live is not None  # a Keras layer runs as its policy says
+    return _plan_subject(
+        "against", against, live, other, x, specs, tf32, None if own_dtype else dtypes
+    )
 
 
 def _plan_subject(
@@ -492,9 +497,9 @@ def _plan_subject(
     """The runs of ``model`` labelled ``@name``, read as ``reading``.
 
     ``live`` (a torch module or a Keras layer) runs by its own computation; else ``model``
-    runs as its reading on its framework. With ``dtypes`` (``against``) it runs in each of
-    them on the devices the plan uses; without (the ``original``), in its own dtype on the
-    CPU and on the planned devices its framework sees.
+    runs as its reading on its framework. With ``dtypes`` it runs in each of them on the
+    devices the plan uses; without (the ``original``, a Keras ``against``), in its own dtype
+    on the CPU and on the planned devices its framework sees.
     """
     batch, steps = (int(n) for n in x.shape[:2])
     description = _describe(model, reading)

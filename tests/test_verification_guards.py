@@ -13,6 +13,7 @@ replaced.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,17 @@ def nudge_onnx(model: Any) -> None:
     raise AssertionError("the graph has no float weights to nudge")
 
 
+def nudged_stack(stack: Any) -> Any:
+    """``stack`` with NUDGE added to the first entry of its first layer's input kernel (a
+    canonical stack is frozen: the nudge makes a new one)."""
+    layer = stack.layers[0]
+    kernel = np.array(layer.weights[0].kernel, copy=True)
+    kernel.flat[0] += NUDGE
+    weights = (dataclasses.replace(layer.weights[0], kernel=kernel), *layer.weights[1:])
+    layers = (dataclasses.replace(layer, weights=weights), *stack.layers[1:])
+    return dataclasses.replace(stack, layers=layers)
+
+
 def run_converted(path: str, result: Any, source: Any, graph: Any) -> tuple[Any, Any]:
     """(what the original computes, what the converter's result computes) on one input."""
     from xframe_bilstm.adapters.onnx import run_onnxruntime
@@ -254,11 +266,15 @@ def run_converted(path: str, result: Any, source: Any, graph: Any) -> tuple[Any,
     (expected,) = run_onnxruntime(graph, x)
     if path == "onnx_to_torch":
         return expected, run_port(result, x)
+    if path == "onnx_to_canonical":
+        from xframe_bilstm.reference import run_reference
+
+        return expected, run_reference(result, x)[0]
     return expected, np.asarray(result(x))
 
 
 @pytest.mark.onnx
-@pytest.mark.parametrize("path", ["to_onnx", "onnx_to_torch", "onnx_to_keras"])
+@pytest.mark.parametrize("path", ["to_onnx", "onnx_to_torch", "onnx_to_keras", "onnx_to_canonical"])
 def test_onnx_converters_catch_a_corrupted_result(
     path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -275,6 +291,17 @@ def test_onnx_converters_catch_a_corrupted_result(
         "onnx_to_torch": (onnx_adapter, "onnx_module", nudge_torch, graph),
         "onnx_to_keras": (keras_adapter, "canonical_to_keras", nudge_keras, graph),
     }
+    if path == "onnx_to_canonical":
+        read = onnx_adapter.graph_to_canonical
+
+        def misread(*args: Any, **kwargs: Any) -> Any:
+            calls.append(True)
+            return nudged_stack(read(*args, **kwargs))
+
+        monkeypatch.setattr(onnx_adapter, "graph_to_canonical", misread)
+        result = caught_then_returned(onnx_converters.onnx_to_canonical, graph, calls)
+        assert_differs(*run_converted(path, result, source, graph))
+        return
     seam, name, nudge, argument = seams[path]
     monkeypatch.setattr(seam, name, corrupting(getattr(seam, name), nudge, calls))
     result = caught_then_returned(getattr(onnx_converters, path), argument, calls)

@@ -110,7 +110,7 @@ def to_onnx(
     return model
 
 
-def onnx_to_canonical(model_or_path: Any) -> RecurrentStack:
+def onnx_to_canonical(model_or_path: Any, *, verify: bool = True, seed: int = 0) -> RecurrentStack:
     """The canonical stack an ONNX graph of LSTM/GRU/RNN nodes and glue computes.
 
     Reads graphs from :func:`to_onnx`, ``torch.onnx.export(..., dynamo=False)`` and tf2onnx
@@ -120,9 +120,20 @@ def onnx_to_canonical(model_or_path: Any) -> RecurrentStack:
     and the candidate stacks on a random input and keeping the one that matches (see
     :func:`xframe_bilstm.adapters.onnx.graph_to_canonical`). Needs torch to run the graph.
 
+    Args:
+        model_or_path: a ModelProto, its bytes or a path.
+        verify: also run onnxruntime on the given graph and the float64 reference of the
+            stack on one seeded input, so the reading is checked against the graph as
+            onnxruntime runs it, not only against the interpreter that identified it.
+        seed: seed of that input.
+
     Raises:
         UnsupportedFeatureError: naming the node and attribute (``clip``, ``input_forget``,
-            peepholes, activations), operator, or graph output that Keras cannot express.
+            peepholes, activations), operator, or graph output that Keras cannot express;
+            with ``verify``, a graph onnxruntime cannot run.
+        ToleranceExceededError: with ``verify``, the stack computes something else than
+            onnxruntime on the graph.
+        FrameworkUnavailableError: ``verify`` without onnxruntime.
 
     Example:
         >>> import torch
@@ -134,7 +145,13 @@ def onnx_to_canonical(model_or_path: Any) -> RecurrentStack:
     require("torch")
     from .adapters import onnx as onnx_adapter
 
-    return onnx_adapter.graph_to_canonical(model_or_path)
+    proto = onnx_adapter.load_model(model_or_path)
+    stack = onnx_adapter.graph_to_canonical(proto)
+    if verify:
+        from .onnx_verify import check_canonical_import
+
+        check_canonical_import(proto, stack, seed=seed)
+    return stack
 
 
 def onnx_to_torch(model_or_path: Any, *, verify: bool = True, seed: int = 0) -> Any:
@@ -222,7 +239,7 @@ def onnx_to_keras(
     from .adapters.onnx import load_model
 
     proto = load_model(model_or_path)
-    stack = onnx_to_canonical(proto)
+    stack = onnx_to_canonical(proto, verify=False)  # the layer built from it is checked below
     require("keras")
     from .adapters import keras as keras_adapter
 

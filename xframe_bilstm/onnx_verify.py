@@ -5,6 +5,7 @@
   without Keras) against the exported graph on onnxruntime.
 - :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
 - :func:`check_keras_import`: onnxruntime on the given graph against the Keras layer.
+- :func:`check_canonical_import`: the same against the float64 reference of the stack read.
 
 Each runs both sides once on a small seeded input (batch 2, 7 steps, with initial states and
 lengths where the graph takes them) and raises
@@ -113,30 +114,75 @@ def check_torch_import(model: Any, module: Any, *, seed: int) -> None:
 def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: int) -> None:
     """Raise unless the Keras ``layer`` computes what onnxruntime computes on ``model``.
 
-    The Keras outputs are compared with the graph's leading outputs, as
-    :func:`~xframe_bilstm.onnx_converters.onnx_to_canonical` matched them: the graph's
-    sequence input read batch-major or time-major, whichever reading its outputs agree with
-    (the one its structure suggests first). A Keras ``Sequential`` takes no initial states:
-    the graph's state inputs are then fed zeros. The bound is
-    :func:`~xframe_bilstm.comparison.derived_tolerance` of ``stack``.
+    A Keras ``Sequential`` takes no initial states: the graph's state inputs are then fed
+    zeros. See :func:`check_stack_import`.
     """
     keras = require("keras")
     from .adapters.keras import run_keras
+
+    check_stack_import(
+        model,
+        stack,
+        lambda x, states, lengths: run_keras(layer, x, initial_states=states, lengths=lengths),
+        seed=seed,
+        takes_states=not isinstance(layer, keras.Sequential),
+        label="its Keras layer",
+    )
+
+
+def check_canonical_import(model: Any, stack: RecurrentStack, *, seed: int) -> None:
+    """Raise unless the float64 reference of ``stack`` computes what onnxruntime computes on
+    ``model``: the reading is checked against the graph as onnxruntime runs it, not only
+    against the interpreter it was identified with. See :func:`check_stack_import`."""
+    from .reference import run_reference
+
+    check_stack_import(
+        model,
+        stack,
+        lambda x, states, lengths: run_reference(stack, x, initial_states=states, lengths=lengths),
+        seed=seed,
+        takes_states=True,
+        label="its canonical stack (float64 reference)",
+    )
+
+
+def check_stack_import(
+    model: Any,
+    stack: RecurrentStack,
+    run: _Run,
+    *,
+    seed: int,
+    takes_states: bool,
+    label: str,
+) -> None:
+    """Raise unless ``run`` (the import of ``model`` as ``stack``) computes what onnxruntime
+    computes on ``model``.
+
+    The outputs of ``run`` are compared with the graph's leading outputs, as
+    :func:`~xframe_bilstm.onnx_converters.onnx_to_canonical` matched them: the graph's
+    sequence input read batch-major or time-major, whichever reading its outputs agree with
+    (the one its structure suggests first). Without ``takes_states``, the graph's state
+    inputs are fed zeros. The bound is :func:`~xframe_bilstm.comparison.derived_tolerance`
+    of ``stack``.
+    """
     from .adapters.onnx.example_inputs import seeded_graph_inputs
     from .adapters.onnx.verify import RuntimeSession
 
     session = RuntimeSession(model)
-    sequential = isinstance(layer, keras.Sequential)
     inputs = seeded_graph_inputs(
-        session.proto, seed=seed, batch=VERIFY_BATCH, steps=VERIFY_STEPS, zero_states=sequential
+        session.proto,
+        seed=seed,
+        batch=VERIFY_BATCH,
+        steps=VERIFY_STEPS,
+        zero_states=not takes_states,
     )
     x_graph = inputs.value(inputs.x_name)
     x = x_graph.transpose(1, 0, 2) if inputs.time_major else x_graph
     states = None
-    if inputs.state_names and not sequential:
+    if inputs.state_names and takes_states:
         states = [inputs.value(name) for name in inputs.state_names]
     lengths = None if inputs.lengths_name is None else inputs.value(inputs.lengths_name)
-    expected = run_keras(layer, x, initial_states=states, lengths=lengths)
+    expected = run(x, states, lengths)
     tolerance = derived_tolerance(stack, x, initial_states=states, lengths=lengths)
     names = output_names(stack)
     results: list[Comparison] = []
@@ -157,7 +203,7 @@ def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: i
             graph[: len(names)],
             expected,
             atol=tolerance,
-            label=f"onnxruntime on the ONNX graph (input read {reading}) vs its Keras layer",
+            label=f"onnxruntime on the ONNX graph (input read {reading}) vs {label}",
         )
         if result:
             return
@@ -301,4 +347,10 @@ def _epsilon(name: str) -> float:
     return 2.0**-7 if name == "bfloat16" else float(np.finfo(name).eps)
 
 
-__all__ = ["check_export", "check_keras_import", "check_torch_import"]
+__all__ = [
+    "check_canonical_import",
+    "check_export",
+    "check_keras_import",
+    "check_stack_import",
+    "check_torch_import",
+]

@@ -54,18 +54,17 @@ def check_forward(module: Any) -> None:
 
     Example:
         >>> import torch
-        >>> class Tagger(torch.nn.Module):
+        >>> class Identifier(torch.nn.Module):
         ...     def __init__(self):
         ...         super().__init__()
-        ...         self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
-        ...         self.fc = torch.nn.Linear(4, 2)
+        ...         self.gru = torch.nn.GRU(3, 4, batch_first=True)
         ...     def forward(self, x):
-        ...         return self.fc(torch.relu(self.lstm(x)[0]))
-        >>> check_forward(Tagger())
+        ...         return self.gru(x)[0].sum(dim=1)
+        >>> check_forward(Identifier())
         Traceback (most recent call last):
         ...
-        xframe_bilstm.errors.UnsupportedFeatureError: Tagger.forward does more than ... \
-it applies torch.relu between 'lstm' and 'fc'. ...
+        xframe_bilstm.errors.UnsupportedFeatureError: Identifier.forward does more than ... \
+it calls sum(dim=1) after 'gru'. ...
     """
     if "forward" in vars(module):
         raise UnsupportedFeatureError(

@@ -51,24 +51,41 @@ class TorchFramework(Framework):
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         torch = require("torch")
-        from ..adapters.torch import canonical_to_torch
-
         dtype = getattr(torch, spec.dtype)
         device = spec.device.replace("gpu", "cuda")
-        module = canonical_to_torch(stack).to(device=device, dtype=dtype).eval()
+        module = self._module(stack, dtype, device)
         with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
             inputs = torch.as_tensor(x, dtype=dtype, device=device)
             states = None
             if initial_states is not None:
                 states = [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
-            masks = None if lengths is None else torch.as_tensor(lengths, device=device)
-            result = module(inputs, states, masks)
+            result = self._call(torch, module, inputs, states, lengths)
             if device != "cpu":
                 torch.cuda.synchronize()
         tensors = result if isinstance(result, tuple) else (result,)
         outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in tensors)
-        modules = sorted({type(rnn).__name__ for rnn in module.rnns})
-        return outputs, {**settings, "modules": ", ".join(modules), "kernel": ops.kernel}
+        return outputs, {**settings, **self._describe(module), "kernel": ops.kernel}
+
+    def _module(self, stack: RecurrentStack, dtype: Any, device: str) -> Any:
+        """The module to run: our port of ``stack``, in the run's dtype and on its device."""
+        from ..adapters.torch import canonical_to_torch
+
+        return canonical_to_torch(stack).to(device=device, dtype=dtype).eval()
+
+    def _call(
+        self,
+        torch: Any,
+        module: Any,
+        inputs: Any,
+        states: list[Any] | None,
+        lengths: np.ndarray | None,
+    ) -> Any:
+        """Run a module that takes what the Keras layer takes (lengths in place of a mask)."""
+        masks = None if lengths is None else torch.as_tensor(lengths, device=inputs.device)
+        return module(inputs, states, masks)
+
+    def _describe(self, module: Any) -> dict[str, object]:
+        return {"modules": ", ".join(sorted({type(rnn).__name__ for rnn in module.rnns}))}
 
 
 class TorchModuleFramework(TorchFramework):
@@ -88,37 +105,27 @@ class TorchModuleFramework(TorchFramework):
         self.own = module  # ``module`` names the package, as in every framework
         self.stack = stack  # the reading of ``module``, for the layout of initial states
 
-    def run(
-        self,
-        stack: RecurrentStack,
-        x: np.ndarray,
-        spec: RunSpec,
-        *,
-        initial_states: Sequence[np.ndarray] | None,
-        lengths: np.ndarray | None,
-    ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        torch = require("torch")
-        dtype = getattr(torch, spec.dtype)
-        device = spec.device.replace("gpu", "cuda")
+    def _module(self, stack: RecurrentStack, dtype: Any, device: str) -> Any:
         # A copy in the run's dtype and device: the caller's module stays as it was.
         module = copy.deepcopy(self.own).to(device=device, dtype=dtype).eval()
         if getattr(module, "stateful", False):
             module.reset_states()  # from zero states (or those given), as every other run
-        with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
-            inputs = torch.as_tensor(x, dtype=dtype, device=device)
-            states = None
-            if initial_states is not None:
-                states = [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
-            if isinstance(module, torch.nn.RNNBase):
-                result = self._run_native(torch, module, inputs, states, lengths)
-            else:
-                masks = None if lengths is None else torch.as_tensor(lengths, device=device)
-                result = module(inputs, states, masks)
-            if device != "cpu":
-                torch.cuda.synchronize()
-        tensors = result if isinstance(result, tuple) else (result,)
-        outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in tensors)
-        return outputs, {**settings, "module": type(self.own).__name__, "kernel": ops.kernel}
+        return module
+
+    def _call(
+        self,
+        torch: Any,
+        module: Any,
+        inputs: Any,
+        states: list[Any] | None,
+        lengths: np.ndarray | None,
+    ) -> Any:
+        if isinstance(module, torch.nn.RNNBase):
+            return self._run_native(torch, module, inputs, states, lengths)
+        return super()._call(torch, module, inputs, states, lengths)
+
+    def _describe(self, module: Any) -> dict[str, object]:
+        return {"module": type(self.own).__name__}
 
     def _run_native(
         self,

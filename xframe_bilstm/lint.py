@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import UnsupportedFeatureError
+from .graph import MASK_RULES
 from .keras_files.config import LayerSpec, ModelSpec, parse_layers
-from .models.graph import MASK_RULES
 
 
 @dataclass(frozen=True)

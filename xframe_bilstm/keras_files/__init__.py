@@ -1,7 +1,7 @@
 """Read Keras model files without Keras or TensorFlow: h5py, zipfile and json only.
 
 - :func:`read_model` reads a ``.keras`` archive (Keras 3) or an ``.h5`` file (Keras 2,
-  tf_keras or Keras 3) into a :class:`~xframe_bilstm.models.graph.ModelGraph`.
+  tf_keras or Keras 3) into a :class:`~xframe_bilstm.graph.ModelGraph`.
 - :func:`read_spec` reads only the configuration (no weights), e.g. for :func:`~xframe_bilstm.lint`.
 
 The kind of file is told by its first bytes (a zip or an HDF5 signature), not its name.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnsupportedFeatureError, XFrameError
-from ..models.graph import ModelGraph
+from ..graph import ModelGraph
 from .config import ModelSpec
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from ..models.graph import ModelGraph
+from ..graph import ModelGraph
 from .config import LayerSpec, ModelSpec, build_graph, parse_layers
 from .legacy import keras_major
 from .weights import MAX_WEIGHT_BYTES, WeightRef, dataset_ref
@@ -226,7 +226,7 @@ def _variables(weights: Any, group: str, source: str, layer: LayerSpec) -> list[
 
 
 def read_archive(path: str | Path) -> ModelGraph:
-    """Read a ``.keras`` file into a :class:`~xframe_bilstm.models.graph.ModelGraph`.
+    """Read a ``.keras`` file into a :class:`~xframe_bilstm.graph.ModelGraph`.
 
     Example:
         >>> graph = read_archive("classifier.keras")  # doctest: +SKIP

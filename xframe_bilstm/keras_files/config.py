@@ -6,7 +6,7 @@ Rules of this module:
   objects (class, options, wiring) and refuses every unsupported layer, naming each with
   its class, before any weight is read; :func:`build_graph` then reads each layer's
   weights through a callback, checks their shapes against the configuration, and makes
-  the :class:`~xframe_bilstm.models.graph.ModelGraph`.
+  the :class:`~xframe_bilstm.graph.ModelGraph`.
 - Recurrent layers become canonical :class:`~xframe_bilstm.canonical.RecurrentLayer`
   objects; Keras 2 names and layouts are read as Keras 2 meant them
   (:mod:`~xframe_bilstm.keras_files.legacy`).
@@ -29,7 +29,7 @@ import numpy as np
 
 from ..canonical import DirectionWeights, RecurrentLayer
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from ..models.graph import LayerRecord, ModelGraph
+from ..graph import LayerRecord, ModelGraph
 from .legacy import activation_name, cudnn_direction, recurrent_activation
 from .weights import WeightRef
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from ..models.graph import ModelGraph
+from ..graph import ModelGraph
 from .config import LayerSpec, ModelSpec, build_graph, parse_layers
 from .legacy import keras_major
 from .weights import WeightRef, dataset_ref
@@ -72,7 +72,7 @@ def read_h5_spec(path: str | Path, *, strict: bool = True) -> tuple[ModelSpec, d
 
 
 def read_h5(path: str | Path) -> ModelGraph:
-    """Read a whole-model ``.h5`` file into a :class:`~xframe_bilstm.models.graph.ModelGraph`.
+    """Read a whole-model ``.h5`` file into a :class:`~xframe_bilstm.graph.ModelGraph`.
 
     Raises:
         UnsupportedFeatureError: no model configuration, or a layer that cannot be ported.

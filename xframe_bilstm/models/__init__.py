@@ -1,6 +1,7 @@
 """Whole Keras models: a framework-free description, its numpy reference, and torch ports.
 
-- :mod:`~xframe_bilstm.models.graph`: the description (layer records wired into a graph).
+- :mod:`~xframe_bilstm.graph` (outside this package, since every reader builds it): the
+  description (layer records wired into a graph).
 - :mod:`~xframe_bilstm.models.live`: live Keras models into that description.
 - :mod:`~xframe_bilstm.models.reference`: the float64 numpy reference of a description.
 - :mod:`~xframe_bilstm.models.to_torch` and :mod:`~xframe_bilstm.models.recurrent`: the
@@ -10,6 +11,6 @@
 
 from __future__ import annotations
 
-from .graph import LayerRecord, ModelGraph
+from ..graph import LayerRecord, ModelGraph
 
 __all__ = ["LayerRecord", "ModelGraph"]

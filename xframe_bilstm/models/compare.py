@@ -41,9 +41,9 @@ from .._imports import require
 from ..comparison import compare_outputs
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..frameworks.base import RunSpec
+from ..graph import ModelGraph
 from ..masks import check_lengths
 from ..report import PairReport, Report, RunRecord
-from .graph import ModelGraph
 from .port import port_graph
 from .reference import example_inputs, model_noise
 from .runs import Runner, against_runs, keras_loader, run_keras, torch_runs

@@ -16,9 +16,9 @@ import sys
 from typing import Any
 
 from ..errors import UnsupportedFeatureError
+from ..graph import ModelGraph
 from ..keras_files.config import LayerSpec, ModelSpec, build_graph, parse_layers
 from ..keras_files.weights import WeightRef
-from .graph import ModelGraph
 
 
 def is_whole_keras_model(obj: Any) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 from .._imports import require
 from ..comparison import compare_outputs, dtype_epsilon, least_precise
 from ..errors import ToleranceExceededError
-from .graph import ModelGraph
+from ..graph import ModelGraph
 from .reference import example_inputs, model_noise
 
 Runner = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]

@@ -2,11 +2,11 @@
 
 Rules of this module:
 
-- It runs a :class:`~xframe_bilstm.models.graph.ModelGraph` in float64 (the oracle) or
+- It runs a :class:`~xframe_bilstm.graph.ModelGraph` in float64 (the oracle) or
   float32 (to measure rounding noise), one layer after another, written independently of
   the torch port: recurrent layers run on the package's reference loop with the mask as
   Keras's generic loop reads it (any pattern), not on the compaction the port uses.
-- Masks follow the Keras rules stated in :mod:`~xframe_bilstm.models.graph`.
+- Masks follow the Keras rules stated in :mod:`~xframe_bilstm.graph`.
 - :func:`model_tolerance` derives the allowed float32 error from the reference's own
   float32-versus-float64 drift on the same input (:class:`~xframe_bilstm.comparison.Noise`).
 """
@@ -20,9 +20,9 @@ import numpy as np
 from ..activations import numpy_activation
 from ..comparison import Noise
 from ..errors import UnsupportedFeatureError
+from ..graph import LayerRecord, ModelGraph
 from ..masks import mask_from_lengths
 from ..reference import _run_layer
-from .graph import LayerRecord, ModelGraph
 
 
 def _activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -63,7 +63,7 @@ def run_model_reference(
     """Run ``graph`` on ``inputs`` (one array per model input) in ``dtype``.
 
     Example:
-        >>> from xframe_bilstm.models.graph import LayerRecord, ModelGraph
+        >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
         >>> graph = ModelGraph("m", (
         ...     LayerRecord("x", "input", "InputLayer", options={"shape": (2,), "dtype": "f"}),
         ...     LayerRecord("act", "activation", "Activation", ("x",), {"activation": "softmax"})),
@@ -190,7 +190,7 @@ def example_inputs(
     of them), every row is right-padded after its length instead.
 
     Example:
-        >>> from xframe_bilstm.models.graph import LayerRecord, ModelGraph
+        >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
         >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
         ...     options={"shape": (None, 2), "dtype": "float32"}),), ("x",), ("x",))
         >>> example_inputs(graph)[0].shape

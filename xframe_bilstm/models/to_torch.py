@@ -1,4 +1,4 @@
-"""Build a plain PyTorch module from a :class:`~xframe_bilstm.models.graph.ModelGraph`.
+"""Build a plain PyTorch module from a :class:`~xframe_bilstm.graph.ModelGraph`.
 
 Rules of this module:
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from ..adapters.torch import TORCH_ACTIVATIONS, numpy_to_tensor, torch_dtype
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from .graph import LayerRecord, ModelGraph, mask_traps
+from ..graph import LayerRecord, ModelGraph, mask_traps
 from .recurrent import Recurrent
 
 
@@ -245,7 +245,7 @@ class KerasModel(nn.Module):
     are several).
 
     Example:
-        >>> from xframe_bilstm.models.graph import LayerRecord, ModelGraph
+        >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
         >>> graph = ModelGraph("tiny", (
         ...     LayerRecord("ids", "input", "InputLayer", options={"shape": (None,),
         ...                                                        "dtype": "int32"}),
@@ -324,7 +324,7 @@ def build_torch(graph: ModelGraph) -> KerasModel:
 
     Raises:
         UnsupportedFeatureError: a Keras behaviour under a mask that no port reproduces
-            (see :func:`~xframe_bilstm.models.graph.mask_traps`).
+            (see :func:`~xframe_bilstm.graph.mask_traps`).
     """
     refusals = [message for _, message, refused in mask_traps(graph) if refused]
     if refusals:

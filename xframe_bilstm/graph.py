@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..canonical import RecurrentLayer, RecurrentStack
-from ..errors import UnsupportedFeatureError
+from .canonical import RecurrentLayer, RecurrentStack
+from .errors import UnsupportedFeatureError
 
 KINDS = (
     "input",

@@ -14,7 +14,8 @@ def test_import_leaves_every_framework_unimported() -> None:
         "xframe_bilstm.onnx_converters, xframe_bilstm.adapters.onnx, xframe_bilstm.frameworks, "
         "xframe_bilstm.lint, xframe_bilstm.keras_files, xframe_bilstm.keras_files.config, "
         "xframe_bilstm.keras_files.h5, xframe_bilstm.keras_files.archive, "
-        "xframe_bilstm.models, xframe_bilstm.models.live, xframe_bilstm.models.reference, "
+        "xframe_bilstm.models, xframe_bilstm.models.live, xframe_bilstm.reference, "
+        "xframe_bilstm.planning, xframe_bilstm.pairing, xframe_bilstm.inputs, "
         "xframe_bilstm.models.port; "
         f"print(','.join(m for m in {FRAMEWORKS!r} if m in sys.modules))"
     )

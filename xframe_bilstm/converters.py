@@ -299,8 +299,8 @@ def _sequential_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
     torch_forward.check_forward(module)  # even without verify: nothing forward does is lost
     model = from_torch.sequential_to_keras(module, name=name)
     if verify:
+        from .comparison import measure_noise
         from .models.live import graph_from_keras
-        from .models.reference import model_noise
 
         x = _sequential_input(torch, module, seed)
         dtype = next(module.parameters()).dtype
@@ -314,7 +314,7 @@ def _sequential_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
                 f"an input of shape {x.shape}, its Keras port {actual.shape}; the port "
                 "cannot match it. Convert the recurrent submodule alone (submodule=...)"
             )
-        noise, _ = model_noise(graph_from_keras(model), inputs)
+        noise = measure_noise(graph_from_keras(model), inputs)
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
         coarser = least_precise("float32", str(dtype).split(".")[-1])
         result = compare_outputs(

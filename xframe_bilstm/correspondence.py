@@ -25,6 +25,7 @@ import numpy as np
 
 from .canonical import RecurrentStack, layer_state_names, output_names
 from .errors import UnsupportedFeatureError
+from .graph import ModelGraph
 
 # (what, how): what ∈ {"sequence", "last", "h", "c"}; how is a merge mode ("concat", "sum",
 # "mul", "ave") for both directions, "forward" or "backward" for one direction in input time,
@@ -146,6 +147,29 @@ def native_source(stack: RecurrentStack, batch: int, steps: int, description: st
         returned,
         padding="zeros",
     )
+
+
+def graph_source(graph: ModelGraph, description: str) -> Source:
+    """The outputs of a whole model: one per model output, each meaning itself. Every run of
+    a graph (its reading, the model as loaded, a port of it) returns them in that order."""
+    names = output_names_of(graph)
+    meanings = tuple(("output", name) for name in graph.outputs)
+    provides = {meaning: (name, _take(i)) for i, (name, meaning) in enumerate(zip(names, meanings))}
+    return Source(description, names, (), "graph", provides, meanings)
+
+
+def output_names_of(reading: RecurrentStack | ModelGraph) -> tuple[str, ...]:
+    """The names of what a stack or graph returns, in order.
+
+    Example:
+        >>> from xframe_bilstm.graph import LayerRecord
+        >>> x = LayerRecord("x", "input", "InputLayer", options={"shape": (2,), "dtype": "f"})
+        >>> output_names_of(ModelGraph("m", (x,), ("x",), ("x",)))
+        ("output 'x'",)
+    """
+    if isinstance(reading, RecurrentStack):
+        return output_names(reading)
+    return tuple(f"output {name!r}" for name in reading.outputs)
 
 
 def _directions(stack: RecurrentStack) -> str:
@@ -363,6 +387,8 @@ __all__ = [
     "Source",
     "correspond",
     "describe",
+    "graph_source",
     "native_source",
+    "output_names_of",
     "stack_source",
 ]

@@ -1,51 +1,156 @@
-"""Turn anything a user hands us into the canonical form, without importing a framework to look.
+"""Everything a user hands us, read once into what the library computes with.
+
+Source types are tried in order, as ``torch.testing`` tries its pair types: the first that
+accepts an object reads it. A reading is a :class:`~xframe_bilstm.canonical.RecurrentStack`
+when the source is recurrent layers in a chain, else a :class:`~xframe_bilstm.graph.ModelGraph`
+(a whole model: Embedding, Dense, masks...). A source may also hold a computation of its
+own, its *original*: a live layer, model or module, a state_dict file's native module, or a
+Keras 3 file as Keras loads it. Every run is compared with it.
 
 A Keras object can only exist if Keras is already imported, and a torch module only if torch
-is; so the type of ``source`` is checked against frameworks found in ``sys.modules``, and an
-adapter is imported only once its framework is known to be in use.
+is; so types are checked against frameworks found in ``sys.modules``, and an adapter is
+imported only once its framework is known to be in use.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .canonical import RecurrentStack
 from .errors import UnsupportedFeatureError
+from .graph import ModelGraph
 from .models.from_torch import TORCH_FILE_SUFFIXES
+from .reference import Reading
 
 
-def framework_of(source: Any) -> str:
-    """``"canonical"``, ``"keras"`` or ``"torch"``: which framework ``source`` belongs to.
+@dataclass(frozen=True)
+class Read:
+    """A source as read: its reading, the framework its original runs on ("" for none),
+    and how to get the original (loaded on first use, so a failure fails its runs only)."""
 
-    Example:
-        >>> framework_of(object())
-        Traceback (most recent call last):
-        ...
-        xframe_bilstm.errors.UnsupportedFeatureError: object is not a recurrent layer ...
-    """
-    if isinstance(source, RecurrentStack):
-        return "canonical"
-    if isinstance(source, (str, os.PathLike)):
-        # State dicts load as torch modules; Keras files are read exactly, without Keras.
-        return "torch" if _is_state_dict_path(source) else "canonical"
+    reading: Reading
+    framework: str = ""
+    original: Callable[[], Any] | None = None
+
+
+def _is_path(source: Any) -> bool:
+    return isinstance(source, (str, os.PathLike))
+
+
+def _is_state_dict_path(source: Any) -> bool:
+    return _is_path(source) and os.fspath(source).endswith(TORCH_FILE_SUFFIXES)
+
+
+def _is_keras(source: Any) -> bool:
     keras = sys.modules.get("keras")
     if keras is not None and isinstance(source, keras.layers.Layer):
-        return "keras"
+        return True
+    from .models.live import keras_flavour  # tf_keras objects
+
+    return keras_flavour(source) is not None
+
+
+def _is_torch(source: Any) -> bool:
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(source, torch.nn.Module):
-        return "torch"
+    return torch is not None and isinstance(source, torch.nn.Module)
+
+
+def _read_stack(source: RecurrentStack) -> Read:
+    return Read(source)
+
+
+def _read_state_dict(source: Any) -> Read:
+    from .adapters.torch import torch_to_canonical
+    from .models.from_torch import load_state_dict_module
+
+    module = load_state_dict_module(os.fspath(source))
+    return Read(torch_to_canonical(module), "torch", lambda: module)
+
+
+def _read_keras_file(source: Any) -> Read:
+    from .keras_files import read_model
+
+    path = os.fspath(source)
+    graph = read_model(path)
+    reading = graph.as_stack() or graph
+    if graph.keras_major < 3:  # Keras 3 would run it with its own layer semantics
+        return Read(reading)
+    return Read(reading, "keras", functools.cache(lambda: load_keras_file(path)))
+
+
+def _read_keras(source: Any) -> Read:
+    from .models.live import graph_from_keras, is_whole_keras_model
+
+    if is_whole_keras_model(source):
+        return Read(graph_from_keras(source), "keras", lambda: source)
+    from .adapters.keras import keras_to_canonical
+
+    return Read(keras_to_canonical(source), "keras", lambda: source)
+
+
+def _read_torch(source: Any) -> Read:
+    from .adapters.torch import torch_to_canonical
+
+    return Read(torch_to_canonical(source), "torch", lambda: source)
+
+
+# (name, accepts, read), tried in order.
+SOURCE_TYPES: tuple[tuple[str, Callable[[Any], bool], Callable[[Any], Read]], ...] = (
+    ("canonical", lambda s: isinstance(s, RecurrentStack), _read_stack),
+    ("torch state_dict", _is_state_dict_path, _read_state_dict),
+    ("Keras file", _is_path, _read_keras_file),
+    ("keras", _is_keras, _read_keras),
+    ("torch", _is_torch, _read_torch),
+)
+
+
+def source_type(source: Any) -> str:
+    """The name of the first source type that accepts ``source``.
+
+    Example:
+        >>> source_type("model.keras"), source_type("weights.pt")
+        ('Keras file', 'torch state_dict')
+        >>> source_type(object())
+        Traceback (most recent call last):
+        ...
+        xframe_bilstm.errors.UnsupportedFeatureError: object is not a model this package ...
+    """
+    for name, accepts, _ in SOURCE_TYPES:
+        if accepts(source):
+            return name
     raise UnsupportedFeatureError(
-        f"{type(source).__name__} is not a recurrent layer this package can read; pass a "
-        "Keras 3 layer or Sequential, a torch nn.LSTM/nn.GRU/nn.RNN (or a module made by "
+        f"{type(source).__name__} is not a model this package can read; pass a Keras 3 "
+        "layer, Sequential or model, a torch nn.LSTM/nn.GRU/nn.RNN (or a module made by "
         "keras_to_torch), a RecurrentStack, or the path of a .keras/.h5 model or of a "
         "state_dict file (.pt, .pth, .bin, .safetensors)"
     )
 
 
+def read_source(source: Any) -> Read:
+    """Read ``source`` once: its reading and its original (see the module's rules)."""
+    name = source_type(source)
+    return next(read for kind, _, read in SOURCE_TYPES if kind == name)(source)
+
+
+def framework_of(source: Any) -> str:
+    """``"canonical"``, ``"keras"`` or ``"torch"``: which framework ``source`` belongs to
+    (a Keras file is read exactly, without Keras: ``"canonical"``).
+
+    Example:
+        >>> framework_of("model.keras")
+        'canonical'
+    """
+    kind = source_type(source)
+    return {"Keras file": "canonical", "torch state_dict": "torch"}.get(kind, kind)
+
+
 def to_canonical(source: Any) -> RecurrentStack:
-    """The canonical form of a Keras layer or model, a torch module, or a canonical stack.
+    """The canonical stack of a Keras layer or model, a torch module, a file or a stack.
 
     Example:
         >>> import numpy as np
@@ -56,56 +161,21 @@ def to_canonical(source: Any) -> RecurrentStack:
         >>> to_canonical(stack) is stack
         True
     """
-    if isinstance(source, (str, os.PathLike)):
-        return _file_to_canonical(source)
-    framework = framework_of(source)
-    if framework == "canonical":
-        return source
-    if framework == "keras":
-        from .adapters.keras import keras_to_canonical
-
-        return keras_to_canonical(source)
-    from .adapters.torch import torch_to_canonical
-
-    return torch_to_canonical(source)
-
-
-def _is_state_dict_path(path: str | os.PathLike) -> bool:
-    return os.fspath(path).endswith(TORCH_FILE_SUFFIXES)
-
-
-def is_whole_model(source: Any) -> bool:
-    """Whether ``source`` is a Keras model (or model file) that is not a recurrent stack.
-
-    Example:
-        >>> is_whole_model(object())
-        False
-    """
-    if isinstance(source, (str, os.PathLike)):
-        if _is_state_dict_path(source):
-            return False
-        from .keras_files import read_spec
-
-        spec = read_spec(os.fspath(source))
-        stack_kinds = ("input", "identity", "recurrent")
-        return len(spec.outputs) != 1 or any(layer.kind not in stack_kinds for layer in spec.layers)
-    from .models.live import is_whole_keras_model
-
-    return is_whole_keras_model(source)
-
-
-def _file_to_canonical(path: str | os.PathLike) -> RecurrentStack:
-    if _is_state_dict_path(path):
-        from .adapters.torch import torch_to_canonical
-        from .models.from_torch import load_state_dict_module
-
-        return torch_to_canonical(load_state_dict_module(os.fspath(path)))
-    from .keras_files import read_model
-
-    stack = read_model(os.fspath(path)).as_stack()
-    if stack is None:
+    reading = read_source(source).reading
+    if isinstance(reading, ModelGraph):
+        where = os.fspath(source) if _is_path(source) else type(source).__name__
         raise UnsupportedFeatureError(
-            f"{os.fspath(path)}: a whole model (not only recurrent layers), which has no "
-            "canonical stack; compare() runs it as a whole model and keras_to_torch() ports it"
+            f"{where}: a whole model (not only recurrent layers), which has no canonical "
+            "stack; compare() runs it as a whole model and keras_to_torch() ports it"
         )
-    return stack
+    return reading
+
+
+def load_keras_file(path: str) -> Any:
+    """A Keras 3 model file as Keras 3 loads it (``safe_mode``: no code from the file)."""
+    from ._imports import require
+
+    return require("keras").saving.load_model(path, safe_mode=True)
+
+
+__all__ = ["SOURCE_TYPES", "Read", "framework_of", "read_source", "source_type", "to_canonical"]

@@ -28,7 +28,7 @@ PORT_WITHOUT_TENSORFLOW = textwrap.dedent(
     from xframe_bilstm import keras_to_torch
     from xframe_bilstm.keras_files import read_model
     from xframe_bilstm.models.port import run_port
-    from xframe_bilstm.models.reference import model_tolerance
+    from xframe_bilstm.comparison import derived_tolerance as model_tolerance
 
     results = {}
     for path in sys.argv[1:]:

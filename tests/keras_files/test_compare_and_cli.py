@@ -84,4 +84,10 @@ def test_compare_finds_a_wrong_port(saved_cases) -> None:
         dense.bias[0] += 0.5  # one class only: softmax ignores a shift of all logits
     report = compare(path, against=wrong, frameworks=["torch"])
     assert not bool(report)
-    assert [bool(pair) for pair in report.pairs] == [True, False]
+    verdicts = {pair.label: bool(pair) for pair in report.pairs}
+    # The port agrees with the reference; the wrong port agrees with neither.
+    assert verdicts == {
+        "torch[cpu,float32] vs reference[cpu,float64]": True,
+        "torch[cpu,float32]@against vs reference[cpu,float64]": False,
+        "torch[cpu,float32]@against vs torch[cpu,float32]": False,
+    }

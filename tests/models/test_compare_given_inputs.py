@@ -79,15 +79,18 @@ def test_given_ids_and_lengths_reach_every_run(tagger: Path) -> None:
         "reference[cpu,float64]",
         "torch[cpu,float32]",
         "torch[cpu,float64]",
-        "keras[cpu,float32]",  # the file, loaded by Keras itself
         "torch[cpu,float32]@against",
         "torch[cpu,float64]@against",
+        "keras[cpu,float32]@original",  # the file, loaded by Keras itself
     ]
     assert report.lengths == tuple(LENGTHS) and report.input_shape == (4, 6)
     np.testing.assert_array_equal(port.seen[0][0], ids)  # the float32 run; float64 runs a copy
-    errors = {pair.actual: pair.max_abs_error for pair in report.pairs}
-    assert errors["torch[cpu,float64]"] < 1e-12  # float64 all through: no float32 rounding
-    assert 0 < errors["torch[cpu,float32]"] < 1e-5
+    errors = {pair.label: pair.max_abs_error for pair in report.pairs}
+    # float64 all through: no float32 rounding
+    assert errors["torch[cpu,float64] vs reference[cpu,float64]"] < 1e-12
+    assert 0 < errors["torch[cpu,float32] vs reference[cpu,float64]"] < 1e-5
+    # The port and Keras's own run of the file, side by side.
+    assert errors["torch[cpu,float32] vs keras[cpu,float32]@original"] < 1e-5
 
 
 def test_lengths_alone_pad_the_generated_rows(tagger: Path) -> None:
@@ -159,6 +162,6 @@ def test_a_file_keras_cannot_load_fails_its_keras_run_only(tagger: Path, tmp_pat
     report = compare(str(broken))
     runs = {run.label: run.error for run in report.runs}
     assert runs["torch[cpu,float32]"] is None
-    assert runs["keras[cpu,float32]"]  # Keras's own message
+    assert runs["keras[cpu,float32]@original"]  # Keras's own message
     assert not bool(report)
-    assert [pair.actual for pair in report.pairs] == ["torch[cpu,float32]"]
+    assert [pair.label for pair in report.pairs] == ["torch[cpu,float32] vs reference[cpu,float64]"]

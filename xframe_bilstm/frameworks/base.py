@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..canonical import RecurrentStack
+from ..reference import Reading
 
 # Unit roundoff that TF32 matrix products keep (a 10-bit mantissa), for tolerances.
 TF32_EPSILON = 2.0**-10
@@ -83,14 +85,28 @@ class Framework:
         """The alternative kernel paths (names in KERNEL_PATHS) offered on ``device``."""
         return []
 
+    def supports(self, reading: Reading) -> str | None:
+        """Why this framework cannot run ``reading``, or None when it can. Frameworks run
+        recurrent stacks; those that run model graphs too say so."""
+        if isinstance(reading, RecurrentStack):
+            return None
+        return f"{self.name} runs recurrent layers only, not {', '.join(other_kinds(reading))}"
+
     def run(
         self,
-        stack: RecurrentStack,
-        x: np.ndarray,
+        stack: Reading,
+        x: Any,
         spec: RunSpec,
         *,
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        """Run ``stack`` on ``x``; return float64 outputs and the numerics settings used."""
+        """Run a stack on ``x`` (B, T, D), or a graph on its inputs (one array, or a tuple of
+        one per model input); return float64 outputs and the numerics settings used."""
         raise NotImplementedError
+
+
+def other_kinds(graph: Any) -> list[str]:
+    """The class names of a graph's layers beside its inputs and recurrent layers."""
+    kinds = [r.class_name for r in graph.layers if r.kind not in ("input", "recurrent")]
+    return list(dict.fromkeys(kinds)) or ["a graph"]

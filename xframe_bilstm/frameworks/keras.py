@@ -18,7 +18,7 @@ import dataclasses
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,8 @@ import numpy as np
 from .._imports import require
 from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError
+from ..graph import ModelGraph
+from ..reference import Reading
 from .base import Framework, RunSpec
 from .process import ProcessRunError, run_elsewhere
 
@@ -55,8 +57,8 @@ class KerasFramework(Framework):
 
     def run(
         self,
-        stack: RecurrentStack,
-        x: np.ndarray,
+        stack: Reading,
+        x: Any,
         spec: RunSpec,
         *,
         initial_states: Sequence[np.ndarray] | None,
@@ -65,6 +67,7 @@ class KerasFramework(Framework):
         tf = require("tensorflow")
         from ..adapters.keras import canonical_to_keras, run_keras
 
+        assert isinstance(stack, RecurrentStack)  # supports() refuses graphs
         if spec.path in _ONEDNN and _onednn_enabled(tf) != _ONEDNN[spec.path]:
             return _run_with_onednn(stack, x, spec, initial_states, lengths)
         options = _layer_options(spec)
@@ -94,25 +97,34 @@ class KerasFramework(Framework):
 
 
 class KerasLayerFramework(KerasFramework):
-    """A Keras layer or ``Sequential`` of the user's, run by its own ``call``.
+    """A Keras layer or model of the user's (or a Keras 3 file as Keras loads it), run by
+    its own ``call``.
 
     ``compare(source)`` runs a live Keras source as itself beside the layers rebuilt from its
     reading. It computes in its own compute dtype, on its default kernel path, from zero
     states (or the ``initial_states`` given) like every other run; a stateful layer's carried
     states are put back afterwards, so comparing never advances the user's sequence. The
-    stack a run is given is ignored: only this layer's own computation is compared.
+    reading a run is given is ignored: only this layer's own computation is compared. A
+    model whose reading is a graph takes one array per input and returns its outputs.
     """
 
-    def __init__(self, layer: Any) -> None:
-        self.own = layer  # ``module`` names the package, as in every framework
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self.load = load  # the layer, loaded on the first run: a failure fails runs only
+
+    def supports(self, reading: Reading) -> str | None:
+        return None  # it runs itself, whatever the library read it as
+
+    @property
+    def own(self) -> Any:
+        return self.load()
 
     def paths(self, device: str) -> list[str]:
         return []  # the user's layer runs as they built it
 
     def run(
         self,
-        stack: RecurrentStack,
-        x: np.ndarray,
+        stack: Reading,
+        x: Any,
         spec: RunSpec,
         *,
         initial_states: Sequence[np.ndarray] | None,
@@ -128,6 +140,8 @@ class KerasLayerFramework(KerasFramework):
         )
 
         layer = self.own
+        if isinstance(stack, ModelGraph):
+            return _run_model(tf, layer, x, spec)
         fixed = fixed_batch_size(layer)
         if fixed is not None and fixed != x.shape[0]:
             raise UnsupportedFeatureError(
@@ -151,6 +165,21 @@ class KerasLayerFramework(KerasFramework):
             "compiled": "tf.function",
             "kernel": f"oneDNN {'on' if onednn else 'off'}",
         }
+
+
+def _run_model(
+    tf: Any, model: Any, x: Any, spec: RunSpec
+) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+    """A whole model on one array per input, as its own call computes it."""
+    arrays = list(x) if isinstance(x, tuple) else x
+    with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
+        result = model(arrays, training=False)
+    results = result if isinstance(result, (list, tuple)) else [result]
+    # Eager tensors through ``.numpy()``: np.asarray on them warns under NumPy 2.
+    outputs = tuple(
+        np.asarray(r.numpy() if hasattr(r, "numpy") else r, np.float64) for r in results
+    )
+    return outputs, {**settings, "model": f"{type(model).__name__} {model.name!r}, as loaded"}
 
 
 def _layer_options(spec: RunSpec) -> dict[str, Any]:

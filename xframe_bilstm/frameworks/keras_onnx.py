@@ -17,6 +17,7 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack, layer_state_names
+from ..reference import Reading
 from .base import Framework, RunSpec
 from .onnxruntime import (
     export_error,
@@ -54,13 +55,14 @@ class KerasOnnxFramework(Framework):
 
     def run(
         self,
-        stack: RecurrentStack,
-        x: np.ndarray,
+        stack: Reading,
+        x: Any,
         spec: RunSpec,
         *,
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+        assert isinstance(stack, RecurrentStack)  # supports() refuses graphs
         onnx = require("onnx")
         keras = require("keras")
         model = functional_model(stateless(stack), initial_states is not None, lengths is not None)

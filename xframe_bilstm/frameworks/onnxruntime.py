@@ -17,6 +17,7 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack
+from ..reference import Reading
 from .base import Framework, RunSpec
 
 _CUDA = "CUDAExecutionProvider"
@@ -46,13 +47,14 @@ class OnnxruntimeFramework(Framework):
 
     def run(
         self,
-        stack: RecurrentStack,
-        x: np.ndarray,
+        stack: Reading,
+        x: Any,
         spec: RunSpec,
         *,
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+        assert isinstance(stack, RecurrentStack)  # supports() refuses graphs
         onnx = require("onnx")
         from ..adapters.onnx import canonical_to_onnx, newest_runtime_opset
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..canonical import RecurrentStack
-from ..reference import run_reference
+from ..reference import Reading, reference_outputs
 from .base import Framework, RunSpec
 
 
@@ -21,16 +21,19 @@ class ReferenceFramework(Framework):
     def versions(self) -> dict[str, str]:
         return {"numpy": np.__version__}
 
+    def supports(self, reading: Reading) -> str | None:
+        return None  # stacks and graphs alike
+
     def run(
         self,
-        stack: RecurrentStack,
-        x: np.ndarray,
+        stack: Reading,
+        x: Any,
         spec: RunSpec,
         *,
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        outputs = run_reference(
+        outputs = reference_outputs(
             stack, x, initial_states=initial_states, lengths=lengths, dtype=np.dtype(spec.dtype)
         )
         return outputs, {"implementation": "numpy loop, input projection in one product"}

@@ -12,6 +12,9 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack
+from ..graph import ModelGraph
+from ..inputs import as_list
+from ..reference import Reading
 from .base import Framework, RunSpec
 
 
@@ -41,10 +44,13 @@ class TorchFramework(Framework):
             versions["gpu"] = torch.cuda.get_device_name(0)
         return versions
 
+    def supports(self, reading: Reading) -> str | None:
+        return None  # a graph runs as its port (models.to_torch)
+
     def run(
         self,
-        stack: RecurrentStack,
-        x: np.ndarray,
+        stack: Reading,
+        x: Any,
         spec: RunSpec,
         *,
         initial_states: Sequence[np.ndarray] | None,
@@ -55,22 +61,34 @@ class TorchFramework(Framework):
         device = spec.device.replace("gpu", "cuda")
         module = self._module(stack, dtype, device)
         with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
-            inputs = torch.as_tensor(x, dtype=dtype, device=device)
+            # Token ids stay integers; features take the run's dtype.
+            inputs = [
+                torch.as_tensor(a, dtype=torch.int64 if a.dtype.kind in "iu" else dtype).to(device)
+                for a in as_list(x)
+            ]
             states = None
             if initial_states is not None:
                 states = [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
-            result = self._call(torch, module, inputs, states, lengths)
+            if isinstance(stack, ModelGraph):
+                result = module(*inputs)
+            else:
+                result = self._call(torch, module, inputs[0], states, lengths)
             if device != "cpu":
                 torch.cuda.synchronize()
-        tensors = result if isinstance(result, tuple) else (result,)
-        outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in tensors)
+        outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in flatten(result))
         return outputs, {**settings, **self._describe(module), "kernel": ops.kernel}
 
-    def _module(self, stack: RecurrentStack, dtype: Any, device: str) -> Any:
-        """The module to run: our port of ``stack``, in the run's dtype and on its device."""
-        from ..adapters.torch import canonical_to_torch
+    def _module(self, stack: Reading, dtype: Any, device: str) -> Any:
+        """The module to run: our port of the reading, in the run's dtype and on its device."""
+        if isinstance(stack, ModelGraph):
+            from ..models.port import port_graph
 
-        return canonical_to_torch(stack).to(device=device, dtype=dtype).eval()
+            module = port_graph(stack, verify=False)
+        else:
+            from ..adapters.torch import canonical_to_torch
+
+            module = canonical_to_torch(stack)
+        return module.to(device=device, dtype=dtype).eval()
 
     def _call(
         self,
@@ -85,7 +103,8 @@ class TorchFramework(Framework):
         return module(inputs, states, masks)
 
     def _describe(self, module: Any) -> dict[str, object]:
-        return {"modules": ", ".join(sorted({type(rnn).__name__ for rnn in module.rnns}))}
+        rnns = [rnn for part in module.modules() for rnn in getattr(part, "rnns", ())]
+        return {"modules": ", ".join(sorted({type(rnn).__name__ for rnn in rnns}))}
 
 
 class TorchModuleFramework(TorchFramework):
@@ -101,16 +120,31 @@ class TorchModuleFramework(TorchFramework):
     computation is compared.
     """
 
-    def __init__(self, module: Any, stack: RecurrentStack) -> None:
+    def __init__(self, module: Any, stack: Reading) -> None:
         self.own = module  # ``module`` names the package, as in every framework
         self.stack = stack  # the reading of ``module``, for the layout of initial states
 
-    def _module(self, stack: RecurrentStack, dtype: Any, device: str) -> Any:
-        # A copy in the run's dtype and device: the caller's module stays as it was.
-        module = copy.deepcopy(self.own).to(device=device, dtype=dtype).eval()
-        if getattr(module, "stateful", False):
+    def run(self, stack: Reading, x: Any, spec: RunSpec, **given: Any) -> Any:
+        # Inference mode for the run, then each submodule's own mode back.
+        modes = {part: part.training for part in self.own.modules()}
+        try:
+            return super().run(stack, x, spec, **given)
+        finally:
+            for part, training in modes.items():
+                part.train(training)
+
+    def _module(self, stack: Reading, dtype: Any, device: str) -> Any:
+        # The user's module itself where it already computes in the run's dtype and device
+        # (it sees the very inputs); else a copy, so that the caller's module stays as it was.
+        module = self.own
+        parameter = next(iter(module.parameters()), None)
+        stateful = getattr(module, "stateful", False)
+        where = None if parameter is None else (parameter.dtype, str(parameter.device))
+        if stateful or where not in (None, (dtype, device)):
+            module = copy.deepcopy(module).to(device=device, dtype=dtype)
+        if stateful:
             module.reset_states()  # from zero states (or those given), as every other run
-        return module
+        return module.eval()
 
     def _call(
         self,
@@ -161,11 +195,19 @@ class TorchModuleFramework(TorchFramework):
     def _native_states(self, torch: Any, states: list[Any]) -> Any:
         """Keras-order states (per layer: ``h, c`` of each direction) as ``h_0`` (and
         ``c_0``), each (layers·directions, B, H)."""
+        assert isinstance(self.stack, RecurrentStack)  # a graph takes no initial states
         kinds = 2 if self.stack.last.cell == "lstm" else 1
         h = states[0::kinds]
         if kinds == 1:
             return torch.stack(h)
         return torch.stack(h), torch.stack(states[1::kinds])
+
+
+def flatten(result: Any) -> list[Any]:
+    """The tensors a module returned, in order: ``(output, (h_n, c_n))`` gives three."""
+    if isinstance(result, (tuple, list)):
+        return [tensor for item in result for tensor in flatten(item)]
+    return [result]
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack, output_names
+from ..reference import Reading
 from .base import Framework, RunSpec
 from .onnxruntime import (
     export_error,
@@ -55,13 +56,14 @@ class TorchOnnxFramework(Framework):
 
     def run(
         self,
-        stack: RecurrentStack,
-        x: np.ndarray,
+        stack: Reading,
+        x: Any,
         spec: RunSpec,
         *,
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+        assert isinstance(stack, RecurrentStack)  # supports() refuses graphs
         onnx = require("onnx")
         model, exported = export_torch_module(
             stateless(stack), x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype

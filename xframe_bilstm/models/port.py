@@ -7,9 +7,9 @@ Rules of this module:
   :func:`~xframe_bilstm.keras_to_torch` makes of the layers; anything else becomes a
   :class:`~xframe_bilstm.models.to_torch.KerasModel`.
 - With ``verify``, the port runs on seeded inputs that include right- and left-padded rows
-  (:func:`~xframe_bilstm.models.reference.example_inputs`), and must match the expected
+  (:func:`~xframe_bilstm.inputs.example_inputs`), and must match the expected
   outputs within the tolerance that float32 rounding explains for this model on these
-  inputs (:func:`~xframe_bilstm.models.reference.model_noise`), at the coarser of the two
+  inputs (:func:`~xframe_bilstm.comparison.measure_noise`), at the coarser of the two
   sides' compute dtypes. The expected outputs are the original's own: a live model's call,
   or a file's model as the Keras that wrote it loads and runs it. Only where that Keras is
   missing or cannot run the file are they the float64 reference reading of the file, and
@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..comparison import compare_outputs, dtype_epsilon, least_precise
+from ..comparison import compare_outputs, dtype_epsilon, least_precise, measure_noise
 from ..errors import ToleranceExceededError
 from ..graph import ModelGraph
-from .reference import example_inputs, model_noise
+from ..inputs import example_inputs
+from ..reference import run_model_reference
 
 Runner = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 
@@ -89,7 +90,8 @@ def port_graph(
     module.eval()
     if verify:
         inputs = example_inputs(graph, seed=seed)
-        noise, exact = model_noise(graph, inputs)
+        exact = run_model_reference(graph, inputs)
+        noise = measure_noise(graph, inputs, exact=exact)
         reference = exact if expected is None else tuple(expected(inputs))
         actual = run_port(module, inputs)
         port_dtype = str(next(module.parameters()).dtype).split(".")[-1]

@@ -99,17 +99,20 @@ class UserCell:
 
     def _whole_model_exclusions(self, source: Any) -> tuple[tuple[str, str], ...]:
         """The frameworks of the cell that cannot run ``source`` when it is a whole model."""
-        from ...models.compare import DTYPES, FRAMEWORKS
-        from ...sources import is_whole_model
+        from ...frameworks import FRAMEWORKS
+        from ...graph import ModelGraph
+        from ...planning import GRAPH_DTYPES
+        from ...sources import read_source
 
-        if not is_whole_model(source):
+        reading = read_source(source).reading
+        if not isinstance(reading, ModelGraph):
             return ()
         excluded = []
         for name in self.frameworks:
-            if name not in FRAMEWORKS:
+            if name != "keras" and FRAMEWORKS[name]().supports(reading):
                 why = "a whole model (Embedding, Dense...) runs as the torch port and in Keras"
-            elif self.dtype not in DTYPES:
-                why = f"a whole model runs in {' and '.join(DTYPES)}"
+            elif self.dtype not in GRAPH_DTYPES:
+                why = f"a whole model runs in {' and '.join(GRAPH_DTYPES)}"
             elif name == "keras" and self.dtype != "float32":
                 why = "Keras runs a whole model as it was built, in float32"
             else:

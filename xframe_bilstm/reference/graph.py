@@ -1,14 +1,13 @@
-"""The numpy reference of a whole model: Keras's layers and mask rules, written plainly.
+"""The reference of a model graph: Keras's layers and mask rules, written plainly.
 
 Rules of this module:
 
 - It runs a :class:`~xframe_bilstm.graph.ModelGraph` in float64 (the oracle) or
   float32 (to measure rounding noise), one layer after another, written independently of
-  the torch port: recurrent layers run on the package's reference loop with the mask as
-  Keras's generic loop reads it (any pattern), not on the compaction the port uses.
+  the torch port: recurrent layers run on the shared scan
+  (:mod:`~xframe_bilstm.reference.scan`) with the mask as Keras's generic loop reads it
+  (any pattern), not on the compaction the port uses.
 - Masks follow the Keras rules stated in :mod:`~xframe_bilstm.graph`.
-- :func:`model_tolerance` derives the allowed float32 error from the reference's own
-  float32-versus-float64 drift on the same input (:class:`~xframe_bilstm.comparison.Noise`).
 """
 
 from __future__ import annotations
@@ -18,11 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..activations import numpy_activation
-from ..comparison import Noise
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
-from ..masks import mask_from_lengths
-from ..reference import _run_layer
+from .scan import run_layer
 
 
 def _activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -45,7 +42,7 @@ def _recurrent(
     states: list[np.ndarray] = [
         np.zeros((x.shape[0], layer.units), dtype) for _ in range(kinds * directions)
     ]
-    outputs, _ = _run_layer(
+    outputs, _ = run_layer(
         layer,
         x.astype(dtype),
         states,
@@ -136,90 +133,4 @@ def run_model_reference(
     return tuple(values[name] for name in graph.outputs)
 
 
-def model_noise(graph: ModelGraph, inputs: Sequence[np.ndarray]) -> tuple[Noise, tuple]:
-    """The float32 reference's drift from the float64 one, and the float64 outputs."""
-    exact = run_model_reference(graph, inputs, dtype=np.float64)
-    rounded = run_model_reference(graph, inputs, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        drift = max(float(np.nanmax(np.abs(r - e), initial=0.0)) for r, e in zip(rounded, exact))
-        scale = max(max(float(np.nanmax(np.abs(e), initial=0.0)) for e in exact), 1.0)
-    return Noise(drift, scale), exact
-
-
-def model_tolerance(
-    graph: ModelGraph, inputs: Sequence[np.ndarray], *, dtype: type = np.float32
-) -> float:
-    """Absolute error two correct ``dtype`` ports of ``graph`` may show on ``inputs``."""
-    noise, _ = model_noise(graph, inputs)
-    return noise.tolerance(float(np.finfo(dtype).eps))
-
-
-def _padding(batch: int, steps: int) -> np.ndarray:
-    """(batch, steps) booleans: row 0 full, then right- and left-padded rows in turn."""
-    padded = np.zeros((batch, steps), bool)
-    for row in range(1, batch):
-        keep = max(1, steps - 2 * row)
-        if row % 2:
-            padded[row, keep:] = True
-        else:
-            padded[row, : steps - keep] = True
-    return padded
-
-
-def _padded(batch: int, steps: int, lengths: Sequence[int] | None) -> np.ndarray:
-    """(batch, steps) booleans: the steps after each row's length, or the mixed pattern."""
-    if lengths is None:
-        return _padding(batch, steps)
-    return ~mask_from_lengths(lengths, batch, steps)
-
-
-def example_inputs(
-    graph: ModelGraph,
-    *,
-    batch: int = 3,
-    steps: int = 7,
-    seed: int = 0,
-    lengths: Sequence[int] | None = None,
-) -> list[np.ndarray]:
-    """Seeded inputs that exercise the model's masks.
-
-    Token ids (inputs read by an ``Embedding``) are drawn from 1..vocabulary-1 and padded
-    with 0: the first row is full, the next right-padded, the next left-padded; float
-    inputs are standard normal, with the same rows' padded steps set to the ``Masking``
-    value when a ``Masking`` layer reads them. With ``lengths`` (one per row, ``batch``
-    of them), every row is right-padded after its length instead.
-
-    Example:
-        >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
-        >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
-        ...     options={"shape": (None, 2), "dtype": "float32"}),), ("x",), ("x",))
-        >>> example_inputs(graph)[0].shape
-        (3, 7, 2)
-    """
-    rng = np.random.default_rng(seed)
-    readers: dict[str, list[LayerRecord]] = {}
-    for record in graph.layers:
-        for name in record.inputs:
-            readers.setdefault(name, []).append(record)
-    arrays = []
-    for name in graph.inputs:
-        record = graph.layer(name)
-        shape = tuple(steps if size is None else int(size) for size in record.options["shape"])
-        consumers = readers.get(name, [])
-        embedding = next((r for r in consumers if r.kind == "embedding"), None)
-        if embedding is not None:
-            vocabulary = embedding.weights["embeddings"].shape[0]
-            ids = rng.integers(1, max(vocabulary, 2), size=(batch, *shape))
-            if len(shape) == 1:
-                ids[_padded(batch, shape[0], lengths)] = 0
-            arrays.append(ids.astype(np.int64))
-            continue
-        x = rng.standard_normal((batch, *shape))
-        masking = next((r for r in consumers if r.kind == "masking"), None)
-        if masking is not None and len(shape) == 2:
-            x[_padded(batch, shape[0], lengths)] = masking.options["mask_value"]
-        arrays.append(x.astype(np.float32))
-    return arrays
-
-
-__all__ = ["example_inputs", "model_noise", "model_tolerance", "run_model_reference"]
+__all__ = ["run_model_reference"]

@@ -1,0 +1,410 @@
+"""What a comparison runs: every (run, framework) for the source's reading, its original
+and the model it is compared ``against``, each labelled by a :class:`RunSpec`.
+
+The reference runs first, then each framework asked for on each device and dtype it offers,
+each default kernel path before the alternatives asked for. A framework that cannot run the
+reading (``Framework.supports``) is left out under ``"auto"`` and refused by name when asked
+for, unless the source's original runs on it (a Keras model runs in Keras as loaded). What
+is asked for and offered nowhere is refused, so that a comparison of nothing never passes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .canonical import RecurrentStack, initial_state_count
+from .correspondence import Source, graph_source, native_source, stack_source
+from .errors import FrameworkUnavailableError, UnsupportedFeatureError, WeightShapeError
+from .frameworks import FRAMEWORKS, Framework, RunSpec
+from .frameworks.base import KERNEL_PATHS, other_kinds
+from .frameworks.keras import KerasLayerFramework
+from .frameworks.torch import TorchModuleFramework
+from .graph import ModelGraph
+from .reference import Reading
+from .sources import Read, read_source, source_type
+
+Plan = list[tuple[RunSpec, Framework]]
+
+_EXTRAS = {
+    "torch": "torch",
+    "keras": "tf",
+    "onnxruntime": "onnx",
+    "torch-onnx": "torch,onnx",
+    "torch-onnx-dynamo": "torch,onnx",
+    "keras-onnx": "tf,onnx",
+}
+# The dtypes a model graph's torch port is checked in.
+GRAPH_DTYPES = ("float32", "float64")
+
+
+def plan_runs(
+    reading: Reading,
+    frameworks: str | Sequence[str],
+    devices: str | Sequence[str],
+    dtypes: Sequence[str],
+    tf32: bool,
+    paths: str | Sequence[str] = (),
+    *,
+    original: str = "",
+) -> Plan:
+    """Every run of the reading: the reference first, each default path before the
+    alternatives asked for. ``original`` names the framework the source's original runs on."""
+    names = _runnable(reading, _framework_names(frameworks), frameworks == "auto", original)
+    wanted_paths = parse_paths(paths)
+    wanted_devices = None if devices == "auto" else set(as_list(devices))
+    dtypes = as_list(dtypes)
+    for dtype in dtypes:
+        if dtype not in ("float16", "bfloat16", "float32", "float64"):
+            raise ValueError(f"dtypes: {dtype!r} is not float16, bfloat16, float32 or float64")
+    refused = [dtype for dtype in dtypes if dtype not in GRAPH_DTYPES]
+    if isinstance(reading, ModelGraph) and (refused or not dtypes):
+        raise UnsupportedFeatureError(
+            f"dtypes: a whole model runs in {' and '.join(GRAPH_DTYPES)}, got {dtypes}"
+        )
+    plan: Plan = [(RunSpec("reference", "cpu", "float64"), FRAMEWORKS["reference"]())]
+    seen_devices: set[str] = set()
+    for name in names:
+        framework = FRAMEWORKS[name]()
+        for device in framework.devices():
+            seen_devices.add(device)
+            if wanted_devices is not None and device not in wanted_devices:
+                continue
+            supported = framework.dtypes(device)
+            offered = [
+                path
+                for path in framework.paths(device)
+                if (None, path) in wanted_paths or (name, path) in wanted_paths
+            ]
+            for dtype in dtypes:
+                if dtype in supported:
+                    for path in ["", *offered]:
+                        plan.append((RunSpec(name, device, dtype, tf32, path=path), framework))
+    _check_available(names, wanted_devices, seen_devices, dtypes, plan)
+    _check_paths(paths, wanted_paths, names, plan)
+    return plan
+
+
+def _runnable(reading: Reading, names: list[str], auto: bool, original: str) -> list[str]:
+    """The frameworks that can run ``reading``; one asked for by name that cannot (and on
+    which the original does not run either) is refused with the reason."""
+    reasons = {name: FRAMEWORKS[name]().supports(reading) for name in names}
+    refused = [name for name, why in reasons.items() if why and name != original]
+    if refused and not auto:
+        what = ", ".join(other_kinds(reading)) if isinstance(reading, ModelGraph) else "it"
+        raise UnsupportedFeatureError(
+            f"frameworks: {refused} cannot run a whole model ({what}): "
+            + "; ".join(str(reasons[name]) for name in refused)
+            + "; a whole model runs on the reference, as the torch port and, for a Keras "
+            "model, in Keras as loaded (@original)"
+        )
+    return [name for name in names if not reasons[name]]
+
+
+def parse_paths(paths: str | Sequence[str]) -> set[tuple[str | None, str]]:
+    """``(framework or None, path)`` for each path asked for (``"torch:mkldnn-off"``)."""
+    if paths == "all":
+        return {(None, path) for path in KERNEL_PATHS}
+    wanted: set[tuple[str | None, str]] = set()
+    for entry in as_list(paths):
+        framework, _, path = entry.rpartition(":")
+        if path not in KERNEL_PATHS:
+            raise ValueError(
+                f"paths: {entry!r} is not a kernel path; known: {sorted(KERNEL_PATHS)}"
+            )
+        if framework and framework not in FRAMEWORKS:
+            raise ValueError(f"paths: {entry!r} names no framework of {sorted(FRAMEWORKS)}")
+        wanted.add((framework or None, path))
+    return wanted
+
+
+def _check_paths(
+    paths: str | Sequence[str],
+    wanted: set[tuple[str | None, str]],
+    names: list[str],
+    plan: Plan,
+) -> None:
+    """Refuse a path, named on its own, that none of the planned runs offers."""
+    if paths == "all":
+        return
+    planned = {(spec.framework, spec.path) for spec, _ in plan}
+    missing = sorted(
+        path if framework is None else f"{framework}:{path}"
+        for framework, path in wanted
+        if not any(p == path and framework in (None, f) for f, p in planned)
+    )
+    if missing:
+        raise UnsupportedFeatureError(
+            f"paths: {missing} not offered by {names} on the devices planned here "
+            f"(mkldnn-off: torch on CPU; onednn-off/on: keras on CPU; unroll: keras; "
+            "cudnn-off: torch and keras on GPUs); an @original runs as it was loaded or "
+            "built, on its default path"
+        )
+
+
+def _check_available(
+    names: list[str],
+    wanted_devices: set[str] | None,
+    seen_devices: set[str],
+    dtypes: Sequence[str],
+    plan: Plan,
+) -> None:
+    """Refuse a device or dtype that no framework asked for offers here.
+
+    Otherwise it would be skipped without a word and a comparison of nothing would pass. A
+    device or dtype that only some of the frameworks offer runs on those: a run a framework
+    cannot do is not an error of the request.
+    """
+    if not names:
+        return
+    if wanted_devices is not None:
+        missing = sorted(wanted_devices - seen_devices)
+        if missing:
+            raise UnsupportedFeatureError(
+                f"devices: {missing} not available to {names}; available here: "
+                f"{sorted(seen_devices)}"
+            )
+    planned = {spec.dtype for spec, _ in plan[1:]}
+    missing = [dtype for dtype in dtypes if dtype not in planned]
+    if missing:
+        raise UnsupportedFeatureError(
+            f"dtypes: {missing} not offered by {names} on "
+            f"{sorted(wanted_devices or seen_devices)}; offered: {sorted(planned)}"
+        )
+
+
+def _framework_names(frameworks: str | Sequence[str]) -> list[str]:
+    runnable = [name for name in FRAMEWORKS if name != "reference"]
+    if frameworks == "auto":
+        return [name for name in runnable if FRAMEWORKS[name].available()]
+    names = [name for name in as_list(frameworks) if name != "reference"]
+    for name in names:
+        if name not in FRAMEWORKS:
+            raise ValueError(f"frameworks: {name!r} is not one of {sorted(FRAMEWORKS)}")
+        # Asked for by name, a framework runs when its own package is there; a missing
+        # helper package (an exporter's, say) then fails its run with the reason.
+        if importlib.util.find_spec(FRAMEWORKS[name].module) is None:
+            raise FrameworkUnavailableError(
+                f"framework {name!r} is not installed; install it with: "
+                f"pip install 'xframe_bilstm[{_EXTRAS.get(name, 'all')}]'"
+            )
+    return names
+
+
+def as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A model that runs on its own framework beside the source's reading: the user's
+    ``original`` object itself, or the port it is compared ``against``."""
+
+    name: str  # the RunSpec subject: "original" or "against"
+    runs: Plan
+    reading: Reading  # the layout of its states and outputs, the profiles' halves
+    outputs: Source  # what it returns, to match with the other runs' outputs by meaning
+
+
+def plan_original(
+    read: Read, source: Any, batch: int, steps: int, specs: Plan, tf32: bool, *, wanted: bool
+) -> Subject | None:
+    """The runs of the source's own computation, ``@original``, or None when it has none.
+
+    A live object runs whatever the frameworks asked; a Keras file's model, which Keras has
+    to load, runs when Keras is asked for (``wanted``)."""
+    if read.original is None or (source_type(source) == "Keras file" and not wanted):
+        return None
+    return plan_subject("original", source, read, batch, steps, specs, tf32)
+
+
+def plan_against(
+    against: Any,
+    reading: Reading,
+    batch: int,
+    steps: int,
+    states: Sequence[Any] | None,
+    specs: Plan,
+    dtypes: Sequence[str],
+    tf32: bool,
+) -> Subject:
+    """Runs of the second model on its own framework, on the devices the plan uses.
+
+    A torch module runs by its own ``forward``, in each of ``dtypes``; a state_dict file as
+    the native module it holds; a Keras layer or model by its own call, in the dtype its
+    policy computes in; a Keras file or a canonical stack as its reading. Against a whole
+    model, it must be a port of the whole model, which runs by its own computation."""
+    read = _read_against(against, reading)
+    other = read.reading
+    if isinstance(reading, RecurrentStack):
+        assert isinstance(other, RecurrentStack)
+        if other.input_size != reading.input_size:
+            raise WeightShapeError(
+                f"against: takes {other.input_size} input features where the source takes "
+                f"{reading.input_size}; they cannot run on the same input"
+            )
+        if read.framework == "torch" and states is not None:
+            _check_against_states(other, against, len(states))
+    own_dtype = read.framework == "keras"  # a Keras model runs as its policy says
+    return plan_subject(
+        "against", against, read, batch, steps, specs, tf32, None if own_dtype else dtypes
+    )
+
+
+def _read_against(against: Any, reading: Reading) -> Read:
+    """``against`` read; against a graph, its own computation with the graph's outputs."""
+    if isinstance(reading, RecurrentStack):
+        read = read_source(against)
+        if isinstance(read.reading, ModelGraph):
+            raise UnsupportedFeatureError(
+                f"against: {_name(against)} is a whole model "
+                f"({', '.join(other_kinds(read.reading))}) where the source is recurrent "
+                "layers; compare models of the same layers"
+            )
+        return read
+    assert isinstance(reading, ModelGraph)
+    kind = source_type(against)
+    if kind == "torch" and not isinstance(against, sys.modules["torch"].nn.RNNBase):
+        return Read(reading, "torch", lambda: against)
+    if kind in ("keras", "Keras file"):
+        read = read_source(against)
+        if read.original is None:
+            raise UnsupportedFeatureError(
+                f"against: {_name(against)} was written by Keras 2 (tf_keras): Keras 3 would "
+                "run it with its own layer semantics; load it with tf_keras and compare the "
+                "live model"
+            )
+        return Read(reading, "keras", read.original)
+    lone = "one recurrent module" if kind == "torch" else f"a {kind}"
+    lacking = ", ".join(
+        f"{r.name} ({r.class_name})" for r in reading.layers if r.kind not in ("input", "recurrent")
+    )
+    raise UnsupportedFeatureError(
+        f"against: {_name(against)} ({lone}) cannot stand for {reading.source}, a whole model "
+        f"whose layers {lacking} it lacks; compare a port of the "
+        "whole model (keras_to_torch of the model, or an nn.Module of your own that runs "
+        "every layer), or compare the recurrent layer alone"
+    )
+
+
+def plan_subject(
+    name: str,
+    model: Any,
+    read: Read,
+    batch: int,
+    steps: int,
+    specs: Plan,
+    tf32: bool,
+    dtypes: Sequence[str] | None = None,
+) -> Subject:
+    """The runs of ``model`` labelled ``@name``.
+
+    Its original (a torch module or a Keras layer or model) runs by its own computation;
+    else it runs as its reading on the reference. With ``dtypes`` it runs in each of them
+    on the devices the plan uses; without (the ``original``, a Keras ``against``), in its
+    own dtype on the CPU and on the planned devices its framework sees.
+    """
+    reading = read.reading
+    description = describe(model, reading)
+    framework: Framework
+    if read.framework == "torch" and read.original is not None:
+        live = read.original()
+        framework = TorchModuleFramework(live, reading)
+        kind, own = "torch", _parameter_dtype(live)
+        native = isinstance(live, sys.modules["torch"].nn.RNNBase)
+        outputs = outputs_of(reading, batch, steps, description, native=native)
+    elif read.framework == "keras" and read.original is not None:
+        framework = KerasLayerFramework(read.original)
+        kind, own = "keras", _keras_dtype(read)
+        outputs = outputs_of(reading, batch, steps, description)
+    else:
+        framework = FRAMEWORKS["reference"]()
+        kind, own = "reference", "float64"
+        outputs = outputs_of(reading, batch, steps, description)
+    planned = {spec.device for spec, _ in specs}
+    if dtypes is None:  # the original: what the user has, wherever its framework runs
+        devices = sorted({"cpu"} | (planned & set(_devices(framework))))
+        own_runs = [
+            (RunSpec(kind, device, own, tf32, subject=name), framework) for device in devices
+        ]
+        return Subject(name, own_runs, reading, outputs)
+    wanted = ["float64"] if kind == "reference" else list(dtypes)
+    runs: Plan = [
+        (RunSpec(kind, device, dtype, tf32, subject=name), framework)
+        for device in sorted(planned & set(framework.devices()))
+        for dtype in wanted
+        if dtype in framework.dtypes(device)
+    ]
+    return Subject(name, runs, reading, outputs)
+
+
+def outputs_of(
+    reading: Reading, batch: int, steps: int, description: str, *, native: bool = False
+) -> Source:
+    """What a run of ``reading`` returns (a native torch module's own layout with ``native``)."""
+    if isinstance(reading, ModelGraph):
+        return graph_source(reading, description)
+    return (native_source if native else stack_source)(reading, batch, steps, description)
+
+
+def _keras_dtype(read: Read) -> str:
+    """The least precise dtype a Keras original computes in (a mixed-precision policy
+    computes in float16); float32 when the model cannot be loaded, whose runs then fail."""
+    from .adapters.keras import compute_dtype
+
+    assert read.original is not None
+    try:
+        return compute_dtype(read.original())
+    except Exception:  # recorded by each of its runs
+        return "float32"
+
+
+def _devices(framework: Framework) -> list[str]:
+    """The devices ``framework`` sees; just the CPU when it cannot say, so that the run is
+    still planned and its record says why it cannot run."""
+    try:
+        return framework.devices()
+    except Exception:  # e.g. Keras on another backend, without TensorFlow
+        return ["cpu"]
+
+
+def _parameter_dtype(module: Any) -> str:
+    """The dtype a torch module's parameters hold, e.g. ``"float32"``."""
+    parameter = next(iter(module.parameters()), None)
+    return "float32" if parameter is None else str(parameter.dtype).removeprefix("torch.")
+
+
+def _check_against_states(other: RecurrentStack, module: Any, given: int) -> None:
+    expected = initial_state_count(other)
+    if given != expected:
+        raise WeightShapeError(
+            f"initial_states: {given} arrays fit the source, but against "
+            f"({_name(module)}) takes {expected} (every layer's states in Keras "
+            "order); compare models with the same layers, or leave initial_states out"
+        )
+
+
+def _name(model: Any) -> str:
+    return os.fspath(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+
+
+def describe(source: Any, reading: Reading) -> str:
+    """What a report calls the source: its kind, name and what it holds."""
+    if isinstance(reading, ModelGraph):
+        return f"{reading.source} ({len(reading.layers)} layers)"
+    kinds = "+".join(
+        f"{layer.cell}{'' if layer.direction == 'forward' else '/' + layer.direction}"
+        for layer in reading.layers
+    )
+    kind = source_type(source)
+    if kind in ("Keras file", "torch state_dict"):  # name the file, not its Python type
+        return f"{kind} {os.fspath(source)} ({kinds}, units {reading.last.units})"
+    name = getattr(source, "name", None) or type(source).__name__
+    return f"{kind} {name} ({kinds}, units {reading.last.units})"
+
+
+__all__ = ["Plan", "Subject", "parse_paths", "plan_against", "plan_original", "plan_runs"]

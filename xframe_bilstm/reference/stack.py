@@ -1,0 +1,108 @@
+"""The reference of a canonical stack: its layers on the shared scan, layer after layer.
+
+It follows Keras's semantics, which the canonical form stores (``docs/conventions.md``):
+the equations of each cell are in :mod:`~xframe_bilstm.reference.cells`, masks, directions
+and merges in :mod:`~xframe_bilstm.reference.scan`. Masks here are right-padded ``lengths``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..canonical import RecurrentStack, initial_state_count, layer_state_names
+from ..errors import WeightShapeError
+from ..masks import mask_from_lengths
+from .scan import run_layer
+
+
+def run_reference(
+    stack: RecurrentStack,
+    x: np.ndarray,
+    *,
+    initial_states: Sequence[np.ndarray] | None = None,
+    lengths: Sequence[int] | np.ndarray | None = None,
+    dtype: type[np.floating] | np.dtype = np.float64,
+) -> tuple[np.ndarray, ...]:
+    """Run ``stack`` on batch-first input ``x`` (B, T, D) and return what Keras returns.
+
+    Args:
+        stack: the canonical layers.
+        x: input of shape (B, T, D).
+        initial_states: every layer's initial states in Keras order, layer after layer
+            (e.g. ``[h_f, c_f, h_b, c_b]`` for one bidirectional LSTM), each (B, H).
+            Default: zeros.
+        lengths: valid steps per batch row (B,), for right-padded input; each in 1..T.
+        dtype: the float type to compute in; float64 is the oracle, float32 measures the
+            rounding noise a float32 framework can be expected to show.
+
+    Returns:
+        The arrays named by :func:`~xframe_bilstm.canonical.output_names`, in that order.
+
+    Example:
+        >>> from xframe_bilstm import DirectionWeights, RecurrentLayer
+        >>> w = DirectionWeights(np.eye(1), np.zeros((1, 1)), np.zeros(1))
+        >>> layer = RecurrentLayer("simple_rnn", 1, 1, (w,), activation="linear",
+        ...                        recurrent_activation=None)
+        >>> (out,) = run_reference(RecurrentStack((layer,)), np.ones((1, 3, 1)))
+        >>> out[0, :, 0].tolist()
+        [1.0, 1.0, 1.0]
+    """
+    x = np.asarray(x, dtype=dtype)
+    if x.ndim != 3 or x.shape[2] != stack.input_size:
+        raise WeightShapeError(
+            f"x: expected shape (batch, time, {stack.input_size}), got {x.shape}"
+        )
+    batch, steps, _ = x.shape
+    if batch < 1 or steps < 1:
+        raise WeightShapeError(f"x: expected at least one batch row and one step, got {x.shape}")
+    mask = None if lengths is None else mask_from_lengths(lengths, batch, steps)
+    states = _split_initial_states(stack, initial_states, batch, dtype)
+
+    sequence = x
+    for index, layer in enumerate(stack.layers):
+        is_last = index == len(stack.layers) - 1
+        outputs, finals = run_layer(
+            layer,
+            sequence,
+            states[index],
+            mask,
+            return_sequences=stack.return_sequences or not is_last,
+            dtype=dtype,
+        )
+        if not is_last:
+            (sequence,) = outputs
+    return outputs + (finals if stack.return_state else ())
+
+
+def _split_initial_states(
+    stack: RecurrentStack,
+    initial_states: Sequence[np.ndarray] | None,
+    batch: int,
+    dtype: type[np.floating] | np.dtype,
+) -> list[list[np.ndarray]]:
+    if initial_states is None:
+        return [
+            [np.zeros((batch, layer.units), dtype) for _ in layer_state_names(layer)]
+            for layer in stack.layers
+        ]
+    expected = initial_state_count(stack)
+    if len(initial_states) != expected:
+        raise WeightShapeError(
+            f"initial_states: expected {expected} arrays (every layer's states in Keras "
+            f"order), got {len(initial_states)}"
+        )
+    remaining = [np.asarray(s, dtype=dtype) for s in initial_states]
+    split = []
+    for index, layer in enumerate(stack.layers):
+        names = layer_state_names(layer)
+        chunk, remaining = remaining[: len(names)], remaining[len(names) :]
+        for name, state in zip(names, chunk):
+            if state.shape != (batch, layer.units):
+                raise WeightShapeError(
+                    f"initial_states (layers[{index}] {name}): expected shape "
+                    f"{(batch, layer.units)}, got {state.shape}"
+                )
+        split.append(chunk)
+    return split

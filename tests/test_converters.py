@@ -27,6 +27,7 @@ from xframe_bilstm.adapters.keras import (  # noqa: E402
     run_keras,
 )
 from xframe_bilstm.adapters.torch import run_torch  # noqa: E402
+from xframe_bilstm.adapters.torch import weights as torch_weights  # noqa: E402
 from xframe_bilstm.canonical import initial_state_count  # noqa: E402
 from xframe_bilstm.comparison import compare_outputs  # noqa: E402
 from xframe_bilstm.testing import assert_equivalent  # noqa: E402
@@ -344,7 +345,7 @@ def test_torch_to_keras_folds_the_two_biases() -> None:
 
 def test_verify_catches_a_broken_conversion(monkeypatch) -> None:
     # Load GRU weights without moving z,r,h to torch's r,z,n: the classic porting bug.
-    monkeypatch.setattr(torch_adapter, "_to_torch_order", lambda array, cell: array)
+    monkeypatch.setattr(torch_weights, "_to_torch_order", lambda array, cell: array)
     layer = keras.layers.GRU(3, return_sequences=True)
     layer.build((None, None, 2))
     randomize(layer, np.random.default_rng(0), "gru", 2, True)
@@ -475,7 +476,7 @@ def test_stateful_module_mid_sequence_becomes_a_layer_that_carries_on() -> None:
 
 def _swap_gates_when_reading_torch(monkeypatch) -> None:
     """Read torch weights without moving r,z,n to z,r,h: the classic porting bug."""
-    monkeypatch.setattr(torch_adapter, "_to_canonical_order", lambda array, cell: array)
+    monkeypatch.setattr(torch_weights, "_to_canonical_order", lambda array, cell: array)
 
 
 @pytest.mark.parametrize(

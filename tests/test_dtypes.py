@@ -17,6 +17,7 @@ keras = pytest.importorskip("keras")
 from xframe_bilstm import ToleranceExceededError, keras_to_torch, torch_to_keras  # noqa: E402
 from xframe_bilstm.adapters import torch as torch_adapter  # noqa: E402
 from xframe_bilstm.adapters.keras import keras_to_canonical  # noqa: E402
+from xframe_bilstm.adapters.torch import module as torch_module  # noqa: E402
 from xframe_bilstm.canonical import is_float_dtype  # noqa: E402
 from xframe_bilstm.comparison import derived_tolerance, dtype_epsilon  # noqa: E402
 from xframe_bilstm.models import recurrent as recurrent_module  # noqa: E402
@@ -54,14 +55,14 @@ def corrupt_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 
     bfloat16 resolves about 2 significant digits: a corruption it must catch is a large one.
     """
-    original = torch_adapter.load_layer
+    original = torch_module.load_layer
 
     def load_and_corrupt(module, index, layer):
         original(module, index, layer)
         with torch.no_grad():
             getattr(module, f"weight_ih_l{index}").add_(0.5)
 
-    monkeypatch.setattr(torch_adapter, "load_layer", load_and_corrupt)
+    monkeypatch.setattr(torch_module, "load_layer", load_and_corrupt)
     monkeypatch.setattr(recurrent_module, "load_layer", load_and_corrupt)
 
 

@@ -16,7 +16,9 @@ from xframe_bilstm.adapters.torch import (  # noqa: E402
     run_torch,
     torch_to_canonical,
 )
-from xframe_bilstm.canonical import initial_state_count  # noqa: E402
+from xframe_bilstm.adapters.torch.keras_run import run_group  # noqa: E402
+from xframe_bilstm.adapters.torch.steps import Steps  # noqa: E402
+from xframe_bilstm.canonical import initial_state_count, layer_state_names  # noqa: E402
 
 from ..factories import random_stack  # noqa: E402
 
@@ -77,6 +79,52 @@ def test_module_matches_reference_in_float64(
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["sequences", "last"])
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+@pytest.mark.parametrize(
+    ("cell", "reset_after"), [("lstm", None), ("gru", True), ("simple_rnn", None)]
+)
+def test_traceable_run_of_a_fused_group_matches_reference(
+    cell, reset_after, direction, return_sequences
+) -> None:
+    # The whole-model port's run (no packed sequences), here on two layers fused into one
+    # native module and from given initial states, which that port never needs itself.
+    rng = np.random.default_rng(11)
+    stack = random_stack(
+        rng,
+        cell,
+        3,
+        4,
+        num_layers=2,
+        direction=direction,
+        reset_after=reset_after,
+        return_sequences=return_sequences,
+    )
+    module = canonical_to_torch(stack)
+    (rnn,), (group,) = module.rnns, module.groups
+    assert rnn.num_layers == 2
+    x, lengths = rng.standard_normal((3, 5, 3)), [5, 2, 1]
+    states = [rng.standard_normal((3, 4)) for _ in range(initial_state_count(stack))]
+    per_layer, first = [], 0
+    for layer in stack.layers:
+        count = len(layer_state_names(layer))
+        per_layer.append([torch.from_numpy(s) for s in states[first : first + count]])
+        first += count
+    (expected,) = run_reference(stack, x, initial_states=states, lengths=lengths)
+    with torch.no_grad():
+        (actual,), finals = run_group(
+            rnn,
+            group,
+            torch.from_numpy(x),
+            per_layer,
+            return_sequences=return_sequences,
+            steps=Steps.of_lengths(torch.tensor(lengths), 5),
+            traceable=True,
+        )
+    assert finals is None
+    np.testing.assert_allclose(actual.numpy(), expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters.torch import TORCH_ACTIVATIONS, numpy_to_tensor, torch_dtype
+from ..adapters.torch.explicit import TORCH_ACTIVATIONS
+from ..adapters.torch.tensors import numpy_to_tensor, torch_dtype
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import LayerRecord, ModelGraph, mask_traps
 from .recurrent import Recurrent

@@ -1,0 +1,144 @@
+"""Canonical layers into native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (or explicit) modules, and back.
+
+Whatever the native modules compute exactly runs on them, with their native parameter
+names and gate orders (LSTM ``ifgo``, GRU ``rzn``); everything else runs on
+:class:`~xframe_bilstm.adapters.torch.explicit.ExplicitRNN`, which has the same names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...canonical import DirectionWeights, RecurrentLayer
+from ...gates import CANONICAL_ORDER, TORCH_ORDER, reorder_gates
+from .explicit import SUFFIXES, ExplicitRNN
+from .tensors import numpy_to_tensor, tensor_to_numpy
+
+NATIVE = {"lstm": nn.LSTM, "gru": nn.GRU, "simple_rnn": nn.RNN}
+
+
+def is_native(layer: RecurrentLayer) -> bool:
+    """Whether ``nn.LSTM``/``nn.GRU``/``nn.RNN`` compute this layer's cell exactly."""
+    if layer.cell == "simple_rnn":
+        return layer.activation in ("tanh", "relu")
+    if layer.cell == "gru" and not layer.reset_after:
+        return False
+    return layer.activation == "tanh" and layer.recurrent_activation == "sigmoid"
+
+
+def make_module(group: list[RecurrentLayer], dtype: torch.dtype) -> nn.Module:
+    """An empty native module for ``group`` (layers it fuses) or an :class:`ExplicitRNN`."""
+    first = group[0]
+    bidirectional = first.direction == "bidirectional"
+    if not is_native(first):
+        return ExplicitRNN(
+            first.cell,
+            first.input_size,
+            first.units,
+            bidirectional=bidirectional,
+            bias=first.use_bias,
+            activation=first.activation,
+            recurrent_activation=first.recurrent_activation,
+            reset_after=first.reset_after,
+            dtype=dtype,
+        )
+    options = {"nonlinearity": first.activation} if first.cell == "simple_rnn" else {}
+    # Made on the meta device and given empty memory: the weights are overwritten right
+    # away, so the random initialization would only cost time.
+    module = NATIVE[first.cell](
+        first.input_size,
+        first.units,
+        num_layers=len(group),
+        bias=first.use_bias,
+        batch_first=True,
+        bidirectional=bidirectional,
+        device="meta",
+        dtype=dtype,
+        **options,
+    )
+    return module.to_empty(device="cpu")
+
+
+def _to_torch_order(array: np.ndarray, cell: str) -> np.ndarray:
+    return reorder_gates(array, CANONICAL_ORDER[cell], TORCH_ORDER[cell], axis=-1)
+
+
+def _to_canonical_order(array: np.ndarray, cell: str) -> np.ndarray:
+    return reorder_gates(array, TORCH_ORDER[cell], CANONICAL_ORDER[cell], axis=-1)
+
+
+def load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
+    """Copy one canonical layer into layer ``index`` of a native or explicit module."""
+    for suffix, weights in zip(SUFFIXES, layer.weights):
+        # Canonical (D, G·H) x-on-the-left becomes torch's (G·H, D) W-on-the-left.
+        arrays = {
+            "weight_ih": _to_torch_order(weights.kernel, layer.cell).T,
+            "weight_hh": _to_torch_order(weights.recurrent_kernel, layer.cell).T,
+        }
+        if weights.input_bias is not None:
+            arrays["bias_ih"] = _to_torch_order(weights.input_bias, layer.cell)
+            if hasattr(module, f"bias_hh_l{index}{suffix}"):
+                recurrent = weights.recurrent_bias
+                arrays["bias_hh"] = (
+                    np.zeros_like(arrays["bias_ih"])
+                    if recurrent is None
+                    else _to_torch_order(recurrent, layer.cell)
+                )
+        for name, array in arrays.items():
+            parameter = getattr(module, f"{name}_l{index}{suffix}")
+            with warnings.catch_warnings():
+                # copy_ only reads the (read-only) canonical array: the warning does not apply.
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+                if array.dtype.name == "bfloat16":
+                    parameter.copy_(numpy_to_tensor(array))
+                else:
+                    parameter.copy_(torch.from_numpy(array))
+
+
+def read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> RecurrentLayer:
+    """Layer ``index`` of a native or explicit module, as a canonical layer like ``template``."""
+
+    def read(name: str, suffix: str) -> np.ndarray:
+        return tensor_to_numpy(getattr(module, f"{name}_l{index}{suffix}"))
+
+    def read_bias(name: str, suffix: str) -> np.ndarray | None:
+        return read(name, suffix) if hasattr(module, f"{name}_l{index}{suffix}") else None
+
+    weights = []
+    for suffix in SUFFIXES[: len(template.weights)]:
+        bias_ih, bias_hh = read_bias("bias_ih", suffix), read_bias("bias_hh", suffix)
+        bias = None
+        if bias_ih is not None:
+            bias = _to_canonical_order(
+                bias_ih if bias_hh is None else np.stack([bias_ih, bias_hh]), template.cell
+            )
+        weights.append(
+            DirectionWeights(
+                _to_canonical_order(read("weight_ih", suffix).T, template.cell),
+                _to_canonical_order(read("weight_hh", suffix).T, template.cell),
+                bias,
+            )
+        )
+    return dataclasses.replace(template, weights=tuple(weights))
+
+
+def structure(layer: RecurrentLayer) -> RecurrentLayer:
+    """``layer`` with placeholder weights that take no memory (broadcast zeros)."""
+
+    def placeholder(array: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.zeros((), array.dtype), array.shape)
+
+    weights = tuple(
+        DirectionWeights(
+            placeholder(w.kernel),
+            placeholder(w.recurrent_kernel),
+            None if w.bias is None else placeholder(w.bias),
+        )
+        for w in layer.weights
+    )
+    return dataclasses.replace(layer, weights=weights)

@@ -20,7 +20,7 @@ from xframe_bilstm.frameworks import (  # noqa: E402
     KerasOnnxFramework,
     RunSpec,
 )
-from xframe_bilstm.frameworks.onnxruntime import _providers, export_error  # noqa: E402
+from xframe_bilstm.frameworks.onnx_session import _providers, export_error  # noqa: E402
 from xframe_bilstm.runner import compare  # noqa: E402
 
 from .factories import random_stack  # noqa: E402

@@ -21,22 +21,21 @@ from .comparison import compare_outputs
 from .correspondence import Correspondence, Source, correspond, output_names_of
 from .errors import UnsupportedFeatureError
 from .frameworks.base import RunSpec
-from .planning import Subject
 from .reference import Reading
 from .report import PairReport
 
 
-def views_of(mine: Source, subjects: Sequence[Subject]) -> dict[tuple[str, str], Correspondence]:
+def views_of(mine: Source, subjects: dict[str, Source]) -> dict[tuple[str, str], Correspondence]:
     """How each two of the source's runs, ``@original`` and ``@against`` match their outputs,
-    by subjects (``""`` for the source's runs); a pair of subjects that do not correspond
-    (possible only between the original and against) is left out and compared through the
-    reference alone. Refuses an ``against`` whose outputs do not correspond to the source's.
+    by subjects (``""`` for the source's runs; ``subjects`` holds what each other subject
+    returns); a pair of subjects that do not correspond (possible only between the original
+    and against) is left out and compared through the reference alone. Refuses an
+    ``against`` whose outputs do not correspond to the source's.
     """
-    views = {("", subject.name): correspond(mine, subject.outputs) for subject in subjects}
-    named = {subject.name: subject.outputs for subject in subjects}
-    if "original" in named and "against" in named:
+    views = {("", name): correspond(mine, outputs) for name, outputs in subjects.items()}
+    if "original" in subjects and "against" in subjects:
         with contextlib.suppress(UnsupportedFeatureError):
-            views[("original", "against")] = correspond(named["original"], named["against"])
+            views[("original", "against")] = correspond(subjects["original"], subjects["against"])
     return views
 
 

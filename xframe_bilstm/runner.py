@@ -157,7 +157,7 @@ def compare(
     description = describe(source, reading)
     readings = {"": reading, **{subject.name: subject.reading for subject in subjects}}
     mine = outputs_of(reading, rows, time_steps, description)
-    views = views_of(mine, subjects)
+    views = views_of(mine, {subject.name: subject.outputs for subject in subjects})
     counts = {spec: len(output_names_of(reading)) for spec, _ in specs}
     for subject in subjects:
         specs += subject.runs

@@ -212,7 +212,13 @@ def _run_with_onednn(
     environment = {"TF_ENABLE_ONEDNN_OPTS": "1" if wanted else "0"}
     default = dataclasses.replace(spec, path="")
     outputs, settings = run_elsewhere(
-        environment, "keras", stack, x, default, initial_states=initial_states, lengths=lengths
+        environment,
+        KerasFramework,
+        stack,
+        x,
+        default,
+        initial_states=initial_states,
+        lengths=lengths,
     )
     if settings.get("oneDNN") != wanted:
         raise ProcessRunError(

@@ -80,7 +80,7 @@ _CHILDREN_LOCK = threading.Lock()
 
 def run_elsewhere(
     environment: Mapping[str, str],
-    framework: str,
+    framework: type,
     stack: RecurrentStack,
     x: np.ndarray,
     spec: RunSpec,
@@ -88,7 +88,10 @@ def run_elsewhere(
     initial_states: Sequence[np.ndarray] | None,
     lengths: np.ndarray | None,
 ) -> Outputs:
-    """Run ``framework``'s default path in a process whose environment adds ``environment``."""
+    """Run ``framework``'s default path in a process whose environment adds ``environment``.
+
+    The class goes to the child by reference (its module and name), so the child imports
+    the framework module itself and this module imports none."""
     key = tuple(sorted(environment.items()))
     with _CHILDREN_LOCK:
         child = _CHILDREN.get(key)
@@ -109,15 +112,13 @@ def close_all() -> None:
 
 
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    from . import FRAMEWORKS
-
     while True:
         try:
             framework, stack, x, spec, initial_states, lengths = pickle.load(requests)
         except EOFError:
             return
         try:
-            payload: Any = FRAMEWORKS[framework]().run(
+            payload: Any = framework().run(
                 stack, x, spec, initial_states=initial_states, lengths=lengths
             )
             reply: tuple[str, Any] = ("ok", payload)

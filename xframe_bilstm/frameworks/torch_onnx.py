@@ -21,7 +21,7 @@ from .._imports import require
 from ..canonical import RecurrentStack, output_names
 from ..reference import Reading
 from .base import Framework, RunSpec
-from .onnxruntime import (
+from .onnx_session import (
     export_error,
     installed,
     onnxruntime_devices,

@@ -297,13 +297,13 @@ def test_stateful_layer_carries_its_states_into_the_next_call() -> None:
 
 
 def test_repeated_calls_of_one_shape_do_not_retrace() -> None:
-    from xframe_bilstm.adapters import keras as adapter
+    from xframe_bilstm.adapters.keras.run import _COMPILED
 
     layer = randomize(make_layer("lstm", return_sequences=True), 9)
     x = random_input(10)
     run_keras(layer, x)
     run_keras(layer, x + 1)
-    assert adapter._COMPILED[layer].experimental_get_tracing_count() == 1
+    assert _COMPILED[layer].experimental_get_tracing_count() == 1
 
 
 def test_unrolled_bidirectional_with_mask_pins_keras_bug() -> None:

@@ -35,20 +35,13 @@ def cell_options(
 ) -> dict[str, Any]:
     """Everything a canonical layer holds once for both directions, from one layer config.
 
-    Args:
-        class_name: the layer's Keras class (``"LSTM"``, ``"CuDNNGRU"``...).
-        config: the layer's configuration.
-        where: the start of error messages, naming the layer.
-        major: the Keras version that wrote ``config`` (Keras 2 names mean Keras 2's functions).
-        activations: canonical (activation, recurrent activation) already identified, for a
-            live layer; read from ``config`` by name when None.
+    ``activations`` are the canonical (activation, recurrent activation) of a live layer,
+    identified from its functions; a configuration's names are read by ``major`` otherwise.
 
     Example:
-        >>> cell_options("GRU", {"units": 2, "activation": "hard_sigmoid"}, "gru", major=2)
-        ... # doctest: +NORMALIZE_WHITESPACE
-        {'cell': 'gru', 'units': 2, 'activation': 'hard_sigmoid_keras2',
-         'recurrent_activation': 'sigmoid', 'reset_after': False, 'use_bias': True,
-         'cudnn': False}
+        >>> options = cell_options("GRU", {"units": 2, "activation": "hard_sigmoid"}, "", 2)
+        >>> options["activation"], options["reset_after"]
+        ('hard_sigmoid_keras2', False)
     """
     if class_name not in _CELLS:
         raise UnsupportedFeatureError(f"{where}: wraps a {class_name}; expected LSTM, GRU or RNN")
@@ -118,18 +111,14 @@ def canonical_layer(
     zero_masked_outputs: bool = False,
     merge_mode: str | None = "concat",
 ) -> RecurrentLayer:
-    """The canonical layer of :func:`cell_options` and one direction's weights, or two
-    (forward, backward) for a Bidirectional layer."""
-    if len(directions) == 2:
-        direction = "bidirectional"
-    else:
-        direction = "backward" if go_backwards else "forward"
+    """The canonical layer of :func:`cell_options` and one direction, or two for Bidirectional."""
+    direction = "backward" if go_backwards else "forward"
     return RecurrentLayer(
         cell=options["cell"],
         input_size=directions[0].kernel.shape[0],
         units=options["units"],
         weights=tuple(directions),
-        direction=direction,
+        direction="bidirectional" if len(directions) == 2 else direction,
         merge_mode=merge_mode,
         activation=options["activation"],
         recurrent_activation=options["recurrent_activation"],

@@ -196,8 +196,8 @@ def _options(layer: Any, keras: Any) -> dict[str, Any]:
         if class_name == "SimpleRNN"
         else canonical_activation(cell.recurrent_activation, layer, "recurrent_activation", keras)
     )
-    config = layer.get_config()
-    return cell_options(class_name, config, f"layer {layer.name!r}", 3, (activation, gate))
+    where = f"layer {layer.name!r}"
+    return cell_options(class_name, layer.get_config(), where, 3, (activation, gate))
 
 
 def _direction_weights(layer: Any, options: dict[str, Any]) -> DirectionWeights:

@@ -297,13 +297,13 @@ def test_stateful_layer_carries_its_states_into_the_next_call() -> None:
 
 
 def test_repeated_calls_of_one_shape_do_not_retrace() -> None:
-    from xframe_bilstm.adapters import keras as adapter
+    from xframe_bilstm.adapters.keras.run import _COMPILED
 
     layer = randomize(make_layer("lstm", return_sequences=True), 9)
     x = random_input(10)
     run_keras(layer, x)
     run_keras(layer, x + 1)
-    assert adapter._COMPILED[layer].experimental_get_tracing_count() == 1
+    assert _COMPILED[layer].experimental_get_tracing_count() == 1
 
 
 def test_unrolled_bidirectional_with_mask_pins_keras_bug() -> None:
@@ -528,6 +528,52 @@ def test_custom_backward_layer_keeps_its_weights() -> None:
     stack = keras_to_canonical(layer)
     assert np.array_equal(stack.layers[0].weights[1].kernel, backward.cell.kernel.numpy())
     assert_matches_reference(layer, random_input(21), lengths=LENGTHS)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: make_layer("lstm", "backward", recurrent_activation="hard_sigmoid"),
+        lambda: make_layer("gru_v1", use_bias=False, return_sequences=True),
+        lambda: make_layer("simple_rnn", activation="relu", zero_output_for_mask=True),
+        lambda: make_layer("gru", "bidirectional", merge_mode="ave"),
+    ],
+    ids=["lstm-backward-hard-sigmoid", "gru-v1-no-bias", "rnn-relu-zeroed", "bigru-ave"],
+)
+def test_a_live_layer_reads_as_the_model_holding_it(make: object) -> None:
+    """A layer on its own and inside a model (read through its configuration) agree."""
+    from xframe_bilstm.models.live import graph_from_keras
+
+    layer = randomize(make(), 23)
+    model = keras.Sequential([keras.Input((None, INPUT)), layer])
+    (record,) = [record for record in graph_from_keras(model).layers if record.recurrent]
+    from_model, live = record.recurrent, keras_to_canonical(layer).layers[0]
+    fields = [field.name for field in dataclasses.fields(live) if field.name != "weights"]
+    assert [getattr(live, name) for name in fields] == [
+        getattr(from_model, name) for name in fields
+    ]
+    keras_weights = layer.get_weights()  # kernel, recurrent_kernel[, bias] per direction
+    for ours in (live, from_model):
+        arrays = [
+            array
+            for direction in ours.weights
+            for array in (direction.kernel, direction.recurrent_kernel, direction.bias)
+            if array is not None
+        ]
+        assert len(arrays) == len(keras_weights)
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, keras_weights, strict=True))
+
+
+def test_a_subclass_of_a_keras_layer_reads_as_that_layer() -> None:
+    class CountingGRU(keras.layers.GRU):
+        pass
+
+    layer = CountingGRU(UNITS, return_sequences=True)
+    layer.build((None, None, INPUT))
+    rng = np.random.default_rng(24)
+    layer.set_weights([rng.uniform(-0.8, 0.8, w.shape).astype("float32") for w in layer.weights])
+    assert keras_to_canonical(layer).layers[0].cell == "gru"
+    assert_matches_reference(layer, random_input(25), lengths=LENGTHS)
 
 
 def test_unbuilt_layer_raises_weight_shape_error() -> None:

@@ -17,7 +17,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,12 @@ class WeightRef:
         return array
 
 
+def expect_count(refs: Sequence[WeightRef], count: int, where: str) -> None:
+    """Refuse a layer that stores other than ``count`` weights."""
+    if len(refs) != count:
+        raise WeightShapeError(f"{where}: expected {count} weights, found {len(refs)}")
+
+
 def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -141,4 +147,4 @@ def dataset_ref(name: str, dataset: Any, source: str) -> WeightRef:
     return WeightRef(name, shape, dtype, load, source, stored=stored, compressed=compressed)
 
 
-__all__ = ["MAX_WEIGHT_BYTES", "WeightRef", "dataset_ref"]
+__all__ = ["MAX_WEIGHT_BYTES", "WeightRef", "dataset_ref", "expect_count"]

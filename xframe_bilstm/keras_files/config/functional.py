@@ -1,0 +1,202 @@
+"""The wiring of functional models: which layer reads which, and in what order they run.
+
+Keras 3 records each call as ``{"args": [...], "kwargs": {...}}`` with tensors as
+``__keras_tensor__`` references; Keras 2 as ``[layer, node_index, tensor_index, kwargs]``
+lists. Masks are recomputed from the layers, as Keras does when it builds the model, so
+nodes that the outputs are not computed from (Keras 3's mask operations) are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...errors import UnsupportedFeatureError
+from .specs import KIND_BY_CLASS, LayerSpec, ModelSpec, input_spec, layer_name
+
+
+def _tensor_refs(value: Any) -> list[tuple[str, int, int]]:
+    """Every ``(layer, node_index, tensor_index)`` a Keras 3 argument refers to."""
+    if isinstance(value, Mapping):
+        if value.get("class_name") == "__keras_tensor__":
+            history = value["config"]["keras_history"]
+            return [(str(history[0]), int(history[1]), int(history[2]))]
+        return [ref for item in value.values() for ref in _tensor_refs(item)]
+    if isinstance(value, (list, tuple)):
+        return [ref for item in value for ref in _tensor_refs(item)]
+    return []
+
+
+def _node_inputs(
+    entry: Mapping[str, Any], name: str, source: str
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+    """(inputs, mask references) of a layer's single call."""
+    nodes = entry.get("inbound_nodes") or []
+    if len(nodes) > 1:
+        raise UnsupportedFeatureError(
+            f"{source}: layer {name!r} is called {len(nodes)} times (a shared layer); each "
+            "layer must be called once"
+        )
+    if not nodes:
+        return [], []
+    node = nodes[0]
+    if isinstance(node, Mapping):  # Keras 3: {"args": [...], "kwargs": {...}}
+        args, kwargs = list(node.get("args", [])), dict(node.get("kwargs", {}))
+        masks = _tensor_refs(kwargs.pop("mask", None))
+        kwargs.pop("training", None)
+        extra = _tensor_refs(kwargs) + _tensor_refs(args[1:])
+        if extra and entry.get("class_name") in KIND_BY_CLASS:
+            raise UnsupportedFeatureError(
+                f"{source}: layer {name!r} takes tensors other than its input "
+                f"({sorted({ref[0] for ref in extra})}, e.g. initial_state); not supported"
+            )
+        return _tensor_refs(args[:1]) + extra, masks
+    if _keras2_ref(node):
+        # tf_keras's TFOpLambda writes its one call flat: [layer, node, tensor, kwargs].
+        node = [node]
+    inputs = []
+    supported = entry.get("class_name") in KIND_BY_CLASS
+    for item in node:  # Keras 2: [[layer, node_index, tensor_index, kwargs], ...]
+        if not _keras2_ref(item):
+            raise UnsupportedFeatureError(
+                f"{source}: layer {name!r} ({entry.get('class_name')}) has an inbound node "
+                f"this reader does not know: {item!r:.200}"
+            )
+        layer, node_index, tensor_index = str(item[0]), int(item[1]), int(item[2])
+        kwargs = dict(item[3]) if len(item) > 3 and isinstance(item[3], Mapping) else {}
+        kwargs.pop("mask", None)
+        kwargs.pop("training", None)
+        if kwargs and supported:
+            raise UnsupportedFeatureError(
+                f"{source}: layer {name!r} is called with {sorted(kwargs)}; not supported"
+            )
+        inputs.append((layer, node_index, tensor_index))
+        # A TensorFlow operation's other tensor arguments (x * y) are refs in its kwargs.
+        inputs.extend(_keras2_refs(kwargs))
+    return inputs, []
+
+
+def _keras2_ref(value: Any) -> bool:
+    """Whether ``value`` is a Keras 2 tensor reference ``[layer, node, tensor, ...]``."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and all(isinstance(index, int) and not isinstance(index, bool) for index in value[1:3])
+    )
+
+
+def _keras2_refs(value: Any) -> list[tuple[str, int, int]]:
+    """Every Keras 2 tensor reference nested in a call's keyword arguments."""
+    if _keras2_ref(value):
+        return [(str(value[0]), int(value[1]), int(value[2]))]
+    if isinstance(value, Mapping):
+        return [ref for item in value.values() for ref in _keras2_refs(item)]
+    if isinstance(value, (list, tuple)):
+        return [ref for item in value for ref in _keras2_refs(item)]
+    return []
+
+
+def _check_single(
+    ref: tuple[str, int, int], classes: Mapping[str, str], reader: str, source: str
+) -> None:
+    layer, node_index, tensor_index = ref
+    if classes.get(layer) not in KIND_BY_CLASS:
+        # A layer we do not port is refused by its class, which is what the user can act
+        # on; a nested model's call numbers count its own internal calls too.
+        return
+    if node_index:
+        raise UnsupportedFeatureError(
+            f"{source}: {reader} reads call {node_index} of layer {layer!r} "
+            f"({classes.get(layer)}); each layer must be called once"
+        )
+    if tensor_index:
+        raise UnsupportedFeatureError(
+            f"{source}: {reader} reads output {tensor_index} of layer {layer!r} "
+            f"({classes.get(layer)}), which returns several tensors (return_state=True or "
+            "merge_mode=None); a whole-model port supports layers that return one"
+        )
+
+
+def _endpoint_names(
+    value: Any, what: str, classes: Mapping[str, str], source: str
+) -> tuple[str, ...]:
+    items = value if value and isinstance(value[0], (list, tuple)) else [value]
+    names = []
+    for item in items:
+        _check_single((str(item[0]), int(item[1]), int(item[2])), classes, f"model {what}", source)
+        names.append(str(item[0]))
+    return tuple(names)
+
+
+def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> ModelSpec:
+    entries = list(body.get("layers", []))
+    wiring: dict[str, list[tuple[str, int, int]]] = {}
+    classes = {layer_name(entry): str(entry.get("class_name")) for entry in entries}
+    for entry in entries:
+        name = layer_name(entry)
+        wiring[name] = _node_inputs(entry, name, source)[0]
+    outputs = _endpoint_names(body.get("output_layers", []), "output", classes, source)
+    # The model's tensors are what its outputs are computed from; everything else only
+    # computed masks (Keras 3 records those as operation nodes) and is dropped.
+    needed: set[str] = set()
+    pending = list(outputs)
+    while pending:
+        name = pending.pop()
+        if name in needed:
+            continue
+        if name not in wiring:
+            raise UnsupportedFeatureError(f"{source}: the model reads an unknown layer {name!r}")
+        needed.add(name)
+        pending.extend(ref[0] for ref in wiring[name])
+    operations = {name for name in wiring if name not in needed}
+    layers: list[LayerSpec] = []
+    position = 0
+    for entry in entries:
+        name = layer_name(entry)
+        if name in operations:
+            continue
+        class_name = str(entry.get("class_name"))
+        config = entry.get("config", {})
+        if class_name == "InputLayer":
+            shape = config.get("batch_shape", config.get("batch_input_shape"))
+            layers.append(input_spec(name, shape, config.get("dtype"), position))
+        else:
+            for ref in wiring[name]:
+                _check_single(ref, classes, f"layer {name!r}", source)
+            layers.append(
+                LayerSpec(
+                    name,
+                    class_name,
+                    KIND_BY_CLASS.get(class_name, ""),
+                    config,
+                    tuple(ref[0] for ref in wiring[name]),
+                    position,
+                )
+            )
+        position += 1
+    return ModelSpec(
+        str(body.get("name", "model")),
+        tuple(_dependency_order(layers, source)),
+        _endpoint_names(body.get("input_layers", []), "input", classes, source),
+        outputs,
+        major,
+        source,
+        tuple(sorted(operations)),
+    )
+
+
+def _dependency_order(layers: list[LayerSpec], source: str) -> list[LayerSpec]:
+    done: set[str] = set()
+    ordered: list[LayerSpec] = []
+    pending = list(layers)
+    while pending:
+        ready = [layer for layer in pending if all(name in done for name in layer.inputs)]
+        if not ready:
+            names = sorted(layer.name for layer in pending)
+            raise UnsupportedFeatureError(f"{source}: layers {names} read unknown layers")
+        for layer in ready:
+            ordered.append(layer)
+            done.add(layer.name)
+        pending = [layer for layer in pending if layer.name not in done]
+    return ordered

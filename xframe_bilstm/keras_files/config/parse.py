@@ -1,0 +1,194 @@
+"""Model configurations (Sequential and functional) into specs, unsupported layers refused.
+
+Nothing in a configuration is imported or run: a class named with a module outside Keras
+(or a registered custom name) is refused wherever it appears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ...errors import UnsupportedFeatureError
+from .functional import parse_functional
+from .specs import (
+    KIND_BY_CLASS,
+    SUPPORTED_CLASSES,
+    LayerSpec,
+    ModelSpec,
+    input_spec,
+    layer_name,
+    sub_config,
+)
+
+# tf_keras writes its own classes that Keras's public API does not export under the module
+# that defines them. These are read as Keras 2 by name, and never imported from here.
+_TF_KERAS_OWN = {
+    "tf_keras.src.engine.functional": ("Functional",),
+    "tf_keras.src.engine.sequential": ("Sequential",),
+    "tf_keras.src.engine.training": ("Model",),
+    "tf_keras.src.layers.core.tf_op_layer": ("TFOpLambda", "SlicingOpLambda"),
+}
+# tf_keras layers that apply a TensorFlow operation (their config's ``function``) to tensors.
+_TF_OPERATIONS = ("TFOpLambda", "SlicingOpLambda")
+
+
+def parse_layers(
+    config: Mapping[str, Any], *, major: int, source: str, strict: bool = True
+) -> ModelSpec:
+    """Read a model configuration (``{"class_name": ..., "config": ...}``) into specs.
+
+    With ``strict=False`` unsupported layers are kept (with an empty ``kind``) instead of
+    refused, so that they can be listed.
+
+    Raises:
+        UnsupportedFeatureError: naming every layer whose class cannot be ported, or the
+            model class when it is neither Sequential nor functional.
+
+    Example:
+        >>> spec = parse_layers({"class_name": "Sequential", "config": {"name": "s",
+        ...     "layers": [{"class_name": "InputLayer", "config": {"name": "x",
+        ...                 "batch_shape": [None, 4], "dtype": "int32"}},
+        ...                {"class_name": "Dropout", "config": {"name": "d", "rate": 0.5}}]}},
+        ...     major=3, source="m.keras")
+        >>> [(layer.name, layer.kind, layer.inputs) for layer in spec.layers]
+        [('x', 'input', ()), ('d', 'identity', ('x',))]
+    """
+    if not isinstance(config, Mapping) or "config" not in config:
+        raise UnsupportedFeatureError(f"{source}: the model configuration has no 'config'")
+    _refuse_foreign_modules(config, source, major=major)
+    class_name = config.get("class_name")
+    body = config["config"]
+    if class_name == "Sequential":
+        spec = _parse_sequential(body, major=major, source=source)
+    elif class_name in ("Functional", "Model") or (
+        isinstance(body, Mapping) and "input_layers" in body
+    ):
+        spec = parse_functional(body, major=major, source=source)
+    else:
+        raise UnsupportedFeatureError(
+            f"{source}: the model is a {class_name}; only Sequential and functional models "
+            "(with their configuration saved) can be ported"
+        )
+    if strict:
+        _refuse_unsupported(spec.layers, source)
+    return spec
+
+
+def _is_tf_keras_own(value: Mapping[str, Any], major: int) -> bool:
+    """Whether ``value`` names one of tf_keras's own classes, in a file tf_keras wrote."""
+    module, class_name = value.get("module"), value.get("class_name")
+    registered = value.get("registered_name")
+    return (
+        major < 3
+        and class_name in _TF_KERAS_OWN.get(str(module), ())
+        and registered in (None, class_name)
+    )
+
+
+def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: int = 3) -> None:
+    """Refuse a configuration that names code outside Keras anywhere in it.
+
+    Keras 3 imports the ``module`` an object names, and looks up ``package>Name``
+    registered names among custom objects. Our reader never does either, but a file
+    accepted here may later be loaded by Keras itself (a whole model's Keras run): a
+    built-in class name with another module would import that module there. A file
+    written by tf_keras (``major`` 2) may also name tf_keras's own classes in their
+    defining modules (``tf_keras.src.engine.functional.Functional``); exactly those
+    pairs of module and class are accepted, matched by name.
+
+    Example:
+        >>> _refuse_foreign_modules({"class_name": "LSTM", "module": "os", "config": {}}, "m")
+        Traceback (most recent call last):
+        ...
+        xframe_bilstm.errors.UnsupportedFeatureError: m: refused: ... module 'os' ...
+    """
+    pending: list[Any] = [config]
+    while pending:  # a loop, not recursion: the nesting depth is the file's to choose
+        value = pending.pop()
+        if isinstance(value, Mapping):
+            module, registered = value.get("module"), value.get("registered_name")
+            foreign = isinstance(module, str) and module.split(".")[0] != "keras"
+            custom = isinstance(registered, str) and ">" in registered
+            if (foreign or custom) and not _is_tf_keras_own(value, major):
+                raise UnsupportedFeatureError(
+                    f"{source}: refused: {value.get('class_name')!r} names module "
+                    f"{module!r} (registered name {registered!r}); only Keras's own classes "
+                    "are read, and nothing is imported from a file"
+                )
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+
+
+def _describe_unsupported(layer: LayerSpec) -> str:
+    """``'name' (Class)``, with the TensorFlow operation of a tf_keras op layer."""
+    described = f"{layer.name!r} ({layer.class_name})"
+    function = layer.config.get("function") if layer.class_name in _TF_OPERATIONS else None
+    if isinstance(function, str):
+        described += f" applying TensorFlow's tf.{function}"
+    return described
+
+
+def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:
+    unsupported = [_describe_unsupported(layer) for layer in layers if not layer.kind]
+    for layer in layers:
+        if layer.class_name == "TimeDistributed":
+            inner = sub_config(layer.config, "layer", layer, source)[0]
+            if inner != "Dense":
+                unsupported.append(f"{layer.name!r} (TimeDistributed({inner}))")
+    if unsupported:
+        hint = ""
+        if any(layer.class_name in _TF_OPERATIONS for layer in layers):
+            hint = (
+                "; TFOpLambda and SlicingOpLambda layers are TensorFlow operations applied to "
+                "Keras tensors (tf.math.reduce_sum(x), x * 2.0, x[:, -1] in a tf_keras model), "
+                "which a port cannot read: rebuild those steps with the supported layers, or "
+                "port the recurrent layers on their own (keras_to_torch(model.get_layer(name))) "
+                "and apply the operations in torch"
+            )
+        raise UnsupportedFeatureError(
+            f"{source}: cannot port layer {', '.join(unsupported)}; supported layer classes: "
+            f"{', '.join(SUPPORTED_CLASSES)} (TimeDistributed of Dense only){hint}"
+        )
+
+
+def _parse_sequential(body: Mapping[str, Any], *, major: int, source: str) -> ModelSpec:
+    entries = list(body.get("layers", []))
+    if not entries:
+        raise UnsupportedFeatureError(f"{source}: the Sequential model has no layers")
+    layers: list[LayerSpec] = []
+    first = entries[0]
+    if first.get("class_name") == "InputLayer":
+        config = first["config"]
+        shape = config.get("batch_shape", config.get("batch_input_shape"))
+        layers.append(input_spec(layer_name(first), shape, config.get("dtype"), 0))
+        entries = entries[1:]
+    else:
+        # Keras 2 puts the input shape on the first layer.
+        config = first.get("config", {})
+        shape = config.get("batch_input_shape", config.get("batch_shape"))
+        if shape is None:
+            shape = body.get("build_input_shape")
+        dtype = "int32" if first.get("class_name") == "Embedding" else config.get("dtype")
+        layers.append(input_spec("input", shape, dtype, 0))
+    for position, entry in enumerate(entries, start=1):
+        class_name = str(entry.get("class_name"))
+        layers.append(
+            LayerSpec(
+                layer_name(entry),
+                class_name,
+                KIND_BY_CLASS.get(class_name, ""),
+                entry.get("config", {}),
+                (layers[-1].name,),
+                position,
+            )
+        )
+    return ModelSpec(
+        str(body.get("name", "sequential")),
+        tuple(layers),
+        (layers[0].name,),
+        (layers[-1].name,),
+        major,
+        source,
+    )

@@ -1,0 +1,109 @@
+"""Weights read into the model graph: each layer's record, its weights' shapes checked first.
+
+Recurrent layers are read by :mod:`.recurrent`; every other supported layer here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ...errors import UnsupportedFeatureError, WeightShapeError
+from ...graph import LayerRecord, ModelGraph
+from ..legacy import activation_name
+from ..weights import WeightRef, expect_count
+from .recurrent import recurrent_record
+from .specs import LayerSpec, ModelSpec, sub_config
+
+WeightReader = Callable[[LayerSpec], list[WeightRef]]
+
+
+def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
+    """Read every layer's weights (shapes checked first) and make the model graph."""
+    records = [_record(layer, read_weights, spec) for layer in spec.layers]
+    return ModelGraph(
+        spec.name,
+        tuple(records),
+        spec.inputs,
+        spec.outputs,
+        keras_major=spec.major,
+        source=spec.source,
+    )
+
+
+def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> LayerRecord:
+    where = spec.where(layer)
+    config = layer.config
+    kind = layer.kind
+    refs = [] if kind in ("input",) else read_weights(layer)
+    if kind in ("input", "masking", "identity", "activation", "flatten", "reshape"):
+        expect_count(refs, 0, where)
+    options: dict[str, Any]
+    weights: dict[str, np.ndarray] = {}
+    if kind == "input":
+        options = dict(config)
+    elif kind == "embedding":
+        expect_count(refs, 1, where)
+        shape = (int(config["input_dim"]), int(config["output_dim"]))
+        weights["embeddings"] = refs[0].read(shape, f"{where} embeddings")
+        options = {"mask_zero": bool(config.get("mask_zero", False))}
+    elif kind == "masking":
+        options = {"mask_value": float(config.get("mask_value", 0.0))}
+    elif kind == "identity":
+        options = {}
+    elif kind == "activation":
+        options = {
+            "activation": activation_name(config.get("activation"), major=spec.major, where=where)
+        }
+    elif kind == "flatten":
+        _check_channels_last(config, where)
+        options = {}
+    elif kind == "reshape":
+        options = {"target_shape": tuple(int(size) for size in config["target_shape"])}
+    elif kind == "global_pool":
+        _check_channels_last(config, where)
+        options = {
+            "op": "max" if "Max" in layer.class_name else "average",
+            "keepdims": bool(config.get("keepdims", False)),
+        }
+    elif kind == "concatenate":
+        options = {
+            "axis": int(config.get("axis", -1)),
+            # Keras 2 keeps a step when every input's mask keeps it; Keras 3 when any does.
+            "mask_combine": "all" if spec.major < 3 else "any",
+        }
+    elif kind == "dense":
+        return _dense(layer, refs, spec)
+    else:
+        return recurrent_record(layer, refs, spec)
+    return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, weights)
+
+
+def _check_channels_last(config: Mapping[str, Any], where: str) -> None:
+    if config.get("data_format", "channels_last") not in (None, "channels_last"):
+        raise UnsupportedFeatureError(
+            f"{where}: data_format={config['data_format']!r}; only channels_last is supported"
+        )
+
+
+def _dense(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
+    where = spec.where(layer)
+    config = layer.config
+    time_distributed = layer.class_name == "TimeDistributed"
+    if time_distributed:
+        config = sub_config(config, "layer", layer, spec.source)[1]
+    units = int(config["units"])
+    use_bias = bool(config.get("use_bias", True))
+    expect_count(refs, 2 if use_bias else 1, where)
+    if len(refs[0].shape) != 2:
+        raise WeightShapeError(f"{where}: kernel has shape {refs[0].shape}; expected 2-D")
+    weights = {"kernel": refs[0].read((refs[0].shape[0], units), f"{where} kernel")}
+    if use_bias:
+        weights["bias"] = refs[1].read((units,), f"{where} bias")
+    options = {
+        "activation": activation_name(config.get("activation"), major=spec.major, where=where),
+        "time_distributed": time_distributed,
+    }
+    return LayerRecord(layer.name, "dense", layer.class_name, layer.inputs, options, weights)

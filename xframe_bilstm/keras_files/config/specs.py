@@ -1,0 +1,106 @@
+"""What a configuration says of each layer: its kind, its options and what it reads.
+
+``KIND_BY_CLASS`` lists the layer classes a port supports, by what they compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import UnsupportedFeatureError
+
+KIND_BY_CLASS = {
+    "InputLayer": "input",
+    "Embedding": "embedding",
+    "Masking": "masking",
+    "Dropout": "identity",
+    "SpatialDropout1D": "identity",
+    "GaussianNoise": "identity",
+    "GaussianDropout": "identity",
+    "AlphaDropout": "identity",
+    "ActivityRegularization": "identity",
+    "LSTM": "recurrent",
+    "GRU": "recurrent",
+    "SimpleRNN": "recurrent",
+    "CuDNNLSTM": "recurrent",
+    "CuDNNGRU": "recurrent",
+    "Bidirectional": "recurrent",
+    "Dense": "dense",
+    "TimeDistributed": "dense",
+    "Activation": "activation",
+    "Flatten": "flatten",
+    "Reshape": "reshape",
+    "GlobalMaxPooling1D": "global_pool",
+    "GlobalMaxPool1D": "global_pool",
+    "GlobalAveragePooling1D": "global_pool",
+    "GlobalAvgPool1D": "global_pool",
+    "Concatenate": "concatenate",
+}
+SUPPORTED_CLASSES = tuple(sorted(KIND_BY_CLASS))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer as its configuration describes it, before its weights are read.
+
+    ``position`` counts the model's layers (operation nodes excluded) in configuration
+    order; ``.keras`` files name weight groups by it.
+    """
+
+    name: str
+    class_name: str
+    kind: str
+    config: Mapping[str, Any]
+    inputs: tuple[str, ...] = ()
+    position: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed configuration: the model's name, layers, inputs and outputs."""
+
+    name: str
+    layers: tuple[LayerSpec, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    major: int
+    source: str
+    dropped: tuple[str, ...] = field(default=())  # mask-bookkeeping operation nodes
+
+    def where(self, layer: LayerSpec) -> str:
+        """``source: layer 'name' (Class)``, the start of a message about ``layer``."""
+        return f"{self.source}: layer {layer.name!r} ({layer.class_name})"
+
+
+def layer_name(entry: Mapping[str, Any]) -> str:
+    """The name of a layer's configuration entry; refused when it has none."""
+    name = entry.get("name") or entry.get("config", {}).get("name")
+    if not isinstance(name, str) or not name:
+        raise UnsupportedFeatureError(f"a layer configuration has no name: {entry!r:.200}")
+    return name
+
+
+def input_spec(name: str, batch_shape: Any, dtype: Any, position: int) -> LayerSpec:
+    """The spec of a model input of ``batch_shape`` (None when the file does not say)."""
+    shape = tuple(batch_shape[1:]) if isinstance(batch_shape, (list, tuple)) else (None,)
+    return LayerSpec(
+        name,
+        "InputLayer",
+        "input",
+        {"shape": shape, "dtype": dtype if isinstance(dtype, str) else "float32"},
+        position=position,
+    )
+
+
+def sub_config(
+    config: Mapping[str, Any], key: str, layer: LayerSpec, source: str
+) -> tuple[str, Mapping[str, Any]]:
+    """(class, config) of the layer a wrapper holds under ``key``."""
+    inner = config.get(key)
+    if not isinstance(inner, Mapping) or "class_name" not in inner:
+        raise UnsupportedFeatureError(
+            f"{source}: layer {layer.name!r} ({layer.class_name}) has no {key!r} configuration"
+        )
+    return str(inner["class_name"]), inner.get("config", {})

@@ -211,14 +211,24 @@ class Subject:
 
 
 def plan_original(
-    read: Read, source: Any, batch: int, steps: int, specs: Plan, tf32: bool, *, wanted: bool
+    read: Read,
+    source: Any,
+    frameworks: str | Sequence[str],
+    batch: int,
+    steps: int,
+    specs: Plan,
+    tf32: bool,
 ) -> Subject | None:
     """The runs of the source's own computation, ``@original``, or None when it has none.
 
     A live object runs whatever the frameworks asked; a Keras file's model, which Keras has
-    to load, runs when Keras is asked for (``wanted``)."""
-    if read.original is None or (source_type(source) == "Keras file" and not wanted):
+    to load, runs when Keras is asked for, or is installed under ``"auto"``."""
+    if read.original is None:
         return None
+    if source_type(source) == "Keras file":
+        wanted = "keras" in as_list(frameworks) if frameworks != "auto" else None
+        if not (wanted or (wanted is None and FRAMEWORKS["keras"].available())):
+            return None
     return plan_subject("original", source, read, batch, steps, specs, tf32)
 
 

@@ -25,7 +25,7 @@ from .canonical import RecurrentStack
 from .comparison import ArrayComparison, Comparison, measure_noise
 from .correspondence import output_names_of
 from .errors import UnsupportedFeatureError
-from .frameworks import FRAMEWORKS, Framework, RunSpec
+from .frameworks import Framework, RunSpec
 from .inputs import initial_states as checked_states
 from .inputs import non_finite, run_inputs
 from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, views_of
@@ -147,11 +147,7 @@ def compare(
         subjects.append(
             plan_against(against, reading, rows, time_steps, states, specs, dtypes, tf32)
         )
-    # A Keras file's model runs when Keras is asked for, or installed under "auto".
-    keras_wanted = _asked(frameworks, "keras") or (
-        frameworks == "auto" and FRAMEWORKS["keras"].available()
-    )
-    original = plan_original(read, source, rows, time_steps, specs, tf32, wanted=keras_wanted)
+    original = plan_original(read, source, frameworks, rows, time_steps, specs, tf32)
     if original is not None:  # the ground truth
         subjects.append(original)
     description = describe(source, reading)
@@ -216,11 +212,6 @@ def _shape(x: Any) -> tuple[int, int]:
     """Rows and time steps of the input (of the first input of a graph)."""
     first = _first(x)
     return int(first.shape[0]), int(first.shape[1]) if first.ndim > 1 else 1
-
-
-def _asked(frameworks: str | Sequence[str], name: str) -> bool:
-    named = [frameworks] if isinstance(frameworks, str) else list(frameworks)
-    return frameworks != "auto" and name in named
 
 
 def _batch(batch: int | None, source: Any, read: Read) -> int:

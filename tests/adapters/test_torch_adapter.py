@@ -17,8 +17,7 @@ from xframe_bilstm.adapters.torch import (  # noqa: E402
     torch_to_canonical,
 )
 from xframe_bilstm.canonical import initial_state_count  # noqa: E402
-
-from ..factories import random_stack  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

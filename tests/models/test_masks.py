@@ -12,13 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from xframe_bilstm.comparison import Noise  # noqa: E402
+from xframe_bilstm.factories import random_layer  # noqa: E402
 from xframe_bilstm.graph import LayerRecord, ModelGraph  # noqa: E402
 from xframe_bilstm.models.recurrent import Recurrent, compact  # noqa: E402
 from xframe_bilstm.models.reference import run_model_reference  # noqa: E402
 from xframe_bilstm.models.to_torch import build_torch  # noqa: E402
 from xframe_bilstm.reference import _run_layer  # noqa: E402
-
-from ..factories import random_layer  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomically
-from .cells import lane_cells, shard
+from .cells import lane_cells
+from .protocol import Matrix, MatrixCell
 from .ratchet import Baseline
 from .records import lane_json, lane_junit, summary_lines
-from .runner import CellResult, LaneResult, Matrix, MatrixCell, run_lane
+from .results import CellResult, LaneResult
+from .runner import run_lane
+from .shards import shard
 from .table import TableError, load_table
 
 _QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "TORCH_CPP_LOG_LEVEL": "ERROR"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runner import Request
+from ..protocol import Request
 from .config import ConfigError, InputSpec, SourceSpec, UserMatrix
 from .inputs import input_arrays
 from .sources import build_source

@@ -4,6 +4,9 @@ error-per-step plot; rich and matplotlib are imported only when used."""
 from __future__ import annotations
 
 import contextlib
+import io
+import shutil
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -67,9 +70,6 @@ def print_report(report: Report, table: bool = False) -> None:
 
 def print_table(report: Report, header: list[str]) -> None:
     """Runs numbered once, then a pair table that fits the terminal (80 columns or more)."""
-    import shutil
-    import textwrap
-
     from rich import box
     from rich.console import Console
     from rich.markup import escape
@@ -117,8 +117,6 @@ def print_table(report: Report, header: list[str]) -> None:
 
 def plot_timesteps(report: Report) -> bytes:
     """PNG bytes: the largest error at each time step, one panel per pair with the reference."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -22,9 +22,9 @@ import torch  # before TensorFlow
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.factories import random_stack  # noqa: E402
 from xframe_bilstm import compare  # noqa: E402
 from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer, RecurrentStack  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 
 OUT = ROOT / "docs" / "results"
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.tolerance import float32_stack  # noqa: E402
-from tests.factories import random_stack  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 from xframe_bilstm.runner import compare  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"

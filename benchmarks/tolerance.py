@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras
 
-from tests.factories import random_stack
 from xframe_bilstm.adapters.keras import canonical_to_keras, run_keras
 from xframe_bilstm.adapters.torch import canonical_to_torch, run_torch
 from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer, RecurrentStack
 from xframe_bilstm.comparison import NOISE_FACTOR
+from xframe_bilstm.factories import random_stack
 from xframe_bilstm.reference import run_reference
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tolerance.md"

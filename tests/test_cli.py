@@ -116,7 +116,7 @@ def test_a_refused_pair_is_one_line_with_exit_2(last_step_models, capsys) -> Non
 
 
 def test_on_a_terminal_pairs_are_one_table_of_80_columns(saved_models, monkeypatch, capsys):
-    from xframe_bilstm.cli import _print
+    from xframe_bilstm.cli.output import print_report
     from xframe_bilstm.runner import compare
 
     keras_path, good, _ = saved_models
@@ -124,7 +124,7 @@ def test_on_a_terminal_pairs_are_one_table_of_80_columns(saved_models, monkeypat
         str(keras_path), against=str(good), frameworks=["torch"], paths=["mkldnn-off"], steps=4
     )
     monkeypatch.setenv("COLUMNS", "80")
-    _print(report, table=True)
+    print_report(report, table=True)
     printed = capsys.readouterr().out
     assert max(len(line) for line in printed.splitlines()) <= 80, printed
     numbered = re.findall(r"^ *(\d+)  (\S+?)(?::|$)", printed, re.MULTILINE)

@@ -13,9 +13,8 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import UnsupportedFeatureError, keras_to_torch  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 from xframe_bilstm.runner import compare  # noqa: E402
-
-from .factories import random_stack  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

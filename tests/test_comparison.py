@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from xframe_bilstm.comparison import compare_arrays, compare_outputs, derived_tolerance
-
-from .factories import random_stack
+from xframe_bilstm.factories import random_stack
 
 
 def test_identical_arrays_pass_with_zero_error() -> None:

@@ -30,9 +30,8 @@ from xframe_bilstm.adapters.torch import run_torch  # noqa: E402
 from xframe_bilstm.adapters.torch import weights as torch_weights  # noqa: E402
 from xframe_bilstm.canonical import initial_state_count  # noqa: E402
 from xframe_bilstm.comparison import compare_outputs  # noqa: E402
+from xframe_bilstm.factories import random_direction  # noqa: E402
 from xframe_bilstm.testing import assert_equivalent  # noqa: E402
-
-from .factories import random_direction  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

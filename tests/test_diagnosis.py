@@ -19,9 +19,8 @@ from torch import nn  # noqa: E402
 from xframe_bilstm import keras_to_torch  # noqa: E402
 from xframe_bilstm.adapters.keras import canonical_to_keras  # noqa: E402
 from xframe_bilstm.diagnosis import CODES, Diagnosis, diagnose, format_error  # noqa: E402
+from xframe_bilstm.factories import random_direction, random_stack  # noqa: E402
 from xframe_bilstm.gates import reorder_gates  # noqa: E402
-
-from .factories import random_direction, random_stack  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

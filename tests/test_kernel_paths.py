@@ -12,12 +12,11 @@ keras = pytest.importorskip("keras")
 
 from xframe_bilstm import UnsupportedFeatureError  # noqa: E402
 from xframe_bilstm.cli import main  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 from xframe_bilstm.frameworks import KerasFramework, RunSpec, TorchFramework  # noqa: E402
 from xframe_bilstm.frameworks import process as child_processes  # noqa: E402
 from xframe_bilstm.reference import run_reference  # noqa: E402
 from xframe_bilstm.runner import compare  # noqa: E402
-
-from .factories import random_stack  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

@@ -25,9 +25,8 @@ from xframe_bilstm.adapters.onnx import (  # noqa: E402
     run_onnxruntime,
 )
 from xframe_bilstm.canonical import initial_state_count  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 from xframe_bilstm.onnx_converters import to_onnx  # noqa: E402
-
-from .factories import random_stack  # noqa: E402
 
 pytestmark = pytest.mark.onnx
 

@@ -15,6 +15,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("keras")
 
 from xframe_bilstm.adapters.onnx import initial_state_input_names  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 from xframe_bilstm.frameworks import (  # noqa: E402
     FRAMEWORKS,
     KerasOnnxFramework,
@@ -22,8 +23,6 @@ from xframe_bilstm.frameworks import (  # noqa: E402
 )
 from xframe_bilstm.frameworks.onnx_session import _providers, export_error  # noqa: E402
 from xframe_bilstm.runner import compare  # noqa: E402
-
-from .factories import random_stack  # noqa: E402
 
 pytestmark = [pytest.mark.onnx, pytest.mark.torch, pytest.mark.keras]
 

@@ -12,10 +12,9 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import WeightShapeError, keras_to_torch  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 from xframe_bilstm.frameworks import TorchFramework  # noqa: E402
 from xframe_bilstm.runner import compare  # noqa: E402
-
-from .factories import random_stack  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

@@ -17,9 +17,8 @@ import pytest
 
 from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer, RecurrentStack
 from xframe_bilstm.comparison import Noise, compare_arrays, derived_tolerance
+from xframe_bilstm.factories import random_stack
 from xframe_bilstm.reference import run_reference
-
-from .factories import random_stack
 
 EPS32 = float(np.finfo(np.float32).eps)
 EPS64 = float(np.finfo(np.float64).eps)

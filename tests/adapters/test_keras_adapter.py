@@ -17,7 +17,6 @@ import pytest
 pytest.importorskip("torch")  # before Keras/TensorFlow: the reverse import order can crash
 keras = pytest.importorskip("keras")
 
-from tests.factories import random_layer  # noqa: E402
 from xframe_bilstm.adapters.keras import (  # noqa: E402
     canonical_to_keras,
     hard_sigmoid_keras2,
@@ -26,6 +25,7 @@ from xframe_bilstm.adapters.keras import (  # noqa: E402
 )
 from xframe_bilstm.canonical import RecurrentStack, layer_state_names  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError, WeightShapeError  # noqa: E402
+from xframe_bilstm.factories import random_layer  # noqa: E402
 from xframe_bilstm.reference import run_reference  # noqa: E402
 
 pytestmark = pytest.mark.keras

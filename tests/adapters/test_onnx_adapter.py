@@ -401,9 +401,8 @@ def onnx_to_torch_module(model):
 
 
 def test_exported_graph_runs_the_same_on_interpreter_and_onnxruntime() -> None:
+    from xframe_bilstm.factories import random_stack
     from xframe_bilstm.onnx_converters import to_onnx
-
-    from ..factories import random_stack
 
     rng = np.random.default_rng(0)
     stack = random_stack(

@@ -19,8 +19,7 @@ from xframe_bilstm.adapters.torch import (  # noqa: E402
 from xframe_bilstm.adapters.torch.keras_run import run_group  # noqa: E402
 from xframe_bilstm.adapters.torch.steps import Steps  # noqa: E402
 from xframe_bilstm.canonical import initial_state_count, layer_state_names  # noqa: E402
-
-from ..factories import random_stack  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

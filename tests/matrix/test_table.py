@@ -157,6 +157,34 @@ def test_weights_follow_the_seed_and_scale() -> None:
     assert 2.0 < rms(scaled) / rms(first) < 4.5
 
 
+@pytest.mark.parametrize("kind", ["gru", "lstm", "simple_rnn"])
+def test_cell_weights_are_the_draw_the_baselines_hold(kind: str) -> None:
+    """The baselines record errors of these exact weights: per direction, in order, kernel
+    and recurrent kernel ~ N(0, 1) with gate k scaled by (0.4 + 0.3 k) * weight_scale over
+    the fan-in's square root, then bias magnitudes in [0.1, 0.5), then their signs."""
+    cell = next(
+        c
+        for c in cells_of("default")
+        if c.cell == kind and c.weight_scale == 3.0 and c.direction == "bidirectional"
+    )
+    rng = np.random.default_rng(cell.seed)
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[kind]
+    width = gates * cell.units
+    scales = np.repeat(0.4 + 0.3 * np.arange(gates), cell.units) * 3.0
+    size = cell.input_size
+    for layer in cell_stack(cell).layers:
+        for weights in layer.weights:
+            kernel = rng.standard_normal((size, width)) * scales / np.sqrt(size)
+            recurrent = rng.standard_normal((cell.units, width)) * scales / np.sqrt(cell.units)
+            shape = (2, width) if kind == "gru" else (width,)
+            bias = rng.uniform(0.1, 0.5, shape)
+            bias = bias * np.where(rng.integers(0, 2, shape) == 0, -1.0, 1.0)
+            np.testing.assert_array_equal(weights.kernel, kernel.astype(np.float32))
+            np.testing.assert_array_equal(weights.recurrent_kernel, recurrent.astype(np.float32))
+            np.testing.assert_array_equal(weights.bias, bias.astype(np.float32))
+        size = layer.output_size
+
+
 MINIMAL = """
 ratchet = 4.0
 [defaults]

@@ -29,7 +29,7 @@ import pytest
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from xframe_bilstm.matrix.cli import main  # noqa: E402
+from xframe_bilstm.cli.matrix import matrix_main  # noqa: E402
 from xframe_bilstm.matrix.ratchet import version_key  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
@@ -180,7 +180,7 @@ def baselined(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("records")
     records, junit = out / "cells.json", out / "cells.xml"
     argv = ["--config", str(project / "matrix.toml"), "--update-baselines"]
-    status = main([*argv, "--json", str(records), "--junit", str(junit)])
+    status = matrix_main([*argv, "--json", str(records), "--junit", str(junit)])
     return {"status": status, "json": json.loads(records.read_text()), "junit": junit}
 
 
@@ -199,7 +199,7 @@ def port_bias_moved(project: Path, delta: float) -> Iterator[None]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    status = main(list(argv))
+    status = matrix_main(list(argv))
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -315,7 +315,7 @@ def test_listing_and_shards_need_no_framework(project: Path, capsys) -> None:
 
 def test_lane_and_config_exclude_each_other(project: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["--lane", "default", "--config", str(project / "matrix.toml")])
+        matrix_main(["--lane", "default", "--config", str(project / "matrix.toml")])
     assert exited.value.code == 2
     assert "--lane and --config exclude each other" in capsys.readouterr().err
 

@@ -13,13 +13,12 @@ torch = pytest.importorskip("torch")
 
 from xframe_bilstm.adapters.torch.steps import compact  # noqa: E402
 from xframe_bilstm.comparison import Noise  # noqa: E402
+from xframe_bilstm.factories import random_layer  # noqa: E402
 from xframe_bilstm.graph import LayerRecord, ModelGraph  # noqa: E402
 from xframe_bilstm.models.recurrent import Recurrent  # noqa: E402
 from xframe_bilstm.models.to_torch import build_torch  # noqa: E402
 from xframe_bilstm.reference import run_model_reference  # noqa: E402
 from xframe_bilstm.reference.scan import run_layer as _run_layer  # noqa: E402
-
-from ..factories import random_layer  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

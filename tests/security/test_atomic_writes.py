@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.factories import random_stack
 from xframe_bilstm import atomic
 from xframe_bilstm.atomic import write_atomically, write_with
+from xframe_bilstm.factories import random_stack
 
 
 class Interrupted(BaseException):

@@ -8,9 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.factories import random_stack
 from xframe_bilstm.canonical import DirectionWeights, RecurrentStack
 from xframe_bilstm.errors import UnsupportedFeatureError, WeightShapeError
+from xframe_bilstm.factories import random_stack
 from xframe_bilstm.masks import check_lengths
 from xframe_bilstm.reference import run_reference
 from xframe_bilstm.runner import compare

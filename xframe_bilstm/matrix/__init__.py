@@ -22,10 +22,13 @@ Importing this package imports no framework.
 
 from __future__ import annotations
 
-from .cells import Cell, lane_cells, shard
-from .models import cell_lengths, cell_stack
+from .cells import Cell, cell_lengths, cell_stack, lane_cells
+from .protocol import MatrixCell, Request
 from .ratchet import Baseline, Drift, load_baseline, version_key
-from .runner import CellResult, LaneResult, MatrixCell, MatrixSession, Request, run_lane
+from .results import CellResult, LaneResult
+from .runner import run_lane
+from .session import MatrixSession
+from .shards import shard
 from .table import Table, TableError, load_table
 from .user import ConfigError, UserCell, UserMatrix, load_user_matrix, user_cells
 

@@ -1,19 +1,27 @@
-"""Cells: one configuration each, generated from a lane of the table, with readable ids.
+"""The table's cells: one configuration each, with a readable id, its model and its mask.
 
 Generation takes the product of each block's axes, applies the table's rules and
 exclusions, drops repeats, and orders the cells so that cells sharing a Keras structure are
-neighbours (their compiled functions are reused). Shards split the lane by those groups.
+neighbours (their compiled functions are reused; shards keep those groups whole).
+
+A cell's model has seeded random weights that cannot hide a gate bug
+(:mod:`~xframe_bilstm.factories`), float32 values as trained models have (each run casts
+them to its dtype), with the bias layout Keras uses.
 """
 
 from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from .runner import Request
+import numpy as np
+
+from ..canonical import RecurrentStack
+from ..factories import random_stack
+from ..frameworks import FRAMEWORKS
+from .protocol import Request
 from .table import Lane, Table
 
 # How merge modes and returns read in ids.
@@ -117,8 +125,6 @@ class Cell:
 
     def request(self) -> Request:
         """The cell's stack (seeded weights), lengths and input shape for compare()."""
-        from .models import cell_lengths, cell_stack
-
         arguments = {"lengths": cell_lengths(self), "batch": self.batch, "steps": self.steps}
         return Request(cell_stack(self), arguments)
 
@@ -133,6 +139,49 @@ class Cell:
             return_state=self.return_state,
         )
         return data
+
+
+def cell_stack(cell: Cell) -> RecurrentStack:
+    """The canonical stack of ``cell``, with weights drawn from its seed.
+
+    Example:
+        >>> from xframe_bilstm.matrix.table import load_table
+        >>> cells, _ = lane_cells(load_table(), "default", available=set())
+        >>> stack = cell_stack(cells[0])
+        >>> stack.layers[0].cell, stack.layers[0].weights[0].kernel.dtype
+        ('lstm', dtype('float32'))
+    """
+    return random_stack(
+        np.random.default_rng(cell.seed),
+        cell.cell,
+        cell.input_size,
+        cell.units,
+        num_layers=cell.layers,
+        return_sequences=cell.return_sequences,
+        return_state=cell.return_state,
+        direction=cell.direction,
+        merge_mode=None if cell.merge_mode == "none" else (cell.merge_mode or "concat"),
+        scale=cell.weight_scale,
+        dtype=np.float32,
+    )
+
+
+def cell_lengths(cell: Cell) -> list[int] | None:
+    """Valid steps per row for a masked cell: half, full, one step, all but one, repeating.
+
+    Example:
+        >>> from dataclasses import replace
+        >>> from xframe_bilstm.matrix.table import load_table
+        >>> cells, _ = lane_cells(load_table(), "default", available=set())
+        >>> masked = next(c for c in cells if c.mask == "right-padded")
+        >>> cell_lengths(replace(masked, steps=7, batch=5))
+        [4, 7, 1, 6, 4]
+    """
+    if cell.mask == "none":
+        return None
+    steps = cell.steps
+    pattern = [(steps + 1) // 2, steps, 1, max(steps - 1, 1)]
+    return [pattern[row % len(pattern)] for row in range(cell.batch)]
 
 
 def lane_cells(
@@ -151,8 +200,6 @@ def lane_cells(
     """
     lane = table.lane(lane_name)
     if available is None:
-        from ..frameworks import FRAMEWORKS
-
         available = {name for name, framework in FRAMEWORKS.items() if framework.available()}
     skipped = {
         name: "not installed"
@@ -224,40 +271,3 @@ def _grouped(cells: list[Cell]) -> list[Cell]:
     for cell in cells:
         order.setdefault(cell.structure, len(order))
     return sorted(cells, key=lambda cell: (order[cell.structure], cell.mask != "none"))
-
-
-class Shardable(Protocol):
-    @property
-    def structure(self) -> Hashable: ...
-    @property
-    def cost(self) -> float: ...
-
-
-CellT = TypeVar("CellT", bound=Shardable)
-
-
-def shard(cells: Sequence[CellT], index: int, count: int) -> list[CellT]:
-    """Shard ``index`` (1-based) of ``count``: whole structure groups, balanced by cost.
-
-    Groups go, largest first, to the shard with the least work so far; the split depends
-    on the cells only, so every machine computes the same shards.
-
-    Example:
-        >>> from xframe_bilstm.matrix.table import load_table
-        >>> cells, _ = lane_cells(load_table(), "default", available=set())
-        >>> parts = [shard(cells, k, 3) for k in (1, 2, 3)]
-        >>> sorted(c.id for part in parts for c in part) == sorted(c.id for c in cells)
-        True
-    """
-    if not 1 <= index <= count:
-        raise ValueError(f"shard {index}/{count}: expected 1 <= K <= N")
-    costs: dict[Hashable, float] = {}
-    for cell in cells:
-        costs[cell.structure] = costs.get(cell.structure, 0.0) + cell.cost
-    loads = [0.0] * count
-    owner: dict[Hashable, int] = {}
-    for structure in sorted(costs, key=lambda s: -costs[s]):  # stable: ties keep lane order
-        target = loads.index(min(loads))
-        owner[structure] = target
-        loads[target] += costs[structure]
-    return [cell for cell in cells if owner[cell.structure] == index - 1]

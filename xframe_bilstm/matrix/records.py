@@ -6,7 +6,7 @@ import json
 from typing import Any
 from xml.etree import ElementTree
 
-from .runner import LaneResult
+from .results import LaneResult
 
 
 def lane_dict(result: LaneResult, description: str = "") -> dict[str, Any]:

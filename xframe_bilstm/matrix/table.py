@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 from ..canonical import CELLS, DIRECTIONS
+from ..frameworks import FRAMEWORKS
 from ..frameworks.base import KERNEL_PATHS
 
 if sys.version_info >= (3, 11):
@@ -125,8 +126,6 @@ def load_table(text: str | None = None, *, frameworks: Any = None) -> Table:
     if text is None:
         text = resources.files(__package__).joinpath(TABLE_FILE).read_text(encoding="utf-8")
     if frameworks is None:
-        from ..frameworks import FRAMEWORKS
-
         frameworks = FRAMEWORKS
     data = tomllib.loads(text)
     known = set(frameworks) - {"reference"}

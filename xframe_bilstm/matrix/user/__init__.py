@@ -14,9 +14,10 @@ table's. Importing this package imports no framework.
 from __future__ import annotations
 
 from .cells import UserCell, user_cells
-from .config import ConfigError, InputSpec, SourceSpec, UserMatrix, load_user_matrix
+from .config import load_user_matrix
 from .inputs import input_arrays
 from .sources import SourceError, build_source, call_factory
+from .specs import ConfigError, InputSpec, SourceSpec, UserMatrix
 
 __all__ = [
     "ConfigError",

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runner import Request
-from .config import ConfigError, InputSpec, SourceSpec, UserMatrix
+from ...frameworks import FRAMEWORKS
+from ..protocol import Request
 from .inputs import input_arrays
 from .sources import build_source
+from .specs import ConfigError, InputSpec, SourceSpec, UserMatrix
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,6 @@ def user_cells(
     ``available`` are the frameworks installed here (default: ask the registry); frameworks
     named in the file run whether or not they are (a missing one fails its cells, loudly).
     """
-    from ...frameworks import FRAMEWORKS
-
     every = [name for name in FRAMEWORKS if name != "reference"]
     if available is None:
         available = {name for name in every if FRAMEWORKS[name].available()}

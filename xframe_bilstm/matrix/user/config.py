@@ -1,4 +1,4 @@
-"""A user matrix file (TOML) read into checked specs: the matrix, its sources and inputs.
+"""Reading a user matrix file (TOML) into checked specs (:mod:`.specs`).
 
 Everything is checked when the file is read, before any framework is imported, and every
 error names the file, the key and what was expected. Relative paths resolve against the
@@ -13,11 +13,13 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..table import DTYPES, TableError
+from ...frameworks import FRAMEWORKS
+from ...frameworks.base import KERNEL_PATHS
+from ..table import DTYPES
+from .specs import ConfigError, InputSpec, SourceSpec, UserMatrix
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,106 +50,6 @@ _SOURCE_KEYS = {"name", "file", "factory", "against", "inputs", "frameworks", "d
 _SOURCE_KEYS |= {"rtol", "atol"}
 _INPUT_KEYS = {"name", "batch", "steps", "dtype", "features", "low", "high", "scale"}
 _INPUT_KEYS |= {"lengths", "pad"}
-
-
-class ConfigError(TableError):
-    """The matrix file says something this module cannot mean; the message names where."""
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """One input array: ``(batch, steps)`` integer ids or ``(batch, steps, features)``
-    floats, right-padded with ``pad`` after each row's length when ``lengths`` are given
-    (repeated over the batch)."""
-
-    name: str
-    batch: int
-    steps: int
-    dtype: str
-    features: int | None = None
-    low: int | None = None
-    high: int | None = None
-    scale: float = 1.0
-    lengths: tuple[int, ...] | None = None
-    pad: float = 0
-
-    def row_lengths(self) -> list[int] | None:
-        """One length per batch row: the declared ones, repeated."""
-        if self.lengths is None:
-            return None
-        return [self.lengths[row % len(self.lengths)] for row in range(self.batch)]
-
-    def config(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "shape": [self.batch, self.steps]}
-        if self.features is not None:
-            data["shape"].append(self.features)
-        data["dtype"] = self.dtype
-        if self.dtype.startswith("int"):
-            data.update(low=self.low, high=self.high)
-        else:
-            data["scale"] = self.scale
-        if self.lengths is not None:
-            data.update(lengths=self.row_lengths(), pad=self.pad)
-        return data
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """One model: a file or a factory; ``against`` names the source it is compared with.
-
-    ``frameworks``, ``dtypes``, ``paths`` and the tolerances, when set, replace the
-    matrix's.
-    """
-
-    name: str
-    file: Path | None
-    factory: str | None
-    inputs: tuple[tuple[str, ...], ...]
-    against: str | None = None
-    frameworks: tuple[str, ...] | str | None = None
-    dtypes: tuple[str, ...] | None = None
-    tolerances: tuple[float, float] | None = None  # (rtol, atol)
-    paths: tuple[str, ...] | None = None
-
-    def describe(self) -> str:
-        return str(self.file) if self.file is not None else f"factory {self.factory}"
-
-
-@dataclass(frozen=True)
-class UserMatrix:
-    """A user matrix: its name (the lane), axes, tolerances, sources and inputs."""
-
-    path: Path
-    name: str
-    description: str
-    baselines: Path
-    frameworks: tuple[str, ...] | str  # or "auto"
-    devices: tuple[str, ...]  # or ("auto",)
-    dtypes: tuple[str, ...]
-    tf32: bool
-    seed: int
-    tolerances: tuple[float, float] | None  # (rtol, atol), or derived when None
-    ratchet: float
-    sources: tuple[SourceSpec, ...]
-    inputs: tuple[InputSpec, ...]
-    paths: tuple[str, ...] = ()  # kernel paths run besides each framework's default
-
-    @property
-    def root(self) -> Path:
-        """The folder relative paths and factory modules are found from."""
-        return self.path.parent
-
-    def lane(self, name: str) -> UserMatrix:
-        """The matrix is its own only lane (for the runner, which asks tables for lanes)."""
-        if name != self.name:
-            raise ConfigError(f"{self.path}: the matrix is {self.name!r}, not {name!r}")
-        return self
-
-    def source(self, name: str) -> SourceSpec:
-        return next(source for source in self.sources if source.name == name)
-
-    def input(self, name: str) -> InputSpec:
-        return next(spec for spec in self.inputs if spec.name == name)
 
 
 def load_user_matrix(path: str | Path) -> UserMatrix:
@@ -238,14 +140,10 @@ class _Reader:
     def frameworks(self, key: str, value: Any, *, empty: bool) -> tuple[str, ...] | str:
         if value == "auto":
             return "auto"
-        from ...frameworks import FRAMEWORKS
-
         known = tuple(name for name in FRAMEWORKS if name != "reference")
         return self.names(key, value, known, empty=empty)
 
     def paths(self, key: str, value: Any) -> tuple[str, ...]:
-        from ...frameworks.base import KERNEL_PATHS
-
         return self.names(key, value, tuple(KERNEL_PATHS), empty=True)
 
     def tolerances(self, where: str, entry: Mapping[str, Any]) -> tuple[float, float] | None:

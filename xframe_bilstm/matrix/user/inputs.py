@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .config import InputSpec
+from .specs import InputSpec
 
 
 def input_arrays(specs: Sequence[InputSpec], seed: int) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import XFrameError
-from .config import SourceSpec
+from .specs import SourceSpec
 
 
 class SourceError(XFrameError, RuntimeError):

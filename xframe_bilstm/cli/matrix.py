@@ -1,9 +1,10 @@
 """``python -m xframe_bilstm matrix``: run a lane of the matrix, print a summary, write records.
 
 ``--lane NAME`` runs a lane of the packaged table; ``--config FILE`` runs a user matrix
-(:mod:`.user`) instead, with its baselines in the folder the file names. Exit status: 0
-when every cell passes (within tolerance and within the baseline ratchet), 1 when any cell
-fails or drifts, 2 for a usage error or a matrix file that cannot be read.
+(:mod:`~xframe_bilstm.matrix.user`) instead, with its baselines in the folder the file
+names. Exit status: 0 when every cell passes (within tolerance and within the baseline
+ratchet), 1 when any cell fails or drifts, 2 for a usage error or a matrix file that
+cannot be read.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomically
-from .cells import lane_cells, shard
-from .ratchet import Baseline
-from .records import lane_json, lane_junit, summary_lines
-from .runner import CellResult, LaneResult, Matrix, MatrixCell, run_lane
-from .table import TableError, load_table
+from ..matrix.cells import lane_cells
+from ..matrix.protocol import Matrix, MatrixCell
+from ..matrix.ratchet import Baseline
+from ..matrix.records import lane_json, lane_junit, summary_lines
+from ..matrix.results import CellResult, LaneResult
+from ..matrix.runner import run_lane
+from ..matrix.shards import shard
+from ..matrix.table import TableError, load_table
+from ..matrix.user import load_user_matrix, user_cells
+from .arguments import positive
 
 _QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "TORCH_CPP_LOG_LEVEL": "ERROR"}
 
@@ -61,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the cells that allow TF32 on GPUs (on), or only those that do not (off)",
     )
     parser.add_argument(
-        "--jobs", type=_positive, default=1, help="processes to spread the cells over"
+        "--jobs", type=positive, default=1, help="processes to spread the cells over"
     )
     parser.add_argument("--list", action="store_true", help="print the cells' ids and stop")
     return parser
@@ -77,14 +83,7 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def main(argv: Sequence[str]) -> int:
+def matrix_main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.config is not None and args.lane is not None:
@@ -135,8 +134,6 @@ def _selected(
     """The matrix, lane name, description, baseline folder, cells and skipped frameworks
     of a lane of the table or of the user matrix ``--config`` names."""
     if args.config is not None:
-        from .user import load_user_matrix, user_cells
-
         matrix = load_user_matrix(args.config)
         found, skipped = user_cells(matrix)
         baselines = args.baselines or matrix.baselines

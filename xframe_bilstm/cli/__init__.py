@@ -1,0 +1,25 @@
+"""Command line: ``python -m xframe_bilstm [compare] [options]`` (or ``python
+scripts/compare.py``) compares models (:mod:`.compare`); ``python -m xframe_bilstm matrix``
+runs the regression matrix (:mod:`.matrix`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from .compare import compare_main
+from .matrix import matrix_main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m xframe_bilstm [compare] [options]`` or ``python -m xframe_bilstm matrix``."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["matrix"]:
+        return matrix_main(arguments[1:])
+    if arguments[:1] == ["compare"]:
+        arguments = arguments[1:]
+    return compare_main(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

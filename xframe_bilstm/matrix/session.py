@@ -1,0 +1,201 @@
+"""Running one cell through :func:`~xframe_bilstm.compare`, judged against its baseline.
+
+A :class:`MatrixSession` imports the lane's frameworks once (torch first), learns their
+versions and loads the baseline for them; :meth:`MatrixSession.run` then runs one cell:
+the reference once, every framework and device of the cell, every pair compared with the
+tolerance derived for that model, and each run's error checked against the ratchet. The
+Keras framework keeps one built layer per structure, so cells that differ only in weights,
+input or mask reuse its compiled function.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._imports import require
+from ..comparison import NOISE_FACTOR
+from ..errors import UnsupportedFeatureError
+from ..frameworks import FRAMEWORKS, RunSpec
+from ..report import Report
+from ..runner import compare
+from .protocol import Matrix, MatrixCell
+from .ratchet import Baseline, load_baseline
+from .results import CellResult, json_number
+
+REFERENCE = RunSpec("reference", "cpu", "float64")
+
+
+class MatrixSession:
+    """The lane's frameworks imported once, their versions, and the baseline for them."""
+
+    def __init__(self, table: Matrix, lane: str, *, baselines: Path | None = None) -> None:
+        self.table = table
+        self.lane = table.lane(lane)
+        self._baseline_directory = baselines
+        self.import_seconds = 0.0
+        self.versions: dict[str, str] = {}
+        self.baseline = Baseline(self.lane.name, {}, table.ratchet)
+        self._devices: dict[str, list[str]] = {}
+        self._paths: dict[tuple[str, str], list[str]] = {}
+
+    def prepare(self, frameworks: Iterable[str]) -> None:
+        """Import ``frameworks`` (torch first, as TensorFlow needs) and load the baseline."""
+        start = time.perf_counter()
+        names = sorted(set(frameworks))
+        if FRAMEWORKS["torch"].available():
+            # First, whatever the cells name: TensorFlow imported before it (by a framework
+            # or by a user's factory) can crash it.
+            require("torch")
+        versions: dict[str, str] = {}
+        for name in ["reference", *names]:
+            framework = FRAMEWORKS[name]
+            if framework.available():
+                versions.update(framework().versions())
+        self.import_seconds = time.perf_counter() - start
+        self.versions = versions
+        self.baseline = load_baseline(
+            self.lane.name, versions, self.table.ratchet, self._baseline_directory
+        )
+
+    def run(self, cell: MatrixCell) -> CellResult:
+        """Run one cell and judge it: tolerance first, then the ratchet."""
+        start = time.perf_counter()
+        excluded = dict(cell.excluded)
+        frameworks: tuple[str, ...] = cell.frameworks
+        devices: tuple[str, ...] = cell.devices
+        try:
+            request = cell.request()
+            excluded.update(request.excluded)
+            frameworks = tuple(name for name in cell.frameworks if name not in excluded)
+            if not frameworks and request.arguments.get("against") is None:
+                reasons = "; ".join(f"{name}: {why}" for name, why in request.excluded)
+                raise UnsupportedFeatureError(f"no framework of the cell can run it ({reasons})")
+            planned = self._planned(cell, frameworks, excluded)
+            devices = tuple(sorted({s.device for s in planned}, key=_device_order)) or ("cpu",)
+            paths: dict[str, Any] = {}  # only when asked: whole models take no paths
+            if cell.paths:
+                paths["paths"] = sorted({f"{s.framework}:{s.path}" for s in planned if s.path})
+            report = compare(
+                request.source,
+                frameworks=list(frameworks),
+                devices=list(devices),
+                dtypes=[cell.dtype],
+                tf32=cell.tf32,
+                seed=cell.seed,
+                **paths,
+                **request.arguments,
+            )
+        except Exception as error:  # one cell's failure must not stop the lane
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            return CellResult(
+                cell,
+                [f"FAILED | {cell.id} | {message}"],
+                seconds=time.perf_counter() - start,
+                frameworks=frameworks,
+                devices=devices,
+                excluded=excluded,
+            )
+        seconds = time.perf_counter() - start
+        result = self._judge(cell, report, seconds, planned)
+        result.frameworks, result.devices, result.excluded = frameworks, devices, excluded
+        return result
+
+    def _planned(
+        self, cell: MatrixCell, frameworks: Sequence[str], excluded: dict[str, str]
+    ) -> list[RunSpec]:
+        """Every run the cell has: each framework on each of its devices (on ``"auto"``,
+        every device the framework sees), on its default path and on each of the cell's
+        kernel paths it offers there and the table does not exclude."""
+        planned = []
+        for framework in frameworks:
+            for device in self._framework_devices(framework, cell.devices):
+                paths = [
+                    path
+                    for path in cell.paths
+                    if path in self._offered(framework, device)
+                    and f"{framework}:{path}" not in excluded
+                ]
+                for path in ["", *paths]:
+                    planned.append(RunSpec(framework, device, cell.dtype, cell.tf32, path=path))
+        unplanned = [
+            path
+            for path in cell.paths
+            if not any(s.path == path for s in planned)
+            and not any(f"{f}:{path}" in excluded for f in frameworks)
+        ]
+        if unplanned:
+            raise UnsupportedFeatureError(
+                f"kernel paths {unplanned} are offered by none of {list(frameworks)} on "
+                f"{sorted({s.device for s in planned})}"
+            )
+        return planned
+
+    def _offered(self, framework: str, device: str) -> list[str]:
+        if (framework, device) not in self._paths:
+            self._paths[framework, device] = FRAMEWORKS[framework]().paths(device)
+        return self._paths[framework, device]
+
+    def _framework_devices(self, framework: str, devices: tuple[str, ...]) -> list[str]:
+        if devices != ("auto",):
+            return list(devices)
+        if framework not in self._devices:
+            self._devices[framework] = FRAMEWORKS[framework]().devices()
+        return self._devices[framework]
+
+    def _judge(
+        self, cell: MatrixCell, report: Report, seconds: float, planned: list[RunSpec]
+    ) -> CellResult:
+        errors = [
+            f"FAILED | {cell.id} | {line.removeprefix('FAILED | ')}" for line in report.failures
+        ]
+        ran = {run.label for run in report.runs}
+        for spec in planned:
+            if spec.label not in ran:
+                errors.append(
+                    f"FAILED | {cell.id} | {spec.label} did not run: {spec.framework} does not "
+                    f"offer {spec.dtype} on {spec.device} here"
+                )
+        against_reference = [p for p in report.pairs if p.expected == REFERENCE.label]
+        max_errors = {p.actual: p.max_abs_error for p in against_reference}
+        floors = {p.actual: p.tolerance / NOISE_FACTOR for p in against_reference}
+        measured = {run: (max_errors[run], floors[run]) for run in max_errors}
+        drifts = self.baseline.check(cell.id, measured) if not errors else []
+        return CellResult(
+            cell=cell,
+            errors=errors,
+            drifts=drifts,
+            max_errors=max_errors,
+            floors=floors,
+            pairs=[
+                {
+                    "label": p.label,
+                    "passed": p.passed,
+                    "max_abs_error": json_number(p.max_abs_error),
+                    "tolerance": p.tolerance,
+                    "message": None if p.passed else p.comparison.message(),
+                }
+                for p in report.pairs
+            ],
+            runs=[
+                {
+                    "label": run.label,
+                    "framework": run.spec.framework,
+                    "device": run.spec.device,
+                    "dtype": run.spec.dtype,
+                    "path": run.spec.path or "default",
+                    "kernel": run.kernel,
+                    "seconds": run.seconds,
+                    "error": run.error,
+                }
+                for run in report.runs
+            ],
+            baseline=self.baseline.cells.get(cell.id),
+            seconds=seconds,
+        )
+
+
+def _device_order(device: str) -> tuple[int, str]:
+    return (device != "cpu", device)

@@ -28,7 +28,8 @@ def tagger(tmp_path_factory: pytest.TempPathFactory) -> Path:
     keras.utils.set_random_seed(5)
     ids = keras.Input((None,), dtype="int32")
     embedded = keras.layers.Embedding(20, 3, mask_zero=True)(ids)
-    tags = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))(embedded)
+    lstm = keras.layers.LSTM(4, return_sequences=True)
+    tags = keras.layers.Bidirectional(lstm, name="tags")(embedded)
     path = tmp_path_factory.mktemp("one-path") / "tagger.keras"
     keras.Model(ids, tags).save(path)
     return path
@@ -76,7 +77,7 @@ def test_a_whole_model_gets_the_profiles_of_a_layer(tagger: Path) -> None:
     pair = next(
         p for p in report.pairs if p.label == "torch[cpu,float32] vs reference[cpu,float64]"
     )
-    name = "output 'bidirectional'"
+    name = "output 'tags'"
     assert set(pair.timesteps) == {f"{name}.forward", f"{name}.backward"}
     assert len(pair.timesteps[f"{name}.forward"]) == max(LENGTHS)
     assert set(pair.directions) == {"forward", "backward"}

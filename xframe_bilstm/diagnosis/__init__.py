@@ -1,4 +1,4 @@
-"""Find out why two recurrent layers that should compute the same thing do not.
+"""Find out why two recurrent layers or models that should compute the same thing do not.
 
 :func:`diagnose` runs two recurrent objects on one input and, when they disagree, tests cheap
 hypotheses about the cause, from the weights where both sides have a canonical form and from
@@ -51,7 +51,15 @@ What each side may be, and how it runs, in the Keras output structure
 - ``actual`` may also be a pair ``(forward_layer, backward_layer)`` of single-direction
   layers: each runs alone, and their first outputs are concatenated along features as they
   come (no flip), their states forward then backward, as one checks a ``Bidirectional`` by
-  hand.
+  hand;
+- ``expected`` may be a whole Keras model (a ``.keras``/``.h5`` file or a live model with
+  Embedding, Dense, masks...) and ``actual`` its torch port, whose ``forward`` takes the
+  model's inputs: both run on the model's inputs (:mod:`.models`), the model by Keras (by
+  the float64 reference for a Keras 2 file or without Keras). When they disagree, the
+  model's recurrent layers and the port's recurrent modules are paired in order and
+  diagnosed as above; the first that is not ``equivalent`` gives the verdict, its message
+  prefixed with the layer. Then the Embedding and Dense weights are compared with the
+  port's ``nn.Embedding`` and ``nn.Linear`` (``weights_differ``).
 
 How the causes are found, in this order:
 
@@ -82,6 +90,7 @@ One module per job:
 - :mod:`.outputs`: output-level hypotheses (flip, swap, final state from the last output,
   padding).
 - :mod:`.verdict`: :func:`diagnose`, which runs them in order and picks the primary cause.
+- :mod:`.models`: whole models, diagnosed layer by layer.
 
 Keras and torch are imported inside functions only, so importing this package imports no
 framework.

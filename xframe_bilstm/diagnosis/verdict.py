@@ -3,7 +3,8 @@
 The order (see the package docstring): agreement within the strict tolerance; options and
 weights (:mod:`.weights`); unless actual's weights already reproduce actual, its outputs
 (:mod:`.outputs`); ``numerical_only`` when nothing applies and the weights match; else
-``unknown``. Several causes can apply: :data:`_PRIORITY` picks the primary one.
+``unknown``. Several causes can apply: :data:`_PRIORITY` picks the primary one. A whole
+model is diagnosed by :mod:`.models`, which calls :func:`diagnose` on each recurrent layer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..comparison import Comparison, compare_outputs
 from .context import Context, tolerances
+from .models import diagnose_model, whole_model
 from .outputs import output_findings
 from .result import Diagnosis, Finding, format_error
 from .runners import align, run
@@ -60,13 +62,17 @@ def diagnose(
     Args:
         expected: the reference object: a Keras 3 layer or ``Sequential``, a torch
             ``nn.LSTM``/``nn.GRU``/``nn.RNN``, a ``KerasRecurrent``, a ``RecurrentStack`` or
-            a custom torch module (see the module docstring).
+            a custom torch module (see the module docstring); or a whole Keras model (a
+            ``.keras``/``.h5`` file or a live model with Embedding, Dense, masks...).
         actual: the object to check: any of those, or a pair ``(forward_layer,
-            backward_layer)`` run alone and concatenated as they come.
+            backward_layer)`` run alone and concatenated as they come; for a whole model,
+            its torch port (a module whose ``forward`` takes the model's inputs).
         inputs: batch-first input (B, T, D); default a seeded float32 normal input with
-            B=2, T=7.
+            B=2, T=7. For a whole model, one array per model input; default its seeded
+            padded inputs (:func:`~xframe_bilstm.inputs.example_inputs`).
         lengths: valid steps per row (B,) of right-padded input, passed to every side but
-            custom modules.
+            custom modules; for a whole model, they pad the generated inputs (its masks
+            come from the inputs' values).
         seed: seed of the default input.
 
     Returns:
@@ -77,6 +83,9 @@ def diagnose(
         >>> diagnose(bi, keras_to_torch(bi)).code  # doctest: +SKIP
         'equivalent'
     """
+    model = whole_model(expected)
+    if model is not None:
+        return diagnose_model(model, actual, diagnose, inputs=inputs, lengths=lengths, seed=seed)
     exp, act = classify(expected, "expected"), classify(actual, "actual")
     read_canonical(exp)
     read_canonical(act)

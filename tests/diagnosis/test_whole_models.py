@@ -1,0 +1,216 @@
+"""diagnose() of whole models: a Keras tagger (Embedding -> Bidirectional(LSTM) -> Dense)
+against torch ports of it, each broken on purpose in one layer. The model errors the
+diagnosis reports are checked against Keras and torch run here on the same input."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from torch import nn  # noqa: E402
+
+from xframe_bilstm import keras_to_torch  # noqa: E402
+from xframe_bilstm.diagnosis import diagnose  # noqa: E402
+from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+VOCABULARY, FEATURES, UNITS, TAGS = 20, 5, 4, 3
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    """A Keras 3 tagger with seeded weights large enough that a wrong gate shows."""
+    ids = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(VOCABULARY, FEATURES, mask_zero=True, name="embed")(ids)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(UNITS, return_sequences=True), name="bilstm")(
+        x
+    )
+    tags = keras.layers.Dense(TAGS, activation="softmax", name="tags")(x)
+    model = keras.Model(ids, tags, name="tagger")
+    rng = np.random.default_rng(5)
+    model.set_weights(
+        [(rng.standard_normal(w.shape) * 0.6).astype(w.dtype) for w in model.get_weights()]
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def tagger_file(tagger, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tagger") / "tagger.keras"
+    tagger.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def port(tagger_file):
+    return keras_to_torch(tagger_file)
+
+
+@pytest.fixture(scope="module")
+def ids():
+    """Right-padded token ids (0 pads): rows of 6, 4 and 2 valid steps."""
+    batch = np.random.default_rng(9).integers(1, VOCABULARY, size=(3, 6))
+    batch[1, 4:] = 0
+    batch[2, 2:] = 0
+    return batch
+
+
+def model_error(model, module, ids) -> float:
+    """The largest difference of the Keras model's and the torch module's outputs."""
+    expected = np.asarray(model(ids, training=False))
+    with torch.no_grad():
+        actual = module(torch.as_tensor(ids, dtype=torch.int64)).numpy()
+    return float(np.abs(expected - actual).max())
+
+
+def swap_forget_and_cell(lstm: nn.LSTM, suffix: str = "") -> None:
+    """Exchange the f and g gate blocks of one direction (torch order i, f, g, o)."""
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            parameter = getattr(lstm, f"{name}_l0{suffix}")
+            forget = parameter[UNITS : 2 * UNITS].clone()
+            parameter[UNITS : 2 * UNITS] = parameter[2 * UNITS : 3 * UNITS]
+            parameter[2 * UNITS : 3 * UNITS] = forget
+
+
+class HandTagger(nn.Module):
+    """The tagger ported by hand, as people write it: nn.Embedding, a packed
+    bidirectional nn.LSTM, nn.Linear. ``double_bias`` copies Keras's one bias into both
+    ``bias_ih`` and ``bias_hh``; ``num_layers=2`` adds an LSTM layer Keras does not have."""
+
+    def __init__(self, model, *, double_bias: bool = False, num_layers: int = 1) -> None:
+        super().__init__()
+        embed, bilstm, dense = (model.get_layer(n) for n in ("embed", "bilstm", "tags"))
+        self.embedding = nn.Embedding(VOCABULARY, FEATURES)
+        self.lstm = nn.LSTM(
+            FEATURES, UNITS, batch_first=True, bidirectional=True, num_layers=num_layers
+        )
+        self.linear = nn.Linear(2 * UNITS, TAGS)
+        halves = (bilstm.forward_layer, bilstm.backward_layer)
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.tensor(embed.embeddings.numpy()))
+            for suffix, half in zip(("", "_reverse"), halves):
+                kernel, recurrent, bias = (w.numpy() for w in half.cell.weights)
+                getattr(self.lstm, f"weight_ih_l0{suffix}").copy_(torch.tensor(kernel.T))
+                getattr(self.lstm, f"weight_hh_l0{suffix}").copy_(torch.tensor(recurrent.T))
+                getattr(self.lstm, f"bias_ih_l0{suffix}").copy_(torch.tensor(bias))
+                second = bias if double_bias else np.zeros_like(bias)
+                getattr(self.lstm, f"bias_hh_l0{suffix}").copy_(torch.tensor(second))
+            self.linear.weight.copy_(torch.tensor(dense.kernel.numpy().T))
+            self.linear.bias.copy_(torch.tensor(dense.bias.numpy()))
+
+    def forward(self, ids):
+        lengths = (ids != 0).sum(dim=1)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embedding(ids), lengths, batch_first=True, enforce_sorted=False
+        )
+        output, _ = self.lstm(packed)
+        output, _ = nn.utils.rnn.pad_packed_sequence(
+            output, batch_first=True, total_length=ids.shape[1]
+        )
+        return torch.softmax(self.linear(output), dim=-1)
+
+
+def test_file_and_its_port_are_equivalent(tagger, tagger_file, port, ids) -> None:
+    result = diagnose(tagger_file, port, inputs=[ids])
+    assert result.code == "equivalent" and result
+    assert "Keras" in result.comparison.label
+    assert result.max_abs_error == pytest.approx(model_error(tagger, port, ids), abs=1e-9)
+
+
+def test_seeded_padded_inputs_by_default(tagger_file, port) -> None:
+    assert diagnose(tagger_file, port).code == "equivalent"
+
+
+def test_gate_blocks_swapped_in_the_port(tagger, tagger_file, port, ids) -> None:
+    broken = copy.deepcopy(port)
+    swap_forget_and_cell(broken.bilstm.rnn)
+    result = diagnose(tagger_file, broken, inputs=[ids])
+    assert result.code == "gate_order" and not result
+    assert result.message.startswith("layer 'bilstm' (Bidirectional), torch 'bilstm': ")
+    # Keras's order i,f,c,o with f and c exchanged, in the forward direction only.
+    assert "i,f,c,o read as i,c,f,o (layer 0 forward)" in result.message
+    error = model_error(tagger, broken, ids)
+    assert error > 0.05
+    assert result.max_abs_error == pytest.approx(error, abs=1e-9)
+
+
+def test_changed_dense_bias_in_the_port(tagger, tagger_file, port, ids) -> None:
+    broken = copy.deepcopy(port)
+    with torch.no_grad():
+        broken.tags.bias[1] += 0.5
+    result = diagnose(tagger_file, broken, inputs=[ids])
+    assert result.code == "weights_differ"
+    assert result.message.startswith("layer 'tags' (Dense), torch 'tags': bias: ")
+    assert "by up to 0.5 at (1,)" in result.message
+    assert result.max_abs_error == pytest.approx(model_error(tagger, broken, ids), abs=1e-9)
+
+
+def test_hand_port_of_a_live_model(tagger, ids) -> None:
+    assert diagnose(tagger, HandTagger(tagger), inputs=[ids]).code == "equivalent"
+    broken = HandTagger(tagger, double_bias=True)
+    result = diagnose(tagger, broken, inputs=[ids])
+    assert result.code == "bias_double_counted"
+    assert result.message.startswith("layer 'bilstm' (Bidirectional), torch 'lstm': ")
+    assert result.max_abs_error == pytest.approx(model_error(tagger, broken, ids), abs=1e-9)
+
+
+def test_backward_gates_swapped_in_a_hand_port(tagger, ids) -> None:
+    broken = HandTagger(tagger)
+    swap_forget_and_cell(broken.lstm, "_reverse")
+    result = diagnose(tagger, broken, inputs=[ids])
+    assert result.code == "gate_order"
+    assert "(layer 0 backward)" in result.message
+
+
+def test_recurrent_layer_counts_differ(tagger, ids) -> None:
+    broken = HandTagger(tagger, num_layers=2)
+    result = diagnose(tagger, broken, inputs=[ids])
+    assert result.code == "unknown"
+    assert (
+        "recurrent layers: 1 in the model ('bilstm'), 2 in the port ('lstm layer 0', "
+        "'lstm layer 1'), so they were not paired" in result.message
+    )
+
+
+def test_actual_must_be_a_torch_module(tagger_file) -> None:
+    with pytest.raises(UnsupportedFeatureError, match="must be its PyTorch port"):
+        diagnose(tagger_file, tagger_file)
+
+
+WITHOUT_KERAS = textwrap.dedent(
+    """
+    import sys
+    for blocked in ("tensorflow", "keras", "tf_keras"):
+        sys.modules[blocked] = None
+    import torch
+    from xframe_bilstm import keras_to_torch
+    from xframe_bilstm.diagnosis import diagnose
+
+    port = keras_to_torch(sys.argv[1])
+    print(diagnose(sys.argv[1], port).comparison.label)
+    with torch.no_grad():
+        port.tags.weight[0, 0] += 1.0
+    print(diagnose(sys.argv[1], port).message)
+    """
+)
+
+
+def test_without_keras_the_file_runs_as_the_reference(tagger_file) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_KERAS, tagger_file], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    label, message = run.stdout.splitlines()
+    assert "(float64 reference) vs actual KerasModel" in label
+    assert message.startswith("layer 'tags' (Dense), torch 'tags': kernel vs weight.T: ")
+    assert "by up to 1 at (0, 0)" in message

@@ -1,0 +1,301 @@
+"""Whole models: run a Keras model and its torch port, then name the layer where they part.
+
+A whole model (Embedding, Dense, masks...) has no canonical stack, so it is diagnosed layer
+by layer: the model's recurrent layers are paired in order with the port's recurrent
+modules and each pair gets the stack diagnosis; then the weights of the other layers are
+compared by meaning. Keras and torch are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .._imports import require
+from ..canonical import RecurrentLayer, RecurrentStack
+from ..comparison import Comparison, compare_outputs, dtype_epsilon, least_precise, measure_noise
+from ..errors import FrameworkUnavailableError, UnsupportedFeatureError
+from ..graph import LayerRecord, ModelGraph
+from ..inputs import as_list, run_inputs
+from ..reference import run_model_reference
+from ..sources import Read, read_source, source_type
+from .result import Diagnosis, format_error
+from .sides import Flags
+from .weights import structure_difference
+
+# What diagnoses one recurrent layer: verdict.diagnose on (expected stack, actual module).
+LayerDiagnosis = Callable[..., Diagnosis]
+
+
+def whole_model(obj: Any) -> Read | None:
+    """``obj`` as read, when it is a whole model: a Keras file or model that is more than
+    recurrent layers in a chain; None for anything else."""
+    if isinstance(obj, (str, os.PathLike)):
+        if source_type(obj) != "Keras file":
+            return None
+    else:
+        from ..models.live import is_whole_keras_model
+
+        if not is_whole_keras_model(obj):
+            return None
+    read = read_source(obj)
+    return read if isinstance(read.reading, ModelGraph) else None
+
+
+def diagnose_model(
+    read: Read,
+    actual: Any,
+    diagnose_layer: LayerDiagnosis,
+    *,
+    inputs: Any,
+    lengths: Sequence[int] | np.ndarray | None,
+    seed: int,
+) -> Diagnosis:
+    """Run a whole model (expected) and its torch port (actual) on one input and say why
+    they differ: the first recurrent layer whose diagnosis is not ``equivalent``, else the
+    first Embedding or Dense whose weights differ, else ``numerical_only`` or ``unknown``.
+
+    ``max_abs_error`` and ``comparison`` are the model outputs'; the message carries the
+    layer's own evidence, then the model's error.
+    """
+    graph = read.reading
+    assert isinstance(graph, ModelGraph)
+    torch = require("torch")
+    if not isinstance(actual, torch.nn.Module):
+        raise UnsupportedFeatureError(
+            f"actual: expected is a whole model ({graph.source}), so actual must be its "
+            "PyTorch port, a torch.nn.Module whose forward takes the model's inputs (e.g. "
+            f"keras_to_torch of the model); got {type(actual).__name__}"
+        )
+    rows = None if lengths is None else list(lengths)
+    given, _ = run_inputs(graph, inputs, rows, seed=seed, batch=3, steps=7)
+    x = as_list(given)
+    exact = run_model_reference(graph, x)
+    expected, expected_dtype, runner = _run_expected(read, x, exact)
+    observed, actual_dtype = _run_actual(actual, x)
+    noise = measure_noise(graph, x, exact=exact)
+    dtype = least_precise(expected_dtype, actual_dtype)
+    tolerance = noise.tolerance(dtype_epsilon(dtype))
+    comparison = compare_outputs(
+        [f"output {name!r}" for name in graph.outputs],
+        expected,
+        observed,
+        atol=tolerance,
+        label=f"expected {graph.source} ({runner}) vs actual {type(actual).__name__}",
+    )
+    before = comparison.max_abs_error
+    if comparison:
+        text = f"{dtype} tolerance {format_error(tolerance)}"
+        message = f"they agree to {format_error(before)}, within the {text}"
+        return Diagnosis("equivalent", ("equivalent",), message, before, comparison)
+    notes: list[str] = []
+    layer = _recurrent_diagnosis(graph, actual, diagnose_layer, seed, notes)
+    if layer is not None:
+        return _from_layer(layer, comparison, notes)
+    differ = _weights_differ(graph, actual, notes)
+    if differ is not None:
+        return _verdict("weights_differ", differ, comparison, [*notes, _model_error(comparison)])
+    bound = noise.tolerance(dtype_epsilon("float16"))
+    if before <= bound and not notes:
+        message = (
+            f"they differ by up to {format_error(before)}, more than {dtype} rounding explains "
+            f"({format_error(tolerance)}) but within the bound for 10-bit-mantissa "
+            f"(TF32/float16) rounding ({format_error(bound)}), and every layer matches"
+        )
+        return _verdict("numerical_only", message, comparison, notes)
+    worst = max(comparison.arrays, key=lambda array: array.max_abs_error)
+    where = f" ({worst.problem})" if worst.problem else f" at index {worst.worst_index}"
+    message = (
+        f"no hypothesis explains the difference: max error {format_error(before)} in "
+        f"{worst.name}{where}"
+    )
+    if not notes:
+        message += "; every recurrent layer and the Embedding and Dense weights match"
+    return _verdict("unknown", message, comparison, notes)
+
+
+def _run_expected(
+    read: Read, x: list[np.ndarray], exact: tuple[np.ndarray, ...]
+) -> tuple[tuple[np.ndarray, ...], str, str]:
+    """(outputs, compute dtype, how it ran): by Keras when it can, else the reference."""
+    if read.original is not None:
+        try:
+            require("keras")
+        except FrameworkUnavailableError:
+            pass
+        else:
+            from ..adapters.keras import compute_dtype, register_keras_activations
+            from ..models.port import _call_keras_model
+
+            register_keras_activations()  # a file may use Keras 2's hard sigmoid
+            model = read.original()
+            return _call_keras_model(model, x), compute_dtype(model), "run by Keras"
+    return exact, "float64", "float64 reference"
+
+
+def _run_actual(module: Any, x: list[np.ndarray]) -> tuple[tuple[np.ndarray, ...], str]:
+    """The port's outputs in inference mode, and the dtype it computes in."""
+    from ..models.port import run_port
+
+    was_training = module.training
+    module.eval()
+    try:
+        outputs = run_port(module, x)
+    finally:
+        module.train(was_training)
+    return outputs, str(next(module.parameters()).dtype).split(".")[-1]
+
+
+def _children(module: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every submodule by qualified name, in registration order."""
+    found = []
+    for name, child in module.named_children():
+        found.append((prefix + name, child))
+        found += _children(child, prefix + name + ".")
+    return found
+
+
+def _recurrent_layers(module: Any) -> list[tuple[str, RecurrentLayer, bool]]:
+    """The port's recurrent layers in registration order: (name, canonical layer, whether
+    it is a native module, whose outputs follow the Keras layer's options)."""
+    from torch import nn
+
+    from ..adapters.torch import KerasRecurrent, torch_to_canonical
+    from ..adapters.torch.weights import read_layer
+    from ..models.recurrent import Recurrent
+
+    layers: list[tuple[str, RecurrentLayer, bool]] = []
+    inside: tuple[str, ...] = ()
+    for name, child in _children(module):
+        if name.startswith(inside):
+            continue  # held by a recurrent module already read
+        if isinstance(child, Recurrent):
+            layers.append((name, read_layer(child.rnn, 0, child.layer), False))
+        elif isinstance(child, KerasRecurrent) or type(child) in (nn.LSTM, nn.GRU, nn.RNN):
+            native = not isinstance(child, KerasRecurrent)
+            stack = torch_to_canonical(child)
+            many = len(stack.layers) > 1
+            for index, layer in enumerate(stack.layers):
+                layers.append((f"{name} layer {index}" if many else name, layer, native))
+        else:
+            continue
+        inside = (*inside, name + ".")
+    return layers
+
+
+def _recurrent_diagnosis(
+    graph: ModelGraph, actual: Any, diagnose_layer: LayerDiagnosis, seed: int, notes: list[str]
+) -> tuple[str, Diagnosis] | None:
+    """(where, diagnosis) of the first recurrent pair that is not ``equivalent``."""
+    from ..adapters.torch import canonical_to_torch
+
+    records = [record for record in graph.layers if record.recurrent is not None]
+    found = _recurrent_layers(actual)
+    if len(records) != len(found):
+        notes.append(
+            f"recurrent layers: {len(records)} in the model "
+            f"({', '.join(repr(r.name) for r in records) or 'none'}), {len(found)} in the port "
+            f"({', '.join(repr(f[0]) for f in found) or 'none'}), so they were not paired"
+        )
+        return None
+    for record, (name, layer, native) in zip(records, found):
+        assert record.recurrent is not None
+        sequences = bool(record.options["return_sequences"])
+        expected = RecurrentStack((record.recurrent,), return_sequences=sequences)
+        ported = RecurrentStack((layer,))
+        if native:  # returns what the Keras layer returns, as diagnose asks of native ones
+            ported = Flags.of(expected).apply(ported)
+        else:
+            ported = replace(ported, return_sequences=sequences, return_state=False)
+        where = f"{_layer_name(record)}, torch {name!r}"
+        structure = structure_difference(expected, ported)
+        if structure is not None:
+            notes.append(f"{where} cannot be compared: {structure}")
+            continue
+        result = diagnose_layer(expected, canonical_to_torch(ported), seed=seed)
+        if result.code != "equivalent":
+            return where, result
+    return None
+
+
+def _weights_differ(graph: ModelGraph, actual: Any, notes: list[str]) -> str | None:
+    """The first Embedding or Dense whose weights differ from the port's ``nn.Embedding``
+    or ``nn.Linear`` (paired by kind, in order), or None."""
+    from torch import nn
+
+    modules = {"embedding": nn.Embedding, "dense": nn.Linear}
+    for kind, module_type in modules.items():
+        records = [record for record in graph.layers if record.kind == kind]
+        found = [(n, m) for n, m in _children(actual) if isinstance(m, module_type)]
+        if len(records) != len(found):
+            notes.append(
+                f"{kind} layers: {len(records)} in the model, {len(found)} "
+                f"{module_type.__name__} modules in the port, so their weights were not compared"
+            )
+            continue
+        for record, (name, module) in zip(records, found):
+            difference = _weight_difference(record, module)
+            if difference is not None:
+                return f"{_layer_name(record)}, torch {name!r}: {difference}"
+    return None
+
+
+def _weight_difference(record: LayerRecord, module: Any) -> str | None:
+    """How one layer's weights differ from its torch module's, by meaning, or None."""
+    from ..adapters.torch import tensor_to_numpy
+
+    if record.kind == "embedding":
+        pairs = [("embeddings", "weight", False)]
+    else:
+        pairs = [("kernel", "weight", True), ("bias", "bias", False)]
+    for keras_name, torch_name, transposed in pairs:
+        expected = record.weights.get(keras_name)
+        tensor = getattr(module, torch_name)
+        if expected is None or tensor is None:
+            if (expected is None) != (tensor is None):
+                side = "the port" if tensor is None else "the model"
+                return f"{side} has no {keras_name}"
+            continue
+        array = tensor_to_numpy(tensor.detach())
+        array = array.T if transposed else array
+        what = f"{keras_name} vs {torch_name}{'.T' if transposed else ''}"
+        what = keras_name if keras_name == torch_name else what
+        if array.shape != expected.shape:
+            return f"{what}: shape {array.shape} where {expected.shape} was expected"
+        difference = np.abs(array.astype(np.float64) - expected.astype(np.float64))
+        epsilon = dtype_epsilon(least_precise(array.dtype, expected.dtype))
+        if np.any(difference > epsilon * np.abs(expected.astype(np.float64))):
+            index = tuple(int(i) for i in np.unravel_index(np.argmax(difference), array.shape))
+            return (
+                f"{what}: they differ by up to {format_error(float(difference.max()))} at {index}"
+            )
+    return None
+
+
+def _layer_name(record: LayerRecord) -> str:
+    return f"layer {record.name!r} ({record.class_name})"
+
+
+def _model_error(comparison: Comparison) -> str:
+    return f"the model's outputs differ by up to {format_error(comparison.max_abs_error)}"
+
+
+def _from_layer(
+    found: tuple[str, Diagnosis], comparison: Comparison, notes: list[str]
+) -> Diagnosis:
+    """The whole model's verdict from its first faulty layer's."""
+    where, layer = found
+    details = tuple(f"{where}: {detail}" for detail in layer.details)
+    message = "; ".join([f"{where}: {layer.message}", *notes, _model_error(comparison)])
+    return Diagnosis(
+        layer.code, layer.causes, message, comparison.max_abs_error, comparison, None, details
+    )
+
+
+def _verdict(code: str, message: str, comparison: Comparison, notes: list[str]) -> Diagnosis:
+    message = "; ".join([message, *notes])
+    return Diagnosis(code, (code,), message, comparison.max_abs_error, comparison, None, (message,))

@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from .canonical import RecurrentStack
 from .comparison import Comparison, compare_outputs
 from .diagnosis import Diagnosis, diagnose, format_error
 from .masks import check_lengths
 from .report import PairReport, Report
 from .runner import compare
-from .sources import to_canonical
+from .sources import read_source
 
 # Longest per-step profile a failure message prints in full.
 _MAX_STEPS_SHOWN = 40
@@ -156,8 +157,12 @@ def _judged_by_diagnose(actual: Any) -> bool:
 
 
 def _readable(model: Any) -> Any:
-    """What ``diagnose`` takes for ``model``: a model file becomes its canonical stack."""
-    return to_canonical(model) if isinstance(model, (str, os.PathLike)) else model
+    """What ``diagnose`` takes for ``model``: a file of recurrent layers becomes its
+    canonical stack; a whole model's file, which ``diagnose`` reads itself, stays a path."""
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    reading = read_source(model).reading
+    return reading if isinstance(reading, RecurrentStack) else model
 
 
 def _failure(

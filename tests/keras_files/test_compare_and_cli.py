@@ -91,3 +91,25 @@ def test_compare_finds_a_wrong_port(saved_cases) -> None:
         "torch[cpu,float32]@against vs reference[cpu,float64]": False,
         "torch[cpu,float32]@against vs torch[cpu,float32]": False,
     }
+
+
+def test_cli_diagnoses_a_whole_model_file_against_its_port(saved_cases, capsys) -> None:
+    path = str(saved_cases["k3-classifier.keras"])
+    assert main(["--keras", path, "--frameworks", "torch", "--diagnose"]) == 0
+    assert "diagnosis: equivalent" in capsys.readouterr().out
+
+
+def test_assert_equivalent_names_the_layer_a_wrong_port_of_a_whole_model_breaks(
+    saved_cases,
+) -> None:
+    from xframe_bilstm import keras_to_torch
+    from xframe_bilstm.testing import assert_equivalent
+
+    path = saved_cases["k3-classifier.keras"]
+    wrong = keras_to_torch(path)
+    (dense,) = [m for m in wrong.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        dense.bias[0] += 0.5
+    with pytest.raises(AssertionError, match="diagnosis: weights_differ") as failed:
+        assert_equivalent(path, wrong, frameworks=["torch"])
+    assert "Dense" in str(failed.value)

@@ -40,7 +40,7 @@ from ..models.from_torch import load_state_dict_module
 from ..native_logs import quiet_tensorflow
 from ..report import Report
 from ..runner import compare
-from ..sources import framework_of
+from ..sources import source_type
 from .arguments import build_parser
 from .output import plot_timesteps, print_report, progress_bar
 
@@ -168,7 +168,8 @@ def _print_diagnosis(source: Any, against: Any, report: Report) -> None:
 
 
 def _is_keras(obj: Any) -> bool:
-    return framework_of(obj) == "keras"
+    """A Keras layer or model, or a Keras model file: what keras_to_torch ports."""
+    return source_type(obj) in ("keras", "Keras file")
 
 
 def _write_outputs(args: argparse.Namespace, report: Report) -> None:

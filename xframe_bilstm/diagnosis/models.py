@@ -129,11 +129,11 @@ def _run_expected(
             pass
         else:
             from ..adapters.keras import compute_dtype, register_keras_activations
-            from ..models.port import _call_keras_model
+            from ..models.port import call_keras_model
 
             register_keras_activations()  # a file may use Keras 2's hard sigmoid
             model = read.original()
-            return _call_keras_model(model, x), compute_dtype(model), "run by Keras"
+            return call_keras_model(model, x), compute_dtype(model), "run by Keras"
     return exact, "float64", "float64 reference"
 
 

@@ -141,7 +141,7 @@ def port_file(path: Any, *, verify: bool, seed: int) -> Any:
     def expected(given: Any) -> tuple[np.ndarray, ...]:
         # port_graph makes the same seeded inputs, which Keras has already run on.
         same = len(given) == len(inputs) and all(map(np.array_equal, given, inputs))
-        return outputs if same else _call_keras_model(model, given)
+        return outputs if same else call_keras_model(model, given)
 
     against = f"the model as {loader} loads and runs it"
     module = port_graph(
@@ -183,7 +183,7 @@ def _run_keras_file(
         load = functools.partial(framework.models.load_model, path, compile=False, safe_mode=True)
     try:
         model = load()
-        outputs = _call_keras_model(model, inputs)
+        outputs = call_keras_model(model, inputs)
     except Exception as error:  # Keras's own failure: say so and fall back
         return f"{loader} could not load or run it: {type(error).__name__}: {error}"
     from ..adapters.keras import compute_dtype
@@ -191,7 +191,7 @@ def _run_keras_file(
     return loader, model, compute_dtype(model), outputs
 
 
-def _call_keras_model(model: Any, inputs: Any) -> tuple[np.ndarray, ...]:
+def call_keras_model(model: Any, inputs: Any) -> tuple[np.ndarray, ...]:
     """Run a live Keras 3 or tf_keras model in inference mode; outputs as numpy arrays."""
     outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -210,7 +210,7 @@ def port_live_model(model: Any, *, verify: bool, seed: int) -> Any:
         graph_from_keras(model),
         verify=verify,
         seed=seed,
-        expected=lambda inputs: _call_keras_model(model, inputs),
+        expected=lambda inputs: call_keras_model(model, inputs),
         compute_dtype=keras_dtype,
         label=f"Keras {type(model).__name__} {model.name!r} (computes in {keras_dtype}) "
         "vs its torch port",
@@ -219,4 +219,11 @@ def port_live_model(model: Any, *, verify: bool, seed: int) -> Any:
     return module
 
 
-__all__ = ["describe_port", "port_file", "port_graph", "port_live_model", "run_port"]
+__all__ = [
+    "call_keras_model",
+    "describe_port",
+    "port_file",
+    "port_graph",
+    "port_live_model",
+    "run_port",
+]

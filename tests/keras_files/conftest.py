@@ -27,7 +27,7 @@ PORT_WITHOUT_TENSORFLOW = textwrap.dedent(
     import numpy as np
     from xframe_bilstm import keras_to_torch
     from xframe_bilstm.keras_files import read_model
-    from xframe_bilstm.models.port import run_port
+    from xframe_bilstm.adapters.torch import run_module as run_port
     from xframe_bilstm.comparison import derived_tolerance as model_tolerance
 
     results = {}

@@ -20,9 +20,9 @@ k2 = pytest.importorskip("tf_keras")
 tf = pytest.importorskip("tensorflow")
 
 from xframe_bilstm import UnsupportedFeatureError, keras_to_torch, lint  # noqa: E402
+from xframe_bilstm.adapters.torch import run_module as run_port  # noqa: E402
 from xframe_bilstm.comparison import derived_tolerance as model_tolerance  # noqa: E402
 from xframe_bilstm.keras_files import read_model, read_spec  # noqa: E402
-from xframe_bilstm.models.port import run_port  # noqa: E402
 
 from .saved_models import randomize  # noqa: E402
 

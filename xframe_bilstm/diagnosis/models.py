@@ -139,15 +139,9 @@ def _run_expected(
 
 def _run_actual(module: Any, x: list[np.ndarray]) -> tuple[tuple[np.ndarray, ...], str]:
     """The port's outputs in inference mode, and the dtype it computes in."""
-    from ..models.port import run_port
+    from ..adapters.torch import run_module
 
-    was_training = module.training
-    module.eval()
-    try:
-        outputs = run_port(module, x)
-    finally:
-        module.train(was_training)
-    return outputs, str(next(module.parameters()).dtype).split(".")[-1]
+    return run_module(module, x), str(next(module.parameters()).dtype).split(".")[-1]
 
 
 def _children(module: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import layer_state_names, output_names
-from ..errors import UnsupportedFeatureError, WeightShapeError
+from ..errors import WeightShapeError
 from ..reference import run_reference
 from .sides import Side
 
@@ -92,31 +92,9 @@ def _run_keras_recurrent(module: Any, x: np.ndarray, lengths: Any) -> tuple[np.n
 
 
 def _run_custom(module: Any, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    torch = require("torch")
-    parameter = next(iter(module.parameters()), None)
-    dtype = torch.float32 if parameter is None else parameter.dtype
-    device = None if parameter is None else parameter.device
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            result = module(torch.as_tensor(np.asarray(x), dtype=dtype, device=device))
-    finally:
-        module.train(was_training)
-    return tuple(t.detach().to(torch.float64).cpu().numpy() for t in _flatten(result, torch))
+    from ..adapters.torch import run_module
 
-
-def _flatten(result: Any, torch: Any) -> list[Any]:
-    if isinstance(result, torch.Tensor):
-        return [result]
-    if isinstance(result, (tuple, list)) and not isinstance(
-        result, torch.nn.utils.rnn.PackedSequence
-    ):
-        return [t for item in result for t in _flatten(item, torch)]
-    raise UnsupportedFeatureError(
-        f"a custom module must return a tensor or (nested) tuples of tensors; got "
-        f"{type(result).__name__}"
-    )
+    return tuple(np.asarray(a, np.float64) for a in run_module(module, [np.asarray(x)]))
 
 
 def _run_pair(halves: tuple[Side, Side], x: np.ndarray, lengths: Any) -> Outputs:

@@ -75,6 +75,8 @@ class TorchFramework(Framework):
                 result = self._call(torch, module, inputs[0], states, lengths)
             if device != "cpu":
                 torch.cuda.synchronize()
+        from ..adapters.torch import flatten
+
         outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in flatten(result))
         return outputs, {**settings, **self._describe(module), "kernel": ops.kernel}
 
@@ -201,13 +203,6 @@ class TorchModuleFramework(TorchFramework):
         if kinds == 1:
             return torch.stack(h)
         return torch.stack(h), torch.stack(states[1::kinds])
-
-
-def flatten(result: Any) -> list[Any]:
-    """The tensors a module returned, in order: ``(output, (h_n, c_n))`` gives three."""
-    if isinstance(result, (tuple, list)):
-        return [tensor for item in result for tensor in flatten(item)]
-    return [result]
 
 
 @contextlib.contextmanager

@@ -34,23 +34,6 @@ from ..reference import run_model_reference
 Runner = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 
 
-def run_port(module: Any, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Run a ported module on numpy inputs (ids as int64, features in its dtype)."""
-    torch = require("torch")
-    dtype = next(module.parameters()).dtype
-    tensors = [
-        torch.as_tensor(np.asarray(x, np.int64 if np.issubdtype(x.dtype, np.integer) else None))
-        for x in inputs
-    ]
-    tensors = [t if not t.is_floating_point() else t.to(dtype) for t in tensors]
-    with torch.no_grad():
-        result = module(*tensors)
-    outputs = result if isinstance(result, tuple) else (result,)
-    from ..adapters.torch import tensor_to_numpy  # bfloat16 too
-
-    return tuple(tensor_to_numpy(output) for output in outputs)
-
-
 def port_graph(
     graph: ModelGraph,
     *,
@@ -93,7 +76,9 @@ def port_graph(
         exact = run_model_reference(graph, inputs)
         noise = measure_noise(graph, inputs, exact=exact)
         reference = exact if expected is None else tuple(expected(inputs))
-        actual = run_port(module, inputs)
+        from ..adapters.torch import run_module
+
+        actual = run_module(module, inputs)
         port_dtype = str(next(module.parameters()).dtype).split(".")[-1]
         names = [f"output {name!r}" for name in graph.outputs]
         result = compare_outputs(
@@ -225,5 +210,4 @@ __all__ = [
     "port_file",
     "port_graph",
     "port_live_model",
-    "run_port",
 ]

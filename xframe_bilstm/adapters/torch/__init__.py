@@ -21,14 +21,16 @@ from __future__ import annotations
 from .explicit import ExplicitRNN
 from .module import KerasRecurrent, canonical_to_torch, run_torch, torch_to_canonical
 from .state_dict import module_from_state_dict
-from .tensors import numpy_to_tensor, tensor_to_numpy
+from .tensors import flatten, numpy_to_tensor, run_module, tensor_to_numpy
 
 __all__ = [
     "ExplicitRNN",
     "KerasRecurrent",
     "canonical_to_torch",
+    "flatten",
     "module_from_state_dict",
     "numpy_to_tensor",
+    "run_module",
     "run_torch",
     "tensor_to_numpy",
     "torch_to_canonical",

@@ -63,3 +63,51 @@ def tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         return tensor.view(torch.int16).numpy().view(_bfloat16_numpy())
     return tensor.numpy()
+
+
+def flatten(result: Any) -> list[torch.Tensor]:
+    """The tensors a module returned, in order: ``(output, (h_n, c_n))`` gives three.
+
+    Example:
+        >>> [t.shape[0] for t in flatten((torch.zeros(1), (torch.zeros(2), torch.zeros(3))))]
+        [1, 2, 3]
+    """
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, (tuple, list)) and not isinstance(
+        result, torch.nn.utils.rnn.PackedSequence
+    ):
+        return [tensor for item in result for tensor in flatten(item)]
+    raise UnsupportedFeatureError(
+        f"a module must return a tensor or (nested) tuples of tensors; got {type(result).__name__}"
+    )
+
+
+def run_module(module: torch.nn.Module, inputs: Any) -> tuple[np.ndarray, ...]:
+    """``module(*inputs)`` on numpy arrays, in inference mode and without gradients.
+
+    Token ids (integer arrays) go in as int64, features in the dtype of the module's
+    parameters and on their device; every submodule's training mode is put back afterwards.
+    Every tensor it returns comes back as numpy, in order (nested tuples flattened).
+
+    Example:
+        >>> run_module(torch.nn.Linear(2, 1, bias=False).double(), [np.zeros((3, 2))])[0].shape
+        (3, 1)
+    """
+    parameter = next(iter(module.parameters()), None)
+    dtype = torch.float32 if parameter is None else parameter.dtype
+    device = None if parameter is None else parameter.device
+    arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    tensors = [
+        numpy_to_tensor(array, torch.int64 if np.asarray(array).dtype.kind in "iu" else dtype)
+        for array in arrays
+    ]
+    modes = {part: part.training for part in module.modules()}
+    module.eval()
+    try:
+        with torch.no_grad():
+            result = module(*(tensor.to(device) for tensor in tensors))
+    finally:
+        for part, training in modes.items():
+            part.train(training)
+    return tuple(tensor_to_numpy(tensor) for tensor in flatten(result))

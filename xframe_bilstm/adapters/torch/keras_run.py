@@ -211,8 +211,10 @@ def _masked_outputs(
         forward, backward = directions
         if return_sequences:  # Keras zeroes masked steps of both halves here
             valid = mask[:, :, None]
-            forward = torch.where(valid, gather_time(forward, counts - 1), 0.0)
-            backward = torch.where(valid, gather_time(backward, counts - 1), 0.0)
+            if steps.destination is not None:  # right padding: valid steps are in place
+                forward, backward = (gather_time(y, counts - 1) for y in (forward, backward))
+            forward = torch.where(valid, forward, 0.0)
+            backward = torch.where(valid, backward, 0.0)
         else:  # the final states: after the last valid step, and after the first
             started = (lengths > 0)[:, None]
             last = gather_time(forward, (lengths - 1)[:, None])[:, 0]

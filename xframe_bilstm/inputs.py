@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .canonical import RecurrentStack, initial_state_count, layer_state_names
+from .canonical import RecurrentStack
 from .errors import WeightShapeError
 from .graph import LayerRecord, ModelGraph
 from .masks import check_lengths, mask_from_lengths
 from .reference import Reading
+from .reference.stack import split_initial_states
 
 # One array for a stack or a one-input graph, a tuple of them for a graph with several.
 Inputs = np.ndarray | tuple[np.ndarray, ...]
@@ -85,25 +86,11 @@ def _stack_inputs(
 def initial_states(
     stack: RecurrentStack, states: Sequence[np.ndarray] | None, x: np.ndarray
 ) -> list[np.ndarray] | None:
-    """The initial states checked against every layer's (batch, units), or None."""
+    """The initial states as float64, checked against every layer's (batch, units)."""
     if states is None:
         return None
-    expected = initial_state_count(stack)
-    if len(states) != expected:
-        raise WeightShapeError(
-            f"initial_states: expected {expected} arrays (every layer's states in Keras "
-            f"order), got {len(states)}"
-        )
     arrays = [real_array(state, "initial_states") for state in states]
-    remaining = list(arrays)
-    for index, layer in enumerate(stack.layers):
-        for name in layer_state_names(layer):
-            state = remaining.pop(0)
-            if state.shape != (x.shape[0], layer.units):
-                raise WeightShapeError(
-                    f"initial_states (layers[{index}] {name}): expected shape "
-                    f"{(x.shape[0], layer.units)} (batch, units), got {state.shape}"
-                )
+    split_initial_states(stack, arrays, int(x.shape[0]), np.float64)
     return arrays
 
 

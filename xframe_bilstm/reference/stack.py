@@ -58,7 +58,7 @@ def run_reference(
     if batch < 1 or steps < 1:
         raise WeightShapeError(f"x: expected at least one batch row and one step, got {x.shape}")
     mask = None if lengths is None else mask_from_lengths(lengths, batch, steps)
-    states = _split_initial_states(stack, initial_states, batch, dtype)
+    states = split_initial_states(stack, initial_states, batch, dtype)
 
     sequence = x
     for index, layer in enumerate(stack.layers):
@@ -76,12 +76,13 @@ def run_reference(
     return outputs + (finals if stack.return_state else ())
 
 
-def _split_initial_states(
+def split_initial_states(
     stack: RecurrentStack,
     initial_states: Sequence[np.ndarray] | None,
     batch: int,
     dtype: type[np.floating] | np.dtype,
 ) -> list[list[np.ndarray]]:
+    """Every layer's initial states (zeros when None), each checked to be (batch, units)."""
     if initial_states is None:
         return [
             [np.zeros((batch, layer.units), dtype) for _ in layer_state_names(layer)]
@@ -102,7 +103,7 @@ def _split_initial_states(
             if state.shape != (batch, layer.units):
                 raise WeightShapeError(
                     f"initial_states (layers[{index}] {name}): expected shape "
-                    f"{(batch, layer.units)}, got {state.shape}"
+                    f"{(batch, layer.units)} (batch, units), got {state.shape}"
                 )
         split.append(chunk)
     return split

@@ -11,7 +11,6 @@ is asked for and offered nowhere is refused, so that a comparison of nothing nev
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from .frameworks.keras import KerasLayerFramework
 from .frameworks.torch import TorchModuleFramework
 from .graph import ModelGraph
 from .reference import Reading
-from .sources import Read, read_source, source_type
+from .sources import Read, describe, name_of, read_source, source_type
 
 Plan = list[tuple[RunSpec, Framework]]
 
@@ -271,7 +270,7 @@ def _read_against(against: Any, reading: Reading) -> Read:
         read = read_source(against)
         if isinstance(read.reading, ModelGraph):
             raise UnsupportedFeatureError(
-                f"against: {_name(against)} is a whole model "
+                f"against: {name_of(against)} is a whole model "
                 f"({', '.join(other_kinds(read.reading))}) where the source is recurrent "
                 "layers; compare models of the same layers"
             )
@@ -284,7 +283,7 @@ def _read_against(against: Any, reading: Reading) -> Read:
         read = read_source(against)
         if read.original is None:
             raise UnsupportedFeatureError(
-                f"against: {_name(against)} was written by Keras 2 (tf_keras): Keras 3 would "
+                f"against: {name_of(against)} was written by Keras 2 (tf_keras): Keras 3 would "
                 "run it with its own layer semantics; load it with tf_keras and compare the "
                 "live model"
             )
@@ -294,7 +293,7 @@ def _read_against(against: Any, reading: Reading) -> Read:
         f"{r.name} ({r.class_name})" for r in reading.layers if r.kind not in ("input", "recurrent")
     )
     raise UnsupportedFeatureError(
-        f"against: {_name(against)} ({lone}) cannot stand for {reading.source}, a whole model "
+        f"against: {name_of(against)} ({lone}) cannot stand for {reading.source}, a whole model "
         f"whose layers {lacking} it lacks; compare a port of the "
         "whole model (keras_to_torch of the model, or an nn.Module of your own that runs "
         "every layer), or compare the recurrent layer alone"
@@ -393,28 +392,9 @@ def _check_against_states(other: RecurrentStack, module: Any, given: int) -> Non
     if given != expected:
         raise WeightShapeError(
             f"initial_states: {given} arrays fit the source, but against "
-            f"({_name(module)}) takes {expected} (every layer's states in Keras "
+            f"({name_of(module)}) takes {expected} (every layer's states in Keras "
             "order); compare models with the same layers, or leave initial_states out"
         )
-
-
-def _name(model: Any) -> str:
-    return os.fspath(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
-
-
-def describe(source: Any, reading: Reading) -> str:
-    """What a report calls the source: its kind, name and what it holds."""
-    if isinstance(reading, ModelGraph):
-        return f"{reading.source} ({len(reading.layers)} layers)"
-    kinds = "+".join(
-        f"{layer.cell}{'' if layer.direction == 'forward' else '/' + layer.direction}"
-        for layer in reading.layers
-    )
-    kind = source_type(source)
-    if kind in ("Keras file", "torch state_dict"):  # name the file, not its Python type
-        return f"{kind} {os.fspath(source)} ({kinds}, units {reading.last.units})"
-    name = getattr(source, "name", None) or type(source).__name__
-    return f"{kind} {name} ({kinds}, units {reading.last.units})"
 
 
 __all__ = ["Plan", "Subject", "parse_paths", "plan_against", "plan_original", "plan_runs"]

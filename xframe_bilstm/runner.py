@@ -32,14 +32,13 @@ from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, vi
 from .planning import (
     Plan,
     Subject,
-    describe,
     outputs_of,
     plan_against,
     plan_original,
     plan_runs,
 )
 from .report import Report, RunRecord
-from .sources import Read, read_source, source_type
+from .sources import Read, describe, read_source, source_type
 
 DEFAULT_BATCH = 4
 DEFAULT_STEPS = 20

@@ -171,6 +171,26 @@ def to_canonical(source: Any) -> RecurrentStack:
     return reading
 
 
+def name_of(model: Any) -> str:
+    """A file by its path, an object by its type."""
+    return os.fspath(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+
+
+def describe(source: Any, reading: Reading) -> str:
+    """What a report calls the source: its kind, name and what it holds."""
+    if isinstance(reading, ModelGraph):
+        return f"{reading.source} ({len(reading.layers)} layers)"
+    kinds = "+".join(
+        f"{layer.cell}{'' if layer.direction == 'forward' else '/' + layer.direction}"
+        for layer in reading.layers
+    )
+    kind = source_type(source)
+    if kind in ("Keras file", "torch state_dict"):  # name the file, not its Python type
+        return f"{kind} {os.fspath(source)} ({kinds}, units {reading.last.units})"
+    name = getattr(source, "name", None) or type(source).__name__
+    return f"{kind} {name} ({kinds}, units {reading.last.units})"
+
+
 def load_keras_file(path: str) -> Any:
     """A Keras 3 model file as Keras 3 loads it (``safe_mode``: no code from the file)."""
     from ._imports import require
@@ -178,4 +198,13 @@ def load_keras_file(path: str) -> Any:
     return require("keras").saving.load_model(path, safe_mode=True)
 
 
-__all__ = ["SOURCE_TYPES", "Read", "framework_of", "read_source", "source_type", "to_canonical"]
+__all__ = [
+    "SOURCE_TYPES",
+    "Read",
+    "describe",
+    "framework_of",
+    "name_of",
+    "read_source",
+    "source_type",
+    "to_canonical",
+]

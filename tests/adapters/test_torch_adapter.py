@@ -334,3 +334,20 @@ def test_wrong_initial_state_count_names_argument() -> None:
     module = canonical_to_torch(random_stack(np.random.default_rng(0), "lstm", 3, 2))
     with pytest.raises(WeightShapeError, match="initial_state: expected 2 tensors"):
         module(torch.zeros(1, 2, 3, dtype=torch.float64), [torch.zeros(1, 2, dtype=torch.float64)])
+
+
+def test_run_module_runs_in_inference_mode_and_puts_each_mode_back() -> None:
+    from xframe_bilstm.adapters.torch import run_module
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5)).double()
+    module.train()
+    module[0].eval()  # a mixed state, as a user may leave it
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    (first,) = run_module(module, [x])
+    (second,) = run_module(module, [x])
+    with torch.no_grad():
+        expected = module[0](torch.from_numpy(x)).numpy()  # dropout is identity at inference
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, expected, rtol=0, atol=0)
+    assert module.training and not module[0].training and module[1].training

@@ -136,7 +136,7 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
     masks: dict[str, str | None] = dict.fromkeys(graph.inputs)
     for record in graph.layers:
         if record.kind != "input":
-            values[record.name], masks[record.name] = _layer(builder, record, values, masks, ranks)
+            values[record.name], masks[record.name] = _layer(builder, record, values, masks)
     outputs = []
     for name in graph.outputs:
         builder.op("Identity", [values[name]], name, output_names=[name])
@@ -177,76 +177,76 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
     return ranks
 
 
+Emitted = tuple[str, str | None]  # a layer's output, and its (B, T) bool mask or None
+
+
 def _layer(
     builder: GraphBuilder,
     record: LayerRecord,
     values: dict[str, str],
     masks: dict[str, str | None],
-    ranks: dict[str, int],
-) -> tuple[str, str | None]:
-    """One layer's output and its mask (B, T) bool, or None."""
-    x, mask, options, prefix = (
-        values[record.inputs[0]],
-        masks[record.inputs[0]],
-        record.options,
-        record.name,
-    )
-    kind = record.kind
-    if kind == "embedding":
-        table = builder.constant(
-            f"{prefix}/embeddings", record.weights["embeddings"].astype(builder.float_dtype)
-        )
-        y = builder.one("Gather", [table, x], prefix, axis=0)
-        if not options["mask_zero"]:
-            return y, None
-        zero = builder.constant("zero_id", np.zeros((), np.int64))
-        padding = builder.one("Equal", [x, zero], f"{prefix}/padding")
-        return y, builder.one("Not", [padding], f"{prefix}/mask")
-    if kind == "masking":
-        value = builder.constant(
-            f"{prefix}/mask_value", np.asarray(options["mask_value"], builder.float_dtype)
-        )
-        differs = builder.one(
-            "Not", [builder.one("Equal", [x, value], f"{prefix}/equal")], f"{prefix}/differs"
-        )
-        differs = builder.one(
-            "Cast", [differs], f"{prefix}/differs_float", to=builder.onnx.TensorProto.FLOAT
-        )
-        new_mask = builder.one(
-            "Cast",
-            [_reduce(builder, "ReduceMax", differs, -1, False, f"{prefix}/any")],
-            f"{prefix}/mask",
-            to=builder.onnx.TensorProto.BOOL,
-        )
-        return _zeroed(builder, new_mask, x, prefix), new_mask
-    if kind == "identity":
-        return builder.one("Identity", [x], prefix), mask
-    if kind == "recurrent":
-        return _recurrent(builder, record, x, mask), mask if options["return_sequences"] else None
-    if kind == "dense":
-        kernel = builder.constant(
-            f"{prefix}/kernel", record.weights["kernel"].astype(builder.float_dtype)
-        )
-        y = builder.one("MatMul", [x, kernel], f"{prefix}/matmul")
-        if "bias" in record.weights:
-            bias = builder.constant(
-                f"{prefix}/bias", record.weights["bias"].astype(builder.float_dtype)
-            )
-            y = builder.one("Add", [y, bias], f"{prefix}/add")
-        return _activate(builder, str(options["activation"]), y, prefix), mask
-    if kind == "activation":
-        return _activate(builder, str(options["activation"]), x, prefix), mask
-    if kind == "flatten":
-        return builder.one("Flatten", [x], prefix, axis=1), None
-    if kind == "reshape":
-        shape = builder.ints(f"{prefix}/shape", [0, *options["target_shape"]])
-        return builder.one("Reshape", [x, shape], prefix), None
-    if kind == "global_pool":
-        return _pool(builder, record, x, mask), None
-    assert kind == "concatenate"
-    tensors = [values[name] for name in record.inputs]
-    y = builder.one("Concat", tensors, prefix, axis=int(options["axis"]))
-    return y, _combined_mask(builder, record, tensors, [masks[name] for name in record.inputs])
+) -> Emitted:
+    """One layer's output and mask, from the outputs and masks of the layers it reads."""
+    if record.kind == "concatenate":
+        tensors = [values[name] for name in record.inputs]
+        y = builder.one("Concat", tensors, record.name, axis=int(record.options["axis"]))
+        return y, _combined_mask(builder, record, tensors, [masks[n] for n in record.inputs])
+    x, mask = values[record.inputs[0]], masks[record.inputs[0]]
+    return _EMITTERS[record.kind](builder, record, x, mask)
+
+
+def _weight(builder: GraphBuilder, record: LayerRecord, key: str) -> str:
+    array = record.weights[key].astype(builder.float_dtype)
+    return builder.constant(f"{record.name}/{key}", array)
+
+
+def _embedding(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    y = builder.one("Gather", [_weight(builder, record, "embeddings"), x], record.name, axis=0)
+    if not record.options["mask_zero"]:
+        return y, None
+    zero = builder.constant("zero_id", np.zeros((), np.int64))
+    padding = builder.one("Equal", [x, zero], f"{record.name}/padding")
+    return y, builder.one("Not", [padding], f"{record.name}/mask")
+
+
+def _masking(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    """A step is valid where any feature differs from ``mask_value``; masked steps are 0."""
+    prefix, types = record.name, builder.onnx.TensorProto
+    value = np.asarray(record.options["mask_value"], builder.float_dtype)
+    equal = builder.one("Equal", [x, builder.constant(f"{prefix}/mask_value", value)], prefix)
+    differs = builder.one("Not", [equal], f"{prefix}/differs")
+    differs = builder.one("Cast", [differs], f"{prefix}/differs_float", to=types.FLOAT)
+    any_differs = _reduce(builder, "ReduceMax", differs, -1, False, f"{prefix}/any")
+    new_mask = builder.one("Cast", [any_differs], f"{prefix}/mask", to=types.BOOL)
+    return _zeroed(builder, new_mask, x, prefix), new_mask
+
+
+def _dense(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    y = builder.one("MatMul", [x, _weight(builder, record, "kernel")], f"{record.name}/matmul")
+    if "bias" in record.weights:
+        y = builder.one("Add", [y, _weight(builder, record, "bias")], f"{record.name}/add")
+    return _activate(builder, str(record.options["activation"]), y, record.name), mask
+
+
+def _reshape(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    shape = builder.ints(f"{record.name}/shape", [0, *record.options["target_shape"]])
+    return builder.one("Reshape", [x, shape], record.name), None
+
+
+_EMITTERS = {
+    "embedding": _embedding,
+    "masking": _masking,
+    "identity": lambda b, r, x, m: (b.one("Identity", [x], r.name), m),
+    "recurrent": lambda b, r, x, m: (
+        _recurrent(b, r, x, m),
+        m if r.options["return_sequences"] else None,
+    ),
+    "dense": _dense,
+    "activation": lambda b, r, x, m: (_activate(b, str(r.options["activation"]), x, r.name), m),
+    "flatten": lambda b, r, x, m: (b.one("Flatten", [x], r.name, axis=1), None),
+    "reshape": _reshape,
+    "global_pool": lambda b, r, x, m: (_pool(b, r, x, m), None),
+}
 
 
 def _zeroed(builder: GraphBuilder, mask: str, x: str, prefix: str) -> str:

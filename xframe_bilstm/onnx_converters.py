@@ -26,7 +26,9 @@ from typing import Any
 from ._imports import require
 from .atomic import write_atomically
 from .canonical import RecurrentStack
-from .sources import to_canonical
+from .errors import UnsupportedFeatureError
+from .graph import ModelGraph
+from .sources import read_source
 
 
 def to_onnx(
@@ -39,16 +41,21 @@ def to_onnx(
     verify: bool = True,
     seed: int = 0,
 ) -> Any:
-    """Export a recurrent layer or stack to an ONNX model of native recurrent nodes.
+    """Export a recurrent layer or stack, or a whole Keras model, to an ONNX model.
 
-    The graph takes ``x`` (B, T, D) float32 (B and T dynamic) and returns what the Keras
-    form of ``source`` returns, named by :func:`~xframe_bilstm.canonical.output_names`
-    (``output``, or ``output_forward``/``output_backward`` for ``merge_mode=None``, then
-    the states ``h``, ``c``, ``h_forward``, ...). Its weights are float32.
+    For recurrent layers, the graph of native recurrent nodes takes ``x`` (B, T, D)
+    float32 (B and T dynamic) and returns what the Keras form of ``source`` returns, named
+    by :func:`~xframe_bilstm.canonical.output_names` (``output``, or
+    ``output_forward``/``output_backward`` for ``merge_mode=None``, then the states ``h``,
+    ``c``, ``h_forward``, ...). A whole Keras model (``Embedding``, ``Masking``, ``Dense``,
+    merges... around its recurrent layers) becomes a graph of standard operators
+    (:func:`~xframe_bilstm.adapters.onnx.graph_to_onnx`) whose inputs and outputs are the
+    model's, by name; its masks work as Keras's do, padding on any side. Weights are
+    float32.
 
     Args:
-        source: anything :func:`~xframe_bilstm.sources.to_canonical` accepts: a Keras
-            layer or ``Sequential``, a torch module, a ``RecurrentStack``.
+        source: a Keras layer, ``Sequential`` or model, a torch module, a
+            ``RecurrentStack``, or the path of a ``.keras``/``.h5`` model or state_dict.
         path: where to write the model, atomically (a temporary file, then ``os.replace``).
         opset: default-domain opset, 7 or newer; default the newest the installed
             onnxruntime loads. ``go_backwards`` layers whose sequence is used need 10, and
@@ -64,7 +71,9 @@ def to_onnx(
             and the graph on onnxruntime on one seeded input, with random initial states
             and lengths where the graph takes them and the source does (a Keras
             ``Sequential`` takes no initial states, a native ``nn.LSTM`` no lengths), and
-            raise if they disagree. Needs onnxruntime.
+            raise if they disagree. A whole model is checked on seeded inputs with right-
+            and left-padded rows against the model as Keras runs it (a Keras 3 file as
+            Keras loads it; the float64 reference where Keras cannot). Needs onnxruntime.
         seed: seed of that input.
 
     Returns:
@@ -72,7 +81,9 @@ def to_onnx(
 
     Raises:
         UnsupportedFeatureError: an activation ONNX recurrent nodes lack (selu, silu,
-            exponential), a stateful stack, or an opset too old for what is asked.
+            exponential), a stateful stack, or an opset too old for what is asked; for a
+            whole model, each layer not exported (naming it and its class), and
+            ``with_initial_states``/``with_lengths``.
         ToleranceExceededError: with ``verify``, the graph computes something else than
             the source.
         FrameworkUnavailableError: with ``verify``, onnxruntime is not installed.
@@ -87,8 +98,18 @@ def to_onnx(
     onnx = require("onnx")
     from .adapters import onnx as onnx_adapter
 
-    stack = to_canonical(source)
+    read = read_source(source)
     chosen = onnx_adapter.newest_runtime_opset() if opset is None else int(opset)
+    if isinstance(read.reading, ModelGraph):
+        model = _whole_model_to_onnx(read, chosen, with_initial_states, with_lengths)
+        if verify:
+            from .onnx_verify import check_graph_export
+
+            check_graph_export(source, read, model, seed=seed)
+        if path is not None:
+            write_atomically(path, model.SerializeToString())
+        return model
+    stack = read.reading
     model = onnx_adapter.canonical_to_onnx(
         stack, opset=chosen, with_initial_states=with_initial_states, with_lengths=with_lengths
     )
@@ -107,6 +128,27 @@ def to_onnx(
     if path is not None:
         # Readers see the old file or the whole new one, never a part.
         write_atomically(path, model.SerializeToString())
+    return model
+
+
+def _whole_model_to_onnx(
+    read: Any, opset: int, with_initial_states: bool, with_lengths: bool
+) -> Any:
+    """A whole model's graph of standard operators, checked by onnx."""
+    onnx = require("onnx")
+    from .adapters.onnx import graph_to_onnx
+
+    graph = read.reading
+    options = (("with_initial_states", with_initial_states), ("with_lengths", with_lengths))
+    asked = [f"{name}=True" for name, value in options if value]
+    if asked:
+        raise UnsupportedFeatureError(
+            f"{' and '.join(asked)}: {graph.source} is a whole model, whose recurrent layers "
+            "start from zero states and whose masks come from its inputs' values "
+            "(Embedding(mask_zero=True), Masking); export it without"
+        )
+    model = graph_to_onnx(graph, opset=opset)
+    onnx.checker.check_model(model, full_check=True)
     return model
 
 

@@ -3,6 +3,8 @@
 - :func:`check_export`: the source in its own framework (a Keras layer's call, a torch
   module's forward, the float64 reference for a :class:`RecurrentStack` or a Keras file read
   without Keras) against the exported graph on onnxruntime.
+- :func:`check_graph_export`: a whole Keras model as Keras runs it against its exported
+  graph on onnxruntime.
 - :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
 - :func:`check_keras_import`: onnxruntime on the given graph against the Keras layer.
 - :func:`check_canonical_import`: the same against the float64 reference of the stack read.
@@ -76,6 +78,54 @@ def check_export(
     names = output_names(stack)[: len(expected)]
     _raise_unless_close(
         names, expected, actual, tolerance, f"{original.label} vs its ONNX graph on onnxruntime"
+    )
+
+
+def check_graph_export(source: Any, read: Any, model: Any, *, seed: int) -> None:
+    """Raise unless ``model`` on onnxruntime computes what the whole model ``read`` computes.
+
+    The original is the live Keras model's call, or a Keras 3 file as Keras loads it; a
+    Keras 2 file, or one Keras cannot load or run here, is checked against the float64
+    reference. The inputs have right- and left-padded rows
+    (:func:`~xframe_bilstm.inputs.example_inputs`); the bound is the model's float32 noise
+    on them, scaled to the Keras model's compute dtype when that is coarser.
+    """
+    from .adapters.onnx.runtime import graph_feeds
+    from .adapters.onnx.verify import RuntimeSession
+    from .inputs import example_inputs
+    from .reference import run_model_reference
+
+    graph = read.reading
+    inputs = example_inputs(graph, seed=seed)
+    exact = run_model_reference(graph, inputs)
+    expected, epsilon, label = (
+        exact,
+        _epsilon("float64"),
+        f"the float64 reference of {graph.source}",
+    )
+    if read.framework == "keras":
+        from .adapters.keras import compute_dtype, register_keras_activations
+        from .models.port import call_keras_model
+
+        from_file = isinstance(source, (str, os.PathLike))
+        register_keras_activations()  # Keras 2's hard sigmoid, as torch_to_keras saves it
+        try:
+            keras_model = read.original()
+            expected = call_keras_model(keras_model, inputs)
+        except Exception as error:  # Keras's own failure to load a file: say so, fall back
+            if not from_file:
+                raise
+            label += f" (Keras could not load or run it: {type(error).__name__}: {error})"
+        else:
+            epsilon = _epsilon(compute_dtype(keras_model))
+            label = f"{graph.source} as Keras {'loads and ' if from_file else ''}runs it"
+    session = RuntimeSession(model)
+    actual = session.run(graph_feeds(session.proto, tuple(inputs)))
+    noise = measure_noise(graph, inputs, exact=exact)
+    tolerance = noise.tolerance(max(_FLOAT32_EPSILON, epsilon))
+    names = [f"output {name!r}" for name in graph.outputs]
+    _raise_unless_close(
+        names, expected, actual, tolerance, f"{label} vs its ONNX graph on onnxruntime"
     )
 
 

@@ -79,6 +79,7 @@ def test_given_ids_and_lengths_reach_every_run(tagger: Path) -> None:
         "reference[cpu,float64]",
         "torch[cpu,float32]",
         "torch[cpu,float64]",
+        "onnxruntime[cpu,float32]",  # our ONNX export of the whole model
         "torch[cpu,float32]@against",
         "torch[cpu,float64]@against",
         "keras[cpu,float32]@original",  # the file, loaded by Keras itself
@@ -132,8 +133,8 @@ def test_float_features_are_padded_with_the_masking_value(tmp_path: Path) -> Non
 
 
 def test_what_a_whole_model_cannot_run_is_refused(tagger: Path) -> None:
-    with pytest.raises(UnsupportedFeatureError, match=r"\['onnxruntime'\] cannot run a whole"):
-        compare(str(tagger), frameworks=["torch", "onnxruntime"])
+    with pytest.raises(UnsupportedFeatureError, match=r"\['torch-onnx'\] cannot run a whole"):
+        compare(str(tagger), frameworks=["torch", "torch-onnx"])
     with pytest.raises(UnsupportedFeatureError, match="float32 and float64, got"):
         compare(str(tagger), frameworks=["torch"], dtypes=["float16"])
     with pytest.raises(UnsupportedFeatureError, match="initial_states"):
@@ -164,4 +165,8 @@ def test_a_file_keras_cannot_load_fails_its_keras_run_only(tagger: Path, tmp_pat
     assert runs["torch[cpu,float32]"] is None
     assert runs["keras[cpu,float32]@original"]  # Keras's own message
     assert not bool(report)
-    assert [pair.label for pair in report.pairs] == ["torch[cpu,float32] vs reference[cpu,float64]"]
+    assert [pair.label for pair in report.pairs] == [
+        "torch[cpu,float32] vs reference[cpu,float64]",
+        "onnxruntime[cpu,float32] vs reference[cpu,float64]",
+        "onnxruntime[cpu,float32] vs torch[cpu,float32]",
+    ]

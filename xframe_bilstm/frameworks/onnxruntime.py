@@ -1,5 +1,5 @@
-"""onnxruntime as a framework: our own ONNX export of the stack, run on CPU or CUDA
-(in a session as every ONNX column runs one: :mod:`~xframe_bilstm.frameworks.onnx_session`).
+"""onnxruntime as a framework: our own ONNX export of the stack or whole model, run on CPU
+or CUDA (in a session as every ONNX column runs one: :mod:`~xframe_bilstm.frameworks.onnx_session`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack
+from ..graph import ModelGraph
+from ..inputs import as_list
 from ..reference import Reading
 from .base import Framework, RunSpec
 from .onnx_session import (
@@ -23,7 +25,8 @@ from .onnx_session import (
 
 
 class OnnxruntimeFramework(Framework):
-    """Our exporter (:func:`~xframe_bilstm.adapters.onnx.canonical_to_onnx`) on onnxruntime."""
+    """Our exporters (:func:`~xframe_bilstm.adapters.onnx.canonical_to_onnx`, and
+    :func:`~xframe_bilstm.adapters.onnx.graph_to_onnx` for whole models) on onnxruntime."""
 
     name = "onnxruntime"
     module = "onnxruntime"
@@ -43,6 +46,13 @@ class OnnxruntimeFramework(Framework):
     def versions(self) -> dict[str, str]:
         return onnxruntime_versions()
 
+    def supports(self, reading: Reading) -> str | None:
+        if isinstance(reading, RecurrentStack):
+            return None
+        from ..adapters.onnx.graph_export import GRAPH_OPSET, graph_export_refusal
+
+        return graph_export_refusal(reading, GRAPH_OPSET)
+
     def run(
         self,
         stack: Reading,
@@ -52,19 +62,24 @@ class OnnxruntimeFramework(Framework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        assert isinstance(stack, RecurrentStack)  # supports() refuses graphs
         onnx = require("onnx")
-        from ..adapters.onnx import canonical_to_onnx, newest_runtime_opset
+        from ..adapters.onnx import canonical_to_onnx, graph_to_onnx, newest_runtime_opset
 
-        model = canonical_to_onnx(
-            stateless(stack),
-            opset=newest_runtime_opset(),
-            with_initial_states=initial_states is not None,
-            with_lengths=lengths is not None,
-            dtype=spec.dtype,
-        )
+        opset = newest_runtime_opset()
+        if isinstance(stack, ModelGraph):  # feeds: one array per model input
+            model = graph_to_onnx(stack, opset=opset, dtype=spec.dtype)
+            x, exporter = tuple(as_list(x)), "graph_to_onnx"
+        else:
+            model = canonical_to_onnx(
+                stateless(stack),
+                opset=opset,
+                with_initial_states=initial_states is not None,
+                with_lengths=lengths is not None,
+                dtype=spec.dtype,
+            )
+            exporter = "canonical_to_onnx"
         onnx.checker.check_model(model, full_check=True)
         outputs, settings = run_model(
             model, x, spec, initial_states=initial_states, lengths=lengths
         )
-        return outputs, {"exporter": "xframe_bilstm canonical_to_onnx", **settings}
+        return outputs, {"exporter": f"xframe_bilstm {exporter}", **settings}

@@ -7,6 +7,8 @@ One module per job:
   their alpha and beta, graph input names, opset floors).
 - :mod:`.builder` and :mod:`.export`: canonical stack to ``onnx.ModelProto``
   (:func:`canonical_to_onnx`), built from the weights, not traced.
+- :mod:`.graph_export` and :mod:`.masked`: a whole model (``ModelGraph``) to standard
+  operators (:func:`graph_to_onnx`), recurrent layers under Keras masks included.
 - :mod:`.runtime`: the newest opset onnxruntime loads, loading models, :func:`run_onnxruntime`.
 - :mod:`.nodes`: reading node attributes, constants and recurrent nodes
   (:func:`read_recurrent_node`).
@@ -27,6 +29,7 @@ Rules of this package:
 from __future__ import annotations
 
 from .export import canonical_to_onnx
+from .graph_export import graph_to_onnx
 from .importer import graph_to_canonical
 from .interpreter import GLUE_OPS, onnx_module
 from .nodes import (
@@ -61,6 +64,7 @@ __all__ = [
     "describe_node",
     "graph_feeds",
     "graph_to_canonical",
+    "graph_to_onnx",
     "initial_state_input_names",
     "load_model",
     "newest_runtime_opset",

@@ -46,7 +46,7 @@ from .vocabulary import (
 )
 
 # Float dtypes the exporter writes, by the name of their onnx.TensorProto type.
-_FLOAT_TYPES = {"float32": "FLOAT", "float16": "FLOAT16"}
+FLOAT_TYPES = {"float32": "FLOAT", "float16": "FLOAT16"}
 
 
 def _onnx_weights(
@@ -186,10 +186,10 @@ def canonical_to_onnx(
     """
     onnx = require("onnx")
     _check_exportable(stack, opset, with_lengths)
-    if dtype not in _FLOAT_TYPES:
-        raise UnsupportedFeatureError(f"dtype={dtype!r}: expected one of {sorted(_FLOAT_TYPES)}")
+    if dtype not in FLOAT_TYPES:
+        raise UnsupportedFeatureError(f"dtype={dtype!r}: expected one of {sorted(FLOAT_TYPES)}")
     graph = GraphBuilder(onnx, opset, np.dtype(dtype))
-    float_type = getattr(onnx.TensorProto, _FLOAT_TYPES[dtype])
+    float_type = getattr(onnx.TensorProto, FLOAT_TYPES[dtype])
     int_type = onnx.TensorProto.INT32
     value_info = onnx.helper.make_tensor_value_info
     inputs = [value_info(X_INPUT, float_type, ["batch", "time", stack.input_size])]
@@ -206,7 +206,7 @@ def canonical_to_onnx(
         count = len(layer_state_names(layer))
         layer_states, remaining_states = remaining_states[:count], remaining_states[count:]
         is_last = index == len(stack.layers) - 1
-        results = _export_layer(
+        results = export_layer(
             graph,
             layer,
             f"layer{index}",
@@ -253,7 +253,7 @@ def _output_shapes(stack: RecurrentStack) -> list[list[Any]]:
 
 
 @dataclass(frozen=True)
-class _NodeOutputs:
+class NodeOutputs:
     """What one exported recurrent node produced."""
 
     y: str  # (T, dirs, B, H)
@@ -261,7 +261,7 @@ class _NodeOutputs:
     y_c: str | None  # (dirs, B, H), LSTM only
 
 
-def _export_layer(
+def export_layer(
     graph: GraphBuilder,
     layer: RecurrentLayer,
     prefix: str,
@@ -272,15 +272,15 @@ def _export_layer(
     return_sequences: bool,
     keep_padding: bool,
 ) -> tuple[Any, ...]:
-    """One layer: (output(s) (T, B, F) or (B, F) ..., then its _NodeOutputs)."""
-    node = _recurrent_node(graph, layer, prefix, sequence, states, lengths)
+    """One layer: (output(s) (T, B, F) or (B, F) ..., then its NodeOutputs)."""
+    node = recurrent_node(graph, layer, prefix, sequence, states, lengths)
     directions = len(layer.weights)
     if not return_sequences:
         finals = [
             graph.one("Gather", [node.y_h, graph.scalar_index(d)], f"{prefix}/h{d}", axis=0)
             for d in range(directions)
         ]  # each (B, H)
-        return (*_merge(graph, layer, prefix, finals, feature_axis=1), node)
+        return (*merge_directions(graph, layer, prefix, finals, feature_axis=1), node)
     if directions == 1:
         # (T, 1, B, H) -> (T, B, H)
         y = graph.one(
@@ -292,7 +292,7 @@ def _export_layer(
             # ONNX "reverse" outputs are aligned with input time; Keras's go_backwards keeps
             # processing order. With lengths too, the full flip is right: ONNX leaves zeros
             # past each length, which become the zeros Keras outputs before its first step.
-            return _reverse_time(graph, y, prefix), node
+            return reverse_time(graph, y, prefix), node
         if lengths is not None and keep_padding and not layer.zero_masked_outputs:
             return _carry_last_valid(graph, y, node.y_h, lengths, prefix), node
         return y, node
@@ -307,10 +307,10 @@ def _export_layer(
         graph.one("Gather", [node.y, graph.scalar_index(d)], f"{prefix}/y{d}", axis=1)
         for d in range(2)
     ]  # each (T, B, H)
-    return (*_merge(graph, layer, prefix, halves, feature_axis=2), node)
+    return (*merge_directions(graph, layer, prefix, halves, feature_axis=2), node)
 
 
-def _merge(
+def merge_directions(
     graph: GraphBuilder, layer: RecurrentLayer, prefix: str, parts: list[str], *, feature_axis: int
 ) -> tuple[str, ...]:
     if len(parts) == 1 or layer.merge_mode is None:
@@ -328,7 +328,7 @@ def _merge(
 
 
 def _layer_finals(
-    graph: GraphBuilder, layer: RecurrentLayer, prefix: str, node: _NodeOutputs
+    graph: GraphBuilder, layer: RecurrentLayer, prefix: str, node: NodeOutputs
 ) -> list[str]:
     """The layer's final states (B, H) in Keras order: h, c per direction."""
     finals = []
@@ -346,14 +346,14 @@ def _layer_finals(
     return finals
 
 
-def _recurrent_node(
+def recurrent_node(
     graph: GraphBuilder,
     layer: RecurrentLayer,
     prefix: str,
     sequence: str,
     states: Sequence[str],
     lengths: str | None,
-) -> _NodeOutputs:
+) -> NodeOutputs:
     w, r, b = _onnx_weights(layer, graph.float_dtype)
     directions = len(layer.weights)
     inputs = [
@@ -403,18 +403,18 @@ def _recurrent_node(
         output_names=[graph.name(f"{prefix}/{n}") for n in ("Y", "Y_h", "Y_c")[:count]],
         **attributes,
     )
-    return _NodeOutputs(names[0], names[1], names[2] if count == 3 else None)
+    return NodeOutputs(names[0], names[1], names[2] if count == 3 else None)
 
 
-def _reverse_time(graph: GraphBuilder, sequence: str, prefix: str) -> str:
-    """Flip (T, B, F) along time: Slice from the last step backwards with step -1."""
+def reverse_time(graph: GraphBuilder, sequence: str, prefix: str, axis: int = 0) -> str:
+    """Flip ``sequence`` along its time ``axis``: Slice from the last step back, step -1."""
     return graph.one(
         "Slice",
         [
             sequence,
             graph.ints("start_last", [-1]),
             graph.ints("end_before_first", [np.iinfo(np.int64).min]),
-            graph.ints("axis0", [0]),
+            graph.ints(f"axis{axis}", [axis]),
             graph.ints("step_back", [-1]),
         ],
         f"{prefix}/processing_order",

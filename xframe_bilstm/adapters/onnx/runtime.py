@@ -143,7 +143,7 @@ def run_onnxruntime(
 
 def graph_feeds(
     model: Any,
-    x: np.ndarray,
+    x: np.ndarray | tuple[np.ndarray, ...],
     *,
     initial_states: Sequence[np.ndarray] | None = None,
     lengths: Sequence[int] | np.ndarray | None = None,
@@ -152,17 +152,17 @@ def graph_feeds(
 
     The first graph input (that is not an initializer) takes ``x``; an input named
     ``lengths`` takes ``lengths`` (the full length when not given); the others are (B, H)
-    initial states in Keras order, fed zeros when ``initial_states`` is None.
+    initial states in Keras order, fed zeros when ``initial_states`` is None. A tuple ``x``
+    holds one array per graph input, in graph order (a whole model's inputs, as
+    :func:`~xframe_bilstm.adapters.onnx.graph_export.graph_to_onnx` names them).
 
     Raises:
-        WeightShapeError: ``x`` not (B, T, D); a count of states or lengths that do not fit.
+        WeightShapeError: ``x`` not (B, T, D), or not one array per graph input; a count of
+            states or lengths that do not fit.
         UnsupportedFeatureError: ``lengths`` for a graph without a ``lengths`` input.
     """
     onnx = require("onnx")
     proto = load_model(model)
-    x = np.asarray(x)
-    if x.ndim != 3:
-        raise WeightShapeError(f"x: expected shape (batch, time, features), got {x.shape}")
     initializers = {i.name for i in proto.graph.initializer}
     graph_inputs = [i for i in proto.graph.input if i.name not in initializers]
     dtypes = {
@@ -170,6 +170,13 @@ def graph_feeds(
         for i in graph_inputs
     }
     names = [i.name for i in graph_inputs]
+    if isinstance(x, tuple):
+        if len(x) != len(names):
+            raise WeightShapeError(f"x: the graph takes {names}, got {len(x)} arrays")
+        return {name: np.asarray(a).astype(dtypes[name]) for name, a in zip(names, x)}
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise WeightShapeError(f"x: expected shape (batch, time, features), got {x.shape}")
     feeds: dict[str, np.ndarray] = {names[0]: x.astype(dtypes[names[0]])}
     state_inputs = [i for i in graph_inputs[1:] if i.name != LENGTHS_INPUT]
     if initial_states is not None:

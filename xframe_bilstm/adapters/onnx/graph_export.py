@@ -1,0 +1,357 @@
+"""Whole models (a :class:`~xframe_bilstm.graph.ModelGraph`) to ONNX models of standard
+operators, computing what :mod:`xframe_bilstm.reference.graph` computes.
+
+``Embedding`` is ``Gather``; ``Dense`` is ``MatMul`` and ``Add`` and its activation;
+``Masking`` and ``Embedding(mask_zero=True)`` make a (B, T) bool mask that follows the Keras
+rules of :mod:`xframe_bilstm.graph`; recurrent layers are native ``LSTM``/``GRU``/``RNN``
+nodes (:func:`~xframe_bilstm.adapters.onnx.export.export_layer`), under a mask as
+:mod:`.masked` runs them. Graph inputs and outputs are named after the model's, batch and
+time dynamic; token ids are int64. onnx is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..._imports import require
+from ...errors import UnsupportedFeatureError
+from ...graph import LayerRecord, ModelGraph, mask_traps
+from .builder import GraphBuilder
+from .export import FLOAT_TYPES, export_layer
+from .masked import masked_recurrent
+from .vocabulary import ONNX_ACTIVATIONS, ir_version
+
+# CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.
+GRAPH_OPSET = 13
+# From this opset on, ReduceMax and ReduceMean take their axes as an input.
+_REDUCE_AXES_INPUT = 18
+
+# Keras activations (canonical names) as one ONNX operator and its attributes.
+_SELU = {"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}
+_ACTIVATION_OPS: dict[str, tuple[str, dict[str, Any]]] = {
+    "tanh": ("Tanh", {}),
+    "sigmoid": ("Sigmoid", {}),
+    "relu": ("Relu", {}),
+    "hard_sigmoid_keras3": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),
+    "hard_sigmoid_keras2": ("HardSigmoid", {"alpha": 0.2, "beta": 0.5}),
+    "linear": ("Identity", {}),
+    "softsign": ("Softsign", {}),
+    "softplus": ("Softplus", {}),
+    "elu": ("Elu", {"alpha": 1.0}),
+    "selu": ("Selu", _SELU),
+    "exponential": ("Exp", {}),
+    "softmax": ("Softmax", {"axis": -1}),
+}
+
+
+def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
+    """Why :func:`graph_to_onnx` cannot export ``graph`` at ``opset``, or None when it can.
+
+    Example:
+        >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
+        ...     options={"shape": (None, 3), "dtype": "float32"}),), ("x",), ("x",))
+        >>> graph_export_refusal(graph, 11)
+        'opset=11: a whole model exports from opset 13 on (CumSum, ScatterElements)'
+    """
+    if opset < GRAPH_OPSET:
+        return (
+            f"opset={opset}: a whole model exports from opset {GRAPH_OPSET} on "
+            "(CumSum, ScatterElements)"
+        )
+    refusals = [message for _, message, refused in mask_traps(graph) if refused]
+    ranks = _ranks(graph)
+    for record in graph.layers:
+        where = f"layer {record.name!r} ({record.class_name})"
+        activation = record.options.get("activation")
+        if record.kind in ("dense", "activation") and activation not in (*_ACTIVATION_OPS, "silu"):
+            refusals.append(f"{where}: activation {activation!r} has no ONNX export")
+        if record.kind == "recurrent":
+            layer = record.recurrent
+            assert layer is not None
+            if layer.direction == "bidirectional" and layer.merge_mode is None:
+                refusals.append(
+                    f"{where}: merge_mode=None returns two tensors; export merged outputs"
+                )
+            used = (layer.activation, layer.recurrent_activation)
+            missing = sorted({name for name in used if name and name not in ONNX_ACTIVATIONS})
+            if missing:
+                refusals.append(
+                    f"{where}: activation {missing} has no ONNX recurrent "
+                    f"activation; supported: {sorted(ONNX_ACTIVATIONS)}"
+                )
+        masked = record.kind == "concatenate" and any(map(graph.masked, record.inputs))
+        if masked and (ranks[record.name] != 3 or int(record.options["axis"]) not in (-1, 2)):
+            refusals.append(
+                f"{where}: axis={record.options['axis']} of masked rank-"
+                f"{ranks[record.name]} tensors; only masked sequences joined along "
+                "their features are exported"
+            )
+    return f"{graph.source}: " + "; ".join(refusals) if refusals else None
+
+
+def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> Any:
+    """Build an ONNX model computing what the Keras model ``graph`` describes computes.
+
+    Args:
+        graph: the model.
+        opset: default-domain opset, at least :data:`GRAPH_OPSET`.
+        dtype: ``"float32"`` or ``"float16"``: the weights, float inputs and outputs.
+
+    Returns:
+        An ``onnx.ModelProto`` (not yet checked) whose inputs are the model's inputs (token
+        ids read by an ``Embedding`` as int64) and whose outputs are its outputs.
+
+    Raises:
+        UnsupportedFeatureError: naming each layer (and its class) that is not exported.
+
+    Example:
+        >>> graph = ModelGraph("m", (
+        ...     LayerRecord("x", "input", "InputLayer", options={"shape": (2,), "dtype": "f"}),
+        ...     LayerRecord("act", "activation", "Activation", ("x",), {"activation": "softmax"})),
+        ...     inputs=("x",), outputs=("act",))
+        >>> model = graph_to_onnx(graph, opset=17)
+        >>> [n.op_type for n in model.graph.node], [o.name for o in model.graph.output]
+        (['Softmax', 'Identity'], ['act'])
+    """
+    onnx = require("onnx")
+    refusal = graph_export_refusal(graph, opset)
+    if refusal:
+        raise UnsupportedFeatureError(refusal)
+    if dtype not in FLOAT_TYPES:
+        raise UnsupportedFeatureError(f"dtype={dtype!r}: expected one of {sorted(FLOAT_TYPES)}")
+    builder = GraphBuilder(onnx, opset, np.dtype(dtype))
+    float_type = getattr(onnx.TensorProto, FLOAT_TYPES[dtype])
+    for name in (*graph.inputs, *graph.outputs):
+        builder.name(name)  # the interface's names stay free of internal tensors
+    ranks = _ranks(graph)
+    inputs = []
+    for name in graph.inputs:
+        shape = graph.layer(name).options["shape"]
+        dims = ["batch", *("time" if i == 0 and s is None else s for i, s in enumerate(shape))]
+        kind = onnx.TensorProto.INT64 if _reads_ids(graph, name) else float_type
+        inputs.append(onnx.helper.make_tensor_value_info(name, kind, dims))
+    values: dict[str, str] = {name: name for name in graph.inputs}
+    masks: dict[str, str | None] = dict.fromkeys(graph.inputs)
+    for record in graph.layers:
+        if record.kind != "input":
+            values[record.name], masks[record.name] = _layer(builder, record, values, masks)
+    outputs = []
+    for name in graph.outputs:
+        builder.op("Identity", [values[name]], name, output_names=[name])
+        dims = ["batch", *[None] * (ranks[name] - 1)]
+        outputs.append(onnx.helper.make_tensor_value_info(name, float_type, dims))
+    onnx_graph = onnx.helper.make_graph(
+        builder.nodes, graph.name, inputs, outputs, initializer=builder.initializers
+    )
+    return onnx.helper.make_model(
+        onnx_graph,
+        opset_imports=[onnx.helper.make_opsetid("", opset)],
+        ir_version=ir_version(onnx, opset),
+        producer_name="xframe_bilstm",
+    )
+
+
+def _reads_ids(graph: ModelGraph, name: str) -> bool:
+    return any(r.kind == "embedding" and name in r.inputs for r in graph.layers)
+
+
+def _ranks(graph: ModelGraph) -> dict[str, int]:
+    """Each layer's output rank, batch axis included."""
+    ranks: dict[str, int] = {}
+    for record in graph.layers:
+        options = record.options
+        rank = ranks[record.inputs[0]] if record.inputs else 1 + len(options["shape"])
+        if record.kind == "embedding":
+            rank += 1
+        elif record.kind == "recurrent":
+            rank = 3 if options["return_sequences"] else 2
+        elif record.kind == "flatten":
+            rank = 2
+        elif record.kind == "reshape":
+            rank = 1 + len(options["target_shape"])
+        elif record.kind == "global_pool" and not options["keepdims"]:
+            rank -= 1
+        ranks[record.name] = rank
+    return ranks
+
+
+Emitted = tuple[str, str | None]  # a layer's output, and its (B, T) bool mask or None
+
+
+def _layer(
+    builder: GraphBuilder,
+    record: LayerRecord,
+    values: dict[str, str],
+    masks: dict[str, str | None],
+) -> Emitted:
+    """One layer's output and mask, from the outputs and masks of the layers it reads."""
+    if record.kind == "concatenate":
+        tensors = [values[name] for name in record.inputs]
+        y = builder.one("Concat", tensors, record.name, axis=int(record.options["axis"]))
+        return y, _combined_mask(builder, record, tensors, [masks[n] for n in record.inputs])
+    x, mask = values[record.inputs[0]], masks[record.inputs[0]]
+    return _EMITTERS[record.kind](builder, record, x, mask)
+
+
+def _weight(builder: GraphBuilder, record: LayerRecord, key: str) -> str:
+    array = record.weights[key].astype(builder.float_dtype)
+    return builder.constant(f"{record.name}/{key}", array)
+
+
+def _embedding(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    y = builder.one("Gather", [_weight(builder, record, "embeddings"), x], record.name, axis=0)
+    if not record.options["mask_zero"]:
+        return y, None
+    zero = builder.constant("zero_id", np.zeros((), np.int64))
+    padding = builder.one("Equal", [x, zero], f"{record.name}/padding")
+    return y, builder.one("Not", [padding], f"{record.name}/mask")
+
+
+def _masking(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    """A step is valid where any feature differs from ``mask_value``; masked steps are 0."""
+    prefix, types = record.name, builder.onnx.TensorProto
+    value = np.asarray(record.options["mask_value"], builder.float_dtype)
+    equal = builder.one("Equal", [x, builder.constant(f"{prefix}/mask_value", value)], prefix)
+    differs = builder.one("Not", [equal], f"{prefix}/differs")
+    differs = builder.one("Cast", [differs], f"{prefix}/differs_float", to=types.FLOAT)
+    any_differs = _reduce(builder, "ReduceMax", differs, -1, False, f"{prefix}/any")
+    new_mask = builder.one("Cast", [any_differs], f"{prefix}/mask", to=types.BOOL)
+    return _zeroed(builder, new_mask, x, prefix), new_mask
+
+
+def _dense(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    y = builder.one("MatMul", [x, _weight(builder, record, "kernel")], f"{record.name}/matmul")
+    if "bias" in record.weights:
+        y = builder.one("Add", [y, _weight(builder, record, "bias")], f"{record.name}/add")
+    return _activate(builder, str(record.options["activation"]), y, record.name), mask
+
+
+def _reshape(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    shape = builder.ints(f"{record.name}/shape", [0, *record.options["target_shape"]])
+    return builder.one("Reshape", [x, shape], record.name), None
+
+
+_EMITTERS = {
+    "embedding": _embedding,
+    "masking": _masking,
+    "identity": lambda b, r, x, m: (b.one("Identity", [x], r.name), m),
+    "recurrent": lambda b, r, x, m: (
+        _recurrent(b, r, x, m),
+        m if r.options["return_sequences"] else None,
+    ),
+    "dense": _dense,
+    "activation": lambda b, r, x, m: (_activate(b, str(r.options["activation"]), x, r.name), m),
+    "flatten": lambda b, r, x, m: (b.one("Flatten", [x], r.name, axis=1), None),
+    "reshape": _reshape,
+    "global_pool": lambda b, r, x, m: (_pool(b, r, x, m), None),
+}
+
+
+def _zeroed(builder: GraphBuilder, mask: str, x: str, prefix: str) -> str:
+    """``x`` (B, T, F) with its masked steps set to zero."""
+    keep = builder.one("Unsqueeze", [mask, builder.ints("axes2", [2])], f"{prefix}/mask3")
+    zero = builder.constant("zero_float", np.zeros((), builder.float_dtype))
+    return builder.one("Where", [keep, x, zero], prefix)
+
+
+def _reduce(builder: GraphBuilder, op: str, x: str, axis: int, keepdims: bool, hint: str) -> str:
+    """``op`` over one axis, with the axes as an attribute or an input as ``op`` takes them."""
+    since = 13 if op == "ReduceSum" else _REDUCE_AXES_INPUT
+    keep = int(keepdims)
+    if builder.opset >= since:
+        return builder.one(op, [x, builder.ints(f"axes{axis}", [axis])], hint, keepdims=keep)
+    return builder.one(op, [x], hint, axes=[axis], keepdims=keep)
+
+
+def _activate(builder: GraphBuilder, name: str, x: str, prefix: str) -> str:
+    if name == "linear":
+        return builder.one("Identity", [x], prefix)
+    if name == "silu":
+        return builder.one("Mul", [x, builder.one("Sigmoid", [x], f"{prefix}/sigmoid")], prefix)
+    op, attributes = _ACTIVATION_OPS[name]
+    return builder.one(op, [x], prefix, **attributes)
+
+
+def _recurrent(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> str:
+    layer = record.recurrent
+    assert layer is not None
+    return_sequences = bool(record.options["return_sequences"])
+    if mask is not None:  # time_major under a mask is refused
+        return masked_recurrent(
+            builder, layer, record.name, x, mask, return_sequences=return_sequences
+        )
+    time_major = bool(record.options["time_major"])
+    sequence = (
+        x
+        if time_major
+        else builder.one("Transpose", [x], f"{record.name}/time_major", perm=[1, 0, 2])
+    )
+    y = export_layer(
+        builder,
+        layer,
+        record.name,
+        sequence,
+        [],
+        None,
+        return_sequences=return_sequences,
+        keep_padding=False,
+    )[0]
+    if return_sequences and not time_major:
+        y = builder.one("Transpose", [y], f"{record.name}/batch_major", perm=[1, 0, 2])
+    return y
+
+
+def _pool(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> str:
+    """Global pooling over time; a masked average counts the valid steps only (as Keras)."""
+    keep, prefix = bool(record.options["keepdims"]), record.name
+    if record.options["op"] == "max":
+        return _reduce(builder, "ReduceMax", x, 1, keep, prefix)
+    if mask is None:
+        return _reduce(builder, "ReduceMean", x, 1, keep, prefix)
+    total = _reduce(
+        builder,
+        "ReduceSum",
+        _zeroed(builder, mask, x, f"{prefix}/valid"),
+        1,
+        keep,
+        f"{prefix}/total",
+    )
+    weights = builder.one("Cast", [mask], f"{prefix}/weights", to=_onnx_type(builder))
+    count = _reduce(builder, "ReduceSum", weights, 1, True, f"{prefix}/count")  # (B, 1)
+    if keep:
+        count = builder.one("Unsqueeze", [count, builder.ints("axes2", [2])], f"{prefix}/count3")
+    return builder.one("Div", [total, count], prefix)
+
+
+def _onnx_type(builder: GraphBuilder) -> int:
+    return int(builder.onnx.helper.np_dtype_to_tensor_dtype(builder.float_dtype))
+
+
+def _combined_mask(
+    builder: GraphBuilder, record: LayerRecord, tensors: list[str], masks: list[str | None]
+) -> str | None:
+    """A step is kept where any (Keras 3) or every (Keras 2) input keeps it."""
+    if all(mask is None for mask in masks):
+        return None
+    full = []
+    for index, (tensor, mask) in enumerate(zip(tensors, masks)):
+        if mask is None:
+            shape = builder.one("Shape", [tensor], f"{record.name}/shape{index}")
+            batch_time = [builder.ints("start0", [0]), builder.ints("end2", [2])]
+            shape = builder.one("Slice", [shape, *batch_time], f"{record.name}/batch_time{index}")
+            mask = builder.one(
+                "ConstantOfShape",
+                [shape],
+                f"{record.name}/all_valid{index}",
+                value=builder.onnx.helper.make_tensor(
+                    "true", builder.onnx.TensorProto.BOOL, [1], [True]
+                ),
+            )
+        full.append(mask)
+    op = "Or" if record.options["mask_combine"] == "any" else "And"
+    combined = full[0]
+    for index, other in enumerate(full[1:]):
+        combined = builder.one(op, [combined, other], f"{record.name}/mask{index}")
+    return combined

@@ -6,6 +6,7 @@ torch port is held to float64 precision; Keras runs a saved file itself.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -26,6 +27,8 @@ from xframe_bilstm import (  # noqa: E402
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 LENGTHS = [6, 3, 1, 5]
+# torch.onnx.export(dynamo=True) runs under "auto" where onnxscript is installed.
+DYNAMO = ["torch-onnx-dynamo"] if importlib.util.find_spec("onnxscript") else []
 
 
 class Recording(torch.nn.Module):
@@ -80,6 +83,8 @@ def test_given_ids_and_lengths_reach_every_run(tagger: Path) -> None:
         "torch[cpu,float32]",
         "torch[cpu,float64]",
         "onnxruntime[cpu,float32]",  # our ONNX export of the whole model
+        "torch-onnx[cpu,float32]",  # PyTorch's export of the port
+        *(f"{name}[cpu,float32]" for name in DYNAMO),
         "torch[cpu,float32]@against",
         "torch[cpu,float64]@against",
         "keras[cpu,float32]@original",  # the file, loaded by Keras itself
@@ -133,8 +138,8 @@ def test_float_features_are_padded_with_the_masking_value(tmp_path: Path) -> Non
 
 
 def test_what_a_whole_model_cannot_run_is_refused(tagger: Path) -> None:
-    with pytest.raises(UnsupportedFeatureError, match=r"\['torch-onnx'\] cannot run a whole"):
-        compare(str(tagger), frameworks=["torch", "torch-onnx"])
+    with pytest.raises(UnsupportedFeatureError, match=r"\['keras-onnx'\] cannot run a whole"):
+        compare(str(tagger), frameworks=["torch", "keras-onnx"])
     with pytest.raises(UnsupportedFeatureError, match="float32 and float64, got"):
         compare(str(tagger), frameworks=["torch"], dtypes=["float16"])
     with pytest.raises(UnsupportedFeatureError, match="initial_states"):
@@ -165,8 +170,14 @@ def test_a_file_keras_cannot_load_fails_its_keras_run_only(tagger: Path, tmp_pat
     assert runs["torch[cpu,float32]"] is None
     assert runs["keras[cpu,float32]@original"]  # Keras's own message
     assert not bool(report)
+    onnx_columns = ["onnxruntime", "torch-onnx", *DYNAMO]
     assert [pair.label for pair in report.pairs] == [
         "torch[cpu,float32] vs reference[cpu,float64]",
-        "onnxruntime[cpu,float32] vs reference[cpu,float64]",
-        "onnxruntime[cpu,float32] vs torch[cpu,float32]",
+        *(f"{name}[cpu,float32] vs reference[cpu,float64]" for name in onnx_columns),
+        *(f"{name}[cpu,float32] vs torch[cpu,float32]" for name in onnx_columns),
+        *(
+            f"{later}[cpu,float32] vs {earlier}[cpu,float32]"
+            for index, later in enumerate(onnx_columns)
+            for earlier in onnx_columns[:index]
+        ),
     ]

@@ -1,10 +1,12 @@
 """PyTorch's ONNX exporters as frameworks: the converted module, exported, run on onnxruntime.
 
 ``torch-onnx`` is ``torch.onnx.export(..., dynamo=False)``, the TorchScript exporter;
-``torch-onnx-dynamo`` is ``dynamo=True``, which needs onnxscript. Each exports
+``torch-onnx-dynamo`` is ``dynamo=True``, which needs onnxscript. For a stack each exports
 :func:`~xframe_bilstm.adapters.torch.canonical_to_torch`'s module with the inputs the run
-has (``x``, then the initial states, then ``lengths``), batch and time dynamic. What an
-exporter raises fails its own run, with its message.
+has (``x``, then the initial states, then ``lengths``); for a whole model, the torch port
+(:func:`~xframe_bilstm.models.port.port_graph`) with the model's inputs and outputs, by
+name. The TorchScript exporter gets batch and time dynamic. What an exporter raises fails
+its own run, with its message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack, output_names
+from ..graph import ModelGraph
+from ..inputs import as_list
 from ..reference import Reading
 from .base import Framework, RunSpec
 from .onnx_session import (
@@ -32,7 +36,8 @@ from .onnx_session import (
 
 
 class TorchOnnxFramework(Framework):
-    """``torch.onnx.export(..., dynamo=False)`` of the converted module, on onnxruntime."""
+    """``torch.onnx.export(..., dynamo=False)`` of the converted module or whole-model port,
+    on onnxruntime."""
 
     name = "torch-onnx"
     module = "torch"
@@ -54,6 +59,10 @@ class TorchOnnxFramework(Framework):
         torch = require("torch")
         return {"torch": torch.__version__, **onnxruntime_versions()}
 
+    def supports(self, reading: Reading) -> str | None:
+        # A graph exports as its torch port; an export that fails is this column's finding.
+        return None
+
     def run(
         self,
         stack: Reading,
@@ -63,11 +72,14 @@ class TorchOnnxFramework(Framework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        assert isinstance(stack, RecurrentStack)  # supports() refuses graphs
         onnx = require("onnx")
-        model, exported = export_torch_module(
-            stateless(stack), x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype
-        )
+        if isinstance(stack, ModelGraph):  # feeds: one array per model input
+            x = tuple(as_list(x))
+            model, exported = export_graph_port(stack, x, dynamo=self.dynamo, dtype=spec.dtype)
+        else:
+            model, exported = export_torch_module(
+                stateless(stack), x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype
+            )
         onnx.checker.check_model(model)
         outputs, settings = run_model(
             model, x, spec, initial_states=initial_states, lengths=lengths
@@ -104,7 +116,6 @@ def export_torch_module(
         input's shape), input names.
     """
     torch = require("torch")
-    onnx = require("onnx")
     from ..adapters.onnx import initial_state_input_names
     from ..adapters.torch import canonical_to_torch
 
@@ -120,13 +131,58 @@ def export_torch_module(
     if lengths is not None:
         args.append(torch.as_tensor(lengths, dtype=torch.int64))
         names.append("lengths")
-    exporter = f"torch.onnx.export(dynamo={dynamo})"
     # TorchScript graphs get dynamic batch and time, as users export them. torch.export
     # (dynamo) would need dynamic_shapes and specializes the per-step loops anyway, so it
     # exports this input's shapes, which are the ones the comparison runs.
-    dynamic_axes = None if dynamo else {name: {0: "batch"} for name in names}
-    if dynamic_axes is not None:
-        dynamic_axes["x"] = {0: "batch", 1: "time"}
+    dynamic_axes = {name: {0: "batch"} for name in names}
+    dynamic_axes["x"] = {0: "batch", 1: "time"}
+    return _export(torch, wrapper, args, names, output_names(stack), dynamic_axes, dynamo)
+
+
+def export_graph_port(
+    graph: ModelGraph, inputs: Sequence[np.ndarray], *, dynamo: bool, dtype: str = "float32"
+) -> tuple[Any, dict[str, object]]:
+    """Export the torch port of a whole model in ``dtype`` with ``torch.onnx.export``.
+
+    The graph's inputs and outputs are the model's, by name; token ids are int64. Inputs
+    whose length Keras leaves open get a dynamic time axis.
+
+    Returns:
+        As :func:`export_torch_module`.
+    """
+    torch = require("torch")
+    from ..models.port import port_graph
+
+    float_type = getattr(torch, dtype)
+    module = port_graph(graph, verify=False).to(float_type).eval()
+    args = [
+        torch.as_tensor(a, dtype=torch.int64 if a.dtype.kind in "iu" else float_type)
+        for a in inputs
+    ]
+    names = list(graph.inputs)
+    dynamic_axes: dict[str, dict[int, str]] = {}
+    for name in names:
+        shape = tuple(graph.layer(name).options.get("shape", ()))
+        dynamic_axes[name] = {0: "batch", 1: "time"} if shape[:1] == (None,) else {0: "batch"}
+    return _export(torch, module, args, names, graph.outputs, dynamic_axes, dynamo)
+
+
+def _export(
+    torch: Any,
+    module: Any,
+    args: Sequence[Any],
+    names: Sequence[str],
+    outputs: Sequence[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    dynamo: bool,
+) -> tuple[Any, dict[str, object]]:
+    """``torch.onnx.export`` of ``module`` on ``args``, loaded back; what the export used.
+
+    ``dynamic_axes`` applies to the TorchScript exporter only (see the callers).
+    """
+    onnx = require("onnx")
+    exporter = f"torch.onnx.export(dynamo={dynamo})"
+    axes = None if dynamo else dynamic_axes
     with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings(record=True) as caught:
         # The exporter's warnings (tracer, batch_first RNNs) would flood a report; they are
         # counted in the settings instead, and the comparison judges the graph.
@@ -134,24 +190,25 @@ def export_torch_module(
         path = os.path.join(directory, "model.onnx")
         try:
             torch.onnx.export(
-                wrapper,
+                module,
                 tuple(args),
                 path,
-                input_names=names,
-                output_names=list(output_names(stack)),
-                dynamic_axes=dynamic_axes,
+                input_names=list(names),
+                output_names=list(outputs),
+                dynamic_axes=axes,
                 dynamo=dynamo,
                 verbose=False,
             )
         except Exception as error:  # the exporter under test failed: its run fails
             raise export_error(exporter, error) from error
         model = onnx.load(path)  # reads external data, if any, while the folder exists
+    dynamic = sorted({axis for by_axis in (axes or {}).values() for axis in by_axis.values()})
     return model, {
         "exporter": exporter,
         "torch": torch.__version__,
         "export_warnings": len(caught),
         "inputs": ", ".join(names),
-        "dynamic_axes": "batch, time" if dynamic_axes else "none (this input's shapes)",
+        "dynamic_axes": ", ".join(dynamic) if dynamic else "none (this input's shapes)",
     }
 
 

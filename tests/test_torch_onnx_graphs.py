@@ -1,0 +1,123 @@
+"""PyTorch's ONNX exporters on whole models: the torch port of a Keras model, exported with
+``torch.onnx.export`` and run on onnxruntime, as the ``torch-onnx`` columns of compare()."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+onnxruntime = pytest.importorskip("onnxruntime")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import compare  # noqa: E402
+from xframe_bilstm.frameworks.torch_onnx import export_graph_port  # noqa: E402
+from xframe_bilstm.inputs import example_inputs  # noqa: E402
+from xframe_bilstm.keras_files import read_model  # noqa: E402
+
+pytestmark = [pytest.mark.onnx, pytest.mark.torch, pytest.mark.keras]
+
+MODELS = ("tagger", "classifier", "masked-lstm")
+
+
+def _tagger() -> Any:
+    """Embedding(mask_zero) → Bidirectional(LSTM) returning sequences → Dense(softmax)."""
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    h = keras.layers.Embedding(30, 5, mask_zero=True)(ids)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True))(h)
+    return keras.Model(ids, keras.layers.Dense(3, activation="softmax", name="tags")(h))
+
+
+def _classifier() -> Any:
+    """Embedding → GRU (last state) → Dense."""
+    ids = keras.Input((None,), dtype="int32", name="tokens")
+    h = keras.layers.GRU(4)(keras.layers.Embedding(30, 5)(ids))
+    return keras.Model(ids, keras.layers.Dense(2, name="label")(h))
+
+
+def _masked_lstm() -> Any:
+    """Masking → LSTM (last state) → Dense, on float features."""
+    x = keras.Input((None, 3), name="features")
+    h = keras.layers.LSTM(4)(keras.layers.Masking(mask_value=-1.0)(x))
+    return keras.Model(x, keras.layers.Dense(2, name="score")(h))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any]]:
+    """Each model saved as ``.keras``, with the live model that was saved."""
+    folder = tmp_path_factory.mktemp("torch-onnx-graphs")
+    saved = {}
+    for seed, (name, build) in enumerate(
+        [("tagger", _tagger), ("classifier", _classifier), ("masked-lstm", _masked_lstm)]
+    ):
+        keras.utils.set_random_seed(seed)
+        model = build()
+        path = folder / f"{name}.keras"
+        model.save(path)
+        saved[name] = (path, model)
+    return saved
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_torchscript_export_of_a_whole_model_agrees_with_the_reference(
+    models: dict[str, tuple[Path, Any]], name: str
+) -> None:
+    path, model = models[name]
+    report = compare(str(path), frameworks=["torch", "torch-onnx"])
+    assert report, report.failures
+    assert [run.label for run in report.runs] == [
+        "reference[cpu,float64]",
+        "torch[cpu,float32]",
+        "torch-onnx[cpu,float32]",
+    ]
+    labels = [pair.label for pair in report.pairs]
+    assert "torch-onnx[cpu,float32] vs reference[cpu,float64]" in labels
+    assert "torch-onnx[cpu,float32] vs torch[cpu,float32]" in labels
+    settings = report.runs[2].settings
+    assert settings["exporter"] == "torch.onnx.export(dynamo=False)"
+    assert settings["inputs"] == model.inputs[0].name
+    assert settings["dynamic_axes"] == "batch, time"
+    assert settings["providers"] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_exported_port_runs_other_shapes_as_keras_does(
+    models: dict[str, tuple[Path, Any]], name: str
+) -> None:
+    """Batch and time are dynamic: exported on (3, 7), run on rows of another batch and
+    length, padded on the right and on the left, against the Keras model's own call."""
+    path, model = models[name]
+    graph = read_model(path)
+    onnx_model, _ = export_graph_port(graph, example_inputs(graph), dynamo=False)
+    assert [i.name for i in onnx_model.graph.input] == list(graph.inputs)
+    assert [o.name for o in onnx_model.graph.output] == list(graph.outputs)
+    session = onnxruntime.InferenceSession(
+        onnx_model.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    (x,) = example_inputs(graph, batch=4, steps=11, seed=3)
+    x = x.astype(np.int64 if x.dtype.kind in "iu" else np.float32)
+    (got,) = session.run(None, {graph.inputs[0]: x})
+    expected = np.asarray(model(x))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnxscript") is None,
+    reason="torch.onnx.export(dynamo=True) needs onnxscript",
+)
+@pytest.mark.parametrize("name", MODELS)
+def test_the_dynamo_export_of_a_whole_model_agrees_with_the_reference(
+    models: dict[str, tuple[Path, Any]], name: str
+) -> None:
+    path, _ = models[name]
+    report = compare(str(path), frameworks=["torch", "torch-onnx-dynamo"])
+    assert report, report.failures
+    run = report.runs[2]
+    assert run.label == "torch-onnx-dynamo[cpu,float32]"
+    assert run.settings["exporter"] == "torch.onnx.export(dynamo=True)"
+    assert run.settings["dynamic_axes"] == "none (this input's shapes)"

@@ -9,6 +9,7 @@ Keras 3 no longer has, are refused by name.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,7 @@ def graph_to_keras(
         (['x', 'act'], [[0.5, 0.5]])
     """
     keras = require("keras")
-    refusal = graph_refusal(graph)
+    refusal = graph_refusal(_unrolled(graph) if unroll else graph)
     if refusal:
         raise UnsupportedFeatureError(refusal)
     kernel = {"unroll": unroll, "use_cudnn": use_cudnn}
@@ -105,6 +106,15 @@ def graph_to_keras(
         _one_or_all([tensors[name] for name in graph.outputs]),
         name=graph.name,
     )
+
+
+def _unrolled(graph: ModelGraph) -> ModelGraph:
+    """``graph`` with every recurrent layer unrolled, to find what unrolling would break."""
+    layers = tuple(
+        replace(r, options={**r.options, "unroll": True}) if r.kind == "recurrent" else r
+        for r in graph.layers
+    )
+    return replace(graph, layers=layers)
 
 
 def _one_or_all(tensors: list[Any]) -> Any:

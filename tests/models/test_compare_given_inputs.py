@@ -79,6 +79,8 @@ def test_given_ids_and_lengths_reach_every_run(tagger: Path) -> None:
         "reference[cpu,float64]",
         "torch[cpu,float32]",
         "torch[cpu,float64]",
+        "keras[cpu,float32]",  # rebuilt in Keras from the reading
+        "keras[cpu,float64]",
         "onnxruntime[cpu,float32]",  # our ONNX export of the whole model
         "torch[cpu,float32]@against",
         "torch[cpu,float64]@against",
@@ -89,6 +91,7 @@ def test_given_ids_and_lengths_reach_every_run(tagger: Path) -> None:
     errors = {pair.label: pair.max_abs_error for pair in report.pairs}
     # float64 all through: no float32 rounding
     assert errors["torch[cpu,float64] vs reference[cpu,float64]"] < 1e-12
+    assert errors["keras[cpu,float64] vs reference[cpu,float64]"] < 1e-12
     assert 0 < errors["torch[cpu,float32] vs reference[cpu,float64]"] < 1e-5
     # The port and Keras's own run of the file, side by side.
     assert errors["torch[cpu,float32] vs keras[cpu,float32]@original"] < 1e-5
@@ -167,6 +170,9 @@ def test_a_file_keras_cannot_load_fails_its_keras_run_only(tagger: Path, tmp_pat
     assert not bool(report)
     assert [pair.label for pair in report.pairs] == [
         "torch[cpu,float32] vs reference[cpu,float64]",
+        "keras[cpu,float32] vs reference[cpu,float64]",  # rebuilt from our reading
         "onnxruntime[cpu,float32] vs reference[cpu,float64]",
+        "keras[cpu,float32] vs torch[cpu,float32]",
         "onnxruntime[cpu,float32] vs torch[cpu,float32]",
+        "onnxruntime[cpu,float32] vs keras[cpu,float32]",
     ]

@@ -158,10 +158,14 @@ def test_unrolling_a_masked_bidirectional_layer_is_refused_by_name(tmp_path: Pat
 def _keras2_case(name: str, tmp_path: Path) -> tuple[ModelGraph, list[np.ndarray], np.ndarray]:
     """A tf_keras model saved as .h5: its reading, inputs and tf_keras's own outputs."""
     k2 = pytest.importorskip("tf_keras")
-    model, inputs = saved_models.TF_KERAS[name](k2)
-    path = tmp_path / f"{name}.h5"
-    model.save(path)
-    (expected,) = saved_models.outputs_of(model, inputs)
+    try:
+        model, inputs = saved_models.TF_KERAS[name](k2)
+        path = tmp_path / f"{name}.h5"
+        model.save(path)
+        (expected,) = saved_models.outputs_of(model, inputs)
+    finally:
+        # Layer names count up per process: other tests' tf_keras models keep theirs.
+        k2.backend.clear_session()
     return read_model(path), inputs, expected
 
 

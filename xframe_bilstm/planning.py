@@ -98,8 +98,9 @@ def _runnable(reading: Reading, names: list[str], auto: bool, original: str) -> 
         raise UnsupportedFeatureError(
             f"frameworks: {refused} cannot run a whole model ({what}): "
             + "; ".join(str(reasons[name]) for name in refused)
-            + "; a whole model runs on the reference, as the torch port and, for a Keras "
-            "model, in Keras as loaded (@original)"
+            + "; a whole model runs on the reference, as the torch port, on onnxruntime and "
+            "rebuilt in Keras where they can run it, and, for a Keras model, in Keras as "
+            "loaded (@original)"
         )
     return [name for name in names if not reasons[name]]
 

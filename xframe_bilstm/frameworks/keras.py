@@ -67,10 +67,14 @@ class KerasFramework(Framework):
         tf = require("tensorflow")
         from ..adapters.keras import canonical_to_keras, run_keras
 
-        assert isinstance(stack, RecurrentStack)  # supports() refuses graphs
         if spec.path in _ONEDNN and _onednn_enabled(tf) != _ONEDNN[spec.path]:
             return _run_with_onednn(stack, x, spec, initial_states, lengths)
         options = _layer_options(spec)
+        if isinstance(stack, ModelGraph):
+            with _SHARED, tf.device(spec.device.upper()):  # built once per graph and spec
+                model = _graph_model(stack, spec)
+            outputs, settings = _run_model(tf, model, x, spec, "rebuilt from the reading")
+            return outputs, {**settings, **options, **_kernel(tf, options)}
         with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
             if stack.stateful:  # its states live in the layer: never share one
                 batch_size = int(x.shape[0])
@@ -83,17 +87,14 @@ class KerasFramework(Framework):
                     layer = _shared_layer(stack, spec)
                     result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
         outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
-        onednn = _onednn_enabled(tf)
-        kernel = [f"oneDNN {'on' if onednn else 'off'}"]
-        kernel += ["unrolled"] if options["unroll"] else []
-        kernel += ["cuDNN off"] if options["use_cudnn"] is False else []
-        return outputs, {
-            **settings,
-            **options,
-            "oneDNN": onednn,
-            "compiled": "tf.function",
-            "kernel": ", ".join(kernel),
-        }
+        return outputs, {**settings, **options, **_kernel(tf, options), "compiled": "tf.function"}
+
+    def supports(self, reading: Reading) -> str | None:
+        if isinstance(reading, RecurrentStack):
+            return None
+        from ..adapters.keras import graph_refusal
+
+        return graph_refusal(reading)
 
 
 class KerasLayerFramework(KerasFramework):
@@ -168,7 +169,7 @@ class KerasLayerFramework(KerasFramework):
 
 
 def _run_model(
-    tf: Any, model: Any, x: Any, spec: RunSpec
+    tf: Any, model: Any, x: Any, spec: RunSpec, how: str = "as loaded"
 ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
     """A whole model on one array per input, as its own call computes it."""
     arrays = list(x) if isinstance(x, tuple) else x
@@ -179,7 +180,16 @@ def _run_model(
     outputs = tuple(
         np.asarray(r.numpy() if hasattr(r, "numpy") else r, np.float64) for r in results
     )
-    return outputs, {**settings, "model": f"{type(model).__name__} {model.name!r}, as loaded"}
+    return outputs, {**settings, "model": f"{type(model).__name__} {model.name!r}, {how}"}
+
+
+def _kernel(tf: Any, options: dict[str, Any]) -> dict[str, object]:
+    """The oneDNN setting of this process and the kernel path the layer options select."""
+    onednn = _onednn_enabled(tf)
+    kernel = [f"oneDNN {'on' if onednn else 'off'}"]
+    kernel += ["unrolled"] if options["unroll"] else []
+    kernel += ["cuDNN off"] if options["use_cudnn"] is False else []
+    return {"oneDNN": onednn, "kernel": ", ".join(kernel)}
 
 
 def _layer_options(spec: RunSpec) -> dict[str, Any]:
@@ -201,7 +211,7 @@ def _onednn_enabled(tf: Any) -> bool:
 
 
 def _run_with_onednn(
-    stack: RecurrentStack,
+    stack: Reading,
     x: np.ndarray,
     spec: RunSpec,
     initial_states: Sequence[np.ndarray] | None,
@@ -253,6 +263,27 @@ def _shared_layer(stack: RecurrentStack, spec: RunSpec) -> Any:
         _LAYERS.move_to_end(key)
         _set_stack_weights(stack, layer)
     return layer
+
+
+# Models rebuilt from graphs by (graph object, dtype, device, layer options), with the graph
+# itself, so that its id is not reused while the entry lives.
+_MODELS: OrderedDict[Hashable, tuple[ModelGraph, Any]] = OrderedDict()
+_MODELS_KEPT = 8
+
+
+def _graph_model(graph: ModelGraph, spec: RunSpec) -> Any:
+    """The functional model rebuilt from ``graph`` for ``spec``, built on its first run."""
+    from ..adapters.keras import graph_to_keras
+
+    options = _layer_options(spec)
+    key = (id(graph), spec.dtype, spec.device, tuple(sorted(options.items())))
+    entry = _MODELS.get(key)
+    if entry is None:
+        entry = _MODELS[key] = (graph, graph_to_keras(graph, dtype=spec.dtype, **options))
+        if len(_MODELS) > _MODELS_KEPT:
+            _MODELS.popitem(last=False)
+    _MODELS.move_to_end(key)
+    return entry[1]
 
 
 def layer_key(stack: RecurrentStack, spec: RunSpec) -> Hashable:

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..canonical import RecurrentStack
+from ..reference import Reading
 from .base import RunSpec
 
 Outputs = tuple[tuple[np.ndarray, ...], dict[str, object]]
@@ -81,7 +81,7 @@ _CHILDREN_LOCK = threading.Lock()
 def run_elsewhere(
     environment: Mapping[str, str],
     framework: type,
-    stack: RecurrentStack,
+    stack: Reading,
     x: np.ndarray,
     spec: RunSpec,
     *,

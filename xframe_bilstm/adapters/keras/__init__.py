@@ -13,6 +13,7 @@ Rules of this package:
   equivalent raise :class:`~xframe_bilstm.errors.UnsupportedFeatureError` naming the layer,
   the option, its value and what to do.
 - Activations are recognised by identity with Keras's own functions (:mod:`.activations`).
+- :func:`graph_to_keras` rebuilds a whole model (a model graph) as a functional model.
 - :func:`run_keras` runs layers compiled (``tf.function``), the way they run in production,
   and returns arrays in the order of :func:`~xframe_bilstm.canonical.output_names`.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from .activations import hard_sigmoid_keras2, register_keras_activations
 from .build import canonical_to_keras, set_layer_weights
+from .graph import graph_refusal, graph_to_keras
 from .read import INFERENCE_IDENTITY, keras_to_canonical
 from .run import compute_dtype, run_keras
 from .states import fixed_batch_size, reset_keras_states, restore_states, snapshot_states
@@ -30,6 +32,8 @@ __all__ = [
     "canonical_to_keras",
     "compute_dtype",
     "fixed_batch_size",
+    "graph_refusal",
+    "graph_to_keras",
     "hard_sigmoid_keras2",
     "keras_to_canonical",
     "register_keras_activations",

@@ -1,0 +1,198 @@
+"""A model graph rebuilt as a functional Keras 3 model of Keras's own layers, weights set.
+
+Each record becomes the Keras layer it was read from (an identity passes its input on),
+so Keras itself computes the masks. The Keras 2 meanings a graph keeps are kept:
+activations carry them by name (``hard_sigmoid_keras2``); a Keras 2 ``Concatenate`` of
+masked inputs, whose mask Keras 3 cannot compute, and a ``time_major`` layer, an option
+Keras 3 no longer has, are refused by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..._imports import require
+from ...canonical import RecurrentStack
+from ...errors import UnsupportedFeatureError
+from ...graph import LayerRecord, ModelGraph, mask_traps
+from .activations import keras_activation
+from .build import canonical_to_keras
+
+
+def graph_refusal(graph: ModelGraph) -> str | None:
+    """Why :func:`graph_to_keras` cannot rebuild ``graph``, or None when it can.
+
+    Example:
+        >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
+        ...     options={"shape": (None, 3), "dtype": "float32"}),), ("x",), ("x",))
+        >>> graph_refusal(graph) is None
+        True
+    """
+    refusals: dict[str, str] = {}
+    for record in graph.layers:
+        where = f"layer {record.name!r} ({record.class_name})"
+        if record.kind == "recurrent" and record.options["time_major"]:
+            refusals[record.name] = (
+                f"{where}: time_major=True, an option Keras 3's recurrent layers no longer have"
+            )
+        masked = any(graph.masked(name) for name in record.inputs)
+        if record.kind == "concatenate" and record.options["mask_combine"] != "any" and masked:
+            refusals[record.name] = (
+                f"{where}: Keras 2 keeps a step where every input's mask keeps it, Keras 3's "
+                "Concatenate where any does; a Keras 3 model cannot compute this mask"
+            )
+    for name, message, refused in mask_traps(graph):
+        if refused and name not in refusals:
+            refusals[name] = message
+    return f"{graph.source}: " + "; ".join(refusals.values()) if refusals else None
+
+
+def graph_to_keras(
+    graph: ModelGraph, *, dtype: str = "float32", unroll: bool = False, use_cudnn: Any = "auto"
+) -> Any:
+    """Build a functional ``keras.Model`` computing what ``graph`` describes.
+
+    Args:
+        graph: the model.
+        dtype: the dtype of the layers and of the float inputs; token ids keep their
+            integer dtype.
+        unroll: build every recurrent layer with ``unroll=True`` (a kernel path), not only
+            those read so.
+        use_cudnn: the recurrent layers' ``use_cudnn`` (see
+            :func:`~xframe_bilstm.adapters.keras.canonical_to_keras`).
+
+    Returns:
+        The model, taking the graph's inputs in order (one tensor when there is one) and
+        returning its outputs (one tensor when there is one).
+
+    Raises:
+        UnsupportedFeatureError: naming each layer that Keras 3 cannot rebuild
+            (:func:`graph_refusal`).
+
+    Example:
+        >>> graph = ModelGraph("m", (
+        ...     LayerRecord("x", "input", "InputLayer", options={"shape": (2,), "dtype": "f"}),
+        ...     LayerRecord("act", "activation", "Activation", ("x",), {"activation": "softmax"})),
+        ...     inputs=("x",), outputs=("act",))
+        >>> model = graph_to_keras(graph)
+        >>> [layer.name for layer in model.layers], model(np.zeros((1, 2))).numpy().tolist()
+        (['x', 'act'], [[0.5, 0.5]])
+    """
+    keras = require("keras")
+    refusal = graph_refusal(_unrolled(graph) if unroll else graph)
+    if refusal:
+        raise UnsupportedFeatureError(refusal)
+    kernel = {"unroll": unroll, "use_cudnn": use_cudnn}
+    tensors: dict[str, Any] = {}
+    for record in graph.layers:
+        if record.kind == "input":
+            shape = tuple(record.options["shape"])
+            tensors[record.name] = keras.Input(
+                shape, dtype=_input_dtype(record, dtype), name=record.name
+            )
+            continue
+        inputs = [tensors[name] for name in record.inputs]
+        if record.kind == "identity":  # Dropout and the like do nothing at inference
+            tensors[record.name] = inputs[0]
+            continue
+        layer = _layer(record, keras, dtype, kernel)
+        tensors[record.name] = layer(inputs if record.kind == "concatenate" else inputs[0])
+        _set_weights(record, layer)
+    return keras.Model(
+        _one_or_all([tensors[name] for name in graph.inputs]),
+        _one_or_all([tensors[name] for name in graph.outputs]),
+        name=graph.name,
+    )
+
+
+def _unrolled(graph: ModelGraph) -> ModelGraph:
+    """``graph`` with every recurrent layer unrolled, to find what unrolling would break."""
+    layers = tuple(
+        replace(r, options={**r.options, "unroll": True}) if r.kind == "recurrent" else r
+        for r in graph.layers
+    )
+    return replace(graph, layers=layers)
+
+
+def _one_or_all(tensors: list[Any]) -> Any:
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _input_dtype(record: LayerRecord, dtype: str) -> str:
+    """Token ids keep their integer dtype; float inputs take the model's."""
+    declared = np.dtype(record.options["dtype"])
+    return declared.name if declared.kind in "iu" else dtype
+
+
+def _activation(name: str) -> Any:
+    return "softmax" if name == "softmax" else keras_activation(name)
+
+
+def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) -> Any:
+    """The Keras layer of ``record``, not yet built; recurrent layers come built."""
+    layers, options, name = keras.layers, record.options, record.name
+    if record.kind == "embedding":
+        vocabulary, features = record.weights["embeddings"].shape
+        return layers.Embedding(
+            vocabulary,
+            features,
+            # The weights are set right after building: skip random initialization.
+            embeddings_initializer="zeros",
+            mask_zero=bool(options["mask_zero"]),
+            dtype=dtype,
+            name=name,
+        )
+    if record.kind == "masking":
+        return layers.Masking(float(options["mask_value"]), dtype=dtype, name=name)
+    if record.kind == "recurrent":
+        assert record.recurrent is not None
+        stack = RecurrentStack((record.recurrent,), bool(options["return_sequences"]))
+        unroll = bool(options["unroll"]) or kernel["unroll"]
+        return canonical_to_keras(
+            stack, name=name, dtype=dtype, unroll=unroll, use_cudnn=kernel["use_cudnn"]
+        )
+    if record.kind == "dense":
+        dense = layers.Dense(
+            record.weights["kernel"].shape[1],
+            activation=_activation(str(options["activation"])),
+            use_bias="bias" in record.weights,
+            kernel_initializer="zeros",
+            dtype=dtype,
+            name=None if options["time_distributed"] else name,
+        )
+        if not options["time_distributed"]:
+            return dense
+        return layers.TimeDistributed(dense, dtype=dtype, name=name)
+    if record.kind == "activation":
+        return layers.Activation(_activation(str(options["activation"])), dtype=dtype, name=name)
+    if record.kind == "flatten":
+        return layers.Flatten(dtype=dtype, name=name)
+    if record.kind == "reshape":
+        return layers.Reshape(tuple(options["target_shape"]), dtype=dtype, name=name)
+    if record.kind == "global_pool":
+        pool = (
+            layers.GlobalMaxPooling1D if options["op"] == "max" else layers.GlobalAveragePooling1D
+        )
+        return pool(keepdims=bool(options["keepdims"]), dtype=dtype, name=name)
+    if record.kind == "concatenate":
+        return layers.Concatenate(axis=int(options["axis"]), dtype=dtype, name=name)
+    raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
+        f"layer {name!r}: no Keras layer for kind {record.kind!r}"
+    )
+
+
+def _set_weights(record: LayerRecord, layer: Any) -> None:
+    """Give a built embedding or dense layer the record's weights (recurrent ones have them)."""
+    if record.kind == "embedding":
+        layer.set_weights([record.weights["embeddings"]])
+    elif record.kind == "dense":
+        dense = layer.layer if record.options["time_distributed"] else layer
+        dense.set_weights(
+            [record.weights[key] for key in ("kernel", "bias") if key in record.weights]
+        )
+
+
+__all__ = ["graph_refusal", "graph_to_keras"]

@@ -151,8 +151,7 @@ class MatrixSession:
         errors = [
             f"FAILED | {cell.id} | {line.removeprefix('FAILED | ')}" for line in report.failures
         ]
-        # A whole Keras model runs in Keras as loaded: its original stands for the column.
-        ran = {run.label.removesuffix("@original") for run in report.runs}
+        ran = {run.label for run in report.runs}
         for spec in planned:
             if spec.label not in ran:
                 errors.append(

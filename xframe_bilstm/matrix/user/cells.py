@@ -110,12 +110,11 @@ class UserCell:
             return ()
         excluded = []
         for name in self.frameworks:
-            if name != "keras" and FRAMEWORKS[name]().supports(reading):
-                why = "a whole model (Embedding, Dense...) runs as the torch port and in Keras"
+            refusal = FRAMEWORKS[name]().supports(reading)
+            if refusal:
+                why = refusal
             elif self.dtype not in GRAPH_DTYPES:
                 why = f"a whole model runs in {' and '.join(GRAPH_DTYPES)}"
-            elif name == "keras" and self.dtype != "float32":
-                why = "Keras runs a whole model as it was built, in float32"
             else:
                 continue
             excluded.append((name, why))

@@ -77,7 +77,8 @@ def _read_keras_file(source: Any) -> Read:
 
     path = os.fspath(source)
     graph = read_model(path)
-    reading = graph.as_stack() or graph
+    stack = graph.as_stack()
+    reading: Reading = graph if stack is None else stack
     if graph.keras_major < 3:  # Keras 3 would run it with its own layer semantics
         return Read(reading)
     return Read(reading, "keras", functools.cache(lambda: load_keras_file(path)))

@@ -276,9 +276,7 @@ def _run_torch_source(
     torch: Any, torch_adapter: Any, module: Any, x: np.ndarray, states: list[np.ndarray]
 ) -> tuple[np.ndarray, ...]:
     """The module's own outputs for ``x``, in inference mode; its states are put back."""
-    was_training = module.training
-    module.eval()
-    try:
+    with torch_adapter.evaluating(module):
         if not isinstance(module, torch_adapter.KerasRecurrent):
             return (_run_native(torch, module, x),)
         try:
@@ -288,8 +286,6 @@ def _run_torch_source(
                 module.load_states(states)
             else:
                 module.reset_states()
-    finally:
-        module.train(was_training)
 
 
 def _sequential_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:

@@ -147,11 +147,12 @@ def check_torch_import(model: Any, module: Any, *, seed: int) -> None:
     """
     from .adapters.onnx.example_inputs import seeded_graph_inputs
     from .adapters.onnx.verify import RuntimeSession, graph_noise, run_torch_graph_module
+    from .adapters.torch import evaluating
 
     session = RuntimeSession(model)
     inputs = seeded_graph_inputs(session.proto, seed=seed, batch=VERIFY_BATCH, steps=VERIFY_STEPS)
     expected = session.run(inputs.feeds())
-    with _evaluating(module):
+    with evaluating(module):
         actual = run_torch_graph_module(module, inputs.arrays)
     epsilon = max(_FLOAT32_EPSILON, _epsilon(inputs.value(inputs.x_name).dtype.name))
     tolerance = graph_noise(session.proto, inputs.arrays).tolerance(epsilon)
@@ -334,10 +335,10 @@ def _keras(layer: Any) -> _Original:
 
 
 def _keras_recurrent(module: Any) -> _Original:
-    from .adapters.torch import run_torch
+    from .adapters.torch import evaluating, run_torch
 
     def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
-        with _evaluating(module):
+        with evaluating(module):
             return run_torch(module, x, initial_states=states, lengths=lengths)
 
     epsilon = _torch_epsilon(next(module.parameters()).dtype)
@@ -347,13 +348,14 @@ def _keras_recurrent(module: Any) -> _Original:
 def _native_torch(module: Any, name: str) -> _Original:
     """A native ``nn.LSTM``/``nn.GRU``/``nn.RNN``: states as ``h0``/``c0``, rows full."""
     torch = require("torch")
+    from .adapters.torch import evaluating
 
     def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
         parameter = next(module.parameters())
         inputs = torch.as_tensor(x, dtype=parameter.dtype, device=parameter.device)
         inputs = inputs if module.batch_first else inputs.transpose(0, 1)
         hx = None if states is None else _native_states(torch, module, states, parameter)
-        with _evaluating(module), torch.no_grad():
+        with evaluating(module), torch.no_grad():
             output, _ = module(inputs, hx)
         output = output if module.batch_first else output.transpose(0, 1)
         # numpy has no bfloat16; a float32 copy of a half-precision output is exact.
@@ -373,19 +375,6 @@ def _native_states(torch: Any, module: Any, states: Sequence[np.ndarray], parame
     tensors = [torch.as_tensor(s, dtype=parameter.dtype, device=parameter.device) for s in states]
     h0 = torch.stack(tensors[0::per])
     return (h0, torch.stack(tensors[1::per])) if per == 2 else h0
-
-
-class _evaluating:
-    """Run a torch module in eval mode (no dropout between layers), then restore its mode."""
-
-    def __init__(self, module: Any) -> None:
-        self.module, self.was_training = module, module.training
-
-    def __enter__(self) -> None:
-        self.module.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.module.train(self.was_training)
 
 
 def _torch_epsilon(dtype: Any) -> float:

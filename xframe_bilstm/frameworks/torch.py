@@ -127,13 +127,10 @@ class TorchModuleFramework(TorchFramework):
         self.stack = stack  # the reading of ``module``, for the layout of initial states
 
     def run(self, stack: Reading, x: Any, spec: RunSpec, **given: Any) -> Any:
-        # Inference mode for the run, then each submodule's own mode back.
-        modes = {part: part.training for part in self.own.modules()}
-        try:
+        from ..adapters.torch import evaluating
+
+        with evaluating(self.own):
             return super().run(stack, x, spec, **given)
-        finally:
-            for part, training in modes.items():
-                part.train(training)
 
     def _module(self, stack: Reading, dtype: Any, device: str) -> Any:
         # The user's module itself where it already computes in the run's dtype and device

@@ -85,7 +85,7 @@ it calls sum(dim=1) after 'gru'. ...
 
 
 def run_forward(module: Any, inputs: Any) -> Any:
-    """``module(inputs)`` in inference mode without gradients; its training mode is restored.
+    """``module(inputs)`` in inference mode without gradients; its modes are put back.
 
     An ``nn.Sequential`` has each recurrent child pass on its output sequence (see the
     module rules); any other module runs exactly as its own ``forward`` says.
@@ -98,15 +98,14 @@ def run_forward(module: Any, inputs: Any) -> Any:
             for child in module.children()
             if isinstance(child, torch.nn.RNNBase)
         ]
-    was_training = module.training
-    module.eval()
+    from ..adapters.torch import evaluating
+
     try:
-        with torch.no_grad():
+        with evaluating(module), torch.no_grad():
             return module(inputs)
     finally:
         for handle in handles:
             handle.remove()
-        module.train(was_training)
 
 
 def _trace(module: Any) -> Any:

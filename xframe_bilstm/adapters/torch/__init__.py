@@ -21,12 +21,13 @@ from __future__ import annotations
 from .explicit import ExplicitRNN
 from .module import KerasRecurrent, canonical_to_torch, run_torch, torch_to_canonical
 from .state_dict import module_from_state_dict
-from .tensors import flatten, numpy_to_tensor, run_module, tensor_to_numpy
+from .tensors import evaluating, flatten, numpy_to_tensor, run_module, tensor_to_numpy
 
 __all__ = [
     "ExplicitRNN",
     "KerasRecurrent",
     "canonical_to_torch",
+    "evaluating",
     "flatten",
     "module_from_state_dict",
     "numpy_to_tensor",

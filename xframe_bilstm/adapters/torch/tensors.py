@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -83,6 +85,29 @@ def flatten(result: Any) -> list[torch.Tensor]:
     )
 
 
+@contextlib.contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` in inference mode (no dropout), then every submodule's own mode back.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Dropout(), torch.nn.Dropout()).train()
+        >>> model[1].eval()
+        Dropout(p=0.5, inplace=False)
+        >>> with evaluating(model):
+        ...     model.training
+        False
+        >>> model.training, model[1].training
+        (True, False)
+    """
+    modes = {part: part.training for part in module.modules()}
+    module.eval()
+    try:
+        yield module
+    finally:
+        for part, training in modes.items():
+            part.train(training)
+
+
 def run_module(module: torch.nn.Module, inputs: Any) -> tuple[np.ndarray, ...]:
     """``module(*inputs)`` on numpy arrays, in inference mode and without gradients.
 
@@ -102,12 +127,6 @@ def run_module(module: torch.nn.Module, inputs: Any) -> tuple[np.ndarray, ...]:
         numpy_to_tensor(array, torch.int64 if np.asarray(array).dtype.kind in "iu" else dtype)
         for array in arrays
     ]
-    modes = {part: part.training for part in module.modules()}
-    module.eval()
-    try:
-        with torch.no_grad():
-            result = module(*(tensor.to(device) for tensor in tensors))
-    finally:
-        for part, training in modes.items():
-            part.train(training)
+    with evaluating(module), torch.no_grad():
+        result = module(*(tensor.to(device) for tensor in tensors))
     return tuple(tensor_to_numpy(tensor) for tensor in flatten(result))

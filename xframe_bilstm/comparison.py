@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .correspondence import output_names_of
+from .errors import ToleranceExceededError
 from .reference import Reading, reference_outputs
 
 # A correct float32 implementation drifts from float64 about as far as the float32 reference
@@ -323,3 +325,42 @@ def derived_tolerance(
     """
     noise = measure_noise(reading, x, initial_states=initial_states, lengths=lengths)
     return noise.tolerance(dtype_epsilon(dtype))
+
+
+def check_port(
+    reading: Reading,
+    x: np.ndarray | Sequence[np.ndarray],
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    *,
+    label: str,
+    dtype: object = "float32",
+    initial_states: Sequence[np.ndarray] | None = None,
+    exact: Sequence[np.ndarray] | None = None,
+) -> None:
+    """Raise unless a port's outputs on ``x`` are within ``dtype``'s rounding of its
+    original's: every converter's check, with the bound of :func:`derived_tolerance`.
+
+    ``expected`` and ``actual`` follow the reading's outputs (a stack's output, then its
+    states where both sides return them); ``exact`` may pass the float64 reference's.
+
+    Raises:
+        ToleranceExceededError: naming the pair (``label``), the output and the worst error.
+
+    Example:
+        >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer, RecurrentStack
+        >>> w = DirectionWeights(np.full((1, 1), 0.5), np.full((1, 1), 0.5))
+        >>> stack = RecurrentStack((RecurrentLayer("simple_rnn", 1, 1, (w,),
+        ...                                        recurrent_activation=None),))
+        >>> check_port(stack, np.ones((1, 2, 1)), [np.zeros((1, 2, 1))], [np.ones((1, 2, 1))],
+        ...            label="a vs b")
+        Traceback (most recent call last):
+        ...
+        xframe_bilstm.errors.ToleranceExceededError: a vs b: ...
+    """
+    noise = measure_noise(reading, x, initial_states=initial_states, exact=exact)
+    names = output_names_of(reading)[: len(expected)]
+    atol = noise.tolerance(dtype_epsilon(dtype))
+    result = compare_outputs(names, expected, actual, atol=atol, label=label)
+    if not result:
+        raise ToleranceExceededError(result.message())

@@ -9,7 +9,7 @@ Rules of this module:
 - With ``verify``, the port runs on seeded inputs that include right- and left-padded rows
   (:func:`~xframe_bilstm.inputs.example_inputs`), and must match the expected
   outputs within the tolerance that float32 rounding explains for this model on these
-  inputs (:func:`~xframe_bilstm.comparison.measure_noise`), at the coarser of the two
+  inputs (:func:`~xframe_bilstm.comparison.check_port`), at the coarser of the two
   sides' compute dtypes. The expected outputs are the original's own: a live model's call,
   or a file's model as the Keras that wrote it loads and runs it. Only where that Keras is
   missing or cannot run the file are they the float64 reference reading of the file, and
@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..comparison import compare_outputs, dtype_epsilon, least_precise, measure_noise
-from ..errors import ToleranceExceededError
+from ..comparison import check_port, least_precise
 from ..graph import ModelGraph
 from ..inputs import example_inputs
 from ..reference import run_model_reference
@@ -74,22 +73,14 @@ def port_graph(
     if verify:
         inputs = example_inputs(graph, seed=seed)
         exact = run_model_reference(graph, inputs)
-        noise = measure_noise(graph, inputs, exact=exact)
         reference = exact if expected is None else tuple(expected(inputs))
         from ..adapters.torch import run_module
 
         actual = run_module(module, inputs)
         port_dtype = str(next(module.parameters()).dtype).split(".")[-1]
-        names = [f"output {name!r}" for name in graph.outputs]
-        result = compare_outputs(
-            names,
-            reference,
-            actual,
-            atol=noise.tolerance(dtype_epsilon(least_precise(port_dtype, compute_dtype))),
-            label=label or f"{graph.source} vs its torch port",
-        )
-        if not result:
-            raise ToleranceExceededError(result.message())
+        label = label or f"{graph.source} vs its torch port"
+        dtype = least_precise(port_dtype, compute_dtype)
+        check_port(graph, inputs, reference, actual, label=label, dtype=dtype, exact=exact)
     return module
 
 

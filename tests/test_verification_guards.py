@@ -27,6 +27,7 @@ keras = pytest.importorskip("keras")
 from xframe_bilstm import ToleranceExceededError, keras_to_torch, torch_to_keras  # noqa: E402
 from xframe_bilstm.adapters import keras as keras_adapter  # noqa: E402
 from xframe_bilstm.adapters import torch as torch_adapter  # noqa: E402
+from xframe_bilstm.adapters.keras import graph as keras_graph  # noqa: E402
 from xframe_bilstm.models import to_torch  # noqa: E402
 
 from .keras_files import saved_models  # noqa: E402
@@ -83,11 +84,9 @@ def corrupt_torch_ports(monkeypatch: pytest.MonkeyPatch) -> list:
 def corrupt_keras_ports(monkeypatch: pytest.MonkeyPatch) -> list:
     """Every Keras layer the torch → Keras converters build comes out nudged."""
     calls: list = []
-    monkeypatch.setattr(
-        keras_adapter,
-        "canonical_to_keras",
-        corrupting(keras_adapter.canonical_to_keras, nudge_keras, calls),
-    )
+    nudged = corrupting(keras_adapter.canonical_to_keras, nudge_keras, calls)
+    monkeypatch.setattr(keras_adapter, "canonical_to_keras", nudged)
+    monkeypatch.setattr(keras_graph, "canonical_to_keras", nudged)  # whole models' layers
     return calls
 
 

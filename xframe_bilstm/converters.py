@@ -4,7 +4,8 @@ Both go through the canonical form: Keras layer → :class:`RecurrentStack` → 
 and back. With ``verify=True`` (the default) the source and the result run on one small
 seeded input, and :class:`~xframe_bilstm.errors.ToleranceExceededError` is raised with the
 numbers when they differ by more than float rounding explains
-(:func:`~xframe_bilstm.comparison.derived_tolerance`).
+(:func:`~xframe_bilstm.comparison.check_port`). Whole models go through the model graph
+(:mod:`xframe_bilstm.graph`) both ways.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from ._imports import require
-from .canonical import RecurrentStack, output_names
-from .comparison import compare_outputs, derived_tolerance, dtype_epsilon, least_precise
-from .errors import ToleranceExceededError, UnsupportedFeatureError
+from .canonical import RecurrentStack
+from .comparison import check_port, least_precise
+from .errors import UnsupportedFeatureError
 
 VERIFY_BATCH = 2
 VERIFY_STEPS = 7
@@ -115,14 +116,14 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
         actual = torch_adapter.run_torch(module, x)
         if states:
             module.load_states(states)
-        _check(
+        check_port(
             stack,
             x,
             expected,
             actual,
-            f"Keras {_describe(obj)} (computes in {keras_dtype}) vs its torch module "
+            label=f"Keras {_describe(obj)} (computes in {keras_dtype}) vs its torch module "
             f"(computes in {module.compute_dtype})",
-            compute_dtype=keras_dtype,
+            dtype=least_precise(x.dtype, keras_dtype),
         )
         module.verified_against = "the Keras layer's own call"
     return module
@@ -150,8 +151,9 @@ def torch_to_keras(
 
     - a module with children (an ``nn.Sequential``, or a module whose ``forward`` applies
       ``nn.Embedding``, recurrent modules, ``nn.Linear``, ``nn.Dropout`` and activations
-      one after another, each recurrent one passing on ``rnn(x)[0]``), which becomes a
-      ``keras.Sequential`` (:mod:`xframe_bilstm.models.from_torch`). ``forward`` is read
+      one after another, each recurrent one passing on ``rnn(x)[0]``), which is read as a
+      model graph (:mod:`xframe_bilstm.models.torch_graph`) and rebuilt as a functional
+      ``keras.Model``, as ``compare()`` rebuilds any whole model. ``forward`` is read
       first (:func:`~xframe_bilstm.models.torch_forward.check_forward`), even with
       ``verify=False``: anything else it does (a function between children, a sum over
       time, a child skipped) is refused by name, as is a ``forward`` that cannot be read.
@@ -176,7 +178,7 @@ def torch_to_keras(
             after the part, and its ``converted_part`` attribute holds ``submodule``.
 
     Returns:
-        A Keras layer or ``keras.Sequential``.
+        A Keras layer, ``keras.Sequential`` or (for a module with children) ``keras.Model``.
 
     Example:
         >>> import torch
@@ -239,10 +241,10 @@ def _part_of(module: Any, submodule: str) -> Any:
 def _module_to_keras(obj: Any, *, verify: bool, seed: int, name: str | None = None) -> Any:
     """Convert a live module; see :func:`torch_to_keras`."""
     torch = require("torch")
-    from .models import from_torch
+    from .models.torch_graph import is_whole_module
 
     torch_adapter = _torch_adapter()
-    if not isinstance(obj, torch_adapter.KerasRecurrent) and from_torch.is_sequential_like(obj):
+    if is_whole_module(obj):
         return _sequential_to_keras(obj, verify=verify, seed=seed, name=name)
     keras_adapter = _keras_adapter()
     stack = torch_adapter.torch_to_canonical(obj)
@@ -268,7 +270,8 @@ def _module_to_keras(obj: Any, *, verify: bool, seed: int, name: str | None = No
                 keras_adapter.restore_states(layer, states)
             else:
                 keras_adapter.reset_keras_states(layer)
-        _check(stack, x, expected, actual, f"torch {type(obj).__name__} vs its Keras layer")
+        label = f"torch {type(obj).__name__} vs its Keras layer"
+        check_port(stack, x, expected, actual, label=label, dtype=x.dtype)
     return layer
 
 
@@ -289,51 +292,34 @@ def _run_torch_source(
 
 
 def _sequential_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
-    torch = require("torch")
-    from .models import from_torch, torch_forward
+    """A module made of children, through its model graph; checked against ``module(x)``."""
+    require("keras")
+    from .adapters.keras.graph import graph_to_keras
+    from .models.torch_graph import graph_from_torch
 
-    torch_forward.check_forward(module)  # even without verify: nothing forward does is lost
-    model = from_torch.sequential_to_keras(module, name=name)
+    graph = graph_from_torch(module, name=name)
+    model = graph_to_keras(graph)
     if verify:
-        from .comparison import measure_noise
-        from .models.live import graph_from_keras
+        torch = require("torch")
+        from .inputs import example_inputs
+        from .models.port import call_keras_model
 
-        x = _sequential_input(torch, module, seed)
+        x = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)[0]
         dtype = next(module.parameters()).dtype
         tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype)
         expected = _expected_of(torch, module, tensor)
-        inputs = [x.astype(np.int32) if x.dtype.kind == "i" else x.astype(np.float32)]
-        actual = np.asarray(model(inputs[0], training=False))
+        (actual,) = call_keras_model(model, [x if x.dtype.kind == "i" else x.astype("float32")])
         if expected.shape != actual.shape:
             raise UnsupportedFeatureError(
                 f"torch {type(module).__name__}(x) returns shape {tuple(expected.shape)} for "
                 f"an input of shape {x.shape}, its Keras port {actual.shape}; the port "
                 "cannot match it. Convert the recurrent submodule alone (submodule=...)"
             )
-        noise = measure_noise(graph_from_keras(model), inputs)
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
         coarser = least_precise("float32", str(dtype).split(".")[-1])
-        result = compare_outputs(
-            ["output"],
-            [expected],
-            [actual],
-            atol=noise.tolerance(dtype_epsilon(coarser)),
-            label=f"torch {type(module).__name__} vs its Keras Sequential",
-        )
-        if not result:
-            raise ToleranceExceededError(result.message())
+        label = f"torch {type(module).__name__} vs its Keras model"
+        check_port(graph, [x], [expected], [actual], label=label, dtype=coarser)
     return model
-
-
-def _sequential_input(torch: Any, module: Any, seed: int) -> np.ndarray:
-    """A seeded input for the first child: token ids, (B, T, D) sequences or (B, D) rows."""
-    first = next(module.children())
-    rng = np.random.default_rng(seed)
-    if isinstance(first, torch.nn.Embedding):
-        return rng.integers(0, first.num_embeddings, (VERIFY_BATCH, VERIFY_STEPS))
-    if isinstance(first, torch.nn.RNNBase):
-        return rng.standard_normal((VERIFY_BATCH, VERIFY_STEPS, first.input_size))
-    return rng.standard_normal((VERIFY_BATCH, first.in_features))
 
 
 def _expected_of(torch: Any, module: Any, tensor: Any) -> np.ndarray:
@@ -386,29 +372,6 @@ def _run_native(torch: Any, module: Any, x: np.ndarray) -> np.ndarray:
         output, _ = module(inputs if module.batch_first else inputs.transpose(0, 1))
     output = output if module.batch_first else output.transpose(0, 1)
     return tensor_to_numpy(output)
-
-
-def _check(
-    stack: RecurrentStack,
-    x: np.ndarray,
-    expected: tuple[np.ndarray, ...],
-    actual: tuple[np.ndarray, ...],
-    label: str,
-    *,
-    compute_dtype: str | None = None,
-) -> None:
-    """Raise ToleranceExceededError unless ``actual`` is within float rounding of ``expected``.
-
-    The rounding allowed is that of the less precise of the input's dtype (what both sides
-    hold) and ``compute_dtype`` (what one side computes in, e.g. float16 under
-    ``"mixed_float16"``).
-    """
-    names = output_names(stack)[: len(expected)]
-    dtype = least_precise(x.dtype, compute_dtype or x.dtype)
-    tolerance = derived_tolerance(stack, x, dtype=dtype)
-    result = compare_outputs(names, expected, actual, atol=tolerance, label=label)
-    if not result:
-        raise ToleranceExceededError(result.message())
 
 
 def _describe(obj: Any) -> str:

@@ -1,11 +1,13 @@
-"""A framework-free description of a whole Keras model: layer records wired into a graph.
+"""A framework-free description of a whole model: layer records wired into a graph.
 
 Rules of this module:
 
 - It holds data only: layer kinds with their options, numpy weights, and the recurrent
   layers as canonical :class:`~xframe_bilstm.canonical.RecurrentLayer` objects. Readers
-  (:mod:`xframe_bilstm.keras_files`, :mod:`xframe_bilstm.models.live`) fill it in; builders
-  (:mod:`xframe_bilstm.models.to_torch`, :mod:`xframe_bilstm.models.reference`) consume it.
+  (:mod:`xframe_bilstm.keras_files`, :mod:`xframe_bilstm.models.live`,
+  :mod:`xframe_bilstm.models.torch_graph`) fill it in; builders
+  (:mod:`xframe_bilstm.models.to_torch`, :mod:`xframe_bilstm.reference`, the adapters)
+  consume it.
 - Every layer has one output tensor, so a tensor is named by the layer that makes it.
 - ``layers`` are in an order where every layer comes after the layers it reads.
 - Masks are not stored: they follow from the layers (``Embedding(mask_zero=True)`` and
@@ -59,11 +61,13 @@ MASK_RULES = {
 class LayerRecord:
     """One Keras layer: its kind, options, weights and the layers whose outputs it reads.
 
-    ``options`` by kind (all keys always present):
+    ``options`` by kind (all keys always present unless said):
 
     - ``input``: ``shape`` (without the batch axis, None for any size), ``dtype``.
     - ``embedding``: ``mask_zero``; weights ``embeddings`` (vocabulary, features).
     - ``masking``: ``mask_value``.
+    - ``identity``: none, or ``rate`` for a dropout read from torch, kept so that a
+      rebuilt model trains as the original.
     - ``recurrent``: ``return_sequences``, ``time_major``, ``unroll``; ``recurrent`` holds
       the canonical layer.
     - ``dense``: ``activation`` (a canonical activation name or ``"softmax"``),

@@ -95,6 +95,10 @@ def _read_keras(source: Any) -> Read:
 
 
 def _read_torch(source: Any) -> Read:
+    from .models.torch_graph import graph_from_torch, is_whole_module
+
+    if is_whole_module(source):  # its forward runs as written, so it stays a graph
+        return Read(graph_from_torch(source), "torch", lambda: source)
     from .adapters.torch import torch_to_canonical
 
     return Read(torch_to_canonical(source), "torch", lambda: source)
@@ -127,7 +131,8 @@ def source_type(source: Any) -> str:
     raise UnsupportedFeatureError(
         f"{type(source).__name__} is not a model this package can read; pass a Keras 3 "
         "layer, Sequential or model, a torch nn.LSTM/nn.GRU/nn.RNN (or a module made by "
-        "keras_to_torch), a RecurrentStack, or the path of a .keras/.h5 model or of a "
+        "keras_to_torch, or a module whose forward applies such children in order), a "
+        "RecurrentStack, or the path of a .keras/.h5 model or of a "
         "state_dict file (.pt, .pth, .bin, .safetensors)"
     )
 

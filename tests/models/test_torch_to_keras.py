@@ -43,6 +43,7 @@ def test_sequential_module_saves_as_keras_and_loads_back(tmp_path: Path) -> None
     net = classifier()
     model = torch_to_keras(net)  # verified against the Sequential's own forward
     assert [type(layer).__name__ for layer in model.layers] == [
+        "InputLayer",
         "Embedding",
         "Bidirectional",
         "Dropout",

@@ -128,8 +128,9 @@ class TorchModuleFramework(TorchFramework):
 
     def run(self, stack: Reading, x: Any, spec: RunSpec, **given: Any) -> Any:
         from ..adapters.torch import evaluating
+        from ..models.torch_forward import sequences_passed_on
 
-        with evaluating(self.own):
+        with evaluating(self.own), sequences_passed_on(self.own):
             return super().run(stack, x, spec, **given)
 
     def _module(self, stack: Reading, dtype: Any, device: str) -> Any:

@@ -1,23 +1,12 @@
-"""PyTorch to Keras 3 for ``nn.Sequential``-like modules, and state_dict files to modules.
+"""State_dict files and training checkpoints read back into the torch module they hold.
 
 Rules of this module:
 
-- A module is read as its children in order: an ``nn.Sequential``, or any module whose
-  ``forward`` calls its children one after another, passing on each recurrent child's
-  output sequence (``output`` of ``output, states = rnn(x)``), which
-  :func:`~xframe_bilstm.models.torch_forward.check_forward` checks first. The children:
-  ``nn.Embedding``, ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``batch_first=True``),
-  ``nn.Linear`` (applied to the last axis, as Keras's ``Dense``), ``nn.Dropout`` and
-  activations. Anything else raises :class:`~xframe_bilstm.errors.UnsupportedFeatureError`
-  naming the child and its class.
-- Recurrent children go through the canonical form, one Keras layer per torch layer, as
-  :func:`~xframe_bilstm.torch_to_keras` converts them; ``nn.Linear`` weights are transposed
-  into a ``Dense`` kernel. The result is a plain ``keras.Sequential`` that saves as
-  ``.keras`` and loads back with ``keras.models.load_model``.
-- A state_dict file is read with ``torch.load(weights_only=True)`` or safetensors, never
-  unpickled otherwise (a TorchScript archive is refused from its zip directory alone), and
-  rebuilt with :func:`~xframe_bilstm.adapters.torch.module_from_state_dict` once every key
-  is accounted for (:func:`~xframe_bilstm.state_dicts.recurrent_entries`).
+- A file is read with ``torch.load(weights_only=True)`` or safetensors, never unpickled
+  otherwise (a TorchScript archive is refused from its zip directory alone), and rebuilt
+  with :func:`~xframe_bilstm.adapters.torch.module_from_state_dict` once every key is
+  accounted for (:func:`~xframe_bilstm.state_dicts.recurrent_entries`).
+- A module made of children is read by :mod:`xframe_bilstm.models.torch_graph`.
 """
 
 from __future__ import annotations
@@ -29,23 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .._imports import require
-from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..state_dicts import recurrent_entries
 
-# torch activation module class -> Keras activation name.
-_ACTIVATIONS = {
-    "ReLU": "relu",
-    "Tanh": "tanh",
-    "Sigmoid": "sigmoid",
-    "Hardsigmoid": "hard_sigmoid",
-    "ELU": "elu",
-    "SELU": "selu",
-    "SiLU": "silu",
-    "Softplus": "softplus",
-    "Softsign": "softsign",
-    "Identity": "linear",
-}
 # Files read by the torch side: state_dicts and checkpoints, and TorchScript archives
 # (.jit, .ts), which are refused by name without being loaded.
 TORCH_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".jit", ".ts")
@@ -190,127 +165,4 @@ def _is_torchscript(path: str | Path) -> bool:
     return any(name.endswith("/constants.pkl") or "/code/" in name for name in names)
 
 
-def is_sequential_like(module: Any) -> bool:
-    """Whether ``module`` is a torch module with children (and not a recurrent module)."""
-    torch = require("torch")
-    return (
-        isinstance(module, torch.nn.Module)
-        and not isinstance(module, torch.nn.RNNBase)
-        and any(True for _ in module.children())
-    )
-
-
-def _children(module: Any) -> list[tuple[str, Any]]:
-    # nn.Sequential names children "0", "1"...: Keras names read better with the class.
-    return [
-        (f"{type(child).__name__.lower()}_{name}" if name.isdigit() else name, child)
-        for name, child in module.named_children()
-    ]
-
-
-def sequential_to_keras(module: Any, *, name: str | None = None) -> Any:
-    """Build a Keras 3 ``Sequential`` computing what ``module``'s children compute in order.
-
-    Example:
-        >>> import torch
-        >>> net = torch.nn.Sequential(torch.nn.Embedding(10, 4),
-        ...                           torch.nn.GRU(4, 3, batch_first=True),
-        ...                           torch.nn.Linear(3, 2), torch.nn.Softmax(dim=-1))
-        >>> [type(layer).__name__ for layer in sequential_to_keras(net).layers]
-        ['Embedding', 'GRU', 'Dense', 'Activation']
-    """
-    torch = require("torch")
-    keras = require("keras")
-    from ..adapters.keras import canonical_to_keras
-    from ..adapters.torch import torch_to_canonical
-
-    children = _children(module)
-    if not children:
-        raise UnsupportedFeatureError(f"{type(module).__name__} has no children to convert")
-    nn = torch.nn
-    refused = [
-        f"{name!r} ({type(child).__name__})"
-        for name, child in children
-        if not isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
-        and type(child).__name__ not in _ACTIVATIONS
-    ]
-    if refused:
-        raise UnsupportedFeatureError(
-            f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
-            f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(_ACTIVATIONS))}"
-        )
-    first = children[0][1]
-    if isinstance(first, nn.Embedding):
-        layers: list[Any] = [keras.Input((None,), dtype="int32")]
-    elif isinstance(first, nn.RNNBase):
-        layers = [keras.Input((None, first.input_size))]
-    elif isinstance(first, nn.Linear):
-        layers = [keras.Input((first.in_features,))]
-    else:
-        raise UnsupportedFeatureError(
-            f"the first child {children[0][0]!r} ({type(first).__name__}) does not fix the "
-            "input size; start with an Embedding, a recurrent module or a Linear"
-        )
-    with torch.no_grad():
-        for name, child in children:
-            layers.extend(_convert(name, child, nn, keras, canonical_to_keras, torch_to_canonical))
-    return keras.Sequential(layers, name=name or type(module).__name__.lower())
-
-
-def _convert(
-    name: str, child: Any, nn: Any, keras: Any, to_keras: Any, to_canonical: Any
-) -> list[Any]:
-    from ..adapters.torch import tensor_to_numpy  # bfloat16 too, which .numpy() cannot read
-
-    if isinstance(child, nn.Embedding):
-        layer = keras.layers.Embedding(child.num_embeddings, child.embedding_dim, name=name)
-        layer.build((None, None))
-        layer.set_weights([tensor_to_numpy(child.weight)])
-        return [layer]
-    if isinstance(child, nn.RNNBase):
-        if not child.batch_first:
-            raise UnsupportedFeatureError(
-                f"child {name!r} ({type(child).__name__}) has batch_first=False; in a "
-                "sequence of modules it would read the batch axis as time; use batch_first=True"
-            )
-        stack = to_canonical(child)
-        converted = []
-        for index, canonical in enumerate(stack.layers):
-            if index and child.dropout:
-                converted.append(
-                    keras.layers.Dropout(float(child.dropout), name=f"{name}_dropout_{index}")
-                )
-            converted.append(
-                to_keras(RecurrentStack((canonical,)), name=f"{name}_{index}" if index else name)
-            )
-        return converted
-    if isinstance(child, nn.Linear):
-        layer = keras.layers.Dense(child.out_features, use_bias=child.bias is not None, name=name)
-        layer.build((None, child.in_features))
-        weights = [tensor_to_numpy(child.weight).T]
-        if child.bias is not None:
-            weights.append(tensor_to_numpy(child.bias))
-        layer.set_weights(weights)
-        return [layer]
-    if isinstance(child, nn.Dropout):
-        return [keras.layers.Dropout(float(child.p), name=name)]
-    if isinstance(child, nn.Softmax):
-        if child.dim not in (-1, None):
-            raise UnsupportedFeatureError(
-                f"child {name!r} is Softmax(dim={child.dim}); only the last axis (dim=-1) maps "
-                "to Keras's softmax"
-            )
-        return [keras.layers.Activation("softmax", name=name)]
-    activation = _ACTIVATIONS[type(child).__name__]
-    if activation == "softplus" and (child.beta != 1 or child.threshold != 20):
-        raise UnsupportedFeatureError(f"child {name!r}: Softplus with beta/threshold changed")
-    return [keras.layers.Activation(activation, name=name)]
-
-
-__all__ = [
-    "CHECKPOINT_KEYS",
-    "TORCH_FILE_SUFFIXES",
-    "is_sequential_like",
-    "load_state_dict_module",
-    "sequential_to_keras",
-]
+__all__ = ["CHECKPOINT_KEYS", "TORCH_FILE_SUFFIXES", "load_state_dict_module"]

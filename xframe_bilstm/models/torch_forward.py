@@ -19,8 +19,10 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from .._imports import require
@@ -91,6 +93,16 @@ def run_forward(module: Any, inputs: Any) -> Any:
     module rules); any other module runs exactly as its own ``forward`` says.
     """
     torch = require("torch")
+    from ..adapters.torch import evaluating
+
+    with evaluating(module), torch.no_grad(), sequences_passed_on(module):
+        return module(inputs)
+
+
+@contextlib.contextmanager
+def sequences_passed_on(module: Any) -> Iterator[None]:
+    """Within: an ``nn.Sequential``'s recurrent children pass on their output sequence."""
+    torch = require("torch")
     handles = []
     if is_plain_sequential(module):
         handles = [
@@ -98,11 +110,8 @@ def run_forward(module: Any, inputs: Any) -> Any:
             for child in module.children()
             if isinstance(child, torch.nn.RNNBase)
         ]
-    from ..adapters.torch import evaluating
-
     try:
-        with evaluating(module), torch.no_grad():
-            return module(inputs)
+        yield
     finally:
         for handle in handles:
             handle.remove()

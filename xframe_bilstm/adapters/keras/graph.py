@@ -1,6 +1,7 @@
 """A model graph rebuilt as a functional Keras 3 model of Keras's own layers, weights set.
 
-Each record becomes the Keras layer it was read from (an identity passes its input on),
+Each record becomes the Keras layer it was read from (an identity passes its input on,
+or is a ``Dropout`` where it keeps a rate),
 so Keras itself computes the masks. The Keras 2 meanings a graph keeps are kept:
 activations carry them by name (``hard_sigmoid_keras2``); a Keras 2 ``Concatenate`` of
 masked inputs, whose mask Keras 3 cannot compute, and a ``time_major`` layer, an option
@@ -95,8 +96,8 @@ def graph_to_keras(
             )
             continue
         inputs = [tensors[name] for name in record.inputs]
-        if record.kind == "identity":  # Dropout and the like do nothing at inference
-            tensors[record.name] = inputs[0]
+        if record.kind == "identity" and "rate" not in record.options:
+            tensors[record.name] = inputs[0]  # nothing at inference, nothing to train
             continue
         layer = _layer(record, keras, dtype, kernel)
         tensors[record.name] = layer(inputs if record.kind == "concatenate" else inputs[0])
@@ -145,6 +146,8 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
             dtype=dtype,
             name=name,
         )
+    if record.kind == "identity":  # a dropout whose rate is known: kept for training
+        return layers.Dropout(float(options["rate"]), dtype=dtype, name=name)
     if record.kind == "masking":
         return layers.Masking(float(options["mask_value"]), dtype=dtype, name=name)
     if record.kind == "recurrent":

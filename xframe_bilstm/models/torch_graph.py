@@ -1,0 +1,188 @@
+"""A torch module whose ``forward`` applies its children in order, read as a model graph.
+
+Rules of this module:
+
+- :func:`~xframe_bilstm.models.torch_forward.check_forward` reads ``forward`` first:
+  anything it does besides applying the children one after another, each recurrent child
+  passing on its output sequence, is refused by name.
+- Each child becomes the layer records a Keras model of the same computation holds:
+  ``nn.Embedding`` an embedding (no mask: torch's ``padding_idx`` only fixes a row),
+  ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``batch_first``) one recurrent record per layer through
+  the canonical form, with a dropout between layers where ``dropout`` is set,
+  ``nn.Linear`` a dense record on the last axis, ``nn.Dropout`` an identity that keeps its
+  rate, activations and ``Softmax(dim=-1)`` an activation.
+- The first child fixes the input: token ids for an Embedding, (B, T, D) sequences for a
+  recurrent module, (B, D) rows for a Linear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._imports import require
+from ..errors import UnsupportedFeatureError
+from ..graph import LayerRecord, ModelGraph
+from .torch_forward import check_forward
+
+# torch activation module class -> canonical activation name.
+ACTIVATIONS = {
+    "ReLU": "relu",
+    "Tanh": "tanh",
+    "Sigmoid": "sigmoid",
+    "Hardsigmoid": "hard_sigmoid_keras3",  # relu6(x + 3) / 6, as Keras 3's hard_sigmoid
+    "ELU": "elu",
+    "SELU": "selu",
+    "SiLU": "silu",
+    "Softplus": "softplus",
+    "Softsign": "softsign",
+    "Identity": "linear",
+}
+_SEQUENCE = {"return_sequences": True, "time_major": False, "unroll": False}
+
+
+def is_whole_module(module: Any) -> bool:
+    """Whether ``module`` is a torch module made of children, not one recurrent module.
+
+    Example:
+        >>> import torch
+        >>> is_whole_module(torch.nn.Sequential(torch.nn.LSTM(2, 3))), is_whole_module(
+        ...     torch.nn.LSTM(2, 3))
+        (True, False)
+    """
+    torch = require("torch")
+    from ..adapters.torch import KerasRecurrent
+
+    return (
+        isinstance(module, torch.nn.Module)
+        and not isinstance(module, (torch.nn.RNNBase, KerasRecurrent))
+        and any(True for _ in module.children())
+    )
+
+
+def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
+    """The model graph of a module whose ``forward`` applies its children in order.
+
+    Raises:
+        UnsupportedFeatureError: naming what ``forward`` does besides that, and every child
+            with no layer record.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Embedding(10, 4),
+        ...                           torch.nn.GRU(4, 3, batch_first=True),
+        ...                           torch.nn.Linear(3, 2), torch.nn.Softmax(dim=-1))
+        >>> [record.name for record in graph_from_torch(net).layers]
+        ['input', 'embedding_0', 'gru_1', 'linear_2', 'softmax_3']
+    """
+    torch = require("torch")
+    check_forward(module)  # nothing ``forward`` does is lost
+    children = _children(module)
+    if not children:
+        raise UnsupportedFeatureError(f"{type(module).__name__} has no children to convert")
+    nn = torch.nn
+    refused = [
+        f"{child_name!r} ({type(child).__name__})"
+        for child_name, child in children
+        if not isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
+        and type(child).__name__ not in ACTIVATIONS
+    ]
+    if refused:
+        raise UnsupportedFeatureError(
+            f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
+            f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(ACTIVATIONS))}"
+        )
+    taken = {child_name for child_name, _ in children}
+    records = [_input("input" if "input" not in taken else "input_0", *children[0], nn)]
+    with torch.no_grad():
+        for child_name, child in children:
+            records.extend(_records(child_name, child, records[-1].name, nn))
+    return ModelGraph(
+        name or type(module).__name__.lower(),
+        tuple(records),
+        inputs=(records[0].name,),
+        outputs=(records[-1].name,),
+        source=f"torch {type(module).__name__}",
+    )
+
+
+def _children(module: Any) -> list[tuple[str, Any]]:
+    # nn.Sequential names children "0", "1"...: Keras names read better with the class.
+    return [
+        (f"{type(child).__name__.lower()}_{name}" if name.isdigit() else name, child)
+        for name, child in module.named_children()
+    ]
+
+
+def _input(name: str, first_name: str, first: Any, nn: Any) -> LayerRecord:
+    if isinstance(first, nn.Embedding):
+        options: dict[str, Any] = {"shape": (None,), "dtype": "int64"}
+    elif isinstance(first, nn.RNNBase):
+        options = {"shape": (None, first.input_size), "dtype": "float32"}
+    elif isinstance(first, nn.Linear):
+        options = {"shape": (first.in_features,), "dtype": "float32"}
+    else:
+        raise UnsupportedFeatureError(
+            f"the first child {first_name!r} ({type(first).__name__}) does not fix the "
+            "input size; start with an Embedding, a recurrent module or a Linear"
+        )
+    return LayerRecord(name, "input", "InputLayer", options=options)
+
+
+def _records(name: str, child: Any, previous: str, nn: Any) -> list[LayerRecord]:
+    """The layer records of one child, reading the output of layer ``previous``."""
+    from ..adapters.torch import tensor_to_numpy, torch_to_canonical
+
+    kind = type(child).__name__
+    if isinstance(child, nn.Embedding):
+        if child.max_norm is not None:
+            raise UnsupportedFeatureError(
+                f"child {name!r} is an Embedding with max_norm, which rescales rows as they "
+                "are looked up (and rewrites its weights); Keras's Embedding does not"
+            )
+        weights = {"embeddings": tensor_to_numpy(child.weight)}
+        return [LayerRecord(name, "embedding", kind, (previous,), {"mask_zero": False}, weights)]
+    if isinstance(child, nn.RNNBase):
+        if not child.batch_first:
+            raise UnsupportedFeatureError(
+                f"child {name!r} ({kind}) has batch_first=False; in a sequence of modules it "
+                "would read the batch axis as time; use batch_first=True"
+            )
+        records: list[LayerRecord] = []
+        for index, layer in enumerate(torch_to_canonical(child).layers):
+            if index and child.dropout:  # torch drops out between its layers in training
+                records.append(_dropout(f"{name}_dropout_{index}", child.dropout, previous))
+                previous = records[-1].name
+            layer_name = f"{name}_{index}" if index else name
+            records.append(
+                LayerRecord(layer_name, "recurrent", kind, (previous,), _SEQUENCE, recurrent=layer)
+            )
+            previous = layer_name
+        return records
+    if isinstance(child, nn.Linear):
+        weights = {"kernel": np.ascontiguousarray(tensor_to_numpy(child.weight).T)}
+        if child.bias is not None:
+            weights["bias"] = tensor_to_numpy(child.bias)
+        options = {"activation": "linear", "time_distributed": False}
+        return [LayerRecord(name, "dense", kind, (previous,), options, weights)]
+    if isinstance(child, nn.Dropout):
+        return [_dropout(name, child.p, previous)]
+    if isinstance(child, nn.Softmax):
+        if child.dim not in (-1, None):
+            raise UnsupportedFeatureError(
+                f"child {name!r} is Softmax(dim={child.dim}); only the last axis (dim=-1) maps "
+                "to Keras's softmax"
+            )
+        return [LayerRecord(name, "activation", kind, (previous,), {"activation": "softmax"})]
+    if kind == "Softplus" and (child.beta != 1 or child.threshold != 20):
+        raise UnsupportedFeatureError(f"child {name!r}: Softplus with beta/threshold changed")
+    options = {"activation": ACTIVATIONS[kind]}
+    return [LayerRecord(name, "activation", kind, (previous,), options)]
+
+
+def _dropout(name: str, rate: float, previous: str) -> LayerRecord:
+    return LayerRecord(name, "identity", "Dropout", (previous,), {"rate": float(rate)})
+
+
+__all__ = ["ACTIVATIONS", "graph_from_torch", "is_whole_module"]

@@ -2,10 +2,10 @@
 
 A :class:`MatrixSession` imports the lane's frameworks once (torch first), learns their
 versions and loads the baseline for them; :meth:`MatrixSession.run` then runs one cell:
-the reference once, every framework and device of the cell, every pair compared with the
-tolerance derived for that model, and each run's error checked against the ratchet. The
-Keras framework keeps one built layer per structure, so cells that differ only in weights,
-input or mask reuse its compiled function.
+the runs compare()'s planner makes of it less the kernel paths the table excludes, every
+pair compared with the tolerance derived for that model, and each run's error checked
+against the ratchet. The Keras framework keeps one built layer per structure, so cells that
+differ only in weights, input or mask reuse its compiled function.
 """
 
 from __future__ import annotations

@@ -176,6 +176,19 @@ def test_a_native_module_with_lengths_and_initial_states(bidirectional: bool) ->
     assert pair.expected == "reference[cpu,float64]" and pair
 
 
+@pytest.mark.parametrize("kind", ["GRU", "RNN"])
+def test_a_native_module_of_one_state_takes_h_0_from_the_keras_order_states(kind: str) -> None:
+    # One state per layer and direction: the Keras-order states are h_0 as they come.
+    torch.manual_seed(8)
+    module = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    rng = np.random.default_rng(9)
+    states = [rng.standard_normal((4, 4)) for _ in range(4)]
+    report = compare(module, frameworks=["torch"], initial_states=states, steps=STEPS)
+    assert report, _explain(report)
+    pair = next(p for p in report.pairs if p.label.startswith("torch[cpu,float32]@original"))
+    assert pair.expected == "reference[cpu,float64]" and pair
+
+
 def test_a_faithful_native_port_with_lengths_passes() -> None:
     # The port's packed output is zero at padded steps, the Keras layer's is its last output.
     layer = keras.layers.LSTM(4, return_sequences=True)

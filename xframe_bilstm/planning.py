@@ -323,7 +323,7 @@ def plan_subject(
     framework: Framework
     if read.framework == "torch" and read.original is not None:
         live = read.original()
-        framework = TorchModuleFramework(live, reading)
+        framework = TorchModuleFramework(live)
         kind, own = "torch", _parameter_dtype(live)
         native = isinstance(live, sys.modules["torch"].nn.RNNBase)
         outputs = outputs_of(reading, batch, steps, description, native=native)

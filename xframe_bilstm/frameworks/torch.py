@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentStack
 from ..graph import ModelGraph
 from ..inputs import as_list
 from ..reference import Reading
@@ -61,18 +60,8 @@ class TorchFramework(Framework):
         device = spec.device.replace("gpu", "cuda")
         module = self._module(stack, dtype, device)
         with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
-            # Token ids stay integers; features take the run's dtype.
-            inputs = [
-                torch.as_tensor(a, dtype=torch.int64 if a.dtype.kind in "iu" else dtype).to(device)
-                for a in as_list(x)
-            ]
-            states = None
-            if initial_states is not None:
-                states = [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
-            if isinstance(stack, ModelGraph):
-                result = module(*inputs)
-            else:
-                result = self._call(torch, module, inputs[0], states, lengths)
+            arguments = _arguments(torch, stack, x, dtype, device, initial_states, lengths)
+            result = self._call(module, arguments)
             if device != "cpu":
                 torch.cuda.synchronize()
         from ..adapters.torch import flatten
@@ -92,17 +81,8 @@ class TorchFramework(Framework):
             module = canonical_to_torch(stack)
         return module.to(device=device, dtype=dtype).eval()
 
-    def _call(
-        self,
-        torch: Any,
-        module: Any,
-        inputs: Any,
-        states: list[Any] | None,
-        lengths: np.ndarray | None,
-    ) -> Any:
-        """Run a module that takes what the Keras layer takes (lengths in place of a mask)."""
-        masks = None if lengths is None else torch.as_tensor(lengths, device=inputs.device)
-        return module(inputs, states, masks)
+    def _call(self, module: Any, arguments: list[Any]) -> Any:
+        return module(*arguments)
 
     def _describe(self, module: Any) -> dict[str, object]:
         rnns = [rnn for part in module.modules() for rnn in getattr(part, "rnns", ())]
@@ -122,9 +102,8 @@ class TorchModuleFramework(TorchFramework):
     computation is compared.
     """
 
-    def __init__(self, module: Any, stack: Reading) -> None:
+    def __init__(self, module: Any) -> None:
         self.own = module  # ``module`` names the package, as in every framework
-        self.stack = stack  # the reading of ``module``, for the layout of initial states
 
     def run(self, stack: Reading, x: Any, spec: RunSpec, **given: Any) -> Any:
         from ..adapters.torch import evaluating
@@ -146,61 +125,77 @@ class TorchModuleFramework(TorchFramework):
             module.reset_states()  # from zero states (or those given), as every other run
         return module.eval()
 
-    def _call(
-        self,
-        torch: Any,
-        module: Any,
-        inputs: Any,
-        states: list[Any] | None,
-        lengths: np.ndarray | None,
-    ) -> Any:
-        if isinstance(module, torch.nn.RNNBase):
-            return self._run_native(torch, module, inputs, states, lengths)
-        return super()._call(torch, module, inputs, states, lengths)
+    def _call(self, module: Any, arguments: list[Any]) -> Any:
+        if isinstance(module, require("torch").nn.RNNBase):
+            return _run_native(module, *arguments)
+        return module(*arguments)
 
     def _describe(self, module: Any) -> dict[str, object]:
         return {"module": type(self.own).__name__}
 
-    def _run_native(
-        self,
-        torch: Any,
-        module: Any,
-        inputs: Any,
-        states: list[Any] | None,
-        lengths: np.ndarray | None,
-    ) -> tuple[Any, ...]:
-        """``output`` (B, T, F) then ``h_n`` (and ``c_n``), as the module returns them."""
-        utils = torch.nn.utils.rnn
-        steps = inputs.shape[1]
-        if not module.batch_first:
-            inputs = inputs.transpose(0, 1)
-        hx = None if states is None else self._native_states(torch, states)
-        if lengths is None:
-            output, finals = module(inputs, hx)
-        else:
-            packed = utils.pack_padded_sequence(
-                inputs,
-                torch.as_tensor(lengths, dtype=torch.int64),
-                batch_first=module.batch_first,
-                enforce_sorted=False,
-            )
-            output, finals = module(packed, hx)
-            output, _ = utils.pad_packed_sequence(
-                output, batch_first=module.batch_first, total_length=steps
-            )
-        if not module.batch_first:
-            output = output.transpose(0, 1)
-        return (output, *(finals if isinstance(finals, tuple) else (finals,)))
 
-    def _native_states(self, torch: Any, states: list[Any]) -> Any:
-        """Keras-order states (per layer: ``h, c`` of each direction) as ``h_0`` (and
-        ``c_0``), each (layers·directions, B, H)."""
-        assert isinstance(self.stack, RecurrentStack)  # a graph takes no initial states
-        kinds = 2 if self.stack.last.cell == "lstm" else 1
-        h = states[0::kinds]
-        if kinds == 1:
-            return torch.stack(h)
-        return torch.stack(h), torch.stack(states[1::kinds])
+def _run_native(
+    module: Any, inputs: Any, states: list[Any] | None, lengths: Any
+) -> tuple[Any, ...]:
+    """``output`` (B, T, F) then ``h_n`` (and ``c_n``), as the module returns them."""
+    torch = require("torch")
+    utils = torch.nn.utils.rnn
+    steps = inputs.shape[1]
+    if not module.batch_first:
+        inputs = inputs.transpose(0, 1)
+    hx = None if states is None else _native_states(torch, module, states)
+    if lengths is None:
+        output, finals = module(inputs, hx)
+    else:
+        packed = utils.pack_padded_sequence(
+            inputs,
+            lengths.to("cpu", torch.int64),
+            batch_first=module.batch_first,
+            enforce_sorted=False,
+        )
+        output, finals = module(packed, hx)
+        output, _ = utils.pad_packed_sequence(
+            output, batch_first=module.batch_first, total_length=steps
+        )
+    if not module.batch_first:
+        output = output.transpose(0, 1)
+    return (output, *(finals if isinstance(finals, tuple) else (finals,)))
+
+
+def _native_states(torch: Any, module: Any, states: list[Any]) -> Any:
+    """Keras-order states (per layer: ``h, c`` of each direction) as a native module's
+    ``h_0`` (and ``c_0``), each (layers·directions, B, H)."""
+    if module.mode != "LSTM":
+        return torch.stack(states)
+    return torch.stack(states[0::2]), torch.stack(states[1::2])
+
+
+def _arguments(
+    torch: Any,
+    reading: Reading,
+    x: Any,
+    dtype: Any,
+    device: str,
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+) -> list[Any]:
+    """What a module of ``reading`` takes, as tensors on the run's device.
+
+    Token ids stay integers; features take the run's dtype. A graph's port takes one tensor
+    per model input, which mask themselves; a stack's module takes what the Keras layer
+    takes: the input, initial states in Keras order, and lengths in place of a mask.
+    """
+    inputs = [
+        torch.as_tensor(a, dtype=torch.int64 if a.dtype.kind in "iu" else dtype).to(device)
+        for a in as_list(x)
+    ]
+    if isinstance(reading, ModelGraph):  # a whole model starts from zero states
+        return inputs
+    states = None
+    if initial_states is not None:
+        states = [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
+    steps = None if lengths is None else torch.as_tensor(lengths, device=device)
+    return [inputs[0], states, steps]
 
 
 @contextlib.contextmanager

@@ -2,10 +2,10 @@
 
 A :class:`MatrixSession` imports the lane's frameworks once (torch first), learns their
 versions and loads the baseline for them; :meth:`MatrixSession.run` then runs one cell:
-the reference once, every framework and device of the cell, every pair compared with the
-tolerance derived for that model, and each run's error checked against the ratchet. The
-Keras framework keeps one built layer per structure, so cells that differ only in weights,
-input or mask reuse its compiled function.
+the runs compare()'s planner makes of it less the kernel paths the table excludes, every
+pair compared with the tolerance derived for that model, and each run's error checked
+against the ratchet. The Keras framework keeps one built layer per structure, so cells that
+differ only in weights, input or mask reuse its compiled function.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from .._imports import require
 from ..comparison import NOISE_FACTOR
 from ..errors import UnsupportedFeatureError
 from ..frameworks import FRAMEWORKS, RunSpec
+from ..planning import plan_runs
 from ..report import Report
 from ..runner import compare
+from ..sources import read_source
 from .protocol import Matrix, MatrixCell
 from .ratchet import Baseline, load_baseline
 from .results import CellResult, json_number
@@ -38,8 +40,6 @@ class MatrixSession:
         self.import_seconds = 0.0
         self.versions: dict[str, str] = {}
         self.baseline = Baseline(self.lane.name, {}, table.ratchet)
-        self._devices: dict[str, list[str]] = {}
-        self._paths: dict[tuple[str, str], list[str]] = {}
 
     def prepare(self, frameworks: Iterable[str]) -> None:
         """Import ``frameworks`` (torch first, as TensorFlow needs) and load the baseline."""
@@ -73,7 +73,7 @@ class MatrixSession:
             if not frameworks and request.arguments.get("against") is None:
                 reasons = "; ".join(f"{name}: {why}" for name, why in request.excluded)
                 raise UnsupportedFeatureError(f"no framework of the cell can run it ({reasons})")
-            planned = self._planned(cell, frameworks, excluded)
+            planned = _planned(cell, request.source, frameworks, excluded)
             devices = tuple(sorted({s.device for s in planned}, key=_device_order)) or ("cpu",)
             paths: dict[str, Any] = {}  # only when asked: whole models take no paths
             if cell.paths:
@@ -99,65 +99,17 @@ class MatrixSession:
                 excluded=excluded,
             )
         seconds = time.perf_counter() - start
-        result = self._judge(cell, report, seconds, planned)
+        result = self._judge(cell, report, seconds, _not_offered(cell, frameworks, planned))
         result.frameworks, result.devices, result.excluded = frameworks, devices, excluded
         return result
 
-    def _planned(
-        self, cell: MatrixCell, frameworks: Sequence[str], excluded: dict[str, str]
-    ) -> list[RunSpec]:
-        """Every run the cell has: each framework on each of its devices (on ``"auto"``,
-        every device the framework sees), on its default path and on each of the cell's
-        kernel paths it offers there and the table does not exclude."""
-        planned = []
-        for framework in frameworks:
-            for device in self._framework_devices(framework, cell.devices):
-                paths = [
-                    path
-                    for path in cell.paths
-                    if path in self._offered(framework, device)
-                    and f"{framework}:{path}" not in excluded
-                ]
-                for path in ["", *paths]:
-                    planned.append(RunSpec(framework, device, cell.dtype, cell.tf32, path=path))
-        unplanned = [
-            path
-            for path in cell.paths
-            if not any(s.path == path for s in planned)
-            and not any(f"{f}:{path}" in excluded for f in frameworks)
-        ]
-        if unplanned:
-            raise UnsupportedFeatureError(
-                f"kernel paths {unplanned} are offered by none of {list(frameworks)} on "
-                f"{sorted({s.device for s in planned})}"
-            )
-        return planned
-
-    def _offered(self, framework: str, device: str) -> list[str]:
-        if (framework, device) not in self._paths:
-            self._paths[framework, device] = FRAMEWORKS[framework]().paths(device)
-        return self._paths[framework, device]
-
-    def _framework_devices(self, framework: str, devices: tuple[str, ...]) -> list[str]:
-        if devices != ("auto",):
-            return list(devices)
-        if framework not in self._devices:
-            self._devices[framework] = FRAMEWORKS[framework]().devices()
-        return self._devices[framework]
-
     def _judge(
-        self, cell: MatrixCell, report: Report, seconds: float, planned: list[RunSpec]
+        self, cell: MatrixCell, report: Report, seconds: float, not_offered: list[str]
     ) -> CellResult:
         errors = [
-            f"FAILED | {cell.id} | {line.removeprefix('FAILED | ')}" for line in report.failures
+            f"FAILED | {cell.id} | {line.removeprefix('FAILED | ')}"
+            for line in [*report.failures, *not_offered]
         ]
-        ran = {run.label for run in report.runs}
-        for spec in planned:
-            if spec.label not in ran:
-                errors.append(
-                    f"FAILED | {cell.id} | {spec.label} did not run: {spec.framework} does not "
-                    f"offer {spec.dtype} on {spec.device} here"
-                )
         against_reference = [p for p in report.pairs if p.expected == REFERENCE.label]
         max_errors = {p.actual: p.max_abs_error for p in against_reference}
         floors = {p.actual: p.tolerance / NOISE_FACTOR for p in against_reference}
@@ -195,6 +147,43 @@ class MatrixSession:
             baseline=self.baseline.cells.get(cell.id),
             seconds=seconds,
         )
+
+
+def _planned(
+    cell: MatrixCell, source: Any, frameworks: Sequence[str], excluded: dict[str, str]
+) -> list[RunSpec]:
+    """The runs compare() makes of the cell (:func:`~xframe_bilstm.planning.plan_runs`), the
+    reference aside, less the kernel paths the matrix excludes (``"keras:unroll"``).
+
+    A kernel path of the cell that no framework offers on its devices is refused."""
+    read = read_source(source)
+    devices = "auto" if cell.devices == ("auto",) else cell.devices
+    plan = plan_runs(
+        read.reading,
+        frameworks,
+        devices,
+        [cell.dtype],
+        cell.tf32,
+        cell.paths,
+        original=read.framework,
+    )
+    return [
+        spec
+        for spec, _ in plan
+        if spec != REFERENCE and f"{spec.framework}:{spec.path}" not in excluded
+    ]
+
+
+def _not_offered(cell: MatrixCell, frameworks: Sequence[str], planned: list[RunSpec]) -> list[str]:
+    """Each framework of the cell with no run on a device the cell names (on ``"auto"``, on
+    any device): it does not offer the cell's dtype there, which fails the cell."""
+    where = ("any device",) if cell.devices == ("auto",) else cell.devices
+    return [
+        f"{framework} did not run on {device}: it does not offer {cell.dtype} there"
+        for framework in frameworks
+        for device in where
+        if not any(s.framework == framework and device in (s.device, "any device") for s in planned)
+    ]
 
 
 def _device_order(device: str) -> tuple[int, str]:

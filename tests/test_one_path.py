@@ -12,8 +12,9 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 import xframe_bilstm.keras_files as keras_files  # noqa: E402
-from xframe_bilstm import UnsupportedFeatureError, compare, keras_to_torch  # noqa: E402
+from xframe_bilstm import compare, keras_to_torch  # noqa: E402
 from xframe_bilstm.canonical import RecurrentStack  # noqa: E402
+from xframe_bilstm.frameworks import KerasOnnxFramework  # noqa: E402
 from xframe_bilstm.graph import ModelGraph  # noqa: E402
 from xframe_bilstm.sources import read_source, source_type  # noqa: E402
 
@@ -84,14 +85,13 @@ def test_a_whole_model_gets_the_profiles_of_a_layer(tagger: Path) -> None:
     assert set(pair.padding[f"{name}.backward"]) == {"valid", "padded"}
 
 
-def test_a_framework_that_cannot_run_a_whole_model_is_named(tagger: Path) -> None:
-    with pytest.raises(UnsupportedFeatureError, match=r"\['keras-onnx'\].*Embedding"):
-        compare(str(tagger), frameworks=["torch", "keras-onnx"])
-    # Under "auto" it is left out; onnxruntime runs our export of the whole model, torch-onnx
-    # PyTorch's export of the port, and Keras runs the file as loaded.
+def test_auto_runs_a_whole_model_on_every_installed_framework(tagger: Path) -> None:
+    # onnxruntime runs our export of the whole model, torch-onnx PyTorch's export of the
+    # port, keras-onnx Keras's export of the model rebuilt (where tf2onnx is installed), and
+    # Keras runs the file as loaded.
     report = compare(str(tagger), lengths=LENGTHS)
     frameworks = {run.spec.framework for run in report.runs}
-    assert "keras-onnx" not in frameworks
+    assert ("keras-onnx" in frameworks) == KerasOnnxFramework.available()
     assert {"onnxruntime", "torch-onnx"} <= frameworks
     assert "keras[cpu,float32]@original" in [run.label for run in report.runs]
 

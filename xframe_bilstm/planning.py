@@ -99,8 +99,8 @@ def _runnable(reading: Reading, names: list[str], auto: bool, original: str) -> 
             f"frameworks: {refused} cannot run a whole model ({what}): "
             + "; ".join(str(reasons[name]) for name in refused)
             + "; a whole model runs on the reference, as the torch port, on onnxruntime and "
-            "rebuilt in Keras where they can run it, and, for a Keras model, in Keras as "
-            "loaded (@original)"
+            "rebuilt in Keras (run by Keras or exported by it) where they can run it, and, "
+            "for a Keras model, in Keras as loaded (@original)"
         )
     return [name for name in names if not reasons[name]]
 

@@ -141,8 +141,6 @@ def test_float_features_are_padded_with_the_masking_value(tmp_path: Path) -> Non
 
 
 def test_what_a_whole_model_cannot_run_is_refused(tagger: Path) -> None:
-    with pytest.raises(UnsupportedFeatureError, match=r"\['keras-onnx'\] cannot run a whole"):
-        compare(str(tagger), frameworks=["torch", "keras-onnx"])
     with pytest.raises(UnsupportedFeatureError, match="float32 and float64, got"):
         compare(str(tagger), frameworks=["torch"], dtypes=["float16"])
     with pytest.raises(UnsupportedFeatureError, match="initial_states"):

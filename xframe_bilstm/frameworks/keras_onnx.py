@@ -1,8 +1,11 @@
-"""Keras 3's own ONNX export as a framework: the converted layers, exported, on onnxruntime.
+"""Keras 3's own ONNX export as a framework: the converted layers or the rebuilt model,
+exported, on onnxruntime.
 
-The converted Keras layers are wrapped in a functional model whose inputs are the run's:
-``x``, then every layer's initial states, then ``lengths`` (turned into Keras's mask inside
-the model). ``model.export(path, format="onnx")`` converts it with tf2onnx on the TensorFlow
+For a stack, the converted Keras layers are wrapped in a functional model whose inputs are
+the run's: ``x``, then every layer's initial states, then ``lengths`` (turned into Keras's
+mask inside the model). A whole model is the one
+:func:`~xframe_bilstm.adapters.keras.graph_to_keras` rebuilds, fed one array per model
+input. ``model.export(path, format="onnx")`` converts it with tf2onnx on the TensorFlow
 backend; where tf2onnx is missing the run fails with the error that names it.
 """
 
@@ -17,6 +20,8 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack, layer_state_names
+from ..graph import ModelGraph
+from ..inputs import as_list
 from ..reference import Reading
 from .base import Framework, RunSpec
 from .onnx_session import (
@@ -32,7 +37,8 @@ _EXPORTER = 'keras Model.export(format="onnx")'
 
 
 class KerasOnnxFramework(Framework):
-    """``model.export(format="onnx")`` of the converted Keras model, on onnxruntime."""
+    """``model.export(format="onnx")`` of the converted Keras layers or rebuilt Keras model,
+    on onnxruntime."""
 
     name = "keras-onnx"
     module = "keras"
@@ -53,6 +59,16 @@ class KerasOnnxFramework(Framework):
         keras = require("keras")
         return {"keras": keras.__version__, **onnxruntime_versions()}
 
+    def supports(self, reading: Reading) -> str | None:
+        if isinstance(reading, RecurrentStack):
+            return None
+        from ..adapters.keras import graph_refusal
+
+        rebuilt, exported = graph_refusal(reading), _export_refusal(reading)
+        if exported is None:
+            return rebuilt
+        return f"{rebuilt}; {exported}" if rebuilt else f"{reading.source}: {exported}"
+
     def run(
         self,
         stack: Reading,
@@ -62,11 +78,20 @@ class KerasOnnxFramework(Framework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        assert isinstance(stack, RecurrentStack)  # supports() refuses graphs
         onnx = require("onnx")
         keras = require("keras")
-        model = functional_model(stateless(stack), initial_states is not None, lengths is not None)
-        _call_once(model, x, initial_states, lengths)
+        if isinstance(stack, ModelGraph):  # feeds: one array per model input
+            from ..adapters.keras import graph_to_keras
+
+            x = tuple(as_list(x))
+            model = graph_to_keras(stack, dtype="float32")
+            arrays = [np.asarray(a, np.float32) if a.dtype.kind == "f" else a for a in x]
+            model(arrays if len(arrays) > 1 else arrays[0], training=False)  # export needs a call
+        else:
+            model = functional_model(
+                stateless(stack), initial_states is not None, lengths is not None
+            )
+            _call_once(model, x, initial_states, lengths)
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "model.onnx")
             try:
@@ -84,6 +109,20 @@ class KerasOnnxFramework(Framework):
             "keras_backend": keras.backend.backend(),
             **settings,
         }
+
+
+def _export_refusal(graph: ModelGraph) -> str | None:
+    """Why Keras's ONNX export of the rebuilt ``graph`` would not compute it, or None."""
+    # Seen with Keras 3.15, TensorFlow 2.21 and tf2onnx 1.17: the exported TimeDistributed
+    # returns (B, B, F), the batch size where the time axis belongs.
+    refusals = [
+        f"layer {record.name!r} ({record.class_name}): Keras's ONNX export (tf2onnx) gives "
+        "TimeDistributed's output the batch size as its time axis; a Dense on the sequence "
+        "computes the same per step and exports"
+        for record in graph.layers
+        if record.kind == "dense" and record.options["time_distributed"]
+    ]
+    return "; ".join(refusals) or None
 
 
 def functional_model(stack: RecurrentStack, with_states: bool, with_lengths: bool) -> Any:

@@ -5,8 +5,8 @@ One module per job:
 
 - :mod:`.vocabulary`: what export and import agree on (operator names, activations with
   their alpha and beta, graph input names, opset floors).
-- :mod:`.builder` and :mod:`.export`: canonical stack to ``onnx.ModelProto``
-  (:func:`canonical_to_onnx`), built from the weights, not traced.
+- :mod:`.builder`, :mod:`.node_export`, :mod:`.layer_export` and :mod:`.export`: canonical
+  stack to ``onnx.ModelProto`` (:func:`canonical_to_onnx`), built from the weights, not traced.
 - :mod:`.graph_export` and :mod:`.masked`: a whole model (``ModelGraph``) to standard
   operators (:func:`graph_to_onnx`), recurrent layers under Keras masks included.
 - :mod:`.runtime`: the newest opset onnxruntime loads, loading models, :func:`run_onnxruntime`.

@@ -4,7 +4,7 @@ operators, computing what :mod:`xframe_bilstm.reference.graph` computes.
 ``Embedding`` is ``Gather``; ``Dense`` is ``MatMul`` and ``Add`` and its activation;
 ``Masking`` and ``Embedding(mask_zero=True)`` make a (B, T) bool mask that follows the Keras
 rules of :mod:`xframe_bilstm.graph`; recurrent layers are native ``LSTM``/``GRU``/``RNN``
-nodes (:func:`~xframe_bilstm.adapters.onnx.export.export_layer`), under a mask as
+nodes (:func:`~xframe_bilstm.adapters.onnx.layer_export.export_layer`), under a mask as
 :mod:`.masked` runs them. Graph inputs and outputs are named after the model's, batch and
 time dynamic; token ids are int64. onnx is imported inside the functions.
 """
@@ -19,7 +19,8 @@ from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord, ModelGraph, mask_traps
 from .builder import GraphBuilder
-from .export import FLOAT_TYPES, export_layer
+from .export import FLOAT_TYPES
+from .layer_export import export_layer
 from .masked import masked_recurrent
 from .vocabulary import ONNX_ACTIVATIONS, ir_version
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from ...canonical import RecurrentLayer
 from .builder import GraphBuilder
-from .export import merge_directions, recurrent_node, reverse_time
+from .layer_export import merge_directions, reverse_time
+from .node_export import recurrent_node
 
 
 class _Steps(NamedTuple):

@@ -144,16 +144,7 @@ class OnnxGraphFramework(OnnxruntimeFramework):
         batch, steps = x.shape[:2]
         inputs = seeded_graph_inputs(self.model, seed=0, batch=batch, steps=steps, zero_states=True)
         feeds = inputs.feeds()
-        sequence = np.swapaxes(x, 0, 1) if inputs.time_major else x
-        declared = feeds[inputs.x_name].shape
-        if sequence.shape != declared:
-            axes = "time, batch" if inputs.time_major else "batch, time"
-            raise WeightShapeError(
-                f"x: the graph takes its input {inputs.x_name!r} as {declared} ({axes}, "
-                f"features), got {sequence.shape}; compare it with the batch and steps it "
-                "declares, or export it with dynamic batch and time axes"
-            )
-        feeds[inputs.x_name] = sequence
+        feeds[inputs.x_name] = np.swapaxes(x, 0, 1) if inputs.time_major else x
         if states is not None:
             if len(states) != len(inputs.state_names):
                 raise WeightShapeError(

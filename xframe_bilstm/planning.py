@@ -321,8 +321,8 @@ def plan_subject(
     """
     reading = read.reading
     description = describe(model, reading)
-    framework: Framework
-    outputs = outputs_of(reading, batch, steps, description)
+    framework: Framework = FRAMEWORKS["reference"]()
+    kind, own, outputs = "reference", "float64", outputs_of(reading, batch, steps, description)
     if read.framework == "torch" and read.original is not None:
         live = read.original()
         framework, kind, own = TorchModuleFramework(live, reading), "torch", _parameter_dtype(live)
@@ -333,8 +333,6 @@ def plan_subject(
     elif read.framework == "onnxruntime" and read.original is not None:
         framework = graph = OnnxGraphFramework(read.original(), reading)
         kind, own, outputs = "onnxruntime", graph.dtype, graph.returns(batch, steps, description)
-    else:
-        framework, kind, own = FRAMEWORKS["reference"](), "reference", "float64"
     planned = {spec.device for spec, _ in specs}
     if dtypes is None:  # the original: what the user has, wherever its framework runs
         devices = sorted({"cpu"} | (planned & set(_devices(framework))))

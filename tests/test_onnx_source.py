@@ -138,6 +138,23 @@ def test_our_export_with_states_and_lengths_gets_them_by_meaning(tmp_path: Path)
     assert compare(path, frameworks=["torch"], steps=7), "zero states"
 
 
+def test_what_the_graph_does_not_take_fails_its_original_saying_so(
+    bilstm: tuple[Any, Path],
+) -> None:
+    """torch's export takes neither lengths nor (batch, units) initial states: the reading
+    runs with them, the graph cannot, and its run says why."""
+    _, path = bilstm
+    states = [np.zeros((4, 4))] * 4
+    for given, reason in (
+        ({"lengths": [6, 2, 3, 1]}, "lengths: the graph has no lengths input"),
+        ({"initial_states": states}, "initial_states: 4 arrays, where the graph takes 0"),
+    ):
+        report = compare(path, frameworks=["torch"], steps=6, **given)
+        assert not report
+        (error,) = [run.error for run in report.runs if run.label == ORIGINAL]
+        assert error is not None and reason in error, error
+
+
 def test_a_modelproto_and_its_path_read_the_same(bilstm: tuple[Any, Path]) -> None:
     _, path = bilstm
     proto = onnx.load(str(path))

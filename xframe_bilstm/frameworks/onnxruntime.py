@@ -147,9 +147,10 @@ class OnnxGraphFramework(OnnxruntimeFramework):
         feeds[inputs.x_name] = np.swapaxes(x, 0, 1) if inputs.time_major else x
         if states is not None:
             if len(states) != len(inputs.state_names):
+                takes = ", ".join(inputs.state_names) or "no state inputs"
                 raise WeightShapeError(
-                    f"initial_states: the graph takes {len(inputs.state_names)} initial states "
-                    f"{list(inputs.state_names)}, got {len(states)}"
+                    f"initial_states: {len(states)} arrays, where the graph takes "
+                    f"{len(inputs.state_names)} ({takes}); compare it with one per state input"
                 )
             feeds.update(zip(inputs.state_names, states))
         if inputs.lengths_name is not None:

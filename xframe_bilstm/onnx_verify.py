@@ -28,6 +28,7 @@ from ._imports import require
 from .canonical import RecurrentStack, layer_state_names, output_names
 from .comparison import Comparison, compare_outputs, derived_tolerance, measure_noise
 from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
+from .correspondence import onnx_source
 from .errors import ToleranceExceededError, UnsupportedFeatureError
 from .sources import framework_of
 
@@ -209,12 +210,12 @@ def check_stack_import(
     """Raise unless ``run`` (the import of ``model`` as ``stack``) computes what onnxruntime
     computes on ``model``.
 
-    The outputs of ``run`` are compared with the graph's leading outputs, as
-    :func:`~xframe_bilstm.onnx_converters.onnx_to_canonical` matched them: the graph's
-    sequence input read batch-major or time-major, whichever reading its outputs agree with
-    (the one its structure suggests first). Without ``takes_states``, the graph's state
-    inputs are fed zeros. The bound is :func:`~xframe_bilstm.comparison.derived_tolerance`
-    of ``stack``.
+    The outputs of ``run`` are compared with the graph's outputs by meaning, as
+    :func:`~xframe_bilstm.onnx_converters.onnx_to_canonical` matched them
+    (:func:`~xframe_bilstm.correspondence.onnx_source`): the graph's sequence input read
+    batch-major or time-major, whichever reading its outputs agree with (the one its
+    structure suggests first). Without ``takes_states``, the graph's state inputs are fed
+    zeros. The bound is :func:`~xframe_bilstm.comparison.derived_tolerance` of ``stack``.
     """
     from .adapters.onnx.example_inputs import seeded_graph_inputs
     from .adapters.onnx.verify import RuntimeSession
@@ -236,6 +237,7 @@ def check_stack_import(
     expected = run(x, states, lengths)
     tolerance = derived_tolerance(stack, x, initial_states=states, lengths=lengths)
     names = output_names(stack)
+    outputs = [output.name for output in session.proto.graph.output]
     results: list[Comparison] = []
     refusals: list[UnsupportedFeatureError] = []
     for time_major in (inputs.time_major, not inputs.time_major):
@@ -246,12 +248,11 @@ def check_stack_import(
         except UnsupportedFeatureError as error:  # this reading's shapes do not fit the graph
             refusals.append(error)
             continue
-        if time_major:
-            graph = tuple(a.transpose(1, 0, 2) if a.ndim == 3 else a for a in graph)
+        meant = onnx_source(stack, outputs, time_major, VERIFY_BATCH, VERIFY_STEPS, label)
         reading = "time-major" if time_major else "batch-major"
         result = compare_outputs(
             names,
-            graph[: len(names)],
+            [meant.provides[meaning][1](graph, None) for meaning in meant.returned[: len(names)]],
             expected,
             atol=tolerance,
             label=f"onnxruntime on the ONNX graph (input read {reading}) vs {label}",
@@ -300,8 +301,8 @@ def _original(source: Any, stack: RecurrentStack) -> _Original:
         # A Keras file's weights are read exactly, without Keras: keras_to_torch checks its
         # ports of such files against the same float64 reference.
         return _reference(stack, f"the float64 reference of {os.fspath(source)}")
-    if framework == "canonical":
-        return _reference(source, "the float64 reference of the RecurrentStack")
+    if framework == "canonical":  # a RecurrentStack, or an ONNX graph read into one
+        return _reference(stack, f"the float64 reference of the {type(source).__name__}")
     if framework == "keras":
         return _keras(source)
     from .adapters import torch as torch_adapter

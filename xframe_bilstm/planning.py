@@ -22,6 +22,7 @@ from .errors import FrameworkUnavailableError, UnsupportedFeatureError, WeightSh
 from .frameworks import FRAMEWORKS, Framework, RunSpec
 from .frameworks.base import KERNEL_PATHS, other_kinds
 from .frameworks.keras import KerasLayerFramework
+from .frameworks.onnxruntime import OnnxGraphFramework
 from .frameworks.torch import TorchModuleFramework
 from .graph import ModelGraph
 from .reference import Reading
@@ -221,8 +222,8 @@ def plan_original(
 ) -> Subject | None:
     """The runs of the source's own computation, ``@original``, or None when it has none.
 
-    A live object runs whatever the frameworks asked; a Keras file's model, which Keras has
-    to load, runs when Keras is asked for, or is installed under ``"auto"``."""
+    A live object or an ONNX graph runs whatever the frameworks asked; a Keras file's model,
+    which Keras has to load, runs when Keras is asked for, or is installed under ``"auto"``."""
     if read.original is None:
         return None
     if source_type(source) == "Keras file":
@@ -259,7 +260,7 @@ def plan_against(
             )
         if read.framework == "torch" and states is not None:
             _check_against_states(other, against, len(states))
-    own_dtype = read.framework == "keras"  # a Keras model runs as its policy says
+    own_dtype = read.framework in ("keras", "onnxruntime")  # as its policy or graph says
     return plan_subject(
         "against", against, read, batch, steps, specs, tf32, None if own_dtype else dtypes
     )
@@ -313,28 +314,25 @@ def plan_subject(
 ) -> Subject:
     """The runs of ``model`` labelled ``@name``.
 
-    Its original (a torch module or a Keras layer or model) runs by its own computation;
-    else it runs as its reading on the reference. With ``dtypes`` it runs in each of them
-    on the devices the plan uses; without (the ``original``, a Keras ``against``), in its
-    own dtype on the CPU and on the planned devices its framework sees.
+    Its original (a torch module, a Keras layer or model, an ONNX graph) runs by its own
+    computation; else it runs as its reading on the reference. With ``dtypes`` it runs in
+    each of them on the devices the plan uses; without (the ``original``, a Keras or ONNX
+    ``against``), in its own dtype on the CPU and on the planned devices its framework sees.
     """
     reading = read.reading
     description = describe(model, reading)
-    framework: Framework
+    framework: Framework = FRAMEWORKS["reference"]()
+    kind, own, outputs = "reference", "float64", outputs_of(reading, batch, steps, description)
     if read.framework == "torch" and read.original is not None:
         live = read.original()
-        framework = TorchModuleFramework(live)
-        kind, own = "torch", _parameter_dtype(live)
+        framework, kind, own = TorchModuleFramework(live), "torch", _parameter_dtype(live)
         native = isinstance(live, sys.modules["torch"].nn.RNNBase)
         outputs = outputs_of(reading, batch, steps, description, native=native)
     elif read.framework == "keras" and read.original is not None:
-        framework = KerasLayerFramework(read.original)
-        kind, own = "keras", _keras_dtype(read)
-        outputs = outputs_of(reading, batch, steps, description)
-    else:
-        framework = FRAMEWORKS["reference"]()
-        kind, own = "reference", "float64"
-        outputs = outputs_of(reading, batch, steps, description)
+        framework, kind, own = KerasLayerFramework(read.original), "keras", _keras_dtype(read)
+    elif read.framework == "onnxruntime" and read.original is not None:
+        framework = graph = OnnxGraphFramework(read.original(), reading)
+        kind, own, outputs = "onnxruntime", graph.dtype, graph.returns(batch, steps, description)
     planned = {spec.device for spec, _ in specs}
     if dtypes is None:  # the original: what the user has, wherever its framework runs
         devices = sorted({"cpu"} | (planned & set(_devices(framework))))

@@ -80,8 +80,9 @@ def compare(
 
     Args:
         source: a Keras layer or model, a torch ``nn.LSTM``/``nn.GRU``/``nn.RNN`` or
-            converted module, the path of a state_dict file or of a ``.keras``/``.h5``
-            model, or a :class:`~xframe_bilstm.RecurrentStack`.
+            converted module, the path of a state_dict file or of a ``.keras``/``.h5`` or
+            ``.onnx`` model (an ONNX graph runs as given, ``onnxruntime[...]@original``), an
+            ``onnx.ModelProto``, or a :class:`~xframe_bilstm.RecurrentStack`.
         against: optionally a second model of any of those kinds, e.g. your own port of
             ``source``: it runs on its own framework (labelled ``@against``) and is compared
             with the source's reference and runs.

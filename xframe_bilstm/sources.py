@@ -4,12 +4,14 @@ Source types are tried in order, as ``torch.testing`` tries its pair types: the 
 accepts an object reads it. A reading is a :class:`~xframe_bilstm.canonical.RecurrentStack`
 when the source is recurrent layers in a chain, else a :class:`~xframe_bilstm.graph.ModelGraph`
 (a whole model: Embedding, Dense, masks...). A source may also hold a computation of its
-own, its *original*: a live layer, model or module, a state_dict file's native module, or a
-Keras 3 file as Keras loads it. Every run is compared with it.
+own, its *original*: a live layer, model or module, a state_dict file's native module, a
+Keras 3 file as Keras loads it, or an ONNX graph as onnxruntime runs it. Every run is
+compared with it.
 
-A Keras object can only exist if Keras is already imported, and a torch module only if torch
-is; so types are checked against frameworks found in ``sys.modules``, and an adapter is
-imported only once its framework is known to be in use.
+A Keras object can only exist if Keras is already imported, a torch module only if torch
+is, and an ``onnx.ModelProto`` only if onnx is; so types are checked against frameworks
+found in ``sys.modules``, and an adapter is imported only once its framework is known to be
+in use.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ def _is_state_dict_path(source: Any) -> bool:
     return _is_path(source) and os.fspath(source).endswith(TORCH_FILE_SUFFIXES)
 
 
+def _is_onnx(source: Any) -> bool:
+    if _is_path(source):
+        return os.fspath(source).endswith(".onnx")
+    onnx = sys.modules.get("onnx")
+    return onnx is not None and isinstance(source, onnx.ModelProto)
+
+
 def _is_keras(source: Any) -> bool:
     keras = sys.modules.get("keras")
     if keras is not None and isinstance(source, keras.layers.Layer):
@@ -70,6 +79,15 @@ def _read_state_dict(source: Any) -> Read:
 
     module = load_state_dict_module(os.fspath(source))
     return Read(torch_to_canonical(module), "torch", lambda: module)
+
+
+def _read_onnx(source: Any) -> Read:
+    """What ``onnx_to_canonical(source, verify=False)`` reads; the original is the graph,
+    loaded once for both."""
+    from .adapters.onnx import graph_to_canonical, load_model
+
+    proto = load_model(source)
+    return Read(graph_to_canonical(proto), "onnxruntime", lambda: proto)
 
 
 def _read_keras_file(source: Any) -> Read:
@@ -108,6 +126,7 @@ def _read_torch(source: Any) -> Read:
 SOURCE_TYPES: tuple[tuple[str, Callable[[Any], bool], Callable[[Any], Read]], ...] = (
     ("canonical", lambda s: isinstance(s, RecurrentStack), _read_stack),
     ("torch state_dict", _is_state_dict_path, _read_state_dict),
+    ("ONNX", _is_onnx, _read_onnx),
     ("Keras file", _is_path, _read_keras_file),
     ("keras", _is_keras, _read_keras),
     ("torch", _is_torch, _read_torch),
@@ -118,8 +137,8 @@ def source_type(source: Any) -> str:
     """The name of the first source type that accepts ``source``.
 
     Example:
-        >>> source_type("model.keras"), source_type("weights.pt")
-        ('Keras file', 'torch state_dict')
+        >>> source_type("model.keras"), source_type("weights.pt"), source_type("model.onnx")
+        ('Keras file', 'torch state_dict', 'ONNX')
         >>> source_type(object())
         Traceback (most recent call last):
         ...
@@ -132,8 +151,8 @@ def source_type(source: Any) -> str:
         f"{type(source).__name__} is not a model this package can read; pass a Keras 3 "
         "layer, Sequential or model, a torch nn.LSTM/nn.GRU/nn.RNN (or a module made by "
         "keras_to_torch, or a module whose forward applies such children in order), a "
-        "RecurrentStack, or the path of a .keras/.h5 model or of a "
-        "state_dict file (.pt, .pth, .bin, .safetensors)"
+        "RecurrentStack, an onnx.ModelProto, or the path of a .keras/.h5 or .onnx model or "
+        "of a state_dict file (.pt, .pth, .bin, .safetensors)"
     )
 
 
@@ -145,14 +164,15 @@ def read_source(source: Any) -> Read:
 
 def framework_of(source: Any) -> str:
     """``"canonical"``, ``"keras"`` or ``"torch"``: which framework ``source`` belongs to
-    (a Keras file is read exactly, without Keras: ``"canonical"``).
+    (a Keras file or an ONNX graph is read exactly into a stack: ``"canonical"``).
 
     Example:
-        >>> framework_of("model.keras")
-        'canonical'
+        >>> framework_of("model.keras"), framework_of("model.onnx")
+        ('canonical', 'canonical')
     """
     kind = source_type(source)
-    return {"Keras file": "canonical", "torch state_dict": "torch"}.get(kind, kind)
+    families = {"Keras file": "canonical", "ONNX": "canonical", "torch state_dict": "torch"}
+    return families.get(kind, kind)
 
 
 def to_canonical(source: Any) -> RecurrentStack:
@@ -191,7 +211,7 @@ def describe(source: Any, reading: Reading) -> str:
         for layer in reading.layers
     )
     kind = source_type(source)
-    if kind in ("Keras file", "torch state_dict"):  # name the file, not its Python type
+    if _is_path(source):  # name the file, not its Python type
         return f"{kind} {os.fspath(source)} ({kinds}, units {reading.last.units})"
     name = getattr(source, "name", None) or type(source).__name__
     return f"{kind} {name} ({kinds}, units {reading.last.units})"

@@ -74,7 +74,7 @@ def onnxruntime_versions() -> dict[str, str]:
 
 def run_model(
     model: Any,
-    x: np.ndarray,
+    x: np.ndarray | tuple[np.ndarray, ...],
     spec: RunSpec,
     *,
     initial_states: Sequence[np.ndarray] | None,

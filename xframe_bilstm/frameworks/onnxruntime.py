@@ -1,5 +1,6 @@
-"""onnxruntime as a framework: our own ONNX export of the stack or whole model, run on CPU
-or CUDA (in a session as every ONNX column runs one: :mod:`~xframe_bilstm.frameworks.onnx_session`).
+"""onnxruntime as a framework: our own ONNX export of the stack or whole model, and an ONNX
+source's graph as given, run on CPU or CUDA (in a session as every ONNX column runs one:
+:mod:`~xframe_bilstm.frameworks.onnx_session`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack
+from ..correspondence import Source, onnx_source
+from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import ModelGraph
 from ..inputs import as_list
 from ..reference import Reading
@@ -83,3 +86,78 @@ class OnnxruntimeFramework(Framework):
             model, x, spec, initial_states=initial_states, lengths=lengths
         )
         return outputs, {"exporter": f"xframe_bilstm {exporter}", **settings}
+
+
+class OnnxGraphFramework(OnnxruntimeFramework):
+    """An ONNX graph as given, the ``@original`` of an ONNX source, run on onnxruntime.
+
+    Its inputs are fed by what they mean, as
+    :func:`~xframe_bilstm.adapters.onnx.example_inputs.seeded_graph_inputs` tells them apart:
+    the run's sequence in the layout the graph declares (time-major or batch-major), its
+    initial states (zeros when none are given) and its lengths (full rows when none are
+    given). It returns the graph's outputs as the graph gives them, in the graph's own dtype
+    (:meth:`returns` says what they mean). The reading a run is given is ignored: only the
+    graph's own computation is compared.
+    """
+
+    def __init__(self, model: Any, stack: Reading) -> None:
+        from ..adapters.onnx.example_inputs import seeded_graph_inputs
+
+        assert isinstance(stack, RecurrentStack)  # what a graph of recurrent nodes reads as
+        self.model = model
+        self.stack = stack  # the graph's reading, which tells what its outputs mean
+        inputs = seeded_graph_inputs(model, seed=0, batch=1, steps=1)
+        self.time_major = inputs.time_major
+        self.dtype = inputs.value(inputs.x_name).dtype.name
+
+    def returns(self, batch: int, steps: int, description: str) -> Source:
+        """What its runs return, by meaning
+        (:func:`~xframe_bilstm.correspondence.onnx_source`)."""
+        names = [output.name for output in self.model.graph.output]
+        return onnx_source(self.stack, names, self.time_major, batch, steps, description)
+
+    def dtypes(self, device: str) -> list[str]:
+        return [self.dtype]
+
+    def supports(self, reading: Reading) -> str | None:
+        return None  # it runs itself, whatever the library read it as
+
+    def run(
+        self,
+        stack: Reading,
+        x: Any,
+        spec: RunSpec,
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+        feeds = self._feeds(np.asarray(x), initial_states, lengths)
+        outputs, settings = run_model(self.model, feeds, spec, initial_states=None, lengths=None)
+        return outputs, {"graph": "as given", **settings}
+
+    def _feeds(
+        self, x: np.ndarray, states: Sequence[np.ndarray] | None, lengths: np.ndarray | None
+    ) -> tuple[np.ndarray, ...]:
+        """Every input of the graph, in graph order, given by what it means."""
+        from ..adapters.onnx.example_inputs import seeded_graph_inputs
+
+        batch, steps = x.shape[:2]
+        inputs = seeded_graph_inputs(self.model, seed=0, batch=batch, steps=steps, zero_states=True)
+        feeds = inputs.feeds()
+        feeds[inputs.x_name] = np.swapaxes(x, 0, 1) if inputs.time_major else x
+        if states is not None:
+            if len(states) != len(inputs.state_names):
+                takes = ", ".join(inputs.state_names) or "no state inputs"
+                raise WeightShapeError(
+                    f"initial_states: {len(states)} arrays, where the graph takes "
+                    f"{len(inputs.state_names)} ({takes}); compare it with one per state input"
+                )
+            feeds.update(zip(inputs.state_names, states))
+        if inputs.lengths_name is not None:
+            feeds[inputs.lengths_name] = np.full(batch, steps) if lengths is None else lengths
+        elif lengths is not None:
+            raise UnsupportedFeatureError(
+                "lengths: the graph has no lengths input and runs every row in full; "
+                "compare it without lengths"
+            )
+        return tuple(feeds[name] for name in inputs.names)

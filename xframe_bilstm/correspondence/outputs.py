@@ -1,19 +1,10 @@
-"""Which output of one model means which output of another, for ``compare(source, against=)``.
+"""What each output of a model means, and every meaning a model's outputs give.
 
-Two models that compute the same thing may return it differently: a Keras LSTM with
-``return_sequences=False`` returns its last step, a torch ``nn.LSTM`` returns the whole
-sequence and ``(h_n, c_n)``. Each output has a *meaning*: a sequence or a last step, merged
-as a bidirectional layer merges its halves (or one direction alone), or a final state ``h``
-or ``c`` of one direction. One side's outputs are matched with what the other side's outputs
-give by meaning (the last step of a sequence is its last valid step for the forward direction
-and step 0 for a backward direction aligned with input time; a final ``h`` is the last step
-of its direction). What cannot be matched is refused by name before anything runs, never
-compared element by element with something of another meaning.
-
-Padded steps (``lengths``) hold no meaning of their own, and the two kinds of model fill them
-differently: a plain Keras layer repeats its last valid output there (a ``Bidirectional``
-writes zeros), a native module run on a packed sequence writes zeros. Between the two kinds,
-sequences are therefore compared on their valid steps only.
+Each output has a *meaning*: a sequence or a last step, merged as a bidirectional layer merges
+its halves (or one direction alone), or a final state ``h`` or ``c`` of one direction. From
+what a model returns follow other meanings: the halves of a concatenated output, the last step
+of a sequence (its last valid step for the forward direction, step 0 for a backward direction
+aligned with input time), the final ``h`` of a last step.
 """
 
 from __future__ import annotations
@@ -23,23 +14,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .canonical import RecurrentStack, layer_state_names, output_names
-from .errors import UnsupportedFeatureError
-from .graph import ModelGraph
+from ..canonical import RecurrentStack, output_names
+from ..graph import ModelGraph
 
 # (what, how): what ∈ {"sequence", "last", "h", "c"}; how is a merge mode ("concat", "sum",
 # "mul", "ave") for both directions, "forward" or "backward" for one direction in input time,
 # or "go_backwards" for a Keras layer that only runs backwards (outputs in processing order).
+# An output whose meaning its reading cannot tell is (UNREAD, its name), and is left out.
 Meaning = tuple[str, str]
 # Arrays of one run, the rows' valid lengths (or None) -> the array of one meaning.
 Extract = Callable[[Sequence[np.ndarray], "np.ndarray | None"], np.ndarray]
 
-_MERGES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+MERGES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "concat": lambda f, b: np.concatenate([f, b], axis=-1),
     "sum": lambda f, b: f + b,
     "mul": lambda f, b: f * b,
     "ave": lambda f, b: (f + b) / 2,
 }
+UNREAD = "unread"
 
 
 @dataclass(frozen=True)
@@ -70,6 +62,8 @@ def describe(meaning: Meaning) -> str:
         'the whole sequence of the forward direction'
     """
     what, how = meaning
+    if what == UNREAD:
+        return f"{how}, whose meaning the reading cannot tell"
     if how == "every layer":
         return f"the final states {what} of every layer and direction"
     head = {
@@ -78,7 +72,7 @@ def describe(meaning: Meaning) -> str:
         "h": "the final state h",
         "c": "the final state c",
     }[what]
-    if how in _MERGES:
+    if how in MERGES:
         joined = "concatenated" if how == "concat" else f"merged by {how}"
         return f"{head}, both directions {joined}"
     if how == "go_backwards":
@@ -106,7 +100,7 @@ def stack_source(stack: RecurrentStack, batch: int, steps: int, description: str
             returned.append((kind, side or _how(stack)))
             shapes.append((batch, last.units))
     provides = {
-        meaning: (name, _take(index))
+        meaning: (name, take(index))
         for index, (name, meaning) in enumerate(zip(output_names(stack), returned))
     }
     return Source(
@@ -129,7 +123,7 @@ def native_source(stack: RecurrentStack, batch: int, steps: int, description: st
     names = ("output", "h_n", "c_n")[: 1 + last.num_states]
     shapes = ((batch, steps, last.output_size),) + ((count, batch, last.units),) * last.num_states
     provides: dict[Meaning, tuple[str, Extract]] = {
-        ("sequence", "concat" if both else "forward"): ("output", _take(0))
+        ("sequence", "concat" if both else "forward"): ("output", take(0))
     }
     sides = ("forward", "backward") if both else ("forward",)
     for index, kind in enumerate(("h", "c")[: last.num_states]):
@@ -149,12 +143,45 @@ def native_source(stack: RecurrentStack, batch: int, steps: int, description: st
     )
 
 
+def onnx_source(
+    stack: RecurrentStack,
+    names: Sequence[str],
+    time_major: bool,
+    batch: int,
+    steps: int,
+    description: str,
+) -> Source:
+    """The outputs ``names`` of an ONNX graph read as ``stack``, as the importer matched
+    them: the leading ones are what ``stack`` returns, a sequence (T, B, F) when the graph
+    takes its input time-major; those after them (such as torch's stacked ``h_n``) mean
+    nothing the reading can tell, and are left out of every pair."""
+    read = stack_source(stack, batch, steps, description)
+    provides: dict[Meaning, tuple[str, Extract]] = {}
+    shapes = []
+    for index, (name, meaning, shape) in enumerate(zip(names, read.returned, read.shapes)):
+        if time_major and len(shape) == 3:
+            provides[meaning] = (f"{name} read time-major", _swapped(index))
+            shape = (shape[1], shape[0], shape[2])
+        else:
+            provides[meaning] = (name, take(index))
+        shapes.append(shape)
+    unread = tuple((UNREAD, name) for name in names[len(read.names) :])
+    return Source(
+        description,
+        tuple(names),
+        tuple(shapes),
+        read.directions,
+        _derive(provides, stack.last.units),
+        read.returned + unread,
+    )
+
+
 def graph_source(graph: ModelGraph, description: str) -> Source:
     """The outputs of a whole model: one per model output, each meaning itself. Every run of
     a graph (its reading, the model as loaded, a port of it) returns them in that order."""
     names = output_names_of(graph)
     meanings = tuple(("output", name) for name in graph.outputs)
-    provides = {meaning: (name, _take(i)) for i, (name, meaning) in enumerate(zip(names, meanings))}
+    provides = {meaning: (name, take(i)) for i, (name, meaning) in enumerate(zip(names, meanings))}
     return Source(description, names, (), "graph", provides, meanings)
 
 
@@ -184,8 +211,12 @@ def _how(stack: RecurrentStack) -> str:
     return "go_backwards" if last.direction == "backward" else "forward"
 
 
-def _take(index: int) -> Extract:
+def take(index: int) -> Extract:
     return lambda arrays, lengths: np.asarray(arrays[index])
+
+
+def _swapped(index: int) -> Extract:
+    return lambda arrays, lengths: np.swapaxes(arrays[index], 0, 1)
 
 
 def _row(index: int, row: int) -> Extract:
@@ -216,7 +247,7 @@ def _derive(
             found[("h", side)] = found[("last", side)]  # h is the output of the last step
     for what in ("sequence", "last"):
         halves = (what, "forward") in found and (what, "backward") in found
-        for merge, function in _MERGES.items():
+        for merge, function in MERGES.items():
             if halves and (what, merge) not in found:
                 word_f, forward = found[(what, "forward")]
                 word_b, backward = found[(what, "backward")]
@@ -250,145 +281,17 @@ def _merged(
     return lambda arrays, lengths: function(forward(arrays, lengths), backward(arrays, lengths))
 
 
-@dataclass(frozen=True)
-class Correspondence:
-    """What a pair with the ``against`` model compares: ``names``, and how each side's arrays
-    give them. ``note`` says which correspondence was used, "" when the outputs are the same.
-    """
-
-    names: tuple[str, ...]
-    source: tuple[Extract, ...]
-    against: tuple[Extract, ...]
-    note: str
-    by_source: bool  # whether ``names`` are the source's outputs (else the against's)
-    # Whether sequences are compared on valid steps only (the sides pad differently).
-    valid_steps_only: bool = False
-
-    def source_view(
-        self, arrays: Sequence[np.ndarray], lengths: np.ndarray | None
-    ) -> tuple[np.ndarray, ...]:
-        return tuple(extract(arrays, lengths) for extract in self.source)
-
-    def against_view(
-        self, arrays: Sequence[np.ndarray], lengths: np.ndarray | None
-    ) -> tuple[np.ndarray, ...]:
-        return tuple(extract(arrays, lengths) for extract in self.against)
-
-
-def correspond(source: Source, against: Source) -> Correspondence:
-    """Match every output of ``source`` with the ``against`` outputs that mean the same, or
-    else every output of ``against`` with the source's; refuse when neither matches all.
-
-    Example:
-        >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
-        >>> w = DirectionWeights(np.zeros((3, 8)), np.zeros((2, 8)))
-        >>> layer = RecurrentLayer("lstm", 3, 2, (w,))
-        >>> keras = stack_source(RecurrentStack((layer,), return_sequences=False), 4, 5, "keras")
-        >>> torch = native_source(RecurrentStack((layer,)), 4, 5, "torch")
-        >>> print(correspond(keras, torch).note)
-        output ↔ output at each row's last valid step (the last step of the forward direction)
-    """
-    if source.returned == against.returned and source.names == against.names:
-        same = tuple(_take(index) for index in range(len(source.names)))
-        return Correspondence(source.names, same, same, "", True)
-    if source.directions != against.directions:
-        # One direction of a bidirectional model alone would be a part of it, not the model.
-        raise UnsupportedFeatureError(
-            f"against: the last recurrent layer of the source ({source.description}) is "
-            f"{source.directions}, and against's ({against.description}) is "
-            f"{against.directions}; the source returns {source.shown()}, against returns "
-            f"{against.shown()}. Compare models whose last layers run the same directions."
-        )
-    for by_source, (first, second) in ((True, (source, against)), (False, (against, source))):
-        missing = [m for m in first.returned if m not in second.provides]
-        if missing:
-            continue
-        matched = [second.provides[meaning] for meaning in first.returned]
-        own = tuple(_take(index) for index in range(len(first.names)))
-        other = tuple(extract for _, extract in matched)
-        valid_only = first.padding != second.padding
-        if valid_only:
-            own = _valid_steps(own, first.returned)
-            other = _valid_steps(other, first.returned)
-        note = "; ".join(
-            f"{name} ↔ {word} ({describe(meaning)})"
-            for name, meaning, (word, _) in zip(first.names, first.returned, matched)
-            if name != word
-        )
-        return Correspondence(
-            first.names,
-            own if by_source else other,
-            other if by_source else own,
-            note,
-            by_source,
-            valid_only,
-        )
-    raise UnsupportedFeatureError(_refusal(source, against))
-
-
-def _valid_steps(extracts: tuple[Extract, ...], meanings: Sequence[Meaning]) -> tuple[Extract, ...]:
-    """``extracts`` with every sequence's padded steps set to zero (given lengths)."""
-    return tuple(
-        _zero_padding(extract) if what == "sequence" else extract
-        for extract, (what, _) in zip(extracts, meanings)
-    )
-
-
-def _zero_padding(sequence: Extract) -> Extract:
-    def extract(arrays: Sequence[np.ndarray], lengths: np.ndarray | None) -> np.ndarray:
-        values = sequence(arrays, lengths)
-        if lengths is None or values.ndim != 3 or values.shape[0] != len(lengths):
-            return values  # a shape the comparison reports as it is
-        valid = np.arange(values.shape[1])[None, :] < np.asarray(lengths)[:, None]
-        return np.where(valid[..., None], values, 0.0)
-
-    return extract
-
-
-def _refusal(source: Source, against: Source) -> str:
-    missing = [m for m in source.returned if m not in against.provides]
-    unmatched = ", ".join(
-        f"{name} {shape} ({describe(meaning)})"
-        for name, shape, meaning in zip(source.names, source.shapes, source.returned)
-        if meaning in missing
-    )
-    return (
-        f"against: the outputs do not correspond. The source ({source.description}) returns "
-        f"{source.shown()}; against ({against.description}) returns {against.shown()}; "
-        f"nothing that against returns gives {unmatched}, and the source does not give all of "
-        f"against's either. To compare them, make both return the same: "
-        f"{_advice(missing)}"
-    )
-
-
-def _advice(missing: list[Meaning]) -> str:
-    hints = []
-    if any(what == "sequence" for what, _ in missing):
-        hints.append("return_sequences=True on both, or a source that returns its last step only")
-    if any(what == "c" for what, _ in missing):
-        hints.append("return_state=False on the Keras model (a cell state c is not an output)")
-    if any(how == "go_backwards" for _, how in missing):
-        hints.append(
-            "a go_backwards layer outputs in reversed time: compare it with a Keras layer of "
-            "the same direction, or wrap both directions in Bidirectional"
-        )
-    if any(how in _MERGES for _, how in missing) or not hints:
-        hints.append("the same directions and merge_mode on both")
-    return "; ".join(hints) + "."
-
-
-def state_names(stack: RecurrentStack) -> tuple[str, ...]:
-    """Every layer's state names, layer after layer (the order of ``initial_states``)."""
-    return tuple(name for layer in stack.layers for name in layer_state_names(layer))
-
-
 __all__ = [
-    "Correspondence",
+    "MERGES",
+    "UNREAD",
+    "Extract",
+    "Meaning",
     "Source",
-    "correspond",
     "describe",
     "graph_source",
     "native_source",
+    "onnx_source",
     "output_names_of",
     "stack_source",
+    "take",
 ]

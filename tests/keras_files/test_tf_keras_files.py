@@ -24,7 +24,7 @@ from xframe_bilstm.adapters.torch import run_module as run_port  # noqa: E402
 from xframe_bilstm.comparison import derived_tolerance as model_tolerance  # noqa: E402
 from xframe_bilstm.keras_files import read_model, read_spec  # noqa: E402
 
-from .saved_models import randomize  # noqa: E402
+from ..saved_models import randomize  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

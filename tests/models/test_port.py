@@ -21,7 +21,7 @@ keras = pytest.importorskip("keras")
 from xframe_bilstm import ToleranceExceededError, keras_to_torch  # noqa: E402
 from xframe_bilstm.models import to_torch  # noqa: E402
 
-from . import saved_models  # noqa: E402
+from .. import saved_models  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

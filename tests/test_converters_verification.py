@@ -30,7 +30,7 @@ from xframe_bilstm.adapters import torch as torch_adapter  # noqa: E402
 from xframe_bilstm.adapters.keras import graph as keras_graph  # noqa: E402
 from xframe_bilstm.models import to_torch  # noqa: E402
 
-from .keras_files import saved_models  # noqa: E402
+from . import saved_models  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

@@ -12,7 +12,7 @@ from xframe_bilstm.cli import main
 from xframe_bilstm.frameworks import FRAMEWORKS, TorchFramework
 from xframe_bilstm.matrix import lane_cells, load_table, shard
 
-from .drift import past_the_ratchet
+from ..matrix.drift import past_the_ratchet
 
 pytest.importorskip("torch")
 pytest.importorskip("keras")

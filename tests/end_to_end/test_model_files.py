@@ -16,7 +16,7 @@ from xframe_bilstm.adapters.keras import keras_to_canonical  # noqa: E402
 from xframe_bilstm.cli import main  # noqa: E402
 from xframe_bilstm.sources import framework_of, to_canonical  # noqa: E402
 
-from . import saved_models  # noqa: E402
+from .. import saved_models  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 

@@ -16,7 +16,7 @@ from xframe_bilstm.matrix.user import load_user_matrix, user_cells
 CHECKER = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent)) or shutil.which(
     "check-jsonschema"
 )
-DOC = (Path(__file__).resolve().parents[1] / "docs" / "ci.md").read_text(encoding="utf-8")
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "ci.md").read_text(encoding="utf-8")
 
 
 def _block(language: str) -> str:

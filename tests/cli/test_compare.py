@@ -20,7 +20,7 @@ from xframe_bilstm.cli import main  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--steps", "4", "--units", "3", "--input-size", "2", "--batch", "2"]
 
 

@@ -26,7 +26,7 @@ from xframe_bilstm.inputs import example_inputs  # noqa: E402
 from xframe_bilstm.keras_files import read_model  # noqa: E402
 from xframe_bilstm.reference import run_model_reference  # noqa: E402
 
-from ..keras_files import saved_models  # noqa: E402
+from ... import saved_models  # noqa: E402
 
 pytestmark = pytest.mark.keras
 

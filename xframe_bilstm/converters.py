@@ -245,7 +245,7 @@ def _module_to_keras(obj: Any, *, verify: bool, seed: int, name: str | None = No
 
     torch_adapter = _torch_adapter()
     if is_whole_module(obj):
-        return _sequential_to_keras(obj, verify=verify, seed=seed, name=name)
+        return _whole_module_to_keras(obj, verify=verify, seed=seed, name=name)
     keras_adapter = _keras_adapter()
     stack = torch_adapter.torch_to_canonical(obj)
     # A stateful module keeps its batch size and may be mid-sequence: the layer carries on.
@@ -291,7 +291,7 @@ def _run_torch_source(
                 module.reset_states()
 
 
-def _sequential_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
+def _whole_module_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
     """A module made of children, through its model graph; checked against ``module(x)``."""
     require("keras")
     from .adapters.keras.graph import graph_to_keras

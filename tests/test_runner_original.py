@@ -215,3 +215,15 @@ def test_a_keras_against_runs_its_own_call_not_our_reading(monkeypatch) -> None:
     assert against and "keras[cpu,float32]@against" in {run.label for run in report.runs}
     assert not any(against), _explain(report)
     assert not report
+
+
+def test_a_keras_file_of_fixed_length_runs_on_that_length(tmp_path) -> None:
+    # Read as a stack, the file forgets its input's shape; Keras still refuses other lengths.
+    x = keras.Input((STEPS, 3))
+    model = keras.Model(x, keras.layers.LSTM(4)(x))
+    path = tmp_path / "fixed.keras"
+    model.save(path)
+    report = compare(path, frameworks=["torch", "keras"])
+    assert bool(report), "\n".join(report.lines())
+    assert "keras[cpu,float32]@original" in [run.label for run in report.runs]
+    assert report.input_shape[1] == STEPS

@@ -60,7 +60,7 @@ def compare(
     rtol: float | None = None,
     atol: float | None = None,
     batch: int | None = None,
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Report:
     """Run ``source`` on every framework, device and dtype asked for, and compare them all.
@@ -114,7 +114,8 @@ def compare(
         atol: absolute tolerance; default: derived from this model's rounding noise.
         batch: rows of the generated input; default 4, or the batch a stateful Keras
             source keeps its states for.
-        steps: time steps of the generated input.
+        steps: time steps of the generated input; default 20, or the length a Keras file's
+            input is fixed to.
         progress: called as ``progress(done, total, label)`` before each run starts.
 
     Returns:
@@ -137,7 +138,12 @@ def compare(
     read = read_source(source)
     reading = read.reading
     x, checked_lengths = run_inputs(
-        reading, inputs, lengths, seed=seed, batch=_batch(batch, source, read), steps=steps
+        reading,
+        inputs,
+        lengths,
+        seed=seed,
+        batch=_batch(batch, source, read),
+        steps=steps or read.steps or DEFAULT_STEPS,
     )
     states = _initial_states(reading, initial_states, x)
     specs = plan_runs(reading, frameworks, devices, dtypes, tf32, paths, original=read.framework)

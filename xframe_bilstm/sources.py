@@ -33,11 +33,13 @@ from .reference import Reading
 @dataclass(frozen=True)
 class Read:
     """A source as read: its reading, the framework its original runs on ("" for none),
-    and how to get the original (loaded on first use, so a failure fails its runs only)."""
+    how to get the original (loaded on first use, so a failure fails its runs only), and
+    the time length the original's input is fixed to (None when any length runs)."""
 
     reading: Reading
     framework: str = ""
     original: Callable[[], Any] | None = None
+    steps: int | None = None
 
 
 def _is_path(source: Any) -> bool:
@@ -99,7 +101,10 @@ def _read_keras_file(source: Any) -> Read:
     reading: Reading = graph if stack is None else stack
     if graph.keras_major < 3:  # Keras 3 would run it with its own layer semantics
         return Read(reading)
-    return Read(reading, "keras", functools.cache(lambda: load_keras_file(path)))
+    # A stack forgets its input's shape; a functional model still refuses other lengths.
+    time = graph.layer(graph.inputs[0]).options["shape"][0] if stack is not None else None
+    original = functools.cache(lambda: load_keras_file(path))
+    return Read(reading, "keras", original, None if time is None else int(time))
 
 
 def _read_keras(source: Any) -> Read:

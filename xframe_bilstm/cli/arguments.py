@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs = parser.add_argument_group("runs")
     runs.add_argument("--batch", type=positive, default=4, help="batch size B of the input")
-    runs.add_argument("--steps", type=positive, default=20, help="time steps T of the input")
+    runs.add_argument(
+        "--steps",
+        type=positive,
+        help="time steps T of the input (default 20, or a model's fixed length)",
+    )
     runs.add_argument("--frameworks", type=_names, default="auto", help="e.g. torch,keras")
     runs.add_argument("--devices", type=_names, default="auto", help="e.g. cpu,gpu:0")
     runs.add_argument("--dtypes", type=_dtypes, default=["float32"], help="e.g. float32,float64")

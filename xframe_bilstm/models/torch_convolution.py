@@ -26,17 +26,30 @@ from ..convolution import same_padding
 _CONVOLUTIONS = {1: functional.conv1d, 2: functional.conv2d}
 
 
+# Non-negative axes in permute: PyTorch's ONNX export writes movedim(-1, 1) as an invalid
+# Transpose (perm with -1).
 def _to_channels_first(x: torch.Tensor, data_format: str) -> torch.Tensor:
-    return x.movedim(-1, 1) if data_format == "channels_last" else x
+    if data_format != "channels_last":
+        return x
+    return x.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
 
 
 def _to_keras(y: torch.Tensor, data_format: str) -> torch.Tensor:
-    return y.movedim(1, -1) if data_format == "channels_last" else y
+    return y.permute(0, *range(2, y.dim()), 1) if data_format == "channels_last" else y
 
 
 def _pad_arguments(pairs: list[tuple[int, int]]) -> list[int]:
     """``F.pad``'s flat list (last axis first) of (before, after) pairs in axis order."""
     return [size for pair in reversed(pairs) for size in pair]
+
+
+def _strided_same(size: Any, kernel: int, stride: int, dilation: int) -> tuple[Any, Any]:
+    """TensorFlow's ``"same"`` zeros for a traced size too: no comparison (it would be
+    frozen into an export) and no division of negatives (ONNX's ``Div`` truncates)."""
+    outputs = (size + stride - 1) // stride
+    missing = (outputs - 1) * stride + dilation * (kernel - 1) + 1 - size
+    total = (missing + abs(missing)) // 2  # max(missing, 0)
+    return total // 2, total - total // 2
 
 
 class Convolution(nn.Module):
@@ -71,9 +84,10 @@ class Convolution(nn.Module):
                 pads.append((0, 0))
             elif self.padding == "causal":
                 pads.append((d * (k - 1), 0))
-            else:  # with stride 1 the amount does not depend on the size (no data-shape branch)
-                size = x.shape[2 + axis] if s > 1 else 1
-                pads.append(same_padding(size, k, s, d))
+            elif s == 1:  # the amount does not depend on the size
+                pads.append(same_padding(1, k, 1, d))
+            else:
+                pads.append(_strided_same(x.shape[2 + axis], k, s, d))
         return pads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

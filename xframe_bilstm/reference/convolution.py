@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..activations import numpy_activation
+from ..errors import WeightShapeError
 
 
 def _channels_last(x: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
@@ -39,7 +40,11 @@ def _pads(size: int, kernel: int, stride: int, dilation: int, padding: str) -> t
 
 
 def conv_reference(
-    options: Mapping[str, Any], weights: Mapping[str, np.ndarray], x: np.ndarray, dtype: type
+    options: Mapping[str, Any],
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    dtype: type,
+    name: str = "conv",
 ) -> np.ndarray:
     """A ``conv`` record's output on ``x`` (Keras layout), before its activation.
 
@@ -67,6 +72,12 @@ def conv_reference(
             x.shape[1:-1], options["kernel_size"], options["strides"], options["dilation_rate"]
         )
     ]
+    if min(outputs) < 1:
+        raise WeightShapeError(
+            f"layer {name!r}: its padded input {x.shape[1:-1]} is shorter than its kernel "
+            f"{tuple(options['kernel_size'])} with dilation {tuple(options['dilation_rate'])}"
+            "; give the model longer inputs"
+        )
     channels, filters = x.shape[-1], kernel.shape[-1]
     # (B, *out, groups, in/groups) against (groups, in/groups, filters/groups) per tap.
     grouped = kernel.reshape(*kernel.shape[:rank], channels // groups, groups, filters // groups)

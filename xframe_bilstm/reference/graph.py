@@ -128,7 +128,7 @@ def run_model_reference(
                 combined = full.any(axis=0) if options["mask_combine"] == "any" else full.all(0)
                 out_mask = np.asarray(combined)
         elif record.kind == "conv":
-            y = conv_reference(options, record.weights, x, dtype)
+            y = conv_reference(options, record.weights, x, dtype, record.name)
             y = activate(str(options["activation"]), y)
         elif record.kind in ("zero_padding", "cropping"):
             y = pad_or_crop_reference(record.kind, options, x)

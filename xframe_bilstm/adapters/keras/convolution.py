@@ -43,10 +43,14 @@ strides above 1 together with dilation_rate above 1
 def conv_layer(record: LayerRecord, keras: Any, dtype: str) -> Any:
     """The Keras layer of a ``conv``, ``zero_padding`` or ``cropping`` record, not built."""
     layers, options, name = keras.layers, record.options, record.name
-    if record.kind == "zero_padding":
-        (pair,) = options["padding"]
-        return layers.ZeroPadding1D(
-            tuple(pair), data_format=options["data_format"], dtype=dtype, name=name
+    if record.kind == "zero_padding":  # 2-D: before a torch Conv2d's explicit padding
+        pairs = tuple(tuple(pair) for pair in options["padding"])
+        pad = layers.ZeroPadding1D if len(pairs) == 1 else layers.ZeroPadding2D
+        return pad(
+            pairs[0] if len(pairs) == 1 else pairs,
+            data_format=options["data_format"],
+            dtype=dtype,
+            name=name,
         )
     if record.kind == "cropping":
         (pair,) = options["cropping"]

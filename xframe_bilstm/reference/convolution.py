@@ -56,7 +56,7 @@ def conv_reference(
         array([10., 21.])
     """
     x = _channels_last(np.asarray(x, dtype), options)
-    kernel = np.asarray(weights["kernel"], dtype)
+    kernel: np.ndarray = np.asarray(weights["kernel"], dtype)
     rank, groups = int(options["rank"]), int(options["groups"])
     spatial = x.shape[1:-1]
     pads = [

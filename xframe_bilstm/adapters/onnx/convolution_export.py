@@ -62,7 +62,9 @@ def conv_node(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
         pads=[before for before, _ in pairs] + [after for _, after in pairs],
     )
     if channels_last:
-        y = builder.one("Transpose", [y], f"{prefix}/channels_last", perm=[0, *range(2, rank + 2), 1])
+        y = builder.one(
+            "Transpose", [y], f"{prefix}/channels_last", perm=[0, *range(2, rank + 2), 1]
+        )
     return y
 
 
@@ -110,7 +112,11 @@ def pad_or_crop_node(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
         return builder.one("Pad", [x, pads], record.name)
     starts = builder.ints(f"{record.name}/starts", [start for start, _ in pairs])
     ends = builder.ints(f"{record.name}/ends", [-end if end else _END for _, end in pairs])
-    return builder.one("Slice", [x, starts, ends, builder.ints(f"axes{''.join(map(str, axes))}", axes)], record.name)
+    return builder.one(
+        "Slice",
+        [x, starts, ends, builder.ints(f"axes{''.join(map(str, axes))}", axes)],
+        record.name,
+    )
 
 
 __all__ = ["conv_node", "pad_or_crop_node"]

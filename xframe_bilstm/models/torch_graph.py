@@ -10,9 +10,10 @@ Rules of this module:
   ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``batch_first``) one recurrent record per layer through
   the canonical form, with a dropout between layers where ``dropout`` is set,
   ``nn.Linear`` a dense record on the last axis, ``nn.Dropout`` an identity that keeps its
-  rate, activations and ``Softmax(dim=-1)`` an activation.
+  rate, activations and ``Softmax(dim=-1)`` an activation, ``nn.Conv1d``/``nn.Conv2d``
+  a channels-first convolution (:mod:`.torch_graph_convolution`).
 - The first child fixes the input: token ids for an Embedding, (B, T, D) sequences for a
-  recurrent module, (B, D) rows for a Linear.
+  recurrent module, (B, D) rows for a Linear, (B, C, ...) for a convolution.
 """
 
 from __future__ import annotations

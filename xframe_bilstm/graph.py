@@ -37,6 +37,9 @@ KINDS = (
     "reshape",
     "global_pool",
     "concatenate",
+    "conv",
+    "zero_padding",
+    "cropping",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -54,6 +57,11 @@ MASK_RULES = {
     "reshape": "drop",
     "global_pool": "drop",
     "concatenate": "merge",
+    # Keras 2 and 3 convolutions, padding and cropping do not support masks: the mask ends
+    # there (Keras 3 warns) and padded steps are computed like any other.
+    "conv": "drop",
+    "zero_padding": "drop",
+    "cropping": "drop",
 }
 
 
@@ -77,6 +85,14 @@ class LayerRecord:
     - ``global_pool``: ``op`` (``"max"`` or ``"average"``), ``keepdims``.
     - ``concatenate``: ``axis`` (negative, counted from the end), ``mask_combine``
       (``"any"`` in Keras 3, ``"all"`` in Keras 2).
+    - ``conv`` (``Conv1D``, ``Conv2D``): ``rank`` (spatial axes, 1 or 2), ``filters``,
+      ``kernel_size``, ``strides``, ``dilation_rate`` (tuples of ``rank`` ints),
+      ``padding`` (``"valid"``, ``"same"`` as TensorFlow pads, the extra step at the end,
+      or ``"causal"``), ``groups``, ``data_format`` (``"channels_last"`` or
+      ``"channels_first"``), ``activation``; weights ``kernel``
+      (``*kernel_size``, input channels / groups, filters) and optionally ``bias``.
+    - ``zero_padding`` and ``cropping``: ``padding`` / ``cropping`` (one ``(before,
+      after)`` pair per spatial axis), ``data_format``.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

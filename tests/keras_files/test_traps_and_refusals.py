@@ -100,7 +100,7 @@ def test_unroll_with_a_mask_is_refused_and_harmless_without(tmp_path: Path) -> N
 
 
 def _conv():
-    return keras.Sequential([keras.Input((5, 3)), keras.layers.Conv1D(2, 3, name="conv")])
+    return keras.Sequential([keras.Input((5, 3)), keras.layers.Conv1DTranspose(2, 3, name="conv")])
 
 
 def _lambda():
@@ -132,7 +132,7 @@ def _nested():
 
 
 REFUSED = [
-    pytest.param(_conv, "'conv' (Conv1D)", id="conv1d"),
+    pytest.param(_conv, "'conv' (Conv1DTranspose)", id="conv1d-transpose"),
     pytest.param(_lambda, "'double' (Lambda)", id="lambda"),
     pytest.param(_return_state, "'encoder' (LSTM), which returns several", id="return-state"),
     pytest.param(_unmerged, "'bi' (Bidirectional), which returns several", id="merge-mode-none"),
@@ -159,7 +159,7 @@ def test_unsupported_layer_is_refused_before_any_weight_is_read(tmp_path: Path) 
     with zipfile.ZipFile(broken, "w") as archive:
         archive.writestr("config.json", config)
         archive.writestr("model.weights.h5", b"not hdf5")
-    with pytest.raises(UnsupportedFeatureError, match="Conv1D"):
+    with pytest.raises(UnsupportedFeatureError, match="Conv1DTranspose"):
         keras_to_torch(broken)
     assert [trap.action for trap in lint(broken)] == ["refused"]
 

@@ -27,9 +27,11 @@ from torch import nn
 
 from ..adapters.torch.explicit import TORCH_ACTIVATIONS
 from ..adapters.torch.tensors import numpy_to_tensor, torch_dtype
+from ..convolution import torch_kernel
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import LayerRecord, ModelGraph, mask_traps
 from .recurrent import Recurrent
+from .torch_convolution import Convolution, PadOrCrop
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -234,6 +236,13 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         return GlobalPool1D(str(options["op"]), bool(options["keepdims"]))
     if record.kind == "concatenate":
         return Concatenate(int(options["axis"]), str(options["mask_combine"]))
+    if record.kind == "conv":
+        bias = record.weights.get("bias")
+        kernel = _tensor(torch_kernel(record.weights["kernel"]))
+        return Convolution(options, kernel, None if bias is None else _tensor(bias))
+    if record.kind in ("zero_padding", "cropping"):
+        op, key = ("pad", "padding") if record.kind == "zero_padding" else ("crop", "cropping")
+        return PadOrCrop(op, tuple(options[key]), str(options["data_format"]))
     return None  # inputs
 
 

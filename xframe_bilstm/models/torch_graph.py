@@ -10,9 +10,10 @@ Rules of this module:
   ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``batch_first``) one recurrent record per layer through
   the canonical form, with a dropout between layers where ``dropout`` is set,
   ``nn.Linear`` a dense record on the last axis, ``nn.Dropout`` an identity that keeps its
-  rate, activations and ``Softmax(dim=-1)`` an activation.
+  rate, activations and ``Softmax(dim=-1)`` an activation, ``nn.Conv1d``/``nn.Conv2d``
+  a channels-first convolution (:mod:`.torch_graph_convolution`).
 - The first child fixes the input: token ids for an Embedding, (B, T, D) sequences for a
-  recurrent module, (B, D) rows for a Linear.
+  recurrent module, (B, D) rows for a Linear, (B, C, ...) for a convolution.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .torch_forward import check_forward
+from .torch_graph_convolution import conv_input_options, conv_records, conv_types
 
 # torch activation module class -> canonical activation name.
 ACTIVATIONS = {
@@ -86,12 +88,14 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
         f"{child_name!r} ({type(child).__name__})"
         for child_name, child in children
         if not isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
+        and not isinstance(child, conv_types(nn))
         and type(child).__name__ not in ACTIVATIONS
     ]
     if refused:
         raise UnsupportedFeatureError(
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
-            f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(ACTIVATIONS))}"
+            f"Linear, Conv1d, Conv2d, Dropout, Softmax(dim=-1) and "
+            f"{', '.join(sorted(ACTIVATIONS))}"
         )
     taken = {child_name for child_name, _ in children}
     records = [_input("input" if "input" not in taken else "input_0", *children[0], nn)]
@@ -122,10 +126,12 @@ def _input(name: str, first_name: str, first: Any, nn: Any) -> LayerRecord:
         options = {"shape": (None, first.input_size), "dtype": "float32"}
     elif isinstance(first, nn.Linear):
         options = {"shape": (first.in_features,), "dtype": "float32"}
+    elif isinstance(first, conv_types(nn)):
+        options = conv_input_options(first, nn)
     else:
         raise UnsupportedFeatureError(
             f"the first child {first_name!r} ({type(first).__name__}) does not fix the "
-            "input size; start with an Embedding, a recurrent module or a Linear"
+            "input size; start with an Embedding, a recurrent module, a Linear or a Conv1d/2d"
         )
     return LayerRecord(name, "input", "InputLayer", options=options)
 
@@ -166,6 +172,8 @@ def _records(name: str, child: Any, previous: str, nn: Any) -> list[LayerRecord]
             weights["bias"] = tensor_to_numpy(child.bias)
         options = {"activation": "linear", "time_distributed": False}
         return [LayerRecord(name, "dense", kind, (previous,), options, weights)]
+    if isinstance(child, conv_types(nn)):
+        return conv_records(name, child, previous, nn)
     if isinstance(child, nn.Dropout):
         return [_dropout(name, child.p, previous)]
     if isinstance(child, nn.Softmax):

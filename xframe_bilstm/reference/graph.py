@@ -19,6 +19,7 @@ import numpy as np
 from ..activations import numpy_activation
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from .convolution import activate, conv_reference, pad_or_crop_reference
 from .scan import run_layer
 
 
@@ -126,6 +127,11 @@ def run_model_reference(
                 )
                 combined = full.any(axis=0) if options["mask_combine"] == "any" else full.all(0)
                 out_mask = np.asarray(combined)
+        elif record.kind == "conv":
+            y = conv_reference(options, record.weights, x, dtype, record.name)
+            y = activate(str(options["activation"]), y)
+        elif record.kind in ("zero_padding", "cropping"):
+            y = pad_or_crop_reference(record.kind, options, x)
         else:  # pragma: no cover - every kind is handled above
             raise UnsupportedFeatureError(f"no reference for {record.kind}")
         values[record.name] = y

@@ -21,6 +21,8 @@ from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord, ModelGraph, mask_traps
 from .activations import keras_activation
 from .build import canonical_to_keras
+from .convolution import KINDS as CONVOLUTION_KINDS
+from .convolution import conv_layer, conv_refusal, set_conv_weights
 
 
 def graph_refusal(graph: ModelGraph) -> str | None:
@@ -45,6 +47,9 @@ def graph_refusal(graph: ModelGraph) -> str | None:
                 f"{where}: Keras 2 keeps a step where every input's mask keeps it, Keras 3's "
                 "Concatenate where any does; a Keras 3 model cannot compute this mask"
             )
+        convolution = conv_refusal(record)
+        if convolution:
+            refusals[record.name] = convolution
     for name, message, refused in mask_traps(graph):
         if refused and name not in refusals:
             refusals[name] = message
@@ -182,6 +187,8 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return pool(keepdims=bool(options["keepdims"]), dtype=dtype, name=name)
     if record.kind == "concatenate":
         return layers.Concatenate(axis=int(options["axis"]), dtype=dtype, name=name)
+    if record.kind in CONVOLUTION_KINDS:
+        return conv_layer(record, keras, dtype)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"
     )
@@ -189,6 +196,7 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
 
 def _set_weights(record: LayerRecord, layer: Any) -> None:
     """Give a built embedding or dense layer the record's weights (recurrent ones have them)."""
+    set_conv_weights(record, layer)
     if record.kind == "embedding":
         layer.set_weights([record.weights["embeddings"]])
     elif record.kind == "dense":

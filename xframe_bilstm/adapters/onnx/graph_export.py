@@ -19,6 +19,7 @@ from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord, ModelGraph, mask_traps
 from .builder import GraphBuilder
+from .convolution_export import conv_node, pad_or_crop_node
 from .export import FLOAT_TYPES
 from .layer_export import export_layer
 from .masked import masked_recurrent
@@ -66,7 +67,8 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
     for record in graph.layers:
         where = f"layer {record.name!r} ({record.class_name})"
         activation = record.options.get("activation")
-        if record.kind in ("dense", "activation") and activation not in (*_ACTIVATION_OPS, "silu"):
+        activated = record.kind in ("dense", "activation", "conv")
+        if activated and activation not in (*_ACTIVATION_OPS, "silu"):
             refusals.append(f"{where}: activation {activation!r} has no ONNX export")
         if record.kind == "recurrent":
             layer = record.recurrent
@@ -247,6 +249,12 @@ _EMITTERS = {
     "flatten": lambda b, r, x, m: (b.one("Flatten", [x], r.name, axis=1), None),
     "reshape": _reshape,
     "global_pool": lambda b, r, x, m: (_pool(b, r, x, m), None),
+    "conv": lambda b, r, x, m: (
+        _activate(b, str(r.options["activation"]), conv_node(b, r, x), r.name),
+        None,
+    ),
+    "zero_padding": lambda b, r, x, m: (pad_or_crop_node(b, r, x), None),
+    "cropping": lambda b, r, x, m: (pad_or_crop_node(b, r, x), None),
 }
 
 

@@ -14,6 +14,7 @@ from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import LayerRecord, ModelGraph
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
+from .convolution import conv_record, padding_record
 from .recurrent import recurrent_record
 from .specs import LayerSpec, ModelSpec, sub_config
 
@@ -40,6 +41,11 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
     refs = [] if kind in ("input",) else read_weights(layer)
     if kind in ("input", "masking", "identity", "activation", "flatten", "reshape"):
         expect_count(refs, 0, where)
+    if kind in ("zero_padding", "cropping"):
+        expect_count(refs, 0, where)
+        return padding_record(layer, spec)
+    if kind == "conv":
+        return conv_record(layer, refs, spec)
     options: dict[str, Any]
     weights: dict[str, np.ndarray] = {}
     if kind == "input":

@@ -37,6 +37,12 @@ KIND_BY_CLASS = {
     "GlobalAveragePooling1D": "global_pool",
     "GlobalAvgPool1D": "global_pool",
     "Concatenate": "concatenate",
+    "Conv1D": "conv",
+    "Convolution1D": "conv",
+    "Conv2D": "conv",
+    "Convolution2D": "conv",
+    "ZeroPadding1D": "zero_padding",
+    "Cropping1D": "cropping",
 }
 SUPPORTED_CLASSES = tuple(sorted(KIND_BY_CLASS))
 

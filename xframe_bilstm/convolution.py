@@ -1,0 +1,49 @@
+"""Convolution conventions every reader and builder shares: kernel layouts and padding.
+
+Keras stores a kernel as (``*kernel_size``, input channels / groups, filters), torch and
+ONNX as (filters, input channels / groups, ``*kernel_size``). Keras's ``"same"`` padding is
+TensorFlow's: enough zeros for ``ceil(size / stride)`` outputs, the odd one at the end;
+with stride 1 that is ``dilation * (kernel - 1)`` in all, whatever the size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def torch_kernel(kernel: np.ndarray) -> np.ndarray:
+    """A Keras kernel (``*k``, in/groups, out) in torch's layout (out, in/groups, ``*k``).
+
+    Example:
+        >>> torch_kernel(np.zeros((3, 5, 2, 4))).shape
+        (4, 2, 3, 5)
+    """
+    rank = kernel.ndim - 2
+    return np.ascontiguousarray(np.transpose(kernel, (rank + 1, rank, *range(rank))))
+
+
+def keras_kernel(weight: np.ndarray) -> np.ndarray:
+    """A torch weight (out, in/groups, ``*k``) in Keras's layout (``*k``, in/groups, out).
+
+    Example:
+        >>> keras_kernel(np.zeros((4, 2, 3, 5))).shape
+        (3, 5, 2, 4)
+    """
+    rank = weight.ndim - 2
+    return np.ascontiguousarray(np.transpose(weight, (*range(2, rank + 2), 1, 0)))
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """(before, after) zeros that TensorFlow's ``"same"`` puts around one axis of ``size``.
+
+    Example:
+        >>> same_padding(7, 3, 2, 1), same_padding(8, 3, 2, 1), same_padding(5, 4, 1, 1)
+        ((1, 1), (0, 1), (1, 2))
+    """
+    span = dilation * (kernel - 1) + 1
+    outputs = -(-size // stride)
+    total = max((outputs - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
+__all__ = ["keras_kernel", "same_padding", "torch_kernel"]

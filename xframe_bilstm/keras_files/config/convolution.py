@@ -1,0 +1,128 @@
+"""Convolutions, zero padding and cropping read from a Keras configuration and weights.
+
+Keras 2 and Keras 3 save these layers alike: tuples (or lists, in JSON) for the sizes,
+``data_format`` resolved to a name (``None`` is read as ``"channels_last"``, Keras's
+default), and ``ZeroPadding1D``/``Cropping1D`` with an int or a pair. Keras 2's
+``ZeroPadding1D`` has no ``data_format``: it is always channels-last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...errors import UnsupportedFeatureError, WeightShapeError
+from ...graph import LayerRecord
+from ..legacy import activation_name
+from ..weights import WeightRef, expect_count
+from .specs import LayerSpec, ModelSpec
+
+CONV_CLASSES = {"Conv1D": 1, "Convolution1D": 1, "Conv2D": 2, "Convolution2D": 2}
+PADDINGS = ("valid", "same", "causal")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def sizes(value: Any, rank: int, what: str, where: str) -> tuple[int, ...]:
+    """``value`` (an int or ``rank`` ints) as a tuple of ``rank`` positive ints.
+
+    Example:
+        >>> sizes(3, 2, "strides", "layer 'c'"), sizes([2], 1, "strides", "layer 'c'")
+        ((3, 3), (2,))
+    """
+    items = [value] * rank if isinstance(value, int) else list(value)
+    if len(items) != rank or not all(isinstance(i, int) and i > 0 for i in items):
+        raise UnsupportedFeatureError(
+            f"{where}: {what}={value!r}; expected {rank} positive integer(s)"
+        )
+    return tuple(items)
+
+
+def pairs(value: Any, rank: int, what: str, where: str) -> tuple[tuple[int, int], ...]:
+    """``value`` (an int, a ``(before, after)`` pair, or one per axis) as pairs per axis.
+
+    Example:
+        >>> pairs(2, 1, "padding", ""), pairs([1, 3], 1, "padding", "")
+        (((2, 2),), ((1, 3),))
+    """
+    if isinstance(value, int):
+        value = [(value, value)] * rank
+    elif rank == 1 and len(value) == 2 and all(isinstance(i, int) for i in value):
+        value = [value]
+    items = [(i, i) if isinstance(i, int) else tuple(i) for i in value]
+    if len(items) != rank or not all(
+        len(pair) == 2 and all(isinstance(i, int) and i >= 0 for i in pair) for pair in items
+    ):
+        raise UnsupportedFeatureError(
+            f"{where}: {what}={value!r}; expected non-negative (before, after) integers"
+        )
+    return tuple((int(a), int(b)) for a, b in items)
+
+
+def data_format(config: Mapping[str, Any], where: str) -> str:
+    """The layer's ``data_format``, refused by name when it is neither Keras name."""
+    value = config.get("data_format") or "channels_last"
+    if value not in DATA_FORMATS:
+        raise UnsupportedFeatureError(
+            f"{where}: data_format={value!r}; expected one of {list(DATA_FORMATS)}"
+        )
+    return str(value)
+
+
+def conv_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
+    """The ``conv`` record of a ``Conv1D``/``Conv2D`` layer, its weights' shapes checked."""
+    where, config = spec.where(layer), layer.config
+    rank = CONV_CLASSES[layer.class_name]
+    padding = str(config.get("padding", "valid")).lower()
+    if padding not in PADDINGS or (padding == "causal" and rank != 1):
+        allowed = PADDINGS if rank == 1 else PADDINGS[:2]
+        raise UnsupportedFeatureError(
+            f"{where}: padding={config.get('padding')!r}; expected one of {list(allowed)}"
+        )
+    filters, groups = int(config["filters"]), int(config.get("groups", 1) or 1)
+    kernel_size = sizes(config["kernel_size"], rank, "kernel_size", where)
+    use_bias = bool(config.get("use_bias", True))
+    expect_count(refs, 2 if use_bias else 1, where)
+    declared = refs[0].shape
+    if len(declared) != rank + 2 or tuple(declared[:rank]) != kernel_size:
+        raise WeightShapeError(
+            f"{where}: kernel has shape {declared}; expected ({', '.join(map(str, kernel_size))}"
+            f", input channels / groups, {filters})"
+        )
+    weights = {"kernel": refs[0].read((*kernel_size, declared[rank], filters), f"{where} kernel")}
+    if use_bias:
+        weights["bias"] = refs[1].read((filters,), f"{where} bias")
+    if filters % groups:
+        raise UnsupportedFeatureError(f"{where}: filters={filters} not divisible by {groups=}")
+    options = {
+        "rank": rank,
+        "filters": filters,
+        "kernel_size": kernel_size,
+        "strides": sizes(config.get("strides", 1), rank, "strides", where),
+        "padding": padding,
+        "dilation_rate": sizes(config.get("dilation_rate", 1), rank, "dilation_rate", where),
+        "groups": groups,
+        "data_format": data_format(config, where),
+        "activation": activation_name(config.get("activation"), major=spec.major, where=where),
+    }
+    return LayerRecord(layer.name, "conv", layer.class_name, layer.inputs, options, weights)
+
+
+def padding_record(layer: LayerSpec, spec: ModelSpec) -> LayerRecord:
+    """The ``zero_padding`` or ``cropping`` record of a ``ZeroPadding1D``/``Cropping1D``."""
+    where, config = spec.where(layer), layer.config
+    key = "padding" if layer.kind == "zero_padding" else "cropping"
+    options: dict[str, Any] = {
+        key: pairs(config.get(key, 1), 1, key, where),
+        "data_format": data_format(config, where),
+    }
+    return LayerRecord(layer.name, layer.kind, layer.class_name, layer.inputs, options)
+
+
+__all__ = [
+    "CONV_CLASSES",
+    "conv_record",
+    "data_format",
+    "padding_record",
+    "pairs",
+    "sizes",
+]

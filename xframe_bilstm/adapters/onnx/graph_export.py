@@ -18,6 +18,7 @@ import numpy as np
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord, ModelGraph, mask_traps
+from .activation_export import COMPOSITE_ACTIVATIONS, composite_activation
 from .builder import GraphBuilder
 from .export import FLOAT_TYPES
 from .layer_export import export_layer
@@ -66,7 +67,7 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
     for record in graph.layers:
         where = f"layer {record.name!r} ({record.class_name})"
         activation = record.options.get("activation")
-        if record.kind in ("dense", "activation") and activation not in (*_ACTIVATION_OPS, "silu"):
+        if record.kind in ("dense", "activation") and activation not in (*_ACTIVATION_OPS, *COMPOSITE_ACTIVATIONS):
             refusals.append(f"{where}: activation {activation!r} has no ONNX export")
         if record.kind == "recurrent":
             layer = record.recurrent
@@ -271,6 +272,9 @@ def _activate(builder: GraphBuilder, name: str, x: str, prefix: str) -> str:
         return builder.one("Identity", [x], prefix)
     if name == "silu":
         return builder.one("Mul", [x, builder.one("Sigmoid", [x], f"{prefix}/sigmoid")], prefix)
+    composite = composite_activation(builder, name, x, prefix)
+    if composite is not None:
+        return composite
     op, attributes = _ACTIVATION_OPS[name]
     return builder.one(op, [x], prefix, **attributes)
 

@@ -37,6 +37,14 @@ KINDS = (
     "reshape",
     "global_pool",
     "concatenate",
+    "merge",
+    "permute",
+    "repeat_vector",
+    "time_distributed",
+    "relu",
+    "elu",
+    "prelu",
+    "softmax",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -54,7 +62,29 @@ MASK_RULES = {
     "reshape": "drop",
     "global_pool": "drop",
     "concatenate": "merge",
+    "merge": "merge",
+    "permute": "drop",
+    "repeat_vector": "drop",
+    "time_distributed": "keep",
+    "relu": "keep",
+    "elu": "keep",
+    "prelu": "keep",
+    "softmax": "keep",
 }
+# The kinds that read several tensors (all with mask rule "merge").
+MULTI_INPUT_KINDS = tuple(kind for kind, rule in MASK_RULES.items() if rule == "merge")
+# Merges, permutes, repeats, TimeDistributed and activation layers: each runner hands them
+# to its own module for them.
+SHAPE_KINDS = (
+    "merge",
+    "permute",
+    "repeat_vector",
+    "time_distributed",
+    "relu",
+    "elu",
+    "prelu",
+    "softmax",
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,20 @@ class LayerRecord:
     - ``global_pool``: ``op`` (``"max"`` or ``"average"``), ``keepdims``.
     - ``concatenate``: ``axis`` (negative, counted from the end), ``mask_combine``
       (``"any"`` in Keras 3, ``"all"`` in Keras 2).
+    - ``merge``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"average"``,
+      ``"maximum"``, ``"minimum"``), ``mask_combine`` (``"any"``: Keras 3, which also
+      replaces the masked values of ``Multiply``/``Maximum``/``Minimum`` inputs; ``"all"``:
+      Keras 2, which ignores masks in the values).
+    - ``permute``: ``dims`` (Keras's, counted from 1 after the batch axis).
+    - ``repeat_vector``: ``n``.
+    - ``time_distributed``: ``layer``, the inner :class:`LayerRecord` (reading the
+      wrapper's input), applied to every step; ``TimeDistributed(Dense)`` is a ``dense``.
+    - ``relu``: ``max_value`` (None for none), ``negative_slope``, ``threshold``
+      (``ReLU``, ``LeakyReLU``, ``ThresholdedReLU``).
+    - ``elu``: ``alpha``.
+    - ``prelu``: weights ``alpha`` (the input's shape without the batch axis, 1 on shared
+      axes).
+    - ``softmax``: ``axis`` (one axis, counted with the batch axis), ``log`` (False).
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))
@@ -243,4 +287,4 @@ def mask_traps(graph: ModelGraph) -> list[tuple[str, str, bool]]:
     return traps
 
 
-__all__ = ["KINDS", "MASK_RULES", "LayerRecord", "ModelGraph", "mask_traps"]
+__all__ = ["KINDS", "MASK_RULES", "MULTI_INPUT_KINDS", "SHAPE_KINDS", "LayerRecord", "ModelGraph", "mask_traps"]

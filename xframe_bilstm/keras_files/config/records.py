@@ -15,6 +15,7 @@ from ...graph import LayerRecord, ModelGraph
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
 from .recurrent import recurrent_record
+from .shape_layers import SHAPE_KINDS, shape_record
 from .specs import LayerSpec, ModelSpec, sub_config
 
 WeightReader = Callable[[LayerSpec], list[WeightRef]]
@@ -76,6 +77,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         }
     elif kind == "dense":
         return _dense(layer, refs, spec)
+    elif kind in SHAPE_KINDS:
+        return shape_record(layer, refs, spec, _record)
     else:
         return recurrent_record(layer, refs, spec)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, weights)

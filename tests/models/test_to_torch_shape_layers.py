@@ -175,3 +175,31 @@ def test_a_softmax_layer_under_a_mask_is_refused_by_name() -> None:
     model = keras.Model(ids, L.GlobalAveragePooling1D(name="pool")(y))
     with pytest.raises(UnsupportedFeatureError, match=r"'td_softmax' \(TimeDistributed\(Softmax"):
         keras_to_torch(model)
+
+
+def test_keras2_merges_and_activation_layers_keep_keras2_meanings(tmp_path: Path) -> None:
+    """tf_keras: a merge of masked inputs keeps a step where every input does, and its values
+    ignore the masks; LeakyReLU's slope is ``alpha``; ThresholdedReLU(theta)."""
+    k2 = pytest.importorskip("tf_keras")
+    layers = k2.layers
+    ids = k2.Input((None,), dtype="int32", name="ids")
+    e = layers.Embedding(30, 4, mask_zero=True, name="embedding")(ids)
+    a = layers.LSTM(5, return_sequences=True, name="a")(e)
+    b = layers.Masking(mask_value=0.0, name="masking")(layers.Dense(5, name="b")(e))
+    merged = layers.Multiply(name="merged")([a, b])
+    merged = layers.LeakyReLU(alpha=0.1, name="leaky")(merged)
+    merged = layers.ThresholdedReLU(theta=0.2, name="thresholded")(merged)
+    model = k2.Model(ids, layers.LSTM(3, name="last")(merged))
+    randomize(model, 5, scale=0.8)
+    path = tmp_path / "k2.h5"
+    model.save(path)
+    ids_batch = np.array([[3, 4, 5, 6], [7, 8, 0, 0], [0, 0, 9, 1]], dtype="int32")
+    expected = np.asarray(model(ids_batch, training=False))
+    port = keras_to_torch(path)  # verified against tf_keras's load of the file
+    with torch.no_grad():
+        actual = port(torch.from_numpy(ids_batch).long()).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
+    exported = run_onnx(to_onnx(path), [ids_batch.astype(np.int64)])
+    np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-5)
+    with pytest.raises(UnsupportedFeatureError, match=r"'merged' \(Multiply\): Keras 2 keeps"):
+        graph_to_keras(graph_from_keras(model))

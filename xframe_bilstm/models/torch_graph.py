@@ -25,6 +25,7 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .torch_forward import check_forward
+from .torch_graph_shape import SHAPE_CHILDREN, shape_child_records
 
 # torch activation module class -> canonical activation name.
 ACTIVATIONS = {
@@ -87,11 +88,12 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
         for child_name, child in children
         if not isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
         and type(child).__name__ not in ACTIVATIONS
+        and type(child).__name__ not in SHAPE_CHILDREN
     ]
     if refused:
         raise UnsupportedFeatureError(
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
-            f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(ACTIVATIONS))}"
+            f"Linear, Dropout, Softmax and {', '.join(sorted({*ACTIVATIONS, *SHAPE_CHILDREN}))}"
         )
     taken = {child_name for child_name, _ in children}
     records = [_input("input" if "input" not in taken else "input_0", *children[0], nn)]
@@ -168,6 +170,8 @@ def _records(name: str, child: Any, previous: str, nn: Any) -> list[LayerRecord]
         return [LayerRecord(name, "dense", kind, (previous,), options, weights)]
     if isinstance(child, nn.Dropout):
         return [_dropout(name, child.p, previous)]
+    if kind in SHAPE_CHILDREN:
+        return shape_child_records(name, child, previous)
     if isinstance(child, nn.Softmax):
         if child.dim not in (-1, None):
             raise UnsupportedFeatureError(

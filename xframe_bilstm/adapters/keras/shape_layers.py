@@ -46,7 +46,12 @@ def keras_shape_layer(
     if kind == "elu":
         return layers.ELU(alpha=float(options["alpha"]), **common)
     if kind == "prelu":
+        alpha = record.weights["alpha"]
         shared = list(options.get("shared_axes", ())) or None
+        if alpha.size == 1 and shared is None and float(alpha.reshape(-1)[0]) >= 0:
+            # torch's nn.PReLU(): one slope over any rank, which a Keras PReLU (whose alpha
+            # has the input's shape) cannot hold before it knows the rank.
+            return layers.LeakyReLU(negative_slope=float(alpha.reshape(-1)[0]), **common)
         return layers.PReLU(shared_axes=shared, **common)
     if kind == "softmax" and not options["log"]:
         return layers.Softmax(axis=int(options["axis"]), **common)
@@ -61,11 +66,10 @@ def keras_shape_layer(
 
 def set_shape_weights(record: LayerRecord, layer: Any, set_weights: Callable[..., None]) -> None:
     """Give a built layer of this family its weights (``set_weights`` sets any other kind's)."""
-    if record.kind == "prelu":
+    if record.kind == "prelu" and layer.get_weights():
         (variable,) = layer.get_weights()
-        alpha = record.weights["alpha"]
-        layer.set_weights([np.broadcast_to(alpha.reshape(-1) if alpha.size == 1 else alpha,
-                                           variable.shape).astype(variable.dtype)])
+        alpha = record.weights["alpha"].reshape(variable.shape)
+        layer.set_weights([alpha.astype(variable.dtype)])
     elif record.kind == "time_distributed":
         set_weights(record.options["layer"], layer.layer)
 

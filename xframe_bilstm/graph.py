@@ -287,4 +287,12 @@ def mask_traps(graph: ModelGraph) -> list[tuple[str, str, bool]]:
     return traps
 
 
-__all__ = ["KINDS", "MASK_RULES", "MULTI_INPUT_KINDS", "SHAPE_KINDS", "LayerRecord", "ModelGraph", "mask_traps"]
+__all__ = [
+    "KINDS",
+    "MASK_RULES",
+    "MULTI_INPUT_KINDS",
+    "SHAPE_KINDS",
+    "LayerRecord",
+    "ModelGraph",
+    "mask_traps",
+]

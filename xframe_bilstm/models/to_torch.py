@@ -231,7 +231,7 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
     if record.kind == "concatenate":
         return Concatenate(int(options["axis"]), str(options["mask_combine"]))
     if record.kind in SHAPE_KINDS:
-        return shape_module(record, graph)
+        return shape_module(record, graph, KerasModel)
     return None  # inputs
 
 

@@ -52,7 +52,9 @@ def shape_child_records(name: str, child: Any, previous: str) -> list[LayerRecor
         return _activation(name, kind, previous, _FUNCTIONS[kind])
     if kind in _FIXED:
         activation, fixed = _FIXED[kind]
-        changed = [f"{key}={getattr(child, key)}" for key, value in fixed if getattr(child, key) != value]
+        changed = [
+            f"{key}={getattr(child, key)}" for key, value in fixed if getattr(child, key) != value
+        ]
         if changed:
             raise UnsupportedFeatureError(
                 f"child {name!r} is {kind}({', '.join(changed)}); Keras's {activation} has "
@@ -60,16 +62,21 @@ def shape_child_records(name: str, child: Any, previous: str) -> list[LayerRecor
             )
         return _activation(name, kind, previous, activation)
     if kind == "GELU":
-        return _activation(name, kind, previous, "gelu_tanh" if child.approximate == "tanh" else "gelu")
+        return _activation(
+            name, kind, previous, "gelu_tanh" if child.approximate == "tanh" else "gelu"
+        )
     if kind in ("Softmax", "LogSoftmax"):
         dim = -1 if child.dim is None else int(child.dim)
         log = kind == "LogSoftmax"
         if dim == -1:
             return _activation(name, kind, previous, "log_softmax" if log else "softmax")
-        options = {"axis": dim, "log": log}
-        return [LayerRecord(name, "softmax", kind, (previous,), options)]
+        return [LayerRecord(name, "softmax", kind, (previous,), {"axis": dim, "log": log})]
     if kind == "LeakyReLU":
-        options = {"max_value": None, "negative_slope": float(child.negative_slope), "threshold": 0.0}
+        options = {
+            "max_value": None,
+            "negative_slope": float(child.negative_slope),
+            "threshold": 0.0,
+        }
         return [LayerRecord(name, "relu", kind, (previous,), options)]
     if kind == "ELU":
         if child.alpha == 1.0:

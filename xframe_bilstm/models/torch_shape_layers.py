@@ -6,6 +6,8 @@ Keras layer's definition; masks follow the rules of :mod:`xframe_bilstm.referenc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -181,14 +183,19 @@ class TimeDistributed(nn.Module):
         return y.reshape((x.shape[0], x.shape[1], *y.shape[1:]))
 
 
-def shape_module(record: LayerRecord, graph: ModelGraph) -> nn.Module:
+def shape_module(
+    record: LayerRecord, graph: ModelGraph | None, build_model: Callable[[ModelGraph], nn.Module]
+) -> nn.Module:
     """The module of a record whose kind is in :data:`~xframe_bilstm.graph.SHAPE_KINDS`.
+
+    ``build_model`` builds the one-layer model a ``TimeDistributed`` wraps
+    (:class:`~xframe_bilstm.models.to_torch.KerasModel`).
 
     Example:
         >>> from xframe_bilstm.graph import ModelGraph
         >>> record = LayerRecord("r", "relu", "ReLU", ("x",),
         ...                      {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0})
-        >>> shape_module(record, None)(torch.tensor([-1.0, 3.0, 9.0])).tolist()
+        >>> shape_module(record, None, None)(torch.tensor([-1.0, 3.0, 9.0])).tolist()
         [0.0, 3.0, 6.0]
     """
     options = record.options
@@ -219,15 +226,9 @@ def shape_module(record: LayerRecord, graph: ModelGraph) -> nn.Module:
     if record.kind == "time_distributed":
         masked = graph is not None and any(graph.masked(name) for name in record.inputs)
         check_time_distributed(record, masked)
-        return TimeDistributed(_inner_model(record))
+        return TimeDistributed(build_model(inner_graph(record, 3)))
     raise UnsupportedFeatureError(f"layer {record.name!r}: no torch module for {record.kind!r}")
 
 
-def _inner_model(record: LayerRecord) -> nn.Module:
-    from .to_torch import KerasModel  # the whole-model module builds this one's layers
-
-    return KerasModel(inner_graph(record, 3))
-
-
-__all__ = ["Merge", "Permute", "PReLU", "ReLU", "RepeatVector", "Softmax", "TimeDistributed"]
+__all__ = ["Merge", "PReLU", "Permute", "ReLU", "RepeatVector", "Softmax", "TimeDistributed"]
 __all__ += ["combine_masks", "shape_module"]

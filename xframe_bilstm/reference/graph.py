@@ -120,9 +120,9 @@ def run_model_reference(
             in_masks = [masks[name] for name in record.inputs]
             out_mask = combine_masks(tensors, in_masks, str(options["mask_combine"]))
         elif record.kind in SHAPE_KINDS:
-            y, out_mask = run_shape_layer(
-                record, [values[n] for n in record.inputs], [masks[n] for n in record.inputs], dtype
-            )
+            tensors = [values[name] for name in record.inputs]
+            in_masks = [masks[name] for name in record.inputs]
+            y, out_mask = run_shape_layer(record, tensors, in_masks, dtype, run_model_reference)
         else:  # pragma: no cover - every kind is handled above
             raise UnsupportedFeatureError(f"no reference for {record.kind}")
         values[record.name] = y

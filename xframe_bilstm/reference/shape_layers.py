@@ -9,7 +9,7 @@ masked; Keras 2 merges ignore masks in their values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from ..graph import LayerRecord
 from ..time_distributed import check_time_distributed, inner_graph
 
 Mask = np.ndarray | None
+GraphRunner = Callable[..., tuple[np.ndarray, ...]]  # (graph, inputs, *, dtype) -> outputs
 
 
 def combine_masks(tensors: Sequence[np.ndarray], masks: Sequence[Mask], how: str) -> Mask:
@@ -119,24 +120,29 @@ def _softmax(record: LayerRecord, x: np.ndarray) -> np.ndarray:
 
 
 def _time_distributed(
-    record: LayerRecord, x: np.ndarray, mask: Mask, dtype: type
+    record: LayerRecord, x: np.ndarray, mask: Mask, dtype: type, run_graph: GraphRunner
 ) -> np.ndarray:
-    from .graph import run_model_reference  # the runner of whole graphs runs this module
-
     check_time_distributed(record, mask is not None)
     merged = x.reshape((x.shape[0] * x.shape[1], *x.shape[2:]))
-    (y,) = run_model_reference(inner_graph(record, x.ndim), [merged], dtype=dtype)
+    (y,) = run_graph(inner_graph(record, x.ndim), [merged], dtype=dtype)
     return y.reshape((x.shape[0], x.shape[1], *y.shape[1:]))
 
 
 def run_shape_layer(
-    record: LayerRecord, tensors: Sequence[np.ndarray], masks: Sequence[Mask], dtype: type
+    record: LayerRecord,
+    tensors: Sequence[np.ndarray],
+    masks: Sequence[Mask],
+    dtype: type,
+    run_graph: GraphRunner,
 ) -> tuple[np.ndarray, Mask]:
     """(output, output mask) of one layer whose kind this module runs.
 
+    ``run_graph`` runs the one-layer model a ``TimeDistributed`` wraps
+    (:func:`~xframe_bilstm.reference.run_model_reference`).
+
     Example:
         >>> record = LayerRecord("p", "permute", "Permute", ("x",), {"dims": (2, 1)})
-        >>> run_shape_layer(record, [np.zeros((1, 2, 3))], [None], np.float64)[0].shape
+        >>> run_shape_layer(record, [np.zeros((1, 2, 3))], [None], np.float64, None)[0].shape
         (1, 3, 2)
     """
     kind, options = record.kind, record.options
@@ -149,14 +155,14 @@ def run_shape_layer(
     if kind == "repeat_vector":
         return np.repeat(x[:, None, :], int(options["n"]), axis=1), None
     if kind == "time_distributed":
-        return _time_distributed(record, x, mask, dtype), mask
+        return _time_distributed(record, x, mask, dtype, run_graph), mask
     x = x.astype(dtype)
     if kind == "relu":
         return _relu(record, x), mask
     if kind == "elu":
         return np.where(x > 0, x, float(options["alpha"]) * np.expm1(np.minimum(x, 0))), mask
     if kind == "prelu":
-        alpha = record.weights["alpha"].astype(dtype)
+        alpha: np.ndarray = record.weights["alpha"].astype(dtype)
         return np.maximum(x, 0) - alpha * np.maximum(-x, 0), mask
     if kind == "softmax":
         if mask is not None:

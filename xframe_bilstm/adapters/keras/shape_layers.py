@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
 

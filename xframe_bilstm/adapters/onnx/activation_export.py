@@ -42,7 +42,9 @@ def _gelu_tanh(builder: GraphBuilder, x: str, prefix: str) -> str:
     one_plus = builder.one(
         "Add", [builder.one("Tanh", [inner], f"{prefix}/tanh"), _scalar(builder, 1.0)], prefix
     )
-    return _mul(builder, _mul(builder, x, _scalar(builder, 0.5), f"{prefix}/half"), one_plus, prefix)
+    return _mul(
+        builder, _mul(builder, x, _scalar(builder, 0.5), f"{prefix}/half"), one_plus, prefix
+    )
 
 
 def _clip(low: float | None, high: float | None) -> Emit:
@@ -78,7 +80,9 @@ def _tanh_shrink(builder: GraphBuilder, x: str, prefix: str) -> str:
 
 
 def _squareplus(builder: GraphBuilder, x: str, prefix: str) -> str:
-    square = builder.one("Add", [_mul(builder, x, x, f"{prefix}/sq"), _scalar(builder, 4.0)], prefix)
+    square = builder.one(
+        "Add", [_mul(builder, x, x, f"{prefix}/sq"), _scalar(builder, 4.0)], prefix
+    )
     total = builder.one("Add", [x, builder.one("Sqrt", [square], f"{prefix}/sqrt")], prefix)
     return _mul(builder, total, _scalar(builder, 0.5), prefix)
 

@@ -68,7 +68,10 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
     for record in graph.layers:
         where = f"layer {record.name!r} ({record.class_name})"
         activation = record.options.get("activation")
-        if record.kind in ("dense", "activation") and activation not in (*_ACTIVATION_OPS, *COMPOSITE_ACTIVATIONS):
+        if record.kind in ("dense", "activation") and activation not in (
+            *_ACTIVATION_OPS,
+            *COMPOSITE_ACTIVATIONS,
+        ):
             refusals.append(f"{where}: activation {activation!r} has no ONNX export")
         if record.kind == "recurrent":
             layer = record.recurrent

@@ -55,7 +55,9 @@ def _merge_values(
 ) -> str:
     op, prefix = str(record.options["op"]), record.name
     keras3 = record.options["mask_combine"] == "any" and any(m is not None for m in masks)
-    steps = [_steps(builder, m, f"{prefix}/steps{i}") if keras3 else None for i, m in enumerate(masks)]
+    steps = [
+        _steps(builder, m, f"{prefix}/steps{i}") if keras3 else None for i, m in enumerate(masks)
+    ]
     if op in ("maximum", "minimum"):
         function = "Max" if op == "maximum" else "Min"
         output, output_mask = tensors[0], steps[0]
@@ -65,8 +67,10 @@ def _merge_values(
                 x = builder.one("Where", [mask, x, output], f"{hint}/x")
             if output_mask is not None:
                 output = builder.one("Where", [output_mask, output, x], f"{hint}/out")
-            both = mask is not None and output_mask is not None
-            output_mask = builder.one("Or", [output_mask, mask], f"{hint}/m") if both else None
+            if mask is not None and output_mask is not None:
+                output_mask = builder.one("Or", [output_mask, mask], f"{hint}/m")
+            else:
+                output_mask = None
             output = builder.one(function, [output, x], hint)
         return output
     if op == "multiply" and keras3:
@@ -86,8 +90,10 @@ def _merge_values(
     if op == "subtract":
         return builder.one("Sub", tensors, prefix)
     if op == "multiply":
-        return builder.one("Mul", tensors, prefix) if len(tensors) == 2 else _fold(
-            builder, "Mul", tensors, prefix
+        return (
+            builder.one("Mul", tensors, prefix)
+            if len(tensors) == 2
+            else _fold(builder, "Mul", tensors, prefix)
         )
     total = builder.one("Sum", tensors, f"{prefix}/sum")
     if op == "average":

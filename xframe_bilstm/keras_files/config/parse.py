@@ -150,7 +150,7 @@ def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:
             )
         raise UnsupportedFeatureError(
             f"{source}: cannot port layer {', '.join(unsupported)}; supported layer classes: "
-            f"{', '.join(SUPPORTED_CLASSES)} (TimeDistributed of any of them that reads one tensor){hint}"
+            f"{', '.join(SUPPORTED_CLASSES)} (TimeDistributed of those reading one tensor){hint}"
         )
 
 

@@ -16,7 +16,7 @@ keras = pytest.importorskip("keras")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from xframe_bilstm import compare, keras_to_torch  # noqa: E402
+from xframe_bilstm import compare, diagnose, keras_to_torch, lint  # noqa: E402
 from xframe_bilstm.adapters.keras import graph_to_keras  # noqa: E402
 from xframe_bilstm.comparison import derived_tolerance  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
@@ -152,6 +152,8 @@ def test_compare_runs_the_model_on_every_framework(name: str, tmp_path: Path) ->
     labels = " ".join(pair.label for pair in report.pairs)
     for side in ("reference[cpu,float64]", "torch[", "keras[", "onnxruntime["):
         assert side in labels
+    model = build(name)
+    assert diagnose(model, keras_to_torch(model)).code == "equivalent"
 
 
 @pytest.mark.parametrize("name", ["two_average", "activation_layers", "reshaping"])
@@ -203,3 +205,4 @@ def test_keras2_merges_and_activation_layers_keep_keras2_meanings(tmp_path: Path
     np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-5)
     with pytest.raises(UnsupportedFeatureError, match=r"'merged' \(Multiply\): Keras 2 keeps"):
         graph_to_keras(graph_from_keras(model))
+    assert [trap.trap for trap in lint(str(path)) if trap.layer == "merged"] == ["merged masks"]

@@ -7,6 +7,7 @@ and Keras 3 (``x/6 + 0.5``, both clipped to [0, 1]), so neither is called plain
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +27,22 @@ def _elu(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
+_erf = np.vectorize(math.erf, otypes=[float])
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return (0.5 * x * (1.0 + _erf(np.asarray(x, np.float64) / math.sqrt(2.0)))).astype(x.dtype)
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "tanh": np.tanh,
     "sigmoid": _sigmoid,
@@ -39,6 +56,20 @@ NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "selu": lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0))),
     "silu": lambda x: x * _sigmoid(x),
     "exponential": np.exp,
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),  # Keras's default slope
+    "gelu": _gelu,  # exact, with erf (Keras's default, approximate=False)
+    "gelu_tanh": _gelu_tanh,  # Keras's approximate=True, torch's approximate="tanh"
+    "hard_silu": lambda x: x * np.clip(x / 6.0 + 0.5, 0.0, 1.0),
+    "mish": lambda x: x * np.tanh(np.logaddexp(0.0, x)),
+    "hard_tanh": lambda x: np.clip(x, -1.0, 1.0),
+    "log_sigmoid": lambda x: -np.logaddexp(0.0, -x),
+    "celu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),  # alpha=1: elu
+    "tanh_shrink": lambda x: x - np.tanh(x),
+    "soft_shrink": lambda x: np.where(x > 0.5, x - 0.5, np.where(x < -0.5, x + 0.5, 0.0)),
+    "hard_shrink": lambda x: np.where(np.abs(x) > 0.5, x, 0.0),
+    "squareplus": lambda x: (x + np.sqrt(x * x + 4.0)) / 2.0,
+    "log_softmax": _log_softmax,  # over the last axis
 }
 
 ACTIVATIONS = frozenset(NUMPY_ACTIVATIONS)

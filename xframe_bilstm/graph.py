@@ -40,6 +40,14 @@ KINDS = (
     "conv",
     "zero_padding",
     "cropping",
+    "merge",
+    "permute",
+    "repeat_vector",
+    "time_distributed",
+    "relu",
+    "elu",
+    "prelu",
+    "softmax",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -62,7 +70,29 @@ MASK_RULES = {
     "conv": "drop",
     "zero_padding": "drop",
     "cropping": "drop",
+    "merge": "merge",
+    "permute": "drop",
+    "repeat_vector": "drop",
+    "time_distributed": "keep",
+    "relu": "keep",
+    "elu": "keep",
+    "prelu": "keep",
+    "softmax": "keep",
 }
+# The kinds that read several tensors (all with mask rule "merge").
+MULTI_INPUT_KINDS = tuple(kind for kind, rule in MASK_RULES.items() if rule == "merge")
+# Merges, permutes, repeats, TimeDistributed and activation layers: each runner hands them
+# to its own module for them.
+SHAPE_KINDS = (
+    "merge",
+    "permute",
+    "repeat_vector",
+    "time_distributed",
+    "relu",
+    "elu",
+    "prelu",
+    "softmax",
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +123,20 @@ class LayerRecord:
       (``*kernel_size``, input channels / groups, filters) and optionally ``bias``.
     - ``zero_padding`` and ``cropping``: ``padding`` / ``cropping`` (one ``(before,
       after)`` pair per spatial axis), ``data_format``.
+    - ``merge``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"average"``,
+      ``"maximum"``, ``"minimum"``), ``mask_combine`` (``"any"``: Keras 3, which also
+      replaces the masked values of ``Multiply``/``Maximum``/``Minimum`` inputs; ``"all"``:
+      Keras 2, which ignores masks in the values).
+    - ``permute``: ``dims`` (Keras's, counted from 1 after the batch axis).
+    - ``repeat_vector``: ``n``.
+    - ``time_distributed``: ``layer``, the inner :class:`LayerRecord` (reading the
+      wrapper's input), applied to every step; ``TimeDistributed(Dense)`` is a ``dense``.
+    - ``relu``: ``max_value`` (None for none), ``negative_slope``, ``threshold``
+      (``ReLU``, ``LeakyReLU``, ``ThresholdedReLU``).
+    - ``elu``: ``alpha``.
+    - ``prelu``: weights ``alpha`` (the input's shape without the batch axis, 1 on shared
+      axes).
+    - ``softmax``: ``axis`` (one axis, counted with the batch axis), ``log`` (False).
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))
@@ -259,4 +303,12 @@ def mask_traps(graph: ModelGraph) -> list[tuple[str, str, bool]]:
     return traps
 
 
-__all__ = ["KINDS", "MASK_RULES", "LayerRecord", "ModelGraph", "mask_traps"]
+__all__ = [
+    "KINDS",
+    "MASK_RULES",
+    "MULTI_INPUT_KINDS",
+    "SHAPE_KINDS",
+    "LayerRecord",
+    "ModelGraph",
+    "mask_traps",
+]

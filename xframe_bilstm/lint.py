@@ -158,6 +158,16 @@ def lint(source: Any) -> list[Trap]:
                 "any does); the port keeps Keras 2's rule for this Keras 2 model",
                 "converted",
             )
+        if layer.kind == "merge" and keras2 and reads_mask:
+            add(
+                layer,
+                "merged masks",
+                "Keras 2 keeps a step only where every input's mask keeps it and ignores masks "
+                "in the values (Keras 3 keeps it where any does, and counts masked values as 1 "
+                "in Multiply or the other input's in Maximum/Minimum); the port keeps Keras 2's "
+                "rules for this Keras 2 model",
+                "converted",
+            )
     return traps
 
 

@@ -68,7 +68,7 @@ def test_sequential_module_saves_as_keras_and_loads_back(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("child", "named"),
     [
-        pytest.param(torch.nn.Conv1d(4, 4, 3), "'conv1d_1' (Conv1d)", id="conv1d"),
+        pytest.param(torch.nn.Conv1d(4, 4, 3), "'conv1d_1' (Conv1d) reads", id="time-as-channels"),
         pytest.param(torch.nn.LSTM(4, 3), "batch_first=False", id="time-first-lstm"),
     ],
 )

@@ -37,9 +37,27 @@ _SAME_EVERYWHERE = {
     "swish": "silu",
     "exponential": "exponential",
     "softmax": "softmax",
+    "relu6": "relu6",
+    "leaky_relu": "leaky_relu",
+    "gelu": "gelu",
+    "hard_silu": "hard_silu",
+    "hard_swish": "hard_silu",
+    "mish": "mish",
+    "hard_tanh": "hard_tanh",
+    "log_sigmoid": "log_sigmoid",
+    "celu": "celu",
+    "tanh_shrink": "tanh_shrink",
+    "soft_shrink": "soft_shrink",
+    "hard_shrink": "hard_shrink",
+    "squareplus": "squareplus",
+    "log_softmax": "log_softmax",
 }
-# The function this package registers with Keras 3 for Keras 2's hard sigmoid.
-_REGISTERED = {"xframe_bilstm>hard_sigmoid_keras2": "hard_sigmoid_keras2"}
+# The functions this package registers with Keras 3: Keras 2's hard sigmoid, and GELU's
+# tanh approximation (Keras names no function for gelu(approximate=True)).
+_REGISTERED = {
+    "xframe_bilstm>hard_sigmoid_keras2": "hard_sigmoid_keras2",
+    "xframe_bilstm>gelu_tanh": "gelu_tanh",
+}
 
 
 def keras_major(version: object) -> int:

@@ -29,9 +29,10 @@ from ..adapters.torch.explicit import TORCH_ACTIVATIONS
 from ..adapters.torch.tensors import numpy_to_tensor, torch_dtype
 from ..convolution import torch_kernel
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from ..graph import LayerRecord, ModelGraph, mask_traps
+from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
 from .recurrent import Recurrent
 from .torch_convolution import Convolution, PadOrCrop
+from .torch_shape_layers import combine_masks, shape_module
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +161,7 @@ class Concatenate(nn.Module):
         super().__init__()
         self.axis, self.mask_combine = axis, mask_combine
 
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+    def forward(self, *tensors: torch.Tensor, masks: object = None) -> torch.Tensor:
         return torch.cat(tensors, dim=self.axis)
 
     def combine_masks(
@@ -175,12 +176,7 @@ class Concatenate(nn.Module):
                 f"Concatenate(axis={self.axis}) of masked rank-{rank} tensors; only "
                 "masked sequences joined along their features are supported"
             )
-        full = [
-            torch.ones(t.shape[:2], dtype=torch.bool, device=t.device) if m is None else m.bool()
-            for t, m in zip(tensors, masks)
-        ]
-        stacked = torch.stack(full)
-        return stacked.any(dim=0) if self.mask_combine == "any" else stacked.all(dim=0)
+        return combine_masks(tensors, masks, self.mask_combine)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
@@ -243,6 +239,8 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
     if record.kind in ("zero_padding", "cropping"):
         op, key = ("pad", "padding") if record.kind == "zero_padding" else ("crop", "cropping")
         return PadOrCrop(op, tuple(options[key]), str(options["data_format"]))
+    if record.kind in SHAPE_KINDS:
+        return shape_module(record, graph, KerasModel)
     return None  # inputs
 
 
@@ -306,10 +304,11 @@ class KerasModel(nn.Module):
             module = getattr(self, step.attribute)
             x = values[step.inputs[0]]
             mask = masks[step.inputs[0]]
-            if step.kind == "concatenate":
+            if step.kind in MULTI_INPUT_KINDS:
                 tensors = [values[name] for name in step.inputs]
-                values[step.name] = module(*tensors)
-                masks[step.name] = module.combine_masks(tensors, [masks[n] for n in step.inputs])
+                in_masks = [masks[name] for name in step.inputs]
+                values[step.name] = module(*tensors, masks=in_masks)
+                masks[step.name] = module.combine_masks(tensors, in_masks)
                 continue
             if step.kind in ("recurrent", "global_pool"):
                 values[step.name] = module(x, mask)
@@ -319,7 +318,7 @@ class KerasModel(nn.Module):
                 masks[step.name] = (x != 0) if module.mask_zero else None
             elif step.kind == "masking":
                 masks[step.name] = module.compute_mask(x)
-            elif step.kind in ("identity", "dense", "activation") or (
+            elif MASK_RULES[step.kind] == "keep" or (
                 step.kind == "recurrent" and step.return_sequences
             ):
                 masks[step.name] = mask

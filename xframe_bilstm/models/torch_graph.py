@@ -27,6 +27,7 @@ from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .torch_forward import check_forward
 from .torch_graph_convolution import conv_input_options, conv_records, conv_types
+from .torch_graph_shape import SHAPE_CHILDREN, shape_child_records
 
 # torch activation module class -> canonical activation name.
 ACTIVATIONS = {
@@ -90,17 +91,19 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
         if not isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
         and not isinstance(child, conv_types(nn))
         and type(child).__name__ not in ACTIVATIONS
+        and type(child).__name__ not in SHAPE_CHILDREN
     ]
     if refused:
         raise UnsupportedFeatureError(
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
-            f"Linear, Conv1d, Conv2d, Dropout, Softmax(dim=-1) and "
-            f"{', '.join(sorted(ACTIVATIONS))}"
+            f"Linear, Conv1d, Conv2d, Dropout, Softmax and "
+            f"{', '.join(sorted({*ACTIVATIONS, *SHAPE_CHILDREN}))}"
         )
     taken = {child_name for child_name, _ in children}
     records = [_input("input" if "input" not in taken else "input_0", *children[0], nn)]
     with torch.no_grad():
         for child_name, child in children:
+            _check_channels(child_name, child, records[-1], nn)
             records.extend(_records(child_name, child, records[-1].name, nn))
     return ModelGraph(
         name or type(module).__name__.lower(),
@@ -109,6 +112,18 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
         outputs=(records[-1].name,),
         source=f"torch {type(module).__name__}",
     )
+
+
+def _check_channels(name: str, child: Any, previous: LayerRecord, nn: Any) -> None:
+    # Embeddings and batch-first recurrent modules put time on axis 1, where a convolution
+    # looks for channels: torch would convolve the features with time as channels.
+    if isinstance(child, conv_types(nn)) and previous.kind in ("embedding", "recurrent"):
+        raise UnsupportedFeatureError(
+            f"child {name!r} ({type(child).__name__}) reads the (batch, time, features) "
+            f"output of {previous.name!r} with channels on axis 1, so torch takes time "
+            "steps as channels; a forward that permutes the axes first is not a plain "
+            "sequence of children, so convert the parts separately"
+        )
 
 
 def _children(module: Any) -> list[tuple[str, Any]]:
@@ -176,6 +191,8 @@ def _records(name: str, child: Any, previous: str, nn: Any) -> list[LayerRecord]
         return conv_records(name, child, previous, nn)
     if isinstance(child, nn.Dropout):
         return [_dropout(name, child.p, previous)]
+    if kind in SHAPE_CHILDREN:
+        return shape_child_records(name, child, previous)
     if isinstance(child, nn.Softmax):
         if child.dim not in (-1, None):
             raise UnsupportedFeatureError(

@@ -18,9 +18,10 @@ import numpy as np
 
 from ..activations import numpy_activation
 from ..errors import UnsupportedFeatureError
-from ..graph import LayerRecord, ModelGraph
+from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph
 from .convolution import activate, conv_reference, pad_or_crop_reference
 from .scan import run_layer
+from .shape_layers import combine_masks, run_shape_layer
 
 
 def _activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -118,20 +119,16 @@ def run_model_reference(
             tensors = [values[name] for name in record.inputs]
             y = np.concatenate(tensors, axis=int(options["axis"]))
             in_masks = [masks[name] for name in record.inputs]
-            if any(m is not None for m in in_masks):
-                full = np.stack(
-                    [
-                        np.ones(t.shape[:2], bool) if m is None else m
-                        for t, m in zip(tensors, in_masks)
-                    ]
-                )
-                combined = full.any(axis=0) if options["mask_combine"] == "any" else full.all(0)
-                out_mask = np.asarray(combined)
+            out_mask = combine_masks(tensors, in_masks, str(options["mask_combine"]))
         elif record.kind == "conv":
             y = conv_reference(options, record.weights, x, dtype, record.name)
             y = activate(str(options["activation"]), y)
         elif record.kind in ("zero_padding", "cropping"):
             y = pad_or_crop_reference(record.kind, options, x)
+        elif record.kind in SHAPE_KINDS:
+            tensors = [values[name] for name in record.inputs]
+            in_masks = [masks[name] for name in record.inputs]
+            y, out_mask = run_shape_layer(record, tensors, in_masks, dtype, run_model_reference)
         else:  # pragma: no cover - every kind is handled above
             raise UnsupportedFeatureError(f"no reference for {record.kind}")
         values[record.name] = y

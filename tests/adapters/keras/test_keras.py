@@ -463,9 +463,9 @@ def test_keras2_hard_sigmoid_round_trips_and_differs_from_keras3() -> None:
 
 
 def test_unsupported_activation_is_named() -> None:
-    layer = keras.layers.LSTM(2, activation="gelu")
+    layer = keras.layers.LSTM(2, activation="sparsemax")
     layer.build((None, None, INPUT))
-    with pytest.raises(UnsupportedFeatureError, match=r"activation='gelu'"):
+    with pytest.raises(UnsupportedFeatureError, match=r"activation='sparsemax'"):
         keras_to_canonical(layer)
 
 

@@ -25,6 +25,19 @@ _KERAS_NAME = {
     "selu": "selu",
     "silu": "silu",
     "exponential": "exponential",
+    "relu6": "relu6",
+    "leaky_relu": "leaky_relu",
+    "gelu": "gelu",
+    "hard_silu": "hard_silu",
+    "mish": "mish",
+    "hard_tanh": "hard_tanh",
+    "log_sigmoid": "log_sigmoid",
+    "celu": "celu",
+    "tanh_shrink": "tanh_shrink",
+    "soft_shrink": "soft_shrink",
+    "hard_shrink": "hard_shrink",
+    "squareplus": "squareplus",
+    "log_softmax": "log_softmax",
 }
 
 _REGISTERED_PACKAGE = "xframe_bilstm"
@@ -45,6 +58,19 @@ def hard_sigmoid_keras2(x: Any) -> Any:
     return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
 
 
+def gelu_tanh(x: Any) -> Any:
+    """GELU's tanh approximation (``keras.activations.gelu(x, approximate=True)``).
+
+    Keras has no name for it; a layer using it needs this registered function to be saved.
+
+    Example:
+        >>> round(float(gelu_tanh(np.float32(1.0))), 4)
+        0.8412
+    """
+    keras = require("keras")
+    return keras.activations.gelu(x, approximate=True)
+
+
 def register_keras_activations() -> None:
     """Register :func:`hard_sigmoid_keras2` with Keras so saved models can be loaded again.
 
@@ -59,14 +85,18 @@ def register_keras_activations() -> None:
     if _registered:
         return
     keras = require("keras")
-    keras.saving.register_keras_serializable(package=_REGISTERED_PACKAGE)(hard_sigmoid_keras2)
+    for function in (hard_sigmoid_keras2, gelu_tanh):
+        keras.saving.register_keras_serializable(package=_REGISTERED_PACKAGE)(function)
     _registered = True
 
 
 def _known_activations(keras: Any) -> list[tuple[Callable[..., Any], str]]:
     """(Keras function, canonical name) for every function object Keras may store."""
     register_keras_activations()
-    known: list[tuple[Callable[..., Any], str]] = [(hard_sigmoid_keras2, "hard_sigmoid_keras2")]
+    known: list[tuple[Callable[..., Any], str]] = [
+        (hard_sigmoid_keras2, "hard_sigmoid_keras2"),
+        (gelu_tanh, "gelu_tanh"),
+    ]
     for canonical, name in _KERAS_NAME.items():
         known.append((keras.activations.get(name), canonical))
         # keras.ops.<name> computes the same function (keras.activations wraps it).
@@ -95,4 +125,7 @@ def keras_activation(name: str | None) -> Any:
     if name == "hard_sigmoid_keras2":
         register_keras_activations()
         return hard_sigmoid_keras2
+    if name == "gelu_tanh":
+        register_keras_activations()
+        return gelu_tanh
     return _KERAS_NAME[name or "linear"]

@@ -18,11 +18,12 @@ import numpy as np
 from ..._imports import require
 from ...canonical import RecurrentStack
 from ...errors import UnsupportedFeatureError
-from ...graph import LayerRecord, ModelGraph, mask_traps
+from ...graph import MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
 from .activations import keras_activation
 from .build import canonical_to_keras
 from .convolution import KINDS as CONVOLUTION_KINDS
 from .convolution import conv_layer, conv_refusal, set_conv_weights
+from .shape_layers import keras_shape_layer, set_shape_weights
 
 
 def graph_refusal(graph: ModelGraph) -> str | None:
@@ -42,10 +43,10 @@ def graph_refusal(graph: ModelGraph) -> str | None:
                 f"{where}: time_major=True, an option Keras 3's recurrent layers no longer have"
             )
         masked = any(graph.masked(name) for name in record.inputs)
-        if record.kind == "concatenate" and record.options["mask_combine"] != "any" and masked:
+        if record.kind in MULTI_INPUT_KINDS and record.options["mask_combine"] != "any" and masked:
             refusals[record.name] = (
                 f"{where}: Keras 2 keeps a step where every input's mask keeps it, Keras 3's "
-                "Concatenate where any does; a Keras 3 model cannot compute this mask"
+                f"{record.class_name} where any does; a Keras 3 model cannot compute this mask"
             )
         convolution = conv_refusal(record)
         if convolution:
@@ -105,7 +106,7 @@ def graph_to_keras(
             tensors[record.name] = inputs[0]  # nothing at inference, nothing to train
             continue
         layer = _layer(record, keras, dtype, kernel)
-        tensors[record.name] = layer(inputs if record.kind == "concatenate" else inputs[0])
+        tensors[record.name] = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
         _set_weights(record, layer)
     return keras.Model(
         _one_or_all([tensors[name] for name in graph.inputs]),
@@ -189,6 +190,8 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return layers.Concatenate(axis=int(options["axis"]), dtype=dtype, name=name)
     if record.kind in CONVOLUTION_KINDS:
         return conv_layer(record, keras, dtype)
+    if record.kind in SHAPE_KINDS:
+        return keras_shape_layer(record, keras, dtype, kernel, _layer)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"
     )
@@ -204,6 +207,8 @@ def _set_weights(record: LayerRecord, layer: Any) -> None:
         dense.set_weights(
             [record.weights[key] for key in ("kernel", "bias") if key in record.weights]
         )
+    elif record.kind in SHAPE_KINDS:
+        set_shape_weights(record, layer, _set_weights)
 
 
 __all__ = ["graph_refusal", "graph_to_keras"]

@@ -17,12 +17,14 @@ import numpy as np
 
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
-from ...graph import LayerRecord, ModelGraph, mask_traps
+from ...graph import SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
+from .activation_export import COMPOSITE_ACTIVATIONS, composite_activation
 from .builder import GraphBuilder
 from .convolution_export import conv_node, pad_or_crop_node
 from .export import FLOAT_TYPES
 from .layer_export import export_layer
 from .masked import masked_recurrent
+from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
 from .vocabulary import ONNX_ACTIVATIONS, ir_version
 
 # CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.
@@ -68,7 +70,7 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
         where = f"layer {record.name!r} ({record.class_name})"
         activation = record.options.get("activation")
         activated = record.kind in ("dense", "activation", "conv")
-        if activated and activation not in (*_ACTIVATION_OPS, "silu"):
+        if activated and activation not in (*_ACTIVATION_OPS, *COMPOSITE_ACTIVATIONS):
             refusals.append(f"{where}: activation {activation!r} has no ONNX export")
         if record.kind == "recurrent":
             layer = record.recurrent
@@ -91,6 +93,7 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
                 f"{ranks[record.name]} tensors; only masked sequences joined along "
                 "their features are exported"
             )
+    refusals.extend(shape_refusals(graph, ranks))
     return f"{graph.source}: " + "; ".join(refusals) if refusals else None
 
 
@@ -176,6 +179,8 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
             rank = 1 + len(options["target_shape"])
         elif record.kind == "global_pool" and not options["keepdims"]:
             rank -= 1
+        elif record.kind in SHAPE_KINDS:
+            rank = shape_rank(record, ranks, _ranks)
         ranks[record.name] = rank
     return ranks
 
@@ -194,6 +199,10 @@ def _layer(
         tensors = [values[name] for name in record.inputs]
         y = builder.one("Concat", tensors, record.name, axis=int(record.options["axis"]))
         return y, _combined_mask(builder, record, tensors, [masks[n] for n in record.inputs])
+    if record.kind == "merge":
+        tensors = [values[name] for name in record.inputs]
+        in_masks = [masks[name] for name in record.inputs]
+        return emit_merge(builder, record, tensors, in_masks, _combined_mask)
     x, mask = values[record.inputs[0]], masks[record.inputs[0]]
     return _EMITTERS[record.kind](builder, record, x, mask)
 
@@ -256,6 +265,7 @@ _EMITTERS = {
     "zero_padding": lambda b, r, x, m: (pad_or_crop_node(b, r, x), None),
     "cropping": lambda b, r, x, m: (pad_or_crop_node(b, r, x), None),
 }
+_EMITTERS.update(shape_emitters(_EMITTERS))
 
 
 def _zeroed(builder: GraphBuilder, mask: str, x: str, prefix: str) -> str:
@@ -279,6 +289,9 @@ def _activate(builder: GraphBuilder, name: str, x: str, prefix: str) -> str:
         return builder.one("Identity", [x], prefix)
     if name == "silu":
         return builder.one("Mul", [x, builder.one("Sigmoid", [x], f"{prefix}/sigmoid")], prefix)
+    composite = composite_activation(builder, name, x, prefix)
+    if composite is not None:
+        return composite
     op, attributes = _ACTIVATION_OPS[name]
     return builder.one(op, [x], prefix, **attributes)
 

@@ -25,6 +25,20 @@ TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "selu": F.selu,
     "silu": F.silu,
     "exponential": torch.exp,
+    "relu6": F.relu6,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),  # Keras's default slope, not torch's
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "hard_silu": F.hardswish,
+    "mish": F.mish,
+    "hard_tanh": F.hardtanh,
+    "log_sigmoid": F.logsigmoid,
+    "celu": F.celu,
+    "tanh_shrink": F.tanhshrink,
+    "soft_shrink": lambda x: F.softshrink(x, 0.5),
+    "hard_shrink": lambda x: F.hardshrink(x, 0.5),
+    "squareplus": lambda x: (x + torch.sqrt(x * x + 4.0)) / 2.0,
+    "log_softmax": lambda x: F.log_softmax(x, dim=-1),
 }
 
 SUFFIXES = ("", "_reverse")  # the parameter names of each direction

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import UnsupportedFeatureError
+from ...graph import MULTI_INPUT_KINDS
 from .functional import parse_functional
 from .specs import (
     KIND_BY_CLASS,
@@ -135,7 +136,7 @@ def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:
     for layer in layers:
         if layer.class_name == "TimeDistributed":
             inner = sub_config(layer.config, "layer", layer, source)[0]
-            if inner != "Dense":
+            if KIND_BY_CLASS.get(inner, "") in ("", "input", *MULTI_INPUT_KINDS):
                 unsupported.append(f"{layer.name!r} (TimeDistributed({inner}))")
     if unsupported:
         hint = ""
@@ -149,7 +150,7 @@ def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:
             )
         raise UnsupportedFeatureError(
             f"{source}: cannot port layer {', '.join(unsupported)}; supported layer classes: "
-            f"{', '.join(SUPPORTED_CLASSES)} (TimeDistributed of Dense only){hint}"
+            f"{', '.join(SUPPORTED_CLASSES)} (TimeDistributed of those reading one tensor){hint}"
         )
 
 

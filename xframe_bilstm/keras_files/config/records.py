@@ -16,6 +16,7 @@ from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
 from .convolution import conv_record, padding_record
 from .recurrent import recurrent_record
+from .shape_layers import SHAPE_KINDS, shape_record
 from .specs import LayerSpec, ModelSpec, sub_config
 
 WeightReader = Callable[[LayerSpec], list[WeightRef]]
@@ -82,6 +83,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         }
     elif kind == "dense":
         return _dense(layer, refs, spec)
+    elif kind in SHAPE_KINDS:
+        return shape_record(layer, refs, spec, _record)
     else:
         return recurrent_record(layer, refs, spec)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, weights)

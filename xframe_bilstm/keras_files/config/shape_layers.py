@@ -1,0 +1,129 @@
+"""Merges, permutes, repeats, ``TimeDistributed`` and the activation layers, read into records.
+
+Keras 2 spellings are read as Keras 2 meant them: ``LeakyReLU(alpha)`` (Keras 3:
+``negative_slope``), ``ThresholdedReLU(theta)`` (gone from Keras 3; ``ReLU(threshold)``
+computes it), a merge's mask kept where every input's mask keeps it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ...errors import UnsupportedFeatureError
+from ...graph import MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord
+from ..weights import WeightRef, expect_count
+from .specs import KIND_BY_CLASS, LayerSpec, ModelSpec, sub_config
+
+MERGE_OPS = {
+    "Add": "add",
+    "Subtract": "subtract",
+    "Multiply": "multiply",
+    "Average": "average",
+    "Maximum": "maximum",
+    "Minimum": "minimum",
+}
+# How a record of a layer is read: (spec, its weights, the model) -> record.
+RecordReader = Callable[[LayerSpec, Callable[[LayerSpec], list[WeightRef]], ModelSpec], LayerRecord]
+
+
+def shape_record(
+    layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec, read_record: RecordReader
+) -> LayerRecord:
+    """The record of a layer whose kind is in :data:`SHAPE_KINDS`.
+
+    ``read_record`` reads the layer a ``TimeDistributed`` holds (any supported kind).
+    """
+    where, config, kind = spec.where(layer), layer.config, layer.kind
+    if kind == "time_distributed":
+        return _time_distributed(layer, refs, spec, read_record)
+    if kind == "prelu":
+        expect_count(refs, 1, where)
+        alpha = refs[0].read(refs[0].shape, f"{where} alpha")
+        shared = config.get("shared_axes")
+        return LayerRecord(
+            layer.name,
+            kind,
+            layer.class_name,
+            layer.inputs,
+            {"shared_axes": tuple(shared) if isinstance(shared, (list, tuple)) else ()},
+            {"alpha": np.asarray(alpha)},
+        )
+    expect_count(refs, 0, where)
+    options = _options(layer, config, spec, where)
+    return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
+
+
+def _options(
+    layer: LayerSpec, config: Mapping[str, Any], spec: ModelSpec, where: str
+) -> dict[str, Any]:
+    kind = layer.kind
+    if kind == "merge":
+        return {
+            "op": MERGE_OPS[layer.class_name],
+            "mask_combine": "all" if spec.major < 3 else "any",
+        }
+    if kind == "permute":
+        return {"dims": tuple(int(d) for d in config["dims"])}
+    if kind == "repeat_vector":
+        return {"n": int(config["n"])}
+    if kind == "relu":
+        return _relu(layer.class_name, config)
+    if kind == "elu":
+        return {"alpha": float(config.get("alpha", 1.0))}
+    axis = config.get("axis", -1)
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            raise UnsupportedFeatureError(
+                f"{where}: axis={list(axis)}; a softmax over one axis is supported"
+            )
+        axis = axis[0]
+    return {"axis": int(axis), "log": False}
+
+
+def _relu(class_name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    if class_name == "ThresholdedReLU":  # x where x > theta, else 0
+        return {"max_value": None, "negative_slope": 0.0, "threshold": float(config["theta"])}
+    if class_name == "LeakyReLU":  # Keras 2 calls the slope alpha; both default to 0.3
+        slope = config.get("negative_slope", config.get("alpha", 0.3))
+        return {"max_value": None, "negative_slope": float(slope), "threshold": 0.0}
+    max_value = config.get("max_value")
+    return {
+        "max_value": None if max_value is None else float(max_value),
+        "negative_slope": float(config.get("negative_slope", config.get("alpha", 0.0)) or 0.0),
+        "threshold": float(config.get("threshold", 0.0) or 0.0),
+    }
+
+
+def _time_distributed(
+    layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec, read_record: RecordReader
+) -> LayerRecord:
+    class_name, config = sub_config(layer.config, "layer", layer, spec.source)
+    kind = KIND_BY_CLASS.get(class_name, "")
+    if kind in ("", "input", *MULTI_INPUT_KINDS):
+        raise UnsupportedFeatureError(
+            f"{spec.where(layer)}: TimeDistributed({class_name}) is not supported; it wraps "
+            "any supported layer that reads one tensor"
+        )
+    inner_spec = LayerSpec(
+        str(config.get("name", f"{layer.name}_layer")),
+        class_name,
+        kind,
+        config,
+        layer.inputs,
+        layer.position,
+    )
+    inner = read_record(inner_spec, lambda _: refs, spec)
+    if inner.kind == "dense":  # a Dense already applies to every step: kept as one layer
+        options = {**inner.options, "time_distributed": True}
+        return LayerRecord(
+            layer.name, "dense", layer.class_name, layer.inputs, options, inner.weights
+        )
+    return LayerRecord(
+        layer.name, "time_distributed", layer.class_name, layer.inputs, {"layer": inner}
+    )
+
+
+__all__ = ["MERGE_OPS", "SHAPE_KINDS", "shape_record"]

@@ -28,8 +28,9 @@ from torch import nn
 from ..adapters.torch.explicit import TORCH_ACTIVATIONS
 from ..adapters.torch.tensors import numpy_to_tensor, torch_dtype
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from ..graph import LayerRecord, ModelGraph, mask_traps
+from ..graph import MASK_RULES, LayerRecord, ModelGraph, mask_traps
 from .recurrent import Recurrent
+from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -127,30 +128,6 @@ class Reshape(nn.Module):
         return f"target_shape={self.target_shape}"
 
 
-class GlobalPool1D(nn.Module):
-    """Keras ``GlobalMaxPooling1D``/``GlobalAveragePooling1D`` over the time axis.
-
-    The average counts valid steps only when there is a mask (as Keras does); the maximum
-    ignores the mask (as Keras 3 does).
-    """
-
-    def __init__(self, op: str, keepdims: bool) -> None:
-        super().__init__()
-        self.op, self.keepdims = op, keepdims
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.op == "max":
-            return x.amax(dim=1, keepdim=self.keepdims)
-        if mask is None:
-            return x.mean(dim=1, keepdim=self.keepdims)
-        weights = mask.to(x.dtype)[:, :, None]
-        total = torch.where(mask[:, :, None], x, 0.0).sum(dim=1, keepdim=self.keepdims)
-        return total / weights.sum(dim=1, keepdim=self.keepdims)
-
-    def extra_repr(self) -> str:
-        return f"op={self.op!r}, keepdims={self.keepdims}"
-
-
 class Concatenate(nn.Module):
     """Keras ``Concatenate`` along ``axis`` (counted with the batch axis, as in Keras)."""
 
@@ -231,7 +208,16 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
     if record.kind == "reshape":
         return Reshape(tuple(options["target_shape"]))
     if record.kind == "global_pool":
-        return GlobalPool1D(str(options["op"]), bool(options["keepdims"]))
+        data_format = str(options.get("data_format", "channels_last"))
+        return GlobalPool(str(options["op"]), bool(options["keepdims"]), data_format)
+    if record.kind == "batch_norm":
+        return BatchNorm(
+            dict(record.weights), axis=int(options["axis"]), epsilon=options["epsilon"]
+        )
+    if record.kind == "layer_norm":
+        return LayerNorm(dict(record.weights), axis=options["axis"], epsilon=options["epsilon"])
+    if record.kind == "pool":
+        return Pool(**options)
     if record.kind == "concatenate":
         return Concatenate(int(options["axis"]), str(options["mask_combine"]))
     return None  # inputs
@@ -310,7 +296,7 @@ class KerasModel(nn.Module):
                 masks[step.name] = (x != 0) if module.mask_zero else None
             elif step.kind == "masking":
                 masks[step.name] = module.compute_mask(x)
-            elif step.kind in ("identity", "dense", "activation") or (
+            elif MASK_RULES[step.kind] == "keep" or (
                 step.kind == "recurrent" and step.return_sequences
             ):
                 masks[step.name] = mask
@@ -338,7 +324,7 @@ __all__ = [
     "Concatenate",
     "Dense",
     "Embedding",
-    "GlobalPool1D",
+    "GlobalPool",
     "KerasModel",
     "Masking",
     "Reshape",

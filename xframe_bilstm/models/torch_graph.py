@@ -25,6 +25,8 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .torch_forward import check_forward
+from .torch_graph_normpool import SUPPORTED as NORMPOOL_SUPPORTED
+from .torch_graph_normpool import input_options, is_normpool, normpool_records
 
 # torch activation module class -> canonical activation name.
 ACTIVATIONS = {
@@ -87,14 +89,22 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
         for child_name, child in children
         if not isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
         and type(child).__name__ not in ACTIVATIONS
+        and not is_normpool(child)
     ]
     if refused:
         raise UnsupportedFeatureError(
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
-            f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(ACTIVATIONS))}"
+            f"Linear, Dropout, Softmax(dim=-1), {', '.join(NORMPOOL_SUPPORTED)} and "
+            f"{', '.join(sorted(ACTIVATIONS))}"
         )
     taken = {child_name for child_name, _ in children}
-    records = [_input("input" if "input" not in taken else "input_0", *children[0], nn)]
+    input_name = "input" if "input" not in taken else "input_0"
+    first = input_options(children)  # a normalization first: its own input shape
+    records = [
+        LayerRecord(input_name, "input", "InputLayer", options=first)
+        if first
+        else _input(input_name, *children[0], nn)
+    ]
     with torch.no_grad():
         for child_name, child in children:
             records.extend(_records(child_name, child, records[-1].name, nn))
@@ -135,6 +145,8 @@ def _records(name: str, child: Any, previous: str, nn: Any) -> list[LayerRecord]
     from ..adapters.torch import tensor_to_numpy, torch_to_canonical
 
     kind = type(child).__name__
+    if is_normpool(child):
+        return normpool_records(name, child, previous)
     if isinstance(child, nn.Embedding):
         if child.max_norm is not None:
             raise UnsupportedFeatureError(

@@ -19,6 +19,7 @@ import numpy as np
 from ..activations import numpy_activation
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from .normpool import batch_norm, global_pool, layer_norm, pool
 from .scan import run_layer
 
 
@@ -103,16 +104,13 @@ def run_model_reference(
         elif record.kind == "reshape":
             y = x.reshape((x.shape[0], *options["target_shape"]))
         elif record.kind == "global_pool":
-            keep = bool(options["keepdims"])
-            if options["op"] == "max":
-                y = x.max(axis=1, keepdims=keep)
-            elif mask is None:
-                y = x.mean(axis=1, keepdims=keep)
-            else:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    y = np.where(mask[..., None], x, 0).sum(axis=1, keepdims=keep) / mask[
-                        ..., None
-                    ].sum(axis=1, keepdims=keep)
+            y = global_pool(options, x, mask)
+        elif record.kind == "batch_norm":
+            y = batch_norm(record, x, dtype)
+        elif record.kind == "layer_norm":
+            y = layer_norm(record, x, dtype)
+        elif record.kind == "pool":
+            y = pool(options, x, dtype)
         elif record.kind == "concatenate":
             tensors = [values[name] for name in record.inputs]
             y = np.concatenate(tensors, axis=int(options["axis"]))

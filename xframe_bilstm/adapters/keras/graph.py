@@ -21,6 +21,8 @@ from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord, ModelGraph, mask_traps
 from .activations import keras_activation
 from .build import canonical_to_keras
+from .normpool import KINDS as NORMPOOL_KINDS
+from .normpool import normpool_layer, set_normpool_weights
 
 
 def graph_refusal(graph: ModelGraph) -> str | None:
@@ -99,9 +101,13 @@ def graph_to_keras(
         if record.kind == "identity" and "rate" not in record.options:
             tensors[record.name] = inputs[0]  # nothing at inference, nothing to train
             continue
-        layer = _layer(record, keras, dtype, kernel)
+        if record.kind in NORMPOOL_KINDS:
+            layer = normpool_layer(record, keras, dtype, len(inputs[0].shape))
+        else:
+            layer = _layer(record, keras, dtype, kernel)
         tensors[record.name] = layer(inputs if record.kind == "concatenate" else inputs[0])
         _set_weights(record, layer)
+        set_normpool_weights(record, layer)
     return keras.Model(
         _one_or_all([tensors[name] for name in graph.inputs]),
         _one_or_all([tensors[name] for name in graph.outputs]),
@@ -175,11 +181,6 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return layers.Flatten(dtype=dtype, name=name)
     if record.kind == "reshape":
         return layers.Reshape(tuple(options["target_shape"]), dtype=dtype, name=name)
-    if record.kind == "global_pool":
-        pool = (
-            layers.GlobalMaxPooling1D if options["op"] == "max" else layers.GlobalAveragePooling1D
-        )
-        return pool(keepdims=bool(options["keepdims"]), dtype=dtype, name=name)
     if record.kind == "concatenate":
         return layers.Concatenate(axis=int(options["axis"]), dtype=dtype, name=name)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above

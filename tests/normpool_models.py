@@ -27,7 +27,8 @@ def randomize_normalization(model: Any, seed: int = 0) -> Any:
 
 
 def sequence_model(keras: Any) -> Any:
-    """(T, F) -> BatchNormalization -> LSTM -> LayerNormalization -> MaxPooling1D -> GRU -> Dense."""
+    """(T, F) -> BatchNormalization -> LSTM -> LayerNormalization -> MaxPooling1D -> GRU ->
+    Dense."""
     layers = keras.layers
     x = keras.Input((None, 4), name="features")
     y = layers.BatchNormalization(name="bn")(x)

@@ -12,7 +12,8 @@ Rules of this module:
   ``nn.Linear`` a dense record on the last axis, ``nn.Dropout`` an identity that keeps its
   rate, activations and ``Softmax(dim=-1)`` an activation.
 - The first child fixes the input: token ids for an Embedding, (B, T, D) sequences for a
-  recurrent module, (B, D) rows for a Linear.
+  recurrent module, (B, D) rows for a Linear; a normalization first as
+  :func:`~xframe_bilstm.models.torch_graph_normpool.input_options` says.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def _input(name: str, first_name: str, first: Any, nn: Any) -> LayerRecord:
     else:
         raise UnsupportedFeatureError(
             f"the first child {first_name!r} ({type(first).__name__}) does not fix the "
-            "input size; start with an Embedding, a recurrent module or a Linear"
+            "input size; start with an Embedding, a recurrent module, a Linear, a BatchNorm or "
+            "a LayerNorm"
         )
     return LayerRecord(name, "input", "InputLayer", options=options)
 

@@ -69,8 +69,9 @@ def input_options(children: list[tuple[str, Any]]) -> dict[str, Any] | None:
     """The input's ``shape`` and ``dtype`` when a normalization or pool comes first, or None.
 
     ``BatchNorm1d`` reads (B, C, L) when a 1-D pool follows it and (B, C) otherwise;
-    ``BatchNorm2d`` (B, C, H, W); ``LayerNorm`` (B, T, *normalized_shape). A pool first
-    does not say how many channels there are, and is refused.
+    ``BatchNorm2d`` (B, C, H, W); ``LayerNorm`` (B, T, F) for ``normalized_shape=(F,)``,
+    (B, *normalized_shape) otherwise. A pool first does not say how many channels there
+    are, and is refused.
     """
     nn = require("torch").nn
     name, first = children[0]
@@ -81,8 +82,9 @@ def input_options(children: list[tuple[str, Any]]) -> dict[str, Any] | None:
         )
     elif isinstance(first, nn.BatchNorm2d):
         shape = (first.num_features, None, None)
-    elif isinstance(first, nn.LayerNorm):
-        shape = (None, *first.normalized_shape)
+    elif isinstance(first, nn.LayerNorm):  # one axis: features of each step of a sequence
+        normalized = tuple(first.normalized_shape)
+        shape = (None, *normalized) if len(normalized) == 1 else normalized
     elif is_normpool(first):
         raise UnsupportedFeatureError(
             f"the first child {name!r} ({type(first).__name__}) does not fix the input's "
@@ -106,7 +108,8 @@ def normpool_records(name: str, child: Any, previous: str) -> list[LayerRecord]:
         options = {"axis": axes, "epsilon": float(child.eps)}
         weights = _affine(child)
         return [LayerRecord(name, "layer_norm", kind, (previous,), options, weights)]
-    if isinstance(child, _types(nn)[7:]):  # the adaptive pools
+    adaptive = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+    if isinstance(child, (*adaptive, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
         return [LayerRecord(name, "global_pool", kind, (previous,), _adaptive(child, nn, where))]
     return [LayerRecord(name, "pool", kind, (previous,), _pool(child, nn, where))]
 

@@ -48,6 +48,9 @@ KINDS = (
     "elu",
     "prelu",
     "softmax",
+    "batch_norm",
+    "layer_norm",
+    "pool",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -78,6 +81,9 @@ MASK_RULES = {
     "elu": "keep",
     "prelu": "keep",
     "softmax": "keep",
+    "batch_norm": "keep",  # Keras 2 and 3 pass the mask on (it only matters in training)
+    "layer_norm": "keep",
+    "pool": "drop",  # Keras 3 warns and drops it; Keras 2 refuses a masked input
 }
 # The kinds that read several tensors (all with mask rule "merge").
 MULTI_INPUT_KINDS = tuple(kind for kind, rule in MASK_RULES.items() if rule == "merge")
@@ -112,7 +118,9 @@ class LayerRecord:
       ``time_distributed``; weights ``kernel`` (D, units) and optionally ``bias``.
     - ``activation``: ``activation``.
     - ``reshape``: ``target_shape``.
-    - ``global_pool``: ``op`` (``"max"`` or ``"average"``), ``keepdims``.
+    - ``global_pool``: ``op`` (``"max"`` or ``"average"``), ``keepdims``, and
+      ``data_format`` (``"channels_last"`` when absent): every axis but the batch and the
+      channels is pooled, so it is 1-D or 2-D by the input's rank.
     - ``concatenate``: ``axis`` (negative, counted from the end), ``mask_combine``
       (``"any"`` in Keras 3, ``"all"`` in Keras 2).
     - ``conv`` (``Conv1D``, ``Conv2D``): ``rank`` (spatial axes, 1 or 2), ``filters``,
@@ -137,6 +145,15 @@ class LayerRecord:
     - ``prelu``: weights ``alpha`` (the input's shape without the batch axis, 1 on shared
       axes).
     - ``softmax``: ``axis`` (one axis, counted with the batch axis), ``log`` (False).
+    - ``batch_norm`` (inference): ``axis`` (counted with the batch axis, as in Keras),
+      ``epsilon``; weights ``moving_mean``, ``moving_variance`` and optionally ``gamma``
+      (``scale``) and ``beta`` (``center``), each (channels,).
+    - ``layer_norm``: ``axis`` (a tuple, counted with the batch axis), ``epsilon``; weights
+      optionally ``gamma`` and ``beta``, shaped as the normalized axes.
+    - ``pool``: ``op`` (``"max"`` or ``"average"``), ``pool_size`` and ``strides`` (one
+      int per spatial axis), ``padding`` (``"valid"`` or ``"same"``, TensorFlow's: the
+      average counts only the input's values, the maximum ignores the padding),
+      ``data_format``.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

@@ -24,6 +24,8 @@ from typing import Any
 from .errors import UnsupportedFeatureError
 from .graph import MASK_RULES
 from .keras_files.config import LayerSpec, ModelSpec, parse_layers
+from .lint_normpool import KINDS as NORMPOOL_KINDS
+from .lint_normpool import normpool_traps
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ def lint(source: Any) -> list[Trap]:
         reads_mask = any(masked.get(name, False) for name in layer.inputs)
         if layer.kind == "recurrent":
             _recurrent_traps(layer, add, keras2=keras2, reads_mask=reads_mask)
+        if layer.kind in NORMPOOL_KINDS:
+            normpool_traps(layer, add, reads_mask=reads_mask)
         if layer.kind == "masking" or (layer.kind == "embedding" and layer.config.get("mask_zero")):
             add(
                 layer,

@@ -58,8 +58,9 @@ What each side may be, and how it runs, in the Keras output structure
   the float64 reference for a Keras 2 file or without Keras). When they disagree, the
   model's recurrent layers and the port's recurrent modules are paired in order and
   diagnosed as above; the first that is not ``equivalent`` gives the verdict, its message
-  prefixed with the layer. Then the Embedding and Dense weights are compared with the
-  port's ``nn.Embedding`` and ``nn.Linear`` (``weights_differ``).
+  prefixed with the layer. Then the Embedding, Dense and normalization weights are
+  compared with the port's ``nn.Embedding``, ``nn.Linear`` and normalization modules
+  (moving statistics included) (``weights_differ``).
 
 How the causes are found, in this order:
 

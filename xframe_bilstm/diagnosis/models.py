@@ -23,6 +23,7 @@ from ..graph import LayerRecord, ModelGraph
 from ..inputs import as_list, run_inputs
 from ..reference import run_model_reference
 from ..sources import Read, read_source, source_type
+from .normalization import WEIGHT_PAIRS, weight_modules
 from .result import Diagnosis, format_error
 from .sides import Flags
 from .weights import structure_difference
@@ -114,7 +115,9 @@ def diagnose_model(
         f"{worst.name}{where}"
     )
     if not notes:
-        message += "; every recurrent layer and the Embedding and Dense weights match"
+        message += (
+            "; every recurrent layer and the Embedding, Dense and normalization weights match"
+        )
     return _verdict("unknown", message, comparison, notes)
 
 
@@ -217,18 +220,24 @@ def _recurrent_diagnosis(
 
 
 def _weights_differ(graph: ModelGraph, actual: Any, notes: list[str]) -> str | None:
-    """The first Embedding or Dense whose weights differ from the port's ``nn.Embedding``
-    or ``nn.Linear`` (paired by kind, in order), or None."""
+    """The first Embedding, Dense or normalization whose weights differ from the port's
+    ``nn.Embedding``, ``nn.Linear`` or normalization module (paired by kind, in order), or
+    None."""
     from torch import nn
 
-    modules = {"embedding": nn.Embedding, "dense": nn.Linear}
+    modules: dict[str, tuple[type, ...]] = {
+        "embedding": (nn.Embedding,),
+        "dense": (nn.Linear,),
+        **weight_modules(nn),
+    }
     for kind, module_type in modules.items():
         records = [record for record in graph.layers if record.kind == kind]
         found = [(n, m) for n, m in _children(actual) if isinstance(m, module_type)]
         if len(records) != len(found):
             notes.append(
                 f"{kind} layers: {len(records)} in the model, {len(found)} "
-                f"{module_type.__name__} modules in the port, so their weights were not compared"
+                f"{module_type[0].__name__} modules in the port, so their weights were not "
+                "compared"
             )
             continue
         for record, (name, module) in zip(records, found):
@@ -244,6 +253,8 @@ def _weight_difference(record: LayerRecord, module: Any) -> str | None:
 
     if record.kind == "embedding":
         pairs = [("embeddings", "weight", False)]
+    elif record.kind in WEIGHT_PAIRS:
+        pairs = WEIGHT_PAIRS[record.kind]
     else:
         pairs = [("kernel", "weight", True), ("bias", "bias", False)]
     for keras_name, torch_name, transposed in pairs:

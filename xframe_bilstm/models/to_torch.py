@@ -32,6 +32,7 @@ from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
 from .recurrent import Recurrent
 from .torch_convolution import Convolution, PadOrCrop
+from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
 from .torch_shape_layers import combine_masks, shape_module
 
 
@@ -130,30 +131,6 @@ class Reshape(nn.Module):
         return f"target_shape={self.target_shape}"
 
 
-class GlobalPool1D(nn.Module):
-    """Keras ``GlobalMaxPooling1D``/``GlobalAveragePooling1D`` over the time axis.
-
-    The average counts valid steps only when there is a mask (as Keras does); the maximum
-    ignores the mask (as Keras 3 does).
-    """
-
-    def __init__(self, op: str, keepdims: bool) -> None:
-        super().__init__()
-        self.op, self.keepdims = op, keepdims
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.op == "max":
-            return x.amax(dim=1, keepdim=self.keepdims)
-        if mask is None:
-            return x.mean(dim=1, keepdim=self.keepdims)
-        weights = mask.to(x.dtype)[:, :, None]
-        total = torch.where(mask[:, :, None], x, 0.0).sum(dim=1, keepdim=self.keepdims)
-        return total / weights.sum(dim=1, keepdim=self.keepdims)
-
-    def extra_repr(self) -> str:
-        return f"op={self.op!r}, keepdims={self.keepdims}"
-
-
 class Concatenate(nn.Module):
     """Keras ``Concatenate`` along ``axis`` (counted with the batch axis, as in Keras)."""
 
@@ -229,7 +206,16 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
     if record.kind == "reshape":
         return Reshape(tuple(options["target_shape"]))
     if record.kind == "global_pool":
-        return GlobalPool1D(str(options["op"]), bool(options["keepdims"]))
+        data_format = str(options.get("data_format", "channels_last"))
+        return GlobalPool(str(options["op"]), bool(options["keepdims"]), data_format)
+    if record.kind == "batch_norm":
+        return BatchNorm(
+            dict(record.weights), axis=int(options["axis"]), epsilon=options["epsilon"]
+        )
+    if record.kind == "layer_norm":
+        return LayerNorm(dict(record.weights), axis=options["axis"], epsilon=options["epsilon"])
+    if record.kind == "pool":
+        return Pool(**options)
     if record.kind == "concatenate":
         return Concatenate(int(options["axis"]), str(options["mask_combine"]))
     if record.kind == "conv":
@@ -346,7 +332,7 @@ __all__ = [
     "Concatenate",
     "Dense",
     "Embedding",
-    "GlobalPool1D",
+    "GlobalPool",
     "KerasModel",
     "Masking",
     "Reshape",

@@ -13,7 +13,9 @@ Rules of this module:
   rate, activations and ``Softmax(dim=-1)`` an activation, ``nn.Conv1d``/``nn.Conv2d``
   a channels-first convolution (:mod:`.torch_graph_convolution`).
 - The first child fixes the input: token ids for an Embedding, (B, T, D) sequences for a
-  recurrent module, (B, D) rows for a Linear, (B, C, ...) for a convolution.
+  recurrent module, (B, D) rows for a Linear, (B, C, ...) for a convolution; a
+  normalization first as :func:`~xframe_bilstm.models.torch_graph_normpool.input_options`
+  says.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .torch_forward import check_forward
 from .torch_graph_convolution import conv_input_options, conv_records, conv_types
+from .torch_graph_normpool import SUPPORTED as NORMPOOL_SUPPORTED
+from .torch_graph_normpool import input_options, is_normpool, normpool_records
 from .torch_graph_shape import SHAPE_CHILDREN, shape_child_records
 
 # torch activation module class -> canonical activation name.
@@ -92,15 +96,22 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
         and not isinstance(child, conv_types(nn))
         and type(child).__name__ not in ACTIVATIONS
         and type(child).__name__ not in SHAPE_CHILDREN
+        and not is_normpool(child)
     ]
     if refused:
         raise UnsupportedFeatureError(
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
-            f"Linear, Conv1d, Conv2d, Dropout, Softmax and "
+            f"Linear, Conv1d, Conv2d, Dropout, Softmax, {', '.join(NORMPOOL_SUPPORTED)} and "
             f"{', '.join(sorted({*ACTIVATIONS, *SHAPE_CHILDREN}))}"
         )
     taken = {child_name for child_name, _ in children}
-    records = [_input("input" if "input" not in taken else "input_0", *children[0], nn)]
+    input_name = "input" if "input" not in taken else "input_0"
+    first = input_options(children)  # a normalization first: its own input shape
+    records = [
+        LayerRecord(input_name, "input", "InputLayer", options=first)
+        if first
+        else _input(input_name, *children[0], nn)
+    ]
     with torch.no_grad():
         for child_name, child in children:
             _check_channels(child_name, child, records[-1], nn)
@@ -146,7 +157,8 @@ def _input(name: str, first_name: str, first: Any, nn: Any) -> LayerRecord:
     else:
         raise UnsupportedFeatureError(
             f"the first child {first_name!r} ({type(first).__name__}) does not fix the "
-            "input size; start with an Embedding, a recurrent module, a Linear or a Conv1d/2d"
+            "input size; start with an Embedding, a recurrent module, a Linear, a Conv1d/2d, "
+            "a BatchNorm or a LayerNorm"
         )
     return LayerRecord(name, "input", "InputLayer", options=options)
 
@@ -156,6 +168,8 @@ def _records(name: str, child: Any, previous: str, nn: Any) -> list[LayerRecord]
     from ..adapters.torch import tensor_to_numpy, torch_to_canonical
 
     kind = type(child).__name__
+    if is_normpool(child):
+        return normpool_records(name, child, previous)
     if isinstance(child, nn.Embedding):
         if child.max_norm is not None:
             raise UnsupportedFeatureError(

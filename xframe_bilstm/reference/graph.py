@@ -20,6 +20,7 @@ from ..activations import numpy_activation
 from ..errors import UnsupportedFeatureError
 from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph
 from .convolution import activate, conv_reference, pad_or_crop_reference
+from .normpool import batch_norm, global_pool, layer_norm, pool
 from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
 
@@ -105,16 +106,13 @@ def run_model_reference(
         elif record.kind == "reshape":
             y = x.reshape((x.shape[0], *options["target_shape"]))
         elif record.kind == "global_pool":
-            keep = bool(options["keepdims"])
-            if options["op"] == "max":
-                y = x.max(axis=1, keepdims=keep)
-            elif mask is None:
-                y = x.mean(axis=1, keepdims=keep)
-            else:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    y = np.where(mask[..., None], x, 0).sum(axis=1, keepdims=keep) / mask[
-                        ..., None
-                    ].sum(axis=1, keepdims=keep)
+            y = global_pool(options, x, mask)
+        elif record.kind == "batch_norm":
+            y = batch_norm(record, x, dtype)
+        elif record.kind == "layer_norm":
+            y = layer_norm(record, x, dtype)
+        elif record.kind == "pool":
+            y = pool(options, x, dtype)
         elif record.kind == "concatenate":
             tensors = [values[name] for name in record.inputs]
             y = np.concatenate(tensors, axis=int(options["axis"]))

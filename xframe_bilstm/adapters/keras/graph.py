@@ -23,6 +23,8 @@ from .activations import keras_activation
 from .build import canonical_to_keras
 from .convolution import KINDS as CONVOLUTION_KINDS
 from .convolution import conv_layer, conv_refusal, set_conv_weights
+from .normpool import KINDS as NORMPOOL_KINDS
+from .normpool import normpool_layer, set_normpool_weights
 from .shape_layers import keras_shape_layer, set_shape_weights
 
 
@@ -105,9 +107,13 @@ def graph_to_keras(
         if record.kind == "identity" and "rate" not in record.options:
             tensors[record.name] = inputs[0]  # nothing at inference, nothing to train
             continue
-        layer = _layer(record, keras, dtype, kernel)
+        if record.kind in NORMPOOL_KINDS:
+            layer = normpool_layer(record, keras, dtype, len(inputs[0].shape))
+        else:
+            layer = _layer(record, keras, dtype, kernel)
         tensors[record.name] = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
         _set_weights(record, layer)
+        set_normpool_weights(record, layer)
     return keras.Model(
         _one_or_all([tensors[name] for name in graph.inputs]),
         _one_or_all([tensors[name] for name in graph.outputs]),
@@ -181,11 +187,6 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return layers.Flatten(dtype=dtype, name=name)
     if record.kind == "reshape":
         return layers.Reshape(tuple(options["target_shape"]), dtype=dtype, name=name)
-    if record.kind == "global_pool":
-        pool = (
-            layers.GlobalMaxPooling1D if options["op"] == "max" else layers.GlobalAveragePooling1D
-        )
-        return pool(keepdims=bool(options["keepdims"]), dtype=dtype, name=name)
     if record.kind == "concatenate":
         return layers.Concatenate(axis=int(options["axis"]), dtype=dtype, name=name)
     if record.kind in CONVOLUTION_KINDS:

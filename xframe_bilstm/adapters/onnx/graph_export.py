@@ -24,6 +24,8 @@ from .convolution_export import conv_node, pad_or_crop_node
 from .export import FLOAT_TYPES
 from .layer_export import export_layer
 from .masked import masked_recurrent
+from .normpool_export import KINDS as NORMPOOL_KINDS
+from .normpool_export import export_normpool
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
 from .vocabulary import ONNX_ACTIVATIONS, ir_version
 
@@ -141,7 +143,12 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
     values: dict[str, str] = {name: name for name in graph.inputs}
     masks: dict[str, str | None] = dict.fromkeys(graph.inputs)
     for record in graph.layers:
-        if record.kind != "input":
+        if record.kind in NORMPOOL_KINDS:
+            x = record.inputs[0]
+            values[record.name], masks[record.name] = export_normpool(
+                builder, record, values[x], masks[x], ranks[x]
+            )
+        elif record.kind != "input":
             values[record.name], masks[record.name] = _layer(builder, record, values, masks)
     outputs = []
     for name in graph.outputs:
@@ -178,7 +185,7 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
         elif record.kind == "reshape":
             rank = 1 + len(options["target_shape"])
         elif record.kind == "global_pool" and not options["keepdims"]:
-            rank -= 1
+            rank = 2  # every axis but batch and channels pooled
         elif record.kind in SHAPE_KINDS:
             rank = shape_rank(record, ranks, _ranks)
         ranks[record.name] = rank
@@ -257,7 +264,6 @@ _EMITTERS = {
     "activation": lambda b, r, x, m: (_activate(b, str(r.options["activation"]), x, r.name), m),
     "flatten": lambda b, r, x, m: (b.one("Flatten", [x], r.name, axis=1), None),
     "reshape": _reshape,
-    "global_pool": lambda b, r, x, m: (_pool(b, r, x, m), None),
     "conv": lambda b, r, x, m: (
         _activate(b, str(r.options["activation"]), conv_node(b, r, x), r.name),
         None,
@@ -323,32 +329,6 @@ def _recurrent(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | N
     if return_sequences and not time_major:
         y = builder.one("Transpose", [y], f"{record.name}/batch_major", perm=[1, 0, 2])
     return y
-
-
-def _pool(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> str:
-    """Global pooling over time; a masked average counts the valid steps only (as Keras)."""
-    keep, prefix = bool(record.options["keepdims"]), record.name
-    if record.options["op"] == "max":
-        return _reduce(builder, "ReduceMax", x, 1, keep, prefix)
-    if mask is None:
-        return _reduce(builder, "ReduceMean", x, 1, keep, prefix)
-    total = _reduce(
-        builder,
-        "ReduceSum",
-        _zeroed(builder, mask, x, f"{prefix}/valid"),
-        1,
-        keep,
-        f"{prefix}/total",
-    )
-    weights = builder.one("Cast", [mask], f"{prefix}/weights", to=_onnx_type(builder))
-    count = _reduce(builder, "ReduceSum", weights, 1, True, f"{prefix}/count")  # (B, 1)
-    if keep:
-        count = builder.one("Unsqueeze", [count, builder.ints("axes2", [2])], f"{prefix}/count3")
-    return builder.one("Div", [total, count], prefix)
-
-
-def _onnx_type(builder: GraphBuilder) -> int:
-    return int(builder.onnx.helper.np_dtype_to_tensor_dtype(builder.float_dtype))
 
 
 def _combined_mask(

@@ -15,6 +15,7 @@ from ...graph import LayerRecord, ModelGraph
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
 from .convolution import conv_record, padding_record
+from .normpool import global_pool_options, normpool_record
 from .recurrent import recurrent_record
 from .shape_layers import SHAPE_KINDS, shape_record
 from .specs import LayerSpec, ModelSpec, sub_config
@@ -70,11 +71,7 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
     elif kind == "reshape":
         options = {"target_shape": tuple(int(size) for size in config["target_shape"])}
     elif kind == "global_pool":
-        _check_channels_last(config, where)
-        options = {
-            "op": "max" if "Max" in layer.class_name else "average",
-            "keepdims": bool(config.get("keepdims", False)),
-        }
+        options = global_pool_options(layer.class_name, config)
     elif kind == "concatenate":
         options = {
             "axis": int(config.get("axis", -1)),
@@ -85,6 +82,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         return _dense(layer, refs, spec)
     elif kind in SHAPE_KINDS:
         return shape_record(layer, refs, spec, _record)
+    elif kind in ("batch_norm", "layer_norm", "pool"):
+        return normpool_record(layer, refs, spec)
     else:
         return recurrent_record(layer, refs, spec)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, weights)

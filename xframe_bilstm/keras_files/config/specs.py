@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import UnsupportedFeatureError
+from .normpool import KIND_BY_CLASS as NORMPOOL_KINDS
 
 KIND_BY_CLASS = {
     "InputLayer": "input",
@@ -60,6 +61,7 @@ KIND_BY_CLASS = {
     "ELU": "elu",
     "PReLU": "prelu",
     "Softmax": "softmax",
+    **NORMPOOL_KINDS,
 }
 SUPPORTED_CLASSES = tuple(sorted(KIND_BY_CLASS))
 

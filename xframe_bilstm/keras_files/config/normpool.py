@@ -1,0 +1,159 @@
+"""Normalization and pooling layers read from a configuration into layer records.
+
+``BatchNormalization`` (inference: its moving statistics), ``LayerNormalization``, the
+1-D and 2-D ``MaxPooling``/``AveragePooling`` layers and the global poolings (1-D or 2-D,
+``data_format`` recorded). Keras 2 files spell ``axis`` as a list (``[2]``) and count it
+with the batch axis; the records keep Keras's own counting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...errors import UnsupportedFeatureError, WeightShapeError
+from ...graph import LayerRecord
+from ..weights import WeightRef, expect_count
+
+if TYPE_CHECKING:  # specs lists these classes: importing it here would be a cycle
+    from .specs import LayerSpec, ModelSpec
+
+POOL_CLASSES = {
+    "MaxPooling1D": ("max", 1),
+    "MaxPool1D": ("max", 1),
+    "MaxPooling2D": ("max", 2),
+    "MaxPool2D": ("max", 2),
+    "AveragePooling1D": ("average", 1),
+    "AvgPool1D": ("average", 1),
+    "AveragePooling2D": ("average", 2),
+    "AvgPool2D": ("average", 2),
+}
+KIND_BY_CLASS = {
+    "BatchNormalization": "batch_norm",
+    "LayerNormalization": "layer_norm",
+    **dict.fromkeys(POOL_CLASSES, "pool"),
+    "GlobalMaxPooling2D": "global_pool",
+    "GlobalMaxPool2D": "global_pool",
+    "GlobalAveragePooling2D": "global_pool",
+    "GlobalAvgPool2D": "global_pool",
+}
+
+
+def normpool_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
+    """The record of a normalization or (non-global) pooling layer, weights checked."""
+    where = spec.where(layer)
+    if layer.kind == "batch_norm":
+        options, weights = _batch_norm(layer.config, refs, where)
+    elif layer.kind == "layer_norm":
+        options, weights = _layer_norm(layer.config, refs, where)
+    else:
+        expect_count(refs, 0, where)
+        options, weights = pool_options(layer.class_name, layer.config, where), {}
+    return LayerRecord(layer.name, layer.kind, layer.class_name, layer.inputs, options, weights)
+
+
+def global_pool_options(class_name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``op``, ``keepdims`` and ``data_format`` of a ``GlobalMax/AveragePooling1D/2D``."""
+    return {
+        "op": "max" if "Max" in class_name else "average",
+        "keepdims": bool(config.get("keepdims", False)),
+        "data_format": _data_format(config),
+    }
+
+
+def pool_options(class_name: str, config: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The options of a ``MaxPooling``/``AveragePooling`` 1-D or 2-D layer."""
+    op, rank = POOL_CLASSES[class_name]
+    pool_size = _ints(config.get("pool_size", 2), rank, "pool_size", where)
+    strides_given = config.get("strides")
+    strides = pool_size if strides_given is None else _ints(strides_given, rank, "strides", where)
+    padding = str(config.get("padding", "valid")).lower()
+    if padding not in ("valid", "same"):
+        raise UnsupportedFeatureError(f"{where}: padding={padding!r}; expected valid or same")
+    return {
+        "op": op,
+        "pool_size": pool_size,
+        "strides": strides,
+        "padding": padding,
+        "data_format": _data_format(config),
+    }
+
+
+def _data_format(config: Mapping[str, Any]) -> str:
+    return str(config.get("data_format") or "channels_last")
+
+
+def _ints(value: Any, rank: int, name: str, where: str) -> tuple[int, ...]:
+    values = [value] * rank if isinstance(value, int) else list(value)
+    if len(values) != rank or not all(isinstance(v, int) and v > 0 for v in values):
+        raise UnsupportedFeatureError(
+            f"{where}: {name}={value!r}; expected {rank} positive integer(s)"
+        )
+    return tuple(values)
+
+
+def _axes(value: Any, where: str) -> tuple[int, ...]:
+    axes = [value] if isinstance(value, int) else list(value or [])
+    if not axes or not all(isinstance(axis, int) for axis in axes):
+        raise UnsupportedFeatureError(f"{where}: axis={value!r}; expected integers")
+    return tuple(sorted(axes))
+
+
+def _affine(
+    config: Mapping[str, Any], refs: list[WeightRef], shape: tuple[int, ...] | None, where: str
+) -> tuple[dict[str, np.ndarray], list[WeightRef]]:
+    """``gamma`` (``scale``) then ``beta`` (``center``), as Keras stores them first."""
+    weights: dict[str, np.ndarray] = {}
+    rest = list(refs)
+    for key, option in (("gamma", "scale"), ("beta", "center")):
+        if config.get(option, True):
+            if not rest:
+                raise WeightShapeError(f"{where}: {option}=True but no {key} weight is stored")
+            ref = rest.pop(0)
+            weights[key] = ref.read(shape or tuple(ref.shape), f"{where} {key}")
+    return weights, rest
+
+
+def _batch_norm(
+    config: Mapping[str, Any], refs: list[WeightRef], where: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    axes = _axes(config.get("axis", -1), where)
+    if len(axes) != 1:
+        raise UnsupportedFeatureError(
+            f"{where}: axis={list(axes)} normalizes over several axes; only one channel axis "
+            "is supported"
+        )
+    for option in ("renorm", "synchronized"):
+        if config.get(option):
+            raise UnsupportedFeatureError(
+                f"{where}: {option}=True is not supported; rebuild the layer without it"
+            )
+    expect_count(
+        refs, 2 + bool(config.get("scale", True)) + bool(config.get("center", True)), where
+    )
+    if len(refs[-1].shape) != 1:
+        raise WeightShapeError(f"{where}: moving_variance has shape {refs[-1].shape}; expected 1-D")
+    channels = (int(refs[-1].shape[0]),)
+    weights, rest = _affine(config, refs, channels, where)
+    weights["moving_mean"] = rest[0].read(channels, f"{where} moving_mean")
+    weights["moving_variance"] = rest[1].read(channels, f"{where} moving_variance")
+    return {"axis": axes[0], "epsilon": float(config.get("epsilon", 1e-3))}, weights
+
+
+def _layer_norm(
+    config: Mapping[str, Any], refs: list[WeightRef], where: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if config.get("rms_scaling"):
+        raise UnsupportedFeatureError(
+            f"{where}: rms_scaling=True (deprecated in Keras 3: it scales by the variance, "
+            "not the root mean square) is not supported; use LayerNormalization without it"
+        )
+    axes = _axes(config.get("axis", -1), where)
+    expect_count(refs, bool(config.get("scale", True)) + bool(config.get("center", True)), where)
+    shapes: Sequence[tuple[int, ...]] = [tuple(ref.shape) for ref in refs]
+    if len(set(shapes)) > 1:
+        raise WeightShapeError(f"{where}: gamma and beta have different shapes {list(shapes)}")
+    weights, _ = _affine(config, refs, None, where)
+    return {"axis": axes, "epsilon": float(config.get("epsilon", 1e-3))}, weights

@@ -14,6 +14,7 @@ from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import LayerRecord, ModelGraph
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
+from .cells import check_stacked_masks, is_stacked, stacked_records
 from .recurrent import recurrent_record
 from .specs import LayerSpec, ModelSpec, sub_config
 
@@ -22,8 +23,13 @@ WeightReader = Callable[[LayerSpec], list[WeightRef]]
 
 def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
     """Read every layer's weights (shapes checked first) and make the model graph."""
-    records = [_record(layer, read_weights, spec) for layer in spec.layers]
-    return ModelGraph(
+    records: list[LayerRecord] = []
+    for layer in spec.layers:
+        if is_stacked(layer):  # one record per cell
+            records.extend(stacked_records(layer, read_weights(layer), spec))
+        else:
+            records.append(_record(layer, read_weights, spec))
+    graph = ModelGraph(
         spec.name,
         tuple(records),
         spec.inputs,
@@ -31,6 +37,8 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
         keras_major=spec.major,
         source=spec.source,
     )
+    check_stacked_masks(spec, graph)
+    return graph
 
 
 def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> LayerRecord:

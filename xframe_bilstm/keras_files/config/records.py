@@ -14,9 +14,10 @@ from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import LayerRecord, ModelGraph
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
-from .cells import check_stacked_masks, is_stacked, stacked_records
+from .cells import is_stacked
 from .recurrent import recurrent_record
 from .specs import LayerSpec, ModelSpec, sub_config
+from .stacked import check_stacked_masks, stacked_records
 
 WeightReader = Callable[[LayerSpec], list[WeightRef]]
 

@@ -11,7 +11,9 @@ Rules of this module:
 - Traps: Keras 2 versus Keras 3 ``hard_sigmoid``; CuDNNLSTM/CuDNNGRU weight layouts; GRU
   ``reset_after=False``; ``unroll=True`` with masks and ``go_backwards`` (a Keras bug zeroes
   valid backward outputs); ``time_major``; masks and left padding; Keras 2 concatenation
-  of masks; unsupported layers.
+  of masks; ``RNN`` layers of unsupported cells, and of ``StackedRNNCells`` (a chain of
+  layers, one per cell; refused in ``Bidirectional`` and with ``go_backwards`` under a
+  mask); unsupported layers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from .errors import UnsupportedFeatureError
 from .graph import MASK_RULES
 from .keras_files.config import LayerSpec, ModelSpec, parse_layers
+from .keras_files.config.cells import as_plain, cell_entries, is_stacked
 from .lint_normpool import KINDS as NORMPOOL_KINDS
 from .lint_normpool import normpool_traps
 
@@ -75,15 +78,26 @@ def _spec_of(source: Any) -> ModelSpec:
 
 
 def _halves(layer: LayerSpec) -> list[tuple[str, Mapping[str, Any]]]:
-    """(class, config) of each recurrent layer inside ``layer`` (one, or a wrapper's two)."""
+    """(class, config) of each recurrent layer inside ``layer`` (one, a wrapper's two, or
+    the plain layer of each cell of an ``RNN``)."""
     if layer.class_name == "Bidirectional":
         halves = []
         for key in ("layer", "backward_layer"):
             inner = layer.config.get(key)
             if isinstance(inner, Mapping):
-                halves.append((str(inner.get("class_name")), inner.get("config", {})))
+                halves.extend(_plain(str(inner.get("class_name")), inner.get("config", {})))
         return halves
-    return [(layer.class_name, layer.config)]
+    return _plain(layer.class_name, layer.config)
+
+
+def _plain(class_name: str, config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The plain layers an ``RNN`` runs, one per cell (none when a cell is unsupported)."""
+    if class_name != "RNN":
+        return [(class_name, config)]
+    try:
+        return [as_plain(cell, config) for cell in cell_entries(config, "")]
+    except UnsupportedFeatureError:
+        return []
 
 
 def _names(value: Any) -> str | None:
@@ -141,6 +155,7 @@ def lint(source: Any) -> list[Trap]:
             continue
         reads_mask = any(masked.get(name, False) for name in layer.inputs)
         if layer.kind == "recurrent":
+            _cell_traps(layer, add, reads_mask=reads_mask)
             _recurrent_traps(layer, add, keras2=keras2, reads_mask=reads_mask)
         if layer.kind in NORMPOOL_KINDS:
             normpool_traps(layer, add, reads_mask=reads_mask)
@@ -173,6 +188,51 @@ def lint(source: Any) -> list[Trap]:
                 "converted",
             )
     return traps
+
+
+def _cell_traps(layer: LayerSpec, add: Any, *, reads_mask: bool) -> None:
+    """Traps of ``RNN(cell)`` layers: unsupported cells, and stacked cells."""
+    inner = layer.config.get("layer") if layer.class_name == "Bidirectional" else None
+    if isinstance(inner, Mapping):
+        rnn = LayerSpec(layer.name, str(inner.get("class_name")), "", inner.get("config", {}))
+        if is_stacked(rnn):
+            add(
+                layer,
+                "StackedRNNCells in Bidirectional",
+                "each half runs several cells; no layer of the port computes that",
+                "refused",
+            )
+            return
+    else:
+        rnn = layer
+    if rnn.class_name != "RNN":
+        return
+    try:
+        cells = cell_entries(rnn.config, "")
+    except UnsupportedFeatureError as error:
+        add(layer, "unsupported cell", str(error).lstrip(": "), "refused")
+        return
+    if not is_stacked(rnn) or inner is not None:
+        return
+    names = ", ".join(name for name, _ in cells)
+    if rnn.config.get("go_backwards") and reads_mask:
+        add(
+            layer,
+            "StackedRNNCells with go_backwards and a mask",
+            f"its cells ({names}) all run over the reversed sequence and mask; a chain of "
+            "layers passes the mask on in input order; port it without the mask, or with "
+            "go_backwards=False",
+            "refused",
+        )
+        return
+    add(
+        layer,
+        "StackedRNNCells",
+        f"each of its cells ({names}) feeds the next at every step; the port runs one "
+        f"recurrent layer per cell ({layer.name}_cell_0, ..., then {layer.name}), which is "
+        "exact",
+        "converted",
+    )
 
 
 def _recurrent_traps(layer: LayerSpec, add: Any, *, keras2: bool, reads_mask: bool) -> None:
@@ -211,7 +271,7 @@ def _recurrent_traps(layer: LayerSpec, add: Any, *, keras2: bool, reads_mask: bo
                 "clip(0.2x + 0.5); the port computes Keras 3's (on an exact explicit loop)",
                 "explicit loop",
             )
-    if class_name == "GRU" and not config.get("reset_after", False):
+    if any(name == "GRU" and not config.get("reset_after", False) for name, config in halves):
         add(
             layer,
             "GRU reset_after=False",

@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +29,7 @@ from typing import IO, Any
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import ModelGraph
 from .config import LayerSpec, ModelSpec, build_graph, parse_layers
+from .config.cells import cell_entries
 from .legacy import keras_major
 from .weights import MAX_WEIGHT_BYTES, WeightRef, dataset_ref
 
@@ -47,6 +48,7 @@ _VARIABLE_GROUPS = {
     "LSTM": ("cell/vars",),
     "GRU": ("cell/vars",),
     "SimpleRNN": ("cell/vars",),
+    "RNN": ("cell/vars",),
     "Bidirectional": ("forward_layer/cell/vars", "backward_layer/cell/vars"),
     "TimeDistributed": ("layer/vars",),
 }
@@ -203,11 +205,28 @@ def weight_groups(spec: ModelSpec) -> dict[str, str]:
     return groups
 
 
+def _variable_groups(layer: LayerSpec, source: str) -> tuple[str, ...]:
+    """Where ``layer`` keeps its variables; a list of cells names each by its unique class."""
+    cell = layer.config.get("cell")
+    if layer.class_name != "RNN" or not isinstance(cell, Mapping):
+        return _VARIABLE_GROUPS.get(layer.class_name, ("vars",))
+    if cell.get("class_name") != "StackedRNNCells":
+        return ("cell/vars",)
+    cells = cell_entries(layer.config, f"{source}: layer {layer.name!r} (RNN)")
+    used: dict[str, int] = {}
+    groups = []
+    for class_name, _ in cells:
+        base = _snake_case(class_name)
+        used[base] = used.get(base, -1) + 1
+        groups.append(f"cell/cells/{base}" + (f"_{used[base]}" if used[base] else "") + "/vars")
+    return tuple(groups)
+
+
 def _variables(weights: Any, group: str, source: str, layer: LayerSpec) -> list[WeightRef]:
     import h5py
 
     refs: list[WeightRef] = []
-    for relative in _VARIABLE_GROUPS.get(layer.class_name, ("vars",)):
+    for relative in _variable_groups(layer, source):
         path = f"{group}/{relative}"
         variables = weights.get(path)
         if variables is None:

@@ -38,13 +38,20 @@ def is_whole_keras_model(obj: Any) -> bool:
         return True
     from ..adapters.keras import INFERENCE_IDENTITY
 
+    # RNN(cell) layers are read through their configuration, like a whole model's.
+    plain = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
     stack_classes = (
-        keras.layers.RNN,
-        keras.layers.Bidirectional,
+        *plain,
         keras.layers.InputLayer,
         *(getattr(keras.layers, name) for name in INFERENCE_IDENTITY),
     )
-    return not all(isinstance(layer, stack_classes) for layer in obj.layers)
+
+    def in_stack(layer: Any) -> bool:
+        if isinstance(layer, keras.layers.Bidirectional):
+            return isinstance(layer.forward_layer, plain)
+        return isinstance(layer, stack_classes)
+
+    return not all(in_stack(layer) for layer in obj.layers)
 
 
 def keras_flavour(obj: Any) -> int | None:

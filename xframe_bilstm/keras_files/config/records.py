@@ -14,19 +14,26 @@ from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import LayerRecord, ModelGraph
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
+from .cells import is_stacked
 from .convolution import conv_record, padding_record
 from .normpool import global_pool_options, normpool_record
 from .recurrent import recurrent_record
 from .shape_layers import SHAPE_KINDS, shape_record
 from .specs import LayerSpec, ModelSpec, sub_config
+from .stacked import check_stacked_masks, stacked_records
 
 WeightReader = Callable[[LayerSpec], list[WeightRef]]
 
 
 def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
     """Read every layer's weights (shapes checked first) and make the model graph."""
-    records = [_record(layer, read_weights, spec) for layer in spec.layers]
-    return ModelGraph(
+    records: list[LayerRecord] = []
+    for layer in spec.layers:
+        if is_stacked(layer):  # one record per cell
+            records.extend(stacked_records(layer, read_weights(layer), spec))
+        else:
+            records.append(_record(layer, read_weights, spec))
+    graph = ModelGraph(
         spec.name,
         tuple(records),
         spec.inputs,
@@ -34,6 +41,8 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
         keras_major=spec.major,
         source=spec.source,
     )
+    check_stacked_masks(spec, graph)
+    return graph
 
 
 def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> LayerRecord:

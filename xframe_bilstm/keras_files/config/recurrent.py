@@ -1,4 +1,5 @@
-"""Recurrent layers (LSTM, GRU, SimpleRNN, cuDNN forms, Bidirectional) into canonical layers.
+"""Recurrent layers (LSTM, GRU, SimpleRNN, cuDNN forms, RNN of a cell, Bidirectional) into
+canonical layers.
 
 Both Keras readers build canonical layers here: configurations (files and live models,
 :func:`recurrent_record`) and live layers (:mod:`xframe_bilstm.adapters.keras`, through
@@ -19,6 +20,7 @@ from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import LayerRecord
 from ..legacy import cudnn_direction, recurrent_activation
 from ..weights import WeightRef, expect_count
+from .cells import plain_layer
 from .specs import LayerSpec, ModelSpec, sub_config
 
 _CELLS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn", "CuDNNLSTM": "lstm"}
@@ -44,7 +46,9 @@ def cell_options(
         ('hard_sigmoid_keras2', False)
     """
     if class_name not in _CELLS:
-        raise UnsupportedFeatureError(f"{where}: wraps a {class_name}; expected LSTM, GRU or RNN")
+        raise UnsupportedFeatureError(
+            f"{where}: wraps a {class_name}; expected LSTM, GRU, SimpleRNN or an RNN of their cells"
+        )
     cell = _CELLS[class_name]
     cudnn = class_name.startswith("CuDNN")
     activation: str
@@ -153,13 +157,19 @@ def _flags(config: Mapping[str, Any], where: str) -> dict[str, bool]:
     return flags
 
 
-def recurrent_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
+def recurrent_record(
+    layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec, where: str | None = None
+) -> LayerRecord:
     """The graph record of a recurrent layer of a model, refusing what a model port cannot
-    reproduce (a layer returning states or several tensors, a stateful layer)."""
-    where = spec.where(layer)
-    config = layer.config
+    reproduce (a layer returning states or several tensors, a stateful layer).
+
+    An ``RNN`` of one cell is read as the plain layer it computes (:mod:`.cells`);
+    ``where`` starts messages (the layer's own by default).
+    """
+    where = where or spec.where(layer)
     if layer.class_name != "Bidirectional":
-        options = cell_options(layer.class_name, config, where, spec.major)
+        class_name, config = plain_layer(layer.class_name, layer.config, where)
+        options = cell_options(class_name, config, where, spec.major)
         flags = _flags(config, where)
         canonical = canonical_layer(
             options,
@@ -169,9 +179,14 @@ def recurrent_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         )
         return _record(layer, canonical, flags, options)
 
-    forward_class, forward_config = sub_config(config, "layer", layer, spec.source)
+    config = layer.config
+    forward_class, forward_config = plain_layer(
+        *sub_config(config, "layer", layer, spec.source), where
+    )
     if isinstance(config.get("backward_layer"), Mapping):
-        backward_class, backward_config = sub_config(config, "backward_layer", layer, spec.source)
+        backward_class, backward_config = plain_layer(
+            *sub_config(config, "backward_layer", layer, spec.source), where
+        )
     else:
         # Keras 2 stores only the wrapped layer and flips its go_backwards for the other half.
         backward_class = forward_class

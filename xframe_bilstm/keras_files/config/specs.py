@@ -31,6 +31,7 @@ KIND_BY_CLASS = {
     "CuDNNLSTM": "recurrent",
     "CuDNNGRU": "recurrent",
     "Bidirectional": "recurrent",
+    "RNN": "recurrent",  # of LSTMCell, GRUCell, SimpleRNNCell or StackedRNNCells of them
     "Dense": "dense",
     "TimeDistributed": "time_distributed",
     "Activation": "activation",

@@ -37,6 +37,7 @@ KINDS = (
     "reshape",
     "global_pool",
     "concatenate",
+    "custom",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -54,6 +55,8 @@ MASK_RULES = {
     "reshape": "drop",
     "global_pool": "drop",
     "concatenate": "merge",
+    # A Keras 3 layer that does not support masking drops the mask (and warns).
+    "custom": "drop",
 }
 
 
@@ -77,6 +80,9 @@ class LayerRecord:
     - ``global_pool``: ``op`` (``"max"`` or ``"average"``), ``keepdims``.
     - ``concatenate``: ``axis`` (negative, counted from the end), ``mask_combine``
       (``"any"`` in Keras 3, ``"all"`` in Keras 2).
+    - ``custom``: ``config``, ``registered_name``, ``build_torch``, ``build_keras`` (a user's
+      class ported by the user's factories; see :mod:`xframe_bilstm.custom`); weights
+      ``"0"``, ``"1"``... in the order the layer stores them.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

@@ -234,6 +234,10 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         return GlobalPool1D(str(options["op"]), bool(options["keepdims"]))
     if record.kind == "concatenate":
         return Concatenate(int(options["axis"]), str(options["mask_combine"]))
+    if record.kind == "custom":
+        from .torch_custom import custom_module
+
+        return custom_module(record)
     return None  # inputs
 
 

@@ -17,6 +17,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from .torch_custom_children import child_factory, custom_child_record
 from .torch_forward import check_forward
 
 # torch activation module class -> canonical activation name.
@@ -61,8 +63,16 @@ def is_whole_module(module: Any) -> bool:
     )
 
 
-def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
+def graph_from_torch(
+    module: Any,
+    *,
+    name: str | None = None,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+) -> ModelGraph:
     """The model graph of a module whose ``forward`` applies its children in order.
+
+    ``custom_modules`` maps children of other classes (the class or its name) to factories
+    of Keras layers (:mod:`.torch_custom_children`).
 
     Raises:
         UnsupportedFeatureError: naming what ``forward`` does besides that, and every child
@@ -87,17 +97,24 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
         for child_name, child in children
         if not isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
         and type(child).__name__ not in ACTIVATIONS
+        and child_factory(child, custom_modules) is None
     ]
     if refused:
         raise UnsupportedFeatureError(
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
-            f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(ACTIVATIONS))}"
+            f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(ACTIVATIONS))}; for a "
+            "module of your own, map its class to a factory of a Keras layer: "
+            "torch_to_keras(module, custom_modules={ClassName: factory})"
         )
     taken = {child_name for child_name, _ in children}
     records = [_input("input" if "input" not in taken else "input_0", *children[0], nn)]
     with torch.no_grad():
         for child_name, child in children:
-            records.extend(_records(child_name, child, records[-1].name, nn))
+            factory = child_factory(child, custom_modules)
+            if factory is not None:
+                records.append(custom_child_record(child_name, child, records[-1].name, factory))
+            else:
+                records.extend(_records(child_name, child, records[-1].name, nn))
     return ModelGraph(
         name or type(module).__name__.lower(),
         tuple(records),

@@ -126,6 +126,10 @@ def run_model_reference(
                 )
                 combined = full.any(axis=0) if options["mask_combine"] == "any" else full.all(0)
                 out_mask = np.asarray(combined)
+        elif record.kind == "custom":
+            from ..custom import custom_refusal
+
+            raise UnsupportedFeatureError(f"{graph.source}: {custom_refusal(record, 'the float64 reference')}")
         else:  # pragma: no cover - every kind is handled above
             raise UnsupportedFeatureError(f"no reference for {record.kind}")
         values[record.name] = y

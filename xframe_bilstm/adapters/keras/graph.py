@@ -182,6 +182,10 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return pool(keepdims=bool(options["keepdims"]), dtype=dtype, name=name)
     if record.kind == "concatenate":
         return layers.Concatenate(axis=int(options["axis"]), dtype=dtype, name=name)
+    if record.kind == "custom":
+        from .custom import custom_keras_layer
+
+        return custom_keras_layer(record, keras, dtype)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"
     )
@@ -196,6 +200,10 @@ def _set_weights(record: LayerRecord, layer: Any) -> None:
         dense.set_weights(
             [record.weights[key] for key in ("kernel", "bias") if key in record.weights]
         )
+    elif record.kind == "custom":
+        from .custom import set_custom_weights
+
+        set_custom_weights(record, layer)
 
 
 __all__ = ["graph_refusal", "graph_to_keras"]

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...custom import custom_factory, custom_hint
 from ...errors import UnsupportedFeatureError
 from .functional import parse_functional
 from .specs import (
-    KIND_BY_CLASS,
     SUPPORTED_CLASSES,
     LayerSpec,
     ModelSpec,
     input_spec,
+    kind_of,
     layer_name,
     sub_config,
 )
@@ -110,6 +111,10 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: in
             module, registered = value.get("module"), value.get("registered_name")
             foreign = isinstance(module, str) and module.split(".")[0] != "keras"
             custom = isinstance(registered, str) and ">" in registered
+            if _user_class(value, foreign):
+                # The user's own class: ported by the user's factory when mapped, refused
+                # with every other unsupported layer (and how to map it) when not.
+                foreign = custom = False
             if (foreign or custom) and not _is_tf_keras_own(value, major):
                 raise UnsupportedFeatureError(
                     f"{source}: refused: {value.get('class_name')!r} names module "
@@ -119,6 +124,18 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: in
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
+
+
+def _user_class(value: Mapping[str, Any], foreign: bool) -> bool:
+    """Whether ``value`` names a class the user maps to a factory, or a registered class
+    of the user's (``package>Name``, no module) that is refused by name with the others."""
+    class_name, registered = value.get("class_name"), value.get("registered_name")
+    config = value.get("config")
+    if not isinstance(class_name, str) or not isinstance(config, Mapping) or "name" not in config:
+        return False  # not a layer
+    if custom_factory(class_name, registered if isinstance(registered, str) else None):
+        return True
+    return not foreign and class_name.split(">")[-1] not in SUPPORTED_CLASSES
 
 
 def _describe_unsupported(layer: LayerSpec) -> str:
@@ -138,9 +155,14 @@ def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:
             if inner != "Dense":
                 unsupported.append(f"{layer.name!r} (TimeDistributed({inner}))")
     if unsupported:
-        hint = ""
+        own = [
+            layer.class_name.split(">")[-1]
+            for layer in layers
+            if not layer.kind and layer.class_name not in (*_TF_OPERATIONS, "Lambda")
+        ]
+        hint = f"; {custom_hint(own)}" if own else ""
         if any(layer.class_name in _TF_OPERATIONS for layer in layers):
-            hint = (
+            hint += (
                 "; TFOpLambda and SlicingOpLambda layers are TensorFlow operations applied to "
                 "Keras tensors (tf.math.reduce_sum(x), x * 2.0, x[:, -1] in a tf_keras model), "
                 "which a port cannot read: rebuild those steps with the supported layers, or "
@@ -178,7 +200,7 @@ def _parse_sequential(body: Mapping[str, Any], *, major: int, source: str) -> Mo
             LayerSpec(
                 layer_name(entry),
                 class_name,
-                KIND_BY_CLASS.get(class_name, ""),
+                kind_of(class_name),
                 entry.get("config", {}),
                 (layers[-1].name,),
                 position,

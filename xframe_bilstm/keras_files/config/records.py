@@ -14,6 +14,7 @@ from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import LayerRecord, ModelGraph
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
+from .custom import custom_record
 from .recurrent import recurrent_record
 from .specs import LayerSpec, ModelSpec, sub_config
 
@@ -76,6 +77,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         }
     elif kind == "dense":
         return _dense(layer, refs, spec)
+    elif kind == "custom":
+        return custom_record(layer, refs, spec)
     else:
         return recurrent_record(layer, refs, spec)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, weights)

@@ -111,12 +111,32 @@ def custom_layers_of(graph: Any) -> list[str]:
     ]
 
 
+def custom_note(reading: Any) -> str | None:
+    """What a comparison of a model with custom layers leaves out, and why; None without.
+
+    Example:
+        >>> custom_note(object()) is None
+        True
+    """
+    if not custom_layers_of(reading):
+        return None
+    from .frameworks import FRAMEWORKS
+
+    reasons = []
+    for name in ("reference", "onnxruntime"):
+        reason = FRAMEWORKS[name]().supports(reading)
+        if reason:
+            reasons.append(f"{name} left out: {reason}")
+    return "; ".join(reasons)
+
+
 __all__ = [
     "CustomFactories",
     "custom_hint",
     "custom_factory",
     "custom_layers_in_use",
     "custom_layers_of",
+    "custom_note",
     "custom_refusal",
     "is_custom_class",
 ]

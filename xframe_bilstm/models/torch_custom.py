@@ -63,14 +63,26 @@ def has_custom(graph: Any) -> bool:
 def module_noise(module: nn.Module, inputs: Sequence[np.ndarray]) -> Noise:
     """How far float32 rounding moves ``module``'s outputs: a float64 copy against it."""
     from ..adapters.torch import run_module
+    from .torch_forward import sequences_passed_on
 
-    wide = copy.deepcopy(module).to(torch.float64)
-    exact = run_module(wide, inputs)
-    rounded = run_module(copy.deepcopy(module).to(torch.float32), inputs)
+    runs = []
+    for dtype in (torch.float64, torch.float32):
+        copied = copy.deepcopy(module).to(dtype)
+        with sequences_passed_on(copied):  # an nn.Sequential runs as torch_to_keras reads it
+            runs.append(run_module(copied, inputs))
+    exact, rounded = runs
     with np.errstate(invalid="ignore"):
         drift = max(float(np.nanmax(np.abs(r - e), initial=0.0)) for r, e in zip(rounded, exact))
         scale = max(max(float(np.nanmax(np.abs(e), initial=0.0)) for e in exact), 1.0)
     return Noise(drift, scale)
+
+
+def graph_noise(graph: ModelGraph, x: Any) -> Noise:
+    """The rounding noise of ``graph``'s torch port on ``x`` (one array or one per input)."""
+    from .to_torch import build_torch
+
+    inputs = [x] if isinstance(x, np.ndarray) else list(x)
+    return module_noise(build_torch(graph), inputs)
 
 
 def check_custom_port(
@@ -147,4 +159,4 @@ def _customs(graph: ModelGraph) -> str:
     return ", ".join(f"{r.name!r} ({r.class_name})" for r in graph.layers if r.kind == "custom")
 
 
-__all__ = ["check_custom_port", "custom_module", "has_custom", "module_noise", "run_port"]
+__all__ = ["check_custom_port", "custom_module", "graph_noise", "has_custom", "module_noise", "run_port"]

@@ -100,11 +100,12 @@ def graph_from_torch(
         and child_factory(child, custom_modules) is None
     ]
     if refused:
+        own = ": factory, ".join(dict.fromkeys(entry.split("(")[-1][:-1] for entry in refused))
         raise UnsupportedFeatureError(
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
             f"Linear, Dropout, Softmax(dim=-1) and {', '.join(sorted(ACTIVATIONS))}; for a "
             "module of your own, map its class to a factory of a Keras layer: "
-            "torch_to_keras(module, custom_modules={ClassName: factory})"
+            f"torch_to_keras(module, custom_modules={{{own}: factory}})"
         )
     taken = {child_name for child_name, _ in children}
     records = [_input("input" if "input" not in taken else "input_0", *children[0], nn)]

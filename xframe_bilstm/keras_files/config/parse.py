@@ -104,6 +104,8 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: in
         ...
         xframe_bilstm.errors.UnsupportedFeatureError: m: refused: ... module 'os' ...
     """
+    found: list[str] = []
+    layers: list[str] = []  # class names of the layers among them: the user's own classes
     pending: list[Any] = [config]
     while pending:  # a loop, not recursion: the nesting depth is the file's to choose
         value = pending.pop()
@@ -116,14 +118,22 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: in
                 # with every other unsupported layer (and how to map it) when not.
                 foreign = custom = False
             if (foreign or custom) and not _is_tf_keras_own(value, major):
-                raise UnsupportedFeatureError(
-                    f"{source}: refused: {value.get('class_name')!r} names module "
-                    f"{module!r} (registered name {registered!r}); only Keras's own classes "
-                    "are read, and nothing is imported from a file"
+                class_name, inner = value.get("class_name"), value.get("config")
+                name = inner.get("name") if isinstance(inner, Mapping) else None
+                found.append(
+                    f"{class_name!r} names module {module!r} (registered name {registered!r}"
+                    + (f", layer {name!r})" if isinstance(name, str) else ")")
                 )
+                if isinstance(name, str) and isinstance(class_name, str):
+                    layers.append(class_name.split(">")[-1])
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
+    if found:
+        raise UnsupportedFeatureError(
+            f"{source}: refused: {'; '.join(found)}; only Keras's own classes are read, and "
+            "nothing is imported from a file" + (f"; {custom_hint(layers)}" if layers else "")
+        )
 
 
 def _user_class(value: Mapping[str, Any], foreign: bool) -> bool:

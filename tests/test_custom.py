@@ -125,7 +125,7 @@ def test_a_factory_of_the_wrong_shape_fails_verification_naming_the_layer(saved)
 
 def test_a_factory_that_returns_no_module_is_refused_by_layer(saved) -> None:
     _, folder = saved
-    with pytest.raises(UnsupportedFeatureError, match="'squeeze' .*not a torch.nn.Module"):
+    with pytest.raises(UnsupportedFeatureError, match=r"'squeeze' .*not a torch\.nn\.Module"):
         keras_to_torch(folder / "chords.keras", custom_layers={"SqueezeLayer": lambda c, w: 3})
 
 
@@ -179,7 +179,7 @@ def test_compare_runs_torch_and_keras_and_says_why_reference_and_onnx_are_left_o
 
 def test_to_onnx_refuses_a_custom_layer_by_name(saved) -> None:
     _, folder = saved
-    with pytest.raises(UnsupportedFeatureError, match="'SqueezeLayer'.*layer 'squeeze'"):
+    with pytest.raises(UnsupportedFeatureError, match=r"'SqueezeLayer'.*layer 'squeeze'"):
         to_onnx(folder / "chords.keras")
     from xframe_bilstm.adapters.onnx.graph_export import GRAPH_OPSET, graph_export_refusal
     from xframe_bilstm.custom import custom_layers_in_use

@@ -33,8 +33,7 @@ from typing import Any
 
 CustomFactories = Mapping[Any, Callable[..., Any]]
 
-_IN_USE: ContextVar[CustomFactories] = ContextVar("custom_layers", default={})
-
+_IN_USE: ContextVar[CustomFactories | None] = ContextVar("custom_layers", default=None)
 
 
 def custom_hint(class_names: Iterable[str] = ("ClassName",)) -> str:
@@ -72,7 +71,7 @@ def custom_layers_in_use(factories: CustomFactories | None) -> Iterator[None]:
 
 def custom_factory(class_name: str, registered_name: str | None = None) -> Callable | None:
     """The factory mapped to a class, by its name or Keras's registered ``package>Name``."""
-    factories = _IN_USE.get()
+    factories = _IN_USE.get() or {}
     for name in (registered_name, class_name):
         if not name:
             continue
@@ -111,32 +110,12 @@ def custom_layers_of(graph: Any) -> list[str]:
     ]
 
 
-def custom_note(reading: Any) -> str | None:
-    """What a comparison of a model with custom layers leaves out, and why; None without.
-
-    Example:
-        >>> custom_note(object()) is None
-        True
-    """
-    if not custom_layers_of(reading):
-        return None
-    from .frameworks import FRAMEWORKS
-
-    reasons = []
-    for name in ("reference", "onnxruntime"):
-        reason = FRAMEWORKS[name]().supports(reading)
-        if reason:
-            reasons.append(f"{name} left out: {reason}")
-    return "; ".join(reasons)
-
-
 __all__ = [
     "CustomFactories",
-    "custom_hint",
     "custom_factory",
+    "custom_hint",
     "custom_layers_in_use",
     "custom_layers_of",
-    "custom_note",
     "custom_refusal",
     "is_custom_class",
 ]

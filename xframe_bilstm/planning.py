@@ -68,7 +68,9 @@ def plan_runs(
         )
     reference = FRAMEWORKS["reference"]()
     # Left out where it cannot run the reading (custom layers); the report says why.
-    plan: Plan = [] if reference.supports(reading) else [(RunSpec("reference", "cpu", "float64"), reference)]
+    plan: Plan = (
+        [] if reference.supports(reading) else [(RunSpec("reference", "cpu", "float64"), reference)]
+    )
     seen_devices: set[str] = set()
     for name in names:
         framework = FRAMEWORKS[name]()

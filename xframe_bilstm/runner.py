@@ -24,9 +24,11 @@ import numpy as np
 from .canonical import RecurrentStack
 from .comparison import ArrayComparison, Comparison, measure_noise
 from .correspondence import output_names_of
-from .custom import custom_layers_in_use, custom_note
+from .custom import custom_layers_in_use
+from .custom_report import custom_note
 from .errors import UnsupportedFeatureError
 from .frameworks import Framework, RunSpec
+from .graph import ModelGraph
 from .inputs import initial_states as checked_states
 from .inputs import non_finite, run_inputs
 from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, views_of
@@ -178,9 +180,11 @@ def compare(
             exact=results.get(RunSpec("reference", "cpu", "float64")),
         )
     else:  # no reference runs a user's class: the torch port's own rounding
-        from .models.torch_custom import graph_noise
+        from .models.to_torch import build_torch
+        from .models.torch_custom import module_noise
 
-        noise = graph_noise(reading, x)
+        assert isinstance(reading, ModelGraph)
+        noise = module_noise(build_torch(reading), [x] if isinstance(x, np.ndarray) else list(x))
     pairs = []
     for expected, actual in pairs_of(list(results), views):
         if rtol is None or atol is None:

@@ -77,14 +77,6 @@ def module_noise(module: nn.Module, inputs: Sequence[np.ndarray]) -> Noise:
     return Noise(drift, scale)
 
 
-def graph_noise(graph: ModelGraph, x: Any) -> Noise:
-    """The rounding noise of ``graph``'s torch port on ``x`` (one array or one per input)."""
-    from .to_torch import build_torch
-
-    inputs = [x] if isinstance(x, np.ndarray) else list(x)
-    return module_noise(build_torch(graph), inputs)
-
-
 def check_custom_port(
     graph: ModelGraph,
     noisy: nn.Module,
@@ -159,4 +151,10 @@ def _customs(graph: ModelGraph) -> str:
     return ", ".join(f"{r.name!r} ({r.class_name})" for r in graph.layers if r.kind == "custom")
 
 
-__all__ = ["check_custom_port", "custom_module", "graph_noise", "has_custom", "module_noise", "run_port"]
+__all__ = [
+    "check_custom_port",
+    "custom_module",
+    "has_custom",
+    "module_noise",
+    "run_port",
+]

@@ -33,7 +33,7 @@ def custom_child_record(
     name: str, child: Any, previous: str, factory: Callable[[Any], Any]
 ) -> LayerRecord:
     """The record of a mapped child: Keras layer by ``factory(child)``, torch by a copy."""
-    options = {
+    options: dict[str, Any] = {
         "config": {},
         "registered_name": None,
         "build_torch": lambda: copy.deepcopy(child),

@@ -129,7 +129,9 @@ def run_model_reference(
         elif record.kind == "custom":
             from ..custom import custom_refusal
 
-            raise UnsupportedFeatureError(f"{graph.source}: {custom_refusal(record, 'the float64 reference')}")
+            raise UnsupportedFeatureError(
+                f"{graph.source}: {custom_refusal(record, 'the float64 reference')}"
+            )
         else:  # pragma: no cover - every kind is handled above
             raise UnsupportedFeatureError(f"no reference for {record.kind}")
         values[record.name] = y

@@ -106,7 +106,7 @@ def custom_layers_of(graph: Any) -> list[str]:
     return [
         f"{record.name!r} ({record.class_name})"
         for record in getattr(graph, "layers", ())
-        if record.kind == "custom"
+        if getattr(record, "kind", "") == "custom"  # a RecurrentStack's layers have none
     ]
 
 

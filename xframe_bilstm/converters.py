@@ -10,6 +10,7 @@ numbers when they differ by more than float rounding explains
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,14 @@ VERIFY_BATCH = 2
 VERIFY_STEPS = 7
 
 
-def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
+def keras_to_torch(
+    obj: Any,
+    *,
+    verify: bool = True,
+    seed: int = 0,
+    custom_layers: Mapping[str, Callable[..., Any]] | None = None,
+    custom_objects: Mapping[str, Any] | None = None,
+) -> Any:
     """Convert a Keras recurrent layer, a whole Keras model or a model file to PyTorch.
 
     Accepts ``LSTM``, ``GRU``, ``SimpleRNN``, ``Bidirectional`` of those (any merge mode,
@@ -62,10 +70,22 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
     - ``verified_against``: what the port was checked against, in words (``None`` with
       ``verify=False``).
 
+    Custom layers (classes of your own) are ported by factories you map to their class
+    names, ``custom_layers={"SqueezeLayer": factory}``: ``factory(config, weights)`` gets the
+    layer's configuration (a dict, as its ``get_config()`` returns it) and its weights as
+    numpy arrays in the order the layer created them (``layer.get_weights()``), and returns
+    an ``nn.Module`` that takes and returns tensors in the Keras layout (batch first,
+    channels last). Nothing is imported from a file. The verification runs the Keras model
+    itself, so Keras must know the class: registered with
+    ``keras.saving.register_keras_serializable`` or passed in ``custom_objects``; the float64
+    reference cannot run a custom layer, and says so by name.
+
     Args:
         obj: a built Keras layer, ``Sequential`` or model, or the path of a model file.
         verify: run both on a seeded input and raise if they disagree.
         seed: seed of that input.
+        custom_layers: class name (or Keras's registered ``package>Name``) -> factory.
+        custom_objects: passed to Keras's loader for a file (as ``load_model`` takes it).
 
     Returns:
         A ``torch.nn.Module``.
@@ -86,17 +106,20 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
         >>> module.compute_dtype, module.verified_against
         ('float32', "the Keras layer's own call")
     """
+    from .custom import custom_layers_in_use
     from .keras_files import is_model_path
     from .models import port
 
     if is_model_path(obj):
         require("torch")
-        return port.port_file(obj, verify=verify, seed=seed)
+        with custom_layers_in_use(custom_layers):
+            return port.port_file(obj, verify=verify, seed=seed, custom_objects=custom_objects)
     from .models.live import is_whole_keras_model
 
     if is_whole_keras_model(obj):
         require("torch")
-        return port.port_live_model(obj, verify=verify, seed=seed)
+        with custom_layers_in_use(custom_layers):
+            return port.port_live_model(obj, verify=verify, seed=seed)
     torch_adapter = _torch_adapter()
     keras_adapter = _keras_adapter()
     stack = keras_adapter.keras_to_canonical(obj)
@@ -130,7 +153,12 @@ def keras_to_torch(obj: Any, *, verify: bool = True, seed: int = 0) -> Any:
 
 
 def torch_to_keras(
-    obj: Any, *, verify: bool = True, seed: int = 0, submodule: str | None = None
+    obj: Any,
+    *,
+    verify: bool = True,
+    seed: int = 0,
+    submodule: str | None = None,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
 ) -> Any:
     """Convert an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (or a converted module) to Keras 3.
 
@@ -176,6 +204,10 @@ def torch_to_keras(
         submodule: convert only this part: ``obj.get_submodule(submodule)`` of a module,
             or the keys under ``submodule + "."`` of a file. The Keras result is then named
             after the part, and its ``converted_part`` attribute holds ``submodule``.
+        custom_modules: for children of a module with children that are not among the
+            supported modules: their class (or its name) -> ``factory(child)``, returning a
+            Keras layer that computes what the child computes, weights included, in the
+            same layout. The result is checked against ``module(x)``.
 
     Returns:
         A Keras layer, ``keras.Sequential`` or (for a module with children) ``keras.Model``.
@@ -212,9 +244,11 @@ it applies torch.relu between 'lstm' and 'fc'. ...
             result.checkpoint_key = module.checkpoint_key
     elif submodule is not None:
         part = _part_of(obj, submodule)
-        result = _module_to_keras(part, verify=verify, seed=seed, name=submodule)
+        result = _module_to_keras(
+            part, verify=verify, seed=seed, name=submodule, custom_modules=custom_modules
+        )
     else:
-        return _module_to_keras(obj, verify=verify, seed=seed)
+        return _module_to_keras(obj, verify=verify, seed=seed, custom_modules=custom_modules)
     if submodule is not None:
         result.converted_part = submodule
     return result
@@ -238,14 +272,23 @@ def _part_of(module: Any, submodule: str) -> Any:
         ) from error
 
 
-def _module_to_keras(obj: Any, *, verify: bool, seed: int, name: str | None = None) -> Any:
+def _module_to_keras(
+    obj: Any,
+    *,
+    verify: bool,
+    seed: int,
+    name: str | None = None,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+) -> Any:
     """Convert a live module; see :func:`torch_to_keras`."""
     torch = require("torch")
     from .models.torch_graph import is_whole_module
 
     torch_adapter = _torch_adapter()
     if is_whole_module(obj):
-        return _whole_module_to_keras(obj, verify=verify, seed=seed, name=name)
+        return _whole_module_to_keras(
+            obj, verify=verify, seed=seed, name=name, custom_modules=custom_modules
+        )
     keras_adapter = _keras_adapter()
     stack = torch_adapter.torch_to_canonical(obj)
     # A stateful module keeps its batch size and may be mid-sequence: the layer carries on.
@@ -291,13 +334,20 @@ def _run_torch_source(
                 module.reset_states()
 
 
-def _whole_module_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
+def _whole_module_to_keras(
+    module: Any,
+    *,
+    verify: bool,
+    seed: int,
+    name: str | None,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+) -> Any:
     """A module made of children, through its model graph; checked against ``module(x)``."""
     require("keras")
     from .adapters.keras.graph import graph_to_keras
     from .models.torch_graph import graph_from_torch
 
-    graph = graph_from_torch(module, name=name)
+    graph = graph_from_torch(module, name=name, custom_modules=custom_modules)
     model = graph_to_keras(graph)
     if verify:
         torch = require("torch")
@@ -318,7 +368,12 @@ def _whole_module_to_keras(module: Any, *, verify: bool, seed: int, name: str | 
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
         coarser = least_precise("float32", str(dtype).split(".")[-1])
         label = f"torch {type(module).__name__} vs its Keras model"
-        check_port(graph, [x], [expected], [actual], label=label, dtype=coarser)
+        from .models.torch_custom import check_custom_port, has_custom
+
+        if has_custom(graph):  # no reference runs a user's class: the module's own rounding
+            check_custom_port(graph, module, [x], [expected], [actual], label=label, dtype=coarser)
+        else:
+            check_port(graph, [x], [expected], [actual], label=label, dtype=coarser)
     return model
 
 

@@ -51,6 +51,7 @@ KINDS = (
     "batch_norm",
     "layer_norm",
     "pool",
+    "custom",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -84,6 +85,8 @@ MASK_RULES = {
     "batch_norm": "keep",  # Keras 2 and 3 pass the mask on (it only matters in training)
     "layer_norm": "keep",
     "pool": "drop",  # Keras 3 warns and drops it; Keras 2 refuses a masked input
+    # A Keras 3 layer that does not support masking drops the mask (and warns).
+    "custom": "drop",
 }
 # The kinds that read several tensors (all with mask rule "merge").
 MULTI_INPUT_KINDS = tuple(kind for kind, rule in MASK_RULES.items() if rule == "merge")
@@ -154,6 +157,9 @@ class LayerRecord:
       int per spatial axis), ``padding`` (``"valid"`` or ``"same"``, TensorFlow's: the
       average counts only the input's values, the maximum ignores the padding),
       ``data_format``.
+    - ``custom``: ``config``, ``registered_name``, ``build_torch``, ``build_keras`` (a user's
+      class ported by the user's factories; see :mod:`xframe_bilstm.custom`); weights
+      ``"0"``, ``"1"``... in the order the layer stores them.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

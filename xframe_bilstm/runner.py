@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,11 @@ import numpy as np
 from .canonical import RecurrentStack
 from .comparison import ArrayComparison, Comparison, measure_noise
 from .correspondence import output_names_of
+from .custom import custom_layers_in_use
+from .custom_report import custom_note
 from .errors import UnsupportedFeatureError
 from .frameworks import Framework, RunSpec
+from .graph import ModelGraph
 from .inputs import initial_states as checked_states
 from .inputs import non_finite, run_inputs
 from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, views_of
@@ -62,6 +65,7 @@ def compare(
     batch: int | None = None,
     steps: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    custom_layers: Mapping[str, Callable[..., Any]] | None = None,
 ) -> Report:
     """Run ``source`` on every framework, device and dtype asked for, and compare them all.
 
@@ -117,6 +121,10 @@ def compare(
         steps: time steps of the generated input; default 20, or the length a Keras file's
             input is fixed to.
         progress: called as ``progress(done, total, label)`` before each run starts.
+        custom_layers: factories of a Keras model's custom layers, as
+            :func:`~xframe_bilstm.keras_to_torch` takes them. The float64 reference and
+            the ONNX export cannot run a custom layer: they are left out, the report says
+            so naming the class, and the tolerance comes from the torch port's own rounding.
 
     Returns:
         A :class:`~xframe_bilstm.report.Report`, truthy when everything agrees.
@@ -135,7 +143,8 @@ def compare(
             f"give both rtol and atol, or neither (got rtol={rtol!r}, atol={atol!r}); "
             "with neither, the tolerance is derived from the model's rounding noise"
         )
-    read = read_source(source)
+    with custom_layers_in_use(custom_layers):
+        read = read_source(source)
     reading = read.reading
     x, checked_lengths = run_inputs(
         reading,
@@ -167,13 +176,21 @@ def compare(
 
     runs, results = _run_all(specs, readings, x, states, checked_lengths, counts, progress)
     non_finite_note = non_finite(reading, x, states)
-    noise = measure_noise(
-        reading,
-        x,
-        initial_states=states,
-        lengths=checked_lengths,
-        exact=results.get(RunSpec("reference", "cpu", "float64")),
-    )
+    left_out = custom_note(reading)
+    if left_out is None:
+        noise = measure_noise(
+            reading,
+            x,
+            initial_states=states,
+            lengths=checked_lengths,
+            exact=results.get(RunSpec("reference", "cpu", "float64")),
+        )
+    else:  # no reference runs a user's class: the torch port's own rounding
+        from .models.to_torch import build_torch
+        from .models.torch_custom import module_noise
+
+        assert isinstance(reading, ModelGraph)
+        noise = module_noise(build_torch(reading), [x] if isinstance(x, np.ndarray) else list(x))
     pairs = []
     for expected, actual in pairs_of(list(results), views):
         if rtol is None or atol is None:
@@ -205,7 +222,11 @@ def compare(
             if rtol is not None
             else f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
             f"(output scale {noise.scale:.3g}), scaled to each pair's coarser precision"
-        ),
+        )
+        if left_out is None
+        else f"tolerance: derived from the torch port's float32 drift {noise.float32:.3g} from "
+        f"its float64 run (output scale {noise.scale:.3g}), scaled to each pair's coarser "
+        f"precision; {left_out}",
         correspondence=correspondence_note(views, checked_lengths),
     )
 

@@ -22,6 +22,11 @@ class ReferenceFramework(Framework):
         return {"numpy": np.__version__}
 
     def supports(self, reading: Reading) -> str | None:
+        from ..custom import custom_refusal
+
+        customs = [r for r in getattr(reading, "layers", ()) if getattr(r, "kind", "") == "custom"]
+        if customs:  # a user's class is the user's code
+            return "; ".join(custom_refusal(record, "the float64 reference") for record in customs)
         return None  # stacks and graphs alike
 
     def run(

@@ -19,7 +19,7 @@ Rules of this module:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,12 @@ def port_graph(
 
         module = build_torch(graph)
     module.eval()
+    if verify and expected is not None:
+        from .torch_custom import has_custom
+
+        if has_custom(graph):
+            _check_custom(graph, module, seed, expected, label, compute_dtype)
+            return module
     if verify:
         inputs = example_inputs(graph, seed=seed)
         exact = run_model_reference(graph, inputs)
@@ -84,6 +90,26 @@ def port_graph(
     return module
 
 
+def _check_custom(
+    graph: ModelGraph,
+    module: Any,
+    seed: int,
+    expected: Runner,
+    label: str,
+    compute_dtype: str,
+) -> None:
+    """Check a port holding custom layers against the original's own outputs."""
+    from .torch_custom import check_custom_port, run_port
+
+    inputs = example_inputs(graph, seed=seed)
+    reference = tuple(expected(inputs))
+    actual = run_port(module, graph, inputs)
+    port_dtype = str(next(module.parameters()).dtype).split(".")[-1]
+    label = label or f"{graph.source} vs its torch port"
+    dtype = least_precise(port_dtype, compute_dtype)
+    check_custom_port(graph, module, inputs, reference, actual, label=label, dtype=dtype)
+
+
 def describe_port(module: Any, keras_dtype: str | None, verified_against: str | None) -> None:
     """Record on the port what it computes in, and what it was checked against."""
     parameter = next(module.parameters(), None)
@@ -92,7 +118,9 @@ def describe_port(module: Any, keras_dtype: str | None, verified_against: str | 
     module.verified_against = verified_against
 
 
-def port_file(path: Any, *, verify: bool, seed: int) -> Any:
+def port_file(
+    path: Any, *, verify: bool, seed: int, custom_objects: Mapping[str, Any] | None = None
+) -> Any:
     """Port a ``.keras``/``.h5`` file, checked against the model its own Keras loads.
 
     Where that Keras is missing or cannot load or run the file, the check is against the
@@ -106,8 +134,9 @@ def port_file(path: Any, *, verify: bool, seed: int) -> Any:
         describe_port(module, None, None)
         return module
     inputs = example_inputs(graph, seed=seed)
-    loaded = _run_keras_file(path, graph.keras_major, inputs)
+    loaded = _run_keras_file(path, graph.keras_major, inputs, custom_objects)
     if isinstance(loaded, str):  # why Keras could not run it: check against the reference
+        _refuse_custom_fallback(graph, loaded)
         against = f"the float64 reference reading of the file ({loaded})"
         module = port_graph(graph, seed=seed, label=f"{path}: {against} vs its torch port")
         describe_port(module, None, against)
@@ -131,8 +160,28 @@ def port_file(path: Any, *, verify: bool, seed: int) -> Any:
     return module
 
 
+def _refuse_custom_fallback(graph: ModelGraph, why: str) -> None:
+    """Refuse to verify a model with custom layers against the reference, which cannot run them."""
+    from ..custom import custom_refusal
+
+    customs = [record for record in graph.layers if record.kind == "custom"]
+    if customs:
+        from ..errors import UnsupportedFeatureError
+
+        refusals = "; ".join(custom_refusal(record, "the float64 reference") for record in customs)
+        raise UnsupportedFeatureError(
+            f"{graph.source}: its port cannot be verified: Keras could not run the file "
+            f"({why}), and {refusals}. Make the class known to Keras "
+            "(keras.saving.register_keras_serializable, or custom_objects={'ClassName': cls}), "
+            "or pass verify=False"
+        )
+
+
 def _run_keras_file(
-    path: Any, major: int, inputs: list[np.ndarray]
+    path: Any,
+    major: int,
+    inputs: list[np.ndarray],
+    custom_objects: Mapping[str, Any] | None = None,
 ) -> tuple[str, Any, str, tuple[np.ndarray, ...]] | str:
     """Load a model file with the Keras that wrote it and run it on ``inputs``.
 
@@ -153,10 +202,22 @@ def _run_keras_file(
 
         register_keras_activations()  # Keras 2's hard sigmoid, as the port saves it
         loader = "keras.saving.load_model(safe_mode=True)"
-        load = functools.partial(framework.saving.load_model, path, safe_mode=True, compile=False)
+        load = functools.partial(
+            framework.saving.load_model,
+            path,
+            safe_mode=True,
+            compile=False,
+            custom_objects=custom_objects,
+        )
     else:
         loader = "tf_keras.models.load_model(safe_mode=True)"
-        load = functools.partial(framework.models.load_model, path, compile=False, safe_mode=True)
+        load = functools.partial(
+            framework.models.load_model,
+            path,
+            compile=False,
+            safe_mode=True,
+            custom_objects=custom_objects,
+        )
     try:
         model = load()
         outputs = call_keras_model(model, inputs)

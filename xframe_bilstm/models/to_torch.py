@@ -227,6 +227,10 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         return PadOrCrop(op, tuple(options[key]), str(options["data_format"]))
     if record.kind in SHAPE_KINDS:
         return shape_module(record, graph, KerasModel)
+    if record.kind == "custom":
+        from .torch_custom import custom_module
+
+        return custom_module(record)
     return None  # inputs
 
 

@@ -20,6 +20,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from .torch_custom_children import child_factory, custom_child_record
 from .torch_forward import check_forward
 from .torch_graph_convolution import conv_input_options, conv_records, conv_types
 from .torch_graph_normpool import SUPPORTED as NORMPOOL_SUPPORTED
@@ -68,8 +70,16 @@ def is_whole_module(module: Any) -> bool:
     )
 
 
-def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
+def graph_from_torch(
+    module: Any,
+    *,
+    name: str | None = None,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+) -> ModelGraph:
     """The model graph of a module whose ``forward`` applies its children in order.
+
+    ``custom_modules`` maps children of other classes (the class or its name) to factories
+    of Keras layers (:mod:`.torch_custom_children`).
 
     Raises:
         UnsupportedFeatureError: naming what ``forward`` does besides that, and every child
@@ -97,12 +107,16 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
         and type(child).__name__ not in ACTIVATIONS
         and type(child).__name__ not in SHAPE_CHILDREN
         and not is_normpool(child)
+        and child_factory(child, custom_modules) is None
     ]
     if refused:
+        own = ": factory, ".join(dict.fromkeys(entry.split("(")[-1][:-1] for entry in refused))
         raise UnsupportedFeatureError(
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
             f"Linear, Conv1d, Conv2d, Dropout, Softmax, {', '.join(NORMPOOL_SUPPORTED)} and "
-            f"{', '.join(sorted({*ACTIVATIONS, *SHAPE_CHILDREN}))}"
+            f"{', '.join(sorted({*ACTIVATIONS, *SHAPE_CHILDREN}))}; for a module of your own, "
+            "map its class to a factory of a Keras layer: "
+            f"torch_to_keras(module, custom_modules={{{own}: factory}})"
         )
     taken = {child_name for child_name, _ in children}
     input_name = "input" if "input" not in taken else "input_0"
@@ -114,8 +128,12 @@ def graph_from_torch(module: Any, *, name: str | None = None) -> ModelGraph:
     ]
     with torch.no_grad():
         for child_name, child in children:
-            _check_channels(child_name, child, records[-1], nn)
-            records.extend(_records(child_name, child, records[-1].name, nn))
+            factory = child_factory(child, custom_modules)
+            if factory is not None:
+                records.append(custom_child_record(child_name, child, records[-1].name, factory))
+            else:
+                _check_channels(child_name, child, records[-1], nn)
+                records.extend(_records(child_name, child, records[-1].name, nn))
     return ModelGraph(
         name or type(module).__name__.lower(),
         tuple(records),

@@ -127,6 +127,12 @@ def run_model_reference(
             tensors = [values[name] for name in record.inputs]
             in_masks = [masks[name] for name in record.inputs]
             y, out_mask = run_shape_layer(record, tensors, in_masks, dtype, run_model_reference)
+        elif record.kind == "custom":
+            from ..custom import custom_refusal
+
+            raise UnsupportedFeatureError(
+                f"{graph.source}: {custom_refusal(record, 'the float64 reference')}"
+            )
         else:  # pragma: no cover - every kind is handled above
             raise UnsupportedFeatureError(f"no reference for {record.kind}")
         values[record.name] = y

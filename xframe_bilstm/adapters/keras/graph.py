@@ -193,6 +193,10 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return conv_layer(record, keras, dtype)
     if record.kind in SHAPE_KINDS:
         return keras_shape_layer(record, keras, dtype, kernel, _layer)
+    if record.kind == "custom":
+        from .custom import custom_keras_layer
+
+        return custom_keras_layer(record, keras, dtype)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"
     )
@@ -210,6 +214,10 @@ def _set_weights(record: LayerRecord, layer: Any) -> None:
         )
     elif record.kind in SHAPE_KINDS:
         set_shape_weights(record, layer, _set_weights)
+    elif record.kind == "custom":
+        from .custom import set_custom_weights
+
+        set_custom_weights(record, layer)
 
 
 __all__ = ["graph_refusal", "graph_to_keras"]

@@ -74,6 +74,10 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
         activated = record.kind in ("dense", "activation", "conv")
         if activated and activation not in (*_ACTIVATION_OPS, *COMPOSITE_ACTIVATIONS):
             refusals.append(f"{where}: activation {activation!r} has no ONNX export")
+        if record.kind == "custom":
+            from ...custom import custom_refusal
+
+            refusals.append(custom_refusal(record, "an ONNX export of standard operators"))
         if record.kind == "recurrent":
             layer = record.recurrent
             assert layer is not None

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import UnsupportedFeatureError
-from .specs import KIND_BY_CLASS, LayerSpec, ModelSpec, input_spec, layer_name
+from .specs import LayerSpec, ModelSpec, input_spec, kind_of, layer_name
 
 
 def _tensor_refs(value: Any) -> list[tuple[str, int, int]]:
@@ -45,7 +45,7 @@ def _node_inputs(
         masks = _tensor_refs(kwargs.pop("mask", None))
         kwargs.pop("training", None)
         extra = _tensor_refs(kwargs) + _tensor_refs(args[1:])
-        if extra and entry.get("class_name") in KIND_BY_CLASS:
+        if extra and kind_of(str(entry.get("class_name"))):
             raise UnsupportedFeatureError(
                 f"{source}: layer {name!r} takes tensors other than its input "
                 f"({sorted({ref[0] for ref in extra})}, e.g. initial_state); not supported"
@@ -55,7 +55,7 @@ def _node_inputs(
         # tf_keras's TFOpLambda writes its one call flat: [layer, node, tensor, kwargs].
         node = [node]
     inputs = []
-    supported = entry.get("class_name") in KIND_BY_CLASS
+    supported = bool(kind_of(str(entry.get("class_name"))))
     for item in node:  # Keras 2: [[layer, node_index, tensor_index, kwargs], ...]
         if not _keras2_ref(item):
             raise UnsupportedFeatureError(
@@ -101,7 +101,7 @@ def _check_single(
     ref: tuple[str, int, int], classes: Mapping[str, str], reader: str, source: str
 ) -> None:
     layer, node_index, tensor_index = ref
-    if classes.get(layer) not in KIND_BY_CLASS:
+    if not kind_of(str(classes.get(layer))):
         # A layer we do not port is refused by its class, which is what the user can act
         # on; a nested model's call numbers count its own internal calls too.
         return
@@ -168,7 +168,7 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
                 LayerSpec(
                     name,
                     class_name,
-                    KIND_BY_CLASS.get(class_name, ""),
+                    kind_of(class_name),
                     config,
                     tuple(ref[0] for ref in wiring[name]),
                     position,

@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...custom import custom_factory, custom_hint
 from ...errors import UnsupportedFeatureError
 from ...graph import MULTI_INPUT_KINDS
 from .functional import parse_functional
 from .specs import (
-    KIND_BY_CLASS,
     SUPPORTED_CLASSES,
     LayerSpec,
     ModelSpec,
     input_spec,
+    kind_of,
     layer_name,
     sub_config,
 )
@@ -104,6 +105,8 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: in
         ...
         xframe_bilstm.errors.UnsupportedFeatureError: m: refused: ... module 'os' ...
     """
+    found: list[str] = []
+    layers: list[str] = []  # class names of the layers among them: the user's own classes
     pending: list[Any] = [config]
     while pending:  # a loop, not recursion: the nesting depth is the file's to choose
         value = pending.pop()
@@ -111,15 +114,39 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: in
             module, registered = value.get("module"), value.get("registered_name")
             foreign = isinstance(module, str) and module.split(".")[0] != "keras"
             custom = isinstance(registered, str) and ">" in registered
+            if _user_class(value, foreign):
+                # The user's own class: ported by the user's factory when mapped, refused
+                # with every other unsupported layer (and how to map it) when not.
+                foreign = custom = False
             if (foreign or custom) and not _is_tf_keras_own(value, major):
-                raise UnsupportedFeatureError(
-                    f"{source}: refused: {value.get('class_name')!r} names module "
-                    f"{module!r} (registered name {registered!r}); only Keras's own classes "
-                    "are read, and nothing is imported from a file"
+                class_name, inner = value.get("class_name"), value.get("config")
+                name = inner.get("name") if isinstance(inner, Mapping) else None
+                found.append(
+                    f"{class_name!r} names module {module!r} (registered name {registered!r}"
+                    + (f", layer {name!r})" if isinstance(name, str) else ")")
                 )
+                if isinstance(name, str) and isinstance(class_name, str):
+                    layers.append(class_name.split(">")[-1])
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
+    if found:
+        raise UnsupportedFeatureError(
+            f"{source}: refused: {'; '.join(found)}; only Keras's own classes are read, and "
+            "nothing is imported from a file" + (f"; {custom_hint(layers)}" if layers else "")
+        )
+
+
+def _user_class(value: Mapping[str, Any], foreign: bool) -> bool:
+    """Whether ``value`` names a class the user maps to a factory, or a registered class
+    of the user's (``package>Name``, no module) that is refused by name with the others."""
+    class_name, registered = value.get("class_name"), value.get("registered_name")
+    config = value.get("config")
+    if not isinstance(class_name, str) or not isinstance(config, Mapping) or "name" not in config:
+        return False  # not a layer
+    if custom_factory(class_name, registered if isinstance(registered, str) else None):
+        return True
+    return not foreign and class_name.split(">")[-1] not in SUPPORTED_CLASSES
 
 
 def _describe_unsupported(layer: LayerSpec) -> str:
@@ -136,12 +163,17 @@ def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:
     for layer in layers:
         if layer.class_name == "TimeDistributed":
             inner = sub_config(layer.config, "layer", layer, source)[0]
-            if KIND_BY_CLASS.get(inner, "") in ("", "input", *MULTI_INPUT_KINDS):
+            if kind_of(inner) in ("", "input", *MULTI_INPUT_KINDS):
                 unsupported.append(f"{layer.name!r} (TimeDistributed({inner}))")
     if unsupported:
-        hint = ""
+        own = [
+            layer.class_name.split(">")[-1]
+            for layer in layers
+            if not layer.kind and layer.class_name not in (*_TF_OPERATIONS, "Lambda")
+        ]
+        hint = f"; {custom_hint(own)}" if own else ""
         if any(layer.class_name in _TF_OPERATIONS for layer in layers):
-            hint = (
+            hint += (
                 "; TFOpLambda and SlicingOpLambda layers are TensorFlow operations applied to "
                 "Keras tensors (tf.math.reduce_sum(x), x * 2.0, x[:, -1] in a tf_keras model), "
                 "which a port cannot read: rebuild those steps with the supported layers, or "
@@ -179,7 +211,7 @@ def _parse_sequential(body: Mapping[str, Any], *, major: int, source: str) -> Mo
             LayerSpec(
                 layer_name(entry),
                 class_name,
-                KIND_BY_CLASS.get(class_name, ""),
+                kind_of(class_name),
                 entry.get("config", {}),
                 (layers[-1].name,),
                 position,

@@ -16,6 +16,7 @@ from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
 from .cells import is_stacked
 from .convolution import conv_record, padding_record
+from .custom import custom_record
 from .normpool import global_pool_options, normpool_record
 from .recurrent import recurrent_record
 from .shape_layers import SHAPE_KINDS, shape_record
@@ -93,6 +94,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         return shape_record(layer, refs, spec, _record)
     elif kind in ("batch_norm", "layer_norm", "pool"):
         return normpool_record(layer, refs, spec)
+    elif kind == "custom":
+        return custom_record(layer, refs, spec)
     else:
         return recurrent_record(layer, refs, spec)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, weights)

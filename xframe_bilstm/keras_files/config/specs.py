@@ -67,6 +67,19 @@ KIND_BY_CLASS = {
 SUPPORTED_CLASSES = tuple(sorted(KIND_BY_CLASS))
 
 
+def kind_of(class_name: str) -> str:
+    """The kind of a layer class: a supported class's, ``"custom"`` for a class mapped to a
+    factory (:mod:`xframe_bilstm.custom`), ``""`` for anything else.
+
+    Example:
+        >>> kind_of("Dense"), kind_of("SqueezeLayer")
+        ('dense', '')
+    """
+    from ...custom import is_custom_class
+
+    return KIND_BY_CLASS.get(class_name) or ("custom" if is_custom_class(class_name) else "")
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One layer as its configuration describes it, before its weights are read.

@@ -61,7 +61,9 @@ def test_mixed_bias_layouts_are_rejected() -> None:
         pytest.param({"cell": "peephole_lstm"}, "cell=", id="unknown-cell"),
         pytest.param({"direction": "reverse"}, "direction=", id="unknown-direction"),
         pytest.param({"merge_mode": "max"}, "merge_mode=", id="unknown-merge"),
-        pytest.param({"activation": "gelu"}, "activation='gelu'", id="unknown-activation"),
+        pytest.param(
+            {"activation": "sparsemax"}, "activation='sparsemax'", id="unknown-activation"
+        ),
         pytest.param({"recurrent_activation": "hard_sigmoid"}, "hard_sigmoid", id="ambiguous-hard"),
         pytest.param({"reset_after": True}, "reset_after", id="reset_after-on-lstm"),
     ],

@@ -152,7 +152,7 @@ def compare(
         lengths,
         seed=seed,
         batch=_batch(batch, source, read),
-        steps=steps or read.steps or DEFAULT_STEPS,
+        steps=(read.steps or DEFAULT_STEPS) if steps is None else steps,
     )
     states = _initial_states(reading, initial_states, x)
     specs = plan_runs(reading, frameworks, devices, dtypes, tf32, paths, original=read.framework)

@@ -15,6 +15,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("keras")
 
 from xframe_bilstm.adapters.onnx import initial_state_input_names  # noqa: E402
+from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
 from xframe_bilstm.factories import random_stack  # noqa: E402
 from xframe_bilstm.frameworks import (  # noqa: E402
     FRAMEWORKS,
@@ -208,3 +209,12 @@ def test_export_errors_name_the_exporter_and_the_innermost_cause() -> None:
         "torch.onnx.export(dynamo=True) raised RuntimeError, caused by ValueError: "
         "data-dependent guard"
     )
+
+
+def test_an_activation_onnx_lacks_leaves_onnxruntime_out_or_is_refused_by_name() -> None:
+    stack = random_stack(np.random.default_rng(0), "lstm", 3, 4, activation="gelu")
+    report = compare(stack, frameworks="auto")
+    assert bool(report), "\n".join(report.lines())
+    assert not any(run.label.startswith("onnxruntime") for run in report.runs)
+    with pytest.raises(UnsupportedFeatureError, match=r"activation \['gelu'\] has no ONNX recurrent"):
+        compare(stack, frameworks=["onnxruntime"])

@@ -51,7 +51,10 @@ class OnnxruntimeFramework(Framework):
 
     def supports(self, reading: Reading) -> str | None:
         if isinstance(reading, RecurrentStack):
-            return None
+            from ..adapters.onnx import activation_refusal
+
+            reasons = (activation_refusal(layer) for layer in reading.layers)
+            return next((reason for reason in reasons if reason), None)
         from ..adapters.onnx.graph_export import GRAPH_OPSET, graph_export_refusal
 
         return graph_export_refusal(reading, GRAPH_OPSET)

@@ -47,6 +47,7 @@ from .vocabulary import (
     ONNX_ACTIVATIONS,
     REVERSE_OPSET,
     X_INPUT,
+    activation_refusal,
     initial_state_input_names,
 )
 
@@ -59,6 +60,7 @@ __all__ = [
     "REVERSE_OPSET",
     "X_INPUT",
     "RecurrentNodeSpec",
+    "activation_refusal",
     "canonical_to_onnx",
     "constant_values",
     "describe_node",

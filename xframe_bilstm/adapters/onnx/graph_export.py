@@ -27,7 +27,7 @@ from .masked import masked_recurrent
 from .normpool_export import KINDS as NORMPOOL_KINDS
 from .normpool_export import export_normpool
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
-from .vocabulary import ONNX_ACTIVATIONS, ir_version
+from .vocabulary import activation_refusal, ir_version
 
 # CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.
 GRAPH_OPSET = 13
@@ -85,13 +85,9 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
                 refusals.append(
                     f"{where}: merge_mode=None returns two tensors; export merged outputs"
                 )
-            used = (layer.activation, layer.recurrent_activation)
-            missing = sorted({name for name in used if name and name not in ONNX_ACTIVATIONS})
-            if missing:
-                refusals.append(
-                    f"{where}: activation {missing} has no ONNX recurrent "
-                    f"activation; supported: {sorted(ONNX_ACTIVATIONS)}"
-                )
+            activations = activation_refusal(layer)
+            if activations:
+                refusals.append(f"{where}: {activations}")
         masked = record.kind == "concatenate" and any(map(graph.masked, record.inputs))
         if masked and (ranks[record.name] != 3 or int(record.options["axis"]) not in (-1, 2)):
             refusals.append(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...canonical import RecurrentStack, layer_state_names
+from ...canonical import RecurrentLayer, RecurrentStack, layer_state_names
 
 # The lowest opset whose LSTM/GRU/RNN match today's (opset 7 dropped ``output_sequence``).
 MIN_OPSET = 7
@@ -68,6 +68,26 @@ DEFAULT_ACTIVATIONS = {
 
 LENGTHS_INPUT = "lengths"
 X_INPUT = "x"
+
+
+def activation_refusal(layer: RecurrentLayer) -> str | None:
+    """Why ``layer``'s activations have no ONNX recurrent node, or None when they have one.
+
+    Example:
+        >>> import numpy as np
+        >>> from xframe_bilstm.canonical import DirectionWeights
+        >>> w = DirectionWeights(np.zeros((1, 3)), np.zeros((3, 3)))
+        >>> activation_refusal(RecurrentLayer("gru", 1, 1, (w,), activation="gelu"))[:38]
+        "activation ['gelu'] has no ONNX recurr"
+    """
+    used = (layer.activation, layer.recurrent_activation)
+    missing = sorted({name for name in used if name and name not in ONNX_ACTIVATIONS})
+    if not missing:
+        return None
+    return (
+        f"activation {missing} has no ONNX recurrent activation; supported: "
+        f"{sorted(ONNX_ACTIVATIONS)}"
+    )
 
 
 def initial_state_input_names(stack: RecurrentStack) -> tuple[str, ...]:

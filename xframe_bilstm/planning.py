@@ -99,13 +99,17 @@ def _runnable(reading: Reading, names: list[str], auto: bool, original: str) -> 
     reasons = {name: FRAMEWORKS[name]().supports(reading) for name in names}
     refused = [name for name, why in reasons.items() if why and name != original]
     if refused and not auto:
-        what = ", ".join(other_kinds(reading)) if isinstance(reading, ModelGraph) else "it"
+        what = (
+            f"a whole model ({', '.join(other_kinds(reading))})"
+            if isinstance(reading, ModelGraph)
+            else "these layers"
+        )
         raise UnsupportedFeatureError(
-            f"frameworks: {refused} cannot run a whole model ({what}): "
+            f"frameworks: {refused} cannot run {what}: "
             + "; ".join(str(reasons[name]) for name in refused)
-            + "; a whole model runs on the reference, as the torch port, on onnxruntime and "
+            + "; a model runs on the reference, as the torch port, on onnxruntime and "
             "rebuilt in Keras (run by Keras or exported by it) where they can run it, and, "
-            "for a Keras model, in Keras as loaded (@original)"
+            "for a Keras or torch source, as loaded (@original)"
         )
     return [name for name in names if not reasons[name]]
 

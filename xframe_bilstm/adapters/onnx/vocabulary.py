@@ -76,8 +76,10 @@ def activation_refusal(layer: RecurrentLayer) -> str | None:
     Example:
         >>> import numpy as np
         >>> from xframe_bilstm.canonical import DirectionWeights
-        >>> w = DirectionWeights(np.zeros((1, 3)), np.zeros((3, 3)))
-        >>> activation_refusal(RecurrentLayer("gru", 1, 1, (w,), activation="gelu"))[:38]
+        >>> w = DirectionWeights(np.zeros((1, 1)), np.zeros((1, 1)))
+        >>> layer = RecurrentLayer("simple_rnn", 1, 1, (w,), activation="gelu",
+        ...                        recurrent_activation=None)
+        >>> activation_refusal(layer)[:38]
         "activation ['gelu'] has no ONNX recurr"
     """
     used = (layer.activation, layer.recurrent_activation)

@@ -34,7 +34,27 @@ def _broadcast(weight: torch.Tensor, ndim: int, axes: tuple[int, ...]) -> torch.
     return weight.reshape(shape)
 
 
-class BatchNorm(nn.Module):
+class _Normalization(nn.Module):
+    """``(x - mean) / sqrt(variance + epsilon)``, then the optional scale and offset."""
+
+    def __init__(self, weights: dict[str, np.ndarray], epsilon: float) -> None:
+        super().__init__()
+        self.epsilon = epsilon
+        self.weight = _parameter(weights.get("gamma"))
+        self.bias = _parameter(weights.get("beta"))
+
+    def normalize(
+        self, x: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor, axes: tuple[int, ...]
+    ) -> torch.Tensor:
+        y = (x - mean) * torch.rsqrt(variance + self.epsilon)
+        if self.weight is not None:
+            y = y * _broadcast(self.weight, x.dim(), axes)
+        if self.bias is not None:
+            y = y + _broadcast(self.bias, x.dim(), axes)
+        return y
+
+
+class BatchNorm(_Normalization):
     """Keras ``BatchNormalization`` at inference: the moving statistics, Keras's epsilon.
 
     ``axis`` counts the batch axis, as in Keras (``-1``: channels last). The state_dict
@@ -45,10 +65,8 @@ class BatchNorm(nn.Module):
     running_var: torch.Tensor
 
     def __init__(self, weights: dict[str, np.ndarray], *, axis: int, epsilon: float) -> None:
-        super().__init__()
-        self.axis, self.epsilon = axis, epsilon
-        self.weight = _parameter(weights.get("gamma"))
-        self.bias = _parameter(weights.get("beta"))
+        super().__init__(weights, epsilon)
+        self.axis = axis
         self.register_buffer("running_mean", _tensor(weights["moving_mean"]))
         self.register_buffer("running_var", _tensor(weights["moving_variance"]))
 
@@ -56,37 +74,25 @@ class BatchNorm(nn.Module):
         axes = (self.axis % x.dim(),)
         mean = _broadcast(self.running_mean.to(x.dtype), x.dim(), axes)
         variance = _broadcast(self.running_var.to(x.dtype), x.dim(), axes)
-        y = (x - mean) * torch.rsqrt(variance + self.epsilon)
-        if self.weight is not None:
-            y = y * _broadcast(self.weight, x.dim(), axes)
-        if self.bias is not None:
-            y = y + _broadcast(self.bias, x.dim(), axes)
-        return y
+        return self.normalize(x, mean, variance, axes)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}, epsilon={self.epsilon}"
 
 
-class LayerNorm(nn.Module):
+class LayerNorm(_Normalization):
     """Keras ``LayerNormalization`` over ``axis`` (any axes, counted with the batch axis)."""
 
     def __init__(
         self, weights: dict[str, np.ndarray], *, axis: tuple[int, ...], epsilon: float
     ) -> None:
-        super().__init__()
-        self.axis, self.epsilon = tuple(axis), epsilon
-        self.weight = _parameter(weights.get("gamma"))
-        self.bias = _parameter(weights.get("beta"))
+        super().__init__(weights, epsilon)
+        self.axis = tuple(axis)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         axes = tuple(sorted({axis % x.dim() for axis in self.axis}))
         variance, mean = torch.var_mean(x, dim=axes, unbiased=False, keepdim=True)
-        y = (x - mean) * torch.rsqrt(variance + self.epsilon)
-        if self.weight is not None:
-            y = y * _broadcast(self.weight, x.dim(), axes)
-        if self.bias is not None:
-            y = y + _broadcast(self.bias, x.dim(), axes)
-        return y
+        return self.normalize(x, mean, variance, axes)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}, epsilon={self.epsilon}"

@@ -23,6 +23,7 @@ Rules of this module:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -129,7 +130,9 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
 
     example = example_input(module, input_options, which)
     try:
-        with evaluating(module), torch.no_grad():
+        with evaluating(module), torch.no_grad(), warnings.catch_warnings():
+            # nn.LSTM reassigns its flat weights as it runs: torch.export warns, harmlessly.
+            warnings.filterwarnings("ignore", "The tensor attributes", UserWarning)
             return torch.export.export(module, (example,))
     except Exception as error:  # whatever the user's forward raises when captured
         lines = [line for line in str(error).strip().splitlines() if line.strip()]

@@ -136,9 +136,9 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
         if args[2] if len(args) > 2 else kwargs.get("train", False):
             raise Unsupported(f"applies {op} in training mode")
         return None
-    if op == "aten._to_copy" and set(kwargs) <= {"dtype"}:
-        if kwargs.get("dtype") in (None, args[0].meta["val"].dtype):
-            return None
+    same_dtype = kwargs.get("dtype") in (None, args[0].meta["val"].dtype)
+    if op == "aten._to_copy" and set(kwargs) <= {"dtype"} and same_dtype:
+        return None
     handler = _HANDLERS.get(op)
     if handler is None:
         raise Unsupported(f"applies {op}")
@@ -163,7 +163,7 @@ def _leaky_relu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
 
 
 def _elu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    alpha, scale, input_scale = (list(args[1:]) + [1.0, 1.0, 1.0])[:3]
+    alpha, scale, input_scale = [*args[1:], 1.0, 1.0, 1.0][:3]
     if scale != 1 or input_scale != 1:
         raise Unsupported("applies aten.elu with scale or input_scale other than 1")
     return [_record(name, "elu", "elu", [tensors.name(args[0])], alpha=float(alpha))]

@@ -8,14 +8,60 @@ one by one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
-from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name
-from .torch_capture import record_for, refusal
+from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
+
+LeafTest = Callable[[Any], bool]
+ReadChild = Callable[[str, Any, str], list[LayerRecord]]
+
+
+def source_line(node: Any) -> str:
+    """``file.py:12 (y = x @ w)``: the line of the user's code an operation came from."""
+    torch = require("torch")
+    library = os.path.dirname(str(torch.__file__))
+    trace = str(node.meta.get("stack_trace") or "")
+    frames: list[tuple[str, str]] = []
+    lines = trace.splitlines()
+    for index, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith('File "') and ", line " in text:
+            path = text[len('File "') : text.index('", line ')]
+            number = text.split(", line ")[1].split(",")[0]
+            code = lines[index + 1].strip() if index + 1 < len(lines) else ""
+            if not path.startswith(library):
+                frames.append((f"{os.path.basename(path)}:{number}", code))
+    if not frames:
+        return "(no source line recorded)"
+    where, code = frames[-1]
+    return f"{where} ({code})" if code else where
+
+
+def refusal(module: Any, found: list[tuple[str, Any]]) -> UnsupportedFeatureError:
+    """One error listing what each operation does that no Keras port computes, and where."""
+    items = "; ".join(f"{what} at {source_line(node)}" for what, node in found)
+    return UnsupportedFeatureError(
+        f"{type(module).__name__}.forward cannot be read as Keras layers: {items}. "
+        "Rewrite them with supported operations, or convert the recurrent submodule alone "
+        "(torch_to_keras(module, submodule=...)) and port the rest by hand."
+    )
+
+
+def record_for(
+    records: list[LayerRecord], tensors: Tensors, node: Any, name: str, previous: str
+) -> None:
+    """Append the records of one operation; its tensor is the last one's (or its input's)."""
+    made = op_records(node, name, tensors)
+    if made:
+        records.extend(made)
+        tensors.names[node] = made[-1].name
+    else:
+        tensors.names[node] = previous
 
 
 def _shapes(exported: Any) -> dict[str, tuple[int, ...]]:
@@ -84,13 +130,12 @@ def read_captured(
     input_options: Mapping[str, Any],
     *,
     name: str,
-    custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
+    is_leaf: LeafTest,
+    read_child: ReadChild,
     batches: tuple[int, int],
 ) -> ModelGraph:
     """The model graph of a capture (``second``: the capture at the other sizes, or None)."""
     torch = require("torch")
-    from .torch_graph import child_records, is_leaf
-
     graph = exported.graph
     if second is not None and not _same_graph(exported, second):
         second = None
@@ -106,7 +151,7 @@ def read_captured(
     records = [LayerRecord(input_name, "input", "InputLayer", options=dict(input_options))]
     tensors.names[user[0]] = input_name
     weights = set(placeholders) - set(user)
-    groups = _groups(module, graph, lambda child: is_leaf(child, custom_modules))
+    groups = _groups(module, graph, is_leaf)
     live, read, found = _live(graph), set(), []
     for node in graph.nodes:
         if node.op != "call_function" or node not in live:
@@ -127,7 +172,7 @@ def read_captured(
                     tensors,
                     records,
                     names,
-                    lambda n, c, p: child_records(n, c, p, custom_modules),
+                    read_child,
                 )
             except (Unsupported, UnsupportedFeatureError) as error:
                 found.append((str(error), node))
@@ -217,4 +262,4 @@ def _read_call(
     tensors.names[used[0]] = made[-1].name
 
 
-__all__ = ["read_captured"]
+__all__ = ["LeafTest", "ReadChild", "read_captured", "record_for", "refusal", "source_line"]

@@ -22,17 +22,16 @@ Rules of this module:
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .._imports import require
 from ..errors import UnsupportedFeatureError
-from ..graph import LayerRecord, ModelGraph
-from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
+from ..graph import ModelGraph
+from .capture_walk import LeafTest, ReadChild, read_captured
 
 _BATCHES = (3, 2)
 
@@ -49,7 +48,8 @@ def capture_graph(
     input_options: Mapping[str, Any],
     *,
     name: str | None = None,
-    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+    is_leaf: LeafTest,
+    read_child: ReadChild,
 ) -> ModelGraph:
     """The model graph of what ``module.forward`` computes, captured by ``torch.export``.
 
@@ -58,7 +58,8 @@ def capture_graph(
         input_options: the ``InputLayer`` options of its one input (``shape`` without the
             batch axis, None for a free axis, and ``dtype``).
         name: the graph's name (the class's, lowercased, by default).
-        custom_modules: factories of Keras layers for modules of other classes.
+        is_leaf: whether a module's calls are read as that module whole.
+        read_child: the records of such a call, ``read_child(name, child, previous)``.
 
     Raises:
         UnsupportedFeatureError: ``torch.export`` could not capture ``forward``, or one
@@ -70,15 +71,14 @@ def capture_graph(
         second = capture(module, input_options, 1)
     except CaptureError:  # the free axes are not free after all: shapes fixed
         second = None
-    from .capture_walk import read_captured
-
     return read_captured(
         module,
         exported,
         second,
         input_options,
         name=name or type(module).__name__.lower(),
-        custom_modules=custom_modules,
+        is_leaf=is_leaf,
+        read_child=read_child,
         batches=_BATCHES,
     )
 
@@ -142,55 +142,4 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
         ) from error
 
 
-def source_line(node: Any) -> str:
-    """``file.py:12 (y = x @ w)``: the line of the user's code an operation came from."""
-    torch = require("torch")
-    library = os.path.dirname(torch.__file__)
-    trace = str(node.meta.get("stack_trace") or "")
-    frames: list[tuple[str, str]] = []
-    lines = trace.splitlines()
-    for index, line in enumerate(lines):
-        text = line.strip()
-        if text.startswith('File "') and ", line " in text:
-            path = text[len('File "') : text.index('", line ')]
-            number = text.split(", line ")[1].split(",")[0]
-            code = lines[index + 1].strip() if index + 1 < len(lines) else ""
-            if not path.startswith(library):
-                frames.append((f"{os.path.basename(path)}:{number}", code))
-    if not frames:
-        return "(no source line recorded)"
-    where, code = frames[-1]
-    return f"{where} ({code})" if code else where
-
-
-def refusal(module: Any, found: list[tuple[str, Any]]) -> UnsupportedFeatureError:
-    """One error listing what each operation does that no Keras port computes, and where."""
-    items = "; ".join(f"{what} at {source_line(node)}" for what, node in found)
-    return UnsupportedFeatureError(
-        f"{type(module).__name__}.forward cannot be read as Keras layers: {items}. "
-        "Rewrite them with supported operations, or convert the recurrent submodule alone "
-        "(torch_to_keras(module, submodule=...)) and port the rest by hand."
-    )
-
-
-def record_for(
-    records: list[LayerRecord], tensors: Tensors, node: Any, name: str, previous: str
-) -> None:
-    """Append the records of one operation; its tensor is the last one's (or its input's)."""
-    made = op_records(node, name, tensors)
-    if made:
-        records.extend(made)
-        tensors.names[node] = made[-1].name
-    else:
-        tensors.names[node] = previous
-
-
-__all__ = [
-    "CaptureError",
-    "Unsupported",
-    "capture",
-    "capture_graph",
-    "example_input",
-    "is_tuple_getitem",
-]
-__all__ += ["op_name", "record_for", "refusal", "source_line"]
+__all__ = ["CaptureError", "capture", "capture_graph", "example_input", "fixed_axes"]

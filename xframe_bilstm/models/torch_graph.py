@@ -169,7 +169,15 @@ def _captured(
 
     try:
         options = first_input_options(module, custom_modules)
-        return capture_graph(module, options, name=name, custom_modules=custom_modules)
+        return capture_graph(
+            module,
+            options,
+            name=name,
+            is_leaf=lambda child: is_leaf(child, custom_modules),
+            read_child=lambda call, child, previous: child_records(
+                call, child, previous, custom_modules
+            ),
+        )
     except CaptureError as error:
         raise UnsupportedFeatureError(f"{plain} {error}") from error
 
@@ -178,8 +186,9 @@ def is_leaf(child: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | Non
     """Whether a captured ``forward``'s calls of ``child`` are read as that module whole."""
     nn = require("torch").nn
     return (
-        isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax))
-        or isinstance(child, conv_types(nn))
+        isinstance(
+            child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax, *conv_types(nn))
+        )
         or type(child).__name__ in ACTIVATIONS
         or type(child).__name__ in SHAPE_CHILDREN
         or is_normpool(child)

@@ -56,7 +56,7 @@ class ScalarOp(nn.Module):
         self.op, self.constant, self.reverse = op, constant, reverse
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return scalar_op(self.op, x, self.constant, self.reverse)  # type: ignore[no-any-return]
+        return scalar_op(self.op, x, self.constant, self.reverse)
 
     def extra_repr(self) -> str:
         return f"op={self.op!r}, constant={self.constant}, reverse={self.reverse}"

@@ -11,7 +11,7 @@ Written from their definitions in numpy, independently of the torch port:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from ..errors import UnsupportedFeatureError
 
 KINDS = ("reduce", "slice", "scalar_op")
 
-_REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+_REDUCTIONS: dict[str, Callable[..., Any]] = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
 
 def slice_index(options: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -67,7 +67,7 @@ def run_tensor_op(kind: str, options: Mapping[str, Any], x: np.ndarray, dtype: t
         reduced = _REDUCTIONS[str(options["op"])](x, axis=axes, keepdims=bool(options["keepdims"]))
         return np.asarray(reduced)
     if kind == "scalar_op":
-        constant = np.asarray(options["constant"], dtype)
+        constant: np.ndarray = np.asarray(options["constant"], dtype)
         return np.asarray(scalar_op(str(options["op"]), x, constant, bool(options["reverse"])))
     raise UnsupportedFeatureError(f"no reference for kind {kind!r}")
 

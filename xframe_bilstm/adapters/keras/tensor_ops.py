@@ -25,7 +25,7 @@ def tensor_op_classes() -> dict[str, Any]:
     keras = require("keras")
     register = keras.saving.register_keras_serializable(package="xframe_bilstm")
 
-    class _OptionsLayer(keras.layers.Layer):  # type: ignore[misc, name-defined]
+    class _OptionsLayer(keras.layers.Layer):  # type: ignore[name-defined]
         def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.options = dict(options)

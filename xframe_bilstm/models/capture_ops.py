@@ -136,13 +136,16 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
         if args[2] if len(args) > 2 else kwargs.get("train", False):
             raise Unsupported(f"applies {op} in training mode")
         return None
-    same_dtype = kwargs.get("dtype") in (None, args[0].meta["val"].dtype)
-    if op == "aten._to_copy" and set(kwargs) <= {"dtype"} and same_dtype:
+    if op == "aten._to_copy" and set(kwargs) <= {"dtype"} and _same_dtype(args[0], kwargs):
         return None
     handler = _HANDLERS.get(op)
     if handler is None:
         raise Unsupported(f"applies {op}")
     return handler(node, name, tensors, args, kwargs)
+
+
+def _same_dtype(x: Any, kwargs: dict[str, Any]) -> bool:
+    return kwargs.get("dtype") in (None, x.meta["val"].dtype)
 
 
 def _activation(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:

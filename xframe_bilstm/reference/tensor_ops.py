@@ -20,7 +20,12 @@ from ..errors import UnsupportedFeatureError
 
 KINDS = ("reduce", "slice", "scalar_op")
 
-_REDUCTIONS: dict[str, Callable[..., Any]] = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+_REDUCTIONS: dict[str, Callable[..., Any]] = {
+    "sum": np.sum,
+    "mean": np.mean,
+    "max": np.max,
+    "min": np.min,
+}
 
 
 def slice_index(options: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -52,6 +52,9 @@ KINDS = (
     "layer_norm",
     "pool",
     "custom",
+    "reduce",
+    "slice",
+    "scalar_op",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -87,6 +90,11 @@ MASK_RULES = {
     "pool": "drop",  # Keras 3 warns and drops it; Keras 2 refuses a masked input
     # A Keras 3 layer that does not support masking drops the mask (and warns).
     "custom": "drop",
+    # Operations of a captured torch forward (no Keras layer of their own): a reduction or
+    # a slice of the steps ends the mask; arithmetic with a constant keeps it.
+    "reduce": "drop",
+    "slice": "drop",
+    "scalar_op": "keep",
 }
 # The kinds that read several tensors (all with mask rule "merge").
 MULTI_INPUT_KINDS = tuple(kind for kind, rule in MASK_RULES.items() if rule == "merge")
@@ -160,6 +168,13 @@ class LayerRecord:
     - ``custom``: ``config``, ``registered_name``, ``build_torch``, ``build_keras`` (a user's
       class ported by the user's factories; see :mod:`xframe_bilstm.custom`); weights
       ``"0"``, ``"1"``... in the order the layer stores them.
+    - ``reduce`` (read from a torch ``forward``): ``op`` (``"sum"``, ``"mean"``, ``"max"``,
+      ``"min"``), ``axes`` (a tuple, counted with the batch axis, never 0), ``keepdims``.
+    - ``slice``: ``axis`` (counted with the batch axis, never 0), ``start``, ``stop``
+      (None for the end), ``step``, ``keep_axis`` (False: the one position ``start``, the
+      axis removed, as ``x[:, -1]``).
+    - ``scalar_op``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"divide"``),
+      ``constant`` (a float), ``reverse`` (True: ``constant op x``).
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

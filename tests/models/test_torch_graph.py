@@ -96,10 +96,10 @@ def test_hardsigmoid_means_what_torch_computes() -> None:
     np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=1e-6)
 
 
-def test_compare_refuses_what_forward_does_besides_its_children() -> None:
-    refusal = r"applies torch\.relu between 'drop' and 'fc'"
-    with pytest.raises(UnsupportedFeatureError, match=refusal):
-        compare(Tagger(relu=True))
+def test_compare_runs_what_forward_does_besides_its_children() -> None:
+    report = compare(Tagger(relu=True), frameworks=["torch", "keras"], steps=6)
+    assert report, report.lines()
+    assert any(pair.expected.endswith("@original") for pair in report.pairs)
 
 
 def test_embedding_with_max_norm_is_refused_by_name() -> None:

@@ -34,6 +34,7 @@ from .recurrent import Recurrent
 from .torch_convolution import Convolution, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
 from .torch_shape_layers import combine_masks, shape_module
+from .torch_tensor_ops import tensor_op_module
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -231,6 +232,8 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         from .torch_custom import custom_module
 
         return custom_module(record)
+    if record.kind in ("reduce", "slice", "scalar_op"):
+        return tensor_op_module(record)
     return None  # inputs
 
 

@@ -16,6 +16,11 @@ Rules of this module:
   recurrent module, (B, D) rows for a Linear, (B, C, ...) for a convolution; a
   normalization first as :func:`~xframe_bilstm.models.torch_graph_normpool.input_options`
   says.
+- A ``forward`` that does more than apply its children in order (a ``torch.relu``
+  between them, a permute, a sum over time, a residual add) is captured with
+  ``torch.export`` instead (:mod:`.torch_capture`): the modules above are read the same
+  way wherever they sit, and the operations between them one by one. The first module
+  the module holds that fixes the input (in declaration order) shapes the example.
 """
 
 from __future__ import annotations
@@ -94,7 +99,12 @@ def graph_from_torch(
         ['input', 'embedding_0', 'gru_1', 'linear_2', 'softmax_3']
     """
     torch = require("torch")
-    check_forward(module)  # nothing ``forward`` does is lost
+    try:
+        check_forward(module)  # nothing ``forward`` does is lost
+    except UnsupportedFeatureError as plain:
+        if "forward" in vars(module):  # set on the instance: refused either way
+            raise
+        return _captured(module, plain, name=name, custom_modules=custom_modules)
     children = _children(module)
     if not children:
         raise UnsupportedFeatureError(f"{type(module).__name__} has no children to convert")
@@ -140,6 +150,91 @@ def graph_from_torch(
         inputs=(records[0].name,),
         outputs=(records[-1].name,),
         source=f"torch {type(module).__name__}",
+    )
+
+
+def _captured(
+    module: Any,
+    plain: UnsupportedFeatureError,
+    *,
+    name: str | None,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
+) -> ModelGraph:
+    """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``.
+
+    Where it cannot be captured at all, the plain chain's refusal says what ``forward``
+    does, and the capture's error why it was not read either.
+    """
+    from .torch_capture import CaptureError, capture_graph
+
+    try:
+        options = first_input_options(module, custom_modules)
+        return capture_graph(
+            module,
+            options,
+            name=name,
+            is_leaf=lambda child: is_leaf(child, custom_modules),
+            read_child=lambda call, child, previous: child_records(
+                call, child, previous, custom_modules
+            ),
+        )
+    except CaptureError as error:
+        raise UnsupportedFeatureError(f"{plain} {error}") from error
+
+
+def is_leaf(child: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | None) -> bool:
+    """Whether a captured ``forward``'s calls of ``child`` are read as that module whole."""
+    nn = require("torch").nn
+    return (
+        isinstance(
+            child, (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Softmax, *conv_types(nn))
+        )
+        or type(child).__name__ in ACTIVATIONS
+        or type(child).__name__ in SHAPE_CHILDREN
+        or is_normpool(child)
+        or child_factory(child, custom_modules) is not None
+    )
+
+
+def child_records(
+    name: str,
+    child: Any,
+    previous: str,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+) -> list[LayerRecord]:
+    """The layer records of one module call reading layer ``previous``, named ``name``."""
+    torch = require("torch")
+    factory = child_factory(child, custom_modules)
+    if factory is not None:
+        return [custom_child_record(name, child, previous, factory)]
+    with torch.no_grad():
+        return _records(name, child, previous, torch.nn)
+
+
+def first_input_options(
+    module: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None
+) -> dict[str, Any]:
+    """The input's ``shape`` and ``dtype`` fixed by the first module (in declaration order)
+    that fixes one: an Embedding, a recurrent module, a Linear, a convolution or a
+    normalization.
+
+    Raises:
+        UnsupportedFeatureError: no module fixes it.
+    """
+    nn = require("torch").nn
+    for child_name, child in module.named_modules():
+        if child is module:
+            continue
+        first = input_options([(child_name, child)]) if is_normpool(child) else None
+        if first:
+            return first
+        if isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, *conv_types(nn))):
+            return dict(_input("input", child_name, child, nn).options)
+    from .torch_capture import CaptureError
+
+    raise CaptureError(
+        f"{type(module).__name__} holds no Embedding, recurrent module, Linear, convolution "
+        "or normalization to fix the shape of its input"
     )
 
 
@@ -242,4 +337,5 @@ def _dropout(name: str, rate: float, previous: str) -> LayerRecord:
     return LayerRecord(name, "identity", "Dropout", (previous,), {"rate": float(rate)})
 
 
-__all__ = ["ACTIVATIONS", "graph_from_torch", "is_whole_module"]
+__all__ = ["ACTIVATIONS", "child_records", "first_input_options", "graph_from_torch"]
+__all__ += ["is_leaf", "is_whole_module"]

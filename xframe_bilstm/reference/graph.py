@@ -23,6 +23,8 @@ from .convolution import activate, conv_reference, pad_or_crop_reference
 from .normpool import batch_norm, global_pool, layer_norm, pool
 from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
+from .tensor_ops import KINDS as TENSOR_OP_KINDS
+from .tensor_ops import run_tensor_op
 
 
 def _activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -127,6 +129,8 @@ def run_model_reference(
             tensors = [values[name] for name in record.inputs]
             in_masks = [masks[name] for name in record.inputs]
             y, out_mask = run_shape_layer(record, tensors, in_masks, dtype, run_model_reference)
+        elif record.kind in TENSOR_OP_KINDS:
+            y = run_tensor_op(record.kind, options, x, dtype)
         elif record.kind == "custom":
             from ..custom import custom_refusal
 

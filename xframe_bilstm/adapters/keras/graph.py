@@ -26,6 +26,7 @@ from .convolution import conv_layer, conv_refusal, set_conv_weights
 from .normpool import KINDS as NORMPOOL_KINDS
 from .normpool import normpool_layer, set_normpool_weights
 from .shape_layers import keras_shape_layer, set_shape_weights
+from .tensor_ops import tensor_op_layer
 
 
 def graph_refusal(graph: ModelGraph) -> str | None:
@@ -197,6 +198,8 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         from .custom import custom_keras_layer
 
         return custom_keras_layer(record, keras, dtype)
+    if record.kind in ("reduce", "slice", "scalar_op"):
+        return tensor_op_layer(record, dtype)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"
     )

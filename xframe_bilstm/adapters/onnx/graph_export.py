@@ -27,6 +27,8 @@ from .masked import masked_recurrent
 from .normpool_export import KINDS as NORMPOOL_KINDS
 from .normpool_export import export_normpool
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
+from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
+from .tensor_ops_export import tensor_op_rank
 from .vocabulary import activation_refusal, ir_version
 
 # CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.
@@ -188,6 +190,8 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
             rank = 2  # every axis but batch and channels pooled
         elif record.kind in SHAPE_KINDS:
             rank = shape_rank(record, ranks, _ranks)
+        elif record.kind in TENSOR_OP_EMITTERS:
+            rank = tensor_op_rank(record, ranks)
         ranks[record.name] = rank
     return ranks
 
@@ -272,6 +276,7 @@ _EMITTERS = {
     "cropping": lambda b, r, x, m: (pad_or_crop_node(b, r, x), None),
 }
 _EMITTERS.update(shape_emitters(_EMITTERS))
+_EMITTERS.update(TENSOR_OP_EMITTERS)
 
 
 def _zeroed(builder: GraphBuilder, mask: str, x: str, prefix: str) -> str:

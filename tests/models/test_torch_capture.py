@@ -1,0 +1,215 @@
+"""torch_to_keras of modules whose forward does more than apply children in order.
+
+Their forward is captured with torch.export; expected values come from the module itself,
+``module(x)``, run by torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import UnsupportedFeatureError, compare, to_onnx, torch_to_keras  # noqa: E402
+from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+nn = torch.nn
+
+
+class LanguageIdentifier(nn.Module):
+    """Token ids to language scores: the mean (or sum) of a BiLSTM's outputs over time."""
+
+    def __init__(self, pool: str = "mean") -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.emb = nn.Embedding(40, 6)
+        self.lstm = nn.LSTM(6, 8, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(16, 5)
+        self.pool = pool
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.emb(ids))
+        pooled = torch.mean(out, dim=1) if self.pool == "mean" else out.sum(1)
+        return self.fc(pooled)
+
+
+class CRNN(nn.Module):
+    """Conv2d, BatchNorm2d, MaxPool2d over (B, 1, H, W); the width becomes time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.cnn = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d((7, 2))
+        )
+        with torch.no_grad():  # statistics of a trained network, not the defaults
+            self.cnn[1].running_mean.uniform_(-0.5, 0.5)
+            self.cnn[1].running_var.uniform_(0.5, 2.0)
+        self.rnn = nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(10, 6)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.cnn(images).squeeze(2).permute(0, 2, 1)
+        return self.fc(self.rnn(features)[0])
+
+
+class Tagger(nn.Module):
+    """docs/porting.md section 5: torch.relu between the LSTM and the Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.lstm(x)[0]))
+
+
+class Residual(nn.Module):
+    """A residual add around a GRU, then the two joined along the features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.gru = nn.GRU(4, 4, batch_first=True)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.gru(x)[0] + x
+        return torch.cat([self.fc(y), y * 0.5 - 1.0], dim=-1)
+
+
+class LastStep(nn.Module):
+    """The last step of an LSTM's outputs, ``out[:, -1]``, as most classifiers read it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.lstm = nn.LSTM(3, 6, num_layers=2, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(6, 4), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lstm(x)[0]
+        return self.head(out[:, -1]) / 2 + out[:, 1:, :4].amax(dim=1)
+
+
+def _input(module: nn.Module, batch: int, steps: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    if isinstance(module, LanguageIdentifier):
+        return rng.integers(1, 40, (batch, steps))
+    if isinstance(module, CRNN):
+        return rng.standard_normal((batch, 1, 7, steps)).astype("float32")
+    return rng.standard_normal((batch, steps, 4 if not isinstance(module, LastStep) else 3)).astype(
+        "float32"
+    )
+
+
+MODULES = [
+    pytest.param(LanguageIdentifier, id="language-identifier-mean"),
+    pytest.param(lambda: LanguageIdentifier("sum"), id="language-identifier-sum"),
+    pytest.param(CRNN, id="crnn"),
+    pytest.param(Tagger, id="tagger-relu"),
+    pytest.param(Residual, id="residual"),
+    pytest.param(LastStep, id="last-step"),
+]
+
+
+@pytest.mark.parametrize("make", MODULES)
+def test_the_keras_port_matches_the_module(make) -> None:
+    module = make().eval()
+    model = torch_to_keras(module)  # verified against module(x) at 3 rows of 7 steps
+    x = _input(module, batch=4, steps=11)  # and at another batch and length here
+    with torch.no_grad():
+        expected = module(torch.as_tensor(x)).numpy()
+    actual = np.asarray(model(x.astype("int32") if x.dtype.kind == "i" else x, training=False))
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("make", MODULES)
+def test_compare_passes_on_every_framework(make) -> None:
+    module = make().eval()
+    report = compare(module, frameworks=["torch", "keras", "onnxruntime"], steps=8)
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"torch[cpu,float32]@original", "keras[cpu,float32]"} <= labels
+    assert any(label.startswith("onnxruntime") for label in labels)
+
+
+def test_the_onnx_export_matches_the_module() -> None:
+    module = LastStep().eval()
+    graph = to_onnx(module)
+    import onnxruntime
+
+    x = _input(module, batch=2, steps=9)
+    session = onnxruntime.InferenceSession(graph.SerializeToString())
+    (actual,) = session.run(None, {session.get_inputs()[0].name: x})
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-5)
+
+
+def test_the_graph_reads_operations_as_layers() -> None:
+    graph = graph_from_torch(CRNN().eval())
+    kinds = [(record.name, record.kind) for record in graph.layers]
+    assert kinds == [
+        ("input", "input"),
+        ("cnn_0", "conv"),
+        ("cnn_1", "batch_norm"),
+        ("cnn_2", "activation"),
+        ("cnn_3", "pool"),
+        ("squeeze", "reshape"),
+        ("permute", "permute"),
+        ("rnn", "recurrent"),
+        ("fc", "dense"),
+    ]
+    # The image height is fixed by the convolutions; the width is time.
+    assert graph.layer("input").options["shape"] == (1, 7, None)
+
+
+class Attention(nn.Module):
+    """Two operations no layer record computes: a matmul and a masked_fill."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lstm(x)[0]
+        scores = out @ out.transpose(1, 2)
+        scores = scores.masked_fill(scores > 10.0, 0.0)
+        return scores.sum(1)
+
+
+def test_unsupported_operations_are_listed_with_their_lines() -> None:
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        torch_to_keras(Attention(), verify=False)
+    message = str(caught.value)
+    assert "Attention.forward cannot be read as Keras layers" in message
+    assert "applies aten.matmul at test_torch_capture.py:" in message
+    assert "scores = out @ out.transpose(1, 2)" in message
+    assert "applies aten.masked_fill at test_torch_capture.py:" in message
+    assert "scores.masked_fill(scores > 10.0, 0.0)" in message
+
+
+class FinalState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 4, batch_first=True)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.lstm(x)[1][0][-1]) + self.fc(x.permute(1, 0, 2))[0]
+
+
+def test_final_states_and_the_batch_axis_are_refused_by_name() -> None:
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        torch_to_keras(FinalState(), verify=False)
+    message = str(caught.value)
+    assert "uses the final states of 'lstm'" in message
+    assert "aten.permute moves the batch axis" in message

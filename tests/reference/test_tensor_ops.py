@@ -1,0 +1,84 @@
+"""The reduce, slice and scalar_op kinds: the reference, the torch port, the Keras layers
+and the ONNX export all compute what torch's own operations compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+onnxruntime = pytest.importorskip("onnxruntime")
+
+from xframe_bilstm.adapters.keras.graph import graph_to_keras  # noqa: E402
+from xframe_bilstm.adapters.onnx.graph_export import graph_to_onnx  # noqa: E402
+from xframe_bilstm.graph import LayerRecord, ModelGraph  # noqa: E402
+from xframe_bilstm.models.to_torch import build_torch  # noqa: E402
+from xframe_bilstm.reference import run_model_reference  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+CASES = [
+    ("reduce", {"op": "sum", "axes": (1,), "keepdims": False}, lambda x: x.sum(1)),
+    ("reduce", {"op": "mean", "axes": (1, 2), "keepdims": True}, lambda x: x.mean((1, 2), True)),
+    ("reduce", {"op": "max", "axes": (2,), "keepdims": False}, lambda x: x.amax(2)),
+    ("reduce", {"op": "min", "axes": (1,), "keepdims": False}, lambda x: x.amin(1)),
+    (
+        "slice",
+        {"axis": 1, "start": -1, "stop": None, "step": 1, "keep_axis": False},
+        lambda x: x[:, -1],
+    ),
+    (
+        "slice",
+        {"axis": 2, "start": 1, "stop": 4, "step": 2, "keep_axis": True},
+        lambda x: x[..., 1:4:2],
+    ),
+    (
+        "slice",
+        {"axis": 1, "start": -3, "stop": -1, "step": 1, "keep_axis": True},
+        lambda x: x[:, -3:-1],
+    ),
+    ("scalar_op", {"op": "subtract", "constant": 1.5, "reverse": True}, lambda x: 1.5 - x),
+    ("scalar_op", {"op": "divide", "constant": 4.0, "reverse": False}, lambda x: x / 4.0),
+    ("scalar_op", {"op": "multiply", "constant": -2.0, "reverse": False}, lambda x: x * -2.0),
+]
+
+
+def _graph(kind: str, options: dict) -> ModelGraph:
+    return ModelGraph(
+        "m",
+        (
+            LayerRecord("x", "input", "InputLayer", options={"shape": (None, 5), "dtype": "f"}),
+            LayerRecord("op", kind, kind, ("x",), options),
+        ),
+        inputs=("x",),
+        outputs=("op",),
+    )
+
+
+@pytest.mark.parametrize(("kind", "options", "torch_op"), CASES)
+def test_every_runner_computes_what_torch_computes(kind, options, torch_op) -> None:
+    x = np.random.default_rng(0).standard_normal((3, 6, 5)).astype("float32")
+    expected = torch_op(torch.from_numpy(x)).numpy()
+    graph = _graph(kind, options)
+    (reference,) = run_model_reference(graph, [x])
+    np.testing.assert_allclose(reference, expected, rtol=0, atol=1e-6)
+    ported = build_torch(graph)(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(ported, expected, rtol=0, atol=1e-6)
+    rebuilt = np.asarray(graph_to_keras(graph)(x))
+    np.testing.assert_allclose(rebuilt, expected, rtol=0, atol=1e-6)
+    for opset in (13, 18):
+        session = onnxruntime.InferenceSession(
+            graph_to_onnx(graph, opset=opset).SerializeToString()
+        )
+        (exported,) = session.run(None, {"x": x})
+        np.testing.assert_allclose(exported, expected, rtol=0, atol=1e-6)
+
+
+def test_a_keras_model_holding_them_saves_and_loads(tmp_path) -> None:
+    graph = _graph("reduce", {"op": "sum", "axes": (1,), "keepdims": False})
+    model = graph_to_keras(graph)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.ones((2, 4, 5), "float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.full((2, 5), 4.0))

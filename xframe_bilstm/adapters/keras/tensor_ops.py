@@ -1,0 +1,85 @@
+"""The tensor operations of a captured ``forward`` rebuilt in Keras 3.
+
+No Keras layer sums over time, slices one step or adds a constant, so these are small
+layers of this package, registered as ``xframe_bilstm>Reduce``, ``xframe_bilstm>Slice`` and
+``xframe_bilstm>ScalarOp``: a saved model that holds them loads where this package is
+imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops` computes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ..._imports import require
+from ...errors import UnsupportedFeatureError
+from ...graph import LayerRecord
+from ...reference.tensor_ops import KINDS, scalar_op, slice_index
+
+_CLASSES = {"reduce": "Reduce", "slice": "Slice", "scalar_op": "ScalarOp"}
+
+
+@functools.cache
+def tensor_op_classes() -> dict[str, Any]:
+    """The Keras layer class of each kind, defined and registered on first use."""
+    keras = require("keras")
+    register = keras.saving.register_keras_serializable(package="xframe_bilstm")
+
+    class _OptionsLayer(keras.layers.Layer):  # type: ignore[name-defined]
+        def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.options = dict(options)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "options": dict(self.options)}
+
+    @register
+    class Reduce(_OptionsLayer):
+        """The sum, mean, maximum or minimum over ``axes`` (counted with the batch axis)."""
+
+        def call(self, x: Any) -> Any:
+            function = {"sum": "sum", "mean": "mean", "max": "max", "min": "min"}
+            axes = tuple(int(axis) for axis in self.options["axes"])
+            reduce = getattr(keras.ops, function[self.options["op"]])
+            return reduce(x, axis=axes, keepdims=bool(self.options["keepdims"]))
+
+    @register
+    class Slice(_OptionsLayer):
+        """``x[..., start:stop:step, ...]`` on one axis, or one position of it."""
+
+        def call(self, x: Any) -> Any:
+            return x[slice_index(self.options)]
+
+    @register
+    class ScalarOp(_OptionsLayer):
+        """``x op constant``, or ``constant op x`` where ``reverse``; keeps the mask."""
+
+        def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
+            super().__init__(options, **kwargs)
+            self.supports_masking = True
+
+        def call(self, x: Any) -> Any:
+            options = self.options
+            constant = keras.ops.cast(float(options["constant"]), x.dtype)
+            return scalar_op(str(options["op"]), x, constant, bool(options["reverse"]))
+
+    return {"reduce": Reduce, "slice": Slice, "scalar_op": ScalarOp}
+
+
+def tensor_op_layer(record: LayerRecord, dtype: str) -> Any:
+    """The Keras layer of a ``reduce``, ``slice`` or ``scalar_op`` record.
+
+    Example:
+        >>> import numpy as np
+        >>> record = LayerRecord("total", "reduce", "sum", ("x",),
+        ...                      {"op": "sum", "axes": (1,), "keepdims": False})
+        >>> np.asarray(tensor_op_layer(record, "float32")(np.ones((1, 3, 2)))).tolist()
+        [[3.0, 3.0]]
+    """
+    if record.kind not in KINDS:
+        raise UnsupportedFeatureError(f"layer {record.name!r}: no Keras layer for {record.kind!r}")
+    layer_class = tensor_op_classes()[record.kind]
+    return layer_class(dict(record.options), dtype=dtype, name=record.name)
+
+
+__all__ = ["tensor_op_classes", "tensor_op_layer"]

@@ -1,0 +1,76 @@
+"""The tensor operations of a captured ``forward`` as standard ONNX operators, computing
+what :mod:`xframe_bilstm.reference.tensor_ops` computes: ``ReduceSum``/``ReduceMean``/
+``ReduceMax``/``ReduceMin``, ``Slice`` (and ``Squeeze`` for one position), and
+``Add``/``Sub``/``Mul``/``Div`` with a constant."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ...graph import LayerRecord
+from .builder import GraphBuilder
+
+Emitted = tuple[str, str | None]
+_END = np.iinfo(np.int64).max
+_REDUCE_OPS = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin"}
+_SCALAR_OPS = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div"}
+# From these opsets on, the reductions take their axes as an input.
+_AXES_INPUT = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18}
+
+
+def _reduce(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    options = record.options
+    op = _REDUCE_OPS[str(options["op"])]
+    axes = [int(axis) for axis in options["axes"]]
+    keep = int(bool(options["keepdims"]))
+    if builder.opset >= _AXES_INPUT[op]:
+        axes_input = builder.ints(f"{record.name}/axes", axes)
+        return builder.one(op, [x, axes_input], record.name, keepdims=keep), None
+    return builder.one(op, [x], record.name, axes=axes, keepdims=keep), None
+
+
+def _slice(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    options, prefix = record.options, record.name
+    axis, start = int(options["axis"]), int(options["start"])
+    if options["keep_axis"]:
+        stop = _END if options["stop"] is None else int(options["stop"])
+        step = int(options["step"])
+    else:
+        stop, step = (_END if start == -1 else start + 1), 1
+    bounds = [
+        builder.ints(f"{prefix}/{what}", [value])
+        for what, value in (("starts", start), ("ends", stop), ("axes", axis), ("steps", step))
+    ]
+    y = builder.one(
+        "Slice", [x, *bounds], f"{prefix}/slice" if not options["keep_axis"] else prefix
+    )
+    if options["keep_axis"]:
+        return y, None
+    return builder.one("Squeeze", [y, builder.ints(f"{prefix}/axis", [axis])], prefix), None
+
+
+def _scalar_op(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    options = record.options
+    constant = builder.constant(
+        f"{record.name}/constant", np.asarray(float(options["constant"]), builder.float_dtype)
+    )
+    inputs = [constant, x] if options["reverse"] else [x, constant]
+    return builder.one(_SCALAR_OPS[str(options["op"])], inputs, record.name), mask
+
+
+EMITTERS = {"reduce": _reduce, "slice": _slice, "scalar_op": _scalar_op}
+
+
+def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
+    """The output rank of a record of these kinds (batch axis included)."""
+    rank = ranks[record.inputs[0]]
+    if record.kind == "reduce" and not record.options["keepdims"]:
+        return rank - len(record.options["axes"])
+    if record.kind == "slice" and not record.options["keep_axis"]:
+        return rank - 1
+    return rank
+
+
+__all__ = ["EMITTERS", "tensor_op_rank"]

@@ -1,0 +1,329 @@
+"""The operations of a ``forward`` captured by ``torch.export`` (ATen operators), as the
+layer records of a Keras model computing the same.
+
+Rules of this module:
+
+- One operator of the captured graph becomes at most a few records of existing kinds where
+  one means the same (``permute``, ``reshape``, ``concatenate``, ``merge``, activations,
+  ``softmax``, ``relu``, ``elu``) and of the generic kinds ``reduce``, ``slice`` and
+  ``scalar_op`` otherwise; operators that compute nothing at inference (``dropout`` in
+  eval mode, ``clone``, ``contiguous``) pass their input on.
+- Shapes come from two captures of the module, at two batch sizes and two lengths of the
+  input's free axes: an axis whose size differs between them is free (``-1`` in a
+  ``Reshape``); axis 0 must be the batch axis in both, so operations on it are refused.
+- What has no record raises :class:`Unsupported` with what the operation does; the caller
+  lists every such operation with the line of ``forward`` it came from.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..graph import LayerRecord
+
+_END = 2**62  # aten.slice's "to the end" is the largest int64
+Shape = tuple[int, ...]
+
+
+class Unsupported(Exception):
+    """An operation with no layer record; the message says what it does."""
+
+
+@dataclass
+class Tensors:
+    """The captured tensors: the record computing each node, and its shapes in both captures.
+
+    ``shapes`` maps a node's name to (shape in the first capture, shape in the second
+    or None where there is no second capture).
+    """
+
+    names: dict[Any, str] = field(default_factory=dict)
+    shapes: dict[str, tuple[Shape, Shape | None]] = field(default_factory=dict)
+    batches: tuple[int, int] = (3, 2)
+
+    def name(self, node: Any) -> str:
+        if node not in self.names:
+            raise Unsupported(
+                f"reads {getattr(node, 'name', node)!r}, which is not a tensor of a layer"
+            )
+        return self.names[node]
+
+    def rank(self, node: Any) -> int:
+        return len(self.shapes[node.name][0])
+
+    def free_shape(self, node: Any) -> tuple[int, ...]:
+        """The node's shape without the batch axis, ``-1`` for free axes (at most one)."""
+        first, second = self.shapes[node.name]
+        if not first or first[0] != self.batches[0] or (second and second[0] != self.batches[1]):
+            raise Unsupported("mixes the batch axis with others")
+        target = tuple(
+            -1 if second is not None and size != second[index + 1] else int(size)
+            for index, size in enumerate(first[1:])
+        )
+        if target.count(-1) > 1:
+            raise Unsupported(f"makes a shape with {target.count(-1)} axes of free length")
+        return target
+
+
+def _op_name(node: Any) -> str:
+    """``aten.mean`` for ``aten.mean.dim``."""
+    target = node.target
+    name = getattr(target, "name", None)
+    text = name() if callable(name) else str(target)
+    text = text.replace("::", ".")
+    parts = text.split(".")
+    return ".".join(parts[:2]) if text.startswith("aten.") else text
+
+
+def op_name(node: Any) -> str:
+    """The operation a captured node applies, as users read it (``aten.matmul``)."""
+    return _op_name(node)
+
+
+def _axis(tensors: Tensors, node: Any, dim: int, what: str) -> int:
+    rank = tensors.rank(node)
+    axis = dim + rank if dim < 0 else dim
+    if axis == 0:
+        raise Unsupported(f"{what} over the batch axis (dim={dim})")
+    return axis
+
+
+def _record(name: str, kind: str, cls: str, inputs: Sequence[str], **options: Any) -> LayerRecord:
+    return LayerRecord(name, kind, cls, tuple(inputs), options)
+
+
+_ACTIVATIONS = {
+    "aten.relu": "relu",
+    "aten.tanh": "tanh",
+    "aten.sigmoid": "sigmoid",
+    "aten.silu": "silu",
+    "aten.selu": "selu",
+    "aten.softsign": "softsign",
+    "aten.hardsigmoid": "hard_sigmoid_keras3",
+}
+_PASS_ON = {"aten.clone", "aten.contiguous", "aten.alias", "aten.detach", "aten.lift_fresh_copy"}
+_REDUCTIONS = {"aten.sum": "sum", "aten.mean": "mean", "aten.amax": "max", "aten.amin": "min"}
+_MERGES = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply"}
+_SCALARS = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply", "aten.div": "divide"}
+_RESHAPES = {
+    "aten.view",
+    "aten.reshape",
+    "aten._unsafe_view",
+    "aten.flatten",
+    "aten.squeeze",
+    "aten.unsqueeze",
+}
+
+
+def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | None:
+    """The records of one captured operation ``node``, named from ``name``.
+
+    Returns:
+        The records (the last one computes the node's tensor), or None where the node
+        passes its input on unchanged.
+
+    Raises:
+        Unsupported: saying what the operation does that no record computes.
+    """
+    op = _op_name(node)
+    args, kwargs = list(node.args), dict(node.kwargs)
+    if op in _PASS_ON:
+        return None
+    if op in ("aten.dropout", "aten.feature_dropout", "aten.alpha_dropout"):
+        if args[2] if len(args) > 2 else kwargs.get("train", False):
+            raise Unsupported(f"applies {op} in training mode")
+        return None
+    if op == "aten._to_copy" and set(kwargs) <= {"dtype"} and _same_dtype(args[0], kwargs):
+        return None
+    handler = _HANDLERS.get(op)
+    if handler is None:
+        raise Unsupported(f"applies {op}")
+    return handler(node, name, tensors, args, kwargs)
+
+
+def _same_dtype(x: Any, kwargs: dict[str, Any]) -> bool:
+    return kwargs.get("dtype") in (None, x.meta["val"].dtype)
+
+
+def _activation(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    activation = _ACTIVATIONS[_op_name(node)]
+    return [_record(name, "activation", activation, [tensors.name(args[0])], activation=activation)]
+
+
+def _gelu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
+    activation = "gelu" if approximate == "none" else "gelu_tanh"
+    return [_record(name, "activation", "gelu", [tensors.name(args[0])], activation=activation)]
+
+
+def _leaky_relu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    slope = float(args[1]) if len(args) > 1 else float(kwargs.get("negative_slope", 0.01))
+    options = {"max_value": None, "negative_slope": slope, "threshold": 0.0}
+    return [LayerRecord(name, "relu", "leaky_relu", (tensors.name(args[0]),), options)]
+
+
+def _elu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    alpha, scale, input_scale = [*args[1:], 1.0, 1.0, 1.0][:3]
+    if scale != 1 or input_scale != 1:
+        raise Unsupported("applies aten.elu with scale or input_scale other than 1")
+    return [_record(name, "elu", "elu", [tensors.name(args[0])], alpha=float(alpha))]
+
+
+def _softmax(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    log = "log" in _op_name(node)
+    axis = _axis(tensors, args[0], int(args[1]), _op_name(node))
+    x = tensors.name(args[0])
+    if axis == tensors.rank(args[0]) - 1:  # the last axis: Keras's softmax activation
+        activation = "log_softmax" if log else "softmax"
+        return [_record(name, "activation", activation, [x], activation=activation)]
+    if log:
+        raise Unsupported(f"applies log_softmax over dim={args[1]}, not the last axis")
+    return [_record(name, "softmax", "softmax", [x], axis=axis, log=False)]
+
+
+def _reshape(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    target = tensors.free_shape(node)
+    if target == tensors.free_shape(args[0]):
+        return []  # the same shape: nothing to compute
+    return [_record(name, "reshape", "reshape", [tensors.name(args[0])], target_shape=target)]
+
+
+def _permute(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    rank = tensors.rank(args[0])
+    if _op_name(node) == "aten.transpose":
+        first, second = (int(dim) % rank for dim in args[1:3])
+        dims = list(range(rank))
+        dims[first], dims[second] = dims[second], dims[first]
+    else:
+        dims = [int(dim) % rank for dim in args[1]]
+    if dims[0] != 0:
+        raise Unsupported(f"{_op_name(node)} moves the batch axis (dims {tuple(dims)})")
+    if dims == list(range(rank)):
+        return []
+    return [_record(name, "permute", "permute", [tensors.name(args[0])], dims=tuple(dims[1:]))]
+
+
+def _concatenate(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    parts, dim = list(args[0]), int(args[1]) if len(args) > 1 else int(kwargs.get("dim", 0))
+    if _op_name(node) == "aten.cat":
+        axis = _axis(tensors, parts[0], dim, "aten.cat")
+        names = [tensors.name(part) for part in parts]
+        rank = tensors.rank(parts[0])
+    else:  # stack: each part gets the new axis, then they are joined along it
+        rank = tensors.rank(parts[0]) + 1
+        axis = dim + rank if dim < 0 else dim
+        if axis == 0:
+            raise Unsupported(f"applies aten.stack over the batch axis (dim={dim})")
+        records, names = [], []
+        for index, part in enumerate(parts):
+            shape = list(tensors.free_shape(part))
+            shape.insert(axis - 1, 1)
+            part_name = f"{name}_expand_{index}"
+            records.append(
+                _record(
+                    part_name, "reshape", "reshape", [tensors.name(part)], target_shape=tuple(shape)
+                )
+            )
+            names.append(part_name)
+        joined = _record(name, "concatenate", "stack", names, axis=axis - rank, mask_combine="any")
+        return [*records, joined]
+    return [_record(name, "concatenate", "cat", names, axis=axis - rank, mask_combine="any")]
+
+
+def _slice(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    x = args[0]
+    dim = int(args[1]) if len(args) > 1 else 0
+    start = args[2] if len(args) > 2 else None
+    stop = args[3] if len(args) > 3 else None
+    step = int(args[4]) if len(args) > 4 else 1
+    start = 0 if start is None else int(start)
+    stop = None if stop is None or int(stop) >= _END else int(stop)
+    everything = start == 0 and stop is None and step == 1
+    if everything:
+        return []  # ``x[:, ...]`` slices the batch axis whole: nothing to compute
+    axis = _axis(tensors, x, dim, "slices")
+    options = {"axis": axis, "start": start, "stop": stop, "step": step, "keep_axis": True}
+    return [LayerRecord(name, "slice", "slice", (tensors.name(x),), options)]
+
+
+def _select(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    x, dim, index = args[0], int(args[1]), int(args[2])
+    axis = _axis(tensors, x, dim, "selects")
+    options = {"axis": axis, "start": index, "stop": None, "step": 1, "keep_axis": False}
+    return [LayerRecord(name, "slice", "select", (tensors.name(x),), options)]
+
+
+def _reduce(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    op = _op_name(node)
+    x = args[0]
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    keepdims = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+    if kwargs.get("dtype") is not None or (op == "aten.sum" and len(args) > 3):
+        raise Unsupported(f"applies {op} with a dtype")
+    if dims is None or (isinstance(dims, (list, tuple)) and not dims):
+        raise Unsupported(f"applies {op} over every axis, the batch axis included")
+    dims = dims if isinstance(dims, (list, tuple)) else [dims]
+    axes = tuple(sorted(_axis(tensors, x, int(dim), op) for dim in dims))
+    kind = "max" if op == "aten.max" else "min" if op == "aten.min" else _REDUCTIONS[op]
+    options = {"op": kind, "axes": axes, "keepdims": keepdims}
+    return [LayerRecord(name, "reduce", op.split(".")[-1], (tensors.name(x),), options)]
+
+
+def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    op = _op_name(node)
+    if kwargs.get("alpha", 1) != 1 or kwargs.get("rounding_mode") is not None:
+        raise Unsupported(f"applies {op} with {dict(kwargs)}")
+    if op == "aten.neg":
+        args, op = [args[0], -1.0], "aten.mul"
+    reverse = op == "aten.rsub"
+    if reverse:
+        op = "aten.sub"
+    left, right = args[0], args[1]
+    nodes = [value for value in (left, right) if hasattr(value, "op")]
+    if len(nodes) == 2:
+        if op not in _MERGES:
+            raise Unsupported(f"applies {op} to two tensors")
+        shapes = [tensors.shapes[n.name] for n in nodes]
+        if shapes[0] != shapes[1]:
+            raise Unsupported(
+                f"applies {op} to tensors of shapes {shapes[0][0]} and {shapes[1][0]}"
+            )
+        names = [tensors.name(n) for n in nodes]
+        return [
+            _record(name, "merge", op.split(".")[-1], names, op=_MERGES[op], mask_combine="any")
+        ]
+    if not isinstance(right if nodes[0] is left else left, (int, float)):
+        raise Unsupported(f"applies {op} to a tensor and {type(right).__name__}")
+    if nodes[0] is right:  # c - x, c / x: the constant comes first
+        left, right, reverse = right, left, not reverse
+    options = {"op": _SCALARS[op], "constant": float(right), "reverse": reverse}
+    return [LayerRecord(name, "scalar_op", op.split(".")[-1], (tensors.name(left),), options)]
+
+
+Handler = Callable[[Any, str, Tensors, list, dict], list]
+_HANDLERS: dict[str, Handler] = {
+    **dict.fromkeys(_ACTIVATIONS, _activation),
+    "aten.gelu": _gelu,
+    "aten.leaky_relu": _leaky_relu,
+    "aten.elu": _elu,
+    **dict.fromkeys(["aten.softmax", "aten._softmax", "aten.log_softmax"], _softmax),
+    "aten._log_softmax": _softmax,
+    **dict.fromkeys(_RESHAPES, _reshape),
+    **dict.fromkeys(["aten.permute", "aten.transpose"], _permute),
+    **dict.fromkeys(["aten.cat", "aten.stack"], _concatenate),
+    "aten.slice": _slice,
+    "aten.select": _select,
+    **dict.fromkeys([*_REDUCTIONS, "aten.max", "aten.min"], _reduce),
+    **dict.fromkeys([*_SCALARS, "aten.rsub", "aten.neg"], _arithmetic),
+}
+
+
+def is_tuple_getitem(node: Any) -> bool:
+    """Whether ``node`` takes one result of an operation returning several (``max.dim``)."""
+    return node.op == "call_function" and node.target is operator.getitem
+
+
+__all__ = ["Tensors", "Unsupported", "is_tuple_getitem", "op_name", "op_records"]

@@ -1,0 +1,265 @@
+"""The nodes of a ``torch.export`` capture, read into layer records in graph order.
+
+See :mod:`.torch_capture` for the rules; this module walks one captured graph: module
+calls the package reads become those modules' records, the rest goes operation by
+operation through :mod:`.capture_ops`, and what cannot be read is collected, not raised
+one by one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._imports import require
+from ..errors import UnsupportedFeatureError
+from ..graph import LayerRecord, ModelGraph
+from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
+
+LeafTest = Callable[[Any], bool]
+ReadChild = Callable[[str, Any, str], list[LayerRecord]]
+
+
+def source_line(node: Any) -> str:
+    """``file.py:12 (y = x @ w)``: the line of the user's code an operation came from."""
+    torch = require("torch")
+    library = os.path.dirname(str(torch.__file__))
+    trace = str(node.meta.get("stack_trace") or "")
+    frames: list[tuple[str, str]] = []
+    lines = trace.splitlines()
+    for index, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith('File "') and ", line " in text:
+            path = text[len('File "') : text.index('", line ')]
+            number = text.split(", line ")[1].split(",")[0]
+            code = lines[index + 1].strip() if index + 1 < len(lines) else ""
+            if not path.startswith(library):
+                frames.append((f"{os.path.basename(path)}:{number}", code))
+    if not frames:
+        return "(no source line recorded)"
+    where, code = frames[-1]
+    return f"{where} ({code})" if code else where
+
+
+def refusal(module: Any, found: list[tuple[str, Any]]) -> UnsupportedFeatureError:
+    """One error listing what each operation does that no Keras port computes, and where."""
+    items = "; ".join(f"{what} at {source_line(node)}" for what, node in found)
+    return UnsupportedFeatureError(
+        f"{type(module).__name__}.forward cannot be read as Keras layers: {items}. "
+        "Rewrite them with supported operations, or convert the recurrent submodule alone "
+        "(torch_to_keras(module, submodule=...)) and port the rest by hand."
+    )
+
+
+def record_for(
+    records: list[LayerRecord], tensors: Tensors, node: Any, name: str, previous: str
+) -> None:
+    """Append the records of one operation; its tensor is the last one's (or its input's)."""
+    made = op_records(node, name, tensors)
+    if made:
+        records.extend(made)
+        tensors.names[node] = made[-1].name
+    else:
+        tensors.names[node] = previous
+
+
+def _shapes(exported: Any) -> dict[str, tuple[int, ...]]:
+    torch = require("torch")
+    return {
+        node.name: tuple(int(size) for size in node.meta["val"].shape)
+        for node in exported.graph.nodes
+        if isinstance(node.meta.get("val"), torch.Tensor)
+    }
+
+
+def _same_graph(first: Any, second: Any) -> bool:
+    def outline(exported: Any) -> list[tuple[str, str]]:
+        return [(node.name, str(node.target)) for node in exported.graph.nodes]
+
+    return outline(first) == outline(second)
+
+
+def _live(graph: Any) -> set[Any]:
+    live: set[Any] = set()
+    pending = [node for node in graph.nodes if node.op == "output"]
+    while pending:
+        node = pending.pop()
+        if node not in live:
+            live.add(node)
+            pending.extend(node.all_input_nodes)
+    return live
+
+
+class _Names:
+    """Record names, unique in the graph, readable as Keras layer names."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def __call__(self, hint: str) -> str:
+        base = hint.replace(".", "_") or "layer"
+        name, count = base, 1
+        while name in self.taken:
+            name, count = f"{base}_{count}", count + 1
+        self.taken.add(name)
+        return name
+
+
+def _groups(module: Any, graph: Any, leaf: Callable[[Any], bool]) -> dict[Any, tuple[str, str]]:
+    """Each node made by a call of a module read whole: node -> (call key, module path)."""
+    groups = {}
+    for node in graph.nodes:
+        for key, (path, _type) in (node.meta.get("nn_module_stack") or {}).items():
+            if not path:
+                continue
+            try:
+                child = module.get_submodule(path)
+            except AttributeError:
+                continue
+            if leaf(child):
+                groups[node] = (key, path)
+                break
+    return groups
+
+
+def read_captured(
+    module: Any,
+    exported: Any,
+    second: Any,
+    input_options: Mapping[str, Any],
+    *,
+    name: str,
+    is_leaf: LeafTest,
+    read_child: ReadChild,
+    batches: tuple[int, int],
+) -> ModelGraph:
+    """The model graph of a capture (``second``: the capture at the other sizes, or None)."""
+    torch = require("torch")
+    graph = exported.graph
+    if second is not None and not _same_graph(exported, second):
+        second = None
+    first_shapes, other = _shapes(exported), (_shapes(second) if second is not None else {})
+    tensors = Tensors(
+        shapes={key: (shape, other.get(key)) for key, shape in first_shapes.items()},
+        batches=batches,
+    )
+    names = _Names()
+    placeholders = [node for node in graph.nodes if node.op == "placeholder"]
+    user = [n for n in placeholders if n.name in exported.graph_signature.user_inputs]
+    input_name = names("input")
+    records = [LayerRecord(input_name, "input", "InputLayer", options=dict(input_options))]
+    tensors.names[user[0]] = input_name
+    weights = set(placeholders) - set(user)
+    groups = _groups(module, graph, is_leaf)
+    live, read, found = _live(graph), set(), []
+    for node in graph.nodes:
+        if node.op != "call_function" or node not in live:
+            continue
+        if node in groups:
+            key, path = groups[node]
+            if key in read:
+                continue
+            read.add(key)
+            members = [n for n in graph.nodes if groups.get(n, ("", ""))[0] == key]
+            try:
+                _read_call(
+                    module,
+                    path,
+                    key,
+                    members,
+                    weights,
+                    tensors,
+                    records,
+                    names,
+                    read_child,
+                )
+            except (Unsupported, UnsupportedFeatureError) as error:
+                found.append((str(error), node))
+                _poison(members, tensors, input_name)
+            continue
+        value = node.meta.get("val")
+        if is_tuple_getitem(node):
+            if node.args[1] != 0:
+                found.append((f"uses result {node.args[1]} of {op_name(node.args[0])}", node))
+            tensors.names[node] = tensors.names.get(node.args[0], input_name)
+            continue
+        if not isinstance(value, (torch.Tensor, tuple, list)):
+            continue  # arithmetic on sizes, as x.size(0) makes
+        first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
+        previous = tensors.names[first] if first is not None else input_name
+        try:
+            record_for(records, tensors, node, names(node.name), previous)
+        except Unsupported as error:
+            found.append((str(error), node))
+            tensors.names[node] = previous
+    (results,) = [node.args[0] for node in graph.nodes if node.op == "output"]
+    results = list(results) if isinstance(results, (tuple, list)) else [results]
+    if len(results) != 1:
+        found.append((f"returns {len(results)} values; the Keras port returns one tensor", user[0]))
+    if found:
+        raise refusal(module, found)
+    output = tensors.names[results[0]]
+    return ModelGraph(
+        name,
+        tuple(records),
+        inputs=(input_name,),
+        outputs=(output,),
+        source=f"torch {type(module).__name__}",
+    )
+
+
+def _poison(members: list[Any], tensors: Tensors, input_name: str) -> None:
+    """Give a call that could not be read a stand-in tensor, so later operations are read."""
+    for member in members:
+        tensors.names.setdefault(member, input_name)
+
+
+def _read_call(
+    module: Any,
+    path: str,
+    key: str,
+    members: list[Any],
+    weights: set[Any],
+    tensors: Tensors,
+    records: list[LayerRecord],
+    names: _Names,
+    read_child: Callable[[str, Any, str], list[LayerRecord]],
+) -> None:
+    """The records of one call of a module read whole."""
+    torch = require("torch")
+    child = module.get_submodule(path)
+    inside = set(members)
+    given = list(
+        dict.fromkeys(
+            arg
+            for member in members
+            for arg in member.all_input_nodes
+            if arg not in inside
+            and arg not in weights
+            and isinstance(arg.meta.get("val"), torch.Tensor)
+        )
+    )
+    used = [m for m in members if any(user not in inside for user in m.users)]
+    recurrent = isinstance(child, torch.nn.RNNBase)
+    if recurrent and len(given) > 1:
+        raise Unsupported(f"passes initial states to {path!r}; the Keras port starts from zeros")
+    if len(given) != 1:
+        raise Unsupported(f"passes {len(given)} tensors to {path!r}")
+    if recurrent:
+        states = [m for m in used if not (is_tuple_getitem(m) and m.args[1] == 0)]
+        if states:
+            raise Unsupported(
+                f"uses the final states of {path!r} ({path}(...)[1]); the Keras port "
+                "returns the output sequence only"
+            )
+    if len(used) != 1:
+        raise Unsupported(f"uses {len(used)} results of {path!r}")
+    call = key.rsplit("@", 1)[1] if "@" in key else ""
+    made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
+    records.extend(made)
+    names.taken.update(record.name for record in made)
+    tensors.names[used[0]] = made[-1].name
+
+
+__all__ = ["LeafTest", "ReadChild", "read_captured", "record_for", "refusal", "source_line"]

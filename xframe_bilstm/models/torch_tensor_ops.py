@@ -1,0 +1,86 @@
+"""The tensor operations of a captured ``forward`` (``reduce``, ``slice``, ``scalar_op``)
+as torch modules, computing what :mod:`xframe_bilstm.reference.tensor_ops` computes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedFeatureError
+from ..graph import LayerRecord
+from ..reference.tensor_ops import scalar_op, slice_index
+
+
+class Reduce(nn.Module):
+    """The sum, mean, maximum or minimum over ``axes`` (counted with the batch axis)."""
+
+    def __init__(self, op: str, axes: tuple[int, ...], keepdims: bool) -> None:
+        super().__init__()
+        self.op, self.axes, self.keepdims = op, tuple(axes), keepdims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.op == "sum":
+            return torch.sum(x, dim=self.axes, keepdim=self.keepdims)
+        if self.op == "mean":
+            return torch.mean(x, dim=self.axes, keepdim=self.keepdims)
+        if self.op == "max":
+            return torch.amax(x, dim=self.axes, keepdim=self.keepdims)
+        return torch.amin(x, dim=self.axes, keepdim=self.keepdims)
+
+    def extra_repr(self) -> str:
+        return f"op={self.op!r}, axes={self.axes}, keepdims={self.keepdims}"
+
+
+class Slice(nn.Module):
+    """``x[..., start:stop:step, ...]`` on one axis, or one position of it (``x[:, -1]``)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.options = options
+        self.index = slice_index(options)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[self.index]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self.options.items())
+
+
+class ScalarOp(nn.Module):
+    """``x op constant``, or ``constant op x`` where ``reverse``."""
+
+    def __init__(self, op: str, constant: float, reverse: bool) -> None:
+        super().__init__()
+        self.op, self.constant, self.reverse = op, constant, reverse
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return scalar_op(self.op, x, self.constant, self.reverse)
+
+    def extra_repr(self) -> str:
+        return f"op={self.op!r}, constant={self.constant}, reverse={self.reverse}"
+
+
+def tensor_op_module(record: LayerRecord) -> nn.Module:
+    """The module of a ``reduce``, ``slice`` or ``scalar_op`` record.
+
+    Example:
+        >>> record = LayerRecord("last", "slice", "select", ("x",),
+        ...     {"axis": 1, "start": -1, "stop": None, "step": 1, "keep_axis": False})
+        >>> tensor_op_module(record)(torch.arange(6.0).reshape(1, 3, 2)).tolist()
+        [[4.0, 5.0]]
+    """
+    options = record.options
+    if record.kind == "reduce":
+        axes = tuple(int(axis) for axis in options["axes"])
+        return Reduce(str(options["op"]), axes, bool(options["keepdims"]))
+    if record.kind == "slice":
+        return Slice(dict(options))
+    if record.kind == "scalar_op":
+        op, constant = str(options["op"]), float(options["constant"])
+        return ScalarOp(op, constant, bool(options["reverse"]))
+    raise UnsupportedFeatureError(f"layer {record.name!r}: no torch module for {record.kind!r}")
+
+
+__all__ = ["Reduce", "ScalarOp", "Slice", "tensor_op_module"]

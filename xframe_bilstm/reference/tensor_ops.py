@@ -1,0 +1,80 @@
+"""The reference of the tensor operations a captured ``forward`` applies between layers.
+
+Written from their definitions in numpy, independently of the torch port:
+
+- ``reduce``: the sum, mean, maximum or minimum over ``axes`` (counted with the batch
+  axis), keeping them as size 1 where ``keepdims``.
+- ``slice``: ``x[..., start:stop:step, ...]`` on one ``axis``; with ``keep_axis`` False,
+  the one position ``start`` with that axis removed (``x[:, -1]``).
+- ``scalar_op``: ``x op constant``, or ``constant op x`` where ``reverse``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnsupportedFeatureError
+
+KINDS = ("reduce", "slice", "scalar_op")
+
+_REDUCTIONS: dict[str, Callable[..., Any]] = {
+    "sum": np.sum,
+    "mean": np.mean,
+    "max": np.max,
+    "min": np.min,
+}
+
+
+def slice_index(options: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The numpy/torch index of a ``slice`` record, e.g. ``(slice(None), -1)``.
+
+    Example:
+        >>> slice_index({"axis": 1, "start": -1, "stop": None, "step": 1, "keep_axis": False})
+        (slice(None, None, None), -1)
+    """
+    axis = int(options["axis"])
+    start, stop, step = options["start"], options["stop"], options["step"]
+    here: Any = slice(start, stop, step) if options["keep_axis"] else int(start)
+    return (slice(None),) * axis + (here,)
+
+
+def scalar_op(op: str, x: Any, constant: Any, reverse: bool) -> Any:
+    """``x op constant`` (or ``constant op x``) for numpy arrays and torch tensors alike."""
+    left, right = (constant, x) if reverse else (x, constant)
+    if op == "add":
+        return left + right
+    if op == "subtract":
+        return left - right
+    if op == "multiply":
+        return left * right
+    if op == "divide":
+        return left / right
+    raise UnsupportedFeatureError(f"no scalar operation {op!r}")
+
+
+def run_tensor_op(kind: str, options: Mapping[str, Any], x: np.ndarray, dtype: type) -> np.ndarray:
+    """The output of one record of a kind in :data:`KINDS`.
+
+    Example:
+        >>> x = np.arange(6.0).reshape(1, 3, 2)
+        >>> run_tensor_op("reduce", {"op": "sum", "axes": (1,), "keepdims": False}, x,
+        ...               np.float64).tolist()
+        [[6.0, 9.0]]
+    """
+    if kind == "slice":
+        return np.asarray(x[slice_index(options)])
+    x = np.asarray(x).astype(dtype)
+    if kind == "reduce":
+        axes = tuple(int(axis) for axis in options["axes"])
+        reduced = _REDUCTIONS[str(options["op"])](x, axis=axes, keepdims=bool(options["keepdims"]))
+        return np.asarray(reduced)
+    if kind == "scalar_op":
+        constant: np.ndarray = np.asarray(options["constant"], dtype)
+        return np.asarray(scalar_op(str(options["op"]), x, constant, bool(options["reverse"])))
+    raise UnsupportedFeatureError(f"no reference for kind {kind!r}")
+
+
+__all__ = ["KINDS", "run_tensor_op", "scalar_op", "slice_index"]

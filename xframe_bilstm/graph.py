@@ -214,8 +214,9 @@ class ModelGraph:
     """A whole model: its layers in dependency order, its inputs and its outputs.
 
     ``inputs`` and ``outputs`` name tensors (the input layers, and the tensors the model
-    returns, see :func:`tensor_name`), in the model's own order. ``keras_major`` is the Keras version the
-    model was saved with (2 or 3): some names mean different things in each.
+    returns, see :func:`tensor_name`), in the model's own order. ``keras_major`` is the
+    Keras version the model was saved with (2 or 3): some names mean different things in
+    each.
 
     Example:
         >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",

@@ -26,8 +26,9 @@ class Recurrent(nn.Module):
     ``forward(x, mask=None, *states)`` takes batch-first ``x`` (B, T, D), an optional
     boolean Keras mask (B, T) and optional initial states (Keras order), and returns the
     layer's output: the sequence (B, T, ·) with ``return_sequences`` or the last output
-    (B, ·), followed by the final states (Keras order) with ``return_state``. ``time_major`` layers (Keras 2) read
-    and return time-first tensors, as they did in Keras.
+    (B, ·), followed by the final states (Keras order) with ``return_state``.
+    ``time_major`` layers (Keras 2) read and return time-first tensors, as they did in
+    Keras.
 
     Example:
         >>> import numpy as np

@@ -280,9 +280,7 @@ def test_options_the_plain_layers_refuse_are_refused() -> None:
 
 def test_an_rnn_of_one_cell_returns_its_states_as_the_plain_layer() -> None:
     features = keras.Input((4, 3))
-    out, h, c = keras.layers.RNN(keras.layers.LSTMCell(2), return_state=True, name="rnn")(
-        features
-    )
+    out, h, c = keras.layers.RNN(keras.layers.LSTMCell(2), return_state=True, name="rnn")(features)
     graph = graph_from_keras(keras.Model(features, [out, h, c]))
     assert graph.outputs == ("rnn", "rnn:1", "rnn:2")
 
@@ -291,7 +289,7 @@ def test_stacked_cells_returning_states_are_refused() -> None:
     features = keras.Input((4, 3))
     cells = [keras.layers.GRUCell(2), keras.layers.GRUCell(2)]
     out, *states = keras.layers.RNN(cells, return_state=True, name="rnn")(features)
-    with pytest.raises(UnsupportedFeatureError, match="'rnn'.*return_state=True"):
+    with pytest.raises(UnsupportedFeatureError, match=r"'rnn'.*return_state=True"):
         graph_from_keras(keras.Model(features, [out, *states]))
 
 

@@ -26,8 +26,8 @@ from .layer_export import export_layer
 from .masked import masked_recurrent
 from .normpool_export import KINDS as NORMPOOL_KINDS
 from .normpool_export import export_normpool
-from .state_export import recurrent_with_states
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
+from .state_export import recurrent_with_states
 from .vocabulary import activation_refusal, ir_version
 
 # CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.

@@ -166,9 +166,7 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
     for entry in entries:
         name = layer_name(entry)
         wiring[name] = _node_inputs(entry, name, source)[0]
-    outputs = _endpoint_names(
-        body.get("output_layers", []), "output", classes, source, stateful
-    )
+    outputs = _endpoint_names(body.get("output_layers", []), "output", classes, source, stateful)
     # The model's tensors are what its outputs are computed from; everything else only
     # computed masks (Keras 3 records those as operation nodes) and is dropped.
     needed: set[str] = set()
@@ -224,9 +222,7 @@ def _dependency_order(layers: list[LayerSpec], source: str) -> list[LayerSpec]:
     pending = list(layers)
     while pending:
         ready = [
-            layer
-            for layer in pending
-            if all(tensor_layer(name) in done for name in layer.inputs)
+            layer for layer in pending if all(tensor_layer(name) in done for name in layer.inputs)
         ]
         if not ready:
             names = sorted(layer.name for layer in pending)

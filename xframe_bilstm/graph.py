@@ -8,7 +8,10 @@ Rules of this module:
   :mod:`xframe_bilstm.models.torch_graph`) fill it in; builders
   (:mod:`xframe_bilstm.models.to_torch`, :mod:`xframe_bilstm.reference`, the adapters)
   consume it.
-- Every layer has one output tensor, so a tensor is named by the layer that makes it.
+- A tensor is named by the layer that makes it: ``"layer"`` for its output 0, and
+  ``"layer:1"``, ``"layer:2"``... for the others (:func:`tensor_name`). Only a recurrent
+  layer with ``return_state`` has several: its output, then its final states in Keras
+  order (h, c per direction, forward first). ``inputs`` and ``outputs`` name tensors.
 - ``layers`` are in an order where every layer comes after the layers it reads.
 - Masks are not stored: they follow from the layers (``Embedding(mask_zero=True)`` and
   ``Masking`` make them; ``mask_rule`` says how each kind passes them on), as in Keras.
@@ -123,8 +126,10 @@ class LayerRecord:
     - ``masking``: ``mask_value``.
     - ``identity``: none, or ``rate`` for a dropout read from torch, kept so that a
       rebuilt model trains as the original.
-    - ``recurrent``: ``return_sequences``, ``time_major``, ``unroll``; ``recurrent`` holds
-      the canonical layer.
+    - ``recurrent``: ``return_sequences``, ``time_major``, ``unroll``, optionally
+      ``return_state`` (False when absent: then the final states are outputs 1, 2...);
+      ``recurrent`` holds the canonical layer. ``inputs`` are the sequence, then either no
+      initial states (zeros) or all of them in Keras order (``initial_state=[h, c]``).
     - ``dense``: ``activation`` (a canonical activation name or ``"softmax"``),
       ``time_distributed``; weights ``kernel`` (D, units) and optionally ``bias``.
     - ``activation``: ``activation``.
@@ -203,6 +208,15 @@ class LayerRecord:
         return MASK_RULES[self.kind]
 
     @property
+    def outputs(self) -> tuple[str, ...]:
+        """The names of the tensors this layer returns (see :func:`tensor_name`)."""
+        count = 1
+        if self.kind == "recurrent" and self.options.get("return_state"):
+            assert self.recurrent is not None
+            count += state_count(self.recurrent)
+        return tuple(tensor_name(self.name, index) for index in range(count))
+
+    @property
     def makes_mask(self) -> bool:
         """Whether this layer starts a mask (``Masking``, ``Embedding(mask_zero=True)``)."""
         return self.kind == "masking" or (
@@ -214,9 +228,10 @@ class LayerRecord:
 class ModelGraph:
     """A whole model: its layers in dependency order, its inputs and its outputs.
 
-    ``inputs`` and ``outputs`` name layers (the input layers, and the layers whose outputs
-    the model returns), in the model's own order. ``keras_major`` is the Keras version the
-    model was saved with (2 or 3): some names mean different things in each.
+    ``inputs`` and ``outputs`` name tensors (the input layers, and the tensors the model
+    returns, see :func:`tensor_name`), in the model's own order. ``keras_major`` is the
+    Keras version the model was saved with (2 or 3): some names mean different things in
+    each.
 
     Example:
         >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
@@ -235,33 +250,45 @@ class ModelGraph:
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
+        names: set[str] = set()
         for record in self.layers:
             for name in record.inputs:
                 if name not in seen:
                     raise UnsupportedFeatureError(
                         f"{self.source}: layer {record.name!r} reads {name!r}, which is not "
-                        "an earlier layer of the model"
+                        f"{_no_tensor(self, name)}"
                     )
-            if record.name in seen:
+            if record.name in names:
                 raise UnsupportedFeatureError(f"{self.source}: two layers named {record.name!r}")
-            seen.add(record.name)
+            names.add(record.name)
+            seen.update(record.outputs)
         for name in (*self.inputs, *self.outputs):
             if name not in seen:
-                raise UnsupportedFeatureError(f"{self.source}: no layer named {name!r}")
+                raise UnsupportedFeatureError(
+                    f"{self.source}: the model reads {name!r}, which is not "
+                    f"{_no_tensor(self, name)}"
+                )
 
     def layer(self, name: str) -> LayerRecord:
+        """The layer named ``name``, or the layer making tensor ``name`` (``"lstm:1"``)."""
         for record in self.layers:
             if record.name == name:
+                return record
+        for record in self.layers:
+            if name in record.outputs:
                 return record
         raise KeyError(name)
 
     def masked(self, name: str) -> bool:
-        """Whether the output of layer ``name`` carries a Keras mask."""
+        """Whether the tensor ``name`` (a layer's output 0 when named by the layer) carries a
+        Keras mask."""
         return self._masks()[name]
 
     def _masks(self) -> dict[str, bool]:
         masks: dict[str, bool] = {}
         for record in self.layers:
+            # Final states carry no mask (Keras's compute_mask gives None for them).
+            masks.update(dict.fromkeys(record.outputs[1:], False))
             incoming = [masks[name] for name in record.inputs]
             rule = record.mask_rule
             if rule == "make":
@@ -292,7 +319,7 @@ class ModelGraph:
             if record.inputs != (previous,):
                 return None
             previous = record.name
-        if previous != self.outputs[0]:
+        if previous != self.outputs[0] or chain[-1].options.get("return_state"):
             return None
         if any(record.options["time_major"] for record in chain):
             return None
@@ -300,6 +327,47 @@ class ModelGraph:
             return None
         layers = tuple(record.recurrent for record in chain if record.recurrent is not None)
         return RecurrentStack(layers, return_sequences=bool(chain[-1].options["return_sequences"]))
+
+
+def tensor_name(layer: str, index: int) -> str:
+    """The name of output ``index`` of ``layer``: the layer's own name for output 0.
+
+    Example:
+        >>> tensor_name("encoder", 0), tensor_name("encoder", 2)
+        ('encoder', 'encoder:2')
+    """
+    return layer if index == 0 else f"{layer}:{index}"
+
+
+def tensor_layer(name: str) -> str:
+    """The layer that makes tensor ``name``: ``name`` without its ``:index``.
+
+    Example:
+        >>> tensor_layer("encoder:2"), tensor_layer("encoder")
+        ('encoder', 'encoder')
+    """
+    layer, _, index = name.rpartition(":")
+    return layer if layer and index.isdigit() else name
+
+
+def state_count(layer: RecurrentLayer) -> int:
+    """How many final (or initial) states ``layer`` has: h (and c) per direction."""
+    return layer.num_states * len(layer.weights)
+
+
+def _no_tensor(graph: ModelGraph, name: str) -> str:
+    """Why ``name`` is not a tensor the graph has made so far, for messages."""
+    layer, _, index = name.rpartition(":")
+    try:
+        record = graph.layer(layer) if index.isdigit() else None
+    except KeyError:
+        record = None
+    if record is None:
+        return "an earlier layer of the model"
+    return (
+        f"an output of layer {layer!r} ({record.class_name}), which returns "
+        f"{len(record.outputs)} tensor(s)"
+    )
 
 
 def mask_traps(graph: ModelGraph) -> list[tuple[str, str, bool]]:
@@ -349,4 +417,7 @@ __all__ = [
     "LayerRecord",
     "ModelGraph",
     "mask_traps",
+    "state_count",
+    "tensor_layer",
+    "tensor_name",
 ]

@@ -108,12 +108,6 @@ def _lambda():
     return keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2, name="double")(inputs))
 
 
-def _return_state():
-    inputs = keras.Input((5, 3))
-    _, h, _ = keras.layers.LSTM(2, return_state=True, name="encoder")(inputs)
-    return keras.Model(inputs, h)
-
-
 def _unmerged():
     inputs = keras.Input((5, 3))
     halves = keras.layers.Bidirectional(keras.layers.GRU(2), merge_mode=None, name="bi")(inputs)
@@ -134,7 +128,6 @@ def _nested():
 REFUSED = [
     pytest.param(_conv, "'conv' (Conv1DTranspose)", id="conv1d-transpose"),
     pytest.param(_lambda, "'double' (Lambda)", id="lambda"),
-    pytest.param(_return_state, "'encoder' (LSTM), which returns several", id="return-state"),
     pytest.param(_unmerged, "'bi' (Bidirectional), which returns several", id="merge-mode-none"),
     pytest.param(_shared, "'shared' is called 2 times", id="shared-layer"),
     pytest.param(_nested, "'inner' (Sequential)", id="nested-model"),

@@ -23,10 +23,12 @@ from ..canonical import RecurrentLayer
 class Recurrent(nn.Module):
     """A Keras ``LSTM``/``GRU``/``SimpleRNN`` or ``Bidirectional`` of one, in torch.
 
-    ``forward(x, mask=None)`` takes batch-first ``x`` (B, T, D) and an optional boolean
-    Keras mask (B, T), and returns the layer's one output: the sequence (B, T, ·) with
-    ``return_sequences`` or the last output (B, ·). ``time_major`` layers (Keras 2) read
-    and return time-first tensors, as they did in Keras.
+    ``forward(x, mask=None, *states)`` takes batch-first ``x`` (B, T, D), an optional
+    boolean Keras mask (B, T) and optional initial states (Keras order), and returns the
+    layer's output: the sequence (B, T, ·) with ``return_sequences`` or the last output
+    (B, ·), followed by the final states (Keras order) with ``return_state``.
+    ``time_major`` layers (Keras 2) read and return time-first tensors, as they did in
+    Keras.
 
     Example:
         >>> import numpy as np
@@ -43,11 +45,22 @@ class Recurrent(nn.Module):
     """
 
     def __init__(
-        self, layer: RecurrentLayer, *, return_sequences: bool, time_major: bool = False
+        self,
+        layer: RecurrentLayer,
+        *,
+        return_sequences: bool,
+        time_major: bool = False,
+        return_state: bool = False,
+        masked: bool = False,
     ) -> None:
         super().__init__()
         self.return_sequences, self.time_major = return_sequences, time_major
-        self.rnn = make_module([layer], torch_dtype(layer.weights[0].kernel.dtype))
+        self.return_state = return_state
+        # A native module run traceably under a mask gives no final states; the explicit
+        # loop (same parameter names) keeps each row's states after its last valid step.
+        explicit = return_state and masked
+        dtype = torch_dtype(layer.weights[0].kernel.dtype)
+        self.rnn = make_module([layer], dtype, explicit=explicit)
         with torch.no_grad():
             load_layer(self.rnn, 0, layer)
         self.layer = structure(layer)  # the parameters hold the weights
@@ -58,20 +71,31 @@ class Recurrent(nn.Module):
             flags.append(f"merge_mode={self.layer.merge_mode!r}")
         if self.time_major:
             flags.append("time_major=True")
+        if self.return_state:
+            flags.append("return_state=True")
         return ", ".join(flags)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, *states: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The layer's output from ``x`` and its initial ``states`` (Keras order; zeros
+        when none), then its final states in Keras order where it returns them."""
         if self.time_major:  # Keras 2 read axis 0 as time: run batch-first, then turn back
             x = x.transpose(0, 1)
-        (y, *_), _ = run_group(
+        (y, *_), finals = run_group(
             self.rnn,
             [self.layer],
             x,
+            [list(states)] if states else None,
             return_sequences=self.return_sequences,
             steps=None if mask is None else Steps.of_mask(mask),
             traceable=True,
         )
-        return y.transpose(0, 1) if self.time_major and self.return_sequences else y
+        y = y.transpose(0, 1) if self.time_major and self.return_sequences else y
+        if not self.return_state:
+            return y
+        assert finals is not None  # masked layers returning states run the explicit loop
+        return (y, *finals[0])
 
 
 __all__ = ["Recurrent"]

@@ -8,7 +8,8 @@ Rules of this module:
   ``dense.weight``. Weights are copied exactly (Keras kernels transposed for
   ``nn.Linear``; recurrent layers as in :func:`~xframe_bilstm.keras_to_torch`).
 - ``forward`` takes the model's inputs in the model's order (token ids as int64) and
-  returns its output, or a tuple of its outputs. Masks are computed as Keras computes them
+  returns its output, or a tuple of its outputs (final states of a ``return_state`` layer
+  among them, as the Keras model returns them). Masks are computed as Keras computes them
   and passed to the layers that use them; nothing in ``forward`` depends on the data's
   values for control flow, so ``torch.export`` can trace the module.
 - Keras behaviour that a port cannot reproduce raises
@@ -166,6 +167,7 @@ class _Step(NamedTuple):
     kind: str
     inputs: tuple[str, ...]
     return_sequences: bool
+    outputs: tuple[str, ...]  # the tensors it makes: its output, then any final states
 
 
 def _attribute_name(name: str, taken: set[str]) -> str:
@@ -193,6 +195,8 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
             record.recurrent,
             return_sequences=bool(options["return_sequences"]),
             time_major=bool(options["time_major"]),
+            return_state=bool(options.get("return_state", False)),
+            masked=graph.masked(record.inputs[0]),
         )
     if record.kind == "dense":
         return Dense(
@@ -281,6 +285,7 @@ class KerasModel(nn.Module):
                     record.kind,
                     tuple(record.inputs),
                     bool(record.options.get("return_sequences", False)),
+                    record.outputs,
                 )
             )
         self._steps = tuple(steps)
@@ -303,7 +308,14 @@ class KerasModel(nn.Module):
                 values[step.name] = module(*tensors, masks=in_masks)
                 masks[step.name] = module.combine_masks(tensors, in_masks)
                 continue
-            if step.kind in ("recurrent", "global_pool"):
+            if step.kind == "recurrent" and len(step.outputs) > 1:
+                states = [values[name] for name in step.inputs[1:]]
+                outputs = module(x, mask, *states)
+                values.update(zip(step.outputs, outputs))
+                masks.update(dict.fromkeys(step.outputs[1:]))
+            elif step.kind == "recurrent":
+                values[step.name] = module(x, mask, *[values[n] for n in step.inputs[1:]])
+            elif step.kind == "global_pool":
                 values[step.name] = module(x, mask)
             else:
                 values[step.name] = module(x)

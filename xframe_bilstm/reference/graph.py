@@ -18,7 +18,7 @@ import numpy as np
 
 from ..activations import numpy_activation
 from ..errors import UnsupportedFeatureError
-from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph
+from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph, state_count
 from .convolution import activate, conv_reference, pad_or_crop_reference
 from .normpool import batch_norm, global_pool, layer_norm, pool
 from .scan import run_layer
@@ -35,19 +35,22 @@ def _activate(name: str, x: np.ndarray) -> np.ndarray:
 
 
 def _recurrent(
-    record: LayerRecord, x: np.ndarray, mask: np.ndarray | None, dtype: type
-) -> np.ndarray:
+    record: LayerRecord,
+    x: np.ndarray,
+    mask: np.ndarray | None,
+    dtype: type,
+    initial: Sequence[np.ndarray] = (),
+) -> tuple[np.ndarray, ...]:
+    """The layer's output, then its final states when it returns them (Keras order)."""
     layer = record.recurrent
     assert layer is not None
     time_major = bool(record.options["time_major"])
     if time_major:
         x = np.swapaxes(x, 0, 1)
-    kinds = 2 if layer.cell == "lstm" else 1
-    directions = 2 if layer.direction == "bidirectional" else 1
-    states: list[np.ndarray] = [
-        np.zeros((x.shape[0], layer.units), dtype) for _ in range(kinds * directions)
+    states: list[np.ndarray] = [np.asarray(state, dtype) for state in initial] or [
+        np.zeros((x.shape[0], layer.units), dtype) for _ in range(state_count(layer))
     ]
-    outputs, _ = run_layer(
+    outputs, finals = run_layer(
         layer,
         x.astype(dtype),
         states,
@@ -56,7 +59,8 @@ def _recurrent(
         dtype=dtype,
     )
     (y,) = outputs
-    return np.swapaxes(y, 0, 1) if time_major and record.options["return_sequences"] else y
+    y = np.swapaxes(y, 0, 1) if time_major and record.options["return_sequences"] else y
+    return (y, *finals) if record.options.get("return_state") else (y,)
 
 
 def run_model_reference(
@@ -94,7 +98,10 @@ def run_model_reference(
         elif record.kind == "identity":
             y = x
         elif record.kind == "recurrent":
-            y = _recurrent(record, x, mask, dtype)
+            initial = [values[name] for name in record.inputs[1:]]
+            y, *finals = _recurrent(record, x, mask, dtype, initial)
+            values.update(zip(record.outputs[1:], finals))
+            masks.update(dict.fromkeys(record.outputs[1:]))
             out_mask = mask if options["return_sequences"] else None
         elif record.kind == "dense":
             y = x.astype(dtype) @ record.weights["kernel"].astype(dtype)

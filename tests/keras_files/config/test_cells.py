@@ -271,16 +271,26 @@ def test_a_go_backwards_stack_under_a_mask_is_refused(tmp_path: Path) -> None:
     assert traps["StackedRNNCells with go_backwards and a mask"] == "refused"
 
 
-@pytest.mark.parametrize(
-    ("options", "named"),
-    [({"return_state": True}, "return_state=True"), ({"stateful": True}, "stateful=True")],
-)
-def test_options_the_plain_layers_refuse_are_refused(options: dict, named: str) -> None:
+def test_options_the_plain_layers_refuse_are_refused() -> None:
     features = keras.Input(batch_shape=(2, 4, 3))
-    out = keras.layers.RNN(keras.layers.LSTMCell(2), **options)(features)
-    model = keras.Model(features, out[0] if options.get("return_state") else out)
-    with pytest.raises(UnsupportedFeatureError, match=named):
-        graph_from_keras(model)
+    out = keras.layers.RNN(keras.layers.LSTMCell(2), stateful=True)(features)
+    with pytest.raises(UnsupportedFeatureError, match="stateful=True"):
+        graph_from_keras(keras.Model(features, out))
+
+
+def test_an_rnn_of_one_cell_returns_its_states_as_the_plain_layer() -> None:
+    features = keras.Input((4, 3))
+    out, h, c = keras.layers.RNN(keras.layers.LSTMCell(2), return_state=True, name="rnn")(features)
+    graph = graph_from_keras(keras.Model(features, [out, h, c]))
+    assert graph.outputs == ("rnn", "rnn:1", "rnn:2")
+
+
+def test_stacked_cells_returning_states_are_refused() -> None:
+    features = keras.Input((4, 3))
+    cells = [keras.layers.GRUCell(2), keras.layers.GRUCell(2)]
+    out, *states = keras.layers.RNN(cells, return_state=True, name="rnn")(features)
+    with pytest.raises(UnsupportedFeatureError, match=r"'rnn'.*return_state=True"):
+        graph_from_keras(keras.Model(features, [out, *states]))
 
 
 def test_a_stack_inside_bidirectional_is_refused() -> None:

@@ -112,7 +112,12 @@ def graph_to_keras(
             layer = normpool_layer(record, keras, dtype, len(inputs[0].shape))
         else:
             layer = _layer(record, keras, dtype, kernel)
-        tensors[record.name] = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
+        if record.kind == "recurrent" and len(inputs) > 1:
+            made = layer(inputs[0], initial_state=inputs[1:])
+        else:
+            made = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
+        # A recurrent layer returning states returns a list: its output, then the states.
+        tensors.update(zip(record.outputs, made if len(record.outputs) > 1 else [made]))
         _set_weights(record, layer)
         set_normpool_weights(record, layer)
     return keras.Model(
@@ -165,7 +170,11 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return layers.Masking(float(options["mask_value"]), dtype=dtype, name=name)
     if record.kind == "recurrent":
         assert record.recurrent is not None
-        stack = RecurrentStack((record.recurrent,), bool(options["return_sequences"]))
+        stack = RecurrentStack(
+            (record.recurrent,),
+            bool(options["return_sequences"]),
+            return_state=bool(options.get("return_state", False)),
+        )
         unroll = bool(options["unroll"]) or kernel["unroll"]
         return canonical_to_keras(
             stack, name=name, dtype=dtype, unroll=unroll, use_cudnn=kernel["use_cudnn"]

@@ -27,6 +27,7 @@ from .masked import masked_recurrent
 from .normpool_export import KINDS as NORMPOOL_KINDS
 from .normpool_export import export_normpool
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
+from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
 from .tensor_ops_export import tensor_op_rank
 from .vocabulary import activation_refusal, ir_version
@@ -150,6 +151,13 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
             values[record.name], masks[record.name] = export_normpool(
                 builder, record, values[x], masks[x], ranks[x]
             )
+        elif record.kind == "recurrent" and len(record.inputs) + len(record.outputs) > 2:
+            x = record.inputs[0]
+            states = [values[name] for name in record.inputs[1:]]
+            made = recurrent_with_states(builder, record, values[x], masks[x], states)
+            values.update(zip(record.outputs, made))
+            masks.update(dict.fromkeys(record.outputs))
+            masks[record.name] = masks[x] if record.options["return_sequences"] else None
         elif record.kind != "input":
             values[record.name], masks[record.name] = _layer(builder, record, values, masks)
     outputs = []
@@ -173,7 +181,7 @@ def _reads_ids(graph: ModelGraph, name: str) -> bool:
 
 
 def _ranks(graph: ModelGraph) -> dict[str, int]:
-    """Each layer's output rank, batch axis included."""
+    """Each tensor's rank, batch axis included."""
     ranks: dict[str, int] = {}
     for record in graph.layers:
         options = record.options
@@ -192,6 +200,7 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
             rank = shape_rank(record, ranks, _ranks)
         elif record.kind in TENSOR_OP_EMITTERS:
             rank = tensor_op_rank(record, ranks)
+        ranks.update(dict.fromkeys(record.outputs[1:], 2))  # final states (B, H)
         ranks[record.name] = rank
     return ranks
 

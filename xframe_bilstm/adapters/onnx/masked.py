@@ -10,14 +10,15 @@ repeats the previous output, or is zero where Keras zeroes it (``zero_output_for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from ...canonical import RecurrentLayer
 from .builder import GraphBuilder
-from .layer_export import merge_directions, reverse_time
-from .node_export import recurrent_node
+from .layer_export import final_states, merge_directions, reverse_time
+from .node_export import NodeOutputs, recurrent_node
 
 
 class _Steps(NamedTuple):
@@ -96,6 +97,43 @@ def masked_recurrent(
     Rows may hold no valid step: the node then runs none of them, and Keras's outputs
     there are zeros.
     """
+    steps, node = _masked_node(graph, layer, prefix, x, mask, ())
+    return _keras_output(graph, layer, prefix, steps, node, return_sequences)
+
+
+def masked_recurrent_states(
+    graph: GraphBuilder,
+    layer: RecurrentLayer,
+    prefix: str,
+    x: str,
+    mask: str,
+    states: Sequence[str],
+    *,
+    return_sequences: bool,
+) -> list[str]:
+    """:func:`masked_recurrent` from initial ``states`` (Keras order; zeros when empty),
+    then the final states in Keras order: each row's after its last valid step, its
+    initial ones where it has none."""
+    steps, node = _masked_node(graph, layer, prefix, x, mask, states)
+    output = _keras_output(graph, layer, prefix, steps, node, return_sequences)
+    zero = graph.constant("zero_float", np.zeros((), graph.float_dtype))
+    started = graph.one("Greater", [steps.lengths, graph.scalar_index(0)], f"{prefix}/ran")
+    finals = [
+        graph.one("Where", [started, final, states[index] if states else zero], f"{final}/kept")
+        for index, final in enumerate(final_states(graph, layer, prefix, node))
+    ]
+    return [output, *finals]
+
+
+def _masked_node(
+    graph: GraphBuilder,
+    layer: RecurrentLayer,
+    prefix: str,
+    x: str,
+    mask: str,
+    states: Sequence[str],
+) -> tuple[_Steps, NodeOutputs]:
+    """The layer's node run on each row's valid steps, moved to the front."""
     steps = _steps(graph, mask, prefix)
     compacted = _compacted(graph, x, steps, prefix)
     sequence = graph.one("Transpose", [compacted], f"{prefix}/time_major", perm=[1, 0, 2])
@@ -103,7 +141,18 @@ def masked_recurrent(
         "Reshape", [steps.lengths, graph.ints("shape_rows", [-1])], f"{prefix}/lengths_rows"
     )
     lengths = graph.one("Cast", [lengths], f"{prefix}/lengths32", to=graph.onnx.TensorProto.INT32)
-    node = recurrent_node(graph, layer, prefix, sequence, [], lengths)
+    return steps, recurrent_node(graph, layer, prefix, sequence, states, lengths)
+
+
+def _keras_output(
+    graph: GraphBuilder,
+    layer: RecurrentLayer,
+    prefix: str,
+    steps: _Steps,
+    node: NodeOutputs,
+    return_sequences: bool,
+) -> str:
+    """The output Keras returns, from the node's over the compacted steps."""
     # (T, dirs, B, H) -> (dirs, B, T, H): each direction batch-first, over the compacted steps.
     y = graph.one("Transpose", [node.y], f"{prefix}/dirs_b_t_h", perm=[1, 2, 0, 3])
     directions = [

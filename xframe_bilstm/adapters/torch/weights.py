@@ -31,11 +31,14 @@ def is_native(layer: RecurrentLayer) -> bool:
     return layer.activation == "tanh" and layer.recurrent_activation == "sigmoid"
 
 
-def make_module(group: list[RecurrentLayer], dtype: torch.dtype) -> nn.Module:
-    """An empty native module for ``group`` (layers it fuses) or an :class:`ExplicitRNN`."""
+def make_module(
+    group: list[RecurrentLayer], dtype: torch.dtype, *, explicit: bool = False
+) -> nn.Module:
+    """An empty native module for ``group`` (layers it fuses) or an :class:`ExplicitRNN`
+    (for one layer whose cell no native module computes, or where ``explicit``)."""
     first = group[0]
     bidirectional = first.direction == "bidirectional"
-    if not is_native(first):
+    if explicit or not is_native(first):
         return ExplicitRNN(
             first.cell,
             first.input_size,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import UnsupportedFeatureError
+from ...graph import tensor_layer, tensor_name
 from .specs import LayerSpec, ModelSpec, input_spec, kind_of, layer_name
 
 
@@ -44,6 +45,10 @@ def _node_inputs(
         args, kwargs = list(node.get("args", [])), dict(node.get("kwargs", {}))
         masks = _tensor_refs(kwargs.pop("mask", None))
         kwargs.pop("training", None)
+        if kind_of(str(entry.get("class_name"))) == "recurrent":
+            # RNN.call(sequences, initial_state=None): the states follow the sequence.
+            states = _tensor_refs(kwargs.pop("initial_state", None)) + _tensor_refs(args[1:])
+            return _tensor_refs(args[:1]) + states + _tensor_refs(kwargs), masks
         extra = _tensor_refs(kwargs) + _tensor_refs(args[1:])
         if extra and kind_of(str(entry.get("class_name"))):
             raise UnsupportedFeatureError(
@@ -66,6 +71,7 @@ def _node_inputs(
         kwargs = dict(item[3]) if len(item) > 3 and isinstance(item[3], Mapping) else {}
         kwargs.pop("mask", None)
         kwargs.pop("training", None)
+        kwargs.pop("initial_state", None)  # tf_keras lists the states as the node's tensors
         if kwargs and supported:
             raise UnsupportedFeatureError(
                 f"{source}: layer {name!r} is called with {sorted(kwargs)}; not supported"
@@ -97,8 +103,22 @@ def _keras2_refs(value: Any) -> list[tuple[str, int, int]]:
     return []
 
 
+def _returns_states(entry: Mapping[str, Any]) -> bool:
+    """Whether a recurrent layer's entry has ``return_state=True`` (and one merged output)."""
+    config = entry.get("config", {})
+    if entry.get("class_name") == "Bidirectional":
+        if config.get("merge_mode", "concat") is None:
+            return False  # two outputs before the states: refused as several tensors
+        config = config.get("layer", {}).get("config", {})
+    return bool(config.get("return_state"))
+
+
 def _check_single(
-    ref: tuple[str, int, int], classes: Mapping[str, str], reader: str, source: str
+    ref: tuple[str, int, int],
+    classes: Mapping[str, str],
+    reader: str,
+    source: str,
+    stateful: frozenset[str] = frozenset(),
 ) -> None:
     layer, node_index, tensor_index = ref
     if not kind_of(str(classes.get(layer))):
@@ -110,37 +130,47 @@ def _check_single(
             f"{source}: {reader} reads call {node_index} of layer {layer!r} "
             f"({classes.get(layer)}); each layer must be called once"
         )
-    if tensor_index:
+    if tensor_index and layer not in stateful:
         raise UnsupportedFeatureError(
             f"{source}: {reader} reads output {tensor_index} of layer {layer!r} "
-            f"({classes.get(layer)}), which returns several tensors (return_state=True or "
-            "merge_mode=None); a whole-model port supports layers that return one"
+            f"({classes.get(layer)}), which returns several tensors (merge_mode=None or "
+            "return_state=True on a layer that cannot return states); a whole-model port "
+            "reads the states of LSTM, GRU, SimpleRNN and Bidirectional(merge_mode set) only"
         )
 
 
 def _endpoint_names(
-    value: Any, what: str, classes: Mapping[str, str], source: str
+    value: Any, what: str, classes: Mapping[str, str], source: str, stateful: frozenset[str]
 ) -> tuple[str, ...]:
-    items = value if value and isinstance(value[0], (list, tuple)) else [value]
     names = []
-    for item in items:
-        _check_single((str(item[0]), int(item[1]), int(item[2])), classes, f"model {what}", source)
-        names.append(str(item[0]))
+    for ref in _endpoint_refs(value):
+        _check_single(ref, classes, f"model {what}", source, stateful)
+        names.append(tensor_name(ref[0], ref[2]))
     return tuple(names)
+
+
+def _endpoint_refs(value: Any) -> list[tuple[str, int, int]]:
+    items = value if value and isinstance(value[0], (list, tuple)) else [value]
+    return [(str(item[0]), int(item[1]), int(item[2])) for item in items]
 
 
 def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> ModelSpec:
     entries = list(body.get("layers", []))
     wiring: dict[str, list[tuple[str, int, int]]] = {}
     classes = {layer_name(entry): str(entry.get("class_name")) for entry in entries}
+    stateful = frozenset(
+        layer_name(entry)
+        for entry in entries
+        if kind_of(str(entry.get("class_name"))) == "recurrent" and _returns_states(entry)
+    )
     for entry in entries:
         name = layer_name(entry)
         wiring[name] = _node_inputs(entry, name, source)[0]
-    outputs = _endpoint_names(body.get("output_layers", []), "output", classes, source)
+    outputs = _endpoint_names(body.get("output_layers", []), "output", classes, source, stateful)
     # The model's tensors are what its outputs are computed from; everything else only
     # computed masks (Keras 3 records those as operation nodes) and is dropped.
     needed: set[str] = set()
-    pending = list(outputs)
+    pending = [ref[0] for ref in _endpoint_refs(body.get("output_layers", []))]
     while pending:
         name = pending.pop()
         if name in needed:
@@ -163,14 +193,14 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
             layers.append(input_spec(name, shape, config.get("dtype"), position))
         else:
             for ref in wiring[name]:
-                _check_single(ref, classes, f"layer {name!r}", source)
+                _check_single(ref, classes, f"layer {name!r}", source, stateful)
             layers.append(
                 LayerSpec(
                     name,
                     class_name,
                     kind_of(class_name),
                     config,
-                    tuple(ref[0] for ref in wiring[name]),
+                    tuple(tensor_name(ref[0], ref[2]) for ref in wiring[name]),
                     position,
                 )
             )
@@ -178,7 +208,7 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
     return ModelSpec(
         str(body.get("name", "model")),
         tuple(_dependency_order(layers, source)),
-        _endpoint_names(body.get("input_layers", []), "input", classes, source),
+        _endpoint_names(body.get("input_layers", []), "input", classes, source, stateful),
         outputs,
         major,
         source,
@@ -191,7 +221,9 @@ def _dependency_order(layers: list[LayerSpec], source: str) -> list[LayerSpec]:
     ordered: list[LayerSpec] = []
     pending = list(layers)
     while pending:
-        ready = [layer for layer in pending if all(name in done for name in layer.inputs)]
+        ready = [
+            layer for layer in pending if all(tensor_layer(name) in done for name in layer.inputs)
+        ]
         if not ready:
             names = sorted(layer.name for layer in pending)
             raise UnsupportedFeatureError(f"{source}: layers {names} read unknown layers")

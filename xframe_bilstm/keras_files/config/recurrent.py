@@ -17,7 +17,7 @@ import numpy as np
 
 from ...canonical import DirectionWeights, RecurrentLayer
 from ...errors import UnsupportedFeatureError, WeightShapeError
-from ...graph import LayerRecord
+from ...graph import LayerRecord, state_count
 from ..legacy import cudnn_direction, recurrent_activation
 from ..weights import WeightRef, expect_count
 from .cells import plain_layer
@@ -144,11 +144,6 @@ def _flags(config: Mapping[str, Any], where: str) -> dict[str, bool]:
             "zero_output_for_mask",
         )
     }
-    if flags["return_state"]:
-        raise UnsupportedFeatureError(
-            f"{where}: return_state=True; a whole-model port supports layers that return one "
-            "tensor (port the layer on its own with keras_to_torch to get its states)"
-        )
     if flags["stateful"]:
         raise UnsupportedFeatureError(
             f"{where}: stateful=True carries states between calls; a whole-model port is "
@@ -161,7 +156,7 @@ def recurrent_record(
     layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec, where: str | None = None
 ) -> LayerRecord:
     """The graph record of a recurrent layer of a model, refusing what a model port cannot
-    reproduce (a layer returning states or several tensors, a stateful layer).
+    reproduce (a layer returning two unmerged tensors, a stateful layer).
 
     An ``RNN`` of one cell is read as the plain layer it computes (:mod:`.cells`);
     ``where`` starts messages (the layer's own by default).
@@ -205,7 +200,7 @@ def recurrent_record(
             raise UnsupportedFeatureError(
                 f"{where}: its halves differ in {key} ({forward[key]!r} and {backward[key]!r})"
             )
-    for key in ("return_sequences", "time_major", "unroll"):
+    for key in ("return_sequences", "return_state", "time_major", "unroll"):
         if forward_flags[key] != backward_flags[key]:
             raise UnsupportedFeatureError(f"{where}: its halves differ in {key}")
     merge_mode = config.get("merge_mode", "concat")
@@ -231,8 +226,16 @@ def _record(
     flags: Mapping[str, bool],
     options: Mapping[str, Any],
 ) -> LayerRecord:
+    states = len(layer.inputs) - 1
+    if states and states != state_count(canonical):
+        raise UnsupportedFeatureError(
+            f"layer {layer.name!r} ({layer.class_name}): {states} initial states given, "
+            f"{state_count(canonical)} expected (h, c per direction for an LSTM, h for the "
+            "others); pass all of them or none"
+        )
     record_options = {
         "return_sequences": flags["return_sequences"],
+        "return_state": flags["return_state"],
         "time_major": flags["time_major"],
         "unroll": flags["unroll"],
         "cudnn": options["cudnn"],

@@ -53,6 +53,12 @@ def stacked_records(
 
     where = spec.where(layer)
     cells = cell_entries(layer.config, where)
+    if layer.config.get("return_state") or len(layer.inputs) > 1:
+        raise UnsupportedFeatureError(
+            f"{where}: StackedRNNCells with return_state=True or initial_state; Keras nests "
+            "the states of every cell, which a chain of layers does not express; use one "
+            "recurrent layer per cell to pass states in or out"
+        )
     counts = [_weight_count(config) for _, config in cells]
     if sum(counts) != len(refs):
         raise WeightShapeError(

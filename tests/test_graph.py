@@ -1,0 +1,83 @@
+"""The model graph's tensors: a layer's several outputs, named ``layer:index``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
+from xframe_bilstm.errors import UnsupportedFeatureError
+from xframe_bilstm.graph import LayerRecord, ModelGraph, state_count, tensor_layer, tensor_name
+
+
+def _lstm(direction: str = "forward") -> RecurrentLayer:
+    w = DirectionWeights(np.zeros((2, 4)), np.zeros((1, 4)))
+    weights = (w, w) if direction == "bidirectional" else (w,)
+    return RecurrentLayer("lstm", 2, 1, weights, direction=direction)
+
+
+def _graph(*, return_state: bool, outputs: tuple[str, ...]) -> ModelGraph:
+    options = {"return_sequences": True, "time_major": False, "unroll": False}
+    return ModelGraph(
+        "m",
+        (
+            LayerRecord("x", "input", "InputLayer", options={"shape": (None, 2), "dtype": "f"}),
+            LayerRecord("mask", "masking", "Masking", ("x",), {"mask_value": 0.0}),
+            LayerRecord(
+                "enc",
+                "recurrent",
+                "Bidirectional",
+                ("mask",),
+                {**options, "return_state": return_state},
+                recurrent=_lstm("bidirectional"),
+            ),
+        ),
+        ("x",),
+        outputs,
+    )
+
+
+def test_a_layer_returning_states_names_them_in_keras_order() -> None:
+    graph = _graph(return_state=True, outputs=("enc", "enc:4"))
+    assert graph.layer("enc").outputs == ("enc", "enc:1", "enc:2", "enc:3", "enc:4")
+    assert graph.layer("enc:3").name == "enc"
+    assert graph.masked("enc") and not graph.masked("enc:1")
+
+
+def test_reading_a_state_a_layer_does_not_return_names_the_layer() -> None:
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"'enc:1'.*'enc' \(Bidirectional\).*1 tensor"
+    ):
+        _graph(return_state=False, outputs=("enc:1",))
+
+
+def test_a_chain_ending_in_states_is_not_a_plain_stack() -> None:
+    graph = ModelGraph(
+        "m",
+        (
+            LayerRecord("x", "input", "InputLayer", options={"shape": (None, 2), "dtype": "f"}),
+            LayerRecord(
+                "lstm",
+                "recurrent",
+                "LSTM",
+                ("x",),
+                {
+                    "return_sequences": False,
+                    "time_major": False,
+                    "unroll": False,
+                    "return_state": True,
+                },
+                recurrent=_lstm(),
+            ),
+        ),
+        ("x",),
+        ("lstm",),
+    )
+    assert graph.as_stack() is None
+
+
+def test_names_and_counts() -> None:
+    assert tensor_name("a", 0) == tensor_layer("a") == "a"
+    assert tensor_layer(tensor_name("a", 3)) == "a"
+    assert tensor_layer("a:b") == "a:b"
+    assert state_count(_lstm("bidirectional")) == 4

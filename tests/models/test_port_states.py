@@ -7,6 +7,8 @@ the decoder's output and its final states. Expected values are the model's own c
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from xframe_bilstm import compare, keras_to_torch  # noqa: E402
 from xframe_bilstm.adapters.keras.graph import graph_to_keras  # noqa: E402
+from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
 from xframe_bilstm.models.live import graph_from_keras  # noqa: E402
 from xframe_bilstm.onnx_converters import to_onnx  # noqa: E402
 from xframe_bilstm.reference import run_model_reference  # noqa: E402
@@ -172,3 +175,45 @@ def test_keras2_files_port_too(tmp_path: Path, name: str) -> None:
     _close(_torch_run(port, inputs), _outputs(model, inputs))
     report = compare(str(path), frameworks=["reference", "torch", "onnxruntime"])
     assert bool(report), report
+
+
+def test_a_sequential_returns_every_tensor_of_its_last_layer(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            keras.layers.GRU(4, return_sequences=True),
+            keras.layers.Bidirectional(keras.layers.LSTM(2, return_state=True)),
+        ]
+    )
+    path = tmp_path / "states.keras"
+    model.save(path)
+    x = np.random.default_rng(3).standard_normal((2, 5, 3)).astype("float32")
+    expected = [np.asarray(y) for y in model(x)]
+    port = keras_to_torch(path)
+    with torch.no_grad():
+        actual = [y.numpy() for y in port(torch.from_numpy(x))]
+    assert len(actual) == len(expected) == 5  # output, then h and c of each direction
+    for got, want in zip(actual, expected):
+        np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_states_inside_a_sequential_are_refused_by_name(tmp_path: Path) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            keras.layers.LSTM(4, return_sequences=True, name="lstm"),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.save(tmp_path / "valid.keras")
+    path = tmp_path / "states.keras"
+    with zipfile.ZipFile(tmp_path / "valid.keras") as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["layers"][1]["config"]["return_state"] = True
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    with pytest.raises(UnsupportedFeatureError, match=r"layer 'lstm' \(LSTM\) returns its states"):
+        keras_to_torch(path)

@@ -219,7 +219,6 @@ def test_config_nested_past_any_parser_is_refused(tmp_path: Path) -> None:
         ({"units": "two"}, "damaged"),
         ({"units": -3}, r"implies \(3, -12\)"),
         ({"units": None}, "damaged"),
-        ({"return_state": True}, "return_state"),
     ],
 )
 def test_config_values_that_lie_are_refused(tmp_path: Path, change: dict, match: str) -> None:

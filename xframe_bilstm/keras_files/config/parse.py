@@ -224,4 +224,5 @@ def _parse_sequential(body: Mapping[str, Any], *, major: int, source: str) -> Mo
         (layers[-1].name,),
         major,
         source,
+        sequential=True,
     )

@@ -34,16 +34,31 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
             records.extend(stacked_records(layer, read_weights(layer), spec))
         else:
             records.append(_record(layer, read_weights, spec))
+    outputs = spec.outputs
+    if spec.sequential:
+        _check_sequential_states(records, spec)
+        outputs = records[-1].outputs
     graph = ModelGraph(
         spec.name,
         tuple(records),
         spec.inputs,
-        spec.outputs,
+        outputs,
         keras_major=spec.major,
         source=spec.source,
     )
     check_stacked_masks(spec, graph)
     return graph
+
+
+def _check_sequential_states(records: list[LayerRecord], spec: ModelSpec) -> None:
+    # Inside a Sequential, a layer that also returns its states hands a list to the next.
+    for record in records[:-1]:
+        if len(record.outputs) > 1:
+            raise UnsupportedFeatureError(
+                f"{spec.source}: layer {record.name!r} ({record.class_name}) returns its "
+                "states inside a Sequential, where the next layer would read them as its "
+                "input; only the last layer of a Sequential may set return_state=True"
+            )
 
 
 def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> LayerRecord:

@@ -107,6 +107,8 @@ class ModelSpec:
     major: int
     source: str
     dropped: tuple[str, ...] = field(default=())  # mask-bookkeeping operation nodes
+    # A Sequential returns every tensor of its last layer (the final states too).
+    sequential: bool = False
 
     def where(self, layer: LayerSpec) -> str:
         """``source: layer 'name' (Class)``, the start of a message about ``layer``."""

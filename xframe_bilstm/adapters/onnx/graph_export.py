@@ -19,6 +19,8 @@ from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
 from .activation_export import COMPOSITE_ACTIVATIONS, composite_activation
+from .attention_export import KINDS as ATTENTION_KINDS
+from .attention_export import emit_attention
 from .builder import GraphBuilder
 from .convolution_export import conv_node, pad_or_crop_node
 from .export import FLOAT_TYPES
@@ -210,6 +212,9 @@ def _layer(
         tensors = [values[name] for name in record.inputs]
         in_masks = [masks[name] for name in record.inputs]
         return emit_merge(builder, record, tensors, in_masks, _combined_mask)
+    if record.kind in ATTENTION_KINDS:
+        tensors = [values[name] for name in record.inputs]
+        return emit_attention(builder, record, tensors, [masks[n] for n in record.inputs])
     x, mask = values[record.inputs[0]], masks[record.inputs[0]]
     return _EMITTERS[record.kind](builder, record, x, mask)
 

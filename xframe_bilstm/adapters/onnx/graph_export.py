@@ -137,9 +137,11 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         builder.name(name)  # the interface's names stay free of internal tensors
     ranks = _ranks(graph)
     inputs = []
-    for name in graph.inputs:
+    for index, name in enumerate(graph.inputs):
         shape = graph.layer(name).options["shape"]
-        dims = ["batch", *("time" if i == 0 and s is None else s for i, s in enumerate(shape))]
+        # Inputs after the first may run for other lengths (an attention's query and value).
+        time = "time" if index == 0 else f"{name}_time"
+        dims = ["batch", *(time if i == 0 and s is None else s for i, s in enumerate(shape))]
         kind = onnx.TensorProto.INT64 if _reads_ids(graph, name) else float_type
         inputs.append(onnx.helper.make_tensor_value_info(name, kind, dims))
     values: dict[str, str] = {name: name for name in graph.inputs}

@@ -182,10 +182,11 @@ class LayerRecord:
       (the output's features, None for the query's), ``masked_rows`` (``"uniform"``: a
       fully masked query row attends to every position evenly, as Keras 2 and Keras 3's
       fused attention compute it; ``"zero"``: Keras 3 with ``dropout`` zeroes the weights
-      of masked positions after the softmax, so it attends to nothing); weights ``query_kernel`` / ``key_kernel`` (features, heads,
-      key_dim), ``value_kernel`` (features, heads, value_dim), ``output_kernel`` (heads,
-      value_dim, output features) and, with ``use_bias``, ``query_bias``, ``key_bias``,
-      ``value_bias`` (heads, dim) and ``output_bias``.
+      of masked positions after the softmax, so it attends to nothing); weights
+      ``query_kernel`` / ``key_kernel`` (features, heads, key_dim), ``value_kernel``
+      (features, heads, value_dim), ``output_kernel`` (heads, value_dim, output features)
+      and, with ``use_bias``, ``query_bias``, ``key_bias``, ``value_bias`` (heads, dim) and
+      ``output_bias``.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

@@ -65,7 +65,9 @@ def test_a_keras3_file_is_ported_compared_exported_and_rebuilt(
     _check_everywhere(path, np.asarray(model(IDS)))
     # Keras cannot load the mask operation (NotEqual) that a Keras 3 .h5 file may record, so
     # Keras's own run is asked of the .keras file.
-    frameworks = ["torch", "keras", "onnxruntime"] if suffix == ".keras" else ["torch", "onnxruntime"]
+    frameworks = (
+        ["torch", "keras", "onnxruntime"] if suffix == ".keras" else ["torch", "onnxruntime"]
+    )
     report = compare(path, frameworks=frameworks)
     assert report, report.lines()
     assert {"reference", *frameworks} <= {r.spec.framework for r in report.runs}

@@ -26,7 +26,12 @@ pytestmark = [pytest.mark.keras, pytest.mark.torch, pytest.mark.onnx]
 L = keras.layers
 CASES = {
     "dot": (lambda: L.Attention(name="attention"), False, False, False),
-    "dot_scaled_causal": (lambda: L.Attention(use_scale=True, name="attention"), False, False, True),
+    "dot_scaled_causal": (
+        lambda: L.Attention(use_scale=True, name="attention"),
+        False,
+        False,
+        True,
+    ),
     "concat_key": (lambda: L.Attention(score_mode="concat", name="attention"), True, False, False),
     "concat_scaled_causal": (
         lambda: L.Attention(score_mode="concat", use_scale=True, dropout=0.3, name="attention"),
@@ -35,7 +40,12 @@ CASES = {
         True,
     ),
     "additive": (lambda: L.AdditiveAttention(name="attention"), False, False, False),
-    "additive_unscaled_key": (lambda: L.AdditiveAttention(use_scale=False, name="attention"), True, False, True),
+    "additive_unscaled_key": (
+        lambda: L.AdditiveAttention(use_scale=False, name="attention"),
+        True,
+        False,
+        True,
+    ),
     "mha": (lambda: L.MultiHeadAttention(2, 3, name="mha"), False, True, False),
     "mha_value_dim_output_shape_key": (
         lambda: L.MultiHeadAttention(3, 2, value_dim=4, output_shape=5, name="mha"),
@@ -43,9 +53,19 @@ CASES = {
         True,
         False,
     ),
-    "mha_no_bias_causal": (lambda: L.MultiHeadAttention(2, 4, use_bias=False, name="mha"), False, True, True),
+    "mha_no_bias_causal": (
+        lambda: L.MultiHeadAttention(2, 4, use_bias=False, name="mha"),
+        False,
+        True,
+        True,
+    ),
     # With dropout, Keras 3 zeroes the weights of masked positions after the softmax.
-    "mha_dropout_causal_key": (lambda: L.MultiHeadAttention(2, 3, dropout=0.2, name="mha"), True, True, True),
+    "mha_dropout_causal_key": (
+        lambda: L.MultiHeadAttention(2, 3, dropout=0.2, name="mha"),
+        True,
+        True,
+        True,
+    ),
 }
 Q_IDS = np.array([[3, 4, 5, 0, 0], [0, 0, 6, 7, 8], [1, 2, 3, 4, 5]], dtype="int32")
 V_IDS = np.array([[9, 8, 0, 0, 0, 0], [0, 5, 6, 7, 8, 9], [0, 0, 0, 0, 0, 0]], dtype="int32")
@@ -110,14 +130,14 @@ def test_return_attention_scores_is_refused_by_name() -> None:
     q = keras.Input((None, 4))
     out, _ = L.Attention(name="att")([q, q], return_attention_scores=True)
     model = keras.Model(q, out)
-    with pytest.raises(UnsupportedFeatureError, match="'att'.*return_attention_scores"):
+    with pytest.raises(UnsupportedFeatureError, match=r"'att'.*return_attention_scores"):
         keras_to_torch(model)
 
 
 def test_attention_over_other_axes_is_refused_by_name() -> None:
     x = keras.Input((3, 5, 4))
     model = keras.Model(x, L.MultiHeadAttention(2, 2, attention_axes=(1, 2), name="m")(x, x))
-    with pytest.raises(UnsupportedFeatureError, match="'m'.*attention_axes=\\[1, 2\\]"):
+    with pytest.raises(UnsupportedFeatureError, match=r"'m'.*attention_axes=\[1, 2\]"):
         keras_to_torch(model)
 
 
@@ -125,7 +145,7 @@ def test_an_explicit_attention_mask_is_refused_by_name() -> None:
     x = keras.Input((None, 4))
     allowed = keras.Input((None, None), dtype="bool")
     out = L.MultiHeadAttention(2, 2, name="m")(x, x, attention_mask=allowed)
-    with pytest.raises(UnsupportedFeatureError, match="'m'.*attention_mask"):
+    with pytest.raises(UnsupportedFeatureError, match=r"'m'.*attention_mask"):
         keras_to_torch(keras.Model([x, allowed], out))
 
 

@@ -32,11 +32,15 @@ def test_concat_and_additive_scores_by_hand() -> None:
     concat = _attention("concat", scale=scale, concat_score_weight=weight)
     s = 3.0 * np.tanh(2.0 * np.array([1.5, -0.5]))
     expected = (np.exp(s) / np.exp(s).sum()) @ np.array([1.0, -1.0])
-    np.testing.assert_allclose(attention(concat, [q, v], [None, None], np.float64)[0, 0, 0], expected)
+    np.testing.assert_allclose(
+        attention(concat, [q, v], [None, None], np.float64)[0, 0, 0], expected
+    )
     additive = _attention("additive", scale=np.array([2.0]))
     s = 2.0 * np.tanh(np.array([1.5, -0.5]))
     expected = (np.exp(s) / np.exp(s).sum()) @ np.array([1.0, -1.0])
-    np.testing.assert_allclose(attention(additive, [q, v], [None, None], np.float64)[0, 0, 0], expected)
+    np.testing.assert_allclose(
+        attention(additive, [q, v], [None, None], np.float64)[0, 0, 0], expected
+    )
 
 
 def test_a_causal_first_step_sees_only_itself() -> None:
@@ -64,8 +68,8 @@ def test_multi_head_attention_is_torchs_with_the_weights_laid_out_as_keras() -> 
         rows = slice(index * embed, (index + 1) * embed)
         weights[f"{name}_kernel"] = w[rows].T.reshape(embed, heads, head_dim)
         weights[f"{name}_bias"] = b[rows].reshape(heads, head_dim)
-    weights["output_kernel"] = torch_mha.out_proj.weight.detach().numpy().T.reshape(
-        heads, head_dim, embed
+    weights["output_kernel"] = (
+        torch_mha.out_proj.weight.detach().numpy().T.reshape(heads, head_dim, embed)
     )
     weights["output_bias"] = torch_mha.out_proj.bias.detach().numpy()
     options = {
@@ -75,7 +79,9 @@ def test_multi_head_attention_is_torchs_with_the_weights_laid_out_as_keras() -> 
         "use_causal_mask": False,
         "masked_rows": "uniform",
     }
-    record = LayerRecord("m", "multi_head_attention", "MultiHeadAttention", ("x", "x"), options, weights)
+    record = LayerRecord(
+        "m", "multi_head_attention", "MultiHeadAttention", ("x", "x"), options, weights
+    )
     mask = valid.numpy()
     # Keras masks the query's rows too; torch does not: the valid rows are the same.
     y = multi_head_attention(record, [x.numpy(), x.numpy()], [mask, mask], np.float64)

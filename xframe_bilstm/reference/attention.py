@@ -58,13 +58,13 @@ def score_mask(
 
 def _scores(record: LayerRecord, query: np.ndarray, key: np.ndarray, dtype: type) -> np.ndarray:
     score, weights = record.options["score"], record.weights
-    scale = weights["scale"].astype(dtype) if "scale" in weights else np.asarray(1.0, dtype)
+    scale: np.ndarray = np.asarray(weights.get("scale", 1.0), dtype)
     if score == "dot":
         return scale * (query @ np.swapaxes(key, -1, -2))
     summed = query[:, :, None, :] + key[:, None, :, :]  # (B, Tq, Tv, D)
     if score == "additive":
         return (scale * np.tanh(summed)).sum(axis=-1)
-    weight = weights["concat_score_weight"].astype(dtype)
+    weight: np.ndarray = np.asarray(weights["concat_score_weight"], dtype)
     return weight * np.tanh(scale * summed).sum(axis=-1)
 
 
@@ -83,7 +83,8 @@ def attention(
         >>> np.round(attention(record, [q, v], [None, None], np.float64), 4).tolist()
         [[[0.7311, 0.2689]]]
     """
-    query, value = (np.asarray(t, dtype) for t in tensors[:2])
+    query: np.ndarray = np.asarray(tensors[0], dtype)
+    value: np.ndarray = np.asarray(tensors[1], dtype)
     key = np.asarray(tensors[2], dtype) if len(tensors) > 2 else value
     scores = _scores(record, query, key, dtype)
     mask = score_mask(record, query, value, masks)
@@ -120,9 +121,12 @@ def multi_head_attention(
         >>> np.round(multi_head_attention(record, [x, x], [None, None], np.float64), 4).tolist()
         [[[1.0, 0.0], [0.3302, 0.6698]]]
     """
-    query, value = (np.asarray(t, dtype) for t in tensors[:2])
+    query: np.ndarray = np.asarray(tensors[0], dtype)
+    value: np.ndarray = np.asarray(tensors[1], dtype)
     key = np.asarray(tensors[2], dtype) if len(tensors) > 2 else value
-    q = _project(query, record, "query", dtype) / np.sqrt(np.asarray(record.options["key_dim"], dtype))
+    q = _project(query, record, "query", dtype) / np.sqrt(
+        np.asarray(record.options["key_dim"], dtype)
+    )
     k = _project(key, record, "key", dtype)
     v = _project(value, record, "value", dtype)
     scores = np.einsum("btnh,bsnh->bnts", q, k)

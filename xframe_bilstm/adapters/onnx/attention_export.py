@@ -122,7 +122,9 @@ def _heads(
 ) -> str:
     """(B, T, D) projected, split into heads and transposed by ``perm`` from (B, T, N, dim)."""
     prefix, heads = f"{record.name}/{name}", int(record.options["num_heads"])
-    y = builder.one("MatMul", [x, _weight(builder, record, f"{name}_kernel", [-1, heads * dim])], prefix)
+    y = builder.one(
+        "MatMul", [x, _weight(builder, record, f"{name}_kernel", [-1, heads * dim])], prefix
+    )
     if f"{name}_bias" in record.weights:
         y = builder.one("Add", [y, _weight(builder, record, f"{name}_bias", [-1])], prefix)
     shape = builder.ints(f"heads{heads}x{dim}", [0, 0, heads, dim])

@@ -39,8 +39,6 @@ def attention_call(node: Any, name: str, class_name: str, source: str) -> tuple[
     ``node`` is the layer's inbound node as the configuration writes it (Keras 3's
     ``{"args", "kwargs"}``, Keras 2's list of ``[layer, node, tensor, kwargs]``).
     """
-    from .functional import _keras2_ref, _keras2_refs, _tensor_refs
-
     where = f"{source}: layer {name!r} ({class_name})"
     if isinstance(node, Mapping):  # Keras 3
         args, kwargs = list(node.get("args", [])), dict(node.get("kwargs", {}))
@@ -61,6 +59,36 @@ def attention_call(node: Any, name: str, class_name: str, source: str) -> tuple[
     for key in _IGNORED:
         kwargs.pop(key, None)
     return _checked(flat, where), _call_options(kwargs, where)
+
+
+def _tensor_refs(value: Any) -> list[Ref]:
+    """Every ``(layer, node, tensor)`` a Keras 3 call argument refers to."""
+    if isinstance(value, Mapping):
+        if value.get("class_name") == "__keras_tensor__":
+            history = value["config"]["keras_history"]
+            return [(str(history[0]), int(history[1]), int(history[2]))]
+        return [ref for item in value.values() for ref in _tensor_refs(item)]
+    if isinstance(value, (list, tuple)):
+        return [ref for item in value for ref in _tensor_refs(item)]
+    return []
+
+
+def _keras2_ref(value: Any) -> bool:
+    """Whether ``value`` is a Keras 2 tensor reference ``[layer, node, tensor, ...]``."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) >= 3
+        and isinstance(value[0], str)
+        and all(isinstance(index, int) and not isinstance(index, bool) for index in value[1:3])
+    )
+
+
+def _keras2_refs(value: Any) -> list[Ref]:
+    if _keras2_ref(value):
+        return [(str(value[0]), int(value[1]), int(value[2]))]
+    if isinstance(value, (list, tuple)):
+        return [ref for item in value for ref in _keras2_refs(item)]
+    return []
 
 
 def _checked(refs: list[Ref], where: str) -> list[Ref]:
@@ -117,7 +145,9 @@ def _attention(
         if score not in ("dot", "concat"):
             raise UnsupportedFeatureError(f"{where}: score_mode={score!r}; dot or concat")
     use_scale = bool(config.get("use_scale", score == "additive"))
-    names = (["scale"] if use_scale else []) + (["concat_score_weight"] if score == "concat" else [])
+    names = (["scale"] if use_scale else []) + (
+        ["concat_score_weight"] if score == "concat" else []
+    )
     expect_count(refs, len(names), where)
     weights = {}
     for key, ref in zip(names, refs):

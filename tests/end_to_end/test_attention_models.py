@@ -94,3 +94,19 @@ def test_padded_steps_change_nothing_in_the_valid_ones() -> None:
     padded, alone = _torch_output(port, row), _torch_output(port, cut)
     np.testing.assert_allclose(padded[:, -cut.shape[1] :], alone, rtol=0, atol=1e-5)
     np.testing.assert_allclose(np.asarray(model(cut)), alone, rtol=0, atol=1e-5)
+
+
+def test_diagnose_names_a_dense_layer_next_to_a_multi_head_attention(tmp_path: Path) -> None:
+    """The attention's projections are not nn.Linear modules, so the model's one Dense is
+    paired with the port's one nn.Linear."""
+    from xframe_bilstm import diagnose
+
+    path = tmp_path / "multi_head.keras"
+    attention_models.multi_head_classifier(keras).save(path)
+    port = keras_to_torch(path)
+    assert diagnose(path, port).code == "equivalent"
+    with torch.no_grad():
+        port.out.weight.mul_(1.5)
+    diagnosis = diagnose(path, port)
+    assert diagnosis.code == "weights_differ"
+    assert "layer 'out' (Dense)" in diagnosis.message

@@ -2,7 +2,7 @@
 
 ``Attention``/``AdditiveAttention`` keep their Keras scalars (``scale``,
 ``concat_score_weight``) as parameters. ``MultiHeadAttention`` keeps its four projections
-as ``nn.Linear`` modules (``query``, ``key``, ``value``, ``output``) whose weights are the
+as :class:`Projection` modules (``query``, ``key``, ``value``, ``output``) whose weights are the
 Keras kernels flattened over the heads and transposed, the layout of
 ``nn.MultiheadAttention``'s ``in_proj_weight`` rows and ``out_proj``. Each module takes
 ``(query, value[, key])`` and the masks of those tensors, and returns one tensor, whose
@@ -110,14 +110,23 @@ class Attention(_AttentionBase):
         return f"score={self.score!r}, use_causal_mask={self.use_causal_mask}"
 
 
-def _linear(kernel: np.ndarray, bias: np.ndarray | None, flatten_from: int) -> nn.Linear:
-    """An ``nn.Linear`` computing ``x @ kernel`` with the kernel's leading axes flattened."""
-    matrix = np.asarray(kernel).reshape(int(np.prod(kernel.shape[:flatten_from])), -1)
-    linear = nn.Linear(*matrix.shape, bias=bias is not None, device="meta")
-    linear.weight = _parameter(np.ascontiguousarray(matrix.T))
-    if bias is not None:
-        linear.bias = _parameter(np.asarray(bias).reshape(-1))
-    return linear
+class Projection(nn.Module):
+    """``x @ kernel + bias`` with the Keras kernel's head axes flattened, kept as
+    ``weight`` (out, in) and ``bias`` as ``nn.Linear`` keeps them; not an ``nn.Linear``, so
+    that a diagnosis pairs the model's ``Dense`` layers with the port's ``nn.Linear``s."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, flatten_from: int) -> None:
+        super().__init__()
+        matrix = np.asarray(kernel).reshape(int(np.prod(kernel.shape[:flatten_from])), -1)
+        self.weight = _parameter(np.ascontiguousarray(matrix.T))
+        self.bias = None if bias is None else _parameter(np.asarray(bias).reshape(-1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        out_features, in_features = self.weight.shape
+        return f"in_features={in_features}, out_features={out_features}"
 
 
 class MultiHeadAttention(_AttentionBase):
@@ -134,8 +143,8 @@ class MultiHeadAttention(_AttentionBase):
         self.zero_masked = options["masked_rows"] == "zero"
         for name in ("query", "key", "value"):
             kernel, bias = weights[f"{name}_kernel"], weights.get(f"{name}_bias")
-            self.add_module(name, _linear(kernel, bias, 1))
-        self.output = _linear(weights["output_kernel"], weights.get("output_bias"), 2)
+            self.add_module(name, Projection(kernel, bias, 1))
+        self.output = Projection(weights["output_kernel"], weights.get("output_bias"), 2)
 
     def _heads(self, x: torch.Tensor, name: str, dim: int) -> torch.Tensor:
         """(B, T, D) projected and split: (B, heads, T, dim)."""
@@ -177,4 +186,4 @@ def attention_module(record: LayerRecord) -> nn.Module:
     )
 
 
-__all__ = ["Attention", "MultiHeadAttention", "attention_module"]
+__all__ = ["Attention", "MultiHeadAttention", "Projection", "attention_module"]

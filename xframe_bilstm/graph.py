@@ -58,6 +58,8 @@ KINDS = (
     "reduce",
     "slice",
     "scalar_op",
+    "attention",
+    "multi_head_attention",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -98,9 +100,18 @@ MASK_RULES = {
     "reduce": "drop",
     "slice": "drop",
     "scalar_op": "keep",
+    # Attention layers return the query's mask (the query is their first input).
+    "attention": "keep",
+    "multi_head_attention": "keep",
 }
-# The kinds that read several tensors (all with mask rule "merge").
-MULTI_INPUT_KINDS = tuple(kind for kind, rule in MASK_RULES.items() if rule == "merge")
+# Attention layers: (query, value) or (query, value, key), each runner hands them to its own
+# module for them.
+ATTENTION_KINDS = ("attention", "multi_head_attention")
+# The kinds that read several tensors: the merges (mask rule "merge") and the attentions.
+MULTI_INPUT_KINDS = (
+    *(kind for kind, rule in MASK_RULES.items() if rule == "merge"),
+    *ATTENTION_KINDS,
+)
 # Merges, permutes, repeats, TimeDistributed and activation layers: each runner hands them
 # to its own module for them.
 SHAPE_KINDS = (
@@ -180,6 +191,22 @@ class LayerRecord:
       axis removed, as ``x[:, -1]``).
     - ``scalar_op``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"divide"``),
       ``constant`` (a float), ``reverse`` (True: ``constant op x``).
+    - ``attention`` (``Attention``, ``AdditiveAttention``; inputs ``(query, value)`` or
+      ``(query, value, key)``): ``score`` (``"dot"``, ``"concat"`` or ``"additive"``),
+      ``use_causal_mask``, ``dropout`` (training only); weights optionally ``scale`` (``()``,
+      or ``(dim,)`` for ``"additive"``) and ``concat_score_weight`` (``()``, ``"concat"``).
+      Masked value steps score -1e9; masked query steps output zeros.
+    - ``multi_head_attention`` (inputs ``(query, value)`` or ``(query, value, key)``, each
+      (batch, time, features), attention over time): ``num_heads``, ``key_dim``,
+      ``value_dim``, ``use_causal_mask``, ``dropout`` (training only), ``output_shape``
+      (the output's features, None for the query's), ``masked_rows`` (``"uniform"``: a
+      fully masked query row attends to every position evenly, as Keras 2 and Keras 3's
+      fused attention compute it; ``"zero"``: Keras 3 with ``dropout`` zeroes the weights
+      of masked positions after the softmax, so it attends to nothing); weights
+      ``query_kernel`` / ``key_kernel`` (features, heads, key_dim), ``value_kernel``
+      (features, heads, value_dim), ``output_kernel`` (heads, value_dim, output features)
+      and, with ``use_bias``, ``query_bias``, ``key_bias``, ``value_bias`` (heads, dim) and
+      ``output_bias``.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))
@@ -410,6 +437,7 @@ def mask_traps(graph: ModelGraph) -> list[tuple[str, str, bool]]:
 
 
 __all__ = [
+    "ATTENTION_KINDS",
     "KINDS",
     "MASK_RULES",
     "MULTI_INPUT_KINDS",

@@ -13,7 +13,7 @@ Rules of this module:
   valid backward outputs); ``time_major``; masks and left padding; Keras 2 concatenation
   of masks; ``RNN`` layers of unsupported cells, and of ``StackedRNNCells`` (a chain of
   layers, one per cell; refused in ``Bidirectional`` and with ``go_backwards`` under a
-  mask); unsupported layers.
+  mask); attention layers (:mod:`.lint_attention`); unsupported layers.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from .errors import UnsupportedFeatureError
 from .graph import MASK_RULES
 from .keras_files.config import LayerSpec, ModelSpec, parse_layers
 from .keras_files.config.cells import as_plain, cell_entries, is_stacked
+from .lint_attention import KINDS as ATTENTION_KINDS
+from .lint_attention import attention_traps
 from .lint_normpool import KINDS as NORMPOOL_KINDS
 from .lint_normpool import normpool_traps
 
@@ -159,6 +161,8 @@ def lint(source: Any) -> list[Trap]:
             _recurrent_traps(layer, add, keras2=keras2, reads_mask=reads_mask)
         if layer.kind in NORMPOOL_KINDS:
             normpool_traps(layer, add, reads_mask=reads_mask)
+        if layer.kind in ATTENTION_KINDS:
+            attention_traps(layer, spec, masked, add)
         if layer.kind == "masking" or (layer.kind == "embedding" and layer.config.get("mask_zero")):
             add(
                 layer,

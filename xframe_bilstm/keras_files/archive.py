@@ -51,6 +51,12 @@ _VARIABLE_GROUPS = {
     "RNN": ("cell/vars",),
     "Bidirectional": ("forward_layer/cell/vars", "backward_layer/cell/vars"),
     "TimeDistributed": ("layer/vars",),
+    "MultiHeadAttention": (
+        "query_dense/vars",
+        "key_dense/vars",
+        "value_dense/vars",
+        "output_dense/vars",
+    ),
 }
 
 

@@ -32,6 +32,7 @@ from ..convolution import torch_kernel
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
 from .recurrent import Recurrent
+from .torch_attention import attention_module
 from .torch_convolution import Convolution, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
 from .torch_shape_layers import combine_masks, shape_module
@@ -238,6 +239,8 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         return custom_module(record)
     if record.kind in ("reduce", "slice", "scalar_op"):
         return tensor_op_module(record)
+    if record.kind in ("attention", "multi_head_attention"):
+        return attention_module(record)
     return None  # inputs
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..activations import numpy_activation
 from ..errors import UnsupportedFeatureError
-from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph, state_count
+from ..graph import ATTENTION_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, state_count
+from .attention import run_attention
 from .convolution import activate, conv_reference, pad_or_crop_reference
 from .normpool import batch_norm, global_pool, layer_norm, pool
 from .scan import run_layer
@@ -138,6 +139,9 @@ def run_model_reference(
             y, out_mask = run_shape_layer(record, tensors, in_masks, dtype, run_model_reference)
         elif record.kind in TENSOR_OP_KINDS:
             y = run_tensor_op(record.kind, options, x, dtype)
+        elif record.kind in ATTENTION_KINDS:
+            tensors = [values[name] for name in record.inputs]
+            y = run_attention(record, tensors, [masks[name] for name in record.inputs], dtype)
         elif record.kind == "custom":
             from ..custom import custom_refusal
 

@@ -20,6 +20,8 @@ from ...canonical import RecurrentStack
 from ...errors import UnsupportedFeatureError
 from ...graph import MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
 from .activations import keras_activation
+from .attention import KINDS as ATTENTION_KINDS
+from .attention import attention_layer, call_attention, set_attention_weights
 from .build import canonical_to_keras
 from .convolution import KINDS as CONVOLUTION_KINDS
 from .convolution import conv_layer, conv_refusal, set_conv_weights
@@ -46,7 +48,8 @@ def graph_refusal(graph: ModelGraph) -> str | None:
                 f"{where}: time_major=True, an option Keras 3's recurrent layers no longer have"
             )
         masked = any(graph.masked(name) for name in record.inputs)
-        if record.kind in MULTI_INPUT_KINDS and record.options["mask_combine"] != "any" and masked:
+        combine = record.options.get("mask_combine", "any")  # attentions: the query's
+        if record.kind in MULTI_INPUT_KINDS and combine != "any" and masked:
             refusals[record.name] = (
                 f"{where}: Keras 2 keeps a step where every input's mask keeps it, Keras 3's "
                 f"{record.class_name} where any does; a Keras 3 model cannot compute this mask"
@@ -107,6 +110,11 @@ def graph_to_keras(
         inputs = [tensors[name] for name in record.inputs]
         if record.kind == "identity" and "rate" not in record.options:
             tensors[record.name] = inputs[0]  # nothing at inference, nothing to train
+            continue
+        if record.kind in ATTENTION_KINDS:
+            layer = attention_layer(record, keras, dtype)
+            tensors[record.name] = call_attention(record, layer, inputs)
+            set_attention_weights(record, layer)
             continue
         if record.kind in NORMPOOL_KINDS:
             layer = normpool_layer(record, keras, dtype, len(inputs[0].shape))

@@ -19,6 +19,8 @@ from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
 from .activation_export import COMPOSITE_ACTIVATIONS, composite_activation
+from .attention_export import KINDS as ATTENTION_KINDS
+from .attention_export import emit_attention
 from .builder import GraphBuilder
 from .convolution_export import conv_node, pad_or_crop_node
 from .export import FLOAT_TYPES
@@ -138,9 +140,11 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         builder.name(name)  # the interface's names stay free of internal tensors
     ranks = _ranks(graph)
     inputs = []
-    for name in graph.inputs:
+    for index, name in enumerate(graph.inputs):
         shape = graph.layer(name).options["shape"]
-        dims = ["batch", *("time" if i == 0 and s is None else s for i, s in enumerate(shape))]
+        # Inputs after the first may run for other lengths (an attention's query and value).
+        time = "time" if index == 0 else f"{name}_time"
+        dims = ["batch", *(time if i == 0 and s is None else s for i, s in enumerate(shape))]
         kind = onnx.TensorProto.INT64 if _reads_ids(graph, name) else float_type
         inputs.append(onnx.helper.make_tensor_value_info(name, kind, dims))
     values: dict[str, str] = {name: name for name in graph.inputs}
@@ -223,6 +227,9 @@ def _layer(
         tensors = [values[name] for name in record.inputs]
         in_masks = [masks[name] for name in record.inputs]
         return emit_merge(builder, record, tensors, in_masks, _combined_mask)
+    if record.kind in ATTENTION_KINDS:
+        tensors = [values[name] for name in record.inputs]
+        return emit_attention(builder, record, tensors, [masks[n] for n in record.inputs])
     x, mask = values[record.inputs[0]], masks[record.inputs[0]]
     return _EMITTERS[record.kind](builder, record, x, mask)
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import UnsupportedFeatureError
-from ...graph import tensor_layer, tensor_name
+from ...graph import ATTENTION_KINDS, tensor_layer, tensor_name
+from .attention import attention_call
 from .specs import LayerSpec, ModelSpec, input_spec, kind_of, layer_name
 
 
@@ -41,6 +42,9 @@ def _node_inputs(
     if not nodes:
         return [], []
     node = nodes[0]
+    class_name = str(entry.get("class_name"))
+    if kind_of(class_name) in ATTENTION_KINDS:  # query, value and key, in that order
+        return attention_call(node, name, class_name, source)[0], []
     if isinstance(node, Mapping):  # Keras 3: {"args": [...], "kwargs": {...}}
         args, kwargs = list(node.get("args", [])), dict(node.get("kwargs", {}))
         masks = _tensor_refs(kwargs.pop("mask", None))
@@ -194,6 +198,10 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
         else:
             for ref in wiring[name]:
                 _check_single(ref, classes, f"layer {name!r}", source, stateful)
+            call = {}
+            if kind_of(class_name) in ATTENTION_KINDS:
+                node = entry["inbound_nodes"][0]
+                call = attention_call(node, name, class_name, source)[1]
             layers.append(
                 LayerSpec(
                     name,
@@ -202,6 +210,7 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
                     config,
                     tuple(tensor_name(ref[0], ref[2]) for ref in wiring[name]),
                     position,
+                    call,
                 )
             )
         position += 1

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import UnsupportedFeatureError, WeightShapeError
-from ...graph import LayerRecord, ModelGraph
+from ...graph import ATTENTION_KINDS, LayerRecord, ModelGraph
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
+from .attention import attention_record
 from .cells import is_stacked
 from .convolution import conv_record, padding_record
 from .custom import custom_record
@@ -111,6 +112,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         return normpool_record(layer, refs, spec)
     elif kind == "custom":
         return custom_record(layer, refs, spec)
+    elif kind in ATTENTION_KINDS:
+        return attention_record(layer, refs, spec)
     else:
         return recurrent_record(layer, refs, spec)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, weights)

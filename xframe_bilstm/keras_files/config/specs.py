@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import UnsupportedFeatureError
+from .attention import KIND_BY_CLASS as ATTENTION_KINDS
 from .normpool import KIND_BY_CLASS as NORMPOOL_KINDS
 
 KIND_BY_CLASS = {
@@ -63,6 +64,7 @@ KIND_BY_CLASS = {
     "PReLU": "prelu",
     "Softmax": "softmax",
     **NORMPOOL_KINDS,
+    **ATTENTION_KINDS,
 }
 SUPPORTED_CLASSES = tuple(sorted(KIND_BY_CLASS))
 
@@ -85,7 +87,8 @@ class LayerSpec:
     """One layer as its configuration describes it, before its weights are read.
 
     ``position`` counts the model's layers (operation nodes excluded) in configuration
-    order; ``.keras`` files name weight groups by it.
+    order; ``.keras`` files name weight groups by it. ``call`` holds the options of the
+    layer's call that change what it computes (an attention's ``use_causal_mask``).
     """
 
     name: str
@@ -94,6 +97,7 @@ class LayerSpec:
     config: Mapping[str, Any]
     inputs: tuple[str, ...] = ()
     position: int = 0
+    call: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

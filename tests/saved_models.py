@@ -119,11 +119,12 @@ def k2_classifier(k2: Any) -> tuple[Any, list[np.ndarray]]:
     """Keras 2: hard_sigmoid gates (0.2x + 0.5) and GRU reset_after=False."""
     layers = k2.layers
     ids = k2.Input((None,), dtype="int32")
-    x = layers.Embedding(VOCABULARY, 6, mask_zero=True)(ids)
+    # tf_keras numbers default names per process: tests that name layers fix them here.
+    x = layers.Embedding(VOCABULARY, 6, mask_zero=True, name="embedding")(ids)
     x = layers.Bidirectional(
         layers.LSTM(5, return_sequences=True, recurrent_activation="hard_sigmoid"), name="bidi"
     )(x)
-    x = layers.GRU(4, reset_after=False, recurrent_activation="hard_sigmoid")(x)
+    x = layers.GRU(4, reset_after=False, recurrent_activation="hard_sigmoid", name="gru")(x)
     model = k2.Model(ids, layers.Dense(2, activation="sigmoid")(x))
     randomize(model, 5, scale=1.5)
     return model, [token_batch(np.random.default_rng(15))]

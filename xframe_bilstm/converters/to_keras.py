@@ -10,6 +10,7 @@ import numpy as np
 from .._imports import require
 from ..comparison import check_port
 from ..errors import UnsupportedFeatureError
+from .keras_model import keras_model_to_keras
 from .verification import (
     VERIFY_BATCH,
     require_keras_adapter,
@@ -44,6 +45,10 @@ def torch_to_keras(
 
     ``obj`` may also be:
 
+    - a whole-model port made by :func:`keras_to_torch` (a
+      :class:`~xframe_bilstm.models.to_torch.KerasModel`), which becomes the functional
+      ``keras.Model`` of the graph it was built from, with the weights it holds now (trained
+      or loaded since, too), checked against ``module(*inputs)`` on inputs with padded rows.
     - a module with children (an ``nn.Sequential``, or a module whose ``forward`` applies
       ``nn.Embedding``, recurrent modules, ``nn.Linear``, ``nn.Dropout`` and activations
       one after another, each recurrent one passing on ``rnn(x)[0]``), which is read as a
@@ -149,9 +154,12 @@ def _module_to_keras(
 ) -> Any:
     """Convert a live module; see :func:`torch_to_keras`."""
     torch = require("torch")
+    from ..models.to_torch import KerasModel
     from ..models.torch_graph import is_whole_module
 
     torch_adapter = require_torch_adapter()
+    if isinstance(obj, KerasModel):  # a whole-model port: back through the graph it keeps
+        return keras_model_to_keras(obj, verify=verify, seed=seed, name=name)
     if is_whole_module(obj):
         return whole_module_to_keras(
             obj, verify=verify, seed=seed, name=name, custom_modules=custom_modules

@@ -43,7 +43,13 @@ def _layer_structure(layer: RecurrentLayer) -> RecurrentLayer:
 
 
 def record_structure(record: LayerRecord) -> LayerRecord:
-    """``record`` with placeholder weights (a wrapped layer's too)."""
+    """``record`` with placeholder weights (a wrapped layer's too).
+
+    A custom layer keeps its weights: its factory (``build_torch``) holds them anyway, and
+    builds from them alone.
+    """
+    if record.kind == "custom":
+        return record
     weights: Mapping[str, np.ndarray] = {
         key: placeholder(value) for key, value in record.weights.items()
     }

@@ -13,6 +13,7 @@ Rules of this module:
   element is a distinct number, and where each number lands in its ``state_dict`` says
   where each weight element went. A submodule that computes anything from its weights (so
   that a number is missing) is refused by name.
+- A custom layer (a user's factory's module) keeps the weights it was built from.
 - Nothing here is trusted alone: the graph is checked against the module's own
   ``forward`` by whoever reads it (:func:`~xframe_bilstm.torch_to_keras`, ``compare()``).
 """
@@ -81,7 +82,9 @@ def _current(record: LayerRecord, submodule: torch.nn.Module, graph: ModelGraph)
         inner = current_graph(submodule.layer)
         wrapped = inner.layer(record.options["layer"].name)
         return dataclasses.replace(record, options={**record.options, "layer": wrapped})
-    if not record.weights:
+    if not record.weights or record.kind == "custom":
+        # A custom module is the user's factory's, built from the weights it was given: those
+        # stay, and a module changed since fails the check against its own forward.
         return record
     return dataclasses.replace(record, weights=_read_weights(record, submodule, graph))
 
@@ -96,6 +99,10 @@ def _read_weights(
         start += value.size
     probe = _module(dataclasses.replace(record, weights=probes), graph)
     assert probe is not None  # a record with weights has a module
+    if type(probe) is not type(submodule):
+        raise _unreadable(
+            record, f"its module is a {type(submodule).__name__} now, not a {type(probe).__name__}"
+        )
     now = submodule.state_dict()
     where = np.full(start - _FIRST_ID, -1, dtype=np.int64)  # element -> position in `held`
     held, offset = [], 0

@@ -143,8 +143,19 @@ def measure(path: Path, state: Path, what: str) -> dict[str, float]:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def report(runs: dict[str, list[dict[str, float]]], size: int) -> str:
-    import torch
+def measure_all() -> tuple[dict[str, list[dict[str, float]]], int]:
+    """Every step, alternating, :data:`REPEATS` times; and the weights' size in bytes."""
+    with tempfile.TemporaryDirectory() as directory:
+        path, state, size = build(Path(directory))
+        runs: dict[str, list[dict[str, float]]] = {what: [] for what in LABELS}
+        for _ in range(REPEATS):
+            for what in runs:  # alternate, so machine load affects all alike
+                runs[what].append(measure(path, state, what))
+    return runs, size
+
+
+def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
+    """The Markdown section of ``benchmarks/RESULTS.md``."""
 
     def seconds(what: str) -> float:
         return statistics.median(run["seconds"] for run in runs[what])
@@ -153,39 +164,60 @@ def report(runs: dict[str, list[dict[str, float]]], size: int) -> str:
         return statistics.median(run["peak"] for run in runs[what]) / size
 
     lines = [
-        "# Whole-model conversion speed and memory",
+        "## Converting a whole CRNN-sized model, both ways",
         "",
-        f"Produced by `python benchmarks/whole_model_speed.py` on {platform.machine()} with "
-        f"{torch.get_num_threads()} torch threads (python {platform.python_version()}, "
-        f"torch {torch.__version__}); a CRNN-sized .keras file (Conv2D, BatchNormalization, "
-        f"pooling, Conv1D, a 256-unit BiLSTM, Dense), {size / 1e6:.1f} MB of float32 "
-        f"weights; medians of {REPEATS} fresh processes, frameworks imported before each step.",
+        f"By `python benchmarks/whole_model_speed.py` (alone, it writes "
+        f"`benchmarks/results/whole_model_speed.md`): a .keras file of Conv2D, "
+        f"BatchNormalization, pooling, Conv1D, a 256-unit BiLSTM and Dense, {size / 1e6:.1f} MB "
+        f"of float32 weights; medians of {REPEATS} fresh processes, each step after its "
+        "process has imported torch and Keras.",
         "",
         "| step | time | peak memory | peak / weights | targets |",
         "|---|---|---|---|---|",
     ]
+    missed = False
     for what, label in LABELS.items():
         verdict = ""
         if what in CONVERSIONS:
             met_time = "met" if seconds(what) <= TARGET_SECONDS else "MISSED"
             met_memory = "met" if memory(what) <= TARGET_MEMORY else "MISSED"
+            missed = missed or "MISSED" in (met_time, met_memory)
             verdict = f"time {met_time} (≤ {TARGET_SECONDS:g} s), memory {met_memory} (≤ 2x)"
         peak = memory(what) * size / 2**20
         lines.append(
             f"| {label} | {seconds(what):.2f} s | {peak:.0f} MiB | {memory(what):.1f}x "
             f"| {verdict} |"
         )
-    return "\n".join(lines) + "\n"
+    if missed:
+        lines += [
+            "",
+            f"Why the misses: at {size / 1e6:.1f} MB of weights the memory ratio measures fixed "
+            "costs, not copies: the Keras load alone peaks at "
+            f"{memory('keras_load'):.1f}x. Unverified, `keras_to_torch` holds the arrays read "
+            "from the file and the parameters (2x) plus the first use of the file reader and "
+            "torch modules; the verified conversions add a Keras model (loaded or rebuilt), "
+            "TensorFlow's tracing of its first call, and the float64 and float32 reference "
+            "runs that derive the tolerance. The verified Keras → torch time is the same sum: "
+            f"loading the model in Keras ({seconds('keras_load'):.1f} s) and running it, the "
+            "reference runs and the port's own run, next to "
+            f"{seconds('keras_to_torch_unverified'):.1f} s of reading and building.",
+        ]
+    return [*lines, ""]
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        path, state, size = build(Path(directory))
-        runs: dict[str, list[dict[str, float]]] = {what: [] for what in LABELS}
-        for _ in range(REPEATS):
-            for what in runs:  # alternate, so machine load affects all alike
-                runs[what].append(measure(path, state, what))
-    text = report(runs, size)
+    import torch
+
+    runs, size = measure_all()
+    body = section(runs, size)
+    header = [
+        "# Whole-model conversion speed and memory",
+        "",
+        f"On {platform.machine()} with {torch.get_num_threads()} torch threads (python "
+        f"{platform.python_version()}, torch {torch.__version__}).",
+        "",
+    ]
+    text = "\n".join(header + body[2:])
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)

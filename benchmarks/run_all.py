@@ -32,6 +32,7 @@ import bench_reference  # noqa: E402
 import compare_speed  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import whole_model_speed  # noqa: E402
 
 from xframe_bilstm.matrix import load_table  # noqa: E402
 
@@ -93,6 +94,8 @@ def main() -> None:
     accuracy = bench_accuracy.measure(repeats)
     print("conversion", flush=True)
     conversion = bench_conversion.measure(repeats)
+    print("whole-model conversion", flush=True)
+    whole_model = whole_model_speed.measure_all()
     print("default lane", flush=True)
     lane = bench_lane.measure(repeats, jobs)
     study = bench_ratchet.measure() if args.ratchet_study else None
@@ -105,6 +108,7 @@ def main() -> None:
     lines += bench_reference.section(reference)
     lines += bench_accuracy.section(accuracy, repeats)
     lines += bench_conversion.section(conversion)
+    lines += whole_model_speed.section(*whole_model)
     if study is not None:
         lines += bench_ratchet.section(study, load_table().ratchet)
     text = "\n".join(lines).rstrip() + "\n"

@@ -118,8 +118,13 @@ def _read_keras(source: Any) -> Read:
 
 
 def _read_torch(source: Any) -> Read:
+    from .models.to_torch import KerasModel
     from .models.torch_graph import graph_from_torch, is_whole_module
 
+    if isinstance(source, KerasModel):  # a whole-model port keeps the graph it was built from
+        from .models.torch_readback import current_graph
+
+        return Read(current_graph(source), "torch", lambda: source)
     if is_whole_module(source):  # its forward runs as written, so it stays a graph
         return Read(graph_from_torch(source), "torch", lambda: source)
     from .adapters.torch import torch_to_canonical

@@ -31,6 +31,7 @@ from ..adapters.torch.tensors import numpy_to_tensor, torch_dtype
 from ..convolution import torch_kernel
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
+from .graph_structure import graph_structure
 from .recurrent import Recurrent
 from .torch_attention import attention_module
 from .torch_convolution import Convolution, PadOrCrop
@@ -250,7 +251,9 @@ class KerasModel(nn.Module):
     Submodules are the Keras layers, in the model's order, named after them;
     ``input_names`` and ``output_names`` are the Keras model's. ``forward(*inputs)`` takes
     one tensor per model input and returns one tensor per model output (a tuple when there
-    are several).
+    are several). ``keras_graph`` is the graph the module was built from, without its
+    weights (the parameters hold them): :func:`~xframe_bilstm.torch_to_keras` and
+    ``compare()`` read the module back through it, with the weights it holds then.
 
     Example:
         >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
@@ -272,7 +275,9 @@ class KerasModel(nn.Module):
         self.name = graph.name
         self.input_names = tuple(graph.inputs)
         self.output_names = tuple(graph.outputs)
-        taken: set[str] = set()
+        self.keras_graph = graph_structure(graph)
+        # The module's own attributes are not free for a layer named like one of them.
+        taken = {"name", "input_names", "output_names", "keras_graph"}
         steps = []
         for record in graph.layers:
             if record.kind == "input":

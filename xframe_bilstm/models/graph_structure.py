@@ -1,0 +1,79 @@
+"""A model graph's structure without its weights, as a torch port keeps it.
+
+A :class:`~xframe_bilstm.models.to_torch.KerasModel` holds its weights in its parameters;
+it keeps the graph it was built from so that it can be read back (Keras → torch → Keras),
+but only the graph's structure: every weight becomes a placeholder of the same shape and
+dtype that takes no memory, and the weights are read from the parameters when asked for
+(:mod:`~xframe_bilstm.models.torch_readback`), so a port that was trained or loaded since
+converts back with the weights it holds now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..canonical import DirectionWeights, RecurrentLayer
+from ..graph import LayerRecord, ModelGraph
+
+
+def placeholder(array: np.ndarray) -> np.ndarray:
+    """Broadcast zeros shaped and typed as ``array``: no memory of their own.
+
+    Example:
+        >>> held = placeholder(np.ones((1000, 1000), "float32"))
+        >>> held.shape, held.dtype, held.strides
+        ((1000, 1000), dtype('float32'), (0, 0))
+    """
+    return np.broadcast_to(np.zeros((), np.asarray(array).dtype), np.shape(array))
+
+
+def _layer_structure(layer: RecurrentLayer) -> RecurrentLayer:
+    weights = tuple(
+        DirectionWeights(
+            placeholder(w.kernel),
+            placeholder(w.recurrent_kernel),
+            None if w.bias is None else placeholder(w.bias),
+        )
+        for w in layer.weights
+    )
+    return dataclasses.replace(layer, weights=weights)
+
+
+def record_structure(record: LayerRecord) -> LayerRecord:
+    """``record`` with placeholder weights (a wrapped layer's too).
+
+    A custom layer keeps its weights: its factory (``build_torch``) holds them anyway, and
+    builds from them alone.
+    """
+    if record.kind == "custom":
+        return record
+    weights: Mapping[str, np.ndarray] = {
+        key: placeholder(value) for key, value in record.weights.items()
+    }
+    recurrent = None if record.recurrent is None else _layer_structure(record.recurrent)
+    options = record.options
+    if isinstance(options.get("layer"), LayerRecord):  # TimeDistributed's wrapped layer
+        options = {**options, "layer": record_structure(options["layer"])}
+    return dataclasses.replace(record, weights=weights, recurrent=recurrent, options=options)
+
+
+def graph_structure(graph: ModelGraph) -> ModelGraph:
+    """``graph`` with placeholder weights in every layer.
+
+    Example:
+        >>> record = LayerRecord("x", "input", "InputLayer",
+        ...                      options={"shape": (3,), "dtype": "float32"})
+        >>> dense = LayerRecord("d", "dense", "Dense", ("x",),
+        ...                     {"activation": "linear", "time_distributed": False},
+        ...                     {"kernel": np.ones((3, 2), "float32")})
+        >>> kept = graph_structure(ModelGraph("m", (record, dense), ("x",), ("d",)))
+        >>> kept.layer("d").weights["kernel"].strides
+        (0, 0)
+    """
+    return dataclasses.replace(graph, layers=tuple(record_structure(r) for r in graph.layers))
+
+
+__all__ = ["graph_structure", "placeholder", "record_structure"]

@@ -8,7 +8,7 @@ keras = pytest.importorskip("keras")
 
 from xframe_bilstm import lint  # noqa: E402
 
-from . import attention_models  # noqa: E402
+from .. import attention_models  # noqa: E402
 
 
 def _traps(model: object) -> dict[tuple[str, str], str]:

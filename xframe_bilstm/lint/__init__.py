@@ -13,7 +13,7 @@ Rules of this module:
   valid backward outputs); ``time_major``; masks and left padding; Keras 2 concatenation
   of masks; ``RNN`` layers of unsupported cells, and of ``StackedRNNCells`` (a chain of
   layers, one per cell; refused in ``Bidirectional`` and with ``go_backwards`` under a
-  mask); attention layers (:mod:`.lint_attention`); unsupported layers.
+  mask); attention layers (:mod:`.attention`); unsupported layers.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UnsupportedFeatureError
-from .graph import MASK_RULES
-from .keras_files.config import LayerSpec, ModelSpec, parse_layers
-from .keras_files.config.cells import as_plain, cell_entries, is_stacked
-from .lint_attention import KINDS as ATTENTION_KINDS
-from .lint_attention import attention_traps
-from .lint_normpool import KINDS as NORMPOOL_KINDS
-from .lint_normpool import normpool_traps
+from ..errors import UnsupportedFeatureError
+from ..graph import MASK_RULES
+from ..keras_files.config import LayerSpec, ModelSpec, parse_layers
+from ..keras_files.config.cells import as_plain, cell_entries, is_stacked
+from .attention import KINDS as ATTENTION_KINDS
+from .attention import attention_traps
+from .normpool import KINDS as NORMPOOL_KINDS
+from .normpool import normpool_traps
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,10 @@ class Trap:
 
 def _spec_of(source: Any) -> ModelSpec:
     if isinstance(source, (str, os.PathLike)):
-        from .keras_files import read_spec
+        from ..keras_files import read_spec
 
         return read_spec(os.fspath(source), strict=False)
-    from .models.live import keras_flavour, spec_from_keras
+    from ..models.live import keras_flavour, spec_from_keras
 
     if keras_flavour(source) is not None:
         return spec_from_keras(source, strict=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from .keras_files.config import LayerSpec, ModelSpec
+from ..keras_files.config import LayerSpec, ModelSpec
 
 KINDS = ("attention", "multi_head_attention")
 Add = Callable[[LayerSpec, str, str, str], None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .keras_files.config import LayerSpec
+from ..keras_files.config import LayerSpec
 
 KINDS = ("batch_norm", "layer_norm", "pool")
 Add = Callable[[LayerSpec, str, str, str], None]

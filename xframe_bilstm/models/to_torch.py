@@ -30,7 +30,8 @@ from ..adapters.torch.explicit import TORCH_ACTIVATIONS
 from ..adapters.torch.tensors import numpy_to_tensor, torch_dtype
 from ..convolution import torch_kernel
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
+from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph
+from ..mask_traps import mask_traps
 from .graph_structure import graph_structure
 from .recurrent import Recurrent
 from .torch_attention import attention_module
@@ -346,7 +347,7 @@ def build_torch(graph: ModelGraph) -> KerasModel:
 
     Raises:
         UnsupportedFeatureError: a Keras behaviour under a mask that no port reproduces
-            (see :func:`~xframe_bilstm.graph.mask_traps`).
+            (see :func:`~xframe_bilstm.mask_traps.mask_traps`).
     """
     refusals = [message for _, message, refused in mask_traps(graph) if refused]
     if refusals:

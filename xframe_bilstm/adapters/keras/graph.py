@@ -18,7 +18,8 @@ import numpy as np
 from ..._imports import require
 from ...canonical import RecurrentStack
 from ...errors import UnsupportedFeatureError
-from ...graph import MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
+from ...graph import MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph
+from ...mask_traps import mask_traps
 from .activations import keras_activation
 from .attention import KINDS as ATTENTION_KINDS
 from .attention import attention_layer, call_attention, set_attention_weights

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
-from ...graph import SHAPE_KINDS, LayerRecord, ModelGraph, mask_traps
+from ...graph import SHAPE_KINDS, LayerRecord, ModelGraph
+from ...mask_traps import mask_traps
 from .activation_export import COMPOSITE_ACTIVATIONS, composite_activation
 from .attention_export import KINDS as ATTENTION_KINDS
 from .attention_export import emit_attention

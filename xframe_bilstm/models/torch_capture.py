@@ -13,7 +13,8 @@ Rules of this module:
   that module, through the same readers as a child of a plain chain
   (:func:`~xframe_bilstm.models.torch_graph.child_records`), however deep it sits and
   however often it is called; a recurrent module's initial states must be its own zeros
-  and only its output sequence may be used. Everything else ``forward`` computes is read
+  and only its output sequence may be used. A call of ``nn.MultiheadAttention`` is one
+  ``multi_head_attention`` record (:mod:`.capture_attention`). Everything else ``forward`` computes is read
   operation by operation (:mod:`.capture_ops`), through modules of the user's own
   classes too.
 - What cannot be read is refused once, listing every operation with the line of

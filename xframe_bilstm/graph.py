@@ -60,6 +60,7 @@ KINDS = (
     "scalar_op",
     "attention",
     "multi_head_attention",
+    "matmul",
 )
 
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
@@ -103,6 +104,8 @@ MASK_RULES = {
     # Attention layers return the query's mask (the query is their first input).
     "attention": "keep",
     "multi_head_attention": "keep",
+    # A batched matrix product (a captured ``q @ k``): no Keras layer, its mask ends.
+    "matmul": "drop",
 }
 # Attention layers: (query, value) or (query, value, key), each runner hands them to its own
 # module for them.
@@ -111,6 +114,7 @@ ATTENTION_KINDS = ("attention", "multi_head_attention")
 MULTI_INPUT_KINDS = (
     *(kind for kind, rule in MASK_RULES.items() if rule == "merge"),
     *ATTENTION_KINDS,
+    "matmul",
 )
 # Merges, permutes, repeats, TimeDistributed and activation layers: each runner hands them
 # to its own module for them.
@@ -207,6 +211,9 @@ class LayerRecord:
       (features, heads, value_dim), ``output_kernel`` (heads, value_dim, output features)
       and, with ``use_bias``, ``query_bias``, ``key_bias``, ``value_bias`` (heads, dim) and
       ``output_bias``.
+    - ``matmul`` (read from a torch ``forward``; inputs ``(a, b)`` of one rank, at least
+      3, the same sizes on every axis but the last two): ``transpose_a``, ``transpose_b``
+      (swap that input's last two axes first); ``a @ b`` over the last two axes.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

@@ -1,4 +1,4 @@
-"""The reduce, slice and scalar_op kinds: the reference, the torch port, the Keras layers
+"""The reduce, slice, scalar_op and matmul kinds: the reference, the torch port, the Keras layers
 and the ONNX export all compute what torch's own operations compute."""
 
 from __future__ import annotations
@@ -82,3 +82,60 @@ def test_a_keras_model_holding_them_saves_and_loads(tmp_path) -> None:
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     x = np.ones((2, 4, 5), "float32")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.full((2, 5), 4.0))
+
+
+def _matmul_graph(transpose_a: bool, transpose_b: bool) -> ModelGraph:
+    """x (B, T, 5) times its own (B, T, 5) square: every transpose keeps shapes valid."""
+    options = {"transpose_a": transpose_a, "transpose_b": transpose_b}
+    return ModelGraph(
+        "m",
+        (
+            LayerRecord("x", "input", "InputLayer", options={"shape": (None, 5), "dtype": "f"}),
+            LayerRecord(
+                "y",
+                "scalar_op",
+                "mul",
+                ("x",),
+                {"op": "multiply", "constant": 2.0, "reverse": False},
+            ),
+            LayerRecord(
+                "square",
+                "matmul",
+                "matmul",
+                ("x", "y"),
+                {"transpose_a": False, "transpose_b": True},
+            ),
+            LayerRecord("op", "matmul", "matmul", ("square", "x"), options),
+        ),
+        inputs=("x",),
+        outputs=("op",),
+    )
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_every_runner_multiplies_as_torch_matmul(transpose_a: bool, transpose_b: bool) -> None:
+    x = np.random.default_rng(1).standard_normal((3, 5, 5)).astype("float32")
+    t = torch.from_numpy(x)
+    square = t @ (2.0 * t).transpose(1, 2)
+    expected = torch.matmul(
+        square.transpose(1, 2) if transpose_a else square, t.transpose(1, 2) if transpose_b else t
+    ).numpy()
+    graph = _matmul_graph(transpose_a, transpose_b)
+    (reference,) = run_model_reference(graph, [x])
+    np.testing.assert_allclose(reference, expected, rtol=1e-5, atol=1e-5)
+    ported = build_torch(graph)(t).detach().numpy()
+    np.testing.assert_allclose(ported, expected, rtol=1e-5, atol=1e-5)
+    model = graph_to_keras(graph)
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-5)
+    session = onnxruntime.InferenceSession(graph_to_onnx(graph, opset=13).SerializeToString())
+    (exported,) = session.run(None, {"x": x})
+    np.testing.assert_allclose(exported, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_keras_model_holding_a_matmul_saves_and_loads(tmp_path) -> None:
+    model = graph_to_keras(_matmul_graph(False, False))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(2).standard_normal((2, 4, 5)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=0, atol=1e-6)

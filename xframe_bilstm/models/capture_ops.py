@@ -6,8 +6,10 @@ Rules of this module:
 - One operator of the captured graph becomes at most a few records of existing kinds where
   one means the same (``permute``, ``reshape``, ``concatenate``, ``merge``, activations,
   ``softmax``, ``relu``, ``elu``) and of the generic kinds ``reduce``, ``slice`` and
-  ``scalar_op`` otherwise; operators that compute nothing at inference (``dropout`` in
-  eval mode, ``clone``, ``contiguous``) pass their input on.
+  ``scalar_op`` otherwise, and ``matmul`` for a product of two batches of matrices
+  (``q @ k``, ``torch.bmm``, a two-operand ``torch.einsum``); operators that compute
+  nothing at inference (``dropout`` in eval mode, ``clone``, ``contiguous``) pass their
+  input on.
 - Shapes come from two captures of the module, at two batch sizes and two lengths of the
   input's free axes: an axis whose size differs between them is free (``-1`` in a
   ``Reshape``); axis 0 must be the batch axis in both, so operations on it are refused.
@@ -303,6 +305,62 @@ def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
     return [LayerRecord(name, "scalar_op", op.split(".")[-1], (tensors.name(left),), options)]
 
 
+def _matmul(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    """``a @ b``, ``torch.bmm`` and two-operand ``torch.einsum`` of one rank, batch-preserving."""
+    op = _op_name(node)
+    if op == "aten.einsum":
+        equation, operands = str(args[0]), list(args[1])
+        if len(operands) != 2:
+            raise Unsupported(f"applies aten.einsum to {len(operands)} tensors; two are read")
+        transposes = einsum_transposes(equation)
+    else:
+        operands, transposes = args[:2], (False, False)
+    a, b = operands
+    shapes = [tensors.shapes[n.name][0] for n in (a, b)]
+    if len(shapes[0]) != len(shapes[1]) or len(shapes[0]) < 3 or shapes[0][:-2] != shapes[1][:-2]:
+        raise Unsupported(
+            f"applies {op} to tensors of shapes {shapes[0]} and {shapes[1]}; a product of "
+            "two tensors of one rank (3 or more) with the same leading axes is read"
+        )
+    first, second = tensors.shapes[node.name]
+    if first[0] != tensors.batches[0] or (second and second[0] != tensors.batches[1]):
+        raise Unsupported(f"applies {op} over the batch axis")
+    options = {"transpose_a": transposes[0], "transpose_b": transposes[1]}
+    inputs = (tensors.name(a), tensors.name(b))
+    return [LayerRecord(name, "matmul", op.split(".")[-1], inputs, options)]
+
+
+def einsum_transposes(equation: str) -> tuple[bool, bool]:
+    """Whether each operand of an ``einsum`` equation is transposed before ``a @ b``.
+
+    The equation must be one batched matrix product: both operands and the result share
+    their leading letters, and ``ij,jk->ik`` on the last two in any order of each operand.
+
+    Example:
+        >>> einsum_transposes("bqd,bkd->bqk"), einsum_transposes("bhqk,bhkd->bhqd")
+        ((False, True), (False, False))
+    """
+    text = equation.replace(" ", "")
+    refused = Unsupported(
+        f"applies aten.einsum with {equation!r}, not one batched matrix product "
+        "('bij,bjk->bik', either operand's last two letters swapped)"
+    )
+    if "->" not in text or "." in text or text.count(",") != 1:
+        raise refused
+    left, out = text.split("->")
+    a, b = left.split(",")
+    if not len(a) == len(b) == len(out) >= 3 or not a[:-2] == b[:-2] == out[:-2]:
+        raise refused
+    i, k = out[-2], out[-1]
+    shared = set(a[-2:]) & set(b[-2:])
+    if len(shared) != 1 or len(set(out)) != len(out) or shared & set(out):
+        raise refused
+    j = shared.pop()
+    if set(a[-2:]) != {i, j} or set(b[-2:]) != {j, k}:
+        raise refused
+    return a[-2:] == j + i, b[-2:] == k + j
+
+
 Handler = Callable[[Any, str, Tensors, list, dict], list]
 _HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(_ACTIVATIONS, _activation),
@@ -318,6 +376,7 @@ _HANDLERS: dict[str, Handler] = {
     "aten.select": _select,
     **dict.fromkeys([*_REDUCTIONS, "aten.max", "aten.min"], _reduce),
     **dict.fromkeys([*_SCALARS, "aten.rsub", "aten.neg"], _arithmetic),
+    **dict.fromkeys(["aten.matmul", "aten.bmm", "aten.einsum"], _matmul),
 }
 
 
@@ -326,4 +385,11 @@ def is_tuple_getitem(node: Any) -> bool:
     return node.op == "call_function" and node.target is operator.getitem
 
 
-__all__ = ["Tensors", "Unsupported", "is_tuple_getitem", "op_name", "op_records"]
+__all__ = [
+    "Tensors",
+    "Unsupported",
+    "einsum_transposes",
+    "is_tuple_getitem",
+    "op_name",
+    "op_records",
+]

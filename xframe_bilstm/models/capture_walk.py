@@ -15,6 +15,7 @@ from typing import Any
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from .capture_attention import attention_output, attention_record, is_attention_module
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 
 LeafTest = Callable[[Any], bool]
@@ -151,7 +152,7 @@ def read_captured(
     records = [LayerRecord(input_name, "input", "InputLayer", options=dict(input_options))]
     tensors.names[user[0]] = input_name
     weights = set(placeholders) - set(user)
-    groups = _groups(module, graph, is_leaf)
+    groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read, found = _live(graph), set(), []
     for node in graph.nodes:
         if node.op != "call_function" or node not in live:
@@ -241,6 +242,15 @@ def _read_call(
         )
     )
     used = [m for m in members if any(user not in inside for user in m.users)]
+    call = key.rsplit("@", 1)[1] if "@" in key else ""
+    if is_attention_module(child):
+        output = attention_output(path, members, used)
+        record = attention_record(
+            names(f"{path}_{call}" if call else path), path, child, members, given, tensors
+        )
+        records.append(record)
+        tensors.names[output] = record.name
+        return
     recurrent = isinstance(child, torch.nn.RNNBase)
     if recurrent and len(given) > 1:
         raise Unsupported(f"passes initial states to {path!r}; the Keras port starts from zeros")
@@ -255,7 +265,6 @@ def _read_call(
             )
     if len(used) != 1:
         raise Unsupported(f"uses {len(used)} results of {path!r}")
-    call = key.rsplit("@", 1)[1] if "@" in key else ""
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
     records.extend(made)
     names.taken.update(record.name for record in made)

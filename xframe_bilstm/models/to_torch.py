@@ -239,7 +239,7 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         from .torch_custom import custom_module
 
         return custom_module(record)
-    if record.kind in ("reduce", "slice", "scalar_op"):
+    if record.kind in ("reduce", "slice", "scalar_op", "matmul"):
         return tensor_op_module(record)
     if record.kind in ("attention", "multi_head_attention"):
         return attention_module(record)

@@ -13,9 +13,13 @@ Rules of this module:
   that module, through the same readers as a child of a plain chain
   (:func:`~xframe_bilstm.models.torch_graph.child_records`), however deep it sits and
   however often it is called; a recurrent module's initial states must be its own zeros
-  and only its output sequence may be used. Everything else ``forward`` computes is read
-  operation by operation (:mod:`.capture_ops`), through modules of the user's own
-  classes too.
+  and only its output sequence may be used. A call of ``nn.MultiheadAttention`` is one
+  ``multi_head_attention`` record (:mod:`.capture_attention`). Everything else
+  ``forward`` computes is read operation by operation (:mod:`.capture_ops`), through
+  modules of the user's own classes too.
+- ``nn.LSTMCell``/``nn.GRUCell``/``nn.RNNCell`` are refused by name before anything is
+  captured: ``torch.export`` unrolls a ``for t in range(T)`` loop over them at the
+  example's length, so the capture would hold a fixed number of steps, not a layer.
 - What cannot be read is refused once, listing every operation with the line of
   ``forward`` it came from (``node.meta["stack_trace"]``).
 """
@@ -83,6 +87,29 @@ def capture_graph(
     )
 
 
+def refuse_cell_loops(module: Any) -> None:
+    """Refuse a module holding recurrent cells, naming them and the layer to use instead.
+
+    Raises:
+        UnsupportedFeatureError: ``module`` holds an ``nn.LSTMCell``, ``nn.GRUCell`` or
+            ``nn.RNNCell``.
+    """
+    torch = require("torch")
+    cells = [
+        f"{path!r} (nn.{type(child).__name__})"
+        for path, child in module.named_modules()
+        if isinstance(child, torch.nn.RNNCellBase)
+    ]
+    if cells:
+        raise UnsupportedFeatureError(
+            f"{type(module).__name__} holds {', '.join(cells)}: a loop over time in forward "
+            "is unrolled by torch.export at one fixed length, which no Keras layer reads. "
+            "Use nn.LSTM/nn.GRU/nn.RNN(batch_first=True) instead (a cell's weight_ih, "
+            "weight_hh, bias_ih and bias_hh are their weight_ih_l0, weight_hh_l0, "
+            "bias_ih_l0 and bias_hh_l0)"
+        )
+
+
 def fixed_axes(input_options: Mapping[str, Any]) -> dict[str, Any]:
     """The input's options with only its last free axis left free (the time axis of ids,
     sequences and channels-first signals); the others take the examples' length, as a
@@ -142,4 +169,11 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
         ) from error
 
 
-__all__ = ["CaptureError", "capture", "capture_graph", "example_input", "fixed_axes"]
+__all__ = [
+    "CaptureError",
+    "capture",
+    "capture_graph",
+    "example_input",
+    "fixed_axes",
+    "refuse_cell_loops",
+]

@@ -165,8 +165,9 @@ def _captured(
     Where it cannot be captured at all, the plain chain's refusal says what ``forward``
     does, and the capture's error why it was not read either.
     """
-    from .torch_capture import CaptureError, capture_graph
+    from .torch_capture import CaptureError, capture_graph, refuse_cell_loops
 
+    refuse_cell_loops(module)
     try:
         options = first_input_options(module, custom_modules)
         return capture_graph(

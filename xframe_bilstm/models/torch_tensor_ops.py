@@ -1,8 +1,9 @@
-"""The tensor operations of a captured ``forward`` (``reduce``, ``slice``, ``scalar_op``)
-as torch modules, computing what :mod:`xframe_bilstm.reference.tensor_ops` computes."""
+"""The tensor operations of a captured ``forward`` (``reduce``, ``slice``, ``scalar_op``,
+``matmul``) as torch modules, computing what :mod:`xframe_bilstm.reference.tensor_ops` computes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -62,8 +63,31 @@ class ScalarOp(nn.Module):
         return f"op={self.op!r}, constant={self.constant}, reverse={self.reverse}"
 
 
+class MatMul(nn.Module):
+    """``a @ b`` over the last two axes, each first transposed where said; no mask after."""
+
+    def __init__(self, transpose_a: bool, transpose_b: bool) -> None:
+        super().__init__()
+        self.transpose_a, self.transpose_b = transpose_a, transpose_b
+
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, masks: Sequence[torch.Tensor | None] = ()
+    ) -> torch.Tensor:
+        a = a.transpose(-1, -2) if self.transpose_a else a
+        b = b.transpose(-1, -2) if self.transpose_b else b
+        return torch.matmul(a, b)
+
+    def combine_masks(
+        self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]
+    ) -> torch.Tensor | None:
+        return None
+
+    def extra_repr(self) -> str:
+        return f"transpose_a={self.transpose_a}, transpose_b={self.transpose_b}"
+
+
 def tensor_op_module(record: LayerRecord) -> nn.Module:
-    """The module of a ``reduce``, ``slice`` or ``scalar_op`` record.
+    """The module of a ``reduce``, ``slice``, ``scalar_op`` or ``matmul`` record.
 
     Example:
         >>> record = LayerRecord("last", "slice", "select", ("x",),
@@ -80,7 +104,9 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
     if record.kind == "scalar_op":
         op, constant = str(options["op"]), float(options["constant"])
         return ScalarOp(op, constant, bool(options["reverse"]))
+    if record.kind == "matmul":
+        return MatMul(bool(options["transpose_a"]), bool(options["transpose_b"]))
     raise UnsupportedFeatureError(f"layer {record.name!r}: no torch module for {record.kind!r}")
 
 
-__all__ = ["Reduce", "ScalarOp", "Slice", "tensor_op_module"]
+__all__ = ["MatMul", "Reduce", "ScalarOp", "Slice", "tensor_op_module"]

@@ -25,7 +25,7 @@ from .normpool import batch_norm, global_pool, layer_norm, pool
 from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
 from .tensor_ops import KINDS as TENSOR_OP_KINDS
-from .tensor_ops import run_tensor_op
+from .tensor_ops import run_matmul, run_tensor_op
 
 
 def _activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -139,6 +139,8 @@ def run_model_reference(
             y, out_mask = run_shape_layer(record, tensors, in_masks, dtype, run_model_reference)
         elif record.kind in TENSOR_OP_KINDS:
             y = run_tensor_op(record.kind, options, x, dtype)
+        elif record.kind == "matmul":
+            y = run_matmul(options, [values[name] for name in record.inputs], dtype)
         elif record.kind in ATTENTION_KINDS:
             tensors = [values[name] for name in record.inputs]
             y = run_attention(record, tensors, [masks[name] for name in record.inputs], dtype)

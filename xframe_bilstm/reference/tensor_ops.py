@@ -7,11 +7,13 @@ Written from their definitions in numpy, independently of the torch port:
 - ``slice``: ``x[..., start:stop:step, ...]`` on one ``axis``; with ``keep_axis`` False,
   the one position ``start`` with that axis removed (``x[:, -1]``).
 - ``scalar_op``: ``x op constant``, or ``constant op x`` where ``reverse``.
+- ``matmul``: ``a @ b`` over the last two axes, each first transposed where said, as the
+  sums over the shared axis that define it (``einsum``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,23 @@ def scalar_op(op: str, x: Any, constant: Any, reverse: bool) -> Any:
     raise UnsupportedFeatureError(f"no scalar operation {op!r}")
 
 
+def run_matmul(
+    options: Mapping[str, Any], tensors: Sequence[np.ndarray], dtype: type
+) -> np.ndarray:
+    """The output of a ``matmul`` record on its two inputs.
+
+    Example:
+        >>> a, b = np.arange(6.0).reshape(1, 2, 3), np.ones((1, 2, 3))
+        >>> run_matmul({"transpose_a": False, "transpose_b": True}, [a, b], np.float64).tolist()
+        [[[3.0, 3.0], [12.0, 12.0]]]
+    """
+    a: np.ndarray = np.asarray(tensors[0]).astype(dtype)
+    b: np.ndarray = np.asarray(tensors[1]).astype(dtype)
+    left = "...ji" if options["transpose_a"] else "...ij"
+    right = "...kj" if options["transpose_b"] else "...jk"
+    return np.asarray(np.einsum(f"{left},{right}->...ik", a, b))
+
+
 def run_tensor_op(kind: str, options: Mapping[str, Any], x: np.ndarray, dtype: type) -> np.ndarray:
     """The output of one record of a kind in :data:`KINDS`.
 
@@ -77,4 +96,4 @@ def run_tensor_op(kind: str, options: Mapping[str, Any], x: np.ndarray, dtype: t
     raise UnsupportedFeatureError(f"no reference for kind {kind!r}")
 
 
-__all__ = ["KINDS", "run_tensor_op", "scalar_op", "slice_index"]
+__all__ = ["KINDS", "run_matmul", "run_tensor_op", "scalar_op", "slice_index"]

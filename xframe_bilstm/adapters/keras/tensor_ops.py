@@ -1,8 +1,9 @@
 """The tensor operations of a captured ``forward`` rebuilt in Keras 3.
 
-No Keras layer sums over time, slices one step or adds a constant, so these are small
-layers of this package, registered as ``xframe_bilstm>Reduce``, ``xframe_bilstm>Slice`` and
-``xframe_bilstm>ScalarOp``: a saved model that holds them loads where this package is
+No Keras layer sums over time, slices one step, adds a constant or multiplies two
+batches of matrices, so these are small layers of this package, registered as
+``xframe_bilstm>Reduce``, ``xframe_bilstm>Slice``, ``xframe_bilstm>ScalarOp`` and
+``xframe_bilstm>MatMul``: a saved model that holds them loads where this package is
 imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops` computes.
 """
 
@@ -16,7 +17,7 @@ from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
 from ...reference.tensor_ops import KINDS, scalar_op, slice_index
 
-_CLASSES = {"reduce": "Reduce", "slice": "Slice", "scalar_op": "ScalarOp"}
+_KINDS = (*KINDS, "matmul")
 
 
 @functools.cache
@@ -63,11 +64,24 @@ def tensor_op_classes() -> dict[str, Any]:
             constant = keras.ops.cast(float(options["constant"]), x.dtype)
             return scalar_op(str(options["op"]), x, constant, bool(options["reverse"]))
 
-    return {"reduce": Reduce, "slice": Slice, "scalar_op": ScalarOp}
+    @register
+    class MatMul(_OptionsLayer):
+        """``a @ b`` over the last two axes of its two inputs, each first transposed where
+        said."""
+
+        def call(self, inputs: list[Any]) -> Any:
+            a, b = inputs
+            if self.options["transpose_a"]:
+                a = keras.ops.swapaxes(a, -1, -2)
+            if self.options["transpose_b"]:
+                b = keras.ops.swapaxes(b, -1, -2)
+            return keras.ops.matmul(a, b)
+
+    return {"reduce": Reduce, "slice": Slice, "scalar_op": ScalarOp, "matmul": MatMul}
 
 
 def tensor_op_layer(record: LayerRecord, dtype: str) -> Any:
-    """The Keras layer of a ``reduce``, ``slice`` or ``scalar_op`` record.
+    """The Keras layer of a ``reduce``, ``slice``, ``scalar_op`` or ``matmul`` record.
 
     Example:
         >>> import numpy as np
@@ -76,7 +90,7 @@ def tensor_op_layer(record: LayerRecord, dtype: str) -> Any:
         >>> np.asarray(tensor_op_layer(record, "float32")(np.ones((1, 3, 2)))).tolist()
         [[3.0, 3.0]]
     """
-    if record.kind not in KINDS:
+    if record.kind not in _KINDS:
         raise UnsupportedFeatureError(f"layer {record.name!r}: no Keras layer for {record.kind!r}")
     layer_class = tensor_op_classes()[record.kind]
     return layer_class(dict(record.options), dtype=dtype, name=record.name)

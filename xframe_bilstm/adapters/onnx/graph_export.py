@@ -32,7 +32,7 @@ from .normpool_export import export_normpool
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
 from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
-from .tensor_ops_export import tensor_op_rank
+from .tensor_ops_export import emit_matmul, tensor_op_rank
 from .vocabulary import activation_refusal, ir_version
 
 # CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.
@@ -163,6 +163,11 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
             values.update(zip(record.outputs, made))
             masks.update(dict.fromkeys(record.outputs))
             masks[record.name] = masks[x] if record.options["return_sequences"] else None
+        elif record.kind == "matmul":
+            pair = [values[name] for name in record.inputs]
+            values[record.name], masks[record.name] = emit_matmul(
+                builder, record, pair, ranks[record.name]
+            )
         elif record.kind != "input":
             values[record.name], masks[record.name] = _layer(builder, record, values, masks)
     outputs = []

@@ -1,11 +1,12 @@
 """The tensor operations of a captured ``forward`` as standard ONNX operators, computing
 what :mod:`xframe_bilstm.reference.tensor_ops` computes: ``ReduceSum``/``ReduceMean``/
 ``ReduceMax``/``ReduceMin``, ``Slice`` (and ``Squeeze`` for one position), and
-``Add``/``Sub``/``Mul``/``Div`` with a constant."""
+``Add``/``Sub``/``Mul``/``Div`` with a constant, and ``MatMul`` (after a ``Transpose`` of
+the last two axes where said)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -63,6 +64,19 @@ def _scalar_op(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | N
 EMITTERS = {"reduce": _reduce, "slice": _slice, "scalar_op": _scalar_op}
 
 
+def emit_matmul(
+    builder: GraphBuilder, record: LayerRecord, tensors: Sequence[str], rank: int
+) -> Emitted:
+    """The ``MatMul`` of a ``matmul`` record's two inputs, of rank ``rank``; no mask after."""
+    swap = [*range(rank - 2), rank - 1, rank - 2]
+    a, b = tensors
+    if record.options["transpose_a"]:
+        a = builder.one("Transpose", [a], f"{record.name}/a", perm=swap)
+    if record.options["transpose_b"]:
+        b = builder.one("Transpose", [b], f"{record.name}/b", perm=swap)
+    return builder.one("MatMul", [a, b], record.name), None
+
+
 def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
     """The output rank of a record of these kinds (batch axis included)."""
     rank = ranks[record.inputs[0]]
@@ -73,4 +87,4 @@ def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
     return rank
 
 
-__all__ = ["EMITTERS", "tensor_op_rank"]
+__all__ = ["EMITTERS", "emit_matmul", "tensor_op_rank"]

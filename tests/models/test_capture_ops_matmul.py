@@ -1,0 +1,176 @@
+"""Attention written by hand in a forward (``q @ k.transpose(1, 2)``, ``torch.bmm``,
+``torch.einsum``) read as ``matmul`` records, and recurrent cell loops refused by name.
+
+Expected values come from the module itself, ``module(x)``, run by torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import UnsupportedFeatureError, compare, to_onnx, torch_to_keras  # noqa: E402
+from xframe_bilstm.models.capture_ops import Unsupported, einsum_transposes  # noqa: E402
+from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+nn = torch.nn
+
+
+class Diacritizer(nn.Module):
+    """Character ids, a BiLSTM, scaled dot-product self-attention, a Linear per character."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(21)
+        self.emb = nn.Embedding(30, 6)
+        self.lstm = nn.LSTM(6, 5, batch_first=True, bidirectional=True)
+        self.query, self.key, self.value = (nn.Linear(10, 10) for _ in range(3))
+        self.out = nn.Linear(20, 7)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.emb(ids))
+        q, k, v = self.query(h), self.key(h), self.value(h)
+        scores = q @ k.transpose(1, 2) / math.sqrt(q.size(-1))
+        weights = torch.softmax(scores, dim=-1)
+        return self.out(torch.cat([h, torch.bmm(weights, v)], dim=-1))
+
+
+class HeadsByEinsum(nn.Module):
+    """Two heads split by hand, scores and context by einsum over (batch, heads, time, dim)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(22)
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lstm(x)[0]
+        q, k, v = self._split(self.qkv(h))
+        scores = torch.einsum("bhqd,bhkd->bhqk", q, k) * 0.5
+        context = torch.einsum("bhqk,bhkd->bhqd", torch.softmax(scores, -1), v)
+        return context.permute(0, 2, 1, 3).reshape(h.shape[0], -1, 8) + h
+
+    def _split(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        parts = [y[:, :, i * 8 : (i + 1) * 8] for i in range(3)]
+        return tuple(p.reshape(p.shape[0], p.shape[1], 2, 4).permute(0, 2, 1, 3) for p in parts)
+
+
+def _ids(batch: int, steps: int) -> np.ndarray:
+    return np.random.default_rng(5).integers(1, 30, (batch, steps))
+
+
+def _sequences(batch: int, steps: int) -> np.ndarray:
+    return np.random.default_rng(6).standard_normal((batch, steps, 4)).astype("float32")
+
+
+MODULES = [
+    pytest.param(Diacritizer, _ids, id="diacritizer"),
+    pytest.param(HeadsByEinsum, _sequences, id="heads-by-einsum"),
+]
+
+
+@pytest.mark.parametrize(("make", "data"), MODULES)
+def test_the_keras_port_matches_the_module(make, data) -> None:
+    module = make().eval()
+    model = torch_to_keras(module)  # verified against module(x) at 3 rows of 7 steps
+    x = data(4, 10)  # and at another batch and length here
+    with torch.no_grad():
+        expected = module(torch.as_tensor(x)).numpy()
+    actual = np.asarray(model(x.astype("int32") if x.dtype.kind == "i" else x, training=False))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize(("make", "data"), MODULES)
+def test_compare_passes_on_every_framework(make, data) -> None:
+    report = compare(make().eval(), frameworks=["torch", "keras", "onnxruntime"], steps=8)
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"torch[cpu,float32]@original", "keras[cpu,float32]"} <= labels
+    assert any(label.startswith("onnxruntime") for label in labels)
+
+
+def test_the_onnx_export_matches_the_module() -> None:
+    import onnxruntime
+
+    module = Diacritizer().eval()
+    session = onnxruntime.InferenceSession(to_onnx(module).SerializeToString())
+    x = _ids(2, 9)
+    (actual,) = session.run(None, {session.get_inputs()[0].name: x})
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-5)
+
+
+def test_the_graph_reads_each_product_as_a_matmul() -> None:
+    graph = graph_from_torch(HeadsByEinsum().eval())
+    products = [record for record in graph.layers if record.kind == "matmul"]
+    assert [(r.options["transpose_a"], r.options["transpose_b"]) for r in products] == [
+        (False, True),
+        (False, False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("equation", "expected"),
+    [
+        ("bij,bjk->bik", (False, False)),
+        ("bji,bjk->bik", (True, False)),
+        ("bij,bkj->bik", (False, True)),
+        ("b h q d, b h k d -> b h q k", (False, True)),
+    ],
+)
+def test_einsum_equations_of_one_batched_product(equation: str, expected) -> None:
+    assert einsum_transposes(equation) == expected
+
+
+@pytest.mark.parametrize("equation", ["bij,bjk->bki", "bij,bij->bi", "...ij,...jk->...ik", "ij"])
+def test_other_einsum_equations_are_refused_by_name(equation: str) -> None:
+    with pytest.raises(Unsupported, match="not one batched matrix product"):
+        einsum_transposes(equation)
+
+
+class MaskedScores(Diacritizer):
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.emb(ids))
+        scores = h @ h.transpose(1, 2)
+        scores = scores.masked_fill((ids == 0)[:, None, :], -1e9)
+        return torch.softmax(scores, dim=-1) @ h
+
+
+def test_masked_fill_is_refused_with_its_line() -> None:
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        torch_to_keras(MaskedScores().eval(), verify=False)
+    message = str(caught.value)
+    assert "applies aten.masked_fill at test_capture_ops_matmul.py:" in message
+    assert "aten.matmul" not in message  # the products themselves are read
+
+
+class CellLoop(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(4, 5)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.shape[0], 5)
+        outputs = []
+        for step in range(x.shape[1]):
+            h = self.cell(x[:, step], h)
+            outputs.append(h)
+        return self.fc(torch.stack(outputs, dim=1))
+
+
+def test_a_loop_over_a_cell_is_refused_naming_the_cell() -> None:
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        torch_to_keras(CellLoop().eval(), verify=False)
+    message = str(caught.value)
+    assert "holds 'cell' (nn.GRUCell)" in message
+    assert "Use nn.LSTM/nn.GRU/nn.RNN(batch_first=True)" in message

@@ -62,7 +62,9 @@ def name_own_classes(config: Any) -> Any:
         'xframe_bilstm>Reduce'
     """
     body = config.get("config") if isinstance(config, Mapping) else None
-    layers = body.get("layers") if isinstance(body, Mapping) else None
+    if not isinstance(body, Mapping):
+        return config
+    layers = body.get("layers")
     if not isinstance(layers, list) or not any(
         isinstance(entry, Mapping) and is_own_class(entry) for entry in layers
     ):

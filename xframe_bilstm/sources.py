@@ -230,8 +230,11 @@ def describe(source: Any, reading: Reading) -> str:
 def load_keras_file(path: str) -> Any:
     """A Keras 3 model file as Keras 3 loads it (``safe_mode``: no code from the file)."""
     from ._imports import require
+    from .adapters.keras import register_keras_activations
 
-    return require("keras").saving.load_model(path, safe_mode=True)
+    keras = require("keras")
+    register_keras_activations()  # the package's own functions and layers a file may name
+    return keras.saving.load_model(path, safe_mode=True)
 
 
 __all__ = [

@@ -172,3 +172,115 @@ def test_a_wrong_reading_fails_the_check_against_the_module(
     with pytest.raises(ToleranceExceededError, match="vs its Keras model"):
         torch_to_keras(port)
     assert torch_to_keras(port, verify=False).name == "sequence_normpool"
+
+
+# --------------------------------------------------------------- states, attention, captures
+
+
+def _states_model(name: str) -> Any:
+    from ..models import test_port_states
+
+    keras.utils.set_random_seed(1)
+    model = test_port_states.MODELS[name](keras)
+    saved_models.randomize(model, 2)
+    return model
+
+
+def _attention_model(name: str) -> Any:
+    from .. import attention_models
+
+    layers = keras.layers
+    if name == "self_attention":
+        return attention_models.self_attention_classifier(keras)
+    if name == "multi_head":
+        return attention_models.multi_head_classifier(keras)
+    if name == "causal_mha_with_key":
+        return attention_models.two_sequence_model(
+            keras,
+            lambda: layers.MultiHeadAttention(num_heads=2, key_dim=3, name="mha"),
+            with_key=True,
+            mha=True,
+            causal=True,
+        )
+    return attention_models.two_sequence_model(
+        keras, lambda: layers.AdditiveAttention(name="additive"), with_key=False, mha=False
+    )
+
+
+MORE_MODELS = {
+    "states_bidirectional": lambda: _states_model("bidirectional"),
+    "states_plain": lambda: _states_model("plain"),
+    "self_attention": lambda: _attention_model("self_attention"),
+    "multi_head": lambda: _attention_model("multi_head"),
+    "causal_mha_with_key": lambda: _attention_model("causal_mha_with_key"),
+    "additive_two_sequences": lambda: _attention_model("additive"),
+}
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize("name", sorted(MORE_MODELS))
+def test_states_and_attention_models_convert_back(name: str, suffix: str, tmp_path: Path) -> None:
+    model = MORE_MODELS[name]()
+    path = tmp_path / f"{name}{suffix}"
+    model.save(path)
+    back = torch_to_keras(keras_to_torch(path))
+    inputs = _inputs(model)
+    expected = call_keras_model(model, inputs)
+    actual = call_keras_model(back, inputs)
+    assert len(actual) == len(expected) == len(model.outputs)
+    for want, got in zip(expected, actual):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["multi_head", "states_bidirectional"])
+def test_a_trained_attention_or_states_port_converts_back_with_its_new_weights(name: str) -> None:
+    model = MORE_MODELS[name]()
+    inputs = _inputs(model)
+    port = _trained(keras_to_torch(model), inputs)
+    back = torch_to_keras(port)
+    with torch.no_grad():
+        outputs = port(*[torch.as_tensor(x) for x in inputs])
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    for expected, actual in zip(outputs, call_keras_model(back, inputs)):
+        scale = max(1.0, float(np.abs(expected.numpy()).max()))
+        np.testing.assert_allclose(actual, expected.numpy(), rtol=0, atol=5e-5 * scale)
+    assert not np.allclose(call_keras_model(back, inputs)[0], call_keras_model(model, inputs)[0])
+
+
+def _captured(name: str) -> Any:
+    from ..models import test_torch_capture
+
+    return getattr(test_torch_capture, name)().eval()
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize("name", ["LastStep", "Residual", "LanguageIdentifier"])
+def test_a_captured_module_saved_in_keras_ports_back_and_forth(
+    name: str, suffix: str, tmp_path: Path
+) -> None:
+    """torch module -> Keras (reduce, slice, scalar_op layers) -> file -> torch -> Keras."""
+    from ..models.test_torch_capture import _input
+
+    module = _captured(name)
+    path = tmp_path / f"{name}{suffix}"
+    torch_to_keras(module).save(path)
+    port = keras_to_torch(path)
+    assert "keras.saving.load_model" in port.verified_against
+    kinds = {record.kind for record in port.keras_graph.layers}
+    assert kinds & {"reduce", "slice", "scalar_op"}
+    back = torch_to_keras(port)
+    x = _input(module, batch=4, steps=11)
+    with torch.no_grad():
+        expected = module(torch.as_tensor(x)).numpy()
+    for converted in (port, back):
+        if converted is port:
+            with torch.no_grad():
+                actual = port(torch.as_tensor(x)).numpy()
+        else:
+            actual = call_keras_model(back, [x.astype("int32") if x.dtype.kind == "i" else x])[0]
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-5)
+    report = compare(str(path))
+    assert report, report.text()
+    assert {"reference", "torch", "keras", "onnxruntime"} <= {
+        run.spec.framework for run in report.runs
+    }

@@ -214,3 +214,56 @@ def test_without_keras_the_file_runs_as_the_reference(tagger_file) -> None:
     assert "(float64 reference) vs actual KerasModel" in label
     assert message.startswith("layer 'tags' (Dense), torch 'tags': kernel vs weight.T: ")
     assert "by up to 1 at (0, 0)" in message
+
+
+# --------------------------------------------------------------------------- attention layers
+
+
+@pytest.fixture(scope="module", params=["self_attention", "multi_head"])
+def attention_file(request, tmp_path_factory):
+    from .. import attention_models, saved_models
+
+    make = {
+        "self_attention": attention_models.self_attention_classifier,
+        "multi_head": attention_models.multi_head_classifier,
+    }[request.param]
+    model = make(keras)
+    # Every weight large enough that the attention weights are peaked, not near uniform.
+    saved_models.randomize(model, 6, scale=1.0)
+    attention_models.randomize_attention(model, 6)
+    path = tmp_path_factory.mktemp(request.param) / f"{request.param}.keras"
+    model.save(path)
+    return model, str(path)
+
+
+def test_an_attention_port_is_equivalent(attention_file) -> None:
+    from ..attention_models import padded_ids
+
+    _, path = attention_file
+    assert diagnose(path, keras_to_torch(path), inputs=[padded_ids()]).code == "equivalent"
+
+
+def test_a_wrong_weight_inside_an_attention_layer_is_named(attention_file) -> None:
+    from ..attention_models import padded_ids
+
+    model, path = attention_file
+    broken = keras_to_torch(path)
+    ids = padded_ids()
+    with torch.no_grad():
+        if model.name == "multi_head":  # one element of head 1's value projection
+            broken.mha.value.weight[4 + 2, 3] += 3.0
+            start = "layer 'mha' (MultiHeadAttention), torch 'mha': "
+            evidence = "value_kernel vs value.weight.T, heads flattened: they differ by up to 3"
+            # Keras's value_kernel[3, 1, 2] (input 3, head 1, dim 2), flattened to (3, 6).
+            evidence += " at (3, 6)"
+        else:
+            broken.attention.scale.fill_(0.01)  # near-uniform weights instead of peaked ones
+            start = "layer 'attention' (Attention), torch 'attention': "
+            evidence = "scale: they differ by up to "
+    result = diagnose(path, broken, inputs=[ids])
+    assert result.code == "weights_differ" and not result
+    assert result.message.startswith(start), result.message
+    assert evidence in result.message
+    error = model_error(model, broken, ids)
+    assert error > 1e-3
+    assert result.max_abs_error == pytest.approx(error, abs=1e-9)

@@ -58,9 +58,10 @@ What each side may be, and how it runs, in the Keras output structure
   the float64 reference for a Keras 2 file or without Keras). When they disagree, the
   model's recurrent layers and the port's recurrent modules are paired in order and
   diagnosed as above; the first that is not ``equivalent`` gives the verdict, its message
-  prefixed with the layer. Then the Embedding, Dense and normalization weights are
-  compared with the port's ``nn.Embedding``, ``nn.Linear`` and normalization modules
-  (moving statistics included) (``weights_differ``).
+  prefixed with the layer. Then the Embedding, Dense, normalization and attention weights
+  are compared with the port's ``nn.Embedding``, ``nn.Linear``, normalization modules
+  (moving statistics included) and attention modules (``MultiHeadAttention`` kernels
+  flattened over the heads) (``weights_differ``).
 
 How the causes are found, in this order:
 
@@ -91,7 +92,8 @@ One module per job:
 - :mod:`.outputs`: output-level hypotheses (flip, swap, final state from the last output,
   padding).
 - :mod:`.verdict`: :func:`diagnose`, which runs them in order and picks the primary cause.
-- :mod:`.models`: whole models, diagnosed layer by layer.
+- :mod:`.models`: whole models, diagnosed layer by layer; :mod:`.normalization` and
+  :mod:`.attention` say where the port keeps those layers' weights.
 
 Keras and torch are imported inside functions only, so importing this package imports no
 framework.

@@ -23,6 +23,8 @@ from ..graph import LayerRecord, ModelGraph
 from ..inputs import as_list, run_inputs
 from ..reference import run_model_reference
 from ..sources import Read, read_source, source_type
+from .attention import WEIGHT_PAIRS as ATTENTION_PAIRS
+from .attention import attention_modules, keras_layout
 from .normalization import WEIGHT_PAIRS, weight_modules
 from .result import Diagnosis, format_error
 from .sides import Flags
@@ -116,7 +118,8 @@ def diagnose_model(
     )
     if not notes:
         message += (
-            "; every recurrent layer and the Embedding, Dense and normalization weights match"
+            "; every recurrent layer and the Embedding, Dense, normalization and attention "
+            "weights match"
         )
     return _verdict("unknown", message, comparison, notes)
 
@@ -220,15 +223,16 @@ def _recurrent_diagnosis(
 
 
 def _weights_differ(graph: ModelGraph, actual: Any, notes: list[str]) -> str | None:
-    """The first Embedding, Dense or normalization whose weights differ from the port's
-    ``nn.Embedding``, ``nn.Linear`` or normalization module (paired by kind, in order), or
-    None."""
+    """The first Embedding, Dense, normalization or attention layer whose weights differ
+    from the port's ``nn.Embedding``, ``nn.Linear``, normalization or attention module
+    (paired by kind, in order), or None."""
     from torch import nn
 
     modules: dict[str, tuple[type, ...]] = {
         "embedding": (nn.Embedding,),
         "dense": (nn.Linear,),
         **weight_modules(nn),
+        **attention_modules(),
     }
     for kind, module_type in modules.items():
         records = [record for record in graph.layers if record.kind == kind]
@@ -255,20 +259,25 @@ def _weight_difference(record: LayerRecord, module: Any) -> str | None:
         pairs = [("embeddings", "weight", False)]
     elif record.kind in WEIGHT_PAIRS:
         pairs = WEIGHT_PAIRS[record.kind]
+    elif record.kind in ATTENTION_PAIRS:
+        pairs = ATTENTION_PAIRS[record.kind]
     else:
         pairs = [("kernel", "weight", True), ("bias", "bias", False)]
     for keras_name, torch_name, transposed in pairs:
         expected = record.weights.get(keras_name)
-        tensor = getattr(module, torch_name)
+        tensor = _attribute(module, torch_name)
         if expected is None or tensor is None:
             if (expected is None) != (tensor is None):
                 side = "the port" if tensor is None else "the model"
                 return f"{side} has no {keras_name}"
             continue
+        expected = keras_layout(record.kind, keras_name, expected)
         array = tensor_to_numpy(tensor.detach())
         array = array.T if transposed else array
         what = f"{keras_name} vs {torch_name}{'.T' if transposed else ''}"
         what = keras_name if keras_name == torch_name else what
+        if expected.ndim != record.weights[keras_name].ndim:
+            what += ", heads flattened"
         if array.shape != expected.shape:
             return f"{what}: shape {array.shape} where {expected.shape} was expected"
         difference = np.abs(array.astype(np.float64) - expected.astype(np.float64))
@@ -279,6 +288,13 @@ def _weight_difference(record: LayerRecord, module: Any) -> str | None:
                 f"{what}: they differ by up to {format_error(float(difference.max()))} at {index}"
             )
     return None
+
+
+def _attribute(module: Any, dotted: str) -> Any:
+    """``module.a.b`` for ``"a.b"``; None where the port's module has no such attribute."""
+    for name in dotted.split("."):
+        module = getattr(module, name, None)
+    return module
 
 
 def _layer_name(record: LayerRecord) -> str:

@@ -17,6 +17,7 @@ from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
+from .capture_states import read_states
 
 LeafTest = Callable[[Any], bool]
 ReadChild = Callable[[str, Any, str], list[LayerRecord]]
@@ -155,8 +156,8 @@ def read_captured(
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read, found = _live(graph), set(), []
     for node in graph.nodes:
-        if node.op != "call_function" or node not in live:
-            continue
+        if node.op != "call_function" or node not in live or node in tensors.names:
+            continue  # (named already: a state h_n[k], read with its recurrent call)
         if node in groups:
             key, path = groups[node]
             if key in read:
@@ -256,19 +257,19 @@ def _read_call(
         raise Unsupported(f"passes initial states to {path!r}; the Keras port starts from zeros")
     if len(given) != 1:
         raise Unsupported(f"passes {len(given)} tensors to {path!r}")
-    if recurrent:
-        states = [m for m in used if not (is_tuple_getitem(m) and m.args[1] == 0)]
-        if states:
-            raise Unsupported(
-                f"uses the final states of {path!r} ({path}(...)[1]); the Keras port "
-                "returns the output sequence only"
-            )
-    if len(used) != 1:
+    states: list[Any] = []
+    if recurrent:  # h_n[k] (and c_n[k]) are read as the layers' return_state outputs
+        states = [m for m in used if is_tuple_getitem(m) and m.args[1] in (1, 2)]
+        used = [m for m in used if m not in states]
+    if len(used) != (0 if states and not used else 1):
         raise Unsupported(f"uses {len(used)} results of {path!r}")
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
+    if states:
+        made = read_states(path, child, states, made, tensors)
     records.extend(made)
     names.taken.update(record.name for record in made)
-    tensors.names[used[0]] = made[-1].name
+    if used:
+        tensors.names[used[0]] = made[-1].name
 
 
 __all__ = ["LeafTest", "ReadChild", "read_captured", "record_for", "refusal", "source_line"]

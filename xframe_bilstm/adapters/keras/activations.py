@@ -72,7 +72,8 @@ def gelu_tanh(x: Any) -> Any:
 
 
 def register_keras_activations() -> None:
-    """Register :func:`hard_sigmoid_keras2` with Keras so saved models can be loaded again.
+    """Register :func:`hard_sigmoid_keras2` with Keras so saved models can be loaded again,
+    and the package's own layers (:mod:`.tensor_ops`) a saved model may hold.
 
     Idempotent; called by the converters, so users only need it before ``load_model``.
 
@@ -87,6 +88,9 @@ def register_keras_activations() -> None:
     keras = require("keras")
     for function in (hard_sigmoid_keras2, gelu_tanh):
         keras.saving.register_keras_serializable(package=_REGISTERED_PACKAGE)(function)
+    from .tensor_ops import tensor_op_classes
+
+    tensor_op_classes()  # registered as they are defined
     _registered = True
 
 

@@ -22,6 +22,7 @@ from .specs import (
     layer_name,
     sub_config,
 )
+from .tensor_ops import is_own_class, name_own_classes
 
 # tf_keras writes its own classes that Keras's public API does not export under the module
 # that defines them. These are read as Keras 2 by name, and never imported from here.
@@ -59,6 +60,7 @@ def parse_layers(
     if not isinstance(config, Mapping) or "config" not in config:
         raise UnsupportedFeatureError(f"{source}: the model configuration has no 'config'")
     _refuse_foreign_modules(config, source, major=major)
+    config = name_own_classes(config)  # the package's own layers, read by registered name
     class_name = config.get("class_name")
     body = config["config"]
     if class_name == "Sequential":
@@ -118,7 +120,8 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: in
                 # The user's own class: ported by the user's factory when mapped, refused
                 # with every other unsupported layer (and how to map it) when not.
                 foreign = custom = False
-            if (foreign or custom) and not _is_tf_keras_own(value, major):
+            own = _is_tf_keras_own(value, major) or is_own_class(value)
+            if (foreign or custom) and not own:
                 class_name, inner = value.get("class_name"), value.get("config")
                 name = inner.get("name") if isinstance(inner, Mapping) else None
                 found.append(

@@ -23,6 +23,8 @@ from .recurrent import recurrent_record
 from .shape_layers import SHAPE_KINDS, shape_record
 from .specs import LayerSpec, ModelSpec, sub_config
 from .stacked import check_stacked_masks, stacked_records
+from .tensor_ops import KIND_BY_CLASS as TENSOR_OP_KINDS
+from .tensor_ops import tensor_op_record
 
 WeightReader = Callable[[LayerSpec], list[WeightRef]]
 
@@ -114,6 +116,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         return custom_record(layer, refs, spec)
     elif kind in ATTENTION_KINDS:
         return attention_record(layer, refs, spec)
+    elif layer.class_name in TENSOR_OP_KINDS:
+        return tensor_op_record(layer, refs, spec)
     else:
         return recurrent_record(layer, refs, spec)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, weights)

@@ -12,6 +12,7 @@ from typing import Any
 from ...errors import UnsupportedFeatureError
 from .attention import KIND_BY_CLASS as ATTENTION_KINDS
 from .normpool import KIND_BY_CLASS as NORMPOOL_KINDS
+from .tensor_ops import KIND_BY_CLASS as TENSOR_OP_KINDS
 
 KIND_BY_CLASS = {
     "InputLayer": "input",
@@ -65,6 +66,7 @@ KIND_BY_CLASS = {
     "Softmax": "softmax",
     **NORMPOOL_KINDS,
     **ATTENTION_KINDS,
+    **TENSOR_OP_KINDS,
 }
 SUPPORTED_CLASSES = tuple(sorted(KIND_BY_CLASS))
 

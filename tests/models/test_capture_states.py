@@ -1,0 +1,139 @@
+"""torch modules whose forward uses its recurrent module's final states, ``h_n[k]``: read as
+the Keras layers' ``return_state`` outputs. Expected values are ``module(x)``, run by torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import (  # noqa: E402
+    UnsupportedFeatureError,
+    compare,
+    keras_to_torch,
+    torch_to_keras,
+)
+from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+nn = torch.nn
+
+
+class FinalStates(nn.Module):
+    """A classifier of the last layer's final h (both directions), plus its c for an LSTM."""
+
+    def __init__(self, mode: str, num_layers: int, bidirectional: bool) -> None:
+        super().__init__()
+        torch.manual_seed(num_layers)
+        rnn = getattr(nn, mode)
+        self.rnn = rnn(3, 4, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
+        self.fc = nn.Linear(8 if bidirectional else 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, states = self.rnn(x)
+        lstm = isinstance(self.rnn, nn.LSTM)
+        h = states[0] if lstm else states
+        features = torch.cat([h[-2], h[-1]], dim=1) if self.rnn.bidirectional else h[-1]
+        if lstm:  # the first layer's cell states too: c_n[0] (and c_n[1])
+            c = states[1]
+            first = torch.cat([c[0], c[1]], dim=1) if self.rnn.bidirectional else c[0]
+            features = features + 0.5 * first
+        return self.fc(features)
+
+
+class Squeezed(nn.Module):
+    """``h_n.squeeze(0)`` of a one-layer GRU, the output sequence unused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.gru = nn.GRU(3, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(x)[1].squeeze(0) * 2.0
+
+
+class Flattened(nn.Module):
+    """The stacked states used whole: (layers * directions, B, H) moved and flattened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.gru(x)[1]
+        return self.fc(h.transpose(0, 1).reshape(x.shape[0], -1))
+
+
+CASES = [
+    pytest.param(("LSTM", 1, False), id="lstm"),
+    pytest.param(("GRU", 1, False), id="gru"),
+    pytest.param(("LSTM", 2, True), id="bilstm-2-layers"),
+    pytest.param(("GRU", 3, True), id="bigru-3-layers"),
+    pytest.param(("RNN", 2, False), id="rnn-2-layers"),
+]
+
+
+def _x(batch: int = 4, steps: int = 9) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((batch, steps, 3)).astype("float32")
+
+
+def _expected(module: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return module(torch.as_tensor(x)).numpy()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_keras_port_returns_each_used_state_of_its_layer(case, tmp_path: Path) -> None:
+    mode, num_layers, bidirectional = case
+    module = FinalStates(mode, num_layers, bidirectional).eval()
+    model = torch_to_keras(module)  # verified against module(x)
+    x = _x()
+    np.testing.assert_allclose(np.asarray(model(x)), _expected(module, x), rtol=0, atol=2e-5)
+    graph = graph_from_torch(module)
+    last = graph.layer(f"rnn_{num_layers - 1}" if num_layers > 1 else "rnn")
+    assert last.options["return_state"]
+    per_direction = 2 if mode == "LSTM" else 1
+    assert len(last.outputs) == 1 + per_direction * (2 if bidirectional else 1)
+    # and back: the saved Keras model ports to torch and converts back again
+    path = tmp_path / "states.keras"
+    model.save(path)
+    back = torch_to_keras(keras_to_torch(path))
+    np.testing.assert_allclose(np.asarray(back(x)), _expected(module, x), rtol=0, atol=2e-5)
+
+
+def test_layer_and_direction_follow_torch_stacking() -> None:
+    """h_n[2*l + d]: layer l's record, output 1 + d*S + s (Keras order h, c per direction)."""
+    graph = graph_from_torch(FinalStates("LSTM", 2, True).eval())
+    readers = {record.name: record.inputs for record in graph.layers}
+    # cat([h[-2], h[-1]]): layer 1 forward h, layer 1 backward h; c[0], c[1]: layer 0 c.
+    assert ("rnn_1:1", "rnn_1:3") in readers.values()
+    assert ("rnn:2", "rnn:4") in readers.values()
+    assert graph.layer("rnn").options["return_state"]
+
+
+def test_compare_passes_on_every_framework() -> None:
+    report = compare(
+        FinalStates("LSTM", 2, True).eval(), frameworks=["torch", "keras", "onnxruntime"], steps=8
+    )
+    assert report, report.lines()
+
+
+def test_the_squeezed_state_of_a_one_layer_module() -> None:
+    module = Squeezed().eval()
+    model = torch_to_keras(module)
+    x = _x(batch=3, steps=6)
+    np.testing.assert_allclose(np.asarray(model(x)), _expected(module, x), rtol=0, atol=2e-5)
+
+
+def test_the_stacked_states_used_whole_are_refused_by_name() -> None:
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"final states of 'gru' \(h_n, stacked .*take one entry"
+    ):
+        torch_to_keras(Flattened().eval())

@@ -1,0 +1,172 @@
+"""The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``) read
+back into ``reduce``, ``slice`` and ``scalar_op`` records.
+
+:func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
+(:mod:`xframe_bilstm.adapters.keras.tensor_ops`); a saved model holding them ports back.
+Only the exact pair of module and registered name this package writes is read: nothing is
+imported, and a user's class of the same name is the user's (refused, or mapped to a
+factory). Their options are checked as closely as a file from elsewhere needs: each value
+of the type and range a capture writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ...errors import UnsupportedFeatureError
+from ...graph import LayerRecord
+from ..weights import WeightRef, expect_count
+
+if TYPE_CHECKING:  # specs reads this module's classes
+    from .specs import LayerSpec, ModelSpec
+
+_MODULE = "xframe_bilstm.adapters.keras.tensor_ops"
+# registered name (the spec's class name) -> kind
+KIND_BY_CLASS = {
+    "xframe_bilstm>Reduce": "reduce",
+    "xframe_bilstm>Slice": "slice",
+    "xframe_bilstm>ScalarOp": "scalar_op",
+}
+_REDUCTIONS = ("sum", "mean", "max", "min")
+_SCALAR_OPS = ("add", "subtract", "multiply", "divide")
+
+
+def is_own_class(value: Mapping[str, Any]) -> bool:
+    """Whether a configuration entry names one of these layers, as this package saves them.
+
+    Example:
+        >>> is_own_class({"module": _MODULE, "class_name": "Slice",
+        ...               "registered_name": "xframe_bilstm>Slice"})
+        True
+        >>> is_own_class({"module": "mylib", "class_name": "Slice",
+        ...               "registered_name": "xframe_bilstm>Slice"})
+        False
+    """
+    registered, class_name = value.get("registered_name"), value.get("class_name")
+    if registered not in KIND_BY_CLASS or value.get("module") not in (_MODULE, None):
+        return False
+    return class_name in (registered, str(registered).split(">")[1])
+
+
+def name_own_classes(config: Any) -> Any:
+    """``config`` with each of these layers among the model's layers named by its registered
+    name, so that it reads as its kind and never as a user's class of the same short name.
+
+    Example:
+        >>> entry = {"module": _MODULE, "class_name": "Reduce",
+        ...          "registered_name": "xframe_bilstm>Reduce", "config": {"name": "total"}}
+        >>> named = name_own_classes({"class_name": "Functional", "config": {"layers": [entry]}})
+        >>> named["config"]["layers"][0]["class_name"]
+        'xframe_bilstm>Reduce'
+    """
+    body = config.get("config") if isinstance(config, Mapping) else None
+    if not isinstance(body, Mapping):
+        return config
+    layers = body.get("layers")
+    if not isinstance(layers, list) or not any(
+        isinstance(entry, Mapping) and is_own_class(entry) for entry in layers
+    ):
+        return config
+    named = [
+        {**entry, "class_name": entry["registered_name"]}
+        if isinstance(entry, Mapping) and is_own_class(entry)
+        else entry
+        for entry in layers
+    ]
+    return {**config, "config": {**body, "layers": named}}
+
+
+def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
+    """The record of one of these layers, its options checked.
+
+    Raises:
+        UnsupportedFeatureError: an option missing or out of range, named.
+    """
+    where = spec.where(layer)
+    expect_count(refs, 0, where)
+    kind = KIND_BY_CLASS[layer.class_name]
+    given = layer.config.get("options")
+    if not isinstance(given, Mapping):
+        raise UnsupportedFeatureError(f"{where}: no 'options' in its configuration")
+    reader = {"reduce": _reduce, "slice": _slice, "scalar_op": _scalar_op}[kind]
+    options = reader(given, where)
+    return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
+
+
+def _reduce(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    axes = given.get("axes")
+    if not isinstance(axes, (list, tuple)) or not axes:
+        raise _bad(where, "axes", axes)
+    return {
+        "op": _choice(given, "op", _REDUCTIONS, where),
+        "axes": tuple(_axis(axis, "axes", where) for axis in axes),
+        "keepdims": _flag(given, "keepdims", where),
+    }
+
+
+def _slice(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    step = _integer(given.get("step"), "step", where)
+    if step < 1:
+        raise _bad(where, "step", step)
+    stop = given.get("stop")
+    return {
+        "axis": _axis(given.get("axis"), "axis", where),
+        "start": _integer(given.get("start"), "start", where),
+        "stop": None if stop is None else _integer(stop, "stop", where),
+        "step": step,
+        "keep_axis": _flag(given, "keep_axis", where),
+    }
+
+
+def _scalar_op(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    constant = given.get("constant")
+    if isinstance(constant, bool) or not isinstance(constant, (int, float)):
+        raise _bad(where, "constant", constant)
+    if not math.isfinite(float(constant)):
+        raise _bad(where, "constant", constant)
+    return {
+        "op": _choice(given, "op", _SCALAR_OPS, where),
+        "constant": float(constant),
+        "reverse": _flag(given, "reverse", where),
+    }
+
+
+def _choice(given: Mapping[str, Any], key: str, allowed: tuple[str, ...], where: str) -> str:
+    value = given.get(key)
+    if value not in allowed:
+        raise _bad(where, key, value, f"one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _flag(given: Mapping[str, Any], key: str, where: str) -> bool:
+    value = given.get(key)
+    if not isinstance(value, bool):
+        raise _bad(where, key, value, "True or False")
+    return value
+
+
+def _integer(value: Any, key: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(where, key, value, "an integer")
+    return value
+
+
+def _axis(value: Any, key: str, where: str) -> int:
+    """An axis counted with the batch axis, which no operation here may touch."""
+    axis = _integer(value, key, where)
+    if axis == 0:
+        raise _bad(where, key, value, "an axis other than the batch axis 0")
+    return axis
+
+
+def _bad(where: str, key: str, value: Any, expected: str = "") -> UnsupportedFeatureError:
+    wanted = f"; expected {expected}" if expected else ""
+    return UnsupportedFeatureError(
+        f"{where}: option {key!r} is {value!r}{wanted}; re-save the model with "
+        "torch_to_keras of the module"
+    )
+
+
+__all__ = ["KIND_BY_CLASS", "is_own_class", "name_own_classes", "tensor_op_record"]

@@ -1,0 +1,92 @@
+"""The final states of a captured recurrent call, read as its layers' ``return_state`` outputs.
+
+torch returns ``h_n`` (and an LSTM's ``c_n``) stacked as (layers * directions, B, H): entry
+``2*l + d`` (``l*D + d`` in general) is layer ``l``'s final state in direction ``d``. A
+Keras layer returns its final states one tensor each, in Keras order (h, c per direction,
+forward first), and the graph's recurrent records are one per layer. So a state is read
+where ``forward`` takes one entry of the stack, ``h_n[k]`` (``aten.select`` on axis 0 with
+a constant index, as ``h_n[-1]`` and ``torch.cat([h_n[-2], h_n[-1]], 1)`` write it, or
+``h_n.squeeze(0)`` of a one-layer one-direction module): that
+entry is output ``1 + d*S + s`` of layer ``l``'s record (``S`` states per direction, ``s``
+0 for h, 1 for c), which then returns its states. The stack itself (``h_n`` returned or
+computed with whole) has no Keras layout, (layers * directions) before the batch axis, and
+is refused by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..graph import LayerRecord, tensor_name
+from .capture_ops import Tensors, Unsupported, is_tuple_getitem
+
+
+def read_states(
+    path: str, child: Any, states: list[Any], made: list[LayerRecord], tensors: Tensors
+) -> list[LayerRecord]:
+    """``made`` (the recurrent call's records) with the layers whose states ``forward``
+    uses returning them; each ``h_n[k]`` node is named after its state tensor.
+
+    Args:
+        path: the recurrent module's path in the module, for messages.
+        child: the ``nn.LSTM``/``nn.GRU``/``nn.RNN``.
+        states: the call's nodes ``result[1]`` (``h_n``) and, for an LSTM, ``result[2]``.
+        made: the call's records, one recurrent record per layer (dropouts between them).
+        tensors: the captured tensors, where each ``h_n[k]`` gets its name.
+
+    Raises:
+        Unsupported: a use of the stacked states other than taking one entry.
+    """
+    layers = [record for record in made if record.kind == "recurrent"]
+    directions = 2 if child.bidirectional else 1
+    per_direction = 2 if child.mode == "LSTM" else 1
+    returning: set[str] = set()
+    for state in states:
+        which = int(state.args[1]) - 1  # 0: h_n, 1: c_n
+        for user in state.users:
+            k = _entry(path, state, user, len(layers) * directions)
+            layer = layers[k // directions]
+            index = 1 + (k % directions) * per_direction + which
+            tensors.names[user] = tensor_name(layer.name, index)
+            returning.add(layer.name)
+    return [
+        dataclasses.replace(record, options={**record.options, "return_state": True})
+        if record.name in returning
+        else record
+        for record in made
+    ]
+
+
+def _entry(path: str, state: Any, user: Any, count: int) -> int:
+    """``k`` of ``h_n[k]`` (0 <= k < count), or a refusal naming the use."""
+    name = "h_n" if int(state.args[1]) == 1 else "c_n"
+    if count == 1 and _squeezes_first_axis(state, user):  # h_n.squeeze(0): the one entry
+        return 0
+    selects = (
+        not is_tuple_getitem(user)
+        and "select" in str(user.target)
+        and len(user.args) == 3
+        and user.args[0] is state
+        and user.args[1] == 0
+        and isinstance(user.args[2], int)
+    )
+    if not selects:
+        raise Unsupported(
+            f"uses the final states of {path!r} ({name}, stacked as (layers * directions, "
+            f"batch, hidden)) whole; the Keras port returns each layer's states one tensor "
+            f"each: take one entry, {name}[k], per state used"
+        )
+    k = int(user.args[2])
+    return k + count if k < 0 else k
+
+
+def _squeezes_first_axis(state: Any, user: Any) -> bool:
+    """Whether ``user`` is ``state.squeeze(0)`` (``aten.squeeze.dim``/``.dims`` on axis 0)."""
+    if "squeeze" not in str(user.target) or len(user.args) != 2 or user.args[0] is not state:
+        return False
+    axes = user.args[1]
+    return list(axes) == [0] if isinstance(axes, (list, tuple)) else axes == 0
+
+
+__all__ = ["read_states"]

@@ -150,6 +150,8 @@ class Report:
     # Which output of the ``against`` model was compared with which of the source, when
     # they return different things ("" when they return the same).
     correspondence: str = ""
+    # The frameworks that could not run the model and were left out, each with why.
+    left_out: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         # No pair means nothing was compared, which proves nothing.
@@ -163,9 +165,11 @@ class Report:
         return broken + [pair.summary() for pair in self.pairs if not pair]
 
     def lines(self) -> list[str]:
-        """The greppable ``PASSED | …`` / ``FAILED | …`` lines, runs first."""
+        """The greppable ``PASSED | …`` / ``FAILED | …`` lines, runs first, then a
+        ``LEFT OUT | …`` line per framework that could not run the model."""
         broken = [f"FAILED | {run.label} | {run.error}" for run in self.runs if run.error]
-        return broken + [pair.summary() for pair in self.pairs]
+        missing = [f"LEFT OUT | {entry}" for entry in self.left_out]
+        return broken + [pair.summary() for pair in self.pairs] + missing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +181,7 @@ class Report:
             "versions": self.versions,
             "tolerance": self.tolerance_note,
             "correspondence": self.correspondence,
+            "left_out": list(self.left_out),
             "runs": [run.to_dict() for run in self.runs],
             "pairs": [pair.to_dict() for pair in self.pairs],
         }
@@ -216,6 +221,8 @@ class Report:
             rows += ["", self.correspondence]
         if self.tolerance_note:
             rows += ["", self.tolerance_note]
+        if self.left_out:
+            rows += ["", *(f"Left out: {entry}" for entry in self.left_out)]
         return "\n".join(rows) + "\n"
 
     def to_junit(self) -> str:

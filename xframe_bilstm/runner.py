@@ -25,12 +25,12 @@ from .canonical import RecurrentStack
 from .comparison import ArrayComparison, Comparison, measure_noise
 from .correspondence import output_names_of
 from .custom import custom_layers_in_use
-from .custom_report import custom_note
 from .errors import UnsupportedFeatureError
 from .frameworks import Framework, RunSpec
 from .graph import ModelGraph
 from .inputs import initial_states as checked_states
 from .inputs import non_finite, run_inputs
+from .left_out import left_out
 from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, views_of
 from .planning import (
     Plan,
@@ -176,8 +176,8 @@ def compare(
 
     runs, results = _run_all(specs, readings, x, states, checked_lengths, counts, progress)
     non_finite_note = non_finite(reading, x, states)
-    left_out = custom_note(reading)
-    if left_out is None:
+    missing = left_out(reading, frameworks)
+    if "reference" not in missing:
         noise = measure_noise(
             reading,
             x,
@@ -185,7 +185,7 @@ def compare(
             lengths=checked_lengths,
             exact=results.get(RunSpec("reference", "cpu", "float64")),
         )
-    else:  # no reference runs a user's class: the torch port's own rounding
+    else:  # no reference (a user's class): the torch port's own rounding
         from .models.to_torch import build_torch
         from .models.torch_custom import module_noise
 
@@ -223,10 +223,11 @@ def compare(
             else f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
             f"(output scale {noise.scale:.3g}), scaled to each pair's coarser precision"
         )
-        if left_out is None
+        if "reference" not in missing
         else f"tolerance: derived from the torch port's float32 drift {noise.float32:.3g} from "
         f"its float64 run (output scale {noise.scale:.3g}), scaled to each pair's coarser "
-        f"precision; {left_out}",
+        "precision",
+        left_out=tuple(f"{name}: {why}" for name, why in missing.items()),
         correspondence=correspondence_note(views, checked_lengths),
     )
 

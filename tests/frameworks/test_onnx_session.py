@@ -214,5 +214,6 @@ def test_an_activation_onnx_lacks_leaves_onnxruntime_out_or_is_refused_by_name()
     report = compare(stack, frameworks="auto")
     assert bool(report), "\n".join(report.lines())
     assert not any(run.label.startswith("onnxruntime") for run in report.runs)
+    assert any(line.startswith("LEFT OUT | onnxruntime: ") for line in report.lines())
     with pytest.raises(UnsupportedFeatureError, match=r"activation \['gelu'\] has no ONNX"):
         compare(stack, frameworks=["onnxruntime"])

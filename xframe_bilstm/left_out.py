@@ -1,0 +1,35 @@
+"""The frameworks a comparison leaves out of its runs, each with the reason it gives.
+
+Under ``frameworks="auto"``, an installed framework that cannot run the reading (an
+activation ONNX has no recurrent node for, a user's class the reference cannot run...) is
+left out rather than failed; the report names it and why, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def left_out(reading: Any, frameworks: str | Sequence[str]) -> dict[str, str]:
+    """``{framework: why}`` for the reference and each framework asked for (the installed
+    ones under ``"auto"``) that cannot run ``reading``.
+
+    Example:
+        >>> import numpy as np
+        >>> from xframe_bilstm.factories import random_stack
+        >>> left_out(random_stack(np.random.default_rng(0), "lstm", 2, 3), ["torch"])
+        {}
+    """
+    from .frameworks import FRAMEWORKS
+
+    if frameworks == "auto":
+        names = [name for name in FRAMEWORKS if name == "reference" or FRAMEWORKS[name].available()]
+    else:
+        asked = [frameworks] if isinstance(frameworks, str) else list(frameworks)
+        names = ["reference", *(name for name in asked if name in FRAMEWORKS)]
+    reasons = {name: FRAMEWORKS[name]().supports(reading) for name in dict.fromkeys(names)}
+    return {name: why for name, why in reasons.items() if why}
+
+
+__all__ = ["left_out"]

@@ -6,13 +6,21 @@ Their forward is captured with torch.export; expected values come from the modul
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from xframe_bilstm import UnsupportedFeatureError, compare, to_onnx, torch_to_keras  # noqa: E402
+from xframe_bilstm import (  # noqa: E402
+    UnsupportedFeatureError,
+    compare,
+    keras_to_torch,
+    to_onnx,
+    torch_to_keras,
+)
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
@@ -235,7 +243,7 @@ def _flat(result) -> list[np.ndarray]:
     return [array for item in result for array in _flat(item)]
 
 
-def test_each_returned_value_is_an_output_of_the_keras_port() -> None:
+def test_each_returned_value_is_an_output_of_the_keras_port(tmp_path: Path) -> None:
     module = LogitsAndFeatures().eval()
     model = torch_to_keras(module)  # verified against module(x), output by output
     x = _input(module, batch=3, steps=10)
@@ -247,6 +255,13 @@ def test_each_returned_value_is_an_output_of_the_keras_port() -> None:
         np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-5)
     graph = graph_from_torch(module)
     assert graph.outputs[0] == "fc" and graph.outputs[2] == "gru"
+    # and back: the saved Keras model ports to torch, which returns all three
+    path = tmp_path / "several.keras"
+    model.save(path)
+    with torch.no_grad():
+        ported = _flat(keras_to_torch(path)(torch.as_tensor(x)))
+    for got, want in zip(ported, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
 
 
 def test_compare_passes_on_every_returned_value() -> None:

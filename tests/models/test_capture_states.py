@@ -137,3 +137,51 @@ def test_the_stacked_states_used_whole_are_refused_by_name() -> None:
         UnsupportedFeatureError, match=r"final states of 'gru' \(h_n, stacked .*take one entry"
     ):
         torch_to_keras(Flattened().eval())
+
+
+class SequenceAndStates(nn.Module):
+    """``return out, (h_n[-1], c_n[-1])``: the sequence and the last layer's backward states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(11)
+        self.lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        out, (h, c) = self.lstm(x)
+        return out, (h[-1], c[-1])
+
+
+class ReturnsItsLSTM(nn.Module):
+    """``return self.lstm(x)``: h_n and c_n returned as torch stacks them, (1, B, H)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        return self.lstm(x)
+
+
+def test_returned_states_are_the_layers_state_outputs() -> None:
+    module = SequenceAndStates().eval()
+    model = torch_to_keras(module)  # verified against module(x), output by output
+    x = _x(batch=3, steps=5)
+    with torch.no_grad():
+        out, (h, c) = module(torch.as_tensor(x))
+    actual = model(x)
+    for got, want in zip(actual, (out, h, c), strict=True):
+        np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=0, atol=2e-5)
+    # h_n[-1], c_n[-1]: layer 1's backward h and c, Keras outputs 3 and 4 of its record.
+    assert graph_from_torch(module).outputs == ("lstm_1", "lstm_1:3", "lstm_1:4")
+    report = compare(module, frameworks=["torch", "keras", "onnxruntime"], steps=6)
+    assert report, report.lines()
+
+
+def test_the_stacked_states_returned_are_refused_by_name() -> None:
+    with pytest.raises(
+        UnsupportedFeatureError,
+        match=r"returns the final states of 'lstm' \(h_n\) as torch stacks them.*"
+        r"return h_n\[k\] \(h_n.squeeze\(0\)",
+    ):
+        torch_to_keras(ReturnsItsLSTM().eval())

@@ -6,13 +6,21 @@ Their forward is captured with torch.export; expected values come from the modul
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from xframe_bilstm import UnsupportedFeatureError, compare, to_onnx, torch_to_keras  # noqa: E402
+from xframe_bilstm import (  # noqa: E402
+    UnsupportedFeatureError,
+    compare,
+    keras_to_torch,
+    to_onnx,
+    torch_to_keras,
+)
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
@@ -212,3 +220,88 @@ def test_the_batch_axis_is_refused_by_name_and_a_final_state_is_read() -> None:
     message = str(caught.value)
     assert "final states" not in message  # h_n[-1]: the layer's return_state output
     assert "aten.permute moves the batch axis" in message
+
+
+class LogitsAndFeatures(nn.Module):
+    """Several values returned, nested: the logits, then (the pooled features, the sequence)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.gru = nn.GRU(4, 6, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        out = self.gru(x)[0]
+        features = out.mean(1)
+        return self.fc(features), (features, out)
+
+
+def _flat(result) -> list[np.ndarray]:
+    if isinstance(result, torch.Tensor):
+        return [result.numpy()]
+    return [array for item in result for array in _flat(item)]
+
+
+def test_each_returned_value_is_an_output_of_the_keras_port(tmp_path: Path) -> None:
+    module = LogitsAndFeatures().eval()
+    model = torch_to_keras(module)  # verified against module(x), output by output
+    x = _input(module, batch=3, steps=10)
+    with torch.no_grad():
+        expected = _flat(module(torch.as_tensor(x)))
+    actual = model(x, training=False)
+    assert [tuple(a.shape) for a in actual] == [(3, 3), (3, 12), (3, 10, 12)]
+    for got, want in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=2e-5)
+    graph = graph_from_torch(module)
+    assert graph.outputs[0] == "fc" and graph.outputs[2] == "gru"
+    # and back: the saved Keras model ports to torch, which returns all three
+    path = tmp_path / "several.keras"
+    model.save(path)
+    with torch.no_grad():
+        ported = _flat(keras_to_torch(path)(torch.as_tensor(x)))
+    for got, want in zip(ported, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
+def test_compare_passes_on_every_returned_value() -> None:
+    report = compare(
+        LogitsAndFeatures().eval(), frameworks=["torch", "keras", "onnxruntime"], steps=8
+    )
+    assert report, report.lines()
+    assert any("output 'fc'" in line or "output 'gru'" in line for line in report.lines())
+
+
+def test_the_onnx_export_returns_every_value() -> None:
+    module = LogitsAndFeatures().eval()
+    proto = to_onnx(module)
+    import onnxruntime
+
+    x = _input(module, batch=2, steps=9)
+    session = onnxruntime.InferenceSession(proto.SerializeToString())
+    actual = session.run(None, {session.get_inputs()[0].name: x})
+    with torch.no_grad():
+        expected = _flat(module(torch.from_numpy(x)))
+    assert len(actual) == 3
+    for got, want in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
+class SameTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = torch.relu(self.fc(x))
+        return y, y, self.fc.weight
+
+
+def test_a_tensor_returned_twice_or_not_computed_from_the_input_is_refused() -> None:
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        torch_to_keras(SameTwice(), verify=False)
+    message = str(caught.value)
+    assert "returns 'relu' again as result 1" in message
+    assert (
+        "returns a tensor its input does not reach (a parameter or buffer) as result 2" in message
+    )

@@ -134,8 +134,8 @@ def test_a_forward_other_than_its_children_in_order_is_ported_as_written(forward
         ),
         pytest.param(
             lambda self, ids: (self.fc(self.drop(self.lstm(self.emb(ids))[0])), ids),
-            r"returns 2 values",
-            id="two-outputs",
+            r"returns its input as result 1",
+            id="two-outputs-one-the-input",
         ),
     ],
 )

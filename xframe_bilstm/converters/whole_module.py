@@ -37,27 +37,43 @@ def whole_module_to_keras(
         dtype = next(module.parameters()).dtype
         tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype)
         expected = _expected_of(torch, module, tensor)
-        (actual,) = call_keras_model(model, [x if x.dtype.kind == "i" else x.astype("float32")])
-        if expected.shape != actual.shape:
-            raise UnsupportedFeatureError(
-                f"torch {type(module).__name__}(x) returns shape {tuple(expected.shape)} for "
-                f"an input of shape {x.shape}, its Keras port {actual.shape}; the port "
-                "cannot match it. Convert the recurrent submodule alone (submodule=...)"
-            )
+        actual = list(call_keras_model(model, [x if x.dtype.kind == "i" else x.astype("float32")]))
+        _check_shapes(module, x, expected, actual)
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
         coarser = least_precise("float32", str(dtype).split(".")[-1])
         label = f"torch {type(module).__name__} vs its Keras model"
         from ..models.torch_custom import check_custom_port, has_custom
 
         if has_custom(graph):  # no reference runs a user's class: the module's own rounding
-            check_custom_port(graph, module, [x], [expected], [actual], label=label, dtype=coarser)
+            check_custom_port(graph, module, [x], expected, actual, label=label, dtype=coarser)
         else:
-            check_port(graph, [x], [expected], [actual], label=label, dtype=coarser)
+            check_port(graph, [x], expected, actual, label=label, dtype=coarser)
     return model
 
 
-def _expected_of(torch: Any, module: Any, tensor: Any) -> np.ndarray:
-    """``module(tensor)`` as numpy, or a refusal saying why it cannot be compared."""
+def _check_shapes(
+    module: Any, x: np.ndarray, expected: list[np.ndarray], actual: list[np.ndarray]
+) -> None:
+    """Refuse a port whose outputs cannot match the module's, one by one."""
+    label = f"torch {type(module).__name__}(x)"
+    if len(expected) != len(actual):
+        raise UnsupportedFeatureError(
+            f"{label} returns {len(expected)} tensors, its Keras port {len(actual)}; the "
+            "port cannot match it. Convert the recurrent submodule alone (submodule=...)"
+        )
+    for index, (want, got) in enumerate(zip(expected, actual)):
+        if want.shape != got.shape:
+            which = f" (result {index})" if len(expected) > 1 else ""
+            raise UnsupportedFeatureError(
+                f"{label} returns shape {tuple(want.shape)}{which} for an input of shape "
+                f"{x.shape}, its Keras port {got.shape}; the port cannot match it. Convert "
+                "the recurrent submodule alone (submodule=...)"
+            )
+
+
+def _expected_of(torch: Any, module: Any, tensor: Any) -> list[np.ndarray]:
+    """``module(tensor)`` as numpy arrays, one per tensor returned (nested tuples
+    flattened in order), or a refusal saying why it cannot be compared."""
     from ..models.torch_forward import run_forward
 
     label = f"torch {type(module).__name__}(x)"
@@ -68,10 +84,13 @@ def _expected_of(torch: Any, module: Any, tensor: Any) -> np.ndarray:
             f"{label} raised {type(error).__name__} ({error}) on an input of shape "
             f"{tuple(tensor.shape)}, so its Keras port cannot be checked against it"
         ) from error
-    if not isinstance(output, torch.Tensor):
-        raise UnsupportedFeatureError(
-            f"{label} returns a {type(output).__name__}; its Keras port returns one tensor"
-        )
-    from ..adapters.torch import tensor_to_numpy
+    from ..adapters.torch import flatten, tensor_to_numpy
 
-    return tensor_to_numpy(output)
+    try:
+        outputs = flatten(output)
+    except UnsupportedFeatureError as error:
+        raise UnsupportedFeatureError(
+            f"{label} returns a {type(output).__name__}; its Keras port returns tensors "
+            "(or nested tuples of them)"
+        ) from error
+    return [tensor_to_numpy(tensor) for tensor in outputs]

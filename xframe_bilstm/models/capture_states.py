@@ -71,6 +71,13 @@ def _entry(path: str, state: Any, user: Any, count: int) -> int:
         and user.args[1] == 0
         and isinstance(user.args[2], int)
     )
+    if user.op == "output":
+        raise Unsupported(
+            f"returns the final states of {path!r} ({name}) as torch stacks them, "
+            f"(layers * directions, batch, hidden), which no Keras output holds (its batch "
+            f"axis comes first): return {name}[k] ({name}.squeeze(0) for one layer and one "
+            "direction), which the Keras port returns as that layer's state output"
+        )
     if not selects:
         raise Unsupported(
             f"uses the final states of {path!r} ({name}, stacked as (layers * directions, "

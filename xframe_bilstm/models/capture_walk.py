@@ -196,19 +196,48 @@ def read_captured(
             found.append((str(error), node))
             tensors.names[node] = previous
     (results,) = [node.args[0] for node in graph.nodes if node.op == "output"]
-    results = list(results) if isinstance(results, (tuple, list)) else [results]
-    if len(results) != 1:
-        found.append((f"returns {len(results)} values; the Keras port returns one tensor", user[0]))
+    outputs = _outputs(results, tensors, found, user[0])
     if found:
         raise refusal(module, found)
-    output = tensors.names[results[0]]
     return ModelGraph(
         name,
         tuple(records),
         inputs=(input_name,),
-        outputs=(output,),
+        outputs=outputs,
         source=f"torch {type(module).__name__}",
     )
+
+
+def _outputs(
+    results: Any, tensors: Tensors, found: list[tuple[str, Any]], where: Any
+) -> tuple[str, ...]:
+    """The graph's outputs: one per tensor ``forward`` returns, nested tuples flattened in
+    order (``torch.export`` flattens them: ``(out, (h, c))`` is three results)."""
+    torch = require("torch")
+    names = []
+    for index, result in enumerate(results if isinstance(results, (tuple, list)) else [results]):
+        value = getattr(result, "meta", {}).get("val")
+        if not isinstance(value, torch.Tensor) or result not in tensors.names:
+            shown = (
+                "a tensor its input does not reach (a parameter or buffer)"
+                if isinstance(value, torch.Tensor)
+                else f"a {type(value if value is not None else result).__name__}"
+            )
+            found.append((f"returns {shown} as result {index}; the Keras port cannot", where))
+            continue
+        output = tensors.names[result]
+        if result.op == "placeholder" or output in names:  # ONNX names each output once
+            what = "its input" if result.op == "placeholder" else f"{output!r} again"
+            found.append(
+                (
+                    f"returns {what} as result {index}; each output of the Keras port is a "
+                    "distinct computed tensor: return it once, or copy it in the caller",
+                    where,
+                )
+            )
+            continue
+        names.append(output)
+    return tuple(names)
 
 
 def _poison(members: list[Any], tensors: Tensors, input_name: str) -> None:

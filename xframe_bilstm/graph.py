@@ -28,41 +28,6 @@ import numpy as np
 from .canonical import RecurrentLayer, RecurrentStack
 from .errors import UnsupportedFeatureError
 
-KINDS = (
-    "input",
-    "embedding",
-    "masking",
-    "identity",
-    "recurrent",
-    "dense",
-    "activation",
-    "flatten",
-    "reshape",
-    "global_pool",
-    "concatenate",
-    "conv",
-    "zero_padding",
-    "cropping",
-    "merge",
-    "permute",
-    "repeat_vector",
-    "time_distributed",
-    "relu",
-    "elu",
-    "prelu",
-    "softmax",
-    "batch_norm",
-    "layer_norm",
-    "pool",
-    "custom",
-    "reduce",
-    "slice",
-    "scalar_op",
-    "attention",
-    "multi_head_attention",
-    "matmul",
-)
-
 # How each kind passes on the mask of its (first) input, as the Keras layers do:
 # "keep" passes it unchanged, "drop" ends it, "sequences" keeps it only while the layer
 # returns sequences, "make" computes a new one, "merge" combines the inputs' masks.
@@ -110,6 +75,8 @@ MASK_RULES = {
 # Attention layers: (query, value) or (query, value, key), each runner hands them to its own
 # module for them.
 ATTENTION_KINDS = ("attention", "multi_head_attention")
+# Every kind of layer record: each says how it passes masks on.
+KINDS = tuple(MASK_RULES)
 # The kinds that read several tensors: the merges (mask rule "merge") and the attentions.
 MULTI_INPUT_KINDS = (
     *(kind for kind, rule in MASK_RULES.items() if rule == "merge"),

@@ -73,6 +73,13 @@ NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 ACTIVATIONS = frozenset(NUMPY_ACTIVATIONS)
+# The canonical names Keras gives its own built-in function by the same name (Keras's
+# hard_sigmoid differs between versions, and it names no function for gelu's tanh form).
+KERAS_NAMED = tuple(
+    name
+    for name in NUMPY_ACTIVATIONS
+    if name not in ("hard_sigmoid_keras3", "hard_sigmoid_keras2", "gelu_tanh")
+)
 
 
 def check_activation(name: str, field: str) -> str:

@@ -19,38 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import ACTIVATIONS
+from ..activations import ACTIVATIONS, KERAS_NAMED
 from ..canonical import DirectionWeights
 from ..errors import UnsupportedFeatureError
 
 # Keras activation names -> canonical names, for names that mean one function everywhere.
 _SAME_EVERYWHERE = {
-    "tanh": "tanh",
-    "sigmoid": "sigmoid",
-    "relu": "relu",
-    "linear": "linear",
-    "softsign": "softsign",
-    "softplus": "softplus",
-    "elu": "elu",
-    "selu": "selu",
-    "silu": "silu",
+    **{name: name for name in KERAS_NAMED},
     "swish": "silu",
-    "exponential": "exponential",
-    "softmax": "softmax",
-    "relu6": "relu6",
-    "leaky_relu": "leaky_relu",
-    "gelu": "gelu",
-    "hard_silu": "hard_silu",
     "hard_swish": "hard_silu",
-    "mish": "mish",
-    "hard_tanh": "hard_tanh",
-    "log_sigmoid": "log_sigmoid",
-    "celu": "celu",
-    "tanh_shrink": "tanh_shrink",
-    "soft_shrink": "soft_shrink",
-    "hard_shrink": "hard_shrink",
-    "squareplus": "squareplus",
-    "log_softmax": "log_softmax",
+    "softmax": "softmax",
 }
 # The functions this package registers with Keras 3: Keras 2's hard sigmoid, and GELU's
 # tanh approximation (Keras names no function for gelu(approximate=True)).

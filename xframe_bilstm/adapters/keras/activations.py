@@ -10,35 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._imports import require
+from ...activations import KERAS_NAMED
 from ...errors import UnsupportedFeatureError
 
 # Canonical activation name -> the name Keras knows it by (hard_sigmoid_keras2 is our function).
-_KERAS_NAME = {
-    "tanh": "tanh",
-    "sigmoid": "sigmoid",
-    "hard_sigmoid_keras3": "hard_sigmoid",
-    "relu": "relu",
-    "linear": "linear",
-    "softsign": "softsign",
-    "softplus": "softplus",
-    "elu": "elu",
-    "selu": "selu",
-    "silu": "silu",
-    "exponential": "exponential",
-    "relu6": "relu6",
-    "leaky_relu": "leaky_relu",
-    "gelu": "gelu",
-    "hard_silu": "hard_silu",
-    "mish": "mish",
-    "hard_tanh": "hard_tanh",
-    "log_sigmoid": "log_sigmoid",
-    "celu": "celu",
-    "tanh_shrink": "tanh_shrink",
-    "soft_shrink": "soft_shrink",
-    "hard_shrink": "hard_shrink",
-    "squareplus": "squareplus",
-    "log_softmax": "log_softmax",
-}
+_KERAS_NAME = {**{name: name for name in KERAS_NAMED}, "hard_sigmoid_keras3": "hard_sigmoid"}
 
 _REGISTERED_PACKAGE = "xframe_bilstm"
 _registered = False

@@ -18,6 +18,7 @@ import numpy as np
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
 from ..weights import WeightRef, expect_count
+from .refs import Ref, is_keras2_ref, keras2_refs, tensor_refs
 
 if TYPE_CHECKING:  # specs reads this module's classes
     from .specs import LayerSpec, ModelSpec
@@ -27,7 +28,6 @@ KIND_BY_CLASS = {
     "AdditiveAttention": "attention",
     "MultiHeadAttention": "multi_head_attention",
 }
-Ref = tuple[str, int, int]
 # Call arguments that change nothing at inference.
 _IGNORED = ("training", "mask")
 _MHA_WEIGHTS = ("query", "key", "value", "output")
@@ -42,53 +42,23 @@ def attention_call(node: Any, name: str, class_name: str, source: str) -> tuple[
     where = f"{source}: layer {name!r} ({class_name})"
     if isinstance(node, Mapping):  # Keras 3
         args, kwargs = list(node.get("args", [])), dict(node.get("kwargs", {}))
-        refs = [_tensor_refs(arg) for arg in args]
+        refs = [tensor_refs(arg) for arg in args]
         flat = [ref for group in refs for ref in group]
-        named = {key: _tensor_refs(kwargs.pop(key, None)) for key in ("value", "key")}
+        named = {key: tensor_refs(kwargs.pop(key, None)) for key in ("value", "key")}
         for key in ("value", "key"):
             flat.extend(named[key])
     else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
-        items = [node] if _keras2_ref(node) else list(node)
+        items = [node] if is_keras2_ref(node) else list(node)
         flat = [(str(item[0]), int(item[1]), int(item[2])) for item in items]
         kwargs = {}
         for item in items:
             if len(item) > 3 and isinstance(item[3], Mapping):
                 kwargs.update(item[3])
         for key in ("value", "key"):
-            flat.extend(_keras2_refs(kwargs.pop(key, None)))
+            flat.extend(keras2_refs(kwargs.pop(key, None)))
     for key in _IGNORED:
         kwargs.pop(key, None)
     return _checked(flat, where), _call_options(kwargs, where)
-
-
-def _tensor_refs(value: Any) -> list[Ref]:
-    """Every ``(layer, node, tensor)`` a Keras 3 call argument refers to."""
-    if isinstance(value, Mapping):
-        if value.get("class_name") == "__keras_tensor__":
-            history = value["config"]["keras_history"]
-            return [(str(history[0]), int(history[1]), int(history[2]))]
-        return [ref for item in value.values() for ref in _tensor_refs(item)]
-    if isinstance(value, (list, tuple)):
-        return [ref for item in value for ref in _tensor_refs(item)]
-    return []
-
-
-def _keras2_ref(value: Any) -> bool:
-    """Whether ``value`` is a Keras 2 tensor reference ``[layer, node, tensor, ...]``."""
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) >= 3
-        and isinstance(value[0], str)
-        and all(isinstance(index, int) and not isinstance(index, bool) for index in value[1:3])
-    )
-
-
-def _keras2_refs(value: Any) -> list[Ref]:
-    if _keras2_ref(value):
-        return [(str(value[0]), int(value[1]), int(value[2]))]
-    if isinstance(value, (list, tuple)):
-        return [ref for item in value for ref in _keras2_refs(item)]
-    return []
 
 
 def _checked(refs: list[Ref], where: str) -> list[Ref]:

@@ -14,24 +14,11 @@ from typing import Any
 from ...errors import UnsupportedFeatureError
 from ...graph import ATTENTION_KINDS, tensor_layer, tensor_name
 from .attention import attention_call
+from .refs import Ref, is_keras2_ref, keras2_refs, tensor_refs
 from .specs import LayerSpec, ModelSpec, input_spec, kind_of, layer_name
 
 
-def _tensor_refs(value: Any) -> list[tuple[str, int, int]]:
-    """Every ``(layer, node_index, tensor_index)`` a Keras 3 argument refers to."""
-    if isinstance(value, Mapping):
-        if value.get("class_name") == "__keras_tensor__":
-            history = value["config"]["keras_history"]
-            return [(str(history[0]), int(history[1]), int(history[2]))]
-        return [ref for item in value.values() for ref in _tensor_refs(item)]
-    if isinstance(value, (list, tuple)):
-        return [ref for item in value for ref in _tensor_refs(item)]
-    return []
-
-
-def _node_inputs(
-    entry: Mapping[str, Any], name: str, source: str
-) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+def _node_inputs(entry: Mapping[str, Any], name: str, source: str) -> tuple[list[Ref], list[Ref]]:
     """(inputs, mask references) of a layer's single call."""
     nodes = entry.get("inbound_nodes") or []
     if len(nodes) > 1:
@@ -47,26 +34,26 @@ def _node_inputs(
         return attention_call(node, name, class_name, source)[0], []
     if isinstance(node, Mapping):  # Keras 3: {"args": [...], "kwargs": {...}}
         args, kwargs = list(node.get("args", [])), dict(node.get("kwargs", {}))
-        masks = _tensor_refs(kwargs.pop("mask", None))
+        masks = tensor_refs(kwargs.pop("mask", None))
         kwargs.pop("training", None)
         if kind_of(str(entry.get("class_name"))) == "recurrent":
             # RNN.call(sequences, initial_state=None): the states follow the sequence.
-            states = _tensor_refs(kwargs.pop("initial_state", None)) + _tensor_refs(args[1:])
-            return _tensor_refs(args[:1]) + states + _tensor_refs(kwargs), masks
-        extra = _tensor_refs(kwargs) + _tensor_refs(args[1:])
+            states = tensor_refs(kwargs.pop("initial_state", None)) + tensor_refs(args[1:])
+            return tensor_refs(args[:1]) + states + tensor_refs(kwargs), masks
+        extra = tensor_refs(kwargs) + tensor_refs(args[1:])
         if extra and kind_of(str(entry.get("class_name"))):
             raise UnsupportedFeatureError(
                 f"{source}: layer {name!r} takes tensors other than its input "
                 f"({sorted({ref[0] for ref in extra})}, e.g. initial_state); not supported"
             )
-        return _tensor_refs(args[:1]) + extra, masks
-    if _keras2_ref(node):
+        return tensor_refs(args[:1]) + extra, masks
+    if is_keras2_ref(node):
         # tf_keras's TFOpLambda writes its one call flat: [layer, node, tensor, kwargs].
         node = [node]
     inputs = []
     supported = bool(kind_of(str(entry.get("class_name"))))
     for item in node:  # Keras 2: [[layer, node_index, tensor_index, kwargs], ...]
-        if not _keras2_ref(item):
+        if not is_keras2_ref(item):
             raise UnsupportedFeatureError(
                 f"{source}: layer {name!r} ({entry.get('class_name')}) has an inbound node "
                 f"this reader does not know: {item!r:.200}"
@@ -82,29 +69,8 @@ def _node_inputs(
             )
         inputs.append((layer, node_index, tensor_index))
         # A TensorFlow operation's other tensor arguments (x * y) are refs in its kwargs.
-        inputs.extend(_keras2_refs(kwargs))
+        inputs.extend(keras2_refs(kwargs))
     return inputs, []
-
-
-def _keras2_ref(value: Any) -> bool:
-    """Whether ``value`` is a Keras 2 tensor reference ``[layer, node, tensor, ...]``."""
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) >= 3
-        and isinstance(value[0], str)
-        and all(isinstance(index, int) and not isinstance(index, bool) for index in value[1:3])
-    )
-
-
-def _keras2_refs(value: Any) -> list[tuple[str, int, int]]:
-    """Every Keras 2 tensor reference nested in a call's keyword arguments."""
-    if _keras2_ref(value):
-        return [(str(value[0]), int(value[1]), int(value[2]))]
-    if isinstance(value, Mapping):
-        return [ref for item in value.values() for ref in _keras2_refs(item)]
-    if isinstance(value, (list, tuple)):
-        return [ref for item in value for ref in _keras2_refs(item)]
-    return []
 
 
 def _returns_states(entry: Mapping[str, Any]) -> bool:
@@ -118,7 +84,7 @@ def _returns_states(entry: Mapping[str, Any]) -> bool:
 
 
 def _check_single(
-    ref: tuple[str, int, int],
+    ref: Ref,
     classes: Mapping[str, str],
     reader: str,
     source: str,
@@ -153,14 +119,14 @@ def _endpoint_names(
     return tuple(names)
 
 
-def _endpoint_refs(value: Any) -> list[tuple[str, int, int]]:
+def _endpoint_refs(value: Any) -> list[Ref]:
     items = value if value and isinstance(value[0], (list, tuple)) else [value]
     return [(str(item[0]), int(item[1]), int(item[2])) for item in items]
 
 
 def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> ModelSpec:
     entries = list(body.get("layers", []))
-    wiring: dict[str, list[tuple[str, int, int]]] = {}
+    wiring: dict[str, list[Ref]] = {}
     classes = {layer_name(entry): str(entry.get("class_name")) for entry in entries}
     stateful = frozenset(
         layer_name(entry)

@@ -110,7 +110,8 @@ def print_table(report: Report, header: list[str]) -> None:
         )
     console.print(pairs)
     failed = [pair.summary() for pair in report.pairs if not pair]
-    for line in [*failed, report.tolerance_note]:  # failures: which output, which shape
+    left_out = [f"LEFT OUT | {entry}" for entry in report.left_out]
+    for line in [*failed, *left_out, report.tolerance_note]:  # which output, which shape
         for part in textwrap.wrap(line, width, subsequent_indent="  "):
             console.print(escape(part))
 

@@ -129,6 +129,53 @@ def test_a_wrong_port_fails_against_keras_as_well(tagger: Path) -> None:
     assert verdicts["torch[cpu,float32] vs keras[cpu,float32]@original"] is True
 
 
+def _torch_export(port: torch.nn.Module, path: Path) -> Path:
+    """``torch.onnx.export`` of a tagger port, with a dynamic batch and time axis."""
+    ids = torch.tensor([[3, 4, 5, 0, 0]])
+    torch.onnx.export(
+        port.eval(),
+        (ids,),
+        str(path),
+        input_names=["ids"],
+        output_names=["tags"],
+        dynamic_axes={"ids": {0: "batch", 1: "time"}},
+        dynamo=False,
+    )
+    return path
+
+
+def test_an_onnx_export_runs_against_a_whole_model(tagger: Path, tmp_path: Path) -> None:
+    exported = _torch_export(keras_to_torch(str(tagger)), tmp_path / "tagger.onnx")
+    report = compare(
+        str(tagger), against=str(exported), lengths=LENGTHS, frameworks=["torch", "keras"]
+    )
+    assert bool(report), report.failures
+    labels = {run.label for run in report.runs}
+    assert "onnxruntime[cpu,float32]@against" in labels
+    # A broken export is caught against Keras's own run of the model.
+    port = keras_to_torch(str(tagger))
+    lstm = next(m for m in port.modules() if isinstance(m, torch.nn.LSTM))
+    with torch.no_grad():
+        lstm.weight_hh_l0.mul_(-1.0)
+    broken = _torch_export(port, tmp_path / "broken.onnx")
+    report = compare(str(tagger), against=str(broken), lengths=LENGTHS, frameworks=["keras"])
+    verdicts = {pair.label: bool(pair) for pair in report.pairs}
+    assert verdicts["onnxruntime[cpu,float32]@against vs keras[cpu,float32]@original"] is False
+
+
+def test_an_onnx_graph_of_other_outputs_is_refused_against_a_model(
+    tagger: Path, tmp_path: Path
+) -> None:
+    from xframe_bilstm.errors import UnsupportedFeatureError
+
+    three_outputs = tmp_path / "states.onnx"
+    lstm = torch.nn.LSTM(3, 2, batch_first=True)
+    args = (torch.zeros(1, 4, 3),)
+    torch.onnx.export(lstm, args, str(three_outputs), output_names=["y", "h", "c"], dynamo=False)
+    with pytest.raises(UnsupportedFeatureError, match="returns 3 output"):
+        compare(str(tagger), against=str(three_outputs), frameworks=["torch"])
+
+
 def test_given_inputs_to_a_whole_model_are_checked(tagger: Path) -> None:
     ids = np.ones((2, 3), np.int64)
     report = compare(str(tagger), inputs=ids, frameworks=["torch"])

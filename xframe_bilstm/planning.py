@@ -256,7 +256,8 @@ def plan_against(
     A torch module runs by its own ``forward``, in each of ``dtypes``; a state_dict file as
     the native module it holds; a Keras layer or model by its own call, in the dtype its
     policy computes in; a Keras file or a canonical stack as its reading. Against a whole
-    model, it must be a port of the whole model, which runs by its own computation."""
+    model, it must be a port of the whole model (a torch module, a Keras model or an
+    ONNX export of it), which runs by its own computation."""
     read = _read_against(against, reading)
     other = read.reading
     if isinstance(reading, RecurrentStack):
@@ -289,6 +290,11 @@ def _read_against(against: Any, reading: Reading) -> Read:
     kind = source_type(against)
     if kind == "torch" and not isinstance(against, sys.modules["torch"].nn.RNNBase):
         return Read(reading, "torch", lambda: against)
+    if kind == "ONNX":  # an export of the model: onnxruntime runs it with the model's inputs
+        from .adapters.onnx import load_model
+
+        proto = load_model(against)
+        return Read(reading, "onnxruntime", lambda: proto)
     if kind in ("keras", "Keras file"):
         read = read_source(against)
         if read.original is None:
@@ -298,7 +304,7 @@ def _read_against(against: Any, reading: Reading) -> Read:
                 "live model"
             )
         return Read(reading, "keras", read.original)
-    lone = "one recurrent module" if kind == "torch" else f"a {kind}"
+    lone = "one recurrent module" if kind == "torch" else "recurrent layers"
     lacking = ", ".join(
         f"{r.name} ({r.class_name})" for r in reading.layers if r.kind not in ("input", "recurrent")
     )

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack
-from ..correspondence import Source, onnx_source
+from ..correspondence import Source, graph_source, onnx_source
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import ModelGraph
 from ..inputs import as_list
@@ -92,23 +92,27 @@ class OnnxruntimeFramework(Framework):
 
 
 class OnnxGraphFramework(OnnxruntimeFramework):
-    """An ONNX graph as given, the ``@original`` of an ONNX source, run on onnxruntime.
+    """An ONNX graph as given, run on onnxruntime: the ``@original`` of an ONNX source, or an
+    ONNX ``against`` of a whole model.
 
-    Its inputs are fed by what they mean, as
+    A graph of recurrent nodes has its inputs fed by what they mean, as
     :func:`~xframe_bilstm.adapters.onnx.example_inputs.seeded_graph_inputs` tells them apart:
     the run's sequence in the layout the graph declares (time-major or batch-major), its
     initial states (zeros when none are given) and its lengths (full rows when none are
-    given). It returns the graph's outputs as the graph gives them, in the graph's own dtype
-    (:meth:`returns` says what they mean). The reading a run is given is ignored: only the
-    graph's own computation is compared.
+    given). A graph standing for a whole model takes the model's inputs and returns its
+    outputs, both in order. It returns the graph's outputs as the graph gives them, in the
+    graph's own dtype (:meth:`returns` says what they mean). The reading a run is given is
+    ignored: only the graph's own computation is compared.
     """
 
-    def __init__(self, model: Any, stack: Reading) -> None:
+    def __init__(self, model: Any, reading: Reading) -> None:
+        self.model = model
+        self.reading = reading  # what the graph stands for, which tells what its outputs mean
+        if isinstance(reading, ModelGraph):
+            self.dtype = _model_graph_dtype(model, reading)
+            return
         from ..adapters.onnx.example_inputs import seeded_graph_inputs
 
-        assert isinstance(stack, RecurrentStack)  # what a graph of recurrent nodes reads as
-        self.model = model
-        self.stack = stack  # the graph's reading, which tells what its outputs mean
         inputs = seeded_graph_inputs(model, seed=0, batch=1, steps=1)
         self.time_major = inputs.time_major
         self.dtype = inputs.value(inputs.x_name).dtype.name
@@ -116,8 +120,10 @@ class OnnxGraphFramework(OnnxruntimeFramework):
     def returns(self, batch: int, steps: int, description: str) -> Source:
         """What its runs return, by meaning
         (:func:`~xframe_bilstm.correspondence.onnx_source`)."""
+        if isinstance(self.reading, ModelGraph):
+            return graph_source(self.reading, description)
         names = [output.name for output in self.model.graph.output]
-        return onnx_source(self.stack, names, self.time_major, batch, steps, description)
+        return onnx_source(self.reading, names, self.time_major, batch, steps, description)
 
     def dtypes(self, device: str) -> list[str]:
         return [self.dtype]
@@ -134,7 +140,10 @@ class OnnxGraphFramework(OnnxruntimeFramework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        feeds = self._feeds(np.asarray(x), initial_states, lengths)
+        if isinstance(self.reading, ModelGraph):  # the model's inputs, in order
+            feeds: tuple[np.ndarray, ...] = tuple(as_list(x))
+        else:
+            feeds = self._feeds(np.asarray(x), initial_states, lengths)
         outputs, settings = run_model(self.model, feeds, spec, initial_states=None, lengths=None)
         return outputs, {"graph": "as given", **settings}
 
@@ -164,3 +173,25 @@ class OnnxGraphFramework(OnnxruntimeFramework):
                 "compare it without lengths"
             )
         return tuple(feeds[name] for name in inputs.names)
+
+
+def _model_graph_dtype(model: Any, graph: ModelGraph) -> str:
+    """The dtype an ONNX graph standing for ``graph`` computes in: its first output's.
+
+    Raises:
+        UnsupportedFeatureError: the graph's inputs or outputs do not match the model's in
+            number, so it cannot be fed the model's inputs or paired with its outputs.
+    """
+    onnx = require("onnx")
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    outputs = [o.name for o in model.graph.output]
+    if len(inputs) != len(graph.inputs) or len(outputs) != len(graph.outputs):
+        raise UnsupportedFeatureError(
+            f"the ONNX graph takes {len(inputs)} input(s) {inputs} and returns "
+            f"{len(outputs)} output(s) {outputs}, where {graph.source} takes "
+            f"{len(graph.inputs)} {list(graph.inputs)} and returns {len(graph.outputs)} "
+            f"{list(graph.outputs)}; compare an export of the same model"
+        )
+    elem_type = model.graph.output[0].type.tensor_type.elem_type
+    return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))

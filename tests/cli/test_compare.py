@@ -173,6 +173,28 @@ def test_torch_file_alone(saved_models, capsys) -> None:
     assert "torch LSTM (lstm/bidirectional, units 4): equivalent" in capsys.readouterr().out
 
 
+def _export_lstm(state_dict_path: Path) -> Path:
+    """``torch.onnx.export`` of the bidirectional nn.LSTM a state_dict file holds."""
+    lstm = torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+    lstm.load_state_dict(torch.load(state_dict_path))
+    path = state_dict_path.with_suffix(".onnx")
+    axes = {"x": {0: "batch", 1: "time"}}
+    x = (torch.zeros(1, 5, 3),)
+    torch.onnx.export(lstm, x, str(path), input_names=["x"], dynamic_axes=axes, dynamo=False)
+    return path
+
+
+def test_onnx_file_against_keras_and_alone(saved_models, capsys) -> None:
+    keras_path, good, bad = saved_models
+    argv = ["--keras", str(keras_path), "--steps", "5", "--frameworks", "torch"]
+    assert main([*argv, "--onnx", str(_export_lstm(good))]) == 0
+    assert "PASSED | onnxruntime[cpu,float32]@against vs reference" in capsys.readouterr().out
+    assert main([*argv, "--onnx", str(_export_lstm(bad))]) == 1
+    assert "FAILED | onnxruntime[cpu,float32]@against vs reference" in capsys.readouterr().out
+    assert main(["--onnx", str(_export_lstm(good)), "--steps", "4"]) == 0
+    assert "onnxruntime[cpu,float32]@original" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -181,6 +203,11 @@ def test_torch_file_alone(saved_models, capsys) -> None:
         pytest.param(["--rtol", "1e-3"], "give both --rtol and --atol", id="tolerances"),
         pytest.param(
             ["--torch-submodule", "lstm"], "--torch-submodule needs --torch", id="submodule"
+        ),
+        pytest.param(
+            ["--keras", "a.keras", "--torch", "b.pt", "--onnx", "c.onnx"],
+            "give at most two of --keras, --torch and --onnx",
+            id="three-models",
         ),
     ],
 )

@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         "with --keras, it is compared against the Keras model",
     )
     models.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="an ONNX model (.onnx); with --keras or --torch, it is compared against that "
+        "model (an export of it)",
+    )
+    models.add_argument(
         "--nonlinearity", choices=("tanh", "relu"), default="tanh", help="of a --torch nn.RNN"
     )
     models.add_argument(

@@ -3,8 +3,9 @@
 With no arguments it builds the classic case, a Keras ``Bidirectional`` LSTM with an explicit
 ``go_backwards`` backward layer and seeded random weights, runs it on every framework and
 device installed (and the float64 reference) and prints how far apart they are, per pair,
-per time step and per direction. ``--keras FILE`` and ``--torch FILE`` compare your own
-models instead; with both, the torch model is checked against the Keras one.
+per time step and per direction. ``--keras FILE``, ``--torch FILE`` and ``--onnx FILE``
+compare your own models instead; with two, the second is checked against the first (torch or
+ONNX against Keras, ONNX against torch).
 
 On a terminal the runs are listed once, numbered, and the pairs drawn as one table that fits
 80 columns (with the detail of each failure below it); otherwise, as in CI logs, each pair is
@@ -56,6 +57,8 @@ def compare_main(argv: Sequence[str]) -> int:
         parser.error("--lint needs --keras FILE")
     if args.torch_submodule and not args.torch:
         parser.error("--torch-submodule needs --torch FILE")
+    if args.keras and args.torch and args.onnx:
+        parser.error("give at most two of --keras, --torch and --onnx: one model and its port")
     try:
         if args.lint:
             return _lint(args.keras)
@@ -105,16 +108,16 @@ def _compare(args: argparse.Namespace, stderr: Any = None) -> int:
 
 
 def _models(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(source, against): the Keras model first, the torch one checked against it."""
+    """(source, against): the models given in the order Keras, torch, ONNX; the second is
+    checked against the first."""
     keras_model = _load_keras(args.keras) if args.keras else None
     torch_model = (
         _load_torch(args.torch, args.nonlinearity, args.torch_submodule) if args.torch else None
     )
-    if keras_model is not None:
-        return keras_model, torch_model
-    if torch_model is not None:
-        return torch_model, None
-    return _random_keras_model(args), None
+    given = [m for m in (keras_model, torch_model, args.onnx) if m is not None]
+    if not given:
+        return _random_keras_model(args), None
+    return given[0], given[1] if len(given) > 1 else None
 
 
 def _load_keras(path: str) -> Any:

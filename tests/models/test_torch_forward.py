@@ -151,6 +151,22 @@ def test_a_forward_set_on_the_instance_is_refused() -> None:
         torch_to_keras(net, verify=False)
 
 
+def test_a_torchscript_module_is_refused_with_what_to_do(tmp_path) -> None:
+    """A scripted or loaded TorchScript module has no Python forward to read; exporting it
+    to ONNX, as the refusal says, works."""
+    from xframe_bilstm import compare
+
+    scripted = torch.jit.script(LanguageIdentifier())
+    for call in (torch_to_keras, compare):
+        with pytest.raises(UnsupportedFeatureError, match="LanguageIdentifier is a TorchScript"):
+            call(scripted)
+    with pytest.raises(UnsupportedFeatureError, match="LSTM is a TorchScript module"):
+        torch_to_keras(torch.jit.script(nn.LSTM(2, 3)))
+    path = tmp_path / "scripted.onnx"
+    torch.onnx.export(scripted, (torch.tensor([[1, 2, 3]]),), str(path), dynamo=False)
+    assert path.stat().st_size > 0
+
+
 class Residual(nn.Module):
     def __init__(self) -> None:
         super().__init__()

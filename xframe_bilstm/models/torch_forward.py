@@ -308,6 +308,20 @@ def _flow(first: Any, calls: list[Any], recurrent: set[str], output: Any) -> lis
     return []
 
 
+def refuse_scripted(module: Any) -> None:
+    """Refuse a TorchScript module: its ``forward`` is compiled code, with no Python to read
+    or capture (torch.export does not take it)."""
+    torch = require("torch")
+    if isinstance(module, torch.jit.ScriptModule):
+        raise UnsupportedFeatureError(
+            f"{module.original_name} is a TorchScript module (torch.jit.script or "
+            "torch.jit.load): its forward is compiled, with no Python code to read. Build the "
+            "original nn.Module class and load its state_dict, or export it with "
+            "torch.onnx.export(module, example_inputs, 'model.onnx', dynamo=False) and "
+            "convert or compare the ONNX file"
+        )
+
+
 def _recurrent_children(module: Any) -> list[str]:
     torch = require("torch")
     return [name for name, child in module.named_children() if isinstance(child, torch.nn.RNNBase)]
@@ -327,4 +341,4 @@ def _what_to_do(module: Any) -> str:
     return f"Build it as an nn.Sequential of supported layers, or {_convert_alone(module)}."
 
 
-__all__ = ["check_forward", "is_plain_sequential", "run_forward"]
+__all__ = ["check_forward", "is_plain_sequential", "refuse_scripted", "run_forward"]

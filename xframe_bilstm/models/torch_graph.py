@@ -34,7 +34,7 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .torch_custom_children import child_factory, custom_child_record
-from .torch_forward import check_forward
+from .torch_forward import check_forward, refuse_scripted
 from .torch_graph_convolution import conv_input_options, conv_records, conv_types
 from .torch_graph_normpool import SUPPORTED as NORMPOOL_SUPPORTED
 from .torch_graph_normpool import input_options, is_normpool, normpool_records
@@ -99,6 +99,7 @@ def graph_from_torch(
         ['input', 'embedding_0', 'gru_1', 'linear_2', 'softmax_3']
     """
     torch = require("torch")
+    refuse_scripted(module)  # compiled code: nothing to read or capture
     try:
         check_forward(module)  # nothing ``forward`` does is lost
     except UnsupportedFeatureError as plain:

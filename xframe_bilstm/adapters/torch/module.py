@@ -218,6 +218,11 @@ def torch_to_canonical(module: nn.Module) -> RecurrentStack:
     if isinstance(module, KerasRecurrent):
         return module.to_canonical()
     cell = next((name for name, kind in NATIVE.items() if type(module) is kind), None)
+    if isinstance(module, torch.jit.ScriptModule):  # compiled: no parameters by meaning
+        raise UnsupportedFeatureError(
+            f"{module.original_name} is a TorchScript module (torch.jit.script or "
+            "torch.jit.load); convert the nn.Module it was scripted from"
+        )
     if cell is None or not isinstance(module, nn.RNNBase):
         raise UnsupportedFeatureError(
             f"{type(module).__name__} is not nn.LSTM, nn.GRU, nn.RNN or KerasRecurrent; "

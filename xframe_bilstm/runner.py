@@ -145,7 +145,7 @@ def compare(
         )
     with custom_layers_in_use(custom_layers):
         read = read_source(source)
-    reading = read.reading
+    source, reading = read.source, read.reading  # the object read, also when given a Read
     x, checked_lengths = run_inputs(
         reading,
         inputs,

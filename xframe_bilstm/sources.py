@@ -20,7 +20,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .canonical import RecurrentStack
@@ -33,13 +33,17 @@ from .reference import Reading
 @dataclass(frozen=True)
 class Read:
     """A source as read: its reading, the framework its original runs on ("" for none),
-    how to get the original (loaded on first use, so a failure fails its runs only), and
-    the time length the original's input is fixed to (None when any length runs)."""
+    how to get the original (loaded on first use, so a failure fails its runs only), the
+    time length the original's input is fixed to (None when any length runs), and the
+    source it was read from (:func:`read_source` sets it; a ``Read`` given to
+    :func:`read_source` again is returned as it is, so a caller that read a source passes
+    the ``Read`` on instead of the source to read it once)."""
 
     reading: Reading
     framework: str = ""
     original: Callable[[], Any] | None = None
     steps: int | None = None
+    source: Any = None
 
 
 def _is_path(source: Any) -> bool:
@@ -167,9 +171,13 @@ def source_type(source: Any) -> str:
 
 
 def read_source(source: Any) -> Read:
-    """Read ``source`` once: its reading and its original (see the module's rules)."""
+    """Read ``source`` once: its reading and its original (see the module's rules). A
+    ``Read`` is returned as it is."""
+    if isinstance(source, Read):
+        return source
     name = source_type(source)
-    return next(read for kind, _, read in SOURCE_TYPES if kind == name)(source)
+    read = next(read for kind, _, read in SOURCE_TYPES if kind == name)(source)
+    return replace(read, source=source)
 
 
 def framework_of(source: Any) -> str:

@@ -251,11 +251,26 @@ def test_the_first_run_records_every_cell_and_the_baseline(project: Path, baseli
     assert written["cells"][PORT_CELL] == {PORT_RUN: port["max_errors"][PORT_RUN]}
 
 
-def test_a_clean_rerun_passes_with_the_ratchet_on(project: Path, baselined, capsys) -> None:
+def test_a_clean_rerun_passes_with_the_ratchet_on(
+    project: Path, baselined, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xframe_bilstm.keras_files as keras_files
+
+    reads: list[str] = []
+    read_model = keras_files.read_model
+
+    def counting(path: str):
+        reads.append(path)
+        return read_model(path)
+
+    monkeypatch.setattr(keras_files, "read_model", counting)
     status, out, _ = run(capsys, "--config", str(project / "matrix.toml"))
     assert status == 0, out
     assert "matrix tagger 1/1: 4 cells, 4 passed, 0 failed, 0 drifted; baseline " in out
     assert "(4 cells, ratchet 4x)" in out
+    # Each of the three cells of the Keras file (two dtypes, and the port's original) reads
+    # it once: planning and compare() take what the cell read.
+    assert len(reads) == 3
 
 
 def _window(baselined: dict) -> tuple[float, float]:

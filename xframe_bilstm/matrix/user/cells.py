@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ...frameworks import FRAMEWORKS
+from ...reference import Reading
+from ...sources import read_source
 from ..protocol import Request
 from .inputs import input_arrays
 from .sources import build_source
@@ -96,16 +98,14 @@ class UserCell:
             arguments["against"] = against
         if self.tolerances is not None:
             arguments["rtol"], arguments["atol"] = self.tolerances
-        return Request(source, arguments, self._whole_model_exclusions(source))
+        read = read_source(source)  # once: planning and compare() take the Read
+        return Request(read, arguments, self._whole_model_exclusions(read.reading))
 
-    def _whole_model_exclusions(self, source: Any) -> tuple[tuple[str, str], ...]:
-        """The frameworks of the cell that cannot run ``source`` when it is a whole model."""
-        from ...frameworks import FRAMEWORKS
+    def _whole_model_exclusions(self, reading: Reading) -> tuple[tuple[str, str], ...]:
+        """The frameworks of the cell that cannot run ``reading`` when it is a whole model."""
         from ...graph import ModelGraph
         from ...planning import GRAPH_DTYPES
-        from ...sources import read_source
 
-        reading = read_source(source).reading
         if not isinstance(reading, ModelGraph):
             return ()
         excluded = []

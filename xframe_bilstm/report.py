@@ -171,6 +171,27 @@ class Report:
         missing = [f"LEFT OUT | {entry}" for entry in self.left_out]
         return broken + [pair.summary() for pair in self.pairs] + missing
 
+    def header(self) -> list[str]:
+        """The verdict line, then the input, seed and framework versions."""
+        verdict = "equivalent" if self else "NOT equivalent"
+        return [
+            f"{self.source}: {verdict}",
+            f"input {tuple(self.input_shape)}, seed {self.seed}; "
+            + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
+        ]
+
+    def to_text(self) -> str:
+        """The report as the command line prints it in logs: the header, the kernel each run
+        used, how outputs were matched, every line of :meth:`lines` and the tolerance."""
+        kernels = [f"  {run.label}: {run.kernel}" for run in self.runs if run.kernel]
+        matched = [self.correspondence] if self.correspondence else []
+        return "\n".join(
+            [*self.header(), *kernels, *matched, *self.lines(), self.tolerance_note]
+        )
+
+    def __str__(self) -> str:
+        return self.to_text()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": bool(self),

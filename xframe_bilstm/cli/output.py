@@ -47,25 +47,11 @@ class progress_bar:
 def print_report(report: Report, table: bool = False) -> None:
     """The verdict, the runs and every pair once: as a table (``table``, on a terminal, when
     rich is installed) or as one greppable line each."""
-    verdict = "equivalent" if report else "NOT equivalent"
-    header = [
-        f"{report.source}: {verdict}",
-        f"input {tuple(report.input_shape)}, seed {report.seed}; "
-        + ", ".join(f"{k} {v}" for k, v in report.versions.items()),
-    ]
     if table:
         with contextlib.suppress(ImportError):  # rich draws the table when installed
-            print_table(report, header)
+            print_table(report, report.header())
             return
-    print("\n".join(header))
-    for run in report.runs:
-        if run.kernel:
-            print(f"  {run.label}: {run.kernel}")
-    if report.correspondence:
-        print(report.correspondence)
-    for line in report.lines():
-        print(line)
-    print(report.tolerance_note)
+    print(report.to_text())
 
 
 def print_table(report: Report, header: list[str]) -> None:

@@ -60,7 +60,7 @@ def test_onnx_node_cases_as_shipped_match_their_expected_outputs(case) -> None:
 
 def test_batchwise_node_cases_say_why_onnxruntime_cannot_check_them() -> None:
     case = next(c for c in NODE_CASES if c.name == "test_lstm_batchwise")
-    with pytest.raises(UnsupportedFeatureError, match="layout=1 .* verify=False"):
+    with pytest.raises(UnsupportedFeatureError, match=r"layout=1 .* verify=False"):
         onnx_to_torch(case.model)
 
 

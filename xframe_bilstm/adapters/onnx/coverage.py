@@ -21,7 +21,6 @@ import numpy as np
 
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from .nodes import (
-    describe_node,
     graph_constant_values,
     read_recurrent_node,
     read_recurrent_options,
@@ -86,9 +85,10 @@ def survey(
         elif node.op_type in CELL_BY_OP:
             _read(node, constants, name, found)
         elif node.op_type in CONTROL_FLOW:
-            for attribute in node.attribute:
-                if attribute.name in ("then_branch", "else_branch"):
-                    inner = survey(attribute.g, supported, constants, f"{name}/{attribute.name}/")
+            branches = {a.name: a.g for a in node.attribute}
+            for branch in ("then_branch", "else_branch"):
+                if branch in branches:
+                    inner = survey(branches[branch], supported, constants, f"{name}/{branch}/")
                     _merge(found, inner)
         elif node.op_type not in supported:
             found.unsupported.setdefault(node.op_type, []).append(name)
@@ -112,8 +112,7 @@ def _read(node: Any, constants: dict[str, np.ndarray], name: str, found: Survey)
         found.refused.append(f"{name!r}: {error}")
         return
     found.understood.append(
-        f"{node.op_type} {name!r} ({options.direction}, hidden_size={options.hidden_size}"
-        f"{weights})"
+        f"{node.op_type} {name!r} ({options.direction}, hidden_size={options.hidden_size}{weights})"
     )
 
 
@@ -140,7 +139,9 @@ def refuse_unsupported(graph: Any, supported: Collection[str]) -> None:
         >>> refuse_unsupported(onnx.helper.make_graph(nodes, "g", [], []), {"Add"})
         Traceback (most recent call last):
         ...
-        xframe_bilstm.errors.UnsupportedFeatureError: onnx_to_torch cannot run 2 nodes of this graph: Conv (1 node: 'conv'); Pad (1 node: 'pad'). No LSTM, GRU or RNN node was found. The interpreter runs LSTM, GRU, RNN, If and Add
+        xframe_bilstm.errors.UnsupportedFeatureError: onnx_to_torch cannot run 2 nodes of this
+        graph: Conv (1 node: 'conv'); Pad (1 node: 'pad'). No LSTM, GRU or RNN node was found.
+        The interpreter runs LSTM, GRU, RNN, If and Add
     """
     found = survey(graph, supported)
     if not (found.unsupported or found.refused):
@@ -170,7 +171,7 @@ def describe_refusal(found: Survey, supported: Collection[str]) -> str:
     elif not found.refused:
         parts.append("No LSTM, GRU or RNN node was found.")
     operators = ["LSTM", "GRU", "RNN", *sorted(CONTROL_FLOW), *sorted(supported)]
-    parts.append(f"The interpreter runs {', '.join(operators)}")
+    parts.append(f"The interpreter runs {', '.join(operators[:-1])} and {operators[-1]}")
     return " ".join(parts)
 
 

@@ -140,7 +140,9 @@ def seeded_graph_inputs(
     for declared_input in declared:
         if declared_input.kind == "weight":
             weight = weights[declared_input.name]
-            value = seeded_weight(rng, weight, declared_input.dims, input_size, declared_input.dtype)
+            value = seeded_weight(
+                rng, weight, declared_input.dims, input_size, declared_input.dtype
+            )
             arrays.append(value)
             continue
         if declared_input.kind == "flag":  # an If condition: true; see GraphInputs.flag_variants

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..._imports import require
-from ...errors import UnsupportedFeatureError, WeightShapeError
+from ...errors import WeightShapeError
 from .coverage import refuse_unsupported
 from .nodes import (
     WEIGHT_SLOTS,
@@ -148,7 +148,10 @@ def _define_interpreter_classes() -> Any:
                     self.nodes.append((node, attributes, "glue", -1))
             # Constant tensors other than recurrent weights, as buffers (moved by .to()).
             used = {
-                name for node, _, kind, _ in self.nodes if kind != "recurrent" for name in node.input
+                name
+                for node, _, kind, _ in self.nodes
+                if kind != "recurrent"
+                for name in node.input
             }
             used |= {
                 name
@@ -210,7 +213,8 @@ def _define_interpreter_classes() -> Any:
                     f"{describe_node(node)}: the condition must be one boolean value, got "
                     f"{None if condition is None else tuple(condition.shape)}"
                 )
-            branch = self.branches[index][0 if bool(condition.reshape(())) else 1]
+            pair: Any = self.branches[index]
+            branch = pair[0] if bool(condition.reshape(())) else pair[1]
             inner = branch.run_graph(values)
             return tuple(inner[name] for name in branch.output_names)
 

@@ -151,16 +151,17 @@ def check_torch_import(model: Any, module: Any, *, seed: int) -> None:
     from .adapters.torch import evaluating
 
     session = RuntimeSession(model)
-    inputs = seeded_graph_inputs(session.proto, seed=seed, batch=VERIFY_BATCH, steps=VERIFY_STEPS)
-    expected = session.run(inputs.feeds())
-    with evaluating(module):
-        actual = run_torch_graph_module(module, inputs.arrays)
-    epsilon = max(_FLOAT32_EPSILON, _epsilon(inputs.value(inputs.x_name).dtype.name))
-    tolerance = graph_noise(session.proto, inputs.arrays).tolerance(epsilon)
-    names = [f"output {o.name!r}" for o in session.proto.graph.output]
-    _raise_unless_close(
-        names, expected, actual, tolerance, "onnxruntime on the ONNX graph vs its torch module"
-    )
+    seeded = seeded_graph_inputs(session.proto, seed=seed, batch=VERIFY_BATCH, steps=VERIFY_STEPS)
+    for inputs in seeded.flag_variants():  # each branch that a boolean graph input picks
+        expected = session.run(inputs.feeds())
+        with evaluating(module):
+            actual = run_torch_graph_module(module, inputs.arrays)
+        epsilon = max(_FLOAT32_EPSILON, _epsilon(inputs.value(inputs.x_name).dtype.name))
+        tolerance = graph_noise(session.proto, inputs.arrays).tolerance(epsilon)
+        names = [f"output {o.name!r}" for o in session.proto.graph.output]
+        _raise_unless_close(
+            names, expected, actual, tolerance, "onnxruntime on the ONNX graph vs its torch module"
+        )
 
 
 def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: int) -> None:

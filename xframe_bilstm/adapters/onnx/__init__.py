@@ -13,7 +13,10 @@ One module per job:
 - :mod:`.nodes`: reading node attributes, constants and recurrent nodes
   (:func:`read_recurrent_node`).
 - :mod:`.recurrent` and :mod:`.interpreter`: a torch module that runs a graph exactly
-  (:func:`onnx_module`).
+  (:func:`onnx_module`), ``If`` branches and weights given at run time included.
+- :mod:`.coverage`: what of a graph the interpreter runs; one refusal naming all it does not.
+- :mod:`.weight_inputs`: graph inputs that are recurrent weights, and seeded values for them
+  (used by :mod:`.example_inputs`).
 - :mod:`.importer`: the canonical stack a graph computes (:func:`graph_to_canonical`).
 
 Rules of this package:

@@ -5,11 +5,16 @@ The first float input of rank 3 is the sequence ``x``; the other inputs are init
 lengths (integer, (B,)). Fixed dimensions keep their sizes; a dynamic one gets the batch or
 time size it plays, told by the name it shares with a known batch axis, else by whether
 ``x`` goes straight into a time-major recurrent node. Lengths are valid (1..T, the first
-row full). onnx is imported inside the functions.
+row full). Inputs that are recurrent weights (W, R, B, P, as in ONNX's own node test cases)
+get seeded weights of the shapes the nodes require (:mod:`.weight_inputs`); a boolean input
+of one value (an ``If`` condition) is fed true, and :meth:`GraphInputs.flag_variants` gives
+every combination. onnx is imported inside the functions.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +24,7 @@ from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from .runtime import load_model
 from .vocabulary import CELL_BY_OP
+from .weight_inputs import graph_weight_inputs, seeded_weight
 
 # A dimension: its fixed size, or the name it shares with others (dim_param), or, unnamed,
 # the place where it stands (input, axis), which no other dimension shares.
@@ -30,7 +36,8 @@ class GraphInputs:
     """Example inputs in graph order, with the role each plays.
 
     ``x_name`` names the sequence input; ``time_major``: it is (T, B, D) rather than
-    (B, T, D).
+    (B, T, D); ``weight_names`` the inputs that are recurrent weights (W, R, B, P);
+    ``flag_names`` the boolean inputs of one value (``If`` conditions), fed true.
     """
 
     names: tuple[str, ...]
@@ -40,9 +47,25 @@ class GraphInputs:
     state_names: tuple[str, ...]
     lengths_name: str | None
 
+    weight_names: tuple[str, ...] = ()
+    flag_names: tuple[str, ...] = ()
+
     def feeds(self) -> dict[str, np.ndarray]:
         """The inputs by name, as an onnxruntime session takes them."""
         return dict(zip(self.names, self.arrays))
+
+    def flag_variants(self) -> list[GraphInputs]:
+        """These inputs with every combination of values of the boolean inputs (``If``
+        conditions), so that every branch they choose runs; these inputs alone when there
+        are none."""
+        variants = []
+        for values in itertools.product((True, False), repeat=len(self.flag_names)):
+            arrays = list(self.arrays)
+            for name, value in zip(self.flag_names, values):
+                index = self.names.index(name)
+                arrays[index] = np.full_like(arrays[index], value)
+            variants.append(dataclasses.replace(self, arrays=tuple(arrays)))
+        return variants
 
     def value(self, name: str) -> np.ndarray:
         return self.arrays[self.names.index(name)]
@@ -82,7 +105,12 @@ def seeded_graph_inputs(
     onnx = require("onnx")
     proto = load_model(model_or_path)
     initializers = {i.name for i in proto.graph.initializer}
-    declared = [_Declared.of(onnx, i) for i in proto.graph.input if i.name not in initializers]
+    weights = graph_weight_inputs(proto)
+    declared = [
+        _Declared.of(onnx, i, i.name in weights)
+        for i in proto.graph.input
+        if i.name not in initializers
+    ]
     x = next((d for d in declared if d.kind == "float" and len(d.dims) == 3), None)
     if x is None:
         found = [f"{d.name} {d.kind} {list(d.dims)}" for d in declared] or "none"
@@ -90,7 +118,7 @@ def seeded_graph_inputs(
             f"the graph has no float (batch, time, features) input to feed a sequence to "
             f"(its inputs: {found})"
         )
-    others = [d for d in declared if d is not x]
+    others = [d for d in declared if d is not x and d.kind in ("float", "int")]
     batch_symbols = {d.dims[d.batch_axis()] for d in others}
     if x.dims[0] in batch_symbols:
         time_major = False
@@ -108,7 +136,18 @@ def seeded_graph_inputs(
         sizes.setdefault(symbol, batch_size)
     rng = np.random.default_rng(seed)
     arrays = []
+    input_size = x.dims[2] if isinstance(x.dims[2], int) else None
     for declared_input in declared:
+        if declared_input.kind == "weight":
+            weight = weights[declared_input.name]
+            value = seeded_weight(
+                rng, weight, declared_input.dims, input_size, declared_input.dtype
+            )
+            arrays.append(value)
+            continue
+        if declared_input.kind == "flag":  # an If condition: true; see GraphInputs.flag_variants
+            arrays.append(np.ones(declared_input.shape(sizes), declared_input.dtype))
+            continue
         shape = declared_input.shape(sizes)
         if declared_input.kind == "int":
             valid = rng.integers(1, steps_size + 1, shape)
@@ -125,6 +164,8 @@ def seeded_graph_inputs(
         time_major=time_major,
         state_names=tuple(d.name for d in others if d.kind == "float"),
         lengths_name=next((d.name for d in others if d.kind == "int"), None),
+        weight_names=tuple(d.name for d in declared if d.kind == "weight"),
+        flag_names=tuple(d.name for d in declared if d.kind == "flag"),
     )
 
 
@@ -138,7 +179,8 @@ class _Declared:
     dims: tuple[_Symbol, ...]
 
     @classmethod
-    def of(cls, onnx: Any, value_info: Any) -> _Declared:
+    def of(cls, onnx: Any, value_info: Any, is_weight: bool = False) -> _Declared:
+        """One graph input, declared; ``is_weight``: it feeds a recurrent node's W, R, B or P."""
         tensor_type = value_info.type.tensor_type
         if not value_info.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
             raise UnsupportedFeatureError(
@@ -146,15 +188,19 @@ class _Declared:
                 "input can be built for it; declare its shape in the graph"
             )
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        dims = tuple(
+            dim.dim_value if dim.dim_value > 0 else dim.dim_param or (value_info.name, axis)
+            for axis, dim in enumerate(tensor_type.shape.dim)
+        )
+        if is_weight:
+            return cls(value_info.name, "weight", dtype, dims)
+        if dtype.kind == "b" and all(d == 1 for d in dims):  # one boolean: an If condition
+            return cls(value_info.name, "flag", dtype, dims)
         if dtype.kind not in "fiu":
             raise UnsupportedFeatureError(
                 f"graph input {value_info.name!r} is {dtype}; a recurrent graph takes float "
                 "sequences and states and integer lengths"
             )
-        dims = tuple(
-            dim.dim_value if dim.dim_value > 0 else dim.dim_param or (value_info.name, axis)
-            for axis, dim in enumerate(tensor_type.shape.dim)
-        )
         kind = "float" if dtype.kind == "f" else "int"
         declared = cls(value_info.name, kind, dtype, dims)
         declared.batch_axis()  # refuses shapes with no batch axis

@@ -221,7 +221,8 @@ def _refuse_control_flow(graph: Any) -> None:
             f"recurrent nodes sit in subgraphs of control flow: {'; '.join(nested)}. Control "
             "flow (If, Loop, Scan) is not converted, and which branch or how many iterations "
             "run depends on the inputs; export the recurrent part alone (a graph with its "
-            "LSTM/GRU/RNN nodes at the top level) and convert that"
+            "LSTM/GRU/RNN nodes at the top level) and convert that; onnx_to_torch runs graphs "
+            "whose If nodes hold them"
         )
 
 

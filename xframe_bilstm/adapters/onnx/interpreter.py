@@ -1,8 +1,11 @@
 """``onnx_module``: a torch module that runs an ONNX graph of recurrent nodes and glue, exactly.
 
-The graph runs node by node: recurrent nodes on :mod:`.recurrent`'s ``OnnxRecurrent``, the glue
-(:data:`GLUE_OPS`) with torch ops following each ONNX operator, older opsets' attribute forms
-included. An operator outside those is refused, naming it and its node.
+The graph runs node by node: recurrent nodes on :mod:`.recurrent`'s ``OnnxRecurrent`` (with
+their weights given at run time where the graph computes them or takes them as inputs), the
+glue (:data:`GLUE_OPS`) with torch ops following each ONNX operator, older opsets' attribute
+forms included, and ``If`` nodes on both their branches, the one run chosen by the condition
+at run time. A graph with operators outside those is refused in one error that names every
+one (:mod:`.coverage`).
 
 torch and onnx are imported inside the functions, so importing this module imports no
 framework.
@@ -15,16 +18,16 @@ from typing import Any
 import numpy as np
 
 from ..._imports import require
-from ...errors import UnsupportedFeatureError, WeightShapeError
+from ...errors import WeightShapeError
+from .coverage import refuse_unsupported
 from .nodes import (
+    WEIGHT_SLOTS,
     constant_node_value,
-    constant_values,
     describe_node,
+    graph_constant_values,
     node_attributes,
-    read_recurrent_node,
-    recurrent_in_node,
 )
-from .recurrent import recurrent_classes
+from .recurrent import recurrent_classes, recurrent_module
 from .runtime import load_model
 from .vocabulary import CELL_BY_OP
 
@@ -43,18 +46,22 @@ def onnx_module(model_or_path: Any, *, dtype: Any = None) -> Any:
     """A torch module that runs an ONNX graph of recurrent nodes and glue, exactly.
 
     ``forward`` takes the graph's inputs (not its initializers) in graph order and returns its
-    outputs in graph order and layouts (one tensor when there is one output). LSTM/GRU/RNN
-    nodes run on native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` modules where those compute them
-    exactly (default activations, no ``clip``, ``input_forget`` or peepholes, GRU
-    ``linear_before_reset=1``), else on an exact loop of the ONNX equations.
+    outputs in graph order and layouts (one tensor when there is one output); recurrent
+    weights, biases and peepholes that are graph inputs are among them. LSTM/GRU/RNN nodes
+    run on native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` modules where those compute them exactly
+    (constant weights, default activations, no ``clip``, ``input_forget`` or peepholes, GRU
+    ``linear_before_reset=1``), else on an exact loop of the ONNX equations. An ``If`` node
+    holds both branches as submodules (``module.branches[k]``) and runs the one its condition
+    picks.
 
     Args:
         model_or_path: a ModelProto, its bytes or a path.
         dtype: torch dtype of the computation; default float32.
 
     Raises:
-        UnsupportedFeatureError: an operator outside LSTM/GRU/RNN and :data:`GLUE_OPS`,
-            naming the operator and the node.
+        UnsupportedFeatureError: operators outside LSTM/GRU/RNN, ``If`` and
+            :data:`GLUE_OPS`, all named with their counts and nodes in one message
+            (:func:`~.coverage.refuse_unsupported`).
 
     Example:
         >>> from xframe_bilstm.adapters.onnx import canonical_to_onnx
@@ -90,49 +97,69 @@ def _define_interpreter_classes() -> Any:
     from torch import nn
 
     recurrent = recurrent_classes()
-    OnnxRecurrent, reverse_valid = recurrent.OnnxRecurrent, recurrent.reverse_valid
+    reverse_valid = recurrent.reverse_valid
 
     class OnnxGraphModule(nn.Module):
-        """Runs an ONNX graph node by node: glue with torch ops, recurrent nodes as modules."""
+        """Runs an ONNX graph node by node: glue with torch ops, recurrent nodes as modules,
+        ``If`` nodes on their two branches, each an ``OnnxGraphModule`` of its subgraph."""
 
-        def __init__(self, model: Any, dtype: Any) -> None:
+        def __init__(
+            self,
+            model: Any,
+            dtype: Any,
+            *,
+            branch: Any = None,
+            outer: dict[str, np.ndarray] | None = None,
+            opset: int = 1,
+        ) -> None:
+            """The module of ``model``'s graph, or of the subgraph ``branch`` of an ``If``
+            node, which sees the constants ``outer`` of the graphs around it."""
             super().__init__()
             self.dtype = dtype
-            graph = model.graph
-            self.opset = next(
-                (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1
-            )
-            constants = constant_values(model)
+            graph = model.graph if branch is None else branch
+            self.opset = opset
+            if branch is None:
+                refuse_unsupported(graph, GLUE_OPS)  # one error naming everything not run
+                self.opset = next(
+                    (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1
+                )
+            constants = graph_constant_values(graph, outer)
             initializers = {i.name for i in graph.initializer}
             self.input_names = [i.name for i in graph.input if i.name not in initializers]
             self.output_names = [o.name for o in graph.output]
-            self.nodes: list[tuple[Any, dict[str, Any], int | None]] = []
+            self.nodes: list[tuple[Any, dict[str, Any], str, int]] = []
             self.recurrent = nn.ModuleList()
+            self.branches = nn.ModuleList()
             for node in graph.node:
-                if node.domain not in ("", "ai.onnx"):
-                    raise UnsupportedFeatureError(
-                        f"{describe_node(node)}: operator domain {node.domain!r} is not supported"
-                    )
+                attributes = node_attributes(node)
                 if node.op_type in CELL_BY_OP:
-                    spec = read_recurrent_node(node, constants)
-                    self.nodes.append((node, node_attributes(node), len(self.recurrent)))
-                    self.recurrent.append(OnnxRecurrent(spec, dtype))
-                elif node.op_type in GLUE_OPS:
-                    self.nodes.append((node, node_attributes(node), None))
-                else:
-                    nested = recurrent_in_node(node)
-                    if nested is not None:
-                        raise UnsupportedFeatureError(
-                            f"recurrent nodes inside control flow: {nested}; control flow "
-                            "(If, Loop, Scan) is not run here: export the recurrent part "
-                            "alone, without the control flow"
+                    self.nodes.append((node, attributes, "recurrent", len(self.recurrent)))
+                    self.recurrent.append(recurrent_module(node, constants, dtype))
+                elif node.op_type == "If":
+                    self.nodes.append((node, attributes, "if", len(self.branches)))
+                    pair = [
+                        OnnxGraphModule(
+                            None, dtype, branch=attributes[name], outer=constants, opset=self.opset
                         )
-                    raise UnsupportedFeatureError(
-                        f"{describe_node(node)}: operator {node.op_type} is not supported (the "
-                        f"interpreter runs LSTM, GRU, RNN and {', '.join(sorted(GLUE_OPS))})"
-                    )
+                        for name in ("then_branch", "else_branch")
+                    ]
+                    self.branches.append(nn.ModuleList(pair))
+                else:
+                    self.nodes.append((node, attributes, "glue", -1))
             # Constant tensors other than recurrent weights, as buffers (moved by .to()).
-            used = {name for node, _, index in self.nodes if index is None for name in node.input}
+            used = {
+                name
+                for node, _, kind, _ in self.nodes
+                if kind != "recurrent"
+                for name in node.input
+            }
+            used |= {
+                name
+                for node, _, kind, _ in self.nodes
+                if kind == "recurrent"
+                for slot, name in enumerate(node.input)
+                if slot not in WEIGHT_SLOTS  # sequence_lens and initial states
+            }
             self.constant_names = sorted(used & set(constants))
             for k, name in enumerate(self.constant_names):
                 self.register_buffer(f"constant{k}", self._tensor(constants[name]))
@@ -146,28 +173,50 @@ def _define_interpreter_classes() -> Any:
                 raise WeightShapeError(
                     f"expected {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}"
                 )
-            values: dict[str, Any] = {"": None}
-            for k, name in enumerate(self.constant_names):
-                values[name] = getattr(self, f"constant{k}")
+            values: dict[str, Any] = {}
             for name, value in zip(self.input_names, inputs):
                 tensor = torch.as_tensor(value)
                 values[name] = tensor.to(self.dtype) if tensor.is_floating_point() else tensor
-            for node, attributes, index in self.nodes:
+            values = self.run_graph(values)
+            outputs = tuple(values[name] for name in self.output_names)
+            return outputs[0] if len(outputs) == 1 else outputs
+
+        def run_graph(self, scope: dict[str, Any]) -> dict[str, Any]:
+            """Every value of the graph, run on ``scope`` (its inputs and, for a branch, the
+            values of the graphs around it, which ONNX lets a subgraph read)."""
+            values = dict(scope)
+            values[""] = None
+            for k, name in enumerate(self.constant_names):
+                values[name] = getattr(self, f"constant{k}")
+            for node, attributes, kind, index in self.nodes:
                 args = [values.get(name) if name else None for name in node.input]
-                if index is not None:
+                if kind == "recurrent":
                     results = self._recurrent(index, args)
+                elif kind == "if":
+                    results = self._if(node, index, args[0], values)
                 else:
                     results = self._glue(node, attributes, args)
                 for name, result in zip(node.output, results):
                     if name:
                         values[name] = result
-            outputs = tuple(values[name] for name in self.output_names)
-            return outputs[0] if len(outputs) == 1 else outputs
+            return values
 
         def _recurrent(self, index: int, args: list[Any]) -> tuple[Any, ...]:
             args = args + [None] * (8 - len(args))
             x, lengths, h0, c0 = args[0], args[4], args[5], args[6]
-            return self.recurrent[index](x, lengths, h0, c0)
+            weights = tuple(args[slot] for slot in WEIGHT_SLOTS)
+            return self.recurrent[index](x, lengths, h0, c0, weights)
+
+        def _if(self, node: Any, index: int, condition: Any, values: dict[str, Any]) -> Any:
+            if condition is None or condition.numel() != 1:
+                raise WeightShapeError(
+                    f"{describe_node(node)}: the condition must be one boolean value, got "
+                    f"{None if condition is None else tuple(condition.shape)}"
+                )
+            pair: Any = self.branches[index]
+            branch = pair[0] if bool(condition.reshape(())) else pair[1]
+            inner = branch.run_graph(values)
+            return tuple(inner[name] for name in branch.output_names)
 
         def _glue(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> tuple[Any, ...]:
             op = node.op_type
@@ -313,4 +362,4 @@ def _define_interpreter_classes() -> Any:
             flipped = reverse_valid(flat, lengths.long()).reshape(moved.shape)
             return (flipped.permute(*np.argsort(order).tolist()),)
 
-    return SimpleNamespace(OnnxRecurrent=OnnxRecurrent, OnnxGraphModule=OnnxGraphModule)
+    return SimpleNamespace(OnnxRecurrent=recurrent.OnnxRecurrent, OnnxGraphModule=OnnxGraphModule)

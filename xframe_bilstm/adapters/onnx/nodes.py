@@ -9,6 +9,7 @@ onnx is imported inside the functions, so importing this module imports no frame
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,9 +80,17 @@ def _recurrent_nodes(graph: Any) -> list[str]:
 
 def constant_values(model: Any) -> dict[str, np.ndarray]:
     """Every tensor whose value the graph fixes: initializers, Constant nodes, their Identity."""
+    return graph_constant_values(model.graph)
+
+
+def graph_constant_values(
+    graph: Any, outer: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`constant_values` of one graph or subgraph, which also sees the constants of the
+    graphs around it (``outer``), as ONNX scoping lets a subgraph read them."""
     onnx = require("onnx")
-    graph = model.graph
-    values = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
+    values = dict(outer or {})
+    values.update({init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer})
     for node in graph.node:
         if node.op_type == "Constant":
             values[node.output[0]] = constant_node_value(onnx, node)
@@ -109,8 +118,8 @@ def constant_node_value(onnx: Any, node: Any) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class RecurrentNodeSpec:
-    """One ONNX LSTM/GRU/RNN node, read and checked: weights in ONNX layout, float32 or wider.
+class RecurrentOptions:
+    """One ONNX LSTM/GRU/RNN node's attributes, read and checked (its weights aside).
 
     ``activations`` holds, per direction, ``(ONNX name, alpha, beta)`` for each activation
     slot (LSTM f, g, h; GRU f, g; RNN f), with onnxruntime's reading of the alpha and beta
@@ -122,12 +131,7 @@ class RecurrentNodeSpec:
     directions: int
     direction: str
     hidden_size: int
-    input_size: int
     layout: int
-    w: np.ndarray  # (dirs, G·H, D), ONNX gate order
-    r: np.ndarray  # (dirs, G·H, H)
-    b: np.ndarray | None  # (dirs, 2·G·H) = [Wb, Rb]
-    p: np.ndarray | None  # (dirs, 3H) peepholes i, o, f (LSTM only)
     activations: tuple[tuple[tuple[str, float, float], ...], ...]
     clip: float | None
     input_forget: bool
@@ -137,6 +141,25 @@ class RecurrentNodeSpec:
     def name(self) -> str:
         return describe_node(self.node)
 
+    @property
+    def gates(self) -> int:
+        return len(CANONICAL_ORDER[self.cell])
+
+
+@dataclass(frozen=True)
+class RecurrentNodeSpec(RecurrentOptions):
+    """One ONNX LSTM/GRU/RNN node, read and checked: weights in ONNX layout, float32 or wider."""
+
+    input_size: int
+    w: np.ndarray  # (dirs, G·H, D), ONNX gate order
+    r: np.ndarray  # (dirs, G·H, H)
+    b: np.ndarray | None  # (dirs, 2·G·H) = [Wb, Rb]
+    p: np.ndarray | None  # (dirs, 3H) peepholes i, o, f (LSTM only)
+
+
+# The weight inputs of a recurrent node by position: the node's inputs are X, W, R, B,
+# sequence_lens, initial_h, initial_c, P.
+WEIGHT_SLOTS = {1: "W", 2: "R", 3: "B", 7: "P"}
 
 _KNOWN_ATTRIBUTES = {
     "activation_alpha",
@@ -151,13 +174,12 @@ _KNOWN_ATTRIBUTES = {
 }
 
 
-def read_recurrent_node(node: Any, constants: dict[str, np.ndarray]) -> RecurrentNodeSpec:
-    """Read an LSTM/GRU/RNN node's attributes and constant weights, checking every one.
+def read_recurrent_options(node: Any) -> RecurrentOptions:
+    """Read an LSTM/GRU/RNN node's attributes, checking every one.
 
     Raises:
-        UnsupportedFeatureError: weights that are not constants, unknown attributes or
-            activations, alpha/beta lists that do not fit the activations.
-        WeightShapeError: weights whose shapes do not fit ``hidden_size``.
+        UnsupportedFeatureError: unknown attributes or activations, alpha/beta lists that do
+            not fit the activations.
     """
     cell = CELL_BY_OP[node.op_type]
     attributes = node_attributes(node)
@@ -170,60 +192,92 @@ def read_recurrent_node(node: Any, constants: dict[str, np.ndarray]) -> Recurren
     directions = 2 if direction == "bidirectional" else 1
     if "hidden_size" not in attributes:
         raise UnsupportedFeatureError(f"{describe_node(node)}: hidden_size is required")
-    hidden = int(attributes["hidden_size"])
-    gates = len(CANONICAL_ORDER[cell])
-    inputs = list(node.input) + [""] * 8
-
-    def constant(index: int, name: str) -> np.ndarray | None:
-        tensor = inputs[index]
-        if tensor == "":
-            return None
-        if tensor not in constants:
-            raise UnsupportedFeatureError(
-                f"{describe_node(node)}: input {name} ({tensor!r}) is computed at run time; "
-                "only constant weights (initializers or Constant nodes) can be read"
-            )
-        return np.asarray(constants[tensor])
-
-    w, r = constant(1, "W"), constant(2, "R")
-    if w is None or r is None:
-        raise UnsupportedFeatureError(f"{describe_node(node)}: W and R are required")
-    b = constant(3, "B")
-    p = constant(7, "P") if cell == "lstm" else None
-    input_size = int(w.shape[-1])
-    expected = {
-        "W": (w, (directions, gates * hidden, input_size)),
-        "R": (r, (directions, gates * hidden, hidden)),
-        "B": (b, (directions, 2 * gates * hidden)),
-        "P": (p, (directions, 3 * hidden)),
-    }
-    for name, (array, shape) in expected.items():
-        if array is not None and array.shape != shape:
-            raise WeightShapeError(
-                f"{describe_node(node)}: input {name} expected shape {shape} (hidden_size="
-                f"{hidden}, {directions} direction(s)), got {array.shape}"
-            )
     layout = int(attributes.get("layout", 0))
     if layout not in (0, 1):
         raise UnsupportedFeatureError(f"{describe_node(node)}: layout={layout}")
     clip = attributes.get("clip")
-    return RecurrentNodeSpec(
+    return RecurrentOptions(
         node=node,
         cell=cell,
         directions=directions,
         direction=direction,
-        hidden_size=hidden,
-        input_size=input_size,
+        hidden_size=int(attributes["hidden_size"]),
         layout=layout,
-        w=w,
-        r=r,
-        b=b,
-        p=p,
         activations=_read_activations(node, cell, directions, attributes),
         clip=None if clip is None else float(clip),
         input_forget=bool(attributes.get("input_forget", 0)),
         linear_before_reset=bool(attributes.get("linear_before_reset", 0)),
     )
+
+
+def weight_shapes(options: RecurrentOptions, input_size: int) -> dict[str, tuple[int, ...]]:
+    """The shapes ONNX gives the weight inputs W, R, B and P of a node with these options.
+
+    Example:
+        >>> import onnx
+        >>> node = onnx.helper.make_node("GRU", ["x", "w", "r"], ["y"], hidden_size=2)
+        >>> weight_shapes(read_recurrent_options(node), 5)
+        {'W': (1, 6, 5), 'R': (1, 6, 2), 'B': (1, 12), 'P': (1, 6)}
+    """
+    dirs, hidden, gates = options.directions, options.hidden_size, options.gates
+    return {
+        "W": (dirs, gates * hidden, input_size),
+        "R": (dirs, gates * hidden, hidden),
+        "B": (dirs, 2 * gates * hidden),
+        "P": (dirs, 3 * hidden),
+    }
+
+
+def runtime_weight_inputs(node: Any, constants: dict[str, np.ndarray]) -> dict[int, str]:
+    """The weight inputs of a recurrent node (W, R, B, P by position) that are no constants,
+    so computed at run time or given as graph inputs."""
+    inputs = list(node.input)
+    return {
+        slot: inputs[slot]
+        for slot in WEIGHT_SLOTS
+        if slot < len(inputs) and inputs[slot] and inputs[slot] not in constants
+    }
+
+
+def read_recurrent_node(node: Any, constants: dict[str, np.ndarray]) -> RecurrentNodeSpec:
+    """Read an LSTM/GRU/RNN node's attributes and constant weights, checking every one.
+
+    Raises:
+        UnsupportedFeatureError: weights that are not constants, unknown attributes or
+            activations, alpha/beta lists that do not fit the activations.
+        WeightShapeError: weights whose shapes do not fit ``hidden_size``.
+    """
+    options = read_recurrent_options(node)
+    runtime = runtime_weight_inputs(node, constants)
+    if runtime:
+        named = ", ".join(f"{WEIGHT_SLOTS[slot]} ({name!r})" for slot, name in runtime.items())
+        raise UnsupportedFeatureError(
+            f"{describe_node(node)}: its weight inputs {named} are graph inputs or computed at "
+            "run time, not constants; a Keras layer or canonical stack is built from constant "
+            "weights (initializers or Constant nodes). onnx_to_torch runs the graph as it is, "
+            "taking those weights as inputs of forward"
+        )
+    inputs = list(node.input) + [""] * 8
+
+    def constant(index: int) -> np.ndarray | None:
+        return None if inputs[index] == "" else np.asarray(constants[inputs[index]])
+
+    w, r = constant(1), constant(2)
+    if w is None or r is None:
+        raise UnsupportedFeatureError(f"{describe_node(node)}: W and R are required")
+    b = constant(3)
+    p = constant(7) if options.cell == "lstm" else None
+    input_size = int(w.shape[-1])
+    expected = weight_shapes(options, input_size)
+    for name, array in {"W": w, "R": r, "B": b, "P": p}.items():
+        if array is not None and array.shape != expected[name]:
+            raise WeightShapeError(
+                f"{describe_node(node)}: input {name} expected shape {expected[name]} "
+                f"(hidden_size={options.hidden_size}, {options.directions} direction(s)), got "
+                f"{array.shape}"
+            )
+    fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(RecurrentOptions)}
+    return RecurrentNodeSpec(**fields, input_size=input_size, w=w, r=r, b=b, p=p)
 
 
 def _read_activations(

@@ -19,10 +19,21 @@ import numpy as np
 from ..._imports import require
 from ...errors import WeightShapeError
 from ...gates import ONNX_ORDER, reorder_gates
-from .nodes import RecurrentNodeSpec
+from .nodes import (
+    WEIGHT_SLOTS,
+    RecurrentNodeSpec,
+    RecurrentOptions,
+    describe_node,
+    read_recurrent_node,
+    read_recurrent_options,
+    runtime_weight_inputs,
+    weight_shapes,
+)
 from .vocabulary import DEFAULT_ACTIVATIONS
 
 _CLASSES: list[Any] = []
+# W, R, B, P by their positions among a recurrent node's inputs.
+WEIGHT_SLOT_ITEMS = tuple(WEIGHT_SLOTS.items())
 
 
 def recurrent_classes() -> Any:
@@ -72,14 +83,7 @@ def _define_recurrent_classes() -> Any:
 
         def __init__(self, spec: RecurrentNodeSpec, dtype: Any) -> None:
             super().__init__()
-            self.cell, self.directions = spec.cell, spec.directions
-            self.hidden, self.layout = spec.hidden_size, spec.layout
-            self.reverse_only = spec.direction == "reverse"
-            self.activations, self.clip = spec.activations, spec.clip
-            self.input_forget, self.linear_before_reset = (
-                spec.input_forget,
-                spec.linear_before_reset,
-            )
+            self._set_options(spec)
             self.native = self._native(spec, dtype)
             if self.native is None:
                 as_parameter = lambda a: nn.Parameter(torch.tensor(a, dtype=dtype))  # noqa: E731
@@ -89,6 +93,14 @@ def _define_recurrent_classes() -> Any:
                 self.b = as_parameter(b)
                 p = np.zeros((spec.directions, 3 * spec.hidden_size)) if spec.p is None else spec.p
                 self.p = as_parameter(p)
+
+        def _set_options(self, options: RecurrentOptions) -> None:
+            self.cell, self.directions = options.cell, options.directions
+            self.hidden, self.layout = options.hidden_size, options.layout
+            self.reverse_only = options.direction == "reverse"
+            self.activations, self.clip = options.activations, options.clip
+            self.input_forget = options.input_forget
+            self.linear_before_reset = options.linear_before_reset
 
         @staticmethod
         def _native(spec: RecurrentNodeSpec, dtype: Any) -> Any:
@@ -128,8 +140,15 @@ def _define_recurrent_classes() -> Any:
             return module
 
         def forward(
-            self, x: Any, lengths: Any = None, h0: Any = None, c0: Any = None
+            self,
+            x: Any,
+            lengths: Any = None,
+            h0: Any = None,
+            c0: Any = None,
+            weights: tuple[Any, ...] = (),
         ) -> tuple[Any, Any, Any]:
+            """The node's outputs Y, Y_h, Y_c; ``weights`` are the node's W, R, B and P inputs
+            as tensors (None where constant), used by :class:`OnnxRuntimeRecurrent` only."""
             if self.layout == 1:  # batch-major: x (B, T, D), states (B, dirs, H)
                 x = x.transpose(0, 1)
                 h0 = None if h0 is None else h0.transpose(0, 1)
@@ -146,7 +165,8 @@ def _define_recurrent_classes() -> Any:
             if self.native is not None:
                 y, h_n, c_n = self._run_native(x, lengths, h0, c0)
             else:
-                y, h_n, c_n = self._run_loop(x, lengths, h0, c0)
+                loop_weights = self._loop_weights(x.shape[-1], weights)
+                y, h_n, c_n = self._run_loop(x, lengths, h0, c0, loop_weights)
             y = y.reshape(steps, batch, self.directions, self.hidden).permute(0, 2, 1, 3)
             if self.layout == 1:  # Y (B, T, dirs, H), Y_h (B, dirs, H)
                 return y.permute(2, 0, 1, 3), h_n.transpose(0, 1), c_n.transpose(0, 1)
@@ -167,36 +187,46 @@ def _define_recurrent_classes() -> Any:
             h_n, c_n = state if self.cell == "lstm" else (state, torch.zeros_like(state))
             return y, h_n, c_n
 
-        def _run_loop(self, x: Any, lengths: Any, h0: Any, c0: Any) -> tuple[Any, Any, Any]:
+        def _loop_weights(self, input_size: int, given: tuple[Any, ...]) -> tuple[Any, ...]:
+            """W, R, B, P of the exact loop: the node's constant weights, as parameters."""
+            return self.w, self.r, self.b, self.p
+
+        def _run_loop(
+            self, x: Any, lengths: Any, h0: Any, c0: Any, weights: tuple[Any, ...]
+        ) -> tuple[Any, Any, Any]:
             x = x.transpose(0, 1)  # (B, T, D)
             outputs, finals_h, finals_c = [], [], []
             for d in range(self.directions):
                 reverse = self.reverse_only or d == 1
                 sequence = reverse_valid(x, lengths) if reverse else x
-                y, h, c = self._direction(d, sequence, lengths, h0[d], c0[d])
+                direction_weights = tuple(weight[d] for weight in weights)
+                y, h, c = self._direction(d, sequence, lengths, h0[d], c0[d], direction_weights)
                 outputs.append(reverse_valid(y, lengths) if reverse else y)
                 finals_h.append(h)
                 finals_c.append(c)
             y = torch.cat(outputs, dim=-1).transpose(0, 1)  # (T, B, dirs·H)
             return y, torch.stack(finals_h), torch.stack(finals_c)
 
-        def _direction(self, d: int, x: Any, lengths: Any, h: Any, c: Any) -> tuple[Any, Any, Any]:
+        def _direction(
+            self, d: int, x: Any, lengths: Any, h: Any, c: Any, weights: tuple[Any, ...]
+        ) -> tuple[Any, Any, Any]:
+            w, r, b, p = weights
             acts = [activation(*slot) for slot in self.activations[d]]
             f = acts[0]
             g = acts[1] if len(acts) > 1 else acts[0]
             out = acts[2] if len(acts) > 2 else g
-            wb, rb = self.b[d].chunk(2)
+            wb, rb = b.chunk(2)
             bound = self.clip
             clip = (lambda v: v) if bound is None else (lambda v: torch.clamp(v, -bound, bound))
-            projected = F.linear(x, self.w[d], wb)  # (B, T, G·H)
+            projected = F.linear(x, w, wb)  # (B, T, G·H)
             valid = None
             if lengths is not None:
                 valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
             outputs = []
             for t in range(x.shape[1]):
                 if self.cell == "lstm":
-                    zi, zo, zf, zc = (projected[:, t] + F.linear(h, self.r[d], rb)).chunk(4, -1)
-                    pi, po, pf = self.p[d].chunk(3)
+                    zi, zo, zf, zc = (projected[:, t] + F.linear(h, r, rb)).chunk(4, -1)
+                    pi, po, pf = p.chunk(3)
                     i = f(clip(zi + pi * c))
                     forget = 1 - i if self.input_forget else f(clip(zf + pf * c))
                     new_c = forget * c + i * g(clip(zc))
@@ -204,7 +234,7 @@ def _define_recurrent_classes() -> Any:
                 elif self.cell == "gru":
                     new_c = c
                     xz, xr, xh = projected[:, t].chunk(3, -1)
-                    r_z, r_r, r_h = self.r[d].chunk(3, 0)
+                    r_z, r_r, r_h = r.chunk(3, 0)
                     b_z, b_r, b_h = rb.chunk(3)
                     z = f(clip(xz + F.linear(h, r_z, b_z)))
                     reset = f(clip(xr + F.linear(h, r_r, b_r)))
@@ -215,7 +245,7 @@ def _define_recurrent_classes() -> Any:
                     new_h = (1 - z) * candidate + z * h
                 else:
                     new_c = c
-                    new_h = f(clip(projected[:, t] + F.linear(h, self.r[d], rb)))
+                    new_h = f(clip(projected[:, t] + F.linear(h, r, rb)))
                 if valid is None:
                     h, c = new_h, new_c
                     outputs.append(h)
@@ -226,4 +256,70 @@ def _define_recurrent_classes() -> Any:
                     outputs.append(torch.where(keep, h, torch.zeros_like(h)))
             return torch.stack(outputs, dim=1), h, c
 
-    return SimpleNamespace(OnnxRecurrent=OnnxRecurrent, reverse_valid=reverse_valid)
+    class OnnxRuntimeRecurrent(OnnxRecurrent):
+        """An ONNX LSTM/GRU/RNN node whose W, R, B or P are inputs of ``forward`` (graph
+        inputs or computed at run time), run on the exact loop of the ONNX equations.
+
+        The node's constant weight inputs are kept as buffers; ``forward`` takes the others
+        and checks their shapes against ``hidden_size``, the directions and ``x``.
+        """
+
+        def __init__(
+            self, options: RecurrentOptions, constants: dict[int, np.ndarray], dtype: Any
+        ) -> None:
+            nn.Module.__init__(self)
+            self._set_options(options)
+            self.native = None
+            self.options = options
+            self.constant_slots = sorted(constants)
+            for slot, array in constants.items():
+                tensor = torch.from_numpy(np.array(array)).to(dtype)
+                self.register_buffer(f"weight{slot}", tensor)
+
+        def _loop_weights(self, input_size: int, given: tuple[Any, ...]) -> tuple[Any, ...]:
+            shapes = weight_shapes(self.options, input_size)
+            given = tuple(given) + (None,) * (len(WEIGHT_SLOT_ITEMS) - len(given))
+            resolved: list[Any] = []
+            for (slot, name), tensor in zip(WEIGHT_SLOT_ITEMS, given):
+                if slot in self.constant_slots:
+                    tensor = getattr(self, f"weight{slot}")
+                if tensor is None:
+                    if name in ("W", "R"):
+                        raise WeightShapeError(f"{describe_node(self.options.node)}: no {name}")
+                    tensor = torch.zeros(shapes[name], dtype=resolved[0].dtype)
+                elif tuple(tensor.shape) != shapes[name]:
+                    raise WeightShapeError(
+                        f"{describe_node(self.options.node)}: input {name} expected shape "
+                        f"{shapes[name]} (hidden_size={self.hidden}, {self.directions} "
+                        f"direction(s), {input_size} input features), got {tuple(tensor.shape)}"
+                    )
+                resolved.append(tensor)
+            return tuple(resolved)
+
+    return SimpleNamespace(
+        OnnxRecurrent=OnnxRecurrent,
+        OnnxRuntimeRecurrent=OnnxRuntimeRecurrent,
+        reverse_valid=reverse_valid,
+    )
+
+
+def recurrent_module(node: Any, constants: dict[str, np.ndarray], dtype: Any) -> Any:
+    """The torch module of one ONNX LSTM/GRU/RNN node: ``OnnxRecurrent`` when its weights are
+    constants, else ``OnnxRuntimeRecurrent``, whose ``forward`` takes the weights given at run
+    time (graph inputs, such as those of ONNX's own node test cases).
+
+    Raises:
+        UnsupportedFeatureError: an attribute or activation the node cannot have.
+        WeightShapeError: constant weights whose shapes do not fit ``hidden_size``.
+    """
+    classes = recurrent_classes()
+    runtime = runtime_weight_inputs(node, constants)
+    if not runtime:
+        return classes.OnnxRecurrent(read_recurrent_node(node, constants), dtype)
+    inputs = list(node.input)
+    fixed = {
+        slot: constants[inputs[slot]]
+        for slot in WEIGHT_SLOTS
+        if slot < len(inputs) and inputs[slot] and slot not in runtime
+    }
+    return classes.OnnxRuntimeRecurrent(read_recurrent_options(node), fixed, dtype)

@@ -20,6 +20,7 @@ from ...comparison import Noise
 from ...errors import UnsupportedFeatureError
 from .interpreter import onnx_module
 from .runtime import load_model
+from .vocabulary import CELL_BY_OP
 
 _NO_CHECK = (
     "verify=True checks the conversion against onnxruntime running the graph; pass "
@@ -65,7 +66,19 @@ class RuntimeSession:
                 "The graph holds float64 tensors, and onnxruntime has no float64 LSTM, GRU "
                 "or RNN kernels; a float32 export of the model runs. "
             )
+        if _has_batchwise_node(self.proto):
+            message += (
+                "The graph has recurrent nodes with layout=1 (batch-major), for which "
+                "onnxruntime's CPU kernels are not built; the same graph with layout=0 runs. "
+            )
         return message + _NO_CHECK
+
+
+def _has_batchwise_node(proto: Any) -> bool:
+    return any(
+        node.op_type in CELL_BY_OP and any(a.name == "layout" and a.i == 1 for a in node.attribute)
+        for node in proto.graph.node
+    )
 
 
 def _has_float64(proto: Any) -> bool:

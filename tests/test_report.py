@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from xframe_bilstm import DirectionWeights, RecurrentLayer, RecurrentStack, compare  # noqa: E402
+from xframe_bilstm import DirectionWeights, RecurrentLayer, RecurrentStack, compare
 
 pytestmark = [pytest.mark.torch]
 

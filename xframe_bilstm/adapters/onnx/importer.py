@@ -130,6 +130,7 @@ def _layer_candidates(
             "has at most two directions (a Bidirectional layer's forward and backward nodes)"
         )
     (spec,) = specs
+    _layer_options(spec)  # what no Keras layer computes is named before the weights' bias
     weights = tuple(_direction_weights(spec, d) for d in range(spec.directions))
     if spec.directions == 2:
         return _layers(spec, weights, "bidirectional", is_last)

@@ -111,7 +111,7 @@ def loop_refusal(graph: Any) -> str | None:
         >>> h = onnx.helper
         >>> body = h.make_graph([h.make_node("MatMul", ["a", "b"], ["c"])], "body", [], [])
         >>> loop = h.make_node("Loop", ["", "cond"], ["y"], name="gru/while_loop", body=body)
-        >>> loop_refusal(h.make_graph([loop], "g", [], []))[:63]
+        >>> loop_refusal(h.make_graph([loop], "g", [], []))[:62]
         "Loop node 'gru/while_loop' (its body: MatMul) runs a recurrent"
     """
     loops = [node for node in graph.node if node.op_type == "Loop" and _body_matmuls(node)]

@@ -144,9 +144,7 @@ def test_two_single_direction_nodes_are_one_bidirectional_layer(cell: str, merge
     torch.manual_seed(0)
     module = _TwoNodes(cell, merge).eval()
     x = torch.randn(2, 6, 3)
-    model = _torch_export(
-        module, x, input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "time"}}
-    )
+    model = _torch_export(module, x, input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "time"}})
     assert sum(node.op_type == cell.upper() for node in model.graph.node) == 2
     stack = onnx_to_canonical(model)  # verified against onnxruntime
     (layer,) = stack.layers

@@ -175,3 +175,14 @@ def test_a_torch_export_with_a_fixed_time_length_of_one_is_read() -> None:
     np.testing.assert_allclose(actual, expected.numpy(), atol=1e-5)
     (graph_output, *_) = run_onnxruntime(model, x.numpy())
     np.testing.assert_allclose(actual, graph_output, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lstm_back_seq", "lstm_t1", "bi_none"])
+def test_compare_runs_tf2onnx_graphs_as_onnxruntime_runs_them(name: str) -> None:
+    from xframe_bilstm import compare
+
+    report = compare(DATA / f"{name}.onnx", frameworks=["torch"])
+    assert bool(report), report.lines()
+    assert "onnxruntime[cpu,float32]@original" in [run.label for run in report.runs]
+    if name == "lstm_t1":  # drawn with the one step the graph's input fixes
+        assert all(line.startswith("PASSED") for line in report.lines())

@@ -116,3 +116,18 @@ def run_probe(stack: RecurrentStack, probe: Probe) -> tuple[np.ndarray, ...]:
     from ...reference import run_reference
 
     return run_reference(stack, probe.x, initial_states=probe.states or None, lengths=probe.lengths)
+
+
+def fixed_time_steps(proto: Any) -> int | None:
+    """The time length the graph's sequence input fixes, or None when it is dynamic.
+
+    Which axis is time is told as :func:`.example_inputs.seeded_graph_inputs` tells it (the
+    name a dimension shares with the states and lengths, else whether the input goes straight
+    into a time-major recurrent node), so ``compare()`` can draw inputs the graph takes.
+    """
+    from .example_inputs import seeded_graph_inputs
+
+    example = seeded_graph_inputs(proto, seed=0, batch=2, steps=7)
+    (declared,) = [i for i in proto.graph.input if i.name == example.x_name]
+    time = list(declared.type.tensor_type.shape.dim)[0 if example.time_major else 1]
+    return time.dim_value if time.HasField("dim_value") and time.dim_value > 0 else None

@@ -186,3 +186,67 @@ def test_compare_runs_tf2onnx_graphs_as_onnxruntime_runs_them(name: str) -> None
     assert "onnxruntime[cpu,float32]@original" in [run.label for run in report.runs]
     if name == "lstm_t1":  # drawn with the one step the graph's input fixes
         assert all(line.startswith("PASSED") for line in report.lines())
+
+
+def _reverse_and_forward_nodes() -> onnx.ModelProto:
+    """A forward and a reverse-direction LSTM node on one time-major input, their Y joined
+    by Concat on features: a Bidirectional layer in input time, as Keras merges it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    h, d = 3, 2
+    initializers = [
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+    ]
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2])]
+    for name, direction in (("fwd", "forward"), ("bwd", "reverse")):
+        for tensor, shape in (("W", (1, 4 * h, d)), ("R", (1, 4 * h, h)), ("B", (1, 8 * h))):
+            values = rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+            initializers.append(numpy_helper.from_array(values, f"{tensor}_{name}"))
+        nodes.append(
+            helper.make_node(
+                "LSTM",
+                ["xt", f"W_{name}", f"R_{name}", f"B_{name}"],
+                [f"Y_{name}"],
+                name=f"lstm_{name}",
+                hidden_size=h,
+                direction=direction,
+            )
+        )
+        nodes.append(helper.make_node("Squeeze", [f"Y_{name}", "axis1"], [f"y_{name}"]))
+    nodes.append(helper.make_node("Concat", ["y_fwd", "y_bwd"], ["yt"], axis=-1))
+    nodes.append(helper.make_node("Transpose", ["yt"], ["y"], perm=[1, 0, 2]))
+    graph = helper.make_graph(
+        nodes,
+        "pair",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time", d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "time", 2 * h])],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def test_a_forward_and_a_reverse_node_joined_by_concat_are_one_bidirectional_layer() -> None:
+    model = _reverse_and_forward_nodes()
+    (layer,) = onnx_to_canonical(model).layers  # verified against onnxruntime
+    assert (layer.direction, layer.merge_mode) == ("bidirectional", "concat")
+    x = np.random.default_rng(2).standard_normal((2, 5, 2)).astype(np.float32)
+    (expected,) = run_onnxruntime(model, x)
+    (actual,) = run_reference(onnx_to_canonical(model), x.astype(np.float64))
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+class _ThreeNodes(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnns = torch.nn.ModuleList(torch.nn.GRU(3, 2, batch_first=True) for _ in range(3))
+
+    def forward(self, x):
+        return torch.cat([rnn(x)[0] for rnn in self.rnns], dim=-1)
+
+
+def test_three_nodes_on_one_sequence_are_refused_by_name() -> None:
+    model = _torch_export(_ThreeNodes().eval(), torch.randn(2, 6, 3), input_names=["x"])
+    with pytest.raises(UnsupportedFeatureError, match="at most two directions") as refused:
+        onnx_to_canonical(model)
+    assert str(refused.value).count("GRU node") == 3

@@ -244,10 +244,8 @@ def test_a_misread_graph_fails_on_its_original(
     ("module", "x", "refusal"),
     [
         (torch.nn.Linear(3, 2), torch.zeros(2, 3), "no LSTM, GRU or RNN node"),
-        # Exported without dynamic axes, torch bakes the batch into the graph's constants.
-        (torch.nn.LSTM(3, 4, batch_first=True), torch.zeros(2, 5, 3), "runs on neither"),
     ],
-    ids=["no-recurrent-node", "fixed-shape"],
+    ids=["no-recurrent-node"],
 )
 def test_a_graph_the_importer_refuses_keeps_its_message(
     module: Any, x: Any, refusal: str, tmp_path: Path

@@ -91,9 +91,10 @@ def _read_onnx(source: Any) -> Read:
     """What ``onnx_to_canonical(source, verify=False)`` reads; the original is the graph,
     loaded once for both."""
     from .adapters.onnx import graph_to_canonical, load_model
+    from .adapters.onnx.probe import fixed_time_steps
 
     proto = load_model(source)
-    return Read(graph_to_canonical(proto), "onnxruntime", lambda: proto)
+    return Read(graph_to_canonical(proto), "onnxruntime", lambda: proto, fixed_time_steps(proto))
 
 
 def _read_keras_file(source: Any) -> Read:

@@ -14,7 +14,6 @@ framework.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,8 +29,10 @@ from .nodes import (
     read_recurrent_node,
     recurrent_in_subgraphs,
 )
+from .patterns import layer_groups, loop_refusal, reads_reversed
+from .probe import Probe, probe_graph, run_probe
 from .runtime import load_model
-from .vocabulary import CELL_BY_OP, ONNX_ACTIVATIONS, READS_ALPHA_BETA
+from .vocabulary import ONNX_ACTIVATIONS, READS_ALPHA_BETA
 
 # Canonical activation by ONNX (name, alpha, beta); alpha/beta are float32 attributes, so they
 # are matched to float32 precision.
@@ -40,10 +41,6 @@ _CANONICAL_BY_ONNX = {
     for canonical, (onnx_name, alpha, beta) in ONNX_ACTIVATIONS.items()
 }
 _FLOAT32_MATCH = 1e-6
-# Random identification input: small, with B != T so that a time-major reading cannot pass
-# for a batch-major one.
-_PROBE_BATCH, _PROBE_STEPS = 3, 5
-_PROBE_LENGTHS = (5, 2, 1)
 
 
 def _canonical_activation(spec: RecurrentNodeSpec, slot: tuple[str, float, float]) -> str:
@@ -121,10 +118,65 @@ def _direction_weights(spec: RecurrentNodeSpec, d: int) -> DirectionWeights:
     return DirectionWeights(kernel, recurrent, np.stack([wb, rb]))
 
 
-def _layer_candidates(spec: RecurrentNodeSpec, is_last: bool) -> list[RecurrentLayer]:
-    activation, recurrent_activation = _layer_options(spec)
+def _layer_candidates(
+    specs: list[RecurrentNodeSpec], reversed_inputs: list[bool], is_last: bool
+) -> list[RecurrentLayer]:
+    """Every Keras layer one node, or a pair of single-direction nodes, may compute."""
+    if len(specs) == 2:
+        return _pair_candidates(specs, reversed_inputs, is_last)
+    if len(specs) > 2:
+        raise UnsupportedFeatureError(
+            f"{', '.join(spec.name for spec in specs)} read the same sequence; a Keras layer "
+            "has at most two directions (a Bidirectional layer's forward and backward nodes)"
+        )
+    (spec,) = specs
+    _layer_options(spec)  # what no Keras layer computes is named before the weights' bias
     weights = tuple(_direction_weights(spec, d) for d in range(spec.directions))
-    direction = {"forward": "forward", "reverse": "backward"}.get(spec.direction, "bidirectional")
+    if spec.directions == 2:
+        return _layers(spec, weights, "bidirectional", is_last)
+    directions = _directions(spec, reversed_inputs[0])
+    return [layer for d in directions for layer in _layers(spec, weights, d, is_last)]
+
+
+def _directions(spec: RecurrentNodeSpec, reversed_input: bool) -> list[str]:
+    """Keras directions of a single-direction node: a forward node fed a reversed sequence
+    (tf2onnx's ReverseSequence) may be a go_backwards layer."""
+    if spec.direction == "reverse":
+        return ["backward"]
+    return ["forward", "backward"] if reversed_input else ["forward"]
+
+
+def _pair_candidates(
+    specs: list[RecurrentNodeSpec], reversed_inputs: list[bool], is_last: bool
+) -> list[RecurrentLayer]:
+    """Two single-direction nodes on the same sequence as one Bidirectional layer."""
+    first, second = specs
+    if any(spec.directions != 1 for spec in specs) or (
+        (first.cell, first.input_size, first.hidden_size, _layer_options(first))
+        != (second.cell, second.input_size, second.hidden_size, _layer_options(second))
+    ):
+        raise UnsupportedFeatureError(
+            f"{first.name} and {second.name} read the same sequence but are not the two "
+            "directions of one Keras Bidirectional layer (that needs two single-direction "
+            "nodes of one cell, size and activations)"
+        )
+    candidates = []
+    for pair in itertools.product(*map(_directions, specs, reversed_inputs)):
+        if sorted(pair) != ["backward", "forward"]:
+            continue
+        ordered = sorted(zip(pair, specs), key=lambda item: item[0] != "forward")
+        weights = tuple(_direction_weights(spec, 0) for _, spec in ordered)
+        candidates.extend(_layers(first, weights, "bidirectional", is_last))
+    return candidates
+
+
+def _layers(
+    spec: RecurrentNodeSpec,
+    weights: tuple[DirectionWeights, ...],
+    direction: str,
+    is_last: bool,
+) -> list[RecurrentLayer]:
+    activation, recurrent_activation = _layer_options(spec)
     merges: list[str | None] = ["concat"]
     if direction == "bidirectional":
         merges = ["concat", "sum", "mul", "ave"] + ([None] if is_last else [])
@@ -144,8 +196,13 @@ def _layer_candidates(spec: RecurrentNodeSpec, is_last: bool) -> list[RecurrentL
     ]
 
 
-def _candidate_stacks(specs: list[RecurrentNodeSpec], ranks: list[int]) -> list[RecurrentStack]:
-    options = [_layer_candidates(s, i == len(specs) - 1) for i, s in enumerate(specs)]
+def _candidate_stacks(
+    groups: list[list[RecurrentNodeSpec]], reversed_inputs: list[list[bool]], ranks: list[int]
+) -> list[RecurrentStack]:
+    options = [
+        _layer_candidates(group, flags, i == len(groups) - 1)
+        for i, (group, flags) in enumerate(zip(groups, reversed_inputs))
+    ]
     stacks = []
     for layers in itertools.product(*options):
         for return_sequences in (True, False) if 3 in ranks else (False,):
@@ -183,12 +240,14 @@ def graph_to_canonical(model_or_path: Any) -> RecurrentStack:
     torch = require("torch")
     proto = load_model(model_or_path)
     _refuse_control_flow(proto.graph)
+    loops = loop_refusal(proto.graph)
+    if loops is not None:
+        raise UnsupportedFeatureError(loops)
     constants = constant_values(proto)
-    specs = [
-        read_recurrent_node(node, constants)
-        for node in proto.graph.node
-        if node.op_type in CELL_BY_OP
-    ]
+    nodes, indices = list(proto.graph.node), layer_groups(proto.graph)
+    groups = [[read_recurrent_node(nodes[i], constants) for i in group] for group in indices]
+    reversed_inputs = [[reads_reversed(proto.graph, i) for i in group] for group in indices]
+    specs = [spec for group in groups for spec in group]
     if not specs:
         operators = sorted({node.op_type for node in proto.graph.node})
         raise UnsupportedFeatureError(
@@ -196,21 +255,22 @@ def graph_to_canonical(model_or_path: Any) -> RecurrentStack:
             f"{', '.join(operators) or 'none'}); only graphs of recurrent nodes convert"
         )
     module = onnx_module(proto, dtype=torch.float64)
-    outputs_by_layout, probe = _probe_graph(proto, module, specs[0].input_size)
-    ranks = [o.ndim for outputs in outputs_by_layout.values() for o in outputs]
+    probed = probe_graph(proto, module, specs[0].input_size)
+    ranks = [o.ndim for _, outputs in probed.values() for o in outputs]
     closest = (np.inf, "")
     tried = 0
-    for stack in _candidate_stacks(specs, ranks):
-        if probe.states and len(probe.states) != initial_state_count(stack):
+    states = len(next(iter(probed.values()))[0].states)
+    for stack in _candidate_stacks(groups, reversed_inputs, ranks):
+        if states and states != initial_state_count(stack):
             continue
         tried += 1
-        expected = _reference(stack, probe)
-        for layout, actual in outputs_by_layout.items():
+        for layout, (probe, actual) in probed.items():
+            expected = run_probe(stack, probe)
             error = _mismatch(expected, actual)
             if error <= _FLOAT32_MATCH * max(1.0, _scale(expected)):
                 return stack
             closest = min(closest, (error, f"{_describe_stack(stack)} read {layout}"))
-    raise UnsupportedFeatureError(_no_match(specs, tried, outputs_by_layout, probe, closest))
+    raise UnsupportedFeatureError(_no_match(specs, tried, probed, closest))
 
 
 def _refuse_control_flow(graph: Any) -> None:
@@ -229,17 +289,18 @@ def _refuse_control_flow(graph: Any) -> None:
 def _no_match(
     specs: list[RecurrentNodeSpec],
     tried: int,
-    outputs_by_layout: dict[str, list[np.ndarray]],
-    probe: _Probe,
+    probed: dict[str, tuple[Probe, list[np.ndarray]]],
     closest: tuple[float, str],
 ) -> str:
     """What was tried and why nothing matched, for the refusal of a graph."""
     nodes = ", ".join(f"{spec.name} ({spec.cell}, {spec.direction})" for spec in specs)
+    inputs = " and ".join(
+        f"a {probe.x.shape} input read {layout}" for layout, (probe, _) in probed.items()
+    )
     head = (
         f"the graph's outputs match none of the {tried} Keras layers or stacks built from its "
         f"recurrent nodes {nodes} (every merge mode, return_sequences and return_state), each "
-        f"compared with the graph run on a {probe.x.shape} input read "
-        f"{' and '.join(outputs_by_layout)}"
+        f"compared with the graph run on {inputs}"
     )
     if np.isfinite(closest[0]):
         return (
@@ -248,10 +309,10 @@ def _no_match(
         )
     shapes = "; ".join(
         f"{layout}: {', '.join(str(a.shape) for a in arrays)}"
-        for layout, arrays in outputs_by_layout.items()
+        for layout, (_, arrays) in probed.items()
     )
     advice = "Run the graph as it is with onnx_to_torch."
-    if any(a.ndim == 4 for arrays in outputs_by_layout.values() for a in arrays):
+    if any(a.ndim == 4 for _, arrays in probed.values() for a in arrays):
         advice = (
             "A 4-D output is a recurrent node's raw Y (time, directions, batch, hidden), which "
             "no Keras layer returns: add the Transpose/Reshape that torch.onnx.export or "
@@ -261,79 +322,6 @@ def _no_match(
         f"{head}; none had the graph's output shapes ({shapes}), where a Keras layer returns "
         f"(batch, time, features) or (batch, features), then (batch, units) states. {advice}"
     )
-
-
-@dataclass(frozen=True)
-class _Probe:
-    x: np.ndarray  # (B, T, D)
-    states: list[np.ndarray]
-    lengths: np.ndarray | None
-
-
-def _probe_graph(
-    proto: Any, module: Any, input_size: int
-) -> tuple[dict[str, list[np.ndarray]], _Probe]:
-    """Run the graph on a random input, batch- and time-major: outputs per reading."""
-    torch = require("torch")
-    onnx = require("onnx")
-    rng = np.random.default_rng(0)
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
-    x = rng.standard_normal((_PROBE_BATCH, _PROBE_STEPS, input_size))
-    states, lengths, feeds = [], None, []
-    for graph_input in inputs[1:]:
-        tensor_type = graph_input.type.tensor_type
-        dims = [d.dim_value or d.dim_param for d in tensor_type.shape.dim]
-        if tensor_type.elem_type in (onnx.TensorProto.INT32, onnx.TensorProto.INT64):
-            if len(dims) != 1 or lengths is not None:
-                raise UnsupportedFeatureError(
-                    f"graph input {graph_input.name!r}: integer inputs other than one (batch,) "
-                    "lengths vector have no Keras meaning"
-                )
-            lengths = np.asarray(_PROBE_LENGTHS)
-            feeds.append(("lengths", lengths))
-        elif len(dims) == 2 and isinstance(dims[1], int) and dims[1] > 0:
-            states.append(rng.standard_normal((_PROBE_BATCH, dims[1])))
-            feeds.append(("state", states[-1]))
-        else:
-            raise UnsupportedFeatureError(
-                f"graph input {graph_input.name!r} of shape {dims}: only (batch, units) initial "
-                "states in Keras order and a (batch,) lengths vector have a Keras meaning"
-            )
-    probe = _Probe(x, states, lengths)
-    results: dict[str, list[np.ndarray]] = {}
-    for layout in ("batch-major", "time-major"):
-        first = x if layout == "batch-major" else x.transpose(1, 0, 2)
-        tensors = [torch.from_numpy(np.ascontiguousarray(first))]
-        for kind, value in feeds:
-            if kind == "lengths":
-                elem = inputs[len(tensors)].type.tensor_type.elem_type
-                dtype = np.int32 if elem == onnx.TensorProto.INT32 else np.int64
-                tensors.append(torch.from_numpy(value.astype(dtype)))
-            else:
-                tensors.append(torch.from_numpy(value))
-        try:
-            with torch.no_grad():
-                outputs = module(*tensors)
-        except Exception:  # this reading's shapes do not fit the graph; try the other
-            continue
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        arrays = [o.detach().numpy() for o in outputs]
-        if layout == "time-major":
-            arrays = [a.transpose(1, 0, 2) if a.ndim == 3 else a for a in arrays]
-        results[layout] = arrays
-    if not results:
-        raise UnsupportedFeatureError(
-            "the graph runs on neither a batch-major nor a time-major (batch, time, "
-            f"{input_size}) input"
-        )
-    return results, probe
-
-
-def _reference(stack: RecurrentStack, probe: _Probe) -> tuple[np.ndarray, ...]:
-    from ...reference import run_reference
-
-    return run_reference(stack, probe.x, initial_states=probe.states or None, lengths=probe.lengths)
 
 
 def _mismatch(expected: tuple[np.ndarray, ...], actual: list[np.ndarray]) -> float:

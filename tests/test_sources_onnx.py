@@ -109,6 +109,17 @@ def test_a_torch_export_runs_as_given_beside_its_reading(bilstm: tuple[Any, Path
     assert all(pair.comparison.arrays[0].name == "output" for pair in report.pairs)
 
 
+def test_a_graph_of_fixed_sizes_is_compared_on_them(tmp_path: Path) -> None:
+    """An export without dynamic axes takes one batch and one length: compare() draws them."""
+    torch.manual_seed(2)
+    module = torch.nn.LSTM(3, 4, batch_first=True).eval()
+    path = _export(module, tmp_path / "fixed.onnx", torch.zeros(2, 6, 3), ["output"], None)
+    report = compare(path, frameworks=["torch"])
+    assert report, _explain(report)
+    assert report.input_shape == (2, 6, 3)
+    assert ORIGINAL in [run.label for run in report.runs]
+
+
 def test_a_time_major_export_is_matched_by_meaning(gru: tuple[Any, Path]) -> None:
     """The graph takes (T, B, D) and returns (T, B, H): fed and read time-major, it agrees
     with every batch-major run; read as it stands its shape would not even match."""

@@ -185,9 +185,7 @@ class Report:
         used, how outputs were matched, every line of :meth:`lines` and the tolerance."""
         kernels = [f"  {run.label}: {run.kernel}" for run in self.runs if run.kernel]
         matched = [self.correspondence] if self.correspondence else []
-        return "\n".join(
-            [*self.header(), *kernels, *matched, *self.lines(), self.tolerance_note]
-        )
+        return "\n".join([*self.header(), *kernels, *matched, *self.lines(), self.tolerance_note])
 
     def __str__(self) -> str:
         return self.to_text()

@@ -243,10 +243,13 @@ def _shape(x: Any) -> tuple[int, int]:
 
 
 def _batch(batch: int | None, source: Any, read: Read) -> int:
-    """The rows of a generated input: ``batch``, else those a stateful Keras layer keeps
-    states for (it runs on no other batch), else :data:`DEFAULT_BATCH`."""
+    """The rows of a generated input: ``batch``, else those the original's input is fixed
+    to, or a stateful Keras layer keeps states for (it runs on no other batch), else
+    :data:`DEFAULT_BATCH`."""
     if batch is not None:
         return batch
+    if read.batch is not None:
+        return read.batch
     live = source_type(source) == "keras" and read.original is not None
     if live and isinstance(read.reading, RecurrentStack):
         from .adapters.keras import fixed_batch_size

@@ -34,7 +34,7 @@ from .reference import Reading
 class Read:
     """A source as read: its reading, the framework its original runs on ("" for none),
     how to get the original (loaded on first use, so a failure fails its runs only), the
-    time length the original's input is fixed to (None when any length runs), and the
+    time length and batch size the original's input is fixed to (None when any runs), and the
     source it was read from (:func:`read_source` sets it; a ``Read`` given to
     :func:`read_source` again is returned as it is, so a caller that read a source passes
     the ``Read`` on instead of the source to read it once)."""
@@ -43,6 +43,7 @@ class Read:
     framework: str = ""
     original: Callable[[], Any] | None = None
     steps: int | None = None
+    batch: int | None = None
     source: Any = None
 
 
@@ -91,10 +92,12 @@ def _read_onnx(source: Any) -> Read:
     """What ``onnx_to_canonical(source, verify=False)`` reads; the original is the graph,
     loaded once for both."""
     from .adapters.onnx import graph_to_canonical, load_model
-    from .adapters.onnx.probe import fixed_time_steps
+    from .adapters.onnx.probe import fixed_sizes
 
     proto = load_model(source)
-    return Read(graph_to_canonical(proto), "onnxruntime", lambda: proto, fixed_time_steps(proto))
+    stack = graph_to_canonical(proto)  # its refusal first: the sizes need a sequence input
+    batch, steps = fixed_sizes(proto)
+    return Read(stack, "onnxruntime", lambda: proto, steps, batch)
 
 
 def _read_keras_file(source: Any) -> Read:

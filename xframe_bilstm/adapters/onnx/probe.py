@@ -118,8 +118,8 @@ def run_probe(stack: RecurrentStack, probe: Probe) -> tuple[np.ndarray, ...]:
     return run_reference(stack, probe.x, initial_states=probe.states or None, lengths=probe.lengths)
 
 
-def fixed_time_steps(proto: Any) -> int | None:
-    """The time length the graph's sequence input fixes, or None when it is dynamic.
+def fixed_sizes(proto: Any) -> tuple[int | None, int | None]:
+    """The batch and time sizes the graph's sequence input fixes, each None when dynamic.
 
     Which axis is time is told as :func:`.example_inputs.seeded_graph_inputs` tells it (the
     name a dimension shares with the states and lengths, else whether the input goes straight
@@ -129,5 +129,10 @@ def fixed_time_steps(proto: Any) -> int | None:
 
     example = seeded_graph_inputs(proto, seed=0, batch=2, steps=7)
     (declared,) = [i for i in proto.graph.input if i.name == example.x_name]
-    time = list(declared.type.tensor_type.shape.dim)[0 if example.time_major else 1]
-    return time.dim_value if time.HasField("dim_value") and time.dim_value > 0 else None
+    dims = list(declared.type.tensor_type.shape.dim)
+    batch, time = (dims[1], dims[0]) if example.time_major else (dims[0], dims[1])
+    return _fixed(batch), _fixed(time)
+
+
+def _fixed(dim: Any) -> int | None:
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None

@@ -1,8 +1,9 @@
 """``onnx_module``: a torch module that runs an ONNX graph of recurrent nodes and glue, exactly.
 
 The graph runs node by node: recurrent nodes on :mod:`.recurrent`'s ``OnnxRecurrent``, the glue
-(:data:`GLUE_OPS`) with torch ops following each ONNX operator, older opsets' attribute forms
-included. An operator outside those is refused, naming it and its node.
+(:data:`GLUE_OPS`, and the standard operators of :data:`.standard_ops.STANDARD_OPS`) with torch
+ops following each ONNX operator, older opsets' attribute forms included. An operator outside
+those is refused, naming it and its node.
 
 torch and onnx are imported inside the functions, so importing this module imports no
 framework.
@@ -24,8 +25,10 @@ from .nodes import (
     read_recurrent_node,
     recurrent_in_node,
 )
+from .op_call import OpCall
 from .recurrent import recurrent_classes
 from .runtime import load_model
+from .standard_ops import STANDARD_OPS
 from .vocabulary import CELL_BY_OP
 
 # Glue operators the interpreter runs (with torch ops), besides LSTM, GRU and RNN.
@@ -117,7 +120,7 @@ def _define_interpreter_classes() -> Any:
                     spec = read_recurrent_node(node, constants)
                     self.nodes.append((node, node_attributes(node), len(self.recurrent)))
                     self.recurrent.append(OnnxRecurrent(spec, dtype))
-                elif node.op_type in GLUE_OPS:
+                elif node.op_type in GLUE_OPS or node.op_type in STANDARD_OPS:
                     self.nodes.append((node, node_attributes(node), None))
                 else:
                     nested = recurrent_in_node(node)
@@ -129,7 +132,8 @@ def _define_interpreter_classes() -> Any:
                         )
                     raise UnsupportedFeatureError(
                         f"{describe_node(node)}: operator {node.op_type} is not supported (the "
-                        f"interpreter runs LSTM, GRU, RNN and {', '.join(sorted(GLUE_OPS))})"
+                        f"interpreter runs LSTM, GRU, RNN and "
+                        f"{', '.join(sorted(GLUE_OPS | set(STANDARD_OPS)))})"
                     )
             # Constant tensors other than recurrent weights, as buffers (moved by .to()).
             used = {name for node, _, index in self.nodes if index is None for name in node.input}
@@ -171,6 +175,9 @@ def _define_interpreter_classes() -> Any:
 
         def _glue(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> tuple[Any, ...]:
             op = node.op_type
+            standard = STANDARD_OPS.get(op)
+            if standard is not None:
+                return standard(OpCall(torch, node, attributes, args, self.opset, self.dtype))
             handler = getattr(self, f"_op_{op}", None)
             if handler is not None:
                 return handler(node, attributes, args)

@@ -179,15 +179,7 @@ def test_torch_exports_run_as_onnxruntime_runs_them(name: str, opset: int) -> No
         for axis in dynamic[names[0]]:
             shape[axis] = 3 if axis == 0 else shape[axis] + 5
         x = rng.standard_normal(shape).astype(np.float32)
-    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
-    expected = session.run(None, {names[0]: x})
-    with torch.no_grad():
-        actual = imported(torch.from_numpy(x))
-    actual = actual if isinstance(actual, tuple) else (actual,)
-    assert len(actual) == len(expected)
-    for got, want in zip(actual, expected):
-        assert got.shape == want.shape
-        np.testing.assert_allclose(got.numpy(), want, atol=2e-5, rtol=1e-5)
+    _assert_runs_as_onnxruntime(graph, imported, names[0], x)
     # The exporter kept the operators this test is about.
     ops = {node.op_type for node in onnx.load_from_string(graph).graph.node}
     around = {
@@ -198,3 +190,36 @@ def test_torch_exports_run_as_onnxruntime_runs_them(name: str, opset: int) -> No
     }[name]
     assert around <= ops
     assert {"LSTM", "GRU"} & ops
+
+
+@pytest.mark.parametrize("name", ["crnn", "voice_activity", "tagger", "classifier"])
+def test_dynamo_exports_run_as_onnxruntime_runs_them(name: str) -> None:
+    pytest.importorskip("onnxscript")  # the dynamo exporter's own dependency
+    module, example, names, _ = _models()[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            _randomize_statistics(module).eval(), example, dynamo=True, input_names=names
+        )
+    graph = program.model_proto.SerializeToString()
+    imported = onnx_to_torch(graph)
+    rng = np.random.default_rng(2)
+    shape = tuple(example[0].shape)
+    x = (
+        rng.integers(0, 20, shape).astype(np.int64)
+        if name == "tagger"
+        else rng.standard_normal(shape).astype(np.float32)
+    )
+    _assert_runs_as_onnxruntime(graph, imported, names[0], x)
+
+
+def _assert_runs_as_onnxruntime(graph: bytes, imported: nn.Module, name: str, x: np.ndarray) -> None:
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    expected = session.run(None, {name: x})
+    with torch.no_grad():
+        actual = imported(torch.from_numpy(x))
+    actual = actual if isinstance(actual, tuple) else (actual,)
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.numpy(), want, atol=2e-5, rtol=1e-5)

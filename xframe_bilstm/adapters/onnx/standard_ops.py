@@ -46,6 +46,8 @@ def _clip(call: OpCall) -> tuple[Any, ...]:
         low, high = call.attributes.get("min"), call.attributes.get("max")
     else:
         low, high = call.arg(1), call.arg(2)
+    if low is None and high is None:
+        return (x,)
     return (call.torch.clamp(x, min=low, max=high),)
 
 

@@ -291,7 +291,9 @@ def test_an_operator_outside_the_table_is_refused_naming_itself() -> None:
         ),
         (
             Case(
-                "BatchNormalization", [_SIGNAL], 15,
+                "BatchNormalization",
+                [_SIGNAL],
+                15,
                 {1: _normal(3), 2: _normal(3), 3: _normal(3), 4: _normal(3) ** 2},
                 training_mode=1,
             ),
@@ -299,7 +301,10 @@ def test_an_operator_outside_the_table_is_refused_naming_itself() -> None:
         ),
         (
             Case(
-                "MaxPool", [_SIGNAL], 12, outputs=(TensorProto.FLOAT, TensorProto.INT64),
+                "MaxPool",
+                [_SIGNAL],
+                12,
+                outputs=(TensorProto.FLOAT, TensorProto.INT64),
                 kernel_shape=[2],
             ),
             r"MaxPool node 'the_node': its Indices output",
@@ -308,7 +313,7 @@ def test_an_operator_outside_the_table_is_refused_naming_itself() -> None:
             Case("Pad", [_SIGNAL], 11, {1: _ints(0, 0, 1, 0, 0, 1)}, mode="mirror"),
             r"Pad node 'the_node': mode='mirror'",
         ),
-    ],  # fmt: skip
+    ],
 )
 def test_what_the_interpreter_cannot_run_exactly_is_refused_naming_the_node(
     case: Case, refused: str

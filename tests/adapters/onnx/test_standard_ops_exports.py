@@ -103,7 +103,9 @@ class Classifier(nn.Module):
         return self.out(torch.clamp(h, -3.0, 3.0))
 
 
-def _export(module: nn.Module, example: tuple, opset: int, names: list[str], dynamic: dict) -> bytes:
+def _export(
+    module: nn.Module, example: tuple, opset: int, names: list[str], dynamic: dict
+) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -213,7 +215,9 @@ def test_dynamo_exports_run_as_onnxruntime_runs_them(name: str) -> None:
     _assert_runs_as_onnxruntime(graph, imported, names[0], x)
 
 
-def _assert_runs_as_onnxruntime(graph: bytes, imported: nn.Module, name: str, x: np.ndarray) -> None:
+def _assert_runs_as_onnxruntime(
+    graph: bytes, imported: nn.Module, name: str, x: np.ndarray
+) -> None:
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     expected = session.run(None, {name: x})
     with torch.no_grad():

@@ -95,9 +95,7 @@ def seeded_graph_inputs(
         return GraphInputs(names, arrays, (floats or names)[0], False, (), None)
 
 
-def _by_roles(
-    proto: Any, *, seed: int, batch: int, steps: int, zero_states: bool
-) -> GraphInputs:
+def _by_roles(proto: Any, *, seed: int, batch: int, steps: int, zero_states: bool) -> GraphInputs:
     """The inputs of a recurrent stack's graph, read by the role each plays."""
     onnx = require("onnx")
     initializers = {i.name for i in proto.graph.initializer}

@@ -42,7 +42,9 @@ def _explicit_pads(
         out = -(-size // stride)  # SAME: as many outputs as ceil(size / stride)
         total = max(0, (out - 1) * stride + (k - 1) * dilation + 1 - size)
         small = total // 2
-        result.append((small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small))
+        result.append(
+            (small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small)
+        )
     return result
 
 

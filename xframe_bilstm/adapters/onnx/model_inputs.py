@@ -51,7 +51,9 @@ def whole_model_inputs(
     rng = np.random.default_rng(seed)
     arrays = []
     for value_info in declared:
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type))
+        dtype = np.dtype(
+            onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type)
+        )
         shape = tuple(
             dim if isinstance(dim, int) else batch if dim in first_dims else steps
             for dim in _dims(value_info)

@@ -9,7 +9,8 @@ elementwise operators, activations, ``Softmax``/``LogSoftmax``, ``MatMul``/``Gem
 ``Einsum``, reductions and ``Dropout``; :mod:`.layer_ops` the convolution, padding, pooling
 and normalization operators. The interpreter (:mod:`.interpreter`) dispatches on the table.
 
-torch is reached through :attr:`.op_call.OpCall.torch`, so importing this module imports no framework.
+torch is reached through :attr:`.op_call.OpCall.torch`, so importing this module imports no
+framework.
 """
 
 from __future__ import annotations

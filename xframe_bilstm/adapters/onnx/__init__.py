@@ -14,6 +14,11 @@ One module per job:
   (:func:`read_recurrent_node`).
 - :mod:`.recurrent` and :mod:`.interpreter`: a torch module that runs a graph exactly
   (:func:`onnx_module`).
+- :mod:`.standard_ops` and :mod:`.layer_ops` (over :mod:`.op_call`): the standard operators
+  around recurrent nodes (``MatMul``, ``Conv``, ``Pad``, pooling, normalization, ``Softmax``,
+  reductions, activations) the interpreter runs, one function per operator.
+- :mod:`.example_inputs` and :mod:`.model_inputs`: seeded inputs built from a graph's
+  declared inputs, by role (sequence, states, lengths) or, for a whole model, by shape.
 - :mod:`.importer`: the canonical stack a graph computes (:func:`graph_to_canonical`).
 
 Rules of this package:

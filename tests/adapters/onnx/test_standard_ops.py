@@ -18,7 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from xframe_bilstm.adapters.onnx import onnx_module  # noqa: E402
+from xframe_bilstm.adapters.onnx import GLUE_OPS, onnx_module  # noqa: E402
 from xframe_bilstm.adapters.onnx.standard_ops import STANDARD_OPS  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
 
@@ -261,8 +261,9 @@ def _fed(case: Case) -> list[tuple[int, np.ndarray]]:
     return list(zip(indices, case.fed))
 
 
-def test_every_operator_of_the_table_has_a_case_here() -> None:
+def test_every_operator_of_the_table_has_a_case_here_and_is_written_once() -> None:
     assert set(STANDARD_OPS) == {case.op for case in CASES.values()}
+    assert not GLUE_OPS & set(STANDARD_OPS)
 
 
 def test_float64_runs_the_same_operators_in_float64() -> None:

@@ -204,7 +204,10 @@ def onnx_to_torch(model_or_path: Any, *, verify: bool = True, seed: int = 0) -> 
     (``module.recurrent[k].native``) where those compute them exactly, else on an exact
     loop of the ONNX equations (``clip``, ``input_forget``, peepholes, any ONNX activation
     with its alpha and beta, ``linear_before_reset=0``, ``layout`` 0 and 1,
-    ``sequence_lens``).
+    ``sequence_lens``). The standard operators exports put around them (``MatMul``,
+    ``Gemm``, ``Conv``, ``Pad``, pooling, normalization, ``Softmax``, reductions,
+    activations: :data:`~xframe_bilstm.adapters.onnx.standard_ops.STANDARD_OPS`) run as
+    the ONNX specification defines them at the graph's opset.
 
     Args:
         model_or_path: a ModelProto, its bytes or a path.

@@ -343,8 +343,8 @@ def test_a_graph_without_recurrent_nodes_lists_its_operators() -> None:
 
 def test_unknown_operator_is_named_with_its_node() -> None:
     model = _graph("RNN")
-    model.graph.node.append(helper.make_node("Softmax", ["Y"], ["soft"], name="mystery"))
-    with pytest.raises(UnsupportedFeatureError, match=r"Softmax \(1 node: 'mystery'\)"):
+    model.graph.node.append(helper.make_node("Hardmax", ["Y"], ["hard"], name="mystery"))
+    with pytest.raises(UnsupportedFeatureError, match=r"Hardmax \(1 node: 'mystery'\)"):
         onnx_module(model)
 
 

@@ -15,6 +15,11 @@ One module per job:
 - :mod:`.recurrent` and :mod:`.interpreter`: a torch module that runs a graph exactly
   (:func:`onnx_module`), ``If`` branches and weights given at run time included.
 - :mod:`.coverage`: what of a graph the interpreter runs; one refusal naming all it does not.
+- :mod:`.standard_ops` and :mod:`.layer_ops` (over :mod:`.op_call`): the standard operators
+  around recurrent nodes (``MatMul``, ``Conv``, ``Pad``, pooling, normalization, ``Softmax``,
+  reductions, activations) the interpreter runs, one function per operator.
+- :mod:`.example_inputs` and :mod:`.model_inputs`: seeded inputs built from a graph's
+  declared inputs, by role (sequence, states, lengths) or, for a whole model, by shape.
 - :mod:`.weight_inputs`: graph inputs that are recurrent weights, and seeded values for them
   (used by :mod:`.example_inputs`).
 - :mod:`.importer`: the canonical stack a graph computes (:func:`graph_to_canonical`).
@@ -34,7 +39,7 @@ from __future__ import annotations
 from .export import canonical_to_onnx
 from .graph_export import graph_to_onnx
 from .importer import graph_to_canonical
-from .interpreter import GLUE_OPS, onnx_module
+from .interpreter import GLUE_OPS, SUPPORTED_OPS, onnx_module
 from .nodes import (
     RecurrentNodeSpec,
     constant_values,
@@ -61,6 +66,7 @@ __all__ = [
     "MIN_OPSET",
     "ONNX_ACTIVATIONS",
     "REVERSE_OPSET",
+    "SUPPORTED_OPS",
     "X_INPUT",
     "RecurrentNodeSpec",
     "activation_refusal",

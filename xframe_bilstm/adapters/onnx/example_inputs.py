@@ -8,7 +8,8 @@ time size it plays, told by the name it shares with a known batch axis, else by 
 row full). Inputs that are recurrent weights (W, R, B, P, as in ONNX's own node test cases)
 get seeded weights of the shapes the nodes require (:mod:`.weight_inputs`); a boolean input
 of one value (an ``If`` condition) is fed true, and :meth:`GraphInputs.flag_variants` gives
-every combination. onnx is imported inside the functions.
+every combination. A graph whose inputs play no such roles (a whole model's image or token
+ids) gets :func:`~.model_inputs.whole_model_inputs`. onnx is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
+from .model_inputs import whole_model_inputs
 from .runtime import load_model
 from .vocabulary import CELL_BY_OP
 from .weight_inputs import graph_weight_inputs, seeded_weight
@@ -76,6 +78,9 @@ def seeded_graph_inputs(
 ) -> GraphInputs:
     """Seeded inputs for every input of the graph that is not an initializer.
 
+    Inputs that are not a recurrent stack's (sequence, states, lengths) are built by
+    :func:`~.model_inputs.whole_model_inputs`; the first float input then stands as ``x``.
+
     Args:
         model_or_path: a ModelProto, its bytes or a path.
         seed: seed of the random values.
@@ -84,9 +89,8 @@ def seeded_graph_inputs(
         zero_states: feed the initial states zeros rather than random values.
 
     Raises:
-        UnsupportedFeatureError: no float (B, T, D) input; an input without a declared
-            shape, of a type other than float or integer, or with a dynamic dimension whose
-            size the graph does not tell.
+        UnsupportedFeatureError: neither reading fits: no float (B, T, D) input and an
+            input without a declared shape or of a type other than float or integer.
 
     Example:
         >>> from xframe_bilstm.adapters.onnx import canonical_to_onnx
@@ -102,8 +106,21 @@ def seeded_graph_inputs(
         >>> int(inputs.value("lengths")[0])
         7
     """
-    onnx = require("onnx")
     proto = load_model(model_or_path)
+    try:
+        return _by_roles(proto, seed=seed, batch=batch, steps=steps, zero_states=zero_states)
+    except UnsupportedFeatureError as by_roles:
+        try:  # a whole model's inputs: an image, token ids, features with dynamic time
+            names, arrays = whole_model_inputs(proto, seed=seed, batch=batch, steps=steps)
+        except UnsupportedFeatureError:
+            raise by_roles from None
+        floats = [name for name, array in zip(names, arrays) if array.dtype.kind == "f"]
+        return GraphInputs(names, arrays, (floats or names)[0], False, (), None)
+
+
+def _by_roles(proto: Any, *, seed: int, batch: int, steps: int, zero_states: bool) -> GraphInputs:
+    """The inputs of a recurrent stack's graph, read by the role each plays."""
+    onnx = require("onnx")
     initializers = {i.name for i in proto.graph.initializer}
     weights = graph_weight_inputs(proto)
     declared = [

@@ -2,10 +2,11 @@
 
 The graph runs node by node: recurrent nodes on :mod:`.recurrent`'s ``OnnxRecurrent`` (with
 their weights given at run time where the graph computes them or takes them as inputs), the
-glue (:data:`GLUE_OPS`) with torch ops following each ONNX operator, older opsets' attribute
-forms included, and ``If`` nodes on both their branches, the one run chosen by the condition
-at run time. A graph with operators outside those is refused in one error that names every
-one (:mod:`.coverage`).
+glue (:data:`GLUE_OPS`) and the standard operators (:data:`.standard_ops.STANDARD_OPS`)
+with torch ops following each ONNX operator, older opsets' attribute forms included, and
+``If`` nodes on both their branches, the one run chosen by the condition at run time. A
+graph with operators outside those is refused in one error that names every one
+(:mod:`.coverage`).
 
 torch and onnx are imported inside the functions, so importing this module imports no
 framework.
@@ -27,8 +28,10 @@ from .nodes import (
     graph_constant_values,
     node_attributes,
 )
+from .op_call import OpCall
 from .recurrent import recurrent_classes, recurrent_module
 from .runtime import load_model
+from .standard_ops import STANDARD_OPS
 from .vocabulary import CELL_BY_OP
 
 # Glue operators the interpreter runs (with torch ops), besides LSTM, GRU and RNN.
@@ -40,6 +43,8 @@ GLUE_OPS = frozenset(
         "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
     }
 )  # fmt: skip
+# Every operator the interpreter runs besides LSTM, GRU, RNN and If.
+SUPPORTED_OPS = GLUE_OPS | frozenset(STANDARD_OPS)
 
 
 def onnx_module(model_or_path: Any, *, dtype: Any = None) -> Any:
@@ -60,7 +65,7 @@ def onnx_module(model_or_path: Any, *, dtype: Any = None) -> Any:
 
     Raises:
         UnsupportedFeatureError: operators outside LSTM/GRU/RNN, ``If`` and
-            :data:`GLUE_OPS`, all named with their counts and nodes in one message
+            :data:`SUPPORTED_OPS`, all named with their counts and nodes in one message
             (:func:`~.coverage.refuse_unsupported`).
 
     Example:
@@ -119,7 +124,7 @@ def _define_interpreter_classes() -> Any:
             graph = model.graph if branch is None else branch
             self.opset = opset
             if branch is None:
-                refuse_unsupported(graph, GLUE_OPS)  # one error naming everything not run
+                refuse_unsupported(graph, SUPPORTED_OPS)  # one error naming everything not run
                 self.opset = next(
                     (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1
                 )
@@ -220,6 +225,9 @@ def _define_interpreter_classes() -> Any:
 
         def _glue(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> tuple[Any, ...]:
             op = node.op_type
+            standard = STANDARD_OPS.get(op)
+            if standard is not None:
+                return standard(OpCall(torch, node, attributes, args, self.opset, self.dtype))
             handler = getattr(self, f"_op_{op}", None)
             if handler is not None:
                 return handler(node, attributes, args)

@@ -14,6 +14,7 @@ pytest.importorskip("onnxruntime")
 
 from xframe_bilstm import (  # noqa: E402
     UnsupportedFeatureError,
+    WeightShapeError,
     compare_outputs,
     derived_tolerance,
     output_names,
@@ -26,7 +27,7 @@ from xframe_bilstm.adapters.onnx import (  # noqa: E402
 )
 from xframe_bilstm.canonical import initial_state_count  # noqa: E402
 from xframe_bilstm.factories import random_stack  # noqa: E402
-from xframe_bilstm.onnx_converters import to_onnx  # noqa: E402
+from xframe_bilstm.onnx_converters import onnx_to_torch, to_onnx  # noqa: E402
 
 pytestmark = pytest.mark.onnx
 
@@ -670,3 +671,35 @@ def test_keras_exports_verify_with_states_and_lengths() -> None:
     model = to_onnx(layer, with_initial_states=True, with_lengths=True)
     back = onnx_to_keras(model)  # states and lengths fed to both sides
     assert type(back).__name__ == "Bidirectional"
+
+
+class _PaddedFrontEnd(torch.nn.Module):
+    """A reflect pad wider than the 7 steps verification draws, then a conv and an LSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.pad = torch.nn.ReflectionPad1d(8)
+        self.conv = torch.nn.Conv1d(2, 3, kernel_size=5)
+        self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.conv(self.pad(x.transpose(1, 2))).transpose(1, 2)
+        return self.lstm(features)[0]
+
+
+def test_onnx_to_torch_verifies_on_the_inputs_given(tmp_path) -> None:
+    module = _PaddedFrontEnd().eval()
+    path = tmp_path / "padded.onnx"
+    axes = {"x": {0: "batch", 1: "time"}}
+    example = (torch.zeros(1, 20, 2),)
+    torch.onnx.export(module, example, path, input_names=["x"], dynamic_axes=axes, dynamo=False)
+    with pytest.raises(UnsupportedFeatureError, match=r"onnxruntime .* cannot run this graph"):
+        onnx_to_torch(path)  # seeded steps are too few for the pad
+    x = np.random.default_rng(0).normal(size=(2, 20, 2)).astype(np.float32)
+    converted = onnx_to_torch(path, inputs=[x])
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(converted(torch.from_numpy(x)).numpy(), expected, atol=1e-5)
+    with pytest.raises(WeightShapeError, match=r"2 arrays, where the graph takes 1 \(x\)"):
+        onnx_to_torch(path, inputs=[x, x])

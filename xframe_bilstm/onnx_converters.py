@@ -21,7 +21,10 @@ Importing this module imports no framework; each function imports what it needs.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from ._imports import require
 from .atomic import write_atomically
@@ -196,7 +199,13 @@ def onnx_to_canonical(model_or_path: Any, *, verify: bool = True, seed: int = 0)
     return stack
 
 
-def onnx_to_torch(model_or_path: Any, *, verify: bool = True, seed: int = 0) -> Any:
+def onnx_to_torch(
+    model_or_path: Any,
+    *,
+    verify: bool = True,
+    seed: int = 0,
+    inputs: Sequence[np.ndarray] | None = None,
+) -> Any:
     """A torch module that runs an ONNX graph of LSTM/GRU/RNN nodes and glue exactly.
 
     ``forward`` takes the graph's inputs in graph order and returns its outputs in graph
@@ -219,11 +228,15 @@ def onnx_to_torch(model_or_path: Any, *, verify: bool = True, seed: int = 0) -> 
             bounds it). Needs onnxruntime, which has no float64 recurrent kernels: a float64
             graph converts with ``verify=False`` only.
         seed: seed of that input.
+        inputs: verify on these arrays instead, one per graph input (initializers aside) in
+            graph order: for a graph that runs only on inputs of its own kind (a voice model
+            whose padding needs hundreds of samples, say).
 
     Raises:
         UnsupportedFeatureError: an operator the interpreter does not run, naming it and
             its node; with ``verify``, a graph onnxruntime cannot run or whose inputs have
             no size to build an example from.
+        WeightShapeError: ``inputs`` not one array per graph input.
         ToleranceExceededError: with ``verify``, the module computes something else than
             onnxruntime on the graph.
 
@@ -242,7 +255,7 @@ def onnx_to_torch(model_or_path: Any, *, verify: bool = True, seed: int = 0) -> 
     if verify:
         from .onnx_verify import check_torch_import
 
-        check_torch_import(proto, module, seed=seed)
+        check_torch_import(proto, module, seed=seed, inputs=inputs)
     return module
 
 

@@ -29,7 +29,7 @@ from .canonical import RecurrentStack, layer_state_names, output_names
 from .comparison import Comparison, compare_outputs, derived_tolerance, measure_noise
 from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
 from .correspondence import onnx_source
-from .errors import ToleranceExceededError, UnsupportedFeatureError
+from .errors import ToleranceExceededError, UnsupportedFeatureError, WeightShapeError
 from .sources import framework_of
 
 _FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
@@ -136,33 +136,59 @@ def _seeded_lengths(rng: np.random.Generator) -> np.ndarray:
     return lengths.astype(np.int32)
 
 
-def check_torch_import(model: Any, module: Any, *, seed: int) -> None:
+def check_torch_import(
+    model: Any, module: Any, *, seed: int, inputs: Sequence[Any] | None = None
+) -> None:
     """Raise unless ``module`` computes what onnxruntime computes on the graph ``model``.
 
-    Both take seeded inputs built from the graph's declared inputs
-    (:func:`~xframe_bilstm.adapters.onnx.example_inputs.seeded_graph_inputs`). The bound is
-    ``NOISE_FACTOR`` times this graph's float32 rounding noise on them, between the floor
-    and the cap of :meth:`~xframe_bilstm.comparison.Noise.tolerance`
+    Both take ``inputs`` (one array per graph input that is not an initializer, in graph
+    order), else seeded inputs built from the graph's declared inputs
+    (:func:`~xframe_bilstm.adapters.onnx.example_inputs.seeded_graph_inputs`), once per
+    value of each boolean input. The bound is ``NOISE_FACTOR`` times this graph's float32
+    rounding noise on them, between the floor and the cap of
+    :meth:`~xframe_bilstm.comparison.Noise.tolerance`
     (:func:`~xframe_bilstm.adapters.onnx.verify.graph_noise`), in the graph's dtype when that
     is coarser than float32.
     """
-    from .adapters.onnx.example_inputs import seeded_graph_inputs
     from .adapters.onnx.verify import RuntimeSession, graph_noise, run_torch_graph_module
     from .adapters.torch import evaluating
 
     session = RuntimeSession(model)
-    seeded = seeded_graph_inputs(session.proto, seed=seed, batch=VERIFY_BATCH, steps=VERIFY_STEPS)
-    for inputs in seeded.flag_variants():  # each branch that a boolean graph input picks
-        expected = session.run(inputs.feeds())
+    for names, arrays in _import_inputs(session.proto, seed, inputs):
+        expected = session.run(dict(zip(names, arrays)))
         with evaluating(module):
-            actual = run_torch_graph_module(module, inputs.arrays)
-        x_dtype = inputs.value(inputs.x_name).dtype  # token ids where a model starts at them
-        epsilon = max(_FLOAT32_EPSILON, _epsilon(x_dtype.name) if x_dtype.kind == "f" else 0.0)
-        tolerance = graph_noise(session.proto, inputs.arrays).tolerance(epsilon)
-        names = [f"output {o.name!r}" for o in session.proto.graph.output]
+            actual = run_torch_graph_module(module, arrays)
+        floats = [a.dtype.name for a in arrays if a.dtype.kind == "f"]  # not token ids
+        epsilon = max([_FLOAT32_EPSILON, *(_epsilon(name) for name in floats)])
+        tolerance = graph_noise(session.proto, arrays).tolerance(epsilon)
+        outputs = [f"output {o.name!r}" for o in session.proto.graph.output]
         _raise_unless_close(
-            names, expected, actual, tolerance, "onnxruntime on the ONNX graph vs its torch module"
+            outputs,
+            expected,
+            actual,
+            tolerance,
+            "onnxruntime on the ONNX graph vs its torch module",
         )
+
+
+def _import_inputs(
+    proto: Any, seed: int, given: Sequence[Any] | None
+) -> list[tuple[tuple[str, ...], tuple[np.ndarray, ...]]]:
+    """(names, arrays) of each input the import is checked on: ``given``, else seeded ones."""
+    from .adapters.onnx.example_inputs import seeded_graph_inputs
+
+    if given is None:
+        seeded = seeded_graph_inputs(proto, seed=seed, batch=VERIFY_BATCH, steps=VERIFY_STEPS)
+        # each branch that a boolean graph input picks
+        return [(inputs.names, inputs.arrays) for inputs in seeded.flag_variants()]
+    initializers = {i.name for i in proto.graph.initializer}
+    names = tuple(i.name for i in proto.graph.input if i.name not in initializers)
+    if len(given) != len(names):
+        raise WeightShapeError(
+            f"inputs: {len(given)} arrays, where the graph takes {len(names)} "
+            f"({', '.join(names)}); give one per graph input, in graph order"
+        )
+    return [(names, tuple(np.asarray(a) for a in given))]
 
 
 def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: int) -> None:

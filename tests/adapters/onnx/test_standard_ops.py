@@ -322,3 +322,15 @@ def test_what_the_interpreter_cannot_run_exactly_is_refused_naming_the_node(
     module = onnx_module(case.model())
     with pytest.raises(UnsupportedFeatureError, match=refused):
         module(*[torch.from_numpy(np.asarray(a)) for _, a in _fed(case)])
+
+
+def test_size_runs_as_onnxruntime_runs_it() -> None:
+    """``Size`` is glue (a shape operator, as ``Shape``), run like the table's operators."""
+    case = Case("Size", [_normal(2, 3, 5)], 13, outputs=(TensorProto.INT64,))
+    session = ort.InferenceSession(
+        case.model().SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    (expected,) = session.run(None, {"x0": case.fed[0]})
+    with torch.no_grad():
+        actual = onnx_module(case.model())(torch.from_numpy(case.fed[0]))
+    assert actual.numpy().dtype == expected.dtype and int(actual) == int(expected) == 30

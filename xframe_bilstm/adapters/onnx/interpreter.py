@@ -39,8 +39,8 @@ GLUE_OPS = frozenset(
     {
         "Add", "And", "Cast", "Concat", "Constant", "ConstantOfShape", "Div", "Equal",
         "Expand", "Flatten", "Gather", "Greater", "Identity", "Less", "Mul", "Neg", "Not",
-        "Or", "Range", "Reshape", "ReverseSequence", "Shape", "Slice", "Split", "Squeeze",
-        "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
+        "Or", "Range", "Reshape", "ReverseSequence", "Shape", "Size", "Slice", "Split",
+        "Squeeze", "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
     }
 )  # fmt: skip
 # Every operator the interpreter runs besides LSTM, GRU, RNN and If.
@@ -269,6 +269,9 @@ def _define_interpreter_classes() -> Any:
             dims = list(args[0].shape)
             start, end = attributes.get("start", 0), attributes.get("end", len(dims))
             return (torch.tensor(dims[slice(start, end)], dtype=torch.int64),)
+
+        def _op_Size(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:
+            return (torch.tensor(args[0].numel(), dtype=torch.int64),)
 
         def _op_Gather(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:
             data, indices = args

@@ -18,6 +18,7 @@ from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states
+from .capture_where import READERS, Condition, read_condition, where_records
 
 LeafTest = Callable[[Any], bool]
 ReadChild = Callable[[str, Any, str], list[LayerRecord]]
@@ -155,6 +156,7 @@ def read_captured(
     weights = set(placeholders) - set(user)
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read, found = _live(graph), set(), []
+    conditions: dict[Any, Condition] = {}  # boolean masks, read by masked_fill/where
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names:
             continue  # (named already: a state h_n[k], read with its recurrent call)
@@ -191,7 +193,12 @@ def read_captured(
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name
         try:
-            record_for(records, tensors, node, names(node.name), previous)
+            if op_name(node) in READERS:
+                made = where_records(node, names(node.name), tensors, conditions)
+                records.extend(made)
+                tensors.names[node] = made[-1].name
+            elif not read_condition(node, tensors, conditions):
+                record_for(records, tensors, node, names(node.name), previous)
         except Unsupported as error:
             found.append((str(error), node))
             tensors.names[node] = previous

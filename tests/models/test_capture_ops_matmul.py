@@ -1,5 +1,5 @@
 """Attention written by hand in a forward (``q @ k.transpose(1, 2)``, ``torch.bmm``,
-``torch.einsum``) read as ``matmul`` records, and recurrent cell loops refused by name.
+``torch.einsum``) read as ``matmul`` records, and a recurrent cell loop read as its layer.
 
 Expected values come from the module itself, ``module(x)``, run by torch.
 """
@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from xframe_bilstm import UnsupportedFeatureError, compare, to_onnx, torch_to_keras  # noqa: E402
+from xframe_bilstm import compare, to_onnx, torch_to_keras  # noqa: E402
 from xframe_bilstm.models.capture_ops import Unsupported, einsum_transposes  # noqa: E402
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
@@ -169,9 +169,10 @@ class CellLoop(nn.Module):
         return self.fc(torch.stack(outputs, dim=1))
 
 
-def test_a_loop_over_a_cell_is_refused_naming_the_cell() -> None:
-    with pytest.raises(UnsupportedFeatureError) as caught:
-        torch_to_keras(CellLoop().eval(), verify=False)
-    message = str(caught.value)
-    assert "holds 'cell' (nn.GRUCell)" in message
-    assert "Use nn.LSTM/nn.GRU/nn.RNN(batch_first=True)" in message
+def test_a_loop_over_a_cell_is_read_as_its_layer() -> None:
+    module = CellLoop().eval()
+    x = np.random.default_rng(2).standard_normal((2, 6, 4)).astype("float32")
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    model = torch_to_keras(module)
+    assert np.abs(np.asarray(model(x)) - expected).max() < 1e-5

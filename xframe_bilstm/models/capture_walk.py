@@ -16,6 +16,7 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
+from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states
 from .capture_where import READERS, Condition, read_condition, where_records
@@ -140,6 +141,7 @@ def read_captured(
     """The model graph of a capture (``second``: the capture at the other sizes, or None)."""
     torch = require("torch")
     graph = exported.graph
+    loops = _loops(module, exported, second)
     if second is not None and not _same_graph(exported, second):
         second = None
     first_shapes, other = _shapes(exported), (_shapes(second) if second is not None else {})
@@ -182,6 +184,10 @@ def read_captured(
                 found.append((str(error), node))
                 _poison(members, tensors, input_name)
             continue
+        if node in loops:
+            if node not in tensors.names:
+                _read_loop(node, loops[node], tensors, records, names, read_child, found)
+            continue
         value = node.meta.get("val")
         if is_tuple_getitem(node):
             if node.args[1] != 0:
@@ -213,6 +219,55 @@ def read_captured(
         outputs=outputs,
         source=f"torch {type(module).__name__}",
     )
+
+
+def _loops(module: Any, exported: Any, second: Any) -> dict[Any, CellLoop | str]:
+    """Each node of a cell's loop over time -> its loop, or why the cell's calls are not
+    one (keyed by the calls alone then); see :mod:`.capture_cells`."""
+    found = cell_loops(module, exported.graph)
+    if not found:
+        return {}
+    if second is None:
+        other: dict[str, CellLoop | str] = {path: "could not be captured" for path in found}
+    else:
+        other = cell_loops(module, second.graph)
+    nodes: dict[Any, CellLoop | str] = {}
+    for path, loop in same_loops(found, other).items():
+        if isinstance(loop, CellLoop):
+            nodes.update(dict.fromkeys([*loop.members, loop.output], loop))
+        else:
+            calls, zeros = cell_calls(module, exported.graph, path)
+            nodes.update(dict.fromkeys(zeros, ""))  # left out with the calls, not named
+            nodes.update(dict.fromkeys(calls, refused(module, path, loop)))
+    return nodes
+
+
+def _read_loop(
+    node: Any,
+    loop: CellLoop | str,
+    tensors: Tensors,
+    records: list[LayerRecord],
+    names: _Names,
+    read_child: ReadChild,
+    found: list[tuple[str, Any]],
+) -> None:
+    """Read a loop's recurrent layer at its first call (or refuse its calls once)."""
+    if isinstance(loop, str):
+        if loop and not any(what == loop for what, _ in found):
+            found.append((loop, node))
+        tensors.names[node] = next(iter(tensors.names.values()))  # a stand-in: read on
+        return
+    if node is not loop.calls[0]:
+        return
+    name = names(loop.path)
+    made = read_child(name, loop_layer(loop), tensors.name(loop.source))
+    if not loop.sequences:  # the last step's h: the output sequence's last step
+        options = {"axis": 1, "start": -1, "stop": None, "step": 1, "keep_axis": False}
+        last = LayerRecord(names(f"{loop.path}_last"), "slice", "select", (made[-1].name,), options)
+        made.append(last)
+    records.extend(made)
+    names.taken.update(record.name for record in made)
+    tensors.names[loop.output] = made[-1].name
 
 
 def _outputs(

@@ -177,9 +177,8 @@ def _captured(
     does, and the capture's error why it was not read either; with ``input_shape``, that
     the shape does not fit.
     """
-    from .torch_capture import CaptureError, capture_graph, refuse_cell_loops
+    from .torch_capture import CaptureError, capture_graph
 
-    refuse_cell_loops(module)
     shape = None
     try:
         options = first_input_options(module, custom_modules)
@@ -234,7 +233,7 @@ def first_input_options(
     module: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None
 ) -> dict[str, Any]:
     """The input's ``shape`` and ``dtype`` fixed by the first module (in declaration order)
-    that fixes one: an Embedding, a recurrent module, a Linear, a convolution or a
+    that fixes one: an Embedding, a recurrent module or cell, a Linear, a convolution or a
     normalization.
 
     Raises:
@@ -249,6 +248,8 @@ def first_input_options(
             return first
         if isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, *conv_types(nn))):
             return dict(_input("input", child_name, child, nn).options)
+        if isinstance(child, nn.RNNCellBase):  # a loop over x[:, t]: (B, T, input_size)
+            return {"shape": (None, int(child.input_size)), "dtype": "float32"}
     from .torch_capture import CaptureError
 
     raise CaptureError(

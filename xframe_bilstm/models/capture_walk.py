@@ -281,7 +281,9 @@ def _outputs(
         value = getattr(result, "meta", {}).get("val")
         if not isinstance(value, torch.Tensor) or result not in tensors.names:
             shown = (
-                "a tensor its input does not reach (a parameter or buffer)"
+                "a boolean mask (read only by masked_fill or torch.where with a number)"
+                if isinstance(value, torch.Tensor) and value.dtype == torch.bool
+                else "a tensor its input does not reach (a parameter or buffer)"
                 if isinstance(value, torch.Tensor)
                 else f"a {type(value if value is not None else result).__name__}"
             )

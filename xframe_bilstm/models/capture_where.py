@@ -23,6 +23,9 @@ from .capture_ops import Tensors, Unsupported, op_name
 
 _COMPARE = {"aten.eq", "aten.ne", "aten.lt", "aten.le", "aten.gt", "aten.ge"}
 _NOT = {"aten.bitwise_not", "aten.logical_not"}
+# Operations that leave a mask as it is (``expand`` only broadcasts it), as long as it
+# stays boolean.
+_SAME = {"aten.clone", "aten.contiguous", "aten.alias", "aten.expand", "aten._to_copy", "aten.to"}
 READERS = frozenset({"aten.masked_fill", "aten.where"})
 
 
@@ -84,15 +87,15 @@ def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Condition]
         conditions[node] = _negated(before)
     elif op == "aten.unsqueeze":
         conditions[node] = _unsqueezed(before, int(args[1]))
-    elif op in ("aten.clone", "aten.contiguous", "aten.alias", "aten.expand", "aten._to_copy"):
+    elif op in _SAME:
         if tuple(node.meta["val"].shape) != tuple(given[0].meta["val"].shape) and op != (
             "aten.expand"
         ):
             raise Unsupported(f"applies {op} to a boolean mask")
-        if op == "aten._to_copy" and str(node.meta["val"].dtype) != "torch.bool":
+        if str(node.meta["val"].dtype) != "torch.bool":
             raise Unsupported(
-                f"makes a boolean mask {node.meta['val'].dtype} ({op}); only masked_fill "
-                "and torch.where with a number read a mask"
+                f"turns a boolean mask into {node.meta['val'].dtype} ({op}); only "
+                "masked_fill and torch.where with a number read a mask"
             )
         conditions[node] = before
     elif op == "aten.slice" and _whole(args):

@@ -71,6 +71,9 @@ MASK_RULES = {
     "multi_head_attention": "keep",
     # A batched matrix product (a captured ``q @ k``): no Keras layer, its mask ends.
     "matmul": "drop",
+    # ``x`` where a comparison of another tensor with a number fails, a constant elsewhere
+    # (a captured ``scores.masked_fill(mask == 0, -1e9)``): its mask ends.
+    "where": "drop",
 }
 # Attention layers: (query, value) or (query, value, key), each runner hands them to its own
 # module for them.
@@ -82,6 +85,7 @@ MULTI_INPUT_KINDS = (
     *(kind for kind, rule in MASK_RULES.items() if rule == "merge"),
     *ATTENTION_KINDS,
     "matmul",
+    "where",
 )
 # Merges, permutes, repeats, TimeDistributed and activation layers: each runner hands them
 # to its own module for them.
@@ -181,6 +185,12 @@ class LayerRecord:
     - ``matmul`` (read from a torch ``forward``; inputs ``(a, b)`` of one rank, at least
       3, the same sizes on every axis but the last two): ``transpose_a``, ``transpose_b``
       (swap that input's last two axes first); ``a @ b`` over the last two axes.
+    - ``where`` (read from a torch ``forward``; inputs ``(x, source)``): ``compare`` (one of
+      ``"eq"``, ``"ne"``, ``"lt"``, ``"le"``, ``"gt"``, ``"ge"``), ``value`` (a number),
+      ``fill`` (a number, ``-inf`` and ``inf`` included) and ``axes`` (the axes of size 1
+      inserted into ``source``, counted with the batch axis, never 0); the condition
+      ``expand_dims(source, axes) <compare> value`` has ``x``'s rank and broadcasts to
+      ``x``'s shape; the output is ``fill`` where it holds and ``x`` elsewhere.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

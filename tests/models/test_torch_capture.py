@@ -181,7 +181,7 @@ def test_the_graph_reads_operations_as_layers() -> None:
 
 
 class Attention(nn.Module):
-    """An operation no layer record computes: a masked_fill of attention scores."""
+    """An operation no layer record computes: a cumulative sum of attention scores."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -190,8 +190,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.lstm(x)[0]
         scores = out @ out.transpose(1, 2)
-        scores = scores.masked_fill(scores > 10.0, 0.0)
-        return scores.sum(1)
+        return torch.cumsum(scores, 1).sum(1)
 
 
 def test_unsupported_operations_are_listed_with_their_lines() -> None:
@@ -200,8 +199,8 @@ def test_unsupported_operations_are_listed_with_their_lines() -> None:
     message = str(caught.value)
     assert "Attention.forward cannot be read as Keras layers" in message
     assert "aten.matmul" not in message  # a batched matrix product is read
-    assert "applies aten.masked_fill at test_torch_capture.py:" in message
-    assert "scores.masked_fill(scores > 10.0, 0.0)" in message
+    assert "applies aten.cumsum at test_torch_capture.py:" in message
+    assert "torch.cumsum(scores, 1).sum(1)" in message
 
 
 class FinalState(nn.Module):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ def torch_to_keras(
     seed: int = 0,
     submodule: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+    input_shape: Sequence[int | None] | None = None,
 ) -> Any:
     """Convert an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (or a converted module) to Keras 3.
 
@@ -80,6 +81,12 @@ def torch_to_keras(
             supported modules: their class (or its name) -> ``factory(child)``, returning a
             Keras layer that computes what the child computes, weights included, in the
             same layout. The result is checked against ``module(x)``.
+        input_shape: for a module with children, the shape of its input without the batch
+            axis, ``None`` for the time axis, as ``keras.Input(shape=...)`` takes it
+            (``(1, 32, None)`` for a CRNN reading 32-pixel-high images); by default it
+            is read from the first child, and any other free axis is given the size 7.
+            The Keras model takes inputs of that shape; a shape ``forward`` does not take,
+            or one that changes a size the first child fixes, is refused.
 
     Returns:
         A Keras layer, ``keras.Sequential`` or (for a module with children) ``keras.Model``.
@@ -106,6 +113,8 @@ def torch_to_keras(
     from ..keras_files import is_model_path
     from ..models import from_torch
 
+    if input_shape is not None:
+        _refuse_input_shape(obj, submodule, input_shape)
     if is_model_path(obj):
         module = from_torch.load_state_dict_module(obj, submodule=submodule)
         result = _module_to_keras(module, verify=verify, seed=seed, name=submodule)
@@ -114,13 +123,38 @@ def torch_to_keras(
     elif submodule is not None:
         part = _part_of(obj, submodule)
         result = _module_to_keras(
-            part, verify=verify, seed=seed, name=submodule, custom_modules=custom_modules
+            part,
+            verify=verify,
+            seed=seed,
+            name=submodule,
+            custom_modules=custom_modules,
+            input_shape=input_shape,
         )
     else:
-        return _module_to_keras(obj, verify=verify, seed=seed, custom_modules=custom_modules)
+        return _module_to_keras(
+            obj, verify=verify, seed=seed, custom_modules=custom_modules, input_shape=input_shape
+        )
     if submodule is not None:
         result.converted_part = submodule
     return result
+
+
+def _refuse_input_shape(obj: Any, submodule: str | None, input_shape: Any) -> None:
+    """Refuse ``input_shape`` where no module with children reads it."""
+    from ..keras_files import is_model_path
+    from ..models.to_torch import KerasModel
+    from ..models.torch_graph import is_whole_module
+
+    module = obj
+    if not is_model_path(obj) and submodule is not None:
+        module = _part_of(obj, submodule)
+    if is_model_path(obj) or isinstance(module, KerasModel) or not is_whole_module(module):
+        what = "a state_dict file" if is_model_path(obj) else type(module).__name__
+        raise UnsupportedFeatureError(
+            f"input_shape={input_shape!r} is read for modules with children only; {what} "
+            "fixes its own input shape (a recurrent module reads (batch, time, input_size), "
+            "a port from keras_to_torch its Keras model's inputs): leave input_shape out"
+        )
 
 
 def _part_of(module: Any, submodule: str) -> Any:
@@ -148,6 +182,7 @@ def _module_to_keras(
     seed: int,
     name: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+    input_shape: Sequence[int | None] | None = None,
 ) -> Any:
     """Convert a live module; see :func:`torch_to_keras`."""
     torch = require("torch")
@@ -159,7 +194,12 @@ def _module_to_keras(
         return keras_model_to_keras(obj, verify=verify, seed=seed, name=name)
     if is_whole_module(obj):
         return whole_module_to_keras(
-            obj, verify=verify, seed=seed, name=name, custom_modules=custom_modules
+            obj,
+            verify=verify,
+            seed=seed,
+            name=name,
+            custom_modules=custom_modules,
+            input_shape=input_shape,
         )
     keras_adapter = require_keras_adapter()
     stack = torch_adapter.torch_to_canonical(obj)

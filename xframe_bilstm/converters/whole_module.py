@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,13 +20,17 @@ def whole_module_to_keras(
     seed: int,
     name: str | None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+    input_shape: Sequence[int | None] | None = None,
 ) -> Any:
-    """A module made of children, through its model graph; checked against ``module(x)``."""
+    """A module made of children, through its model graph; checked against ``module(x)``
+    on inputs of ``input_shape`` (without the batch axis) where given."""
     require("keras")
     from ..adapters.keras.graph import graph_to_keras
     from ..models.torch_graph import graph_from_torch
 
-    graph = graph_from_torch(module, name=name, custom_modules=custom_modules)
+    graph = graph_from_torch(
+        module, name=name, custom_modules=custom_modules, input_shape=input_shape
+    )
     model = graph_to_keras(graph)
     if verify:
         torch = require("torch")

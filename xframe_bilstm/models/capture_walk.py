@@ -16,8 +16,10 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
+from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states
+from .capture_where import READERS, Condition, read_condition, where_records
 
 LeafTest = Callable[[Any], bool]
 ReadChild = Callable[[str, Any, str], list[LayerRecord]]
@@ -139,6 +141,7 @@ def read_captured(
     """The model graph of a capture (``second``: the capture at the other sizes, or None)."""
     torch = require("torch")
     graph = exported.graph
+    loops = _loops(module, exported, second)
     if second is not None and not _same_graph(exported, second):
         second = None
     first_shapes, other = _shapes(exported), (_shapes(second) if second is not None else {})
@@ -155,6 +158,7 @@ def read_captured(
     weights = set(placeholders) - set(user)
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read, found = _live(graph), set(), []
+    conditions: dict[Any, Condition] = {}  # boolean masks, read by masked_fill/where
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names:
             continue  # (named already: a state h_n[k], read with its recurrent call)
@@ -180,6 +184,10 @@ def read_captured(
                 found.append((str(error), node))
                 _poison(members, tensors, input_name)
             continue
+        if node in loops:
+            if node not in tensors.names:
+                _read_loop(node, loops[node], tensors, records, names, read_child, found)
+            continue
         value = node.meta.get("val")
         if is_tuple_getitem(node):
             if node.args[1] != 0:
@@ -191,7 +199,12 @@ def read_captured(
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name
         try:
-            record_for(records, tensors, node, names(node.name), previous)
+            if op_name(node) in READERS:
+                made = where_records(node, names(node.name), tensors, conditions)
+                records.extend(made)
+                tensors.names[node] = made[-1].name
+            elif not read_condition(node, tensors, conditions):
+                record_for(records, tensors, node, names(node.name), previous)
         except Unsupported as error:
             found.append((str(error), node))
             tensors.names[node] = previous
@@ -208,6 +221,55 @@ def read_captured(
     )
 
 
+def _loops(module: Any, exported: Any, second: Any) -> dict[Any, CellLoop | str]:
+    """Each node of a cell's loop over time -> its loop, or why the cell's calls are not
+    one (keyed by the calls alone then); see :mod:`.capture_cells`."""
+    found = cell_loops(module, exported.graph)
+    if not found:
+        return {}
+    if second is None:
+        other: dict[str, CellLoop | str] = {path: "could not be captured" for path in found}
+    else:
+        other = cell_loops(module, second.graph)
+    nodes: dict[Any, CellLoop | str] = {}
+    for path, loop in same_loops(found, other).items():
+        if isinstance(loop, CellLoop):
+            nodes.update(dict.fromkeys([*loop.members, loop.output], loop))
+        else:
+            calls, zeros = cell_calls(module, exported.graph, path)
+            nodes.update(dict.fromkeys(zeros, ""))  # left out with the calls, not named
+            nodes.update(dict.fromkeys(calls, refused(module, path, loop)))
+    return nodes
+
+
+def _read_loop(
+    node: Any,
+    loop: CellLoop | str,
+    tensors: Tensors,
+    records: list[LayerRecord],
+    names: _Names,
+    read_child: ReadChild,
+    found: list[tuple[str, Any]],
+) -> None:
+    """Read a loop's recurrent layer at its first call (or refuse its calls once)."""
+    if isinstance(loop, str):
+        if loop and not any(what == loop for what, _ in found):
+            found.append((loop, node))
+        tensors.names[node] = next(iter(tensors.names.values()))  # a stand-in: read on
+        return
+    if node is not loop.calls[0]:
+        return
+    name = names(loop.path)
+    made = read_child(name, loop_layer(loop), tensors.name(loop.source))
+    if not loop.sequences:  # the last step's h: the output sequence's last step
+        options = {"axis": 1, "start": -1, "stop": None, "step": 1, "keep_axis": False}
+        last = LayerRecord(names(f"{loop.path}_last"), "slice", "select", (made[-1].name,), options)
+        made.append(last)
+    records.extend(made)
+    names.taken.update(record.name for record in made)
+    tensors.names[loop.output] = made[-1].name
+
+
 def _outputs(
     results: Any, tensors: Tensors, found: list[tuple[str, Any]], where: Any
 ) -> tuple[str, ...]:
@@ -219,7 +281,9 @@ def _outputs(
         value = getattr(result, "meta", {}).get("val")
         if not isinstance(value, torch.Tensor) or result not in tensors.names:
             shown = (
-                "a tensor its input does not reach (a parameter or buffer)"
+                "a boolean mask (read only by masked_fill or torch.where with a number)"
+                if isinstance(value, torch.Tensor) and value.dtype == torch.bool
+                else "a tensor its input does not reach (a parameter or buffer)"
                 if isinstance(value, torch.Tensor)
                 else f"a {type(value if value is not None else result).__name__}"
             )

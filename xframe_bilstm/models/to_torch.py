@@ -39,6 +39,7 @@ from .torch_convolution import Convolution, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
 from .torch_shape_layers import combine_masks, shape_module
 from .torch_tensor_ops import tensor_op_module
+from .torch_where import where_module
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -241,6 +242,8 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         return custom_module(record)
     if record.kind in ("reduce", "slice", "scalar_op", "matmul"):
         return tensor_op_module(record)
+    if record.kind == "where":
+        return where_module(record)
     if record.kind in ("attention", "multi_head_attention"):
         return attention_module(record)
     return None  # inputs

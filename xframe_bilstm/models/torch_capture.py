@@ -18,9 +18,11 @@ Rules of this module:
   ``multi_head_attention`` record (:mod:`.capture_attention`). Everything else
   ``forward`` computes is read operation by operation (:mod:`.capture_ops`), through
   modules of the user's own classes too.
-- ``nn.LSTMCell``/``nn.GRUCell``/``nn.RNNCell`` are refused by name before anything is
-  captured: ``torch.export`` unrolls a ``for t in range(T)`` loop over them at the
-  example's length, so the capture would hold a fixed number of steps, not a layer.
+- ``torch.export`` unrolls a ``for t in range(x.shape[1])`` loop over an
+  ``nn.LSTMCell``/``nn.GRUCell``/``nn.RNNCell`` into one call per step: the calls of one
+  cell over every step of the input, in both captures, are read as the ``nn.LSTM``/
+  ``nn.GRU``/``nn.RNN`` holding its weights (:mod:`.capture_cells`); any other use of a
+  cell is refused by name.
 - What cannot be read is refused once, listing every operation with the line of
   ``forward`` it came from (``node.meta["stack_trace"]``).
 """
@@ -88,29 +90,6 @@ def capture_graph(
     )
 
 
-def refuse_cell_loops(module: Any) -> None:
-    """Refuse a module holding recurrent cells, naming them and the layer to use instead.
-
-    Raises:
-        UnsupportedFeatureError: ``module`` holds an ``nn.LSTMCell``, ``nn.GRUCell`` or
-            ``nn.RNNCell``.
-    """
-    torch = require("torch")
-    cells = [
-        f"{path!r} (nn.{type(child).__name__})"
-        for path, child in module.named_modules()
-        if isinstance(child, torch.nn.RNNCellBase)
-    ]
-    if cells:
-        raise UnsupportedFeatureError(
-            f"{type(module).__name__} holds {', '.join(cells)}: a loop over time in forward "
-            "is unrolled by torch.export at one fixed length, which no Keras layer reads. "
-            "Use nn.LSTM/nn.GRU/nn.RNN(batch_first=True) instead (a cell's weight_ih, "
-            "weight_hh, bias_ih and bias_hh are their weight_ih_l0, weight_hh_l0, "
-            "bias_ih_l0 and bias_hh_l0)"
-        )
-
-
 def fixed_axes(input_options: Mapping[str, Any]) -> dict[str, Any]:
     """The input's options with only its last free axis left free (the time axis of ids,
     sequences and channels-first signals); the others take the examples' length, as a
@@ -176,5 +155,4 @@ __all__ = [
     "capture_graph",
     "example_input",
     "fixed_axes",
-    "refuse_cell_loops",
 ]

@@ -25,7 +25,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from .input_shape import checked_input_shape, does_not_fit
 from .torch_custom_children import child_factory, custom_child_record
 from .torch_forward import check_forward, refuse_scripted
 from .torch_graph_convolution import conv_input_options, conv_records, conv_types
@@ -80,11 +81,14 @@ def graph_from_torch(
     *,
     name: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+    input_shape: Sequence[int | None] | None = None,
 ) -> ModelGraph:
     """The model graph of a module whose ``forward`` applies its children in order.
 
     ``custom_modules`` maps children of other classes (the class or its name) to factories
-    of Keras layers (:mod:`.torch_custom_children`).
+    of Keras layers (:mod:`.torch_custom_children`). ``input_shape`` (without the batch
+    axis, None for time) replaces the input shape read from the first child
+    (:mod:`.input_shape`).
 
     Raises:
         UnsupportedFeatureError: naming what ``forward`` does besides that, and every child
@@ -105,7 +109,9 @@ def graph_from_torch(
     except UnsupportedFeatureError as plain:
         if "forward" in vars(module):  # set on the instance: refused either way
             raise
-        return _captured(module, plain, name=name, custom_modules=custom_modules)
+        return _captured(
+            module, plain, name=name, custom_modules=custom_modules, input_shape=input_shape
+        )
     children = _children(module)
     if not children:
         raise UnsupportedFeatureError(f"{type(module).__name__} has no children to convert")
@@ -137,6 +143,10 @@ def graph_from_torch(
         if first
         else _input(input_name, *children[0], nn)
     ]
+    if input_shape is not None:
+        options = dict(records[0].options)
+        options["shape"] = checked_input_shape(input_shape, options, module)
+        records[0] = LayerRecord(input_name, "input", "InputLayer", options=options)
     with torch.no_grad():
         for child_name, child in children:
             factory = child_factory(child, custom_modules)
@@ -160,17 +170,22 @@ def _captured(
     *,
     name: str | None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
+    input_shape: Sequence[int | None] | None = None,
 ) -> ModelGraph:
     """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``.
 
     Where it cannot be captured at all, the plain chain's refusal says what ``forward``
-    does, and the capture's error why it was not read either.
+    does, and the capture's error why it was not read either; with ``input_shape``, that
+    the shape does not fit.
     """
-    from .torch_capture import CaptureError, capture_graph, refuse_cell_loops
+    from .torch_capture import CaptureError, capture_graph
 
-    refuse_cell_loops(module)
+    shape = None
     try:
         options = first_input_options(module, custom_modules)
+        if input_shape is not None:
+            shape = checked_input_shape(input_shape, options, module)
+            options = {**options, "shape": shape}
         return capture_graph(
             module,
             options,
@@ -181,6 +196,8 @@ def _captured(
             ),
         )
     except CaptureError as error:
+        if shape is not None:
+            raise UnsupportedFeatureError(does_not_fit(shape, module, error)) from error
         raise UnsupportedFeatureError(f"{plain} {error}") from error
 
 
@@ -217,7 +234,7 @@ def first_input_options(
     module: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None
 ) -> dict[str, Any]:
     """The input's ``shape`` and ``dtype`` fixed by the first module (in declaration order)
-    that fixes one: an Embedding, a recurrent module, a Linear, a convolution or a
+    that fixes one: an Embedding, a recurrent module or cell, a Linear, a convolution or a
     normalization.
 
     Raises:
@@ -232,6 +249,8 @@ def first_input_options(
             return first
         if isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, *conv_types(nn))):
             return dict(_input("input", child_name, child, nn).options)
+        if isinstance(child, nn.RNNCellBase):  # a loop over x[:, t]: (B, T, input_size)
+            return {"shape": (None, int(child.input_size)), "dtype": "float32"}
     from .torch_capture import CaptureError
 
     raise CaptureError(

@@ -26,6 +26,7 @@ from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
 from .tensor_ops import KINDS as TENSOR_OP_KINDS
 from .tensor_ops import run_matmul, run_tensor_op
+from .where import run_where
 
 
 def _activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -141,6 +142,8 @@ def run_model_reference(
             y = run_tensor_op(record.kind, options, x, dtype)
         elif record.kind == "matmul":
             y = run_matmul(options, [values[name] for name in record.inputs], dtype)
+        elif record.kind == "where":
+            y = run_where(options, [values[name] for name in record.inputs], dtype)
         elif record.kind in ATTENTION_KINDS:
             tensors = [values[name] for name in record.inputs]
             y = run_attention(record, tensors, [masks[name] for name in record.inputs], dtype)

@@ -90,3 +90,45 @@ def test_a_bad_option_is_refused_by_name(
     path = _edited(saved, tmp_path / "spoiled.keras", spoil)
     with pytest.raises(UnsupportedFeatureError, match=message):
         read_model(path)
+
+
+@pytest.fixture(scope="module")
+def masked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ...models.test_capture_where import Diacritizer
+
+    path = tmp_path_factory.mktemp("masked") / "masked.keras"
+    torch_to_keras(Diacritizer("not").eval()).save(path)
+    return path
+
+
+def test_masks_and_products_read_as_their_kinds(masked: Path) -> None:
+    graph = read_model(masked)
+    (where,) = [record for record in graph.layers if record.kind == "where"]
+    assert where.options == {"compare": "eq", "value": 0.0, "fill": float("-inf"), "axes": (1,)}
+    assert where.inputs[1] == "input"  # compares the token ids
+    products = [record for record in graph.layers if record.kind == "matmul"]
+    assert [record.options["transpose_b"] for record in products] == [False, False]
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value", "message"),
+    [
+        ("where", "compare", "approx", "option 'compare' is 'approx'; expected one of eq"),
+        ("where", "fill", float("nan"), "option 'fill' is nan; expected a number or an infinity"),
+        ("where", "value", "0", "option 'value' is '0'; expected a number"),
+        ("where", "axes", [0], "option 'axes' is 0; expected an axis other than the batch"),
+        ("matmul", "transpose_a", 1, "option 'transpose_a' is 1; expected True or False"),
+    ],
+)
+def test_a_bad_mask_or_product_option_is_refused_by_name(
+    masked: Path, tmp_path: Path, kind: str, key: str, value: Any, message: str
+) -> None:
+    registered = {"where": "xframe_bilstm>Where", "matmul": "xframe_bilstm>MatMul"}[kind]
+
+    def spoil(entry: dict) -> None:
+        if entry.get("registered_name") == registered:
+            entry["config"]["options"][key] = value
+
+    path = _edited(masked, tmp_path / "spoiled.keras", spoil)
+    with pytest.raises(UnsupportedFeatureError, match=message.replace("(", r"\(")):
+        read_model(path)

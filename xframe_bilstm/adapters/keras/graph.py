@@ -216,7 +216,7 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         from .custom import custom_keras_layer
 
         return custom_keras_layer(record, keras, dtype)
-    if record.kind in ("reduce", "slice", "scalar_op", "matmul"):
+    if record.kind in ("reduce", "slice", "scalar_op", "matmul", "where"):
         return tensor_op_layer(record, dtype)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"

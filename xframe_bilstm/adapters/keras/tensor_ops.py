@@ -1,10 +1,11 @@
 """The tensor operations of a captured ``forward`` rebuilt in Keras 3.
 
-No Keras layer sums over time, slices one step, adds a constant or multiplies two
-batches of matrices, so these are small layers of this package, registered as
-``xframe_bilstm>Reduce``, ``xframe_bilstm>Slice``, ``xframe_bilstm>ScalarOp`` and
-``xframe_bilstm>MatMul``: a saved model that holds them loads where this package is
-imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops` computes.
+No Keras layer sums over time, slices one step, adds a constant, multiplies two
+batches of matrices or writes a constant where a comparison holds, so these are small
+layers of this package, registered as ``xframe_bilstm>Reduce``, ``xframe_bilstm>Slice``,
+``xframe_bilstm>ScalarOp``, ``xframe_bilstm>MatMul`` and ``xframe_bilstm>Where``: a saved
+model that holds them loads where this package is imported. Each computes what
+:mod:`xframe_bilstm.reference.tensor_ops` (and :mod:`xframe_bilstm.reference.where`) computes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
 from ...reference.tensor_ops import KINDS, scalar_op, slice_index
+from ...reference.where import COMPARISONS
 
-_KINDS = (*KINDS, "matmul")
+_KINDS = (*KINDS, "matmul", "where")
 
 
 @functools.cache
@@ -77,11 +79,33 @@ def tensor_op_classes() -> dict[str, Any]:
                 b = keras.ops.swapaxes(b, -1, -2)
             return keras.ops.matmul(a, b)
 
-    return {"reduce": Reduce, "slice": Slice, "scalar_op": ScalarOp, "matmul": MatMul}
+    @register
+    class Where(_OptionsLayer):
+        """``fill`` where ``source`` (axes of size 1 inserted at ``axes``) compares to
+        ``value`` as said, ``x`` elsewhere; inputs ``[x, source]``."""
+
+        def call(self, inputs: list[Any]) -> Any:
+            x, source = inputs
+            options = self.options
+            compared = keras.ops.cast(source, "float64")  # ids and floats compare alike
+            for axis in sorted(int(axis) for axis in options["axes"]):
+                compared = keras.ops.expand_dims(compared, axis)
+            holds = COMPARISONS[str(options["compare"])](compared, float(options["value"]))
+            fill = keras.ops.cast(float(options["fill"]), x.dtype)
+            return keras.ops.where(holds, fill, x)
+
+    return {
+        "reduce": Reduce,
+        "slice": Slice,
+        "scalar_op": ScalarOp,
+        "matmul": MatMul,
+        "where": Where,
+    }
 
 
 def tensor_op_layer(record: LayerRecord, dtype: str) -> Any:
-    """The Keras layer of a ``reduce``, ``slice``, ``scalar_op`` or ``matmul`` record.
+    """The Keras layer of a ``reduce``, ``slice``, ``scalar_op``, ``matmul`` or ``where``
+    record.
 
     Example:
         >>> import numpy as np

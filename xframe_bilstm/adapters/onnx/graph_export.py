@@ -32,7 +32,7 @@ from .normpool_export import export_normpool
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
 from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
-from .tensor_ops_export import emit_matmul, tensor_op_rank
+from .tensor_ops_export import emit_matmul, emit_where, tensor_op_rank
 from .vocabulary import activation_refusal, ir_version
 
 # CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.
@@ -168,6 +168,9 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
             values[record.name], masks[record.name] = emit_matmul(
                 builder, record, pair, ranks[record.name]
             )
+        elif record.kind == "where":
+            pair = [values[name] for name in record.inputs]
+            values[record.name], masks[record.name] = emit_where(builder, record, pair)
         elif record.kind != "input":
             values[record.name], masks[record.name] = _layer(builder, record, values, masks)
     outputs = []

@@ -1,8 +1,8 @@
 """The tensor operations of a captured ``forward`` as standard ONNX operators, computing
 what :mod:`xframe_bilstm.reference.tensor_ops` computes: ``ReduceSum``/``ReduceMean``/
 ``ReduceMax``/``ReduceMin``, ``Slice`` (and ``Squeeze`` for one position), and
-``Add``/``Sub``/``Mul``/``Div`` with a constant, and ``MatMul`` (after a ``Transpose`` of
-the last two axes where said)."""
+``Add``/``Sub``/``Mul``/``Div`` with a constant, ``MatMul`` (after a ``Transpose`` of
+the last two axes where said), and ``Where`` of a comparison with a number."""
 
 from __future__ import annotations
 
@@ -77,6 +77,38 @@ def emit_matmul(
     return builder.one("MatMul", [a, b], record.name), None
 
 
+_COMPARE_OPS = {
+    "eq": "Equal",
+    "ne": "Equal",  # then Not
+    "lt": "Less",
+    "le": "LessOrEqual",
+    "gt": "Greater",
+    "ge": "GreaterOrEqual",
+}
+
+
+def emit_where(builder: GraphBuilder, record: LayerRecord, tensors: Sequence[str]) -> Emitted:
+    """The ``Where`` of a ``where`` record's inputs ``(x, source)``: the source compared in
+    float64 (token ids and floats alike) after ``Unsqueeze``; no mask after."""
+    options, prefix = record.options, record.name
+    x, source = tensors
+    double = builder.onnx.TensorProto.DOUBLE
+    compared = builder.one("Cast", [source], f"{prefix}/source", to=double)
+    axes = [int(axis) for axis in options["axes"]]
+    if axes:
+        axes_input = builder.ints(f"{prefix}/axes", sorted(axes))
+        compared = builder.one("Unsqueeze", [compared, axes_input], f"{prefix}/unsqueeze")
+    value = builder.constant(f"{prefix}/value", np.asarray(float(options["value"]), np.float64))
+    compare = str(options["compare"])
+    holds = builder.one(_COMPARE_OPS[compare], [compared, value], f"{prefix}/condition")
+    if compare == "ne":
+        holds = builder.one("Not", [holds], f"{prefix}/not")
+    fill = builder.constant(
+        f"{prefix}/fill", np.asarray(float(options["fill"]), builder.float_dtype)
+    )
+    return builder.one("Where", [holds, fill, x], prefix), None
+
+
 def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
     """The output rank of a record of these kinds (batch axis included)."""
     rank = ranks[record.inputs[0]]
@@ -87,4 +119,4 @@ def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
     return rank
 
 
-__all__ = ["EMITTERS", "emit_matmul", "tensor_op_rank"]
+__all__ = ["EMITTERS", "emit_matmul", "emit_where", "tensor_op_rank"]

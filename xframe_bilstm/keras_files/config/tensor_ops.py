@@ -1,5 +1,5 @@
-"""The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``) read
-back into ``reduce``, ``slice`` and ``scalar_op`` records.
+"""The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
+``>MatMul``, ``>Where``) read back into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`); a saved model holding them ports back.
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
+from ...reference.where import COMPARISONS
 from ..weights import WeightRef, expect_count
 
 if TYPE_CHECKING:  # specs reads this module's classes
@@ -28,6 +29,8 @@ KIND_BY_CLASS = {
     "xframe_bilstm>Reduce": "reduce",
     "xframe_bilstm>Slice": "slice",
     "xframe_bilstm>ScalarOp": "scalar_op",
+    "xframe_bilstm>MatMul": "matmul",
+    "xframe_bilstm>Where": "where",
 }
 _REDUCTIONS = ("sum", "mean", "max", "min")
 _SCALAR_OPS = ("add", "subtract", "multiply", "divide")
@@ -90,7 +93,14 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
     given = layer.config.get("options")
     if not isinstance(given, Mapping):
         raise UnsupportedFeatureError(f"{where}: no 'options' in its configuration")
-    reader = {"reduce": _reduce, "slice": _slice, "scalar_op": _scalar_op}[kind]
+    readers = {
+        "reduce": _reduce,
+        "slice": _slice,
+        "scalar_op": _scalar_op,
+        "matmul": _matmul,
+        "where": _where,
+    }
+    reader = readers[kind]
     options = reader(given, where)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
 
@@ -130,6 +140,28 @@ def _scalar_op(given: Mapping[str, Any], where: str) -> dict[str, Any]:
         "op": _choice(given, "op", _SCALAR_OPS, where),
         "constant": float(constant),
         "reverse": _flag(given, "reverse", where),
+    }
+
+
+def _matmul(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    return {key: _flag(given, key, where) for key in ("transpose_a", "transpose_b")}
+
+
+def _where(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    value, fill, axes = given.get("value"), given.get("fill"), given.get("axes")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(where, "value", value, "a number")
+    if not math.isfinite(float(value)):
+        raise _bad(where, "value", value, "a finite number")
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or math.isnan(fill):
+        raise _bad(where, "fill", fill, "a number or an infinity")
+    if not isinstance(axes, (list, tuple)):
+        raise _bad(where, "axes", axes, "a list of axes")
+    return {
+        "compare": _choice(given, "compare", tuple(COMPARISONS), where),
+        "value": float(value),
+        "fill": float(fill),
+        "axes": tuple(_axis(axis, "axes", where) for axis in axes),
     }
 
 

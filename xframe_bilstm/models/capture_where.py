@@ -1,0 +1,177 @@
+"""Padding masks written in a captured ``forward``, read into ``where`` records.
+
+Attention written by hand masks its scores with a boolean tensor computed from the token
+ids: ``scores.masked_fill(mask.unsqueeze(1) == 0, -1e9)``, ``masked_fill(~mask, -inf)``
+or ``torch.where(mask, scores, float("-inf"))`` with ``mask = ids != 0``. No Keras layer
+holds a boolean tensor, so such a tensor is not a record: it is followed as a
+:class:`Condition` (a tensor of the model compared with a number, then given axes of size
+1, negated or compared with 0 or 1 again) until ``masked_fill`` or ``where`` with a number
+reads it, which becomes one ``where`` record (:mod:`xframe_bilstm.reference.where`).
+A condition read by anything else is refused by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..graph import LayerRecord
+from ..reference.where import NEGATED
+from .capture_ops import Tensors, Unsupported, op_name
+
+_COMPARE = {"aten.eq", "aten.ne", "aten.lt", "aten.le", "aten.gt", "aten.ge"}
+_NOT = {"aten.bitwise_not", "aten.logical_not"}
+# Operations that leave a mask as it is (``expand`` only broadcasts it), as long as it
+# stays boolean.
+_SAME = {"aten.clone", "aten.contiguous", "aten.alias", "aten.expand", "aten._to_copy", "aten.to"}
+READERS = frozenset({"aten.masked_fill", "aten.where"})
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A boolean tensor: ``source`` compared with ``value``; ``source``'s axes sit at
+    ``positions`` of the condition's axes, and ``inserted`` are the axes of size 1 added."""
+
+    source: Any
+    compare: str
+    value: float
+    positions: tuple[int, ...]
+    inserted: tuple[int, ...] = ()
+
+    @property
+    def rank(self) -> int:
+        return len(self.positions) + len(self.inserted)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (bool, int, float))
+
+
+def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Condition]) -> bool:
+    """Follow ``node`` as a condition where it computes one; whether it did.
+
+    Raises:
+        Unsupported: an operation on a condition that no ``where`` record reads.
+    """
+    op = op_name(node)
+    args = list(node.args)
+    given = [arg for arg in node.all_input_nodes if arg in conditions]
+    if op in READERS:
+        return False
+    if op in _COMPARE and len(args) == 2 and _number(args[1]) and hasattr(args[0], "op"):
+        if args[0] in conditions:  # mask == 0, mask != 0, mask == True...
+            before = conditions[args[0]]
+            if op not in ("aten.eq", "aten.ne") or float(args[1]) not in (0.0, 1.0):
+                raise Unsupported(f"applies {op} to a boolean mask with {args[1]!r}")
+            keeps = (op == "aten.eq") == (float(args[1]) == 1.0)
+            conditions[node] = before if keeps else _negated(before)
+            return True
+        source = args[0]
+        first, second = tensors.shapes[source.name]
+        if (
+            not first
+            or first[0] != tensors.batches[0]
+            or (second and second[0] != tensors.batches[1])
+        ):
+            raise Unsupported(f"applies {op} to a tensor without the batch axis first")
+        tensors.name(source)
+        compare = op.split(".")[1]
+        conditions[node] = Condition(source, compare, float(args[1]), tuple(range(len(first))))
+        return True
+    if not given:
+        return False
+    before = conditions[given[0]]
+    if op in _NOT:
+        conditions[node] = _negated(before)
+    elif op == "aten.unsqueeze":
+        conditions[node] = _unsqueezed(before, int(args[1]))
+    elif op in _SAME:
+        if tuple(node.meta["val"].shape) != tuple(given[0].meta["val"].shape) and op != (
+            "aten.expand"
+        ):
+            raise Unsupported(f"applies {op} to a boolean mask")
+        if str(node.meta["val"].dtype) != "torch.bool":
+            raise Unsupported(
+                f"turns a boolean mask into {node.meta['val'].dtype} ({op}); only "
+                "masked_fill and torch.where with a number read a mask"
+            )
+        conditions[node] = before
+    elif op == "aten.slice" and _whole(args):
+        conditions[node] = before
+    else:
+        raise Unsupported(
+            f"applies {op} to a boolean mask; a mask is read only as a comparison of a tensor "
+            "with a number, unsqueezed or negated, passed to masked_fill or torch.where with a "
+            "number"
+        )
+    return True
+
+
+def _whole(args: list) -> bool:
+    start = args[2] if len(args) > 2 else None
+    stop = args[3] if len(args) > 3 else None
+    step = args[4] if len(args) > 4 else 1
+    return start in (None, 0) and (stop is None or int(stop) >= 2**62) and step == 1
+
+
+def _negated(condition: Condition) -> Condition:
+    return replace(condition, compare=NEGATED[condition.compare])
+
+
+def _unsqueezed(condition: Condition, dim: int) -> Condition:
+    rank = condition.rank + 1
+    axis = dim + rank if dim < 0 else dim
+    if axis == 0:
+        raise Unsupported("unsqueezes a boolean mask before its batch axis")
+    positions = tuple(p + 1 if p >= axis else p for p in condition.positions)
+    inserted = tuple(sorted([*(p + 1 if p >= axis else p for p in condition.inserted), axis]))
+    return Condition(condition.source, condition.compare, condition.value, positions, inserted)
+
+
+def where_records(
+    node: Any, name: str, tensors: Tensors, conditions: dict[Any, Condition]
+) -> list[LayerRecord]:
+    """The ``where`` record of ``x.masked_fill(mask, number)`` or ``torch.where(mask, x,
+    number)`` (or ``torch.where(mask, number, x)``).
+
+    Raises:
+        Unsupported: the mask is not a condition read here, the fill is not a number, or
+            the mask does not broadcast to ``x``.
+    """
+    op = op_name(node)
+    args = list(node.args)
+    if op == "aten.masked_fill":
+        x, mask, fill, fills_where = args[0], args[1], args[2], True
+    elif len(args) == 3 and _number(args[2]):
+        mask, x, fill, fills_where = args[0], args[1], args[2], False
+    elif len(args) == 3 and _number(args[1]):
+        mask, fill, x, fills_where = args[0], args[1], args[2], True
+    else:
+        raise Unsupported(f"applies {op} with two tensors; a Python number as the fill is read")
+    if not _number(fill):
+        raise Unsupported(f"applies {op} with a tensor fill; give a Python number")
+    if mask not in conditions:
+        raise Unsupported(
+            f"applies {op} with a mask that is not a comparison of a tensor with a number"
+        )
+    condition = conditions[mask] if fills_where else _negated(conditions[mask])
+    shape = tuple(tensors.shapes[x.name][0])
+    mask_shape = tuple(int(size) for size in mask.meta["val"].shape)
+    if len(mask_shape) != len(shape) or np.broadcast_shapes(mask_shape, shape) != shape:
+        raise Unsupported(
+            f"applies {op} with a mask of shape {mask_shape} to a tensor of shape {shape}; "
+            "unsqueeze the mask to the tensor's rank"
+        )
+    options = {
+        "compare": condition.compare,
+        "value": condition.value,
+        "fill": float(fill),
+        "axes": condition.inserted,
+    }
+    inputs = (tensors.name(x), tensors.name(condition.source))
+    return [LayerRecord(name, "where", op.split(".")[-1], inputs, options)]
+
+
+__all__ = ["READERS", "Condition", "read_condition", "where_records"]

@@ -1,0 +1,81 @@
+"""The ``input_shape`` a user gives :func:`~xframe_bilstm.torch_to_keras` for a module whose
+input the first module does not fix whole (a CRNN's image height, a feature size).
+
+The shape is Keras's (``keras.Input(shape=...)``): without the batch axis, ``None`` for the
+one free axis (time). It replaces the shape guessed from the module's first child, whose
+sizes it must keep where that child fixes them on the same axes (a convolution's channels,
+an ``nn.LSTM``'s features); whether ``forward`` accepts it is then up to ``forward`` itself,
+captured and run on inputs of that shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import UnsupportedFeatureError
+
+
+def checked_input_shape(
+    input_shape: Any, guessed: Mapping[str, Any], module: Any
+) -> tuple[int | None, ...]:
+    """``input_shape`` as a tuple, checked against the shape the first child fixes.
+
+    Args:
+        input_shape: the user's shape, without the batch axis.
+        guessed: the input options read from the module (``shape``, ``dtype``).
+        module: the module, for the messages.
+
+    Raises:
+        UnsupportedFeatureError: not a sequence of positive ints and at most one None, or a
+            size other than the one the first child reads on that axis.
+
+    Example:
+        >>> checked_input_shape([1, 32, None], {"shape": (1, None, None)}, object())
+        (1, 32, None)
+    """
+    where = f"input_shape={input_shape!r} for {type(module).__name__}"
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise UnsupportedFeatureError(
+            f"{where}: expected a tuple of sizes without the batch axis, None for the free "
+            "(time) axis, as keras.Input(shape=...) takes"
+        )
+    shape = tuple(input_shape)
+    bad = [s for s in shape if s is not None and (isinstance(s, bool) or not _positive(s))]
+    if not shape or bad:
+        raise UnsupportedFeatureError(
+            f"{where}: each size must be a positive int or None (found {bad or 'no axes'})"
+        )
+    if shape.count(None) > 1:
+        raise UnsupportedFeatureError(
+            f"{where}: {shape.count(None)} free axes; give every axis but time its size "
+            "(the capture reads one free axis)"
+        )
+    fixed = tuple(guessed["shape"])
+    if len(fixed) == len(shape):
+        for axis, (want, got) in enumerate(zip(fixed, shape), start=1):
+            if want is not None and got != want:
+                raise UnsupportedFeatureError(
+                    f"{where}: its first module reads size {want} on axis {axis} (shape "
+                    f"{_shown(fixed)}), not {got}"
+                )
+    return tuple(None if s is None else int(s) for s in shape)
+
+
+def _positive(size: Any) -> bool:
+    return isinstance(size, int) and size >= 1
+
+
+def _shown(shape: tuple[Any, ...]) -> str:
+    return "(batch, " + ", ".join("None" if s is None else str(s) for s in shape) + ")"
+
+
+def does_not_fit(input_shape: tuple[int | None, ...], module: Any, why: Exception) -> str:
+    """The message of a capture that failed on inputs of the user's shape."""
+    return (
+        f"input_shape={input_shape!r} does not fit {type(module).__name__}: {why}. Give the "
+        "shape forward takes, without the batch axis"
+    )
+
+
+__all__ = ["checked_input_shape", "does_not_fit"]

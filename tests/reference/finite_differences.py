@@ -124,9 +124,7 @@ def finite_differences(
 ) -> dict[str, np.ndarray]:
     """The gradient of ``Σ g ⊙ y`` by central differences, named as ``named()`` names it."""
     states = initial_states or [
-        np.zeros((x.shape[0], layer.units))
-        for layer in stack.layers
-        for _ in range(_states(layer))
+        np.zeros((x.shape[0], layer.units)) for layer in stack.layers for _ in range(_states(layer))
     ]
 
     def loss(s: RecurrentStack, x_: np.ndarray, states_: list[np.ndarray]) -> float:
@@ -146,7 +144,7 @@ def finite_differences(
     for i, state in enumerate(states):
 
         def with_state(v: np.ndarray, i: int = i) -> float:
-            return loss(stack, x, states[:i] + [v] + states[i + 1 :])
+            return loss(stack, x, [*states[:i], v, *states[i + 1 :]])
 
         named[f"initial_states[{i}]"] = gradient(state, with_state)
     for name, weight in weight_arrays(stack).items():

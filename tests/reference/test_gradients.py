@@ -63,8 +63,9 @@ def check(
     ours = reference_gradients(stack, x, cotangents, initial_states=states, lengths=lengths)
     assert all(np.isfinite(v).all() for v in ours.named().values())
     # The gradient is of the very function the forward reference computes.
-    for got, expected in zip(ours.outputs, run_reference(stack, x, initial_states=states,
-                                                         lengths=lengths), strict=True):
+    for got, expected in zip(
+        ours.outputs, run_reference(stack, x, initial_states=states, lengths=lengths), strict=True
+    ):
         np.testing.assert_array_equal(got, expected)
     expected = finite_differences(stack, x, cotangents, initial_states=states, lengths=lengths)
     if not with_states:
@@ -142,8 +143,11 @@ def test_split_lstm_bias_rows_receive_the_same_gradient() -> None:
     "layers",
     [
         pytest.param(
-            [("lstm", "bidirectional", "concat", None), ("gru", "backward", "concat", True),
-             ("simple_rnn", "forward", "concat", None)],
+            [
+                ("lstm", "bidirectional", "concat", None),
+                ("gru", "backward", "concat", True),
+                ("simple_rnn", "forward", "concat", None),
+            ],
             id="lstm-gru-simple_rnn",
         ),
         pytest.param(
@@ -196,8 +200,9 @@ def test_hand_derived_linear_simple_rnn() -> None:
     # δ2 = g2 = 2, δ1 = g1 + r δ2 = 2. Then dx = (k δ1, k δ2) = (4, 4), dh0 = r δ1 = 1,
     # dk = δ1 x1 + δ2 x2 = 6, dr = δ1 h0 + δ2 h1 = 15, db = δ1 + δ2 = 4.
     weights = DirectionWeights(np.array([[2.0]]), np.array([[0.5]]), np.array([1.0]))
-    layer = RecurrentLayer("simple_rnn", 1, 1, (weights,), activation="linear",
-                           recurrent_activation=None)
+    layer = RecurrentLayer(
+        "simple_rnn", 1, 1, (weights,), activation="linear", recurrent_activation=None
+    )
     grads = reference_gradients(
         RecurrentStack((layer,)),
         np.array([[[1.0], [2.0]]]),
@@ -243,8 +248,11 @@ def test_float32_runs_in_float32() -> None:
 
 
 STACK = RecurrentStack(
-    (random_layer(np.random.default_rng(16), "lstm", 2, 2, direction="bidirectional",
-                  merge_mode=None),),
+    (
+        random_layer(
+            np.random.default_rng(16), "lstm", 2, 2, direction="bidirectional", merge_mode=None
+        ),
+    ),
     return_state=True,
 )
 

@@ -57,7 +57,7 @@ class DirectionGradients:
 def _recurrent_bias(layer: RecurrentLayer, weights: DirectionWeights, dtype: object) -> np.ndarray:
     if weights.recurrent_bias is None:
         return np.zeros(layer.num_gates * layer.units, dtype)  # type: ignore[call-overload]
-    return weights.recurrent_bias.astype(dtype)  # type: ignore[call-overload, no-any-return]
+    return weights.recurrent_bias.astype(dtype)  # type: ignore[call-overload]
 
 
 def forward_direction(
@@ -129,14 +129,14 @@ def backward_direction(
     R = weights.recurrent_kernel.astype(dtype)
     mask = tape.mask
     d_current = tuple(np.asarray(d, dtype) for d in d_finals)
-    d_xk = np.empty(tape.x.shape[:2] + (R.shape[1],), dtype)
+    d_xk = np.empty((*tape.x.shape[:2], R.shape[1]), dtype)
     d_R = np.zeros_like(R)
     d_b_r = np.zeros(R.shape[1], dtype)
     d_repeated = None  # the gradient of an output that a later masked step repeated
     for t in range(tape.x.shape[1] - 1, -1, -1):
         d_output = d_outputs[:, t] if d_repeated is None else d_outputs[:, t] + d_repeated
         if mask is None:
-            d_new = (d_current[0] + d_output,) + d_current[1:]
+            d_new = (d_current[0] + d_output, *d_current[1:])
             d_carried: tuple[np.ndarray, ...] | None = None
         else:
             keep = mask[:, t, None]
@@ -144,7 +144,7 @@ def backward_direction(
             if not tape.zero_masked_outputs:
                 d_repeated = np.where(keep, 0.0, d_output)
             d_h = d_current[0] + np.where(keep, d_output, 0.0)
-            d_states = (d_h,) + d_current[1:]
+            d_states = (d_h, *d_current[1:])
             d_new = tuple(np.where(keep, d, 0.0) for d in d_states)
             d_carried = tuple(np.where(keep, 0.0, d) for d in d_states)
         d_xk[:, t], d_before, d_R_t, d_b_r_t = step(

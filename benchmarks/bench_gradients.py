@@ -140,7 +140,8 @@ def section(result: dict[str, object]) -> list[str]:
         *rows,
         "",
         f"Reference / torch (the faster torch): **{slower:.2f}x** "
-        f"(target ≤ {TARGET:g}x slower: {verdict}).",
+        f"(target ≤ {TARGET:g}x slower: {verdict}). Torch with more than one thread varies "
+        "most with the load on the machine, since its threads wait on each other.",
         "",
     ]
 

@@ -1,6 +1,7 @@
 """The float64 numpy reference (the oracle): one step function per cell
 (:mod:`~.cells`), one scan for masks, directions, merges and states (:mod:`~.scan`), run on
-a canonical stack (:mod:`~.stack`) or on a model graph (:mod:`~.graph`). It imports numpy
+a canonical stack (:mod:`~.stack`) or on a model graph (:mod:`~.graph`); and the
+gradient of a stack by backpropagation through time (:mod:`~.gradients`). It imports numpy
 only, and refuses what it does not implement.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
+from .gradients import ReferenceGradients, reference_gradients
 from .graph import run_model_reference
 from .stack import run_reference
 
@@ -56,4 +58,11 @@ def reference_outputs(
     return run_model_reference(reading, arrays, dtype=dtype)
 
 
-__all__ = ["Reading", "reference_outputs", "run_model_reference", "run_reference"]
+__all__ = [
+    "Reading",
+    "ReferenceGradients",
+    "reference_gradients",
+    "reference_outputs",
+    "run_model_reference",
+    "run_reference",
+]

@@ -215,3 +215,17 @@ def test_refusals_name_what_was_refused(optimizer, hyper, words):
         check_hyperparameters(optimizer, hyper)
     for word in words:
         assert word in str(error.value)
+
+
+def test_importing_training_imports_no_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, xframe_bilstm.training; "
+        "print(','.join(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == ""

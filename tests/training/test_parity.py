@@ -152,3 +152,18 @@ def test_refusals_name_what_was_refused():
     )
     with pytest.raises(UnsupportedFeatureError, match="has other layers"):
         optimizer_parity(model, steps=1)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: keras.layers.Bidirectional(
+            keras.layers.LSTM(3, return_sequences=True), merge_mode=None
+        ),
+        lambda: keras.layers.LSTM(3, return_state=True),
+    ],
+    ids=["merge_mode_none", "return_state"],
+)
+def test_layers_with_several_outputs_agree(layer):
+    report = optimizer_parity(built(layer()), optimizer="sgd", steps=2, momentum=0.5)
+    assert report, str(report)

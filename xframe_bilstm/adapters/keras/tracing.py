@@ -59,5 +59,9 @@ class Traced:
             self.autograph = True
             return self._function(*args)
 
+    def experimental_get_tracing_count(self) -> int:
+        """How many times the function in use has been traced, as ``tf.function`` counts."""
+        return int(self._function.experimental_get_tracing_count())
+
 
 __all__ = ["Traced"]

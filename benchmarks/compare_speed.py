@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
-"""How long the comparison takes, next to what people would otherwise do.
+"""How long the comparison takes, cold and warm, next to what people would otherwise do.
 
-1. ``python scripts/compare.py`` as a fresh process (interpreter, imports, runs, report);
-   the target is under 30 s on a 2-core machine.
-2. ``compare()`` on a T=500 Bidirectional LSTM across Keras, PyTorch and the float64
-   reference, next to a single *eager* call of the same Keras layer; the target is at most
-   half of the eager call. Both are timed in this one process, alternating, so machine load
-   affects them alike.
+Every figure comes from fresh processes, started in turn (one of each kind per round), so
+load on the machine affects both sides of a ratio alike:
 
-    python benchmarks/compare_speed.py        # writes benchmarks/results/compare_speed.md
+1. The first ``compare()`` in a fresh process (frameworks imported, the layer built) on a
+   Bidirectional LSTM (64 units, T=500, batch 4, 32 features) across Keras, PyTorch and the
+   float64 reference, next to the first plain eager call of the same Keras layer in another
+   fresh process; the target is at most half of it. In the first process, later
+   ``compare()`` calls alternate with eager calls: the warm ratio.
+2. ``python scripts/compare.py`` (defaults) as a fresh process, next to a fresh process that
+   only imports the frameworks it runs (torch, tensorflow, keras, onnx, onnxruntime); the
+   target is at most 1.1 times it.
+
+    python benchmarks/compare_speed.py                  # writes benchmarks/results/compare_speed.md
+    python benchmarks/compare_speed.py --before DIR     # also runs the package found in DIR
+                                                        # (e.g. an older checkout), side by side
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import platform
 import statistics
 import subprocess
@@ -20,39 +30,60 @@ import sys
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
-import torch  # before TensorFlow
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from xframe_bilstm import compare  # noqa: E402
-
 RESULTS = ROOT / "benchmarks" / "results" / "compare_speed.md"
 REPEATS = 5
-STEPS, BATCH, FEATURES, UNITS = 500, 4, 10, 16
+WARM_REPEATS = 3
+STEPS, BATCH, FEATURES, UNITS = 500, 4, 32, 64
+FRAMEWORK_IMPORTS = "import torch, tensorflow, keras, onnx, onnxruntime"
 
 
-def time_script() -> list[float]:
-    seconds = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "compare.py")],
-            check=True,
-            capture_output=True,
-            cwd=ROOT,
-        )
-        seconds.append(time.perf_counter() - start)
-    return seconds
+def _layer_and_input():
+    import keras
+    import numpy as np
 
-
-def time_compare_and_eager() -> tuple[list[float], list[float]]:
+    keras.utils.set_random_seed(0)
     layer = keras.layers.Bidirectional(keras.layers.LSTM(UNITS, return_sequences=True))
     layer.build((None, None, FEATURES))
     x = np.random.default_rng(0).standard_normal((BATCH, STEPS, FEATURES)).astype("float32")
-    layer(x)  # build Keras's own state once, outside the timings
+    return layer, x
+
+
+def child_cold() -> dict[str, object]:
+    """In a fresh process: the first compare(), then warm ones alternating with eager calls."""
+    import numpy as np
+    import torch  # noqa: F401  (before TensorFlow)
+
+    from xframe_bilstm import compare
+
+    layer, x = _layer_and_input()
+    start = time.perf_counter()
+    report = compare(layer, inputs=x, frameworks=["keras", "torch"])
+    cold = time.perf_counter() - start
+    assert report, "\n".join(report.lines())
+    runs = {run.label: round(run.seconds, 3) for run in report.runs}
+    warm, eager = [], []
+    for _ in range(WARM_REPEATS):
+        start = time.perf_counter()
+        compare(layer, inputs=x, frameworks=["keras", "torch"])
+        warm.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        np.asarray(layer(x))
+        eager.append(time.perf_counter() - start)
+    return {"cold": cold, "runs": runs, "warm": statistics.median(warm), "eager_warm": eager}
+
+
+def time_compare_and_eager() -> tuple[list[float], list[float]]:
+    """Warm, in this process: compare() alternating with eager calls (``run_all.py``'s
+    figure; the first compare() is left out)."""
+    import numpy as np
+    import torch  # noqa: F401  (before TensorFlow)
+
+    sys.path.insert(0, str(ROOT))
+    from xframe_bilstm import compare
+
+    layer, x = _layer_and_input()
+    compare(layer, inputs=x, frameworks=["keras", "torch"])
     compared, eager = [], []
     for _ in range(REPEATS):
         start = time.perf_counter()
@@ -65,30 +96,112 @@ def time_compare_and_eager() -> tuple[list[float], list[float]]:
     return compared, eager
 
 
-def main() -> None:
-    script = time_script()
-    compared, eager = time_compare_and_eager()
-    ratio = statistics.median(compared) / statistics.median(eager)
+def child_eager() -> dict[str, object]:
+    """In a fresh process: the first plain eager call of the same layer."""
+    import numpy as np
+    import torch  # noqa: F401  (imported as in the compare process)
 
-    def cell(values: list[float]) -> str:
-        return f"{statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
+    layer, x = _layer_and_input()
+    start = time.perf_counter()
+    np.asarray(layer(x))
+    return {"eager": time.perf_counter() - start}
+
+
+def _child(kind: str, package: Path) -> dict[str, object]:
+    environment = {**os.environ, "PYTHONPATH": str(package), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", kind],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=ROOT,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _wall(command: list[str], package: Path) -> float:
+    environment = {**os.environ, "PYTHONPATH": str(package)}
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=environment, cwd=package)
+    return time.perf_counter() - start
+
+
+def measure(packages: dict[str, Path], repeats: int = REPEATS) -> dict[str, dict[str, list]]:
+    """Each kind of process once per round, in turn, for every package."""
+    found: dict[str, dict[str, list]] = {name: {} for name in packages}
+    for _ in range(repeats):
+        for name, package in packages.items():
+            rows = found[name]
+            rows.setdefault("eager", []).append(_child("eager", package)["eager"])
+            cold = _child("cold", package)
+            for key in ("cold", "warm", "runs"):
+                rows.setdefault(key, []).append(cold[key])
+            rows.setdefault("eager_warm", []).extend(cold["eager_warm"])
+            imports = [sys.executable, "-c", FRAMEWORK_IMPORTS]
+            rows.setdefault("imports", []).append(_wall(imports, package))
+            script = [sys.executable, str(package / "scripts" / "compare.py")]
+            rows.setdefault("script", []).append(_wall(script, package))
+    return found
+
+
+def _cell(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} s ({min(values):.2f}–{max(values):.2f})"
+
+
+def _ratio(top: list[float], bottom: list[float]) -> float:
+    return statistics.median(top) / statistics.median(bottom)
+
+
+def report(found: dict[str, dict[str, list]], repeats: int) -> list[str]:
+    import keras
+    import torch
 
     lines = [
-        "# Comparison speed",
+        "# Comparison speed, cold and warm",
         "",
         f"Produced by `python benchmarks/compare_speed.py` on {platform.machine()} with "
-        f"{torch.get_num_threads()} torch threads (python {platform.python_version()}, "
-        f"torch {torch.__version__}, keras {keras.__version__}); medians of {REPEATS} runs.",
+        f"{os.cpu_count()} cores (python {platform.python_version()}, torch "
+        f"{torch.__version__}, keras {keras.__version__}); medians (min–max) of {repeats} "
+        "rounds of fresh processes, one of each kind per round in turn. Bidirectional LSTM "
+        f"{UNITS} units, T={STEPS}, batch {BATCH}, {FEATURES} features; compare() across "
+        "keras, torch and the reference.",
         "",
-        "| what | time | target |",
-        "|---|---|---|",
-        f"| `python scripts/compare.py` (fresh process, defaults) | {cell(script)} | < 30 s |",
-        f"| `compare()`, Bidirectional LSTM T={STEPS}, B={BATCH}, H={UNITS}: keras, torch, "
-        f"reference | {cell(compared)} | ≤ half the eager call |",
-        f"| one eager Keras call of the same layer | {cell(eager)} | |",
-        "",
-        f"compare() / eager call: **{ratio:.2f}**.",
+        "| package | first compare() | first eager call | cold ratio (≤ 0.5) | warm compare() "
+        "| warm eager call | warm ratio | `scripts/compare.py` | framework imports "
+        "| script ratio (≤ 1.1) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for name, rows in found.items():
+        lines.append(
+            f"| {name} | {_cell(rows['cold'])} | {_cell(rows['eager'])} | "
+            f"**{_ratio(rows['cold'], rows['eager']):.2f}** | {_cell(rows['warm'])} | "
+            f"{_cell(rows['eager_warm'])} | {_ratio(rows['warm'], rows['eager_warm']):.2f} | "
+            f"{_cell(rows['script'])} | {_cell(rows['imports'])} | "
+            f"**{_ratio(rows['script'], rows['imports']):.2f}** |"
+        )
+    lines += ["", "Runs of the first compare() (median seconds):", ""]
+    for name, rows in found.items():
+        labels = rows["runs"][0]
+        each = {label: statistics.median(r[label] for r in rows["runs"]) for label in labels}
+        lines.append(f"- {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in each.items()))
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", choices=["cold", "eager"], help=argparse.SUPPRESS)
+    parser.add_argument("--before", type=Path, help="another checkout to run side by side")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="rounds (default 5)")
+    args = parser.parse_args()
+    if args.child:
+        result = child_cold() if args.child == "cold" else child_eager()
+        print(json.dumps(result))
+        return
+    packages = {"this checkout": ROOT}
+    if args.before:
+        packages = {"before": args.before.resolve(), **packages}
+    lines = report(measure(packages, args.repeats), args.repeats)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -257,6 +257,12 @@ class RecurrentOps:
         seen = self.seen
 
         class Recorder(TorchDispatchMode):
+            @classmethod
+            def _should_skip_dynamo(cls) -> bool:
+                # Else torch wraps this method in ``torch._dynamo.disable``, whose import
+                # (the compiler stack, about a second) would dwarf a cold run.
+                return False
+
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 seen.add(func.name())
                 return func(*args, **(kwargs or {}))

@@ -15,7 +15,8 @@ Rules of this package:
 - Activations are recognised by identity with Keras's own functions (:mod:`.activations`).
 - :func:`graph_to_keras` rebuilds a whole model (a model graph) as a functional model.
 - :func:`run_keras` runs layers compiled (``tf.function``), the way they run in production,
-  and returns arrays in the order of :func:`~xframe_bilstm.canonical.output_names`.
+  and returns arrays in the order of :func:`~xframe_bilstm.canonical.output_names`. Calls
+  are traced without AutoGraph unless they branch on tensors (:mod:`.tracing`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from ..._imports import require
 from ...canonical import is_float_dtype
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...masks import mask_from_lengths
+from .tracing import Traced
 
 # One compiled function per Keras layer or model, dropped when the layer is.
 _COMPILED: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
@@ -120,11 +121,11 @@ def _compiled(layer_or_model: Any) -> Callable[..., Any]:
         return _COMPILED[layer_or_model]
     except KeyError:
         pass
-    tf = require("tensorflow")
     # Keras 3 on TensorFlow: tf.function traces the layer's call into a graph, the way
-    # model.predict runs it. TensorFlow counts retracing per Python code object, so each
-    # layer gets its own callable object rather than a closure sharing one code object.
-    compiled = tf.function(_LayerCall(layer_or_model), reduce_retracing=True)
+    # model.predict runs it (AutoGraph only where the call needs it: .tracing). TensorFlow
+    # counts retracing per Python code object, so each layer gets its own callable object
+    # rather than a closure sharing one code object.
+    compiled = Traced(_LayerCall(layer_or_model))
     _COMPILED[layer_or_model] = compiled
     return compiled
 

@@ -52,7 +52,9 @@ def make_module(
         )
     options = {"nonlinearity": first.activation} if first.cell == "simple_rnn" else {}
     # Made on the meta device and given empty memory: the weights are overwritten right
-    # away, so the random initialization would only cost time.
+    # away, so the random initialization would only cost time. ``torch.empty`` of each
+    # shape rather than ``to_empty``, whose ``empty_like`` of a meta tensor imports torch's
+    # symbolic-shape machinery (sympy; half a second in a fresh process).
     module = NATIVE[first.cell](
         first.input_size,
         first.units,
@@ -64,7 +66,7 @@ def make_module(
         dtype=dtype,
         **options,
     )
-    return module.to_empty(device="cpu")
+    return module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
 
 
 def _to_torch_order(array: np.ndarray, cell: str) -> np.ndarray:

@@ -63,7 +63,7 @@ def gradient_noise(
     lengths: np.ndarray | None,
 ) -> Noise:
     """How far float32 rounding moves the reference's gradients from its float64 ones."""
-    given = {"initial_states": initial_states, "lengths": lengths}
+    given: dict[str, Any] = {"initial_states": initial_states, "lengths": lengths}
     exact = reference_gradients(stack, x, cotangents, dtype=np.float64, **given).named()
     rounded = reference_gradients(stack, x, cotangents, dtype=np.float32, **given).named()
     drift = max(float(np.abs(rounded[k] - exact[k]).max(initial=0.0)) for k in exact)
@@ -88,7 +88,7 @@ def compare_gradients(
 
     ``tolerance`` is ``(atol, rtol)`` when given; else it is derived from the noise.
     """
-    given = {"initial_states": initial_states, "lengths": lengths}
+    given: dict[str, Any] = {"initial_states": initial_states, "lengths": lengths}
     cotangents = draw_cotangents(reference_outputs(stack, x, **given), seed)
     left_out: dict[str, str] = {}
     taken: list[tuple[RunSpec, Framework]] = []

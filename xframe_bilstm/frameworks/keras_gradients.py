@@ -59,7 +59,7 @@ def keras_gradients(
     )
     count = 1 + len(states or [])
     as_numpy = [np.asarray(g.numpy(), np.float64) for g in grads[:count]]
-    read = _read_with(keras, layer, variables, [np.asarray(g) for g in grads[count:]])
+    read = _read_with(keras, layer, variables, [g.numpy() for g in grads[count:]])
     numbered = [np.full(v.shape, i + 1.0) for i, v in enumerate(variables)]
     markers = _read_with(keras, layer, variables, numbered)
     return gradient_arrays(

@@ -74,6 +74,9 @@ class PairReport:
     timesteps: dict[str, list[float]] = field(default_factory=dict)
     directions: dict[str, float] = field(default_factory=dict)
     padding: dict[str, dict[str, float]] = field(default_factory=dict)
+    # "outputs" for the forward comparison, "gradients" for the gradients' (where
+    # ``timesteps`` holds the input gradient's error per step).
+    kind: str = "outputs"
 
     @property
     def passed(self) -> bool:
@@ -84,7 +87,8 @@ class PairReport:
 
     @property
     def label(self) -> str:
-        return f"{self.actual} vs {self.expected}"
+        prefix = "gradients of " if self.kind == "gradients" else ""
+        return f"{prefix}{self.actual} vs {self.expected}"
 
     @property
     def max_abs_error(self) -> float:
@@ -106,7 +110,9 @@ class PairReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        kind = {"kind": self.kind} if self.kind != "outputs" else {}
         return {
+            **kind,
             "expected": self.expected,
             "actual": self.actual,
             "passed": self.passed,
@@ -152,24 +158,33 @@ class Report:
     correspondence: str = ""
     # The frameworks that could not run the model and were left out, each with why.
     left_out: tuple[str, ...] = ()
+    # With ``compare(gradients=True)``: one pair per two runs' gradients, the runs whose
+    # backward pass raised (``FAILED | gradients of …``) and the gradient tolerance.
+    gradient_pairs: tuple[PairReport, ...] = ()
+    gradient_failures: tuple[str, ...] = ()
+    gradient_note: str = ""
 
     def __bool__(self) -> bool:
         # No pair means nothing was compared, which proves nothing.
         ok = all(run.error is None for run in self.runs) and all(self.pairs)
+        ok = ok and all(self.gradient_pairs) and not self.gradient_failures
         return ok and bool(self.pairs)
 
     @property
     def failures(self) -> list[str]:
-        """One line per failed run or disagreeing pair."""
+        """One line per failed run or disagreeing pair (gradient pairs included)."""
         broken = [f"FAILED | {run.label} | {run.error}" for run in self.runs if run.error]
-        return broken + [pair.summary() for pair in self.pairs if not pair]
+        pairs = [pair.summary() for pair in (*self.pairs, *self.gradient_pairs) if not pair]
+        return broken + list(self.gradient_failures) + pairs
 
     def lines(self) -> list[str]:
-        """The greppable ``PASSED | …`` / ``FAILED | …`` lines, runs first, then a
+        """The greppable ``PASSED | …`` / ``FAILED | …`` lines, runs first, then the
+        gradient pairs (``… | gradients of torch[cpu,float32] vs …``), then a
         ``LEFT OUT | …`` line per framework that could not run the model."""
         broken = [f"FAILED | {run.label} | {run.error}" for run in self.runs if run.error]
         missing = [f"LEFT OUT | {entry}" for entry in self.left_out]
-        return broken + [pair.summary() for pair in self.pairs] + missing
+        gradients = [*self.gradient_failures, *(p.summary() for p in self.gradient_pairs)]
+        return broken + [pair.summary() for pair in self.pairs] + gradients + missing
 
     def header(self) -> list[str]:
         """The verdict line, then the input, seed and framework versions."""
@@ -185,12 +200,20 @@ class Report:
         used, how outputs were matched, every line of :meth:`lines` and the tolerance."""
         kernels = [f"  {run.label}: {run.kernel}" for run in self.runs if run.kernel]
         matched = [self.correspondence] if self.correspondence else []
-        return "\n".join([*self.header(), *kernels, *matched, *self.lines(), self.tolerance_note])
+        notes = [self.tolerance_note] + ([self.gradient_note] if self.gradient_note else [])
+        return "\n".join([*self.header(), *kernels, *matched, *self.lines(), *notes])
 
     def __str__(self) -> str:
         return self.to_text()
 
     def to_dict(self) -> dict[str, Any]:
+        gradients: dict[str, Any] = {}
+        if self.gradient_pairs or self.gradient_failures or self.gradient_note:
+            gradients = {
+                "gradient_tolerance": self.gradient_note,
+                "gradient_failures": list(self.gradient_failures),
+                "gradient_pairs": [pair.to_dict() for pair in self.gradient_pairs],
+            }
         return {
             "passed": bool(self),
             "source": self.source,
@@ -203,6 +226,7 @@ class Report:
             "left_out": list(self.left_out),
             "runs": [run.to_dict() for run in self.runs],
             "pairs": [pair.to_dict() for pair in self.pairs],
+            **gradients,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -236,10 +260,13 @@ class Report:
                 f"| {pair.label} | {'PASSED' if pair else 'FAILED'} | {pair.max_abs_error:.3g} "
                 f"| {pair.tolerance:.3g} | {directions} |"
             )
+        rows += _gradient_rows(self)
         if self.correspondence:
             rows += ["", self.correspondence]
         if self.tolerance_note:
             rows += ["", self.tolerance_note]
+        if self.gradient_note:
+            rows += ["", self.gradient_note]
         if self.left_out:
             rows += ["", *(f"Left out: {entry}" for entry in self.left_out)]
         return "\n".join(rows) + "\n"
@@ -249,19 +276,49 @@ class Report:
         suite = ElementTree.Element(
             "testsuite",
             name=f"xframe_bilstm: {self.source}",
-            tests=str(len(self.pairs) + sum(1 for r in self.runs if r.error)),
+            tests=str(
+                len(self.pairs)
+                + len(self.gradient_pairs)
+                + len(self.gradient_failures)
+                + sum(1 for r in self.runs if r.error)
+            ),
             failures=str(len(self.failures)),
         )
         for run in self.runs:
             if run.error:
                 case = ElementTree.SubElement(suite, "testcase", name=f"run {run.label}")
                 ElementTree.SubElement(case, "failure", message=run.error).text = run.error
-        for pair in self.pairs:
+        for line in self.gradient_failures:
+            case = ElementTree.SubElement(suite, "testcase", name=line.split(" | ")[1])
+            ElementTree.SubElement(case, "failure", message=line).text = line
+        for pair in (*self.pairs, *self.gradient_pairs):
             case = ElementTree.SubElement(suite, "testcase", name=pair.label)
             if not pair:
                 failure = ElementTree.SubElement(case, "failure", message=pair.summary())
                 failure.text = pair.comparison.message()
         return ElementTree.tostring(suite, encoding="unicode")
+
+
+def _gradient_rows(report: Report) -> list[str]:
+    """The markdown table of gradient pairs, each with its worst array ("" without any)."""
+    if not report.gradient_pairs and not report.gradient_failures:
+        return []
+    rows = [
+        "",
+        "| gradients | result | max abs error | allowed | worst array |",
+        "|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| {line.split(' | ')[1]} | FAILED | | | {line.split(' | ', 2)[2]} |"
+        for line in report.gradient_failures
+    ]
+    for pair in report.gradient_pairs:
+        worst = max(pair.comparison.arrays, key=lambda a: a.max_abs_error)
+        rows.append(
+            f"| {pair.label} | {'PASSED' if pair else 'FAILED'} | {pair.max_abs_error:.3g} "
+            f"| {pair.tolerance:.3g} | {worst.name} |"
+        )
+    return rows
 
 
 def _plain(value: object) -> object:

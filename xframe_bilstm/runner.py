@@ -27,6 +27,8 @@ from .correspondence import output_names_of
 from .custom import custom_layers_in_use
 from .errors import UnsupportedFeatureError
 from .frameworks import Framework, RunSpec
+from .frameworks.base import GRAPH_GRADIENTS
+from .gradients import compare_gradients
 from .graph import ModelGraph
 from .inputs import initial_states as checked_states
 from .inputs import non_finite, run_inputs
@@ -66,6 +68,7 @@ def compare(
     steps: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     custom_layers: Mapping[str, Callable[..., Any]] | None = None,
+    gradients: bool = False,
 ) -> Report:
     """Run ``source`` on every framework, device and dtype asked for, and compare them all.
 
@@ -125,6 +128,12 @@ def compare(
             :func:`~xframe_bilstm.keras_to_torch` takes them. The float64 reference and
             the ONNX export cannot run a custom layer: they are left out, the report says
             so naming the class, and the tolerance comes from the torch port's own rounding.
+        gradients: also compare, for one seeded random cotangent per output, the gradients
+            with respect to the input, the initial states (when given) and every weight, in
+            the float64 reference, PyTorch (autograd) and Keras (``GradientTape``), in gradient
+            pairs of their own (:mod:`~xframe_bilstm.gradients`); runs that cannot
+            differentiate (the ONNX columns) are named in ``left_out``. Recurrent layers
+            only: a whole model is refused.
 
     Returns:
         A :class:`~xframe_bilstm.report.Report`, truthy when everything agrees.
@@ -146,6 +155,10 @@ def compare(
     with custom_layers_in_use(custom_layers):
         read = read_source(source)
     source, reading = read.source, read.reading  # the object read, also when given a Read
+    if gradients and not isinstance(reading, RecurrentStack):
+        raise UnsupportedFeatureError(
+            f"gradients=True: {describe(source, reading)}: {GRAPH_GRADIENTS}"
+        )
     x, checked_lengths = run_inputs(
         reading,
         inputs,
@@ -209,7 +222,22 @@ def compare(
             comparison = Comparison((marked, *pair.comparison.arrays), pair.comparison.label)
             pair = dataclasses.replace(pair, comparison=comparison)
         pairs.append(pair)
-    return Report(
+    section = None
+    if gradients:
+        assert isinstance(reading, RecurrentStack) and isinstance(x, np.ndarray)
+        section = compare_gradients(
+            reading,
+            specs,
+            readings,
+            views,
+            x,
+            seed=seed,
+            initial_states=states,
+            lengths=checked_lengths,
+            tolerance=None if atol is None or rtol is None else (atol, rtol),
+            progress=progress,
+        )
+    report = Report(
         source=description,
         input_shape=(rows, time_steps, *_first(x).shape[2:]),
         seed=seed,
@@ -229,6 +257,15 @@ def compare(
         "precision",
         left_out=tuple(f"{name}: {why}" for name, why in missing.items()),
         correspondence=correspondence_note(views, checked_lengths),
+    )
+    if section is None:
+        return report
+    return dataclasses.replace(
+        report,
+        gradient_pairs=section.pairs,
+        gradient_failures=section.failures,
+        gradient_note=section.note,
+        left_out=report.left_out + section.left_out,
     )
 
 

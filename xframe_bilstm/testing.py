@@ -21,6 +21,7 @@ import numpy as np
 from .canonical import RecurrentStack
 from .comparison import Comparison, compare_outputs
 from .diagnosis import Diagnosis, diagnose, format_error
+from .errors import UnsupportedFeatureError
 from .masks import check_lengths
 from .report import PairReport, Report
 from .runner import compare
@@ -78,6 +79,7 @@ def assert_equivalent(
     paths: str | Sequence[str] | None = None,
     lengths: Sequence[int] | None = None,
     seed: int = 0,
+    gradients: bool = False,
 ) -> Report | Diagnosis | Comparison:
     """Fail unless ``actual`` computes what ``expected`` computes, on every framework asked.
 
@@ -98,6 +100,9 @@ def assert_equivalent(
         paths: kernel paths as in ``compare``; default ``--xframe-paths``, else none.
         lengths: valid steps per row of right-padded input.
         seed: seed of the default input.
+        gradients: also compare the gradients (input, initial states, every weight) for a
+            seeded random cotangent on every output, as ``compare(gradients=True)`` does:
+            a port whose forward matches but trains differently fails, naming the weight.
 
     Returns:
         What it judged by: the :class:`~xframe_bilstm.Report`, the
@@ -117,6 +122,12 @@ def assert_equivalent(
             raise AssertionError(_headline(result, "actual vs expected") + "\n" + result.message())
         return result
     if _judged_by_diagnose(actual):
+        if gradients:
+            raise UnsupportedFeatureError(
+                f"gradients=True: {type(actual).__name__} is judged by diagnose(), which "
+                "compares forward outputs only; compare a model compare() reads (a converted "
+                "module, an nn.LSTM/GRU/RNN, a Keras layer)"
+            )
         if rtol is not None or atol is not None:
             raise ValueError(
                 "rtol/atol: a model that compare() cannot read (a custom module or a pair of "
@@ -139,6 +150,7 @@ def assert_equivalent(
         seed=seed,
         rtol=rtol,
         atol=atol,
+        gradients=gradients,
     )
     if not report:
         raise AssertionError(_failure(report, expected, actual, inputs, lengths, seed))
@@ -169,21 +181,28 @@ def _failure(
     report: Report, expected: Any, actual: Any, inputs: Any, lengths: Any, seed: int
 ) -> str:
     """The assertion message: headline, diagnosis, every run and pair, where it parts."""
-    failed = [pair for pair in report.pairs if not pair]
+    forward = [pair for pair in report.pairs if not pair]
+    failed = forward + [pair for pair in report.gradient_pairs if not pair]
     # The port's own pairs first (a disagreement among expected's runs is not about it),
-    # and among those the one against the float64 reference, then the largest error.
+    # forward outputs before gradients, and among those the one against the float64
+    # reference, then the largest error.
     ported = [pair for pair in failed if "@against" in pair.label]
     worst = max(
         ported or failed,
-        key=lambda pair: (pair.expected.startswith("reference["), pair.max_abs_error),
+        key=lambda pair: (
+            pair.kind == "outputs",
+            pair.expected.startswith("reference["),
+            pair.max_abs_error,
+        ),
         default=None,
     )
-    broken = [run for run in report.runs if run.error]
+    broken = [f"{run.label} failed: {run.error}" for run in report.runs if run.error]
+    broken += [" failed: ".join(line.split(" | ")[1:3]) for line in report.gradient_failures]
     if worst is not None:
         lines = [_headline(worst.comparison, worst.label)]
     else:
-        lines = [f"not equivalent: run {broken[0].label} failed: {broken[0].error}"]
-    if ported:
+        lines = [f"not equivalent: run {broken[0]}"]
+    if any("@against" in pair.label for pair in forward):  # diagnose() judges outputs
         lines.append(_diagnosis_line(expected, actual, inputs, lengths, seed))
     shape = "x".join(str(n) for n in report.input_shape)
     lines.append(f"{report.source}; input {shape}, seed {report.seed}")
@@ -192,6 +211,8 @@ def _failure(
         lines += _profile(worst)
     if report.tolerance_note:
         lines.append(report.tolerance_note)
+    if report.gradient_note:
+        lines.append(report.gradient_note)
     return "\n".join(lines)
 
 

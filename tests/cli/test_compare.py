@@ -270,3 +270,12 @@ def test_module_entry_point_runs() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert np is not None and ": equivalent" in result.stdout
+
+
+def test_gradients_are_compared_on_request(saved_models, capsys) -> None:
+    keras_path, good, _ = saved_models
+    argv = ["--keras", str(keras_path), "--torch", str(good), "--steps", "5", "--gradients"]
+    assert main([*argv, "--frameworks", "torch"]) == 0
+    printed = capsys.readouterr().out
+    assert "PASSED | gradients of torch[cpu,float32] vs reference[cpu,float64]" in printed
+    assert "gradient tolerance: derived from" in printed

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--dtypes", type=_dtypes, default=["float32"], help="e.g. float32,float64")
     runs.add_argument("--tf32", action="store_true", help="allow TF32 on GPUs")
     runs.add_argument(
+        "--gradients",
+        action="store_true",
+        help="also compare the gradients (input, initial states, every weight) for a seeded "
+        "random cotangent on every output; recurrent layers only",
+    )
+    runs.add_argument(
         "--paths",
         type=_paths,
         default=(),

@@ -95,6 +95,7 @@ def _compare(args: argparse.Namespace, stderr: Any = None) -> int:
             batch=args.batch,
             steps=args.steps,
             progress=progress,
+            gradients=args.gradients,
         )
     _write_outputs(args, report)
     try:

@@ -97,7 +97,9 @@ def print_table(report: Report, header: list[str]) -> None:
     console.print(pairs)
     failed = [pair.summary() for pair in report.pairs if not pair]
     left_out = [f"LEFT OUT | {entry}" for entry in report.left_out]
-    for line in [*failed, *left_out, report.tolerance_note]:  # which output, which shape
+    gradients = [*report.gradient_failures, *(pair.summary() for pair in report.gradient_pairs)]
+    notes = [report.tolerance_note] + ([report.gradient_note] if report.gradient_note else [])
+    for line in [*failed, *gradients, *left_out, *notes]:  # which output, which shape
         for part in textwrap.wrap(line, width, subsequent_indent="  "):
             console.print(escape(part))
 

@@ -12,6 +12,9 @@ import numpy as np
 from ..canonical import RecurrentStack
 from ..reference import Reading
 
+# Why a whole model's gradients are not compared.
+GRAPH_GRADIENTS = "gradients are compared for recurrent layers; compare the recurrent layers alone"
+
 # Unit roundoff that TF32 matrix products keep (a 10-bit mantissa), for tolerances.
 TF32_EPSILON = 2.0**-10
 
@@ -104,6 +107,24 @@ class Framework:
         """Run a stack on ``x`` (B, T, D), or a graph on its inputs (one array, or a tuple of
         one per model input); return float64 outputs and the numerics settings used."""
         raise NotImplementedError
+
+    def gradient_refusal(self, reading: Reading) -> str | None:
+        """Why this framework gives no gradients of ``reading``, or None when it does."""
+        return f"{self.name} computes no gradients (forward outputs only)"
+
+    def gradients(
+        self,
+        stack: Reading,
+        x: Any,
+        spec: RunSpec,
+        cotangents: Sequence[np.ndarray],
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> Any:
+        """The :class:`~xframe_bilstm.gradient_arrays.GradientArrays` of ``Σ cotangent ⊙
+        output`` with respect to the input, the initial states given and every weight."""
+        raise NotImplementedError(self.gradient_refusal(stack))
 
 
 def other_kinds(graph: Any) -> list[str]:

@@ -28,7 +28,7 @@ from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from ..reference import Reading
-from .base import Framework, RunSpec
+from .base import GRAPH_GRADIENTS, Framework, RunSpec
 from .process import ProcessRunError, run_elsewhere
 
 _ONEDNN = {"onednn-on": True, "onednn-off": False}
@@ -95,6 +95,35 @@ class KerasFramework(Framework):
         from ..adapters.keras import graph_refusal
 
         return graph_refusal(reading)
+
+    def gradient_refusal(self, reading: Reading) -> str | None:
+        return None if isinstance(reading, RecurrentStack) else GRAPH_GRADIENTS
+
+    def gradients(
+        self,
+        stack: Reading,
+        x: Any,
+        spec: RunSpec,
+        cotangents: Sequence[np.ndarray],
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> Any:
+        """``tf.GradientTape`` on the layer that runs (see :mod:`.keras_gradients`)."""
+        tf = require("tensorflow")
+        from ..adapters.keras import canonical_to_keras
+
+        assert isinstance(stack, RecurrentStack)
+        _check_gradient_path(tf, spec)
+        options = _layer_options(spec)
+        with _tf32(tf, spec.tf32), tf.device(spec.device.upper()), _SHARED:
+            if stack.stateful:
+                layer = canonical_to_keras(
+                    stack, dtype=spec.dtype, batch_size=int(x.shape[0]), **options
+                )
+            else:
+                layer = _shared_layer(stack, spec)
+            return _differentiate(tf, layer, x, cotangents, initial_states, lengths)
 
 
 class KerasLayerFramework(KerasFramework):
@@ -166,6 +195,45 @@ class KerasLayerFramework(KerasFramework):
             "compiled": "tf.function",
             "kernel": f"oneDNN {'on' if onednn else 'off'}",
         }
+
+    def gradients(
+        self,
+        stack: Reading,
+        x: Any,
+        spec: RunSpec,
+        cotangents: Sequence[np.ndarray],
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> Any:
+        """``tf.GradientTape`` on the user's own layer, from zero states (or those given);
+        its carried states and weights are as they were afterwards."""
+        tf = require("tensorflow")
+        from ..adapters.keras import reset_keras_states, restore_states, snapshot_states
+
+        layer = self.own
+        saved = snapshot_states(layer)
+        try:
+            reset_keras_states(layer)
+            with _tf32(tf, spec.tf32), tf.device(spec.device.upper()):
+                return _differentiate(tf, layer, x, cotangents, initial_states, lengths)
+        finally:
+            restore_states(layer, saved)
+
+
+def _check_gradient_path(tf: Any, spec: RunSpec) -> None:
+    """A oneDNN setting other than this process's runs in another process, forward only."""
+    if spec.path in _ONEDNN and _onednn_enabled(tf) != _ONEDNN[spec.path]:
+        raise UnsupportedFeatureError(
+            f"{spec.label}: gradients are taken in this process, whose TensorFlow has the "
+            "other oneDNN setting; its forward outputs are compared"
+        )
+
+
+def _differentiate(tf: Any, layer: Any, x: Any, *args: Any) -> Any:
+    from .keras_gradients import keras_gradients
+
+    return keras_gradients(tf, require("keras"), layer, x, *args)
 
 
 def _run_model(

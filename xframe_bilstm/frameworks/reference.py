@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ..reference import Reading, reference_outputs
-from .base import Framework, RunSpec
+from ..canonical import RecurrentStack
+from ..gradient_arrays import GradientArrays, gradient_arrays
+from ..reference import Reading, reference_gradients, reference_outputs
+from .base import GRAPH_GRADIENTS, Framework, RunSpec
 
 
 class ReferenceFramework(Framework):
@@ -42,3 +44,29 @@ class ReferenceFramework(Framework):
             stack, x, initial_states=initial_states, lengths=lengths, dtype=np.dtype(spec.dtype)
         )
         return outputs, {"implementation": "numpy loop, input projection in one product"}
+
+    def gradient_refusal(self, reading: Reading) -> str | None:
+        return None if isinstance(reading, RecurrentStack) else GRAPH_GRADIENTS
+
+    def gradients(
+        self,
+        stack: Reading,
+        x: Any,
+        spec: RunSpec,
+        cotangents: Sequence[np.ndarray],
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> GradientArrays:
+        """Backpropagation through time in numpy (``reference_gradients``)."""
+        assert isinstance(stack, RecurrentStack)
+        grads = reference_gradients(
+            stack,
+            x,
+            cotangents,
+            initial_states=initial_states,
+            lengths=lengths,
+            dtype=np.dtype(spec.dtype),
+        )
+        states = grads.initial_states if initial_states is not None else None
+        return gradient_arrays(grads.inputs, states, grads.weights)

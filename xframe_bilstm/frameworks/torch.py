@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
+from ..canonical import RecurrentStack
 from ..graph import ModelGraph
 from ..inputs import as_list
 from ..reference import Reading
-from .base import Framework, RunSpec
+from .base import GRAPH_GRADIENTS, Framework, RunSpec
 
 
 class TorchFramework(Framework):
@@ -69,6 +70,30 @@ class TorchFramework(Framework):
         outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in flatten(result))
         return outputs, {**settings, **self._describe(module), "kernel": ops.kernel}
 
+    def gradient_refusal(self, reading: Reading) -> str | None:
+        return None if isinstance(reading, RecurrentStack) else GRAPH_GRADIENTS
+
+    def gradients(
+        self,
+        stack: Reading,
+        x: Any,
+        spec: RunSpec,
+        cotangents: Sequence[np.ndarray],
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> Any:
+        """Autograd on the module that runs (see :mod:`.torch_gradients`)."""
+        torch = require("torch")
+        from .torch_gradients import torch_gradients
+
+        dtype = getattr(torch, spec.dtype)
+        device = spec.device.replace("gpu", "cuda")
+        module = self._module(stack, dtype, device)
+        with kernel_flags(torch, spec):
+            arguments = _arguments(torch, stack, x, dtype, device, initial_states, lengths)
+            return torch_gradients(torch, module, self._call, arguments, cotangents)
+
     def _module(self, stack: Reading, dtype: Any, device: str) -> Any:
         """The module to run: our port of the reading, in the run's dtype and on its device."""
         if isinstance(stack, ModelGraph):
@@ -111,6 +136,13 @@ class TorchModuleFramework(TorchFramework):
 
         with evaluating(self.own), sequences_passed_on(self.own):
             return super().run(stack, x, spec, **given)
+
+    def gradients(self, stack: Reading, x: Any, spec: RunSpec, *args: Any, **given: Any) -> Any:
+        from ..adapters.torch import evaluating
+        from ..models.torch_forward import sequences_passed_on
+
+        with evaluating(self.own), sequences_passed_on(self.own):
+            return super().gradients(stack, x, spec, *args, **given)
 
     def _module(self, stack: Reading, dtype: Any, device: str) -> Any:
         # The user's module itself where it already computes in the run's dtype and device

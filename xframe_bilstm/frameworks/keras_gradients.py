@@ -1,0 +1,84 @@
+"""Gradients of a Keras run by ``tf.GradientTape``, read back by meaning into canonical names.
+
+The layer that runs (the one rebuilt from the reading, or the user's own) runs compiled, as
+its forward runs, under a tape; the gradients of its trainable variables are read back the
+way its weights are (:func:`~xframe_bilstm.adapters.keras.keras_to_canonical`, with each
+variable holding its gradient for the moment of the reading; its values are put back
+afterwards), and each variable's path is the native name beside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import UnsupportedFeatureError
+from ..gradient_arrays import GradientArrays, gradient_arrays, native_names, weight_arrays
+from ..masks import mask_from_lengths
+
+
+def keras_gradients(
+    tf: Any,
+    keras: Any,
+    layer: Any,
+    x: np.ndarray,
+    cotangents: Sequence[np.ndarray],
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+) -> GradientArrays:
+    """Differentiate ``Σ cotangent ⊙ output`` of ``layer`` run compiled on ``x``."""
+    from ..adapters.keras.run import _compiled, _compute_dtype
+
+    if initial_states is not None and isinstance(layer, keras.Sequential):
+        raise UnsupportedFeatureError(
+            "initial_states: a Keras Sequential takes no initial_state, so its state "
+            "gradients cannot be taken; compare the layers one at a time"
+        )
+    dtype = _compute_dtype(layer, keras)
+    inputs = tf.constant(np.asarray(x, dtype=dtype))
+    states = None
+    if initial_states is not None:
+        states = [tf.constant(np.asarray(s, dtype=dtype)) for s in initial_states]
+    mask = None if lengths is None else tf.constant(mask_from_lengths(lengths, *x.shape[:2]))
+    variables = list(layer.trainable_variables)
+    with tf.GradientTape() as tape:
+        tape.watch([inputs, *(states or [])])
+        outputs = keras.tree.flatten(_compiled(layer)(inputs, states, mask))
+    if len(outputs) != len(cotangents):
+        raise ValueError(
+            f"the layer returned {len(outputs)} arrays where {len(cotangents)} were expected"
+        )
+    weights = [tf.constant(np.asarray(c), dtype=o.dtype) for c, o in zip(cotangents, outputs)]
+    grads = tape.gradient(
+        outputs,
+        [inputs, *(states or []), *variables],
+        output_gradients=weights,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    count = 1 + len(states or [])
+    as_numpy = [np.asarray(g.numpy(), np.float64) for g in grads[:count]]
+    read = _read_with(keras, layer, variables, [g.numpy() for g in grads[count:]])
+    numbered = [np.full(v.shape, i + 1.0) for i, v in enumerate(variables)]
+    markers = _read_with(keras, layer, variables, numbered)
+    return gradient_arrays(
+        as_numpy[0],
+        as_numpy[1:] if states is not None else None,
+        weight_arrays(read),
+        native_names(markers, [getattr(v, "path", v.name) for v in variables], "keras"),
+    )
+
+
+def _read_with(keras: Any, layer: Any, variables: list[Any], values: list[np.ndarray]) -> Any:
+    """The canonical stack of ``layer`` read while its variables hold ``values``."""
+    from ..adapters.keras import keras_to_canonical
+
+    saved = [np.array(v.numpy()) for v in variables]
+    try:
+        for variable, value in zip(variables, values):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+        return keras_to_canonical(layer)
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)

@@ -1,0 +1,93 @@
+"""Gradients of a torch run by autograd, read back by meaning into canonical names.
+
+The module that runs (our port, or the user's own module) is differentiated with
+``torch.autograd.grad``, which leaves every parameter's ``.grad`` as it was (and still
+applies the hooks registered on the tensors). Its parameters' gradients are read back the
+way the module's weights are (:func:`~xframe_bilstm.adapters.torch.torch_to_canonical`, on
+a copy holding the gradients in place of the weights), so ``weight_ih``/``weight_hh`` come
+out transposed and in canonical gate order, and ``bias_ih``/``bias_hh`` as the two rows of
+a split bias.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..gradient_arrays import GradientArrays, gradient_arrays, native_names, weight_arrays
+
+
+def torch_gradients(
+    torch: Any,
+    module: Any,
+    call: Callable[[Any, list[Any]], Any],
+    arguments: list[Any],
+    cotangents: Sequence[np.ndarray],
+) -> GradientArrays:
+    """Differentiate ``Σ cotangent ⊙ output`` of ``call(module, arguments)``.
+
+    ``arguments`` is ``[inputs, states or None, lengths or None]`` as the module takes them.
+    """
+    from ..adapters.torch import flatten
+
+    inputs, states = arguments[0].requires_grad_(), arguments[1]
+    for state in states or ():
+        state.requires_grad_()
+    with torch.enable_grad(), _recurrent_training(torch, module):
+        outputs = list(flatten(call(module, arguments)))
+    if len(outputs) != len(cotangents):
+        raise ValueError(
+            f"the module returned {len(outputs)} arrays where {len(cotangents)} were expected"
+        )
+    named = list(module.named_parameters())
+    names, parameters = [name for name, _ in named], [value for _, value in named]
+    wanted = [inputs, *(states or ()), *parameters]
+    weights = [
+        torch.as_tensor(c, dtype=o.dtype, device=o.device) for c, o in zip(cotangents, outputs)
+    ]
+    found = torch.autograd.grad(outputs, wanted, grad_outputs=weights, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(found, wanted)]
+    count = 1 + len(states or ())
+    as_numpy = [g.detach().to("cpu", torch.float64).numpy() for g in grads[:count]]
+    read = _read_back(torch, module, grads[count:])
+    numbered = [torch.full_like(p, i + 1.0) for i, p in enumerate(parameters)]
+    markers = _read_back(torch, module, numbered)
+    return gradient_arrays(
+        as_numpy[0],
+        as_numpy[1:] if states is not None else None,
+        weight_arrays(read),
+        native_names(markers, names, "torch"),
+    )
+
+
+def _read_back(torch: Any, module: Any, values: Sequence[Any]) -> Any:
+    """The canonical stack of a copy of ``module`` whose parameters hold ``values``."""
+    from ..adapters.torch import torch_to_canonical
+
+    twin = copy.deepcopy(module).to("cpu", torch.float64)
+    with torch.no_grad():
+        for parameter, value in zip(twin.parameters(), values):
+            parameter.copy_(value.detach().to("cpu", torch.float64))
+    return torch_to_canonical(twin)
+
+
+@contextlib.contextmanager
+def _recurrent_training(torch: Any, module: Any) -> Iterator[None]:
+    """cuDNN differentiates its RNN kernels in training mode only: switch the native
+    recurrent modules without dropout to it for the run (nothing else changes)."""
+    switched = [
+        part
+        for part in module.modules()
+        if isinstance(part, torch.nn.RNNBase) and not part.training and not part.dropout
+    ]
+    for part in switched:
+        part.training = True
+    try:
+        yield
+    finally:
+        for part in switched:
+            part.training = False

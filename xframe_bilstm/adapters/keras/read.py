@@ -223,10 +223,10 @@ def _variable_array(variable: Any, keras: Any, borrow: bool) -> np.ndarray:
 
     Either way one pass at most: the canonical form keeps read-only arrays as they are.
     """
-    value = getattr(variable, "value", None)
-    if keras.backend.backend() == "tensorflow" and callable(getattr(value, "read_value", None)):
+    read = getattr(getattr(variable, "value", None), "read_value", None)
+    if keras.backend.backend() == "tensorflow" and callable(read):
         # A tf.Variable's read shares its buffer (``variable.numpy()`` copies it).
-        array = np.asarray(value.read_value())
+        array = np.asarray(read())
     else:
         array = np.asarray(variable.numpy())
     return read_only_view(array if borrow else np.array(array, copy=True))

@@ -35,40 +35,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fresh_process import ROOT, environment
+
 RESULTS = ROOT / "benchmarks" / "results" / "port_speed.md"
 REPEATS = 3
 
 MEASURE = r"""
-import json, sys, threading, time
-sys.path.insert(0, {root!r})
+import json, sys, time
+sys.path[:0] = [{root!r}, {benchmarks!r}]
 import h5py, numpy as np, torch
+from fresh_process import Peak, rss
 from xframe_bilstm import keras_to_torch
 from xframe_bilstm.adapters import torch as _torch_adapter
 from xframe_bilstm.keras_files.archive import _weights_file
 from xframe_bilstm.models import port as _port, to_torch as _to_torch
-
-def rss():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096
-
-class Peak:
-    # The largest resident size seen by a thread polling it while the step runs.
-    def __enter__(self):
-        self.peak, self.running = rss(), True
-        self.thread = threading.Thread(target=self.poll, daemon=True)
-        self.thread.start()
-        return self
-
-    def poll(self):
-        while self.running:
-            self.peak = max(self.peak, rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-        self.peak = max(self.peak, rss())
 
 def copy(path):
     tensors = []
@@ -112,14 +93,15 @@ def build(path: Path, units: int, layers: int) -> int:
     return sum(weight.nbytes for weight in model.get_weights())
 
 
-def measure(path: Path, what: str) -> dict[str, float]:
-    code = MEASURE.format(root=str(ROOT))
+def measure(path: Path, what: str, env: dict[str, str]) -> dict[str, float]:
+    code = MEASURE.format(root=str(ROOT), benchmarks=str(ROOT / "benchmarks"))
     output = subprocess.run(
         [sys.executable, "-c", code, str(path), what],
         capture_output=True,
         text=True,
         check=True,
         timeout=1800,
+        env=env,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -132,6 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "bilstm.keras"
         size = build(path, args.units, args.layers)
+        env = environment(Path(directory) / "bytecode")
         runs: dict[str, list[dict[str, float]]] = {
             "copy": [],
             "port": [],
@@ -140,7 +123,7 @@ def main() -> None:
         }
         for _ in range(REPEATS):
             for what in runs:  # alternate, so machine load affects all alike
-                runs[what].append(measure(path, what))
+                runs[what].append(measure(path, what, env))
 
     def seconds(what: str) -> float:
         return statistics.median(run["seconds"] for run in runs[what])

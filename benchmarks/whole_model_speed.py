@@ -32,43 +32,38 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fresh_process import ROOT, environment
+
 RESULTS = ROOT / "benchmarks" / "results" / "whole_model_speed.md"
 REPEATS = 3
-TARGET_SECONDS, TARGET_MEMORY = 2.0, 2.0
+TARGET_SECONDS, TARGET_MEMORY = 2.0, 2.0  # issue #14, each conversion checked
+TARGET_H5PY = 1.5  # issue #16: the unverified port over reading the file with h5py
 
 MEASURE = r"""
-import json, sys, threading, time
-sys.path.insert(0, {root!r})
+import io, json, sys, time, zipfile
+sys.path[:0] = [{root!r}, {benchmarks!r}]
+import h5py, numpy as np
 import torch  # before TensorFlow
 import keras
+from fresh_process import Peak, rss
 from xframe_bilstm import keras_to_torch, torch_to_keras
 
-def rss():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096
-
-class Peak:
-    def __enter__(self):
-        self.peak, self.running = rss(), True
-        self.thread = threading.Thread(target=self.poll, daemon=True)
-        self.thread.start()
-        return self
-
-    def poll(self):
-        while self.running:
-            self.peak = max(self.peak, rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-        self.peak = max(self.peak, rss())
+def h5py_load(path):
+    # Every weight array of the archive's weights file, read by h5py into numpy.
+    arrays = []
+    with zipfile.ZipFile(path) as archive:
+        data = io.BytesIO(archive.read("model.weights.h5"))
+    with h5py.File(data, "r") as weights:
+        weights.visititems(lambda name, item: arrays.append(item[()])
+                           if isinstance(item, h5py.Dataset) else None)
+    return arrays
 
 path, state, what = sys.argv[1], sys.argv[2], sys.argv[3]
 if what.startswith("torch"):
     port = keras_to_torch(path, verify=False)
 steps = {{
+    "h5py_load": lambda: h5py_load(path),
     "keras_load": lambda: keras.saving.load_model(path),
     "keras_to_torch": lambda: keras_to_torch(path),
     "keras_to_torch_unverified": lambda: keras_to_torch(path, verify=False),
@@ -85,6 +80,7 @@ print(json.dumps({{"seconds": seconds, "peak": max(peak.peak - before, 0)}}))
 """
 
 LABELS = {
+    "h5py_load": "h5py alone: every weight array of the file read into numpy",
     "keras_load": "`keras.saving.load_model(path)` (the original, in Keras)",
     "keras_to_torch": "`keras_to_torch(path)`, checked against the model Keras loads",
     "keras_to_torch_unverified": "`keras_to_torch(path, verify=False)`",
@@ -132,13 +128,15 @@ def build(directory: Path) -> tuple[Path, Path, int]:
     return path, state, sum(w.nbytes for w in model.get_weights())
 
 
-def measure(path: Path, state: Path, what: str) -> dict[str, float]:
+def measure(path: Path, state: Path, what: str, env: dict[str, str]) -> dict[str, float]:
+    code = MEASURE.format(root=str(ROOT), benchmarks=str(ROOT / "benchmarks"))
     output = subprocess.run(
-        [sys.executable, "-c", MEASURE.format(root=str(ROOT)), str(path), str(state), what],
+        [sys.executable, "-c", code, str(path), str(state), what],
         capture_output=True,
         text=True,
         check=True,
         timeout=900,
+        env=env,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -147,10 +145,11 @@ def measure_all() -> tuple[dict[str, list[dict[str, float]]], int]:
     """Every step, alternating, :data:`REPEATS` times; and the weights' size in bytes."""
     with tempfile.TemporaryDirectory() as directory:
         path, state, size = build(Path(directory))
+        env = environment(Path(directory) / "bytecode")
         runs: dict[str, list[dict[str, float]]] = {what: [] for what in LABELS}
         for _ in range(REPEATS):
             for what in runs:  # alternate, so machine load affects all alike
-                runs[what].append(measure(path, state, what))
+                runs[what].append(measure(path, state, what, env))
     return runs, size
 
 
@@ -169,11 +168,13 @@ def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
         f"By `python benchmarks/whole_model_speed.py` (alone, it writes "
         f"`benchmarks/results/whole_model_speed.md`): a .keras file of Conv2D, "
         f"BatchNormalization, pooling, Conv1D, a 256-unit BiLSTM and Dense, {size / 1e6:.1f} MB "
-        f"of float32 weights; medians of {REPEATS} fresh processes, each step after its "
-        "process has imported torch and Keras.",
+        f"of float32 weights; medians of {REPEATS} fresh processes, alternating, each step "
+        "after its process has imported h5py, torch and Keras (the package's bytecode "
+        "compiled, as an installed package has it). The unverified port is held to "
+        f"≤ {TARGET_H5PY:g}x reading the file with h5py alone; the verified one is beside it.",
         "",
-        "| step | time | peak memory | peak / weights | targets |",
-        "|---|---|---|---|---|",
+        "| step | time | time / h5py | peak memory | peak / weights | targets |",
+        "|---|---|---|---|---|---|",
     ]
     missed = False
     for what, label in LABELS.items():
@@ -183,10 +184,13 @@ def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
             met_memory = "met" if memory(what) <= TARGET_MEMORY else "MISSED"
             missed = missed or "MISSED" in (met_time, met_memory)
             verdict = f"time {met_time} (≤ {TARGET_SECONDS:g} s), memory {met_memory} (≤ 2x)"
+        if what == "keras_to_torch_unverified":
+            met = seconds(what) <= TARGET_H5PY * seconds("h5py_load")
+            verdict = f"{'met' if met else 'MISSED'} (≤ {TARGET_H5PY:g}x h5py)"
         peak = memory(what) * size / 2**20
         lines.append(
-            f"| {label} | {seconds(what):.2f} s | {peak:.0f} MiB | {memory(what):.1f}x "
-            f"| {verdict} |"
+            f"| {label} | {seconds(what):.3f} s | {seconds(what) / seconds('h5py_load'):.1f}x "
+            f"| {peak:.0f} MiB | {memory(what):.1f}x | {verdict} |"
         )
     if missed:
         lines += [
@@ -200,7 +204,16 @@ def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
             "runs that derive the tolerance. The verified Keras → torch time is the same sum: "
             f"loading the model in Keras ({seconds('keras_load'):.1f} s) and running it, the "
             "reference runs and the port's own run, next to "
-            f"{seconds('keras_to_torch_unverified'):.1f} s of reading and building.",
+            f"{seconds('keras_to_torch_unverified'):.2f} s of reading and building.",
+        ]
+    if seconds("keras_to_torch_unverified") > TARGET_H5PY * seconds("h5py_load"):
+        lines += [
+            "",
+            "Why the unverified port misses the h5py target: it reads the same arrays with "
+            "h5py (about the baseline's time), and then parses and checks the configuration, "
+            "builds the layer graph and constructs a torch module per layer, fixed costs of "
+            "a few milliseconds each that a file of a few MB cannot amortise. It no longer "
+            "imports torch's symbolic shapes (sympy) on its first call, which cost 0.4 s.",
         ]
     return [*lines, ""]
 

@@ -497,3 +497,27 @@ def test_verify_catches_a_broken_copy_to_keras(monkeypatch, make) -> None:
     with pytest.raises(ToleranceExceededError, match="greatest absolute difference"):
         torch_to_keras(module)
     assert torch_to_keras(module, verify=False) is not None
+
+
+def test_keras_to_torch_module_does_not_follow_the_keras_variables() -> None:
+    layer = keras.layers.Bidirectional(keras.layers.GRU(4, return_sequences=True))
+    layer.build((None, None, 3))
+    randomize(layer.forward_layer, np.random.default_rng(1), "gru", 3, True)
+    module = keras_to_torch(layer)
+    kept = {name: p.detach().clone() for name, p in module.named_parameters()}
+    for variable in layer.weights:
+        variable.assign(np.full(variable.shape, 5.0, "float32"))
+    for name, parameter in module.named_parameters():
+        assert torch.equal(parameter, kept[name]), name
+
+
+def test_torch_to_keras_layer_does_not_follow_the_parameters() -> None:
+    torch.manual_seed(2)
+    module = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    layer = torch_to_keras(module)
+    kept = [np.array(w) for w in layer.get_weights()]
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.mul_(-3.0)  # in place, as an optimizer step
+    for before, after in zip(kept, layer.get_weights(), strict=True):
+        assert np.array_equal(before, after)

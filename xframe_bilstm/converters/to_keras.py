@@ -202,7 +202,8 @@ def _module_to_keras(
             input_shape=input_shape,
         )
     keras_adapter = require_keras_adapter()
-    stack = torch_adapter.torch_to_canonical(obj)
+    # Views of the parameters: the Keras layer copies them into its variables right away.
+    stack = torch_adapter.torch_to_canonical(obj, borrow=True)
     # A stateful module keeps its batch size and may be mid-sequence: the layer carries on.
     states = obj.carried_states() if isinstance(obj, torch_adapter.KerasRecurrent) else []
     batch = (getattr(obj, "batch_size", None) or VERIFY_BATCH) if stack.stateful else None

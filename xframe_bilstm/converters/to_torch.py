@@ -113,7 +113,8 @@ def keras_to_torch(
             return port.port_live_model(obj, verify=verify, seed=seed)
     torch_adapter = require_torch_adapter()
     keras_adapter = require_keras_adapter()
-    stack = keras_adapter.keras_to_canonical(obj)
+    # Views of the variables: the module copies them into its parameters right away.
+    stack = keras_adapter.keras_to_canonical(obj, borrow=True)
     module = torch_adapter.canonical_to_torch(stack)
     keras_dtype = keras_adapter.compute_dtype(obj)
     port.describe_port(module, keras_dtype, None)

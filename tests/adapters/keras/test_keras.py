@@ -22,6 +22,7 @@ from xframe_bilstm.adapters.keras import (  # noqa: E402
     hard_sigmoid_keras2,
     keras_to_canonical,
     run_keras,
+    set_layer_weights,
 )
 from xframe_bilstm.canonical import RecurrentStack, layer_state_names  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError, WeightShapeError  # noqa: E402
@@ -624,3 +625,31 @@ def test_importing_the_adapter_imports_no_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_canonical_form_owns_its_weights_unless_it_borrows() -> None:
+    layer = keras.layers.Bidirectional(keras.layers.LSTM(UNITS, return_sequences=True))
+    layer.build((None, None, INPUT))
+    owned, borrowed = keras_to_canonical(layer), keras_to_canonical(layer, borrow=True)
+    variables = [layer.forward_layer.cell.kernel, layer.backward_layer.cell.kernel]
+    before = [np.array(variable.numpy()) for variable in variables]
+    for index, variable in enumerate(variables):
+        mine, lent = owned.layers[0].weights[index].kernel, borrowed.layers[0].weights[index].kernel
+        assert np.array_equal(mine, before[index]) and np.array_equal(lent, before[index])
+        assert not mine.flags.writeable and not lent.flags.writeable
+        variable.assign(np.full(variable.shape, 7.0, "float32"))
+    # The owned copy keeps the values it read after the variables are assigned.
+    for index, expected in enumerate(before):
+        assert np.array_equal(owned.layers[0].weights[index].kernel, expected)
+
+
+def test_setting_weights_of_another_shape_names_the_layer() -> None:
+    stack = keras_to_canonical(_built(keras.layers.GRU(UNITS), INPUT))
+    other = _built(keras.layers.GRU(UNITS + 1, name="wider"), INPUT)
+    with pytest.raises(WeightShapeError, match=r"layer 'wider'.*shape"):
+        set_layer_weights(stack.layers[0], other)
+
+
+def _built(layer: object, features: int) -> object:
+    layer.build((None, None, features))  # type: ignore[attr-defined]
+    return layer

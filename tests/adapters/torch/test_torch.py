@@ -351,3 +351,50 @@ def test_run_module_runs_in_inference_mode_and_puts_each_mode_back() -> None:
     np.testing.assert_array_equal(first, second)
     np.testing.assert_allclose(first, expected, rtol=0, atol=0)
     assert module.training and not module[0].training and module[1].training
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(lambda: torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True), id="lstm"),
+        pytest.param(lambda: torch.nn.GRU(3, 4, batch_first=True), id="gru"),
+    ],
+)
+def test_canonical_form_owns_its_weights_unless_it_borrows(module) -> None:
+    torch.manual_seed(0)
+    rnn = module()
+    owned, borrowed = torch_to_canonical(rnn), torch_to_canonical(rnn, borrow=True)
+    arrays = [
+        (mine, lent)
+        for a, b in zip(owned.layers, borrowed.layers)
+        for wa, wb in zip(a.weights, b.weights)
+        for mine, lent in ((wa.kernel, wb.kernel), (wa.recurrent_kernel, wb.recurrent_kernel))
+    ]
+    parameters = [p.detach().numpy() for p in rnn.parameters()]
+    for mine, lent in arrays:
+        assert np.array_equal(mine, lent)  # the same reading, bit for bit
+        assert not mine.flags.writeable and not lent.flags.writeable
+        assert not any(np.shares_memory(mine, p) for p in parameters)
+    # An LSTM's kernels need no gate blocks moved: lent as views; a GRU's are moved (copies).
+    shared = [any(np.shares_memory(lent, p) for p in parameters) for _, lent in arrays]
+    assert all(shared) if isinstance(rnn, torch.nn.LSTM) else not any(shared)
+    kept = owned.layers[0].weights[0].kernel.copy()
+    with torch.no_grad():
+        for parameter in rnn.parameters():
+            parameter.add_(1.0)  # an optimizer step, in place
+    assert np.array_equal(owned.layers[0].weights[0].kernel, kept)
+
+
+@pytest.mark.parametrize(("cell", "reset_after"), CELLS)
+def test_module_parameters_are_copies_in_torch_order(cell, reset_after) -> None:
+    stack = random_stack(
+        np.random.default_rng(3), cell, 5, 4, reset_after=reset_after, direction="bidirectional"
+    )
+    module = canonical_to_torch(stack)
+    order = {"lstm": (0, 1, 2, 3), "gru": (1, 0, 2), "simple_rnn": (0,)}[cell]  # ifco, zrh
+    for suffix, weights in zip(("", "_reverse"), stack.layers[0].weights):
+        parameter = getattr(module.rnns[0], f"weight_ih_l0{suffix}").detach().numpy()
+        blocks = np.split(weights.kernel.T, len(order))  # canonical (D, G·H) -> (G·H, D)
+        assert np.array_equal(parameter, np.concatenate([blocks[i] for i in order]))
+        assert parameter.flags.c_contiguous
+        assert not np.shares_memory(parameter, weights.kernel)

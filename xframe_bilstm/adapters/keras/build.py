@@ -8,7 +8,8 @@ import numpy as np
 
 from ..._imports import require
 from ...canonical import RecurrentLayer, RecurrentStack
-from ...errors import UnsupportedFeatureError
+from ...copies import contiguous_copy
+from ...errors import UnsupportedFeatureError, WeightShapeError
 from .activations import keras_activation
 
 _CLASS_BY_CELL = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
@@ -154,7 +155,12 @@ def _keras_options(layer: RecurrentLayer, dtype: str) -> dict[str, Any]:
 
 
 def set_layer_weights(layer: RecurrentLayer, keras_layer: Any) -> None:
-    """Set one canonical layer's weights on its built Keras layer (or Bidirectional)."""
+    """Set one canonical layer's weights on its built Keras layer (or Bidirectional).
+
+    Each weight is copied once into Keras's orientation (a transposed canonical view, as
+    ``torch_to_keras`` lends, through the banded copy of :mod:`xframe_bilstm.copies`) and
+    that array is assigned; one weight's copy is alive at a time.
+    """
     halves = (
         (keras_layer.forward_layer, keras_layer.backward_layer)
         if layer.direction == "bidirectional"
@@ -168,4 +174,17 @@ def set_layer_weights(layer: RecurrentLayer, keras_layer: Any) -> None:
             # reset_after GRU keeps both rows, as Keras's (2, 3H) bias does.
             folds = bias.ndim == 2 and not (layer.cell == "gru" and layer.reset_after)
             arrays.append(bias.sum(axis=0) if folds else bias)
-        half.cell.set_weights(arrays)
+        cell = half.cell
+        variables = [cell.kernel, cell.recurrent_kernel, *([cell.bias] if cell.use_bias else [])]
+        if len(variables) != len(arrays):
+            raise WeightShapeError(
+                f"layer {half.name!r} has {len(variables)} weights; the canonical layer gives "
+                f"{len(arrays)}"
+            )
+        for variable, array in zip(variables, arrays, strict=True):
+            if tuple(variable.shape) != array.shape:
+                raise WeightShapeError(
+                    f"layer {half.name!r}: {variable.path} has shape {tuple(variable.shape)}; "
+                    f"the canonical weight has shape {array.shape}"
+                )
+            variable.assign(contiguous_copy(array))

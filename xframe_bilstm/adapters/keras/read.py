@@ -15,6 +15,7 @@ import numpy as np
 
 from ..._imports import require
 from ...canonical import DirectionWeights, RecurrentLayer, RecurrentStack
+from ...copies import read_only_view
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...keras_files.config.recurrent import canonical_layer, cell_options, direction_weights
 from ...keras_files.weights import WeightRef
@@ -42,7 +43,7 @@ INFERENCE_IDENTITY = (
 )
 
 
-def keras_to_canonical(obj: Any) -> RecurrentStack:
+def keras_to_canonical(obj: Any, *, borrow: bool = False) -> RecurrentStack:
     """Convert a built Keras 3 recurrent layer or ``Sequential`` to the canonical form.
 
     Accepts ``LSTM``, ``GRU``, ``SimpleRNN``, a ``Bidirectional`` wrapping one of them
@@ -54,6 +55,9 @@ def keras_to_canonical(obj: Any) -> RecurrentStack:
 
     Args:
         obj: the layer or model; it must be built (have weights).
+        borrow: let the stack's arrays be read-only views of the variables' values instead
+            of copies, for a conversion that copies them into their destination at once
+            (``keras_to_torch`` does); views may follow later assignments to the variables.
 
     Returns:
         The canonical stack, with the weights' dtype kept.
@@ -70,12 +74,12 @@ def keras_to_canonical(obj: Any) -> RecurrentStack:
     """
     keras = require("keras")
     if isinstance(obj, keras.Sequential):
-        return _sequential_to_canonical(obj, keras)
-    layer, flags = _layer_to_canonical(obj, keras)
+        return _sequential_to_canonical(obj, keras, borrow)
+    layer, flags = _layer_to_canonical(obj, keras, borrow)
     return RecurrentStack((layer,), *flags)
 
 
-def _sequential_to_canonical(model: Any, keras: Any) -> RecurrentStack:
+def _sequential_to_canonical(model: Any, keras: Any, borrow: bool) -> RecurrentStack:
     # Input layers and layers that are the identity at inference carry no computation.
     skipped = (keras.layers.InputLayer, *(getattr(keras.layers, n) for n in INFERENCE_IDENTITY))
     members = [m for m in model.layers if not isinstance(m, skipped)]
@@ -83,7 +87,7 @@ def _sequential_to_canonical(model: Any, keras: Any) -> RecurrentStack:
         raise UnsupportedFeatureError(
             f"Sequential {model.name!r} has no layers; add at least one recurrent layer"
         )
-    converted = [_layer_to_canonical(member, keras) for member in members]
+    converted = [_layer_to_canonical(member, keras, borrow) for member in members]
     for member, (_, (return_sequences, return_state, _)) in zip(
         members[:-1], converted[:-1], strict=True
     ):
@@ -112,22 +116,24 @@ def _sequential_to_canonical(model: Any, keras: Any) -> RecurrentStack:
     return RecurrentStack(layers, return_sequences, return_state, is_stateful)
 
 
-def _layer_to_canonical(layer: Any, keras: Any) -> tuple[RecurrentLayer, tuple[bool, bool, bool]]:
+def _layer_to_canonical(
+    layer: Any, keras: Any, borrow: bool = False
+) -> tuple[RecurrentLayer, tuple[bool, bool, bool]]:
     """One Keras layer: its canonical layer and its (return_sequences, return_state, stateful)."""
     if isinstance(layer, keras.layers.Bidirectional):
-        return _bidirectional_to_canonical(layer, keras), _flags(layer)
+        return _bidirectional_to_canonical(layer, keras, borrow), _flags(layer)
     _check_recurrent_class(layer, keras, where="")
     options = _options(layer, keras)
     canonical = canonical_layer(
         options,
-        (_direction_weights(layer, options),),
+        (_direction_weights(layer, options, keras, borrow),),
         go_backwards=bool(layer.go_backwards),
         zero_masked_outputs=bool(layer.zero_output_for_mask),
     )
     return canonical, _flags(layer)
 
 
-def _bidirectional_to_canonical(bidi: Any, keras: Any) -> RecurrentLayer:
+def _bidirectional_to_canonical(bidi: Any, keras: Any, borrow: bool) -> RecurrentLayer:
     forward, backward = bidi.forward_layer, bidi.backward_layer
     for half in (forward, backward):
         _check_recurrent_class(half, keras, where=f" inside Bidirectional {bidi.name!r}")
@@ -159,8 +165,8 @@ def _bidirectional_to_canonical(bidi: Any, keras: Any) -> RecurrentLayer:
                 f"{specs[1][key]!r}); the canonical layer holds one {key} for both directions"
             )
     directions = (
-        _direction_weights(forward, options[0]),
-        _direction_weights(backward, options[1]),
+        _direction_weights(forward, options[0], keras, borrow),
+        _direction_weights(backward, options[1], keras, borrow),
     )
     return canonical_layer(options[0], directions, merge_mode=bidi.merge_mode)
 
@@ -200,10 +206,27 @@ def _options(layer: Any, keras: Any) -> dict[str, Any]:
     return cell_options(class_name, layer.get_config(), where, 3, (activation, gate))
 
 
-def _direction_weights(layer: Any, options: dict[str, Any]) -> DirectionWeights:
+def _direction_weights(
+    layer: Any, options: dict[str, Any], keras: Any, borrow: bool
+) -> DirectionWeights:
     cell = layer.cell
     variables = [cell.kernel, cell.recurrent_kernel, *([cell.bias] if cell.use_bias else [])]
     refs = [
-        WeightRef.of_array(variable.path, np.asarray(variable.numpy())) for variable in variables
+        WeightRef.of_array(variable.path, _variable_array(variable, keras, borrow))
+        for variable in variables
     ]
     return direction_weights(refs, options, f"layer {layer.name!r}")
+
+
+def _variable_array(variable: Any, keras: Any, borrow: bool) -> np.ndarray:
+    """A variable's value, read-only: its own copy, or (``borrow``) a view of its memory.
+
+    Either way one pass at most: the canonical form keeps read-only arrays as they are.
+    """
+    read = getattr(getattr(variable, "value", None), "read_value", None)
+    if keras.backend.backend() == "tensorflow" and callable(read):
+        # A tf.Variable's read shares its buffer (``variable.numpy()`` copies it).
+        array = np.asarray(read())
+    else:
+        array = np.asarray(variable.numpy())
+    return read_only_view(array if borrow else np.array(array, copy=True))

@@ -170,12 +170,13 @@ class KerasRecurrent(nn.Module):
             flat = flat[count:]
         return per_layer
 
-    def to_canonical(self) -> RecurrentStack:
-        """The canonical form of this module's current parameters."""
+    def to_canonical(self, *, borrow: bool = False) -> RecurrentStack:
+        """The canonical form of this module's current parameters (``borrow``: see
+        :func:`torch_to_canonical`)."""
         layers = []
         for module, group in zip(self.rnns, self.groups):
             for index, layer in enumerate(group):
-                layers.append(read_layer(module, index, layer))
+                layers.append(read_layer(module, index, layer, borrow=borrow))
         return RecurrentStack(
             tuple(layers),
             return_sequences=self.return_sequences,
@@ -203,8 +204,12 @@ def canonical_to_torch(stack: RecurrentStack) -> KerasRecurrent:
     return KerasRecurrent(stack)
 
 
-def torch_to_canonical(module: nn.Module) -> RecurrentStack:
+def torch_to_canonical(module: nn.Module, *, borrow: bool = False) -> RecurrentStack:
     """The canonical form of an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` or :class:`KerasRecurrent`.
+
+    The stack owns a copy of the weights. With ``borrow=True`` its arrays may instead be
+    read-only views of the module's parameters, which change when the parameters do: for a
+    conversion that copies them into their destination at once (``torch_to_keras`` does).
 
     A native module becomes ``num_layers`` layers (bidirectional ones with
     ``merge_mode="concat"``, which is PyTorch's feature layout) that return sequences;
@@ -216,7 +221,7 @@ def torch_to_canonical(module: nn.Module) -> RecurrentStack:
         [('gru', 3, 'bidirectional'), ('gru', 4, 'bidirectional')]
     """
     if isinstance(module, KerasRecurrent):
-        return module.to_canonical()
+        return module.to_canonical(borrow=borrow)
     cell = next((name for name, kind in NATIVE.items() if type(module) is kind), None)
     if isinstance(module, torch.jit.ScriptModule):  # compiled: no parameters by meaning
         raise UnsupportedFeatureError(
@@ -248,13 +253,17 @@ def torch_to_canonical(module: nn.Module) -> RecurrentStack:
             recurrent_activation=None if cell == "simple_rnn" else "sigmoid",
             reset_after=True if cell == "gru" else None,
         )
-        layers.append(read_layer(module, index, template))
+        layers.append(read_layer(module, index, template, borrow=borrow))
     return RecurrentStack(tuple(layers))
 
 
 def _placeholder(cell: str, input_size: int, units: int) -> DirectionWeights:
+    """Weights of the right shapes that take no memory (read-only broadcast zeros)."""
     width = len(CANONICAL_ORDER[cell]) * units
-    return DirectionWeights(np.zeros((input_size, width)), np.zeros((units, width)))
+    zero = np.zeros((), "float32")
+    return DirectionWeights(
+        np.broadcast_to(zero, (input_size, width)), np.broadcast_to(zero, (units, width))
+    )
 
 
 def run_torch(

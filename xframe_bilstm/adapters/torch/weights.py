@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ...canonical import DirectionWeights, RecurrentLayer
+from ...copies import read_only_view
 from ...gates import CANONICAL_ORDER, TORCH_ORDER, reorder_gates
 from .explicit import SUFFIXES, ExplicitRNN
 from .tensors import numpy_to_tensor, tensor_to_numpy
@@ -74,42 +75,73 @@ def _to_torch_order(array: np.ndarray, cell: str) -> np.ndarray:
 
 
 def _to_canonical_order(array: np.ndarray, cell: str) -> np.ndarray:
-    return reorder_gates(array, TORCH_ORDER[cell], CANONICAL_ORDER[cell], axis=-1)
+    """Gate blocks of a torch-oriented parameter (blocks along its first axis) in canonical
+    order: contiguous rows, moved before the transpose to Keras's orientation."""
+    return reorder_gates(array, TORCH_ORDER[cell], CANONICAL_ORDER[cell], axis=0)
 
 
 def load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
-    """Copy one canonical layer into layer ``index`` of a native or explicit module."""
+    """Copy one canonical layer into layer ``index`` of a native or explicit module.
+
+    Each weight is copied once, straight into its parameter: a kernel through torch's
+    blocked transposed copy, then its gate blocks moved in place where the orders differ.
+    """
     for suffix, weights in zip(SUFFIXES, layer.weights):
-        # Canonical (D, G·H) x-on-the-left becomes torch's (G·H, D) W-on-the-left.
-        arrays = {
-            "weight_ih": _to_torch_order(weights.kernel, layer.cell).T,
-            "weight_hh": _to_torch_order(weights.recurrent_kernel, layer.cell).T,
+        arrays: dict[str, np.ndarray] = {
+            "weight_ih": weights.kernel,
+            "weight_hh": weights.recurrent_kernel,
         }
         if weights.input_bias is not None:
-            arrays["bias_ih"] = _to_torch_order(weights.input_bias, layer.cell)
+            arrays["bias_ih"] = weights.input_bias
             if hasattr(module, f"bias_hh_l{index}{suffix}"):
                 recurrent = weights.recurrent_bias
                 arrays["bias_hh"] = (
-                    np.zeros_like(arrays["bias_ih"])
-                    if recurrent is None
-                    else _to_torch_order(recurrent, layer.cell)
+                    np.zeros_like(weights.input_bias) if recurrent is None else recurrent
                 )
         for name, array in arrays.items():
             parameter = getattr(module, f"{name}_l{index}{suffix}")
-            with warnings.catch_warnings():
-                # copy_ only reads the (read-only) canonical array: the warning does not apply.
-                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-                if array.dtype.name == "bfloat16":
-                    parameter.copy_(numpy_to_tensor(array))
-                else:
-                    parameter.copy_(torch.from_numpy(array))
+            # Canonical (D, G·H) x-on-the-left becomes torch's (G·H, D) W-on-the-left.
+            parameter.copy_(_source_tensor(array.T if array.ndim == 2 else array))
+            _reorder_rows(parameter, layer.cell)
 
 
-def read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> RecurrentLayer:
-    """Layer ``index`` of a native or explicit module, as a canonical layer like ``template``."""
+def _source_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor reading ``array``'s memory (bfloat16 through a copy), for ``copy_``."""
+    if array.dtype.name == "bfloat16":
+        return numpy_to_tensor(array)
+    with warnings.catch_warnings():
+        # copy_ only reads the (read-only) canonical array: the warning does not apply.
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+def _reorder_rows(parameter: torch.Tensor, cell: str) -> None:
+    """Move the gate blocks along a parameter's first axis from canonical to torch order."""
+    gates = len(CANONICAL_ORDER[cell])
+    order = _to_torch_order(np.arange(gates), cell).tolist()
+    if order != list(range(gates)):
+        # One block-wise copy through a temporary; the rows of a block stay contiguous.
+        parameter.copy_(parameter.view(gates, -1)[order].view_as(parameter))
+
+
+def read_layer(
+    module: nn.Module, index: int, template: RecurrentLayer, *, borrow: bool = False
+) -> RecurrentLayer:
+    """Layer ``index`` of a native or explicit module, as a canonical layer like ``template``.
+
+    The canonical layer owns a copy of the weights; with ``borrow`` its arrays are read-only
+    views of the parameters where no gate blocks move (the kernels of an LSTM or RNN), for a
+    conversion that copies them into their destination at once and drops the layer.
+    """
 
     def read(name: str, suffix: str) -> np.ndarray:
-        return tensor_to_numpy(getattr(module, f"{name}_l{index}{suffix}"))
+        array = tensor_to_numpy(getattr(module, f"{name}_l{index}{suffix}"))
+        # Gate blocks are rows in torch's orientation: moved as contiguous rows, then
+        # transposed (a view) to the canonical (D, G·H).
+        ordered = _to_canonical_order(array, template.cell)
+        if borrow or ordered is not array:  # a view lent for the conversion, or our own copy
+            ordered = read_only_view(ordered)
+        return ordered.T if ordered.ndim == 2 else ordered
 
     def read_bias(name: str, suffix: str) -> np.ndarray | None:
         return read(name, suffix) if hasattr(module, f"{name}_l{index}{suffix}") else None
@@ -119,16 +151,8 @@ def read_layer(module: nn.Module, index: int, template: RecurrentLayer) -> Recur
         bias_ih, bias_hh = read_bias("bias_ih", suffix), read_bias("bias_hh", suffix)
         bias = None
         if bias_ih is not None:
-            bias = _to_canonical_order(
-                bias_ih if bias_hh is None else np.stack([bias_ih, bias_hh]), template.cell
-            )
-        weights.append(
-            DirectionWeights(
-                _to_canonical_order(read("weight_ih", suffix).T, template.cell),
-                _to_canonical_order(read("weight_hh", suffix).T, template.cell),
-                bias,
-            )
-        )
+            bias = bias_ih if bias_hh is None else np.stack([bias_ih, bias_hh])
+        weights.append(DirectionWeights(read("weight_ih", suffix), read("weight_hh", suffix), bias))
     return dataclasses.replace(template, weights=tuple(weights))
 
 

@@ -69,6 +69,7 @@ class Framework:
 
     name = ""
     module = ""  # the importable package that must be installed
+    differentiates = False  # whether its runs also give gradients (autograd, a tape, BPTT)
 
     @classmethod
     def available(cls) -> bool:
@@ -109,8 +110,11 @@ class Framework:
         raise NotImplementedError
 
     def gradient_refusal(self, reading: Reading) -> str | None:
-        """Why this framework gives no gradients of ``reading``, or None when it does."""
-        return f"{self.name} computes no gradients (forward outputs only)"
+        """Why this framework gives no gradients of ``reading``, or None when it does: those
+        that differentiate (``differentiates``) do for recurrent stacks."""
+        if not self.differentiates:
+            return f"{self.name} computes no gradients (forward outputs only)"
+        return None if isinstance(reading, RecurrentStack) else GRAPH_GRADIENTS
 
     def gradients(
         self,

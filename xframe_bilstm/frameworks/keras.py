@@ -28,7 +28,7 @@ from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from ..reference import Reading
-from .base import GRAPH_GRADIENTS, Framework, RunSpec
+from .base import Framework, RunSpec
 from .process import ProcessRunError, run_elsewhere
 
 _ONEDNN = {"onednn-on": True, "onednn-off": False}
@@ -36,6 +36,7 @@ _ONEDNN = {"onednn-on": True, "onednn-off": False}
 
 class KerasFramework(Framework):
     name = "keras"
+    differentiates = True
     module = "keras"
 
     def devices(self) -> list[str]:
@@ -95,9 +96,6 @@ class KerasFramework(Framework):
         from ..adapters.keras import graph_refusal
 
         return graph_refusal(reading)
-
-    def gradient_refusal(self, reading: Reading) -> str | None:
-        return None if isinstance(reading, RecurrentStack) else GRAPH_GRADIENTS
 
     def gradients(
         self,

@@ -10,11 +10,12 @@ import numpy as np
 from ..canonical import RecurrentStack
 from ..gradient_arrays import GradientArrays, gradient_arrays
 from ..reference import Reading, reference_gradients, reference_outputs
-from .base import GRAPH_GRADIENTS, Framework, RunSpec
+from .base import Framework, RunSpec
 
 
 class ReferenceFramework(Framework):
     name = "reference"
+    differentiates = True
     module = "numpy"
 
     def dtypes(self, device: str) -> list[str]:
@@ -44,9 +45,6 @@ class ReferenceFramework(Framework):
             stack, x, initial_states=initial_states, lengths=lengths, dtype=np.dtype(spec.dtype)
         )
         return outputs, {"implementation": "numpy loop, input projection in one product"}
-
-    def gradient_refusal(self, reading: Reading) -> str | None:
-        return None if isinstance(reading, RecurrentStack) else GRAPH_GRADIENTS
 
     def gradients(
         self,

@@ -11,15 +11,15 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentStack
 from ..graph import ModelGraph
 from ..inputs import as_list
 from ..reference import Reading
-from .base import GRAPH_GRADIENTS, Framework, RunSpec
+from .base import Framework, RunSpec
 
 
 class TorchFramework(Framework):
     name = "torch"
+    differentiates = True
     module = "torch"
 
     def devices(self) -> list[str]:
@@ -69,9 +69,6 @@ class TorchFramework(Framework):
 
         outputs = tuple(t.detach().to("cpu", torch.float64).numpy() for t in flatten(result))
         return outputs, {**settings, **self._describe(module), "kernel": ops.kernel}
-
-    def gradient_refusal(self, reading: Reading) -> str | None:
-        return None if isinstance(reading, RecurrentStack) else GRAPH_GRADIENTS
 
     def gradients(
         self,

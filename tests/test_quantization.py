@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -51,7 +49,9 @@ def test_the_output_error_is_onnxruntimes_int8_run_against_the_float_graph(int8:
     (approximated,) = ort.InferenceSession(
         dequantized_model(int8).SerializeToString(), providers=["CPUExecutionProvider"]
     ).run(None, {"tokens": tokens})
-    assert report.outputs["logits"] == pytest.approx(np.abs(quantized - approximated).max(), abs=1e-6)
+    assert report.outputs["logits"] == pytest.approx(
+        np.abs(quantized - approximated).max(), abs=1e-6
+    )
 
 
 def test_a_budget_smaller_than_the_error_fails_naming_it(int8: bytes):
@@ -69,5 +69,5 @@ def test_the_thread_count_of_the_int8_run_is_reproduced(int8: bytes):
 
 def test_a_graph_without_an_int8_lstm_is_refused():
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [], [])
-    with pytest.raises(UnsupportedFeatureError, match="com.microsoft.DynamicQuantizeLSTM"):
+    with pytest.raises(UnsupportedFeatureError, match=r"com\.microsoft\.DynamicQuantizeLSTM"):
         quantization_error(helper.make_model(graph))

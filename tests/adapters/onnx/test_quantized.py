@@ -56,7 +56,12 @@ def _ops(model: Any) -> set[str]:
 
 def test_onnxruntimes_quantizer_writes_the_int8_operators(tmp_path: Path):
     _, plain = int8_tagger(tmp_path)
-    assert {"DynamicQuantizeLSTM", "DynamicQuantizeLinear", "MatMulInteger", "DequantizeLinear"} <= _ops(plain)
+    assert {
+        "DynamicQuantizeLSTM",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "DequantizeLinear",
+    } <= _ops(plain)
     _, fused = int8_tagger(tmp_path, fused=True)
     assert {"DynamicQuantizeLSTM", "DynamicQuantizeMatMul"} <= _ops(fused)
 
@@ -72,15 +77,12 @@ def test_onnx_to_torch_runs_an_int8_graph_as_onnxruntime(tmp_path: Path, variant
     np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
 
 
-def _dequantized_by_onnx(model: Any, node: Any, slot: int, axis: int | None) -> np.ndarray:
-    """Weight ``slot`` of an int8 node dequantized by onnx's reference DequantizeLinear."""
-    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    scale_slot = {1: 8, 2: 10}.get(slot, 2) if node.op_type == "DynamicQuantizeLSTM" else None
-    names = [node.input[slot], node.input[scale_slot], node.input[scale_slot + 1]]
-    attributes = {} if axis is None else {"axis": axis}
-    dq = helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], **attributes)
-    graph = helper.make_graph([dq], "dq", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(constants[n], k) for n, k in zip(names, "qsz")])  # fmt: skip
+def _onnx_dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int = 1) -> Any:
+    """``q`` dequantized by onnx's reference implementation of DequantizeLinear."""
+    node = helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=axis)
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    arrays = [numpy_helper.from_array(a, k) for a, k in zip((q, scale, zero), "qsz")]
+    graph = helper.make_graph([node], "dq", [], [output], arrays)
     return ReferenceEvaluator(helper.make_model(graph)).run(None, {})[0]
 
 
@@ -92,17 +94,15 @@ def _iofc_to_torch(weight: np.ndarray) -> np.ndarray:
 def test_dequantized_model_is_the_float_model_with_the_dequantized_weights(tmp_path: Path):
     model, int8_bytes = int8_tagger(tmp_path)
     int8 = onnx.load_from_string(int8_bytes)
-    constants = {i.name: numpy_helper.to_array(i) for i in int8.graph.initializer}
     (lstm,) = [n for n in int8.graph.node if n.op_type == "DynamicQuantizeLSTM"]
     (matmul,) = [n for n in int8.graph.node if n.op_type == "MatMulInteger"]
-    w = _dequantized_by_onnx(int8, lstm, 1, 0)  # (dirs, D, 4H)
-    r = _dequantized_by_onnx(int8, lstm, 2, 0)
-    embedding = (constants["embedding.weight_quantized"].astype(np.float32)
-                 - constants["embedding.weight_zero_point"]) * constants["embedding.weight_scale"]  # fmt: skip
-    head_name = matmul.input[1].removesuffix("_quantized")
-    head = (constants[matmul.input[1]].astype(np.float32) - constants[matmul.input[3]]) * constants[
-        f"{head_name}_scale"
-    ]
+    c = {i.name: numpy_helper.to_array(i) for i in int8.graph.initializer}
+    r = _onnx_dequantize(c[lstm.input[2]], c[lstm.input[10]], c[lstm.input[11]], axis=0)
+    w = _onnx_dequantize(c[lstm.input[1]], c[lstm.input[8]], c[lstm.input[9]], axis=0)
+    table = [c[f"embedding.weight_{k}"] for k in ("quantized", "scale", "zero_point")]
+    embedding = _onnx_dequantize(*table)
+    head_scale = c[matmul.input[1].removesuffix("_quantized") + "_scale"]
+    head = _onnx_dequantize(c[matmul.input[1]], head_scale, c[matmul.input[3]])
     state = {k: v.clone() for k, v in model.state_dict().items()}
     original = dict(state)
     state["embedding.weight"] = torch.from_numpy(embedding)
@@ -131,7 +131,11 @@ def test_dequantized_model_is_a_float_graph(tmp_path: Path, variant: str):
     floats = dequantized_model(int8)
     onnx.checker.check_model(floats, full_check=True)
     assert not {n.domain for n in floats.graph.node} - {""}
-    assert not _ops(floats.SerializeToString()) & {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeMatMul"}
+    assert not _ops(floats.SerializeToString()) & {
+        "DynamicQuantizeLSTM",
+        "MatMulInteger",
+        "DynamicQuantizeMatMul",
+    }
     tokens = _tokens(2, 6)
     (approx,) = _runtime(floats, {"tokens": tokens})
     (quantized,) = _runtime(int8, {"tokens": tokens})
@@ -177,7 +181,9 @@ def test_quantized_weights_computed_at_run_time_are_refused_by_name():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])],
         [numpy_helper.from_array(np.array(0.1, np.float32), "s")],
     )  # fmt: skip
-    with pytest.raises(UnsupportedFeatureError, match="DynamicQuantizeMatMul node 'dense': its B 'b'"):
+    with pytest.raises(
+        UnsupportedFeatureError, match="DynamicQuantizeMatMul node 'dense': its B 'b'"
+    ):
         dequantized_model(helper.make_model(graph))
 
 
@@ -185,7 +191,11 @@ def test_other_com_microsoft_operators_are_named_in_the_refusal(tmp_path: Path):
     _, int8 = int8_tagger(tmp_path)
     model = onnx.load_from_string(int8)
     model.graph.node.append(
-        helper.make_node("FusedGemm", ["logits", "logits"], ["extra"], domain="com.microsoft", name="odd")
+        helper.make_node(
+            "FusedGemm", ["logits", "logits"], ["extra"], domain="com.microsoft", name="odd"
+        )
     )
-    with pytest.raises(UnsupportedFeatureError, match=r"com\.microsoft\.FusedGemm \(1 node: 'odd'\)"):
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"com\.microsoft\.FusedGemm \(1 node: 'odd'\)"
+    ):
         onnx_to_torch(model, verify=False)

@@ -143,9 +143,8 @@ def test_recurrent_groups_follow_the_kernels_rule():
         assert recurrent_groups(batch=7, hidden=8) == [(0, 3), (3, 6), (6, 7)]
         assert recurrent_groups(batch=3, hidden=300) == [(0, 3)]
         assert recurrent_groups(batch=5, hidden=300) == [(0, 2), (2, 4), (4, 5)]
-    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
-        with kernel_threads(0):
-            pass
+    with pytest.raises(ValueError, match="threads must be at least 1, got 0"), kernel_threads(0):
+        pass
 
 
 @pytest.mark.parametrize(
@@ -156,7 +155,9 @@ def test_recurrent_groups_follow_the_kernels_rule():
         ("activations", ["Tanh", "Tanh", "Tanh"], "activations"),
     ],
 )
-def test_dynamic_quantize_lstm_options_not_computed_are_refused(option: str, value: Any, named: str):
+def test_dynamic_quantize_lstm_options_not_computed_are_refused(
+    option: str, value: Any, named: str
+):
     model, inputs = _lstm_case(np.random.default_rng(0))
     model.graph.node[0].attribute.append(helper.make_attribute(option, value))
     with pytest.raises(UnsupportedFeatureError, match=f"DynamicQuantizeLSTM node 'qlstm'.*{named}"):
@@ -179,7 +180,9 @@ def test_dynamic_quantize_linear_and_matmul_integer_are_onnxruntimes():
         helper.make_node("Mul", ["accf", "scale"], ["y"]),
     ]
     model = _model(nodes, inputs, fixed, ["q", "s", "z", "acc", "y"])
-    for name, e, a in zip(("q", "s", "z", "acc", "y"), _runtime(model, inputs), _module(model, inputs)):
+    for name, e, a in zip(
+        ("q", "s", "z", "acc", "y"), _runtime(model, inputs), _module(model, inputs)
+    ):
         assert a.dtype == e.dtype, name
         np.testing.assert_array_equal(a, e, err_msg=name)
 
@@ -210,7 +213,9 @@ def test_quantize_and_dequantize_linear_of_computed_values(zero_type: Any, axis:
     inputs = {"x": (rng.standard_normal((4, 3)) * 2).astype(np.float32)}
     size = 1 if axis is None else (4, 3)[axis]
     fixed = {
-        "scale": rng.uniform(0.01, 0.05, size).astype(np.float32).reshape(() if axis is None else (size,)),
+        "scale": rng.uniform(0.01, 0.05, size)
+        .astype(np.float32)
+        .reshape(() if axis is None else (size,)),
         "zero": rng.integers(0, 9, size).astype(zero_type).reshape(() if axis is None else (size,)),
     }
     attributes = {} if axis is None else {"axis": axis}

@@ -30,7 +30,10 @@ def _quantized(kind: Any, dtype: Any = None, **options: Any) -> Any:
 
 CASES = {
     "lstm": (torch.nn.LSTM, {"batch_first": True}),
-    "bilstm-2-layers": (torch.nn.LSTM, {"num_layers": 2, "bidirectional": True, "batch_first": True}),
+    "bilstm-2-layers": (
+        torch.nn.LSTM,
+        {"num_layers": 2, "bidirectional": True, "batch_first": True},
+    ),
     "gru": (torch.nn.GRU, {"batch_first": True}),
     "bigru-time-major": (torch.nn.GRU, {"bidirectional": True}),
 }
@@ -64,7 +67,7 @@ def test_compare_reads_a_dynamic_quantized_module(case: str):
 
 def test_float16_dynamic_quantization_is_refused_by_name():
     quantized = _quantized(torch.nn.LSTM, dtype=torch.float16)
-    with pytest.raises(UnsupportedFeatureError, match="LSTM with dtype torch.float16"):
+    with pytest.raises(UnsupportedFeatureError, match=r"LSTM with dtype torch\.float16"):
         dequantized_rnn(quantized)
 
 

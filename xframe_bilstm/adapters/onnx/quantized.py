@@ -135,11 +135,14 @@ def _fold(node: Any, constants: dict[str, np.ndarray]) -> np.ndarray | None:
             f"{describe_node(node)}: blocked quantization (block_size) is not supported"
         )
     values = [constants[name] if name else None for name in node.input] + [None] * 3
+    data, scale, zero = values[0], values[1], values[2]
+    if data is None or scale is None:
+        return None  # not a valid node; onnxruntime and the interpreter say so
     axis = int(attributes.get("axis", 1))
     try:
         if node.op_type == "DequantizeLinear":
-            return dequantize_array(values[0], values[1], values[2], axis)
-        return quantize_array(values[0], values[1], values[2], axis)
+            return dequantize_array(data, scale, zero, axis)
+        return quantize_array(data, scale, zero, axis)
     except UnsupportedFeatureError as error:
         raise UnsupportedFeatureError(f"{describe_node(node)}: {error}") from error
 
@@ -265,7 +268,7 @@ class _Rewriter:
 
     def _dynamic_quantize_linear(self, node: Any) -> list[Any]:
         helper = self.onnx.helper
-        y, scale, zero = (list(node.output) + ["", ""])[:3]
+        y, scale, zero = [*node.output, "", ""][:3]
         self.passed.add(y)
         nodes = [helper.make_node("Identity", [node.input[0]], [y], name=node.name)]
         for name, value in ((scale, 1.0), (zero, 0.0)):
@@ -283,7 +286,9 @@ class _Rewriter:
             if zero_name:
                 zero = self.constants[zero_name].astype(np.int32)
                 value = value - (zero.reshape(-1, 1) if index == 0 and zero.size > 1 else zero)
-            return [], self.add(f"{name}_float_{node.name or node.output[0]}", value.astype(np.float32))
+            return [], self.add(
+                f"{name}_float_{node.name or node.output[0]}", value.astype(np.float32)
+            )
         cast = f"{name}_float_{node.output[0]}"
         nodes = [helper.make_node("Cast", [name], [cast], to=self.onnx.TensorProto.FLOAT)]
         if not zero_name or (zero_name in self.passed or _is_zero(self.constants.get(zero_name))):

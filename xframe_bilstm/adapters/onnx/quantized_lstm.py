@@ -190,7 +190,9 @@ def quantized_lstm(call: OpCall) -> tuple[Any, ...]:
         c = torch.zeros(batch, hidden) if c0 is None else c0[d].to(torch.float32)
         fused = torch.zeros(4 * hidden)
         if bias is not None:
-            fused = bias[d, : 4 * hidden].to(torch.float32) + bias[d, 4 * hidden :].to(torch.float32)
+            fused = bias[d, : 4 * hidden].to(torch.float32) + bias[d, 4 * hidden :].to(
+                torch.float32
+            )
         y, h_final, c_final = _run_direction(
             torch, x, lengths, backward, keeps_sequence, (w, w_scale, w_zero),
             (r, r_scale, r_zero), fused, h, c,

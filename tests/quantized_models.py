@@ -75,3 +75,24 @@ def int8_tagger(
     options.optimized_model_filepath = str(directory / "fused.onnx")
     ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
     return model, (directory / "fused.onnx").read_bytes()
+
+
+def int8_stack(directory: Path) -> bytes:
+    """A torch two-layer BiLSTM exported alone and quantized by onnxruntime."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    torch.manual_seed(0)
+    rnn = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            rnn, (torch.zeros(2, 5, 3),), buffer, dynamo=False, input_names=["x"],
+            output_names=["y", "h_n", "c_n"], dynamic_axes={"x": {0: "batch", 1: "time"}},
+        )  # fmt: skip
+    (directory / "stack.onnx").write_bytes(buffer.getvalue())
+    quantize_dynamic(
+        str(directory / "stack.onnx"), str(directory / "stack8.onnx"), weight_type=QuantType.QInt8
+    )
+    return (directory / "stack8.onnx").read_bytes()

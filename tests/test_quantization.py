@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,8 @@ pytest.importorskip("onnxruntime.quantization")
 
 from onnx import helper  # noqa: E402
 
-from tests.quantized_models import VOCABULARY, int8_tagger  # noqa: E402
+from tests.quantized_models import VOCABULARY, int8_stack, int8_tagger  # noqa: E402
+from xframe_bilstm import compare  # noqa: E402
 from xframe_bilstm.adapters.onnx.quantized import dequantized_model  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
 from xframe_bilstm.quantization import quantization_error  # noqa: E402
@@ -71,3 +74,19 @@ def test_a_graph_without_an_int8_lstm_is_refused():
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [], [])
     with pytest.raises(UnsupportedFeatureError, match=r"com\.microsoft\.DynamicQuantizeLSTM"):
         quantization_error(helper.make_model(graph))
+
+
+def test_compare_names_what_to_do_with_an_int8_graph(tmp_path: Path):
+    int8 = onnx.load_from_string(int8_stack(tmp_path))
+    with pytest.raises(UnsupportedFeatureError, match=r"It is an int8 graph: .*dequantized_model"):
+        compare(int8, frameworks=["torch"])
+    report = compare(dequantized_model(int8), frameworks=["torch"], steps=6)
+    assert report
+    assert report.runs[-1].label == "onnxruntime[cpu,float32]@original"
+    int8_report = quantization_error(int8)
+    assert int8_report
+    assert {(s.node, s.direction) for s in int8_report.steps} == {
+        (node, direction)
+        for node in ("/LSTM_quant", "/LSTM_1_quant")
+        for direction in ("forward", "backward")
+    }

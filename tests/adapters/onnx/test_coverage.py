@@ -76,9 +76,7 @@ def _weight(name: str, shape: tuple[int, ...]):
 
 def test_other_domains_unreadable_nodes_and_loops_are_all_in_the_one_message() -> None:
     hidden = 2
-    quantized = helper.make_node(
-        "FusedConv", ["x"], ["q"], name="fused", domain="com.microsoft"
-    )
+    quantized = helper.make_node("FusedConv", ["x"], ["q"], name="fused", domain="com.microsoft")
     clipped = helper.make_node(  # an activation ONNX does not have: cannot be read
         "RNN", ["x", "W", "R"], ["y"], name="odd_rnn", hidden_size=hidden, activations=["Swish"]
     )

@@ -126,6 +126,12 @@ def _read_keras(source: Any) -> Read:
 
 
 def _read_torch(source: Any) -> Read:
+    from .adapters.torch.quantized import dequantized_rnn, is_dynamic_quantized_rnn
+
+    if is_dynamic_quantized_rnn(source):  # read as its dequantized weights; no float original
+        from .adapters.torch import torch_to_canonical
+
+        return Read(torch_to_canonical(dequantized_rnn(source)))
     from .models.to_torch import KerasModel
     from .models.torch_graph import graph_from_torch, is_whole_module
 

@@ -76,9 +76,7 @@ def _weight(name: str, shape: tuple[int, ...]):
 
 def test_other_domains_unreadable_nodes_and_loops_are_all_in_the_one_message() -> None:
     hidden = 2
-    quantized = helper.make_node(
-        "DynamicQuantizeLSTM", ["x"], ["q"], name="qlstm", domain="com.microsoft"
-    )
+    quantized = helper.make_node("FusedConv", ["x"], ["q"], name="fused", domain="com.microsoft")
     clipped = helper.make_node(  # an activation ONNX does not have: cannot be read
         "RNN", ["x", "W", "R"], ["y"], name="odd_rnn", hidden_size=hidden, activations=["Swish"]
     )
@@ -108,7 +106,7 @@ def test_other_domains_unreadable_nodes_and_loops_are_all_in_the_one_message() -
     message = str(refused.value)
     assert "onnx_to_torch cannot run 2 nodes of this graph" in message
     assert "Loop (1 node: 'frames')" in message
-    assert "com.microsoft.DynamicQuantizeLSTM (1 node: 'qlstm')" in message
+    assert "com.microsoft.FusedConv (1 node: 'fused')" in message
     assert (
         "Recurrent nodes inside loops, which are not run: Loop node 'frames' "
         "(body: GRU node 'gru_body')" in message

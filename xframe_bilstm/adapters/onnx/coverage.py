@@ -81,6 +81,8 @@ def survey(
     for node in graph.node:
         name = prefix + (node.name or (node.output[0] if node.output else "?"))
         if node.domain not in _DEFAULT_DOMAINS:
+            if f"{node.domain}.{node.op_type}" in supported:
+                continue
             found.unsupported.setdefault(f"{node.domain}.{node.op_type}", []).append(name)
         elif node.op_type in CELL_BY_OP:
             _read(node, constants, name, found)

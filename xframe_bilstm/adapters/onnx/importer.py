@@ -43,6 +43,14 @@ _CANONICAL_BY_ONNX = {
 _FLOAT32_MATCH = 1e-6
 
 
+# What to do with an int8 graph (its DynamicQuantizeLSTM nodes are not LSTM layers).
+_INT8_HINT = (
+    ". It is an int8 graph: adapters.onnx.quantized.dequantized_model(graph) is the float "
+    "graph it approximates, with LSTM nodes, and quantization.quantization_error(graph) "
+    "reports what the quantization cost"
+)
+
+
 def _canonical_activation(spec: RecurrentNodeSpec, slot: tuple[str, float, float]) -> str:
     name, alpha, beta = slot
     for (onnx_name, want_alpha, want_beta), canonical in _CANONICAL_BY_ONNX.items():
@@ -253,6 +261,8 @@ def graph_to_canonical(model_or_path: Any) -> RecurrentStack:
         raise UnsupportedFeatureError(
             "the graph has no LSTM, GRU or RNN node (its operators: "
             f"{', '.join(operators) or 'none'}); only graphs of recurrent nodes convert"
+            + _INT8_HINT
+            * ("DynamicQuantizeLSTM" in operators)
         )
     module = onnx_module(proto, dtype=torch.float64)
     probed = probe_graph(proto, module, specs[0].input_size)

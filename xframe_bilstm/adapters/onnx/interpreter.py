@@ -29,6 +29,7 @@ from .nodes import (
     node_attributes,
 )
 from .op_call import OpCall
+from .quantized_ops import QUANTIZED_OPS, op_key
 from .recurrent import recurrent_classes, recurrent_module
 from .runtime import load_model
 from .standard_ops import STANDARD_OPS
@@ -43,8 +44,9 @@ GLUE_OPS = frozenset(
         "Squeeze", "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
     }
 )  # fmt: skip
-# Every operator the interpreter runs besides LSTM, GRU, RNN and If.
-SUPPORTED_OPS = GLUE_OPS | frozenset(STANDARD_OPS)
+# Every operator the interpreter runs besides LSTM, GRU, RNN and If (``domain.op`` outside
+# the default domain: the int8 operators of :mod:`.quantized_ops`).
+SUPPORTED_OPS = GLUE_OPS | frozenset(STANDARD_OPS) | frozenset(QUANTIZED_OPS)
 
 
 def onnx_module(model_or_path: Any, *, dtype: Any = None) -> Any:
@@ -225,7 +227,7 @@ def _define_interpreter_classes() -> Any:
 
         def _glue(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> tuple[Any, ...]:
             op = node.op_type
-            standard = STANDARD_OPS.get(op)
+            standard = STANDARD_OPS.get(op) or QUANTIZED_OPS.get(op_key(node))
             if standard is not None:
                 return standard(OpCall(torch, node, attributes, args, self.opset, self.dtype))
             handler = getattr(self, f"_op_{op}", None)

@@ -41,6 +41,9 @@ class RuntimeSession:
         self.proto = load_model(model_or_path)
         options = ort.SessionOptions()
         options.log_severity_level = 4  # fatal only: a failure is raised with its message
+        if any(node.op_type == "DynamicQuantizeLSTM" for node in self.proto.graph.node):
+            # Its int8 result depends on the thread count (quantized_lstm.recurrent_groups).
+            options.intra_op_num_threads = 1
         try:
             self._session = ort.InferenceSession(
                 self.proto.SerializeToString(),

@@ -57,6 +57,7 @@ def forward_line(error: BaseException) -> str:
         frame
         for frame in traceback.extract_tb(error.__traceback__)
         if not os.path.abspath(frame.filename).startswith(skipped)
+        and not frame.filename.startswith("<eval_with_key>")  # a trace's generated code
     ]
     if not frames:
         return ""
@@ -86,7 +87,7 @@ def fx_module(module: Any, is_leaf: Callable[[Any], bool]) -> Any:
     torch = require("torch")
     from ..adapters.torch import evaluating
 
-    class Tracer(torch.fx.Tracer):  # type: ignore[misc,name-defined]
+    class Tracer(torch.fx.Tracer):  # type: ignore[name-defined]
         def is_leaf_module(self, child: Any, qualified_name: str) -> bool:
             return bool(is_leaf(child)) or super().is_leaf_module(child, qualified_name)
 

@@ -33,8 +33,11 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -179,20 +182,26 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
 
     example = example_input(module, input_options, which)
     shapes = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-    level = shapes.level
+    level, printed = shapes.level, io.StringIO()
     try:
-        # A refused data-dependent guard is logged with the whole graph: the error says it.
+        # A refused data-dependent guard is logged, and printed with the partial graph:
+        # the error says it, and torch.fx may read the module yet.
         shapes.setLevel(logging.ERROR)
         with evaluating(module), torch.no_grad(), warnings.catch_warnings():
             # nn.LSTM reassigns its flat weights as it runs: torch.export warns, harmlessly.
             warnings.filterwarnings("ignore", "The tensor attributes", UserWarning)
-            return torch.export.export(module, (example,))
+            with contextlib.redirect_stderr(printed):
+                return torch.export.export(module, (example,))
     except Exception as error:  # whatever the user's forward raises when captured
+        partial = getattr(error, "partial_fx_graph", None)
+        if partial is not None:
+            printed = io.StringIO(printed.getvalue().replace(f"{partial}\n", ""))
         raise CaptureError(
             f"torch.export could not capture {type(module).__name__}.forward ({reason(error)})"
         ) from error
     finally:
         shapes.setLevel(level)
+        sys.stderr.write(printed.getvalue())  # what forward itself printed stays
 
 
 __all__ = [

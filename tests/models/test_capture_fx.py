@@ -94,6 +94,22 @@ class CheckedCumsum(CheckedTagger):
         return torch.cumsum(self.lstm(self.emb(ids))[0], 1)
 
 
+@torch.library.custom_op("xframe_bilstm_tests::clip", mutates_args=())
+def _clip(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(min=0)
+
+
+class CustomClip(nn.Module):
+    """A custom operator with no fake kernel: torch.fx records it, neither lowers it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _clip(self.lstm(x)[0])
+
+
 class Pooled(nn.Module):
     """A forward both captures read."""
 
@@ -159,6 +175,16 @@ def test_a_forward_both_refuse_is_refused_naming_both(capsys: pytest.CaptureFixt
     assert "torch.export could not capture Gated.forward (GuardOnDataDependentSymNode" in message
     assert "nor could torch.fx trace it (TraceError: symbolically traced" in message
     assert message.count(where) == 2, message
+
+
+def test_a_trace_torch_export_cannot_lower_is_refused_naming_both() -> None:
+    with pytest.raises(UnsupportedFeatureError) as refused:
+        torch_to_keras(CustomClip())
+    message = str(refused.value)
+    where = _line(CustomClip.forward, "return _clip(self.lstm(x)[0])")
+    assert "torch.export could not capture CustomClip.forward (RuntimeError: " in message
+    assert f"at {where})), nor could its torch.fx trace be captured (RuntimeError: " in message
+    assert message.count("no fake impl registered for <CustomOpDef(xframe_bilstm_tests::clip)") == 2
 
 
 def test_operations_read_from_the_trace_are_refused_with_their_line() -> None:

@@ -66,10 +66,11 @@ def forward_line(error: BaseException) -> str:
     return f"{where} ({frame.line.strip()})" if frame.line else where
 
 
-def reason(error: BaseException) -> str:
-    """``TraceError: <first line> at file.py:12 (code)``: why a capture failed, and where."""
+def reason(error: BaseException, *, located: bool = True) -> str:
+    """``TraceError: <first line> at file.py:12 (code)``: why a capture failed, and where
+    (not where ``located`` is False: an error in code generated from ``forward``)."""
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    line = forward_line(error)
+    line = forward_line(error) if located else ""
     return f"{type(error).__name__}: {lines[0] if lines else ''}" + (f" at {line}" if line else "")
 
 

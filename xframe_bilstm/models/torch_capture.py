@@ -127,7 +127,7 @@ def _first_capture(
         except CaptureError as error:
             raise CaptureError(
                 f"{refused}, nor could its torch.fx trace be captured "
-                f"({reason(error.__cause__ or error)})"
+                f"({reason(error.__cause__ or error, located=False)})"
             ) from error
     _log.info(
         "torch.export could not capture %s.forward; captured with torch.fx", type(module).__name__

@@ -242,7 +242,8 @@ class ModelGraph:
     ``inputs`` and ``outputs`` name tensors (the input layers, and the tensors the model
     returns, see :func:`tensor_name`), in the model's own order. ``keras_major`` is the
     Keras version the model was saved with (2 or 3): some names mean different things in
-    each.
+    each. ``captured_by`` names the capture that read a torch ``forward``
+    (``"torch.export"`` or ``"torch.fx"``), None where none ran.
 
     Example:
         >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
@@ -258,6 +259,7 @@ class ModelGraph:
     outputs: tuple[str, ...]
     keras_major: int = 3
     source: str = "model"
+    captured_by: str | None = None
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

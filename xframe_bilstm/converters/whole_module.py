@@ -32,6 +32,7 @@ def whole_module_to_keras(
         module, name=name, custom_modules=custom_modules, input_shape=input_shape
     )
     model = graph_to_keras(graph)
+    model.captured_by = graph.captured_by  # torch.export, torch.fx, or None: children in order
     if verify:
         torch = require("torch")
         from ..inputs import example_inputs

@@ -25,10 +25,19 @@ Rules of this module:
   cell is refused by name.
 - What cannot be read is refused once, listing every operation with the line of
   ``forward`` it came from (``node.meta["stack_trace"]``).
+- Where ``torch.export`` cannot capture ``forward`` at all, ``torch.fx`` traces it
+  (:mod:`.capture_fx`) and the trace is read the same way; the graph's ``captured_by``
+  says which capture ran. Where both fail, the refusal gives both reasons, each with its
+  line of ``forward``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
+import logging
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -38,7 +47,11 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
+from .capture_attention import is_attention_module
+from .capture_fx import EXPORT, FX, fx_module, reason
 from .capture_walk import LeafTest, ReadChild, read_captured
+
+_log = logging.getLogger(__name__)
 
 _BATCHES = (3, 2)
 
@@ -73,12 +86,12 @@ def capture_graph(
             message listing every operation with no layer record, with its line.
     """
     input_options = fixed_axes(input_options)
-    exported = capture(module, input_options, 0)
+    captured, exported, captured_by = _first_capture(module, input_options, is_leaf)
     try:
-        second = capture(module, input_options, 1)
+        second = capture(captured, input_options, 1)
     except CaptureError:  # the free axes are not free after all: shapes fixed
         second = None
-    return read_captured(
+    graph = read_captured(
         module,
         exported,
         second,
@@ -88,6 +101,38 @@ def capture_graph(
         read_child=read_child,
         batches=_BATCHES,
     )
+    return dataclasses.replace(graph, captured_by=captured_by)
+
+
+def _first_capture(
+    module: Any, input_options: Mapping[str, Any], is_leaf: LeafTest
+) -> tuple[Any, Any, str]:
+    """The module captured (``module``, or its ``torch.fx`` trace where ``torch.export``
+    refuses ``module``), its capture at the first sizes, and which capture ran.
+
+    Raises:
+        CaptureError: both refused ``forward``, naming both reasons.
+    """
+    try:
+        return module, capture(module, input_options, 0), EXPORT
+    except CaptureError as refused:
+        try:
+            traced = fx_module(module, lambda child: is_leaf(child) or is_attention_module(child))
+        except Exception as error:  # whatever the user's forward raises when traced
+            raise CaptureError(
+                f"{refused}, nor could torch.fx trace it ({reason(error)})"
+            ) from error
+        try:
+            exported = capture(traced, input_options, 0)
+        except CaptureError as error:
+            raise CaptureError(
+                f"{refused}, nor could its torch.fx trace be captured "
+                f"({reason(error.__cause__ or error, located=False)})"
+            ) from error
+    _log.info(
+        "torch.export could not capture %s.forward; captured with torch.fx", type(module).__name__
+    )
+    return traced, exported, FX
 
 
 def fixed_axes(input_options: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,17 +181,27 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
     from ..adapters.torch import evaluating
 
     example = example_input(module, input_options, which)
+    shapes = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    level, printed = shapes.level, io.StringIO()
     try:
+        # A refused data-dependent guard is logged, and printed with the partial graph:
+        # the error says it, and torch.fx may read the module yet.
+        shapes.setLevel(logging.ERROR)
         with evaluating(module), torch.no_grad(), warnings.catch_warnings():
             # nn.LSTM reassigns its flat weights as it runs: torch.export warns, harmlessly.
             warnings.filterwarnings("ignore", "The tensor attributes", UserWarning)
-            return torch.export.export(module, (example,))
+            with contextlib.redirect_stderr(printed):
+                return torch.export.export(module, (example,))
     except Exception as error:  # whatever the user's forward raises when captured
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        partial = getattr(error, "partial_fx_graph", None)
+        if partial is not None:
+            printed = io.StringIO(printed.getvalue().replace(f"{partial}\n", ""))
         raise CaptureError(
-            f"torch.export could not capture {type(module).__name__}.forward "
-            f"({type(error).__name__}: {lines[0] if lines else ''})"
+            f"torch.export could not capture {type(module).__name__}.forward ({reason(error)})"
         ) from error
+    finally:
+        shapes.setLevel(level)
+        sys.stderr.write(printed.getvalue())  # what forward itself printed stays
 
 
 __all__ = [

@@ -126,8 +126,11 @@ def _trace(module: Any) -> Any:
         def is_leaf_module(self, child: Any, qualified_name: str) -> bool:
             return "." not in qualified_name or super().is_leaf_module(child, qualified_name)
 
+    from .capture_fx import kept_attributes
+
     try:
-        return ChildrenAreLeaves().trace(module)
+        with kept_attributes(module):  # no proxy stays where forward stores a tensor
+            return ChildrenAreLeaves().trace(module)
     except Exception as error:  # whatever the user's forward raises when traced
         text = str(error).strip().splitlines()
         raise UnsupportedFeatureError(

@@ -172,7 +172,8 @@ def _captured(
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
     input_shape: Sequence[int | None] | None = None,
 ) -> ModelGraph:
-    """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``.
+    """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``
+    (or, where that refuses it, a ``torch.fx`` trace lowered by it: :mod:`.capture_fx`).
 
     Where it cannot be captured at all, the plain chain's refusal says what ``forward``
     does, and the capture's error why it was not read either; with ``input_shape``, that

@@ -18,8 +18,7 @@ more than float rounding explains. Frameworks are imported inside the functions.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,11 +29,9 @@ from .comparison import Comparison, compare_outputs, derived_tolerance, measure_
 from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
 from .correspondence import onnx_source
 from .errors import ToleranceExceededError, UnsupportedFeatureError, WeightShapeError
-from .sources import framework_of
+from .onnx_originals import Run, dtype_epsilon, original_of
 
 _FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
-# Inputs of a source's run: x (B, T, D), initial states in Keras order or None, lengths or None.
-_Run = Callable[[np.ndarray, list[np.ndarray] | None, np.ndarray | None], tuple[np.ndarray, ...]]
 
 
 def check_export(
@@ -59,7 +56,7 @@ def check_export(
     from .adapters.onnx.verify import RuntimeSession
 
     session = RuntimeSession(model)
-    original = _original(source, stack)
+    original = original_of(source, stack)
     x = verification_input(stack, seed=seed).astype(np.float32)
     rng = np.random.default_rng([seed, 1])
     states = None
@@ -101,7 +98,7 @@ def check_graph_export(source: Any, read: Any, model: Any, *, seed: int) -> None
     exact = run_model_reference(graph, inputs)
     expected, epsilon, label = (
         exact,
-        _epsilon("float64"),
+        dtype_epsilon("float64"),
         f"the float64 reference of {graph.source}",
     )
     if read.framework == "keras":
@@ -118,7 +115,7 @@ def check_graph_export(source: Any, read: Any, model: Any, *, seed: int) -> None
                 raise
             label += f" (Keras could not load or run it: {type(error).__name__}: {error})"
         else:
-            epsilon = _epsilon(compute_dtype(keras_model))
+            epsilon = dtype_epsilon(compute_dtype(keras_model))
             label = f"{graph.source} as Keras {'loads and ' if from_file else ''}runs it"
     session = RuntimeSession(model)
     actual = session.run(graph_feeds(session.proto, tuple(inputs)))
@@ -159,7 +156,7 @@ def check_torch_import(
         with evaluating(module):
             actual = run_torch_graph_module(module, arrays)
         floats = [a.dtype.name for a in arrays if a.dtype.kind == "f"]  # not token ids
-        epsilon = max([_FLOAT32_EPSILON, *(_epsilon(name) for name in floats)])
+        epsilon = max([_FLOAT32_EPSILON, *(dtype_epsilon(name) for name in floats)])
         tolerance = graph_noise(session.proto, arrays).tolerance(epsilon)
         outputs = [f"output {o.name!r}" for o in session.proto.graph.output]
         _raise_unless_close(
@@ -229,7 +226,7 @@ def check_canonical_import(model: Any, stack: RecurrentStack, *, seed: int) -> N
 def check_stack_import(
     model: Any,
     stack: RecurrentStack,
-    run: _Run,
+    run: Run,
     *,
     seed: int,
     takes_states: bool,
@@ -303,116 +300,6 @@ def _raise_unless_close(
     result = compare_outputs(names, expected, actual, atol=tolerance, label=label)
     if not result:
         raise ToleranceExceededError(result.message())
-
-
-# --------------------------------------------------------------------------- the original
-
-
-@dataclass(frozen=True)
-class _Original:
-    """How to run a source in its own framework, and which inputs that run takes."""
-
-    run: _Run  # outputs in the order of output_names
-    epsilon: float  # machine epsilon of the dtype the source computes in
-    label: str
-    takes_states: bool = True
-    takes_lengths: bool = True
-
-
-def _original(source: Any, stack: RecurrentStack) -> _Original:
-    framework = framework_of(source)
-    if isinstance(source, (str, os.PathLike)):
-        if framework == "torch":  # a state_dict file: the module it holds
-            from .models.from_torch import load_state_dict_module
-
-            return _native_torch(load_state_dict_module(os.fspath(source)), os.fspath(source))
-        # A Keras file's weights are read exactly, without Keras: keras_to_torch checks its
-        # ports of such files against the same float64 reference.
-        return _reference(stack, f"the float64 reference of {os.fspath(source)}")
-    if framework == "canonical":  # a RecurrentStack, or an ONNX graph read into one
-        return _reference(stack, f"the float64 reference of the {type(source).__name__}")
-    if framework == "keras":
-        return _keras(source)
-    from .adapters import torch as torch_adapter
-
-    if isinstance(source, torch_adapter.KerasRecurrent):
-        return _keras_recurrent(source)
-    return _native_torch(source, type(source).__name__)
-
-
-def _reference(stack: RecurrentStack, label: str) -> _Original:
-    from .reference import run_reference
-
-    def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
-        return run_reference(stack, x, initial_states=states, lengths=lengths)
-
-    return _Original(run, _epsilon("float64"), label)
-
-
-def _keras(layer: Any) -> _Original:
-    keras = require("keras")
-    from .adapters.keras import run_keras
-
-    def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
-        return run_keras(layer, x, initial_states=states, lengths=lengths)
-
-    sequential = isinstance(layer, keras.Sequential)
-    members = layer.layers if sequential else [layer]
-    epsilon = max(_epsilon(member.compute_dtype) for member in members)
-    label = f"Keras {type(layer).__name__} {layer.name!r}"
-    return _Original(run, epsilon, label, takes_states=not sequential)
-
-
-def _keras_recurrent(module: Any) -> _Original:
-    from .adapters.torch import evaluating, run_torch
-
-    def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
-        with evaluating(module):
-            return run_torch(module, x, initial_states=states, lengths=lengths)
-
-    epsilon = _torch_epsilon(next(module.parameters()).dtype)
-    return _Original(run, epsilon, f"torch {type(module).__name__}")
-
-
-def _native_torch(module: Any, name: str) -> _Original:
-    """A native ``nn.LSTM``/``nn.GRU``/``nn.RNN``: states as ``h0``/``c0``, rows full."""
-    torch = require("torch")
-    from .adapters.torch import evaluating
-
-    def run(x: np.ndarray, states: Any, lengths: Any) -> tuple[np.ndarray, ...]:
-        parameter = next(module.parameters())
-        inputs = torch.as_tensor(x, dtype=parameter.dtype, device=parameter.device)
-        inputs = inputs if module.batch_first else inputs.transpose(0, 1)
-        hx = None if states is None else _native_states(torch, module, states, parameter)
-        with evaluating(module), torch.no_grad():
-            output, _ = module(inputs, hx)
-        output = output if module.batch_first else output.transpose(0, 1)
-        # numpy has no bfloat16; a float32 copy of a half-precision output is exact.
-        output = output.float() if output.dtype in (torch.float16, torch.bfloat16) else output
-        return (output.cpu().numpy(),)
-
-    epsilon = _torch_epsilon(next(module.parameters()).dtype)
-    return _Original(run, epsilon, f"torch {name}", takes_lengths=False)
-
-
-def _native_states(torch: Any, module: Any, states: Sequence[np.ndarray], parameter: Any) -> Any:
-    """Keras-order states (layer by layer: h, c of each direction) as torch's ``h0``, ``c0``.
-
-    torch stacks them (layers·directions, B, H), index ``2·layer + direction``.
-    """
-    per = 2 if isinstance(module, torch.nn.LSTM) else 1
-    tensors = [torch.as_tensor(s, dtype=parameter.dtype, device=parameter.device) for s in states]
-    h0 = torch.stack(tensors[0::per])
-    return (h0, torch.stack(tensors[1::per])) if per == 2 else h0
-
-
-def _torch_epsilon(dtype: Any) -> float:
-    return float(require("torch").finfo(dtype).eps)
-
-
-def _epsilon(name: str) -> float:
-    """Machine epsilon of a float dtype by name, bfloat16 (7 fraction bits) included."""
-    return 2.0**-7 if name == "bfloat16" else float(np.finfo(name).eps)
 
 
 __all__ = [

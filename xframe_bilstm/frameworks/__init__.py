@@ -41,12 +41,12 @@ OPTIONAL_EXTRAS = {"keras-jax": "keras-jax", "keras-torch": "keras-torch", "tfli
 
 __all__ = [
     "FRAMEWORKS",
+    "OPTIONAL_EXTRAS",
     "Framework",
     "KerasFramework",
     "KerasJaxFramework",
     "KerasOnnxFramework",
     "KerasTorchFramework",
-    "OPTIONAL_EXTRAS",
     "OnnxruntimeFramework",
     "ReferenceFramework",
     "RunSpec",

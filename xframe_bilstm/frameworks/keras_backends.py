@@ -4,16 +4,17 @@ Keras fixes its backend when it is imported, so each column runs in a process of
 started with ``KERAS_BACKEND`` set (:mod:`~xframe_bilstm.frameworks.process`, as the
 oneDNN-off runs do), kept for the life of this one. The reading goes to it; there it is
 rebuilt into the same Keras model the ``keras`` column runs
-(:mod:`~xframe_bilstm.frameworks.keras_built`) and run by ``predict_on_batch``, the way
-Keras runs inference (JAX: traced and compiled by XLA; PyTorch: eager). A live Keras model
+(:mod:`~xframe_bilstm.frameworks.keras_built`) and called in inference mode
+(not ``predict_on_batch``, whose data adapters cast float64 inputs to float32) (JAX: the recurrence a ``lax.scan`` compiled by XLA; PyTorch: eager). A live Keras model
 or a Keras 3 file, the source's ``@original``, goes as a ``.keras`` file that the other
 backend loads. Runs are on the CPU: the child sees no GPU (``JAX_PLATFORMS=cpu``,
-``CUDA_VISIBLE_DEVICES`` empty), whatever the machine has. JAX computes float64 only with
-``JAX_ENABLE_X64``, which the child sets.
+``CUDA_VISIBLE_DEVICES`` empty), whatever the machine has. ``keras-jax`` runs float32 only: Keras's JAX
+recurrence rounds float64 layers to float32 (``keras-torch`` runs both).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import tempfile
@@ -56,9 +57,7 @@ class KerasBackendFramework(Framework):
         return ["float32", "float64"]
 
     def versions(self) -> dict[str, str]:
-        return {
-            package: _version(package) for package in ("keras", *_PACKAGES[self.backend])
-        }
+        return {package: _version(package) for package in ("keras", *_PACKAGES[self.backend])}
 
     def supports(self, reading: Reading) -> str | None:
         if isinstance(reading, RecurrentStack):
@@ -76,7 +75,9 @@ class KerasBackendFramework(Framework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        return _elsewhere(self.backend, _BUILDERS[self.backend], stack, x, spec, initial_states, lengths)
+        return _elsewhere(
+            self.backend, _BUILDERS[self.backend], stack, x, spec, initial_states, lengths
+        )
 
 
 class KerasJaxFramework(KerasBackendFramework):
@@ -84,10 +85,15 @@ class KerasJaxFramework(KerasBackendFramework):
     module = "jax"
     backend = "jax"
 
+    def dtypes(self, device: str) -> list[str]:
+        # Keras 3.15's JAX recurrence does not keep float64: even with JAX_ENABLE_X64 an
+        # LSTM rounds to float32 inside its scan and a SimpleRNN's scan refuses its carry.
+        return ["float32"]
+
 
 class KerasTorchFramework(KerasBackendFramework):
     name = "keras-torch"
-    module = "keras"
+    module = "torch"
     backend = "torch"
 
 
@@ -120,6 +126,30 @@ class KerasFileBackendFramework(KerasBackendFramework):
         return _elsewhere(self.backend, request, stack, x, spec, initial_states, lengths)
 
 
+def with_backend_originals(subject: Any, read: Any, frameworks: Any, specs: Any) -> Any:
+    """``subject`` (the source's ``@original``) with, for a Keras model (live or a Keras 3
+    file), its runs on each Keras backend column the plan runs, in the dtype its Keras run
+    computes in. A lone layer has no ``.keras`` file of its own and runs rebuilt only."""
+    if read.framework != "keras" or read.original is None or not subject.runs:
+        return subject
+    try:
+        if not hasattr(read.original(), "save"):
+            return subject
+    except Exception:  # cannot be loaded: its Keras run records why
+        return subject
+    planned = {spec.framework for spec, _ in specs}
+    own = subject.runs[0][0]
+    extra = [
+        (
+            dataclasses.replace(own, framework=cls.name, device="cpu"),
+            KerasFileBackendFramework(cls.backend, read.original),
+        )
+        for cls in (KerasJaxFramework, KerasTorchFramework)
+        if cls.name in planned
+    ]
+    return dataclasses.replace(subject, runs=[*subject.runs, *extra]) if extra else subject
+
+
 def _saved(model: Any) -> str:
     """``model`` saved as a ``.keras`` file that lives as long as this process."""
     if not hasattr(model, "save"):
@@ -135,8 +165,6 @@ def _saved(model: Any) -> str:
 
 def _with_path(spec: RunSpec, path: str) -> RunSpec:
     """The spec a loaded-model child run receives: the file rides in ``subject``."""
-    import dataclasses
-
     return dataclasses.replace(spec, subject=f"{spec.subject}|{path}")
 
 
@@ -176,7 +204,8 @@ class _ChildRun:
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         keras = require("keras")
         model, inputs, how = self.model(stack, x, spec, initial_states, lengths)
-        result = model.predict_on_batch(inputs if len(inputs) > 1 else inputs[0])
+        # Called, not predict_on_batch: Keras's data adapters would cast float64 to floatx.
+        result = model(inputs if len(inputs) > 1 else inputs[0], training=False)
         return as_outputs(result), {**_backend_settings(keras), "model": how}
 
     def model(
@@ -188,9 +217,7 @@ class _ChildRun:
         lengths: np.ndarray | None,
     ) -> tuple[Any, list[np.ndarray], str]:
         with_states, with_lengths = initial_states is not None, lengths is not None
-        model = built_model(
-            stack, spec.dtype, with_states=with_states, with_lengths=with_lengths
-        )
+        model = built_model(stack, spec.dtype, with_states=with_states, with_lengths=with_lengths)
         inputs = model_inputs(stack, x, spec.dtype, initial_states, lengths)
         return model, inputs, f"{type(model).__name__} {model.name!r}, rebuilt from the reading"
 
@@ -268,7 +295,7 @@ def _backend_settings(keras: Any) -> dict[str, object]:
             jax=jax.__version__,
             device=f"{device.platform}:{device.id}",
             x64=bool(jax.config.jax_enable_x64),
-            compiled="XLA (jax.jit, predict_on_batch)",
+            compiled="eager call; the recurrence compiled by XLA",
             kernel="lax.scan under XLA",
         )
     elif backend == "torch":

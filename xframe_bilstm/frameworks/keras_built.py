@@ -88,7 +88,7 @@ def stack_model(stack: RecurrentStack, dtype: str, with_states: bool, with_lengt
         if layer_states:
             options["initial_state"] = layer_states
         sequence = canonical_to_keras(single, dtype=dtype)(sequence, **options)
-    return keras.Model(inputs, sequence)
+    return keras.Model(inputs if len(inputs) > 1 else x, sequence)
 
 
 def as_outputs(result: Any) -> tuple[np.ndarray, ...]:

@@ -109,9 +109,7 @@ def convert(model: Any, inputs: Sequence[np.ndarray]) -> tuple[bytes, str]:
         # It exports a SavedModel first and prints where: not the user's output.
         with contextlib.redirect_stdout(io.StringIO()):
             content = _quiet(tf.lite.TFLiteConverter.from_keras_model(model).convert)
-        return content, (
-            "TFLiteConverter.from_keras_model (dynamic shapes)"
-        )
+        return content, ("TFLiteConverter.from_keras_model (dynamic shapes)")
     except Exception as error:  # dynamic shapes refused: convert at the run's shapes
         dynamic = first_error_line(error)
     specs = [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in inputs]

@@ -4,12 +4,13 @@ Keras fixes its backend when it is imported, so each column runs in a process of
 started with ``KERAS_BACKEND`` set (:mod:`~xframe_bilstm.frameworks.process`, as the
 oneDNN-off runs do), kept for the life of this one. The reading goes to it; there it is
 rebuilt into the same Keras model the ``keras`` column runs
-(:mod:`~xframe_bilstm.frameworks.keras_built`) and called in inference mode
-(not ``predict_on_batch``, whose data adapters cast float64 inputs to float32) (JAX: the recurrence a ``lax.scan`` compiled by XLA; PyTorch: eager). A live Keras model
-or a Keras 3 file, the source's ``@original``, goes as a ``.keras`` file that the other
+(:mod:`~xframe_bilstm.frameworks.keras_built`) and called in inference mode (not
+``predict_on_batch``, whose data adapters cast float64 inputs to float32). JAX runs the
+recurrence as a ``lax.scan`` compiled by XLA; PyTorch runs eagerly. A live Keras model or
+a Keras 3 file, the source's ``@original``, goes as a ``.keras`` file that the other
 backend loads. Runs are on the CPU: the child sees no GPU (``JAX_PLATFORMS=cpu``,
-``CUDA_VISIBLE_DEVICES`` empty), whatever the machine has. ``keras-jax`` runs float32 only: Keras's JAX
-recurrence rounds float64 layers to float32 (``keras-torch`` runs both).
+``CUDA_VISIBLE_DEVICES`` empty), whatever the machine has. ``keras-jax`` runs float32
+only: Keras's JAX recurrence rounds float64 layers to float32 (``keras-torch`` runs both).
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ class KerasBackendFramework(Framework):
             return None
         from ..adapters.keras import graph_refusal
 
+        custom = [
+            f"layer {r.name!r} ({r.class_name})" for r in reading.layers if r.kind == "custom"
+        ]
+        if custom:  # the user's classes live in this process only
+            return (
+                f"{self.name} runs in a process of its own, which cannot receive your layer "
+                f"classes: {', '.join(custom)}"
+            )
         return graph_refusal(reading)
 
     def run(

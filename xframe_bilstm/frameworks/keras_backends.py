@@ -5,12 +5,12 @@ started with ``KERAS_BACKEND`` set (:mod:`~xframe_bilstm.frameworks.process`, as
 oneDNN-off runs do), kept for the life of this one. The reading goes to it; there it is
 rebuilt into the same Keras model the ``keras`` column runs
 (:mod:`~xframe_bilstm.frameworks.keras_built`) and called in inference mode (not
-``predict_on_batch``, whose data adapters cast float64 inputs to float32). JAX runs the
+``predict_on_batch``, whose data adapters make float64 inputs float32). JAX runs the
 recurrence as a ``lax.scan`` compiled by XLA; PyTorch runs eagerly. A live Keras model or
 a Keras 3 file, the source's ``@original``, goes as a ``.keras`` file that the other
 backend loads. Runs are on the CPU: the child sees no GPU (``JAX_PLATFORMS=cpu``,
-``CUDA_VISIBLE_DEVICES`` empty), whatever the machine has. ``keras-jax`` runs float32
-only: Keras's JAX recurrence rounds float64 layers to float32 (``keras-torch`` runs both).
+``CUDA_VISIBLE_DEVICES`` empty), whatever the machine has. Both run float32 only: Keras 3.15 rounds
+float64 models to float32 precision on these backends (see ``dtypes``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,11 @@ class KerasBackendFramework(Framework):
         return all(importlib.util.find_spec(m) is not None for m in modules)
 
     def dtypes(self, device: str) -> list[str]:
-        return ["float32", "float64"]
+        # Float32 only: Keras 3.15 does not keep float64 on these backends (JAX: an LSTM
+        # rounds to float32 inside its scan, a SimpleRNN's scan refuses its carry; PyTorch:
+        # a float64 Dense is 1.7e-7 from numpy's product), so a float64 run would fail on
+        # the backend's rounding, not on the model.
+        return ["float32"]
 
     def versions(self) -> dict[str, str]:
         return {package: _version(package) for package in ("keras", *_PACKAGES[self.backend])}
@@ -93,11 +97,6 @@ class KerasJaxFramework(KerasBackendFramework):
     name = "keras-jax"
     module = "jax"
     backend = "jax"
-
-    def dtypes(self, device: str) -> list[str]:
-        # Keras 3.15's JAX recurrence does not keep float64: even with JAX_ENABLE_X64 an
-        # LSTM rounds to float32 inside its scan and a SimpleRNN's scan refuses its carry.
-        return ["float32"]
 
 
 class KerasTorchFramework(KerasBackendFramework):
@@ -213,8 +212,10 @@ class _ChildRun:
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         keras = require("keras")
         model, inputs, how = self.model(stack, x, spec, initial_states, lengths)
-        # Called, not predict_on_batch: Keras's data adapters would cast float64 to floatx.
-        result = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+        # Called, not predict_on_batch, on tensors of the arrays' own dtypes: Keras's data
+        # adapters, and the torch backend's conversion of numpy, make float64 floatx.
+        tensors = [keras.ops.convert_to_tensor(a, dtype=str(a.dtype)) for a in inputs]
+        result = model(tensors if len(tensors) > 1 else tensors[0], training=False)
         return as_outputs(result), {**_backend_settings(keras), "model": how}
 
     def model(
@@ -276,7 +277,7 @@ class _LoadedLayerRun(_ChildRun):
                     "recurrent layer on its own"
                 )
             options["initial_state"] = [np.asarray(s, dtype) for s in initial_states]
-        result = model(np.asarray(x, dtype), **options)
+        result = model(keras.ops.convert_to_tensor(np.asarray(x, dtype), dtype=dtype), **options)
         how = f"{type(model).__name__} {model.name!r}, loaded from .keras"
         return as_outputs(result), {**_backend_settings(keras), "model": how, "compiled": "eager"}
 

@@ -85,3 +85,15 @@ def test_what_the_converter_cannot_convert_is_refused_with_its_first_error_line(
 def test_first_error_line_drops_the_location() -> None:
     error = RuntimeError("x\nloc(fused[...]): error: 'tf.Svd' op is neither a custom op\nmore")
     assert first_error_line(error) == "'tf.Svd' op is neither a custom op"
+
+
+def test_a_channels_first_convolution_is_left_out_by_name() -> None:
+    x = keras.Input((13, 4), name="x")
+    h = keras.layers.Conv1D(3, 2, data_format="channels_first", name="cf")(x)
+    model = keras.Model(x, keras.layers.LSTM(2, name="lstm")(h), name="cf_model")
+    report = compare(model, steps=13)
+    assert "tflite" not in {run.spec.framework for run in report.runs}
+    (why,) = [entry for entry in report.left_out if entry.startswith("tflite: ")]
+    assert "layer 'cf' (Conv1D)" in why and "channels_first" in why
+    with pytest.raises(UnsupportedFeatureError, match=r"\['tflite'\] cannot run .*'cf'"):
+        compare(model, frameworks=["tflite"], steps=13)

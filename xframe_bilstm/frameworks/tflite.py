@@ -69,7 +69,19 @@ class TfliteFramework(Framework):
             return None
         from ..adapters.keras import graph_refusal
 
-        return graph_refusal(reading)
+        rebuilt = graph_refusal(reading)
+        if rebuilt:
+            return rebuilt
+        # Seen with TensorFlow 2.21: the converter fails on the transposes a channels_first
+        # convolution adds ("'tf.Transpose' op x should be of the same rank with y").
+        channels_first = [
+            f"layer {r.name!r} ({r.class_name}): TensorFlow's TFLite converter cannot convert "
+            "a channels_first convolution (its tf.Transpose ranks differ); channels_last "
+            "converts"
+            for r in reading.layers
+            if r.options.get("data_format") == "channels_first"
+        ]
+        return f"{reading.source}: " + "; ".join(channels_first) if channels_first else None
 
     def run(
         self,

@@ -117,13 +117,18 @@ class TfliteFramework(Framework):
 def convert(model: Any, inputs: Sequence[np.ndarray]) -> tuple[bytes, str]:
     """The TFLite flatbuffer of ``model`` and how it was converted."""
     tf = require("tensorflow")
-    try:
-        # It exports a SavedModel first and prints where: not the user's output.
-        with contextlib.redirect_stdout(io.StringIO()):
-            content = _quiet(tf.lite.TFLiteConverter.from_keras_model(model).convert)
-        return content, ("TFLiteConverter.from_keras_model (dynamic shapes)")
-    except Exception as error:  # dynamic shapes refused: convert at the run's shapes
-        dynamic = first_error_line(error)
+    recurrent = _has_recurrent_layer(model)
+    dynamic = _REFUSED_DYNAMIC.get("recurrent") if recurrent else None
+    if dynamic is None:
+        try:
+            # It exports a SavedModel first and prints where: not the user's output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                content = _quiet(tf.lite.TFLiteConverter.from_keras_model(model).convert)
+            return content, "TFLiteConverter.from_keras_model (dynamic shapes)"
+        except Exception as error:  # dynamic shapes refused: convert at the run's shapes
+            dynamic = first_error_line(error)
+            if recurrent:  # Keras 3's recurrent layers, whatever the model: ask once
+                _REFUSED_DYNAMIC["recurrent"] = dynamic
     specs = [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in inputs]
 
     def call(*arrays: Any) -> Any:
@@ -146,6 +151,18 @@ def convert(model: Any, inputs: Sequence[np.ndarray]) -> tuple[bytes, str]:
         f"(from_keras_model refused dynamic shapes: {dynamic})"
     )
     return content, how
+
+
+# Why from_keras_model refused a model with Keras 3 recurrent layers, once per process:
+# their TensorList needs a static shape, so every such model is refused alike (and trying
+# costs a SavedModel export).
+_REFUSED_DYNAMIC: dict[str, str] = {}
+
+
+def _has_recurrent_layer(model: Any) -> bool:
+    keras = require("keras")
+    kinds = (keras.layers.RNN, keras.layers.Bidirectional)
+    return any(isinstance(layer, kinds) for layer in getattr(model, "layers", []))
 
 
 def run_tflite(

@@ -22,6 +22,7 @@ from .errors import FrameworkUnavailableError, UnsupportedFeatureError, WeightSh
 from .frameworks import FRAMEWORKS, Framework, RunSpec
 from .frameworks.base import KERNEL_PATHS, other_kinds
 from .frameworks.keras import KerasLayerFramework
+from .frameworks.keras_backends import with_backend_originals
 from .frameworks.onnxruntime import OnnxGraphFramework
 from .frameworks.torch import TorchModuleFramework
 from .graph import ModelGraph
@@ -37,6 +38,9 @@ _EXTRAS = {
     "torch-onnx": "torch,onnx",
     "torch-onnx-dynamo": "torch,onnx",
     "keras-onnx": "tf,onnx",
+    "keras-jax": "keras-jax",
+    "keras-torch": "keras-torch",
+    "tflite": "tflite",
 }
 # The dtypes a model graph's torch port is checked in.
 GRAPH_DTYPES = ("float32", "float64")
@@ -238,7 +242,8 @@ def plan_original(
         wanted = "keras" in as_list(frameworks) if frameworks != "auto" else None
         if not (wanted or (wanted is None and FRAMEWORKS["keras"].available())):
             return None
-    return plan_subject("original", source, read, batch, steps, specs, tf32)
+    subject = plan_subject("original", source, read, batch, steps, specs, tf32)
+    return with_backend_originals(subject, read, frameworks, specs)
 
 
 def plan_against(

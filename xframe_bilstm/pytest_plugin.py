@@ -40,7 +40,11 @@ from .frameworks.base import KERNEL_PATHS
 # marker -> (the packages it needs, the frameworks of compare() that select it, extra).
 _FRAMEWORK_MARKERS = {
     "torch": (("torch",), {"torch", "torch-onnx", "torch-onnx-dynamo"}, "torch"),
-    "keras": (("keras", "tensorflow"), {"keras", "keras-onnx"}, "tf"),
+    "keras": (
+        ("keras", "tensorflow"),
+        {"keras", "keras-onnx", "keras-jax", "keras-torch", "tflite"},
+        "tf",
+    ),
     "onnx": (
         ("onnx", "onnxruntime"),
         {"onnxruntime", "torch-onnx", "torch-onnx-dynamo", "keras-onnx"},

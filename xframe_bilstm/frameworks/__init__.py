@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from .base import Framework, RunSpec
 from .keras import KerasFramework
+from .keras_backends import KerasJaxFramework, KerasTorchFramework
 from .keras_onnx import KerasOnnxFramework
 from .onnxruntime import OnnxruntimeFramework
 from .reference import ReferenceFramework
+from .tflite import TfliteFramework
 from .torch import TorchFramework
 from .torch_onnx import TorchOnnxDynamoFramework, TorchOnnxFramework
 
@@ -27,17 +29,28 @@ FRAMEWORKS: dict[str, type[Framework]] = {
         TorchOnnxFramework,
         TorchOnnxDynamoFramework,
         KerasOnnxFramework,
+        # The runtimes people deploy to: Keras on its other backends, TFLite (LiteRT).
+        KerasJaxFramework,
+        KerasTorchFramework,
+        TfliteFramework,
     )
 }
 
+# The pip extra of each framework that "auto" leaves out, naming it, when not installed.
+OPTIONAL_EXTRAS = {"keras-jax": "keras-jax", "keras-torch": "keras-torch", "tflite": "tflite"}
+
 __all__ = [
     "FRAMEWORKS",
+    "OPTIONAL_EXTRAS",
     "Framework",
     "KerasFramework",
+    "KerasJaxFramework",
     "KerasOnnxFramework",
+    "KerasTorchFramework",
     "OnnxruntimeFramework",
     "ReferenceFramework",
     "RunSpec",
+    "TfliteFramework",
     "TorchFramework",
     "TorchOnnxDynamoFramework",
     "TorchOnnxFramework",

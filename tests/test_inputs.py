@@ -23,15 +23,12 @@ from xframe_bilstm import (  # noqa: E402
     compare,
     keras_to_torch,
 )
-from xframe_bilstm.frameworks import FRAMEWORKS  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 LENGTHS = [6, 3, 1, 5]
 # torch.onnx.export(dynamo=True) runs under "auto" where onnxscript is installed.
 DYNAMO = ["torch-onnx-dynamo"] if importlib.util.find_spec("onnxscript") else []
-# The deployment columns "auto" runs where their extras are installed (float32 only).
-DEPLOYED = [name for name in ("keras-jax", "keras-torch", "tflite") if FRAMEWORKS[name].available()]
 
 
 class Recording(torch.nn.Module):
@@ -90,12 +87,9 @@ def test_given_ids_and_lengths_reach_every_run(tagger: Path) -> None:
         "onnxruntime[cpu,float32]",  # our ONNX export of the whole model
         "torch-onnx[cpu,float32]",  # PyTorch's export of the port
         *(f"{name}[cpu,float32]" for name in DYNAMO),
-        *(f"{name}[cpu,float32]" for name in DEPLOYED),
         "torch[cpu,float32]@against",
         "torch[cpu,float64]@against",
         "keras[cpu,float32]@original",  # the file, loaded by Keras itself
-        # and loaded by Keras on its other backends
-        *(f"{name}[cpu,float32]@original" for name in DEPLOYED if name != "tflite"),
     ]
     assert report.lengths == tuple(LENGTHS) and report.input_shape == (4, 6)
     np.testing.assert_array_equal(port.seen[0][0], ids)  # the float32 run; float64 runs a copy
@@ -179,7 +173,7 @@ def test_a_file_keras_cannot_load_fails_its_keras_run_only(tagger: Path, tmp_pat
     assert not bool(report)
     # Every column of the reading, in the order of the frameworks; Keras rebuilds the model
     # from our reading, which does not need the file's broken option.
-    columns = ["torch", "keras", "onnxruntime", "torch-onnx", *DYNAMO, *DEPLOYED]
+    columns = ["torch", "keras", "onnxruntime", "torch-onnx", *DYNAMO]
     assert [pair.label for pair in report.pairs] == [
         "torch[cpu,float32] vs reference[cpu,float64]",
         *(f"{name}[cpu,float32] vs reference[cpu,float64]" for name in columns[1:]),

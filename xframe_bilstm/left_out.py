@@ -21,22 +21,16 @@ def left_out(reading: Any, frameworks: str | Sequence[str]) -> dict[str, str]:
         >>> left_out(random_stack(np.random.default_rng(0), "lstm", 2, 3), ["torch"])
         {}
     """
-    from .frameworks import FRAMEWORKS, OPTIONAL_EXTRAS
+    from .frameworks import FRAMEWORKS
 
     if frameworks == "auto":
-        # The deployment columns are optional extras: say which ones "auto" could not run.
-        absent = {
-            name: f"not installed; pip install 'xframe_bilstm[{extra}]'"
-            for name, extra in OPTIONAL_EXTRAS.items()
-            if not FRAMEWORKS[name].available()
-        }
-        names = [name for name in FRAMEWORKS if name == "reference" or FRAMEWORKS[name].available()]
+        auto = (f for f in FRAMEWORKS.values() if f.available() and not f.on_request)
+        names = ["reference", *(f.name for f in auto)]
     else:
         asked = [frameworks] if isinstance(frameworks, str) else list(frameworks)
         names = ["reference", *(name for name in asked if name in FRAMEWORKS)]
-        absent = {}
     reasons = {name: FRAMEWORKS[name]().supports(reading) for name in dict.fromkeys(names)}
-    return {**{name: why for name, why in reasons.items() if why}, **absent}
+    return {name: why for name, why in reasons.items() if why}
 
 
 __all__ = ["left_out"]

@@ -193,7 +193,8 @@ def _check_available(
 def _framework_names(frameworks: str | Sequence[str]) -> list[str]:
     runnable = [name for name in FRAMEWORKS if name != "reference"]
     if frameworks == "auto":
-        return [name for name in runnable if FRAMEWORKS[name].available()]
+        chosen = (FRAMEWORKS[name] for name in runnable)
+        return [f.name for f in chosen if f.available() and not f.on_request]
     names = [name for name in as_list(frameworks) if name != "reference"]
     for name in names:
         if name not in FRAMEWORKS:

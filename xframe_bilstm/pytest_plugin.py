@@ -236,7 +236,9 @@ def _listed(config: pytest.Config, key: str) -> list[str] | None:
 
 
 def _installed() -> tuple[str, ...]:
-    return tuple(n for n, f in FRAMEWORKS.items() if n != "reference" and f.available())
+    """What ``"auto"`` runs: the installed frameworks, less those run only when named."""
+    chosen = FRAMEWORKS.items()
+    return tuple(n for n, f in chosen if n != "reference" and f.available() and not f.on_request)
 
 
 def _names() -> str:

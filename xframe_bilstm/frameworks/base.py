@@ -70,6 +70,9 @@ class Framework:
     name = ""
     module = ""  # the importable package that must be installed
     differentiates = False  # whether its runs also give gradients (autograd, a tape, BPTT)
+    # Whether it runs only when asked for by name, not under frameworks="auto": the
+    # deployment runtimes each start a process or convert the model, seconds per compare().
+    on_request = False
 
     @classmethod
     def available(cls) -> bool:

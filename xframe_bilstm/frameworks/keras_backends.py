@@ -46,6 +46,7 @@ class KerasBackendFramework(Framework):
     Keras backend, in a process of its own."""
 
     backend = ""
+    on_request = True
 
     @classmethod
     def available(cls) -> bool:
@@ -138,24 +139,24 @@ def with_backend_originals(subject: Any, read: Any, frameworks: Any, specs: Any)
     """``subject`` (the source's ``@original``) with, for a Keras model (live or a Keras 3
     file), its runs on each Keras backend column the plan runs, in the dtype its Keras run
     computes in. A lone layer has no ``.keras`` file of its own and runs rebuilt only."""
-    if read.framework != "keras" or read.original is None or not subject.runs:
-        return subject
+    planned = {spec.framework for spec, _ in specs}
+    columns = [cls for cls in (KerasJaxFramework, KerasTorchFramework) if cls.name in planned]
+    if not columns or read.framework != "keras" or read.original is None or not subject.runs:
+        return subject  # and the original is not loaded for nothing
     try:
         if not hasattr(read.original(), "save"):
             return subject
     except Exception:  # cannot be loaded: its Keras run records why
         return subject
-    planned = {spec.framework for spec, _ in specs}
     own = subject.runs[0][0]
     extra = [
         (
             dataclasses.replace(own, framework=cls.name, device="cpu"),
             KerasFileBackendFramework(cls.backend, read.original),
         )
-        for cls in (KerasJaxFramework, KerasTorchFramework)
-        if cls.name in planned
+        for cls in columns
     ]
-    return dataclasses.replace(subject, runs=[*subject.runs, *extra]) if extra else subject
+    return dataclasses.replace(subject, runs=[*subject.runs, *extra])
 
 
 def _saved(model: Any) -> str:

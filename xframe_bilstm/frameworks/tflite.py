@@ -44,6 +44,7 @@ class TfliteFramework(Framework):
 
     name = "tflite"
     module = "ai_edge_litert"
+    on_request = True
 
     @classmethod
     def available(cls) -> bool:

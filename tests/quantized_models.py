@@ -77,13 +77,14 @@ def int8_tagger(
     return model, (directory / "fused.onnx").read_bytes()
 
 
-def int8_stack(directory: Path) -> bytes:
-    """A torch two-layer BiLSTM exported alone and quantized by onnxruntime."""
+def int8_stack(directory: Path, *, bidirectional: bool = True) -> bytes:
+    """A torch two-layer (Bi)LSTM exported alone and quantized by onnxruntime (also written
+    to ``directory / "stack8.onnx"``)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     torch.manual_seed(0)
-    rnn = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    rnn = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=bidirectional, batch_first=True)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -76,13 +76,13 @@ def test_a_graph_without_an_int8_lstm_is_refused():
         quantization_error(helper.make_model(graph))
 
 
-def test_compare_names_what_to_do_with_an_int8_graph(tmp_path: Path):
+def test_compare_reads_an_int8_graph_as_its_dequantized_model(tmp_path: Path):
     int8 = onnx.load_from_string(int8_stack(tmp_path))
-    with pytest.raises(UnsupportedFeatureError, match=r"It is an int8 graph: .*dequantized_model"):
-        compare(int8, frameworks=["torch"])
-    report = compare(dequantized_model(int8), frameworks=["torch"], steps=6)
+    report = compare(int8, frameworks=["torch"], steps=6)
     assert report
-    assert report.runs[-1].label == "onnxruntime[cpu,float32]@original"
+    assert report.runs[-1].label == "onnxruntime[cpu,int8]@original"
+    float_report = compare(dequantized_model(int8), frameworks=["torch"], steps=6)
+    assert float_report.runs[-1].label == "onnxruntime[cpu,float32]@original"
     int8_report = quantization_error(int8)
     assert int8_report
     assert {(s.node, s.direction) for s in int8_report.steps} == {
@@ -90,3 +90,9 @@ def test_compare_names_what_to_do_with_an_int8_graph(tmp_path: Path):
         for node in ("/LSTM_quant", "/LSTM_1_quant")
         for direction in ("forward", "backward")
     }
+
+
+def test_compare_refuses_an_int8_tagger_naming_quantization_error(tmp_path: Path):
+    _, graph = int8_tagger(tmp_path)
+    with pytest.raises(UnsupportedFeatureError, match=r"int8 graph.*quantization_error\(graph\)"):
+        compare(onnx.load_from_string(graph), frameworks=["torch"])

@@ -118,7 +118,10 @@ def pair_report(
     atol: float,
     rtol: float,
     lengths: np.ndarray | None,
+    kind: str = "outputs",
 ) -> PairReport:
+    """The pair's comparison and profiles; ``kind="quantization"`` for a pair judged against
+    a quantization budget (``atol``)."""
     comparison = compare_outputs(
         names,
         want_arrays,
@@ -148,6 +151,7 @@ def pair_report(
         timesteps=timesteps,
         directions=directions,
         padding=padding,
+        kind=kind,
     )
 
 

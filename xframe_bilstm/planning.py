@@ -351,7 +351,7 @@ def plan_subject(
     elif read.framework == "keras" and read.original is not None:
         framework, kind, own = KerasLayerFramework(read.original), "keras", _keras_dtype(read)
     elif read.framework == "onnxruntime" and read.original is not None:
-        framework = graph = OnnxGraphFramework(read.original(), reading)
+        framework = graph = _onnx_framework(read)
         kind, own, outputs = "onnxruntime", graph.dtype, graph.returns(batch, steps, description)
     planned = {spec.device for spec, _ in specs}
     if dtypes is None:  # the original: what the user has, wherever its framework runs
@@ -368,6 +368,19 @@ def plan_subject(
         if dtype in framework.dtypes(device)
     ]
     return Subject(name, runs, reading, outputs)
+
+
+def _onnx_framework(read: Read) -> OnnxGraphFramework:
+    """The framework an ONNX original runs on: an int8 graph on onnxruntime's int8 kernels,
+    its inputs and outputs meaning what its dequantized float model's mean."""
+    assert read.original is not None
+    if not read.quantized:
+        return OnnxGraphFramework(read.original(), read.reading)
+    from .adapters.onnx.quantized import dequantized_model
+    from .frameworks.onnx_int8 import OnnxInt8Framework
+
+    int8 = read.original()
+    return OnnxInt8Framework(int8, dequantized_model(int8), read.reading)
 
 
 def outputs_of(

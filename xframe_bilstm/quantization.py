@@ -31,7 +31,7 @@ numpy only at import; onnx, onnxruntime and torch are imported inside the functi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,23 +152,15 @@ def quantization_error(
         UnsupportedFeatureError: the graph has no int8 recurrent node with a ``Y`` output,
             or a node neither onnxruntime nor the interpreter runs.
     """
-    torch = require("torch")
     from .adapters.onnx import onnx_module
     from .adapters.onnx.example_inputs import seeded_graph_inputs
     from .adapters.onnx.quantized import dequantized_model, fold_constant_quantization
     from .adapters.onnx.quantized_lstm import kernel_threads
     from .adapters.onnx.runtime import load_model
     from .adapters.onnx.verify import RuntimeSession, graph_noise
-    from .errors import UnsupportedFeatureError
 
     int8 = fold_constant_quantization(load_model(model_or_path))
-    lstms = [n for n in int8.graph.node if n.op_type == "DynamicQuantizeLSTM" and n.output[0]]
-    if not lstms:
-        raise UnsupportedFeatureError(
-            "quantization_error needs a com.microsoft.DynamicQuantizeLSTM node with a Y "
-            "output; this graph has none (an int8 graph from "
-            "onnxruntime.quantization.quantize_dynamic of a model with LSTM nodes has them)"
-        )
+    lstms = _int8_lstms(int8)
     floats = dequantized_model(int8)
     if inputs is None:
         seeded = seeded_graph_inputs(floats, seed=seed, batch=batch, steps=steps)
@@ -181,8 +173,7 @@ def quantization_error(
     y_names = [n.output[0] for n in lstms] + [n.input[0] for n in lstms]
     out_names = [o.name for o in int8.graph.output]
 
-    original = _runtime_values(int8, feeds, y_names, threads)
-    exact = _interpreter_values(onnx_module(floats, dtype=torch.float64), feeds)
+    original, exact = _int8_and_float64(int8, floats, feeds, lstms, threads)
     rounded = _interpreter_values(onnx_module(floats), feeds)
     float_runtime = dict(zip(out_names, RuntimeSession(floats).run(feeds)))
     with kernel_threads(threads):
@@ -200,15 +191,83 @@ def quantization_error(
     report.reproduction = max(
         _distance(reproduced[n], original[n]) for n in [*out_names, *y_names] if n in reproduced
     )
-    report.budget_source = (
-        f"budget {quantization_budget:.3g} per step, as given"
-        if quantization_budget is not None
-        else f"budget {QUANTIZATION_SIGMAS:g} sigma of the rounding the quantized products add "
-        "per step, grown as sqrt(steps processed)"
-    )
+    report.budget_source = budget_source(quantization_budget)
     for node in lstms:
         report.steps.extend(_node_steps(node, int8, exact, original, quantization_budget))
     return report
+
+
+def quantization_steps(
+    model_or_path: Any,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    quantization_budget: float | None = None,
+    threads: int = 1,
+) -> list[StepError]:
+    """The int8 error and budget per recurrent node, direction and step on ``feeds``, as
+    :func:`quantization_error` measures them (``compare()`` judges its int8 pairs by these
+    budgets).
+
+    Args:
+        model_or_path: the int8 graph: a ModelProto, its bytes or a path.
+        feeds: every graph input (initializers aside) by name.
+        quantization_budget: one allowance for every step; default the rule of the module
+            docstring.
+        threads: onnxruntime's intra-op threads for the int8 run.
+
+    Raises:
+        UnsupportedFeatureError: the graph has no int8 recurrent node with a ``Y`` output.
+    """
+    from .adapters.onnx.quantized import dequantized_model, fold_constant_quantization
+    from .adapters.onnx.runtime import load_model
+
+    int8 = fold_constant_quantization(load_model(model_or_path))
+    lstms = _int8_lstms(int8)
+    feeds = {name: np.asarray(value) for name, value in feeds.items()}
+    original, exact = _int8_and_float64(int8, dequantized_model(int8), feeds, lstms, threads)
+    return [
+        step
+        for node in lstms
+        for step in _node_steps(node, int8, exact, original, quantization_budget)
+    ]
+
+
+def budget_source(quantization_budget: float | None) -> str:
+    """Where the budget comes from, in words: as given, or the default rule."""
+    if quantization_budget is not None:
+        return f"budget {quantization_budget:.3g} per step, as given"
+    return (
+        f"budget {QUANTIZATION_SIGMAS:g} sigma of the rounding the quantized products add "
+        "per step, grown as sqrt(steps processed)"
+    )
+
+
+def _int8_lstms(int8: Any) -> list[Any]:
+    """The graph's ``DynamicQuantizeLSTM`` nodes with a ``Y`` output; refused when none."""
+    from .errors import UnsupportedFeatureError
+
+    lstms = [n for n in int8.graph.node if n.op_type == "DynamicQuantizeLSTM" and n.output[0]]
+    if not lstms:
+        raise UnsupportedFeatureError(
+            "quantization_error needs a com.microsoft.DynamicQuantizeLSTM node with a Y "
+            "output; this graph has none (an int8 graph from "
+            "onnxruntime.quantization.quantize_dynamic of a model with LSTM nodes has them)"
+        )
+    return lstms
+
+
+def _int8_and_float64(
+    int8: Any, floats: Any, feeds: dict[str, np.ndarray], lstms: list[Any], threads: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every value the budget reads: onnxruntime on the int8 graph (with each node's ``Y``
+    and input as outputs) and the dequantized graph on the interpreter in float64."""
+    torch = require("torch")
+    from .adapters.onnx import onnx_module
+
+    y_names = [n.output[0] for n in lstms] + [n.input[0] for n in lstms]
+    original = _runtime_values(int8, feeds, y_names, threads)
+    exact = _interpreter_values(onnx_module(floats, dtype=torch.float64), feeds)
+    return original, exact
 
 
 def _runtime_values(

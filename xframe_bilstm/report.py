@@ -75,7 +75,8 @@ class PairReport:
     directions: dict[str, float] = field(default_factory=dict)
     padding: dict[str, dict[str, float]] = field(default_factory=dict)
     # "outputs" for the forward comparison, "gradients" for the gradients' (where
-    # ``timesteps`` holds the input gradient's error per step).
+    # ``timesteps`` holds the input gradient's error per step), "quantization" for a pair
+    # with an int8 run, judged against the quantization budget (its ``tolerance``).
     kind: str = "outputs"
 
     @property
@@ -103,14 +104,20 @@ class PairReport:
         status = "PASSED" if self.passed else "FAILED"
         worst = max(self.comparison.arrays, key=lambda a: a.max_abs_error)
         where = "" if worst.problem else f" ({worst.name} at {worst.worst_index})"
-        detail = worst.problem or f"max abs error {worst.max_abs_error:.3g}{where}"
         directions = ", ".join(f"{name} {error:.3g}" for name, error in self.directions.items())
-        return f"{status} | {self.label} | {detail}; allowed {self.tolerance:.3g}" + (
-            f" | by direction: {directions}" if directions else ""
-        )
+        by_direction = f" | by direction: {directions}" if directions else ""
+        if self.kind == "quantization":
+            verdict = "within" if self.passed else "over"
+            detail = worst.problem or f"quantization error {self.max_abs_error:.3g}{where}"
+            budget = f"{verdict} budget {self.tolerance:.3g}"
+            return f"{status} | {self.label} | {detail} {budget}{by_direction}"
+        detail = worst.problem or f"max abs error {worst.max_abs_error:.3g}{where}"
+        return f"{status} | {self.label} | {detail}; allowed {self.tolerance:.3g}{by_direction}"
 
     def to_dict(self) -> dict[str, Any]:
-        kind = {"kind": self.kind} if self.kind != "outputs" else {}
+        kind: dict[str, Any] = {"kind": self.kind} if self.kind != "outputs" else {}
+        if self.kind == "quantization":
+            kind["quantization_budget"] = self.tolerance
         return {
             **kind,
             "expected": self.expected,
@@ -163,6 +170,9 @@ class Report:
     gradient_pairs: tuple[PairReport, ...] = ()
     gradient_failures: tuple[str, ...] = ()
     gradient_note: str = ""
+    # The allowance of the pairs with an int8 run (None without one); the tolerance note
+    # says where it comes from.
+    quantization_budget: float | None = None
 
     def __bool__(self) -> bool:
         # No pair means nothing was compared, which proves nothing.
@@ -222,6 +232,7 @@ class Report:
             "lengths": None if self.lengths is None else list(self.lengths),
             "versions": self.versions,
             "tolerance": self.tolerance_note,
+            "quantization_budget": self.quantization_budget,
             "correspondence": self.correspondence,
             "left_out": list(self.left_out),
             "runs": [run.to_dict() for run in self.runs],
@@ -256,9 +267,10 @@ class Report:
         ]
         for pair in self.pairs:
             directions = ", ".join(f"{k} {v:.3g}" for k, v in pair.directions.items())
+            budget = " (quantization budget)" if pair.kind == "quantization" else ""
             rows.append(
                 f"| {pair.label} | {'PASSED' if pair else 'FAILED'} | {pair.max_abs_error:.3g} "
-                f"| {pair.tolerance:.3g} | {directions} |"
+                f"| {pair.tolerance:.3g}{budget} | {directions} |"
             )
         rows += _gradient_rows(self)
         if self.correspondence:
@@ -284,6 +296,14 @@ class Report:
             ),
             failures=str(len(self.failures)),
         )
+        if self.quantization_budget is not None:
+            properties = ElementTree.SubElement(suite, "properties")
+            ElementTree.SubElement(
+                properties,
+                "property",
+                name="quantization_budget",
+                value=f"{self.quantization_budget:.6g}",
+            )
         for run in self.runs:
             if run.error:
                 case = ElementTree.SubElement(suite, "testcase", name=f"run {run.label}")

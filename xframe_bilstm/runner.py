@@ -42,6 +42,7 @@ from .planning import (
     plan_original,
     plan_runs,
 )
+from .quantization_budget import check_budget, measure_budgets
 from .report import Report, RunRecord
 from .sources import Read, describe, read_source, source_type
 
@@ -69,6 +70,7 @@ def compare(
     progress: Callable[[int, int, str], None] | None = None,
     custom_layers: Mapping[str, Callable[..., Any]] | None = None,
     gradients: bool = False,
+    quantization_budget: float | None = None,
 ) -> Report:
     """Run ``source`` on every framework, device and dtype asked for, and compare them all.
 
@@ -134,6 +136,12 @@ def compare(
             pairs of their own (:mod:`~xframe_bilstm.gradients`); runs that cannot
             differentiate (the ONNX columns) are named in ``left_out``. Recurrent layers
             only: a whole model is refused.
+        quantization_budget: the allowance of the pairs of an int8 ONNX graph's run
+            (``onnxruntime[cpu,int8]@original``; the graph reads as its dequantized float
+            model, every other run runs that): the largest error it may have at any step.
+            Default: the largest step budget of the rule
+            :func:`~xframe_bilstm.quantization.quantization_error` uses, on this input.
+            Pairs of float runs keep the float32 tolerance.
 
     Returns:
         A :class:`~xframe_bilstm.report.Report`, truthy when everything agrees.
@@ -152,6 +160,7 @@ def compare(
             f"give both rtol and atol, or neither (got rtol={rtol!r}, atol={atol!r}); "
             "with neither, the tolerance is derived from the model's rounding noise"
         )
+    check_budget(quantization_budget)
     with custom_layers_in_use(custom_layers):
         read = read_source(source)
     source, reading = read.source, read.reading  # the object read, also when given a Read
@@ -188,6 +197,7 @@ def compare(
         counts.update({spec: len(subject.outputs.names) for spec, _ in subject.runs})
 
     runs, results = _run_all(specs, readings, x, states, checked_lengths, counts, progress)
+    budgets = measure_budgets(specs, runs, results, x, states, checked_lengths, quantization_budget)
     non_finite_note = non_finite(reading, x, states)
     missing = left_out(reading, frameworks)
     if "reference" not in missing:
@@ -206,15 +216,19 @@ def compare(
         noise = module_noise(build_torch(reading), [x] if isinstance(x, np.ndarray) else list(x))
     pairs = []
     for expected, actual in pairs_of(list(results), views):
-        if rtol is None or atol is None:
+        budget = budgets.of(expected, actual)
+        if budget is not None:  # an int8 run: quantization, not float32 rounding
+            tolerance, relative = budget, 0.0
+        elif rtol is None or atol is None:
             tolerance, relative = noise.tolerance(max(expected.epsilon, actual.epsilon)), 0.0
         else:
             tolerance, relative = atol, rtol
         names, want, got, shown = pair_arrays(
             readings, views, expected, actual, results, checked_lengths
         )
+        kind = "outputs" if budget is None else "quantization"
         pair = pair_report(
-            shown, names, want, got, expected, actual, tolerance, relative, checked_lengths
+            shown, names, want, got, expected, actual, tolerance, relative, checked_lengths, kind
         )
         if non_finite_note is not None:  # saturating gates can hide an Inf: fail on it anyway
             marked = ArrayComparison("arguments", (), np.inf, np.inf, np.inf, (), 1, 0.0, 0.0)
@@ -245,16 +259,8 @@ def compare(
         runs=tuple(runs),
         pairs=tuple(pairs),
         versions=_versions(framework for _, framework in specs),
-        tolerance_note=(
-            f"tolerance: rtol={rtol}, atol={atol} (given)"
-            if rtol is not None
-            else f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
-            f"(output scale {noise.scale:.3g}), scaled to each pair's coarser precision"
-        )
-        if "reference" not in missing
-        else f"tolerance: derived from the torch port's float32 drift {noise.float32:.3g} from "
-        f"its float64 run (output scale {noise.scale:.3g}), scaled to each pair's coarser "
-        "precision",
+        tolerance_note=_joined(_tolerance_note(rtol, atol, noise, missing), budgets.note()),
+        quantization_budget=budgets.value,
         left_out=tuple(f"{name}: {why}" for name, why in missing.items()),
         correspondence=correspondence_note(views, checked_lengths),
     )
@@ -267,6 +273,29 @@ def compare(
         gradient_note=section.note,
         left_out=report.left_out + section.left_out,
     )
+
+
+def _tolerance_note(
+    rtol: float | None, atol: float | None, noise: Any, missing: Mapping[str, str]
+) -> str:
+    """Where the float pairs' tolerance comes from."""
+    if rtol is not None:
+        return f"tolerance: rtol={rtol}, atol={atol} (given)"
+    if "reference" not in missing:
+        return (
+            f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
+            f"(output scale {noise.scale:.3g}), scaled to each pair's coarser precision"
+        )
+    return (
+        f"tolerance: derived from the torch port's float32 drift {noise.float32:.3g} from "
+        f"its float64 run (output scale {noise.scale:.3g}), scaled to each pair's coarser "
+        "precision"
+    )
+
+
+def _joined(*notes: str) -> str:
+    """The notes that say something, one after the other."""
+    return "; ".join(note for note in notes if note)
 
 
 def _first(x: Any) -> np.ndarray:

@@ -37,7 +37,9 @@ class Read:
     time length and batch size the original's input is fixed to (None when any runs), and the
     source it was read from (:func:`read_source` sets it; a ``Read`` given to
     :func:`read_source` again is returned as it is, so a caller that read a source passes
-    the ``Read`` on instead of the source to read it once)."""
+    the ``Read`` on instead of the source to read it once). ``quantized``: the original is
+    an int8 ONNX graph, read as its dequantized float model, whose runs are judged against
+    a quantization budget."""
 
     reading: Reading
     framework: str = ""
@@ -45,6 +47,7 @@ class Read:
     steps: int | None = None
     batch: int | None = None
     source: Any = None
+    quantized: bool = False
 
 
 def _is_path(source: Any) -> bool:
@@ -90,14 +93,37 @@ def _read_state_dict(source: Any) -> Read:
 
 def _read_onnx(source: Any) -> Read:
     """What ``onnx_to_canonical(source, verify=False)`` reads; the original is the graph,
-    loaded once for both."""
+    loaded once for both. An int8 graph reads as its dequantized float model."""
     from .adapters.onnx import graph_to_canonical, load_model
     from .adapters.onnx.probe import fixed_sizes
+    from .adapters.onnx.quantized import quantized_nodes
 
     proto = load_model(source)
+    if quantized_nodes(proto):
+        return _read_int8(proto)
     stack = graph_to_canonical(proto)  # its refusal first: the sizes need a sequence input
     batch, steps = fixed_sizes(proto)
     return Read(stack, "onnxruntime", lambda: proto, steps, batch)
+
+
+def _read_int8(proto: Any) -> Read:
+    """An int8 graph: the reading of its dequantized float model; the original the int8
+    graph itself, as onnxruntime runs it."""
+    from .adapters.onnx import graph_to_canonical
+    from .adapters.onnx.probe import fixed_sizes
+    from .adapters.onnx.quantized import dequantized_model
+
+    floats = dequantized_model(proto)
+    try:
+        stack = graph_to_canonical(floats)
+    except UnsupportedFeatureError as error:
+        raise UnsupportedFeatureError(
+            f"an int8 graph, read as its dequantized float model: {error}. compare() reads an "
+            "ONNX graph as recurrent layers only; quantization.quantization_error(graph) "
+            "reports what the quantization of this graph cost, step by step"
+        ) from error
+    batch, steps = fixed_sizes(floats)
+    return Read(stack, "onnxruntime", lambda: proto, steps, batch, quantized=True)
 
 
 def _read_keras_file(source: Any) -> Read:

@@ -195,6 +195,26 @@ def test_onnx_file_against_keras_and_alone(saved_models, capsys) -> None:
     assert "onnxruntime[cpu,float32]@original" in capsys.readouterr().out
 
 
+def test_an_int8_onnx_file_with_a_quantization_budget(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime.quantization")
+    from tests.quantized_models import int8_stack
+
+    int8_stack(tmp_path)
+    argv = ["--onnx", str(tmp_path / "stack8.onnx"), "--steps", "5", "--frameworks", "torch"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        "PASSED | onnxruntime[cpu,int8]@original vs reference[cpu,float64] | quantization " in out
+    )
+    report_path = tmp_path / "report.json"
+    assert main([*argv, "--quantization-budget", "1e-9", "--json", str(report_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED | onnxruntime[cpu,int8]@original vs reference" in out
+    assert "over budget 1e-09" in out
+    assert "PASSED | torch[cpu,float32] vs reference[cpu,float64]" in out
+    assert json.loads(report_path.read_text())["quantization_budget"] == 1e-9
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

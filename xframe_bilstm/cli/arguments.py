@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--seed", type=int, default=0, help="seed of the weights and the input")
     runs.add_argument("--rtol", type=float, help="relative tolerance (with --atol)")
     runs.add_argument("--atol", type=float, help="absolute tolerance (with --rtol)")
+    runs.add_argument(
+        "--quantization-budget",
+        type=float,
+        metavar="ERROR",
+        help="with an int8 --onnx graph: the largest error its run may have at any step "
+        "against its dequantized float model (default: derived from its quantization steps)",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write the report as JSON")
     out.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")

@@ -96,6 +96,7 @@ def _compare(args: argparse.Namespace, stderr: Any = None) -> int:
             steps=args.steps,
             progress=progress,
             gradients=args.gradients,
+            quantization_budget=args.quantization_budget,
         )
     _write_outputs(args, report)
     try:

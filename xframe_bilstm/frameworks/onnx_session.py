@@ -79,8 +79,10 @@ def run_model(
     *,
     initial_states: Sequence[np.ndarray] | None,
     lengths: np.ndarray | None,
+    intra_op_threads: int = 0,
 ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
     """Run an ONNX model on onnxruntime on ``spec.device``; float64 outputs and settings.
+    ``intra_op_threads``: the session's intra-op thread count (0: onnxruntime's default).
 
     Raises:
         RuntimeError: a GPU run whose session did not get the CUDA execution provider
@@ -91,6 +93,7 @@ def run_model(
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: warnings about unused initializers are noise
+    options.intra_op_num_threads = intra_op_threads
     providers = _providers(spec)
     feeds = graph_feeds(model, x, initial_states=initial_states, lengths=lengths)
     session = ort.InferenceSession(

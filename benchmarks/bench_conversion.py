@@ -165,11 +165,10 @@ def section(results: dict[str, dict[str, object]]) -> list[str]:
     if any("memory MISSED" in line for line in lines if line.startswith("| torch → Keras")):
         lines += [
             "",
-            "Why torch → Keras misses memory on its first call: Keras builds the variables "
-            "zero-filled (1x the weights) and each is then assigned its weight; TensorFlow "
-            "keeps the memory of the replaced buffers resident, and that first call peaks "
-            "above 1.5x while later ones reuse it. Building alone peaks at 1.05x; creating "
-            "the variables from the weights themselves would avoid the second buffer.",
+            "Why torch → Keras misses memory: the kernels are created holding their weights "
+            "(not zero-filled and then assigned), so what is above the weights is one "
+            "weight's transposed copy and TensorFlow's tensor of it while its variable is "
+            "created, and the first use of TensorFlow's allocator in the process.",
         ]
     return [*lines, ""]
 

@@ -146,20 +146,23 @@ def section(result: dict[str, object]) -> list[str]:
     ]
 
 
-def main() -> None:
-    result = measure()
+def write_results(result: dict[str, object], repeats: int = REPEATS) -> list[str]:
+    """Write ``benchmarks/results/gradients.md`` (``run_all.py`` links to it); its lines."""
     lines = [
         "# Reference gradient speed",
         "",
         f"Produced by `{COMMAND}` on {platform.machine()} (python {platform.python_version()}, "
-        f"numpy {np.__version__}, torch {torch.__version__}); medians of {REPEATS} runs, "
+        f"numpy {np.__version__}, torch {torch.__version__}); medians of {repeats} runs, "
         "both sides alternating in one process.",
         "",
         *section(result),
     ]
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.write_text(text)
+    RESULTS.write_text("\n".join(lines))
+    return lines
+
+
+def main() -> None:
+    print("\n".join(write_results(measure())))
 
 
 if __name__ == "__main__":

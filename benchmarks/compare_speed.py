@@ -73,29 +73,6 @@ def child_cold() -> dict[str, object]:
     return {"cold": cold, "runs": runs, "warm": statistics.median(warm), "eager_warm": eager}
 
 
-def time_compare_and_eager() -> tuple[list[float], list[float]]:
-    """Warm, in this process: compare() alternating with eager calls (``run_all.py``'s
-    figure; the first compare() is left out)."""
-    import numpy as np
-    import torch  # noqa: F401  (before TensorFlow)
-
-    sys.path.insert(0, str(ROOT))
-    from xframe_bilstm import compare
-
-    layer, x = _layer_and_input()
-    compare(layer, inputs=x, frameworks=["keras", "torch"])
-    compared, eager = [], []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        report = compare(layer, inputs=x, frameworks=["keras", "torch"])
-        compared.append(time.perf_counter() - start)
-        assert report, "\n".join(report.lines())
-        start = time.perf_counter()
-        np.asarray(layer(x))
-        eager.append(time.perf_counter() - start)
-    return compared, eager
-
-
 def child_eager() -> dict[str, object]:
     """In a fresh process: the first plain eager call of the same layer."""
     import numpy as np
@@ -153,14 +130,30 @@ def _ratio(top: list[float], bottom: list[float]) -> float:
     return statistics.median(top) / statistics.median(bottom)
 
 
-def report(found: dict[str, dict[str, list]], repeats: int) -> list[str]:
+def ratios(rows: dict[str, list]) -> dict[str, float]:
+    """The cold, warm and script ratios of one package's rows (what the targets hold)."""
+    return {
+        "cold": _ratio(rows["cold"], rows["eager"]),
+        "warm": _ratio(rows["warm"], rows["eager_warm"]),
+        "script": _ratio(rows["script"], rows["imports"]),
+    }
+
+
+def report(
+    found: dict[str, dict[str, list]],
+    repeats: int,
+    *,
+    title: str = "# Comparison speed, cold and warm",
+    command: str = "python benchmarks/compare_speed.py",
+) -> list[str]:
+    """The Markdown report (``title`` and ``command`` as ``run_all.py`` shows them)."""
     import keras
     import torch
 
     lines = [
-        "# Comparison speed, cold and warm",
+        title,
         "",
-        f"Produced by `python benchmarks/compare_speed.py` on {platform.machine()} with "
+        f"Produced by `{command}` on {platform.machine()} with "
         f"{os.cpu_count()} cores (python {platform.python_version()}, torch "
         f"{torch.__version__}, keras {keras.__version__}); medians (min–max) of {repeats} "
         "rounds of fresh processes, one of each kind per round in turn. Bidirectional LSTM "

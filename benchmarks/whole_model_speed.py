@@ -210,10 +210,12 @@ def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
         lines += [
             "",
             "Why the unverified port misses the h5py target: it reads the same arrays with "
-            "h5py (about the baseline's time), and then parses and checks the configuration, "
-            "builds the layer graph and constructs a torch module per layer, fixed costs of "
-            "a few milliseconds each that a file of a few MB cannot amortise. It no longer "
-            "imports torch's symbolic shapes (sympy) on its first call, which cost 0.4 s.",
+            "h5py (about the baseline's time; a second port in the same process takes about "
+            "that), and on its first call in a process it also imports the port's modules "
+            "(about 4 ms), parses and checks the configuration and builds the layer graph "
+            "(2–3 ms) and constructs a torch module per layer (about 6 ms, the weights "
+            "copied once each, on modules made without initialising them): fixed costs a "
+            "file of a few MB cannot amortise.",
         ]
     return [*lines, ""]
 

@@ -18,8 +18,20 @@ def torch_kernel(kernel: np.ndarray) -> np.ndarray:
         >>> torch_kernel(np.zeros((3, 5, 2, 4))).shape
         (4, 2, 3, 5)
     """
+    return np.ascontiguousarray(torch_kernel_view(kernel))
+
+
+def torch_kernel_view(kernel: np.ndarray) -> np.ndarray:
+    """:func:`torch_kernel` as a view (no copy), for a caller that copies it anyway.
+
+    Example:
+        >>> kernel = np.zeros((3, 2, 4))
+        >>> view = torch_kernel_view(kernel)
+        >>> view.shape, np.shares_memory(view, kernel)
+        ((4, 2, 3), True)
+    """
     rank = kernel.ndim - 2
-    return np.ascontiguousarray(np.transpose(kernel, (rank + 1, rank, *range(rank))))
+    return np.transpose(kernel, (rank + 1, rank, *range(rank)))
 
 
 def keras_kernel(weight: np.ndarray) -> np.ndarray:

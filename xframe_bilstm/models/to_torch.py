@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from ..adapters.torch.explicit import TORCH_ACTIVATIONS
-from ..adapters.torch.tensors import numpy_to_tensor, torch_dtype
-from ..convolution import torch_kernel
+from ..adapters.torch.tensors import owned_tensor, torch_dtype
+from ..convolution import torch_kernel_view
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph
 from ..mask_traps import mask_traps
@@ -54,10 +54,7 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
     The weights read from a file are read-only on purpose (the canonical form keeps them
     uncopied); a parameter must own writable memory, and that copy is the only one made.
     """
-    array = np.asarray(array)
-    if array.dtype.name == "bfloat16":
-        return numpy_to_tensor(array)  # copies: torch reads no ml_dtypes array directly
-    return torch.tensor(array)
+    return owned_tensor(array)
 
 
 class Embedding(nn.Embedding):
@@ -229,7 +226,8 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         return Concatenate(int(options["axis"]), str(options["mask_combine"]))
     if record.kind == "conv":
         bias = record.weights.get("bias")
-        kernel = _tensor(torch_kernel(record.weights["kernel"]))
+        # One copy, straight into torch's layout.
+        kernel = _tensor(torch_kernel_view(record.weights["kernel"]))
         return Convolution(options, kernel, None if bias is None else _tensor(bias))
     if record.kind in ("zero_padding", "cropping"):
         op, key = ("pad", "padding") if record.kind == "zero_padding" else ("crop", "cropping")

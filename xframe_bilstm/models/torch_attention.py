@@ -17,18 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters.torch.tensors import numpy_to_tensor
+from ..adapters.torch.tensors import owned_tensor
 from ..graph import LayerRecord
 
 MASKED_SCORE = -1e9
 
 
 def _parameter(array: np.ndarray) -> nn.Parameter:
-    array = np.array(array)  # a copy the parameter owns
-    # torch reads no ml_dtypes array directly; numpy_to_tensor copies bfloat16 over.
-    if array.dtype.name == "bfloat16":
-        return nn.Parameter(numpy_to_tensor(array))
-    return nn.Parameter(torch.tensor(array))
+    return nn.Parameter(owned_tensor(array))  # a copy the parameter owns, bfloat16 included
 
 
 def _causal(query: torch.Tensor, value: torch.Tensor) -> torch.Tensor:

@@ -13,13 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..adapters.torch.tensors import numpy_to_tensor
+from ..adapters.torch.tensors import owned_tensor
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
-    array = np.asarray(array)
-    # torch reads no ml_dtypes array directly; numpy_to_tensor copies bfloat16 over.
-    return numpy_to_tensor(array) if array.dtype.name == "bfloat16" else torch.tensor(array)
+    return owned_tensor(array)  # bfloat16 included
 
 
 def _parameter(array: np.ndarray | None) -> nn.Parameter | None:

@@ -11,6 +11,7 @@ from ...canonical import RecurrentLayer, RecurrentStack
 from ...copies import contiguous_copy
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from .activations import keras_activation
+from .initial_weights import LENT, halves, lend_weights
 
 _CLASS_BY_CELL = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
 
@@ -82,17 +83,23 @@ def canonical_to_keras(
         )
         for index, layer in enumerate(stack.layers)
     ]
-    if len(built) == 1:
-        (result,) = built
-        result.build((batch_size, None, stack.input_size))
-    else:
-        inputs = keras.Input(shape=(None, stack.input_size), batch_size=batch_size, dtype=dtype)
-        members = [built[0]]
-        for layer in built[1:]:
-            members += [keras.layers.Dropout(dropout), layer] if dropout else [layer]
-        result = keras.Sequential([inputs, *members], name=name)
-    for canonical, keras_layer in zip(stack.layers, built, strict=True):
-        set_layer_weights(canonical, keras_layer)
+    # The kernels are created holding their weights (one buffer each, not a zero-filled
+    # one and then the weight); the configured initializers are back before anyone sees it.
+    restores = [lend_weights(canonical, layer) for canonical, layer in zip(stack.layers, built)]
+    try:
+        if len(built) == 1:
+            (result,) = built
+            result.build((batch_size, None, stack.input_size))
+        else:
+            inputs = keras.Input(shape=(None, stack.input_size), batch_size=batch_size, dtype=dtype)
+            members = [built[0]]
+            for layer in built[1:]:
+                members += [keras.layers.Dropout(dropout), layer] if dropout else [layer]
+            result = keras.Sequential([inputs, *members], name=name)
+    finally:
+        created = [restore() for restore in restores]
+    for canonical, keras_layer, kernels_set in zip(stack.layers, built, created, strict=True):
+        set_layer_weights(canonical, keras_layer, kernels_set=kernels_set)
     return result
 
 
@@ -142,7 +149,7 @@ def _keras_options(layer: RecurrentLayer, dtype: str) -> dict[str, Any]:
         "activation": keras_activation(layer.activation),
         "use_bias": layer.use_bias,
         "dtype": dtype,
-        # The weights are set right after building: skip random (and QR) initialization.
+        # The weights are set while building: skip random (and QR) initialization.
         "kernel_initializer": "zeros",
         "recurrent_initializer": "zeros",
         "bias_initializer": "zeros",
@@ -154,19 +161,23 @@ def _keras_options(layer: RecurrentLayer, dtype: str) -> dict[str, Any]:
     return options
 
 
-def set_layer_weights(layer: RecurrentLayer, keras_layer: Any) -> None:
+def set_layer_weights(
+    layer: RecurrentLayer, keras_layer: Any, *, kernels_set: bool = False
+) -> None:
     """Set one canonical layer's weights on its built Keras layer (or Bidirectional).
 
     Each weight is copied once into Keras's orientation (a transposed canonical view, as
     ``torch_to_keras`` lends, through the banded copy of :mod:`xframe_bilstm.copies`) and
     that array is assigned; one weight's copy is alive at a time.
+
+    Args:
+        layer: the canonical layer.
+        keras_layer: its built Keras layer (or ``Bidirectional``).
+        kernels_set: the kernels and recurrent kernels were created holding their weights
+            (:func:`~xframe_bilstm.adapters.keras.initial_weights.lend_weights`): only
+            their shapes are checked, and only the biases assigned.
     """
-    halves = (
-        (keras_layer.forward_layer, keras_layer.backward_layer)
-        if layer.direction == "bidirectional"
-        else (keras_layer,)
-    )
-    for half, weights in zip(halves, layer.weights, strict=True):
+    for half, weights in zip(halves(layer, keras_layer), layer.weights, strict=True):
         arrays = [weights.kernel, weights.recurrent_kernel]
         bias = weights.bias
         if bias is not None:
@@ -181,10 +192,11 @@ def set_layer_weights(layer: RecurrentLayer, keras_layer: Any) -> None:
                 f"layer {half.name!r} has {len(variables)} weights; the canonical layer gives "
                 f"{len(arrays)}"
             )
-        for variable, array in zip(variables, arrays, strict=True):
+        for index, (variable, array) in enumerate(zip(variables, arrays, strict=True)):
             if tuple(variable.shape) != array.shape:
                 raise WeightShapeError(
                     f"layer {half.name!r}: {variable.path} has shape {tuple(variable.shape)}; "
                     f"the canonical weight has shape {array.shape}"
                 )
-            variable.assign(contiguous_copy(array))
+            if not (kernels_set and index < len(LENT)):
+                variable.assign(contiguous_copy(array))

@@ -54,6 +54,29 @@ def numpy_to_tensor(array: Any, dtype: torch.dtype | None = None) -> torch.Tenso
     return tensor if dtype is None else tensor.to(dtype)
 
 
+def owned_tensor(array: Any) -> torch.Tensor:
+    """A tensor with its own copy of ``array``: exactly one copy, made at numpy's speed.
+
+    ``torch.tensor(array)`` copies a read-only array (as weights read from a file are)
+    element by element, tens of times slower than this copy; a transposed array is copied
+    band by band (:func:`~xframe_bilstm.copies.contiguous_copy`).
+
+    Example:
+        >>> source = np.arange(6.0).reshape(2, 3)
+        >>> source.setflags(write=False)
+        >>> owned_tensor(source.T).tolist()
+        [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]
+    """
+    from ...copies import contiguous_copy
+
+    array = np.asarray(array)
+    if array.dtype.name == "bfloat16":
+        return numpy_to_tensor(array)  # copies: torch reads no ml_dtypes array directly
+    if not array.dtype.isnative:
+        return torch.from_numpy(array.astype(array.dtype.newbyteorder("=")))
+    return torch.from_numpy(contiguous_copy(array))
+
+
 def tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """A numpy array of a tensor on any device; bfloat16 becomes ``ml_dtypes.bfloat16``.
 

@@ -200,6 +200,8 @@ def compare(
     budgets = measure_budgets(specs, runs, results, x, states, checked_lengths, quantization_budget)
     non_finite_note = non_finite(reading, x, states)
     missing = left_out(reading, frameworks)
+    if read.unrun:
+        missing["the source's own run"] = read.unrun
     if "reference" not in missing:
         noise = measure_noise(
             reading,

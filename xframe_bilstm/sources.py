@@ -39,7 +39,8 @@ class Read:
     :func:`read_source` again is returned as it is, so a caller that read a source passes
     the ``Read`` on instead of the source to read it once). ``quantized``: the original is
     an int8 ONNX graph, read as its dequantized float model, whose runs are judged against
-    a quantization budget."""
+    a quantization budget. ``unrun``: what of the source itself no run computes, which the
+    report names among what it left out."""
 
     reading: Reading
     framework: str = ""
@@ -48,6 +49,7 @@ class Read:
     batch: int | None = None
     source: Any = None
     quantized: bool = False
+    unrun: str = ""
 
 
 def _is_path(source: Any) -> bool:
@@ -157,7 +159,12 @@ def _read_torch(source: Any) -> Read:
     if is_dynamic_quantized_rnn(source):  # read as its dequantized weights; no float original
         from .adapters.torch import torch_to_canonical
 
-        return Read(torch_to_canonical(dequantized_rnn(source)))
+        unrun = (
+            "its int8 kernels are not run (no quantization budget for torch's dynamic "
+            "quantization yet): the runs compare its dequantized float weights; export it "
+            "to ONNX with onnxruntime's quantize_dynamic to compare an int8 run"
+        )
+        return Read(torch_to_canonical(dequantized_rnn(source)), unrun=unrun)
     from .models.to_torch import KerasModel
     from .models.torch_graph import graph_from_torch, is_whole_module
 

@@ -63,6 +63,10 @@ def test_compare_reads_a_dynamic_quantized_module(case: str):
     report = compare(_quantized(kind, **options), frameworks=["torch"], steps=5)
     assert report
     assert [run.label for run in report.runs] == ["reference[cpu,float64]", "torch[cpu,float32]"]
+    # The module's own int8 kernels did not run: the report says so, not silently.
+    (unrun,) = [entry for entry in report.left_out if entry.startswith("the source's own run")]
+    assert "int8 kernels are not run" in unrun
+    assert any(line.startswith("LEFT OUT | the source's own run") for line in report.lines())
 
 
 def test_float16_dynamic_quantization_is_refused_by_name():

@@ -161,8 +161,9 @@ def _read_torch(source: Any) -> Read:
 
         unrun = (
             "its int8 kernels are not run (no quantization budget for torch's dynamic "
-            "quantization yet): the runs compare its dequantized float weights; export it "
-            "to ONNX with onnxruntime's quantize_dynamic to compare an int8 run"
+            "quantization yet): the runs compare its dequantized float weights; to compare "
+            "an int8 run, export the float model to ONNX and quantize it with onnxruntime's "
+            "quantize_dynamic"
         )
         return Read(torch_to_canonical(dequantized_rnn(source)), unrun=unrun)
     from .models.to_torch import KerasModel

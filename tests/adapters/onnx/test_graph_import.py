@@ -85,9 +85,16 @@ def test_a_perturbed_export_fails_against_the_reading(tmp_path: Path):
         verify_model(perturbed, model)
 
 
-def test_the_int8_tagger_passes_compare_within_the_default_budget(tmp_path: Path):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"per_channel": True}, {"fused": True}, {"layers": 2}],
+    ids=["int8", "per-channel", "fused", "two-layers"],
+)
+def test_the_int8_tagger_passes_compare_within_the_default_budget(
+    tmp_path: Path, options: dict[str, Any]
+):
     pytest.importorskip("onnxruntime.quantization")
-    _, graph = int8_tagger(tmp_path)
+    _, graph = int8_tagger(tmp_path, **options)
     report = compare(onnx.load_from_string(graph), frameworks=FRAMEWORKS)
     assert report, report.to_text()
     int8_pairs = [p for p in report.pairs if "int8" in p.label]
@@ -101,3 +108,18 @@ def test_an_operator_outside_the_vocabulary_is_refused_by_name(tmp_path: Path):
         graph_to_model(path)
     with pytest.raises(UnsupportedFeatureError, match="operator CumSum"):
         compare(path, frameworks=FRAMEWORKS)
+
+
+def test_an_int8_graph_neither_reading_accepts_is_refused_naming_quantization_error(
+    tmp_path: Path,
+):
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    module = _Tagger("lstm", True, "linear", middle=lambda y: torch.cumsum(y, dim=1))
+    path = _export(module, tmp_path / "cumsum.onnx")
+    quantization.quantize_dynamic(
+        str(path), str(tmp_path / "int8.onnx"), weight_type=quantization.QuantType.QInt8
+    )
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"int8 graph.*operator CumSum.*quantization_error\(graph\)"
+    ):
+        compare(tmp_path / "int8.onnx", frameworks=FRAMEWORKS)

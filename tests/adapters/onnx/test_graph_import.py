@@ -123,3 +123,30 @@ def test_an_int8_graph_neither_reading_accepts_is_refused_naming_quantization_er
         UnsupportedFeatureError, match=r"int8 graph.*operator CumSum.*quantization_error\(graph\)"
     ):
         compare(tmp_path / "int8.onnx", frameworks=FRAMEWORKS)
+
+
+def test_a_float_sequence_into_a_gru_and_a_linear_reads_with_no_embedding(tmp_path: Path):
+    torch.manual_seed(1)
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.GRU(4, 3, batch_first=True)
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x: Any) -> Any:
+            return torch.sigmoid(self.linear(self.rnn(x)[0]))
+
+    path = tmp_path / "head.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Head().eval(), (torch.zeros(2, 6, 4),), str(path), dynamo=False,
+            input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "time"}},
+        )  # fmt: skip
+    model = graph_to_model(path)
+    assert [r.kind for r in model.layers] == ["input", "recurrent", "dense"]
+    assert model.layers[-1].options["activation"] == "sigmoid"
+    report = compare(path, frameworks=FRAMEWORKS)
+    assert report, report.to_text()
+    assert any("@original" in pair.label for pair in report.pairs)

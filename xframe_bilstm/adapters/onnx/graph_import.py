@@ -22,7 +22,6 @@ are imported inside the functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,38 +29,16 @@ import numpy as np
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord, ModelGraph
+from .graph_heads import ACTIVATIONS, AFFINE_OPS, FLOAT_TYPES, head_records, read_head
 from .interpreter import GLUE_OPS
 from .nodes import constant_values, describe_node, node_attributes
 from .quantized import dequantize_array
 from .runtime import load_model
 from .vocabulary import CELL_BY_OP
 
-# Operators of a head's affine chain, and the activations that may close it.
-_AFFINE_OPS = ("MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Cast", "Identity")
-_ACTIVATIONS = {
-    "Softmax": "softmax",
-    "LogSoftmax": "log_softmax",
-    "Sigmoid": "sigmoid",
-    "Tanh": "tanh",
-    "Relu": "relu",
-}
-# Operators that only move a quantized embedding's values, before its DequantizeLinear.
 _MOVES = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity")
-_FLOAT_TYPES = (1, 10, 11, 16)  # float, float16, double, bfloat16
 _MIDDLE_INPUT = "embedded"
 _MATCH = 1e-4  # float32 graph against the float64 reading
-
-
-@dataclass(frozen=True)
-class _Head:
-    """One graph output: the tensor its chain reads, its chain (output side first), and the
-    activation closing it."""
-
-    output: str
-    reads: str
-    chain: tuple[Any, ...]
-    activation: str
-    constants: dict[str, np.ndarray]
 
 
 def graph_to_model(model_or_path: Any, *, verify: bool = True) -> ModelGraph:
@@ -84,7 +61,7 @@ def graph_to_model(model_or_path: Any, *, verify: bool = True) -> ModelGraph:
             "model is read from one input of token ids or one (batch, time, features) sequence"
         )
     (graph_input,) = inputs
-    heads = [_read_head(out.name, producers, constants) for out in graph.output]
+    heads = [read_head(out.name, producers, constants) for out in graph.output]
     trunk = {head.reads for head in heads}
     if len(trunk) != 1:
         raise UnsupportedFeatureError(
@@ -94,8 +71,13 @@ def graph_to_model(model_or_path: Any, *, verify: bool = True) -> ModelGraph:
     (trunk_output,) = trunk
     records: list[LayerRecord] = []
     elem_type = graph_input.type.tensor_type.elem_type
-    if elem_type in _FLOAT_TYPES:
+    if elem_type in FLOAT_TYPES:
         middle_input, dims = graph_input.name, _dims(graph_input)
+        if len(dims) != 3:
+            raise UnsupportedFeatureError(
+                f"the graph's float input {graph_input.name!r} has rank {len(dims)}; a whole "
+                "model reads token ids (batch, time) or a sequence (batch, time, features)"
+            )
         records.append(_input_record(graph_input.name, (dims[1], dims[2]), "float32"))
         previous = graph_input.name
         middle = _middle_model(proto, middle_input, trunk_output, None)
@@ -112,7 +94,7 @@ def graph_to_model(model_or_path: Any, *, verify: bool = True) -> ModelGraph:
         previous = "embedding"
         middle = _middle_model(proto, _MIDDLE_INPUT, trunk_output, (gather, table))
     previous = _recurrent_records(middle, trunk_output, previous, records)
-    outputs = [_head_records(head, previous, records, index) for index, head in enumerate(heads)]
+    outputs = [head_records(head, previous, records, index) for index, head in enumerate(heads)]
     model = ModelGraph(
         graph.name or "onnx", tuple(records), (graph_input.name,), tuple(outputs),
         source=f"ONNX graph {graph.name or ''}".strip(),
@@ -131,130 +113,6 @@ def _dims(value: Any) -> list[int | None]:
 
 def _input_record(name: str, shape: tuple[int | None, ...], dtype: str) -> LayerRecord:
     return LayerRecord(name, "input", "InputLayer", options={"shape": shape, "dtype": dtype})
-
-
-def _read_head(output: str, producers: dict[str, Any], constants: dict[str, np.ndarray]) -> _Head:
-    """The chain from ``output`` back to the first tensor no affine op of a constant makes."""
-    tensor, activation = output, "linear"
-    node = producers.get(tensor)
-    if node is not None and node.op_type in _ACTIVATIONS:
-        axis = node_attributes(node).get("axis", -1)
-        if node.op_type in ("Softmax", "LogSoftmax") and axis != -1:
-            axis = int(axis)  # a positive axis is the last one of a (batch, time, units) output
-            if axis not in (1, 2):
-                raise UnsupportedFeatureError(
-                    f"{describe_node(node)}: axis={axis}; a Dense activation normalizes the "
-                    "last axis"
-                )
-        activation, tensor = _ACTIVATIONS[node.op_type], node.input[0]
-    chain: list[Any] = []
-    while (node := producers.get(tensor)) is not None and node.op_type in _AFFINE_OPS:
-        variable = [name for name in node.input if _constant(name, producers, constants) is None]
-        if len(variable) != 1:
-            break
-        chain.append(node)
-        tensor = variable[0]
-    if not any(node.op_type in ("MatMul", "Gemm") for node in chain):
-        chain = []  # no Dense: its ops (if any) belong to the middle, which reads them
-        tensor = output if activation == "linear" else producers[output].input[0]
-    values = {
-        name: value
-        for node in chain
-        for name in node.input
-        if name and (value := _constant(name, producers, constants)) is not None
-    }
-    return _Head(output, tensor, tuple(chain), activation, values)
-
-
-def _constant(
-    name: str, producers: dict[str, Any], constants: dict[str, np.ndarray]
-) -> np.ndarray | None:
-    """The value of ``name`` when the graph fixes it, folding arithmetic of constants (an int8
-    Linear's product of scales)."""
-    if name in constants:
-        return constants[name]
-    node = producers.get(name)
-    if node is None or node.op_type not in ("Mul", "Add", "Sub", "Div", "Cast", "Identity"):
-        return None
-    values = [_constant(i, producers, constants) for i in node.input]
-    if any(v is None for v in values):
-        return None
-    folded = _affine_step(node, values[0], values[1:])  # type: ignore[arg-type]
-    constants[name] = folded
-    return folded
-
-
-def _affine_step(node: Any, x: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
-    op = node.op_type
-    if op in ("Identity", "Cast"):
-        return x
-    if op == "Gemm":
-        options = node_attributes(node)
-        if options.get("transA", 0):
-            raise UnsupportedFeatureError(f"{describe_node(node)}: transA=1 is not a Dense")
-        b = others[0].T if options.get("transB", 0) else others[0]
-        y = options.get("alpha", 1.0) * (x @ b)
-        return y + options.get("beta", 1.0) * others[1] if len(others) > 1 else y
-    (other,) = others
-    return {"MatMul": np.matmul, "Add": np.add, "Sub": np.subtract, "Mul": np.multiply,
-            "Div": np.divide}[op](x, other)  # fmt: skip
-
-
-def _chain_value(head: _Head, x: np.ndarray, constants: dict[str, np.ndarray]) -> np.ndarray:
-    """The head's chain applied to ``x`` (rows of features), in float64."""
-    for node in reversed(head.chain):
-        position = next(i for i, name in enumerate(node.input) if name not in constants)
-        values = [constants[n].astype(np.float64) for n in node.input if n and n in constants]
-        if node.op_type == "Cast" and node_attributes(node).get("to") not in _FLOAT_TYPES:
-            raise UnsupportedFeatureError(f"{describe_node(node)}: a Cast to a non-float type")
-        if position and node.op_type in ("MatMul", "Gemm"):
-            raise UnsupportedFeatureError(f"{describe_node(node)}: multiplies from the left")
-        for value in values:
-            if node.op_type not in ("MatMul", "Gemm") and np.prod(value.shape[:-1]) != 1:
-                raise UnsupportedFeatureError(
-                    f"{describe_node(node)}: a constant of shape {value.shape} varies along "
-                    "more than the features, which a Dense's bias does not"
-                )
-        values = [v.reshape(v.shape[-1:]) if v.ndim > 1 and node.op_type in
-                  ("Add", "Sub", "Mul", "Div") else v for v in values]  # fmt: skip
-        if position and node.op_type == "Sub":  # c - x
-            x = values[0] - x
-        elif position and node.op_type == "Div":
-            raise UnsupportedFeatureError(f"{describe_node(node)}: divides a constant by x")
-        else:
-            x = _affine_step(node, x, values)
-    return x
-
-
-def _head_records(head: _Head, previous: str, records: list[LayerRecord], index: int) -> str:
-    """The records of one head (none without a Dense), returning the output tensor's name."""
-    source = previous
-    if head.chain:
-        constants = head.constants
-        features = _features(head, constants)
-        zero = _chain_value(head, np.zeros((1, features)), constants)
-        kernel = _chain_value(head, np.eye(features), constants) - zero
-        name = "dense" if index == 0 else f"dense_{index}"
-        options = {"activation": head.activation, "time_distributed": False}
-        weights = {"kernel": kernel.astype(np.float32), "bias": zero[0].astype(np.float32)}
-        records.append(LayerRecord(name, "dense", "Dense", (source,), options, weights))
-        return name
-    if head.activation == "linear":
-        return source
-    name = f"activation_{index}"
-    records.append(
-        LayerRecord(name, "activation", "Activation", (source,), {"activation": head.activation})
-    )
-    return name
-
-
-def _features(head: _Head, constants: dict[str, np.ndarray]) -> int:
-    """The features the head reads: the rows of its first MatMul/Gemm's constant."""
-    for node in reversed(head.chain):
-        if node.op_type in ("MatMul", "Gemm"):
-            b = constants[node.input[1]]
-            return int(b.shape[1] if node_attributes(node).get("transB", 0) else b.shape[0])
-    raise AssertionError("a head without MatMul has no chain")
 
 
 def _embedding(
@@ -279,12 +137,7 @@ def _embedding(
     table = constants[gather.input[0]]
     if np.issubdtype(table.dtype, np.floating):
         return gather, table.astype(np.float32)
-    scales = {_dequantizer(graph, gather, constants)}
-    if len(scales) != 1:
-        raise UnsupportedFeatureError(
-            f"{describe_node(gather)}: its int8 rows are dequantized with different scales"
-        )
-    ((scale, zero),) = scales
+    scale, zero = _dequantizer(graph, gather, constants)
     return gather, dequantize_array(table, np.array(scale), np.array(zero, table.dtype))
 
 
@@ -371,8 +224,8 @@ def _middle_model(
             raise UnsupportedFeatureError(
                 f"{describe_node(node)}: operator {node.op_type} between the embedding and the "
                 "Dense heads; a whole model reads recurrent nodes (LSTM, GRU, RNN) and their "
-                f"glue there, Dense heads after them ({', '.join(_AFFINE_OPS)} with constants, "
-                f"then {', '.join(_ACTIVATIONS)})"
+                f"glue there, Dense heads after them ({', '.join(AFFINE_OPS)} with constants, "
+                f"then {', '.join(ACTIVATIONS)})"
             )
         needed.append(node)
         stack.extend(name for name in node.input if name)
@@ -464,15 +317,18 @@ def _summary(model: ModelGraph) -> str:
 
 
 def looks_whole(model_or_path: Any) -> bool:
-    """Whether a graph reads token ids (an integer input) or ends in a MatMul/Gemm head,
-    so that a refusal of :func:`graph_to_model` says more than the recurrent reading's."""
+    """Whether a graph of recurrent nodes reads token ids (an integer input) or ends in a
+    MatMul/Gemm head, so that a refusal of :func:`graph_to_model` says more than the
+    recurrent reading's."""
     proto = load_model(model_or_path)
+    if not any(node.op_type in CELL_BY_OP for node in proto.graph.node):
+        return False  # no recurrent layer: the importer's refusal says so
     constants = constant_values(proto)
     inputs = [i for i in proto.graph.input if i.name not in constants]
-    if any(i.type.tensor_type.elem_type not in _FLOAT_TYPES for i in inputs):
+    if any(i.type.tensor_type.elem_type not in FLOAT_TYPES for i in inputs):
         return True
     producers = {out: node for node in proto.graph.node for out in node.output}
-    return any(_read_head(out.name, producers, dict(constants)).chain for out in proto.graph.output)
+    return any(read_head(out.name, producers, dict(constants)).chain for out in proto.graph.output)
 
 
 def input_sizes(model_or_path: Any) -> tuple[int | None, int | None]:

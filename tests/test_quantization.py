@@ -90,9 +90,3 @@ def test_compare_reads_an_int8_graph_as_its_dequantized_model(tmp_path: Path):
         for node in ("/LSTM_quant", "/LSTM_1_quant")
         for direction in ("forward", "backward")
     }
-
-
-def test_compare_refuses_an_int8_tagger_naming_quantization_error(tmp_path: Path):
-    _, graph = int8_tagger(tmp_path)
-    with pytest.raises(UnsupportedFeatureError, match=r"int8 graph.*quantization_error\(graph\)"):
-        compare(onnx.load_from_string(graph), frameworks=["torch"])

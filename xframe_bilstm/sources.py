@@ -103,9 +103,35 @@ def _read_onnx(source: Any) -> Read:
     proto = load_model(source)
     if quantized_nodes(proto):
         return _read_int8(proto)
-    stack = graph_to_canonical(proto)  # its refusal first: the sizes need a sequence input
+    try:
+        stack = graph_to_canonical(proto)  # its refusal first: the sizes need a sequence input
+    except UnsupportedFeatureError as error:
+        model, batch, steps = _whole_onnx_model(proto, error)
+        return Read(model, "onnxruntime", lambda: proto, steps, batch)
     batch, steps = fixed_sizes(proto)
     return Read(stack, "onnxruntime", lambda: proto, steps, batch)
+
+
+def _whole_onnx_model(proto: Any, refusal: UnsupportedFeatureError) -> tuple[ModelGraph, Any, Any]:
+    """A graph of recurrent nodes with an embedding front or Dense heads, read as a whole
+    model with its fixed batch and time sizes; ``refusal`` (the recurrent reading's) stands
+    when the graph reads no token ids and has no Dense head either."""
+    from .adapters.onnx.graph_import import graph_to_model, input_sizes
+
+    try:
+        model = graph_to_model(proto)
+    except UnsupportedFeatureError as error:
+        if not is_whole_onnx_model(proto):
+            raise refusal from error
+        raise
+    return (model, *input_sizes(proto))
+
+
+def is_whole_onnx_model(proto: Any) -> bool:
+    """Whether a graph reads token ids or ends in a MatMul/Gemm head."""
+    from .adapters.onnx.graph_import import looks_whole
+
+    return looks_whole(proto)
 
 
 def _read_int8(proto: Any) -> Read:
@@ -118,14 +144,23 @@ def _read_int8(proto: Any) -> Read:
     floats = dequantized_model(proto)
     try:
         stack = graph_to_canonical(floats)
-    except UnsupportedFeatureError as error:
-        raise UnsupportedFeatureError(
-            f"an int8 graph, read as its dequantized float model: {error}. compare() reads an "
-            "ONNX graph as recurrent layers only; quantization.quantization_error(graph) "
-            "reports what the quantization of this graph cost, step by step"
-        ) from error
+    except UnsupportedFeatureError as refusal:
+        try:
+            model, batch, steps = _whole_onnx_model(floats, refusal)
+        except UnsupportedFeatureError as error:
+            raise _int8_refusal(error) from error
+        return Read(model, "onnxruntime", lambda: proto, steps, batch, quantized=True)
     batch, steps = fixed_sizes(floats)
     return Read(stack, "onnxruntime", lambda: proto, steps, batch, quantized=True)
+
+
+def _int8_refusal(error: UnsupportedFeatureError) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(
+        f"an int8 graph, read as its dequantized float model: {error}. compare() reads an "
+        "ONNX graph as recurrent layers, or as an embedding, recurrent layers and Dense heads; "
+        "quantization.quantization_error(graph) reports what the quantization of this graph "
+        "cost, step by step"
+    )
 
 
 def _read_keras_file(source: Any) -> Read:

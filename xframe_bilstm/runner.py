@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .against import plan_against
 from .canonical import RecurrentStack
 from .comparison import ArrayComparison, Comparison, measure_noise
 from .correspondence import output_names_of
@@ -34,14 +35,7 @@ from .inputs import initial_states as checked_states
 from .inputs import non_finite, run_inputs
 from .left_out import left_out
 from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, views_of
-from .planning import (
-    Plan,
-    Subject,
-    outputs_of,
-    plan_against,
-    plan_original,
-    plan_runs,
-)
+from .planning import Plan, Subject, outputs_of, plan_original, plan_runs
 from .quantization_budget import check_budget, measure_budgets
 from .report import Report, RunRecord
 from .sources import Read, describe, read_source, source_type

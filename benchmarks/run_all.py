@@ -26,6 +26,8 @@ sys.path.insert(0, str(HERE.parent))
 
 import bench_accuracy  # noqa: E402
 import bench_conversion  # noqa: E402
+import bench_gradient_accuracy  # noqa: E402
+import bench_gradient_speed  # noqa: E402
 import bench_gradients  # noqa: E402
 import bench_import  # noqa: E402
 import bench_lane  # noqa: E402
@@ -88,6 +90,12 @@ def measure(
     results["compared_labels"] = list(found)
     print("accuracy", flush=True)
     results["accuracy"] = bench_accuracy.measure(repeats)
+    print("compare(gradients=True), cold and warm, in fresh processes", flush=True)
+    results["gradient_speed"] = bench_gradient_speed.measure(repeats)
+    bench_gradient_speed.write_results(results["gradient_speed"], repeats)
+    print("gradient accuracy", flush=True)
+    results["gradient_accuracy"] = bench_gradient_accuracy.measure(repeats)
+    bench_gradient_accuracy.write_results(results["gradient_accuracy"], repeats)
     print("conversion", flush=True)
     results["conversion"] = bench_conversion.measure(repeats)
     print("whole-model conversion", flush=True)
@@ -108,6 +116,8 @@ def render(results: dict[str, Any], command: str, repeats: int, seconds: float) 
     lines += _compare_section(results, repeats)
     lines += bench_reference.section(results["reference"])
     lines += bench_accuracy.section(results["accuracy"], repeats)
+    lines += bench_gradient_accuracy.section(results["gradient_accuracy"], repeats)
+    lines += bench_gradient_speed.section(results["gradient_speed"], repeats)
     lines += bench_conversion.section(results["conversion"])
     lines += whole_model_speed.section(*results["whole_model"])
     if results.get("study") is not None:

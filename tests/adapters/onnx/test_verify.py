@@ -24,7 +24,11 @@ def _drift(model, inputs) -> float:
 def test_the_drift_is_the_largest_near_the_inputs() -> None:
     torch.manual_seed(0)
     model = to_onnx(torch.nn.LSTM(3, 8, batch_first=True))
-    x = np.random.default_rng(0).normal(size=(2, 30, 3)).astype(np.float32)
+    x = np.random.default_rng(1).normal(size=(2, 30, 3)).astype(np.float32)
     down, up = np.nextafter(x, np.float32(-np.inf)), np.nextafter(x, np.float32(np.inf))
     drifts = [_drift(model, (a,)) for a in (x, down, up)]
-    assert graph_noise(model, (x,)).float32 == max(drifts)
+    noise = graph_noise(model, (x,)).float32
+    # One unit in the last place away, float32 rounding moves the outputs further than at
+    # the input itself: a bound from the input alone would be too tight.
+    assert noise > drifts[0]
+    assert noise == max(drifts)

@@ -21,11 +21,10 @@ def left_out(reading: Any, frameworks: str | Sequence[str]) -> dict[str, str]:
         >>> left_out(random_stack(np.random.default_rng(0), "lstm", 2, 3), ["torch"])
         {}
     """
-    from .frameworks import FRAMEWORKS
+    from .frameworks import FRAMEWORKS, auto_frameworks
 
     if frameworks == "auto":
-        auto = (f for f in FRAMEWORKS.values() if f.available() and not f.on_request)
-        names = ["reference", *(f.name for f in auto)]
+        names = ["reference", *auto_frameworks()]
     else:
         asked = [frameworks] if isinstance(frameworks, str) else list(frameworks)
         names = ["reference", *(name for name in asked if name in FRAMEWORKS)]

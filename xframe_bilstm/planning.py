@@ -18,7 +18,7 @@ from typing import Any
 
 from .correspondence import Source, graph_source, native_source, stack_source
 from .errors import FrameworkUnavailableError, UnsupportedFeatureError
-from .frameworks import FRAMEWORKS, Framework, RunSpec
+from .frameworks import FRAMEWORKS, Framework, RunSpec, auto_frameworks
 from .frameworks.base import KERNEL_PATHS, other_kinds
 from .frameworks.keras import KerasLayerFramework
 from .frameworks.keras_backends import with_backend_originals
@@ -190,10 +190,8 @@ def _check_available(
 
 
 def _framework_names(frameworks: str | Sequence[str]) -> list[str]:
-    runnable = [name for name in FRAMEWORKS if name != "reference"]
     if frameworks == "auto":
-        chosen = (FRAMEWORKS[name] for name in runnable)
-        return [f.name for f in chosen if f.available() and not f.on_request]
+        return auto_frameworks()
     names = [name for name in as_list(frameworks) if name != "reference"]
     for name in names:
         if name not in FRAMEWORKS:

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from . import testing
-from .frameworks import FRAMEWORKS
+from .frameworks import FRAMEWORKS, auto_frameworks
 from .frameworks.base import KERNEL_PATHS
 
 # marker -> (the packages it needs, the frameworks of compare() that select it, extra).
@@ -236,9 +236,7 @@ def _listed(config: pytest.Config, key: str) -> list[str] | None:
 
 
 def _installed() -> tuple[str, ...]:
-    """What ``"auto"`` runs: the installed frameworks, less those run only when named."""
-    chosen = FRAMEWORKS.items()
-    return tuple(n for n, f in chosen if n != "reference" and f.available() and not f.on_request)
+    return tuple(auto_frameworks())
 
 
 def _names() -> str:

@@ -36,12 +36,19 @@ FRAMEWORKS: dict[str, type[Framework]] = {
     )
 }
 
-# The pip extra of each framework that "auto" leaves out, naming it, when not installed.
-OPTIONAL_EXTRAS = {"keras-jax": "keras-jax", "keras-torch": "keras-torch", "tflite": "tflite"}
+
+def auto_frameworks() -> list[str]:
+    """What ``frameworks="auto"`` runs besides the reference: the installed frameworks, less
+    those that run only when named (``Framework.on_request``)."""
+    return [
+        name
+        for name, framework in FRAMEWORKS.items()
+        if name != "reference" and framework.available() and not framework.on_request
+    ]
+
 
 __all__ = [
     "FRAMEWORKS",
-    "OPTIONAL_EXTRAS",
     "Framework",
     "KerasFramework",
     "KerasJaxFramework",
@@ -54,4 +61,5 @@ __all__ = [
     "TorchFramework",
     "TorchOnnxDynamoFramework",
     "TorchOnnxFramework",
+    "auto_frameworks",
 ]

@@ -140,3 +140,25 @@ def test_deployment_columns_run_when_asked_for_and_are_refused_when_missing() ->
     assert "framework 'keras-jax' is not installed" in lines[1]
     assert "xframe_bilstm[keras-jax]" in lines[1]
     assert "xframe_bilstm[tflite]" in lines[2]
+
+
+def test_the_saved_original_is_removed_with_its_framework() -> None:
+    import gc
+    import os
+
+    from xframe_bilstm.frameworks.keras_backends import KerasFileBackendFramework
+
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.SimpleRNN(2)])
+    column = KerasFileBackendFramework("torch", lambda: model)
+    from xframe_bilstm.sources import read_source
+
+    graph = read_source(model).reading
+    x = np.ones((1, 4, 3), "float32")
+    spec = RunSpec("keras-torch", "cpu", "float32", subject="original")
+    outputs, _ = column.run(graph, x, spec, initial_states=None, lengths=None)
+    np.testing.assert_allclose(outputs[0], model(x).numpy(), rtol=1e-5, atol=1e-6)
+    folder = os.path.dirname(column._file or "")
+    assert os.path.exists(folder)
+    del column
+    gc.collect()
+    assert not os.path.exists(folder)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -130,6 +132,8 @@ class KerasFileBackendFramework(KerasBackendFramework):
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         if self._file is None:
             self._file = _saved(self.load())
+            # The file goes with this framework object (or at exit, whichever is first).
+            weakref.finalize(self, shutil.rmtree, os.path.dirname(self._file), True)
         request = _LoadedRun if isinstance(stack, ModelGraph) else _LoadedLayerRun
         spec = _with_path(spec, self._file)
         return _elsewhere(self.backend, request, stack, x, spec, initial_states, lengths)
@@ -160,7 +164,8 @@ def with_backend_originals(subject: Any, read: Any, frameworks: Any, specs: Any)
 
 
 def _saved(model: Any) -> str:
-    """``model`` saved as a ``.keras`` file that lives as long as this process."""
+    """``model`` saved as a ``.keras`` file in a directory of its own, for the caller to
+    remove."""
     if not hasattr(model, "save"):
         raise UnsupportedFeatureError(
             f"{type(model).__name__} {getattr(model, 'name', '')!r} is a layer, not a model: "

@@ -82,21 +82,48 @@ def test_a_keras_tagger_with_mask_zero_compares_its_port_and_the_reference():
     ids = np.array([[3, 5, 1, 0, 0], [7, 2, 9, 4, 11]])
     report = compare(model, inputs=ids, frameworks=["torch"], gradients=True)
     assert report, report.to_text()
-    (pair,) = [p for p in report.gradient_pairs if p.actual.startswith("torch")]
+    (pair,) = [
+        p
+        for p in report.gradient_pairs
+        if p.actual.startswith("torch") and p.expected.startswith("reference")
+    ]
     names = _names(pair)
     assert "grad embedding/embeddings (torch embedding.weight)" in names, names
     assert any(name.startswith("grad bigru/backward.bias") for name in names), names
     assert any(name.startswith("grad tags/bias") for name in names), names
 
 
-def test_the_keras_run_of_a_whole_model_is_left_out_of_gradients_by_reason():
+def test_keras_tape_torch_autograd_and_the_reference_agree_on_a_keras_tagger():
     model = _keras_tagger()
-    report = compare(model, frameworks=["torch", "keras"], gradients=True, steps=STEPS)
+    ids = np.array([[3, 5, 1, 0, 0], [7, 2, 9, 4, 11]])
+    report = compare(model, inputs=ids, frameworks=["torch", "keras"], gradients=True)
     assert report, report.to_text()
-    assert any(
-        entry.startswith("keras") and "gradients: this framework's gradients" in entry
-        for entry in report.left_out
-    ), report.left_out
+    (pair,) = [
+        p for p in report.gradient_pairs if "@original" in p.actual and "reference" in p.expected
+    ]
+    names = _names(pair)
+    assert "grad embedding/embeddings (keras embedding/embeddings)" in names, names
+    assert "grad hidden/kernel (keras hidden/kernel)" in names, names
+    assert any(n.startswith("grad bigru/forward.recurrent_kernel (keras bigru/") for n in names)
+    assert not report.gradient_failures
+
+
+def test_a_keras_file_with_a_float_input_compares_its_gradients(tmp_path):
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((STEPS, 3))
+    x = keras.layers.Masking(0.0, name="mask")(inputs)
+    x = keras.layers.LSTM(4, return_sequences=True, name="lstm")(x)
+    x = keras.layers.TimeDistributed(keras.layers.Dense(2), name="td")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    path = tmp_path / "pooled.keras"
+    keras.Model(inputs, keras.layers.Dense(1, name="out")(x)).save(path)
+    features = np.random.default_rng(0).standard_normal((2, STEPS, 3))
+    features[1, 3:] = 0.0  # padded steps, masked
+    report = compare(str(path), inputs=features, frameworks=["torch", "keras"], gradients=True)
+    assert report, report.to_text()
+    names = {a.name for pair in report.gradient_pairs for a in pair.comparison.arrays}
+    assert "grad inputs" in names
+    assert "grad td/kernel (torch td.weight)" in names, names
 
 
 def test_a_conv_front_end_is_refused_naming_the_layer():

@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import compare, keras_to_torch  # noqa: E402
-from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
 from xframe_bilstm.testing import assert_equivalent  # noqa: E402
 
 STEPS = 6
@@ -188,11 +187,12 @@ def test_onnx_columns_are_left_out_of_gradients_only():
     )
 
 
-def test_a_whole_model_is_refused_by_name():
+def test_a_whole_model_compares_its_gradients():
     inputs = keras.Input((STEPS, 3))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(3)(inputs)))
-    with pytest.raises(UnsupportedFeatureError, match="compare the recurrent layers alone"):
-        compare(model, frameworks=["torch"], gradients=True)
+    report = compare(model, frameworks=["torch"], gradients=True)
+    assert report and report.gradient_pairs, report.to_text()
+    assert "grad inputs" in _gradient_names(report)
 
 
 def test_views_carry_the_gradient_pairs():

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .canonical import RecurrentStack
+from .graph import ModelGraph
 
 WEIGHT_FIELDS = ("kernel", "recurrent_kernel", "bias")
 
@@ -72,8 +74,55 @@ def native_names(
     the value ``i + 1``: each canonical array (each row of a split bias) then holds the
     number of the parameter it came from, whatever the reading reordered or transposed.
     """
+    return marker_names(weight_arrays(markers), parameters, prefix)
+
+
+def input_label(index: int, count: int) -> str:
+    """The name of a model input's gradient: ``inputs``, or ``inputs[i]`` among several.
+
+    Example:
+        >>> input_label(0, 1), input_label(1, 2)
+        ('inputs', 'inputs[1]')
+    """
+    return "inputs" if count == 1 else f"inputs[{index}]"
+
+
+def graph_weight_arrays(graph: ModelGraph) -> dict[str, np.ndarray]:
+    """A model graph's weights as its gradients are named: ``<layer>/<weight>``, and a
+    recurrent layer's ``<layer>/<side>.<field>`` (``bilstm/backward.recurrent_kernel``).
+
+    Example:
+        >>> from xframe_bilstm.graph import LayerRecord
+        >>> graph = ModelGraph("m", (
+        ...     LayerRecord("x", "input", "InputLayer", options={"shape": (2,), "dtype": "f"}),
+        ...     LayerRecord("d", "dense", "Dense", ("x",),
+        ...                 {"activation": "linear", "time_distributed": False},
+        ...                 {"kernel": np.zeros((2, 1)), "bias": np.zeros(1)})),
+        ...     inputs=("x",), outputs=("d",))
+        >>> list(graph_weight_arrays(graph))
+        ['d/kernel', 'd/bias']
+    """
+    named: dict[str, np.ndarray] = {}
+    for record in graph.layers:
+        if record.recurrent is not None:
+            for side, weights in zip(("forward", "backward"), record.recurrent.weights):
+                for field_name in WEIGHT_FIELDS:
+                    value = getattr(weights, field_name)
+                    if value is not None:
+                        named[f"{record.name}/{side}.{field_name}"] = np.asarray(value)
+            continue
+        inner = record.options["layer"] if record.kind == "time_distributed" else record
+        named.update({f"{record.name}/{k}": np.asarray(v) for k, v in inner.weights.items()})
+    return named
+
+
+def marker_names(
+    markers: dict[str, np.ndarray], parameters: Sequence[str], prefix: str
+) -> dict[str, tuple[str, ...]]:
+    """Which native parameter each named weight holds the number of (see
+    :func:`native_names`)."""
     named: dict[str, tuple[str, ...]] = {}
-    for name, array in weight_arrays(markers).items():
+    for name, array in markers.items():
         rows = array if name.endswith(".bias") and array.ndim == 2 else array[None]
         found = []
         for row in rows:
@@ -85,4 +134,32 @@ def native_names(
     return named
 
 
-__all__ = ["GradientArrays", "gradient_arrays", "native_names", "weight_arrays"]
+def graph_reference_arrays(
+    graph: ModelGraph, x: Any, cotangents: Sequence[np.ndarray], dtype: type = np.float64
+) -> GradientArrays:
+    """The reference gradients of a whole model, named as every run names them: the float
+    inputs ``inputs`` (``inputs[i]`` among several), the weights ``<layer>/<weight>``."""
+    from .inputs import as_list
+    from .reference.graph_backward import graph_gradients
+
+    inputs = as_list(x)
+    grads = graph_gradients(graph, inputs, cotangents, dtype=dtype)
+    arrays = {
+        input_label(index, len(inputs)): g
+        for index, g in enumerate(grads.inputs.values())
+        if g is not None
+    }
+    arrays.update(grads.weights)
+    return GradientArrays({k: np.asarray(v, np.float64) for k, v in arrays.items()})
+
+
+__all__ = [
+    "GradientArrays",
+    "gradient_arrays",
+    "graph_reference_arrays",
+    "graph_weight_arrays",
+    "input_label",
+    "marker_names",
+    "native_names",
+    "weight_arrays",
+]

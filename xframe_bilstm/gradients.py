@@ -24,9 +24,9 @@ from .comparison import Noise, compare_outputs
 from .correspondence import Correspondence
 from .errors import UnsupportedFeatureError
 from .frameworks.base import Framework, RunSpec
-from .gradient_arrays import GradientArrays
+from .gradient_arrays import GradientArrays, graph_reference_arrays
 from .pairing import pairs_of
-from .reference import reference_gradients, reference_outputs
+from .reference import Reading, reference_gradients, reference_outputs
 from .report import PairReport
 
 # Added to the seed, so the cotangents are not the input's own random numbers.
@@ -54,9 +54,18 @@ def draw_cotangents(outputs: Sequence[np.ndarray], seed: int) -> list[np.ndarray
     return [rng.standard_normal(np.shape(output)) for output in outputs]
 
 
+def gradient_refusal(reading: Reading) -> str | None:
+    """Why no run can differentiate ``reading`` (a layer kind without a backward), or None."""
+    if isinstance(reading, RecurrentStack):
+        return None
+    from .reference.graph_backward import backward_refusal
+
+    return backward_refusal(reading)
+
+
 def gradient_noise(
-    stack: RecurrentStack,
-    x: np.ndarray,
+    stack: Reading,
+    x: Any,
     cotangents: Sequence[np.ndarray],
     *,
     initial_states: Sequence[np.ndarray] | None,
@@ -64,19 +73,23 @@ def gradient_noise(
 ) -> Noise:
     """How far float32 rounding moves the reference's gradients from its float64 ones."""
     given: dict[str, Any] = {"initial_states": initial_states, "lengths": lengths}
-    exact = reference_gradients(stack, x, cotangents, dtype=np.float64, **given).named()
-    rounded = reference_gradients(stack, x, cotangents, dtype=np.float32, **given).named()
+    if isinstance(stack, RecurrentStack):
+        exact = reference_gradients(stack, x, cotangents, dtype=np.float64, **given).named()
+        rounded = reference_gradients(stack, x, cotangents, dtype=np.float32, **given).named()
+    else:
+        exact = graph_reference_arrays(stack, x, cotangents, np.float64).arrays
+        rounded = graph_reference_arrays(stack, x, cotangents, np.float32).arrays
     drift = max(float(np.abs(rounded[k] - exact[k]).max(initial=0.0)) for k in exact)
     scale = max(max(float(np.abs(e).max(initial=0.0)) for e in exact.values()), 1.0)
     return Noise(drift, scale)
 
 
 def compare_gradients(
-    stack: RecurrentStack,
+    stack: Reading,
     plan: Sequence[tuple[RunSpec, Framework]],
     readings: dict[str, Any],
     views: dict[tuple[str, str], Correspondence],
-    x: np.ndarray,
+    x: Any,
     *,
     seed: int,
     initial_states: Sequence[np.ndarray] | None,
@@ -154,8 +167,10 @@ def _refusal(
     return None
 
 
-def _state_labels(stack: RecurrentStack) -> list[str]:
+def _state_labels(stack: Reading) -> list[str]:
     """What each initial state is: ``h_forward`` (``layers[1].h_forward`` in a deeper stack)."""
+    if not isinstance(stack, RecurrentStack):
+        return []  # a whole model starts from zero states
     many = len(stack.layers) > 1
     return [
         f"layers[{index}].{name}" if many else name
@@ -198,7 +213,12 @@ def gradient_pair(
         label=f"gradients of {actual.label} vs {expected.label}",
     )
     timesteps = {}
-    if np.shape(want.arrays["inputs"]) == np.shape(got.arrays["inputs"]):
+    if (
+        "inputs" in want.arrays
+        and "inputs" in got.arrays
+        and np.shape(want.arrays["inputs"]) == np.shape(got.arrays["inputs"])
+        and np.ndim(want.arrays["inputs"]) == 3
+    ):
         error = np.abs(got.arrays["inputs"] - want.arrays["inputs"])
         timesteps["grad inputs"] = np.nan_to_num(error, nan=np.inf).max(axis=(0, 2)).tolist()
     return PairReport(
@@ -273,4 +293,5 @@ __all__ = [
     "draw_cotangents",
     "gradient_noise",
     "gradient_pair",
+    "gradient_refusal",
 ]

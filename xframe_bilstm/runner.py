@@ -28,8 +28,7 @@ from .correspondence import output_names_of
 from .custom import custom_layers_in_use
 from .errors import UnsupportedFeatureError
 from .frameworks import Framework, RunSpec
-from .frameworks.base import GRAPH_GRADIENTS
-from .gradients import compare_gradients
+from .gradients import compare_gradients, gradient_refusal
 from .graph import ModelGraph
 from .inputs import initial_states as checked_states
 from .inputs import non_finite, run_inputs
@@ -158,10 +157,8 @@ def compare(
     with custom_layers_in_use(custom_layers):
         read = read_source(source)
     source, reading = read.source, read.reading  # the object read, also when given a Read
-    if gradients and not isinstance(reading, RecurrentStack):
-        raise UnsupportedFeatureError(
-            f"gradients=True: {describe(source, reading)}: {GRAPH_GRADIENTS}"
-        )
+    if gradients and (why := gradient_refusal(reading)) is not None:
+        raise UnsupportedFeatureError(f"gradients=True: {describe(source, reading)}: {why}")
     x, checked_lengths = run_inputs(
         reading,
         inputs,
@@ -234,7 +231,6 @@ def compare(
         pairs.append(pair)
     section = None
     if gradients:
-        assert isinstance(reading, RecurrentStack) and isinstance(x, np.ndarray)
         section = compare_gradients(
             reading,
             specs,

@@ -13,7 +13,10 @@ from ..canonical import RecurrentStack
 from ..reference import Reading
 
 # Why a whole model's gradients are not compared.
-GRAPH_GRADIENTS = "gradients are compared for recurrent layers; compare the recurrent layers alone"
+GRAPH_GRADIENTS = (
+    "this framework's gradients are compared for recurrent layers; compare the recurrent "
+    "layers alone, or the whole model's gradients in the reference and PyTorch"
+)
 
 # Unit roundoff that TF32 matrix products keep (a 10-bit mantissa), for tolerances.
 TF32_EPSILON = 2.0**-10
@@ -70,6 +73,7 @@ class Framework:
     name = ""
     module = ""  # the importable package that must be installed
     differentiates = False  # whether its runs also give gradients (autograd, a tape, BPTT)
+    differentiates_graphs = False  # whether it also gives those of whole models
     # Whether it runs only when asked for by name, not under frameworks="auto": the
     # deployment runtimes each start a process or convert the model, seconds per compare().
     on_request = False
@@ -117,7 +121,13 @@ class Framework:
         that differentiate (``differentiates``) do for recurrent stacks."""
         if not self.differentiates:
             return f"{self.name} computes no gradients (forward outputs only)"
-        return None if isinstance(reading, RecurrentStack) else GRAPH_GRADIENTS
+        if isinstance(reading, RecurrentStack):
+            return None
+        if not self.differentiates_graphs:
+            return GRAPH_GRADIENTS
+        from ..reference.graph_backward import backward_refusal
+
+        return backward_refusal(reading)
 
     def gradients(
         self,

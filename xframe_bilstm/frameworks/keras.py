@@ -37,6 +37,7 @@ _ONEDNN = {"onednn-on": True, "onednn-off": False}
 class KerasFramework(Framework):
     name = "keras"
     differentiates = True
+    differentiates_graphs = True
     module = "keras"
 
     def devices(self) -> list[str]:
@@ -111,8 +112,12 @@ class KerasFramework(Framework):
         tf = require("tensorflow")
         from ..adapters.keras import canonical_to_keras
 
-        assert isinstance(stack, RecurrentStack)
         _check_gradient_path(tf, spec)
+        if isinstance(stack, ModelGraph):
+            with _SHARED, tf.device(spec.device.upper()):
+                model = _graph_model(stack, spec)
+            with _tf32(tf, spec.tf32), tf.device(spec.device.upper()):
+                return _differentiate_model(tf, model, x, cotangents)
         options = _layer_options(spec)
         with _tf32(tf, spec.tf32), tf.device(spec.device.upper()), _SHARED:
             if stack.stateful:
@@ -210,6 +215,9 @@ class KerasLayerFramework(KerasFramework):
         from ..adapters.keras import reset_keras_states, restore_states, snapshot_states
 
         layer = self.own
+        if isinstance(stack, ModelGraph):
+            with _tf32(tf, spec.tf32), tf.device(spec.device.upper()):
+                return _differentiate_model(tf, layer, x, cotangents)
         saved = snapshot_states(layer)
         try:
             reset_keras_states(layer)
@@ -232,6 +240,12 @@ def _differentiate(tf: Any, layer: Any, x: Any, *args: Any) -> Any:
     from .keras_gradients import keras_gradients
 
     return keras_gradients(tf, require("keras"), layer, x, *args)
+
+
+def _differentiate_model(tf: Any, model: Any, x: Any, cotangents: Any) -> Any:
+    from .keras_gradients import keras_model_gradients
+
+    return keras_model_gradients(tf, require("keras"), model, x, cotangents)
 
 
 def _run_model(

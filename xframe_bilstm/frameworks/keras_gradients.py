@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedFeatureError
-from ..gradient_arrays import GradientArrays, gradient_arrays, native_names, weight_arrays
+from ..gradient_arrays import (
+    GradientArrays,
+    gradient_arrays,
+    input_label,
+    native_names,
+    weight_arrays,
+)
 from ..masks import mask_from_lengths
 
 
@@ -82,3 +88,78 @@ def _read_with(keras: Any, layer: Any, variables: list[Any], values: list[np.nda
     finally:
         for variable, value in zip(variables, saved):
             variable.assign(value)
+
+
+def keras_model_gradients(
+    tf: Any, keras: Any, model: Any, x: Any, cotangents: Sequence[np.ndarray]
+) -> GradientArrays:
+    """Differentiate ``Σ cotangent ⊙ output`` of a whole Keras model on its inputs.
+
+    The model runs eagerly as its own ``call`` computes it (masks from ``mask_zero`` and
+    ``Masking`` included). Float inputs get a gradient (``inputs``, ``inputs[i]`` among
+    several), token ids none. A recurrent layer's variables are read back by meaning into
+    canonical names (``<layer>/forward.kernel``...); every other layer's are named
+    ``<layer>/<variable>`` (``dense/kernel``, ``embedding/embeddings``), its path beside.
+    """
+    from ..inputs import as_list
+
+    arrays = as_list(x)
+    tensors = [tf.constant(a) for a in arrays]
+    floats = [i for i, a in enumerate(arrays) if np.issubdtype(np.asarray(a).dtype, np.floating)]
+    dtype = model.compute_dtype if hasattr(model, "compute_dtype") else "float32"
+    for index in floats:
+        tensors[index] = tf.constant(np.asarray(arrays[index], dtype=dtype))
+    variables = list(model.trainable_variables)
+    with tf.GradientTape() as tape:
+        tape.watch([tensors[i] for i in floats])
+        result = model(tensors if len(tensors) > 1 else tensors[0], training=False)
+        outputs = keras.tree.flatten(result)
+    if len(outputs) != len(cotangents):
+        raise ValueError(
+            f"the model returned {len(outputs)} arrays where {len(cotangents)} were expected"
+        )
+    weights = [tf.constant(np.asarray(c), dtype=o.dtype) for c, o in zip(cotangents, outputs)]
+    grads = tape.gradient(
+        outputs,
+        [*(tensors[i] for i in floats), *variables],
+        output_gradients=weights,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    named = {
+        input_label(index, len(arrays)): np.asarray(g.numpy(), np.float64)
+        for index, g in zip(floats, grads)
+    }
+    # An embedding's gradient comes as IndexedSlices (the rows looked up): made dense.
+    by_variable = {
+        id(v): tf.convert_to_tensor(g).numpy() for v, g in zip(variables, grads[len(floats) :])
+    }
+    native: dict[str, tuple[str, ...]] = {}
+    for layer in _weighted_layers(keras, model):
+        own = [v for v in layer.trainable_variables if id(v) in by_variable]
+        if not own:
+            continue
+        if _is_recurrent(keras, layer):
+            found = _read_with(keras, layer, own, [by_variable[id(v)] for v in own])
+            numbered = [np.full(v.shape, i + 1.0) for i, v in enumerate(own)]
+            markers = _read_with(keras, layer, own, numbered)
+            prefix = "layers[0]."
+            paths = [getattr(v, "path", v.name) for v in own]
+            for name, value in weight_arrays(found).items():
+                named[f"{layer.name}/{name[len(prefix) :]}"] = np.asarray(value, np.float64)
+            for name, sources in native_names(markers, paths, "keras").items():
+                native[f"{layer.name}/{name[len(prefix) :]}"] = sources
+            continue
+        for variable in own:
+            key = f"{layer.name}/{variable.name.split('/')[-1].split(':')[0]}"
+            named[key] = np.asarray(by_variable[id(variable)], np.float64)
+            native[key] = (f"keras {getattr(variable, 'path', variable.name)}",)
+    return GradientArrays(named, native)
+
+
+def _weighted_layers(keras: Any, model: Any) -> list[Any]:
+    """The model's layers that hold weights, a Sequential's or a functional model's."""
+    return [layer for layer in model.layers if layer.trainable_variables]
+
+
+def _is_recurrent(keras: Any, layer: Any) -> bool:
+    return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))

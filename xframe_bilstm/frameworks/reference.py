@@ -16,6 +16,7 @@ from .base import Framework, RunSpec
 class ReferenceFramework(Framework):
     name = "reference"
     differentiates = True
+    differentiates_graphs = True
     module = "numpy"
 
     def dtypes(self, device: str) -> list[str]:
@@ -56,8 +57,12 @@ class ReferenceFramework(Framework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> GradientArrays:
-        """Backpropagation through time in numpy (``reference_gradients``)."""
-        assert isinstance(stack, RecurrentStack)
+        """Backpropagation through time in numpy (``reference_gradients``; a whole model's
+        through its layers, :mod:`~xframe_bilstm.reference.graph_backward`)."""
+        if not isinstance(stack, RecurrentStack):
+            from ..gradient_arrays import graph_reference_arrays
+
+            return graph_reference_arrays(stack, x, cotangents, np.dtype(spec.dtype).type)
         grads = reference_gradients(
             stack,
             x,

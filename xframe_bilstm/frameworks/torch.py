@@ -20,6 +20,7 @@ from .base import Framework, RunSpec
 class TorchFramework(Framework):
     name = "torch"
     differentiates = True
+    differentiates_graphs = True
     module = "torch"
 
     def devices(self) -> list[str]:
@@ -82,13 +83,15 @@ class TorchFramework(Framework):
     ) -> Any:
         """Autograd on the module that runs (see :mod:`.torch_gradients`)."""
         torch = require("torch")
-        from .torch_gradients import torch_gradients
+        from .torch_gradients import torch_gradients, torch_graph_gradients
 
         dtype = getattr(torch, spec.dtype)
         device = spec.device.replace("gpu", "cuda")
         module = self._module(stack, dtype, device)
         with kernel_flags(torch, spec):
             arguments = _arguments(torch, stack, x, dtype, device, initial_states, lengths)
+            if isinstance(stack, ModelGraph):
+                return torch_graph_gradients(torch, module, self._call, arguments, cotangents)
             return torch_gradients(torch, module, self._call, arguments, cotangents)
 
     def _module(self, stack: Reading, dtype: Any, device: str) -> Any:

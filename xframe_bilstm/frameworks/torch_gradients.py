@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ..gradient_arrays import GradientArrays, gradient_arrays, native_names, weight_arrays
+from ..gradient_arrays import (
+    GradientArrays,
+    gradient_arrays,
+    graph_weight_arrays,
+    input_label,
+    marker_names,
+    native_names,
+    weight_arrays,
+)
 
 
 def torch_gradients(
@@ -91,3 +99,68 @@ def _recurrent_training(torch: Any, module: Any) -> Iterator[None]:
     finally:
         for part in switched:
             part.training = False
+
+
+def torch_graph_gradients(
+    torch: Any,
+    module: Any,
+    call: Callable[[Any, list[Any]], Any],
+    arguments: list[Any],
+    cotangents: Sequence[np.ndarray],
+) -> GradientArrays:
+    """Differentiate ``Σ cotangent ⊙ output`` of a whole model's module on its inputs.
+
+    ``arguments`` holds one tensor per model input; float ones get a gradient (``inputs``
+    for a model of one input, ``inputs[i]`` otherwise), token ids none. The parameters'
+    gradients are read back as the module's weights are, into the model graph
+    (:func:`~xframe_bilstm.models.torch_readback.current_graph` for a port, the module's
+    own reading otherwise), and named ``<layer>/<weight>``.
+    """
+    from ..adapters.torch import flatten
+
+    floats = [i for i, t in enumerate(arguments) if t.is_floating_point()]
+    for index in floats:
+        arguments[index].requires_grad_()
+    with torch.enable_grad(), _recurrent_training(torch, module):
+        outputs = list(flatten(call(module, arguments)))
+    if len(outputs) != len(cotangents):
+        raise ValueError(
+            f"the module returned {len(outputs)} arrays where {len(cotangents)} were expected"
+        )
+    named = list(module.named_parameters())
+    names, parameters = [name for name, _ in named], [value for _, value in named]
+    wanted = [*(arguments[i] for i in floats), *parameters]
+    weights = [
+        torch.as_tensor(c, dtype=o.dtype, device=o.device) for c, o in zip(cotangents, outputs)
+    ]
+    found = torch.autograd.grad(outputs, wanted, grad_outputs=weights, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(found, wanted)]
+    arrays = {
+        input_label(index, len(arguments)): g.detach().to("cpu", torch.float64).numpy()
+        for index, g in zip(floats, grads)
+    }
+    read = graph_weight_arrays(_read_graph_back(torch, module, grads[len(floats) :]))
+    numbered = [torch.full_like(p, i + 1.0) for i, p in enumerate(parameters)]
+    markers = graph_weight_arrays(_read_graph_back(torch, module, numbered))
+    arrays.update(read)
+    return GradientArrays(
+        {name: np.asarray(value, np.float64) for name, value in arrays.items()},
+        marker_names(markers, names, "torch"),
+    )
+
+
+def _read_graph_back(torch: Any, module: Any, values: Sequence[Any]) -> Any:
+    """The model graph of a copy of ``module`` whose parameters hold ``values``."""
+    from ..models.to_torch import KerasModel
+
+    twin = copy.deepcopy(module).to("cpu", torch.float64)
+    with torch.no_grad():
+        for parameter, value in zip(twin.parameters(), values):
+            parameter.copy_(value.detach().to("cpu", torch.float64))
+    if isinstance(twin, KerasModel):
+        from ..models.torch_readback import current_graph
+
+        return current_graph(twin)
+    from ..models.torch_graph import graph_from_torch
+
+    return graph_from_torch(twin)

@@ -135,3 +135,22 @@ def test_a_conv_front_end_is_refused_naming_the_layer():
     with pytest.raises(UnsupportedFeatureError, match=r"'conv' \(Conv1D, kind conv\)"):
         compare(model, frameworks=["torch"], gradients=True)
     assert compare(model, frameworks=["torch"])  # its forward outputs still compare
+
+
+def test_a_weight_gradient_only_one_run_gives_fails_naming_it() -> None:
+    from xframe_bilstm.frameworks import RunSpec
+    from xframe_bilstm.gradient_arrays import GradientArrays
+    from xframe_bilstm.gradients import gradient_pair
+
+    shared = {"inputs": np.ones((1, 2, 3)), "head/kernel": np.ones((3, 2))}
+    want = GradientArrays({**shared, "head/bias": np.ones(2)})
+    got = GradientArrays(dict(shared))
+    expected = RunSpec("reference", "cpu", "float64")
+    actual = RunSpec("torch", "cpu", "float32")
+    pair = gradient_pair(want, got, expected, actual, (), atol=1e-6, rtol=0.0)
+    assert not pair.comparison
+    failed = [a for a in pair.comparison.arrays if not a.passed]
+    assert [a.name for a in failed] == ["grad head/bias"]
+    assert "torch[cpu,float32] gives no gradient of 'head/bias'" in str(failed[0].problem)
+    whole = gradient_pair(want, GradientArrays(dict(want.arrays)), expected, actual, (), 1e-6, 0.0)
+    assert whole.comparison

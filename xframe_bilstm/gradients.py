@@ -13,6 +13,7 @@ of the backward pass: the reference's float32 gradients against its float64 ones
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .canonical import RecurrentStack, layer_state_names
-from .comparison import Noise, compare_outputs
+from .comparison import ArrayComparison, Comparison, Noise, compare_outputs
 from .correspondence import Correspondence
 from .errors import UnsupportedFeatureError
 from .frameworks.base import Framework, RunSpec
@@ -179,6 +180,25 @@ def _state_labels(stack: Reading) -> list[str]:
     ]
 
 
+def _unmatched(
+    want: GradientArrays, got: GradientArrays, expected: RunSpec, actual: RunSpec
+) -> tuple[ArrayComparison, ...]:
+    """A failed entry for each gradient only one of two runs gives: a weight (or input)
+    the other run has no gradient for. Initial states are given to every run or to none;
+    where a run cannot take them, its own run says so."""
+    entries = []
+    for name, lacking in (
+        *((n, actual) for n in want.arrays if n not in got.arrays),
+        *((n, expected) for n in got.arrays if n not in want.arrays),
+    ):
+        if name.startswith("initial_states["):
+            continue
+        entry = ArrayComparison(f"grad {name}", (), np.inf, np.inf, np.inf, (), 1, 0.0, 0.0)
+        problem = f"{lacking.label} gives no gradient of {name!r}"
+        entries.append(dataclasses.replace(entry, problem=problem))
+    return tuple(entries)
+
+
 def gradient_pair(
     want: GradientArrays,
     got: GradientArrays,
@@ -212,6 +232,9 @@ def gradient_pair(
         rtol=rtol,
         label=f"gradients of {actual.label} vs {expected.label}",
     )
+    unmatched = _unmatched(want, got, expected, actual)
+    if unmatched:  # a weight one run has and the other lacks fails, never passes unseen
+        comparison = Comparison((*comparison.arrays, *unmatched), comparison.label)
     timesteps = {}
     if (
         "inputs" in want.arrays

@@ -20,6 +20,11 @@ it every 2 ms) less its resident size before it, over the size of the weights. T
 (issue #14): each conversion ≤ 2 s and ≤ 2x the weights' size.
 
     python benchmarks/whole_model_speed.py   # writes benchmarks/results/whole_model_speed.md
+    python benchmarks/whole_model_speed.py --sweep 256 768   # fixed cost and slope
+
+``--sweep`` builds the same architecture with BiLSTMs of the given units, runs each
+conversion once per size and fits peak memory = fixed + slope x weights: the slope is the
+copies of the weights a conversion makes, the fixed part what no size amortises.
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ LABELS = {
 CONVERSIONS = ("keras_to_torch", "torch_to_keras")
 
 
-def build(directory: Path) -> tuple[Path, Path, int]:
+def build(directory: Path, units: int = 256) -> tuple[Path, Path, int]:
     """Save the model and its port's state_dict; return their paths and the weights' bytes."""
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -114,7 +119,7 @@ def build(directory: Path) -> tuple[Path, Path, int]:
     h = layers.Conv1D(128, 3, padding="same", activation="relu")(h)
     h = layers.BatchNormalization()(h)
     h = layers.MaxPooling1D(2)(h)
-    h = layers.Bidirectional(layers.LSTM(256, return_sequences=True))(h)
+    h = layers.Bidirectional(layers.LSTM(units, return_sequences=True))(h)
     model = keras.Model(x, layers.Dense(30)(h), name="crnn")
     rng = np.random.default_rng(0)
     weights = [(rng.standard_normal(w.shape) * 0.1).astype(w.dtype) for w in model.get_weights()]
@@ -220,8 +225,46 @@ def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
     return [*lines, ""]
 
 
+def sweep(sizes: list[int]) -> list[str]:
+    """Each conversion once at each BiLSTM size; the fixed cost and the slope of its peak."""
+    steps = (
+        "keras_to_torch",
+        "keras_to_torch_unverified",
+        "torch_to_keras",
+        "torch_to_keras_unverified",
+    )
+    peaks: dict[str, list[tuple[int, float]]] = {what: [] for what in steps}
+    with tempfile.TemporaryDirectory() as directory:
+        env = environment(Path(directory) / "bytecode")
+        for units in sizes:
+            folder = Path(directory) / str(units)
+            folder.mkdir()
+            path, state, size = build(folder, units)
+            for what in steps:
+                peaks[what].append((size, measure(path, state, what, env)["peak"]))
+    lines = [
+        "| step | "
+        + " | ".join(f"peak at {size / 1e6:.1f} MB" for size, _ in peaks[steps[0]])
+        + " | fixed | slope (copies of the weights) |",
+        "|---|" + "---|" * (len(sizes) + 2),
+    ]
+    for what in steps:
+        (s0, p0), (s1, p1) = peaks[what][0], peaks[what][-1]
+        slope = (p1 - p0) / (s1 - s0)
+        cells = " | ".join(
+            f"{peak / 2**20:.0f} MiB ({peak / size:.1f}x)" for size, peak in peaks[what]
+        )
+        fixed = (p0 - slope * s0) / 2**20
+        lines.append(f"| {LABELS[what]} | {cells} | {fixed:.0f} MiB | {slope:.1f}x |")
+    return lines
+
+
 def main() -> None:
     import torch
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--sweep":
+        print("\n".join(sweep([int(units) for units in sys.argv[2:]])))
+        return
 
     runs, size = measure_all()
     body = section(runs, size)

@@ -149,8 +149,8 @@ class MaskedSum(nn.Module):
             return out.sum(1), valid
         if self.how == "to_float":
             return (out * valid.unsqueeze(-1).float()).sum(1)
-        if self.how == "and":
-            return out.masked_fill((valid & (x[..., 0] > 1)).unsqueeze(-1), 0.0).sum(1)
+        if self.how == "xor":
+            return out.masked_fill((valid ^ (x[..., 0] > 1)).unsqueeze(-1), 0.0).sum(1)
         return out.masked_fill(valid.unsqueeze(-1) == 2, 0.0).sum(1)
 
 
@@ -159,7 +159,7 @@ class MaskedSum(nn.Module):
     [
         ("float", "applies aten.mul to a boolean mask"),
         ("tensor_fill", "applies aten.where with two tensors"),
-        ("and", "applies aten.__and__ to a boolean mask"),
+        ("xor", "applies aten.__xor__ to a boolean mask"),
         ("to_float", "turns a boolean mask into torch.float32 (aten.to)"),
         ("returned", "returns a boolean mask (read only by masked_fill"),
         ("two", "applies aten.eq to a boolean mask with 2"),

@@ -73,3 +73,31 @@ def test_onnx_export_computes_the_reference(compare: str) -> None:
     feeds = {"scores": SCORES.astype("float32"), "ids": IDS.astype("float32")}
     (got,) = session.run(None, feeds)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_combined_comparisons_are_filled_by_hand() -> None:
+    """``(ids == 0) | (ids == 2)`` on the keys, and both the query's and the key's id kept."""
+    pad = {
+        "op": "or",
+        "args": [
+            {"compare": "eq", "value": 0.0, "axes": (1,), "input": 1},
+            {"compare": "eq", "value": 2.0, "axes": (1,), "input": 1},
+        ],
+    }
+    out = run_where({"fill": -1.0, "condition": pad}, [SCORES, IDS], np.float64)
+    expected = SCORES.copy()
+    expected[0, :, :2] = -1.0  # row 0: keys 0 (id 0) and 1 (id 2)
+    expected[1, :, 1:] = -1.0
+    np.testing.assert_array_equal(out, expected)
+    square = {
+        "op": "and",
+        "args": [
+            {"compare": "ne", "value": 0.0, "axes": (1,), "input": 1},
+            {"compare": "ne", "value": 0.0, "axes": (2,), "input": 1},
+        ],
+    }
+    kept = run_where({"fill": -1.0, "condition": square}, [SCORES, IDS], np.float64)
+    expected = SCORES.copy()  # the fill where both hold
+    expected[0, 1:, 1:] = -1.0  # ids 2 and 5 are not 0, as query and as key
+    expected[1, 0, 0] = -1.0
+    np.testing.assert_array_equal(kept, expected)

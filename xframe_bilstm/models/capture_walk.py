@@ -19,7 +19,7 @@ from .capture_attention import attention_output, attention_record, is_attention_
 from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states
-from .capture_where import READERS, Condition, read_condition, where_records
+from .capture_where import READERS, Mask, read_condition, where_records
 
 LeafTest = Callable[[Any], bool]
 ReadChild = Callable[[str, Any, str], list[LayerRecord]]
@@ -158,7 +158,7 @@ def read_captured(
     weights = set(placeholders) - set(user)
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read, found = _live(graph), set(), []
-    conditions: dict[Any, Condition] = {}  # boolean masks, read by masked_fill/where
+    conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names:
             continue  # (named already: a state h_n[k], read with its recurrent call)

@@ -7,7 +7,9 @@ holds a boolean tensor, so such a tensor is not a record: it is followed as a
 :class:`Condition` (a tensor of the model compared with a number, then given axes of size
 1, negated or compared with 0 or 1 again) until ``masked_fill`` or ``where`` with a number
 reads it, which becomes one ``where`` record (:mod:`xframe_bilstm.reference.where`).
-A condition read by anything else is refused by name.
+Conditions combined with ``&``, ``|`` (or ``torch.logical_and``/``logical_or``) are followed
+as a :class:`Combined`, negations pushed down to the comparisons. A condition read by
+anything else is refused by name.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from ..reference.where import NEGATED
 from .capture_ops import Tensors, Unsupported, op_name
 
 _COMPARE = {"aten.eq", "aten.ne", "aten.lt", "aten.le", "aten.gt", "aten.ge"}
-_NOT = {"aten.bitwise_not", "aten.logical_not"}
+_NOT = {"aten.bitwise_not", "aten.logical_not", "aten.__invert__"}
+_COMBINE = {
+    "aten.__and__": "and",
+    "aten.bitwise_and": "and",
+    "aten.logical_and": "and",
+    "aten.__or__": "or",
+    "aten.bitwise_or": "or",
+    "aten.logical_or": "or",
+}
 # Operations that leave a mask as it is (``expand`` only broadcasts it), as long as it
 # stays boolean.
 _SAME = {"aten.clone", "aten.contiguous", "aten.alias", "aten.expand", "aten._to_copy", "aten.to"}
@@ -45,11 +55,26 @@ class Condition:
         return len(self.positions) + len(self.inserted)
 
 
+@dataclass(frozen=True)
+class Combined:
+    """Conditions of one rank that all hold (``op`` ``"and"``) or any holds (``"or"``)."""
+
+    op: str
+    parts: tuple[Condition | Combined, ...]
+
+    @property
+    def rank(self) -> int:
+        return self.parts[0].rank
+
+
+Mask = Condition | Combined
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (bool, int, float))
 
 
-def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Condition]) -> bool:
+def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Mask]) -> bool:
     """Follow ``node`` as a condition where it computes one; whether it did.
 
     Raises:
@@ -82,6 +107,9 @@ def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Condition]
         return True
     if not given:
         return False
+    if op in _COMBINE:
+        conditions[node] = _combined(op, args, conditions)
+        return True
     before = conditions[given[0]]
     if op in _NOT:
         conditions[node] = _negated(before)
@@ -102,9 +130,9 @@ def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Condition]
         conditions[node] = before
     else:
         raise Unsupported(
-            f"applies {op} to a boolean mask; a mask is read only as a comparison of a tensor "
-            "with a number, unsqueezed or negated, passed to masked_fill or torch.where with a "
-            "number"
+            f"applies {op} to a boolean mask; a mask is read only as comparisons of tensors "
+            "with numbers, combined with & or |, unsqueezed or negated, passed to masked_fill "
+            "or torch.where with a number"
         )
     return True
 
@@ -116,11 +144,37 @@ def _whole(args: list) -> bool:
     return start in (None, 0) and (stop is None or int(stop) >= 2**62) and step == 1
 
 
-def _negated(condition: Condition) -> Condition:
+def _combined(op: str, args: list, conditions: dict[Any, Mask]) -> Combined:
+    """``a & b`` or ``a | b`` of two conditions of one rank."""
+    operands = args[:2]
+    if len(args) != 2 or any(operand not in conditions for operand in operands):
+        raise Unsupported(
+            f"applies {op} to a boolean mask and something that is not one; combine "
+            "comparisons of tensors with numbers"
+        )
+    a, b = (conditions[operand] for operand in operands)
+    if a.rank != b.rank:
+        raise Unsupported(
+            f"applies {op} to boolean masks of ranks {a.rank} and {b.rank}; unsqueeze them "
+            "to one rank"
+        )
+    kind = _COMBINE[op]
+    parts = [
+        part.parts if isinstance(part, Combined) and part.op == kind else (part,) for part in (a, b)
+    ]
+    return Combined(kind, tuple(item for group in parts for item in group))
+
+
+def _negated(condition: Mask) -> Mask:
+    if isinstance(condition, Combined):  # De Morgan
+        other = "or" if condition.op == "and" else "and"
+        return Combined(other, tuple(_negated(part) for part in condition.parts))
     return replace(condition, compare=NEGATED[condition.compare])
 
 
-def _unsqueezed(condition: Condition, dim: int) -> Condition:
+def _unsqueezed(condition: Mask, dim: int) -> Mask:
+    if isinstance(condition, Combined):
+        return Combined(condition.op, tuple(_unsqueezed(part, dim) for part in condition.parts))
     rank = condition.rank + 1
     axis = dim + rank if dim < 0 else dim
     if axis == 0:
@@ -131,7 +185,7 @@ def _unsqueezed(condition: Condition, dim: int) -> Condition:
 
 
 def where_records(
-    node: Any, name: str, tensors: Tensors, conditions: dict[Any, Condition]
+    node: Any, name: str, tensors: Tensors, conditions: dict[Any, Mask]
 ) -> list[LayerRecord]:
     """The ``where`` record of ``x.masked_fill(mask, number)`` or ``torch.where(mask, x,
     number)`` (or ``torch.where(mask, number, x)``).
@@ -164,6 +218,11 @@ def where_records(
             f"applies {op} with a mask of shape {mask_shape} to a tensor of shape {shape}; "
             "unsqueeze the mask to the tensor's rank"
         )
+    if isinstance(condition, Combined):
+        sources: list[str] = []
+        options = {"fill": float(fill), "condition": _terms(condition, tensors, sources)}
+        inputs = (tensors.name(x), *sources)
+        return [LayerRecord(name, "where", op.split(".")[-1], inputs, options)]
     options = {
         "compare": condition.compare,
         "value": condition.value,
@@ -174,4 +233,20 @@ def where_records(
     return [LayerRecord(name, "where", op.split(".")[-1], inputs, options)]
 
 
-__all__ = ["READERS", "Condition", "read_condition", "where_records"]
+def _terms(condition: Mask, tensors: Tensors, sources: list[str]) -> dict[str, Any]:
+    """The ``condition`` option of a combined mask; ``sources`` gathers the tensors its
+    comparisons read (input 0 being ``x``)."""
+    if isinstance(condition, Combined):
+        return {"op": condition.op, "args": [_terms(p, tensors, sources) for p in condition.parts]}
+    source = tensors.name(condition.source)
+    if source not in sources:
+        sources.append(source)
+    return {
+        "compare": condition.compare,
+        "value": condition.value,
+        "axes": condition.inserted,
+        "input": sources.index(source) + 1,
+    }
+
+
+__all__ = ["READERS", "Combined", "Condition", "Mask", "read_condition", "where_records"]

@@ -3,14 +3,14 @@ module, computing what :mod:`xframe_bilstm.reference.where` computes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..graph import LayerRecord
-from ..reference.where import COMPARISONS
+from ..reference.where import COMPARISONS, evaluate, expression
 
 
 class Where(nn.Module):
@@ -23,18 +23,28 @@ class Where(nn.Module):
         [[[1.0, -inf], [1.0, -inf]]]
     """
 
-    def __init__(self, compare: str, value: float, fill: float, axes: Sequence[int]) -> None:
+    def __init__(
+        self,
+        compare: str,
+        value: float,
+        fill: float,
+        axes: Sequence[int],
+        condition: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.compare, self.value, self.fill = compare, float(value), float(fill)
         self.axes = tuple(int(axis) for axis in axes)
+        options = {"compare": compare, "value": value, "axes": self.axes}
+        # Several comparisons combined with and/or (reference.where's terms), or one.
+        self.condition = expression({**options, "condition": condition} if condition else options)
 
-    def forward(
-        self, x: torch.Tensor, source: torch.Tensor, masks: Sequence[Any] = ()
-    ) -> torch.Tensor:
-        compared = source.to(torch.float64)
-        for axis in sorted(self.axes):  # each axis counts in the result, as expand_dims
-            compared = compared.unsqueeze(axis)
-        holds = COMPARISONS[self.compare](compared, self.value)
+    def forward(self, x: torch.Tensor, *sources: torch.Tensor, masks: Any = ()) -> torch.Tensor:
+        tensors = (x, *sources)
+        holds = evaluate(
+            self.condition,
+            lambda term, index: _compared(term, tensors[index]),
+            lambda op, a, b: torch.logical_and(a, b) if op == "and" else torch.logical_or(a, b),
+        )
         return torch.where(holds, torch.full((), self.fill, dtype=x.dtype, device=x.device), x)
 
     def combine_masks(
@@ -46,9 +56,18 @@ class Where(nn.Module):
         return f"compare={self.compare!r}, value={self.value}, fill={self.fill}, axes={self.axes}"
 
 
+def _compared(term: Mapping[str, Any], source: torch.Tensor) -> torch.Tensor:
+    compared = source.to(torch.float64)  # ids and floats compare alike
+    for axis in sorted(int(axis) for axis in term["axes"]):  # as expand_dims counts them
+        compared = compared.unsqueeze(axis)
+    return COMPARISONS[str(term["compare"])](compared, float(term["value"]))
+
+
 def where_module(record: LayerRecord) -> Where:
     """The module of a ``where`` record."""
     options = record.options
+    if "condition" in options:
+        return Where("eq", 0.0, float(options["fill"]), (), options["condition"])
     return Where(
         str(options["compare"]), float(options["value"]), float(options["fill"]), options["axes"]
     )

@@ -11,13 +11,14 @@ model that holds them loads where this package is imported. Each computes what
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
 from ...reference.tensor_ops import KINDS, scalar_op, slice_index
-from ...reference.where import COMPARISONS
+from ...reference.where import COMPARISONS, evaluate, expression
 
 _KINDS = (*KINDS, "matmul", "where")
 
@@ -82,17 +83,26 @@ def tensor_op_classes() -> dict[str, Any]:
     @register
     class Where(_OptionsLayer):
         """``fill`` where ``source`` (axes of size 1 inserted at ``axes``) compares to
-        ``value`` as said, ``x`` elsewhere; inputs ``[x, source]``."""
+        ``value`` as said, ``x`` elsewhere; inputs ``[x, source, ...]``. A ``condition``
+        option combines several comparisons (:mod:`xframe_bilstm.reference.where`)."""
 
         def call(self, inputs: list[Any]) -> Any:
-            x, source = inputs
-            options = self.options
-            compared = keras.ops.cast(source, "float64")  # ids and floats compare alike
-            for axis in sorted(int(axis) for axis in options["axes"]):
-                compared = keras.ops.expand_dims(compared, axis)
-            holds = COMPARISONS[str(options["compare"])](compared, float(options["value"]))
-            fill = keras.ops.cast(float(options["fill"]), x.dtype)
+            x = inputs[0]
+            holds = evaluate(
+                expression(self.options),
+                lambda term, index: _compared(term, inputs[index]),
+                lambda op, a, b: (
+                    keras.ops.logical_and(a, b) if op == "and" else keras.ops.logical_or(a, b)
+                ),
+            )
+            fill = keras.ops.cast(float(self.options["fill"]), x.dtype)
             return keras.ops.where(holds, fill, x)
+
+    def _compared(term: Mapping[str, Any], source: Any) -> Any:
+        compared = keras.ops.cast(source, "float64")  # ids and floats compare alike
+        for axis in sorted(int(axis) for axis in term["axes"]):
+            compared = keras.ops.expand_dims(compared, axis)
+        return COMPARISONS[str(term["compare"])](compared, float(term["value"]))
 
     return {
         "reduce": Reduce,

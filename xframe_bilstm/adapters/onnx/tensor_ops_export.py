@@ -7,10 +7,12 @@ the last two axes where said), and ``Where`` of a comparison with a number."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ...graph import LayerRecord
+from ...reference.where import evaluate, expression
 from .builder import GraphBuilder
 
 Emitted = tuple[str, str | None]
@@ -88,25 +90,40 @@ _COMPARE_OPS = {
 
 
 def emit_where(builder: GraphBuilder, record: LayerRecord, tensors: Sequence[str]) -> Emitted:
-    """The ``Where`` of a ``where`` record's inputs ``(x, source)``: the source compared in
-    float64 (token ids and floats alike) after ``Unsqueeze``; no mask after."""
+    """The ``Where`` of a ``where`` record's inputs ``(x, source, ...)``: each source compared
+    in float64 (token ids and floats alike) after ``Unsqueeze``, comparisons combined with
+    ``And``/``Or``; no mask after."""
     options, prefix = record.options, record.name
-    x, source = tensors
-    double = builder.onnx.TensorProto.DOUBLE
-    compared = builder.one("Cast", [source], f"{prefix}/source", to=double)
-    axes = [int(axis) for axis in options["axes"]]
-    if axes:
-        axes_input = builder.ints(f"{prefix}/axes", sorted(axes))
-        compared = builder.one("Unsqueeze", [compared, axes_input], f"{prefix}/unsqueeze")
-    value = builder.constant(f"{prefix}/value", np.asarray(float(options["value"]), np.float64))
-    compare = str(options["compare"])
-    holds = builder.one(_COMPARE_OPS[compare], [compared, value], f"{prefix}/condition")
-    if compare == "ne":
-        holds = builder.one("Not", [holds], f"{prefix}/not")
+    terms = iter(range(1_000_000))  # one name per comparison and combination
+
+    def leaf(term: Mapping[str, Any], index: int) -> str:
+        name = f"{prefix}/term{next(terms)}" if "condition" in options else prefix
+        return _comparison(builder, term, tensors[index], name)
+
+    def both(op: str, a: str, b: str) -> str:
+        return builder.one(op.capitalize(), [a, b], f"{prefix}/{op}{next(terms)}")
+
+    holds = evaluate(expression(options), leaf, both)
     fill = builder.constant(
         f"{prefix}/fill", np.asarray(float(options["fill"]), builder.float_dtype)
     )
-    return builder.one("Where", [holds, fill, x], prefix), None
+    return builder.one("Where", [holds, fill, tensors[0]], prefix), None
+
+
+def _comparison(builder: GraphBuilder, term: Mapping[str, Any], source: str, prefix: str) -> str:
+    """``Unsqueeze(Cast(source, double), axes) <compare> value`` as a boolean tensor."""
+    double = builder.onnx.TensorProto.DOUBLE
+    compared = builder.one("Cast", [source], f"{prefix}/source", to=double)
+    axes = [int(axis) for axis in term["axes"]]
+    if axes:
+        axes_input = builder.ints(f"{prefix}/axes", sorted(axes))
+        compared = builder.one("Unsqueeze", [compared, axes_input], f"{prefix}/unsqueeze")
+    value = builder.constant(f"{prefix}/value", np.asarray(float(term["value"]), np.float64))
+    compare = str(term["compare"])
+    holds = builder.one(_COMPARE_OPS[compare], [compared, value], f"{prefix}/condition")
+    if compare == "ne":
+        holds = builder.one("Not", [holds], f"{prefix}/not")
+    return holds
 
 
 def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:

@@ -148,19 +148,40 @@ def _matmul(given: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _where(given: Mapping[str, Any], where: str) -> dict[str, Any]:
-    value, fill, axes = given.get("value"), given.get("fill"), given.get("axes")
+    fill = given.get("fill")
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or math.isnan(fill):
+        raise _bad(where, "fill", fill, "a number or an infinity")
+    if "condition" in given:  # several comparisons combined (reference.where's terms)
+        return {"fill": float(fill), "condition": _term(given["condition"], where)}
+    return {**_comparison(given, where), "fill": float(fill)}
+
+
+def _term(given: Any, where: str) -> dict[str, Any]:
+    """A term of a combined condition: a comparison of input ``input``, or and/or of terms."""
+    if not isinstance(given, Mapping):
+        raise _bad(where, "condition", given, "comparisons combined with and/or")
+    if "op" in given:
+        op, parts = given.get("op"), given.get("args")
+        if op not in ("and", "or") or not isinstance(parts, (list, tuple)) or len(parts) < 2:
+            raise _bad(where, "condition", dict(given), "'and' or 'or' of two terms or more")
+        return {"op": op, "args": [_term(part, where) for part in parts]}
+    index = _integer(given.get("input"), "input", where)
+    if index < 1:
+        raise _bad(where, "input", index, "a source input, counted from 1")
+    return {**_comparison(given, where), "input": index}
+
+
+def _comparison(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    value, axes = given.get("value"), given.get("axes")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _bad(where, "value", value, "a number")
     if not math.isfinite(float(value)):
         raise _bad(where, "value", value, "a finite number")
-    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or math.isnan(fill):
-        raise _bad(where, "fill", fill, "a number or an infinity")
     if not isinstance(axes, (list, tuple)):
         raise _bad(where, "axes", axes, "a list of axes")
     return {
         "compare": _choice(given, "compare", tuple(COMPARISONS), where),
         "value": float(value),
-        "fill": float(fill),
         "axes": tuple(_axis(axis, "axes", where) for axis in axes),
     }
 

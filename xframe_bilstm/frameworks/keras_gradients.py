@@ -4,7 +4,9 @@ The layer that runs (the one rebuilt from the reading, or the user's own) runs c
 its forward runs, under a tape; the gradients of its trainable variables are read back the
 way its weights are (:func:`~xframe_bilstm.adapters.keras.keras_to_canonical`, with each
 variable holding its gradient for the moment of the reading; its values are put back
-afterwards), and each variable's path is the native name beside.
+afterwards), and each variable's path is the native name beside. That naming,
+:func:`named_gradients`, is shared with the Keras columns on the JAX and PyTorch backends
+(:mod:`~xframe_bilstm.frameworks.keras_backend_gradients`).
 """
 
 from __future__ import annotations
@@ -58,13 +60,37 @@ def keras_gradients(
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     count = 1 + len(states or [])
-    as_numpy = [np.asarray(g.numpy(), np.float64) for g in grads[:count]]
-    read = _read_with(keras, layer, variables, [g.numpy() for g in grads[count:]])
-    numbered = [np.full(v.shape, i + 1.0) for i, v in enumerate(variables)]
+    return named_gradients(
+        keras,
+        layer,
+        variables,
+        grads[0].numpy(),
+        [g.numpy() for g in grads[1:count]] if states is not None else None,
+        [g.numpy() for g in grads[count:]],
+    )
+
+
+def named_gradients(
+    keras: Any,
+    layer: Any,
+    variables: Sequence[Any],
+    inputs: np.ndarray,
+    states: Sequence[np.ndarray] | None,
+    weights: Sequence[np.ndarray],
+) -> GradientArrays:
+    """The gradients of a Keras ``layer`` by canonical name, whatever backend took them.
+
+    ``weights`` holds the gradient of each of ``variables`` (the layer's trainable
+    variables, in that order); they are read back by meaning as the layer's weights are,
+    and each variable's path is the native name beside.
+    """
+    variables = list(variables)
+    read = _read_with(keras, layer, variables, [np.asarray(w) for w in weights])
+    numbered = [np.full(tuple(v.shape), i + 1.0) for i, v in enumerate(variables)]
     markers = _read_with(keras, layer, variables, numbered)
     return gradient_arrays(
-        as_numpy[0],
-        as_numpy[1:] if states is not None else None,
+        np.asarray(inputs, np.float64),
+        None if states is None else [np.asarray(s, np.float64) for s in states],
         weight_arrays(read),
         native_names(markers, [getattr(v, "path", v.name) for v in variables], "keras"),
     )
@@ -74,7 +100,7 @@ def _read_with(keras: Any, layer: Any, variables: list[Any], values: list[np.nda
     """The canonical stack of ``layer`` read while its variables hold ``values``."""
     from ..adapters.keras import keras_to_canonical
 
-    saved = [np.array(v.numpy()) for v in variables]
+    saved = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
     try:
         for variable, value in zip(variables, values):
             variable.assign(np.asarray(value, dtype=variable.dtype))
@@ -82,3 +108,6 @@ def _read_with(keras: Any, layer: Any, variables: list[Any], values: list[np.nda
     finally:
         for variable, value in zip(variables, saved):
             variable.assign(value)
+
+
+__all__ = ["keras_gradients", "named_gradients"]

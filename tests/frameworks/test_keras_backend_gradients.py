@@ -12,7 +12,9 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import compare, keras_to_torch  # noqa: E402
-from xframe_bilstm.frameworks import FRAMEWORKS  # noqa: E402
+from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
+from xframe_bilstm.factories import random_stack  # noqa: E402
+from xframe_bilstm.frameworks import FRAMEWORKS, RunSpec  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not FRAMEWORKS["keras-jax"].available(), reason="pip install '.[keras-jax]'"
@@ -121,10 +123,6 @@ def test_a_gradient_hook_on_a_weight_fails_on_that_weight_against_both_backends(
 def test_a_sequential_with_initial_states_is_left_out_of_gradients_by_name() -> None:
     """Its Keras layers take no initial_state through a Sequential: the refusal in the
     child process leaves the run out, as the TensorFlow column's does, with the reason."""
-    from xframe_bilstm.frameworks.base import RunSpec
-    from xframe_bilstm.errors import UnsupportedFeatureError
-    from xframe_bilstm.factories import random_stack
-
     stack = random_stack(np.random.default_rng(0), "lstm", 3, 4, num_layers=2)
     x = np.random.default_rng(1).standard_normal((2, 5, 3))
     states = [np.zeros((2, 4))] * 4

@@ -109,7 +109,11 @@ def test_a_model_too_small_to_quantize_runs_in_float32_and_says_so() -> None:
 
 def test_a_whole_model_needs_a_budget_given() -> None:
     model = keras.Sequential(
-        [keras.Input((None, 8)), keras.layers.LSTM(32, return_sequences=True), keras.layers.Dense(40)]
+        [
+            keras.Input((None, 8)),
+            keras.layers.LSTM(32, return_sequences=True),
+            keras.layers.Dense(40),
+        ]
     )
     report = compare(model, frameworks=["tflite"], paths=["tflite:dynamic-range-int8"], steps=6)
     assert not report

@@ -78,9 +78,7 @@ def rebuilt_layer(stack: RecurrentStack, spec: RunSpec) -> Any:
 
 def _check_outputs(got: int, cotangents: Sequence[np.ndarray]) -> None:
     if got != len(cotangents):
-        raise ValueError(
-            f"the layer returned {got} arrays where {len(cotangents)} were expected"
-        )
+        raise ValueError(f"the layer returned {got} arrays where {len(cotangents)} were expected")
 
 
 def _jax_vjp(
@@ -122,7 +120,9 @@ def _torch_autograd(
     leaves = (leaf(x), [leaf(s) for s in states], [leaf(w) for w in weights])
     results = outputs(*leaves)
     _check_outputs(len(results), cotangents)
-    seeds = [torch.as_tensor(c, dtype=r.dtype, device=r.device) for c, r in zip(cotangents, results)]
+    seeds = [
+        torch.as_tensor(c, dtype=r.dtype, device=r.device) for c, r in zip(cotangents, results)
+    ]
     flat = [leaves[0], *leaves[1], *leaves[2]]
     grads = torch.autograd.grad(results, flat, grad_outputs=seeds, allow_unused=True)
     numpy = [

@@ -148,8 +148,9 @@ def _quantized_settings(
         "quantized": quantized.describe(),
     }
     if isinstance(stack, RecurrentStack):
-        given = {"initial_states": initial_states, "lengths": lengths}
-        budget = dynamic_range_budget(stack, np.asarray(x), quantized, **given)
+        budget = dynamic_range_budget(
+            stack, np.asarray(x), quantized, initial_states=initial_states, lengths=lengths
+        )
         if budget is not None:
             settings[BUDGET_SETTING] = budget
     elif quantized.ops:
@@ -269,4 +270,11 @@ def _quiet(convert: Any) -> bytes:
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
 
 
-__all__ = ["BUDGET_SETTING", "FUSED_OPS", "TfliteFramework", "convert", "first_error_line", "run_tflite"]
+__all__ = [
+    "BUDGET_SETTING",
+    "FUSED_OPS",
+    "TfliteFramework",
+    "convert",
+    "first_error_line",
+    "run_tflite",
+]

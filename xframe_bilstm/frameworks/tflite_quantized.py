@@ -61,9 +61,7 @@ def quantized_ops(content: bytes) -> Quantized:
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    names = {
-        value: key for key, value in vars(schema.BuiltinOperator).items() if key.isupper()
-    }
+    names = {value: key for key, value in vars(schema.BuiltinOperator).items() if key.isupper()}
     ops: list[str] = []
     shapes: list[tuple[int, ...]] = []
     for index, subgraph in enumerate(model.subgraphs):

@@ -5,7 +5,10 @@ dequantized float reading; what parts them is quantization, not float32 rounding
 pairs are judged against a budget: the one given (``compare(quantization_budget=...)``),
 else the largest step budget :func:`~xframe_bilstm.quantization.quantization_steps` gives
 on the comparison's input (the rule :func:`~xframe_bilstm.quantization.quantization_error`
-uses). Pairs of float runs keep the float32 tolerance.
+uses). TFLite's dynamic-range quantized run (``tflite[cpu,float32,dynamic-range-int8]``)
+is judged alike, against the budget given or the default its run derived
+(:mod:`~xframe_bilstm.frameworks.tflite_quantized`). Pairs of float runs keep the float32
+tolerance.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 from .errors import UnsupportedFeatureError
 from .frameworks.base import RunSpec
 from .frameworks.onnx_int8 import INT8, OnnxInt8Framework
+from .frameworks.tflite import BUDGET_SETTING
+from .frameworks.tflite_quantized import QUANTIZED
 from .report import RunRecord
 
 
@@ -83,13 +88,17 @@ def measure_budgets(
         UnsupportedFeatureError: a budget given where no int8 graph runs.
     """
     int8 = [(s, f) for s, f in specs if s.dtype == INT8 and isinstance(f, OnnxInt8Framework)]
-    if given is not None and not int8:
+    dynamic = [s for s, _ in specs if s.framework == "tflite" and s.path == QUANTIZED]
+    if given is not None and not int8 and not dynamic:
         raise UnsupportedFeatureError(
             "quantization_budget: no int8 graph runs in this comparison; the budget judges "
             "the runs of an int8 ONNX graph (from onnxruntime.quantization.quantize_dynamic) "
-            "against their dequantized float model"
+            "against their dequantized float model, and TFLite's dynamic-range quantized run "
+            "(paths=['tflite:dynamic-range-int8']) against the float runs"
         )
     budgets: dict[RunSpec, float] = {}
+    for spec in dynamic:
+        _dynamic_range_budget(spec, runs, results, given, budgets)
     for spec, framework in int8:
         if spec not in results:
             continue
@@ -104,6 +113,36 @@ def measure_budgets(
             runs[index] = dataclasses.replace(runs[index], error=message)
             del results[spec]
     return QuantizationBudgets(budgets, given)
+
+
+def _dynamic_range_budget(
+    spec: RunSpec,
+    runs: list[RunRecord],
+    results: dict[RunSpec, tuple[np.ndarray, ...]],
+    given: float | None,
+    budgets: dict[RunSpec, float],
+) -> None:
+    """The budget of a TFLite dynamic-range run that finished: the one given, else the
+    default its run derived. One that quantized nothing keeps the float32 tolerance; a
+    quantized whole model without a budget given fails its run, saying so."""
+    if spec not in results:
+        return
+    index = next(i for i, run in enumerate(runs) if run.spec == spec)
+    settings = runs[index].settings
+    if given is not None:
+        budgets[spec] = given
+    elif BUDGET_SETTING not in settings:
+        return  # nothing quantized: a float32 run
+    elif settings[BUDGET_SETTING] is None:
+        runs[index] = dataclasses.replace(
+            runs[index],
+            error="quantization budget: the default is derived for recurrent layers; for a "
+            "whole model's dynamic-range run give quantization_budget= (the largest error "
+            "its outputs may have)",
+        )
+        del results[spec]
+    else:
+        budgets[spec] = float(settings[BUDGET_SETTING])  # type: ignore[arg-type]
 
 
 __all__ = ["QuantizationBudgets", "check_budget", "measure_budgets"]

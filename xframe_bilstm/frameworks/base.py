@@ -33,6 +33,8 @@ KERNEL_PATHS: dict[str, str] = {
     "onednn-on": "TensorFlow with TF_ENABLE_ONEDNN_OPTS=1 (as onednn-off)",
     "unroll": "Keras with unroll=True: the recurrence as straight-line operations, "
     "not a while loop",
+    "dynamic-range-int8": "TFLite's dynamic-range quantized model (Optimize.DEFAULT): int8 "
+    "weights, activations quantized per call; judged against a quantization budget",
 }
 
 

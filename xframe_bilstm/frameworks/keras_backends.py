@@ -11,6 +11,10 @@ a Keras 3 file, the source's ``@original``, goes as a ``.keras`` file that the o
 backend loads. Runs are on the CPU: the child sees no GPU (``JAX_PLATFORMS=cpu``,
 ``CUDA_VISIBLE_DEVICES`` empty), whatever the machine has. Both run float32 only: Keras 3.15 rounds
 float64 models to float32 precision on these backends (see ``dtypes``).
+
+Both differentiate, in their child process, with the backend's own autodiff (``jax.vjp``;
+``torch.autograd`` through the Keras ops): see
+:mod:`~xframe_bilstm.frameworks.keras_backend_gradients`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ..graph import ModelGraph
 from ..reference import Reading
 from .base import Framework, RunSpec
 from .keras_built import as_outputs, built_model, model_inputs
-from .process import ProcessRunError, run_elsewhere
+from .process import ProcessRunError, call_elsewhere, run_elsewhere
 
 # What each backend's child process is started with: the backend, and the CPU only.
 _ENVIRONMENTS = {
@@ -49,6 +53,7 @@ class KerasBackendFramework(Framework):
 
     backend = ""
     on_request = True
+    differentiates = True
 
     @classmethod
     def available(cls) -> bool:
@@ -95,6 +100,20 @@ class KerasBackendFramework(Framework):
             self.backend, _BUILDERS[self.backend], stack, x, spec, initial_states, lengths
         )
 
+    def gradients(
+        self,
+        stack: Reading,
+        x: Any,
+        spec: RunSpec,
+        cotangents: Sequence[np.ndarray],
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> Any:
+        """The backend's autodiff on the layer rebuilt from ``stack``, in its process."""
+        arguments = (stack, x, spec, cotangents, initial_states, lengths)
+        return call_elsewhere(_ENVIRONMENTS[self.backend], _child_gradients, False, *arguments)
+
 
 class KerasJaxFramework(KerasBackendFramework):
     name = "keras-jax"
@@ -137,6 +156,22 @@ class KerasFileBackendFramework(KerasBackendFramework):
         request = _LoadedRun if isinstance(stack, ModelGraph) else _LoadedLayerRun
         spec = _with_path(spec, self._file)
         return _elsewhere(self.backend, request, stack, x, spec, initial_states, lengths)
+
+    def gradients(
+        self,
+        stack: Reading,
+        x: Any,
+        spec: RunSpec,
+        cotangents: Sequence[np.ndarray],
+        *,
+        initial_states: Sequence[np.ndarray] | None,
+        lengths: np.ndarray | None,
+    ) -> Any:
+        """The backend's autodiff on the model loaded from the ``.keras`` file."""
+        if self._file is None:
+            self._file = _saved(self.load())
+        arguments = (stack, x, _with_path(spec, self._file), cotangents, initial_states, lengths)
+        return call_elsewhere(_ENVIRONMENTS[self.backend], _child_gradients, True, *arguments)
 
 
 def with_backend_originals(subject: Any, read: Any, frameworks: Any, specs: Any) -> Any:
@@ -286,6 +321,27 @@ class _LoadedLayerRun(_ChildRun):
         result = model(keras.ops.convert_to_tensor(np.asarray(x, dtype), dtype=dtype), **options)
         how = f"{type(model).__name__} {model.name!r}, loaded from .keras"
         return as_outputs(result), {**_backend_settings(keras), "model": how, "compiled": "eager"}
+
+
+def _child_gradients(
+    loaded: bool,
+    stack: Reading,
+    x: Any,
+    spec: RunSpec,
+    cotangents: Sequence[np.ndarray],
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+) -> Any:
+    """In the child: the gradients of the rebuilt layer, or of the loaded model."""
+    from .keras_backend_gradients import backend_gradients, rebuilt_layer
+
+    assert isinstance(stack, RecurrentStack)  # gradient_refusal left graphs out
+    if loaded:
+        layer = _load(spec)
+        dtype = _compute_dtype(layer)
+    else:
+        layer, dtype = rebuilt_layer(stack, spec), spec.dtype
+    return backend_gradients(layer, np.asarray(x), dtype, cotangents, initial_states, lengths)
 
 
 def _load(spec: RunSpec) -> Any:

@@ -4,7 +4,9 @@ The layer that runs (the one rebuilt from the reading, or the user's own) runs c
 its forward runs, under a tape; the gradients of its trainable variables are read back the
 way its weights are (:func:`~xframe_bilstm.adapters.keras.keras_to_canonical`, with each
 variable holding its gradient for the moment of the reading; its values are put back
-afterwards), and each variable's path is the native name beside.
+afterwards), and each variable's path is the native name beside. That naming,
+:func:`named_gradients`, is shared with the Keras columns on the JAX and PyTorch backends
+(:mod:`~xframe_bilstm.frameworks.keras_backend_gradients`).
 """
 
 from __future__ import annotations
@@ -64,23 +66,57 @@ def keras_gradients(
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     count = 1 + len(states or [])
-    as_numpy = [np.asarray(g.numpy(), np.float64) for g in grads[:count]]
-    read = _read_with(keras, layer, variables, [g.numpy() for g in grads[count:]])
-    numbered = [np.full(v.shape, i + 1.0) for i, v in enumerate(variables)]
-    markers = _read_with(keras, layer, variables, numbered)
-    return gradient_arrays(
-        as_numpy[0],
-        as_numpy[1:] if states is not None else None,
-        weight_arrays(read),
-        native_names(markers, [getattr(v, "path", v.name) for v in variables], "keras"),
+    return named_gradients(
+        keras,
+        layer,
+        variables,
+        grads[0].numpy(),
+        [g.numpy() for g in grads[1:count]] if states is not None else None,
+        [g.numpy() for g in grads[count:]],
     )
+
+
+def named_gradients(
+    keras: Any,
+    layer: Any,
+    variables: Sequence[Any],
+    inputs: np.ndarray,
+    states: Sequence[np.ndarray] | None,
+    weights: Sequence[np.ndarray],
+) -> GradientArrays:
+    """The gradients of a Keras ``layer`` by canonical name, whatever backend took them.
+
+    ``weights`` holds the gradient of each of ``variables`` (the layer's trainable
+    variables, in that order); they are read back by meaning as the layer's weights are,
+    and each variable's path is the native name beside.
+    """
+    named, native = _by_meaning(keras, layer, list(variables), weights)
+    return gradient_arrays(
+        np.asarray(inputs, np.float64),
+        None if states is None else [np.asarray(s, np.float64) for s in states],
+        named,
+        native,
+    )
+
+
+def _by_meaning(
+    keras: Any, layer: Any, variables: list[Any], weights: Sequence[np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
+    """A recurrent layer's weight gradients by canonical name, and each one's native
+    name(s): read back as its weights are read, the variables holding markers for the
+    names."""
+    read = _read_with(keras, layer, variables, [np.asarray(w) for w in weights])
+    numbered = [np.full(tuple(v.shape), i + 1.0) for i, v in enumerate(variables)]
+    markers = _read_with(keras, layer, variables, numbered)
+    paths = [getattr(v, "path", v.name) for v in variables]
+    return weight_arrays(read), native_names(markers, paths, "keras")
 
 
 def _read_with(keras: Any, layer: Any, variables: list[Any], values: list[np.ndarray]) -> Any:
     """The canonical stack of ``layer`` read while its variables hold ``values``."""
     from ..adapters.keras import keras_to_canonical
 
-    saved = [np.array(v.numpy()) for v in variables]
+    saved = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
     try:
         for variable, value in zip(variables, values):
             variable.assign(np.asarray(value, dtype=variable.dtype))
@@ -139,15 +175,12 @@ def keras_model_gradients(
         if not own:
             continue
         if _is_recurrent(keras, layer):
-            found = _read_with(keras, layer, own, [by_variable[id(v)] for v in own])
-            numbered = [np.full(v.shape, i + 1.0) for i, v in enumerate(own)]
-            markers = _read_with(keras, layer, own, numbered)
-            prefix = "layers[0]."
-            paths = [getattr(v, "path", v.name) for v in own]
-            for name, value in weight_arrays(found).items():
-                named[f"{layer.name}/{name[len(prefix) :]}"] = np.asarray(value, np.float64)
-            for name, sources in native_names(markers, paths, "keras").items():
-                native[f"{layer.name}/{name[len(prefix) :]}"] = sources
+            found, sources = _by_meaning(keras, layer, own, [by_variable[id(v)] for v in own])
+            prefix = len("layers[0].")
+            for name, value in found.items():
+                named[f"{layer.name}/{name[prefix:]}"] = np.asarray(value, np.float64)
+            for name, native_name in sources.items():
+                native[f"{layer.name}/{name[prefix:]}"] = native_name
             continue
         for variable in own:
             key = f"{layer.name}/{variable.name.split('/')[-1].split(':')[0]}"
@@ -163,3 +196,6 @@ def _weighted_layers(keras: Any, model: Any) -> list[Any]:
 
 def _is_recurrent(keras: Any, layer: Any) -> bool:
     return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+
+
+__all__ = ["keras_gradients", "keras_model_gradients", "named_gradients"]

@@ -3,7 +3,8 @@
 TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` when it is imported, so a run with the other
 setting needs a process started with it. :func:`run_elsewhere` keeps one such process per
 environment for the life of this one (importing TensorFlow takes seconds; a matrix makes
-hundreds of runs) and sends it runs one at a time.
+hundreds of runs) and sends it runs one at a time. :func:`call_elsewhere` sends it any
+function of this package by reference (the Keras backend columns' gradients go so).
 
 The two processes talk in pickles over the child's standard input and output. Both ends
 are this package, started by this process, so nothing untrusted is unpickled; the child's
@@ -48,7 +49,7 @@ class _Child:
             env={**os.environ, **environment, "PYTHONPATH": path},
         )
 
-    def call(self, request: tuple[Any, ...]) -> Outputs:
+    def call(self, request: tuple[Any, ...]) -> Any:
         assert self.process.stdin is not None and self.process.stdout is not None
         with self.lock:
             try:
@@ -58,12 +59,15 @@ class _Child:
             except (BrokenPipeError, EOFError) as error:
                 code = self.process.poll()
                 raise ProcessRunError(
-                    f"the process running {request[0]} exited (status {code}) mid-run"
+                    f"the process running {_named(request[0])} exited (status {code}) mid-run"
                 ) from error
+        if status == "refused":  # a refusal there is one here: the run is left out
+            from ..errors import UnsupportedFeatureError
+
+            raise UnsupportedFeatureError(payload)
         if status == "error":
             raise ProcessRunError(payload)
-        outputs, settings = payload
-        return outputs, settings
+        return payload
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -92,13 +96,45 @@ def run_elsewhere(
 
     The class goes to the child by reference (its module and name), so the child imports
     the framework module itself and this module imports none."""
+    outputs, settings = call_elsewhere(
+        environment, _run, framework, stack, x, spec, initial_states, lengths
+    )
+    return outputs, settings
+
+
+def call_elsewhere(environment: Mapping[str, str], function: Any, *args: Any) -> Any:
+    """``function(*args)`` in the process whose environment adds ``environment`` (started
+    on first use and kept); ``function`` is a module-level function or class of this
+    package, sent by reference.
+
+    Raises:
+        ProcessRunError: the call raised there (its type and first line), or the process died.
+    """
     key = tuple(sorted(environment.items()))
     with _CHILDREN_LOCK:
         child = _CHILDREN.get(key)
         if child is None or child.process.poll() is not None:
             child = _CHILDREN[key] = _Child(environment)
-    request = (framework, stack, x, spec, initial_states, lengths)
-    return child.call(request)
+    return child.call((function, args))
+
+
+def _run(
+    framework: type,
+    stack: Reading,
+    x: np.ndarray,
+    spec: RunSpec,
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+) -> Outputs:
+    """In the child: one run of ``framework``'s default path."""
+    outputs, settings = framework().run(
+        stack, x, spec, initial_states=initial_states, lengths=lengths
+    )
+    return outputs, settings
+
+
+def _named(function: Any) -> str:
+    return str(getattr(function, "__qualname__", function))
 
 
 @atexit.register
@@ -112,16 +148,17 @@ def close_all() -> None:
 
 
 def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    from ..errors import UnsupportedFeatureError
+
     while True:
         try:
-            framework, stack, x, spec, initial_states, lengths = pickle.load(requests)
+            function, args = pickle.load(requests)
         except EOFError:
             return
         try:
-            payload: Any = framework().run(
-                stack, x, spec, initial_states=initial_states, lengths=lengths
-            )
-            reply: tuple[str, Any] = ("ok", payload)
+            reply: tuple[str, Any] = ("ok", function(*args))
+        except UnsupportedFeatureError as error:
+            reply = ("refused", str(error).splitlines()[0])
         except Exception as error:  # the parent records it in the run, as for any run
             reply = ("error", f"{type(error).__name__}: {error}".splitlines()[0])
         pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)

@@ -10,6 +10,12 @@ and whether the converter fused the recurrence into TFLite's own kernel
 (``UNIDIRECTIONAL_SEQUENCE_LSTM``, ``BIDIRECTIONAL_SEQUENCE_LSTM``, ...) or kept it as a
 ``WHILE`` loop of builtin ops. What the converter cannot convert is refused with its first
 error line.
+
+The kernel path ``dynamic-range-int8`` (``tflite[cpu,float32,dynamic-range-int8]``, run when
+asked for with ``paths=``) converts with ``optimizations = [tf.lite.Optimize.DEFAULT]``: the
+dynamic-range quantized model (:mod:`~xframe_bilstm.frameworks.tflite_quantized`), whose
+settings say which ops read int8 weights and the quantization budget its pairs are judged
+against.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from ..errors import UnsupportedFeatureError
 from ..reference import Reading
 from .base import Framework, RunSpec
 from .keras_built import built_model, model_inputs
+from .tflite_quantized import QUANTIZED, dynamic_range_budget, quantized_ops
 
 # TFLite's own recurrent kernels, which the converter may fuse a recurrent layer into.
 FUSED_OPS = (
@@ -56,6 +63,9 @@ class TfliteFramework(Framework):
     def dtypes(self, device: str) -> list[str]:
         # The converter's float model is float32; float64 has no TFLite kernels.
         return ["float32"]
+
+    def paths(self, device: str) -> list[str]:
+        return [QUANTIZED]
 
     def versions(self) -> dict[str, str]:
         import importlib.metadata
@@ -101,31 +111,75 @@ class TfliteFramework(Framework):
             with_lengths=lengths is not None,
         )
         inputs = model_inputs(stack, x, "float32", initial_states, lengths)
-        content, how = convert(model, inputs)
+        quantize = spec.path == QUANTIZED
+        content, how = convert(model, inputs, quantize=quantize)
         outputs, ops = run_tflite(content, inputs)
         fused = [op for op in ops if op in FUSED_OPS]
+        extra = _quantized_settings(stack, x, content, initial_states, lengths) if quantize else {}
+        hybrid = "int8" in str(extra.get("quantized", ""))
         return outputs, {
             "converter": how,
             "ops": ", ".join(ops),
             "recurrence": f"fused into {', '.join(fused)}"
             if fused
             else ("WHILE loop of builtin ops" if "WHILE" in ops else "unrolled builtin ops"),
-            "kernel": "TFLite builtin kernels (XNNPACK where it delegates)",
+            "kernel": "TFLite hybrid int8 kernels for the int8 weights, builtin float kernels "
+            "elsewhere"
+            if hybrid
+            else "TFLite builtin kernels (XNNPACK where it delegates)",
             "interpreter": "ai_edge_litert.interpreter.Interpreter",
+            **extra,
         }
 
 
-def convert(model: Any, inputs: Sequence[np.ndarray]) -> tuple[bytes, str]:
-    """The TFLite flatbuffer of ``model`` and how it was converted."""
+def _quantized_settings(
+    stack: Reading,
+    x: Any,
+    content: bytes,
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+) -> dict[str, object]:
+    """What a dynamic-range run says: what was quantized, and its default budget (a
+    recurrent stack's; a whole model's pairs need ``quantization_budget=``)."""
+    quantized = quantized_ops(content)
+    settings: dict[str, object] = {
+        "quantization": "dynamic range (Optimize.DEFAULT): int8 weights with per-channel "
+        "scales, activations quantized per call by the hybrid kernels",
+        "quantized": quantized.describe(),
+    }
+    if isinstance(stack, RecurrentStack):
+        budget = dynamic_range_budget(
+            stack, np.asarray(x), quantized, initial_states=initial_states, lengths=lengths
+        )
+        if budget is not None:
+            settings[BUDGET_SETTING] = budget
+    elif quantized.ops:
+        settings[BUDGET_SETTING] = None  # quantized, and no default budget
+    return settings
+
+
+# The setting holding a dynamic-range run's default quantization budget.
+BUDGET_SETTING = "quantization_budget"
+
+
+def convert(
+    model: Any, inputs: Sequence[np.ndarray], *, quantize: bool = False
+) -> tuple[bytes, str]:
+    """The TFLite flatbuffer of ``model`` and how it was converted; ``quantize``: the
+    dynamic-range quantized model (``optimizations = [tf.lite.Optimize.DEFAULT]``)."""
     tf = require("tensorflow")
+    optimizations = [tf.lite.Optimize.DEFAULT] if quantize else []
+    quantized = ", dynamic-range quantized (Optimize.DEFAULT)" if quantize else ""
     recurrent = _has_recurrent_layer(model)
     dynamic = _REFUSED_DYNAMIC.get("recurrent") if recurrent else None
     if dynamic is None:
         try:
             # It exports a SavedModel first and prints where: not the user's output.
             with contextlib.redirect_stdout(io.StringIO()):
-                content = _quiet(tf.lite.TFLiteConverter.from_keras_model(model).convert)
-            return content, "TFLiteConverter.from_keras_model (dynamic shapes)"
+                converter = tf.lite.TFLiteConverter.from_keras_model(model)
+                converter.optimizations = optimizations
+                content = _quiet(converter.convert)
+            return content, f"TFLiteConverter.from_keras_model (dynamic shapes){quantized}"
         except Exception as error:  # dynamic shapes refused: convert at the run's shapes
             dynamic = first_error_line(error)
             if recurrent:  # Keras 3's recurrent layers, whatever the model: ask once
@@ -139,6 +193,7 @@ def convert(model: Any, inputs: Sequence[np.ndarray]) -> tuple[bytes, str]:
     # Without the model as trackable object the converter freezes the weights into
     # constants; with it, it keeps resource variables that the WHILE body cannot read.
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    converter.optimizations = optimizations
     try:
         content = _quiet(converter.convert)
     except Exception as error:
@@ -149,7 +204,7 @@ def convert(model: Any, inputs: Sequence[np.ndarray]) -> tuple[bytes, str]:
     shapes = ", ".join(str(tuple(a.shape)) for a in inputs)
     how = (
         f"TFLiteConverter.from_concrete_functions at fixed shapes {shapes} "
-        f"(from_keras_model refused dynamic shapes: {dynamic})"
+        f"(from_keras_model refused dynamic shapes: {dynamic}){quantized}"
     )
     return content, how
 
@@ -215,4 +270,11 @@ def _quiet(convert: Any) -> bytes:
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
 
 
-__all__ = ["FUSED_OPS", "TfliteFramework", "convert", "first_error_line", "run_tflite"]
+__all__ = [
+    "BUDGET_SETTING",
+    "FUSED_OPS",
+    "TfliteFramework",
+    "convert",
+    "first_error_line",
+    "run_tflite",
+]

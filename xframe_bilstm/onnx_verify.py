@@ -1,10 +1,8 @@
 """The checks behind ``verify=True`` of the ONNX converters: each result against the original.
 
-- :func:`check_export`: the source in its own framework (a Keras layer's call, a torch
-  module's forward, the float64 reference for a :class:`RecurrentStack` or a Keras file read
-  without Keras) against the exported graph on onnxruntime.
-- :func:`check_graph_export`: a whole Keras model as Keras runs it against its exported
-  graph on onnxruntime.
+- :func:`check_export` and :func:`check_graph_export`: ``compare(source, against=graph)``,
+  the planner and runner of :func:`~xframe_bilstm.compare`: the source by its own
+  computation and the exported graph on onnxruntime, beside the float64 reference.
 - :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
 - :func:`check_keras_import`: onnxruntime on the given graph against the Keras layer.
 - :func:`check_canonical_import`: the same against the float64 reference of the stack read.
@@ -18,18 +16,22 @@ more than float rounding explains. Frameworks are imported inside the functions.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._imports import require
 from .canonical import RecurrentStack, layer_state_names, output_names
-from .comparison import Comparison, compare_outputs, derived_tolerance, measure_noise
+from .comparison import Comparison, compare_outputs, derived_tolerance, dtype_epsilon
 from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
 from .correspondence import onnx_source
 from .errors import ToleranceExceededError, UnsupportedFeatureError, WeightShapeError
-from .onnx_originals import Run, dtype_epsilon, original_of
+from .sources import Read, framework_of
+
+# Inputs of an import's run: x (B, T, D), initial states in Keras order or None, lengths.
+Run = Callable[[np.ndarray, list[np.ndarray] | None, np.ndarray | None], tuple[np.ndarray, ...]]
 
 _FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -45,86 +47,76 @@ def check_export(
 ) -> None:
     """Raise unless ``model`` on onnxruntime computes what ``source`` computes itself.
 
-    The inputs are seeded: ``x`` (2, 7, D), random initial states when the graph takes them
-    and the source does (a Keras ``Sequential`` takes none: both start at zero), random valid
-    lengths when the graph takes them and the source has Keras's mask semantics (a native
-    ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full). The bound is
-    :func:`~xframe_bilstm.comparison.derived_tolerance` in float32, or in the source's dtype
-    when that is coarser.
+    This is ``compare(source, against=model)`` on the seeded input of the converters
+    (batch 2, 7 steps): the source runs by its own computation (``@original``), the graph on
+    onnxruntime (``@against``), both beside the float64 reference, and every pair must agree
+    within the model's derived tolerance. Random initial states are given when the graph
+    takes them and the source does (a Keras ``Sequential`` takes none: both start at zero),
+    random valid lengths when the graph takes them and the source has Keras's mask semantics
+    (a native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full).
     """
-    from .adapters.onnx.runtime import graph_feeds
-    from .adapters.onnx.verify import RuntimeSession
-
-    session = RuntimeSession(model)
-    original = original_of(source, stack)
-    x = verification_input(stack, seed=seed).astype(np.float32)
     rng = np.random.default_rng([seed, 1])
     states = None
-    if with_initial_states and original.takes_states:
+    if with_initial_states and _takes_states(source):
         states = [
             rng.standard_normal((VERIFY_BATCH, layer.units)).astype(np.float32)
             for layer in stack.layers
             for _ in layer_state_names(layer)
         ]
     lengths = None
-    if with_lengths and original.takes_lengths:
+    if with_lengths and not _native_torch(source):
         lengths = _seeded_lengths(rng)
-    expected = original.run(x, states, lengths)
-    actual = session.run(graph_feeds(session.proto, x, initial_states=states, lengths=lengths))
-    noise = measure_noise(stack, x, initial_states=states, lengths=lengths)
-    tolerance = noise.tolerance(max(_FLOAT32_EPSILON, original.epsilon))
-    names = output_names(stack)[: len(expected)]
-    _raise_unless_close(
-        names, expected, actual, tolerance, f"{original.label} vs its ONNX graph on onnxruntime"
+    x = verification_input(stack, seed=seed).astype(np.float32)
+    # The graph means the stack it was written from: not read back (a reading of
+    # zero_masked_outputs cannot be told from the graph's outputs alone).
+    graph = Read(stack, "onnxruntime", lambda: model, source=model)
+    _raise_unless_equivalent(
+        _compare(source, graph, inputs=x, initial_states=states, lengths=lengths, seed=seed)
     )
 
 
 def check_graph_export(source: Any, read: Any, model: Any, *, seed: int) -> None:
     """Raise unless ``model`` on onnxruntime computes what the whole model ``read`` computes.
 
-    The original is the live Keras model's call, or a Keras 3 file as Keras loads it; a
-    Keras 2 file, or one Keras cannot load or run here, is checked against the float64
-    reference. The inputs have right- and left-padded rows
-    (:func:`~xframe_bilstm.inputs.example_inputs`); the bound is the model's float32 noise
-    on them, scaled to the Keras model's compute dtype when that is coarser.
+    This is ``compare(source, against=model)`` on seeded inputs with right- and left-padded
+    rows (:func:`~xframe_bilstm.inputs.example_inputs`): the live Keras model by its call,
+    a Keras 3 file as Keras loads it, beside the float64 reference (a Keras 2 file: the
+    reference alone); the bound is the model's float32 noise on them, scaled to each pair's
+    coarser precision.
     """
-    from .adapters.onnx.runtime import graph_feeds
-    from .adapters.onnx.verify import RuntimeSession
     from .inputs import example_inputs
-    from .reference import run_model_reference
 
-    graph = read.reading
-    inputs = example_inputs(graph, seed=seed)
-    exact = run_model_reference(graph, inputs)
-    expected, epsilon, label = (
-        exact,
-        dtype_epsilon("float64"),
-        f"the float64 reference of {graph.source}",
-    )
-    if read.framework == "keras":
-        from .adapters.keras import compute_dtype, register_keras_activations
-        from .models.port import call_keras_model
+    inputs = example_inputs(read.reading, seed=seed)
+    _raise_unless_equivalent(_compare(read, model, inputs=tuple(inputs), seed=seed))
 
-        from_file = isinstance(source, (str, os.PathLike))
-        register_keras_activations()  # Keras 2's hard sigmoid, as torch_to_keras saves it
-        try:
-            keras_model = read.original()
-            expected = call_keras_model(keras_model, inputs)
-        except Exception as error:  # Keras's own failure to load a file: say so, fall back
-            if not from_file:
-                raise
-            label += f" (Keras could not load or run it: {type(error).__name__}: {error})"
-        else:
-            epsilon = dtype_epsilon(compute_dtype(keras_model))
-            label = f"{graph.source} as Keras {'loads and ' if from_file else ''}runs it"
-    session = RuntimeSession(model)
-    actual = session.run(graph_feeds(session.proto, tuple(inputs)))
-    noise = measure_noise(graph, inputs, exact=exact)
-    tolerance = noise.tolerance(max(_FLOAT32_EPSILON, epsilon))
-    names = [f"output {name!r}" for name in graph.outputs]
-    _raise_unless_close(
-        names, expected, actual, tolerance, f"{label} vs its ONNX graph on onnxruntime"
-    )
+
+def _compare(source: Any, model: Any, **given: Any) -> Any:
+    """``compare(source, against=model)`` with no framework run but the source's own."""
+    from .runner import compare
+
+    return compare(source, against=model, frameworks=[], dtypes=("float32",), **given)
+
+
+def _raise_unless_equivalent(report: Any) -> None:
+    if not report:
+        lines = "\n".join(report.failures or ["nothing was compared"])
+        raise ToleranceExceededError(
+            f"{report.source}: its ONNX graph on onnxruntime computes something else\n{lines}"
+        )
+
+
+def _takes_states(source: Any) -> bool:
+    """Whether ``source`` takes initial states: a Keras ``Sequential`` does not."""
+    keras = sys.modules.get("keras")
+    return keras is None or not isinstance(source, keras.Sequential)
+
+
+def _native_torch(source: Any) -> bool:
+    """A native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (or a state_dict file of one): rows full."""
+    if isinstance(source, (str, os.PathLike)):
+        return framework_of(source) == "torch"
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(source, torch.nn.RNNBase)
 
 
 def _seeded_lengths(rng: np.random.Generator) -> np.ndarray:

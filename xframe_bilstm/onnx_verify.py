@@ -5,7 +5,7 @@
   computation and the exported graph on onnxruntime, beside the float64 reference.
 - :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
 - :func:`check_keras_import`: onnxruntime on the given graph against the Keras layer.
-- :func:`check_canonical_import`: the same against the float64 reference of the stack read.
+- :func:`check_canonical_import`: ``compare(graph)`` with the stack read as its reading.
 
 Each runs both sides once on a small seeded input (batch 2, 7 steps, with initial states and
 lengths where the graph takes them) and raises
@@ -201,17 +201,30 @@ def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: i
 
 def check_canonical_import(model: Any, stack: RecurrentStack, *, seed: int) -> None:
     """Raise unless the float64 reference of ``stack`` computes what onnxruntime computes on
-    ``model``: the reading is checked against the graph as onnxruntime runs it, not only
-    against the interpreter it was identified with. See :func:`check_stack_import`."""
-    from .reference import run_reference
+    ``model``: ``compare(model)`` with ``stack`` as its reading, so the reading is checked
+    against the graph as onnxruntime runs it, not only against the interpreter it was
+    identified with. The input is seeded from the graph's declared inputs (batch 2, 7 steps
+    where they are dynamic), with the graph's state inputs as initial states and valid
+    lengths where it takes them."""
+    from .adapters.onnx.example_inputs import seeded_graph_inputs
+    from .adapters.onnx.probe import fixed_sizes
 
-    check_stack_import(
-        model,
-        stack,
-        lambda x, states, lengths: run_reference(stack, x, initial_states=states, lengths=lengths),
-        seed=seed,
-        takes_states=True,
-        label="its canonical stack (float64 reference)",
+    fixed_batch, fixed_steps = fixed_sizes(model)
+    batch, steps = fixed_batch or VERIFY_BATCH, fixed_steps or VERIFY_STEPS
+    example = seeded_graph_inputs(model, seed=seed, batch=batch, steps=steps)
+    x = example.value(example.x_name)
+    states = [example.value(name) for name in example.state_names] or None
+    lengths = None if example.lengths_name is None else example.value(example.lengths_name)
+    read = Read(stack, "onnxruntime", lambda: model, fixed_steps, fixed_batch, source=model)
+    _raise_unless_equivalent(
+        _compare(
+            read,
+            None,
+            inputs=x.transpose(1, 0, 2) if example.time_major else x,
+            initial_states=states,
+            lengths=lengths,
+            seed=seed,
+        )
     )
 
 

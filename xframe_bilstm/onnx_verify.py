@@ -4,7 +4,7 @@
   the planner and runner of :func:`~xframe_bilstm.compare`: the source by its own
   computation and the exported graph on onnxruntime, beside the float64 reference.
 - :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
-- :func:`check_keras_import`: onnxruntime on the given graph against the Keras layer.
+- :func:`check_keras_import`: the same with the Keras layer run ``@against``.
 - :func:`check_canonical_import`: ``compare(graph)`` with the stack read as its reading.
 
 Each runs both sides once on a small seeded input (batch 2, 7 steps, with initial states and
@@ -17,21 +17,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ._imports import require
-from .canonical import RecurrentStack, layer_state_names, output_names
-from .comparison import Comparison, compare_outputs, derived_tolerance, dtype_epsilon
+from .canonical import RecurrentStack, layer_state_names
+from .comparison import compare_outputs, dtype_epsilon
 from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
-from .correspondence import onnx_source
-from .errors import ToleranceExceededError, UnsupportedFeatureError, WeightShapeError
+from .errors import ToleranceExceededError, WeightShapeError
 from .sources import Read, framework_of
-
-# Inputs of an import's run: x (B, T, D), initial states in Keras order or None, lengths.
-Run = Callable[[np.ndarray, list[np.ndarray] | None, np.ndarray | None], tuple[np.ndarray, ...]]
 
 _FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -181,31 +177,26 @@ def _import_inputs(
 
 
 def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: int) -> None:
-    """Raise unless the Keras ``layer`` computes what onnxruntime computes on ``model``.
-
-    A Keras ``Sequential`` takes no initial states: the graph's state inputs are then fed
-    zeros. See :func:`check_stack_import`.
-    """
+    """Raise unless the Keras ``layer`` computes what onnxruntime computes on ``model``:
+    :func:`check_canonical_import` with the layer run ``@against``, its outputs matched
+    with the graph's by meaning. A Keras ``Sequential`` takes no initial states: the graph's
+    state inputs are then fed zeros."""
     keras = require("keras")
-    from .adapters.keras import run_keras
 
-    check_stack_import(
-        model,
-        stack,
-        lambda x, states, lengths: run_keras(layer, x, initial_states=states, lengths=lengths),
-        seed=seed,
-        takes_states=not isinstance(layer, keras.Sequential),
-        label="its Keras layer",
-    )
+    takes_states = not isinstance(layer, keras.Sequential)
+    check_canonical_import(model, stack, seed=seed, against=layer, states=takes_states)
 
 
-def check_canonical_import(model: Any, stack: RecurrentStack, *, seed: int) -> None:
+def check_canonical_import(
+    model: Any, stack: RecurrentStack, *, seed: int, against: Any = None, states: bool = True
+) -> None:
     """Raise unless the float64 reference of ``stack`` computes what onnxruntime computes on
     ``model``: ``compare(model)`` with ``stack`` as its reading, so the reading is checked
     against the graph as onnxruntime runs it, not only against the interpreter it was
     identified with. The input is seeded from the graph's declared inputs (batch 2, 7 steps
     where they are dynamic), with the graph's state inputs as initial states and valid
-    lengths where it takes them."""
+    lengths where it takes them. With ``against`` (a converted layer), that layer runs too
+    (``@against``) and must agree; without ``states`` the graph's states are zeros."""
     from .adapters.onnx.example_inputs import seeded_graph_inputs
     from .adapters.onnx.probe import fixed_sizes
 
@@ -213,86 +204,19 @@ def check_canonical_import(model: Any, stack: RecurrentStack, *, seed: int) -> N
     batch, steps = fixed_batch or VERIFY_BATCH, fixed_steps or VERIFY_STEPS
     example = seeded_graph_inputs(model, seed=seed, batch=batch, steps=steps)
     x = example.value(example.x_name)
-    states = [example.value(name) for name in example.state_names] or None
+    given = [example.value(name) for name in example.state_names] if states else []
     lengths = None if example.lengths_name is None else example.value(example.lengths_name)
     read = Read(stack, "onnxruntime", lambda: model, fixed_steps, fixed_batch, source=model)
     _raise_unless_equivalent(
         _compare(
             read,
-            None,
+            against,
             inputs=x.transpose(1, 0, 2) if example.time_major else x,
-            initial_states=states,
+            initial_states=given or None,
             lengths=lengths,
             seed=seed,
         )
     )
-
-
-def check_stack_import(
-    model: Any,
-    stack: RecurrentStack,
-    run: Run,
-    *,
-    seed: int,
-    takes_states: bool,
-    label: str,
-) -> None:
-    """Raise unless ``run`` (the import of ``model`` as ``stack``) computes what onnxruntime
-    computes on ``model``.
-
-    The outputs of ``run`` are compared with the graph's outputs by meaning, as
-    :func:`~xframe_bilstm.onnx_converters.onnx_to_canonical` matched them
-    (:func:`~xframe_bilstm.correspondence.onnx_source`): the graph's sequence input read
-    batch-major or time-major, whichever reading its outputs agree with (the one its
-    structure suggests first). Without ``takes_states``, the graph's state inputs are fed
-    zeros. The bound is :func:`~xframe_bilstm.comparison.derived_tolerance` of ``stack``.
-    """
-    from .adapters.onnx.example_inputs import seeded_graph_inputs
-    from .adapters.onnx.verify import RuntimeSession
-
-    session = RuntimeSession(model)
-    inputs = seeded_graph_inputs(
-        session.proto,
-        seed=seed,
-        batch=VERIFY_BATCH,
-        steps=VERIFY_STEPS,
-        zero_states=not takes_states,
-    )
-    x_graph = inputs.value(inputs.x_name)
-    x = x_graph.transpose(1, 0, 2) if inputs.time_major else x_graph
-    states = None
-    if inputs.state_names and takes_states:
-        states = [inputs.value(name) for name in inputs.state_names]
-    lengths = None if inputs.lengths_name is None else inputs.value(inputs.lengths_name)
-    expected = run(x, states, lengths)
-    tolerance = derived_tolerance(stack, x, initial_states=states, lengths=lengths)
-    names = output_names(stack)
-    outputs = [output.name for output in session.proto.graph.output]
-    results: list[Comparison] = []
-    refusals: list[UnsupportedFeatureError] = []
-    for time_major in (inputs.time_major, not inputs.time_major):
-        feeds = inputs.feeds()
-        feeds[inputs.x_name] = np.ascontiguousarray(x.transpose(1, 0, 2) if time_major else x)
-        try:
-            graph = session.run(feeds)
-        except UnsupportedFeatureError as error:  # this reading's shapes do not fit the graph
-            refusals.append(error)
-            continue
-        meant = onnx_source(stack, outputs, time_major, VERIFY_BATCH, VERIFY_STEPS, label)
-        reading = "time-major" if time_major else "batch-major"
-        result = compare_outputs(
-            names,
-            [meant.provides[meaning][1](graph, None) for meaning in meant.returned[: len(names)]],
-            expected,
-            atol=tolerance,
-            label=f"onnxruntime on the ONNX graph (input read {reading}) vs {label}",
-        )
-        if result:
-            return
-        results.append(result)
-    if not results:
-        raise refusals[0]
-    raise ToleranceExceededError(results[0].message())
 
 
 def _raise_unless_close(
@@ -311,6 +235,5 @@ __all__ = [
     "check_canonical_import",
     "check_export",
     "check_keras_import",
-    "check_stack_import",
     "check_torch_import",
 ]

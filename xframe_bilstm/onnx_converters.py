@@ -68,15 +68,15 @@ def to_onnx(
             prefixed ``layer{i}_`` in stacks); without them the states start at zero.
         with_lengths: add an int32 ``lengths`` input (B,): valid steps of right-padded rows,
             with Keras's mask semantics at the padded positions.
-        verify: before writing anything, run ``source`` in its own framework (a Keras
-            layer's call, a torch module's forward; the float64 reference for a
-            ``RecurrentStack`` and for a Keras file, whose weights are read without Keras)
-            and the graph on onnxruntime on one seeded input, with random initial states
-            and lengths where the graph takes them and the source does (a Keras
-            ``Sequential`` takes no initial states, a native ``nn.LSTM`` no lengths), and
-            raise if they disagree. A whole model is checked on seeded inputs with right-
-            and left-padded rows against the model as Keras runs it (a Keras 3 file as
-            Keras loads it; the float64 reference where Keras cannot). Needs onnxruntime.
+        verify: before writing anything, ``compare(source, against=graph)`` on one
+            seeded input: ``source`` by its own computation (a Keras layer's or model's
+            call, a torch module's forward; a ``RecurrentStack`` and a Keras file, whose
+            weights are read without Keras, are their float64 reference) and the graph on
+            onnxruntime, beside the float64 reference, with random initial states and
+            lengths where the graph takes them and the source does (a Keras
+            ``Sequential`` takes no initial states, a native ``nn.LSTM`` no lengths); raise
+            if any pair disagrees. A whole model is checked on seeded inputs with right-
+            and left-padded rows. Needs onnxruntime.
         seed: seed of that input.
 
     Returns:

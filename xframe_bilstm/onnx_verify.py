@@ -1,13 +1,11 @@
 """The checks behind ``verify=True`` of the ONNX converters: each result against the original.
 
-- :func:`check_export`: the source in its own framework (a Keras layer's call, a torch
-  module's forward, the float64 reference for a :class:`RecurrentStack` or a Keras file read
-  without Keras) against the exported graph on onnxruntime.
-- :func:`check_graph_export`: a whole Keras model as Keras runs it against its exported
-  graph on onnxruntime.
+- :func:`check_export` and :func:`check_graph_export`: ``compare(source, against=graph)``,
+  the planner and runner of :func:`~xframe_bilstm.compare`: the source by its own
+  computation and the exported graph on onnxruntime, beside the float64 reference.
 - :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
-- :func:`check_keras_import`: onnxruntime on the given graph against the Keras layer.
-- :func:`check_canonical_import`: the same against the float64 reference of the stack read.
+- :func:`check_keras_import`: the same with the Keras layer run ``@against``.
+- :func:`check_canonical_import`: ``compare(graph)`` with the stack read as its reading.
 
 Each runs both sides once on a small seeded input (batch 2, 7 steps, with initial states and
 lengths where the graph takes them) and raises
@@ -18,18 +16,18 @@ more than float rounding explains. Frameworks are imported inside the functions.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ._imports import require
-from .canonical import RecurrentStack, layer_state_names, output_names
-from .comparison import Comparison, compare_outputs, derived_tolerance, measure_noise
+from .canonical import RecurrentStack, layer_state_names
+from .comparison import compare_outputs, dtype_epsilon
 from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
-from .correspondence import onnx_source
-from .errors import ToleranceExceededError, UnsupportedFeatureError, WeightShapeError
-from .onnx_originals import Run, dtype_epsilon, original_of
+from .errors import ToleranceExceededError, WeightShapeError
+from .sources import Read, framework_of
 
 _FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -45,86 +43,76 @@ def check_export(
 ) -> None:
     """Raise unless ``model`` on onnxruntime computes what ``source`` computes itself.
 
-    The inputs are seeded: ``x`` (2, 7, D), random initial states when the graph takes them
-    and the source does (a Keras ``Sequential`` takes none: both start at zero), random valid
-    lengths when the graph takes them and the source has Keras's mask semantics (a native
-    ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full). The bound is
-    :func:`~xframe_bilstm.comparison.derived_tolerance` in float32, or in the source's dtype
-    when that is coarser.
+    This is ``compare(source, against=model)`` on the seeded input of the converters
+    (batch 2, 7 steps): the source runs by its own computation (``@original``), the graph on
+    onnxruntime (``@against``), both beside the float64 reference, and every pair must agree
+    within the model's derived tolerance. Random initial states are given when the graph
+    takes them and the source does (a Keras ``Sequential`` takes none: both start at zero),
+    random valid lengths when the graph takes them and the source has Keras's mask semantics
+    (a native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full).
     """
-    from .adapters.onnx.runtime import graph_feeds
-    from .adapters.onnx.verify import RuntimeSession
-
-    session = RuntimeSession(model)
-    original = original_of(source, stack)
-    x = verification_input(stack, seed=seed).astype(np.float32)
     rng = np.random.default_rng([seed, 1])
     states = None
-    if with_initial_states and original.takes_states:
+    if with_initial_states and _takes_states(source):
         states = [
             rng.standard_normal((VERIFY_BATCH, layer.units)).astype(np.float32)
             for layer in stack.layers
             for _ in layer_state_names(layer)
         ]
     lengths = None
-    if with_lengths and original.takes_lengths:
+    if with_lengths and not _native_torch(source):
         lengths = _seeded_lengths(rng)
-    expected = original.run(x, states, lengths)
-    actual = session.run(graph_feeds(session.proto, x, initial_states=states, lengths=lengths))
-    noise = measure_noise(stack, x, initial_states=states, lengths=lengths)
-    tolerance = noise.tolerance(max(_FLOAT32_EPSILON, original.epsilon))
-    names = output_names(stack)[: len(expected)]
-    _raise_unless_close(
-        names, expected, actual, tolerance, f"{original.label} vs its ONNX graph on onnxruntime"
+    x = verification_input(stack, seed=seed).astype(np.float32)
+    # The graph means the stack it was written from: not read back (a reading of
+    # zero_masked_outputs cannot be told from the graph's outputs alone).
+    graph = Read(stack, "onnxruntime", lambda: model, source=model)
+    _raise_unless_equivalent(
+        _compare(source, graph, inputs=x, initial_states=states, lengths=lengths, seed=seed)
     )
 
 
 def check_graph_export(source: Any, read: Any, model: Any, *, seed: int) -> None:
     """Raise unless ``model`` on onnxruntime computes what the whole model ``read`` computes.
 
-    The original is the live Keras model's call, or a Keras 3 file as Keras loads it; a
-    Keras 2 file, or one Keras cannot load or run here, is checked against the float64
-    reference. The inputs have right- and left-padded rows
-    (:func:`~xframe_bilstm.inputs.example_inputs`); the bound is the model's float32 noise
-    on them, scaled to the Keras model's compute dtype when that is coarser.
+    This is ``compare(source, against=model)`` on seeded inputs with right- and left-padded
+    rows (:func:`~xframe_bilstm.inputs.example_inputs`): the live Keras model by its call,
+    a Keras 3 file as Keras loads it, beside the float64 reference (a Keras 2 file: the
+    reference alone); the bound is the model's float32 noise on them, scaled to each pair's
+    coarser precision.
     """
-    from .adapters.onnx.runtime import graph_feeds
-    from .adapters.onnx.verify import RuntimeSession
     from .inputs import example_inputs
-    from .reference import run_model_reference
 
-    graph = read.reading
-    inputs = example_inputs(graph, seed=seed)
-    exact = run_model_reference(graph, inputs)
-    expected, epsilon, label = (
-        exact,
-        dtype_epsilon("float64"),
-        f"the float64 reference of {graph.source}",
-    )
-    if read.framework == "keras":
-        from .adapters.keras import compute_dtype, register_keras_activations
-        from .models.port import call_keras_model
+    inputs = example_inputs(read.reading, seed=seed)
+    _raise_unless_equivalent(_compare(read, model, inputs=tuple(inputs), seed=seed))
 
-        from_file = isinstance(source, (str, os.PathLike))
-        register_keras_activations()  # Keras 2's hard sigmoid, as torch_to_keras saves it
-        try:
-            keras_model = read.original()
-            expected = call_keras_model(keras_model, inputs)
-        except Exception as error:  # Keras's own failure to load a file: say so, fall back
-            if not from_file:
-                raise
-            label += f" (Keras could not load or run it: {type(error).__name__}: {error})"
-        else:
-            epsilon = dtype_epsilon(compute_dtype(keras_model))
-            label = f"{graph.source} as Keras {'loads and ' if from_file else ''}runs it"
-    session = RuntimeSession(model)
-    actual = session.run(graph_feeds(session.proto, tuple(inputs)))
-    noise = measure_noise(graph, inputs, exact=exact)
-    tolerance = noise.tolerance(max(_FLOAT32_EPSILON, epsilon))
-    names = [f"output {name!r}" for name in graph.outputs]
-    _raise_unless_close(
-        names, expected, actual, tolerance, f"{label} vs its ONNX graph on onnxruntime"
-    )
+
+def _compare(source: Any, model: Any, **given: Any) -> Any:
+    """``compare(source, against=model)`` with no framework run but the source's own."""
+    from .runner import compare
+
+    return compare(source, against=model, frameworks=[], dtypes=("float32",), **given)
+
+
+def _raise_unless_equivalent(report: Any) -> None:
+    if not report:
+        lines = "\n".join(report.failures or ["nothing was compared"])
+        raise ToleranceExceededError(
+            f"{report.source}: its ONNX graph on onnxruntime computes something else\n{lines}"
+        )
+
+
+def _takes_states(source: Any) -> bool:
+    """Whether ``source`` takes initial states: a Keras ``Sequential`` does not."""
+    keras = sys.modules.get("keras")
+    return keras is None or not isinstance(source, keras.Sequential)
+
+
+def _native_torch(source: Any) -> bool:
+    """A native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (or a state_dict file of one): rows full."""
+    if isinstance(source, (str, os.PathLike)):
+        return framework_of(source) == "torch"
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(source, torch.nn.RNNBase)
 
 
 def _seeded_lengths(rng: np.random.Generator) -> np.ndarray:
@@ -189,105 +177,46 @@ def _import_inputs(
 
 
 def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: int) -> None:
-    """Raise unless the Keras ``layer`` computes what onnxruntime computes on ``model``.
-
-    A Keras ``Sequential`` takes no initial states: the graph's state inputs are then fed
-    zeros. See :func:`check_stack_import`.
-    """
+    """Raise unless the Keras ``layer`` computes what onnxruntime computes on ``model``:
+    :func:`check_canonical_import` with the layer run ``@against``, its outputs matched
+    with the graph's by meaning. A Keras ``Sequential`` takes no initial states: the graph's
+    state inputs are then fed zeros."""
     keras = require("keras")
-    from .adapters.keras import run_keras
 
-    check_stack_import(
-        model,
-        stack,
-        lambda x, states, lengths: run_keras(layer, x, initial_states=states, lengths=lengths),
-        seed=seed,
-        takes_states=not isinstance(layer, keras.Sequential),
-        label="its Keras layer",
-    )
+    takes_states = not isinstance(layer, keras.Sequential)
+    check_canonical_import(model, stack, seed=seed, against=layer, states=takes_states)
 
 
-def check_canonical_import(model: Any, stack: RecurrentStack, *, seed: int) -> None:
-    """Raise unless the float64 reference of ``stack`` computes what onnxruntime computes on
-    ``model``: the reading is checked against the graph as onnxruntime runs it, not only
-    against the interpreter it was identified with. See :func:`check_stack_import`."""
-    from .reference import run_reference
-
-    check_stack_import(
-        model,
-        stack,
-        lambda x, states, lengths: run_reference(stack, x, initial_states=states, lengths=lengths),
-        seed=seed,
-        takes_states=True,
-        label="its canonical stack (float64 reference)",
-    )
-
-
-def check_stack_import(
-    model: Any,
-    stack: RecurrentStack,
-    run: Run,
-    *,
-    seed: int,
-    takes_states: bool,
-    label: str,
+def check_canonical_import(
+    model: Any, stack: RecurrentStack, *, seed: int, against: Any = None, states: bool = True
 ) -> None:
-    """Raise unless ``run`` (the import of ``model`` as ``stack``) computes what onnxruntime
-    computes on ``model``.
-
-    The outputs of ``run`` are compared with the graph's outputs by meaning, as
-    :func:`~xframe_bilstm.onnx_converters.onnx_to_canonical` matched them
-    (:func:`~xframe_bilstm.correspondence.onnx_source`): the graph's sequence input read
-    batch-major or time-major, whichever reading its outputs agree with (the one its
-    structure suggests first). Without ``takes_states``, the graph's state inputs are fed
-    zeros. The bound is :func:`~xframe_bilstm.comparison.derived_tolerance` of ``stack``.
-    """
+    """Raise unless the float64 reference of ``stack`` computes what onnxruntime computes on
+    ``model``: ``compare(model)`` with ``stack`` as its reading, so the reading is checked
+    against the graph as onnxruntime runs it, not only against the interpreter it was
+    identified with. The input is seeded from the graph's declared inputs (batch 2, 7 steps
+    where they are dynamic), with the graph's state inputs as initial states and valid
+    lengths where it takes them. With ``against`` (a converted layer), that layer runs too
+    (``@against``) and must agree; without ``states`` the graph's states are zeros."""
     from .adapters.onnx.example_inputs import seeded_graph_inputs
-    from .adapters.onnx.verify import RuntimeSession
+    from .adapters.onnx.probe import fixed_sizes
 
-    session = RuntimeSession(model)
-    inputs = seeded_graph_inputs(
-        session.proto,
-        seed=seed,
-        batch=VERIFY_BATCH,
-        steps=VERIFY_STEPS,
-        zero_states=not takes_states,
-    )
-    x_graph = inputs.value(inputs.x_name)
-    x = x_graph.transpose(1, 0, 2) if inputs.time_major else x_graph
-    states = None
-    if inputs.state_names and takes_states:
-        states = [inputs.value(name) for name in inputs.state_names]
-    lengths = None if inputs.lengths_name is None else inputs.value(inputs.lengths_name)
-    expected = run(x, states, lengths)
-    tolerance = derived_tolerance(stack, x, initial_states=states, lengths=lengths)
-    names = output_names(stack)
-    outputs = [output.name for output in session.proto.graph.output]
-    results: list[Comparison] = []
-    refusals: list[UnsupportedFeatureError] = []
-    for time_major in (inputs.time_major, not inputs.time_major):
-        feeds = inputs.feeds()
-        feeds[inputs.x_name] = np.ascontiguousarray(x.transpose(1, 0, 2) if time_major else x)
-        try:
-            graph = session.run(feeds)
-        except UnsupportedFeatureError as error:  # this reading's shapes do not fit the graph
-            refusals.append(error)
-            continue
-        meant = onnx_source(stack, outputs, time_major, VERIFY_BATCH, VERIFY_STEPS, label)
-        reading = "time-major" if time_major else "batch-major"
-        result = compare_outputs(
-            names,
-            [meant.provides[meaning][1](graph, None) for meaning in meant.returned[: len(names)]],
-            expected,
-            atol=tolerance,
-            label=f"onnxruntime on the ONNX graph (input read {reading}) vs {label}",
+    fixed_batch, fixed_steps = fixed_sizes(model)
+    batch, steps = fixed_batch or VERIFY_BATCH, fixed_steps or VERIFY_STEPS
+    example = seeded_graph_inputs(model, seed=seed, batch=batch, steps=steps)
+    x = example.value(example.x_name)
+    given = [example.value(name) for name in example.state_names] if states else []
+    lengths = None if example.lengths_name is None else example.value(example.lengths_name)
+    read = Read(stack, "onnxruntime", lambda: model, fixed_steps, fixed_batch, source=model)
+    _raise_unless_equivalent(
+        _compare(
+            read,
+            against,
+            inputs=x.transpose(1, 0, 2) if example.time_major else x,
+            initial_states=given or None,
+            lengths=lengths,
+            seed=seed,
         )
-        if result:
-            return
-        results.append(result)
-    if not results:
-        raise refusals[0]
-    raise ToleranceExceededError(results[0].message())
+    )
 
 
 def _raise_unless_close(
@@ -306,6 +235,5 @@ __all__ = [
     "check_canonical_import",
     "check_export",
     "check_keras_import",
-    "check_stack_import",
     "check_torch_import",
 ]

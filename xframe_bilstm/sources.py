@@ -300,7 +300,10 @@ def name_of(model: Any) -> str:
 
 
 def describe(source: Any, reading: Reading) -> str:
-    """What a report calls the source: its kind, name and what it holds."""
+    """What a report calls the source: its kind, name and what it holds (a ``Read``: the
+    source it was read from)."""
+    if isinstance(source, Read) and source.source is not None:
+        source = source.source
     if isinstance(reading, ModelGraph):
         return f"{reading.source} ({len(reading.layers)} layers)"
     kinds = "+".join(

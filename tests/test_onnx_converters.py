@@ -705,3 +705,32 @@ def test_onnx_to_torch_verifies_on_the_inputs_given(tmp_path) -> None:
         np.testing.assert_allclose(converted(torch.from_numpy(x)).numpy(), expected, atol=1e-5)
     with pytest.raises(WeightShapeError, match=r"2 arrays, where the graph takes 1 \(x\)"):
         onnx_to_torch(path, inputs=[x, x])
+
+
+def test_a_keras_file_export_is_checked_against_the_model_keras_loads(tmp_path, monkeypatch):
+    """A file's own computation is the model Keras loads from it, not only our reading."""
+    keras = pytest.importorskip("keras")
+    from xframe_bilstm import runner
+
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(9, 4, mask_zero=True),
+            keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True)),
+            keras.layers.Dense(2),
+        ]
+    )
+    path = tmp_path / "tagger.keras"
+    model.save(path)
+    reports = []
+
+    def recorded(*args, **kwargs):
+        reports.append(compare(*args, **kwargs))
+        return reports[-1]
+
+    compare = runner.compare
+    monkeypatch.setattr(runner, "compare", recorded)
+    to_onnx(str(path))
+    labels = [run.label for run in reports[-1].runs]
+    assert "keras[cpu,float32]@original" in labels, labels
+    assert "onnxruntime[cpu,float32]@against" in labels, labels

@@ -70,8 +70,8 @@ def to_onnx(
             with Keras's mask semantics at the padded positions.
         verify: before writing anything, ``compare(source, against=graph)`` on one
             seeded input: ``source`` by its own computation (a Keras layer's or model's
-            call, a torch module's forward; a ``RecurrentStack`` and a Keras file, whose
-            weights are read without Keras, are their float64 reference) and the graph on
+            call, a torch module's forward, the model Keras loads from a Keras file; a
+            ``RecurrentStack`` is its float64 reference) and the graph on
             onnxruntime, beside the float64 reference, with random initial states and
             lengths where the graph takes them and the source does (a Keras
             ``Sequential`` takes no initial states, a native ``nn.LSTM`` no lengths); raise
@@ -108,7 +108,7 @@ def to_onnx(
         if verify:
             from .onnx_verify import check_graph_export
 
-            check_graph_export(source, read, model, seed=seed)
+            check_graph_export(read, model, seed=seed)
         if path is not None:
             write_atomically(path, model.SerializeToString())
         return model
@@ -121,7 +121,7 @@ def to_onnx(
         from .onnx_verify import check_export
 
         check_export(
-            source,
+            read,
             stack,
             model,
             seed=seed,

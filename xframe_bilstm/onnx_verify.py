@@ -27,13 +27,14 @@ from .canonical import RecurrentStack, layer_state_names
 from .comparison import compare_outputs, dtype_epsilon
 from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
 from .errors import ToleranceExceededError, WeightShapeError
+from .frameworks import FRAMEWORKS
 from .sources import Read, framework_of
 
 _FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
 
 
 def check_export(
-    source: Any,
+    read: Read,
     stack: RecurrentStack,
     model: Any,
     *,
@@ -51,6 +52,7 @@ def check_export(
     random valid lengths when the graph takes them and the source has Keras's mask semantics
     (a native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full).
     """
+    source = read.source
     rng = np.random.default_rng([seed, 1])
     states = None
     if with_initial_states and _takes_states(source):
@@ -67,18 +69,18 @@ def check_export(
     # zero_masked_outputs cannot be told from the graph's outputs alone).
     graph = Read(stack, "onnxruntime", lambda: model, source=model)
     _raise_unless_equivalent(
-        _compare(source, graph, inputs=x, initial_states=states, lengths=lengths, seed=seed)
+        _compare(read, graph, inputs=x, initial_states=states, lengths=lengths, seed=seed)
     )
 
 
-def check_graph_export(source: Any, read: Any, model: Any, *, seed: int) -> None:
+def check_graph_export(read: Read, model: Any, *, seed: int) -> None:
     """Raise unless ``model`` on onnxruntime computes what the whole model ``read`` computes.
 
-    This is ``compare(source, against=model)`` on seeded inputs with right- and left-padded
+    This is ``compare(read, against=model)`` on seeded inputs with right- and left-padded
     rows (:func:`~xframe_bilstm.inputs.example_inputs`): the live Keras model by its call,
-    a Keras 3 file as Keras loads it, beside the float64 reference (a Keras 2 file: the
-    reference alone); the bound is the model's float32 noise on them, scaled to each pair's
-    coarser precision.
+    a Keras 3 file as Keras loads it, beside the float64 reference (a Keras 2 file, or one
+    Keras cannot load here: the reference alone); the bound is the model's float32 noise on
+    them, scaled to each pair's coarser precision.
     """
     from .inputs import example_inputs
 
@@ -86,11 +88,28 @@ def check_graph_export(source: Any, read: Any, model: Any, *, seed: int) -> None
     _raise_unless_equivalent(_compare(read, model, inputs=tuple(inputs), seed=seed))
 
 
-def _compare(source: Any, model: Any, **given: Any) -> Any:
-    """``compare(source, against=model)`` with no framework run but the source's own."""
+def _compare(source: Read, model: Any, **given: Any) -> Any:
+    """``compare(source, against=model)`` with no framework run but the source's own: a
+    Keras file's own is the model Keras loads, which runs when Keras is asked for."""
     from .runner import compare
 
-    return compare(source, against=model, frameworks=[], dtypes=("float32",), **given)
+    frameworks = ["keras"] if _loads_in_keras(source) else []
+    return compare(source, against=model, frameworks=frameworks, dtypes=("float32",), **given)
+
+
+def _loads_in_keras(read: Read) -> bool:
+    """Whether ``read`` is of a Keras 3 file that Keras loads here. A Keras 2 file (whose
+    layers Keras 3 runs with other semantics) or one Keras cannot load is checked against
+    its float64 reference alone."""
+    if read.framework != "keras" or not isinstance(read.source, (str, os.PathLike)):
+        return False
+    if read.original is None or not FRAMEWORKS["keras"].available():
+        return False
+    try:
+        read.original()
+    except Exception:  # Keras's own failure to load the file (an op layer it cannot read)
+        return False
+    return True
 
 
 def _raise_unless_equivalent(report: Any) -> None:

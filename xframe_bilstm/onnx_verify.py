@@ -73,7 +73,7 @@ def check_export(
     )
 
 
-def check_graph_export(read: Read, model: Any, *, seed: int) -> None:
+def check_graph_export(read: Any, model: Any, *, seed: int) -> None:
     """Raise unless ``model`` on onnxruntime computes what the whole model ``read`` computes.
 
     This is ``compare(read, against=model)`` on seeded inputs with right- and left-padded

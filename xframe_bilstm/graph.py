@@ -247,7 +247,8 @@ class ModelGraph:
     returns, see :func:`tensor_name`), in the model's own order. ``keras_major`` is the
     Keras version the model was saved with (2 or 3): some names mean different things in
     each. ``captured_by`` names the capture that read a torch ``forward``
-    (``"torch.export"`` or ``"torch.fx"``), None where none ran.
+    (``"torch.export"`` or ``"torch.fx"``), None where none ran. ``labels`` name the
+    outputs in reports (default ``output 'tensor'``; a stack's are ``output``, ``h``...).
 
     Example:
         >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
@@ -264,6 +265,12 @@ class ModelGraph:
     keras_major: int = 3
     source: str = "model"
     captured_by: str | None = None
+    labels: tuple[str, ...] = ()
+
+    @property
+    def output_labels(self) -> tuple[str, ...]:
+        """What reports call each output, in order."""
+        return self.labels or tuple(f"output {name!r}" for name in self.outputs)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

@@ -306,14 +306,14 @@ def _shape(x: Any) -> tuple[int, int]:
 
 def _batch(batch: int | None, source: Any, read: Read) -> int:
     """The rows of a generated input: ``batch``, else those the original's input is fixed
-    to, or a stateful Keras layer keeps states for (it runs on no other batch), else
-    :data:`DEFAULT_BATCH`."""
+    to, or the stateful Keras layers of a live source keep states for (they run on no other
+    batch), else :data:`DEFAULT_BATCH`."""
     if batch is not None:
         return batch
     if read.batch is not None:
         return read.batch
     live = source_type(source) == "keras" and read.original is not None
-    if live and isinstance(read.reading, RecurrentStack):
+    if live:
         from .adapters.keras import fixed_batch_size
 
         fixed = fixed_batch_size(source)
@@ -323,12 +323,13 @@ def _batch(batch: int | None, source: Any, read: Read) -> int:
 
 
 def _initial_states(reading: Any, states: Any, x: Any) -> list[np.ndarray] | None:
-    if states is None:
-        return None
-    if not isinstance(reading, RecurrentStack):
+    """The initial states checked (count and shapes, by layer name); a whole model's runs
+    besides the reference (its port, Keras as loaded, the ONNX exports) take none yet."""
+    if states is not None and isinstance(reading, ModelGraph):
         raise UnsupportedFeatureError(
-            "initial_states: a whole model starts its recurrent layers from zeros; compare "
-            "the recurrent layers on their own to give initial states"
+            f"initial_states: {reading.source}: the runs of a whole model (its torch port, "
+            "the model as loaded, its ONNX exports) start its recurrent layers from zeros; "
+            "compare the recurrent layers on their own to give initial states"
         )
     return checked_states(reading, states, x)
 

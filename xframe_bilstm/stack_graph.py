@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .canonical import RecurrentLayer, RecurrentStack, layer_state_names
+from .canonical import RecurrentLayer, RecurrentStack, layer_state_names, output_names
 from .errors import UnsupportedFeatureError, WeightShapeError
 from .graph import LayerRecord, ModelGraph
 
@@ -66,7 +66,10 @@ def stack_graph(stack: RecurrentStack) -> ModelGraph:
         )
     source = f"a stack of {len(stack.layers)} recurrent layer(s)"
     outputs = records[-1].outputs
-    return ModelGraph("stack", tuple(records), (STACK_INPUT,), outputs, source=source)
+    labels = output_names(stack)
+    return ModelGraph(
+        "stack", tuple(records), (STACK_INPUT,), outputs, source=source, labels=labels
+    )
 
 
 def as_graph(reading: RecurrentStack | ModelGraph) -> ModelGraph:

@@ -1,14 +1,11 @@
-"""A recurrent stack as a model graph, and what a graph takes besides its inputs.
+"""A recurrent stack as a model graph, and the initial states a graph takes.
 
 A :class:`~xframe_bilstm.canonical.RecurrentStack` is a graph with one node per layer: an
-input ``x`` masked by the per-row ``lengths`` a run is given, then one recurrent record per
-layer (named ``layers[0]``, ``layers[1]``... as messages about a stack name them), and the
-last layer's outputs (its final states too, with ``return_state``) as the graph's outputs.
-:func:`as_graph` is the one place a reading becomes a graph.
-
-The recurrent records that start from zeros (those that read no states from the model)
-take a run's ``initial_states``: every such layer's states in Keras order, layer after
-layer, as a stack takes them (:func:`split_initial_states`).
+input ``x`` masked by the per-row ``lengths`` a run is given, one recurrent record per layer
+(named ``layers[0]``, ``layers[1]``... as messages about a stack name them), and the last
+layer's outputs (and final states, with ``return_state``) as the graph's outputs. The
+recurrent records that read no states from the model take a run's ``initial_states``: every
+such layer's states in Keras order, layer after layer, as a stack takes them.
 """
 
 from __future__ import annotations
@@ -21,8 +18,6 @@ from .canonical import RecurrentLayer, RecurrentStack, layer_state_names, output
 from .errors import UnsupportedFeatureError, WeightShapeError
 from .graph import LayerRecord, ModelGraph
 
-# The input of a stack's graph: a float sequence, masked by a run's lengths.
-STACK_INPUT = "x"
 _CLASS_NAMES = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
 
 
@@ -37,39 +32,18 @@ def stack_graph(stack: RecurrentStack) -> ModelGraph:
         >>> [r.name for r in graph.layers], graph.outputs
         (['x', 'layers[0]'], ('layers[0]', 'layers[0]:1'))
     """
-    shape = (None, stack.input_size)
-    records = [
-        LayerRecord(
-            STACK_INPUT,
-            "input",
-            "InputLayer",
-            options={"shape": shape, "dtype": "float32", "lengths": True},
-        )
-    ]
+    options = {"shape": (None, stack.input_size), "dtype": "float32", "lengths": True}
+    records = [LayerRecord("x", "input", "InputLayer", options=options)]
     for index, layer in enumerate(stack.layers):
         last = index == len(stack.layers) - 1
-        options = {
-            "return_sequences": stack.return_sequences or not last,
-            "time_major": False,
-            "unroll": False,
-            "return_state": last and stack.return_state,
-        }
-        records.append(
-            LayerRecord(
-                f"layers[{index}]",
-                "recurrent",
-                _class_name(layer),
-                (records[-1].name,),
-                options,
-                recurrent=layer,
-            )
-        )
+        flags = {"return_sequences": stack.return_sequences or not last, "time_major": False}
+        flags |= {"unroll": False, "return_state": last and stack.return_state}
+        kind = "Bidirectional" if layer.direction == "bidirectional" else _CLASS_NAMES[layer.cell]
+        reads = (records[-1].name,)
+        records.append(LayerRecord(f"layers[{index}]", "recurrent", kind, reads, flags, {}, layer))
     source = f"a stack of {len(stack.layers)} recurrent layer(s)"
-    outputs = records[-1].outputs
-    labels = output_names(stack)
-    return ModelGraph(
-        "stack", tuple(records), (STACK_INPUT,), outputs, source=source, labels=labels
-    )
+    outputs, labels = records[-1].outputs, output_names(stack)
+    return ModelGraph("stack", tuple(records), ("x",), outputs, source=source, labels=labels)
 
 
 def as_graph(reading: RecurrentStack | ModelGraph) -> ModelGraph:
@@ -155,12 +129,7 @@ def graph_initial_states(
     return {name: states for (name, _), states in zip(layers, split)}
 
 
-def _class_name(layer: RecurrentLayer) -> str:
-    return "Bidirectional" if layer.direction == "bidirectional" else _CLASS_NAMES[layer.cell]
-
-
 __all__ = [
-    "STACK_INPUT",
     "as_graph",
     "graph_initial_states",
     "split_initial_states",

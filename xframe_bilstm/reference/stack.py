@@ -59,8 +59,9 @@ def run_reference(
     if batch < 1 or steps < 1:
         raise WeightShapeError(f"x: expected at least one batch row and one step, got {x.shape}")
     graph = stack_graph(stack)  # one node per layer, its records named layers[i]
+    kind = np.dtype(dtype).type
     return run_model_reference(
-        graph, [x], dtype=dtype, initial_states=initial_states, lengths=lengths
+        graph, [x], dtype=kind, initial_states=initial_states, lengths=lengths
     )
 
 

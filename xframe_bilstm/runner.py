@@ -31,14 +31,15 @@ from .frameworks import Framework, RunSpec
 from .frameworks.base import GRAPH_GRADIENTS
 from .gradients import compare_gradients
 from .graph import ModelGraph
+from .inputs import as_list, non_finite, run_inputs
 from .inputs import initial_states as checked_states
-from .inputs import non_finite, run_inputs
 from .left_out import left_out
 from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, views_of
 from .planning import Plan, Subject, outputs_of, plan_original, plan_runs
 from .quantization_budget import check_budget, measure_budgets
 from .report import Report, RunRecord
 from .sources import Read, describe, read_source, source_type
+from .stack_graph import as_graph
 
 DEFAULT_BATCH = 4
 DEFAULT_STEPS = 20
@@ -208,8 +209,7 @@ def compare(
         from .models.to_torch import build_torch
         from .models.torch_custom import module_noise
 
-        assert isinstance(reading, ModelGraph)
-        noise = module_noise(build_torch(reading), [x] if isinstance(x, np.ndarray) else list(x))
+        noise = module_noise(build_torch(as_graph(reading)), as_list(x))
     pairs = []
     for expected, actual in pairs_of(list(results), views):
         budget = budgets.of(expected, actual)

@@ -81,3 +81,20 @@ def test_names_and_counts() -> None:
     assert tensor_layer(tensor_name("a", 3)) == "a"
     assert tensor_layer("a:b") == "a:b"
     assert state_count(_lstm("bidirectional")) == 4
+
+
+def test_an_unmerged_bidirectional_layer_returns_both_directions_then_its_states() -> None:
+    layer = RecurrentLayer("lstm", 2, 1, _lstm("bidirectional").weights, "bidirectional", None)
+    options = {"return_sequences": True, "time_major": False, "return_state": True}
+    record = LayerRecord("enc", "recurrent", "Bidirectional", ("x",), options, recurrent=layer)
+    # output forward, output backward, then h, c per direction
+    assert record.outputs == ("enc", "enc:1", "enc:2", "enc:3", "enc:4", "enc:5")
+
+
+def test_an_input_marked_lengths_is_masked_and_outputs_have_labels() -> None:
+    x = LayerRecord("x", "input", "InputLayer", options={"shape": (None, 2), "lengths": True})
+    graph = ModelGraph("m", (x,), ("x",), ("x",))
+    assert graph.masked("x")
+    assert graph.output_labels == ("output 'x'",)
+    labelled = ModelGraph("m", (x,), ("x",), ("x",), labels=("output",))
+    assert labelled.output_labels == ("output",)

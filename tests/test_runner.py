@@ -167,3 +167,14 @@ def test_canonical_source_and_float16(bilstm) -> None:
 def test_bad_arguments_are_named(bilstm, options, error, match) -> None:
     with pytest.raises(error, match=match):
         compare(bilstm, **options)
+
+
+def test_initial_states_for_a_whole_model_are_refused_naming_its_runs() -> None:
+    """The reference takes them (tests/test_stack_graph.py); the port and the model as
+    loaded start from zeros, so compare() refuses rather than pair runs that differ."""
+    from xframe_bilstm import UnsupportedFeatureError
+
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(4)(inputs)))
+    with pytest.raises(UnsupportedFeatureError, match=r"torch port.*start its recurrent layers"):
+        compare(model, frameworks=["torch"], initial_states=[np.zeros((4, 4))] * 2)

@@ -107,13 +107,16 @@ class LayerRecord:
 
     ``options`` by kind (all keys always present unless said):
 
-    - ``input``: ``shape`` (without the batch axis, None for any size), ``dtype``.
+    - ``input``: ``shape`` (without the batch axis, None for any size), ``dtype``,
+      optionally ``lengths`` (True: right-padded by the per-row lengths a run is given and
+      masked by them, as a stack's input is).
     - ``embedding``: ``mask_zero``; weights ``embeddings`` (vocabulary, features).
     - ``masking``: ``mask_value``.
     - ``identity``: none, or ``rate`` for a dropout read from torch, kept so that a
       rebuilt model trains as the original.
     - ``recurrent``: ``return_sequences``, ``time_major``, ``unroll``, optionally
-      ``return_state`` (False when absent: then the final states are outputs 1, 2...);
+      ``return_state`` (False when absent: then the final states follow the output, or the
+      forward and backward outputs of a ``Bidirectional`` with ``merge_mode=None``);
       ``recurrent`` holds the canonical layer. ``inputs`` are the sequence, then either no
       initial states (zeros) or all of them in Keras order (``initial_state=[h, c]``).
     - ``dense``: ``activation`` (a canonical activation name or ``"softmax"``),
@@ -222,9 +225,10 @@ class LayerRecord:
     def outputs(self) -> tuple[str, ...]:
         """The names of the tensors this layer returns (see :func:`tensor_name`)."""
         count = 1
-        if self.kind == "recurrent" and self.options.get("return_state"):
-            assert self.recurrent is not None
-            count += state_count(self.recurrent)
+        if self.recurrent is not None:
+            layer = self.recurrent
+            count += layer.direction == "bidirectional" and layer.merge_mode is None
+            count += state_count(layer) if self.options.get("return_state") else 0
         return tuple(tensor_name(self.name, index) for index in range(count))
 
     @property
@@ -243,7 +247,8 @@ class ModelGraph:
     returns, see :func:`tensor_name`), in the model's own order. ``keras_major`` is the
     Keras version the model was saved with (2 or 3): some names mean different things in
     each. ``captured_by`` names the capture that read a torch ``forward``
-    (``"torch.export"`` or ``"torch.fx"``), None where none ran.
+    (``"torch.export"`` or ``"torch.fx"``), None where none ran. ``labels`` name the
+    outputs in reports (default ``output 'tensor'``; a stack's are ``output``, ``h``...).
 
     Example:
         >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
@@ -260,6 +265,12 @@ class ModelGraph:
     keras_major: int = 3
     source: str = "model"
     captured_by: str | None = None
+    labels: tuple[str, ...] = ()
+
+    @property
+    def output_labels(self) -> tuple[str, ...]:
+        """What reports call each output, in order."""
+        return self.labels or tuple(f"output {name!r}" for name in self.outputs)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -304,7 +315,9 @@ class ModelGraph:
             masks.update(dict.fromkeys(record.outputs[1:], False))
             incoming = [masks[name] for name in record.inputs]
             rule = record.mask_rule
-            if rule == "make":
+            if record.kind == "input":
+                masks[record.name] = bool(record.options.get("lengths"))
+            elif rule == "make":
                 masks[record.name] = record.makes_mask or bool(incoming and incoming[0])
             elif rule == "keep":
                 masks[record.name] = bool(incoming and incoming[0])

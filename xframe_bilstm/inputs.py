@@ -19,7 +19,7 @@ from .errors import WeightShapeError
 from .graph import LayerRecord, ModelGraph
 from .masks import check_lengths, mask_from_lengths
 from .reference import Reading
-from .reference.stack import split_initial_states
+from .stack_graph import as_graph, graph_initial_states
 
 # One array for a stack or a one-input graph, a tuple of them for a graph with several.
 Inputs = np.ndarray | tuple[np.ndarray, ...]
@@ -84,13 +84,14 @@ def _stack_inputs(
 
 
 def initial_states(
-    stack: RecurrentStack, states: Sequence[np.ndarray] | None, x: np.ndarray
+    reading: Reading, states: Sequence[np.ndarray] | None, x: Inputs
 ) -> list[np.ndarray] | None:
-    """The initial states as float64, checked against every layer's (batch, units)."""
+    """The initial states as float64, checked against the (batch, units) of every recurrent
+    layer that takes them; refused by name where a model has no place for them."""
     if states is None:
         return None
     arrays = [real_array(state, "initial_states") for state in states]
-    split_initial_states(stack, arrays, int(x.shape[0]), np.float64)
+    graph_initial_states(as_graph(reading), arrays, int(as_list(x)[0].shape[0]), np.float64)
     return arrays
 
 
@@ -115,12 +116,9 @@ def non_finite(reading: Reading, x: Inputs, states: list[np.ndarray] | None) -> 
 
 def _weights(reading: Reading) -> list[tuple[str, np.ndarray]]:
     """Every weight array of a stack or graph, named as a user finds it."""
-    if isinstance(reading, RecurrentStack):
-        recurrent = [(f"layers[{index}]", layer) for index, layer in enumerate(reading.layers)]
-        named: list[tuple[str, np.ndarray]] = []
-    else:
-        recurrent = [(r.name, r.recurrent) for r in reading.layers if r.recurrent is not None]
-        named = [(f"{r.name}.{k}", w) for r in reading.layers for k, w in r.weights.items()]
+    graph = as_graph(reading)  # a stack's records are named layers[0], layers[1]...
+    recurrent = [(r.name, r.recurrent) for r in graph.layers if r.recurrent is not None]
+    named = [(f"{r.name}.{k}", w) for r in graph.layers for k, w in r.weights.items()]
     for where, layer in recurrent:
         for side, weights in zip(("forward", "backward"), layer.weights):
             for name in ("kernel", "recurrent_kernel", "bias"):

@@ -16,13 +16,14 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .canonical import RecurrentLayer, RecurrentStack
+from .canonical import RecurrentLayer
 from .comparison import compare_outputs
 from .correspondence import Correspondence, Source, correspond, output_names_of
 from .errors import UnsupportedFeatureError
 from .frameworks.base import RunSpec
 from .reference import Reading
 from .report import PairReport
+from .stack_graph import as_graph
 
 
 def views_of(mine: Source, subjects: dict[str, Source]) -> dict[tuple[str, str], Correspondence]:
@@ -157,10 +158,13 @@ def pair_report(
 
 def _last_layer(reading: Reading, name: str) -> RecurrentLayer | None:
     """The recurrent layer that makes output ``name``, or None (a Dense head, say)."""
-    if isinstance(reading, RecurrentStack):
-        return reading.last
-    names = output_names_of(reading)
-    return reading.layer(reading.outputs[names.index(name)]).recurrent if name in names else None
+    graph = as_graph(reading)
+    names = graph.output_labels
+    if name in names:
+        return graph.layer(graph.outputs[names.index(name)]).recurrent
+    makers = {graph.layer(output).name for output in graph.outputs}
+    # A name the correspondence gave (a half, a last step) belongs to the one output layer.
+    return graph.layer(makers.pop()).recurrent if len(makers) == 1 else None
 
 
 def _halves(

@@ -19,7 +19,7 @@ from typing import Any
 from .correspondence import Source, graph_source, native_source, stack_source
 from .errors import FrameworkUnavailableError, UnsupportedFeatureError
 from .frameworks import FRAMEWORKS, Framework, RunSpec, auto_frameworks
-from .frameworks.base import KERNEL_PATHS, other_kinds
+from .frameworks.base import KERNEL_PATHS
 from .frameworks.keras import KerasLayerFramework
 from .frameworks.keras_backends import with_backend_originals
 from .frameworks.onnxruntime import OnnxGraphFramework
@@ -27,6 +27,7 @@ from .frameworks.torch import TorchModuleFramework
 from .graph import ModelGraph
 from .reference import Reading
 from .sources import Read, describe, source_type
+from .stack_graph import as_graph
 
 Plan = list[tuple[RunSpec, Framework]]
 
@@ -102,11 +103,9 @@ def _runnable(reading: Reading, names: list[str], auto: bool, original: str) -> 
     reasons = {name: FRAMEWORKS[name]().supports(reading) for name in names}
     refused = [name for name, why in reasons.items() if why and name != original]
     if refused and not auto:
-        what = (
-            f"a whole model ({', '.join(other_kinds(reading))})"
-            if isinstance(reading, ModelGraph)
-            else "these layers"
-        )
+        layers = as_graph(reading).layers
+        kinds = [r.class_name for r in layers if r.kind not in ("input", "recurrent")]
+        what = f"a whole model ({', '.join(dict.fromkeys(kinds))})" if kinds else "these layers"
         raise UnsupportedFeatureError(
             f"frameworks: {refused} cannot run {what}: "
             + "; ".join(str(reasons[name]) for name in refused)

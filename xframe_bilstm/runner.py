@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from .against import plan_against
-from .canonical import RecurrentStack
 from .comparison import ArrayComparison, Comparison, measure_noise
 from .correspondence import output_names_of
 from .custom import custom_layers_in_use
@@ -30,14 +29,15 @@ from .errors import UnsupportedFeatureError
 from .frameworks import Framework, RunSpec
 from .gradients import compare_gradients, gradient_refusal
 from .graph import ModelGraph
+from .inputs import as_list, non_finite, run_inputs
 from .inputs import initial_states as checked_states
-from .inputs import non_finite, run_inputs
 from .left_out import left_out
 from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, views_of
 from .planning import Plan, Subject, outputs_of, plan_original, plan_runs
 from .quantization_budget import check_budget, measure_budgets
 from .report import Report, RunRecord
 from .sources import Read, describe, read_source, source_type
+from .stack_graph import as_graph
 
 DEFAULT_BATCH = 4
 DEFAULT_STEPS = 20
@@ -205,8 +205,7 @@ def compare(
         from .models.to_torch import build_torch
         from .models.torch_custom import module_noise
 
-        assert isinstance(reading, ModelGraph)
-        noise = module_noise(build_torch(reading), [x] if isinstance(x, np.ndarray) else list(x))
+        noise = module_noise(build_torch(as_graph(reading)), as_list(x))
     pairs = []
     for expected, actual in pairs_of(list(results), views):
         budget = budgets.of(expected, actual)
@@ -302,14 +301,14 @@ def _shape(x: Any) -> tuple[int, int]:
 
 def _batch(batch: int | None, source: Any, read: Read) -> int:
     """The rows of a generated input: ``batch``, else those the original's input is fixed
-    to, or a stateful Keras layer keeps states for (it runs on no other batch), else
-    :data:`DEFAULT_BATCH`."""
+    to, or the stateful Keras layers of a live source keep states for (they run on no other
+    batch), else :data:`DEFAULT_BATCH`."""
     if batch is not None:
         return batch
     if read.batch is not None:
         return read.batch
     live = source_type(source) == "keras" and read.original is not None
-    if live and isinstance(read.reading, RecurrentStack):
+    if live:
         from .adapters.keras import fixed_batch_size
 
         fixed = fixed_batch_size(source)
@@ -319,12 +318,13 @@ def _batch(batch: int | None, source: Any, read: Read) -> int:
 
 
 def _initial_states(reading: Any, states: Any, x: Any) -> list[np.ndarray] | None:
-    if states is None:
-        return None
-    if not isinstance(reading, RecurrentStack):
+    """The initial states checked (count and shapes, by layer name); a whole model's runs
+    besides the reference (its port, Keras as loaded, the ONNX exports) take none yet."""
+    if states is not None and isinstance(reading, ModelGraph):
         raise UnsupportedFeatureError(
-            "initial_states: a whole model starts its recurrent layers from zeros; compare "
-            "the recurrent layers on their own to give initial states"
+            f"initial_states: {reading.source}: the runs of a whole model (its torch port, "
+            "the model as loaded, its ONNX exports) start its recurrent layers from zeros; "
+            "compare the recurrent layers on their own to give initial states"
         )
     return checked_states(reading, states, x)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..canonical import RecurrentStack, output_names
 from ..graph import ModelGraph
+from ..stack_graph import as_graph
 
 # (what, how): what ∈ {"sequence", "last", "h", "c"}; how is a merge mode ("concat", "sum",
 # "mul", "ave") for both directions, "forward" or "backward" for one direction in input time,
@@ -194,9 +195,7 @@ def output_names_of(reading: RecurrentStack | ModelGraph) -> tuple[str, ...]:
         >>> output_names_of(ModelGraph("m", (x,), ("x",), ("x",)))
         ("output 'x'",)
     """
-    if isinstance(reading, RecurrentStack):
-        return output_names(reading)
-    return tuple(f"output {name!r}" for name in reading.outputs)
+    return as_graph(reading).output_labels
 
 
 def _directions(stack: RecurrentStack) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 from ..canonical import RecurrentStack
 from ..gradient_arrays import GradientArrays, gradient_arrays
 from ..reference import Reading, reference_gradients, reference_outputs
+from ..stack_graph import as_graph
 from .base import Framework, RunSpec
 
 
@@ -28,7 +29,7 @@ class ReferenceFramework(Framework):
     def supports(self, reading: Reading) -> str | None:
         from ..custom import custom_refusal
 
-        customs = [r for r in getattr(reading, "layers", ()) if getattr(r, "kind", "") == "custom"]
+        customs = [record for record in as_graph(reading).layers if record.kind == "custom"]
         if customs:  # a user's class is the user's code
             return "; ".join(custom_refusal(record, "the float64 reference") for record in customs)
         return None  # stacks and graphs alike

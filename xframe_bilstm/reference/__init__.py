@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..canonical import RecurrentStack
-from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
+from ..stack_graph import as_graph
 from .gradients import ReferenceGradients, reference_gradients
 from .graph import run_model_reference
 from .stack import run_reference
@@ -33,8 +33,10 @@ def reference_outputs(
 ) -> tuple[np.ndarray, ...]:
     """Run a stack on its input (B, T, D), or a graph on one array per model input.
 
-    A graph masks padding by its values (``Embedding(mask_zero=True)``, ``Masking``), so it
-    takes no ``lengths``; its recurrent layers start from zeros.
+    A stack runs as its graph (:func:`~xframe_bilstm.stack_graph.stack_graph`), on the same
+    graph reference as a whole model. ``lengths`` mask a stack's input; a whole model masks
+    padding by its values (``Embedding(mask_zero=True)``, ``Masking``). ``initial_states``
+    start every recurrent layer that reads none from the model, layer after layer.
 
     Example:
         >>> from xframe_bilstm import DirectionWeights, RecurrentLayer
@@ -45,17 +47,10 @@ def reference_outputs(
         >>> y[0, :, 0].tolist()
         [1.0, 1.0]
     """
-    if isinstance(reading, RecurrentStack):
-        return run_reference(
-            reading, inputs, dtype=dtype, initial_states=initial_states, lengths=lengths
-        )
-    if initial_states is not None:
-        raise UnsupportedFeatureError(
-            "initial_states: a whole model starts its recurrent layers from zeros; compare "
-            "the recurrent layers on their own to give initial states"
-        )
     arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
-    return run_model_reference(reading, arrays, dtype=dtype)
+    return run_model_reference(
+        as_graph(reading), arrays, dtype=dtype, initial_states=initial_states, lengths=lengths
+    )
 
 
 __all__ = [

@@ -19,6 +19,8 @@ import numpy as np
 from ..activations import numpy_activation
 from ..errors import UnsupportedFeatureError
 from ..graph import ATTENTION_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, state_count
+from ..masks import mask_from_lengths
+from ..stack_graph import graph_initial_states
 from .attention import run_attention
 from .convolution import activate, conv_reference, pad_or_crop_reference
 from .normpool import batch_norm, global_pool, layer_norm, pool
@@ -60,15 +62,24 @@ def _recurrent(
         return_sequences=bool(record.options["return_sequences"]),
         dtype=dtype,
     )
-    (y,) = outputs
-    y = np.swapaxes(y, 0, 1) if time_major and record.options["return_sequences"] else y
-    return (y, *finals) if record.options.get("return_state") else (y,)
+    if time_major and record.options["return_sequences"]:
+        outputs = tuple(np.swapaxes(y, 0, 1) for y in outputs)
+    return (*outputs, *finals) if record.options.get("return_state") else outputs
 
 
 def run_model_reference(
-    graph: ModelGraph, inputs: Sequence[np.ndarray], *, dtype: type = np.float64
+    graph: ModelGraph,
+    inputs: Sequence[np.ndarray],
+    *,
+    dtype: type = np.float64,
+    initial_states: Sequence[np.ndarray] | None = None,
+    lengths: Sequence[int] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Run ``graph`` on ``inputs`` (one array per model input) in ``dtype``.
+
+    ``initial_states`` start the recurrent layers that read none from the model (every
+    such layer's states in Keras order, layer after layer; default zeros); ``lengths``
+    (valid steps per row) mask the inputs marked ``lengths`` (a stack's input).
 
     Example:
         >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
@@ -83,7 +94,10 @@ def run_model_reference(
     masks: dict[str, np.ndarray | None] = {}
     for name, array in zip(graph.inputs, inputs, strict=True):
         values[name] = np.asarray(array)
-        masks[name] = None
+        by_lengths = lengths is not None and graph.layer(name).options.get("lengths")
+        masks[name] = mask_from_lengths(lengths, *array.shape[:2]) if by_lengths else None
+    batch = int(np.shape(inputs[0])[0]) if len(inputs) else 0
+    starts = graph_initial_states(graph, initial_states, batch, dtype)
     for record in graph.layers:
         if record.kind == "input":
             continue
@@ -100,9 +114,9 @@ def run_model_reference(
         elif record.kind == "identity":
             y = x
         elif record.kind == "recurrent":
-            initial = [values[name] for name in record.inputs[1:]]
-            y, *finals = _recurrent(record, x, mask, dtype, initial)
-            values.update(zip(record.outputs[1:], finals))
+            initial = starts.get(record.name) or [values[name] for name in record.inputs[1:]]
+            y, *rest = _recurrent(record, x, mask, dtype, initial)
+            values.update(zip(record.outputs[1:], rest))
             masks.update(dict.fromkeys(record.outputs[1:]))
             out_mask = mask if options["return_sequences"] else None
         elif record.kind == "dense":

@@ -1,4 +1,4 @@
-"""The reference of a canonical stack: its layers on the shared scan, layer after layer.
+"""The reference of a canonical stack: its graph (one node per layer) on the graph reference.
 
 It follows Keras's semantics, which the canonical form stores (``docs/conventions.md``):
 the equations of each cell are in :mod:`~xframe_bilstm.reference.cells`, masks, directions
@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..canonical import RecurrentStack, initial_state_count, layer_state_names
+from ..canonical import RecurrentStack
 from ..errors import WeightShapeError
-from ..masks import mask_from_lengths
-from .scan import run_layer
+from ..stack_graph import split_initial_states as split_states
+from ..stack_graph import stack_graph
+from .graph import run_model_reference
 
 
 def run_reference(
@@ -57,23 +58,11 @@ def run_reference(
     batch, steps, _ = x.shape
     if batch < 1 or steps < 1:
         raise WeightShapeError(f"x: expected at least one batch row and one step, got {x.shape}")
-    mask = None if lengths is None else mask_from_lengths(lengths, batch, steps)
-    states = split_initial_states(stack, initial_states, batch, dtype)
-
-    sequence = x
-    for index, layer in enumerate(stack.layers):
-        is_last = index == len(stack.layers) - 1
-        outputs, finals = run_layer(
-            layer,
-            sequence,
-            states[index],
-            mask,
-            return_sequences=stack.return_sequences or not is_last,
-            dtype=dtype,
-        )
-        if not is_last:
-            (sequence,) = outputs
-    return outputs + (finals if stack.return_state else ())
+    graph = stack_graph(stack)  # one node per layer, its records named layers[i]
+    kind = np.dtype(dtype).type
+    return run_model_reference(
+        graph, [x], dtype=kind, initial_states=initial_states, lengths=lengths
+    )
 
 
 def split_initial_states(
@@ -83,27 +72,5 @@ def split_initial_states(
     dtype: type[np.floating] | np.dtype,
 ) -> list[list[np.ndarray]]:
     """Every layer's initial states (zeros when None), each checked to be (batch, units)."""
-    if initial_states is None:
-        return [
-            [np.zeros((batch, layer.units), dtype) for _ in layer_state_names(layer)]
-            for layer in stack.layers
-        ]
-    expected = initial_state_count(stack)
-    if len(initial_states) != expected:
-        raise WeightShapeError(
-            f"initial_states: expected {expected} arrays (every layer's states in Keras "
-            f"order), got {len(initial_states)}"
-        )
-    remaining = [np.asarray(s, dtype=dtype) for s in initial_states]
-    split = []
-    for index, layer in enumerate(stack.layers):
-        names = layer_state_names(layer)
-        chunk, remaining = remaining[: len(names)], remaining[len(names) :]
-        for name, state in zip(names, chunk):
-            if state.shape != (batch, layer.units):
-                raise WeightShapeError(
-                    f"initial_states (layers[{index}] {name}): expected shape "
-                    f"{(batch, layer.units)} (batch, units), got {state.shape}"
-                )
-        split.append(chunk)
-    return split
+    named = [(f"layers[{index}]", layer) for index, layer in enumerate(stack.layers)]
+    return split_states(named, initial_states, batch, dtype)

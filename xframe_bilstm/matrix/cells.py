@@ -118,7 +118,12 @@ class Cell:
 
     @property
     def structure(self) -> tuple[Any, ...]:
-        """What a compiled Keras function depends on, besides shapes and the mask."""
+        """What a compiled Keras function depends on, besides shapes and the mask; cells
+        with frameworks run only on request (each starts a process or converts) form one
+        group, so that one process of a run starts those frameworks' processes once."""
+        on_request = tuple(n for n in self.frameworks if FRAMEWORKS[n].on_request)
+        if on_request:
+            return ("on request", on_request)
         return (
             self.dtype,
             self.cell,

@@ -66,7 +66,8 @@ class TrainingCell:
 
     @property
     def structure(self) -> tuple[Any, ...]:
-        return ("training", self.cell, self.direction)
+        # One group: the first cell of a process pays for the optimizers' first steps.
+        return ("training",)
 
     @property
     def cost(self) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xframe_bilstm.comparison import NOISE_FACTOR
 from xframe_bilstm.frameworks import FRAMEWORKS, RunSpec, TorchFramework
 from xframe_bilstm.matrix import (
     Baseline,
@@ -27,7 +28,7 @@ from xframe_bilstm.matrix import (
     version_key,
 )
 from xframe_bilstm.matrix.ratchet import default_directory
-from xframe_bilstm.reference import run_reference
+from xframe_bilstm.reference import reference_gradients, run_reference
 
 from .drift import past_the_ratchet, scaled_errors
 
@@ -153,3 +154,42 @@ def test_the_injected_outputs_come_from_the_reference() -> None:
     )
     for got, want in zip(outputs, run_reference(stack, x, lengths=lengths)):
         assert np.array_equal(got, want)
+
+
+def test_the_ratchet_trips_on_a_drift_of_the_backward_pass_alone(
+    torch_session: MatrixSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gradient cell records each gradient pair's error as ``gradients of <run>``; torch's
+    gradients moved from the float64 ones (its outputs untouched) drift past the ratchet."""
+    cells, _ = lane_cells(TABLE, "default", available=set(FRAMEWORKS))
+    cell = next(
+        c for c in cells if getattr(c, "gradients", False) and c.cell == "gru" and c.reset_after
+    )
+    cell = replace(cell, frameworks=("torch",))
+    clean = torch_session.run(cell)
+    assert clean.passed, clean.lines()
+    run = f"gradients of {TORCH_RUN}"
+    assert set(clean.max_errors) == {TORCH_RUN, run}
+    torch_session.baseline.record(cell.id, clean.max_errors)
+    error, floor = clean.max_errors[run], clean.floors[run]
+    limit = TABLE.ratchet * max(error, floor)
+    tolerance = floor * NOISE_FACTOR
+    assert limit * 1.2 < tolerance, "no room between the ratchet and the tolerance"
+    factor = math.sqrt(limit * tolerance) / error
+    real = TorchFramework.gradients
+
+    def drifted(self, stack, x, spec, cotangents, *, initial_states, lengths):
+        got = real(self, stack, x, spec, cotangents, initial_states=initial_states, lengths=lengths)
+        exact = reference_gradients(
+            stack, x, cotangents, dtype=np.float64, initial_states=initial_states, lengths=lengths
+        ).named()
+        moved = {name: exact[name] + factor * (a - exact[name]) for name, a in got.arrays.items()}
+        return replace(got, arrays=moved)
+
+    monkeypatch.setattr(TorchFramework, "gradients", drifted)
+    result = torch_session.run(cell)
+    assert result.within_tolerance, result.lines()
+    (drift,) = result.drifts
+    assert (drift.run, drift.baseline) == (run, error)
+    assert drift.factor == pytest.approx(math.sqrt(limit * tolerance) / max(error, floor), rel=0.05)
+    assert result.max_errors[TORCH_RUN] == clean.max_errors[TORCH_RUN]  # the forward pass held

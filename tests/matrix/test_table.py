@@ -11,6 +11,7 @@ import pytest
 from xframe_bilstm.canonical import output_names
 from xframe_bilstm.frameworks import FRAMEWORKS
 from xframe_bilstm.matrix import (
+    Cell,
     TableError,
     cell_lengths,
     cell_stack,
@@ -24,8 +25,9 @@ TABLE = load_table()
 ALL = set(FRAMEWORKS)
 
 
-def cells_of(lane: str):
-    return lane_cells(TABLE, lane, available=ALL)[0]
+def cells_of(lane: str) -> list[Cell]:
+    """The lane's compare() cells (its optimizer-parity cells aside)."""
+    return [c for c in lane_cells(TABLE, lane, available=ALL)[0] if isinstance(c, Cell)]
 
 
 def test_the_default_lane_covers_every_layout_on_cpu_in_at_least_200_cells() -> None:
@@ -105,7 +107,7 @@ def test_optional_frameworks_run_only_where_installed() -> None:
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5])
 def test_shards_split_a_lane_exactly_and_keep_structure_groups_whole(count: int) -> None:
-    cells = cells_of("default")
+    cells = lane_cells(TABLE, "default", available=ALL)[0]
     parts = [shard(cells, index, count) for index in range(1, count + 1)]
     ids = [c.id for part in parts for c in part]
     assert sorted(ids) == sorted(c.id for c in cells)
@@ -272,3 +274,98 @@ def test_kernel_paths_make_their_own_cells_and_exclusions_drop_one_path_only() -
     assert masked.frameworks == ("torch", "keras")  # keras still runs, without unroll
     assert masked.excluded == (("keras:unroll", "a bug"),)
     assert masked.config()["paths"] == ("unroll",)
+
+
+# --------------------------------------------------------------------------- gradients,
+# optimizer steps and the columns a block adds
+
+
+def test_the_default_lane_compares_gradients_of_every_cell_kind_with_and_without_a_mask() -> None:
+    cells = [c for c in cells_of("default") if c.gradients]
+    kinds = {(c.cell, c.reset_after, c.direction, c.mask) for c in cells}
+    for kind in [("lstm", True), ("gru", True), ("gru", False), ("simple_rnn", True)]:
+        for mask in ("none", "right-padded"):
+            assert (*kind, "bidirectional", mask) in kinds
+    for cell in cells:
+        assert cell.id.endswith("-grad")
+        assert cell.request().arguments["gradients"] is True
+        assert {"torch", "keras"} <= set(cell.frameworks)
+        assert "no gradients" in dict(cell.excluded)["onnxruntime"]
+    forward = [c for c in cells_of("default") if not c.gradients]
+    assert all("gradients" not in c.request().arguments for c in forward[:5])
+
+
+def test_reset_after_makes_gru_cells_only_and_builds_the_gru_it_names() -> None:
+    cells = cells_of("default")
+    assert all(c.reset_after for c in cells if c.cell != "gru")
+    (without,) = [c for c in cells if not c.reset_after and c.mask == "right-padded"]
+    assert without.id.endswith("-r0-grad") and without.cell == "gru"
+    layer = cell_stack(without).layers[0]
+    assert layer.reset_after is False
+    assert layer.weights[0].bias.shape == (3 * without.units,)  # one bias, as Keras's
+    assert cell_stack(replace(without, reset_after=True)).layers[0].reset_after is True
+
+
+def test_a_block_adds_its_columns_where_installed_and_its_cells_say_why_not() -> None:
+    columns = {"keras-jax", "keras-torch", "tflite"}
+    lane = TABLE.lane("default")
+    assert columns <= set(lane.all_frameworks)
+    with_columns = [c for c in cells_of("default") if columns <= set(c.frameworks)]
+    assert {c.cell for c in with_columns} == {"lstm", "gru", "simple_rnn"}
+    assert all(c.block == "layouts" for c in with_columns)  # repeats gain the columns
+    assert len(with_columns) <= 3, "each column starts a process or converts: keep it small"
+
+    core = {"torch", "keras", "onnxruntime", "torch-onnx"}
+    cells, skipped = lane_cells(TABLE, "default", available=core)
+    assert skipped == dict.fromkeys(sorted(columns), "not installed")
+    assert not columns & {f for c in cells for f in c.frameworks}
+    ids = {c.id for c in with_columns}
+    for cell in cells:
+        if cell.id in ids:
+            assert columns <= set(dict(cell.excluded))
+            assert dict(cell.excluded)["tflite"] == "not installed"
+
+
+def test_the_default_lane_ends_with_its_optimizer_parity_cells() -> None:
+    cells = lane_cells(TABLE, "default", available=ALL)[0]
+    training = [c for c in cells if not isinstance(c, Cell)]
+    assert cells[-len(training) :] == training
+    assert {c.optimizer for c in training} == {"sgd-momentum", "adam", "adamw"}
+    assert {c.cell for c in training} == {"lstm", "gru"}
+    assert all(c.frameworks == ("keras", "torch") for c in training)
+
+
+TRAINING = '\n[[lanes.tiny.training]]\nname = "steps"\ncell = ["lstm"]\noptimizer = ["adam"]\n'
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('name = "one"', 'name = "one"\ngradients = ["yes"]'), "gradients: 'yes' is not"),
+        (('name = "one"', 'name = "one"\nreset_after = [0]'), "reset_after: 0 is not"),
+        (('name = "one"', 'name = "one"\nframeworks = ["caffe"]'), "\\[one\\].frameworks"),
+        (('"adam"]', '"rmsprop"]'), "optimizer: 'rmsprop' is not one of"),
+        (('"adam"]', '"adam"]\nsteps = 0'), "steps: expected a positive number"),
+        (('"adam"]', '"adam"]\nlr = 0.1'), "unexpected keys \\['lr'\\]"),
+        (('cell = ["lstm"]\noptimizer', "optimizer"), "cell: expected a non-empty list"),
+    ],
+)
+def test_gradient_and_training_mistakes_are_refused_by_name(
+    change: tuple[str, str], message: str
+) -> None:
+    with pytest.raises(TableError, match=message):
+        load_table((MINIMAL + TRAINING).replace(*change))
+
+
+def test_a_training_block_makes_one_cell_per_cell_direction_and_optimizer() -> None:
+    text = (MINIMAL + TRAINING).replace(
+        '["adam"]', '["sgd", "adamw"]\ndirection = ["forward", "backward"]\nsteps = 2'
+    )
+    cells, _ = lane_cells(load_table(text), "tiny", available=ALL)
+    assert [c.id for c in cells] == [
+        "lstm-fwd-L1-seq-unmasked-T3xB2-D3H2-float32",
+        "train-lstm-fwd-sgd-k2",
+        "train-lstm-fwd-adamw-k2",
+        "train-lstm-bwd-sgd-k2",
+        "train-lstm-bwd-adamw-k2",
+    ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,10 @@ from ..factories import random_stack
 from ..frameworks import FRAMEWORKS
 from .protocol import Request
 from .table import Lane, Table
+from .training_cells import TrainingCell, training_cells
+
+# Why a framework a block adds does not run in its cells.
+NOT_INSTALLED = "not installed"
 
 # How merge modes and returns read in ids.
 _DIRECTION_ID = {"forward": "fwd", "backward": "bwd", "bidirectional": "bi"}
@@ -42,6 +46,8 @@ class Cell:
     bidirectional layer that returns both directions). ``paths`` are the kernel paths run
     besides each framework's default. ``excluded`` names the frameworks of the lane that do
     not run here, and the kernel paths (``keras:unroll``) left out, with the table's reason.
+    ``reset_after`` is a GRU's (True for other cells); with ``gradients`` the cell compares
+    gradients too (``compare(..., gradients=True)``).
     """
 
     lane: str
@@ -63,10 +69,15 @@ class Cell:
     frameworks: tuple[str, ...]
     devices: tuple[str, ...]
     excluded: tuple[tuple[str, str], ...] = ()
+    reset_after: bool = True
+    gradients: bool = False
 
     @property
     def id(self) -> str:
-        """e.g. ``lstm-bi.concat-L2-seq+state-masked-T7xB3-D5H6-float32``; unique in a lane."""
+        """e.g. ``lstm-bi.concat-L2-seq+state-masked-T7xB3-D5H6-float32``; unique in a lane.
+
+        A GRU without ``reset_after`` ends in ``-r0``, a cell comparing gradients in ``-grad``.
+        """
         layout = _DIRECTION_ID[self.direction]
         if self.merge_mode is not None:
             layout += f".{self.merge_mode}"
@@ -86,6 +97,10 @@ class Cell:
             parts.append("tf32")
         if self.paths:
             parts.append("+".join(self.paths))
+        if not self.reset_after:
+            parts.append("r0")
+        if self.gradients:
+            parts.append("grad")
         return "-".join(parts)
 
     @property
@@ -103,7 +118,12 @@ class Cell:
 
     @property
     def structure(self) -> tuple[Any, ...]:
-        """What a compiled Keras function depends on, besides shapes and the mask."""
+        """What a compiled Keras function depends on, besides shapes and the mask; cells
+        with frameworks run only on request (each starts a process or converts) form one
+        group, so that one process of a run starts those frameworks' processes once."""
+        on_request = tuple(n for n in self.frameworks if FRAMEWORKS[n].on_request)
+        if on_request:
+            return ("on request", on_request)
         return (
             self.dtype,
             self.cell,
@@ -115,17 +135,26 @@ class Cell:
             self.input_size,
             self.tf32,
             self.paths,
+            self.reset_after,
+            self.gradients,
         )
 
     @property
     def cost(self) -> float:
         """Rough relative run time: a fixed part (compiling, exporting) and the recurrence."""
         directions = 2 if self.direction == "bidirectional" else 1
-        return 1.0 + self.steps * self.layers * directions / 200.0
+        recurrence = self.steps * self.layers * directions / 200.0
+        return (2.0 if self.gradients else 1.0) * (1.0 + recurrence)
 
     def request(self) -> Request:
         """The cell's stack (seeded weights), lengths and input shape for compare()."""
-        arguments = {"lengths": cell_lengths(self), "batch": self.batch, "steps": self.steps}
+        arguments: dict[str, Any] = {
+            "lengths": cell_lengths(self),
+            "batch": self.batch,
+            "steps": self.steps,
+        }
+        if self.gradients:
+            arguments["gradients"] = True
         return Request(cell_stack(self), arguments)
 
     def config(self) -> dict[str, Any]:
@@ -163,6 +192,7 @@ def cell_stack(cell: Cell) -> RecurrentStack:
         merge_mode=None if cell.merge_mode == "none" else (cell.merge_mode or "concat"),
         scale=cell.weight_scale,
         dtype=np.float32,
+        **({"reset_after": cell.reset_after} if cell.cell == "gru" else {}),
     )
 
 
@@ -186,11 +216,15 @@ def cell_lengths(cell: Cell) -> list[int] | None:
 
 def lane_cells(
     table: Table, lane_name: str, available: set[str] | None = None
-) -> tuple[list[Cell], dict[str, str]]:
+) -> tuple[list[Cell | TrainingCell], dict[str, str]]:
     """Every cell of a lane, in run order, and the optional frameworks that do not run.
 
     ``available`` are the frameworks installed here (default: ask the registry); required
-    frameworks run whether or not they are (a missing one fails its cells, loudly).
+    frameworks run whether or not they are (a missing one fails its cells, loudly). The
+    frameworks a block adds run in its cells where installed; where not, each of those cells
+    names them among its ``excluded``, with why. A block's cell that repeats a cell already
+    generated adds the block's frameworks to it. The lane's optimizer-parity cells
+    (:mod:`.training_cells`) come last.
 
     Example:
         >>> from xframe_bilstm.matrix.table import load_table
@@ -202,8 +236,8 @@ def lane_cells(
     if available is None:
         available = {name for name, framework in FRAMEWORKS.items() if framework.available()}
     skipped = {
-        name: "not installed"
-        for name in lane.optional_frameworks
+        name: NOT_INSTALLED
+        for name in (*lane.optional_frameworks, *(n for b in lane.blocks for n in b.frameworks))
         if name not in available  # optional frameworks run only where installed
     }
     frameworks = lane.frameworks + tuple(n for n in lane.optional_frameworks if n not in skipped)
@@ -212,11 +246,27 @@ def lane_cells(
     for block in lane.blocks:
         axes = {**defaults, **dict(block.axes)}
         names = list(axes)
+        extra = [name for name in block.frameworks if name not in frameworks]
+        running = frameworks + tuple(name for name in extra if name not in skipped)
+        missing = tuple((name, skipped[name]) for name in extra if name in skipped)
         for values in itertools.product(*(axes[name] for name in names)):
-            cell = _cell(table, lane, block.name, dict(zip(names, values)), frameworks)
-            if cell is not None:
-                cells.setdefault(cell.id, cell)  # a repeat keeps its first block
-    return _grouped(list(cells.values())), skipped
+            cell = _cell(table, lane, block.name, dict(zip(names, values)), running)
+            if cell is None:
+                continue
+            cell = replace(cell, excluded=cell.excluded + missing)
+            first = cells.setdefault(cell.id, cell)  # a repeat keeps its first block
+            if first is not cell:
+                cells[cell.id] = _joined(first, cell)
+    return [*_grouped(list(cells.values())), *training_cells(lane)], skipped
+
+
+def _joined(first: Cell, repeat: Cell) -> Cell:
+    """``first`` running the frameworks ``repeat`` adds too, with their exclusions."""
+    return replace(
+        first,
+        frameworks=tuple(dict.fromkeys(first.frameworks + repeat.frameworks)),
+        excluded=tuple(dict.fromkeys(first.excluded + repeat.excluded)),
+    )
 
 
 def _cell(
@@ -231,6 +281,8 @@ def _cell(
         return None  # TF32 changes nothing on CPU
     if config["direction"] != "bidirectional":
         config["merge_mode"] = None  # one cell, whatever the block's merge modes
+    if config["cell"] != "gru":
+        config["reset_after"] = True  # a GRU's option: one cell of the others either way
     excluded = []
     running = []
     for framework in frameworks:

@@ -26,6 +26,7 @@ from ..sources import read_source
 from .protocol import Matrix, MatrixCell
 from .ratchet import Baseline, load_baseline
 from .results import CellResult, json_number
+from .training_cells import TrainingCell, run_training_cell
 
 REFERENCE = RunSpec("reference", "cpu", "float64")
 
@@ -42,9 +43,13 @@ class MatrixSession:
         self.baseline = Baseline(self.lane.name, {}, table.ratchet)
 
     def prepare(self, frameworks: Iterable[str]) -> None:
-        """Import ``frameworks`` (torch first, as TensorFlow needs) and load the baseline."""
+        """Import ``frameworks`` (torch first, as TensorFlow needs) and load the baseline.
+
+        The baseline is the one of every installed framework the lane may run, not only of
+        ``frameworks``: each process of a run, whatever its share of cells, reads the same.
+        """
         start = time.perf_counter()
-        names = sorted(set(frameworks))
+        names = sorted(set(frameworks) | set(getattr(self.lane, "all_frameworks", ())))
         if FRAMEWORKS["torch"].available():
             # First, whatever the cells name: TensorFlow imported before it (by a framework
             # or by a user's factory) can crash it.
@@ -62,6 +67,8 @@ class MatrixSession:
 
     def run(self, cell: MatrixCell) -> CellResult:
         """Run one cell and judge it: tolerance first, then the ratchet."""
+        if isinstance(cell, TrainingCell):
+            return run_training_cell(cell, self.baseline)
         start = time.perf_counter()
         excluded = dict(cell.excluded)
         frameworks: tuple[str, ...] = cell.frameworks
@@ -110,9 +117,14 @@ class MatrixSession:
             f"FAILED | {cell.id} | {line.removeprefix('FAILED | ')}"
             for line in [*report.failures, *not_offered]
         ]
-        against_reference = [p for p in report.pairs if p.expected == REFERENCE.label]
-        max_errors = {p.actual: p.max_abs_error for p in against_reference}
-        floors = {p.actual: p.tolerance / NOISE_FACTOR for p in against_reference}
+        # Gradient pairs are ratcheted like the forward ones, under "gradients of <run>".
+        against_reference = [
+            (p.actual if p.kind != "gradients" else f"gradients of {p.actual}", p)
+            for p in (*report.pairs, *report.gradient_pairs)
+            if p.expected == REFERENCE.label
+        ]
+        max_errors = {run: p.max_abs_error for run, p in against_reference}
+        floors = {run: p.tolerance / NOISE_FACTOR for run, p in against_reference}
         measured = {run: (max_errors[run], floors[run]) for run in max_errors}
         drifts = self.baseline.check(cell.id, measured) if not errors else []
         return CellResult(
@@ -129,7 +141,7 @@ class MatrixSession:
                     "tolerance": p.tolerance,
                     "message": None if p.passed else p.comparison.message(),
                 }
-                for p in report.pairs
+                for p in (*report.pairs, *report.gradient_pairs)
             ],
             runs=[
                 {

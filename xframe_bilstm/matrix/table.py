@@ -46,9 +46,24 @@ AXES: dict[str, Any] = {
     "input_size": lambda v: _positive(v),
     # Each value is a list: the kernel paths a cell runs besides the default ones.
     "paths": lambda v: isinstance(v, list) and all(path in KERNEL_PATHS for path in v),
+    "reset_after": lambda v: isinstance(v, bool),
+    "gradients": lambda v: isinstance(v, bool),
 }
 # Axes a table may leave out of [defaults], with the value they then take.
-OPTIONAL_AXES: dict[str, tuple[Any, ...]] = {"paths": ((),)}
+OPTIONAL_AXES: dict[str, tuple[Any, ...]] = {
+    "paths": ((),),
+    "reset_after": (True,),
+    "gradients": (False,),
+}
+# The optimizers a training block may name: each is an optimizer with its hyperparameters
+# (Keras's names), run by :func:`~xframe_bilstm.training.optimizer_parity`.
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sgd": ("sgd", {}),
+    "sgd-momentum": ("sgd", {"momentum": 0.9}),
+    "sgd-nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
+    "adam": ("adam", {}),
+    "adamw": ("adamw", {"weight_decay": 0.01}),
+}
 
 
 def _positive(value: object) -> bool:
@@ -83,6 +98,20 @@ class Block:
 
     name: str
     axes: tuple[tuple[str, tuple[Any, ...]], ...]
+    # Frameworks the block's cells run besides the lane's, where installed.
+    frameworks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingBlock:
+    """Optimizer-parity cells: each cell x optimizer runs ``steps`` optimizer steps of one
+    Keras layer in Keras and in PyTorch (:func:`~xframe_bilstm.training.optimizer_parity`)."""
+
+    name: str
+    cells: tuple[str, ...]
+    directions: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    steps: int
 
 
 @dataclass(frozen=True)
@@ -95,6 +124,13 @@ class Lane:
     optional_frameworks: tuple[str, ...]
     devices: tuple[str, ...]
     blocks: tuple[Block, ...]
+    training: tuple[TrainingBlock, ...] = ()
+
+    @property
+    def all_frameworks(self) -> tuple[str, ...]:
+        """The lane's frameworks, its optional ones and those its blocks add, in order."""
+        extra = [name for block in self.blocks for name in block.frameworks]
+        return tuple(dict.fromkeys([*self.frameworks, *self.optional_frameworks, *extra]))
 
 
 @dataclass(frozen=True)
@@ -185,6 +221,7 @@ def _lane(name: str, entry: Mapping[str, Any], known: set[str]) -> Lane:
         "optional_frameworks",
         "devices",
         "blocks",
+        "training",
     }
     if unexpected:
         raise TableError(f"{where}: unexpected keys {sorted(unexpected)}")
@@ -195,7 +232,9 @@ def _lane(name: str, entry: Mapping[str, Any], known: set[str]) -> Lane:
     for index, block in enumerate(entry.get("blocks", [])):
         block = dict(block)
         block_name = block.pop("name", f"block{index}")
-        blocks.append(Block(block_name, _axes(block, f"{where}.blocks[{block_name}]")))
+        block_where = f"{where}.blocks[{block_name}]"
+        extra = _names(block.pop("frameworks", []), f"{block_where}.frameworks", known)
+        blocks.append(Block(block_name, _axes(block, block_where), extra))
     if not blocks:
         raise TableError(f"{where}: a lane needs at least one block")
     return Lane(
@@ -207,7 +246,37 @@ def _lane(name: str, entry: Mapping[str, Any], known: set[str]) -> Lane:
         ),
         devices=tuple(devices),
         blocks=tuple(blocks),
+        training=tuple(
+            _training(index, block, where) for index, block in enumerate(entry.get("training", []))
+        ),
     )
+
+
+def _training(index: int, entry: Mapping[str, Any], lane: str) -> TrainingBlock:
+    """A training block: ``cell``, ``direction`` and ``optimizer`` lists and ``steps``."""
+    entry = dict(entry)
+    name = str(entry.pop("name", f"training{index}"))
+    where = f"{lane}.training[{name}]"
+    choices = {"cell": CELLS, "direction": DIRECTIONS, "optimizer": tuple(OPTIMIZERS)}
+    keys = {*choices, "steps"}
+    unexpected = set(entry) - keys
+    if unexpected:
+        raise TableError(
+            f"{where}: unexpected keys {sorted(unexpected)}; a training block names {sorted(keys)}"
+        )
+    lists = {}
+    for key, allowed in choices.items():
+        values = entry.get(key, ["bidirectional"] if key == "direction" else None)
+        if not isinstance(values, list) or not values:
+            raise TableError(f"{where}.{key}: expected a non-empty list, got {values!r}")
+        for value in values:
+            if value not in allowed:
+                raise TableError(f"{where}.{key}: {value!r} is not one of {sorted(allowed)}")
+        lists[key] = tuple(values)
+    steps = entry.get("steps", 3)
+    if not _positive(steps):
+        raise TableError(f"{where}.steps: expected a positive number of steps, got {steps!r}")
+    return TrainingBlock(name, lists["cell"], lists["direction"], lists["optimizer"], steps)
 
 
 def _exclusion(index: int, entry: Mapping[str, Any], known: set[str]) -> Exclusion:

@@ -152,7 +152,8 @@ def _check_paths(
         raise UnsupportedFeatureError(
             f"paths: {missing} not offered by {names} on the devices planned here "
             f"(mkldnn-off: torch on CPU; onednn-off/on: keras on CPU; unroll: keras; "
-            "cudnn-off: torch and keras on GPUs); an @original runs as it was loaded or "
+            "cudnn-off: torch and keras on GPUs; dynamic-range-int8: tflite, named in "
+            "frameworks); an @original runs as it was loaded or "
             "built, on its default path"
         )
 

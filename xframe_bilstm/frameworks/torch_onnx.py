@@ -99,7 +99,7 @@ class TorchOnnxDynamoFramework(TorchOnnxFramework):
         return installed("torch", "onnx", "onnxruntime", "onnxscript")
 
 
-def import_exporter_early(frameworks: str | Sequence[str]) -> bool:
+def import_exporter_early(frameworks: Sequence[str]) -> bool:
     """Import ``torch.onnx`` now when a ``torch-onnx`` run will need it and TensorFlow is
     not imported yet; whether it did.
 
@@ -109,21 +109,14 @@ def import_exporter_early(frameworks: str | Sequence[str]) -> bool:
     before it). A command that will import TensorFlow imports the exporter first.
 
     Args:
-        frameworks: ``"auto"`` or the framework names a comparison runs.
+        frameworks: the names of the frameworks a comparison runs.
     """
     import sys
 
     if "torch.onnx" in sys.modules or "tensorflow" in sys.modules:
         return False
-    if frameworks == "auto":
-        from . import auto_frameworks
-
-        names: Sequence[str] = auto_frameworks()
-    else:
-        names = frameworks
-        if not TorchOnnxFramework.available():
-            return False
-    if not any(name in (TorchOnnxFramework.name, TorchOnnxDynamoFramework.name) for name in names):
+    exporters = (TorchOnnxFramework.name, TorchOnnxDynamoFramework.name)
+    if not any(name in exporters for name in frameworks) or not TorchOnnxFramework.available():
         return False
     require("torch")
     import torch.onnx  # noqa: F401

@@ -217,10 +217,12 @@ def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
             "Why the unverified port misses the h5py target: it reads the same arrays with "
             "h5py (about the baseline's time; a second port in the same process takes about "
             "that), and on its first call in a process it also imports the port's modules "
-            "(about 4 ms), parses and checks the configuration and builds the layer graph "
-            "(2–3 ms) and constructs a torch module per layer (about 6 ms, the weights "
-            "copied once each, on modules made without initialising them): fixed costs a "
-            "file of a few MB cannot amortise.",
+            "(about 3.5 ms of CPU time), parses and checks the configuration (about 1.5 ms) "
+            "and builds the layer graph, and constructs a torch module per layer (about 5 ms, "
+            "the weights copied once each by numpy, on modules made without initialising "
+            "them): fixed costs a file of a few MB cannot amortise. On a loaded machine the "
+            "wall-time ratio also varies with scheduling: the medians of fresh processes "
+            "spread by a factor of two between runs.",
         ]
     return [*lines, ""]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xframe_bilstm.copies import BAND, contiguous_copy, read_only_view
+from xframe_bilstm.copies import BAND, contiguous_copy, copy_into, read_only_view
 
 
 @pytest.mark.parametrize("shape", [(5, 3 * BAND + 7), (1, 1), (BAND, 1), (64, 256)])
@@ -52,3 +52,22 @@ def test_read_only_view_shares_memory_and_leaves_the_source_writable() -> None:
         view[0, 0] = 1.0
     source[0, 0] = 2.0  # the source's owner may still write: the view follows
     assert view[0, 0] == 2.0 and source.flags.writeable
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda a: a.T, id="transposed"),
+        pytest.param(lambda a: a.T[3:9], id="rows-of-a-transpose"),
+        pytest.param(lambda a: a, id="c-order"),
+        pytest.param(lambda a: a[0], id="1-d"),
+        pytest.param(lambda a: read_only_view(a).T[::-1], id="reversed-rows"),
+    ],
+)
+def test_copy_into_writes_the_values_into_the_destination(make) -> None:
+    source = np.random.default_rng(2).standard_normal((2 * BAND + 3, 12)).astype("float32")
+    array = make(source)
+    out = np.full(array.shape, np.nan, dtype=array.dtype)
+    copy_into(out, array)
+    assert np.array_equal(out, np.array(array.tolist(), dtype=array.dtype))  # element by element
+    assert not np.shares_memory(out, source)

@@ -36,6 +36,23 @@ def contiguous_copy(array: np.ndarray) -> np.ndarray:
     return out
 
 
+def copy_into(out: np.ndarray, array: np.ndarray) -> None:
+    """Copy ``array`` into ``out`` (same shape), a column-major 2-D source (a transpose, or
+    rows of one) band by band.
+
+    Example:
+        >>> out = np.empty((3, 2))
+        >>> copy_into(out, np.arange(6.0).reshape(2, 3).T)
+        >>> out.tolist()
+        [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]
+    """
+    if array.ndim != 2 or abs(array.strides[0]) >= abs(array.strides[1]):
+        np.copyto(out, array)
+        return
+    for start in range(0, array.shape[1], BAND):
+        out[:, start : start + BAND] = array[:, start : start + BAND]
+
+
 def read_only_view(array: np.ndarray) -> np.ndarray:
     """A view of ``array`` that cannot be written through (``array`` itself stays writable).
 

@@ -35,6 +35,8 @@ from ..converters import keras_to_torch
 from ..diagnosis import diagnose
 from ..errors import FrameworkUnavailableError, XFrameError
 from ..factories import random_stack
+from ..frameworks import auto_frameworks
+from ..frameworks.torch_onnx import import_exporter_early
 from ..keras_files import read_spec
 from ..lint import lint
 from ..models.from_torch import load_state_dict_module
@@ -79,6 +81,8 @@ def _one_line(error: BaseException) -> str:
 
 def _compare(args: argparse.Namespace, stderr: Any = None) -> int:
     require("torch")  # before TensorFlow, which can crash when imported first
+    # Cheaper before TensorFlow's modules are loaded.
+    import_exporter_early(auto_frameworks() if args.frameworks == "auto" else args.frameworks)
     source, against = _models(args)
     with progress_bar(stderr or sys.stderr) as progress:
         report = compare(

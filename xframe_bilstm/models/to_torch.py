@@ -34,12 +34,9 @@ from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, Mod
 from ..mask_traps import mask_traps
 from .graph_structure import graph_structure
 from .recurrent import Recurrent
-from .torch_attention import attention_module
 from .torch_convolution import Convolution, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
 from .torch_shape_layers import combine_masks, shape_module
-from .torch_tensor_ops import tensor_op_module
-from .torch_where import where_module
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -238,11 +235,18 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         from .torch_custom import custom_module
 
         return custom_module(record)
+    # The rarer layers' modules are imported when a model has them.
     if record.kind in ("reduce", "slice", "scalar_op", "matmul"):
+        from .torch_tensor_ops import tensor_op_module
+
         return tensor_op_module(record)
     if record.kind == "where":
+        from .torch_where import where_module
+
         return where_module(record)
     if record.kind in ("attention", "multi_head_attention"):
+        from .torch_attention import attention_module
+
         return attention_module(record)
     return None  # inputs
 

@@ -15,12 +15,18 @@ import torch
 from torch import nn
 
 from ...canonical import DirectionWeights, RecurrentLayer
-from ...copies import read_only_view
+from ...copies import copy_into, read_only_view
 from ...gates import CANONICAL_ORDER, TORCH_ORDER, reorder_gates
 from .explicit import SUFFIXES, ExplicitRNN
 from .tensors import numpy_to_tensor, tensor_to_numpy
 
 NATIVE = {"lstm": nn.LSTM, "gru": nn.GRU, "simple_rnn": nn.RNN}
+
+# Parameters smaller than this many elements are copied by numpy, on the calling thread:
+# torch's copy_ starts its thread pool on a process's first large copy (milliseconds, more
+# on a loaded machine), more than a small model's whole conversion takes; larger
+# parameters gain from the pool's threads.
+NUMPY_COPY_ELEMENTS = 1 << 20
 
 
 def is_native(layer: RecurrentLayer) -> bool:
@@ -101,8 +107,27 @@ def load_layer(module: nn.Module, index: int, layer: RecurrentLayer) -> None:
         for name, array in arrays.items():
             parameter = getattr(module, f"{name}_l{index}{suffix}")
             # Canonical (D, G·H) x-on-the-left becomes torch's (G·H, D) W-on-the-left.
-            parameter.copy_(_source_tensor(array.T if array.ndim == 2 else array))
-            _reorder_rows(parameter, layer.cell)
+            source = array.T if array.ndim == 2 else array
+            if not _copy_small(parameter, source, layer.cell):
+                parameter.copy_(_source_tensor(source))
+                _reorder_rows(parameter, layer.cell)
+
+
+def _copy_small(parameter: torch.Tensor, source: np.ndarray, cell: str) -> bool:
+    """Copy a small ``source`` of the parameter's dtype into it by numpy, gate blocks in
+    torch order; whether it did (else the caller copies with torch)."""
+    if parameter.numel() >= NUMPY_COPY_ELEMENTS or parameter.dtype == torch.bfloat16:
+        return False
+    target = parameter.detach().numpy()
+    if source.dtype != target.dtype or source.shape != target.shape:
+        return False
+    gates = len(CANONICAL_ORDER[cell])
+    rows = target.shape[0] // gates
+    for block, origin in enumerate(_to_torch_order(np.arange(gates), cell).tolist()):
+        copy_into(
+            target[block * rows : (block + 1) * rows], source[origin * rows : (origin + 1) * rows]
+        )
+    return True
 
 
 def _source_tensor(array: np.ndarray) -> torch.Tensor:

@@ -32,6 +32,8 @@ _TF_KERAS_OWN = {
     "tf_keras.src.engine.training": ("Model",),
     "tf_keras.src.layers.core.tf_op_layer": ("TFOpLambda", "SlicingOpLambda"),
 }
+# What json.loads makes besides dicts and lists: nothing in them names a module.
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 # tf_keras layers that apply a TensorFlow operation (their config's ``function``) to tensors.
 _TF_OPERATIONS = ("TFOpLambda", "SlicingOpLambda")
 
@@ -112,6 +114,8 @@ def _refuse_foreign_modules(config: Mapping[str, Any], source: str, *, major: in
     pending: list[Any] = [config]
     while pending:  # a loop, not recursion: the nesting depth is the file's to choose
         value = pending.pop()
+        if type(value) in _JSON_SCALARS:  # most entries; skips the Mapping check's cost
+            continue
         if isinstance(value, Mapping):
             module, registered = value.get("module"), value.get("registered_name")
             foreign = isinstance(module, str) and module.split(".")[0] != "keras"

@@ -11,6 +11,7 @@ its own run, with its message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -213,17 +214,22 @@ def _export(
         # counted in the settings instead, and the comparison judges the graph.
         warnings.simplefilter("always")
         path = os.path.join(directory, "model.onnx")
+        # The TorchScript trace runs the module once: without autograd, as the other runs do,
+        # the recurrence takes the inference kernel the process already made (the graph is
+        # the same; with autograd, oneDNN makes a training kernel first, seconds when cold).
+        tracing = contextlib.nullcontext() if dynamo else torch.no_grad()
         try:
-            torch.onnx.export(
-                module,
-                tuple(args),
-                path,
-                input_names=list(names),
-                output_names=list(outputs),
-                dynamic_axes=axes,
-                dynamo=dynamo,
-                verbose=False,
-            )
+            with tracing:
+                torch.onnx.export(
+                    module,
+                    tuple(args),
+                    path,
+                    input_names=list(names),
+                    output_names=list(outputs),
+                    dynamic_axes=axes,
+                    dynamo=dynamo,
+                    verbose=False,
+                )
         except Exception as error:  # the exporter under test failed: its run fails
             raise export_error(exporter, error) from error
         model = onnx.load(path)  # reads external data, if any, while the folder exists

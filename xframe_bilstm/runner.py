@@ -155,7 +155,7 @@ def compare(
         )
     check_budget(quantization_budget)
     with custom_layers_in_use(custom_layers):
-        read = read_source(source)
+        read = read_source(source, example_shape=_example_shape(inputs))
     source, reading = read.source, read.reading  # the object read, also when given a Read
     if gradients and (why := gradient_refusal(reading)) is not None:
         raise UnsupportedFeatureError(f"gradients=True: {describe(source, reading)}: {why}")
@@ -287,6 +287,14 @@ def _tolerance_note(
 def _joined(*notes: str) -> str:
     """The notes that say something, one after the other."""
     return "; ".join(note for note in notes if note)
+
+
+def _example_shape(inputs: Any) -> tuple[int, ...] | None:
+    """The shape of the (first) input given, without the batch axis; None when none is."""
+    if inputs is None:
+        return None
+    first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+    return tuple(int(n) for n in np.shape(first)[1:])
 
 
 def _first(x: Any) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -188,7 +188,7 @@ def _read_keras(source: Any) -> Read:
     return Read(keras_to_canonical(source), "keras", lambda: source)
 
 
-def _read_torch(source: Any) -> Read:
+def _read_torch(source: Any, example_shape: Sequence[int] | None = None) -> Read:
     from .adapters.torch.quantized import dequantized_rnn, is_dynamic_quantized_rnn
 
     if is_dynamic_quantized_rnn(source):  # read as its dequantized weights; no float original
@@ -209,7 +209,7 @@ def _read_torch(source: Any) -> Read:
 
         return Read(current_graph(source), "torch", lambda: source)
     if is_whole_module(source):  # its forward runs as written, so it stays a graph
-        return Read(graph_from_torch(source), "torch", lambda: source)
+        return Read(graph_from_torch(source, example_shape=example_shape), "torch", lambda: source)
     from .adapters.torch import torch_to_canonical
 
     return Read(torch_to_canonical(source), "torch", lambda: source)
@@ -249,12 +249,16 @@ def source_type(source: Any) -> str:
     )
 
 
-def read_source(source: Any) -> Read:
+def read_source(source: Any, *, example_shape: Sequence[int] | None = None) -> Read:
     """Read ``source`` once: its reading and its original (see the module's rules). A
-    ``Read`` is returned as it is."""
+    ``Read`` is returned as it is. ``example_shape``: the shape of the inputs it will run
+    on, without the batch axis, where the caller has them; a torch module whose first
+    child leaves several axes free (a CRNN's image) is captured at it."""
     if isinstance(source, Read):
         return source
     name = source_type(source)
+    if name == "torch":
+        return replace(_read_torch(source, example_shape), source=source)
     read = next(read for kind, _, read in SOURCE_TYPES if kind == name)(source)
     return replace(read, source=source)
 

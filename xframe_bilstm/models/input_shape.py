@@ -62,6 +62,29 @@ def checked_input_shape(
     return tuple(None if s is None else int(s) for s in shape)
 
 
+def shape_of_example(
+    guessed: Sequence[int | None], example: Sequence[int] | None
+) -> tuple[int | None, ...] | None:
+    """The input shape to capture at, given the shape of the inputs the caller will run
+    (without the batch axis): where the first module leaves more than one axis free (a
+    CRNN's image height and width), every free axis but the last (time) takes the example's
+    size, as an ``input_shape`` would give it; None where the guess needs nothing (one free
+    axis at most) or the example has another rank.
+
+    Example:
+        >>> shape_of_example((1, None, None), (1, 32, 100))
+        (1, 32, None)
+        >>> shape_of_example((None, 8), (12, 8)) is None
+        True
+    """
+    free = [axis for axis, size in enumerate(guessed) if size is None]
+    if example is None or len(free) < 2 or len(example) != len(guessed):
+        return None
+    return tuple(
+        int(example[axis]) if axis in free[:-1] else size for axis, size in enumerate(guessed)
+    )
+
+
 def _positive(size: Any) -> bool:
     return isinstance(size, int) and size >= 1
 
@@ -78,4 +101,4 @@ def does_not_fit(input_shape: tuple[int | None, ...], module: Any, why: Exceptio
     )
 
 
-__all__ = ["checked_input_shape", "does_not_fit"]
+__all__ = ["checked_input_shape", "does_not_fit", "shape_of_example"]

@@ -33,7 +33,7 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
-from .input_shape import checked_input_shape, does_not_fit
+from .input_shape import checked_input_shape, does_not_fit, shape_of_example
 from .torch_custom_children import child_factory, custom_child_record
 from .torch_forward import check_forward, refuse_scripted
 from .torch_graph_convolution import conv_input_options, conv_records, conv_types
@@ -82,13 +82,16 @@ def graph_from_torch(
     name: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
     input_shape: Sequence[int | None] | None = None,
+    example_shape: Sequence[int] | None = None,
 ) -> ModelGraph:
     """The model graph of a module whose ``forward`` applies its children in order.
 
     ``custom_modules`` maps children of other classes (the class or its name) to factories
     of Keras layers (:mod:`.torch_custom_children`). ``input_shape`` (without the batch
     axis, None for time) replaces the input shape read from the first child
-    (:mod:`.input_shape`).
+    (:mod:`.input_shape`). Without it, ``example_shape`` (that of the inputs the graph will
+    run on, without the batch axis) sizes the axes the first child leaves free but time
+    (:func:`~.input_shape.shape_of_example`).
 
     Raises:
         UnsupportedFeatureError: naming what ``forward`` does besides that, and every child
@@ -110,7 +113,12 @@ def graph_from_torch(
         if "forward" in vars(module):  # set on the instance: refused either way
             raise
         return _captured(
-            module, plain, name=name, custom_modules=custom_modules, input_shape=input_shape
+            module,
+            plain,
+            name=name,
+            custom_modules=custom_modules,
+            input_shape=input_shape,
+            example_shape=example_shape,
         )
     children = _children(module)
     if not children:
@@ -143,6 +151,8 @@ def graph_from_torch(
         if first
         else _input(input_name, *children[0], nn)
     ]
+    if input_shape is None:
+        input_shape = shape_of_example(records[0].options["shape"], example_shape)
     if input_shape is not None:
         options = dict(records[0].options)
         options["shape"] = checked_input_shape(input_shape, options, module)
@@ -171,6 +181,7 @@ def _captured(
     name: str | None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
     input_shape: Sequence[int | None] | None = None,
+    example_shape: Sequence[int] | None = None,
 ) -> ModelGraph:
     """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``
     (or, where that refuses it, a ``torch.fx`` trace lowered by it: :mod:`.capture_fx`).
@@ -184,6 +195,8 @@ def _captured(
     shape = None
     try:
         options = first_input_options(module, custom_modules)
+        if input_shape is None:
+            input_shape = shape_of_example(options["shape"], example_shape)
         if input_shape is not None:
             shape = checked_input_shape(input_shape, options, module)
             options = {**options, "shape": shape}

@@ -131,7 +131,7 @@ def convert(name: str, folder: Path) -> dict[str, Any]:
                 **result,
                 "status": "error",
                 "message": first_line(error),
-                "where": where(error),
+                "where": where(error.__cause__ or error),  # nobuco's raise, not ours
             }
     result.update(status="ported", seconds=time.perf_counter() - start)
     result["own_check"] = own_check(root, results)

@@ -29,13 +29,19 @@ from benchmarks.peers.models import SPECS, Warmup, example_input, load, torch_ou
 
 def first_line(error: BaseException) -> str:
     """The exception's class and the first line of its message."""
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:400]
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:800]
 
 
 def where(error: BaseException) -> str:
     """The innermost frame of the exception's traceback, as ``file:line``."""
     frames = traceback.extract_tb(error.__traceback__)
-    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    if not frames:
+        return ""
+    path = Path(frames[-1].filename)
+    inside = (
+        path.parts[path.parts.index("xframe_bilstm") :] if "xframe_bilstm" in path.parts else []
+    )
+    return f"{'/'.join(inside) or path.name}:{frames[-1].lineno}"
 
 
 def port_error(model: Any, module: torch.nn.Module, x: np.ndarray) -> float:
@@ -60,7 +66,15 @@ def convert(name: str, folder: Path) -> dict[str, Any]:
     try:
         model = torch_to_keras(module, input_shape=spec.input_shape)
     except UnsupportedFeatureError as error:
-        return {"status": "refused", "message": first_line(error), "where": where(error)}
+        refused = {"status": "refused", "message": first_line(error), "where": where(error)}
+        if spec.input_shape is not None:  # what a user who gives no shape reads
+            try:
+                torch_to_keras(module)
+            except Exception as plain:
+                refused["without_input_shape"] = f"{first_line(plain)} (at {where(plain)})"
+            else:
+                refused["without_input_shape"] = "ported"
+        return refused
     except Exception as error:  # a failure, not a refusal: the row names it
         return {"status": "error", "message": first_line(error), "where": where(error)}
     seconds = time.perf_counter() - start

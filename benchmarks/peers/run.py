@@ -6,9 +6,14 @@
 writes ``benchmarks/results/peers_nobuco.md``. The models (:mod:`benchmarks.peers.models`)
 are trained here on seeded random data and saved as state_dicts in a temporary folder; then
 each side runs in its own subprocess: ours (:mod:`benchmarks.peers.ours`) in this
-environment, nobuco (:mod:`benchmarks.peers.nobuco_side`) in its own (Keras 2, TensorFlow
-2.15: ``python3 -m venv /work/venv-nobuco`` and ``pip install torch==2.13.0
-'tensorflow==2.15.*' nobuco torchvision 'numpy<2'``), then whether nobuco's saved models load
+environment, nobuco (:mod:`benchmarks.peers.nobuco_side`) in its own, since it needs Keras 2
+(TensorFlow ≤ 2.15)::
+
+    python3 -m venv /work/venv-nobuco && cd /work/venv-nobuco
+    bin/pip install torch==2.13.0 'tensorflow==2.15.*' nobuco torchvision 'numpy<2'
+
+(nobuco imports torchvision, and PyPI's torchvision loads only with PyPI's torch, the CUDA
+build, not a ``+cpu`` one); then whether nobuco's saved models load
 in Keras 3 (:mod:`benchmarks.peers.load_check`), here. Each model's float32 drift is its
 own float32 run's largest distance from its float64 run on the evaluation input: the error
 any float32 implementation of the model may show.
@@ -130,10 +135,9 @@ def report(folder: Path, drifts: dict[str, float], command: str, walls: dict[str
         f"input (batch 4, 20 steps; ids padded with 0 at the ends of rows) and on one {LONGER} "
         "steps longer. nobuco converts with batch and time free (`input_shapes`), inputs and "
         "outputs in torch's layout. Time: the conversion alone, in a process that converted a "
-        "small LSTM first (imports and first-call costs excluded); ours includes its "
-        "verification run. Side processes took "
-        + ", ".join(f"{script} {seconds:.0f} s" for script, seconds in walls.items())
-        + ".",
+        "small LSTM model first (`Warmup`: imports and first-call costs excluded); ours "
+        "includes its verification run, nobuco's its per-operation validation. Side processes "
+        "took " + ", ".join(f"{script} {seconds:.0f} s" for script, seconds in walls.items()) + ".",
         "",
         head,
         "|---|---|---|---|---|---|---|---|",
@@ -145,7 +149,25 @@ def report(folder: Path, drifts: dict[str, float], command: str, walls: dict[str
         ):
             cells.insert(3, f"{drifts[name]:.2g}")
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + summary(ours, peer, loads)) + "\n"
+
+
+def summary(ours: dict[str, Any], peer: dict[str, Any], loads: dict[str, Any]) -> list[str]:
+    """What the table adds up to, and the refusals a user without ``input_shape`` reads."""
+    ported = {side: [n for n in SPECS if rows[n]["status"] == "ported"] for side, rows in
+              (("ours", ours), ("nobuco", peer))}  # fmt: skip
+    loaded = [n for n, files in loads.items() if any(t.startswith("loads") for t in files.values())]
+    lines = [
+        "",
+        f"Ported: ours {len(ported['ours'])} of {len(SPECS)}, nobuco {len(ported['nobuco'])} "
+        f"of {len(SPECS)}. nobuco's saved models (`.keras` and `.h5`, saved by Keras 2) that "
+        f"load in Keras 3: {len(loaded)} of {len(loads)}.",
+    ]
+    for name in SPECS:
+        plain = ours[name].get("without_input_shape")
+        if plain:
+            lines += ["", f"{name}, ours without `input_shape`: {_clip(plain, 800)}"]
+    return lines
 
 
 def main() -> None:

@@ -42,6 +42,10 @@ import whole_model_speed  # noqa: E402
 from xframe_bilstm.matrix import load_table  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
+PEERS_LINK = (
+    "torch → Keras on trained models side by side with the tracing peer (nobuco): "
+    "[results/peers_nobuco.md](results/peers_nobuco.md) (`python benchmarks/peers/run.py`)."
+)
 COMPARE_TITLE = "## compare(), cold and warm, against one eager Keras call"
 
 
@@ -120,6 +124,7 @@ def render(results: dict[str, Any], command: str, repeats: int, seconds: float) 
     lines += bench_gradient_speed.section(results["gradient_speed"], repeats)
     lines += bench_conversion.section(results["conversion"])
     lines += whole_model_speed.section(*results["whole_model"])
+    lines += [PEERS_LINK, ""]  # measured on its own, in two environments
     if results.get("study") is not None:
         lines += bench_ratchet.section(results["study"], load_table().ratchet)
     return "\n".join(lines).rstrip() + "\n"

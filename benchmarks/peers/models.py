@@ -1,0 +1,268 @@
+"""The models both sides convert, written as users write them, and their training.
+
+This module imports torch only (no Keras, no xframe_bilstm), so the peer's environment
+imports it too. Every model is trained a few hundred Adam steps on seeded random data so
+its weights (and BatchNorm statistics) are far from their initial values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+VOCAB = 60
+TAGS = 9
+BATCH = 4  # the evaluation input's batch and time
+STEPS = 20
+
+
+class Tagger(nn.Module):
+    """Embedding → 2-layer BiLSTM → Linear, one tag per token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 32)
+        self.lstm = nn.LSTM(32, 48, num_layers=2, bidirectional=True, batch_first=True)
+        self.fc = nn.Linear(96, TAGS)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(ids))
+        return self.fc(out)
+
+
+class LanguageId(nn.Module):
+    """Embedding → BiLSTM, summed over time → Linear: one language per text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 24)
+        self.lstm = nn.LSTM(24, 32, bidirectional=True, batch_first=True)
+        self.classifier = nn.Linear(64, 5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(ids))
+        return self.classifier(out.sum(dim=1))
+
+
+class CRNN(nn.Module):
+    """Conv2d/BatchNorm2d/ReLU/MaxPool2d blocks → squeeze/permute → BiLSTM → Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # H 16 → 8, W → W/2
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d((8, 1)),  # H 8 → 1
+        )
+        self.rnn = nn.LSTM(32, 48, bidirectional=True, batch_first=True)
+        self.fc = nn.Linear(96, TAGS + 1)  # characters + the CTC blank
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.cnn(images).squeeze(2).permute(0, 2, 1)  # (B, W/2, C)
+        out, _ = self.rnn(features)
+        return self.fc(out)
+
+
+class Diacritizer(nn.Module):
+    """Embedding → BiLSTM → dot-product self-attention with a padding mask → Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 32, padding_idx=0)
+        self.lstm = nn.LSTM(32, 32, bidirectional=True, batch_first=True)
+        self.query = nn.Linear(64, 64)
+        self.key = nn.Linear(64, 64)
+        self.value = nn.Linear(64, 64)
+        self.out = nn.Linear(128, TAGS)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.lstm(self.embedding(ids))
+        q, k, v = self.query(hidden), self.key(hidden), self.value(hidden)
+        scores = q @ k.transpose(1, 2) / math.sqrt(64)
+        pad = ids == 0
+        scores = scores.masked_fill(pad.unsqueeze(1), -1e9)
+        weights = F.softmax(scores, dim=-1)
+        context = weights @ v
+        return self.out(torch.cat([hidden, context], dim=-1))
+
+
+class VAD(nn.Module):
+    """Conv1d front end → an LSTMCell loop in ``forward`` → Linear → sigmoid, per frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = 32
+        self.conv = nn.Conv1d(20, 24, 5, padding=2)
+        self.cell = nn.LSTMCell(24, self.hidden)
+        self.head = nn.Linear(self.hidden, 1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(frames.transpose(1, 2))).transpose(1, 2)  # (B, T, 24)
+        h = torch.zeros(x.size(0), self.hidden, device=x.device, dtype=x.dtype)
+        c = torch.zeros(x.size(0), self.hidden, device=x.device, dtype=x.dtype)
+        outputs = []
+        for t in range(x.size(1)):
+            h, c = self.cell(x[:, t], (h, c))
+            outputs.append(h)
+        return torch.sigmoid(self.head(torch.stack(outputs, dim=1)))
+
+
+class VADChannelsFirst(VAD):
+    """The same VAD reading (B, features, T) frames, as its Conv1d does."""
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(frames)).transpose(1, 2)  # (B, T, 24)
+        h = torch.zeros(x.size(0), self.hidden, device=x.device, dtype=x.dtype)
+        c = torch.zeros(x.size(0), self.hidden, device=x.device, dtype=x.dtype)
+        outputs = []
+        for t in range(x.size(1)):
+            h, c = self.cell(x[:, t], (h, c))
+            outputs.append(h)
+        return torch.sigmoid(self.head(torch.stack(outputs, dim=1)))
+
+
+class Warmup(nn.Module):
+    """A small model each side converts first, untimed: Keras's and the capture's
+    first-call costs are paid there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 3, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lstm(x)[0].sum(dim=1)
+
+
+class Encoder(nn.Module):
+    """A seq2seq encoder: Embedding → BiLSTM, returning its outputs and the final states
+    (both directions' last h and c, projected for a one-direction decoder)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 32)
+        self.lstm = nn.LSTM(32, 40, bidirectional=True, batch_first=True)
+        self.fc_h = nn.Linear(80, 40)
+        self.fc_c = nn.Linear(80, 40)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outputs, (h_n, c_n) = self.lstm(self.embedding(ids))
+        hidden = torch.tanh(self.fc_h(torch.cat([h_n[-2], h_n[-1]], dim=1)))
+        cell = torch.tanh(self.fc_c(torch.cat([c_n[-2], c_n[-1]], dim=1)))
+        return outputs, hidden, cell
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One model: its class, what it reads, and the input shape ``torch_to_keras`` needs."""
+
+    make: Callable[[], nn.Module]
+    kind: str  # "ids" or "float"
+    shape: tuple[int, ...]  # the evaluation input's shape
+    input_shape: tuple[int | None, ...] | None = None  # for torch_to_keras, where needed
+    time_axis: int = 1  # the input's axis of time
+    stride: int = 1  # input steps per output step on that axis
+
+
+SPECS: dict[str, Spec] = {
+    "tagger": Spec(Tagger, "ids", (BATCH, STEPS)),
+    "language_id": Spec(LanguageId, "ids", (BATCH, STEPS)),
+    "crnn": Spec(
+        CRNN, "float", (BATCH, 1, 16, 2 * STEPS), input_shape=(1, 16, None), time_axis=3, stride=2
+    ),
+    "diacritizer": Spec(Diacritizer, "ids", (BATCH, STEPS)),
+    "vad": Spec(VAD, "float", (BATCH, STEPS, 20), input_shape=(None, 20)),
+    "vad_channels_first": Spec(VADChannelsFirst, "float", (BATCH, 20, STEPS), time_axis=2),
+    "encoder": Spec(Encoder, "ids", (BATCH, STEPS)),
+}
+
+
+LONGER = 7  # extra steps of the second evaluation input
+
+
+def input_shape_of(name: str, longer: bool = False) -> tuple[int, ...]:
+    """The evaluation input's shape; ``longer`` adds ``LONGER`` steps on the time axis."""
+    spec = SPECS[name]
+    shape = list(spec.shape)
+    shape[spec.time_axis] += LONGER * spec.stride if longer else 0
+    return tuple(shape)
+
+
+def example_input(name: str, seed: int = 1, longer: bool = False) -> np.ndarray:
+    """The evaluation input of model ``name``: ids (rows padded with 0 at the end, for the
+    diacritizer's mask) or standard normal floats; ``longer`` adds steps."""
+    shape = input_shape_of(name, longer)
+    rng = np.random.default_rng(seed)
+    if SPECS[name].kind == "float":
+        return rng.standard_normal(shape).astype(np.float32)
+    ids = rng.integers(1, VOCAB, shape)
+    for row, length in enumerate(np.linspace(shape[1], shape[1] // 2, shape[0])):
+        ids[row, int(length) :] = 0
+    return ids.astype(np.int64)
+
+
+def torch_outputs(
+    module: nn.Module, x: np.ndarray, dtype: torch.dtype = torch.float32
+) -> list[np.ndarray]:
+    """``module(x)`` in ``dtype`` (ids stay integers), one array per tensor returned."""
+    tensor = torch.from_numpy(x)
+    if tensor.is_floating_point():
+        tensor = tensor.to(dtype)
+    with torch.no_grad():
+        output = module.to(dtype)(tensor)
+    module.float()
+    outputs = output if isinstance(output, tuple) else (output,)
+    return [o.numpy() for o in outputs]
+
+
+def _loss(name: str, output: object, generator: torch.Generator) -> torch.Tensor:
+    """A loss against seeded random targets, so training moves every weight."""
+    if name == "encoder":
+        assert isinstance(output, tuple)
+        outputs, hidden, cell = output
+        target = torch.randn(outputs.shape, generator=generator)
+        return F.mse_loss(outputs, target) + hidden.square().mean() + (cell - 0.5).square().mean()
+    assert isinstance(output, torch.Tensor)
+    if name == "vad":
+        labels = torch.randint(0, 2, output.shape, generator=generator).float()
+        return F.binary_cross_entropy(output, labels)
+    classes = output.shape[-1]
+    labels = torch.randint(0, classes, output.shape[:-1], generator=generator)
+    return F.cross_entropy(output.reshape(-1, classes), labels.reshape(-1))
+
+
+def train(name: str, steps: int = 200, seed: int = 0) -> nn.Module:
+    """Model ``name`` trained ``steps`` Adam steps on seeded random data, in eval mode."""
+    torch.manual_seed(seed)
+    spec = SPECS[name]
+    model = spec.make()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for step in range(steps):
+        x = torch.from_numpy(example_input(name, seed=1000 + step))
+        if spec.kind == "float":
+            x = x + 0.5 * torch.randn(x.shape, generator=generator)  # not the evaluation data
+        optimizer.zero_grad()
+        loss = _loss(name, model(x), generator)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def load(name: str, folder: Path) -> nn.Module:
+    """Model ``name`` with the state_dict saved in ``folder``, in eval mode."""
+    model = SPECS[name].make()
+    model.load_state_dict(torch.load(folder / f"{name}.pt", weights_only=True))
+    return model.eval()

@@ -101,3 +101,35 @@ def test_shapes_that_do_not_fit_are_refused_by_name(shape, refused: str) -> None
 def test_a_recurrent_module_fixes_its_own_input() -> None:
     with pytest.raises(UnsupportedFeatureError, match="read for modules with children only"):
         torch_to_keras(nn.LSTM(3, 4, batch_first=True), input_shape=(None, 3))
+
+
+class FramesFirst(nn.Module):
+    """Frames (B, T, F) transposed for the convolution, then back: its first module reads
+    channels first, its input does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(6, 5, 3, padding=1)
+        self.lstm = nn.LSTM(5, 4, batch_first=True)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, frames):
+        x = torch.relu(self.conv(frames.transpose(1, 2))).transpose(1, 2)
+        return self.head(self.lstm(x)[0])
+
+
+def test_a_forward_that_transposes_its_input_takes_the_shape_given() -> None:
+    torch.manual_seed(3)
+    module = FramesFirst().eval()
+    model = torch_to_keras(module, input_shape=(None, 6))  # verified against module(x)
+    assert tuple(model.input_shape) == (None, None, 6)
+    x = np.random.default_rng(2).standard_normal((3, 9, 6)).astype("float32")
+    assert np.abs(np.asarray(model(x)) - _run(module, x)).max() < 1e-5
+
+
+def test_a_shape_forward_cannot_take_names_what_its_first_module_reads() -> None:
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        torch_to_keras(FramesFirst().eval(), input_shape=(None, 7))
+    message = str(caught.value)
+    assert "input_shape=(None, 7) does not fit FramesFirst" in message
+    assert "its first module reads size 6 on axis 1" in message

@@ -17,7 +17,7 @@ from ..errors import UnsupportedFeatureError
 
 
 def checked_input_shape(
-    input_shape: Any, guessed: Mapping[str, Any], module: Any
+    input_shape: Any, guessed: Mapping[str, Any], module: Any, *, direct: bool = True
 ) -> tuple[int | None, ...]:
     """``input_shape`` as a tuple, checked against the shape the first child fixes.
 
@@ -25,10 +25,14 @@ def checked_input_shape(
         input_shape: the user's shape, without the batch axis.
         guessed: the input options read from the module (``shape``, ``dtype``).
         module: the module, for the messages.
+        direct: whether the first child reads the input itself (a chain of children); a
+            captured ``forward`` may transpose it first, so its sizes are not checked
+            against that child's (:func:`first_module_reads` words the mismatch when the
+            capture fails).
 
     Raises:
-        UnsupportedFeatureError: not a sequence of positive ints and at most one None, or a
-            size other than the one the first child reads on that axis.
+        UnsupportedFeatureError: not a sequence of positive ints and at most one None, or
+            (``direct``) a size other than the one the first child reads on that axis.
 
     Example:
         >>> checked_input_shape([1, 32, None], {"shape": (1, None, None)}, object())
@@ -51,15 +55,28 @@ def checked_input_shape(
             f"{where}: {shape.count(None)} free axes; give every axis but time its size "
             "(the capture reads one free axis)"
         )
+    mismatch = first_module_reads(shape, guessed)
+    if direct and mismatch:
+        raise UnsupportedFeatureError(f"{where}: {mismatch}")
+    return tuple(None if s is None else int(s) for s in shape)
+
+
+def first_module_reads(shape: tuple[Any, ...], guessed: Mapping[str, Any]) -> str:
+    """How ``shape`` differs from what the first child reads, or "" where it does not.
+
+    Example:
+        >>> first_module_reads((None, 20), {"shape": (20, None)})
+        'its first module reads size 20 on axis 1 (shape (batch, 20, None)), not None'
+    """
     fixed = tuple(guessed["shape"])
     if len(fixed) == len(shape):
         for axis, (want, got) in enumerate(zip(fixed, shape), start=1):
             if want is not None and got != want:
-                raise UnsupportedFeatureError(
-                    f"{where}: its first module reads size {want} on axis {axis} (shape "
+                return (
+                    f"its first module reads size {want} on axis {axis} (shape "
                     f"{_shown(fixed)}), not {got}"
                 )
-    return tuple(None if s is None else int(s) for s in shape)
+    return ""
 
 
 def shape_of_example(
@@ -93,7 +110,7 @@ def _shown(shape: tuple[Any, ...]) -> str:
     return "(batch, " + ", ".join("None" if s is None else str(s) for s in shape) + ")"
 
 
-def does_not_fit(input_shape: tuple[int | None, ...], module: Any, why: Exception) -> str:
+def does_not_fit(input_shape: tuple[int | None, ...], module: Any, why: object) -> str:
     """The message of a capture that failed on inputs of the user's shape."""
     return (
         f"input_shape={input_shape!r} does not fit {type(module).__name__}: {why}. Give the "
@@ -101,4 +118,4 @@ def does_not_fit(input_shape: tuple[int | None, ...], module: Any, why: Exceptio
     )
 
 
-__all__ = ["checked_input_shape", "does_not_fit", "shape_of_example"]
+__all__ = ["checked_input_shape", "does_not_fit", "first_module_reads", "shape_of_example"]

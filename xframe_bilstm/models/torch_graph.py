@@ -33,7 +33,12 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
-from .input_shape import checked_input_shape, does_not_fit, shape_of_example
+from .input_shape import (
+    checked_input_shape,
+    does_not_fit,
+    first_module_reads,
+    shape_of_example,
+)
 from .torch_custom_children import child_factory, custom_child_record
 from .torch_forward import check_forward, refuse_scripted
 from .torch_graph_convolution import conv_input_options, conv_records, conv_types
@@ -192,14 +197,14 @@ def _captured(
     """
     from .torch_capture import CaptureError, capture_graph
 
-    shape = None
+    shape, guessed = None, {}
     try:
         options = first_input_options(module, custom_modules)
         if input_shape is None:
             input_shape = shape_of_example(options["shape"], example_shape)
-        if input_shape is not None:
-            shape = checked_input_shape(input_shape, options, module)
-            options = {**options, "shape": shape}
+        if input_shape is not None:  # forward may transpose it before its first module
+            shape = checked_input_shape(input_shape, options, module, direct=False)
+            guessed, options = options, {**options, "shape": shape}
         return capture_graph(
             module,
             options,
@@ -211,7 +216,9 @@ def _captured(
         )
     except CaptureError as error:
         if shape is not None:
-            raise UnsupportedFeatureError(does_not_fit(shape, module, error)) from error
+            hint = first_module_reads(shape, guessed)
+            why = f"{error} ({hint})" if hint else error
+            raise UnsupportedFeatureError(does_not_fit(shape, module, why)) from error
         raise UnsupportedFeatureError(f"{plain} {error}") from error
 
 

@@ -76,11 +76,17 @@ def _read_back(torch: Any, module: Any, values: Sequence[Any]) -> Any:
     """The canonical stack of a copy of ``module`` whose parameters hold ``values``."""
     from ..adapters.torch import torch_to_canonical
 
+    return torch_to_canonical(_holding(torch, module, values))
+
+
+def _holding(torch: Any, module: Any, values: Sequence[Any]) -> Any:
+    """A float64 copy of ``module`` whose parameters hold ``values`` (gradients, markers),
+    read back as the module's weights are read."""
     twin = copy.deepcopy(module).to("cpu", torch.float64)
     with torch.no_grad():
         for parameter, value in zip(twin.parameters(), values):
             parameter.copy_(value.detach().to("cpu", torch.float64))
-    return torch_to_canonical(twin)
+    return twin
 
 
 @contextlib.contextmanager
@@ -153,10 +159,7 @@ def _read_graph_back(torch: Any, module: Any, values: Sequence[Any]) -> Any:
     """The model graph of a copy of ``module`` whose parameters hold ``values``."""
     from ..models.to_torch import KerasModel
 
-    twin = copy.deepcopy(module).to("cpu", torch.float64)
-    with torch.no_grad():
-        for parameter, value in zip(twin.parameters(), values):
-            parameter.copy_(value.detach().to("cpu", torch.float64))
+    twin = _holding(torch, module, values)
     if isinstance(twin, KerasModel):
         from ..models.torch_readback import current_graph
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from xframe_bilstm.comparison import derived_tolerance
-from xframe_bilstm.frameworks import KerasFramework, RunSpec
-from xframe_bilstm.frameworks import keras as keras_framework
+from xframe_bilstm.frameworks import KerasFramework, RunSpec, keras_shared
 from xframe_bilstm.matrix import cell_lengths, cell_stack, lane_cells, load_table
 from xframe_bilstm.reference import run_reference
 
@@ -38,8 +37,8 @@ def test_runs_of_one_structure_share_a_layer_and_each_matches_the_reference() ->
         tolerance = derived_tolerance(stack, x, lengths=lengths)
         for got, want in zip(outputs, expected, strict=True):
             assert np.abs(got - want).max() <= tolerance, cell.id
-        key = keras_framework.layer_key(stack, SPEC)
-        layers.add(id(keras_framework._LAYERS[key]))
+        key = keras_shared.layer_key(stack, SPEC)
+        layers.add(id(keras_shared._LAYERS[key]))
     assert len(layers) == 1
 
 
@@ -47,8 +46,8 @@ def test_a_stateful_stack_gets_a_layer_of_its_own() -> None:
     cell = _cells()[0]
     stack = replace(cell_stack(cell), stateful=True)
     x = np.random.default_rng(0).standard_normal((cell.batch, cell.steps, 5))
-    before = dict(keras_framework._LAYERS)
+    before = dict(keras_shared._LAYERS)
     outputs, _ = KerasFramework().run(stack, x, SPEC, initial_states=None, lengths=None)
     (expected,) = run_reference(stack, x)[:1]
     assert np.abs(outputs[0] - expected).max() <= derived_tolerance(stack, x)
-    assert list(keras_framework._LAYERS) == list(before)
+    assert list(keras_shared._LAYERS) == list(before)

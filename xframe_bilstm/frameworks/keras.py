@@ -2,8 +2,9 @@
 
 Building a Keras layer and tracing its compiled function takes a tenth of a second or more,
 far longer than running a small model. Runs therefore share one built layer per structure
-(cell kinds, sizes, options, flags), dtype and device, and only set its weights: the
-compiled function, cached per layer by the adapter, is traced again only for new shapes.
+(cell kinds, sizes, options, flags), dtype and device (:mod:`.keras_shared`), and only set
+its weights: the compiled function, cached per layer by the adapter, is traced again only
+for new shapes.
 
 Kernel paths: ``unroll`` and ``cudnn-off`` are options of the built layer; ``onednn-off``
 and ``onednn-on`` are a setting TensorFlow reads at import, so a run asking for the
@@ -16,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from ..reference import Reading
 from .base import Framework, RunSpec
+from .keras_shared import SHARED, graph_model, layer_options, shared_layer
 from .process import ProcessRunError, run_elsewhere
 
 _ONEDNN = {"onednn-on": True, "onednn-off": False}
@@ -71,10 +71,10 @@ class KerasFramework(Framework):
 
         if spec.path in _ONEDNN and _onednn_enabled(tf) != _ONEDNN[spec.path]:
             return _run_with_onednn(stack, x, spec, initial_states, lengths)
-        options = _layer_options(spec)
+        options = layer_options(spec)
         if isinstance(stack, ModelGraph):
-            with _SHARED, tf.device(spec.device.upper()):  # built once per graph and spec
-                model = _graph_model(stack, spec)
+            with SHARED, tf.device(spec.device.upper()):  # built once per graph and spec
+                model = graph_model(stack, spec)
             outputs, settings = _run_model(tf, model, x, spec, "rebuilt from the reading")
             return outputs, {**settings, **options, **_kernel(tf, options)}
         with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
@@ -85,8 +85,8 @@ class KerasFramework(Framework):
                 )
                 result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
             else:
-                with _SHARED:  # no other thread may set the weights mid-run
-                    layer = _shared_layer(stack, spec)
+                with SHARED:  # no other thread may set the weights mid-run
+                    layer = shared_layer(stack, spec)
                     result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
         outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
         return outputs, {**settings, **options, **_kernel(tf, options), "compiled": "tf.function"}
@@ -114,18 +114,18 @@ class KerasFramework(Framework):
 
         _check_gradient_path(tf, spec)
         if isinstance(stack, ModelGraph):
-            with _SHARED, tf.device(spec.device.upper()):
-                model = _graph_model(stack, spec)
+            with SHARED, tf.device(spec.device.upper()):
+                model = graph_model(stack, spec)
             with _tf32(tf, spec.tf32), tf.device(spec.device.upper()):
                 return _differentiate_model(tf, model, x, cotangents)
-        options = _layer_options(spec)
-        with _tf32(tf, spec.tf32), tf.device(spec.device.upper()), _SHARED:
+        options = layer_options(spec)
+        with _tf32(tf, spec.tf32), tf.device(spec.device.upper()), SHARED:
             if stack.stateful:
                 layer = canonical_to_keras(
                     stack, dtype=spec.dtype, batch_size=int(x.shape[0]), **options
                 )
             else:
-                layer = _shared_layer(stack, spec)
+                layer = shared_layer(stack, spec)
             return _differentiate(tf, layer, x, cotangents, initial_states, lengths)
 
 
@@ -272,14 +272,6 @@ def _kernel(tf: Any, options: dict[str, Any]) -> dict[str, object]:
     return {"oneDNN": onednn, "kernel": ", ".join(kernel)}
 
 
-def _layer_options(spec: RunSpec) -> dict[str, Any]:
-    """The options of canonical_to_keras that select ``spec``'s kernel path."""
-    return {
-        "unroll": spec.path == "unroll",
-        "use_cudnn": False if spec.path == "cudnn-off" else "auto",
-    }
-
-
 def _onednn_enabled(tf: Any) -> bool:
     """Whether this process's TensorFlow runs oneDNN's optimizations (fixed at import)."""
     try:
@@ -319,102 +311,6 @@ def _run_with_onednn(
     process = f"separate ({variables})"
     kernel = f"{settings['kernel']}, process: {process}"
     return outputs, {**settings, "process": process, "kernel": kernel}
-
-
-# Built layers by (structure, dtype, device), least recently used first. Runs of one
-# structure come together in a matrix, so a few entries reuse nearly every layer.
-_LAYERS: OrderedDict[Hashable, Any] = OrderedDict()
-_LAYERS_KEPT = 32
-_SHARED = threading.RLock()
-
-
-def _shared_layer(stack: RecurrentStack, spec: RunSpec) -> Any:
-    """A built layer of ``stack``'s structure holding ``stack``'s weights."""
-    from ..adapters.keras import canonical_to_keras
-
-    key = layer_key(stack, spec)
-    layer = _LAYERS.get(key)
-    if layer is None:
-        layer = canonical_to_keras(stack, dtype=spec.dtype, **_layer_options(spec))
-        _LAYERS[key] = layer
-        if len(_LAYERS) > _LAYERS_KEPT:
-            _LAYERS.popitem(last=False)
-    else:
-        _LAYERS.move_to_end(key)
-        _set_stack_weights(stack, layer)
-    return layer
-
-
-# Models rebuilt from graphs by (graph object, dtype, device, layer options), with the graph
-# itself, so that its id is not reused while the entry lives.
-_MODELS: OrderedDict[Hashable, tuple[ModelGraph, Any]] = OrderedDict()
-_MODELS_KEPT = 8
-
-
-def _graph_model(graph: ModelGraph, spec: RunSpec) -> Any:
-    """The functional model rebuilt from ``graph`` for ``spec``, built on its first run."""
-    from ..adapters.keras import graph_to_keras
-
-    options = _layer_options(spec)
-    key = (id(graph), spec.dtype, spec.device, tuple(sorted(options.items())))
-    entry = _MODELS.get(key)
-    if entry is None:
-        entry = _MODELS[key] = (graph, graph_to_keras(graph, dtype=spec.dtype, **options))
-        if len(_MODELS) > _MODELS_KEPT:
-            _MODELS.popitem(last=False)
-    _MODELS.move_to_end(key)
-    return entry[1]
-
-
-def layer_key(stack: RecurrentStack, spec: RunSpec) -> Hashable:
-    """Which shared layer runs ``stack`` for ``spec``: its structure, dtype, device, and the
-    layer options of the kernel path."""
-    options = tuple(sorted(_layer_options(spec).items()))
-    return (structure_key(stack), spec.dtype, spec.device, options)
-
-
-def _set_stack_weights(stack: RecurrentStack, built: Any) -> None:
-    """Put ``stack``'s weights into a layer or Sequential that canonical_to_keras built."""
-    keras = require("keras")
-    # The adapter's own per-layer setter, so the bias folding stays in one place.
-    from ..adapters.keras import set_layer_weights
-
-    members = (
-        [built]
-        if len(stack.layers) == 1
-        else [m for m in built.layers if not isinstance(m, keras.layers.InputLayer)]
-    )
-    for canonical, member in zip(stack.layers, members, strict=True):
-        set_layer_weights(canonical, member)
-
-
-def structure_key(stack: RecurrentStack) -> Hashable:
-    """Everything about a stack that a built Keras layer fixes, weights aside.
-
-    Example:
-        >>> from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
-        >>> def stack(value):
-        ...     w = DirectionWeights(np.full((3, 2), value), np.zeros((2, 2)))
-        ...     layer = RecurrentLayer("simple_rnn", 3, 2, (w,), recurrent_activation=None)
-        ...     return RecurrentStack((layer,))
-        >>> structure_key(stack(0.0)) == structure_key(stack(1.0))
-        True
-    """
-    layers = tuple(
-        (
-            layer.cell,
-            layer.input_size,
-            layer.units,
-            layer.direction,
-            layer.merge_mode,
-            layer.activation,
-            layer.recurrent_activation,
-            layer.reset_after,
-            layer.bias_layout,
-        )
-        for layer in stack.layers
-    )
-    return (layers, stack.return_sequences, stack.return_state)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The peer's side: nobuco's ``pytorch_to_keras`` on each saved model, in the peer's own
 environment (Keras 2, TensorFlow 2.15).
 
-    /work/venv-nobuco/bin/python benchmarks/peers/nobuco_side.py FOLDER   # FOLDER/nobuco.json
+    ~/venv-nobuco/bin/python benchmarks/peers/nobuco_side.py FOLDER   # FOLDER/nobuco.json
 
 For each model: nobuco's conversion with batch and time left free (``input_shapes``, as a
 user converting a sequence model asks), or, where that fails, at the evaluation input's

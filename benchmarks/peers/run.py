@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torch → Keras on trained models, side by side with the tracing peer (nobuco).
 
-    python benchmarks/peers/run.py [--peer-python /work/venv-nobuco/bin/python] [--steps 200]
+    python benchmarks/peers/run.py [--peer-python ~/venv-nobuco/bin/python] [--steps 200]
 
 writes ``benchmarks/results/peers_nobuco.md``. The models (:mod:`benchmarks.peers.models`)
 are trained here on seeded random data and saved as state_dicts in a temporary folder; then
@@ -9,7 +9,7 @@ each side runs in its own subprocess: ours (:mod:`benchmarks.peers.ours`) in thi
 environment, nobuco (:mod:`benchmarks.peers.nobuco_side`) in its own, since it needs Keras 2
 (TensorFlow ≤ 2.15)::
 
-    python3 -m venv /work/venv-nobuco && cd /work/venv-nobuco
+    python3 -m venv ~/venv-nobuco && cd ~/venv-nobuco
     bin/pip install torch==2.13.0 'tensorflow==2.15.*' nobuco torchvision 'numpy<2'
 
 (nobuco imports torchvision, and PyPI's torchvision loads only with PyPI's torch, the CUDA
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -39,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.peers.models import LONGER, SPECS, example_input, torch_outputs, train  # noqa: E402
 
-PEER_PYTHON = "/work/venv-nobuco/bin/python"
+# The peer's environment (see above); PEER_PYTHON or --peer-python name another.
+PEER_PYTHON = os.environ.get("PEER_PYTHON", os.path.expanduser("~/venv-nobuco/bin/python"))
 
 
 def drift(module: torch.nn.Module, name: str) -> float:

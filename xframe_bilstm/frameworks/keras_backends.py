@@ -140,6 +140,14 @@ class KerasFileBackendFramework(KerasBackendFramework):
     def supports(self, reading: Reading) -> str | None:
         return None  # it runs itself, whatever the library read it as
 
+    def _saved(self) -> str:
+        """The model's ``.keras`` file, saved on first use; it goes with this framework
+        object (or at exit, whichever is first)."""
+        if self._file is None:
+            self._file = _saved(self.load())
+            weakref.finalize(self, shutil.rmtree, os.path.dirname(self._file), True)
+        return self._file
+
     def run(
         self,
         stack: Reading,
@@ -149,12 +157,8 @@ class KerasFileBackendFramework(KerasBackendFramework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        if self._file is None:
-            self._file = _saved(self.load())
-            # The file goes with this framework object (or at exit, whichever is first).
-            weakref.finalize(self, shutil.rmtree, os.path.dirname(self._file), True)
         request = _LoadedRun if isinstance(stack, ModelGraph) else _LoadedLayerRun
-        spec = _with_path(spec, self._file)
+        spec = _with_path(spec, self._saved())
         return _elsewhere(self.backend, request, stack, x, spec, initial_states, lengths)
 
     def gradients(
@@ -168,9 +172,7 @@ class KerasFileBackendFramework(KerasBackendFramework):
         lengths: np.ndarray | None,
     ) -> Any:
         """The backend's autodiff on the model loaded from the ``.keras`` file."""
-        if self._file is None:
-            self._file = _saved(self.load())
-        arguments = (stack, x, _with_path(spec, self._file), cotangents, initial_states, lengths)
+        arguments = (stack, x, _with_path(spec, self._saved()), cotangents, initial_states, lengths)
         return call_elsewhere(_ENVIRONMENTS[self.backend], _child_gradients, True, *arguments)
 
 

@@ -40,26 +40,11 @@ def torch_gradients(
 
     ``arguments`` is ``[inputs, states or None, lengths or None]`` as the module takes them.
     """
-    from ..adapters.torch import flatten
 
-    inputs, states = arguments[0].requires_grad_(), arguments[1]
-    for state in states or ():
-        state.requires_grad_()
-    with torch.enable_grad(), _recurrent_training(torch, module):
-        outputs = list(flatten(call(module, arguments)))
-    if len(outputs) != len(cotangents):
-        raise ValueError(
-            f"the module returned {len(outputs)} arrays where {len(cotangents)} were expected"
-        )
-    named = list(module.named_parameters())
-    names, parameters = [name for name, _ in named], [value for _, value in named]
-    wanted = [inputs, *(states or ()), *parameters]
-    weights = [
-        torch.as_tensor(c, dtype=o.dtype, device=o.device) for c, o in zip(cotangents, outputs)
-    ]
-    found = torch.autograd.grad(outputs, wanted, grad_outputs=weights, allow_unused=True)
-    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(found, wanted)]
-    count = 1 + len(states or ())
+    states = arguments[1]
+    leaves = [arguments[0], *(states or ())]
+    names, parameters, grads = _differentiate(torch, module, call, arguments, leaves, cotangents)
+    count = len(leaves)
     as_numpy = [g.detach().to("cpu", torch.float64).numpy() for g in grads[:count]]
     read = _read_back(torch, module, grads[count:])
     numbered = [torch.full_like(p, i + 1.0) for i, p in enumerate(parameters)]
@@ -70,6 +55,38 @@ def torch_gradients(
         weight_arrays(read),
         native_names(markers, names, "torch"),
     )
+
+
+def _differentiate(
+    torch: Any,
+    module: Any,
+    call: Callable[[Any, list[Any]], Any],
+    arguments: list[Any],
+    leaves: list[Any],
+    cotangents: Sequence[np.ndarray],
+) -> tuple[list[str], list[Any], list[Any]]:
+    """Autograd of ``Σ cotangent ⊙ output`` of ``call(module, arguments)``: the module's
+    parameter names and parameters, and the gradients of ``leaves`` (tensors among the
+    arguments) then of the parameters, zeros where one does not reach the outputs."""
+    from ..adapters.torch import flatten
+
+    for leaf in leaves:
+        leaf.requires_grad_()
+    with torch.enable_grad(), _recurrent_training(torch, module):
+        outputs = list(flatten(call(module, arguments)))
+    if len(outputs) != len(cotangents):
+        raise ValueError(
+            f"the module returned {len(outputs)} arrays where {len(cotangents)} were expected"
+        )
+    named = list(module.named_parameters())
+    names, parameters = [name for name, _ in named], [value for _, value in named]
+    wanted = [*leaves, *parameters]
+    weights = [
+        torch.as_tensor(c, dtype=o.dtype, device=o.device) for c, o in zip(cotangents, outputs)
+    ]
+    found = torch.autograd.grad(outputs, wanted, grad_outputs=weights, allow_unused=True)
+    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(found, wanted)]
+    return names, parameters, grads
 
 
 def _read_back(torch: Any, module: Any, values: Sequence[Any]) -> Any:
@@ -122,25 +139,9 @@ def torch_graph_gradients(
     (:func:`~xframe_bilstm.models.torch_readback.current_graph` for a port, the module's
     own reading otherwise), and named ``<layer>/<weight>``.
     """
-    from ..adapters.torch import flatten
-
     floats = [i for i, t in enumerate(arguments) if t.is_floating_point()]
-    for index in floats:
-        arguments[index].requires_grad_()
-    with torch.enable_grad(), _recurrent_training(torch, module):
-        outputs = list(flatten(call(module, arguments)))
-    if len(outputs) != len(cotangents):
-        raise ValueError(
-            f"the module returned {len(outputs)} arrays where {len(cotangents)} were expected"
-        )
-    named = list(module.named_parameters())
-    names, parameters = [name for name, _ in named], [value for _, value in named]
-    wanted = [*(arguments[i] for i in floats), *parameters]
-    weights = [
-        torch.as_tensor(c, dtype=o.dtype, device=o.device) for c, o in zip(cotangents, outputs)
-    ]
-    found = torch.autograd.grad(outputs, wanted, grad_outputs=weights, allow_unused=True)
-    grads = [torch.zeros_like(t) if g is None else g for g, t in zip(found, wanted)]
+    leaves = [arguments[i] for i in floats]
+    names, parameters, grads = _differentiate(torch, module, call, arguments, leaves, cotangents)
     arrays = {
         input_label(index, len(arguments)): g.detach().to("cpu", torch.float64).numpy()
         for index, g in zip(floats, grads)

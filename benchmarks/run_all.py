@@ -46,6 +46,11 @@ PEERS_LINK = (
     "torch → Keras on trained models side by side with the tracing peer (nobuco): "
     "[results/peers_nobuco.md](results/peers_nobuco.md) (`python benchmarks/peers/run.py`)."
 )
+TFLITE_LINK = (
+    "TFLite's dynamic-range quantized run, its error against its budget: "
+    "[results/tflite_quantized.md](results/tflite_quantized.md) "
+    "(`python benchmarks/bench_tflite_quantized.py`)."
+)
 COMPARE_TITLE = "## compare(), cold and warm, against one eager Keras call"
 
 
@@ -125,6 +130,7 @@ def render(results: dict[str, Any], command: str, repeats: int, seconds: float) 
     lines += bench_conversion.section(results["conversion"])
     lines += whole_model_speed.section(*results["whole_model"])
     lines += [PEERS_LINK, ""]  # measured on its own, in two environments
+    lines += [TFLITE_LINK, ""]  # measured on its own (conversions take seconds each)
     if results.get("study") is not None:
         lines += bench_ratchet.section(results["study"], load_table().ratchet)
     return "\n".join(lines).rstrip() + "\n"

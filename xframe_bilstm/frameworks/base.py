@@ -15,7 +15,8 @@ from ..reference import Reading
 # Why a whole model's gradients are not compared.
 GRAPH_GRADIENTS = (
     "this framework's gradients are compared for recurrent layers; compare the recurrent "
-    "layers alone, or the whole model's gradients in the reference and PyTorch"
+    "layers alone, or the whole model's gradients in the reference, PyTorch and Keras on "
+    "TensorFlow"
 )
 
 # Unit roundoff that TF32 matrix products keep (a 10-bit mantissa), for tolerances.

@@ -13,7 +13,7 @@ from xframe_bilstm.errors import UnsupportedFeatureError, WeightShapeError
 from xframe_bilstm.graph import LayerRecord, ModelGraph
 from xframe_bilstm.reference import reference_outputs, run_model_reference
 from xframe_bilstm.sources import read_source
-from xframe_bilstm.stack_graph import stack_graph
+from xframe_bilstm.stack_graph import stack_graph, stack_of
 
 keras = pytest.importorskip("keras")
 
@@ -53,6 +53,14 @@ def test_a_stack_graph_has_one_node_per_layer_and_the_stacks_outputs() -> None:
     # output forward, output backward, h forward, h backward: as Keras returns them
     assert graph.outputs == ("layers[1]", "layers[1]:1", "layers[1]:2", "layers[1]:3")
     assert graph.masked("x") and graph.masked("layers[0]")
+    assert stack_of(graph) == stack  # the graph says which stack it is
+
+
+def test_only_a_stacks_own_graph_reads_back_as_a_stack() -> None:
+    ids = keras.Input((STEPS,), dtype="int32")
+    embedded = keras.layers.Embedding(10, FEATURES, dtype="float64")(ids)
+    model = keras.Model(ids, keras.layers.LSTM(UNITS, dtype="float64")(embedded))
+    assert stack_of(read_source(model).reading) is None  # an Embedding before the layers
 
 
 def test_a_stack_runs_on_the_graph_reference_as_keras_with_states_and_lengths() -> None:

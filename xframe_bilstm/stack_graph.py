@@ -51,6 +51,38 @@ def as_graph(reading: RecurrentStack | ModelGraph) -> ModelGraph:
     return stack_graph(reading) if isinstance(reading, RecurrentStack) else reading
 
 
+def stack_of(graph: ModelGraph) -> RecurrentStack | None:
+    """The recurrent stack ``graph`` is, when it is one as :func:`stack_graph` draws it (an
+    input masked by lengths, then recurrent records each reading the one before, the last's
+    outputs returned); None for any other graph. Builders port such a graph as the stack's
+    own module, layer or ONNX graph, the one the layer's converters return.
+
+    Example:
+        >>> from xframe_bilstm import DirectionWeights, RecurrentLayer
+        >>> w = DirectionWeights(np.zeros((3, 2)), np.zeros((2, 2)))
+        >>> layer = RecurrentLayer("simple_rnn", 3, 2, (w,), recurrent_activation=None)
+        >>> stack = RecurrentStack((layer,), return_state=True)
+        >>> stack_of(stack_graph(stack)) == stack
+        True
+    """
+    first, *rest = graph.layers
+    if graph.inputs != (first.name,) or not first.options.get("lengths") or not rest:
+        return None
+    chained = all(
+        record.recurrent is not None and record.inputs == (before.name,)
+        for before, record in zip(graph.layers, rest)
+    )
+    if not chained or graph.outputs != rest[-1].outputs:
+        return None
+    layers = tuple(record.recurrent for record in rest if record.recurrent is not None)
+    last = rest[-1].options
+    return RecurrentStack(
+        layers,
+        return_sequences=bool(last.get("return_sequences")),
+        return_state=bool(last.get("return_state")),
+    )
+
+
 def state_layers(graph: ModelGraph) -> list[LayerRecord]:
     """The recurrent records that take a run's initial states, in order; refuses a graph
     with no place for them, naming why."""
@@ -134,5 +166,6 @@ __all__ = [
     "graph_initial_states",
     "split_initial_states",
     "stack_graph",
+    "stack_of",
     "state_layers",
 ]

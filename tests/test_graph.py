@@ -7,7 +7,7 @@ import pytest
 
 from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer
 from xframe_bilstm.errors import UnsupportedFeatureError
-from xframe_bilstm.graph import LayerRecord, ModelGraph, state_count, tensor_layer, tensor_name
+from xframe_bilstm.graph import LayerRecord, ModelGraph
 
 
 def _lstm(direction: str = "forward") -> RecurrentLayer:
@@ -74,21 +74,6 @@ def test_a_chain_ending_in_states_is_not_a_plain_stack() -> None:
         ("lstm",),
     )
     assert graph.as_stack() is None
-
-
-def test_names_and_counts() -> None:
-    assert tensor_name("a", 0) == tensor_layer("a") == "a"
-    assert tensor_layer(tensor_name("a", 3)) == "a"
-    assert tensor_layer("a:b") == "a:b"
-    assert state_count(_lstm("bidirectional")) == 4
-
-
-def test_an_unmerged_bidirectional_layer_returns_both_directions_then_its_states() -> None:
-    layer = RecurrentLayer("lstm", 2, 1, _lstm("bidirectional").weights, "bidirectional", None)
-    options = {"return_sequences": True, "time_major": False, "return_state": True}
-    record = LayerRecord("enc", "recurrent", "Bidirectional", ("x",), options, recurrent=layer)
-    # output forward, output backward, then h, c per direction
-    assert record.outputs == ("enc", "enc:1", "enc:2", "enc:3", "enc:4", "enc:5")
 
 
 def test_an_input_marked_lengths_is_masked_and_outputs_have_labels() -> None:

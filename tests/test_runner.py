@@ -178,3 +178,13 @@ def test_initial_states_for_a_whole_model_are_refused_naming_its_runs() -> None:
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(4)(inputs)))
     with pytest.raises(UnsupportedFeatureError, match=r"torch port.*start its recurrent layers"):
         compare(model, frameworks=["torch"], initial_states=[np.zeros((4, 4))] * 2)
+
+
+def test_initial_states_for_a_model_without_recurrent_layers_name_that_first() -> None:
+    """The check comes from the graph (stack_graph.state_layers), as for a stack."""
+    from xframe_bilstm import UnsupportedFeatureError
+
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    with pytest.raises(UnsupportedFeatureError, match="has no recurrent layer to start from"):
+        compare(model, frameworks=["torch"], initial_states=[np.zeros((4, 4))])

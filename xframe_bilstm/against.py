@@ -11,13 +11,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .canonical import RecurrentStack, initial_state_count
+from .canonical import layer_state_names
 from .errors import UnsupportedFeatureError, WeightShapeError
 from .frameworks.base import other_kinds
 from .graph import ModelGraph
 from .planning import Plan, Subject, plan_subject
 from .reference import Reading
 from .sources import Read, name_of, read_source, source_type
+from .stack_graph import as_graph, stack_of, state_layers
 
 
 def plan_against(
@@ -37,43 +38,45 @@ def plan_against(
     policy computes in; a Keras file or a canonical stack as its reading. Against a whole
     model, it must be a port of the whole model (a torch module, a Keras model or an
     ONNX export of it), which runs by its own computation."""
-    read = _read_against(against, reading)
-    other = read.reading
-    if isinstance(reading, RecurrentStack):
-        assert isinstance(other, RecurrentStack)
-        if other.input_size != reading.input_size:
-            raise WeightShapeError(
-                f"against: takes {other.input_size} input features where the source takes "
-                f"{reading.input_size}; they cannot run on the same input"
-            )
-        if read.framework == "torch" and states is not None:
-            _check_against_states(other, against, len(states))
+    graph = as_graph(reading)
+    read = _read_against(against, graph)
+    other = as_graph(read.reading)
+    mine, theirs = _features(graph), _features(other)
+    if mine != theirs:
+        raise WeightShapeError(
+            f"against: takes {_listed(theirs)} input features where the source takes "
+            f"{_listed(mine)}; they cannot run on the same input"
+        )
+    if read.framework == "torch" and states is not None:
+        _check_against_states(other, against, len(states))
     own_dtype = read.framework in ("keras", "onnxruntime")  # as its policy or graph says
     return plan_subject(
         "against", against, read, batch, steps, specs, tf32, None if own_dtype else dtypes
     )
 
 
-def _read_against(against: Any, reading: Reading) -> Read:
-    """``against`` read; against a graph, its own computation with the graph's outputs."""
-    if isinstance(reading, RecurrentStack):
+def _read_against(against: Any, graph: ModelGraph) -> Read:
+    """``against`` read. Against recurrent layers (a graph :func:`~.stack_graph.stack_of`
+    reads as a stack), any source of the same layers, read as its own layers; against any
+    other graph, its own computation with the graph's outputs."""
+    if stack_of(graph) is not None:
         read = read_source(against)
-        if isinstance(read.reading, ModelGraph):
+        theirs = as_graph(read.reading)
+        if stack_of(theirs) is None:
             raise UnsupportedFeatureError(
                 f"against: {name_of(against)} is a whole model "
-                f"({', '.join(other_kinds(read.reading))}) where the source is recurrent "
+                f"({', '.join(other_kinds(theirs))}) where the source is recurrent "
                 "layers; compare models of the same layers"
             )
         return read
-    assert isinstance(reading, ModelGraph)
     kind = source_type(against)
     if kind == "torch" and not isinstance(against, sys.modules["torch"].nn.RNNBase):
-        return Read(reading, "torch", lambda: against)
+        return Read(graph, "torch", lambda: against)
     if kind == "ONNX":  # an export of the model: onnxruntime runs it with the model's inputs
         from .adapters.onnx import load_model
 
         proto = load_model(against)
-        return Read(reading, "onnxruntime", lambda: proto)
+        return Read(graph, "onnxruntime", lambda: proto)
     if kind in ("keras", "Keras file"):
         read = read_source(against)
         if read.original is None:
@@ -82,21 +85,32 @@ def _read_against(against: Any, reading: Reading) -> Read:
                 "run it with its own layer semantics; load it with tf_keras and compare the "
                 "live model"
             )
-        return Read(reading, "keras", read.original)
+        return Read(graph, "keras", read.original)
     lone = "one recurrent module" if kind == "torch" else "recurrent layers"
     lacking = ", ".join(
-        f"{r.name} ({r.class_name})" for r in reading.layers if r.kind not in ("input", "recurrent")
+        f"{r.name} ({r.class_name})" for r in graph.layers if r.kind not in ("input", "recurrent")
     )
     raise UnsupportedFeatureError(
-        f"against: {name_of(against)} ({lone}) cannot stand for {reading.source}, a whole model "
+        f"against: {name_of(against)} ({lone}) cannot stand for {graph.source}, a whole model "
         f"whose layers {lacking} it lacks; compare a port of the "
         "whole model (keras_to_torch of the model, or an nn.Module of your own that runs "
         "every layer), or compare the recurrent layer alone"
     )
 
 
-def _check_against_states(other: RecurrentStack, module: Any, given: int) -> None:
-    expected = initial_state_count(other)
+def _features(graph: ModelGraph) -> tuple[Any, ...]:
+    """The features (last axis) of each of the graph's inputs: what runs on it must take."""
+    return tuple(tuple(graph.layer(name).options["shape"])[-1:] for name in graph.inputs)
+
+
+def _listed(features: tuple[Any, ...]) -> str:
+    """``3`` for one input of 3 features, ``[3, 5]`` for several inputs."""
+    sizes = [size[0] if size else None for size in features]
+    return str(sizes[0]) if len(sizes) == 1 else str(sizes)
+
+
+def _check_against_states(other: ModelGraph, module: Any, given: int) -> None:
+    expected = sum(len(layer_state_names(r.recurrent)) for r in state_layers(other) if r.recurrent)
     if given != expected:
         raise WeightShapeError(
             f"initial_states: {given} arrays fit the source, but against "

@@ -29,6 +29,7 @@ from .gradient_arrays import GradientArrays, graph_reference_arrays
 from .pairing import pairs_of
 from .reference import Reading, reference_gradients, reference_outputs
 from .report import PairReport
+from .stack_graph import as_graph
 
 # Added to the seed, so the cotangents are not the input's own random numbers.
 COTANGENT_STREAM = 1
@@ -57,11 +58,9 @@ def draw_cotangents(outputs: Sequence[np.ndarray], seed: int) -> list[np.ndarray
 
 def gradient_refusal(reading: Reading) -> str | None:
     """Why no run can differentiate ``reading`` (a layer kind without a backward), or None."""
-    if isinstance(reading, RecurrentStack):
-        return None
     from .reference.graph_backward import backward_refusal
 
-    return backward_refusal(reading)
+    return backward_refusal(as_graph(reading))
 
 
 def gradient_noise(
@@ -169,14 +168,14 @@ def _refusal(
 
 
 def _state_labels(stack: Reading) -> list[str]:
-    """What each initial state is: ``h_forward`` (``layers[1].h_forward`` in a deeper stack)."""
-    if not isinstance(stack, RecurrentStack):
-        return []  # a whole model starts from zero states
-    many = len(stack.layers) > 1
+    """What each initial state is: ``h_forward`` (``layers[1].h_forward`` in a deeper stack,
+    named by its record), in the order the graph's recurrent records take them."""
+    recurrent = [r for r in as_graph(stack).layers if r.recurrent is not None]
     return [
-        f"layers[{index}].{name}" if many else name
-        for index, layer in enumerate(stack.layers)
-        for name in layer_state_names(layer)
+        f"{record.name}.{name}" if len(recurrent) > 1 else name
+        for record in recurrent
+        if record.recurrent is not None
+        for name in layer_state_names(record.recurrent)
     ]
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from .canonical import RecurrentStack
 from .errors import WeightShapeError
 from .graph import LayerRecord, ModelGraph
 from .masks import check_lengths, mask_from_lengths
@@ -34,11 +33,17 @@ def run_inputs(
     batch: int,
     steps: int,
 ) -> tuple[Inputs, np.ndarray | None]:
-    """The inputs of every run, and the checked lengths (or None)."""
-    if isinstance(reading, RecurrentStack):
-        x = _stack_inputs(reading, inputs, seed, batch, steps)
+    """The inputs of every run, and the checked lengths (or None).
+
+    A graph whose one input is masked by ``lengths`` (a stack's, option ``lengths``) takes
+    a float array of ``batch`` rows and ``steps`` steps, which the lengths must fit; any
+    other graph takes its inputs as :func:`example_inputs` draws them (see the module)."""
+    graph = as_graph(reading)
+    records = [graph.layer(name) for name in graph.inputs]
+    if len(records) == 1 and records[0].options.get("lengths"):
+        x = _sequence(records[0], inputs, seed, batch, steps)
         return x, None if lengths is None else check_lengths(lengths, *x.shape[:2])
-    arrays, checked = _graph_inputs(reading, inputs, lengths, seed, batch, steps)
+    arrays, checked = _graph_inputs(graph, inputs, lengths, seed, batch, steps)
     return (arrays[0] if len(arrays) == 1 else tuple(arrays)), checked
 
 
@@ -68,17 +73,17 @@ def real_array(value: Any, name: str) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def _stack_inputs(
-    stack: RecurrentStack, inputs: Any, seed: int, batch: int, steps: int
-) -> np.ndarray:
+def _sequence(record: LayerRecord, inputs: Any, seed: int, batch: int, steps: int) -> np.ndarray:
+    """The float64 (B, T, D) input of a record masked by lengths: every run casts it to the
+    dtype it runs in."""
+    features = int(record.options["shape"][-1])
     if inputs is None:
-        shape = (positive_int(batch, "batch"), positive_int(steps, "steps"), stack.input_size)
+        shape = (positive_int(batch, "batch"), positive_int(steps, "steps"), features)
         return np.random.default_rng(seed).standard_normal(shape)
     x = real_array(inputs, "inputs")
-    if x.ndim != 3 or x.shape[2] != stack.input_size or 0 in x.shape:
+    if x.ndim != 3 or x.shape[2] != features or 0 in x.shape:
         raise WeightShapeError(
-            f"inputs: expected a non-empty array of shape (batch, time, {stack.input_size}), "
-            f"got {x.shape}"
+            f"inputs: expected a non-empty array of shape (batch, time, {features}), got {x.shape}"
         )
     return x
 

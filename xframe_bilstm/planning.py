@@ -24,10 +24,9 @@ from .frameworks.keras import KerasLayerFramework
 from .frameworks.keras_backends import with_backend_originals
 from .frameworks.onnxruntime import OnnxGraphFramework
 from .frameworks.torch import TorchModuleFramework
-from .graph import ModelGraph
 from .reference import Reading
 from .sources import Read, describe, source_type
-from .stack_graph import as_graph
+from .stack_graph import as_graph, stack_of
 
 Plan = list[tuple[RunSpec, Framework]]
 
@@ -65,11 +64,9 @@ def plan_runs(
     for dtype in dtypes:
         if dtype not in ("float16", "bfloat16", "float32", "float64"):
             raise ValueError(f"dtypes: {dtype!r} is not float16, bfloat16, float32 or float64")
-    refused = [dtype for dtype in dtypes if dtype not in GRAPH_DTYPES]
-    if isinstance(reading, ModelGraph) and (refused or not dtypes):
-        raise UnsupportedFeatureError(
-            f"dtypes: a whole model runs in {' and '.join(GRAPH_DTYPES)}, got {dtypes}"
-        )
+    why = dtype_refusal(reading, dtypes)
+    if why:
+        raise UnsupportedFeatureError(f"dtypes: {why}, got {dtypes}")
     reference = FRAMEWORKS["reference"]()
     # Left out where it cannot run the reading (custom layers); the report says why.
     plan: Plan = (
@@ -95,6 +92,24 @@ def plan_runs(
     _check_available(names, wanted_devices, seen_devices, dtypes, plan)
     _check_paths(paths, wanted_paths, names, plan)
     return plan
+
+
+def dtype_refusal(reading: Reading, dtypes: Sequence[str]) -> str:
+    """Why ``reading`` cannot run in every one of ``dtypes`` (none at all included), or ""
+    when it can. A stack's runs take any float dtype; a whole model's port is built in
+    :data:`GRAPH_DTYPES` only, decided from the graph (:func:`~.stack_graph.stack_of`).
+
+    Example:
+        >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
+        >>> x = LayerRecord("x", "input", "InputLayer", options={"shape": (2,), "dtype": "f"})
+        >>> dtype_refusal(ModelGraph("m", (x,), ("x",), ("x",)), ["float16"])
+        'a whole model runs in float32 and float64'
+    """
+    if stack_of(as_graph(reading)) is not None:
+        return ""
+    if dtypes and all(dtype in GRAPH_DTYPES for dtype in dtypes):
+        return ""
+    return f"a whole model runs in {' and '.join(GRAPH_DTYPES)}"
 
 
 def _runnable(reading: Reading, names: list[str], auto: bool, original: str) -> list[str]:
@@ -309,9 +324,11 @@ def outputs_of(
     reading: Reading, batch: int, steps: int, description: str, *, native: bool = False
 ) -> Source:
     """What a run of ``reading`` returns (a native torch module's own layout with ``native``)."""
-    if isinstance(reading, ModelGraph):
-        return graph_source(reading, description)
-    return (native_source if native else stack_source)(reading, batch, steps, description)
+    graph = as_graph(reading)
+    stack = stack_of(graph)  # a stack's outputs mean a sequence, directions and states
+    if stack is None:
+        return graph_source(graph, description)
+    return (native_source if native else stack_source)(stack, batch, steps, description)
 
 
 def _keras_dtype(read: Read) -> str:
@@ -341,4 +358,12 @@ def _parameter_dtype(module: Any) -> str:
     return "float32" if parameter is None else str(parameter.dtype).removeprefix("torch.")
 
 
-__all__ = ["Plan", "Subject", "parse_paths", "plan_original", "plan_runs", "plan_subject"]
+__all__ = [
+    "Plan",
+    "Subject",
+    "dtype_refusal",
+    "parse_paths",
+    "plan_original",
+    "plan_runs",
+    "plan_subject",
+]

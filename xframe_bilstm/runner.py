@@ -28,7 +28,6 @@ from .custom import custom_layers_in_use
 from .errors import UnsupportedFeatureError
 from .frameworks import Framework, RunSpec
 from .gradients import compare_gradients, gradient_refusal
-from .graph import ModelGraph
 from .inputs import as_list, non_finite, run_inputs
 from .inputs import initial_states as checked_states
 from .left_out import left_out
@@ -37,7 +36,7 @@ from .planning import Plan, Subject, outputs_of, plan_original, plan_runs
 from .quantization_budget import check_budget, measure_budgets
 from .report import Report, RunRecord
 from .sources import Read, describe, read_source, source_type
-from .stack_graph import as_graph
+from .stack_graph import as_graph, stack_of, state_layers
 
 DEFAULT_BATCH = 4
 DEFAULT_STEPS = 20
@@ -326,11 +325,13 @@ def _batch(batch: int | None, source: Any, read: Read) -> int:
 
 
 def _initial_states(reading: Any, states: Any, x: Any) -> list[np.ndarray] | None:
-    """The initial states checked (count and shapes, by layer name); a whole model's runs
-    besides the reference (its port, Keras as loaded, the ONNX exports) take none yet."""
-    if states is not None and isinstance(reading, ModelGraph):
+    """The initial states checked (count and shapes, by layer name) against the graph's
+    :func:`~.stack_graph.state_layers`; a whole model's runs besides the reference (its
+    port, Keras as loaded, the ONNX exports) take none yet."""
+    graph = as_graph(reading)
+    if states is not None and state_layers(graph) and stack_of(graph) is None:
         raise UnsupportedFeatureError(
-            f"initial_states: {reading.source}: the runs of a whole model (its torch port, "
+            f"initial_states: {graph.source}: the runs of a whole model (its torch port, "
             "the model as loaded, its ONNX exports) start its recurrent layers from zeros; "
             "compare the recurrent layers on their own to give initial states"
         )

@@ -21,13 +21,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from .canonical import RecurrentStack
 from .errors import UnsupportedFeatureError
 from .graph import ModelGraph
 from .models.from_torch import TORCH_FILE_SUFFIXES
 from .reference import Reading
+from .stack_graph import as_graph, stack_of
 
 
 @dataclass(frozen=True)
@@ -289,13 +290,13 @@ def to_canonical(source: Any) -> RecurrentStack:
         True
     """
     reading = read_source(source).reading
-    if isinstance(reading, ModelGraph):
+    if stack_of(as_graph(reading)) is None:
         where = os.fspath(source) if _is_path(source) else type(source).__name__
         raise UnsupportedFeatureError(
             f"{where}: a whole model (not only recurrent layers), which has no canonical "
             "stack; compare() runs it as a whole model and keras_to_torch() ports it"
         )
-    return reading
+    return cast(RecurrentStack, reading)
 
 
 def name_of(model: Any) -> str:
@@ -308,17 +309,19 @@ def describe(source: Any, reading: Reading) -> str:
     source it was read from)."""
     if isinstance(source, Read) and source.source is not None:
         source = source.source
-    if isinstance(reading, ModelGraph):
-        return f"{reading.source} ({len(reading.layers)} layers)"
+    graph = as_graph(reading)
+    stack = stack_of(graph)
+    if stack is None:  # a whole model: its own name and size; a stack: its layers
+        return f"{graph.source} ({len(graph.layers)} layers)"
     kinds = "+".join(
         f"{layer.cell}{'' if layer.direction == 'forward' else '/' + layer.direction}"
-        for layer in reading.layers
+        for layer in stack.layers
     )
     kind = source_type(source)
     if _is_path(source):  # name the file, not its Python type
-        return f"{kind} {os.fspath(source)} ({kinds}, units {reading.last.units})"
+        return f"{kind} {os.fspath(source)} ({kinds}, units {stack.last.units})"
     name = getattr(source, "name", None) or type(source).__name__
-    return f"{kind} {name} ({kinds}, units {reading.last.units})"
+    return f"{kind} {name} ({kinds}, units {stack.last.units})"
 
 
 def load_keras_file(path: str) -> Any:

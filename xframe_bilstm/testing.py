@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from .canonical import RecurrentStack
 from .comparison import Comparison, compare_outputs
 from .diagnosis import Diagnosis, diagnose, format_error
 from .errors import UnsupportedFeatureError
@@ -26,6 +25,7 @@ from .masks import check_lengths
 from .report import PairReport, Report
 from .runner import compare
 from .sources import read_source
+from .stack_graph import as_graph, stack_of
 
 # Longest per-step profile a failure message prints in full.
 _MAX_STEPS_SHOWN = 40
@@ -174,7 +174,7 @@ def _readable(model: Any) -> Any:
     if not isinstance(model, (str, os.PathLike)):
         return model
     reading = read_source(model).reading
-    return reading if isinstance(reading, RecurrentStack) else model
+    return reading if stack_of(as_graph(reading)) is not None else model
 
 
 def _failure(

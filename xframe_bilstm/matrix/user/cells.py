@@ -99,25 +99,17 @@ class UserCell:
         if self.tolerances is not None:
             arguments["rtol"], arguments["atol"] = self.tolerances
         read = read_source(source)  # once: planning and compare() take the Read
-        return Request(read, arguments, self._whole_model_exclusions(read.reading))
+        return Request(read, arguments, self._exclusions(read.reading))
 
-    def _whole_model_exclusions(self, reading: Reading) -> tuple[tuple[str, str], ...]:
-        """The frameworks of the cell that cannot run ``reading`` when it is a whole model."""
-        from ...graph import ModelGraph
-        from ...planning import GRAPH_DTYPES
+    def _exclusions(self, reading: Reading) -> tuple[tuple[str, str], ...]:
+        """The frameworks of the cell that cannot run ``reading``, or not in its dtype."""
+        from ...planning import dtype_refusal
 
-        if not isinstance(reading, ModelGraph):
-            return ()
         excluded = []
         for name in self.frameworks:
-            refusal = FRAMEWORKS[name]().supports(reading)
-            if refusal:
-                why = refusal
-            elif self.dtype not in GRAPH_DTYPES:
-                why = f"a whole model runs in {' and '.join(GRAPH_DTYPES)}"
-            else:
-                continue
-            excluded.append((name, why))
+            why = FRAMEWORKS[name]().supports(reading) or dtype_refusal(reading, [self.dtype])
+            if why:
+                excluded.append((name, why))
         return tuple(excluded)
 
 

@@ -1,0 +1,273 @@
+"""The records a model graph is made of: one per Keras layer, its kind, options and weights.
+
+Rules of this module:
+
+- It holds data only: layer kinds with their options, numpy weights, and the recurrent
+  layers as canonical :class:`~xframe_bilstm.canonical.RecurrentLayer` objects.
+- A tensor is named by the layer that makes it: ``"layer"`` for its output 0, and
+  ``"layer:1"``, ``"layer:2"``... for the others (:func:`tensor_name`). Only a recurrent
+  layer with ``return_state`` has several: its output, then its final states in Keras
+  order (h, c per direction, forward first).
+- Every kind says how it passes a Keras mask on (:data:`MASK_RULES`); the graph
+  (:mod:`xframe_bilstm.graph`) follows the rules from layer to layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .canonical import RecurrentLayer
+from .errors import UnsupportedFeatureError
+
+# How each kind passes on the mask of its (first) input, as the Keras layers do:
+# "keep" passes it unchanged, "drop" ends it, "sequences" keeps it only while the layer
+# returns sequences, "make" computes a new one, "merge" combines the inputs' masks.
+MASK_RULES = {
+    "input": "drop",
+    "embedding": "make",
+    "masking": "make",
+    "identity": "keep",
+    "recurrent": "sequences",
+    "dense": "keep",
+    "activation": "keep",
+    "flatten": "drop",
+    "reshape": "drop",
+    "global_pool": "drop",
+    "concatenate": "merge",
+    # Keras 2 and 3 convolutions, padding and cropping do not support masks: the mask ends
+    # there (Keras 3 warns) and padded steps are computed like any other.
+    "conv": "drop",
+    "zero_padding": "drop",
+    "cropping": "drop",
+    "merge": "merge",
+    "permute": "drop",
+    "repeat_vector": "drop",
+    "time_distributed": "keep",
+    "relu": "keep",
+    "elu": "keep",
+    "prelu": "keep",
+    "softmax": "keep",
+    "batch_norm": "keep",  # Keras 2 and 3 pass the mask on (it only matters in training)
+    "layer_norm": "keep",
+    "pool": "drop",  # Keras 3 warns and drops it; Keras 2 refuses a masked input
+    # A Keras 3 layer that does not support masking drops the mask (and warns).
+    "custom": "drop",
+    # Operations of a captured torch forward (no Keras layer of their own): a reduction or
+    # a slice of the steps ends the mask; arithmetic with a constant keeps it.
+    "reduce": "drop",
+    "slice": "drop",
+    "scalar_op": "keep",
+    # Attention layers return the query's mask (the query is their first input).
+    "attention": "keep",
+    "multi_head_attention": "keep",
+    # A batched matrix product (a captured ``q @ k``): no Keras layer, its mask ends.
+    "matmul": "drop",
+    # ``x`` where a comparison of another tensor with a number fails, a constant elsewhere
+    # (a captured ``scores.masked_fill(mask == 0, -1e9)``): its mask ends.
+    "where": "drop",
+}
+# Attention layers: (query, value) or (query, value, key), each runner hands them to its own
+# module for them.
+ATTENTION_KINDS = ("attention", "multi_head_attention")
+# Every kind of layer record: each says how it passes masks on.
+KINDS = tuple(MASK_RULES)
+# The kinds that read several tensors: the merges (mask rule "merge") and the attentions.
+MULTI_INPUT_KINDS = (
+    *(kind for kind, rule in MASK_RULES.items() if rule == "merge"),
+    *ATTENTION_KINDS,
+    "matmul",
+    "where",
+)
+# Merges, permutes, repeats, TimeDistributed and activation layers: each runner hands them
+# to its own module for them.
+SHAPE_KINDS = (
+    "merge",
+    "permute",
+    "repeat_vector",
+    "time_distributed",
+    "relu",
+    "elu",
+    "prelu",
+    "softmax",
+)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One Keras layer: its kind, options, weights and the layers whose outputs it reads.
+
+    ``options`` by kind (all keys always present unless said):
+
+    - ``input``: ``shape`` (without the batch axis, None for any size), ``dtype``,
+      optionally ``lengths`` (True: right-padded by the per-row lengths a run is given and
+      masked by them, as a stack's input is).
+    - ``embedding``: ``mask_zero``; weights ``embeddings`` (vocabulary, features).
+    - ``masking``: ``mask_value``.
+    - ``identity``: none, or ``rate`` for a dropout read from torch, kept so that a
+      rebuilt model trains as the original.
+    - ``recurrent``: ``return_sequences``, ``time_major``, ``unroll``, optionally
+      ``return_state`` (False when absent: then the final states follow the output, or the
+      forward and backward outputs of a ``Bidirectional`` with ``merge_mode=None``);
+      ``recurrent`` holds the canonical layer. ``inputs`` are the sequence, then either no
+      initial states (zeros) or all of them in Keras order (``initial_state=[h, c]``).
+    - ``dense``: ``activation`` (a canonical activation name or ``"softmax"``),
+      ``time_distributed``; weights ``kernel`` (D, units) and optionally ``bias``.
+    - ``activation``: ``activation``.
+    - ``reshape``: ``target_shape``.
+    - ``global_pool``: ``op`` (``"max"`` or ``"average"``), ``keepdims``, and
+      ``data_format`` (``"channels_last"`` when absent): every axis but the batch and the
+      channels is pooled, so it is 1-D or 2-D by the input's rank.
+    - ``concatenate``: ``axis`` (negative, counted from the end), ``mask_combine``
+      (``"any"`` in Keras 3, ``"all"`` in Keras 2).
+    - ``conv`` (``Conv1D``, ``Conv2D``): ``rank`` (spatial axes, 1 or 2), ``filters``,
+      ``kernel_size``, ``strides``, ``dilation_rate`` (tuples of ``rank`` ints),
+      ``padding`` (``"valid"``, ``"same"`` as TensorFlow pads, the extra step at the end,
+      or ``"causal"``), ``groups``, ``data_format`` (``"channels_last"`` or
+      ``"channels_first"``), ``activation``; weights ``kernel``
+      (``*kernel_size``, input channels / groups, filters) and optionally ``bias``.
+    - ``zero_padding`` and ``cropping``: ``padding`` / ``cropping`` (one ``(before,
+      after)`` pair per spatial axis), ``data_format``.
+    - ``merge``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"average"``,
+      ``"maximum"``, ``"minimum"``), ``mask_combine`` (``"any"``: Keras 3, which also
+      replaces the masked values of ``Multiply``/``Maximum``/``Minimum`` inputs; ``"all"``:
+      Keras 2, which ignores masks in the values).
+    - ``permute``: ``dims`` (Keras's, counted from 1 after the batch axis).
+    - ``repeat_vector``: ``n``.
+    - ``time_distributed``: ``layer``, the inner :class:`LayerRecord` (reading the
+      wrapper's input), applied to every step; ``TimeDistributed(Dense)`` is a ``dense``.
+    - ``relu``: ``max_value`` (None for none), ``negative_slope``, ``threshold``
+      (``ReLU``, ``LeakyReLU``, ``ThresholdedReLU``).
+    - ``elu``: ``alpha``.
+    - ``prelu``: weights ``alpha`` (the input's shape without the batch axis, 1 on shared
+      axes).
+    - ``softmax``: ``axis`` (one axis, counted with the batch axis), ``log`` (False).
+    - ``batch_norm`` (inference): ``axis`` (counted with the batch axis, as in Keras),
+      ``epsilon``; weights ``moving_mean``, ``moving_variance`` and optionally ``gamma``
+      (``scale``) and ``beta`` (``center``), each (channels,).
+    - ``layer_norm``: ``axis`` (a tuple, counted with the batch axis), ``epsilon``; weights
+      optionally ``gamma`` and ``beta``, shaped as the normalized axes.
+    - ``pool``: ``op`` (``"max"`` or ``"average"``), ``pool_size`` and ``strides`` (one
+      int per spatial axis), ``padding`` (``"valid"`` or ``"same"``, TensorFlow's: the
+      average counts only the input's values, the maximum ignores the padding),
+      ``data_format``.
+    - ``custom``: ``config``, ``registered_name``, ``build_torch``, ``build_keras`` (a user's
+      class ported by the user's factories; see :mod:`xframe_bilstm.custom`); weights
+      ``"0"``, ``"1"``... in the order the layer stores them.
+    - ``reduce`` (read from a torch ``forward``): ``op`` (``"sum"``, ``"mean"``, ``"max"``,
+      ``"min"``), ``axes`` (a tuple, counted with the batch axis, never 0), ``keepdims``.
+    - ``slice``: ``axis`` (counted with the batch axis, never 0), ``start``, ``stop``
+      (None for the end), ``step``, ``keep_axis`` (False: the one position ``start``, the
+      axis removed, as ``x[:, -1]``).
+    - ``scalar_op``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"divide"``),
+      ``constant`` (a float), ``reverse`` (True: ``constant op x``).
+    - ``attention`` (``Attention``, ``AdditiveAttention``; inputs ``(query, value)`` or
+      ``(query, value, key)``): ``score`` (``"dot"``, ``"concat"`` or ``"additive"``),
+      ``use_causal_mask``, ``dropout`` (training only); weights optionally ``scale`` (``()``,
+      or ``(dim,)`` for ``"additive"``) and ``concat_score_weight`` (``()``, ``"concat"``).
+      Masked value steps score -1e9; masked query steps output zeros.
+    - ``multi_head_attention`` (inputs ``(query, value)`` or ``(query, value, key)``, each
+      (batch, time, features), attention over time): ``num_heads``, ``key_dim``,
+      ``value_dim``, ``use_causal_mask``, ``dropout`` (training only), ``output_shape``
+      (the output's features, None for the query's), ``masked_rows`` (``"uniform"``: a
+      fully masked query row attends to every position evenly, as Keras 2 and Keras 3's
+      fused attention compute it; ``"zero"``: Keras 3 with ``dropout`` zeroes the weights
+      of masked positions after the softmax, so it attends to nothing); weights
+      ``query_kernel`` / ``key_kernel`` (features, heads, key_dim), ``value_kernel``
+      (features, heads, value_dim), ``output_kernel`` (heads, value_dim, output features)
+      and, with ``use_bias``, ``query_bias``, ``key_bias``, ``value_bias`` (heads, dim) and
+      ``output_bias``.
+    - ``matmul`` (read from a torch ``forward``; inputs ``(a, b)`` of one rank, at least
+      3, the same sizes on every axis but the last two): ``transpose_a``, ``transpose_b``
+      (swap that input's last two axes first); ``a @ b`` over the last two axes.
+    - ``where`` (read from a torch ``forward``; inputs ``(x, source)``): ``compare`` (one of
+      ``"eq"``, ``"ne"``, ``"lt"``, ``"le"``, ``"gt"``, ``"ge"``), ``value`` (a number),
+      ``fill`` (a number, ``-inf`` and ``inf`` included) and ``axes`` (the axes of size 1
+      inserted into ``source``, counted with the batch axis, never 0); the condition
+      ``expand_dims(source, axes) <compare> value`` has ``x``'s rank and broadcasts to
+      ``x``'s shape; the output is ``fill`` where it holds and ``x`` elsewhere.
+
+    Example:
+        >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))
+        >>> record.mask_rule
+        'keep'
+    """
+
+    name: str
+    kind: str
+    class_name: str
+    inputs: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    weights: Mapping[str, np.ndarray] = field(default_factory=dict)
+    recurrent: RecurrentLayer | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UnsupportedFeatureError(f"layer {self.name!r}: kind {self.kind!r} not in {KINDS}")
+        if (self.kind == "recurrent") != (self.recurrent is not None):
+            raise UnsupportedFeatureError(
+                f"layer {self.name!r}: exactly the recurrent layers hold a RecurrentLayer"
+            )
+
+    @property
+    def mask_rule(self) -> str:
+        return MASK_RULES[self.kind]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The names of the tensors this layer returns (see :func:`tensor_name`)."""
+        count = 1
+        if self.recurrent is not None:
+            layer = self.recurrent
+            count += layer.direction == "bidirectional" and layer.merge_mode is None
+            count += state_count(layer) if self.options.get("return_state") else 0
+        return tuple(tensor_name(self.name, index) for index in range(count))
+
+    @property
+    def makes_mask(self) -> bool:
+        """Whether this layer starts a mask (``Masking``, ``Embedding(mask_zero=True)``)."""
+        return self.kind == "masking" or (
+            self.kind == "embedding" and bool(self.options["mask_zero"])
+        )
+
+
+def tensor_name(layer: str, index: int) -> str:
+    """The name of output ``index`` of ``layer``: the layer's own name for output 0.
+
+    Example:
+        >>> tensor_name("encoder", 0), tensor_name("encoder", 2)
+        ('encoder', 'encoder:2')
+    """
+    return layer if index == 0 else f"{layer}:{index}"
+
+
+def tensor_layer(name: str) -> str:
+    """The layer that makes tensor ``name``: ``name`` without its ``:index``.
+
+    Example:
+        >>> tensor_layer("encoder:2"), tensor_layer("encoder")
+        ('encoder', 'encoder')
+    """
+    layer, _, index = name.rpartition(":")
+    return layer if layer and index.isdigit() else name
+
+
+def state_count(layer: RecurrentLayer) -> int:
+    """How many final (or initial) states ``layer`` has: h (and c) per direction."""
+    return layer.num_states * len(layer.weights)
+
+
+__all__ = [
+    "ATTENTION_KINDS",
+    "KINDS",
+    "MASK_RULES",
+    "MULTI_INPUT_KINDS",
+    "SHAPE_KINDS",
+    "LayerRecord",
+    "state_count",
+    "tensor_layer",
+    "tensor_name",
+]

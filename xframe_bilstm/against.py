@@ -56,6 +56,8 @@ def plan_against(
 
 def _read_against(against: Any, reading: Reading) -> Read:
     """``against`` read; against a graph, its own computation with the graph's outputs."""
+    if isinstance(against, Read):  # read already: an export checked as the reading it means
+        return against
     if isinstance(reading, RecurrentStack):
         read = read_source(against)
         if isinstance(read.reading, ModelGraph):

@@ -25,14 +25,15 @@ from ..canonical import RecurrentStack, output_names
 from ..graph import ModelGraph
 from ..inputs import as_list
 from ..reference import Reading
+from ..stack_graph import as_graph, stack_of
 from .base import Framework, RunSpec
+from .onnx_feeds import run_inputs
 from .onnx_session import (
     export_error,
     installed,
     onnxruntime_devices,
     onnxruntime_versions,
     run_model,
-    stateless,
 )
 
 
@@ -74,17 +75,12 @@ class TorchOnnxFramework(Framework):
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         onnx = require("onnx")
-        if isinstance(stack, ModelGraph):  # feeds: one array per model input
-            x = tuple(as_list(x))
-            model, exported = export_graph_port(stack, x, dynamo=self.dynamo, dtype=spec.dtype)
-        else:
-            model, exported = export_torch_module(
-                stateless(stack), x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype
-            )
-        onnx.checker.check_model(model)
-        outputs, settings = run_model(
-            model, x, spec, initial_states=initial_states, lengths=lengths
+        model, exported = export_port(
+            as_graph(stack), x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype
         )
+        onnx.checker.check_model(model)
+        feeds = run_inputs(x, initial_states, lengths)
+        outputs, settings = run_model(model, feeds, spec, initial_states=None, lengths=None)
         return outputs, {**exported, **settings}
 
 
@@ -123,6 +119,29 @@ def import_exporter_early(frameworks: Sequence[str]) -> bool:
     import torch.onnx  # noqa: F401
 
     return True
+
+
+def export_port(
+    graph: ModelGraph,
+    x: Any,
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+    *,
+    dynamo: bool,
+    dtype: str = "float32",
+) -> tuple[Any, dict[str, object]]:
+    """Export the torch port of any graph with ``torch.onnx.export``, with the run's inputs:
+    a recurrent stack (:func:`~xframe_bilstm.stack_graph.stack_of`) as the module
+    :func:`~xframe_bilstm.adapters.torch.canonical_to_torch` builds, with its initial states
+    and lengths when the run gives them; any other graph as its whole-model port.
+
+    Returns:
+        As :func:`export_torch_module`.
+    """
+    stack = stack_of(graph)
+    if stack is None:
+        return export_graph_port(graph, as_list(x), dynamo=dynamo, dtype=dtype)
+    return export_torch_module(stack, x, initial_states, lengths, dynamo=dynamo, dtype=dtype)
 
 
 def export_torch_module(

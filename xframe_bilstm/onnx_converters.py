@@ -75,8 +75,8 @@ def to_onnx(
             onnxruntime, beside the float64 reference, with random initial states and
             lengths where the graph takes them and the source does (a Keras
             ``Sequential`` takes no initial states, a native ``nn.LSTM`` no lengths); raise
-            if any pair disagrees. A whole model is checked on seeded inputs with right-
-            and left-padded rows. Needs onnxruntime.
+            if any pair disagrees. The input has 3 rows of 7 steps, the second right- and
+            the third left-padded where the model masks its inputs. Needs onnxruntime.
         seed: seed of that input.
 
     Returns:

@@ -7,8 +7,9 @@
 - :func:`check_keras_import`: the same with the Keras layer run ``@against``.
 - :func:`check_canonical_import`: ``compare(graph)`` with the stack read as its reading.
 
-Each runs both sides once on a small seeded input (batch 2, 7 steps, with initial states and
-lengths where the graph takes them) and raises
+Each runs both sides once on a small seeded input (7 steps; 3 rows for an export, the
+model's masks exercised; 2 for an import; with initial states and lengths where the graph
+takes them) and raises
 :class:`~xframe_bilstm.errors.ToleranceExceededError` with the numbers when they differ by
 more than float rounding explains. Frameworks are imported inside the functions.
 """

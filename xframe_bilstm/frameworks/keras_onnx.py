@@ -1,10 +1,11 @@
 """Keras 3's own ONNX export as a framework: the converted layers or the rebuilt model,
 exported, on onnxruntime.
 
-For a stack, the converted Keras layers are wrapped in a functional model whose inputs are
-the run's: ``x``, then every layer's initial states, then ``lengths`` (turned into Keras's
-mask inside the model). A whole model is the one
-:func:`~xframe_bilstm.adapters.keras.graph_to_keras` rebuilds, fed one array per model
+The model is built from the run's graph (:func:`keras_model`): a graph that is a recurrent
+stack (:func:`~xframe_bilstm.stack_graph.stack_of`) as a functional model of its converted
+Keras layers, whose inputs are the run's: ``x``, then every layer's initial states, then
+``lengths`` (turned into Keras's mask inside the model); any other graph as
+:func:`~xframe_bilstm.adapters.keras.graph_to_keras` rebuilds it, fed one array per model
 input. ``model.export(path, format="onnx")`` converts it with tf2onnx on the TensorFlow
 backend; where tf2onnx is missing the run fails with the error that names it.
 """

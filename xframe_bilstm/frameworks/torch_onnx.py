@@ -1,10 +1,12 @@
 """PyTorch's ONNX exporters as frameworks: the converted module, exported, run on onnxruntime.
 
 ``torch-onnx`` is ``torch.onnx.export(..., dynamo=False)``, the TorchScript exporter;
-``torch-onnx-dynamo`` is ``dynamo=True``, which needs onnxscript. For a stack each exports
+``torch-onnx-dynamo`` is ``dynamo=True``, which needs onnxscript. Each exports the torch
+port of the run's graph (:func:`export_port`): a graph that is a recurrent stack
+(:func:`~xframe_bilstm.stack_graph.stack_of`) as
 :func:`~xframe_bilstm.adapters.torch.canonical_to_torch`'s module with the inputs the run
-has (``x``, then the initial states, then ``lengths``); for a whole model, the torch port
-(:func:`~xframe_bilstm.models.port.port_graph`) with the model's inputs and outputs, by
+has (``x``, then the initial states, then ``lengths``); any other graph as its whole-model
+port (:func:`~xframe_bilstm.models.port.port_graph`) with the model's inputs and outputs, by
 name. The TorchScript exporter gets batch and time dynamic. What an exporter raises fails
 its own run, with its message.
 """

@@ -42,7 +42,7 @@ def test_a_stack_takes_x_then_states_then_lengths() -> None:
     lengths = np.array([5, 2, 3], np.int32)
     model = keras_model(stack_graph(stack), True, True)
     assert model.inputs[0].name == "x" and model.inputs[-1].name == "lengths"
-    actual = _call(model, run_inputs(x, states, lengths))
+    actual = _call(model, run_inputs(stack_graph(stack), x, states, lengths))
     expected = reference_outputs(stack, x, initial_states=states, lengths=lengths)
     atol = derived_tolerance(stack, x, initial_states=states)
     for a, e in zip(actual, expected, strict=True):
@@ -66,7 +66,7 @@ def test_a_whole_model_is_its_keras_rebuild() -> None:
     )
     x = rng.standard_normal((2, 5, 3)).astype(np.float32)
     x[1, 3:] = 0.0  # masked steps
-    (actual,) = _call(keras_model(graph, False, False), run_inputs(x, None, None))
+    (actual,) = _call(keras_model(graph, False, False), run_inputs(graph, x, None, None))
     (expected,) = reference_outputs(graph, x)
     np.testing.assert_allclose(actual, expected, atol=derived_tolerance(graph, x), rtol=0)
     assert rebuild_refusal(graph) is None

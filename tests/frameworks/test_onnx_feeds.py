@@ -13,6 +13,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from xframe_bilstm.adapters.onnx import export_graph  # noqa: E402
+from xframe_bilstm.canonical import RecurrentStack  # noqa: E402
 from xframe_bilstm.comparison import derived_tolerance  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
 from xframe_bilstm.factories import random_layer  # noqa: E402
@@ -21,13 +22,14 @@ from xframe_bilstm.frameworks.onnx_feeds import (  # noqa: E402
     ModelFeeds,
     RecurrentFeeds,
     graph_feeder,
+    graph_lengths,
     run_inputs,
 )
 from xframe_bilstm.frameworks.onnx_session import run_model  # noqa: E402
 from xframe_bilstm.graph import LayerRecord, ModelGraph  # noqa: E402
 from xframe_bilstm.reference import reference_outputs  # noqa: E402
 from xframe_bilstm.sources import read_source  # noqa: E402
-from xframe_bilstm.stack_graph import as_graph  # noqa: E402
+from xframe_bilstm.stack_graph import as_graph, stack_graph  # noqa: E402
 
 _CPU = RunSpec("onnxruntime", "cpu", "float32", False)
 
@@ -56,9 +58,14 @@ def _two_input_model() -> ModelGraph:
 
 
 def test_our_exports_take_the_model_inputs_then_states_then_lengths() -> None:
-    x, s, lengths = np.zeros((2, 3, 1)), [np.ones((2, 4))], np.array([3, 1])
-    assert [a.shape for a in run_inputs(x, s, lengths)] == [(2, 3, 1), (2, 4), (2,)]
-    assert len(run_inputs((x, x), None, None)) == 2
+    layer = random_layer(np.random.default_rng(0), "lstm", 1, 4)
+    stack = stack_graph(RecurrentStack((layer,)))
+    x, s, lengths = np.zeros((2, 3, 1)), [np.ones((2, 4))] * 2, np.array([3, 1])
+    assert [a.shape for a in run_inputs(stack, x, s, lengths)] == [(2, 3, 1), (2, 4), (2, 4), (2,)]
+    # A whole model masks padding by its inputs' values: the lengths are no input of it.
+    model = _two_input_model()
+    assert len(run_inputs(model, (x, x), None, lengths)) == 2
+    assert graph_lengths(model, lengths) is None and graph_lengths(stack, lengths) is lengths
 
 
 def test_a_time_major_torch_export_is_fed_by_meaning() -> None:
@@ -93,7 +100,7 @@ def test_a_whole_model_graph_takes_its_inputs_in_order() -> None:
     rng = np.random.default_rng(3)
     a, b = (rng.standard_normal((2, 4, 3)).astype(np.float32) for _ in range(2))
     (actual,), _ = run_model(
-        model, feeder.feeds((a, b), None, None), _CPU, initial_states=None, lengths=None
+        model, feeder.feeds((a, b), None, np.array([4, 2])), _CPU, initial_states=None, lengths=None
     )
     (expected,) = reference_outputs(graph, (a, b))
     np.testing.assert_allclose(actual, expected, atol=derived_tolerance(graph, (a, b)), rtol=0)

@@ -25,7 +25,7 @@ from ..graph import ModelGraph
 from ..reference import Reading
 from ..stack_graph import as_graph, stack_of
 from .base import Framework, RunSpec
-from .onnx_feeds import run_inputs
+from .onnx_feeds import graph_lengths, run_inputs
 from .onnx_session import (
     export_error,
     installed,
@@ -74,8 +74,10 @@ class KerasOnnxFramework(Framework):
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         onnx = require("onnx")
         keras = require("keras")
-        model = keras_model(as_graph(stack), initial_states is not None, lengths is not None)
-        feeds = run_inputs(x, initial_states, lengths)
+        graph = as_graph(stack)
+        lengths = graph_lengths(graph, lengths)  # a whole model's masks come from its inputs
+        model = keras_model(graph, initial_states is not None, lengths is not None)
+        feeds = run_inputs(graph, x, initial_states, lengths)
         # Keras exports only models that have been called, with inputs of their own dtypes.
         arrays = [np.asarray(a, i.dtype) for a, i in zip(feeds, model.inputs)]
         model(arrays if len(arrays) > 1 else arrays[0], training=False)

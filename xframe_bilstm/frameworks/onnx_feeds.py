@@ -2,10 +2,10 @@
 
 Our exports (:func:`~xframe_bilstm.adapters.onnx.export_graph`, ``torch.onnx.export`` of a
 port, Keras's export of a rebuild) take the model's inputs in order, then the initial states
-and the lengths when the run gives them: :func:`run_inputs`. An ONNX graph as given (an
-``@original``) is fed by :func:`graph_feeder`: a graph whose reading is a recurrent stack
-(:func:`~xframe_bilstm.stack_graph.stack_of`) has its inputs told apart by what they mean,
-any other takes the model's inputs in order.
+and the lengths when the run gives them and the graph takes them: :func:`run_inputs`. An
+ONNX graph as given (an ``@original``) is fed by :func:`graph_feeder`: a graph whose reading
+is a recurrent stack (:func:`~xframe_bilstm.stack_graph.stack_of`) has its inputs told apart
+by what they mean, any other takes the model's inputs in order.
 """
 
 from __future__ import annotations
@@ -25,13 +25,25 @@ from ..stack_graph import stack_of
 
 
 def run_inputs(
-    x: Any, initial_states: Sequence[np.ndarray] | None, lengths: np.ndarray | None
+    graph: ModelGraph,
+    x: Any,
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
 ) -> tuple[np.ndarray, ...]:
-    """The arrays an exported graph takes, in its input order: the model's inputs, then the
-    initial states and the lengths when the run gives them (the exports add those inputs
-    only then)."""
+    """The arrays an export of ``graph`` takes, in its input order: the model's inputs, then
+    the initial states and the lengths when the run gives them and the graph takes them
+    (:func:`graph_lengths`; the exports add those inputs only then)."""
+    taken = graph_lengths(graph, lengths)
     given = [*as_list(x), *(initial_states or ())]
-    return tuple(given if lengths is None else [*given, lengths])
+    return tuple(given if taken is None else [*given, taken])
+
+
+def graph_lengths(graph: ModelGraph, lengths: np.ndarray | None) -> np.ndarray | None:
+    """``lengths`` where ``graph`` takes them, else None: an input masked by lengths (a
+    stack's) takes them; any other graph masks its padding by its inputs' values
+    (``Embedding(mask_zero=True)``, ``Masking``), which the lengths already padded."""
+    masked = any(graph.layer(name).options.get("lengths") for name in graph.inputs)
+    return lengths if masked else None
 
 
 class RecurrentFeeds:
@@ -114,7 +126,7 @@ class ModelFeeds:
     def feeds(
         self, x: Any, states: Sequence[np.ndarray] | None, lengths: np.ndarray | None
     ) -> tuple[np.ndarray, ...]:
-        return run_inputs(x, states, lengths)
+        return run_inputs(self.graph, x, states, lengths)
 
 
 def graph_feeder(model: Any, graph: ModelGraph) -> RecurrentFeeds | ModelFeeds:

@@ -15,7 +15,7 @@ from ..correspondence import Source
 from ..reference import Reading
 from ..stack_graph import as_graph
 from .base import Framework, RunSpec
-from .onnx_feeds import graph_feeder, run_inputs
+from .onnx_feeds import graph_feeder, graph_lengths, run_inputs
 from .onnx_session import installed, onnxruntime_devices, onnxruntime_versions, run_model
 
 
@@ -59,15 +59,17 @@ class OnnxruntimeFramework(Framework):
         onnx = require("onnx")
         from ..adapters.onnx import export_graph, newest_runtime_opset
 
+        graph = as_graph(stack)
+        lengths = graph_lengths(graph, lengths)  # a whole model's masks come from its inputs
         export = export_graph(
-            as_graph(stack),
+            graph,
             opset=newest_runtime_opset(),
             dtype=spec.dtype,
             with_initial_states=initial_states is not None,
             with_lengths=lengths is not None,
         )
         onnx.checker.check_model(export.model, full_check=True)
-        feeds = run_inputs(x, initial_states, lengths)
+        feeds = run_inputs(graph, x, initial_states, lengths)
         outputs, settings = run_model(export.model, feeds, spec, initial_states=None, lengths=None)
         return outputs, {"exporter": f"xframe_bilstm {export.exporter}", **settings}
 

@@ -29,7 +29,7 @@ from ..inputs import as_list
 from ..reference import Reading
 from ..stack_graph import as_graph, stack_of
 from .base import Framework, RunSpec
-from .onnx_feeds import run_inputs
+from .onnx_feeds import graph_lengths, run_inputs
 from .onnx_session import (
     export_error,
     installed,
@@ -77,11 +77,13 @@ class TorchOnnxFramework(Framework):
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         onnx = require("onnx")
+        graph = as_graph(stack)
+        lengths = graph_lengths(graph, lengths)  # a whole model's masks come from its inputs
         model, exported = export_port(
-            as_graph(stack), x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype
+            graph, x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype
         )
         onnx.checker.check_model(model)
-        feeds = run_inputs(x, initial_states, lengths)
+        feeds = run_inputs(graph, x, initial_states, lengths)
         outputs, settings = run_model(model, feeds, spec, initial_states=None, lengths=None)
         return outputs, {**exported, **settings}
 

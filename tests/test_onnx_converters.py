@@ -605,12 +605,12 @@ def test_a_float64_graph_is_refused_by_verify_and_converts_without_it() -> None:
 def test_to_onnx_feeds_the_initial_states_it_verifies(monkeypatch) -> None:
     """An export that wires two state inputs to each other's places is caught."""
     from xframe_bilstm import ToleranceExceededError
-    from xframe_bilstm.adapters import onnx as onnx_adapter
+    from xframe_bilstm.adapters.onnx import any_export
 
     torch.manual_seed(10)
     rnn = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
     to_onnx(rnn, with_initial_states=True, with_lengths=True)  # the right export verifies
-    build = onnx_adapter.canonical_to_onnx
+    build = any_export.canonical_to_onnx
 
     def swapped(*args, **kwargs):
         model = build(*args, **kwargs)
@@ -622,7 +622,7 @@ def test_to_onnx_feeds_the_initial_states_it_verifies(monkeypatch) -> None:
         inputs[3].CopyFrom(first)
         return model
 
-    monkeypatch.setattr(onnx_adapter, "canonical_to_onnx", swapped)
+    monkeypatch.setattr(any_export, "canonical_to_onnx", swapped)
     # The check is compare(rnn, against=graph): the failing pairs name both runs.
     with pytest.raises(ToleranceExceededError, match=r"torch LSTM .*computes something else") as e:
         to_onnx(rnn, with_initial_states=True)

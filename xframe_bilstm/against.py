@@ -59,6 +59,8 @@ def _read_against(against: Any, graph: ModelGraph) -> Read:
     """``against`` read. Against recurrent layers (a graph :func:`~.stack_graph.stack_of`
     reads as a stack), any source of the same layers, read as its own layers; against any
     other graph, its own computation with the graph's outputs."""
+    if isinstance(against, Read):  # read already: an export checked as the reading it means
+        return against
     if stack_of(graph) is not None:
         read = read_source(against)
         theirs = as_graph(read.reading)

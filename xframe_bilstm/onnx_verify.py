@@ -1,14 +1,15 @@
 """The checks behind ``verify=True`` of the ONNX converters: each result against the original.
 
-- :func:`check_export` and :func:`check_graph_export`: ``compare(source, against=graph)``,
-  the planner and runner of :func:`~xframe_bilstm.compare`: the source by its own
-  computation and the exported graph on onnxruntime, beside the float64 reference.
+- :func:`check_export`: ``compare(source, against=graph)``, the planner and runner of
+  :func:`~xframe_bilstm.compare`: the source by its own computation and the exported graph
+  on onnxruntime, beside the float64 reference.
 - :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
 - :func:`check_keras_import`: the same with the Keras layer run ``@against``.
 - :func:`check_canonical_import`: ``compare(graph)`` with the stack read as its reading.
 
-Each runs both sides once on a small seeded input (batch 2, 7 steps, with initial states and
-lengths where the graph takes them) and raises
+Each runs both sides once on a small seeded input (7 steps; 3 rows for an export, the
+model's masks exercised; 2 for an import; with initial states and lengths where the graph
+takes them) and raises
 :class:`~xframe_bilstm.errors.ToleranceExceededError` with the numbers when they differ by
 more than float rounding explains. Frameworks are imported inside the functions.
 """
@@ -25,7 +26,7 @@ import numpy as np
 from ._imports import require
 from .canonical import RecurrentStack, layer_state_names
 from .comparison import compare_outputs, dtype_epsilon
-from .converters import VERIFY_BATCH, VERIFY_STEPS, verification_input
+from .converters import VERIFY_BATCH, VERIFY_STEPS
 from .errors import ToleranceExceededError, WeightShapeError
 from .frameworks import FRAMEWORKS
 from .sources import Read, framework_of
@@ -35,57 +36,53 @@ _FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
 
 def check_export(
     read: Read,
-    stack: RecurrentStack,
     model: Any,
     *,
     seed: int,
-    with_initial_states: bool,
-    with_lengths: bool,
+    with_initial_states: bool = False,
+    with_lengths: bool = False,
 ) -> None:
-    """Raise unless ``model`` on onnxruntime computes what ``source`` computes itself.
+    """Raise unless ``model`` on onnxruntime computes what ``read``'s source computes itself.
 
-    This is ``compare(source, against=model)`` on the seeded input of the converters
-    (batch 2, 7 steps): the source runs by its own computation (``@original``), the graph on
-    onnxruntime (``@against``), both beside the float64 reference, and every pair must agree
-    within the model's derived tolerance. Random initial states are given when the graph
-    takes them and the source does (a Keras ``Sequential`` takes none: both start at zero),
-    random valid lengths when the graph takes them and the source has Keras's mask semantics
-    (a native ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full).
+    This is ``compare(source, against=model)`` on the seeded inputs of its graph
+    (:func:`~xframe_bilstm.inputs.example_inputs`: 3 rows of 7 steps, the second right- and
+    the third left-padded where the model masks its inputs): the source runs by its own
+    computation (``@original``: a Keras layer's or model's call, a torch module's forward, a
+    Keras 3 file as Keras loads it; a Keras 2 file, or one Keras cannot load here, is its
+    float64 reference alone), the graph on onnxruntime (``@against``), both beside the
+    float64 reference, and every pair must agree within the model's derived tolerance.
+    Random initial states are given when the graph takes them and the source does (a Keras
+    ``Sequential`` takes none: both start at zero), random valid lengths when the graph
+    takes them and the source has Keras's mask semantics (a native
+    ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full).
     """
+    from .inputs import example_inputs
+    from .stack_graph import as_graph, state_layers
+
     source = read.source
+    graph = as_graph(read.reading)
+    arrays = example_inputs(graph, seed=seed)
+    batch = arrays[0].shape[0]
     rng = np.random.default_rng([seed, 1])
     states = None
     if with_initial_states and _takes_states(source):
-        states = [
-            rng.standard_normal((VERIFY_BATCH, layer.units)).astype(np.float32)
-            for layer in stack.layers
-            for _ in layer_state_names(layer)
+        units = [
+            record.recurrent.units
+            for record in state_layers(graph)
+            if record.recurrent is not None
+            for _ in layer_state_names(record.recurrent)
         ]
+        states = [rng.standard_normal((batch, u)).astype(np.float32) for u in units]
     lengths = None
     if with_lengths and not _native_torch(source):
-        lengths = _seeded_lengths(rng)
-    x = verification_input(stack, seed=seed).astype(np.float32)
-    # The graph means the stack it was written from: not read back (a reading of
+        lengths = _seeded_lengths(rng, batch)
+    # The graph means the reading it was written from: not read back (a reading of
     # zero_masked_outputs cannot be told from the graph's outputs alone).
-    graph = Read(stack, "onnxruntime", lambda: model, source=model)
+    against = Read(read.reading, "onnxruntime", lambda: model, source=model)
+    inputs = arrays[0] if len(arrays) == 1 else tuple(arrays)
     _raise_unless_equivalent(
-        _compare(read, graph, inputs=x, initial_states=states, lengths=lengths, seed=seed)
+        _compare(read, against, inputs=inputs, initial_states=states, lengths=lengths, seed=seed)
     )
-
-
-def check_graph_export(read: Any, model: Any, *, seed: int) -> None:
-    """Raise unless ``model`` on onnxruntime computes what the whole model ``read`` computes.
-
-    This is ``compare(read, against=model)`` on seeded inputs with right- and left-padded
-    rows (:func:`~xframe_bilstm.inputs.example_inputs`): the live Keras model by its call,
-    a Keras 3 file as Keras loads it, beside the float64 reference (a Keras 2 file, or one
-    Keras cannot load here: the reference alone); the bound is the model's float32 noise on
-    them, scaled to each pair's coarser precision.
-    """
-    from .inputs import example_inputs
-
-    inputs = example_inputs(read.reading, seed=seed)
-    _raise_unless_equivalent(_compare(read, model, inputs=tuple(inputs), seed=seed))
 
 
 def _compare(source: Read, model: Any, **given: Any) -> Any:
@@ -134,8 +131,8 @@ def _native_torch(source: Any) -> bool:
     return torch is not None and isinstance(source, torch.nn.RNNBase)
 
 
-def _seeded_lengths(rng: np.random.Generator) -> np.ndarray:
-    lengths = rng.integers(1, VERIFY_STEPS + 1, VERIFY_BATCH)
+def _seeded_lengths(rng: np.random.Generator, batch: int) -> np.ndarray:
+    lengths = rng.integers(1, VERIFY_STEPS + 1, batch)
     lengths[0] = VERIFY_STEPS  # one full row: every step is used somewhere
     return lengths.astype(np.int32)
 

@@ -217,3 +217,22 @@ def test_an_activation_onnx_lacks_leaves_onnxruntime_out_or_is_refused_by_name()
     assert any(line.startswith("LEFT OUT | onnxruntime: ") for line in report.lines())
     with pytest.raises(UnsupportedFeatureError, match=r"activation \['gelu'\] has no ONNX"):
         compare(stack, frameworks=["onnxruntime"])
+
+
+def test_a_whole_model_runs_its_exports_on_inputs_padded_by_lengths() -> None:
+    """The lengths pad a whole model's token ids; its masks come from them, so its exports
+    take the model's inputs alone and agree with Keras's own run."""
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(9, 4, mask_zero=True),
+            keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True)),
+        ]
+    )
+    report = compare(model, frameworks=["onnxruntime", "torch-onnx"], lengths=LENGTHS, batch=BATCH)
+    assert report, _explain(report)
+    settings = {run.label: run.settings for run in report.runs}
+    assert settings["onnxruntime[cpu,float32]"]["exporter"] == "xframe_bilstm graph_to_onnx"
+    assert settings["torch-onnx[cpu,float32]"]["inputs"] != ""

@@ -1,10 +1,11 @@
 """Keras 3's own ONNX export as a framework: the converted layers or the rebuilt model,
 exported, on onnxruntime.
 
-For a stack, the converted Keras layers are wrapped in a functional model whose inputs are
-the run's: ``x``, then every layer's initial states, then ``lengths`` (turned into Keras's
-mask inside the model). A whole model is the one
-:func:`~xframe_bilstm.adapters.keras.graph_to_keras` rebuilds, fed one array per model
+The model is built from the run's graph (:func:`keras_model`): a graph that is a recurrent
+stack (:func:`~xframe_bilstm.stack_graph.stack_of`) as a functional model of its converted
+Keras layers, whose inputs are the run's: ``x``, then every layer's initial states, then
+``lengths`` (turned into Keras's mask inside the model); any other graph as
+:func:`~xframe_bilstm.adapters.keras.graph_to_keras` rebuilds it, fed one array per model
 input. ``model.export(path, format="onnx")`` converts it with tf2onnx on the TensorFlow
 backend; where tf2onnx is missing the run fails with the error that names it.
 """
@@ -21,16 +22,16 @@ import numpy as np
 from .._imports import require
 from ..canonical import RecurrentStack, layer_state_names
 from ..graph import ModelGraph
-from ..inputs import as_list
 from ..reference import Reading
+from ..stack_graph import as_graph, stack_of
 from .base import Framework, RunSpec
+from .onnx_feeds import graph_lengths, run_inputs
 from .onnx_session import (
     export_error,
     installed,
     onnxruntime_devices,
     onnxruntime_versions,
     run_model,
-    stateless,
 )
 
 _EXPORTER = 'keras Model.export(format="onnx")'
@@ -60,14 +61,7 @@ class KerasOnnxFramework(Framework):
         return {"keras": keras.__version__, **onnxruntime_versions()}
 
     def supports(self, reading: Reading) -> str | None:
-        if isinstance(reading, RecurrentStack):
-            return None
-        from ..adapters.keras import graph_refusal
-
-        rebuilt, exported = graph_refusal(reading), _export_refusal(reading)
-        if exported is None:
-            return rebuilt
-        return f"{rebuilt}; {exported}" if rebuilt else f"{reading.source}: {exported}"
+        return rebuild_refusal(as_graph(reading))
 
     def run(
         self,
@@ -80,18 +74,13 @@ class KerasOnnxFramework(Framework):
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         onnx = require("onnx")
         keras = require("keras")
-        if isinstance(stack, ModelGraph):  # feeds: one array per model input
-            from ..adapters.keras import graph_to_keras
-
-            x = tuple(as_list(x))
-            model = graph_to_keras(stack, dtype="float32")
-            arrays = [np.asarray(a, np.float32) if a.dtype.kind == "f" else a for a in x]
-            model(arrays if len(arrays) > 1 else arrays[0], training=False)  # export needs a call
-        else:
-            model = functional_model(
-                stateless(stack), initial_states is not None, lengths is not None
-            )
-            _call_once(model, x, initial_states, lengths)
+        graph = as_graph(stack)
+        lengths = graph_lengths(graph, lengths)  # a whole model's masks come from its inputs
+        model = keras_model(graph, initial_states is not None, lengths is not None)
+        feeds = run_inputs(graph, x, initial_states, lengths)
+        # Keras exports only models that have been called, with inputs of their own dtypes.
+        arrays = [np.asarray(a, i.dtype) for a, i in zip(feeds, model.inputs)]
+        model(arrays if len(arrays) > 1 else arrays[0], training=False)
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "model.onnx")
             try:
@@ -100,15 +89,39 @@ class KerasOnnxFramework(Framework):
                 raise export_error(_EXPORTER, error) from error
             exported = onnx.load(path)
         onnx.checker.check_model(exported)
-        outputs, settings = run_model(
-            exported, x, spec, initial_states=initial_states, lengths=lengths
-        )
+        outputs, settings = run_model(exported, feeds, spec, initial_states=None, lengths=None)
         return outputs, {
             "exporter": _EXPORTER,
             "keras": keras.__version__,
             "keras_backend": keras.backend.backend(),
             **settings,
         }
+
+
+def keras_model(graph: ModelGraph, with_states: bool, with_lengths: bool) -> Any:
+    """The float32 Keras model exported for ``graph``, taking the run's inputs: a recurrent
+    stack (:func:`~xframe_bilstm.stack_graph.stack_of`) as :func:`functional_model` of its
+    converted layers, any other graph as :func:`~xframe_bilstm.adapters.keras.graph_to_keras`
+    rebuilds it (which takes the model's inputs only)."""
+    stack = stack_of(graph)
+    if stack is not None:
+        return functional_model(stack, with_states, with_lengths)
+    from ..adapters.keras import graph_to_keras
+
+    return graph_to_keras(graph, dtype="float32")
+
+
+def rebuild_refusal(graph: ModelGraph) -> str | None:
+    """Why :func:`keras_model` cannot export ``graph`` so it computes it, or None: a stack's
+    converted layers always can; another graph's rebuild and its export may not."""
+    if stack_of(graph) is not None:
+        return None
+    from ..adapters.keras import graph_refusal
+
+    rebuilt, exported = graph_refusal(graph), _export_refusal(graph)
+    if exported is None:
+        return rebuilt
+    return f"{rebuilt}; {exported}" if rebuilt else f"{graph.source}: {exported}"
 
 
 def _export_refusal(graph: ModelGraph) -> str | None:
@@ -162,7 +175,7 @@ def functional_model(stack: RecurrentStack, with_states: bool, with_lengths: boo
         if layer_states:
             options["initial_state"] = layer_states
         sequence = keras_layer(sequence, **options)
-    return keras.Model(inputs, sequence)
+    return keras.Model(inputs if len(inputs) > 1 else x, sequence)
 
 
 def _mask_layer(keras: Any) -> Any:
@@ -174,17 +187,3 @@ def _mask_layer(keras: Any) -> Any:
             return keras.ops.less(steps[None, :], keras.ops.expand_dims(lengths, 1))
 
     return LengthsMask(name="lengths_mask")
-
-
-def _call_once(
-    model: Any,
-    x: np.ndarray,
-    initial_states: Sequence[np.ndarray] | None,
-    lengths: np.ndarray | None,
-) -> None:
-    """Keras exports only models that have been called (with inputs as the model's list)."""
-    inputs = [np.asarray(x, np.float32)]
-    inputs += [np.asarray(s, np.float32) for s in initial_states or ()]
-    if lengths is not None:
-        inputs.append(np.asarray(lengths, np.int32))
-    model(inputs, training=False)

@@ -48,7 +48,7 @@ class OnnxInt8Framework(OnnxGraphFramework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        feeds = self._feeds(np.asarray(x), initial_states, lengths)
+        feeds = self.feeder.feeds(x, initial_states, lengths)
         outputs, settings = run_model(
             self.int8, feeds, spec, initial_states=None, lengths=None, intra_op_threads=INT8_THREADS
         )
@@ -67,7 +67,7 @@ class OnnxInt8Framework(OnnxGraphFramework):
         from ..quantization import quantization_steps
 
         # Cast to the dtypes the graph declares, as every run's feeds are.
-        feeds = graph_feeds(self.int8, self._feeds(np.asarray(x), initial_states, lengths))
+        feeds = graph_feeds(self.int8, self.feeder.feeds(x, initial_states, lengths))
         steps = quantization_steps(self.int8, feeds, threads=INT8_THREADS)
         return max(step.budget for step in steps)
 

@@ -5,7 +5,6 @@ session with the run's provider and what ran, and the errors of an exporter unde
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import re
 from collections.abc import Sequence
@@ -14,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentStack
 from .base import RunSpec
 
 _CUDA = "CUDAExecutionProvider"
@@ -46,13 +44,6 @@ def export_error(exporter: str, error: BaseException) -> ExportError:
 def installed(*modules: str) -> bool:
     """Whether every module can be imported, without importing any of them."""
     return all(importlib.util.find_spec(module) is not None for module in modules)
-
-
-def stateless(stack: RecurrentStack) -> RecurrentStack:
-    """The stack without ``stateful``: a graph keeps no states between runs, and one run from
-    the given (or zero) initial states computes exactly what a stateful layer's first call
-    does."""
-    return dataclasses.replace(stack, stateful=False) if stack.stateful else stack
 
 
 def onnxruntime_devices() -> list[str]:

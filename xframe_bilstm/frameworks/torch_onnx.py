@@ -1,10 +1,12 @@
 """PyTorch's ONNX exporters as frameworks: the converted module, exported, run on onnxruntime.
 
 ``torch-onnx`` is ``torch.onnx.export(..., dynamo=False)``, the TorchScript exporter;
-``torch-onnx-dynamo`` is ``dynamo=True``, which needs onnxscript. For a stack each exports
+``torch-onnx-dynamo`` is ``dynamo=True``, which needs onnxscript. Each exports the torch
+port of the run's graph (:func:`export_port`): a graph that is a recurrent stack
+(:func:`~xframe_bilstm.stack_graph.stack_of`) as
 :func:`~xframe_bilstm.adapters.torch.canonical_to_torch`'s module with the inputs the run
-has (``x``, then the initial states, then ``lengths``); for a whole model, the torch port
-(:func:`~xframe_bilstm.models.port.port_graph`) with the model's inputs and outputs, by
+has (``x``, then the initial states, then ``lengths``); any other graph as its whole-model
+port (:func:`~xframe_bilstm.models.port.port_graph`) with the model's inputs and outputs, by
 name. The TorchScript exporter gets batch and time dynamic. What an exporter raises fails
 its own run, with its message.
 """
@@ -25,14 +27,15 @@ from ..canonical import RecurrentStack, output_names
 from ..graph import ModelGraph
 from ..inputs import as_list
 from ..reference import Reading
+from ..stack_graph import as_graph, stack_of
 from .base import Framework, RunSpec
+from .onnx_feeds import graph_lengths, run_inputs
 from .onnx_session import (
     export_error,
     installed,
     onnxruntime_devices,
     onnxruntime_versions,
     run_model,
-    stateless,
 )
 
 
@@ -74,17 +77,14 @@ class TorchOnnxFramework(Framework):
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         onnx = require("onnx")
-        if isinstance(stack, ModelGraph):  # feeds: one array per model input
-            x = tuple(as_list(x))
-            model, exported = export_graph_port(stack, x, dynamo=self.dynamo, dtype=spec.dtype)
-        else:
-            model, exported = export_torch_module(
-                stateless(stack), x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype
-            )
-        onnx.checker.check_model(model)
-        outputs, settings = run_model(
-            model, x, spec, initial_states=initial_states, lengths=lengths
+        graph = as_graph(stack)
+        lengths = graph_lengths(graph, lengths)  # a whole model's masks come from its inputs
+        model, exported = export_port(
+            graph, x, initial_states, lengths, dynamo=self.dynamo, dtype=spec.dtype
         )
+        onnx.checker.check_model(model)
+        feeds = run_inputs(graph, x, initial_states, lengths)
+        outputs, settings = run_model(model, feeds, spec, initial_states=None, lengths=None)
         return outputs, {**exported, **settings}
 
 
@@ -123,6 +123,29 @@ def import_exporter_early(frameworks: Sequence[str]) -> bool:
     import torch.onnx  # noqa: F401
 
     return True
+
+
+def export_port(
+    graph: ModelGraph,
+    x: Any,
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+    *,
+    dynamo: bool,
+    dtype: str = "float32",
+) -> tuple[Any, dict[str, object]]:
+    """Export the torch port of any graph with ``torch.onnx.export``, with the run's inputs:
+    a recurrent stack (:func:`~xframe_bilstm.stack_graph.stack_of`) as the module
+    :func:`~xframe_bilstm.adapters.torch.canonical_to_torch` builds, with its initial states
+    and lengths when the run gives them; any other graph as its whole-model port.
+
+    Returns:
+        As :func:`export_torch_module`.
+    """
+    stack = stack_of(graph)
+    if stack is None:
+        return export_graph_port(graph, as_list(x), dynamo=dynamo, dtype=dtype)
+    return export_torch_module(stack, x, initial_states, lengths, dynamo=dynamo, dtype=dtype)
 
 
 def export_torch_module(

@@ -9,6 +9,8 @@ One module per job:
   stack to ``onnx.ModelProto`` (:func:`canonical_to_onnx`), built from the weights, not traced.
 - :mod:`.graph_export` and :mod:`.masked`: a whole model (``ModelGraph``) to standard
   operators (:func:`graph_to_onnx`), recurrent layers under Keras masks included.
+- :mod:`.any_export`: the one entry for any graph (:func:`export_graph`): a stack's graph as
+  :func:`canonical_to_onnx` exports it, any other as :func:`graph_to_onnx`.
 - :mod:`.runtime`: the newest opset onnxruntime loads, loading models, :func:`run_onnxruntime`.
 - :mod:`.nodes`: reading node attributes, constants and recurrent nodes
   (:func:`read_recurrent_node`).
@@ -36,7 +38,8 @@ Rules of this package:
 
 from __future__ import annotations
 
-from .export import canonical_to_onnx
+from .any_export import Export, export_graph, export_refusal
+from .export import STATEFUL_REFUSAL, canonical_to_onnx
 from .graph_export import graph_to_onnx
 from .importer import graph_to_canonical
 from .interpreter import GLUE_OPS, SUPPORTED_OPS, onnx_module
@@ -66,13 +69,17 @@ __all__ = [
     "MIN_OPSET",
     "ONNX_ACTIVATIONS",
     "REVERSE_OPSET",
+    "STATEFUL_REFUSAL",
     "SUPPORTED_OPS",
     "X_INPUT",
+    "Export",
     "RecurrentNodeSpec",
     "activation_refusal",
     "canonical_to_onnx",
     "constant_values",
     "describe_node",
+    "export_graph",
+    "export_refusal",
     "graph_feeds",
     "graph_to_canonical",
     "graph_to_onnx",

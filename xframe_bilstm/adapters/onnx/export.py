@@ -36,14 +36,17 @@ from .vocabulary import (
 FLOAT_TYPES = {"float32": "FLOAT", "float16": "FLOAT16"}
 
 
+STATEFUL_REFUSAL = (
+    "stack.stateful=True: an ONNX graph keeps no states between runs; export the "
+    "stateless stack (dataclasses.replace(stack, stateful=False)) with "
+    "with_initial_states=True and return_state=True, and feed each run's final "
+    "states to the next"
+)
+
+
 def _check_exportable(stack: RecurrentStack, opset: int, with_lengths: bool) -> None:
     if stack.stateful:
-        raise UnsupportedFeatureError(
-            "stack.stateful=True: an ONNX graph keeps no states between runs; export the "
-            "stateless stack (dataclasses.replace(stack, stateful=False)) with "
-            "with_initial_states=True and return_state=True, and feed each run's final "
-            "states to the next"
-        )
+        raise UnsupportedFeatureError(STATEFUL_REFUSAL)
     if opset < MIN_OPSET:
         raise UnsupportedFeatureError(
             f"opset={opset}: ONNX recurrent operators match Keras from opset {MIN_OPSET} on"

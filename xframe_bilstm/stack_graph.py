@@ -38,6 +38,7 @@ def stack_graph(stack: RecurrentStack) -> ModelGraph:
         last = index == len(stack.layers) - 1
         flags = {"return_sequences": stack.return_sequences or not last, "time_major": False}
         flags |= {"unroll": False, "return_state": last and stack.return_state}
+        flags |= {"stateful": stack.stateful}
         kind = "Bidirectional" if layer.direction == "bidirectional" else _CLASS_NAMES[layer.cell]
         reads = (records[-1].name,)
         records.append(LayerRecord(f"layers[{index}]", "recurrent", kind, reads, flags, {}, layer))
@@ -80,6 +81,7 @@ def stack_of(graph: ModelGraph) -> RecurrentStack | None:
         layers,
         return_sequences=bool(last.get("return_sequences")),
         return_state=bool(last.get("return_state")),
+        stateful=bool(last.get("stateful")),
     )
 
 

@@ -85,6 +85,20 @@ def stack_of(graph: ModelGraph) -> RecurrentStack | None:
     )
 
 
+def takes_lengths(graph: ModelGraph) -> bool:
+    """Whether ``graph`` runs with per-row ``lengths`` (and initial states) beside its
+    inputs: its input is right-padded, as a stack's is; a whole model masks by its values.
+
+    Example:
+        >>> from xframe_bilstm import DirectionWeights, RecurrentLayer
+        >>> w = DirectionWeights(np.zeros((3, 2)), np.zeros((2, 2)))
+        >>> layer = RecurrentLayer("simple_rnn", 3, 2, (w,), recurrent_activation=None)
+        >>> takes_lengths(stack_graph(RecurrentStack((layer,))))
+        True
+    """
+    return any(graph.layer(name).options.get("lengths") for name in graph.inputs)
+
+
 def state_layers(graph: ModelGraph) -> list[LayerRecord]:
     """The recurrent records that take a run's initial states, in order; refuses a graph
     with no place for them, naming why."""
@@ -170,4 +184,5 @@ __all__ = [
     "stack_graph",
     "stack_of",
     "state_layers",
+    "takes_lengths",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..graph import ModelGraph
-from ..stack_graph import stack_of
+from ..stack_graph import stack_of, takes_lengths
 
 
 def port_of(graph: ModelGraph) -> Any:
@@ -29,12 +29,6 @@ def port_of(graph: ModelGraph) -> Any:
     return port_graph(graph, verify=False)
 
 
-def takes_lengths(graph: ModelGraph) -> bool:
-    """Whether ``graph`` is run with lengths (and initial states) beside its inputs: its
-    input is right-padded by per-row lengths, as a stack's is."""
-    return any(graph.layer(name).options.get("lengths") for name in graph.inputs)
-
-
 def module_arguments(
     graph: ModelGraph, inputs: Sequence[Any], states: Any, lengths: Any
 ) -> list[Any]:
@@ -43,4 +37,4 @@ def module_arguments(
     return [*inputs, states, lengths] if takes_lengths(graph) else list(inputs)
 
 
-__all__ = ["module_arguments", "port_of", "takes_lengths"]
+__all__ = ["module_arguments", "port_of"]

@@ -239,10 +239,23 @@ def _check_gradient_path(tf: Any, spec: RunSpec) -> None:
         )
 
 
-def _differentiate(tf: Any, built: Any, graph: ModelGraph, x: Any, *args: Any) -> Any:
-    from .keras_gradients import built_gradients
+def _differentiate(
+    tf: Any,
+    built: Any,
+    graph: ModelGraph,
+    x: Any,
+    cotangents: Sequence[np.ndarray],
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+) -> Any:
+    """Gradients of a Keras layer or model of ``graph``, called as :func:`_call` calls it:
+    a layer's weights by canonical name, a model's by ``<layer>/<weight>``."""
+    from .keras_gradients import keras_gradients, keras_model_gradients
 
-    return built_gradients(tf, require("keras"), built, graph, x, *args)
+    keras = require("keras")
+    if takes_lengths(graph):
+        return keras_gradients(tf, keras, built, x, cotangents, initial_states, lengths)
+    return keras_model_gradients(tf, keras, built, x, cotangents)
 
 
 def _kernel(tf: Any, options: dict[str, Any]) -> dict[str, object]:

@@ -24,28 +24,7 @@ from ..gradient_arrays import (
     native_names,
     weight_arrays,
 )
-from ..graph import ModelGraph
 from ..masks import mask_from_lengths
-from ..stack_graph import takes_lengths
-
-
-def built_gradients(
-    tf: Any,
-    keras: Any,
-    built: Any,
-    graph: ModelGraph,
-    x: Any,
-    cotangents: Sequence[np.ndarray],
-    initial_states: Sequence[np.ndarray] | None,
-    lengths: np.ndarray | None,
-) -> GradientArrays:
-    """Differentiate a Keras layer or model of ``graph`` as the graph is called: where it
-    takes lengths (a stack's), the layer with its initial states and mask, weights by
-    canonical name (:func:`keras_gradients`); else the model on its inputs, weights by
-    ``<layer>/<weight>`` (:func:`keras_model_gradients`)."""
-    if takes_lengths(graph):
-        return keras_gradients(tf, keras, built, x, cotangents, initial_states, lengths)
-    return keras_model_gradients(tf, keras, built, x, cotangents)
 
 
 def keras_gradients(
@@ -219,4 +198,4 @@ def _is_recurrent(keras: Any, layer: Any) -> bool:
     return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
 
 
-__all__ = ["built_gradients", "keras_gradients", "keras_model_gradients", "named_gradients"]
+__all__ = ["keras_gradients", "keras_model_gradients", "named_gradients"]

@@ -1,12 +1,11 @@
 """Gradients of a torch run by autograd, read back by meaning into canonical names.
 
-The module that runs (our port, or the user's own module) is differentiated with
-``torch.autograd.grad``, which leaves every parameter's ``.grad`` as it was (and still
-applies the hooks registered on the tensors). Its parameters' gradients are read back the
-way the module's weights are (:func:`~xframe_bilstm.adapters.torch.torch_to_canonical`, on
-a copy holding the gradients in place of the weights), so ``weight_ih``/``weight_hh`` come
-out transposed and in canonical gate order, and ``bias_ih``/``bias_hh`` as the two rows of
-a split bias.
+The module that runs (our port, or the user's own module), a stack's or a whole model's,
+is differentiated by one function with ``torch.autograd.grad``, which leaves every
+parameter's ``.grad`` as it was (and still applies the hooks registered on the tensors). Its
+parameters' gradients are read back the way the module's weights are (on a copy holding the
+gradients in place of the weights), so ``weight_ih``/``weight_hh`` come out transposed and
+in canonical gate order, and ``bias_ih``/``bias_hh`` as the two rows of a split bias.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from xframe_bilstm.errors import UnsupportedFeatureError, WeightShapeError
 from xframe_bilstm.graph import LayerRecord, ModelGraph
 from xframe_bilstm.reference import reference_outputs, run_model_reference
 from xframe_bilstm.sources import read_source
-from xframe_bilstm.stack_graph import stack_graph, stack_of
+from xframe_bilstm.stack_graph import stack_graph, stack_of, takes_lengths
 
 keras = pytest.importorskip("keras")
 
@@ -60,7 +60,20 @@ def test_only_a_stacks_own_graph_reads_back_as_a_stack() -> None:
     ids = keras.Input((STEPS,), dtype="int32")
     embedded = keras.layers.Embedding(10, FEATURES, dtype="float64")(ids)
     model = keras.Model(ids, keras.layers.LSTM(UNITS, dtype="float64")(embedded))
-    assert stack_of(read_source(model).reading) is None  # an Embedding before the layers
+    reading = read_source(model).reading
+    assert stack_of(reading) is None  # an Embedding before the layers
+    assert not takes_lengths(reading)  # it masks by its values, not by lengths
+
+
+def test_a_stateful_stack_reads_back_stateful() -> None:
+    from dataclasses import replace
+
+    from xframe_bilstm.factories import random_stack
+
+    stack = random_stack(np.random.default_rng(0), "lstm", FEATURES, UNITS, num_layers=2)
+    stateful = replace(stack, stateful=True)
+    assert stack_of(stack_graph(stateful)) == stateful
+    assert stack_of(stack_graph(stack)) == stack
 
 
 def test_a_stack_runs_on_the_graph_reference_as_keras_with_states_and_lengths() -> None:

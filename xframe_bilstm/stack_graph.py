@@ -38,6 +38,7 @@ def stack_graph(stack: RecurrentStack) -> ModelGraph:
         last = index == len(stack.layers) - 1
         flags = {"return_sequences": stack.return_sequences or not last, "time_major": False}
         flags |= {"unroll": False, "return_state": last and stack.return_state}
+        flags |= {"stateful": stack.stateful}
         kind = "Bidirectional" if layer.direction == "bidirectional" else _CLASS_NAMES[layer.cell]
         reads = (records[-1].name,)
         records.append(LayerRecord(f"layers[{index}]", "recurrent", kind, reads, flags, {}, layer))
@@ -80,7 +81,22 @@ def stack_of(graph: ModelGraph) -> RecurrentStack | None:
         layers,
         return_sequences=bool(last.get("return_sequences")),
         return_state=bool(last.get("return_state")),
+        stateful=bool(last.get("stateful")),
     )
+
+
+def takes_lengths(graph: ModelGraph) -> bool:
+    """Whether ``graph`` runs with per-row ``lengths`` (and initial states) beside its
+    inputs: its input is right-padded, as a stack's is; a whole model masks by its values.
+
+    Example:
+        >>> from xframe_bilstm import DirectionWeights, RecurrentLayer
+        >>> w = DirectionWeights(np.zeros((3, 2)), np.zeros((2, 2)))
+        >>> layer = RecurrentLayer("simple_rnn", 3, 2, (w,), recurrent_activation=None)
+        >>> takes_lengths(stack_graph(RecurrentStack((layer,))))
+        True
+    """
+    return any(graph.layer(name).options.get("lengths") for name in graph.inputs)
 
 
 def state_layers(graph: ModelGraph) -> list[LayerRecord]:
@@ -168,4 +184,5 @@ __all__ = [
     "stack_graph",
     "stack_of",
     "state_layers",
+    "takes_lengths",
 ]

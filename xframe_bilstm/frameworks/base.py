@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..canonical import RecurrentStack
 from ..reference import Reading
+from ..stack_graph import as_graph, stack_of
 
 # Why a whole model's gradients are not compared.
 GRAPH_GRADIENTS = (
@@ -101,10 +101,11 @@ class Framework:
 
     def supports(self, reading: Reading) -> str | None:
         """Why this framework cannot run ``reading``, or None when it can. Frameworks run
-        recurrent stacks; those that run model graphs too say so."""
-        if isinstance(reading, RecurrentStack):
+        recurrent stacks (graphs that are one); those that run model graphs too say so."""
+        graph = as_graph(reading)
+        if stack_of(graph) is not None:
             return None
-        return f"{self.name} runs recurrent layers only, not {', '.join(other_kinds(reading))}"
+        return f"{self.name} runs recurrent layers only, not {', '.join(other_kinds(graph))}"
 
     def run(
         self,
@@ -121,16 +122,18 @@ class Framework:
 
     def gradient_refusal(self, reading: Reading) -> str | None:
         """Why this framework gives no gradients of ``reading``, or None when it does: those
-        that differentiate (``differentiates``) do for recurrent stacks."""
+        that differentiate (``differentiates``) do for recurrent stacks, and those that
+        differentiate graphs (``differentiates_graphs``) for graphs the reference can."""
         if not self.differentiates:
             return f"{self.name} computes no gradients (forward outputs only)"
-        if isinstance(reading, RecurrentStack):
+        graph = as_graph(reading)
+        if stack_of(graph) is not None:
             return None
         if not self.differentiates_graphs:
             return GRAPH_GRADIENTS
         from ..reference.graph_backward import backward_refusal
 
-        return backward_refusal(reading)
+        return backward_refusal(graph)
 
     def gradients(
         self,

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
+from ..inputs import as_list
 from ..reference import Reading
+from ..stack_graph import as_graph, takes_lengths
 from .base import Framework, RunSpec
-from .keras_shared import SHARED, graph_model, layer_options, shared_layer
+from .keras_shared import SHARED, keras_port, layer_options
 from .process import ProcessRunError, run_elsewhere
 
 _ONEDNN = {"onednn-on": True, "onednn-off": False}
@@ -67,36 +68,21 @@ class KerasFramework(Framework):
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         tf = require("tensorflow")
-        from ..adapters.keras import canonical_to_keras, run_keras
-
         if spec.path in _ONEDNN and _onednn_enabled(tf) != _ONEDNN[spec.path]:
             return _run_with_onednn(stack, x, spec, initial_states, lengths)
+        graph = as_graph(stack)
         options = layer_options(spec)
-        if isinstance(stack, ModelGraph):
-            with SHARED, tf.device(spec.device.upper()):  # built once per graph and spec
-                model = graph_model(stack, spec)
-            outputs, settings = _run_model(tf, model, x, spec, "rebuilt from the reading")
-            return outputs, {**settings, **options, **_kernel(tf, options)}
-        with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
-            if stack.stateful:  # its states live in the layer: never share one
-                batch_size = int(x.shape[0])
-                layer = canonical_to_keras(
-                    stack, dtype=spec.dtype, batch_size=batch_size, **options
-                )
-                result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
-            else:
-                with SHARED:  # no other thread may set the weights mid-run
-                    layer = shared_layer(stack, spec)
-                    result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
-        outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
-        return outputs, {**settings, **options, **_kernel(tf, options), "compiled": "tf.function"}
+        # SHARED: no other thread may set a shared layer's weights mid-run.
+        with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()), SHARED:
+            built = keras_port(graph, spec, _batch(x))
+            how = "rebuilt from the reading"
+            outputs, called = _call(tf, built, graph, x, initial_states, lengths, how)
+        return outputs, {**settings, **options, **_kernel(tf, options), **called}
 
     def supports(self, reading: Reading) -> str | None:
-        if isinstance(reading, RecurrentStack):
-            return None
         from ..adapters.keras import graph_refusal
 
-        return graph_refusal(reading)
+        return graph_refusal(as_graph(reading))
 
     def gradients(
         self,
@@ -108,25 +94,13 @@ class KerasFramework(Framework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> Any:
-        """``tf.GradientTape`` on the layer that runs (see :mod:`.keras_gradients`)."""
+        """``tf.GradientTape`` on the layer or model that runs (see :mod:`.keras_gradients`)."""
         tf = require("tensorflow")
-        from ..adapters.keras import canonical_to_keras
-
         _check_gradient_path(tf, spec)
-        if isinstance(stack, ModelGraph):
-            with SHARED, tf.device(spec.device.upper()):
-                model = graph_model(stack, spec)
-            with _tf32(tf, spec.tf32), tf.device(spec.device.upper()):
-                return _differentiate_model(tf, model, x, cotangents)
-        options = layer_options(spec)
+        graph = as_graph(stack)
         with _tf32(tf, spec.tf32), tf.device(spec.device.upper()), SHARED:
-            if stack.stateful:
-                layer = canonical_to_keras(
-                    stack, dtype=spec.dtype, batch_size=int(x.shape[0]), **options
-                )
-            else:
-                layer = shared_layer(stack, spec)
-            return _differentiate(tf, layer, x, cotangents, initial_states, lengths)
+            built = keras_port(graph, spec, _batch(x))
+            return _differentiate(tf, built, graph, x, cotangents, initial_states, lengths)
 
 
 class KerasLayerFramework(KerasFramework):
@@ -164,38 +138,24 @@ class KerasLayerFramework(KerasFramework):
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         tf = require("tensorflow")
-        from ..adapters.keras import (
-            fixed_batch_size,
-            reset_keras_states,
-            restore_states,
-            run_keras,
-            snapshot_states,
-        )
+        from ..adapters.keras import reset_keras_states, restore_states, snapshot_states
 
         layer = self.own
-        if isinstance(stack, ModelGraph):
-            return _run_model(tf, layer, x, spec)
-        fixed = fixed_batch_size(layer)
-        if fixed is not None and fixed != x.shape[0]:
-            raise UnsupportedFeatureError(
-                f"the stateful layer {layer.name!r} keeps states for a batch of {fixed}, and "
-                f"the input has {x.shape[0]} rows; compare it with batch={fixed} (or inputs "
-                f"of {fixed} rows)"
-            )
+        graph = as_graph(stack)
+        _check_batch(layer, x)
         saved = snapshot_states(layer)
         try:
             reset_keras_states(layer)  # from zero states, as every other run starts
             with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
-                result = run_keras(layer, x, initial_states=initial_states, lengths=lengths)
+                outputs, called = _call(tf, layer, graph, x, initial_states, lengths, "as loaded")
         finally:
             restore_states(layer, saved)
-        outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
         onednn = _onednn_enabled(tf)
         return outputs, {
             **settings,
             "layer": f"{type(layer).__name__} {layer.name!r}",
+            **called,
             "oneDNN": onednn,
-            "compiled": "tf.function",
             "kernel": f"oneDNN {'on' if onednn else 'off'}",
         }
 
@@ -215,16 +175,59 @@ class KerasLayerFramework(KerasFramework):
         from ..adapters.keras import reset_keras_states, restore_states, snapshot_states
 
         layer = self.own
-        if isinstance(stack, ModelGraph):
-            with _tf32(tf, spec.tf32), tf.device(spec.device.upper()):
-                return _differentiate_model(tf, layer, x, cotangents)
+        graph = as_graph(stack)
         saved = snapshot_states(layer)
         try:
             reset_keras_states(layer)
             with _tf32(tf, spec.tf32), tf.device(spec.device.upper()):
-                return _differentiate(tf, layer, x, cotangents, initial_states, lengths)
+                return _differentiate(tf, layer, graph, x, cotangents, initial_states, lengths)
         finally:
             restore_states(layer, saved)
+
+
+def _batch(x: Any) -> int:
+    return int(as_list(x)[0].shape[0])
+
+
+def _check_batch(layer: Any, x: Any) -> None:
+    """A stateful layer keeps states for the batch it was built for."""
+    from ..adapters.keras import fixed_batch_size
+
+    fixed = fixed_batch_size(layer)
+    if fixed is not None and fixed != _batch(x):
+        raise UnsupportedFeatureError(
+            f"the stateful layer {layer.name!r} keeps states for a batch of {fixed}, and "
+            f"the input has {_batch(x)} rows; compare it with batch={fixed} (or inputs "
+            f"of {fixed} rows)"
+        )
+
+
+def _call(
+    tf: Any,
+    built: Any,
+    graph: ModelGraph,
+    x: Any,
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+    how: str,
+) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+    """Run a Keras layer or model of ``graph`` as the graph is called: where it takes
+    lengths (a stack's), compiled with the input, initial states and the mask; else on one
+    array per model input, as its own call computes it. Float64 outputs, and how it ran."""
+    if takes_lengths(graph):
+        from ..adapters.keras import run_keras
+
+        result = run_keras(built, x, initial_states=initial_states, lengths=lengths)
+        outputs = tuple(np.asarray(a, dtype=np.float64) for a in result)
+        return outputs, {"compiled": "tf.function"}
+    arrays = as_list(x)
+    result = built(arrays if len(arrays) > 1 else arrays[0], training=False)
+    results = result if isinstance(result, (list, tuple)) else [result]
+    # Eager tensors through ``.numpy()``: np.asarray on them warns under NumPy 2.
+    outputs = tuple(
+        np.asarray(r.numpy() if hasattr(r, "numpy") else r, np.float64) for r in results
+    )
+    return outputs, {"model": f"{type(built).__name__} {built.name!r}, {how}"}
 
 
 def _check_gradient_path(tf: Any, spec: RunSpec) -> None:
@@ -236,31 +239,23 @@ def _check_gradient_path(tf: Any, spec: RunSpec) -> None:
         )
 
 
-def _differentiate(tf: Any, layer: Any, x: Any, *args: Any) -> Any:
-    from .keras_gradients import keras_gradients
+def _differentiate(
+    tf: Any,
+    built: Any,
+    graph: ModelGraph,
+    x: Any,
+    cotangents: Sequence[np.ndarray],
+    initial_states: Sequence[np.ndarray] | None,
+    lengths: np.ndarray | None,
+) -> Any:
+    """Gradients of a Keras layer or model of ``graph``, called as :func:`_call` calls it:
+    a layer's weights by canonical name, a model's by ``<layer>/<weight>``."""
+    from .keras_gradients import keras_gradients, keras_model_gradients
 
-    return keras_gradients(tf, require("keras"), layer, x, *args)
-
-
-def _differentiate_model(tf: Any, model: Any, x: Any, cotangents: Any) -> Any:
-    from .keras_gradients import keras_model_gradients
-
-    return keras_model_gradients(tf, require("keras"), model, x, cotangents)
-
-
-def _run_model(
-    tf: Any, model: Any, x: Any, spec: RunSpec, how: str = "as loaded"
-) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-    """A whole model on one array per input, as its own call computes it."""
-    arrays = list(x) if isinstance(x, tuple) else x
-    with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
-        result = model(arrays, training=False)
-    results = result if isinstance(result, (list, tuple)) else [result]
-    # Eager tensors through ``.numpy()``: np.asarray on them warns under NumPy 2.
-    outputs = tuple(
-        np.asarray(r.numpy() if hasattr(r, "numpy") else r, np.float64) for r in results
-    )
-    return outputs, {**settings, "model": f"{type(model).__name__} {model.name!r}, {how}"}
+    keras = require("keras")
+    if takes_lengths(graph):
+        return keras_gradients(tf, keras, built, x, cotangents, initial_states, lengths)
+    return keras_model_gradients(tf, keras, built, x, cotangents)
 
 
 def _kernel(tf: Any, options: dict[str, Any]) -> dict[str, object]:

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError
 from ..gradient_arrays import GradientArrays
 from ..masks import mask_from_lengths
-from .base import RunSpec
+from ..reference import Reading
+from ..stack_graph import as_graph, stack_of
+from .base import GRAPH_GRADIENTS, RunSpec
 from .keras_gradients import named_gradients
 
 Differentiated = tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]
@@ -67,11 +68,15 @@ def backend_gradients(
     )
 
 
-def rebuilt_layer(stack: RecurrentStack, spec: RunSpec) -> Any:
-    """The Keras layer (or ``Sequential``) of ``stack`` in ``spec.dtype``; a stateful stack
-    as from zero states, as its forward run computes it."""
+def rebuilt_layer(reading: Reading, spec: RunSpec) -> Any:
+    """The Keras layer (or ``Sequential``) of the stack ``reading``'s graph is, in
+    ``spec.dtype``; a stateful stack as from zero states, as its forward run computes it.
+    A whole model's gradients are not taken on these backends (``gradient_refusal``)."""
     from ..adapters.keras import canonical_to_keras
 
+    stack = stack_of(as_graph(reading))
+    if stack is None:
+        raise UnsupportedFeatureError(GRAPH_GRADIENTS)
     stack = dataclasses.replace(stack, stateful=False) if stack.stateful else stack
     return canonical_to_keras(stack, dtype=spec.dtype)
 

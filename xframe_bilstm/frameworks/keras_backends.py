@@ -31,10 +31,9 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError
-from ..graph import ModelGraph
 from ..reference import Reading
+from ..stack_graph import as_graph, takes_lengths
 from .base import Framework, RunSpec
 from .keras_built import as_outputs, built_model, model_inputs
 from .process import ProcessRunError, call_elsewhere, run_elsewhere
@@ -73,19 +72,16 @@ class KerasBackendFramework(Framework):
         return {package: _version(package) for package in ("keras", *_PACKAGES[self.backend])}
 
     def supports(self, reading: Reading) -> str | None:
-        if isinstance(reading, RecurrentStack):
-            return None
         from ..adapters.keras import graph_refusal
 
-        custom = [
-            f"layer {r.name!r} ({r.class_name})" for r in reading.layers if r.kind == "custom"
-        ]
+        graph = as_graph(reading)
+        custom = [f"layer {r.name!r} ({r.class_name})" for r in graph.layers if r.kind == "custom"]
         if custom:  # the user's classes live in this process only
             return (
                 f"{self.name} runs in a process of its own, which cannot receive your layer "
                 f"classes: {', '.join(custom)}"
             )
-        return graph_refusal(reading)
+        return graph_refusal(graph)
 
     def run(
         self,
@@ -157,9 +153,8 @@ class KerasFileBackendFramework(KerasBackendFramework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
-        request = _LoadedRun if isinstance(stack, ModelGraph) else _LoadedLayerRun
         spec = _with_path(spec, self._saved())
-        return _elsewhere(self.backend, request, stack, x, spec, initial_states, lengths)
+        return _elsewhere(self.backend, _LoadedRun, stack, x, spec, initial_states, lengths)
 
     def gradients(
         self,
@@ -254,11 +249,11 @@ class _ChildRun:
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         keras = require("keras")
-        model, inputs, how = self.model(stack, x, spec, initial_states, lengths)
+        model, inputs, options, how = self.model(stack, x, spec, initial_states, lengths)
         # Called, not predict_on_batch, on tensors of the arrays' own dtypes: Keras's data
         # adapters, and the torch backend's conversion of numpy, make float64 floatx.
         tensors = [keras.ops.convert_to_tensor(a, dtype=str(a.dtype)) for a in inputs]
-        result = model(tensors if len(tensors) > 1 else tensors[0], training=False)
+        result = model(tensors if len(tensors) > 1 else tensors[0], training=False, **options)
         return as_outputs(result), {**_backend_settings(keras), "model": how}
 
     def model(
@@ -268,15 +263,18 @@ class _ChildRun:
         spec: RunSpec,
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
-    ) -> tuple[Any, list[np.ndarray], str]:
+    ) -> tuple[Any, list[np.ndarray], dict[str, Any], str]:
+        """The model, the arrays it takes, the keywords it is called with, and what it is."""
         with_states, with_lengths = initial_states is not None, lengths is not None
         model = built_model(stack, spec.dtype, with_states=with_states, with_lengths=with_lengths)
         inputs = model_inputs(stack, x, spec.dtype, initial_states, lengths)
-        return model, inputs, f"{type(model).__name__} {model.name!r}, rebuilt from the reading"
+        return model, inputs, {}, f"{type(model).__name__} {model.name!r}, rebuilt from the reading"
 
 
 class _LoadedRun(_ChildRun):
-    """A whole model loaded from the ``.keras`` file named in the spec."""
+    """A model loaded from the ``.keras`` file named in the spec, called on the run's
+    inputs; where the reading takes lengths (a stack's layers), with the mask and the
+    initial states given, as Keras's recurrent layers take them."""
 
     def model(
         self,
@@ -285,44 +283,25 @@ class _LoadedRun(_ChildRun):
         spec: RunSpec,
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
-    ) -> tuple[Any, list[np.ndarray], str]:
-        model = _load(spec)
-        dtype = _compute_dtype(model)
-        inputs = model_inputs(stack, x, dtype, None, None)
-        return model, inputs, f"{type(model).__name__} {model.name!r}, loaded from .keras"
-
-
-class _LoadedLayerRun(_ChildRun):
-    """Recurrent layers of a model loaded from a ``.keras`` file, called with the run's
-    initial states and mask where given."""
-
-    def run(
-        self,
-        stack: Reading,
-        x: Any,
-        spec: RunSpec,
-        *,
-        initial_states: Sequence[np.ndarray] | None,
-        lengths: np.ndarray | None,
-    ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+    ) -> tuple[Any, list[np.ndarray], dict[str, Any], str]:
         keras = require("keras")
         from ..masks import mask_from_lengths
 
         model = _load(spec)
         dtype = _compute_dtype(model)
-        options: dict[str, Any] = {"training": False}
-        if lengths is not None:
-            options["mask"] = mask_from_lengths(lengths, x.shape[0], x.shape[1])
-        if initial_states is not None:
-            if isinstance(model, keras.Sequential):
-                raise UnsupportedFeatureError(
-                    "initial_states: a Keras Sequential takes no initial_state; compare the "
-                    "recurrent layer on its own"
-                )
-            options["initial_state"] = [np.asarray(s, dtype) for s in initial_states]
-        result = model(keras.ops.convert_to_tensor(np.asarray(x, dtype), dtype=dtype), **options)
-        how = f"{type(model).__name__} {model.name!r}, loaded from .keras"
-        return as_outputs(result), {**_backend_settings(keras), "model": how, "compiled": "eager"}
+        inputs = model_inputs(stack, x, dtype, None, None)
+        options: dict[str, Any] = {}
+        if takes_lengths(as_graph(stack)):
+            if lengths is not None:
+                options["mask"] = mask_from_lengths(lengths, *inputs[0].shape[:2])
+            if initial_states is not None:
+                if isinstance(model, keras.Sequential):
+                    raise UnsupportedFeatureError(
+                        "initial_states: a Keras Sequential takes no initial_state; compare "
+                        "the recurrent layer on its own"
+                    )
+                options["initial_state"] = [np.asarray(s, dtype) for s in initial_states]
+        return model, inputs, options, f"{type(model).__name__} {model.name!r}, loaded from .keras"
 
 
 def _child_gradients(
@@ -337,7 +316,6 @@ def _child_gradients(
     """In the child: the gradients of the rebuilt layer, or of the loaded model."""
     from .keras_backend_gradients import backend_gradients, rebuilt_layer
 
-    assert isinstance(stack, RecurrentStack)  # gradient_refusal left graphs out
     if loaded:
         layer = _load(spec)
         dtype = _compute_dtype(layer)

@@ -19,20 +19,24 @@ import numpy as np
 
 from .._imports import require
 from ..canonical import RecurrentStack, layer_state_names
-from ..graph import ModelGraph
 from ..inputs import as_list
 from ..reference import Reading
+from ..stack_graph import as_graph, stack_of, takes_lengths
 
 
 def built_model(
     reading: Reading, dtype: str, *, with_states: bool = False, with_lengths: bool = False
 ) -> Any:
-    """The Keras model computing ``reading`` in ``dtype`` (float inputs in ``dtype`` too)."""
-    if isinstance(reading, ModelGraph):
-        from ..adapters.keras import graph_to_keras
+    """The Keras model computing ``reading`` in ``dtype`` (float inputs in ``dtype`` too):
+    a stack's graph as :func:`stack_model` of the stack it is, any other graph as
+    :func:`~xframe_bilstm.adapters.keras.graph_to_keras` rebuilds it."""
+    graph = as_graph(reading)
+    stack = stack_of(graph)
+    if stack is not None:
+        return stack_model(stack, dtype, with_states, with_lengths)
+    from ..adapters.keras import graph_to_keras
 
-        return graph_to_keras(reading, dtype=dtype)
-    return stack_model(reading, dtype, with_states, with_lengths)
+    return graph_to_keras(graph, dtype=dtype)
 
 
 def model_inputs(
@@ -43,13 +47,12 @@ def model_inputs(
     lengths: np.ndarray | None,
 ) -> list[np.ndarray]:
     """The arrays a :func:`built_model` takes, in its input order: floats in ``dtype``,
-    token ids and lengths as int32."""
-    if isinstance(reading, ModelGraph):
-        return [_cast(a, dtype) for a in as_list(x)]
-    inputs = [np.asarray(x, dtype)]
-    inputs += [np.asarray(s, dtype) for s in initial_states or ()]
-    if lengths is not None:
-        inputs.append(np.asarray(lengths, np.int32))
+    token ids and lengths as int32. The initial states and lengths given follow the inputs
+    where the graph takes them (a stack's)."""
+    inputs = [_cast(a, dtype) for a in as_list(x)]
+    if takes_lengths(as_graph(reading)):
+        inputs += [np.asarray(s, dtype) for s in initial_states or ()]
+        inputs += [] if lengths is None else [np.asarray(lengths, np.int32)]
     return inputs
 
 

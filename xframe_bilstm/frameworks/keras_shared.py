@@ -16,6 +16,7 @@ from typing import Any
 from .._imports import require
 from ..canonical import RecurrentStack
 from ..graph import ModelGraph
+from ..stack_graph import stack_of
 from .base import RunSpec
 
 
@@ -72,6 +73,21 @@ def graph_model(graph: ModelGraph, spec: RunSpec) -> Any:
     return entry[1]
 
 
+def keras_port(graph: ModelGraph, spec: RunSpec, batch: int) -> Any:
+    """What the ``keras`` column runs for ``graph``, built for ``spec`` (hold
+    :data:`SHARED` while using it): a stack's graph as the layer ``canonical_to_keras``
+    gives (shared by structure; a stateful one of its own, for the run's ``batch``, as it
+    keeps its states), any other graph as the functional model ``graph_to_keras`` rebuilds."""
+    stack = stack_of(graph)
+    if stack is None:
+        return graph_model(graph, spec)
+    if stack.stateful:  # its states live in the layer: never share one
+        from ..adapters.keras import canonical_to_keras
+
+        return canonical_to_keras(stack, dtype=spec.dtype, batch_size=batch, **layer_options(spec))
+    return shared_layer(stack, spec)
+
+
 def layer_key(stack: RecurrentStack, spec: RunSpec) -> Hashable:
     """Which shared layer runs ``stack`` for ``spec``: its structure, dtype, device, and the
     layer options of the kernel path."""
@@ -123,4 +139,12 @@ def structure_key(stack: RecurrentStack) -> Hashable:
     return (layers, stack.return_sequences, stack.return_state)
 
 
-__all__ = ["SHARED", "graph_model", "layer_key", "layer_options", "shared_layer", "structure_key"]
+__all__ = [
+    "SHARED",
+    "graph_model",
+    "keras_port",
+    "layer_key",
+    "layer_options",
+    "shared_layer",
+    "structure_key",
+]

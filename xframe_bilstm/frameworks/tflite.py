@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError
+from ..graph import ModelGraph
 from ..reference import Reading
+from ..stack_graph import as_graph
 from .base import Framework, RunSpec
 from .keras_built import built_model, model_inputs
-from .tflite_quantized import QUANTIZED, dynamic_range_budget, quantized_ops
+from .tflite_quantized import BUDGET_SETTING, QUANTIZED, budget_settings, quantized_ops
 
 # TFLite's own recurrent kernels, which the converter may fuse a recurrent layer into.
 FUSED_OPS = (
@@ -76,11 +77,10 @@ class TfliteFramework(Framework):
         }
 
     def supports(self, reading: Reading) -> str | None:
-        if isinstance(reading, RecurrentStack):
-            return None
         from ..adapters.keras import graph_refusal
 
-        rebuilt = graph_refusal(reading)
+        graph = as_graph(reading)
+        rebuilt = graph_refusal(graph)
         if rebuilt:
             return rebuilt
         # Seen with TensorFlow 2.21: the converter fails on the transposes a channels_first
@@ -89,10 +89,10 @@ class TfliteFramework(Framework):
             f"layer {r.name!r} ({r.class_name}): TensorFlow's TFLite converter cannot convert "
             "a channels_first convolution (its tf.Transpose ranks differ); channels_last "
             "converts"
-            for r in reading.layers
+            for r in graph.layers
             if r.options.get("data_format") == "channels_first"
         ]
-        return f"{reading.source}: " + "; ".join(channels_first) if channels_first else None
+        return f"{graph.source}: " + "; ".join(channels_first) if channels_first else None
 
     def run(
         self,
@@ -104,18 +104,19 @@ class TfliteFramework(Framework):
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         require("tensorflow")
+        graph = as_graph(stack)
         model = built_model(
-            stack,
+            graph,
             "float32",
             with_states=initial_states is not None,
             with_lengths=lengths is not None,
         )
-        inputs = model_inputs(stack, x, "float32", initial_states, lengths)
+        inputs = model_inputs(graph, x, "float32", initial_states, lengths)
         quantize = spec.path == QUANTIZED
         content, how = convert(model, inputs, quantize=quantize)
         outputs, ops = run_tflite(content, inputs)
         fused = [op for op in ops if op in FUSED_OPS]
-        extra = _quantized_settings(stack, x, content, initial_states, lengths) if quantize else {}
+        extra = _quantized_settings(graph, x, content, initial_states, lengths) if quantize else {}
         hybrid = "int8" in str(extra.get("quantized", ""))
         return outputs, {
             "converter": how,
@@ -133,7 +134,7 @@ class TfliteFramework(Framework):
 
 
 def _quantized_settings(
-    stack: Reading,
+    graph: ModelGraph,
     x: Any,
     content: bytes,
     initial_states: Sequence[np.ndarray] | None,
@@ -142,24 +143,12 @@ def _quantized_settings(
     """What a dynamic-range run says: what was quantized, and its default budget (a
     recurrent stack's; a whole model's pairs need ``quantization_budget=``)."""
     quantized = quantized_ops(content)
-    settings: dict[str, object] = {
+    return {
         "quantization": "dynamic range (Optimize.DEFAULT): int8 weights with per-channel "
         "scales, activations quantized per call by the hybrid kernels",
         "quantized": quantized.describe(),
+        **budget_settings(graph, x, quantized, initial_states=initial_states, lengths=lengths),
     }
-    if isinstance(stack, RecurrentStack):
-        budget = dynamic_range_budget(
-            stack, np.asarray(x), quantized, initial_states=initial_states, lengths=lengths
-        )
-        if budget is not None:
-            settings[BUDGET_SETTING] = budget
-    elif quantized.ops:
-        settings[BUDGET_SETTING] = None  # quantized, and no default budget
-    return settings
-
-
-# The setting holding a dynamic-range run's default quantization budget.
-BUDGET_SETTING = "quantization_budget"
 
 
 def convert(

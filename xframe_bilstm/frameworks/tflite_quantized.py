@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..canonical import RecurrentStack
+from ..graph import ModelGraph
+from ..stack_graph import stack_of
 
 # The kernel path (a name in KERNEL_PATHS) that runs the dynamic-range quantized model.
 QUANTIZED = "dynamic-range-int8"
@@ -80,6 +82,30 @@ def quantized_ops(content: bytes) -> Quantized:
                 ops.append(f"{op} (subgraph {index}) <- int8 {shape} {per}")
                 shapes.append(shape)
     return Quantized(tuple(ops), tuple(shapes))
+
+
+# The setting holding a dynamic-range run's default quantization budget.
+BUDGET_SETTING = "quantization_budget"
+
+
+def budget_settings(
+    graph: ModelGraph,
+    x: Any,
+    quantized: Quantized,
+    *,
+    initial_states: Sequence[np.ndarray] | None = None,
+    lengths: np.ndarray | None = None,
+) -> dict[str, object]:
+    """A dynamic-range run's budget setting: for a stack's graph its default budget
+    (:func:`dynamic_range_budget`, left out when none applies); for any other graph the
+    converter quantized, None (its pairs need ``quantization_budget=``)."""
+    stack = stack_of(graph)
+    if stack is None:
+        return {BUDGET_SETTING: None} if quantized.ops else {}
+    budget = dynamic_range_budget(
+        stack, np.asarray(x), quantized, initial_states=initial_states, lengths=lengths
+    )
+    return {} if budget is None else {BUDGET_SETTING: budget}
 
 
 def dynamic_range_budget(

@@ -14,6 +14,7 @@ from .._imports import require
 from ..graph import ModelGraph
 from ..inputs import as_list
 from ..reference import Reading
+from ..stack_graph import as_graph
 from .base import Framework, RunSpec
 
 
@@ -57,13 +58,16 @@ class TorchFramework(Framework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
+        from ..models.torch_port import module_arguments
+
         torch = require("torch")
+        graph = as_graph(stack)
         dtype = getattr(torch, spec.dtype)
         device = spec.device.replace("gpu", "cuda")
-        module = self._module(stack, dtype, device)
+        module = self._module(graph, dtype, device)
         with kernel_flags(torch, spec) as settings, torch.no_grad(), RecurrentOps() as ops:
-            arguments = _arguments(torch, stack, x, dtype, device, initial_states, lengths)
-            result = self._call(module, arguments)
+            tensors = _tensors(torch, x, dtype, device, initial_states, lengths)
+            result = self._call(module, module_arguments(graph, *tensors))
             if device != "cpu":
                 torch.cuda.synchronize()
         from ..adapters.torch import flatten
@@ -83,28 +87,23 @@ class TorchFramework(Framework):
     ) -> Any:
         """Autograd on the module that runs (see :mod:`.torch_gradients`)."""
         torch = require("torch")
-        from .torch_gradients import torch_gradients, torch_graph_gradients
+        from .torch_gradients import torch_gradients
 
+        graph = as_graph(stack)
         dtype = getattr(torch, spec.dtype)
         device = spec.device.replace("gpu", "cuda")
-        module = self._module(stack, dtype, device)
+        module = self._module(graph, dtype, device)
         with kernel_flags(torch, spec):
-            arguments = _arguments(torch, stack, x, dtype, device, initial_states, lengths)
-            if isinstance(stack, ModelGraph):
-                return torch_graph_gradients(torch, module, self._call, arguments, cotangents)
-            return torch_gradients(torch, module, self._call, arguments, cotangents)
+            tensors = _tensors(torch, x, dtype, device, initial_states, lengths)
+            return torch_gradients(torch, module, self._call, graph, *tensors, cotangents)
 
-    def _module(self, stack: Reading, dtype: Any, device: str) -> Any:
-        """The module to run: our port of the reading, in the run's dtype and on its device."""
-        if isinstance(stack, ModelGraph):
-            from ..models.port import port_graph
+    def _module(self, graph: ModelGraph, dtype: Any, device: str) -> Any:
+        """The module to run: our port of the graph (a stack's own module for a stack's
+        graph, :mod:`~xframe_bilstm.models.torch_port`), in the run's dtype and on its
+        device."""
+        from ..models.torch_port import port_of
 
-            module = port_graph(stack, verify=False)
-        else:
-            from ..adapters.torch import canonical_to_torch
-
-            module = canonical_to_torch(stack)
-        return module.to(device=device, dtype=dtype).eval()
+        return port_of(graph).to(device=device, dtype=dtype).eval()
 
     def _call(self, module: Any, arguments: list[Any]) -> Any:
         return module(*arguments)
@@ -144,7 +143,7 @@ class TorchModuleFramework(TorchFramework):
         with evaluating(self.own), sequences_passed_on(self.own):
             return super().gradients(stack, x, spec, *args, **given)
 
-    def _module(self, stack: Reading, dtype: Any, device: str) -> Any:
+    def _module(self, graph: ModelGraph, dtype: Any, device: str) -> Any:
         # The user's module itself where it already computes in the run's dtype and device
         # (it sees the very inputs); else a copy, so that the caller's module stays as it was.
         module = self.own
@@ -167,7 +166,7 @@ class TorchModuleFramework(TorchFramework):
 
 
 def _run_native(
-    module: Any, inputs: Any, states: list[Any] | None, lengths: Any
+    module: Any, inputs: Any, states: list[Any] | None = None, lengths: Any = None
 ) -> tuple[Any, ...]:
     """``output`` (B, T, F) then ``h_n`` (and ``c_n``), as the module returns them."""
     torch = require("torch")
@@ -202,32 +201,25 @@ def _native_states(torch: Any, module: Any, states: list[Any]) -> Any:
     return torch.stack(states[0::2]), torch.stack(states[1::2])
 
 
-def _arguments(
+def _tensors(
     torch: Any,
-    reading: Reading,
     x: Any,
     dtype: Any,
     device: str,
     initial_states: Sequence[np.ndarray] | None,
     lengths: np.ndarray | None,
-) -> list[Any]:
-    """What a module of ``reading`` takes, as tensors on the run's device.
-
-    Token ids stay integers; features take the run's dtype. A graph's port takes one tensor
-    per model input, which mask themselves; a stack's module takes what the Keras layer
-    takes: the input, initial states in Keras order, and lengths in place of a mask.
-    """
+) -> tuple[list[Any], list[Any] | None, Any]:
+    """A run's inputs (one tensor per graph input), initial states and lengths as tensors
+    on its device: token ids stay integers, features and states take the run's dtype."""
     inputs = [
         torch.as_tensor(a, dtype=torch.int64 if a.dtype.kind in "iu" else dtype).to(device)
         for a in as_list(x)
     ]
-    if isinstance(reading, ModelGraph):  # a whole model starts from zero states
-        return inputs
     states = None
     if initial_states is not None:
         states = [torch.as_tensor(s, dtype=dtype, device=device) for s in initial_states]
     steps = None if lengths is None else torch.as_tensor(lengths, device=device)
-    return [inputs[0], states, steps]
+    return inputs, states, steps
 
 
 @contextlib.contextmanager

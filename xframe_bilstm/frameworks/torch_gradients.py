@@ -1,12 +1,11 @@
 """Gradients of a torch run by autograd, read back by meaning into canonical names.
 
-The module that runs (our port, or the user's own module) is differentiated with
-``torch.autograd.grad``, which leaves every parameter's ``.grad`` as it was (and still
-applies the hooks registered on the tensors). Its parameters' gradients are read back the
-way the module's weights are (:func:`~xframe_bilstm.adapters.torch.torch_to_canonical`, on
-a copy holding the gradients in place of the weights), so ``weight_ih``/``weight_hh`` come
-out transposed and in canonical gate order, and ``bias_ih``/``bias_hh`` as the two rows of
-a split bias.
+The module that runs (our port, or the user's own module), a stack's or a whole model's,
+is differentiated by one function with ``torch.autograd.grad``, which leaves every
+parameter's ``.grad`` as it was (and still applies the hooks registered on the tensors). Its
+parameters' gradients are read back the way the module's weights are (on a copy holding the
+gradients in place of the weights), so ``weight_ih``/``weight_hh`` come out transposed and
+in canonical gate order, and ``bias_ih``/``bias_hh`` as the two rows of a split bias.
 """
 
 from __future__ import annotations
@@ -20,40 +19,49 @@ import numpy as np
 
 from ..gradient_arrays import (
     GradientArrays,
-    gradient_arrays,
     graph_weight_arrays,
     input_label,
     marker_names,
-    native_names,
     weight_arrays,
 )
+from ..graph import ModelGraph
+from ..stack_graph import stack_of
 
 
 def torch_gradients(
     torch: Any,
     module: Any,
     call: Callable[[Any, list[Any]], Any],
-    arguments: list[Any],
+    graph: ModelGraph,
+    inputs: list[Any],
+    states: list[Any] | None,
+    lengths: Any,
     cotangents: Sequence[np.ndarray],
 ) -> GradientArrays:
-    """Differentiate ``Σ cotangent ⊙ output`` of ``call(module, arguments)``.
+    """Differentiate ``Σ cotangent ⊙ output`` of ``call(module, arguments)``, the module of
+    ``graph`` called as :func:`~xframe_bilstm.models.torch_port.module_arguments` says.
 
-    ``arguments`` is ``[inputs, states or None, lengths or None]`` as the module takes them.
+    Float inputs get a gradient (``inputs``, or ``inputs[i]`` among several), token ids
+    none; the initial states given get ``initial_states[i]``. The parameters' gradients are
+    read back as the module's weights are and named as the graph names them
+    (:func:`_read_back`).
     """
+    from ..models.torch_port import module_arguments
 
-    states = arguments[1]
-    leaves = [arguments[0], *(states or ())]
+    arguments = module_arguments(graph, inputs, states, lengths)
+    floats = [i for i, t in enumerate(inputs) if t.is_floating_point()]
+    leaves = [*(inputs[i] for i in floats), *(states or ())]
     names, parameters, grads = _differentiate(torch, module, call, arguments, leaves, cotangents)
-    count = len(leaves)
-    as_numpy = [g.detach().to("cpu", torch.float64).numpy() for g in grads[:count]]
-    read = _read_back(torch, module, grads[count:])
+    as_numpy = [g.detach().to("cpu", torch.float64).numpy() for g in grads[: len(leaves)]]
+    arrays = {input_label(i, len(inputs)): g for i, g in zip(floats, as_numpy)}
+    for index, g in enumerate(as_numpy[len(floats) :]):
+        arrays[f"initial_states[{index}]"] = g
+    arrays.update(_read_back(torch, module, graph, grads[len(leaves) :]))
     numbered = [torch.full_like(p, i + 1.0) for i, p in enumerate(parameters)]
-    markers = _read_back(torch, module, numbered)
-    return gradient_arrays(
-        as_numpy[0],
-        as_numpy[1:] if states is not None else None,
-        weight_arrays(read),
-        native_names(markers, names, "torch"),
+    markers = _read_back(torch, module, graph, numbered)
+    return GradientArrays(
+        {name: np.asarray(value, np.float64) for name, value in arrays.items()},
+        marker_names(markers, names, "torch"),
     )
 
 
@@ -89,11 +97,28 @@ def _differentiate(
     return names, parameters, grads
 
 
-def _read_back(torch: Any, module: Any, values: Sequence[Any]) -> Any:
-    """The canonical stack of a copy of ``module`` whose parameters hold ``values``."""
-    from ..adapters.torch import torch_to_canonical
+def _read_back(
+    torch: Any, module: Any, graph: ModelGraph, values: Sequence[Any]
+) -> dict[str, np.ndarray]:
+    """The weights of a copy of ``module`` holding ``values``, read back as the module's
+    weights are and named as gradients are: a stack's module by canonical names
+    (``layers[0].forward.kernel``), a whole model's by ``<layer>/<weight>`` of its graph
+    (:func:`~xframe_bilstm.models.torch_readback.current_graph` for a port, the module's
+    own reading otherwise)."""
+    from ..models.to_torch import KerasModel
 
-    return torch_to_canonical(_holding(torch, module, values))
+    twin = _holding(torch, module, values)
+    if stack_of(graph) is not None:
+        from ..adapters.torch import torch_to_canonical
+
+        return weight_arrays(torch_to_canonical(twin))
+    if isinstance(twin, KerasModel):
+        from ..models.torch_readback import current_graph
+
+        return graph_weight_arrays(current_graph(twin))
+    from ..models.torch_graph import graph_from_torch
+
+    return graph_weight_arrays(graph_from_torch(twin))
 
 
 def _holding(torch: Any, module: Any, values: Sequence[Any]) -> Any:
@@ -122,49 +147,3 @@ def _recurrent_training(torch: Any, module: Any) -> Iterator[None]:
     finally:
         for part in switched:
             part.training = False
-
-
-def torch_graph_gradients(
-    torch: Any,
-    module: Any,
-    call: Callable[[Any, list[Any]], Any],
-    arguments: list[Any],
-    cotangents: Sequence[np.ndarray],
-) -> GradientArrays:
-    """Differentiate ``Σ cotangent ⊙ output`` of a whole model's module on its inputs.
-
-    ``arguments`` holds one tensor per model input; float ones get a gradient (``inputs``
-    for a model of one input, ``inputs[i]`` otherwise), token ids none. The parameters'
-    gradients are read back as the module's weights are, into the model graph
-    (:func:`~xframe_bilstm.models.torch_readback.current_graph` for a port, the module's
-    own reading otherwise), and named ``<layer>/<weight>``.
-    """
-    floats = [i for i, t in enumerate(arguments) if t.is_floating_point()]
-    leaves = [arguments[i] for i in floats]
-    names, parameters, grads = _differentiate(torch, module, call, arguments, leaves, cotangents)
-    arrays = {
-        input_label(index, len(arguments)): g.detach().to("cpu", torch.float64).numpy()
-        for index, g in zip(floats, grads)
-    }
-    read = graph_weight_arrays(_read_graph_back(torch, module, grads[len(floats) :]))
-    numbered = [torch.full_like(p, i + 1.0) for i, p in enumerate(parameters)]
-    markers = graph_weight_arrays(_read_graph_back(torch, module, numbered))
-    arrays.update(read)
-    return GradientArrays(
-        {name: np.asarray(value, np.float64) for name, value in arrays.items()},
-        marker_names(markers, names, "torch"),
-    )
-
-
-def _read_graph_back(torch: Any, module: Any, values: Sequence[Any]) -> Any:
-    """The model graph of a copy of ``module`` whose parameters hold ``values``."""
-    from ..models.to_torch import KerasModel
-
-    twin = _holding(torch, module, values)
-    if isinstance(twin, KerasModel):
-        from ..models.torch_readback import current_graph
-
-        return current_graph(twin)
-    from ..models.torch_graph import graph_from_torch
-
-    return graph_from_torch(twin)

@@ -37,7 +37,7 @@ def plan_against(
     policy computes in; a Keras file or a canonical stack as its reading. Against a whole
     model, it must be a port of the whole model (a torch module, a Keras model or an
     ONNX export of it), which runs by its own computation."""
-    read = _read_against(against, reading)
+    read = read_against(against, reading)
     other = read.reading
     if isinstance(reading, RecurrentStack):
         assert isinstance(other, RecurrentStack)
@@ -54,7 +54,7 @@ def plan_against(
     )
 
 
-def _read_against(against: Any, reading: Reading) -> Read:
+def read_against(against: Any, reading: Reading) -> Read:
     """``against`` read; against a graph, its own computation with the graph's outputs."""
     if isinstance(reading, RecurrentStack):
         read = read_source(against)
@@ -105,4 +105,4 @@ def _check_against_states(other: RecurrentStack, module: Any, given: int) -> Non
         )
 
 
-__all__ = ["plan_against"]
+__all__ = ["plan_against", "read_against"]

@@ -194,5 +194,5 @@ def test_a_whole_model_against_a_layer_is_refused(bilstm, x) -> None:
     ids = keras.Input((None,), dtype="int32")
     hidden = keras.layers.Embedding(10, 3)(ids)
     model = keras.Model(ids, keras.layers.Dense(2)(keras.layers.LSTM(UNITS)(hidden)))
-    with pytest.raises(UnsupportedFeatureError, match="actual: .* is a whole model"):
+    with pytest.raises(UnsupportedFeatureError, match=r"actual: .* is a whole model"):
         diagnose(layer, model, inputs=x)

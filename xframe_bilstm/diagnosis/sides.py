@@ -79,8 +79,9 @@ class Side:
         return all(member.kind == "native" for member in self.members)
 
 
-def classify(obj: Any, role: str) -> Side:
-    """Classify ``obj`` (``role`` names it in errors: "expected", "actual[0]", ...)."""
+def classify(obj: Any, role: str, read: Read | None = None) -> Side:
+    """Classify ``obj`` (``role`` names it in errors: "expected", "actual[0]", ...);
+    ``read``: ``obj`` as read already, if it was."""
     if isinstance(obj, (tuple, list)):
         if len(obj) != 2:
             raise UnsupportedFeatureError(
@@ -97,10 +98,8 @@ def classify(obj: Any, role: str) -> Side:
     label = f"{type(obj).__name__} {name!r}" if isinstance(name, str) and name else ""
     label = name_of(obj) if kind in ("ONNX", "Keras file", "torch state_dict") else label
     label = label or type(obj).__name__
-    if kind == "keras":
-        return Side(obj, "keras", label)
-    if kind != "torch":
-        return Side(obj, "source", label)
+    if kind in ("keras", "canonical", "ONNX", "Keras file", "torch state_dict"):
+        return Side(obj, "keras" if kind == "keras" else "source", label, read=read)
     torch = require("torch")
     from ..adapters.torch import KerasRecurrent
 
@@ -122,12 +121,12 @@ def read_canonical(side: Side, role: str) -> None:
     """Read each member once (:func:`~xframe_bilstm.sources.read_source`), where it reads
     into recurrent layers; unbuilt Keras layers wait for the input."""
     for member in side.members:
-        if member.kind in ("custom", "keras_opaque") or member.read is not None:
+        if member.kind in ("custom", "keras_opaque") or member.stack is not None:
             continue
         if member.kind == "keras" and not member.obj.built:
             continue  # built once the input is known
         try:
-            read = read_source(member.obj)
+            read = member.read or read_source(member.obj)
         except UnsupportedFeatureError:
             if member.kind != "keras":
                 raise

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..comparison import Comparison, compare_outputs
+from ..graph import ModelGraph
 from .context import Context, tolerances
-from .models import diagnose_model, whole_model
+from .models import diagnose_model, read_once
 from .outputs import output_findings, valid_only
 from .result import Diagnosis, Finding, format_error
 from .runners import align, run
@@ -82,10 +83,10 @@ def diagnose(
         >>> diagnose(bi, keras_to_torch(bi)).code  # doctest: +SKIP
         'equivalent'
     """
-    model = whole_model(expected)
-    if model is not None:
-        return diagnose_model(model, actual, diagnose, inputs=inputs, lengths=lengths, seed=seed)
-    exp, act = classify(expected, "expected"), classify(actual, "actual")
+    read = read_once(expected)
+    if read is not None and isinstance(read.reading, ModelGraph):
+        return diagnose_model(read, actual, diagnose, inputs=inputs, lengths=lengths, seed=seed)
+    exp, act = classify(expected, "expected", read), classify(actual, "actual")
     read_canonical(exp, "expected")
     read_canonical(act, "actual")
     x = choose_input(inputs, exp, act, seed)

@@ -388,3 +388,28 @@ def test_an_onnx_model_as_expected_runs_on_onnxruntime(ids, tmp_path) -> None:
     result = diagnose(path, broken, inputs=[ids])
     assert result.code == "bias_double_counted", result.message
     assert result.message.startswith("layer 'lstm_0' (LSTM), torch 'lstm': ")
+
+
+# --------------------------------------------------------------------------- custom layers
+
+
+def test_a_custom_layer_is_refused_by_name_then_taken_by_its_factory() -> None:
+    from ..test_custom import CUSTOM, SqueezeLayer, chord_model, features
+
+    model = chord_model(SqueezeLayer(0.5, name="squeeze"))
+    port = keras_to_torch(model, custom_layers=CUSTOM)
+    with pytest.raises(UnsupportedFeatureError) as refused:
+        diagnose(model, port, inputs=[features()])
+    message = str(refused.value)
+    assert message.startswith("expected cannot be diagnosed: Keras model 'chord_recogniser'")
+    assert "'SqueezeLayer'" in message and "diagnose() takes the same custom_layers=" in message
+    assert diagnose(model, port, inputs=[features()], custom_layers=CUSTOM).code == "equivalent"
+    broken = copy.deepcopy(port)
+    with torch.no_grad():  # the first two gate blocks of the backward direction exchanged
+        for name in ("weight_ih_l0_reverse", "weight_hh_l0_reverse"):
+            weight = getattr(broken.bigru.rnn, name)
+            weight.copy_(torch.cat([weight[3:6], weight[:3], weight[6:]]))
+    result = diagnose(model, broken, inputs=[features()], custom_layers=CUSTOM)
+    assert result.code == "gate_order", result.message
+    assert result.message.startswith("layer 'bigru' (Bidirectional), torch 'bigru': ")
+    assert "(layer 0 backward)" in result.message

@@ -23,8 +23,16 @@ import numpy as np
 from .._imports import require
 from ..against import read_against
 from ..canonical import RecurrentStack
-from ..comparison import Comparison, compare_outputs, dtype_epsilon, least_precise, measure_noise
+from ..comparison import (
+    Comparison,
+    Noise,
+    compare_outputs,
+    dtype_epsilon,
+    least_precise,
+    measure_noise,
+)
 from ..errors import FrameworkUnavailableError, UnsupportedFeatureError
+from ..frameworks import FRAMEWORKS
 from ..graph import LayerRecord, ModelGraph
 from ..inputs import as_list, run_inputs
 from ..planning import plan_subject
@@ -79,10 +87,9 @@ def diagnose_model(
     port = _read_port(actual, graph)
     rows = None if lengths is None else list(lengths)
     given, _ = run_inputs(graph, inputs, rows, seed=seed, batch=3, steps=7)
-    exact = run_model_reference(graph, as_list(given))
     expected, expected_dtype, runner = _run(read, graph, given)
     observed, actual_dtype, _ = _run(port, graph, given)
-    noise = measure_noise(graph, as_list(given), exact=exact)
+    noise = _noise(graph, as_list(given))
     dtype = least_precise(expected_dtype, actual_dtype)
     tolerance = noise.tolerance(dtype_epsilon(dtype))
     comparison = compare_outputs(
@@ -141,6 +148,17 @@ def _read_port(actual: Any, graph: ModelGraph) -> Read:
             f"{type(actual).__name__}"
         )
     return port
+
+
+def _noise(graph: ModelGraph, x: list[np.ndarray]) -> Noise:
+    """The model's float32 rounding noise: the reference's, or where it cannot run the
+    model (a layer of the user's own class), the torch port's (as ``compare()`` measures)."""
+    if FRAMEWORKS["reference"]().supports(graph) is None:
+        return measure_noise(graph, x, exact=run_model_reference(graph, x))
+    from ..models.to_torch import build_torch
+    from ..models.torch_custom import module_noise
+
+    return module_noise(build_torch(graph), x)
 
 
 def _port_name(actual: Any) -> str:

@@ -127,9 +127,9 @@ def read_canonical(side: Side, role: str) -> None:
             continue  # built once the input is known
         try:
             read = member.read or read_source(member.obj)
-        except UnsupportedFeatureError:
+        except UnsupportedFeatureError as error:
             if member.kind != "keras":
-                raise
+                raise refusal(role, error) from error
             # E.g. the backward layer handed to a Bidirectional, which set its
             # zero_output_for_mask: still runnable, only without a canonical form.
             member.kind = "keras_opaque"
@@ -143,6 +143,14 @@ def read_canonical(side: Side, role: str) -> None:
             )
         member.read, member.stack = read, read.reading
     _join_pair(side)
+
+
+def refusal(role: str, error: UnsupportedFeatureError) -> UnsupportedFeatureError:
+    """The refusal of a side that cannot be read: which side, then why."""
+    text = str(error)
+    if "custom_layers=" in text:
+        text += "; diagnose() takes the same custom_layers= for a whole Keras model"
+    return UnsupportedFeatureError(f"{role} cannot be diagnosed: {text}")
 
 
 def _join_pair(side: Side) -> None:

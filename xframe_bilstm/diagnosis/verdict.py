@@ -9,12 +9,14 @@ model is diagnosed by :mod:`.models`, which calls :func:`diagnose` on each recur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..comparison import Comparison, compare_outputs
+from ..custom import custom_layers_in_use
+from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from .context import Context, tolerances
 from .models import diagnose_model, read_once
@@ -28,6 +30,7 @@ from .sides import (
     choose_input,
     classify,
     read_canonical,
+    refusal,
     target_flags,
 )
 from .weights import WeightReport, structure_difference, weight_report
@@ -56,6 +59,7 @@ def diagnose(
     inputs: np.ndarray | None = None,
     lengths: Sequence[int] | np.ndarray | None = None,
     seed: int = 0,
+    custom_layers: Mapping[str, Callable[..., Any]] | None = None,
 ) -> Diagnosis:
     """Run ``expected`` and ``actual`` on one input and say why they differ, if they do.
 
@@ -74,6 +78,9 @@ def diagnose(
             custom modules; for a whole model, they pad the generated inputs (its masks
             come from the inputs' values).
         seed: seed of the default input.
+        custom_layers: factories of a whole Keras model's layers of your own classes, as
+            :func:`~xframe_bilstm.keras_to_torch` takes them; their weights are not
+            compared, and the tolerance comes from the torch port's own rounding.
 
     Returns:
         A :class:`Diagnosis`; truthy when they agree up to rounding.
@@ -83,7 +90,11 @@ def diagnose(
         >>> diagnose(bi, keras_to_torch(bi)).code  # doctest: +SKIP
         'equivalent'
     """
-    read = read_once(expected)
+    with custom_layers_in_use(custom_layers):
+        try:
+            read = read_once(expected)
+        except UnsupportedFeatureError as error:
+            raise refusal("expected", error) from error
     if read is not None and isinstance(read.reading, ModelGraph):
         return diagnose_model(read, actual, diagnose, inputs=inputs, lengths=lengths, seed=seed)
     exp, act = classify(expected, "expected", read), classify(actual, "actual")

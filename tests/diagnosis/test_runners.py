@@ -196,3 +196,36 @@ def test_a_whole_model_against_a_layer_is_refused(bilstm, x) -> None:
     model = keras.Model(ids, keras.layers.Dense(2)(keras.layers.LSTM(UNITS)(hidden)))
     with pytest.raises(UnsupportedFeatureError, match=r"actual: .* is a whole model"):
         diagnose(layer, model, inputs=x)
+
+
+# --------------------------------------------------------------------------- native modules
+
+
+@pytest.mark.parametrize(
+    ("direction", "sequences"),
+    [("bidirectional", True), ("forward", True), ("forward", False)],
+    ids=["bilstm-sequence", "lstm-sequence", "lstm-last"],
+)
+def test_a_native_module_runs_by_its_own_forward_with_lengths(direction, sequences) -> None:
+    """nn.LSTM on a packed sequence writes zeros at padded steps where a plain Keras LSTM
+    repeats its last output: matched by meaning (h_n rows), compared at valid steps."""
+    from xframe_bilstm import keras_to_torch
+
+    stack = random_stack(
+        np.random.default_rng(1),
+        "lstm",
+        3,
+        UNITS,
+        dtype=np.float32,
+        direction=direction,
+        return_state=True,
+        return_sequences=sequences,
+    )
+    layer = canonical_to_keras(stack)
+    native = keras_to_torch(layer, verify=False).rnns[0]
+    assert diagnose(layer, native, lengths=[7, 4]).code == "equivalent"
+    assert diagnose(native, layer, lengths=[7, 4]).code == "equivalent"
+    with torch.no_grad():
+        native.bias_hh_l0.copy_(native.bias_ih_l0)  # torch's two biases: one copied twice
+    result = diagnose(layer, native, lengths=[7, 4])
+    assert result.code == "bias_double_counted", result.message

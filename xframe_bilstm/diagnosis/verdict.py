@@ -65,12 +65,15 @@ def diagnose(
 
     Args:
         expected: the reference object: a Keras 3 layer or ``Sequential``, a torch
-            ``nn.LSTM``/``nn.GRU``/``nn.RNN``, a ``KerasRecurrent``, a ``RecurrentStack`` or
-            a custom torch module (see the module docstring); or a whole Keras model (a
-            ``.keras``/``.h5`` file or a live model with Embedding, Dense, masks...).
+            ``nn.LSTM``/``nn.GRU``/``nn.RNN``, a ``KerasRecurrent``, a ``RecurrentStack``, a
+            ``.keras``/``.h5`` or state_dict file, an ONNX graph (path or ``ModelProto``) or
+            a custom torch module (see the module docstring); or a whole model (a
+            ``.keras``/``.h5`` file, a live Keras model with Embedding, Dense, masks..., or
+            an ONNX graph of one).
         actual: the object to check: any of those, or a pair ``(forward_layer,
             backward_layer)`` run alone and concatenated as they come; for a whole model,
-            its torch port (a module whose ``forward`` takes the model's inputs).
+            its port: a torch module whose ``forward`` takes the model's inputs, or an ONNX
+            export of the model.
         inputs: batch-first input (B, T, D); default a seeded float32 normal input with
             B=2, T=7. For a whole model, one array per model input; default its seeded
             padded inputs (:func:`~xframe_bilstm.inputs.example_inputs`).

@@ -39,7 +39,7 @@ def plan_against(
     model, it must be a port of the whole model (a torch module, a Keras model or an
     ONNX export of it), which runs by its own computation."""
     graph = as_graph(reading)
-    read = _read_against(against, graph)
+    read = read_against(against, graph)
     other = as_graph(read.reading)
     mine, theirs = _features(graph), _features(other)
     if mine != theirs:
@@ -55,7 +55,7 @@ def plan_against(
     )
 
 
-def _read_against(against: Any, graph: ModelGraph) -> Read:
+def read_against(against: Any, graph: ModelGraph) -> Read:
     """``against`` read. Against recurrent layers (a graph :func:`~.stack_graph.stack_of`
     reads as a stack), any source of the same layers, read as its own layers; against any
     other graph, its own computation with the graph's outputs."""
@@ -121,4 +121,4 @@ def _check_against_states(other: ModelGraph, module: Any, given: int) -> None:
         )
 
 
-__all__ = ["plan_against"]
+__all__ = ["plan_against", "read_against"]

@@ -267,3 +267,149 @@ def test_a_wrong_weight_inside_an_attention_layer_is_named(attention_file) -> No
     error = model_error(model, broken, ids)
     assert error > 1e-3
     assert result.max_abs_error == pytest.approx(error, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- ONNX exports
+
+
+@pytest.fixture(scope="module")
+def tagger_onnx(tagger):
+    pytest.importorskip("onnxruntime")
+    from xframe_bilstm import to_onnx
+
+    return to_onnx(tagger)
+
+
+def edited_lstm(proto, edit):
+    """A copy of an exported model whose LSTM node's W, R and B go through ``edit``."""
+    from onnx import numpy_helper
+
+    proto = copy.deepcopy(proto)
+    lstm = next(node for node in proto.graph.node if node.op_type == "LSTM")
+    for initializer in proto.graph.initializer:
+        if initializer.name in lstm.input[1:4]:
+            kind = "WRB"[list(lstm.input[1:4]).index(initializer.name)]
+            array = edit(kind, numpy_helper.to_array(initializer))
+            initializer.CopyFrom(numpy_helper.from_array(array, initializer.name))
+    return proto
+
+
+def keras_gate_order(kind, array):
+    """Keras's i,f,c,o written where ONNX reads i,o,f,c."""
+    from xframe_bilstm.gates import reorder_gates
+
+    if kind == "B":  # Wb then Rb
+        return np.concatenate(
+            [reorder_gates(h, "iofc", "ifco") for h in np.split(array, 2, axis=-1)], -1
+        )
+    return reorder_gates(array, "iofc", "ifco", axis=1)
+
+
+def doubled_bias(kind, array):
+    """The summed bias written into both Wb and Rb."""
+    if kind != "B":
+        return array
+    summed = array[:, : 4 * UNITS] + array[:, 4 * UNITS :]
+    return np.concatenate([summed, summed], axis=-1)
+
+
+def onnxruntime_error(model, proto, ids) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        proto.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    feed = {session.get_inputs()[0].name: ids.astype(np.int64)}
+    expected = np.asarray(model(ids, training=False), np.float64)
+    return float(np.abs(expected - session.run(None, feed)[0]).max())
+
+
+@pytest.mark.onnx
+@pytest.mark.parametrize(
+    ("edit", "code", "evidence"),
+    [
+        (keras_gate_order, "gate_order", "i,f,c,o read as i,c,o,f (layer 0 forward, layer 0"),
+        (doubled_bias, "bias_double_counted", "twice expected's"),
+    ],
+    ids=["keras-gate-order", "doubled-bias"],
+)
+def test_a_wrong_onnx_export_names_the_layer(tagger, tagger_onnx, ids, edit, code, evidence):
+    assert diagnose(tagger, tagger_onnx, inputs=[ids]).code == "equivalent"
+    wrong = edited_lstm(tagger_onnx, edit)
+    result = diagnose(tagger, wrong, inputs=[ids])
+    assert result.code == code and not result, result.message
+    assert result.message.startswith("layer 'bilstm' (Bidirectional), ONNX node "), result.message
+    assert evidence in result.message
+    assert "run by onnxruntime" not in result.comparison.label  # the model ran by Keras
+    error = onnxruntime_error(tagger, wrong, ids)
+    assert error > 0.01
+    assert result.max_abs_error == pytest.approx(error, abs=1e-9)
+
+
+class TorchTagger(nn.Module):
+    """Embedding -> LSTM -> Linear, whose TorchScript export reads as a whole model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCABULARY, FEATURES)
+        self.lstm = nn.LSTM(FEATURES, UNITS, batch_first=True)
+        self.linear = nn.Linear(UNITS, TAGS)
+
+    def forward(self, ids):
+        return self.linear(self.lstm(self.embedding(ids))[0])
+
+
+@pytest.mark.onnx
+def test_an_onnx_model_as_expected_runs_on_onnxruntime(ids, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    import warnings
+
+    torch.manual_seed(0)
+    module = TorchTagger().eval()
+    path = tmp_path / "tagger.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (torch.zeros(2, 6, dtype=torch.int64),),
+            str(path),
+            dynamo=False,
+            input_names=["ids"],
+            output_names=["tags"],
+            dynamic_axes={"ids": {0: "batch", 1: "time"}},
+        )
+    result = diagnose(path, module, inputs=[ids])
+    assert result.code == "equivalent"
+    assert "(run by onnxruntime) vs actual TorchTagger" in result.comparison.label
+    broken = copy.deepcopy(module)
+    with torch.no_grad():  # torch's two biases both set to their sum
+        broken.lstm.bias_hh_l0.add_(broken.lstm.bias_ih_l0)
+        broken.lstm.bias_ih_l0.copy_(broken.lstm.bias_hh_l0)
+    result = diagnose(path, broken, inputs=[ids])
+    assert result.code == "bias_double_counted", result.message
+    assert result.message.startswith("layer 'lstm_0' (LSTM), torch 'lstm': ")
+
+
+# --------------------------------------------------------------------------- custom layers
+
+
+def test_a_custom_layer_is_refused_by_name_then_taken_by_its_factory() -> None:
+    from ..test_custom import CUSTOM, SqueezeLayer, chord_model, features
+
+    model = chord_model(SqueezeLayer(0.5, name="squeeze"))
+    port = keras_to_torch(model, custom_layers=CUSTOM)
+    with pytest.raises(UnsupportedFeatureError) as refused:
+        diagnose(model, port, inputs=[features()])
+    message = str(refused.value)
+    assert message.startswith("expected cannot be diagnosed: Keras model 'chord_recogniser'")
+    assert "'SqueezeLayer'" in message and "diagnose() takes the same custom_layers=" in message
+    assert diagnose(model, port, inputs=[features()], custom_layers=CUSTOM).code == "equivalent"
+    broken = copy.deepcopy(port)
+    with torch.no_grad():  # the first two gate blocks of the backward direction exchanged
+        for name in ("weight_ih_l0_reverse", "weight_hh_l0_reverse"):
+            weight = getattr(broken.bigru.rnn, name)
+            weight.copy_(torch.cat([weight[3:6], weight[:3], weight[6:]]))
+    result = diagnose(model, broken, inputs=[features()], custom_layers=CUSTOM)
+    assert result.code == "gate_order", result.message
+    assert result.message.startswith("layer 'bigru' (Bidirectional), torch 'bigru': ")
+    assert "(layer 0 backward)" in result.message

@@ -35,15 +35,23 @@ strings (``causes`` lists every one that applies, the primary first):
   or one side ran over the padding (it matches an unmasked run).
 - ``unknown``: none of the above.
 
-What each side may be, and how it runs, in the Keras output structure
-(:func:`~xframe_bilstm.canonical.output_names`), every array converted to float64:
+What each side may be, and how it runs (outputs in the Keras output structure,
+:func:`~xframe_bilstm.canonical.output_names`, every array converted to float64):
 
-- a Keras 3 layer or ``Sequential`` (LSTM, GRU, SimpleRNN, Bidirectional): run compiled by
-  :func:`~xframe_bilstm.adapters.keras.run_keras` (an unbuilt one is built by calling it once);
-- a :class:`~xframe_bilstm.canonical.RecurrentStack`: run by the float64 reference;
-- a :class:`~xframe_bilstm.adapters.torch.KerasRecurrent` (from ``keras_to_torch``): run as is;
-- a native ``nn.LSTM``/``nn.GRU``/``nn.RNN``: its weights run in a ``KerasRecurrent`` (same
-  math), returning what the other side returns (its ``output`` and ``h_n`` hold all of it);
+- any source :func:`~xframe_bilstm.sources.read_source` reads into recurrent layers: a Keras 3
+  layer or ``Sequential`` (LSTM, GRU, SimpleRNN, Bidirectional; an unbuilt one is built by
+  calling it once), a ``.keras``/``.h5`` file, a
+  :class:`~xframe_bilstm.canonical.RecurrentStack`, a ``KerasRecurrent`` (from
+  ``keras_to_torch``), a state_dict file, an ONNX graph (a ``.onnx`` path or a
+  ``ModelProto``). It is read once and runs as ``compare()`` runs its original
+  (:func:`~xframe_bilstm.planning.plan_subject`): the Keras layer's call, the module's
+  ``forward``, a Keras 3 file as Keras loads it, the ONNX graph on onnxruntime as given, a
+  stack (or a Keras 2 file) on the float64 reference; its outputs are matched by meaning
+  with its reading's (:func:`~xframe_bilstm.correspondence.correspond`);
+- a native ``nn.LSTM``/``nn.GRU``/``nn.RNN``: run by its own ``forward`` too, its ``output``
+  and ``h_n`` read as what the other side returns (e.g. ``h_forward`` is a row of ``h_n``);
+  where it runs on a packed sequence (zeros at padded steps) against a Keras side, both are
+  compared at valid steps only;
 - any other ``torch.nn.Module`` whose ``forward`` takes one batch-first tensor and returns a
   tensor or a (nested) tuple of tensors: flattened in order and matched by position to the
   other side's outputs (so return Keras's order, e.g. ``output, h_f, c_f, h_b, c_b``). It
@@ -52,16 +60,20 @@ What each side may be, and how it runs, in the Keras output structure
   layers: each runs alone, and their first outputs are concatenated along features as they
   come (no flip), their states forward then backward, as one checks a ``Bidirectional`` by
   hand;
-- ``expected`` may be a whole Keras model (a ``.keras``/``.h5`` file or a live model with
-  Embedding, Dense, masks...) and ``actual`` its torch port, whose ``forward`` takes the
-  model's inputs: both run on the model's inputs (:mod:`.models`), the model by Keras (by
-  the float64 reference for a Keras 2 file or without Keras). When they disagree, the
-  model's recurrent layers and the port's recurrent modules are paired in order and
-  diagnosed as above; the first that is not ``equivalent`` gives the verdict, its message
-  prefixed with the layer. Then the Embedding, Dense, normalization and attention weights
-  are compared with the port's ``nn.Embedding``, ``nn.Linear``, normalization modules
-  (moving statistics included) and attention modules (``MultiHeadAttention`` kernels
-  flattened over the heads) (``weights_differ``).
+- ``expected`` may be a whole model (a ``.keras``/``.h5`` file, a live Keras model with
+  Embedding, Dense, masks..., or an ONNX graph that reads as one) and ``actual`` its port (a
+  torch module whose ``forward`` takes the model's inputs, or an ONNX export of the model):
+  both run on the model's inputs as ``compare(model, against=port)`` runs them
+  (:mod:`.models`). When they disagree, the model's recurrent layers and the port's
+  recurrent modules or ONNX nodes are paired in order (:mod:`.ports`) and diagnosed as
+  above, one layer being the one-node case; the first that is not ``equivalent`` gives the
+  verdict, its message prefixed with the layer. Then the Embedding, Dense, normalization and
+  attention weights are compared with a torch port's ``nn.Embedding``, ``nn.Linear``,
+  normalization modules (moving statistics included) and attention modules
+  (``MultiHeadAttention`` kernels flattened over the heads) (``weights_differ``). A model
+  with layers of the user's own classes takes ``custom_layers=`` as ``keras_to_torch`` does.
+
+What cannot be read is refused naming the side (``expected cannot be diagnosed: ...``).
 
 How the causes are found, in this order:
 
@@ -83,17 +95,19 @@ One module per job:
 
 - :mod:`.result`: :data:`CODES`, :class:`Diagnosis`, the findings hypotheses report,
   :func:`format_error`.
-- :mod:`.sides`: what each side is, its canonical form, the outputs it is asked for, its
-  precision, the input both run on.
-- :mod:`.runners`: running one side, and naming both sides' outputs alike.
+- :mod:`.sides`: what each side is, its reading, the outputs it is asked for, the input
+  both run on.
+- :mod:`.runners`: running one side as the comparison runs it, and naming both sides'
+  outputs alike.
 - :mod:`.context`: the run at hand and the bounds every hypothesis is judged by.
 - :mod:`.weights`: weight-level hypotheses (options, gate order, transposition, bias,
   directions swapped, weights differ).
 - :mod:`.outputs`: output-level hypotheses (flip, swap, final state from the last output,
   padding).
 - :mod:`.verdict`: :func:`diagnose`, which runs them in order and picks the primary cause.
-- :mod:`.models`: whole models, diagnosed layer by layer; :mod:`.normalization` and
-  :mod:`.attention` say where the port keeps those layers' weights.
+- :mod:`.models`: whole models, diagnosed layer by layer; :mod:`.ports` says where a port
+  keeps its recurrent layers, :mod:`.normalization` and :mod:`.attention` where a torch
+  port keeps those layers' weights.
 
 Keras and torch are imported inside functions only, so importing this package imports no
 framework.

@@ -1,9 +1,14 @@
-"""Whole models: run a Keras model and its torch port, then name the layer where they part.
+"""Whole models: run a Keras model (or an ONNX graph of one) and its port, then name the
+layer where they part.
 
-A whole model (Embedding, Dense, masks...) has no canonical stack, so it is diagnosed layer
-by layer: the model's recurrent layers are paired in order with the port's recurrent
-modules and each pair gets the stack diagnosis; then the weights of the other layers are
-compared by meaning. Keras and torch are imported inside functions only.
+Both sides run as ``compare(model, against=port)`` runs them: the model by its original
+(Keras as loaded or as given, onnxruntime on an ONNX graph; the float64 reference for a
+Keras 2 file or without Keras), the port by its own computation (its ``forward``, or
+onnxruntime on its ONNX export), each in its own dtype (:func:`~xframe_bilstm.planning.
+plan_subject`). Where they disagree, the model's recurrent layers are paired in order with
+the port's (:mod:`.ports`) and each pair gets the layer diagnosis: a layer is the one-node
+case of the same search. Then the weights of the other layers are compared by meaning with
+a torch port's modules. Keras and torch are imported inside functions only.
 """
 
 from __future__ import annotations
@@ -16,37 +21,48 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentLayer, RecurrentStack
-from ..comparison import Comparison, compare_outputs, dtype_epsilon, least_precise, measure_noise
+from ..against import read_against
+from ..canonical import RecurrentStack
+from ..comparison import (
+    Comparison,
+    Noise,
+    compare_outputs,
+    dtype_epsilon,
+    least_precise,
+    measure_noise,
+)
 from ..errors import FrameworkUnavailableError, UnsupportedFeatureError
+from ..frameworks import FRAMEWORKS
 from ..graph import LayerRecord, ModelGraph
 from ..inputs import as_list, run_inputs
+from ..planning import plan_subject
 from ..reference import run_model_reference
-from ..sources import Read, read_source, source_type
+from ..sources import Read, name_of, read_source, source_type
 from .attention import WEIGHT_PAIRS as ATTENTION_PAIRS
 from .attention import attention_modules, keras_layout
 from .normalization import WEIGHT_PAIRS, weight_modules
+from .ports import KINDS, PortLayer, children, port_layers
 from .result import Diagnosis, format_error
 from .sides import Flags
 from .weights import structure_difference
 
 # What diagnoses one recurrent layer: verdict.diagnose on (expected stack, actual module).
 LayerDiagnosis = Callable[..., Diagnosis]
+# How each runner is named in the comparison's label.
+_RUNNERS = {"keras": "run by Keras", "onnxruntime": "run by onnxruntime"}
 
 
-def whole_model(obj: Any) -> Read | None:
-    """``obj`` as read, when it is a whole model: a Keras file or model that is more than
-    recurrent layers in a chain; None for anything else."""
-    if isinstance(obj, (str, os.PathLike)):
-        if source_type(obj) != "Keras file":
-            return None
-    else:
-        from ..models.live import is_whole_keras_model
+def read_once(obj: Any) -> Read | None:
+    """``obj`` read, when it is a file, an ONNX graph or a whole Keras model (read here once,
+    so that whether it is a whole model is known from its reading); None for anything else,
+    which :mod:`.sides` reads."""
+    if isinstance(obj, (tuple, list)):
+        return None
+    from ..models.live import is_whole_keras_model
 
-        if not is_whole_keras_model(obj):
-            return None
-    read = read_source(obj)
-    return read if isinstance(read.reading, ModelGraph) else None
+    if isinstance(obj, (str, os.PathLike)) or source_type(obj) == "ONNX":
+        return read_source(obj)
+    return read_source(obj) if is_whole_keras_model(obj) else None
 
 
 def diagnose_model(
@@ -58,29 +74,22 @@ def diagnose_model(
     lengths: Sequence[int] | np.ndarray | None,
     seed: int,
 ) -> Diagnosis:
-    """Run a whole model (expected) and its torch port (actual) on one input and say why
-    they differ: the first recurrent layer whose diagnosis is not ``equivalent``, else the
-    first Embedding or Dense whose weights differ, else ``numerical_only`` or ``unknown``.
+    """Run a whole model (expected) and its port (actual: a torch module or an ONNX export)
+    on one input and say why they differ: the first recurrent layer whose diagnosis is not
+    ``equivalent``, else the first Embedding or Dense whose weights differ, else
+    ``numerical_only`` or ``unknown``.
 
     ``max_abs_error`` and ``comparison`` are the model outputs'; the message carries the
     layer's own evidence, then the model's error.
     """
     graph = read.reading
     assert isinstance(graph, ModelGraph)
-    torch = require("torch")
-    if not isinstance(actual, torch.nn.Module):
-        raise UnsupportedFeatureError(
-            f"actual: expected is a whole model ({graph.source}), so actual must be its "
-            "PyTorch port, a torch.nn.Module whose forward takes the model's inputs (e.g. "
-            f"keras_to_torch of the model); got {type(actual).__name__}"
-        )
+    port = _read_port(actual, graph)
     rows = None if lengths is None else list(lengths)
     given, _ = run_inputs(graph, inputs, rows, seed=seed, batch=3, steps=7)
-    x = as_list(given)
-    exact = run_model_reference(graph, x)
-    expected, expected_dtype, runner = _run_expected(read, x, exact)
-    observed, actual_dtype = _run_actual(actual, x)
-    noise = measure_noise(graph, x, exact=exact)
+    expected, expected_dtype, runner = _run(read, graph, given)
+    observed, actual_dtype, _ = _run(port, graph, given)
+    noise = _noise(graph, as_list(given))
     dtype = least_precise(expected_dtype, actual_dtype)
     tolerance = noise.tolerance(dtype_epsilon(dtype))
     comparison = compare_outputs(
@@ -88,7 +97,7 @@ def diagnose_model(
         expected,
         observed,
         atol=tolerance,
-        label=f"expected {graph.source} ({runner}) vs actual {type(actual).__name__}",
+        label=f"expected {graph.source} ({runner}) vs actual {_port_name(actual)}",
     )
     before = comparison.max_abs_error
     if comparison:
@@ -96,10 +105,11 @@ def diagnose_model(
         message = f"they agree to {format_error(before)}, within the {text}"
         return Diagnosis("equivalent", ("equivalent",), message, before, comparison)
     notes: list[str] = []
-    layer = _recurrent_diagnosis(graph, actual, diagnose_layer, seed, notes)
+    found = port_layers(actual, port.framework)
+    layer = _recurrent_diagnosis(graph, found, port.framework, diagnose_layer, seed, notes)
     if layer is not None:
         return _from_layer(layer, comparison, notes)
-    differ = _weights_differ(graph, actual, notes)
+    differ = _weights_differ(graph, actual, port.framework, notes)
     if differ is not None:
         return _verdict("weights_differ", differ, comparison, [*notes, _model_error(comparison)])
     bound = noise.tolerance(dtype_epsilon("float16"))
@@ -124,77 +134,65 @@ def diagnose_model(
     return _verdict("unknown", message, comparison, notes)
 
 
-def _run_expected(
-    read: Read, x: list[np.ndarray], exact: tuple[np.ndarray, ...]
-) -> tuple[tuple[np.ndarray, ...], str, str]:
-    """(outputs, compute dtype, how it ran): by Keras when it can, else the reference."""
-    if read.original is not None:
+def _read_port(actual: Any, graph: ModelGraph) -> Read:
+    """``actual`` read as ``compare(model, against=actual)`` reads it; a port whose layers
+    the diagnosis can pair: a torch module or an ONNX export."""
+    kind = source_type(actual) if not isinstance(actual, (tuple, list)) else ""
+    port = read_against(actual, graph) if kind in ("torch", "ONNX") else None
+    if port is None or port.framework not in KINDS:
+        raise UnsupportedFeatureError(
+            f"actual: expected is a whole model ({graph.source}), so actual must be its "
+            "PyTorch port, a torch.nn.Module whose forward takes the model's inputs (e.g. "
+            "keras_to_torch of the model), or its ONNX export (e.g. to_onnx of the model), "
+            f"whose recurrent layers the diagnosis pairs with the model's; got "
+            f"{type(actual).__name__}"
+        )
+    return port
+
+
+def _noise(graph: ModelGraph, x: list[np.ndarray]) -> Noise:
+    """The model's float32 rounding noise: the reference's, or where it cannot run the
+    model (a layer of the user's own class), the torch port's (as ``compare()`` measures)."""
+    if FRAMEWORKS["reference"]().supports(graph) is None:
+        return measure_noise(graph, x, exact=run_model_reference(graph, x))
+    from ..models.to_torch import build_torch
+    from ..models.torch_custom import module_noise
+
+    return module_noise(build_torch(graph), x)
+
+
+def _port_name(actual: Any) -> str:
+    return name_of(actual) if source_type(actual) == "ONNX" else type(actual).__name__
+
+
+def _run(read: Read, graph: ModelGraph, given: Any) -> tuple[tuple[np.ndarray, ...], str, str]:
+    """(outputs, the dtype it computed in, how it ran) of one side's original, run as the
+    comparison runner runs it; a Keras original without Keras runs as the reference."""
+    if read.framework == "keras":
         try:
             require("keras")
         except FrameworkUnavailableError:
-            pass
-        else:
-            from ..adapters.keras import compute_dtype, register_keras_activations
-            from ..models.port import call_keras_model
-
-            register_keras_activations()  # a file may use Keras 2's hard sigmoid
-            model = read.original()
-            return call_keras_model(model, x), compute_dtype(model), "run by Keras"
-    return exact, "float64", "float64 reference"
-
-
-def _run_actual(module: Any, x: list[np.ndarray]) -> tuple[tuple[np.ndarray, ...], str]:
-    """The port's outputs in inference mode, and the dtype it computes in."""
-    from ..adapters.torch import run_module
-
-    return run_module(module, x), str(next(module.parameters()).dtype).split(".")[-1]
-
-
-def _children(module: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """Every submodule by qualified name, in registration order."""
-    found = []
-    for name, child in module.named_children():
-        found.append((prefix + name, child))
-        found += _children(child, prefix + name + ".")
-    return found
-
-
-def _recurrent_layers(module: Any) -> list[tuple[str, RecurrentLayer, bool]]:
-    """The port's recurrent layers in registration order: (name, canonical layer, whether
-    it is a native module, whose outputs follow the Keras layer's options)."""
-    from torch import nn
-
-    from ..adapters.torch import KerasRecurrent, torch_to_canonical
-    from ..adapters.torch.weights import read_layer
-    from ..models.recurrent import Recurrent
-
-    layers: list[tuple[str, RecurrentLayer, bool]] = []
-    inside: tuple[str, ...] = ()
-    for name, child in _children(module):
-        if name.startswith(inside):
-            continue  # held by a recurrent module already read
-        if isinstance(child, Recurrent):
-            layers.append((name, read_layer(child.rnn, 0, child.layer), False))
-        elif isinstance(child, KerasRecurrent) or type(child) in (nn.LSTM, nn.GRU, nn.RNN):
-            native = not isinstance(child, KerasRecurrent)
-            stack = torch_to_canonical(child)
-            many = len(stack.layers) > 1
-            for index, layer in enumerate(stack.layers):
-                layers.append((f"{name} layer {index}" if many else name, layer, native))
-        else:
-            continue
-        inside = (*inside, name + ".")
-    return layers
+            read = Read(graph)
+    first = as_list(given)[0]
+    subject = plan_subject("diagnosed", read.source, read, len(first), first.shape[1], [], False)
+    spec, framework = subject.runs[0]  # on the CPU, in the dtype it computes in
+    outputs, _ = framework.run(graph, given, spec, initial_states=None, lengths=None)
+    runner = _RUNNERS.get(spec.framework, "float64 reference")
+    return tuple(np.asarray(o) for o in outputs), spec.dtype, runner
 
 
 def _recurrent_diagnosis(
-    graph: ModelGraph, actual: Any, diagnose_layer: LayerDiagnosis, seed: int, notes: list[str]
+    graph: ModelGraph,
+    found: list[PortLayer],
+    framework: str,
+    diagnose_layer: LayerDiagnosis,
+    seed: int,
+    notes: list[str],
 ) -> tuple[str, Diagnosis] | None:
     """(where, diagnosis) of the first recurrent pair that is not ``equivalent``."""
     from ..adapters.torch import canonical_to_torch
 
     records = [record for record in graph.layers if record.recurrent is not None]
-    found = _recurrent_layers(actual)
     if len(records) != len(found):
         notes.append(
             f"recurrent layers: {len(records)} in the model "
@@ -211,7 +209,7 @@ def _recurrent_diagnosis(
             ported = Flags.of(expected).apply(ported)
         else:
             ported = replace(ported, return_sequences=sequences, return_state=False)
-        where = f"{_layer_name(record)}, torch {name!r}"
+        where = f"{_layer_name(record)}, {KINDS[framework]} {name!r}"
         structure = structure_difference(expected, ported)
         if structure is not None:
             notes.append(f"{where} cannot be compared: {structure}")
@@ -222,10 +220,19 @@ def _recurrent_diagnosis(
     return None
 
 
-def _weights_differ(graph: ModelGraph, actual: Any, notes: list[str]) -> str | None:
+def _weights_differ(graph: ModelGraph, actual: Any, framework: str, notes: list[str]) -> str | None:
     """The first Embedding, Dense, normalization or attention layer whose weights differ
-    from the port's ``nn.Embedding``, ``nn.Linear``, normalization or attention module
-    (paired by kind, in order), or None."""
+    from a torch port's ``nn.Embedding``, ``nn.Linear``, normalization or attention module
+    (paired by kind, in order), or None. An ONNX export's other weights are not compared
+    (its recurrent nodes are): the note says so."""
+    if framework != "torch":
+        others = [r.name for r in graph.layers if r.weights and r.recurrent is None]
+        if others:
+            notes.append(
+                f"the weights of {', '.join(map(repr, others))} were not compared with the "
+                "ONNX graph's initializers"
+            )
+        return None
     from torch import nn
 
     modules: dict[str, tuple[type, ...]] = {
@@ -236,7 +243,7 @@ def _weights_differ(graph: ModelGraph, actual: Any, notes: list[str]) -> str | N
     }
     for kind, module_type in modules.items():
         records = [record for record in graph.layers if record.kind == kind]
-        found = [(n, m) for n, m in _children(actual) if isinstance(m, module_type)]
+        found = [(n, m) for n, m in children(actual) if isinstance(m, module_type)]
         if len(records) != len(found):
             notes.append(
                 f"{kind} layers: {len(records)} in the model, {len(found)} "

@@ -157,7 +157,7 @@ def _padding_messages(
         return []
     before = f"(max error before: {format_error(ctx.before)})"
     valid = ctx.error(
-        _valid_only(target, ctx.lengths, ctx.layout), _valid_only(fixed, ctx.lengths, ctx.layout)
+        valid_only(target, ctx.lengths, ctx.layout), valid_only(fixed, ctx.lengths, ctx.layout)
     )
     lead = f"{text} makes them" if text else "they"
     results = [
@@ -179,7 +179,7 @@ def _padding_messages(
     return results
 
 
-def _valid_only(arrays: _Named, lengths: Any, layout: RecurrentStack | None) -> _Named:
+def valid_only(arrays: _Named, lengths: Any, layout: RecurrentStack | None) -> _Named:
     """Sequence outputs with padded steps set to zero (in processing order for go_backwards)."""
     steps = next(iter(a.shape[1] for a in arrays.values() if a.ndim == 3), 0)
     valid = np.arange(steps)[None, :] < np.asarray(lengths)[:, None]

@@ -1,10 +1,13 @@
-"""The two sides of a diagnosis: what each object is, its canonical form, the output
-structure it is asked for, its precision, and the input both run on.
+"""The two sides of a diagnosis: what each object is, how it reads, the output structure it
+is asked for, and the input both run on.
 
-A side is a Keras layer, a canonical stack, a ``KerasRecurrent``, a native torch module, a
-custom torch module or a pair of single-direction layers (:class:`Side`, from :func:`classify`).
-Nothing here runs a side (see :mod:`.runners`); Keras and torch are imported only inside
-functions, once an object of theirs is known to be in use.
+A side is any source :func:`~xframe_bilstm.sources.read_source` reads into recurrent layers
+(a Keras layer or file, a canonical stack, a torch module or state_dict file, an ONNX graph),
+a custom torch module, or a pair of single-direction layers (:class:`Side`, from
+:func:`classify`). Each source is read once, by ``read_source``, and keeps its ``Read``: its
+reading and the original the runner runs. Nothing here runs a side (see :mod:`.runners`);
+Keras and torch are imported only inside functions, once an object of theirs is known to be
+in use.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 from .._imports import require
 from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError, WeightShapeError, XFrameError
-from ..sources import framework_of, to_canonical
+from ..graph import ModelGraph
+from ..sources import Read, name_of, read_source, source_type
 
 DIAGNOSIS_BATCH = 2
 DIAGNOSIS_STEPS = 7
@@ -56,10 +60,13 @@ class Side:
     """One of the two objects: what it is, its canonical form once known, how to run it."""
 
     obj: Any
-    kind: str  # canonical | keras | keras_opaque | keras_recurrent | native | custom | pair
+    # source (read by read_source) | keras (a live layer, maybe unbuilt) | keras_opaque |
+    # native (nn.LSTM/GRU/RNN, which returns what the other side returns) | custom | pair
+    kind: str
     label: str
     halves: tuple[Side, Side] | None = None
-    stack: RecurrentStack | None = None
+    stack: RecurrentStack | None = None  # the reading, with the flags asked of a native
+    read: Read | None = None
 
     @property
     def members(self) -> tuple[Side, ...]:
@@ -72,8 +79,9 @@ class Side:
         return all(member.kind == "native" for member in self.members)
 
 
-def classify(obj: Any, role: str) -> Side:
-    """Classify ``obj`` (``role`` names it in errors: "expected", "actual[0]", ...)."""
+def classify(obj: Any, role: str, read: Read | None = None) -> Side:
+    """Classify ``obj`` (``role`` names it in errors: "expected", "actual[0]", ...);
+    ``read``: ``obj`` as read already, if it was."""
     if isinstance(obj, (tuple, list)):
         if len(obj) != 2:
             raise UnsupportedFeatureError(
@@ -85,17 +93,18 @@ def classify(obj: Any, role: str) -> Side:
             raise UnsupportedFeatureError(f"{role}: the halves of a pair cannot be pairs")
         label = f"({halves[0].label}, {halves[1].label})"
         return Side(obj, "pair", label, halves=halves)
-    framework = framework_of(obj)
+    kind = source_type(obj)  # refuses what no source type reads, naming what it takes
     name = getattr(obj, "name", "")
     label = f"{type(obj).__name__} {name!r}" if isinstance(name, str) and name else ""
+    label = name_of(obj) if kind in ("ONNX", "Keras file", "torch state_dict") else label
     label = label or type(obj).__name__
-    if framework != "torch":
-        return Side(obj, framework, label)
+    if kind in ("keras", "canonical", "ONNX", "Keras file", "torch state_dict"):
+        return Side(obj, "keras" if kind == "keras" else "source", label, read=read)
     torch = require("torch")
     from ..adapters.torch import KerasRecurrent
 
     if isinstance(obj, KerasRecurrent):
-        return Side(obj, "keras_recurrent", label)
+        return Side(obj, "source", label)
     if type(obj) in (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN):
         return Side(obj, "native", label)
     return Side(obj, "custom", label)
@@ -108,22 +117,40 @@ def build_keras(side: Side, x: np.ndarray) -> None:
             member.obj(x)
 
 
-def read_canonical(side: Side) -> None:
-    """Give each member its canonical form where it has one (unbuilt Keras layers wait)."""
+def read_canonical(side: Side, role: str) -> None:
+    """Read each member once (:func:`~xframe_bilstm.sources.read_source`), where it reads
+    into recurrent layers; unbuilt Keras layers wait for the input."""
     for member in side.members:
         if member.kind in ("custom", "keras_opaque") or member.stack is not None:
             continue
         if member.kind == "keras" and not member.obj.built:
             continue  # built once the input is known
         try:
-            member.stack = to_canonical(member.obj)
-        except UnsupportedFeatureError:
+            read = member.read or read_source(member.obj)
+        except UnsupportedFeatureError as error:
             if member.kind != "keras":
-                raise
+                raise refusal(role, error) from error
             # E.g. the backward layer handed to a Bidirectional, which set its
             # zero_output_for_mask: still runnable, only without a canonical form.
             member.kind = "keras_opaque"
+            continue
+        if isinstance(read.reading, ModelGraph):
+            raise UnsupportedFeatureError(
+                f"{role}: {member.label} is a whole model ({read.reading.source}), which "
+                "cannot be diagnosed against recurrent layers; pass the whole model as "
+                "expected and its port (a torch module or an ONNX export of the model) as "
+                "actual, or diagnose a layer against a layer"
+            )
+        member.read, member.stack = read, read.reading
     _join_pair(side)
+
+
+def refusal(role: str, error: UnsupportedFeatureError) -> UnsupportedFeatureError:
+    """The refusal of a side that cannot be read: which side, then why."""
+    text = str(error)
+    if "custom_layers=" in text:
+        text += "; diagnose() takes the same custom_layers= for a whole Keras model"
+    return UnsupportedFeatureError(f"{role} cannot be diagnosed: {text}")
 
 
 def _join_pair(side: Side) -> None:
@@ -171,26 +198,6 @@ def apply_flags(side: Side, flags: Flags) -> None:
         if member.kind == "native" and member.stack is not None:
             member.stack = flags.apply(member.stack)
     _join_pair(side)
-
-
-def is_double(side: Side) -> bool:
-    """Whether the side computes in float64 (then float64 rounding is all it may show)."""
-    return all(_member_is_double(member) for member in side.members)
-
-
-def _member_is_double(member: Side) -> bool:
-    if member.kind == "canonical":
-        return True
-    if member.kind in ("keras", "keras_opaque"):
-        keras = require("keras")
-        obj = member.obj
-        if isinstance(obj, keras.Sequential):
-            layers = [m for m in obj.layers if not isinstance(m, keras.layers.InputLayer)]
-            obj = layers[0]
-        return bool(obj.compute_dtype == "float64")
-    torch = require("torch")
-    parameter = next(iter(member.obj.parameters()), None)
-    return parameter is not None and parameter.dtype == torch.float64
 
 
 def choose_input(inputs: Any, expected: Side, actual: Side, seed: int) -> np.ndarray:

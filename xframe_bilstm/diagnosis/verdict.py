@@ -9,15 +9,18 @@ model is diagnosed by :mod:`.models`, which calls :func:`diagnose` on each recur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..comparison import Comparison, compare_outputs
+from ..custom import custom_layers_in_use
+from ..errors import UnsupportedFeatureError
+from ..graph import ModelGraph
 from .context import Context, tolerances
-from .models import diagnose_model, whole_model
-from .outputs import output_findings
+from .models import diagnose_model, read_once
+from .outputs import output_findings, valid_only
 from .result import Diagnosis, Finding, format_error
 from .runners import align, run
 from .sides import (
@@ -26,8 +29,8 @@ from .sides import (
     build_keras,
     choose_input,
     classify,
-    is_double,
     read_canonical,
+    refusal,
     target_flags,
 )
 from .weights import WeightReport, structure_difference, weight_report
@@ -56,17 +59,21 @@ def diagnose(
     inputs: np.ndarray | None = None,
     lengths: Sequence[int] | np.ndarray | None = None,
     seed: int = 0,
+    custom_layers: Mapping[str, Callable[..., Any]] | None = None,
 ) -> Diagnosis:
     """Run ``expected`` and ``actual`` on one input and say why they differ, if they do.
 
     Args:
         expected: the reference object: a Keras 3 layer or ``Sequential``, a torch
-            ``nn.LSTM``/``nn.GRU``/``nn.RNN``, a ``KerasRecurrent``, a ``RecurrentStack`` or
-            a custom torch module (see the module docstring); or a whole Keras model (a
-            ``.keras``/``.h5`` file or a live model with Embedding, Dense, masks...).
+            ``nn.LSTM``/``nn.GRU``/``nn.RNN``, a ``KerasRecurrent``, a ``RecurrentStack``, a
+            ``.keras``/``.h5`` or state_dict file, an ONNX graph (path or ``ModelProto``) or
+            a custom torch module (see the module docstring); or a whole model (a
+            ``.keras``/``.h5`` file, a live Keras model with Embedding, Dense, masks..., or
+            an ONNX graph of one).
         actual: the object to check: any of those, or a pair ``(forward_layer,
             backward_layer)`` run alone and concatenated as they come; for a whole model,
-            its torch port (a module whose ``forward`` takes the model's inputs).
+            its port: a torch module whose ``forward`` takes the model's inputs, or an ONNX
+            export of the model.
         inputs: batch-first input (B, T, D); default a seeded float32 normal input with
             B=2, T=7. For a whole model, one array per model input; default its seeded
             padded inputs (:func:`~xframe_bilstm.inputs.example_inputs`).
@@ -74,6 +81,9 @@ def diagnose(
             custom modules; for a whole model, they pad the generated inputs (its masks
             come from the inputs' values).
         seed: seed of the default input.
+        custom_layers: factories of a whole Keras model's layers of your own classes, as
+            :func:`~xframe_bilstm.keras_to_torch` takes them; their weights are not
+            compared, and the tolerance comes from the torch port's own rounding.
 
     Returns:
         A :class:`Diagnosis`; truthy when they agree up to rounding.
@@ -83,22 +93,30 @@ def diagnose(
         >>> diagnose(bi, keras_to_torch(bi)).code  # doctest: +SKIP
         'equivalent'
     """
-    model = whole_model(expected)
-    if model is not None:
-        return diagnose_model(model, actual, diagnose, inputs=inputs, lengths=lengths, seed=seed)
-    exp, act = classify(expected, "expected"), classify(actual, "actual")
-    read_canonical(exp)
-    read_canonical(act)
+    with custom_layers_in_use(custom_layers):
+        try:
+            read = read_once(expected)
+        except UnsupportedFeatureError as error:
+            raise refusal("expected", error) from error
+    if read is not None and isinstance(read.reading, ModelGraph):
+        return diagnose_model(read, actual, diagnose, inputs=inputs, lengths=lengths, seed=seed)
+    exp, act = classify(expected, "expected", read), classify(actual, "actual")
+    read_canonical(exp, "expected")
+    read_canonical(act, "actual")
     x = choose_input(inputs, exp, act, seed)
-    for side in (exp, act):
+    for side, role in ((exp, "expected"), (act, "actual")):
         build_keras(side, x)
-        read_canonical(side)
+        read_canonical(side, role)
     flags = target_flags(exp, act)
     apply_flags(exp, flags)
     apply_flags(act, flags)
-    names, e, a = align(run(exp, x, lengths), run(act, x, lengths))
+    e_run, a_run = run(exp, x, lengths), run(act, x, lengths)
+    names, e, a = align(e_run, a_run)
     layout = exp.stack or act.stack
-    strict = np.float64 if is_double(exp) and is_double(act) else np.float32
+    if lengths is not None and (e_run.valid_steps_only or a_run.valid_steps_only):
+        # One side pads with zeros where the other repeats a step: compare valid steps.
+        e, a = valid_only(e, lengths, layout), valid_only(a, lengths, layout)
+    strict = np.float64 if e_run.double and a_run.double else np.float32
     tolerance, bound = tolerances(layout, x, strict, lengths, list(e.values()))
     comparison = compare_outputs(
         names,

@@ -65,9 +65,7 @@ def port_graph(
         ToleranceExceededError: the port and the original disagree.
     """
     require("torch")
-    from .torch_custom import has_custom
-
-    custom = verify and expected is not None and has_custom(graph)
+    custom = verify and expected is not None and _has_custom(graph)
     checked = verify and not custom
     stack = graph.as_stack()
     if checked:  # the reference's runs first, while the port does not exist yet
@@ -101,6 +99,12 @@ def port_graph(
         dtype = least_precise(port_dtype, compute_dtype)
         check_port(graph, inputs, reference, actual, label=label, dtype=dtype, noise=noise)
     return module
+
+
+def _has_custom(graph: ModelGraph) -> bool:
+    from .torch_custom import has_custom  # imported where a check needs it
+
+    return has_custom(graph)
 
 
 def _check_custom(

@@ -36,7 +36,6 @@ from .graph_structure import graph_structure, record_structure
 from .recurrent import Recurrent
 from .torch_convolution import Convolution, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
-from .torch_shape_layers import combine_masks, shape_module
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -153,6 +152,8 @@ class Concatenate(nn.Module):
                 f"Concatenate(axis={self.axis}) of masked rank-{rank} tensors; only "
                 "masked sequences joined along their features are supported"
             )
+        from .torch_shape_layers import combine_masks
+
         return combine_masks(tensors, masks, self.mask_combine)
 
     def extra_repr(self) -> str:
@@ -230,6 +231,8 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         op, key = ("pad", "padding") if record.kind == "zero_padding" else ("crop", "cropping")
         return PadOrCrop(op, tuple(options[key]), str(options["data_format"]))
     if record.kind in SHAPE_KINDS:
+        from .torch_shape_layers import shape_module  # imported when a model has them
+
         return shape_module(record, graph, KerasModel)
     if record.kind == "custom":
         from .torch_custom import custom_module

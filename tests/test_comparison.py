@@ -3,8 +3,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xframe_bilstm.comparison import compare_arrays, compare_outputs, derived_tolerance
+from xframe_bilstm.comparison import (
+    Noise,
+    check_port,
+    compare_arrays,
+    compare_outputs,
+    derived_tolerance,
+    measure_noise,
+)
+from xframe_bilstm.errors import ToleranceExceededError
 from xframe_bilstm.factories import random_stack
+from xframe_bilstm.reference import reference_outputs
 
 
 def test_identical_arrays_pass_with_zero_error() -> None:
@@ -130,3 +139,21 @@ def test_the_non_finite_flag_alone_fails_a_comparison() -> None:
     )
     assert result.mismatched == 0 and result.problem is not None
     assert not result.passed
+
+
+def test_check_port_takes_the_noise_measured_before_the_port_was_built() -> None:
+    rng = np.random.default_rng(2)
+    stack = random_stack(rng, "lstm", 3, 4)
+    x = rng.standard_normal((2, 5, 3))
+    expected = list(reference_outputs(stack, x))
+    noise = measure_noise(stack, x)
+    # Off by a quarter of the derived tolerance: the same verdict with the noise given or not.
+    nudged = [expected[0] + noise.tolerance() / 4]
+    check_port(stack, x, expected, nudged, label="a vs b")
+    check_port(stack, x, expected, nudged, label="a vs b", noise=noise)
+    # The noise given is the one used: a drift of 1e-5 allows ten times that; none at all
+    # leaves the floor, 4 float32 ulps of the largest value (at least 1: 4.8e-7).
+    off = [expected[0] + 1e-5]
+    check_port(stack, x, expected, off, label="a vs b", noise=Noise(1e-5, 1))
+    with pytest.raises(ToleranceExceededError, match="a vs b"):
+        check_port(stack, x, expected, off, label="a vs b", noise=Noise(0, 1))

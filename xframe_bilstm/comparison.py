@@ -337,12 +337,16 @@ def check_port(
     dtype: object = "float32",
     initial_states: Sequence[np.ndarray] | None = None,
     exact: Sequence[np.ndarray] | None = None,
+    noise: Noise | None = None,
 ) -> None:
     """Raise unless a port's outputs on ``x`` are within ``dtype``'s rounding of its
     original's: every converter's check, with the bound of :func:`derived_tolerance`.
 
     ``expected`` and ``actual`` follow the reading's outputs (a stack's output, then its
-    states where both sides return them); ``exact`` may pass the float64 reference's.
+    states where both sides return them); ``exact`` may pass the float64 reference's, and
+    ``noise`` what :func:`measure_noise` measured of the reading on ``x`` already (a
+    conversion measures it before it builds the port, so that the reference's runs and the
+    port are not in memory together).
 
     Raises:
         ToleranceExceededError: naming the pair (``label``), the output and the worst error.
@@ -358,7 +362,8 @@ def check_port(
         ...
         xframe_bilstm.errors.ToleranceExceededError: a vs b: ...
     """
-    noise = measure_noise(reading, x, initial_states=initial_states, exact=exact)
+    if noise is None:
+        noise = measure_noise(reading, x, initial_states=initial_states, exact=exact)
     names = output_names_of(reading)[: len(expected)]
     atol = noise.tolerance(dtype_epsilon(dtype))
     result = compare_outputs(names, expected, actual, atol=atol, label=label)

@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from .._imports import require
-from ..comparison import check_port, least_precise
+from ..comparison import Noise, check_port, least_precise, measure_noise
 
 
 def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
@@ -31,26 +31,34 @@ def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
     """
     require("keras")
     from ..adapters.keras.graph import graph_to_keras
+    from ..inputs import example_inputs
+    from ..models.graph_structure import graph_structure
+    from ..models.torch_custom import has_custom
     from ..models.torch_readback import current_graph
 
     graph = current_graph(module)
     if name is not None:
         graph = dataclasses.replace(graph, name=name)
+    if not verify:
+        return graph_to_keras(graph)
+    inputs = example_inputs(graph, seed=seed)
+    # The reference runs that set the tolerance run before Keras holds a copy of the weights.
+    noise = None if has_custom(graph) else measure_noise(graph, inputs)
     model = graph_to_keras(graph)
-    if verify:
-        _check(module, graph, model, seed)
+    graph = graph_structure(graph)  # Keras holds the weights now: the arrays read back go
+    _check(module, graph, model, inputs, noise)
     return model
 
 
-def _check(module: Any, graph: Any, model: Any, seed: int) -> None:
-    """``model`` against ``module(*inputs)`` on the inputs the port was checked on."""
+def _check(module: Any, graph: Any, model: Any, inputs: Any, noise: Noise | None) -> None:
+    """``model`` against ``module(*inputs)`` on the inputs the port was checked on
+    (``noise``: the reference's rounding there, measured before ``graph`` lost its weights;
+    None for a graph with custom layers, which no reference runs)."""
     from ..adapters.torch import run_module
-    from ..inputs import example_inputs
     from ..models.port import call_keras_model
-    from ..models.torch_custom import check_custom_port, has_custom, run_port
+    from ..models.torch_custom import check_custom_port, run_port
 
-    inputs = example_inputs(graph, seed=seed)
-    custom = has_custom(graph)
+    custom = noise is None
     expected = run_port(module, graph, inputs) if custom else run_module(module, inputs)
     actual = call_keras_model(model, inputs)
     parameter = next(module.parameters(), None)
@@ -61,7 +69,7 @@ def _check(module: Any, graph: Any, model: Any, seed: int) -> None:
     if custom:  # no reference runs a user's class: the module's own rounding
         check_custom_port(graph, module, inputs, expected, actual, label=label, dtype=dtype)
     else:
-        check_port(graph, inputs, expected, actual, label=label, dtype=dtype)
+        check_port(graph, inputs, expected, actual, label=label, dtype=dtype, noise=noise)
 
 
 __all__ = ["keras_model_to_keras"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..comparison import check_port, least_precise
+from ..comparison import check_port, least_precise, measure_noise
 from ..errors import UnsupportedFeatureError
 from .verification import VERIFY_BATCH, VERIFY_STEPS
 
@@ -26,19 +26,27 @@ def whole_module_to_keras(
     on inputs of ``input_shape`` (without the batch axis) where given."""
     require("keras")
     from ..adapters.keras.graph import graph_to_keras
+    from ..models.torch_custom import check_custom_port, has_custom
     from ..models.torch_graph import graph_from_torch
 
     graph = graph_from_torch(
         module, name=name, custom_modules=custom_modules, input_shape=input_shape
     )
+    custom = has_custom(graph)
+    if verify:
+        from ..inputs import example_inputs
+
+        x = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)[0]
+        # The reference runs that set the tolerance run before Keras holds the weights too.
+        noise = None if custom else measure_noise(graph, [x])
     model = graph_to_keras(graph)
     model.captured_by = graph.captured_by  # torch.export, torch.fx, or None: children in order
     if verify:
-        torch = require("torch")
-        from ..inputs import example_inputs
+        from ..models.graph_structure import graph_structure
         from ..models.port import call_keras_model
 
-        x = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)[0]
+        graph = graph_structure(graph)  # Keras holds the weights now: the arrays read go
+        torch = require("torch")
         dtype = next(module.parameters()).dtype
         tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype)
         expected = _expected_of(torch, module, tensor)
@@ -47,12 +55,10 @@ def whole_module_to_keras(
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
         coarser = least_precise("float32", str(dtype).split(".")[-1])
         label = f"torch {type(module).__name__} vs its Keras model"
-        from ..models.torch_custom import check_custom_port, has_custom
-
-        if has_custom(graph):  # no reference runs a user's class: the module's own rounding
+        if custom:  # no reference runs a user's class: the module's own rounding
             check_custom_port(graph, module, [x], expected, actual, label=label, dtype=coarser)
         else:
-            check_port(graph, [x], expected, actual, label=label, dtype=coarser)
+            check_port(graph, [x], expected, actual, label=label, dtype=coarser, noise=noise)
     return model
 
 

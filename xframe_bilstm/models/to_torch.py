@@ -32,11 +32,10 @@ from ..convolution import torch_kernel_view
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph
 from ..mask_traps import mask_traps
-from .graph_structure import graph_structure
+from .graph_structure import graph_structure, record_structure
 from .recurrent import Recurrent
 from .torch_convolution import Convolution, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
-from .torch_shape_layers import combine_masks, shape_module
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -153,6 +152,8 @@ class Concatenate(nn.Module):
                 f"Concatenate(axis={self.axis}) of masked rank-{rank} tensors; only "
                 "masked sequences joined along their features are supported"
             )
+        from .torch_shape_layers import combine_masks
+
         return combine_masks(tensors, masks, self.mask_combine)
 
     def extra_repr(self) -> str:
@@ -230,6 +231,8 @@ def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
         op, key = ("pad", "padding") if record.kind == "zero_padding" else ("crop", "cropping")
         return PadOrCrop(op, tuple(options[key]), str(options["data_format"]))
     if record.kind in SHAPE_KINDS:
+        from .torch_shape_layers import shape_module  # imported when a model has them
+
         return shape_module(record, graph, KerasModel)
     if record.kind == "custom":
         from .torch_custom import custom_module
@@ -276,7 +279,7 @@ class KerasModel(nn.Module):
         [[0.0, 0.5, 0.5]]
     """
 
-    def __init__(self, graph: ModelGraph) -> None:
+    def __init__(self, graph: ModelGraph, *, hand_over: bool = False) -> None:
         super().__init__()
         self.name = graph.name
         self.input_names = tuple(graph.inputs)
@@ -292,6 +295,8 @@ class KerasModel(nn.Module):
             module = _module(record, graph)
             if module is not None:
                 self.add_module(attribute, module)
+                if hand_over:
+                    _hand_over(record)
             steps.append(
                 _Step(
                     record.name,
@@ -347,6 +352,19 @@ class KerasModel(nn.Module):
         return outputs[0] if len(outputs) == 1 else outputs
 
 
+def _hand_over(record: LayerRecord) -> None:
+    """Put placeholders in ``record`` for the arrays its module now holds copies of.
+
+    For a graph that its conversion read and nobody else holds: its arrays are freed layer
+    by layer as the port takes them, so the file's arrays and the port's parameters are
+    never all in memory together. The frozen record is changed in place for that reason
+    alone; what is left is the graph's structure (:func:`.graph_structure.record_structure`).
+    """
+    kept = record_structure(record)
+    for field in ("weights", "recurrent", "options"):
+        object.__setattr__(record, field, getattr(kept, field))
+
+
 def build_torch(graph: ModelGraph) -> KerasModel:
     """The :class:`KerasModel` of ``graph``, after refusing what it cannot reproduce.
 
@@ -354,10 +372,23 @@ def build_torch(graph: ModelGraph) -> KerasModel:
         UnsupportedFeatureError: a Keras behaviour under a mask that no port reproduces
             (see :func:`~xframe_bilstm.mask_traps.mask_traps`).
     """
+    refuse_mask_traps(graph)
+    return KerasModel(graph)
+
+
+def refuse_mask_traps(graph: ModelGraph) -> None:
+    """Raise :class:`~xframe_bilstm.errors.UnsupportedFeatureError` for a Keras behaviour
+    under a mask that no port reproduces."""
     refusals = [message for _, message, refused in mask_traps(graph) if refused]
     if refusals:
         raise UnsupportedFeatureError(f"{graph.source}: " + "; ".join(refusals))
-    return KerasModel(graph)
+
+
+def build_torch_taking(graph: ModelGraph) -> KerasModel:
+    """:func:`build_torch` of a graph that is the caller's to give away (read from a file
+    for this port): each layer's arrays leave the graph as its module takes them."""
+    refuse_mask_traps(graph)
+    return KerasModel(graph, hand_over=True)
 
 
 __all__ = [
@@ -370,4 +401,6 @@ __all__ = [
     "Masking",
     "Reshape",
     "build_torch",
+    "build_torch_taking",
+    "refuse_mask_traps",
 ]

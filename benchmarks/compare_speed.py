@@ -13,6 +13,11 @@ load on the machine affects both sides of a ratio alike:
    only imports the frameworks it runs (torch, tensorflow, keras, onnx, onnxruntime); the
    target is at most 1.1 times it.
 
+Every process runs the package with its bytecode compiled, as an installed package has it
+(the frameworks' own is, in site-packages): a checkout run with ``PYTHONDONTWRITEBYTECODE``
+would compile each of the package's modules again in every fresh process, a cost the
+frameworks' side does not pay. The load average of the machine is reported with the figures.
+
     python benchmarks/compare_speed.py                  # writes benchmarks/results/compare_speed.md
     python benchmarks/compare_speed.py --before DIR     # also runs the package found in DIR
                                                         # (e.g. an older checkout), side by side
@@ -27,6 +32,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,41 +90,55 @@ def child_eager() -> dict[str, object]:
     return {"eager": time.perf_counter() - start}
 
 
-def _child(kind: str, package: Path) -> dict[str, object]:
-    environment = {**os.environ, "PYTHONPATH": str(package), "TF_CPP_MIN_LOG_LEVEL": "3"}
+def _environment(package: Path, cache: Path) -> dict[str, str]:
+    """A measuring process's environment: ``package`` first on the path, its bytecode
+    compiled once into ``cache`` (see the module)."""
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    environment["PYTHONPYCACHEPREFIX"] = str(cache)
+    environment["PYTHONPATH"] = str(package)
+    compile_all = [sys.executable, "-m", "compileall", "-q", str(package / "xframe_bilstm")]
+    subprocess.run(compile_all, env=environment, check=True, capture_output=True)
+    return environment
+
+
+def _child(kind: str, package: Path, environment: dict[str, str]) -> dict[str, object]:
     result = subprocess.run(
         [sys.executable, __file__, "--child", kind],
         check=True,
         capture_output=True,
         text=True,
-        env=environment,
+        env={**environment, "TF_CPP_MIN_LOG_LEVEL": "3"},
         cwd=ROOT,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _wall(command: list[str], package: Path) -> float:
-    environment = {**os.environ, "PYTHONPATH": str(package)}
+def _wall(command: list[str], package: Path, environment: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=environment, cwd=package)
     return time.perf_counter() - start
 
 
 def measure(packages: dict[str, Path], repeats: int = REPEATS) -> dict[str, dict[str, list]]:
-    """Each kind of process once per round, in turn, for every package."""
+    """Each kind of process once per round, in turn, for every package; the load average
+    (1 minute) after each round under ``"load"``."""
     found: dict[str, dict[str, list]] = {name: {} for name in packages}
-    for _ in range(repeats):
-        for name, package in packages.items():
-            rows = found[name]
-            rows.setdefault("eager", []).append(_child("eager", package)["eager"])
-            cold = _child("cold", package)
-            for key in ("cold", "warm", "runs"):
-                rows.setdefault(key, []).append(cold[key])
-            rows.setdefault("eager_warm", []).extend(cold["eager_warm"])
-            imports = [sys.executable, "-c", FRAMEWORK_IMPORTS]
-            rows.setdefault("imports", []).append(_wall(imports, package))
-            script = [sys.executable, str(package / "scripts" / "compare.py")]
-            rows.setdefault("script", []).append(_wall(script, package))
+    with tempfile.TemporaryDirectory() as cache:
+        environments = {name: _environment(path, Path(cache)) for name, path in packages.items()}
+        for _ in range(repeats):
+            for name, package in packages.items():
+                environment = environments[name]
+                rows = found[name]
+                rows.setdefault("eager", []).append(_child("eager", package, environment)["eager"])
+                cold = _child("cold", package, environment)
+                for key in ("cold", "warm", "runs"):
+                    rows.setdefault(key, []).append(cold[key])
+                rows.setdefault("eager_warm", []).extend(cold["eager_warm"])
+                imports = [sys.executable, "-c", FRAMEWORK_IMPORTS]
+                rows.setdefault("imports", []).append(_wall(imports, package, environment))
+                script = [sys.executable, str(package / "scripts" / "compare.py")]
+                rows.setdefault("script", []).append(_wall(script, package, environment))
+                rows.setdefault("load", []).append(os.getloadavg()[0])
     return found
 
 
@@ -158,7 +178,8 @@ def report(
         f"{torch.__version__}, keras {keras.__version__}); medians (min–max) of {repeats} "
         "rounds of fresh processes, one of each kind per round in turn. Bidirectional LSTM "
         f"{UNITS} units, T={STEPS}, batch {BATCH}, {FEATURES} features; compare() across "
-        "keras, torch and the reference.",
+        "keras, torch and the reference. Each process runs the package's compiled bytecode, "
+        "as an installed package has it." + _load_note(found),
         "",
         "| package | first compare() | first eager call | cold ratio (≤ 0.5) | warm compare() "
         "| warm eager call | warm ratio | `scripts/compare.py` | framework imports "
@@ -173,12 +194,25 @@ def report(
             f"{_cell(rows['script'])} | {_cell(rows['imports'])} | "
             f"**{_ratio(rows['script'], rows['imports']):.2f}** |"
         )
-    lines += ["", "Runs of the first compare() (median seconds):", ""]
+    lines += [
+        "",
+        "Runs of the first compare() (median seconds; torch's runs and the reference's go "
+        "beside Keras's, so their times overlap):",
+        "",
+    ]
     for name, rows in found.items():
         labels = rows["runs"][0]
         each = {label: statistics.median(r[label] for r in rows["runs"]) for label in labels}
         lines.append(f"- {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in each.items()))
     return lines
+
+
+def _load_note(found: dict[str, dict[str, list]]) -> str:
+    """The machine's load average (1 minute) over the rounds, as a sentence."""
+    loads = [load for rows in found.values() for load in rows.get("load", [])]
+    if not loads:
+        return ""
+    return f" Load average (1 minute) after each round: {min(loads):.1f}–{max(loads):.1f}."
 
 
 def main() -> None:

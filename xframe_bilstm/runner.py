@@ -4,9 +4,10 @@ One path for every source: it is read once (:mod:`~xframe_bilstm.sources`) into 
 or a graph, and its original, if it has one, runs itself (``@original``). One input is
 drawn once (seeded, in float64) or checked once (:mod:`~xframe_bilstm.inputs`) and every
 run sees the same values, cast to its own dtype. The runs are planned
-(:mod:`~xframe_bilstm.planning`), each runs alone (a framework that raises fails its own
-run), and they are paired and profiled (:mod:`~xframe_bilstm.pairing`). Each pair's
-tolerance comes from the float32 rounding noise of this model on this input
+(:mod:`~xframe_bilstm.planning`), each runs on its own (a framework that raises fails its
+own run), TensorFlow's while the others' go beside them (:mod:`~xframe_bilstm.run_lanes`),
+and they are paired and profiled (:mod:`~xframe_bilstm.pairing`). Each pair's tolerance
+comes from the float32 rounding noise of this model on this input
 (:class:`~xframe_bilstm.comparison.Noise`), scaled to the precision of the coarser run,
 unless ``rtol`` and ``atol`` are given.
 """
@@ -35,6 +36,7 @@ from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, vi
 from .planning import Plan, Subject, outputs_of, plan_original, plan_runs
 from .quantization_budget import check_budget, measure_budgets
 from .report import Report, RunRecord
+from .run_lanes import run_lanes
 from .sources import Read, describe, read_source, source_type
 from .stack_graph import as_graph, stack_of, state_layers
 
@@ -347,17 +349,13 @@ def _run_all(
     counts: dict[RunSpec, int],
     progress: Callable[[int, int, str], None] | None,
 ) -> tuple[list[RunRecord], dict[RunSpec, tuple[np.ndarray, ...]]]:
-    runs: list[RunRecord] = []
-    results: dict[RunSpec, tuple[np.ndarray, ...]] = {}
-    for index, (spec, framework) in enumerate(specs):
-        if progress is not None:
-            progress(index, len(specs), spec.label)
-        record, outputs = _run(
-            framework, spec, readings[spec.subject], x, states, lengths, counts[spec]
-        )
-        runs.append(record)
-        if outputs is not None:
-            results[spec] = outputs
+    def one(spec: RunSpec, framework: Framework) -> tuple[RunRecord, Any]:
+        reading = readings[spec.subject]
+        return _run(framework, spec, reading, x, states, lengths, counts[spec])
+
+    done = run_lanes(specs, one, progress)  # TensorFlow's runs and the others overlap
+    runs = [record for record, _ in done]
+    results = {record.spec: outputs for record, outputs in done if outputs is not None}
     return runs, results
 
 

@@ -74,9 +74,10 @@ def corrupt_torch_ports(monkeypatch: pytest.MonkeyPatch) -> list:
         "canonical_to_torch",
         corrupting(torch_adapter.canonical_to_torch, nudge_torch, calls),
     )
-    monkeypatch.setattr(
-        to_torch, "build_torch", corrupting(to_torch.build_torch, nudge_torch, calls)
-    )
+    for build in ("build_torch", "build_torch_taking"):  # a file's port takes its arrays
+        monkeypatch.setattr(
+            to_torch, build, corrupting(getattr(to_torch, build), nudge_torch, calls)
+        )
     return calls
 
 

@@ -134,21 +134,41 @@ def marker_names(
     return named
 
 
-def graph_reference_arrays(
-    graph: ModelGraph, x: Any, cotangents: Sequence[np.ndarray], dtype: type = np.float64
+def reference_arrays(
+    reading: Any,
+    x: Any,
+    cotangents: Sequence[np.ndarray],
+    *,
+    dtype: type = np.float64,
+    initial_states: Sequence[np.ndarray] | None = None,
+    lengths: np.ndarray | None = None,
+    zero_states: bool = False,
 ) -> GradientArrays:
-    """The reference gradients of a whole model, named as every run names them: the float
-    inputs ``inputs`` (``inputs[i]`` among several), the weights ``<layer>/<weight>``."""
+    """The reference gradients of a stack or a whole model, run as its graph and named as
+    every run names them: the float inputs ``inputs`` (``inputs[i]`` among several), the
+    initial states ``initial_states[i]`` (when given, or with ``zero_states`` the zeros the
+    recurrent layers start from), the weights as the graph's backward names them (a stack's
+    ``layers[0].forward.kernel``, a model's ``<layer>/<weight>``)."""
     from .inputs import as_list
     from .reference.graph_backward import graph_gradients
+    from .stack_graph import as_graph
 
     inputs = as_list(x)
-    grads = graph_gradients(graph, inputs, cotangents, dtype=dtype)
+    grads = graph_gradients(
+        as_graph(reading),
+        inputs,
+        cotangents,
+        initial_states=initial_states,
+        lengths=lengths,
+        dtype=dtype,
+    )
     arrays = {
         input_label(index, len(inputs)): g
         for index, g in enumerate(grads.inputs.values())
         if g is not None
     }
+    if initial_states is not None or zero_states:
+        arrays.update({f"initial_states[{i}]": g for i, g in enumerate(grads.initial_states)})
     arrays.update(grads.weights)
     return GradientArrays({k: np.asarray(v, np.float64) for k, v in arrays.items()})
 
@@ -156,10 +176,10 @@ def graph_reference_arrays(
 __all__ = [
     "GradientArrays",
     "gradient_arrays",
-    "graph_reference_arrays",
     "graph_weight_arrays",
     "input_label",
     "marker_names",
     "native_names",
+    "reference_arrays",
     "weight_arrays",
 ]

@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from .canonical import RecurrentStack, layer_state_names
+from .canonical import layer_state_names
 from .comparison import ArrayComparison, Comparison, Noise, compare_outputs
 from .correspondence import Correspondence
 from .errors import UnsupportedFeatureError
 from .frameworks.base import Framework, RunSpec
-from .gradient_arrays import GradientArrays, graph_reference_arrays
+from .gradient_arrays import GradientArrays, reference_arrays
 from .pairing import pairs_of
-from .reference import Reading, reference_gradients, reference_outputs
+from .reference import Reading, reference_outputs
 from .report import PairReport
 from .stack_graph import as_graph
 
@@ -71,14 +71,13 @@ def gradient_noise(
     initial_states: Sequence[np.ndarray] | None,
     lengths: np.ndarray | None,
 ) -> Noise:
-    """How far float32 rounding moves the reference's gradients from its float64 ones."""
+    """How far float32 rounding moves the reference's gradients from its float64 ones (of
+    every input, initial state, zeros included, and weight)."""
     given: dict[str, Any] = {"initial_states": initial_states, "lengths": lengths}
-    if isinstance(stack, RecurrentStack):
-        exact = reference_gradients(stack, x, cotangents, dtype=np.float64, **given).named()
-        rounded = reference_gradients(stack, x, cotangents, dtype=np.float32, **given).named()
-    else:
-        exact = graph_reference_arrays(stack, x, cotangents, np.float64).arrays
-        rounded = graph_reference_arrays(stack, x, cotangents, np.float32).arrays
+    exact, rounded = (
+        reference_arrays(stack, x, cotangents, dtype=dtype, zero_states=True, **given).arrays
+        for dtype in (np.float64, np.float32)
+    )
     drift = max(float(np.abs(rounded[k] - exact[k]).max(initial=0.0)) for k in exact)
     scale = max(max(float(np.abs(e).max(initial=0.0)) for e in exact.values()), 1.0)
     return Noise(drift, scale)

@@ -262,7 +262,8 @@ STACK = RecurrentStack(
     [
         pytest.param(
             [np.ones((1, 3, 2))] * 5,
-            r"expected 6 arrays, one per output of the stack \(output_forward, output_backward, "
+            r"expected 6 arrays, one per output of a stack of 1 recurrent layer\(s\) "
+            r"\(output_forward, output_backward, "
             r"h_forward, c_forward, h_backward, c_backward\), got 5",
             id="count",
         ),
@@ -305,3 +306,89 @@ def test_an_activation_without_a_derivative_is_refused_by_name(
     x = rng.standard_normal((1, 2, 2))
     with pytest.raises(UnsupportedFeatureError, match="recurrent_activation='softsign'"):
         reference_gradients(stack, x, random_cotangents(rng, stack, x))
+
+
+def _layer_by_layer(
+    stack: RecurrentStack,
+    x: np.ndarray,
+    cotangents: list[np.ndarray],
+    states: list[np.ndarray],
+    lengths: list[int] | None,
+) -> dict[str, np.ndarray]:
+    """Backpropagation through the stack written out layer by layer on the scan's tape,
+    without the graph: the input, every layer's initial states, every weight."""
+    from xframe_bilstm.masks import mask_from_lengths
+    from xframe_bilstm.reference.scan_backward import backward_layer, forward_layer
+
+    mask = None if lengths is None else mask_from_lengths(lengths, *x.shape[:2])
+    tapes, sequence, starts = [], x, list(states)
+    for index, layer in enumerate(stack.layers):
+        last = index == len(stack.layers) - 1
+        count = layer.num_states * len(layer.weights)
+        own, starts = starts[:count], starts[count:]
+        sequences = stack.return_sequences or not last
+        outputs, finals, tape = forward_layer(
+            layer, sequence, own, mask, return_sequences=sequences, dtype=np.float64
+        )
+        tapes.append(tape)
+        sequence = outputs[0]
+    d_outputs = tuple(cotangents[: len(outputs)])
+    d_finals = tuple(cotangents[len(outputs) :]) or tuple(np.zeros_like(f) for f in finals)
+    found: list[dict[str, np.ndarray]] = []  # per layer, from the first
+    d_states: list[list[np.ndarray]] = []
+    for index in range(len(stack.layers) - 1, -1, -1):
+        layer = stack.layers[index]
+        d_x, d_start, grads = backward_layer(layer, tapes[index], d_outputs, d_finals)
+        d_states.insert(0, d_start)
+        found.insert(
+            0,
+            {
+                f"layers[{index}].{side}.{field}": getattr(direction, field)
+                for side, direction in zip(("forward", "backward"), grads)
+                for field in ("kernel", "recurrent_kernel", "bias")
+                if getattr(direction, field) is not None
+            },
+        )
+        d_outputs = (d_x,)
+        below = stack.layers[index - 1]
+        d_finals = tuple(np.zeros((x.shape[0], below.units)) for _ in range(below.num_states))
+        d_finals = d_finals * len(below.weights)
+    flat = [s for layer_states in d_states for s in layer_states]
+    return {
+        "inputs": d_outputs[0],
+        **{f"initial_states[{i}]": s for i, s in enumerate(flat)},
+        **{name: value for layer in found for name, value in layer.items()},
+    }
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unpadded", "padded"])
+@pytest.mark.parametrize(("direction", "merge_mode"), DIRECTIONS)
+@pytest.mark.parametrize(("cell", "reset_after"), CELLS)
+def test_a_stack_differentiates_as_its_graph_equal_to_its_layers_one_by_one(
+    cell: str, reset_after: bool | None, direction: str, merge_mode: str | None, masked: bool
+) -> None:
+    # The graph's backward (lengths on the input record, initial states through the
+    # graph's state layers, weights renamed to canonical names) adds nothing of its own:
+    # the same numbers as the layers' backward chained by hand, name for name.
+    rng = np.random.default_rng(len(cell) + len(direction) + len(str(merge_mode)))
+    below = random_layer(rng, cell, 3, 2, direction=direction, reset_after=reset_after)
+    last = random_layer(
+        rng,
+        cell,
+        4 if direction == "bidirectional" else 2,
+        2,
+        direction=direction,
+        merge_mode=merge_mode,
+        reset_after=reset_after,
+    )
+    stack = RecurrentStack((below, last), return_state=True)
+    x = rng.standard_normal((3, 4, 3))
+    lengths = [4, 2, 1] if masked else None
+    states = random_states(rng, stack, 3)
+    cotangents = random_cotangents(rng, stack, x, states, lengths)
+    grads = reference_gradients(stack, x, cotangents, initial_states=states, lengths=lengths)
+    by_hand = _layer_by_layer(stack, x, cotangents, states, lengths)
+    named = grads.named()
+    assert list(named) == list(by_hand)
+    for name, want in by_hand.items():
+        np.testing.assert_allclose(named[name], want, rtol=1e-13, atol=1e-13, err_msg=name)

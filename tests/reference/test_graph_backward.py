@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from xframe_bilstm import UnsupportedFeatureError, WeightShapeError
-from xframe_bilstm.graph import LayerRecord, ModelGraph
+from xframe_bilstm.graph import LayerRecord, ModelGraph, state_count
 from xframe_bilstm.reference import run_model_reference
 from xframe_bilstm.reference.graph_backward import backward_refusal, graph_gradients
 
@@ -74,10 +74,18 @@ def _nudged(array: np.ndarray, loss: Callable[[], float]) -> np.ndarray:
 def finite_differences(
     graph: ModelGraph, inputs: list[np.ndarray], cotangents: list[np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """``∂(Σ g ⊙ y)`` by central differences, for every float input and weight."""
+    """``∂(Σ g ⊙ y)`` by central differences, for every float input, initial state (the
+    zeros the recurrent layers start from) and weight."""
+    batch = inputs[0].shape[0]
+    starts = [
+        np.zeros((batch, record.recurrent.units))
+        for record in graph.layers
+        if record.recurrent is not None
+        for _ in range(state_count(record.recurrent))
+    ]
 
     def loss() -> float:
-        outputs = run_model_reference(graph, inputs)
+        outputs = run_model_reference(graph, inputs, initial_states=starts or None)
         return float(sum(np.sum(g * y) for g, y in zip(cotangents, outputs)))
 
     found = {
@@ -85,6 +93,7 @@ def finite_differences(
         for name, array in zip(graph.inputs, inputs)
         if np.issubdtype(array.dtype, np.floating)
     }
+    found.update({f"initial_states[{i}]": _nudged(s, loss) for i, s in enumerate(starts)})
     found.update({name: _nudged(array, loss) for name, array in _weight_arrays(graph).items()})
     return found
 
@@ -142,6 +151,7 @@ def test_tagger_embedding_bilstm_dense_with_padded_ids():
     assert grads.inputs == {"ids": None}  # token ids get no gradient
     named = check(graph, [ids])
     assert list(named) == [
+        *(f"initial_states[{i}]" for i in range(4)),  # the zeros the BiLSTM starts from
         "embedding/embeddings",
         *(f"bilstm/{s}.{f}" for s in SIDES for f in ("kernel", "recurrent_kernel", "bias")),
         "tags/kernel",
@@ -327,3 +337,22 @@ def test_float32_gradients_stay_near_float64():
     assert rounded["d/kernel"].dtype == np.float32
     for name in exact:
         np.testing.assert_allclose(rounded[name], exact[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_bidirectional_layer_without_merge_gives_both_halves_their_gradient():
+    # Two sequence outputs (forward half, backward half) read by different layers, and the
+    # states the layer starts from (zeros) get theirs as well.
+    rng = np.random.default_rng(8)
+    graph = ModelGraph(
+        "halves",
+        (
+            _input("x", (4, 3)),
+            _recurrent(rng, "bi", "x", "gru", 3, 2, direction="bidirectional", merge_mode=None),
+            _dense(rng, "left", "bi", 2, 1, "tanh"),
+            _dense(rng, "right", "bi:1", 2, 2),
+        ),
+        ("x",),
+        ("left", "right"),
+    )
+    named = check(graph, [rng.normal(size=(2, 4, 3))])
+    assert {"initial_states[0]", "initial_states[1]", "bi/backward.kernel"} <= set(named)

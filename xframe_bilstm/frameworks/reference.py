@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..canonical import RecurrentStack
-from ..gradient_arrays import GradientArrays, gradient_arrays
-from ..reference import Reading, reference_gradients, reference_outputs
+from ..gradient_arrays import GradientArrays, reference_arrays
+from ..reference import Reading, reference_outputs
 from ..stack_graph import as_graph
 from .base import Framework, RunSpec
 
@@ -58,19 +57,13 @@ class ReferenceFramework(Framework):
         initial_states: Sequence[np.ndarray] | None,
         lengths: np.ndarray | None,
     ) -> GradientArrays:
-        """Backpropagation through time in numpy (``reference_gradients``; a whole model's
-        through its layers, :mod:`~xframe_bilstm.reference.graph_backward`)."""
-        if not isinstance(stack, RecurrentStack):
-            from ..gradient_arrays import graph_reference_arrays
-
-            return graph_reference_arrays(stack, x, cotangents, np.dtype(spec.dtype).type)
-        grads = reference_gradients(
+        """Backpropagation through time in numpy, through the reading's graph
+        (:func:`~xframe_bilstm.reference.graph_backward.graph_gradients`)."""
+        return reference_arrays(
             stack,
             x,
             cotangents,
+            dtype=np.dtype(spec.dtype).type,
             initial_states=initial_states,
             lengths=lengths,
-            dtype=np.dtype(spec.dtype),
         )
-        states = grads.initial_states if initial_states is not None else None
-        return gradient_arrays(grads.inputs, states, grads.weights)

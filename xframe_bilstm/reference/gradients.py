@@ -3,9 +3,11 @@
 For a cotangent on every output of :func:`~xframe_bilstm.reference.stack.run_reference`
 (``g_k`` for output ``y_k``), :func:`reference_gradients` returns the gradient of
 ``Σ_k Σ g_k ⊙ y_k`` with respect to the input, every initial state and every weight: the
-vector-Jacobian product a framework's autodiff gives for ``(y * cotangent).sum()``. The
-layers run on the same scan as the forward (:mod:`~.scan_backward`), with one backward
-step per cell (:mod:`~.cells_backward`).
+vector-Jacobian product a framework's autodiff gives for ``(y * cotangent).sum()``. A stack
+is differentiated as its graph (:func:`~xframe_bilstm.stack_graph.stack_graph`) by the
+graph's backward (:mod:`~.graph_backward`), as its forward runs on the graph reference: the
+layers on the same scan as the forward (:mod:`~.scan_backward`), with one backward step per
+cell (:mod:`~.cells_backward`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..canonical import RecurrentStack, layer_state_names, output_names
+from ..canonical import RecurrentStack, layer_state_names
 from ..errors import WeightShapeError
-from ..masks import mask_from_lengths
-from .scan_backward import DirectionGradients, LayerTape, backward_layer, forward_layer
-from .stack import split_initial_states
-
-WEIGHT_FIELDS = ("kernel", "recurrent_kernel", "bias")
+from ..stack_graph import stack_graph
+from .graph_backward import graph_gradients
 
 
 @dataclass(frozen=True)
@@ -99,92 +98,19 @@ def reference_gradients(
         raise WeightShapeError(
             f"x: expected shape (batch, time, {stack.input_size}), got {x.shape}"
         )
-    batch, steps, _ = x.shape
-    if batch < 1 or steps < 1:
+    if x.shape[0] < 1 or x.shape[1] < 1:
         raise WeightShapeError(f"x: expected at least one batch row and one step, got {x.shape}")
-    mask = None if lengths is None else mask_from_lengths(lengths, batch, steps)
-    states = split_initial_states(stack, initial_states, batch, dtype)
-
-    tapes: list[LayerTape] = []
-    sequence = x
-    for index, layer in enumerate(stack.layers):
-        is_last = index == len(stack.layers) - 1
-        outputs, finals, tape = forward_layer(
-            layer,
-            sequence,
-            states[index],
-            mask,
-            return_sequences=stack.return_sequences or not is_last,
-            dtype=dtype,
-        )
-        tapes.append(tape)
-        if not is_last:
-            (sequence,) = outputs
-    returned = outputs + (finals if stack.return_state else ())
-    given = _check_cotangents(stack, cotangents, returned, dtype)
-
-    d_outputs = given[: len(outputs)]
-    d_finals = given[len(outputs) :] or tuple(np.zeros_like(s) for s in finals)
-    d_states: list[list[np.ndarray]] = [[] for _ in stack.layers]
-    weights: dict[str, np.ndarray] = {}
-    for index in range(len(stack.layers) - 1, -1, -1):
-        layer = stack.layers[index]
-        d_x, d_states[index], grads = backward_layer(layer, tapes[index], d_outputs, d_finals)
-        weights.update(_named_weights(index, grads))
-        d_outputs = (d_x,)
-        # The final states of the layers below the last are not returned.
-        below = stack.layers[index - 1]
-        d_finals = tuple(np.zeros((batch, below.units), dtype) for _ in layer_state_names(below))
-    ordered = {name: weights[name] for name in _weight_names(stack)}
-    flat_states = tuple(s for layer_states in d_states for s in layer_states)
-    return ReferenceGradients(d_outputs[0], flat_states, ordered, returned)
-
-
-def _check_cotangents(
-    stack: RecurrentStack,
-    cotangents: Sequence[np.ndarray],
-    returned: tuple[np.ndarray, ...],
-    dtype: type[np.floating] | np.dtype,
-) -> tuple[np.ndarray, ...]:
-    """The cotangents as arrays of ``dtype``, one per output and shaped as it."""
-    names = output_names(stack)
-    given = list(cotangents)
-    if len(given) != len(names):
-        raise WeightShapeError(
-            f"cotangents: expected {len(names)} arrays, one per output of the stack "
-            f"({', '.join(names)}), got {len(given)}"
-        )
-    arrays = []
-    for name, cotangent, output in zip(names, given, returned):
-        array = np.asarray(cotangent, dtype=dtype)
-        if array.shape != output.shape:
-            raise WeightShapeError(
-                f"cotangents ({name}): expected shape {output.shape}, the shape of that "
-                f"output, got {array.shape}"
-            )
-        arrays.append(array)
-    return tuple(arrays)
-
-
-def _named_weights(index: int, grads: list[DirectionGradients]) -> dict[str, np.ndarray]:
-    named = {}
-    for side, direction in zip(("forward", "backward"), grads):
-        for name in WEIGHT_FIELDS:
-            value = getattr(direction, name)
-            if value is not None:
-                named[f"layers[{index}].{side}.{name}"] = value
-    return named
-
-
-def _weight_names(stack: RecurrentStack) -> list[str]:
-    """Every weight's name, layer after layer, in the order of the stack's weights."""
-    return [
-        f"layers[{index}].{side}.{name}"
-        for index, layer in enumerate(stack.layers)
-        for side, weights in zip(("forward", "backward"), layer.weights)
-        for name in WEIGHT_FIELDS
-        if getattr(weights, name) is not None
-    ]
+    grads = graph_gradients(
+        stack_graph(stack),
+        [x],
+        cotangents,
+        initial_states=initial_states,
+        lengths=lengths,
+        dtype=np.dtype(dtype).type,
+    )
+    (d_x,) = grads.inputs.values()
+    assert d_x is not None  # the input is float
+    return ReferenceGradients(d_x, grads.initial_states, grads.weights, grads.outputs)
 
 
 def initial_state_labels(stack: RecurrentStack) -> tuple[str, ...]:

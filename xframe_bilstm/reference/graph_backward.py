@@ -8,16 +8,22 @@ keeping each layer's vector-Jacobian product (:mod:`~.layer_backward`; recurrent
 the scan's tape, :mod:`~.scan_backward`); the backward then walks the layers in reverse,
 adding up the gradient of a tensor several layers read.
 
+A stack runs here as its graph (:func:`~xframe_bilstm.stack_graph.stack_graph`): ``lengths``
+mask the inputs marked ``lengths`` and ``initial_states`` start the recurrent layers that
+read none from the model, as in the forward; every such layer's initial states get their
+gradient (zeros when none were given still get theirs).
+
 Weights are named ``<layer>/<weight>`` (``dense/kernel``, ``dense/bias``,
 ``embedding/embeddings``); a recurrent layer's by its canonical names
-(``bilstm/forward.kernel``, ``bilstm/backward.recurrent_kernel``...). Integer inputs (token
-ids) have no gradient. A graph with a layer kind that has no backward here is refused
-before anything runs, naming its layers.
+(``bilstm/forward.kernel``, ``bilstm/backward.recurrent_kernel``...), and a stack's graph's
+as the library names a stack's weights (``layers[0].forward.kernel``, :func:`weight_name`).
+Integer inputs (token ids) have no gradient. A graph with a layer kind that has no backward
+here is refused before anything runs, naming its layers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +31,8 @@ import numpy as np
 
 from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import LayerRecord, ModelGraph, state_count
+from ..masks import mask_from_lengths
+from ..stack_graph import graph_initial_states, stack_of
 from ..time_distributed import check_time_distributed
 from .layer_backward import BACKWARD_KINDS, Step, Vjp, layer_step
 from .scan_backward import backward_layer, forward_layer
@@ -40,19 +48,40 @@ class GraphGradients:
 
     Attributes:
         inputs: by model input name, each shaped as the input; None for integer inputs.
-        weights: ``<layer>/<weight>`` to its gradient, in the order of the graph's layers.
+        weights: by :func:`weight_name` to its gradient, in the order of the graph's layers.
         outputs: what the graph returned.
+        initial_states: with respect to the initial states of every recurrent layer that
+            reads none from the model, in the order ``initial_states`` takes them.
     """
 
     inputs: dict[str, np.ndarray | None]
     weights: dict[str, np.ndarray]
     outputs: tuple[np.ndarray, ...] = field(repr=False)
+    initial_states: tuple[np.ndarray, ...] = ()
 
     def named(self) -> dict[str, np.ndarray]:
-        """Every gradient by name: the float inputs, then the weights."""
+        """Every gradient by name: the float inputs, ``initial_states[i]``, the weights."""
         named = {name: g for name, g in self.inputs.items() if g is not None}
+        named.update({f"initial_states[{i}]": s for i, s in enumerate(self.initial_states)})
         named.update(self.weights)
         return named
+
+
+def weight_name(graph: ModelGraph) -> Callable[[str, str], str]:
+    """How the gradients of ``graph`` name the weight ``key`` of layer ``layer``:
+    ``<layer>/<key>``; in a stack's graph (:func:`~xframe_bilstm.stack_graph.stack_of`),
+    whose records are ``layers[i]``, ``layers[i].<key>``, the names a stack's weights have
+    everywhere in the library (``layers[0].forward.kernel``).
+
+    Example:
+        >>> graph = ModelGraph("m", (
+        ...     LayerRecord("x", "input", "InputLayer", options={"shape": (2,), "dtype": "f"}),),
+        ...     inputs=("x",), outputs=("x",))
+        >>> weight_name(graph)("bilstm", "forward.kernel")
+        'bilstm/forward.kernel'
+    """
+    separator = "." if stack_of(graph) is not None else "/"
+    return lambda layer, key: f"{layer}{separator}{key}"
 
 
 def backward_refusal(graph: ModelGraph) -> str | None:
@@ -94,6 +123,8 @@ def graph_gradients(
     inputs: Sequence[np.ndarray],
     cotangents: Sequence[np.ndarray],
     *,
+    initial_states: Sequence[np.ndarray] | None = None,
+    lengths: Sequence[int] | np.ndarray | None = None,
     dtype: type = np.float64,
 ) -> GraphGradients:
     """Backpropagate ``cotangents`` through ``graph`` run on ``inputs``.
@@ -102,11 +133,13 @@ def graph_gradients(
         graph: the model.
         inputs: one array per model input, as :func:`~.graph.run_model_reference` takes them.
         cotangents: one array per model output, each shaped as it.
+        initial_states: as :func:`~.graph.run_model_reference` takes them. Default: zeros.
+        lengths: valid steps per batch row, masking the inputs marked ``lengths``.
         dtype: the float type to compute in; float64 is the oracle.
 
     Raises:
         UnsupportedFeatureError: for a layer kind without a backward (all named).
-        WeightShapeError: when the cotangents do not fit the outputs.
+        WeightShapeError: when the cotangents, states or lengths do not fit.
 
     Example:
         >>> graph = ModelGraph("m", (
@@ -127,7 +160,11 @@ def graph_gradients(
     for name, array in zip(graph.inputs, inputs, strict=True):
         array = np.asarray(array)
         values[name] = array.astype(dtype) if _is_float(array) else array
-        masks[name] = None
+        by_lengths = lengths is not None and graph.layer(name).options.get("lengths")
+        masks[name] = mask_from_lengths(lengths, *array.shape[:2]) if by_lengths else None
+    batch = int(np.shape(inputs[0])[0]) if len(inputs) else 0
+    starts = graph_initial_states(graph, initial_states, batch, dtype)
+    d_starts: dict[str, list[np.ndarray]] = {}  # filled by the recurrent layers' backward
     tapes: list[tuple[LayerRecord, Vjp]] = []
     for record in graph.layers:
         if record.kind == "input":
@@ -135,7 +172,10 @@ def graph_gradients(
         tensors = [values[name] for name in record.inputs]
         in_masks = [masks[name] for name in record.inputs]
         if record.kind == "recurrent":
-            produced, mask, vjp = _recurrent_step(record, tensors, in_masks[0], dtype)
+            start = starts.get(record.name)
+            produced, mask, vjp = _recurrent_step(
+                record, tensors, in_masks[0], dtype, start, d_starts
+            )
         else:
             y, mask, vjp = layer_step(record, tensors, in_masks, dtype, _time_distributed)
             produced = (y,)  # one output
@@ -144,6 +184,7 @@ def graph_gradients(
         tapes.append((record, vjp))
     outputs = tuple(values[name] for name in graph.outputs)
     grads = _seed(graph, outputs, cotangents, dtype)
+    named = weight_name(graph)
     weights: dict[str, np.ndarray] = {}
     for record, vjp in reversed(tapes):
         popped = [grads.pop(name, None) for name in _outputs_of(record)]
@@ -157,13 +198,15 @@ def graph_gradients(
         for name, d in zip(record.inputs, d_inputs):
             if d is not None:
                 grads[name] = grads[name] + d if name in grads else d
-        weights.update({f"{record.name}/{key}": value for key, value in d_weights.items()})
-    ordered = {name: weights[name] for name in _weight_order(graph, tapes) if name in weights}
+        weights.update({named(record.name, key): value for key, value in d_weights.items()})
+    order = _weight_order(tapes, named)
+    ordered = {name: weights[name] for name in order if name in weights}
     found = {
         name: (grads.get(name, np.zeros_like(values[name])) if _is_float(values[name]) else None)
         for name in graph.inputs
     }
-    return GraphGradients(found, ordered, outputs)
+    states = tuple(state for layer_states in d_starts.values() for state in layer_states)
+    return GraphGradients(found, ordered, outputs, states)
 
 
 def _is_float(array: np.ndarray) -> bool:
@@ -182,69 +225,78 @@ def _seed(
 ) -> dict[str, np.ndarray]:
     """The cotangents by output tensor, added up when one tensor is output twice."""
     given = list(cotangents)
+    labels = graph.labels or graph.outputs  # a stack's outputs by their names (``h``...)
     if len(given) != len(outputs):
         raise WeightShapeError(
             f"cotangents: expected {len(outputs)} arrays, one per output of {graph.source} "
-            f"({', '.join(graph.outputs)}), got {len(given)}"
+            f"({', '.join(labels)}), got {len(given)}"
         )
     grads: dict[str, np.ndarray] = {}
-    for name, cotangent, output in zip(graph.outputs, given, outputs):
+    for name, label, cotangent, output in zip(graph.outputs, labels, given, outputs):
         array: np.ndarray = np.asarray(cotangent, dtype=dtype)
         if array.shape != output.shape:
             raise WeightShapeError(
-                f"cotangents ({name}): expected shape {output.shape}, the shape of that "
+                f"cotangents ({label}): expected shape {output.shape}, the shape of that "
                 f"output, got {array.shape}"
             )
         grads[name] = grads[name] + array if name in grads else array
     return grads
 
 
-def _weight_order(graph: ModelGraph, tapes: list[tuple[LayerRecord, Vjp]]) -> list[str]:
-    del graph
+def _weight_order(
+    tapes: list[tuple[LayerRecord, Vjp]], named: Callable[[str, str], str]
+) -> list[str]:
     names: list[str] = []
     for record, _ in tapes:
         if record.kind == "recurrent":
             assert record.recurrent is not None
             sides = ("forward", "backward")[: len(record.recurrent.weights)]
-            names += [f"{record.name}/{s}.{f}" for s in sides for f in RECURRENT_FIELDS]
+            names += [named(record.name, f"{s}.{f}") for s in sides for f in RECURRENT_FIELDS]
         elif record.kind == "time_distributed":
             inner: LayerRecord = record.options["layer"]
-            names += [f"{record.name}/{key}" for key in inner.weights]
+            names += [named(record.name, key) for key in inner.weights]
         else:
-            names += [f"{record.name}/{key}" for key in record.weights]
+            names += [named(record.name, key) for key in record.weights]
     return names
 
 
 def _recurrent_step(
-    record: LayerRecord, tensors: Sequence[np.ndarray], mask: Mask, dtype: type
+    record: LayerRecord,
+    tensors: Sequence[np.ndarray],
+    mask: Mask,
+    dtype: type,
+    start: list[np.ndarray] | None,
+    d_starts: dict[str, list[np.ndarray]],
 ) -> tuple[tuple[np.ndarray, ...], Mask, Vjp]:
-    """A recurrent layer on the scan's tape: (its outputs, its mask, its backward)."""
+    """A recurrent layer on the scan's tape: (its outputs, its mask, its backward).
+
+    Its states come from the model's tensors, else from ``start`` (the run's initial
+    states) or zeros; then its backward puts their gradient in ``d_starts``."""
     layer = record.recurrent
     assert layer is not None
     options = record.options
     time_major, sequences = bool(options["time_major"]), bool(options["return_sequences"])
     x = np.swapaxes(tensors[0], 0, 1) if time_major else tensors[0]
     given: list[np.ndarray] = [np.asarray(s, dtype) for s in tensors[1:]]
-    states = given or [
-        np.zeros((x.shape[0], layer.units), dtype) for _ in range(state_count(layer))
-    ]
+    states = (
+        given
+        or start
+        or [np.zeros((x.shape[0], layer.units), dtype) for _ in range(state_count(layer))]
+    )
+    if not given:  # zeros until (unless) something read the layer's outputs
+        d_starts[record.name] = [np.zeros_like(s) for s in states]
     outputs, finals, tape = forward_layer(
         layer, x.astype(dtype), states, mask, return_sequences=sequences, dtype=dtype
     )
-    if len(outputs) != 1:
-        raise UnsupportedFeatureError(
-            f"layer {record.name!r}: a Bidirectional layer without merge_mode returns two "
-            "tensors; the gradient reference differentiates merged ones"
-        )
-    (y,) = outputs
-    y = np.swapaxes(y, 0, 1) if time_major and sequences else y
-    returned = (y, *finals) if options.get("return_state") else (y,)
+    swap = time_major and sequences
+    ys = tuple(np.swapaxes(y, 0, 1) for y in outputs) if swap else outputs
+    returned = (*ys, *finals) if options.get("return_state") else ys
 
     def vjp(g: Any) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
         parts = list(g) if isinstance(g, list) else [g]
-        d_y = np.swapaxes(parts[0], 0, 1) if time_major and sequences else parts[0]
-        d_finals = parts[1:] or [np.zeros_like(f) for f in finals]
-        d_x, d_states, directions = backward_layer(layer, tape, (d_y,), d_finals)
+        d_ys = [np.swapaxes(d, 0, 1) if swap else d for d in parts[: len(outputs)]]
+        d_finals = parts[len(outputs) :] or [np.zeros_like(f) for f in finals]
+        d_x, d_states, directions = backward_layer(layer, tape, d_ys, d_finals)
         d_x = np.swapaxes(d_x, 0, 1) if time_major else d_x
         weights = {
             f"{side}.{name}": getattr(grads, name)
@@ -252,6 +304,8 @@ def _recurrent_step(
             for name in RECURRENT_FIELDS
             if getattr(grads, name) is not None
         }
+        if not given:
+            d_starts[record.name] = d_states
         return [d_x, *(d_states if given else [])], weights
 
     return returned, (mask if sequences else None), vjp
@@ -273,4 +327,10 @@ def _time_distributed(record: LayerRecord, x: np.ndarray, mask: Mask, dtype: typ
     return y, mask, vjp
 
 
-__all__ = ["GRAPH_BACKWARD_KINDS", "GraphGradients", "backward_refusal", "graph_gradients"]
+__all__ = [
+    "GRAPH_BACKWARD_KINDS",
+    "GraphGradients",
+    "backward_refusal",
+    "graph_gradients",
+    "weight_name",
+]

@@ -196,8 +196,7 @@ def report(
         )
     lines += [
         "",
-        "Runs of the first compare() (median seconds; torch's runs and the reference's go "
-        "beside Keras's, so their times overlap):",
+        "Runs of the first compare() (median seconds):",
         "",
     ]
     for name, rows in found.items():

@@ -36,7 +36,6 @@ from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, vi
 from .planning import Plan, Subject, outputs_of, plan_original, plan_runs
 from .quantization_budget import check_budget, measure_budgets
 from .report import Report, RunRecord
-from .run_lanes import run_lanes
 from .sources import Read, describe, read_source, source_type
 from .stack_graph import as_graph, stack_of, state_layers
 
@@ -349,13 +348,17 @@ def _run_all(
     counts: dict[RunSpec, int],
     progress: Callable[[int, int, str], None] | None,
 ) -> tuple[list[RunRecord], dict[RunSpec, tuple[np.ndarray, ...]]]:
-    def one(spec: RunSpec, framework: Framework) -> tuple[RunRecord, Any]:
-        reading = readings[spec.subject]
-        return _run(framework, spec, reading, x, states, lengths, counts[spec])
-
-    done = run_lanes(specs, one, progress)  # TensorFlow's runs and the others overlap
-    runs = [record for record, _ in done]
-    results = {record.spec: outputs for record, outputs in done if outputs is not None}
+    runs: list[RunRecord] = []
+    results: dict[RunSpec, tuple[np.ndarray, ...]] = {}
+    for index, (spec, framework) in enumerate(specs):
+        if progress is not None:
+            progress(index, len(specs), spec.label)
+        record, outputs = _run(
+            framework, spec, readings[spec.subject], x, states, lengths, counts[spec]
+        )
+        runs.append(record)
+        if outputs is not None:
+            results[spec] = outputs
     return runs, results
 
 

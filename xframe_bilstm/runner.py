@@ -4,10 +4,9 @@ One path for every source: it is read once (:mod:`~xframe_bilstm.sources`) into 
 or a graph, and its original, if it has one, runs itself (``@original``). One input is
 drawn once (seeded, in float64) or checked once (:mod:`~xframe_bilstm.inputs`) and every
 run sees the same values, cast to its own dtype. The runs are planned
-(:mod:`~xframe_bilstm.planning`), each runs on its own (a framework that raises fails its
-own run), TensorFlow's while the others' go beside them (:mod:`~xframe_bilstm.run_lanes`),
-and they are paired and profiled (:mod:`~xframe_bilstm.pairing`). Each pair's tolerance
-comes from the float32 rounding noise of this model on this input
+(:mod:`~xframe_bilstm.planning`), each runs alone (a framework that raises fails its own
+run), and they are paired and profiled (:mod:`~xframe_bilstm.pairing`). Each pair's
+tolerance comes from the float32 rounding noise of this model on this input
 (:class:`~xframe_bilstm.comparison.Noise`), scaled to the precision of the coarser run,
 unless ``rtol`` and ``atol`` are given.
 """

@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 from .compare import compare_main
 from .matrix import matrix_main
+from .openmp import wait_passively
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m xframe_bilstm [compare] [options]`` or ``python -m xframe_bilstm matrix``."""
+    wait_passively()  # before any framework loads (see .openmp)
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["matrix"]:
         return matrix_main(arguments[1:])

@@ -127,15 +127,13 @@ class ModelGraph:
         return masks
 
     def as_stack(self) -> RecurrentStack | None:
-        """The canonical stack, when the model is only recurrent layers in a chain; None for
-        anything else.
+        """The canonical stack, when the model is one input, then recurrent layers and
+        inference-time identities each reading the one before (none time-major, all but the
+        last returning sequences) and the last one's outputs; None for anything else.
 
-        That is one input, then recurrent layers and inference-time identities each reading
-        the one before, none time-major, every one but the last returning sequences, and
-        the last one's outputs returned. It returns its final states only when its input
-        is masked by lengths, as :func:`~xframe_bilstm.stack_graph.stack_graph` draws a
-        stack, whose outputs are named by what they mean; a model read from a framework
-        names each output by its tensor, and one that returns states stays a model.
+        Final states are a stack's outputs only where the input takes lengths, as
+        :func:`~xframe_bilstm.stack_graph.stack_graph` draws it: a model read from a
+        framework names each output by its tensor, so one returning states stays a model.
         """
         first, *rest = self.layers
         if self.inputs != (first.name,) or any(
@@ -146,13 +144,12 @@ class ModelGraph:
         chain = [record for record in rest if record.recurrent is not None]
         if not chain or self.outputs != rest[-1].outputs:
             return None
-        last = chain[-1].options
-        if last.get("return_state") and not first.options.get("lengths"):
-            return None
-        inner = [record.options for record in chain[:-1]]
+        inner, last = [record.options for record in chain[:-1]], chain[-1].options
         if any(options.get("time_major") for options in (*inner, last)):
             return None
         if not all(options.get("return_sequences") for options in inner):
+            return None
+        if last.get("return_state") and not first.options.get("lengths"):
             return None
         return RecurrentStack(
             tuple(record.recurrent for record in chain if record.recurrent is not None),

@@ -324,13 +324,10 @@ def _onnx_framework(read: Read) -> OnnxGraphFramework:
 def outputs_of(
     reading: Reading, batch: int, steps: int, description: str, *, native: bool = False
 ) -> Source:
-    """What a run of ``reading`` returns (a native torch module's own layout with ``native``).
-
-    The outputs of a graph :func:`~.stack_graph.stack_of` reads as a stack are those of the
-    stack's own module, which mean a sequence, directions and states whatever layout
-    returns them; any other graph's outputs mean themselves."""
+    """What a run of ``reading`` returns (a native torch module's own layout with ``native``):
+    a stack's module returns a sequence, directions and states; a whole model, its outputs."""
     graph = as_graph(reading)
-    stack = stack_of(graph)
+    stack = stack_of(graph)  # the stack whose own module each framework runs
     if stack is None:
         return graph_source(graph, description)
     return (native_source if native else stack_source)(stack, batch, steps, description)

@@ -83,3 +83,44 @@ def test_an_input_marked_lengths_is_masked_and_outputs_have_labels() -> None:
     assert graph.output_labels == ("output 'x'",)
     labelled = ModelGraph("m", (x,), ("x",), ("x",), labels=("output",))
     assert labelled.output_labels == ("output",)
+
+
+def _chain(*, lengths: bool, return_state: bool) -> ModelGraph:
+    """x, an LSTM returning sequences, a Dropout, an LSTM returning its last output (and its
+    states with ``return_state``), every output of the last returned."""
+    flags = {"time_major": False, "unroll": False, "return_state": False}
+    shape = {"shape": (None, 2), "dtype": "f"} | ({"lengths": True} if lengths else {})
+    first = RecurrentLayer("lstm", 2, 1, (DirectionWeights(np.zeros((2, 4)), np.zeros((1, 4))),))
+    last = RecurrentLayer("lstm", 1, 1, (DirectionWeights(np.zeros((1, 4)), np.zeros((1, 4))),))
+    records = (
+        LayerRecord("x", "input", "InputLayer", options=shape),
+        LayerRecord(
+            "a", "recurrent", "LSTM", ("x",), {**flags, "return_sequences": True}, recurrent=first
+        ),
+        LayerRecord("drop", "identity", "Dropout", ("a",)),
+        LayerRecord(
+            "b",
+            "recurrent",
+            "LSTM",
+            ("drop",),
+            {**flags, "return_sequences": False, "return_state": return_state},
+            recurrent=last,
+        ),
+    )
+    return ModelGraph("m", records, ("x",), records[-1].outputs)
+
+
+def test_one_reading_of_a_chain_of_recurrent_layers_as_a_stack() -> None:
+    from xframe_bilstm.canonical import RecurrentStack
+    from xframe_bilstm.stack_graph import stack_of
+
+    model = _chain(lengths=False, return_state=False)
+    layers = tuple(r.recurrent for r in model.layers if r.recurrent is not None)
+    assert model.as_stack() == RecurrentStack(layers, return_sequences=False)
+    assert stack_of(model) is None  # it masks by its values: a model the builders port whole
+    drawn = _chain(lengths=True, return_state=False)
+    assert stack_of(drawn) == drawn.as_stack() == model.as_stack()
+    # Final states: a stack's when its input takes lengths; a model's own outputs otherwise.
+    assert _chain(lengths=False, return_state=True).as_stack() is None
+    with_states = RecurrentStack(layers, return_sequences=False, return_state=True)
+    assert stack_of(_chain(lengths=True, return_state=True)) == with_states

@@ -18,7 +18,7 @@ from .graph import ModelGraph
 from .planning import Plan, Subject, plan_subject
 from .reference import Reading
 from .sources import Read, name_of, read_source, source_type
-from .stack_graph import as_graph, stack_of, state_layers
+from .stack_graph import as_graph, state_layers, takes_lengths
 
 
 def plan_against(
@@ -56,15 +56,16 @@ def plan_against(
 
 
 def read_against(against: Any, graph: ModelGraph) -> Read:
-    """``against`` read. Against recurrent layers (a graph :func:`~.stack_graph.stack_of`
-    reads as a stack), any source of the same layers, read as its own layers; against any
-    other graph, its own computation with the graph's outputs."""
+    """``against`` read. Against a graph whose input takes lengths (recurrent layers, whose
+    outputs mean a sequence and states whatever returns them), any source of the same
+    layers, read as its own layers; against a graph that masks by its values (a whole
+    model, whose outputs mean themselves), its own computation with the graph's outputs."""
     if isinstance(against, Read):  # read already: an export checked as the reading it means
         return against
-    if stack_of(graph) is not None:
+    if takes_lengths(graph):
         read = read_source(against)
         theirs = as_graph(read.reading)
-        if stack_of(theirs) is None:
+        if not takes_lengths(theirs):
             raise UnsupportedFeatureError(
                 f"against: {name_of(against)} is a whole model "
                 f"({', '.join(other_kinds(theirs))}) where the source is recurrent "

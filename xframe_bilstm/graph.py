@@ -127,29 +127,36 @@ class ModelGraph:
         return masks
 
     def as_stack(self) -> RecurrentStack | None:
-        """The canonical stack, when the model is only recurrent layers in a chain.
+        """The canonical stack, when the model is one input, then recurrent layers and
+        inference-time identities each reading the one before (none time-major, all but the
+        last returning sequences) and the last one's outputs; None for anything else.
 
-        That is one float input, then recurrent layers and inference-time identities, one
-        after another, no masks, and one output; None for anything else.
+        Final states are a stack's outputs only where the input takes lengths, as
+        :func:`~xframe_bilstm.stack_graph.stack_graph` draws it: a model read from a
+        framework names each output by its tensor, so one returning states stays a model.
         """
-        if len(self.inputs) != 1 or len(self.outputs) != 1:
+        first, *rest = self.layers
+        if self.inputs != (first.name,) or any(
+            record.kind not in ("recurrent", "identity") or record.inputs != (before.name,)
+            for before, record in zip(self.layers, rest)
+        ):
             return None
-        chain = [record for record in self.layers if record.kind not in ("input", "identity")]
-        if not chain or any(record.kind != "recurrent" for record in chain):
+        chain = [record for record in rest if record.recurrent is not None]
+        if not chain or self.outputs != rest[-1].outputs:
             return None
-        previous = self.inputs[0]
-        for record in self.layers[1:]:
-            if record.inputs != (previous,):
-                return None
-            previous = record.name
-        if previous != self.outputs[0] or chain[-1].options.get("return_state"):
+        inner, last = [record.options for record in chain[:-1]], chain[-1].options
+        if any(options.get("time_major") for options in (*inner, last)):
             return None
-        if any(record.options["time_major"] for record in chain):
+        if not all(options.get("return_sequences") for options in inner):
             return None
-        if any(not record.options["return_sequences"] for record in chain[:-1]):
+        if last.get("return_state") and not first.options.get("lengths"):
             return None
-        layers = tuple(record.recurrent for record in chain if record.recurrent is not None)
-        return RecurrentStack(layers, return_sequences=bool(chain[-1].options["return_sequences"]))
+        return RecurrentStack(
+            tuple(record.recurrent for record in chain if record.recurrent is not None),
+            return_sequences=bool(last.get("return_sequences")),
+            return_state=bool(last.get("return_state")),
+            stateful=bool(last.get("stateful")),
+        )
 
 
 def _no_tensor(graph: ModelGraph, name: str) -> str:

@@ -26,7 +26,7 @@ from .frameworks.onnxruntime import OnnxGraphFramework
 from .frameworks.torch import TorchModuleFramework
 from .reference import Reading
 from .sources import Read, describe, source_type
-from .stack_graph import as_graph, stack_of
+from .stack_graph import as_graph, stack_of, takes_lengths
 
 Plan = list[tuple[RunSpec, Framework]]
 
@@ -96,8 +96,9 @@ def plan_runs(
 
 def dtype_refusal(reading: Reading, dtypes: Sequence[str]) -> str:
     """Why ``reading`` cannot run in every one of ``dtypes`` (none at all included), or ""
-    when it can. A stack's runs take any float dtype; a whole model's port is built in
-    :data:`GRAPH_DTYPES` only, decided from the graph (:func:`~.stack_graph.stack_of`).
+    when it can. A graph whose input takes lengths (recurrent layers, which every framework
+    runs as the layers' own modules) runs in any float dtype; one that masks by its values
+    (a whole model, whose torch port is built in :data:`GRAPH_DTYPES`) in those only.
 
     Example:
         >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
@@ -105,7 +106,7 @@ def dtype_refusal(reading: Reading, dtypes: Sequence[str]) -> str:
         >>> dtype_refusal(ModelGraph("m", (x,), ("x",), ("x",)), ["float16"])
         'a whole model runs in float32 and float64'
     """
-    if stack_of(as_graph(reading)) is not None:
+    if takes_lengths(as_graph(reading)):
         return ""
     if dtypes and all(dtype in GRAPH_DTYPES for dtype in dtypes):
         return ""
@@ -323,9 +324,10 @@ def _onnx_framework(read: Read) -> OnnxGraphFramework:
 def outputs_of(
     reading: Reading, batch: int, steps: int, description: str, *, native: bool = False
 ) -> Source:
-    """What a run of ``reading`` returns (a native torch module's own layout with ``native``)."""
+    """What a run of ``reading`` returns (a native torch module's own layout with ``native``):
+    a stack's module returns a sequence, directions and states; a whole model, its outputs."""
     graph = as_graph(reading)
-    stack = stack_of(graph)  # a stack's outputs mean a sequence, directions and states
+    stack = stack_of(graph)  # the stack whose own module each framework runs
     if stack is None:
         return graph_source(graph, description)
     return (native_source if native else stack_source)(stack, batch, steps, description)

@@ -36,7 +36,7 @@ from .planning import Plan, Subject, outputs_of, plan_original, plan_runs
 from .quantization_budget import check_budget, measure_budgets
 from .report import Report, RunRecord
 from .sources import Read, describe, read_source, source_type
-from .stack_graph import as_graph, stack_of, state_layers
+from .stack_graph import as_graph, state_layers, takes_lengths
 
 DEFAULT_BATCH = 4
 DEFAULT_STEPS = 20
@@ -326,10 +326,12 @@ def _batch(batch: int | None, source: Any, read: Read) -> int:
 
 def _initial_states(reading: Any, states: Any, x: Any) -> list[np.ndarray] | None:
     """The initial states checked (count and shapes, by layer name) against the graph's
-    :func:`~.stack_graph.state_layers`; a whole model's runs besides the reference (its
-    port, Keras as loaded, the ONNX exports) take none yet."""
+    :func:`~.stack_graph.state_layers`. Every run takes them beside the inputs where the
+    graph's input takes lengths (:func:`~.stack_graph.takes_lengths`); a graph that masks
+    by its values (a whole model) gives its runs besides the reference (its port, Keras as
+    loaded, the ONNX exports) no place for them yet."""
     graph = as_graph(reading)
-    if states is not None and state_layers(graph) and stack_of(graph) is None:
+    if states is not None and state_layers(graph) and not takes_lengths(graph):
         raise UnsupportedFeatureError(
             f"initial_states: {graph.source}: the runs of a whole model (its torch port, "
             "the model as loaded, its ONNX exports) start its recurrent layers from zeros; "

@@ -21,14 +21,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 from .canonical import RecurrentStack
 from .errors import UnsupportedFeatureError
 from .graph import ModelGraph
 from .models.from_torch import TORCH_FILE_SUFFIXES
 from .reference import Reading
-from .stack_graph import as_graph, stack_of
+from .stack_graph import as_graph, takes_lengths
 
 
 @dataclass(frozen=True)
@@ -290,13 +290,13 @@ def to_canonical(source: Any) -> RecurrentStack:
         True
     """
     reading = read_source(source).reading
-    if stack_of(as_graph(reading)) is None:
+    if isinstance(reading, ModelGraph):  # what no reader reads as a stack is a whole model
         where = os.fspath(source) if _is_path(source) else type(source).__name__
         raise UnsupportedFeatureError(
             f"{where}: a whole model (not only recurrent layers), which has no canonical "
             "stack; compare() runs it as a whole model and keras_to_torch() ports it"
         )
-    return cast(RecurrentStack, reading)
+    return reading
 
 
 def name_of(model: Any) -> str:
@@ -310,18 +310,19 @@ def describe(source: Any, reading: Reading) -> str:
     if isinstance(source, Read) and source.source is not None:
         source = source.source
     graph = as_graph(reading)
-    stack = stack_of(graph)
-    if stack is None:  # a whole model: its own name and size; a stack: its layers
+    if not takes_lengths(graph):  # a whole model: its own name and size
         return f"{graph.source} ({len(graph.layers)} layers)"
+    # Recurrent layers: the source, then each layer's cell and direction, the last's units.
+    layers = [record.recurrent for record in graph.layers if record.recurrent is not None]
     kinds = "+".join(
         f"{layer.cell}{'' if layer.direction == 'forward' else '/' + layer.direction}"
-        for layer in stack.layers
+        for layer in layers
     )
-    kind = source_type(source)
-    if _is_path(source):  # name the file, not its Python type
-        return f"{kind} {os.fspath(source)} ({kinds}, units {stack.last.units})"
-    name = getattr(source, "name", None) or type(source).__name__
-    return f"{kind} {name} ({kinds}, units {stack.last.units})"
+    # A file by its path, not its Python type.
+    name = os.fspath(source) if _is_path(source) else getattr(source, "name", None)
+    return (
+        f"{source_type(source)} {name or type(source).__name__} ({kinds}, units {layers[-1].units})"
+    )
 
 
 def load_keras_file(path: str) -> Any:

@@ -53,10 +53,11 @@ def as_graph(reading: RecurrentStack | ModelGraph) -> ModelGraph:
 
 
 def stack_of(graph: ModelGraph) -> RecurrentStack | None:
-    """The recurrent stack ``graph`` is, when it is one as :func:`stack_graph` draws it (an
-    input masked by lengths, then recurrent records each reading the one before, the last's
-    outputs returned); None for any other graph. Builders port such a graph as the stack's
-    own module, layer or ONNX graph, the one the layer's converters return.
+    """The recurrent stack ``graph`` is, when it is one as :func:`stack_graph` draws it: its
+    input masked by lengths, then the chain of recurrent layers
+    :meth:`~xframe_bilstm.graph.ModelGraph.as_stack` reads; None for any other graph, a
+    whole model that masks by its values included. Builders port such a graph as the
+    stack's own module, layer or ONNX graph, the one the layer's converters return.
 
     Example:
         >>> from xframe_bilstm import DirectionWeights, RecurrentLayer
@@ -66,23 +67,7 @@ def stack_of(graph: ModelGraph) -> RecurrentStack | None:
         >>> stack_of(stack_graph(stack)) == stack
         True
     """
-    first, *rest = graph.layers
-    if graph.inputs != (first.name,) or not first.options.get("lengths") or not rest:
-        return None
-    chained = all(
-        record.recurrent is not None and record.inputs == (before.name,)
-        for before, record in zip(graph.layers, rest)
-    )
-    if not chained or graph.outputs != rest[-1].outputs:
-        return None
-    layers = tuple(record.recurrent for record in rest if record.recurrent is not None)
-    last = rest[-1].options
-    return RecurrentStack(
-        layers,
-        return_sequences=bool(last.get("return_sequences")),
-        return_state=bool(last.get("return_state")),
-        stateful=bool(last.get("stateful")),
-    )
+    return graph.as_stack() if takes_lengths(graph) else None
 
 
 def takes_lengths(graph: ModelGraph) -> bool:

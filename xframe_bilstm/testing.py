@@ -21,11 +21,11 @@ import numpy as np
 from .comparison import Comparison, compare_outputs
 from .diagnosis import Diagnosis, diagnose, format_error
 from .errors import UnsupportedFeatureError
+from .graph import ModelGraph
 from .masks import check_lengths
 from .report import PairReport, Report
 from .runner import compare
 from .sources import read_source
-from .stack_graph import as_graph, stack_of
 
 # Longest per-step profile a failure message prints in full.
 _MAX_STEPS_SHOWN = 40
@@ -170,11 +170,12 @@ def _judged_by_diagnose(actual: Any) -> bool:
 
 def _readable(model: Any) -> Any:
     """What ``diagnose`` takes for ``model``: a file of recurrent layers becomes its
-    canonical stack; a whole model's file, which ``diagnose`` reads itself, stays a path."""
+    canonical stack; a whole model's file, whose graph is no source ``diagnose`` takes
+    (it reads the file itself), stays a path."""
     if not isinstance(model, (str, os.PathLike)):
         return model
     reading = read_source(model).reading
-    return reading if stack_of(as_graph(reading)) is not None else model
+    return model if isinstance(reading, ModelGraph) else reading
 
 
 def _failure(

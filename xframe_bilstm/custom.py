@@ -94,28 +94,11 @@ def custom_refusal(record: Any, what: str) -> str:
     )
 
 
-def custom_layers_of(graph: Any) -> list[str]:
-    """``'name' (Class)`` of every custom layer in a model graph.
-
-    Example:
-        >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
-        >>> custom_layers_of(ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
-        ...     options={"shape": (3,), "dtype": "float32"}),), ("x",), ("x",)))
-        []
-    """
-    return [
-        f"{record.name!r} ({record.class_name})"
-        for record in getattr(graph, "layers", ())
-        if getattr(record, "kind", "") == "custom"  # a RecurrentStack's layers have none
-    ]
-
-
 __all__ = [
     "CustomFactories",
     "custom_factory",
     "custom_hint",
     "custom_layers_in_use",
-    "custom_layers_of",
     "custom_refusal",
     "is_custom_class",
 ]

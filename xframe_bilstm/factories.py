@@ -2,7 +2,8 @@
 
 Every gate block gets its own scale and every bias is non-zero, so swapping two gates,
 transposing a kernel or dropping one bias row changes the outputs. The tests, the
-benchmarks and the regression matrix draw their models here; numpy only.
+benchmarks and the regression matrix draw their models here (and the small tagger graph of
+:func:`tagger_graph`); numpy only.
 
 Example:
     >>> import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 
 from .canonical import DirectionWeights, RecurrentLayer, RecurrentStack
 from .gates import CANONICAL_ORDER
+from .graph import LayerRecord, ModelGraph
 
 
 def random_direction(
@@ -123,3 +125,54 @@ def random_stack(
         layers.append(layer)
         size = layer.output_size
     return RecurrentStack(tuple(layers), return_sequences, return_state)
+
+
+def tagger_graph(
+    embeddings: np.ndarray,
+    layer: RecurrentLayer,
+    kernel: np.ndarray,
+    bias: np.ndarray,
+    *,
+    return_sequences: bool = True,
+    activation: str = "linear",
+) -> ModelGraph:
+    """ids → Embedding(mask_zero) → Bidirectional ``layer`` (named ``bidi``) → Dense: a
+    tagger (the Dense on every step) with ``return_sequences``, else a classifier. The
+    arrays are the graph's own, uncopied.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> layer = random_layer(rng, "lstm", 3, 4, direction="bidirectional")
+        >>> graph = tagger_graph(np.ones((9, 3)), layer, np.ones((8, 2)), np.zeros(2))
+        >>> graph.name, [record.class_name for record in graph.layers]
+        ('tagger', ['InputLayer', 'Embedding', 'Bidirectional', 'TimeDistributed'])
+    """
+    recurrent = {"return_sequences": return_sequences, "time_major": False, "unroll": False}
+    dense = {"activation": activation, "time_distributed": return_sequences}
+    return ModelGraph(
+        "tagger" if return_sequences else "classifier",
+        (
+            LayerRecord("ids", "input", "InputLayer", options={"shape": (None,), "dtype": "int32"}),
+            LayerRecord(
+                "embedding",
+                "embedding",
+                "Embedding",
+                ("ids",),
+                {"mask_zero": True},
+                {"embeddings": embeddings},
+            ),
+            LayerRecord(
+                "bidi", "recurrent", "Bidirectional", ("embedding",), recurrent, recurrent=layer
+            ),
+            LayerRecord(
+                "dense",
+                "dense",
+                "TimeDistributed" if return_sequences else "Dense",
+                ("bidi",),
+                dense,
+                {"kernel": kernel, "bias": bias},
+            ),
+        ),
+        inputs=("ids",),
+        outputs=("dense",),
+    )

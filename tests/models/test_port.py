@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import ToleranceExceededError, keras_to_torch  # noqa: E402
-from xframe_bilstm.models import to_torch  # noqa: E402
+from xframe_bilstm.models import torch_layers  # noqa: E402
 
 from .. import saved_models  # noqa: E402
 
@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 def corrupt_dense_copies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every Keras weight copied into a Dense or Embedding parameter gets 0.5 added."""
-    original = to_torch._tensor
-    monkeypatch.setattr(to_torch, "_tensor", lambda array: original(array) + 0.5)
+    original = torch_layers._tensor
+    monkeypatch.setattr(torch_layers, "_tensor", lambda array: original(array) + 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +94,15 @@ WITHOUT_TENSORFLOW = textwrap.dedent(
         sys.modules[blocked] = None
     import torch
     from xframe_bilstm import ToleranceExceededError, keras_to_torch
-    from xframe_bilstm.models import to_torch
+    from xframe_bilstm.models import torch_layers
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         module = keras_to_torch(sys.argv[1])
     result = {"against": module.verified_against,
               "warnings": [str(w.message) for w in caught]}
-    original = to_torch._tensor
-    to_torch._tensor = lambda array: original(array) + 0.5
+    original = torch_layers._tensor
+    torch_layers._tensor = lambda array: original(array) + 0.5
     try:
         keras_to_torch(sys.argv[1])
     except ToleranceExceededError as error:

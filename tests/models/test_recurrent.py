@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 from xframe_bilstm.adapters.torch.steps import compact  # noqa: E402
 from xframe_bilstm.comparison import Noise  # noqa: E402
-from xframe_bilstm.factories import random_layer  # noqa: E402
-from xframe_bilstm.graph import LayerRecord, ModelGraph  # noqa: E402
+from xframe_bilstm.factories import random_layer, tagger_graph  # noqa: E402
+from xframe_bilstm.graph import ModelGraph  # noqa: E402
 from xframe_bilstm.models.recurrent import Recurrent  # noqa: E402
 from xframe_bilstm.models.to_torch import build_torch  # noqa: E402
 from xframe_bilstm.reference import run_model_reference  # noqa: E402
@@ -117,40 +117,10 @@ def _classifier_graph() -> ModelGraph:
     rng = np.random.default_rng(5)
     layer = make_layer("lstm", "bidirectional", "tanh", "carry")
     embeddings = rng.standard_normal((12, 3)).astype(np.float32)
-    return ModelGraph(
-        "classifier",
-        (
-            LayerRecord("ids", "input", "InputLayer", options={"shape": (None,), "dtype": "int32"}),
-            LayerRecord(
-                "embedding",
-                "embedding",
-                "Embedding",
-                ("ids",),
-                {"mask_zero": True},
-                {"embeddings": embeddings},
-            ),
-            LayerRecord(
-                "bidi",
-                "recurrent",
-                "Bidirectional",
-                ("embedding",),
-                {"return_sequences": False, "time_major": False, "unroll": False},
-                recurrent=layer,
-            ),
-            LayerRecord(
-                "dense",
-                "dense",
-                "Dense",
-                ("bidi",),
-                {"activation": "softmax", "time_distributed": False},
-                {
-                    "kernel": rng.standard_normal((8, 2)).astype(np.float32),
-                    "bias": np.zeros(2, np.float32),
-                },
-            ),
-        ),
-        inputs=("ids",),
-        outputs=("dense",),
+    kernel = rng.standard_normal((8, 2)).astype(np.float32)
+    bias = np.zeros(2, np.float32)
+    return tagger_graph(
+        embeddings, layer, kernel, bias, return_sequences=False, activation="softmax"
     )
 
 

@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from xframe_bilstm.canonical import DirectionWeights, RecurrentLayer  # noqa: E402
-from xframe_bilstm.graph import LayerRecord, ModelGraph  # noqa: E402
+from xframe_bilstm.factories import tagger_graph  # noqa: E402
+from xframe_bilstm.graph import ModelGraph  # noqa: E402
 from xframe_bilstm.models.to_torch import build_torch, build_torch_taking  # noqa: E402
 
 pytestmark = [pytest.mark.torch]
@@ -55,38 +56,7 @@ def _graph(arrays: dict[str, np.ndarray]) -> ModelGraph:
     lstm = RecurrentLayer(
         "lstm", FEATURES, UNITS, directions, direction="bidirectional", merge_mode="concat"
     )
-    return ModelGraph(
-        "tagger",
-        (
-            LayerRecord("ids", "input", "InputLayer", options={"shape": (None,), "dtype": "int32"}),
-            LayerRecord(
-                "embedding",
-                "embedding",
-                "Embedding",
-                ("ids",),
-                {"mask_zero": True},
-                {"embeddings": arrays["embeddings"]},
-            ),
-            LayerRecord(
-                "bidi",
-                "recurrent",
-                "Bidirectional",
-                ("embedding",),
-                {"return_sequences": True, "time_major": False, "unroll": False},
-                recurrent=lstm,
-            ),
-            LayerRecord(
-                "dense",
-                "dense",
-                "TimeDistributed",
-                ("bidi",),
-                {"activation": "linear", "time_distributed": True},
-                {"kernel": arrays["dense_kernel"], "bias": arrays["dense_bias"]},
-            ),
-        ),
-        inputs=("ids",),
-        outputs=("dense",),
-    )
+    return tagger_graph(arrays["embeddings"], lstm, arrays["dense_kernel"], arrays["dense_bias"])
 
 
 IDS = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 0, 0], [0, 0, 2, 4, 6]])

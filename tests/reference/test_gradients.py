@@ -20,7 +20,6 @@ from xframe_bilstm import (
 from xframe_bilstm.activations import NUMPY_ACTIVATIONS
 from xframe_bilstm.inputs import _weights
 from xframe_bilstm.reference import reference_gradients
-from xframe_bilstm.reference.gradients import initial_state_labels
 
 from .finite_differences import (
     assert_matches_finite_differences,
@@ -191,7 +190,6 @@ def test_default_states_are_zeros_with_a_gradient() -> None:
     assert len(implicit.initial_states) == 2
     for a, b in zip(implicit.initial_states, explicit.initial_states, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert initial_state_labels(stack) == ("layers[0].h_forward", "layers[0].h_backward")
 
 
 def test_hand_derived_linear_simple_rnn() -> None:

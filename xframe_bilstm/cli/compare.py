@@ -117,8 +117,14 @@ def _models(args: argparse.Namespace) -> tuple[Any, Any]:
     """(source, against): the models given in the order Keras, torch, ONNX; the second is
     checked against the first."""
     keras_model = _load_keras(args.keras) if args.keras else None
+    # Weights only: a pickle that would run code is refused, not loaded. A whole model's
+    # state_dict is refused unless --torch-submodule names the part to compare.
     torch_model = (
-        _load_torch(args.torch, args.nonlinearity, args.torch_submodule) if args.torch else None
+        load_state_dict_module(
+            args.torch, nonlinearity=args.nonlinearity, submodule=args.torch_submodule
+        )
+        if args.torch
+        else None
     )
     given = [m for m in (keras_model, torch_model, args.onnx) if m is not None]
     if not given:
@@ -141,12 +147,6 @@ def _lint(path: str) -> int:
     if not traps:
         print(f"{path}: no traps found")
     return 1 if any(trap.action == "refused" for trap in traps) else 0
-
-
-def _load_torch(path: str, nonlinearity: str, submodule: str | None = None) -> Any:
-    # Weights only: a pickle that would run code is refused, not loaded. A whole model's
-    # state_dict is refused unless --torch-submodule names the part to compare.
-    return load_state_dict_module(path, nonlinearity=nonlinearity, submodule=submodule)
 
 
 def _random_keras_model(args: argparse.Namespace) -> Any:

@@ -49,7 +49,7 @@ def whole_module_to_keras(
         torch = require("torch")
         dtype = next(module.parameters()).dtype
         tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype)
-        expected = _expected_of(torch, module, tensor)
+        expected = _expected_of(module, tensor)
         actual = list(call_keras_model(model, [x if x.dtype.kind == "i" else x.astype("float32")]))
         _check_shapes(module, x, expected, actual)
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
@@ -82,7 +82,7 @@ def _check_shapes(
             )
 
 
-def _expected_of(torch: Any, module: Any, tensor: Any) -> list[np.ndarray]:
+def _expected_of(module: Any, tensor: Any) -> list[np.ndarray]:
     """``module(tensor)`` as numpy arrays, one per tensor returned (nested tuples
     flattened in order), or a refusal saying why it cannot be compared."""
     from ..models.torch_forward import run_forward

@@ -68,7 +68,7 @@ class KerasFramework(Framework):
         lengths: np.ndarray | None,
     ) -> tuple[tuple[np.ndarray, ...], dict[str, object]]:
         tf = require("tensorflow")
-        if spec.path in _ONEDNN and _onednn_enabled(tf) != _ONEDNN[spec.path]:
+        if spec.path in _ONEDNN and _onednn_enabled() != _ONEDNN[spec.path]:
             return _run_with_onednn(stack, x, spec, initial_states, lengths)
         graph = as_graph(stack)
         options = layer_options(spec)
@@ -76,7 +76,7 @@ class KerasFramework(Framework):
         with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()), SHARED:
             built = keras_port(graph, spec, _batch(x))
             how = "rebuilt from the reading"
-            outputs, called = _call(tf, built, graph, x, initial_states, lengths, how)
+            outputs, called = _call(built, graph, x, initial_states, lengths, how)
         return outputs, {**settings, **options, **_kernel(tf, options), **called}
 
     def supports(self, reading: Reading) -> str | None:
@@ -147,10 +147,10 @@ class KerasLayerFramework(KerasFramework):
         try:
             reset_keras_states(layer)  # from zero states, as every other run starts
             with _tf32(tf, spec.tf32) as settings, tf.device(spec.device.upper()):
-                outputs, called = _call(tf, layer, graph, x, initial_states, lengths, "as loaded")
+                outputs, called = _call(layer, graph, x, initial_states, lengths, "as loaded")
         finally:
             restore_states(layer, saved)
-        onednn = _onednn_enabled(tf)
+        onednn = _onednn_enabled()
         return outputs, {
             **settings,
             "layer": f"{type(layer).__name__} {layer.name!r}",
@@ -203,7 +203,6 @@ def _check_batch(layer: Any, x: Any) -> None:
 
 
 def _call(
-    tf: Any,
     built: Any,
     graph: ModelGraph,
     x: Any,
@@ -232,7 +231,7 @@ def _call(
 
 def _check_gradient_path(tf: Any, spec: RunSpec) -> None:
     """A oneDNN setting other than this process's runs in another process, forward only."""
-    if spec.path in _ONEDNN and _onednn_enabled(tf) != _ONEDNN[spec.path]:
+    if spec.path in _ONEDNN and _onednn_enabled() != _ONEDNN[spec.path]:
         raise UnsupportedFeatureError(
             f"{spec.label}: gradients are taken in this process, whose TensorFlow has the "
             "other oneDNN setting; its forward outputs are compared"
@@ -260,14 +259,14 @@ def _differentiate(
 
 def _kernel(tf: Any, options: dict[str, Any]) -> dict[str, object]:
     """The oneDNN setting of this process and the kernel path the layer options select."""
-    onednn = _onednn_enabled(tf)
+    onednn = _onednn_enabled()
     kernel = [f"oneDNN {'on' if onednn else 'off'}"]
     kernel += ["unrolled"] if options["unroll"] else []
     kernel += ["cuDNN off"] if options["use_cudnn"] is False else []
     return {"oneDNN": onednn, "kernel": ", ".join(kernel)}
 
 
-def _onednn_enabled(tf: Any) -> bool:
+def _onednn_enabled() -> bool:
     """Whether this process's TensorFlow runs oneDNN's optimizations (fixed at import)."""
     try:
         from tensorflow.python.util import _pywrap_util_port

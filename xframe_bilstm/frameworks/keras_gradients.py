@@ -170,7 +170,7 @@ def keras_model_gradients(
         id(v): tf.convert_to_tensor(g).numpy() for v, g in zip(variables, grads[len(floats) :])
     }
     native: dict[str, tuple[str, ...]] = {}
-    for layer in _weighted_layers(keras, model):
+    for layer in model.layers:
         own = [v for v in layer.trainable_variables if id(v) in by_variable]
         if not own:
             continue
@@ -187,11 +187,6 @@ def keras_model_gradients(
             named[key] = np.asarray(by_variable[id(variable)], np.float64)
             native[key] = (f"keras {getattr(variable, 'path', variable.name)}",)
     return GradientArrays(named, native)
-
-
-def _weighted_layers(keras: Any, model: Any) -> list[Any]:
-    """The model's layers that hold weights, a Sequential's or a functional model's."""
-    return [layer for layer in model.layers if layer.trainable_variables]
 
 
 def _is_recurrent(keras: Any, layer: Any) -> bool:

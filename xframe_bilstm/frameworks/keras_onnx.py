@@ -1,13 +1,11 @@
 """Keras 3's own ONNX export as a framework: the converted layers or the rebuilt model,
 exported, on onnxruntime.
 
-The model is built from the run's graph (:func:`keras_model`): a graph that is a recurrent
-stack (:func:`~xframe_bilstm.stack_graph.stack_of`) as a functional model of its converted
-Keras layers, whose inputs are the run's: ``x``, then every layer's initial states, then
-``lengths`` (turned into Keras's mask inside the model); any other graph as
-:func:`~xframe_bilstm.adapters.keras.graph_to_keras` rebuilds it, fed one array per model
-input. ``model.export(path, format="onnx")`` converts it with tf2onnx on the TensorFlow
-backend; where tf2onnx is missing the run fails with the error that names it.
+The model is the one the Keras columns run, in float32 (:func:`keras_model`): a recurrent
+stack as a functional model of its converted Keras layers taking the run's inputs, any other
+graph as :func:`~xframe_bilstm.adapters.keras.graph_to_keras` rebuilds it.
+``model.export(path, format="onnx")`` converts it with tf2onnx on the TensorFlow backend;
+where tf2onnx is missing the run fails with the error that names it.
 """
 
 from __future__ import annotations
@@ -20,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from .._imports import require
-from ..canonical import RecurrentStack, layer_state_names
 from ..graph import ModelGraph
 from ..reference import Reading
 from ..stack_graph import as_graph, stack_of
 from .base import Framework, RunSpec
+from .keras_built import built_model
 from .onnx_feeds import graph_lengths, run_inputs
 from .onnx_session import (
     export_error,
@@ -99,16 +97,9 @@ class KerasOnnxFramework(Framework):
 
 
 def keras_model(graph: ModelGraph, with_states: bool, with_lengths: bool) -> Any:
-    """The float32 Keras model exported for ``graph``, taking the run's inputs: a recurrent
-    stack (:func:`~xframe_bilstm.stack_graph.stack_of`) as :func:`functional_model` of its
-    converted layers, any other graph as :func:`~xframe_bilstm.adapters.keras.graph_to_keras`
-    rebuilds it (which takes the model's inputs only)."""
-    stack = stack_of(graph)
-    if stack is not None:
-        return functional_model(stack, with_states, with_lengths)
-    from ..adapters.keras import graph_to_keras
-
-    return graph_to_keras(graph, dtype="float32")
+    """The float32 Keras model exported for ``graph``, taking the run's inputs: the model
+    the Keras columns run (:func:`~xframe_bilstm.frameworks.keras_built.built_model`)."""
+    return built_model(graph, "float32", with_states=with_states, with_lengths=with_lengths)
 
 
 def rebuild_refusal(graph: ModelGraph) -> str | None:
@@ -136,54 +127,3 @@ def _export_refusal(graph: ModelGraph) -> str | None:
         if record.kind == "dense" and record.options["time_distributed"]
     ]
     return "; ".join(refusals) or None
-
-
-def functional_model(stack: RecurrentStack, with_states: bool, with_lengths: bool) -> Any:
-    """A float32 Keras functional model computing ``stack``, with the run's inputs.
-
-    Each layer is its own converted Keras layer (what the ``Sequential`` that
-    :func:`~xframe_bilstm.adapters.keras.canonical_to_keras` builds holds), so that every
-    layer can take its initial states; all take the mask of ``lengths``.
-    """
-    keras = require("keras")
-    from ..adapters.keras import canonical_to_keras
-    from ..adapters.onnx import initial_state_input_names
-
-    x = keras.Input((None, stack.input_size), name="x", dtype="float32")
-    inputs = [x]
-    state_names = initial_state_input_names(stack) if with_states else ()
-    units = [layer.units for layer in stack.layers for _ in layer_state_names(layer)]
-    states = [keras.Input((u,), name=n, dtype="float32") for n, u in zip(state_names, units)]
-    inputs += states
-    mask = None
-    if with_lengths:
-        lengths = keras.Input((), name="lengths", dtype="int32")
-        inputs.append(lengths)
-        mask = _mask_layer(keras)(x, lengths)
-    sequence: Any = x
-    last = len(stack.layers) - 1
-    for index, layer in enumerate(stack.layers):
-        single = RecurrentStack(
-            (layer,),
-            return_sequences=stack.return_sequences or index < last,
-            return_state=stack.return_state and index == last,
-        )
-        count = len(layer_state_names(layer))
-        layer_states, states = states[:count], states[count:]
-        keras_layer = canonical_to_keras(single, dtype="float32")
-        options: dict[str, Any] = {"mask": mask} if mask is not None else {}
-        if layer_states:
-            options["initial_state"] = layer_states
-        sequence = keras_layer(sequence, **options)
-    return keras.Model(inputs if len(inputs) > 1 else x, sequence)
-
-
-def _mask_layer(keras: Any) -> Any:
-    """A layer turning (x, lengths) into Keras's (B, T) mask of right-padded rows."""
-
-    class LengthsMask(keras.layers.Layer):
-        def call(self, x: Any, lengths: Any) -> Any:
-            steps = keras.ops.arange(keras.ops.shape(x)[1], dtype="int32")
-            return keras.ops.less(steps[None, :], keras.ops.expand_dims(lengths, 1))
-
-    return LengthsMask(name="lengths_mask")

@@ -157,4 +157,16 @@ def _holds(value: Any, proxy: type) -> bool:
     return any(isinstance(item, proxy) for item in flat)
 
 
-__all__ = ["EXPORT", "FX", "forward_line", "fx_module", "kept_attributes", "reason"]
+def live_nodes(graph: Any) -> set[Any]:
+    """The nodes of a ``torch.fx`` graph that its output depends on."""
+    live: set[Any] = set()
+    pending = [node for node in graph.nodes if node.op == "output"]
+    while pending:
+        node = pending.pop()
+        if node not in live:
+            live.add(node)
+            pending.extend(node.all_input_nodes)
+    return live
+
+
+__all__ = ["EXPORT", "FX", "forward_line", "fx_module", "kept_attributes", "live_nodes", "reason"]

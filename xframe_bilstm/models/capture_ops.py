@@ -70,19 +70,15 @@ class Tensors:
         return target
 
 
-def _op_name(node: Any) -> str:
-    """``aten.mean`` for ``aten.mean.dim``."""
+def op_name(node: Any) -> str:
+    """The operation a captured node applies, as users read it: ``aten.mean`` for
+    ``aten.mean.dim``."""
     target = node.target
     name = getattr(target, "name", None)
     text = name() if callable(name) else str(target)
     text = text.replace("::", ".")
     parts = text.split(".")
     return ".".join(parts[:2]) if text.startswith("aten.") else text
-
-
-def op_name(node: Any) -> str:
-    """The operation a captured node applies, as users read it (``aten.matmul``)."""
-    return _op_name(node)
 
 
 def _axis(tensors: Tensors, node: Any, dim: int, what: str) -> int:
@@ -130,7 +126,7 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
     Raises:
         Unsupported: saying what the operation does that no record computes.
     """
-    op = _op_name(node)
+    op = op_name(node)
     args, kwargs = list(node.args), dict(node.kwargs)
     if op in _PASS_ON:
         return None
@@ -151,7 +147,7 @@ def _same_dtype(x: Any, kwargs: dict[str, Any]) -> bool:
 
 
 def _activation(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    activation = _ACTIVATIONS[_op_name(node)]
+    activation = _ACTIVATIONS[op_name(node)]
     return [_record(name, "activation", activation, [tensors.name(args[0])], activation=activation)]
 
 
@@ -175,8 +171,8 @@ def _elu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> li
 
 
 def _softmax(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    log = "log" in _op_name(node)
-    axis = _axis(tensors, args[0], int(args[1]), _op_name(node))
+    log = "log" in op_name(node)
+    axis = _axis(tensors, args[0], int(args[1]), op_name(node))
     x = tensors.name(args[0])
     if axis == tensors.rank(args[0]) - 1:  # the last axis: Keras's softmax activation
         activation = "log_softmax" if log else "softmax"
@@ -195,14 +191,14 @@ def _reshape(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -
 
 def _permute(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     rank = tensors.rank(args[0])
-    if _op_name(node) == "aten.transpose":
+    if op_name(node) == "aten.transpose":
         first, second = (int(dim) % rank for dim in args[1:3])
         dims = list(range(rank))
         dims[first], dims[second] = dims[second], dims[first]
     else:
         dims = [int(dim) % rank for dim in args[1]]
     if dims[0] != 0:
-        raise Unsupported(f"{_op_name(node)} moves the batch axis (dims {tuple(dims)})")
+        raise Unsupported(f"{op_name(node)} moves the batch axis (dims {tuple(dims)})")
     if dims == list(range(rank)):
         return []
     return [_record(name, "permute", "permute", [tensors.name(args[0])], dims=tuple(dims[1:]))]
@@ -210,7 +206,7 @@ def _permute(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -
 
 def _concatenate(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     parts, dim = list(args[0]), int(args[1]) if len(args) > 1 else int(kwargs.get("dim", 0))
-    if _op_name(node) == "aten.cat":
+    if op_name(node) == "aten.cat":
         axis = _axis(tensors, parts[0], dim, "aten.cat")
         names = [tensors.name(part) for part in parts]
         rank = tensors.rank(parts[0])
@@ -259,7 +255,7 @@ def _select(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
 
 
 def _reduce(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    op = _op_name(node)
+    op = op_name(node)
     x = args[0]
     dims = args[1] if len(args) > 1 else kwargs.get("dim")
     keepdims = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
@@ -275,7 +271,7 @@ def _reduce(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
 
 
 def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    op = _op_name(node)
+    op = op_name(node)
     if kwargs.get("alpha", 1) != 1 or kwargs.get("rounding_mode") is not None:
         raise Unsupported(f"applies {op} with {dict(kwargs)}")
     if op == "aten.neg":
@@ -307,7 +303,7 @@ def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
 
 def _matmul(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     """``a @ b``, ``torch.bmm`` and two-operand ``torch.einsum`` of one rank, batch-preserving."""
-    op = _op_name(node)
+    op = op_name(node)
     if op == "aten.einsum":
         equation, operands = str(args[0]), list(args[1])
         if len(operands) != 2:

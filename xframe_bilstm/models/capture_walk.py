@@ -17,6 +17,7 @@ from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
 from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
+from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states
 from .capture_where import READERS, Mask, read_condition, where_records
@@ -84,17 +85,6 @@ def _same_graph(first: Any, second: Any) -> bool:
     return outline(first) == outline(second)
 
 
-def _live(graph: Any) -> set[Any]:
-    live: set[Any] = set()
-    pending = [node for node in graph.nodes if node.op == "output"]
-    while pending:
-        node = pending.pop()
-        if node not in live:
-            live.add(node)
-            pending.extend(node.all_input_nodes)
-    return live
-
-
 class _Names:
     """Record names, unique in the graph, readable as Keras layer names."""
 
@@ -157,7 +147,7 @@ def read_captured(
     tensors.names[user[0]] = input_name
     weights = set(placeholders) - set(user)
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
-    live, read, found = _live(graph), set(), []
+    live, read, found = live_nodes(graph), set(), []
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names:

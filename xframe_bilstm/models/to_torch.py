@@ -2,7 +2,8 @@
 
 Rules of this module:
 
-- One submodule per Keras layer that computes something, named after the layer
+- One submodule per Keras layer that computes something
+  (:func:`~xframe_bilstm.models.torch_layers.layer_module`), named after the layer
   (``model.embedding``, ``model.bidirectional``, ``model.dense``), so the ``state_dict``
   reads like the Keras model: ``embedding.weight``, ``bidirectional.rnn.weight_ih_l0``,
   ``dense.weight``. Weights are copied exactly (Keras kernels transposed for
@@ -22,142 +23,15 @@ import keyword
 import re
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..adapters.torch.explicit import TORCH_ACTIVATIONS
-from ..adapters.torch.tensors import owned_tensor, torch_dtype
-from ..convolution import torch_kernel_view
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from ..graph import MASK_RULES, MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph
+from ..graph import MASK_RULES, MULTI_INPUT_KINDS, LayerRecord, ModelGraph
 from ..mask_traps import mask_traps
 from .graph_structure import graph_structure, record_structure
-from .recurrent import Recurrent
-from .torch_convolution import Convolution, PadOrCrop
-from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
-
-
-def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
-    if name == "softmax":
-        return torch.softmax(x, dim=-1)
-    return TORCH_ACTIVATIONS[name](x)
-
-
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    """A tensor with its own copy of ``array``: exactly one copy, never shared.
-
-    The weights read from a file are read-only on purpose (the canonical form keeps them
-    uncopied); a parameter must own writable memory, and that copy is the only one made.
-    """
-    return owned_tensor(array)
-
-
-class Embedding(nn.Embedding):
-    """``nn.Embedding`` that also says whether id 0 masks its step (Keras ``mask_zero``)."""
-
-    def __init__(self, embeddings: np.ndarray, *, mask_zero: bool) -> None:
-        vocabulary, features = embeddings.shape
-        super().__init__(vocabulary, features, _weight=_tensor(embeddings))
-        self.mask_zero = mask_zero
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", mask_zero={self.mask_zero}"
-
-
-class Dense(nn.Linear):
-    """``nn.Linear`` followed by the Keras layer's activation (``linear`` for none)."""
-
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, *, activation: str) -> None:
-        inputs, units = kernel.shape
-        # On the meta device: no memory and no random initialization for what is replaced.
-        dtype = torch_dtype(kernel.dtype)
-        super().__init__(inputs, units, bias=bias is not None, device="meta", dtype=dtype)
-        self.activation = activation
-        self.weight = nn.Parameter(_tensor(kernel.T))  # Keras computes x @ kernel
-        if bias is not None:
-            self.bias = nn.Parameter(_tensor(bias))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _activate(self.activation, super().forward(x))
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", activation={self.activation!r}"
-
-
-class Activation(nn.Module):
-    """A Keras ``Activation`` layer."""
-
-    def __init__(self, activation: str) -> None:
-        super().__init__()
-        self.activation = activation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _activate(self.activation, x)
-
-    def extra_repr(self) -> str:
-        return repr(self.activation)
-
-
-class Masking(nn.Module):
-    """Keras ``Masking``: steps whose features all equal ``mask_value`` become zeros."""
-
-    def __init__(self, mask_value: float) -> None:
-        super().__init__()
-        self.mask_value = mask_value
-
-    def compute_mask(self, x: torch.Tensor) -> torch.Tensor:
-        return (x != self.mask_value).any(dim=-1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.compute_mask(x)[..., None], x, 0.0)
-
-    def extra_repr(self) -> str:
-        return f"mask_value={self.mask_value}"
-
-
-class Reshape(nn.Module):
-    """Keras ``Reshape`` (row-major, batch axis kept)."""
-
-    def __init__(self, target_shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.target_shape = tuple(target_shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape((x.shape[0], *self.target_shape))
-
-    def extra_repr(self) -> str:
-        return f"target_shape={self.target_shape}"
-
-
-class Concatenate(nn.Module):
-    """Keras ``Concatenate`` along ``axis`` (counted with the batch axis, as in Keras)."""
-
-    def __init__(self, axis: int, mask_combine: str) -> None:
-        super().__init__()
-        self.axis, self.mask_combine = axis, mask_combine
-
-    def forward(self, *tensors: torch.Tensor, masks: object = None) -> torch.Tensor:
-        return torch.cat(tensors, dim=self.axis)
-
-    def combine_masks(
-        self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]
-    ) -> torch.Tensor | None:
-        """The output mask: a step is kept where any (Keras 3) or every (Keras 2) input is."""
-        if all(mask is None for mask in masks):
-            return None
-        rank = tensors[0].dim()
-        if rank != 3 or self.axis not in (-1, 2):
-            raise UnsupportedFeatureError(
-                f"Concatenate(axis={self.axis}) of masked rank-{rank} tensors; only "
-                "masked sequences joined along their features are supported"
-            )
-        from .torch_shape_layers import combine_masks
-
-        return combine_masks(tensors, masks, self.mask_combine)
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}"
+from .torch_layers import Activation, Concatenate, Dense, Embedding, Masking, Reshape, layer_module
+from .torch_normpool import GlobalPool
 
 
 class _Step(NamedTuple):
@@ -180,80 +54,6 @@ def _attribute_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _module(record: LayerRecord, graph: ModelGraph) -> nn.Module | None:
-    options = record.options
-    if record.kind == "embedding":
-        return Embedding(record.weights["embeddings"], mask_zero=bool(options["mask_zero"]))
-    if record.kind == "masking":
-        return Masking(float(options["mask_value"]))
-    if record.kind == "identity":
-        return nn.Identity()
-    if record.kind == "recurrent":
-        assert record.recurrent is not None
-        return Recurrent(
-            record.recurrent,
-            return_sequences=bool(options["return_sequences"]),
-            time_major=bool(options["time_major"]),
-            return_state=bool(options.get("return_state", False)),
-            masked=graph.masked(record.inputs[0]),
-        )
-    if record.kind == "dense":
-        return Dense(
-            record.weights["kernel"],
-            record.weights.get("bias"),
-            activation=str(options["activation"]),
-        )
-    if record.kind == "activation":
-        return Activation(str(options["activation"]))
-    if record.kind == "flatten":
-        return nn.Flatten()
-    if record.kind == "reshape":
-        return Reshape(tuple(options["target_shape"]))
-    if record.kind == "global_pool":
-        data_format = str(options.get("data_format", "channels_last"))
-        return GlobalPool(str(options["op"]), bool(options["keepdims"]), data_format)
-    if record.kind == "batch_norm":
-        return BatchNorm(
-            dict(record.weights), axis=int(options["axis"]), epsilon=options["epsilon"]
-        )
-    if record.kind == "layer_norm":
-        return LayerNorm(dict(record.weights), axis=options["axis"], epsilon=options["epsilon"])
-    if record.kind == "pool":
-        return Pool(**options)
-    if record.kind == "concatenate":
-        return Concatenate(int(options["axis"]), str(options["mask_combine"]))
-    if record.kind == "conv":
-        bias = record.weights.get("bias")
-        # One copy, straight into torch's layout.
-        kernel = _tensor(torch_kernel_view(record.weights["kernel"]))
-        return Convolution(options, kernel, None if bias is None else _tensor(bias))
-    if record.kind in ("zero_padding", "cropping"):
-        op, key = ("pad", "padding") if record.kind == "zero_padding" else ("crop", "cropping")
-        return PadOrCrop(op, tuple(options[key]), str(options["data_format"]))
-    if record.kind in SHAPE_KINDS:
-        from .torch_shape_layers import shape_module  # imported when a model has them
-
-        return shape_module(record, graph, KerasModel)
-    if record.kind == "custom":
-        from .torch_custom import custom_module
-
-        return custom_module(record)
-    # The rarer layers' modules are imported when a model has them.
-    if record.kind in ("reduce", "slice", "scalar_op", "matmul"):
-        from .torch_tensor_ops import tensor_op_module
-
-        return tensor_op_module(record)
-    if record.kind == "where":
-        from .torch_where import where_module
-
-        return where_module(record)
-    if record.kind in ("attention", "multi_head_attention"):
-        from .torch_attention import attention_module
-
-        return attention_module(record)
-    return None  # inputs
-
-
 class KerasModel(nn.Module):
     """A whole Keras model as a plain PyTorch module.
 
@@ -265,6 +65,7 @@ class KerasModel(nn.Module):
     ``compare()`` read the module back through it, with the weights it holds then.
 
     Example:
+        >>> import numpy as np
         >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
         >>> graph = ModelGraph("tiny", (
         ...     LayerRecord("ids", "input", "InputLayer", options={"shape": (None,),
@@ -292,7 +93,7 @@ class KerasModel(nn.Module):
             if record.kind == "input":
                 continue
             attribute = _attribute_name(record.name, taken)
-            module = _module(record, graph)
+            module = layer_module(record, graph, KerasModel)
             if module is not None:
                 self.add_module(attribute, module)
                 if hand_over:

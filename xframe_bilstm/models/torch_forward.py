@@ -27,6 +27,7 @@ from typing import Any
 
 from .._imports import require
 from ..errors import UnsupportedFeatureError
+from .capture_fx import kept_attributes, live_nodes
 
 _OPERATORS = {
     operator.add: "+",
@@ -126,8 +127,6 @@ def _trace(module: Any) -> Any:
         def is_leaf_module(self, child: Any, qualified_name: str) -> bool:
             return "." not in qualified_name or super().is_leaf_module(child, qualified_name)
 
-    from .capture_fx import kept_attributes
-
     try:
         with kept_attributes(module):  # no proxy stays where forward stores a tensor
             return ChildrenAreLeaves().trace(module)
@@ -148,7 +147,7 @@ def _findings(module: Any, graph: Any) -> list[str]:
     recurrent = {name for name, child in children.items() if isinstance(child, torch.nn.RNNBase)}
     nodes = list(graph.nodes)
     calls = [node for node in nodes if node.op == "call_module" and node.target in children]
-    live = _live(nodes)
+    live = live_nodes(graph)
     findings = []
     inputs = [node for node in nodes if node.op == "placeholder"]
     findings += [f"takes a further input {node.target!r}" for node in inputs[1:]]
@@ -170,18 +169,6 @@ def _findings(module: Any, graph: Any) -> list[str]:
     if not findings:
         findings += _flow(inputs[0] if inputs else None, calls, recurrent, nodes[-1])
     return findings
-
-
-def _live(nodes: list[Any]) -> set[Any]:
-    """The nodes the output depends on."""
-    live: set[Any] = set()
-    pending = [node for node in nodes if node.op == "output"]
-    while pending:
-        node = pending.pop()
-        if node not in live:
-            live.add(node)
-            pending.extend(node.all_input_nodes)
-    return live
 
 
 def _is_output_of(node: Any, recurrent: set[str]) -> bool:

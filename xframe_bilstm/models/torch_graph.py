@@ -199,7 +199,7 @@ def _captured(
 
     shape, guessed = None, {}
     try:
-        options = first_input_options(module, custom_modules)
+        options = first_input_options(module)
         if input_shape is None:
             input_shape = shape_of_example(options["shape"], example_shape)
         if input_shape is not None:  # forward may transpose it before its first module
@@ -251,9 +251,7 @@ def child_records(
         return _records(name, child, previous, torch.nn)
 
 
-def first_input_options(
-    module: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None
-) -> dict[str, Any]:
+def first_input_options(module: Any) -> dict[str, Any]:
     """The input's ``shape`` and ``dtype`` fixed by the first module (in declaration order)
     that fixes one: an Embedding, a recurrent module or cell, a Linear, a convolution or a
     normalization.

@@ -16,12 +16,8 @@ from torch import nn
 from ..adapters.torch.tensors import owned_tensor
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    return owned_tensor(array)  # bfloat16 included
-
-
 def _parameter(array: np.ndarray | None) -> nn.Parameter | None:
-    return None if array is None else nn.Parameter(_tensor(array))
+    return None if array is None else nn.Parameter(owned_tensor(array))
 
 
 def _broadcast(weight: torch.Tensor, ndim: int, axes: tuple[int, ...]) -> torch.Tensor:
@@ -65,8 +61,8 @@ class BatchNorm(_Normalization):
     def __init__(self, weights: dict[str, np.ndarray], *, axis: int, epsilon: float) -> None:
         super().__init__(weights, epsilon)
         self.axis = axis
-        self.register_buffer("running_mean", _tensor(weights["moving_mean"]))
-        self.register_buffer("running_var", _tensor(weights["moving_variance"]))
+        self.register_buffer("running_mean", owned_tensor(weights["moving_mean"]))
+        self.register_buffer("running_var", owned_tensor(weights["moving_variance"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         axes = (self.axis % x.dim(),)

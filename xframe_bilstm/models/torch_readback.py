@@ -30,7 +30,8 @@ from ..adapters.torch.weights import read_layer
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .recurrent import Recurrent
-from .to_torch import KerasModel, _module
+from .to_torch import KerasModel
+from .torch_layers import layer_module
 from .torch_shape_layers import TimeDistributed
 
 # Probe values start far from the constants a module may hold (0, 1, eps) and stay exact in
@@ -97,7 +98,7 @@ def _read_weights(
     for key, value in record.weights.items():
         probes[key] = (start + np.arange(value.size, dtype=np.float64)).reshape(value.shape)
         start += value.size
-    probe = _module(dataclasses.replace(record, weights=probes), graph)
+    probe = layer_module(dataclasses.replace(record, weights=probes), graph, KerasModel)
     assert probe is not None  # a record with weights has a module
     if type(probe) is not type(submodule):
         raise _unreadable(

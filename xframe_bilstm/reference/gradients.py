@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..canonical import RecurrentStack, layer_state_names
+from ..canonical import RecurrentStack
 from ..errors import WeightShapeError
 from ..stack_graph import stack_graph
 from .graph_backward import graph_gradients
@@ -113,20 +113,4 @@ def reference_gradients(
     return ReferenceGradients(d_x, grads.initial_states, grads.weights, grads.outputs)
 
 
-def initial_state_labels(stack: RecurrentStack) -> tuple[str, ...]:
-    """What each of ``initial_states`` is, e.g. ``('layers[0].h_forward', ...)``.
-
-    Example:
-        >>> from xframe_bilstm import DirectionWeights, RecurrentLayer
-        >>> w = DirectionWeights(np.zeros((3, 8)), np.zeros((2, 8)))
-        >>> initial_state_labels(RecurrentStack((RecurrentLayer("lstm", 3, 2, (w,)),)))
-        ('layers[0].h', 'layers[0].c')
-    """
-    return tuple(
-        f"layers[{index}].{name}"
-        for index, layer in enumerate(stack.layers)
-        for name in layer_state_names(layer)
-    )
-
-
-__all__ = ["ReferenceGradients", "initial_state_labels", "reference_gradients"]
+__all__ = ["ReferenceGradients", "reference_gradients"]

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..activations import numpy_activation
 from ..errors import UnsupportedFeatureError
 from ..graph import ATTENTION_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, state_count
 from ..masks import mask_from_lengths
@@ -29,13 +28,6 @@ from .shape_layers import combine_masks, run_shape_layer
 from .tensor_ops import KINDS as TENSOR_OP_KINDS
 from .tensor_ops import run_matmul, run_tensor_op
 from .where import run_where
-
-
-def _activate(name: str, x: np.ndarray) -> np.ndarray:
-    if name == "softmax":
-        shifted = np.exp(x - x.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
-    return numpy_activation(name)(x)
 
 
 def _recurrent(
@@ -123,9 +115,9 @@ def run_model_reference(
             y = x.astype(dtype) @ record.weights["kernel"].astype(dtype)
             if "bias" in record.weights:
                 y = y + record.weights["bias"].astype(dtype)
-            y = _activate(str(options["activation"]), y)
+            y = activate(str(options["activation"]), y)
         elif record.kind == "activation":
-            y = _activate(str(options["activation"]), x.astype(dtype))
+            y = activate(str(options["activation"]), x.astype(dtype))
         elif record.kind == "flatten":
             y = x.reshape(x.shape[0], -1)
         elif record.kind == "reshape":

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord
 from .activation_grads import activation_vjp
-from .graph import _activate
+from .convolution import activate
 from .shape_layers import Mask, combine_masks
 
 # From the output's gradient: the inputs' gradients (None: no gradient, token ids) and
@@ -76,7 +76,7 @@ def _dense(record: LayerRecord, x: np.ndarray, dtype: type) -> tuple[np.ndarray,
     if "bias" in record.weights:
         z = z + record.weights["bias"].astype(dtype)
     name = str(record.options["activation"])
-    y = _activate(name, z)
+    y = activate(name, z)
 
     def vjp(g: np.ndarray) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
         d_z = activation_backward(name, z, y, g)
@@ -291,7 +291,7 @@ def layer_step(
         from .shape_layers import run_shape_layer
 
         if kind == "activation":
-            y = _activate(str(options["activation"]), x)
+            y = activate(str(options["activation"]), x)
         else:
             y, kept = run_shape_layer(record, [x], [mask], dtype, _no_graph)
         return y, kept, _elementwise(record, x, y)

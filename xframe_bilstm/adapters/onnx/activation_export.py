@@ -17,7 +17,8 @@ from .builder import GraphBuilder
 Emit = Callable[[GraphBuilder, str, str], str]  # (builder, x, prefix) -> output
 
 
-def _scalar(builder: GraphBuilder, value: float) -> str:
+def scalar(builder: GraphBuilder, value: float) -> str:
+    """A float constant of the graph's dtype, named after its value (added once)."""
     return builder.constant(f"c{value:g}", np.asarray(value, builder.float_dtype))
 
 
@@ -26,32 +27,30 @@ def _mul(builder: GraphBuilder, a: str, b: str, hint: str) -> str:
 
 
 def _gelu(builder: GraphBuilder, x: str, prefix: str) -> str:
-    scaled = _mul(builder, x, _scalar(builder, 1.0 / math.sqrt(2.0)), f"{prefix}/scaled")
+    scaled = _mul(builder, x, scalar(builder, 1.0 / math.sqrt(2.0)), f"{prefix}/scaled")
     erf = builder.one("Erf", [scaled], f"{prefix}/erf")
-    one_plus = builder.one("Add", [erf, _scalar(builder, 1.0)], f"{prefix}/one_plus")
-    half_x = _mul(builder, x, _scalar(builder, 0.5), f"{prefix}/half_x")
+    one_plus = builder.one("Add", [erf, scalar(builder, 1.0)], f"{prefix}/one_plus")
+    half_x = _mul(builder, x, scalar(builder, 0.5), f"{prefix}/half_x")
     return _mul(builder, half_x, one_plus, prefix)
 
 
 def _gelu_tanh(builder: GraphBuilder, x: str, prefix: str) -> str:
     cube = _mul(builder, _mul(builder, x, x, f"{prefix}/square"), x, f"{prefix}/cube")
     inner = builder.one(
-        "Add", [x, _mul(builder, cube, _scalar(builder, 0.044715), f"{prefix}/c3")], prefix
+        "Add", [x, _mul(builder, cube, scalar(builder, 0.044715), f"{prefix}/c3")], prefix
     )
-    inner = _mul(builder, inner, _scalar(builder, math.sqrt(2.0 / math.pi)), f"{prefix}/inner")
+    inner = _mul(builder, inner, scalar(builder, math.sqrt(2.0 / math.pi)), f"{prefix}/inner")
     one_plus = builder.one(
-        "Add", [builder.one("Tanh", [inner], f"{prefix}/tanh"), _scalar(builder, 1.0)], prefix
+        "Add", [builder.one("Tanh", [inner], f"{prefix}/tanh"), scalar(builder, 1.0)], prefix
     )
-    return _mul(
-        builder, _mul(builder, x, _scalar(builder, 0.5), f"{prefix}/half"), one_plus, prefix
-    )
+    return _mul(builder, _mul(builder, x, scalar(builder, 0.5), f"{prefix}/half"), one_plus, prefix)
 
 
 def _clip(low: float | None, high: float | None) -> Emit:
     def emit(builder: GraphBuilder, x: str, prefix: str) -> str:
-        bounds = ["" if low is None else _scalar(builder, low)]
+        bounds = ["" if low is None else scalar(builder, low)]
         if high is not None:
-            bounds.append(_scalar(builder, high))
+            bounds.append(scalar(builder, high))
         return builder.one("Clip", [x, *bounds], prefix)
 
     return emit
@@ -80,11 +79,9 @@ def _tanh_shrink(builder: GraphBuilder, x: str, prefix: str) -> str:
 
 
 def _squareplus(builder: GraphBuilder, x: str, prefix: str) -> str:
-    square = builder.one(
-        "Add", [_mul(builder, x, x, f"{prefix}/sq"), _scalar(builder, 4.0)], prefix
-    )
+    square = builder.one("Add", [_mul(builder, x, x, f"{prefix}/sq"), scalar(builder, 4.0)], prefix)
     total = builder.one("Add", [x, builder.one("Sqrt", [square], f"{prefix}/sqrt")], prefix)
-    return _mul(builder, total, _scalar(builder, 0.5), prefix)
+    return _mul(builder, total, scalar(builder, 0.5), prefix)
 
 
 def _one(op: str, **attributes: float | int) -> Emit:
@@ -126,4 +123,4 @@ def composite_activation(builder: GraphBuilder, name: str, x: str, prefix: str) 
     return None if emit is None else emit(builder, x, prefix)
 
 
-__all__ = ["COMPOSITE_ACTIVATIONS", "composite_activation"]
+__all__ = ["COMPOSITE_ACTIVATIONS", "composite_activation", "scalar"]

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
-from .model_inputs import whole_model_inputs
+from .model_inputs import declared_tensor_type, whole_model_inputs
 from .runtime import load_model
 from .vocabulary import CELL_BY_OP
 from .weight_inputs import graph_weight_inputs, seeded_weight
@@ -198,12 +198,7 @@ class _Declared:
     @classmethod
     def of(cls, onnx: Any, value_info: Any, is_weight: bool = False) -> _Declared:
         """One graph input, declared; ``is_weight``: it feeds a recurrent node's W, R, B or P."""
-        tensor_type = value_info.type.tensor_type
-        if not value_info.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
-            raise UnsupportedFeatureError(
-                f"graph input {value_info.name!r} declares no tensor shape, so no example "
-                "input can be built for it; declare its shape in the graph"
-            )
+        tensor_type = declared_tensor_type(value_info)
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
         dims = tuple(
             dim.dim_value if dim.dim_value > 0 else dim.dim_param or (value_info.name, axis)

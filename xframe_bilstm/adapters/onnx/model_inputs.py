@@ -74,14 +74,20 @@ def whole_model_inputs(
     return tuple(i.name for i in declared), tuple(arrays)
 
 
-def _dims(value_info: Any) -> tuple[int | str | tuple[str, int], ...]:
-    """Each dimension's fixed size, else its name, else its place (shared with none)."""
+def declared_tensor_type(value_info: Any) -> Any:
+    """A graph input's tensor type; refused where it declares no tensor shape."""
     tensor_type = value_info.type.tensor_type
     if not value_info.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
         raise UnsupportedFeatureError(
             f"graph input {value_info.name!r} declares no tensor shape, so no example "
             "input can be built for it; declare its shape in the graph"
         )
+    return tensor_type
+
+
+def _dims(value_info: Any) -> tuple[int | str | tuple[str, int], ...]:
+    """Each dimension's fixed size, else its name, else its place (shared with none)."""
+    tensor_type = declared_tensor_type(value_info)
     return tuple(
         dim.dim_value if dim.dim_value > 0 else dim.dim_param or (value_info.name, axis)
         for axis, dim in enumerate(tensor_type.shape.dim)

@@ -43,7 +43,7 @@ def export_normpool(
     return _global_pool(builder, record, x, mask, rank), None
 
 
-def _weight(builder: GraphBuilder, record: LayerRecord, key: str, default: float) -> np.ndarray:
+def _weight(record: LayerRecord, key: str, default: float) -> np.ndarray:
     """A weight in the graph's float dtype, or ``default`` of the shape the others have."""
     shape = next(iter(record.weights.values())).shape
     array = record.weights.get(key)
@@ -71,7 +71,7 @@ def _from_channels_first(builder: GraphBuilder, y: str, axis: int, rank: int, hi
 def _batch_norm(builder: GraphBuilder, record: LayerRecord, x: str, rank: int) -> str:
     axis, prefix = int(record.options["axis"]) % rank, record.name
     parameters = [
-        _constant(builder, record, key, _weight(builder, record, key, default))
+        _constant(builder, record, key, _weight(record, key, default))
         for key, default in (
             ("gamma", 1.0),
             ("beta", 0.0),
@@ -102,8 +102,8 @@ def _layer_norm(builder: GraphBuilder, record: LayerRecord, x: str, rank: int) -
     prefix, epsilon = record.name, float(record.options["epsilon"])
     trailing = axes == list(range(axes[0], rank))
     if trailing and builder.opset >= _LAYER_NORMALIZATION_OPSET and record.weights:
-        scale = _constant(builder, record, "gamma", _weight(builder, record, "gamma", 1.0))
-        offset = _constant(builder, record, "beta", _weight(builder, record, "beta", 0.0))
+        scale = _constant(builder, record, "gamma", _weight(record, "gamma", 1.0))
+        offset = _constant(builder, record, "beta", _weight(record, "beta", 0.0))
         return builder.one(
             "LayerNormalization", [x, scale, offset], prefix, axis=axes[0], epsilon=epsilon
         )

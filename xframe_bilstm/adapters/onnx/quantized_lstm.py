@@ -138,7 +138,7 @@ def _refuse_options(call: OpCall) -> None:
         raise call.refuse("peepholes P are not computed for DynamicQuantizeLSTM")
 
 
-def _reverse_within(torch: Any, x: Any, lengths: list[int]) -> Any:
+def _reverse_within(x: Any, lengths: list[int]) -> Any:
     """(T, B, ...) with each row's first ``lengths[b]`` steps reversed, the rest kept."""
     out = x.clone()
     for b, length in enumerate(lengths):
@@ -223,7 +223,7 @@ def _run_direction(
     steps, batch = x.shape[0], x.shape[1]
     hidden = h.shape[1]
     longest = max(lengths) if lengths else 0
-    sequence = _reverse_within(torch, x, lengths) if backward else x
+    sequence = _reverse_within(x, lengths) if backward else x
     y = torch.zeros(steps, batch, hidden)
     h_final = torch.zeros(batch, hidden)
     c_final = torch.zeros(batch, hidden)
@@ -255,5 +255,5 @@ def _run_direction(
         # a Y output the kernel keeps the last state of finished rows there instead.
         previous = h_step if keeps_sequence else torch.where(active, h_new, previous)
     if backward:
-        y = _reverse_within(torch, y, lengths)
+        y = _reverse_within(y, lengths)
     return y, h_final, c_final

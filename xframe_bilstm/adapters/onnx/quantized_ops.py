@@ -111,17 +111,13 @@ def _dynamic_quantize_matmul(call: OpCall) -> tuple[Any, ...]:
     return (result.to(call.dtype),)
 
 
-def _dynamic_quantize_lstm(call: OpCall) -> tuple[Any, ...]:
-    return quantized_lstm(call)
-
-
 QUANTIZED_OPS: dict[str, Op] = {
     "DequantizeLinear": _dequantize_linear,
     "QuantizeLinear": _quantize_linear,
     "DynamicQuantizeLinear": _dynamic_quantize_linear,
     "MatMulInteger": _matmul_integer,
     "com.microsoft.DynamicQuantizeMatMul": _dynamic_quantize_matmul,
-    "com.microsoft.DynamicQuantizeLSTM": _dynamic_quantize_lstm,
+    "com.microsoft.DynamicQuantizeLSTM": quantized_lstm,
 }
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ...graph import LayerRecord, ModelGraph
 from ...time_distributed import MASK_READERS, inner_graph
+from .activation_export import scalar
 from .builder import GraphBuilder
 
 Emitted = tuple[str, str | None]
@@ -20,26 +21,22 @@ Emitter = Callable[[GraphBuilder, LayerRecord, str, str | None], Emitted]
 _END = np.iinfo(np.int64).max
 
 
-def _scalar(builder: GraphBuilder, value: float) -> str:
-    return builder.constant(f"c{value:g}", np.asarray(value, builder.float_dtype))
-
-
 def _relu(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
     options, prefix = record.options, record.name
     threshold, slope = float(options["threshold"]), float(options["negative_slope"])
     if threshold:
-        above = builder.one("Greater", [x, _scalar(builder, threshold)], f"{prefix}/above")
-        y = builder.one("Where", [above, x, _scalar(builder, 0.0)], f"{prefix}/kept")
+        above = builder.one("Greater", [x, scalar(builder, threshold)], f"{prefix}/above")
+        y = builder.one("Where", [above, x, scalar(builder, 0.0)], f"{prefix}/kept")
     else:
         y = builder.one("Relu", [x], f"{prefix}/relu")
     if options["max_value"] is not None:
-        bounds = [_scalar(builder, 0.0), _scalar(builder, float(options["max_value"]))]
+        bounds = [scalar(builder, 0.0), scalar(builder, float(options["max_value"]))]
         y = builder.one("Clip", [y, *bounds], f"{prefix}/clip")
     if not slope:
         return builder.one("Identity", [y], prefix)
-    below = builder.one("Sub", [_scalar(builder, threshold), x], f"{prefix}/below")
+    below = builder.one("Sub", [scalar(builder, threshold), x], f"{prefix}/below")
     below = builder.one("Relu", [below], f"{prefix}/below_relu")
-    scaled = builder.one("Mul", [below, _scalar(builder, slope)], f"{prefix}/scaled")
+    scaled = builder.one("Mul", [below, scalar(builder, slope)], f"{prefix}/scaled")
     return builder.one("Sub", [y, scaled], prefix)
 
 
@@ -78,14 +75,14 @@ def _merge_values(
         values = []
         for index, (x, mask) in enumerate(zip(tensors, steps)):
             if mask is not None:
-                x = builder.one("Where", [mask, x, _scalar(builder, 1.0)], f"{prefix}/one{index}")
+                x = builder.one("Where", [mask, x, scalar(builder, 1.0)], f"{prefix}/one{index}")
                 kept = mask if kept is None else builder.one("Or", [kept, mask], f"{prefix}/k")
             values.append(x)
         output = values[0]
         for x in values[1:]:
             output = builder.one("Mul", [output, x], f"{prefix}/mul")
         if all(m is not None for m in steps) and kept is not None:
-            output = builder.one("Where", [kept, output, _scalar(builder, 0.0)], prefix)
+            output = builder.one("Where", [kept, output, scalar(builder, 0.0)], prefix)
         return output
     if op == "subtract":
         return builder.one("Sub", tensors, prefix)
@@ -97,7 +94,7 @@ def _merge_values(
         )
     total = builder.one("Sum", tensors, f"{prefix}/sum")
     if op == "average":
-        return builder.one("Div", [total, _scalar(builder, float(len(tensors)))], prefix)
+        return builder.one("Div", [total, scalar(builder, float(len(tensors)))], prefix)
     return total
 
 

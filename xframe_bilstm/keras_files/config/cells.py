@@ -22,7 +22,7 @@ from .specs import LayerSpec
 # Each cell class and the plain layer that runs it over a sequence.
 CELL_LAYERS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
 # What an RNN's configuration holds besides its cell: the plain layer's flags.
-_RNN_KEYS = (
+RNN_FLAGS = (
     "return_sequences",
     "return_state",
     "go_backwards",
@@ -68,7 +68,7 @@ def as_plain(
 ) -> tuple[str, dict[str, Any]]:
     """The plain layer (class, config) that computes ``cell`` under the RNN's flags."""
     class_name, cell_config = cell
-    flags = {key: rnn_config[key] for key in _RNN_KEYS if key in rnn_config}
+    flags = {key: rnn_config[key] for key in RNN_FLAGS if key in rnn_config}
     return CELL_LAYERS[class_name], {**cell_config, **flags}
 
 
@@ -105,4 +105,4 @@ def is_stacked(layer: LayerSpec) -> bool:
     return isinstance(cell, list) and len(cell) > 1
 
 
-__all__ = ["CELL_LAYERS", "as_plain", "cell_entries", "is_stacked", "plain_layer"]
+__all__ = ["CELL_LAYERS", "RNN_FLAGS", "as_plain", "cell_entries", "is_stacked", "plain_layer"]

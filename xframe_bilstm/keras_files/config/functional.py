@@ -187,7 +187,6 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
         outputs,
         major,
         source,
-        tuple(sorted(operations)),
     )
 
 

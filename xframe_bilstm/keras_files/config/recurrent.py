@@ -20,7 +20,7 @@ from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import LayerRecord, state_count
 from ..legacy import cudnn_direction, recurrent_activation
 from ..weights import WeightRef, expect_count
-from .cells import plain_layer
+from .cells import RNN_FLAGS, plain_layer
 from .specs import LayerSpec, ModelSpec, sub_config
 
 _CELLS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "simple_rnn", "CuDNNLSTM": "lstm"}
@@ -132,18 +132,7 @@ def canonical_layer(
 
 
 def _flags(config: Mapping[str, Any], where: str) -> dict[str, bool]:
-    flags = {
-        key: bool(config.get(key, False))
-        for key in (
-            "return_sequences",
-            "return_state",
-            "go_backwards",
-            "stateful",
-            "unroll",
-            "time_major",
-            "zero_output_for_mask",
-        )
-    }
+    flags = {key: bool(config.get(key, False)) for key in RNN_FLAGS}
     if flags["stateful"]:
         raise UnsupportedFeatureError(
             f"{where}: stateful=True carries states between calls; a whole-model port is "

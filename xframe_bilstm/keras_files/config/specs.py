@@ -112,7 +112,6 @@ class ModelSpec:
     outputs: tuple[str, ...]
     major: int
     source: str
-    dropped: tuple[str, ...] = field(default=())  # mask-bookkeeping operation nodes
     # A Sequential returns every tensor of its last layer (the final states too).
     sequential: bool = False
 

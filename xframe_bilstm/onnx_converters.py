@@ -103,10 +103,12 @@ def to_onnx(
 
     read = read_source(source)
     chosen = onnx_adapter.newest_runtime_opset() if opset is None else int(opset)
-    if getattr(read.reading, "stateful", False):  # a layer that carries states between calls
+    graph = as_graph(read.reading)
+    # A layer that carries its states between calls: a graph keeps none between runs.
+    if any(record.options.get("stateful") for record in graph.layers):
         raise UnsupportedFeatureError(onnx_adapter.STATEFUL_REFUSAL)
     model = onnx_adapter.export_graph(
-        as_graph(read.reading),
+        graph,
         opset=chosen,
         with_initial_states=with_initial_states,
         with_lengths=with_lengths,

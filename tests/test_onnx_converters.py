@@ -734,3 +734,73 @@ def test_a_keras_file_export_is_checked_against_the_model_keras_loads(tmp_path, 
     labels = [run.label for run in reports[-1].runs]
     assert "keras[cpu,float32]@original" in labels, labels
     assert "onnxruntime[cpu,float32]@against" in labels, labels
+
+
+def _with_nudged_recurrent_weight(monkeypatch) -> None:
+    """Every module ``onnx_to_torch`` builds has its first recurrent weight nudged."""
+    from xframe_bilstm.adapters import onnx as onnx_adapter
+
+    build = onnx_adapter.onnx_module
+
+    def tampered(*args, **kwargs):
+        module = build(*args, **kwargs)
+        weight = next(p for n, p in module.named_parameters() if "weight_hh" in n)
+        with torch.no_grad():
+            weight.view(-1)[0] += NUDGE
+        return module
+
+    monkeypatch.setattr(onnx_adapter, "onnx_module", tampered)
+
+
+def test_onnx_to_torch_of_a_graph_read_as_layers_fails_as_a_compare_report(monkeypatch) -> None:
+    """The graph reads as a GRU: the module is compared with onnxruntime and with the float64
+    reference of that reading, its inputs and outputs matched by meaning."""
+    from xframe_bilstm import ToleranceExceededError
+
+    torch.manual_seed(4)
+    rnn = torch.nn.GRU(3, 4, batch_first=True)
+    graph = to_onnx(rnn, with_initial_states=True, with_lengths=True)
+    onnx_to_torch(graph)  # the faithful module agrees with both
+    _with_nudged_recurrent_weight(monkeypatch)
+    with pytest.raises(ToleranceExceededError) as caught:
+        onnx_to_torch(graph)
+    message = str(caught.value)
+    assert "FAILED | torch[cpu,float32]@against vs reference[cpu,float64]" in message
+    assert "FAILED | torch[cpu,float32]@against vs onnxruntime[cpu,float32]@original" in message
+    assert "onnxruntime[cpu,float32]@original vs reference" not in message  # the graph is right
+
+
+class _Tagger(torch.nn.Module):
+    """Embedding -> LSTM -> Linear: its export reads as a whole model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(11, 3)
+        self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+        self.linear = torch.nn.Linear(4, 5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.lstm(self.embedding(ids))[0])
+
+
+def test_onnx_to_torch_of_a_graph_read_as_a_whole_model_fails_as_a_compare_report(
+    monkeypatch,
+) -> None:
+    from xframe_bilstm import ToleranceExceededError
+
+    torch.manual_seed(5)
+    tagger = _Tagger().eval()
+    axes = {"ids": {0: "batch", 1: "time"}}
+    graph = _torch_export(tagger, (torch.zeros(2, 6, dtype=torch.int64),), ["ids"], axes)
+    ids = np.random.default_rng(6).integers(1, 11, (3, 5))
+    module = onnx_to_torch(graph, inputs=[ids])
+    with torch.no_grad():
+        expected = tagger(torch.from_numpy(ids)).numpy()
+        np.testing.assert_allclose(module(torch.from_numpy(ids)).numpy(), expected, atol=1e-5)
+    _with_nudged_recurrent_weight(monkeypatch)
+    with pytest.raises(ToleranceExceededError) as caught:
+        onnx_to_torch(graph)
+    message = str(caught.value)
+    assert "(4 layers): its ONNX graph on onnxruntime computes something else" in message
+    assert "FAILED | torch[cpu,float32]@against vs reference[cpu,float64]" in message
+    assert "onnxruntime[cpu,float32]@original vs reference" not in message

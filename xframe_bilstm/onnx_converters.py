@@ -103,10 +103,12 @@ def to_onnx(
 
     read = read_source(source)
     chosen = onnx_adapter.newest_runtime_opset() if opset is None else int(opset)
-    if getattr(read.reading, "stateful", False):  # a layer that carries states between calls
+    graph = as_graph(read.reading)
+    # A layer that carries its states between calls: a graph keeps none between runs.
+    if any(record.options.get("stateful") for record in graph.layers):
         raise UnsupportedFeatureError(onnx_adapter.STATEFUL_REFUSAL)
     model = onnx_adapter.export_graph(
-        as_graph(read.reading),
+        graph,
         opset=chosen,
         with_initial_states=with_initial_states,
         with_lengths=with_lengths,
@@ -193,13 +195,18 @@ def onnx_to_torch(
 
     Args:
         model_or_path: a ModelProto, its bytes or a path.
-        verify: run onnxruntime on the given graph and the module on one seeded input built
-            from the graph's declared inputs (dynamic batch 2 and time 7, valid lengths,
-            random states) and raise if they differ by more than ``NOISE_FACTOR`` times the
-            graph's own float32 rounding noise on that input (the graph's interpreter run in
-            float64 against float32, bounded as :meth:`~xframe_bilstm.comparison.Noise.tolerance`
-            bounds it). Needs onnxruntime, which has no float64 recurrent kernels: a float64
-            graph converts with ``verify=False`` only.
+        verify: ``compare(graph, against=module)`` on one seeded input built from the
+            graph's declared inputs (dynamic batch 2 and time 7, valid lengths, random
+            states; each value of a boolean input): the graph on onnxruntime and the module,
+            beside the float64 reference where the graph reads as recurrent layers or a
+            whole model, and raise if any pair differs by more than the derived tolerance.
+            A graph the reader cannot read (an int8 one, other operators before the
+            recurrent nodes) is checked against onnxruntime alone, within ``NOISE_FACTOR``
+            times the graph's own float32 rounding noise on that input (the graph's
+            interpreter run in float64 against float32, bounded as
+            :meth:`~xframe_bilstm.comparison.Noise.tolerance` bounds it). Needs onnxruntime,
+            which has no float64 recurrent kernels: a float64 graph converts with
+            ``verify=False`` only.
         seed: seed of that input.
         inputs: verify on these arrays instead, one per graph input (initializers aside) in
             graph order: for a graph that runs only on inputs of its own kind (a voice model

@@ -3,7 +3,9 @@
 - :func:`check_export`: ``compare(source, against=graph)``, the planner and runner of
   :func:`~xframe_bilstm.compare`: the source by its own computation and the exported graph
   on onnxruntime, beside the float64 reference.
-- :func:`check_torch_import`: onnxruntime on the given graph against the torch module.
+- :func:`check_torch_import`: ``compare(graph, against=module)`` where the graph reads as
+  recurrent layers or a whole model, else (:func:`check_graph_as_given`) onnxruntime on
+  the graph against the module, bounded by the graph's own rounding noise.
 - :func:`check_keras_import`: the same with the Keras layer run ``@against``.
 - :func:`check_canonical_import`: ``compare(graph)`` with the stack read as its reading.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,9 +30,11 @@ from ._imports import require
 from .canonical import RecurrentStack, layer_state_names
 from .comparison import compare_outputs, dtype_epsilon
 from .converters import VERIFY_BATCH, VERIFY_STEPS
-from .errors import ToleranceExceededError, WeightShapeError
+from .correspondence import output_names_of
+from .errors import ToleranceExceededError, WeightShapeError, XFrameError
 from .frameworks import FRAMEWORKS
-from .sources import Read, framework_of
+from .sources import Read, framework_of, read_source
+from .stack_graph import as_graph, stack_of
 
 _FLOAT32_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -57,7 +62,7 @@ def check_export(
     ``nn.LSTM``/``nn.GRU``/``nn.RNN`` has not: its rows are full).
     """
     from .inputs import example_inputs
-    from .stack_graph import as_graph, state_layers
+    from .stack_graph import state_layers
 
     source = read.source
     graph = as_graph(read.reading)
@@ -142,20 +147,111 @@ def check_torch_import(
 ) -> None:
     """Raise unless ``module`` computes what onnxruntime computes on the graph ``model``.
 
-    Both take ``inputs`` (one array per graph input that is not an initializer, in graph
-    order), else seeded inputs built from the graph's declared inputs
+    Where the graph reads as recurrent layers or a whole model
+    (:func:`~xframe_bilstm.sources.read_source`), this is ``compare(model,
+    against=module)``: the graph as given on onnxruntime (``@original``), the module by its
+    own forward (``@against``), both beside the float64 reference of the reading, every
+    pair within the model's derived tolerance (a stack's graph fed and read by meaning, as
+    :func:`check_canonical_import` does, a whole model's in order). A graph the reader
+    cannot read (an int8 one, a front end of other operators, weights fed as inputs...) is
+    checked as :func:`check_graph_as_given` checks it. Each check takes ``inputs`` (one
+    array per graph input that is not an initializer, in graph order), else seeded inputs
+    built from the graph's declared inputs
     (:func:`~xframe_bilstm.adapters.onnx.example_inputs.seeded_graph_inputs`), once per
-    value of each boolean input. The bound is ``NOISE_FACTOR`` times this graph's float32
+    value of each boolean input.
+    """
+    from .adapters.onnx.verify import RuntimeSession
+
+    session = RuntimeSession(model)
+    proto = session.proto
+    variants = _import_inputs(proto, seed, inputs)
+    names, arrays = variants[0]
+    session.run(dict(zip(names, arrays)))  # refuses, naming why, a graph it cannot run
+    read = _readable(proto)
+    if read is None:
+        check_graph_as_given(session, module, variants)
+        return
+    stack = stack_of(as_graph(read.reading))
+    if stack is None:  # a whole model: its inputs and outputs in order
+        for _, arrays in variants:
+            _raise_unless_equivalent(_compare(read, module, inputs=list(arrays), seed=seed))
+        return
+    ported = _by_meaning(module, proto, stack)  # fed and read by what they mean
+    against = Read(stack, "torch", lambda: ported, source=module)
+    for given in variants:
+        check_canonical_import(proto, stack, seed=seed, against=against, given=given)
+
+
+def _readable(proto: Any) -> Read | None:
+    """The graph as ``compare()`` reads it, or None where the reader cannot read it (or
+    reads it as the dequantized float model of an int8 graph, which a module that runs the
+    int8 graph as given does not compute)."""
+    try:
+        read = read_source(proto)
+    except XFrameError:  # the reader's refusal: checked against onnxruntime alone
+        return None
+    return None if read.quantized else read
+
+
+def _by_meaning(module: Any, proto: Any, stack: RecurrentStack) -> Any:
+    """``module`` (a graph's inputs and outputs, in graph order) called as a stack's module
+    is: ``(x, initial_states, lengths)`` batch-first, returning what the stack returns (the
+    graph's leading outputs, batch-first), so that its outputs pair with the reading's."""
+    torch = require("torch")
+    from .frameworks.onnx_feeds import RecurrentFeeds
+
+    feeder = RecurrentFeeds(proto, stack)
+    count = len(output_names_of(stack))
+
+    base: Any = torch.nn.Module
+
+    class GraphModule(base):
+        def __init__(self) -> None:
+            super().__init__()
+            self.graph = module
+
+        def forward(self, x: Any, states: Any = None, lengths: Any = None) -> tuple[Any, ...]:
+            def numpy(tensor: Any) -> np.ndarray:
+                return tensor.detach().to("cpu").numpy()
+
+            arrays = feeder.feeds(
+                numpy(x),
+                None if states is None else [numpy(s) for s in states],
+                None if lengths is None else numpy(lengths),
+            )
+            tensors = [
+                torch.as_tensor(a, device=x.device, dtype=x.dtype if a.dtype.kind == "f" else None)
+                for a in arrays
+            ]
+            outputs = self.graph(*tensors)
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            return tuple(
+                o.transpose(0, 1) if feeder.time_major and o.ndim == 3 else o
+                for o in outputs[:count]
+            )
+
+    return GraphModule()
+
+
+def check_graph_as_given(
+    session: Any,
+    module: Any,
+    variants: Sequence[tuple[tuple[str, ...], tuple[np.ndarray, ...]]],
+) -> None:
+    """Raise unless ``module`` computes what onnxruntime computes on a graph the reader
+    cannot read, there being no reading to hold a float64 reference of.
+
+    Both take each of ``variants``, (names, arrays) of the graph's inputs in graph order.
+    The bound is ``NOISE_FACTOR`` times this graph's float32
     rounding noise on them, between the floor and the cap of
     :meth:`~xframe_bilstm.comparison.Noise.tolerance`
     (:func:`~xframe_bilstm.adapters.onnx.verify.graph_noise`), in the graph's dtype when that
     is coarser than float32.
     """
-    from .adapters.onnx.verify import RuntimeSession, graph_noise, run_torch_graph_module
+    from .adapters.onnx.verify import graph_noise, run_torch_graph_module
     from .adapters.torch import evaluating
 
-    session = RuntimeSession(model)
-    for names, arrays in _import_inputs(session.proto, seed, inputs):
+    for names, arrays in variants:
         expected = session.run(dict(zip(names, arrays)))
         with evaluating(module):
             actual = run_torch_graph_module(module, arrays)
@@ -204,7 +300,13 @@ def check_keras_import(model: Any, stack: RecurrentStack, layer: Any, *, seed: i
 
 
 def check_canonical_import(
-    model: Any, stack: RecurrentStack, *, seed: int, against: Any = None, states: bool = True
+    model: Any,
+    stack: RecurrentStack,
+    *,
+    seed: int,
+    against: Any = None,
+    states: bool = True,
+    given: tuple[tuple[str, ...], tuple[np.ndarray, ...]] | None = None,
 ) -> None:
     """Raise unless the float64 reference of ``stack`` computes what onnxruntime computes on
     ``model``: ``compare(model)`` with ``stack`` as its reading, so the reading is checked
@@ -212,15 +314,19 @@ def check_canonical_import(
     identified with. The input is seeded from the graph's declared inputs (batch 2, 7 steps
     where they are dynamic), with the graph's state inputs as initial states and valid
     lengths where it takes them. With ``against`` (a converted layer), that layer runs too
-    (``@against``) and must agree; without ``states`` the graph's states are zeros."""
+    (``@against``) and must agree; without ``states`` the graph's states are zeros.
+    ``given``: (names, arrays) of the graph's inputs to use instead of seeded ones."""
     from .adapters.onnx.example_inputs import seeded_graph_inputs
     from .adapters.onnx.probe import fixed_sizes
 
     fixed_batch, fixed_steps = fixed_sizes(model)
     batch, steps = fixed_batch or VERIFY_BATCH, fixed_steps or VERIFY_STEPS
     example = seeded_graph_inputs(model, seed=seed, batch=batch, steps=steps)
+    if given is not None:  # the roles the seeded inputs tell, the values given
+        names, arrays = given
+        example = replace(example, arrays=tuple(arrays[names.index(n)] for n in example.names))
     x = example.value(example.x_name)
-    given = [example.value(name) for name in example.state_names] if states else []
+    initial = [example.value(name) for name in example.state_names] if states else []
     lengths = None if example.lengths_name is None else example.value(example.lengths_name)
     read = Read(stack, "onnxruntime", lambda: model, fixed_steps, fixed_batch, source=model)
     _raise_unless_equivalent(
@@ -228,7 +334,7 @@ def check_canonical_import(
             read,
             against,
             inputs=x.transpose(1, 0, 2) if example.time_major else x,
-            initial_states=given or None,
+            initial_states=initial or None,
             lengths=lengths,
             seed=seed,
         )
@@ -250,6 +356,7 @@ def _raise_unless_close(
 __all__ = [
     "check_canonical_import",
     "check_export",
+    "check_graph_as_given",
     "check_keras_import",
     "check_torch_import",
 ]

@@ -38,6 +38,7 @@ from ..inputs import as_list, run_inputs
 from ..planning import plan_subject
 from ..reference import run_model_reference
 from ..sources import Read, name_of, read_source, source_type
+from ..stack_graph import as_graph
 from .attention import WEIGHT_PAIRS as ATTENTION_PAIRS
 from .attention import attention_modules, keras_layout
 from .normalization import WEIGHT_PAIRS, weight_modules
@@ -82,8 +83,7 @@ def diagnose_model(
     ``max_abs_error`` and ``comparison`` are the model outputs'; the message carries the
     layer's own evidence, then the model's error.
     """
-    graph = read.reading
-    assert isinstance(graph, ModelGraph)
+    graph = as_graph(read.reading)
     port = _read_port(actual, graph)
     rows = None if lengths is None else list(lengths)
     given, _ = run_inputs(graph, inputs, rows, seed=seed, batch=3, steps=7)

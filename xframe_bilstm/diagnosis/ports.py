@@ -69,7 +69,7 @@ def _onnx_layers(graph: Any) -> list[PortLayer]:
     """Each recurrent node as the one layer the importer reads it as (its first candidate:
     a bidirectional node concatenates; a reverse node runs backward)."""
     from ..adapters.onnx import load_model
-    from ..adapters.onnx.importer import _layer_candidates
+    from ..adapters.onnx.importer import layer_candidates
     from ..adapters.onnx.nodes import constant_values, read_recurrent_node
 
     proto = load_model(graph)
@@ -78,7 +78,7 @@ def _onnx_layers(graph: Any) -> list[PortLayer]:
     for node in proto.graph.node:
         if node.op_type in ("LSTM", "GRU", "RNN"):
             spec = read_recurrent_node(node, constants)
-            layer = _layer_candidates([spec], [False], False)[0]
+            layer = layer_candidates([spec], [False], False)[0]
             layers.append((node.name or node.output[0], layer, False))
     return layers
 

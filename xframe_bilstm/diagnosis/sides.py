@@ -20,8 +20,8 @@ import numpy as np
 from .._imports import require
 from ..canonical import RecurrentStack
 from ..errors import UnsupportedFeatureError, WeightShapeError, XFrameError
-from ..graph import ModelGraph
 from ..sources import Read, name_of, read_source, source_type
+from ..stack_graph import as_graph, stack_of
 
 DIAGNOSIS_BATCH = 2
 DIAGNOSIS_STEPS = 7
@@ -134,14 +134,16 @@ def read_canonical(side: Side, role: str) -> None:
             # zero_output_for_mask: still runnable, only without a canonical form.
             member.kind = "keras_opaque"
             continue
-        if isinstance(read.reading, ModelGraph):
+        graph = as_graph(read.reading)
+        stack = stack_of(graph)  # recurrent layers in a chain, however they were read
+        if stack is None:
             raise UnsupportedFeatureError(
-                f"{role}: {member.label} is a whole model ({read.reading.source}), which "
+                f"{role}: {member.label} is a whole model ({graph.source}), which "
                 "cannot be diagnosed against recurrent layers; pass the whole model as "
                 "expected and its port (a torch module or an ONNX export of the model) as "
                 "actual, or diagnose a layer against a layer"
             )
-        member.read, member.stack = read, read.reading
+        member.read, member.stack = read, stack
     _join_pair(side)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ..comparison import Comparison, compare_outputs
 from ..custom import custom_layers_in_use
 from ..errors import UnsupportedFeatureError
-from ..graph import ModelGraph
+from ..stack_graph import as_graph, stack_of
 from .context import Context, tolerances
 from .models import diagnose_model, read_once
 from .outputs import output_findings, valid_only
@@ -98,7 +98,7 @@ def diagnose(
             read = read_once(expected)
         except UnsupportedFeatureError as error:
             raise refusal("expected", error) from error
-    if read is not None and isinstance(read.reading, ModelGraph):
+    if read is not None and stack_of(as_graph(read.reading)) is None:  # more than layers
         return diagnose_model(read, actual, diagnose, inputs=inputs, lengths=lengths, seed=seed)
     exp, act = classify(expected, "expected", read), classify(actual, "actual")
     read_canonical(exp, "expected")

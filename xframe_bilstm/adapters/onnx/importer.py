@@ -126,10 +126,12 @@ def _direction_weights(spec: RecurrentNodeSpec, d: int) -> DirectionWeights:
     return DirectionWeights(kernel, recurrent, np.stack([wb, rb]))
 
 
-def _layer_candidates(
+def layer_candidates(
     specs: list[RecurrentNodeSpec], reversed_inputs: list[bool], is_last: bool
 ) -> list[RecurrentLayer]:
-    """Every Keras layer one node, or a pair of single-direction nodes, may compute."""
+    """Every Keras layer one node, or a pair of single-direction nodes, may compute; the
+    first is the node read on its own (a bidirectional node concatenates, a reverse node
+    runs backward), as a diagnosis pairs it with a model's layer."""
     if len(specs) == 2:
         return _pair_candidates(specs, reversed_inputs, is_last)
     if len(specs) > 2:
@@ -208,7 +210,7 @@ def _candidate_stacks(
     groups: list[list[RecurrentNodeSpec]], reversed_inputs: list[list[bool]], ranks: list[int]
 ) -> list[RecurrentStack]:
     options = [
-        _layer_candidates(group, flags, i == len(groups) - 1)
+        layer_candidates(group, flags, i == len(groups) - 1)
         for i, (group, flags) in enumerate(zip(groups, reversed_inputs))
     ]
     stacks = []

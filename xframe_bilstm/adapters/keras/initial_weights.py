@@ -131,7 +131,7 @@ def lend_weights(layer: RecurrentLayer, keras_layer: Any) -> Callable[[], bool]:
     ]
 
     def restore() -> bool:
-        return all([restore() for restore in restores])  # every one restored
+        return all([put_back() for put_back in restores])  # every one put back
 
     return restore
 

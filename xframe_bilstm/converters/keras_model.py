@@ -13,6 +13,8 @@ from typing import Any
 
 from .._imports import require
 from ..comparison import Noise, check_port, least_precise, measure_noise
+from ..graph import LayerRecord, ModelGraph
+from ..models.graph_structure import record_structure
 
 
 def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
@@ -32,34 +34,66 @@ def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
     require("keras")
     from ..adapters.keras.graph import graph_to_keras
     from ..inputs import example_inputs
-    from ..models.graph_structure import graph_structure
     from ..models.torch_custom import has_custom
     from ..models.torch_readback import current_graph
 
-    graph = current_graph(module)
+    # Kernels read as views of the parameters, copied once, into Keras's variables.
+    graph = _own_records(current_graph(module, borrow=True))
     if name is not None:
         graph = dataclasses.replace(graph, name=name)
     if not verify:
-        return graph_to_keras(graph)
+        return graph_to_keras(graph, hand_over=_hand_over)
     inputs = example_inputs(graph, seed=seed)
-    # The reference runs that set the tolerance run before Keras holds a copy of the weights.
-    noise = None if has_custom(graph) else measure_noise(graph, inputs)
-    model = graph_to_keras(graph)
-    graph = graph_structure(graph)  # Keras holds the weights now: the arrays read back go
-    _check(module, graph, model, inputs, noise)
+    custom = has_custom(graph)
+    # The port's own run and the reference runs that set the tolerance run before Keras
+    # holds a copy of the weights: what they allocate and free (oneDNN's LSTM reorders the
+    # weights, the float64 reference copies them) is memory Keras's variables reuse.
+    expected = _expected(module, graph, inputs, custom)
+    noise = None if custom else measure_noise(graph, inputs)
+    # Each layer's arrays leave the graph once Keras holds them: what is left is the
+    # structure the check reads.
+    model = graph_to_keras(graph, hand_over=_hand_over)
+    _check(module, graph, model, inputs, expected, noise)
     return model
 
 
-def _check(module: Any, graph: Any, model: Any, inputs: Any, noise: Noise | None) -> None:
-    """``model`` against ``module(*inputs)`` on the inputs the port was checked on
-    (``noise``: the reference's rounding there, measured before ``graph`` lost its weights;
-    None for a graph with custom layers, which no reference runs)."""
+def _own_records(graph: ModelGraph) -> ModelGraph:
+    """``graph`` with records of its own (sharing their arrays): the read-back graph keeps
+    the port's records where a layer has nothing to read, and those stay the port's."""
+    return dataclasses.replace(graph, layers=tuple(dataclasses.replace(r) for r in graph.layers))
+
+
+def _hand_over(record: LayerRecord) -> None:
+    """Put placeholders in ``record`` for the arrays its Keras layer now holds copies of.
+
+    The record is this conversion's own (:func:`_own_records`), so its arrays (or views of
+    the port's parameters) are dropped layer by layer as Keras takes them; the frozen
+    record is changed in place for that reason alone.
+    """
+    kept = record_structure(record)
+    for field in ("weights", "recurrent", "options"):
+        object.__setattr__(record, field, getattr(kept, field))
+
+
+def _expected(module: Any, graph: Any, inputs: Any, custom: bool) -> Any:
+    """``module(*inputs)``: the port's own outputs (through its custom modules' runs for a
+    graph with custom layers)."""
     from ..adapters.torch import run_module
+    from ..models.torch_custom import run_port
+
+    return run_port(module, graph, inputs) if custom else run_module(module, inputs)
+
+
+def _check(
+    module: Any, graph: Any, model: Any, inputs: Any, expected: Any, noise: Noise | None
+) -> None:
+    """``model`` against ``expected``, ``module(*inputs)``, on the inputs the port was
+    checked on (``noise``: the reference's rounding there, measured before ``graph`` lost
+    its weights; None for a graph with custom layers, which no reference runs)."""
     from ..models.port import call_keras_model
-    from ..models.torch_custom import check_custom_port, run_port
+    from ..models.torch_custom import check_custom_port
 
     custom = noise is None
-    expected = run_port(module, graph, inputs) if custom else run_module(module, inputs)
     actual = call_keras_model(model, inputs)
     parameter = next(module.parameters(), None)
     port_dtype = "float32" if parameter is None else str(parameter.dtype).split(".")[-1]

@@ -39,8 +39,12 @@ from .torch_shape_layers import TimeDistributed
 _FIRST_ID = 2**20
 
 
-def current_graph(model: KerasModel) -> ModelGraph:
+def current_graph(model: KerasModel, *, borrow: bool = False) -> ModelGraph:
     """The graph ``model`` computes: its structure, with the weights it holds now.
+
+    With ``borrow``, a recurrent layer's kernels are read-only views of its parameters
+    where no gate blocks move (see :func:`~xframe_bilstm.adapters.torch.weights.read_layer`),
+    for a conversion that copies them into their destination at once.
 
     Raises:
         UnsupportedFeatureError: a layer whose weights cannot be read back, named.
@@ -65,22 +69,26 @@ def current_graph(model: KerasModel) -> ModelGraph:
     records = []
     for record in graph.layers:
         submodule = getattr(model, attributes.get(record.name, ""), None)
-        records.append(record if submodule is None else _current(record, submodule, graph))
+        records.append(
+            record if submodule is None else _current(record, submodule, graph, borrow=borrow)
+        )
     return dataclasses.replace(graph, layers=tuple(records))
 
 
-def _current(record: LayerRecord, submodule: torch.nn.Module, graph: ModelGraph) -> LayerRecord:
+def _current(
+    record: LayerRecord, submodule: torch.nn.Module, graph: ModelGraph, *, borrow: bool
+) -> LayerRecord:
     if record.recurrent is not None:
         if not isinstance(submodule, Recurrent):
             raise _unreadable(record, f"its module is a {type(submodule).__name__} now")
-        layer = read_layer(submodule.rnn, 0, submodule.layer)
+        layer = read_layer(submodule.rnn, 0, submodule.layer, borrow=borrow)
         return dataclasses.replace(record, recurrent=layer)
     if record.kind == "time_distributed":
         if not isinstance(submodule, TimeDistributed) or not isinstance(
             submodule.layer, KerasModel
         ):
             raise _unreadable(record, f"its module is a {type(submodule).__name__} now")
-        inner = current_graph(submodule.layer)
+        inner = current_graph(submodule.layer, borrow=borrow)
         wrapped = inner.layer(record.options["layer"].name)
         return dataclasses.replace(record, options={**record.options, "layer": wrapped})
     if not record.weights or record.kind == "custom":

@@ -10,6 +10,7 @@ Keras 3 no longer has, are refused by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +27,7 @@ from .attention import attention_layer, call_attention, set_attention_weights
 from .build import canonical_to_keras
 from .convolution import KINDS as CONVOLUTION_KINDS
 from .convolution import conv_layer, conv_refusal, set_conv_weights
+from .initial_weights import lend_initializers
 from .normpool import KINDS as NORMPOOL_KINDS
 from .normpool import normpool_layer, set_normpool_weights
 from .shape_layers import keras_shape_layer, set_shape_weights
@@ -65,7 +67,12 @@ def graph_refusal(graph: ModelGraph) -> str | None:
 
 
 def graph_to_keras(
-    graph: ModelGraph, *, dtype: str = "float32", unroll: bool = False, use_cudnn: Any = "auto"
+    graph: ModelGraph,
+    *,
+    dtype: str = "float32",
+    unroll: bool = False,
+    use_cudnn: Any = "auto",
+    hand_over: Callable[[LayerRecord], None] | None = None,
 ) -> Any:
     """Build a functional ``keras.Model`` computing what ``graph`` describes.
 
@@ -77,6 +84,10 @@ def graph_to_keras(
             those read so.
         use_cudnn: the recurrent layers' ``use_cudnn`` (see
             :func:`~xframe_bilstm.adapters.keras.canonical_to_keras`).
+        hand_over: called with each record once its Keras layer holds copies of the
+            record's weights; a caller giving the graph away frees the record's arrays
+            there, so that the graph's arrays and Keras's variables are never all in
+            memory together.
 
     Returns:
         The model, taking the graph's inputs in order (one tensor when there is one) and
@@ -116,19 +127,30 @@ def graph_to_keras(
             layer = attention_layer(record, keras, dtype)
             tensors[record.name] = call_attention(record, layer, inputs)
             set_attention_weights(record, layer)
+            if hand_over is not None:
+                hand_over(record)
             continue
         if record.kind in NORMPOOL_KINDS:
             layer = normpool_layer(record, keras, dtype, len(inputs[0].shape))
         else:
             layer = _layer(record, keras, dtype, kernel)
-        if record.kind == "recurrent" and len(inputs) > 1:
-            made = layer(inputs[0], initial_state=inputs[1:])
-        else:
-            made = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
+        # Called on its input, the layer builds: its variables are created holding the
+        # record's weights where its initializers can be lent, and set afterwards if not.
+        restore = _lend_weights(record, layer)
+        try:
+            if record.kind == "recurrent" and len(inputs) > 1:
+                made = layer(inputs[0], initial_state=inputs[1:])
+            else:
+                made = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
+        finally:
+            created = restore()
         # A recurrent layer returning states returns a list: its output, then the states.
         tensors.update(zip(record.outputs, made if len(record.outputs) > 1 else [made]))
-        _set_weights(record, layer)
-        set_normpool_weights(record, layer)
+        if not created:
+            _set_weights(record, layer)
+            set_normpool_weights(record, layer)
+        if hand_over is not None:
+            hand_over(record)
     return keras.Model(
         _one_or_all([tensors[name] for name in graph.inputs]),
         _one_or_all([tensors[name] for name in graph.outputs]),
@@ -221,6 +243,28 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"
     )
+
+
+# Kinds whose Keras layer names each weight as the record does and creates it with its
+# ``<name>_initializer``.
+_LENDING_KINDS = ("embedding", "dense", "conv", "batch_norm", "layer_norm")
+
+
+def _lend_weights(record: LayerRecord, layer: Any) -> Callable[[], bool]:
+    """Lend ``layer`` initializers creating its variables from ``record``'s weights.
+
+    Returns a function that puts the configured initializers back once the layer is built,
+    returning whether every weight created its variable (when not, they are set after).
+    Recurrent layers come built, holding their weights already.
+    """
+    if record.kind not in _LENDING_KINDS or not record.weights:
+        return lambda: False
+    owner = layer
+    if record.kind == "dense" and record.options["time_distributed"]:
+        owner = layer.layer
+    if not all(hasattr(owner, f"{key}_initializer") for key in record.weights):
+        return lambda: False
+    return lend_initializers(owner, record.weights, f"layer {record.name!r}")
 
 
 def _set_weights(record: LayerRecord, layer: Any) -> None:

@@ -4,9 +4,7 @@
 A thin entry point onto ``xframe_bilstm.cli``; run with ``--help`` for the options.
 """
 
-import sys
-
-from xframe_bilstm.cli import main
+from xframe_bilstm.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,7 +1,5 @@
 """``python -m xframe_bilstm``: the command line of :mod:`xframe_bilstm.cli`."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

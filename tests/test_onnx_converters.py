@@ -515,20 +515,10 @@ def test_a_tampered_graph_is_the_original_that_onnx_to_torch_verifies_against() 
 
 def test_onnx_to_torch_catches_a_tampered_conversion_of_a_foreign_graph(monkeypatch) -> None:
     from xframe_bilstm import ToleranceExceededError
-    from xframe_bilstm.adapters import onnx as onnx_adapter
     from xframe_bilstm.onnx_converters import onnx_to_torch
 
     _, graph = _time_major_lstm_graph()
-    build = onnx_adapter.onnx_module
-
-    def tampered(*args, **kwargs):
-        module = build(*args, **kwargs)
-        weight = next(p for n, p in module.named_parameters() if "weight_hh" in n)
-        with torch.no_grad():
-            weight.view(-1)[0] += NUDGE
-        return module
-
-    monkeypatch.setattr(onnx_adapter, "onnx_module", tampered)
+    _with_nudged_recurrent_weight(monkeypatch)
     with pytest.raises(ToleranceExceededError, match="greatest absolute difference"):
         onnx_to_torch(graph)
     onnx_to_torch(graph, verify=False)

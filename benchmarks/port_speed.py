@@ -53,7 +53,7 @@ from xframe_bilstm.models import port as _port, to_torch as _to_torch
 
 def copy(path):
     tensors = []
-    with _weights_file(path) as weights:
+    with _weights_file(path, False) as (weights, _):
         weights.visititems(lambda name, item: tensors.append(torch.from_numpy(item[()]))
                            if hasattr(item, "shape") else None)
     return tensors

@@ -109,8 +109,13 @@ def read_spec(path: str | Path, *, strict: bool = True) -> ModelSpec:
         return read_h5_spec(path, strict=strict)[0]
 
 
-def read_model(path: str | Path) -> ModelGraph:
+def read_model(path: str | Path, *, map_weights: bool = False) -> ModelGraph:
     """Read a Keras model file into a framework-free model graph.
+
+    ``map_weights``: weights stored as one unfiltered run of bytes (as Keras saves them)
+    come back as read-only views of the file mapped into memory, not as copies. For a caller
+    that copies them right away and then drops the graph, as a port does: the file must not
+    change while the views live (:mod:`.mapped`).
 
     Example:
         >>> graph = read_model("classifier.keras")  # doctest: +SKIP
@@ -121,10 +126,10 @@ def read_model(path: str | Path) -> ModelGraph:
         if file_format(path) == "keras":
             from .archive import read_archive
 
-            return read_archive(path)
+            return read_archive(path, map_weights=map_weights)
         from .h5 import read_h5
 
-        return read_h5(path)
+        return read_h5(path, map_weights=map_weights)
 
 
 __all__ = ["file_format", "is_model_path", "read_model", "read_spec"]

@@ -31,6 +31,7 @@ from ..graph import ModelGraph
 from .config import LayerSpec, ModelSpec, build_graph, parse_layers
 from .config.cells import cell_entries
 from .legacy import keras_major
+from .mapped import MappedFile
 from .weights import MAX_WEIGHT_BYTES, WeightRef, dataset_ref
 
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
@@ -154,8 +155,9 @@ def _data_offset(handle: IO[bytes], info: zipfile.ZipInfo) -> int:
 
 
 @contextmanager
-def _weights_file(path: str | Path) -> Iterator[Any]:
-    """An open h5py file of the archive's weights."""
+def _weights_file(path: str | Path, map_weights: bool) -> Iterator[tuple[Any, MappedFile | None]]:
+    """An open h5py file of the archive's weights, and with ``map_weights`` its mapping
+    where the archive stores it uncompressed."""
     import h5py
 
     with zipfile.ZipFile(path) as archive:
@@ -170,15 +172,16 @@ def _weights_file(path: str | Path) -> Iterator[Any]:
                         f"{offset}, past the end of the {end}-byte archive (truncated?)"
                     )
                 window = _Window(handle, offset, info.file_size)
+                mapped = MappedFile.of(handle, offset, info.file_size) if map_weights else None
                 with h5py.File(window, "r") as weights:
-                    yield weights
+                    yield weights, mapped
             return
         with tempfile.TemporaryDirectory() as directory:
             target = Path(directory) / WEIGHTS
             with archive.open(info) as member, open(target, "wb") as out:
                 shutil.copyfileobj(member, out, 1 << 20)
             with h5py.File(target, "r") as weights:
-                yield weights
+                yield weights, None
 
 
 def _snake_case(name: str) -> str:
@@ -228,7 +231,9 @@ def _variable_groups(layer: LayerSpec, source: str) -> tuple[str, ...]:
     return tuple(groups)
 
 
-def _variables(weights: Any, group: str, source: str, layer: LayerSpec) -> list[WeightRef]:
+def _variables(
+    weights: Any, group: str, source: str, layer: LayerSpec, mapped: MappedFile | None
+) -> list[WeightRef]:
     import h5py
 
     refs: list[WeightRef] = []
@@ -246,12 +251,14 @@ def _variables(weights: Any, group: str, source: str, layer: LayerSpec) -> list[
             dataset = variables[str(index)]
             if not isinstance(dataset, h5py.Dataset):
                 raise WeightShapeError(f"{source}: {path}/{index} is not a dataset")
-            refs.append(dataset_ref(f"{path}/{index}", dataset, source))
+            refs.append(dataset_ref(f"{path}/{index}", dataset, source, mapped))
     return refs
 
 
-def read_archive(path: str | Path) -> ModelGraph:
+def read_archive(path: str | Path, *, map_weights: bool = False) -> ModelGraph:
     """Read a ``.keras`` file into a :class:`~xframe_bilstm.graph.ModelGraph`.
+
+    ``map_weights``: see :func:`~xframe_bilstm.keras_files.read_model`.
 
     Example:
         >>> graph = read_archive("classifier.keras")  # doctest: +SKIP
@@ -260,10 +267,10 @@ def read_archive(path: str | Path) -> ModelGraph:
     """
     spec = read_archive_spec(path)
     groups = weight_groups(spec)
-    with _weights_file(path) as weights:
+    with _weights_file(path, map_weights) as (weights, mapped):
 
         def read_weights(layer: LayerSpec) -> list[WeightRef]:
-            return _variables(weights, groups[layer.name], spec.source, layer)
+            return _variables(weights, groups[layer.name], spec.source, layer, mapped)
 
         return build_graph(spec, read_weights)
 

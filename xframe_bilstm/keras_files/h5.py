@@ -25,6 +25,7 @@ from ..errors import UnsupportedFeatureError, WeightShapeError
 from ..graph import ModelGraph
 from .config import LayerSpec, ModelSpec, build_graph, parse_layers
 from .legacy import keras_major
+from .mapped import MappedFile
 from .weights import WeightRef, dataset_ref
 
 # Configurations are small; anything bigger is not a model configuration.
@@ -71,8 +72,10 @@ def read_h5_spec(path: str | Path, *, strict: bool = True) -> tuple[ModelSpec, d
     return spec, attributes
 
 
-def read_h5(path: str | Path) -> ModelGraph:
+def read_h5(path: str | Path, *, map_weights: bool = False) -> ModelGraph:
     """Read a whole-model ``.h5`` file into a :class:`~xframe_bilstm.graph.ModelGraph`.
+
+    ``map_weights``: see :func:`~xframe_bilstm.keras_files.read_model`.
 
     Raises:
         UnsupportedFeatureError: no model configuration, or a layer that cannot be ported.
@@ -91,14 +94,17 @@ def read_h5(path: str | Path) -> ModelGraph:
         if "model_weights" not in handle:
             raise WeightShapeError(f"{source}: no model_weights group")
         root = handle["model_weights"]
+        mapped = MappedFile.of_path(path) if map_weights else None
 
         def read_weights(layer: LayerSpec) -> list[WeightRef]:
-            return _layer_weights(root, layer, source)
+            return _layer_weights(root, layer, source, mapped)
 
         return build_graph(spec, read_weights)
 
 
-def _layer_weights(root: Any, layer: LayerSpec, source: str) -> list[WeightRef]:
+def _layer_weights(
+    root: Any, layer: LayerSpec, source: str, mapped: MappedFile | None
+) -> list[WeightRef]:
     import h5py
 
     if layer.name not in root:
@@ -115,7 +121,7 @@ def _layer_weights(root: Any, layer: LayerSpec, source: str) -> list[WeightRef]:
                 f"{source}: layer {layer.name!r} lists weight {name!r}, which is not a "
                 "dataset in the file"
             )
-        refs.append(dataset_ref(name, dataset, source))
+        refs.append(dataset_ref(name, dataset, source, mapped))
     return refs
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..canonical import is_float_dtype
 from ..errors import UnsupportedFeatureError, WeightShapeError
+from .mapped import MappedFile
 
 # No recurrent or embedding weight of a model this tool ports comes near this (1e9 floats).
 MAX_WEIGHT_BYTES = 4 * 1024**3
@@ -122,8 +123,14 @@ def _bfloat16(source: str, name: str) -> np.dtype:
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def dataset_ref(name: str, dataset: Any, source: str) -> WeightRef:
-    """A :class:`WeightRef` of an h5py dataset: its shape, dtype and stored size, unread."""
+def dataset_ref(
+    name: str, dataset: Any, source: str, mapped: MappedFile | None = None
+) -> WeightRef:
+    """A :class:`WeightRef` of an h5py dataset: its shape, dtype and stored size, unread.
+
+    With ``mapped`` (the dataset's file, mapped), the weight is read as a view of the
+    file's pages where its data is one unfiltered run (:mod:`.mapped`).
+    """
     try:
         dtype = np.dtype(dataset.dtype)
         shape = tuple(int(size) for size in dataset.shape)
@@ -137,6 +144,9 @@ def dataset_ref(name: str, dataset: Any, source: str) -> WeightRef:
         dtype = _bfloat16(source, name)
 
     def load() -> np.ndarray:
+        view = None if mapped is None else mapped.view(dataset, dtype, shape)
+        if view is not None:
+            return view  # read-only, as the mapping is
         array = np.asarray(dataset[()])
         if bfloat16:
             array = array.view(dtype)  # the same 16 bits, read as bfloat16

@@ -145,7 +145,7 @@ def port_file(
     """
     from ..keras_files import read_model
 
-    graph = read_model(path)
+    graph = read_model(path, map_weights=True)  # the port copies them once, from the file
     if not verify:
         module = port_graph(graph, verify=False, owned=True)
         describe_port(module, None, None)

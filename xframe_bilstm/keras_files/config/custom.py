@@ -29,7 +29,7 @@ def custom_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> L
     if factory is None:  # pragma: no cover - only mapped classes are given this kind
         raise UnsupportedFeatureError(f"{where}: no factory is mapped to {class_name!r}")
     weights = {
-        str(index): ref.read(tuple(ref.shape), f"{where} weight {index}")
+        str(index): _owned(ref.read(tuple(ref.shape), f"{where} weight {index}"))
         for index, ref in enumerate(refs)
     }
     config = dict(layer.config)
@@ -40,6 +40,16 @@ def custom_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> L
         "build_keras": None,
     }
     return LayerRecord(layer.name, "custom", class_name, layer.inputs, options, weights)
+
+
+def _owned(array: np.ndarray) -> np.ndarray:
+    """``array``, or a read-only copy of what it views: the port keeps a custom layer's
+    weights (its factory builds from them), so they must not be views of a mapped file."""
+    if array.flags.owndata:
+        return array
+    copy = array.copy()
+    copy.setflags(write=False)
+    return copy
 
 
 def _builder(

@@ -234,24 +234,30 @@ def _variable_groups(layer: LayerSpec, source: str) -> tuple[str, ...]:
 def _variables(
     weights: Any, group: str, source: str, layer: LayerSpec, mapped: MappedFile | None
 ) -> list[WeightRef]:
+    # h5py's low-level calls: a port reads every group and dataset of the file once, and
+    # the high-level ones cost more than reading the data.
     import h5py
 
     refs: list[WeightRef] = []
     for relative in _variable_groups(layer, source):
         path = f"{group}/{relative}"
-        variables = weights.get(path)
-        if variables is None:
+        try:
+            variables = h5py.h5o.open(weights.id, path.encode())
+        except KeyError:  # no such group
             if layer.kind in ("embedding", "recurrent", "dense"):
-                raise WeightShapeError(f"{source}: no {path} for layer {layer.name!r}")
+                raise WeightShapeError(f"{source}: no {path} for layer {layer.name!r}") from None
             continue
-        keys = list(variables.keys())
+        if not isinstance(variables, h5py.h5g.GroupID):
+            raise WeightShapeError(f"{source}: {path} is not a group")
+        keys = [name.decode("utf-8", "replace") for name in variables]
         if sorted(keys) != sorted(str(index) for index in range(len(keys))):
             raise WeightShapeError(f"{source}: {path} holds {keys}; expected 0..{len(keys) - 1}")
         for index in range(len(keys)):
-            dataset = variables[str(index)]
-            if not isinstance(dataset, h5py.Dataset):
+            dataset = h5py.h5o.open(variables, str(index).encode())
+            if not isinstance(dataset, h5py.h5d.DatasetID):
                 raise WeightShapeError(f"{source}: {path}/{index} is not a dataset")
-            refs.append(dataset_ref(f"{path}/{index}", dataset, source, mapped))
+            name = f"{path}/{index}"
+            refs.append(dataset_ref(name, h5py.Dataset(dataset), source, mapped))
     return refs
 
 

@@ -60,6 +60,20 @@ def record_structure(record: LayerRecord) -> LayerRecord:
     return dataclasses.replace(record, weights=weights, recurrent=recurrent, options=options)
 
 
+def release_weights(record: LayerRecord) -> None:
+    """Put placeholders in ``record`` for its arrays, in place, once a model holds copies.
+
+    For a record that its conversion read and nobody else holds: the graph's arrays leave
+    layer by layer as the new model takes them, so that they and the model's weights are
+    never all in memory together (arrays that are views of a module's parameters are only
+    let go). The frozen record is changed in place for that reason alone; what is left is
+    :func:`record_structure`.
+    """
+    kept = record_structure(record)
+    for field in ("weights", "recurrent", "options"):
+        object.__setattr__(record, field, getattr(kept, field))
+
+
 def graph_structure(graph: ModelGraph) -> ModelGraph:
     """``graph`` with placeholder weights in every layer.
 
@@ -76,4 +90,4 @@ def graph_structure(graph: ModelGraph) -> ModelGraph:
     return dataclasses.replace(graph, layers=tuple(record_structure(r) for r in graph.layers))
 
 
-__all__ = ["graph_structure", "placeholder", "record_structure"]
+__all__ = ["graph_structure", "placeholder", "record_structure", "release_weights"]

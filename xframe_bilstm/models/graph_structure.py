@@ -15,31 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..canonical import DirectionWeights, RecurrentLayer
+from ..canonical import layer_structure, placeholder
 from ..graph import LayerRecord, ModelGraph
-
-
-def placeholder(array: np.ndarray) -> np.ndarray:
-    """Broadcast zeros shaped and typed as ``array``: no memory of their own.
-
-    Example:
-        >>> held = placeholder(np.ones((1000, 1000), "float32"))
-        >>> held.shape, held.dtype, held.strides
-        ((1000, 1000), dtype('float32'), (0, 0))
-    """
-    return np.broadcast_to(np.zeros((), np.asarray(array).dtype), np.shape(array))
-
-
-def _layer_structure(layer: RecurrentLayer) -> RecurrentLayer:
-    weights = tuple(
-        DirectionWeights(
-            placeholder(w.kernel),
-            placeholder(w.recurrent_kernel),
-            None if w.bias is None else placeholder(w.bias),
-        )
-        for w in layer.weights
-    )
-    return dataclasses.replace(layer, weights=weights)
 
 
 def record_structure(record: LayerRecord) -> LayerRecord:
@@ -53,7 +30,7 @@ def record_structure(record: LayerRecord) -> LayerRecord:
     weights: Mapping[str, np.ndarray] = {
         key: placeholder(value) for key, value in record.weights.items()
     }
-    recurrent = None if record.recurrent is None else _layer_structure(record.recurrent)
+    recurrent = None if record.recurrent is None else layer_structure(record.recurrent)
     options = record.options
     if isinstance(options.get("layer"), LayerRecord):  # TimeDistributed's wrapped layer
         options = {**options, "layer": record_structure(options["layer"])}

@@ -179,20 +179,3 @@ def read_layer(
             bias = bias_ih if bias_hh is None else np.stack([bias_ih, bias_hh])
         weights.append(DirectionWeights(read("weight_ih", suffix), read("weight_hh", suffix), bias))
     return dataclasses.replace(template, weights=tuple(weights))
-
-
-def structure(layer: RecurrentLayer) -> RecurrentLayer:
-    """``layer`` with placeholder weights that take no memory (broadcast zeros)."""
-
-    def placeholder(array: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(np.zeros((), array.dtype), array.shape)
-
-    weights = tuple(
-        DirectionWeights(
-            placeholder(w.kernel),
-            placeholder(w.recurrent_kernel),
-            None if w.bias is None else placeholder(w.bias),
-        )
-        for w in layer.weights
-    )
-    return dataclasses.replace(layer, weights=weights)

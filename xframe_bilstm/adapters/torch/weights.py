@@ -154,9 +154,12 @@ def read_layer(
 ) -> RecurrentLayer:
     """Layer ``index`` of a native or explicit module, as a canonical layer like ``template``.
 
-    The canonical layer owns a copy of the weights; with ``borrow`` its arrays are read-only
-    views of the parameters where no gate blocks move (the kernels of an LSTM or RNN), for a
-    conversion that copies them into their destination at once and drops the layer.
+    The canonical layer owns a copy of the weights. Arrays whose gate blocks move (a GRU's)
+    are read into new memory, which it keeps; the others are read as writable views of the
+    parameters, which :class:`~xframe_bilstm.canonical.DirectionWeights` copies; the two
+    biases are stacked into one new array. With ``borrow`` the views are read-only and
+    kept as they are: an LSTM's or RNN's kernels are then the parameters' own memory, for
+    a conversion that copies them into their destination at once and drops the layer.
     """
 
     def read(name: str, suffix: str) -> np.ndarray:

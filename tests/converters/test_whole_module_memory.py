@@ -8,7 +8,6 @@ Keras's orientation.
 
 from __future__ import annotations
 
-import gc
 import weakref
 from typing import Any
 
@@ -19,8 +18,9 @@ torch = pytest.importorskip("torch")  # before Keras/TensorFlow
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import torch_to_keras  # noqa: E402
-from xframe_bilstm.adapters.keras import graph as keras_graph  # noqa: E402
 from xframe_bilstm.models import torch_graph  # noqa: E402
+
+from .read_arrays import alive_after_keras_build, record_arrays  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
@@ -37,15 +37,6 @@ def _tagger() -> Any:
     ).eval()
 
 
-def _arrays(record: Any) -> list[np.ndarray]:
-    arrays = list(record.weights.values())
-    if record.recurrent is not None:
-        for weights in record.recurrent.weights:
-            arrays += [weights.kernel, weights.recurrent_kernel]
-            arrays += [] if weights.bias is None else [weights.bias]
-    return arrays
-
-
 @pytest.mark.parametrize("verify", [False, True])
 def test_the_arrays_read_leave_as_keras_takes_them(
     verify: bool, monkeypatch: pytest.MonkeyPatch
@@ -60,22 +51,13 @@ def test_the_arrays_read_leave_as_keras_takes_them(
     def reading(*args: Any, **options: Any) -> Any:
         graph = graph_from_torch(*args, **options)
         for record in graph.layers:
-            for array in _arrays(record):
+            for array in record_arrays(record):
                 read.append(weakref.ref(array))
                 owned.append(not any(np.shares_memory(array, p) for p in parameters))
         return graph
 
-    alive: list[int] = []
-    build = keras_graph.graph_to_keras
-
-    def building(graph: Any, **options: Any) -> Any:
-        model = build(graph, **options)
-        gc.collect()  # the conversion still holds the graph: only its arrays may be gone
-        alive.append(sum(ref() is not None for ref in read))
-        return model
-
     monkeypatch.setattr(torch_graph, "graph_from_torch", reading)
-    monkeypatch.setattr(keras_graph, "graph_to_keras", building)
+    alive = alive_after_keras_build(monkeypatch, read)
     torch_to_keras(module, verify=verify)
     # embedding 1, BiLSTM 2 layers x 2 directions x 3, GRU 3, Linear 2
     assert len(read) == 18

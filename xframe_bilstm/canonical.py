@@ -20,7 +20,7 @@ runs both and re-aligns the backward outputs to input time before merging them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -359,3 +359,35 @@ def output_names(stack: RecurrentStack) -> tuple[str, ...]:
         tuple("output" + label for label in _direction_labels(last)) if unmerged else ("output",)
     )
     return outputs + (layer_state_names(last) if stack.return_state else ())
+
+
+def placeholder(array: np.ndarray) -> np.ndarray:
+    """Broadcast zeros shaped and typed as ``array``: no memory of their own.
+
+    Example:
+        >>> held = placeholder(np.ones((1000, 1000), "float32"))
+        >>> held.shape, held.dtype, held.strides
+        ((1000, 1000), dtype('float32'), (0, 0))
+    """
+    return np.broadcast_to(np.zeros((), np.asarray(array).dtype), np.shape(array))
+
+
+def layer_structure(layer: RecurrentLayer) -> RecurrentLayer:
+    """``layer`` with placeholder weights: for a holder whose parameters keep the weights.
+
+    Example:
+        >>> layer = RecurrentLayer("gru", 3, 2, (DirectionWeights(
+        ...     np.ones((3, 6)), np.ones((2, 6)), np.ones((2, 6))),), reset_after=True)
+        >>> kept = layer_structure(layer).weights[0]
+        >>> kept.kernel.shape, kept.bias.shape, kept.kernel.strides, float(kept.bias.sum())
+        ((3, 6), (2, 6), (0, 0), 0.0)
+    """
+    weights = tuple(
+        DirectionWeights(
+            placeholder(w.kernel),
+            placeholder(w.recurrent_kernel),
+            None if w.bias is None else placeholder(w.bias),
+        )
+        for w in layer.weights
+    )
+    return replace(layer, weights=weights)

@@ -7,7 +7,6 @@ exactly the original Keras model's weight (the port's parameters, as Keras lays 
 
 from __future__ import annotations
 
-import gc
 import json
 import weakref
 from pathlib import Path
@@ -20,9 +19,10 @@ torch = pytest.importorskip("torch")  # before Keras/TensorFlow
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import keras_to_torch, torch_to_keras  # noqa: E402
-from xframe_bilstm.adapters.keras import graph as keras_graph  # noqa: E402
 from xframe_bilstm.adapters.keras.initial_weights import tensor_copy  # noqa: E402
 from xframe_bilstm.models import torch_readback  # noqa: E402
+
+from .read_arrays import alive_after_keras_build, record_arrays  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
@@ -63,24 +63,11 @@ def test_the_arrays_read_back_leave_as_keras_takes_them(
     def reading(module: Any, **options: Any) -> Any:
         graph = current_graph(module, **options)
         for record in graph.layers:
-            read.extend(weakref.ref(array) for array in record.weights.values())
-            if record.recurrent is not None:
-                for weights in record.recurrent.weights:
-                    arrays = (weights.kernel, weights.recurrent_kernel, weights.bias)
-                    read.extend(weakref.ref(a) for a in arrays if a is not None)
+            read.extend(weakref.ref(array) for array in record_arrays(record))
         return graph
 
-    alive: list[int] = []
-    build = keras_graph.graph_to_keras
-
-    def building(graph: Any, **options: Any) -> Any:
-        model = build(graph, **options)
-        gc.collect()  # the conversion still holds the graph: only its arrays may be gone
-        alive.append(sum(ref() is not None for ref in read))
-        return model
-
     monkeypatch.setattr(torch_readback, "current_graph", reading)
-    monkeypatch.setattr(keras_graph, "graph_to_keras", building)
+    alive = alive_after_keras_build(monkeypatch, read)
     model = torch_to_keras(port, verify=verify)
     assert len(read) == 16  # conv 2, norm 4, layer_norm 2, bilstm 2 x 3, dense 2
     assert alive == [0], f"{alive} of {len(read)} arrays read back outlive Keras's build"

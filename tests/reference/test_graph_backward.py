@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from xframe_bilstm import UnsupportedFeatureError, WeightShapeError
+from xframe_bilstm.factories import tagger_graph
 from xframe_bilstm.graph import LayerRecord, ModelGraph, state_count
 from xframe_bilstm.reference import run_model_reference
 from xframe_bilstm.reference.graph_backward import backward_refusal, graph_gradients
@@ -128,24 +129,9 @@ def check(
 def test_tagger_embedding_bilstm_dense_with_padded_ids():
     rng = np.random.default_rng(1)
     table = rng.normal(0, 0.5, (7, 3))
-    graph = ModelGraph(
-        "tagger",
-        (
-            _input("ids", (None,), "int32"),
-            LayerRecord(
-                "embedding",
-                "embedding",
-                "Embedding",
-                ("ids",),
-                {"mask_zero": True},
-                {"embeddings": table},
-            ),
-            _recurrent(rng, "bilstm", "embedding", "lstm", 3, 2, direction="bidirectional"),
-            _dense(rng, "tags", "bilstm", 4, 3, "softmax"),
-        ),
-        inputs=("ids",),
-        outputs=("tags",),
-    )
+    bilstm = random_layer(rng, "lstm", 3, 2, direction="bidirectional")
+    kernel, bias = rng.normal(0, 0.5, (4, 3)), rng.normal(0, 0.3, 3)
+    graph = tagger_graph(table, bilstm, kernel, bias, activation="softmax")
     ids = np.array([[1, 4, 4, 2, 0], [3, 6, 0, 0, 0]])
     grads = graph_gradients(graph, [ids], [np.ones((2, 5, 3))])
     assert grads.inputs == {"ids": None}  # token ids get no gradient
@@ -153,9 +139,9 @@ def test_tagger_embedding_bilstm_dense_with_padded_ids():
     assert list(named) == [
         *(f"initial_states[{i}]" for i in range(4)),  # the zeros the BiLSTM starts from
         "embedding/embeddings",
-        *(f"bilstm/{s}.{f}" for s in SIDES for f in ("kernel", "recurrent_kernel", "bias")),
-        "tags/kernel",
-        "tags/bias",
+        *(f"bidi/{s}.{f}" for s in SIDES for f in ("kernel", "recurrent_kernel", "bias")),
+        "dense/kernel",
+        "dense/bias",
     ]
     # Row 5 is never looked up; row 0 (padding) is, and its steps still reach the loss
     # through the Dense head, so only the unused row is zero.

@@ -13,8 +13,8 @@ from typing import Any
 
 from .._imports import require
 from ..comparison import Noise, check_port, least_precise, measure_noise
-from ..graph import LayerRecord, ModelGraph
-from ..models.graph_structure import record_structure
+from ..graph import ModelGraph
+from ..models.graph_structure import release_weights
 
 
 def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
@@ -42,7 +42,7 @@ def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
     if name is not None:
         graph = dataclasses.replace(graph, name=name)
     if not verify:
-        return graph_to_keras(graph, hand_over=_hand_over)
+        return graph_to_keras(graph, hand_over=release_weights)
     inputs = example_inputs(graph, seed=seed)
     custom = has_custom(graph)
     # The port's own run and the reference runs that set the tolerance run before Keras
@@ -52,7 +52,7 @@ def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
     noise = None if custom else measure_noise(graph, inputs)
     # Each layer's arrays leave the graph once Keras holds them: what is left is the
     # structure the check reads.
-    model = graph_to_keras(graph, hand_over=_hand_over)
+    model = graph_to_keras(graph, hand_over=release_weights)
     _check(module, graph, model, inputs, expected, noise)
     return model
 
@@ -61,18 +61,6 @@ def _own_records(graph: ModelGraph) -> ModelGraph:
     """``graph`` with records of its own (sharing their arrays): the read-back graph keeps
     the port's records where a layer has nothing to read, and those stay the port's."""
     return dataclasses.replace(graph, layers=tuple(dataclasses.replace(r) for r in graph.layers))
-
-
-def _hand_over(record: LayerRecord) -> None:
-    """Put placeholders in ``record`` for the arrays its Keras layer now holds copies of.
-
-    The record is this conversion's own (:func:`_own_records`), so its arrays (or views of
-    the port's parameters) are dropped layer by layer as Keras takes them; the frozen
-    record is changed in place for that reason alone.
-    """
-    kept = record_structure(record)
-    for field in ("weights", "recurrent", "options"):
-        object.__setattr__(record, field, getattr(kept, field))
 
 
 def _expected(module: Any, graph: Any, inputs: Any, custom: bool) -> Any:

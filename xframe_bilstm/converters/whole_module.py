@@ -26,6 +26,7 @@ def whole_module_to_keras(
     on inputs of ``input_shape`` (without the batch axis) where given."""
     require("keras")
     from ..adapters.keras.graph import graph_to_keras
+    from ..models.graph_structure import release_weights
     from ..models.torch_custom import check_custom_port, has_custom
     from ..models.torch_graph import graph_from_torch
 
@@ -39,13 +40,14 @@ def whole_module_to_keras(
         x = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)[0]
         # The reference runs that set the tolerance run before Keras holds the weights too.
         noise = None if custom else measure_noise(graph, [x])
-    model = graph_to_keras(graph)
+    # The graph's records are this conversion's own: each layer's arrays (copies, or views
+    # of the module's parameters) leave them once Keras holds its own, and what is left is
+    # the structure the check reads.
+    model = graph_to_keras(graph, hand_over=release_weights)
     model.captured_by = graph.captured_by  # torch.export, torch.fx, or None: children in order
     if verify:
-        from ..models.graph_structure import graph_structure
         from ..models.port import call_keras_model
 
-        graph = graph_structure(graph)  # Keras holds the weights now: the arrays read go
         torch = require("torch")
         dtype = next(module.parameters()).dtype
         tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype)

@@ -15,31 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..canonical import DirectionWeights, RecurrentLayer
+from ..canonical import layer_structure, placeholder
 from ..graph import LayerRecord, ModelGraph
-
-
-def placeholder(array: np.ndarray) -> np.ndarray:
-    """Broadcast zeros shaped and typed as ``array``: no memory of their own.
-
-    Example:
-        >>> held = placeholder(np.ones((1000, 1000), "float32"))
-        >>> held.shape, held.dtype, held.strides
-        ((1000, 1000), dtype('float32'), (0, 0))
-    """
-    return np.broadcast_to(np.zeros((), np.asarray(array).dtype), np.shape(array))
-
-
-def _layer_structure(layer: RecurrentLayer) -> RecurrentLayer:
-    weights = tuple(
-        DirectionWeights(
-            placeholder(w.kernel),
-            placeholder(w.recurrent_kernel),
-            None if w.bias is None else placeholder(w.bias),
-        )
-        for w in layer.weights
-    )
-    return dataclasses.replace(layer, weights=weights)
 
 
 def record_structure(record: LayerRecord) -> LayerRecord:
@@ -53,11 +30,25 @@ def record_structure(record: LayerRecord) -> LayerRecord:
     weights: Mapping[str, np.ndarray] = {
         key: placeholder(value) for key, value in record.weights.items()
     }
-    recurrent = None if record.recurrent is None else _layer_structure(record.recurrent)
+    recurrent = None if record.recurrent is None else layer_structure(record.recurrent)
     options = record.options
     if isinstance(options.get("layer"), LayerRecord):  # TimeDistributed's wrapped layer
         options = {**options, "layer": record_structure(options["layer"])}
     return dataclasses.replace(record, weights=weights, recurrent=recurrent, options=options)
+
+
+def release_weights(record: LayerRecord) -> None:
+    """Put placeholders in ``record`` for its arrays, in place, once a model holds copies.
+
+    For a record that its conversion read and nobody else holds: the graph's arrays leave
+    layer by layer as the new model takes them, so that they and the model's weights are
+    never all in memory together (arrays that are views of a module's parameters are only
+    let go). The frozen record is changed in place for that reason alone; what is left is
+    :func:`record_structure`.
+    """
+    kept = record_structure(record)
+    for field in ("weights", "recurrent", "options"):
+        object.__setattr__(record, field, getattr(kept, field))
 
 
 def graph_structure(graph: ModelGraph) -> ModelGraph:
@@ -76,4 +67,4 @@ def graph_structure(graph: ModelGraph) -> ModelGraph:
     return dataclasses.replace(graph, layers=tuple(record_structure(r) for r in graph.layers))
 
 
-__all__ = ["graph_structure", "placeholder", "record_structure"]
+__all__ = ["graph_structure", "placeholder", "record_structure", "release_weights"]

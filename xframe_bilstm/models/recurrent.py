@@ -16,8 +16,8 @@ from torch import nn
 from ..adapters.torch.keras_run import run_group
 from ..adapters.torch.steps import Steps
 from ..adapters.torch.tensors import torch_dtype
-from ..adapters.torch.weights import load_layer, make_module, structure
-from ..canonical import RecurrentLayer
+from ..adapters.torch.weights import load_layer, make_module
+from ..canonical import RecurrentLayer, layer_structure
 
 
 class Recurrent(nn.Module):
@@ -63,7 +63,7 @@ class Recurrent(nn.Module):
         self.rnn = make_module([layer], dtype, explicit=explicit)
         with torch.no_grad():
             load_layer(self.rnn, 0, layer)
-        self.layer = structure(layer)  # the parameters hold the weights
+        self.layer = layer_structure(layer)  # the parameters hold the weights
 
     def extra_repr(self) -> str:
         flags = [f"direction={self.layer.direction!r}", f"return_sequences={self.return_sequences}"]

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedFeatureError, WeightShapeError
-from ..graph import MASK_RULES, MULTI_INPUT_KINDS, LayerRecord, ModelGraph
+from ..graph import MASK_RULES, MULTI_INPUT_KINDS, ModelGraph
 from ..mask_traps import mask_traps
-from .graph_structure import graph_structure, record_structure
+from .graph_structure import graph_structure, release_weights
 from .torch_layers import Activation, Concatenate, Dense, Embedding, Masking, Reshape, layer_module
 from .torch_normpool import GlobalPool
 
@@ -97,7 +97,7 @@ class KerasModel(nn.Module):
             if module is not None:
                 self.add_module(attribute, module)
                 if hand_over:
-                    _hand_over(record)
+                    release_weights(record)
             steps.append(
                 _Step(
                     record.name,
@@ -151,19 +151,6 @@ class KerasModel(nn.Module):
                 masks[step.name] = None
         outputs = tuple(values[name] for name in self.output_names)
         return outputs[0] if len(outputs) == 1 else outputs
-
-
-def _hand_over(record: LayerRecord) -> None:
-    """Put placeholders in ``record`` for the arrays its module now holds copies of.
-
-    For a graph that its conversion read and nobody else holds: its arrays are freed layer
-    by layer as the port takes them, so the file's arrays and the port's parameters are
-    never all in memory together. The frozen record is changed in place for that reason
-    alone; what is left is the graph's structure (:func:`.graph_structure.record_structure`).
-    """
-    kept = record_structure(record)
-    for field in ("weights", "recurrent", "options"):
-        object.__setattr__(record, field, getattr(kept, field))
 
 
 def build_torch(graph: ModelGraph) -> KerasModel:

@@ -14,6 +14,7 @@ from ...canonical import (
     RecurrentStack,
     initial_state_count,
     layer_state_names,
+    layer_structure,
 )
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...gates import CANONICAL_ORDER
@@ -21,7 +22,7 @@ from ...masks import check_lengths
 from .keras_run import run_group
 from .steps import Steps
 from .tensors import numpy_to_tensor, torch_dtype
-from .weights import NATIVE, is_native, load_layer, make_module, read_layer, structure
+from .weights import NATIVE, is_native, load_layer, make_module, read_layer
 
 
 def _fusable(group: list[RecurrentLayer], layer: RecurrentLayer) -> bool:
@@ -72,7 +73,7 @@ class KerasRecurrent(nn.Module):
                 for index, layer in enumerate(group):
                     load_layer(module, index, layer)
         # The parameters now hold the weights: keep only the layers' structure.
-        self.groups = [[structure(layer) for layer in group] for group in groups]
+        self.groups = [[layer_structure(layer) for layer in group] for group in groups]
         self.return_sequences = stack.return_sequences
         self.return_state = stack.return_state
         self.stateful = stack.stateful

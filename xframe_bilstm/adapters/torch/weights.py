@@ -154,9 +154,12 @@ def read_layer(
 ) -> RecurrentLayer:
     """Layer ``index`` of a native or explicit module, as a canonical layer like ``template``.
 
-    The canonical layer owns a copy of the weights; with ``borrow`` its arrays are read-only
-    views of the parameters where no gate blocks move (the kernels of an LSTM or RNN), for a
-    conversion that copies them into their destination at once and drops the layer.
+    The canonical layer owns a copy of the weights. Arrays whose gate blocks move (a GRU's)
+    are read into new memory, which it keeps; the others are read as writable views of the
+    parameters, which :class:`~xframe_bilstm.canonical.DirectionWeights` copies; the two
+    biases are stacked into one new array. With ``borrow`` the views are read-only and
+    kept as they are: an LSTM's or RNN's kernels are then the parameters' own memory, for
+    a conversion that copies them into their destination at once and drops the layer.
     """
 
     def read(name: str, suffix: str) -> np.ndarray:
@@ -179,20 +182,3 @@ def read_layer(
             bias = bias_ih if bias_hh is None else np.stack([bias_ih, bias_hh])
         weights.append(DirectionWeights(read("weight_ih", suffix), read("weight_hh", suffix), bias))
     return dataclasses.replace(template, weights=tuple(weights))
-
-
-def structure(layer: RecurrentLayer) -> RecurrentLayer:
-    """``layer`` with placeholder weights that take no memory (broadcast zeros)."""
-
-    def placeholder(array: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(np.zeros((), array.dtype), array.shape)
-
-    weights = tuple(
-        DirectionWeights(
-            placeholder(w.kernel),
-            placeholder(w.recurrent_kernel),
-            None if w.bias is None else placeholder(w.bias),
-        )
-        for w in layer.weights
-    )
-    return dataclasses.replace(layer, weights=weights)

@@ -16,7 +16,9 @@ and built what the step starts from (not timed), then times:
   ``port(x)``), and with ``verify=False``.
 
 Time is wall time; memory the process's peak resident size during the step (a thread polls
-it every 2 ms) less its resident size before it, over the size of the weights. Targets
+it every 2 ms) less its resident size before it, over the size of the weights. Time and
+memory come from separate processes: the polling thread takes the interpreter lock from the
+step it watches, which added 2-3 ms to the 17 ms port and 0.5 ms to the 12 ms h5py read. Targets
 (issue #14): each conversion ≤ 2 s and ≤ 2x the weights' size. Beside each verified
 conversion, what it adds over loading the original in its own framework: Keras → torch over
 ``keras.saving.load_model``, torch → Keras over nothing (the port is loaded already).
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_process import ROOT, environment
 
 RESULTS = ROOT / "benchmarks" / "results" / "whole_model_speed.md"
-REPEATS = 3
+REPEATS = 5
 TARGET_SECONDS, TARGET_MEMORY = 2.0, 2.0  # issue #14, each conversion checked
 TARGET_H5PY = 1.5  # issue #16: the unverified port over reading the file with h5py
 
@@ -66,7 +68,7 @@ def h5py_load(path):
                            if isinstance(item, h5py.Dataset) else None)
     return arrays
 
-path, state, what = sys.argv[1], sys.argv[2], sys.argv[3]
+path, state, what, watch = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "memory"
 if what.startswith("torch"):
     port = keras_to_torch(path, verify=False)
 steps = {{
@@ -78,12 +80,15 @@ steps = {{
     "torch_to_keras": lambda: torch_to_keras(port),
     "torch_to_keras_unverified": lambda: torch_to_keras(port, verify=False),
 }}
-before = rss()
-with Peak() as peak:
+if watch:
+    before = rss()
+    with Peak() as peak:
+        result = steps[what]()
+    print(json.dumps({{"peak": max(peak.peak - before, 0)}}))
+else:
     start = time.perf_counter()
     result = steps[what]()
-    seconds = time.perf_counter() - start
-print(json.dumps({{"seconds": seconds, "peak": max(peak.peak - before, 0)}}))
+    print(json.dumps({{"seconds": time.perf_counter() - start}}))
 """
 
 LABELS = {
@@ -139,10 +144,13 @@ def build(directory: Path, units: int = 256) -> tuple[Path, Path, int]:
     return path, state, sum(w.nbytes for w in model.get_weights())
 
 
-def measure(path: Path, state: Path, what: str, env: dict[str, str]) -> dict[str, float]:
+def measure(
+    path: Path, state: Path, what: str, env: dict[str, str], watch: str = "time"
+) -> dict[str, float]:
+    """``{"seconds": ...}`` or, with ``watch="memory"``, ``{"peak": ...}`` of one fresh run."""
     code = MEASURE.format(root=str(ROOT), benchmarks=str(ROOT / "benchmarks"))
     output = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(state), what],
+        [sys.executable, "-c", code, str(path), str(state), what, watch],
         capture_output=True,
         text=True,
         check=True,
@@ -160,7 +168,8 @@ def measure_all() -> tuple[dict[str, list[dict[str, float]]], int]:
         runs: dict[str, list[dict[str, float]]] = {what: [] for what in LABELS}
         for _ in range(REPEATS):
             for what in runs:  # alternate, so machine load affects all alike
-                runs[what].append(measure(path, state, what, env))
+                timed = measure(path, state, what, env)
+                runs[what].append({**timed, **measure(path, state, what, env, "memory")})
     return runs, size
 
 
@@ -181,7 +190,9 @@ def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
         f"BatchNormalization, pooling, Conv1D, a 256-unit BiLSTM and Dense, {size / 1e6:.1f} MB "
         f"of float32 weights; medians of {REPEATS} fresh processes, alternating, each step "
         "after its process has imported h5py, torch and Keras (the package's bytecode "
-        "compiled, as an installed package has it). The unverified port is held to "
+        "compiled, as an installed package has it); time and memory from separate "
+        "processes, as a thread polling memory slows the step it watches. The unverified "
+        "port is held to "
         f"≤ {TARGET_H5PY:g}x reading the file with h5py alone; the verified one is beside it.",
         "",
         "| step | time | time / h5py | peak memory | peak / weights "
@@ -259,7 +270,7 @@ def sweep(sizes: list[int]) -> list[str]:
             folder.mkdir()
             path, state, size = build(folder, units)
             for what in steps:
-                peaks[what].append((size, measure(path, state, what, env)["peak"]))
+                peaks[what].append((size, measure(path, state, what, env, "memory")["peak"]))
     lines = [
         "| step | "
         + " | ".join(f"peak at {size / 1e6:.1f} MB" for size, _ in peaks[steps[0]])

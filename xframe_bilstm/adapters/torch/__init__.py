@@ -18,10 +18,41 @@ Its modules import torch at the top, so only import them once torch is known to 
 
 from __future__ import annotations
 
-from .explicit import ExplicitRNN
-from .module import KerasRecurrent, canonical_to_torch, run_torch, torch_to_canonical
-from .state_dict import module_from_state_dict
-from .tensors import evaluating, flatten, numpy_to_tensor, run_module, tensor_to_numpy
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .explicit import ExplicitRNN
+    from .module import KerasRecurrent, canonical_to_torch, run_torch, torch_to_canonical
+    from .state_dict import module_from_state_dict
+    from .tensors import evaluating, flatten, numpy_to_tensor, run_module, tensor_to_numpy
+
+# Name -> the module defining it, imported on first use: a whole-model port needs the
+# cells and tensors, not the stack module or the state_dict reader.
+_DEFINED_IN = {
+    "ExplicitRNN": ".explicit",
+    "KerasRecurrent": ".module",
+    "canonical_to_torch": ".module",
+    "run_torch": ".module",
+    "torch_to_canonical": ".module",
+    "module_from_state_dict": ".state_dict",
+    "evaluating": ".tensors",
+    "flatten": ".tensors",
+    "numpy_to_tensor": ".tensors",
+    "run_module": ".tensors",
+    "tensor_to_numpy": ".tensors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEFINED_IN:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_DEFINED_IN[name], __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_DEFINED_IN})
+
 
 __all__ = [
     "ExplicitRNN",

@@ -125,13 +125,18 @@ def test_a_view_is_refused_where_the_data_is_not_one_run_inside_the_file(tmp_pat
         handle.create_dataset("deflated", data=data, compression="gzip")
         handle.create_dataset("unwritten", shape=(3, 4), dtype="<f4")
         handle["big_endian"] = data.astype(">f4")
+        odd = h5py.h5t.IEEE_F32LE.copy()  # 32-bit floats of another exponent bias
+        odd.set_ebias(100)
+        space = h5py.h5s.create_simple(data.shape)
+        h5py.h5d.create(handle.id, b"odd", odd, space).write(h5py.h5s.ALL, h5py.h5s.ALL, data)
     mapped = MappedFile.of_path(path)
     assert mapped is not None
     with h5py.File(path, "r") as handle:
         for name in ("plain", "big_endian"):
             dtype = np.dtype(handle[name].dtype)
             np.testing.assert_array_equal(mapped.view(handle[name], dtype, (3, 4)), data)
-        for name in ("chunked", "deflated", "unwritten"):
+        np.testing.assert_array_equal(handle["odd"][()], data)  # h5py converts them
+        for name in ("chunked", "deflated", "unwritten", "odd"):
             assert mapped.view(handle[name], np.dtype("<f4"), (3, 4)) is None, name
         assert mapped.view(handle["plain"], np.dtype("<f4"), (2, 4)) is None  # not its size
         address = handle["plain"].id.get_offset()

@@ -60,6 +60,8 @@ class MappedFile:
             or plist.get_external_count()
         ):
             return None
+        if not _stored_as_numpy_has_it(dataset):
+            return None
         address = dataset.id.get_offset()  # None where no data was ever written
         count = int(np.prod(shape, dtype=np.int64))
         nbytes = count * dtype.itemsize
@@ -68,6 +70,17 @@ class MappedFile:
         if address < 0 or address + nbytes > self.size:
             return None  # points outside the file: h5py's own read reports it
         return np.frombuffer(self.pages, dtype, count, self.start + address).reshape(shape)
+
+
+def _stored_as_numpy_has_it(dataset: Any) -> bool:
+    """Whether the dataset's bytes are its numpy dtype's as they stand: HDF5 also stores
+    floats of other layouts, which h5py converts as it reads them."""
+    import h5py
+
+    try:
+        return bool(dataset.id.get_type().equal(h5py.h5t.py_create(np.dtype(dataset.dtype))))
+    except (TypeError, ValueError):
+        return False
 
 
 __all__ = ["MappedFile"]

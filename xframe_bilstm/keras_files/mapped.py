@@ -13,6 +13,7 @@ them right away and drops them (``read_model(path, map_weights=True)``).
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 from dataclasses import dataclass
@@ -75,12 +76,19 @@ class MappedFile:
 def _stored_as_numpy_has_it(dataset: Any) -> bool:
     """Whether the dataset's bytes are its numpy dtype's as they stand: HDF5 also stores
     floats of other layouts, which h5py converts as it reads them."""
+    native = _hdf5_type(np.dtype(dataset.dtype))
+    return native is not None and bool(dataset.id.get_type().equal(native))
+
+
+@functools.lru_cache(maxsize=32)
+def _hdf5_type(dtype: np.dtype) -> Any:
+    """The HDF5 type h5py writes ``dtype`` as; None for one it has no type for."""
     import h5py
 
     try:
-        return bool(dataset.id.get_type().equal(h5py.h5t.py_create(np.dtype(dataset.dtype))))
+        return h5py.h5t.py_create(dtype)
     except (TypeError, ValueError):
-        return False
+        return None
 
 
 __all__ = ["MappedFile"]

@@ -134,14 +134,14 @@ def test_a_view_is_refused_where_the_data_is_not_one_run_inside_the_file(tmp_pat
     with h5py.File(path, "r") as handle:
         for name in ("plain", "big_endian"):
             dtype = np.dtype(handle[name].dtype)
-            np.testing.assert_array_equal(mapped.view(handle[name], dtype, (3, 4)), data)
+            np.testing.assert_array_equal(mapped.view(handle[name].id, dtype, (3, 4)), data)
         np.testing.assert_array_equal(handle["odd"][()], data)  # h5py converts them
         for name in ("chunked", "deflated", "unwritten", "odd"):
-            assert mapped.view(handle[name], np.dtype("<f4"), (3, 4)) is None, name
-        assert mapped.view(handle["plain"], np.dtype("<f4"), (2, 4)) is None  # not its size
+            assert mapped.view(handle[name].id, np.dtype("<f4"), (3, 4)) is None, name
+        assert mapped.view(handle["plain"].id, np.dtype("<f4"), (2, 4)) is None  # not its size
         address = handle["plain"].id.get_offset()
         short = MappedFile(mapped.pages, 0, address + 8)  # the data runs past the file's end
-        assert short.view(handle["plain"], np.dtype("<f4"), (3, 4)) is None
+        assert short.view(handle["plain"].id, np.dtype("<f4"), (3, 4)) is None
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps")

@@ -256,8 +256,7 @@ def _variables(
             dataset = h5py.h5o.open(variables, str(index).encode())
             if not isinstance(dataset, h5py.h5d.DatasetID):
                 raise WeightShapeError(f"{source}: {path}/{index} is not a dataset")
-            name = f"{path}/{index}"
-            refs.append(dataset_ref(name, h5py.Dataset(dataset), source, mapped))
+            refs.append(dataset_ref(f"{path}/{index}", dataset, source, mapped))
     return refs
 
 

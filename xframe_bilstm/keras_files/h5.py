@@ -121,7 +121,7 @@ def _layer_weights(
                 f"{source}: layer {layer.name!r} lists weight {name!r}, which is not a "
                 "dataset in the file"
             )
-        refs.append(dataset_ref(name, dataset, source, mapped))
+        refs.append(dataset_ref(name, dataset.id, source, mapped))
     return refs
 
 

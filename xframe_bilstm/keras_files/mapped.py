@@ -50,11 +50,12 @@ class MappedFile:
             return cls.of(handle, 0, os.fstat(handle.fileno()).st_size)
 
     def view(self, dataset: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray | None:
-        """A read-only view of ``dataset``'s data as ``dtype`` of ``shape``, or None where the
-        data is not one unfiltered run of exactly that many bytes inside this file."""
+        """A read-only view of the data of ``dataset`` (an h5py dataset id) as ``dtype`` of
+        ``shape``, or None where it is not one unfiltered run of exactly that many bytes
+        inside this file."""
         import h5py
 
-        plist = dataset.id.get_create_plist()
+        plist = dataset.get_create_plist()
         if (
             plist.get_layout() != h5py.h5d.CONTIGUOUS
             or plist.get_nfilters()
@@ -63,10 +64,10 @@ class MappedFile:
             return None
         if not _stored_as_numpy_has_it(dataset):
             return None
-        address = dataset.id.get_offset()  # None where no data was ever written
+        address = dataset.get_offset()  # None where no data was ever written
         count = int(np.prod(shape, dtype=np.int64))
         nbytes = count * dtype.itemsize
-        if address is None or dataset.id.get_storage_size() != nbytes:
+        if address is None or dataset.get_storage_size() != nbytes:
             return None
         if address < 0 or address + nbytes > self.size:
             return None  # points outside the file: h5py's own read reports it
@@ -77,7 +78,7 @@ def _stored_as_numpy_has_it(dataset: Any) -> bool:
     """Whether the dataset's bytes are its numpy dtype's as they stand: HDF5 also stores
     floats of other layouts, which h5py converts as it reads them."""
     native = _hdf5_type(np.dtype(dataset.dtype))
-    return native is not None and bool(dataset.id.get_type().equal(native))
+    return native is not None and bool(dataset.get_type().equal(native))
 
 
 @functools.lru_cache(maxsize=32)

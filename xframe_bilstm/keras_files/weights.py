@@ -128,16 +128,23 @@ def dataset_ref(
 ) -> WeightRef:
     """A :class:`WeightRef` of an h5py dataset: its shape, dtype and stored size, unread.
 
-    With ``mapped`` (the dataset's file, mapped), the weight is read as a view of the
-    file's pages where its data is one unfiltered run (:mod:`.mapped`).
+    ``dataset`` is the dataset's low-level id (``h5py.Dataset.id``): a port describes every
+    dataset of a file, and h5py's wrapper of one costs more than the description. With
+    ``mapped`` (the dataset's file, mapped), the weight is read as a view of the file's
+    pages where its data is one unfiltered run (:mod:`.mapped`).
     """
+    import h5py
+
     try:
         dtype = np.dtype(dataset.dtype)
         shape = tuple(int(size) for size in dataset.shape)
-        stored = int(dataset.id.get_storage_size())
-        compressed = dataset.id.get_create_plist().get_nfilters() > 0
+        stored = int(dataset.get_storage_size())
+        compressed = dataset.get_create_plist().get_nfilters() > 0
         # Keras 3 stores bfloat16 as 2-byte opaque data marked with a dtype attribute.
-        bfloat16 = dtype == np.dtype("V2") and _text(dataset.attrs.get("dtype")) == "bfloat16"
+        bfloat16 = (
+            dtype == np.dtype("V2")
+            and _text(h5py.Dataset(dataset).attrs.get("dtype")) == "bfloat16"
+        )
     except (TypeError, ValueError, OSError) as error:
         raise WeightShapeError(f"{source}: weight {name} cannot be described ({error})") from error
     if bfloat16:
@@ -147,7 +154,7 @@ def dataset_ref(
         view = None if mapped is None else mapped.view(dataset, dtype, shape)
         if view is not None:
             return view  # read-only, as the mapping is
-        array = np.asarray(dataset[()])
+        array = np.asarray(h5py.Dataset(dataset)[()])
         if bfloat16:
             array = array.view(dtype)  # the same 16 bits, read as bfloat16
         # A fresh array no one else holds: read-only, the canonical form keeps it uncopied.

@@ -61,8 +61,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     classifier, _ = k3_classifier(keras)
     chords = chord_model(SqueezeLayer(0.5, name="squeeze"))
     chords.build((None, None, 4))
+    stack = keras.Sequential(  # ports as a KerasRecurrent, not a whole-model port
+        [
+            keras.Input((None, 4)),
+            keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True)),
+            keras.layers.GRU(2, return_sequences=True),
+        ]
+    )
     saved = {}
-    for name, model in (("classifier", classifier), ("chords", chords)):
+    for name, model in (("classifier", classifier), ("chords", chords), ("stack", stack)):
         for suffix in (".keras", ".h5"):
             saved[name + suffix] = folder / (name + suffix)
             model.save(saved[name + suffix])
@@ -147,8 +154,9 @@ def test_a_view_is_refused_where_the_data_is_not_one_run_inside_the_file(tmp_pat
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps")
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 @pytest.mark.parametrize("verify", [True, False])
-def test_a_port_leaves_no_mapping_of_the_file_behind(files, suffix: str, verify: bool) -> None:
-    path = files["chords" + suffix]  # a custom layer: the port keeps its record's weights
+@pytest.mark.parametrize("model", ["chords", "stack"])
+def test_a_port_leaves_no_mapping_of_the_file_behind(files, model, suffix, verify) -> None:
+    path = files[model + suffix]  # chords: a custom layer, whose record the port keeps
     port = keras_to_torch(path, custom_layers=CUSTOM, verify=verify)
     gc.collect()
     assert str(path.resolve()) not in mapped_paths()

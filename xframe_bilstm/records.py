@@ -132,9 +132,12 @@ class LayerRecord:
     - ``zero_padding`` and ``cropping``: ``padding`` / ``cropping`` (one ``(before,
       after)`` pair per spatial axis), ``data_format``.
     - ``merge``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"average"``,
-      ``"maximum"``, ``"minimum"``), ``mask_combine`` (``"any"``: Keras 3, which also
-      replaces the masked values of ``Multiply``/``Maximum``/``Minimum`` inputs; ``"all"``:
-      Keras 2, which ignores masks in the values).
+      ``"maximum"``, ``"minimum"``, and ``"divide"`` of two, read from a torch ``forward``),
+      inputs broadcast as Keras's merges broadcast them (a lower rank gets axes of size 1
+      after the batch axis; a size 1 stretches to the other inputs'); ``mask_combine``
+      (``"any"``: Keras 3, which also replaces the masked values of
+      ``Multiply``/``Maximum``/``Minimum`` inputs; ``"all"``: Keras 2, which ignores masks
+      in the values).
     - ``permute``: ``dims`` (Keras's, counted from 1 after the batch axis).
     - ``repeat_vector``: ``n``.
     - ``time_distributed``: ``layer``, the inner :class:`LayerRecord` (reading the
@@ -158,12 +161,15 @@ class LayerRecord:
       class ported by the user's factories; see :mod:`xframe_bilstm.custom`); weights
       ``"0"``, ``"1"``... in the order the layer stores them.
     - ``reduce`` (read from a torch ``forward``): ``op`` (``"sum"``, ``"mean"``, ``"max"``,
-      ``"min"``), ``axes`` (a tuple, counted with the batch axis, never 0), ``keepdims``.
+      ``"min"``, ``"l1_norm"``, ``"l2_norm"``: the sum of absolute values, the square root
+      of the sum of squares), ``axes`` (a tuple, counted with the batch axis, never 0),
+      ``keepdims``.
     - ``slice``: ``axis`` (counted with the batch axis, never 0), ``start``, ``stop``
       (None for the end), ``step``, ``keep_axis`` (False: the one position ``start``, the
       axis removed, as ``x[:, -1]``).
-    - ``scalar_op``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"divide"``),
-      ``constant`` (a float), ``reverse`` (True: ``constant op x``).
+    - ``scalar_op``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"divide"``,
+      ``"maximum"``, ``"minimum"``), ``constant`` (a float), ``reverse`` (True:
+      ``constant op x``).
     - ``attention`` (``Attention``, ``AdditiveAttention``; inputs ``(query, value)`` or
       ``(query, value, key)``): ``score`` (``"dot"``, ``"concat"`` or ``"additive"``),
       ``use_causal_mask``, ``dropout`` (training only); weights optionally ``scale`` (``()``,

@@ -194,6 +194,25 @@ def test_float_front_end_merges_and_last_state():
     check(graph, [x, rng.normal(size=(2, 4, 3))], kinks={"x": (1, 3)})
 
 
+def test_a_division_broadcasting_one_axis():
+    """``x / y`` with ``y`` of size 1 on the features (a norm kept as an axis), through a GRU."""
+    rng = np.random.default_rng(7)
+    graph = ModelGraph(
+        "ratio",
+        (
+            _input("x", (4, 3)),
+            _input("y", (4, 1)),
+            LayerRecord(
+                "ratio", "merge", "div", ("x", "y"), {"op": "divide", "mask_combine": "any"}
+            ),
+            _recurrent(rng, "gru", "ratio", "gru", 3, 2, sequences=False),
+        ),
+        inputs=("x", "y"),
+        outputs=("gru",),
+    )
+    check(graph, [rng.normal(size=(2, 4, 3)), rng.uniform(1.0, 2.0, size=(2, 4, 1))])
+
+
 @pytest.mark.parametrize("op", ["average", "max"])
 def test_pooling_reshapes_and_activation_layers(op):
     rng = np.random.default_rng(3)

@@ -1,5 +1,6 @@
-"""The reduce, slice, scalar_op and matmul kinds: the reference, the torch port, the Keras layers
-and the ONNX export all compute what torch's own operations compute."""
+"""The reduce (norms included), slice, scalar_op (clamps included) and matmul kinds: the
+reference, the torch port, the Keras layers and the ONNX export all compute what torch's own
+operations compute."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ CASES = [
     ("reduce", {"op": "max", "axes": (2,), "keepdims": False}, lambda x: x.amax(2)),
     ("reduce", {"op": "min", "axes": (1,), "keepdims": False}, lambda x: x.amin(1)),
     (
+        "reduce",
+        {"op": "l2_norm", "axes": (1, 2), "keepdims": True},
+        lambda x: torch.linalg.vector_norm(x, 2, dim=(1, 2), keepdim=True),
+    ),
+    ("reduce", {"op": "l1_norm", "axes": (2,), "keepdims": False}, lambda x: x.norm(1, dim=2)),
+    (
         "slice",
         {"axis": 1, "start": -1, "stop": None, "step": 1, "keep_axis": False},
         lambda x: x[:, -1],
@@ -41,6 +48,12 @@ CASES = [
     ("scalar_op", {"op": "subtract", "constant": 1.5, "reverse": True}, lambda x: 1.5 - x),
     ("scalar_op", {"op": "divide", "constant": 4.0, "reverse": False}, lambda x: x / 4.0),
     ("scalar_op", {"op": "multiply", "constant": -2.0, "reverse": False}, lambda x: x * -2.0),
+    ("scalar_op", {"op": "maximum", "constant": 0.25, "reverse": False}, lambda x: x.clamp(0.25)),
+    (
+        "scalar_op",
+        {"op": "minimum", "constant": -0.5, "reverse": False},
+        lambda x: x.clamp_max(-0.5),
+    ),
 ]
 
 

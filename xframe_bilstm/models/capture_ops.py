@@ -7,7 +7,8 @@ Rules of this module:
   one means the same (``permute``, ``reshape``, ``concatenate``, ``merge``, activations,
   ``softmax``, ``relu``, ``elu``) and of the generic kinds ``reduce``, ``slice`` and
   ``scalar_op`` otherwise, and ``matmul`` for a product of two batches of matrices
-  (``q @ k``, ``torch.bmm``, a two-operand ``torch.einsum``); operators that compute
+  (``q @ k``, ``torch.bmm``, a two-operand ``torch.einsum``); elementwise arithmetic,
+  clamps and norms are read by :mod:`.capture_arithmetic`; operators that compute
   nothing at inference (``dropout`` in eval mode, ``clone``, ``contiguous``) pass their
   input on.
 - Shapes come from two captures of the module, at two batch sizes and two lengths of the
@@ -21,72 +22,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..graph import LayerRecord
+from .capture_arithmetic import HANDLERS as ARITHMETIC
+from .capture_tensors import Tensors, Unsupported, axis_of, op_name
 
 _END = 2**62  # aten.slice's "to the end" is the largest int64
-Shape = tuple[int, ...]
-
-
-class Unsupported(Exception):
-    """An operation with no layer record; the message says what it does."""
-
-
-@dataclass
-class Tensors:
-    """The captured tensors: the record computing each node, and its shapes in both captures.
-
-    ``shapes`` maps a node's name to (shape in the first capture, shape in the second
-    or None where there is no second capture).
-    """
-
-    names: dict[Any, str] = field(default_factory=dict)
-    shapes: dict[str, tuple[Shape, Shape | None]] = field(default_factory=dict)
-    batches: tuple[int, int] = (3, 2)
-
-    def name(self, node: Any) -> str:
-        if node not in self.names:
-            raise Unsupported(
-                f"reads {getattr(node, 'name', node)!r}, which is not a tensor of a layer"
-            )
-        return self.names[node]
-
-    def rank(self, node: Any) -> int:
-        return len(self.shapes[node.name][0])
-
-    def free_shape(self, node: Any) -> tuple[int, ...]:
-        """The node's shape without the batch axis, ``-1`` for free axes (at most one)."""
-        first, second = self.shapes[node.name]
-        if not first or first[0] != self.batches[0] or (second and second[0] != self.batches[1]):
-            raise Unsupported("mixes the batch axis with others")
-        target = tuple(
-            -1 if second is not None and size != second[index + 1] else int(size)
-            for index, size in enumerate(first[1:])
-        )
-        if target.count(-1) > 1:
-            raise Unsupported(f"makes a shape with {target.count(-1)} axes of free length")
-        return target
-
-
-def op_name(node: Any) -> str:
-    """The operation a captured node applies, as users read it: ``aten.mean`` for
-    ``aten.mean.dim``."""
-    target = node.target
-    name = getattr(target, "name", None)
-    text = name() if callable(name) else str(target)
-    text = text.replace("::", ".")
-    parts = text.split(".")
-    return ".".join(parts[:2]) if text.startswith("aten.") else text
-
-
-def _axis(tensors: Tensors, node: Any, dim: int, what: str) -> int:
-    rank = tensors.rank(node)
-    axis = dim + rank if dim < 0 else dim
-    if axis == 0:
-        raise Unsupported(f"{what} over the batch axis (dim={dim})")
-    return axis
 
 
 def _record(name: str, kind: str, cls: str, inputs: Sequence[str], **options: Any) -> LayerRecord:
@@ -104,8 +46,6 @@ _ACTIVATIONS = {
 }
 _PASS_ON = {"aten.clone", "aten.contiguous", "aten.alias", "aten.detach", "aten.lift_fresh_copy"}
 _REDUCTIONS = {"aten.sum": "sum", "aten.mean": "mean", "aten.amax": "max", "aten.amin": "min"}
-_MERGES = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply"}
-_SCALARS = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply", "aten.div": "divide"}
 _RESHAPES = {
     "aten.view",
     "aten.reshape",
@@ -172,7 +112,7 @@ def _elu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> li
 
 def _softmax(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     log = "log" in op_name(node)
-    axis = _axis(tensors, args[0], int(args[1]), op_name(node))
+    axis = axis_of(tensors, args[0], int(args[1]), op_name(node))
     x = tensors.name(args[0])
     if axis == tensors.rank(args[0]) - 1:  # the last axis: Keras's softmax activation
         activation = "log_softmax" if log else "softmax"
@@ -207,7 +147,7 @@ def _permute(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -
 def _concatenate(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     parts, dim = list(args[0]), int(args[1]) if len(args) > 1 else int(kwargs.get("dim", 0))
     if op_name(node) == "aten.cat":
-        axis = _axis(tensors, parts[0], dim, "aten.cat")
+        axis = axis_of(tensors, parts[0], dim, "aten.cat")
         names = [tensors.name(part) for part in parts]
         rank = tensors.rank(parts[0])
     else:  # stack: each part gets the new axis, then they are joined along it
@@ -242,14 +182,14 @@ def _slice(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> 
     everything = start == 0 and stop is None and step == 1
     if everything:
         return []  # ``x[:, ...]`` slices the batch axis whole: nothing to compute
-    axis = _axis(tensors, x, dim, "slices")
+    axis = axis_of(tensors, x, dim, "slices")
     options = {"axis": axis, "start": start, "stop": stop, "step": step, "keep_axis": True}
     return [LayerRecord(name, "slice", "slice", (tensors.name(x),), options)]
 
 
 def _select(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     x, dim, index = args[0], int(args[1]), int(args[2])
-    axis = _axis(tensors, x, dim, "selects")
+    axis = axis_of(tensors, x, dim, "selects")
     options = {"axis": axis, "start": index, "stop": None, "step": 1, "keep_axis": False}
     return [LayerRecord(name, "slice", "select", (tensors.name(x),), options)]
 
@@ -264,41 +204,10 @@ def _reduce(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
     if dims is None or (isinstance(dims, (list, tuple)) and not dims):
         raise Unsupported(f"applies {op} over every axis, the batch axis included")
     dims = dims if isinstance(dims, (list, tuple)) else [dims]
-    axes = tuple(sorted(_axis(tensors, x, int(dim), op) for dim in dims))
+    axes = tuple(sorted(axis_of(tensors, x, int(dim), op) for dim in dims))
     kind = "max" if op == "aten.max" else "min" if op == "aten.min" else _REDUCTIONS[op]
     options = {"op": kind, "axes": axes, "keepdims": keepdims}
     return [LayerRecord(name, "reduce", op.split(".")[-1], (tensors.name(x),), options)]
-
-
-def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    op = op_name(node)
-    if kwargs.get("alpha", 1) != 1 or kwargs.get("rounding_mode") is not None:
-        raise Unsupported(f"applies {op} with {dict(kwargs)}")
-    if op == "aten.neg":
-        args, op = [args[0], -1.0], "aten.mul"
-    reverse = op == "aten.rsub"
-    if reverse:
-        op = "aten.sub"
-    left, right = args[0], args[1]
-    nodes = [value for value in (left, right) if hasattr(value, "op")]
-    if len(nodes) == 2:
-        if op not in _MERGES:
-            raise Unsupported(f"applies {op} to two tensors")
-        shapes = [tensors.shapes[n.name] for n in nodes]
-        if shapes[0] != shapes[1]:
-            raise Unsupported(
-                f"applies {op} to tensors of shapes {shapes[0][0]} and {shapes[1][0]}"
-            )
-        names = [tensors.name(n) for n in nodes]
-        return [
-            _record(name, "merge", op.split(".")[-1], names, op=_MERGES[op], mask_combine="any")
-        ]
-    if not isinstance(right if nodes[0] is left else left, (int, float)):
-        raise Unsupported(f"applies {op} to a tensor and {type(right).__name__}")
-    if nodes[0] is right:  # c - x, c / x: the constant comes first
-        left, right, reverse = right, left, not reverse
-    options = {"op": _SCALARS[op], "constant": float(right), "reverse": reverse}
-    return [LayerRecord(name, "scalar_op", op.split(".")[-1], (tensors.name(left),), options)]
 
 
 def _matmul(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
@@ -371,7 +280,7 @@ _HANDLERS: dict[str, Handler] = {
     "aten.slice": _slice,
     "aten.select": _select,
     **dict.fromkeys([*_REDUCTIONS, "aten.max", "aten.min"], _reduce),
-    **dict.fromkeys([*_SCALARS, "aten.rsub", "aten.neg"], _arithmetic),
+    **ARITHMETIC,
     **dict.fromkeys(["aten.matmul", "aten.bmm", "aten.einsum"], _matmul),
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from .._imports import require
@@ -58,10 +59,10 @@ def refusal(module: Any, found: list[tuple[str, Any]]) -> UnsupportedFeatureErro
 
 
 def record_for(
-    records: list[LayerRecord], tensors: Tensors, node: Any, name: str, previous: str
+    records: list[LayerRecord], tensors: Tensors, node: Any, names: _Names, previous: str
 ) -> None:
     """Append the records of one operation; its tensor is the last one's (or its input's)."""
-    made = op_records(node, name, tensors)
+    made = names.claim(op_records(node, names(node.name), tensors) or [])
     if made:
         records.extend(made)
         tensors.names[node] = made[-1].name
@@ -98,6 +99,19 @@ class _Names:
             name, count = f"{base}_{count}", count + 1
         self.taken.add(name)
         return name
+
+    def claim(self, made: list[LayerRecord]) -> list[LayerRecord]:
+        """An operation's records, those made beside its own last one (``clamp``'s lower
+        bound, ``stack``'s reshapes) renamed where their name is taken, and read so."""
+        renamed: dict[str, str] = {}
+        claimed = []
+        for index, record in enumerate(made):
+            inputs = tuple(renamed.get(name, name) for name in record.inputs)
+            if index < len(made) - 1:  # the last one has the operation's own name
+                renamed[record.name] = self(record.name)
+            name = renamed.get(record.name, record.name)
+            claimed.append(replace(record, name=name, inputs=inputs))
+        return claimed
 
 
 def _groups(module: Any, graph: Any, leaf: Callable[[Any], bool]) -> dict[Any, tuple[str, str]]:
@@ -190,11 +204,11 @@ def read_captured(
         previous = tensors.names[first] if first is not None else input_name
         try:
             if op_name(node) in READERS:
-                made = where_records(node, names(node.name), tensors, conditions)
+                made = names.claim(where_records(node, names(node.name), tensors, conditions))
                 records.extend(made)
                 tensors.names[node] = made[-1].name
             elif not read_condition(node, tensors, conditions):
-                record_for(records, tensors, node, names(node.name), previous)
+                record_for(records, tensors, node, names, previous)
         except Unsupported as error:
             found.append((str(error), node))
             tensors.names[node] = previous

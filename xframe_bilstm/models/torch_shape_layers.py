@@ -36,7 +36,8 @@ def _steps(mask: Mask, x: torch.Tensor) -> torch.Tensor | None:
 
 
 class Merge(nn.Module):
-    """Keras ``Add``/``Subtract``/``Multiply``/``Average``/``Maximum``/``Minimum``."""
+    """Keras ``Add``/``Subtract``/``Multiply``/``Average``/``Maximum``/``Minimum``, and the
+    division of two tensors (:mod:`~xframe_bilstm.models.capture_arithmetic`)."""
 
     def __init__(self, op: str, mask_combine: str) -> None:
         super().__init__()
@@ -53,6 +54,8 @@ class Merge(nn.Module):
             return self._multiply(xs, masks)
         if self.op == "subtract":
             return xs[0] - xs[1]
+        if self.op == "divide":
+            return xs[0] / xs[1]
         total = xs[0]
         for x in xs[1:]:
             total = total * x if self.op == "multiply" else total + x

@@ -13,9 +13,12 @@ from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord
 from ..reference.tensor_ops import scalar_op, slice_index
 
+_NORM_ORDERS = {"l1_norm": 1, "l2_norm": 2}
+
 
 class Reduce(nn.Module):
-    """The sum, mean, maximum or minimum over ``axes`` (counted with the batch axis)."""
+    """The sum, mean, maximum, minimum or vector norm over ``axes`` (counted with the batch
+    axis)."""
 
     def __init__(self, op: str, axes: tuple[int, ...], keepdims: bool) -> None:
         super().__init__()
@@ -28,6 +31,9 @@ class Reduce(nn.Module):
             return torch.mean(x, dim=self.axes, keepdim=self.keepdims)
         if self.op == "max":
             return torch.amax(x, dim=self.axes, keepdim=self.keepdims)
+        if self.op in _NORM_ORDERS:
+            order = _NORM_ORDERS[self.op]
+            return torch.linalg.vector_norm(x, order, dim=self.axes, keepdim=self.keepdims)
         return torch.amin(x, dim=self.axes, keepdim=self.keepdims)
 
     def extra_repr(self) -> str:
@@ -57,7 +63,8 @@ class ScalarOp(nn.Module):
         self.op, self.constant, self.reverse = op, constant, reverse
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return scalar_op(self.op, x, self.constant, self.reverse)
+        extremes = (torch.clamp_min, torch.clamp_max)
+        return scalar_op(self.op, x, self.constant, self.reverse, extremes)
 
     def extra_repr(self) -> str:
         return f"op={self.op!r}, constant={self.constant}, reverse={self.reverse}"

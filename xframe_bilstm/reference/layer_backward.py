@@ -148,7 +148,7 @@ def _merge(
         raise UnsupportedFeatureError(
             f"layer {record.name!r} ({record.class_name}): the gradient reference has no "
             f"backward for a {op} merge{' of masked inputs' if keras3_masks else ''}; "
-            "it differentiates add, subtract, average and multiply"
+            "it differentiates add, subtract, average, multiply and divide"
         )
     arrays: list[np.ndarray] = [t.astype(dtype) for t in tensors]
     same = _same_rank(arrays)
@@ -162,6 +162,8 @@ def _merge(
                 d = g * np.prod(np.broadcast_arrays(*others, g)[:-1], axis=0)
             elif op == "subtract":
                 d = g if index == 0 else -g
+            elif op == "divide":  # y = a / b: dy/da = 1 / b, dy/db = -a / b**2 = -y / b
+                d = g / same[1] if index == 0 else -g * y / same[1]
             else:
                 d = g / len(same) if op == "average" else g
             grads.append(_unbroadcast(d, x.shape).reshape(arrays[index].shape))

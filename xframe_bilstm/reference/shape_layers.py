@@ -94,6 +94,8 @@ def merge(record: LayerRecord, tensors: Sequence[np.ndarray], masks: Sequence[Ma
         return _multiply(arrays, masks)
     if op == "subtract":
         return arrays[0] - arrays[1]
+    if op == "divide":
+        return arrays[0] / arrays[1]
     total = arrays[0]
     for x in arrays[1:]:
         total = total * x if op == "multiply" else total + x

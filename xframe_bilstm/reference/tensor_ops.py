@@ -2,11 +2,13 @@
 
 Written from their definitions in numpy, independently of the torch port:
 
-- ``reduce``: the sum, mean, maximum or minimum over ``axes`` (counted with the batch
+- ``reduce``: the sum, mean, maximum, minimum, sum of absolute values (``l1_norm``) or
+  square root of the sum of squares (``l2_norm``) over ``axes`` (counted with the batch
   axis), keeping them as size 1 where ``keepdims``.
 - ``slice``: ``x[..., start:stop:step, ...]`` on one ``axis``; with ``keep_axis`` False,
   the one position ``start`` with that axis removed (``x[:, -1]``).
-- ``scalar_op``: ``x op constant``, or ``constant op x`` where ``reverse``.
+- ``scalar_op``: ``x op constant``, or ``constant op x`` where ``reverse``; ``maximum``
+  and ``minimum`` with a constant are clamps.
 - ``matmul``: ``a @ b`` over the last two axes, each first transposed where said, as the
   sums over the shared axis that define it (``einsum``).
 """
@@ -27,6 +29,8 @@ _REDUCTIONS: dict[str, Callable[..., Any]] = {
     "mean": np.mean,
     "max": np.max,
     "min": np.min,
+    "l1_norm": lambda x, **kw: np.sum(np.abs(x), **kw),
+    "l2_norm": lambda x, **kw: np.sqrt(np.sum(np.square(x), **kw)),
 }
 
 
@@ -43,8 +47,17 @@ def slice_index(options: Mapping[str, Any]) -> tuple[Any, ...]:
     return (slice(None),) * axis + (here,)
 
 
-def scalar_op(op: str, x: Any, constant: Any, reverse: bool) -> Any:
-    """``x op constant`` (or ``constant op x``) for numpy arrays and torch tensors alike."""
+def scalar_op(
+    op: str,
+    x: Any,
+    constant: Any,
+    reverse: bool,
+    extremes: tuple[Callable[..., Any], Callable[..., Any]] = (np.maximum, np.minimum),
+) -> Any:
+    """``x op constant`` (or ``constant op x``) for numpy arrays, torch and Keras tensors
+    alike; ``extremes`` are the framework's elementwise maximum and minimum."""
+    if op in ("maximum", "minimum"):
+        return extremes[op == "minimum"](x, constant)
     left, right = (constant, x) if reverse else (x, constant)
     if op == "add":
         return left + right

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
+from .tensor_ops import tensor_op_classes
 
 _MERGES = {
     "add": "Add",
@@ -28,6 +29,8 @@ def keras_shape_layer(
     """
     layers, options, name, kind = keras.layers, record.options, record.name, record.kind
     common = {"dtype": dtype, "name": name}
+    if kind == "merge" and options["op"] == "divide":
+        return tensor_op_classes()["divide"](**common)
     if kind == "merge":
         return getattr(layers, _MERGES[str(options["op"])])(**common)
     if kind == "permute":

@@ -1,9 +1,10 @@
 """The tensor operations of a captured ``forward`` rebuilt in Keras 3.
 
 No Keras layer sums over time, slices one step, adds a constant, multiplies two
-batches of matrices or writes a constant where a comparison holds, so these are small
-layers of this package, registered as ``xframe_bilstm>Reduce``, ``xframe_bilstm>Slice``,
-``xframe_bilstm>ScalarOp``, ``xframe_bilstm>MatMul`` and ``xframe_bilstm>Where``: a saved
+batches of matrices, divides two tensors or writes a constant where a comparison holds, so
+these are small layers of this package, registered as ``xframe_bilstm>Reduce``,
+``xframe_bilstm>Slice``, ``xframe_bilstm>ScalarOp``, ``xframe_bilstm>MatMul``,
+``xframe_bilstm>Divide`` and ``xframe_bilstm>Where``: a saved
 model that holds them loads where this package is imported. Each computes what
 :mod:`xframe_bilstm.reference.tensor_ops` (and :mod:`xframe_bilstm.reference.where`) computes.
 """
@@ -39,13 +40,18 @@ def tensor_op_classes() -> dict[str, Any]:
 
     @register
     class Reduce(_OptionsLayer):
-        """The sum, mean, maximum or minimum over ``axes`` (counted with the batch axis)."""
+        """The sum, mean, maximum, minimum or vector norm over ``axes`` (counted with the
+        batch axis)."""
 
         def call(self, x: Any) -> Any:
-            function = {"sum": "sum", "mean": "mean", "max": "max", "min": "min"}
+            op, ops = self.options["op"], keras.ops
             axes = tuple(int(axis) for axis in self.options["axes"])
-            reduce = getattr(keras.ops, function[self.options["op"]])
-            return reduce(x, axis=axes, keepdims=bool(self.options["keepdims"]))
+            keepdims = bool(self.options["keepdims"])
+            if op == "l1_norm":
+                return ops.sum(ops.abs(x), axis=axes, keepdims=keepdims)
+            if op == "l2_norm":  # over several axes: the flattened vector's, not a matrix norm
+                return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=keepdims))
+            return getattr(ops, op)(x, axis=axes, keepdims=keepdims)
 
     @register
     class Slice(_OptionsLayer):
@@ -65,7 +71,16 @@ def tensor_op_classes() -> dict[str, Any]:
         def call(self, x: Any) -> Any:
             options = self.options
             constant = keras.ops.cast(float(options["constant"]), x.dtype)
-            return scalar_op(str(options["op"]), x, constant, bool(options["reverse"]))
+            extremes = (keras.ops.maximum, keras.ops.minimum)
+            return scalar_op(str(options["op"]), x, constant, bool(options["reverse"]), extremes)
+
+    @register
+    class Divide(keras.layers.Subtract):  # type: ignore[name-defined]
+        """``a / b``: the one elementwise operation of two tensors Keras has no merge layer
+        for. Keras's merges check, broadcast and mask it as they do ``Subtract``."""
+
+        def _merge_function(self, inputs: list[Any]) -> Any:
+            return keras.ops.divide(inputs[0], inputs[1])
 
     @register
     class MatMul(_OptionsLayer):
@@ -110,6 +125,7 @@ def tensor_op_classes() -> dict[str, Any]:
         "scalar_op": ScalarOp,
         "matmul": MatMul,
         "where": Where,
+        "divide": Divide,
     }
 
 

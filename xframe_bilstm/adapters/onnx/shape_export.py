@@ -86,6 +86,8 @@ def _merge_values(
         return output
     if op == "subtract":
         return builder.one("Sub", tensors, prefix)
+    if op == "divide":
+        return builder.one("Div", tensors, prefix)
     if op == "multiply":
         return (
             builder.one("Mul", tensors, prefix)

@@ -1,8 +1,9 @@
 """The tensor operations of a captured ``forward`` as standard ONNX operators, computing
 what :mod:`xframe_bilstm.reference.tensor_ops` computes: ``ReduceSum``/``ReduceMean``/
-``ReduceMax``/``ReduceMin``, ``Slice`` (and ``Squeeze`` for one position), and
-``Add``/``Sub``/``Mul``/``Div`` with a constant, ``MatMul`` (after a ``Transpose`` of
-the last two axes where said), and ``Where`` of a comparison with a number."""
+``ReduceMax``/``ReduceMin``/``ReduceL1``/``ReduceL2``, ``Slice`` (and ``Squeeze`` for one
+position), ``Add``/``Sub``/``Mul``/``Div``/``Max``/``Min`` with a constant, ``MatMul``
+(after a ``Transpose`` of the last two axes where said), and ``Where`` of a comparison with
+a number."""
 
 from __future__ import annotations
 
@@ -17,10 +18,27 @@ from .builder import GraphBuilder
 
 Emitted = tuple[str, str | None]
 _END = np.iinfo(np.int64).max
-_REDUCE_OPS = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin"}
-_SCALAR_OPS = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div"}
+_REDUCE_OPS = {
+    "sum": "ReduceSum",
+    "mean": "ReduceMean",
+    "max": "ReduceMax",
+    "min": "ReduceMin",
+    "l1_norm": "ReduceL1",
+    "l2_norm": "ReduceL2",
+}
+_SCALAR_OPS = {
+    "add": "Add",
+    "subtract": "Sub",
+    "multiply": "Mul",
+    "divide": "Div",
+    "maximum": "Max",
+    "minimum": "Min",
+}
 # From these opsets on, the reductions take their axes as an input.
-_AXES_INPUT = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18}
+_AXES_INPUT = {
+    "ReduceSum": 13,
+    **dict.fromkeys(["ReduceMean", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2"], 18),
+}
 
 
 def _reduce(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:

@@ -24,6 +24,7 @@ MERGE_OPS = {
     "Average": "average",
     "Maximum": "maximum",
     "Minimum": "minimum",
+    "xframe_bilstm>Divide": "divide",
 }
 # How a record of a layer is read: (spec, its weights, the model) -> record.
 RecordReader = Callable[[LayerSpec, Callable[[LayerSpec], list[WeightRef]], ModelSpec], LayerRecord]

@@ -1,5 +1,5 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
-``>MatMul``, ``>Where``) read back into records of their kinds.
+``>MatMul``, ``>Where``, ``>Divide``) read back into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`); a saved model holding them ports back.
@@ -31,9 +31,10 @@ KIND_BY_CLASS = {
     "xframe_bilstm>ScalarOp": "scalar_op",
     "xframe_bilstm>MatMul": "matmul",
     "xframe_bilstm>Where": "where",
+    "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
 }
-_REDUCTIONS = ("sum", "mean", "max", "min")
-_SCALAR_OPS = ("add", "subtract", "multiply", "divide")
+_REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm")
+_SCALAR_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
 
 
 def is_own_class(value: Mapping[str, Any]) -> bool:

@@ -1,0 +1,163 @@
+"""Arithmetic between tensors that broadcast, clamps and vector norms in a ``forward``, as
+real models write them: a speaker encoder's L2-normalized embedding (``x / torch.norm``),
+``F.normalize``, a gate of one channel scaling every feature, clamps.
+
+Expected values come from the module itself, ``module(x)``, run by torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import (  # noqa: E402
+    UnsupportedFeatureError,
+    compare,
+    keras_to_torch,
+    to_onnx,
+    torch_to_keras,
+)
+from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+nn = torch.nn
+F = torch.nn.functional
+
+
+class SpeakerEncoder(nn.Module):
+    """Frames, a 2-layer LSTM, its last layer's final state, Linear, ReLU, L2-normalized."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(31)
+        self.lstm = nn.LSTM(4, 6, 2, batch_first=True)
+        self.linear = nn.Linear(6, 5)
+        self.relu = nn.ReLU()
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        _, (hidden, _) = self.lstm(frames)
+        embeds = self.relu(self.linear(hidden[-1])) + 0.1
+        return embeds / torch.norm(embeds, dim=1, keepdim=True)
+
+
+class GatedNormalized(nn.Module):
+    """A one-channel gate scaling every feature, clamps, and ``F.normalize`` of orders 2 and 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(32)
+        self.gru = nn.GRU(4, 6, batch_first=True, bidirectional=True)
+        self.gate = nn.Linear(12, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, _ = self.gru(x)
+        gated = h * torch.sigmoid(self.gate(h))  # (B, T, 12) * (B, T, 1)
+        clamped = torch.clamp(gated, -0.2, 0.3) - torch.clamp_min(h, 0.1)
+        return F.normalize(clamped, dim=-1), F.normalize(h, p=1.0, dim=1)
+
+
+def _frames(batch: int, steps: int) -> np.ndarray:
+    return np.random.default_rng(8).standard_normal((batch, steps, 4)).astype("float32")
+
+
+MODULES = [SpeakerEncoder, GatedNormalized]
+
+
+def _expected(module: nn.Module, x: np.ndarray) -> list[np.ndarray]:
+    with torch.no_grad():
+        outputs = module(torch.from_numpy(x))
+    return [y.numpy() for y in (outputs if isinstance(outputs, tuple) else (outputs,))]
+
+
+@pytest.mark.parametrize("make", MODULES)
+def test_the_keras_port_matches_the_module(make) -> None:
+    module = make().eval()
+    model = torch_to_keras(module)  # verified against module(x) at 3 rows of 7 steps
+    x = _frames(4, 10)  # and at another batch and length here
+    actual = model(x, training=False)
+    actual = actual if isinstance(actual, (list, tuple)) else [actual]
+    for mine, theirs in zip(actual, _expected(module, x), strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("make", MODULES)
+def test_compare_passes_on_every_framework(make) -> None:
+    report = compare(make().eval(), frameworks=["torch", "keras", "onnxruntime"], steps=8)
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"torch[cpu,float32]@original", "keras[cpu,float32]"} <= labels
+    assert any(label.startswith("onnxruntime") for label in labels)
+
+
+def test_the_onnx_export_matches_the_module() -> None:
+    import onnxruntime
+
+    module = GatedNormalized().eval()
+    session = onnxruntime.InferenceSession(to_onnx(module).SerializeToString())
+    x = _frames(2, 9)
+    actual = session.run(None, {session.get_inputs()[0].name: x})
+    for mine, theirs in zip(actual, _expected(module, x), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=2e-6)
+
+
+def test_each_operation_reads_as_its_record() -> None:
+    graph = graph_from_torch(GatedNormalized().eval())
+    read = {(r.kind, r.options.get("op")) for r in graph.layers}
+    assert {
+        ("merge", "multiply"),  # the gate, broadcast over the features
+        ("merge", "divide"),  # F.normalize's division, its expand_as passed on
+        ("scalar_op", "maximum"),  # clamp's min and clamp_min
+        ("scalar_op", "minimum"),  # clamp's max
+        ("reduce", "l2_norm"),
+        ("reduce", "l1_norm"),
+    } <= read
+    assert not any(r.class_name.startswith("expand") for r in graph.layers)
+
+
+def test_the_saved_keras_port_ports_back_to_torch(tmp_path) -> None:
+    module = GatedNormalized().eval()
+    path = tmp_path / "gated.keras"
+    torch_to_keras(module).save(path)
+    port = keras_to_torch(path)  # verified against the model Keras loads
+    x = _frames(2, 6)
+    with torch.no_grad():
+        actual = port(torch.from_numpy(x))
+    for mine, theirs in zip(actual, _expected(module, x), strict=True):
+        np.testing.assert_allclose(mine.numpy(), theirs, rtol=0, atol=2e-6)
+
+
+class Refused(nn.Module):
+    def __init__(self, body) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(x)
+        return self.body(h)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (
+            lambda h: h.unsqueeze(1) / h,  # torch aligns the batch with the new axis
+            r"applies aten\.div to tensors of shapes \(3, 1, 7, 6\) and \(3, 7, 6\)",
+        ),
+        (lambda h: h / torch.norm(h, float("inf"), dim=2, keepdim=True), r"of order inf"),
+        (lambda h: h.clamp(min=h[:, :1]), r"clamp with bounds that are tensors"),
+        (
+            lambda h: torch.cat([h, h[:, :, :1].expand_as(h)], -1),
+            r"applies aten\.expand_as before aten\.cat",
+        ),
+    ],
+    ids=["other-rank", "inf-norm", "tensor-bound", "expand-before-cat"],
+)
+def test_what_does_not_broadcast_as_keras_is_refused_with_its_line(body, says) -> None:
+    with pytest.raises(UnsupportedFeatureError, match=says) as caught:
+        torch_to_keras(Refused(body).eval())
+    assert "test_capture_arithmetic.py" in str(caught.value)

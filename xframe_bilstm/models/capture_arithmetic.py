@@ -1,0 +1,138 @@
+"""Elementwise arithmetic, clamps and vector norms of a captured ``forward``, as records.
+
+- ``a + b``, ``a - b``, ``a * b``, ``a / b`` of two tensors are ``merge`` records. The
+  tensors have one rank and the batch axis; any other axis may have size 1 in one of
+  them, broadcast over the other's (``x / x.norm(dim=1, keepdim=True)``,
+  ``h * mask.unsqueeze(-1)``), as Keras's merge layers broadcast. ``expand`` and
+  ``expand_as`` feeding such an operation pass their input on, since it broadcasts.
+- With a number, or ``clamp``/``clamp_min``/``clamp_max`` (a ``maximum`` or ``minimum``
+  with a number), they are ``scalar_op`` records.
+- ``torch.norm``/``torch.linalg.vector_norm`` of order 1 or 2 over axes (not the batch
+  axis) is a ``reduce`` record (``l1_norm``, ``l2_norm``). With the two above, this reads
+  ``F.normalize``, which ``torch.export`` writes as norm, ``clamp_min``, ``expand_as``
+  and division.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..graph import LayerRecord
+from .capture_tensors import Shape, Tensors, Unsupported, axis_of, op_name
+
+_MERGES = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply", "aten.div": "divide"}
+_CLAMPS = {"aten.clamp_min": ("min",), "aten.clamp_max": ("max",), "aten.clamp": ("min", "max")}
+_NORMS = {1: "l1_norm", 2: "l2_norm"}
+
+
+def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    op = op_name(node)
+    if kwargs.get("alpha", 1) != 1 or kwargs.get("rounding_mode") is not None:
+        raise Unsupported(f"applies {op} with {dict(kwargs)}")
+    if op == "aten.neg":
+        args, op = [args[0], -1.0], "aten.mul"
+    reverse = op == "aten.rsub"
+    if reverse:
+        op = "aten.sub"
+    left, right = args[0], args[1]
+    nodes = [value for value in (left, right) if hasattr(value, "op")]
+    kind = op.split(".")[-1]
+    if len(nodes) == 2:
+        _check_broadcast(op, [tensors.shapes[n.name] for n in nodes], tensors.batches)
+        names = [tensors.name(n) for n in nodes]
+        return [_record(name, "merge", kind, names, op=_MERGES[op], mask_combine="any")]
+    if not isinstance(right if nodes[0] is left else left, (int, float)):
+        raise Unsupported(f"applies {op} to a tensor and {type(right).__name__}")
+    if nodes[0] is right:  # c - x, c / x: the constant comes first
+        left, right, reverse = right, left, not reverse
+    return [_scalar(name, kind, tensors.name(left), _MERGES[op], right, reverse)]
+
+
+def _check_broadcast(
+    op: str, shapes: list[tuple[Shape, Shape | None]], batches: tuple[int, int]
+) -> None:
+    """Refuses two tensors an elementwise ``op`` cannot combine as a Keras merge does:
+    another rank, another batch axis, or axes that differ other than by a size 1 kept in
+    both captures."""
+    (a, a_second), (b, b_second) = shapes
+    pairs = [(a, b, batches[0])] + ([] if a_second is None else [(a_second, b_second, batches[1])])
+    sized_one: set[tuple[int, int]] = set()  # (axis, which input) broadcast in every capture
+    for index, (first, second, batch) in enumerate(pairs):
+        if second is None or len(first) != len(second) or {first[:1], second[:1]} != {(batch,)}:
+            raise Unsupported(f"applies {op} to tensors of shapes {a} and {b}")
+        ones = {
+            (axis, 0 if size == 1 else 1)
+            for axis, (size, other) in enumerate(zip(first, second))
+            if size != other and 1 in (size, other)
+        }
+        mismatched = any(
+            size != other and 1 not in (size, other) for size, other in zip(first, second)
+        )
+        if mismatched or (index and ones != sized_one):
+            raise Unsupported(f"applies {op} to tensors of shapes {a} and {b}")
+        sized_one = ones
+
+
+def _clamp(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    op = op_name(node)
+    bounds = dict(zip(_CLAMPS[op], args[1:])) | kwargs
+    if any(not isinstance(value, (int, float, type(None))) for value in bounds.values()):
+        raise Unsupported(f"applies {op} with bounds that are tensors")
+    given = [(bound, bounds[bound]) for bound in ("min", "max") if bounds.get(bound) is not None]
+    if not given:
+        raise Unsupported(f"applies {op} with no bound")
+    records, x = [], tensors.name(args[0])
+    for index, (bound, value) in enumerate(given):  # clamp(x, lo, hi) = min(max(x, lo), hi)
+        extreme = "maximum" if bound == "min" else "minimum"
+        here = name if index == len(given) - 1 else f"{name}_{bound}"
+        records.append(_scalar(here, op.split(".")[-1], x, extreme, value))
+        x = here
+    return records
+
+
+def _norm(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    op = op_name(node)
+    values = dict(zip(("ord", "dim", "keepdim"), args[1:])) | kwargs
+    order, dims = values.get("ord", 2), values.get("dim")
+    if order not in _NORMS or values.get("dtype") is not None:
+        raise Unsupported(f"applies {op} of order {order}; orders 1 and 2 are read")
+    if dims is None or (isinstance(dims, (list, tuple)) and not dims):
+        raise Unsupported(f"applies {op} over every axis, the batch axis included")
+    dims = dims if isinstance(dims, (list, tuple)) else [dims]
+    axes = tuple(sorted(axis_of(tensors, args[0], int(dim), op) for dim in dims))
+    options = {"op": _NORMS[order], "axes": axes, "keepdims": bool(values.get("keepdim", False))}
+    return [LayerRecord(name, "reduce", "norm", (tensors.name(args[0]),), options)]
+
+
+def _expand(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    """Nothing to compute where only broadcasting arithmetic reads the expanded tensor."""
+    op = op_name(node)
+    users = [op_name(user) for user in node.users]
+    if tensors.rank(args[0]) != tensors.rank(node):
+        raise Unsupported(f"applies {op} adding axes")
+    if not users or any(user not in _MERGES for user in users):
+        raise Unsupported(f"applies {op} before {', '.join(sorted(set(users))) or 'nothing'}")
+    return []
+
+
+def _scalar(
+    name: str, cls: str, x: str, op: str, constant: float, reverse: bool = False
+) -> LayerRecord:
+    options = {"op": op, "constant": float(constant), "reverse": reverse}
+    return LayerRecord(name, "scalar_op", cls, (x,), options)
+
+
+def _record(name: str, kind: str, cls: str, inputs: list[str], **options: Any) -> LayerRecord:
+    return LayerRecord(name, kind, cls, tuple(inputs), options)
+
+
+Handler = Callable[[Any, str, Tensors, list, dict], list]
+HANDLERS: dict[str, Handler] = {
+    **dict.fromkeys([*_MERGES, "aten.rsub", "aten.neg"], _arithmetic),
+    **dict.fromkeys(_CLAMPS, _clamp),
+    "aten.linalg_vector_norm": _norm,
+    **dict.fromkeys(["aten.expand", "aten.expand_as"], _expand),
+}
+
+__all__ = ["HANDLERS"]

@@ -1,0 +1,72 @@
+"""The tensors of a ``forward`` captured by ``torch.export``, as the readers of its
+operations see them: the record computing each node, its shapes in the two captures, and
+the refusal of an operation no record computes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = tuple[int, ...]
+
+
+class Unsupported(Exception):
+    """An operation with no layer record; the message says what it does."""
+
+
+@dataclass
+class Tensors:
+    """The captured tensors: the record computing each node, and its shapes in both captures.
+
+    ``shapes`` maps a node's name to (shape in the first capture, shape in the second
+    or None where there is no second capture).
+    """
+
+    names: dict[Any, str] = field(default_factory=dict)
+    shapes: dict[str, tuple[Shape, Shape | None]] = field(default_factory=dict)
+    batches: tuple[int, int] = (3, 2)
+
+    def name(self, node: Any) -> str:
+        if node not in self.names:
+            raise Unsupported(
+                f"reads {getattr(node, 'name', node)!r}, which is not a tensor of a layer"
+            )
+        return self.names[node]
+
+    def rank(self, node: Any) -> int:
+        return len(self.shapes[node.name][0])
+
+    def free_shape(self, node: Any) -> tuple[int, ...]:
+        """The node's shape without the batch axis, ``-1`` for free axes (at most one)."""
+        first, second = self.shapes[node.name]
+        if not first or first[0] != self.batches[0] or (second and second[0] != self.batches[1]):
+            raise Unsupported("mixes the batch axis with others")
+        target = tuple(
+            -1 if second is not None and size != second[index + 1] else int(size)
+            for index, size in enumerate(first[1:])
+        )
+        if target.count(-1) > 1:
+            raise Unsupported(f"makes a shape with {target.count(-1)} axes of free length")
+        return target
+
+
+def op_name(node: Any) -> str:
+    """The operation a captured node applies, as users read it: ``aten.mean`` for
+    ``aten.mean.dim``."""
+    target = node.target
+    name = getattr(target, "name", None)
+    text = name() if callable(name) else str(target)
+    text = text.replace("::", ".")
+    parts = text.split(".")
+    return ".".join(parts[:2]) if text.startswith("aten.") else text
+
+
+def axis_of(tensors: Tensors, node: Any, dim: int, what: str) -> int:
+    rank = tensors.rank(node)
+    axis = dim + rank if dim < 0 else dim
+    if axis == 0:
+        raise Unsupported(f"{what} over the batch axis (dim={dim})")
+    return axis
+
+
+__all__ = ["Shape", "Tensors", "Unsupported", "axis_of", "op_name"]

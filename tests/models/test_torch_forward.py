@@ -193,23 +193,35 @@ def test_a_child_called_twice_is_ported_as_two_layers_with_its_weights() -> None
 
 
 class ZeroStates(nn.Module):
-    """The tutorials' explicit zero initial states: states passed in, so refused."""
+    """The tutorials' explicit zero initial states, built in ``forward`` from the batch size."""
 
-    def __init__(self) -> None:
+    def __init__(self, fill=torch.zeros) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(4, 5, batch_first=True)
-        self.fc = nn.Linear(5, 2)
+        torch.manual_seed(7)
+        self.lstm = nn.LSTM(4, 5, num_layers=2, batch_first=True)
+        self.gru = nn.GRU(5, 3, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(6, 2)
+        self.fill = fill
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h0 = torch.zeros(1, x.size(0), 5)
-        return self.fc(self.lstm(x, (h0, h0))[0])
+        h0 = self.fill(2, x.size(0), 5).to(x.device)
+        c0 = x.new_zeros(2, x.size(0), 5)
+        h, _ = self.lstm(x, (h0, c0))
+        h, _ = self.gru(h, torch.full((2, x.size(0), 3), 0.0))
+        return self.fc(h)
 
 
-def test_states_passed_to_a_recurrent_child_are_named() -> None:
+def test_zero_initial_states_built_in_forward_port_as_none() -> None:
+    net = ZeroStates().eval()
+    model = torch_to_keras(net)  # verified against net(x)
+    _matches(net, model, np.random.default_rng(8).standard_normal((3, 6, 4)).astype("float32"))
+
+
+def test_other_initial_states_passed_to_a_recurrent_child_are_named() -> None:
     with pytest.raises(
         UnsupportedFeatureError, match=r"passes initial states to 'lstm'.*test_torch_forward\.py"
     ):
-        torch_to_keras(ZeroStates())
+        torch_to_keras(ZeroStates(fill=torch.ones).eval())
 
 
 class Branchy(nn.Module):

@@ -39,8 +39,8 @@ def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
     nodes = [value for value in (left, right) if hasattr(value, "op")]
     kind = op.split(".")[-1]
     if len(nodes) == 2:
+        names = [tensors.name(n) for n in nodes]  # a parameter is refused as such first
         _check_broadcast(op, [tensors.shapes[n.name] for n in nodes], tensors.batches)
-        names = [tensors.name(n) for n in nodes]
         return [_record(name, "merge", kind, names, op=_MERGES[op], mask_combine="any")]
     if not isinstance(right if nodes[0] is left else left, (int, float)):
         raise Unsupported(f"applies {op} to a tensor and {type(right).__name__}")

@@ -11,6 +11,9 @@ entry is output ``1 + d*S + s`` of layer ``l``'s record (``S`` states per direct
 0 for h, 1 for c), which then returns its states. The stack itself (``h_n`` returned or
 computed with whole) has no Keras layout, (layers * directions) before the batch axis, and
 is refused by name.
+
+Initial states of zeros built in ``forward`` (:func:`zero_tensors`) are what a Keras layer
+starts from without any, so the call is read as if given none.
 """
 
 from __future__ import annotations
@@ -19,7 +22,19 @@ import dataclasses
 from typing import Any
 
 from ..graph import LayerRecord, tensor_name
-from .capture_ops import Tensors, Unsupported, is_tuple_getitem
+from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name
+
+_ZEROS = {"aten.zeros", "aten.zeros_like", "aten.new_zeros"}
+_FULL = {"aten.full": 1, "aten.full_like": 1, "aten.new_full": 2}  # op -> index of the value
+_SAME_VALUES = {
+    "aten.to",
+    "aten._to_copy",
+    "aten.detach",
+    "aten.clone",
+    "aten.contiguous",
+    "aten.alias",
+    "aten.lift_fresh_copy",
+}
 
 
 def read_states(
@@ -88,6 +103,24 @@ def _entry(path: str, state: Any, user: Any, count: int) -> int:
     return k + count if k < 0 else k
 
 
+def zero_tensors(graph: Any) -> set[Any]:
+    """The nodes of ``graph`` computing tensors of zeros from nothing but sizes
+    (``torch.zeros(layers, x.size(0), hidden).to(x.device)``, ``x.new_zeros(...)``): passed
+    as a recurrent call's initial states, they mean what passing none means."""
+    zeros: set[Any] = set()
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        op, args = op_name(node), node.args
+        if (
+            op in _ZEROS
+            or (op in _FULL and len(args) > _FULL[op] and args[_FULL[op]] == 0)
+            or (op in _SAME_VALUES and args and args[0] in zeros)
+        ):
+            zeros.add(node)
+    return zeros
+
+
 def _squeezes_first_axis(state: Any, user: Any) -> bool:
     """Whether ``user`` is ``state.squeeze(0)`` (``aten.squeeze.dim``/``.dims`` on axis 0)."""
     if "squeeze" not in str(user.target) or len(user.args) != 2 or user.args[0] is not state:
@@ -96,4 +129,4 @@ def _squeezes_first_axis(state: Any, user: Any) -> bool:
     return list(axes) == [0] if isinstance(axes, (list, tuple)) else axes == 0
 
 
-__all__ = ["read_states"]
+__all__ = ["read_states", "zero_tensors"]

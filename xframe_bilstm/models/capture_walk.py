@@ -20,7 +20,7 @@ from .capture_attention import attention_output, attention_record, is_attention_
 from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
-from .capture_states import read_states
+from .capture_states import read_states, zero_tensors
 from .capture_where import READERS, Mask, read_condition, where_records
 
 LeafTest = Callable[[Any], bool]
@@ -160,11 +160,12 @@ def read_captured(
     records = [LayerRecord(input_name, "input", "InputLayer", options=dict(input_options))]
     tensors.names[user[0]] = input_name
     weights = set(placeholders) - set(user)
+    zeros = zero_tensors(graph)  # initial states of zeros, read as none
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read, found = live_nodes(graph), set(), []
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
     for node in graph.nodes:
-        if node.op != "call_function" or node not in live or node in tensors.names:
+        if node.op != "call_function" or node not in live or node in tensors.names or node in zeros:
             continue  # (named already: a state h_n[k], read with its recurrent call)
         if node in groups:
             key, path = groups[node]
@@ -178,7 +179,7 @@ def read_captured(
                     path,
                     key,
                     members,
-                    weights,
+                    weights | zeros,
                     tensors,
                     records,
                     names,
@@ -319,13 +320,14 @@ def _read_call(
     path: str,
     key: str,
     members: list[Any],
-    weights: set[Any],
+    constants: set[Any],
     tensors: Tensors,
     records: list[LayerRecord],
     names: _Names,
     read_child: Callable[[str, Any, str], list[LayerRecord]],
 ) -> None:
-    """The records of one call of a module read whole."""
+    """The records of one call of a module read whole; ``constants`` are the nodes that are
+    not the call's data (its parameters, and zeros given as a recurrent call's states)."""
     torch = require("torch")
     child = module.get_submodule(path)
     inside = set(members)
@@ -335,7 +337,7 @@ def _read_call(
             for member in members
             for arg in member.all_input_nodes
             if arg not in inside
-            and arg not in weights
+            and arg not in constants
             and isinstance(arg.meta.get("val"), torch.Tensor)
         )
     )

@@ -20,8 +20,9 @@ no dependencies), takes the model files out of it and runs the conversion a user
   own ``model.py`` builds it on tf_keras (Keras 2, which it was written for) and loads the
   weights, each checked against the file's arrays read with h5py; the same model is rebuilt
   in Keras 3 with the custom layer ported line by line, saved as ``.keras``, and ported with
-  ``custom_layers`` (and back with ``torch_to_keras``, before and after a fine-tuning step),
-  then ``compare()`` on sentences encoded with the package's vocabulary as it encodes them.
+  ``custom_layers`` (and back with ``torch_to_keras``, before and after fine-tuning steps),
+  then ``compare()`` on sentences encoded with the package's vocabulary as it encodes them;
+  the Keras 2 model saved whole (``.h5``) is ported and compared too.
 
     python benchmarks/published_models.py     # writes benchmarks/results/published_models.md
 

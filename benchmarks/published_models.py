@@ -14,6 +14,15 @@ no dependencies), takes the model files out of it and runs the conversion a user
 - **chars2vec** (Apache-2.0): character embeddings from two stacked LSTMs, published as
   Keras 2 weights-only ``.h5`` files. The model is rebuilt in Keras 3 as the package builds it,
   the weights loaded, then ``keras_to_torch`` and ``compare()`` on one-hot words.
+- **textgenrnn** (MIT): a character model, Embedding → two LSTMs → Concatenate → a custom
+  ``AttentionWeightedAverage`` layer with a weight of its own → Dense softmax, published as a
+  Keras 2.1.5 weights-only file whose LSTM weights are in CuDNNLSTM's layout. The package's
+  own ``model.py`` builds it on tf_keras (Keras 2, which it was written for) and loads the
+  weights, each checked against the file's arrays read with h5py; the same model is rebuilt
+  in Keras 3 with the custom layer ported line by line, saved as ``.keras``, and ported with
+  ``custom_layers`` (and back with ``torch_to_keras``, before and after fine-tuning steps),
+  then ``compare()`` on sentences encoded with the package's vocabulary as it encodes them;
+  the Keras 2 model saved whole (``.h5``) is ported and compared too.
 
     python benchmarks/published_models.py     # writes benchmarks/results/published_models.md
 
@@ -23,6 +32,7 @@ graph on onnxruntime, the Keras model's call) next to the tolerance the library 
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -42,11 +52,22 @@ sys.path.insert(0, str(HERE.parent))
 import keras  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime  # noqa: E402
+from textgenrnn_rebuild import (  # noqa: E402
+    TorchAttentionWeightedAverage,
+    encode,
+    file_weights,
+    fine_tune,
+    keras2_model_module,
+    keras3_model,
+    keras_attention,
+    package_config,
+    torch_attention,
+)
 
 import xframe_bilstm  # noqa: E402
 from xframe_bilstm import compare, keras_to_torch, onnx_to_torch, torch_to_keras  # noqa: E402
 
-PACKAGES = {"silero-vad": "6.2.3", "chars2vec": "0.1.7"}
+PACKAGES = {"silero-vad": "6.2.3", "chars2vec": "0.1.7", "textgenrnn": "2.0.0"}
 SILERO_GRAPHS = (
     "silero_vad.onnx",
     "silero_vad_16k_op15.onnx",
@@ -128,6 +149,14 @@ def silero(root: Path) -> list[Row]:
     return rows
 
 
+def _worst(report: Any) -> str:
+    worst = max(report.pairs, key=lambda pair: pair.max_abs_error / pair.tolerance)
+    return (
+        f"{len(report.pairs)} pairs; worst {worst.max_abs_error:.2g} against "
+        f"{worst.tolerance:.2g} ({worst.label})"
+    )
+
+
 def chars2vec(root: Path) -> list[Row]:
     rows: list[Row] = []
     for size in (50, 100, 150, 200, 300):
@@ -140,17 +169,193 @@ def chars2vec(root: Path) -> list[Row]:
         words = np.eye(59, dtype=np.float32)[ids]  # one-hot characters, as the package feeds
         _, seconds = _timed(lambda m=model: keras_to_torch(m))
         report = compare(model, inputs=words)
-        worst = max(report.pairs, key=lambda pair: pair.max_abs_error / pair.tolerance)
         rows.append(
             (
                 f"chars2vec eng_{size}",
                 "keras_to_torch (verified), compare() on one-hot words",
-                f"converted in {seconds:.2f} s; {len(report.pairs)} pairs; worst "
-                f"{worst.max_abs_error:.2g} against {worst.tolerance:.2g} ({worst.label})",
+                f"converted in {seconds:.2f} s; {_worst(report)}",
                 "equivalent" if report else "NOT equivalent",
             )
         )
     return rows
+
+
+# textgenrnn: its sentences are encoded as the package encodes a prefix to generate from.
+TEXTGENRNN_SENTENCES = (
+    "Never gonna give you up, never gonna let you down",
+    "The quick brown fox jumps over the lazy dog.",
+    "What is the airspeed velocity of an unladen swallow?",
+    "I think, therefore I am.",
+)
+# Fine-tuning steps of the port before it goes back to Keras: (Adam steps, learning rate);
+# 4e-3 is the rate textgenrnn trains with.
+TEXTGENRNN_TUNING = ((1, 5e-4), (3, 4e-3))
+TEXTGENRNN_LAYERS = {"AttentionWeightedAverage": torch_attention}  # custom_layers=
+
+
+def textgenrnn(root: Path, folder: Path) -> list[Row]:
+    source = root / "textgenrnn"
+    folder.mkdir()
+    weights_path = source / "textgenrnn_weights.hdf5"
+    vocab = json.loads((source / "textgenrnn_vocab.json").read_text(encoding="utf8"))
+    cfg, num_classes = package_config(source), len(vocab) + 1  # as textgenrnn() counts
+    ids = np.stack([encode(t, vocab, cfg["max_length"]) for t in TEXTGENRNN_SENTENCES])
+    name, custom = "textgenrnn", TEXTGENRNN_LAYERS
+    file = f"{name} {weights_path.name}"
+    rows: list[Row] = []
+
+    model = keras3_model(num_classes, cfg)
+    try:
+        model.load_weights(weights_path, by_name=True)
+        rows.append((file, "Keras 3 load_weights(by_name=True)", "loaded", "loaded"))
+    except ValueError as error:  # Keras 3's own refusal: no CuDNNLSTM conversion
+        rows.append(
+            (file, "Keras 3 load_weights(by_name=True)", _first_line(error), "refused by Keras")
+        )
+    try:
+        keras_to_torch(weights_path, custom_layers=custom)
+        verdict = "converted"
+    except Exception as error:  # named by its file name: the folder is a temporary one
+        verdict = _first_line(error).replace(str(weights_path), weights_path.name)
+    rows.append((file, "keras_to_torch", verdict, "refused"))
+
+    # The package's own build and load, on Keras 2; every array against the file's.
+    keras2_module = keras2_model_module(source, folder)
+    keras2 = keras2_module.textgenrnn_model(num_classes, cfg=cfg, weights_path=str(weights_path))
+    expected = file_weights(weights_path)
+    loaded = [(layer.name, layer.get_weights()) for layer in keras2.layers]
+    equal = sum(
+        np.array_equal(got, want)
+        for layer, arrays in loaded
+        for got, want in zip(arrays, expected[layer], strict=True)
+    )
+    total = sum(len(arrays) for arrays in expected.values())
+    for layer in model.layers:
+        layer.set_weights(expected[layer.name])
+    keras_probs = np.asarray(model([ids]))
+    error = float(np.abs(keras_probs - keras2([ids]).numpy()).max())
+    next_chars = {i: c for c, i in vocab.items()}
+    guesses = ", ".join(repr(next_chars[i]) for i in keras_probs.argmax(-1))
+    rows.append(
+        (
+            f"{name} (model.py on tf_keras; in Keras 3)",
+            "the package's model.py loads the file; each array against h5py's; the Keras 3 "
+            "model with the ported layer against it on 4 encoded sentences",
+            f"{equal}/{total} arrays equal to the file's (LSTMs in CuDNNLSTM's layout, "
+            f"converted); Keras 3 vs the package's Keras 2 model: max error {error:.2g}; "
+            f"next characters {guesses}",
+            "rebuilt" if equal == total == len(model.weights) else "NOT rebuilt",
+        )
+    )
+    path = folder / "textgenrnn.keras"
+    model.save(path)
+    return (
+        rows
+        + _ported(name, path, ids, keras_probs, vocab["<s>"])
+        + _keras2_file(name, keras2, keras2_module, folder, ids)
+    )
+
+
+def _ported(name: str, path: Path, ids: np.ndarray, keras_probs: Any, end: int) -> list[Row]:
+    """The Keras 3 file to torch, compared, and back to Keras before and after fine-tuning."""
+    custom, rows = TEXTGENRNN_LAYERS, []
+    try:
+        report = compare(path, inputs=[ids], custom_layers=custom)
+        result = f"{_worst(report)}; {len(report.left_out)} left out (reference, onnxruntime)"
+        verdict = "equivalent" if report else "NOT equivalent"
+    except Exception as error:
+        result, verdict = _first_line(error), "fails"
+    rows.append((f"{name} {path.name}", "compare(path, custom_layers=...) on the sentences",
+                 result, verdict))  # fmt: skip
+    try:
+        port, seconds = _timed(lambda: keras_to_torch(path, custom_layers=custom))
+    except Exception as error:
+        action = "keras_to_torch(path, custom_layers=...)"
+        return [(f"{name} {path.name}", action, _first_line(error), "fails"), *rows]
+    with torch.no_grad():
+        error = float(np.abs(port(torch.from_numpy(ids)).numpy() - keras_probs).max())
+    converted = (
+        f"{name} {path.name}",
+        "keras_to_torch(path, custom_layers=...)",
+        f"converted in {seconds:.2f} s; verified against {port.verified_against}; max error "
+        f"vs Keras on the sentences {error:.2g}",
+        "verified",
+    )
+    rows = [converted, *rows, _back_to_keras(name, port, ids, keras_probs, "the port")]
+    for steps, rate in TEXTGENRNN_TUNING:
+        tuned = keras_to_torch(path, custom_layers=custom)
+        fine_tune(tuned, ids, end, steps, rate)
+        with torch.no_grad():
+            tuned_probs = tuned(torch.from_numpy(ids)).numpy()
+        label = f"the port after {steps} Adam step(s) at lr {rate:g}"
+        rows.append(_back_to_keras(name, tuned, ids, tuned_probs, label))
+    return rows
+
+
+def _back_to_keras(name: str, port: Any, ids: np.ndarray, expected: Any, what: str) -> Row:
+    """``torch_to_keras`` of a port, custom module factory given: its output against
+    ``expected`` on the sentences, and whose attention weight the Keras model holds."""
+    called: list[Any] = []
+
+    def factory(module: TorchAttentionWeightedAverage) -> keras.layers.Layer:
+        called.append(module)
+        return keras_attention(module)
+
+    action = f"torch_to_keras({what}, custom_modules=...)"
+    try:
+        back, seconds = _timed(
+            lambda: torch_to_keras(port, custom_modules={TorchAttentionWeightedAverage: factory})
+        )
+    except Exception as error:
+        return (name, action, _first_line(error), "fails")
+    error = float(np.abs(np.asarray(back([ids])) - expected).max())
+    held = back.get_layer("attention").get_weights()[0]
+    current = np.array_equal(held, port.attention.W.detach().numpy())
+    return (
+        name,
+        action,
+        f"converted in {seconds:.2f} s; factory called {len(called)} time(s); attention W "
+        f"{'is' if current else 'is NOT'} the port's; max error vs the port on the sentences "
+        f"{error:.2g}",
+        "verified" if current else "WRONG: stale attention W",
+    )
+
+
+def _keras2_file(name: str, keras2: Any, module: Any, folder: Path, ids: np.ndarray) -> list[Row]:
+    """The package's Keras 2 model saved whole (``.h5``), ported with its own class known to
+    tf_keras, and compared."""
+    path = folder / "textgenrnn_keras2.h5"
+    keras2.save(path)
+    expected = keras2([ids]).numpy()
+    objects = {"AttentionWeightedAverage": module.AttentionWeightedAverage}
+    custom = TEXTGENRNN_LAYERS
+    label, rows = f"{name} {path.name} (Keras 2)", []
+    action = "keras_to_torch(path, custom_layers=..., custom_objects={the package's class})"
+    try:
+        port, seconds = _timed(
+            lambda: keras_to_torch(path, custom_layers=custom, custom_objects=objects)
+        )
+        with torch.no_grad():
+            error = float(np.abs(port(torch.from_numpy(ids)).numpy() - expected).max())
+        rows.append(
+            (
+                label,
+                action,
+                f"converted in {seconds:.2f} s; verified against {port.verified_against}; max "
+                f"error vs the package's model on the sentences {error:.2g}",
+                "verified",
+            )
+        )
+    except Exception as error:
+        rows.append((label, action, _first_line(error), "fails"))
+    action = "compare(path, custom_layers=...) on the sentences"
+    try:
+        report = compare(path, inputs=[ids], custom_layers=custom)
+    except Exception as error:
+        return [*rows, (label, action, _first_line(error), "fails")]
+    originals = [pair.label for pair in report.pairs if "@original" in pair.label]
+    result = f"{_worst(report)}; pairs with the original (@original): {len(originals)}"
+    return [*rows, (label, action, result, "equivalent" if report else "NOT equivalent")]
 
 
 def _first_line(error: BaseException) -> str:
@@ -162,6 +367,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         packages = download(Path(folder))
         rows = silero(packages["silero-vad"]) + chars2vec(packages["chars2vec"])
+        rows += textgenrnn(packages["textgenrnn"], Path(folder) / "textgenrnn-run")
     lines = [
         "# Trained models from public packages",
         "",

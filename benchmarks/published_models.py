@@ -23,6 +23,12 @@ no dependencies), takes the model files out of it and runs the conversion a user
   ``custom_layers`` (and back with ``torch_to_keras``, before and after fine-tuning steps),
   then ``compare()`` on sentences encoded with the package's vocabulary as it encodes them;
   the Keras 2 model saved whole (``.h5``) is ported and compared too.
+- **Resemblyzer** (Apache-2.0): a speaker encoder, a 3-layer LSTM whose last final state
+  goes through Linear and ReLU and is L2-normalized in ``forward`` (``x / torch.norm(x)``),
+  published as a PyTorch checkpoint. The network is written out as the package's
+  ``voice_encoder.py`` defines it and loaded from its ``pretrained.pt``, then
+  ``torch_to_keras`` (captured with ``torch.export``) and ``compare()`` on mel frames of the
+  package's own length.
 
     python benchmarks/published_models.py     # writes benchmarks/results/published_models.md
 
@@ -52,6 +58,7 @@ sys.path.insert(0, str(HERE.parent))
 import keras  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime  # noqa: E402
+from resemblyzer_rebuild import voice_encoder  # noqa: E402
 from textgenrnn_rebuild import (  # noqa: E402
     TorchAttentionWeightedAverage,
     encode,
@@ -67,7 +74,12 @@ from textgenrnn_rebuild import (  # noqa: E402
 import xframe_bilstm  # noqa: E402
 from xframe_bilstm import compare, keras_to_torch, onnx_to_torch, torch_to_keras  # noqa: E402
 
-PACKAGES = {"silero-vad": "6.2.3", "chars2vec": "0.1.7", "textgenrnn": "2.0.0"}
+PACKAGES = {
+    "silero-vad": "6.2.3",
+    "chars2vec": "0.1.7",
+    "textgenrnn": "2.0.0",
+    "resemblyzer": "0.1.4",
+}
 SILERO_GRAPHS = (
     "silero_vad.onnx",
     "silero_vad_16k_op15.onnx",
@@ -358,6 +370,32 @@ def _keras2_file(name: str, keras2: Any, module: Any, folder: Path, ids: np.ndar
     return [*rows, (label, action, result, "equivalent" if report else "NOT equivalent")]
 
 
+def resemblyzer(root: Path) -> list[Row]:
+    """The speaker encoder to Keras, checked against its own ``forward``, then compared."""
+    encoder, p = voice_encoder(root)
+    frames, channels = int(p["partials_n_frames"]), int(p["mel_n_channels"])
+    # Mel energies are non-negative: 4 partial utterances of the package's own length.
+    mels = np.random.default_rng(0).random((4, frames, channels)).astype(np.float32) * 0.05
+    name, rows = "resemblyzer pretrained.pt (VoiceEncoder)", []
+    action = "torch_to_keras(encoder), checked against encoder(x)"
+    try:
+        model, seconds = _timed(lambda: torch_to_keras(encoder, input_shape=(frames, channels)))
+        with torch.no_grad():
+            expected = encoder(torch.from_numpy(mels)).numpy()
+        error = float(np.abs(np.asarray(model(mels, training=False)) - expected).max())
+        result = f"converted in {seconds:.2f} s; max error vs encoder(x), 4 utterances {error:.2g}"
+        rows.append((name, action, result, "verified"))
+    except Exception as error:
+        rows.append((name, action, _first_line(error), "fails"))
+    try:
+        report = compare(encoder, inputs=mels)
+        verdict = "equivalent" if report else "NOT equivalent"
+        rows.append((name, "compare(encoder, inputs=mels)", _worst(report), verdict))
+    except Exception as error:
+        rows.append((name, "compare(encoder, inputs=mels)", _first_line(error), "fails"))
+    return rows
+
+
 def _first_line(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text.splitlines()[0][:300]
@@ -368,6 +406,7 @@ def main() -> None:
         packages = download(Path(folder))
         rows = silero(packages["silero-vad"]) + chars2vec(packages["chars2vec"])
         rows += textgenrnn(packages["textgenrnn"], Path(folder) / "textgenrnn-run")
+        rows += resemblyzer(packages["resemblyzer"])
     lines = [
         "# Trained models from public packages",
         "",

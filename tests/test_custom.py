@@ -243,3 +243,49 @@ def test_a_custom_torch_child_without_a_mapping_or_with_a_wrong_one_is_refused()
         torch_to_keras(module)
     with pytest.raises(ToleranceExceededError, match=r"custom layers 'scale_1' \(Scale\)"):
         torch_to_keras(module, custom_modules={Scale: lambda m: keras.layers.Activation("tanh")})
+
+
+def keras_squeeze(module: Squeeze) -> SqueezeLayer:
+    """The Keras layer computing what a (trained) ``Squeeze`` computes now."""
+    layer = SqueezeLayer(module.factor, name="squeeze")
+    layer.build((None, None, module.scale.shape[0]))
+    layer.set_weights([module.scale.detach().numpy()])
+    return layer
+
+
+def _trained(saved) -> torch.nn.Module:
+    """The chords port after a small change to its custom layer's weight, as training makes."""
+    model, _ = saved
+    port = keras_to_torch(model, custom_layers=CUSTOM)
+    with torch.no_grad():
+        port.squeeze.scale.mul_(1.5)
+    return port
+
+
+def test_a_port_whose_custom_layer_changed_is_refused_back_without_a_factory(saved) -> None:
+    port = _trained(saved)
+    for verify in (True, False):  # the stale weights would pass a loose check: never used
+        with pytest.raises(UnsupportedFeatureError, match=r"'squeeze'.*custom_modules=\{Squeeze"):
+            torch_to_keras(port, verify=verify)
+
+
+@pytest.mark.parametrize("key", [Squeeze, "Squeeze"])
+def test_a_port_whose_custom_layer_changed_converts_back_by_its_factory(saved, key) -> None:
+    port = _trained(saved)
+    back = torch_to_keras(port, custom_modules={key: keras_squeeze})  # verified
+    np.testing.assert_array_equal(
+        back.get_layer("squeeze").get_weights()[0], port.squeeze.scale.detach().numpy()
+    )
+    x = features(7)
+    with torch.no_grad():
+        expected = port(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(back(x)), expected, atol=1e-5)
+
+
+def test_an_unchanged_port_converts_back_with_the_weights_it_was_ported_with(saved) -> None:
+    model, _ = saved
+    port = keras_to_torch(model, custom_layers=CUSTOM)
+    back = torch_to_keras(port)  # the class Keras knows, as ported
+    np.testing.assert_array_equal(
+        back.get_layer("squeeze").get_weights()[0], model.get_layer("squeeze").get_weights()[0]
+    )

@@ -168,7 +168,7 @@ class LayerRecord:
       (None for the end), ``step``, ``keep_axis`` (False: the one position ``start``, the
       axis removed, as ``x[:, -1]``).
     - ``scalar_op``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"divide"``,
-      ``"maximum"``, ``"minimum"``), ``constant`` (a float), ``reverse`` (True:
+      ``"maximum"``, ``"minimum"``, ``"power"``), ``constant`` (a float), ``reverse`` (True:
       ``constant op x``).
     - ``attention`` (``Attention``, ``AdditiveAttention``; inputs ``(query, value)`` or
       ``(query, value, key)``): ``score`` (``"dot"``, ``"concat"`` or ``"additive"``),

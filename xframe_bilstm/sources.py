@@ -172,11 +172,18 @@ def _read_keras_file(source: Any) -> Read:
     stack = graph.as_stack()
     reading: Reading = graph if stack is None else stack
     if graph.keras_major < 3:  # Keras 3 would run it with its own layer semantics
-        return Read(reading)
+        return Read(reading, unrun=_KERAS2_UNRUN)
     # A stack forgets its input's shape; a functional model still refuses other lengths.
     time = graph.layer(graph.inputs[0]).options["shape"][0] if stack is not None else None
     original = functools.cache(lambda: load_keras_file(path))
     return Read(reading, "keras", original, None if time is None else int(time))
+
+
+_KERAS2_UNRUN = (
+    "a Keras 2 file: Keras 3 would load it with its own layers' semantics, so no run loads "
+    "it; keras_to_torch(path) checks its port against the model tf_keras loads, when "
+    "installed (custom_objects= for its custom classes)"
+)
 
 
 def _read_keras(source: Any) -> Read:

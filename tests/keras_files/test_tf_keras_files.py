@@ -19,7 +19,7 @@ pytest.importorskip("keras")
 k2 = pytest.importorskip("tf_keras")
 tf = pytest.importorskip("tensorflow")
 
-from xframe_bilstm import UnsupportedFeatureError, keras_to_torch, lint  # noqa: E402
+from xframe_bilstm import UnsupportedFeatureError, compare, keras_to_torch, lint  # noqa: E402
 from xframe_bilstm.adapters.torch import run_module as run_port  # noqa: E402
 from xframe_bilstm.comparison import derived_tolerance as model_tolerance  # noqa: E402
 from xframe_bilstm.keras_files import read_model, read_spec  # noqa: E402
@@ -74,6 +74,15 @@ def test_functional_model_in_either_format_ports_and_matches_tf_keras(saved, suf
     (actual,) = run_port(module, [x])
     expected = np.asarray(model(x, training=False))
     assert np.abs(actual - expected).max() <= model_tolerance(read_model(path), [x])
+
+
+def test_compare_of_a_keras2_file_says_its_original_is_not_run(saved) -> None:
+    _, paths = saved
+    report = compare(paths[".h5"], frameworks=["torch"], steps=5)
+    assert not any("@original" in label for pair in report.pairs for label in pair.label.split())
+    (entry,) = [entry for entry in report.left_out if entry.startswith("the source's own run")]
+    assert "a Keras 2 file" in entry and "keras_to_torch(path)" in entry
+    assert any(line.startswith("LEFT OUT | the source's own run") for line in report.lines())
 
 
 def test_both_formats_read_as_the_same_keras2_model(saved) -> None:

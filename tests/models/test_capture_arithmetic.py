@@ -1,6 +1,7 @@
-"""Arithmetic between tensors that broadcast, clamps and vector norms in a ``forward``, as
-real models write them: a speaker encoder's L2-normalized embedding (``x / torch.norm``),
-``F.normalize``, a gate of one channel scaling every feature, clamps.
+"""Arithmetic between tensors that broadcast, powers, clamps and vector norms in a
+``forward``, as real models write them: a speaker encoder's L2-normalized embedding
+(``x / torch.norm``), ``F.normalize``, a gate of one channel scaling every feature, clamps,
+an RMS normalization written by hand.
 
 Expected values come from the module itself, ``module(x)``, run by torch.
 """
@@ -60,11 +61,28 @@ class GatedNormalized(nn.Module):
         return F.normalize(clamped, dim=-1), F.normalize(h, p=1.0, dim=1)
 
 
+class HandWrittenNorms(nn.Module):
+    """An RMS normalization written by hand, a scale from ``exp``, powers and reciprocals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(33)
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+        self.log_scale = nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(x)
+        rms = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        length = torch.sqrt(h.square().sum(-1, keepdim=True) + 1e-6)
+        scale = torch.exp(self.log_scale(h) * 0.5)
+        return rms * scale + torch.reciprocal(length + 1.0) - 2.0 ** (h * 0.1)
+
+
 def _frames(batch: int, steps: int) -> np.ndarray:
     return np.random.default_rng(8).standard_normal((batch, steps, 4)).astype("float32")
 
 
-MODULES = [SpeakerEncoder, GatedNormalized]
+MODULES = [SpeakerEncoder, GatedNormalized, HandWrittenNorms]
 
 
 def _expected(module: nn.Module, x: np.ndarray) -> list[np.ndarray]:

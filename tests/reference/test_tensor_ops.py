@@ -54,6 +54,8 @@ CASES = [
         {"op": "minimum", "constant": -0.5, "reverse": False},
         lambda x: x.clamp_max(-0.5),
     ),
+    ("scalar_op", {"op": "power", "constant": 3.0, "reverse": False}, lambda x: x.pow(3)),
+    ("scalar_op", {"op": "power", "constant": 2.0, "reverse": True}, lambda x: 2.0**x),
 ]
 
 

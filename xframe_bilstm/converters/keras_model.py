@@ -9,6 +9,7 @@ in Keras, and checked against the module's own ``forward``, ``module(*inputs)``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._imports import require
@@ -17,7 +18,14 @@ from ..graph import ModelGraph
 from ..models.graph_structure import release_weights
 
 
-def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | None) -> Any:
+def keras_model_to_keras(
+    module: Any,
+    *,
+    verify: bool,
+    seed: int,
+    name: str | None,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+) -> Any:
     """The functional ``keras.Model`` of a ``KerasModel`` port, checked against it.
 
     Args:
@@ -26,10 +34,13 @@ def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
             and raise :class:`~xframe_bilstm.errors.ToleranceExceededError` if they disagree.
         seed: seed of those inputs.
         name: the Keras model's name (the module's own graph name when None).
+        custom_modules: a factory per custom layer's module class (or class name), given the
+            module as it is now and returning its Keras layer.
 
     Raises:
-        UnsupportedFeatureError: a layer whose weights cannot be read back, or that Keras
-            cannot rebuild, named.
+        UnsupportedFeatureError: a layer whose weights cannot be read back (a custom
+            layer's module changed since it was ported, with no factory mapped), or that
+            Keras cannot rebuild, named.
     """
     require("keras")
     from ..adapters.keras.graph import graph_to_keras
@@ -38,7 +49,7 @@ def keras_model_to_keras(module: Any, *, verify: bool, seed: int, name: str | No
     from ..models.torch_readback import current_graph
 
     # Kernels read as views of the parameters, copied once, into Keras's variables.
-    graph = _own_records(current_graph(module, borrow=True))
+    graph = _own_records(current_graph(module, borrow=True, custom_modules=custom_modules))
     if name is not None:
         graph = dataclasses.replace(graph, name=name)
     if not verify:

@@ -191,7 +191,9 @@ def _module_to_keras(
 
     torch_adapter = require_torch_adapter()
     if isinstance(obj, KerasModel):  # a whole-model port: back through the graph it keeps
-        return keras_model_to_keras(obj, verify=verify, seed=seed, name=name)
+        return keras_model_to_keras(
+            obj, verify=verify, seed=seed, name=name, custom_modules=custom_modules
+        )
     if is_whole_module(obj):
         return whole_module_to_keras(
             obj,

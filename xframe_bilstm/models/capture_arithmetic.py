@@ -1,4 +1,5 @@
-"""Elementwise arithmetic, clamps and vector norms of a captured ``forward``, as records.
+"""Elementwise arithmetic, powers, clamps and vector norms of a captured ``forward``, as
+records.
 
 - ``a + b``, ``a - b``, ``a * b``, ``a / b`` of two tensors are ``merge`` records. The
   tensors have one rank and the batch axis; any other axis may have size 1 in one of
@@ -6,7 +7,9 @@
   ``h * mask.unsqueeze(-1)``), as Keras's merge layers broadcast. ``expand`` and
   ``expand_as`` feeding such an operation pass their input on, since it broadcasts.
 - With a number, or ``clamp``/``clamp_min``/``clamp_max`` (a ``maximum`` or ``minimum``
-  with a number), they are ``scalar_op`` records.
+  with a number), they are ``scalar_op`` records, and so are ``x ** c`` and ``c ** x``
+  (``power``), ``sqrt``, ``rsqrt``, ``square`` (powers 0.5, -0.5, 2) and ``reciprocal``
+  (``1 / x``).
 - ``torch.norm``/``torch.linalg.vector_norm`` of order 1 or 2 over axes (not the batch
   axis) is a ``reduce`` record (``l1_norm``, ``l2_norm``). With the two above, this reads
   ``F.normalize``, which ``torch.export`` writes as norm, ``clamp_min``, ``expand_as``
@@ -24,6 +27,8 @@ from .capture_tensors import Shape, Tensors, Unsupported, axis_of, op_name
 _MERGES = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply", "aten.div": "divide"}
 _CLAMPS = {"aten.clamp_min": ("min",), "aten.clamp_max": ("max",), "aten.clamp": ("min", "max")}
 _NORMS = {1: "l1_norm", 2: "l2_norm"}
+# Powers by a number: x ** c, and the functions that are one (x.sqrt() is x ** 0.5).
+_POWERS = {"aten.sqrt": 0.5, "aten.rsqrt": -0.5, "aten.square": 2.0}
 
 
 def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
@@ -72,6 +77,20 @@ def _check_broadcast(
         if mismatched or (index and ones != sized_one):
             raise Unsupported(f"applies {op} to tensors of shapes {a} and {b}")
         sized_one = ones
+
+
+def _power(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    op = op_name(node)
+    if op in _POWERS:
+        return [_scalar(name, op.split(".")[-1], tensors.name(args[0]), "power", _POWERS[op])]
+    if op == "aten.reciprocal":
+        return [_scalar(name, "reciprocal", tensors.name(args[0]), "divide", 1.0, reverse=True)]
+    base, exponent = args[0], args[1]
+    if hasattr(base, "op") and isinstance(exponent, (int, float)):  # x ** c
+        return [_scalar(name, "pow", tensors.name(base), "power", exponent)]
+    if isinstance(base, (int, float)) and hasattr(exponent, "op"):  # c ** x
+        return [_scalar(name, "pow", tensors.name(exponent), "power", base, reverse=True)]
+    raise Unsupported(f"applies {op} to {type(base).__name__} and {type(exponent).__name__}")
 
 
 def _clamp(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
@@ -131,6 +150,7 @@ Handler = Callable[[Any, str, Tensors, list, dict], list]
 HANDLERS: dict[str, Handler] = {
     **dict.fromkeys([*_MERGES, "aten.rsub", "aten.neg"], _arithmetic),
     **dict.fromkeys(_CLAMPS, _clamp),
+    **dict.fromkeys([*_POWERS, "aten.reciprocal", "aten.pow"], _power),
     "aten.linalg_vector_norm": _norm,
     **dict.fromkeys(["aten.expand", "aten.expand_as"], _expand),
 }

@@ -43,6 +43,7 @@ _ACTIVATIONS = {
     "aten.selu": "selu",
     "aten.softsign": "softsign",
     "aten.hardsigmoid": "hard_sigmoid_keras3",
+    "aten.exp": "exponential",
 }
 _PASS_ON = {"aten.clone", "aten.contiguous", "aten.alias", "aten.detach", "aten.lift_fresh_copy"}
 _REDUCTIONS = {"aten.sum": "sum", "aten.mean": "mean", "aten.amax": "max", "aten.amin": "min"}

@@ -13,7 +13,10 @@ Rules of this module:
   element is a distinct number, and where each number lands in its ``state_dict`` says
   where each weight element went. A submodule that computes anything from its weights (so
   that a number is missing) is refused by name.
-- A custom layer (a user's factory's module) keeps the weights it was built from.
+- A custom layer (a user's factory's module) is converted by the ``custom_modules``
+  factory mapped to its class, given the module as it is now; without one, it keeps the
+  weights it was ported with, but only while the module still holds what its factory
+  builds from them: a module trained or loaded since is refused, naming the option.
 - Nothing here is trusted alone: the graph is checked against the module's own
   ``forward`` by whoever reads it (:func:`~xframe_bilstm.torch_to_keras`, ``compare()``).
 """
@@ -21,6 +24,8 @@ Rules of this module:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +36,8 @@ from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .recurrent import Recurrent
 from .to_torch import KerasModel
+from .torch_custom import custom_module
+from .torch_custom_children import child_factory, custom_child_record
 from .torch_layers import layer_module
 from .torch_shape_layers import TimeDistributed
 
@@ -39,12 +46,19 @@ from .torch_shape_layers import TimeDistributed
 _FIRST_ID = 2**20
 
 
-def current_graph(model: KerasModel, *, borrow: bool = False) -> ModelGraph:
+def current_graph(
+    model: KerasModel,
+    *,
+    borrow: bool = False,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
+) -> ModelGraph:
     """The graph ``model`` computes: its structure, with the weights it holds now.
 
     With ``borrow``, a recurrent layer's kernels are read-only views of its parameters
     where no gate blocks move (see :func:`~xframe_bilstm.adapters.torch.weights.read_layer`),
-    for a conversion that copies them into their destination at once.
+    for a conversion that copies them into their destination at once. ``custom_modules``
+    maps a custom layer's module class (or class name) to a factory returning the Keras
+    layer that computes what the module computes now.
 
     Raises:
         UnsupportedFeatureError: a layer whose weights cannot be read back, named.
@@ -69,10 +83,42 @@ def current_graph(model: KerasModel, *, borrow: bool = False) -> ModelGraph:
     records = []
     for record in graph.layers:
         submodule = getattr(model, attributes.get(record.name, ""), None)
-        records.append(
-            record if submodule is None else _current(record, submodule, graph, borrow=borrow)
-        )
+        if submodule is None:
+            records.append(record)
+        elif record.kind == "custom":
+            records.append(_current_custom(record, submodule, custom_modules))
+        else:
+            records.append(_current(record, submodule, graph, borrow=borrow))
     return dataclasses.replace(graph, layers=tuple(records))
+
+
+def _current_custom(
+    record: LayerRecord,
+    submodule: torch.nn.Module,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
+) -> LayerRecord:
+    """A custom layer as its module is now: by the factory mapped to the module's class,
+    or as ported while the module holds what its factory builds."""
+    factory = child_factory(submodule, custom_modules)
+    if factory is not None:  # as torch_to_keras converts a mapped child of a module
+        built = custom_child_record(record.name, submodule, record.inputs[0], factory)
+        return dataclasses.replace(record, options=built.options, weights={})
+    if not _same_state(submodule, custom_module(record)):
+        raise UnsupportedFeatureError(
+            f"layer {record.name!r} ({record.class_name}) of this KerasModel holds other "
+            f"weights than its factory built it with (trained or loaded since), and a "
+            f"{type(submodule).__name__} is the user's: give torch_to_keras "
+            f"custom_modules={{{type(submodule).__name__}: factory}}, a function of the "
+            "module returning the Keras layer that computes what it computes now"
+        )
+    return record
+
+
+def _same_state(module: torch.nn.Module, built: torch.nn.Module) -> bool:
+    now, then = module.state_dict(), built.state_dict()
+    return now.keys() == then.keys() and all(
+        now[key].shape == then[key].shape and torch.equal(now[key], then[key]) for key in now
+    )
 
 
 def _current(
@@ -91,9 +137,7 @@ def _current(
         inner = current_graph(submodule.layer, borrow=borrow)
         wrapped = inner.layer(record.options["layer"].name)
         return dataclasses.replace(record, options={**record.options, "layer": wrapped})
-    if not record.weights or record.kind == "custom":
-        # A custom module is the user's factory's, built from the weights it was given: those
-        # stay, and a module changed since fails the check against its own forward.
+    if not record.weights:
         return record
     return dataclasses.replace(record, weights=_read_weights(record, submodule, graph))
 

@@ -7,8 +7,9 @@ Written from their definitions in numpy, independently of the torch port:
   axis), keeping them as size 1 where ``keepdims``.
 - ``slice``: ``x[..., start:stop:step, ...]`` on one ``axis``; with ``keep_axis`` False,
   the one position ``start`` with that axis removed (``x[:, -1]``).
-- ``scalar_op``: ``x op constant``, or ``constant op x`` where ``reverse``; ``maximum``
-  and ``minimum`` with a constant are clamps.
+- ``scalar_op``: ``x op constant``, or ``constant op x`` where ``reverse`` (``op`` an
+  arithmetic operation or ``power``); ``maximum`` and ``minimum`` with a constant are
+  clamps.
 - ``matmul``: ``a @ b`` over the last two axes, each first transposed where said, as the
   sums over the shared axis that define it (``einsum``).
 """
@@ -67,6 +68,8 @@ def scalar_op(
         return left * right
     if op == "divide":
         return left / right
+    if op == "power":
+        return left**right
     raise UnsupportedFeatureError(f"no scalar operation {op!r}")
 
 

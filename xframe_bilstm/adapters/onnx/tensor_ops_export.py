@@ -1,7 +1,7 @@
 """The tensor operations of a captured ``forward`` as standard ONNX operators, computing
 what :mod:`xframe_bilstm.reference.tensor_ops` computes: ``ReduceSum``/``ReduceMean``/
 ``ReduceMax``/``ReduceMin``/``ReduceL1``/``ReduceL2``, ``Slice`` (and ``Squeeze`` for one
-position), ``Add``/``Sub``/``Mul``/``Div``/``Max``/``Min`` with a constant, ``MatMul``
+position), ``Add``/``Sub``/``Mul``/``Div``/``Max``/``Min``/``Pow`` with a constant, ``MatMul``
 (after a ``Transpose`` of the last two axes where said), and ``Where`` of a comparison with
 a number."""
 
@@ -33,6 +33,7 @@ _SCALAR_OPS = {
     "divide": "Div",
     "maximum": "Max",
     "minimum": "Min",
+    "power": "Pow",
 }
 # From these opsets on, the reductions take their axes as an input.
 _AXES_INPUT = {

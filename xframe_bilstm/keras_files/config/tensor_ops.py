@@ -34,7 +34,7 @@ KIND_BY_CLASS = {
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
 }
 _REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm")
-_SCALAR_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
+_SCALAR_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power")
 
 
 def is_own_class(value: Mapping[str, Any]) -> bool:

@@ -163,9 +163,11 @@ def silero(root: Path) -> list[Row]:
 
 def _worst(report: Any) -> str:
     worst = max(report.pairs, key=lambda pair: pair.max_abs_error / pair.tolerance)
+    left_out = [entry.split(":")[0] for entry in report.left_out]  # what, then why
     return (
         f"{len(report.pairs)} pairs; worst {worst.max_abs_error:.2g} against "
         f"{worst.tolerance:.2g} ({worst.label})"
+        + (f"; left out: {', '.join(left_out)}" if left_out else "")
     )
 
 
@@ -273,7 +275,7 @@ def _ported(name: str, path: Path, ids: np.ndarray, keras_probs: Any, end: int) 
     custom, rows = TEXTGENRNN_LAYERS, []
     try:
         report = compare(path, inputs=[ids], custom_layers=custom)
-        result = f"{_worst(report)}; {len(report.left_out)} left out (reference, onnxruntime)"
+        result = _worst(report)
         verdict = "equivalent" if report else "NOT equivalent"
     except Exception as error:
         result, verdict = _first_line(error), "fails"

@@ -61,6 +61,8 @@ MASK_RULES = {
     "reduce": "drop",
     "slice": "drop",
     "scalar_op": "keep",
+    "weight_op": "keep",
+    "elementwise": "keep",
     # Attention layers return the query's mask (the query is their first input).
     "attention": "keep",
     "multi_head_attention": "keep",
@@ -167,6 +169,15 @@ class LayerRecord:
     - ``slice``: ``axis`` (counted with the batch axis, never 0), ``start``, ``stop``
       (None for the end), ``step``, ``keep_axis`` (False: the one position ``start``, the
       axis removed, as ``x[:, -1]``).
+    - ``weight_op`` (read from a torch ``forward``): ``x op value`` (or ``value op x``
+      where ``reverse``) with a tensor the module holds (a parameter, buffer or constant:
+      ``x + self.position``, ``x * self.gamma``); ``op`` (``"add"``, ``"subtract"``,
+      ``"multiply"``, ``"divide"``), ``reverse``, ``shape`` (the value's); weight
+      ``value``, of at most the input's rank, broadcast from the right as torch and numpy
+      do, its first axis of size 1 where it has the input's rank (never the batch).
+    - ``elementwise`` (read from a torch ``forward``): ``function``, one of
+      ``"abs"``, ``"log"``, ``"log1p"``, ``"expm1"``, ``"sign"``, ``"sin"``, ``"cos"``,
+      applied to every element.
     - ``scalar_op``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"divide"``,
       ``"maximum"``, ``"minimum"``, ``"power"``), ``constant`` (a float), ``reverse`` (True:
       ``constant op x``).

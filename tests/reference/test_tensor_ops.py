@@ -55,6 +55,10 @@ CASES = [
         lambda x: x.clamp_max(-0.5),
     ),
     ("scalar_op", {"op": "power", "constant": 3.0, "reverse": False}, lambda x: x.pow(3)),
+    *(
+        ("elementwise", {"function": name}, getattr(torch, name))
+        for name in ("abs", "log", "log1p", "expm1", "sign", "sin", "cos")
+    ),
     ("scalar_op", {"op": "power", "constant": 2.0, "reverse": True}, lambda x: 2.0**x),
 ]
 
@@ -154,3 +158,38 @@ def test_a_keras_model_holding_a_matmul_saves_and_loads(tmp_path) -> None:
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     x = np.random.default_rng(2).standard_normal((2, 4, 5)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("op", "reverse", "shape", "torch_op"),
+    [
+        ("multiply", False, (5,), lambda x, w: x * w),
+        ("subtract", True, (1, 1, 5), lambda x, w: w - x),
+        ("divide", False, (6, 1), lambda x, w: x / w),
+        ("add", False, (1, 6, 5), lambda x, w: x + w),
+    ],
+)
+def test_every_runner_applies_a_held_tensor_as_torch_broadcasts(op, reverse, shape, torch_op):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 6, 5)).astype("float32")
+    value = (rng.uniform(0.5, 2.0, shape)).astype("float32")
+    expected = torch_op(torch.from_numpy(x), torch.from_numpy(value)).numpy()
+    options = {"op": op, "reverse": reverse, "shape": shape}
+    graph = ModelGraph(
+        "m",
+        (
+            LayerRecord("x", "input", "InputLayer", options={"shape": (None, 5), "dtype": "f"}),
+            LayerRecord("op", "weight_op", op, ("x",), options, {"value": value}),
+        ),
+        inputs=("x",),
+        outputs=("op",),
+    )
+    (reference,) = run_model_reference(graph, [x])
+    np.testing.assert_allclose(reference, expected, rtol=1e-6, atol=1e-6)
+    ported = build_torch(graph)(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(ported, expected, rtol=1e-6, atol=1e-6)
+    rebuilt = np.asarray(graph_to_keras(graph)(x))
+    np.testing.assert_allclose(rebuilt, expected, rtol=1e-6, atol=1e-6)
+    session = onnxruntime.InferenceSession(graph_to_onnx(graph, opset=13).SerializeToString())
+    (exported,) = session.run(None, {"x": x})
+    np.testing.assert_allclose(exported, expected, rtol=1e-6, atol=1e-6)

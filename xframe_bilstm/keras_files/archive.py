@@ -204,7 +204,9 @@ def weight_groups(spec: ModelSpec) -> dict[str, str]:
     used: dict[str, int] = {}
     groups = {}
     for layer in sorted(spec.layers, key=lambda layer: layer.position):
-        base = _snake_case(layer.class_name)
+        # Keras names a group by the class's own name: this package's layers are read
+        # under their registered names ("xframe_bilstm>WeightOp").
+        base = _snake_case(layer.class_name.split(">")[-1])
         if base in used:
             used[base] += 1
             groups[layer.name] = f"layers/{base}_{used[base]}"

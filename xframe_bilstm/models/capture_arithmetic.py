@@ -6,10 +6,14 @@ records.
   them, broadcast over the other's (``x / x.norm(dim=1, keepdim=True)``,
   ``h * mask.unsqueeze(-1)``), as Keras's merge layers broadcast. ``expand`` and
   ``expand_as`` feeding such an operation pass their input on, since it broadcasts.
+- With a tensor the module holds (a parameter, buffer or constant: ``x + self.position``,
+  ``x * self.gamma``), they are ``weight_op`` records holding its value; it broadcasts
+  from the right, over axes other than the batch.
 - With a number, or ``clamp``/``clamp_min``/``clamp_max`` (a ``maximum`` or ``minimum``
   with a number), they are ``scalar_op`` records, and so are ``x ** c`` and ``c ** x``
   (``power``), ``sqrt``, ``rsqrt``, ``square`` (powers 0.5, -0.5, 2) and ``reciprocal``
-  (``1 / x``).
+  (``1 / x``); ``abs``, ``log``, ``log1p``, ``expm1``, ``sign``, ``sin`` and ``cos`` are
+  ``elementwise`` records.
 - ``torch.norm``/``torch.linalg.vector_norm`` of order 1 or 2 over axes (not the batch
   axis) is a ``reduce`` record (``l1_norm``, ``l2_norm``). With the two above, this reads
   ``F.normalize``, which ``torch.export`` writes as norm, ``clamp_min``, ``expand_as``
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..graph import LayerRecord
+from ..reference.tensor_ops import ELEMENTWISE
 from .capture_tensors import Shape, Tensors, Unsupported, axis_of, op_name
 
 _MERGES = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply", "aten.div": "divide"}
@@ -43,6 +48,10 @@ def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
     left, right = args[0], args[1]
     nodes = [value for value in (left, right) if hasattr(value, "op")]
     kind = op.split(".")[-1]
+    held = [node for node in nodes if tensors.value(node) is not None]
+    if len(nodes) == 2 and len(held) == 1:  # x + self.position, self.gamma * x
+        first, second = (right, left) if reverse else (left, right)
+        return [_weight_op(name, kind, _MERGES[op], first, second, tensors)]
     if len(nodes) == 2:
         names = [tensors.name(n) for n in nodes]  # a parameter is refused as such first
         _check_broadcast(op, [tensors.shapes[n.name] for n in nodes], tensors.batches)
@@ -52,6 +61,25 @@ def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
     if nodes[0] is right:  # c - x, c / x: the constant comes first
         left, right, reverse = right, left, not reverse
     return [_scalar(name, kind, tensors.name(left), _MERGES[op], right, reverse)]
+
+
+def _weight_op(name: str, cls: str, op: str, first: Any, second: Any, tensors: Tensors) -> Any:
+    """``first op second`` where one of them is a tensor the module holds."""
+    reverse = tensors.value(first) is not None
+    x, held = (second, first) if reverse else (first, second)
+    value = tensors.value(held)
+    assert value is not None
+    shapes = [shape for shape in tensors.shapes[x.name] if shape is not None]
+    fits = value.ndim < len(shapes[0]) or (value.ndim == len(shapes[0]) and value.shape[0] == 1)
+    for shape in shapes:  # from the right, as torch broadcasts: 1 or the input's size
+        fits = fits and all(size in (1, own) for size, own in zip(value.shape[::-1], shape[:0:-1]))
+    if not fits:
+        raise Unsupported(
+            f"applies aten.{cls} to a tensor of shape {shapes[0]} and {held.name!r} of shape "
+            f"{tuple(value.shape)}, which broadcasts over the batch or grows the tensor"
+        )
+    options = {"op": op, "reverse": reverse, "shape": tuple(value.shape)}
+    return LayerRecord(name, "weight_op", cls, (tensors.name(x),), options, {"value": value})
 
 
 def _check_broadcast(
@@ -91,6 +119,12 @@ def _power(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> 
     if isinstance(base, (int, float)) and hasattr(exponent, "op"):  # c ** x
         return [_scalar(name, "pow", tensors.name(exponent), "power", base, reverse=True)]
     raise Unsupported(f"applies {op} to {type(base).__name__} and {type(exponent).__name__}")
+
+
+def _elementwise(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    function = op_name(node).split(".")[-1]
+    options = {"function": function}
+    return [LayerRecord(name, "elementwise", function, (tensors.name(args[0]),), options)]
 
 
 def _clamp(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
@@ -151,6 +185,7 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys([*_MERGES, "aten.rsub", "aten.neg"], _arithmetic),
     **dict.fromkeys(_CLAMPS, _clamp),
     **dict.fromkeys([*_POWERS, "aten.reciprocal", "aten.pow"], _power),
+    **dict.fromkeys([f"aten.{function}" for function in ELEMENTWISE], _elementwise),
     "aten.linalg_vector_norm": _norm,
     **dict.fromkeys(["aten.expand", "aten.expand_as"], _expand),
 }

@@ -24,6 +24,8 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..graph import LayerRecord
 from .capture_arithmetic import HANDLERS as ARITHMETIC
 from .capture_tensors import Tensors, Unsupported, axis_of, op_name
@@ -214,6 +216,9 @@ def _reduce(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
 def _matmul(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     """``a @ b``, ``torch.bmm`` and two-operand ``torch.einsum`` of one rank, batch-preserving."""
     op = op_name(node)
+    kernel = None if op == "aten.einsum" else tensors.value(args[1])
+    if kernel is not None:  # x @ self.W
+        return [_dense(name, op, args[0], kernel, None, tensors)]
     if op == "aten.einsum":
         equation, operands = str(args[0]), list(args[1])
         if len(operands) != 2:
@@ -234,6 +239,26 @@ def _matmul(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
     options = {"transpose_a": transposes[0], "transpose_b": transposes[1]}
     inputs = (tensors.name(a), tensors.name(b))
     return [LayerRecord(name, "matmul", op.split(".")[-1], inputs, options)]
+
+
+def _linear(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    """``F.linear(x, self.weight, self.bias)`` with tensors the module holds: a Dense."""
+    weight = tensors.value(args[1])
+    bias = tensors.value(args[2]) if len(args) > 2 and args[2] is not None else None
+    if weight is None or (len(args) > 2 and args[2] is not None and bias is None):
+        raise Unsupported("applies aten.linear with weights computed in forward")
+    kernel = np.ascontiguousarray(weight.T)
+    return [_dense(name, "aten.linear", args[0], kernel, bias, tensors)]
+
+
+def _dense(name: str, op: str, x: Any, kernel: Any, bias: Any, tensors: Tensors) -> LayerRecord:
+    """``x @ kernel (+ bias)`` over the last axis, ``kernel`` (features, units) held by the
+    module (``x @ self.W``), as a Dense without activation."""
+    if tensors.value(x) is not None or kernel.ndim != 2:
+        raise Unsupported(f"applies {op} to a held tensor of shape {tuple(kernel.shape)}")
+    weights = {"kernel": kernel, **({} if bias is None else {"bias": bias})}
+    options = {"activation": "linear", "time_distributed": False}
+    return LayerRecord(name, "dense", op.split(".")[-1], (tensors.name(x),), options, weights)
 
 
 def einsum_transposes(equation: str) -> tuple[bool, bool]:
@@ -282,7 +307,8 @@ _HANDLERS: dict[str, Handler] = {
     "aten.select": _select,
     **dict.fromkeys([*_REDUCTIONS, "aten.max", "aten.min"], _reduce),
     **ARITHMETIC,
-    **dict.fromkeys(["aten.matmul", "aten.bmm", "aten.einsum"], _matmul),
+    **dict.fromkeys(["aten.matmul", "aten.bmm", "aten.mm", "aten.einsum"], _matmul),
+    "aten.linear": _linear,
 }
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 Shape = tuple[int, ...]
 
 
@@ -19,12 +21,19 @@ class Tensors:
     """The captured tensors: the record computing each node, and its shapes in both captures.
 
     ``shapes`` maps a node's name to (shape in the first capture, shape in the second
-    or None where there is no second capture).
+    or None where there is no second capture); ``held`` maps the name of a node that is a
+    tensor the module holds (a parameter, buffer or constant) to its value.
     """
 
     names: dict[Any, str] = field(default_factory=dict)
     shapes: dict[str, tuple[Shape, Shape | None]] = field(default_factory=dict)
     batches: tuple[int, int] = (3, 2)
+    held: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, node: Any) -> np.ndarray | None:
+        """The value of a tensor the module holds, as a numpy copy; None for any other."""
+        tensor = self.held.get(str(getattr(node, "name", "")))
+        return None if tensor is None else tensor.detach().cpu().numpy().copy()
 
     def name(self, node: Any) -> str:
         if node not in self.names:

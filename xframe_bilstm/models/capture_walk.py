@@ -70,6 +70,18 @@ def record_for(
         tensors.names[node] = previous
 
 
+def _held(exported: Any) -> dict[str, Any]:
+    """The tensors the module holds (parameters, buffers, constants), by placeholder name."""
+    signature = exported.graph_signature
+    sources = {
+        **signature.inputs_to_parameters,
+        **signature.inputs_to_buffers,
+        **signature.inputs_to_lifted_tensor_constants,
+    }
+    values = {**exported.state_dict, **exported.constants}
+    return {name: values[target] for name, target in sources.items() if target in values}
+
+
 def _shapes(exported: Any) -> dict[str, tuple[int, ...]]:
     torch = require("torch")
     return {
@@ -152,6 +164,7 @@ def read_captured(
     tensors = Tensors(
         shapes={key: (shape, other.get(key)) for key, shape in first_shapes.items()},
         batches=batches,
+        held=_held(exported),
     )
     names = _Names()
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]

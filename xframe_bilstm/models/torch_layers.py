@@ -20,6 +20,7 @@ from ..adapters.torch.tensors import owned_tensor, torch_dtype
 from ..convolution import torch_kernel_view
 from ..errors import UnsupportedFeatureError
 from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph
+from ..reference.tensor_ops import KINDS as TENSOR_OP_KINDS
 from .recurrent import Recurrent
 from .torch_convolution import Convolution, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
@@ -210,7 +211,7 @@ def layer_module(
 
         return custom_module(record)
     # The rarer layers' modules are imported when a model has them.
-    if record.kind in ("reduce", "slice", "scalar_op", "matmul"):
+    if record.kind in (*TENSOR_OP_KINDS, "matmul"):
         from .torch_tensor_ops import tensor_op_module
 
         return tensor_op_module(record)

@@ -1,5 +1,6 @@
 """The tensor operations of a captured ``forward`` (``reduce``, ``slice``, ``scalar_op``,
-``matmul``) as torch modules, computing what :mod:`xframe_bilstm.reference.tensor_ops` computes."""
+``weight_op``, ``elementwise``, ``matmul``) as torch modules, computing what
+:mod:`xframe_bilstm.reference.tensor_ops` computes."""
 
 from __future__ import annotations
 
@@ -70,6 +71,36 @@ class ScalarOp(nn.Module):
         return f"op={self.op!r}, constant={self.constant}, reverse={self.reverse}"
 
 
+class WeightOp(nn.Module):
+    """``x op value`` (or ``value op x``) with a tensor of its own, broadcast from the right."""
+
+    def __init__(self, op: str, value: torch.Tensor, reverse: bool) -> None:
+        super().__init__()
+        self.op, self.reverse = op, reverse
+        self.value = nn.Parameter(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return scalar_op(self.op, x, self.value, self.reverse)
+
+    def extra_repr(self) -> str:
+        return f"op={self.op!r}, value={tuple(self.value.shape)}, reverse={self.reverse}"
+
+
+class Elementwise(nn.Module):
+    """One function (``abs``, ``log``...) on every element."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__()
+        self.function = function
+        self.apply_to = getattr(torch, function)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply_to(x)
+
+    def extra_repr(self) -> str:
+        return f"function={self.function!r}"
+
+
 class MatMul(nn.Module):
     """``a @ b`` over the last two axes, each first transposed where said; no mask after."""
 
@@ -111,9 +142,22 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
     if record.kind == "scalar_op":
         op, constant = str(options["op"]), float(options["constant"])
         return ScalarOp(op, constant, bool(options["reverse"]))
+    if record.kind == "elementwise":
+        return Elementwise(str(options["function"]))
+    if record.kind == "weight_op":
+        value = torch.tensor(record.weights["value"])
+        return WeightOp(str(options["op"]), value, bool(options["reverse"]))
     if record.kind == "matmul":
         return MatMul(bool(options["transpose_a"]), bool(options["transpose_b"]))
     raise UnsupportedFeatureError(f"layer {record.name!r}: no torch module for {record.kind!r}")
 
 
-__all__ = ["MatMul", "Reduce", "ScalarOp", "Slice", "tensor_op_module"]
+__all__ = [
+    "Elementwise",
+    "MatMul",
+    "Reduce",
+    "ScalarOp",
+    "Slice",
+    "WeightOp",
+    "tensor_op_module",
+]

@@ -145,7 +145,7 @@ def run_model_reference(
             in_masks = [masks[name] for name in record.inputs]
             y, out_mask = run_shape_layer(record, tensors, in_masks, dtype, run_model_reference)
         elif record.kind in TENSOR_OP_KINDS:
-            y = run_tensor_op(record.kind, options, x, dtype)
+            y = run_tensor_op(record.kind, options, x, dtype, record.weights)
         elif record.kind == "matmul":
             y = run_matmul(options, [values[name] for name in record.inputs], dtype)
         elif record.kind == "where":

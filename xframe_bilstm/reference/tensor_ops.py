@@ -10,6 +10,9 @@ Written from their definitions in numpy, independently of the torch port:
 - ``scalar_op``: ``x op constant``, or ``constant op x`` where ``reverse`` (``op`` an
   arithmetic operation or ``power``); ``maximum`` and ``minimum`` with a constant are
   clamps.
+- ``weight_op``: ``x op value`` (or ``value op x``) with the record's weight ``value``,
+  broadcast from the right.
+- ``elementwise``: one function of :data:`ELEMENTWISE` on every element.
 - ``matmul``: ``a @ b`` over the last two axes, each first transposed where said, as the
   sums over the shared axis that define it (``einsum``).
 """
@@ -23,7 +26,17 @@ import numpy as np
 
 from ..errors import UnsupportedFeatureError
 
-KINDS = ("reduce", "slice", "scalar_op")
+KINDS = ("reduce", "slice", "scalar_op", "weight_op", "elementwise")
+# The functions of ``elementwise`` records, by name (torch's and numpy's names).
+ELEMENTWISE: dict[str, Callable[[Any], Any]] = {
+    "abs": np.abs,
+    "log": np.log,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "sign": np.sign,
+    "sin": np.sin,
+    "cos": np.cos,
+}
 
 _REDUCTIONS: dict[str, Callable[..., Any]] = {
     "sum": np.sum,
@@ -90,7 +103,13 @@ def run_matmul(
     return np.asarray(np.einsum(f"{left},{right}->...ik", a, b))
 
 
-def run_tensor_op(kind: str, options: Mapping[str, Any], x: np.ndarray, dtype: type) -> np.ndarray:
+def run_tensor_op(
+    kind: str,
+    options: Mapping[str, Any],
+    x: np.ndarray,
+    dtype: type,
+    weights: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
     """The output of one record of a kind in :data:`KINDS`.
 
     Example:
@@ -109,7 +128,13 @@ def run_tensor_op(kind: str, options: Mapping[str, Any], x: np.ndarray, dtype: t
     if kind == "scalar_op":
         constant: np.ndarray = np.asarray(options["constant"], dtype)
         return np.asarray(scalar_op(str(options["op"]), x, constant, bool(options["reverse"])))
+    if kind == "elementwise":
+        with np.errstate(divide="ignore", invalid="ignore"):  # log(0): -inf, as torch gives
+            return np.asarray(ELEMENTWISE[str(options["function"])](x))
+    if kind == "weight_op" and weights is not None:
+        value: np.ndarray = np.asarray(weights["value"]).astype(dtype)
+        return np.asarray(scalar_op(str(options["op"]), x, value, bool(options["reverse"])))
     raise UnsupportedFeatureError(f"no reference for kind {kind!r}")
 
 
-__all__ = ["KINDS", "run_matmul", "run_tensor_op", "scalar_op", "slice_index"]
+__all__ = ["ELEMENTWISE", "KINDS", "run_matmul", "run_tensor_op", "scalar_op", "slice_index"]

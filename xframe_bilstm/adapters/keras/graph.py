@@ -31,6 +31,7 @@ from .initial_weights import lend_initializers
 from .normpool import KINDS as NORMPOOL_KINDS
 from .normpool import normpool_layer, set_normpool_weights
 from .shape_layers import keras_shape_layer, set_shape_weights
+from .tensor_ops import LAYER_KINDS as TENSOR_OP_KINDS
 from .tensor_ops import tensor_op_layer
 
 
@@ -238,7 +239,7 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         from .custom import custom_keras_layer
 
         return custom_keras_layer(record, keras, dtype)
-    if record.kind in ("reduce", "slice", "scalar_op", "matmul", "where"):
+    if record.kind in TENSOR_OP_KINDS:
         return tensor_op_layer(record, dtype)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"
@@ -283,6 +284,8 @@ def _set_weights(record: LayerRecord, layer: Any) -> None:
         from .custom import set_custom_weights
 
         set_custom_weights(record, layer)
+    elif record.kind == "weight_op":
+        layer.set_weights([record.weights["value"]])
 
 
 __all__ = ["graph_refusal", "graph_to_keras"]

@@ -1,12 +1,12 @@
 """The tensor operations of a captured ``forward`` rebuilt in Keras 3.
 
-No Keras layer sums over time, slices one step, adds a constant, multiplies two
-batches of matrices, divides two tensors or writes a constant where a comparison holds, so
-these are small layers of this package, registered as ``xframe_bilstm>Reduce``,
-``xframe_bilstm>Slice``, ``xframe_bilstm>ScalarOp``, ``xframe_bilstm>MatMul``,
-``xframe_bilstm>Divide`` and ``xframe_bilstm>Where``: a saved
-model that holds them loads where this package is imported. Each computes what
-:mod:`xframe_bilstm.reference.tensor_ops` (and :mod:`xframe_bilstm.reference.where`) computes.
+No Keras layer sums over time, slices one step, adds a constant or a tensor it holds,
+multiplies two batches of matrices, divides two tensors or writes a constant where a
+comparison holds, so these are small layers of this package, registered as
+``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``, ``>MatMul``, ``>Divide``,
+``>WeightOp``, ``>Elementwise`` and ``>Where``: a saved model that holds them loads where
+this package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops` (and
+:mod:`xframe_bilstm.reference.where`) computes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from ...graph import LayerRecord
 from ...reference.tensor_ops import KINDS, scalar_op, slice_index
 from ...reference.where import COMPARISONS, evaluate, expression
 
-_KINDS = (*KINDS, "matmul", "where")
+# The kinds these layers compute: the reference's tensor operations, products and masks.
+LAYER_KINDS = (*KINDS, "matmul", "where")
 
 
 @functools.cache
@@ -75,6 +76,32 @@ def tensor_op_classes() -> dict[str, Any]:
             return scalar_op(str(options["op"]), x, constant, bool(options["reverse"]), extremes)
 
     @register
+    class WeightOp(_OptionsLayer):
+        """``x op value`` (or ``value op x``) with a weight of its own, of ``shape``,
+        broadcast from the right; keeps the mask."""
+
+        def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
+            super().__init__(options, **kwargs)
+            self.supports_masking = True
+            shape = tuple(int(size) for size in options["shape"])
+            self.value = self.add_weight(shape=shape, initializer="zeros", name="value")
+
+        def call(self, x: Any) -> Any:
+            value = keras.ops.cast(self.value, x.dtype)
+            return scalar_op(str(self.options["op"]), x, value, bool(self.options["reverse"]))
+
+    @register
+    class Elementwise(_OptionsLayer):
+        """One function (``abs``, ``log``...) on every element; keeps the mask."""
+
+        def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
+            super().__init__(options, **kwargs)
+            self.supports_masking = True
+
+        def call(self, x: Any) -> Any:
+            return getattr(keras.ops, str(self.options["function"]))(x)
+
+    @register
     class Divide(keras.layers.Subtract):  # type: ignore[name-defined]
         """``a / b``: the one elementwise operation of two tensors Keras has no merge layer
         for. Keras's merges check, broadcast and mask it as they do ``Subtract``."""
@@ -126,6 +153,8 @@ def tensor_op_classes() -> dict[str, Any]:
         "matmul": MatMul,
         "where": Where,
         "divide": Divide,
+        "weight_op": WeightOp,
+        "elementwise": Elementwise,
     }
 
 
@@ -140,10 +169,10 @@ def tensor_op_layer(record: LayerRecord, dtype: str) -> Any:
         >>> np.asarray(tensor_op_layer(record, "float32")(np.ones((1, 3, 2)))).tolist()
         [[3.0, 3.0]]
     """
-    if record.kind not in _KINDS:
+    if record.kind not in LAYER_KINDS:
         raise UnsupportedFeatureError(f"layer {record.name!r}: no Keras layer for {record.kind!r}")
     layer_class = tensor_op_classes()[record.kind]
     return layer_class(dict(record.options), dtype=dtype, name=record.name)
 
 
-__all__ = ["tensor_op_classes", "tensor_op_layer"]
+__all__ = ["LAYER_KINDS", "tensor_op_classes", "tensor_op_layer"]

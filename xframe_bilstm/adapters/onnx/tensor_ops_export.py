@@ -1,7 +1,8 @@
 """The tensor operations of a captured ``forward`` as standard ONNX operators, computing
 what :mod:`xframe_bilstm.reference.tensor_ops` computes: ``ReduceSum``/``ReduceMean``/
 ``ReduceMax``/``ReduceMin``/``ReduceL1``/``ReduceL2``, ``Slice`` (and ``Squeeze`` for one
-position), ``Add``/``Sub``/``Mul``/``Div``/``Max``/``Min``/``Pow`` with a constant, ``MatMul``
+position), ``Add``/``Sub``/``Mul``/``Div``/``Max``/``Min``/``Pow`` with a constant (a
+number, or a ``weight_op`` record's tensor), ``MatMul``
 (after a ``Transpose`` of the last two axes where said), and ``Where`` of a comparison with
 a number."""
 
@@ -82,7 +83,35 @@ def _scalar_op(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | N
     return builder.one(_SCALAR_OPS[str(options["op"])], inputs, record.name), mask
 
 
-EMITTERS = {"reduce": _reduce, "slice": _slice, "scalar_op": _scalar_op}
+def _weight_op(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    options = record.options
+    value = builder.constant(
+        f"{record.name}/value", np.asarray(record.weights["value"], builder.float_dtype)
+    )
+    inputs = [value, x] if options["reverse"] else [x, value]
+    return builder.one(_SCALAR_OPS[str(options["op"])], inputs, record.name), mask
+
+
+_ELEMENTWISE_OPS = {"abs": "Abs", "log": "Log", "sign": "Sign", "sin": "Sin", "cos": "Cos"}
+
+
+def _elementwise(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    function, prefix = str(record.options["function"]), record.name
+    one = builder.constant(f"{prefix}/one", np.asarray(1.0, builder.float_dtype))
+    if function == "log1p":
+        return builder.one("Log", [builder.one("Add", [x, one], f"{prefix}/plus1")], prefix), mask
+    if function == "expm1":
+        return builder.one("Sub", [builder.one("Exp", [x], f"{prefix}/exp"), one], prefix), mask
+    return builder.one(_ELEMENTWISE_OPS[function], [x], prefix), mask
+
+
+EMITTERS = {
+    "reduce": _reduce,
+    "slice": _slice,
+    "scalar_op": _scalar_op,
+    "weight_op": _weight_op,
+    "elementwise": _elementwise,
+}
 
 
 def emit_matmul(

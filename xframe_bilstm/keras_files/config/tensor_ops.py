@@ -1,5 +1,6 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
-``>MatMul``, ``>Where``, ``>Divide``) read back into records of their kinds.
+``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>Elementwise``) read back into
+records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`); a saved model holding them ports back.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
+from ...reference.tensor_ops import ELEMENTWISE
 from ...reference.where import COMPARISONS
 from ..weights import WeightRef, expect_count
 
@@ -31,10 +33,13 @@ KIND_BY_CLASS = {
     "xframe_bilstm>ScalarOp": "scalar_op",
     "xframe_bilstm>MatMul": "matmul",
     "xframe_bilstm>Where": "where",
+    "xframe_bilstm>WeightOp": "weight_op",
+    "xframe_bilstm>Elementwise": "elementwise",
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
 }
 _REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm")
-_SCALAR_OPS = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power")
+_WEIGHT_OPS = ("add", "subtract", "multiply", "divide")
+_SCALAR_OPS = (*_WEIGHT_OPS, "maximum", "minimum", "power")
 
 
 def is_own_class(value: Mapping[str, Any]) -> bool:
@@ -89,8 +94,8 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         UnsupportedFeatureError: an option missing or out of range, named.
     """
     where = spec.where(layer)
-    expect_count(refs, 0, where)
     kind = KIND_BY_CLASS[layer.class_name]
+    expect_count(refs, 1 if kind == "weight_op" else 0, where)
     given = layer.config.get("options")
     if not isinstance(given, Mapping):
         raise UnsupportedFeatureError(f"{where}: no 'options' in its configuration")
@@ -100,10 +105,20 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         "scalar_op": _scalar_op,
         "matmul": _matmul,
         "where": _where,
+        "weight_op": _weight_op,
+        "elementwise": lambda given, where: {
+            "function": _choice(given, "function", tuple(ELEMENTWISE), where)
+        },
     }
     reader = readers[kind]
     options = reader(given, where)
-    return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
+    if kind != "weight_op":
+        return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
+    (ref,) = refs
+    if tuple(ref.shape) != options["shape"]:
+        raise _bad(where, "shape", list(options["shape"]), f"its weight's, {list(ref.shape)}")
+    value = ref.read(tuple(ref.shape), f"{where} value")
+    return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, {"value": value})
 
 
 def _reduce(given: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -141,6 +156,19 @@ def _scalar_op(given: Mapping[str, Any], where: str) -> dict[str, Any]:
         "op": _choice(given, "op", _SCALAR_OPS, where),
         "constant": float(constant),
         "reverse": _flag(given, "reverse", where),
+    }
+
+
+def _weight_op(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    shape = given.get("shape")
+    if not isinstance(shape, (list, tuple)) or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in shape
+    ):
+        raise _bad(where, "shape", shape)
+    return {
+        "op": _choice(given, "op", _WEIGHT_OPS, where),
+        "reverse": _flag(given, "reverse", where),
+        "shape": tuple(shape),
     }
 
 

@@ -1,12 +1,13 @@
 """Models assembled from supported and unsupported pieces convert exactly or are refused by us.
 
 Each case is a small model a user could write: a torch module whose ``forward`` chains its
-children or does arithmetic of its own, a state_dict with keys beyond one recurrent module,
-or a Keras model mixing the layers the package reads with ones it does not. The converter
-either returns an object that computes what the original computes (checked here on a fresh
-input by running the original itself: ``module(x)`` or ``model(x)``), or raises one of our
-own errors (:class:`~xframe_bilstm.errors.XFrameError`) with a message. A silent mismatch
-and a foreign exception both fail.
+children or does arithmetic of its own (and may end by normalizing, gating, scaling by a
+tensor it holds or taking a log magnitude, which must convert), a state_dict with keys
+beyond one recurrent module, or a Keras model mixing the layers the package reads with ones
+it does not. The converter either returns an object that computes what the original
+computes (checked here on a fresh input by running the original itself: ``module(x)`` or
+``model(x)``), or raises one of our own errors (:class:`~xframe_bilstm.errors.XFrameError`)
+with a message. A silent mismatch and a foreign exception both fail.
 
 Profiles: see ``conftest.py``; ``HYPOTHESIS_PROFILE=long python -m pytest tests/fuzz``.
 """
@@ -32,6 +33,9 @@ AGREEMENT = 1e-4
 BATCH, STEPS, VOCAB = 2, 5, 11
 # What a forward may do besides calling its children in order.
 FORWARDS = ("chain", "relu_between", "sum_over_time", "last_step", "skip_child", "residual")
+# What a forward may do to its last output, as real models do: L2-normalize it, scale it by
+# a gate of one channel or by a tensor it holds, take a log magnitude.
+ENDINGS = ("none", "normalized", "gated", "held_scale", "log_abs")
 
 
 def _assert_same_computation(expected: np.ndarray, actual: Any) -> None:
@@ -55,13 +59,16 @@ class _Assembled:
     """Builds a torch module whose forward is one of :data:`FORWARDS` over its children."""
 
     @staticmethod
-    def make(torch: Any, children: list[tuple[str, Any]], forward: str) -> Any:
+    def make(
+        torch: Any, children: list[tuple[str, Any]], forward: str, ending: str, width: int
+    ) -> Any:
         class Assembled(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
                 for name, child in children:
                     self.add_module(name, child)
                 self.order = [name for name, _ in children]
+                self.scale = torch.nn.Parameter(torch.linspace(0.5, 1.5, width))
 
             def forward(self, x: Any) -> Any:
                 for index, name in enumerate(self.order):
@@ -80,6 +87,17 @@ class _Assembled:
                         x = x + before
                 if forward == "sum_over_time" and x.dim() == 3:
                     x = x.sum(dim=1)
+                return self._end(x)
+
+            def _end(self, x: Any) -> Any:
+                if ending == "normalized":
+                    return torch.nn.functional.normalize(x, dim=-1)
+                if ending == "gated":
+                    return x * torch.sigmoid(x.mean(-1, keepdim=True))
+                if ending == "held_scale":
+                    return x * self.scale if x.shape[-1] == width else x
+                if ending == "log_abs":
+                    return torch.log(x.abs() + 1.0)
                 return x
 
         return Assembled()
@@ -126,7 +144,8 @@ def torch_models(draw: st.DrawFn) -> tuple[Any, np.ndarray, bool]:
             children.append((f"{piece}{index}", module[piece]()))
     # Half the forwards are plain chains, so conversions are exercised as much as refusals.
     forward = draw(st.sampled_from([FORWARDS[0]] * (len(FORWARDS) - 1) + list(FORWARDS[1:])))
-    module = _Assembled.make(torch, children, forward).eval()
+    ending = draw(st.sampled_from(ENDINGS))
+    module = _Assembled.make(torch, children, forward, ending, width).eval()
     return module, x, supported and forward == "chain"
 
 

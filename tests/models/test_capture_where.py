@@ -147,8 +147,8 @@ class MaskedSum(nn.Module):
             return torch.where(valid.unsqueeze(-1), out, out.mean()).sum(1)
         if self.how == "returned":
             return out.sum(1), valid
-        if self.how == "to_float":
-            return (out * valid.unsqueeze(-1).float()).sum(1)
+        if self.how == "to_long":
+            return (out * valid.unsqueeze(-1).long()).sum(1)
         if self.how == "xor":
             return out.masked_fill((valid ^ (x[..., 0] > 1)).unsqueeze(-1), 0.0).sum(1)
         return out.masked_fill(valid.unsqueeze(-1) == 2, 0.0).sum(1)
@@ -160,7 +160,7 @@ class MaskedSum(nn.Module):
         ("float", "applies aten.mul to a boolean mask"),
         ("tensor_fill", "applies aten.where with two tensors"),
         ("xor", "applies aten.__xor__ to a boolean mask"),
-        ("to_float", "turns a boolean mask into torch.float32 (aten.to)"),
+        ("to_long", "turns a boolean mask into torch.int64 (aten.to)"),
         ("returned", "returns a boolean mask (read only by masked_fill"),
         ("two", "applies aten.eq to a boolean mask with 2"),
     ],
@@ -172,3 +172,46 @@ def test_other_uses_of_a_mask_are_refused_by_name(how: str, refused: str) -> Non
     assert refused in message
     if how != "returned":  # a returned value has no line of its own
         assert "test_capture_where.py:" in message
+
+
+class MaskedMean(nn.Module):
+    """A sentence classifier's masked mean over time, from the token ids' padding mask made
+    numbers (``mask.float()``, ``torch.where(mask, 1.0, 0.0)``), as real models pool."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        torch.manual_seed(41)
+        self.how = how
+        self.emb = nn.Embedding(12, 4, padding_idx=0)
+        self.lstm = nn.LSTM(4, 5, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.emb(ids))
+        if self.how == "float":
+            mask = (ids != 0).float()
+        elif self.how == "where":
+            mask = torch.where((ids > 0) & (ids != 11), 1.0, 0.0)
+        else:  # the mask made numbers after it gained the features' axis
+            mask = (ids != 0).unsqueeze(-1).to(h.dtype).squeeze(-1)
+        pooled = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        return self.fc(pooled)
+
+
+@pytest.mark.parametrize("how", ["float", "where", "unsqueezed"])
+def test_a_mask_made_numbers_pools_as_the_module_does(how: str, tmp_path: Path) -> None:
+    module = MaskedMean(how).eval()
+    model = torch_to_keras(module)  # verified against module(ids)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(IDS)).numpy()
+    np.testing.assert_allclose(np.asarray(model(IDS.astype("int32"))), expected, atol=1e-5)
+    model.save(tmp_path / "pooled.keras")
+    port = keras_to_torch(tmp_path / "pooled.keras")  # read back, verified against Keras
+    with torch.no_grad():
+        np.testing.assert_allclose(port(torch.from_numpy(IDS)).numpy(), expected, atol=1e-5)
+    report = compare(module, inputs=IDS, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report.lines()
+    assert any(
+        pair.expected.startswith("onnxruntime") or pair.actual.startswith("onnxruntime")
+        for pair in report.pairs
+    )

@@ -21,7 +21,7 @@ from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states, zero_tensors
-from .capture_where import READERS, Mask, read_condition, where_records
+from .capture_where import READERS, Mask, is_mask_as_numbers, read_condition, where_records
 
 LeafTest = Callable[[Any], bool]
 ReadChild = Callable[[str, Any, str], list[LayerRecord]]
@@ -217,7 +217,7 @@ def read_captured(
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name
         try:
-            if op_name(node) in READERS:
+            if op_name(node) in READERS or is_mask_as_numbers(node, conditions):
                 made = names.claim(where_records(node, names(node.name), tensors, conditions))
                 records.extend(made)
                 tensors.names[node] = made[-1].name

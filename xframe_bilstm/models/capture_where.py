@@ -6,7 +6,9 @@ or ``torch.where(mask, scores, float("-inf"))`` with ``mask = ids != 0``. No Ker
 holds a boolean tensor, so such a tensor is not a record: it is followed as a
 :class:`Condition` (a tensor of the model compared with a number, then given axes of size
 1, negated or compared with 0 or 1 again) until ``masked_fill`` or ``where`` with a number
-reads it, which becomes one ``where`` record (:mod:`xframe_bilstm.reference.where`).
+reads it, or it becomes numbers (``mask.float()``, ``torch.where(mask, 1.0, 0.0)``: the
+weights of a masked mean), which becomes one ``where`` record
+(:mod:`xframe_bilstm.reference.where`).
 Conditions combined with ``&``, ``|`` (or ``torch.logical_and``/``logical_or``) are followed
 as a :class:`Combined`, negations pushed down to the comparisons. A condition read by
 anything else is refused by name.
@@ -122,8 +124,9 @@ def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Mask]) -> 
             raise Unsupported(f"applies {op} to a boolean mask")
         if str(node.meta["val"].dtype) != "torch.bool":
             raise Unsupported(
-                f"turns a boolean mask into {node.meta['val'].dtype} ({op}); only "
-                "masked_fill and torch.where with a number read a mask"
+                f"turns a boolean mask into {node.meta['val'].dtype} ({op}); a mask becomes "
+                "numbers as a float tensor (mask.float()), or is read by masked_fill and "
+                "torch.where with a number"
             )
         conditions[node] = before
     elif op == "aten.slice" and _whole(args):
@@ -184,6 +187,18 @@ def _unsqueezed(condition: Mask, dim: int) -> Mask:
     return Condition(condition.source, condition.compare, condition.value, positions, inserted)
 
 
+def is_mask_as_numbers(node: Any, conditions: dict[Any, Mask]) -> bool:
+    """Whether ``node`` turns a condition into a float tensor (``mask.float()``)."""
+    value = node.meta.get("val")
+    return (
+        op_name(node) in ("aten._to_copy", "aten.to")
+        and bool(node.args)
+        and node.args[0] in conditions
+        and getattr(value, "dtype", None) is not None
+        and value.dtype.is_floating_point
+    )
+
+
 def where_records(
     node: Any, name: str, tensors: Tensors, conditions: dict[Any, Mask]
 ) -> list[LayerRecord]:
@@ -196,6 +211,12 @@ def where_records(
     """
     op = op_name(node)
     args = list(node.args)
+    if is_mask_as_numbers(node, conditions):  # mask.float(): 1 where it holds, 0 elsewhere
+        return [_as_numbers(name, "float", conditions[args[0]], 1.0, 0.0, tensors)]
+    if op == "aten.where" and len(args) == 3 and _number(args[1]) and _number(args[2]):
+        if args[0] not in conditions:
+            raise Unsupported(f"applies {op} with a mask that is not a comparison with a number")
+        return [_as_numbers(name, "where", conditions[args[0]], args[1], args[2], tensors)]
     if op == "aten.masked_fill":
         x, mask, fill, fills_where = args[0], args[1], args[2], True
     elif len(args) == 3 and _number(args[2]):
@@ -233,6 +254,26 @@ def where_records(
     return [LayerRecord(name, "where", op.split(".")[-1], inputs, options)]
 
 
+def _as_numbers(
+    name: str, cls: str, condition: Mask, fill: float, otherwise: float, tensors: Tensors
+) -> LayerRecord:
+    """A mask as numbers: ``fill`` where ``condition`` holds, ``otherwise`` elsewhere; input 0
+    (``x`` of other ``where`` records) is the first source again, unread."""
+    numbers = {"fill": float(fill), "otherwise": float(otherwise)}
+    if isinstance(condition, Combined):
+        sources: list[str] = []
+        options = {**numbers, "condition": _terms(condition, tensors, sources)}
+        return LayerRecord(name, "where", cls, (sources[0], *sources), options)
+    options = {
+        "compare": condition.compare,
+        "value": condition.value,
+        "axes": condition.inserted,
+        **numbers,
+    }
+    source = tensors.name(condition.source)
+    return LayerRecord(name, "where", cls, (source, source), options)
+
+
 def _terms(condition: Mask, tensors: Tensors, sources: list[str]) -> dict[str, Any]:
     """The ``condition`` option of a combined mask; ``sources`` gathers the tensors its
     comparisons read (input 0 being ``x``)."""
@@ -249,4 +290,12 @@ def _terms(condition: Mask, tensors: Tensors, sources: list[str]) -> dict[str, A
     }
 
 
-__all__ = ["READERS", "Combined", "Condition", "Mask", "read_condition", "where_records"]
+__all__ = [
+    "READERS",
+    "Combined",
+    "Condition",
+    "Mask",
+    "is_mask_as_numbers",
+    "read_condition",
+    "where_records",
+]

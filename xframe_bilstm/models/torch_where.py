@@ -30,9 +30,11 @@ class Where(nn.Module):
         fill: float,
         axes: Sequence[int],
         condition: Mapping[str, Any] | None = None,
+        otherwise: float | None = None,
     ) -> None:
         super().__init__()
         self.compare, self.value, self.fill = compare, float(value), float(fill)
+        self.otherwise = otherwise
         self.axes = tuple(int(axis) for axis in axes)
         options = {"compare": compare, "value": value, "axes": self.axes}
         # Several comparisons combined with and/or (reference.where's terms), or one.
@@ -45,6 +47,11 @@ class Where(nn.Module):
             lambda term, index: _compared(term, tensors[index]),
             lambda op, a, b: torch.logical_and(a, b) if op == "and" else torch.logical_or(a, b),
         )
+        if self.otherwise is not None:  # a mask as numbers: 0 and 1 are exact in any float
+            fill, otherwise = (
+                torch.tensor(v, device=x.device) for v in (self.fill, self.otherwise)
+            )
+            return torch.where(holds, fill, otherwise)
         return torch.where(holds, torch.full((), self.fill, dtype=x.dtype, device=x.device), x)
 
     def combine_masks(
@@ -66,10 +73,16 @@ def _compared(term: Mapping[str, Any], source: torch.Tensor) -> torch.Tensor:
 def where_module(record: LayerRecord) -> Where:
     """The module of a ``where`` record."""
     options = record.options
+    otherwise = options.get("otherwise")
+    otherwise = None if otherwise is None else float(otherwise)
     if "condition" in options:
-        return Where("eq", 0.0, float(options["fill"]), (), options["condition"])
+        return Where("eq", 0.0, float(options["fill"]), (), options["condition"], otherwise)
     return Where(
-        str(options["compare"]), float(options["value"]), float(options["fill"]), options["axes"]
+        str(options["compare"]),
+        float(options["value"]),
+        float(options["fill"]),
+        options["axes"],
+        otherwise=otherwise,
     )
 
 

@@ -13,6 +13,10 @@ A mask built from several comparisons (``(ids != 0) & (ids != 2)``, ``a | b``, `
 inputs, ``x`` being 0) or ``{"op": "and" | "or", "args": [...]}``. Negations are pushed down
 to the comparisons, so no ``not`` remains. A record without ``condition`` has one term, the
 options ``compare``, ``value`` and ``axes`` on input 1.
+
+With an option ``otherwise`` (a number), the record is a mask as numbers (``mask.float()``,
+``torch.where(mask, 1.0, 0.0)``): ``fill`` where the condition holds, ``otherwise``
+elsewhere, shaped as the condition; its input 0 is then its first source again, unread.
 """
 
 from __future__ import annotations
@@ -103,13 +107,16 @@ def run_where(options: Mapping[str, Any], tensors: Sequence[np.ndarray], dtype: 
         >>> run_where({"fill": -1.0, "condition": both}, [scores, ids], np.float64).tolist()
         [[[1.0, -1.0], [-1.0, -1.0]]]
     """
-    x: np.ndarray = np.asarray(tensors[0]).astype(dtype)
     where = evaluate(
         expression(options),
         lambda term, index: condition(term, tensors[index]),
         lambda op, a, b: np.logical_and(a, b) if op == "and" else np.logical_or(a, b),
     )
-    return np.where(where, np.asarray(float(options["fill"]), dtype=dtype), x).astype(dtype)
+    fill: np.ndarray = np.asarray(float(options["fill"]), dtype=dtype)
+    if "otherwise" in options:  # a mask as numbers, shaped as the condition
+        return np.where(where, fill, np.asarray(float(options["otherwise"]), dtype=dtype))
+    x: np.ndarray = np.asarray(tensors[0]).astype(dtype)
+    return np.where(where, fill, x).astype(dtype)
 
 
 __all__ = ["COMPARISONS", "NEGATED", "condition", "evaluate", "expression", "run_where"]

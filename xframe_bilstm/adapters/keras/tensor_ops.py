@@ -125,8 +125,9 @@ def tensor_op_classes() -> dict[str, Any]:
     @register
     class Where(_OptionsLayer):
         """``fill`` where ``source`` (axes of size 1 inserted at ``axes``) compares to
-        ``value`` as said, ``x`` elsewhere; inputs ``[x, source, ...]``. A ``condition``
-        option combines several comparisons (:mod:`xframe_bilstm.reference.where`)."""
+        ``value`` as said, ``x`` elsewhere (``otherwise``, where given); inputs
+        ``[x, source, ...]``. A ``condition`` option combines several comparisons
+        (:mod:`xframe_bilstm.reference.where`)."""
 
         def call(self, inputs: list[Any]) -> Any:
             x = inputs[0]
@@ -137,6 +138,10 @@ def tensor_op_classes() -> dict[str, Any]:
                     keras.ops.logical_and(a, b) if op == "and" else keras.ops.logical_or(a, b)
                 ),
             )
+            if "otherwise" in self.options:  # a mask as numbers, shaped as the condition
+                fill = keras.ops.cast(float(self.options["fill"]), self.compute_dtype)
+                otherwise = keras.ops.cast(float(self.options["otherwise"]), self.compute_dtype)
+                return keras.ops.where(holds, fill, otherwise)
             fill = keras.ops.cast(float(self.options["fill"]), x.dtype)
             return keras.ops.where(holds, fill, x)
 

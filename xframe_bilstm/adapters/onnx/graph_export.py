@@ -32,7 +32,7 @@ from .normpool_export import export_normpool
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
 from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
-from .tensor_ops_export import emit_matmul, emit_where, tensor_op_rank
+from .tensor_ops_export import emit_matmul, emit_where, tensor_op_rank, where_rank
 from .vocabulary import activation_refusal, ir_version
 
 # CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.
@@ -213,6 +213,8 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
             rank = shape_rank(record, ranks, _ranks)
         elif record.kind in TENSOR_OP_EMITTERS:
             rank = tensor_op_rank(record, ranks)
+        elif record.kind == "where":
+            rank = where_rank(record, ranks)
         ranks.update(dict.fromkeys(record.outputs[1:], 2))  # final states (B, H)
         ranks[record.name] = rank
     return ranks

@@ -155,7 +155,11 @@ def emit_where(builder: GraphBuilder, record: LayerRecord, tensors: Sequence[str
     fill = builder.constant(
         f"{prefix}/fill", np.asarray(float(options["fill"]), builder.float_dtype)
     )
-    return builder.one("Where", [holds, fill, tensors[0]], prefix), None
+    otherwise = tensors[0]
+    if "otherwise" in options:  # a mask as numbers, shaped as the condition
+        value = np.asarray(float(options["otherwise"]), builder.float_dtype)
+        otherwise = builder.constant(f"{prefix}/otherwise", value)
+    return builder.one("Where", [holds, fill, otherwise], prefix), None
 
 
 def _comparison(builder: GraphBuilder, term: Mapping[str, Any], source: str, prefix: str) -> str:
@@ -174,6 +178,18 @@ def _comparison(builder: GraphBuilder, term: Mapping[str, Any], source: str, pre
     return holds
 
 
+def where_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
+    """The output rank of a ``where`` record: its ``x``'s, or, for a mask as numbers, its
+    condition's (each source's rank with the axes inserted)."""
+    if "otherwise" not in record.options:
+        return ranks[record.inputs[0]]
+
+    def rank(term: Mapping[str, Any], index: int) -> int:
+        return ranks[record.inputs[index]] + len(term["axes"])
+
+    return int(evaluate(expression(record.options), rank, lambda op, a, b: max(a, b)))
+
+
 def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
     """The output rank of a record of these kinds (batch axis included)."""
     rank = ranks[record.inputs[0]]
@@ -184,4 +200,4 @@ def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
     return rank
 
 
-__all__ = ["EMITTERS", "emit_matmul", "emit_where", "tensor_op_rank"]
+__all__ = ["EMITTERS", "emit_matmul", "emit_where", "tensor_op_rank", "where_rank"]

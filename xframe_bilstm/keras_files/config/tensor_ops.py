@@ -177,12 +177,17 @@ def _matmul(given: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _where(given: Mapping[str, Any], where: str) -> dict[str, Any]:
-    fill = given.get("fill")
-    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or math.isnan(fill):
-        raise _bad(where, "fill", fill, "a number or an infinity")
+    numbers: dict[str, float] = {}
+    for key in ("fill", "otherwise"):  # otherwise: a mask as numbers
+        value = given.get(key)
+        if key == "otherwise" and key not in given:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise _bad(where, key, value, "a number or an infinity")
+        numbers[key] = float(value)
     if "condition" in given:  # several comparisons combined (reference.where's terms)
-        return {"fill": float(fill), "condition": _term(given["condition"], where)}
-    return {**_comparison(given, where), "fill": float(fill)}
+        return {**numbers, "condition": _term(given["condition"], where)}
+    return {**_comparison(given, where), **numbers}
 
 
 def _term(given: Any, where: str) -> dict[str, Any]:

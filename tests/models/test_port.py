@@ -128,3 +128,18 @@ def test_without_keras_the_file_is_verified_against_the_reference(k3_model_file)
     assert "float64 reference reading" in result["corrupted"]
     assert result["unchecked"] is None
     assert not [w for w in result["warnings"] if "not writable" in w], result["warnings"]
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_model_is_called_with_its_input_as_it_was_declared(listed: bool) -> None:
+    """``Model(inputs=[x])`` takes a list of one and ``Model(inputs=x)`` a tensor: Keras warns
+    on every call given the other structure."""
+    import warnings
+
+    x = keras.Input((None, 3))
+    y = keras.layers.Dense(2)(keras.layers.LSTM(4, return_sequences=True)(x))
+    model = keras.Model(inputs=[x] if listed else x, outputs=[y] if listed else y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras_to_torch(model)  # verified against the model's own call
+    assert not [w for w in caught if "structure of `inputs`" in str(w.message)]

@@ -249,12 +249,26 @@ def _run_keras_file(
 
 
 def call_keras_model(model: Any, inputs: Any) -> tuple[np.ndarray, ...]:
-    """Run a live Keras 3 or tf_keras model in inference mode; outputs as numpy arrays."""
-    outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+    """Run a live Keras 3 or tf_keras model in inference mode; outputs as numpy arrays.
+
+    One input is given as the model declares it, bare or in a list (``Model(inputs=[x])``):
+    Keras warns on every call where the structure differs.
+    """
+    listed = len(inputs) > 1 or isinstance(_declared_input(model), (list, tuple))
+    outputs = model(list(inputs) if listed else inputs[0], training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     return tuple(
         np.asarray(output.numpy() if hasattr(output, "numpy") else output) for output in outputs
     )
+
+
+def _declared_input(model: Any) -> Any:
+    """``model.input``, the structure its inputs were declared with; None for a model never
+    built (a subclassed model before its first call)."""
+    try:
+        return model.input
+    except (AttributeError, ValueError):
+        return None
 
 
 def port_live_model(model: Any, *, verify: bool, seed: int) -> Any:

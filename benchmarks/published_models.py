@@ -303,6 +303,11 @@ def _ported(name: str, path: Path, ids: np.ndarray, keras_probs: Any, end: int) 
             tuned_probs = tuned(torch.from_numpy(ids)).numpy()
         label = f"the port after {steps} Adam step(s) at lr {rate:g}"
         rows.append(_back_to_keras(name, tuned, ids, tuned_probs, label))
+    try:  # without the factory: the changed attention weight has no reader
+        torch_to_keras(tuned)
+        rows.append((name, f"torch_to_keras({label})", "converted", "WRONG: not refused"))
+    except Exception as error:
+        rows.append((name, f"torch_to_keras({label})", _first_line(error), "refused"))
     return rows
 
 

@@ -21,6 +21,8 @@ from xframe_bilstm import (  # noqa: E402
     torch_to_keras,
 )
 
+from .every_framework import assert_agrees_everywhere  # noqa: E402
+
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 nn = torch.nn
@@ -209,9 +211,4 @@ def test_a_mask_made_numbers_pools_as_the_module_does(how: str, tmp_path: Path) 
     port = keras_to_torch(tmp_path / "pooled.keras")  # read back, verified against Keras
     with torch.no_grad():
         np.testing.assert_allclose(port(torch.from_numpy(IDS)).numpy(), expected, atol=1e-5)
-    report = compare(module, inputs=IDS, frameworks=["torch", "keras", "onnxruntime"])
-    assert report, report.lines()
-    assert any(
-        pair.expected.startswith("onnxruntime") or pair.actual.startswith("onnxruntime")
-        for pair in report.pairs
-    )
+    assert_agrees_everywhere(module, inputs=IDS)

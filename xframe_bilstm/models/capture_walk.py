@@ -18,6 +18,7 @@ from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
 from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
+from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states, zero_tensors
@@ -221,9 +222,14 @@ def read_captured(
                 made = names.claim(where_records(node, names(node.name), tensors, conditions))
                 records.extend(made)
                 tensors.names[node] = made[-1].name
+            elif op_name(node) in FUNCTIONAL:  # F.max_pool1d(x, 2): read as nn.MaxPool1d(2)
+                child, reads = functional_module(node, tensors)
+                made = names.claim(read_child(names(node.name), child, tensors.name(reads)))
+                records.extend(made)
+                tensors.names[node] = made[-1].name
             elif not read_condition(node, tensors, conditions):
                 record_for(records, tensors, node, names, previous)
-        except Unsupported as error:
+        except (Unsupported, UnsupportedFeatureError) as error:
             found.append((str(error), node))
             tensors.names[node] = previous
     (results,) = [node.args[0] for node in graph.nodes if node.op == "output"]

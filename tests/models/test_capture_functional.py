@@ -1,0 +1,99 @@
+"""Functional calls in a forward (``F.max_pool1d``, ``F.adaptive_avg_pool1d``,
+``F.layer_norm`` on tensors the module holds) read as the modules they stand for. Expected
+values come from the module itself, ``module(x)``, run by torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import UnsupportedFeatureError, torch_to_keras  # noqa: E402
+from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
+
+from .every_framework import assert_agrees_everywhere  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+nn = torch.nn
+F = torch.nn.functional
+
+
+class FunctionalFrontEnd(nn.Module):
+    """A GRU, its outputs pooled over time by functions, a convolution, a layer norm by
+    function, then max and mean over time by adaptive pooling functions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(51)
+        self.gru = nn.GRU(4, 6, batch_first=True)
+        self.conv = nn.Conv1d(6, 5, 3, padding=1)
+        self.gamma, self.beta = nn.Parameter(torch.rand(5) + 0.5), nn.Parameter(torch.randn(5))
+        self.fc = nn.Linear(10, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.gru(x)[0].transpose(1, 2)  # (batch, channels, time)
+        y = F.avg_pool1d(F.max_pool1d(h, 2), 3, stride=1, padding=1, count_include_pad=False)
+        y = F.relu(self.conv(y)).transpose(1, 2)
+        y = F.layer_norm(y, (5,), self.gamma, self.beta, eps=1e-3).transpose(1, 2)
+        pooled = [F.adaptive_avg_pool1d(y, 1), F.adaptive_max_pool1d(y, 1)]
+        return self.fc(torch.cat(pooled, dim=1).squeeze(-1))
+
+
+def _frames(batch: int, steps: int) -> np.ndarray:
+    return np.random.default_rng(9).standard_normal((batch, steps, 4)).astype("float32")
+
+
+def test_the_keras_port_matches_the_module() -> None:
+    module = FunctionalFrontEnd().eval()
+    model = torch_to_keras(module)  # verified against module(x) at 3 rows of 7 steps
+    x = _frames(4, 12)  # and at another batch and length here
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-6, atol=2e-6)
+
+
+def test_compare_passes_on_every_framework() -> None:
+    # 12 steps, pooled to 6: Keras on TensorFlow adds a channels-first convolution's bias on
+    # the wrong axis when its output is as long as its filters (5) (docs/porting.md)
+    assert_agrees_everywhere(FunctionalFrontEnd().eval(), inputs=_frames(3, 12))
+
+
+def test_each_call_reads_as_its_module() -> None:
+    graph = graph_from_torch(FunctionalFrontEnd().eval())
+    kinds = [(r.kind, r.class_name) for r in graph.layers]
+    assert [k for k in kinds if k[0] in ("pool", "global_pool", "layer_norm")] == [
+        ("pool", "MaxPool1d"),
+        ("pool", "AvgPool1d"),
+        ("layer_norm", "LayerNorm"),
+        ("global_pool", "AdaptiveAvgPool1d"),
+        ("global_pool", "AdaptiveMaxPool1d"),
+    ]
+    norm = graph.layer(next(r.name for r in graph.layers if r.kind == "layer_norm"))
+    assert norm.options["epsilon"] == pytest.approx(1e-3)
+
+
+class Refused(nn.Module):
+    def __init__(self, body) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.lstm(x)[0].transpose(1, 2))
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (lambda h: F.max_pool1d(h, 2, ceil_mode=True), r"ceil_mode"),
+        (lambda h: F.layer_norm(h, (7,), h[0, 0, :7] * 0 + 1), r"weight computed in forward"),
+    ],
+    ids=["ceil-mode", "computed-weight"],
+)
+def test_what_the_module_would_refuse_is_refused_with_its_line(body, says) -> None:
+    with pytest.raises(UnsupportedFeatureError, match=says) as caught:
+        torch_to_keras(Refused(body).eval())
+    assert "test_capture_functional.py" in str(caught.value)

@@ -78,9 +78,11 @@ def torch_to_keras(
             or the keys under ``submodule + "."`` of a file. The Keras result is then named
             after the part, and its ``converted_part`` attribute holds ``submodule``.
         custom_modules: for children of a module with children that are not among the
-            supported modules: their class (or its name) -> ``factory(child)``, returning a
-            Keras layer that computes what the child computes, weights included, in the
-            same layout. The result is checked against ``module(x)``.
+            supported modules, and for a whole-model port's custom layers: their class (or
+            its name) -> ``factory(child)``, returning a Keras layer that computes what the
+            child computes now, weights included, in the same layout. A port's custom layer
+            whose module changed since it was ported (trained, loaded) needs one. The
+            result is checked against ``module(x)``.
         input_shape: for a module with children, the shape of its input without the batch
             axis, ``None`` for the time axis, as ``keras.Input(shape=...)`` takes it
             (``(1, 32, None)`` for a CRNN reading 32-pixel-high images); by default it

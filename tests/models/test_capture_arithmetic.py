@@ -225,8 +225,19 @@ class Refused(nn.Module):
             r"applies aten\.expand_as before aten\.cat",
         ),
         (lambda m, h: h * m.per_row, r"'p_per_row' of shape \(3, 1, 6\), which broadcasts"),
+        (
+            lambda m, h: h[:, :1].expand_as(h) + h[:, -1:],  # no tensor of the expanded shape
+            r"applies aten\.expand_as before aten\.add with a smaller tensor",
+        ),
     ],
-    ids=["other-rank", "inf-norm", "tensor-bound", "expand-before-cat", "held-per-row"],
+    ids=[
+        "other-rank",
+        "inf-norm",
+        "tensor-bound",
+        "expand-before-cat",
+        "held-per-row",
+        "expand-unrecovered",
+    ],
 )
 def test_what_does_not_broadcast_as_keras_is_refused_with_its_line(body, says) -> None:
     with pytest.raises(UnsupportedFeatureError, match=says) as caught:

@@ -159,13 +159,18 @@ def _norm(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> l
 
 
 def _expand(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    """Nothing to compute where only broadcasting arithmetic reads the expanded tensor."""
+    """Nothing to compute where only arithmetic with a tensor of the expanded shape reads
+    the expanded tensor: broadcasting against that tensor expands it the same way."""
     op = op_name(node)
     users = [op_name(user) for user in node.users]
     if tensors.rank(args[0]) != tensors.rank(node):
         raise Unsupported(f"applies {op} adding axes")
     if not users or any(user not in _MERGES for user in users):
         raise Unsupported(f"applies {op} before {', '.join(sorted(set(users))) or 'nothing'}")
+    for user in node.users:
+        others = [arg for arg in user.args[:2] if hasattr(arg, "op") and arg is not node]
+        if not others or tensors.shapes[others[0].name] != tensors.shapes[node.name]:
+            raise Unsupported(f"applies {op} before {op_name(user)} with a smaller tensor")
     return []
 
 

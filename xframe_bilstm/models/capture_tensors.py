@@ -1,13 +1,16 @@
 """The tensors of a ``forward`` captured by ``torch.export``, as the readers of its
-operations see them: the record computing each node, its shapes in the two captures, and
-the refusal of an operation no record computes."""
+operations see them: the record computing each node, its shapes in the two captures, the
+tensors the module holds, the records' names, and the refusal of an operation no record
+computes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
+from ..graph import LayerRecord
 
 Shape = tuple[int, ...]
 
@@ -78,4 +81,44 @@ def axis_of(tensors: Tensors, node: Any, dim: int, what: str) -> int:
     return axis
 
 
-__all__ = ["Shape", "Tensors", "Unsupported", "axis_of", "op_name"]
+class Names:
+    """Record names, unique in the graph, readable as Keras layer names."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def __call__(self, hint: str) -> str:
+        base = hint.replace(".", "_") or "layer"
+        name, count = base, 1
+        while name in self.taken:
+            name, count = f"{base}_{count}", count + 1
+        self.taken.add(name)
+        return name
+
+    def claim(self, made: list[LayerRecord]) -> list[LayerRecord]:
+        """An operation's records, those made beside its own last one (``clamp``'s lower
+        bound, ``stack``'s reshapes) renamed where their name is taken, and read so."""
+        renamed: dict[str, str] = {}
+        claimed = []
+        for index, record in enumerate(made):
+            inputs = tuple(renamed.get(name, name) for name in record.inputs)
+            if index < len(made) - 1:  # the last one has the operation's own name
+                renamed[record.name] = self(record.name)
+            name = renamed.get(record.name, record.name)
+            claimed.append(replace(record, name=name, inputs=inputs))
+        return claimed
+
+
+def held_tensors(exported: Any) -> dict[str, Any]:
+    """The tensors the module holds (parameters, buffers, constants), by placeholder name."""
+    signature = exported.graph_signature
+    sources = {
+        **signature.inputs_to_parameters,
+        **signature.inputs_to_buffers,
+        **signature.inputs_to_lifted_tensor_constants,
+    }
+    values = {**exported.state_dict, **exported.constants}
+    return {name: values[target] for name, target in sources.items() if target in values}
+
+
+__all__ = ["Names", "Shape", "Tensors", "Unsupported", "axis_of", "held_tensors", "op_name"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from .._imports import require
@@ -22,7 +21,16 @@ from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states, zero_tensors
-from .capture_where import READERS, Mask, is_mask_as_numbers, read_condition, where_records
+from .capture_tensors import Names, held_tensors
+from .capture_where import (
+    READERS,
+    Mask,
+    is_mask_as_numbers,
+    masks_read_as_numbers,
+    numbers_record,
+    read_condition,
+    where_records,
+)
 
 LeafTest = Callable[[Any], bool]
 ReadChild = Callable[[str, Any, str], list[LayerRecord]]
@@ -60,7 +68,7 @@ def refusal(module: Any, found: list[tuple[str, Any]]) -> UnsupportedFeatureErro
 
 
 def record_for(
-    records: list[LayerRecord], tensors: Tensors, node: Any, names: _Names, previous: str
+    records: list[LayerRecord], tensors: Tensors, node: Any, names: Names, previous: str
 ) -> None:
     """Append the records of one operation; its tensor is the last one's (or its input's)."""
     made = names.claim(op_records(node, names(node.name), tensors) or [])
@@ -69,18 +77,6 @@ def record_for(
         tensors.names[node] = made[-1].name
     else:
         tensors.names[node] = previous
-
-
-def _held(exported: Any) -> dict[str, Any]:
-    """The tensors the module holds (parameters, buffers, constants), by placeholder name."""
-    signature = exported.graph_signature
-    sources = {
-        **signature.inputs_to_parameters,
-        **signature.inputs_to_buffers,
-        **signature.inputs_to_lifted_tensor_constants,
-    }
-    values = {**exported.state_dict, **exported.constants}
-    return {name: values[target] for name, target in sources.items() if target in values}
 
 
 def _shapes(exported: Any) -> dict[str, tuple[int, ...]]:
@@ -97,34 +93,6 @@ def _same_graph(first: Any, second: Any) -> bool:
         return [(node.name, str(node.target)) for node in exported.graph.nodes]
 
     return outline(first) == outline(second)
-
-
-class _Names:
-    """Record names, unique in the graph, readable as Keras layer names."""
-
-    def __init__(self) -> None:
-        self.taken: set[str] = set()
-
-    def __call__(self, hint: str) -> str:
-        base = hint.replace(".", "_") or "layer"
-        name, count = base, 1
-        while name in self.taken:
-            name, count = f"{base}_{count}", count + 1
-        self.taken.add(name)
-        return name
-
-    def claim(self, made: list[LayerRecord]) -> list[LayerRecord]:
-        """An operation's records, those made beside its own last one (``clamp``'s lower
-        bound, ``stack``'s reshapes) renamed where their name is taken, and read so."""
-        renamed: dict[str, str] = {}
-        claimed = []
-        for index, record in enumerate(made):
-            inputs = tuple(renamed.get(name, name) for name in record.inputs)
-            if index < len(made) - 1:  # the last one has the operation's own name
-                renamed[record.name] = self(record.name)
-            name = renamed.get(record.name, record.name)
-            claimed.append(replace(record, name=name, inputs=inputs))
-        return claimed
 
 
 def _groups(module: Any, graph: Any, leaf: Callable[[Any], bool]) -> dict[Any, tuple[str, str]]:
@@ -165,9 +133,9 @@ def read_captured(
     tensors = Tensors(
         shapes={key: (shape, other.get(key)) for key, shape in first_shapes.items()},
         batches=batches,
-        held=_held(exported),
+        held=held_tensors(exported),
     )
-    names = _Names()
+    names = Names()
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
     user = [n for n in placeholders if n.name in exported.graph_signature.user_inputs]
     input_name = names("input")
@@ -227,8 +195,13 @@ def read_captured(
                 made = names.claim(read_child(names(node.name), child, tensors.name(reads)))
                 records.extend(made)
                 tensors.names[node] = made[-1].name
-            elif not read_condition(node, tensors, conditions):
-                record_for(records, tensors, node, names, previous)
+            else:
+                for mask in masks_read_as_numbers(node, tensors, conditions):  # h * mask
+                    name = names(f"{mask.name}_numbers")
+                    records.append(numbers_record(name, conditions[mask], tensors))
+                    tensors.names[mask] = name
+                if not read_condition(node, tensors, conditions):
+                    record_for(records, tensors, node, names, previous)
         except (Unsupported, UnsupportedFeatureError) as error:
             found.append((str(error), node))
             tensors.names[node] = previous
@@ -271,7 +244,7 @@ def _read_loop(
     loop: CellLoop | str,
     tensors: Tensors,
     records: list[LayerRecord],
-    names: _Names,
+    names: Names,
     read_child: ReadChild,
     found: list[tuple[str, Any]],
 ) -> None:
@@ -342,7 +315,7 @@ def _read_call(
     constants: set[Any],
     tensors: Tensors,
     records: list[LayerRecord],
-    names: _Names,
+    names: Names,
     read_child: Callable[[str, Any, str], list[LayerRecord]],
 ) -> None:
     """The records of one call of a module read whole; ``constants`` are the nodes that are

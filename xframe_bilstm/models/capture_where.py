@@ -6,9 +6,9 @@ or ``torch.where(mask, scores, float("-inf"))`` with ``mask = ids != 0``. No Ker
 holds a boolean tensor, so such a tensor is not a record: it is followed as a
 :class:`Condition` (a tensor of the model compared with a number, then given axes of size
 1, negated or compared with 0 or 1 again) until ``masked_fill`` or ``where`` with a number
-reads it, or it becomes numbers (``mask.float()``, ``torch.where(mask, 1.0, 0.0)``: the
-weights of a masked mean), which becomes one ``where`` record
-(:mod:`xframe_bilstm.reference.where`).
+reads it, or it becomes numbers (``mask.float()``, ``torch.where(mask, 1.0, 0.0)``, or
+read so by arithmetic and sums, ``h * mask.unsqueeze(-1)``, ``mask.sum(1)``: the weights of
+a masked mean), which becomes one ``where`` record (:mod:`xframe_bilstm.reference.where`).
 Conditions combined with ``&``, ``|`` (or ``torch.logical_and``/``logical_or``) are followed
 as a :class:`Combined`, negations pushed down to the comparisons. A condition read by
 anything else is refused by name.
@@ -39,6 +39,11 @@ _COMBINE = {
 # stays boolean.
 _SAME = {"aten.clone", "aten.contiguous", "aten.alias", "aten.expand", "aten._to_copy", "aten.to"}
 READERS = frozenset({"aten.masked_fill", "aten.where"})
+# Arithmetic and sums that read a boolean mask as its numbers, as torch promotes it:
+# ``h * mask.unsqueeze(-1)``, ``mask.sum(1)``.
+NUMERIC_READERS = frozenset(
+    {"aten.mul", "aten.add", "aten.sub", "aten.rsub", "aten.div", "aten.sum", "aten.mean"}
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,8 @@ def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Mask]) -> 
     """
     op = op_name(node)
     args = list(node.args)
-    given = [arg for arg in node.all_input_nodes if arg in conditions]
+    # A mask already made numbers (masks_read_as_numbers) is read as a tensor.
+    given = [arg for arg in node.all_input_nodes if arg in conditions and arg not in tensors.names]
     if op in READERS:
         return False
     if op in _COMPARE and len(args) == 2 and _number(args[1]) and hasattr(args[0], "op"):
@@ -185,6 +191,19 @@ def _unsqueezed(condition: Mask, dim: int) -> Mask:
     positions = tuple(p + 1 if p >= axis else p for p in condition.positions)
     inserted = tuple(sorted([*(p + 1 if p >= axis else p for p in condition.inserted), axis]))
     return Condition(condition.source, condition.compare, condition.value, positions, inserted)
+
+
+def masks_read_as_numbers(node: Any, tensors: Tensors, conditions: dict[Any, Mask]) -> list[Any]:
+    """The masks an arithmetic operation or sum ``node`` reads as numbers, not made numbers
+    yet (:func:`numbers_record`); a mask made numbers is a tensor from then on."""
+    if op_name(node) not in NUMERIC_READERS:
+        return []
+    return [arg for arg in node.all_input_nodes if arg in conditions and arg not in tensors.names]
+
+
+def numbers_record(name: str, condition: Mask, tensors: Tensors) -> LayerRecord:
+    """The ``where`` record of a mask as numbers: 1 where ``condition`` holds, 0 elsewhere."""
+    return _as_numbers(name, "float", condition, 1.0, 0.0, tensors)
 
 
 def is_mask_as_numbers(node: Any, conditions: dict[Any, Mask]) -> bool:
@@ -296,6 +315,8 @@ __all__ = [
     "Condition",
     "Mask",
     "is_mask_as_numbers",
+    "masks_read_as_numbers",
+    "numbers_record",
     "read_condition",
     "where_records",
 ]

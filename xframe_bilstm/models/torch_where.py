@@ -15,7 +15,8 @@ from ..reference.where import COMPARISONS, evaluate, expression
 
 class Where(nn.Module):
     """``fill`` where ``source`` (axes of size 1 inserted at ``axes``) compares to ``value``
-    as said, ``x`` elsewhere; no mask after.
+    as said, ``x`` elsewhere (``otherwise`` where given: a mask as numbers, in the default
+    float dtype, which any other float promotes exactly); no mask after.
 
     Example:
         >>> where = Where("eq", 0.0, float("-inf"), (1,))

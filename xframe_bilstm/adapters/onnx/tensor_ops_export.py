@@ -2,9 +2,9 @@
 what :mod:`xframe_bilstm.reference.tensor_ops` computes: ``ReduceSum``/``ReduceMean``/
 ``ReduceMax``/``ReduceMin``/``ReduceL1``/``ReduceL2``, ``Slice`` (and ``Squeeze`` for one
 position), ``Add``/``Sub``/``Mul``/``Div``/``Max``/``Min``/``Pow`` with a constant (a
-number, or a ``weight_op`` record's tensor), ``MatMul``
-(after a ``Transpose`` of the last two axes where said), and ``Where`` of a comparison with
-a number."""
+number, or a ``weight_op`` record's tensor), ``Abs``/``Log``/``Sign``/``Sin``/``Cos``,
+``MatMul`` (after a ``Transpose`` of the last two axes where said), and ``Where`` of a
+comparison with a number."""
 
 from __future__ import annotations
 
@@ -97,12 +97,12 @@ _ELEMENTWISE_OPS = {"abs": "Abs", "log": "Log", "sign": "Sign", "sin": "Sin", "c
 
 def _elementwise(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
     function, prefix = str(record.options["function"]), record.name
+    if function in _ELEMENTWISE_OPS:
+        return builder.one(_ELEMENTWISE_OPS[function], [x], prefix), mask
     one = builder.constant(f"{prefix}/one", np.asarray(1.0, builder.float_dtype))
     if function == "log1p":
         return builder.one("Log", [builder.one("Add", [x, one], f"{prefix}/plus1")], prefix), mask
-    if function == "expm1":
-        return builder.one("Sub", [builder.one("Exp", [x], f"{prefix}/exp"), one], prefix), mask
-    return builder.one(_ELEMENTWISE_OPS[function], [x], prefix), mask
+    return builder.one("Sub", [builder.one("Exp", [x], f"{prefix}/exp"), one], prefix), mask
 
 
 EMITTERS = {

@@ -48,7 +48,7 @@ def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
     left, right = args[0], args[1]
     nodes = [value for value in (left, right) if hasattr(value, "op")]
     kind = op.split(".")[-1]
-    held = [node for node in nodes if tensors.value(node) is not None]
+    held = [node for node in nodes if tensors.holds(node)]
     if len(nodes) == 2 and len(held) == 1:  # x + self.position, self.gamma * x
         first, second = (right, left) if reverse else (left, right)
         return [_weight_op(name, kind, _MERGES[op], first, second, tensors)]
@@ -65,7 +65,7 @@ def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
 
 def _weight_op(name: str, cls: str, op: str, first: Any, second: Any, tensors: Tensors) -> Any:
     """``first op second`` where one of them is a tensor the module holds."""
-    reverse = tensors.value(first) is not None
+    reverse = tensors.holds(first)
     x, held = (second, first) if reverse else (first, second)
     value = tensors.value(held)
     assert value is not None

@@ -254,7 +254,7 @@ def _linear(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
 def _dense(name: str, op: str, x: Any, kernel: Any, bias: Any, tensors: Tensors) -> LayerRecord:
     """``x @ kernel (+ bias)`` over the last axis, ``kernel`` (features, units) held by the
     module (``x @ self.W``), as a Dense without activation."""
-    if tensors.value(x) is not None or kernel.ndim != 2:
+    if tensors.holds(x) or kernel.ndim != 2:
         raise Unsupported(f"applies {op} to a held tensor of shape {tuple(kernel.shape)}")
     weights = {"kernel": kernel, **({} if bias is None else {"bias": bias})}
     options = {"activation": "linear", "time_distributed": False}

@@ -33,6 +33,10 @@ class Tensors:
     batches: tuple[int, int] = (3, 2)
     held: dict[str, Any] = field(default_factory=dict)
 
+    def holds(self, node: Any) -> bool:
+        """Whether ``node`` is a tensor the module holds."""
+        return str(getattr(node, "name", "")) in self.held
+
     def value(self, node: Any) -> np.ndarray | None:
         """The value of a tensor the module holds, as a numpy copy; None for any other."""
         tensor = self.held.get(str(getattr(node, "name", "")))

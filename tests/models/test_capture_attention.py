@@ -113,12 +113,19 @@ class TimeFirst(nn.Module):
         return self.attn(h, h, h)[0]
 
 
+class BatchMajorIntoDefault(TimeFirst):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lstm(x)[0]
+        return self.attn(h, h, h)[0]
+
+
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
         (PaddingMask, "passes a key_padding_mask or attn_mask to 'attn'"),
         (UsesWeights, "uses the attention weights of 'attn'"),
-        (TimeFirst, "with batch_first=False"),
+        (TimeFirst, "returns a time-major tensor (time, batch, ...) as result 0"),
+        (BatchMajorIntoDefault, "batch_first=False on tensors that are not time-major"),
     ],
 )
 def test_what_keras_cannot_compute_is_refused_by_name(make, expected: str) -> None:

@@ -202,13 +202,16 @@ def test_unsupported_operations_are_listed_with_their_lines() -> None:
 
 
 class FinalState(nn.Module):
+    """A final state, and a permute that puts the batch axis third (time-major tensors,
+    with the batch axis second, are read: see test_capture_time_major)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.lstm = nn.LSTM(4, 4, batch_first=True)
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.lstm(x)[1][0][-1]) + self.fc(x.permute(1, 0, 2))[0]
+        return self.fc(self.lstm(x)[1][0][-1]) + self.fc(x[:, None].permute(1, 2, 0, 3)[0, -1])
 
 
 def test_the_batch_axis_is_refused_by_name_and_a_final_state_is_read() -> None:

@@ -3,13 +3,16 @@
 
 Rules of this module:
 
-- The module must be ``batch_first`` (Keras attends over axis 1 of (batch, time,
-  features)), with no ``add_bias_kv`` and no ``add_zero_attn`` (Keras has neither).
+- Keras attends over axis 1 of (batch, time, features): the module reads what it is given
+  so where it is ``batch_first``, and where it is not, its inputs must be time-major
+  tensors (``h.transpose(0, 1)``; see :mod:`.capture_time_major`), read batch-major. It
+  has no ``add_bias_kv`` and no ``add_zero_attn`` (Keras has neither).
 - It is called as ``attn(x, x, x)`` or ``attn(q, k, v)``, without ``key_padding_mask`` or
   ``attn_mask`` (a Keras layer takes its masks from the layers upstream), and only its
   output is used (``need_weights=False``, or the weights ignored).
 - Which tensor is the query, the key and the value follows from the order in which the
-  module moves their batch axes (``x.transpose(1, 0)``, query first): torch's own code.
+  module moves their batch axes (``x.transpose(1, 0)``, query first), or, where it is not
+  ``batch_first``, projects them (query first): torch's own code.
 - Weights: ``in_proj_weight``'s rows (or ``q_proj_weight``... where the key and value
   sizes differ) transposed and split over the heads are Keras's (features, heads, dim)
   kernels, ``out_proj`` its (heads, dim, features) output kernel; torch scales the
@@ -32,13 +35,14 @@ def is_attention_module(child: Any) -> bool:
     return isinstance(child, require("torch").nn.MultiheadAttention)
 
 
-def _check_module(path: str, child: Any) -> None:
+def _check_module(path: str, child: Any, given: list[Any], tensors: Tensors) -> None:
     where = f"{path!r} (nn.MultiheadAttention)"
-    if not child.batch_first:
+    if any(tensors.is_swapped(node) == child.batch_first for node in given):
+        layout = "batch-major" if child.batch_first else "time-major"
         raise Unsupported(
-            f"calls {where} with batch_first=False, which reads (time, batch, features); "
-            "Keras's MultiHeadAttention reads (batch, time, features): build it with "
-            "batch_first=True"
+            f"calls {where} with batch_first={child.batch_first} on tensors that are not "
+            f"{layout}, so it attends over the batch; pass it (time, batch, features) "
+            "where batch_first=False, (batch, time, features) where batch_first=True"
         )
     if child.bias_k is not None or child.add_zero_attn:
         raise Unsupported(
@@ -47,12 +51,14 @@ def _check_module(path: str, child: Any) -> None:
         )
 
 
-def _roles(path: str, members: list[Any], given: list[Any]) -> list[Any]:
-    """The (query, key, value) nodes of the call, from the module's own transposes."""
+def _roles(path: str, child: Any, members: list[Any], given: list[Any]) -> list[Any]:
+    """The (query, key, value) nodes of the call, from the module's own transposes (its
+    projections where it is not ``batch_first``)."""
+    moving = "aten.transpose" if child.batch_first else "aten.linear"
     moved = [
         node
         for node in members
-        if op_name(node) == "aten.transpose" and node.args[0] in given and len(node.args) > 2
+        if op_name(node) == moving and node.args[0] in given and len(node.args) > 2
     ]
     readers = {arg for node in moved for arg in node.args[:1]}
     if set(given) - readers or not 1 <= len(moved) <= 3:
@@ -138,13 +144,13 @@ def attention_record(
     Raises:
         Unsupported: naming the option or argument no Keras ``MultiHeadAttention`` has.
     """
-    _check_module(path, child)
-    query, key, value = _roles(path, members, given)
+    _check_module(path, child, given, tensors)
+    query, key, value = _roles(path, child, members, given)
     for node in (query, key, value):
         if tensors.rank(node) != 3:
             raise Unsupported(
                 f"passes a tensor of rank {tensors.rank(node)} to {path!r}; "
-                "nn.MultiheadAttention with batch_first reads (batch, time, features)"
+                "nn.MultiheadAttention reads (batch, time, features) or (time, batch, features)"
             )
     inputs = [tensors.name(query), tensors.name(value)]
     if key is not value:

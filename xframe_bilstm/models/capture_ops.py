@@ -29,6 +29,7 @@ import numpy as np
 from ..graph import LayerRecord
 from .capture_arithmetic import HANDLERS as ARITHMETIC
 from .capture_tensors import Tensors, Unsupported, axis_of, op_name
+from .capture_time_major import on_record_axes, touches_time_major
 
 _END = 2**62  # aten.slice's "to the end" is the largest int64
 
@@ -69,6 +70,8 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
     Raises:
         Unsupported: saying what the operation does that no record computes.
     """
+    if touches_time_major(node, tensors):  # out[-1] of an nn.LSTM(batch_first=False)
+        node = on_record_axes(node, tensors)
     op = op_name(node)
     args, kwargs = list(node.args), dict(node.kwargs)
     if op in _PASS_ON:

@@ -32,10 +32,15 @@ class Tensors:
     shapes: dict[str, tuple[Shape, Shape | None]] = field(default_factory=dict)
     batches: tuple[int, int] = (3, 2)
     held: dict[str, Any] = field(default_factory=dict)
+    swapped: set[str] = field(default_factory=set)
 
     def holds(self, node: Any) -> bool:
         """Whether ``node`` is a tensor the module holds."""
         return str(getattr(node, "name", "")) in self.held
+
+    def is_swapped(self, node: Any) -> bool:
+        """Whether ``node`` is a time-major tensor, (time, batch, ...)."""
+        return str(getattr(node, "name", "")) in self.swapped
 
     def value(self, node: Any) -> np.ndarray | None:
         """The value of a tensor the module holds, as a numpy copy; None for any other."""

@@ -22,6 +22,7 @@ from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import read_states, zero_tensors
 from .capture_tensors import Names, held_tensors
+from .capture_time_major import mark_time_major, module_on_record_axes, touches_time_major
 from .capture_where import (
     READERS,
     Mask,
@@ -135,6 +136,7 @@ def read_captured(
         batches=batches,
         held=held_tensors(exported),
     )
+    mark_time_major(tensors)
     names = Names()
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
     user = [n for n in placeholders if n.name in exported.graph_signature.user_inputs]
@@ -187,11 +189,14 @@ def read_captured(
         previous = tensors.names[first] if first is not None else input_name
         try:
             if op_name(node) in READERS or is_mask_as_numbers(node, conditions):
+                if touches_time_major(node, tensors):
+                    raise Unsupported(f"applies {op_name(node)} to a time-major tensor")
                 made = names.claim(where_records(node, names(node.name), tensors, conditions))
                 records.extend(made)
                 tensors.names[node] = made[-1].name
             elif op_name(node) in FUNCTIONAL:  # F.max_pool1d(x, 2): read as nn.MaxPool1d(2)
                 child, reads = functional_module(node, tensors)
+                child = module_on_record_axes(op_name(node), child, reads, node, tensors)
                 made = names.claim(read_child(names(node.name), child, tensors.name(reads)))
                 records.extend(made)
                 tensors.names[node] = made[-1].name
@@ -256,6 +261,9 @@ def _read_loop(
         return
     if node is not loop.calls[0]:
         return
+    if tensors.is_swapped(loop.source):
+        found.append((f"loops {loop.path!r} over a time-major tensor", node))
+        return
     name = names(loop.path)
     made = read_child(name, loop_layer(loop), tensors.name(loop.source))
     if not loop.sequences:  # the last step's h: the output sequence's last step
@@ -287,6 +295,16 @@ def _outputs(
             found.append((f"returns {shown} as result {index}; the Keras port cannot", where))
             continue
         output = tensors.names[result]
+        if tensors.is_swapped(result):
+            found.append(
+                (
+                    f"returns a time-major tensor (time, batch, ...) as result {index}; the "
+                    "Keras port's outputs have the batch axis first: return it transposed, "
+                    "x.transpose(0, 1)",
+                    where,
+                )
+            )
+            continue
         if result.op == "placeholder" or output in names:  # ONNX names each output once
             what = "its input" if result.op == "placeholder" else f"{output!r} again"
             found.append(
@@ -354,6 +372,7 @@ def _read_call(
         used = [m for m in used if m not in states]
     if len(used) != (0 if states and not used else 1):
         raise Unsupported(f"uses {len(used)} results of {path!r}")
+    child = module_on_record_axes(path, child, given[0], used[0] if used else None, tensors)
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
     if states:
         made = read_states(path, child, states, made, tensors)

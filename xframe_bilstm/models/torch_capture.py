@@ -18,6 +18,9 @@ Rules of this module:
   ``multi_head_attention`` record (:mod:`.capture_attention`). Everything else
   ``forward`` computes is read operation by operation (:mod:`.capture_ops`), through
   modules of the user's own classes too.
+- Time-major tensors, (time, batch, ...), as ``x.transpose(0, 1)`` into an
+  ``nn.LSTM(batch_first=False)`` makes them, are read as the batch-major tensors of the
+  records computing the same numbers (:mod:`.capture_time_major`).
 - ``torch.export`` unrolls a ``for t in range(x.shape[1])`` loop over an
   ``nn.LSTMCell``/``nn.GRUCell``/``nn.RNNCell`` into one call per step: the calls of one
   cell over every step of the input, in both captures, are read as the ``nn.LSTM``/

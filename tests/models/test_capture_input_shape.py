@@ -133,3 +133,27 @@ def test_a_shape_forward_cannot_take_names_what_its_first_module_reads() -> None
     message = str(caught.value)
     assert "input_shape=(None, 7) does not fit FramesFirst" in message
     assert "its first module reads size 6 on axis 1" in message
+
+
+class DeclaredOutOfOrder(nn.Module):
+    """A tagger declaring its LSTM before the Embedding its forward calls first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+        self.tags = nn.Linear(5, 3)
+        self.embedding = nn.Embedding(10, 4)
+
+    def forward(self, ids):
+        return self.tags(self.lstm(self.embedding(ids))[0])
+
+
+def test_the_input_is_shaped_by_the_first_module_forward_calls() -> None:
+    module = DeclaredOutOfOrder().eval()
+    model = torch_to_keras(module)  # verified against module(ids)
+    assert tuple(model.input_shape) == (None, None)
+    ids = np.random.default_rng(3).integers(0, 10, size=(2, 8))
+    with torch.no_grad():
+        expected = module(torch.from_numpy(ids)).numpy()
+    assert np.abs(np.asarray(model(ids)) - expected).max() < 1e-5

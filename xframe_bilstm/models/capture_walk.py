@@ -261,9 +261,6 @@ def _read_loop(
         return
     if node is not loop.calls[0]:
         return
-    if tensors.is_swapped(loop.source):
-        found.append((f"loops {loop.path!r} over a time-major tensor", node))
-        return
     name = names(loop.path)
     made = read_child(name, loop_layer(loop), tensors.name(loop.source))
     if not loop.sequences:  # the last step's h: the output sequence's last step

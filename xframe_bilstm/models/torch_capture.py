@@ -3,7 +3,7 @@
 Rules of this module:
 
 - ``forward`` runs in eval mode, without gradients, on seeded example inputs shaped by the
-  first module it holds (token ids for an ``nn.Embedding``, (B, T, D) for a recurrent
+  first module it calls (token ids for an ``nn.Embedding``, (B, T, D) for a recurrent
   module, ...; see :func:`~xframe_bilstm.models.torch_graph.first_input_options`), twice:
   at two batch sizes and two lengths of the last free axis (the time axis), so the graph
   knows which axes follow it (recurrent modules make ``torch.export`` fix the length of
@@ -174,6 +174,34 @@ def example_input(module: Any, input_options: Mapping[str, Any], which: int) -> 
     return torch.as_tensor(rng.standard_normal(shape), dtype=dtype)
 
 
+class _Called(Exception):
+    def __init__(self, child: Any) -> None:
+        self.child = child
+
+
+def first_called(module: Any, input_options: Mapping[str, Any], children: list[Any]) -> Any:
+    """Which of ``children`` ``module.forward`` calls first on example input 0 (run until
+    that call, in eval mode), or None where it calls none of them or fails before."""
+    torch = require("torch")
+    from ..adapters.torch import evaluating
+
+    def called(child: Any, _args: Any) -> None:
+        raise _Called(child)
+
+    hooks = [child.register_forward_pre_hook(called) for child in children]
+    try:
+        with evaluating(module), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            module(example_input(module, input_options, 0))
+    except _Called as call:
+        return call.child
+    except Exception:  # forward fails on this input before calling any of them
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return None
+
+
 def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
     """``torch.export.export`` of ``module`` on example input ``which``, in eval mode.
 
@@ -212,5 +240,6 @@ __all__ = [
     "capture",
     "capture_graph",
     "example_input",
+    "first_called",
     "fixed_axes",
 ]

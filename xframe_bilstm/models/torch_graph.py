@@ -25,7 +25,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -252,30 +252,51 @@ def child_records(
 
 
 def first_input_options(module: Any) -> dict[str, Any]:
-    """The input's ``shape`` and ``dtype`` fixed by the first module (in declaration order)
-    that fixes one: an Embedding, a recurrent module or cell, a Linear, a convolution or a
-    normalization.
+    """The input's ``shape`` and ``dtype`` fixed by the first module ``forward`` calls of
+    those that fix one: an Embedding, a recurrent module or cell, a Linear, a convolution
+    or a normalization. Where they fix different inputs, ``forward`` runs on the first
+    declared one's until it calls one of them; where it calls none, the first declared
+    one's are taken.
 
     Raises:
         UnsupportedFeatureError: no module fixes it.
     """
+    from .torch_capture import CaptureError, first_called
+
+    candidates = [(child, options) for child, options in _fixing(module)]
+    if not candidates:
+        raise CaptureError(
+            f"{type(module).__name__} holds no Embedding, recurrent module, Linear, "
+            "convolution or normalization to fix the shape of its input"
+        )
+    first = candidates[0][1]
+    if any(options != first for _, options in candidates):
+        called = first_called(module, first, [child for child, _ in candidates])
+        return next((options for child, options in candidates if child is called), first)
+    return first
+
+
+def _fixing(module: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each module in ``module`` fixing the input's options, with them, in declaration order."""
     nn = require("torch").nn
     for child_name, child in module.named_modules():
         if child is module:
             continue
-        first = input_options([(child_name, child)]) if is_normpool(child) else None
+        first = _normalization_input(child_name, child)
         if first:
-            return first
-        if isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, *conv_types(nn))):
-            return dict(_input("input", child_name, child, nn).options)
-        if isinstance(child, nn.RNNCellBase):  # a loop over x[:, t]: (B, T, input_size)
-            return {"shape": (None, int(child.input_size)), "dtype": "float32"}
-    from .torch_capture import CaptureError
+            yield child, first
+        elif isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, *conv_types(nn))):
+            yield child, dict(_input("input", child_name, child, nn).options)
+        elif isinstance(child, nn.RNNCellBase):  # a loop over x[:, t]: (B, T, input_size)
+            yield child, {"shape": (None, int(child.input_size)), "dtype": "float32"}
 
-    raise CaptureError(
-        f"{type(module).__name__} holds no Embedding, recurrent module, Linear, convolution "
-        "or normalization to fix the shape of its input"
-    )
+
+def _normalization_input(name: str, child: Any) -> dict[str, Any] | None:
+    """The input a normalization fixes; None for a pool (which fixes none) and other modules."""
+    try:
+        return input_options([(name, child)]) if is_normpool(child) else None
+    except UnsupportedFeatureError:
+        return None
 
 
 def _check_channels(name: str, child: Any, previous: LayerRecord, nn: Any) -> None:

@@ -33,6 +33,9 @@ AGREEMENT = 1e-4
 BATCH, STEPS, VOCAB = 2, 5, 11
 # What a forward may do besides calling its children in order.
 FORWARDS = ("chain", "relu_between", "sum_over_time", "last_step", "skip_child", "residual")
+# A forward written for torch's default layout: the input transposed into a recurrent
+# module with batch_first=False, the rest run time-major, and then one of these.
+TIME_MAJOR_ENDS = ("transposed_back", "last_step", "mean_over_time")
 # What a forward may do to its last output, as real models do: L2-normalize it, scale it by
 # a gate of one channel or by a tensor it holds, take a log magnitude.
 ENDINGS = ("none", "normalized", "gated", "held_scale", "log_abs")
@@ -60,7 +63,12 @@ class _Assembled:
 
     @staticmethod
     def make(
-        torch: Any, children: list[tuple[str, Any]], forward: str, ending: str, width: int
+        torch: Any,
+        children: list[tuple[str, Any]],
+        forward: str,
+        ending: str,
+        width: int,
+        time_major_end: str = TIME_MAJOR_ENDS[0],
     ) -> Any:
         class Assembled(torch.nn.Module):
             def __init__(self) -> None:
@@ -71,12 +79,17 @@ class _Assembled:
                 self.scale = torch.nn.Parameter(torch.linspace(0.5, 1.5, width))
 
             def forward(self, x: Any) -> Any:
+                time_major = False
                 for index, name in enumerate(self.order):
                     child = getattr(self, name)
                     if forward == "skip_child" and index == len(self.order) - 1 and index:
                         continue
                     before = x
-                    x = child(x)
+                    if isinstance(child, torch.nn.RNNBase) and not child.batch_first:
+                        time_major = forward == "time_major"
+                        x = child(x.transpose(0, 1) if time_major else x)
+                    else:
+                        x = child(x)
                     if isinstance(child, torch.nn.RNNBase):
                         x = x[0]
                         if forward == "relu_between":
@@ -87,6 +100,9 @@ class _Assembled:
                         x = x + before
                 if forward == "sum_over_time" and x.dim() == 3:
                     x = x.sum(dim=1)
+                if time_major:
+                    ends = {"last_step": lambda: x[-1], "mean_over_time": lambda: x.mean(0)}
+                    x = ends.get(time_major_end, lambda: x.transpose(0, 1))()
                 return self._end(x)
 
             def _end(self, x: Any) -> Any:
@@ -105,7 +121,8 @@ class _Assembled:
 
 @st.composite
 def torch_models(draw: st.DrawFn) -> tuple[Any, np.ndarray, bool]:
-    """(module, input, plain): plain when it is a chain of supported children only."""
+    """(module, input, readable): readable when it is a chain of supported children only,
+    or written time-major around a recurrent module with batch_first=False."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(draw(st.integers(0, 2**16)))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
@@ -143,10 +160,13 @@ def torch_models(draw: st.DrawFn) -> tuple[Any, np.ndarray, bool]:
             module = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "dropout": torch.nn.Dropout}
             children.append((f"{piece}{index}", module[piece]()))
     # Half the forwards are plain chains, so conversions are exercised as much as refusals.
-    forward = draw(st.sampled_from([FORWARDS[0]] * (len(FORWARDS) - 1) + list(FORWARDS[1:])))
+    forwards = [FORWARDS[0]] * (len(FORWARDS) - 1) + list(FORWARDS[1:])
+    time_major = [] if batch_first else ["time_major"] * len(forwards)
+    forward = draw(st.sampled_from(forwards + time_major))
     ending = draw(st.sampled_from(ENDINGS))
-    module = _Assembled.make(torch, children, forward, ending, width).eval()
-    return module, x, supported and forward == "chain"
+    end = draw(st.sampled_from(TIME_MAJOR_ENDS))
+    module = _Assembled.make(torch, children, forward, ending, width, end).eval()
+    return module, x, (supported and forward == "chain") or forward == "time_major"
 
 
 @settings(PROFILE, max_examples=PROFILE.max_examples * 2)
@@ -156,12 +176,12 @@ def test_torch_modules_convert_as_their_forward_computes_or_are_refused(case) ->
     pytest.importorskip("keras")
     from xframe_bilstm import torch_to_keras
 
-    module, x, plain = case
+    module, x, readable = case
     try:
         model = torch_to_keras(module)
     except Exception as error:
         _refused_by_us(error)
-        assert not plain, f"a chain of supported children was refused: {error}"
+        assert not readable, f"a module of supported pieces was refused: {error}"
         return
     event("converted")
     tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.from_numpy(x)

@@ -2,10 +2,13 @@
 
 An OCR CRNN (convolutions, batch norm and pooling, the feature map flattened to a sequence,
 a BiLSTM, ``log_softmax``), a BiLSTM diacritizer with self-attention written in ``forward``,
-a language identifier summing over time and a VAD looping an ``LSTMCell`` between two
-``Conv1d``. Each is checked by ``compare(module, against=keras_model)``: the module's own
-``module(x)`` against the Keras model, within the tolerance compare derives; the image
-models, whose height ``compare`` cannot be told, by ``module(x)`` on a wider image.
+a language identifier summing over time, a VAD looping an ``LSTMCell`` between two
+``Conv1d``, and torchaudio's DeepSpeech as the package defines it (time-major around a
+bidirectional ``nn.RNN`` with ``batch_first=False``). Each is checked by
+``compare(module, against=keras_model)``: the module's own ``module(x)`` against the Keras
+model, within the tolerance compare derives; the models whose input ``compare`` cannot
+guess (an image's height, DeepSpeech's channel axis) on inputs given, longer than the
+conversion saw.
 """
 
 from __future__ import annotations
@@ -115,6 +118,49 @@ class VAD(nn.Module):
         return torch.sigmoid(self.post(torch.stack(outputs, dim=1).permute(0, 2, 1)))
 
 
+class FullyConnected(nn.Module):
+    """torchaudio 2.11's ``torchaudio.models.deepspeech.FullyConnected``."""
+
+    def __init__(self, n_feature: int, n_hidden: int, dropout: float, relu_max_clip: int = 20):
+        super().__init__()
+        self.fc = nn.Linear(n_feature, n_hidden, bias=True)
+        self.relu_max_clip = relu_max_clip
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc(x)
+        x = F.relu(x)
+        x = F.hardtanh(x, 0, self.relu_max_clip)
+        if self.dropout:
+            x = F.dropout(x, self.dropout, self.training)
+        return x
+
+
+class DeepSpeech(nn.Module):
+    """torchaudio 2.11's ``torchaudio.models.DeepSpeech``: (batch, channel, time, feature)
+    to (batch, time, class), time-major around its recurrent layer."""
+
+    def __init__(self, n_feature: int = 13, n_hidden: int = 16, n_class: int = 6) -> None:
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.fc1 = FullyConnected(n_feature, n_hidden, 0.0)
+        self.fc2 = FullyConnected(n_hidden, n_hidden, 0.0)
+        self.fc3 = FullyConnected(n_hidden, n_hidden, 0.0)
+        self.bi_rnn = nn.RNN(
+            n_hidden, n_hidden, num_layers=1, nonlinearity="relu", bidirectional=True
+        )
+        self.fc4 = FullyConnected(n_hidden, n_hidden, 0.0)
+        self.out = nn.Linear(n_hidden, n_class)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc3(self.fc2(self.fc1(x)))  # N x C x T x H
+        x = x.squeeze(1).transpose(0, 1)  # T x N x H
+        x, _ = self.bi_rnn(x)
+        x = x[:, :, : self.n_hidden] + x[:, :, self.n_hidden :]
+        x = self.out(self.fc4(x)).permute(1, 0, 2)  # N x T x n_class
+        return F.log_softmax(x, dim=2)
+
+
 def _trained(module: nn.Module, x: torch.Tensor) -> nn.Module:
     """A few Adam steps towards random targets, so weights and running statistics are not
     their initial values; then eval mode, as a model is shipped."""
@@ -131,6 +177,8 @@ def _trained(module: nn.Module, x: torch.Tensor) -> nn.Module:
 
 def _case(name: str) -> tuple[nn.Module, torch.Tensor, dict]:
     torch.manual_seed(14)
+    if name == "deepspeech":
+        return DeepSpeech(), torch.randn(4, 1, 12, 13), {"input_shape": (1, None, 13)}
     if name == "crnn":
         return CRNN(), torch.randn(4, 1, 16, 20), {"input_shape": (1, 16, None)}
     if name == "squeezed_crnn":
@@ -144,7 +192,7 @@ def _case(name: str) -> tuple[nn.Module, torch.Tensor, dict]:
     return VAD(), torch.randn(4, 13, 12), {}
 
 
-CASES = ["crnn", "squeezed_crnn", "diacritizer", "language_id", "vad"]
+CASES = ["crnn", "squeezed_crnn", "diacritizer", "language_id", "vad", "deepspeech"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -158,9 +206,10 @@ def test_real_models_convert_and_match_the_module(name: str) -> None:
     model = torch_to_keras(module, **options)  # verified against module(x) as it converts
     given = {}
     if "input_shape" in options:
-        # An image's height is fixed by no module: compare() captures the module at the
-        # inputs given, here wider than the conversion saw.
-        given["inputs"] = np.random.default_rng(0).standard_normal((3, 1, 16, 28), "float32")
+        # An image's height (DeepSpeech's channel axis) is fixed by no module: compare()
+        # captures the module at the inputs given, here longer than the conversion saw.
+        shape = (3, *(28 if size is None else size for size in options["input_shape"]))
+        given["inputs"] = np.random.default_rng(0).standard_normal(shape, "float32")
     report = compare(module, against=model, frameworks=[], **given)
     assert report, "\n".join(report.lines())
     assert any("@against" in line for line in report.lines())

@@ -10,7 +10,8 @@ records.
   ``x * self.gamma``), they are ``weight_op`` records holding its value; it broadcasts
   from the right, over axes other than the batch.
 - With a number, or ``clamp``/``clamp_min``/``clamp_max`` (a ``maximum`` or ``minimum``
-  with a number), they are ``scalar_op`` records, and so are ``x ** c`` and ``c ** x``
+  with a number, and ``F.hardtanh``), they are ``scalar_op`` records, and so are
+  ``x ** c`` and ``c ** x``
   (``power``), ``sqrt``, ``rsqrt``, ``square`` (powers 0.5, -0.5, 2) and ``reciprocal``
   (``1 / x``); ``abs``, ``log``, ``log1p``, ``expm1``, ``sign``, ``sin`` and ``cos`` are
   ``elementwise`` records.
@@ -30,7 +31,13 @@ from ..reference.tensor_ops import ELEMENTWISE
 from .capture_tensors import Shape, Tensors, Unsupported, axis_of, op_name
 
 _MERGES = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply", "aten.div": "divide"}
-_CLAMPS = {"aten.clamp_min": ("min",), "aten.clamp_max": ("max",), "aten.clamp": ("min", "max")}
+_CLAMPS = {
+    "aten.clamp_min": ("min",),
+    "aten.clamp_max": ("max",),
+    "aten.clamp": ("min", "max"),
+    "aten.hardtanh": ("min_val", "max_val"),  # F.hardtanh(x, 0, 20): a clamp, -1 to 1 unless given
+}
+_HARDTANH_BOUNDS = {"min_val": -1.0, "max_val": 1.0}
 _NORMS = {1: "l1_norm", 2: "l2_norm"}
 # Powers by a number: x ** c, and the functions that are one (x.sqrt() is x ** 0.5).
 _POWERS = {"aten.sqrt": 0.5, "aten.rsqrt": -0.5, "aten.square": 2.0}
@@ -130,6 +137,9 @@ def _elementwise(node: Any, name: str, tensors: Tensors, args: list, kwargs: dic
 def _clamp(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     op = op_name(node)
     bounds = dict(zip(_CLAMPS[op], args[1:])) | kwargs
+    if op == "aten.hardtanh":
+        bounds = _HARDTANH_BOUNDS | bounds
+        bounds = {"min": bounds["min_val"], "max": bounds["max_val"]}
     if any(not isinstance(value, (int, float, type(None))) for value in bounds.values()):
         raise Unsupported(f"applies {op} with bounds that are tensors")
     given = [(bound, bounds[bound]) for bound in ("min", "max") if bounds.get(bound) is not None]

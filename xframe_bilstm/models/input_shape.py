@@ -85,17 +85,26 @@ def shape_of_example(
     """The input shape to capture at, given the shape of the inputs the caller will run
     (without the batch axis): where the first module leaves more than one axis free (a
     CRNN's image height and width), every free axis but the last (time) takes the example's
-    size, as an ``input_shape`` would give it; None where the guess needs nothing (one free
-    axis at most) or the example has another rank.
+    size, as an ``input_shape`` would give it; where the first module fixes every axis it
+    reads and the example has more before them (a Linear over frames (B, 1, T, F)), those
+    take the example's sizes but the last, time; None where the guess needs nothing (one
+    free axis at most) or the example does not end as it does.
 
     Example:
         >>> shape_of_example((1, None, None), (1, 32, 100))
         (1, 32, None)
+        >>> shape_of_example((13,), (1, 20, 13))
+        (1, None, 13)
         >>> shape_of_example((None, 8), (12, 8)) is None
         True
     """
     free = [axis for axis, size in enumerate(guessed) if size is None]
-    if example is None or len(free) < 2 or len(example) != len(guessed):
+    if example is None:
+        return None
+    extra = len(example) - len(guessed)
+    if not free and extra > 0 and tuple(example[extra:]) == tuple(guessed):
+        return (*(int(size) for size in example[: extra - 1]), None, *guessed)
+    if len(free) < 2 or len(example) != len(guessed):
         return None
     return tuple(
         int(example[axis]) if axis in free[:-1] else size for axis, size in enumerate(guessed)

@@ -59,16 +59,30 @@ class Squeezed(nn.Module):
 
 
 class Flattened(nn.Module):
-    """The stacked states used whole: (layers * directions, B, H) moved and flattened."""
+    """The stacked states used whole: (layers * directions, B, H) moved and flattened,
+    and averaged over the entries."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gru = nn.GRU(3, 4, num_layers=2, batch_first=True)
         self.fc = nn.Linear(8, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.gru(x)[1]
-        return self.fc(h.transpose(0, 1).reshape(x.shape[0], -1))
+        return self.fc(h.transpose(0, 1).reshape(x.shape[0], -1)), h.mean(0)
+
+
+class BidirectionalFlattened(nn.Module):
+    """A time-major bidirectional LSTM's final h and c, every entry, flattened in torch's
+    stacking order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, (h, c) = self.lstm(x.transpose(0, 1))
+        return h.permute(1, 0, 2).flatten(1), c.transpose(0, 1)[:, 1:].sum(1)
 
 
 CASES = [
@@ -132,11 +146,16 @@ def test_the_squeezed_state_of_a_one_layer_module() -> None:
     np.testing.assert_allclose(np.asarray(model(x)), _expected(module, x), rtol=0, atol=2e-5)
 
 
-def test_the_stacked_states_used_whole_are_refused_by_name() -> None:
-    with pytest.raises(
-        UnsupportedFeatureError, match=r"final states of 'gru' \(h_n, stacked .*take one entry"
-    ):
-        torch_to_keras(Flattened().eval())
+@pytest.mark.parametrize("make", [Flattened, BidirectionalFlattened])
+def test_the_stacked_states_used_whole_are_read_in_torch_order(make) -> None:
+    module = make().eval()
+    model = torch_to_keras(module)  # verified against module(x)
+    x = _x(batch=3, steps=6)
+    with torch.no_grad():
+        expected = [y.numpy() for y in module(torch.as_tensor(x))]
+    for mine, theirs in zip(model(x), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=2e-5)
+    assert compare(module, frameworks=["torch", "keras", "onnxruntime"], steps=7)
 
 
 class SequenceAndStates(nn.Module):

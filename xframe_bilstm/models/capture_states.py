@@ -8,9 +8,11 @@ where ``forward`` takes one entry of the stack, ``h_n[k]`` (``aten.select`` on a
 a constant index, as ``h_n[-1]`` and ``torch.cat([h_n[-2], h_n[-1]], 1)`` write it, or
 ``h_n.squeeze(0)`` of a one-layer one-direction module): that
 entry is output ``1 + d*S + s`` of layer ``l``'s record (``S`` states per direction, ``s``
-0 for h, 1 for c), which then returns its states. The stack itself (``h_n`` returned or
-computed with whole) has no Keras layout, (layers * directions) before the batch axis, and
-is refused by name.
+0 for h, 1 for c), which then returns its states. The stack used otherwise
+(``h_n.transpose(0, 1).reshape(B, -1)``, ``h_n.mean(0)``) is read as the states stacked
+on axis 1, (B, layers * directions, H): a time-major tensor with the entries as its steps
+(:mod:`.capture_time_major`). Returned as it is, it has no Keras layout, and is refused by
+name.
 
 Initial states of zeros built in ``forward`` (:func:`zero_tensors`) are what a Keras layer
 starts from without any, so the call is read as if given none.
@@ -23,6 +25,7 @@ from typing import Any
 
 from ..graph import LayerRecord, tensor_name
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name
+from .capture_tensors import Names
 
 _ZEROS = {"aten.zeros", "aten.zeros_like", "aten.new_zeros"}
 _FULL = {"aten.full": 1, "aten.full_like": 1, "aten.new_full": 2}  # op -> index of the value
@@ -38,10 +41,16 @@ _SAME_VALUES = {
 
 
 def read_states(
-    path: str, child: Any, states: list[Any], made: list[LayerRecord], tensors: Tensors
+    path: str,
+    child: Any,
+    states: list[Any],
+    made: list[LayerRecord],
+    tensors: Tensors,
+    names: Names,
 ) -> list[LayerRecord]:
     """``made`` (the recurrent call's records) with the layers whose states ``forward``
-    uses returning them; each ``h_n[k]`` node is named after its state tensor.
+    uses returning them, and the stack of a state used whole; each ``h_n[k]`` node is
+    named after its state tensor, and a stack used whole after its records.
 
     Args:
         path: the recurrent module's path in the module, for messages.
@@ -49,32 +58,59 @@ def read_states(
         states: the call's nodes ``result[1]`` (``h_n``) and, for an LSTM, ``result[2]``.
         made: the call's records, one recurrent record per layer (dropouts between them).
         tensors: the captured tensors, where each ``h_n[k]`` gets its name.
+        names: the graph's record names, for a stack's records.
 
     Raises:
-        Unsupported: a use of the stacked states other than taking one entry.
+        Unsupported: the stacked states returned as they are.
     """
     layers = [record for record in made if record.kind == "recurrent"]
     directions = 2 if child.bidirectional else 1
     per_direction = 2 if child.mode == "LSTM" else 1
+    count = len(layers) * directions
+
+    def entry(k: int, which: int) -> str:  # h_n[k] (which 0) or c_n[k] (which 1)
+        layer = layers[k // directions]
+        returning.add(layer.name)
+        return tensor_name(layer.name, 1 + (k % directions) * per_direction + which)
+
     returning: set[str] = set()
+    stacks: list[LayerRecord] = []
     for state in states:
         which = int(state.args[1]) - 1  # 0: h_n, 1: c_n
         for user in state.users:
-            k = _entry(path, state, user, len(layers) * directions)
-            layer = layers[k // directions]
-            index = 1 + (k % directions) * per_direction + which
-            tensors.names[user] = tensor_name(layer.name, index)
-            returning.add(layer.name)
-    return [
+            k = _entry(path, state, user, count)
+            if k is not None:
+                tensors.names[user] = entry(k, which)
+            elif state not in tensors.names:
+                entries = [entry(k, which) for k in range(count)]
+                stack = _stack(names(f"{path}_{'hc'[which]}_n"), entries, names)
+                stacks.extend(stack)
+                tensors.names[state] = stack[-1].name
+    returned = [
         dataclasses.replace(record, options={**record.options, "return_state": True})
         if record.name in returning
         else record
         for record in made
     ]
+    return returned + stacks
 
 
-def _entry(path: str, state: Any, user: Any, count: int) -> int:
-    """``k`` of ``h_n[k]`` (0 <= k < count), or a refusal naming the use."""
+def _stack(name: str, entries: list[str], names: Names) -> list[LayerRecord]:
+    """The records stacking state tensors (B, H) on axis 1: (B, entries, H)."""
+    parts = [
+        LayerRecord(names(f"{name}_{k}"), "reshape", "reshape", (entry,), {"target_shape": (1, -1)})
+        for k, entry in enumerate(entries)
+    ]
+    if len(parts) == 1:
+        return [dataclasses.replace(parts[0], name=name)]
+    options = {"axis": -2, "mask_combine": "any"}
+    inputs = tuple(part.name for part in parts)
+    return [*parts, LayerRecord(name, "concatenate", "stack", inputs, options)]
+
+
+def _entry(path: str, state: Any, user: Any, count: int) -> int | None:
+    """``k`` of ``h_n[k]`` (0 <= k < count), None for another use of the stack, or a
+    refusal of the stack returned."""
     name = "h_n" if int(state.args[1]) == 1 else "c_n"
     if count == 1 and _squeezes_first_axis(state, user):  # h_n.squeeze(0): the one entry
         return 0
@@ -94,11 +130,7 @@ def _entry(path: str, state: Any, user: Any, count: int) -> int:
             "direction), which the Keras port returns as that layer's state output"
         )
     if not selects:
-        raise Unsupported(
-            f"uses the final states of {path!r} ({name}, stacked as (layers * directions, "
-            f"batch, hidden)) whole; the Keras port returns each layer's states one tensor "
-            f"each: take one entry, {name}[k], per state used"
-        )
+        return None
     k = int(user.args[2])
     return k + count if k < 0 else k
 

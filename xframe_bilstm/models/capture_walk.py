@@ -372,7 +372,7 @@ def _read_call(
     child = module_on_record_axes(path, child, given[0], used[0] if used else None, tensors)
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
     if states:
-        made = read_states(path, child, states, made, tensors)
+        made = read_states(path, child, states, made, tensors, names)
     records.extend(made)
     names.taken.update(record.name for record in made)
     if used:

@@ -13,7 +13,8 @@ Rules of this module:
   that module, through the same readers as a child of a plain chain
   (:func:`~xframe_bilstm.models.torch_graph.child_records`), however deep it sits and
   however often it is called; a recurrent module's initial states must be its own zeros,
-  and its final states are read one entry at a time, ``h_n[k]`` (:mod:`.capture_states`).
+  and its final states are read one entry at a time, ``h_n[k]``, or stacked where used
+  whole (:mod:`.capture_states`).
   A call of ``nn.MultiheadAttention`` is one
   ``multi_head_attention`` record (:mod:`.capture_attention`). Everything else
   ``forward`` computes is read operation by operation (:mod:`.capture_ops`), through

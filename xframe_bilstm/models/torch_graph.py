@@ -139,15 +139,30 @@ def graph_from_torch(
         and not is_normpool(child)
         and child_factory(child, custom_modules) is None
     ]
-    if refused:
+    if refused:  # read what they compute operation by operation, or name them
         own = ": factory, ".join(dict.fromkeys(entry.split("(")[-1][:-1] for entry in refused))
-        raise UnsupportedFeatureError(
+        unread = (
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
             f"Linear, Conv1d, Conv2d, Dropout, Softmax, {', '.join(NORMPOOL_SUPPORTED)} and "
             f"{', '.join(sorted({*ACTIVATIONS, *SHAPE_CHILDREN}))}; for a module of your own, "
             "map its class to a factory of a Keras layer: "
             f"torch_to_keras(module, custom_modules={{{own}: factory}})"
         )
+        try:
+            return _captured(
+                module,
+                UnsupportedFeatureError(f"{unread}."),
+                name=name,
+                custom_modules=custom_modules,
+                input_shape=input_shape,
+                example_shape=example_shape,
+            )
+        except UnsupportedFeatureError as error:
+            if str(error).startswith(unread):
+                raise
+            raise UnsupportedFeatureError(
+                f"{unread}. Nor could what it computes be read operation by operation: {error}"
+            ) from error
     taken = {child_name for child_name, _ in children}
     input_name = "input" if "input" not in taken else "input_0"
     first = input_options(children)  # a normalization first: its own input shape

@@ -289,3 +289,59 @@ def test_an_unchanged_port_converts_back_with_the_weights_it_was_ported_with(sav
     np.testing.assert_array_equal(
         back.get_layer("squeeze").get_weights()[0], model.get_layer("squeeze").get_weights()[0]
     )
+
+
+def test_compare_runs_a_changed_port_with_the_factory_of_its_custom_layer(saved) -> None:
+    port = _trained(saved)
+    with pytest.raises(UnsupportedFeatureError, match=r"'squeeze'.*custom_modules=\{Squeeze"):
+        compare(port, frameworks=["torch", "keras"])
+    report = compare(port, frameworks=["torch", "keras"], custom_modules={Squeeze: keras_squeeze})
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"keras[cpu,float32]", "torch[cpu,float32]@original"} <= labels
+    assert any("'squeeze' (SqueezeLayer) is a custom layer" in line for line in report.left_out)
+
+
+class RunningScale(torch.nn.Module):
+    """A child computing what no layer record does (a cumulative sum)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.linspace(0.5, 1.5, 3))
+
+    def forward(self, x):
+        return torch.cumsum(x * self.scale, 1)
+
+
+class KerasRunningScale(keras.layers.Layer):
+    def __init__(self, scale: np.ndarray, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = np.asarray(scale)
+
+    def call(self, x):
+        return keras.ops.cumsum(x * self.scale, 1)
+
+
+class RunningTagger(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.gru = torch.nn.GRU(4, 3, batch_first=True)
+        self.running = RunningScale()
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(self.running(self.gru(x)[0]))
+
+
+def test_compare_runs_a_module_with_a_custom_child_by_its_factory() -> None:
+    def factory(module: RunningScale) -> KerasRunningScale:
+        return KerasRunningScale(module.scale.detach().numpy())
+
+    module = RunningTagger().eval()
+    with pytest.raises(UnsupportedFeatureError, match=r"applies aten.cumsum"):
+        compare(module, frameworks=["torch", "keras"])
+    report = compare(module, frameworks=["torch", "keras"], custom_modules={RunningScale: factory})
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"keras[cpu,float32]", "torch[cpu,float32]@original"} <= labels

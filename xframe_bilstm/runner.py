@@ -61,6 +61,7 @@ def compare(
     steps: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     custom_layers: Mapping[str, Callable[..., Any]] | None = None,
+    custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
     gradients: bool = False,
     quantization_budget: float | None = None,
 ) -> Report:
@@ -122,6 +123,10 @@ def compare(
             :func:`~xframe_bilstm.keras_to_torch` takes them. The float64 reference and
             the ONNX export cannot run a custom layer: they are left out, the report says
             so naming the class, and the tolerance comes from the torch port's own rounding.
+        custom_modules: factories of the Keras layers of a torch module's custom children
+            (or of a port's custom layers, once changed), by class or class name, as
+            :func:`~xframe_bilstm.torch_to_keras` takes them; left out of the reference
+            and the ONNX export as custom layers are.
         gradients: also compare, for one seeded random cotangent per output, the gradients
             with respect to the input, the initial states (when given) and every weight, in
             the float64 reference, PyTorch (autograd) and Keras (``GradientTape``), in gradient
@@ -154,7 +159,9 @@ def compare(
         )
     check_budget(quantization_budget)
     with custom_layers_in_use(custom_layers):
-        read = read_source(source, example_shape=_example_shape(inputs))
+        read = read_source(
+            source, example_shape=_example_shape(inputs), custom_modules=custom_modules
+        )
     source, reading = read.source, read.reading  # the object read, also when given a Read
     if gradients and (why := gradient_refusal(reading)) is not None:
         raise UnsupportedFeatureError(f"gradients=True: {describe(source, reading)}: {why}")

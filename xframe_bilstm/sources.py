@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +29,8 @@ from .graph import ModelGraph
 from .models.from_torch import TORCH_FILE_SUFFIXES
 from .reference import Reading
 from .stack_graph import as_graph, takes_lengths
+
+CustomModules = Mapping[Any, Callable[[Any], Any]]  # a torch class (or name) -> Keras layer
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,11 @@ def _read_keras(source: Any) -> Read:
     return Read(keras_to_canonical(source), "keras", lambda: source)
 
 
-def _read_torch(source: Any, example_shape: Sequence[int] | None = None) -> Read:
+def _read_torch(
+    source: Any,
+    example_shape: Sequence[int] | None = None,
+    custom_modules: CustomModules | None = None,
+) -> Read:
     from .adapters.torch.quantized import dequantized_rnn, is_dynamic_quantized_rnn
 
     if is_dynamic_quantized_rnn(source):  # read as its dequantized weights; no float original
@@ -215,9 +221,11 @@ def _read_torch(source: Any, example_shape: Sequence[int] | None = None) -> Read
     if isinstance(source, KerasModel):  # a whole-model port keeps the graph it was built from
         from .models.torch_readback import current_graph
 
-        return Read(current_graph(source), "torch", lambda: source)
+        graph = current_graph(source, custom_modules=custom_modules)
+        return Read(graph, "torch", lambda: source)
     if is_whole_module(source):  # its forward runs as written, so it stays a graph
-        return Read(graph_from_torch(source, example_shape=example_shape), "torch", lambda: source)
+        graph = graph_from_torch(source, example_shape=example_shape, custom_modules=custom_modules)
+        return Read(graph, "torch", lambda: source)
     from .adapters.torch import torch_to_canonical
 
     return Read(torch_to_canonical(source), "torch", lambda: source)
@@ -257,16 +265,23 @@ def source_type(source: Any) -> str:
     )
 
 
-def read_source(source: Any, *, example_shape: Sequence[int] | None = None) -> Read:
+def read_source(
+    source: Any,
+    *,
+    example_shape: Sequence[int] | None = None,
+    custom_modules: CustomModules | None = None,
+) -> Read:
     """Read ``source`` once: its reading and its original (see the module's rules). A
     ``Read`` is returned as it is. ``example_shape``: the shape of the inputs it will run
     on, without the batch axis, where the caller has them; a torch module whose first
-    child leaves several axes free (a CRNN's image) is captured at it."""
+    child leaves several axes free (a CRNN's image) is captured at it. ``custom_modules``:
+    a torch module's custom children's Keras factories, by class (or class name), as
+    :func:`~xframe_bilstm.torch_to_keras` takes them."""
     if isinstance(source, Read):
         return source
     name = source_type(source)
     if name == "torch":
-        return replace(_read_torch(source, example_shape), source=source)
+        return replace(_read_torch(source, example_shape, custom_modules), source=source)
     read = next(read for kind, _, read in SOURCE_TYPES if kind == name)(source)
     return replace(read, source=source)
 

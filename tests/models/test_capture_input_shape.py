@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from xframe_bilstm import UnsupportedFeatureError, torch_to_keras  # noqa: E402
+from xframe_bilstm import UnsupportedFeatureError, compare, torch_to_keras  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
@@ -125,6 +125,13 @@ def test_a_forward_that_transposes_its_input_takes_the_shape_given() -> None:
     assert tuple(model.input_shape) == (None, None, 6)
     x = np.random.default_rng(2).standard_normal((3, 9, 6)).astype("float32")
     assert np.abs(np.asarray(model(x)) - _run(module, x)).max() < 1e-5
+
+
+def test_compare_captures_a_module_at_the_layout_of_the_inputs_given() -> None:
+    torch.manual_seed(3)
+    frames = np.random.default_rng(2).standard_normal((3, 9, 6)).astype("float32")
+    report = compare(FramesFirst().eval(), frameworks=["torch", "keras"], inputs=frames)
+    assert report, report.lines()
 
 
 def test_a_shape_forward_cannot_take_names_what_its_first_module_reads() -> None:

@@ -3,12 +3,12 @@
 An OCR CRNN (convolutions, batch norm and pooling, the feature map flattened to a sequence,
 a BiLSTM, ``log_softmax``), a BiLSTM diacritizer with self-attention written in ``forward``,
 a language identifier summing over time, a VAD looping an ``LSTMCell`` between two
-``Conv1d``, and torchaudio's DeepSpeech as the package defines it (time-major around a
-bidirectional ``nn.RNN`` with ``batch_first=False``). Each is checked by
-``compare(module, against=keras_model)``: the module's own ``module(x)`` against the Keras
-model, within the tolerance compare derives; the models whose input ``compare`` cannot
-guess (an image's height, DeepSpeech's channel axis) on inputs given, longer than the
-conversion saw.
+``Conv1d``, and torchaudio's DeepSpeech and demucs's BLSTM as the packages define them
+(time-major around a bidirectional ``nn.RNN``/``nn.LSTM`` with ``batch_first=False``).
+Each is checked by ``compare(module, against=keras_model)``: the module's own
+``module(x)`` against the Keras model, within the tolerance compare derives; the models
+whose input ``compare`` cannot guess (an image's height, DeepSpeech's channel axis,
+BLSTM's channels first) on inputs given, longer than the conversion saw.
 """
 
 from __future__ import annotations
@@ -161,6 +161,27 @@ class DeepSpeech(nn.Module):
         return F.log_softmax(x, dim=2)
 
 
+class BLSTM(nn.Module):
+    """demucs 4.1's ``demucs.demucs.BLSTM`` (without its ``max_steps`` framing): (B, C, T)
+    permuted to (T, B, C) for a 2-layer BiLSTM, a Linear, permuted back, plus a skip."""
+
+    def __init__(self, dim: int = 6, layers: int = 2, skip: bool = True) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(bidirectional=True, num_layers=layers, hidden_size=dim, input_size=dim)
+        self.linear = nn.Linear(2 * dim, dim)
+        self.skip = skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        x = x.permute(2, 0, 1)
+        x = self.lstm(x)[0]
+        x = self.linear(x)
+        x = x.permute(1, 2, 0)
+        if self.skip:
+            x = x + y
+        return x
+
+
 def _trained(module: nn.Module, x: torch.Tensor) -> nn.Module:
     """A few Adam steps towards random targets, so weights and running statistics are not
     their initial values; then eval mode, as a model is shipped."""
@@ -177,6 +198,8 @@ def _trained(module: nn.Module, x: torch.Tensor) -> nn.Module:
 
 def _case(name: str) -> tuple[nn.Module, torch.Tensor, dict]:
     torch.manual_seed(14)
+    if name == "demucs_blstm":
+        return BLSTM(), torch.randn(4, 6, 12), {"input_shape": (6, None)}
     if name == "deepspeech":
         return DeepSpeech(), torch.randn(4, 1, 12, 13), {"input_shape": (1, None, 13)}
     if name == "crnn":
@@ -192,7 +215,15 @@ def _case(name: str) -> tuple[nn.Module, torch.Tensor, dict]:
     return VAD(), torch.randn(4, 13, 12), {}
 
 
-CASES = ["crnn", "squeezed_crnn", "diacritizer", "language_id", "vad", "deepspeech"]
+CASES = [
+    "crnn",
+    "squeezed_crnn",
+    "diacritizer",
+    "language_id",
+    "vad",
+    "deepspeech",
+    "demucs_blstm",
+]
 
 
 @pytest.mark.parametrize("name", CASES)

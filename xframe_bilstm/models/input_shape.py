@@ -83,32 +83,56 @@ def shape_of_example(
     guessed: Sequence[int | None], example: Sequence[int] | None
 ) -> tuple[int | None, ...] | None:
     """The input shape to capture at, given the shape of the inputs the caller will run
-    (without the batch axis): where the first module leaves more than one axis free (a
-    CRNN's image height and width), every free axis but the last (time) takes the example's
-    size, as an ``input_shape`` would give it; where the first module fixes every axis it
-    reads and the example has more before them (a Linear over frames (B, 1, T, F)), those
-    take the example's sizes but the last, time; None where the guess needs nothing (one
-    free axis at most) or the example does not end as it does.
+    (without the batch axis):
+
+    - where the first module leaves more than one axis free (a CRNN's image height and
+      width), every free axis but the last (time) takes the example's size, as an
+      ``input_shape`` would give it;
+    - where the first module fixes every axis it reads and the example has more before
+      them (a Linear over frames (B, 1, T, F)), those take the example's sizes but the
+      last, time;
+    - where the example holds the sizes the first module fixes elsewhere (``forward``
+      transposes (B, C, T) for an LSTM reading C), the example's shape, with the last
+      axis that holds none of them (time) free.
+
+    None where the guess needs nothing, or the example has none of these shapes.
 
     Example:
         >>> shape_of_example((1, None, None), (1, 32, 100))
         (1, 32, None)
         >>> shape_of_example((13,), (1, 20, 13))
         (1, None, 13)
+        >>> shape_of_example((None, 6), (6, 20))
+        (6, None)
+        >>> shape_of_example((4, None), (20, 4))
+        (None, 4)
         >>> shape_of_example((None, 8), (12, 8)) is None
         True
     """
-    free = [axis for axis, size in enumerate(guessed) if size is None]
     if example is None:
         return None
+    free = [axis for axis, size in enumerate(guessed) if size is None]
+    fixed = sorted(int(size) for size in guessed if size is not None)
     extra = len(example) - len(guessed)
     if not free and extra > 0 and tuple(example[extra:]) == tuple(guessed):
         return (*(int(size) for size in example[: extra - 1]), None, *guessed)
-    if len(free) < 2 or len(example) != len(guessed):
-        return None
-    return tuple(
-        int(example[axis]) if axis in free[:-1] else size for axis, size in enumerate(guessed)
+    if len(free) >= 2 and len(example) == len(guessed):
+        return tuple(
+            int(example[axis]) if axis in free[:-1] else size for axis, size in enumerate(guessed)
+        )
+    fits = len(example) == len(guessed) and all(
+        size is None or size == int(other) for size, other in zip(guessed, example)
     )
+    unmatched = list(range(len(example)))
+    for size in fixed:  # the fixed sizes, found elsewhere in the example
+        axis = next((a for a in reversed(unmatched) if int(example[a]) == size), None)
+        if axis is None:
+            return None
+        unmatched.remove(axis)
+    if fits or not unmatched:
+        return None
+    time = unmatched[-1]
+    return tuple(None if axis == time else int(size) for axis, size in enumerate(example))
 
 
 def _positive(size: Any) -> bool:

@@ -204,3 +204,61 @@ def test_the_stacked_states_returned_are_refused_by_name() -> None:
         r"return h_n\[k\] \(h_n.squeeze\(0\)",
     ):
         torch_to_keras(ReturnsItsLSTM().eval())
+
+
+class EncoderDecoder(nn.Module):
+    """A 2-layer BiLSTM encoder's final states starting a decoder of the same shape, as an
+    LSTM autoencoder does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(61)
+        self.encoder = nn.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True)
+        self.decoder = nn.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, c) = self.encoder(x)
+        out, _ = self.decoder(torch.tanh(x), (h, c))
+        return self.fc(out)
+
+
+class Conditioned(nn.Module):
+    """A GRU (time-major) started from a state computed from its input, as a captioner
+    starts its decoder from image features; the Linear it calls first reads (B, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(62)
+        self.project = nn.Linear(3, 5)
+        self.gru = nn.GRU(3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h0 = torch.tanh(self.project(x.mean(1))).unsqueeze(0)
+        out, h = self.gru(x.transpose(0, 1), h0)
+        return out[-1] + h[0]
+
+
+@pytest.mark.parametrize("make", [EncoderDecoder, Conditioned])
+def test_initial_states_passed_in_forward_start_the_keras_layers(make, tmp_path: Path) -> None:
+    module = make().eval()
+    model = torch_to_keras(module)  # verified against module(x)
+    x = _x(batch=3, steps=7)
+    np.testing.assert_allclose(np.asarray(model(x)), _expected(module, x), rtol=0, atol=2e-5)
+    assert compare(module, frameworks=["torch", "keras", "onnxruntime"], steps=6)
+    path = tmp_path / "started.keras"
+    model.save(path)
+    with torch.no_grad():
+        back = keras_to_torch(path)(torch.as_tensor(x)).numpy()  # verified against Keras
+    np.testing.assert_allclose(back, _expected(module, x), rtol=0, atol=2e-5)
+
+
+def test_each_layer_reads_its_entries_of_the_initial_states_in_keras_order() -> None:
+    graph = graph_from_torch(EncoderDecoder().eval())
+    decoder = [record for record in graph.layers if record.name.startswith("decoder")]
+    entries = [
+        [graph.layer(name).options["start"] for name in record.inputs[1:]]
+        for record in decoder
+        if record.kind == "recurrent"
+    ]
+    assert entries == [[0, 0, 1, 1], [2, 2, 3, 3]]  # (h, c) forward, then backward

@@ -217,9 +217,10 @@ def test_zero_initial_states_built_in_forward_port_as_none() -> None:
     _matches(net, model, np.random.default_rng(8).standard_normal((3, 6, 4)).astype("float32"))
 
 
-def test_other_initial_states_passed_to_a_recurrent_child_are_named() -> None:
+def test_zeros_for_some_initial_states_only_are_named() -> None:
     with pytest.raises(
-        UnsupportedFeatureError, match=r"passes initial states to 'lstm'.*test_torch_forward\.py"
+        UnsupportedFeatureError,
+        match=r"passes 'lstm' zeros for some of its initial states.*test_torch_forward\.py",
     ):
         torch_to_keras(ZeroStates(fill=torch.ones).eval())
 

@@ -15,7 +15,11 @@ on axis 1, (B, layers * directions, H): a time-major tensor with the entries as 
 name.
 
 Initial states of zeros built in ``forward`` (:func:`zero_tensors`) are what a Keras layer
-starts from without any, so the call is read as if given none.
+starts from without any, so the call is read as if given none. Other initial states (an
+encoder's final states passed to a decoder, states computed from the input) are stacked as
+torch stacks ``h_n``, a time-major tensor read as (B, layers * directions, H): each
+layer's record reads entry ``l * D + d`` of each, in Keras order
+(:func:`pass_initial_states`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name
 from .capture_tensors import Names
 
 _ZEROS = {"aten.zeros", "aten.zeros_like", "aten.new_zeros"}
+_RECURRENT_CALLS = {"aten.lstm", "aten.gru", "aten.rnn_tanh", "aten.rnn_relu"}
 _FULL = {"aten.full": 1, "aten.full_like": 1, "aten.new_full": 2}  # op -> index of the value
 _SAME_VALUES = {
     "aten.to",
@@ -93,6 +98,75 @@ def read_states(
         for record in made
     ]
     return returned + stacks
+
+
+def initial_states(path: str, members: list[Any], constants: set[Any]) -> list[Any]:
+    """The initial states a recurrent call is given (h, then an LSTM's c), none where it is
+    given zeros or nothing.
+
+    Raises:
+        Unsupported: zeros for some of its states and others for the rest.
+    """
+    calls = [member for member in members if op_name(member) in _RECURRENT_CALLS]
+    if len(calls) != 1:
+        return []
+    hx = calls[0].args[1]
+    given = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+    passed = [state for state in given if state not in constants]
+    if passed and len(passed) != len(given):
+        raise Unsupported(
+            f"passes {path!r} zeros for some of its initial states and not for the others; "
+            "a Keras layer is given all of them or none"
+        )
+    return passed
+
+
+def pass_initial_states(
+    path: str,
+    child: Any,
+    initial: list[Any],
+    made: list[LayerRecord],
+    tensors: Tensors,
+    names: Names,
+) -> list[LayerRecord]:
+    """``made`` with each recurrent record reading its entries of the ``initial`` states
+    (stacked (layers * directions, B, H), as torch takes them), after the records
+    selecting them.
+
+    Raises:
+        Unsupported: initial states not stacked so.
+    """
+    for state in initial:
+        if not tensors.is_swapped(state):
+            raise Unsupported(
+                f"passes {path!r} initial states that are not stacked (layers * directions, "
+                "batch, hidden) with a free batch axis"
+            )
+    layers = [record for record in made if record.kind == "recurrent"]
+    directions = 2 if child.bidirectional else 1
+    selects: list[LayerRecord] = []
+    reads: dict[str, tuple[str, ...]] = {}
+    for number, layer in enumerate(layers):
+        entries = []
+        for direction in range(directions):  # Keras order: h, c per direction, forward first
+            k = number * directions + direction
+            for which, state in enumerate(initial):
+                options = {"axis": 1, "start": k, "stop": None, "step": 1, "keep_axis": False}
+                name = names(f"{path}_initial_{'hc'[which]}_{k}")
+                selects.append(
+                    LayerRecord(name, "slice", "select", (tensors.name(state),), options)
+                )
+                entries.append(name)
+        reads[layer.name] = tuple(entries)
+    return [
+        *selects,
+        *(
+            dataclasses.replace(record, inputs=(record.inputs[0], *reads[record.name]))
+            if record.name in reads
+            else record
+            for record in made
+        ),
+    ]
 
 
 def _stack(name: str, entries: list[str], names: Names) -> list[LayerRecord]:
@@ -161,4 +235,4 @@ def _squeezes_first_axis(state: Any, user: Any) -> bool:
     return list(axes) == [0] if isinstance(axes, (list, tuple)) else axes == 0
 
 
-__all__ = ["read_states", "zero_tensors"]
+__all__ = ["initial_states", "pass_initial_states", "read_states", "zero_tensors"]

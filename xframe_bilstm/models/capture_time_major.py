@@ -97,6 +97,11 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
     """
     op = op_name(node)
     operands = [n for n in node.all_input_nodes if not tensors.holds(n)]
+    if not operands:  # self.h0.expand(-1, x.size(0), -1)
+        raise Unsupported(
+            f"applies {op} to a tensor the module holds, giving it a batch axis (a learned "
+            "initial state), which no Keras layer computes"
+        )
     if op in _RESHAPES:
         _check_reshape(node, tensors)
         return node

@@ -20,7 +20,7 @@ from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
-from .capture_states import read_states, zero_tensors
+from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
 from .capture_tensors import Names, held_tensors
 from .capture_time_major import mark_time_major, module_on_record_axes, touches_time_major
 from .capture_where import (
@@ -359,8 +359,8 @@ def _read_call(
         tensors.names[output] = record.name
         return
     recurrent = isinstance(child, torch.nn.RNNBase)
-    if recurrent and len(given) > 1:
-        raise Unsupported(f"passes initial states to {path!r}; the Keras port starts from zeros")
+    initial = initial_states(path, members, constants) if recurrent else []
+    given = [node for node in given if node not in initial]
     if len(given) != 1:
         raise Unsupported(f"passes {len(given)} tensors to {path!r}")
     states: list[Any] = []
@@ -373,6 +373,8 @@ def _read_call(
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
     if states:
         made = read_states(path, child, states, made, tensors, names)
+    if initial:
+        made = pass_initial_states(path, child, initial, made, tensors, names)
     records.extend(made)
     names.taken.update(record.name for record in made)
     if used:

@@ -4,7 +4,7 @@ Rules of this module:
 
 - ``forward`` runs in eval mode, without gradients, on seeded example inputs shaped by the
   first module it calls (token ids for an ``nn.Embedding``, (B, T, D) for a recurrent
-  module, ...; see :func:`~xframe_bilstm.models.torch_graph.first_input_options`), twice:
+  module, ...; see :func:`~xframe_bilstm.models.torch_graph.input_guesses`), twice:
   at two batch sizes and two lengths of the last free axis (the time axis), so the graph
   knows which axes follow it (recurrent modules make ``torch.export`` fix the length of
   each capture). Other free axes, such as an image's height, take the example's size, 7.
@@ -213,12 +213,17 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
     from ..adapters.torch import evaluating
 
     example = example_input(module, input_options, which)
-    shapes = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-    level, printed = shapes.level, io.StringIO()
+    # A refused data-dependent guard is logged, and printed with the partial graph, and an
+    # operation failing on fake tensors is logged with its traceback: the error says both,
+    # and torch.fx (or another guess of the input) may read the module yet.
+    loggers = {
+        name: logging.getLogger(name)
+        for name in ("torch.fx.experimental.symbolic_shapes", "torch._subclasses.fake_tensor")
+    }
+    levels, printed = {name: logger.level for name, logger in loggers.items()}, io.StringIO()
     try:
-        # A refused data-dependent guard is logged, and printed with the partial graph:
-        # the error says it, and torch.fx may read the module yet.
-        shapes.setLevel(logging.ERROR)
+        for logger in loggers.values():
+            logger.setLevel(logging.CRITICAL)
         with evaluating(module), torch.no_grad(), warnings.catch_warnings():
             # nn.LSTM reassigns its flat weights as it runs: torch.export warns, harmlessly.
             warnings.filterwarnings("ignore", "The tensor attributes", UserWarning)
@@ -232,7 +237,8 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
             f"torch.export could not capture {type(module).__name__}.forward ({reason(error)})"
         ) from error
     finally:
-        shapes.setLevel(level)
+        for name, logger in loggers.items():
+            logger.setLevel(levels[name])
         sys.stderr.write(printed.getvalue())  # what forward itself printed stays
 
 

@@ -212,29 +212,38 @@ def _captured(
     """
     from .torch_capture import CaptureError, capture_graph
 
-    shape, guessed = None, {}
     try:
-        options = first_input_options(module)
-        if input_shape is None:
-            input_shape = shape_of_example(options["shape"], example_shape)
-        if input_shape is not None:  # forward may transpose it before its first module
-            shape = checked_input_shape(input_shape, options, module, direct=False)
-            guessed, options = options, {**options, "shape": shape}
-        return capture_graph(
-            module,
-            options,
-            name=name,
-            is_leaf=lambda child: is_leaf(child, custom_modules),
-            read_child=lambda call, child, previous: child_records(
-                call, child, previous, custom_modules
-            ),
-        )
+        guesses = input_guesses(module)
     except CaptureError as error:
-        if shape is not None:
-            hint = first_module_reads(shape, guessed)
-            why = f"{error} ({hint})" if hint else error
-            raise UnsupportedFeatureError(does_not_fit(shape, module, why)) from error
         raise UnsupportedFeatureError(f"{plain} {error}") from error
+    refusals: list[UnsupportedFeatureError] = []
+    for options in guesses if input_shape is None else guesses[:1]:  # given: the first's
+        shape, guessed = None, {}
+        wanted = input_shape or shape_of_example(options["shape"], example_shape)
+        try:
+            if wanted is not None:  # forward may transpose it before its first module
+                shape = checked_input_shape(wanted, options, module, direct=False)
+                guessed, options = options, {**options, "shape": shape}
+            return capture_graph(
+                module,
+                options,
+                name=name,
+                is_leaf=lambda child: is_leaf(child, custom_modules),
+                read_child=lambda call, child, previous: child_records(
+                    call, child, previous, custom_modules
+                ),
+            )
+        except CaptureError as error:
+            if shape is not None:
+                hint = first_module_reads(shape, guessed)
+                why = f"{error} ({hint})" if hint else error
+                refusals.append(UnsupportedFeatureError(does_not_fit(shape, module, why)))
+            else:
+                refusals.append(UnsupportedFeatureError(f"{plain} {error}"))
+            refusals[-1].__cause__ = error
+        except UnsupportedFeatureError as error:  # not read at this guess: try the next
+            refusals.append(error)
+    raise refusals[0]  # the refusal at the likeliest guess
 
 
 def is_leaf(child: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | None) -> bool:
@@ -266,15 +275,16 @@ def child_records(
         return _records(name, child, previous, torch.nn)
 
 
-def first_input_options(module: Any) -> dict[str, Any]:
-    """The input's ``shape`` and ``dtype`` fixed by the first module ``forward`` calls of
-    those that fix one: an Embedding, a recurrent module or cell, a Linear, a convolution
-    or a normalization. Where they fix different inputs, ``forward`` runs on the first
-    declared one's until it calls one of them; where it calls none, the first declared
-    one's are taken.
+def input_guesses(module: Any) -> list[dict[str, Any]]:
+    """The inputs (``shape`` and ``dtype``) the modules that fix one would read (an
+    Embedding, a recurrent module or cell, a Linear, a convolution or a normalization),
+    each once: first that of the first one ``forward`` calls (it runs on the first
+    declared one's until it calls one of them), then the others in declaration order, to
+    try where ``forward`` reshapes its input before its first module, or where the guess
+    is captured by a coincidence of sizes but not read.
 
     Raises:
-        UnsupportedFeatureError: no module fixes it.
+        CaptureError: no module fixes it.
     """
     from .torch_capture import CaptureError, first_called
 
@@ -284,11 +294,11 @@ def first_input_options(module: Any) -> dict[str, Any]:
             f"{type(module).__name__} holds no Embedding, recurrent module, Linear, "
             "convolution or normalization to fix the shape of its input"
         )
-    first = candidates[0][1]
-    if any(options != first for _, options in candidates):
-        called = first_called(module, first, [child for child, _ in candidates])
-        return next((options for child, options in candidates if child is called), first)
-    return first
+    guesses = [options for _, options in candidates]
+    if any(options != guesses[0] for options in guesses):
+        called = first_called(module, guesses[0], [child for child, _ in candidates])
+        guesses = [options for child, options in candidates if child is called] + guesses
+    return [options for index, options in enumerate(guesses) if options not in guesses[:index]]
 
 
 def _fixing(module: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
@@ -413,5 +423,5 @@ def _dropout(name: str, rate: float, previous: str) -> LayerRecord:
     return LayerRecord(name, "identity", "Dropout", (previous,), {"rate": float(rate)})
 
 
-__all__ = ["ACTIVATIONS", "child_records", "first_input_options", "graph_from_torch"]
+__all__ = ["ACTIVATIONS", "child_records", "graph_from_torch", "input_guesses"]
 __all__ += ["is_leaf", "is_whole_module"]

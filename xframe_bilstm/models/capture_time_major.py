@@ -56,9 +56,8 @@ _RESHAPES = {
 _ELEMENTWISE = {
     *("aten.relu", "aten.tanh", "aten.sigmoid", "aten.silu", "aten.selu", "aten.softsign"),
     *("aten.hardsigmoid", "aten.exp", "aten.gelu", "aten.leaky_relu", "aten.elu"),
-    *("aten.add", "aten.sub", "aten.rsub", "aten.mul", "aten.div", "aten.neg"),
-    *("aten.clamp", "aten.clamp_min", "aten.clamp_max", "aten.hardtanh", "aten.pow"),
-    *("aten.reciprocal",),
+    *("aten.add", "aten.sub", "aten.rsub", "aten.mul", "aten.div", "aten.neg", "aten.pow"),
+    *("aten.clamp", "aten.clamp_min", "aten.clamp_max", "aten.hardtanh", "aten.reciprocal"),
     *("aten.sqrt", "aten.rsqrt", "aten.square", "aten.abs", "aten.log", "aten.log1p"),
     *("aten.expm1", "aten.sign", "aten.sin", "aten.cos"),
     *("aten.clone", "aten.contiguous", "aten.alias", "aten.detach", "aten.lift_fresh_copy"),
@@ -71,14 +70,12 @@ _TIME_MAJOR = "a time-major tensor (time, batch, ...)"
 def mark_time_major(tensors: Tensors) -> None:
     """Find the time-major tensors (batch axis 1 in both captures) and give them the
     batch-major shapes of the records computing them."""
-    first_batch, second_batch = tensors.batches
     for name, (first, second) in list(tensors.shapes.items()):
         if second is None or len(first) < 2 or len(second) != len(first):
             continue
-        if (first[1], second[1]) == (first_batch, second_batch) and (first[0], second[0]) != (
-            first_batch,
-            second_batch,
-        ):
+        batch_second = (first[1], second[1]) == tensors.batches
+        batch_first = (first[0], second[0]) == tensors.batches
+        if batch_second and not batch_first:
             tensors.swapped.add(name)
             tensors.shapes[name] = (_swapped(first), _swapped(second))
 
@@ -96,7 +93,12 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
         Unsupported: an operation on time-major tensors the records cannot compute.
     """
     op = op_name(node)
-    operands = [n for n in node.all_input_nodes if not tensors.holds(n)]
+    torch = require("torch")
+    operands = [
+        n
+        for n in node.all_input_nodes
+        if not tensors.holds(n) and isinstance(n.meta.get("val"), torch.Tensor)
+    ]
     if not operands:  # self.h0.expand(-1, x.size(0), -1)
         raise Unsupported(
             f"applies {op} to a tensor the module holds, giving it a batch axis (a learned "
@@ -109,7 +111,7 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
         raise Unsupported(f"applies {op} to {_TIME_MAJOR} and a batch-major one")
     rows = any(_merged(n, tensors) for n in operands)
     if rows and len({_merged(n, tensors) for n in operands}) == 1:
-        _carry_rows(node, operands[0], tensors)
+        _mark_rows(node, operands[0], tensors)
     if op in _PERMUTES and not rows:
         return _permute(node, tensors)
     if op in _AXIS_ARGUMENT and not rows:
@@ -138,7 +140,7 @@ def module_on_record_axes(path: str, child: Any, given: Any, result: Any, tensor
     swapped = tensors.is_swapped(given)
     kind = type(child).__name__
     if result is not None and _merged(given, tensors):
-        _carry_rows(result, given, tensors)
+        _mark_rows(result, given, tensors)
     if isinstance(child, nn.RNNBase):
         if child.batch_first and swapped:
             raise Unsupported(f"passes {_TIME_MAJOR} to {path!r} ({kind}, batch_first=True)")
@@ -196,19 +198,19 @@ def _merged(node: Any, tensors: Tensors) -> bool:
     return tensors.is_swapped(node) and len(node.meta["val"].shape) != tensors.rank(node)
 
 
-def _carry_rows(result: Any, rows: Any, tensors: Tensors) -> None:
-    """Mark ``result``, computed row by row from ``rows`` (time * batch, ...), as such."""
+def _mark_rows(result: Any, rows: Any, tensors: Tensors) -> None:
+    """Mark ``result`` as (time * batch, ...) where its first axis is that of ``rows``,
+    time-major (``out.view(T * B, H)``) or already so (a Linear over it), each row
+    computed from its own: its record keeps (batch, time) first."""
     if tensors.is_swapped(result) or result.name not in tensors.shapes:
         return
-    record = tensors.shapes[rows.name]
-    real = tensors.shapes[result.name]
     shapes = []
-    for own, computed in zip(record, real):
+    for own, computed in zip(tensors.shapes[rows.name], tensors.shapes[result.name]):
         if own is None or computed is None or computed[0] != own[0] * own[1]:
             return
         shapes.append((*own[:2], *computed[1:]))
     tensors.swapped.add(result.name)
-    tensors.shapes[result.name] = (shapes[0], shapes[1] if len(shapes) > 1 else None)
+    tensors.shapes[result.name] = (shapes[0], shapes[1])
 
 
 def _swapped(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -234,12 +236,12 @@ def _axis_arguments(node: Any, tensors: Tensors) -> Any:
         dims = args[index]
     else:
         return node  # over every axis: refused by the operation's reader
-    source = node if op == "aten.stack" else node.args[0]
-    if isinstance(source, (list, tuple)):  # cat's and stack's parts
-        source = source[0] if op == "aten.cat" else node
-    swapped, rank = tensors.is_swapped(source), tensors.rank(source)
     if dims is None:
         return node
+    source = node if op == "aten.stack" else node.args[0]
+    if isinstance(source, (list, tuple)):  # cat's parts
+        source = source[0]
+    swapped, rank = tensors.is_swapped(source), tensors.rank(source)
     if isinstance(dims, (list, tuple)):
         moved: Any = [_on_record(int(dim), rank, swapped) for dim in dims]
     else:
@@ -276,7 +278,7 @@ def _check_reshape(node: Any, tensors: Tensors) -> None:
     x = node.args[0]
     before, after = tensors.is_swapped(x), tensors.is_swapped(node)
     if before and not after and not _merged(x, tensors):  # out.view(T * B, H)
-        _carry_merge(node, x, tensors)
+        _mark_rows(node, x, tensors)
         after = tensors.is_swapped(node)
     real = [_real(tensors.shapes[n.name], tensors.is_swapped(n)) for n in (x, node)]
     if before and after:
@@ -288,17 +290,6 @@ def _check_reshape(node: Any, tensors: Tensors) -> None:
         raise Unsupported(
             f"applies {op_name(node)} mixing the time and batch axes of {_TIME_MAJOR}"
         )
-
-
-def _carry_merge(node: Any, x: Any, tensors: Tensors) -> None:
-    """Mark ``node`` as (time * batch, ...) where it is ``x`` (time, batch, ...) so."""
-    record = tensors.shapes[x.name]
-    real = tensors.shapes[node.name]
-    for own, computed in zip(record, real):
-        if own is None or computed is None or computed != (own[0] * own[1], *own[2:]):
-            return
-    tensors.swapped.add(node.name)
-    tensors.shapes[node.name] = record
 
 
 def _real(shapes: Any, swapped: bool) -> list[Any]:

@@ -219,7 +219,9 @@ def _captured(
     refusals: list[UnsupportedFeatureError] = []
     for options in guesses if input_shape is None else guesses[:1]:  # given: the first's
         shape, guessed = None, {}
-        wanted = input_shape or shape_of_example(options["shape"], example_shape)
+        wanted = input_shape
+        if wanted is None:
+            wanted = shape_of_example(options["shape"], example_shape)
         try:
             if wanted is not None:  # forward may transpose it before its first module
                 shape = checked_input_shape(wanted, options, module, direct=False)
@@ -275,13 +277,16 @@ def child_records(
         return _records(name, child, previous, torch.nn)
 
 
+_GUESSES = 3  # each costs a capture where it is not read
+
+
 def input_guesses(module: Any) -> list[dict[str, Any]]:
     """The inputs (``shape`` and ``dtype``) the modules that fix one would read (an
     Embedding, a recurrent module or cell, a Linear, a convolution or a normalization),
     each once: first that of the first one ``forward`` calls (it runs on the first
     declared one's until it calls one of them), then the others in declaration order, to
     try where ``forward`` reshapes its input before its first module, or where the guess
-    is captured by a coincidence of sizes but not read.
+    is captured by a coincidence of sizes but not read; three at most.
 
     Raises:
         CaptureError: no module fixes it.
@@ -298,7 +303,8 @@ def input_guesses(module: Any) -> list[dict[str, Any]]:
     if any(options != guesses[0] for options in guesses):
         called = first_called(module, guesses[0], [child for child, _ in candidates])
         guesses = [options for child, options in candidates if child is called] + guesses
-    return [options for index, options in enumerate(guesses) if options not in guesses[:index]]
+    distinct = [options for index, options in enumerate(guesses) if options not in guesses[:index]]
+    return distinct[:_GUESSES]
 
 
 def _fixing(module: Any) -> Iterator[tuple[Any, dict[str, Any]]]:

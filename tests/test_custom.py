@@ -291,14 +291,19 @@ def test_an_unchanged_port_converts_back_with_the_weights_it_was_ported_with(sav
     )
 
 
+def _assert_keras_agrees_with_the_original(report) -> None:
+    """The report passes, the Keras model and the module's own run among its pairs."""
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"keras[cpu,float32]", "torch[cpu,float32]@original"} <= labels
+
+
 def test_compare_runs_a_changed_port_with_the_factory_of_its_custom_layer(saved) -> None:
     port = _trained(saved)
     with pytest.raises(UnsupportedFeatureError, match=r"'squeeze'.*custom_modules=\{Squeeze"):
         compare(port, frameworks=["torch", "keras"])
     report = compare(port, frameworks=["torch", "keras"], custom_modules={Squeeze: keras_squeeze})
-    assert report, report.lines()
-    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
-    assert {"keras[cpu,float32]", "torch[cpu,float32]@original"} <= labels
+    _assert_keras_agrees_with_the_original(report)
     assert any("'squeeze' (SqueezeLayer) is a custom layer" in line for line in report.left_out)
 
 
@@ -342,6 +347,4 @@ def test_compare_runs_a_module_with_a_custom_child_by_its_factory() -> None:
     with pytest.raises(UnsupportedFeatureError, match=r"applies aten.cumsum"):
         compare(module, frameworks=["torch", "keras"])
     report = compare(module, frameworks=["torch", "keras"], custom_modules={RunningScale: factory})
-    assert report, report.lines()
-    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
-    assert {"keras[cpu,float32]", "torch[cpu,float32]@original"} <= labels
+    _assert_keras_agrees_with_the_original(report)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..graph import LayerRecord
 from .capture_arithmetic import HANDLERS as ARITHMETIC
-from .capture_tensors import Tensors, Unsupported, axis_of, op_name
+from .capture_tensors import RESHAPES, Tensors, Unsupported, axis_of, op_name
 from .capture_time_major import on_record_axes, touches_time_major
 
 _END = 2**62  # aten.slice's "to the end" is the largest int64
@@ -50,14 +50,6 @@ _ACTIVATIONS = {
 }
 _PASS_ON = {"aten.clone", "aten.contiguous", "aten.alias", "aten.detach", "aten.lift_fresh_copy"}
 _REDUCTIONS = {"aten.sum": "sum", "aten.mean": "mean", "aten.amax": "max", "aten.amin": "min"}
-_RESHAPES = {
-    "aten.view",
-    "aten.reshape",
-    "aten._unsafe_view",
-    "aten.flatten",
-    "aten.squeeze",
-    "aten.unsqueeze",
-}
 
 
 def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | None:
@@ -303,7 +295,7 @@ _HANDLERS: dict[str, Handler] = {
     "aten.elu": _elu,
     **dict.fromkeys(["aten.softmax", "aten._softmax", "aten.log_softmax"], _softmax),
     "aten._log_softmax": _softmax,
-    **dict.fromkeys(_RESHAPES, _reshape),
+    **dict.fromkeys(RESHAPES, _reshape),
     **dict.fromkeys(["aten.permute", "aten.transpose"], _permute),
     **dict.fromkeys(["aten.cat", "aten.stack"], _concatenate),
     "aten.slice": _slice,

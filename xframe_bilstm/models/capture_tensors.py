@@ -13,6 +13,17 @@ import numpy as np
 from ..graph import LayerRecord
 
 Shape = tuple[int, ...]
+# Operators that only reshape: read as a ``reshape`` record, or as nothing.
+RESHAPES = frozenset(
+    {
+        "aten.view",
+        "aten.reshape",
+        "aten._unsafe_view",
+        "aten.flatten",
+        "aten.squeeze",
+        "aten.unsqueeze",
+    }
+)
 
 
 class Unsupported(Exception):
@@ -130,4 +141,13 @@ def held_tensors(exported: Any) -> dict[str, Any]:
     return {name: values[target] for name, target in sources.items() if target in values}
 
 
-__all__ = ["Names", "Shape", "Tensors", "Unsupported", "axis_of", "held_tensors", "op_name"]
+__all__ = [
+    "RESHAPES",
+    "Names",
+    "Shape",
+    "Tensors",
+    "Unsupported",
+    "axis_of",
+    "held_tensors",
+    "op_name",
+]

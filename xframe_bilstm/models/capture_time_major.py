@@ -34,7 +34,7 @@ import copy
 from typing import Any
 
 from .._imports import require
-from .capture_tensors import Tensors, Unsupported, op_name
+from .capture_tensors import RESHAPES, Tensors, Unsupported, op_name
 
 # op -> the index of its axis argument (its default where the call leaves it out)
 _AXIS_ARGUMENT = {
@@ -45,14 +45,6 @@ _AXIS_ARGUMENT = {
 }
 _AXIS_DEFAULT = {"aten.slice": 0, "aten.cat": 0, "aten.stack": 0}
 _PERMUTES = {"aten.transpose", "aten.permute", "aten.t"}
-_RESHAPES = {
-    "aten.view",
-    "aten.reshape",
-    "aten._unsafe_view",
-    "aten.flatten",
-    "aten.squeeze",
-    "aten.unsqueeze",
-}
 _ELEMENTWISE = {
     *("aten.relu", "aten.tanh", "aten.sigmoid", "aten.silu", "aten.selu", "aten.softsign"),
     *("aten.hardsigmoid", "aten.exp", "aten.gelu", "aten.leaky_relu", "aten.elu"),
@@ -104,7 +96,7 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
             f"applies {op} to a tensor the module holds, giving it a batch axis (a learned "
             "initial state), which no Keras layer computes"
         )
-    if op in _RESHAPES:
+    if op in RESHAPES:
         _check_reshape(node, tensors)
         return node
     if len({tensors.is_swapped(n) for n in operands}) > 1:

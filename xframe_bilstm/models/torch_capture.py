@@ -4,7 +4,7 @@ Rules of this module:
 
 - ``forward`` runs in eval mode, without gradients, on seeded example inputs shaped by the
   first module it calls (token ids for an ``nn.Embedding``, (B, T, D) for a recurrent
-  module, ...; see :func:`~xframe_bilstm.models.torch_graph.input_guesses`), twice:
+  module, ...; see :func:`~xframe_bilstm.models.input_guesses.input_guesses`), twice:
   at two batch sizes and two lengths of the last free axis (the time axis), so the graph
   knows which axes follow it (recurrent modules make ``torch.export`` fix the length of
   each capture). Other free axes, such as an image's height, take the example's size, 7.

@@ -25,7 +25,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from .input_guesses import child_input_options, input_guesses
 from .input_shape import (
     checked_input_shape,
     does_not_fit,
@@ -41,7 +42,7 @@ from .input_shape import (
 )
 from .torch_custom_children import child_factory, custom_child_record
 from .torch_forward import check_forward, refuse_scripted
-from .torch_graph_convolution import conv_input_options, conv_records, conv_types
+from .torch_graph_convolution import conv_records, conv_types
 from .torch_graph_normpool import SUPPORTED as NORMPOOL_SUPPORTED
 from .torch_graph_normpool import input_options, is_normpool, normpool_records
 from .torch_graph_shape import SHAPE_CHILDREN, shape_child_records
@@ -277,59 +278,6 @@ def child_records(
         return _records(name, child, previous, torch.nn)
 
 
-_GUESSES = 3  # each costs a capture where it is not read
-
-
-def input_guesses(module: Any) -> list[dict[str, Any]]:
-    """The inputs (``shape`` and ``dtype``) the modules that fix one would read (an
-    Embedding, a recurrent module or cell, a Linear, a convolution or a normalization),
-    each once: first that of the first one ``forward`` calls (it runs on the first
-    declared one's until it calls one of them), then the others in declaration order, to
-    try where ``forward`` reshapes its input before its first module, or where the guess
-    is captured by a coincidence of sizes but not read; three at most.
-
-    Raises:
-        CaptureError: no module fixes it.
-    """
-    from .torch_capture import CaptureError, first_called
-
-    candidates = [(child, options) for child, options in _fixing(module)]
-    if not candidates:
-        raise CaptureError(
-            f"{type(module).__name__} holds no Embedding, recurrent module, Linear, "
-            "convolution or normalization to fix the shape of its input"
-        )
-    guesses = [options for _, options in candidates]
-    if any(options != guesses[0] for options in guesses):
-        called = first_called(module, guesses[0], [child for child, _ in candidates])
-        guesses = [options for child, options in candidates if child is called] + guesses
-    distinct = [options for index, options in enumerate(guesses) if options not in guesses[:index]]
-    return distinct[:_GUESSES]
-
-
-def _fixing(module: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """Each module in ``module`` fixing the input's options, with them, in declaration order."""
-    nn = require("torch").nn
-    for child_name, child in module.named_modules():
-        if child is module:
-            continue
-        first = _normalization_input(child_name, child)
-        if first:
-            yield child, first
-        elif isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, *conv_types(nn))):
-            yield child, dict(_input("input", child_name, child, nn).options)
-        elif isinstance(child, nn.RNNCellBase):  # a loop over x[:, t]: (B, T, input_size)
-            yield child, {"shape": (None, int(child.input_size)), "dtype": "float32"}
-
-
-def _normalization_input(name: str, child: Any) -> dict[str, Any] | None:
-    """The input a normalization fixes; None for a pool (which fixes none) and other modules."""
-    try:
-        return input_options([(name, child)]) if is_normpool(child) else None
-    except UnsupportedFeatureError:
-        return None
-
-
 def _check_channels(name: str, child: Any, previous: LayerRecord, nn: Any) -> None:
     # Embeddings and batch-first recurrent modules put time on axis 1, where a convolution
     # looks for channels: torch would convolve the features with time as channels.
@@ -351,20 +299,7 @@ def _children(module: Any) -> list[tuple[str, Any]]:
 
 
 def _input(name: str, first_name: str, first: Any, nn: Any) -> LayerRecord:
-    if isinstance(first, nn.Embedding):
-        options: dict[str, Any] = {"shape": (None,), "dtype": "int64"}
-    elif isinstance(first, nn.RNNBase):
-        options = {"shape": (None, first.input_size), "dtype": "float32"}
-    elif isinstance(first, nn.Linear):
-        options = {"shape": (first.in_features,), "dtype": "float32"}
-    elif isinstance(first, conv_types(nn)):
-        options = conv_input_options(first, nn)
-    else:
-        raise UnsupportedFeatureError(
-            f"the first child {first_name!r} ({type(first).__name__}) does not fix the "
-            "input size; start with an Embedding, a recurrent module, a Linear, a Conv1d/2d, "
-            "a BatchNorm or a LayerNorm"
-        )
+    options = child_input_options(first_name, first, nn)
     return LayerRecord(name, "input", "InputLayer", options=options)
 
 
@@ -429,5 +364,5 @@ def _dropout(name: str, rate: float, previous: str) -> LayerRecord:
     return LayerRecord(name, "identity", "Dropout", (previous,), {"rate": float(rate)})
 
 
-__all__ = ["ACTIVATIONS", "child_records", "graph_from_torch", "input_guesses"]
+__all__ = ["ACTIVATIONS", "child_records", "graph_from_torch"]
 __all__ += ["is_leaf", "is_whole_module"]

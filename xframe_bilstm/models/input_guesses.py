@@ -1,0 +1,92 @@
+"""The input a torch module's ``forward`` is captured at, guessed from the modules that fix
+one: an Embedding reads token ids, a recurrent module or cell (B, T, features), a Linear
+(B, features), a convolution or a normalization its channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .._imports import require
+from ..errors import UnsupportedFeatureError
+from .torch_graph_convolution import conv_input_options, conv_types
+from .torch_graph_normpool import input_options, is_normpool
+
+
+def child_input_options(first_name: str, first: Any, nn: Any) -> dict[str, Any]:
+    """The ``InputLayer`` options (``shape`` without the batch axis, ``dtype``) of the input
+    ``first`` reads.
+
+    Raises:
+        UnsupportedFeatureError: ``first`` does not fix its input.
+    """
+    if isinstance(first, nn.Embedding):
+        return {"shape": (None,), "dtype": "int64"}
+    if isinstance(first, nn.RNNBase):
+        return {"shape": (None, first.input_size), "dtype": "float32"}
+    if isinstance(first, nn.Linear):
+        return {"shape": (first.in_features,), "dtype": "float32"}
+    if isinstance(first, conv_types(nn)):
+        return conv_input_options(first, nn)
+    raise UnsupportedFeatureError(
+        f"the first child {first_name!r} ({type(first).__name__}) does not fix the "
+        "input size; start with an Embedding, a recurrent module, a Linear, a Conv1d/2d, "
+        "a BatchNorm or a LayerNorm"
+    )
+
+
+_GUESSES = 3  # each costs a capture where it is not read
+
+
+def input_guesses(module: Any) -> list[dict[str, Any]]:
+    """The inputs (``shape`` and ``dtype``) the modules that fix one would read (an
+    Embedding, a recurrent module or cell, a Linear, a convolution or a normalization),
+    each once: first that of the first one ``forward`` calls (it runs on the first
+    declared one's until it calls one of them), then the others in declaration order, to
+    try where ``forward`` reshapes its input before its first module, or where the guess
+    is captured by a coincidence of sizes but not read; three at most.
+
+    Raises:
+        CaptureError: no module fixes it.
+    """
+    from .torch_capture import CaptureError, first_called
+
+    candidates = [(child, options) for child, options in _fixing(module)]
+    if not candidates:
+        raise CaptureError(
+            f"{type(module).__name__} holds no Embedding, recurrent module, Linear, "
+            "convolution or normalization to fix the shape of its input"
+        )
+    guesses = [options for _, options in candidates]
+    if any(options != guesses[0] for options in guesses):
+        called = first_called(module, guesses[0], [child for child, _ in candidates])
+        guesses = [options for child, options in candidates if child is called] + guesses
+    distinct = [options for index, options in enumerate(guesses) if options not in guesses[:index]]
+    return distinct[:_GUESSES]
+
+
+def _fixing(module: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each module in ``module`` fixing the input's options, with them, in declaration order."""
+    nn = require("torch").nn
+    for child_name, child in module.named_modules():
+        if child is module:
+            continue
+        first = _normalization_input(child_name, child)
+        if first:
+            yield child, first
+        elif isinstance(child, (nn.Embedding, nn.RNNBase, nn.Linear, *conv_types(nn))):
+            yield child, child_input_options(child_name, child, nn)
+        elif isinstance(child, nn.RNNCellBase):  # a loop over x[:, t]: (B, T, input_size)
+            yield child, {"shape": (None, int(child.input_size)), "dtype": "float32"}
+
+
+def _normalization_input(name: str, child: Any) -> dict[str, Any] | None:
+    """The input a normalization fixes; None for a pool (which fixes none) and other modules."""
+    try:
+        return input_options([(name, child)]) if is_normpool(child) else None
+    except UnsupportedFeatureError:
+        return None
+
+
+__all__ = ["child_input_options", "input_guesses"]

@@ -45,6 +45,16 @@ CASES = [
         {"axis": 1, "start": -3, "stop": -1, "step": 1, "keep_axis": True},
         lambda x: x[:, -3:-1],
     ),
+    (
+        "slice",
+        {"axis": 1, "start": -1, "stop": None, "step": -1, "keep_axis": True},
+        lambda x: x.flip(1),
+    ),
+    (
+        "slice",
+        {"axis": 2, "start": -1, "stop": None, "step": -1, "keep_axis": True},
+        lambda x: x.flip(2),
+    ),
     ("scalar_op", {"op": "subtract", "constant": 1.5, "reverse": True}, lambda x: 1.5 - x),
     ("scalar_op", {"op": "divide", "constant": 4.0, "reverse": False}, lambda x: x / 4.0),
     ("scalar_op", {"op": "multiply", "constant": -2.0, "reverse": False}, lambda x: x * -2.0),

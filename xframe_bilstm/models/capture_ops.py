@@ -185,6 +185,18 @@ def _slice(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> 
     return [LayerRecord(name, "slice", "slice", (tensors.name(x),), options)]
 
 
+def _flip(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    """``torch.flip(x, dims)``: each axis reversed, a ``slice`` of step -1 over it."""
+    records, x = [], tensors.name(args[0])
+    axes = [axis_of(tensors, args[0], int(dim), "aten.flip") for dim in args[1]]
+    for index, axis in enumerate(axes):
+        here = name if index == len(axes) - 1 else f"{name}_{axis}"
+        options = {"axis": axis, "start": -1, "stop": None, "step": -1, "keep_axis": True}
+        records.append(LayerRecord(here, "slice", "flip", (x,), options))
+        x = here
+    return records
+
+
 def _select(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     x, dim, index = args[0], int(args[1]), int(args[2])
     axis = axis_of(tensors, x, dim, "selects")
@@ -300,6 +312,7 @@ _HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(["aten.cat", "aten.stack"], _concatenate),
     "aten.slice": _slice,
     "aten.select": _select,
+    "aten.flip": _flip,
     **dict.fromkeys([*_REDUCTIONS, "aten.max", "aten.min"], _reduce),
     **ARITHMETIC,
     **dict.fromkeys(["aten.matmul", "aten.bmm", "aten.mm", "aten.einsum"], _matmul),

@@ -38,7 +38,7 @@ from .capture_tensors import RESHAPES, Tensors, Unsupported, op_name
 
 # op -> the index of its axis argument (its default where the call leaves it out)
 _AXIS_ARGUMENT = {
-    **dict.fromkeys(["aten.select", "aten.slice", "aten.cat", "aten.stack"], 1),
+    **dict.fromkeys(["aten.select", "aten.slice", "aten.cat", "aten.stack", "aten.flip"], 1),
     **dict.fromkeys(["aten.softmax", "aten._softmax", "aten.log_softmax", "aten._log_softmax"], 1),
     **dict.fromkeys(["aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.max", "aten.min"], 1),
     "aten.linalg_vector_norm": 2,

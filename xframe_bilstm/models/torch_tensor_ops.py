@@ -48,8 +48,11 @@ class Slice(nn.Module):
         super().__init__()
         self.options = options
         self.index = slice_index(options)
+        self.reverses = int(options["step"]) < 0  # torch slices forwards only: flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reverses:
+            return torch.flip(x, [int(self.options["axis"])])
         return x[self.index]
 
     def extra_repr(self) -> str:

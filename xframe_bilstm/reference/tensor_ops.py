@@ -6,7 +6,8 @@ Written from their definitions in numpy, independently of the torch port:
   square root of the sum of squares (``l2_norm``) over ``axes`` (counted with the batch
   axis), keeping them as size 1 where ``keepdims``.
 - ``slice``: ``x[..., start:stop:step, ...]`` on one ``axis``; with ``keep_axis`` False,
-  the one position ``start`` with that axis removed (``x[:, -1]``).
+  the one position ``start`` with that axis removed (``x[:, -1]``). A step of -1 reverses
+  the whole axis (``x[:, -1::-1]``, ``torch.flip``): start -1, no stop.
 - ``scalar_op``: ``x op constant``, or ``constant op x`` where ``reverse`` (``op`` an
   arithmetic operation or ``power``); ``maximum`` and ``minimum`` with a constant are
   clamps.

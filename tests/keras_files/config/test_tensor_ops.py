@@ -76,6 +76,7 @@ def test_a_class_of_the_same_name_from_another_module_is_refused(
         ("amax", "op", "median", r"'amax' \(xframe_bilstm>Reduce\): option 'op' is 'median'"),
         ("amax", "axes", [0], r"option 'axes' is 0; expected an axis other than the batch"),
         ("select", "step", 0, r"'select' \(xframe_bilstm>Slice\): option 'step' is 0"),
+        ("select", "step", -2, r"'select' \(xframe_bilstm>Slice\): option 'step' is -2"),
         ("div", "constant", "2", r"'div' \(xframe_bilstm>ScalarOp\): option 'constant' is '2'"),
         ("div", "reverse", 1, r"option 'reverse' is 1; expected True or False"),
     ],

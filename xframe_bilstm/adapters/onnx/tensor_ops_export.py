@@ -58,8 +58,10 @@ def _slice(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None)
     options, prefix = record.options, record.name
     axis, start = int(options["axis"]), int(options["start"])
     if options["keep_axis"]:
-        stop = _END if options["stop"] is None else int(options["stop"])
         step = int(options["step"])
+        stop = (
+            (_END if step > 0 else -_END - 1) if options["stop"] is None else int(options["stop"])
+        )
     else:
         stop, step = (_END if start == -1 else start + 1), 1
     bounds = [

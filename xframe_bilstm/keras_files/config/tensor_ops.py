@@ -134,9 +134,10 @@ def _reduce(given: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def _slice(given: Mapping[str, Any], where: str) -> dict[str, Any]:
     step = _integer(given.get("step"), "step", where)
-    if step < 1:
-        raise _bad(where, "step", step)
     stop = given.get("stop")
+    reverses = step == -1 and given.get("start") == -1 and stop is None  # the whole axis
+    if step < 1 and not reverses:
+        raise _bad(where, "step", step)
     return {
         "axis": _axis(given.get("axis"), "axis", where),
         "start": _integer(given.get("start"), "start", where),

@@ -116,6 +116,36 @@ class LogFrontEnd(nn.Module):
         return waves + torch.log1p(h.abs()) * torch.sign(h)
 
 
+class TiedLanguageModel(nn.Module):
+    """A language model whose output projection is its embedding table, transposed in
+    ``forward`` (tied weights), with a learned temperature kept as its logarithm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(36)
+        self.embedding = nn.Embedding(20, 6)
+        self.lstm = nn.LSTM(6, 6, batch_first=True)
+        self.log_temperature = nn.Parameter(torch.tensor([0.3]))
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, _ = self.lstm(self.embedding(ids))
+        logits = h @ self.embedding.weight.t() / self.log_temperature.exp()
+        return logits, torch.matmul(h, self.embedding.weight.T)
+
+
+def test_operations_on_held_tensors_only_are_computed_once_and_held() -> None:
+    module = TiedLanguageModel().eval()
+    graph = graph_from_torch(module)
+    dense = [r for r in graph.layers if r.kind == "dense"]
+    table = module.embedding.weight.detach().numpy()
+    assert len(dense) == 2
+    for record in dense:  # the table, transposed: (features, vocabulary)
+        np.testing.assert_array_equal(record.weights["kernel"], table.T)
+    (scale,) = [r for r in graph.layers if r.kind == "weight_op"]
+    np.testing.assert_allclose(scale.weights["value"], np.exp([0.3]), rtol=1e-6)
+    assert_agrees_everywhere(module, steps=8)
+
+
 def _frames(batch: int, steps: int) -> np.ndarray:
     return np.random.default_rng(8).standard_normal((batch, steps, 4)).astype("float32")
 

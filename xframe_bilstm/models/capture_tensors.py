@@ -82,6 +82,40 @@ class Tensors:
         return target
 
 
+def fold_held(node: Any, tensors: Tensors, other: Any = None) -> bool:
+    """Compute, and hold as the module's own, an operation on tensors the module holds
+    only (``self.embedding.weight.t()`` for tied weights, ``self.log_scale.exp()``); False
+    where it reads anything else, or where its shape or arguments differ in the second
+    capture (``other``: the node there), as where it depends on the input's size."""
+    from .._imports import require
+
+    torch = require("torch")
+    given = node.all_input_nodes
+    shapes = tensors.shapes.get(str(node.name))
+    if (
+        node.op != "call_function"
+        or not given
+        or not all(tensors.holds(n) for n in given)
+        or not isinstance(node.meta.get("val"), torch.Tensor)
+        or shapes is None
+        or (shapes[1] is not None and shapes[0] != shapes[1])
+        or (other is not None and str(other.args) != str(node.args))
+    ):
+        return False
+    held = {str(n.name): tensors.held[str(n.name)] for n in given}
+
+    def value(arg: Any) -> Any:
+        return held.get(str(getattr(arg, "name", "")), arg) if hasattr(arg, "op") else arg
+
+    args = [
+        [value(a) for a in arg] if isinstance(arg, (list, tuple)) else value(arg)
+        for arg in node.args
+    ]
+    with torch.no_grad():
+        tensors.held[str(node.name)] = node.target(*args, **node.kwargs)
+    return True
+
+
 def op_name(node: Any) -> str:
     """The operation a captured node applies, as users read it: ``aten.mean`` for
     ``aten.mean.dim``."""
@@ -148,6 +182,7 @@ __all__ = [
     "Tensors",
     "Unsupported",
     "axis_of",
+    "fold_held",
     "held_tensors",
     "op_name",
 ]

@@ -21,7 +21,7 @@ from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
-from .capture_tensors import Names, held_tensors
+from .capture_tensors import Names, fold_held, held_tensors
 from .capture_time_major import mark_time_major, module_on_record_axes, touches_time_major
 from .capture_where import (
     READERS,
@@ -148,6 +148,7 @@ def read_captured(
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read, found = live_nodes(graph), set(), []
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
+    others = {node.name: node for node in second.graph.nodes} if second is not None else {}
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names or node in zeros:
             continue  # (named already: a state h_n[k], read with its recurrent call)
@@ -185,6 +186,8 @@ def read_captured(
             continue
         if not isinstance(value, (torch.Tensor, tuple, list)):
             continue  # arithmetic on sizes, as x.size(0) makes
+        if fold_held(node, tensors, others.get(node.name)):  # self.embedding.weight.t()
+            continue
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name
         try:

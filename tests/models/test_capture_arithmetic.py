@@ -118,7 +118,8 @@ class LogFrontEnd(nn.Module):
 
 class TiedLanguageModel(nn.Module):
     """A language model whose output projection is its embedding table, transposed in
-    ``forward`` (tied weights), with a learned temperature kept as its logarithm."""
+    ``forward`` or read by ``einsum`` (tied weights), with a learned temperature kept as
+    its logarithm, and a projection written as ``einsum`` with a parameter."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,21 +127,27 @@ class TiedLanguageModel(nn.Module):
         self.embedding = nn.Embedding(20, 6)
         self.lstm = nn.LSTM(6, 6, batch_first=True)
         self.log_temperature = nn.Parameter(torch.tensor([0.3]))
+        self.W = nn.Parameter(torch.randn(6, 4))
 
-    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h, _ = self.lstm(self.embedding(ids))
         logits = h @ self.embedding.weight.t() / self.log_temperature.exp()
-        return logits, torch.matmul(h, self.embedding.weight.T)
+        tied = torch.einsum("btd,vd->btv", h, self.embedding.weight)
+        projected = torch.einsum("...d,dh->...h", h, self.W)
+        return logits, torch.matmul(h, self.embedding.weight.T), tied, projected
 
 
 def test_operations_on_held_tensors_only_are_computed_once_and_held() -> None:
     module = TiedLanguageModel().eval()
     graph = graph_from_torch(module)
     dense = [r for r in graph.layers if r.kind == "dense"]
+    tied = [r for r in dense if r.weights["kernel"].shape == (6, 20)]
+    (projected,) = [r for r in dense if r not in tied]
     table = module.embedding.weight.detach().numpy()
-    assert len(dense) == 2
-    for record in dense:  # the table, transposed: (features, vocabulary)
+    assert len(tied) == 3
+    for record in tied:  # the table, transposed: (features, vocabulary)
         np.testing.assert_array_equal(record.weights["kernel"], table.T)
+    np.testing.assert_array_equal(projected.weights["kernel"], module.W.detach().numpy())
     (scale,) = [r for r in graph.layers if r.kind == "weight_op"]
     np.testing.assert_allclose(scale.weights["value"], np.exp([0.3]), rtol=1e-6)
     assert_agrees_everywhere(module, steps=8)

@@ -226,6 +226,12 @@ def _matmul(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
     kernel = None if op == "aten.einsum" else tensors.value(args[1])
     if kernel is not None:  # x @ self.W
         return [_dense(name, op, args[0], kernel, None, tensors)]
+    if op == "aten.einsum" and len(args[1]) == 2 and tensors.holds(args[1][1]):
+        x, held = args[1]  # torch.einsum("btd,dh->bth", x, self.W)
+        kernel = tensors.value(held)
+        assert kernel is not None
+        transposed = held_einsum_transposes(str(args[0]), tensors.rank(x))
+        return [_dense(name, op, x, kernel.T if transposed else kernel, None, tensors)]
     if op == "aten.einsum":
         equation, operands = str(args[0]), list(args[1])
         if len(operands) != 2:
@@ -266,6 +272,38 @@ def _dense(name: str, op: str, x: Any, kernel: Any, bias: Any, tensors: Tensors)
     weights = {"kernel": kernel, **({} if bias is None else {"bias": bias})}
     options = {"activation": "linear", "time_distributed": False}
     return LayerRecord(name, "dense", op.split(".")[-1], (tensors.name(x),), options, weights)
+
+
+def held_einsum_transposes(equation: str, rank: int) -> bool:
+    """Whether the held matrix of ``einsum(equation, x, W)``, ``x`` of ``rank``, is
+    transposed before ``x @ W``: the equation sums ``x``'s last axis against one of W's
+    two, keeping ``x``'s others in order and W's other last.
+
+    Example:
+        >>> held_einsum_transposes("btd,dh->bth", 3), held_einsum_transposes("...d,vd->...v", 3)
+        (False, True)
+    """
+    text = equation.replace(" ", "")
+    refused = Unsupported(
+        f"applies aten.einsum with {equation!r} to a held tensor, not a product over the "
+        "last axis ('btd,dh->bth', 'btd,hd->bth')"
+    )
+    if "->" not in text or text.count(",") != 1:
+        raise refused
+    left, out = text.split("->")
+    a, w = left.split(",")
+    ellipsis = a.startswith("...") and out.startswith("...")
+    if ellipsis:
+        a, out = a[3:], out[3:]
+    if "." in a + w + out or len(w) != 2 or not a or len(set(a)) != len(a):
+        raise refused
+    if not ellipsis and len(a) != rank:
+        raise refused
+    d = a[-1]
+    v = w.replace(d, "", 1)
+    if d not in w or len(v) != 1 or v in a or out != a[:-1] + v:
+        raise refused
+    return w == v + d
 
 
 def einsum_transposes(equation: str) -> tuple[bool, bool]:
@@ -329,6 +367,7 @@ __all__ = [
     "Tensors",
     "Unsupported",
     "einsum_transposes",
+    "held_einsum_transposes",
     "is_tuple_getitem",
     "op_name",
     "op_records",

@@ -163,6 +163,81 @@ class Encoder(nn.Module):
         return outputs, hidden, cell
 
 
+class DeepSpeech(nn.Module):
+    """torchaudio 2.11's ``DeepSpeech`` as the package writes it: clipped-ReLU Linear
+    layers over (B, 1, T, F), ``transpose(0, 1)`` into a bidirectional ReLU ``nn.RNN``
+    (``batch_first=False``), the directions summed, ``permute`` back, ``log_softmax``."""
+
+    def __init__(self, features: int = 20, hidden: int = 32, classes: int = TAGS) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.fc1, self.fc2 = nn.Linear(features, hidden), nn.Linear(hidden, hidden)
+        self.bi_rnn = nn.RNN(hidden, hidden, nonlinearity="relu", bidirectional=True)
+        self.fc4, self.out = nn.Linear(hidden, hidden), nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.hardtanh(F.relu(self.fc2(F.hardtanh(F.relu(self.fc1(x)), 0, 20))), 0, 20)
+        x, _ = self.bi_rnn(x.squeeze(1).transpose(0, 1))  # T x N x 2H
+        x = x[:, :, : self.hidden] + x[:, :, self.hidden :]
+        x = self.out(F.hardtanh(F.relu(self.fc4(x)), 0, 20)).permute(1, 0, 2)
+        return F.log_softmax(x, dim=2)
+
+
+class DemucsBLSTM(nn.Module):
+    """demucs 4.1's ``BLSTM``: (B, C, T) permuted to (T, B, C) for a 2-layer BiLSTM, a
+    Linear, permuted back, plus the skip."""
+
+    def __init__(self, dim: int = 24) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(bidirectional=True, num_layers=2, hidden_size=dim, input_size=dim)
+        self.linear = nn.Linear(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(self.lstm(x.permute(2, 0, 1))[0]).permute(1, 2, 0)
+        return y + x
+
+
+class Autoencoder(nn.Module):
+    """An LSTM autoencoder: a 2-layer encoder's final (h, c) start the decoder."""
+
+    def __init__(self, features: int = 20, hidden: int = 32) -> None:
+        super().__init__()
+        self.encoder = nn.LSTM(features, hidden, num_layers=2, batch_first=True)
+        self.decoder = nn.LSTM(features, hidden, num_layers=2, batch_first=True)
+        self.out = nn.Linear(hidden, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, states = self.encoder(x)
+        return self.out(self.decoder(torch.flip(x, [1]), states)[0])
+
+
+class TransformerHybrid(nn.Module):
+    """Embedding → BiLSTM → two transformer encoder layers → Linear, one tag per token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 32)
+        self.lstm = nn.LSTM(32, 16, batch_first=True, bidirectional=True)
+        layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.fc = nn.Linear(32, TAGS)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.encoder(self.lstm(self.embedding(ids))[0]))
+
+
+class TiedLM(nn.Module):
+    """A language model whose output layer is its embedding table (tied weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 32)
+        self.lstm = nn.LSTM(32, 32, num_layers=2, batch_first=True)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lstm(self.embedding(ids))[0] @ self.embedding.weight.t()
+
+
 @dataclass(frozen=True)
 class Spec:
     """One model: its class, what it reads, and the input shape ``torch_to_keras`` needs."""
@@ -185,6 +260,13 @@ SPECS: dict[str, Spec] = {
     "vad": Spec(VAD, "float", (BATCH, STEPS, 20), input_shape=(None, 20)),
     "vad_channels_first": Spec(VADChannelsFirst, "float", (BATCH, 20, STEPS), time_axis=2),
     "encoder": Spec(Encoder, "ids", (BATCH, STEPS)),
+    "deepspeech": Spec(
+        DeepSpeech, "float", (BATCH, 1, STEPS, 20), input_shape=(1, None, 20), time_axis=2
+    ),
+    "demucs_blstm": Spec(DemucsBLSTM, "float", (BATCH, 24, STEPS), time_axis=2),
+    "autoencoder": Spec(Autoencoder, "float", (BATCH, STEPS, 20), input_shape=(None, 20)),
+    "transformer_hybrid": Spec(TransformerHybrid, "ids", (BATCH, STEPS)),
+    "tied_lm": Spec(TiedLM, "ids", (BATCH, STEPS)),
 }
 
 

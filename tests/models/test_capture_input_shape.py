@@ -164,3 +164,24 @@ def test_the_input_is_shaped_by_the_first_module_forward_calls() -> None:
     with torch.no_grad():
         expected = module(torch.from_numpy(ids)).numpy()
     assert np.abs(np.asarray(model(ids)) - expected).max() < 1e-5
+
+
+class ChannelsFirstBLSTM(nn.Module):
+    """demucs's layout: (B, C, T) permuted to (T, B, C) for a BiLSTM, and back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.lstm = nn.LSTM(6, 6, bidirectional=True)
+        self.linear = nn.Linear(12, 6)
+
+    def forward(self, x):
+        return self.linear(self.lstm(x.permute(2, 0, 1))[0]).permute(1, 2, 0) + x
+
+
+def test_a_sequence_forward_transposes_is_also_guessed_channels_first() -> None:
+    module = ChannelsFirstBLSTM().eval()
+    model = torch_to_keras(module)  # no input_shape: (6, None) guessed after (None, 6)
+    assert tuple(model.input_shape) == (None, 6, None)
+    x = np.random.default_rng(5).standard_normal((2, 6, 11)).astype("float32")
+    assert np.abs(np.asarray(model(x)) - _run(module, x)).max() < 1e-5

@@ -45,7 +45,8 @@ def input_guesses(module: Any) -> list[dict[str, Any]]:
     each once: first that of the first one ``forward`` calls (it runs on the first
     declared one's until it calls one of them), then the others in declaration order, to
     try where ``forward`` reshapes its input before its first module, or where the guess
-    is captured by a coincidence of sizes but not read; three at most.
+    is captured by a coincidence of sizes but not read; each sequence (time, features)
+    followed by its (features, time) layout; three at most.
 
     Raises:
         CaptureError: no module fixes it.
@@ -62,8 +63,18 @@ def input_guesses(module: Any) -> list[dict[str, Any]]:
     if any(options != guesses[0] for options in guesses):
         called = first_called(module, guesses[0], [child for child, _ in candidates])
         guesses = [options for child, options in candidates if child is called] + guesses
+    guesses = [layout for options in guesses for layout in (options, *_channels_first(options))]
     distinct = [options for index, options in enumerate(guesses) if options not in guesses[:index]]
     return distinct[:_GUESSES]
+
+
+def _channels_first(options: dict[str, Any]) -> list[dict[str, Any]]:
+    """A sequence's other layout, (features, time), as audio models take it and transpose
+    for their recurrent module (demucs's ``x.permute(2, 0, 1)``)."""
+    shape = tuple(options["shape"])
+    if len(shape) != 2 or shape[0] is not None or shape[1] is None:
+        return []
+    return [{**options, "shape": (shape[1], None)}]
 
 
 def _fixing(module: Any) -> Iterator[tuple[Any, dict[str, Any]]]:

@@ -13,7 +13,10 @@ environment, nobuco (:mod:`benchmarks.peers.nobuco_side`) in its own, since it n
     bin/pip install torch==2.13.0 'tensorflow==2.15.*' nobuco torchvision 'numpy<2'
 
 (nobuco imports torchvision, and PyPI's torchvision loads only with PyPI's torch, the CUDA
-build, not a ``+cpu`` one); then whether nobuco's saved models load
+build, not a ``+cpu`` one: where pip finds a local ``+cpu`` wheel first, through
+``PIP_FIND_LINKS`` or a ``find-links`` in its configuration, reinstall torch with
+``PIP_FIND_LINKS= PIP_CONFIG_FILE=/dev/null bin/pip install --force-reinstall torch==2.13.0
+'numpy<2'``); then whether nobuco's saved models load
 in Keras 3 (:mod:`benchmarks.peers.load_check`), here. Each model's float32 drift is its
 own float32 run's largest distance from its float64 run on the evaluation input: the error
 any float32 implementation of the model may show.

@@ -108,7 +108,24 @@ class Attended(nn.Module):
         return (attended + h).mean(0)
 
 
-MODULES = [LastStep, Pooled, CRNN, Stacked, Attended]
+class CrossAttended(nn.Module):
+    """The default-layout ``nn.MultiheadAttention`` without biases, its query from one
+    recurrent module and its keys and values from another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(46)
+        self.lstm = nn.LSTM(4, 8)
+        self.gru = nn.GRU(4, 8)
+        self.attention = nn.MultiheadAttention(8, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.transpose(0, 1)
+        query, memory = self.lstm(steps)[0], self.gru(steps)[0]
+        return self.attention(query, memory, memory)[0].transpose(0, 1)
+
+
+MODULES = [LastStep, Pooled, CRNN, Stacked, Attended, CrossAttended]
 
 
 def _input(module: nn.Module, batch: int, steps: int) -> np.ndarray:

@@ -58,7 +58,9 @@ def _roles(path: str, child: Any, members: list[Any], given: list[Any]) -> list[
     moved = [
         node
         for node in members
-        if op_name(node) == moving and node.args[0] in given and len(node.args) > 2
+        if op_name(node) == moving
+        and node.args[0] in given
+        and (len(node.args) > 2 or moving == "aten.linear")
     ]
     readers = {arg for node in moved for arg in node.args[:1]}
     if set(given) - readers or not 1 <= len(moved) <= 3:

@@ -10,11 +10,10 @@ records.
   ``x * self.gamma``), they are ``weight_op`` records holding its value; it broadcasts
   from the right, over axes other than the batch.
 - With a number, or ``clamp``/``clamp_min``/``clamp_max`` (a ``maximum`` or ``minimum``
-  with a number, and ``F.hardtanh``), they are ``scalar_op`` records, and so are
-  ``x ** c`` and ``c ** x``
-  (``power``), ``sqrt``, ``rsqrt``, ``square`` (powers 0.5, -0.5, 2) and ``reciprocal``
-  (``1 / x``); ``abs``, ``log``, ``log1p``, ``expm1``, ``sign``, ``sin`` and ``cos`` are
-  ``elementwise`` records.
+  with a number, and ``F.hardtanh``), they are ``scalar_op`` records, and so are ``x ** c``
+  and ``c ** x`` (``power``), ``sqrt``, ``rsqrt``, ``square`` (powers 0.5, -0.5, 2) and
+  ``reciprocal`` (``1 / x``); ``abs``, ``log``, ``log1p``, ``expm1``, ``sign``, ``sin``
+  and ``cos`` are ``elementwise`` records.
 - ``torch.norm``/``torch.linalg.vector_norm`` of order 1 or 2 over axes (not the batch
   axis) is a ``reduce`` record (``l1_norm``, ``l2_norm``). With the two above, this reads
   ``F.normalize``, which ``torch.export`` writes as norm, ``clamp_min``, ``expand_as``

@@ -28,6 +28,8 @@ import numpy as np
 
 from ..graph import LayerRecord
 from .capture_arithmetic import HANDLERS as ARITHMETIC
+from .capture_split import HANDLERS as SPLITS
+from .capture_split import is_piece, piece_records
 from .capture_tensors import RESHAPES, Tensors, Unsupported, axis_of, op_name
 from .capture_time_major import on_record_axes, touches_time_major
 
@@ -62,6 +64,8 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
     Raises:
         Unsupported: saying what the operation does that no record computes.
     """
+    if is_piece(node):  # a, b = h.chunk(2, dim=-1)
+        return piece_records(node, name, tensors)
     if touches_time_major(node, tensors):  # out[-1] of an nn.LSTM(batch_first=False)
         node = on_record_axes(node, tensors)
     op = op_name(node)
@@ -353,6 +357,7 @@ _HANDLERS: dict[str, Handler] = {
     "aten.flip": _flip,
     **dict.fromkeys([*_REDUCTIONS, "aten.max", "aten.min"], _reduce),
     **ARITHMETIC,
+    **SPLITS,
     **dict.fromkeys(["aten.matmul", "aten.bmm", "aten.mm", "aten.einsum"], _matmul),
     "aten.linear": _linear,
 }

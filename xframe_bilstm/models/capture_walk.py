@@ -20,6 +20,7 @@ from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
+from .capture_split import is_piece
 from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
 from .capture_tensors import Names, fold_held, held_tensors
 from .capture_time_major import mark_time_major, module_on_record_axes, touches_time_major
@@ -179,7 +180,7 @@ def read_captured(
                 _read_loop(node, loops[node], tensors, records, names, read_child, found)
             continue
         value = node.meta.get("val")
-        if is_tuple_getitem(node):
+        if is_tuple_getitem(node) and not is_piece(node):
             if node.args[1] != 0:
                 found.append((f"uses result {node.args[1]} of {op_name(node.args[0])}", node))
             tensors.names[node] = tensors.names.get(node.args[0], input_name)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._imports import require
 from ..graph import LayerRecord
 
 Shape = tuple[int, ...]
@@ -87,8 +88,6 @@ def fold_held(node: Any, tensors: Tensors, other: Any = None) -> bool:
     only (``self.embedding.weight.t()`` for tied weights, ``self.log_scale.exp()``); False
     where it reads anything else, or where its shape or arguments differ in the second
     capture (``other``: the node there), as where it depends on the input's size."""
-    from .._imports import require
-
     torch = require("torch")
     given = node.all_input_nodes
     shapes = tensors.shapes.get(str(node.name))

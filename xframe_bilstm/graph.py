@@ -100,6 +100,11 @@ class ModelGraph:
                 return record
         raise KeyError(name)
 
+    def holds_lengths(self, name: str) -> bool:
+        """Whether the input ``name`` holds the rows' lengths a ``lengths_mask`` reads (a
+        torch packed sequence's), one integer per row."""
+        return any(r.kind == "lengths_mask" and r.inputs[1] == name for r in self.layers)
+
     def masked(self, name: str) -> bool:
         """Whether the tensor ``name`` (a layer's output 0 when named by the layer) carries a
         Keras mask."""

@@ -71,6 +71,11 @@ MASK_RULES = {
     # ``x`` where a comparison of another tensor with a number fails, a constant elsewhere
     # (a captured ``scores.masked_fill(mask == 0, -1e9)``): its mask ends.
     "where": "drop",
+    # A torch packed sequence (read from ``forward``): ``pack_padded_sequence`` masks a
+    # tensor by per-row lengths; ``pad_packed_sequence`` ends the mask, as nothing after it
+    # in torch sees the padding.
+    "lengths_mask": "make",
+    "end_mask": "drop",
 }
 # Attention layers: (query, value) or (query, value, key), each runner hands them to its own
 # module for them.
@@ -83,6 +88,7 @@ MULTI_INPUT_KINDS = (
     *ATTENTION_KINDS,
     "matmul",
     "where",
+    "lengths_mask",
 )
 # Merges, permutes, repeats, TimeDistributed and activation layers: each runner hands them
 # to its own module for them.
@@ -206,6 +212,11 @@ class LayerRecord:
       inserted into ``source``, counted with the batch axis, never 0); the condition
       ``expand_dims(source, axes) <compare> value`` has ``x``'s rank and broadcasts to
       ``x``'s shape; the output is ``fill`` where it holds and ``x`` elsewhere.
+    - ``lengths_mask`` (read from a torch ``pack_padded_sequence``; inputs ``(x, lengths)``,
+      ``x`` (batch, time, ...), ``lengths`` integers (batch,)): no options; the output is
+      ``x``, masked where ``t >= lengths[b]`` (right padding).
+    - ``end_mask`` (read from a torch ``pad_packed_sequence``): no options; the output is
+      its input, with no mask.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))
@@ -245,8 +256,9 @@ class LayerRecord:
 
     @property
     def makes_mask(self) -> bool:
-        """Whether this layer starts a mask (``Masking``, ``Embedding(mask_zero=True)``)."""
-        return self.kind == "masking" or (
+        """Whether this layer starts a mask (``Masking``, ``Embedding(mask_zero=True)``,
+        ``lengths_mask``)."""
+        return self.kind in ("masking", "lengths_mask") or (
             self.kind == "embedding" and bool(self.options["mask_zero"])
         )
 

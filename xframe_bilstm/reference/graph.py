@@ -103,8 +103,11 @@ def run_model_reference(
         elif record.kind == "masking":
             out_mask = np.asarray(np.any(x != options["mask_value"], axis=-1))
             y = np.where(out_mask[..., None], x, 0).astype(dtype)
-        elif record.kind == "identity":
+        elif record.kind in ("identity", "end_mask"):
             y = x
+        elif record.kind == "lengths_mask":
+            y = x
+            out_mask = mask_from_lengths(values[record.inputs[1]], *x.shape[:2])
         elif record.kind == "recurrent":
             initial = starts.get(record.name) or [values[name] for name in record.inputs[1:]]
             y, *rest = _recurrent(record, x, mask, dtype, initial)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord
+from ..masks import mask_from_lengths
 from .activation_grads import activation_vjp
 from .convolution import activate
 from .shape_layers import Mask, combine_masks
@@ -42,6 +43,8 @@ BACKWARD_KINDS = (
     "embedding",
     "masking",
     "identity",
+    "lengths_mask",
+    "end_mask",
     "dense",
     "activation",
     "flatten",
@@ -276,6 +279,11 @@ def layer_step(
         return np.where(keep[..., None], x, 0), keep, lambda g: ([g * keep[..., None]], {})
     if kind == "identity":
         return x, kept, lambda g: ([g], {})
+    if kind == "end_mask":
+        return x, None, lambda g: ([g], {})
+    if kind == "lengths_mask":  # the lengths are integers: no gradient
+        made = mask_from_lengths(tensors[1], *x.shape[:2])
+        return x, made, lambda g: ([g, None], {})
     if kind == "dense":
         y, vjp = _dense(record, x, dtype)
         return y, kept, vjp

@@ -49,7 +49,7 @@ def gelu_tanh(x: Any) -> Any:
 
 def register_keras_activations() -> None:
     """Register :func:`hard_sigmoid_keras2` with Keras so saved models can be loaded again,
-    and the package's own layers (:mod:`.tensor_ops`) a saved model may hold.
+    and the package's own layers (:mod:`.tensor_ops`, :mod:`.packed`) a saved model may hold.
 
     Idempotent; called by the converters, so users only need it before ``load_model``.
 
@@ -64,9 +64,11 @@ def register_keras_activations() -> None:
     keras = require("keras")
     for function in (hard_sigmoid_keras2, gelu_tanh):
         keras.saving.register_keras_serializable(package=_REGISTERED_PACKAGE)(function)
+    from .packed import packed_classes
     from .tensor_ops import tensor_op_classes
 
     tensor_op_classes()  # registered as they are defined
+    packed_classes()
     _registered = True
 
 

@@ -30,6 +30,8 @@ from .convolution import conv_layer, conv_refusal, set_conv_weights
 from .initial_weights import lend_initializers
 from .normpool import KINDS as NORMPOOL_KINDS
 from .normpool import normpool_layer, set_normpool_weights
+from .packed import LAYER_KINDS as PACKED_KINDS
+from .packed import packed_layer
 from .shape_layers import keras_shape_layer, set_shape_weights
 from .tensor_ops import LAYER_KINDS as TENSOR_OP_KINDS
 from .tensor_ops import tensor_op_layer
@@ -241,6 +243,8 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return custom_keras_layer(record, keras, dtype)
     if record.kind in TENSOR_OP_KINDS:
         return tensor_op_layer(record, dtype)
+    if record.kind in PACKED_KINDS:
+        return packed_layer(record, dtype)
     raise UnsupportedFeatureError(  # pragma: no cover - every kind is handled above
         f"layer {name!r}: no Keras layer for kind {record.kind!r}"
     )

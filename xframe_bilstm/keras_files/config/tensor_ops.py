@@ -1,9 +1,10 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
-``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>Elementwise``) read back into
-records of their kinds.
+``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>Elementwise``, ``>LengthsMask``,
+``>EndMask``) read back into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
-(:mod:`xframe_bilstm.adapters.keras.tensor_ops`); a saved model holding them ports back.
+(:mod:`xframe_bilstm.adapters.keras.tensor_ops`, :mod:`xframe_bilstm.adapters.keras.packed`);
+a saved model holding them ports back.
 Only the exact pair of module and registered name this package writes is read: nothing is
 imported, and a user's class of the same name is the user's (refused, or mapped to a
 factory). Their options are checked as closely as a file from elsewhere needs: each value
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # specs reads this module's classes
     from .specs import LayerSpec, ModelSpec
 
 _MODULE = "xframe_bilstm.adapters.keras.tensor_ops"
+_PACKED_MODULE = "xframe_bilstm.adapters.keras.packed"
 # registered name (the spec's class name) -> kind
 KIND_BY_CLASS = {
     "xframe_bilstm>Reduce": "reduce",
@@ -36,7 +38,17 @@ KIND_BY_CLASS = {
     "xframe_bilstm>WeightOp": "weight_op",
     "xframe_bilstm>Elementwise": "elementwise",
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
+    "xframe_bilstm>LengthsMask": "lengths_mask",
+    "xframe_bilstm>EndMask": "end_mask",
 }
+# registered name -> the module that defines it, as a saved configuration names it
+_MODULE_BY_CLASS = {
+    **dict.fromkeys(KIND_BY_CLASS, _MODULE),
+    "xframe_bilstm>LengthsMask": _PACKED_MODULE,
+    "xframe_bilstm>EndMask": _PACKED_MODULE,
+}
+# The packed-sequence layers: no options, only the number of tensors they read.
+_INPUT_COUNTS = {"lengths_mask": 2, "end_mask": 1}
 _REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm")
 _WEIGHT_OPS = ("add", "subtract", "multiply", "divide")
 _SCALAR_OPS = (*_WEIGHT_OPS, "maximum", "minimum", "power")
@@ -54,7 +66,9 @@ def is_own_class(value: Mapping[str, Any]) -> bool:
         False
     """
     registered, class_name = value.get("registered_name"), value.get("class_name")
-    if registered not in KIND_BY_CLASS or value.get("module") not in (_MODULE, None):
+    if registered not in KIND_BY_CLASS:
+        return False
+    if value.get("module") not in (_MODULE_BY_CLASS[str(registered)], None):
         return False
     return class_name in (registered, str(registered).split(">")[1])
 
@@ -96,6 +110,8 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
     where = spec.where(layer)
     kind = KIND_BY_CLASS[layer.class_name]
     expect_count(refs, 1 if kind == "weight_op" else 0, where)
+    if kind in _INPUT_COUNTS:
+        return _packed_record(layer, kind, where)
     given = layer.config.get("options")
     if not isinstance(given, Mapping):
         raise UnsupportedFeatureError(f"{where}: no 'options' in its configuration")
@@ -119,6 +135,15 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         raise _bad(where, "shape", list(options["shape"]), f"its weight's, {list(ref.shape)}")
     value = ref.read(tuple(ref.shape), f"{where} value")
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, {"value": value})
+
+
+def _packed_record(layer: LayerSpec, kind: str, where: str) -> LayerRecord:
+    """A ``lengths_mask`` (inputs ``[x, lengths]``) or ``end_mask`` record."""
+    if len(layer.inputs) != _INPUT_COUNTS[kind]:
+        raise UnsupportedFeatureError(
+            f"{where}: reads {len(layer.inputs)} tensors; expected {_INPUT_COUNTS[kind]}"
+        )
+    return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, {})
 
 
 def _reduce(given: Mapping[str, Any], where: str) -> dict[str, Any]:

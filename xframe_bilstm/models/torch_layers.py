@@ -148,6 +148,22 @@ class Concatenate(nn.Module):
         return f"axis={self.axis}"
 
 
+class LengthsMask(nn.Module):
+    """A torch ``pack_padded_sequence`` as a mask: ``x`` passes unchanged, and the steps
+    from each row's length on are masked (right padding), as Keras masks them."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, masks: object = None) -> torch.Tensor:
+        return x
+
+    def combine_masks(
+        self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]
+    ) -> torch.Tensor:
+        """The (batch, time) mask ``t < lengths[b]``, on ``x``'s device."""
+        x, lengths = tensors
+        steps = torch.arange(x.shape[1], device=x.device)
+        return steps < lengths.to(x.device)[:, None]
+
+
 def layer_module(
     record: LayerRecord, graph: ModelGraph, build_model: Callable[[ModelGraph], nn.Module]
 ) -> nn.Module | None:
@@ -158,8 +174,10 @@ def layer_module(
         return Embedding(record.weights["embeddings"], mask_zero=bool(options["mask_zero"]))
     if record.kind == "masking":
         return Masking(float(options["mask_value"]))
-    if record.kind == "identity":
+    if record.kind in ("identity", "end_mask"):  # end_mask's mask rule ends the mask
         return nn.Identity()
+    if record.kind == "lengths_mask":
+        return LengthsMask()
     if record.kind == "recurrent":
         assert record.recurrent is not None
         return Recurrent(
@@ -226,4 +244,13 @@ def layer_module(
     return None  # inputs
 
 
-__all__ = ["Activation", "Concatenate", "Dense", "Embedding", "Masking", "Reshape", "layer_module"]
+__all__ = [
+    "Activation",
+    "Concatenate",
+    "Dense",
+    "Embedding",
+    "LengthsMask",
+    "Masking",
+    "Reshape",
+    "layer_module",
+]

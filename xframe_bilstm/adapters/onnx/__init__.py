@@ -8,7 +8,8 @@ One module per job:
 - :mod:`.builder`, :mod:`.node_export`, :mod:`.layer_export` and :mod:`.export`: canonical
   stack to ``onnx.ModelProto`` (:func:`canonical_to_onnx`), built from the weights, not traced.
 - :mod:`.graph_export` and :mod:`.masked`: a whole model (``ModelGraph``) to standard
-  operators (:func:`graph_to_onnx`), recurrent layers under Keras masks included.
+  operators (:func:`graph_to_onnx`), recurrent layers under Keras masks included; a torch
+  packed sequence's mask in :mod:`.packed_export`.
 - :mod:`.any_export`: the one entry for any graph (:func:`export_graph`): a stack's graph as
   :func:`canonical_to_onnx` exports it, any other as :func:`graph_to_onnx`.
 - :mod:`.runtime`: the newest opset onnxruntime loads, loading models, :func:`run_onnxruntime`.

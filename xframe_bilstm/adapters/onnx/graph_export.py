@@ -2,11 +2,13 @@
 operators, computing what :mod:`xframe_bilstm.reference.graph` computes.
 
 ``Embedding`` is ``Gather``; ``Dense`` is ``MatMul`` and ``Add`` and its activation;
-``Masking`` and ``Embedding(mask_zero=True)`` make a (B, T) bool mask that follows the Keras
-rules of :mod:`xframe_bilstm.graph`; recurrent layers are native ``LSTM``/``GRU``/``RNN``
-nodes (:func:`~xframe_bilstm.adapters.onnx.layer_export.export_layer`), under a mask as
+``Masking``, ``Embedding(mask_zero=True)`` and a packed sequence's lengths
+(:mod:`.packed_export`) make a (B, T) bool mask that follows the Keras rules of
+:mod:`xframe_bilstm.graph`; recurrent layers are native ``LSTM``/``GRU``/``RNN`` nodes
+(:func:`~xframe_bilstm.adapters.onnx.layer_export.export_layer`), under a mask as
 :mod:`.masked` runs them. Graph inputs and outputs are named after the model's, batch and
-time dynamic; token ids are int64. onnx is imported inside the functions.
+time dynamic; token ids are int64, lengths keep their integer dtype. onnx is imported
+inside the functions.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from .layer_export import export_layer
 from .masked import masked_recurrent
 from .normpool_export import KINDS as NORMPOOL_KINDS
 from .normpool_export import export_normpool
+from .packed_export import EMITTERS as PACKED_EMITTERS
+from .packed_export import emit_lengths_mask, lengths_input_type
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
 from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
@@ -146,7 +150,8 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         # Inputs after the first may run for other lengths (an attention's query and value).
         time = "time" if index == 0 else f"{name}_time"
         dims = ["batch", *(time if i == 0 and s is None else s for i, s in enumerate(shape))]
-        kind = onnx.TensorProto.INT64 if _reads_ids(graph, name) else float_type
+        ids = onnx.TensorProto.INT64 if _reads_ids(graph, name) else float_type
+        kind = lengths_input_type(onnx, graph, name) or ids
         inputs.append(onnx.helper.make_tensor_value_info(name, kind, dims))
     values: dict[str, str] = {name: name for name in graph.inputs}
     masks: dict[str, str | None] = dict.fromkeys(graph.inputs)
@@ -171,6 +176,9 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         elif record.kind == "where":
             pair = [values[name] for name in record.inputs]
             values[record.name], masks[record.name] = emit_where(builder, record, pair)
+        elif record.kind == "lengths_mask":
+            x, lengths = (values[name] for name in record.inputs)
+            values[record.name], masks[record.name] = emit_lengths_mask(builder, record, x, lengths)
         elif record.kind != "input":
             values[record.name], masks[record.name] = _layer(builder, record, values, masks)
     outputs = []
@@ -304,6 +312,7 @@ _EMITTERS = {
 }
 _EMITTERS.update(shape_emitters(_EMITTERS))
 _EMITTERS.update(TENSOR_OP_EMITTERS)
+_EMITTERS.update(PACKED_EMITTERS)
 
 
 def _zeroed(builder: GraphBuilder, mask: str, x: str, prefix: str) -> str:

@@ -160,6 +160,9 @@ def _graph_inputs(
     arrays = []
     for name, value in zip(graph.inputs, given):
         array = np.asarray(value)
+        if graph.holds_lengths(name):
+            arrays.append(_lengths_input(name, array))
+            continue
         if array.dtype.kind not in "iuf" or array.ndim < 2 or 0 in array.shape:
             raise WeightShapeError(
                 f"inputs ({name}): expected a non-empty array of numbers with a batch axis, "
@@ -177,10 +180,29 @@ def _graph_inputs(
     return arrays, checked
 
 
+def _lengths_input(name: str, array: np.ndarray) -> np.ndarray:
+    """A given input of lengths as int64, or an error naming what is wrong with it."""
+    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iu":
+        raise WeightShapeError(
+            f"inputs ({name}): expected the rows' lengths, one integer per row, got "
+            f"{array.dtype} array of shape {array.shape}"
+        )
+    return array.astype(np.int64)
+
+
 def _check_padding(graph: ModelGraph, arrays: list[np.ndarray], lengths: np.ndarray) -> None:
     """Refuse lengths that differ from the mask the model computes from its inputs."""
     for name, array in zip(graph.inputs, arrays):
-        readers = [r for r in graph.layers if name in r.inputs and r.makes_mask]
+        if graph.holds_lengths(name) and not np.array_equal(array, lengths):
+            raise WeightShapeError(
+                f"lengths: {lengths.tolist()} differ from the model's input {name!r}, "
+                f"{array.tolist()}; give them once, as that input"
+            )
+        readers = [
+            r
+            for r in graph.layers
+            if name in r.inputs and r.makes_mask and r.kind != "lengths_mask"
+        ]
         if not readers:
             continue  # no mask: padded steps are computed like any other
         record = readers[0]
@@ -211,7 +233,7 @@ def _padding(batch: int, steps: int) -> np.ndarray:
     return padded
 
 
-def _padded(batch: int, steps: int, lengths: Sequence[int] | None) -> np.ndarray:
+def _padded(batch: int, steps: int, lengths: Sequence[int] | np.ndarray | None) -> np.ndarray:
     """(batch, steps) booleans: the steps after each row's length, or the mixed pattern."""
     if lengths is None:
         return _padding(batch, steps)
@@ -232,7 +254,10 @@ def example_inputs(
     with 0: the first row is full, the next right-padded, the next left-padded; float
     inputs are standard normal, with the same rows' padded steps set to the ``Masking``
     value when a ``Masking`` layer reads them. With ``lengths`` (one per row, ``batch``
-    of them), every row is right-padded after its length instead.
+    of them), every row is right-padded after its length instead. An input of lengths (a
+    packed sequence's, :meth:`~xframe_bilstm.graph.ModelGraph.holds_lengths`) takes
+    ``lengths``, or else the first row full and each next two steps shorter, longest first
+    as torch's packing wants them.
 
     Example:
         >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
@@ -246,9 +271,15 @@ def example_inputs(
     for record in graph.layers:
         for name in record.inputs:
             readers.setdefault(name, []).append(record)
+    rows = None if lengths is None else np.asarray(lengths)
+    if rows is None and any(graph.holds_lengths(name) for name in graph.inputs):
+        rows = np.array([max(1, steps - 2 * row) for row in range(batch)])  # longest first
     arrays = []
     for name in graph.inputs:
         record = graph.layer(name)
+        if graph.holds_lengths(name):
+            arrays.append(np.asarray(rows, np.int64))
+            continue
         shape = tuple(steps if size is None else int(size) for size in record.options["shape"])
         consumers = readers.get(name, [])
         embedding = next((r for r in consumers if r.kind == "embedding"), None)
@@ -256,15 +287,22 @@ def example_inputs(
             vocabulary = embedding.weights["embeddings"].shape[0]
             ids = rng.integers(1, max(vocabulary, 2), size=(batch, *shape))
             if len(shape) == 1:
-                ids[_padded(batch, shape[0], lengths)] = 0
+                ids[_padded(batch, shape[0], rows)] = 0
             arrays.append(ids.astype(np.int64))
             continue
         x = rng.standard_normal((batch, *shape))
         masking = next((r for r in consumers if r.kind == "masking"), None)
         if masking is not None and len(shape) == 2:
-            x[_padded(batch, shape[0], lengths)] = masking.options["mask_value"]
+            x[_padded(batch, shape[0], rows)] = masking.options["mask_value"]
         arrays.append(x.astype(np.float32))
     return arrays
 
 
-__all__ = ["Inputs", "as_list", "example_inputs", "initial_states", "non_finite", "run_inputs"]
+__all__ = [
+    "Inputs",
+    "as_list",
+    "example_inputs",
+    "initial_states",
+    "non_finite",
+    "run_inputs",
+]

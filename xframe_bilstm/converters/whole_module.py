@@ -37,9 +37,9 @@ def whole_module_to_keras(
     if verify:
         from ..inputs import example_inputs
 
-        x = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)[0]
+        xs = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)
         # The reference runs that set the tolerance run before Keras holds the weights too.
-        noise = None if custom else measure_noise(graph, [x])
+        noise = None if custom else measure_noise(graph, xs)
     # The graph's records are this conversion's own: each layer's arrays (copies, or views
     # of the module's parameters) leave them once Keras holds its own, and what is left is
     # the structure the check reads.
@@ -50,17 +50,22 @@ def whole_module_to_keras(
 
         torch = require("torch")
         dtype = next(module.parameters()).dtype
-        tensor = torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype)
-        expected = _expected_of(module, tensor)
-        actual = list(call_keras_model(model, [x if x.dtype.kind == "i" else x.astype("float32")]))
-        _check_shapes(module, x, expected, actual)
+        integers = [x.dtype.kind == "i" for x in xs]
+        tensors = [
+            torch.as_tensor(x) if whole else torch.as_tensor(x, dtype=dtype)
+            for x, whole in zip(xs, integers)
+        ]
+        expected = _expected_of(module, tensors)
+        given = [x if whole else x.astype("float32") for x, whole in zip(xs, integers)]
+        actual = list(call_keras_model(model, given))
+        _check_shapes(module, xs[0], expected, actual)
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
         coarser = least_precise("float32", str(dtype).split(".")[-1])
         label = f"torch {type(module).__name__} vs its Keras model"
         if custom:  # no reference runs a user's class: the module's own rounding
-            check_custom_port(graph, module, [x], expected, actual, label=label, dtype=coarser)
+            check_custom_port(graph, module, xs, expected, actual, label=label, dtype=coarser)
         else:
-            check_port(graph, [x], expected, actual, label=label, dtype=coarser, noise=noise)
+            check_port(graph, xs, expected, actual, label=label, dtype=coarser, noise=noise)
     return model
 
 
@@ -84,18 +89,18 @@ def _check_shapes(
             )
 
 
-def _expected_of(module: Any, tensor: Any) -> list[np.ndarray]:
-    """``module(tensor)`` as numpy arrays, one per tensor returned (nested tuples
+def _expected_of(module: Any, tensors: list[Any]) -> list[np.ndarray]:
+    """``module(*tensors)`` as numpy arrays, one per tensor returned (nested tuples
     flattened in order), or a refusal saying why it cannot be compared."""
     from ..models.torch_forward import run_forward
 
     label = f"torch {type(module).__name__}(x)"
     try:
-        output = run_forward(module, tensor)
+        output = run_forward(module, *tensors)
     except Exception as error:  # the user's forward, on an input its first child accepts
         raise UnsupportedFeatureError(
             f"{label} raised {type(error).__name__} ({error}) on an input of shape "
-            f"{tuple(tensor.shape)}, so its Keras port cannot be checked against it"
+            f"{tuple(tensors[0].shape)}, so its Keras port cannot be checked against it"
         ) from error
     from ..adapters.torch import flatten, tensor_to_numpy
 

@@ -20,6 +20,7 @@ from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
+from .capture_packed import lengths_record, padded_with_zeros, read_packing
 from .capture_split import is_piece
 from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
 from .capture_tensors import Names, fold_held, held_tensors
@@ -144,6 +145,10 @@ def read_captured(
     input_name = names("input")
     records = [LayerRecord(input_name, "input", "InputLayer", options=dict(input_options))]
     tensors.names[user[0]] = input_name
+    lengths = set(user[1:])  # forward(x, lengths): the lengths, and their moves
+    for node in lengths:
+        records.append(lengths_record(names("lengths")))
+        tensors.names[node] = records[-1].name
     weights = set(placeholders) - set(user)
     zeros = zero_tensors(graph)  # initial states of zeros, read as none
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
@@ -187,6 +192,15 @@ def read_captured(
             continue
         if not isinstance(value, (torch.Tensor, tuple, list)):
             continue  # arithmetic on sizes, as x.size(0) makes
+        try:
+            packing = read_packing(node, tensors, names, lengths)
+        except Unsupported as error:
+            found.append((str(error), node))
+            tensors.names[node] = tensors.names.get(node.args[0], input_name)
+            continue
+        if packing is not None:  # pack_padded_sequence and pad_packed_sequence
+            records.extend(packing)
+            continue
         if fold_held(node, tensors, others.get(node.name)):  # self.embedding.weight.t()
             continue
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
@@ -218,13 +232,14 @@ def read_captured(
     outputs = _outputs(results, tensors, found, user[0])
     if found:
         raise refusal(module, found)
-    return ModelGraph(
+    graph = ModelGraph(
         name,
         tuple(records),
-        inputs=(input_name,),
+        inputs=(input_name, *(tensors.names[node] for node in user[1:])),
         outputs=outputs,
         source=f"torch {type(module).__name__}",
     )
+    return padded_with_zeros(graph) if len(user) > 1 else graph
 
 
 def _loops(module: Any, exported: Any, second: Any) -> dict[Any, CellLoop | str]:

@@ -53,6 +53,7 @@ from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from .capture_attention import is_attention_module
 from .capture_fx import EXPORT, FX, fx_module, reason
+from .capture_packed import example_lengths, packing_captured, takes_lengths
 from .capture_walk import LeafTest, ReadChild, read_captured
 
 _log = logging.getLogger(__name__)
@@ -155,6 +156,15 @@ def fixed_axes(input_options: Mapping[str, Any]) -> dict[str, Any]:
     return {**input_options, "shape": tuple(shape)}
 
 
+def example_arguments(module: Any, input_options: Mapping[str, Any], which: int) -> tuple[Any, ...]:
+    """The arguments of ``forward`` in capture ``which``: the example input, then, where
+    ``forward`` takes them, the rows' lengths (:mod:`.capture_packed`)."""
+    example = example_input(module, input_options, which)
+    if not takes_lengths(module):
+        return (example,)
+    return example, example_lengths(_BATCHES[which], _LENGTHS[which])
+
+
 def example_input(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
     """The seeded example input of capture ``which`` (0 or 1)."""
     torch = require("torch")
@@ -192,7 +202,7 @@ def first_called(module: Any, input_options: Mapping[str, Any], children: list[A
     hooks = [child.register_forward_pre_hook(called) for child in children]
     try:
         with evaluating(module), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-            module(example_input(module, input_options, 0))
+            module(*example_arguments(module, input_options, 0))
     except _Called as call:
         return call.child
     except Exception:  # forward fails on this input before calling any of them
@@ -212,7 +222,7 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
     torch = require("torch")
     from ..adapters.torch import evaluating
 
-    example = example_input(module, input_options, which)
+    arguments = example_arguments(module, input_options, which)
     # A refused data-dependent guard is logged, and printed with the partial graph, and an
     # operation failing on fake tensors is logged with its traceback: the error says both,
     # and torch.fx (or another guess of the input) may read the module yet.
@@ -227,8 +237,8 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
         with evaluating(module), torch.no_grad(), warnings.catch_warnings():
             # nn.LSTM reassigns its flat weights as it runs: torch.export warns, harmlessly.
             warnings.filterwarnings("ignore", "The tensor attributes", UserWarning)
-            with contextlib.redirect_stderr(printed):
-                return torch.export.export(module, (example,))
+            with contextlib.redirect_stderr(printed), packing_captured(module):
+                return torch.export.export(module, arguments)
     except Exception as error:  # whatever the user's forward raises when captured
         partial = getattr(error, "partial_fx_graph", None)
         if partial is not None:

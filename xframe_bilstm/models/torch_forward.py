@@ -87,8 +87,8 @@ it calls sum(dim=1) after 'gru'. ...
         )
 
 
-def run_forward(module: Any, inputs: Any) -> Any:
-    """``module(inputs)`` in inference mode without gradients; its modes are put back.
+def run_forward(module: Any, *inputs: Any) -> Any:
+    """``module(*inputs)`` in inference mode without gradients; its modes are put back.
 
     An ``nn.Sequential`` has each recurrent child pass on its output sequence (see the
     module rules); any other module runs exactly as its own ``forward`` says.
@@ -97,7 +97,7 @@ def run_forward(module: Any, inputs: Any) -> Any:
     from ..adapters.torch import evaluating
 
     with evaluating(module), torch.no_grad(), sequences_passed_on(module):
-        return module(inputs)
+        return module(*inputs)
 
 
 @contextlib.contextmanager

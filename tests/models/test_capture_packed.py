@@ -1,0 +1,235 @@
+"""torch modules whose ``forward(x, lengths)`` packs its padded rows: ``pack_padded_sequence``
+read as a mask from the lengths, ``pad_packed_sequence`` as its end. Expected values are
+``module(x, lengths)``, run by torch on right-padded rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+
+from xframe_bilstm import (  # noqa: E402
+    UnsupportedFeatureError,
+    WeightShapeError,
+    compare,
+    keras_to_torch,
+    to_onnx,
+    torch_to_keras,
+)
+from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+nn = torch.nn
+IDS = np.random.default_rng(0).integers(1, 30, size=(4, 9))
+LENGTHS = np.array([9, 4, 7, 1])  # unsorted: packed with enforce_sorted=False
+
+
+class Tagger(nn.Module):
+    """Embedding → packed 2-layer BiLSTM → padded → Linear per step, plus the last layer's
+    backward h (the tutorials' tagger, ``from torch.nn.utils.rnn import ...``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embedding = nn.Embedding(30, 6)
+        self.lstm = nn.LSTM(6, 5, num_layers=2, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(10, 3)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        packed = pack_padded_sequence(
+            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        output, (h, _) = self.lstm(packed)
+        output, _ = pad_packed_sequence(output, batch_first=True, total_length=ids.size(1))
+        return self.out(output), h[-1]
+
+
+class TimeMajorClassifier(nn.Module):
+    """Features transposed time-major, packed time-major (``nn.utils.rnn.`` spelled out)
+    into a GRU, its last h classified: rows sorted longest first, as packing wants."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.gru = nn.GRU(3, 4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(x.transpose(0, 1), lengths)
+        _, h = self.gru(packed)
+        return self.fc(h[-1])
+
+
+class TwoPacked(nn.Module):
+    """A packed LSTM's output, still packed, into a second LSTM; then attention over the
+    padded result, which must not see the mask (torch's does not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.first = nn.LSTM(3, 4, batch_first=True)
+        self.second = nn.LSTM(4, 4, batch_first=True)
+        self.attention = nn.MultiheadAttention(4, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        output, _ = pad_packed_sequence(self.second(self.first(packed)[0])[0], batch_first=True)
+        return self.attention(output, output, output, need_weights=False)[0]
+
+
+def _expected(module: nn.Module, x: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    with torch.no_grad():
+        result = module(torch.as_tensor(x), torch.as_tensor(lengths))
+    return [t.numpy() for t in (result if isinstance(result, tuple) else (result,))]
+
+
+def _check(model, module: nn.Module, x: np.ndarray, lengths: np.ndarray) -> None:
+    got = model([x, lengths])
+    got = got if isinstance(got, (list, tuple)) else [got]
+    for mine, theirs in zip(got, _expected(module, x, lengths), strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=2e-5)
+
+
+def test_a_packed_tagger_ports_with_its_lengths_as_second_input(tmp_path: Path) -> None:
+    module = Tagger().eval()
+    graph = graph_from_torch(module)
+    assert graph.inputs == ("input", "lengths")
+    kinds = [record.kind for record in graph.layers]
+    assert kinds.index("lengths_mask") < kinds.index("recurrent") < kinds.index("end_mask")
+    model = torch_to_keras(module)  # verified against module(ids, lengths)
+    _check(model, module, IDS, LENGTHS)
+    # padded steps: the Linear of zeros, as pad_packed_sequence fills them
+    y = np.asarray(model([IDS, LENGTHS])[0])
+    np.testing.assert_allclose(y[3, 1:], np.broadcast_to(module.out.bias.detach(), (8, 3)))
+    # and back: the saved Keras port reads back, ports to torch and compares
+    path = tmp_path / "tagger.keras"
+    model.save(path)
+    back = keras_to_torch(path)
+    with torch.no_grad():
+        ported = back(torch.as_tensor(IDS), torch.as_tensor(LENGTHS))
+    for mine, theirs in zip(ported, _expected(module, IDS, LENGTHS), strict=True):
+        np.testing.assert_allclose(mine.numpy(), theirs, rtol=0, atol=2e-5)
+
+
+def test_compare_runs_every_framework_on_padded_rows() -> None:
+    report = compare(Tagger().eval(), frameworks=["torch", "keras", "onnxruntime"], steps=8)
+    assert report, report.lines()
+
+
+def test_compare_takes_the_lengths_as_an_input() -> None:
+    report = compare(Tagger().eval(), inputs=[IDS, LENGTHS], frameworks=["torch", "keras"])
+    assert report, report.lines()
+    with pytest.raises(WeightShapeError, match=r"inputs \(lengths\): expected the rows' lengths"):
+        compare(Tagger().eval(), inputs=[IDS, LENGTHS.astype(float)], frameworks=["torch"])
+
+
+def test_time_major_packing_of_sorted_rows() -> None:
+    module = TimeMajorClassifier().eval()
+    model = torch_to_keras(module)
+    x = np.random.default_rng(1).standard_normal((3, 6, 3)).astype("float32")
+    _check(model, module, x, np.array([6, 3, 2]))
+
+
+def test_a_packed_output_packed_on_and_attention_after_the_padding(tmp_path: Path) -> None:
+    module = TwoPacked().eval()
+    model = torch_to_keras(module)
+    x = np.random.default_rng(2).standard_normal((3, 5, 3)).astype("float32")
+    _check(model, module, x, np.array([5, 2, 4]))
+    model = to_onnx(module, tmp_path / "two.onnx")  # checked against the module on onnxruntime
+    assert [i.name for i in model.graph.input] == ["input", "lengths"]
+    assert (tmp_path / "two.onnx").exists()
+
+
+class ReadsData(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths, batch_first=True)
+        return self.lstm(packed)[0].data
+
+
+class MaskedMean(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths, batch_first=True)
+        output, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True)
+        return output.sum(1) / lengths[:, None]
+
+
+class PaddedWithOnes(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths, batch_first=True)
+        return pad_packed_sequence(self.lstm(packed)[0], batch_first=True, padding_value=1.0)[0]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (ReadsData, "reads a packed sequence's 'data'"),
+        (MaskedMean, r"computes with the lengths \(aten\.\w+\); only pack_padded_sequence"),
+        (PaddedWithOnes, "pads a packed sequence with 1.0; the port's padded steps are 0"),
+    ],
+)
+def test_other_uses_of_packing_are_refused_by_name(make, message: str) -> None:
+    with pytest.raises(UnsupportedFeatureError, match=message):
+        torch_to_keras(make().eval())
+
+
+class TacotronEncoder(nn.Module):
+    """torchaudio 2.11's ``torchaudio.models.tacotron2._Encoder``, as the package defines it
+    (its ``_get_conv1d_layer`` is a plain ``nn.Conv1d``): (B, C, T) through three
+    Conv1d/BatchNorm1d/ReLU blocks, transposed, packed into a BiLSTM and padded back."""
+
+    def __init__(self, dim: int = 16, convolutions: int = 3, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.convolutions = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv1d(dim, dim, kernel_size, stride=1, padding=(kernel_size - 1) // 2),
+                nn.BatchNorm1d(dim),
+            )
+            for _ in range(convolutions)
+        )
+        self.lstm = nn.LSTM(dim, dim // 2, 1, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor, input_lengths: torch.Tensor) -> torch.Tensor:
+        for conv in self.convolutions:
+            x = torch.nn.functional.dropout(torch.nn.functional.relu(conv(x)), 0.5, self.training)
+        x = x.transpose(1, 2)
+        input_lengths = input_lengths.cpu()
+        x = nn.utils.rnn.pack_padded_sequence(x, input_lengths, batch_first=True)
+        outputs, _ = self.lstm(x)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)
+        return outputs
+
+
+def test_tacotron2s_encoder_trained_ports_whole() -> None:
+    torch.manual_seed(3)
+    module = TacotronEncoder()
+    x, lengths = torch.randn(4, 16, 11), torch.tensor([11, 9, 6, 2])
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.01)
+    for _ in range(5):  # a few steps: trained weights and running statistics
+        optimizer.zero_grad()
+        module(x, lengths).square().mean().backward()
+        optimizer.step()
+    module.eval()
+    model = torch_to_keras(module)  # the input guessed from the first Conv1d: (16, T)
+    given = np.random.default_rng(3).standard_normal((3, 16, 14)).astype("float32")
+    report = compare(module, against=model, inputs=[given, np.array([14, 10, 3])])
+    assert report, "\n".join(report.lines())
+    assert any("@against" in line for line in report.lines())

@@ -1,0 +1,243 @@
+"""torch's packed sequences in a captured ``forward(x, lengths)``.
+
+``torch.export`` cannot capture ``pack_padded_sequence``: a packed sequence's batch sizes
+come from the lengths' values, which a capture does not know. So while ``forward`` is
+captured, ``pack_padded_sequence`` and ``pad_packed_sequence`` are replaced by stand-ins,
+where ``forward`` finds them (``torch.nn.utils.rnn`` and the globals of every module's
+``forward``):
+
+- ``pack_padded_sequence(x, lengths)`` marks ``x`` with an operation of this package,
+  ``xframe_bilstm::packed(x, lengths)``, which returns ``x``; the walker reads it as a
+  ``lengths_mask`` record (``x`` masked after each row's length, as packing leaves those
+  steps out);
+- a recurrent module given the packed sequence runs on the marked tensor (the records read
+  its weights, not the numbers), and returns its output packed in turn;
+- ``pad_packed_sequence`` marks the output with ``xframe_bilstm::padded``, read as an
+  ``end_mask`` record: the recurrent layer gives zeros on padded steps, as padding does,
+  and nothing after it sees the mask.
+
+The lengths are the second input of ``forward``; only packing may read them (moving them
+to the CPU or to int64 computes nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+from .._imports import require
+from ..graph import LayerRecord, ModelGraph
+from .capture_tensors import Names, Tensors, Unsupported, op_name
+
+PACKED = "xframe_bilstm.packed"
+PADDED = "xframe_bilstm.padded"
+# What reads the lengths without computing: dtype and device moves.
+LENGTHS_MOVES = ("to", "_to_copy", "clone", "contiguous", "detach", "alias", "lift_fresh_copy")
+
+
+def takes_lengths(module: Any) -> bool:
+    """Whether ``module.forward`` takes two inputs, the second the per-row lengths.
+
+    Example:
+        >>> import torch
+        >>> class Tagger(torch.nn.Module):
+        ...     def forward(self, x, lengths): return x
+        >>> takes_lengths(Tagger()), takes_lengths(torch.nn.Linear(2, 2))
+        (True, False)
+    """
+    required = [
+        parameter
+        for parameter in inspect.signature(module.forward).parameters.values()
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+        and parameter.default is parameter.empty
+    ]
+    return len(required) == 2
+
+
+def example_lengths(batch: int, steps: int) -> Any:
+    """Lengths of right-padded rows, longest first (as ``enforce_sorted`` wants): the first
+    row full, each next two steps shorter, down to 1."""
+    torch = require("torch")
+    return torch.tensor([max(1, steps - 2 * row) for row in range(batch)], dtype=torch.int64)
+
+
+def lengths_record(name: str) -> LayerRecord:
+    """The graph's input of the rows' lengths, one integer per row."""
+    return LayerRecord(name, "input", "InputLayer", options={"shape": (), "dtype": "int64"})
+
+
+def read_packing(
+    node: Any, tensors: Tensors, names: Names, lengths: set[Any]
+) -> list[LayerRecord] | None:
+    """The records of a node that takes the lengths (``lengths``: the input and its moves,
+    to which a move is added): a ``lengths_mask`` or ``end_mask`` record, or none for a
+    move; None where it takes no lengths.
+
+    Raises:
+        Unsupported: it computes with the lengths, or pads with another value than 0.
+    """
+    if not any(arg in lengths for arg in node.all_input_nodes):
+        return None
+    op = op_name(node)
+    if op.split(".")[-1] in LENGTHS_MOVES and len(node.all_input_nodes) == 1:
+        lengths.add(node)
+        tensors.names[node] = tensors.name(node.all_input_nodes[0])
+        return []
+    x = node.args[0]
+    if op.startswith(PACKED) and node.args[1] in lengths:
+        reads = (tensors.name(x), tensors.name(node.args[1]))
+        record = LayerRecord(names(node.name), "lengths_mask", "LengthsMask", reads)
+    elif op.startswith(PADDED) and node.args[1] in lengths:
+        if float(node.args[2]) != 0.0:
+            raise Unsupported(
+                f"pads a packed sequence with {node.args[2]}; the port's padded steps are 0"
+            )
+        record = LayerRecord(names(node.name), "end_mask", "EndMask", (tensors.name(x),))
+    else:
+        raise Unsupported(f"computes with the lengths ({op}); only pack_padded_sequence may")
+    tensors.names[node] = record.name
+    return [record]
+
+
+def padded_with_zeros(graph: ModelGraph) -> ModelGraph:
+    """``graph`` with its recurrent layers over packed steps giving zeros on padded steps,
+    as ``pad_packed_sequence`` fills them (a ``Bidirectional`` layer always does)."""
+    layers = []
+    for record in graph.layers:
+        layer = record.recurrent
+        if (
+            layer is not None
+            and layer.direction != "bidirectional"
+            and graph.masked(record.inputs[0])
+        ):
+            layer = dataclasses.replace(layer, zero_masked_outputs=True)
+            record = dataclasses.replace(record, recurrent=layer)
+        layers.append(record)
+    return dataclasses.replace(graph, layers=tuple(layers))
+
+
+@functools.cache
+def _operations() -> tuple[Any, Any]:
+    """The two marking operations, registered once with torch."""
+    torch = require("torch")
+
+    packed = torch.library.custom_op(
+        "xframe_bilstm::packed",
+        lambda x, lengths: x.clone(),
+        mutates_args=(),
+        schema="(Tensor x, Tensor lengths) -> Tensor",
+    )
+    padded = torch.library.custom_op(
+        "xframe_bilstm::padded",
+        lambda x, lengths, padding_value: x.clone(),
+        mutates_args=(),
+        schema="(Tensor x, Tensor lengths, float padding_value) -> Tensor",
+    )
+    packed.register_fake(lambda x, lengths: torch.empty_like(x))
+    padded.register_fake(lambda x, lengths, padding_value: torch.empty_like(x))
+    return packed, padded
+
+
+class _Packed:
+    """A packed sequence during a capture: the padded tensor, its layout and lengths."""
+
+    def __init__(self, tensor: Any, lengths: Any, batch_first: bool) -> None:
+        self.tensor, self.lengths, self.batch_first = tensor, lengths, batch_first
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"forward reads a packed sequence's {name!r}; only a recurrent module and "
+            "pad_packed_sequence are read from a packed sequence"
+        )
+
+    def laid_out(self, batch_first: bool) -> Any:
+        """The tensor, batch first or time first."""
+        same = self.batch_first == batch_first
+        return self.tensor if same else self.tensor.transpose(0, 1)
+
+
+def _pack(input: Any, lengths: Any, batch_first: bool = False, enforce_sorted: bool = True) -> Any:
+    packed, _ = _operations()
+    return _Packed(packed(input, lengths), lengths, batch_first)
+
+
+def _pad(
+    sequence: Any,
+    batch_first: bool = False,
+    padding_value: float = 0.0,
+    total_length: int | None = None,
+) -> tuple[Any, Any]:
+    if not isinstance(sequence, _Packed):
+        raise TypeError(f"pad_packed_sequence of a {type(sequence).__name__}, not packed")
+    tensor = sequence.laid_out(batch_first)
+    steps = tensor.shape[1 if batch_first else 0]
+    if total_length is not None and total_length != steps:
+        raise ValueError(
+            f"pad_packed_sequence pads to total_length={total_length}, not the input's "
+            f"{steps} steps; a port pads to its input's steps (total_length=x.size(1))"
+        )
+    _, padded = _operations()
+    return padded(tensor, sequence.lengths, float(padding_value)), sequence.lengths
+
+
+@contextlib.contextmanager
+def packing_captured(module: Any) -> Iterator[None]:
+    """Within: ``module.forward`` packs with the stand-ins, and its recurrent modules take
+    and return the stand-in packed sequences."""
+    torch = require("torch")
+    utils = torch.nn.utils.rnn
+    stand_ins = {utils.pack_padded_sequence: _pack, utils.pad_packed_sequence: _pad}
+    namespaces = [vars(utils)] + [type(child).forward.__globals__ for child in module.modules()]
+    saved = [
+        (namespace, key, value)
+        for namespace in {id(n): n for n in namespaces}.values()
+        for key, value in list(namespace.items())
+        if callable(value) and any(value is original for original in stand_ins)
+    ]
+    hooks = []
+    for child in module.modules():
+        if isinstance(child, torch.nn.RNNBase):
+            hooks += [
+                child.register_forward_pre_hook(_unpack),
+                child.register_forward_hook(_repack),
+            ]
+    try:
+        for namespace, key, value in saved:
+            namespace[key] = stand_ins[value]
+        yield
+    finally:
+        for namespace, key, value in saved:
+            namespace[key] = value
+        for hook in hooks:
+            hook.remove()
+
+
+def _unpack(child: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    given = args[0] if args else None
+    child.__dict__.setdefault("_packed_calls", []).append(given)
+    if isinstance(given, _Packed):
+        return (given.laid_out(child.batch_first), *args[1:])
+    return None
+
+
+def _repack(child: Any, args: tuple[Any, ...], output: Any) -> Any:
+    given = child.__dict__["_packed_calls"].pop()
+    if not child.__dict__["_packed_calls"]:
+        del child.__dict__["_packed_calls"]
+    if isinstance(given, _Packed):
+        return (_Packed(output[0], given.lengths, child.batch_first), *output[1:])
+    return None
+
+
+__all__ = [
+    "example_lengths",
+    "lengths_record",
+    "packing_captured",
+    "padded_with_zeros",
+    "read_packing",
+    "takes_lengths",
+]

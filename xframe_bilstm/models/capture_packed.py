@@ -214,12 +214,14 @@ def packing_captured(module: Any) -> Iterator[None]:
             namespace[key] = value
         for hook in hooks:
             hook.remove()
+        for child in module.modules():  # a capture that failed inside a call leaves its own
+            child.__dict__.pop("_packed_calls", None)
 
 
 def _unpack(child: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    given = args[0] if args else None
+    given = args[0] if args and isinstance(args[0], _Packed) else None
     child.__dict__.setdefault("_packed_calls", []).append(given)
-    if isinstance(given, _Packed):
+    if given is not None:
         return (given.laid_out(child.batch_first), *args[1:])
     return None
 
@@ -228,7 +230,7 @@ def _repack(child: Any, args: tuple[Any, ...], output: Any) -> Any:
     given = child.__dict__["_packed_calls"].pop()
     if not child.__dict__["_packed_calls"]:
         del child.__dict__["_packed_calls"]
-    if isinstance(given, _Packed):
+    if given is not None:
         return (_Packed(output[0], given.lengths, child.batch_first), *output[1:])
     return None
 

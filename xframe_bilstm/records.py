@@ -76,6 +76,9 @@ MASK_RULES = {
     # in torch sees the padding.
     "lengths_mask": "make",
     "end_mask": "drop",
+    # A tensor the module holds, given the batch axis of its input (a learned initial
+    # state, query or class token): no steps of the input, no mask.
+    "broadcast": "drop",
 }
 # Attention layers: (query, value) or (query, value, key), each runner hands them to its own
 # module for them.
@@ -217,6 +220,10 @@ class LayerRecord:
       ``x``, masked where ``t >= lengths[b]`` (right padding).
     - ``end_mask`` (read from a torch ``pad_packed_sequence``): no options; the output is
       its input, with no mask.
+    - ``broadcast`` (read from a torch ``forward``: ``self.h0.expand(-1, B, -1)``,
+      ``self.cls.expand(B, -1, -1)``): ``shape`` (the value's); weight ``value``; the
+      output is ``value`` repeated over the batch of its one input, (batch, *shape), whose
+      values are not read.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

@@ -105,6 +105,9 @@ def run_model_reference(
             y = np.where(out_mask[..., None], x, 0).astype(dtype)
         elif record.kind in ("identity", "end_mask"):
             y = x
+        elif record.kind == "broadcast":
+            value = record.weights["value"].astype(dtype)
+            y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()
         elif record.kind == "lengths_mask":
             y = x
             out_mask = mask_from_lengths(values[record.inputs[1]], *x.shape[:2])

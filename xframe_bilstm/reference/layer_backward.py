@@ -45,6 +45,7 @@ BACKWARD_KINDS = (
     "identity",
     "lengths_mask",
     "end_mask",
+    "broadcast",
     "dense",
     "activation",
     "flatten",
@@ -281,6 +282,10 @@ def layer_step(
         return x, kept, lambda g: ([g], {})
     if kind == "end_mask":
         return x, None, lambda g: ([g], {})
+    if kind == "broadcast":  # its input gives only the batch size
+        value = record.weights["value"].astype(dtype)
+        y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()
+        return y, None, lambda g: ([None], {"value": g.sum(axis=0)})
     if kind == "lengths_mask":  # the lengths are integers: no gradient
         made = mask_from_lengths(tensors[1], *x.shape[:2])
         return x, made, lambda g: ([g, None], {})

@@ -1,12 +1,13 @@
 """The tensor operations of a captured ``forward`` rebuilt in Keras 3.
 
 No Keras layer sums over time, slices one step, adds a constant or a tensor it holds,
-multiplies two batches of matrices, divides two tensors or writes a constant where a
-comparison holds, so these are small layers of this package, registered as
-``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``, ``>MatMul``, ``>Divide``,
-``>WeightOp``, ``>Elementwise`` and ``>Where``: a saved model that holds them loads where
-this package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops` (and
-:mod:`xframe_bilstm.reference.where`) computes.
+multiplies two batches of matrices, divides two tensors, writes a constant where a
+comparison holds or repeats a tensor it holds over the batch, so these are small layers of
+this package, registered as ``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
+``>MatMul``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise`` and
+``>Where``: a saved model that holds them loads where this package is imported. Each
+computes what :mod:`xframe_bilstm.reference.tensor_ops` (and
+:mod:`xframe_bilstm.reference.where`, :mod:`xframe_bilstm.reference.graph`) computes.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from ...graph import LayerRecord
 from ...reference.tensor_ops import KINDS, scalar_op, slice_index
 from ...reference.where import COMPARISONS, evaluate, expression
 
-# The kinds these layers compute: the reference's tensor operations, products and masks.
-LAYER_KINDS = (*KINDS, "matmul", "where")
+# The kinds these layers compute: the reference's tensor operations, products, masks and
+# held tensors given the batch axis.
+LAYER_KINDS = (*KINDS, "matmul", "where", "broadcast")
 
 
 @functools.cache
@@ -89,6 +91,25 @@ def tensor_op_classes() -> dict[str, Any]:
         def call(self, x: Any) -> Any:
             value = keras.ops.cast(self.value, x.dtype)
             return scalar_op(str(self.options["op"]), x, value, bool(self.options["reverse"]))
+
+    @register
+    class BatchBroadcast(_OptionsLayer):
+        """A weight of its own, of ``shape``, repeated over the batch of its input (a torch
+        ``self.h0.expand(-1, B, -1)``: a learned initial state or class token). Only the
+        input's batch size is read, so token ids serve as well as floats; no mask follows."""
+
+        def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
+            super().__init__(options, **kwargs)
+            shape = tuple(int(size) for size in options["shape"])
+            self.value = self.add_weight(shape=shape, initializer="zeros", name="value")
+
+        def call(self, x: Any) -> Any:
+            value = keras.ops.expand_dims(keras.ops.cast(self.value, self.compute_dtype), 0)
+            batch = keras.ops.shape(x)[0]
+            return keras.ops.broadcast_to(value, (batch, *self.value.shape))
+
+        def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
+            return None  # defined, so that a masked input drops its mask without a warning
 
     @register
     class Elementwise(_OptionsLayer):
@@ -159,13 +180,14 @@ def tensor_op_classes() -> dict[str, Any]:
         "where": Where,
         "divide": Divide,
         "weight_op": WeightOp,
+        "broadcast": BatchBroadcast,
         "elementwise": Elementwise,
     }
 
 
 def tensor_op_layer(record: LayerRecord, dtype: str) -> Any:
-    """The Keras layer of a ``reduce``, ``slice``, ``scalar_op``, ``matmul`` or ``where``
-    record.
+    """The Keras layer of a record of one of :data:`LAYER_KINDS`, not yet holding its
+    weight (``weight_op``, ``broadcast``: set once built).
 
     Example:
         >>> import numpy as np

@@ -1,6 +1,6 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
-``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>Elementwise``, ``>LengthsMask``,
-``>EndMask``) read back into records of their kinds.
+``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
+``>LengthsMask``, ``>EndMask``) read back into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`, :mod:`xframe_bilstm.adapters.keras.packed`);
@@ -36,6 +36,7 @@ KIND_BY_CLASS = {
     "xframe_bilstm>MatMul": "matmul",
     "xframe_bilstm>Where": "where",
     "xframe_bilstm>WeightOp": "weight_op",
+    "xframe_bilstm>BatchBroadcast": "broadcast",
     "xframe_bilstm>Elementwise": "elementwise",
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
     "xframe_bilstm>LengthsMask": "lengths_mask",
@@ -47,8 +48,12 @@ _MODULE_BY_CLASS = {
     "xframe_bilstm>LengthsMask": _PACKED_MODULE,
     "xframe_bilstm>EndMask": _PACKED_MODULE,
 }
-# The packed-sequence layers: no options, only the number of tensors they read.
-_INPUT_COUNTS = {"lengths_mask": 2, "end_mask": 1}
+# The number of tensors a layer reads, where a configuration could say otherwise.
+_INPUT_COUNTS = {"lengths_mask": 2, "end_mask": 1, "broadcast": 1}
+# The packed-sequence layers have no options.
+_NO_OPTIONS = ("lengths_mask", "end_mask")
+# The layers holding one weight, ``value``, of their ``shape`` option.
+_HOLDING = ("weight_op", "broadcast")
 _REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm")
 _WEIGHT_OPS = ("add", "subtract", "multiply", "divide")
 _SCALAR_OPS = (*_WEIGHT_OPS, "maximum", "minimum", "power")
@@ -109,9 +114,13 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
     """
     where = spec.where(layer)
     kind = KIND_BY_CLASS[layer.class_name]
-    expect_count(refs, 1 if kind == "weight_op" else 0, where)
-    if kind in _INPUT_COUNTS:
-        return _packed_record(layer, kind, where)
+    expect_count(refs, 1 if kind in _HOLDING else 0, where)
+    if kind in _INPUT_COUNTS and len(layer.inputs) != _INPUT_COUNTS[kind]:
+        raise UnsupportedFeatureError(
+            f"{where}: reads {len(layer.inputs)} tensors; expected {_INPUT_COUNTS[kind]}"
+        )
+    if kind in _NO_OPTIONS:
+        return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, {})
     given = layer.config.get("options")
     if not isinstance(given, Mapping):
         raise UnsupportedFeatureError(f"{where}: no 'options' in its configuration")
@@ -122,28 +131,20 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         "matmul": _matmul,
         "where": _where,
         "weight_op": _weight_op,
+        "broadcast": lambda given, where: {"shape": _shape(given, where)},
         "elementwise": lambda given, where: {
             "function": _choice(given, "function", tuple(ELEMENTWISE), where)
         },
     }
     reader = readers[kind]
     options = reader(given, where)
-    if kind != "weight_op":
+    if kind not in _HOLDING:
         return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
     (ref,) = refs
     if tuple(ref.shape) != options["shape"]:
         raise _bad(where, "shape", list(options["shape"]), f"its weight's, {list(ref.shape)}")
     value = ref.read(tuple(ref.shape), f"{where} value")
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options, {"value": value})
-
-
-def _packed_record(layer: LayerSpec, kind: str, where: str) -> LayerRecord:
-    """A ``lengths_mask`` (inputs ``[x, lengths]``) or ``end_mask`` record."""
-    if len(layer.inputs) != _INPUT_COUNTS[kind]:
-        raise UnsupportedFeatureError(
-            f"{where}: reads {len(layer.inputs)} tensors; expected {_INPUT_COUNTS[kind]}"
-        )
-    return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, {})
 
 
 def _reduce(given: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -186,16 +187,21 @@ def _scalar_op(given: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _weight_op(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    return {
+        "op": _choice(given, "op", _WEIGHT_OPS, where),
+        "reverse": _flag(given, "reverse", where),
+        "shape": _shape(given, where),
+    }
+
+
+def _shape(given: Mapping[str, Any], where: str) -> tuple[int, ...]:
+    """The shape of a held weight: sizes of at least 1 (none for a scalar)."""
     shape = given.get("shape")
     if not isinstance(shape, (list, tuple)) or not all(
         isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in shape
     ):
-        raise _bad(where, "shape", shape)
-    return {
-        "op": _choice(given, "op", _WEIGHT_OPS, where),
-        "reverse": _flag(given, "reverse", where),
-        "shape": tuple(shape),
-    }
+        raise _bad(where, "shape", shape, "a list of sizes of at least 1")
+    return tuple(shape)
 
 
 def _matmul(given: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -142,7 +142,9 @@ def graph_to_keras(
         restore = _lend_weights(record, layer)
         try:
             if record.kind == "recurrent" and len(inputs) > 1:
-                made = layer(inputs[0], initial_state=inputs[1:])
+                # Keras hands a layer its input's mask only when the layer reads one tensor.
+                mask = getattr(inputs[0], "_keras_mask", None)
+                made = layer(inputs[0], initial_state=inputs[1:], mask=mask)
             else:
                 made = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
         finally:
@@ -288,7 +290,7 @@ def _set_weights(record: LayerRecord, layer: Any) -> None:
         from .custom import set_custom_weights
 
         set_custom_weights(record, layer)
-    elif record.kind == "weight_op":
+    elif record.kind in ("weight_op", "broadcast"):
         layer.set_weights([record.weights["value"]])
 
 

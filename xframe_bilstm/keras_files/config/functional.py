@@ -73,6 +73,20 @@ def _node_inputs(entry: Mapping[str, Any], name: str, source: str) -> tuple[list
     return inputs, []
 
 
+def _states_without_mask(entry: Mapping[str, Any], inputs: list[Ref]) -> bool:
+    """Whether a Keras 3 recurrent layer is called with initial states and no ``mask=``:
+    Keras 3 hands a layer its input's mask only when the call reads one tensor, so this
+    layer runs over every step, masked or not (Keras 2 passes the mask on)."""
+    nodes = entry.get("inbound_nodes") or []
+    return (
+        kind_of(str(entry.get("class_name"))) == "recurrent"
+        and len(inputs) > 1
+        and bool(nodes)
+        and isinstance(nodes[0], Mapping)
+        and nodes[0].get("kwargs", {}).get("mask") is None
+    )
+
+
 def _returns_states(entry: Mapping[str, Any]) -> bool:
     """Whether a recurrent layer's entry has ``return_state=True`` (and one merged output)."""
     config = entry.get("config", {})
@@ -168,6 +182,8 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
             if kind_of(class_name) in ATTENTION_KINDS:
                 node = entry["inbound_nodes"][0]
                 call = attention_call(node, name, class_name, source)[1]
+            elif _states_without_mask(entry, wiring[name]):
+                call = {"unmasked": True}
             layers.append(
                 LayerSpec(
                     name,

@@ -6,6 +6,7 @@ Recurrent layers are read by :mod:`.recurrent`; every other supported layer here
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,22 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
         source=spec.source,
     )
     check_stacked_masks(spec, graph)
-    return graph
+    return _unmasked_calls(spec, graph)
+
+
+def _unmasked_calls(spec: ModelSpec, graph: ModelGraph) -> ModelGraph:
+    """``graph`` with the mask ended before each recurrent layer Keras 3 runs unmasked
+    (called with initial states and no ``mask=``, :mod:`.functional`), where it reads a
+    masked tensor: an ``end_mask`` record, so every runner computes what Keras did."""
+    unmasked = {layer.name for layer in spec.layers if layer.call.get("unmasked")}
+    records: list[LayerRecord] = []
+    for record in graph.layers:
+        if record.name in unmasked and graph.masked(record.inputs[0]):
+            name = f"{record.name}_unmasked"
+            records.append(LayerRecord(name, "end_mask", "EndMask", record.inputs[:1]))
+            record = replace(record, inputs=(name, *record.inputs[1:]))
+        records.append(record)
+    return replace(graph, layers=tuple(records))
 
 
 def _check_sequential_states(records: list[LayerRecord], spec: ModelSpec) -> None:

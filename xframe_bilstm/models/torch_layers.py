@@ -135,13 +135,19 @@ class Concatenate(nn.Module):
         if all(mask is None for mask in masks):
             return None
         rank = tensors[0].dim()
-        if rank != 3 or self.axis not in (-1, 2):
+        if rank != 3 or self.axis not in (-1, 2, 1, -2):
             raise UnsupportedFeatureError(
                 f"Concatenate(axis={self.axis}) of masked rank-{rank} tensors; only "
-                "masked sequences joined along their features are supported"
+                "masked sequences joined along their features or their steps are supported"
             )
         from .torch_shape_layers import combine_masks
 
+        if self.axis in (1, -2):  # the steps follow one another: so do their masks
+            full = [
+                torch.ones(t.shape[:2], dtype=torch.bool, device=t.device) if m is None else m
+                for t, m in zip(tensors, masks)
+            ]
+            return torch.cat([m.bool() for m in full], dim=1)
         return combine_masks(tensors, masks, self.mask_combine)
 
     def extra_repr(self) -> str:
@@ -164,6 +170,21 @@ class LengthsMask(nn.Module):
         return steps < lengths.to(x.device)[:, None]
 
 
+class BatchBroadcast(nn.Module):
+    """A tensor the module holds, repeated over the batch of its input (a learned initial
+    state or class token); only the input's batch size is read, so token ids do too."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = nn.Parameter(value)  # named as weight_op's, read back as ``value``
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value.expand(x.shape[0], *self.value.shape)
+
+    def extra_repr(self) -> str:
+        return f"value={tuple(self.value.shape)}"
+
+
 def layer_module(
     record: LayerRecord, graph: ModelGraph, build_model: Callable[[ModelGraph], nn.Module]
 ) -> nn.Module | None:
@@ -178,6 +199,8 @@ def layer_module(
         return nn.Identity()
     if record.kind == "lengths_mask":
         return LengthsMask()
+    if record.kind == "broadcast":
+        return BatchBroadcast(_tensor(record.weights["value"]))
     if record.kind == "recurrent":
         assert record.recurrent is not None
         return Recurrent(
@@ -246,6 +269,7 @@ def layer_module(
 
 __all__ = [
     "Activation",
+    "BatchBroadcast",
     "Concatenate",
     "Dense",
     "Embedding",

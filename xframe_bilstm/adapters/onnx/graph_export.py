@@ -24,6 +24,8 @@ from ...mask_traps import mask_traps
 from .activation_export import COMPOSITE_ACTIVATIONS, composite_activation
 from .attention_export import KINDS as ATTENTION_KINDS
 from .attention_export import emit_attention
+from .broadcast_export import EMITTERS as BROADCAST_EMITTERS
+from .broadcast_export import broadcast_rank
 from .builder import GraphBuilder
 from .convolution_export import conv_node, pad_or_crop_node
 from .export import FLOAT_TYPES
@@ -223,6 +225,8 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
             rank = tensor_op_rank(record, ranks)
         elif record.kind == "where":
             rank = where_rank(record, ranks)
+        elif record.kind == "broadcast":
+            rank = broadcast_rank(record)
         ranks.update(dict.fromkeys(record.outputs[1:], 2))  # final states (B, H)
         ranks[record.name] = rank
     return ranks
@@ -313,6 +317,7 @@ _EMITTERS = {
 _EMITTERS.update(shape_emitters(_EMITTERS))
 _EMITTERS.update(TENSOR_OP_EMITTERS)
 _EMITTERS.update(PACKED_EMITTERS)
+_EMITTERS.update(BROADCAST_EMITTERS)
 
 
 def _zeroed(builder: GraphBuilder, mask: str, x: str, prefix: str) -> str:

@@ -106,7 +106,7 @@ def run_model_reference(
         elif record.kind in ("identity", "end_mask"):
             y = x
         elif record.kind == "broadcast":
-            value = record.weights["value"].astype(dtype)
+            value: np.ndarray = record.weights["value"].astype(dtype)
             y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()
         elif record.kind == "lengths_mask":
             y = x
@@ -140,7 +140,8 @@ def run_model_reference(
             tensors = [values[name] for name in record.inputs]
             y = np.concatenate(tensors, axis=int(options["axis"]))
             in_masks = [masks[name] for name in record.inputs]
-            out_mask = combine_masks(tensors, in_masks, str(options["mask_combine"]))
+            how, axis = str(options["mask_combine"]), int(options["axis"])
+            out_mask = combine_masks(tensors, in_masks, how, axis)
         elif record.kind == "conv":
             y = conv_reference(options, record.weights, x, dtype, record.name)
             y = activate(str(options["activation"]), y)

@@ -229,7 +229,7 @@ def _moved(record: LayerRecord, x: np.ndarray, y: np.ndarray) -> Vjp:
 def _concatenate(record: LayerRecord, tensors: Sequence[np.ndarray], masks: Sequence[Mask]) -> Step:
     axis = int(record.options["axis"])
     y = np.concatenate(tensors, axis=axis)
-    mask = combine_masks(tensors, masks, str(record.options["mask_combine"]))
+    mask = combine_masks(tensors, masks, str(record.options["mask_combine"]), axis)
     bounds = np.cumsum([t.shape[axis] for t in tensors])[:-1]
 
     def vjp(g: np.ndarray) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
@@ -283,7 +283,7 @@ def layer_step(
     if kind == "end_mask":
         return x, None, lambda g: ([g], {})
     if kind == "broadcast":  # its input gives only the batch size
-        value = record.weights["value"].astype(dtype)
+        value: np.ndarray = record.weights["value"].astype(dtype)
         y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()
         return y, None, lambda g: ([None], {"value": g.sum(axis=0)})
     if kind == "lengths_mask":  # the lengths are integers: no gradient

@@ -10,6 +10,7 @@ masked; Keras 2 merges ignore masks in their values.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +22,11 @@ Mask = np.ndarray | None
 GraphRunner = Callable[..., tuple[np.ndarray, ...]]  # (graph, inputs, *, dtype) -> outputs
 
 
-def combine_masks(tensors: Sequence[np.ndarray], masks: Sequence[Mask], how: str) -> Mask:
-    """The mask of a layer joining ``tensors``: a step kept where any/all inputs keep it.
+def combine_masks(
+    tensors: Sequence[np.ndarray], masks: Sequence[Mask], how: str, axis: int | None = None
+) -> Mask:
+    """The mask of a layer joining ``tensors``: a step kept where any/all inputs keep it;
+    for sequences concatenated over time (``axis`` 1), their masks one after another.
 
     An input without a mask keeps every step; no input with a mask gives no mask.
 
@@ -33,10 +37,17 @@ def combine_masks(tensors: Sequence[np.ndarray], masks: Sequence[Mask], how: str
     """
     if all(mask is None for mask in masks):
         return None
-    full = np.stack(
-        [np.ones(t.shape[:2], bool) if m is None else m for t, m in zip(tensors, masks)]
-    )
+    steps = [np.ones(t.shape[:2], bool) if m is None else m for t, m in zip(tensors, masks)]
+    if joined_over_time(tensors, axis):  # the steps follow one another: so do their masks
+        return np.concatenate(steps, axis=1)
+    full = np.stack(steps)
     return np.asarray(full.any(axis=0) if how == "any" else full.all(axis=0))
+
+
+def joined_over_time(tensors: Sequence[Any], axis: int | None) -> bool:
+    """Whether a concatenation along ``axis`` joins sequences (B, T, F) over their steps."""
+    rank = len(tensors[0].shape)
+    return axis is not None and rank == 3 and axis in (1, -2)
 
 
 def _same_rank(tensors: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -91,10 +91,10 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
         for n in node.all_input_nodes
         if not tensors.holds(n) and isinstance(n.meta.get("val"), torch.Tensor)
     ]
-    if not operands:  # self.h0.expand(-1, x.size(0), -1)
+    if not operands:  # not read as a broadcast (.capture_broadcast): the batch axis is elsewhere
         raise Unsupported(
-            f"applies {op} to a tensor the module holds, giving it a batch axis (a learned "
-            "initial state), which no Keras layer computes"
+            f"applies {op} to a tensor the module holds, giving it a batch axis that is not "
+            "its first or second axis in both captures"
         )
     if op in RESHAPES:
         _check_reshape(node, tensors)

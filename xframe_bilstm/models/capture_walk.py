@@ -16,6 +16,7 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
+from .capture_broadcast import broadcast_held
 from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
@@ -192,16 +193,18 @@ def read_captured(
             continue
         if not isinstance(value, (torch.Tensor, tuple, list)):
             continue  # arithmetic on sizes, as x.size(0) makes
-        try:
-            packing = read_packing(node, tensors, names, lengths)
+        if fold_held(node, tensors, others.get(node.name)):  # self.embedding.weight.t()
+            continue
+        try:  # packing, and held tensors given the batch axis (self.h0.expand(-1, B, -1))
+            held = broadcast_held(node, tensors, names, input_name)
+            made = [held] if held else read_packing(node, tensors, names, lengths)
         except Unsupported as error:
             found.append((str(error), node))
             tensors.names[node] = tensors.names.get(node.args[0], input_name)
             continue
-        if packing is not None:  # pack_padded_sequence and pad_packed_sequence
-            records.extend(packing)
-            continue
-        if fold_held(node, tensors, others.get(node.name)):  # self.embedding.weight.t()
+        if made is not None:
+            records.extend(made)
+            tensors.names.update({node: made[-1].name} if made else {})
             continue
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name

@@ -256,8 +256,9 @@ def example_inputs(
     value when a ``Masking`` layer reads them. With ``lengths`` (one per row, ``batch``
     of them), every row is right-padded after its length instead. An input of lengths (a
     packed sequence's, :meth:`~xframe_bilstm.graph.ModelGraph.holds_lengths`) takes
-    ``lengths``, or else the first row full and each next two steps shorter, longest first
-    as torch's packing wants them.
+    ``lengths``, or else the first row full and the others two steps apart, shortest next:
+    longest first where the model packs them as given with ``enforce_sorted=True`` (input
+    option ``descending``).
 
     Example:
         >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
@@ -272,8 +273,11 @@ def example_inputs(
         for name in record.inputs:
             readers.setdefault(name, []).append(record)
     rows = None if lengths is None else np.asarray(lengths)
-    if rows is None and any(graph.holds_lengths(name) for name in graph.inputs):
+    held = [graph.layer(name) for name in graph.inputs if graph.holds_lengths(name)]
+    if rows is None and held:
         rows = np.array([max(1, steps - 2 * row) for row in range(batch)])  # longest first
+        if not any(record.options.get("descending") for record in held):
+            rows = np.concatenate([rows[:1], rows[1:][::-1]])  # the full row, then shortest
     arrays = []
     for name in graph.inputs:
         record = graph.layer(name)

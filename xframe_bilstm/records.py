@@ -115,7 +115,8 @@ class LayerRecord:
 
     - ``input``: ``shape`` (without the batch axis, None for any size), ``dtype``,
       optionally ``lengths`` (True: right-padded by the per-row lengths a run is given and
-      masked by them, as a stack's input is).
+      masked by them, as a stack's input is) and ``descending`` (True on an input of
+      lengths that must come longest first, as torch's ``enforce_sorted=True`` packs them).
     - ``embedding``: ``mask_zero``; weights ``embeddings`` (vocabulary, features).
     - ``masking``: ``mask_value``.
     - ``identity``: none, or ``rate`` for a dropout read from torch, kept so that a

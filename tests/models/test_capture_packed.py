@@ -233,3 +233,92 @@ def test_tacotron2s_encoder_trained_ports_whole() -> None:
     report = compare(module, against=model, inputs=[given, np.array([14, 10, 3])])
     assert report, "\n".join(report.lines())
     assert any("@against" in line for line in report.lines())
+
+
+class SortedByHand(nn.Module):
+    """Rows sorted by their lengths before packing and put back after, as code written
+    before ``enforce_sorted=False`` does: output and states both put back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.embedding = nn.Embedding(30, 6)
+        self.lstm = nn.LSTM(6, 5, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(10, 3)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        lengths, order = lengths.sort(0, descending=True)
+        packed = pack_padded_sequence(self.embedding(ids[order]), lengths.cpu(), batch_first=True)
+        output, (h, _) = self.lstm(packed)
+        output, _ = pad_packed_sequence(output, batch_first=True, total_length=ids.size(1))
+        _, back = order.sort(0)
+        return self.out(output)[back], torch.cat([h[-2], h[-1]], dim=1)[back]
+
+
+class ArgsortedTimeMajor(nn.Module):
+    """``argsort`` and ``index_select``, packed time-major; the final h put back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.gru = nn.GRU(3, 4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        order = torch.argsort(lengths, descending=True)
+        steps = x.index_select(0, order).transpose(0, 1)
+        _, h = self.gru(pack_padded_sequence(steps, lengths[order].cpu()))
+        return self.fc(h[-1][order.argsort()])
+
+
+def test_rows_sorted_and_put_back_in_forward_compute_nothing() -> None:
+    for module in (SortedByHand().eval(), ArgsortedTimeMajor().eval()):
+        graph = graph_from_torch(module)
+        assert not graph.layer("lengths").options.get("descending")  # drawn in any order
+        model = torch_to_keras(module)  # checked on rows not sorted by their lengths
+        x = IDS if isinstance(module, SortedByHand) else IDS[..., None] * np.ones(3, "float32")
+        _check(model, module, x.astype(IDS.dtype if x is IDS else "float32"), LENGTHS)
+
+
+def test_lengths_packed_as_given_with_enforce_sorted_are_drawn_longest_first() -> None:
+    from xframe_bilstm.inputs import example_inputs
+
+    graph = graph_from_torch(TimeMajorClassifier().eval())
+    assert graph.layer("lengths").options["descending"]
+    lengths = example_inputs(graph, batch=4, steps=7)[1]
+    assert lengths.tolist() == sorted(lengths.tolist(), reverse=True)
+    unsorted = example_inputs(graph_from_torch(Tagger().eval()), batch=4, steps=7)[1]
+    assert unsorted[0] == 7 and unsorted.tolist() != sorted(unsorted.tolist(), reverse=True)
+
+
+class NotPutBack(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths, order = lengths.sort(descending=True)
+        return self.gru(pack_padded_sequence(x[order], lengths, batch_first=True))[1][-1]
+
+
+class Mixed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths, order = lengths.sort(descending=True)
+        packed = pack_padded_sequence(x[order], lengths, batch_first=True)
+        return self.gru(packed)[1][-1] + x[:, 0, :1]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (NotPutBack, "returns rows in the order sorting by the lengths gave them"),
+        (Mixed, "to rows sorted by their lengths and rows in input order"),
+    ],
+)
+def test_rows_left_sorted_are_refused_by_name(make, message: str) -> None:
+    with pytest.raises(UnsupportedFeatureError, match=message):
+        torch_to_keras(make().eval())

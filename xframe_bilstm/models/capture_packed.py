@@ -31,6 +31,7 @@ from typing import Any
 
 from .._imports import require
 from ..graph import LayerRecord, ModelGraph
+from .capture_rows import RowOrders
 from .capture_tensors import Names, Tensors, Unsupported, op_name
 
 PACKED = "xframe_bilstm.packed"
@@ -65,9 +66,30 @@ def example_lengths(batch: int, steps: int) -> Any:
     return torch.tensor([max(1, steps - 2 * row) for row in range(batch)], dtype=torch.int64)
 
 
-def lengths_record(name: str) -> LayerRecord:
-    """The graph's input of the rows' lengths, one integer per row."""
-    return LayerRecord(name, "input", "InputLayer", options={"shape": (), "dtype": "int64"})
+def read_lengths(
+    graph: Any, user: list[Any], rows: RowOrders, tensors: Tensors, names: Names
+) -> list[LayerRecord]:
+    """The input record of the lengths, where ``forward`` takes them (``user``: its inputs'
+    nodes), naming them and the lengths it sorts itself (``rows``)."""
+    if len(user) < 2:
+        return []
+    record = _lengths_record(names("lengths"), graph, rows.lengths)
+    tensors.names.update(dict.fromkeys([user[1], *rows.lengths], record.name))
+    return [record]
+
+
+def _lengths_record(name: str, graph: Any, sorted_here: set[Any]) -> LayerRecord:
+    """The graph's input of the rows' lengths, one integer per row; ``descending`` where
+    ``forward`` packs them as given with ``enforce_sorted=True``, so the rows must come
+    longest first (``sorted_here``: the lengths ``forward`` sorts itself)."""
+    options: dict[str, Any] = {"shape": (), "dtype": "int64"}
+    for node in graph.nodes:
+        if node.op == "call_function" and op_name(node).startswith(PACKED) and node.args[2]:
+            given = node.args[1]
+            while op_name(given).split(".")[-1] in LENGTHS_MOVES:  # lengths.cpu()
+                given = given.args[0]
+            options["descending"] = options.get("descending", False) or given not in sorted_here
+    return LayerRecord(name, "input", "InputLayer", options=options)
 
 
 def read_packing(
@@ -127,9 +149,9 @@ def _operations() -> tuple[Any, Any]:
 
     packed = torch.library.custom_op(
         "xframe_bilstm::packed",
-        lambda x, lengths: x.clone(),
+        lambda x, lengths, enforce_sorted: x.clone(),
         mutates_args=(),
-        schema="(Tensor x, Tensor lengths) -> Tensor",
+        schema="(Tensor x, Tensor lengths, bool enforce_sorted) -> Tensor",
     )
     padded = torch.library.custom_op(
         "xframe_bilstm::padded",
@@ -137,7 +159,7 @@ def _operations() -> tuple[Any, Any]:
         mutates_args=(),
         schema="(Tensor x, Tensor lengths, float padding_value) -> Tensor",
     )
-    packed.register_fake(lambda x, lengths: torch.empty_like(x))
+    packed.register_fake(lambda x, lengths, enforce_sorted: torch.empty_like(x))
     padded.register_fake(lambda x, lengths, padding_value: torch.empty_like(x))
     return packed, padded
 
@@ -162,7 +184,7 @@ class _Packed:
 
 def _pack(input: Any, lengths: Any, batch_first: bool = False, enforce_sorted: bool = True) -> Any:
     packed, _ = _operations()
-    return _Packed(packed(input, lengths), lengths, batch_first)
+    return _Packed(packed(input, lengths, bool(enforce_sorted)), lengths, batch_first)
 
 
 def _pad(
@@ -237,7 +259,6 @@ def _repack(child: Any, args: tuple[Any, ...], output: Any) -> Any:
 
 __all__ = [
     "example_lengths",
-    "lengths_record",
     "packing_captured",
     "padded_with_zeros",
     "read_packing",

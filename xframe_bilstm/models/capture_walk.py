@@ -21,7 +21,8 @@ from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
-from .capture_packed import lengths_record, padded_with_zeros, read_packing
+from .capture_packed import padded_with_zeros, read_lengths, read_packing
+from .capture_rows import row_orders
 from .capture_split import is_piece
 from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
 from .capture_tensors import Names, fold_held, held_tensors
@@ -146,19 +147,23 @@ def read_captured(
     input_name = names("input")
     records = [LayerRecord(input_name, "input", "InputLayer", options=dict(input_options))]
     tensors.names[user[0]] = input_name
-    lengths = set(user[1:])  # forward(x, lengths): the lengths, and their moves
-    for node in lengths:
-        records.append(lengths_record(names("lengths")))
-        tensors.names[node] = records[-1].name
+    rows = row_orders(graph, user, batches[0])  # rows sorted by their lengths, and back
+    records += read_lengths(graph, user, rows, tensors, names)  # forward(x, lengths)
+    lengths = {*user[1:], *rows.lengths}  # the lengths, sorted, and their moves
+    found = list(rows.found)
     weights = set(placeholders) - set(user)
     zeros = zero_tensors(graph)  # initial states of zeros, read as none
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
-    live, read, found = live_nodes(graph), set(), []
+    live, read = live_nodes(graph), set()
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
     others = {node.name: node for node in second.graph.nodes} if second is not None else {}
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names or node in zeros:
             continue  # (named already: a state h_n[k], read with its recurrent call)
+        if node in rows.ignored or node in rows.aliases:  # sorting rows computes nothing
+            if node in rows.aliases:
+                tensors.names[node] = tensors.names.get(rows.aliases[node], input_name)
+            continue
         if node in groups:
             key, path = groups[node]
             if key in read:

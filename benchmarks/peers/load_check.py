@@ -17,7 +17,7 @@ import torch  # before TensorFlow
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from benchmarks.peers.models import example_input, load, torch_outputs  # noqa: E402
+from benchmarks.peers.models import example_input, keras_inputs, load, torch_outputs  # noqa: E402
 from benchmarks.peers.ours import first_line  # noqa: E402
 
 
@@ -29,13 +29,13 @@ def try_load(name: str, path: Path, folder: Path) -> str:
         model = keras.models.load_model(path)
     except Exception as error:  # the row says what a Keras 3 user would read
         return f"refused: {first_line(error)}"
-    x = example_input(name)
+    inputs = example_input(name)
     try:
-        got = model(x, training=False)
+        got = model(keras_inputs(inputs), training=False)
     except Exception as error:
         return f"loads, but does not run: {first_line(error)}"
     got_list = list(got) if isinstance(got, (list, tuple)) else [got]
-    expected = torch_outputs(load(name, folder), x)
+    expected = torch_outputs(load(name, folder), inputs)
     largest = max(float(np.abs(np.asarray(g) - e).max()) for g, e in zip(got_list, expected))
     return f"loads; error {largest:.2g} against module(x)"
 

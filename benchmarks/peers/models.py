@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 VOCAB = 60
 TAGS = 9
@@ -238,6 +239,73 @@ class TiedLM(nn.Module):
         return self.lstm(self.embedding(ids))[0] @ self.embedding.weight.t()
 
 
+class TacotronEncoder(nn.Module):
+    """torchaudio 2.11's ``torchaudio.models.tacotron2._Encoder`` as the package defines it
+    (its ``_get_conv1d_layer`` is a plain ``nn.Conv1d``): (B, C, T) through three
+    Conv1d/BatchNorm1d/ReLU blocks, transposed, packed into a BiLSTM and padded back."""
+
+    def __init__(self, dim: int = 32, convolutions: int = 3, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.convolutions = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv1d(dim, dim, kernel_size, stride=1, padding=(kernel_size - 1) // 2),
+                nn.BatchNorm1d(dim),
+            )
+            for _ in range(convolutions)
+        )
+        self.lstm = nn.LSTM(dim, dim // 2, 1, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor, input_lengths: torch.Tensor) -> torch.Tensor:
+        for conv in self.convolutions:
+            x = F.dropout(F.relu(conv(x)), 0.5, self.training)
+        x = x.transpose(1, 2)
+        input_lengths = input_lengths.cpu()
+        x = nn.utils.rnn.pack_padded_sequence(x, input_lengths, batch_first=True)
+        outputs, _ = self.lstm(x)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)
+        return outputs
+
+
+class PackedTagger(nn.Module):
+    """The tagger reading its rows' lengths: Embedding → packed 2-layer BiLSTM (rows in any
+    order) → padded back to the input's length → Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 32)
+        self.lstm = nn.LSTM(32, 48, num_layers=2, bidirectional=True, batch_first=True)
+        self.fc = nn.Linear(96, TAGS)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(
+            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, _ = pad_packed_sequence(
+            self.lstm(packed)[0], batch_first=True, total_length=ids.size(1)
+        )
+        return self.fc(out)
+
+
+class LearnedStates(nn.Module):
+    """The language classifier starting its BiLSTM from learned initial states:
+    ``nn.Parameter``s stacked (directions, 1, H) as torch takes them, expanded over the
+    batch. Its outputs are summed over time, so the first steps, where the states weigh
+    most, reach the classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 24)
+        self.lstm = nn.LSTM(24, 32, bidirectional=True, batch_first=True)
+        self.h0 = nn.Parameter(torch.zeros(2, 1, 32))
+        self.c0 = nn.Parameter(torch.zeros(2, 1, 32))
+        self.classifier = nn.Linear(64, 5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        states = (self.h0.expand(-1, ids.size(0), -1), self.c0.expand(-1, ids.size(0), -1))
+        out, _ = self.lstm(self.embedding(ids), states)
+        return self.classifier(out.sum(dim=1))
+
+
 @dataclass(frozen=True)
 class Spec:
     """One model: its class, what it reads, and the input shape ``torch_to_keras`` needs."""
@@ -248,6 +316,7 @@ class Spec:
     input_shape: tuple[int | None, ...] | None = None  # for torch_to_keras, where needed
     time_axis: int = 1  # the input's axis of time
     stride: int = 1  # input steps per output step on that axis
+    lengths: bool = False  # forward(x, lengths): the rows' lengths a second input
 
 
 SPECS: dict[str, Spec] = {
@@ -267,6 +336,11 @@ SPECS: dict[str, Spec] = {
     "autoencoder": Spec(Autoencoder, "float", (BATCH, STEPS, 20), input_shape=(None, 20)),
     "transformer_hybrid": Spec(TransformerHybrid, "ids", (BATCH, STEPS)),
     "tied_lm": Spec(TiedLM, "ids", (BATCH, STEPS)),
+    "tacotron_encoder": Spec(
+        TacotronEncoder, "float", (BATCH, 32, STEPS), time_axis=2, lengths=True
+    ),
+    "packed_tagger": Spec(PackedTagger, "ids", (BATCH, STEPS), lengths=True),
+    "learned_states": Spec(LearnedStates, "ids", (BATCH, STEPS)),
 }
 
 
@@ -281,28 +355,42 @@ def input_shape_of(name: str, longer: bool = False) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def example_input(name: str, seed: int = 1, longer: bool = False) -> np.ndarray:
-    """The evaluation input of model ``name``: ids (rows padded with 0 at the end, for the
-    diacritizer's mask) or standard normal floats; ``longer`` adds steps."""
+def example_input(name: str, seed: int = 1, longer: bool = False) -> tuple[np.ndarray, ...]:
+    """The evaluation inputs of model ``name``: ids or standard normal floats, then, for a
+    model reading them, the rows' lengths (one row full, the others shorter, longest first);
+    ``longer`` adds steps. Ids and the rows of a model reading lengths are padded with 0 at
+    the end (ids at lengths even where the model does not read them, for the diacritizer's
+    mask)."""
+    spec = SPECS[name]
     shape = input_shape_of(name, longer)
     rng = np.random.default_rng(seed)
-    if SPECS[name].kind == "float":
-        return rng.standard_normal(shape).astype(np.float32)
-    ids = rng.integers(1, VOCAB, shape)
-    for row, length in enumerate(np.linspace(shape[1], shape[1] // 2, shape[0])):
-        ids[row, int(length) :] = 0
-    return ids.astype(np.int64)
+    if spec.kind == "float":
+        x = rng.standard_normal(shape).astype(np.float32)
+    else:
+        x = rng.integers(1, VOCAB, shape).astype(np.int64)
+    steps = shape[spec.time_axis]
+    lengths = np.linspace(steps, steps // 2, shape[0]).astype(np.int64)
+    if spec.kind == "ids" or spec.lengths:
+        along = [-1 if axis == spec.time_axis else 1 for axis in range(len(shape))]
+        padded = np.arange(steps).reshape(along) >= lengths.reshape([-1] + [1] * (len(shape) - 1))
+        x[np.broadcast_to(padded, shape)] = 0
+    return (x, lengths) if spec.lengths else (x,)
+
+
+def keras_inputs(inputs: tuple[np.ndarray, ...]) -> np.ndarray | list[np.ndarray]:
+    """The inputs as a Keras model with that many inputs is called: one bare, more listed."""
+    return list(inputs) if len(inputs) > 1 else inputs[0]
 
 
 def torch_outputs(
-    module: nn.Module, x: np.ndarray, dtype: torch.dtype = torch.float32
+    module: nn.Module, inputs: tuple[np.ndarray, ...], dtype: torch.dtype = torch.float32
 ) -> list[np.ndarray]:
-    """``module(x)`` in ``dtype`` (ids stay integers), one array per tensor returned."""
-    tensor = torch.from_numpy(x)
-    if tensor.is_floating_point():
-        tensor = tensor.to(dtype)
+    """``module(*inputs)`` in ``dtype`` (ids and lengths stay integers), one array per tensor
+    returned."""
+    tensors = [torch.from_numpy(a) for a in inputs]
+    tensors = [t.to(dtype) if t.is_floating_point() else t for t in tensors]
     with torch.no_grad():
-        output = module.to(dtype)(tensor)
+        output = module.to(dtype)(*tensors)
     module.float()
     outputs = output if isinstance(output, tuple) else (output,)
     return [o.numpy() for o in outputs]
@@ -333,11 +421,11 @@ def train(name: str, steps: int = 200, seed: int = 0) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for step in range(steps):
-        x = torch.from_numpy(example_input(name, seed=1000 + step))
+        x, *lengths = (torch.from_numpy(a) for a in example_input(name, seed=1000 + step))
         if spec.kind == "float":
             x = x + 0.5 * torch.randn(x.shape, generator=generator)  # not the evaluation data
         optimizer.zero_grad()
-        loss = _loss(name, model(x), generator)
+        loss = _loss(name, model(x, *lengths), generator)
         loss.backward()
         optimizer.step()
     return model.eval()

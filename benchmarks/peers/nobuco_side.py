@@ -5,7 +5,8 @@ environment (Keras 2, TensorFlow 2.15).
 
 For each model: nobuco's conversion with batch and time left free (``input_shapes``, as a
 user converting a sequence model asks), or, where that fails, at the evaluation input's
-fixed shape; inputs and outputs in torch's layout (``ChannelOrder.PYTORCH``). Recorded:
+fixed shape; inputs and outputs in torch's layout (``ChannelOrder.PYTORCH``); a model
+packing its rows is given ``args=[x, lengths]``, the lengths' batch free too. Recorded:
 nobuco's own check (its per-operation validation against torch with its fixed 1e-4
 tolerance: the whole model's error, the largest of any operation and the operations it
 flags), the Keras model's largest error against ``module(x)`` on the evaluation input and
@@ -30,19 +31,28 @@ import torch  # before TensorFlow
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from benchmarks.peers.models import SPECS, Warmup, example_input, load, torch_outputs  # noqa: E402
+from benchmarks.peers.models import (  # noqa: E402
+    SPECS,
+    Warmup,
+    example_input,
+    keras_inputs,
+    load,
+    torch_outputs,
+)
 from benchmarks.peers.ours import first_line, where  # noqa: E402
 
 
-def free_shape(name: str) -> tuple[int | None, ...]:
-    """The input shape with batch and time free."""
+def free_shapes(name: str) -> list[tuple[int | None, ...]]:
+    """The inputs' shapes with batch and time free: the input's, then the lengths'."""
     shape: list[int | None] = list(SPECS[name].shape)
     shape[0] = None
     shape[SPECS[name].time_axis] = None
-    return tuple(shape)
+    return [tuple(shape), (None,)] if SPECS[name].lengths else [tuple(shape)]
 
 
-def nobuco_convert(module: torch.nn.Module, x: np.ndarray, shape: Any) -> tuple[Any, Any, Any]:
+def nobuco_convert(
+    module: torch.nn.Module, inputs: tuple[np.ndarray, ...], shapes: Any
+) -> tuple[Any, Any, Any]:
     """nobuco's Keras model and its own validation: (model, root result, every result)."""
     import nobuco
     from nobuco import convert as nobuco_convert_module
@@ -56,14 +66,14 @@ def nobuco_convert(module: torch.nn.Module, x: np.ndarray, shape: Any) -> tuple[
         return results
 
     nobuco_convert_module.collect_validation_results = keep
-    tensor = torch.from_numpy(x)
+    tensors = [torch.from_numpy(a) for a in inputs]
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
             model = nobuco.pytorch_to_keras(
                 module,
-                args=[tensor],
-                input_shapes={tensor: shape} if shape is not None else None,
+                args=tensors,
+                input_shapes=dict(zip(tensors, shapes)) if shapes is not None else None,
                 inputs_channel_order=nobuco.ChannelOrder.PYTORCH,
                 outputs_channel_order=nobuco.ChannelOrder.PYTORCH,
             )
@@ -71,6 +81,10 @@ def nobuco_convert(module: torch.nn.Module, x: np.ndarray, shape: Any) -> tuple[
         _, _, unimplemented = printed.getvalue().partition("Unimplemented nodes:")
         if unimplemented:
             raise RuntimeError(f"{error}: {unimplemented_ops(unimplemented)}") from error
+        failed = re.search(r"Conversion exception on node '(\w+)': (.*)", printed.getvalue())
+        if failed:  # a converter that failed first, printed, then what nobuco raised
+            node, message = failed.groups()
+            raise RuntimeError(f"{node} converter: {message}; then {first_line(error)}") from error
         raise
     finally:
         nobuco_convert_module.collect_validation_results = collect
@@ -99,14 +113,15 @@ def own_check(root: Any, results: dict[Any, Any]) -> dict[str, Any]:
     }
 
 
-def keras_error(model: Any, module: torch.nn.Module, x: np.ndarray) -> float | str:
-    """The Keras model's largest error against ``module(x)``, or why it cannot run ``x``."""
+def keras_error(model: Any, module: torch.nn.Module, inputs: tuple[np.ndarray, ...]) -> float | str:
+    """The Keras model's largest error against ``module(*inputs)``, or why it cannot run
+    them."""
     try:
-        got = model(x, training=False)
+        got = model(keras_inputs(inputs), training=False)
     except Exception as error:  # a fixed-shape model given another length
         return first_line(error)
     got_list = list(got) if isinstance(got, (list, tuple)) else [got]
-    expected = torch_outputs(module, x)
+    expected = torch_outputs(module, inputs)
     if len(got_list) != len(expected):
         return f"{len(got_list)} outputs, torch {len(expected)}"
     return max(float(np.abs(np.asarray(g) - e).max()) for g, e in zip(got_list, expected))
@@ -114,17 +129,17 @@ def keras_error(model: Any, module: torch.nn.Module, x: np.ndarray) -> float | s
 
 def convert(name: str, folder: Path) -> dict[str, Any]:
     module = load(name, folder)
-    x = example_input(name)
+    inputs = example_input(name)
     result: dict[str, Any] = {}
     start = time.perf_counter()
     try:
-        model, root, results = nobuco_convert(module, x, free_shape(name))
+        model, root, results = nobuco_convert(module, inputs, free_shapes(name))
         result["shapes"] = "free"
     except Exception as error:
         result["free_shapes_error"] = first_line(error)
         start = time.perf_counter()
         try:
-            model, root, results = nobuco_convert(module, x, None)
+            model, root, results = nobuco_convert(module, inputs, None)
             result["shapes"] = "fixed"
         except Exception as error:
             return {
@@ -135,7 +150,7 @@ def convert(name: str, folder: Path) -> dict[str, Any]:
             }
     result.update(status="ported", seconds=time.perf_counter() - start)
     result["own_check"] = own_check(root, results)
-    result["error"] = keras_error(model, module, x)
+    result["error"] = keras_error(model, module, inputs)
     result["error_longer"] = keras_error(model, module, example_input(name, longer=True))
     result["outputs"] = len(model.outputs)
     for suffix in (".keras", ".h5"):
@@ -154,7 +169,7 @@ def main() -> None:
 
     folder = Path(sys.argv[1])
     torch.set_num_threads(1)
-    nobuco_convert(Warmup().eval(), np.zeros((2, 3, 4), np.float32), None)
+    nobuco_convert(Warmup().eval(), (np.zeros((2, 3, 4), np.float32),), None)
     results: dict[str, Any] = {name: convert(name, folder) for name in SPECS}
     from importlib.metadata import version
 

@@ -2,7 +2,8 @@
 
     python benchmarks/peers/ours.py FOLDER   # writes FOLDER/ours.json
 
-For each model: the port's largest error against ``module(x)`` on the evaluation input,
+For each model: the port's largest error against ``module(x)`` (``module(x, lengths)`` for a
+model packing its rows, the port called with ``[x, lengths]``) on the evaluation input,
 the tolerance the library derives for that input (``derived_tolerance``, the bound every
 converter's check and ``compare`` use), the conversion time, and how many outputs the port
 returns (the encoder's final states among them). A refusal or failure is recorded with its
@@ -33,23 +34,27 @@ def first_line(error: BaseException) -> str:
 
 
 def where(error: BaseException) -> str:
-    """The innermost frame of the exception's traceback, as ``file:line``."""
+    """The innermost frame of the exception's traceback, as ``file:line``, the file named from
+    its package (``xframe_bilstm/...``, or an installed one's: ``torch/nn/...``)."""
     frames = traceback.extract_tb(error.__traceback__)
     if not frames:
         return ""
-    path = Path(frames[-1].filename)
-    inside = (
-        path.parts[path.parts.index("xframe_bilstm") :] if "xframe_bilstm" in path.parts else []
-    )
-    return f"{'/'.join(inside) or path.name}:{frames[-1].lineno}"
+    parts = Path(frames[-1].filename).parts
+    if "site-packages" in parts:
+        parts = parts[parts.index("site-packages") + 1 :]
+    elif "xframe_bilstm" in parts:
+        parts = parts[parts.index("xframe_bilstm") :]
+    else:
+        parts = parts[-1:]
+    return f"{'/'.join(parts)}:{frames[-1].lineno}"
 
 
-def port_error(model: Any, module: torch.nn.Module, x: np.ndarray) -> float:
-    """The Keras port's largest error against ``module(x)``."""
+def port_error(model: Any, module: torch.nn.Module, inputs: tuple[np.ndarray, ...]) -> float:
+    """The Keras port's largest error against ``module(*inputs)``."""
     from xframe_bilstm.models.port import call_keras_model
 
-    actual = list(call_keras_model(model, [x]))
-    expected = torch_outputs(module, x)
+    actual = list(call_keras_model(model, inputs))
+    expected = torch_outputs(module, inputs)
     return max(float(np.abs(np.asarray(a) - e).max()) for a, e in zip(actual, expected))
 
 
@@ -61,7 +66,7 @@ def convert(name: str, folder: Path) -> dict[str, Any]:
 
     spec = SPECS[name]
     module = load(name, folder)
-    x = example_input(name)
+    inputs = example_input(name)
     start = time.perf_counter()
     try:
         model = torch_to_keras(module, input_shape=spec.input_shape)
@@ -81,7 +86,7 @@ def convert(name: str, folder: Path) -> dict[str, Any]:
     errors = {longer: port_error(model, module, example_input(name, longer=longer))
               for longer in (False, True)}  # fmt: skip
     graph = graph_from_torch(module, input_shape=spec.input_shape)
-    tolerance = derived_tolerance(graph, [x])
+    tolerance = derived_tolerance(graph, list(inputs))
     return {
         "status": "ported",
         "seconds": seconds,
@@ -89,7 +94,7 @@ def convert(name: str, folder: Path) -> dict[str, Any]:
         "error_longer": errors[True],
         "tolerance": tolerance,
         "outputs": len(model.outputs),
-        "torch_outputs": len(torch_outputs(module, x)),
+        "torch_outputs": len(torch_outputs(module, inputs)),
         "captured_by": getattr(model, "captured_by", None),
     }
 

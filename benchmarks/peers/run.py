@@ -47,11 +47,23 @@ from benchmarks.peers.models import LONGER, SPECS, example_input, torch_outputs,
 PEER_PYTHON = os.environ.get("PEER_PYTHON", os.path.expanduser("~/venv-nobuco/bin/python"))
 
 
+# The models that pack their rows or give a held tensor the batch axis, and what each does;
+# the summary says, under the table, what each side made of them.
+NOTES = {
+    "tacotron_encoder": "(torchaudio's Tacotron 2 encoder) packs its convolved features by "
+    "the rows' lengths into a BiLSTM and pads the output back",
+    "packed_tagger": "packs its rows in any order (`enforce_sorted=False`) into a 2-layer "
+    "BiLSTM and pads back to the input's length (`total_length`)",
+    "learned_states": "starts its BiLSTM from learned `h0`/`c0` (`nn.Parameter`s expanded over "
+    "the batch)",
+}
+
+
 def drift(module: torch.nn.Module, name: str) -> float:
     """The model's float32 run's largest distance from its float64 run."""
-    x = example_input(name)
-    exact = torch_outputs(module, x, torch.float64)
-    rounded = torch_outputs(module, x, torch.float32)
+    inputs = example_input(name)
+    exact = torch_outputs(module, inputs, torch.float64)
+    rounded = torch_outputs(module, inputs, torch.float32)
     return max(float(abs(e - r).max()) for e, r in zip(exact, rounded))
 
 
@@ -76,13 +88,17 @@ def _clip(text: str, size: int = 160) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
+def call(name: str) -> str:
+    return "module(x, lengths)" if SPECS[name].lengths else "module(x)"
+
+
 def our_row(name: str, row: dict[str, Any]) -> list[str]:
     if row["status"] != "ported":
         where = f" (at {row['where']})" if row.get("where") else ""
         return [f"{row['status']}: {_clip(row['message'])}{where}", "", "", "", ""]
     states = " (final h and c among them)" if name == "encoder" else ""
     return [
-        f"ported ({row['captured_by'] or 'children in order'}), verified against module(x)",
+        f"ported ({row['captured_by'] or 'children in order'}), verified against {call(name)}",
         f"{_err(row['error'])} (T+{LONGER}: {_err(row['error_longer'])})",
         f"tolerance derived {_err(row['tolerance'])}",
         f"{row['seconds']:.2f} s",
@@ -118,6 +134,8 @@ def report(folder: Path, drifts: dict[str, float], command: str, walls: dict[str
     peer = json.loads((folder / "nobuco.json").read_text())
     loads = json.loads((folder / "loads.json").read_text())
     versions = peer.pop("versions")
+    packed = [name for name in SPECS if SPECS[name].lengths]
+    lengths = example_input(packed[0])[-1]
     head = (
         "| model | side | result | error vs module(x) | check | float32 drift | time "
         "| outputs, Keras 3 |"
@@ -138,7 +156,10 @@ def report(folder: Path, drifts: dict[str, float], command: str, walls: dict[str
         "seeded random data, saved as state_dicts and loaded in each side's process. Errors "
         "are the largest absolute difference from `module(x)` (float32) on the evaluation "
         f"input (batch 4, 20 steps; ids padded with 0 at the ends of rows) and on one {LONGER} "
-        "steps longer. nobuco converts with batch and time free (`input_shapes`), inputs and "
+        f"steps longer; {' and '.join(packed)} read `module(x, lengths)`, their rows padded with 0 "
+        f"past lengths {', '.join(map(str, lengths))} (the longest full), and their ports are "
+        "called with `[x, lengths]`. nobuco converts with batch and time free (`input_shapes`; "
+        "`args=[x, lengths]` where the model reads lengths), inputs and "
         "outputs in torch's layout. Time: the conversion alone, in a process that converted a "
         "small LSTM model first (`Warmup`: imports and first-call costs excluded); ours "
         "includes its verification run, nobuco's its per-operation validation. Side processes "
@@ -172,7 +193,19 @@ def summary(ours: dict[str, Any], peer: dict[str, Any], loads: dict[str, Any]) -
         plain = ours[name].get("without_input_shape")
         if plain:
             lines += ["", f"{name}, ours without `input_shape`: {_clip(plain, 800)}"]
+    for name, what in NOTES.items():
+        did = {side: outcome(rows[name]) for side, rows in (("ours", ours), ("nobuco", peer))}
+        lines += ["", f"{name} {what}: ours {did['ours']}; nobuco {did['nobuco']}."]
     return lines
+
+
+def outcome(row: dict[str, Any]) -> str:
+    """One side's result on one model, in a few words."""
+    if row["status"] != "ported":
+        where = f" (at {row['where']})" if row.get("where") else ""
+        did = "refused it" if row["status"] == "refused" else "failed"
+        return f"{did}: {_clip(row['message'], 300)}{where}"
+    return f"ported it, error {_err(row['error'])} (T+{LONGER}: {_err(row['error_longer'])})"
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 Each case is a small tagger or classifier as tutorials write one: token ids or features,
 packed (batch first or time-major, sorted or not) into a recurrent module of one or two
-layers, then padded back (with or without ``total_length``) and given to a Linear per step,
+layers (its rows sorted in ``forward`` and put back after, or not), then padded back (with
+or without ``total_length``) and given to a Linear per step,
 or the last layer's final ``h`` classified. Every case is in the vocabulary, so it must
 convert, and the Keras model must compute what ``module(x, lengths)`` computes on a fresh
 batch of right-padded rows.
@@ -34,6 +35,7 @@ def _packed_module(torch: Any, draw: st.DrawFn, size: int, embedded: bool) -> An
     layers = draw(st.integers(1, 2))
     hidden = draw(st.integers(2, 4))
     sort = draw(st.booleans())
+    by_hand = draw(st.booleans())  # rows sorted in forward, and put back
     total = draw(st.booleans())
     use = draw(st.sampled_from(["steps", "final_h"]))
     width = hidden * (2 if bidirectional else 1)
@@ -50,21 +52,26 @@ def _packed_module(torch: Any, draw: st.DrawFn, size: int, embedded: bool) -> An
             self.fc = torch.nn.Linear(hidden if use == "final_h" else width, 2)
 
         def forward(self, x: Any, lengths: Any) -> Any:
+            order = torch.argsort(lengths, descending=True) if by_hand else None
+            if order is not None:
+                x, lengths = x[order], lengths[order]
             x = self.emb(x) if self.emb is not None else x
             x = x if batch_first else x.transpose(0, 1)
             packed = utils.pack_padded_sequence(
-                x, lengths.cpu(), batch_first=batch_first, enforce_sorted=sort
+                x, lengths.cpu(), batch_first=batch_first, enforce_sorted=sort or by_hand
             )
             output, states = self.rnn(packed)
             if use == "final_h":
-                return self.fc((states[0] if kind == "LSTM" else states)[-1])
-            steps = x.size(1 if batch_first else 0) if total else None
-            output, _ = utils.pad_packed_sequence(
-                output, batch_first=True, total_length=steps
-            )  # batch first whatever the module's layout
-            return self.fc(output)
+                y = self.fc((states[0] if kind == "LSTM" else states)[-1])
+            else:
+                steps = x.size(1 if batch_first else 0) if total else None
+                output, _ = utils.pad_packed_sequence(
+                    output, batch_first=True, total_length=steps
+                )  # batch first whatever the module's layout
+                y = self.fc(output)
+            return y if order is None else y[order.argsort()]
 
-    return Packed().eval(), sort
+    return Packed().eval(), sort and not by_hand
 
 
 @st.composite

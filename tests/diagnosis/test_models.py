@@ -413,3 +413,40 @@ def test_a_custom_layer_is_refused_by_name_then_taken_by_its_factory() -> None:
     assert result.code == "gate_order", result.message
     assert result.message.startswith("layer 'bigru' (Bidirectional), torch 'bigru': ")
     assert "(layer 0 backward)" in result.message
+
+
+class PackedClassifier(nn.Module):
+    """A torch model whose forward packs its rows and classifies the last h: the expected
+    side, run by its own forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.embedding = nn.Embedding(VOCABULARY, FEATURES)
+        self.gru = nn.GRU(FEATURES, UNITS, batch_first=True)
+        self.fc = nn.Linear(UNITS, TAGS)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embedding(ids), lengths, batch_first=True, enforce_sorted=False
+        )
+        return self.fc(self.gru(packed)[1][-1])
+
+
+def test_a_torch_module_read_whole_against_its_port() -> None:
+    from xframe_bilstm import torch_to_keras
+
+    module = PackedClassifier().eval()
+    port = keras_to_torch(torch_to_keras(module))
+    good = diagnose(module, port)
+    assert good.code == "equivalent", good.message
+    assert "run by its forward" in good.comparison.label
+    broken = copy.deepcopy(port)
+    with torch.no_grad():  # the reset and update gates swapped in every GRU parameter
+        for name, weight in broken.named_parameters():
+            if "_l0" in name:
+                weight.copy_(
+                    torch.cat([weight[UNITS : 2 * UNITS], weight[:UNITS], weight[2 * UNITS :]])
+                )
+    found = diagnose(module, broken)
+    assert found.code == "gate_order" and "'gru'" in found.message, found.message

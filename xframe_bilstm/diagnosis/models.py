@@ -1,14 +1,15 @@
-"""Whole models: run a Keras model (or an ONNX graph of one) and its port, then name the
-layer where they part.
+"""Whole models: run a Keras model (or an ONNX graph of one, or a torch module whose
+``forward`` reads as a whole model) and its port, then name the layer where they part.
 
 Both sides run as ``compare(model, against=port)`` runs them: the model by its original
-(Keras as loaded or as given, onnxruntime on an ONNX graph; the float64 reference for a
-Keras 2 file or without Keras), the port by its own computation (its ``forward``, or
-onnxruntime on its ONNX export), each in its own dtype (:func:`~xframe_bilstm.planning.
-plan_subject`). Where they disagree, the model's recurrent layers are paired in order with
-the port's (:mod:`.ports`) and each pair gets the layer diagnosis: a layer is the one-node
-case of the same search. Then the weights of the other layers are compared by meaning with
-a torch port's modules. Keras and torch are imported inside functions only.
+(Keras as loaded or as given, onnxruntime on an ONNX graph, a torch module by its
+``forward``; the float64 reference for a Keras 2 file or without Keras), the port by its
+own computation (its ``forward``, or onnxruntime on its ONNX export), each in its own
+dtype (:func:`~xframe_bilstm.planning.plan_subject`). Where they disagree, the model's
+recurrent layers are paired in order with the port's (:mod:`.ports`) and each pair gets
+the layer diagnosis: a layer is the one-node case of the same search. Then the weights
+of the other layers are compared by meaning with a torch port's modules. Keras and torch
+are imported inside functions only.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ..inputs import as_list, run_inputs
 from ..planning import plan_subject
 from ..reference import run_model_reference
 from ..sources import Read, name_of, read_source, source_type
-from ..stack_graph import as_graph
+from ..stack_graph import as_graph, stack_of
 from .attention import WEIGHT_PAIRS as ATTENTION_PAIRS
 from .attention import attention_modules, keras_layout
 from .normalization import WEIGHT_PAIRS, weight_modules
@@ -50,20 +51,33 @@ from .weights import structure_difference
 # What diagnoses one recurrent layer: verdict.diagnose on (expected stack, actual module).
 LayerDiagnosis = Callable[..., Diagnosis]
 # How each runner is named in the comparison's label.
-_RUNNERS = {"keras": "run by Keras", "onnxruntime": "run by onnxruntime"}
+_RUNNERS = {
+    "keras": "run by Keras",
+    "onnxruntime": "run by onnxruntime",
+    "torch": "run by its forward",
+}
 
 
 def read_once(obj: Any) -> Read | None:
-    """``obj`` read, when it is a file, an ONNX graph or a whole Keras model (read here once,
-    so that whether it is a whole model is known from its reading); None for anything else,
-    which :mod:`.sides` reads."""
+    """``obj`` read, when it is a file, an ONNX graph, a whole Keras model or a torch module
+    whose ``forward`` reads as a whole model (read here once, so that whether it is a whole
+    model is known from its reading); None for anything else, which :mod:`.sides` reads."""
     if isinstance(obj, (tuple, list)):
         return None
     from ..models.live import is_whole_keras_model
+    from ..models.torch_graph import is_whole_module
 
     if isinstance(obj, (str, os.PathLike)) or source_type(obj) == "ONNX":
         return read_source(obj)
-    return read_source(obj) if is_whole_keras_model(obj) else None
+    if is_whole_keras_model(obj):
+        return read_source(obj)
+    if source_type(obj) == "torch" and is_whole_module(obj):
+        try:  # a whole model read from its forward; else, or for a stack, a layer's sides
+            read = read_source(obj)
+        except UnsupportedFeatureError:
+            return None
+        return None if stack_of(as_graph(read.reading)) is not None else read
+    return None
 
 
 def diagnose_model(

@@ -302,11 +302,4 @@ def example_inputs(
     return arrays
 
 
-__all__ = [
-    "Inputs",
-    "as_list",
-    "example_inputs",
-    "initial_states",
-    "non_finite",
-    "run_inputs",
-]
+__all__ = ["Inputs", "as_list", "example_inputs", "initial_states", "non_finite", "run_inputs"]

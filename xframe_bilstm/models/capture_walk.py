@@ -205,7 +205,7 @@ def read_captured(
             made = [held] if held else read_packing(node, tensors, names, lengths)
         except Unsupported as error:
             found.append((str(error), node))
-            tensors.names[node] = tensors.names.get(node.args[0], input_name)
+            tensors.names[node] = tensors.names.get(node.all_input_nodes[0], input_name)
             continue
         if made is not None:
             records.extend(made)

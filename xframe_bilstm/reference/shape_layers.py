@@ -38,13 +38,13 @@ def combine_masks(
     if all(mask is None for mask in masks):
         return None
     steps = [np.ones(t.shape[:2], bool) if m is None else m for t, m in zip(tensors, masks)]
-    if joined_over_time(tensors, axis):  # the steps follow one another: so do their masks
+    if _joined_over_time(tensors, axis):  # the steps follow one another: so do their masks
         return np.concatenate(steps, axis=1)
     full = np.stack(steps)
     return np.asarray(full.any(axis=0) if how == "any" else full.all(axis=0))
 
 
-def joined_over_time(tensors: Sequence[Any], axis: int | None) -> bool:
+def _joined_over_time(tensors: Sequence[Any], axis: int | None) -> bool:
     """Whether a concatenation along ``axis`` joins sequences (B, T, F) over their steps."""
     rank = len(tensors[0].shape)
     return axis is not None and rank == 3 and axis in (1, -2)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._imports import require
 from ..graph import LayerRecord
-from .capture_tensors import Names, Tensors, Unsupported
+from .capture_tensors import Names, Tensors, Unsupported, computed_on_held
 
 
 def broadcast_held(node: Any, tensors: Tensors, names: Names, batch_of: str) -> LayerRecord | None:
@@ -40,17 +40,7 @@ def broadcast_held(node: Any, tensors: Tensors, names: Names, batch_of: str) -> 
         or (shapes[0][:1], shapes[1][:1]) != ((tensors.batches[0],), (tensors.batches[1],))
     ):
         return None
-    held = {str(n.name): tensors.held[str(n.name)] for n in given}
-
-    def argument(arg: Any) -> Any:
-        return held.get(str(getattr(arg, "name", "")), arg) if hasattr(arg, "op") else arg
-
-    args = [
-        [argument(a) for a in arg] if isinstance(arg, (list, tuple)) else argument(arg)
-        for arg in node.args
-    ]
-    with torch.no_grad():
-        computed = node.target(*args, **node.kwargs).detach().cpu().numpy()
+    computed = computed_on_held(node, tensors).detach().cpu().numpy()
     rows = np.moveaxis(computed, 1 if tensors.is_swapped(node) else 0, 0)
     if not all(np.array_equal(row, rows[0]) for row in rows[1:]):
         raise Unsupported("gives a tensor the module holds a batch axis whose rows differ")

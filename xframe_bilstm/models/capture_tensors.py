@@ -101,7 +101,14 @@ def fold_held(node: Any, tensors: Tensors, other: Any = None) -> bool:
         or (other is not None and str(other.args) != str(node.args))
     ):
         return False
-    held = {str(n.name): tensors.held[str(n.name)] for n in given}
+    tensors.held[str(node.name)] = computed_on_held(node, tensors)
+    return True
+
+
+def computed_on_held(node: Any, tensors: Tensors) -> Any:
+    """What ``node``, reading tensors the module holds only, computes from their values."""
+    torch = require("torch")
+    held = {str(n.name): tensors.held[str(n.name)] for n in node.all_input_nodes}
 
     def value(arg: Any) -> Any:
         return held.get(str(getattr(arg, "name", "")), arg) if hasattr(arg, "op") else arg
@@ -111,8 +118,7 @@ def fold_held(node: Any, tensors: Tensors, other: Any = None) -> bool:
         for arg in node.args
     ]
     with torch.no_grad():
-        tensors.held[str(node.name)] = node.target(*args, **node.kwargs)
-    return True
+        return node.target(*args, **node.kwargs)
 
 
 def op_name(node: Any) -> str:
@@ -181,6 +187,7 @@ __all__ = [
     "Tensors",
     "Unsupported",
     "axis_of",
+    "computed_on_held",
     "fold_held",
     "held_tensors",
     "op_name",

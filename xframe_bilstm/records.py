@@ -79,6 +79,9 @@ MASK_RULES = {
     # A tensor the module holds, given the batch axis of its input (a learned initial
     # state, query or class token): no steps of the input, no mask.
     "broadcast": "drop",
+    # The valid steps of rows of per-row lengths as numbers (a mask written in a torch
+    # forward, ``arange(T) < lengths[:, None]``): a tensor of its own, no mask.
+    "valid_steps": "drop",
 }
 # Attention layers: (query, value) or (query, value, key), each runner hands them to its own
 # module for them.
@@ -92,6 +95,7 @@ MULTI_INPUT_KINDS = (
     "matmul",
     "where",
     "lengths_mask",
+    "valid_steps",
 )
 # Merges, permutes, repeats, TimeDistributed and activation layers: each runner hands them
 # to its own module for them.
@@ -221,6 +225,10 @@ class LayerRecord:
       ``x``, masked where ``t >= lengths[b]`` (right padding).
     - ``end_mask`` (read from a torch ``pad_packed_sequence``): no options; the output is
       its input, with no mask.
+    - ``valid_steps`` (read from a torch ``forward(x, lengths)``: ``arange(T) <
+      lengths[:, None]``, ``lengths.float()``; inputs ``(x, lengths)`` as ``lengths_mask``'s):
+      no options; the output is (batch, time) in the model's float type, 1 where ``t <
+      lengths[b]`` and 0 after (``x`` gives only the number of steps, its axis 1).
     - ``broadcast`` (read from a torch ``forward``: ``self.h0.expand(-1, B, -1)``,
       ``self.cls.expand(B, -1, -1)``): ``shape`` (the value's); weight ``value``; the
       output is ``value`` repeated over the batch of its one input, (batch, *shape), whose

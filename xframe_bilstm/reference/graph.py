@@ -111,6 +111,8 @@ def run_model_reference(
         elif record.kind == "lengths_mask":
             y = x
             out_mask = mask_from_lengths(values[record.inputs[1]], *x.shape[:2])
+        elif record.kind == "valid_steps":
+            y = mask_from_lengths(values[record.inputs[1]], *x.shape[:2]).astype(dtype)
         elif record.kind == "recurrent":
             initial = starts.get(record.name) or [values[name] for name in record.inputs[1:]]
             y, *rest = _recurrent(record, x, mask, dtype, initial)

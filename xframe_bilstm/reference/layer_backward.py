@@ -46,6 +46,7 @@ BACKWARD_KINDS = (
     "lengths_mask",
     "end_mask",
     "broadcast",
+    "valid_steps",
     "dense",
     "activation",
     "flatten",
@@ -286,6 +287,9 @@ def layer_step(
         value: np.ndarray = record.weights["value"].astype(dtype)
         y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()
         return y, None, lambda g: ([None], {"value": g.sum(axis=0)})
+    if kind == "valid_steps":  # numbers of the lengths alone: no gradient to either input
+        steps = mask_from_lengths(tensors[1], *x.shape[:2]).astype(dtype)
+        return steps, None, lambda g: ([None, None], {})
     if kind == "lengths_mask":  # the lengths are integers: no gradient
         made = mask_from_lengths(tensors[1], *x.shape[:2])
         return x, made, lambda g: ([g, None], {})

@@ -1,5 +1,6 @@
-"""A packed sequence rebuilt in Keras (``xframe_bilstm>LengthsMask``, ``>EndMask``), saved
-and read back: the same records, computing the same as the graph it was built from."""
+"""A packed sequence rebuilt in Keras (``xframe_bilstm>LengthsMask``, ``>EndMask``) and the
+valid steps of per-row lengths (``>ValidSteps``), saved and read back: the same records,
+computing the same as the graph it was built from."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from xframe_bilstm.models.live import graph_from_keras  # noqa: E402
 from xframe_bilstm.reference.graph import run_model_reference  # noqa: E402
 
 from ...reference.test_lengths_mask import LENGTHS, X, packed_graph  # noqa: E402
+from ...reference.test_valid_steps import IDS, valid_steps_graph  # noqa: E402
+from ...reference.test_valid_steps import LENGTHS as ID_LENGTHS  # noqa: E402
 
 pytestmark = pytest.mark.keras
 
@@ -109,4 +112,33 @@ def test_a_lengths_mask_reading_one_tensor_is_refused(
     node = {"args": [[x]], "kwargs": {}}
     path = _edited(saved[1], tmp_path / "one.keras", "packed", inbound_nodes=[node])
     with pytest.raises(UnsupportedFeatureError, match=r"'packed'.*reads 1 tensors; expected 2"):
+        read_model(path)
+
+
+@pytest.mark.parametrize("source", ["valid.keras", "valid.h5", "live"])
+def test_valid_steps_read_back_as_the_graph(source: str, tmp_path: Path) -> None:
+    graph = valid_steps_graph()
+    model = graph_to_keras(graph)
+    if source == "live":
+        read = graph_from_keras(model)
+    else:
+        model.save(tmp_path / source)
+        read = read_model(tmp_path / source)
+    assert _layers(read) == _layers(graph)
+    assert read.inputs == graph.inputs and read.outputs == graph.outputs
+    assert read.layer("lengths").options["shape"] == ()
+    assert read.layer("valid").options == {}
+    for got, expected in zip(
+        run_model_reference(read, [IDS, ID_LENGTHS]),
+        run_model_reference(graph, [IDS, ID_LENGTHS]),
+    ):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_valid_steps_reading_one_tensor_is_refused(tmp_path: Path) -> None:
+    graph_to_keras(valid_steps_graph()).save(tmp_path / "valid.keras")
+    ids = {"class_name": "__keras_tensor__", "config": {"keras_history": ["ids", 0, 0]}}
+    node = {"args": [[ids]], "kwargs": {}}
+    path = _edited(tmp_path / "valid.keras", tmp_path / "one.keras", "valid", inbound_nodes=[node])
+    with pytest.raises(UnsupportedFeatureError, match=r"'valid'.*reads 1 tensors; expected 2"):
         read_model(path)

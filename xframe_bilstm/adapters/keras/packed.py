@@ -1,10 +1,12 @@
-"""A torch packed sequence rebuilt in Keras 3: ``lengths_mask`` and ``end_mask`` records.
+"""A torch packed sequence rebuilt in Keras 3: ``lengths_mask``, ``end_mask`` and
+``valid_steps`` records.
 
 Keras masks by a layer's ``compute_mask``, and no Keras layer masks a tensor by per-row
-lengths read from another input, nor ends a mask without changing its input, so these are
-two small layers of this package, registered as ``xframe_bilstm>LengthsMask`` and
-``>EndMask``: a saved model that holds them loads where this package is imported. Each
-returns a copy of its input, as Keras attaches a mask to the tensor object a layer returns:
+lengths read from another input, nor ends a mask without changing its input, nor turns
+per-row lengths into the valid steps as numbers, so these are three small layers of this
+package, registered as ``xframe_bilstm>LengthsMask``, ``>EndMask`` and ``>ValidSteps``: a
+saved model that holds them loads where this package is imported. The two mask layers
+return a copy of their input, as Keras attaches a mask to the tensor object a layer returns:
 returning the input itself would mask (or leave masked) every other reader of it.
 """
 
@@ -17,7 +19,7 @@ from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
 
-LAYER_KINDS = ("lengths_mask", "end_mask")
+LAYER_KINDS = ("lengths_mask", "end_mask", "valid_steps")
 
 
 @functools.cache
@@ -25,6 +27,17 @@ def packed_classes() -> dict[str, Any]:
     """The Keras layer class of each kind, defined and registered on first use."""
     keras = require("keras")
     register = keras.saving.register_keras_serializable(package="xframe_bilstm")
+
+    def valid(x: Any, lengths: Any) -> Any:
+        """(batch, time) booleans, True where step ``t < lengths[b]``; ``x`` gives the
+        batch and the steps (axis 1) alone."""
+        # Steps counted from 1 along time: a cumulative sum, not an arange, as a symbolic
+        # tensor (a functional model being built) has no time size to count to.
+        first = x[(slice(None), slice(None), *(0,) * (len(x.shape) - 2))]
+        steps = keras.ops.cumsum(keras.ops.ones_like(first, dtype="int32"), axis=1)
+        # int32 or int64 lengths alike: a length never needs more than int32.
+        lengths = keras.ops.cast(lengths, "int32")
+        return keras.ops.less_equal(steps, keras.ops.expand_dims(lengths, 1))
 
     @register
     class LengthsMask(keras.layers.Layer):  # type: ignore[name-defined]
@@ -35,14 +48,7 @@ def packed_classes() -> dict[str, Any]:
             return keras.ops.copy(inputs[0])
 
         def compute_mask(self, inputs: list[Any], previous_mask: Any = None) -> Any:
-            x, lengths = inputs
-            # Steps counted from 1 along time: a cumulative sum, not an arange, as a symbolic
-            # tensor (a functional model being built) has no time size to count to.
-            first = x[(slice(None), slice(None), *(0,) * (len(x.shape) - 2))]
-            steps = keras.ops.cumsum(keras.ops.ones_like(first, dtype="int32"), axis=1)
-            # int32 or int64 lengths alike: a length never needs more than int32.
-            lengths = keras.ops.cast(lengths, "int32")
-            return keras.ops.less_equal(steps, keras.ops.expand_dims(lengths, 1))
+            return valid(*inputs)
 
     @register
     class EndMask(keras.layers.Layer):  # type: ignore[name-defined]
@@ -55,11 +61,23 @@ def packed_classes() -> dict[str, Any]:
         def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
             return None
 
-    return {"lengths_mask": LengthsMask, "end_mask": EndMask}
+    @register
+    class ValidSteps(keras.layers.Layer):  # type: ignore[name-defined]
+        """Of inputs ``[x, lengths]``, (batch, time) numbers in the layer's dtype: 1 where
+        step ``t < lengths[b]``, 0 after (a torch ``arange(T) < lengths[:, None]`` made
+        float); a tensor of its own, so no mask, whatever ``x`` had."""
+
+        def call(self, inputs: list[Any]) -> Any:
+            return keras.ops.cast(valid(*inputs), self.compute_dtype)
+
+        def compute_mask(self, inputs: list[Any], previous_mask: Any = None) -> None:
+            return None
+
+    return {"lengths_mask": LengthsMask, "end_mask": EndMask, "valid_steps": ValidSteps}
 
 
 def packed_layer(record: LayerRecord, dtype: str) -> Any:
-    """The Keras layer of a ``lengths_mask`` or ``end_mask`` record.
+    """The Keras layer of a record of one of :data:`LAYER_KINDS`.
 
     Example:
         >>> import numpy as np

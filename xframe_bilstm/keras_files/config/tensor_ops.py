@@ -1,6 +1,6 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
 ``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
-``>LengthsMask``, ``>EndMask``) read back into records of their kinds.
+``>LengthsMask``, ``>EndMask``, ``>ValidSteps``) read back into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`, :mod:`xframe_bilstm.adapters.keras.packed`);
@@ -41,17 +41,19 @@ KIND_BY_CLASS = {
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
     "xframe_bilstm>LengthsMask": "lengths_mask",
     "xframe_bilstm>EndMask": "end_mask",
+    "xframe_bilstm>ValidSteps": "valid_steps",
 }
 # registered name -> the module that defines it, as a saved configuration names it
 _MODULE_BY_CLASS = {
     **dict.fromkeys(KIND_BY_CLASS, _MODULE),
     "xframe_bilstm>LengthsMask": _PACKED_MODULE,
     "xframe_bilstm>EndMask": _PACKED_MODULE,
+    "xframe_bilstm>ValidSteps": _PACKED_MODULE,
 }
 # The number of tensors a layer reads, where a configuration could say otherwise.
-_INPUT_COUNTS = {"lengths_mask": 2, "end_mask": 1, "broadcast": 1}
+_INPUT_COUNTS = {"lengths_mask": 2, "end_mask": 1, "valid_steps": 2, "broadcast": 1}
 # The packed-sequence layers have no options.
-_NO_OPTIONS = ("lengths_mask", "end_mask")
+_NO_OPTIONS = ("lengths_mask", "end_mask", "valid_steps")
 # The layers holding one weight, ``value``, of their ``shape`` option.
 _HOLDING = ("weight_op", "broadcast")
 _REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm")

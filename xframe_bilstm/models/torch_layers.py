@@ -17,6 +17,7 @@ from torch import nn
 
 from ..adapters.torch.explicit import TORCH_ACTIVATIONS
 from ..adapters.torch.tensors import owned_tensor, torch_dtype
+from ..canonical import is_float_dtype
 from ..convolution import torch_kernel_view
 from ..errors import UnsupportedFeatureError
 from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph
@@ -165,9 +166,50 @@ class LengthsMask(nn.Module):
         self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]
     ) -> torch.Tensor:
         """The (batch, time) mask ``t < lengths[b]``, on ``x``'s device."""
-        x, lengths = tensors
-        steps = torch.arange(x.shape[1], device=x.device)
-        return steps < lengths.to(x.device)[:, None]
+        return _valid(*tensors)
+
+
+class ValidSteps(nn.Module):
+    """The valid steps of rows of per-row lengths as numbers (a torch ``forward``'s
+    ``arange(T) < lengths[:, None]`` made float): 1 where ``t < lengths[b]``, 0 after; ``x``,
+    token ids included, gives only the number of steps. A tensor of its own: no mask.
+
+    Without parameters of its own, the module holds an empty tensor (not saved) of the
+    model's float dtype, so that ``.to()`` and ``.double()`` change the output's dtype along
+    with the model's parameters.
+    """
+
+    like: torch.Tensor
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.register_buffer("like", torch.empty(0, dtype=dtype), persistent=False)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, masks: object = None) -> torch.Tensor:
+        return _valid(x, lengths).to(self.like.dtype)
+
+    def combine_masks(self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]) -> None:
+        return None
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.like.dtype}"
+
+
+def _valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The (batch, time) booleans ``t < lengths[b]`` of ``x``'s steps, on ``x``'s device."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    return steps < lengths.to(x.device)[:, None]
+
+
+def _float_dtype(graph: ModelGraph) -> torch.dtype:
+    """The dtype of the graph's float weights, which the port's parameters take; the
+    default dtype for a graph without any."""
+    arrays = [array for record in graph.layers for array in record.weights.values()]
+    for record in graph.layers:
+        if record.recurrent is not None:
+            arrays += [weights.kernel for weights in record.recurrent.weights]
+    dtype = next((a.dtype for a in arrays if is_float_dtype(a.dtype)), None)
+    return torch.get_default_dtype() if dtype is None else torch_dtype(dtype)
 
 
 class BatchBroadcast(nn.Module):
@@ -199,6 +241,8 @@ def layer_module(
         return nn.Identity()
     if record.kind == "lengths_mask":
         return LengthsMask()
+    if record.kind == "valid_steps":
+        return ValidSteps(_float_dtype(graph))
     if record.kind == "broadcast":
         return BatchBroadcast(_tensor(record.weights["value"]))
     if record.kind == "recurrent":
@@ -276,5 +320,6 @@ __all__ = [
     "LengthsMask",
     "Masking",
     "Reshape",
+    "ValidSteps",
     "layer_module",
 ]

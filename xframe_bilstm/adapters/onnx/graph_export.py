@@ -7,8 +7,8 @@ operators, computing what :mod:`xframe_bilstm.reference.graph` computes.
 :mod:`xframe_bilstm.graph`; recurrent layers are native ``LSTM``/``GRU``/``RNN`` nodes
 (:func:`~xframe_bilstm.adapters.onnx.layer_export.export_layer`), under a mask as
 :mod:`.masked` runs them. Graph inputs and outputs are named after the model's, batch and
-time dynamic; token ids are int64, lengths keep their integer dtype. onnx is imported
-inside the functions.
+time dynamic; token ids are int64, other integer inputs (lengths) keep their integer
+dtype (:mod:`.graph_inputs`). onnx is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from .broadcast_export import broadcast_rank
 from .builder import GraphBuilder
 from .convolution_export import conv_node, pad_or_crop_node
 from .export import FLOAT_TYPES
+from .graph_inputs import graph_inputs
 from .layer_export import export_layer
 from .masked import masked_recurrent
 from .normpool_export import KINDS as NORMPOOL_KINDS
 from .normpool_export import export_normpool
 from .packed_export import EMITTERS as PACKED_EMITTERS
-from .packed_export import emit_lengths_mask, lengths_input_type
+from .packed_export import emit_lengths_mask, emit_valid_steps
 from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
 from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
@@ -146,15 +147,7 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
     for name in (*graph.inputs, *graph.outputs):
         builder.name(name)  # the interface's names stay free of internal tensors
     ranks = _ranks(graph)
-    inputs = []
-    for index, name in enumerate(graph.inputs):
-        shape = graph.layer(name).options["shape"]
-        # Inputs after the first may run for other lengths (an attention's query and value).
-        time = "time" if index == 0 else f"{name}_time"
-        dims = ["batch", *(time if i == 0 and s is None else s for i, s in enumerate(shape))]
-        ids = onnx.TensorProto.INT64 if _reads_ids(graph, name) else float_type
-        kind = lengths_input_type(onnx, graph, name) or ids
-        inputs.append(onnx.helper.make_tensor_value_info(name, kind, dims))
+    inputs = graph_inputs(onnx, graph, float_type)
     values: dict[str, str] = {name: name for name in graph.inputs}
     masks: dict[str, str | None] = dict.fromkeys(graph.inputs)
     for record in graph.layers:
@@ -178,9 +171,10 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         elif record.kind == "where":
             pair = [values[name] for name in record.inputs]
             values[record.name], masks[record.name] = emit_where(builder, record, pair)
-        elif record.kind == "lengths_mask":
+        elif record.kind in ("lengths_mask", "valid_steps"):
             x, lengths = (values[name] for name in record.inputs)
-            values[record.name], masks[record.name] = emit_lengths_mask(builder, record, x, lengths)
+            emit = emit_lengths_mask if record.kind == "lengths_mask" else emit_valid_steps
+            values[record.name], masks[record.name] = emit(builder, record, x, lengths)
         elif record.kind != "input":
             values[record.name], masks[record.name] = _layer(builder, record, values, masks)
     outputs = []
@@ -199,10 +193,6 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
     )
 
 
-def _reads_ids(graph: ModelGraph, name: str) -> bool:
-    return any(r.kind == "embedding" and name in r.inputs for r in graph.layers)
-
-
 def _ranks(graph: ModelGraph) -> dict[str, int]:
     """Each tensor's rank, batch axis included."""
     ranks: dict[str, int] = {}
@@ -213,7 +203,7 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
             rank += 1
         elif record.kind == "recurrent":
             rank = 3 if options["return_sequences"] else 2
-        elif record.kind == "flatten":
+        elif record.kind in ("flatten", "valid_steps"):
             rank = 2
         elif record.kind == "reshape":
             rank = 1 + len(options["target_shape"])

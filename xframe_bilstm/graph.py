@@ -101,9 +101,10 @@ class ModelGraph:
         raise KeyError(name)
 
     def holds_lengths(self, name: str) -> bool:
-        """Whether the input ``name`` holds the rows' lengths a ``lengths_mask`` reads (a
-        torch packed sequence's), one integer per row."""
-        return any(r.kind == "lengths_mask" and r.inputs[1] == name for r in self.layers)
+        """Whether the input ``name`` holds the rows' lengths a ``lengths_mask`` (a torch
+        packed sequence's) or ``valid_steps`` reads, one integer per row."""
+        kinds = ("lengths_mask", "valid_steps")
+        return any(r.kind in kinds and r.inputs[1] == name for r in self.layers)
 
     def masked(self, name: str) -> bool:
         """Whether the tensor ``name`` (a layer's output 0 when named by the layer) carries a

@@ -322,3 +322,49 @@ class Mixed(nn.Module):
 def test_rows_left_sorted_are_refused_by_name(make, message: str) -> None:
     with pytest.raises(UnsupportedFeatureError, match=message):
         torch_to_keras(make().eval())
+
+
+class MeanOverValidSteps(nn.Module):
+    """A classifier of the mean over each row's valid steps, divided by hand by the
+    lengths made numbers (as a column, or made numbers first)."""
+
+    def __init__(self, column_first: bool) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.column_first = column_first
+        self.embedding = nn.Embedding(30, 6)
+        self.gru = nn.GRU(6, 4, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(
+            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        output, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True)
+        if self.column_first:
+            return self.fc(output.sum(1) / lengths.unsqueeze(1).float())
+        return self.fc(output.sum(dim=1) / lengths.float().view(-1, 1))
+
+
+@pytest.mark.parametrize("column_first", [True, False])
+def test_a_mean_over_the_valid_steps_divided_by_the_lengths(column_first: bool) -> None:
+    module = MeanOverValidSteps(column_first).eval()
+    assert "valid_steps" in [r.kind for r in graph_from_torch(module).layers]
+    _check(torch_to_keras(module), module, IDS, LENGTHS)
+    report = compare(module, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, "\n".join(report.lines())
+
+
+class ArangeMask(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = torch.arange(x.size(1))[None, :] < lengths[:, None]
+        return self.gru(x)[0] * mask.unsqueeze(-1)
+
+
+def test_a_mask_built_from_the_lengths_is_refused_by_name() -> None:
+    with pytest.raises(UnsupportedFeatureError, match=r"computes with the lengths \(aten\.lt\)"):
+        torch_to_keras(ArangeMask().eval())

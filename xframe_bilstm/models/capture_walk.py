@@ -202,7 +202,7 @@ def read_captured(
             continue
         try:  # packing, and held tensors given the batch axis (self.h0.expand(-1, B, -1))
             held = broadcast_held(node, tensors, names, input_name)
-            made = [held] if held else read_packing(node, tensors, names, lengths)
+            made = [held] if held else read_packing(node, tensors, names, lengths, user[0])
         except Unsupported as error:
             found.append((str(error), node))
             tensors.names[node] = tensors.names.get(node.all_input_nodes[0], input_name)

@@ -288,7 +288,7 @@ def layer_step(
         y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()
         return y, None, lambda g: ([None], {"value": g.sum(axis=0)})
     if kind == "valid_steps":  # numbers of the lengths alone: no gradient to either input
-        steps = mask_from_lengths(tensors[1], *x.shape[:2]).astype(dtype)
+        steps: np.ndarray = mask_from_lengths(tensors[1], *x.shape[:2]).astype(dtype)
         return steps, None, lambda g: ([None, None], {})
     if kind == "lengths_mask":  # the lengths are integers: no gradient
         made = mask_from_lengths(tensors[1], *x.shape[:2])

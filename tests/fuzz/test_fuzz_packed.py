@@ -3,10 +3,10 @@
 Each case is a small tagger or classifier as tutorials write one: token ids or features,
 packed (batch first or time-major, sorted or not) into a recurrent module of one or two
 layers (its rows sorted in ``forward`` and put back after, or not), then padded back (with
-or without ``total_length``) and given to a Linear per step,
-or the last layer's final ``h`` classified. Every case is in the vocabulary, so it must
-convert, and the Keras model must compute what ``module(x, lengths)`` computes on a fresh
-batch of right-padded rows.
+or without ``total_length``) and given to a Linear per step or averaged over each row's
+valid steps by hand, or the last layer's final ``h`` classified. Every case is in the
+vocabulary, so it must convert, and the Keras model must compute what
+``module(x, lengths)`` computes on a fresh batch of right-padded rows.
 
 Profiles: see ``conftest.py``; ``HYPOTHESIS_PROFILE=long python -m pytest tests/fuzz``.
 """
@@ -37,7 +37,7 @@ def _packed_module(torch: Any, draw: st.DrawFn, size: int, embedded: bool) -> An
     sort = draw(st.booleans())
     by_hand = draw(st.booleans())  # rows sorted in forward, and put back
     total = draw(st.booleans())
-    use = draw(st.sampled_from(["steps", "final_h"]))
+    use = draw(st.sampled_from(["steps", "final_h", "mean"]))
     width = hidden * (2 if bidirectional else 1)
     rnn = getattr(torch.nn, kind)(
         size, hidden, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional
@@ -68,6 +68,8 @@ def _packed_module(torch: Any, draw: st.DrawFn, size: int, embedded: bool) -> An
                 output, _ = utils.pad_packed_sequence(
                     output, batch_first=True, total_length=steps
                 )  # batch first whatever the module's layout
+                if use == "mean":  # over each row's valid steps, divided by hand
+                    output = output.sum(1) / lengths[:, None].float()
                 y = self.fc(output)
             return y if order is None else y[order.argsort()]
 

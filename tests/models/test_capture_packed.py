@@ -355,16 +355,73 @@ def test_a_mean_over_the_valid_steps_divided_by_the_lengths(column_first: bool) 
     assert report, "\n".join(report.lines())
 
 
-class ArangeMask(nn.Module):
+class LengthsAttention(nn.Module):
+    """Attention pooling masked by a mask built from the lengths, plus the masked mean it
+    weighs by hand: ``arange < lengths[:, None]`` negated for ``masked_fill``, unsqueezed
+    and summed as numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.embedding = nn.Embedding(30, 6)
+        self.gru = nn.GRU(6, 4, batch_first=True, bidirectional=True)
+        self.score = nn.Linear(8, 1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        steps = self.gru(self.embedding(ids))[0]
+        mask = torch.arange(ids.size(1), device=ids.device)[None, :] < lengths[:, None]
+        scores = self.score(steps).squeeze(-1).masked_fill(~mask, float("-inf"))
+        pooled = (steps * torch.softmax(scores, dim=1).unsqueeze(-1)).sum(1)
+        mean = (steps * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        return self.fc(pooled + mean)
+
+
+def test_a_mask_built_from_the_lengths_is_read_as_a_padding_mask() -> None:
+    module = LengthsAttention().eval()
+    _check(torch_to_keras(module), module, IDS, LENGTHS)
+    report = compare(module, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, "\n".join(report.lines())
+
+
+class OffByOne(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.gru = nn.GRU(3, 4, batch_first=True)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = torch.arange(x.size(1))[None, :] < lengths[:, None]
+        mask = torch.arange(x.size(1))[None, :] <= lengths[:, None]
         return self.gru(x)[0] * mask.unsqueeze(-1)
 
 
-def test_a_mask_built_from_the_lengths_is_refused_by_name() -> None:
-    with pytest.raises(UnsupportedFeatureError, match=r"computes with the lengths \(aten\.lt\)"):
-        torch_to_keras(ArangeMask().eval())
+class LastValidStep(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.gru(x)[0][torch.arange(x.size(0)), lengths - 1]
+
+
+class ChannelsFirstMean(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(3, 3, 1)
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        steps = self.gru(self.conv(x).transpose(1, 2))[0]
+        return steps.sum(1) / lengths[:, None].float()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (OffByOne, r"compares the steps with the lengths \(aten\.le\)"),
+        (LastValidStep, r"computes with the lengths \(aten\.sub\)"),
+        (ChannelsFirstMean, "where the input's axis 1 is not its steps"),
+    ],
+)
+def test_other_computations_with_the_lengths_are_refused_by_name(make, message: str) -> None:
+    with pytest.raises(UnsupportedFeatureError, match=message):
+        torch_to_keras(make().eval())

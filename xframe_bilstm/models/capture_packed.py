@@ -31,6 +31,7 @@ from typing import Any
 
 from .._imports import require
 from ..graph import LayerRecord, ModelGraph
+from .capture_lengths import LengthsUse
 from .capture_rows import RowOrders
 from .capture_tensors import Names, Tensors, Unsupported, op_name
 
@@ -93,35 +94,41 @@ def _lengths_record(name: str, graph: Any, sorted_here: set[Any]) -> LayerRecord
 
 
 def read_packing(
-    node: Any, tensors: Tensors, names: Names, lengths: set[Any], steps_of: Any
+    node: Any, tensors: Tensors, names: Names, use: LengthsUse
 ) -> list[LayerRecord] | None:
-    """The records of a node that takes the lengths (``lengths``: the input and its moves,
-    to which a move is added): a ``lengths_mask`` or ``end_mask`` record, the lengths as
-    numbers (counted on the steps of ``steps_of``, the model's input), or none for a move;
-    None where it takes no lengths.
+    """The records of a node that takes the lengths (``use.lengths``: the input and its
+    moves, to which a move is added): a ``lengths_mask`` or ``end_mask`` record, the
+    lengths as numbers or compared with the steps (:mod:`.capture_lengths`), or none for a
+    move or the steps; None where it takes no lengths.
 
     Raises:
-        Unsupported: it computes with the lengths, or pads with another value than 0.
+        Unsupported: it computes with the lengths otherwise, or pads with another value
+            than 0.
     """
-    if not any(arg in lengths for arg in node.all_input_nodes):
+    if use.is_steps(node):
+        return []
+    if not any(arg in use.lengths for arg in node.all_input_nodes):
         return None
     op = op_name(node)
     value = node.meta.get("val")
     if len(node.all_input_nodes) == 1 and getattr(value, "is_floating_point", lambda: 0)():
-        return _as_numbers(node, steps_of, tensors, names)  # lengths.float(), [:, None]
+        return use.as_numbers(node, tensors, names)  # lengths.float(), lengths[:, None]...
     if op.split(".")[-1] in LENGTHS_MOVES and len(node.all_input_nodes) == 1:
-        lengths.add(node)
+        use.lengths.add(node)
         tensors.names[node] = tensors.name(node.all_input_nodes[0])
         return []
-    if op in ("aten.unsqueeze", "aten.view", "aten.reshape") and _column(node, tensors):
-        lengths.add(node)  # lengths[:, None]: read once made numbers
+    if op in ("aten.unsqueeze", "aten.view", "aten.reshape") and use.column(node, tensors):
+        use.lengths.add(node)  # lengths[:, None]: read once made numbers or compared
         tensors.names[node] = tensors.name(node.all_input_nodes[0])
         return []
+    compared = use.compared(node, tensors, names)  # arange(T) < lengths[:, None]
+    if compared is not None:
+        return compared
     x = node.args[0]
-    if op.startswith(PACKED) and node.args[1] in lengths:
+    if op.startswith(PACKED) and node.args[1] in use.lengths:
         reads = (tensors.name(x), tensors.name(node.args[1]))
         record = LayerRecord(names(node.name), "lengths_mask", "LengthsMask", reads)
-    elif op.startswith(PADDED) and node.args[1] in lengths:
+    elif op.startswith(PADDED) and node.args[1] in use.lengths:
         if float(node.args[2]) != 0.0:
             raise Unsupported(
                 f"pads a packed sequence with {node.args[2]}; the port's padded steps are 0"
@@ -129,39 +136,7 @@ def read_packing(
         record = LayerRecord(names(node.name), "end_mask", "EndMask", (tensors.name(x),))
     else:
         raise Unsupported(f"computes with the lengths ({op}); only pack_padded_sequence may")
-    tensors.names[node] = record.name
     return [record]
-
-
-def _column(node: Any, tensors: Tensors) -> bool:
-    """Whether ``node`` gives the lengths (batch,) an axis of size 1 after: (batch, 1)."""
-    shape = tuple(getattr(node.meta.get("val"), "shape", ()))
-    return shape == (tensors.batches[0], 1)
-
-
-def _as_numbers(node: Any, steps_of: Any, tensors: Tensors, names: Names) -> list[LayerRecord]:
-    """The lengths (or their column) as numbers: the count of each row's valid steps of
-    ``steps_of``, whose axis 1 must be its steps (a ``valid_steps`` record summed).
-
-    Raises:
-        Unsupported: the input's axis 1 is not its free axis of steps.
-    """
-    source = node.all_input_nodes[0]
-    first, second = tensors.shapes[steps_of.name]
-    if len(first) < 2 or second is None or first[1] == second[1]:
-        raise Unsupported(
-            "makes the lengths numbers where the input's axis 1 is not its steps; "
-            "only pack_padded_sequence may read them"
-        )
-    steps = LayerRecord(
-        names(f"{node.name}_steps"),
-        "valid_steps",
-        "ValidSteps",
-        (tensors.name(steps_of), tensors.name(source)),
-    )
-    column = len(getattr(source.meta.get("val"), "shape", ())) == 2
-    options = {"op": "sum", "axes": (1,), "keepdims": column}
-    return [steps, LayerRecord(names(node.name), "reduce", "sum", (steps.name,), options)]
 
 
 def padded_with_zeros(graph: ModelGraph) -> ModelGraph:

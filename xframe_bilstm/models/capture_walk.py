@@ -20,6 +20,7 @@ from .capture_broadcast import broadcast_held
 from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
+from .capture_lengths import LengthsUse
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_packed import padded_with_zeros, read_lengths, read_packing
 from .capture_rows import row_orders
@@ -149,13 +150,13 @@ def read_captured(
     tensors.names[user[0]] = input_name
     rows = row_orders(graph, user, batches[0])  # rows sorted by their lengths, and back
     records += read_lengths(graph, user, rows, tensors, names)  # forward(x, lengths)
-    lengths = {*user[1:], *rows.lengths}  # the lengths, sorted, and their moves
     found = list(rows.found)
     weights = set(placeholders) - set(user)
     zeros = zero_tensors(graph)  # initial states of zeros, read as none
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read = live_nodes(graph), set()
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
+    lengths = LengthsUse({*user[1:], *rows.lengths}, user[0], conditions)  # and their moves
     others = {node.name: node for node in second.graph.nodes} if second is not None else {}
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names or node in zeros:
@@ -202,14 +203,14 @@ def read_captured(
             continue
         try:  # packing, and held tensors given the batch axis (self.h0.expand(-1, B, -1))
             held = broadcast_held(node, tensors, names, input_name)
-            made = [held] if held else read_packing(node, tensors, names, lengths, user[0])
+            made = [held] if held else read_packing(node, tensors, names, lengths)
         except Unsupported as error:
             found.append((str(error), node))
             tensors.names[node] = tensors.names.get(node.all_input_nodes[0], input_name)
             continue
         if made is not None:
             records.extend(made)
-            tensors.names.update({node: made[-1].name} if made else {})
+            tensors.names.update({node: made[-1].name} if made and node not in conditions else {})
             continue
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name

@@ -1,0 +1,135 @@
+"""The lengths of ``forward(x, lengths)`` read other than by packing: as numbers and as masks.
+
+Both are read on one record, ``valid_steps`` (1 on each row's valid steps of the input, 0
+after), so the input's axis 1 must be its steps:
+
+- ``lengths.float()`` (or ``lengths[:, None].float()``), as a mean over the valid steps
+  divides by it, is that record summed over the steps;
+- ``torch.arange(T)[None, :] < lengths[:, None]`` (or ``lengths[:, None] > arange``, and
+  ``>=`` for the padded steps) is a condition on it, followed as any padding mask is
+  (:mod:`.capture_where`): negated, unsqueezed, read by ``masked_fill``/``torch.where``
+  with a number, or made numbers.
+
+The ``arange`` of the steps and its views are no tensor of a layer: they are read only
+where they meet the lengths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..graph import LayerRecord
+from .capture_tensors import Names, Tensors, Unsupported, op_name
+from .capture_where import Condition, Mask
+
+_VIEWS = ("unsqueeze", "view", "reshape", "_to_copy", "to", "slice", "expand")
+# (comparison, whether the steps come first) -> whether it holds on the valid steps
+_VALID = {("lt", True): True, ("gt", False): True, ("ge", True): False, ("le", False): False}
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The ``valid_steps`` record a condition on the lengths compares (named as it)."""
+
+    name: str
+
+
+@dataclass
+class LengthsUse:
+    """What reads the lengths in a capture: ``lengths`` (the input, its moves and
+    columns), ``steps_of`` (the model's input, whose axis 1 is its steps), the walker's
+    ``conditions``, and ``steps`` (an ``arange`` of the steps and its views)."""
+
+    lengths: set[Any]
+    steps_of: Any
+    conditions: dict[Any, Mask]
+    steps: set[Any] = field(default_factory=set)
+
+    def is_steps(self, node: Any) -> bool:
+        """Whether ``node`` is (a view of) ``torch.arange`` from 0 by 1, in a ``forward``
+        that takes lengths; it is then kept, for a comparison with them to read."""
+        op, given = op_name(node), node.all_input_nodes
+        arange = op == "aten.arange" and not given and _from_zero(node)
+        view = op.split(".")[-1] in _VIEWS and len(given) == 1 and given[0] in self.steps
+        if self.lengths and (arange or view):
+            self.steps.add(node)
+            return True
+        return False
+
+    def column(self, node: Any, tensors: Tensors) -> bool:
+        """Whether ``node`` is the lengths given an axis of size 1 after, (batch, 1)."""
+        shape = tuple(getattr(node.meta.get("val"), "shape", ()))
+        return shape == (tensors.batches[0], 1)
+
+    def as_numbers(self, node: Any, tensors: Tensors, names: Names) -> list[LayerRecord]:
+        """The lengths (or their column) as numbers: each row's count of valid steps."""
+        source = node.all_input_nodes[0]
+        steps = self._valid_steps(node, source, tensors, names)
+        column = len(getattr(source.meta.get("val"), "shape", ())) == 2
+        options = {"op": "sum", "axes": (1,), "keepdims": column}
+        return [steps, LayerRecord(names(node.name), "reduce", "sum", (steps.name,), options)]
+
+    def compared(self, node: Any, tensors: Tensors, names: Names) -> list[LayerRecord] | None:
+        """The record of ``arange < lengths[:, None]`` (and the like), the comparison
+        followed as a condition on it; None where ``node`` is no such comparison.
+
+        Raises:
+            Unsupported: a comparison of the steps and lengths that is not a padding mask.
+        """
+        args = list(node.args)
+        if len(args) != 2 or not all(hasattr(arg, "op") for arg in args):
+            return None
+        steps_first = args[0] in self.steps
+        steps, lengths = args if steps_first else args[::-1]
+        if steps not in self.steps or lengths not in self.lengths:
+            return None
+        valid = _VALID.get((op_name(node).split(".")[-1], steps_first))
+        if valid is None or not self.column(lengths, tensors) or not self._spans(steps, tensors):
+            raise Unsupported(
+                f"compares the steps with the lengths ({op_name(node)}); a padding mask is "
+                "arange(T)[None, :] < lengths[:, None] (or >= for the padded steps)"
+            )
+        record = self._valid_steps(node, lengths, tensors, names)
+        source = _Steps(record.name)
+        tensors.names[source] = record.name
+        compare = "gt" if valid else "lt"  # the record's 1 and 0 against 0.5
+        self.conditions[node] = Condition(source, compare, 0.5, (0, 1))
+        return [record]
+
+    def _spans(self, steps: Any, tensors: Tensors) -> bool:
+        """Whether ``steps`` counts the input's steps, (T,) or (1, T), in both captures."""
+        counted, given = tensors.shapes[steps.name], tensors.shapes[self.steps_of.name]
+        return all(
+            shape is not None
+            and other is not None
+            and len(other) >= 2
+            and shape[-1] == other[1]
+            and all(size == 1 for size in shape[:-1])
+            for shape, other in zip(counted, given)
+        )
+
+    def _valid_steps(self, node: Any, lengths: Any, tensors: Tensors, names: Names) -> LayerRecord:
+        first, second = tensors.shapes[self.steps_of.name]
+        if len(first) < 2 or second is None or first[1] == second[1]:
+            raise Unsupported(
+                "reads the lengths other than by pack_padded_sequence where the input's "
+                "axis 1 is not its steps"
+            )
+        name = names(f"{node.name}_steps")
+        reads = (tensors.name(self.steps_of), tensors.name(lengths))
+        return LayerRecord(name, "valid_steps", "ValidSteps", reads)
+
+
+def _from_zero(node: Any) -> bool:
+    """Whether an ``arange`` node counts from 0 by 1."""
+    overload = str(getattr(node.target, "_overloadname", ""))
+    args = list(node.args)
+    if overload == "default":
+        return True
+    if overload == "start":
+        return args[0] == 0
+    return overload == "start_step" and args[0] == 0 and args[2] == 1
+
+
+__all__ = ["LengthsUse"]

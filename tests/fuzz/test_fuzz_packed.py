@@ -4,9 +4,9 @@ Each case is a small tagger or classifier as tutorials write one: token ids or f
 packed (batch first or time-major, sorted or not) into a recurrent module of one or two
 layers (its rows sorted in ``forward`` and put back after, or not), then padded back (with
 or without ``total_length``) and given to a Linear per step or averaged over each row's
-valid steps by hand, or the last layer's final ``h`` classified. Every case is in the
-vocabulary, so it must convert, and the Keras model must compute what
-``module(x, lengths)`` computes on a fresh batch of right-padded rows.
+valid steps or indexed at each row's last valid step by hand, or the last layer's final
+``h`` classified. Every case is in the vocabulary, so it must convert, and the Keras model
+must compute what ``module(x, lengths)`` computes on a fresh batch of right-padded rows.
 
 Profiles: see ``conftest.py``; ``HYPOTHESIS_PROFILE=long python -m pytest tests/fuzz``.
 """
@@ -37,7 +37,7 @@ def _packed_module(torch: Any, draw: st.DrawFn, size: int, embedded: bool) -> An
     sort = draw(st.booleans())
     by_hand = draw(st.booleans())  # rows sorted in forward, and put back
     total = draw(st.booleans())
-    use = draw(st.sampled_from(["steps", "final_h", "mean"]))
+    use = draw(st.sampled_from(["steps", "final_h", "mean", "last_step"]))
     width = hidden * (2 if bidirectional else 1)
     rnn = getattr(torch.nn, kind)(
         size, hidden, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional
@@ -70,6 +70,8 @@ def _packed_module(torch: Any, draw: st.DrawFn, size: int, embedded: bool) -> An
                 )  # batch first whatever the module's layout
                 if use == "mean":  # over each row's valid steps, divided by hand
                     output = output.sum(1) / lengths[:, None].float()
+                elif use == "last_step":  # each row's last valid step, indexed by hand
+                    output = output[torch.arange(output.size(0)), lengths - 1]
                 y = self.fc(output)
             return y if order is None else y[order.argsort()]
 

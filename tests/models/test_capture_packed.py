@@ -395,12 +395,27 @@ class OffByOne(nn.Module):
 
 
 class LastValidStep(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.gru = nn.GRU(3, 4, batch_first=True)
+    """The tutorials' classifier of unpacked padded rows: the output at each row's last
+    valid step, ``out[torch.arange(B), lengths - 1]`` (or two steps before it, refused)."""
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.gru(x)[0][torch.arange(x.size(0)), lengths - 1]
+    def __init__(self, back: int = 1) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.back = back
+        self.embedding = nn.Embedding(30, 6)
+        self.lstm = nn.LSTM(6, 4, batch_first=True)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out = self.lstm(self.embedding(ids))[0]
+        return self.fc(out[torch.arange(out.size(0)), lengths - self.back])
+
+
+def test_the_last_valid_step_of_each_row() -> None:
+    module = LastValidStep().eval()
+    _check(torch_to_keras(module), module, IDS, LENGTHS)
+    report = compare(module, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, "\n".join(report.lines())
 
 
 class ChannelsFirstMean(nn.Module):
@@ -418,7 +433,7 @@ class ChannelsFirstMean(nn.Module):
     ("make", "message"),
     [
         (OffByOne, r"compares the steps with the lengths \(aten\.le\)"),
-        (LastValidStep, r"computes with the lengths \(aten\.sub\)"),
+        (lambda: LastValidStep(back=2), r"computes with the lengths \(aten\.sub\)"),
         (ChannelsFirstMean, "where the input's axis 1 is not its steps"),
     ],
 )

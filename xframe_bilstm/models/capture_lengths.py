@@ -8,7 +8,10 @@ after), so the input's axis 1 must be its steps:
 - ``torch.arange(T)[None, :] < lengths[:, None]`` (or ``lengths[:, None] > arange``, and
   ``>=`` for the padded steps) is a condition on it, followed as any padding mask is
   (:mod:`.capture_where`): negated, unsqueezed, read by ``masked_fill``/``torch.where``
-  with a number, or made numbers.
+  with a number, or made numbers;
+- ``out[torch.arange(B), lengths - 1]``, each row's last valid step, is the sum over the
+  steps of ``out`` weighed by the record less itself one step later (1 on the last valid
+  step only).
 
 The ``arange`` of the steps and its views are no tensor of a layer: they are read only
 where they meet the lengths.
@@ -45,6 +48,81 @@ class LengthsUse:
     steps_of: Any
     conditions: dict[Any, Mask]
     steps: set[Any] = field(default_factory=set)
+    lasts: set[Any] = field(default_factory=set)  # lengths - 1: the last valid steps
+
+    def reads(self, node: Any) -> bool:
+        """Whether ``node`` reads the lengths, or the index of the last valid steps."""
+        return any(arg in self.lengths or arg in self.lasts for arg in node.all_input_nodes)
+
+    def last(self, node: Any) -> bool:
+        """Whether ``node`` is ``lengths - 1``, kept for an indexing to read."""
+        if op_name(node) == "aten.sub" and node.args[0] in self.lengths and node.args[1] == 1:
+            self.lasts.add(node)
+            return True
+        return False
+
+    def last_steps(self, node: Any, tensors: Tensors, names: Names) -> list[LayerRecord] | None:
+        """The records of ``out[torch.arange(B), lengths - 1]``; None for another node.
+
+        Raises:
+            Unsupported: ``out`` is not (batch, steps, features) over the input's steps.
+        """
+        args = list(node.args)
+        if op_name(node) != "aten.index" or len(args) != 2 or not isinstance(args[1], list):
+            return None
+        if len(args[1]) != 2 or args[1][1] not in self.lasts or args[1][0] not in self.steps:
+            return None
+        out, (rows, last) = args[0], args[1]
+        if (
+            tensors.is_swapped(out)
+            or tensors.rank(out) != 3
+            or _sizes(tensors, rows, 0) != _sizes(tensors, out, 0)  # arange(B): each row
+            or _sizes(tensors, out, 1) is None
+            or _sizes(tensors, out, 1) != _sizes(tensors, self.steps_of, 1)
+        ):
+            raise Unsupported(
+                "indexes the last valid steps of a tensor that is not (batch, steps, "
+                "features) over the input's steps"
+            )
+        return self._last_records(node, out, last.args[0], tensors, names)
+
+    def _last_records(
+        self, node: Any, out: Any, lengths: Any, tensors: Tensors, names: Names
+    ) -> list[LayerRecord]:
+        valid = self._valid_steps(node, lengths, tensors, names)
+        base = node.name
+
+        def record(
+            kind: str, class_name: str, reads: tuple[str, ...], **options: Any
+        ) -> LayerRecord:
+            return LayerRecord(
+                names(f"{base}_{class_name.lower()}"), kind, class_name, reads, options
+            )
+
+        column = record("reshape", "Reshape", (valid.name,), target_shape=(-1, 1))
+        later = record(
+            "slice", "Slice", (column.name,), axis=1, start=1, stop=None, step=1, keep_axis=True
+        )
+        shifted = record(
+            "zero_padding",
+            "ZeroPadding1D",
+            (later.name,),
+            padding=((0, 1),),
+            data_format="channels_last",
+        )
+        weights = record(
+            "merge", "Subtract", (column.name, shifted.name), op="subtract", mask_combine="any"
+        )
+        weighed = record(
+            "merge",
+            "Multiply",
+            (tensors.name(out), weights.name),
+            op="multiply",
+            mask_combine="any",
+        )
+        options = {"op": "sum", "axes": (1,), "keepdims": False}
+        summed = LayerRecord(names(base), "reduce", "sum", (weighed.name,), options)
+        return [valid, column, later, shifted, weights, weighed, summed]
 
     def is_steps(self, node: Any) -> bool:
         """Whether ``node`` is (a view of) ``torch.arange`` from 0 by 1, in a ``forward``
@@ -119,6 +197,14 @@ class LengthsUse:
         name = names(f"{node.name}_steps")
         reads = (tensors.name(self.steps_of), tensors.name(lengths))
         return LayerRecord(name, "valid_steps", "ValidSteps", reads)
+
+
+def _sizes(tensors: Tensors, node: Any, axis: int) -> tuple[int, int] | None:
+    """The size of ``node``'s ``axis`` in both captures; None where one does not say."""
+    first, second = tensors.shapes[node.name]
+    if second is None or len(first) <= axis or len(second) <= axis:
+        return None
+    return first[axis], second[axis]
 
 
 def _from_zero(node: Any) -> bool:

@@ -107,8 +107,13 @@ def read_packing(
     """
     if use.is_steps(node):
         return []
-    if not any(arg in use.lengths for arg in node.all_input_nodes):
+    if not use.reads(node):
         return None
+    if use.last(node):  # lengths - 1
+        return []
+    last = use.last_steps(node, tensors, names)  # out[torch.arange(B), lengths - 1]
+    if last is not None:
+        return last
     op = op_name(node)
     value = node.meta.get("val")
     if len(node.all_input_nodes) == 1 and getattr(value, "is_floating_point", lambda: 0)():

@@ -42,13 +42,14 @@ class _Steps:
 class LengthsUse:
     """What reads the lengths in a capture: ``lengths`` (the input, its moves and
     columns), ``steps_of`` (the model's input, whose axis 1 is its steps), the walker's
-    ``conditions``, and ``steps`` (an ``arange`` of the steps and its views)."""
+    ``conditions``, ``steps`` (counts from 0, ``torch.arange``, and their views: of the
+    steps, or of the rows for an indexing) and ``lasts`` (``lengths - 1``)."""
 
     lengths: set[Any]
     steps_of: Any
     conditions: dict[Any, Mask]
     steps: set[Any] = field(default_factory=set)
-    lasts: set[Any] = field(default_factory=set)  # lengths - 1: the last valid steps
+    lasts: set[Any] = field(default_factory=set)
 
     def reads(self, node: Any) -> bool:
         """Whether ``node`` reads the lengths, or the index of the last valid steps."""

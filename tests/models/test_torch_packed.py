@@ -11,41 +11,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from xframe_bilstm.factories import random_layer  # noqa: E402
-from xframe_bilstm.graph import LayerRecord, ModelGraph  # noqa: E402
 from xframe_bilstm.models.to_torch import build_torch  # noqa: E402
 from xframe_bilstm.reference.graph import run_model_reference  # noqa: E402
 
+from ..packed_models import LENGTHS, X, packed_lstm, pooled  # noqa: E402
+
 pytestmark = pytest.mark.torch
-
-X = np.random.default_rng(0).standard_normal((3, 5, 2))
-LENGTHS = np.array([5, 2, 3])
-
-
-def _inputs(lengths_dtype: str = "int64") -> tuple[LayerRecord, ...]:
-    return (
-        LayerRecord("x", "input", "InputLayer", options={"shape": (None, 2), "dtype": "f"}),
-        LayerRecord(
-            "lengths", "input", "InputLayer", options={"shape": (), "dtype": lengths_dtype}
-        ),
-    )
-
-
-def _pooled(*, ended: bool) -> ModelGraph:
-    """The mean over each row's valid steps, or over every step after ``end_mask``."""
-    records = [*_inputs(), LayerRecord("packed", "lengths_mask", "LengthsMask", ("x", "lengths"))]
-    if ended:
-        records.append(LayerRecord("padded", "end_mask", "EndMask", ("packed",)))
-    pool_options = {"op": "average", "keepdims": False}
-    pooled = LayerRecord(
-        "pool", "global_pool", "GlobalAveragePooling1D", (records[-1].name,), pool_options
-    )
-    return ModelGraph("pooled", (*records, pooled), ("x", "lengths"), ("pool",))
 
 
 @pytest.mark.parametrize("ended", [False, True])
 def test_the_lengths_mask_reaches_a_pooling_layer_until_end_mask(ended: bool) -> None:
-    graph = _pooled(ended=ended)
+    graph = pooled(ended=ended)
     got = build_torch(graph)(torch.tensor(X), torch.tensor(LENGTHS))
     expected = (
         X.mean(axis=1)
@@ -56,19 +32,8 @@ def test_the_lengths_mask_reaches_a_pooling_layer_until_end_mask(ended: bool) ->
     np.testing.assert_allclose(got.numpy(), run_model_reference(graph, [X, LENGTHS])[0], atol=1e-12)
 
 
-def _packed_lstm() -> ModelGraph:
-    lstm = random_layer(np.random.default_rng(1), "lstm", 2, 3, direction="bidirectional")
-    flags = {"return_sequences": True, "time_major": False, "unroll": False, "return_state": True}
-    records = (
-        *_inputs("int32"),
-        LayerRecord("packed", "lengths_mask", "LengthsMask", ("x", "lengths")),
-        LayerRecord("lstm", "recurrent", "LSTM", ("packed",), flags, {}, lstm),
-    )
-    return ModelGraph("packed", records, ("x", "lengths"), ("lstm", "lstm:1", "lstm:3"))
-
-
 def test_int32_lengths_are_read_as_given() -> None:
-    graph = _packed_lstm()
+    graph = packed_lstm()
     port = build_torch(graph)  # float64 parameters
     got = port(torch.tensor(X), torch.tensor(LENGTHS, dtype=torch.int32))
     for value, want in zip(got, run_model_reference(graph, [X, LENGTHS])):
@@ -76,7 +41,7 @@ def test_int32_lengths_are_read_as_given() -> None:
 
 
 def test_the_port_traces_with_torch_export_for_any_batch() -> None:
-    graph = _packed_lstm()
+    graph = packed_lstm()
     port = build_torch(graph)
     batch = torch.export.Dim("batch", min=2)
     traced = torch.export.export(

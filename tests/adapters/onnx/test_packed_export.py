@@ -16,49 +16,11 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from xframe_bilstm.adapters.onnx.graph_export import GRAPH_OPSET, graph_to_onnx  # noqa: E402
-from xframe_bilstm.factories import random_layer  # noqa: E402
-from xframe_bilstm.graph import LayerRecord, ModelGraph  # noqa: E402
 from xframe_bilstm.reference.graph import run_model_reference  # noqa: E402
 
+from ...packed_models import LENGTHS, X, packed_lstm, pooled  # noqa: E402
+
 pytestmark = pytest.mark.onnx
-
-X = np.random.default_rng(0).standard_normal((3, 5, 2))
-LENGTHS = np.array([5, 2, 3])
-
-
-def _inputs(lengths_dtype: str) -> tuple[LayerRecord, ...]:
-    return (
-        LayerRecord("x", "input", "InputLayer", options={"shape": (None, 2), "dtype": "f"}),
-        LayerRecord(
-            "lengths", "input", "InputLayer", options={"shape": (), "dtype": lengths_dtype}
-        ),
-    )
-
-
-def _packed_lstm(lengths_dtype: str) -> ModelGraph:
-    lstm = random_layer(np.random.default_rng(1), "lstm", 2, 3, direction="bidirectional")
-    flags = {"return_sequences": True, "time_major": False, "unroll": False, "return_state": True}
-    records = (
-        *_inputs(lengths_dtype),
-        LayerRecord("packed", "lengths_mask", "LengthsMask", ("x", "lengths")),
-        LayerRecord("lstm", "recurrent", "LSTM", ("packed",), flags, {}, lstm),
-    )
-    return ModelGraph("packed", records, ("x", "lengths"), ("lstm", "lstm:1", "lstm:3"))
-
-
-def _pooled(*, ended: bool) -> ModelGraph:
-    """The mean over each row's valid steps, or over every step after ``end_mask``."""
-    records = [
-        *_inputs("int64"),
-        LayerRecord("packed", "lengths_mask", "LengthsMask", ("x", "lengths")),
-    ]
-    if ended:
-        records.append(LayerRecord("padded", "end_mask", "EndMask", ("packed",)))
-    pool_options = {"op": "average", "keepdims": False}
-    pooled = LayerRecord(
-        "pool", "global_pool", "GlobalAveragePooling1D", (records[-1].name,), pool_options
-    )
-    return ModelGraph("pooled", (*records, pooled), ("x", "lengths"), ("pool",))
 
 
 def _run(model: Any, lengths: np.ndarray) -> list[np.ndarray]:
@@ -69,7 +31,7 @@ def _run(model: Any, lengths: np.ndarray) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("dtype", ["int64", "int32"])
 def test_the_lengths_are_a_batch_vector_of_their_declared_integer_type(dtype: str) -> None:
-    graph = _packed_lstm(dtype)
+    graph = packed_lstm(dtype)
     model = graph_to_onnx(graph, opset=GRAPH_OPSET)
     (declared,) = [i for i in model.graph.input if i.name == "lengths"]
     tensor_type = declared.type.tensor_type
@@ -83,7 +45,7 @@ def test_the_lengths_are_a_batch_vector_of_their_declared_integer_type(dtype: st
 
 @pytest.mark.parametrize("ended", [False, True])
 def test_the_lengths_mask_reaches_a_pooling_layer_until_end_mask(ended: bool) -> None:
-    graph = _pooled(ended=ended)
+    graph = pooled(ended=ended)
     (got,) = _run(graph_to_onnx(graph, opset=GRAPH_OPSET), LENGTHS)
     (expected,) = run_model_reference(graph, [X, LENGTHS])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
@@ -95,7 +57,7 @@ def test_an_export_compares_as_the_against_of_the_models_torch_port() -> None:
     from xframe_bilstm import compare
     from xframe_bilstm.models.to_torch import build_torch
 
-    graph = _packed_lstm("int64")
+    graph = packed_lstm("int64")
     port = build_torch(graph)
     model = graph_to_onnx(graph, opset=GRAPH_OPSET)
     report = compare(

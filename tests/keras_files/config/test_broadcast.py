@@ -4,9 +4,7 @@ ids serve as their input as well as floats."""
 
 from __future__ import annotations
 
-import json
 import warnings
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from xframe_bilstm.models.live import graph_from_keras  # noqa: E402
 from xframe_bilstm.reference.graph import run_model_reference  # noqa: E402
 
 from ...reference.test_broadcast import CLS, X, broadcast_graph  # noqa: E402
+from .edited import edited  # noqa: E402
 
 pytestmark = pytest.mark.keras
 
@@ -139,21 +138,6 @@ def test_a_masked_input_is_read_by_the_lstm_from_learned_states(tmp_path: Path) 
         np.testing.assert_allclose(got, reference, rtol=0, atol=1e-6)
 
 
-def _edited(source: Path, target: Path, name: str, edit: Any) -> Path:
-    """A copy of a ``.keras`` file with ``edit(entry)`` applied to layer ``name``'s entry."""
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
-        for item in old.infolist():
-            data = old.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                for entry in config["config"]["layers"]:
-                    if entry["config"]["name"] == name:
-                        edit(entry)
-                data = json.dumps(config).encode()
-            new.writestr(item, data)
-    return target
-
-
 @pytest.mark.parametrize(
     ("shape", "message"),
     [
@@ -169,7 +153,7 @@ def test_a_shape_other_than_its_weights_is_refused(
         entry["config"]["options"]["shape"] = shape
 
     with pytest.raises(UnsupportedFeatureError, match=message):
-        read_model(_edited(saved, tmp_path / "shape.keras", "cls", edit))
+        read_model(edited(saved, tmp_path / "shape.keras", edit, "cls"))
 
 
 def test_a_broadcast_reading_two_tensors_is_refused(saved: Path, tmp_path: Path) -> None:
@@ -178,7 +162,7 @@ def test_a_broadcast_reading_two_tensors_is_refused(saved: Path, tmp_path: Path)
     def edit(entry: dict[str, Any]) -> None:
         entry["inbound_nodes"] = [{"args": [[x, x]], "kwargs": {}}]
 
-    path = _edited(saved, tmp_path / "two.keras", "h0", edit)
+    path = edited(saved, tmp_path / "two.keras", edit, "h0")
     with pytest.raises(UnsupportedFeatureError, match=r"'h0'.*reads 2 tensors; expected 1"):
         read_model(path)
 
@@ -189,6 +173,6 @@ def test_a_class_of_the_same_name_from_another_module_is_refused(
     def edit(entry: dict[str, Any]) -> None:
         entry["module"] = "xframe_bilstm.adapters.keras.packed"  # the package's, not this class's
 
-    path = _edited(saved, tmp_path / "elsewhere.keras", "cls", edit)
+    path = edited(saved, tmp_path / "elsewhere.keras", edit, "cls")
     with pytest.raises(UnsupportedFeatureError, match="'BatchBroadcast' names module"):
         read_model(path)

@@ -4,8 +4,6 @@ computing the same as the graph it was built from."""
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from xframe_bilstm.reference.graph import run_model_reference  # noqa: E402
 from ...reference.test_lengths_mask import LENGTHS, X, packed_graph  # noqa: E402
 from ...reference.test_valid_steps import IDS, valid_steps_graph  # noqa: E402
 from ...reference.test_valid_steps import LENGTHS as ID_LENGTHS  # noqa: E402
+from .edited import edited  # noqa: E402
 
 pytestmark = pytest.mark.keras
 
@@ -81,26 +80,13 @@ def test_keras_loads_the_saved_file(saved: tuple[ModelGraph, Path]) -> None:
         np.testing.assert_allclose(np.asarray(value), reference, rtol=0, atol=1e-5)
 
 
-def _edited(source: Path, target: Path, name: str, **changes: object) -> Path:
-    """A copy of a ``.keras`` file with ``changes`` made to layer ``name``'s entry."""
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
-        for item in old.infolist():
-            data = old.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                for entry in config["config"]["layers"]:
-                    if entry["config"]["name"] == name:
-                        entry.update(changes)
-                data = json.dumps(config).encode()
-            new.writestr(item, data)
-    return target
-
-
 def test_a_class_of_the_same_name_from_another_module_is_refused(
     saved: tuple[ModelGraph, Path], tmp_path: Path
 ) -> None:
     module = "xframe_bilstm.adapters.keras.tensor_ops"  # the package's, but not this class's
-    path = _edited(saved[1], tmp_path / "elsewhere.keras", "packed", module=module)
+    path = edited(
+        saved[1], tmp_path / "elsewhere.keras", lambda e: e.update(module=module), "packed"
+    )
     with pytest.raises(UnsupportedFeatureError, match="'LengthsMask' names module"):
         read_model(path)
 
@@ -110,7 +96,9 @@ def test_a_lengths_mask_reading_one_tensor_is_refused(
 ) -> None:
     x = {"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}
     node = {"args": [[x]], "kwargs": {}}
-    path = _edited(saved[1], tmp_path / "one.keras", "packed", inbound_nodes=[node])
+    path = edited(
+        saved[1], tmp_path / "one.keras", lambda e: e.update(inbound_nodes=[node]), "packed"
+    )
     with pytest.raises(UnsupportedFeatureError, match=r"'packed'.*reads 1 tensors; expected 2"):
         read_model(path)
 
@@ -139,6 +127,11 @@ def test_valid_steps_reading_one_tensor_is_refused(tmp_path: Path) -> None:
     graph_to_keras(valid_steps_graph()).save(tmp_path / "valid.keras")
     ids = {"class_name": "__keras_tensor__", "config": {"keras_history": ["ids", 0, 0]}}
     node = {"args": [[ids]], "kwargs": {}}
-    path = _edited(tmp_path / "valid.keras", tmp_path / "one.keras", "valid", inbound_nodes=[node])
+    path = edited(
+        tmp_path / "valid.keras",
+        tmp_path / "one.keras",
+        lambda e: e.update(inbound_nodes=[node]),
+        "valid",
+    )
     with pytest.raises(UnsupportedFeatureError, match=r"'valid'.*reads 1 tensors; expected 2"):
         read_model(path)

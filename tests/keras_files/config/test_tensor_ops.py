@@ -3,8 +3,6 @@ package writes them, a user's class of the same name left the user's, bad option
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from xframe_bilstm import UnsupportedFeatureError, keras_to_torch, torch_to_kera
 from xframe_bilstm.keras_files import read_model  # noqa: E402
 
 from ...models.test_torch_capture import LastStep  # noqa: E402
+from .edited import edited  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
@@ -26,20 +25,6 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("last_step") / "last_step.keras"
     torch_to_keras(LastStep().eval()).save(path)
     return path
-
-
-def _edited(source: Path, target: Path, edit: Any) -> Path:
-    """A copy of a ``.keras`` file with ``edit(layer entry)`` applied to its layers."""
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
-        for item in old.infolist():
-            data = old.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                for entry in config["config"]["layers"]:
-                    edit(entry)
-                data = json.dumps(config).encode()
-            new.writestr(item, data)
-    return target
 
 
 def test_each_layer_reads_as_its_kind_with_its_options(saved: Path) -> None:
@@ -65,7 +50,7 @@ def test_a_class_of_the_same_name_from_another_module_is_refused(
         if entry.get("class_name") == "Reduce":
             entry["module"] = "mylib.layers"
 
-    path = _edited(saved, tmp_path / "elsewhere.keras", elsewhere)
+    path = edited(saved, tmp_path / "elsewhere.keras", elsewhere)
     with pytest.raises(UnsupportedFeatureError, match=r"'Reduce' names module 'mylib.layers'"):
         keras_to_torch(path)
 
@@ -88,7 +73,7 @@ def test_a_bad_option_is_refused_by_name(
         if entry["config"]["name"] == layer:
             entry["config"]["options"][key] = value
 
-    path = _edited(saved, tmp_path / "spoiled.keras", spoil)
+    path = edited(saved, tmp_path / "spoiled.keras", spoil)
     with pytest.raises(UnsupportedFeatureError, match=message):
         read_model(path)
 
@@ -130,6 +115,6 @@ def test_a_bad_mask_or_product_option_is_refused_by_name(
         if entry.get("registered_name") == registered:
             entry["config"]["options"][key] = value
 
-    path = _edited(masked, tmp_path / "spoiled.keras", spoil)
+    path = edited(masked, tmp_path / "spoiled.keras", spoil)
     with pytest.raises(UnsupportedFeatureError, match=message.replace("(", r"\(")):
         read_model(path)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import WeightShapeError
 from .graph import LayerRecord, ModelGraph
-from .masks import check_lengths, mask_from_lengths
+from .masks import check_lengths, longest_first, mask_from_lengths
 from .reference import Reading
 from .stack_graph import as_graph, graph_initial_states
 
@@ -275,7 +275,7 @@ def example_inputs(
     rows = None if lengths is None else np.asarray(lengths)
     held = [graph.layer(name) for name in graph.inputs if graph.holds_lengths(name)]
     if rows is None and held:
-        rows = np.array([max(1, steps - 2 * row) for row in range(batch)])  # longest first
+        rows = longest_first(batch, steps)
         if not any(record.options.get("descending") for record in held):
             rows = np.concatenate([rows[:1], rows[1:][::-1]])  # the full row, then shortest
     arrays = []

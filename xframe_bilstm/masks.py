@@ -38,6 +38,17 @@ def check_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def longest_first(batch: int, steps: int) -> np.ndarray:
+    """Lengths of ``batch`` right-padded rows, longest first: the first row full, each next
+    two steps shorter, down to 1.
+
+    Example:
+        >>> longest_first(4, 5).tolist()
+        [5, 3, 1, 1]
+    """
+    return np.array([max(1, steps - 2 * row) for row in range(batch)], dtype=np.int64)
+
+
 def mask_from_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray:
     """The (B, T) boolean mask of right-padded rows: True on valid steps.
 

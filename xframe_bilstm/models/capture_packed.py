@@ -31,6 +31,7 @@ from typing import Any
 
 from .._imports import require
 from ..graph import LayerRecord, ModelGraph
+from ..masks import longest_first
 from .capture_lengths import LengthsUse
 from .capture_rows import RowOrders
 from .capture_tensors import Names, Tensors, Unsupported, op_name
@@ -61,10 +62,8 @@ def takes_lengths(module: Any) -> bool:
 
 
 def example_lengths(batch: int, steps: int) -> Any:
-    """Lengths of right-padded rows, longest first (as ``enforce_sorted`` wants): the first
-    row full, each next two steps shorter, down to 1."""
-    torch = require("torch")
-    return torch.tensor([max(1, steps - 2 * row) for row in range(batch)], dtype=torch.int64)
+    """Lengths of right-padded rows, longest first, as ``enforce_sorted`` wants them."""
+    return require("torch").as_tensor(longest_first(batch, steps))
 
 
 def read_lengths(

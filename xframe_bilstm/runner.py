@@ -160,7 +160,7 @@ def compare(
     check_budget(quantization_budget)
     with custom_layers_in_use(custom_layers):
         read = read_source(
-            source, example_shape=_example_shape(inputs), custom_modules=custom_modules
+            source, example_shapes=_example_shapes(inputs), custom_modules=custom_modules
         )
     source, reading = read.source, read.reading  # the object read, also when given a Read
     if gradients and (why := gradient_refusal(reading)) is not None:
@@ -295,12 +295,12 @@ def _joined(*notes: str) -> str:
     return "; ".join(note for note in notes if note)
 
 
-def _example_shape(inputs: Any) -> tuple[int, ...] | None:
-    """The shape of the (first) input given, without the batch axis; None when none is."""
+def _example_shapes(inputs: Any) -> list[tuple[int, ...]] | None:
+    """The shape of each input given, without the batch axis; None when none is."""
     if inputs is None:
         return None
-    first = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-    return tuple(int(n) for n in np.shape(first)[1:])
+    given = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    return [tuple(int(n) for n in np.shape(one)[1:]) for one in given]
 
 
 def _first(x: Any) -> np.ndarray:

@@ -200,7 +200,7 @@ def _read_keras(source: Any) -> Read:
 
 def _read_torch(
     source: Any,
-    example_shape: Sequence[int] | None = None,
+    example_shapes: Sequence[Sequence[int]] | None = None,
     custom_modules: CustomModules | None = None,
 ) -> Read:
     from .adapters.torch.quantized import dequantized_rnn, is_dynamic_quantized_rnn
@@ -224,7 +224,9 @@ def _read_torch(
         graph = current_graph(source, custom_modules=custom_modules)
         return Read(graph, "torch", lambda: source)
     if is_whole_module(source):  # its forward runs as written, so it stays a graph
-        graph = graph_from_torch(source, example_shape=example_shape, custom_modules=custom_modules)
+        graph = graph_from_torch(
+            source, example_shapes=example_shapes, custom_modules=custom_modules
+        )
         return Read(graph, "torch", lambda: source)
     from .adapters.torch import torch_to_canonical
 
@@ -268,12 +270,12 @@ def source_type(source: Any) -> str:
 def read_source(
     source: Any,
     *,
-    example_shape: Sequence[int] | None = None,
+    example_shapes: Sequence[Sequence[int]] | None = None,
     custom_modules: CustomModules | None = None,
 ) -> Read:
     """Read ``source`` once: its reading and its original (see the module's rules). A
-    ``Read`` is returned as it is. ``example_shape``: the shape of the inputs it will run
-    on, without the batch axis, where the caller has them; a torch module whose first
+    ``Read`` is returned as it is. ``example_shapes``: the shapes of the inputs it will
+    run on, without the batch axis, where the caller has them; a torch module whose first
     child leaves several axes free (a CRNN's image) is captured at it. ``custom_modules``:
     a torch module's custom children's Keras factories, by class (or class name), as
     :func:`~xframe_bilstm.torch_to_keras` takes them."""
@@ -281,7 +283,7 @@ def read_source(
         return source
     name = source_type(source)
     if name == "torch":
-        return replace(_read_torch(source, example_shape, custom_modules), source=source)
+        return replace(_read_torch(source, example_shapes, custom_modules), source=source)
     read = next(read for kind, _, read in SOURCE_TYPES if kind == name)(source)
     return replace(read, source=source)
 

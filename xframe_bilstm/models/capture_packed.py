@@ -16,8 +16,8 @@ where ``forward`` finds them (``torch.nn.utils.rnn`` and the globals of every mo
   ``end_mask`` record: the recurrent layer gives zeros on padded steps, as padding does,
   and nothing after it sees the mask.
 
-The lengths are the second input of ``forward``; only packing may read them (moving them
-to the CPU or to int64 computes nothing).
+The lengths are the input after the data (:mod:`.forward_inputs`); only packing may read
+them (moving them to the CPU or to int64 computes nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,39 +41,20 @@ PADDED = "xframe_bilstm.padded"
 LENGTHS_MOVES = ("to", "_to_copy", "clone", "contiguous", "detach", "alias", "lift_fresh_copy")
 
 
-def takes_lengths(module: Any) -> bool:
-    """Whether ``module.forward`` takes two inputs, the second the per-row lengths.
-
-    Example:
-        >>> import torch
-        >>> class Tagger(torch.nn.Module):
-        ...     def forward(self, x, lengths): return x
-        >>> takes_lengths(Tagger()), takes_lengths(torch.nn.Linear(2, 2))
-        (True, False)
-    """
-    required = [
-        parameter
-        for parameter in inspect.signature(module.forward).parameters.values()
-        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
-        and parameter.default is parameter.empty
-    ]
-    return len(required) == 2
-
-
 def example_lengths(batch: int, steps: int) -> Any:
     """Lengths of right-padded rows, longest first, as ``enforce_sorted`` wants them."""
     return require("torch").as_tensor(longest_first(batch, steps))
 
 
 def read_lengths(
-    graph: Any, user: list[Any], rows: RowOrders, tensors: Tensors, names: Names
+    graph: Any, lengths: list[Any], rows: RowOrders, tensors: Tensors, names: Names
 ) -> list[LayerRecord]:
-    """The input record of the lengths, where ``forward`` takes them (``user``: its inputs'
-    nodes), naming them and the lengths it sorts itself (``rows``)."""
-    if len(user) < 2:
+    """The input record of the rows' lengths, where ``forward`` takes them (``lengths``:
+    none, or their input's node), naming them and the lengths it sorts itself (``rows``)."""
+    if not lengths:
         return []
     record = _lengths_record(names("lengths"), graph, rows.lengths)
-    tensors.names.update(dict.fromkeys([user[1], *rows.lengths], record.name))
+    tensors.names.update(dict.fromkeys([*lengths, *rows.lengths], record.name))
     return [record]
 
 
@@ -280,5 +260,4 @@ __all__ = [
     "packing_captured",
     "padded_with_zeros",
     "read_packing",
-    "takes_lengths",
 ]

@@ -43,14 +43,14 @@ class RowOrders:
     found: list[tuple[str, Any]] = field(default_factory=list)
 
 
-def row_orders(graph: Any, inputs: list[Any], batch: int) -> RowOrders:
-    """Follow the rows' order through ``graph`` from its ``inputs`` (``forward``'s: the
-    lengths last, where it takes them; ``batch``: the capture's batch size, telling the
-    batch axis of an indexing)."""
+def row_orders(graph: Any, inputs: list[Any], lengths: list[Any], batch: int) -> RowOrders:
+    """Follow the rows' order through ``graph`` from ``forward``'s data ``inputs`` and its
+    rows' ``lengths`` (none, or the one input of them; ``batch``: the capture's batch size,
+    telling the batch axis of an indexing)."""
     rows = RowOrders()
-    derived = set(inputs[1:])  # the lengths, moved or sorted: their sort gives an order
+    derived = set(lengths)  # the lengths, moved or sorted: their sort gives an order
     orders: dict[Any, bool] = {}  # order -> whether it sorts (True) or puts back (False)
-    tags = dict.fromkeys(inputs, False)  # tensor -> whether its rows are in sorted order
+    tags = dict.fromkeys([*inputs, *lengths], False)  # tensor -> whether its rows are sorted
     for node in graph.nodes:
         if node.op != "call_function":
             continue

@@ -9,7 +9,7 @@ one by one.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from .._imports import require
@@ -37,6 +37,7 @@ from .capture_where import (
     read_condition,
     where_records,
 )
+from .forward_inputs import ForwardInputs
 
 LeafTest = Callable[[Any], bool]
 ReadChild = Callable[[str, Any, str], list[LayerRecord]]
@@ -122,7 +123,7 @@ def read_captured(
     module: Any,
     exported: Any,
     second: Any,
-    input_options: Mapping[str, Any],
+    inputs: ForwardInputs,
     *,
     name: str,
     is_leaf: LeafTest,
@@ -145,18 +146,27 @@ def read_captured(
     names = Names()
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
     user = [n for n in placeholders if n.name in exported.graph_signature.user_inputs]
-    input_name = names("input")
-    records = [LayerRecord(input_name, "input", "InputLayer", options=dict(input_options))]
-    tensors.names[user[0]] = input_name
-    rows = row_orders(graph, user, batches[0])  # rows sorted by their lengths, and back
-    records += read_lengths(graph, user, rows, tensors, names)  # forward(x, lengths)
+    data, given_lengths = user[: len(inputs.options)], user[len(inputs.options) :]
+    records = [  # one input is "input"; several take forward's names (src, tgt)
+        LayerRecord(
+            names("input" if len(data) == 1 else node.name),
+            "input",
+            "InputLayer",
+            options=dict(options),
+        )
+        for node, options in zip(data, inputs.options)
+    ]
+    tensors.names.update({node: record.name for node, record in zip(data, records)})
+    input_name = records[0].name
+    rows = row_orders(graph, data, given_lengths, batches[0])  # rows sorted by lengths, back
+    records += read_lengths(graph, given_lengths, rows, tensors, names)  # forward(x, lengths)
     found = list(rows.found)
     weights = set(placeholders) - set(user)
     zeros = zero_tensors(graph)  # initial states of zeros, read as none
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read = live_nodes(graph), set()
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
-    lengths = LengthsUse({*user[1:], *rows.lengths}, user[0], conditions)  # and their moves
+    lengths = LengthsUse({*given_lengths, *rows.lengths}, user[0], conditions)  # and moves
     others = {node.name: node for node in second.graph.nodes} if second is not None else {}
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names or node in zeros:
@@ -244,11 +254,11 @@ def read_captured(
     graph = ModelGraph(
         name,
         tuple(records),
-        inputs=(input_name, *(tensors.names[node] for node in user[1:])),
+        inputs=tuple(tensors.names[node] for node in user),
         outputs=outputs,
         source=f"torch {type(module).__name__}",
     )
-    return padded_with_zeros(graph) if len(user) > 1 else graph
+    return padded_with_zeros(graph) if given_lengths else graph
 
 
 def _loops(module: Any, exported: Any, second: Any) -> dict[Any, CellLoop | str]:

@@ -1,15 +1,17 @@
-"""The input a torch module's ``forward`` is captured at, guessed from the modules that fix
+"""The inputs a torch module's ``forward`` is captured at, guessed from the modules that fix
 one: an Embedding reads token ids, a recurrent module or cell (B, T, features), a Linear
 (B, features), a convolution or a normalization its channels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import combinations, islice
 from typing import Any
 
 from .._imports import require
 from ..errors import UnsupportedFeatureError
+from .forward_inputs import ForwardInputs, input_names
 from .torch_graph_convolution import conv_input_options, conv_types
 from .torch_graph_normpool import input_options, is_normpool
 
@@ -39,19 +41,24 @@ def child_input_options(first_name: str, first: Any, nn: Any) -> dict[str, Any]:
 _GUESSES = 3  # each costs a capture where it is not read
 
 
-def input_guesses(module: Any) -> list[dict[str, Any]]:
-    """The inputs (``shape`` and ``dtype``) the modules that fix one would read (an
-    Embedding, a recurrent module or cell, a Linear, a convolution or a normalization),
-    each once: first that of the first one ``forward`` calls (it runs on the first
-    declared one's until it calls one of them), then the others in declaration order, to
-    try where ``forward`` reshapes its input before its first module, or where the guess
-    is captured by a coincidence of sizes but not read; each sequence (time, features)
-    followed by its (features, time) layout; three at most.
+def input_guesses(module: Any) -> list[ForwardInputs]:
+    """The inputs to capture ``forward`` on, likeliest first (:mod:`.forward_inputs`).
+
+    One data input takes what the modules that fix one would read (an Embedding, a
+    recurrent module or cell, a Linear, a convolution or a normalization), each once:
+    first that of the first one ``forward`` calls (it runs on the first declared one's
+    until it calls one of them), then the others in declaration order, to try where
+    ``forward`` reshapes its input before its first module, or where the guess is captured
+    by a coincidence of sizes but not read; each sequence (time, features) followed by its
+    (features, time) layout; three at most. A ``forward`` of two inputs takes them with the
+    rows' lengths after them first; then, as one of more inputs does, its inputs take
+    those of distinct modules in declaration order (an encoder's Embedding, then its
+    decoder's), three choices at most.
 
     Raises:
-        CaptureError: no module fixes it.
+        CaptureError: no module fixes an input.
     """
-    from .torch_capture import CaptureError, first_called
+    from .torch_capture import CaptureError
 
     candidates = [(child, options) for child, options in _fixing(module)]
     if not candidates:
@@ -59,13 +66,43 @@ def input_guesses(module: Any) -> list[dict[str, Any]]:
             f"{type(module).__name__} holds no Embedding, recurrent module, Linear, "
             "convolution or normalization to fix the shape of its input"
         )
+    count = len(input_names(module))
+    guesses = []
+    if count <= 2:
+        lengths = count == 2
+        guesses += [
+            ForwardInputs((options,), lengths) for options in _one(module, candidates, lengths)
+        ]
+    if count >= 2:
+        chosen = (
+            tuple(options for _, options in chosen) for chosen in combinations(candidates, count)
+        )
+        guesses += [ForwardInputs(options) for options in islice(_distinct(chosen), _GUESSES)]
+    return guesses
+
+
+def _one(
+    module: Any, candidates: list[tuple[Any, dict[str, Any]]], lengths: bool
+) -> list[dict[str, Any]]:
+    """The guesses of one data input (see :func:`input_guesses`)."""
+    from .torch_capture import first_called
+
     guesses = [options for _, options in candidates]
     if any(options != guesses[0] for options in guesses):
-        called = first_called(module, guesses[0], [child for child, _ in candidates])
+        first = ForwardInputs((guesses[0],), lengths)
+        called = first_called(module, first, [child for child, _ in candidates])
         guesses = [options for child, options in candidates if child is called] + guesses
     guesses = [layout for options in guesses for layout in (options, *_channels_first(options))]
-    distinct = [options for index, options in enumerate(guesses) if options not in guesses[:index]]
-    return distinct[:_GUESSES]
+    return list(_distinct(guesses))[:_GUESSES]
+
+
+def _distinct(items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` without repeats, in order (they are unhashable dicts)."""
+    seen: list[Any] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+            yield item
 
 
 def _channels_first(options: dict[str, Any]) -> list[dict[str, Any]]:

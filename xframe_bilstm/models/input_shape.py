@@ -16,6 +16,33 @@ from typing import Any
 from ..errors import UnsupportedFeatureError
 
 
+def given_shapes(input_shape: Any, module: Any) -> list[Any] | None:
+    """The shapes the user gives, one per data input of ``forward``: ``input_shape`` itself
+    for one, a sequence of them for several (``[(None,), (None,)]`` for ``forward(src,
+    tgt)``); None where none is given. Each is checked when captured at.
+
+    Example:
+        >>> given_shapes([(None,), (None, 8)], object()), given_shapes((None, 8), object())
+        ([(None,), (None, 8)], [(None, 8)])
+    """
+    if input_shape is None:
+        return None
+    several = isinstance(input_shape, Sequence) and not isinstance(input_shape, (str, bytes))
+    several = several and len(input_shape) > 0
+    if several and all(_is_shape(s) for s in input_shape):
+        return list(input_shape)
+    if several and any(_is_shape(s) for s in input_shape):
+        raise UnsupportedFeatureError(
+            f"input_shape={input_shape!r} for {type(module).__name__}: give one shape, or "
+            "one shape per input of forward, each a tuple of sizes without the batch axis"
+        )
+    return [input_shape]
+
+
+def _is_shape(item: Any) -> bool:
+    return isinstance(item, Sequence) and not isinstance(item, (str, bytes))
+
+
 def checked_input_shape(
     input_shape: Any, guessed: Mapping[str, Any], module: Any, *, direct: bool = True
 ) -> tuple[int | None, ...]:
@@ -120,9 +147,7 @@ def shape_of_example(
         return tuple(
             int(example[axis]) if axis in free[:-1] else size for axis, size in enumerate(guessed)
         )
-    fits = len(example) == len(guessed) and all(
-        size is None or size == int(other) for size, other in zip(guessed, example)
-    )
+    fits = _fits(guessed, example)
     unmatched = list(range(len(example)))
     for size in fixed:  # the fixed sizes, found elsewhere in the example
         axis = next((a for a in reversed(unmatched) if int(example[a]) == size), None)
@@ -135,6 +160,40 @@ def shape_of_example(
     return tuple(None if axis == time else int(size) for axis, size in enumerate(example))
 
 
+def examples_to_capture_at(
+    guessed: Sequence[Mapping[str, Any]], examples: Sequence[Sequence[int]] | None
+) -> list[tuple[int | None, ...] | None]:
+    """The shape to capture each guessed input at, given the shapes of the inputs the caller
+    will run (None where the guess stands): one input as :func:`shape_of_example` says;
+    each of several inputs too, or, where its example does not fit its guess at all (per-row
+    features beside a sequence, which no module reads alone), the example's own shape.
+
+    Example:
+        >>> guesses = [{"shape": (None, 5)}, {"shape": (11,)}]
+        >>> examples_to_capture_at(guesses, [(6, 5), (3,)])
+        [None, (3,)]
+    """
+    if not examples:
+        return [None] * len(guessed)
+    wanted = [
+        shape_of_example(options["shape"], example) for options, example in zip(guessed, examples)
+    ]
+    if len(guessed) == 1:
+        return wanted
+    return [
+        shape
+        if shape is not None or _fits(options["shape"], example)
+        else tuple(int(size) for size in example)
+        for shape, options, example in zip(wanted, guessed, examples)
+    ]
+
+
+def _fits(guessed: Sequence[int | None], example: Sequence[int]) -> bool:
+    return len(guessed) == len(example) and all(
+        size is None or size == int(other) for size, other in zip(guessed, example)
+    )
+
+
 def _positive(size: Any) -> bool:
     return isinstance(size, int) and size >= 1
 
@@ -143,7 +202,7 @@ def _shown(shape: tuple[Any, ...]) -> str:
     return "(batch, " + ", ".join("None" if s is None else str(s) for s in shape) + ")"
 
 
-def does_not_fit(input_shape: tuple[int | None, ...], module: Any, why: object) -> str:
+def does_not_fit(input_shape: Any, module: Any, why: object) -> str:
     """The message of a capture that failed on inputs of the user's shape."""
     return (
         f"input_shape={input_shape!r} does not fit {type(module).__name__}: {why}. Give the "
@@ -151,4 +210,11 @@ def does_not_fit(input_shape: tuple[int | None, ...], module: Any, why: object) 
     )
 
 
-__all__ = ["checked_input_shape", "does_not_fit", "first_module_reads", "shape_of_example"]
+__all__ = [
+    "checked_input_shape",
+    "does_not_fit",
+    "examples_to_capture_at",
+    "first_module_reads",
+    "given_shapes",
+    "shape_of_example",
+]

@@ -4,10 +4,12 @@ Rules of this module:
 
 - ``forward`` runs in eval mode, without gradients, on seeded example inputs shaped by the
   first module it calls (token ids for an ``nn.Embedding``, (B, T, D) for a recurrent
-  module, ...; see :func:`~xframe_bilstm.models.input_guesses.input_guesses`), twice:
-  at two batch sizes and two lengths of the last free axis (the time axis), so the graph
-  knows which axes follow it (recurrent modules make ``torch.export`` fix the length of
-  each capture). Other free axes, such as an image's height, take the example's size, 7.
+  module, ...; see :func:`~xframe_bilstm.models.input_guesses.input_guesses`), one per
+  data input of ``forward`` (and the rows' lengths after them, :mod:`.forward_inputs`),
+  twice: at two batch sizes and two lengths of each input's last free axis (the time
+  axis), so the graph knows which axes follow it (recurrent modules make ``torch.export``
+  fix the length of each capture). Other free axes, such as an image's height, take the
+  example's size, 7.
 - Every call of a module the package reads (an ``nn.LSTM``, ``nn.Linear``,
   ``nn.Conv2d``...; see :func:`~xframe_bilstm.models.torch_graph.is_leaf`) is read as
   that module, through the same readers as a child of a plain chain
@@ -53,8 +55,9 @@ from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from .capture_attention import is_attention_module
 from .capture_fx import EXPORT, FX, fx_module, reason
-from .capture_packed import example_lengths, packing_captured, takes_lengths
+from .capture_packed import example_lengths, packing_captured
 from .capture_walk import LeafTest, ReadChild, read_captured
+from .forward_inputs import ForwardInputs
 
 _log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ _LENGTHS = (7, 9)
 
 def capture_graph(
     module: Any,
-    input_options: Mapping[str, Any],
+    inputs: ForwardInputs,
     *,
     name: str | None = None,
     is_leaf: LeafTest,
@@ -80,8 +83,9 @@ def capture_graph(
 
     Args:
         module: the module.
-        input_options: the ``InputLayer`` options of its one input (``shape`` without the
-            batch axis, None for a free axis, and ``dtype``).
+        inputs: its inputs: each data input's ``InputLayer`` options (``shape`` without
+            the batch axis, None for a free axis, and ``dtype``), and whether the rows'
+            lengths follow them.
         name: the graph's name (the class's, lowercased, by default).
         is_leaf: whether a module's calls are read as that module whole.
         read_child: the records of such a call, ``read_child(name, child, previous)``.
@@ -90,17 +94,17 @@ def capture_graph(
         UnsupportedFeatureError: ``torch.export`` could not capture ``forward``, or one
             message listing every operation with no layer record, with its line.
     """
-    input_options = fixed_axes(input_options)
-    captured, exported, captured_by = _first_capture(module, input_options, is_leaf)
+    inputs = dataclasses.replace(inputs, options=tuple(map(fixed_axes, inputs.options)))
+    captured, exported, captured_by = _first_capture(module, inputs, is_leaf)
     try:
-        second = capture(captured, input_options, 1)
+        second = capture(captured, inputs, 1)
     except CaptureError:  # the free axes are not free after all: shapes fixed
         second = None
     graph = read_captured(
         module,
         exported,
         second,
-        input_options,
+        inputs,
         name=name or type(module).__name__.lower(),
         is_leaf=is_leaf,
         read_child=read_child,
@@ -109,9 +113,7 @@ def capture_graph(
     return dataclasses.replace(graph, captured_by=captured_by)
 
 
-def _first_capture(
-    module: Any, input_options: Mapping[str, Any], is_leaf: LeafTest
-) -> tuple[Any, Any, str]:
+def _first_capture(module: Any, inputs: ForwardInputs, is_leaf: LeafTest) -> tuple[Any, Any, str]:
     """The module captured (``module``, or its ``torch.fx`` trace where ``torch.export``
     refuses ``module``), its capture at the first sizes, and which capture ran.
 
@@ -119,7 +121,7 @@ def _first_capture(
         CaptureError: both refused ``forward``, naming both reasons.
     """
     try:
-        return module, capture(module, input_options, 0), EXPORT
+        return module, capture(module, inputs, 0), EXPORT
     except CaptureError as refused:
         try:
             traced = fx_module(module, lambda child: is_leaf(child) or is_attention_module(child))
@@ -128,7 +130,7 @@ def _first_capture(
                 f"{refused}, nor could torch.fx trace it ({reason(error)})"
             ) from error
         try:
-            exported = capture(traced, input_options, 0)
+            exported = capture(traced, inputs, 0)
         except CaptureError as error:
             raise CaptureError(
                 f"{refused}, nor could its torch.fx trace be captured "
@@ -156,13 +158,14 @@ def fixed_axes(input_options: Mapping[str, Any]) -> dict[str, Any]:
     return {**input_options, "shape": tuple(shape)}
 
 
-def example_arguments(module: Any, input_options: Mapping[str, Any], which: int) -> tuple[Any, ...]:
-    """The arguments of ``forward`` in capture ``which``: the example input, then, where
-    ``forward`` takes them, the rows' lengths (:mod:`.capture_packed`)."""
-    example = example_input(module, input_options, which)
-    if not takes_lengths(module):
-        return (example,)
-    return example, example_lengths(_BATCHES[which], _LENGTHS[which])
+def example_arguments(module: Any, inputs: ForwardInputs, which: int) -> tuple[Any, ...]:
+    """The arguments of ``forward`` in capture ``which``: the example inputs (their free
+    axes all of one length), then, where ``forward`` takes them, the rows' lengths
+    (:mod:`.capture_packed`)."""
+    examples = tuple(example_input(module, options, which) for options in inputs.options)
+    if not inputs.lengths:
+        return examples
+    return *examples, example_lengths(_BATCHES[which], _LENGTHS[which])
 
 
 def example_input(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
@@ -172,13 +175,13 @@ def example_input(module: Any, input_options: Mapping[str, Any], which: int) -> 
     shape = (_BATCHES[which], *sizes)
     rng = np.random.default_rng(which)
     if np.dtype(input_options["dtype"]).kind in "iu":
-        vocabulary = next(
+        vocabulary = min(  # ids every Embedding takes, as several inputs may read others
             (
                 child.num_embeddings
                 for child in module.modules()
                 if isinstance(child, torch.nn.Embedding)
             ),
-            2,
+            default=2,
         )
         return torch.as_tensor(rng.integers(1, max(vocabulary, 2), size=shape))
     dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
@@ -190,7 +193,7 @@ class _Called(Exception):
         self.child = child
 
 
-def first_called(module: Any, input_options: Mapping[str, Any], children: list[Any]) -> Any:
+def first_called(module: Any, inputs: ForwardInputs, children: list[Any]) -> Any:
     """Which of ``children`` ``module.forward`` calls first on example input 0 (run until
     that call, in eval mode), or None where it calls none of them or fails before."""
     torch = require("torch")
@@ -202,7 +205,7 @@ def first_called(module: Any, input_options: Mapping[str, Any], children: list[A
     hooks = [child.register_forward_pre_hook(called) for child in children]
     try:
         with evaluating(module), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-            module(*example_arguments(module, input_options, 0))
+            module(*example_arguments(module, inputs, 0))
     except _Called as call:
         return call.child
     except Exception:  # forward fails on this input before calling any of them
@@ -213,7 +216,7 @@ def first_called(module: Any, input_options: Mapping[str, Any], children: list[A
     return None
 
 
-def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
+def capture(module: Any, inputs: ForwardInputs, which: int) -> Any:
     """``torch.export.export`` of ``module`` on example input ``which``, in eval mode.
 
     Raises:
@@ -222,7 +225,7 @@ def capture(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
     torch = require("torch")
     from ..adapters.torch import evaluating
 
-    arguments = example_arguments(module, input_options, which)
+    arguments = example_arguments(module, inputs, which)
     # A refused data-dependent guard is logged, and printed with the partial graph, and an
     # operation failing on fake tensors is logged with its traceback: the error says both,
     # and torch.fx (or another guess of the input) may read the module yet.

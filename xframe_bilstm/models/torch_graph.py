@@ -33,11 +33,14 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from .forward_inputs import input_names, several_inputs_hint
 from .input_guesses import child_input_options, input_guesses
 from .input_shape import (
     checked_input_shape,
     does_not_fit,
+    examples_to_capture_at,
     first_module_reads,
+    given_shapes,
     shape_of_example,
 )
 from .torch_custom_children import child_factory, custom_child_record
@@ -88,15 +91,16 @@ def graph_from_torch(
     name: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
     input_shape: Sequence[int | None] | None = None,
-    example_shape: Sequence[int] | None = None,
+    example_shapes: Sequence[Sequence[int]] | None = None,
 ) -> ModelGraph:
     """The model graph of a module whose ``forward`` applies its children in order.
 
     ``custom_modules`` maps children of other classes (the class or its name) to factories
     of Keras layers (:mod:`.torch_custom_children`). ``input_shape`` (without the batch
     axis, None for time) replaces the input shape read from the first child
-    (:mod:`.input_shape`). Without it, ``example_shape`` (that of the inputs the graph will
-    run on, without the batch axis) sizes the axes the first child leaves free but time
+    (:mod:`.input_shape`); a ``forward`` of several inputs takes one shape per input.
+    Without it, ``example_shapes`` (those of the inputs the graph will run on, without the
+    batch axis) size the axes the first child leaves free but time
     (:func:`~.input_shape.shape_of_example`).
 
     Raises:
@@ -124,7 +128,7 @@ def graph_from_torch(
             name=name,
             custom_modules=custom_modules,
             input_shape=input_shape,
-            example_shape=example_shape,
+            example_shapes=example_shapes,
         )
     children = _children(module)
     if not children:
@@ -156,7 +160,7 @@ def graph_from_torch(
                 name=name,
                 custom_modules=custom_modules,
                 input_shape=input_shape,
-                example_shape=example_shape,
+                example_shapes=example_shapes,
             )
         except UnsupportedFeatureError as error:
             if str(error).startswith(unread):
@@ -172,8 +176,15 @@ def graph_from_torch(
         if first
         else _input(input_name, *children[0], nn)
     ]
-    if input_shape is None:
-        input_shape = shape_of_example(records[0].options["shape"], example_shape)
+    shapes = given_shapes(input_shape, module)
+    if shapes is not None and len(shapes) != 1:
+        raise UnsupportedFeatureError(
+            f"input_shape={input_shape!r}: {type(module).__name__}.forward takes one input; "
+            "give its shape alone"
+        )
+    input_shape = shapes[0] if shapes else None
+    if input_shape is None and example_shapes:
+        input_shape = shape_of_example(records[0].options["shape"], example_shapes[0])
     if input_shape is not None:
         options = dict(records[0].options)
         options["shape"] = checked_input_shape(input_shape, options, module)
@@ -202,7 +213,7 @@ def _captured(
     name: str | None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
     input_shape: Sequence[int | None] | None = None,
-    example_shape: Sequence[int] | None = None,
+    example_shapes: Sequence[Sequence[int]] | None = None,
 ) -> ModelGraph:
     """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``
     (or, where that refuses it, a ``torch.fx`` trace lowered by it: :mod:`.capture_fx`).
@@ -217,19 +228,21 @@ def _captured(
         guesses = input_guesses(module)
     except CaptureError as error:
         raise UnsupportedFeatureError(f"{plain} {error}") from error
+    shapes = given_shapes(input_shape, module)
+    if shapes is not None:  # given: the likeliest guess of as many inputs
+        guesses = [g for g in guesses if len(g.options) == len(shapes)][:1] or guesses[:1]
     refusals: list[UnsupportedFeatureError] = []
-    for options in guesses if input_shape is None else guesses[:1]:  # given: the first's
-        shape, guessed = None, {}
-        wanted = input_shape
-        if wanted is None:
-            wanted = shape_of_example(options["shape"], example_shape)
+    for inputs in guesses:
+        wanted = shapes or examples_to_capture_at(inputs.options, example_shapes)
+        shaped, guessed = inputs, dict[str, Any]()
         try:
-            if wanted is not None:  # forward may transpose it before its first module
-                shape = checked_input_shape(wanted, options, module, direct=False)
-                guessed, options = options, {**options, "shape": shape}
+            for index, (shape, options) in enumerate(zip(wanted, inputs.options)):
+                if shape is not None:  # forward may transpose it before its first module
+                    shape = checked_input_shape(shape, options, module, direct=False)
+                    shaped, guessed = shaped.replace(index, shape=shape), guessed or options
             return capture_graph(
                 module,
-                options,
+                shaped,
                 name=name,
                 is_leaf=lambda child: is_leaf(child, custom_modules),
                 read_child=lambda call, child, previous: child_records(
@@ -237,16 +250,21 @@ def _captured(
                 ),
             )
         except CaptureError as error:
-            if shape is not None:
-                hint = first_module_reads(shape, guessed)
+            if guessed:
+                given = [o["shape"] for o in shaped.options]
+                hint = first_module_reads(given[0], guessed)
                 why = f"{error} ({hint})" if hint else error
-                refusals.append(UnsupportedFeatureError(does_not_fit(shape, module, why)))
+                shown = given[0] if len(given) == 1 else given
+                refusals.append(UnsupportedFeatureError(does_not_fit(shown, module, why)))
             else:
                 refusals.append(UnsupportedFeatureError(f"{plain} {error}"))
             refusals[-1].__cause__ = error
         except UnsupportedFeatureError as error:  # not read at this guess: try the next
             refusals.append(error)
-    raise refusals[0]  # the refusal at the likeliest guess
+    read = [r for r in refusals if not isinstance(r.__cause__, CaptureError)]
+    if read or shapes is not None or len(input_names(module)) < 2:
+        raise (read or refusals)[0]  # captured but not read, else at the likeliest guess
+    raise UnsupportedFeatureError(f"{refusals[0]}. {several_inputs_hint(module)}") from refusals[0]
 
 
 def is_leaf(child: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | None) -> bool:

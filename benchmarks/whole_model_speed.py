@@ -24,7 +24,7 @@ conversion, what it adds over loading the original in its own framework: Keras �
 ``keras.saving.load_model``, torch → Keras over nothing (the port is loaded already).
 
     python benchmarks/whole_model_speed.py   # writes benchmarks/results/whole_model_speed.md
-    python benchmarks/whole_model_speed.py --sweep 256 1024   # fixed cost and slope
+    python benchmarks/whole_model_speed.py --sweep 256 1024   # writes whole_model_sweep.md
 
 ``--sweep`` builds the same architecture with BiLSTMs of the given units, runs each
 conversion once per size and fits peak memory = fixed + slope x weights: the slope is the
@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fresh_process import ROOT, environment
 
 RESULTS = ROOT / "benchmarks" / "results" / "whole_model_speed.md"
+SWEEP = ROOT / "benchmarks" / "results" / "whole_model_sweep.md"
 REPEATS = 5
 TARGET_SECONDS, TARGET_MEMORY = 2.0, 2.0  # issue #14, each conversion checked
 TARGET_H5PY = 1.5  # issue #16: the unverified port over reading the file with h5py
@@ -243,7 +244,8 @@ def section(runs: dict[str, list[dict[str, float]]], size: int) -> list[str]:
             "for the process. The float64 and float32 reference runs that set "
             "the tolerance run before the port is built, and the arrays read from the file "
             "leave the graph as the port's modules take them, so neither adds to that peak "
-            "(`--sweep` below gives the slopes). The verified Keras → torch time is loading "
+            "(`whole_model_sweep.md` gives the slopes). The verified Keras → torch time is "
+            "loading "
             f"the model in Keras ({seconds('keras_load'):.1f} s) and running it, the "
             "reference runs and the port's own run, next to "
             f"{seconds('keras_to_torch_unverified'):.2f} s of reading and building.",
@@ -304,7 +306,27 @@ def main() -> None:
     import torch
 
     if len(sys.argv) > 2 and sys.argv[1] == "--sweep":
-        print("\n".join(sweep([int(units) for units in sys.argv[2:]])))
+        sizes = sys.argv[2:]
+        text = "\n".join(
+            [
+                "# Whole-model conversion memory: fixed cost and slope",
+                "",
+                f"On {platform.machine()} (python {platform.python_version()}, torch "
+                f"{torch.__version__}), by `python benchmarks/whole_model_speed.py --sweep "
+                f"{' '.join(sizes)}`: the model of `whole_model_speed.md` with BiLSTMs of "
+                f"{' and '.join(sizes)} units, each step once per size in a fresh process. "
+                "Peak memory = fixed + slope x weights: the slope is the copies of the "
+                "weights a step makes, the fixed part what no size amortises (the "
+                "frameworks' own first-run allocations). The last column is what a verified "
+                "conversion adds over loading the original in its own framework, per byte "
+                "of weights, then at the smaller size.",
+                "",
+                *sweep([int(units) for units in sizes]),
+                "",
+            ]
+        )
+        print(text)
+        SWEEP.write_text(text)
         return
 
     runs, size = measure_all()

@@ -83,6 +83,32 @@ class SequenceAndFeatures(nn.Module):
         return self.head(torch.cat([h[-1], features], dim=-1))
 
 
+class PackedEncoderDecoder(nn.Module):
+    """fairseq's order, ``forward(src_tokens, src_lengths, prev_output_tokens)``: the source
+    packed by its lengths into a BiLSTM, whose final states, both directions summed, start
+    the decoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.src_embedding, self.tgt_embedding = nn.Embedding(11, 6), nn.Embedding(9, 6)
+        self.encoder = nn.LSTM(6, 8, batch_first=True, bidirectional=True)
+        self.decoder = nn.LSTM(6, 8, batch_first=True)
+        self.out = nn.Linear(8, 9)
+
+    def forward(self, src_tokens, src_lengths, prev_output_tokens):
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.src_embedding(src_tokens),
+            src_lengths.cpu(),
+            batch_first=True,
+            enforce_sorted=False,
+        )
+        _, (h, c) = self.encoder(packed)
+        states = (h[0:1] + h[1:2], c[0:1] + c[1:2])
+        y, _ = self.decoder(self.tgt_embedding(prev_output_tokens), states)
+        return self.out(y)
+
+
 class ThreeInputs(nn.Module):
     """Word, tag and position ids embedded and summed into one BiLSTM."""
 
@@ -136,6 +162,22 @@ def test_three_inputs_are_each_captured() -> None:
     np.testing.assert_allclose(model(ids).numpy(), _torch(module, *ids), atol=1e-5)
 
 
+def test_lengths_between_data_inputs_mask_the_source_they_pack() -> None:
+    module = PackedEncoderDecoder()
+    model = torch_to_keras(module)  # checked against module(src, lengths, tgt)
+    assert [tensor.name for tensor in model.inputs] == [
+        "src_tokens",
+        "src_lengths",
+        "prev_output_tokens",
+    ]
+    lengths = np.array([7, 3, 5])  # padded source steps change nothing
+    padded = np.where(np.arange(7) < lengths[:, None], SOURCE, 0)
+    expected = _torch(module, SOURCE, lengths, TARGET)
+    np.testing.assert_allclose(_torch(module, padded, lengths, TARGET), expected, atol=1e-6)
+    np.testing.assert_allclose(model([padded, lengths, TARGET]).numpy(), expected, atol=1e-5)
+    assert_agrees_everywhere(module, inputs=[SOURCE, lengths, TARGET])
+
+
 def test_inputs_no_module_reads_alone_take_the_shapes_given() -> None:
     module = SequenceAndFeatures()
     x = RNG.standard_normal((3, 6, 5)).astype("float32")
@@ -145,7 +187,9 @@ def test_inputs_no_module_reads_alone_take_the_shapes_given() -> None:
     np.testing.assert_allclose(model([x, features]).numpy(), _torch(module, x, features), atol=1e-5)
     report = compare(module, inputs=[x, features])  # the shapes of the inputs given
     assert report, report.lines()
-    with pytest.raises(UnsupportedFeatureError, match=r"input_shape=\[<shape of x>, <shape"):
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"forward takes 2 inputs \(x, features\).*input_shape=\["
+    ):
         torch_to_keras(module)  # guessed from the Linear: 11 features, not 3
 
 
@@ -153,9 +197,9 @@ def test_a_forward_of_data_and_lengths_still_takes_lengths_first() -> None:
     module = Seq2Seq()
     guesses = input_guesses(module)
     assert input_names(module) == ["src", "tgt"]
-    kinds = [(len(guess.options), guess.lengths) for guess in guesses]
-    assert kinds[0] == (1, True)
-    assert (2, False) in kinds
+    kinds = [(len(guess.options), guess.lengths_at) for guess in guesses]
+    assert kinds[0] == (1, 1)
+    assert (2, None) in kinds
 
 
 @pytest.mark.parametrize(

@@ -47,15 +47,13 @@ def example_lengths(batch: int, steps: int) -> Any:
 
 
 def read_lengths(
-    graph: Any, lengths: list[Any], rows: RowOrders, tensors: Tensors, names: Names
-) -> list[LayerRecord]:
-    """The input record of the rows' lengths, where ``forward`` takes them (``lengths``:
-    none, or their input's node), naming them and the lengths it sorts itself (``rows``)."""
-    if not lengths:
-        return []
-    record = _lengths_record(names("lengths"), graph, rows.lengths)
-    tensors.names.update(dict.fromkeys([*lengths, *rows.lengths], record.name))
-    return [record]
+    graph: Any, lengths: Any, rows: RowOrders, tensors: Tensors, name: str
+) -> LayerRecord:
+    """The input record ``name`` of the rows' lengths (``lengths``: their input's node),
+    naming them and the lengths ``forward`` sorts itself (``rows``)."""
+    record = _lengths_record(name, graph, rows.lengths)
+    tensors.names.update(dict.fromkeys([lengths, *rows.lengths], record.name))
+    return record
 
 
 def _lengths_record(name: str, graph: Any, sorted_here: set[Any]) -> LayerRecord:

@@ -146,7 +146,7 @@ def read_captured(
     names = Names()
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
     user = [n for n in placeholders if n.name in exported.graph_signature.user_inputs]
-    data, given_lengths = user[: len(inputs.options)], user[len(inputs.options) :]
+    data, given_lengths = inputs.split(user)
     records = [  # one input is "input"; several take forward's names (src, tgt)
         LayerRecord(
             names("input" if len(data) == 1 else node.name),
@@ -159,7 +159,9 @@ def read_captured(
     tensors.names.update({node: record.name for node, record in zip(data, records)})
     input_name = records[0].name
     rows = row_orders(graph, data, given_lengths, batches[0])  # rows sorted by lengths, back
-    records += read_lengths(graph, given_lengths, rows, tensors, names)  # forward(x, lengths)
+    for node in given_lengths:  # forward(x, lengths), forward(src, src_lengths, tgt)
+        name = names("lengths" if len(data) == 1 else node.name)
+        records.append(read_lengths(graph, node, rows, tensors, name))
     found = list(rows.found)
     weights = set(placeholders) - set(user)
     zeros = zero_tensors(graph)  # initial states of zeros, read as none

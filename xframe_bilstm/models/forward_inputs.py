@@ -1,11 +1,12 @@
 """What a torch module's ``forward`` is captured on: its data inputs, and the rows' lengths.
 
-``forward(x)`` takes one input. ``forward(x, lengths)`` takes the rows' lengths after it, as
-a packing model does (:mod:`.capture_packed`). ``forward(src, tgt)`` and any ``forward``
-with more inputs, as an encoder–decoder's, take several data inputs. Which of the last two
-a ``forward`` of two inputs is cannot be seen from its signature, so both are tried, the
-lengths first; each data input's shape and dtype are guessed from the modules that fix one
-(:mod:`.input_guesses`), or given by the user.
+``forward(x)`` takes one input. ``forward(x, lengths)`` takes the rows' lengths beside it,
+as a packing model does (:mod:`.capture_packed`), and so may an encoder–decoder,
+``forward(src, src_lengths, tgt)``. ``forward(src, tgt)`` takes several data inputs.
+Which input, if any, holds the lengths cannot be seen from the signature, so each place is
+tried, the lengths first (an input named for them first of all); each data input's shape
+and dtype are guessed from the modules that fix one (:mod:`.input_guesses`), or given by
+the user.
 """
 
 from __future__ import annotations
@@ -22,17 +23,41 @@ class ForwardInputs:
     Attributes:
         options: each data input's ``InputLayer`` options (``shape`` without the batch
             axis, None for a free axis, and ``dtype``), in ``forward``'s order.
-        lengths: whether the rows' lengths follow them (``forward(x, lengths)``).
+        lengths_at: where the rows' lengths are among ``forward``'s inputs, or None.
     """
 
     options: tuple[dict[str, Any], ...]
-    lengths: bool = False
+    lengths_at: int | None = None
 
     def replace(self, index: int, **changes: Any) -> ForwardInputs:
-        """These inputs with input ``index``'s options changed."""
+        """These inputs with data input ``index``'s options changed."""
         options = list(self.options)
         options[index] = {**options[index], **changes}
         return dataclasses.replace(self, options=tuple(options))
+
+    def arrange(self, data: list[Any], lengths: Any) -> list[Any]:
+        """``forward``'s arguments: ``data`` in order, ``lengths`` at their place."""
+        if self.lengths_at is None:
+            return list(data)
+        return [*data[: self.lengths_at], lengths, *data[self.lengths_at :]]
+
+    def split(self, given: list[Any]) -> tuple[list[Any], list[Any]]:
+        """``forward``'s arguments (``given``) as its data inputs and its lengths (none or
+        one)."""
+        at = self.lengths_at
+        return [g for i, g in enumerate(given) if i != at], [] if at is None else [given[at]]
+
+
+def lengths_places(names: list[str]) -> list[int]:
+    """Where the rows' lengths may be among ``forward``'s inputs ``names``, likeliest first:
+    an input named for them, then from the last; never the first.
+
+    Example:
+        >>> lengths_places(["src", "src_lengths", "tgt"]), lengths_places(["x", "y"])
+        ([1, 2], [1])
+    """
+    places = list(range(len(names) - 1, 0, -1))
+    return sorted(places, key=lambda at: "len" not in names[at].lower())
 
 
 def input_names(module: Any) -> list[str]:
@@ -56,14 +81,12 @@ def input_names(module: Any) -> list[str]:
 def several_inputs_hint(module: Any) -> str:
     """What to do where no guess of a ``forward`` of several inputs was captured."""
     names = input_names(module)
-    tried = "as data then the rows' lengths, and " if len(names) == 2 else ""
-    shapes = ", ".join(f"<shape of {name}>" for name in names)
     return (
         f"{type(module).__name__}.forward takes {len(names)} inputs ({', '.join(names)}), "
-        f"tried {tried}as {len(names)} data inputs shaped as the modules that read them "
-        f"guess; give each data input's shape, without the batch axis and None for time: "
-        f"input_shape=[{shapes}]"
+        "tried with the rows' lengths among them, and as data inputs shaped as the modules "
+        "that read them guess; give the data inputs' shapes, in forward's order, without "
+        "the batch axis and None for time: input_shape=[(None,), (None, 8), ...]"
     )
 
 
-__all__ = ["ForwardInputs", "input_names", "several_inputs_hint"]
+__all__ = ["ForwardInputs", "input_names", "lengths_places", "several_inputs_hint"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._imports import require
 from ..errors import UnsupportedFeatureError
-from .forward_inputs import ForwardInputs, input_names
+from .forward_inputs import ForwardInputs, input_names, lengths_places
 from .torch_graph_convolution import conv_input_options, conv_types
 from .torch_graph_normpool import input_options, is_normpool
 
@@ -50,10 +50,11 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
     until it calls one of them), then the others in declaration order, to try where
     ``forward`` reshapes its input before its first module, or where the guess is captured
     by a coincidence of sizes but not read; each sequence (time, features) followed by its
-    (features, time) layout; three at most. A ``forward`` of two inputs takes them with the
-    rows' lengths after them first; then, as one of more inputs does, its inputs take
-    those of distinct modules in declaration order (an encoder's Embedding, then its
-    decoder's), three choices at most.
+    (features, time) layout; three at most. Several data inputs take those of distinct
+    modules in declaration order (an encoder's Embedding, then its decoder's), three
+    choices at most. A ``forward`` of several inputs is tried with the rows' lengths among
+    them first, at each place :func:`~.forward_inputs.lengths_places` gives, then as data
+    inputs only.
 
     Raises:
         CaptureError: no module fixes an input.
@@ -66,30 +67,34 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
             f"{type(module).__name__} holds no Embedding, recurrent module, Linear, "
             "convolution or normalization to fix the shape of its input"
         )
-    count = len(input_names(module))
+    names = input_names(module)
+    if len(names) <= 1:
+        return [ForwardInputs((options,)) for options in _one(module, candidates, None)]
     guesses = []
-    if count <= 2:
-        lengths = count == 2
-        guesses += [
-            ForwardInputs((options,), lengths) for options in _one(module, candidates, lengths)
-        ]
-    if count >= 2:
-        chosen = (
-            tuple(options for _, options in chosen) for chosen in combinations(candidates, count)
-        )
-        guesses += [ForwardInputs(options) for options in islice(_distinct(chosen), _GUESSES)]
-    return guesses
+    for at in lengths_places(names):  # forward(x, lengths), forward(src, src_lengths, tgt)
+        if len(names) == 2:
+            guesses += [ForwardInputs((options,), at) for options in _one(module, candidates, at)]
+        else:
+            chosen = _chosen(candidates, len(names) - 1)
+            guesses += [ForwardInputs(options, at) for options in chosen]
+    return guesses + [ForwardInputs(options) for options in _chosen(candidates, len(names))]
+
+
+def _chosen(candidates: list[tuple[Any, dict[str, Any]]], count: int) -> list[tuple[Any, ...]]:
+    """The options of ``count`` distinct modules, in declaration order; three choices at most."""
+    chosen = (tuple(options for _, options in c) for c in combinations(candidates, count))
+    return list(islice(_distinct(chosen), _GUESSES))
 
 
 def _one(
-    module: Any, candidates: list[tuple[Any, dict[str, Any]]], lengths: bool
+    module: Any, candidates: list[tuple[Any, dict[str, Any]]], lengths_at: int | None
 ) -> list[dict[str, Any]]:
     """The guesses of one data input (see :func:`input_guesses`)."""
     from .torch_capture import first_called
 
     guesses = [options for _, options in candidates]
     if any(options != guesses[0] for options in guesses):
-        first = ForwardInputs((guesses[0],), lengths)
+        first = ForwardInputs((guesses[0],), lengths_at)
         called = first_called(module, first, [child for child, _ in candidates])
         guesses = [options for child, options in candidates if child is called] + guesses
     guesses = [layout for options in guesses for layout in (options, *_channels_first(options))]

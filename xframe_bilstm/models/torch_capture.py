@@ -160,12 +160,10 @@ def fixed_axes(input_options: Mapping[str, Any]) -> dict[str, Any]:
 
 def example_arguments(module: Any, inputs: ForwardInputs, which: int) -> tuple[Any, ...]:
     """The arguments of ``forward`` in capture ``which``: the example inputs (their free
-    axes all of one length), then, where ``forward`` takes them, the rows' lengths
-    (:mod:`.capture_packed`)."""
-    examples = tuple(example_input(module, options, which) for options in inputs.options)
-    if not inputs.lengths:
-        return examples
-    return *examples, example_lengths(_BATCHES[which], _LENGTHS[which])
+    axes all of one length), and, where ``forward`` takes them, the rows' lengths at their
+    place (:mod:`.capture_packed`)."""
+    examples = [example_input(module, options, which) for options in inputs.options]
+    return tuple(inputs.arrange(examples, example_lengths(_BATCHES[which], _LENGTHS[which])))
 
 
 def example_input(module: Any, input_options: Mapping[str, Any], which: int) -> Any:

@@ -233,7 +233,8 @@ def _captured(
         guesses = [g for g in guesses if len(g.options) == len(shapes)][:1] or guesses[:1]
     refusals: list[UnsupportedFeatureError] = []
     for inputs in guesses:
-        wanted = shapes or examples_to_capture_at(inputs.options, example_shapes)
+        examples = inputs.split(list(example_shapes))[0] if example_shapes else None
+        wanted = shapes or examples_to_capture_at(inputs.options, examples)
         shaped, guessed = inputs, dict[str, Any]()
         try:
             for index, (shape, options) in enumerate(zip(wanted, inputs.options)):

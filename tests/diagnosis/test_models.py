@@ -182,9 +182,11 @@ def test_recurrent_layer_counts_differ(tagger, ids) -> None:
     )
 
 
-def test_actual_must_be_a_torch_module(tagger_file) -> None:
+def test_actual_must_be_a_port(tagger_file) -> None:
+    import keras
+
     with pytest.raises(UnsupportedFeatureError, match="must be its PyTorch port"):
-        diagnose(tagger_file, tagger_file)
+        diagnose(tagger_file, keras.layers.LSTM(4))  # a layer, not a model
 
 
 WITHOUT_KERAS = textwrap.dedent(
@@ -450,3 +452,29 @@ def test_a_torch_module_read_whole_against_its_port() -> None:
                 )
     found = diagnose(module, broken)
     assert found.code == "gate_order" and "'gru'" in found.message, found.message
+
+
+def test_a_torch_module_read_whole_against_its_keras_port() -> None:
+    from xframe_bilstm import torch_to_keras
+
+    module = PackedClassifier().eval()
+    good = diagnose(module, torch_to_keras(module))
+    assert good.code == "equivalent", good.message
+    swapped = torch_to_keras(module)  # a hand port reading torch's r,z,n blocks as z,r,h
+    gru = swapped.get_layer("gru")
+    gru.set_weights(
+        [
+            np.concatenate([w[..., UNITS : 2 * UNITS], w[..., :UNITS], w[..., 2 * UNITS :]], -1)
+            for w in gru.get_weights()
+        ]
+    )
+    found = diagnose(module, swapped)
+    assert found.code == "gate_order", found.message
+    assert found.message.startswith("layer 'gru' (GRU), Keras layer 'gru': "), found.message
+    changed = torch_to_keras(module)
+    fc = changed.get_layer("fc")
+    kernel, bias = fc.get_weights()
+    fc.set_weights([kernel, bias + 0.5])
+    found = diagnose(module, changed)
+    assert found.code == "weights_differ", found.message
+    assert "layer 'fc' (Linear), Keras layer 'fc': bias differs by up to 0.5" in found.message

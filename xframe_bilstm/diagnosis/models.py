@@ -43,7 +43,7 @@ from ..stack_graph import as_graph, stack_of
 from .attention import WEIGHT_PAIRS as ATTENTION_PAIRS
 from .attention import attention_modules, keras_layout
 from .normalization import WEIGHT_PAIRS, weight_modules
-from .ports import KINDS, PortLayer, children, port_layers
+from .ports import KINDS, PortLayer, children, keras_records, port_layers
 from .result import Diagnosis, format_error
 from .sides import Flags
 from .weights import structure_difference
@@ -119,11 +119,14 @@ def diagnose_model(
         message = f"they agree to {format_error(before)}, within the {text}"
         return Diagnosis("equivalent", ("equivalent",), message, before, comparison)
     notes: list[str] = []
-    found = port_layers(actual, port.framework)
+    ported = actual
+    if port.framework == "keras" and port.original is not None:  # a file: the model loaded
+        ported = port.original()
+    found = port_layers(ported, port.framework)
     layer = _recurrent_diagnosis(graph, found, port.framework, diagnose_layer, seed, notes)
     if layer is not None:
         return _from_layer(layer, comparison, notes)
-    differ = _weights_differ(graph, actual, port.framework, notes)
+    differ = _weights_differ(graph, ported, port.framework, notes)
     if differ is not None:
         return _verdict("weights_differ", differ, comparison, [*notes, _model_error(comparison)])
     bound = noise.tolerance(dtype_epsilon("float16"))
@@ -152,12 +155,17 @@ def _read_port(actual: Any, graph: ModelGraph) -> Read:
     """``actual`` read as ``compare(model, against=actual)`` reads it; a port whose layers
     the diagnosis can pair: a torch module or an ONNX export."""
     kind = source_type(actual) if not isinstance(actual, (tuple, list)) else ""
-    port = read_against(actual, graph) if kind in ("torch", "ONNX") else None
+    from ..models.live import is_whole_keras_model
+
+    keras_model = kind == "keras" and is_whole_keras_model(actual)  # not one of its layers
+    port = read_against(actual, graph) if kind in ("torch", "ONNX", "Keras file") else None
+    port = read_against(actual, graph) if keras_model else port
     if port is None or port.framework not in KINDS:
         raise UnsupportedFeatureError(
             f"actual: expected is a whole model ({graph.source}), so actual must be its "
             "PyTorch port, a torch.nn.Module whose forward takes the model's inputs (e.g. "
-            "keras_to_torch of the model), or its ONNX export (e.g. to_onnx of the model), "
+            "keras_to_torch of the model), its Keras port (a keras.Model, e.g. "
+            "torch_to_keras of a module), or its ONNX export (e.g. to_onnx of the model), "
             f"whose recurrent layers the diagnosis pairs with the model's; got "
             f"{type(actual).__name__}"
         )
@@ -239,6 +247,8 @@ def _weights_differ(graph: ModelGraph, actual: Any, framework: str, notes: list[
     from a torch port's ``nn.Embedding``, ``nn.Linear``, normalization or attention module
     (paired by kind, in order), or None. An ONNX export's other weights are not compared
     (its recurrent nodes are): the note says so."""
+    if framework == "keras":
+        return _keras_weights_differ(graph, actual, notes)
     if framework != "torch":
         others = [r.name for r in graph.layers if r.weights and r.recurrent is None]
         if others:
@@ -269,6 +279,32 @@ def _weights_differ(graph: ModelGraph, actual: Any, framework: str, notes: list[
             difference = _weight_difference(record, module)
             if difference is not None:
                 return f"{_layer_name(record)}, torch {name!r}: {difference}"
+    return None
+
+
+def _keras_weights_differ(graph: ModelGraph, model: Any, notes: list[str]) -> str | None:
+    """The first layer with weights, other than a recurrent one, whose weights differ from
+    those of the Keras port's layer of the same kind (paired in order), or None."""
+    theirs = keras_records(model)
+    for kind in dict.fromkeys(r.kind for r in graph.layers if r.weights and not r.recurrent):
+        records = [r for r in graph.layers if r.kind == kind]
+        found = [r for r in theirs if r.kind == kind]
+        if len(records) != len(found):
+            notes.append(
+                f"{kind} layers: {len(records)} in the model, {len(found)} in the Keras port, "
+                "so their weights were not compared"
+            )
+            continue
+        for record, other in zip(records, found):
+            for name, expected in record.weights.items():
+                got = other.weights.get(name)
+                where = f"{_layer_name(record)}, Keras layer {other.name!r}: {name}"
+                if got is None or np.shape(got) != np.shape(expected):
+                    shape = "missing" if got is None else f"shape {np.shape(got)}"
+                    return f"{where} is {shape}, not {np.shape(expected)}"
+                if not np.allclose(got, expected, rtol=1e-5, atol=1e-6):
+                    error = format_error(float(np.max(np.abs(np.subtract(got, expected)))))
+                    return f"{where} differs by up to {error}"
     return None
 
 

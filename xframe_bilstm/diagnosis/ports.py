@@ -3,7 +3,8 @@
 A torch port keeps them in its recurrent modules (registration order: the port's
 ``Recurrent``, a ``KerasRecurrent``, a native ``nn.LSTM``/``nn.GRU``/``nn.RNN``, one entry
 per layer of a multi-layer one); an ONNX export in its LSTM/GRU/RNN nodes (graph order), read
-as the ONNX importer reads a node. Each is ``(name, layer, native)``: ``native`` when the
+as the ONNX importer reads a node; a Keras port (of a torch module) in its recurrent layers,
+read as the Keras reader reads a model. Each is ``(name, layer, native)``: ``native`` when the
 module returns what the Keras layer returns only because the diagnosis asks it to. Frameworks
 are imported inside functions only.
 """
@@ -19,15 +20,24 @@ PortLayer = tuple[str, RecurrentLayer, bool]
 
 
 # What a message calls a port's module or node, by the framework the port runs on.
-KINDS = {"torch": "torch", "onnxruntime": "ONNX node"}
+KINDS = {"torch": "torch", "onnxruntime": "ONNX node", "keras": "Keras layer"}
 
 
 def port_layers(port: Any, framework: str) -> list[PortLayer]:
-    """The recurrent layers of ``port``, a torch module or an ONNX graph (``framework``
-    says which: the framework its original runs on)."""
+    """The recurrent layers of ``port``, a torch module, an ONNX graph or a Keras model
+    (``framework`` says which: the framework its original runs on)."""
     if framework == "onnxruntime":
         return _onnx_layers(port)
+    if framework == "keras":
+        return [(r.name, r.recurrent, False) for r in keras_records(port) if r.recurrent]
     return _torch_layers(port)
+
+
+def keras_records(model: Any) -> list[Any]:
+    """The layer records of a Keras model, as the Keras reader reads it."""
+    from ..models.live import graph_from_keras
+
+    return list(graph_from_keras(model).layers)
 
 
 def children(module: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -83,4 +93,4 @@ def _onnx_layers(graph: Any) -> list[PortLayer]:
     return layers
 
 
-__all__ = ["KINDS", "PortLayer", "children", "port_layers"]
+__all__ = ["KINDS", "PortLayer", "children", "keras_records", "port_layers"]

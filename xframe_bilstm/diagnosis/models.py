@@ -89,10 +89,10 @@ def diagnose_model(
     lengths: Sequence[int] | np.ndarray | None,
     seed: int,
 ) -> Diagnosis:
-    """Run a whole model (expected) and its port (actual: a torch module or an ONNX export)
-    on one input and say why they differ: the first recurrent layer whose diagnosis is not
-    ``equivalent``, else the first Embedding or Dense whose weights differ, else
-    ``numerical_only`` or ``unknown``.
+    """Run a whole model (expected) and its port (actual: a torch module, a Keras model or
+    an ONNX export) on one input and say why they differ: the first recurrent layer whose
+    diagnosis is not ``equivalent``, else the first Embedding or Dense whose weights
+    differ, else ``numerical_only`` or ``unknown``.
 
     ``max_abs_error`` and ``comparison`` are the model outputs'; the message carries the
     layer's own evidence, then the model's error.
@@ -153,7 +153,7 @@ def diagnose_model(
 
 def _read_port(actual: Any, graph: ModelGraph) -> Read:
     """``actual`` read as ``compare(model, against=actual)`` reads it; a port whose layers
-    the diagnosis can pair: a torch module or an ONNX export."""
+    the diagnosis can pair: a torch module, a whole Keras model or an ONNX export."""
     kind = source_type(actual) if not isinstance(actual, (tuple, list)) else ""
     from ..models.live import is_whole_keras_model
 

@@ -16,8 +16,8 @@ where ``forward`` finds them (``torch.nn.utils.rnn`` and the globals of every mo
   ``end_mask`` record: the recurrent layer gives zeros on padded steps, as padding does,
   and nothing after it sees the mask.
 
-The lengths are the input after the data (:mod:`.forward_inputs`); only packing may read
-them (moving them to the CPU or to int64 computes nothing).
+The lengths are one of ``forward``'s inputs, never the first (:mod:`.forward_inputs`);
+only packing may read them (moving them to the CPU or to int64 computes nothing).
 """
 
 from __future__ import annotations

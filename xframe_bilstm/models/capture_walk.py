@@ -168,7 +168,7 @@ def read_captured(
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read = live_nodes(graph), set()
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
-    lengths = LengthsUse({*given_lengths, *rows.lengths}, user[0], conditions)  # and moves
+    lengths = LengthsUse({*given_lengths, *rows.lengths}, data[0], conditions)  # and moves
     others = {node.name: node for node in second.graph.nodes} if second is not None else {}
     for node in graph.nodes:
         if node.op != "call_function" or node not in live or node in tensors.names or node in zeros:

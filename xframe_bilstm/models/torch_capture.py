@@ -5,7 +5,7 @@ Rules of this module:
 - ``forward`` runs in eval mode, without gradients, on seeded example inputs shaped by the
   first module it calls (token ids for an ``nn.Embedding``, (B, T, D) for a recurrent
   module, ...; see :func:`~xframe_bilstm.models.input_guesses.input_guesses`), one per
-  data input of ``forward`` (and the rows' lengths after them, :mod:`.forward_inputs`),
+  data input of ``forward`` (and the rows' lengths among them, :mod:`.forward_inputs`),
   twice: at two batch sizes and two lengths of each input's last free axis (the time
   axis), so the graph knows which axes follow it (recurrent modules make ``torch.export``
   fix the length of each capture). Other free axes, such as an image's height, take the
@@ -84,8 +84,8 @@ def capture_graph(
     Args:
         module: the module.
         inputs: its inputs: each data input's ``InputLayer`` options (``shape`` without
-            the batch axis, None for a free axis, and ``dtype``), and whether the rows'
-            lengths follow them.
+            the batch axis, None for a free axis, and ``dtype``), and where the rows'
+            lengths are among them, if anywhere.
         name: the graph's name (the class's, lowercased, by default).
         is_leaf: whether a module's calls are read as that module whole.
         read_child: the records of such a call, ``read_child(name, child, previous)``.

@@ -138,6 +138,8 @@ def pair_report(
         if result.problem is not None and np.shape(want) != np.shape(got):
             continue  # the comparison says which shapes differ; there is nothing to profile
         error = np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))
+        if _time_first(reading, name):  # profiled by row and step as any other sequence
+            error = np.swapaxes(error, 0, 1)
         layer = _last_layer(reading, name)
         for part, part_error in _halves(layer, name, error):
             _note_direction(directions, part, part_error)
@@ -165,6 +167,13 @@ def _last_layer(reading: Reading, name: str) -> RecurrentLayer | None:
     makers = {graph.layer(output).name for output in graph.outputs}
     # A name the correspondence gave (a half, a last step) belongs to the one output layer.
     return graph.layer(makers.pop()).recurrent if len(makers) == 1 else None
+
+
+def _time_first(reading: Reading, name: str) -> bool:
+    """Whether output ``name`` is returned time-major, (time, batch, ...)."""
+    graph = as_graph(reading)
+    labels = graph.output_labels
+    return name in labels and graph.layer(graph.outputs[labels.index(name)]).kind == "time_first"
 
 
 def _halves(

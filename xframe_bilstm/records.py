@@ -82,6 +82,9 @@ MASK_RULES = {
     # The valid steps of rows of per-row lengths as numbers (a mask written in a torch
     # forward, ``arange(T) < lengths[:, None]``): a tensor of its own, no mask.
     "valid_steps": "drop",
+    # A result a torch forward returns time-major (a CTC model's (time, batch, classes)):
+    # the batch axis is no longer first, so no mask follows.
+    "time_first": "drop",
 }
 # Attention layers: (query, value) or (query, value, key), each runner hands them to its own
 # module for them.
@@ -233,6 +236,9 @@ class LayerRecord:
       ``self.cls.expand(B, -1, -1)``): ``shape`` (the value's); weight ``value``; the
       output is ``value`` repeated over the batch of its one input, (batch, *shape), whose
       values are not read.
+    - ``time_first`` (read from a torch ``forward`` returning a time-major tensor): no
+      options; the output is its input with axes 0 and 1 swapped, (time, batch, ...). It
+      is an output of the graph, read by no other record.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import (  # noqa: E402
-    UnsupportedFeatureError,
     compare,
     keras_to_torch,
     torch_to_keras,
@@ -197,13 +196,42 @@ def test_returned_states_are_the_layers_state_outputs() -> None:
     assert report, report.lines()
 
 
-def test_the_stacked_states_returned_are_refused_by_name() -> None:
-    with pytest.raises(
-        UnsupportedFeatureError,
-        match=r"returns the final states of 'lstm' \(h_n\) as torch stacks them.*"
-        r"return h_n\[k\] \(h_n.squeeze\(0\)",
-    ):
-        torch_to_keras(ReturnsItsLSTM().eval())
+def test_the_stacked_states_are_returned_as_torch_stacks_them() -> None:
+    module = ReturnsItsLSTM().eval()
+    model = torch_to_keras(module)  # verified against module(x), output by output
+    x = _x(batch=3, steps=5)
+    with torch.no_grad():
+        out, (h, c) = module(torch.as_tensor(x))
+    actual = model(x)
+    assert [tuple(np.shape(got)) for got in actual] == [(3, 5, 4), (1, 3, 4), (1, 3, 4)]
+    for got, want in zip(actual, (out, h, c), strict=True):
+        np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=0, atol=2e-5)
+    report = compare(module, frameworks=["torch", "keras", "onnxruntime"], steps=6)
+    assert report, report.lines()
+
+
+class OutputAndWholeStates(nn.Module):
+    """The sequence output and the final states used whole (flattened per row), both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(62)
+        self.gru = nn.GRU(3, 4, num_layers=2, batch_first=True)
+        self.fc, self.summary = nn.Linear(4, 2), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, h = self.gru(x)
+        whole = h.transpose(0, 1).reshape(x.size(0), -1)
+        return self.fc(out) + self.summary(whole)[:, None]
+
+
+def test_the_output_beside_states_used_whole_is_the_output() -> None:
+    module = OutputAndWholeStates().eval()
+    model = torch_to_keras(module)  # verified against module(x)
+    x = _x(batch=3, steps=5)
+    with torch.no_grad():
+        expected = module(torch.as_tensor(x)).numpy()
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=2e-5)
 
 
 class EncoderDecoder(nn.Module):

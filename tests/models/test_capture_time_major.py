@@ -125,7 +125,30 @@ class CrossAttended(nn.Module):
         return self.attention(query, memory, memory)[0].transpose(0, 1)
 
 
-MODULES = [LastStep, Pooled, CRNN, Stacked, Attended, CrossAttended]
+class TimeMajorOutput(CRNN):
+    """crnn.pytorch's result: log-probabilities (T, B, classes), as CTC losses read them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        recurrent, _ = self.rnn(self.conv(x).permute(2, 0, 1))
+        return F.log_softmax(self.embedding(recurrent), dim=2)
+
+
+class EncoderStates(nn.Module):
+    """An encoder returning its outputs and its final states stacked, (layers * directions,
+    B, H), as torch returns ``h_n``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(45)
+        self.lstm = nn.LSTM(4, 5, num_layers=2, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, (h, _) = self.lstm(x)
+        return out, h
+
+
+MODULES = [LastStep, Pooled, CRNN, Stacked, Attended, CrossAttended, TimeMajorOutput]
+MODULES += [EncoderStates]
 
 
 def _input(module: nn.Module, batch: int, steps: int) -> np.ndarray:
@@ -169,8 +192,19 @@ def test_the_crnn_reads_its_permute_on_the_batch_major_axes() -> None:
     assert not any(r.kind == "reshape" for r in graph.layers)  # view(T * b, h) and back
 
 
-def test_the_saved_keras_port_ports_back_to_torch(tmp_path) -> None:
-    module = CRNN().eval()
+def test_a_time_major_result_is_returned_time_major() -> None:
+    module = TimeMajorOutput().eval()
+    graph = graph_from_torch(module)
+    assert graph.layer(graph.outputs[0]).kind == "time_first"
+    assert torch_to_keras(module).output_shape == (None, None, 7)  # (time, batch, classes)
+    report = assert_agrees_everywhere(module, steps=8, batch=3)
+    (profiled, *_) = [pair.timesteps for pair in report.pairs if pair.timesteps]
+    assert [len(steps) for steps in profiled.values()] == [8]  # per step, not per row
+
+
+@pytest.mark.parametrize("make", [CRNN, TimeMajorOutput])
+def test_the_saved_keras_port_ports_back_to_torch(tmp_path, make) -> None:
+    module = make().eval()
     path = tmp_path / "crnn.keras"
     torch_to_keras(module).save(path)
     port = keras_to_torch(path)  # verified against the model Keras loads
@@ -178,12 +212,6 @@ def test_the_saved_keras_port_ports_back_to_torch(tmp_path) -> None:
     with torch.no_grad():
         actual = port(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(actual, _expected(module, x)[0], rtol=1e-5, atol=2e-6)
-
-
-class TimeMajorOutput(CRNN):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        recurrent, _ = self.rnn(self.conv(x).permute(2, 0, 1))
-        return self.embedding(recurrent)  # (T, B, classes), as CTC losses read it
 
 
 class TimeMajorInput(nn.Module):
@@ -220,7 +248,6 @@ class BatchFirstAttention(nn.Module):
 @pytest.mark.parametrize(
     ("make", "refusals"),
     [
-        (TimeMajorOutput, ["returns a time-major tensor (time, batch, ...) as result 0"]),
         (TimeMajorInput, ["passes 'lstm' (LSTM, batch_first=False", "transpose it in forward"]),
         (
             Mixed,

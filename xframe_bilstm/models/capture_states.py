@@ -11,8 +11,8 @@ entry is output ``1 + d*S + s`` of layer ``l``'s record (``S`` states per direct
 0 for h, 1 for c), which then returns its states. The stack used otherwise
 (``h_n.transpose(0, 1).reshape(B, -1)``, ``h_n.mean(0)``) is read as the states stacked
 on axis 1, (B, layers * directions, H): a time-major tensor with the entries as its steps
-(:mod:`.capture_time_major`). Returned as it is, it has no Keras layout, and is refused by
-name.
+(:mod:`.capture_time_major`). Returned as it is, it is given time first again
+(``time_first``), as torch returns it.
 
 Initial states of zeros built in ``forward`` (:func:`zero_tensors`) are what a Keras layer
 starts from without any, so the call is read as if given none. Other initial states (an
@@ -64,9 +64,6 @@ def read_states(
         made: the call's records, one recurrent record per layer (dropouts between them).
         tensors: the captured tensors, where each ``h_n[k]`` gets its name.
         names: the graph's record names, for a stack's records.
-
-    Raises:
-        Unsupported: the stacked states returned as they are.
     """
     layers = [record for record in made if record.kind == "recurrent"]
     directions = 2 if child.bidirectional else 1
@@ -183,9 +180,7 @@ def _stack(name: str, entries: list[str], names: Names) -> list[LayerRecord]:
 
 
 def _entry(path: str, state: Any, user: Any, count: int) -> int | None:
-    """``k`` of ``h_n[k]`` (0 <= k < count), None for another use of the stack, or a
-    refusal of the stack returned."""
-    name = "h_n" if int(state.args[1]) == 1 else "c_n"
+    """``k`` of ``h_n[k]`` (0 <= k < count), None for another use of the stack."""
     if count == 1 and _squeezes_first_axis(state, user):  # h_n.squeeze(0): the one entry
         return 0
     selects = (
@@ -196,14 +191,7 @@ def _entry(path: str, state: Any, user: Any, count: int) -> int | None:
         and user.args[1] == 0
         and isinstance(user.args[2], int)
     )
-    if user.op == "output":
-        raise Unsupported(
-            f"returns the final states of {path!r} ({name}) as torch stacks them, "
-            f"(layers * directions, batch, hidden), which no Keras output holds (its batch "
-            f"axis comes first): return {name}[k] ({name}.squeeze(0) for one layer and one "
-            "direction), which the Keras port returns as that layer's state output"
-        )
-    if not selects:
+    if not selects:  # used whole, or returned as torch stacks them
         return None
     k = int(user.args[2])
     return k + count if k < 0 else k

@@ -250,7 +250,7 @@ def read_captured(
             found.append((str(error), node))
             tensors.names[node] = previous
     (results,) = [node.args[0] for node in graph.nodes if node.op == "output"]
-    outputs = _outputs(results, tensors, found, user[0])
+    outputs = _outputs(results, tensors, found, user[0], records, names)
     if found:
         raise refusal(module, found)
     graph = ModelGraph(
@@ -313,12 +313,19 @@ def _read_loop(
 
 
 def _outputs(
-    results: Any, tensors: Tensors, found: list[tuple[str, Any]], where: Any
+    results: Any,
+    tensors: Tensors,
+    found: list[tuple[str, Any]],
+    where: Any,
+    records: list[LayerRecord],
+    names: Names,
 ) -> tuple[str, ...]:
     """The graph's outputs: one per tensor ``forward`` returns, nested tuples flattened in
-    order (``torch.export`` flattens them: ``(out, (h, c))`` is three results)."""
+    order (``torch.export`` flattens them: ``(out, (h, c))`` is three results). A
+    time-major result (a CTC model's (time, batch, classes)) is returned as torch returns
+    it, by a ``time_first`` record added to ``records``."""
     torch = require("torch")
-    names = []
+    outputs: list[str] = []
     for index, result in enumerate(results if isinstance(results, (tuple, list)) else [results]):
         value = getattr(result, "meta", {}).get("val")
         if not isinstance(value, torch.Tensor) or result not in tensors.names:
@@ -332,17 +339,12 @@ def _outputs(
             found.append((f"returns {shown} as result {index}; the Keras port cannot", where))
             continue
         output = tensors.names[result]
-        if tensors.is_swapped(result):
-            found.append(
-                (
-                    f"returns a time-major tensor (time, batch, ...) as result {index}; the "
-                    "Keras port's outputs have the batch axis first: return it transposed, "
-                    "x.transpose(0, 1)",
-                    where,
-                )
+        if tensors.is_swapped(result) and result.op != "placeholder":
+            records.append(
+                LayerRecord(names(f"{output}_time_first"), "time_first", "TimeFirst", (output,))
             )
-            continue
-        if result.op == "placeholder" or output in names:  # ONNX names each output once
+            output = records[-1].name
+        if result.op == "placeholder" or output in outputs:  # ONNX names each output once
             what = "its input" if result.op == "placeholder" else f"{output!r} again"
             found.append(
                 (
@@ -352,8 +354,8 @@ def _outputs(
                 )
             )
             continue
-        names.append(output)
-    return tuple(names)
+        outputs.append(output)
+    return tuple(outputs)
 
 
 def _poison(members: list[Any], tensors: Tensors, input_name: str) -> None:
@@ -411,6 +413,7 @@ def _read_call(
         raise Unsupported(f"uses {len(used)} results of {path!r}")
     child = module_on_record_axes(path, child, given[0], used[0] if used else None, tensors)
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
+    output = made[-1].name  # the call's output: states stacked whole come after it
     if states:
         made = read_states(path, child, states, made, tensors, names)
     if initial:
@@ -418,7 +421,7 @@ def _read_call(
     records.extend(made)
     names.taken.update(record.name for record in made)
     if used:
-        tensors.names[used[0]] = made[-1].name
+        tensors.names[used[0]] = output
 
 
 __all__ = ["LeafTest", "ReadChild", "read_captured", "record_for", "refusal", "source_line"]

@@ -227,6 +227,14 @@ class BatchBroadcast(nn.Module):
         return f"value={tuple(self.value.shape)}"
 
 
+class TimeFirst(nn.Module):
+    """Its input with axes 0 and 1 swapped: a result returned time-major, as torch's
+    time-major code returns it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(0, 1)
+
+
 def layer_module(
     record: LayerRecord, graph: ModelGraph, build_model: Callable[[ModelGraph], nn.Module]
 ) -> nn.Module | None:
@@ -245,6 +253,8 @@ def layer_module(
         return ValidSteps(_float_dtype(graph))
     if record.kind == "broadcast":
         return BatchBroadcast(_tensor(record.weights["value"]))
+    if record.kind == "time_first":
+        return TimeFirst()
     if record.kind == "recurrent":
         assert record.recurrent is not None
         return Recurrent(
@@ -320,6 +330,7 @@ __all__ = [
     "LengthsMask",
     "Masking",
     "Reshape",
+    "TimeFirst",
     "ValidSteps",
     "layer_module",
 ]

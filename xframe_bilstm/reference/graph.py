@@ -105,6 +105,8 @@ def run_model_reference(
             y = np.where(out_mask[..., None], x, 0).astype(dtype)
         elif record.kind in ("identity", "end_mask"):
             y = x
+        elif record.kind == "time_first":
+            y = np.swapaxes(x, 0, 1)
         elif record.kind == "broadcast":
             value: np.ndarray = record.weights["value"].astype(dtype)
             y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()

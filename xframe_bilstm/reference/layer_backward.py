@@ -45,6 +45,7 @@ BACKWARD_KINDS = (
     "identity",
     "lengths_mask",
     "end_mask",
+    "time_first",
     "broadcast",
     "valid_steps",
     "dense",
@@ -283,6 +284,8 @@ def layer_step(
         return x, kept, lambda g: ([g], {})
     if kind == "end_mask":
         return x, None, lambda g: ([g], {})
+    if kind == "time_first":
+        return np.swapaxes(x, 0, 1), None, lambda g: ([np.swapaxes(g, 0, 1)], {})
     if kind == "broadcast":  # its input gives only the batch size
         value: np.ndarray = record.weights["value"].astype(dtype)
         y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()

@@ -2,12 +2,12 @@
 
 No Keras layer sums over time, slices one step, adds a constant or a tensor it holds,
 multiplies two batches of matrices, divides two tensors, writes a constant where a
-comparison holds or repeats a tensor it holds over the batch, so these are small layers of
-this package, registered as ``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
-``>MatMul``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise`` and
-``>Where``: a saved model that holds them loads where this package is imported. Each
-computes what :mod:`xframe_bilstm.reference.tensor_ops` (and
-:mod:`xframe_bilstm.reference.where`, :mod:`xframe_bilstm.reference.graph`) computes.
+comparison holds, repeats a tensor it holds over the batch or puts time before the batch,
+so these are small layers of this package, registered as ``xframe_bilstm>Reduce``,
+``>Slice``, ``>ScalarOp``, ``>MatMul``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``,
+``>Elementwise``, ``>TimeFirst`` and ``>Where``: a saved model that holds them loads where
+this package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops`
+(and :mod:`xframe_bilstm.reference.where`, :mod:`xframe_bilstm.reference.graph`) computes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ...reference.where import COMPARISONS, evaluate, expression
 
 # The kinds these layers compute: the reference's tensor operations, products, masks and
 # held tensors given the batch axis.
-LAYER_KINDS = (*KINDS, "matmul", "where", "broadcast")
+LAYER_KINDS = (*KINDS, "matmul", "where", "broadcast", "time_first")
 
 
 @functools.cache
@@ -112,6 +112,18 @@ def tensor_op_classes() -> dict[str, Any]:
             return None  # defined, so that a masked input drops its mask without a warning
 
     @register
+    class TimeFirst(keras.layers.Layer):  # type: ignore[name-defined]
+        """Its input with axes 0 and 1 swapped, (time, batch, ...): a result a torch
+        ``forward`` returns time-major (a CTC model's). Keras calls such a model as any
+        other; ``predict`` in several batches would join them on axis 0, so call it whole."""
+
+        def call(self, x: Any) -> Any:
+            return keras.ops.swapaxes(x, 0, 1)
+
+        def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
+            return None
+
+    @register
     class Elementwise(_OptionsLayer):
         """One function (``abs``, ``log``...) on every element; keeps the mask."""
 
@@ -182,6 +194,7 @@ def tensor_op_classes() -> dict[str, Any]:
         "weight_op": WeightOp,
         "broadcast": BatchBroadcast,
         "elementwise": Elementwise,
+        "time_first": TimeFirst,
     }
 
 
@@ -199,6 +212,8 @@ def tensor_op_layer(record: LayerRecord, dtype: str) -> Any:
     if record.kind not in LAYER_KINDS:
         raise UnsupportedFeatureError(f"layer {record.name!r}: no Keras layer for {record.kind!r}")
     layer_class = tensor_op_classes()[record.kind]
+    if record.kind == "time_first":  # no options
+        return layer_class(dtype=dtype, name=record.name)
     return layer_class(dict(record.options), dtype=dtype, name=record.name)
 
 

@@ -171,6 +171,12 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         elif record.kind == "where":
             pair = [values[name] for name in record.inputs]
             values[record.name], masks[record.name] = emit_where(builder, record, pair)
+        elif record.kind == "time_first":  # (time, batch, ...), as a torch forward returns it
+            perm = [1, 0, *range(2, ranks[record.name])]
+            values[record.name] = builder.one(
+                "Transpose", [values[record.inputs[0]]], record.name, perm=perm
+            )
+            masks[record.name] = None
         elif record.kind in ("lengths_mask", "valid_steps"):
             x, lengths = (values[name] for name in record.inputs)
             emit = emit_lengths_mask if record.kind == "lengths_mask" else emit_valid_steps
@@ -178,9 +184,12 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         elif record.kind != "input":
             values[record.name], masks[record.name] = _layer(builder, record, values, masks)
     outputs = []
+    time_first = {record.name for record in graph.layers if record.kind == "time_first"}
     for name in graph.outputs:
         builder.op("Identity", [values[name]], name, output_names=[name])
         dims = ["batch", *[None] * (ranks[name] - 1)]
+        if name in time_first:
+            dims[:2] = [None, "batch"]
         outputs.append(onnx.helper.make_tensor_value_info(name, float_type, dims))
     onnx_graph = onnx.helper.make_graph(
         builder.nodes, graph.name, inputs, outputs, initializer=builder.initializers

@@ -1,6 +1,7 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
 ``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
-``>LengthsMask``, ``>EndMask``, ``>ValidSteps``) read back into records of their kinds.
+``>TimeFirst``, ``>LengthsMask``, ``>EndMask``, ``>ValidSteps``) read back into records of
+their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`, :mod:`xframe_bilstm.adapters.keras.packed`);
@@ -38,6 +39,7 @@ KIND_BY_CLASS = {
     "xframe_bilstm>WeightOp": "weight_op",
     "xframe_bilstm>BatchBroadcast": "broadcast",
     "xframe_bilstm>Elementwise": "elementwise",
+    "xframe_bilstm>TimeFirst": "time_first",
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
     "xframe_bilstm>LengthsMask": "lengths_mask",
     "xframe_bilstm>EndMask": "end_mask",
@@ -51,9 +53,15 @@ _MODULE_BY_CLASS = {
     "xframe_bilstm>ValidSteps": _PACKED_MODULE,
 }
 # The number of tensors a layer reads, where a configuration could say otherwise.
-_INPUT_COUNTS = {"lengths_mask": 2, "end_mask": 1, "valid_steps": 2, "broadcast": 1}
-# The packed-sequence layers have no options.
-_NO_OPTIONS = ("lengths_mask", "end_mask", "valid_steps")
+_INPUT_COUNTS = {
+    "lengths_mask": 2,
+    "end_mask": 1,
+    "valid_steps": 2,
+    "broadcast": 1,
+    "time_first": 1,
+}
+# The packed-sequence layers and TimeFirst have no options.
+_NO_OPTIONS = ("lengths_mask", "end_mask", "valid_steps", "time_first")
 # The layers holding one weight, ``value``, of their ``shape`` option.
 _HOLDING = ("weight_op", "broadcast")
 _REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm")

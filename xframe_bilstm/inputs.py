@@ -302,4 +302,31 @@ def example_inputs(
     return arrays
 
 
-__all__ = ["Inputs", "as_list", "example_inputs", "initial_states", "non_finite", "run_inputs"]
+def named_shapes(graph: ModelGraph, x: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Each input's name and shape, where ``graph`` takes several (none for one).
+
+    Example:
+        >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
+        >>> ids = {"shape": (None,), "dtype": "int64"}
+        >>> graph = ModelGraph("m", (LayerRecord("src", "input", "InputLayer", options=ids),
+        ...     LayerRecord("tgt", "input", "InputLayer", options=ids)), ("src", "tgt"), ("tgt",))
+        >>> named_shapes(graph, [np.zeros((3, 7)), np.zeros((3, 5))])
+        (('src', (3, 7)), ('tgt', (3, 5)))
+    """
+    arrays = as_list(x)
+    if len(arrays) < 2 or len(arrays) != len(graph.inputs):
+        return ()
+    return tuple(
+        (name, tuple(int(n) for n in np.shape(a))) for name, a in zip(graph.inputs, arrays)
+    )
+
+
+__all__ = [
+    "Inputs",
+    "as_list",
+    "example_inputs",
+    "initial_states",
+    "named_shapes",
+    "non_finite",
+    "run_inputs",
+]

@@ -153,7 +153,7 @@ class Report:
     """Everything one :func:`~xframe_bilstm.compare` call measured; truthy when all agree."""
 
     source: str
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]  # of the first input
     seed: int
     lengths: tuple[int, ...] | None
     runs: tuple[RunRecord, ...]
@@ -173,6 +173,8 @@ class Report:
     # The allowance of the pairs with an int8 run (None without one); the tolerance note
     # says where it comes from.
     quantization_budget: float | None = None
+    # Each input's name and shape, where the model takes several (an encoder–decoder's).
+    inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __bool__(self) -> bool:
         # No pair means nothing was compared, which proves nothing.
@@ -201,9 +203,15 @@ class Report:
         verdict = "equivalent" if self else "NOT equivalent"
         return [
             f"{self.source}: {verdict}",
-            f"input {tuple(self.input_shape)}, seed {self.seed}; "
+            f"{self._shown_inputs()}, seed {self.seed}; "
             + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
         ]
+
+    def _shown_inputs(self) -> str:
+        """``input (3, 7)``, or ``inputs src (3, 7), tgt (3, 5)`` for several."""
+        if not self.inputs:
+            return f"input {tuple(self.input_shape)}"
+        return "inputs " + ", ".join(f"{name} {shape}" for name, shape in self.inputs)
 
     def to_text(self) -> str:
         """The report as the command line prints it in logs: the header, the kernel each run
@@ -228,6 +236,7 @@ class Report:
             "passed": bool(self),
             "source": self.source,
             "input_shape": list(self.input_shape),
+            "inputs": {name: list(shape) for name, shape in self.inputs},
             "seed": self.seed,
             "lengths": None if self.lengths is None else list(self.lengths),
             "versions": self.versions,
@@ -248,7 +257,7 @@ class Report:
         rows = [
             f"# {self.source}: {verdict}",
             "",
-            f"Input {tuple(self.input_shape)}, seed {self.seed}"
+            f"{self._shown_inputs().capitalize()}, seed {self.seed}"
             + (f", lengths {list(self.lengths)}" if self.lengths else "")
             + ". "
             + ", ".join(f"{name} {version}" for name, version in self.versions.items())

@@ -28,7 +28,7 @@ from .custom import custom_layers_in_use
 from .errors import UnsupportedFeatureError
 from .frameworks import Framework, RunSpec
 from .gradients import compare_gradients, gradient_refusal
-from .inputs import as_list, non_finite, run_inputs
+from .inputs import as_list, named_shapes, non_finite, run_inputs
 from .inputs import initial_states as checked_states
 from .left_out import left_out
 from .pairing import correspondence_note, pair_arrays, pair_report, pairs_of, views_of
@@ -251,6 +251,7 @@ def compare(
     report = Report(
         source=description,
         input_shape=(rows, time_steps, *_first(x).shape[2:]),
+        inputs=named_shapes(as_graph(reading), x),
         seed=seed,
         lengths=None if checked_lengths is None else tuple(int(n) for n in checked_lengths),
         runs=tuple(runs),

@@ -143,7 +143,9 @@ def test_an_encoder_decoder_ports_with_one_keras_input_per_forward_input() -> No
 
 
 def test_an_attention_encoder_decoder_agrees_on_every_framework() -> None:
-    assert_agrees_everywhere(AttentionSeq2Seq(), inputs=[SOURCE, TARGET])
+    report = assert_agrees_everywhere(AttentionSeq2Seq(), inputs=[SOURCE, TARGET])
+    assert report.header()[1].startswith("inputs src (3, 7), tgt (3, 5), seed 0")
+    assert report.to_dict()["inputs"] == {"src": [3, 7], "tgt": [3, 5]}
 
 
 def test_an_encoder_decoder_port_comes_back_to_torch_computing_the_original() -> None:

@@ -310,7 +310,7 @@ def named_shapes(graph: ModelGraph, x: Any) -> tuple[tuple[str, tuple[int, ...]]
         >>> ids = {"shape": (None,), "dtype": "int64"}
         >>> graph = ModelGraph("m", (LayerRecord("src", "input", "InputLayer", options=ids),
         ...     LayerRecord("tgt", "input", "InputLayer", options=ids)), ("src", "tgt"), ("tgt",))
-        >>> named_shapes(graph, [np.zeros((3, 7)), np.zeros((3, 5))])
+        >>> named_shapes(graph, (np.zeros((3, 7)), np.zeros((3, 5))))
         (('src', (3, 7)), ('tgt', (3, 5)))
     """
     arrays = as_list(x)

@@ -109,6 +109,41 @@ class PackedEncoderDecoder(nn.Module):
         return self.out(y)
 
 
+class Listener(nn.Module):
+    """Two convolution blocks over (B, C, T) features, then a BiLSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(
+            nn.Conv1d(5, 8, 3, padding=1), nn.BatchNorm1d(8), nn.ReLU(),
+            nn.Conv1d(8, 8, 3, padding=1), nn.BatchNorm1d(8), nn.ReLU(),
+        )  # fmt: skip
+        self.lstm = nn.LSTM(8, 6, batch_first=True, bidirectional=True)
+
+    def forward(self, features: torch.Tensor):
+        return self.lstm(self.blocks(features).transpose(1, 2))
+
+
+class ListenSpell(nn.Module):
+    """A speech encoder–decoder, each part a module of its own: the decoder's Embedding is
+    declared after every module of the encoder, and starts from its summed final states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.listener = Listener()
+        self.speller = nn.ModuleDict(
+            {"embedding": nn.Embedding(9, 4), "lstm": nn.LSTM(4, 6, batch_first=True)}
+        )
+        self.out = nn.Linear(6, 9)
+
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        _, (h, c) = self.listener(features)
+        states = (h.sum(0, keepdim=True), c.sum(0, keepdim=True))
+        y, _ = self.speller["lstm"](self.speller["embedding"](tokens), states)
+        return self.out(y)
+
+
 class ThreeInputs(nn.Module):
     """Word, tag and position ids embedded and summed into one BiLSTM."""
 
@@ -154,6 +189,15 @@ def test_an_encoder_decoder_port_comes_back_to_torch_computing_the_original() ->
     with torch.no_grad():
         got = back(torch.as_tensor(SOURCE), torch.as_tensor(TARGET)).numpy()
     np.testing.assert_allclose(got, _torch(module, SOURCE, TARGET), atol=1e-5)
+
+
+def test_each_input_is_guessed_from_the_first_module_of_its_part() -> None:
+    module = ListenSpell().eval()
+    model = torch_to_keras(module)  # checked against module(features, tokens)
+    assert [tuple(tensor.shape) for tensor in model.inputs] == [(None, 5, None), (None, None)]
+    features = RNG.standard_normal((2, 5, 11)).astype("float32")
+    expected = _torch(module, features, TARGET[:2])
+    np.testing.assert_allclose(model([features, TARGET[:2]]).numpy(), expected, atol=1e-5)
 
 
 def test_three_inputs_are_each_captured() -> None:

@@ -51,10 +51,10 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
     ``forward`` reshapes its input before its first module, or where the guess is captured
     by a coincidence of sizes but not read; each sequence (time, features) followed by its
     (features, time) layout; three at most. Several data inputs take those of distinct
-    modules in declaration order (an encoder's Embedding, then its decoder's), three
-    choices at most. A ``forward`` of several inputs is tried with the rows' lengths among
-    them first, at each place :func:`~.forward_inputs.lengths_places` gives, then as data
-    inputs only.
+    modules in declaration order, the first of each child first (an encoder's first
+    module, then its decoder's Embedding), three choices at most. A ``forward`` of several
+    inputs is tried with the rows' lengths among them first, at each place
+    :func:`~.forward_inputs.lengths_places` gives, then as data inputs only.
 
     Raises:
         CaptureError: no module fixes an input.
@@ -75,14 +75,22 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
         if len(names) == 2:
             guesses += [ForwardInputs((options,), at) for options in _one(module, candidates, at)]
         else:
-            chosen = _chosen(candidates, len(names) - 1)
+            chosen = _chosen(module, candidates, len(names) - 1)
             guesses += [ForwardInputs(options, at) for options in chosen]
-    return guesses + [ForwardInputs(options) for options in _chosen(candidates, len(names))]
+    chosen = _chosen(module, candidates, len(names))
+    return guesses + [ForwardInputs(options) for options in chosen]
 
 
-def _chosen(candidates: list[tuple[Any, dict[str, Any]]], count: int) -> list[tuple[Any, ...]]:
-    """The options of ``count`` distinct modules, in declaration order; three choices at most."""
-    chosen = (tuple(options for _, options in c) for c in combinations(candidates, count))
+def _chosen(
+    module: Any, candidates: list[tuple[Any, dict[str, Any]]], count: int
+) -> list[tuple[Any, ...]]:
+    """The options of ``count`` distinct modules, in declaration order, the first module of
+    each child of ``module`` before the others (an encoder's convolution and a decoder's
+    Embedding, not the encoder's convolution and its LSTM); three choices at most."""
+    parents = {id(child): name.split(".")[0] for name, child in module.named_modules()}
+    heads = {parents[id(child)]: child for child, _ in reversed(candidates)}.values()
+    ordered = sorted(candidates, key=lambda candidate: candidate[0] not in heads)
+    chosen = (tuple(options for _, options in c) for c in combinations(ordered, count))
     return list(islice(_distinct(chosen), _GUESSES))
 
 

@@ -306,6 +306,48 @@ class LearnedStates(nn.Module):
         return self.classifier(out.sum(dim=1))
 
 
+class Seq2Seq(nn.Module):
+    """An encoder–decoder trained with teacher forcing, ``forward(src, tgt)``: a 2-layer LSTM
+    encoder's final (h, c) start a 2-layer LSTM decoder on the target ids, then a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.src_embedding = nn.Embedding(VOCAB, 24)
+        self.tgt_embedding = nn.Embedding(VOCAB, 24)
+        self.encoder = nn.LSTM(24, 32, num_layers=2, batch_first=True)
+        self.decoder = nn.LSTM(24, 32, num_layers=2, batch_first=True)
+        self.out = nn.Linear(32, VOCAB)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        _, states = self.encoder(self.src_embedding(src))
+        y, _ = self.decoder(self.tgt_embedding(tgt), states)
+        return self.out(y)
+
+
+class CTCRecognizer(nn.Module):
+    """crnn.pytorch's layout and result: convolutions over (B, 1, H, W), ``permute(2, 0, 1)``
+    to (W, B, C), a time-major BiLSTM, ``view(T * b, h)`` into a Linear and back, and the
+    log-probabilities returned time-major, (T, B, classes), as ``nn.CTCLoss`` reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d((16, 1)),  # H 16 → 1
+        )
+        self.rnn = nn.LSTM(16, 32, bidirectional=True)
+        self.embedding = nn.Linear(64, TAGS + 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        conv = self.cnn(images).squeeze(2).permute(2, 0, 1)  # (W, B, C)
+        recurrent, _ = self.rnn(conv)
+        steps, batch, hidden = recurrent.size()
+        output = self.embedding(recurrent.view(steps * batch, hidden)).view(steps, batch, -1)
+        return F.log_softmax(output, dim=2)
+
+
 @dataclass(frozen=True)
 class Spec:
     """One model: its class, what it reads, and the input shape ``torch_to_keras`` needs."""
@@ -317,6 +359,7 @@ class Spec:
     time_axis: int = 1  # the input's axis of time
     stride: int = 1  # input steps per output step on that axis
     lengths: bool = False  # forward(x, lengths): the rows' lengths a second input
+    target: int = 0  # forward(src, tgt): the steps of target ids, a second input
 
 
 SPECS: dict[str, Spec] = {
@@ -341,6 +384,10 @@ SPECS: dict[str, Spec] = {
     ),
     "packed_tagger": Spec(PackedTagger, "ids", (BATCH, STEPS), lengths=True),
     "learned_states": Spec(LearnedStates, "ids", (BATCH, STEPS)),
+    "seq2seq": Spec(Seq2Seq, "ids", (BATCH, STEPS), target=STEPS - 6),
+    "crnn_ctc": Spec(
+        CTCRecognizer, "float", (BATCH, 1, 16, STEPS), input_shape=(1, 16, None), time_axis=3
+    ),
 }
 
 
@@ -357,10 +404,10 @@ def input_shape_of(name: str, longer: bool = False) -> tuple[int, ...]:
 
 def example_input(name: str, seed: int = 1, longer: bool = False) -> tuple[np.ndarray, ...]:
     """The evaluation inputs of model ``name``: ids or standard normal floats, then, for a
-    model reading them, the rows' lengths (one row full, the others shorter, longest first);
-    ``longer`` adds steps. Ids and the rows of a model reading lengths are padded with 0 at
-    the end (ids at lengths even where the model does not read them, for the diacritizer's
-    mask)."""
+    model reading them, the rows' lengths (one row full, the others shorter, longest first),
+    or the target ids of an encoder–decoder; ``longer`` adds steps (to both of its inputs).
+    Ids and the rows of a model reading lengths are padded with 0 at the end (ids at lengths
+    even where the model does not read them, for the diacritizer's mask)."""
     spec = SPECS[name]
     shape = input_shape_of(name, longer)
     rng = np.random.default_rng(seed)
@@ -374,6 +421,9 @@ def example_input(name: str, seed: int = 1, longer: bool = False) -> tuple[np.nd
         along = [-1 if axis == spec.time_axis else 1 for axis in range(len(shape))]
         padded = np.arange(steps).reshape(along) >= lengths.reshape([-1] + [1] * (len(shape) - 1))
         x[np.broadcast_to(padded, shape)] = 0
+    if spec.target:
+        steps = spec.target + (LONGER if longer else 0)
+        return x, rng.integers(1, VOCAB, (shape[0], steps)).astype(np.int64)
     return (x, lengths) if spec.lengths else (x,)
 
 

@@ -43,10 +43,13 @@ from benchmarks.peers.ours import first_line, where  # noqa: E402
 
 
 def free_shapes(name: str) -> list[tuple[int | None, ...]]:
-    """The inputs' shapes with batch and time free: the input's, then the lengths'."""
+    """The inputs' shapes with batch and time free: the input's, then the lengths' or the
+    target ids'."""
     shape: list[int | None] = list(SPECS[name].shape)
     shape[0] = None
     shape[SPECS[name].time_axis] = None
+    if SPECS[name].target:
+        return [tuple(shape), (None, None)]
     return [tuple(shape), (None,)] if SPECS[name].lengths else [tuple(shape)]
 
 

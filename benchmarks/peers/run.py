@@ -56,6 +56,10 @@ NOTES = {
     "BiLSTM and pads back to the input's length (`total_length`)",
     "learned_states": "starts its BiLSTM from learned `h0`/`c0` (`nn.Parameter`s expanded over "
     "the batch)",
+    "seq2seq": "takes two inputs, `forward(src, tgt)`, its encoder's final states starting its "
+    "decoder",
+    "crnn_ctc": "(crnn.pytorch's layout) returns its log-probabilities time-major, (T, B, "
+    "classes), as `nn.CTCLoss` reads them",
 }
 
 
@@ -89,6 +93,8 @@ def _clip(text: str, size: int = 160) -> str:
 
 
 def call(name: str) -> str:
+    if SPECS[name].target:
+        return "module(src, tgt)"
     return "module(x, lengths)" if SPECS[name].lengths else "module(x)"
 
 
@@ -158,8 +164,10 @@ def report(folder: Path, drifts: dict[str, float], command: str, walls: dict[str
         f"input (batch 4, 20 steps; ids padded with 0 at the ends of rows) and on one {LONGER} "
         f"steps longer; {' and '.join(packed)} read `module(x, lengths)`, their rows padded with 0 "
         f"past lengths {', '.join(map(str, lengths))} (the longest full), and their ports are "
-        "called with `[x, lengths]`. nobuco converts with batch and time free (`input_shapes`; "
-        "`args=[x, lengths]` where the model reads lengths), inputs and "
+        "called with `[x, lengths]`; seq2seq reads `module(src, tgt)`, the target ids "
+        f"{SPECS['seq2seq'].target} steps long (and {LONGER} steps longer with the longer "
+        "source). nobuco converts with batch and time free (`input_shapes`; "
+        "`args=[x, lengths]` or `[src, tgt]` where the model reads two inputs), inputs and "
         "outputs in torch's layout. Time: the conversion alone, in a process that converted a "
         "small LSTM model first (`Warmup`: imports and first-call costs excluded); ours "
         "includes its verification run, nobuco's its per-operation validation. Side processes "

@@ -61,6 +61,8 @@ MASK_RULES = {
     "reduce": "drop",
     "slice": "drop",
     "scalar_op": "keep",
+    # Repeating positions (a captured ``repeat_interleave``) changes the steps: no mask.
+    "repeat": "drop",
     "weight_op": "keep",
     "elementwise": "keep",
     # Attention layers return the query's mask (the query is their first input).
@@ -236,6 +238,9 @@ class LayerRecord:
       ``self.cls.expand(B, -1, -1)``): ``shape`` (the value's); weight ``value``; the
       output is ``value`` repeated over the batch of its one input, (batch, *shape), whose
       values are not read.
+    - ``repeat`` (read from a torch ``forward``: ``x.repeat_interleave(2, dim=1)``):
+      ``axis`` (counted with the batch axis, never 0) and ``repeats`` (a positive int);
+      each position on ``axis`` repeated ``repeats`` times in a row.
     - ``time_first`` (read from a torch ``forward`` returning a time-major tensor): no
       options; the output is its input with axes 0 and 1 swapped, (time, batch, ...). It
       is an output of the graph, read by no other record.

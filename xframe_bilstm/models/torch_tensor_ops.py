@@ -127,6 +127,20 @@ class MatMul(nn.Module):
         return f"transpose_a={self.transpose_a}, transpose_b={self.transpose_b}"
 
 
+class Repeat(nn.Module):
+    """Each position on ``axis`` repeated ``repeats`` times in a row."""
+
+    def __init__(self, axis: int, repeats: int) -> None:
+        super().__init__()
+        self.axis, self.repeats = axis, repeats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(self.repeats, dim=self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, repeats={self.repeats}"
+
+
 def tensor_op_module(record: LayerRecord) -> nn.Module:
     """The module of a ``reduce``, ``slice``, ``scalar_op`` or ``matmul`` record.
 
@@ -142,6 +156,8 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
         return Reduce(str(options["op"]), axes, bool(options["keepdims"]))
     if record.kind == "slice":
         return Slice(dict(options))
+    if record.kind == "repeat":
+        return Repeat(int(options["axis"]), int(options["repeats"]))
     if record.kind == "scalar_op":
         op, constant = str(options["op"]), float(options["constant"])
         return ScalarOp(op, constant, bool(options["reverse"]))
@@ -159,6 +175,7 @@ __all__ = [
     "Elementwise",
     "MatMul",
     "Reduce",
+    "Repeat",
     "ScalarOp",
     "Slice",
     "WeightOp",

@@ -14,6 +14,8 @@ Written from their definitions in numpy, independently of the torch port:
 - ``weight_op``: ``x op value`` (or ``value op x``) with the record's weight ``value``,
   broadcast from the right.
 - ``elementwise``: one function of :data:`ELEMENTWISE` on every element.
+- ``repeat``: each position on ``axis`` (counted with the batch axis, never 0) repeated
+  ``repeats`` times in a row (``x.repeat_interleave(2, dim=1)``: steps a, a, b, b).
 - ``matmul``: ``a @ b`` over the last two axes, each first transposed where said, as the
   sums over the shared axis that define it (``einsum``).
 """
@@ -27,7 +29,7 @@ import numpy as np
 
 from ..errors import UnsupportedFeatureError
 
-KINDS = ("reduce", "slice", "scalar_op", "weight_op", "elementwise")
+KINDS = ("reduce", "slice", "scalar_op", "weight_op", "elementwise", "repeat")
 # The functions of ``elementwise`` records, by name (torch's and numpy's names).
 ELEMENTWISE: dict[str, Callable[[Any], Any]] = {
     "abs": np.abs,
@@ -121,6 +123,8 @@ def run_tensor_op(
     """
     if kind == "slice":
         return np.asarray(x[slice_index(options)])
+    if kind == "repeat":
+        return np.repeat(np.asarray(x), int(options["repeats"]), axis=int(options["axis"]))
     x = np.asarray(x).astype(dtype)
     if kind == "reduce":
         axes = tuple(int(axis) for axis in options["axes"])

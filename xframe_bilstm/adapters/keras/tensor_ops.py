@@ -2,10 +2,11 @@
 
 No Keras layer sums over time, slices one step, adds a constant or a tensor it holds,
 multiplies two batches of matrices, divides two tensors, writes a constant where a
-comparison holds, repeats a tensor it holds over the batch or puts time before the batch,
-so these are small layers of this package, registered as ``xframe_bilstm>Reduce``,
-``>Slice``, ``>ScalarOp``, ``>MatMul``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``,
-``>Elementwise``, ``>TimeFirst`` and ``>Where``: a saved model that holds them loads where
+comparison holds, repeats a tensor it holds over the batch, repeats each step in place or
+puts time before the batch, so these are small layers of this package, registered as
+``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``, ``>MatMul``, ``>Divide``,
+``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``, ``>Repeat``, ``>TimeFirst`` and
+``>Where``: a saved model that holds them loads where
 this package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops`
 (and :mod:`xframe_bilstm.reference.where`, :mod:`xframe_bilstm.reference.graph`) computes.
 """
@@ -112,6 +113,18 @@ def tensor_op_classes() -> dict[str, Any]:
             return None  # defined, so that a masked input drops its mask without a warning
 
     @register
+    class Repeat(_OptionsLayer):
+        """Each position on ``axis`` repeated ``repeats`` times in a row (a torch
+        ``x.repeat_interleave(2, dim=1)``); no mask follows."""
+
+        def call(self, x: Any) -> Any:
+            repeats, axis = int(self.options["repeats"]), int(self.options["axis"])
+            return keras.ops.repeat(x, repeats, axis=axis)
+
+        def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
+            return None
+
+    @register
     class TimeFirst(keras.layers.Layer):  # type: ignore[name-defined]
         """Its input with axes 0 and 1 swapped, (time, batch, ...): a result a torch
         ``forward`` returns time-major (a CTC model's). Keras calls such a model as any
@@ -194,6 +207,7 @@ def tensor_op_classes() -> dict[str, Any]:
         "weight_op": WeightOp,
         "broadcast": BatchBroadcast,
         "elementwise": Elementwise,
+        "repeat": Repeat,
         "time_first": TimeFirst,
     }
 

@@ -107,7 +107,35 @@ def _elementwise(builder: GraphBuilder, record: LayerRecord, x: str, mask: str |
     return builder.one("Sub", [builder.one("Exp", [x], f"{prefix}/exp"), one], prefix), mask
 
 
+def _repeat(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
+    """Each position on ``axis`` repeated: a new axis after it, expanded to ``repeats``,
+    then merged into it, sizes read from ``x``'s ``Shape``."""
+    prefix, axis = record.name, int(record.options["axis"])
+    repeats = builder.ints(f"{prefix}/repeats", [int(record.options["repeats"])])
+    shape = builder.one("Shape", [x], f"{prefix}/shape")
+
+    def part(start: int, stop: int, what: str) -> str:
+        bounds = [builder.ints(f"{prefix}/{what}_{end}", [value])
+                  for end, value in (("start", start), ("stop", stop))]  # fmt: skip
+        return builder.one("Slice", [shape, *bounds], f"{prefix}/{what}")
+
+    before, here, after = (
+        part(0, axis, "before"),
+        part(axis, axis + 1, "here"),
+        part(axis + 1, _END, "after"),
+    )
+    spread = builder.one(
+        "Unsqueeze", [x, builder.ints(f"{prefix}/new_axis", [axis + 1])], f"{prefix}/spread"
+    )
+    target = builder.one("Concat", [before, here, repeats, after], f"{prefix}/target", axis=0)
+    expanded = builder.one("Expand", [spread, target], f"{prefix}/expanded")
+    merged = builder.one("Mul", [here, repeats], f"{prefix}/merged")
+    final = builder.one("Concat", [before, merged, after], f"{prefix}/final", axis=0)
+    return builder.one("Reshape", [expanded, final], prefix), None
+
+
 EMITTERS = {
+    "repeat": _repeat,
     "reduce": _reduce,
     "slice": _slice,
     "scalar_op": _scalar_op,

@@ -1,7 +1,7 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
 ``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
-``>TimeFirst``, ``>LengthsMask``, ``>EndMask``, ``>ValidSteps``) read back into records of
-their kinds.
+``>Repeat``, ``>TimeFirst``, ``>LengthsMask``, ``>EndMask``, ``>ValidSteps``) read back
+into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`, :mod:`xframe_bilstm.adapters.keras.packed`);
@@ -40,6 +40,7 @@ KIND_BY_CLASS = {
     "xframe_bilstm>BatchBroadcast": "broadcast",
     "xframe_bilstm>Elementwise": "elementwise",
     "xframe_bilstm>TimeFirst": "time_first",
+    "xframe_bilstm>Repeat": "repeat",
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
     "xframe_bilstm>LengthsMask": "lengths_mask",
     "xframe_bilstm>EndMask": "end_mask",
@@ -145,6 +146,7 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         "elementwise": lambda given, where: {
             "function": _choice(given, "function", tuple(ELEMENTWISE), where)
         },
+        "repeat": _repeat,
     }
     reader = readers[kind]
     options = reader(given, where)
@@ -181,6 +183,13 @@ def _slice(given: Mapping[str, Any], where: str) -> dict[str, Any]:
         "step": step,
         "keep_axis": _flag(given, "keep_axis", where),
     }
+
+
+def _repeat(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    repeats = _integer(given.get("repeats"), "repeats", where)
+    if repeats < 1:
+        raise _bad(where, "repeats", repeats)
+    return {"axis": _axis(given.get("axis"), "axis", where), "repeats": repeats}
 
 
 def _scalar_op(given: Mapping[str, Any], where: str) -> dict[str, Any]:

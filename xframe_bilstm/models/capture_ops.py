@@ -28,6 +28,7 @@ import numpy as np
 
 from ..graph import LayerRecord
 from .capture_arithmetic import HANDLERS as ARITHMETIC
+from .capture_merged_steps import merged_on_record_axes, touches_merged
 from .capture_split import HANDLERS as SPLITS
 from .capture_split import is_piece, piece_records
 from .capture_tensors import RESHAPES, Tensors, Unsupported, axis_of, op_name
@@ -66,7 +67,9 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
     """
     if is_piece(node):  # a, b = h.chunk(2, dim=-1)
         return piece_records(node, name, tensors)
-    if touches_time_major(node, tensors):  # out[-1] of an nn.LSTM(batch_first=False)
+    if touches_merged(node, tensors):  # chars.view(B * T, W), then per word
+        node = merged_on_record_axes(node, tensors)
+    elif touches_time_major(node, tensors):  # out[-1] of an nn.LSTM(batch_first=False)
         node = on_record_axes(node, tensors)
     op = op_name(node)
     args, kwargs = list(node.args), dict(node.kwargs)

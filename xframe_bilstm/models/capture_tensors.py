@@ -45,6 +45,7 @@ class Tensors:
     batches: tuple[int, int] = (3, 2)
     held: dict[str, Any] = field(default_factory=dict)
     swapped: set[str] = field(default_factory=set)
+    merged: set[str] = field(default_factory=set)
 
     def holds(self, node: Any) -> bool:
         """Whether ``node`` is a tensor the module holds."""
@@ -53,6 +54,10 @@ class Tensors:
     def is_swapped(self, node: Any) -> bool:
         """Whether ``node`` is a time-major tensor, (time, batch, ...)."""
         return str(getattr(node, "name", "")) in self.swapped
+
+    def is_merged(self, node: Any) -> bool:
+        """Whether ``node`` has its batch and time axes merged, (batch * time, ...)."""
+        return str(getattr(node, "name", "")) in self.merged
 
     def value(self, node: Any) -> np.ndarray | None:
         """The value of a tensor the module holds, as a numpy copy; None for any other."""

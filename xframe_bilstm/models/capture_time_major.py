@@ -37,14 +37,14 @@ from .._imports import require
 from .capture_tensors import RESHAPES, Tensors, Unsupported, op_name
 
 # op -> the index of its axis argument (its default where the call leaves it out)
-_AXIS_ARGUMENT = {
+AXIS_ARGUMENT = {
     **dict.fromkeys(["aten.select", "aten.slice", "aten.cat", "aten.stack", "aten.flip"], 1),
     **dict.fromkeys(["aten.softmax", "aten._softmax", "aten.log_softmax", "aten._log_softmax"], 1),
     **dict.fromkeys(["aten.sum", "aten.mean", "aten.amax", "aten.amin", "aten.max", "aten.min"], 1),
     "aten.linalg_vector_norm": 2,
 }
 _AXIS_DEFAULT = {"aten.slice": 0, "aten.cat": 0, "aten.stack": 0}
-_PERMUTES = {"aten.transpose", "aten.permute", "aten.t"}
+PERMUTES = {"aten.transpose", "aten.permute", "aten.t"}
 _ELEMENTWISE = {
     *("aten.relu", "aten.tanh", "aten.sigmoid", "aten.silu", "aten.selu", "aten.softsign"),
     *("aten.hardsigmoid", "aten.exp", "aten.gelu", "aten.leaky_relu", "aten.elu"),
@@ -104,9 +104,9 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
     rows = any(_merged(n, tensors) for n in operands)
     if rows and len({_merged(n, tensors) for n in operands}) == 1:
         _mark_rows(node, operands[0], tensors)
-    if op in _PERMUTES and not rows:
+    if op in PERMUTES and not rows:
         return _permute(node, tensors)
-    if op in _AXIS_ARGUMENT and not rows:
+    if op in AXIS_ARGUMENT and not rows:
         return _axis_arguments(node, tensors)
     if op in _ELEMENTWISE or (op in _LAST_AXES and tensors.rank(node) >= 3):
         if any(tensors.is_swapped(n) != tensors.is_swapped(node) for n in operands):
@@ -171,7 +171,7 @@ def _over_last_axes(child: Any, rank: int, nn: Any) -> bool:
     return elementwise and not isinstance(child, (nn.MultiheadAttention, nn.PReLU, nn.GLU))
 
 
-class _OnRecordAxes:
+class OnRecordAxes:
     """A captured node with other arguments; everything else is the node's."""
 
     def __init__(
@@ -218,7 +218,7 @@ def _axis_arguments(node: Any, tensors: Tensors) -> Any:
     """The node with its axis argument counted on the records' axes (``stack`` counts its
     result's axes, every other operation its input's)."""
     op, args, kwargs = op_name(node), list(node.args), dict(node.kwargs)
-    index = _AXIS_ARGUMENT[op]
+    index = AXIS_ARGUMENT[op]
     if index < len(args):
         dims = args[index]
     elif "dim" in kwargs:
@@ -242,7 +242,7 @@ def _axis_arguments(node: Any, tensors: Tensors) -> Any:
         args[index] = moved
     else:
         kwargs["dim"] = moved
-    return _OnRecordAxes(node, tuple(args), kwargs)
+    return OnRecordAxes(node, tuple(args), kwargs)
 
 
 def _permute(node: Any, tensors: Tensors) -> Any:
@@ -261,7 +261,7 @@ def _permute(node: Any, tensors: Tensors) -> Any:
     before, after = tensors.is_swapped(x), tensors.is_swapped(node)
     # record axis i of the result is real axis on(i) of the result, real axis dims[...] of x
     on_record = [_on_record(dims[_on_record(i, rank, after)], rank, before) for i in range(rank)]
-    return _OnRecordAxes(node, (x, on_record), {}, target=torch.ops.aten.permute.default)
+    return OnRecordAxes(node, (x, on_record), {}, target=torch.ops.aten.permute.default)
 
 
 def _check_reshape(node: Any, tensors: Tensors) -> None:
@@ -300,4 +300,12 @@ def _check_held(op: str, held: Any, node: Any, tensors: Tensors) -> None:
         )
 
 
-__all__ = ["mark_time_major", "module_on_record_axes", "on_record_axes", "touches_time_major"]
+__all__ = [
+    "AXIS_ARGUMENT",
+    "PERMUTES",
+    "OnRecordAxes",
+    "mark_time_major",
+    "module_on_record_axes",
+    "on_record_axes",
+    "touches_time_major",
+]

@@ -21,6 +21,7 @@ from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_lengths import LengthsUse
+from .capture_merged_steps import mark_merged_steps, module_on_merged, per_step
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_packed import padded_with_zeros, read_lengths, read_packing
 from .capture_rows import row_orders
@@ -143,6 +144,7 @@ def read_captured(
         held=held_tensors(exported),
     )
     mark_time_major(tensors)
+    mark_merged_steps(graph, tensors)
     names = Names()
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
     user = [n for n in placeholders if n.name in exported.graph_signature.user_inputs]
@@ -236,7 +238,10 @@ def read_captured(
             elif op_name(node) in FUNCTIONAL:  # F.max_pool1d(x, 2): read as nn.MaxPool1d(2)
                 child, reads = functional_module(node, tensors)
                 child = module_on_record_axes(op_name(node), child, reads, node, tensors)
-                made = names.claim(read_child(names(node.name), child, tensors.name(reads)))
+                made = read_child(names(node.name), child, tensors.name(reads))
+                if module_on_merged(op_name(node), child, reads, tensors):
+                    made = per_step(made)
+                made = names.claim(made)
                 records.extend(made)
                 tensors.names[node] = made[-1].name
             else:
@@ -339,6 +344,16 @@ def _outputs(
             found.append((f"returns {shown} as result {index}; the Keras port cannot", where))
             continue
         output = tensors.names[result]
+        if tensors.is_merged(result):
+            found.append(
+                (
+                    f"returns a tensor whose batch and time axes are merged as result {index}; "
+                    "the Keras port's outputs keep them apart: return it split back, "
+                    "x.view(B, T, ...)",
+                    where,
+                )
+            )
+            continue
         if tensors.is_swapped(result) and result.op != "placeholder":
             records.append(
                 LayerRecord(names(f"{output}_time_first"), "time_first", "TimeFirst", (output,))
@@ -413,6 +428,8 @@ def _read_call(
         raise Unsupported(f"uses {len(used)} results of {path!r}")
     child = module_on_record_axes(path, child, given[0], used[0] if used else None, tensors)
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
+    if module_on_merged(path, child, given[0], tensors):  # a convolution over each word
+        made = per_step(made)
     output = made[-1].name  # the call's output: states stacked whole come after it
     if states:
         made = read_states(path, child, states, made, tensors, names)

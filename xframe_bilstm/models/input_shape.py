@@ -138,6 +138,8 @@ def shape_of_example(
     """
     if example is None:
         return None
+    if tuple(guessed) == (None,) and len(example) > 1:  # ids of words' characters: time first
+        return (None, *(int(size) for size in example[1:]))
     free = [axis for axis, size in enumerate(guessed) if size is None]
     fixed = sorted(int(size) for size in guessed if size is not None)
     extra = len(example) - len(guessed)

@@ -237,6 +237,8 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return layers.Concatenate(axis=int(options["axis"]), dtype=dtype, name=name)
     if record.kind in CONVOLUTION_KINDS:
         return conv_layer(record, keras, dtype)
+    if record.kind in NORMPOOL_KINDS and record.kind != "global_pool":  # wrapped per step
+        return normpool_layer(record, keras, dtype, rank=0)  # only global pools read it
     if record.kind in SHAPE_KINDS:
         return keras_shape_layer(record, keras, dtype, kernel, _layer)
     if record.kind == "custom":
@@ -277,6 +279,7 @@ def _lend_weights(record: LayerRecord, layer: Any) -> Callable[[], bool]:
 def _set_weights(record: LayerRecord, layer: Any) -> None:
     """Give a built embedding or dense layer the record's weights (recurrent ones have them)."""
     set_conv_weights(record, layer)
+    set_normpool_weights(record, layer)
     if record.kind == "embedding":
         layer.set_weights([record.weights["embeddings"]])
     elif record.kind == "dense":

@@ -108,7 +108,7 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
                 f"{ranks[record.name]} tensors; only masked sequences joined along "
                 "their features are exported"
             )
-    refusals.extend(shape_refusals(graph, ranks))
+    refusals.extend(shape_refusals(graph, ranks, _EMITTERS))
     return f"{graph.source}: " + "; ".join(refusals) if refusals else None
 
 

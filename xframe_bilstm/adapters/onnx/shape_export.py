@@ -185,8 +185,11 @@ def shape_rank(
     return rank
 
 
-def shape_refusals(graph: ModelGraph, ranks: Mapping[str, int]) -> list[str]:
-    """Why layers of this family in ``graph`` are not exported (empty when all are)."""
+def shape_refusals(
+    graph: ModelGraph, ranks: Mapping[str, int], emitters: Mapping[str, Emitter]
+) -> list[str]:
+    """Why layers of this family in ``graph`` are not exported (empty when all are);
+    ``emitters``: every kind's, those a ``TimeDistributed`` can wrap."""
     refusals = []
     for record in graph.layers:
         where = f"layer {record.name!r} ({record.class_name})"
@@ -198,6 +201,8 @@ def shape_refusals(graph: ModelGraph, ranks: Mapping[str, int]) -> list[str]:
         inner = record.options.get("layer") if record.kind == "time_distributed" else None
         if inner is not None and masked and inner.kind in MASK_READERS:
             refusals.append(f"{where}: a wrapped {inner.class_name} reading a mask")
+        if inner is not None and inner.kind not in emitters:
+            refusals.append(f"{where}: a wrapped {inner.class_name} is not exported per step")
     return refusals
 
 

@@ -1,0 +1,181 @@
+"""Batch-major tensors of a captured ``forward`` with their batch and time axes merged,
+(batch * time, ...), read as the (batch, time, ...) tensors of the Keras port.
+
+Per-word character models merge the two to run a module over each step on its own: a
+tagger's ``chars.view(B * T, W)`` → Embedding → Conv1d → max over the characters →
+``.view(B, T, -1)``. A Keras tensor keeps its batch axis apart, so such a tensor is read as
+the record computing the same numbers with the two axes kept:
+
+- Which tensors are merged is read from the two captures' shapes: a reshape merging the
+  batch and time axes of a tensor makes a first axis of batch × steps in both captures,
+  and every tensor whose first axis has that size in both is merged. Their shapes are kept
+  as (batch, time, ...), as their records compute them, so the reshape merging them and
+  the one splitting them back compute nothing.
+- Operations with axis arguments are read with them counted on the records' axes, one
+  further; one over the merged axis itself is refused. A permute keeps the merged axis
+  first. Elementwise operations read their operands as they are, all merged or none.
+- A module computing each position of its input's leading axes on its own (an Embedding,
+  a Linear, a LayerNorm over the last axis, an activation, dropout) is applied as it is; a
+  convolution, pooling or batch normalization over the merged rows is applied to each step,
+  wrapped in ``TimeDistributed`` records. A recurrent module over them is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._imports import require
+from ..graph import LayerRecord
+from .capture_tensors import RESHAPES, Tensors, Unsupported, op_name
+from .capture_time_major import AXIS_ARGUMENT, PERMUTES, OnRecordAxes
+
+_MERGED = "a tensor whose batch and time axes are merged, (batch * time, ...)"
+
+
+def mark_merged_steps(graph: Any, tensors: Tensors) -> None:
+    """Find the merged tensors and give them the (batch, time, ...) shapes of the records
+    computing them."""
+    steps: dict[tuple[int, int], tuple[int, int]] = {}  # merged sizes -> the steps merged
+    for node in graph.nodes:
+        if node.op != "call_function" or op_name(node) not in RESHAPES:
+            continue
+        x = node.args[0]
+        own, made = tensors.shapes.get(getattr(x, "name", "")), tensors.shapes.get(node.name)
+        if own is None or made is None or tensors.is_swapped(x):
+            continue
+        (own_first, own_second), (made_first, made_second) = own, made
+        if own_second is None or made_second is None:
+            continue
+        pairs = zip((own_first, own_second), (made_first, made_second), tensors.batches)
+        if all(  # a squeeze of an axis of 1 (B, 1, T) merges nothing
+            len(o) >= 3 and o[0] == batch and o[1] > 1 and m == (o[0] * o[1], *o[2:])
+            for o, m, batch in pairs
+        ):
+            steps[(made_first[0], made_second[0])] = (own_first[1], own_second[1])
+    for name, (first, second) in list(tensors.shapes.items()):
+        if second is None or not first or not second or name in tensors.held:
+            continue
+        merged = steps.get((first[0], second[0]))
+        if merged is not None:
+            tensors.merged.add(name)
+            tensors.shapes[name] = (
+                (tensors.batches[0], merged[0], *first[1:]),
+                (tensors.batches[1], merged[1], *second[1:]),
+            )
+
+
+def touches_merged(node: Any, tensors: Tensors) -> bool:
+    """Whether ``node`` reads or computes a merged tensor."""
+    return tensors.is_merged(node) or any(tensors.is_merged(n) for n in node.all_input_nodes)
+
+
+def merged_on_record_axes(node: Any, tensors: Tensors) -> Any:
+    """``node`` as the records read it: its axis arguments counted on the records' axes.
+
+    Raises:
+        Unsupported: an operation mixing merged tensors with others, or over the merged
+            axis.
+    """
+    op, torch = op_name(node), require("torch")
+    if op in RESHAPES:
+        return node  # merging, splitting back, or reshaping what follows the merged axis
+    operands = [
+        n
+        for n in node.all_input_nodes
+        if not tensors.holds(n) and isinstance(n.meta.get("val"), torch.Tensor)
+    ]
+    if op in AXIS_ARGUMENT and all(tensors.is_merged(n) for n in operands):
+        return _axis_arguments(node, tensors)  # over the merged axis itself: refused there
+    computed = [node] if isinstance(node.meta.get("val"), torch.Tensor) else []  # not max's pair
+    if len({tensors.is_merged(n) for n in [*operands, *computed]}) > 1:
+        raise Unsupported(f"applies {op} to {_MERGED} and to a tensor of other axes")
+    if op in PERMUTES:
+        return _permute(node, tensors)
+    return node
+
+
+def module_on_merged(path: str, child: Any, given: Any, tensors: Tensors) -> bool:
+    """Whether a call of ``child`` on ``given`` applies to each step (its records then
+    wrapped by :func:`per_step`); False for a module applied as it is.
+
+    Raises:
+        Unsupported: a recurrent or attention module over merged steps.
+    """
+    if not tensors.is_merged(given):
+        return False
+    nn = require("torch").nn
+    if isinstance(child, (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention)):
+        raise Unsupported(f"applies {path!r} ({type(child).__name__}) to {_MERGED}")
+    per_row = (nn.Embedding, nn.Linear, nn.Dropout, nn.Identity)
+    if isinstance(child, per_row) or type(child).__module__ == nn.modules.activation.__name__:
+        return False
+    if isinstance(child, nn.LayerNorm):
+        return len(child.normalized_shape) > tensors.rank(given) - 2
+    return True
+
+
+def per_step(made: list[LayerRecord]) -> list[LayerRecord]:
+    """Each record applied to each step: a ``TimeDistributed`` record wrapping it."""
+    wrapped = []
+    for record in made:
+        inner = LayerRecord(
+            f"{record.name}_step", record.kind, record.class_name, record.inputs,
+            record.options, record.weights,
+        )  # fmt: skip
+        options = {"layer": inner}
+        wrapped.append(
+            LayerRecord(record.name, "time_distributed", "TimeDistributed", record.inputs, options)
+        )
+    return wrapped
+
+
+def _permute(node: Any, tensors: Tensors) -> Any:
+    torch = require("torch")
+    x, op = node.args[0], op_name(node)
+    rank = tensors.rank(x) - 1  # the merged tensor's own
+    if op == "aten.permute":
+        dims = [int(dim) % rank for dim in node.args[1]]
+    else:  # transpose(x, a, b), t(x)
+        first, second = (
+            int(d) % rank for d in (node.args[1:3] if op == "aten.transpose" else (0, 1))
+        )
+        dims = list(range(rank))
+        dims[first], dims[second] = dims[second], dims[first]
+    if dims[0] != 0:
+        raise Unsupported(f"applies {op} moving the merged axis of {_MERGED}")
+    on_record = [0, 1, *(dim + 1 for dim in dims[1:])]
+    return OnRecordAxes(node, (x, on_record), {}, target=torch.ops.aten.permute.default)
+
+
+def _axis_arguments(node: Any, tensors: Tensors) -> Any:
+    op, args, kwargs = op_name(node), list(node.args), dict(node.kwargs)
+    index = AXIS_ARGUMENT[op]
+    if index < len(args):
+        dims = args[index]
+    elif "dim" in kwargs:
+        dims = kwargs["dim"]
+    else:
+        raise Unsupported(f"applies {op} over every axis of {_MERGED}")
+    source = node if op == "aten.stack" else node.args[0]
+    if isinstance(source, (list, tuple)):  # cat's parts
+        source = source[0]
+    rank = tensors.rank(source) - 1
+    given = list(dims) if isinstance(dims, (list, tuple)) else [dims]
+    if any(int(dim) % rank == 0 for dim in given):
+        raise Unsupported(f"applies {op} over the merged axis of {_MERGED}")
+    moved = [int(dim) % rank + 1 for dim in given]
+    value: Any = moved if isinstance(dims, (list, tuple)) else moved[0]
+    if index < len(args):
+        args[index] = value
+    else:
+        kwargs["dim"] = value
+    return OnRecordAxes(node, tuple(args), kwargs)
+
+
+__all__ = [
+    "mark_merged_steps",
+    "merged_on_record_axes",
+    "module_on_merged",
+    "per_step",
+    "touches_merged",
+]

@@ -11,7 +11,9 @@ Rules of this module:
 - Traps: Keras 2 versus Keras 3 ``hard_sigmoid``; CuDNNLSTM/CuDNNGRU weight layouts; GRU
   ``reset_after=False``; ``unroll=True`` with masks and ``go_backwards`` (a Keras bug zeroes
   valid backward outputs); ``time_major``; masks and left padding; Keras 2 concatenation
-  of masks; ``RNN`` layers of unsupported cells, and of ``StackedRNNCells`` (a chain of
+  of masks; Keras 3's bias of channels-first convolutions on TensorFlow, added along the
+  last axis where its size equals the filters; ``RNN`` layers of unsupported cells, and of
+  ``StackedRNNCells`` (a chain of
   layers, one per cell; refused in ``Bidirectional`` and with ``go_backwards`` under a
   mask); attention layers (:mod:`.attention`); unsupported layers.
 """
@@ -173,6 +175,16 @@ def lint(source: Any) -> list[Trap]:
                 "padding and holes",
                 "converted",
             )
+        if layer.kind == "conv" and not keras2 and _channels_first_bias(layer):
+            add(
+                layer,
+                "channels-first bias",
+                "Keras 3 on TensorFlow adds this layer's bias along the last axis, not the "
+                "channels, wherever that axis has as many positions as there are filters (its "
+                "ops.add reads a (1, filters, 1) operand as an NHWC bias); the port adds it on "
+                "the channels for every size",
+                "converted",
+            )
         if layer.kind == "concatenate" and keras2 and reads_mask:
             add(
                 layer,
@@ -192,6 +204,14 @@ def lint(source: Any) -> list[Trap]:
                 "converted",
             )
     return traps
+
+
+def _channels_first_bias(layer: LayerSpec) -> bool:
+    """Whether a Keras convolution adds a bias to channels-first outputs (this package's own
+    channels-first convolutions add it on the channels)."""
+    config = layer.config
+    native = not layer.class_name.startswith("xframe_bilstm>")
+    return native and config.get("data_format") == "channels_first" and config.get("use_bias", True)
 
 
 def _cell_traps(layer: LayerSpec, add: Any, *, reads_mask: bool) -> None:

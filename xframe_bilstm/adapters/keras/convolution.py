@@ -3,12 +3,20 @@
 A record keeps Keras's meaning, so each option goes back under its own name; what Keras's
 layers cannot express (a torch-born convolution with strides and dilation both above 1)
 is refused by name.
+
+A channels-first convolution with a bias is Keras's ``Conv1D``/``Conv2D`` with one change,
+registered as ``xframe_bilstm>ChannelsFirstConv1D``/``2D``: it adds the bias as
+``bias + outputs``. Keras 3's TensorFlow ``add`` reads a second operand shaped like a bias,
+(1, C, 1), as one over the last axis whenever that axis also has C positions, so Keras's
+own layer adds the bias along the time axis when the steps equal the filters.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from ..._imports import require
 from ...graph import LayerRecord
 from .activations import keras_activation
 
@@ -56,7 +64,10 @@ def conv_layer(record: LayerRecord, keras: Any, dtype: str) -> Any:
         (pair,) = options["cropping"]
         return layers.Cropping1D(tuple(pair), dtype=dtype, name=name)
     activation = str(options["activation"])
-    conv = layers.Conv1D if int(options["rank"]) == 1 else layers.Conv2D
+    rank = int(options["rank"])
+    conv = layers.Conv1D if rank == 1 else layers.Conv2D
+    if options["data_format"] == "channels_first" and "bias" in record.weights:
+        conv = channels_first_classes()[rank]
     return conv(
         int(options["filters"]),
         tuple(options["kernel_size"]),
@@ -73,10 +84,40 @@ def conv_layer(record: LayerRecord, keras: Any, dtype: str) -> Any:
     )
 
 
+@functools.cache
+def channels_first_classes() -> dict[int, Any]:
+    """The channels-first convolutions by rank, defined and registered on first use."""
+    keras = require("keras")
+    register = keras.saving.register_keras_serializable(package="xframe_bilstm")
+
+    def bias_on_channels(self: Any, inputs: Any) -> Any:
+        outputs = self.convolution_op(inputs, self.kernel)
+        if self.use_bias:  # bias first: Keras's TensorFlow add would take it as NHWC's
+            bias = keras.ops.reshape(self.bias, (1, self.filters) + (1,) * self.rank)
+            outputs = keras.ops.add(bias, outputs)
+        return outputs if self.activation is None else self.activation(outputs)
+
+    @register
+    class ChannelsFirstConv1D(keras.layers.Conv1D):  # type: ignore[name-defined]
+        """Keras's ``Conv1D`` (channels first, no causal padding), its bias added on axis 1
+        for every length of the steps."""
+
+        call = bias_on_channels
+
+    @register
+    class ChannelsFirstConv2D(keras.layers.Conv2D):  # type: ignore[name-defined]
+        """Keras's ``Conv2D`` (channels first), its bias added on axis 1 for every size of
+        the image."""
+
+        call = bias_on_channels
+
+    return {1: ChannelsFirstConv1D, 2: ChannelsFirstConv2D}
+
+
 def set_conv_weights(record: LayerRecord, layer: Any) -> None:
     """Give a built convolution the record's kernel and bias (Keras's own layout)."""
     if record.kind == "conv":
         layer.set_weights([record.weights[k] for k in ("kernel", "bias") if k in record.weights])
 
 
-__all__ = ["KINDS", "conv_layer", "conv_refusal", "set_conv_weights"]
+__all__ = ["KINDS", "channels_first_classes", "conv_layer", "conv_refusal", "set_conv_weights"]

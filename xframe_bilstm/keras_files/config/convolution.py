@@ -17,7 +17,11 @@ from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
 from .specs import LayerSpec, ModelSpec
 
-CONV_CLASSES = {"Conv1D": 1, "Convolution1D": 1, "Conv2D": 2, "Convolution2D": 2}
+CONV_CLASSES = {
+    **{"Conv1D": 1, "Convolution1D": 1, "Conv2D": 2, "Convolution2D": 2},
+    # this package's channels-first convolutions, saved as Keras's are
+    **{"xframe_bilstm>ChannelsFirstConv1D": 1, "xframe_bilstm>ChannelsFirstConv2D": 2},
+}
 PADDINGS = ("valid", "same", "causal")
 DATA_FORMATS = ("channels_last", "channels_first")
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # specs reads this module's classes
     from .specs import LayerSpec, ModelSpec
 
 _MODULE = "xframe_bilstm.adapters.keras.tensor_ops"
+_CONV_MODULE = "xframe_bilstm.adapters.keras.convolution"
 _PACKED_MODULE = "xframe_bilstm.adapters.keras.packed"
 # registered name (the spec's class name) -> kind
 KIND_BY_CLASS = {
@@ -41,6 +42,9 @@ KIND_BY_CLASS = {
     "xframe_bilstm>Elementwise": "elementwise",
     "xframe_bilstm>TimeFirst": "time_first",
     "xframe_bilstm>Repeat": "repeat",
+    # Keras's convolutions, their bias added on axis 1 (read as Keras's, by ``convolution``)
+    "xframe_bilstm>ChannelsFirstConv1D": "conv",
+    "xframe_bilstm>ChannelsFirstConv2D": "conv",
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
     "xframe_bilstm>LengthsMask": "lengths_mask",
     "xframe_bilstm>EndMask": "end_mask",
@@ -52,6 +56,8 @@ _MODULE_BY_CLASS = {
     "xframe_bilstm>LengthsMask": _PACKED_MODULE,
     "xframe_bilstm>EndMask": _PACKED_MODULE,
     "xframe_bilstm>ValidSteps": _PACKED_MODULE,
+    "xframe_bilstm>ChannelsFirstConv1D": _CONV_MODULE,
+    "xframe_bilstm>ChannelsFirstConv2D": _CONV_MODULE,
 }
 # The number of tensors a layer reads, where a configuration could say otherwise.
 _INPUT_COUNTS = {
@@ -104,17 +110,25 @@ def name_own_classes(config: Any) -> Any:
     if not isinstance(body, Mapping):
         return config
     layers = body.get("layers")
-    if not isinstance(layers, list) or not any(
-        isinstance(entry, Mapping) and is_own_class(entry) for entry in layers
-    ):
+    if not isinstance(layers, list):
         return config
-    named = [
-        {**entry, "class_name": entry["registered_name"]}
-        if isinstance(entry, Mapping) and is_own_class(entry)
-        else entry
-        for entry in layers
-    ]
-    return {**config, "config": {**body, "layers": named}}
+    named = [_named(entry) for entry in layers]
+    return config if named == layers else {**config, "config": {**body, "layers": named}}
+
+
+def _named(entry: Any) -> Any:
+    """A layer's entry named by its registered name where it is one of these layers; a
+    ``TimeDistributed``'s wrapped layer too."""
+    if not isinstance(entry, Mapping):
+        return entry
+    if is_own_class(entry):
+        return {**entry, "class_name": entry["registered_name"]}
+    body = entry.get("config")
+    if entry.get("class_name") != "TimeDistributed" or not isinstance(body, Mapping):
+        return entry
+    inner = body.get("layer")
+    named = _named(inner)
+    return entry if named is inner else {**entry, "config": {**body, "layer": named}}
 
 
 def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:

@@ -27,7 +27,14 @@ from typing import Any
 from .._imports import require
 from ..graph import LayerRecord
 from .capture_tensors import RESHAPES, Tensors, Unsupported, op_name
-from .capture_time_major import AXIS_ARGUMENT, PERMUTES, OnRecordAxes
+from .capture_time_major import (
+    AXIS_ARGUMENT,
+    PERMUTES,
+    OnRecordAxes,
+    axes_source,
+    permute_dims,
+    with_axes_moved,
+)
 
 _MERGED = "a tensor whose batch and time axes are merged, (batch * time, ...)"
 
@@ -131,45 +138,26 @@ def per_step(made: list[LayerRecord]) -> list[LayerRecord]:
 
 def _permute(node: Any, tensors: Tensors) -> Any:
     torch = require("torch")
-    x, op = node.args[0], op_name(node)
-    rank = tensors.rank(x) - 1  # the merged tensor's own
-    if op == "aten.permute":
-        dims = [int(dim) % rank for dim in node.args[1]]
-    else:  # transpose(x, a, b), t(x)
-        first, second = (
-            int(d) % rank for d in (node.args[1:3] if op == "aten.transpose" else (0, 1))
-        )
-        dims = list(range(rank))
-        dims[first], dims[second] = dims[second], dims[first]
+    x = node.args[0]
+    dims = permute_dims(node, tensors.rank(x) - 1)  # the merged tensor's own axes
     if dims[0] != 0:
-        raise Unsupported(f"applies {op} moving the merged axis of {_MERGED}")
+        raise Unsupported(f"applies {op_name(node)} moving the merged axis of {_MERGED}")
     on_record = [0, 1, *(dim + 1 for dim in dims[1:])]
     return OnRecordAxes(node, (x, on_record), {}, target=torch.ops.aten.permute.default)
 
 
 def _axis_arguments(node: Any, tensors: Tensors) -> Any:
-    op, args, kwargs = op_name(node), list(node.args), dict(node.kwargs)
-    index = AXIS_ARGUMENT[op]
-    if index < len(args):
-        dims = args[index]
-    elif "dim" in kwargs:
-        dims = kwargs["dim"]
-    else:
+    op, rank = op_name(node), tensors.rank(axes_source(node)) - 1
+
+    def move(dim: int) -> int:
+        if dim % rank == 0:
+            raise Unsupported(f"applies {op} over the merged axis of {_MERGED}")
+        return dim % rank + 1
+
+    moved = with_axes_moved(node, move)
+    if moved is None:
         raise Unsupported(f"applies {op} over every axis of {_MERGED}")
-    source = node if op == "aten.stack" else node.args[0]
-    if isinstance(source, (list, tuple)):  # cat's parts
-        source = source[0]
-    rank = tensors.rank(source) - 1
-    given = list(dims) if isinstance(dims, (list, tuple)) else [dims]
-    if any(int(dim) % rank == 0 for dim in given):
-        raise Unsupported(f"applies {op} over the merged axis of {_MERGED}")
-    moved = [int(dim) % rank + 1 for dim in given]
-    value: Any = moved if isinstance(dims, (list, tuple)) else moved[0]
-    if index < len(args):
-        args[index] = value
-    else:
-        kwargs["dim"] = value
-    return OnRecordAxes(node, tuple(args), kwargs)
+    return moved
 
 
 __all__ = [

@@ -31,6 +31,7 @@ tensor returned by ``forward`` (the Keras port's outputs have the batch axis fir
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from .._imports import require
@@ -217,6 +218,22 @@ def _on_record(axis: int, rank: int, swapped: bool) -> int:
 def _axis_arguments(node: Any, tensors: Tensors) -> Any:
     """The node with its axis argument counted on the records' axes (``stack`` counts its
     result's axes, every other operation its input's)."""
+    source = axes_source(node)
+    swapped, rank = tensors.is_swapped(source), tensors.rank(source)
+    moved = with_axes_moved(node, lambda dim: _on_record(dim, rank, swapped))
+    return node if moved is None else moved  # over every axis: refused by its reader
+
+
+def axes_source(node: Any) -> Any:
+    """The tensor whose axes an operation of :data:`AXIS_ARGUMENT` counts: ``stack``'s
+    result, every other one's (first) input."""
+    source = node if op_name(node) == "aten.stack" else node.args[0]
+    return source[0] if isinstance(source, (list, tuple)) else source  # cat's parts
+
+
+def with_axes_moved(node: Any, move: Callable[[int], int]) -> OnRecordAxes | None:
+    """``node`` with each axis of its axis argument (its default where the call leaves it
+    out) moved by ``move``; None where it runs over every axis."""
     op, args, kwargs = op_name(node), list(node.args), dict(node.kwargs)
     index = AXIS_ARGUMENT[op]
     if index < len(args):
@@ -227,17 +244,12 @@ def _axis_arguments(node: Any, tensors: Tensors) -> Any:
         args.append(_AXIS_DEFAULT[op])
         dims = args[index]
     else:
-        return node  # over every axis: refused by the operation's reader
+        return None
     if dims is None:
-        return node
-    source = node if op == "aten.stack" else node.args[0]
-    if isinstance(source, (list, tuple)):  # cat's parts
-        source = source[0]
-    swapped, rank = tensors.is_swapped(source), tensors.rank(source)
-    if isinstance(dims, (list, tuple)):
-        moved: Any = [_on_record(int(dim), rank, swapped) for dim in dims]
-    else:
-        moved = _on_record(int(dims), rank, swapped)
+        return None
+    moved: Any = (
+        [move(int(d)) for d in dims] if isinstance(dims, (list, tuple)) else move(int(dims))
+    )
     if index < len(args):
         args[index] = moved
     else:
@@ -245,19 +257,23 @@ def _axis_arguments(node: Any, tensors: Tensors) -> Any:
     return OnRecordAxes(node, tuple(args), kwargs)
 
 
+def permute_dims(node: Any, rank: int) -> list[int]:
+    """The axes a transpose, permute or ``t`` of a rank-``rank`` tensor takes, in order."""
+    op = op_name(node)
+    if op == "aten.permute":
+        return [int(dim) % rank for dim in node.args[1]]
+    first, second = (int(d) % rank for d in (node.args[1:3] if op == "aten.transpose" else (0, 1)))
+    dims = list(range(rank))
+    dims[first], dims[second] = dims[second], dims[first]
+    return dims
+
+
 def _permute(node: Any, tensors: Tensors) -> Any:
     """A transpose or permute as a permute of the records' axes."""
     torch = require("torch")
-    x, op = node.args[0], op_name(node)
+    x = node.args[0]
     rank = tensors.rank(x)
-    if op == "aten.permute":
-        dims = [int(dim) % rank for dim in node.args[1]]
-    else:  # transpose(x, a, b), and t(x) of a matrix
-        first, second = (
-            int(d) % rank for d in (node.args[1:3] if op == "aten.transpose" else (0, 1))
-        )
-        dims = list(range(rank))
-        dims[first], dims[second] = dims[second], dims[first]
+    dims = permute_dims(node, rank)
     before, after = tensors.is_swapped(x), tensors.is_swapped(node)
     # record axis i of the result is real axis on(i) of the result, real axis dims[...] of x
     on_record = [_on_record(dims[_on_record(i, rank, after)], rank, before) for i in range(rank)]
@@ -304,8 +320,11 @@ __all__ = [
     "AXIS_ARGUMENT",
     "PERMUTES",
     "OnRecordAxes",
+    "axes_source",
     "mark_time_major",
     "module_on_record_axes",
     "on_record_axes",
+    "permute_dims",
     "touches_time_major",
+    "with_axes_moved",
 ]

@@ -23,6 +23,7 @@ from .capture_fx import live_nodes
 from .capture_lengths import LengthsUse
 from .capture_merged_steps import mark_merged_steps, module_on_merged, per_step
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
+from .capture_outputs import read_outputs
 from .capture_packed import padded_with_zeros, read_lengths, read_packing
 from .capture_rows import row_orders
 from .capture_split import is_piece
@@ -255,7 +256,7 @@ def read_captured(
             found.append((str(error), node))
             tensors.names[node] = previous
     (results,) = [node.args[0] for node in graph.nodes if node.op == "output"]
-    outputs = _outputs(results, tensors, found, user[0], records, names)
+    outputs = read_outputs(results, tensors, found, user[0], records, names)
     if found:
         raise refusal(module, found)
     graph = ModelGraph(
@@ -315,62 +316,6 @@ def _read_loop(
     records.extend(made)
     names.taken.update(record.name for record in made)
     tensors.names[loop.output] = made[-1].name
-
-
-def _outputs(
-    results: Any,
-    tensors: Tensors,
-    found: list[tuple[str, Any]],
-    where: Any,
-    records: list[LayerRecord],
-    names: Names,
-) -> tuple[str, ...]:
-    """The graph's outputs: one per tensor ``forward`` returns, nested tuples flattened in
-    order (``torch.export`` flattens them: ``(out, (h, c))`` is three results). A
-    time-major result (a CTC model's (time, batch, classes)) is returned as torch returns
-    it, by a ``time_first`` record added to ``records``."""
-    torch = require("torch")
-    outputs: list[str] = []
-    for index, result in enumerate(results if isinstance(results, (tuple, list)) else [results]):
-        value = getattr(result, "meta", {}).get("val")
-        if not isinstance(value, torch.Tensor) or result not in tensors.names:
-            shown = (
-                "a boolean mask (read only by masked_fill or torch.where with a number)"
-                if isinstance(value, torch.Tensor) and value.dtype == torch.bool
-                else "a tensor its input does not reach (a parameter or buffer)"
-                if isinstance(value, torch.Tensor)
-                else f"a {type(value if value is not None else result).__name__}"
-            )
-            found.append((f"returns {shown} as result {index}; the Keras port cannot", where))
-            continue
-        output = tensors.names[result]
-        if tensors.is_merged(result):
-            found.append(
-                (
-                    f"returns a tensor whose batch and time axes are merged as result {index}; "
-                    "the Keras port's outputs keep them apart: return it split back, "
-                    "x.view(B, T, ...)",
-                    where,
-                )
-            )
-            continue
-        if tensors.is_swapped(result) and result.op != "placeholder":
-            records.append(
-                LayerRecord(names(f"{output}_time_first"), "time_first", "TimeFirst", (output,))
-            )
-            output = records[-1].name
-        if result.op == "placeholder" or output in outputs:  # ONNX names each output once
-            what = "its input" if result.op == "placeholder" else f"{output!r} again"
-            found.append(
-                (
-                    f"returns {what} as result {index}; each output of the Keras port is a "
-                    "distinct computed tensor: return it once, or copy it in the caller",
-                    where,
-                )
-            )
-            continue
-        outputs.append(output)
-    return tuple(outputs)
 
 
 def _poison(members: list[Any], tensors: Tensors, input_name: str) -> None:

@@ -348,6 +348,27 @@ class CTCRecognizer(nn.Module):
         return F.log_softmax(output, dim=2)
 
 
+class CharCNNTagger(nn.Module):
+    """Word embeddings beside a character CNN max-pooled over each word (the words' and the
+    characters' batch and time merged by ``view(B * T, W)``), a BiLSTM and a Linear per word:
+    the NER tagger of Ma and Hovy (2016), ``forward(words, chars)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words = nn.Embedding(VOCAB, 24)
+        self.chars = nn.Embedding(VOCAB, 8)
+        self.char_cnn = nn.Conv1d(8, 16, 3, padding=1)
+        self.lstm = nn.LSTM(40, 32, batch_first=True, bidirectional=True)
+        self.tags = nn.Linear(64, TAGS)
+
+    def forward(self, words: torch.Tensor, chars: torch.Tensor) -> torch.Tensor:
+        b, t, w = chars.shape
+        c = self.chars(chars.view(b * t, w)).transpose(1, 2)
+        c = torch.relu(self.char_cnn(c)).max(dim=2)[0].view(b, t, -1)
+        out, _ = self.lstm(torch.cat([self.words(words), c], dim=-1))
+        return self.tags(out)
+
+
 @dataclass(frozen=True)
 class Spec:
     """One model: its class, what it reads, and the input shape ``torch_to_keras`` needs."""
@@ -355,11 +376,13 @@ class Spec:
     make: Callable[[], nn.Module]
     kind: str  # "ids" or "float"
     shape: tuple[int, ...]  # the evaluation input's shape
-    input_shape: tuple[int | None, ...] | None = None  # for torch_to_keras, where needed
+    # for torch_to_keras, where needed: one shape, or one per input
+    input_shape: tuple[int | None, ...] | tuple[tuple[int | None, ...], ...] | None = None
     time_axis: int = 1  # the input's axis of time
     stride: int = 1  # input steps per output step on that axis
     lengths: bool = False  # forward(x, lengths): the rows' lengths a second input
     target: int = 0  # forward(src, tgt): the steps of target ids, a second input
+    chars: int = 0  # forward(words, chars): the characters of each word, a second input
 
 
 SPECS: dict[str, Spec] = {
@@ -385,6 +408,9 @@ SPECS: dict[str, Spec] = {
     "packed_tagger": Spec(PackedTagger, "ids", (BATCH, STEPS), lengths=True),
     "learned_states": Spec(LearnedStates, "ids", (BATCH, STEPS)),
     "seq2seq": Spec(Seq2Seq, "ids", (BATCH, STEPS), target=STEPS - 6),
+    "char_cnn_tagger": Spec(
+        CharCNNTagger, "ids", (BATCH, STEPS), input_shape=((None,), (None, 12)), chars=12
+    ),
     "crnn_ctc": Spec(
         CTCRecognizer, "float", (BATCH, 1, 16, STEPS), input_shape=(1, 16, None), time_axis=3
     ),
@@ -405,7 +431,8 @@ def input_shape_of(name: str, longer: bool = False) -> tuple[int, ...]:
 def example_input(name: str, seed: int = 1, longer: bool = False) -> tuple[np.ndarray, ...]:
     """The evaluation inputs of model ``name``: ids or standard normal floats, then, for a
     model reading them, the rows' lengths (one row full, the others shorter, longest first),
-    or the target ids of an encoder–decoder; ``longer`` adds steps (to both of its inputs).
+    or the target ids of an encoder–decoder, or each word's characters; ``longer`` adds
+    steps (to both of its inputs).
     Ids and the rows of a model reading lengths are padded with 0 at the end (ids at lengths
     even where the model does not read them, for the diacritizer's mask)."""
     spec = SPECS[name]
@@ -424,6 +451,11 @@ def example_input(name: str, seed: int = 1, longer: bool = False) -> tuple[np.nd
     if spec.target:
         steps = spec.target + (LONGER if longer else 0)
         return x, rng.integers(1, VOCAB, (shape[0], steps)).astype(np.int64)
+    if spec.chars:  # each word's characters, 0 past its length, words padded as x is
+        chars = rng.integers(1, VOCAB, (*shape, spec.chars)).astype(np.int64)
+        chars[(np.arange(spec.chars) >= rng.integers(2, spec.chars, shape)[..., None])] = 0
+        chars[x == 0] = 0
+        return x, chars
     return (x, lengths) if spec.lengths else (x,)
 
 

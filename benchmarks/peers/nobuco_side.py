@@ -50,6 +50,8 @@ def free_shapes(name: str) -> list[tuple[int | None, ...]]:
     shape[SPECS[name].time_axis] = None
     if SPECS[name].target:
         return [tuple(shape), (None, None)]
+    if SPECS[name].chars:
+        return [tuple(shape), (None, None, SPECS[name].chars)]
     return [tuple(shape), (None,)] if SPECS[name].lengths else [tuple(shape)]
 
 

@@ -58,6 +58,8 @@ NOTES = {
     "the batch)",
     "seq2seq": "takes two inputs, `forward(src, tgt)`, its encoder's final states starting its "
     "decoder",
+    "char_cnn_tagger": "(Ma and Hovy's NER tagger) runs a character CNN over each word, "
+    "merging the batch and time axes with `view(B * T, W)`",
     "crnn_ctc": "(crnn.pytorch's layout) returns its log-probabilities time-major, (T, B, "
     "classes), as `nn.CTCLoss` reads them",
 }
@@ -95,6 +97,8 @@ def _clip(text: str, size: int = 160) -> str:
 def call(name: str) -> str:
     if SPECS[name].target:
         return "module(src, tgt)"
+    if SPECS[name].chars:
+        return "module(words, chars)"
     return "module(x, lengths)" if SPECS[name].lengths else "module(x)"
 
 
@@ -166,8 +170,10 @@ def report(folder: Path, drifts: dict[str, float], command: str, walls: dict[str
         f"past lengths {', '.join(map(str, lengths))} (the longest full), and their ports are "
         "called with `[x, lengths]`; seq2seq reads `module(src, tgt)`, the target ids "
         f"{SPECS['seq2seq'].target} steps long (and {LONGER} steps longer with the longer "
-        "source). nobuco converts with batch and time free (`input_shapes`; "
-        "`args=[x, lengths]` or `[src, tgt]` where the model reads two inputs), inputs and "
+        "source); char_cnn_tagger reads `module(words, chars)`, "
+        f"{SPECS['char_cnn_tagger'].chars} characters per word (0 past each word's length). "
+        "nobuco converts with batch and time free (`input_shapes`; `args=[x, lengths]`, "
+        "`[src, tgt]` or `[words, chars]` where the model reads two inputs), inputs and "
         "outputs in torch's layout. Time: the conversion alone, in a process that converted a "
         "small LSTM model first (`Warmup`: imports and first-call costs excluded); ours "
         "includes its verification run, nobuco's its per-operation validation. Side processes "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from .verification import (
 )
 from .whole_module import whole_module_to_keras
 
+if TYPE_CHECKING:
+    from ..models.input_shape import InputShape
+
 
 def torch_to_keras(
     obj: Any,
@@ -27,7 +30,7 @@ def torch_to_keras(
     seed: int = 0,
     submodule: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
-    input_shape: Sequence[int | None] | None = None,
+    input_shape: InputShape | None = None,
 ) -> Any:
     """Convert an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (or a converted module) to Keras 3.
 
@@ -88,7 +91,8 @@ def torch_to_keras(
             (``(1, 32, None)`` for a CRNN reading 32-pixel-high images); by default it
             is read from the first child, and any other free axis is given the size 7.
             The Keras model takes inputs of that shape; a shape ``forward`` does not take,
-            or one that changes a size the first child fixes, is refused.
+            or one that changes a size the first child fixes, is refused. A ``forward``
+            of several inputs takes one shape per data input, ``[(None,), (None, 12)]``.
 
     Returns:
         A Keras layer, ``keras.Sequential`` or (for a module with children) ``keras.Model``.
@@ -184,7 +188,7 @@ def _module_to_keras(
     seed: int,
     name: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
-    input_shape: Sequence[int | None] | None = None,
+    input_shape: InputShape | None = None,
 ) -> Any:
     """Convert a live module; see :func:`torch_to_keras`."""
     torch = require("torch")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from .._imports import require
 from ..comparison import check_port, least_precise, measure_noise
 from ..errors import UnsupportedFeatureError
 from .verification import VERIFY_BATCH, VERIFY_STEPS
+
+if TYPE_CHECKING:
+    from ..models.input_shape import InputShape
 
 
 def whole_module_to_keras(
@@ -20,7 +23,7 @@ def whole_module_to_keras(
     seed: int,
     name: str | None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
-    input_shape: Sequence[int | None] | None = None,
+    input_shape: InputShape | None = None,
 ) -> Any:
     """A module made of children, through its model graph; checked against ``module(x)``
     on inputs of ``input_shape`` (without the batch axis) where given."""

@@ -15,6 +15,9 @@ from typing import Any
 
 from ..errors import UnsupportedFeatureError
 
+# What ``input_shape`` takes: one shape, or one per data input of ``forward``.
+InputShape = Sequence[int | None] | Sequence[Sequence[int | None]]
+
 
 def given_shapes(input_shape: Any, module: Any) -> list[Any] | None:
     """The shapes the user gives, one per data input of ``forward``: ``input_shape`` itself
@@ -213,6 +216,7 @@ def does_not_fit(input_shape: Any, module: Any, why: object) -> str:
 
 
 __all__ = [
+    "InputShape",
     "checked_input_shape",
     "does_not_fit",
     "examples_to_capture_at",

@@ -36,6 +36,7 @@ from ..graph import LayerRecord, ModelGraph
 from .forward_inputs import input_names, several_inputs_hint
 from .input_guesses import child_input_options, input_guesses
 from .input_shape import (
+    InputShape,
     checked_input_shape,
     does_not_fit,
     examples_to_capture_at,
@@ -90,7 +91,7 @@ def graph_from_torch(
     *,
     name: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
-    input_shape: Sequence[int | None] | None = None,
+    input_shape: InputShape | None = None,
     example_shapes: Sequence[Sequence[int]] | None = None,
 ) -> ModelGraph:
     """The model graph of a module whose ``forward`` applies its children in order.
@@ -212,7 +213,7 @@ def _captured(
     *,
     name: str | None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
-    input_shape: Sequence[int | None] | None = None,
+    input_shape: InputShape | None = None,
     example_shapes: Sequence[Sequence[int]] | None = None,
 ) -> ModelGraph:
     """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``
@@ -235,12 +236,13 @@ def _captured(
     for inputs in guesses:
         examples = inputs.split(list(example_shapes))[0] if example_shapes else None
         wanted = shapes or examples_to_capture_at(inputs.options, examples)
-        shaped, guessed = inputs, dict[str, Any]()
+        shaped, guessed = inputs, list[tuple[Any, dict[str, Any]]]()  # (shape, guess) given
         try:
             for index, (shape, options) in enumerate(zip(wanted, inputs.options)):
                 if shape is not None:  # forward may transpose it before its first module
                     shape = checked_input_shape(shape, options, module, direct=False)
-                    shaped, guessed = shaped.replace(index, shape=shape), guessed or options
+                    shaped = shaped.replace(index, shape=shape)
+                    guessed.append((shape, options))
             return capture_graph(
                 module,
                 shaped,
@@ -253,7 +255,7 @@ def _captured(
         except CaptureError as error:
             if guessed:
                 given = [o["shape"] for o in shaped.options]
-                hint = first_module_reads(given[0], guessed)
+                hint = "; ".join(filter(None, (first_module_reads(*pair) for pair in guessed)))
                 why = f"{error} ({hint})" if hint else error
                 shown = given[0] if len(given) == 1 else given
                 refusals.append(UnsupportedFeatureError(does_not_fit(shown, module, why)))

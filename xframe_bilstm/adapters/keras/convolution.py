@@ -66,7 +66,8 @@ def conv_layer(record: LayerRecord, keras: Any, dtype: str) -> Any:
     activation = str(options["activation"])
     rank = int(options["rank"])
     conv = layers.Conv1D if rank == 1 else layers.Conv2D
-    if options["data_format"] == "channels_first" and "bias" in record.weights:
+    causal = options["padding"] == "causal"  # padded by Keras's own call
+    if options["data_format"] == "channels_first" and "bias" in record.weights and not causal:
         conv = channels_first_classes()[rank]
     return conv(
         int(options["filters"]),

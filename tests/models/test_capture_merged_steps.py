@@ -100,15 +100,32 @@ def test_normalization_and_functional_pooling_per_word() -> None:
     assert "a wrapped MaxPool1d is not exported per step" in left_out
 
 
-class CharLSTM(CharOnly):
+class CharBiLSTM(CharOnly):
+    """A character BiLSTM over each word, its outputs max-pooled over the characters."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.char_lstm = nn.LSTM(4, 6, batch_first=True)
+        self.char_lstm = nn.LSTM(4, 3, batch_first=True, bidirectional=True)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
         b, t, w = chars.shape
-        _, (h, _) = self.char_lstm(self.chars(chars.view(b * t, w)))
-        return self.gru(h[-1].view(b, t, -1))[0]
+        out, _ = self.char_lstm(self.chars(chars.view(b * t, w)))
+        return self.gru(out.max(dim=1)[0].view(b, t, -1))[0]
+
+
+def test_a_character_lstm_runs_on_each_word() -> None:
+    module = CharBiLSTM().eval()
+    graph = graph_from_torch(module, input_shape=(None, 6))
+    (wrapped,) = [r for r in graph.layers if r.kind == "time_distributed"]
+    assert wrapped.options["layer"].kind == "recurrent"
+    assert_agrees_everywhere(module, inputs=CHARS)
+
+
+class CharLSTM(CharBiLSTM):
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        b, t, w = chars.shape
+        _, (h, _) = self.char_lstm(self.chars(chars.view(b * t, w)))  # Lample's tagger's
+        return self.gru(torch.cat([h[0], h[1]], dim=-1).view(b, t, -1))[0]
 
 
 class OverTheWords(CharOnly):
@@ -121,7 +138,7 @@ class OverTheWords(CharOnly):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (CharLSTM, r"applies 'char_lstm' \(LSTM\) to a tensor whose batch and time axes"),
+        (CharLSTM, r"uses the states of 'char_lstm' \(LSTM\) run over each step"),
         (OverTheWords, "applies aten.mean over the merged axis"),
     ],
 )

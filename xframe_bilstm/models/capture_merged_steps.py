@@ -17,11 +17,13 @@ the record computing the same numbers with the two axes kept:
 - A module computing each position of its input's leading axes on its own (an Embedding,
   a Linear, a LayerNorm over the last axis, an activation, dropout) is applied as it is; a
   convolution, pooling or batch normalization over the merged rows is applied to each step,
-  wrapped in ``TimeDistributed`` records. A recurrent module over them is refused.
+  wrapped in ``TimeDistributed`` records, and so is a recurrent module whose output alone
+  is used (its states given or used are refused).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .._imports import require
@@ -101,18 +103,28 @@ def merged_on_record_axes(node: Any, tensors: Tensors) -> Any:
     return node
 
 
-def module_on_merged(path: str, child: Any, given: Any, tensors: Tensors) -> bool:
+def module_on_merged(
+    path: str, child: Any, given: Any, tensors: Tensors, *, states: bool = False
+) -> bool:
     """Whether a call of ``child`` on ``given`` applies to each step (its records then
-    wrapped by :func:`per_step`); False for a module applied as it is.
+    wrapped by :func:`per_step`); False for a module applied as it is. ``states``: whether
+    the call is given or gives a recurrent module's states.
 
     Raises:
-        Unsupported: a recurrent or attention module over merged steps.
+        Unsupported: an attention module or a cell over merged steps, or a recurrent module
+            whose states are used.
     """
     if not tensors.is_merged(given):
         return False
     nn = require("torch").nn
-    if isinstance(child, (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention)):
-        raise Unsupported(f"applies {path!r} ({type(child).__name__}) to {_MERGED}")
+    kind = type(child).__name__
+    if isinstance(child, (nn.RNNCellBase, nn.MultiheadAttention)):
+        raise Unsupported(f"applies {path!r} ({kind}) to {_MERGED}")
+    if isinstance(child, nn.RNNBase) and states:
+        raise Unsupported(
+            f"uses the states of {path!r} ({kind}) run over each step of {_MERGED}; use "
+            "its output (the last step of each word: out[:, -1], or a max over them)"
+        )
     per_row = (nn.Embedding, nn.Linear, nn.Dropout, nn.Identity)
     if isinstance(child, per_row) or type(child).__module__ == nn.modules.activation.__name__:
         return False
@@ -125,11 +137,7 @@ def per_step(made: list[LayerRecord]) -> list[LayerRecord]:
     """Each record applied to each step: a ``TimeDistributed`` record wrapping it."""
     wrapped = []
     for record in made:
-        inner = LayerRecord(
-            f"{record.name}_step", record.kind, record.class_name, record.inputs,
-            record.options, record.weights,
-        )  # fmt: skip
-        options = {"layer": inner}
+        options = {"layer": dataclasses.replace(record, name=f"{record.name}_step")}
         wrapped.append(
             LayerRecord(record.name, "time_distributed", "TimeDistributed", record.inputs, options)
         )

@@ -373,7 +373,7 @@ def _read_call(
         raise Unsupported(f"uses {len(used)} results of {path!r}")
     child = module_on_record_axes(path, child, given[0], used[0] if used else None, tensors)
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
-    if module_on_merged(path, child, given[0], tensors):  # a convolution over each word
+    if module_on_merged(path, child, given[0], tensors, states=bool(states or initial)):
         made = per_step(made)
     output = made[-1].name  # the call's output: states stacked whole come after it
     if states:

@@ -18,6 +18,7 @@ from xframe_bilstm import (  # noqa: E402
 )
 from xframe_bilstm.models.forward_inputs import input_names  # noqa: E402
 from xframe_bilstm.models.input_guesses import input_guesses  # noqa: E402
+from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
 from .every_framework import assert_agrees_everywhere  # noqa: E402
 
@@ -210,6 +211,7 @@ def test_three_inputs_are_each_captured() -> None:
 
 def test_lengths_between_data_inputs_mask_the_source_they_pack() -> None:
     module = PackedEncoderDecoder()
+    assert graph_from_torch(module).name == "packedencoderdecoder"  # named after the class
     model = torch_to_keras(module)  # checked against module(src, lengths, tgt)
     assert [tensor.name for tensor in model.inputs] == [
         "src_tokens",

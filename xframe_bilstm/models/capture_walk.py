@@ -163,8 +163,8 @@ def read_captured(
     input_name = records[0].name
     rows = row_orders(graph, data, given_lengths, batches[0])  # rows sorted by lengths, back
     for node in given_lengths:  # forward(x, lengths), forward(src, src_lengths, tgt)
-        name = names("lengths" if len(data) == 1 else node.name)
-        records.append(read_lengths(graph, node, rows, tensors, name))
+        lengths_name = names("lengths" if len(data) == 1 else node.name)
+        records.append(read_lengths(graph, node, rows, tensors, lengths_name))
     found = list(rows.found)
     weights = set(placeholders) - set(user)
     zeros = zero_tensors(graph)  # initial states of zeros, read as none

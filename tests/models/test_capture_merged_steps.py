@@ -121,11 +121,28 @@ def test_a_character_lstm_runs_on_each_word() -> None:
     assert_agrees_everywhere(module, inputs=CHARS)
 
 
+class CharStates(CharBiLSTM):
+    """Lample et al.'s character features: each word's BiLSTM final states, both
+    directions joined (unpacked: every word runs over all its characters)."""
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        b, t, w = chars.shape
+        _, (h, _) = self.char_lstm(self.chars(chars.view(b * t, w)))
+        return self.gru(torch.cat([h[0], h[1]], dim=-1).view(b, t, -1))[0]
+
+
+def test_the_final_states_of_a_character_lstm_are_its_ends() -> None:
+    module = CharStates().eval()
+    kinds = [record.kind for record in graph_from_torch(module, input_shape=(None, 6)).layers]
+    assert kinds.count("time_distributed") == 1 and kinds.count("slice") == 4
+    assert_agrees_everywhere(module, inputs=CHARS)
+
+
 class CharLSTM(CharBiLSTM):
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
         b, t, w = chars.shape
-        _, (h, _) = self.char_lstm(self.chars(chars.view(b * t, w)))  # Lample's tagger's
-        return self.gru(torch.cat([h[0], h[1]], dim=-1).view(b, t, -1))[0]
+        _, (_, c) = self.char_lstm(self.chars(chars.view(b * t, w)))
+        return self.gru(torch.cat([c[0], c[1]], dim=-1).view(b, t, -1))[0]
 
 
 class OverTheWords(CharOnly):
@@ -138,7 +155,7 @@ class OverTheWords(CharOnly):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (CharLSTM, r"uses the states of 'char_lstm' \(LSTM\) run over each step"),
+        (CharLSTM, "uses the cell states of 'char_lstm' run over a tensor whose batch"),
         (OverTheWords, "applies aten.mean over the merged axis"),
     ],
 )

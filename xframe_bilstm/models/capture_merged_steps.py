@@ -28,6 +28,7 @@ from typing import Any
 
 from .._imports import require
 from ..graph import LayerRecord
+from .capture_states import state_entry
 from .capture_tensors import RESHAPES, Tensors, Unsupported, op_name
 from .capture_time_major import (
     AXIS_ARGUMENT,
@@ -121,10 +122,7 @@ def module_on_merged(
     if isinstance(child, (nn.RNNCellBase, nn.MultiheadAttention)):
         raise Unsupported(f"applies {path!r} ({kind}) to {_MERGED}")
     if isinstance(child, nn.RNNBase) and states:
-        raise Unsupported(
-            f"uses the states of {path!r} ({kind}) run over each step of {_MERGED}; use "
-            "its output (the last step of each word: out[:, -1], or a max over them)"
-        )
+        raise Unsupported(f"passes initial states to {path!r} ({kind}) run over {_MERGED}")
     per_row = (nn.Embedding, nn.Linear, nn.Dropout, nn.Identity)
     if isinstance(child, per_row) or type(child).__module__ == nn.modules.activation.__name__:
         return False
@@ -142,6 +140,46 @@ def per_step(made: list[LayerRecord]) -> list[LayerRecord]:
             LayerRecord(record.name, "time_distributed", "TimeDistributed", record.inputs, options)
         )
     return wrapped
+
+
+def states_per_step(
+    path: str, child: Any, states: list[Any], made: list[LayerRecord], tensors: Tensors, names: Any
+) -> list[LayerRecord]:
+    """The final states ``h_n[k]`` of a recurrent module run over each step (``made``: its
+    records wrapped per step, the last one's output (B, T, W, directions * H)), read from
+    that output: with no padding in each step's run, the forward direction's state is its
+    output at the last position, the backward one's at the first. Each state node's users
+    ``h_n[k]`` are named after the records selecting them.
+
+    Raises:
+        Unsupported: a cell state, a state of a lower layer, or the states used whole.
+    """
+    directions, units = 2 if child.bidirectional else 1, int(child.hidden_size)
+    count = child.num_layers * directions
+    records: list[LayerRecord] = []
+    for state in states:
+        if int(state.args[1]) != 1:
+            raise Unsupported(f"uses the cell states of {path!r} run over {_MERGED}")
+        for user in state.users:
+            k = state_entry(state, user, count)
+            if k is None or k < count - directions:
+                raise Unsupported(
+                    f"uses states of {path!r} run over {_MERGED} other than its last layer's "
+                    "h_n[k], one entry at a time"
+                )
+            backward = k % directions == 1
+            at = names(f"{path}_h_n_{k}")
+            step = {"axis": 2, "start": 0 if backward else -1, "stop": None, "step": 1}
+            records.append(
+                LayerRecord(at, "slice", "select", (made[-1].name,), {**step, "keep_axis": False})
+            )
+            if directions == 2:  # its half of the features: forward first
+                start = units if backward else 0
+                half = {"axis": 2, "start": start, "stop": start + units, "step": 1}
+                half["keep_axis"] = True
+                records.append(LayerRecord(names(f"{at}_half"), "slice", "slice", (at,), half))
+            tensors.names[user] = records[-1].name
+    return records
 
 
 def _permute(node: Any, tensors: Tensors) -> Any:
@@ -173,5 +211,6 @@ __all__ = [
     "merged_on_record_axes",
     "module_on_merged",
     "per_step",
+    "states_per_step",
     "touches_merged",
 ]

@@ -20,7 +20,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ from .capture_arithmetic import HANDLERS as ARITHMETIC
 from .capture_merged_steps import merged_on_record_axes, touches_merged
 from .capture_split import HANDLERS as SPLITS
 from .capture_split import is_piece, piece_records
-from .capture_tensors import RESHAPES, Tensors, Unsupported, axis_of, op_name
+from .capture_tensors import RESHAPES, Tensors, Unsupported, axis_of, is_tuple_getitem, op_name
 from .capture_time_major import on_record_axes, touches_time_major
 
 _END = 2**62  # aten.slice's "to the end" is the largest int64
@@ -383,11 +382,6 @@ _HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(["aten.matmul", "aten.bmm", "aten.mm", "aten.einsum"], _matmul),
     "aten.linear": _linear,
 }
-
-
-def is_tuple_getitem(node: Any) -> bool:
-    """Whether ``node`` takes one result of an operation returning several (``max.dim``)."""
-    return node.op == "call_function" and node.target is operator.getitem
 
 
 __all__ = [

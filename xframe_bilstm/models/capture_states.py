@@ -28,8 +28,7 @@ import dataclasses
 from typing import Any
 
 from ..graph import LayerRecord, tensor_name
-from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name
-from .capture_tensors import Names
+from .capture_tensors import Names, Tensors, Unsupported, is_tuple_getitem, op_name
 
 _ZEROS = {"aten.zeros", "aten.zeros_like", "aten.new_zeros"}
 _RECURRENT_CALLS = {"aten.lstm", "aten.gru", "aten.rnn_tanh", "aten.rnn_relu"}
@@ -80,7 +79,7 @@ def read_states(
     for state in states:
         which = int(state.args[1]) - 1  # 0: h_n, 1: c_n
         for user in state.users:
-            k = _entry(path, state, user, count)
+            k = state_entry(state, user, count)
             if k is not None:
                 tensors.names[user] = entry(k, which)
             elif state not in tensors.names:
@@ -179,7 +178,7 @@ def _stack(name: str, entries: list[str], names: Names) -> list[LayerRecord]:
     return [*parts, LayerRecord(name, "concatenate", "stack", inputs, options)]
 
 
-def _entry(path: str, state: Any, user: Any, count: int) -> int | None:
+def state_entry(state: Any, user: Any, count: int) -> int | None:
     """``k`` of ``h_n[k]`` (0 <= k < count), None for another use of the stack."""
     if count == 1 and _squeezes_first_axis(state, user):  # h_n.squeeze(0): the one entry
         return 0
@@ -223,4 +222,4 @@ def _squeezes_first_axis(state: Any, user: Any) -> bool:
     return list(axes) == [0] if isinstance(axes, (list, tuple)) else axes == 0
 
 
-__all__ = ["initial_states", "pass_initial_states", "read_states", "zero_tensors"]
+__all__ = ["initial_states", "pass_initial_states", "read_states", "state_entry", "zero_tensors"]

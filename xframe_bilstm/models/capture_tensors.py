@@ -5,6 +5,7 @@ computes."""
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -126,6 +127,11 @@ def computed_on_held(node: Any, tensors: Tensors) -> Any:
         return node.target(*args, **node.kwargs)
 
 
+def is_tuple_getitem(node: Any) -> bool:
+    """Whether ``node`` takes one result of an operation returning several (``max.dim``)."""
+    return node.op == "call_function" and node.target is operator.getitem
+
+
 def op_name(node: Any) -> str:
     """The operation a captured node applies, as users read it: ``aten.mean`` for
     ``aten.mean.dim``."""
@@ -195,5 +201,6 @@ __all__ = [
     "computed_on_held",
     "fold_held",
     "held_tensors",
+    "is_tuple_getitem",
     "op_name",
 ]

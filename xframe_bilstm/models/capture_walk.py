@@ -21,7 +21,12 @@ from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_lengths import LengthsUse
-from .capture_merged_steps import mark_merged_steps, module_on_merged, per_step
+from .capture_merged_steps import (
+    mark_merged_steps,
+    module_on_merged,
+    per_step,
+    states_per_step,
+)
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_outputs import read_outputs
 from .capture_packed import padded_with_zeros, read_lengths, read_packing
@@ -373,10 +378,12 @@ def _read_call(
         raise Unsupported(f"uses {len(used)} results of {path!r}")
     child = module_on_record_axes(path, child, given[0], used[0] if used else None, tensors)
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
-    if module_on_merged(path, child, given[0], tensors, states=bool(states or initial)):
-        made = per_step(made)
+    merged = module_on_merged(path, child, given[0], tensors, states=bool(initial))
+    made = per_step(made) if merged else made  # a convolution or an LSTM over each word
     output = made[-1].name  # the call's output: states stacked whole come after it
-    if states:
+    if states and merged:
+        made += states_per_step(path, child, states, made, tensors, names)
+    elif states:
         made = read_states(path, child, states, made, tensors, names)
     if initial:
         made = pass_initial_states(path, child, initial, made, tensors, names)

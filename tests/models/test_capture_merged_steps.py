@@ -145,6 +145,18 @@ class CharLSTM(CharBiLSTM):
         return self.gru(torch.cat([c[0], c[1]], dim=-1).view(b, t, -1))[0]
 
 
+class PackedWords(CharBiLSTM):
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        b, t, w = chars.shape
+        flat = chars.view(b * t, w)
+        lengths = (flat != 0).sum(-1).clamp(min=1)  # each word's characters
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.chars(flat), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, (h, _) = self.char_lstm(packed)
+        return self.gru(torch.cat([h[0], h[1]], -1).view(b, t, -1))[0]
+
+
 class OverTheWords(CharOnly):
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
         b, t, w = chars.shape
@@ -157,6 +169,7 @@ class OverTheWords(CharOnly):
     [
         (CharLSTM, "uses the cell states of 'char_lstm' run over a tensor whose batch"),
         (OverTheWords, "applies aten.mean over the merged axis"),
+        (PackedWords, "packs a sequence by lengths computed in forward"),
     ],
 )
 def test_what_mixes_the_words_is_refused_by_name(make, message: str) -> None:

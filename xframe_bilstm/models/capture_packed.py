@@ -84,6 +84,11 @@ def read_packing(
     """
     if use.is_steps(node):
         return []
+    if not use.reads(node) and op_name(node).startswith(PACKED):
+        raise Unsupported(
+            "packs a sequence by lengths computed in forward (a character LSTM's word "
+            "lengths); only lengths forward takes as an input are read"
+        )
     if not use.reads(node):
         return None
     if use.last(node):  # lengths - 1

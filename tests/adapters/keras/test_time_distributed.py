@@ -1,0 +1,32 @@
+"""TimeDistributed over pooling and normalization layers, read from a Keras model: rebuilt
+in Keras and run by the reference and the torch port alike; refused by name by the ONNX
+export. Expected values are the Keras model's own call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import compare  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+
+def test_pooling_and_normalization_per_step_agree() -> None:
+    x = keras.Input((None, 6, 4))
+    y = keras.layers.TimeDistributed(keras.layers.MaxPooling1D(2), name="pool")(x)
+    y = keras.layers.TimeDistributed(keras.layers.BatchNormalization(), name="norm")(y)
+    y = keras.layers.TimeDistributed(keras.layers.Flatten(), name="flat")(y)
+    model = keras.Model(x, keras.layers.LSTM(5, return_sequences=True)(y))
+    norm = model.get_layer("norm").layer  # statistics other than the initial ones
+    norm.set_weights([w + 0.3 * (i + 1) for i, w in enumerate(norm.get_weights())])
+    inputs = np.random.default_rng(0).standard_normal((2, 7, 6, 4)).astype("float32")
+    report = compare(model, inputs=inputs)
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"keras[cpu,float32]@original", "torch[cpu,float32]"} <= labels
+    (left_out,) = report.left_out
+    assert "'pool' (TimeDistributed): a wrapped MaxPooling1D is not exported per step" in left_out

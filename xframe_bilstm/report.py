@@ -254,10 +254,11 @@ class Report:
 
     def to_markdown(self) -> str:
         verdict = "equivalent" if self else "NOT equivalent"
+        inputs = self._shown_inputs()
         rows = [
             f"# {self.source}: {verdict}",
             "",
-            f"{self._shown_inputs().capitalize()}, seed {self.seed}"
+            f"{inputs[:1].upper()}{inputs[1:]}, seed {self.seed}"
             + (f", lengths {list(self.lengths)}" if self.lengths else "")
             + ". "
             + ", ".join(f"{name} {version}" for name, version in self.versions.items())

@@ -1,4 +1,5 @@
-"""The models both sides convert, written as users write them, and their training.
+"""The models both sides convert, written as users write them (the ones copied from
+packages shared with the tests, :mod:`tests.packaged_models`), and their training.
 
 This module imports torch only (no Keras, no xframe_bilstm), so the peer's environment
 imports it too. Every model is trained a few hundred Adam steps on seeded random data so
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from tests.packaged_models import BLSTM, DeepSpeech, TacotronEncoder
 
 VOCAB = 60
 TAGS = 9
@@ -164,40 +168,6 @@ class Encoder(nn.Module):
         return outputs, hidden, cell
 
 
-class DeepSpeech(nn.Module):
-    """torchaudio 2.11's ``DeepSpeech`` as the package writes it: clipped-ReLU Linear
-    layers over (B, 1, T, F), ``transpose(0, 1)`` into a bidirectional ReLU ``nn.RNN``
-    (``batch_first=False``), the directions summed, ``permute`` back, ``log_softmax``."""
-
-    def __init__(self, features: int = 20, hidden: int = 32, classes: int = TAGS) -> None:
-        super().__init__()
-        self.hidden = hidden
-        self.fc1, self.fc2 = nn.Linear(features, hidden), nn.Linear(hidden, hidden)
-        self.bi_rnn = nn.RNN(hidden, hidden, nonlinearity="relu", bidirectional=True)
-        self.fc4, self.out = nn.Linear(hidden, hidden), nn.Linear(hidden, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.hardtanh(F.relu(self.fc2(F.hardtanh(F.relu(self.fc1(x)), 0, 20))), 0, 20)
-        x, _ = self.bi_rnn(x.squeeze(1).transpose(0, 1))  # T x N x 2H
-        x = x[:, :, : self.hidden] + x[:, :, self.hidden :]
-        x = self.out(F.hardtanh(F.relu(self.fc4(x)), 0, 20)).permute(1, 0, 2)
-        return F.log_softmax(x, dim=2)
-
-
-class DemucsBLSTM(nn.Module):
-    """demucs 4.1's ``BLSTM``: (B, C, T) permuted to (T, B, C) for a 2-layer BiLSTM, a
-    Linear, permuted back, plus the skip."""
-
-    def __init__(self, dim: int = 24) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(bidirectional=True, num_layers=2, hidden_size=dim, input_size=dim)
-        self.linear = nn.Linear(2 * dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(self.lstm(x.permute(2, 0, 1))[0]).permute(1, 2, 0)
-        return y + x
-
-
 class Autoencoder(nn.Module):
     """An LSTM autoencoder: a 2-layer encoder's final (h, c) start the decoder."""
 
@@ -237,33 +207,6 @@ class TiedLM(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lstm(self.embedding(ids))[0] @ self.embedding.weight.t()
-
-
-class TacotronEncoder(nn.Module):
-    """torchaudio 2.11's ``torchaudio.models.tacotron2._Encoder`` as the package defines it
-    (its ``_get_conv1d_layer`` is a plain ``nn.Conv1d``): (B, C, T) through three
-    Conv1d/BatchNorm1d/ReLU blocks, transposed, packed into a BiLSTM and padded back."""
-
-    def __init__(self, dim: int = 32, convolutions: int = 3, kernel_size: int = 5) -> None:
-        super().__init__()
-        self.convolutions = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv1d(dim, dim, kernel_size, stride=1, padding=(kernel_size - 1) // 2),
-                nn.BatchNorm1d(dim),
-            )
-            for _ in range(convolutions)
-        )
-        self.lstm = nn.LSTM(dim, dim // 2, 1, batch_first=True, bidirectional=True)
-
-    def forward(self, x: torch.Tensor, input_lengths: torch.Tensor) -> torch.Tensor:
-        for conv in self.convolutions:
-            x = F.dropout(F.relu(conv(x)), 0.5, self.training)
-        x = x.transpose(1, 2)
-        input_lengths = input_lengths.cpu()
-        x = nn.utils.rnn.pack_padded_sequence(x, input_lengths, batch_first=True)
-        outputs, _ = self.lstm(x)
-        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)
-        return outputs
 
 
 class PackedTagger(nn.Module):
@@ -396,14 +339,18 @@ SPECS: dict[str, Spec] = {
     "vad_channels_first": Spec(VADChannelsFirst, "float", (BATCH, 20, STEPS), time_axis=2),
     "encoder": Spec(Encoder, "ids", (BATCH, STEPS)),
     "deepspeech": Spec(
-        DeepSpeech, "float", (BATCH, 1, STEPS, 20), input_shape=(1, None, 20), time_axis=2
+        partial(DeepSpeech, n_feature=20, n_hidden=32, n_class=TAGS),
+        "float",
+        (BATCH, 1, STEPS, 20),
+        input_shape=(1, None, 20),
+        time_axis=2,
     ),
-    "demucs_blstm": Spec(DemucsBLSTM, "float", (BATCH, 24, STEPS), time_axis=2),
+    "demucs_blstm": Spec(partial(BLSTM, dim=24), "float", (BATCH, 24, STEPS), time_axis=2),
     "autoencoder": Spec(Autoencoder, "float", (BATCH, STEPS, 20), input_shape=(None, 20)),
     "transformer_hybrid": Spec(TransformerHybrid, "ids", (BATCH, STEPS)),
     "tied_lm": Spec(TiedLM, "ids", (BATCH, STEPS)),
     "tacotron_encoder": Spec(
-        TacotronEncoder, "float", (BATCH, 32, STEPS), time_axis=2, lengths=True
+        partial(TacotronEncoder, dim=32), "float", (BATCH, 32, STEPS), time_axis=2, lengths=True
     ),
     "packed_tagger": Spec(PackedTagger, "ids", (BATCH, STEPS), lengths=True),
     "learned_states": Spec(LearnedStates, "ids", (BATCH, STEPS)),

@@ -24,6 +24,8 @@ from xframe_bilstm import (  # noqa: E402
 )
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
+from ..packaged_models import TacotronEncoder  # noqa: E402
+
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 nn = torch.nn
@@ -191,36 +193,9 @@ def test_other_uses_of_packing_are_refused_by_name(make, message: str) -> None:
         torch_to_keras(make().eval())
 
 
-class TacotronEncoder(nn.Module):
-    """torchaudio 2.11's ``torchaudio.models.tacotron2._Encoder``, as the package defines it
-    (its ``_get_conv1d_layer`` is a plain ``nn.Conv1d``): (B, C, T) through three
-    Conv1d/BatchNorm1d/ReLU blocks, transposed, packed into a BiLSTM and padded back."""
-
-    def __init__(self, dim: int = 16, convolutions: int = 3, kernel_size: int = 5) -> None:
-        super().__init__()
-        self.convolutions = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv1d(dim, dim, kernel_size, stride=1, padding=(kernel_size - 1) // 2),
-                nn.BatchNorm1d(dim),
-            )
-            for _ in range(convolutions)
-        )
-        self.lstm = nn.LSTM(dim, dim // 2, 1, batch_first=True, bidirectional=True)
-
-    def forward(self, x: torch.Tensor, input_lengths: torch.Tensor) -> torch.Tensor:
-        for conv in self.convolutions:
-            x = torch.nn.functional.dropout(torch.nn.functional.relu(conv(x)), 0.5, self.training)
-        x = x.transpose(1, 2)
-        input_lengths = input_lengths.cpu()
-        x = nn.utils.rnn.pack_padded_sequence(x, input_lengths, batch_first=True)
-        outputs, _ = self.lstm(x)
-        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)
-        return outputs
-
-
 def test_tacotron2s_encoder_trained_ports_whole() -> None:
     torch.manual_seed(3)
-    module = TacotronEncoder()
+    module = TacotronEncoder(dim=16)
     x, lengths = torch.randn(4, 16, 11), torch.tensor([11, 9, 6, 2])
     optimizer = torch.optim.Adam(module.parameters(), lr=0.01)
     for _ in range(5):  # a few steps: trained weights and running statistics

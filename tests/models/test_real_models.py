@@ -23,6 +23,8 @@ keras = pytest.importorskip("keras")
 
 from xframe_bilstm import compare, torch_to_keras  # noqa: E402
 
+from ..packaged_models import BLSTM, DeepSpeech  # noqa: E402
+
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 nn = torch.nn
@@ -116,70 +118,6 @@ class VAD(nn.Module):
             h, c = self.cell(frames[:, t], (h, c))
             outputs.append(h)
         return torch.sigmoid(self.post(torch.stack(outputs, dim=1).permute(0, 2, 1)))
-
-
-class FullyConnected(nn.Module):
-    """torchaudio 2.11's ``torchaudio.models.deepspeech.FullyConnected``."""
-
-    def __init__(self, n_feature: int, n_hidden: int, dropout: float, relu_max_clip: int = 20):
-        super().__init__()
-        self.fc = nn.Linear(n_feature, n_hidden, bias=True)
-        self.relu_max_clip = relu_max_clip
-        self.dropout = dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc(x)
-        x = F.relu(x)
-        x = F.hardtanh(x, 0, self.relu_max_clip)
-        if self.dropout:
-            x = F.dropout(x, self.dropout, self.training)
-        return x
-
-
-class DeepSpeech(nn.Module):
-    """torchaudio 2.11's ``torchaudio.models.DeepSpeech``: (batch, channel, time, feature)
-    to (batch, time, class), time-major around its recurrent layer."""
-
-    def __init__(self, n_feature: int = 13, n_hidden: int = 16, n_class: int = 6) -> None:
-        super().__init__()
-        self.n_hidden = n_hidden
-        self.fc1 = FullyConnected(n_feature, n_hidden, 0.0)
-        self.fc2 = FullyConnected(n_hidden, n_hidden, 0.0)
-        self.fc3 = FullyConnected(n_hidden, n_hidden, 0.0)
-        self.bi_rnn = nn.RNN(
-            n_hidden, n_hidden, num_layers=1, nonlinearity="relu", bidirectional=True
-        )
-        self.fc4 = FullyConnected(n_hidden, n_hidden, 0.0)
-        self.out = nn.Linear(n_hidden, n_class)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc3(self.fc2(self.fc1(x)))  # N x C x T x H
-        x = x.squeeze(1).transpose(0, 1)  # T x N x H
-        x, _ = self.bi_rnn(x)
-        x = x[:, :, : self.n_hidden] + x[:, :, self.n_hidden :]
-        x = self.out(self.fc4(x)).permute(1, 0, 2)  # N x T x n_class
-        return F.log_softmax(x, dim=2)
-
-
-class BLSTM(nn.Module):
-    """demucs 4.1's ``demucs.demucs.BLSTM`` (without its ``max_steps`` framing): (B, C, T)
-    permuted to (T, B, C) for a 2-layer BiLSTM, a Linear, permuted back, plus a skip."""
-
-    def __init__(self, dim: int = 6, layers: int = 2, skip: bool = True) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(bidirectional=True, num_layers=layers, hidden_size=dim, input_size=dim)
-        self.linear = nn.Linear(2 * dim, dim)
-        self.skip = skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        x = x.permute(2, 0, 1)
-        x = self.lstm(x)[0]
-        x = self.linear(x)
-        x = x.permute(1, 2, 0)
-        if self.skip:
-            x = x + y
-        return x
 
 
 def _trained(module: nn.Module, x: torch.Tensor) -> nn.Module:

@@ -1,6 +1,6 @@
 """TimeDistributed over pooling and normalization layers, read from a Keras model: rebuilt
-in Keras and run by the reference and the torch port alike; refused by name by the ONNX
-export. Expected values are the Keras model's own call."""
+in Keras and run by the reference, the torch port and onnxruntime on the ONNX export alike.
+Expected values are the Keras model's own call."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ keras = pytest.importorskip("keras")
 
 from xframe_bilstm import compare  # noqa: E402
 
-pytestmark = [pytest.mark.keras, pytest.mark.torch]
+pytestmark = [pytest.mark.keras, pytest.mark.torch, pytest.mark.onnx]
+pytest.importorskip("onnxruntime")
 
 
 def test_pooling_and_normalization_per_step_agree() -> None:
@@ -24,9 +25,25 @@ def test_pooling_and_normalization_per_step_agree() -> None:
     norm = model.get_layer("norm").layer  # statistics other than the initial ones
     norm.set_weights([w + 0.3 * (i + 1) for i, w in enumerate(norm.get_weights())])
     inputs = np.random.default_rng(0).standard_normal((2, 7, 6, 4)).astype("float32")
-    report = compare(model, inputs=inputs)
+    report = compare(model, inputs=inputs, frameworks=["keras", "torch", "onnxruntime"])
     assert report, report.lines()
     labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
     assert {"keras[cpu,float32]@original", "torch[cpu,float32]"} <= labels
-    (left_out,) = report.left_out
-    assert "'pool' (TimeDistributed): a wrapped MaxPooling1D is not exported per step" in left_out
+    assert any(label.startswith("onnxruntime") for label in labels)
+    assert not report.left_out
+
+
+def test_two_dimensional_pooling_per_frame_exports() -> None:
+    """A video-style front end: 2-D pooling and global pooling of each frame."""
+    x = keras.Input((None, 8, 6, 3))
+    y = keras.layers.TimeDistributed(keras.layers.Conv2D(4, 3, padding="same"))(x)
+    y = keras.layers.TimeDistributed(keras.layers.AveragePooling2D(2, padding="same"))(y)
+    y = keras.layers.TimeDistributed(keras.layers.GlobalMaxPooling2D())(y)
+    model = keras.Model(x, keras.layers.GRU(5)(y))
+    inputs = np.random.default_rng(1).standard_normal((2, 5, 8, 6, 3)).astype("float32")
+    report = compare(model, inputs=inputs, frameworks=["keras", "torch", "onnxruntime"])
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"keras[cpu,float32]@original", "torch[cpu,float32]"} <= labels
+    assert any(label.startswith("onnxruntime") for label in labels)
+    assert not report.left_out

@@ -133,10 +133,7 @@ def graph_to_keras(
             if hand_over is not None:
                 hand_over(record)
             continue
-        if record.kind in NORMPOOL_KINDS:
-            layer = normpool_layer(record, keras, dtype, len(inputs[0].shape))
-        else:
-            layer = _layer(record, keras, dtype, kernel)
+        layer = _layer(record, keras, dtype, kernel, len(inputs[0].shape))
         # Called on its input, the layer builds: its variables are created holding the
         # record's weights where its initializers can be lent, and set afterwards if not.
         restore = _lend_weights(record, layer)
@@ -186,8 +183,9 @@ def _activation(name: str) -> Any:
     return "softmax" if name == "softmax" else keras_activation(name)
 
 
-def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) -> Any:
-    """The Keras layer of ``record``, not yet built; recurrent layers come built."""
+def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any], rank: int) -> Any:
+    """The Keras layer of ``record`` reading a rank-``rank`` tensor first (a global pool's
+    class follows it), not yet built; recurrent layers come built."""
     layers, options, name = keras.layers, record.options, record.name
     if record.kind == "embedding":
         vocabulary, features = record.weights["embeddings"].shape
@@ -237,10 +235,10 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any]) 
         return layers.Concatenate(axis=int(options["axis"]), dtype=dtype, name=name)
     if record.kind in CONVOLUTION_KINDS:
         return conv_layer(record, keras, dtype)
-    if record.kind in NORMPOOL_KINDS and record.kind != "global_pool":  # wrapped per step
-        return normpool_layer(record, keras, dtype, rank=0)  # only global pools read it
+    if record.kind in NORMPOOL_KINDS:
+        return normpool_layer(record, keras, dtype, rank)
     if record.kind in SHAPE_KINDS:
-        return keras_shape_layer(record, keras, dtype, kernel, _layer)
+        return keras_shape_layer(record, keras, dtype, kernel, rank, _layer)
     if record.kind == "custom":
         from .custom import custom_keras_layer
 

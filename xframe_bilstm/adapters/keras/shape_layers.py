@@ -17,15 +17,21 @@ _MERGES = {
     "maximum": "Maximum",
     "minimum": "Minimum",
 }
-LayerBuilder = Callable[[LayerRecord, Any, str, dict[str, Any]], Any]
+LayerBuilder = Callable[[LayerRecord, Any, str, dict[str, Any], int], Any]
 
 
 def keras_shape_layer(
-    record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any], build: LayerBuilder
+    record: LayerRecord,
+    keras: Any,
+    dtype: str,
+    kernel: dict[str, Any],
+    rank: int,
+    build: LayerBuilder,
 ) -> Any:
-    """The Keras layer of a record whose kind is in :data:`~xframe_bilstm.graph.SHAPE_KINDS`.
+    """The Keras layer of a record whose kind is in :data:`~xframe_bilstm.graph.SHAPE_KINDS`
+    reading a rank-``rank`` tensor.
 
-    ``build`` builds the layer a ``TimeDistributed`` wraps (any kind).
+    ``build`` builds the layer a ``TimeDistributed`` wraps (any kind), on one rank fewer.
     """
     layers, options, name, kind = keras.layers, record.options, record.name, record.kind
     common = {"dtype": dtype, "name": name}
@@ -57,7 +63,7 @@ def keras_shape_layer(
     if kind == "softmax" and not options["log"]:
         return layers.Softmax(axis=int(options["axis"]), **common)
     if kind == "time_distributed":
-        inner = build(options["layer"], keras, dtype, kernel)
+        inner = build(options["layer"], keras, dtype, kernel, rank - 1)
         return layers.TimeDistributed(inner, **common)
     raise UnsupportedFeatureError(
         f"layer {name!r} ({record.class_name}): no Keras layer computes kind {kind!r} "

@@ -36,7 +36,13 @@ from .normpool_export import KINDS as NORMPOOL_KINDS
 from .normpool_export import export_normpool
 from .packed_export import EMITTERS as PACKED_EMITTERS
 from .packed_export import emit_lengths_mask, emit_valid_steps
-from .shape_export import emit_merge, shape_emitters, shape_rank, shape_refusals
+from .shape_export import (
+    emit_merge,
+    emit_time_distributed,
+    shape_emitters,
+    shape_rank,
+    shape_refusals,
+)
 from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
 from .tensor_ops_export import emit_matmul, emit_where, tensor_op_rank, where_rank
@@ -108,7 +114,7 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
                 f"{ranks[record.name]} tensors; only masked sequences joined along "
                 "their features are exported"
             )
-    refusals.extend(shape_refusals(graph, ranks, _EMITTERS))
+    refusals.extend(shape_refusals(graph, ranks, {*_EMITTERS, *NORMPOOL_KINDS}))
     return f"{graph.source}: " + "; ".join(refusals) if refusals else None
 
 
@@ -151,12 +157,7 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
     values: dict[str, str] = {name: name for name in graph.inputs}
     masks: dict[str, str | None] = dict.fromkeys(graph.inputs)
     for record in graph.layers:
-        if record.kind in NORMPOOL_KINDS:
-            x = record.inputs[0]
-            values[record.name], masks[record.name] = export_normpool(
-                builder, record, values[x], masks[x], ranks[x]
-            )
-        elif record.kind == "recurrent" and len(record.inputs) + len(record.outputs) > 2:
+        if record.kind == "recurrent" and len(record.inputs) + len(record.outputs) > 2:
             x = record.inputs[0]
             states = [values[name] for name in record.inputs[1:]]
             made = recurrent_with_states(builder, record, values[x], masks[x], states)
@@ -182,7 +183,7 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
             emit = emit_lengths_mask if record.kind == "lengths_mask" else emit_valid_steps
             values[record.name], masks[record.name] = emit(builder, record, x, lengths)
         elif record.kind != "input":
-            values[record.name], masks[record.name] = _layer(builder, record, values, masks)
+            values[record.name], masks[record.name] = _layer(builder, record, values, masks, ranks)
     outputs = []
     time_first = {record.name for record in graph.layers if record.kind == "time_first"}
     for name in graph.outputs:
@@ -239,6 +240,7 @@ def _layer(
     record: LayerRecord,
     values: dict[str, str],
     masks: dict[str, str | None],
+    ranks: dict[str, int],
 ) -> Emitted:
     """One layer's output and mask, from the outputs and masks of the layers it reads."""
     if record.kind == "concatenate":
@@ -252,7 +254,21 @@ def _layer(
     if record.kind in ATTENTION_KINDS:
         tensors = [values[name] for name in record.inputs]
         return emit_attention(builder, record, tensors, [masks[n] for n in record.inputs])
-    x, mask = values[record.inputs[0]], masks[record.inputs[0]]
+    x = record.inputs[0]
+    return _single_input(builder, record, values[x], masks[x], ranks[x])
+
+
+def _single_input(
+    builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None, rank: int
+) -> Emitted:
+    """A layer of one input ``x`` of ``rank``: normalizations and pools follow the channel
+    axis by the rank, and a ``TimeDistributed`` runs its layer on one rank fewer."""
+    if record.kind in NORMPOOL_KINDS:
+        return export_normpool(builder, record, x, mask, rank)
+    if record.kind == "time_distributed":
+        return emit_time_distributed(
+            builder, record, x, mask, lambda b, r, y: _single_input(b, r, y, None, rank - 1)[0]
+        )
     return _EMITTERS[record.kind](builder, record, x, mask)
 
 
@@ -313,7 +329,7 @@ _EMITTERS = {
     "zero_padding": lambda b, r, x, m: (pad_or_crop_node(b, r, x), None),
     "cropping": lambda b, r, x, m: (pad_or_crop_node(b, r, x), None),
 }
-_EMITTERS.update(shape_emitters(_EMITTERS))
+_EMITTERS.update(shape_emitters())
 _EMITTERS.update(TENSOR_OP_EMITTERS)
 _EMITTERS.update(PACKED_EMITTERS)
 _EMITTERS.update(BROADCAST_EMITTERS)

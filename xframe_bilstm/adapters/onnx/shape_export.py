@@ -7,7 +7,7 @@ the wrapped layer as any other layer, and reshapes back, so it wraps every expor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 
@@ -119,9 +119,15 @@ def emit_merge(
     return y, combined_mask(builder, record, tensors, masks)
 
 
-def _time_distributed(
-    builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None, emitters: Mapping
+def emit_time_distributed(
+    builder: GraphBuilder,
+    record: LayerRecord,
+    x: str,
+    mask: str | None,
+    emit_inner: Callable[[GraphBuilder, LayerRecord, str], str],
 ) -> Emitted:
+    """A ``TimeDistributed`` layer: ``emit_inner`` runs the wrapped layer on ``x`` with its
+    batch and time axes merged into one."""
     prefix, inner = record.name, record.options["layer"]
     shape = builder.one("Shape", [x], f"{prefix}/shape")
     batch_time = builder.one(
@@ -132,7 +138,7 @@ def _time_distributed(
     )
     merged_shape = builder.one("Concat", [builder.ints("minus1", [-1]), rest], prefix, axis=0)
     merged = builder.one("Reshape", [x, merged_shape], f"{prefix}/merged")
-    y, _ = emitters[inner.kind](builder, inner, merged, None)
+    y = emit_inner(builder, inner, merged)
     y_shape = builder.one("Shape", [y], f"{prefix}/y_shape")
     y_rest = builder.one(
         "Slice", [y_shape, builder.ints("start1", [1]), builder.ints("end_max", [_END])], prefix
@@ -141,9 +147,9 @@ def _time_distributed(
     return builder.one("Reshape", [y, split], prefix), mask
 
 
-def shape_emitters(emitters: Mapping[str, Emitter]) -> dict[str, Emitter]:
-    """The emitters of this family's single-input kinds; ``emitters`` (every kind's, this
-    family's included) emit the layer a ``TimeDistributed`` wraps."""
+def shape_emitters() -> dict[str, Emitter]:
+    """The emitters of this family's single-input kinds (``TimeDistributed`` apart: it runs
+    the emitter of the layer it wraps, :func:`emit_time_distributed`)."""
 
     def repeat(b: GraphBuilder, r: LayerRecord, x: str, m: str | None) -> Emitted:
         unsqueezed = b.one("Unsqueeze", [x, b.ints("axes1", [1])], f"{r.name}/unsqueezed")
@@ -168,7 +174,6 @@ def shape_emitters(emitters: Mapping[str, Emitter]) -> dict[str, Emitter]:
         "elu": lambda b, r, x, m: (b.one("Elu", [x], r.name, alpha=float(r.options["alpha"])), m),
         "prelu": prelu,
         "softmax": softmax,
-        "time_distributed": lambda b, r, x, m: _time_distributed(b, r, x, m, emitters),
     }
 
 
@@ -186,10 +191,10 @@ def shape_rank(
 
 
 def shape_refusals(
-    graph: ModelGraph, ranks: Mapping[str, int], emitters: Mapping[str, Emitter]
+    graph: ModelGraph, ranks: Mapping[str, int], exported: Collection[str]
 ) -> list[str]:
     """Why layers of this family in ``graph`` are not exported (empty when all are);
-    ``emitters``: every kind's, those a ``TimeDistributed`` can wrap."""
+    ``exported``: the kinds a ``TimeDistributed`` can wrap."""
     refusals = []
     for record in graph.layers:
         where = f"layer {record.name!r} ({record.class_name})"
@@ -201,9 +206,15 @@ def shape_refusals(
         inner = record.options.get("layer") if record.kind == "time_distributed" else None
         if inner is not None and masked and inner.kind in MASK_READERS:
             refusals.append(f"{where}: a wrapped {inner.class_name} reading a mask")
-        if inner is not None and inner.kind not in emitters:
+        if inner is not None and inner.kind not in exported:
             refusals.append(f"{where}: a wrapped {inner.class_name} is not exported per step")
     return refusals
 
 
-__all__ = ["emit_merge", "shape_emitters", "shape_rank", "shape_refusals"]
+__all__ = [
+    "emit_merge",
+    "emit_time_distributed",
+    "shape_emitters",
+    "shape_rank",
+    "shape_refusals",
+]

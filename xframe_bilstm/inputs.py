@@ -163,7 +163,8 @@ def _graph_inputs(
         if graph.holds_lengths(name):
             arrays.append(_lengths_input(name, array))
             continue
-        if array.dtype.kind not in "iuf" or array.ndim < 2 or 0 in array.shape:
+        rank = 1 + len(graph.layer(name).options["shape"])  # (B,): one value per row
+        if array.dtype.kind not in "iuf" or array.ndim < min(rank, 2) or 0 in array.shape:
             raise WeightShapeError(
                 f"inputs ({name}): expected a non-empty array of numbers with a batch axis, "
                 f"got {array.dtype} array of shape {array.shape}"

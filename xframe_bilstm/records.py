@@ -70,6 +70,9 @@ MASK_RULES = {
     "multi_head_attention": "keep",
     # A batched matrix product (a captured ``q @ k``): no Keras layer, its mask ends.
     "matmul": "drop",
+    # A tensor broadcast over new steps (a conditioning vector repeated over another
+    # tensor's steps): its own steps, no mask.
+    "expand": "drop",
     # ``x`` where a comparison of another tensor with a number fails, a constant elsewhere
     # (a captured ``scores.masked_fill(mask == 0, -1e9)``): its mask ends.
     "where": "drop",
@@ -99,6 +102,7 @@ MULTI_INPUT_KINDS = (
     *ATTENTION_KINDS,
     "matmul",
     "where",
+    "expand",
     "lengths_mask",
     "valid_steps",
 )
@@ -241,6 +245,11 @@ class LayerRecord:
     - ``repeat`` (read from a torch ``forward``: ``x.repeat_interleave(2, dim=1)``):
       ``axis`` (counted with the batch axis, never 0) and ``repeats`` (a positive int);
       each position on ``axis`` repeated ``repeats`` times in a row.
+    - ``expand`` (read from a torch ``forward``: ``z.unsqueeze(1).expand(-1, x.size(1),
+      -1)``, ``z.repeat(1, T, 1)``; inputs ``(x,)`` or ``(x, like)``): ``sizes``, one per
+      axis after the batch axis: -1 keeps ``x``'s size, a positive int is that size (``x``
+      has 1 there), None is ``like``'s size on that axis (``x`` has 1 there). The output is
+      ``x`` broadcast to those sizes, the batch axis as ``x``'s.
     - ``time_first`` (read from a torch ``forward`` returning a time-major tensor): no
       options; the output is its input with axes 0 and 1 swapped, (time, batch, ...). It
       is an output of the graph, read by no other record.

@@ -12,7 +12,6 @@ keras = pytest.importorskip("keras")
 
 from xframe_bilstm import (  # noqa: E402
     UnsupportedFeatureError,
-    compare,
     keras_to_torch,
     torch_to_keras,
 )

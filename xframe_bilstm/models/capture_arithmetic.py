@@ -5,7 +5,9 @@ records.
   tensors have one rank and the batch axis; any other axis may have size 1 in one of
   them, broadcast over the other's (``x / x.norm(dim=1, keepdim=True)``,
   ``h * mask.unsqueeze(-1)``), as Keras's merge layers broadcast. ``expand`` and
-  ``expand_as`` feeding such an operation pass their input on, since it broadcasts.
+  ``expand_as`` feeding such an operation pass their input on, since it broadcasts;
+  elsewhere they, and ``repeat`` of axes of size 1, are ``expand`` records
+  (:mod:`.capture_expand`).
 - With a tensor the module holds (a parameter, buffer or constant: ``x + self.position``,
   ``x * self.gamma``), they are ``weight_op`` records holding its value; it broadcasts
   from the right, over axes other than the batch.
@@ -27,6 +29,7 @@ from typing import Any
 
 from ..graph import LayerRecord
 from ..reference.tensor_ops import ELEMENTWISE
+from .capture_expand import expand_record, repeat_record
 from .capture_tensors import Shape, Tensors, Unsupported, axis_of, op_name
 
 _MERGES = {"aten.add": "add", "aten.sub": "subtract", "aten.mul": "multiply", "aten.div": "divide"}
@@ -169,18 +172,20 @@ def _norm(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> l
 
 def _expand(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     """Nothing to compute where only arithmetic with a tensor of the expanded shape reads
-    the expanded tensor: broadcasting against that tensor expands it the same way."""
-    op = op_name(node)
-    users = [op_name(user) for user in node.users]
-    if tensors.rank(args[0]) != tensors.rank(node):
-        raise Unsupported(f"applies {op} adding axes")
-    if not users or any(user not in _MERGES for user in users):
-        raise Unsupported(f"applies {op} before {', '.join(sorted(set(users))) or 'nothing'}")
-    for user in node.users:
-        others = [arg for arg in user.args[:2] if hasattr(arg, "op") and arg is not node]
-        if not others or tensors.shapes[others[0].name] != tensors.shapes[node.name]:
-            raise Unsupported(f"applies {op} before {op_name(user)} with a smaller tensor")
-    return []
+    the expanded tensor (broadcasting against that tensor expands it the same way);
+    elsewhere an ``expand`` record (:mod:`.capture_expand`)."""
+    same_rank = tensors.rank(args[0]) == tensors.rank(node)
+    if same_rank and node.users and all(_broadcasts(user, node, tensors) for user in node.users):
+        return []
+    return expand_record(node, name, tensors, args[0])
+
+
+def _broadcasts(user: Any, node: Any, tensors: Tensors) -> bool:
+    """Whether ``user`` is arithmetic with a tensor of ``node``'s shape."""
+    if op_name(user) not in _MERGES:
+        return False
+    others = [arg for arg in user.args[:2] if hasattr(arg, "op") and arg is not node]
+    return bool(others) and tensors.shapes[others[0].name] == tensors.shapes[node.name]
 
 
 def _scalar(
@@ -202,6 +207,7 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys([f"aten.{function}" for function in ELEMENTWISE], _elementwise),
     "aten.linalg_vector_norm": _norm,
     **dict.fromkeys(["aten.expand", "aten.expand_as"], _expand),
+    "aten.repeat": repeat_record,
 }
 
 __all__ = ["HANDLERS"]

@@ -76,9 +76,9 @@ def checked_input_shape(
         )
     shape = tuple(input_shape)
     bad = [s for s in shape if s is not None and (isinstance(s, bool) or not _positive(s))]
-    if not shape or bad:
+    if bad:
         raise UnsupportedFeatureError(
-            f"{where}: each size must be a positive int or None (found {bad or 'no axes'})"
+            f"{where}: each size must be a positive int or None (found {bad})"
         )
     if shape.count(None) > 1:
         raise UnsupportedFeatureError(

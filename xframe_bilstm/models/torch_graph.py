@@ -33,17 +33,10 @@ import numpy as np
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
-from .forward_inputs import input_names, several_inputs_hint
-from .input_guesses import child_input_options, input_guesses
-from .input_shape import (
-    InputShape,
-    checked_input_shape,
-    does_not_fit,
-    examples_to_capture_at,
-    first_module_reads,
-    given_shapes,
-    shape_of_example,
-)
+from .forward_inputs import ForwardInputs
+from .guessed_capture import captured_at_guesses
+from .input_guesses import child_input_options
+from .input_shape import InputShape, checked_input_shape, given_shapes, shape_of_example
 from .torch_custom_children import child_factory, custom_child_record
 from .torch_forward import check_forward, refuse_scripted
 from .torch_graph_convolution import conv_records, conv_types
@@ -217,57 +210,24 @@ def _captured(
     example_shapes: Sequence[Sequence[int]] | None = None,
 ) -> ModelGraph:
     """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``
-    (or, where that refuses it, a ``torch.fx`` trace lowered by it: :mod:`.capture_fx`).
+    (or, where that refuses it, a ``torch.fx`` trace lowered by it: :mod:`.capture_fx`)
+    at the guesses of its inputs (:mod:`.guessed_capture`)."""
+    from .torch_capture import capture_graph
 
-    Where it cannot be captured at all, the plain chain's refusal says what ``forward``
-    does, and the capture's error why it was not read either; with ``input_shape``, that
-    the shape does not fit.
-    """
-    from .torch_capture import CaptureError, capture_graph
+    def capture(inputs: ForwardInputs) -> ModelGraph:
+        return capture_graph(
+            module,
+            inputs,
+            name=name,
+            is_leaf=lambda child: is_leaf(child, custom_modules),
+            read_child=lambda call, child, previous: child_records(
+                call, child, previous, custom_modules
+            ),
+        )
 
-    try:
-        guesses = input_guesses(module)
-    except CaptureError as error:
-        raise UnsupportedFeatureError(f"{plain} {error}") from error
-    shapes = given_shapes(input_shape, module)
-    if shapes is not None:  # given: the likeliest guess of as many inputs
-        guesses = [g for g in guesses if len(g.options) == len(shapes)][:1] or guesses[:1]
-    refusals: list[UnsupportedFeatureError] = []
-    for inputs in guesses:
-        examples = inputs.split(list(example_shapes))[0] if example_shapes else None
-        wanted = shapes or examples_to_capture_at(inputs.options, examples)
-        shaped, guessed = inputs, list[tuple[Any, dict[str, Any]]]()  # (shape, guess) given
-        try:
-            for index, (shape, options) in enumerate(zip(wanted, inputs.options)):
-                if shape is not None:  # forward may transpose it before its first module
-                    shape = checked_input_shape(shape, options, module, direct=False)
-                    shaped = shaped.replace(index, shape=shape)
-                    guessed.append((shape, options))
-            return capture_graph(
-                module,
-                shaped,
-                name=name,
-                is_leaf=lambda child: is_leaf(child, custom_modules),
-                read_child=lambda call, child, previous: child_records(
-                    call, child, previous, custom_modules
-                ),
-            )
-        except CaptureError as error:
-            if guessed:
-                given = [o["shape"] for o in shaped.options]
-                hint = "; ".join(filter(None, (first_module_reads(*pair) for pair in guessed)))
-                why = f"{error} ({hint})" if hint else error
-                shown = given[0] if len(given) == 1 else given
-                refusals.append(UnsupportedFeatureError(does_not_fit(shown, module, why)))
-            else:
-                refusals.append(UnsupportedFeatureError(f"{plain} {error}"))
-            refusals[-1].__cause__ = error
-        except UnsupportedFeatureError as error:  # not read at this guess: try the next
-            refusals.append(error)
-    read = [r for r in refusals if not isinstance(r.__cause__, CaptureError)]
-    if read or shapes is not None or len(input_names(module)) < 2:
-        raise (read or refusals)[0]  # captured but not read, else at the likeliest guess
-    raise UnsupportedFeatureError(f"{refusals[0]}. {several_inputs_hint(module)}") from refusals[0]
+    return captured_at_guesses(
+        module, plain, capture, input_shape=input_shape, example_shapes=example_shapes
+    )
 
 
 def is_leaf(child: Any, custom_modules: Mapping[Any, Callable[[Any], Any]] | None) -> bool:

@@ -306,7 +306,7 @@ def layer_module(
 
         return custom_module(record)
     # The rarer layers' modules are imported when a model has them.
-    if record.kind in (*TENSOR_OP_KINDS, "matmul"):
+    if record.kind in (*TENSOR_OP_KINDS, "matmul", "expand"):
         from .torch_tensor_ops import tensor_op_module
 
         return tensor_op_module(record)

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord
-from ..reference.tensor_ops import scalar_op, slice_index
+from ..reference.tensor_ops import expanded_shape, scalar_op, slice_index
 
 _NORM_ORDERS = {"l1_norm": 1, "l2_norm": 2}
 
@@ -141,6 +141,25 @@ class Repeat(nn.Module):
         return f"axis={self.axis}, repeats={self.repeats}"
 
 
+class Expand(nn.Module):
+    """Its first input broadcast to ``sizes`` (None: its second input's size there), as
+    :func:`~xframe_bilstm.reference.tensor_ops.expanded_shape` reads them."""
+
+    def __init__(self, sizes: tuple[int | None, ...]) -> None:
+        super().__init__()
+        self.sizes = sizes
+
+    def forward(self, *tensors: torch.Tensor, masks: object = None) -> torch.Tensor:
+        x, like_shape = tensors[0], tensors[1].shape if len(tensors) > 1 else ()
+        return x.expand(*expanded_shape(self.sizes, x.shape, like_shape))
+
+    def combine_masks(self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]) -> None:
+        return None
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}"
+
+
 def tensor_op_module(record: LayerRecord) -> nn.Module:
     """The module of a ``reduce``, ``slice``, ``scalar_op`` or ``matmul`` record.
 
@@ -158,6 +177,8 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
         return Slice(dict(options))
     if record.kind == "repeat":
         return Repeat(int(options["axis"]), int(options["repeats"]))
+    if record.kind == "expand":
+        return Expand(tuple(None if s is None else int(s) for s in options["sizes"]))
     if record.kind == "scalar_op":
         op, constant = str(options["op"]), float(options["constant"])
         return ScalarOp(op, constant, bool(options["reverse"]))
@@ -173,6 +194,7 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
 
 __all__ = [
     "Elementwise",
+    "Expand",
     "MatMul",
     "Reduce",
     "Repeat",

@@ -26,7 +26,7 @@ from .normpool import batch_norm, global_pool, layer_norm, pool
 from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
 from .tensor_ops import KINDS as TENSOR_OP_KINDS
-from .tensor_ops import run_matmul, run_tensor_op
+from .tensor_ops import run_expand, run_matmul, run_tensor_op
 from .where import run_where
 
 
@@ -161,6 +161,8 @@ def run_model_reference(
             y = run_matmul(options, [values[name] for name in record.inputs], dtype)
         elif record.kind == "where":
             y = run_where(options, [values[name] for name in record.inputs], dtype)
+        elif record.kind == "expand":
+            y = run_expand(options, [values[name] for name in record.inputs])
         elif record.kind in ATTENTION_KINDS:
             tensors = [values[name] for name in record.inputs]
             y = run_attention(record, tensors, [masks[name] for name in record.inputs], dtype)

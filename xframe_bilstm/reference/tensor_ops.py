@@ -18,6 +18,8 @@ Written from their definitions in numpy, independently of the torch port:
   ``repeats`` times in a row (``x.repeat_interleave(2, dim=1)``: steps a, a, b, b).
 - ``matmul``: ``a @ b`` over the last two axes, each first transposed where said, as the
   sums over the shared axis that define it (``einsum``).
+- ``expand``: ``x`` broadcast to :func:`expanded_shape` (a conditioning vector repeated
+  over the steps of another tensor, ``z.unsqueeze(1).expand(-1, x.size(1), -1)``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,41 @@ def run_matmul(
     return np.asarray(np.einsum(f"{left},{right}->...ik", a, b))
 
 
+def expanded_shape(
+    sizes: Sequence[int | None], x_shape: Sequence[Any], like_shape: Sequence[Any] = ()
+) -> list[Any]:
+    """The shape an ``expand`` record broadcasts ``x`` to: the batch axis as ``x``'s, then
+    per axis of ``sizes``: ``-1`` keeps ``x``'s size, a positive int is that size, None is
+    the size on the same axis of the record's second input (of shape ``like_shape``).
+    Sizes may be numbers or a framework's scalar tensors alike.
+
+    Example:
+        >>> expanded_shape([None, -1], (2, 1, 4), (2, 7, 6))
+        [2, 7, 4]
+    """
+    return [
+        x_shape[0],
+        *(
+            like_shape[axis] if size is None else x_shape[axis] if size == -1 else size
+            for axis, size in enumerate(sizes, start=1)
+        ),
+    ]
+
+
+def run_expand(options: Mapping[str, Any], tensors: Sequence[np.ndarray]) -> np.ndarray:
+    """An ``expand`` record's output: its first input broadcast to :func:`expanded_shape`.
+
+    Example:
+        >>> z, steps = np.array([[[1.0, 2.0]]]), np.zeros((1, 3, 5))
+        >>> run_expand({"sizes": (None, -1)}, [z, steps]).tolist()
+        [[[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]]
+    """
+    x = np.asarray(tensors[0])
+    like_shape = np.shape(tensors[1]) if len(tensors) > 1 else ()
+    shape = expanded_shape(list(options["sizes"]), x.shape, like_shape)
+    return np.broadcast_to(x, shape).copy()
+
+
 def run_tensor_op(
     kind: str,
     options: Mapping[str, Any],
@@ -142,4 +179,13 @@ def run_tensor_op(
     raise UnsupportedFeatureError(f"no reference for kind {kind!r}")
 
 
-__all__ = ["ELEMENTWISE", "KINDS", "run_matmul", "run_tensor_op", "scalar_op", "slice_index"]
+__all__ = [
+    "ELEMENTWISE",
+    "KINDS",
+    "expanded_shape",
+    "run_expand",
+    "run_matmul",
+    "run_tensor_op",
+    "scalar_op",
+    "slice_index",
+]

@@ -2,11 +2,11 @@
 
 No Keras layer sums over time, slices one step, adds a constant or a tensor it holds,
 multiplies two batches of matrices, divides two tensors, writes a constant where a
-comparison holds, repeats a tensor it holds over the batch, repeats each step in place or
-puts time before the batch, so these are small layers of this package, registered as
-``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``, ``>MatMul``, ``>Divide``,
-``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``, ``>Repeat``, ``>TimeFirst`` and
-``>Where``: a saved model that holds them loads where
+comparison holds, repeats a tensor it holds over the batch, repeats each step in place,
+broadcasts a tensor over another's steps or puts time before the batch, so these are small
+layers of this package, registered as ``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
+``>MatMul``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
+``>Repeat``, ``>Expand``, ``>TimeFirst`` and ``>Where``: a saved model that holds them loads where
 this package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops`
 (and :mod:`xframe_bilstm.reference.where`, :mod:`xframe_bilstm.reference.graph`) computes.
 """
@@ -20,12 +20,12 @@ from typing import Any
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
-from ...reference.tensor_ops import KINDS, scalar_op, slice_index
+from ...reference.tensor_ops import KINDS, expanded_shape, scalar_op, slice_index
 from ...reference.where import COMPARISONS, evaluate, expression
 
 # The kinds these layers compute: the reference's tensor operations, products, masks and
 # held tensors given the batch axis.
-LAYER_KINDS = (*KINDS, "matmul", "where", "broadcast", "time_first")
+LAYER_KINDS = (*KINDS, "matmul", "where", "expand", "broadcast", "time_first")
 
 
 @functools.cache
@@ -125,6 +125,21 @@ def tensor_op_classes() -> dict[str, Any]:
             return None
 
     @register
+    class Expand(_OptionsLayer):
+        """Its first input broadcast to the ``sizes`` of
+        :func:`~xframe_bilstm.reference.tensor_ops.expanded_shape`, None taking the size of
+        its second input; no mask follows."""
+
+        def call(self, inputs: list[Any]) -> Any:
+            x = inputs[0]
+            like_shape = keras.ops.shape(inputs[1]) if len(inputs) > 1 else ()
+            shape = expanded_shape(list(self.options["sizes"]), keras.ops.shape(x), like_shape)
+            return keras.ops.broadcast_to(x, shape)
+
+        def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
+            return None
+
+    @register
     class TimeFirst(keras.layers.Layer):  # type: ignore[name-defined]
         """Its input with axes 0 and 1 swapped, (time, batch, ...): a result a torch
         ``forward`` returns time-major (a CTC model's). Keras calls such a model as any
@@ -208,6 +223,7 @@ def tensor_op_classes() -> dict[str, Any]:
         "broadcast": BatchBroadcast,
         "elementwise": Elementwise,
         "repeat": Repeat,
+        "expand": Expand,
         "time_first": TimeFirst,
     }
 

@@ -45,7 +45,13 @@ from .shape_export import (
 )
 from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
-from .tensor_ops_export import emit_matmul, emit_where, tensor_op_rank, where_rank
+from .tensor_ops_export import (
+    emit_expand,
+    emit_matmul,
+    emit_where,
+    tensor_op_rank,
+    where_rank,
+)
 from .vocabulary import activation_refusal, ir_version
 
 # CumSum, ScatterElements and Unsqueeze's axes input: the oldest opset this export writes.
@@ -254,6 +260,8 @@ def _layer(
     if record.kind in ATTENTION_KINDS:
         tensors = [values[name] for name in record.inputs]
         return emit_attention(builder, record, tensors, [masks[n] for n in record.inputs])
+    if record.kind == "expand":
+        return emit_expand(builder, record, [values[name] for name in record.inputs])
     x = record.inputs[0]
     return _single_input(builder, record, values[x], masks[x], ranks[x])
 

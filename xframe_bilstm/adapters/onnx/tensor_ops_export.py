@@ -157,6 +157,23 @@ def emit_matmul(
     return builder.one("MatMul", [a, b], record.name), None
 
 
+def emit_expand(builder: GraphBuilder, record: LayerRecord, tensors: Sequence[str]) -> Emitted:
+    """The ``Expand`` of an ``expand`` record's ``(x,)`` or ``(x, like)``: the target
+    shape is 1 where ``x`` keeps its size (``Expand`` broadcasts both ways), the size
+    given, or ``like``'s size from its ``Shape``; no mask after."""
+    prefix, sizes = record.name, list(record.options["sizes"])
+    parts = [builder.ints("size1", [1])]
+    for axis, size in enumerate(sizes, start=1):
+        if size is not None:
+            parts.append(builder.ints(f"size{1 if size == -1 else size}", [max(size, 1)]))
+            continue
+        like_shape = builder.one("Shape", [tensors[1]], f"{prefix}/like_shape")
+        bounds = [builder.ints(f"at{axis}", [axis]), builder.ints(f"at{axis + 1}", [axis + 1])]
+        parts.append(builder.one("Slice", [like_shape, *bounds], f"{prefix}/size{axis}"))
+    target = builder.one("Concat", parts, f"{prefix}/target", axis=0)
+    return builder.one("Expand", [tensors[0], target], prefix), None
+
+
 _COMPARE_OPS = {
     "eq": "Equal",
     "ne": "Equal",  # then Not
@@ -230,4 +247,11 @@ def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
     return rank
 
 
-__all__ = ["EMITTERS", "emit_matmul", "emit_where", "tensor_op_rank", "where_rank"]
+__all__ = [
+    "EMITTERS",
+    "emit_expand",
+    "emit_matmul",
+    "emit_where",
+    "tensor_op_rank",
+    "where_rank",
+]

@@ -1,7 +1,7 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
 ``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
-``>Repeat``, ``>TimeFirst``, ``>LengthsMask``, ``>EndMask``, ``>ValidSteps``) read back
-into records of their kinds.
+``>Repeat``, ``>Expand``, ``>TimeFirst``, ``>LengthsMask``, ``>EndMask``,
+``>ValidSteps``) read back into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`, :mod:`xframe_bilstm.adapters.keras.packed`);
@@ -42,6 +42,7 @@ KIND_BY_CLASS = {
     "xframe_bilstm>Elementwise": "elementwise",
     "xframe_bilstm>TimeFirst": "time_first",
     "xframe_bilstm>Repeat": "repeat",
+    "xframe_bilstm>Expand": "expand",
     # Keras's convolutions, their bias added on axis 1 (read as Keras's, by ``convolution``)
     "xframe_bilstm>ChannelsFirstConv1D": "conv",
     "xframe_bilstm>ChannelsFirstConv2D": "conv",
@@ -161,9 +162,15 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
             "function": _choice(given, "function", tuple(ELEMENTWISE), where)
         },
         "repeat": _repeat,
+        "expand": _expand,
     }
     reader = readers[kind]
     options = reader(given, where)
+    reads = 1 + (None in options.get("sizes", ()))  # an expand reads another's sizes
+    if kind == "expand" and len(layer.inputs) != reads:
+        raise UnsupportedFeatureError(
+            f"{where}: reads {len(layer.inputs)} tensors; expected {reads}"
+        )
     if kind not in _HOLDING:
         return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
     (ref,) = refs
@@ -204,6 +211,19 @@ def _repeat(given: Mapping[str, Any], where: str) -> dict[str, Any]:
     if repeats < 1:
         raise _bad(where, "repeats", repeats)
     return {"axis": _axis(given.get("axis"), "axis", where), "repeats": repeats}
+
+
+def _expand(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    sizes = given.get("sizes")
+    if not isinstance(sizes, (list, tuple)) or not all(map(_expand_size, sizes)):
+        raise _bad(where, "sizes", sizes, "a list of sizes, each -1, None or at least 1")
+    return {"sizes": tuple(sizes)}
+
+
+def _expand_size(size: Any) -> bool:
+    if size is None:
+        return True
+    return isinstance(size, int) and not isinstance(size, bool) and (size == -1 or size > 0)
 
 
 def _scalar_op(given: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -7,8 +7,9 @@ Rules of this module:
   one means the same (``permute``, ``reshape``, ``concatenate``, ``merge``, activations,
   ``softmax``, ``relu``, ``elu``) and of the generic kinds ``reduce``, ``slice`` and
   ``scalar_op`` otherwise, and ``matmul`` for a product of two batches of matrices
-  (``q @ k``, ``torch.bmm``, a two-operand ``torch.einsum``); elementwise arithmetic,
-  clamps and norms are read by :mod:`.capture_arithmetic`; operators that compute
+  (``q @ k``, ``torch.bmm``, a two-operand ``torch.einsum``); activations are read by
+  :mod:`.capture_activations`, elementwise arithmetic, clamps and norms by
+  :mod:`.capture_arithmetic`, ``F.pad`` by :mod:`.capture_padding`; operators that compute
   nothing at inference (``dropout`` in eval mode, ``clone``, ``contiguous``) pass their
   input on.
 - Shapes come from two captures of the module, at two batch sizes and two lengths of the
@@ -26,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from ..graph import LayerRecord
+from .capture_activations import HANDLERS as ACTIVATIONS
 from .capture_arithmetic import HANDLERS as ARITHMETIC
 from .capture_merged_steps import merged_on_record_axes, touches_merged
+from .capture_padding import pad_records
 from .capture_split import HANDLERS as SPLITS
 from .capture_split import is_piece, piece_records
 from .capture_tensors import RESHAPES, Tensors, Unsupported, axis_of, is_tuple_getitem, op_name
@@ -40,16 +43,6 @@ def _record(name: str, kind: str, cls: str, inputs: Sequence[str], **options: An
     return LayerRecord(name, kind, cls, tuple(inputs), options)
 
 
-_ACTIVATIONS = {
-    "aten.relu": "relu",
-    "aten.tanh": "tanh",
-    "aten.sigmoid": "sigmoid",
-    "aten.silu": "silu",
-    "aten.selu": "selu",
-    "aten.softsign": "softsign",
-    "aten.hardsigmoid": "hard_sigmoid_keras3",
-    "aten.exp": "exponential",
-}
 _PASS_ON = {"aten.clone", "aten.contiguous", "aten.alias", "aten.detach", "aten.lift_fresh_copy"}
 _REDUCTIONS = {"aten.sum": "sum", "aten.mean": "mean", "aten.amax": "max", "aten.amin": "min"}
 
@@ -88,42 +81,6 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
 
 def _same_dtype(x: Any, kwargs: dict[str, Any]) -> bool:
     return kwargs.get("dtype") in (None, x.meta["val"].dtype)
-
-
-def _activation(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    activation = _ACTIVATIONS[op_name(node)]
-    return [_record(name, "activation", activation, [tensors.name(args[0])], activation=activation)]
-
-
-def _gelu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    approximate = kwargs.get("approximate", args[1] if len(args) > 1 else "none")
-    activation = "gelu" if approximate == "none" else "gelu_tanh"
-    return [_record(name, "activation", "gelu", [tensors.name(args[0])], activation=activation)]
-
-
-def _leaky_relu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    slope = float(args[1]) if len(args) > 1 else float(kwargs.get("negative_slope", 0.01))
-    options = {"max_value": None, "negative_slope": slope, "threshold": 0.0}
-    return [LayerRecord(name, "relu", "leaky_relu", (tensors.name(args[0]),), options)]
-
-
-def _elu(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    alpha, scale, input_scale = [*args[1:], 1.0, 1.0, 1.0][:3]
-    if scale != 1 or input_scale != 1:
-        raise Unsupported("applies aten.elu with scale or input_scale other than 1")
-    return [_record(name, "elu", "elu", [tensors.name(args[0])], alpha=float(alpha))]
-
-
-def _softmax(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    log = "log" in op_name(node)
-    axis = axis_of(tensors, args[0], int(args[1]), op_name(node))
-    x = tensors.name(args[0])
-    if axis == tensors.rank(args[0]) - 1:  # the last axis: Keras's softmax activation
-        activation = "log_softmax" if log else "softmax"
-        return [_record(name, "activation", activation, [x], activation=activation)]
-    if log:
-        raise Unsupported(f"applies log_softmax over dim={args[1]}, not the last axis")
-    return [_record(name, "softmax", "softmax", [x], axis=axis, log=False)]
 
 
 def _reshape(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
@@ -363,12 +320,8 @@ def einsum_transposes(equation: str) -> tuple[bool, bool]:
 
 Handler = Callable[[Any, str, Tensors, list, dict], list]
 _HANDLERS: dict[str, Handler] = {
-    **dict.fromkeys(_ACTIVATIONS, _activation),
-    "aten.gelu": _gelu,
-    "aten.leaky_relu": _leaky_relu,
-    "aten.elu": _elu,
-    **dict.fromkeys(["aten.softmax", "aten._softmax", "aten.log_softmax"], _softmax),
-    "aten._log_softmax": _softmax,
+    **ACTIVATIONS,
+    **dict.fromkeys(["aten.pad", "aten.constant_pad_nd"], pad_records),
     **dict.fromkeys(RESHAPES, _reshape),
     **dict.fromkeys(["aten.permute", "aten.transpose"], _permute),
     **dict.fromkeys(["aten.cat", "aten.stack"], _concatenate),

@@ -80,10 +80,10 @@ def test_zero_padding_agrees_on_every_framework(make, inputs) -> None:
 
 def test_a_causal_padding_is_read_channels_first_and_runs_at_any_length() -> None:
     module = CausalConvLSTM().eval()
-    graph = graph_from_torch(module, input_shape=(None, 6))
+    graph = graph_from_torch(module)  # frames (B, T, 6), transposed for the convolution
     (pad,) = [r for r in graph.layers if r.kind == "zero_padding"]
     assert pad.options == {"padding": ((4, 0),), "data_format": "channels_first"}
-    port = torch_to_keras(module, input_shape=(None, 6))  # checked against forward
+    port = torch_to_keras(module)  # checked against forward
     x = RNG.standard_normal((1, 23, 6)).astype("float32")
     with torch.no_grad():
         want = module(torch.as_tensor(x)).numpy()

@@ -49,8 +49,8 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
     first that of the first one ``forward`` calls (it runs on the first declared one's
     until it calls one of them), then the others in declaration order, to try where
     ``forward`` reshapes its input before its first module, or where the guess is captured
-    by a coincidence of sizes but not read; each sequence (time, features) followed by its
-    (features, time) layout; three at most. Several data inputs take those of distinct
+    by a coincidence of sizes but not read; each sequence followed by its other layout
+    (:func:`_other_layout`); three at most. Several data inputs take those of distinct
     modules in declaration order, the first of each child first (an encoder's first
     module, then its decoder's Embedding), three choices at most. A ``forward`` of several
     inputs is tried with the rows' lengths among them first, at each place
@@ -105,7 +105,7 @@ def _one(
         first = ForwardInputs((guesses[0],), lengths_at)
         called = first_called(module, first, [child for child, _ in candidates])
         guesses = [options for child, options in candidates if child is called] + guesses
-    guesses = [layout for options in guesses for layout in (options, *_channels_first(options))]
+    guesses = [layout for options in guesses for layout in (options, *_other_layout(options))]
     return list(_distinct(guesses))[:_GUESSES]
 
 
@@ -118,13 +118,20 @@ def _distinct(items: Iterable[Any]) -> Iterator[Any]:
             yield item
 
 
-def _channels_first(options: dict[str, Any]) -> list[dict[str, Any]]:
-    """A sequence's other layout, (features, time), as audio models take it and transpose
-    for their recurrent module (demucs's ``x.permute(2, 0, 1)``)."""
+def _other_layout(options: dict[str, Any]) -> list[dict[str, Any]]:
+    """A sequence's other layout: (features, time) for a recurrent module's (time,
+    features), as audio models take it and transpose for their recurrent module (demucs's
+    ``x.permute(2, 0, 1)``), and (time, channels) for a 1-D convolution's (channels, time),
+    as speech models take frames and transpose for their convolution.
+
+    Example:
+        >>> _other_layout({"shape": (None, 6)}), _other_layout({"shape": (6, None)})
+        ([{'shape': (6, None)}], [{'shape': (None, 6)}])
+    """
     shape = tuple(options["shape"])
-    if len(shape) != 2 or shape[0] is not None or shape[1] is None:
+    if len(shape) != 2 or (shape[0] is None) == (shape[1] is None):
         return []
-    return [{**options, "shape": (shape[1], None)}]
+    return [{**options, "shape": shape[::-1]}]
 
 
 def _fixing(module: Any) -> Iterator[tuple[Any, dict[str, Any]]]:

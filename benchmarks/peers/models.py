@@ -24,6 +24,7 @@ from tests.packaged_models import BLSTM, DeepSpeech, TacotronEncoder
 
 VOCAB = 60
 TAGS = 9
+SPEAKERS = 5
 BATCH = 4  # the evaluation input's batch and time
 STEPS = 20
 
@@ -312,6 +313,39 @@ class CharCNNTagger(nn.Module):
         return self.tags(out)
 
 
+class SpeakerAcoustic(nn.Module):
+    """A multi-speaker acoustic model: frames and one speaker id per row, its embedding
+    joined to every frame (``expand`` over the frames' steps), a BiLSTM and a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.speaker = nn.Embedding(SPEAKERS, 8)
+        self.lstm = nn.LSTM(20 + 8, 32, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(64, TAGS)
+
+    def forward(self, frames: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        voice = self.speaker(speaker).unsqueeze(1).expand(-1, frames.size(1), -1)
+        return self.out(self.lstm(torch.cat([frames, voice], dim=-1))[0])
+
+
+class CausalTCN(nn.Module):
+    """A temporal convolutional front end as TCNs write it: frames (B, T, F) transposed,
+    padded on the left (``F.pad``) for dilated causal convolutions, then an LSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(20, 32, 3, dilation=1)
+        self.conv2 = nn.Conv1d(32, 32, 3, dilation=2)
+        self.lstm = nn.LSTM(32, 32, batch_first=True)
+        self.out = nn.Linear(32, TAGS)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        h = frames.transpose(1, 2)
+        h = F.relu(self.conv1(F.pad(h, (2, 0))))  # F.relu: nobuco refuses torch.relu
+        h = F.relu(self.conv2(F.pad(h, (4, 0))))
+        return self.out(self.lstm(h.transpose(1, 2))[0])
+
+
 @dataclass(frozen=True)
 class Spec:
     """One model: its class, what it reads, and the input shape ``torch_to_keras`` needs."""
@@ -326,6 +360,7 @@ class Spec:
     lengths: bool = False  # forward(x, lengths): the rows' lengths a second input
     target: int = 0  # forward(src, tgt): the steps of target ids, a second input
     chars: int = 0  # forward(words, chars): the characters of each word, a second input
+    speakers: bool = False  # forward(frames, speaker): one speaker id per row, a second input
 
 
 SPECS: dict[str, Spec] = {
@@ -361,6 +396,10 @@ SPECS: dict[str, Spec] = {
     "crnn_ctc": Spec(
         CTCRecognizer, "float", (BATCH, 1, 16, STEPS), input_shape=(1, 16, None), time_axis=3
     ),
+    "speaker_acoustic": Spec(
+        SpeakerAcoustic, "float", (BATCH, STEPS, 20), input_shape=((None, 20), ()), speakers=True
+    ),
+    "causal_tcn": Spec(CausalTCN, "float", (BATCH, STEPS, 20)),
 }
 
 
@@ -378,7 +417,8 @@ def input_shape_of(name: str, longer: bool = False) -> tuple[int, ...]:
 def example_input(name: str, seed: int = 1, longer: bool = False) -> tuple[np.ndarray, ...]:
     """The evaluation inputs of model ``name``: ids or standard normal floats, then, for a
     model reading them, the rows' lengths (one row full, the others shorter, longest first),
-    or the target ids of an encoder–decoder, or each word's characters; ``longer`` adds
+    or the target ids of an encoder–decoder, or each word's characters, or each row's
+    speaker id; ``longer`` adds
     steps (to both of its inputs).
     Ids and the rows of a model reading lengths are padded with 0 at the end (ids at lengths
     even where the model does not read them, for the diacritizer's mask)."""
@@ -403,6 +443,8 @@ def example_input(name: str, seed: int = 1, longer: bool = False) -> tuple[np.nd
         chars[(np.arange(spec.chars) >= rng.integers(2, spec.chars, shape)[..., None])] = 0
         chars[x == 0] = 0
         return x, chars
+    if spec.speakers:
+        return x, rng.integers(0, SPEAKERS, shape[0]).astype(np.int64)
     return (x, lengths) if spec.lengths else (x,)
 
 

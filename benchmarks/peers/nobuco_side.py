@@ -44,7 +44,7 @@ from benchmarks.peers.ours import first_line, where  # noqa: E402
 
 def free_shapes(name: str) -> list[tuple[int | None, ...]]:
     """The inputs' shapes with batch and time free: the input's, then the lengths' or the
-    target ids'."""
+    target ids', the characters' or the speaker ids'."""
     shape: list[int | None] = list(SPECS[name].shape)
     shape[0] = None
     shape[SPECS[name].time_axis] = None
@@ -52,6 +52,8 @@ def free_shapes(name: str) -> list[tuple[int | None, ...]]:
         return [tuple(shape), (None, None)]
     if SPECS[name].chars:
         return [tuple(shape), (None, None, SPECS[name].chars)]
+    if SPECS[name].speakers:
+        return [tuple(shape), (None,)]
     return [tuple(shape), (None,)] if SPECS[name].lengths else [tuple(shape)]
 
 

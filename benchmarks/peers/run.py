@@ -62,6 +62,10 @@ NOTES = {
     "merging the batch and time axes with `view(B * T, W)`",
     "crnn_ctc": "(crnn.pytorch's layout) returns its log-probabilities time-major, (T, B, "
     "classes), as `nn.CTCLoss` reads them",
+    "speaker_acoustic": "takes one speaker id per row, `forward(frames, speaker)`, its "
+    "embedding joined to every frame with `expand(-1, frames.size(1), -1)`",
+    "causal_tcn": "pads its frames on the left with `F.pad` before each dilated convolution "
+    "(a causal TCN front end)",
 }
 
 
@@ -99,6 +103,8 @@ def call(name: str) -> str:
         return "module(src, tgt)"
     if SPECS[name].chars:
         return "module(words, chars)"
+    if SPECS[name].speakers:
+        return "module(frames, speaker)"
     return "module(x, lengths)" if SPECS[name].lengths else "module(x)"
 
 
@@ -171,9 +177,11 @@ def report(folder: Path, drifts: dict[str, float], command: str, walls: dict[str
         "called with `[x, lengths]`; seq2seq reads `module(src, tgt)`, the target ids "
         f"{SPECS['seq2seq'].target} steps long (and {LONGER} steps longer with the longer "
         "source); char_cnn_tagger reads `module(words, chars)`, "
-        f"{SPECS['char_cnn_tagger'].chars} characters per word (0 past each word's length). "
+        f"{SPECS['char_cnn_tagger'].chars} characters per word (0 past each word's length); "
+        "speaker_acoustic reads `module(frames, speaker)`, one speaker id per row. "
         "nobuco converts with batch and time free (`input_shapes`; `args=[x, lengths]`, "
-        "`[src, tgt]` or `[words, chars]` where the model reads two inputs), inputs and "
+        "`[src, tgt]`, `[words, chars]` or `[frames, speaker]` where the model reads two "
+        "inputs), inputs and "
         "outputs in torch's layout. Time: the conversion alone, in a process that converted a "
         "small LSTM model first (`Warmup`: imports and first-call costs excluded); ours "
         "includes its verification run, nobuco's its per-operation validation. Side processes "

@@ -6,8 +6,8 @@ comparison holds, repeats a tensor it holds over the batch, repeats each step in
 broadcasts a tensor over another's steps or puts time before the batch, so these are small
 layers of this package, registered as ``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
 ``>MatMul``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
-``>Repeat``, ``>Expand``, ``>TimeFirst`` and ``>Where``: a saved model that holds them loads where
-this package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops`
+``>Repeat``, ``>Expand``, ``>TimeFirst`` and ``>Where``: a saved model that holds them
+loads where this package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops`
 (and :mod:`xframe_bilstm.reference.where`, :mod:`xframe_bilstm.reference.graph`) computes.
 """
 

@@ -166,10 +166,9 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
     }
     reader = readers[kind]
     options = reader(given, where)
-    reads = 1 + (None in options.get("sizes", ()))  # an expand reads another's sizes
-    if kind == "expand" and len(layer.inputs) != reads:
-        raise UnsupportedFeatureError(
-            f"{where}: reads {len(layer.inputs)} tensors; expected {reads}"
+    if kind == "expand" and len(layer.inputs) != 1 + (None in options["sizes"]):
+        raise UnsupportedFeatureError(  # a second input only for the sizes it gives
+            f"{where}: reads {len(layer.inputs)} tensors; sizes {list(options['sizes'])}"
         )
     if kind not in _HOLDING:
         return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)

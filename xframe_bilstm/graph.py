@@ -106,6 +106,39 @@ class ModelGraph:
         kinds = ("lengths_mask", "valid_steps")
         return any(r.kind in kinds and r.inputs[1] == name for r in self.layers)
 
+    def ids_read_as_numbers(self) -> list[str]:
+        """The layers reading an integer input's values as numbers (``speaker_id * 0.5``),
+        past the layers that only move ids (reshapes, slices, joins), not as ids (an
+        Embedding's lookup, a comparison, lengths, a batch size).
+
+        Example:
+            >>> ids = LayerRecord("ids", "input", "InputLayer",
+            ...                   options={"shape": (None,), "dtype": "int64"})
+            >>> half = LayerRecord("half", "scalar_op", "mul", ("ids",),
+            ...                    {"op": "multiply", "constant": 0.5, "reverse": False})
+            >>> ModelGraph("m", (ids, half), ("ids",), ("half",)).ids_read_as_numbers()
+            ['half']
+        """
+        moving = ("reshape", "permute", "slice", "expand", "repeat", "identity", "concatenate")
+        reading = ("embedding", "where", "lengths_mask", "valid_steps", "broadcast", "custom")
+        carried = [
+            r.name for r in self.layers if r.kind == "input" and str(r.options["dtype"])[0] in "iu"
+        ]
+        found: list[str] = []
+        while carried:
+            name = carried.pop()
+            for record in self.layers:
+                inner = record.options.get("layer") if record.kind == "time_distributed" else None
+                if name not in record.inputs or getattr(inner, "kind", "") == "embedding":
+                    continue
+                if record.kind in moving:
+                    carried.append(record.name)
+                elif record.kind == "gather" and record.inputs[0] != name:
+                    continue  # positions, not values
+                elif record.kind not in reading and record.name not in found:
+                    found.append(record.name)
+        return found
+
     def masked(self, name: str) -> bool:
         """Whether the tensor ``name`` (a layer's output 0 when named by the layer) carries a
         Keras mask."""

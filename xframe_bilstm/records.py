@@ -71,8 +71,9 @@ MASK_RULES = {
     # A batched matrix product (a captured ``q @ k``): no Keras layer, its mask ends.
     "matmul": "drop",
     # A tensor broadcast over new steps (a conditioning vector repeated over another
-    # tensor's steps): its own steps, no mask.
+    # tensor's steps), or read at given positions (each row's last valid step): no mask.
     "expand": "drop",
+    "gather": "drop",
     # ``x`` where a comparison of another tensor with a number fails, a constant elsewhere
     # (a captured ``scores.masked_fill(mask == 0, -1e9)``): its mask ends.
     "where": "drop",
@@ -103,6 +104,7 @@ MULTI_INPUT_KINDS = (
     "matmul",
     "where",
     "expand",
+    "gather",
     "lengths_mask",
     "valid_steps",
 )
@@ -239,9 +241,11 @@ class LayerRecord:
       no options; the output is (batch, time) in the model's float type, 1 where ``t <
       lengths[b]`` and 0 after (``x`` gives only the number of steps, its axis 1).
     - ``broadcast`` (read from a torch ``forward``: ``self.h0.expand(-1, B, -1)``,
-      ``self.cls.expand(B, -1, -1)``): ``shape`` (the value's); weight ``value``; the
-      output is ``value`` repeated over the batch of its one input, (batch, *shape), whose
-      values are not read.
+      ``self.cls.expand(B, -1, -1)``, ``self.pe[:, :x.size(1)]``): ``shape`` (the
+      value's), optionally ``steps_of`` (an axis of the input); weight ``value``; the
+      output is ``value`` (with ``steps_of``, its first rows, as many as the input has on
+      that axis) repeated over the batch of its one input, (batch, *shape), whose values
+      are not read.
     - ``repeat`` (read from a torch ``forward``: ``x.repeat_interleave(2, dim=1)``):
       ``axis`` (counted with the batch axis, never 0) and ``repeats`` (a positive int);
       each position on ``axis`` repeated ``repeats`` times in a row.
@@ -250,6 +254,10 @@ class LayerRecord:
       axis after the batch axis: -1 keeps ``x``'s size, a positive int is that size (``x``
       has 1 there), None is ``like``'s size on that axis (``x`` has 1 there). The output is
       ``x`` broadcast to those sizes, the batch axis as ``x``'s.
+    - ``gather`` (read from a torch ``forward``: ``out.gather(1, index)``; inputs ``(x,
+      index)`` of one shape but on ``axis``): ``axis`` (counted with the batch axis, never
+      0); the output has ``index``'s shape, ``x`` at the position ``index`` holds on
+      ``axis`` (whole numbers, integers or floats) and at the same place on the others.
     - ``time_first`` (read from a torch ``forward`` returning a time-major tensor): no
       options; the output is its input with axes 0 and 1 swapped, (time, batch, ...). It
       is an output of the graph, read by no other record.

@@ -40,7 +40,7 @@ def expand_record(node: Any, name: str, tensors: Tensors, x: Any) -> list[LayerR
     inputs: tuple[str, ...] = (tensors.name(x),)
     if None in sizes:
         free = [axis for axis, size in enumerate(sizes, start=1) if size is None]
-        like = next((n for n in _nearest(node, tensors) if _fits(n, free, out, tensors)), None)
+        like = tensor_of_length(node, tensors, free, out)
         if like is None:
             raise Unsupported(f"applies {op} to a length no tensor computed before it has")
         inputs += (tensors.name(like),)
@@ -60,6 +60,13 @@ def _size(op: str, axis: int, out: Any, given: Any) -> int | None:
             "are broadcast (a conditioning vector over the steps)"
         )
     return sizes[0] if len(set(sizes)) == 1 else None
+
+
+def tensor_of_length(node: Any, tensors: Tensors, axes: list[int], out: Any) -> Any:
+    """The tensor computed before ``node`` nearest to it (those its users read beside it
+    first) with the batch axis first and the sizes of ``out`` (the shapes in both
+    captures) on ``axes``; None where there is none."""
+    return next((n for n in _nearest(node, tensors) if _fits(n, axes, out, tensors)), None)
 
 
 def _nearest(node: Any, tensors: Tensors) -> Iterator[Any]:
@@ -89,4 +96,4 @@ def repeat_record(node: Any, name: str, tensors: Tensors, args: list, kwargs: di
     return expand_record(node, name, tensors, args[0])
 
 
-__all__ = ["expand_record", "repeat_record"]
+__all__ = ["expand_record", "repeat_record", "tensor_of_length"]

@@ -11,7 +11,9 @@ after), so the input's axis 1 must be its steps:
   with a number, or made numbers;
 - ``out[torch.arange(B), lengths - 1]``, each row's last valid step, is the sum over the
   steps of ``out`` weighed by the record less itself one step later (1 on the last valid
-  step only).
+  step only);
+- ``lengths - 1`` read otherwise (viewed and expanded for ``out.gather(1, ...)``) is that
+  sum less one, as numbers.
 
 The ``arange`` of the steps and its views are no tensor of a layer: they are read only
 where they meet the lengths.
@@ -56,11 +58,35 @@ class LengthsUse:
         return any(arg in self.lengths or arg in self.lasts for arg in node.all_input_nodes)
 
     def last(self, node: Any) -> bool:
-        """Whether ``node`` is ``lengths - 1``, kept for an indexing to read."""
-        if op_name(node) == "aten.sub" and node.args[0] in self.lengths and node.args[1] == 1:
+        """Whether ``node`` is ``lengths - 1`` read by indexing only, kept for it."""
+        if (
+            op_name(node) == "aten.sub"
+            and node.args[0] in self.lengths
+            and node.args[1] == 1
+            and all(op_name(user) == "aten.index" for user in node.users)
+        ):
             self.lasts.add(node)
             return True
         return False
+
+    def with_number(self, node: Any, tensors: Tensors, names: Names) -> list[LayerRecord] | None:
+        """The records of ``lengths - 1`` (or another number added or subtracted) read as
+        numbers, as a ``gather`` of the last valid steps reads them; None for another node."""
+        op, args = op_name(node), list(node.args)
+        number = args[1] if len(args) == 2 else None
+        indexing = any(op_name(user) == "aten.index" for user in node.users)
+        if op not in ("aten.sub", "aten.add") or args[0] not in self.lengths or indexing:
+            return None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            return None
+        counts = self.as_numbers(node, tensors, names)
+        options = {
+            "op": "subtract" if op == "aten.sub" else "add",
+            "constant": float(number),
+            "reverse": False,
+        }
+        name = names(f"{node.name}_shifted")
+        return [*counts, LayerRecord(name, "scalar_op", op, (counts[-1].name,), options)]
 
     def last_steps(self, node: Any, tensors: Tensors, names: Names) -> list[LayerRecord] | None:
         """The records of ``out[torch.arange(B), lengths - 1]``; None for another node.

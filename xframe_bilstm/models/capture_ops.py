@@ -9,7 +9,8 @@ Rules of this module:
   ``scalar_op`` otherwise, and ``matmul`` for a product of two batches of matrices
   (``q @ k``, ``torch.bmm``, a two-operand ``torch.einsum``); activations are read by
   :mod:`.capture_activations`, elementwise arithmetic, clamps and norms by
-  :mod:`.capture_arithmetic`, ``F.pad`` by :mod:`.capture_padding`; operators that compute
+  :mod:`.capture_arithmetic`, ``F.pad`` by :mod:`.capture_padding`, ``torch.gather`` by
+  :mod:`.capture_gather`; operators that compute
   nothing at inference (``dropout`` in eval mode, ``clone``, ``contiguous``) pass their
   input on.
 - Shapes come from two captures of the module, at two batch sizes and two lengths of the
@@ -29,6 +30,7 @@ import numpy as np
 from ..graph import LayerRecord
 from .capture_activations import HANDLERS as ACTIVATIONS
 from .capture_arithmetic import HANDLERS as ARITHMETIC
+from .capture_gather import gather_records
 from .capture_merged_steps import merged_on_record_axes, touches_merged
 from .capture_padding import pad_records
 from .capture_split import HANDLERS as SPLITS
@@ -322,6 +324,7 @@ Handler = Callable[[Any, str, Tensors, list, dict], list]
 _HANDLERS: dict[str, Handler] = {
     **ACTIVATIONS,
     **dict.fromkeys(["aten.pad", "aten.constant_pad_nd"], pad_records),
+    "aten.gather": gather_records,
     **dict.fromkeys(RESHAPES, _reshape),
     **dict.fromkeys(["aten.permute", "aten.transpose"], _permute),
     **dict.fromkeys(["aten.cat", "aten.stack"], _concatenate),

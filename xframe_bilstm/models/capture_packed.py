@@ -91,8 +91,11 @@ def read_packing(
         )
     if not use.reads(node):
         return None
-    if use.last(node):  # lengths - 1
+    if use.last(node):  # lengths - 1, for out[torch.arange(B), lengths - 1]
         return []
+    shifted = use.with_number(node, tensors, names)  # lengths - 1, for out.gather(1, ...)
+    if shifted is not None:
+        return shifted
     last = use.last_steps(node, tensors, names)  # out[torch.arange(B), lengths - 1]
     if last is not None:
         return last

@@ -16,7 +16,7 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
-from .capture_broadcast import broadcast_held
+from .capture_broadcast import broadcast_held, held_steps
 from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
@@ -221,8 +221,9 @@ def read_captured(
             continue  # arithmetic on sizes, as x.size(0) makes
         if fold_held(node, tensors, others.get(node.name)):  # self.embedding.weight.t()
             continue
-        try:  # packing, and held tensors given the batch axis (self.h0.expand(-1, B, -1))
-            held = broadcast_held(node, tensors, names, input_name)
+        try:  # packing, held tensors given the batch axis (self.h0.expand(-1, B, -1))
+            held = broadcast_held(node, tensors, names, input_name)  # or cut to the steps
+            held = held or held_steps(node, tensors, names)
             made = [held] if held else read_packing(node, tensors, names, lengths)
         except Unsupported as error:
             found.append((str(error), node))

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterator, Sequence
 from itertools import product
 from typing import Any
 
-import numpy as np
-
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from .forward_inputs import ForwardInputs, input_names, several_inputs_hint
@@ -35,9 +33,6 @@ from .input_shape import (
     given_shapes,
 )
 
-# Records that pass token ids on unchanged, and those that read them as ids.
-_CARRYING_IDS = ("reshape", "permute", "slice", "expand", "repeat", "identity", "concatenate")
-_READING_IDS = ("embedding", "where", "lengths_mask", "valid_steps", "broadcast", "custom")
 _DTYPES = ("int64", "float32")
 
 
@@ -147,23 +142,7 @@ def _read_against(graph: ModelGraph, inputs: ForwardInputs) -> bool:
     that nothing masks by, or integer ids read as numbers."""
     if inputs.lengths_at is not None and not any(map(graph.holds_lengths, graph.inputs)):
         return True
-    readers: dict[str, list[Any]] = {}
-    for record in graph.layers:
-        for name in record.inputs:
-            readers.setdefault(name, []).append(record)
-    carried = [
-        r.name
-        for r in graph.layers
-        if r.kind == "input" and np.dtype(r.options["dtype"]).kind in "iu"
-    ]
-    while carried:
-        for record in readers.get(carried.pop(), ()):
-            inner = record.options.get("layer") if record.kind == "time_distributed" else None
-            if record.kind in _CARRYING_IDS:
-                carried.append(record.name)
-            elif record.kind not in _READING_IDS and getattr(inner, "kind", "") != "embedding":
-                return True
-    return False
+    return bool(graph.ids_read_as_numbers())
 
 
 __all__ = ["captured_at_guesses"]

@@ -22,6 +22,7 @@ from ..convolution import torch_kernel_view
 from ..errors import UnsupportedFeatureError
 from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph
 from ..reference.tensor_ops import KINDS as TENSOR_OP_KINDS
+from ..reference.tensor_ops import held_rows
 from .recurrent import Recurrent
 from .torch_convolution import Convolution, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
@@ -214,17 +215,21 @@ def _float_dtype(graph: ModelGraph) -> torch.dtype:
 
 class BatchBroadcast(nn.Module):
     """A tensor the module holds, repeated over the batch of its input (a learned initial
-    state or class token); only the input's batch size is read, so token ids do too."""
+    state or class token), or its first rows, as many as the input's axis ``steps_of``
+    has (a positional table); only the input's sizes are read, so token ids do too."""
 
-    def __init__(self, value: torch.Tensor) -> None:
+    def __init__(self, value: torch.Tensor, steps_of: int | None = None) -> None:
         super().__init__()
         self.value = nn.Parameter(value)  # named as weight_op's, read back as ``value``
+        self.steps_of = steps_of
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.value.expand(x.shape[0], *self.value.shape)
+        rows = held_rows(self.value, {"steps_of": self.steps_of}, x.shape)
+        return rows.expand(x.shape[0], *rows.shape)
 
     def extra_repr(self) -> str:
-        return f"value={tuple(self.value.shape)}"
+        steps = "" if self.steps_of is None else f", steps_of={self.steps_of}"
+        return f"value={tuple(self.value.shape)}{steps}"
 
 
 class TimeFirst(nn.Module):
@@ -252,7 +257,8 @@ def layer_module(
     if record.kind == "valid_steps":
         return ValidSteps(_float_dtype(graph))
     if record.kind == "broadcast":
-        return BatchBroadcast(_tensor(record.weights["value"]))
+        steps_of = record.options.get("steps_of")
+        return BatchBroadcast(_tensor(record.weights["value"]), steps_of)
     if record.kind == "time_first":
         return TimeFirst()
     if record.kind == "recurrent":
@@ -306,7 +312,7 @@ def layer_module(
 
         return custom_module(record)
     # The rarer layers' modules are imported when a model has them.
-    if record.kind in (*TENSOR_OP_KINDS, "matmul", "expand"):
+    if record.kind in (*TENSOR_OP_KINDS, "matmul", "expand", "gather"):
         from .torch_tensor_ops import tensor_op_module
 
         return tensor_op_module(record)

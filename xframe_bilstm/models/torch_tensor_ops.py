@@ -160,6 +160,24 @@ class Expand(nn.Module):
         return f"sizes={self.sizes}"
 
 
+class Gather(nn.Module):
+    """Its first input at the positions its second gives on ``axis`` (``torch.gather``),
+    the positions cast to integers."""
+
+    def __init__(self, axis: int) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor, masks: object = None) -> torch.Tensor:
+        return torch.gather(x, self.axis, index.long())
+
+    def combine_masks(self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]) -> None:
+        return None
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
 def tensor_op_module(record: LayerRecord) -> nn.Module:
     """The module of a ``reduce``, ``slice``, ``scalar_op`` or ``matmul`` record.
 
@@ -179,6 +197,8 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
         return Repeat(int(options["axis"]), int(options["repeats"]))
     if record.kind == "expand":
         return Expand(tuple(None if s is None else int(s) for s in options["sizes"]))
+    if record.kind == "gather":
+        return Gather(int(options["axis"]))
     if record.kind == "scalar_op":
         op, constant = str(options["op"]), float(options["constant"])
         return ScalarOp(op, constant, bool(options["reverse"]))
@@ -195,6 +215,7 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
 __all__ = [
     "Elementwise",
     "Expand",
+    "Gather",
     "MatMul",
     "Reduce",
     "Repeat",

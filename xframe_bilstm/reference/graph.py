@@ -25,8 +25,8 @@ from .convolution import activate, conv_reference, pad_or_crop_reference
 from .normpool import batch_norm, global_pool, layer_norm, pool
 from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
+from .tensor_ops import INDEXED_OPS, held_rows, run_matmul, run_tensor_op
 from .tensor_ops import KINDS as TENSOR_OP_KINDS
-from .tensor_ops import run_expand, run_matmul, run_tensor_op
 from .where import run_where
 
 
@@ -108,8 +108,8 @@ def run_model_reference(
         elif record.kind == "time_first":
             y = np.swapaxes(x, 0, 1)
         elif record.kind == "broadcast":
-            value: np.ndarray = record.weights["value"].astype(dtype)
-            y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()
+            value: np.ndarray = held_rows(record.weights["value"], options, x.shape)
+            y = np.broadcast_to(value.astype(dtype), (x.shape[0], *value.shape)).copy()
         elif record.kind == "lengths_mask":
             y = x
             out_mask = mask_from_lengths(values[record.inputs[1]], *x.shape[:2])
@@ -161,8 +161,8 @@ def run_model_reference(
             y = run_matmul(options, [values[name] for name in record.inputs], dtype)
         elif record.kind == "where":
             y = run_where(options, [values[name] for name in record.inputs], dtype)
-        elif record.kind == "expand":
-            y = run_expand(options, [values[name] for name in record.inputs])
+        elif record.kind in INDEXED_OPS:
+            y = INDEXED_OPS[record.kind](options, [values[name] for name in record.inputs])
         elif record.kind in ATTENTION_KINDS:
             tensors = [values[name] for name in record.inputs]
             y = run_attention(record, tensors, [masks[name] for name in record.inputs], dtype)

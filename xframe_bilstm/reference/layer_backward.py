@@ -32,6 +32,7 @@ from ..masks import mask_from_lengths
 from .activation_grads import activation_vjp
 from .convolution import activate
 from .shape_layers import Mask, combine_masks
+from .tensor_ops import held_rows
 
 # From the output's gradient: the inputs' gradients (None: no gradient, token ids) and
 # the weights' gradients by weight name.
@@ -286,10 +287,19 @@ def layer_step(
         return x, None, lambda g: ([g], {})
     if kind == "time_first":
         return np.swapaxes(x, 0, 1), None, lambda g: ([np.swapaxes(g, 0, 1)], {})
-    if kind == "broadcast":  # its input gives only the batch size
-        value: np.ndarray = record.weights["value"].astype(dtype)
+    if kind == "broadcast":  # its input gives only the batch size (and steps)
+        table: np.ndarray = record.weights["value"].astype(dtype)
+        value = held_rows(table, record.options, x.shape)
         y = np.broadcast_to(value, (x.shape[0], *value.shape)).copy()
-        return y, None, lambda g: ([None], {"value": g.sum(axis=0)})
+
+        def rows_back(g: np.ndarray) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
+            if value is table:
+                return [None], {"value": g.sum(axis=0)}
+            grad = np.zeros_like(table)
+            grad[: len(value)] = g.sum(axis=0)  # the rows past the steps are not read
+            return [None], {"value": grad}
+
+        return y, None, rows_back
     if kind == "valid_steps":  # numbers of the lengths alone: no gradient to either input
         steps: np.ndarray = mask_from_lengths(tensors[1], *x.shape[:2]).astype(dtype)
         return steps, None, lambda g: ([None, None], {})

@@ -20,6 +20,10 @@ Written from their definitions in numpy, independently of the torch port:
   sums over the shared axis that define it (``einsum``).
 - ``expand``: ``x`` broadcast to :func:`expanded_shape` (a conditioning vector repeated
   over the steps of another tensor, ``z.unsqueeze(1).expand(-1, x.size(1), -1)``).
+- ``gather``: ``x`` read at the positions its second input gives along ``axis``
+  (``torch.gather``: the output at ``i`` is ``x`` at ``index[i]`` on ``axis`` and at ``i``
+  elsewhere), the positions whole numbers held as integers or floats (the last valid step
+  of each row, ``out.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, H))``).
 """
 
 from __future__ import annotations
@@ -129,6 +133,19 @@ def expanded_shape(
     ]
 
 
+def held_rows(value: Any, options: Mapping[str, Any], x_shape: Sequence[Any]) -> Any:
+    """The value a ``broadcast`` record repeats over the batch: its weight, cut to the size
+    of its input's axis ``steps_of`` where given (a positional table to the steps). Values
+    and sizes may be numpy's, torch's or Keras's alike.
+
+    Example:
+        >>> held_rows(np.arange(4), {"steps_of": 1}, (2, 3)).tolist()
+        [0, 1, 2]
+    """
+    axis = options.get("steps_of")
+    return value if axis is None else value[: x_shape[int(axis)]]
+
+
 def run_expand(options: Mapping[str, Any], tensors: Sequence[np.ndarray]) -> np.ndarray:
     """An ``expand`` record's output: its first input broadcast to :func:`expanded_shape`.
 
@@ -141,6 +158,25 @@ def run_expand(options: Mapping[str, Any], tensors: Sequence[np.ndarray]) -> np.
     like_shape = np.shape(tensors[1]) if len(tensors) > 1 else ()
     shape = expanded_shape(list(options["sizes"]), x.shape, like_shape)
     return np.broadcast_to(x, shape).copy()
+
+
+def run_gather(options: Mapping[str, Any], tensors: Sequence[np.ndarray]) -> np.ndarray:
+    """A ``gather`` record's output: its first input at the positions of its second.
+
+    Example:
+        >>> steps, last = np.arange(6.0).reshape(2, 3, 1), np.array([[[2.0]], [[0.0]]])
+        >>> run_gather({"axis": 1}, [steps, last]).tolist()
+        [[[2.0]], [[3.0]]]
+    """
+    index = np.asarray(tensors[1]).astype(np.int64)
+    return np.take_along_axis(np.asarray(tensors[0]), index, axis=int(options["axis"]))
+
+
+# The operations whose second input gives sizes or positions rather than values.
+INDEXED_OPS: dict[str, Callable[[Mapping[str, Any], Sequence[np.ndarray]], np.ndarray]] = {
+    "expand": run_expand,
+    "gather": run_gather,
+}
 
 
 def run_tensor_op(
@@ -181,9 +217,12 @@ def run_tensor_op(
 
 __all__ = [
     "ELEMENTWISE",
+    "INDEXED_OPS",
     "KINDS",
     "expanded_shape",
+    "held_rows",
     "run_expand",
+    "run_gather",
     "run_matmul",
     "run_tensor_op",
     "scalar_op",

@@ -3,11 +3,12 @@
 No Keras layer sums over time, slices one step, adds a constant or a tensor it holds,
 multiplies two batches of matrices, divides two tensors, writes a constant where a
 comparison holds, repeats a tensor it holds over the batch, repeats each step in place,
-broadcasts a tensor over another's steps or puts time before the batch, so these are small
-layers of this package, registered as ``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
-``>MatMul``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
-``>Repeat``, ``>Expand``, ``>TimeFirst`` and ``>Where``: a saved model that holds them
-loads where this package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops`
+broadcasts a tensor over another's steps, reads a tensor at given positions or puts time
+before the batch, so these are small layers of this package, registered as
+``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``, ``>MatMul``, ``>Divide``,
+``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``, ``>Repeat``, ``>Expand``,
+``>Gather``, ``>TimeFirst`` and ``>Where``: a saved model that holds them loads where this
+package is imported. Each computes what :mod:`xframe_bilstm.reference.tensor_ops`
 (and :mod:`xframe_bilstm.reference.where`, :mod:`xframe_bilstm.reference.graph`) computes.
 """
 
@@ -20,12 +21,12 @@ from typing import Any
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
-from ...reference.tensor_ops import KINDS, expanded_shape, scalar_op, slice_index
+from ...reference.tensor_ops import KINDS, expanded_shape, held_rows, scalar_op, slice_index
 from ...reference.where import COMPARISONS, evaluate, expression
 
 # The kinds these layers compute: the reference's tensor operations, products, masks and
 # held tensors given the batch axis.
-LAYER_KINDS = (*KINDS, "matmul", "where", "expand", "broadcast", "time_first")
+LAYER_KINDS = (*KINDS, "matmul", "where", "expand", "gather", "broadcast", "time_first")
 
 
 @functools.cache
@@ -96,8 +97,10 @@ def tensor_op_classes() -> dict[str, Any]:
     @register
     class BatchBroadcast(_OptionsLayer):
         """A weight of its own, of ``shape``, repeated over the batch of its input (a torch
-        ``self.h0.expand(-1, B, -1)``: a learned initial state or class token). Only the
-        input's batch size is read, so token ids serve as well as floats; no mask follows."""
+        ``self.h0.expand(-1, B, -1)``: a learned initial state or class token), or its
+        first rows, as many as the input's axis ``steps_of`` has (a positional table).
+        Only the input's sizes are read, so token ids serve as well as floats; no mask
+        follows."""
 
         def __init__(self, options: dict[str, Any], **kwargs: Any) -> None:
             super().__init__(options, **kwargs)
@@ -105,9 +108,10 @@ def tensor_op_classes() -> dict[str, Any]:
             self.value = self.add_weight(shape=shape, initializer="zeros", name="value")
 
         def call(self, x: Any) -> Any:
-            value = keras.ops.expand_dims(keras.ops.cast(self.value, self.compute_dtype), 0)
-            batch = keras.ops.shape(x)[0]
-            return keras.ops.broadcast_to(value, (batch, *self.value.shape))
+            rows = held_rows(self.value, self.options, keras.ops.shape(x))
+            value = keras.ops.expand_dims(keras.ops.cast(rows, self.compute_dtype), 0)
+            shape = keras.ops.shape(value)
+            return keras.ops.broadcast_to(value, (keras.ops.shape(x)[0], *shape[1:]))
 
         def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
             return None  # defined, so that a masked input drops its mask without a warning
@@ -135,6 +139,18 @@ def tensor_op_classes() -> dict[str, Any]:
             like_shape = keras.ops.shape(inputs[1]) if len(inputs) > 1 else ()
             shape = expanded_shape(list(self.options["sizes"]), keras.ops.shape(x), like_shape)
             return keras.ops.broadcast_to(x, shape)
+
+        def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
+            return None
+
+    @register
+    class Gather(_OptionsLayer):
+        """Its first input at the positions its second gives on ``axis``
+        (``torch.gather``), the positions cast to integers; no mask follows."""
+
+        def call(self, inputs: list[Any]) -> Any:
+            index = keras.ops.cast(inputs[1], "int32")
+            return keras.ops.take_along_axis(inputs[0], index, axis=int(self.options["axis"]))
 
         def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
             return None
@@ -224,6 +240,7 @@ def tensor_op_classes() -> dict[str, Any]:
         "elementwise": Elementwise,
         "repeat": Repeat,
         "expand": Expand,
+        "gather": Gather,
         "time_first": TimeFirst,
     }
 

@@ -2,8 +2,9 @@
 whole-model export (:mod:`.graph_export`).
 
 The value is an initializer of shape (1, *shape) in the graph's float type, ``Expand``-ed
-to ``(B, *shape)``, B read from its input's ``Shape``: the input's values and dtype are not
-read, so token ids serve as well as floats.
+to ``(B, *shape)``, B read from its input's ``Shape`` (and, for a positional table,
+``Slice``-d to as many rows as the input's axis ``steps_of`` has): the input's values and
+dtype are not read, so token ids serve as well as floats.
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ def _broadcast(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | N
     x_shape = builder.one("Shape", [x], f"{prefix}/input_shape")
     # A one-element index keeps the axis: the batch size as a (1,) vector, ready to join.
     batch = builder.one("Gather", [x_shape, builder.ints("start0", [0])], f"{prefix}/batch")
+    steps_of = record.options.get("steps_of")
+    if steps_of is not None:  # the first rows, as many as the input's steps
+        at = builder.ints(f"{prefix}/steps_of", [int(steps_of)])
+        steps = builder.one("Gather", [x_shape, at], f"{prefix}/steps")
+        cut = [builder.ints("start0", [0]), steps, builder.ints("axes1", [1])]
+        held = builder.one("Slice", [held, *cut], f"{prefix}/rows")
     target = batch
-    if shape:
-        sizes = builder.ints(f"{prefix}/shape", shape)
+    if shape:  # Expand broadcasts both ways: 1 keeps the value's size
+        sizes = builder.ints(f"{prefix}/shape", [1] * len(shape))
         target = builder.one("Concat", [batch, sizes], f"{prefix}/target", axis=0)
     return builder.one("Expand", [held, target], prefix), None
 

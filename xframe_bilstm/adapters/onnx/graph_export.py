@@ -46,7 +46,7 @@ from .shape_export import (
 from .state_export import recurrent_with_states
 from .tensor_ops_export import EMITTERS as TENSOR_OP_EMITTERS
 from .tensor_ops_export import (
-    emit_expand,
+    INDEXED_EMITTERS,
     emit_matmul,
     emit_where,
     tensor_op_rank,
@@ -121,6 +121,9 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
                 "their features are exported"
             )
     refusals.extend(shape_refusals(graph, ranks, {*_EMITTERS, *NORMPOOL_KINDS}))
+    refusals.extend(  # ONNX operators take one type: int64 ids meet float constants
+        f"layer {name!r}: reads an integer input as numbers" for name in graph.ids_read_as_numbers()
+    )
     return f"{graph.source}: " + "; ".join(refusals) if refusals else None
 
 
@@ -260,8 +263,9 @@ def _layer(
     if record.kind in ATTENTION_KINDS:
         tensors = [values[name] for name in record.inputs]
         return emit_attention(builder, record, tensors, [masks[n] for n in record.inputs])
-    if record.kind == "expand":
-        return emit_expand(builder, record, [values[name] for name in record.inputs])
+    if record.kind in INDEXED_EMITTERS:
+        tensors = [values[name] for name in record.inputs]
+        return INDEXED_EMITTERS[record.kind](builder, record, tensors)
     x = record.inputs[0]
     return _single_input(builder, record, values[x], masks[x], ranks[x])
 

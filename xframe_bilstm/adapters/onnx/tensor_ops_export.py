@@ -174,6 +174,19 @@ def emit_expand(builder: GraphBuilder, record: LayerRecord, tensors: Sequence[st
     return builder.one("Expand", [tensors[0], target], prefix), None
 
 
+def emit_gather(builder: GraphBuilder, record: LayerRecord, tensors: Sequence[str]) -> Emitted:
+    """The ``GatherElements`` of a ``gather`` record's ``(x, index)``, the positions cast to
+    int64; no mask after."""
+    types = builder.onnx.TensorProto
+    index = builder.one("Cast", [tensors[1]], f"{record.name}/index", to=types.INT64)
+    axis = int(record.options["axis"])
+    return builder.one("GatherElements", [tensors[0], index], record.name, axis=axis), None
+
+
+# The emitters of the operations whose second input gives sizes or positions.
+INDEXED_EMITTERS = {"expand": emit_expand, "gather": emit_gather}
+
+
 _COMPARE_OPS = {
     "eq": "Equal",
     "ne": "Equal",  # then Not
@@ -249,7 +262,9 @@ def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
 
 __all__ = [
     "EMITTERS",
+    "INDEXED_EMITTERS",
     "emit_expand",
+    "emit_gather",
     "emit_matmul",
     "emit_where",
     "tensor_op_rank",

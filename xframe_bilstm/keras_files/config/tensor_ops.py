@@ -1,6 +1,6 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
 ``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
-``>Repeat``, ``>Expand``, ``>TimeFirst``, ``>LengthsMask``, ``>EndMask``,
+``>Repeat``, ``>Expand``, ``>Gather``, ``>TimeFirst``, ``>LengthsMask``, ``>EndMask``,
 ``>ValidSteps``) read back into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
@@ -43,6 +43,7 @@ KIND_BY_CLASS = {
     "xframe_bilstm>TimeFirst": "time_first",
     "xframe_bilstm>Repeat": "repeat",
     "xframe_bilstm>Expand": "expand",
+    "xframe_bilstm>Gather": "gather",
     # Keras's convolutions, their bias added on axis 1 (read as Keras's, by ``convolution``)
     "xframe_bilstm>ChannelsFirstConv1D": "conv",
     "xframe_bilstm>ChannelsFirstConv2D": "conv",
@@ -67,6 +68,7 @@ _INPUT_COUNTS = {
     "valid_steps": 2,
     "broadcast": 1,
     "time_first": 1,
+    "gather": 2,
 }
 # The packed-sequence layers and TimeFirst have no options.
 _NO_OPTIONS = ("lengths_mask", "end_mask", "valid_steps", "time_first")
@@ -157,12 +159,13 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         "matmul": _matmul,
         "where": _where,
         "weight_op": _weight_op,
-        "broadcast": lambda given, where: {"shape": _shape(given, where)},
+        "broadcast": _broadcast,
         "elementwise": lambda given, where: {
             "function": _choice(given, "function", tuple(ELEMENTWISE), where)
         },
         "repeat": _repeat,
         "expand": _expand,
+        "gather": lambda given, where: {"axis": _axis(given.get("axis"), "axis", where)},
     }
     reader = readers[kind]
     options = reader(given, where)
@@ -210,6 +213,14 @@ def _repeat(given: Mapping[str, Any], where: str) -> dict[str, Any]:
     if repeats < 1:
         raise _bad(where, "repeats", repeats)
     return {"axis": _axis(given.get("axis"), "axis", where), "repeats": repeats}
+
+
+def _broadcast(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A held value's shape, and the input's axis whose size cuts its rows, where given."""
+    options: dict[str, Any] = {"shape": _shape(given, where)}
+    if given.get("steps_of") is not None:
+        options["steps_of"] = _axis(given.get("steps_of"), "steps_of", where)
+    return options
 
 
 def _expand(given: Mapping[str, Any], where: str) -> dict[str, Any]:

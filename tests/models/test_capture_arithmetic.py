@@ -153,6 +153,31 @@ def test_operations_on_held_tensors_only_are_computed_once_and_held() -> None:
     assert_agrees_everywhere(module, steps=8)
 
 
+class SharedTableLM(nn.Module):
+    """A language model holding its table as a parameter of its own, looked up with
+    ``F.embedding`` and read again, transposed, for the logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(37)
+        self.table = nn.Parameter(torch.randn(20, 6))
+        self.lstm = nn.LSTM(6, 6, batch_first=True)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(F.embedding(ids, self.table))
+        return h @ self.table.t()
+
+
+def test_a_held_table_looked_up_with_f_embedding_is_an_embedding() -> None:
+    module = SharedTableLM().eval()
+    graph = graph_from_torch(module, input_shape=(None,))  # no module reads the ids alone
+    (embedding,) = [r for r in graph.layers if r.kind == "embedding"]
+    np.testing.assert_array_equal(embedding.weights["embeddings"], module.table.detach())
+    assert graph.layer(graph.inputs[0]).options["dtype"] == "int64"
+    ids = np.random.default_rng(9).integers(0, 20, (3, 7))
+    assert_agrees_everywhere(module, inputs=ids)
+
+
 def _frames(batch: int, steps: int) -> np.ndarray:
     return np.random.default_rng(8).standard_normal((batch, steps, 4)).astype("float32")
 

@@ -189,18 +189,41 @@ def _select(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
 
 def _reduce(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     op = op_name(node)
-    x = args[0]
     dims = args[1] if len(args) > 1 else kwargs.get("dim")
     keepdims = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
     if kwargs.get("dtype") is not None or (op == "aten.sum" and len(args) > 3):
         raise Unsupported(f"applies {op} with a dtype")
+    kind = "max" if op == "aten.max" else "min" if op == "aten.min" else _REDUCTIONS[op]
+    options = {"op": kind, "axes": _axes(op, args[0], dims, tensors), "keepdims": keepdims}
+    return [LayerRecord(name, "reduce", op.split(".")[-1], (tensors.name(args[0]),), options)]
+
+
+def _spread(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    """``x.var(dim)`` and ``x.std(dim)`` (statistics pooling over the steps), with torch's
+    correction: 1 (unbiased) unless said otherwise."""
+    op = op_name(node)
+    kind = op.split(".")[-1]
+    correction = kwargs.get("correction")
+    if correction is None:
+        correction = int(bool(args[2] if len(args) > 2 else kwargs.get("unbiased", True)))
+    if isinstance(correction, bool) or int(correction) != correction or correction < 0:
+        raise Unsupported(f"applies {op} with correction={correction}")
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    options = {
+        "op": kind,
+        "axes": _axes(op, args[0], dims, tensors),
+        "keepdims": bool(args[3] if len(args) > 3 else kwargs.get("keepdim", False)),
+        "correction": int(correction),
+    }
+    return [LayerRecord(name, "reduce", kind, (tensors.name(args[0]),), options)]
+
+
+def _axes(op: str, x: Any, dims: Any, tensors: Tensors) -> tuple[int, ...]:
+    """The axes a reduction over ``dims`` of ``x`` reads, which must leave the batch axis."""
     if dims is None or (isinstance(dims, (list, tuple)) and not dims):
         raise Unsupported(f"applies {op} over every axis, the batch axis included")
     dims = dims if isinstance(dims, (list, tuple)) else [dims]
-    axes = tuple(sorted(axis_of(tensors, x, int(dim), op) for dim in dims))
-    kind = "max" if op == "aten.max" else "min" if op == "aten.min" else _REDUCTIONS[op]
-    options = {"op": kind, "axes": axes, "keepdims": keepdims}
-    return [LayerRecord(name, "reduce", op.split(".")[-1], (tensors.name(x),), options)]
+    return tuple(sorted(axis_of(tensors, x, int(dim), op) for dim in dims))
 
 
 def _matmul(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
@@ -245,6 +268,22 @@ def _linear(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
         raise Unsupported("applies aten.linear with weights computed in forward")
     kernel = np.ascontiguousarray(weight.T)
     return [_dense(name, "aten.linear", args[0], kernel, bias, tensors)]
+
+
+def _embedding(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    """``F.embedding(ids, self.table)`` with a table the module holds (tied or shared
+    embeddings): an Embedding. ``padding_idx`` only stops a row's gradient, as the
+    module's does; ``max_norm`` renormalizes the table in an operation of its own, refused
+    by name."""
+    table = tensors.value(args[0])
+    if table is None or table.ndim != 2:
+        raise Unsupported("applies aten.embedding with a table computed in forward")
+    weights = {"embeddings": table}
+    return [
+        LayerRecord(
+            name, "embedding", "embedding", (tensors.name(args[1]),), {"mask_zero": False}, weights
+        )
+    ]
 
 
 def _dense(name: str, op: str, x: Any, kernel: Any, bias: Any, tensors: Tensors) -> LayerRecord:
@@ -333,10 +372,12 @@ _HANDLERS: dict[str, Handler] = {
     "aten.flip": _flip,
     "aten.repeat_interleave": _repeat,
     **dict.fromkeys([*_REDUCTIONS, "aten.max", "aten.min"], _reduce),
+    **dict.fromkeys(["aten.var", "aten.std"], _spread),
     **ARITHMETIC,
     **SPLITS,
     **dict.fromkeys(["aten.matmul", "aten.bmm", "aten.mm", "aten.einsum"], _matmul),
     "aten.linear": _linear,
+    "aten.embedding": _embedding,
 }
 
 

@@ -6,7 +6,7 @@ runs), a guess whose module does not read an input of that shape says nothing of
 ``forward(x, speaker)`` may read ``speaker``, a per-row id, with the Embedding declared
 first. Such inputs are tried as the guess has them, then as the other of integer ids and
 floats; the inputs ``compare`` runs are tried with their first axis free (their steps),
-then at the sizes they have.
+then at the sizes they have, then at the guess's own shape.
 
 A capture that reads its inputs against the guess is kept, and returned only where no
 later guess is captured: an input guessed as the rows' lengths that nothing packs or masks
@@ -122,6 +122,9 @@ def _shaped(
             if choice not in tried:
                 tried.append(choice)
                 yield choice, guessed
+        if shapes is None and choices and inputs not in tried:  # the guess as it stands
+            tried.append(inputs)
+            yield inputs, []
 
 
 def _choices(shape: tuple[Any, ...], dtype: str, example: bool) -> list[dict[str, Any]]:

@@ -169,9 +169,9 @@ def examples_to_capture_at(
     guessed: Sequence[Mapping[str, Any]], examples: Sequence[Sequence[int]] | None
 ) -> list[tuple[int | None, ...] | None]:
     """The shape to capture each guessed input at, given the shapes of the inputs the caller
-    will run (None where the guess stands): one input as :func:`shape_of_example` says;
-    each of several inputs too, or, where its example does not fit its guess at all (per-row
-    features beside a sequence, which no module reads alone), the example's own shape.
+    will run (None where the guess stands): as :func:`shape_of_example` says, or, where
+    the example does not fit its guess at all (per-row features beside a sequence, token
+    ids that no module reads alone), the example's own shape.
 
     Example:
         >>> guesses = [{"shape": (None, 5)}, {"shape": (11,)}]
@@ -183,8 +183,6 @@ def examples_to_capture_at(
     wanted = [
         shape_of_example(options["shape"], example) for options, example in zip(guessed, examples)
     ]
-    if len(guessed) == 1:
-        return wanted
     return [
         shape
         if shape is not None or _fits(options["shape"], example)

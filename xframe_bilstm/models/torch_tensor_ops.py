@@ -18,14 +18,18 @@ _NORM_ORDERS = {"l1_norm": 1, "l2_norm": 2}
 
 
 class Reduce(nn.Module):
-    """The sum, mean, maximum, minimum or vector norm over ``axes`` (counted with the batch
-    axis)."""
+    """The sum, mean, maximum, minimum, vector norm, variance or standard deviation over
+    ``axes`` (counted with the batch axis)."""
 
-    def __init__(self, op: str, axes: tuple[int, ...], keepdims: bool) -> None:
+    def __init__(self, op: str, axes: tuple[int, ...], keepdims: bool, correction: int = 0) -> None:
         super().__init__()
         self.op, self.axes, self.keepdims = op, tuple(axes), keepdims
+        self.correction = correction
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.op in ("var", "std"):
+            spread = torch.var if self.op == "var" else torch.std
+            return spread(x, dim=self.axes, correction=self.correction, keepdim=self.keepdims)
         if self.op == "sum":
             return torch.sum(x, dim=self.axes, keepdim=self.keepdims)
         if self.op == "mean":
@@ -190,7 +194,8 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
     options = record.options
     if record.kind == "reduce":
         axes = tuple(int(axis) for axis in options["axes"])
-        return Reduce(str(options["op"]), axes, bool(options["keepdims"]))
+        correction = int(options.get("correction", 0))
+        return Reduce(str(options["op"]), axes, bool(options["keepdims"]), correction)
     if record.kind == "slice":
         return Slice(dict(options))
     if record.kind == "repeat":

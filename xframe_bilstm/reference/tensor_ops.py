@@ -2,9 +2,11 @@
 
 Written from their definitions in numpy, independently of the torch port:
 
-- ``reduce``: the sum, mean, maximum, minimum, sum of absolute values (``l1_norm``) or
-  square root of the sum of squares (``l2_norm``) over ``axes`` (counted with the batch
-  axis), keeping them as size 1 where ``keepdims``.
+- ``reduce``: the sum, mean, maximum, minimum, sum of absolute values (``l1_norm``),
+  square root of the sum of squares (``l2_norm``), variance or standard deviation (``var``,
+  ``std``: the squared distances from the mean summed and divided by their count less
+  ``correction``) over ``axes`` (counted with the batch axis), keeping them as size 1
+  where ``keepdims``.
 - ``slice``: ``x[..., start:stop:step, ...]`` on one ``axis``; with ``keep_axis`` False,
   the one position ``start`` with that axis removed (``x[:, -1]``). A step of -1 reverses
   the whole axis (``x[:, -1::-1]``, ``torch.flip``): start -1, no stop.
@@ -54,6 +56,8 @@ _REDUCTIONS: dict[str, Callable[..., Any]] = {
     "min": np.min,
     "l1_norm": lambda x, **kw: np.sum(np.abs(x), **kw),
     "l2_norm": lambda x, **kw: np.sqrt(np.sum(np.square(x), **kw)),
+    "var": np.var,
+    "std": np.std,
 }
 
 
@@ -201,8 +205,9 @@ def run_tensor_op(
     x = np.asarray(x).astype(dtype)
     if kind == "reduce":
         axes = tuple(int(axis) for axis in options["axes"])
-        reduced = _REDUCTIONS[str(options["op"])](x, axis=axes, keepdims=bool(options["keepdims"]))
-        return np.asarray(reduced)
+        spread = {"ddof": int(options["correction"])} if "correction" in options else {}
+        op, keepdims = str(options["op"]), bool(options["keepdims"])
+        return np.asarray(_REDUCTIONS[op](x, axis=axes, keepdims=keepdims, **spread))
     if kind == "scalar_op":
         constant: np.ndarray = np.asarray(options["constant"], dtype)
         return np.asarray(scalar_op(str(options["op"]), x, constant, bool(options["reverse"])))

@@ -45,8 +45,8 @@ def tensor_op_classes() -> dict[str, Any]:
 
     @register
     class Reduce(_OptionsLayer):
-        """The sum, mean, maximum, minimum or vector norm over ``axes`` (counted with the
-        batch axis)."""
+        """The sum, mean, maximum, minimum, vector norm, variance or standard deviation over
+        ``axes`` (counted with the batch axis)."""
 
         def call(self, x: Any) -> Any:
             op, ops = self.options["op"], keras.ops
@@ -56,6 +56,13 @@ def tensor_op_classes() -> dict[str, Any]:
                 return ops.sum(ops.abs(x), axis=axes, keepdims=keepdims)
             if op == "l2_norm":  # over several axes: the flattened vector's, not a matrix norm
                 return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=keepdims))
+            if op in ("var", "std"):  # Keras's own divide by the count, without correction
+                centred = x - ops.mean(x, axis=axes, keepdims=True)
+                count = ops.cast(ops.prod(ops.take(ops.shape(x), axes)), x.dtype)
+                spread = ops.sum(ops.square(centred), axis=axes, keepdims=keepdims) / (
+                    count - float(self.options["correction"])
+                )
+                return ops.sqrt(spread) if op == "std" else spread
             return getattr(ops, op)(x, axis=axes, keepdims=keepdims)
 
     @register

@@ -44,14 +44,36 @@ _AXES_INPUT = {
 
 
 def _reduce(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:
-    options = record.options
-    op = _REDUCE_OPS[str(options["op"])]
+    options, prefix = record.options, record.name
     axes = [int(axis) for axis in options["axes"]]
-    keep = int(bool(options["keepdims"]))
+    keep = bool(options["keepdims"])
+    if options["op"] not in ("var", "std"):
+        return _reduced(builder, _REDUCE_OPS[str(options["op"])], x, axes, keep, prefix), None
+    mean = _reduced(builder, "ReduceMean", x, axes, True, f"{prefix}/mean")
+    centred = builder.one("Sub", [x, mean], f"{prefix}/centred")
+    squares = builder.one("Mul", [centred, centred], f"{prefix}/squares")
+    total = _reduced(builder, "ReduceSum", squares, axes, keep, f"{prefix}/total")
+    shape = builder.one("Shape", [x], f"{prefix}/shape")
+    sizes = builder.one("Gather", [shape, builder.ints(f"{prefix}/at", axes)], f"{prefix}/sizes")
+    count = builder.one("ReduceProd", [sizes], f"{prefix}/count", keepdims=0)
+    float_type = builder.onnx.helper.np_dtype_to_tensor_dtype(builder.float_dtype)
+    count = builder.one("Cast", [count], f"{prefix}/count_float", to=float_type)
+    correction = builder.constant(
+        f"{prefix}/correction", np.asarray(options["correction"], builder.float_dtype)
+    )
+    divisor = builder.one("Sub", [count, correction], f"{prefix}/divisor")
+    spread = builder.one("Div", [total, divisor], f"{prefix}/var")
+    if options["op"] == "var":
+        return builder.one("Identity", [spread], prefix), None
+    return builder.one("Sqrt", [spread], prefix), None
+
+
+def _reduced(builder: GraphBuilder, op: str, x: str, axes: list[int], keep: bool, name: str) -> str:
+    """``op`` over ``axes``, given as an attribute or an input as the opset takes them."""
     if builder.opset >= _AXES_INPUT[op]:
-        axes_input = builder.ints(f"{record.name}/axes", axes)
-        return builder.one(op, [x, axes_input], record.name, keepdims=keep), None
-    return builder.one(op, [x], record.name, axes=axes, keepdims=keep), None
+        axes_input = builder.ints(f"{name}/axes", axes)
+        return builder.one(op, [x, axes_input], name, keepdims=int(keep))
+    return builder.one(op, [x], name, axes=axes, keepdims=int(keep))
 
 
 def _slice(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | None) -> Emitted:

@@ -74,7 +74,7 @@ _INPUT_COUNTS = {
 _NO_OPTIONS = ("lengths_mask", "end_mask", "valid_steps", "time_first")
 # The layers holding one weight, ``value``, of their ``shape`` option.
 _HOLDING = ("weight_op", "broadcast")
-_REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm")
+_REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm", "var", "std")
 _WEIGHT_OPS = ("add", "subtract", "multiply", "divide")
 _SCALAR_OPS = (*_WEIGHT_OPS, "maximum", "minimum", "power")
 
@@ -186,11 +186,17 @@ def _reduce(given: Mapping[str, Any], where: str) -> dict[str, Any]:
     axes = given.get("axes")
     if not isinstance(axes, (list, tuple)) or not axes:
         raise _bad(where, "axes", axes)
-    return {
+    options = {
         "op": _choice(given, "op", _REDUCTIONS, where),
         "axes": tuple(_axis(axis, "axes", where) for axis in axes),
         "keepdims": _flag(given, "keepdims", where),
     }
+    if options["op"] in ("var", "std"):  # the count less this divides the squares' sum
+        correction = _integer(given.get("correction"), "correction", where)
+        if correction < 0:
+            raise _bad(where, "correction", correction, "0 or more")
+        options["correction"] = correction
+    return options
 
 
 def _slice(given: Mapping[str, Any], where: str) -> dict[str, Any]:

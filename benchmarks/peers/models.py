@@ -346,6 +346,58 @@ class CausalTCN(nn.Module):
         return self.out(self.lstm(h.transpose(1, 2))[0])
 
 
+class LastStepClassifier(nn.Module):
+    """A sentence classifier reading each padded row's last valid LSTM output, its position
+    counted from the ids and taken with ``gather``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 24, padding_idx=0)
+        self.lstm = nn.LSTM(24, 32, batch_first=True)
+        self.fc = nn.Linear(32, TAGS)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(ids))
+        last = ((ids != 0).sum(dim=1) - 1).view(-1, 1, 1).expand(-1, 1, out.size(2))
+        return self.fc(out.gather(1, last).squeeze(1))
+
+
+class PositionalLSTM(nn.Module):
+    """Token embeddings scaled and given PyTorch's Transformer tutorial's sinusoidal
+    positions (a time-major (max_len, 1, d) buffer cut to the steps), then a BiLSTM."""
+
+    def __init__(self, d_model: int = 24, max_len: int = 64) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, d_model)
+        position = torch.arange(max_len).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(max_len, 1, d_model)
+        pe[:, 0, 0::2] = torch.sin(position * div_term)
+        pe[:, 0, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe)
+        self.lstm = nn.LSTM(d_model, 16, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(32, TAGS)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(ids).transpose(0, 1) * math.sqrt(self.pe.size(2))
+        x = (x + self.pe[: x.size(0)]).transpose(0, 1)
+        return self.fc(self.lstm(x)[0])
+
+
+class StatisticsPooling(nn.Module):
+    """A language identifier over frames: an LSTM, its outputs' mean and standard deviation
+    over the steps joined (x-vector statistics pooling), then a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(20, 32, batch_first=True)
+        self.fc = nn.Linear(64, TAGS)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(frames)
+        return self.fc(torch.cat([h.mean(dim=1), h.std(dim=1)], dim=-1))
+
+
 @dataclass(frozen=True)
 class Spec:
     """One model: its class, what it reads, and the input shape ``torch_to_keras`` needs."""
@@ -400,6 +452,9 @@ SPECS: dict[str, Spec] = {
         SpeakerAcoustic, "float", (BATCH, STEPS, 20), input_shape=((None, 20), ()), speakers=True
     ),
     "causal_tcn": Spec(CausalTCN, "float", (BATCH, STEPS, 20)),
+    "last_step_classifier": Spec(LastStepClassifier, "ids", (BATCH, STEPS)),
+    "positional_lstm": Spec(PositionalLSTM, "ids", (BATCH, STEPS)),
+    "statistics_pooling": Spec(StatisticsPooling, "float", (BATCH, STEPS, 20)),
 }
 
 

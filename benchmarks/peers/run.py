@@ -66,6 +66,12 @@ NOTES = {
     "embedding joined to every frame with `expand(-1, frames.size(1), -1)`",
     "causal_tcn": "pads its frames on the left with `F.pad` before each dilated convolution "
     "(a causal TCN front end)",
+    "last_step_classifier": "takes each padded row's last valid output with `gather`, its "
+    "position counted from the ids",
+    "positional_lstm": "adds PyTorch's Transformer tutorial's positional encoding (a "
+    "time-major buffer cut to the steps, `self.pe[:x.size(0)]`)",
+    "statistics_pooling": "pools its LSTM's outputs into their mean and standard deviation "
+    "over the steps",
 }
 
 

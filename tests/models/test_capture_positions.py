@@ -1,6 +1,7 @@
 """A positional table the module holds, cut to the input's steps in ``forward``
-(``self.pe[:, :x.size(1)]``, and PyTorch's Transformer tutorial's time-major
-``self.pe[:x.size(0)]``), added before an LSTM. Expected values are the module's own
+(``self.pe[:, :x.size(1)]``, PyTorch's Transformer tutorial's time-major
+``self.pe[:x.size(0)]``, and a learned position embedding looked up at
+``torch.arange(T)``), added before an LSTM. Expected values are the module's own
 ``forward`` run by torch, at the capture's lengths and others."""
 
 from __future__ import annotations
@@ -83,6 +84,43 @@ def test_a_position_table_cut_to_the_steps_agrees_at_any_length(tutorial, tmp_pa
         np.testing.assert_allclose(back(torch.as_tensor(longer)).numpy(), want, atol=1e-5)
 
 
+class LearnedPositions(nn.Module):
+    """Token embeddings plus a learned position embedding at ``torch.arange(T)``: the
+    module's own call, the positions expanded over the batch first, or ``F.embedding``."""
+
+    def __init__(self, lookup: str) -> None:
+        super().__init__()
+        torch.manual_seed(112)
+        self.embed = nn.Embedding(30, 8)
+        self.position = nn.Embedding(64, 8)
+        self.lstm = nn.LSTM(8, 5, batch_first=True)
+        self.lookup = lookup
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(ids.size(1), device=ids.device)
+        if self.lookup == "rows":
+            positions = self.position(steps.unsqueeze(0).expand(ids.size(0), -1))
+        elif self.lookup == "functional":
+            positions = nn.functional.embedding(steps, self.position.weight)
+        else:
+            positions = self.position(steps)
+        return self.lstm(self.embed(ids) + positions)[0]
+
+
+@pytest.mark.parametrize("lookup", ["call", "rows", "functional"])
+def test_learned_positions_agree_at_any_length(lookup) -> None:
+    module = LearnedPositions(lookup).eval()
+    graph = graph_from_torch(module)
+    (table,) = [r for r in graph.layers if r.kind == "broadcast"]
+    np.testing.assert_array_equal(table.weights["value"], module.position.weight.detach())
+    assert_agrees_everywhere(module, inputs=IDS)
+    port = torch_to_keras(module)  # checked against forward
+    longer = np.random.default_rng(2).integers(1, 30, (2, 31))
+    with torch.no_grad():
+        want = module(torch.as_tensor(longer)).numpy()
+    np.testing.assert_allclose(np.asarray(port(longer)), want, atol=1e-5)
+
+
 def test_the_table_is_held_whole_and_cut_by_the_steps() -> None:
     graph = graph_from_torch(Tagger())
     (table,) = [r for r in graph.layers if r.kind == "broadcast"]
@@ -100,3 +138,13 @@ def test_a_table_cut_from_another_start_is_refused_by_name() -> None:
 
     with pytest.raises(UnsupportedFeatureError, match="other than as table"):
         torch_to_keras(Shifted().eval())
+
+
+def test_positions_counted_from_one_are_refused_by_name() -> None:
+    class FromOne(LearnedPositions):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            steps = torch.arange(1, ids.size(1) + 1)
+            return self.lstm(self.embed(ids) + self.position(steps))[0]
+
+    with pytest.raises(UnsupportedFeatureError, match=r"aten\.arange"):
+        torch_to_keras(FromOne("call").eval())

@@ -33,6 +33,7 @@ from .capture_arithmetic import HANDLERS as ARITHMETIC
 from .capture_gather import gather_records
 from .capture_merged_steps import merged_on_record_axes, touches_merged
 from .capture_padding import pad_records
+from .capture_positions import positions_lookup
 from .capture_split import HANDLERS as SPLITS
 from .capture_split import is_piece, piece_records
 from .capture_tensors import RESHAPES, Tensors, Unsupported, axis_of, is_tuple_getitem, op_name
@@ -278,6 +279,11 @@ def _embedding(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict)
     table = tensors.value(args[0])
     if table is None or table.ndim != 2:
         raise Unsupported("applies aten.embedding with a table computed in forward")
+    if args[1].name in tensors.positions:  # F.embedding(torch.arange(T), self.table)
+        looked_up = positions_lookup(name, table, args[1], node, tensors)
+        if looked_up is None:
+            raise Unsupported("looks up positions other than along the steps")
+        return [looked_up]
     weights = {"embeddings": table}
     return [
         LayerRecord(

@@ -47,6 +47,7 @@ class Tensors:
     held: dict[str, Any] = field(default_factory=dict)
     swapped: set[str] = field(default_factory=set)
     merged: set[str] = field(default_factory=set)
+    positions: dict[str, Any] = field(default_factory=dict)  # torch.arange(T) -> its steps'
 
     def holds(self, node: Any) -> bool:
         """Whether ``node`` is a tensor the module holds."""

@@ -21,15 +21,11 @@ from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused
 from .capture_functional import FUNCTIONAL, functional_module
 from .capture_fx import live_nodes
 from .capture_lengths import LengthsUse
-from .capture_merged_steps import (
-    mark_merged_steps,
-    module_on_merged,
-    per_step,
-    states_per_step,
-)
+from .capture_merged_steps import mark_merged_steps, module_on_merged, per_step, states_per_step
 from .capture_ops import Tensors, Unsupported, is_tuple_getitem, op_name, op_records
 from .capture_outputs import read_outputs
 from .capture_packed import padded_with_zeros, read_lengths, read_packing
+from .capture_positions import looked_up, read_positions
 from .capture_rows import row_orders
 from .capture_split import is_piece
 from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
@@ -233,6 +229,8 @@ def read_captured(
             records.extend(made)
             tensors.names.update({node: made[-1].name} if made and node not in conditions else {})
             continue
+        if read_positions(node, tensors):  # torch.arange(x.size(1)), for a position table
+            continue
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name
         try:
@@ -377,6 +375,8 @@ def _read_call(
         used = [m for m in used if m not in states]
     if len(used) != (0 if states and not used else 1):
         raise Unsupported(f"uses {len(used)} results of {path!r}")
+    if isinstance(child, torch.nn.Embedding) and given[0].name in tensors.positions:
+        return looked_up(names(path), child, given[0], used[0], tensors, records)
     child = module_on_record_axes(path, child, given[0], used[0] if used else None, tensors)
     made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
     merged = module_on_merged(path, child, given[0], tensors, states=bool(initial))

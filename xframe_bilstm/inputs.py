@@ -248,6 +248,7 @@ def example_inputs(
     steps: int = 7,
     seed: int = 0,
     lengths: Sequence[int] | None = None,
+    stagger: int = 0,
 ) -> list[np.ndarray]:
     """Seeded inputs that exercise the model's masks.
 
@@ -259,7 +260,8 @@ def example_inputs(
     packed sequence's, :meth:`~xframe_bilstm.graph.ModelGraph.holds_lengths`) takes
     ``lengths``, or else the first row full and the others two steps apart, shortest next:
     longest first where the model packs them as given with ``enforce_sorted=True`` (input
-    option ``descending``).
+    option ``descending``). ``stagger`` gives each further input that many more steps than
+    the one before (a source and a target of different lengths).
 
     Example:
         >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
@@ -280,12 +282,13 @@ def example_inputs(
         if not any(record.options.get("descending") for record in held):
             rows = np.concatenate([rows[:1], rows[1:][::-1]])  # the full row, then shortest
     arrays = []
-    for name in graph.inputs:
+    for index, name in enumerate(graph.inputs):
         record = graph.layer(name)
         if graph.holds_lengths(name):
             arrays.append(np.asarray(rows, np.int64))
             continue
-        shape = tuple(steps if size is None else int(size) for size in record.options["shape"])
+        free = steps + index * stagger
+        shape = tuple(free if size is None else int(size) for size in record.options["shape"])
         consumers = readers.get(name, [])
         embedding = next((r for r in consumers if r.kind == "embedding"), None)
         if embedding is not None:

@@ -140,3 +140,32 @@ def test_repeating_an_axis_longer_than_one_is_refused_by_name() -> None:
 
     with pytest.raises(UnsupportedFeatureError, match="repeat repeating axis 1 of size"):
         torch_to_keras(Tiled())
+
+
+class OtherLength(nn.Module):
+    """A vector expanded to the source's length beside the target's embedding, which the
+    port, captured with both at one length, reads the length from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(85)
+        self.embed = nn.Embedding(20, 4)
+        self.encoder = nn.GRU(4, 4, batch_first=True)
+        self.decoder = nn.GRU(4, 3, batch_first=True)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        source, target = self.embed(src), self.embed(tgt)
+        _, h = self.encoder(target)
+        return self.decoder(h[-1].unsqueeze(1).expand(-1, src.size(1), -1))[0], source
+
+
+def test_a_length_read_from_the_wrong_input_is_refused_not_ported() -> None:
+    with pytest.raises(UnsupportedFeatureError, match="reads a length from another input"):
+        torch_to_keras(OtherLength().eval(), input_shape=[(None,), (None,)])
+    port = torch_to_keras(OtherLength().eval(), input_shape=[(7,), (9,)])  # every size given
+    src, tgt = RNG.integers(1, 20, (2, 7)), RNG.integers(1, 20, (2, 9))
+    got = [np.asarray(y) for y in port([src, tgt])]
+    with torch.no_grad():
+        want = [y.numpy() for y in OtherLength().eval()(torch.as_tensor(src), torch.as_tensor(tgt))]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-5)

@@ -69,7 +69,47 @@ def whole_module_to_keras(
             check_custom_port(graph, module, xs, expected, actual, label=label, dtype=coarser)
         else:
             check_port(graph, xs, expected, actual, label=label, dtype=coarser, noise=noise)
+            _check_untied(module, model, graph, seed, dtype, coarser)
     return model
+
+
+def _check_untied(module: Any, model: Any, graph: Any, seed: int, dtype: Any, coarser: str) -> None:
+    """Where ``forward`` takes several inputs of free length, check the port again with
+    each input at a length of its own (a target shorter than its source): the capture ran
+    them at one length, so a size read from the wrong input agrees only there. Skipped
+    where ``forward`` itself refuses inputs of different lengths (they are tied)."""
+    from ..inputs import example_inputs
+    from ..models.port import call_keras_model
+
+    free = [
+        name
+        for name in graph.inputs
+        if not graph.holds_lengths(name) and None in graph.layer(name).options["shape"]
+    ]
+    if len(free) < 2:
+        return
+    torch = require("torch")
+    xs = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed, stagger=2)
+    tensors = [
+        torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype) for x in xs
+    ]
+    try:
+        expected = _expected_of(module, tensors)
+    except UnsupportedFeatureError:
+        return  # forward refuses them: the inputs' lengths are tied
+    given = [x if x.dtype.kind == "i" else x.astype("float32") for x in xs]
+    actual = list(call_keras_model(model, given))
+    shapes = [tuple(x.shape) for x in xs]
+    for want, got in zip(expected, actual):
+        if want.shape != got.shape:
+            raise UnsupportedFeatureError(
+                f"torch {type(module).__name__} returns shape {tuple(want.shape)} for inputs "
+                f"of shapes {shapes}, its Keras port {got.shape}: the port reads a length "
+                "from another input than forward does (the capture runs every input at one "
+                "length). Give every size, input_shape=[...], to port it at those sizes"
+            )
+    label = f"torch {type(module).__name__} vs its Keras model, its inputs of lengths apart"
+    check_port(graph, xs, expected, actual, label=label, dtype=coarser)
 
 
 def _check_shapes(

@@ -1,6 +1,7 @@
 """Recurrent models copied from public packages as the packages define them (docstrings
 left out, defaults kept), so the tests and the benchmarks port the same code: torchaudio
-2.11's DeepSpeech, Tacotron 2 encoder and WaveRNN, and demucs 4.1's BLSTM.
+2.11's DeepSpeech, Tacotron 2 encoder and WaveRNN, demucs 4.1's BLSTM, and the
+``PositionalEncoding`` of PyTorch's Transformer tutorial.
 
 Only torch is imported: the peers benchmark imports this module in its own environment.
 """
@@ -12,6 +13,25 @@ import math
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+
+class PositionalEncoding(nn.Module):
+    """PyTorch's "Language Modeling with nn.Transformer" tutorial's ``PositionalEncoding``:
+    sinusoidal positions in a (max_len, 1, d_model) buffer, added to time-major input."""
+
+    def __init__(self, d_model: int, dropout: float = 0.1, max_len: int = 5000):
+        super().__init__()
+        self.dropout = nn.Dropout(p=dropout)
+        position = torch.arange(max_len).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(max_len, 1, d_model)
+        pe[:, 0, 0::2] = torch.sin(position * div_term)
+        pe[:, 0, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.pe[: x.size(0)]
+        return self.dropout(x)
 
 
 class FullyConnected(nn.Module):

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from tests.packaged_models import BLSTM, DeepSpeech, TacotronEncoder
+from tests.packaged_models import BLSTM, DeepSpeech, PositionalEncoding, TacotronEncoder
 
 VOCAB = 60
 TAGS = 9
@@ -366,22 +366,17 @@ class PositionalLSTM(nn.Module):
     """Token embeddings scaled and given PyTorch's Transformer tutorial's sinusoidal
     positions (a time-major (max_len, 1, d) buffer cut to the steps), then a BiLSTM."""
 
-    def __init__(self, d_model: int = 24, max_len: int = 64) -> None:
+    def __init__(self, d_model: int = 24) -> None:
         super().__init__()
+        self.d_model = d_model
         self.embedding = nn.Embedding(VOCAB, d_model)
-        position = torch.arange(max_len).unsqueeze(1)
-        div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
-        pe = torch.zeros(max_len, 1, d_model)
-        pe[:, 0, 0::2] = torch.sin(position * div_term)
-        pe[:, 0, 1::2] = torch.cos(position * div_term)
-        self.register_buffer("pe", pe)
+        self.positions = PositionalEncoding(d_model, max_len=64)
         self.lstm = nn.LSTM(d_model, 16, batch_first=True, bidirectional=True)
         self.fc = nn.Linear(32, TAGS)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(ids).transpose(0, 1) * math.sqrt(self.pe.size(2))
-        x = (x + self.pe[: x.size(0)]).transpose(0, 1)
-        return self.fc(self.lstm(x)[0])
+        x = self.embedding(ids).transpose(0, 1) * math.sqrt(self.d_model)
+        return self.fc(self.lstm(self.positions(x).transpose(0, 1))[0])
 
 
 class StatisticsPooling(nn.Module):

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -22,29 +20,13 @@ from xframe_bilstm import (  # noqa: E402
 )
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
+from ..packaged_models import PositionalEncoding  # noqa: E402
 from .every_framework import assert_agrees_everywhere  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 nn = torch.nn
 IDS = np.random.default_rng(0).integers(1, 30, (3, 9))
-
-
-class TutorialEncoding(nn.Module):
-    """PyTorch's Transformer tutorial's ``PositionalEncoding``: a (max_len, 1, d) buffer
-    added to time-major (T, B, d) inputs."""
-
-    def __init__(self, d_model: int, max_len: int = 64) -> None:
-        super().__init__()
-        position = torch.arange(max_len).unsqueeze(1)
-        div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
-        pe = torch.zeros(max_len, 1, d_model)
-        pe[:, 0, 0::2] = torch.sin(position * div_term)
-        pe[:, 0, 1::2] = torch.cos(position * div_term)
-        self.register_buffer("pe", pe)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pe[: x.size(0)]
 
 
 class Tagger(nn.Module):
@@ -56,7 +38,7 @@ class Tagger(nn.Module):
         torch.manual_seed(111)
         self.embed = nn.Embedding(30, 8)
         self.positions = nn.Parameter(torch.randn(1, 64, 8))
-        self.tutorial = TutorialEncoding(8) if tutorial else None
+        self.tutorial = PositionalEncoding(8, max_len=64) if tutorial else None
         self.lstm = nn.LSTM(8, 5, batch_first=True)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -74,9 +56,7 @@ def test_a_position_table_cut_to_the_steps_agrees_at_any_length(tutorial, tmp_pa
     assert_agrees_everywhere(module, inputs=IDS)
     port = torch_to_keras(module)  # checked against forward
     longer = np.random.default_rng(1).integers(1, 30, (2, 23))
-    with torch.no_grad():
-        want = module(torch.as_tensor(longer)).numpy()
-    np.testing.assert_allclose(np.asarray(port(longer)), want, atol=1e-5)
+    want = _assert_agrees_longer(module, port, longer)
     path = tmp_path / "tagger.keras"
     port.save(path)
     back = keras_to_torch(path)  # checked against the model Keras loads
@@ -115,10 +95,7 @@ def test_learned_positions_agree_at_any_length(lookup) -> None:
     np.testing.assert_array_equal(table.weights["value"], module.position.weight.detach())
     assert_agrees_everywhere(module, inputs=IDS)
     port = torch_to_keras(module)  # checked against forward
-    longer = np.random.default_rng(2).integers(1, 30, (2, 31))
-    with torch.no_grad():
-        want = module(torch.as_tensor(longer)).numpy()
-    np.testing.assert_allclose(np.asarray(port(longer)), want, atol=1e-5)
+    _assert_agrees_longer(module, port, np.random.default_rng(2).integers(1, 30, (2, 31)))
 
 
 def test_the_table_is_held_whole_and_cut_by_the_steps() -> None:
@@ -148,3 +125,12 @@ def test_positions_counted_from_one_are_refused_by_name() -> None:
 
     with pytest.raises(UnsupportedFeatureError, match=r"aten\.arange"):
         torch_to_keras(FromOne("call").eval())
+
+
+def _assert_agrees_longer(module: nn.Module, port, ids: np.ndarray) -> np.ndarray:
+    """The Keras port agrees with ``module`` on ``ids`` longer than any capture's; the
+    module's output."""
+    with torch.no_grad():
+        want = module(torch.as_tensor(ids)).numpy()
+    np.testing.assert_allclose(np.asarray(port(ids)), want, atol=1e-5)
+    return want

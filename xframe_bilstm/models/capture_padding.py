@@ -5,8 +5,10 @@
 torch lists the amounts from the last axis backwards, a (before, after) pair per axis. The
 padded axes must be the spatial axes of one layout: the last ones of a channels-first
 tensor (B, C, T) or (B, C, H, W), or those between the batch and the last axis of a
-channels-last one (B, T, C). Other modes and values, negative amounts (cropping: slice
-instead) and the batch or channel axes are refused by name.
+channels-last one (B, T, C) (zeros at the end of a sequence's features are the first
+layout's, read so). Other modes and values, negative amounts (cropping: slice instead),
+the batch axis and axes of no one layout (a sequence's steps and features both) are
+refused by name.
 """
 
 from __future__ import annotations

@@ -190,8 +190,9 @@ class LayerRecord:
     - ``reduce`` (read from a torch ``forward``): ``op`` (``"sum"``, ``"mean"``, ``"max"``,
       ``"min"``, ``"l1_norm"``, ``"l2_norm"``: the sum of absolute values, the square root
       of the sum of squares, ``"var"``, ``"std"``: the squared distances from the mean
-      summed and divided by their count less ``correction``, an option of these two), ``axes``
-      (a tuple, counted with the batch axis, never 0), ``keepdims``.
+      summed and divided by their count less ``correction``, an option of these two,
+      ``"logsumexp"``), ``axes`` (a tuple, counted with the batch axis, never 0),
+      ``keepdims``.
     - ``slice``: ``axis`` (counted with the batch axis, never 0), ``start``, ``stop``
       (None for the end), ``step``, ``keep_axis`` (False: the one position ``start``, the
       axis removed, as ``x[:, -1]``).

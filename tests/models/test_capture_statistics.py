@@ -1,7 +1,7 @@
 """Statistics pooling in a captured ``forward``: the mean and standard deviation of an LSTM's
-outputs over the steps (x-vector style speaker and language identifiers), and a variance
-without correction kept as an axis. Expected values are the module's own ``forward`` run
-by torch."""
+outputs over the steps (x-vector style speaker and language identifiers), a variance
+without correction kept as an axis, and log-sum-exp pooling (a soft maximum). Expected
+values are the module's own ``forward`` run by torch."""
 
 from __future__ import annotations
 
@@ -54,6 +54,17 @@ def test_statistics_pooling_agrees_on_every_framework() -> None:
         want = [t.numpy() for t in module(torch.as_tensor(longer))]
     for got, expected in zip(port(longer), want):
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_log_sum_exp_pooling_agrees_on_every_framework() -> None:
+    def body(m, x):  # a soft maximum over the steps, large enough to need the shift
+        h, _ = m.lstm(x * 40.0)
+        return m.out(torch.cat([torch.logsumexp(h * 50.0, dim=1), h.mean(1)], -1))
+
+    module = StatisticsPooling(body).eval()
+    reductions = [r.options for r in graph_from_torch(module).layers if r.kind == "reduce"]
+    assert {"op": "logsumexp", "axes": (1,), "keepdims": False} in reductions
+    assert_agrees_everywhere(module, inputs=FRAMES)
 
 
 def test_a_fractional_correction_is_refused_by_name() -> None:

@@ -47,7 +47,13 @@ def _record(name: str, kind: str, cls: str, inputs: Sequence[str], **options: An
 
 
 _PASS_ON = {"aten.clone", "aten.contiguous", "aten.alias", "aten.detach", "aten.lift_fresh_copy"}
-_REDUCTIONS = {"aten.sum": "sum", "aten.mean": "mean", "aten.amax": "max", "aten.amin": "min"}
+_REDUCTIONS = {
+    "aten.sum": "sum",
+    "aten.mean": "mean",
+    "aten.amax": "max",
+    "aten.amin": "min",
+    "aten.logsumexp": "logsumexp",
+}
 
 
 def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | None:

@@ -30,6 +30,8 @@ class Reduce(nn.Module):
         if self.op in ("var", "std"):
             spread = torch.var if self.op == "var" else torch.std
             return spread(x, dim=self.axes, correction=self.correction, keepdim=self.keepdims)
+        if self.op == "logsumexp":
+            return torch.logsumexp(x, dim=self.axes, keepdim=self.keepdims)
         if self.op == "sum":
             return torch.sum(x, dim=self.axes, keepdim=self.keepdims)
         if self.op == "mean":

@@ -5,8 +5,8 @@ Written from their definitions in numpy, independently of the torch port:
 - ``reduce``: the sum, mean, maximum, minimum, sum of absolute values (``l1_norm``),
   square root of the sum of squares (``l2_norm``), variance or standard deviation (``var``,
   ``std``: the squared distances from the mean summed and divided by their count less
-  ``correction``) over ``axes`` (counted with the batch axis), keeping them as size 1
-  where ``keepdims``.
+  ``correction``) or log of the sum of exponentials (``logsumexp``) over ``axes``
+  (counted with the batch axis), keeping them as size 1 where ``keepdims``.
 - ``slice``: ``x[..., start:stop:step, ...]`` on one ``axis``; with ``keep_axis`` False,
   the one position ``start`` with that axis removed (``x[:, -1]``). A step of -1 reverses
   the whole axis (``x[:, -1::-1]``, ``torch.flip``): start -1, no stop.
@@ -58,7 +58,17 @@ _REDUCTIONS: dict[str, Callable[..., Any]] = {
     "l2_norm": lambda x, **kw: np.sqrt(np.sum(np.square(x), **kw)),
     "var": np.var,
     "std": np.std,
+    "logsumexp": lambda x, **kw: _logsumexp(x, **kw),
 }
+
+
+def _logsumexp(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """``log(sum(exp(x)))`` over ``axis``, the largest value taken out first so that no
+    exponential overflows."""
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    total = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
+    return total if keepdims else np.squeeze(total, axis=axis)
 
 
 def slice_index(options: Mapping[str, Any]) -> tuple[Any, ...]:

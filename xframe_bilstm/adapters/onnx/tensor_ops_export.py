@@ -26,6 +26,7 @@ _REDUCE_OPS = {
     "min": "ReduceMin",
     "l1_norm": "ReduceL1",
     "l2_norm": "ReduceL2",
+    "logsumexp": "ReduceLogSumExp",
 }
 _SCALAR_OPS = {
     "add": "Add",
@@ -39,7 +40,9 @@ _SCALAR_OPS = {
 # From these opsets on, the reductions take their axes as an input.
 _AXES_INPUT = {
     "ReduceSum": 13,
-    **dict.fromkeys(["ReduceMean", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2"], 18),
+    **dict.fromkeys(
+        ["ReduceMean", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceLogSumExp"], 18
+    ),
 }
 
 

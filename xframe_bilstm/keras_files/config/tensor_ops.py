@@ -74,7 +74,7 @@ _INPUT_COUNTS = {
 _NO_OPTIONS = ("lengths_mask", "end_mask", "valid_steps", "time_first")
 # The layers holding one weight, ``value``, of their ``shape`` option.
 _HOLDING = ("weight_op", "broadcast")
-_REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm", "var", "std")
+_REDUCTIONS = ("sum", "mean", "max", "min", "l1_norm", "l2_norm", "var", "std", "logsumexp")
 _WEIGHT_OPS = ("add", "subtract", "multiply", "divide")
 _SCALAR_OPS = (*_WEIGHT_OPS, "maximum", "minimum", "power")
 

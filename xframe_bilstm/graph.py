@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .canonical import RecurrentStack
+from .canonical import RecurrentStack, is_float_dtype
 from .errors import UnsupportedFeatureError
 from .records import (
     ATTENTION_KINDS,
@@ -122,7 +122,9 @@ class ModelGraph:
         moving = ("reshape", "permute", "slice", "expand", "repeat", "identity", "concatenate")
         reading = ("embedding", "where", "lengths_mask", "valid_steps", "broadcast", "custom")
         carried = [
-            r.name for r in self.layers if r.kind == "input" and str(r.options["dtype"])[0] in "iu"
+            r.name
+            for r in self.layers
+            if r.kind == "input" and not is_float_dtype(str(r.options["dtype"]))
         ]
         found: list[str] = []
         while carried:

@@ -49,18 +49,8 @@ def whole_module_to_keras(
     model = graph_to_keras(graph, hand_over=release_weights)
     model.captured_by = graph.captured_by  # torch.export, torch.fx, or None: children in order
     if verify:
-        from ..models.port import call_keras_model
-
-        torch = require("torch")
         dtype = next(module.parameters()).dtype
-        integers = [x.dtype.kind == "i" for x in xs]
-        tensors = [
-            torch.as_tensor(x) if whole else torch.as_tensor(x, dtype=dtype)
-            for x, whole in zip(xs, integers)
-        ]
-        expected = _expected_of(module, tensors)
-        given = [x if whole else x.astype("float32") for x, whole in zip(xs, integers)]
-        actual = list(call_keras_model(model, given))
+        expected, actual = _both_runs(module, model, xs, dtype)
         _check_shapes(module, xs[0], expected, actual)
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
         coarser = least_precise("float32", str(dtype).split(".")[-1])
@@ -79,7 +69,6 @@ def _check_untied(module: Any, model: Any, graph: Any, seed: int, dtype: Any, co
     them at one length, so a size read from the wrong input agrees only there. Skipped
     where ``forward`` itself refuses inputs of different lengths (they are tied)."""
     from ..inputs import example_inputs
-    from ..models.port import call_keras_model
 
     free = [
         name
@@ -88,17 +77,11 @@ def _check_untied(module: Any, model: Any, graph: Any, seed: int, dtype: Any, co
     ]
     if len(free) < 2:
         return
-    torch = require("torch")
     xs = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed, stagger=2)
-    tensors = [
-        torch.as_tensor(x) if x.dtype.kind == "i" else torch.as_tensor(x, dtype=dtype) for x in xs
-    ]
     try:
-        expected = _expected_of(module, tensors)
+        expected, actual = _both_runs(module, model, xs, dtype)
     except UnsupportedFeatureError:
         return  # forward refuses them: the inputs' lengths are tied
-    given = [x if x.dtype.kind == "i" else x.astype("float32") for x in xs]
-    actual = list(call_keras_model(model, given))
     shapes = [tuple(x.shape) for x in xs]
     for want, got in zip(expected, actual):
         if want.shape != got.shape:
@@ -110,6 +93,27 @@ def _check_untied(module: Any, model: Any, graph: Any, seed: int, dtype: Any, co
             )
     label = f"torch {type(module).__name__} vs its Keras model, its inputs of lengths apart"
     check_port(graph, xs, expected, actual, label=label, dtype=coarser)
+
+
+def _both_runs(
+    module: Any, model: Any, xs: list[np.ndarray], dtype: Any
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``module``'s outputs on ``xs`` (floats in its ``dtype``, ids as they are) and its Keras
+    port's (floats in float32).
+
+    Raises:
+        UnsupportedFeatureError: ``forward`` raised on them (:func:`_expected_of`).
+    """
+    from ..models.port import call_keras_model
+
+    torch = require("torch")
+    whole = [x.dtype.kind == "i" for x in xs]
+    tensors = [
+        torch.as_tensor(x) if w else torch.as_tensor(x, dtype=dtype) for x, w in zip(xs, whole)
+    ]
+    expected = _expected_of(module, tensors)  # before the port runs: forward may refuse xs
+    given = [x if w else x.astype("float32") for x, w in zip(xs, whole)]
+    return expected, list(call_keras_model(model, given))
 
 
 def _check_shapes(

@@ -12,11 +12,12 @@ import numpy as np
 
 
 def randomize_normalization(model: Any, seed: int = 0) -> Any:
-    """Give every BatchNormalization and LayerNormalization layer random weights."""
+    """Give every BatchNormalization, LayerNormalization and GroupNormalization layer
+    random weights."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         name = type(layer).__name__
-        if name not in ("BatchNormalization", "LayerNormalization"):
+        if name not in ("BatchNormalization", "LayerNormalization", "GroupNormalization"):
             continue
         weights = layer.get_weights()
         drawn = [rng.normal(0.0, 0.8, w.shape).astype(w.dtype) for w in weights]
@@ -27,13 +28,14 @@ def randomize_normalization(model: Any, seed: int = 0) -> Any:
 
 
 def sequence_model(keras: Any) -> Any:
-    """(T, F) -> BatchNormalization -> LSTM -> LayerNormalization -> MaxPooling1D -> GRU ->
-    Dense."""
+    """(T, F) -> BatchNormalization -> LSTM -> LayerNormalization -> GroupNormalization ->
+    MaxPooling1D -> GRU -> Dense."""
     layers = keras.layers
     x = keras.Input((None, 4), name="features")
     y = layers.BatchNormalization(name="bn")(x)
     y = layers.LSTM(6, return_sequences=True, name="lstm")(y)
     y = layers.LayerNormalization(name="ln")(y)
+    y = layers.GroupNormalization(3, epsilon=1e-2, name="gn")(y)
     y = layers.MaxPooling1D(name="pool")(y)
     y = layers.GRU(5, name="gru")(y)
     model = keras.Model(x, layers.Dense(3, name="out")(y), name="sequence_normpool")
@@ -54,13 +56,15 @@ def image_model(keras: Any) -> Any:
 
 
 def masked_model(keras: Any) -> Any:
-    """Token ids with a mask that BatchNormalization, LayerNormalization and the LSTM pass
+    """Token ids with a mask that BatchNormalization, LayerNormalization,
+    GroupNormalization (Keras 3: its statistics count the padded steps) and the LSTM pass
     on, that MaxPooling1D ends, and a masked average that reads the mask passed on."""
     layers = keras.layers
     ids = keras.Input((None,), dtype="int32", name="ids")
     x = layers.Embedding(20, 4, mask_zero=True, name="embedding")(ids)
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.LayerNormalization(name="ln")(x)
+    x = layers.GroupNormalization(2, name="gn")(x)
     sequence = layers.LSTM(5, return_sequences=True, name="lstm")(x)
     pooled = layers.MaxPooling1D(2, padding="same", name="pool")(sequence)
     after_pool = layers.GlobalAveragePooling1D(name="unmasked_average")(pooled)
@@ -80,6 +84,9 @@ def layer_cases(keras: Any) -> dict[str, tuple[tuple[int | None, ...], Any]]:
         "ln_two_axes": ((5, 3), layers.LayerNormalization(axis=[1, 2], epsilon=1e-5)),
         "ln_middle_axis": ((4, 3, 2), layers.LayerNormalization(axis=2)),
         "ln_no_center": ((None, 3), layers.LayerNormalization(center=False)),
+        "gn_channels_last": ((None, 6), layers.GroupNormalization(3, epsilon=1e-4)),
+        "gn_instance_channels_first": ((4, 5), layers.GroupNormalization(-1, axis=1)),
+        "gn_image_no_center": ((3, 4, 6), layers.GroupNormalization(2, center=False)),
         "max1d_same": ((7, 3), layers.MaxPooling1D(3, strides=2, padding="same")),
         "avg1d_same": ((None, 3), layers.AveragePooling1D(4, strides=3, padding="same")),
         "avg1d_valid_channels_first": (

@@ -53,6 +53,7 @@ MASK_RULES = {
     "softmax": "keep",
     "batch_norm": "keep",  # Keras 2 and 3 pass the mask on (it only matters in training)
     "layer_norm": "keep",
+    "group_norm": "keep",  # padded steps count in the statistics, as in torch
     "pool": "drop",  # Keras 3 warns and drops it; Keras 2 refuses a masked input
     # A Keras 3 layer that does not support masking drops the mask (and warns).
     "custom": "drop",
@@ -180,6 +181,10 @@ class LayerRecord:
       (``scale``) and ``beta`` (``center``), each (channels,).
     - ``layer_norm``: ``axis`` (a tuple, counted with the batch axis), ``epsilon``; weights
       optionally ``gamma`` and ``beta``, shaped as the normalized axes.
+    - ``group_norm``: ``axis`` (the channel axis, counted with the batch axis), ``groups``
+      (consecutive channels sharing one mean and variance over every other axis but the
+      batch; as many groups as channels is instance normalization), ``epsilon``; weights
+      optionally ``gamma`` and ``beta``, each (channels,).
     - ``pool``: ``op`` (``"max"`` or ``"average"``), ``pool_size`` and ``strides`` (one
       int per spatial axis), ``padding`` (``"valid"`` or ``"same"``, TensorFlow's: the
       average counts only the input's values, the maximum ignores the padding),

@@ -35,3 +35,13 @@ def test_a_port_with_another_layer_norm_scale_is_named_by_layer() -> None:
     result = diagnose(model, port)
     assert result.code == "weights_differ"
     assert "layer 'ln' (LayerNormalization)" in result.message and "gamma" in result.message
+
+
+def test_a_port_with_another_group_norm_offset_is_named_by_layer() -> None:
+    model = normpool_models.sequence_model(keras)
+    port = keras_to_torch(model)
+    with torch.no_grad():
+        port.gn.bias.add_(0.5)
+    result = diagnose(model, port)
+    assert result.code == "weights_differ"
+    assert "layer 'gn' (GroupNormalization)" in result.message and "beta" in result.message

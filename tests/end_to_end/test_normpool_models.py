@@ -101,13 +101,13 @@ def test_a_keras2_h5_file_with_list_axes_is_ported_and_compared(name: str, tmp_p
 
 
 def test_the_masks_pass_through_normalization_and_end_at_pooling() -> None:
-    """As Keras 3: BatchNormalization and LayerNormalization pass the mask on, the LSTM
+    """As Keras 3: the normalizations pass the mask on, the LSTM
     keeps it, MaxPooling1D drops it (so the average after it counts every step) while the
     average of the LSTM's sequence counts the valid steps only."""
     model = normpool_models.masked_model(keras)
     graph = graph_from_keras(model)
-    masked = {name: graph.masked(name) for name in ("bn", "ln", "lstm", "pool")}
-    assert masked == {"bn": True, "ln": True, "lstm": True, "pool": False}
+    masked = {name: graph.masked(name) for name in ("bn", "ln", "gn", "lstm", "pool")}
+    assert masked == {"bn": True, "ln": True, "gn": True, "lstm": True, "pool": False}
     assert model.get_layer("ln").output._keras_mask is not None
     assert getattr(model.get_layer("pool").output, "_keras_mask", None) is None
     (ids,), tolerance = _inputs(model)
@@ -115,7 +115,7 @@ def test_the_masks_pass_through_normalization_and_end_at_pooling() -> None:
     expected = np.asarray(model(ids))
     port = keras_to_torch(model)
     np.testing.assert_allclose(_torch_output(port, ids), expected, rtol=0, atol=tolerance)
-    # The mask reached the LSTM through both normalizations: Keras repeats the last valid
+    # The mask reached the LSTM through the normalizations: Keras repeats the last valid
     # output over a right-padded row's padded steps.
     sequence = np.asarray(keras.Model(model.input, model.get_layer("lstm").output)(ids))
     row = int(np.flatnonzero((ids[:, 0] != 0) & (ids[:, -1] == 0))[0])

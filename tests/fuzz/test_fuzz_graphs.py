@@ -1,9 +1,9 @@
 """Random small whole Keras models port exactly to torch and ONNX, or are refused by name.
 
 A model is a chain on a (T, F) sequence of the layers whole-model ports support: Conv1D
-(any padding and stride), Dense, BatchNormalization, LayerNormalization, pooling,
-Activation, LSTM/GRU/SimpleRNN and Bidirectional, Dropout and Permute, with shapes kept
-valid; then a last recurrent layer, a global pooling or nothing, and a Dense. Each is
+(any padding and stride), Dense, BatchNormalization, LayerNormalization,
+GroupNormalization, pooling, Activation, LSTM/GRU/SimpleRNN and Bidirectional, Dropout and
+Permute, with shapes kept valid; then a last recurrent layer, a global pooling or nothing, and a Dense. Each is
 built as a real Keras model with seeded weights. ``keras_to_torch`` of it must match the
 model's own call within the tolerance derived for that model on that input, and so must
 ``to_onnx`` of it on onnxruntime; what is refused must raise
@@ -45,7 +45,7 @@ L = keras.layers
 EXAMPLES = int(os.environ.get("FUZZ_GRAPH_EXAMPLES", 6 if PROFILE_NAME == "ci" else 100))
 RECURRENT = ["LSTM", "GRU", "SimpleRNN"]
 KINDS = ["Conv1D", "Dense", "BatchNormalization", "LayerNormalization", "Pooling", "Activation"]
-KINDS += ["Recurrent", "Dropout", "Permute"]
+KINDS += ["GroupNormalization", "Recurrent", "Dropout", "Permute"]
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "elu", "softplus", "swish", "gelu", "linear"]
 
 
@@ -92,6 +92,10 @@ def layer_chains(draw: st.DrawFn) -> tuple[tuple[int, int], list[tuple[str, dict
             # degenerate layer whose output no tolerance derived from the data can bound.
             if features > 1:
                 chain.append((kind, {}))
+        elif kind == "GroupNormalization":
+            groups = draw(st.sampled_from([g for g in range(1, features + 1) if features % g == 0]))
+            if features // groups * steps > 1:  # one value per group: degenerate, as above
+                chain.append((kind, {"groups": groups}))
         elif kind == "Activation":
             chain.append((kind, {"activation": draw(st.sampled_from(ACTIVATIONS))}))
         elif kind == "Recurrent":

@@ -97,3 +97,37 @@ def test_what_the_module_would_refuse_is_refused_with_its_line(body, says) -> No
     with pytest.raises(UnsupportedFeatureError, match=says) as caught:
         torch_to_keras(Refused(body).eval())
     assert "test_capture_functional.py" in str(caught.value)
+
+
+class GroupedFrontEnd(nn.Module):
+    """A convolution, ``F.group_norm`` with a held scale only, ``F.instance_norm`` with and
+    without held running statistics, then a GRU over the steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(52)
+        self.conv = nn.Conv1d(4, 6, 3, padding=1)
+        self.scale = nn.Parameter(torch.rand(6) + 0.5)
+        self.register_buffer("mean", torch.randn(6))
+        self.register_buffer("variance", torch.rand(6) + 0.5)
+        self.gru = nn.GRU(6, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.group_norm(self.conv(x.transpose(1, 2)), 3, self.scale, eps=1e-3)
+        y = F.instance_norm(F.instance_norm(y), self.mean, self.variance, use_input_stats=False)
+        return self.gru(y.transpose(1, 2))[0]
+
+
+def test_group_and_instance_norm_read_as_their_modules() -> None:
+    module = GroupedFrontEnd().eval()
+    graph = graph_from_torch(module)
+    kinds = [(r.kind, r.class_name) for r in graph.layers if r.kind.endswith("_norm")]
+    assert kinds == [
+        ("group_norm", "GroupNorm"),
+        ("group_norm", "InstanceNorm1d"),
+        ("batch_norm", "InstanceNorm1d"),  # the running statistics: BatchNorm's computation
+    ]
+    grouped = graph.layer(next(r.name for r in graph.layers if r.kind == "group_norm"))
+    assert grouped.options == {"axis": 1, "groups": 3, "epsilon": pytest.approx(1e-3)}
+    np.testing.assert_array_equal(grouped.weights["beta"], np.zeros(6, "float32"))
+    assert_agrees_everywhere(module, inputs=_frames(3, 9))

@@ -20,16 +20,19 @@ pytestmark = [pytest.mark.keras, pytest.mark.torch]
 nn = torch.nn
 
 
+_GROUPED = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
+
+
 def _with_statistics(module: nn.Module, seed: int) -> nn.Module:
     """Random running statistics and affine weights, then inference mode."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for child in module.modules():
-            if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+            if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, *_GROUPED)):
                 for tensor in (child.weight, child.bias):
                     if tensor is not None:
                         tensor.copy_(torch.randn(tensor.shape, generator=generator))
-            if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if getattr(child, "running_mean", None) is not None:
                 child.running_mean.copy_(torch.randn(child.num_features, generator=generator))
                 child.running_var.uniform_(0.3, 2.5, generator=generator)
     return module.eval()
@@ -70,6 +73,23 @@ def _modules() -> dict[str, nn.Module]:
             nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.LayerNorm(6), nn.Linear(6, 2)
         ),
         "sequence": Normalized(),
+        # wav2vec 2.0's first block normalizes each channel (GroupNorm(C, C)); a TasNet's
+        # global layer norm is one group (GroupNorm(1, C)).
+        "grouped": nn.Sequential(
+            nn.Conv1d(4, 6, 3),
+            nn.GroupNorm(6, 6),
+            nn.GroupNorm(1, 6, eps=1e-8),
+            nn.GroupNorm(3, 6, affine=False),
+            nn.InstanceNorm1d(6, affine=True),
+            nn.InstanceNorm1d(6, eps=0.1),
+            nn.MaxPool1d(2),
+        ),
+        "grouped_first": nn.Sequential(nn.GroupNorm(2, 4), nn.Conv1d(4, 3, 1)),
+        "instance_image": nn.Sequential(
+            nn.InstanceNorm2d(3, affine=True),
+            nn.InstanceNorm2d(3, track_running_stats=True),  # its running statistics
+            nn.AdaptiveAvgPool2d(1),
+        ),
     }
 
 
@@ -108,6 +128,13 @@ def test_records_keep_torch_layout_as_keras_options() -> None:
     sequence = graph_from_torch(_with_statistics(_modules()["channels_first_sequence"], seed=1))
     assert sequence.layer("input").options["shape"] == (4, None)  # a 1-D pool follows
     assert set(sequence.layer("batchnorm1d_0").weights) == {"moving_mean", "moving_variance"}
+    grouped = graph_from_torch(_with_statistics(_modules()["grouped"], seed=1))
+    assert grouped.layer("groupnorm_2").options == {"axis": 1, "groups": 1, "epsilon": 1e-8}
+    assert not grouped.layer("groupnorm_3").weights  # affine=False
+    assert grouped.layer("instancenorm1d_4").options["groups"] == 6  # one per channel
+    image = graph_from_torch(_with_statistics(_modules()["instance_image"], seed=1))
+    assert image.layer("input").options["shape"] == (3, None, None)
+    assert image.layer("instancenorm2d_1").kind == "batch_norm"
     normalized = graph_from_torch(_with_statistics(Normalized(), seed=1))
     assert normalized.layer("after").options == {"axis": (-1,), "epsilon": 1e-5}
     assert set(normalized.layer("after").weights) == {"gamma"}  # bias=False

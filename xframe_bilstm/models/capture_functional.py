@@ -63,6 +63,38 @@ def _layer_norm(nn: Any, node: Any, tensors: Tensors) -> Any:
     return module
 
 
+def _group_norm(nn: Any, node: Any, tensors: Tensors) -> Any:
+    values = _arguments(node, ("num_groups", "weight", "bias", "eps"), {"eps": 1e-5})
+    weight, bias = (_held(tensors, values[name], name) for name in ("weight", "bias"))
+    channels = int(node.args[0].meta["val"].shape[1])
+    affine = weight is not None or bias is not None  # one alone: the other is ones or zeros
+    module = nn.GroupNorm(int(values["num_groups"]), channels, float(values["eps"]), affine)
+    _load(module, weight=weight, bias=bias)
+    return module
+
+
+def _instance_norm(nn: Any, node: Any, tensors: Tensors) -> Any:
+    names = ("weight", "bias", "running_mean", "running_var", "use_input_stats", "momentum", "eps")
+    values = _arguments(node, names, {"use_input_stats": True, "momentum": 0.1, "eps": 1e-5})
+    held = {name: _held(tensors, values[name], name) for name in names[:4]}
+    shape = tuple(node.args[0].meta["val"].shape)
+    if len(shape) not in (3, 4):
+        raise Unsupported(
+            f"normalizes a tensor of rank {len(shape)}; read on (B, C, L) or (B, C, H, W)"
+        )
+    statistics = not values["use_input_stats"]  # the running ones
+    module = getattr(nn, f"InstanceNorm{len(shape) - 2}d")(
+        int(shape[1]),
+        float(values["eps"]),
+        affine=held["weight"] is not None or held["bias"] is not None,
+        track_running_stats=statistics,
+    )
+    _load(module, weight=held["weight"], bias=held["bias"])
+    if statistics:
+        _load(module, running_mean=held["running_mean"], running_var=held["running_var"])
+    return module
+
+
 def _held(tensors: Tensors, value: Any, what: str) -> Any:
     """The tensor the module holds for an argument (None for none given)."""
     if value is None:
@@ -90,6 +122,8 @@ _BUILDERS: dict[str, Builder] = {
         for dims in (1, 2)
     },
     "aten.layer_norm": _layer_norm,
+    "aten.group_norm": _group_norm,
+    "aten.instance_norm": _instance_norm,
 }
 FUNCTIONAL = frozenset(_BUILDERS)
 

@@ -33,8 +33,8 @@ def child_input_options(first_name: str, first: Any, nn: Any) -> dict[str, Any]:
         return conv_input_options(first, nn)
     raise UnsupportedFeatureError(
         f"the first child {first_name!r} ({type(first).__name__}) does not fix the "
-        "input size; start with an Embedding, a recurrent module, a Linear, a Conv1d/2d, "
-        "a BatchNorm or a LayerNorm"
+        "input size; start with an Embedding, a recurrent module, a Linear, a Conv1d/2d "
+        "or a normalization"
     )
 
 

@@ -2,7 +2,9 @@
 
 torch's layout is recorded, not rewritten: ``BatchNorm1d/2d`` normalize axis 1
 (``axis=1``), pools read (B, C, L) or (B, C, H, W) (``data_format="channels_first"``),
-``LayerNorm`` normalizes the last axes. What Keras cannot compute the same way is refused
+``LayerNorm`` normalizes the last axes, ``GroupNorm`` groups of channels on axis 1 and
+``InstanceNorm1d/2d`` each channel (one group per channel; with running statistics at
+inference, a ``BatchNorm``'s computation). What Keras cannot compute the same way is refused
 by name: a ``BatchNorm`` in training mode or without running statistics (batch
 statistics), ``ceil_mode``, ``dilation``, ``return_indices``, ``divisor_override``, padding
 other than TensorFlow's ``same``, and adaptive pools to other than one value per channel.
@@ -16,11 +18,14 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord
 
-_FIRST = "start with an Embedding, a recurrent module, a Linear, a BatchNorm or a LayerNorm"
+_FIRST = "start with an Embedding, a recurrent module, a Linear or a normalization"
 SUPPORTED = (
     "BatchNorm1d",
     "BatchNorm2d",
     "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
     "MaxPool1d",
     "MaxPool2d",
     "AvgPool1d",
@@ -37,6 +42,9 @@ def _types(nn: Any) -> tuple[type, ...]:
         nn.BatchNorm1d,
         nn.BatchNorm2d,
         nn.LayerNorm,
+        nn.GroupNorm,
+        nn.InstanceNorm1d,
+        nn.InstanceNorm2d,
         nn.MaxPool1d,
         nn.MaxPool2d,
         nn.AvgPool1d,
@@ -69,7 +77,8 @@ def input_options(children: list[tuple[str, Any]]) -> dict[str, Any] | None:
     """The input's ``shape`` and ``dtype`` when a normalization or pool comes first, or None.
 
     ``BatchNorm1d`` reads (B, C, L) when a 1-D pool follows it and (B, C) otherwise;
-    ``BatchNorm2d`` (B, C, H, W); ``LayerNorm`` (B, T, F) for ``normalized_shape=(F,)``,
+    ``BatchNorm2d`` and ``InstanceNorm2d`` (B, C, H, W); ``GroupNorm`` and
+    ``InstanceNorm1d`` (B, C, L); ``LayerNorm`` (B, T, F) for ``normalized_shape=(F,)``,
     (B, *normalized_shape) otherwise. A pool first does not say how many channels there
     are, and is refused.
     """
@@ -80,8 +89,12 @@ def input_options(children: list[tuple[str, Any]]) -> dict[str, Any] | None:
         shape: tuple[int | None, ...] = (
             (first.num_features, None) if sequence else (first.num_features,)
         )
-    elif isinstance(first, nn.BatchNorm2d):
+    elif isinstance(first, (nn.BatchNorm2d, nn.InstanceNorm2d)):
         shape = (first.num_features, None, None)
+    elif isinstance(first, nn.InstanceNorm1d):
+        shape = (first.num_features, None)
+    elif isinstance(first, nn.GroupNorm):
+        shape = (first.num_channels, None)
     elif isinstance(first, nn.LayerNorm):  # one axis: features of each step of a sequence
         normalized = tuple(first.normalized_shape)
         shape = (None, *normalized) if len(normalized) == 1 else normalized
@@ -108,6 +121,8 @@ def normpool_records(name: str, child: Any, previous: str) -> list[LayerRecord]:
         options = {"axis": axes, "epsilon": float(child.eps)}
         weights = _affine(child)
         return [LayerRecord(name, "layer_norm", kind, (previous,), options, weights)]
+    if isinstance(child, (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)):
+        return [_group_norm(name, child, previous, nn, where)]
     adaptive = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
     if isinstance(child, (*adaptive, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
         return [LayerRecord(name, "global_pool", kind, (previous,), _adaptive(child, nn, where))]
@@ -142,6 +157,21 @@ def _batch_norm(child: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]
     weights["moving_mean"] = tensor_to_numpy(child.running_mean)
     weights["moving_variance"] = tensor_to_numpy(child.running_var)
     return {"axis": 1, "epsilon": float(child.eps)}, weights
+
+
+def _group_norm(name: str, child: Any, previous: str, nn: Any, where: str) -> LayerRecord:
+    """A ``GroupNorm``, or an ``InstanceNorm`` (a group per channel, or with running
+    statistics at inference the ``BatchNorm`` computation)."""
+    kind = type(child).__name__
+    if isinstance(child, nn.GroupNorm):
+        groups, weights = int(child.num_groups), _affine(child)
+    elif child.track_running_stats and not child.training:
+        options, weights = _batch_norm(child, where)
+        return LayerRecord(name, "batch_norm", kind, (previous,), options, weights)
+    else:
+        groups, weights = int(child.num_features), _affine(child)
+    options = {"axis": 1, "groups": groups, "epsilon": float(child.eps)}
+    return LayerRecord(name, "group_norm", kind, (previous,), options, weights)
 
 
 def _adaptive(child: Any, nn: Any, where: str) -> dict[str, Any]:

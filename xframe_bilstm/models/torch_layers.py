@@ -25,7 +25,7 @@ from ..reference.tensor_ops import KINDS as TENSOR_OP_KINDS
 from ..reference.tensor_ops import held_rows
 from .recurrent import Recurrent
 from .torch_convolution import Convolution, PadOrCrop
-from .torch_normpool import BatchNorm, GlobalPool, LayerNorm, Pool
+from .torch_normpool import BatchNorm, GlobalPool, GroupNorm, LayerNorm, Pool
 
 
 def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -291,6 +291,13 @@ def layer_module(
         )
     if record.kind == "layer_norm":
         return LayerNorm(dict(record.weights), axis=options["axis"], epsilon=options["epsilon"])
+    if record.kind == "group_norm":
+        return GroupNorm(
+            dict(record.weights),
+            axis=int(options["axis"]),
+            groups=int(options["groups"]),
+            epsilon=options["epsilon"],
+        )
     if record.kind == "pool":
         return Pool(**options)
     if record.kind == "concatenate":

@@ -92,6 +92,29 @@ class LayerNorm(_Normalization):
         return f"axis={self.axis}, epsilon={self.epsilon}"
 
 
+class GroupNorm(_Normalization):
+    """Keras ``GroupNormalization``: ``groups`` of consecutive channels on ``axis``.
+
+    ``F.group_norm`` on the channels moved to axis 1 (where torch keeps them), so the
+    state_dict reads as ``nn.GroupNorm``'s (``weight``, ``bias``).
+    """
+
+    def __init__(
+        self, weights: dict[str, np.ndarray], *, axis: int, groups: int, epsilon: float
+    ) -> None:
+        super().__init__(weights, epsilon)
+        self.axis, self.groups = axis, groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        axis = self.axis % x.dim()
+        channels_first = x.movedim(axis, 1)
+        y = F.group_norm(channels_first, self.groups, self.weight, self.bias, self.epsilon)
+        return y.movedim(1, axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, groups={self.groups}, epsilon={self.epsilon}"
+
+
 class Pool(nn.Module):
     """Keras ``MaxPooling1D/2D`` or ``AveragePooling1D/2D``, TensorFlow's padding."""
 

@@ -22,7 +22,7 @@ from ..masks import mask_from_lengths
 from ..stack_graph import graph_initial_states
 from .attention import run_attention
 from .convolution import activate, conv_reference, pad_or_crop_reference
-from .normpool import batch_norm, global_pool, layer_norm, pool
+from .normpool import batch_norm, global_pool, group_norm, layer_norm, pool
 from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
 from .tensor_ops import INDEXED_OPS, held_rows, run_matmul, run_tensor_op
@@ -138,6 +138,8 @@ def run_model_reference(
             y = batch_norm(record, x, dtype)
         elif record.kind == "layer_norm":
             y = layer_norm(record, x, dtype)
+        elif record.kind == "group_norm":
+            y = group_norm(record, x, dtype)
         elif record.kind == "pool":
             y = pool(options, x, dtype)
         elif record.kind == "concatenate":

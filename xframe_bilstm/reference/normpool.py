@@ -3,6 +3,8 @@
 - ``BatchNormalization`` at inference: ``(x - moving_mean) / sqrt(moving_variance +
   epsilon) * gamma + beta`` along its channel axis.
 - ``LayerNormalization``: each sample's mean and (population) variance over ``axis``.
+- ``GroupNormalization``: the channels split into ``groups`` of consecutive channels, each
+  sample's mean and variance taken per group over its channels and every other axis.
 - Pooling windows as TensorFlow places them: ``valid`` keeps whole windows only; ``same``
   gives ``ceil(size / stride)`` outputs, padding ``total // 2`` before and the rest after,
   and a window never reads the padding (the average divides by the values it covers).
@@ -51,6 +53,25 @@ def layer_norm(record: LayerRecord, x: np.ndarray, dtype: type) -> np.ndarray:
     variance = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
     y = (x - mean) / np.sqrt(variance + np.asarray(record.options["epsilon"], dtype))
     shape = _channel_shape(x.ndim, axes, tuple(x.shape[axis] for axis in axes))
+    if "gamma" in record.weights:
+        y = y * record.weights["gamma"].astype(dtype).reshape(shape)
+    if "beta" in record.weights:
+        y = y + record.weights["beta"].astype(dtype).reshape(shape)
+    return np.asarray(y, dtype)
+
+
+def group_norm(record: LayerRecord, x: np.ndarray, dtype: type) -> np.ndarray:
+    """Each sample normalized per group of channels, then scaled and shifted per channel."""
+    x = x.astype(dtype)
+    axis, groups = int(record.options["axis"]) % x.ndim, int(record.options["groups"])
+    channels_first = np.moveaxis(x, axis, 1)
+    grouped = channels_first.reshape(x.shape[0], groups, -1)
+    mean = grouped.mean(axis=2, keepdims=True)
+    variance = ((grouped - mean) ** 2).mean(axis=2, keepdims=True)
+    deviation = np.sqrt(variance + np.asarray(record.options["epsilon"], dtype))
+    normalized = ((grouped - mean) / deviation).reshape(channels_first.shape)
+    y = np.moveaxis(normalized, 1, axis)
+    shape = _channel_shape(x.ndim, (axis,), (x.shape[axis],))
     if "gamma" in record.weights:
         y = y * record.weights["gamma"].astype(dtype).reshape(shape)
     if "beta" in record.weights:

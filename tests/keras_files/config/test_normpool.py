@@ -57,6 +57,33 @@ def test_pooling_defaults_and_aliases() -> None:
     assert options == {"op": "average", "keepdims": True, "data_format": "channels_last"}
 
 
+def test_group_norm_of_one_group_per_channel_counts_the_channels_from_its_weights() -> None:
+    config = _sequential(_layer("GroupNormalization", groups=-1, epsilon=0.1), shape=[None, 5, 4])
+    weights = {"layer": [np.full(4, 2.0, "float32"), np.ones(4, "float32")]}
+    record = _graph(config, weights).layer("layer")
+    assert record.options == {"axis": -1, "groups": 4, "epsilon": 0.1}
+    np.testing.assert_array_equal(record.weights["gamma"], np.full(4, 2.0))
+    unbuilt = _sequential(
+        _layer("GroupNormalization", groups=-1, center=False, scale=False), shape=[None, 5, 4]
+    )
+    with pytest.raises(UnsupportedFeatureError, match="groups=-1"):
+        _graph(unbuilt, {})
+
+
+def test_a_keras2_group_norm_reading_a_mask_is_refused() -> None:
+    """Keras 2 weighs its statistics by the mask broadcast against the input, which
+    fails in Keras 2 itself; Keras 3 ignores the mask."""
+    layers = (
+        _layer("Embedding", input_dim=9, output_dim=4, mask_zero=True),
+        _layer("GroupNormalization", groups=2) | {"config": {"name": "gn", "groups": 2}},
+    )
+    config = _sequential(*layers, shape=[None, 5])
+    weights = {"layer": [np.ones((9, 4), "float32")], "gn": [np.ones(4, "float32")] * 2}
+    with pytest.raises(UnsupportedFeatureError, match=r"'gn'.*Keras 2 GroupNormalization"):
+        _graph(config, weights, major=2)
+    assert _graph(config, weights, major=3).masked("gn")
+
+
 @pytest.mark.parametrize(
     ("layer", "weights", "message"),
     [

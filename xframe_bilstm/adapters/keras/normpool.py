@@ -11,7 +11,7 @@ from typing import Any
 
 from ...graph import LayerRecord
 
-KINDS = ("batch_norm", "layer_norm", "pool", "global_pool")
+KINDS = ("batch_norm", "layer_norm", "group_norm", "pool", "global_pool")
 _POOLS = {
     ("max", 1): "MaxPooling1D",
     ("max", 2): "MaxPooling2D",
@@ -49,6 +49,15 @@ def normpool_layer(record: LayerRecord, keras: Any, dtype: str, rank: int) -> An
             name=name,
             **affine,
         )
+    if record.kind == "group_norm":
+        return layers.GroupNormalization(
+            groups=int(options["groups"]),
+            axis=int(options["axis"]),
+            epsilon=float(options["epsilon"]),
+            dtype=dtype,
+            name=name,
+            **affine,
+        )
     data_format = str(options.get("data_format", "channels_last"))
     if record.kind == "global_pool":
         pool = getattr(layers, f"{_GLOBAL[str(options['op'])]}{rank - 2}D")
@@ -69,7 +78,7 @@ def normpool_layer(record: LayerRecord, keras: Any, dtype: str, rank: int) -> An
 def set_normpool_weights(record: LayerRecord, layer: Any) -> None:
     """Give a built normalization layer the record's weights, in Keras's order."""
     order = ("gamma", "beta", "moving_mean", "moving_variance")
-    if record.kind in ("batch_norm", "layer_norm"):
+    if record.kind in ("batch_norm", "layer_norm", "group_norm"):
         layer.set_weights([record.weights[key] for key in order if key in record.weights])
 
 

@@ -5,6 +5,9 @@
 - ``LayerNormalization`` (opset 17 on) where Keras normalizes the last axes; otherwise
   (earlier opsets, other axes) its definition in ``ReduceMean``, ``Sub``, ``Mul``,
   ``Sqrt`` and ``Div``.
+- ``GroupNormalization`` as its definition: the channels (moved to axis 1) reshaped to
+  (B, groups, rest), each group normalized as above, reshaped back, then scaled and shifted
+  per channel (ONNX's own ``GroupNormalization`` changed its scale's shape in opset 21).
 - ``MaxPool``/``AveragePool`` on (B, C, ...) (``Transpose`` around them for channels-last):
   ``auto_pad="SAME_UPPER"`` is TensorFlow's ``same`` (the extra pad at the end), and the
   average leaves the padding out of its count (``count_include_pad=0``), as TensorFlow.
@@ -21,7 +24,7 @@ import numpy as np
 from ...graph import LayerRecord
 from .builder import GraphBuilder
 
-KINDS = ("batch_norm", "layer_norm", "pool", "global_pool")
+KINDS = ("batch_norm", "layer_norm", "group_norm", "pool", "global_pool")
 _LAYER_NORMALIZATION_OPSET = 17
 _REDUCE_AXES_INPUT = 18  # ReduceMax and ReduceMean take their axes as an input from here
 _POOL_OPS = {"max": "MaxPool", "average": "AveragePool"}
@@ -38,6 +41,8 @@ def export_normpool(
         return _batch_norm(builder, record, x, rank), mask
     if record.kind == "layer_norm":
         return _layer_norm(builder, record, x, rank), mask
+    if record.kind == "group_norm":
+        return _group_norm(builder, record, x, rank), mask
     if record.kind == "pool":
         return _pool(builder, record, x, rank), None
     return _global_pool(builder, record, x, mask, rank), None
@@ -107,6 +112,21 @@ def _layer_norm(builder: GraphBuilder, record: LayerRecord, x: str, rank: int) -
         return builder.one(
             "LayerNormalization", [x, scale, offset], prefix, axis=axes[0], epsilon=epsilon
         )
+    y = _normalized(builder, x, axes, epsilon, prefix)
+    for key, op in (("gamma", "Mul"), ("beta", "Add")):
+        if key in record.weights:
+            shape = [
+                record.weights[key].shape[axes.index(a)] if a in axes else 1 for a in range(rank)
+            ]
+            weight = _constant(builder, record, key, record.weights[key].reshape(shape))
+            y = builder.one(op, [y, weight], f"{prefix}/{key}")
+    return builder.one("Identity", [y], prefix)
+
+
+def _normalized(
+    builder: GraphBuilder, x: str, axes: Sequence[int], epsilon: float, prefix: str
+) -> str:
+    """``(x - mean) / sqrt(variance + epsilon)``, the statistics over ``axes``."""
     mean = _reduce(builder, "ReduceMean", x, axes, True, f"{prefix}/mean")
     centered = builder.one("Sub", [x, mean], f"{prefix}/centered")
     square = builder.one("Mul", [centered, centered], f"{prefix}/square")
@@ -115,14 +135,25 @@ def _layer_norm(builder: GraphBuilder, record: LayerRecord, x: str, rank: int) -
     deviation = builder.one(
         "Sqrt", [builder.one("Add", [variance, eps], f"{prefix}/var_eps")], f"{prefix}/deviation"
     )
-    y = builder.one("Div", [centered, deviation], f"{prefix}/normalized")
+    return builder.one("Div", [centered, deviation], f"{prefix}/normalized")
+
+
+def _group_norm(builder: GraphBuilder, record: LayerRecord, x: str, rank: int) -> str:
+    axis, prefix = int(record.options["axis"]) % rank, record.name
+    channels_first = _to_channels_first(builder, x, axis, rank, prefix)
+    groups = builder.ints(f"{prefix}/groups", [0, int(record.options["groups"]), -1])
+    grouped = builder.one("Reshape", [channels_first, groups], f"{prefix}/grouped")
+    epsilon = float(record.options["epsilon"])
+    normalized = _normalized(builder, grouped, [2], epsilon, prefix)
+    shape = builder.one("Shape", [channels_first], f"{prefix}/shape")
+    y = builder.one("Reshape", [normalized, shape], f"{prefix}/ungrouped")
     for key, op in (("gamma", "Mul"), ("beta", "Add")):
         if key in record.weights:
-            shape = [
-                record.weights[key].shape[axes.index(a)] if a in axes else 1 for a in range(rank)
-            ]
-            weight = _constant(builder, record, key, record.weights[key].reshape(shape))
-            y = builder.one(op, [y, weight], f"{prefix}/{key}")
+            per_channel = record.weights[key].reshape([-1] + [1] * (rank - 2))
+            y = builder.one(
+                op, [y, _constant(builder, record, key, per_channel)], f"{prefix}/{key}"
+            )
+    y = _from_channels_first(builder, y, axis, rank, f"{prefix}/channels")
     return builder.one("Identity", [y], prefix)
 
 

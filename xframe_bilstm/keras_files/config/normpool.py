@@ -1,9 +1,9 @@
 """Normalization and pooling layers read from a configuration into layer records.
 
-``BatchNormalization`` (inference: its moving statistics), ``LayerNormalization``, the
-1-D and 2-D ``MaxPooling``/``AveragePooling`` layers and the global poolings (1-D or 2-D,
-``data_format`` recorded). Keras 2 files spell ``axis`` as a list (``[2]``) and count it
-with the batch axis; the records keep Keras's own counting.
+``BatchNormalization`` (inference: its moving statistics), ``LayerNormalization``,
+``GroupNormalization``, the 1-D and 2-D ``MaxPooling``/``AveragePooling`` layers and the
+global poolings (1-D or 2-D, ``data_format`` recorded). Keras 2 files spell ``axis`` as a
+list (``[2]``) and count it with the batch axis; the records keep Keras's own counting.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import UnsupportedFeatureError, WeightShapeError
-from ...graph import LayerRecord
+from ...graph import LayerRecord, ModelGraph
 from ..weights import WeightRef, expect_count
 
 if TYPE_CHECKING:  # specs lists these classes: importing it here would be a cycle
@@ -33,6 +33,7 @@ POOL_CLASSES = {
 KIND_BY_CLASS = {
     "BatchNormalization": "batch_norm",
     "LayerNormalization": "layer_norm",
+    "GroupNormalization": "group_norm",
     **dict.fromkeys(POOL_CLASSES, "pool"),
     "GlobalMaxPooling2D": "global_pool",
     "GlobalMaxPool2D": "global_pool",
@@ -48,10 +49,25 @@ def normpool_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) ->
         options, weights = _batch_norm(layer.config, refs, where)
     elif layer.kind == "layer_norm":
         options, weights = _layer_norm(layer.config, refs, where)
+    elif layer.kind == "group_norm":
+        options, weights = _group_norm(layer.config, refs, where)
     else:
         expect_count(refs, 0, where)
         options, weights = pool_options(layer.class_name, layer.config, where), {}
     return LayerRecord(layer.name, layer.kind, layer.class_name, layer.inputs, options, weights)
+
+
+def check_group_norm_masks(spec: ModelSpec, graph: ModelGraph) -> None:
+    """Refuse a Keras 2 ``GroupNormalization`` reading a mask: Keras 2 broadcasts the
+    (batch, steps) mask against the input to weigh its statistics, which fails in Keras
+    itself (Keras 3 ignores the mask and passes it on)."""
+    for layer in spec.layers:
+        if spec.major < 3 and layer.kind == "group_norm" and graph.masked(layer.inputs[0]):
+            raise UnsupportedFeatureError(
+                f"{spec.where(layer)}: a Keras 2 GroupNormalization reading a mask, which "
+                "Keras 2 itself cannot run (it broadcasts the (batch, steps) mask against "
+                "the input); end the mask before it"
+            )
 
 
 def global_pool_options(class_name: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,3 +173,29 @@ def _layer_norm(
         raise WeightShapeError(f"{where}: gamma and beta have different shapes {list(shapes)}")
     weights, _ = _affine(config, refs, None, where)
     return {"axis": axes, "epsilon": float(config.get("epsilon", 1e-3))}, weights
+
+
+def _group_norm(
+    config: Mapping[str, Any], refs: list[WeightRef], where: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    axes = _axes(config.get("axis", -1), where)
+    expect_count(refs, bool(config.get("scale", True)) + bool(config.get("center", True)), where)
+    weights, _ = _affine(config, refs, None, where)
+    groups = int(config.get("groups", 32))
+    if groups == -1:  # one group per channel, fixed when the layer is built
+        if not weights:
+            raise UnsupportedFeatureError(
+                f"{where}: groups=-1 (one per channel) in a layer saved unbuilt and without "
+                "weights does not say how many channels it has; build the model first"
+            )
+        groups = len(next(iter(weights.values())))
+    if len(axes) != 1 or groups < 1:
+        raise UnsupportedFeatureError(
+            f"{where}: axis={config.get('axis')!r}, groups={groups}; expected one axis and "
+            "a positive number of groups"
+        )
+    return {
+        "axis": axes[0],
+        "groups": groups,
+        "epsilon": float(config.get("epsilon", 1e-3)),
+    }, weights

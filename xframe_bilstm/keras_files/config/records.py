@@ -19,7 +19,7 @@ from .attention import attention_record
 from .cells import is_stacked
 from .convolution import conv_record, padding_record
 from .custom import custom_record
-from .normpool import global_pool_options, normpool_record
+from .normpool import check_group_norm_masks, global_pool_options, normpool_record
 from .recurrent import recurrent_record
 from .shape_layers import SHAPE_KINDS, shape_record
 from .specs import LayerSpec, ModelSpec, sub_config
@@ -51,6 +51,7 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
         source=spec.source,
     )
     check_stacked_masks(spec, graph)
+    check_group_norm_masks(spec, graph)
     return _unmasked_calls(spec, graph)
 
 
@@ -126,7 +127,7 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         return _dense(layer, refs, spec)
     elif kind in SHAPE_KINDS:
         return shape_record(layer, refs, spec, _record)
-    elif kind in ("batch_norm", "layer_norm", "pool"):
+    elif kind in ("batch_norm", "layer_norm", "group_norm", "pool"):
         return normpool_record(layer, refs, spec)
     elif kind == "custom":
         return custom_record(layer, refs, spec)

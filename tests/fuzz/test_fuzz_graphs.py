@@ -4,9 +4,9 @@ A model is a chain on a (T, F) sequence of the layers whole-model ports support:
 (any padding and stride), Dense, BatchNormalization, LayerNormalization,
 GroupNormalization, pooling, Activation, LSTM/GRU/SimpleRNN and Bidirectional, Dropout and
 Permute, with shapes kept valid; then a last recurrent layer, a global pooling or nothing,
-and a Dense. Each is built as a real Keras model with seeded weights. ``keras_to_torch`` of it must match the
-model's own call within the tolerance derived for that model on that input, and so must
-``to_onnx`` of it on onnxruntime; what is refused must raise
+and a Dense. Each is built as a real Keras model with seeded weights. ``keras_to_torch``
+of it must match the model's own call within the tolerance derived for that model on that
+input, and so must ``to_onnx`` of it on onnxruntime; what is refused must raise
 :class:`~xframe_bilstm.errors.UnsupportedFeatureError` naming one of its layers.
 
 Profiles: see ``conftest.py``; the ``ci`` one runs a few derandomized models, ``long`` a

@@ -261,7 +261,8 @@ def example_inputs(
     ``lengths``, or else the first row full and the others two steps apart, shortest next:
     longest first where the model packs them as given with ``enforce_sorted=True`` (input
     option ``descending``). ``stagger`` gives each further input that many more steps than
-    the one before (a source and a target of different lengths).
+    the one before (a source and a target of different lengths). ``steps`` is at least an
+    input's ``min_steps`` option (the shortest input a captured ``forward`` takes).
 
     Example:
         >>> from xframe_bilstm.graph import LayerRecord, ModelGraph
@@ -271,6 +272,7 @@ def example_inputs(
         (3, 7, 2)
     """
     rng = np.random.default_rng(seed)
+    steps = max([steps, *(graph.layer(name).options.get("min_steps", 0) for name in graph.inputs)])
     readers: dict[str, list[LayerRecord]] = {}
     for record in graph.layers:
         for name in record.inputs:

@@ -24,10 +24,12 @@ class ForwardInputs:
         options: each data input's ``InputLayer`` options (``shape`` without the batch
             axis, None for a free axis, and ``dtype``), in ``forward``'s order.
         lengths_at: where the rows' lengths are among ``forward``'s inputs, or None.
+        lengths: the length of each input's free (time) axis in the two captures.
     """
 
     options: tuple[dict[str, Any], ...]
     lengths_at: int | None = None
+    lengths: tuple[int, int] = (7, 9)
 
     def replace(self, index: int, **changes: Any) -> ForwardInputs:
         """These inputs with data input ``index``'s options changed."""

@@ -50,7 +50,7 @@ def captured_at_guesses(
     chain) says what ``forward`` does, and the capture's error why it was not read either;
     with ``input_shape``, that the shape does not fit.
     """
-    from .torch_capture import CaptureError
+    from .torch_capture import CaptureError, TooShortError
 
     try:
         guesses = input_guesses(module)
@@ -84,6 +84,7 @@ def captured_at_guesses(
     if kept is not None:
         return kept
     read = [r for r in refusals if not isinstance(r.__cause__, CaptureError)]
+    read += [r for r in refusals if isinstance(r.__cause__, TooShortError)]  # shaped right
     if read or shapes is not None or len(input_names(module)) < 2:
         raise (read or refusals)[0]  # captured but not read, else at the likeliest guess
     raise UnsupportedFeatureError(f"{refusals[0]}. {several_inputs_hint(module)}") from refusals[0]

@@ -122,16 +122,20 @@ def _other_layout(options: dict[str, Any]) -> list[dict[str, Any]]:
     """A sequence's other layout: (features, time) for a recurrent module's (time,
     features), as audio models take it and transpose for their recurrent module (demucs's
     ``x.permute(2, 0, 1)``), and (time, channels) for a 1-D convolution's (channels, time),
-    as speech models take frames and transpose for their convolution.
+    as speech models take frames and transpose for their convolution; for a convolution of
+    one channel, also the bare signal (time,), as ``wav.unsqueeze(1)`` in raw audio models.
 
     Example:
         >>> _other_layout({"shape": (None, 6)}), _other_layout({"shape": (6, None)})
         ([{'shape': (6, None)}], [{'shape': (None, 6)}])
+        >>> _other_layout({"shape": (1, None)})
+        [{'shape': (None, 1)}, {'shape': (None,)}]
     """
     shape = tuple(options["shape"])
     if len(shape) != 2 or (shape[0] is None) == (shape[1] is None):
         return []
-    return [{**options, "shape": shape[::-1]}]
+    signal = [{**options, "shape": (None,)}] if shape == (1, None) else []
+    return [{**options, "shape": shape[::-1]}, *signal]
 
 
 def _fixing(module: Any) -> Iterator[tuple[Any, dict[str, Any]]]:

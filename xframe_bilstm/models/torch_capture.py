@@ -9,7 +9,9 @@ Rules of this module:
   twice: at two batch sizes and two lengths of each input's last free axis (the time
   axis), so the graph knows which axes follow it (recurrent modules make ``torch.export``
   fix the length of each capture). Other free axes, such as an image's height, take the
-  example's size, 7.
+  example's size, 7. The lengths are 7 and 9, or, where ``forward``'s convolutions or pools
+  need a longer input (raw audio into strided convolutions), 8 or 64 times that, then four
+  times more (:func:`long_enough`); the inputs' ``min_steps`` option says so.
 - Every call of a module the package reads (an ``nn.LSTM``, ``nn.Linear``,
   ``nn.Conv2d``...; see :func:`~xframe_bilstm.models.torch_graph.is_leaf`) is read as
   that module, through the same readers as a child of a plain chain
@@ -68,7 +70,19 @@ class CaptureError(UnsupportedFeatureError):
     """``torch.export`` could not capture ``forward`` at all."""
 
 
+class TooShortError(CaptureError):
+    """``forward`` has a window longer than every length the capture tries."""
+
+
 _LENGTHS = (7, 9)
+_SCALES = (8, 64)
+# What torch says of an input shorter than a convolution's or a pool's window.
+_TOO_SHORT = (
+    "Kernel size can't be greater than actual input size",
+    "Output size is too small",
+    "Invalid computed output size",
+    "Padding size should be less than the corresponding input dimension",
+)
 
 
 def capture_graph(
@@ -95,7 +109,7 @@ def capture_graph(
             message listing every operation with no layer record, with its line.
     """
     inputs = dataclasses.replace(inputs, options=tuple(map(fixed_axes, inputs.options)))
-    captured, exported, captured_by = _first_capture(module, inputs, is_leaf)
+    inputs, (captured, exported, captured_by) = long_enough(module, inputs, is_leaf)
     try:
         second = capture(captured, inputs, 1)
     except CaptureError:  # the free axes are not free after all: shapes fixed
@@ -111,6 +125,52 @@ def capture_graph(
         batches=_BATCHES,
     )
     return dataclasses.replace(graph, captured_by=captured_by)
+
+
+def long_enough(
+    module: Any, inputs: ForwardInputs, is_leaf: LeafTest
+) -> tuple[ForwardInputs, tuple[Any, Any, str]]:
+    """The inputs at lengths ``forward`` takes, and their first capture (``_first_capture``).
+
+    Where 7 steps are shorter than a window of ``forward``'s, 56, then 448, are tried. The
+    second capture must see other lengths downstream too, where strides fold the shortest
+    working length into one step: so both captures then run four times longer than the
+    first length that worked (``min_steps`` of each input with a free axis).
+
+    Raises:
+        CaptureError: as ``_first_capture``; a ``TooShortError`` where no length tried is
+            long enough.
+    """
+    try:
+        return inputs, _first_capture(module, inputs, is_leaf)
+    except CaptureError as error:
+        if not _too_short(error):
+            raise
+        short = error
+    for scale in _SCALES:
+        longer = dataclasses.replace(inputs, lengths=_scaled(scale))
+        try:
+            _first_capture(module, longer, is_leaf)
+        except CaptureError as error:
+            if _too_short(error):
+                short = error
+                continue
+            raise
+        options = tuple(
+            {**options, "min_steps": _scaled(scale)[0]} if None in options["shape"] else options
+            for options in inputs.options
+        )
+        inputs = dataclasses.replace(inputs, options=options, lengths=_scaled(4 * scale))
+        return inputs, _first_capture(module, inputs, is_leaf)
+    raise TooShortError(str(short)) from short
+
+
+def _scaled(scale: int) -> tuple[int, int]:
+    return scale * _LENGTHS[0], scale * _LENGTHS[1]
+
+
+def _too_short(error: CaptureError) -> bool:
+    return any(message in str(error) for message in _TOO_SHORT)
 
 
 def _first_capture(module: Any, inputs: ForwardInputs, is_leaf: LeafTest) -> tuple[Any, Any, str]:
@@ -162,14 +222,15 @@ def example_arguments(module: Any, inputs: ForwardInputs, which: int) -> tuple[A
     """The arguments of ``forward`` in capture ``which``: the example inputs (their free
     axes all of one length), and, where ``forward`` takes them, the rows' lengths at their
     place (:mod:`.capture_packed`)."""
-    examples = [example_input(module, options, which) for options in inputs.options]
-    return tuple(inputs.arrange(examples, example_lengths(_BATCHES[which], _LENGTHS[which])))
+    length = inputs.lengths[which]
+    examples = [example_input(module, options, which, length) for options in inputs.options]
+    return tuple(inputs.arrange(examples, example_lengths(_BATCHES[which], length)))
 
 
-def example_input(module: Any, input_options: Mapping[str, Any], which: int) -> Any:
-    """The seeded example input of capture ``which`` (0 or 1)."""
+def example_input(module: Any, input_options: Mapping[str, Any], which: int, length: int) -> Any:
+    """The seeded example input of capture ``which`` (0 or 1), its free axis ``length``."""
     torch = require("torch")
-    sizes = (_LENGTHS[which] if s is None else int(s) for s in input_options["shape"])
+    sizes = (length if s is None else int(s) for s in input_options["shape"])
     shape = (_BATCHES[which], *sizes)
     rng = np.random.default_rng(which)
     if np.dtype(input_options["dtype"]).kind in "iu":
@@ -255,6 +316,7 @@ def capture(module: Any, inputs: ForwardInputs, which: int) -> Any:
 
 __all__ = [
     "CaptureError",
+    "TooShortError",
     "capture",
     "capture_graph",
     "example_input",

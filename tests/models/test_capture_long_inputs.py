@@ -1,0 +1,97 @@
+"""A ``forward`` whose windows are longer than the capture's 7 steps (raw audio into
+strided convolutions, a long pool) is captured at longer lengths, and its port runs at
+any length from the shortest one found. Expected values come from ``module(x)``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from xframe_bilstm import UnsupportedFeatureError, compare, torch_to_keras  # noqa: E402
+from xframe_bilstm.comparison import derived_tolerance  # noqa: E402
+from xframe_bilstm.inputs import example_inputs  # noqa: E402
+from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
+
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+nn, F = torch.nn, torch.nn.functional
+
+
+class RawAudio(nn.Module):
+    """wav2vec 2.0's feature encoder in small: the signal given as (B, samples), a
+    channel added in ``forward``, seven strided convolutions (a window of 400 samples, a
+    stride of 320), the first normalized per channel, then a BiLSTM over the frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(61)
+        shapes = [(1, 10, 5)] + [(8, 3, 2)] * 4 + [(8, 2, 2)] * 2
+        self.convs = nn.ModuleList(nn.Conv1d(c, 8, k, stride=s) for c, k, s in shapes)
+        self.norm = nn.GroupNorm(8, 8)
+        self.lstm = nn.LSTM(8, 5, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = wav.unsqueeze(1)
+        for index, conv in enumerate(self.convs):
+            x = F.gelu(self.norm(conv(x)) if index == 0 else conv(x))
+        return self.fc(self.lstm(x.transpose(1, 2))[0])
+
+
+class LongPool(nn.Module):
+    """Frames (B, T, 4) pooled over 12 steps before a GRU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(62)
+        self.gru = nn.GRU(4, 3, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.avg_pool1d(x.transpose(1, 2), 12, stride=4).transpose(1, 2)
+        return self.gru(pooled)[0]
+
+
+def _expected(module: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return module(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize(("make", "shortest"), [(RawAudio, 400), (LongPool, 12)])
+def test_the_port_runs_at_any_length_from_the_shortest(make, shortest: int) -> None:
+    module = make().eval()
+    graph = graph_from_torch(module)  # no shape given: the bare signal, (B, samples)
+    (name,) = graph.inputs
+    assert graph.layer(name).options["min_steps"] >= shortest
+    model = torch_to_keras(module)  # verified at its examples' length, at least min_steps
+    for steps in (shortest, shortest + 1, 3 * shortest + 5):
+        (x,) = example_inputs(graph, batch=2, steps=steps, seed=steps)
+        tolerance = derived_tolerance(graph, [x])
+        np.testing.assert_allclose(np.asarray(model(x)), _expected(module, x), atol=tolerance)
+
+
+def test_examples_are_at_least_the_shortest_length() -> None:
+    graph = graph_from_torch(RawAudio().eval())
+    (name,) = graph.inputs
+    (x,) = example_inputs(graph, steps=7)
+    assert x.shape == (3, graph.layer(name).options["min_steps"])
+
+
+def test_compare_runs_them_on_every_framework() -> None:
+    report = compare(RawAudio().eval())
+    assert report, report.lines()
+    assert {"keras", "onnxruntime", "torch"} <= {run.spec.framework for run in report.runs}
+
+
+def test_a_window_longer_than_every_length_tried_is_refused_with_torchs_reason() -> None:
+    class Huge(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(1, 2, 5000)
+
+        def forward(self, wav: torch.Tensor) -> torch.Tensor:
+            return self.conv(wav.unsqueeze(1))
+
+    with pytest.raises(UnsupportedFeatureError, match="Kernel size can't be greater"):
+        graph_from_torch(Huge().eval())

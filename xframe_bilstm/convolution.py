@@ -4,6 +4,13 @@ Keras stores a kernel as (``*kernel_size``, input channels / groups, filters), t
 ONNX as (filters, input channels / groups, ``*kernel_size``). Keras's ``"same"`` padding is
 TensorFlow's: enough zeros for ``ceil(size / stride)`` outputs, the odd one at the end;
 with stride 1 that is ``dilation * (kernel - 1)`` in all, whatever the size.
+
+A transposed convolution's kernel is (``*kernel_size``, filters, input channels) in Keras
+and (input channels, filters, ``*kernel_size``) in torch and ONNX: the same two functions
+turn one into the other. Its full output spreads each input step over the kernel's span,
+``stride`` apart: ``(size - 1) * stride + dilation * (kernel - 1) + 1`` steps; every
+framework then crops a number of steps from each end that does not depend on the size (a
+negative number at the end adds steps there, where no input step reaches).
 """
 
 from __future__ import annotations
@@ -59,3 +66,30 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[in
 
 
 __all__ = ["keras_kernel", "same_padding", "torch_kernel"]
+
+
+def transpose_crops(
+    padding: str, output_padding: int | None, kernel: int, stride: int, dilation: int
+) -> tuple[int, int]:
+    """(before, after) steps a Keras transposed convolution crops from its full output.
+
+    Keras asks TensorFlow for ``size * stride + max(span - stride, 0)`` steps (``"valid"``)
+    or ``size * stride`` (``"same"``), or with ``output_padding`` for ``(size - 1) * stride
+    + span - 2 * pad + output_padding`` (``pad`` is ``span // 2`` for ``"same"``, else 0);
+    TensorFlow places them as a ``"valid"`` or ``"same"`` convolution would read them.
+
+    Example:
+        >>> transpose_crops("valid", None, 2, 3, 1), transpose_crops("same", None, 4, 2, 1)
+        ((0, -1), (1, 1))
+        >>> transpose_crops("same", 0, 3, 2, 1), transpose_crops("valid", 1, 3, 2, 1)
+        ((1, 1), (0, -1))
+    """
+    span = dilation * (kernel - 1) + 1
+    if output_padding is None:
+        extra = max(span - stride, 0) if padding == "valid" else 0
+        surplus = span - stride - extra  # full output length less the steps asked for
+    else:
+        pad = span // 2 if padding == "same" else 0
+        surplus = 2 * pad - output_padding
+    before = max(surplus, 0) // 2 if padding == "same" else 0
+    return before, surplus - before

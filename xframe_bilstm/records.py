@@ -41,6 +41,7 @@ MASK_RULES = {
     # Keras 2 and 3 convolutions, padding and cropping do not support masks: the mask ends
     # there (Keras 3 warns) and padded steps are computed like any other.
     "conv": "drop",
+    "conv_transpose": "drop",
     "zero_padding": "drop",
     "cropping": "drop",
     "merge": "merge",
@@ -157,6 +158,13 @@ class LayerRecord:
       or ``"causal"``), ``groups``, ``data_format`` (``"channels_last"`` or
       ``"channels_first"``), ``activation``; weights ``kernel``
       (``*kernel_size``, input channels / groups, filters) and optionally ``bias``.
+    - ``conv_transpose`` (``Conv1DTranspose``, ``Conv2DTranspose``, torch's
+      ``ConvTranspose1d/2d``): ``rank``, ``filters``, ``kernel_size``, ``strides``,
+      ``dilation_rate``, ``data_format``, ``activation`` as for ``conv``, and ``crops``:
+      one ``(before, after)`` pair per spatial axis, the steps cut from each end of the
+      full output (``(size - 1) * stride + dilation * (kernel - 1) + 1`` steps); a
+      negative ``after`` adds that many steps no input reaches (the bias alone); weights
+      ``kernel`` (``*kernel_size``, filters, input channels) and optionally ``bias``.
     - ``zero_padding`` and ``cropping``: ``padding`` / ``cropping`` (one ``(before,
       after)`` pair per spatial axis), ``data_format``.
     - ``merge``: ``op`` (``"add"``, ``"subtract"``, ``"multiply"``, ``"average"``,

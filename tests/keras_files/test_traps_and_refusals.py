@@ -100,7 +100,7 @@ def test_unroll_with_a_mask_is_refused_and_harmless_without(tmp_path: Path) -> N
 
 
 def _conv():
-    return keras.Sequential([keras.Input((5, 3)), keras.layers.Conv1DTranspose(2, 3, name="conv")])
+    return keras.Sequential([keras.Input((5, 4, 3, 2)), keras.layers.Conv3D(2, 3, name="conv")])
 
 
 def _lambda():
@@ -126,7 +126,7 @@ def _nested():
 
 
 REFUSED = [
-    pytest.param(_conv, "'conv' (Conv1DTranspose)", id="conv1d-transpose"),
+    pytest.param(_conv, "'conv' (Conv3D)", id="conv3d"),
     pytest.param(_lambda, "'double' (Lambda)", id="lambda"),
     pytest.param(_unmerged, "'bi' (Bidirectional), which returns several", id="merge-mode-none"),
     pytest.param(_shared, "'shared' is called 2 times", id="shared-layer"),
@@ -152,7 +152,7 @@ def test_unsupported_layer_is_refused_before_any_weight_is_read(tmp_path: Path) 
     with zipfile.ZipFile(broken, "w") as archive:
         archive.writestr("config.json", config)
         archive.writestr("model.weights.h5", b"not hdf5")
-    with pytest.raises(UnsupportedFeatureError, match="Conv1DTranspose"):
+    with pytest.raises(UnsupportedFeatureError, match="Conv3D"):
         keras_to_torch(broken)
     assert [trap.action for trap in lint(broken)] == ["refused"]
 

@@ -38,3 +38,14 @@ def test_the_trap_is_keras_own_where_the_steps_equal_the_filters() -> None:
     longer = np.random.default_rng(0).standard_normal((2, 4, 7)).astype("float32")
     right = np.einsum("bct,cf->bft", longer, kernel[0]) + bias[None, :, None]
     np.testing.assert_allclose(np.asarray(model(longer)), right, atol=1e-5)
+
+
+def test_a_channels_first_transposed_bias_is_the_same_trap() -> None:
+    x = keras.Input((4, None))
+    conv = keras.layers.Conv1DTranspose(6, 2, strides=2, data_format="channels_first", name="up")
+    (trap,) = lint(keras.Model(x, conv(x)))
+    assert (trap.layer, trap.trap) == ("up", "channels-first bias")
+    if keras.backend.backend() == "tensorflow":  # 3 steps, doubled: as many as the filters
+        conv.set_weights([np.zeros((2, 6, 4), "float32"), np.arange(6, dtype="float32")])
+        y = np.asarray(conv(np.zeros((1, 4, 3), "float32")))
+        assert not np.allclose(y, np.arange(6, dtype="float32")[None, :, None])

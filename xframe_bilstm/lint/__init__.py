@@ -175,7 +175,7 @@ def lint(source: Any) -> list[Trap]:
                 "padding and holes",
                 "converted",
             )
-        if layer.kind == "conv" and not keras2 and _channels_first_bias(layer):
+        if layer.kind in ("conv", "conv_transpose") and not keras2 and _channels_first_bias(layer):
             add(
                 layer,
                 "channels-first bias",

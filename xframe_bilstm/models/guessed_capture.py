@@ -116,6 +116,8 @@ def _shaped(
             guessed.append((shape, options))
             if len(shape) != len(options["shape"]) or first_module_reads(shape, options):
                 choices.append((index, _choices(shape, options["dtype"], shapes is None)))
+            elif examples and None in shape:  # time may be another of the example's axes
+                choices.append((index, _example_layouts(shape, examples[index])))
         for chosen in product(*(options for _, options in choices)):
             choice = shaped
             for (index, _), changes in zip(choices, chosen):
@@ -139,6 +141,28 @@ def _choices(shape: tuple[Any, ...], dtype: str, example: bool) -> list[dict[str
     layouts = [(None, *shape[1:]), shape] if example and shape and None not in shape else [shape]
     dtypes = sorted(_DTYPES, key=lambda other: other != dtype)
     return [{"shape": layout, "dtype": other} for layout in layouts for other in dtypes]
+
+
+def _example_layouts(shape: tuple[Any, ...], example: Sequence[int]) -> list[dict[str, Any]]:
+    """An example's shape to capture at: as guessed, then with each other axis free (a
+    spectrogram's time before its frequencies), then at the example's sizes.
+
+    Example:
+        >>> [c["shape"] for c in _example_layouts((1, 9, None), (1, 9, 16))]
+        [(1, 9, None), (1, None, 16), (None, 9, 16), (1, 9, 16)]
+    """
+    sizes = tuple(int(size) for size in example)
+    others = [
+        (*sizes[:axis], None, *sizes[axis + 1 :])
+        for axis in reversed(range(len(sizes)))
+        if shape[axis] is not None
+    ]
+    layouts = [tuple(shape), *others, sizes] if len(sizes) == len(shape) else [tuple(shape)]
+    return [{"shape": layout} for layout in _distinct(layouts)]
+
+
+def _distinct(items: list[Any]) -> list[Any]:
+    return [item for index, item in enumerate(items) if item not in items[:index]]
 
 
 def _read_against(graph: ModelGraph, inputs: ForwardInputs) -> bool:

@@ -24,6 +24,7 @@ from ..adapters.torch.explicit import TORCH_ACTIVATIONS
 from ..convolution import same_padding
 
 _CONVOLUTIONS = {1: functional.conv1d, 2: functional.conv2d}
+_TRANSPOSED = {1: functional.conv_transpose1d, 2: functional.conv_transpose2d}
 
 
 # Non-negative axes in permute: PyTorch's ONNX export writes movedim(-1, 1) as an invalid
@@ -114,6 +115,52 @@ class Convolution(nn.Module):
         )
 
 
+class ConvolutionTranspose(nn.Module):
+    """A Keras ``Conv1DTranspose``/``Conv2DTranspose``: torch's transposed convolution
+    unpadded (its full output), the record's ``crops``, the bias, the activation.
+
+    Args:
+        options: the ``conv_transpose`` record's options.
+        weight: the kernel in torch's layout (input channels, filters, ``*kernel_size``),
+            ``nn.ConvTranspose1d/2d``'s.
+        bias: the bias, or None.
+    """
+
+    def __init__(
+        self, options: Mapping[str, Any], weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> None:
+        super().__init__()
+        self.strides = tuple(int(s) for s in options["strides"])
+        self.dilation_rate = tuple(int(d) for d in options["dilation_rate"])
+        self.crops = tuple((int(a), int(b)) for a, b in options["crops"])
+        self.data_format = str(options["data_format"])
+        self.activation = str(options["activation"])
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _to_channels_first(x, self.data_format)
+        transposed = _TRANSPOSED[len(self.crops)]
+        y = transposed(x, self.weight, None, self.strides, dilation=self.dilation_rate)
+        # F.pad crops where its amounts are negative: the crops are the pads' negatives.
+        y = functional.pad(y, [-crop for crop in _pad_arguments(list(self.crops))])
+        if self.bias is not None:
+            y = y + self.bias.reshape(-1, *[1] * len(self.crops))
+        y = _to_keras(y, self.data_format)
+        if self.activation == "softmax":
+            return torch.softmax(y, dim=-1)
+        return TORCH_ACTIVATIONS[self.activation](y)
+
+    def extra_repr(self) -> str:
+        channels, filters = self.weight.shape[:2]
+        return (
+            f"{channels}, {filters}, kernel_size={tuple(self.weight.shape[2:])}, "
+            f"strides={self.strides}, dilation_rate={self.dilation_rate}, crops={self.crops}, "
+            f"bias={self.bias is not None}, data_format={self.data_format!r}, "
+            f"activation={self.activation!r}"
+        )
+
+
 class PadOrCrop(nn.Module):
     """Keras ``ZeroPadding1D`` (``op="pad"``) or ``Cropping1D`` (``op="crop"``) on the
     spatial axes, one (before, after) pair each."""
@@ -136,4 +183,4 @@ class PadOrCrop(nn.Module):
         return f"{self.op}={self.pairs}, data_format={self.data_format!r}"
 
 
-__all__ = ["Convolution", "PadOrCrop"]
+__all__ = ["Convolution", "ConvolutionTranspose", "PadOrCrop"]

@@ -142,7 +142,8 @@ def graph_from_torch(
         own = ": factory, ".join(dict.fromkeys(entry.split("(")[-1][:-1] for entry in refused))
         unread = (
             f"cannot convert child {', '.join(refused)}; supported: Embedding, LSTM, GRU, RNN, "
-            f"Linear, Conv1d, Conv2d, Dropout, Softmax, {', '.join(NORMPOOL_SUPPORTED)} and "
+            "Linear, Conv1d, Conv2d, ConvTranspose1d/2d, Dropout, "
+            f"Softmax, {', '.join(NORMPOOL_SUPPORTED)} and "
             f"{', '.join(sorted({*ACTIVATIONS, *SHAPE_CHILDREN}))}; for a module of your own, "
             "map its class to a factory of a Keras layer: "
             f"torch_to_keras(module, custom_modules={{{own}: factory}})"

@@ -1,4 +1,5 @@
-"""``nn.Conv1d``/``nn.Conv2d`` children read as the records of a Keras model computing the same.
+"""``nn.Conv1d``/``nn.Conv2d`` and ``nn.ConvTranspose1d/2d`` children read as the records
+of a Keras model computing the same.
 
 Rules of this module:
 
@@ -10,6 +11,10 @@ Rules of this module:
   as ``"same"``, any other as a ``ZeroPadding`` record before a ``"valid"`` convolution.
 - Only zero padding exists in Keras: ``padding_mode`` other than ``"zeros"`` is refused by
   name.
+- A transposed convolution's ``padding`` crops its full output at both ends and
+  ``output_padding`` adds steps back at the end: ``crops`` of ``(padding, padding -
+  output_padding)`` per axis. Keras's transposed convolutions have no ``groups``: more than
+  one is refused by name.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from ..graph import LayerRecord
 
 def conv_types(nn: Any) -> tuple[type, ...]:
     """The torch convolution classes read here."""
-    return (nn.Conv1d, nn.Conv2d)
+    return (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d)
 
 
 def conv_input_options(child: Any, nn: Any) -> dict[str, Any]:
-    """The options of the input a first ``Conv1d``/``Conv2d`` child fixes: its channels."""
-    rank = 1 if isinstance(child, nn.Conv1d) else 2
+    """The options of the input a first convolution child fixes: its channels."""
+    rank = len(child.kernel_size)
     return {"shape": (int(child.in_channels), *[None] * rank), "dtype": "float32"}
 
 
@@ -58,7 +63,9 @@ def conv_records(name: str, child: Any, previous: str, nn: Any) -> list[LayerRec
     from ..adapters.torch import tensor_to_numpy
 
     kind = type(child).__name__
-    rank = 1 if isinstance(child, nn.Conv1d) else 2
+    if isinstance(child, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
+        return [_transposed(name, child, previous)]
+    rank = len(child.kernel_size)
     padding, explicit = _padding(name, child)
     records = []
     if explicit is not None:
@@ -83,6 +90,35 @@ def conv_records(name: str, child: Any, previous: str, nn: Any) -> list[LayerRec
     }
     records.append(LayerRecord(name, "conv", kind, (previous,), options, weights))
     return records
+
+
+def _transposed(name: str, child: Any, previous: str) -> LayerRecord:
+    """The ``conv_transpose`` record of one ``ConvTranspose1d/2d`` child."""
+    from ..adapters.torch import tensor_to_numpy
+
+    kind = type(child).__name__
+    where = f"child {name!r} ({kind})"
+    if child.padding_mode != "zeros" or child.groups != 1:
+        raise UnsupportedFeatureError(
+            f"{where} has padding_mode={child.padding_mode!r}, groups={child.groups}; "
+            "Keras's transposed convolutions pad with zeros and have no groups"
+        )
+    weights = {"kernel": keras_kernel(tensor_to_numpy(child.weight))}  # (*k, out, in)
+    if child.bias is not None:
+        weights["bias"] = tensor_to_numpy(child.bias)
+    options = {
+        "rank": len(child.kernel_size),
+        "filters": int(child.out_channels),
+        "kernel_size": tuple(int(k) for k in child.kernel_size),
+        "strides": tuple(int(s) for s in child.stride),
+        "dilation_rate": tuple(int(d) for d in child.dilation),
+        "crops": tuple(
+            (int(p), int(p) - int(extra)) for p, extra in zip(child.padding, child.output_padding)
+        ),
+        "data_format": "channels_first",
+        "activation": "linear",
+    }
+    return LayerRecord(name, "conv_transpose", kind, (previous,), options, weights)
 
 
 __all__ = ["conv_input_options", "conv_records", "conv_types"]

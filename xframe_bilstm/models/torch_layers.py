@@ -24,7 +24,7 @@ from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph
 from ..reference.tensor_ops import KINDS as TENSOR_OP_KINDS
 from ..reference.tensor_ops import held_rows
 from .recurrent import Recurrent
-from .torch_convolution import Convolution, PadOrCrop
+from .torch_convolution import Convolution, ConvolutionTranspose, PadOrCrop
 from .torch_normpool import BatchNorm, GlobalPool, GroupNorm, LayerNorm, Pool
 
 
@@ -302,11 +302,12 @@ def layer_module(
         return Pool(**options)
     if record.kind == "concatenate":
         return Concatenate(int(options["axis"]), str(options["mask_combine"]))
-    if record.kind == "conv":
+    if record.kind in ("conv", "conv_transpose"):
         bias = record.weights.get("bias")
         # One copy, straight into torch's layout.
         kernel = _tensor(torch_kernel_view(record.weights["kernel"]))
-        return Convolution(options, kernel, None if bias is None else _tensor(bias))
+        convolution = Convolution if record.kind == "conv" else ConvolutionTranspose
+        return convolution(options, kernel, None if bias is None else _tensor(bias))
     if record.kind in ("zero_padding", "cropping"):
         op, key = ("pad", "padding") if record.kind == "zero_padding" else ("crop", "cropping")
         return PadOrCrop(op, tuple(options[key]), str(options["data_format"]))

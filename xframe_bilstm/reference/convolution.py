@@ -3,8 +3,11 @@
 A convolution is computed from its definition, channels-last: the input is padded with
 zeros as the layer's ``padding`` says (``"causal"``: the whole span before the first step;
 ``"same"``: TensorFlow's, the odd zero at the end), then every output position sums the
-kernel's taps, ``dilation`` steps apart, over its group's input channels. Channels-first
-layers move the channel axis last and back.
+kernel's taps, ``dilation`` steps apart, over its group's input channels. A transposed
+convolution adds each input step's product with every tap into the output step ``stride``
+times its position plus the tap's offset, then crops its ``crops`` (a negative count at
+the end adds steps no input reaches), then adds the bias. Channels-first layers move the
+channel axis last and back.
 """
 
 from __future__ import annotations
@@ -95,6 +98,43 @@ def conv_reference(
     return _back(y, options)
 
 
+def conv_transpose_reference(
+    options: Mapping[str, Any], weights: Mapping[str, np.ndarray], x: np.ndarray, dtype: type
+) -> np.ndarray:
+    """A ``conv_transpose`` record's output on ``x`` (Keras layout), before its activation.
+
+    Example:
+        >>> options = {"kernel_size": (2,), "strides": (2,), "dilation_rate": (1,),
+        ...            "crops": ((0, -1),), "data_format": "channels_last"}
+        >>> kernel = np.array([[[1.0]], [[10.0]]])   # each step becomes x, 10 x
+        >>> x = np.array([[[1.0], [2.0]]])
+        >>> conv_transpose_reference(options, {"kernel": kernel}, x, float)[0, :, 0]
+        array([ 1., 10.,  2., 20.,  0.])
+    """
+    x = _channels_last(np.asarray(x, dtype), options)
+    kernel: np.ndarray = np.asarray(weights["kernel"], dtype)  # (*k, filters, channels)
+    sizes, strides = x.shape[1:-1], options["strides"]
+    dilations = options["dilation_rate"]
+    full = [
+        (n - 1) * s + d * (k - 1) + 1
+        for n, s, d, k in zip(sizes, strides, dilations, options["kernel_size"])
+    ]
+    y = np.zeros((x.shape[0], *full, kernel.shape[-2]), dtype)
+    for tap in itertools.product(*(range(k) for k in options["kernel_size"])):
+        window = tuple(
+            slice(t * d, t * d + (n - 1) * s + 1, s)
+            for t, d, s, n in zip(tap, dilations, strides, sizes)
+        )
+        y[(slice(None), *window)] += np.einsum("...c,fc->...f", x, kernel[tap])
+    for axis, (before, after) in enumerate(options["crops"], start=1):
+        y = np.moveaxis(y, axis, 0)
+        y = np.concatenate([y[before:], np.zeros((max(-after, 0), *y.shape[1:]), dtype)])
+        y = np.moveaxis(y[: y.shape[0] - max(after, 0)], 0, axis)
+    if "bias" in weights:
+        y = y + np.asarray(weights["bias"], dtype)
+    return _back(y, options)
+
+
 def activate(name: str, x: np.ndarray) -> np.ndarray:
     """A Keras activation on the last axis (``softmax`` included)."""
     if name == "softmax":
@@ -121,4 +161,4 @@ def pad_or_crop_reference(kind: str, options: Mapping[str, Any], x: np.ndarray) 
     return _back(y, options)
 
 
-__all__ = ["activate", "conv_reference", "pad_or_crop_reference"]
+__all__ = ["activate", "conv_reference", "conv_transpose_reference", "pad_or_crop_reference"]

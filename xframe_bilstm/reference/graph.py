@@ -21,7 +21,7 @@ from ..graph import ATTENTION_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, state
 from ..masks import mask_from_lengths
 from ..stack_graph import graph_initial_states
 from .attention import run_attention
-from .convolution import activate, conv_reference, pad_or_crop_reference
+from .convolution import activate, conv_reference, conv_transpose_reference, pad_or_crop_reference
 from .normpool import batch_norm, global_pool, group_norm, layer_norm, pool
 from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
@@ -150,6 +150,9 @@ def run_model_reference(
             out_mask = combine_masks(tensors, in_masks, how, axis)
         elif record.kind == "conv":
             y = conv_reference(options, record.weights, x, dtype, record.name)
+            y = activate(str(options["activation"]), y)
+        elif record.kind == "conv_transpose":
+            y = conv_transpose_reference(options, record.weights, x, dtype)
             y = activate(str(options["activation"]), y)
         elif record.kind in ("zero_padding", "cropping"):
             y = pad_or_crop_reference(record.kind, options, x)

@@ -254,7 +254,15 @@ def _layer(record: LayerRecord, keras: Any, dtype: str, kernel: dict[str, Any], 
 
 # Kinds whose Keras layer names each weight as the record does and creates it with its
 # ``<name>_initializer``.
-_LENDING_KINDS = ("embedding", "dense", "conv", "batch_norm", "layer_norm", "group_norm")
+_LENDING_KINDS = (
+    "embedding",
+    "dense",
+    "conv",
+    "conv_transpose",
+    "batch_norm",
+    "layer_norm",
+    "group_norm",
+)
 
 
 def _lend_weights(record: LayerRecord, layer: Any) -> Callable[[], bool]:

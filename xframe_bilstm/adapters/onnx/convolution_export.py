@@ -5,8 +5,10 @@ A convolution is one ``Conv`` node (torch's kernel layout) on channels-first dat
 ``"valid"``, ``"causal"`` and stride-1 ``"same"`` (amounts that do not depend on the size),
 and for a strided ``"same"`` a ``Pad`` whose amounts are computed from the input's shape
 as TensorFlow computes them (the odd zero at the end), so sizes stay dynamic. ONNX's
-``auto_pad`` is not used: runtimes differ on it with dilations. ``ZeroPadding1D`` is a
-``Pad``, ``Cropping1D`` a ``Slice``.
+``auto_pad`` is not used: runtimes differ on it with dilations. A transposed convolution
+is one ``ConvTranspose``: its ``crops`` are ``pads`` (the steps cut at each end), the steps
+added at the end ``output_padding``. ``ZeroPadding1D`` is a ``Pad``, ``Cropping1D`` a
+``Slice``.
 """
 
 from __future__ import annotations
@@ -26,12 +28,10 @@ def _spatial_axes(record: LayerRecord, rank: int) -> list[int]:
     return list(range(first, first + rank))
 
 
-def conv_node(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
-    """The output of a ``conv`` record on ``x`` (Keras layout), before its activation."""
-    options, prefix = record.options, record.name
-    rank = int(options["rank"])
-    channels_last = options["data_format"] == "channels_last"
-    if channels_last:
+def _weights(builder: GraphBuilder, record: LayerRecord, x: str) -> list[str]:
+    """``x`` (Keras layout) moved to channels first, the kernel in torch's layout, the bias."""
+    rank, prefix = int(record.options["rank"]), record.name
+    if record.options["data_format"] == "channels_last":
         perm = [0, rank + 1, *range(1, rank + 1)]
         x = builder.one("Transpose", [x], f"{prefix}/channels_first", perm=perm)
     kernel = torch_kernel(np.asarray(record.weights["kernel"])).astype(builder.float_dtype)
@@ -39,6 +39,41 @@ def conv_node(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
     if "bias" in record.weights:
         bias = np.asarray(record.weights["bias"]).astype(builder.float_dtype)
         inputs.append(builder.constant(f"{prefix}/bias", bias))
+    return inputs
+
+
+def _in_keras_layout(builder: GraphBuilder, record: LayerRecord, y: str) -> str:
+    rank = int(record.options["rank"])
+    if record.options["data_format"] != "channels_last":
+        return y
+    perm = [0, *range(2, rank + 2), 1]
+    return builder.one("Transpose", [y], f"{record.name}/channels_last", perm=perm)
+
+
+def conv_transpose_node(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
+    """The output of a ``conv_transpose`` record on ``x`` (Keras layout), before its
+    activation."""
+    options = record.options
+    crops = [tuple(pair) for pair in options["crops"]]
+    y = builder.one(
+        "ConvTranspose",
+        _weights(builder, record, x),
+        f"{record.name}/conv",
+        kernel_shape=list(options["kernel_size"]),
+        strides=list(options["strides"]),
+        dilations=list(options["dilation_rate"]),
+        pads=[before for before, _ in crops] + [max(after, 0) for _, after in crops],
+        output_padding=[max(-after, 0) for _, after in crops],
+    )
+    return _in_keras_layout(builder, record, y)
+
+
+def conv_node(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
+    """The output of a ``conv`` record on ``x`` (Keras layout), before its activation."""
+    options, prefix = record.options, record.name
+    rank = int(options["rank"])
+    inputs = _weights(builder, record, x)
+    x = inputs[0]
     strides, dilations = list(options["strides"]), list(options["dilation_rate"])
     kernel_shape = list(options["kernel_size"])
     padding = str(options["padding"])
@@ -61,11 +96,7 @@ def conv_node(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
         group=int(options["groups"]),
         pads=[before for before, _ in pairs] + [after for _, after in pairs],
     )
-    if channels_last:
-        y = builder.one(
-            "Transpose", [y], f"{prefix}/channels_last", perm=[0, *range(2, rank + 2), 1]
-        )
-    return y
+    return _in_keras_layout(builder, record, y)
 
 
 def _same_pad(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
@@ -119,4 +150,4 @@ def pad_or_crop_node(builder: GraphBuilder, record: LayerRecord, x: str) -> str:
     )
 
 
-__all__ = ["conv_node", "pad_or_crop_node"]
+__all__ = ["conv_node", "conv_transpose_node", "pad_or_crop_node"]

@@ -27,7 +27,7 @@ from .attention_export import emit_attention
 from .broadcast_export import EMITTERS as BROADCAST_EMITTERS
 from .broadcast_export import broadcast_rank
 from .builder import GraphBuilder
-from .convolution_export import conv_node, pad_or_crop_node
+from .convolution_export import conv_node, conv_transpose_node, pad_or_crop_node
 from .export import FLOAT_TYPES
 from .graph_inputs import graph_inputs
 from .layer_export import export_layer
@@ -96,7 +96,7 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
     for record in graph.layers:
         where = f"layer {record.name!r} ({record.class_name})"
         activation = record.options.get("activation")
-        activated = record.kind in ("dense", "activation", "conv")
+        activated = record.kind in ("dense", "activation", "conv", "conv_transpose")
         if activated and activation not in (*_ACTIVATION_OPS, *COMPOSITE_ACTIVATIONS):
             refusals.append(f"{where}: activation {activation!r} has no ONNX export")
         if record.kind == "custom":
@@ -336,6 +336,10 @@ _EMITTERS = {
     "reshape": _reshape,
     "conv": lambda b, r, x, m: (
         _activate(b, str(r.options["activation"]), conv_node(b, r, x), r.name),
+        None,
+    ),
+    "conv_transpose": lambda b, r, x, m: (
+        _activate(b, str(r.options["activation"]), conv_transpose_node(b, r, x), r.name),
         None,
     ),
     "zero_padding": lambda b, r, x, m: (pad_or_crop_node(b, r, x), None),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...convolution import transpose_crops
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import LayerRecord
 from ..legacy import activation_name
@@ -21,6 +22,12 @@ CONV_CLASSES = {
     **{"Conv1D": 1, "Convolution1D": 1, "Conv2D": 2, "Convolution2D": 2},
     # this package's channels-first convolutions, saved as Keras's are
     **{"xframe_bilstm>ChannelsFirstConv1D": 1, "xframe_bilstm>ChannelsFirstConv2D": 2},
+}
+TRANSPOSE_CLASSES = {
+    **{"Conv1DTranspose": 1, "Convolution1DTranspose": 1},
+    **{"Conv2DTranspose": 2, "Convolution2DTranspose": 2},
+    # this package's, Keras's run "valid" then cropped
+    **{"xframe_bilstm>Conv1DTranspose": 1, "xframe_bilstm>Conv2DTranspose": 2},
 }
 PADDINGS = ("valid", "same", "causal")
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -111,6 +118,65 @@ def conv_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> Lay
     return LayerRecord(layer.name, "conv", layer.class_name, layer.inputs, options, weights)
 
 
+def conv_transpose_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
+    """The ``conv_transpose`` record of a ``Conv1DTranspose``/``Conv2DTranspose`` layer: the
+    steps TensorFlow keeps of its full output as ``crops`` (:func:`transpose_crops`), with
+    this package's ``cropping`` on top."""
+    where, config = spec.where(layer), layer.config
+    rank = TRANSPOSE_CLASSES[layer.class_name]
+    padding = str(config.get("padding", "valid")).lower()
+    if padding not in PADDINGS[:2]:
+        raise UnsupportedFeatureError(
+            f"{where}: padding={config.get('padding')!r}; expected one of {list(PADDINGS[:2])}"
+        )
+    filters = int(config["filters"])
+    kernel_size = sizes(config["kernel_size"], rank, "kernel_size", where)
+    strides = sizes(config.get("strides", 1), rank, "strides", where)
+    dilation = sizes(config.get("dilation_rate", 1), rank, "dilation_rate", where)
+    given = config.get("output_padding")
+    added: tuple[int | None, ...] = (None,) * rank
+    if given is not None:  # Keras asks for the steps these many past the full output
+        added = tuple(size - 1 for size in sizes(_plus_one(given), rank, "output_padding", where))
+    cropping = pairs(config.get("cropping") or 0, rank, "cropping", where)
+    crops = []
+    for k, s, d, extra, (cut_before, cut_after) in zip(
+        kernel_size, strides, dilation, added, cropping
+    ):
+        before, after = transpose_crops(padding, extra, k, s, d)
+        crops.append((before + cut_before, after + cut_after))
+    use_bias = bool(config.get("use_bias", True))
+    expect_count(refs, 2 if use_bias else 1, where)
+    declared = refs[0].shape
+    if len(declared) != rank + 2 or tuple(declared[: rank + 1]) != (*kernel_size, filters):
+        raise WeightShapeError(
+            f"{where}: kernel has shape {declared}; expected ({', '.join(map(str, kernel_size))}"
+            f", {filters}, input channels)"
+        )
+    weights = {"kernel": refs[0].read((*kernel_size, filters, declared[-1]), f"{where} kernel")}
+    if use_bias:
+        weights["bias"] = refs[1].read((filters,), f"{where} bias")
+    options = {
+        "rank": rank,
+        "filters": filters,
+        "kernel_size": kernel_size,
+        "strides": strides,
+        "dilation_rate": dilation,
+        "crops": tuple(crops),
+        "data_format": data_format(config, where),
+        "activation": activation_name(config.get("activation"), major=spec.major, where=where),
+    }
+    return LayerRecord(
+        layer.name, "conv_transpose", layer.class_name, layer.inputs, options, weights
+    )
+
+
+def _plus_one(value: Any) -> Any:
+    """Non-negative sizes made positive, for :func:`sizes` (which checks positive ones)."""
+    if isinstance(value, int):
+        return value + 1
+    return [v + 1 if isinstance(v, int) else v for v in value]
+
+
 def padding_record(layer: LayerSpec, spec: ModelSpec) -> LayerRecord:
     """The ``zero_padding`` or ``cropping`` record of a ``ZeroPadding1D``/``Cropping1D``."""
     where, config = spec.where(layer), layer.config
@@ -124,7 +190,9 @@ def padding_record(layer: LayerSpec, spec: ModelSpec) -> LayerRecord:
 
 __all__ = [
     "CONV_CLASSES",
+    "TRANSPOSE_CLASSES",
     "conv_record",
+    "conv_transpose_record",
     "data_format",
     "padding_record",
     "pairs",

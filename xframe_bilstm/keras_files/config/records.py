@@ -17,7 +17,7 @@ from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
 from .attention import attention_record
 from .cells import is_stacked
-from .convolution import conv_record, padding_record
+from .convolution import conv_record, conv_transpose_record, padding_record
 from .custom import custom_record
 from .normpool import check_group_norm_masks, global_pool_options, normpool_record
 from .recurrent import recurrent_record
@@ -93,6 +93,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         return padding_record(layer, spec)
     if kind == "conv":
         return conv_record(layer, refs, spec)
+    if kind == "conv_transpose":
+        return conv_transpose_record(layer, refs, spec)
     options: dict[str, Any]
     weights: dict[str, np.ndarray] = {}
     if kind == "input":

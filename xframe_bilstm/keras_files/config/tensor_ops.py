@@ -47,6 +47,8 @@ KIND_BY_CLASS = {
     # Keras's convolutions, their bias added on axis 1 (read as Keras's, by ``convolution``)
     "xframe_bilstm>ChannelsFirstConv1D": "conv",
     "xframe_bilstm>ChannelsFirstConv2D": "conv",
+    "xframe_bilstm>Conv1DTranspose": "conv_transpose",
+    "xframe_bilstm>Conv2DTranspose": "conv_transpose",
     "xframe_bilstm>Divide": "merge",  # read with Keras's merges (``shape_layers``)
     "xframe_bilstm>LengthsMask": "lengths_mask",
     "xframe_bilstm>EndMask": "end_mask",
@@ -60,6 +62,8 @@ _MODULE_BY_CLASS = {
     "xframe_bilstm>ValidSteps": _PACKED_MODULE,
     "xframe_bilstm>ChannelsFirstConv1D": _CONV_MODULE,
     "xframe_bilstm>ChannelsFirstConv2D": _CONV_MODULE,
+    "xframe_bilstm>Conv1DTranspose": _CONV_MODULE,
+    "xframe_bilstm>Conv2DTranspose": _CONV_MODULE,
 }
 # The number of tensors a layer reads, where a configuration could say otherwise.
 _INPUT_COUNTS = {

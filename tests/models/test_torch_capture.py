@@ -305,3 +305,50 @@ def test_a_tensor_returned_twice_or_not_computed_from_the_input_is_refused() -> 
     assert (
         "returns a tensor its input does not reach (a parameter or buffer) as result 2" in message
     )
+
+
+class FollowsLength(nn.Module):
+    """An LSTM's outputs, then ``body`` of them, whose positions follow their length."""
+
+    def __init__(self, body) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.lstm(x)[0])
+
+
+@pytest.mark.parametrize(
+    ("body", "op"),
+    [
+        (lambda h: h[:, : h.size(1) // 2].mean(1), "aten.slice"),
+        (lambda h: torch.nn.functional.pad(h, (0, 0, 0, 20 - h.size(1))).flatten(1), "pad"),
+        (lambda h: h[:, h.size(1) // 2], "aten.select"),
+    ],
+    ids=["first-half", "padded-to-20", "middle-step"],
+)
+def test_positions_that_follow_the_length_are_refused_not_frozen(body, op: str) -> None:
+    """Read from one capture, the port kept these positions at every length: a silent
+    difference at any other length, which the check at the capture's length missed."""
+    with pytest.raises(UnsupportedFeatureError, match=rf"{op}\w* at positions that follow"):
+        torch_to_keras(FollowsLength(body).eval())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda h: h[:, : h.size(1) - 2] + h[:, 2:],
+        lambda h: h[:, h.size(1) - 2],
+        lambda h: h[:, h.size(1) - 3 : h.size(1)].mean(1),
+    ],
+    ids=["difference-of-steps", "second-last-step", "last-three-steps"],
+)
+def test_positions_the_length_less_a_number_are_counted_from_the_end(body) -> None:
+    module = FollowsLength(body).eval()
+    model = torch_to_keras(module)
+    x = np.random.default_rng(4).standard_normal((2, 15, 3)).astype("float32")
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=1e-5)

@@ -112,6 +112,85 @@ def fold_held(node: Any, tensors: Tensors, other: Any = None) -> bool:
     return True
 
 
+_TO_THE_END = 2**62  # aten.slice's stop "to the end", the largest int64 it takes
+# Operations whose numbers are positions or amounts along an axis: where they differ
+# between the captures, they follow the input's length, which no record recomputes.
+_POSITIONAL = frozenset(
+    {
+        "aten.slice",
+        "aten.select",
+        "aten.narrow",
+        "aten.constant_pad_nd",
+        "aten.pad",
+        "aten.split",
+        "aten.split_with_sizes",
+        "aten.roll",
+    }
+)
+
+
+def check_fixed_positions(node: Any, other: Any, tensors: Tensors) -> None:
+    """Refuse ``node`` where its positions differ in the second capture (``other``: the
+    node there, or None), as ``h[:, : h.size(1) // 2]`` or ``skip[..., : x.shape[-1]]``
+    make them: read from one capture, the port would keep them at every length. A slice's
+    or a selection's positions that are the axis's length less the same number in both
+    captures (``h[:, : h.size(1) - 2]``) are that number counted from the end, and are
+    rewritten so (``h[:, :-2]``).
+
+    Raises:
+        Unsupported: naming the numbers at both lengths.
+    """
+    if other is None or op_name(node) not in _POSITIONAL:
+        return
+    here, there = _numbers(node.args), _numbers(other.args)
+    if here == there or _counted_from_the_end(node, other, tensors):
+        return
+    raise Unsupported(
+        f"applies {op_name(node)} at positions that follow the input's length "
+        f"({', '.join(map(str, here))} in one capture, {', '.join(map(str, there))} in "
+        "the other), which its port would keep at every length; give every size "
+        "(input_shape=...) to port it at those sizes"
+    )
+
+
+def _counted_from_the_end(node: Any, other: Any, tensors: Tensors) -> bool:
+    """Rewrite ``node``'s start and stop (a slice) or index (a selection) as counted from
+    the end where each that differs is the axis's length less one number in both captures;
+    False, nothing rewritten, where one is not."""
+    if op_name(node) not in ("aten.slice", "aten.select") or len(node.args) < 3:
+        return False
+    first, second = tensors.shapes.get(str(getattr(node.args[0], "name", "")), ((), None))
+    if second is None or len(node.args) != len(other.args):
+        return False
+    dim = int(node.args[1]) % len(first)
+    rewritten = {}
+    for index in (2, 3) if op_name(node) == "aten.slice" else (2,):
+        here, there = node.args[index : index + 1], other.args[index : index + 1]
+        if here == there:
+            continue
+        if not all(isinstance(p, int) and p >= 0 for p in (*here, *there)):
+            return False
+        left = first[dim] - here[0]
+        least = 0 if index == 3 else 1  # only a stop may be the length itself
+        if left != second[dim] - there[0] or left < least:
+            return False
+        rewritten[index] = -left if left else _TO_THE_END  # a stop at the length: the end
+    for index, value in rewritten.items():
+        node.update_arg(index, value)
+    return True
+
+
+def _numbers(args: Any) -> list[Any]:
+    """The numbers among ``args`` (nested lists flattened), tensors left out."""
+    numbers: list[Any] = []
+    for arg in args:
+        if isinstance(arg, (list, tuple)):
+            numbers += _numbers(arg)
+        elif not hasattr(arg, "op"):
+            numbers.append(arg)
+    return numbers
+
+
 def computed_on_held(node: Any, tensors: Tensors) -> Any:
     """What ``node``, reading tensors the module holds only, computes from their values."""
     torch = require("torch")
@@ -193,6 +272,7 @@ def held_tensors(exported: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "check_fixed_positions",
     "RESHAPES",
     "Names",
     "Shape",

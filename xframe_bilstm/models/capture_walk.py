@@ -29,7 +29,7 @@ from .capture_positions import looked_up, read_positions
 from .capture_rows import row_orders
 from .capture_split import is_piece
 from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
-from .capture_tensors import Names, fold_held, held_tensors
+from .capture_tensors import Names, check_fixed_positions, fold_held, held_tensors
 from .capture_time_major import mark_time_major, module_on_record_axes, touches_time_major
 from .capture_where import (
     READERS,
@@ -234,6 +234,7 @@ def read_captured(
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name
         try:
+            check_fixed_positions(node, others.get(node.name), tensors)
             if op_name(node) in READERS or is_mask_as_numbers(node, conditions):
                 if touches_time_major(node, tensors):
                     raise Unsupported(f"applies {op_name(node)} to a time-major tensor")

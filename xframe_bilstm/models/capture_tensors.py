@@ -272,13 +272,13 @@ def held_tensors(exported: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "check_fixed_positions",
     "RESHAPES",
     "Names",
     "Shape",
     "Tensors",
     "Unsupported",
     "axis_of",
+    "check_fixed_positions",
     "computed_on_held",
     "fold_held",
     "held_tensors",

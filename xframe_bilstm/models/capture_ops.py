@@ -34,6 +34,7 @@ from .capture_gather import gather_records
 from .capture_merged_steps import merged_on_record_axes, touches_merged
 from .capture_padding import pad_records
 from .capture_positions import positions_lookup
+from .capture_repeats import HANDLERS as REPEATS
 from .capture_split import HANDLERS as SPLITS
 from .capture_split import is_piece, piece_records
 from .capture_tensors import RESHAPES, Tensors, Unsupported, axis_of, is_tuple_getitem, op_name
@@ -167,24 +168,6 @@ def _flip(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> l
         records.append(LayerRecord(here, "slice", "flip", (x,), options))
         x = here
     return records
-
-
-def _repeat(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
-    """``x.repeat_interleave(repeats, dim)`` with a number of repeats: each position on that
-    axis repeated in a row (a vocoder's upsampling of frames to samples)."""
-    x = args[0]
-    repeats = args[1] if len(args) > 1 else kwargs.get("repeats")
-    dim = args[2] if len(args) > 2 else kwargs.get("dim")
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or dim is None:
-        raise Unsupported(
-            "applies repeat_interleave with repeats per position or over the flattened "
-            "tensor; repeat every position of one axis the same number of times"
-        )
-    if repeats == 1:
-        return []  # every position once: nothing to compute
-    axis = axis_of(tensors, x, int(dim), "repeat_interleave")
-    options = {"axis": axis, "repeats": repeats}
-    return [LayerRecord(name, "repeat", "repeat_interleave", (tensors.name(x),), options)]
 
 
 def _select(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
@@ -382,7 +365,7 @@ _HANDLERS: dict[str, Handler] = {
     "aten.slice": _slice,
     "aten.select": _select,
     "aten.flip": _flip,
-    "aten.repeat_interleave": _repeat,
+    **REPEATS,
     **dict.fromkeys([*_REDUCTIONS, "aten.max", "aten.min"], _reduce),
     **dict.fromkeys(["aten.var", "aten.std"], _spread),
     **ARITHMETIC,

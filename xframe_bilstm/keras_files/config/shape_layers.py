@@ -1,5 +1,8 @@
 """Merges, permutes, repeats, ``TimeDistributed`` and the activation layers, read into records.
 
+``UpSampling1D`` and ``UpSampling2D`` (nearest neighbours) repeat each position on their
+spatial axes: a ``repeat`` record per axis repeated, the last one named as the layer.
+
 Keras 2 spellings are read as Keras 2 meant them: ``LeakyReLU(alpha)`` (Keras 3:
 ``negative_slope``), ``ThresholdedReLU(theta)`` (gone from Keras 3; ``ReLU(threshold)``
 computes it), a merge's mask kept where every input's mask keeps it.
@@ -55,6 +58,34 @@ def shape_record(
     expect_count(refs, 0, where)
     options = _options(layer, config, spec, where)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
+
+
+def upsampling_records(
+    layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec
+) -> list[LayerRecord]:
+    """The ``repeat`` records of an ``UpSampling1D``/``UpSampling2D`` layer."""
+    where, config = spec.where(layer), layer.config
+    expect_count(refs, 0, where)
+    rank = 1 if layer.class_name == "UpSampling1D" else 2
+    if config.get("interpolation", "nearest") != "nearest":
+        raise UnsupportedFeatureError(
+            f"{where}: interpolation={config.get('interpolation')!r}; only nearest "
+            "neighbours (each position repeated) are supported"
+        )
+    size = config.get("size", 2)
+    sizes = [size] * rank if isinstance(size, int) else list(size)
+    if len(sizes) != rank or not all(isinstance(n, int) and n > 0 for n in sizes):
+        raise UnsupportedFeatureError(f"{where}: size={size!r}; expected {rank} positive integers")
+    first = 2 if config.get("data_format") == "channels_first" else 1
+    # every size 1: one repeat of one, which ends the mask as the layer does
+    repeated = [(axis, n) for axis, n in enumerate(sizes, start=first) if n > 1] or [(first, 1)]
+    records, previous = [], layer.inputs
+    for index, (axis, repeats) in enumerate(repeated):
+        name = layer.name if index == len(repeated) - 1 else f"{layer.name}_axis{axis}"
+        options = {"axis": axis, "repeats": repeats}
+        records.append(LayerRecord(name, "repeat", layer.class_name, previous, options))
+        previous = (name,)
+    return records
 
 
 def _options(

@@ -62,6 +62,8 @@ KIND_BY_CLASS = {
     "Minimum": "merge",
     "Permute": "permute",
     "RepeatVector": "repeat_vector",
+    "UpSampling1D": "upsampling",
+    "UpSampling2D": "upsampling",
     "ReLU": "relu",
     "LeakyReLU": "relu",
     "ThresholdedReLU": "relu",

@@ -12,6 +12,11 @@ from ..comparison import check_port, least_precise, measure_noise
 from ..errors import UnsupportedFeatureError
 from .verification import VERIFY_BATCH, VERIFY_STEPS
 
+# A captured forward is read from runs at 7 and 9 steps (or longer, each input's
+# ``min_steps`` less than both): its check runs at a length neither capture ran at, where
+# a length read as a number (a position, a size) shows.
+CAPTURED_CHECK_STEPS = 11
+
 if TYPE_CHECKING:
     from ..models.input_shape import InputShape
 
@@ -40,9 +45,10 @@ def whole_module_to_keras(
     if verify:
         from ..inputs import example_inputs
 
-        xs = example_inputs(graph, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)
+        steps = VERIFY_STEPS if graph.captured_by is None else CAPTURED_CHECK_STEPS
+        xs = example_inputs(graph, batch=VERIFY_BATCH, steps=steps, seed=seed)
         # The reference runs that set the tolerance run before Keras holds the weights too.
-        noise = None if custom else measure_noise(graph, xs)
+        noise = None if custom else _runs(graph, xs, lambda: measure_noise(graph, xs))
     # The graph's records are this conversion's own: each layer's arrays (copies, or views
     # of the module's parameters) leave them once Keras holds its own, and what is left is
     # the structure the check reads.
@@ -61,6 +67,20 @@ def whole_module_to_keras(
             check_port(graph, xs, expected, actual, label=label, dtype=coarser, noise=noise)
             _check_untied(module, model, graph, seed, dtype, coarser)
     return model
+
+
+def _runs(graph: Any, xs: list[np.ndarray], run: Callable[[], Any]) -> Any:
+    """``run()``, where the graph's reference may fail on ``xs``: a length the capture
+    read as a number no longer fits (a slice's end against another tensor's length)."""
+    try:
+        return run()
+    except (ValueError, IndexError) as error:
+        shapes = [tuple(x.shape) for x in xs]
+        raise UnsupportedFeatureError(
+            f"{graph.source}'s graph does not run on inputs of shapes {shapes} ({error}): "
+            "forward reads a length the capture took as a number. Give every size, "
+            "input_shape=[...], to port it at those sizes"
+        ) from error
 
 
 def _check_untied(module: Any, model: Any, graph: Any, seed: int, dtype: Any, coarser: str) -> None:

@@ -119,7 +119,16 @@ class ModelGraph:
             >>> ModelGraph("m", (ids, half), ("ids",), ("half",)).ids_read_as_numbers()
             ['half']
         """
-        moving = ("reshape", "permute", "slice", "expand", "repeat", "identity", "concatenate")
+        moving = (
+            "reshape",
+            "permute",
+            "slice",
+            "slice_to",
+            "expand",
+            "repeat",
+            "identity",
+            "concatenate",
+        )
         reading = ("embedding", "where", "lengths_mask", "valid_steps", "broadcast", "custom")
         carried = [
             r.name
@@ -135,7 +144,7 @@ class ModelGraph:
                     continue
                 if record.kind in moving:
                     carried.append(record.name)
-                elif record.kind == "gather" and record.inputs[0] != name:
+                elif record.kind in ("gather", "slice_to") and record.inputs[0] != name:
                     continue  # positions, not values
                 elif record.kind not in reading and record.name not in found:
                     found.append(record.name)

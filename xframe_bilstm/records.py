@@ -76,6 +76,8 @@ MASK_RULES = {
     # tensor's steps), or read at given positions (each row's last valid step): no mask.
     "expand": "drop",
     "gather": "drop",
+    # Steps cut to another tensor's length (a skip connection cut to the decoder's): no mask.
+    "slice_to": "drop",
     # ``x`` where a comparison of another tensor with a number fails, a constant elsewhere
     # (a captured ``scores.masked_fill(mask == 0, -1e9)``): its mask ends.
     "where": "drop",
@@ -107,6 +109,7 @@ MULTI_INPUT_KINDS = (
     "where",
     "expand",
     "gather",
+    "slice_to",
     "lengths_mask",
     "valid_steps",
 )
@@ -273,6 +276,9 @@ class LayerRecord:
       index)`` of one shape but on ``axis``): ``axis`` (counted with the batch axis, never
       0); the output has ``index``'s shape, ``x`` at the position ``index`` holds on
       ``axis`` (whole numbers, integers or floats) and at the same place on the others.
+    - ``slice_to`` (read from a torch ``forward``: ``skip[..., : x.shape[-1]]`` added to
+      ``x``; inputs ``(x, like)``): ``axis`` (counted with the batch axis, never 0); the
+      output is ``x``'s first positions on ``axis``, as many as ``like`` has there.
     - ``time_first`` (read from a torch ``forward`` returning a time-major tensor): no
       options; the output is its input with axes 0 and 1 swapped, (time, batch, ...). It
       is an output of the graph, read by no other record.

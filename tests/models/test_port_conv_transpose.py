@@ -150,9 +150,10 @@ def test_the_keras_port_is_saved_and_read_back(tmp_path: Path) -> None:
 
 
 class Demucs(nn.Module):
-    """demucs in small: the (B, 1, samples) signal encoded by strided convolutions and
-    GLUs, a two-layer BLSTM over time-major frames, decoded by GLUs and transposed
-    convolutions back to samples."""
+    """demucs's denoiser in small: the (B, 1, samples) signal encoded by strided
+    convolutions and GLUs, a two-layer BLSTM over time-major frames, decoded by GLUs and
+    transposed convolutions back to samples, each encoder's output cut to its decoder's
+    length and added (``skip[..., : x.shape[-1]]``)."""
 
     def __init__(self, hidden: int = 8, kernel: int = 8, stride: int = 4) -> None:
         super().__init__()
@@ -179,12 +180,14 @@ class Demucs(nn.Module):
         self.linear = nn.Linear(2 * hidden, hidden)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        x = mix
+        x, skips = mix, []
         for encode in self.encoder:
             x = encode(x)
+            skips.append(x)
         x = self.linear(self.lstm(x.permute(2, 0, 1))[0]).permute(1, 2, 0)
         for decode in self.decoder:
-            x = decode(x)
+            skip = skips.pop(-1)
+            x = decode(x + skip[..., : x.shape[-1]])
         return x
 
 
@@ -213,9 +216,15 @@ class SpectrogramCRN(nn.Module):
         return F.softplus(self.d1(torch.cat([d2, e1], 1)))
 
 
-def test_demucs_ports_at_any_length() -> None:
+def test_demucs_ports_at_any_length(tmp_path: Path) -> None:
     module = Demucs().eval()
+    graph = graph_from_torch(module)
+    # the first skip is as long as the BLSTM's output: its cut computes nothing
+    (cut,) = [r for r in graph.layers if r.kind == "slice_to"]
+    assert cut.options == {"axis": 2}
     model = torch_to_keras(module)  # (B, 1, samples) guessed from its first Conv1d
+    model.save(tmp_path / "demucs.keras")  # read back: the cuts are this package's layers
+    assert "slice_to" in [r.kind for r in read_model(tmp_path / "demucs.keras").layers]
     for samples in (100, 164, 403):
         x = np.random.default_rng(samples).standard_normal((2, 1, samples)).astype("float32")
         np.testing.assert_allclose(np.asarray(model(x)), _torch_run(module, x), atol=1e-6)

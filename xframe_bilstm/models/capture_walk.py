@@ -27,6 +27,7 @@ from .capture_outputs import read_outputs
 from .capture_packed import padded_with_zeros, read_lengths, read_packing
 from .capture_positions import looked_up, read_positions
 from .capture_rows import row_orders
+from .capture_slice_to import slice_to_beside
 from .capture_split import is_piece
 from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
 from .capture_tensors import Names, check_fixed_positions, fold_held, held_tensors
@@ -234,8 +235,13 @@ def read_captured(
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name
         try:
-            check_fixed_positions(node, others.get(node.name), tensors)
-            if op_name(node) in READERS or is_mask_as_numbers(node, conditions):
+            cut = slice_to_beside(node, others.get(node.name), tensors, names)
+            if cut is None:  # else skip[..., : x.shape[-1]] beside x, cut to x's length
+                check_fixed_positions(node, others.get(node.name), tensors)
+            if cut is not None:
+                records.append(cut)
+                tensors.names[node] = cut.name
+            elif op_name(node) in READERS or is_mask_as_numbers(node, conditions):
                 if touches_time_major(node, tensors):
                     raise Unsupported(f"applies {op_name(node)} to a time-major tensor")
                 made = names.claim(where_records(node, names(node.name), tensors, conditions))

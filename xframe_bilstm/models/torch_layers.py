@@ -320,7 +320,7 @@ def layer_module(
 
         return custom_module(record)
     # The rarer layers' modules are imported when a model has them.
-    if record.kind in (*TENSOR_OP_KINDS, "matmul", "expand", "gather"):
+    if record.kind in (*TENSOR_OP_KINDS, "matmul", "expand", "gather", "slice_to"):
         from .torch_tensor_ops import tensor_op_module
 
         return tensor_op_module(record)

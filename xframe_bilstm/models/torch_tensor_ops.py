@@ -184,6 +184,23 @@ class Gather(nn.Module):
         return f"axis={self.axis}"
 
 
+class SliceTo(nn.Module):
+    """Its first input's first positions on ``axis``, as many as its second has there."""
+
+    def __init__(self, axis: int) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor, masks: object = None) -> torch.Tensor:
+        return x.narrow(self.axis, 0, like.shape[self.axis])
+
+    def combine_masks(self, tensors: list[torch.Tensor], masks: list[torch.Tensor | None]) -> None:
+        return None
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
 def tensor_op_module(record: LayerRecord) -> nn.Module:
     """The module of a ``reduce``, ``slice``, ``scalar_op`` or ``matmul`` record.
 
@@ -206,6 +223,8 @@ def tensor_op_module(record: LayerRecord) -> nn.Module:
         return Expand(tuple(None if s is None else int(s) for s in options["sizes"]))
     if record.kind == "gather":
         return Gather(int(options["axis"]))
+    if record.kind == "slice_to":
+        return SliceTo(int(options["axis"]))
     if record.kind == "scalar_op":
         op, constant = str(options["op"]), float(options["constant"])
         return ScalarOp(op, constant, bool(options["reverse"]))

@@ -186,10 +186,24 @@ def run_gather(options: Mapping[str, Any], tensors: Sequence[np.ndarray]) -> np.
     return np.take_along_axis(np.asarray(tensors[0]), index, axis=int(options["axis"]))
 
 
+def run_slice_to(options: Mapping[str, Any], tensors: Sequence[np.ndarray]) -> np.ndarray:
+    """A ``slice_to`` record's output: its first input's first positions on ``axis``, as
+    many as its second input has there.
+
+    Example:
+        >>> skip, x = np.arange(5.0).reshape(1, 1, 5), np.zeros((1, 1, 3))
+        >>> run_slice_to({"axis": 2}, [skip, x]).tolist()
+        [[[0.0, 1.0, 2.0]]]
+    """
+    axis = int(options["axis"])
+    return np.take(np.asarray(tensors[0]), np.arange(np.shape(tensors[1])[axis]), axis=axis)
+
+
 # The operations whose second input gives sizes or positions rather than values.
 INDEXED_OPS: dict[str, Callable[[Mapping[str, Any], Sequence[np.ndarray]], np.ndarray]] = {
     "expand": run_expand,
     "gather": run_gather,
+    "slice_to": run_slice_to,
 }
 
 
@@ -239,6 +253,7 @@ __all__ = [
     "run_expand",
     "run_gather",
     "run_matmul",
+    "run_slice_to",
     "run_tensor_op",
     "scalar_op",
     "slice_index",

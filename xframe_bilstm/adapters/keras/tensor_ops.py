@@ -26,7 +26,10 @@ from ...reference.where import COMPARISONS, evaluate, expression
 
 # The kinds these layers compute: the reference's tensor operations, products, masks and
 # held tensors given the batch axis.
-LAYER_KINDS = (*KINDS, "matmul", "where", "expand", "gather", "broadcast", "time_first")
+LAYER_KINDS = (
+    *KINDS,
+    *("matmul", "where", "expand", "gather", "slice_to", "broadcast", "time_first"),
+)
 
 
 @functools.cache
@@ -163,6 +166,19 @@ def tensor_op_classes() -> dict[str, Any]:
             return None
 
     @register
+    class SliceTo(_OptionsLayer):
+        """Its first input's first positions on ``axis``, as many as its second has
+        there; no mask follows."""
+
+        def call(self, inputs: list[Any]) -> Any:
+            axis = int(self.options["axis"])
+            count = keras.ops.shape(inputs[1])[axis]
+            return keras.ops.take(inputs[0], keras.ops.arange(count), axis=axis)
+
+        def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
+            return None
+
+    @register
     class TimeFirst(keras.layers.Layer):  # type: ignore[name-defined]
         """Its input with axes 0 and 1 swapped, (time, batch, ...): a result a torch
         ``forward`` returns time-major (a CTC model's). Keras calls such a model as any
@@ -248,6 +264,7 @@ def tensor_op_classes() -> dict[str, Any]:
         "repeat": Repeat,
         "expand": Expand,
         "gather": Gather,
+        "slice_to": SliceTo,
         "time_first": TimeFirst,
     }
 

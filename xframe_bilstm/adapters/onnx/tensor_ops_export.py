@@ -208,8 +208,19 @@ def emit_gather(builder: GraphBuilder, record: LayerRecord, tensors: Sequence[st
     return builder.one("GatherElements", [tensors[0], index], record.name, axis=axis), None
 
 
+def emit_slice_to(builder: GraphBuilder, record: LayerRecord, tensors: Sequence[str]) -> Emitted:
+    """The ``Slice`` of a ``slice_to`` record's ``(x, like)``: from 0 to ``like``'s size on
+    the axis (from ``Shape``); no mask after."""
+    axis, prefix = int(record.options["axis"]), record.name
+    like_shape = builder.one("Shape", [tensors[1]], f"{prefix}/like_shape")
+    bounds = [builder.ints(f"at{axis}", [axis]), builder.ints(f"at{axis + 1}", [axis + 1])]
+    end = builder.one("Slice", [like_shape, *bounds], f"{prefix}/end")
+    start, axes = builder.ints("zeros1", [0]), builder.ints(f"at{axis}", [axis])
+    return builder.one("Slice", [tensors[0], start, end, axes], prefix), None
+
+
 # The emitters of the operations whose second input gives sizes or positions.
-INDEXED_EMITTERS = {"expand": emit_expand, "gather": emit_gather}
+INDEXED_EMITTERS = {"expand": emit_expand, "gather": emit_gather, "slice_to": emit_slice_to}
 
 
 _COMPARE_OPS = {

@@ -44,6 +44,7 @@ KIND_BY_CLASS = {
     "xframe_bilstm>Repeat": "repeat",
     "xframe_bilstm>Expand": "expand",
     "xframe_bilstm>Gather": "gather",
+    "xframe_bilstm>SliceTo": "slice_to",
     # Keras's convolutions, their bias added on axis 1 (read as Keras's, by ``convolution``)
     "xframe_bilstm>ChannelsFirstConv1D": "conv",
     "xframe_bilstm>ChannelsFirstConv2D": "conv",
@@ -73,6 +74,7 @@ _INPUT_COUNTS = {
     "broadcast": 1,
     "time_first": 1,
     "gather": 2,
+    "slice_to": 2,
 }
 # The packed-sequence layers and TimeFirst have no options.
 _NO_OPTIONS = ("lengths_mask", "end_mask", "valid_steps", "time_first")
@@ -170,6 +172,7 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         "repeat": _repeat,
         "expand": _expand,
         "gather": lambda given, where: {"axis": _axis(given.get("axis"), "axis", where)},
+        "slice_to": lambda given, where: {"axis": _axis(given.get("axis"), "axis", where)},
     }
     reader = readers[kind]
     options = reader(given, where)

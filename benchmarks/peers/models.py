@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from tests.audio_models import Denoiser, EventDetector, SpectrogramCRN, WavEncoder
 from tests.packaged_models import BLSTM, DeepSpeech, PositionalEncoding, TacotronEncoder
 
 VOCAB = 60
@@ -450,6 +451,19 @@ SPECS: dict[str, Spec] = {
     "last_step_classifier": Spec(LastStepClassifier, "ids", (BATCH, STEPS)),
     "positional_lstm": Spec(PositionalLSTM, "ids", (BATCH, STEPS)),
     "statistics_pooling": Spec(StatisticsPooling, "float", (BATCH, STEPS, 20)),
+    # 164 samples: 40, then 9 frames; 7 frames longer is 220 samples, cut back to 212
+    "denoiser": Spec(partial(Denoiser, hidden=16), "float", (BATCH, 1, 164), time_axis=2, stride=8),
+    "spectrogram_crn": Spec(
+        partial(SpectrogramCRN, channels=8),
+        "float",
+        (BATCH, 1, STEPS, 16),
+        input_shape=(1, None, 16),
+        time_axis=2,
+    ),
+    "wav_encoder": Spec(partial(WavEncoder, width=16), "float", (BATCH, 20 * STEPS), stride=20),
+    "event_detector": Spec(
+        partial(EventDetector, features=20, classes=TAGS), "float", (BATCH, STEPS, 20)
+    ),
 }
 
 

@@ -15,29 +15,16 @@ from xframe_bilstm.comparison import derived_tolerance  # noqa: E402
 from xframe_bilstm.inputs import example_inputs  # noqa: E402
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
+from ..audio_models import WavEncoder  # noqa: E402
+
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 nn, F = torch.nn, torch.nn.functional
 
 
-class RawAudio(nn.Module):
-    """wav2vec 2.0's feature encoder in small: the signal given as (B, samples), a
-    channel added in ``forward``, seven strided convolutions (a window of 400 samples, a
-    stride of 320), the first normalized per channel, then a BiLSTM over the frames."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(61)
-        shapes = [(1, 10, 5)] + [(8, 3, 2)] * 4 + [(8, 2, 2)] * 2
-        self.convs = nn.ModuleList(nn.Conv1d(c, 8, k, stride=s) for c, k, s in shapes)
-        self.norm = nn.GroupNorm(8, 8)
-        self.lstm = nn.LSTM(8, 5, batch_first=True, bidirectional=True)
-        self.fc = nn.Linear(10, 3)
-
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        x = wav.unsqueeze(1)
-        for index, conv in enumerate(self.convs):
-            x = F.gelu(self.norm(conv(x)) if index == 0 else conv(x))
-        return self.fc(self.lstm(x.transpose(1, 2))[0])
+def _raw_audio() -> nn.Module:
+    """wav2vec 2.0's feature encoder: a window of 400 samples, a stride of 320."""
+    torch.manual_seed(61)
+    return WavEncoder(((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))).eval()
 
 
 class LongPool(nn.Module):
@@ -58,7 +45,7 @@ def _expected(module: nn.Module, x: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(x)).numpy()
 
 
-@pytest.mark.parametrize(("make", "shortest"), [(RawAudio, 400), (LongPool, 12)])
+@pytest.mark.parametrize(("make", "shortest"), [(_raw_audio, 400), (LongPool, 12)])
 def test_the_port_runs_at_any_length_from_the_shortest(make, shortest: int) -> None:
     module = make().eval()
     graph = graph_from_torch(module)  # no shape given: the bare signal, (B, samples)
@@ -72,14 +59,14 @@ def test_the_port_runs_at_any_length_from_the_shortest(make, shortest: int) -> N
 
 
 def test_examples_are_at_least_the_shortest_length() -> None:
-    graph = graph_from_torch(RawAudio().eval())
+    graph = graph_from_torch(_raw_audio())
     (name,) = graph.inputs
     (x,) = example_inputs(graph, steps=7)
     assert x.shape == (3, graph.layer(name).options["min_steps"])
 
 
 def test_compare_runs_them_on_every_framework() -> None:
-    report = compare(RawAudio().eval())
+    report = compare(_raw_audio())
     assert report, report.lines()
     assert {"keras", "onnxruntime", "torch"} <= {run.spec.framework for run in report.runs}
 

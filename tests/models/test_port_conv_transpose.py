@@ -26,6 +26,7 @@ from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 from xframe_bilstm.onnx_converters import to_onnx  # noqa: E402
 from xframe_bilstm.reference import run_model_reference  # noqa: E402
 
+from ..audio_models import Denoiser, SpectrogramCRN  # noqa: E402
 from .every_framework import assert_agrees_everywhere  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch, pytest.mark.onnx]
@@ -149,75 +150,9 @@ def test_the_keras_port_is_saved_and_read_back(tmp_path: Path) -> None:
     )
 
 
-class Demucs(nn.Module):
-    """demucs's denoiser in small: the (B, 1, samples) signal encoded by strided
-    convolutions and GLUs, a two-layer BLSTM over time-major frames, decoded by GLUs and
-    transposed convolutions back to samples, each encoder's output cut to its decoder's
-    length and added (``skip[..., : x.shape[-1]]``)."""
-
-    def __init__(self, hidden: int = 8, kernel: int = 8, stride: int = 4) -> None:
-        super().__init__()
-        torch.manual_seed(71)
-        self.encoder, self.decoder = nn.ModuleList(), nn.ModuleList()
-        channels = 1
-        for index in range(2):
-            self.encoder.append(
-                nn.Sequential(
-                    nn.Conv1d(channels, hidden, kernel, stride),
-                    nn.ReLU(),
-                    nn.Conv1d(hidden, 2 * hidden, 1),
-                    nn.GLU(1),
-                )
-            )
-            decode = [
-                nn.Conv1d(hidden, 2 * hidden, 1),
-                nn.GLU(1),
-                nn.ConvTranspose1d(hidden, channels, kernel, stride),
-            ]
-            self.decoder.insert(0, nn.Sequential(*decode, *([nn.ReLU()] if index else [])))
-            channels = hidden
-        self.lstm = nn.LSTM(hidden, hidden, 2, bidirectional=True)
-        self.linear = nn.Linear(2 * hidden, hidden)
-
-    def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        x, skips = mix, []
-        for encode in self.encoder:
-            x = encode(x)
-            skips.append(x)
-        x = self.linear(self.lstm(x.permute(2, 0, 1))[0]).permute(1, 2, 0)
-        for decode in self.decoder:
-            skip = skips.pop(-1)
-            x = decode(x + skip[..., : x.shape[-1]])
-        return x
-
-
-class SpectrogramCRN(nn.Module):
-    """Tan and Wang's convolutional recurrent network in small: a (B, 1, T, F)
-    spectrogram, Conv2d encoders strided over frequency, an LSTM over time, and
-    ConvTranspose2d decoders (the last with output_padding) reading the encoders' outputs
-    joined to theirs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(72)
-        self.e1, self.n1 = nn.Conv2d(1, 4, (1, 3), stride=(1, 2)), nn.BatchNorm2d(4)
-        self.e2, self.n2 = nn.Conv2d(4, 8, (1, 3), stride=(1, 2)), nn.BatchNorm2d(8)
-        self.lstm = nn.LSTM(24, 24, batch_first=True)
-        self.d2, self.n3 = nn.ConvTranspose2d(16, 4, (1, 3), stride=(1, 2)), nn.BatchNorm2d(4)
-        self.d1 = nn.ConvTranspose2d(8, 1, (1, 3), stride=(1, 2), output_padding=(0, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e1 = F.elu(self.n1(self.e1(x)))
-        e2 = F.elu(self.n2(self.e2(e1)))
-        b, c, t, f = e2.shape
-        h = self.lstm(e2.permute(0, 2, 1, 3).reshape(b, t, c * f))[0]
-        h = h.reshape(b, t, c, f).permute(0, 2, 1, 3)
-        d2 = F.elu(self.n3(self.d2(torch.cat([h, e2], 1))))
-        return F.softplus(self.d1(torch.cat([d2, e1], 1)))
-
-
-def test_demucs_ports_at_any_length(tmp_path: Path) -> None:
-    module = Demucs().eval()
+def test_demucs_denoiser_ports_at_any_length(tmp_path: Path) -> None:
+    torch.manual_seed(71)
+    module = Denoiser().eval()
     graph = graph_from_torch(module)
     # the first skip is as long as the BLSTM's output: its cut computes nothing
     (cut,) = [r for r in graph.layers if r.kind == "slice_to"]
@@ -233,6 +168,7 @@ def test_demucs_ports_at_any_length(tmp_path: Path) -> None:
 
 
 def test_a_spectrogram_crn_compares_on_every_framework_at_its_own_frames() -> None:
+    torch.manual_seed(72)
     module = SpectrogramCRN().eval()
     x = np.random.default_rng(2).standard_normal((2, 1, 9, 16)).astype("float32")
     assert_agrees_everywhere(module, inputs=x)  # time found on the frames' axis, not F

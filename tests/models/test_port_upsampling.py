@@ -23,6 +23,7 @@ from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 from xframe_bilstm.onnx_converters import to_onnx  # noqa: E402
 from xframe_bilstm.reference import run_model_reference  # noqa: E402
 
+from ..audio_models import EventDetector  # noqa: E402
 from .every_framework import assert_agrees_everywhere  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch, pytest.mark.onnx]
@@ -77,26 +78,8 @@ def test_bilinear_upsampling_is_refused_by_name(tmp_path: Path) -> None:
         keras_to_torch(model)
 
 
-class EventDetector(nn.Module):
-    """A sound event detector in small: log-mel frames (B, T, 8) pooled over time by 2
-    after a convolution, a BiGRU, per-frame scores, upsampled by 2 back to the frames'
-    rate (``F.interpolate``) and by 2 again (``nn.Upsample``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(81)
-        self.conv = nn.Conv1d(8, 6, 3, padding=1)
-        self.gru = nn.GRU(6, 5, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(10, 3)
-        self.up = nn.Upsample(scale_factor=2)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        h = F.max_pool1d(torch.relu(self.conv(frames.transpose(1, 2))), 2)
-        scores = torch.sigmoid(self.head(self.gru(h.transpose(1, 2))[0]))
-        return self.up(F.interpolate(scores.transpose(1, 2), scale_factor=2.0))
-
-
 def test_a_torch_event_detector_ports_at_any_length() -> None:
+    torch.manual_seed(81)
     module = EventDetector().eval()
     graph = graph_from_torch(module)
     assert [r.class_name for r in graph.layers if r.kind == "repeat"] == ["upsample_nearest"] * 2

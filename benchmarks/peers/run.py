@@ -72,6 +72,16 @@ NOTES = {
     "time-major buffer cut to the steps, `self.pe[:x.size(0)]`)",
     "statistics_pooling": "pools its LSTM's outputs into their mean and standard deviation "
     "over the steps",
+    "denoiser": "(demucs's denoiser in small) encodes 164 samples by strided convolutions and "
+    "GLUs, and decodes by transposed convolutions, each encoder's output cut to its "
+    "decoder's length (`skip[..., :x.shape[-1]]`); 7 frames longer is 220 samples",
+    "spectrogram_crn": "(Tan and Wang's CRN) decodes a spectrogram with `ConvTranspose2d` "
+    "(one with `output_padding`), joining the encoders' outputs",
+    "wav_encoder": "(wav2vec 2.0's feature encoder in small) reads raw audio, `(B, samples)`, "
+    "through strided convolutions (a window of 30 samples), the first normalized by "
+    "`GroupNorm(C, C)`",
+    "event_detector": "(a sound event detector) upsamples its frame scores back to the "
+    "frames' rate with `F.interpolate(scale_factor=2)` and `nn.Upsample`",
 }
 
 

@@ -62,7 +62,22 @@ def _options() -> Any:
     return keras.Model(x, h, name="options")  # (5, 3): channels-first, 5 != 3 filters
 
 
+def _padded_image() -> Any:
+    """(H, W, C) -> ZeroPadding2D (uneven) -> Conv2D -> Cropping2D -> rows -> LSTM; and the
+    same padding and cropping channels-first, read back into rows."""
+    x = keras.Input((7, 6, 2), name="image")
+    h = layers.ZeroPadding2D(((1, 2), (0, 1)), name="pad")(x)  # (10, 7)
+    h = layers.Conv2D(3, 3, name="conv")(h)  # (8, 5)
+    h = layers.Cropping2D(((1, 0), (1, 1)), name="crop")(h)  # (7, 3)
+    first = layers.Permute((3, 1, 2), name="channels_first")(h)  # (3, 7, 3)
+    first = layers.ZeroPadding2D((1, 0), data_format="channels_first", name="pad_cf")(first)
+    first = layers.Cropping2D(((0, 2), 0), data_format="channels_first", name="crop_cf")(first)
+    rows = layers.Reshape((7, 9), name="rows")(layers.Permute((2, 3, 1), name="back")(first))
+    return keras.Model(x, layers.LSTM(4, name="lstm")(rows), name="padded_image")
+
+
 MODELS = {"crnn": (_crnn, (3, 11, 5)), "image_rows": (_image_rows, (2, 9, 8, 3))}
+MODELS["padded_image"] = (_padded_image, (2, 7, 6, 2))
 MODELS["options"] = (_options, (3, 13, 4))
 
 

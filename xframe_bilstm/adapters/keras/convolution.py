@@ -39,7 +39,8 @@ def conv_refusal(record: LayerRecord) -> str | None:
 strides above 1 together with dilation_rate above 1
     """
     where = f"layer {record.name!r} ({record.class_name})"
-    if record.kind == "cropping" and record.options["data_format"] != "channels_last":
+    one_axis = len(record.options.get("cropping", ())) == 1
+    if record.kind == "cropping" and one_axis and record.options["data_format"] != "channels_last":
         return f"{where}: Keras's Cropping1D crops channels-last sequences only"
     if record.kind not in ("conv", "conv_transpose"):
         return None
@@ -72,8 +73,11 @@ def conv_layer(record: LayerRecord, keras: Any, dtype: str) -> Any:
             name=name,
         )
     if record.kind == "cropping":
-        (pair,) = options["cropping"]
-        return layers.Cropping1D(tuple(pair), dtype=dtype, name=name)
+        pairs = tuple(tuple(pair) for pair in options["cropping"])
+        if len(pairs) == 1:
+            return layers.Cropping1D(pairs[0], dtype=dtype, name=name)
+        data_format = str(options["data_format"])
+        return layers.Cropping2D(pairs, data_format=data_format, dtype=dtype, name=name)
     activation = str(options["activation"])
     rank = int(options["rank"])
     if record.kind == "conv_transpose":

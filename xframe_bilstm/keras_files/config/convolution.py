@@ -2,7 +2,8 @@
 
 Keras 2 and Keras 3 save these layers alike: tuples (or lists, in JSON) for the sizes,
 ``data_format`` resolved to a name (``None`` is read as ``"channels_last"``, Keras's
-default), and ``ZeroPadding1D``/``Cropping1D`` with an int or a pair. Keras 2's
+default), and ``ZeroPadding1D/2D``/``Cropping1D/2D`` with an int, a pair, or a pair per
+axis. Keras 2's
 ``ZeroPadding1D`` has no ``data_format``: it is always channels-last.
 """
 
@@ -178,11 +179,13 @@ def _plus_one(value: Any) -> Any:
 
 
 def padding_record(layer: LayerSpec, spec: ModelSpec) -> LayerRecord:
-    """The ``zero_padding`` or ``cropping`` record of a ``ZeroPadding1D``/``Cropping1D``."""
+    """The ``zero_padding`` or ``cropping`` record of a ``ZeroPadding1D/2D`` or
+    ``Cropping1D/2D``: one (before, after) pair per spatial axis."""
     where, config = spec.where(layer), layer.config
     key = "padding" if layer.kind == "zero_padding" else "cropping"
+    rank = 2 if layer.class_name.endswith("2D") else 1
     options: dict[str, Any] = {
-        key: pairs(config.get(key, 1), 1, key, where),
+        key: pairs(config.get(key, 1), rank, key, where),
         "data_format": data_format(config, where),
     }
     return LayerRecord(layer.name, layer.kind, layer.class_name, layer.inputs, options)

@@ -6,6 +6,7 @@ Their forward is captured with torch.export; expected values come from the modul
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -349,6 +350,39 @@ def test_positions_the_length_less_a_number_are_counted_from_the_end(body) -> No
     module = FollowsLength(body).eval()
     model = torch_to_keras(module)
     x = np.random.default_rng(4).standard_normal((2, 15, 3)).astype("float32")
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=1e-5)
+
+
+class WeightNormed(nn.Module):
+    """A vocoder-style front end: a weight-normed convolution (``g * v / ||v||``, as
+    HiFi-GAN and MelGAN write them) before an LSTM, and a weight-normed Linear."""
+
+    def __init__(self, weight_norm) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.conv = weight_norm(nn.Conv1d(8, 8, 3, padding=1))
+        self.lstm = nn.LSTM(8, 6, batch_first=True)
+        self.fc = weight_norm(nn.Linear(6, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.leaky_relu(self.conv(x.transpose(1, 2)), 0.2).transpose(1, 2)
+        return self.fc(self.lstm(h)[0])
+
+
+@pytest.mark.filterwarnings("error:The tensor attribute")  # nothing of torch.export's leaks
+@pytest.mark.parametrize(
+    "weight_norm",
+    [torch.nn.utils.parametrizations.weight_norm, torch.nn.utils.weight_norm],
+    ids=["parametrizations", "deprecated-hook"],
+)
+def test_weight_normed_modules_port_with_their_computed_weights(weight_norm) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the hook's own deprecation
+        module = WeightNormed(weight_norm).eval()
+    model = torch_to_keras(module)
+    x = np.random.default_rng(6).standard_normal((2, 13, 8)).astype("float32")
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=1e-5)

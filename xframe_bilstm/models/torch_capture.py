@@ -297,8 +297,9 @@ def capture(module: Any, inputs: ForwardInputs, which: int) -> Any:
         for logger in loggers.values():
             logger.setLevel(logging.CRITICAL)
         with evaluating(module), torch.no_grad(), warnings.catch_warnings():
-            # nn.LSTM reassigns its flat weights as it runs: torch.export warns, harmlessly.
-            warnings.filterwarnings("ignore", "The tensor attributes", UserWarning)
+            # nn.LSTM reassigns its flat weights as it runs, and torch.nn.utils.weight_norm
+            # its modules' weights before each call: torch.export warns, harmlessly.
+            warnings.filterwarnings("ignore", "The tensor attribute", UserWarning)
             with contextlib.redirect_stderr(printed), packing_captured(module):
                 return torch.export.export(module, arguments)
     except Exception as error:  # whatever the user's forward raises when captured

@@ -386,3 +386,36 @@ def test_weight_normed_modules_port_with_their_computed_weights(weight_norm) -> 
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=1e-5)
+
+
+class TextRecognizer(nn.Module):
+    """deep-text-recognition-benchmark's feature path: convolution features (B, C, H, W)
+    permuted to (B, W, C, H), the height averaged away by ``AdaptiveAvgPool2d((None, 1))``
+    and squeezed, beside the height's maximum of the first channel by
+    ``AdaptiveMaxPool2d((1, None))`` on (B, W, H, C), then a BiLSTM over the columns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d((None, 1))
+        self.peak = nn.AdaptiveMaxPool2d((1, None))
+        self.lstm = nn.LSTM(9, 6, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        columns = torch.relu(self.conv(x)).permute(0, 3, 1, 2)  # (B, W, C, H)
+        average = self.pool(columns).squeeze(3)  # (B, W, C)
+        peak = self.peak(columns.transpose(2, 3)).squeeze(2)[..., :1]  # (B, W, 1)
+        return self.fc(self.lstm(torch.cat([average, peak], -1))[0])
+
+
+def test_adaptive_pools_keeping_an_axis_are_reductions() -> None:
+    module = TextRecognizer().eval()
+    graph = graph_from_torch(module, input_shape=(1, 8, None))
+    assert [r.options for r in graph.layers if r.kind == "reduce"] == [
+        {"op": "mean", "axes": (3,), "keepdims": True},
+        {"op": "max", "axes": (2,), "keepdims": True},
+    ]
+    x = np.random.default_rng(7).standard_normal((2, 1, 8, 19)).astype("float32")
+    assert_agrees_everywhere(module, inputs=x)

@@ -7,7 +7,8 @@ torch's layout is recorded, not rewritten: ``BatchNorm1d/2d`` normalize axis 1
 inference, a ``BatchNorm``'s computation). What Keras cannot compute the same way is refused
 by name: a ``BatchNorm`` in training mode or without running statistics (batch
 statistics), ``ceil_mode``, ``dilation``, ``return_indices``, ``divisor_override``, padding
-other than TensorFlow's ``same``, and adaptive pools to other than one value per channel.
+other than TensorFlow's ``same``, and adaptive pools to sizes other than 1 (a global pool)
+or None (an axis kept: ``AdaptiveAvgPool2d((None, 1))`` is the mean over the last axis).
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ def normpool_records(name: str, child: Any, previous: str) -> list[LayerRecord]:
         return [_group_norm(name, child, previous, nn, where)]
     adaptive = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
     if isinstance(child, (*adaptive, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
+        sizes = child.output_size if isinstance(child.output_size, tuple) else (child.output_size,)
+        if None in sizes and set(sizes) <= {None, 1}:  # (None, 1): one axis pooled, kept
+            is_max = isinstance(child, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d))
+            axes = tuple(axis for axis, size in enumerate(sizes, start=2) if size == 1)
+            options = {"op": "max" if is_max else "mean", "axes": axes, "keepdims": True}
+            return [LayerRecord(name, "reduce", kind, (previous,), options)]
         return [LayerRecord(name, "global_pool", kind, (previous,), _adaptive(child, nn, where))]
     return [LayerRecord(name, "pool", kind, (previous,), _pool(child, nn, where))]
 

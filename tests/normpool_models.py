@@ -87,6 +87,11 @@ def layer_cases(keras: Any) -> dict[str, tuple[tuple[int | None, ...], Any]]:
         "gn_channels_last": ((None, 6), layers.GroupNormalization(3, epsilon=1e-4)),
         "gn_instance_channels_first": ((4, 5), layers.GroupNormalization(-1, axis=1)),
         "gn_image_no_center": ((3, 4, 6), layers.GroupNormalization(2, center=False)),
+        # a zero variance divides by Keras's epsilon, 1e-7
+        "normalization_given": (
+            (None, 3),
+            layers.Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 0.25, 0.0]),
+        ),
         "max1d_same": ((7, 3), layers.MaxPooling1D(3, strides=2, padding="same")),
         "avg1d_same": ((None, 3), layers.AveragePooling1D(4, strides=3, padding="same")),
         "avg1d_valid_channels_first": (

@@ -124,3 +124,30 @@ def test_the_masks_pass_through_normalization_and_end_at_pooling() -> None:
         sequence[row, length:],
         sequence[row, length - 1 : length].repeat(ids.shape[1] - length, axis=0),
     )
+
+
+@pytest.mark.parametrize("major", [3, 2])
+def test_an_adapted_normalization_layer_ports_as_its_statistics_say(
+    major: int, tmp_path: Path
+) -> None:
+    """Keras's preprocessing ``Normalization``, adapted to data (its mean and variance are
+    weights), in front of an LSTM: ``(x - mean) / max(sqrt(variance), 1e-7)``."""
+    framework = keras if major == 3 else pytest.importorskip("tf_keras")
+    layers = framework.layers
+    data = np.random.default_rng(4).normal(3.0, 2.0, (16, 6, 4)).astype("float32")
+    norm = layers.Normalization(axis=-1, name="norm")
+    norm.adapt(data)
+    x = framework.Input((None, 4))
+    model = framework.Model(x, layers.LSTM(5, name="lstm")(norm(x)))
+    path = tmp_path / ("adapted.keras" if major == 3 else "adapted.h5")
+    model.save(path)
+    graph = read_model(path)
+    assert graph.layer("norm").kind == "batch_norm"
+    inputs = data[:3]
+    expected = np.asarray(model(inputs))
+    tolerance = derived_tolerance(graph, [inputs])
+    np.testing.assert_allclose(
+        _torch_output(keras_to_torch(path), inputs), expected, rtol=0, atol=tolerance
+    )
+    report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report.lines()

@@ -55,7 +55,9 @@ def whole_module_to_keras(
     model = graph_to_keras(graph, hand_over=release_weights)
     model.captured_by = graph.captured_by  # torch.export, torch.fx, or None: children in order
     if verify:
-        dtype = next(module.parameters()).dtype
+        from ..adapters.torch import float_dtype
+
+        dtype = float_dtype(module)
         expected, actual = _both_runs(module, model, xs, dtype)
         _check_shapes(module, xs[0], expected, actual)
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.

@@ -91,10 +91,10 @@ def port_graph(
         assert expected is not None
         _check_custom(graph, module, seed, expected, label, compute_dtype)
     elif checked:
-        from ..adapters.torch import run_module
+        from ..adapters.torch import float_dtype, run_module
 
         actual = run_module(module, inputs)
-        port_dtype = str(next(module.parameters()).dtype).split(".")[-1]
+        port_dtype = str(float_dtype(module)).split(".")[-1]
         label = label or f"{graph.source} vs its torch port"
         dtype = least_precise(port_dtype, compute_dtype)
         check_port(graph, inputs, reference, actual, label=label, dtype=dtype, noise=noise)
@@ -116,12 +116,13 @@ def _check_custom(
     compute_dtype: str,
 ) -> None:
     """Check a port holding custom layers against the original's own outputs."""
+    from ..adapters.torch import float_dtype
     from .torch_custom import check_custom_port, run_port
 
     inputs = example_inputs(graph, seed=seed)
     reference = tuple(expected(inputs))
     actual = run_port(module, graph, inputs)
-    port_dtype = str(next(module.parameters()).dtype).split(".")[-1]
+    port_dtype = str(float_dtype(module)).split(".")[-1]
     label = label or f"{graph.source} vs its torch port"
     dtype = least_precise(port_dtype, compute_dtype)
     check_custom_port(graph, module, inputs, reference, actual, label=label, dtype=dtype)

@@ -131,6 +131,19 @@ def evaluating(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
             part.train(training)
 
 
+def float_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype of the first floating parameter or buffer ``module`` holds (a port of
+    pools or of a ``Normalization``'s statistics holds buffers only), float32 for none.
+
+    Example:
+        >>> statistics = torch.nn.BatchNorm1d(2, affine=False).double()
+        >>> float_dtype(statistics), float_dtype(torch.nn.ReLU())
+        (torch.float64, torch.float32)
+    """
+    held = (*module.parameters(), *module.buffers())
+    return next((t.dtype for t in held if t.is_floating_point()), torch.float32)
+
+
 def run_module(module: torch.nn.Module, inputs: Any) -> tuple[np.ndarray, ...]:
     """``module(*inputs)`` on numpy arrays, in inference mode and without gradients.
 

@@ -2,7 +2,9 @@
 
 ``BatchNormalization`` (inference: its moving statistics), ``LayerNormalization``,
 ``GroupNormalization``, the 1-D and 2-D ``MaxPooling``/``AveragePooling`` layers and the
-global poolings (1-D or 2-D, ``data_format`` recorded). Keras 2 files spell ``axis`` as a
+global poolings (1-D or 2-D, ``data_format`` recorded). The preprocessing layer
+``Normalization``, ``(x - mean) / max(sqrt(variance), 1e-7)``, is a ``BatchNormalization``
+of that denominator squared as its variance and no epsilon. Keras 2 files spell ``axis`` as a
 list (``[2]``) and count it with the batch axis; the records keep Keras's own counting.
 """
 
@@ -32,6 +34,7 @@ POOL_CLASSES = {
 }
 KIND_BY_CLASS = {
     "BatchNormalization": "batch_norm",
+    "Normalization": "batch_norm",
     "LayerNormalization": "layer_norm",
     "GroupNormalization": "group_norm",
     **dict.fromkeys(POOL_CLASSES, "pool"),
@@ -45,7 +48,9 @@ KIND_BY_CLASS = {
 def normpool_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
     """The record of a normalization or (non-global) pooling layer, weights checked."""
     where = spec.where(layer)
-    if layer.kind == "batch_norm":
+    if layer.class_name == "Normalization":
+        options, weights = _normalization(layer.config, refs, where)
+    elif layer.kind == "batch_norm":
         options, weights = _batch_norm(layer.config, refs, where)
     elif layer.kind == "layer_norm":
         options, weights = _layer_norm(layer.config, refs, where)
@@ -156,6 +161,40 @@ def _batch_norm(
     weights["moving_mean"] = rest[0].read(channels, f"{where} moving_mean")
     weights["moving_variance"] = rest[1].read(channels, f"{where} moving_variance")
     return {"axis": axes[0], "epsilon": float(config.get("epsilon", 1e-3))}, weights
+
+
+_KERAS_EPSILON = 1e-7  # keras.config.epsilon(), the least a Normalization divides by
+
+
+def _normalization(
+    config: Mapping[str, Any], refs: list[WeightRef], where: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``Normalization``'s mean and variance (its weights, as ``adapt`` leaves them, or its
+    configuration's lists) as a ``batch_norm`` record dividing by the same denominator."""
+    axes = _axes(config.get("axis", -1), where)
+    if len(axes) != 1 or config.get("invert"):
+        raise UnsupportedFeatureError(
+            f"{where}: axis={config.get('axis')!r}, invert={config.get('invert')!r}; a "
+            "Normalization over one axis, not inverted, is supported"
+        )
+    if refs:  # mean, variance, count
+        expect_count(refs, 3, where)
+        mean = refs[0].read(tuple(refs[0].shape), f"{where} mean")
+        variance = refs[1].read(tuple(refs[1].shape), f"{where} variance")
+    else:
+        mean = np.asarray(config.get("mean"), np.float64)
+        variance = np.asarray(config.get("variance"), np.float64)
+    if mean.ndim != 1 or mean.shape != variance.shape:
+        raise UnsupportedFeatureError(
+            f"{where}: mean of shape {mean.shape} and variance of shape {variance.shape}; "
+            "one value per channel of its axis is supported"
+        )
+    deviation = np.maximum(np.sqrt(np.asarray(variance, np.float64)), _KERAS_EPSILON)
+    weights = {
+        "moving_mean": np.asarray(mean),
+        "moving_variance": (deviation**2).astype(np.asarray(mean).dtype),
+    }
+    return {"axis": axes[0], "epsilon": 0.0}, weights
 
 
 def _layer_norm(

@@ -21,7 +21,7 @@ from .convolution import conv_record, conv_transpose_record, padding_record
 from .custom import custom_record
 from .normpool import check_group_norm_masks, global_pool_options, normpool_record
 from .recurrent import recurrent_record
-from .shape_layers import SHAPE_KINDS, shape_record, upsampling_records
+from .shape_layers import SHAPE_KINDS, dot_record, shape_record, upsampling_records
 from .specs import LayerSpec, ModelSpec, sub_config
 from .stacked import check_stacked_masks, stacked_records
 from .tensor_ops import KIND_BY_CLASS as TENSOR_OP_KINDS
@@ -97,6 +97,8 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         return conv_record(layer, refs, spec)
     if kind == "conv_transpose":
         return conv_transpose_record(layer, refs, spec)
+    if layer.class_name == "Dot":
+        return dot_record(layer, refs, spec)
     options: dict[str, Any]
     weights: dict[str, np.ndarray] = {}
     if kind == "input":

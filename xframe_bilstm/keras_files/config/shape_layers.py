@@ -2,6 +2,8 @@
 
 ``UpSampling1D`` and ``UpSampling2D`` (nearest neighbours) repeat each position on their
 spatial axes: a ``repeat`` record per axis repeated, the last one named as the layer.
+``Dot`` of two (batch, steps, features) tensors over their features or steps (Luong's
+attention scores ``Dot(axes=[2, 2])`` and context ``Dot(axes=[2, 1])``) is a ``matmul``.
 
 Keras 2 spellings are read as Keras 2 meant them: ``LeakyReLU(alpha)`` (Keras 3:
 ``negative_slope``), ``ThresholdedReLU(theta)`` (gone from Keras 3; ``ReLU(threshold)``
@@ -58,6 +60,22 @@ def shape_record(
     expect_count(refs, 0, where)
     options = _options(layer, config, spec, where)
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
+
+
+def dot_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
+    """The ``matmul`` record of a ``Dot`` layer over axis 2 of one of its rank-3 inputs."""
+    where, config = spec.where(layer), layer.config
+    expect_count(refs, 0, where)
+    axes = config.get("axes", -1)
+    pair = [axes, axes] if isinstance(axes, int) else list(axes)
+    if len(pair) != 2 or 2 not in pair or not set(pair) <= {1, 2} or config.get("normalize"):
+        raise UnsupportedFeatureError(
+            f"{where}: axes={axes!r}, normalize={config.get('normalize')!r}; a Dot of two "
+            "(batch, steps, features) tensors over axes 1 and 2, unnormalized, is supported "
+            "(an axis of -1 or of 1 alone does not say the inputs' rank)"
+        )
+    options = {"transpose_a": pair[0] == 1, "transpose_b": pair[1] == 2}
+    return LayerRecord(layer.name, "matmul", layer.class_name, layer.inputs, options)
 
 
 def upsampling_records(

@@ -64,6 +64,7 @@ KIND_BY_CLASS = {
     "Minimum": "merge",
     "Permute": "permute",
     "RepeatVector": "repeat_vector",
+    "Dot": "matmul",
     "UpSampling1D": "upsampling",
     "UpSampling2D": "upsampling",
     "ReLU": "relu",

@@ -22,6 +22,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from xframe_bilstm import compare, keras_to_torch  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
+from xframe_bilstm.keras_files import read_model  # noqa: E402
 from xframe_bilstm.models.live import graph_from_keras  # noqa: E402
 from xframe_bilstm.onnx_converters import to_onnx  # noqa: E402
 from xframe_bilstm.reference import run_model_reference  # noqa: E402
@@ -206,3 +207,27 @@ def test_a_padding_keras_cannot_read_is_refused_by_name(tmp_path: Path) -> None:
     spec = parse_layers({"class_name": "Functional", "config": config}, major=3, source="m")
     with pytest.raises(UnsupportedFeatureError, match=r"'conv' \(Conv1D\): padding='full'"):
         build_graph(spec, lambda layer: [])
+
+
+@pytest.mark.parametrize("major", [3, 2])
+def test_an_image_rescaled_in_the_model_ports_too(major: int, tmp_path: Path) -> None:
+    """``Rescaling(1 / 255, offset=-0.5)`` before the convolution: times, then plus."""
+    framework = keras if major == 3 else pytest.importorskip("tf_keras")
+    L = framework.layers
+    x = framework.Input((6, 5, 1))
+    h = L.Conv2D(3, 3, name="conv")(L.Rescaling(1 / 255, offset=-0.5, name="scale")(x))
+    model = framework.Model(x, L.GRU(4, name="gru")(L.Reshape((4, 9))(h)))
+    path = tmp_path / ("scaled.keras" if major == 3 else "scaled.h5")
+    model.save(path)
+    ops = [(r.name, r.options["op"]) for r in read_model(path).layers if r.kind == "scalar_op"]
+    assert ops == [("scale_multiply", "multiply"), ("scale", "add")]
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 6, 5, 1)).astype("float32")
+    port = keras_to_torch(path)
+    np.testing.assert_allclose(_torch_run(port, pixels), np.asarray(model(pixels)), atol=2e-5)
+
+
+def test_per_channel_rescaling_is_refused_by_name() -> None:
+    x = keras.Input((4, 3))
+    model = keras.Model(x, layers.Rescaling([0.5, 1.0, 2.0], name="scale")(x))
+    with pytest.raises(UnsupportedFeatureError, match=r"'scale'.*one per channel"):
+        keras_to_torch(model)

@@ -21,7 +21,13 @@ from .convolution import conv_record, conv_transpose_record, padding_record
 from .custom import custom_record
 from .normpool import check_group_norm_masks, global_pool_options, normpool_record
 from .recurrent import recurrent_record
-from .shape_layers import SHAPE_KINDS, dot_record, shape_record, upsampling_records
+from .shape_layers import (
+    SHAPE_KINDS,
+    dot_record,
+    rescaling_records,
+    shape_record,
+    upsampling_records,
+)
 from .specs import LayerSpec, ModelSpec, sub_config
 from .stacked import check_stacked_masks, stacked_records
 from .tensor_ops import KIND_BY_CLASS as TENSOR_OP_KINDS
@@ -36,8 +42,9 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
     for layer in spec.layers:
         if is_stacked(layer):  # one record per cell
             records.extend(stacked_records(layer, read_weights(layer), spec))
-        elif layer.kind == "upsampling":  # one record per axis repeated
-            records.extend(upsampling_records(layer, read_weights(layer), spec))
+        elif layer.kind in ("upsampling", "rescaling"):  # a record per axis or operation
+            read = upsampling_records if layer.kind == "upsampling" else rescaling_records
+            records.extend(read(layer, read_weights(layer), spec))
         else:
             records.append(_record(layer, read_weights, spec))
     outputs = spec.outputs

@@ -2,8 +2,10 @@
 
 ``UpSampling1D`` and ``UpSampling2D`` (nearest neighbours) repeat each position on their
 spatial axes: a ``repeat`` record per axis repeated, the last one named as the layer.
-``Dot`` of two (batch, steps, features) tensors over their features or steps (Luong's
-attention scores ``Dot(axes=[2, 2])`` and context ``Dot(axes=[2, 1])``) is a ``matmul``.
+``Rescaling`` (``x * scale + offset``) is a ``scalar_op`` record for each of the two that
+changes the values, the last named as the layer. ``Dot`` of two (batch, steps, features)
+tensors over their features or steps (Luong's attention scores ``Dot(axes=[2, 2])`` and
+context ``Dot(axes=[2, 1])``) is a ``matmul``.
 
 Keras 2 spellings are read as Keras 2 meant them: ``LeakyReLU(alpha)`` (Keras 3:
 ``negative_slope``), ``ThresholdedReLU(theta)`` (gone from Keras 3; ``ReLU(threshold)``
@@ -76,6 +78,29 @@ def dot_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> Laye
         )
     options = {"transpose_a": pair[0] == 1, "transpose_b": pair[1] == 2}
     return LayerRecord(layer.name, "matmul", layer.class_name, layer.inputs, options)
+
+
+def rescaling_records(
+    layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec
+) -> list[LayerRecord]:
+    """The ``scalar_op`` records of a ``Rescaling`` layer: times ``scale``, plus ``offset``."""
+    where, config = spec.where(layer), layer.config
+    expect_count(refs, 0, where)
+    scale, offset = config.get("scale", 1.0), config.get("offset", 0.0)
+    if not all(isinstance(v, (int, float)) for v in (scale, offset)):
+        raise UnsupportedFeatureError(
+            f"{where}: scale={scale!r}, offset={offset!r}; numbers are supported, not one "
+            "per channel"
+        )
+    ops = [("multiply", float(scale))] if scale != 1 else []
+    ops += [("add", float(offset))] if offset != 0 or not ops else []
+    records, previous = [], layer.inputs
+    for index, (op, constant) in enumerate(ops):
+        name = layer.name if index == len(ops) - 1 else f"{layer.name}_{op}"
+        options = {"op": op, "constant": constant, "reverse": False}
+        records.append(LayerRecord(name, "scalar_op", layer.class_name, previous, options))
+        previous = (name,)
+    return records
 
 
 def upsampling_records(

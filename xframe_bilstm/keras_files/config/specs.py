@@ -65,6 +65,7 @@ KIND_BY_CLASS = {
     "Permute": "permute",
     "RepeatVector": "repeat_vector",
     "Dot": "matmul",
+    "Rescaling": "rescaling",
     "UpSampling1D": "upsampling",
     "UpSampling2D": "upsampling",
     "ReLU": "relu",

@@ -77,7 +77,26 @@ def _padded_image() -> Any:
     return keras.Model(x, layers.LSTM(4, name="lstm")(rows), name="padded_image")
 
 
+def _separable() -> Any:
+    """A keyword spotter's depthwise-separable front end: SeparableConv1D (two filters per
+    channel), DepthwiseConv1D (strided), then DepthwiseConv2D and SeparableConv2D on an
+    image read as rows, each as a grouped convolution (and a pointwise one)."""
+    x = keras.Input((None, 4), name="frames")
+    h = layers.SeparableConv1D(6, 3, padding="same", depth_multiplier=2, name="sep")(x)
+    h = layers.DepthwiseConv1D(3, strides=2, depth_multiplier=2, activation="relu", name="dw")(h)
+    return keras.Model(x, layers.LSTM(5, name="lstm")(h), name="separable")
+
+
+def _separable_image() -> Any:
+    x = keras.Input((9, 8, 3), name="image")
+    h = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    h = layers.SeparableConv2D(4, (3, 2), strides=(2, 1), name="sep")(h)  # (4, 7, 4)
+    return keras.Model(x, layers.GRU(3, name="gru")(layers.Reshape((4, 28))(h)))
+
+
 MODELS = {"crnn": (_crnn, (3, 11, 5)), "image_rows": (_image_rows, (2, 9, 8, 3))}
+MODELS["separable"] = (_separable, (3, 11, 4))
+MODELS["separable_image"] = (_separable_image, (2, 9, 8, 3))
 MODELS["padded_image"] = (_padded_image, (2, 7, 6, 2))
 MODELS["options"] = (_options, (3, 13, 4))
 
@@ -185,6 +204,7 @@ def test_keras2_files_port_too(tmp_path: Path) -> None:
             k2.Conv1D(6, 3, strides=2, padding="same", activation="relu"),
             k2.Cropping1D((1, 2)),
             k2.Conv1D(5, 2, padding="causal", dilation_rate=2),
+            k2.SeparableConv1D(4, 2, depth_multiplier=2),
             k2.GRU(3),
         ]
     )

@@ -80,6 +80,82 @@ def data_format(config: Mapping[str, Any], where: str) -> str:
     return str(value)
 
 
+DEPTHWISE_CLASSES = {
+    **{"DepthwiseConv1D": 1, "DepthwiseConv2D": 2},
+    **{"SeparableConv1D": 1, "SeparableConvolution1D": 1},
+    **{"SeparableConv2D": 2, "SeparableConvolution2D": 2},
+}
+
+
+def depthwise_records(
+    layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec
+) -> list[LayerRecord]:
+    """The ``conv`` records of a ``DepthwiseConv1D/2D`` (one convolution of a group per
+    input channel, ``depth_multiplier`` filters each) or a ``SeparableConv1D/2D`` (that,
+    unbiased, then a pointwise convolution), their kernels as grouped ones.
+
+    Keras keeps a depthwise kernel as (``*k``, channels, multiplier) and orders its outputs
+    channel by channel, as a grouped kernel (``*k``, 1, channels x multiplier) does.
+    """
+    where, config = spec.where(layer), layer.config
+    rank = DEPTHWISE_CLASSES[layer.class_name]
+    separable = layer.class_name.startswith("Separable")
+    use_bias = bool(config.get("use_bias", True))
+    expect_count(refs, 1 + separable + use_bias, where)
+    kernel_size = sizes(config["kernel_size"], rank, "kernel_size", where)
+    declared = tuple(refs[0].shape)
+    if len(declared) != rank + 2 or declared[:rank] != kernel_size:
+        raise WeightShapeError(
+            f"{where}: depthwise kernel has shape {declared}; expected "
+            f"({', '.join(map(str, kernel_size))}, channels, multiplier)"
+        )
+    channels, multiplier = declared[rank:]
+    depthwise = refs[0].read(declared, f"{where} depthwise kernel")
+    padding = str(config.get("padding", "valid")).lower()
+    if padding not in PADDINGS[:2]:
+        raise UnsupportedFeatureError(f"{where}: padding={padding!r}; expected valid or same")
+    common = {"rank": rank, "data_format": data_format(config, where)}
+    options = {
+        **common,
+        "filters": channels * multiplier,
+        "kernel_size": kernel_size,
+        "strides": sizes(config.get("strides", 1), rank, "strides", where),
+        "padding": padding,
+        "dilation_rate": sizes(config.get("dilation_rate", 1), rank, "dilation_rate", where),
+        "groups": channels,
+    }
+    weights = {"kernel": depthwise.reshape(*kernel_size, 1, channels * multiplier)}
+    activation = activation_name(config.get("activation"), major=spec.major, where=where)
+    if not separable:
+        if use_bias:
+            weights["bias"] = refs[1].read((channels * multiplier,), f"{where} bias")
+        options["activation"] = activation
+        record = LayerRecord(layer.name, "conv", layer.class_name, layer.inputs, options, weights)
+        return [record]
+    name = f"{layer.name}_depthwise"
+    options["activation"] = "linear"
+    first = LayerRecord(name, "conv", layer.class_name, layer.inputs, options, weights)
+    filters = int(config["filters"])
+    pointwise = {
+        "kernel": refs[1].read((1,) * rank + (channels * multiplier, filters), f"{where} kernel")
+    }
+    if use_bias:
+        pointwise["bias"] = refs[2].read((filters,), f"{where} bias")
+    ones = (1,) * rank
+    after = {
+        **common,
+        "filters": filters,
+        "kernel_size": ones,
+        "strides": ones,
+        "padding": "valid",
+        "dilation_rate": ones,
+        "groups": 1,
+        "activation": activation,
+    }
+    second = LayerRecord(layer.name, "conv", layer.class_name, (name,), after, pointwise)
+    return [first, second]
+
+
 def conv_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
     """The ``conv`` record of a ``Conv1D``/``Conv2D`` layer, its weights' shapes checked."""
     where, config = spec.where(layer), layer.config
@@ -193,10 +269,12 @@ def padding_record(layer: LayerSpec, spec: ModelSpec) -> LayerRecord:
 
 __all__ = [
     "CONV_CLASSES",
+    "DEPTHWISE_CLASSES",
     "TRANSPOSE_CLASSES",
     "conv_record",
     "conv_transpose_record",
     "data_format",
+    "depthwise_records",
     "padding_record",
     "pairs",
     "sizes",

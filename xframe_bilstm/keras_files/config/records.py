@@ -17,7 +17,7 @@ from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
 from .attention import attention_record
 from .cells import is_stacked
-from .convolution import conv_record, conv_transpose_record, padding_record
+from .convolution import conv_record, conv_transpose_record, depthwise_records, padding_record
 from .custom import custom_record
 from .normpool import check_group_norm_masks, global_pool_options, normpool_record
 from .recurrent import recurrent_record
@@ -36,15 +36,22 @@ from .tensor_ops import tensor_op_record
 WeightReader = Callable[[LayerSpec], list[WeightRef]]
 
 
+# The kinds of layers read as several records.
+_SEVERAL = {
+    "upsampling": upsampling_records,
+    "rescaling": rescaling_records,
+    "depthwise": depthwise_records,
+}
+
+
 def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
     """Read every layer's weights (shapes checked first) and make the model graph."""
     records: list[LayerRecord] = []
     for layer in spec.layers:
         if is_stacked(layer):  # one record per cell
             records.extend(stacked_records(layer, read_weights(layer), spec))
-        elif layer.kind in ("upsampling", "rescaling"):  # a record per axis or operation
-            read = upsampling_records if layer.kind == "upsampling" else rescaling_records
-            records.extend(read(layer, read_weights(layer), spec))
+        elif layer.kind in _SEVERAL:  # a record per axis, operation or convolution
+            records.extend(_SEVERAL[layer.kind](layer, read_weights(layer), spec))
         else:
             records.append(_record(layer, read_weights, spec))
     outputs = spec.outputs

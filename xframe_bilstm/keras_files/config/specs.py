@@ -48,6 +48,10 @@ KIND_BY_CLASS = {
     "Convolution1D": "conv",
     "Conv2D": "conv",
     "Convolution2D": "conv",
+    **dict.fromkeys(
+        ["DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"], "depthwise"
+    ),
+    **dict.fromkeys(["SeparableConvolution1D", "SeparableConvolution2D"], "depthwise"),
     "Conv1DTranspose": "conv_transpose",
     "Convolution1DTranspose": "conv_transpose",
     "Conv2DTranspose": "conv_transpose",

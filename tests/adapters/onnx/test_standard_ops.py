@@ -95,6 +95,23 @@ CASES = {
     "conv1d_depthwise_same": Case(
         "Conv", [_SIGNAL, _normal(3, 1, 4)], 11, group=3, auto_pad="SAME_UPPER"
     ),
+    # ConvTranspose: the full output cut by pads, steps added back by output_padding.
+    "conv_transpose1d_cut": Case(
+        "ConvTranspose", [_SIGNAL, _normal(3, 2, 4), _normal(2)], 11, strides=[2], pads=[1, 2]
+    ),
+    "conv_transpose1d_added": Case(
+        "ConvTranspose", [_SIGNAL, _normal(3, 2, 3)], 11, strides=[3], output_padding=[2]
+    ),
+    "conv_transpose2d_groups": Case(
+        "ConvTranspose",
+        [_IMAGE, _normal(3, 1, 2, 3)],
+        11,
+        group=3,
+        strides=[2, 1],
+        dilations=[1, 2],
+        pads=[0, 1, 1, 0],
+        output_padding=[1, 0],
+    ),
     # Pad: attributes before opset 11, inputs after; axes from opset 18, wrap from 19.
     "pad_v2_reflect": Case("Pad", [_SIGNAL], 2, mode="reflect", pads=[0, 0, 3, 0, 0, 2]),
     "pad_v2_constant": Case("Pad", [_SIGNAL], 2, pads=[0, 1, 1, 0, 0, 2], value=1.5),

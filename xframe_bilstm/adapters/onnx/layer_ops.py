@@ -6,7 +6,9 @@ export to. Padding follows ONNX exactly: explicit ``pads`` may differ at the two
 axis and ``auto_pad`` puts an odd padding's extra element at the end (``SAME_UPPER``) or
 the start (``SAME_LOWER``), so the input is padded first and the kernel then runs unpadded.
 Pooling cuts the padded input into windows (``Tensor.unfold``), which gives ``ceil_mode``,
-dilations and ``count_include_pad`` their ONNX meaning on every axis.
+dilations and ``count_include_pad`` their ONNX meaning on every axis. A transposed
+convolution runs unpadded (its full output), then ``pads`` cut that output's ends and
+``output_padding`` adds steps back at the end, before the bias.
 
 torch is reached through :attr:`.op_call.OpCall.torch`, so importing this module imports no
 framework.
@@ -69,6 +71,30 @@ def _conv(call: OpCall) -> tuple[Any, ...]:
     function = getattr(torch.nn.functional, f"conv{count}d")
     group = int(call.attributes.get("group", 1))
     return (function(x, weight, bias, stride=strides, dilation=dilations, groups=group),)
+
+
+def _conv_transpose(call: OpCall) -> tuple[Any, ...]:
+    torch = call.torch
+    x, weight, bias = call.args[0], call.args[1], call.arg(2)
+    count = x.dim() - 2
+    auto_pad = call.attributes.get("auto_pad", "NOTSET")
+    if count not in (1, 2, 3) or auto_pad not in ("NOTSET", "", "VALID"):
+        raise call.refuse(
+            f"a {x.dim()}-D input with auto_pad={auto_pad!r}; ConvTranspose runs on 1-D to "
+            "3-D data with explicit pads"
+        )
+    if "output_shape" in call.attributes:
+        raise call.refuse("output_shape (the pads it implies); give pads and output_padding")
+    strides = _per_axis(call, "strides", count, 1)
+    dilations = _per_axis(call, "dilations", count, 1)
+    pads = [0] * (2 * count) if auto_pad == "VALID" else _per_axis(call, "pads", 2 * count, 0)
+    added = _per_axis(call, "output_padding", count, 0)
+    function = getattr(torch.nn.functional, f"conv_transpose{count}d")
+    group = int(call.attributes.get("group", 1))
+    y = function(x, weight, None, stride=strides, dilation=dilations, groups=group)
+    for axis in range(count):
+        y = _pad_axis(torch, y, axis + 2, -pads[axis], added[axis] - pads[count + axis], 0.0)
+    return (y if bias is None else y + bias.reshape(-1, *[1] * count),)
 
 
 def _pad(call: OpCall) -> tuple[Any, ...]:
@@ -210,6 +236,7 @@ LAYER_OPS: dict[str, Op] = {
     "AveragePool": _pool("average"),
     "BatchNormalization": _batch_normalization,
     "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
     "GlobalAveragePool": _global_pool("average"),
     "GlobalMaxPool": _global_pool("max"),
     "InstanceNormalization": _instance_normalization,

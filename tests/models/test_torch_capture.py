@@ -347,9 +347,14 @@ def test_positions_that_follow_the_length_are_refused_not_frozen(body, op: str) 
     ids=["difference-of-steps", "second-last-step", "last-three-steps"],
 )
 def test_positions_the_length_less_a_number_are_counted_from_the_end(body) -> None:
-    module = FollowsLength(body).eval()
+    _assert_port_matches(FollowsLength(body).eval(), features=3)
+
+
+def _assert_port_matches(module: nn.Module, features: int) -> None:
+    """``torch_to_keras(module)`` matches ``module(x)`` at 15 steps, a length no capture or
+    check ran at."""
     model = torch_to_keras(module)
-    x = np.random.default_rng(4).standard_normal((2, 15, 3)).astype("float32")
+    x = np.random.default_rng(4).standard_normal((2, 15, features)).astype("float32")
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=1e-5)
@@ -381,11 +386,7 @@ def test_weight_normed_modules_port_with_their_computed_weights(weight_norm) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the hook's own deprecation
         module = WeightNormed(weight_norm).eval()
-    model = torch_to_keras(module)
-    x = np.random.default_rng(6).standard_normal((2, 13, 8)).astype("float32")
-    with torch.no_grad():
-        expected = module(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=0, atol=1e-5)
+    _assert_port_matches(module, features=8)
 
 
 class TextRecognizer(nn.Module):

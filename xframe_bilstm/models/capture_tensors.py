@@ -131,8 +131,8 @@ _POSITIONAL = frozenset(
 
 def check_fixed_positions(node: Any, other: Any, tensors: Tensors) -> None:
     """Refuse ``node`` where its positions differ in the second capture (``other``: the
-    node there, or None), as ``h[:, : h.size(1) // 2]`` or ``skip[..., : x.shape[-1]]``
-    make them: read from one capture, the port would keep them at every length. A slice's
+    node there, or None), as ``h[:, : h.size(1) // 2]`` makes them: read from one capture,
+    the port would keep them at every length. A slice's
     or a selection's positions that are the axis's length less the same number in both
     captures (``h[:, : h.size(1) - 2]``) are that number counted from the end, and are
     rewritten so (``h[:, :-2]``).

@@ -236,12 +236,12 @@ def read_captured(
         previous = tensors.names[first] if first is not None else input_name
         try:
             cut = slice_to_beside(node, others.get(node.name), tensors, names)
-            if cut is None:  # else skip[..., : x.shape[-1]] beside x, cut to x's length
-                check_fixed_positions(node, others.get(node.name), tensors)
-            if cut is not None:
+            if cut is not None:  # skip[..., : x.shape[-1]] beside x: cut to x's length
                 records.append(cut)
                 tensors.names[node] = cut.name
-            elif op_name(node) in READERS or is_mask_as_numbers(node, conditions):
+                continue
+            check_fixed_positions(node, others.get(node.name), tensors)
+            if op_name(node) in READERS or is_mask_as_numbers(node, conditions):
                 if touches_time_major(node, tensors):
                     raise Unsupported(f"applies {op_name(node)} to a time-major tensor")
                 made = names.claim(where_records(node, names(node.name), tensors, conditions))

@@ -34,17 +34,19 @@ PADDINGS = ("valid", "same", "causal")
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def sizes(value: Any, rank: int, what: str, where: str) -> tuple[int, ...]:
-    """``value`` (an int or ``rank`` ints) as a tuple of ``rank`` positive ints.
+def sizes(value: Any, rank: int, what: str, where: str, least: int = 1) -> tuple[int, ...]:
+    """``value`` (an int or ``rank`` ints) as a tuple of ``rank`` ints of at least ``least``
+    (positive ones by default).
 
     Example:
         >>> sizes(3, 2, "strides", "layer 'c'"), sizes([2], 1, "strides", "layer 'c'")
         ((3, 3), (2,))
     """
     items = [value] * rank if isinstance(value, int) else list(value)
-    if len(items) != rank or not all(isinstance(i, int) and i > 0 for i in items):
+    if len(items) != rank or not all(isinstance(i, int) and i >= least for i in items):
+        kind = "positive" if least == 1 else f"at least {least}"
         raise UnsupportedFeatureError(
-            f"{where}: {what}={value!r}; expected {rank} positive integer(s)"
+            f"{where}: {what}={value!r}; expected {rank} {kind} integer(s)"
         )
     return tuple(items)
 
@@ -213,7 +215,7 @@ def conv_transpose_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSp
     given = config.get("output_padding")
     added: tuple[int | None, ...] = (None,) * rank
     if given is not None:  # Keras asks for the steps these many past the full output
-        added = tuple(size - 1 for size in sizes(_plus_one(given), rank, "output_padding", where))
+        added = sizes(given, rank, "output_padding", where, least=0)
     cropping = pairs(config.get("cropping") or 0, rank, "cropping", where)
     crops = []
     for k, s, d, extra, (cut_before, cut_after) in zip(
@@ -245,13 +247,6 @@ def conv_transpose_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSp
     return LayerRecord(
         layer.name, "conv_transpose", layer.class_name, layer.inputs, options, weights
     )
-
-
-def _plus_one(value: Any) -> Any:
-    """Non-negative sizes made positive, for :func:`sizes` (which checks positive ones)."""
-    if isinstance(value, int):
-        return value + 1
-    return [v + 1 if isinstance(v, int) else v for v in value]
 
 
 def padding_record(layer: LayerSpec, spec: ModelSpec) -> LayerRecord:

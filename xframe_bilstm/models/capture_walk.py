@@ -218,10 +218,12 @@ def read_captured(
             continue  # arithmetic on sizes, as x.size(0) makes
         if fold_held(node, tensors, others.get(node.name)):  # self.embedding.weight.t()
             continue
-        try:  # packing, held tensors given the batch axis (self.h0.expand(-1, B, -1))
-            held = broadcast_held(node, tensors, names, input_name)  # or cut to the steps
-            held = held or held_steps(node, tensors, names)
-            made = [held] if held else read_packing(node, tensors, names, lengths)
+        try:  # packing; held tensors given the batch axis (self.h0.expand(-1, B, -1)) or
+            # cut to the steps; a slice cut to the tensor beside it (skip[..., :x.shape[-1]])
+            one = broadcast_held(node, tensors, names, input_name)
+            one = one or held_steps(node, tensors, names)
+            one = one or slice_to_beside(node, others.get(node.name), tensors, names)
+            made = [one] if one else read_packing(node, tensors, names, lengths)
         except Unsupported as error:
             found.append((str(error), node))
             tensors.names[node] = tensors.names.get(node.all_input_nodes[0], input_name)
@@ -235,11 +237,6 @@ def read_captured(
         first = next((arg for arg in node.all_input_nodes if arg in tensors.names), None)
         previous = tensors.names[first] if first is not None else input_name
         try:
-            cut = slice_to_beside(node, others.get(node.name), tensors, names)
-            if cut is not None:  # skip[..., : x.shape[-1]] beside x: cut to x's length
-                records.append(cut)
-                tensors.names[node] = cut.name
-                continue
             check_fixed_positions(node, others.get(node.name), tensors)
             if op_name(node) in READERS or is_mask_as_numbers(node, conditions):
                 if touches_time_major(node, tensors):

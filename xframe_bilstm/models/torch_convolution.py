@@ -39,6 +39,13 @@ def _to_keras(y: torch.Tensor, data_format: str) -> torch.Tensor:
     return y.permute(0, *range(2, y.dim()), 1) if data_format == "channels_last" else y
 
 
+def activate(name: str, x: torch.Tensor) -> torch.Tensor:
+    """A Keras layer's activation ``name`` on ``x`` (``softmax`` over the last axis)."""
+    if name == "softmax":
+        return torch.softmax(x, dim=-1)
+    return TORCH_ACTIVATIONS[name](x)
+
+
 def _pad_arguments(pairs: list[tuple[int, int]]) -> list[int]:
     """``F.pad``'s flat list (last axis first) of (before, after) pairs in axis order."""
     return [size for pair in reversed(pairs) for size in pair]
@@ -99,10 +106,7 @@ class Convolution(nn.Module):
         y = _CONVOLUTIONS[self.rank](
             x, self.weight, self.bias, self.strides, 0, self.dilation_rate, self.groups
         )
-        y = _to_keras(y, self.data_format)
-        if self.activation == "softmax":
-            return torch.softmax(y, dim=-1)
-        return TORCH_ACTIVATIONS[self.activation](y)
+        return activate(self.activation, _to_keras(y, self.data_format))
 
     def extra_repr(self) -> str:
         filters, per_group = self.weight.shape[:2]
@@ -146,10 +150,7 @@ class ConvolutionTranspose(nn.Module):
         y = functional.pad(y, [-crop for crop in _pad_arguments(list(self.crops))])
         if self.bias is not None:
             y = y + self.bias.reshape(-1, *[1] * len(self.crops))
-        y = _to_keras(y, self.data_format)
-        if self.activation == "softmax":
-            return torch.softmax(y, dim=-1)
-        return TORCH_ACTIVATIONS[self.activation](y)
+        return activate(self.activation, _to_keras(y, self.data_format))
 
     def extra_repr(self) -> str:
         channels, filters = self.weight.shape[:2]
@@ -183,4 +184,4 @@ class PadOrCrop(nn.Module):
         return f"{self.op}={self.pairs}, data_format={self.data_format!r}"
 
 
-__all__ = ["Convolution", "ConvolutionTranspose", "PadOrCrop"]
+__all__ = ["Convolution", "ConvolutionTranspose", "PadOrCrop", "activate"]

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters.torch.explicit import TORCH_ACTIVATIONS
 from ..adapters.torch.tensors import owned_tensor, torch_dtype
 from ..canonical import is_float_dtype
 from ..convolution import torch_kernel_view
@@ -24,14 +23,8 @@ from ..graph import SHAPE_KINDS, LayerRecord, ModelGraph
 from ..reference.tensor_ops import KINDS as TENSOR_OP_KINDS
 from ..reference.tensor_ops import held_rows
 from .recurrent import Recurrent
-from .torch_convolution import Convolution, ConvolutionTranspose, PadOrCrop
+from .torch_convolution import Convolution, ConvolutionTranspose, PadOrCrop, activate
 from .torch_normpool import BatchNorm, GlobalPool, GroupNorm, LayerNorm, Pool
-
-
-def _activate(name: str, x: torch.Tensor) -> torch.Tensor:
-    if name == "softmax":
-        return torch.softmax(x, dim=-1)
-    return TORCH_ACTIVATIONS[name](x)
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -69,7 +62,7 @@ class Dense(nn.Linear):
             self.bias = nn.Parameter(_tensor(bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _activate(self.activation, super().forward(x))
+        return activate(self.activation, super().forward(x))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", activation={self.activation!r}"
@@ -83,7 +76,7 @@ class Activation(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _activate(self.activation, x)
+        return activate(self.activation, x)
 
     def extra_repr(self) -> str:
         return repr(self.activation)

@@ -20,6 +20,7 @@ Importing this module imports no framework; each function imports what it needs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from ._imports import require
 from .atomic import write_atomically
 from .canonical import RecurrentStack
 from .errors import UnsupportedFeatureError
+from .graph import ModelGraph
 from .sources import read_source
 from .stack_graph import as_graph
 
@@ -277,7 +279,10 @@ def onnx_to_keras(
     from .adapters.onnx import load_model
 
     proto = load_model(model_or_path)
-    stack = onnx_to_canonical(proto, verify=False)  # the layer built from it is checked below
+    try:
+        stack = onnx_to_canonical(proto, verify=False)  # the layer built from it is checked below
+    except UnsupportedFeatureError as refusal:
+        return _whole_graph_to_keras(proto, refusal, name=name, verify=verify, seed=seed)
     require("keras")
     from .adapters import keras as keras_adapter
 
@@ -287,6 +292,35 @@ def onnx_to_keras(
 
         check_keras_import(proto, stack, layer, seed=seed)
     return layer
+
+
+def _whole_graph_to_keras(
+    proto: Any, refusal: UnsupportedFeatureError, *, name: str | None, verify: bool, seed: int
+) -> Any:
+    """A graph of more than recurrent layers and glue (a convolution front end, a
+    decoder): the Keras model of the whole model ``compare()`` reads it as
+    (:func:`~xframe_bilstm.sources.read_source`), checked against onnxruntime on the graph
+    beside that reading's float64 reference; ``refusal``, the recurrent reading's, stands
+    for a graph of no recurrent node."""
+    from .adapters.keras.graph import graph_to_keras
+    from .adapters.onnx.vocabulary import CELL_BY_OP
+
+    if not any(node.op_type in CELL_BY_OP for node in proto.graph.node):
+        raise refusal
+    read = read_source(proto)  # refuses, naming the nodes, what it cannot read
+    graph = read.reading
+    if read.quantized or not isinstance(graph, ModelGraph):  # an int8 graph's float model
+        raise refusal
+    model = graph_to_keras(graph if name is None else dataclasses.replace(graph, name=name))
+    if verify:
+        from .converters.verification import VERIFY_BATCH
+        from .converters.whole_module import CAPTURED_CHECK_STEPS
+        from .inputs import example_inputs
+        from .onnx_verify import check_model_import
+
+        xs = example_inputs(graph, batch=VERIFY_BATCH, steps=CAPTURED_CHECK_STEPS, seed=seed)
+        check_model_import(read, model, inputs=xs, seed=seed)
+    return model
 
 
 __all__ = ["onnx_to_canonical", "onnx_to_keras", "onnx_to_torch", "to_onnx"]

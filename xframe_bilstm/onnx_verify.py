@@ -174,12 +174,19 @@ def check_torch_import(
     stack = stack_of(as_graph(read.reading))
     if stack is None:  # a whole model: its inputs and outputs in order
         for _, arrays in variants:
-            _raise_unless_equivalent(_compare(read, module, inputs=list(arrays), seed=seed))
+            check_model_import(read, module, inputs=arrays, seed=seed)
         return
     ported = _by_meaning(module, proto, stack)  # fed and read by what they mean
     against = Read(stack, "torch", lambda: ported, source=module)
     for given in variants:
         check_canonical_import(proto, stack, seed=seed, against=against, given=given)
+
+
+def check_model_import(read: Read, model: Any, *, inputs: Sequence[Any], seed: int) -> None:
+    """Raise unless ``model`` (a torch module or Keras model of a whole graph, taking the
+    graph's inputs in order) computes what onnxruntime computes on the graph ``read`` was
+    read from, beside the reading's float64 reference, on ``inputs``."""
+    _raise_unless_equivalent(_compare(read, model, inputs=list(inputs), seed=seed))
 
 
 def _readable(proto: Any) -> Read | None:

@@ -300,7 +300,11 @@ def _interpreter_values(module: Any, feeds: dict[str, np.ndarray]) -> dict[str, 
         scope[name] = tensor.to(module.dtype) if tensor.is_floating_point() else tensor
     with torch.no_grad():
         values = module.run_graph(scope)
-    return {k: v.detach().numpy() for k, v in values.items() if isinstance(v, torch.Tensor)}
+    return {
+        k: v.detach().numpy() if isinstance(v, torch.Tensor) else v
+        for k, v in values.items()
+        if isinstance(v, (torch.Tensor, np.ndarray))  # sizes are numpy already
+    }
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -116,18 +116,28 @@ def _read_onnx(source: Any) -> Read:
 
 
 def _whole_onnx_model(proto: Any, refusal: UnsupportedFeatureError) -> tuple[ModelGraph, Any, Any]:
-    """A graph of recurrent nodes with an embedding front or Dense heads, read as a whole
-    model with its fixed batch and time sizes; ``refusal`` (the recurrent reading's) stands
-    when the graph reads no token ids and has no Dense head either."""
+    """A graph of recurrent nodes with an embedding front or Dense heads, else any graph
+    the interpreter runs (:mod:`.models.from_onnx`), read as a whole model with its fixed
+    batch and time sizes. Where every reading refuses, the recurrent reading's ``refusal``
+    stands for a graph that reads no token ids and has no Dense head, the whole-model
+    reading's for one that does, each followed by the interpreter capture's."""
     from .adapters.onnx.graph_import import graph_to_model, input_sizes
+    from .adapters.onnx.vocabulary import CELL_BY_OP
+    from .models.from_onnx import graph_from_onnx
 
     try:
-        model = graph_to_model(proto)
+        return (graph_to_model(proto), *input_sizes(proto))
     except UnsupportedFeatureError as error:
-        if not is_whole_onnx_model(proto):
-            raise refusal from error
-        raise
-    return (model, *input_sizes(proto))
+        first = error if is_whole_onnx_model(proto) else refusal
+    if not any(node.op_type in CELL_BY_OP for node in proto.graph.node):
+        raise first  # no recurrent layer: nothing of ours to read
+    try:
+        model = graph_from_onnx(proto)
+    except UnsupportedFeatureError as error:
+        if str(first) in str(error):  # the interpreter's own refusal: said once
+            raise first from None
+        raise UnsupportedFeatureError(f"{first}; {error}") from first
+    return model, input_sizes(proto)[0], None  # time: the input record's free axis
 
 
 def is_whole_onnx_model(proto: Any) -> bool:

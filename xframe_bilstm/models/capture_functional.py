@@ -95,6 +95,34 @@ def _instance_norm(nn: Any, node: Any, tensors: Tensors) -> Any:
     return module
 
 
+def _convolution(dims: int, transposed: bool, nn: Any, node: Any, tensors: Tensors) -> Any:
+    # aten's arguments after the input, in order (conv_transpose puts dilation last)
+    names: tuple[str, ...] = ("weight", "bias", "stride", "padding", "dilation", "groups")
+    if transposed:
+        names = ("weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+    defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "output_padding": 0}
+    values = _arguments(node, names, defaults)
+    if isinstance(values["padding"], str):  # "same"/"valid", as the module takes them
+        raise Unsupported(f"applies aten.conv{dims}d with padding={values['padding']!r}")
+    weight, bias = (_held(tensors, values[name], name) for name in ("weight", "bias"))
+    sizes = {name: _sizes(values[name], dims) for name in names[2:] if name != "groups"}
+    groups = int(values["groups"])
+    channels = weight.shape[0] * groups if transposed else weight.shape[1] * groups
+    filters = weight.shape[1] * groups if transposed else weight.shape[0]
+    kind = f"ConvTranspose{dims}d" if transposed else f"Conv{dims}d"
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    module = getattr(nn, kind)(
+        int(channels), int(filters), kernel, **sizes, groups=groups, bias=bias is not None
+    )
+    _load(module, weight=weight, bias=bias)
+    return module
+
+
+def _sizes(value: Any, dims: int) -> tuple[int, ...]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return tuple(int(v) for v in (values * dims if len(values) == 1 else values))
+
+
 def _held(tensors: Tensors, value: Any, what: str) -> Any:
     """The tensor the module holds for an argument (None for none given)."""
     if value is None:
@@ -120,6 +148,13 @@ _BUILDERS: dict[str, Builder] = {
         for prefix, builder in (("", _pool), ("adaptive_", _adaptive))
         for kind in ("max", "avg")
         for dims in (1, 2)
+    },
+    **{
+        f"aten.conv{'_transpose' if transposed else ''}{dims}d": functools.partial(
+            _convolution, dims, transposed
+        )
+        for dims in (1, 2)
+        for transposed in (False, True)
     },
     "aten.layer_norm": _layer_norm,
     "aten.group_norm": _group_norm,

@@ -113,7 +113,8 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
         if any(tensors.is_swapped(n) != tensors.is_swapped(node) for n in operands):
             raise Unsupported(f"applies {op} moving the batch axis")
         for held in (n for n in node.all_input_nodes if tensors.holds(n)):
-            _check_held(op, held, node, tensors)
+            if op in _ELEMENTWISE or tensors.rank(held) > 2:  # x @ self.W reads its last axis
+                _check_held(op, held, node, tensors)
         return node
     raise Unsupported(
         f"applies {op} to {_TIME_MAJOR}; read as Keras tensors have it, the batch axis "

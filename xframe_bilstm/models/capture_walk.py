@@ -44,11 +44,17 @@ from .capture_where import (
 from .forward_inputs import ForwardInputs
 
 LeafTest = Callable[[Any], bool]
+SOURCE_KEY = "source"  # the annotation that names where an operation came from
 ReadChild = Callable[[str, Any, str], list[LayerRecord]]
 
 
 def source_line(node: Any) -> str:
-    """``file.py:12 (y = x @ w)``: the line of the user's code an operation came from."""
+    """``file.py:12 (y = x @ w)``: the line of the user's code an operation came from, or
+    what the module named as its source (``torch.fx.traceback.annotate({SOURCE_KEY: ...})``,
+    as the ONNX interpreter names each graph node)."""
+    named = (node.meta.get("custom") or {}).get(SOURCE_KEY)
+    if named:
+        return str(named)
     torch = require("torch")
     library = os.path.dirname(str(torch.__file__))
     trace = str(node.meta.get("stack_trace") or "")

@@ -300,7 +300,12 @@ def capture(module: Any, inputs: ForwardInputs, which: int) -> Any:
             # nn.LSTM reassigns its flat weights as it runs, and torch.nn.utils.weight_norm
             # its modules' weights before each call: torch.export warns, harmlessly.
             warnings.filterwarnings("ignore", "The tensor attribute", UserWarning)
-            with contextlib.redirect_stderr(printed), packing_captured(module):
+            # Kept meta: where a module names the source of its operations (SOURCE_KEY).
+            with (
+                contextlib.redirect_stderr(printed),
+                packing_captured(module),
+                torch.fx.traceback.preserve_node_meta(),
+            ):
                 return torch.export.export(module, arguments)
     except Exception as error:  # whatever the user's forward raises when captured
         partial = getattr(error, "partial_fx_graph", None)

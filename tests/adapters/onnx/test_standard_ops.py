@@ -124,6 +124,24 @@ CASES = {
         "Pad", [_IMAGE], 18, {1: _ints(2, 1, 0, 3), 2: _OMITTED, 3: _ints(-1, 2)}, mode="reflect"
     ),
     "pad_v19_wrap": Case("Pad", [_SIGNAL], 19, {1: _ints(0, 0, 3, 0, 0, 4)}, mode="wrap"),
+    # Resize, nearest: each coordinate transformation and rounding, scales and sizes.
+    "resize_torch_interpolate": Case(
+        "Resize", [_SIGNAL], 13, {1: _OMITTED, 2: np.float32([1, 1, 2])},
+        mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+    ),
+    "resize_half_pixel_by_3": Case(
+        "Resize", [_SIGNAL], 13, {1: _OMITTED, 2: np.float32([1, 1, 3])}, mode="nearest"
+    ),
+    "resize_sizes_align_corners": Case(
+        "Resize", [_SIGNAL], 13, {1: _OMITTED, 2: _OMITTED, 3: _ints(2, 3, 17)},
+        mode="nearest", coordinate_transformation_mode="align_corners",
+    ),
+    "resize_2d_pytorch_half_pixel_ceil": Case(
+        "Resize", [_IMAGE], 13, {1: _OMITTED, 2: np.float32([1, 1, 2, 0.5])}, mode="nearest",
+        coordinate_transformation_mode="pytorch_half_pixel", nearest_mode="round_prefer_ceil",
+    ),
+    "resize_v10": Case("Resize", [_SIGNAL], 10, {1: np.float32([1, 1, 2.5])}, mode="nearest"),
+    "upsample_v9": Case("Upsample", [_IMAGE], 9, {1: np.float32([1, 1, 2, 3])}),
     # Pooling.
     "maxpool_ceil": Case(
         "MaxPool", [_IMAGE], 12, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 1],
@@ -150,6 +168,8 @@ CASES = {
     "avgpool_same_upper": Case(
         "AveragePool", [_IMAGE], 7, kernel_shape=[2, 3], strides=[2, 2], auto_pad="SAME_UPPER"
     ),
+    "avgpool_unpadded": Case("AveragePool", [_SIGNAL], 11, kernel_shape=[3], strides=[2]),
+    "maxpool1d_unpadded": Case("MaxPool", [_SIGNAL], 12, kernel_shape=[2], strides=[2]),
     "global_average": Case("GlobalAveragePool", [_IMAGE], 1),
     "global_max": Case("GlobalMaxPool", [_SIGNAL], 1),
     # Normalization.
@@ -330,6 +350,20 @@ def test_an_operator_outside_the_table_is_refused_naming_itself() -> None:
         (
             Case("Pad", [_SIGNAL], 11, {1: _ints(0, 0, 1, 0, 0, 1)}, mode="mirror"),
             r"Pad node 'the_node': mode='mirror'",
+        ),
+        (
+            Case("Resize", [_SIGNAL], 13, {1: _OMITTED, 2: np.float32([1, 1, 2])}, mode="linear"),
+            r"Resize node 'the_node': mode='linear'",
+        ),
+        (
+            Case(
+                "Resize",
+                [_SIGNAL],
+                13,
+                {1: _OMITTED, 2: np.float32([1, 1, 2])},
+                coordinate_transformation_mode="tf_crop_and_resize",
+            ),
+            r"Resize node 'the_node': coordinate_transformation_mode='tf_crop_and_resize'",
         ),
     ],
 )

@@ -21,6 +21,8 @@ import numpy as np
 from ..._imports import require
 from ...errors import WeightShapeError
 from .coverage import refuse_unsupported
+from .direction_axis import folded_readers
+from .gelu_pattern import gelu_patterns
 from .nodes import (
     WEIGHT_SLOTS,
     constant_node_value,
@@ -33,6 +35,12 @@ from .quantized_ops import QUANTIZED_OPS, op_key
 from .recurrent import recurrent_classes, recurrent_module
 from .runtime import load_model
 from .standard_ops import STANDARD_OPS
+from .static_values import (
+    StaticValues,
+    as_tensors,
+    is_static,
+    static_constants,
+)
 from .vocabulary import CELL_BY_OP
 
 # Glue operators the interpreter runs (with torch ops), besides LSTM, GRU and RNN.
@@ -49,7 +57,7 @@ GLUE_OPS = frozenset(
 SUPPORTED_OPS = GLUE_OPS | frozenset(STANDARD_OPS) | frozenset(QUANTIZED_OPS)
 
 
-def onnx_module(model_or_path: Any, *, dtype: Any = None) -> Any:
+def onnx_module(model_or_path: Any, *, dtype: Any = None, capturable: bool = False) -> Any:
     """A torch module that runs an ONNX graph of recurrent nodes and glue, exactly.
 
     ``forward`` takes the graph's inputs (not its initializers) in graph order and returns its
@@ -64,6 +72,16 @@ def onnx_module(model_or_path: Any, *, dtype: Any = None) -> Any:
     Args:
         model_or_path: a ModelProto, its bytes or a path.
         dtype: torch dtype of the computation; default float32.
+        capturable: run the graph as the torch code an exporter wrote it from, so that
+            ``torch.export`` captures the module as layers (:mod:`.models.from_onnx`): a
+            recurrent node's ``Y`` handed over in the layout the graph reads it in
+            (:mod:`.direction_axis`), GELU written with ``Erf`` run as one ``F.gelu``
+            (:mod:`.gelu_pattern`). The outputs are the same; ``run_graph``'s values leave
+            out the ones inside those shortcuts.
+
+    Sizes computed in the graph (``Shape``, ``Gather``, ``Concat`` feeding a ``Reshape``)
+    are computed as numbers from the tensors' shapes (:mod:`.static_values`), so
+    ``run_graph`` gives them as numpy arrays.
 
     Raises:
         UnsupportedFeatureError: operators outside LSTM/GRU/RNN, ``If`` and
@@ -82,7 +100,7 @@ def onnx_module(model_or_path: Any, *, dtype: Any = None) -> Any:
     """
     torch = require("torch")
     return _interpreter_classes().OnnxGraphModule(
-        load_model(model_or_path), torch.float32 if dtype is None else dtype
+        load_model(model_or_path), torch.float32 if dtype is None else dtype, capturable=capturable
     )
 
 
@@ -118,6 +136,7 @@ def _define_interpreter_classes() -> Any:
             branch: Any = None,
             outer: dict[str, np.ndarray] | None = None,
             opset: int = 1,
+            capturable: bool = False,
         ) -> None:
             """The module of ``model``'s graph, or of the subgraph ``branch`` of an ``If``
             node, which sees the constants ``outer`` of the graphs around it."""
@@ -137,11 +156,17 @@ def _define_interpreter_classes() -> Any:
             self.nodes: list[tuple[Any, dict[str, Any], str, int]] = []
             self.recurrent = nn.ModuleList()
             self.branches = nn.ModuleList()
+            # Capturable: Y handed over as read (:mod:`.direction_axis`), GELU as one
+            # operation (:mod:`.gelu_pattern`), the nodes inside it skipped.
+            forms, self.passed = folded_readers(graph, constants) if capturable else ({}, set())
+            self.gelus, self.inner = gelu_patterns(graph, constants) if capturable else ({}, set())
             for node in graph.node:
                 attributes = node_attributes(node)
                 if node.op_type in CELL_BY_OP:
                     self.nodes.append((node, attributes, "recurrent", len(self.recurrent)))
-                    self.recurrent.append(recurrent_module(node, constants, dtype))
+                    module = recurrent_module(node, constants, dtype)
+                    module.y_form = forms.get(node.output[0], "")
+                    self.recurrent.append(module)
                 elif node.op_type == "If":
                     self.nodes.append((node, attributes, "if", len(self.branches)))
                     pair = [
@@ -167,13 +192,23 @@ def _define_interpreter_classes() -> Any:
                 for slot, name in enumerate(node.input)
                 if slot not in WEIGHT_SLOTS  # sequence_lens and initial states
             }
-            self.constant_names = sorted(used & set(constants))
+            # Sizes, axes and positions stay numpy (:mod:`.static_values`); other constants
+            # are buffers, moved by .to().
+            held = static_constants(graph, constants)
+            self.static_constants = {name: held[name] for name in used & set(held)}
+            self.static = StaticValues(self.opset)
+            self.constant_names = sorted(used & set(constants) - set(self.static_constants))
             for k, name in enumerate(self.constant_names):
                 self.register_buffer(f"constant{k}", self._tensor(constants[name]))
 
         def _tensor(self, array: np.ndarray) -> Any:
             tensor = torch.from_numpy(np.array(array))
             return tensor.to(self.dtype) if tensor.is_floating_point() else tensor
+
+        def _placed(self, array: np.ndarray) -> Any:
+            """A static value as a tensor on the module's device."""
+            held = next(iter([*self.buffers(), *self.parameters()]), None)
+            return self._tensor(array).to("cpu" if held is None else held.device)
 
         def forward(self, *inputs: Any) -> Any:
             if len(inputs) != len(self.input_names):
@@ -182,10 +217,11 @@ def _define_interpreter_classes() -> Any:
                 )
             values: dict[str, Any] = {}
             for name, value in zip(self.input_names, inputs):
-                tensor = torch.as_tensor(value)
-                values[name] = tensor.to(self.dtype) if tensor.is_floating_point() else tensor
+                tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+                floating = tensor.is_floating_point() and tensor.dtype != self.dtype
+                values[name] = tensor.to(self.dtype) if floating else tensor
             values = self.run_graph(values)
-            outputs = tuple(values[name] for name in self.output_names)
+            outputs = tuple(as_tensors("", [values[n] for n in self.output_names], self._placed))
             return outputs[0] if len(outputs) == 1 else outputs
 
         def run_graph(self, scope: dict[str, Any]) -> dict[str, Any]:
@@ -193,16 +229,35 @@ def _define_interpreter_classes() -> Any:
             values of the graphs around it, which ONNX lets a subgraph read)."""
             values = dict(scope)
             values[""] = None
+            values.update(self.static_constants)
             for k, name in enumerate(self.constant_names):
                 values[name] = getattr(self, f"constant{k}")
             for node, attributes, kind, index in self.nodes:
                 args = [values.get(name) if name else None for name in node.input]
-                if kind == "recurrent":
-                    results = self._recurrent(index, args)
-                elif kind == "if":
-                    results = self._if(node, index, args[0], values)
-                else:
-                    results = self._glue(node, attributes, args)
+                out = node.output[0]
+                if out in self.inner or out in self.static_constants:  # skipped, or set
+                    continue
+                if out in self.passed:  # Y already as this node reads it
+                    values[out] = args[0]
+                    continue
+                if out in self.gelus:
+                    with torch.fx.traceback.annotate({"source": describe_node(node)}):
+                        values[out] = torch.nn.functional.gelu(values[self.gelus[out]])
+                    continue
+                if kind == "glue" and self.static.runs(node, args):
+                    results = self.static.run(node, attributes, args)
+                    for name, result in zip(node.output, results):
+                        values[name] = result
+                    continue
+                args = as_tensors(node.op_type, args, self._placed)
+                # A capture of this module names the node each operation came from.
+                with torch.fx.traceback.annotate({"source": describe_node(node)}):
+                    if kind == "recurrent":
+                        results = self._recurrent(index, args)
+                    elif kind == "if":
+                        results = self._if(node, index, args[0], values)
+                    else:
+                        results = self._glue(node, attributes, args)
                 for name, result in zip(node.output, results):
                     if name:
                         values[name] = result
@@ -267,17 +322,13 @@ def _define_interpreter_classes() -> Any:
                 return (args[0].to(self.dtype),)
             return (args[0].to(torch.from_numpy(np.zeros(0, target)).dtype),)
 
-        def _op_Shape(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:
-            dims = list(args[0].shape)
-            start, end = attributes.get("start", 0), attributes.get("end", len(dims))
-            return (torch.tensor(dims[slice(start, end)], dtype=torch.int64),)
-
-        def _op_Size(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:
-            return (torch.tensor(args[0].numel(), dtype=torch.int64),)
-
         def _op_Gather(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:
             data, indices = args
             axis = attributes.get("axis", 0) % data.dim()
+            if is_static(indices) and indices.ndim == 0:  # x[:, -1]: a select, as torch's
+                return (data.select(axis, int(indices)),)
+            if is_static(indices):
+                indices = self._placed(indices)
             flat = indices.reshape(-1).long() % data.shape[axis]
             picked = data.index_select(axis, flat)
             shape = (*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :])
@@ -334,8 +385,13 @@ def _define_interpreter_classes() -> Any:
             for start, end, axis, step in zip(starts, ends, axes, steps):
                 axis %= data.dim()
                 # Python slices clamp out-of-range bounds as ONNX does, for either step sign.
-                index = range(*slice(start, end, step).indices(data.shape[axis]))
-                data = data.index_select(axis, torch.tensor(list(index), dtype=torch.long))
+                first, stop, step = slice(start, end, step).indices(data.shape[axis])
+                backwards = step < 0  # torch slices step forwards: ascending, then flipped
+                if backwards:
+                    count = len(range(first, stop, step))
+                    first, stop, step = first + step * (count - 1), first + 1, -step
+                data = data[(slice(None),) * axis + (slice(first, stop, step),)]
+                data = data.flip(axis) if backwards else data
             return (data,)
 
         def _op_Split(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:

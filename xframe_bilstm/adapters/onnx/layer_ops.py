@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .op_call import Op, OpCall
+from .resize_op import resize
 
 
 def _per_axis(call: OpCall, name: str, count: int, default: int) -> list[int]:
@@ -108,7 +109,8 @@ def _pad(call: OpCall) -> tuple[Any, ...]:
     else:
         pads = call.ints("", 1) or []
         given = call.arg(2)
-        value = 0.0 if given is None or given.numel() == 0 else given.reshape(-1)[0].item()
+        empty = given is None or given.reshape(-1).shape[0] == 0
+        value = 0.0 if empty else float(given.reshape(-1)[0])
         axes = call.ints("", 3)
     axes = [a % x.dim() for a in (axes if axes is not None else range(x.dim()))]
     if len(pads) != 2 * len(axes):
@@ -151,6 +153,13 @@ def _pool(kind: str) -> Op:
         dilations = _per_axis(call, "dilations", count, 1)
         ceil = bool(call.attributes.get("ceil_mode", 0))
         pads = _explicit_pads(call, list(x.shape[2:]), kernel, strides, dilations)
+        if not ceil and not any(b or e for b, e in pads) and count in (1, 2):
+            # torch's own pooling computes these windows (a capture reads it as pooling)
+            if kind == "max":
+                pool = getattr(torch.nn.functional, f"max_pool{count}d")
+                return (pool(x, kernel, strides, dilation=dilations),)
+            if all(d == 1 for d in dilations):
+                return (getattr(torch.nn.functional, f"avg_pool{count}d")(x, kernel, strides),)
         include = bool(call.attributes.get("count_include_pad", 0))
         counts = torch.ones((), dtype=x.dtype, device=x.device)
         fill = float("-inf") if kind == "max" else 0.0
@@ -210,12 +219,8 @@ def _batch_normalization(call: OpCall) -> tuple[Any, ...]:
 
 def _instance_normalization(call: OpCall) -> tuple[Any, ...]:
     x, scale, bias = call.args
-    dims = tuple(range(2, x.dim()))
     epsilon = float(call.attributes.get("epsilon", 1e-5))
-    centered = x - x.mean(dim=dims, keepdim=True)
-    variance = (centered * centered).mean(dim=dims, keepdim=True)
-    normalized = centered / call.torch.sqrt(variance + epsilon)
-    return (normalized * _channel(scale, x.dim()) + _channel(bias, x.dim()),)
+    return (call.torch.nn.functional.instance_norm(x, weight=scale, bias=bias, eps=epsilon),)
 
 
 def _layer_normalization(call: OpCall) -> tuple[Any, ...]:
@@ -243,4 +248,6 @@ LAYER_OPS: dict[str, Op] = {
     "LayerNormalization": _layer_normalization,
     "MaxPool": _pool("max"),
     "Pad": _pad,
+    "Resize": resize,
+    "Upsample": resize,
 }

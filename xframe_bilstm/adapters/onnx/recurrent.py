@@ -19,6 +19,7 @@ import numpy as np
 from ..._imports import require
 from ...errors import WeightShapeError
 from ...gates import ONNX_ORDER, reorder_gates
+from .direction_axis import BATCH_FIRST_DIRECTIONS, SQUEEZED
 from .nodes import (
     WEIGHT_SLOTS,
     RecurrentNodeSpec,
@@ -98,6 +99,7 @@ def _define_recurrent_classes() -> Any:
             self.cell, self.directions = options.cell, options.directions
             self.hidden, self.layout = options.hidden_size, options.layout
             self.reverse_only = options.direction == "reverse"
+            self.y_form = ""  # Y as ONNX lays it out, unless the graph reads it otherwise
             self.activations, self.clip = options.activations, options.clip
             self.input_forget = options.input_forget
             self.linear_before_reset = options.linear_before_reset
@@ -167,7 +169,11 @@ def _define_recurrent_classes() -> Any:
             else:
                 loop_weights = self._loop_weights(x.shape[-1], weights)
                 y, h_n, c_n = self._run_loop(x, lengths, h0, c0, loop_weights)
-            y = y.reshape(steps, batch, self.directions, self.hidden).permute(0, 2, 1, 3)
+            if self.y_form == SQUEEZED:  # as the graph reads it (:mod:`.direction_axis`)
+                return y.reshape(steps, batch, self.hidden), h_n, c_n
+            y = y.reshape(steps, batch, self.directions, self.hidden)
+            if self.y_form != BATCH_FIRST_DIRECTIONS:
+                y = y.permute(0, 2, 1, 3)
             if self.layout == 1:  # Y (B, T, dirs, H), Y_h (B, dirs, H)
                 return y.permute(2, 0, 1, 3), h_n.transpose(0, 1), c_n.transpose(0, 1)
             return y, h_n, c_n  # (T, dirs, B, H), (dirs, B, H), (dirs, B, H)

@@ -62,8 +62,7 @@ def _leaky_relu(call: OpCall) -> tuple[Any, ...]:
 
 
 def _elu(call: OpCall) -> tuple[Any, ...]:
-    x = call.args[0]
-    return (call.torch.where(x >= 0, x, _alpha(call, 1.0) * call.torch.expm1(x)),)
+    return (call.torch.nn.functional.elu(call.args[0], _alpha(call, 1.0)),)
 
 
 def _selu(call: OpCall) -> tuple[Any, ...]:

@@ -1,0 +1,111 @@
+"""torch.onnx exports of models with convolution front ends, read through the module that
+runs their nodes: ``compare()`` on the file, ``onnx_to_keras`` of it, and refusals that name
+the graph's nodes. Expected values come from onnxruntime on the exported graph."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from xframe_bilstm import UnsupportedFeatureError, compare, onnx_to_keras  # noqa: E402
+from xframe_bilstm.graph import ModelGraph  # noqa: E402
+from xframe_bilstm.sources import read_source  # noqa: E402
+
+from ..audio_models import Denoiser, EventDetector, SpectrogramCRN, WavEncoder  # noqa: E402
+
+pytestmark = pytest.mark.torch
+nn = torch.nn
+
+# name -> (model, an example input, its dynamic axes, record kinds the reading holds)
+MODELS = {
+    "denoiser": (Denoiser, (2, 1, 164), {0: "b", 2: "t"}, {"conv", "conv_transpose", "slice_to"}),
+    "spectrogram_crn": (SpectrogramCRN, (2, 1, 9, 16), {0: "b", 2: "t"}, {"conv_transpose"}),
+    "wav_encoder": (WavEncoder, (2, 400), {0: "b", 1: "t"}, {"conv", "group_norm"}),
+    "event_detector": (EventDetector, (2, 12, 8), {0: "b", 1: "t"}, {"pool", "repeat"}),
+}
+
+
+def _export(module: Any, x: Any, path: Path, axes: dict | None) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on batch_first
+        torch.onnx.export(
+            module, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+            dynamic_axes=None if axes is None else {"x": axes}, opset_version=17,
+        )  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def exported(request: Any, tmp_path_factory: Any) -> tuple[str, Path]:
+    make, shape, axes, _ = MODELS[request.param]
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("onnx") / f"{request.param}.onnx"
+    return request.param, _export(make().eval(), torch.randn(*shape), path, axes)
+
+
+def _kinds(graph: ModelGraph) -> set[str]:
+    return {record.kind for record in graph.layers}
+
+
+def test_compare_runs_the_export_and_its_reading(exported: tuple[str, Path]) -> None:
+    name, path = exported
+    read = read_source(path)
+    assert isinstance(read.reading, ModelGraph)
+    assert {"recurrent", *MODELS[name][3]} <= _kinds(read.reading)
+    report = compare(path, frameworks=["torch", "onnxruntime"])
+    assert report, report.lines()
+    labels = {pair.actual for pair in report.pairs} | {pair.expected for pair in report.pairs}
+    assert {"onnxruntime[cpu,float32]@original", "torch[cpu,float32]"} <= labels
+
+
+@pytest.mark.keras
+def test_onnx_to_keras_ports_the_whole_graph(exported: tuple[str, Path]) -> None:
+    name, path = exported
+    model = onnx_to_keras(path, name=name)  # checked against onnxruntime on the graph
+    shape = list(MODELS[name][1])
+    time_axis = next(axis for axis in MODELS[name][2] if axis)
+    shape[0], shape[time_axis] = 3, shape[time_axis] + 12  # another batch and length
+    x = np.random.default_rng(1).standard_normal(shape).astype("float32")
+    (expected,) = ort.InferenceSession(str(path)).run(None, {"x": x})
+    assert model.name == name
+    np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-5)
+
+
+class ErfFront(nn.Module):
+    """``torch.erf`` on its own (no GELU around it) before a GRU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(torch.erf(x))[0]
+
+
+def test_what_the_reading_refuses_names_the_graph_node(tmp_path: Path) -> None:
+    path = _export(ErfFront().eval(), torch.randn(2, 5, 3), tmp_path / "erf.onnx", {0: "b", 1: "t"})
+    with pytest.raises(UnsupportedFeatureError, match=r"aten\.erf at Erf node '/Erf'"):
+        compare(path)
+
+
+def test_a_graph_of_fixed_sizes_is_refused_with_how_to_export_it(tmp_path: Path) -> None:
+    path = _export(SpectrogramCRN().eval(), torch.randn(2, 1, 9, 16), tmp_path / "fixed.onnx", None)
+    with pytest.raises(UnsupportedFeatureError, match=r"'x' has the shape \(2, 1, 9, 16\).*"
+                       r"dynamic_axes="):  # fmt: skip
+        compare(path)
+
+
+def test_a_graph_of_no_recurrent_node_keeps_the_readers_refusal(tmp_path: Path) -> None:
+    conv = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU())
+    path = _export(conv.eval(), torch.randn(2, 1, 9), tmp_path / "conv.onnx", {0: "b", 2: "t"})
+    with pytest.raises(UnsupportedFeatureError, match="no LSTM, GRU or RNN node") as refused:
+        compare(path)
+    assert "torch module" not in str(refused.value)

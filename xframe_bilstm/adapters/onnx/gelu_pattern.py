@@ -1,0 +1,115 @@
+"""GELU written out with ``Erf``, as exporters write it before opset 20's ``Gelu``.
+
+torch.onnx writes ``F.gelu(x)`` as ``Mul(Mul(x, Add(Erf(Div(x, 1.4142135)), 1)), 0.5)``;
+others multiply by 0.70710677 instead of dividing, or take the half first. Found here in
+any of those orders, where each inner value is read by the pattern alone, the whole
+computes GELU: the interpreter runs it as one ``F.gelu``, which a capture reads as the
+activation it is. Imports no framework.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def gelu_patterns(graph: Any, constants: dict[str, np.ndarray]) -> tuple[dict[str, str], set[str]]:
+    """Each GELU's last output -> the tensor it reads, and the outputs of its inner nodes."""
+    producers = {out: node for node in graph.node for out in node.output}
+    readers = Counter(name for node in graph.node for name in node.input)
+    readers.update(o.name for o in graph.output)
+    found: dict[str, str] = {}
+    inner: set[str] = set()
+    for erf in (node for node in graph.node if node.op_type == "Erf"):
+        x = _scaled_input(producers.get(erf.input[0]), constants)
+        one = _single_reader(graph, erf.output[0], readers)
+        if x is None or one is None or not _adds_one(one, erf.output[0], constants):
+            continue
+        chain = _product_with(graph, one.output[0], x, producers, readers, constants)
+        if chain is not None:
+            last, nodes = chain
+            found[last] = x
+            inner |= {erf.input[0], erf.output[0], one.output[0]} | nodes
+    return found, inner
+
+
+def _scaled_input(node: Any, constants: dict[str, np.ndarray]) -> str | None:
+    """``x`` of ``x / sqrt(2)`` or ``x * (1 / sqrt(2))``, else None."""
+    if node is None or node.op_type not in ("Div", "Mul") or len(node.input) != 2:
+        return None
+    x, scale = node.input
+    if node.op_type == "Mul" and _is(constants, x, 1 / _SQRT2):
+        x, scale = scale, x
+    wanted = _SQRT2 if node.op_type == "Div" else 1 / _SQRT2
+    return x if _is(constants, scale, wanted) else None
+
+
+def _adds_one(node: Any, erf: str, constants: dict[str, np.ndarray]) -> bool:
+    others = [name for name in node.input if name != erf]
+    return node.op_type == "Add" and len(others) == 1 and _is(constants, others[0], 1.0)
+
+
+def _product_with(
+    graph: Any,
+    value: str,
+    x: str,
+    producers: dict[str, Any],
+    readers: Counter,
+    constants: dict[str, np.ndarray],
+) -> tuple[str, set[str]] | None:
+    """The last output of ``value * x * 0.5`` in any order of two Muls, and the outputs of
+    the nodes before it, or None."""
+    needed = Counter({"x": 1, "half": 1})
+    inner: set[str] = set()
+    for _ in range(2):
+        node = _single_reader(graph, value, readers)
+        if node is None or node.op_type != "Mul":
+            return None
+        (other,) = [name for name in node.input if name != value] or [None]
+        for leaf in _factors(other, x, producers, readers, constants, inner):
+            needed[leaf] -= 1
+        if any(count < 0 for count in needed.values()):
+            return None
+        if not +needed:
+            return node.output[0], inner
+        inner.add(node.output[0])
+        value = node.output[0]
+    return None
+
+
+def _factors(
+    name: Any,
+    x: str,
+    producers: dict[str, Any],
+    readers: Counter,
+    constants: dict[str, np.ndarray],
+    inner: set[str],
+) -> list[str]:
+    """``name`` as factors: "x", "half", both for a ``Mul(x, 0.5)`` read once, else "?"."""
+    if name == x:
+        return ["x"]
+    if _is(constants, name, 0.5):
+        return ["half"]
+    node = producers.get(name)
+    if node is not None and node.op_type == "Mul" and readers[name] == 1:
+        leaves = [_factors(i, x, {}, readers, constants, inner)[0] for i in node.input]
+        if sorted(leaves) == ["half", "x"]:
+            inner.add(name)
+            return leaves
+    return ["?"]
+
+
+def _single_reader(graph: Any, name: str, readers: Counter) -> Any:
+    if readers[name] != 1:
+        return None
+    return next((node for node in graph.node if name in node.input), None)
+
+
+def _is(constants: dict[str, np.ndarray], name: Any, value: float) -> bool:
+    array = constants.get(name) if isinstance(name, str) else None
+    return array is not None and array.size == 1 and bool(np.isclose(float(array), value))

@@ -1,0 +1,80 @@
+"""ONNX graphs read as the torch module the interpreter runs them on.
+
+The recurrent readers of :mod:`xframe_bilstm.adapters.onnx` read a graph of recurrent
+nodes and glue (``graph_to_canonical``) and one with an embedding front and Dense heads
+(``graph_to_model``). Any other graph the interpreter runs (a convolution front end, a
+decoder of transposed convolutions, normalization: torch.onnx's export of a speech
+enhancer) is read as any torch module is: :func:`~.torch_graph.graph_from_torch` captures
+:func:`~xframe_bilstm.adapters.onnx.onnx_module`'s ``forward`` and checks its reading
+against it, and that module runs each node as ONNX defines the operator, so a reading
+that passes computes what onnxruntime computes on the graph (``compare`` checks that too).
+A refusal names the graph's nodes.
+
+The axes after the batch that the graph leaves dynamic are time; fixed ones keep their
+size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UnsupportedFeatureError
+from ..graph import ModelGraph
+
+
+def graph_from_onnx(proto: Any) -> ModelGraph:
+    """The model graph of an ONNX graph, read through its interpreter's torch module.
+
+    Raises:
+        UnsupportedFeatureError: an operator the interpreter does not run, or what the
+            capture of its module cannot read as layers, each named with its node.
+    """
+    from ..adapters.onnx import onnx_module
+    from .torch_graph import graph_from_torch
+
+    module = onnx_module(proto, capturable=True)
+    try:
+        return graph_from_torch(
+            module, name=proto.graph.name or "onnx", input_shape=declared_shapes(proto)
+        )
+    except UnsupportedFeatureError as error:
+        raise UnsupportedFeatureError(
+            f"the graph, read as the torch module that runs its nodes: {error}"
+        ) from error
+
+
+def declared_shapes(proto: Any) -> list[tuple[int | None, ...]] | None:
+    """Each graph input's shape after the batch axis, None for the one dynamic axis (time);
+    None when an input leaves several axes dynamic, so the capture guesses which is time.
+
+    Raises:
+        UnsupportedFeatureError: the first input fixes its batch or every other axis: the
+            graph was exported for one size (its sizes are constants in it).
+    """
+    initializers = {i.name for i in proto.graph.initializer}
+    shapes: list[tuple[int | None, ...]] = []
+    for graph_input in proto.graph.input:
+        if graph_input.name in initializers:
+            continue
+        dims = [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in graph_input.type.tensor_type.shape.dim
+        ]
+        if not shapes and (dims[:1] != [None] or None not in dims[1:]):
+            raise UnsupportedFeatureError(
+                f"graph input {graph_input.name!r} has the shape {_shown(dims)}: the graph "
+                "holds its sizes as constants and runs at them alone; export it with its "
+                "batch and time axes dynamic (torch.onnx.export(..., dynamic_axes="
+                f"{{{graph_input.name!r}: {{0: 'batch', <time axis>: 'time'}}}}))"
+            )
+        if dims[1:].count(None) > 1:
+            return None
+        shapes.append(tuple(dims[1:]))
+    return shapes
+
+
+def _shown(dims: list[int | None]) -> str:
+    return f"({', '.join('dynamic' if d is None else str(d) for d in dims)})"
+
+
+__all__ = ["declared_shapes", "graph_from_onnx"]

@@ -79,6 +79,32 @@ def test_onnx_to_keras_ports_the_whole_graph(exported: tuple[str, Path]) -> None
     np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-5)
 
 
+class ConvTagger(nn.Module):
+    """Token ids, an embedding, a convolution over time, a BiGRU and a Linear: the
+    convolution puts it outside the embedding-recurrent-Dense reading."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.embedding = nn.Embedding(20, 6)
+        self.conv = nn.Conv1d(6, 6, 3, padding=1)
+        self.gru = nn.GRU(6, 4, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(8, 5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv(self.embedding(ids).transpose(1, 2))).transpose(1, 2)
+        return self.out(self.gru(x)[0])
+
+
+def test_token_ids_read_through_the_table_as_an_embedding(tmp_path: Path) -> None:
+    ids = torch.randint(0, 20, (2, 7))
+    path = _export(ConvTagger().eval(), ids, tmp_path / "tagger.onnx", {0: "b", 1: "t"})
+    read = read_source(path)
+    assert {"embedding", "conv", "recurrent", "dense"} <= _kinds(read.reading)
+    report = compare(path, frameworks=["torch", "onnxruntime"])
+    assert report, report.lines()
+
+
 class ErfFront(nn.Module):
     """``torch.erf`` on its own (no GELU around it) before a GRU."""
 

@@ -76,8 +76,9 @@ def onnx_module(model_or_path: Any, *, dtype: Any = None, capturable: bool = Fal
             ``torch.export`` captures the module as layers (:mod:`.models.from_onnx`): a
             recurrent node's ``Y`` handed over in the layout the graph reads it in
             (:mod:`.direction_axis`), GELU written with ``Erf`` run as one ``F.gelu``
-            (:mod:`.gelu_pattern`). The outputs are the same; ``run_graph``'s values leave
-            out the ones inside those shortcuts.
+            (:mod:`.gelu_pattern`), token ids gathered from a table as ``F.embedding``
+            (which refuses the negative ids ONNX would count from the end). The outputs
+            are the same; ``run_graph``'s values leave out the ones inside those shortcuts.
 
     Sizes computed in the graph (``Shape``, ``Gather``, ``Concat`` feeding a ``Reshape``)
     are computed as numbers from the tensors' shapes (:mod:`.static_values`), so
@@ -158,6 +159,7 @@ def _define_interpreter_classes() -> Any:
             self.branches = nn.ModuleList()
             # Capturable: Y handed over as read (:mod:`.direction_axis`), GELU as one
             # operation (:mod:`.gelu_pattern`), the nodes inside it skipped.
+            self.capturable = capturable
             forms, self.passed = folded_readers(graph, constants) if capturable else ({}, set())
             self.gelus, self.inner = gelu_patterns(graph, constants) if capturable else ({}, set())
             for node in graph.node:
@@ -329,6 +331,8 @@ def _define_interpreter_classes() -> Any:
                 return (data.select(axis, int(indices)),)
             if is_static(indices):
                 indices = self._placed(indices)
+            elif self.capturable and axis == 0 and data.dim() == 2:  # token ids into a table
+                return (torch.nn.functional.embedding(indices, data),)  # ids from 0, as torch's
             flat = indices.reshape(-1).long() % data.shape[axis]
             picked = data.index_select(axis, flat)
             shape = (*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :])

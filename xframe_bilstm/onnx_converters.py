@@ -301,12 +301,9 @@ def _whole_graph_to_keras(
     decoder): the Keras model of the whole model ``compare()`` reads it as
     (:func:`~xframe_bilstm.sources.read_source`), checked against onnxruntime on the graph
     beside that reading's float64 reference; ``refusal``, the recurrent reading's, stands
-    for a graph of no recurrent node."""
+    for an int8 graph."""
     from .adapters.keras.graph import graph_to_keras
-    from .adapters.onnx.vocabulary import CELL_BY_OP
 
-    if not any(node.op_type in CELL_BY_OP for node in proto.graph.node):
-        raise refusal
     read = read_source(proto)  # refuses, naming the nodes, what it cannot read
     graph = read.reading
     if read.quantized or not isinstance(graph, ModelGraph):  # an int8 graph's float model

@@ -121,15 +121,14 @@ def _whole_onnx_model(proto: Any, refusal: UnsupportedFeatureError) -> tuple[Mod
     batch and time sizes. Where every reading refuses, the recurrent reading's ``refusal``
     stands for a graph that reads no token ids and has no Dense head, the whole-model
     reading's for one that does, each followed by the interpreter capture's."""
-    from .adapters.onnx.graph_import import graph_to_model, input_sizes
-    from .adapters.onnx.vocabulary import CELL_BY_OP
+    from .adapters.onnx.graph_import import graph_to_model, has_recurrent_nodes, input_sizes
     from .models.from_onnx import graph_from_onnx
 
     try:
         return (graph_to_model(proto), *input_sizes(proto))
     except UnsupportedFeatureError as error:
         first = error if is_whole_onnx_model(proto) else refusal
-    if not any(node.op_type in CELL_BY_OP for node in proto.graph.node):
+    if not has_recurrent_nodes(proto):
         raise first  # no recurrent layer: nothing of ours to read
     try:
         model = graph_from_onnx(proto)

@@ -79,6 +79,26 @@ def test_onnx_to_keras_ports_the_whole_graph(exported: tuple[str, Path]) -> None
     np.testing.assert_allclose(np.asarray(model(x)), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.keras
+def test_a_keras_model_computing_something_else_fails_the_check(tmp_path: Path) -> None:
+    from xframe_bilstm.errors import ToleranceExceededError
+    from xframe_bilstm.inputs import example_inputs
+    from xframe_bilstm.onnx_verify import check_model_import
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 9, 16)
+    path = _export(SpectrogramCRN().eval(), x, tmp_path / "crn.onnx", {0: "b", 2: "t"})
+    read = read_source(path)
+    model = onnx_to_keras(path, verify=False)
+    xs = example_inputs(read.reading, batch=2, steps=11, seed=0)
+    check_model_import(read, model, inputs=xs, seed=0)  # as built: it passes
+    lstm = next(layer for layer in model.layers if layer.__class__.__name__ == "LSTM")
+    kernel, *rest = lstm.get_weights()
+    lstm.set_weights([kernel + 0.1, *rest])
+    with pytest.raises(ToleranceExceededError, match="computes something else"):
+        check_model_import(read, model, inputs=xs, seed=0)
+
+
 class ConvTagger(nn.Module):
     """Token ids, an embedding, a convolution over time, a BiGRU and a Linear: the
     convolution puts it outside the embedding-recurrent-Dense reading."""

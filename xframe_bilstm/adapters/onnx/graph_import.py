@@ -321,7 +321,7 @@ def looks_whole(model_or_path: Any) -> bool:
     MatMul/Gemm head, so that a refusal of :func:`graph_to_model` says more than the
     recurrent reading's."""
     proto = load_model(model_or_path)
-    if not any(node.op_type in CELL_BY_OP for node in proto.graph.node):
+    if not has_recurrent_nodes(proto):
         return False  # no recurrent layer: the importer's refusal says so
     constants = constant_values(proto)
     inputs = [i for i in proto.graph.input if i.name not in constants]
@@ -329,6 +329,11 @@ def looks_whole(model_or_path: Any) -> bool:
         return True
     producers = {out: node for node in proto.graph.node for out in node.output}
     return any(read_head(out.name, producers, dict(constants)).chain for out in proto.graph.output)
+
+
+def has_recurrent_nodes(proto: Any) -> bool:
+    """Whether the graph (not its subgraphs) holds an LSTM, GRU or RNN node."""
+    return any(node.op_type in CELL_BY_OP for node in proto.graph.node)
 
 
 def input_sizes(model_or_path: Any) -> tuple[int | None, int | None]:
@@ -340,4 +345,4 @@ def input_sizes(model_or_path: Any) -> tuple[int | None, int | None]:
     return dims[0], dims[1]
 
 
-__all__ = ["graph_to_model", "input_sizes", "looks_whole", "verify_model"]
+__all__ = ["graph_to_model", "has_recurrent_nodes", "input_sizes", "looks_whole", "verify_model"]

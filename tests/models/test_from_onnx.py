@@ -99,6 +99,24 @@ def test_a_keras_model_computing_something_else_fails_the_check(tmp_path: Path) 
         check_model_import(read, model, inputs=xs, seed=0)
 
 
+def test_a_dynamo_export_reads_too(tmp_path: Path) -> None:
+    """torch.onnx's dynamo exporter (opset 20): its ``Expand`` initial states, ``Slice``
+    sizes, and softplus as ``Where(Greater(x, 20), x, Softplus(x))``."""
+    pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript")
+    torch.manual_seed(0)
+    path = tmp_path / "crn.onnx"
+    time = torch.export.Dim("time", min=2, max=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            SpectrogramCRN().eval(), (torch.randn(2, 1, 9, 16),), str(path), dynamo=True,
+            input_names=["x"], dynamic_shapes=({0: torch.export.Dim("b"), 2: time},),
+        )  # fmt: skip
+    assert "Where" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    report = compare(path, frameworks=["torch", "onnxruntime"])
+    assert report, report.lines()
+
+
 class ConvTagger(nn.Module):
     """Token ids, an embedding, a convolution over time, a BiGRU and a Linear: the
     convolution puts it outside the embedding-recurrent-Dense reading."""

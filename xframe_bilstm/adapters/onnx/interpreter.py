@@ -20,9 +20,9 @@ import numpy as np
 
 from ..._imports import require
 from ...errors import WeightShapeError
+from .activation_patterns import activation_patterns
 from .coverage import refuse_unsupported
 from .direction_axis import folded_readers
-from .gelu_pattern import gelu_patterns
 from .nodes import (
     WEIGHT_SLOTS,
     constant_node_value,
@@ -75,10 +75,11 @@ def onnx_module(model_or_path: Any, *, dtype: Any = None, capturable: bool = Fal
         capturable: run the graph as the torch code an exporter wrote it from, so that
             ``torch.export`` captures the module as layers (:mod:`.models.from_onnx`): a
             recurrent node's ``Y`` handed over in the layout the graph reads it in
-            (:mod:`.direction_axis`), GELU written with ``Erf`` run as one ``F.gelu``
-            (:mod:`.gelu_pattern`), token ids gathered from a table as ``F.embedding``
-            (which refuses the negative ids ONNX would count from the end). The outputs
-            are the same; ``run_graph``'s values leave out the ones inside those shortcuts.
+            (:mod:`.direction_axis`), GELU written with ``Erf`` and torch's thresholded
+            softplus as ``F.gelu`` and ``F.softplus`` (:mod:`.activation_patterns`), token
+            ids gathered from a table as ``F.embedding`` (which refuses the negative ids
+            ONNX would count from the end). The outputs are the same; ``run_graph``'s
+            values leave out the ones inside those shortcuts.
 
     Sizes computed in the graph (``Shape``, ``Gather``, ``Concat`` feeding a ``Reshape``)
     are computed as numbers from the tensors' shapes (:mod:`.static_values`), so
@@ -157,11 +158,12 @@ def _define_interpreter_classes() -> Any:
             self.nodes: list[tuple[Any, dict[str, Any], str, int]] = []
             self.recurrent = nn.ModuleList()
             self.branches = nn.ModuleList()
-            # Capturable: Y handed over as read (:mod:`.direction_axis`), GELU as one
-            # operation (:mod:`.gelu_pattern`), the nodes inside it skipped.
+            # Capturable: Y handed over as read (:mod:`.direction_axis`), activations written
+            # out run as one (:mod:`.activation_patterns`), the nodes inside them skipped.
             self.capturable = capturable
             forms, self.passed = folded_readers(graph, constants) if capturable else ({}, set())
-            self.gelus, self.inner = gelu_patterns(graph, constants) if capturable else ({}, set())
+            patterns = activation_patterns(graph, constants) if capturable else ({}, set())
+            self.activations, self.inner = patterns
             for node in graph.node:
                 attributes = node_attributes(node)
                 if node.op_type in CELL_BY_OP:
@@ -242,9 +244,10 @@ def _define_interpreter_classes() -> Any:
                 if out in self.passed:  # Y already as this node reads it
                     values[out] = args[0]
                     continue
-                if out in self.gelus:
+                if out in self.activations:
+                    activation, reads = self.activations[out]
                     with torch.fx.traceback.annotate({"source": describe_node(node)}):
-                        values[out] = torch.nn.functional.gelu(values[self.gelus[out]])
+                        values[out] = getattr(torch.nn.functional, activation)(values[reads])
                     continue
                 if kind == "glue" and self.static.runs(node, args):
                     results = self.static.run(node, attributes, args)

@@ -1,10 +1,15 @@
-"""GELU written out with ``Erf``, as exporters write it before opset 20's ``Gelu``.
+"""Activations exporters write out with several operators, found to run as one.
 
-torch.onnx writes ``F.gelu(x)`` as ``Mul(Mul(x, Add(Erf(Div(x, 1.4142135)), 1)), 0.5)``;
-others multiply by 0.70710677 instead of dividing, or take the half first. Found here in
-any of those orders, where each inner value is read by the pattern alone, the whole
-computes GELU: the interpreter runs it as one ``F.gelu``, which a capture reads as the
-activation it is. Imports no framework.
+- GELU with ``Erf``, as exporters write it before opset 20's ``Gelu``: torch.onnx writes
+  ``F.gelu(x)`` as ``Mul(Mul(x, Add(Erf(Div(x, 1.4142135)), 1)), 0.5)``; others multiply
+  by 0.70710677 instead of dividing, or take the half first.
+- torch's ``F.softplus(x)``, which is ``x`` above 20: torch.onnx's dynamo exporter writes
+  ``Where(Greater(x, 20), x, Softplus(x))``.
+
+Found in any of those orders, where each inner value is read by the pattern alone, the
+whole computes that activation: the interpreter runs it as one torch function
+(``F.gelu``, ``F.softplus``), which a capture reads as the activation it is. Imports no
+framework.
 """
 
 from __future__ import annotations
@@ -18,13 +23,54 @@ import numpy as np
 _SQRT2 = math.sqrt(2.0)
 
 
-def gelu_patterns(graph: Any, constants: dict[str, np.ndarray]) -> tuple[dict[str, str], set[str]]:
-    """Each GELU's last output -> the tensor it reads, and the outputs of its inner nodes."""
+Found = dict[str, tuple[str, str]]  # last output -> (activation, the tensor it reads)
+
+
+def activation_patterns(graph: Any, constants: dict[str, np.ndarray]) -> tuple[Found, set[str]]:
+    """Each pattern's last output -> its activation ("gelu", "softplus") and the tensor it
+    reads, and the outputs of the patterns' inner nodes."""
     producers = {out: node for node in graph.node for out in node.output}
     readers = Counter(name for node in graph.node for name in node.input)
     readers.update(o.name for o in graph.output)
-    found: dict[str, str] = {}
+    found: Found = {}
     inner: set[str] = set()
+    _gelus(graph, constants, producers, readers, found, inner)
+    _softplus(graph, constants, producers, readers, found, inner)
+    return found, inner
+
+
+def _softplus(
+    graph: Any,
+    constants: dict[str, np.ndarray],
+    producers: dict[str, Any],
+    readers: Counter,
+    found: Found,
+    inner: set[str],
+) -> None:
+    """``Where(Greater(x, 20), x, Softplus(x))``: torch's softplus."""
+    for where in (node for node in graph.node if node.op_type == "Where"):
+        condition, x, otherwise = where.input
+        greater, softplus = producers.get(condition), producers.get(otherwise)
+        if greater is None or softplus is None or greater.op_type != "Greater":
+            continue
+        if softplus.op_type != "Softplus" or list(softplus.input) != [x]:
+            continue
+        if greater.input[0] != x or not _is(constants, greater.input[1], 20.0):
+            continue
+        if readers[condition] == 1 and readers[otherwise] == 1:
+            found[where.output[0]] = ("softplus", x)
+            inner |= {condition, otherwise}
+
+
+def _gelus(
+    graph: Any,
+    constants: dict[str, np.ndarray],
+    producers: dict[str, Any],
+    readers: Counter,
+    found: Found,
+    inner: set[str],
+) -> None:
+    """``x * 0.5 * (1 + erf(x / sqrt(2)))`` in the orders above: GELU."""
     for erf in (node for node in graph.node if node.op_type == "Erf"):
         x = _scaled_input(producers.get(erf.input[0]), constants)
         one = _single_reader(graph, erf.output[0], readers)
@@ -33,9 +79,8 @@ def gelu_patterns(graph: Any, constants: dict[str, np.ndarray]) -> tuple[dict[st
         chain = _product_with(graph, one.output[0], x, producers, readers, constants)
         if chain is not None:
             last, nodes = chain
-            found[last] = x
+            found[last] = ("gelu", x)
             inner |= {erf.input[0], erf.output[0], one.output[0]} | nodes
-    return found, inner
 
 
 def _scaled_input(node: Any, constants: dict[str, np.ndarray]) -> str | None:

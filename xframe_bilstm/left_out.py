@@ -11,9 +11,21 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def left_out(reading: Any, frameworks: str | Sequence[str]) -> dict[str, str]:
+def refusal(name: str, reading: Any, masked: bool) -> str | None:
+    """Why framework ``name`` cannot run ``reading`` (given per-row lengths where
+    ``masked``), or None when it can."""
+    from .frameworks import FRAMEWORKS
+
+    framework = FRAMEWORKS[name]()
+    return framework.supports(reading) or (framework.lengths_refusal() if masked else None)
+
+
+def left_out(
+    reading: Any, frameworks: str | Sequence[str], *, masked: bool = False
+) -> dict[str, str]:
     """``{framework: why}`` for the reference and each framework asked for (the installed
-    ones under ``"auto"``) that cannot run ``reading``.
+    ones under ``"auto"``) that cannot run ``reading``, given per-row lengths where
+    ``masked``.
 
     Example:
         >>> import numpy as np
@@ -28,7 +40,7 @@ def left_out(reading: Any, frameworks: str | Sequence[str]) -> dict[str, str]:
     else:
         asked = [frameworks] if isinstance(frameworks, str) else list(frameworks)
         names = ["reference", *(name for name in asked if name in FRAMEWORKS)]
-    reasons = {name: FRAMEWORKS[name]().supports(reading) for name in dict.fromkeys(names)}
+    reasons = {name: refusal(name, reading, masked) for name in dict.fromkeys(names)}
     return {name: why for name, why in reasons.items() if why}
 
 

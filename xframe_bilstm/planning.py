@@ -24,6 +24,7 @@ from .frameworks.keras import KerasLayerFramework
 from .frameworks.keras_backends import with_backend_originals
 from .frameworks.onnxruntime import OnnxGraphFramework
 from .frameworks.torch import TorchModuleFramework
+from .left_out import refusal
 from .reference import Reading
 from .sources import Read, describe, source_type
 from .stack_graph import as_graph, stack_of, takes_lengths
@@ -54,10 +55,13 @@ def plan_runs(
     paths: str | Sequence[str] = (),
     *,
     original: str = "",
+    masked: bool = False,
 ) -> Plan:
     """Every run of the reading: the reference first, each default path before the
-    alternatives asked for. ``original`` names the framework the source's original runs on."""
-    names = _runnable(reading, _framework_names(frameworks), frameworks == "auto", original)
+    alternatives asked for. ``original`` names the framework the source's original runs on;
+    ``masked``, that the runs get per-row lengths."""
+    auto = frameworks == "auto"
+    names = _runnable(reading, _framework_names(frameworks), auto, original, masked)
     wanted_paths = parse_paths(paths)
     wanted_devices = None if devices == "auto" else set(as_list(devices))
     dtypes = as_list(dtypes)
@@ -113,10 +117,13 @@ def dtype_refusal(reading: Reading, dtypes: Sequence[str]) -> str:
     return f"a whole model runs in {' and '.join(GRAPH_DTYPES)}"
 
 
-def _runnable(reading: Reading, names: list[str], auto: bool, original: str) -> list[str]:
-    """The frameworks that can run ``reading``; one asked for by name that cannot (and on
-    which the original does not run either) is refused with the reason."""
-    reasons = {name: FRAMEWORKS[name]().supports(reading) for name in names}
+def _runnable(
+    reading: Reading, names: list[str], auto: bool, original: str, masked: bool
+) -> list[str]:
+    """The frameworks that can run ``reading`` (with per-row lengths where ``masked``); one
+    asked for by name that cannot (and on which the original does not run either) is
+    refused with the reason."""
+    reasons = {name: refusal(name, reading, masked) for name in names}
     refused = [name for name, why in reasons.items() if why and name != original]
     if refused and not auto:
         layers = as_graph(reading).layers

@@ -174,7 +174,10 @@ def compare(
         steps=(read.steps or DEFAULT_STEPS) if steps is None else steps,
     )
     states = _initial_states(reading, initial_states, x)
-    specs = plan_runs(reading, frameworks, devices, dtypes, tf32, paths, original=read.framework)
+    masked = checked_lengths is not None
+    specs = plan_runs(
+        reading, frameworks, devices, dtypes, tf32, paths, original=read.framework, masked=masked
+    )
     rows, time_steps = _shape(x)
     subjects: list[Subject] = []
     if against is not None:
@@ -196,7 +199,7 @@ def compare(
     runs, results = _run_all(specs, readings, x, states, checked_lengths, counts, progress)
     budgets = measure_budgets(specs, runs, results, x, states, checked_lengths, quantization_budget)
     non_finite_note = non_finite(reading, x, states)
-    missing = left_out(reading, frameworks)
+    missing = left_out(reading, frameworks, masked=masked)
     if read.unrun:
         missing["the source's own run"] = read.unrun
     if "reference" not in missing:

@@ -127,6 +127,24 @@ def test_the_dynamo_export_of_a_whole_model_agrees_with_the_reference(
     assert run.settings["dynamic_axes"] == "none (this input's shapes)"
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnxscript") is None,
+    reason="torch.onnx.export(dynamo=True) needs onnxscript",
+)
+def test_the_dynamo_exporter_runs_no_per_row_lengths_and_says_why() -> None:
+    """torch.export cannot capture the packed sequences a stack's module runs lengths
+    with: asked for, the column is refused by name; under "auto" it is left out, named."""
+    from xframe_bilstm.factories import random_stack
+    from xframe_bilstm.left_out import left_out
+
+    stack = random_stack(np.random.default_rng(0), "lstm", 3, 4)
+    assert compare(stack, frameworks=["torch-onnx-dynamo"], steps=5)  # no lengths: it runs
+    with pytest.raises(UnsupportedFeatureError, match=r"torch-onnx-dynamo.*packed sequences"):
+        compare(stack, frameworks=["torch-onnx-dynamo"], lengths=[5, 2, 1, 3], steps=5)
+    assert "packed sequences" in left_out(stack, "auto", masked=True)["torch-onnx-dynamo"]
+    assert "torch-onnx-dynamo" not in left_out(stack, "auto")
+
+
 def _two_inputs() -> Any:
     """Embedding(tokens) and float features → Concatenate → Bidirectional(GRU) → Dense."""
     tokens = keras.Input((None,), dtype="int32", name="tokens")

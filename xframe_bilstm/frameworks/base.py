@@ -107,6 +107,11 @@ class Framework:
             return None
         return f"{self.name} runs recurrent layers only, not {', '.join(other_kinds(graph))}"
 
+    def lengths_refusal(self) -> str | None:
+        """Why this framework cannot run a comparison that gives per-row lengths, or None
+        when it can."""
+        return None
+
     def run(
         self,
         stack: Reading,

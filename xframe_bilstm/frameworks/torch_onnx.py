@@ -99,6 +99,13 @@ class TorchOnnxDynamoFramework(TorchOnnxFramework):
         # The dynamo exporter writes its graphs with onnxscript, an extra install.
         return installed("torch", "onnx", "onnxruntime", "onnxscript")
 
+    def lengths_refusal(self) -> str | None:
+        return (
+            "torch.export, which the dynamo exporter runs, cannot capture the packed "
+            "sequences the port runs per-row lengths with (their sizes follow the lengths' "
+            "values); torch-onnx (the TorchScript exporter) exports them"
+        )
+
 
 def import_exporter_early(frameworks: Sequence[str]) -> bool:
     """Import ``torch.onnx`` now when a ``torch-onnx`` run will need it and TensorFlow is

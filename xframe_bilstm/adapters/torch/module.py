@@ -188,7 +188,8 @@ class KerasRecurrent(nn.Module):
 
 def _right_padding(lengths: torch.Tensor | Sequence[int], x: torch.Tensor) -> Steps:
     values = torch.as_tensor(lengths)
-    check_lengths(values.cpu().numpy(), x.shape[0], x.shape[1])
+    if not torch.compiler.is_exporting():  # an export's tensors hold no values to check
+        check_lengths(values.cpu().numpy(), x.shape[0], x.shape[1])
     return Steps.of_lengths(values.to(device=x.device, dtype=torch.long), x.shape[1])
 
 

@@ -17,7 +17,7 @@ def refusal(name: str, reading: Any, masked: bool) -> str | None:
     from .frameworks import FRAMEWORKS
 
     framework = FRAMEWORKS[name]()
-    return framework.supports(reading) or (framework.lengths_refusal() if masked else None)
+    return framework.supports(reading) or (framework.lengths_refusal(reading) if masked else None)
 
 
 def left_out(

@@ -107,9 +107,9 @@ class Framework:
             return None
         return f"{self.name} runs recurrent layers only, not {', '.join(other_kinds(graph))}"
 
-    def lengths_refusal(self) -> str | None:
-        """Why this framework cannot run a comparison that gives per-row lengths, or None
-        when it can."""
+    def lengths_refusal(self, reading: Reading) -> str | None:
+        """Why this framework cannot run ``reading`` given per-row lengths, or None when it
+        can."""
         return None
 
     def run(

@@ -99,11 +99,13 @@ class TorchOnnxDynamoFramework(TorchOnnxFramework):
         # The dynamo exporter writes its graphs with onnxscript, an extra install.
         return installed("torch", "onnx", "onnxruntime", "onnxscript")
 
-    def lengths_refusal(self) -> str | None:
+    def lengths_refusal(self, reading: Reading) -> str | None:
+        if stack_of(as_graph(reading)) is None:  # a whole model's port masks by gathering
+            return None
         return (
             "torch.export, which the dynamo exporter runs, cannot capture the packed "
-            "sequences the port runs per-row lengths with (their sizes follow the lengths' "
-            "values); torch-onnx (the TorchScript exporter) exports them"
+            "sequences a stack's module runs per-row lengths with (their sizes follow the "
+            "lengths' values); torch-onnx (the TorchScript exporter) exports them"
         )
 
 

@@ -74,14 +74,23 @@ def source_line(node: Any) -> str:
     return f"{where} ({code})" if code else where
 
 
-def refusal(module: Any, found: list[tuple[str, Any]]) -> UnsupportedFeatureError:
+class ForwardRefusal(UnsupportedFeatureError):
+    """What a captured ``forward``'s operations do that no Keras port computes: ``items``,
+    each ``"what at where"``, for a caller to say in its own words."""
+
+    def __init__(self, module: Any, items: list[str]) -> None:
+        self.items = items
+        super().__init__(
+            f"{type(module).__name__}.forward cannot be read as Keras layers: "
+            f"{'; '.join(items)}. Rewrite them with supported operations, or convert the "
+            "recurrent submodule alone (torch_to_keras(module, submodule=...)) and port the "
+            "rest by hand."
+        )
+
+
+def refusal(module: Any, found: list[tuple[str, Any]]) -> ForwardRefusal:
     """One error listing what each operation does that no Keras port computes, and where."""
-    items = "; ".join(f"{what} at {source_line(node)}" for what, node in found)
-    return UnsupportedFeatureError(
-        f"{type(module).__name__}.forward cannot be read as Keras layers: {items}. "
-        "Rewrite them with supported operations, or convert the recurrent submodule alone "
-        "(torch_to_keras(module, submodule=...)) and port the rest by hand."
-    )
+    return ForwardRefusal(module, [f"{what} at {source_line(node)}" for what, node in found])
 
 
 def record_for(

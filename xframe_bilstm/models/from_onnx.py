@@ -8,7 +8,7 @@ enhancer) is read as any torch module is: :func:`~.torch_graph.graph_from_torch`
 :func:`~xframe_bilstm.adapters.onnx.onnx_module`'s ``forward`` and checks its reading
 against it, and that module runs each node as ONNX defines the operator, so a reading
 that passes computes what onnxruntime computes on the graph (``compare`` checks that too).
-A refusal names the graph's nodes.
+A refusal names the graph's nodes (``applies aten.erf at Erf node '/Erf'``).
 
 The axes after the batch that the graph leaves dynamic are time; fixed ones keep their
 size.
@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
+from .capture_walk import ForwardRefusal
 
 
 def graph_from_onnx(proto: Any) -> ModelGraph:
@@ -38,9 +39,21 @@ def graph_from_onnx(proto: Any) -> ModelGraph:
             module, name=proto.graph.name or "onnx", input_shape=declared_shapes(proto)
         )
     except UnsupportedFeatureError as error:
+        refused = _forward_refusal(error)
+        if refused is None:
+            raise UnsupportedFeatureError(
+                f"the graph, read as the torch module that runs its nodes: {error}"
+            ) from error
         raise UnsupportedFeatureError(
-            f"the graph, read as the torch module that runs its nodes: {error}"
+            f"the graph's nodes cannot all be read as layers: {'; '.join(refused.items)}"
         ) from error
+
+
+def _forward_refusal(error: BaseException | None) -> ForwardRefusal | None:
+    """The capture's refusal of the module's operations, in ``error`` or what caused it."""
+    while error is not None and not isinstance(error, ForwardRefusal):
+        error = error.__cause__
+    return error
 
 
 def declared_shapes(proto: Any) -> list[tuple[int | None, ...]] | None:

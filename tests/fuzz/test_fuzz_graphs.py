@@ -6,7 +6,8 @@ GroupNormalization, pooling, Activation, LSTM/GRU/SimpleRNN and Bidirectional, D
 Permute, with shapes kept valid; then a last recurrent layer, a global pooling or nothing,
 and a Dense. Each is built as a real Keras model with seeded weights. ``keras_to_torch``
 of it must match the model's own call within the tolerance derived for that model on that
-input, and so must ``to_onnx`` of it on onnxruntime; what is refused must raise
+input, and so must ``to_onnx`` of it on onnxruntime, and ``compare()`` of that graph read
+back whole must pass; what is refused must raise
 :class:`~xframe_bilstm.errors.UnsupportedFeatureError` naming one of its layers.
 
 Profiles: see ``conftest.py``; the ``ci`` one runs a few derandomized models, ``long`` a
@@ -29,7 +30,7 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 ort = pytest.importorskip("onnxruntime")
 
-from xframe_bilstm import keras_to_torch, to_onnx  # noqa: E402
+from xframe_bilstm import compare, keras_to_torch, to_onnx  # noqa: E402
 from xframe_bilstm.comparison import derived_tolerance  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
 from xframe_bilstm.models.live import graph_from_keras  # noqa: E402
@@ -184,3 +185,11 @@ def test_a_random_model_ports_exactly_or_is_refused_by_name(case, seed: int) -> 
     session = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
     (onnx_output,) = session.run(None, {session.get_inputs()[0].name: x})
     np.testing.assert_allclose(onnx_output, expected, rtol=0, atol=tolerance)
+    # Read back whole (the interpreter's module captured): the graph on onnxruntime, its
+    # reading's reference and torch port agree; a graph of no recurrent node is not ours.
+    if not any(node.op_type in ("LSTM", "GRU", "RNN") for node in exported.graph.node):
+        with pytest.raises(UnsupportedFeatureError, match="no LSTM, GRU or RNN node"):
+            compare(exported, inputs=[x], frameworks=["torch"])
+        return
+    report = compare(exported, inputs=[x], frameworks=["torch"])
+    assert report, report.lines()

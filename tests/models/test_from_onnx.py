@@ -180,6 +180,14 @@ def test_a_graph_of_fixed_sizes_is_refused_with_how_to_export_it(tmp_path: Path)
         compare(path)
 
 
+def test_a_graph_of_one_length_is_read_at_that_length(tmp_path: Path) -> None:
+    x = torch.randn(2, 1, 9, 16)
+    path = _export(SpectrogramCRN().eval(), x, tmp_path / "nine.onnx", {0: "b"})
+    (graph_input,) = read_source(path).reading.inputs
+    assert read_source(path).reading.layer(graph_input).options["shape"] == (1, 9, 16)
+    assert compare(path, frameworks=["torch", "onnxruntime"])
+
+
 def test_a_graph_of_no_recurrent_node_keeps_the_readers_refusal(tmp_path: Path) -> None:
     conv = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU())
     path = _export(conv.eval(), torch.randn(2, 1, 9), tmp_path / "conv.onnx", {0: "b", 2: "t"})

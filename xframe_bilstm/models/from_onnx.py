@@ -10,8 +10,9 @@ against it, and that module runs each node as ONNX defines the operator, so a re
 that passes computes what onnxruntime computes on the graph (``compare`` checks that too).
 A refusal names the graph's nodes (``applies aten.erf at Erf node '/Erf'``).
 
-The axes after the batch that the graph leaves dynamic are time; fixed ones keep their
-size.
+The batch axis must be dynamic. The axis after it that the graph leaves dynamic is time;
+a graph that fixes every axis but the batch (``to_onnx`` of a Keras model whose input has
+a length) is read at that length.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def declared_shapes(proto: Any) -> list[tuple[int | None, ...]] | None:
     None when an input leaves several axes dynamic, so the capture guesses which is time.
 
     Raises:
-        UnsupportedFeatureError: the first input fixes its batch or every other axis: the
-            graph was exported for one size (its sizes are constants in it).
+        UnsupportedFeatureError: the first input fixes its batch axis: the graph was
+            exported for one batch size (its sizes are constants in it).
     """
     initializers = {i.name for i in proto.graph.initializer}
     shapes: list[tuple[int | None, ...]] = []
@@ -73,11 +74,11 @@ def declared_shapes(proto: Any) -> list[tuple[int | None, ...]] | None:
             d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
             for d in graph_input.type.tensor_type.shape.dim
         ]
-        if not shapes and (dims[:1] != [None] or None not in dims[1:]):
+        if not shapes and dims[:1] != [None]:
             raise UnsupportedFeatureError(
-                f"graph input {graph_input.name!r} has the shape {_shown(dims)}: the graph "
-                "holds its sizes as constants and runs at them alone; export it with its "
-                "batch and time axes dynamic (torch.onnx.export(..., dynamic_axes="
+                f"graph input {graph_input.name!r} has the shape {_shown(dims)}, its batch "
+                "fixed: the graph holds its sizes as constants and runs at them alone; export "
+                "it with its batch and time axes dynamic (torch.onnx.export(..., dynamic_axes="
                 f"{{{graph_input.name!r}: {{0: 'batch', <time axis>: 'time'}}}}))"
             )
         if dims[1:].count(None) > 1:

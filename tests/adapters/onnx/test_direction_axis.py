@@ -44,6 +44,7 @@ def test_y_is_handed_over_as_read(bidirectional: bool, form: str) -> None:
     model = _export(rnn, ["y", "h", "c"])
     forms, passed = folded_readers(model.graph, graph_constant_values(model.graph))
     assert set(forms.values()) == {form} and len(forms) == len(passed) == 2  # both layers
+    assert set(passed.values()) == {None}
     x = np.random.default_rng(0).standard_normal((3, 6, 3)).astype("float32")
     expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
     module = onnx_module(model, capturable=True)
@@ -72,3 +73,29 @@ def test_a_y_the_graph_returns_keeps_the_onnx_layout() -> None:
     model.graph.output.append(onnx.helper.make_tensor_value_info(y, onnx.TensorProto.FLOAT, None))
     forms, _ = folded_readers(model.graph, graph_constant_values(model.graph))
     assert forms == {}
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(
+    ("layer", "picks"),
+    [("lstm", {None}), ("sum", {0, 1})],
+    ids=["reshaped-one-direction", "gathered-per-direction"],
+)
+def test_our_exports_readers_take_the_handed_over_y(layer: str, picks: set) -> None:
+    """``to_onnx`` reshapes one direction's ``Y`` to (T, B, H) and gathers each direction of
+    a summed ``Bidirectional``: both read the handed-over ``Y``, the same outputs."""
+    keras = pytest.importorskip("keras")
+    from xframe_bilstm import to_onnx
+
+    inputs = keras.Input((6, 3), name="x")
+    lstm = keras.layers.LSTM(4, return_sequences=True)
+    if layer == "sum":
+        lstm = keras.layers.Bidirectional(lstm, merge_mode="sum")
+    model = to_onnx(keras.Model(inputs, lstm(inputs)))
+    forms, passed = folded_readers(model.graph, graph_constant_values(model.graph))
+    assert len(forms) == 1 and set(passed.values()) == picks
+    x = np.random.default_rng(0).standard_normal((3, 6, 3)).astype("float32")
+    (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    with torch.no_grad():
+        actual = onnx_module(model, capturable=True)(torch.from_numpy(x))
+    np.testing.assert_allclose(actual.numpy(), expected, atol=1e-6)

@@ -161,7 +161,7 @@ def _define_interpreter_classes() -> Any:
             # Capturable: Y handed over as read (:mod:`.direction_axis`), activations written
             # out run as one (:mod:`.activation_patterns`), the nodes inside them skipped.
             self.capturable = capturable
-            forms, self.passed = folded_readers(graph, constants) if capturable else ({}, set())
+            forms, self.passed = folded_readers(graph, constants) if capturable else ({}, {})
             patterns = activation_patterns(graph, constants) if capturable else ({}, set())
             self.activations, self.inner = patterns
             for node in graph.node:
@@ -241,8 +241,9 @@ def _define_interpreter_classes() -> Any:
                 out = node.output[0]
                 if out in self.inner or out in self.static_constants:  # skipped, or set
                     continue
-                if out in self.passed:  # Y already as this node reads it
-                    values[out] = args[0]
+                if out in self.passed:  # Y already as this node reads it, or one direction
+                    y, pick = values[node.input[0]], self.passed[out]
+                    values[out] = y if pick is None else y.select(2, pick)
                     continue
                 if out in self.activations:
                     activation, reads = self.activations[out]

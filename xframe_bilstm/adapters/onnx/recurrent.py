@@ -19,7 +19,7 @@ import numpy as np
 from ..._imports import require
 from ...errors import WeightShapeError
 from ...gates import ONNX_ORDER, reorder_gates
-from .direction_axis import BATCH_FIRST_DIRECTIONS, SQUEEZED
+from .direction_axis import BATCH_FIRST_DIRECTIONS, BATCH_MAJOR, SQUEEZED
 from .nodes import (
     WEIGHT_SLOTS,
     RecurrentNodeSpec,
@@ -172,6 +172,8 @@ def _define_recurrent_classes() -> Any:
             if self.y_form == SQUEEZED:  # as the graph reads it (:mod:`.direction_axis`)
                 return y.reshape(steps, batch, self.hidden), h_n, c_n
             y = y.reshape(steps, batch, self.directions, self.hidden)
+            if self.y_form == BATCH_MAJOR:
+                return y.transpose(0, 1), h_n, c_n
             if self.y_form != BATCH_FIRST_DIRECTIONS:
                 y = y.permute(0, 2, 1, 3)
             if self.layout == 1:  # Y (B, T, dirs, H), Y_h (B, dirs, H)

@@ -20,9 +20,7 @@ import numpy as np
 
 from ..._imports import require
 from ...errors import WeightShapeError
-from .activation_patterns import activation_patterns
 from .coverage import refuse_unsupported
-from .direction_axis import folded_readers
 from .nodes import (
     WEIGHT_SLOTS,
     constant_node_value,
@@ -34,13 +32,9 @@ from .op_call import OpCall
 from .quantized_ops import QUANTIZED_OPS, op_key
 from .recurrent import recurrent_classes, recurrent_module
 from .runtime import load_model
+from .shortcuts import Shortcuts
 from .standard_ops import STANDARD_OPS
-from .static_values import (
-    StaticValues,
-    as_tensors,
-    is_static,
-    static_constants,
-)
+from .static_values import StaticValues, as_tensors, is_static, static_constants
 from .vocabulary import CELL_BY_OP
 
 # Glue operators the interpreter runs (with torch ops), besides LSTM, GRU and RNN.
@@ -74,16 +68,13 @@ def onnx_module(model_or_path: Any, *, dtype: Any = None, capturable: bool = Fal
         dtype: torch dtype of the computation; default float32.
         capturable: run the graph as the torch code an exporter wrote it from, so that
             ``torch.export`` captures the module as layers (:mod:`.models.from_onnx`): a
-            recurrent node's ``Y`` handed over in the layout the graph reads it in
-            (:mod:`.direction_axis`), GELU written with ``Erf`` and torch's thresholded
-            softplus as ``F.gelu`` and ``F.softplus`` (:mod:`.activation_patterns`), token
-            ids gathered from a table as ``F.embedding`` (which refuses the negative ids
-            ONNX would count from the end). The outputs are the same; ``run_graph``'s
-            values leave out the ones inside those shortcuts.
+            recurrent node's ``Y`` handed over in the layout the graph reads it in,
+            activations written out run as one (:mod:`.shortcuts`), token ids gathered from
+            a table as ``F.embedding`` (which refuses the negative ids ONNX would count from
+            the end). The outputs are the same; ``run_graph``'s values leave out the ones
+            inside those shortcuts.
 
-    Sizes computed in the graph (``Shape``, ``Gather``, ``Concat`` feeding a ``Reshape``)
-    are computed as numbers from the tensors' shapes (:mod:`.static_values`), so
-    ``run_graph`` gives them as numpy arrays.
+    Sizes computed in the graph are numbers (:mod:`.static_values`): numpy in ``run_graph``.
 
     Raises:
         UnsupportedFeatureError: operators outside LSTM/GRU/RNN, ``If`` and
@@ -158,18 +149,14 @@ def _define_interpreter_classes() -> Any:
             self.nodes: list[tuple[Any, dict[str, Any], str, int]] = []
             self.recurrent = nn.ModuleList()
             self.branches = nn.ModuleList()
-            # Capturable: Y handed over as read (:mod:`.direction_axis`), activations written
-            # out run as one (:mod:`.activation_patterns`), the nodes inside them skipped.
             self.capturable = capturable
-            forms, self.passed = folded_readers(graph, constants) if capturable else ({}, {})
-            patterns = activation_patterns(graph, constants) if capturable else ({}, set())
-            self.activations, self.inner = patterns
+            self.shortcuts = Shortcuts(graph, constants, capturable)
             for node in graph.node:
                 attributes = node_attributes(node)
                 if node.op_type in CELL_BY_OP:
                     self.nodes.append((node, attributes, "recurrent", len(self.recurrent)))
                     module = recurrent_module(node, constants, dtype)
-                    module.y_form = forms.get(node.output[0], "")
+                    module.y_form = self.shortcuts.forms.get(node.output[0], "")
                     self.recurrent.append(module)
                 elif node.op_type == "If":
                     self.nodes.append((node, attributes, "if", len(self.branches)))
@@ -238,17 +225,9 @@ def _define_interpreter_classes() -> Any:
                 values[name] = getattr(self, f"constant{k}")
             for node, attributes, kind, index in self.nodes:
                 args = [values.get(name) if name else None for name in node.input]
-                out = node.output[0]
-                if out in self.inner or out in self.static_constants:  # skipped, or set
+                if node.output[0] in self.static_constants:  # set above
                     continue
-                if out in self.passed:  # Y already as this node reads it, or one direction
-                    y, pick = values[node.input[0]], self.passed[out]
-                    values[out] = y if pick is None else y.select(2, pick)
-                    continue
-                if out in self.activations:
-                    activation, reads = self.activations[out]
-                    with torch.fx.traceback.annotate({"source": describe_node(node)}):
-                        values[out] = getattr(torch.nn.functional, activation)(values[reads])
+                if self.shortcuts.run(torch, node, values):
                     continue
                 if kind == "glue" and self.static.runs(node, args):
                     results = self.static.run(node, attributes, args)

@@ -134,8 +134,8 @@ def test_group_and_instance_norm_read_as_their_modules() -> None:
 
 
 class FunctionalConvolutions(nn.Module):
-    """``F.conv1d`` (strided, padded) and ``F.conv_transpose1d`` on weights the
-    module holds, around a GRU: an encoder and decoder written with functions."""
+    """``F.conv1d`` (strided, padded), ``F.batch_norm`` and ``F.conv_transpose1d`` on
+    tensors the module holds, around a GRU: an encoder and decoder written with functions."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -143,10 +143,13 @@ class FunctionalConvolutions(nn.Module):
         self.encode = nn.Parameter(torch.randn(6, 4, 3) * 0.3)
         self.bias = nn.Parameter(torch.randn(6))
         self.decode = nn.Parameter(torch.randn(5, 2, 4) * 0.3)  # (in, out, kernel)
+        self.register_buffer("mean", torch.randn(6))
+        self.register_buffer("variance", torch.rand(6) + 0.5)
         self.gru = nn.GRU(6, 5, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv1d(x.transpose(1, 2), self.encode, self.bias, stride=2, padding=2)
+        y = F.batch_norm(y, self.mean, self.variance, bias=self.bias, eps=1e-3)
         h = self.gru(F.relu(y).transpose(1, 2))[0].transpose(1, 2)
         return F.conv_transpose1d(h, self.decode, stride=2)
 
@@ -154,9 +157,12 @@ class FunctionalConvolutions(nn.Module):
 def test_functional_convolutions_read_as_their_modules() -> None:
     module = FunctionalConvolutions().eval()
     graph = graph_from_torch(module, input_shape=(None, 4))  # not the GRU's 6 features
-    convolutions = [r for r in graph.layers if r.kind in ("conv", "conv_transpose")]
-    assert [(r.kind, r.class_name) for r in convolutions] == [
+    read = [r for r in graph.layers if r.kind in ("conv", "batch_norm", "conv_transpose")]
+    assert [(r.kind, r.class_name) for r in read] == [
         ("conv", "Conv1d"),
+        ("batch_norm", "BatchNorm1d"),
         ("conv_transpose", "ConvTranspose1d"),
     ]
+    norm = graph.layer(read[1].name)
+    assert norm.options["epsilon"] == pytest.approx(1e-3)
     assert_agrees_everywhere(module, inputs=_frames(3, 13))

@@ -73,6 +73,29 @@ def _group_norm(nn: Any, node: Any, tensors: Tensors) -> Any:
     return module
 
 
+def _batch_norm(nn: Any, node: Any, tensors: Tensors) -> Any:
+    names = ("weight", "bias", "running_mean", "running_var", "training", "momentum", "eps")
+    values = _arguments(node, names, {"training": False, "momentum": 0.1, "eps": 1e-5})
+    if values["training"]:
+        raise Unsupported("applies aten.batch_norm with training=True (the batch's statistics)")
+    held = {name: _held(tensors, values[name], name) for name in names[:4]}
+    if held["running_mean"] is None or held["running_var"] is None:
+        raise Unsupported("applies aten.batch_norm without running statistics")
+    rank = len(node.args[0].meta["val"].shape)
+    if rank not in (2, 3, 4):
+        raise Unsupported(
+            f"normalizes a tensor of rank {rank}; read on (B, C), (B, C, L), (B, C, H, W)"
+        )
+    module = getattr(nn, f"BatchNorm{max(rank - 2, 1)}d")(
+        int(held["running_mean"].shape[0]),
+        float(values["eps"]),
+        affine=held["weight"] is not None or held["bias"] is not None,
+    )
+    _load(module, weight=held["weight"], bias=held["bias"])
+    _load(module, running_mean=held["running_mean"], running_var=held["running_var"])
+    return module
+
+
 def _instance_norm(nn: Any, node: Any, tensors: Tensors) -> Any:
     names = ("weight", "bias", "running_mean", "running_var", "use_input_stats", "momentum", "eps")
     values = _arguments(node, names, {"use_input_stats": True, "momentum": 0.1, "eps": 1e-5})
@@ -157,6 +180,7 @@ _BUILDERS: dict[str, Builder] = {
         for transposed in (False, True)
     },
     "aten.layer_norm": _layer_norm,
+    "aten.batch_norm": _batch_norm,
     "aten.group_norm": _group_norm,
     "aten.instance_norm": _instance_norm,
 }

@@ -234,6 +234,8 @@ def _define_interpreter_classes() -> Any:
                     for name, result in zip(node.output, results):
                         values[name] = result
                     continue
+                if kind == "recurrent":
+                    args = self.shortcuts.recurrent_args(node, args)
                 args = as_tensors(node.op_type, args, self._placed)
                 # A capture of this module names the node each operation came from.
                 with torch.fx.traceback.annotate({"source": describe_node(node)}):

@@ -212,9 +212,8 @@ def _batch_normalization(call: OpCall) -> tuple[Any, ...]:
         raise call.refuse("spatial=0 (per-activation statistics) is not supported")
     x, scale, bias, mean, variance = call.args[:5]
     epsilon = float(call.attributes.get("epsilon", 1e-5))
-    rank = x.dim()
-    normalized = (x - _channel(mean, rank)) / call.torch.sqrt(_channel(variance, rank) + epsilon)
-    return (normalized * _channel(scale, rank) + _channel(bias, rank),)
+    function = call.torch.nn.functional.batch_norm
+    return (function(x, mean, variance, scale, bias, training=False, eps=epsilon),)
 
 
 def _instance_normalization(call: OpCall) -> tuple[Any, ...]:

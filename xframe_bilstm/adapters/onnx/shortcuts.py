@@ -2,19 +2,28 @@
 
 Exporters write some torch code as several nodes whose capture no Keras layer reads: a
 recurrent node's ``Y`` put back in another layout (:mod:`.direction_axis`), an activation
-written out (:mod:`.activation_patterns`). :class:`Shortcuts` runs each as the torch code it
-came from, so ``torch.export`` captures the module as that code; the outputs are the same,
-and the values inside a shortcut are not computed. torch is reached through the module
-that runs them, so importing this module imports no framework.
+written out (:mod:`.activation_patterns`), zero initial states built from the input's
+batch size (``ConstantOfShape``, ``Expand``, a ``Slice`` per layer). :class:`Shortcuts`
+runs each as the torch code it came from (a recurrent module given no initial state starts
+from zeros), so ``torch.export`` captures the module as that code; the outputs are the
+same, and the values inside a shortcut are not computed. torch is reached through the
+module that runs them, so importing this module imports no framework.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..._imports import require
 from .activation_patterns import activation_patterns
 from .direction_axis import folded_readers
-from .nodes import describe_node
+from .nodes import describe_node, node_attributes
+from .vocabulary import CELL_BY_OP
+
+_STATE_SLOTS = (5, 6)  # initial_h, initial_c
+# Operators whose output is all zeros when their (first) input is, whatever else they read.
+_KEEPS_ZEROS = {"Expand", "Slice", "Reshape", "Unsqueeze", "Squeeze", "Gather", "Identity"}
+_KEEPS_ZEROS |= {"Cast", "Transpose", "Tile"}
 
 
 class Shortcuts:
@@ -26,6 +35,14 @@ class Shortcuts:
         self.activations, self.inner = (
             activation_patterns(graph, constants) if enabled else ({}, set())
         )
+        self.zero_states = _zero_states(graph, constants) if enabled else set()
+
+    def recurrent_args(self, node: Any, args: list[Any]) -> list[Any]:
+        """A recurrent node's inputs, its initial states None where they are all zeros."""
+        return [
+            None if slot in _STATE_SLOTS and name in self.zero_states else arg
+            for slot, (name, arg) in enumerate(zip(node.input, args))
+        ]
 
     def run(self, torch: Any, node: Any, values: dict[str, Any]) -> bool:
         """Whether ``node`` is a shortcut's, having set its output in ``values`` (or, inside
@@ -43,3 +60,26 @@ class Shortcuts:
                 values[out] = getattr(torch.nn.functional, activation)(values[reads])
             return True
         return False
+
+
+def _zero_states(graph: Any, constants: dict[str, Any]) -> set[str]:
+    """The initial states of recurrent nodes that are all zeros whatever the input."""
+    zeros = {name for name, value in constants.items() if value.size and not value.any()}
+    for node in graph.node:
+        first = node.input[0] if node.input else ""
+        if node.op_type == "ConstantOfShape":
+            value = node_attributes(node).get("value")  # a TensorProto; absent: 0.0
+            filled = value is None or not require("onnx").numpy_helper.to_array(value).any()
+        elif node.op_type == "Concat":
+            filled = all(name in zeros for name in node.input if name)
+        else:
+            filled = node.op_type in _KEEPS_ZEROS and first in zeros
+        if filled:
+            zeros.update(node.output)
+    return {
+        name
+        for node in graph.node
+        if node.op_type in CELL_BY_OP
+        for slot, name in enumerate(node.input)
+        if slot in _STATE_SLOTS and name in zeros
+    }

@@ -1,0 +1,54 @@
+"""Initial states a graph builds from zeros run as no initial state (a recurrent module then
+starts from zeros), and only those. Expected values come from onnxruntime on the export."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from xframe_bilstm.adapters.onnx import onnx_module  # noqa: E402
+from xframe_bilstm.adapters.onnx.nodes import graph_constant_values  # noqa: E402
+from xframe_bilstm.adapters.onnx.shortcuts import Shortcuts  # noqa: E402
+
+
+class Filled(torch.nn.Module):
+    """A GRU started from states filled with ``value`` for every row of the batch."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.gru, self.value = torch.nn.GRU(3, 4, batch_first=True), value
+
+    def forward(self, x: Any) -> Any:
+        return self.gru(x, x.new_full((1, x.shape[0], 4), self.value))[0]
+
+
+def _export(module: Any) -> onnx.ModelProto:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (torch.zeros(2, 5, 3),), buffer, dynamo=False, input_names=["x"],
+            dynamic_axes={"x": {0: "b", 1: "t"}},
+        )  # fmt: skip
+    return onnx.load_from_string(buffer.getvalue())
+
+
+@pytest.mark.parametrize(("value", "dropped"), [(0.0, True), (0.5, False)])
+def test_only_zero_initial_states_are_dropped(value: float, dropped: bool) -> None:
+    model = _export(Filled(value))
+    shortcuts = Shortcuts(model.graph, graph_constant_values(model.graph), enabled=True)
+    assert bool(shortcuts.zero_states) == dropped
+    x = np.random.default_rng(0).standard_normal((3, 6, 3)).astype("float32")
+    (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    with torch.no_grad():
+        actual = onnx_module(model, capturable=True)(torch.from_numpy(x))
+    np.testing.assert_allclose(actual.numpy(), expected, atol=1e-6)

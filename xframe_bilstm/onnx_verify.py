@@ -155,8 +155,9 @@ def check_torch_import(
     :func:`check_canonical_import` does, a whole model's in order). A graph the reader
     cannot read (an int8 one, a front end of other operators, weights fed as inputs...) is
     checked as :func:`check_graph_as_given` checks it. Each check takes ``inputs`` (one
-    array per graph input that is not an initializer, in graph order), else seeded inputs
-    built from the graph's declared inputs
+    array per graph input that is not an initializer, in graph order), else, for a graph
+    read through its interpreter's capture, the reading's example inputs (as long as its
+    windows need), else seeded inputs built from the graph's declared inputs
     (:func:`~xframe_bilstm.adapters.onnx.example_inputs.seeded_graph_inputs`), once per
     value of each boolean input.
     """
@@ -164,10 +165,14 @@ def check_torch_import(
 
     session = RuntimeSession(model)
     proto = session.proto
+    read = _readable(proto)
+    if inputs is None and read is not None and getattr(read.reading, "captured_by", None):
+        from .inputs import example_inputs
+
+        inputs = example_inputs(read.reading, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)
     variants = _import_inputs(proto, seed, inputs)
     names, arrays = variants[0]
     session.run(dict(zip(names, arrays)))  # refuses, naming why, a graph it cannot run
-    read = _readable(proto)
     if read is None:
         check_graph_as_given(session, module, variants)
         return

@@ -33,6 +33,7 @@ from .converters import VERIFY_BATCH, VERIFY_STEPS
 from .correspondence import output_names_of
 from .errors import ToleranceExceededError, WeightShapeError, XFrameError
 from .frameworks import FRAMEWORKS
+from .graph import ModelGraph
 from .sources import Read, framework_of, read_source
 from .stack_graph import as_graph, stack_of
 
@@ -166,10 +167,11 @@ def check_torch_import(
     session = RuntimeSession(model)
     proto = session.proto
     read = _readable(proto)
-    if inputs is None and read is not None and getattr(read.reading, "captured_by", None):
+    captured = _captured(read)
+    if inputs is None and captured is not None:
         from .inputs import example_inputs
 
-        inputs = example_inputs(read.reading, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)
+        inputs = example_inputs(captured, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)
     variants = _import_inputs(proto, seed, inputs)
     names, arrays = variants[0]
     session.run(dict(zip(names, arrays)))  # refuses, naming why, a graph it cannot run
@@ -192,6 +194,13 @@ def check_model_import(read: Read, model: Any, *, inputs: Sequence[Any], seed: i
     graph's inputs in order) computes what onnxruntime computes on the graph ``read`` was
     read from, beside the reading's float64 reference, on ``inputs``."""
     _raise_unless_equivalent(_compare(read, model, inputs=list(inputs), seed=seed))
+
+
+def _captured(read: Read | None) -> ModelGraph | None:
+    """The reading of a graph read through its interpreter's capture, else None."""
+    if read is not None and isinstance(read.reading, ModelGraph) and read.reading.captured_by:
+        return read.reading
+    return None
 
 
 def _readable(proto: Any) -> Read | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,57 +27,60 @@ _SQRT2 = math.sqrt(2.0)
 Found = dict[str, tuple[str, str]]  # last output -> (activation, the tensor it reads)
 
 
+@dataclass(frozen=True)
+class _Graph:
+    """A graph with what the patterns look up: constants, producers, readers' counts."""
+
+    graph: Any
+    constants: dict[str, np.ndarray]
+    producers: dict[str, Any]
+    readers: Counter
+
+    def reader(self, name: str) -> Any:
+        """The one node that reads ``name``, or None (several, or a graph output)."""
+        if self.readers[name] != 1:
+            return None
+        return next((node for node in self.graph.node if name in node.input), None)
+
+
 def activation_patterns(graph: Any, constants: dict[str, np.ndarray]) -> tuple[Found, set[str]]:
     """Each pattern's last output -> its activation ("gelu", "softplus") and the tensor it
     reads, and the outputs of the patterns' inner nodes."""
-    producers = {out: node for node in graph.node for out in node.output}
     readers = Counter(name for node in graph.node for name in node.input)
     readers.update(o.name for o in graph.output)
+    producers = {out: node for node in graph.node for out in node.output}
+    view = _Graph(graph, constants, producers, readers)
     found: Found = {}
     inner: set[str] = set()
-    _gelus(graph, constants, producers, readers, found, inner)
-    _softplus(graph, constants, producers, readers, found, inner)
+    _gelus(view, found, inner)
+    _softplus(view, found, inner)
     return found, inner
 
 
-def _softplus(
-    graph: Any,
-    constants: dict[str, np.ndarray],
-    producers: dict[str, Any],
-    readers: Counter,
-    found: Found,
-    inner: set[str],
-) -> None:
+def _softplus(view: _Graph, found: Found, inner: set[str]) -> None:
     """``Where(Greater(x, 20), x, Softplus(x))``: torch's softplus."""
-    for where in (node for node in graph.node if node.op_type == "Where"):
+    for where in (node for node in view.graph.node if node.op_type == "Where"):
         condition, x, otherwise = where.input
-        greater, softplus = producers.get(condition), producers.get(otherwise)
+        greater, softplus = view.producers.get(condition), view.producers.get(otherwise)
         if greater is None or softplus is None or greater.op_type != "Greater":
             continue
         if softplus.op_type != "Softplus" or list(softplus.input) != [x]:
             continue
-        if greater.input[0] != x or not _is(constants, greater.input[1], 20.0):
+        if greater.input[0] != x or not _is(view.constants, greater.input[1], 20.0):
             continue
-        if readers[condition] == 1 and readers[otherwise] == 1:
+        if view.readers[condition] == 1 and view.readers[otherwise] == 1:
             found[where.output[0]] = ("softplus", x)
             inner |= {condition, otherwise}
 
 
-def _gelus(
-    graph: Any,
-    constants: dict[str, np.ndarray],
-    producers: dict[str, Any],
-    readers: Counter,
-    found: Found,
-    inner: set[str],
-) -> None:
+def _gelus(view: _Graph, found: Found, inner: set[str]) -> None:
     """``x * 0.5 * (1 + erf(x / sqrt(2)))`` in the orders above: GELU."""
-    for erf in (node for node in graph.node if node.op_type == "Erf"):
-        x = _scaled_input(producers.get(erf.input[0]), constants)
-        one = _single_reader(graph, erf.output[0], readers)
-        if x is None or one is None or not _adds_one(one, erf.output[0], constants):
+    for erf in (node for node in view.graph.node if node.op_type == "Erf"):
+        x = _scaled_input(view.producers.get(erf.input[0]), view.constants)
+        one = view.reader(erf.output[0])
+        if x is None or one is None or not _adds_one(one, erf.output[0], view.constants):
             continue
-        chain = _product_with(graph, one.output[0], x, producers, readers, constants)
+        chain = _product_with(view, one.output[0], x)
         if chain is not None:
             last, nodes = chain
             found[last] = ("gelu", x)
@@ -99,24 +103,17 @@ def _adds_one(node: Any, erf: str, constants: dict[str, np.ndarray]) -> bool:
     return node.op_type == "Add" and len(others) == 1 and _is(constants, others[0], 1.0)
 
 
-def _product_with(
-    graph: Any,
-    value: str,
-    x: str,
-    producers: dict[str, Any],
-    readers: Counter,
-    constants: dict[str, np.ndarray],
-) -> tuple[str, set[str]] | None:
+def _product_with(view: _Graph, value: str, x: str) -> tuple[str, set[str]] | None:
     """The last output of ``value * x * 0.5`` in any order of two Muls, and the outputs of
     the nodes before it, or None."""
     needed = Counter({"x": 1, "half": 1})
     inner: set[str] = set()
     for _ in range(2):
-        node = _single_reader(graph, value, readers)
+        node = view.reader(value)
         if node is None or node.op_type != "Mul":
             return None
         (other,) = [name for name in node.input if name != value] or [None]
-        for leaf in _factors(other, x, producers, readers, constants, inner):
+        for leaf in _factors(view, other, x, inner):
             needed[leaf] -= 1
         if any(count < 0 for count in needed.values()):
             return None
@@ -127,32 +124,21 @@ def _product_with(
     return None
 
 
-def _factors(
-    name: Any,
-    x: str,
-    producers: dict[str, Any],
-    readers: Counter,
-    constants: dict[str, np.ndarray],
-    inner: set[str],
-) -> list[str]:
+def _factors(view: _Graph, name: Any, x: str, inner: set[str]) -> list[str]:
     """``name`` as factors: "x", "half", both for a ``Mul(x, 0.5)`` read once, else "?"."""
     if name == x:
         return ["x"]
-    if _is(constants, name, 0.5):
+    if _is(view.constants, name, 0.5):
         return ["half"]
-    node = producers.get(name)
-    if node is not None and node.op_type == "Mul" and readers[name] == 1:
-        leaves = [_factors(i, x, {}, readers, constants, inner)[0] for i in node.input]
+    node = view.producers.get(name)
+    if node is not None and node.op_type == "Mul" and view.readers[name] == 1:
+        leaves = [
+            "x" if i == x else "half" if _is(view.constants, i, 0.5) else "?" for i in node.input
+        ]
         if sorted(leaves) == ["half", "x"]:
             inner.add(name)
             return leaves
     return ["?"]
-
-
-def _single_reader(graph: Any, name: str, readers: Counter) -> Any:
-    if readers[name] != 1:
-        return None
-    return next((node for node in graph.node if name in node.input), None)
 
 
 def _is(constants: dict[str, np.ndarray], name: Any, value: float) -> bool:

@@ -105,6 +105,19 @@ def test_optional_frameworks_run_only_where_installed() -> None:
     assert "keras-onnx" in {f for c in cells for f in c.frameworks}
 
 
+def test_a_masked_cell_leaves_out_what_cannot_run_its_lengths() -> None:
+    """The dynamo exporter cannot capture a stack's packed sequences: left out of masked
+    cells, named; it runs the unmasked ones."""
+    cells, _ = lane_cells(TABLE, "default", available=ALL)
+    masked = next(c for c in cells if c.mask == "right-padded")
+    unmasked = next(c for c in cells if c.mask == "none")
+    frameworks = ("torch", "torch-onnx-dynamo")
+    excluded = dict(replace(masked, frameworks=frameworks).request().excluded)
+    assert set(excluded) == {"torch-onnx-dynamo"}
+    assert "packed sequences" in excluded["torch-onnx-dynamo"]
+    assert not replace(unmasked, frameworks=frameworks).request().excluded
+
+
 @pytest.mark.parametrize("count", [1, 2, 3, 5])
 def test_shards_split_a_lane_exactly_and_keep_structure_groups_whole(count: int) -> None:
     cells = lane_cells(TABLE, "default", available=ALL)[0]

@@ -21,6 +21,7 @@ import numpy as np
 from ..canonical import RecurrentStack
 from ..factories import random_stack
 from ..frameworks import FRAMEWORKS
+from ..left_out import refusal
 from .protocol import Request
 from .table import Lane, Table
 from .training_cells import TrainingCell, training_cells
@@ -148,14 +149,13 @@ class Cell:
 
     def request(self) -> Request:
         """The cell's stack (seeded weights), lengths and input shape for compare()."""
-        arguments: dict[str, Any] = {
-            "lengths": cell_lengths(self),
-            "batch": self.batch,
-            "steps": self.steps,
-        }
+        lengths, stack = cell_lengths(self), cell_stack(self)
+        arguments: dict[str, Any] = {"lengths": lengths, "batch": self.batch, "steps": self.steps}
         if self.gradients:
             arguments["gradients"] = True
-        return Request(cell_stack(self), arguments)
+        masked = lengths is not None  # what cannot run the lengths is left out, named
+        excluded = [(name, refusal(name, stack, masked)) for name in self.frameworks]
+        return Request(stack, arguments, tuple((n, why) for n, why in excluded if why))
 
     def config(self) -> dict[str, Any]:
         """The configuration as plain data (for JSON records)."""

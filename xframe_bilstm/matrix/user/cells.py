@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...frameworks import FRAMEWORKS
+from ...left_out import refusal
 from ...reference import Reading
 from ...sources import read_source
 from ..protocol import Request
@@ -99,15 +100,16 @@ class UserCell:
         if self.tolerances is not None:
             arguments["rtol"], arguments["atol"] = self.tolerances
         read = read_source(source)  # once: planning and compare() take the Read
-        return Request(read, arguments, self._exclusions(read.reading))
+        return Request(read, arguments, self._exclusions(read.reading, lengths is not None))
 
-    def _exclusions(self, reading: Reading) -> tuple[tuple[str, str], ...]:
-        """The frameworks of the cell that cannot run ``reading``, or not in its dtype."""
+    def _exclusions(self, reading: Reading, masked: bool) -> tuple[tuple[str, str], ...]:
+        """The frameworks of the cell that cannot run ``reading`` (with its lengths where
+        ``masked``), or not in its dtype."""
         from ...planning import dtype_refusal
 
         excluded = []
         for name in self.frameworks:
-            why = FRAMEWORKS[name]().supports(reading) or dtype_refusal(reading, [self.dtype])
+            why = refusal(name, reading, masked) or dtype_refusal(reading, [self.dtype])
             if why:
                 excluded.append((name, why))
         return tuple(excluded)

@@ -191,6 +191,33 @@ def test_what_the_reading_refuses_names_the_graph_node(tmp_path: Path) -> None:
     assert "submodule=" not in str(refused.value)  # a torch module's advice, not a graph's
 
 
+class StatisticsPooling(nn.Module):
+    """An LSTM's outputs' mean and standard deviation over time (x-vector pooling): the
+    export writes ``h.std(1)`` with the number of steps, T / (T - 1), computed in the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lstm(x)[0]
+        return torch.cat([h.mean(1), h.std(1)], dim=-1)
+
+
+def test_a_number_the_graph_computes_from_its_length_is_refused_not_frozen(
+    tmp_path: Path,
+) -> None:
+    """Read from one capture, the port would keep T / (T - 1) of that capture's length:
+    refused, naming the nodes that read it."""
+    path = _export(StatisticsPooling().eval(), torch.randn(2, 5, 3), tmp_path / "std.onnx",
+                   {0: "b", 1: "t"})  # fmt: skip
+    expected = r"constant computed from the input's length \(7 in one capture, 9 in the other\)"
+    with pytest.raises(UnsupportedFeatureError, match=expected) as refused:
+        compare(path)
+    assert "at Mul node" in str(refused.value)
+
+
 def test_a_graph_of_fixed_sizes_is_refused_with_how_to_export_it(tmp_path: Path) -> None:
     path = _export(SpectrogramCRN().eval(), torch.randn(2, 1, 9, 16), tmp_path / "fixed.onnx", None)
     with pytest.raises(UnsupportedFeatureError, match=r"'x' has the shape \(2, 1, 9, 16\).*"

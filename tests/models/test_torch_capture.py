@@ -340,6 +340,22 @@ def test_positions_that_follow_the_length_are_refused_not_frozen(body, op: str) 
 @pytest.mark.parametrize(
     "body",
     [
+        lambda h: h.sum(1) / h.shape[1],  # a mean written by hand
+        lambda h: h * (h.size(1) ** -0.5),
+        lambda h: h.std(1) * (h.size(1) / (h.size(1) - 1)) ** 0.5,
+    ],
+    ids=["mean-by-hand", "scaled-by-length", "std-corrected"],
+)
+def test_numbers_computed_from_the_length_are_refused_not_frozen(body) -> None:
+    """A number computed from the sizes is one number in each capture: read from one, the
+    port kept it at every length (compare() then failed, naming no cause)."""
+    with pytest.raises(UnsupportedFeatureError, match=r"with a number computed from the input"):
+        compare(FollowsLength(body).eval(), frameworks=["torch"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
         lambda h: h[:, : h.size(1) - 2] + h[:, 2:],
         lambda h: h[:, h.size(1) - 2],
         lambda h: h[:, h.size(1) - 3 : h.size(1)].mean(1),

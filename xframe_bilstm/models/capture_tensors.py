@@ -127,12 +127,22 @@ _POSITIONAL = frozenset(
         "aten.roll",
     }
 )
+# Arithmetic with numbers: a number that differs between the captures was computed from the
+# input's sizes (``h.sum(1) / h.shape[1]``), and the port would keep one capture's.
+_ARITHMETIC = frozenset(
+    {
+        "aten.add", "aten.sub", "aten.rsub", "aten.mul", "aten.div", "aten.true_divide",
+        "aten.floor_divide", "aten.remainder", "aten.fmod", "aten.pow", "aten.clamp",
+        "aten.clamp_min", "aten.clamp_max",
+    }
+)  # fmt: skip
 
 
 def check_fixed_positions(node: Any, other: Any, tensors: Tensors) -> None:
-    """Refuse ``node`` where its positions differ in the second capture (``other``: the
-    node there, or None), as ``h[:, : h.size(1) // 2]`` makes them: read from one capture,
-    the port would keep them at every length. A slice's
+    """Refuse ``node`` where its positions, or the numbers it computes with, differ in the
+    second capture (``other``: the node there, or None), as ``h[:, : h.size(1) // 2]`` and
+    ``h.sum(1) / h.shape[1]`` make them: read from one capture, the port would keep them at
+    every length. A slice's
     or a selection's positions that are the axis's length less the same number in both
     captures (``h[:, : h.size(1) - 2]``) are that number counted from the end, and are
     rewritten so (``h[:, :-2]``).
@@ -140,11 +150,17 @@ def check_fixed_positions(node: Any, other: Any, tensors: Tensors) -> None:
     Raises:
         Unsupported: naming the numbers at both lengths.
     """
-    if other is None or op_name(node) not in _POSITIONAL:
+    if other is None or op_name(node) not in _POSITIONAL | _ARITHMETIC:
         return
     here, there = _numbers(node.args), _numbers(other.args)
     if here == there or _counted_from_the_end(node, other, tensors):
         return
+    if op_name(node) in _ARITHMETIC:
+        raise Unsupported(
+            f"applies {op_name(node)} with a number computed from the input's sizes "
+            f"({', '.join(map(str, here))} in one capture, {', '.join(map(str, there))} in "
+            "the other), which its port would keep at every length"
+        )
     raise Unsupported(
         f"applies {op_name(node)} at positions that follow the input's length "
         f"({', '.join(map(str, here))} in one capture, {', '.join(map(str, there))} in "
@@ -271,6 +287,28 @@ def held_tensors(exported: Any) -> dict[str, Any]:
     return {name: values[target] for name, target in sources.items() if target in values}
 
 
+def varying_constants(first: Any, second: Any) -> dict[str, str]:
+    """The constants a forward makes whose values differ between the two captures (None:
+    no second), each with its values at both: a number computed from the input's length
+    (an exported graph's ``T / (T - 1)``, the indices of a reflect padding), which the port
+    would keep at every length."""
+    if second is None:
+        return {}
+    here, there = held_tensors(first), held_tensors(second)
+    made = set(first.graph_signature.inputs_to_lifted_tensor_constants)
+    varying = {}
+    for name in made & set(there):
+        a, b = (here[name].detach().cpu(), there[name].detach().cpu())
+        if a.shape != b.shape or not bool((a == b).all()):
+            varying[name] = f"{_shown(a)} in one capture, {_shown(b)} in the other"
+    return varying
+
+
+def _shown(tensor: Any) -> str:
+    values = tensor.reshape(-1).tolist()
+    return ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if len(values) > 4 else "")
+
+
 __all__ = [
     "RESHAPES",
     "Names",
@@ -284,4 +322,5 @@ __all__ = [
     "held_tensors",
     "is_tuple_getitem",
     "op_name",
+    "varying_constants",
 ]

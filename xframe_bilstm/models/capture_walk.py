@@ -30,7 +30,13 @@ from .capture_rows import row_orders
 from .capture_slice_to import slice_to_beside
 from .capture_split import is_piece
 from .capture_states import initial_states, pass_initial_states, read_states, zero_tensors
-from .capture_tensors import Names, check_fixed_positions, fold_held, held_tensors
+from .capture_tensors import (
+    Names,
+    check_fixed_positions,
+    fold_held,
+    held_tensors,
+    varying_constants,
+)
 from .capture_time_major import mark_time_major, module_on_record_axes, touches_time_major
 from .capture_where import (
     READERS,
@@ -183,6 +189,10 @@ def read_captured(
         lengths_name = names("lengths" if len(data) == 1 else node.name)
         records.append(read_lengths(graph, node, rows, tensors, lengths_name))
     found = list(rows.found)
+    varying = varying_constants(exported, second)
+    for node in (n for n in placeholders if n.name in varying and n.users):
+        what = f"reads a constant computed from the input's length ({varying[node.name]})"
+        found.append((what, next(iter(node.users))))
     weights = set(placeholders) - set(user)
     zeros = zero_tensors(graph)  # initial states of zeros, read as none
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))

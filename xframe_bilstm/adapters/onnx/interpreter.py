@@ -236,9 +236,9 @@ def _define_interpreter_classes() -> Any:
                     continue
                 if kind == "recurrent":
                     args = self.shortcuts.recurrent_args(node, args)
-                args = as_tensors(node.op_type, args, self._placed)
                 # A capture of this module names the node each operation came from.
                 with torch.fx.traceback.annotate({"source": describe_node(node)}):
+                    args = as_tensors(node.op_type, args, self._placed)
                     if kind == "recurrent":
                         results = self._recurrent(index, args)
                     elif kind == "if":

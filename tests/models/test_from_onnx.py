@@ -172,6 +172,26 @@ def test_token_ids_read_through_the_table_as_an_embedding(tmp_path: Path) -> Non
     assert report, report.lines()
 
 
+class ClippedFront(nn.Module):
+    """DeepSpeech's front: Linear layers clipped to [0, 20] (``F.hardtanh``, exported as
+    ``Clip`` with its bounds as constant inputs), then a BiLSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.fc = nn.Linear(3, 5)
+        self.lstm = nn.LSTM(5, 4, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lstm(nn.functional.hardtanh(self.fc(x) * 10, 0.0, 20.0))[0]
+
+
+def test_a_clip_to_constant_bounds_reads(tmp_path: Path) -> None:
+    path = _export(ClippedFront().eval(), torch.randn(2, 5, 3), tmp_path / "clip.onnx",
+                   {0: "b", 1: "t"})  # fmt: skip
+    assert compare(path, frameworks=["torch", "onnxruntime"])
+
+
 class ErfFront(nn.Module):
     """``torch.erf`` on its own (no GELU around it) before a GRU."""
 

@@ -45,11 +45,16 @@ def _clip(call: OpCall) -> tuple[Any, ...]:
     x = call.args[0]
     if call.opset < 11:  # bounds as attributes, the float range by default
         low, high = call.attributes.get("min"), call.attributes.get("max")
-    else:
-        low, high = call.arg(1), call.arg(2)
+    else:  # a bound the graph holds is a number here (:mod:`.static_values`)
+        low, high = (_number(call, call.arg(index)) for index in (1, 2))
     if low is None and high is None:
         return (x,)
     return (call.torch.clamp(x, min=low, max=high),)
+
+
+def _number(call: OpCall, value: Any) -> Any:
+    """A static value as a Python number; a tensor (or None) as it is."""
+    return value if value is None or call.torch.is_tensor(value) else value.reshape(-1)[0].item()
 
 
 def _alpha(call: OpCall, default: float) -> float:

@@ -31,6 +31,7 @@ STATIC_OPS = frozenset(
 # value stays numpy there; anywhere else it becomes a tensor.
 NUMBER_SLOTS: dict[str, frozenset[int]] = {
     "Reshape": frozenset({1}),
+    "Clip": frozenset({1, 2}),
     "Slice": frozenset({1, 2, 3, 4}),
     "Expand": frozenset({1}),
     "Tile": frozenset({1}),

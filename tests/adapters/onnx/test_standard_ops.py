@@ -385,3 +385,24 @@ def test_size_runs_as_onnxruntime_runs_it() -> None:
     with torch.no_grad():
         actual = onnx_module(case.model())(torch.from_numpy(case.fed[0]))
     assert actual.numpy().dtype == expected.dtype and int(actual) == int(expected) == 30
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+def test_mod_runs_as_onnxruntime_runs_it(fmod: int, dtype: type) -> None:
+    """``Mod`` is glue (a shape operator exports write for attention heads), run on data
+    with either sign convention: ``fmod=1`` the dividend's sign, 0 the divisor's."""
+    if dtype == np.float32 and not fmod:
+        pytest.skip("ONNX defines Mod of floats with fmod=1 only")
+    a = np.array([[7, -7, 5, -5], [3, -8, 0, 9]], dtype)
+    b = np.array([3, 3, -2, -2], dtype)
+    case = Case(
+        "Mod", [a, b], 13, outputs=(helper.np_dtype_to_tensor_dtype(np.dtype(dtype)),), fmod=fmod
+    )
+    session = ort.InferenceSession(
+        case.model().SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    (expected,) = session.run(None, {"x0": a, "x1": b})
+    with torch.no_grad():
+        actual = onnx_module(case.model())(torch.from_numpy(a), torch.from_numpy(b))
+    np.testing.assert_array_equal(actual.numpy(), expected)

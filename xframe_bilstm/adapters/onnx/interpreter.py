@@ -41,7 +41,7 @@ from .vocabulary import CELL_BY_OP
 GLUE_OPS = frozenset(
     {
         "Add", "And", "Cast", "Concat", "Constant", "ConstantOfShape", "Div", "Equal",
-        "Expand", "Flatten", "Gather", "Greater", "Identity", "Less", "Mul", "Neg", "Not",
+        "Expand", "Flatten", "Gather", "Greater", "Identity", "Less", "Mod", "Mul", "Neg", "Not",
         "Or", "Range", "Reshape", "ReverseSequence", "Shape", "Size", "Slice", "Split",
         "Squeeze", "Sub", "Tile", "Transpose", "Unsqueeze", "Where",
     }
@@ -302,6 +302,11 @@ def _define_interpreter_classes() -> Any:
             if a.is_floating_point():
                 return (a / b,)
             return (torch.div(a, b, rounding_mode="trunc"),)
+
+        def _op_Mod(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:
+            # fmod=1: C's fmod (the dividend's sign); 0: the divisor's sign, as Python's %
+            function = torch.fmod if attributes.get("fmod", 0) else torch.remainder
+            return (function(args[0], args[1]),)
 
         def _op_Cast(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:
             target = onnx.helper.tensor_dtype_to_np_dtype(attributes["to"])

@@ -5,10 +5,11 @@ nodes and glue (``graph_to_canonical``) and one with an embedding front and Dens
 (``graph_to_model``). Any other graph the interpreter runs (a convolution front end, a
 decoder of transposed convolutions, normalization: torch.onnx's export of a speech
 enhancer) is read as any torch module is: :func:`~.torch_graph.graph_from_torch` captures
-:func:`~xframe_bilstm.adapters.onnx.onnx_module`'s ``forward`` and checks its reading
-against it, and that module runs each node as ONNX defines the operator, so a reading
-that passes computes what onnxruntime computes on the graph (``compare`` checks that too).
-A refusal names the graph's nodes (``applies aten.erf at Erf node '/Erf'``).
+:func:`~xframe_bilstm.adapters.onnx.onnx_module`'s ``forward``, which runs each node as
+ONNX defines the operator. What uses the reading checks it against the graph on
+onnxruntime: ``compare`` runs the graph as its original, ``onnx_to_keras`` and
+``onnx_to_torch`` compare their results with it. A refusal names the graph's nodes
+(``applies aten.erf at Erf node '/Erf'``).
 
 The batch axis must be dynamic. The axis after it that the graph leaves dynamic is time;
 a graph that fixes every axis but the batch (``to_onnx`` of a Keras model whose input has

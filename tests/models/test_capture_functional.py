@@ -166,3 +166,21 @@ def test_functional_convolutions_read_as_their_modules() -> None:
     norm = graph.layer(read[1].name)
     assert norm.options["epsilon"] == pytest.approx(1e-3)
     assert_agrees_everywhere(module, inputs=_frames(3, 13))
+
+
+class GroupedTranspose(nn.Module):
+    """``F.conv_transpose1d`` of two groups on a held weight: (in, out / groups, kernel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 4, batch_first=True)
+        self.weight = nn.Parameter(torch.randn(4, 3, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.gru(x)[0].transpose(1, 2)
+        return F.conv_transpose1d(h, self.weight, stride=2, groups=2)
+
+
+def test_a_grouped_transposed_convolution_is_refused_by_name() -> None:
+    with pytest.raises(UnsupportedFeatureError, match=r"ConvTranspose1d.*groups=2"):
+        graph_from_torch(GroupedTranspose().eval())

@@ -130,7 +130,8 @@ def _convolution(dims: int, transposed: bool, nn: Any, node: Any, tensors: Tenso
     weight, bias = (_held(tensors, values[name], name) for name in ("weight", "bias"))
     sizes = {name: _sizes(values[name], dims) for name in names[2:] if name != "groups"}
     groups = int(values["groups"])
-    channels = weight.shape[0] * groups if transposed else weight.shape[1] * groups
+    # (out, in / groups, k...) for a convolution, (in, out / groups, k...) transposed
+    channels = weight.shape[0] if transposed else weight.shape[1] * groups
     filters = weight.shape[1] * groups if transposed else weight.shape[0]
     kind = f"ConvTranspose{dims}d" if transposed else f"Conv{dims}d"
     kernel = tuple(int(k) for k in weight.shape[2:])

@@ -14,6 +14,7 @@ framework.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -198,7 +199,7 @@ def _define_interpreter_classes() -> Any:
 
         def _placed(self, array: np.ndarray) -> Any:
             """A static value as a tensor on the module's device."""
-            held = next(iter([*self.buffers(), *self.parameters()]), None)
+            held = next(itertools.chain(self.buffers(), self.parameters()), None)
             return self._tensor(array).to("cpu" if held is None else held.device)
 
         def forward(self, *inputs: Any) -> Any:

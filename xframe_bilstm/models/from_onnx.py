@@ -66,15 +66,14 @@ def declared_shapes(proto: Any) -> list[tuple[int | None, ...]] | None:
         UnsupportedFeatureError: the first input fixes its batch axis: the graph was
             exported for one batch size (its sizes are constants in it).
     """
+    from ..adapters.onnx.nodes import declared_dims
+
     initializers = {i.name for i in proto.graph.initializer}
     shapes: list[tuple[int | None, ...]] = []
     for graph_input in proto.graph.input:
         if graph_input.name in initializers:
             continue
-        dims = [
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-            for d in graph_input.type.tensor_type.shape.dim
-        ]
+        dims = declared_dims(graph_input)
         if not shapes and dims[:1] != [None]:
             raise UnsupportedFeatureError(
                 f"graph input {graph_input.name!r} has the shape {_shown(dims)}, its batch "

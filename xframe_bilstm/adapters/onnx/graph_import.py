@@ -31,7 +31,7 @@ from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord, ModelGraph
 from .graph_heads import ACTIVATIONS, AFFINE_OPS, FLOAT_TYPES, head_records, read_head
 from .interpreter import GLUE_OPS
-from .nodes import constant_values, describe_node, node_attributes
+from .nodes import constant_values, declared_dims, describe_node, node_attributes
 from .quantized import dequantize_array
 from .runtime import load_model
 from .vocabulary import CELL_BY_OP
@@ -72,7 +72,7 @@ def graph_to_model(model_or_path: Any, *, verify: bool = True) -> ModelGraph:
     records: list[LayerRecord] = []
     elem_type = graph_input.type.tensor_type.elem_type
     if elem_type in FLOAT_TYPES:
-        middle_input, dims = graph_input.name, _dims(graph_input)
+        middle_input, dims = graph_input.name, declared_dims(graph_input)
         if len(dims) != 3:
             raise UnsupportedFeatureError(
                 f"the graph's float input {graph_input.name!r} has rank {len(dims)}; a whole "
@@ -83,7 +83,7 @@ def graph_to_model(model_or_path: Any, *, verify: bool = True) -> ModelGraph:
         middle = _middle_model(proto, middle_input, trunk_output, None)
     else:
         gather, table = _embedding(graph, graph_input.name, producers, constants)
-        dims = _dims(graph_input)
+        dims = declared_dims(graph_input)
         records.append(_input_record(graph_input.name, (dims[1],), "int64"))
         records.append(
             LayerRecord(
@@ -102,13 +102,6 @@ def graph_to_model(model_or_path: Any, *, verify: bool = True) -> ModelGraph:
     if verify:
         verify_model(proto, model)
     return model
-
-
-def _dims(value: Any) -> list[int | None]:
-    return [
-        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-        for d in value.type.tensor_type.shape.dim
-    ]
 
 
 def _input_record(name: str, shape: tuple[int | None, ...], dtype: str) -> LayerRecord:
@@ -341,7 +334,7 @@ def input_sizes(model_or_path: Any) -> tuple[int | None, int | None]:
     proto = load_model(model_or_path)
     constants = constant_values(proto)
     (graph_input,) = [i for i in proto.graph.input if i.name not in constants]
-    dims = _dims(graph_input)
+    dims = declared_dims(graph_input)
     return dims[0], dims[1]
 
 

@@ -27,6 +27,7 @@ from .nodes import (
     constant_node_value,
     describe_node,
     graph_constant_values,
+    naming_node,
     node_attributes,
 )
 from .op_call import OpCall
@@ -238,7 +239,7 @@ def _define_interpreter_classes() -> Any:
                 if kind == "recurrent":
                     args = self.shortcuts.recurrent_args(node, args)
                 # A capture of this module names the node each operation came from.
-                with torch.fx.traceback.annotate({"source": describe_node(node)}):
+                with naming_node(torch, node):
                     args = as_tensors(node.op_type, args, self._placed)
                     if kind == "recurrent":
                         results = self._recurrent(index, args)

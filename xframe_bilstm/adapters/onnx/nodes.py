@@ -47,6 +47,21 @@ def describe_node(node: Any) -> str:
     return f"{node.op_type} node {node.name or (node.output[0] if node.output else '?')!r}"
 
 
+def naming_node(torch: Any, node: Any) -> Any:
+    """The context in which a capture of the operations run names ``node`` as their source
+    (``torch.fx.traceback.annotate``; :func:`~xframe_bilstm.models.capture_walk.source_line`
+    reads it)."""
+    return torch.fx.traceback.annotate({"source": describe_node(node)})
+
+
+def declared_dims(value: Any) -> list[int | None]:
+    """A graph input's or output's declared dimensions: a fixed size, or None when dynamic."""
+    return [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in value.type.tensor_type.shape.dim
+    ]
+
+
 def recurrent_in_subgraphs(graph: Any) -> list[str]:
     """Where recurrent nodes sit inside the subgraphs of control flow (``If``, ``Loop``,
     ``Scan``): :func:`recurrent_in_node` of each node of ``graph`` that holds some."""

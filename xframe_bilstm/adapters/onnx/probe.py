@@ -15,6 +15,7 @@ import numpy as np
 from ..._imports import require
 from ...canonical import RecurrentStack
 from ...errors import UnsupportedFeatureError
+from .nodes import declared_dims
 
 _PROBE_BATCH, _PROBE_STEPS = 3, 5
 
@@ -35,7 +36,7 @@ def probe_graph(
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
     kinds = _extra_input_kinds(inputs[1:])
-    declared = _declared_dims(inputs[0])
+    declared = declared_dims(inputs[0])[:2]
     results: dict[str, tuple[Probe, list[np.ndarray]]] = {}
     for layout in ("batch-major", "time-major"):
         fixed = dict(
@@ -60,12 +61,6 @@ def probe_graph(
             f"{input_size}) input"
         )
     return results
-
-
-def _declared_dims(graph_input: Any) -> list[int | None]:
-    """The first two dimensions of the sequence input: a fixed size, or None when dynamic."""
-    dims = list(graph_input.type.tensor_type.shape.dim)[:2]
-    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
 
 
 def _extra_input_kinds(inputs: list[Any]) -> list[tuple[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 from ..._imports import require
 from .activation_patterns import activation_patterns
 from .direction_axis import folded_readers
-from .nodes import describe_node, node_attributes
+from .nodes import naming_node, node_attributes
 from .vocabulary import CELL_BY_OP
 
 _STATE_SLOTS = (5, 6)  # initial_h, initial_c
@@ -56,7 +56,7 @@ class Shortcuts:
             return True
         if out in self.activations:
             activation, reads = self.activations[out]
-            with torch.fx.traceback.annotate({"source": describe_node(node)}):
+            with naming_node(torch, node):
                 values[out] = getattr(torch.nn.functional, activation)(values[reads])
             return True
         return False

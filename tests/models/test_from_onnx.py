@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from xframe_bilstm.graph import ModelGraph  # noqa: E402
 from xframe_bilstm.sources import read_source  # noqa: E402
 
 from ..audio_models import Denoiser, EventDetector, SpectrogramCRN, WavEncoder  # noqa: E402
+from ..onnx_exports import torch_export  # noqa: E402
 
 pytestmark = pytest.mark.torch
 nn = torch.nn
@@ -41,12 +41,7 @@ MODELS = {
 
 
 def _export(module: Any, x: Any, path: Path, axes: dict | None) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on batch_first
-        torch.onnx.export(
-            module, (x,), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-            dynamic_axes=None if axes is None else {"x": axes}, opset_version=17,
-        )  # fmt: skip
+    torch_export(module, x, axes, outputs=["y"], path=path, opset=17)
     return path
 
 

@@ -4,8 +4,6 @@ values come from onnxruntime on torch.onnx's export."""
 
 from __future__ import annotations
 
-import io
-import warnings
 from typing import Any
 
 import numpy as np
@@ -15,6 +13,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from tests.onnx_exports import torch_export  # noqa: E402
 from xframe_bilstm.adapters.onnx import onnx_module  # noqa: E402
 from xframe_bilstm.adapters.onnx.direction_axis import (  # noqa: E402
     BATCH_FIRST_DIRECTIONS,
@@ -25,14 +24,7 @@ from xframe_bilstm.adapters.onnx.nodes import graph_constant_values  # noqa: E40
 
 
 def _export(module: Any, outputs: list[str]) -> onnx.ModelProto:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (torch.zeros(2, 5, 3),), buffer, dynamo=False, input_names=["x"],
-            output_names=outputs, dynamic_axes={"x": {0: "b", 1: "t"}},
-        )  # fmt: skip
-    return onnx.load_from_string(buffer.getvalue())
+    return torch_export(module, torch.zeros(2, 5, 3), {0: "b", 1: "t"}, outputs=outputs)
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@ starts from zeros), and only those. Expected values come from onnxruntime on the
 
 from __future__ import annotations
 
-import io
-import warnings
 from typing import Any
 
 import numpy as np
@@ -14,6 +12,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from tests.onnx_exports import torch_export  # noqa: E402
 from xframe_bilstm.adapters.onnx import onnx_module  # noqa: E402
 from xframe_bilstm.adapters.onnx.nodes import graph_constant_values  # noqa: E402
 from xframe_bilstm.adapters.onnx.shortcuts import Shortcuts  # noqa: E402
@@ -32,14 +31,7 @@ class Filled(torch.nn.Module):
 
 
 def _export(module: Any) -> onnx.ModelProto:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (torch.zeros(2, 5, 3),), buffer, dynamo=False, input_names=["x"],
-            dynamic_axes={"x": {0: "b", 1: "t"}},
-        )  # fmt: skip
-    return onnx.load_from_string(buffer.getvalue())
+    return torch_export(module, torch.zeros(2, 5, 3), {0: "b", 1: "t"})
 
 
 @pytest.mark.parametrize(("value", "dropped"), [(0.0, True), (0.5, False)])

@@ -265,6 +265,30 @@ CASES = {
     "prelu": Case("PRelu", [_normal(2, 3, 4)], 16, {1: _normal(3, 1)}),
     "gelu": Case("Gelu", [_normal(2, 3) * 3], 20),
     "gelu_tanh": Case("Gelu", [_normal(2, 3) * 3], 20, approximate="tanh"),
+    # By index: ties in TopK keep the lower index first; negative indices count from the end.
+    "topk_v11_ties": Case(
+        "TopK", [np.float32([[3, 1, 3, 2, 1], [0, 5, 5, 5, 1]])], 11, {1: _ints(3)},
+        outputs=(TensorProto.FLOAT, TensorProto.INT64),
+    ),
+    "topk_v11_smallest_axis0": Case(
+        "TopK", [np.float32([[3, 1], [1, 1], [2, 0]])], 11, {1: _ints(2)},
+        outputs=(TensorProto.FLOAT, TensorProto.INT64), axis=0, largest=0,
+    ),
+    "topk_v1": Case(
+        "TopK", [_normal(3, 5)], 1, outputs=(TensorProto.FLOAT, TensorProto.INT64), k=2
+    ),
+    "gather_elements_negative": Case(
+        "GatherElements", [_normal(3, 4)], 13, {1: _ints(0, -1, 2, -4, 1, 1).reshape(3, 2)},
+        axis=1,
+    ),
+    "scatter_elements_inverse": Case(
+        "ScatterElements", [_ints(0, 0, 0, 0), _ints(2, 0, 3, 1), _ints(0, 1, 2, 3)], 13,
+        outputs=(TensorProto.INT64,),
+    ),
+    "scatter_elements_axis1": Case(
+        "ScatterElements", [_normal(2, 4), _normal(2, 2)], 16,
+        {1: _ints(3, -4, 1, 2).reshape(2, 2)}, axis=1,
+    ),
     # Dropout in inference: the input, and a mask of ones.
     "dropout_v7": Case("Dropout", [_normal(2, 3)], 7, ratio=0.4),
     "dropout_v13_mask": Case(
@@ -315,8 +339,8 @@ def test_float64_runs_the_same_operators_in_float64() -> None:
 
 
 def test_an_operator_outside_the_table_is_refused_naming_itself() -> None:
-    model = Case("TopK", [_normal(2, 5)], 13, {1: _ints(2)}, outputs=(1, 7)).model()
-    with pytest.raises(UnsupportedFeatureError, match=r"TopK \(1 node: 'the_node'\)"):
+    model = Case("NonZero", [_normal(2, 5)], 13, outputs=(TensorProto.INT64,)).model()
+    with pytest.raises(UnsupportedFeatureError, match=r"NonZero \(1 node: 'the_node'\)"):
         onnx_module(model)
 
 
@@ -346,6 +370,10 @@ def test_an_operator_outside_the_table_is_refused_naming_itself() -> None:
                 kernel_shape=[2],
             ),
             r"MaxPool node 'the_node': its Indices output",
+        ),
+        (
+            Case("ScatterElements", [_normal(4), _ints(1, 2), _normal(2)], 16, reduction="add"),
+            r"ScatterElements node 'the_node': reduction='add' is not run",
         ),
         (
             Case("Pad", [_SIGNAL], 11, {1: _ints(0, 0, 1, 0, 0, 1)}, mode="mirror"),

@@ -19,6 +19,7 @@ import math
 from functools import reduce
 from typing import Any
 
+from .index_ops import INDEX_OPS
 from .layer_ops import LAYER_OPS
 from .op_call import Op, OpCall
 
@@ -239,6 +240,7 @@ def _standard_ops() -> dict[str, Op]:
     for name in ("ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum"):
         ops[name] = _reduction(name)
     ops.update(LAYER_OPS)
+    ops.update(INDEX_OPS)
     return ops
 
 

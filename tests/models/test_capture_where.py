@@ -149,8 +149,6 @@ class MaskedSum(nn.Module):
             return torch.where(valid.unsqueeze(-1), out, out.mean()).sum(1)
         if self.how == "returned":
             return out.sum(1), valid
-        if self.how == "to_long":
-            return (out * valid.unsqueeze(-1).long()).sum(1)
         if self.how == "xor":
             return out.masked_fill((valid ^ (x[..., 0] > 1)).unsqueeze(-1), 0.0).sum(1)
         return out.masked_fill(valid.unsqueeze(-1) == 2, 0.0).sum(1)
@@ -161,7 +159,6 @@ class MaskedSum(nn.Module):
     [
         ("tensor_fill", "applies aten.where with two tensors"),
         ("xor", "applies aten.__xor__ to a boolean mask"),
-        ("to_long", "turns a boolean mask into torch.int64 (aten.to)"),
         ("returned", "returns a boolean mask (read only by masked_fill"),
         ("two", "applies aten.eq to a boolean mask with 2"),
     ],
@@ -177,7 +174,8 @@ def test_other_uses_of_a_mask_are_refused_by_name(how: str, refused: str) -> Non
 
 class MaskedMean(nn.Module):
     """A sentence classifier's masked mean over time, from the token ids' padding mask made
-    numbers (``mask.float()``, ``torch.where(mask, 1.0, 0.0)``), as real models pool."""
+    numbers (``mask.float()``, ``torch.where(mask, 1.0, 0.0)``, ``mask.long()``), as real
+    models pool."""
 
     def __init__(self, how: str) -> None:
         super().__init__()
@@ -193,6 +191,8 @@ class MaskedMean(nn.Module):
             mask = (ids != 0).float()
         elif self.how == "where":
             mask = torch.where((ids > 0) & (ids != 11), 1.0, 0.0)
+        elif self.how == "long":  # counted as integers, as ONNX writes (ids != 0).sum(1)
+            mask = (ids != 0).long()
         else:  # the mask made numbers after it gained the features' axis
             mask = (ids != 0).unsqueeze(-1).to(h.dtype).squeeze(-1)
         pooled = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
@@ -210,7 +210,7 @@ def test_a_mask_read_by_arithmetic_and_sums_is_its_numbers() -> None:
     assert_agrees_everywhere(module, inputs=x)
 
 
-@pytest.mark.parametrize("how", ["float", "where", "unsqueezed"])
+@pytest.mark.parametrize("how", ["float", "where", "long", "unsqueezed"])
 def test_a_mask_made_numbers_pools_as_the_module_does(how: str, tmp_path: Path) -> None:
     module = MaskedMean(how).eval()
     model = torch_to_keras(module)  # verified against module(ids)

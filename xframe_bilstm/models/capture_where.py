@@ -131,8 +131,8 @@ def read_condition(node: Any, tensors: Tensors, conditions: dict[Any, Mask]) -> 
         if str(node.meta["val"].dtype) != "torch.bool":
             raise Unsupported(
                 f"turns a boolean mask into {node.meta['val'].dtype} ({op}); a mask becomes "
-                "numbers as a float tensor (mask.float()), or is read by masked_fill and "
-                "torch.where with a number"
+                "numbers as a float or integer tensor (mask.float(), mask.long()), or is read "
+                "by masked_fill and torch.where with a number"
             )
         conditions[node] = before
     elif op == "aten.slice" and _whole(args):
@@ -207,14 +207,17 @@ def numbers_record(name: str, condition: Mask, tensors: Tensors) -> LayerRecord:
 
 
 def is_mask_as_numbers(node: Any, conditions: dict[Any, Mask]) -> bool:
-    """Whether ``node`` turns a condition into a float tensor (``mask.float()``)."""
+    """Whether ``node`` turns a condition into numbers: a float tensor (``mask.float()``),
+    or an integer one (``mask.long()``, which ONNX writes for ``mask.sum(1)``; read as
+    floats of the same values, as a sum or a position is computed alike)."""
     value = node.meta.get("val")
     return (
         op_name(node) in ("aten._to_copy", "aten.to")
         and bool(node.args)
         and node.args[0] in conditions
         and getattr(value, "dtype", None) is not None
-        and value.dtype.is_floating_point
+        and str(value.dtype) != "torch.bool"
+        and not value.dtype.is_complex
     )
 
 

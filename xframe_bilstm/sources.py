@@ -136,7 +136,7 @@ def _whole_onnx_model(proto: Any, refusal: UnsupportedFeatureError) -> tuple[Mod
         if str(first) in str(error):  # the interpreter's own refusal: said once
             raise first from None
         raise UnsupportedFeatureError(f"{first}; {error}") from first
-    return model, input_sizes(proto)[0], None  # time: the input record's free axis
+    return model, None, None  # its batch is dynamic; time: each input record's free axis
 
 
 def is_whole_onnx_model(proto: Any) -> bool:

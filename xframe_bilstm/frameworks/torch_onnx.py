@@ -257,7 +257,10 @@ def _export(
                     tuple(args),
                     path,
                     input_names=list(names),
-                    output_names=list(outputs),
+                    # The dynamo exporter names outputs over values already of that
+                    # name ("mul"), an invalid graph (pytorch#158094); outputs are read
+                    # in order.
+                    output_names=None if dynamo else list(outputs),
                     dynamic_axes=axes,
                     dynamo=dynamo,
                     verbose=False,

@@ -173,20 +173,21 @@ def read_captured(
     placeholders = [node for node in graph.nodes if node.op == "placeholder"]
     user = [n for n in placeholders if n.name in exported.graph_signature.user_inputs]
     data, given_lengths = inputs.split(user)
+    data_names, lengths_names = inputs.split(list(inputs.names or (n.name for n in user)))
     records = [  # one input is "input"; several take forward's names (src, tgt)
         LayerRecord(
-            names("input" if len(data) == 1 else node.name),
+            names("input" if len(data) == 1 else name),
             "input",
             "InputLayer",
             options=dict(options),
         )
-        for node, options in zip(data, inputs.options)
+        for name, options in zip(data_names, inputs.options)
     ]
     tensors.names.update({node: record.name for node, record in zip(data, records)})
     input_name = records[0].name
     rows = row_orders(graph, data, given_lengths, batches[0])  # rows sorted by lengths, back
-    for node in given_lengths:  # forward(x, lengths), forward(src, src_lengths, tgt)
-        lengths_name = names("lengths" if len(data) == 1 else node.name)
+    for node, name in zip(given_lengths, lengths_names):  # forward(x, lengths)...
+        lengths_name = names("lengths" if len(data) == 1 else name)
         records.append(read_lengths(graph, node, rows, tensors, lengths_name))
     found = list(rows.found)
     varying = varying_constants(exported, second)

@@ -25,11 +25,14 @@ class ForwardInputs:
             axis, None for a free axis, and ``dtype``), in ``forward``'s order.
         lengths_at: where the rows' lengths are among ``forward``'s inputs, or None.
         lengths: the length of each input's free (time) axis in the two captures.
+        names: the names of ``forward``'s inputs where they are known otherwise than from
+            its signature (an ONNX graph's inputs), in its order, lengths included.
     """
 
     options: tuple[dict[str, Any], ...]
     lengths_at: int | None = None
     lengths: tuple[int, int] = (7, 9)
+    names: tuple[str, ...] = ()
 
     def replace(self, index: int, **changes: Any) -> ForwardInputs:
         """These inputs with data input ``index``'s options changed."""

@@ -18,11 +18,13 @@ a length) is read at that length.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from .capture_walk import ForwardRefusal
+from .forward_inputs import ForwardInputs, lengths_places
 
 
 def graph_from_onnx(proto: Any) -> ModelGraph:
@@ -38,7 +40,7 @@ def graph_from_onnx(proto: Any) -> ModelGraph:
     module = onnx_module(proto, capturable=True)
     try:
         return graph_from_torch(
-            module, name=proto.graph.name or "onnx", input_shape=declared_shapes(proto)
+            module, name=proto.graph.name or "onnx", forward_inputs=declared_inputs(proto)
         )
     except UnsupportedFeatureError as error:
         refused = _forward_refusal(error)
@@ -58,37 +60,64 @@ def _forward_refusal(error: BaseException | None) -> ForwardRefusal | None:
     return error
 
 
-def declared_shapes(proto: Any) -> list[tuple[int | None, ...]] | None:
-    """Each graph input's shape after the batch axis, None for the one dynamic axis (time);
-    None when an input leaves several axes dynamic, so the capture guesses which is time.
+def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
+    """What the graph's inputs declare, as the inputs to capture its module on, likeliest
+    first: each input's shape after the batch axis (None for a dynamic axis; the last one is
+    time) and its dtype (integers as ids). An integer input of one value per row may hold
+    the rows' lengths (``forward(x, lengths)``) or an id per row (a speaker): tried as the
+    lengths first (an input named for them before the others), then as data. None for one
+    input leaving several axes dynamic, so the capture guesses which is time.
 
     Raises:
         UnsupportedFeatureError: the first input fixes its batch axis: the graph was
             exported for one batch size (its sizes are constants in it).
     """
+    import onnx
+
     from ..adapters.onnx.nodes import declared_dims
 
     initializers = {i.name for i in proto.graph.initializer}
-    shapes: list[tuple[int | None, ...]] = []
-    for graph_input in proto.graph.input:
-        if graph_input.name in initializers:
-            continue
+    graph_inputs = [i for i in proto.graph.input if i.name not in initializers]
+    options: list[dict[str, Any]] = []
+    for graph_input in graph_inputs:
         dims = declared_dims(graph_input)
-        if not shapes and dims[:1] != [None]:
+        if not options and dims[:1] != [None]:
             raise UnsupportedFeatureError(
                 f"graph input {graph_input.name!r} has the shape {_shown(dims)}, its batch "
                 "fixed: the graph holds its sizes as constants and runs at them alone; export "
                 "it with its batch and time axes dynamic (torch.onnx.export(..., dynamic_axes="
                 f"{{{graph_input.name!r}: {{0: 'batch', <time axis>: 'time'}}}}))"
             )
-        if dims[1:].count(None) > 1:
-            return None
-        shapes.append(tuple(dims[1:]))
-    return shapes
+        element = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
+        dtype = "int64" if element.kind in "iu" else "float32"
+        options.append({"shape": tuple(dims[1:]), "dtype": dtype})
+    if len(options) == 1 and options[0]["shape"].count(None) > 1:
+        return None
+    names = tuple(_layer_name(i.name) for i in graph_inputs)
+    places = [
+        at
+        for at in lengths_places(list(names))
+        if options[at]["shape"] == () and options[at]["dtype"] == "int64"
+    ]
+    with_lengths = [
+        ForwardInputs(tuple(o for i, o in enumerate(options) if i != at), at, names=names)
+        for at in places
+    ]
+    return [*with_lengths, ForwardInputs(tuple(options), names=names)]
+
+
+def _layer_name(name: str) -> str:
+    """A graph input's name as a layer's: what Keras takes in a name, the rest ``_``.
+
+    Example:
+        >>> _layer_name("input_ids"), _layer_name("onnx::Gather_0")
+        ('input_ids', 'onnx__Gather_0')
+    """
+    return re.sub(r"[^0-9A-Za-z_-]", "_", name) or "input"
 
 
 def _shown(dims: list[int | None]) -> str:
     return f"({', '.join('dynamic' if d is None else str(d) for d in dims)})"
 
 
-__all__ = ["declared_shapes", "graph_from_onnx"]
+__all__ = ["declared_inputs", "graph_from_onnx"]

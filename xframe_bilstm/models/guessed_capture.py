@@ -43,8 +43,10 @@ def captured_at_guesses(
     *,
     input_shape: InputShape | None = None,
     example_shapes: Sequence[Sequence[int]] | None = None,
+    guesses: Sequence[ForwardInputs] | None = None,
 ) -> ModelGraph:
-    """The graph ``capture`` reads at the first guess it captures against no expectation.
+    """The graph ``capture`` reads at the first guess it captures against no expectation:
+    of ``guesses`` where given, else of :func:`~.input_guesses.input_guesses`.
 
     Where it cannot be captured at all, ``plain`` (the refusal of ``forward`` read as a
     chain) says what ``forward`` does, and the capture's error why it was not read either;
@@ -53,7 +55,7 @@ def captured_at_guesses(
     from .torch_capture import CaptureError, TooShortError
 
     try:
-        guesses = input_guesses(module)
+        guesses = list(guesses) if guesses is not None else input_guesses(module)
     except CaptureError as error:
         raise UnsupportedFeatureError(f"{plain} {error}") from error
     shapes = given_shapes(input_shape, module)

@@ -86,6 +86,7 @@ def graph_from_torch(
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
     input_shape: InputShape | None = None,
     example_shapes: Sequence[Sequence[int]] | None = None,
+    forward_inputs: Sequence[ForwardInputs] | None = None,
 ) -> ModelGraph:
     """The model graph of a module whose ``forward`` applies its children in order.
 
@@ -95,7 +96,9 @@ def graph_from_torch(
     (:mod:`.input_shape`); a ``forward`` of several inputs takes one shape per input.
     Without it, ``example_shapes`` (those of the inputs the graph will run on, without the
     batch axis) size the axes the first child leaves free but time
-    (:func:`~.input_shape.shape_of_example`).
+    (:func:`~.input_shape.shape_of_example`). ``forward_inputs``, where the inputs are
+    known (an ONNX graph declares them), replaces the guesses of a captured ``forward``,
+    likeliest first.
 
     Raises:
         UnsupportedFeatureError: naming what ``forward`` does besides that, and every child
@@ -123,6 +126,7 @@ def graph_from_torch(
             custom_modules=custom_modules,
             input_shape=input_shape,
             example_shapes=example_shapes,
+            forward_inputs=forward_inputs,
         )
     children = _children(module)
     if not children:
@@ -156,6 +160,7 @@ def graph_from_torch(
                 custom_modules=custom_modules,
                 input_shape=input_shape,
                 example_shapes=example_shapes,
+                forward_inputs=forward_inputs,
             )
         except UnsupportedFeatureError as error:
             if str(error).startswith(unread):
@@ -209,6 +214,7 @@ def _captured(
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
     input_shape: InputShape | None = None,
     example_shapes: Sequence[Sequence[int]] | None = None,
+    forward_inputs: Sequence[ForwardInputs] | None = None,
 ) -> ModelGraph:
     """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``
     (or, where that refuses it, a ``torch.fx`` trace lowered by it: :mod:`.capture_fx`)
@@ -227,7 +233,12 @@ def _captured(
         )
 
     return captured_at_guesses(
-        module, plain, capture, input_shape=input_shape, example_shapes=example_shapes
+        module,
+        plain,
+        capture,
+        input_shape=input_shape,
+        example_shapes=example_shapes,
+        guesses=forward_inputs,
     )
 
 

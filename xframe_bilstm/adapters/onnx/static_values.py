@@ -6,8 +6,9 @@ ops, those sizes are tensors, which ``torch.export`` cannot read back as numbers
 here from the shapes of the tensors at hand, they are numbers, so the interpreter's module
 captures as the torch code it stands for would (``x.reshape(2, 7, 16)`` at each capture's
 sizes). A value is static when it is a shape, a small integer constant, or computed by a
-shape operator (:data:`STATIC_OPS`) from static values alone; each such node runs on
-onnx's own reference implementation of the operator. Imports no framework.
+shape operator (:data:`STATIC_OPS`, or a ``ConstantOfShape`` of integers) from static
+values alone; each such node runs on onnx's own reference implementation of the operator.
+Imports no framework.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class StaticValues:
         tensor, or a shape operator of static values."""
         if node.op_type in ("Shape", "Size"):
             return True
+        if node.op_type == "ConstantOfShape":  # of integers: sizes; of floats: data (states)
+            return all(map(is_static, args)) and _integer_fill(node)
         present = [a for a in args if a is not None]
         return node.op_type in STATIC_OPS and bool(present) and all(map(is_static, present))
 
@@ -116,6 +119,15 @@ class StaticValues:
             self._evaluators[id(node)] = evaluator
         feeds = {name: arg for name, arg in zip(node.input, args) if name}
         return tuple(np.asarray(v) for v in evaluator.run(None, feeds, attributes={}))
+
+
+def _integer_fill(node: Any) -> bool:
+    """Whether a ``ConstantOfShape`` fills with integers (it fills with float 0 unless told)."""
+    onnx = require("onnx")
+    value = next((a.t for a in node.attribute if a.name == "value"), None)
+    return value is not None and np.issubdtype(
+        onnx.helper.tensor_dtype_to_np_dtype(value.data_type), np.integer
+    )
 
 
 def as_tensors(op: str, args: list[Any], tensor: Any) -> list[Any]:

@@ -187,6 +187,29 @@ def test_a_clip_to_constant_bounds_reads(tmp_path: Path) -> None:
     assert compare(path, frameworks=["torch", "onnxruntime"])
 
 
+class CausalFront(nn.Module):
+    """A causal convolution: ``F.pad(h, (2, 0))``, whose pads torch.onnx computes in the
+    graph (``ConstantOfShape``, ``Concat``, ``Slice``, ``Transpose``, ``Cast``), then a
+    GRU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.conv = nn.Conv1d(3, 4, 3)
+        self.gru = nn.GRU(4, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(nn.functional.pad(x.transpose(1, 2), (2, 0)))
+        return self.gru(h.transpose(1, 2))[0]
+
+
+def test_pads_computed_in_the_graph_are_numbers(tmp_path: Path) -> None:
+    path = _export(CausalFront().eval(), torch.randn(2, 6, 3), tmp_path / "causal.onnx",
+                   {0: "b", 1: "t"})  # fmt: skip
+    assert "Transpose" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert compare(path, frameworks=["torch", "onnxruntime"])
+
+
 class ErfFront(nn.Module):
     """``torch.erf`` on its own (no GELU around it) before a GRU."""
 

@@ -176,18 +176,18 @@ def read_captured(
     data_names, lengths_names = inputs.split(list(inputs.names or (n.name for n in user)))
     records = [  # one input is "input"; several take forward's names (src, tgt)
         LayerRecord(
-            names("input" if len(data) == 1 else name),
+            names("input" if len(data) == 1 else given_name),
             "input",
             "InputLayer",
             options=dict(options),
         )
-        for name, options in zip(data_names, inputs.options)
+        for given_name, options in zip(data_names, inputs.options)
     ]
     tensors.names.update({node: record.name for node, record in zip(data, records)})
     input_name = records[0].name
     rows = row_orders(graph, data, given_lengths, batches[0])  # rows sorted by lengths, back
-    for node, name in zip(given_lengths, lengths_names):  # forward(x, lengths)...
-        lengths_name = names("lengths" if len(data) == 1 else name)
+    for node, given_name in zip(given_lengths, lengths_names):  # forward(x, lengths)...
+        lengths_name = names("lengths" if len(data) == 1 else given_name)
         records.append(read_lengths(graph, node, rows, tensors, lengths_name))
     found = list(rows.found)
     varying = varying_constants(exported, second)

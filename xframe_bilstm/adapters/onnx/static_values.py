@@ -25,7 +25,7 @@ STATIC_OPS = frozenset(
         "Abs", "Add", "And", "Cast", "Ceil", "Concat", "Div", "Equal", "Expand", "Floor",
         "Gather", "Greater", "Identity", "Less", "Max", "Min", "Mod", "Mul", "Neg", "Not",
         "Or", "Range", "ReduceProd", "Reshape", "Slice", "Squeeze", "Sub", "Tile",
-        "Unsqueeze", "Where",
+        "Transpose", "Unsqueeze", "Where",
     }
 )  # fmt: skip
 # The inputs each operator reads as numbers (sizes, axes, positions), by index: a static

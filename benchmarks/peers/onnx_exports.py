@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The peers benchmark's models as torch.onnx exports, each compared from its file.
+
+    python benchmarks/peers/onnx_exports.py [--steps 200]
+
+writes ``benchmarks/results/peers_onnx_exports.md``. Each model of
+:mod:`benchmarks.peers.models` is trained as the peers benchmark trains it, exported with
+``torch.onnx.export(dynamo=False, opset_version=17)`` with its inputs' batch axis and their
+time axis (the spec's, or axis 1 of a second input) dynamic, as a user exports for
+deployment, then ``compare(path, inputs=...)`` runs the file on its evaluation inputs with
+the frameworks ``torch``, ``keras`` and ``onnxruntime`` beside the graph itself on
+onnxruntime (``@original``). A row says whether the comparison passed, failed, or was
+refused (and why), the largest distance of any run from the original, and the seconds
+``compare`` took (reading the graph, building each run, running them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch  # before TensorFlow
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.peers.models import SPECS, example_input, train  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "peers_onnx_exports.md"
+FRAMEWORKS = ["torch", "keras", "onnxruntime"]
+
+
+def export(name: str, module: torch.nn.Module, path: Path) -> None:
+    """``torch.onnx.export`` of ``module`` on its evaluation inputs, batch and time dynamic."""
+    spec, inputs = SPECS[name], example_input(name)
+    names = [f"input_{k}" for k in range(len(inputs))]
+    axes = {}
+    for k, (input_name, array) in enumerate(zip(names, inputs)):
+        time_axis = spec.time_axis if k == 0 else 1
+        axes[input_name] = {0: "batch", **({time_axis: f"time_{k}"} if array.ndim > 1 else {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            tuple(torch.from_numpy(a) for a in inputs),
+            str(path),
+            input_names=names,
+            dynamic_axes=axes,
+            dynamo=False,
+            opset_version=17,
+        )
+
+
+def row(name: str, module: torch.nn.Module, folder: Path) -> list[str]:
+    """The table row of one model: its outcome, its largest distance and the seconds."""
+    from xframe_bilstm import UnsupportedFeatureError, compare
+
+    path = folder / f"{name}.onnx"
+    try:
+        export(name, module, path)
+    except Exception as error:  # the exporter's own failure
+        return [name, "export failed", "", "", _clip(f"{type(error).__name__}: {error}")]
+    inputs = example_input(name)
+    start = time.perf_counter()
+    try:
+        report = compare(
+            path, inputs=list(inputs) if len(inputs) > 1 else inputs[0], frameworks=FRAMEWORKS
+        )
+    except UnsupportedFeatureError as error:
+        seconds = time.perf_counter() - start
+        return [name, "refused", "", f"{seconds:.1f}", _clip(str(error))]
+    seconds = time.perf_counter() - start
+    original = [p for p in report.pairs if p.expected.endswith("@original")]
+    distance = max((p.comparison.max_abs_error for p in original), default=float("nan"))
+    outcome = "passed" if report else "FAILED"
+    note = "" if report else _clip("; ".join(report.failures))
+    return [name, outcome, f"{distance:.2e}", f"{seconds:.1f}", note]
+
+
+def _clip(text: str, size: int = 200) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="training steps per model")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in SPECS:
+            module = train(name, steps=args.steps)
+            rows.append(row(name, module, Path(folder)))
+            print(" | ".join(rows[-1]), flush=True)
+    passed = sum(r[1] == "passed" for r in rows)
+    import onnxruntime
+
+    lines = [
+        "# The peers benchmark's models as torch.onnx exports, compared from the file",
+        "",
+        f"`python benchmarks/peers/onnx_exports.py --steps {args.steps}` "
+        f"(Python {platform.python_version()}, torch {torch.__version__}, onnxruntime "
+        f"{onnxruntime.__version__}, {platform.machine()}). Each model trained "
+        f"{args.steps} steps, exported with `torch.onnx.export(dynamo=False, "
+        "opset_version=17)`, batch and time dynamic; `compare(path, inputs=...)` with "
+        f"{', '.join(FRAMEWORKS)} beside the graph on onnxruntime (`@original`).",
+        "",
+        f"**{passed} of {len(rows)} compared and passed**; the others are refused by name "
+        "(or failed, which would be a finding).",
+        "",
+        "| model | outcome | largest distance from the original | seconds | why |",
+        "|---|---|---|---|---|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+        "",
+    ]
+    RESULTS.write_text("\n".join(lines))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -118,9 +118,9 @@ def _read_onnx(source: Any) -> Read:
 def _whole_onnx_model(proto: Any, refusal: UnsupportedFeatureError) -> tuple[ModelGraph, Any, Any]:
     """A graph of recurrent nodes with an embedding front or Dense heads, else any graph
     the interpreter runs (:mod:`.models.from_onnx`), read as a whole model with its fixed
-    batch and time sizes. Where every reading refuses, the recurrent reading's ``refusal``
-    stands for a graph that reads no token ids and has no Dense head, the whole-model
-    reading's for one that does, each followed by the interpreter capture's."""
+    batch and time sizes. Where every reading refuses, the interpreter capture's refusal
+    comes first, followed by the recurrent reading's ``refusal`` for a graph that reads no
+    token ids and has no Dense head, or the whole-model reading's for one that does."""
     from .adapters.onnx.graph_import import graph_to_model, has_recurrent_nodes, input_sizes
     from .models.from_onnx import graph_from_onnx
 
@@ -135,7 +135,8 @@ def _whole_onnx_model(proto: Any, refusal: UnsupportedFeatureError) -> tuple[Mod
     except UnsupportedFeatureError as error:
         if str(first) in str(error):  # the interpreter's own refusal: said once
             raise first from None
-        raise UnsupportedFeatureError(f"{first}; {error}") from first
+        # The capture reads the most: its refusal first, the dedicated reader's after.
+        raise UnsupportedFeatureError(f"{error} (the recurrent readers: {first})") from first
     return model, None, None  # its batch is dynamic; time: each input record's free axis
 
 

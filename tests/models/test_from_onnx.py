@@ -256,6 +256,30 @@ def test_a_number_the_graph_computes_from_its_length_is_refused_not_frozen(
     assert "at Mul node" in str(refused.value)
 
 
+class AttentionAfter(nn.Module):
+    """A BiLSTM, then a transformer encoder layer: torch.onnx writes its attention's reshapes
+    with the sizes of the example it exports on, whatever axes it is told are dynamic."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+        self.attend = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(self.lstm(x)[0])
+
+
+def test_a_graph_that_runs_at_its_export_sizes_alone_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    path = _export(AttentionAfter().eval(), torch.randn(2, 5, 3), tmp_path / "attention.onnx",
+                   {0: "b", 1: "t"})  # fmt: skip
+    expected = r"does not run at 7 or 448 steps on onnxruntime either \(Reshape node '.*'"
+    with pytest.raises(UnsupportedFeatureError, match=expected) as refused:
+        compare(path)
+    assert "compare(module)" in str(refused.value)
+
+
 def test_a_graph_of_fixed_sizes_is_refused_with_how_to_export_it(tmp_path: Path) -> None:
     path = _export(SpectrogramCRN().eval(), torch.randn(2, 1, 9, 16), tmp_path / "fixed.onnx", None)
     with pytest.raises(UnsupportedFeatureError, match=r"'x' has the shape \(2, 1, 9, 16\).*"

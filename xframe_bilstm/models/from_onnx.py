@@ -26,6 +26,8 @@ from ..graph import ModelGraph
 from .capture_walk import ForwardRefusal
 from .forward_inputs import ForwardInputs, lengths_places
 
+_PROBED_STEPS = (7, 448)  # a short length and a long one: a window needs a long one
+
 
 def graph_from_onnx(proto: Any) -> ModelGraph:
     """The model graph of an ONNX graph, read through its interpreter's torch module.
@@ -38,19 +40,64 @@ def graph_from_onnx(proto: Any) -> ModelGraph:
     from .torch_graph import graph_from_torch
 
     module = onnx_module(proto, capturable=True)
+    inputs = declared_inputs(proto)
     try:
-        return graph_from_torch(
-            module, name=proto.graph.name or "onnx", forward_inputs=declared_inputs(proto)
-        )
+        return graph_from_torch(module, name=proto.graph.name or "onnx", forward_inputs=inputs)
     except UnsupportedFeatureError as error:
         refused = _forward_refusal(error)
         if refused is None:
+            fixed = None if inputs is None else _fixed_length(proto, module, inputs[-1])
             raise UnsupportedFeatureError(
-                f"the graph, read as the torch module that runs its nodes: {error}"
+                fixed or f"the graph, read as the torch module that runs its nodes: {error}"
             ) from error
         raise UnsupportedFeatureError(
             f"the graph's nodes cannot all be read as layers: {'; '.join(refused.items)}"
         ) from error
+
+
+def _fixed_length(proto: Any, module: Any, inputs: ForwardInputs) -> str | None:
+    """Why the graph cannot be read where onnxruntime cannot run it either, at a short and
+    a long length (7 and 448 steps): it holds sizes of the input it was exported on
+    (torch.onnx writes a transformer encoder layer's reshapes so), though its inputs
+    declare them dynamic. None where it runs at one of them."""
+    import dataclasses
+
+    from ..adapters.onnx import run_onnxruntime
+    from .torch_capture import example_arguments
+
+    failures = []
+    for steps in _PROBED_STEPS:
+        at = dataclasses.replace(inputs, lengths=(steps, steps))
+        arguments = example_arguments(module, at, 0)
+        try:
+            run_onnxruntime(proto, tuple(a.numpy() for a in arguments))
+            return None
+        except Exception as error:  # onnxruntime's own failure, whatever it is
+            failures.append(_runtime_message(error))
+    return (
+        f"the graph does not run at {' or '.join(map(str, _PROBED_STEPS))} steps on "
+        f"onnxruntime either ({failures[0]}): it holds sizes of the input it was exported "
+        "on, though its inputs declare them dynamic, and runs at those alone; compare the "
+        "module it was exported from instead (compare(module))"
+    )
+
+
+def _runtime_message(error: BaseException) -> str:
+    """onnxruntime's error: the node it ran and what failed there, without its source.
+
+    Example:
+        >>> print(_runtime_message(RuntimeError(
+        ...     "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running "
+        ...     "Reshape node. Name:'/r' Status Message: /src/reshape.h:91 Helper(const "
+        ...     "Shape&) size == requested was false. The input tensor cannot be reshaped.")))
+        Reshape node '/r': The input tensor cannot be reshaped.
+    """
+    text = " ".join(str(error).split())
+    node = re.search(r"running (\w+) node\. Name:'([^']*)' Status Message: (.*)", text)
+    if node is None:
+        return text[:300]
+    detail = re.sub(r"^.* was false\. ", "", node.group(3))
+    return f"{node.group(1)} node {node.group(2)!r}: {detail[:240]}"
 
 
 def _forward_refusal(error: BaseException | None) -> ForwardRefusal | None:

@@ -92,7 +92,7 @@ def load_model(model_or_path: Any) -> Any:
 
 def run_onnxruntime(
     model: Any,
-    x: np.ndarray,
+    x: np.ndarray | tuple[np.ndarray, ...],
     *,
     initial_states: Sequence[np.ndarray] | None = None,
     lengths: Sequence[int] | np.ndarray | None = None,
@@ -108,7 +108,8 @@ def run_onnxruntime(
 
     Args:
         model: a ModelProto, its bytes or a path.
-        x: input (B, T, D), cast to the graph's input dtype (float32 for exported graphs).
+        x: input (B, T, D), cast to the graph's input dtype (float32 for exported graphs);
+            a tuple holds one array per graph input, in graph order.
         initial_states: every layer's initial states in Keras order, each (B, H); the graph
             must have been exported ``with_initial_states=True``.
         lengths: valid steps per row (B,); the graph must have been exported

@@ -214,3 +214,16 @@ def test_the_sort_by_lengths_is_found_only_where_rows_are_put_back(tmp_path: Pat
     del proto.graph.node[:]
     proto.graph.node.extend(kept)
     assert sorted_rows(proto.graph).lengths == {}
+
+
+def test_the_recurrent_records_are_named_after_the_graph_nodes(
+    exported: tuple[str, Path],
+) -> None:
+    """As a diagnosis names them: "layer 'encoder_LSTM' (LSTM)", not the interpreter's."""
+    name, path = exported
+    proto = onnx.load(str(path))
+    nodes = [n.name for n in proto.graph.node if n.op_type in ("LSTM", "GRU")]
+    graph = read_source(path).reading
+    recurrent = [record.name for record in graph.layers if record.kind == "recurrent"]
+    assert recurrent == [n.strip("/").replace("/", "_") for n in nodes]
+    assert graph.source == f"ONNX graph {proto.graph.name!r}"

@@ -386,10 +386,12 @@ def _read_call(
     )
     used = [m for m in members if any(user not in inside for user in m.users)]
     call = key.rsplit("@", 1)[1] if "@" in key else ""
+    # A module may name its records (the ONNX interpreter's, after the graph's node).
+    named = getattr(child, "record_name", None) or path
     if is_attention_module(child):
         output = attention_output(path, members, used)
         record = attention_record(
-            names(f"{path}_{call}" if call else path), path, child, members, given, tensors
+            names(f"{named}_{call}" if call else named), path, child, members, given, tensors
         )
         records.append(record)
         tensors.names[output] = record.name
@@ -408,7 +410,7 @@ def _read_call(
     if isinstance(child, torch.nn.Embedding) and given[0].name in tensors.positions:
         return looked_up(names(path), child, given[0], used[0], tensors, records)
     child = module_on_record_axes(path, child, given[0], used[0] if used else None, tensors)
-    made = read_child(names(f"{path}_{call}" if call else path), child, tensors.name(given[0]))
+    made = read_child(names(f"{named}_{call}" if call else named), child, tensors.name(given[0]))
     merged = module_on_merged(path, child, given[0], tensors, states=bool(initial))
     made = per_step(made) if merged else made  # a convolution or an LSTM over each word
     output = made[-1].name  # the call's output: states stacked whole come after it

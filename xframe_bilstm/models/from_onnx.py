@@ -18,6 +18,7 @@ a length) is read at that length.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -42,7 +43,7 @@ def graph_from_onnx(proto: Any) -> ModelGraph:
     module = onnx_module(proto, capturable=True)
     inputs = declared_inputs(proto)
     try:
-        return graph_from_torch(module, name=proto.graph.name or "onnx", forward_inputs=inputs)
+        graph = graph_from_torch(module, name=proto.graph.name or "onnx", forward_inputs=inputs)
     except UnsupportedFeatureError as error:
         refused = _forward_refusal(error)
         if refused is None:
@@ -53,6 +54,8 @@ def graph_from_onnx(proto: Any) -> ModelGraph:
         raise UnsupportedFeatureError(
             f"the graph's nodes cannot all be read as layers: {'; '.join(refused.items)}"
         ) from error
+    named = f"ONNX graph {proto.graph.name!r}" if proto.graph.name else "ONNX graph"
+    return dataclasses.replace(graph, source=named)
 
 
 def _fixed_length(proto: Any, module: Any, inputs: ForwardInputs) -> str | None:
@@ -60,8 +63,6 @@ def _fixed_length(proto: Any, module: Any, inputs: ForwardInputs) -> str | None:
     a long length (7 and 448 steps): it holds sizes of the input it was exported on
     (torch.onnx writes a transformer encoder layer's reshapes so), though its inputs
     declare them dynamic. None where it runs at one of them."""
-    import dataclasses
-
     from ..adapters.onnx import run_onnxruntime
     from .torch_capture import example_arguments
 
@@ -121,7 +122,7 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
     """
     import onnx
 
-    from ..adapters.onnx.nodes import declared_dims
+    from ..adapters.onnx.nodes import declared_dims, layer_name
 
     initializers = {i.name for i in proto.graph.initializer}
     graph_inputs = [i for i in proto.graph.input if i.name not in initializers]
@@ -140,7 +141,7 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         options.append({"shape": tuple(dims[1:]), "dtype": dtype})
     if len(options) == 1 and options[0]["shape"].count(None) > 1:
         return None
-    names = tuple(_layer_name(i.name) for i in graph_inputs)
+    names = tuple(layer_name(i.name) for i in graph_inputs)
     places = [
         at
         for at in lengths_places(list(names))
@@ -151,16 +152,6 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         for at in places
     ]
     return [*with_lengths, ForwardInputs(tuple(options), names=names)]
-
-
-def _layer_name(name: str) -> str:
-    """A graph input's name as a layer's: what Keras takes in a name, the rest ``_``.
-
-    Example:
-        >>> _layer_name("input_ids"), _layer_name("onnx::Gather_0")
-        ('input_ids', 'onnx__Gather_0')
-    """
-    return re.sub(r"[^0-9A-Za-z_-]", "_", name) or "input"
 
 
 def _shown(dims: list[int | None]) -> str:

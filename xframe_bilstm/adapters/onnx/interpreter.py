@@ -27,6 +27,7 @@ from .nodes import (
     constant_node_value,
     describe_node,
     graph_constant_values,
+    layer_name,
     naming_node,
     node_attributes,
 )
@@ -159,6 +160,8 @@ def _define_interpreter_classes() -> Any:
                     self.nodes.append((node, attributes, "recurrent", len(self.recurrent)))
                     module = recurrent_module(node, constants, dtype)
                     module.y_form = self.shortcuts.forms.get(node.output[0], "")
+                    if module.native is not None:  # a capture names its record after the node
+                        module.native.record_name = layer_name(node.name or node.output[0])
                     self.recurrent.append(module)
                 elif node.op_type == "If":
                     self.nodes.append((node, attributes, "if", len(self.branches)))

@@ -10,6 +10,7 @@ onnx is imported inside the functions, so importing this module imports no frame
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,17 @@ def naming_node(torch: Any, node: Any) -> Any:
     (``torch.fx.traceback.annotate``; :func:`~xframe_bilstm.models.capture_walk.source_line`
     reads it)."""
     return torch.fx.traceback.annotate({"source": describe_node(node)})
+
+
+def layer_name(name: str) -> str:
+    """A graph name (a node's, an input's) as a layer's: runs of what Keras does not take in
+    a name made one ``_``, none at the ends.
+
+    Example:
+        >>> layer_name("/encoder/lstm/LSTM_1"), layer_name("onnx::Gather_0"), layer_name("ids")
+        ('encoder_lstm_LSTM_1', 'onnx_Gather_0', 'ids')
+    """
+    return re.sub(r"[^0-9A-Za-z_-]+", "_", name).strip("_") or "layer"
 
 
 def declared_dims(value: Any) -> list[int | None]:

@@ -23,6 +23,13 @@ no dependencies), takes the model files out of it and runs the conversion a user
   ``custom_layers`` (and back with ``torch_to_keras``, before and after fine-tuning steps),
   then ``compare()`` on sentences encoded with the package's vocabulary as it encodes them;
   the Keras 2 model saved whole (``.h5``) is ported and compared too.
+- **ethnicolr** (MIT), 0.9.6, its last release with Keras models: name classifiers
+  (Embedding over character bigrams → LSTM → Dropout → LSTM → Dense softmax) published as
+  Keras 2 ``.h5`` files, one per dataset (census surnames, Florida and North Carolina voter
+  registrations, Wikipedia names). ``keras_to_torch`` on each file (the package's unused
+  ``nc_voter_name_hispanic`` model ships without its vocabulary and is skipped), then
+  ``compare()`` on names encoded as the package encodes them (title case, bigram indices in
+  its vocabulary, 0 for unknown ones, padded in front to the model's length).
 - **Resemblyzer** (Apache-2.0): a speaker encoder, a 3-layer LSTM whose last final state
   goes through Linear and ReLU and is L2-normalized in ``forward`` (``x / torch.norm(x)``),
   published as a PyTorch checkpoint. The network is written out as the package's
@@ -46,6 +53,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +81,14 @@ from textgenrnn_rebuild import (  # noqa: E402
 
 import xframe_bilstm  # noqa: E402
 from xframe_bilstm import compare, keras_to_torch, onnx_to_torch, torch_to_keras  # noqa: E402
+from xframe_bilstm.keras_files import read_model  # noqa: E402
 
 PACKAGES = {
     "silero-vad": "6.2.3",
     "chars2vec": "0.1.7",
     "textgenrnn": "2.0.0",
     "resemblyzer": "0.1.4",
+    "ethnicolr": "0.9.6",
 }
 SILERO_GRAPHS = (
     "silero_vad.onnx",
@@ -403,6 +413,40 @@ def resemblyzer(root: Path) -> list[Row]:
     return rows
 
 
+# Names as ethnicolr's users pass them: surnames, or "Last First" full names.
+ETHNICOLR_NAMES = ("Garcia Maria", "Nguyen Thi", "Smith John", "Okafor Chidi", "Kowalski Anna")
+
+
+def ethnicolr(root: Path) -> list[Row]:
+    rows: list[Row] = []
+    for path in sorted(root.rglob("models/*/lstm/*_lstm*.h5")):
+        stem, _, suffix = path.stem.partition("_lstm")
+        vocabulary = path.with_name(f"{stem}_vocab{suffix}.csv")
+        if not vocabulary.exists():
+            continue  # nc_voter_name_hispanic: not used by the package, no vocabulary
+        vocab = vocabulary.read_text(encoding="utf8").splitlines()[1:]  # after "vocab"
+        _, seconds = _timed(lambda p=path: keras_to_torch(p))
+        graph = read_model(path)
+        length = int(graph.layer(graph.inputs[0]).options["shape"][0])  # its fixed length
+        full = "name" in path.stem  # full names, else surnames alone
+        names = [n if full else n.split()[0] for n in ETHNICOLR_NAMES]
+        ids = np.zeros((len(names), length), np.int64)
+        for row, name in enumerate(names):  # bigram indices, padded in front as Keras pads
+            grams = [vocab.index(a + b) if a + b in vocab else 0 for a, b in pairwise(name)]
+            grams = grams[-length:]
+            ids[row, length - len(grams) :] = grams
+        report = compare(path, inputs=ids)
+        rows.append(
+            (
+                f"ethnicolr {path.parent.parent.name}/{path.name}",
+                "keras_to_torch (checked against the model tf_keras loads), compare() on names",
+                f"converted in {seconds:.2f} s; {_worst(report)}",
+                "equivalent" if report else "NOT equivalent",
+            )
+        )
+    return rows
+
+
 def _first_line(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text.splitlines()[0][:300]
@@ -414,6 +458,7 @@ def main() -> None:
         rows = silero(packages["silero-vad"]) + chars2vec(packages["chars2vec"])
         rows += textgenrnn(packages["textgenrnn"], Path(folder) / "textgenrnn-run")
         rows += resemblyzer(packages["resemblyzer"])
+        rows += ethnicolr(packages["ethnicolr"])
     lines = [
         "# Trained models from public packages",
         "",

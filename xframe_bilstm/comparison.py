@@ -221,14 +221,30 @@ class Noise:
     scale: float
 
     def tolerance(self, epsilon: float = float(np.finfo(np.float32).eps)) -> float:
-        """The absolute error two correct implementations of relative precision
-        ``epsilon`` may show: ``NOISE_FACTOR`` times the noise scaled to ``epsilon``, at least
-        ``FLOOR_ULPS`` units in the last place, at most ``CAP_RELATIVE`` of the scale (or
-        ``CAP_ULPS`` units in the last place, when that is more)."""
+        """The absolute error a correct implementation of relative precision ``epsilon``
+        may show from the exact values (the float64 reference's): ``NOISE_FACTOR`` times the
+        noise scaled to ``epsilon``, at least ``FLOOR_ULPS`` units in the last place, at most
+        ``CAP_RELATIVE`` of the scale (or ``CAP_ULPS`` units in the last place, when that is
+        more)."""
         noise = self.float32 * epsilon / float(np.finfo(np.float32).eps)
         floor = FLOOR_ULPS * epsilon * self.scale
         cap = max(CAP_RELATIVE, CAP_ULPS * epsilon) * self.scale
         return float(np.clip(NOISE_FACTOR * noise, floor, cap))
+
+    def pair_tolerance(self, first: float, second: float) -> float:
+        """The absolute error two correct implementations of relative precisions ``first``
+        and ``second`` may show between them: each its own :meth:`tolerance` from the exact
+        values, in opposite directions as it may be (two float32 runs of a trained model
+        differ by up to 14 times the float32 reference's drift where each is within 8 of
+        it). Against the float64 reference, about the other run's tolerance alone.
+
+        Example:
+            >>> noise = Noise(1e-7, 1.0)
+            >>> float32 = float(np.finfo(np.float32).eps)
+            >>> noise.pair_tolerance(float32, float32) == 2 * noise.tolerance(float32)
+            True
+        """
+        return self.tolerance(first) + self.tolerance(second)
 
 
 def measure_noise(

@@ -129,7 +129,7 @@ def compare_gradients(
     pairs = []
     for expected, actual in pairs_of(list(results), views):
         if tolerance is None:
-            atol, rtol = noise.tolerance(max(expected.epsilon, actual.epsilon)), 0.0
+            atol, rtol = noise.pair_tolerance(expected.epsilon, actual.epsilon), 0.0
         else:
             atol, rtol = tolerance
         pairs.append(
@@ -139,8 +139,8 @@ def compare_gradients(
         f"gradient tolerance: rtol={tolerance[1]}, atol={tolerance[0]} (given)"
         if tolerance is not None
         else f"gradient tolerance: derived from the float32 reference gradient's drift "
-        f"{noise.float32:.3g} (gradient scale {noise.scale:.3g}), scaled to each pair's "
-        "coarser precision"
+        f"{noise.float32:.3g} (gradient scale {noise.scale:.3g}), each run allowed ten "
+        "times it at its precision, a pair the sum of its runs'"
     )
     missing = tuple(f"{name}: gradients: {why}" for name, why in left_out.items())
     return GradientSection(tuple(pairs), tuple(failures), missing, note)

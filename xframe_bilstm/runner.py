@@ -7,8 +7,10 @@ run sees the same values, cast to its own dtype. The runs are planned
 (:mod:`~xframe_bilstm.planning`), each runs alone (a framework that raises fails its own
 run), and they are paired and profiled (:mod:`~xframe_bilstm.pairing`). Each pair's
 tolerance comes from the float32 rounding noise of this model on this input
-(:class:`~xframe_bilstm.comparison.Noise`), scaled to the precision of the coarser run,
-unless ``rtol`` and ``atol`` are given.
+(:class:`~xframe_bilstm.comparison.Noise`): each run may lie ten times it from the exact
+values at its own precision, so a pair may differ by the sum of its two runs' allowances
+(:meth:`~xframe_bilstm.comparison.Noise.pair_tolerance`), unless ``rtol`` and ``atol`` are
+given.
 """
 
 from __future__ import annotations
@@ -221,7 +223,8 @@ def compare(
         if budget is not None:  # an int8 run: quantization, not float32 rounding
             tolerance, relative = budget, 0.0
         elif rtol is None or atol is None:
-            tolerance, relative = noise.tolerance(max(expected.epsilon, actual.epsilon)), 0.0
+            tolerance = noise.pair_tolerance(expected.epsilon, actual.epsilon)
+            relative = 0.0
         else:
             tolerance, relative = atol, rtol
         names, want, got, shown = pair_arrays(
@@ -282,15 +285,15 @@ def _tolerance_note(
     """Where the float pairs' tolerance comes from."""
     if rtol is not None:
         return f"tolerance: rtol={rtol}, atol={atol} (given)"
+    allowed = "each run allowed ten times it at its precision, a pair the sum of its runs'"
     if "reference" not in missing:
         return (
             f"tolerance: derived from the float32 reference's drift {noise.float32:.3g} "
-            f"(output scale {noise.scale:.3g}), scaled to each pair's coarser precision"
+            f"(output scale {noise.scale:.3g}), {allowed}"
         )
     return (
         f"tolerance: derived from the torch port's float32 drift {noise.float32:.3g} from "
-        f"its float64 run (output scale {noise.scale:.3g}), scaled to each pair's coarser "
-        "precision"
+        f"its float64 run (output scale {noise.scale:.3g}), {allowed}"
     )
 
 

@@ -220,7 +220,7 @@ def test_the_recurrent_records_are_named_after_the_graph_nodes(
     exported: tuple[str, Path],
 ) -> None:
     """As a diagnosis names them: "layer 'encoder_LSTM' (LSTM)", not the interpreter's."""
-    name, path = exported
+    _, path = exported
     proto = onnx.load(str(path))
     nodes = [n.name for n in proto.graph.node if n.op_type in ("LSTM", "GRU")]
     graph = read_source(path).reading

@@ -6,8 +6,8 @@ float64 on the model and input; the largest distance between them is the float32
 A correct implementation of relative precision ``eps`` may lie ten times that drift
 (scaled to ``eps``) from the exact values, but never less than 4 units in the last place of
 the largest expected value (at least 1) and never more than 1 % of it (or 8 units in the
-last place, where that is more); two runs may differ by the sum of their allowances. The constants are written out here, not imported, so a change to any
-of them fails these tests.
+last place, where that is more); two runs may differ by the sum of their allowances. The
+constants are written out here, not imported, so a change to any of them fails these tests.
 """
 
 from __future__ import annotations

@@ -151,3 +151,30 @@ def test_an_adapted_normalization_layer_ports_as_its_statistics_say(
     )
     report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
     assert report, report.lines()
+
+
+@pytest.mark.parametrize("major", [3, 2])
+def test_an_inverted_normalization_ports_back_to_the_data_scale(major: int, tmp_path: Path) -> None:
+    """A forecaster's ``Normalization(invert=True)`` after its head, adapted to the targets:
+    ``x * max(sqrt(variance), 1e-7) + mean``, per channel."""
+    framework = keras if major == 3 else pytest.importorskip("tf_keras")
+    layers = framework.layers
+    targets = np.random.default_rng(5).normal(40.0, 7.0, (16, 6, 2)).astype("float32")
+    denormalize = layers.Normalization(axis=-1, invert=True, name="denormalize")
+    denormalize.adapt(targets)
+    x = framework.Input((None, 3))
+    h = layers.Dense(2, name="head")(layers.LSTM(5, return_sequences=True, name="lstm")(x))
+    model = framework.Model(x, denormalize(h))
+    path = tmp_path / ("inverted.keras" if major == 3 else "inverted.h5")
+    model.save(path)
+    graph = read_model(path)
+    assert graph.layer("denormalize").kind == "batch_norm"
+    inputs = np.random.default_rng(6).standard_normal((3, 6, 3)).astype("float32")
+    expected = np.asarray(model(inputs))
+    assert expected.mean() > 20  # back on the targets' scale
+    tolerance = derived_tolerance(graph, [inputs])
+    np.testing.assert_allclose(
+        _torch_output(keras_to_torch(path), inputs), expected, rtol=0, atol=tolerance
+    )
+    report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report.lines()

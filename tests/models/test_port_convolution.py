@@ -246,8 +246,23 @@ def test_an_image_rescaled_in_the_model_ports_too(major: int, tmp_path: Path) ->
     np.testing.assert_allclose(_torch_run(port, pixels), np.asarray(model(pixels)), atol=2e-5)
 
 
-def test_per_channel_rescaling_is_refused_by_name() -> None:
-    x = keras.Input((4, 3))
-    model = keras.Model(x, layers.Rescaling([0.5, 1.0, 2.0], name="scale")(x))
-    with pytest.raises(UnsupportedFeatureError, match=r"'scale'.*one per channel"):
+@pytest.mark.parametrize("scale", [[0.5, 1.0, 2.0], np.array([[0.5, 1.0, 2.0]], "float32")])
+def test_per_channel_rescaling_ports(scale: Any, tmp_path: Path) -> None:
+    """An RGB image's channels scaled and shifted each its own way (a list, or an array
+    Keras saves as ``__numpy__``), before the convolution."""
+    x = keras.Input((6, 5, 3))
+    scaled = layers.Rescaling(scale, offset=[-1.0, 0.0, 0.5], name="scale")(x)
+    h = layers.Conv2D(2, 3, name="conv")(scaled)
+    model = keras.Model(x, layers.GRU(4, name="gru")(layers.Reshape((4, 6))(h)))
+    model.save(tmp_path / "channels.keras")
+    assert read_model(tmp_path / "channels.keras").layer("scale").kind == "batch_norm"
+    pixels = np.random.default_rng(3).uniform(0, 1, (2, 6, 5, 3)).astype("float32")
+    port = keras_to_torch(tmp_path / "channels.keras")  # checked against the model
+    np.testing.assert_allclose(_torch_run(port, pixels), np.asarray(model(pixels)), atol=2e-5)
+
+
+def test_rescaling_per_channel_of_another_axis_is_refused_by_name() -> None:
+    x = keras.Input((3, 4))
+    model = keras.Model(x, layers.Rescaling(np.ones((3, 1), "float32"), name="scale")(x))
+    with pytest.raises(UnsupportedFeatureError, match=r"'scale'.*of the last axis"):
         keras_to_torch(model)

@@ -170,12 +170,13 @@ def _normalization(
     config: Mapping[str, Any], refs: list[WeightRef], where: str
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``Normalization``'s mean and variance (its weights, as ``adapt`` leaves them, or its
-    configuration's lists) as a ``batch_norm`` record dividing by the same denominator."""
+    configuration's lists) as a ``batch_norm`` record dividing by the same denominator; an
+    inverted one (``invert=True``: ``x * deviation + mean``) as one of mean 0 and variance
+    1, scaled by the deviation and shifted by the mean."""
     axes = _axes(config.get("axis", -1), where)
-    if len(axes) != 1 or config.get("invert"):
+    if len(axes) != 1:
         raise UnsupportedFeatureError(
-            f"{where}: axis={config.get('axis')!r}, invert={config.get('invert')!r}; a "
-            "Normalization over one axis, not inverted, is supported"
+            f"{where}: axis={config.get('axis')!r}; a Normalization over one axis is supported"
         )
     if refs:  # mean, variance, count
         expect_count(refs, 3, where)
@@ -190,11 +191,27 @@ def _normalization(
             "one value per channel of its axis is supported"
         )
     deviation = np.maximum(np.sqrt(np.asarray(variance, np.float64)), _KERAS_EPSILON)
+    dtype = np.asarray(mean).dtype
+    if config.get("invert"):
+        return {"axis": axes[0], "epsilon": 0.0}, affine_weights(
+            deviation.astype(dtype), np.asarray(mean)
+        )
     weights = {
         "moving_mean": np.asarray(mean),
-        "moving_variance": (deviation**2).astype(np.asarray(mean).dtype),
+        "moving_variance": (deviation**2).astype(dtype),
     }
     return {"axis": axes[0], "epsilon": 0.0}, weights
+
+
+def affine_weights(scale: np.ndarray, offset: np.ndarray) -> dict[str, np.ndarray]:
+    """The weights of a ``batch_norm`` record (of epsilon 0) computing ``x * scale + offset``
+    per channel: mean 0 and variance 1 leave ``x`` as it is."""
+    return {
+        "gamma": scale,
+        "beta": offset,
+        "moving_mean": np.zeros_like(scale),
+        "moving_variance": np.ones_like(scale),
+    }
 
 
 def _layer_norm(

@@ -83,15 +83,13 @@ def dot_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> Laye
 def rescaling_records(
     layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec
 ) -> list[LayerRecord]:
-    """The ``scalar_op`` records of a ``Rescaling`` layer: times ``scale``, plus ``offset``."""
+    """The ``scalar_op`` records of a ``Rescaling`` layer: times ``scale``, plus ``offset``;
+    with one of them per channel of the last axis, a ``batch_norm`` record computing both."""
     where, config = spec.where(layer), layer.config
     expect_count(refs, 0, where)
-    scale, offset = config.get("scale", 1.0), config.get("offset", 0.0)
-    if not all(isinstance(v, (int, float)) for v in (scale, offset)):
-        raise UnsupportedFeatureError(
-            f"{where}: scale={scale!r}, offset={offset!r}; numbers are supported, not one "
-            "per channel"
-        )
+    scale, offset = _numbers(config.get("scale", 1.0)), _numbers(config.get("offset", 0.0))
+    if not all(isinstance(v, float) for v in (scale, offset)):
+        return [_per_channel_rescaling(layer, np.asarray(scale), np.asarray(offset), where)]
     ops = [("multiply", float(scale))] if scale != 1 else []
     ops += [("add", float(offset))] if offset != 0 or not ops else []
     records, previous = [], layer.inputs
@@ -101,6 +99,39 @@ def rescaling_records(
         records.append(LayerRecord(name, "scalar_op", layer.class_name, previous, options))
         previous = (name,)
     return records
+
+
+def _numbers(value: Any) -> float | np.ndarray:
+    """A ``Rescaling`` value: a number, or an array (a list, or Keras's serialized numpy
+    array, ``{"class_name": "__numpy__", "config": {"value": [...]}}``)."""
+    if isinstance(value, Mapping) and value.get("class_name") == "__numpy__":
+        value = value.get("config", {}).get("value")
+    array = np.asarray(value, np.float64)
+    return float(array) if array.ndim == 0 else array
+
+
+def _per_channel_rescaling(
+    layer: LayerSpec, scale: np.ndarray, offset: np.ndarray, where: str
+) -> LayerRecord:
+    """``x * scale + offset`` with a value per channel of the last axis: a ``batch_norm``."""
+    from .normpool import affine_weights
+
+    try:
+        shape = np.broadcast_shapes(scale.shape, offset.shape)
+    except ValueError:
+        shape = None
+    if shape is None or any(size != 1 for size in shape[:-1]):
+        raise UnsupportedFeatureError(
+            f"{where}: scale of shape {scale.shape} and offset of shape {offset.shape}; "
+            "numbers, or values per channel of the last axis, are supported"
+        )
+    channels = shape[-1]
+    weights = affine_weights(
+        np.broadcast_to(scale.reshape(-1), (channels,)).astype(np.float32),
+        np.broadcast_to(offset.reshape(-1), (channels,)).astype(np.float32),
+    )
+    options = {"axis": -1, "epsilon": 0.0}
+    return LayerRecord(layer.name, "batch_norm", layer.class_name, layer.inputs, options, weights)
 
 
 def upsampling_records(

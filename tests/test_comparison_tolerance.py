@@ -173,3 +173,22 @@ def test_two_runs_may_differ_by_the_sum_of_their_allowances() -> None:
     allowed = {(p.expected, p.actual): p.comparison.arrays[0].atol for p in report.pairs}
     assert allowed["reference[cpu,float64]", "torch[cpu,float32]"] == pytest.approx(one + exact)
     assert allowed["torch[cpu,float32]", "keras[cpu,float32]"] == pytest.approx(2 * one)
+
+
+def test_a_port_and_its_original_may_each_lie_one_allowance_from_the_exact_values() -> None:
+    """Every converter's check (``check_port``): a float32 port against a float32 original
+    is allowed two allowances, against the float64 reference standing for it one."""
+    from xframe_bilstm.comparison import check_port
+    from xframe_bilstm.errors import ToleranceExceededError
+
+    rng = np.random.default_rng(7)
+    stack = random_stack(rng, "lstm", 3, 4, scale=3.0)
+    x = rng.standard_normal((2, 5, 3))
+    (exact,) = run_reference(stack, x, dtype=np.float64)[:1]
+    one = defined_tolerance(*drift_and_scale(stack, x))
+    apart = exact + 1.5 * one  # beyond one allowance, within two
+    check_port(stack, x, [exact], [apart], label="float32 port vs float32 original")
+    with pytest.raises(ToleranceExceededError):
+        check_port(stack, x, [exact], [exact + 2.5 * one], label="too far")
+    with pytest.raises(ToleranceExceededError):
+        check_port(stack, x, [exact], [apart], label="vs the reference", original_dtype="float64")

@@ -97,7 +97,16 @@ def port_graph(
         port_dtype = str(float_dtype(module)).split(".")[-1]
         label = label or f"{graph.source} vs its torch port"
         dtype = least_precise(port_dtype, compute_dtype)
-        check_port(graph, inputs, reference, actual, label=label, dtype=dtype, noise=noise)
+        check_port(
+            graph,
+            inputs,
+            reference,
+            actual,
+            label=label,
+            dtype=dtype,
+            original_dtype="float64",  # the reference stands for the original
+            noise=noise,
+        )
     return module
 
 

@@ -174,3 +174,34 @@ def test_a_loop_over_a_cell_is_read_as_its_layer() -> None:
         expected = module(torch.from_numpy(x)).numpy()
     model = torch_to_keras(module)
     assert np.abs(np.asarray(model(x)) - expected).max() < 1e-5
+
+
+class HeldHead(torch.nn.Module):
+    """An LSTM, then a head written as products and sums of held tensors: ``h @ W + b``,
+    and a second ``h @ W2`` read twice, whose sum with ``b2`` must stay apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(12)
+        self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+        self.W = torch.nn.Parameter(torch.randn(4, 5))
+        self.b = torch.nn.Parameter(torch.randn(5))
+        self.W2 = torch.nn.Parameter(torch.randn(5, 2))
+        self.b2 = torch.nn.Parameter(torch.randn(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lstm(x)[0] @ self.W + self.b
+        scores = h @ self.W2
+        return (scores + self.b2) * scores
+
+
+def test_a_bias_added_to_a_held_product_is_the_dense_layers_bias() -> None:
+    module = HeldHead().eval()
+    graph = graph_from_torch(module)
+    dense = [record for record in graph.layers if record.kind == "dense"]
+    assert [sorted(record.weights) for record in dense] == [["bias", "kernel"], ["kernel"]]
+    np.testing.assert_array_equal(dense[0].weights["bias"], module.b.detach().numpy())
+    assert [r.options["op"] for r in graph.layers if r.kind == "weight_op"] == ["add"]
+    model = torch_to_keras(module)  # checked against module(x)
+    assert [type(layer).__name__ for layer in model.layers].count("Dense") == 2
+    assert_agrees_everywhere(module, inputs=np.random.default_rng(1).standard_normal((2, 6, 3)))

@@ -16,6 +16,7 @@ from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
 from .capture_attention import attention_output, attention_record, is_attention_module
+from .capture_bias import dense_biases
 from .capture_broadcast import broadcast_held, held_steps
 from .capture_cells import CellLoop, cell_calls, cell_loops, loop_layer, refused, same_loops
 from .capture_functional import FUNCTIONAL, functional_module
@@ -295,7 +296,7 @@ def read_captured(
         raise refusal(module, found)
     graph = ModelGraph(
         name,
-        tuple(records),
+        tuple(dense_biases(records, outputs)),  # x @ W + b: one Dense
         inputs=tuple(tensors.names[node] for node in user),
         outputs=outputs,
         source=f"torch {type(module).__name__}",
@@ -415,11 +416,11 @@ def _read_call(
     made = per_step(made) if merged else made  # a convolution or an LSTM over each word
     output = made[-1].name  # the call's output: states stacked whole come after it
     if states and merged:
-        made += states_per_step(path, child, states, made, tensors, names)
+        made += states_per_step(named, child, states, made, tensors, names)
     elif states:
-        made = read_states(path, child, states, made, tensors, names)
+        made = read_states(named, child, states, made, tensors, names)
     if initial:
-        made = pass_initial_states(path, child, initial, made, tensors, names)
+        made = pass_initial_states(named, child, initial, made, tensors, names)
     records.extend(made)
     names.taken.update(record.name for record in made)
     if used:

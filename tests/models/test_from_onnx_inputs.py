@@ -197,20 +197,26 @@ def test_the_declared_inputs_try_a_rank_one_integer_input_as_lengths_first(
     assert guesses[-1].names == CASES[name][2]
 
 
-def test_the_sort_by_lengths_is_found_only_where_rows_are_put_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("left", ["sorting", "putting back"])
+def test_the_sort_by_lengths_is_found_only_where_rows_are_sorted_and_put_back(
+    left: str,
+) -> None:
+    """With the ``Gather`` that sorts the rows, or the one that puts them back, taken out
+    (its input passed on), the rows' order is not undone: nothing is taken as a sort."""
     make, inputs, names, axes = CASES["packed_unsorted"]
     tensors = tuple(torch.from_numpy(a) for a in inputs)
     proto = torch_export(make().eval(), tensors, axes, names=names, opset=17)
     found = sorted_rows(proto.graph)
     assert len(found.lengths) == 1 and len(found.reordered) == 2  # sorted, and back
-    # The outputs left in sorted order: the rows are not put back, the sort is kept.
     inverses = {n.output[0] for n in proto.graph.node if n.op_type == "ScatterElements"}
-    unsorting = next(
-        n for n in proto.graph.node if n.output[0] in found.reordered and n.input[1] in inverses
-    )
-    kept = [n for n in proto.graph.node if n is not unsorting]
+    (cut,) = [
+        n
+        for n in proto.graph.node
+        if n.output[0] in found.reordered and (n.input[1] in inverses) == (left == "putting back")
+    ]
+    kept = [n for n in proto.graph.node if n is not cut]
     for node in kept:
-        node.input[:] = [unsorting.input[0] if i == unsorting.output[0] else i for i in node.input]
+        node.input[:] = [cut.input[0] if i == cut.output[0] else i for i in node.input]
     del proto.graph.node[:]
     proto.graph.node.extend(kept)
     assert sorted_rows(proto.graph).lengths == {}

@@ -11,9 +11,12 @@ onnxruntime: ``compare`` runs the graph as its original, ``onnx_to_keras`` and
 ``onnx_to_torch`` compare their results with it. A refusal names the graph's nodes
 (``applies aten.erf at Erf node '/Erf'``).
 
-The batch axis must be dynamic. The axis after it that the graph leaves dynamic is time;
-a graph that fixes every axis but the batch (``to_onnx`` of a Keras model whose input has
-a length) is read at that length.
+The capture runs on the inputs the graph declares (:func:`declared_inputs`), however many:
+the first one's batch axis must be dynamic, the last axis each leaves dynamic after it is
+time, and a graph that fixes every axis but the batch (``to_onnx`` of a Keras model whose
+input has a length) is read at that length. A graph that declares its axes dynamic but
+runs at its export's sizes alone is refused saying so, where onnxruntime cannot run it at
+other lengths either.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import dataclasses
 import re
 from typing import Any
 
+from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import ModelGraph
 from .capture_walk import ForwardRefusal
@@ -120,9 +124,9 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         UnsupportedFeatureError: the first input fixes its batch axis: the graph was
             exported for one batch size (its sizes are constants in it).
     """
-    import onnx
-
     from ..adapters.onnx.nodes import declared_dims, layer_name
+
+    onnx = require("onnx")
 
     initializers = {i.name for i in proto.graph.initializer}
     graph_inputs = [i for i in proto.graph.input if i.name not in initializers]

@@ -6,10 +6,10 @@ written out (:mod:`.activation_patterns`), zero initial states built from the in
 batch size (``ConstantOfShape``, ``Expand``, a ``Slice`` per layer), rows sorted by their
 lengths and put back (:mod:`.sorted_rows`), arithmetic or a comparison with a constant,
 or a ``Where`` choosing one (``ids == 0``, ``lengths - 1``, ``torch.where(mask, x,
--inf)``: the constant a number). :class:`Shortcuts`
-runs each as the torch code it came from (a recurrent module given no initial state starts
-from zeros), so ``torch.export`` captures the module as that code; the outputs are the
-same, and the values inside a shortcut are not computed. torch is reached through the
+-inf)``: the constant a number). :class:`Shortcuts` runs each as the torch code it came
+from (a recurrent module given no initial state starts from zeros), so ``torch.export``
+captures the module as that code; the outputs are the same, and the values inside a
+shortcut are not computed. torch is reached through the
 module that runs them, so importing this module imports no framework.
 """
 
@@ -29,8 +29,8 @@ _STATE_SLOTS = (5, 6)  # initial_h, initial_c
 # Operators whose output is all zeros when their (first) input is, whatever else they read.
 _KEEPS_ZEROS = {"Expand", "Slice", "Reshape", "Unsqueeze", "Squeeze", "Gather", "Identity"}
 _KEEPS_ZEROS |= {"Cast", "Transpose", "Tile"}
-# Binary operators run with a number: torch's function of (tensor, number), and of
-# (tensor, number) where the number comes first (None: the tensor operator stays).
+# Binary operators run with a number: torch's function of (tensor, number) where the
+# number comes second, and where it comes first (None: the operator runs on tensors).
 _WITH_NUMBER = {
     "Equal": ("eq", "eq"), "Less": ("lt", "gt"), "Greater": ("gt", "lt"),
     "Add": ("add", "add"), "Sub": ("sub", "rsub"), "Mul": ("mul", "mul"), "Div": ("div", None),

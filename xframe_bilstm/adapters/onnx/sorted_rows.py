@@ -53,13 +53,13 @@ def sorted_rows(graph: Any) -> SortedRows:
         values, order = node.output[:2]
         if not _only_lengths(values, readers, outputs):
             continue
-        reordered, inner = _orders(order, readers, outputs)
+        reordered, inner = _orders(order, graph.node, outputs)
         if reordered is None:
             continue
         found = SortedRows(
             {**found.lengths, values: node.input[0]},
             {**found.reordered, **reordered},
-            found.inner | inner | {order},
+            found.inner | inner,
         )
     return found
 
@@ -77,35 +77,30 @@ def _only_lengths(values: str, readers: dict[str, list[Any]], outputs: set[str])
     return bool(readers.get(values))
 
 
-def _orders(
-    order: str, readers: dict[str, list[Any]], outputs: set[str]
-) -> tuple[dict[str, str] | None, set[str]]:
+def _orders(order: str, nodes: Any, outputs: set[str]) -> tuple[dict[str, str] | None, set[str]]:
     """The ``Gather``s by ``order`` and by its inverse, each output -> the tensor it
-    reorders, and the values computed from the order; None where a value computed from it
-    goes anywhere else, or the order is not both applied and undone."""
-    reordered: dict[str, str] = {}
-    inner: set[str] = set()
-    undone = {False: 0, True: 0}  # Gathers by the order, by its inverse
-    pending, seen = [(order, False)], set()
-    while pending:
-        name, inverse = pending.pop()
-        if name in outputs:
+    reorders, and the values computed from the order (itself too); None where one of them
+    goes anywhere else, or the order is not both applied and undone. ``nodes`` are the
+    graph's, in its (topological) order."""
+    reordered: dict[str, tuple[str, str]] = {}  # a Gather's output -> (tensor, index)
+    inner = {order}  # values computed from the order
+    inverses: set[str] = set()  # those computed from its inverse (a ScatterElements')
+    for node in nodes:
+        read = inner & set(node.input)
+        if not read:
+            continue
+        if node.op_type == "Gather" and read == {node.input[1]}:  # rows in the order, or back
+            reordered[node.output[0]] = (node.input[0], node.input[1])
+            continue
+        if node.op_type not in _ORDER_OPS:
             return None, set()
-        for reader in readers.get(name, []):
-            slot = list(reader.input).index(name)
-            if reader.op_type == "Gather" and slot == 1:  # rows in the order, or back
-                if reader.input[0] in inner:
-                    return None, set()
-                reordered[reader.output[0]] = reader.input[0]
-                undone[inverse] += 1
-            elif reader.op_type in _ORDER_OPS and (id(reader), name) not in seen:
-                seen.add((id(reader), name))
-                made = inverse or (reader.op_type == "ScatterElements" and slot == 1)
-                inner.update(reader.output)
-                pending.extend((out, made) for out in reader.output)
-            elif reader.op_type not in _ORDER_OPS:
-                return None, set()
-    return (reordered, inner) if all(undone.values()) else (None, set())
+        inner.update(node.output)
+        if node.op_type == "ScatterElements" or inverses & read:
+            inverses.update(node.output)
+    undone = {index in inverses for _, index in reordered.values()}
+    if inner & outputs or undone != {False, True}:  # sorted and put back, both
+        return None, set()
+    return {out: tensor for out, (tensor, _) in reordered.items()}, inner
 
 
 __all__ = ["SortedRows", "sorted_rows"]

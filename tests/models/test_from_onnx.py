@@ -141,6 +141,46 @@ def test_a_dynamo_export_reads_too(tmp_path: Path) -> None:
     assert report, report.lines()
 
 
+_DYNAMO_TAGGER = """
+import torch
+torch.manual_seed(0)
+class Tagger(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(20, 32)
+        self.lstm = torch.nn.LSTM(32, 48, num_layers=2, bidirectional=True, batch_first=True)
+        self.fc = torch.nn.Linear(96, 3)
+    def forward(self, ids):
+        return self.fc(self.lstm(self.embedding(ids))[0])
+ids = torch.randint(1, 20, (2, 7))
+torch.onnx.export(Tagger().eval(), (ids,), {path!r}, dynamo=True, input_names=["ids"],
+                  dynamic_shapes=({{0: torch.export.Dim("b"), 1: torch.export.Dim("t")}},))
+"""
+
+
+def test_a_dynamo_export_whose_weights_are_computed_reads(tmp_path: Path) -> None:
+    """The dynamo exporter writes an LSTM node's weights reordered to ONNX's gates as
+    ``Slice``\\ s and a ``Concat`` of the initializer where they are large (it folds small
+    ones): folded into the constant they are, the node runs on torch's own LSTM and the
+    capture reads it."""
+    pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript")
+    path = tmp_path / "tagger.onnx"
+    subprocess.run(
+        [sys.executable, "-c", _DYNAMO_TAGGER.format(path=str(path))],
+        check=True,
+        capture_output=True,
+    )
+    graph = onnx.load(str(path)).graph
+    initializers = {i.name for i in graph.initializer}
+    lstms = [node for node in graph.node if node.op_type == "LSTM"]
+    computed = [n for n in lstms if not {n.input[1], n.input[2]} <= initializers]
+    assert len(lstms) == 2 and computed  # W or R computed from the initializer
+    read = read_source(path)
+    assert [r.kind for r in read.reading.layers].count("recurrent") == 2
+    report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report.lines()
+
+
 class ConvTagger(nn.Module):
     """Token ids, an embedding, a convolution over time, a BiGRU and a Linear: the
     convolution puts it outside the embedding-recurrent-Dense reading."""

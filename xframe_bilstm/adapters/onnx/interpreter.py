@@ -37,7 +37,13 @@ from .recurrent import recurrent_classes, recurrent_module
 from .runtime import load_model
 from .shortcuts import Shortcuts
 from .standard_ops import STANDARD_OPS
-from .static_values import StaticValues, as_tensors, is_static, static_constants
+from .static_values import (
+    StaticValues,
+    as_tensors,
+    folded_constants,
+    is_static,
+    static_constants,
+)
 from .vocabulary import CELL_BY_OP
 
 # Glue operators the interpreter runs (with torch ops), besides LSTM, GRU and RNN.
@@ -145,7 +151,7 @@ def _define_interpreter_classes() -> Any:
                 self.opset = next(
                     (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1
                 )
-            constants = graph_constant_values(graph, outer)
+            constants = folded_constants(graph, graph_constant_values(graph, outer), self.opset)
             initializers = {i.name for i in graph.initializer}
             self.input_names = [i.name for i in graph.input if i.name not in initializers]
             self.output_names = [o.name for o in graph.output]

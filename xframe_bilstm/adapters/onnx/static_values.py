@@ -121,6 +121,32 @@ class StaticValues:
         return tuple(np.asarray(v) for v in evaluator.run(None, feeds, attributes={}))
 
 
+# Operators that move or cast values: run on constants alone, they give constants.
+FOLDED_OPS = frozenset(
+    {"Cast", "Concat", "Gather", "Identity", "Reshape", "Slice", "Split", "Squeeze",
+     "Transpose", "Unsqueeze"}
+)  # fmt: skip
+
+
+def folded_constants(graph: Any, constants: dict[str, Any], opset: int) -> dict[str, Any]:
+    r"""``constants`` with the values of the nodes that move or cast constants alone, each
+    computed once on onnx's reference implementation: the dynamo exporter writes a
+    recurrent node's gate reordering of its weights as ``Slice``\ s and a ``Concat`` of the
+    initializer, which then reads as the constant weight it is."""
+    from .nodes import node_attributes
+
+    values = dict(constants)
+    static = StaticValues(opset)
+    nodes = list(graph.node)  # held: the evaluators are kept by each node's id
+    for node in nodes:
+        read = [name for name in node.input if name]
+        if node.op_type not in FOLDED_OPS or not read or not all(n in values for n in read):
+            continue
+        args = [values[name] if name else None for name in node.input]
+        values.update(zip(node.output, static.run(node, node_attributes(node), args)))
+    return values
+
+
 def _integer_fill(node: Any) -> bool:
     """Whether a ``ConstantOfShape`` fills with integers (it fills with float 0 unless told)."""
     onnx = require("onnx")

@@ -160,7 +160,7 @@ torch.onnx.export(Tagger().eval(), (ids,), {path!r}, dynamo=True, input_names=["
 
 def test_a_dynamo_export_whose_weights_are_computed_reads(tmp_path: Path) -> None:
     """The dynamo exporter writes an LSTM node's weights reordered to ONNX's gates as
-    ``Slice``\\ s and a ``Concat`` of the initializer where they are large (it folds small
+    ``Slice`` nodes and a ``Concat`` of the initializer where they are large (it folds small
     ones): folded into the constant they are, the node runs on torch's own LSTM and the
     capture reads it."""
     pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript")

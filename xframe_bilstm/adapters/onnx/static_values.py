@@ -129,10 +129,10 @@ FOLDED_OPS = frozenset(
 
 
 def folded_constants(graph: Any, constants: dict[str, Any], opset: int) -> dict[str, Any]:
-    r"""``constants`` with the values of the nodes that move or cast constants alone, each
+    """``constants`` with the values of the nodes that move or cast constants alone, each
     computed once on onnx's reference implementation: the dynamo exporter writes a
-    recurrent node's gate reordering of its weights as ``Slice``\ s and a ``Concat`` of the
-    initializer, which then reads as the constant weight it is."""
+    recurrent node's gate reordering of its weights as ``Slice`` nodes and a ``Concat`` of
+    the initializer, which then reads as the constant weight it is."""
     from .nodes import node_attributes
 
     values = dict(constants)

@@ -22,6 +22,7 @@ import numpy as np
 from ...errors import UnsupportedFeatureError
 from ...graph import MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord
 from ..weights import WeightRef, expect_count
+from .normpool import affine_weights
 from .specs import KIND_BY_CLASS, LayerSpec, ModelSpec, sub_config
 
 MERGE_OPS = {
@@ -114,8 +115,6 @@ def _per_channel_rescaling(
     layer: LayerSpec, scale: np.ndarray, offset: np.ndarray, where: str
 ) -> LayerRecord:
     """``x * scale + offset`` with a value per channel of the last axis: a ``batch_norm``."""
-    from .normpool import affine_weights
-
     try:
         shape = np.broadcast_shapes(scale.shape, offset.shape)
     except ValueError:

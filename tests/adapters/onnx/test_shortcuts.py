@@ -44,3 +44,23 @@ def test_only_zero_initial_states_are_dropped(value: float, dropped: bool) -> No
     with torch.no_grad():
         actual = onnx_module(model, capturable=True)(torch.from_numpy(x))
     np.testing.assert_allclose(actual.numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "taken"), [((), True), ((1, 1), True), ((1, 1, 1), False)])
+def test_a_constant_is_a_number_where_it_adds_no_axis(shape: tuple, taken: bool) -> None:
+    """``Add(x, c)`` of a (B, H) tensor and a one-element constant: a number where the
+    constant has at most the tensor's rank (the sum keeps the tensor's shape); of a higher
+    rank, ONNX's sum gains its axes, so it stays a tensor and the node runs as written."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    constant = numpy_helper.from_array(np.full(shape, 2.0, np.float32), "c")
+    node = helper.make_node("Add", ["x", "c"], ["y"], name="add")
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [constant],
+    )  # fmt: skip
+    shortcuts = Shortcuts(graph, graph_constant_values(graph), enabled=True)
+    values: dict[str, Any] = {"x": torch.ones(2, 3), "c": torch.full(shape, 2.0)}
+    assert shortcuts.run(torch, graph.node[0], values) == taken
+    if taken:
+        assert tuple(values["y"].shape) == (2, 3) and bool((values["y"] == 3).all())

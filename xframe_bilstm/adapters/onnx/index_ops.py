@@ -38,8 +38,9 @@ def _top_k(call: OpCall) -> tuple[Any, ...]:
 
 def _positions(torch: Any, index: Any, size: int) -> Any:
     """Indices of an axis of ``size``, negative ones counted from its end. In a capture
-    they stay as they are, as torch code gathers at positions it computes (a port reads a
-    negative one from the end too, as numpy does)."""
+    they stay as they are, as torch code gathers at the nonnegative positions it computes;
+    a graph gathering at negative ones gives a torch port that fails its check (torch's
+    gather refuses them), not a wrong one."""
     index = index if index.dtype == torch.int64 else index.long()
     return index if torch.compiler.is_compiling() else index % size
 

@@ -151,7 +151,9 @@ def _define_interpreter_classes() -> Any:
                 self.opset = next(
                     (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1
                 )
-            constants = folded_constants(graph, graph_constant_values(graph, outer), self.opset)
+            given = graph_constant_values(graph, outer)
+            constants = folded_constants(graph, given, self.opset)
+            self.folded = set(constants) - set(given)  # computed once: their nodes run no more
             initializers = {i.name for i in graph.initializer}
             self.input_names = [i.name for i in graph.input if i.name not in initializers]
             self.output_names = [o.name for o in graph.output]
@@ -236,8 +238,8 @@ def _define_interpreter_classes() -> Any:
                 values[name] = getattr(self, f"constant{k}")
             for node, attributes, kind, index in self.nodes:
                 args = [values.get(name) if name else None for name in node.input]
-                if node.output[0] in self.static_constants:  # set above
-                    continue
+                if node.output[0] in self.static_constants or node.output[0] in self.folded:
+                    continue  # set above, or read as constants by the nodes after
                 if self.shortcuts.run(torch, node, values):
                     continue
                 if kind == "glue" and self.static.runs(node, args):

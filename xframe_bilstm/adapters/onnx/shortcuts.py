@@ -49,7 +49,7 @@ class Shortcuts:
         self.zero_states = _zero_states(graph, constants) if enabled else set()
         self.sorted = sorted_rows(graph) if enabled else SortedRows()
         self.numbers = {  # one-element constants: numbers where torch code writes them
-            name: value.reshape(-1)[0].item()
+            name: (value.reshape(-1)[0].item(), value.ndim)
             for name, value in (constants.items() if enabled else ())
             if value.size == 1
         }
@@ -97,11 +97,15 @@ class Shortcuts:
         ``Where`` choosing a constant where its condition holds or does not, run with the
         constant as a number, as torch code writes ``ids == 0``, ``lengths - 1`` and
         ``torch.where(mask, x, float("-inf"))`` (an integer division stays as ONNX's)."""
-        numbers = [self.numbers.get(name) for name in node.input]
+        held = [self.numbers.get(name) for name in node.input]
+        numbers = [None if h is None else h[0] for h in held]
         given = [values.get(name) for name in node.input]
         tensors: list[Any] = [g for g, n in zip(given, numbers) if n is None]
         if len(tensors) != len(given) - 1 or not all(map(torch.is_tensor, tensors)):
             return False  # no constant, or only constants, or sizes (:mod:`.static_values`)
+        rank = next(h[1] for h in held if h is not None)
+        if rank > max(tensor.dim() for tensor in tensors):
+            return False  # the constant would add axes to the result: a tensor it stays
         if node.op_type == "Where":
             if numbers[0] is not None:
                 return False

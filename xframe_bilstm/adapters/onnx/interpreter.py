@@ -323,8 +323,8 @@ def _define_interpreter_classes() -> Any:
 
         def _op_Cast(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:
             target = onnx.helper.tensor_dtype_to_np_dtype(attributes["to"])
-            if np.issubdtype(target, np.floating):
-                return (args[0].to(self.dtype),)
+            if np.issubdtype(target, np.floating):  # a float Cast to its own dtype: nothing
+                return (args[0] if args[0].dtype == self.dtype else args[0].to(self.dtype),)
             return (args[0].to(torch.from_numpy(np.zeros(0, target)).dtype),)
 
         def _op_Gather(self, node: Any, attributes: dict[str, Any], args: list[Any]) -> Any:

@@ -18,6 +18,8 @@ exactly the dequantized weights ``(q - zero_point) * scale``:
   points: the ``Cast`` and scale ``Mul`` that follow then compute ``x @ dequantized(B)``.
 - A ``QuantizeLinear`` of a computed value whose every reader is a ``DequantizeLinear``
   (the QDQ form of activations) passes the value through, as do those readers.
+- A ``Gather`` of an embedding table quantized to 8 bits gathers the float table
+  (:mod:`.quantized_tables`).
 
 The result is a standard float graph: onnxruntime and :func:`~.interpreter.onnx_module` run
 it, and :func:`~xframe_bilstm.onnx_converters.onnx_to_torch` converts it. onnx is imported
@@ -33,6 +35,7 @@ import numpy as np
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
 from .nodes import constant_node_value, describe_node, node_attributes
+from .quantized_tables import dequantized_tables
 from .runtime import load_model
 
 _MS = "com.microsoft"
@@ -174,6 +177,7 @@ def dequantized_model(model_or_path: Any) -> Any:
     model = fold_constant_quantization(model_or_path)
     graph = model.graph
     constants = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    dequantized_tables(model, constants)
     readers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:

@@ -193,7 +193,9 @@ def onnx_to_torch(
     ``sequence_lens``). The standard operators exports put around them (``MatMul``,
     ``Gemm``, ``Conv``, ``Pad``, pooling, normalization, ``Softmax``, reductions,
     activations: :data:`~xframe_bilstm.adapters.onnx.standard_ops.STANDARD_OPS`) run as
-    the ONNX specification defines them at the graph's opset.
+    the ONNX specification defines them at the graph's opset. A graph exported for one
+    batch size runs at any where onnxruntime shows its rows computed one at a time
+    (:func:`~xframe_bilstm.adapters.onnx.free_batch.free_batch`), else at that size alone.
 
     Args:
         model_or_path: a ModelProto, its bytes or a path.
@@ -231,9 +233,10 @@ def onnx_to_torch(
     require("onnx")
     require("torch")
     from .adapters import onnx as onnx_adapter
+    from .adapters.onnx.free_batch import free_batch
 
     proto = onnx_adapter.load_model(model_or_path)
-    module = onnx_adapter.onnx_module(proto)
+    module = onnx_adapter.onnx_module(free_batch(proto) or proto)
     if verify:
         from .onnx_verify import check_torch_import
 
@@ -315,7 +318,8 @@ def _whole_graph_to_keras(
         from .inputs import example_inputs
         from .onnx_verify import check_model_import
 
-        xs = example_inputs(graph, batch=VERIFY_BATCH, steps=CAPTURED_CHECK_STEPS, seed=seed)
+        batch = read.batch or VERIFY_BATCH  # a graph exported for one batch runs at it alone
+        xs = example_inputs(graph, batch=batch, steps=CAPTURED_CHECK_STEPS, seed=seed)
         check_model_import(read, model, inputs=xs, seed=seed)
     return model
 

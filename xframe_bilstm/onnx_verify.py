@@ -171,7 +171,8 @@ def check_torch_import(
     if inputs is None and captured is not None:
         from .inputs import example_inputs
 
-        inputs = example_inputs(captured, batch=VERIFY_BATCH, steps=VERIFY_STEPS, seed=seed)
+        batch = (read.batch if read is not None else None) or VERIFY_BATCH
+        inputs = example_inputs(captured, batch=batch, steps=VERIFY_STEPS, seed=seed)
     variants = _import_inputs(proto, seed, inputs)
     names, arrays = variants[0]
     session.run(dict(zip(names, arrays)))  # refuses, naming why, a graph it cannot run

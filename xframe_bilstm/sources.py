@@ -116,35 +116,25 @@ def _read_onnx(source: Any) -> Read:
 
 
 def _whole_onnx_model(proto: Any, refusal: UnsupportedFeatureError) -> tuple[ModelGraph, Any, Any]:
-    """A graph of recurrent nodes with an embedding front or Dense heads, else any graph
-    the interpreter runs (:mod:`.models.from_onnx`), read as a whole model with its fixed
-    batch and time sizes. Where every reading refuses, the interpreter capture's refusal
-    comes first, followed by the recurrent reading's ``refusal`` for a graph that reads no
-    token ids and has no Dense head, or the whole-model reading's for one that does."""
-    from .adapters.onnx.graph_import import graph_to_model, has_recurrent_nodes, input_sizes
+    """A graph of recurrent nodes and any other nodes the interpreter runs (an embedding, a
+    convolution front end, Dense heads: :mod:`.models.from_onnx`), read as a whole model
+    with the batch size its original runs at alone (None where any). Where both readings
+    refuse, the capture's refusal comes first, followed by the recurrent reading's
+    ``refusal``."""
+    from .adapters.onnx.free_batch import fixed_batch
+    from .adapters.onnx.nodes import has_recurrent_nodes
     from .models.from_onnx import graph_from_onnx
 
-    try:
-        return (graph_to_model(proto), *input_sizes(proto))
-    except UnsupportedFeatureError as error:
-        first = error if is_whole_onnx_model(proto) else refusal
     if not has_recurrent_nodes(proto):
-        raise first  # no recurrent layer: nothing of ours to read
+        raise refusal  # no recurrent layer: nothing of ours to read
     try:
         model = graph_from_onnx(proto)
     except UnsupportedFeatureError as error:
-        if str(first) in str(error):  # the interpreter's own refusal: said once
-            raise first from None
-        # The capture reads the most: its refusal first, the dedicated reader's after.
-        raise UnsupportedFeatureError(f"{error} (the recurrent readers: {first})") from first
-    return model, None, None  # its batch is dynamic; time: each input record's free axis
-
-
-def is_whole_onnx_model(proto: Any) -> bool:
-    """Whether a graph reads token ids or ends in a MatMul/Gemm head."""
-    from .adapters.onnx.graph_import import looks_whole
-
-    return looks_whole(proto)
+        if str(refusal) in str(error):  # the interpreter's own refusal: said once
+            raise refusal from None
+        # The capture reads the most: its refusal first, the recurrent reading's after.
+        raise UnsupportedFeatureError(f"{error} (the recurrent reader: {refusal})") from refusal
+    return model, fixed_batch(proto), None  # time: each input record's free or fixed axis
 
 
 def _read_int8(proto: Any) -> Read:
@@ -170,7 +160,7 @@ def _read_int8(proto: Any) -> Read:
 def _int8_refusal(error: UnsupportedFeatureError) -> UnsupportedFeatureError:
     return UnsupportedFeatureError(
         f"an int8 graph, read as its dequantized float model: {error}. compare() reads an "
-        "ONNX graph as recurrent layers, or as an embedding, recurrent layers and Dense heads; "
+        "ONNX graph as recurrent layers, or as the layers of the module its interpreter runs; "
         "quantization.quantization_error(graph) reports what the quantization of this graph "
         "cost, step by step"
     )

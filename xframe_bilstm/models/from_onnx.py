@@ -42,8 +42,10 @@ def graph_from_onnx(proto: Any) -> ModelGraph:
             capture of its module cannot read as layers, each named with its node.
     """
     from ..adapters.onnx import onnx_module
+    from ..adapters.onnx.free_batch import free_batch
     from .torch_graph import graph_from_torch
 
+    proto = free_batch(proto) or proto  # a batch it cannot free is refused by its inputs
     module = onnx_module(proto, capturable=True)
     inputs = declared_inputs(proto)
     try:
@@ -136,7 +138,8 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         if not options and dims[:1] != [None]:
             raise UnsupportedFeatureError(
                 f"graph input {graph_input.name!r} has the shape {_shown(dims)}, its batch "
-                "fixed: the graph holds its sizes as constants and runs at them alone; export "
+                "fixed: the graph holds its batch size in constants not read here, and runs "
+                "at that size alone; export "
                 "it with its batch and time axes dynamic (torch.onnx.export(..., dynamic_axes="
                 f"{{{graph_input.name!r}: {{0: 'batch', <time axis>: 'time'}}}}))"
             )

@@ -74,6 +74,11 @@ def declared_dims(value: Any) -> list[int | None]:
     ]
 
 
+def has_recurrent_nodes(proto: Any) -> bool:
+    """Whether the graph (not its subgraphs) holds an LSTM, GRU or RNN node."""
+    return any(node.op_type in CELL_BY_OP for node in proto.graph.node)
+
+
 def recurrent_in_subgraphs(graph: Any) -> list[str]:
     """Where recurrent nodes sit inside the subgraphs of control flow (``If``, ``Loop``,
     ``Scan``): :func:`recurrent_in_node` of each node of ``graph`` that holds some."""

@@ -5,13 +5,16 @@
 
 writes ``benchmarks/results/peers_onnx_exports.md``. Each model of
 :mod:`benchmarks.peers.models` is trained as the peers benchmark trains it and exported as
-a user exports for deployment, by each of torch's two exporters:
+a user exports for deployment, by each of torch's two exporters, with dynamic axes and
+without (as most tutorials call it):
 
 - ``torch.onnx.export(dynamo=False, opset_version=17)`` (TorchScript), with its inputs'
   batch axis and their time axis (the spec's, or axis 1 of a second input) dynamic;
 - ``torch.onnx.export(dynamo=True)``, torch's default, with the batch axis dynamic:
   ``torch.export`` fixes a recurrent module's length, so the time axis cannot be (asked
-  to, it fails on most of these models), and the graph runs at the example's length.
+  to, it fails on most of these models), and the graph runs at the example's length;
+- each of the two with no dynamic axis: the graph declares the example's batch size and
+  length.
 
 Then ``compare(path, inputs=...)`` runs the file on its evaluation inputs with the
 frameworks ``torch``, ``keras`` and ``onnxruntime`` beside the graph itself on onnxruntime
@@ -45,9 +48,18 @@ RESULTS = ROOT / "benchmarks" / "results" / "peers_onnx_exports.md"
 FRAMEWORKS = ["torch", "keras", "onnxruntime"]
 
 
-def export(name: str, module: torch.nn.Module, path: Path, dynamo: bool) -> None:
-    """``torch.onnx.export`` of ``module`` on its evaluation inputs, the batch dynamic, and
-    the time too for the TorchScript exporter."""
+# (title, dynamo, dynamic axes)
+MODES = (
+    ("`torch.onnx.export(dynamo=False, opset_version=17)`, batch and time dynamic", False, True),
+    ("`torch.onnx.export(dynamo=True)`, batch dynamic (torch.export fixes time)", True, True),
+    ("`torch.onnx.export(dynamo=False, opset_version=17)`, no dynamic axis", False, False),
+    ("`torch.onnx.export(dynamo=True)`, no dynamic axis", True, False),
+)
+
+
+def export(name: str, module: torch.nn.Module, path: Path, dynamo: bool, dynamic: bool) -> None:
+    """``torch.onnx.export`` of ``module`` on its evaluation inputs; where ``dynamic``, the
+    batch dynamic, and the time too for the TorchScript exporter."""
     spec, inputs = SPECS[name], example_input(name)
     names = [f"input_{k}" for k in range(len(inputs))]
     axes = {}
@@ -62,19 +74,19 @@ def export(name: str, module: torch.nn.Module, path: Path, dynamo: bool) -> None
             tuple(torch.from_numpy(a) for a in inputs),
             str(path),
             input_names=names,
-            dynamic_axes=axes,
+            dynamic_axes=axes if dynamic else None,
             dynamo=dynamo,
             **({} if dynamo else {"opset_version": 17}),
         )
 
 
-def row(name: str, module: torch.nn.Module, folder: Path, dynamo: bool) -> list[str]:
+def row(name: str, module: torch.nn.Module, folder: Path, dynamo: bool, dynamic: bool) -> list[str]:
     """The table row of one model: its outcome, its largest distance and the seconds."""
     from xframe_bilstm import UnsupportedFeatureError, compare
 
-    path = folder / f"{name}{'_dynamo' if dynamo else ''}.onnx"
+    path = folder / f"{name}{'_dynamo' if dynamo else ''}{'' if dynamic else '_fixed'}.onnx"
     try:
-        export(name, module, path, dynamo)
+        export(name, module, path, dynamo, dynamic)
     except Exception as error:  # the exporter's own failure
         return [name, "export failed", "", "", _clip(f"{type(error).__name__}: {error}")]
     inputs = example_input(name)
@@ -104,13 +116,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="training steps per model")
     args = parser.parse_args()
-    rows: dict[bool, list[list[str]]] = {False: [], True: []}
+    rows: list[list[list[str]]] = [[] for _ in MODES]
     with tempfile.TemporaryDirectory() as folder:
         for name in SPECS:
             module = train(name, steps=args.steps)
-            for dynamo in (False, True):
-                rows[dynamo].append(row(name, module, Path(folder), dynamo))
-                print(" | ".join(rows[dynamo][-1]), flush=True)
+            for mode, (_, dynamo, dynamic) in enumerate(MODES):
+                rows[mode].append(row(name, module, Path(folder), dynamo, dynamic))
+                print(" | ".join(rows[mode][-1]), flush=True)
     import onnxruntime
 
     lines = [
@@ -124,20 +136,17 @@ def main() -> None:
         "(`@original`).",
         "",
     ]
-    for dynamo, title in (
-        (False, "`torch.onnx.export(dynamo=False, opset_version=17)`, batch and time dynamic"),
-        (True, "`torch.onnx.export(dynamo=True)`, batch dynamic (torch.export fixes time)"),
-    ):
-        passed = sum(r[1] == "passed" for r in rows[dynamo])
+    for (title, _, _), table in zip(MODES, rows):
+        passed = sum(r[1] == "passed" for r in table)
         lines += [
             f"## {title}",
             "",
-            f"**{passed} of {len(rows[dynamo])} compared and passed**; the others are refused "
+            f"**{passed} of {len(table)} compared and passed**; the others are refused "
             "by name, or not exported by torch (a failure would be a finding).",
             "",
             "| model | outcome | largest distance from the original | seconds | why |",
             "|---|---|---|---|---|",
-            *("| " + " | ".join(r) + " |" for r in rows[dynamo]),
+            *("| " + " | ".join(r) + " |" for r in table),
             "",
         ]
     RESULTS.write_text("\n".join(lines))

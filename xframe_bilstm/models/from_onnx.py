@@ -1,10 +1,10 @@
 """ONNX graphs read as the torch module the interpreter runs them on.
 
-The recurrent readers of :mod:`xframe_bilstm.adapters.onnx` read a graph of recurrent
-nodes and glue (``graph_to_canonical``) and one with an embedding front and Dense heads
-(``graph_to_model``). Any other graph the interpreter runs (a convolution front end, a
-decoder of transposed convolutions, normalization: torch.onnx's export of a speech
-enhancer) is read as any torch module is: :func:`~.torch_graph.graph_from_torch` captures
+The recurrent reader of :mod:`xframe_bilstm.adapters.onnx` reads a graph of recurrent
+nodes and glue (``graph_to_canonical``). Any other graph the interpreter runs (an
+embedding of token ids and Dense heads, a convolution front end, a decoder of transposed
+convolutions, normalization: torch.onnx's export of a tagger or a speech enhancer) is read
+as any torch module is: :func:`~.torch_graph.graph_from_torch` captures
 :func:`~xframe_bilstm.adapters.onnx.onnx_module`'s ``forward``, which runs each node as
 ONNX defines the operator. What uses the reading checks it against the graph on
 onnxruntime: ``compare`` runs the graph as its original, ``onnx_to_keras`` and
@@ -12,8 +12,9 @@ onnxruntime: ``compare`` runs the graph as its original, ``onnx_to_keras`` and
 (``applies aten.erf at Erf node '/Erf'``).
 
 The capture runs on the inputs the graph declares (:func:`declared_inputs`), however many:
-the first one's batch axis must be dynamic, the last axis each leaves dynamic after it is
-time, and a graph that fixes every axis but the batch (``to_onnx`` of a Keras model whose
+the first one's batch axis must be dynamic, or made so (a graph exported for one batch
+size: :func:`~xframe_bilstm.adapters.onnx.free_batch.free_batch`), the last axis each
+leaves dynamic after it is time, and a graph that fixes every axis but the batch (``to_onnx`` of a Keras model whose
 input has a length) is read at that length. A graph that declares its axes dynamic but
 runs at its export's sizes alone is refused saying so, where onnxruntime cannot run it at
 other lengths either.
@@ -124,7 +125,7 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
 
     Raises:
         UnsupportedFeatureError: the first input fixes its batch axis: the graph was
-            exported for one batch size (its sizes are constants in it).
+            exported for one batch size, and ``free_batch`` could not free it.
     """
     from ..adapters.onnx.nodes import declared_dims, layer_name
 

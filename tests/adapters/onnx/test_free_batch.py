@@ -86,3 +86,35 @@ def test_expanded_zeros_of_the_batch_size_expand_to_any():
     assert freed is not None
     x = RNG.standard_normal((6, 6, 4)).astype(np.float32)
     np.testing.assert_array_equal(_run(freed, x), x)
+
+
+def test_learned_initial_states_of_the_batch_size_expand_to_any():
+    """A GRU node's initial state, one learned row folded at the export's batch of 2 (as
+    torch's dynamo exporter writes ``h0.expand(-1, B, -1)``): expanded from that row."""
+    hidden = 4
+    row = RNG.standard_normal((1, 1, hidden)).astype(np.float32)
+    initializers = [
+        numpy_helper.from_array(RNG.standard_normal((1, 3 * hidden, 4)).astype(np.float32), "w"),
+        numpy_helper.from_array(
+            RNG.standard_normal((1, 3 * hidden, hidden)).astype(np.float32), "r"
+        ),
+        numpy_helper.from_array(np.repeat(row, 2, axis=1), "h0"),
+        numpy_helper.from_array(np.array([1], np.int64), "direction_axis"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["x_t", "w", "r", "", "", "h0"], ["y_4d"], hidden_size=hidden),
+        helper.make_node("Squeeze", ["y_4d", "direction_axis"], ["y_t"]),
+        helper.make_node("Transpose", ["y_t"], ["y"], perm=[1, 0, 2]),
+    ]
+    model = _graph(nodes, 2, initializers)
+    freed = free_batch(model)
+    assert freed is not None
+    x = RNG.standard_normal((6, 6, 4)).astype(np.float32)
+    rows = [_run(model, x[i : i + 2]) for i in range(0, 6, 2)]
+    np.testing.assert_allclose(_run(freed, x), np.concatenate(rows), rtol=1e-6)
+    # Rows that differ are the batch's own: left as they are, the graph is not freed.
+    initializers[2] = numpy_helper.from_array(
+        RNG.standard_normal((1, 2, hidden)).astype(np.float32), "h0"
+    )
+    assert free_batch(_graph(nodes, 2, initializers)) is None

@@ -9,13 +9,15 @@ nodes' initial states of constant zeros of that batch, and ``Reshape`` targets h
 
 - the inputs and outputs whose first axis is the batch declare it dynamic, and the declared
   shapes of the values between them are dropped (onnxruntime would check them);
-- a recurrent node's initial state of constant zeros is left out: ONNX's default is zeros;
+- a recurrent node's constant initial state is left out where zeros (ONNX's default), and
+  expanded from one row to the input's batch where all its rows are the same (learned
+  initial states);
 - a constant of one value, expanded (torch's zeros of the batch's size, expanded to the
   input's batch), is that value once: it expands to every size the same;
-- a ``Reshape`` to constant sizes holding the batch takes the input's batch at its place
-  (0 where the axis stays, -1 where it moves), found by onnx's shape inference with the
-  batch symbolic: the one entry of the batch's size with what comes before the input's
-  batch axis before it, and what comes after, after it.
+- a ``Reshape`` to constant sizes holding the batch takes -1 there (the input's batch at
+  run time), found by onnx's shape inference with the batch symbolic: reshaping keeps the
+  elements' order, so the entry holding the batch is the one whose span of strides holds
+  the batch index's stride (merged with time, (T * B, C), and split back too).
 
 Nothing is taken on trust: at three times the batch, the freed graph's outputs on
 onnxruntime must be the original's, run on the same rows one batch at a time (each row of a
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,7 @@ from .nodes import constant_values, declared_dims, node_attributes
 from .vocabulary import CELL_BY_OP
 
 _BATCH = "batch"
+_SYMBOL = re.compile(rf"{_BATCH}(?:_x(\d+)_s(\d+))?")
 _STATE_INPUTS = (5, 6)  # initial_h, initial_c of an LSTM/GRU/RNN node
 _MATCH = 1e-4  # of the outputs' scale: one batch's kernels against another's
 
@@ -62,7 +66,7 @@ def free_batch(proto: Any) -> Any | None:
     freed = onnx.ModelProto()
     freed.CopyFrom(proto)
     _declare_free(freed, batch)
-    _drop_zero_states(freed)
+    _free_states(freed)
     _shrink_expanded(freed)
     _free_reshapes(freed, batch)
     return freed if _same_by_rows(proto, freed, batch) else None
@@ -79,15 +83,50 @@ def _declare_free(proto: Any, batch: int) -> None:
     del graph.value_info[:]
 
 
-def _drop_zero_states(proto: Any) -> None:
+def _free_states(proto: Any) -> None:
+    """A recurrent node's constant initial states: left out where zeros (ONNX's default);
+    expanded to the input's batch from one row where every row is the same (learned
+    states, ``h0.expand(-1, B, -1)`` folded at the export's batch)."""
+    onnx = require("onnx")
     constants = constant_values(proto)
+    nodes = []
     for node in proto.graph.node:
-        if node.op_type not in CELL_BY_OP:
-            continue
-        for index in _STATE_INPUTS:
+        for index in _STATE_INPUTS if node.op_type in CELL_BY_OP else ():
             name = node.input[index] if index < len(node.input) else ""
-            if name in constants and not constants[name].any():
+            value = constants.get(name)
+            if value is None or value.ndim != 3:
+                continue
+            axis = 0 if node_attributes(node).get("layout", 0) else 1  # of the states and X
+            if not value.any():
                 node.input[index] = ""
+            elif (value == value.take([0], axis)).all():
+                nodes += _expanded(onnx, proto, node, index, value.take([0], axis), axis)
+        nodes.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+
+
+def _expanded(onnx: Any, proto: Any, node: Any, index: int, row: np.ndarray, axis: int) -> list:
+    """Nodes expanding ``row`` to ``node``'s input's batch (its ``axis``), as its input
+    ``index``, which they replace."""
+    helper, name = onnx.helper, f"{node.input[index]}_free_batch"
+    parts = [
+        f"{name}_batch"
+        if k == axis
+        else _add_constant(onnx, proto, f"{name}_{k}", np.array([size], np.int64))
+        for k, size in enumerate(row.shape)
+    ]
+    at = _add_constant(onnx, proto, f"{name}_axis", np.array([axis], np.int64))
+    made = [
+        helper.make_node("Shape", [node.input[0]], [f"{name}_input_shape"]),
+        helper.make_node("Gather", [f"{name}_input_shape", at], [parts[axis]]),
+        helper.make_node("Concat", parts, [f"{name}_shape"], axis=0),
+        helper.make_node(
+            "Expand", [_add_constant(onnx, proto, f"{name}_row", row), f"{name}_shape"], [name]
+        ),
+    ]
+    node.input[index] = name
+    return made
 
 
 def _shrink_expanded(proto: Any) -> None:
@@ -101,77 +140,110 @@ def _shrink_expanded(proto: Any) -> None:
 
 
 def _free_reshapes(proto: Any, batch: int) -> None:
-    """Each constant ``Reshape`` target holding the batch, freed there (see the module)."""
+    """Each constant ``Reshape`` target holding the batch, freed there (see the module); its
+    output declared with the batch's symbol, which shape inference carries on."""
     onnx = require("onnx")
     for _ in range(sum(node.op_type == "Reshape" for node in proto.graph.node)):
-        shapes = _inferred_shapes(onnx, proto)
+        values = _inferred_values(onnx, proto)
         constants = constant_values(proto)
         changed = False
         for node in proto.graph.node:
             if node.op_type != "Reshape" or node.input[1] not in constants:
                 continue
-            copies = not node_attributes(node).get("allowzero", 0)
-            target = _freed_target(
-                shapes.get(node.input[0]), constants[node.input[1]], batch, copies
-            )
-            if target is not None:
-                node.input[1] = _add_constant(
-                    onnx, proto, node.input[1], np.array(target, np.int64)
-                )
-                changed = True
+            elem_type, shape = values.get(node.input[0], (0, None))
+            freed = _freed_target(shape, constants[node.input[1]], batch)
+            if freed is None:
+                continue
+            target, symbol = freed
+            node.input[1] = _add_constant(onnx, proto, node.input[1], np.array(target, np.int64))
+            dims: list[Any] = [symbol if size == -1 else size for size in target]
+            info = onnx.helper.make_tensor_value_info(node.output[0], elem_type, dims)
+            proto.graph.value_info.append(info)
+            changed = True
         if not changed:
             return
 
 
-def _inferred_shapes(onnx: Any, proto: Any) -> dict[str, list[Any]]:
-    inferred = onnx.shape_inference.infer_shapes(proto)
-    graph = inferred.graph
+def _inferred_values(onnx: Any, proto: Any) -> dict[str, tuple[int, list[Any]]]:
+    """Each value's element type and dimensions (a size, a symbol, or None), as onnx's
+    shape inference tells them."""
+    graph = onnx.shape_inference.infer_shapes(proto).graph
     return {
-        value.name: [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
-                     for d in value.type.tensor_type.shape.dim]
+        value.name: (
+            value.type.tensor_type.elem_type,
+            [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
+             for d in value.type.tensor_type.shape.dim],
+        )
         for value in [*graph.value_info, *graph.input, *graph.output]
         if value.type.tensor_type.HasField("shape")
     }  # fmt: skip
 
 
+def _batch_axis(shape: list[Any] | None) -> tuple[int, int, int] | None:
+    """The one axis of ``shape`` holding the batch (its symbol: ``batch``, or
+    ``batch_x{m}_s{s}`` for an axis of ``m`` times the batch's size where the batch index
+    steps by ``s``), with ``m`` and ``s``; None where there is none, or other sizes are not
+    all known."""
+    if shape is None:
+        return None
+    symbols = [(k, d) for k, d in enumerate(shape) if isinstance(d, str)]
+    match = _SYMBOL.fullmatch(symbols[0][1]) if len(symbols) == 1 else None
+    if match is None or None in shape:
+        return None
+    axis = symbols[0][0]
+    return (axis, int(match[1]), int(match[2])) if match[1] else (axis, 1, 1)
+
+
 def _freed_target(
-    shape: list[Any] | None, target: np.ndarray, batch: int, copies: bool = True
-) -> list[int] | None:
-    """``target`` with the batch of an input of ``shape`` freed: 0 (a copy of the input's
-    size, which shape inference follows) where it stays on its axis and ``copies`` (the
-    node's ``allowzero`` is 0), else -1. None where the input has no symbolic batch axis,
-    or no one entry of ``target`` is its place.
+    shape: list[Any] | None, target: np.ndarray, batch: int
+) -> tuple[list[int], str] | None:
+    """``target`` with the entry holding the batch of an input of ``shape`` made -1 (the
+    input's batch at run time), and that entry's symbol; None where the input holds no
+    batch, or no one entry of ``target`` holds it.
+
+    Reshaping keeps the elements' order, so the batch index steps by the same stride in the
+    flat order before and after: the entry holding it is the one whose span of strides
+    holds the batch's (for a batch of 1, an entry of size 1 at its stride first).
 
     Example:
         >>> _freed_target([10, "batch", 2, 32], np.array([10, 1, 64]), 1)
-        [10, 0, 64]
-        >>> _freed_target([1, "batch", 16], np.array([1, 16]), 1)  # h_n of one direction
-        [-1, 16]
+        ([10, -1, 64], 'batch')
+        >>> _freed_target([10, "batch", 64], np.array([40, 64]), 4)  # (T, B) merged
+        ([-1, 64], 'batch_x10_s1')
+        >>> _freed_target(["batch_x10_s1", 5], np.array([10, 4, -1]), 4)  # and split back
+        ([10, -1, 5], 'batch')
     """
-    if shape is None or shape.count(_BATCH) != 1:
+    found = _batch_axis(shape)
+    if found is None or shape is None:
         return None
-    axis = shape.index(_BATCH)
-    before, after = shape[:axis], shape[axis + 1 :]
-    if not all(isinstance(d, int) for d in [*before, *after]):
-        return None
-    sizes = [int(s) for s in target]
+    axis, times, step = found
+    sizes = [int(size) for size in target]
+    total = math.prod(d for k, d in enumerate(shape) if k != axis) * times * batch
     if 0 in sizes:  # a size copied from the input: computed from it already
         return None
     if -1 in sizes:  # the inferred entry, computed: the batch's takes -1
-        known = math.prod(s for s in sizes if s != -1)
-        sizes[sizes.index(-1)] = batch * math.prod(before) * math.prod(after) // known
+        sizes[sizes.index(-1)] = total // math.prod(s for s in sizes if s != -1)
+    if math.prod(sizes) != total:
+        return None
+    stride = step * math.prod(shape[axis + 1 :])
+    spans = [(j, math.prod(sizes[j + 1 :])) for j in range(len(sizes))]
     places = [
         j
-        for j, size in enumerate(sizes)
-        if size == batch
-        and math.prod(sizes[:j]) == math.prod(before)
-        and math.prod(sizes[j + 1 :]) == math.prod(after)
+        for j, inner in spans
+        if inner <= stride <= stride * batch <= inner * sizes[j]
+        and stride % inner == 0
+        and (inner * sizes[j]) % (stride * batch) == 0
     ]
+    if batch == 1:  # no span of its own: an entry of size 1 at its stride, else inside one
+        own = [j for j, inner in spans if j in places and sizes[j] == 1 and inner == stride]
+        places = own[:1] or [j for j, inner in spans if j in places and stride < inner * sizes[j]]
     if len(places) != 1:
         return None
     (place,) = places
-    sizes[place] = 0 if copies and place == axis else -1
-    return sizes
+    inner = math.prod(sizes[place + 1 :])
+    times, step = sizes[place] // batch, stride // inner
+    sizes[place] = -1
+    return sizes, _BATCH if (times, step) == (1, 1) else f"{_BATCH}_x{times}_s{step}"
 
 
 def _add_constant(onnx: Any, proto: Any, like: str, value: np.ndarray) -> str:
@@ -185,7 +257,7 @@ def _same_by_rows(proto: Any, freed: Any, batch: int) -> bool:
     same rows, one batch at a time."""
     ort = require("onnxruntime")
     rows = 3 * batch
-    feeds = _seeded_feeds(proto, rows)
+    feeds, batched = _seeded_feeds(proto, batch, rows)
     options = ort.SessionOptions()
     options.log_severity_level = 4  # a freed graph failing is an answer, not an error
     try:
@@ -196,7 +268,9 @@ def _same_by_rows(proto: Any, freed: Any, batch: int) -> bool:
             for p in (proto, freed)
         )
         chunks = [
-            original.run(None, {k: v[i : i + batch] for k, v in feeds.items()})
+            original.run(
+                None, {k: v[i : i + batch] if k in batched else v for k, v in feeds.items()}
+            )
             for i in range(0, rows, batch)
         ]
         outputs = session.run(None, feeds)
@@ -227,26 +301,29 @@ def _matches(output: Any, pieces: list[Any], batch: int, rows: int) -> bool:
     return bool(np.max(np.abs(output - joined), initial=0.0) <= _MATCH * scale)
 
 
-def _seeded_feeds(proto: Any, rows: int) -> dict[str, np.ndarray]:
-    """Seeded inputs of ``rows`` rows: normal floats; integers of one value per row hold
-    the full length of the first input's time axis (lengths), others 0 or 1 (ids any
-    embedding takes)."""
+def _seeded_feeds(proto: Any, batch: int, rows: int) -> tuple[dict[str, np.ndarray], set[str]]:
+    """Seeded inputs, ``rows`` rows of those of ``batch`` rows (named in the set returned),
+    the others as declared: normal floats; integers 0 or 1 (ids any embedding takes), 1 for
+    one value per row (a length every input has, an id every table holds)."""
     onnx = require("onnx")
     rng = np.random.default_rng(0)
     constants = constant_values(proto)
     inputs = [i for i in proto.graph.input if i.name not in constants]
-    time = (declared_dims(inputs[0])[1:2] or [1])[0] or 1
-    feeds = {}
+    feeds, batched = {}, set()
     for value in inputs:
-        shape = (rows, *(d or 1 for d in declared_dims(value)[1:]))
+        dims = declared_dims(value)
+        if dims[:1] == [batch]:
+            batched.add(value.name)
+            dims[0] = rows
+        shape = tuple(d or 1 for d in dims)
         dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
         if dtype.kind in "iu" and len(shape) == 1:
-            feeds[value.name] = np.full(shape, time, dtype)
+            feeds[value.name] = np.ones(shape, dtype)
         elif dtype.kind in "iu":
             feeds[value.name] = rng.integers(0, 2, shape).astype(dtype)
         else:
             feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-    return feeds
+    return feeds, batched
 
 
 __all__ = ["fixed_batch", "free_batch"]

@@ -13,11 +13,11 @@ onnxruntime: ``compare`` runs the graph as its original, ``onnx_to_keras`` and
 
 The capture runs on the inputs the graph declares (:func:`declared_inputs`), however many:
 the first one's batch axis must be dynamic, or made so (a graph exported for one batch
-size: :func:`~xframe_bilstm.adapters.onnx.free_batch.free_batch`), the last axis each
-leaves dynamic after it is time, and a graph that fixes every axis but the batch (``to_onnx`` of a Keras model whose
-input has a length) is read at that length. A graph that declares its axes dynamic but
-runs at its export's sizes alone is refused saying so, where onnxruntime cannot run it at
-other lengths either.
+size: :func:`~xframe_bilstm.adapters.onnx.free_batch.free_batch`); the last axis each
+leaves dynamic after it is time, and a graph that fixes every axis but the batch
+(``to_onnx`` of a Keras model whose input has a length) is read at that length. A graph
+that declares its axes dynamic but runs at its export's sizes alone is refused saying so,
+where onnxruntime cannot run it at other lengths either.
 """
 
 from __future__ import annotations

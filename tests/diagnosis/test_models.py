@@ -389,7 +389,8 @@ def test_an_onnx_model_as_expected_runs_on_onnxruntime(ids, tmp_path) -> None:
         broken.lstm.bias_ih_l0.copy_(broken.lstm.bias_hh_l0)
     result = diagnose(path, broken, inputs=[ids])
     assert result.code == "bias_double_counted", result.message
-    assert result.message.startswith("layer 'lstm_0' (LSTM), torch 'lstm': ")
+    # The layer is named as the graph names its node, '/lstm/LSTM'.
+    assert result.message.startswith("layer 'lstm_LSTM' (LSTM), torch 'lstm': ")
 
 
 # --------------------------------------------------------------------------- custom layers

@@ -233,3 +233,17 @@ def test_the_recurrent_records_are_named_after_the_graph_nodes(
     recurrent = [record.name for record in graph.layers if record.kind == "recurrent"]
     assert recurrent == [n.strip("/").replace("/", "_") for n in nodes]
     assert graph.source == f"ONNX graph {proto.graph.name!r}"
+
+
+def test_a_packed_tagger_exported_for_one_batch_size_reads_at_any(tmp_path: Path) -> None:
+    """No dynamic axes: the rows' sort is put back by a ``ScatterElements`` of the constant
+    positions 0 .. 3 into constant zeros, made at the batch's size when freed."""
+    make, inputs, names, _ = CASES["packed_unsorted"]
+    torch.manual_seed(0)
+    tensors = tuple(torch.from_numpy(a) for a in inputs)
+    path = tmp_path / "fixed.onnx"
+    proto = torch_export(make().eval(), tensors, [None, None], names=names, path=path, opset=17)
+    assert "ScatterElements" in {node.op_type for node in proto.graph.node}
+    report = compare(path, inputs=list(inputs), frameworks=["torch", "onnxruntime"])
+    assert report, report.lines()
+    assert report.input_shape == inputs[0].shape

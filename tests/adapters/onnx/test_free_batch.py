@@ -88,9 +88,11 @@ def test_expanded_zeros_of_the_batch_size_expand_to_any():
     np.testing.assert_array_equal(_run(freed, x), x)
 
 
-def test_learned_initial_states_of_the_batch_size_expand_to_any():
-    """A GRU node's initial state, one learned row folded at the export's batch of 2 (as
-    torch's dynamo exporter writes ``h0.expand(-1, B, -1)``): expanded from that row."""
+@pytest.mark.parametrize("computed", [False, True], ids=["constant", "computed"])
+def test_learned_initial_states_of_the_batch_size_expand_to_any(computed: bool):
+    """A GRU node's initial state, one learned row at the export's batch of 2, as torch's
+    exporters write ``h0.expand(-1, B, -1)``: a constant (dynamo), or an ``Expand`` of the
+    row to a target computed from constants (TorchScript). Expanded from that row."""
     hidden = 4
     row = RNG.standard_normal((1, 1, hidden)).astype(np.float32)
     initializers = [
@@ -107,14 +109,21 @@ def test_learned_initial_states_of_the_batch_size_expand_to_any():
         helper.make_node("Squeeze", ["y_4d", "direction_axis"], ["y_t"]),
         helper.make_node("Transpose", ["y_t"], ["y"], perm=[1, 0, 2]),
     ]
+    if computed:
+        initializers[2] = numpy_helper.from_array(row, "h0_row")
+        initializers.append(numpy_helper.from_array(np.array([1, 2, hidden], np.int64), "at"))
+        nodes[:0] = [
+            helper.make_node("Identity", ["at"], ["target"]),
+            helper.make_node("Expand", ["h0_row", "target"], ["h0"]),
+        ]
     model = _graph(nodes, 2, initializers)
     freed = free_batch(model)
     assert freed is not None
     x = RNG.standard_normal((6, 6, 4)).astype(np.float32)
     rows = [_run(model, x[i : i + 2]) for i in range(0, 6, 2)]
     np.testing.assert_allclose(_run(freed, x), np.concatenate(rows), rtol=1e-6)
-    # Rows that differ are the batch's own: left as they are, the graph is not freed.
-    initializers[2] = numpy_helper.from_array(
-        RNG.standard_normal((1, 2, hidden)).astype(np.float32), "h0"
-    )
-    assert free_batch(_graph(nodes, 2, initializers)) is None
+    if not computed:  # rows that differ are the batch's own: the graph is not freed
+        initializers[2] = numpy_helper.from_array(
+            RNG.standard_normal((1, 2, hidden)).astype(np.float32), "h0"
+        )
+        assert free_batch(_graph(nodes, 2, initializers)) is None

@@ -9,11 +9,13 @@ nodes' initial states of constant zeros of that batch, and ``Reshape`` targets h
 
 - the inputs and outputs whose first axis is the batch declare it dynamic, and the declared
   shapes of the values between them are dropped (onnxruntime would check them);
-- a recurrent node's constant initial state is left out where zeros (ONNX's default), and
-  expanded from one row to the input's batch where all its rows are the same (learned
-  initial states);
+- a recurrent node's initial state computed from constants alone is left out where zeros
+  (ONNX's default), and expanded from one row to the input's batch where all its rows are
+  the same (learned initial states);
 - a constant of one value, expanded (torch's zeros of the batch's size, expanded to the
   input's batch), is that value once: it expands to every size the same;
+- the inverse of a sort of the rows (a ``ScatterElements`` of the constant positions
+  ``0 .. B-1`` into constant zeros) is made at the size of its indices;
 - a ``Reshape`` to constant sizes holding the batch takes -1 there (the input's batch at
   run time), found by onnx's shape inference with the batch symbolic: reshaping keeps the
   elements' order, so the entry holding the batch is the one whose span of strides holds
@@ -37,6 +39,7 @@ import numpy as np
 
 from ..._imports import require
 from .nodes import constant_values, declared_dims, node_attributes
+from .static_values import StaticValues
 from .vocabulary import CELL_BY_OP
 
 _BATCH = "batch"
@@ -68,6 +71,7 @@ def free_batch(proto: Any) -> Any | None:
     _declare_free(freed, batch)
     _free_states(freed)
     _shrink_expanded(freed)
+    _free_row_orders(freed, batch)
     _free_reshapes(freed, batch)
     return freed if _same_by_rows(proto, freed, batch) else None
 
@@ -88,7 +92,7 @@ def _free_states(proto: Any) -> None:
     expanded to the input's batch from one row where every row is the same (learned
     states, ``h0.expand(-1, B, -1)`` folded at the export's batch)."""
     onnx = require("onnx")
-    constants = constant_values(proto)
+    constants = _computed_constants(proto)
     nodes = []
     for node in proto.graph.node:
         for index in _STATE_INPUTS if node.op_type in CELL_BY_OP else ():
@@ -104,6 +108,27 @@ def _free_states(proto: Any) -> None:
         nodes.append(node)
     del proto.graph.node[:]
     proto.graph.node.extend(nodes)
+
+
+def _computed_constants(proto: Any) -> dict[str, np.ndarray]:
+    """The graph's constants, and the values its nodes compute from constants alone (on
+    onnx's reference implementation): TorchScript writes ``h0.expand(-1, B, -1)`` of an
+    export's batch as a ``Where`` of constants giving the ``Expand`` its target."""
+    values = constant_values(proto)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+    static = StaticValues(opset)
+    nodes = list(proto.graph.node)  # held: the evaluators are kept by each node's id
+    for node in nodes:
+        read = [name for name in node.input if name]
+        if node.domain not in ("", "ai.onnx") or not read or not all(n in values for n in read):
+            continue
+        if any(n not in values for n in node.output):
+            args = [values[name] if name else None for name in node.input]
+            try:
+                values.update(zip(node.output, static.run(node, node_attributes(node), args)))
+            except Exception:  # the reference implementation's refusal: left computed
+                continue
+    return values
 
 
 def _expanded(onnx: Any, proto: Any, node: Any, index: int, row: np.ndarray, axis: int) -> list:
@@ -127,6 +152,53 @@ def _expanded(onnx: Any, proto: Any, node: Any, index: int, row: np.ndarray, axi
     ]
     node.input[index] = name
     return made
+
+
+def _free_row_orders(proto: Any, batch: int) -> None:
+    """A ``ScatterElements`` into constant zeros of the batch's size of the constant
+    positions ``0 .. B-1`` (torch's inverse of a sort of the rows, packed sequences'
+    ``enforce_sorted=False``): both made at run time at the size of its indices."""
+    onnx = require("onnx")
+    helper = onnx.helper
+    constants = constant_values(proto)
+    nodes = []
+    for node in proto.graph.node:
+        scatter = node.op_type == "ScatterElements"
+        data, _, updates = (constants.get(n) for n in node.input) if scatter else (None,) * 3
+        if (
+            data is not None
+            and updates is not None
+            and data.shape == updates.shape == (batch,)
+            and data.dtype == updates.dtype
+            and not data.any()
+            and (updates == np.arange(batch)).all()
+        ):
+            name = f"{node.output[0]}_free_batch"
+            zero, one = (
+                _add_constant(onnx, proto, f"{name}_{v}", np.array(v, updates.dtype))
+                for v in (0, 1)
+            )
+            at = _add_constant(onnx, proto, f"{name}_at", np.array(0, np.int64))
+            fill = onnx.numpy_helper.from_array(np.zeros(1, data.dtype))
+            nodes += [  # as torch writes them where the batch is dynamic
+                helper.make_node("Shape", [node.input[1]], [f"{name}_shape"]),
+                helper.make_node("Gather", [f"{name}_shape", at], [f"{name}_rows"]),
+                helper.make_node(
+                    "Cast", [f"{name}_rows"], [f"{name}_size"], to=_elem(onnx, updates)
+                ),
+                helper.make_node("Range", [zero, f"{name}_size", one], [f"{name}_positions"]),
+                helper.make_node(
+                    "ConstantOfShape", [f"{name}_shape"], [f"{name}_zeros"], value=fill
+                ),
+            ]
+            node.input[0], node.input[2] = f"{name}_zeros", f"{name}_positions"
+        nodes.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+
+
+def _elem(onnx: Any, value: np.ndarray) -> int:
+    return int(onnx.helper.np_dtype_to_tensor_dtype(value.dtype))
 
 
 def _shrink_expanded(proto: Any) -> None:

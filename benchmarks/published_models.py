@@ -81,6 +81,7 @@ from textgenrnn_rebuild import (  # noqa: E402
 
 import xframe_bilstm  # noqa: E402
 from xframe_bilstm import compare, keras_to_torch, onnx_to_torch, torch_to_keras  # noqa: E402
+from xframe_bilstm.comparison import NOISE_FACTOR  # noqa: E402
 from xframe_bilstm.keras_files import read_model  # noqa: E402
 
 PACKAGES = {
@@ -177,8 +178,23 @@ def _worst(report: Any) -> str:
     return (
         f"{len(report.pairs)} pairs; worst {worst.max_abs_error:.2g} against "
         f"{worst.tolerance:.2g} ({worst.label})"
+        + _drift(report)
         + (f"; left out: {', '.join(left_out)}" if left_out else "")
     )
+
+
+def _drift(report: Any) -> str:
+    """How far the float32 runs lie from the float64 reference, in units of the float32
+    reference's own drift: a run's allowance there is NOISE_FACTOR of those units (where
+    no floor applies), so its error over the allowance, times NOISE_FACTOR, is the ratio
+    ``benchmarks/tolerance.py`` measures on random weights."""
+    ratios = [
+        NOISE_FACTOR * pair.max_abs_error / pair.tolerance
+        for pair in report.pairs
+        if "reference[cpu,float64]" in (pair.expected, pair.actual)
+        and "float32" in pair.expected + pair.actual
+    ]
+    return f"; runs' drift up to {max(ratios):.1f}x the reference's" if ratios else ""
 
 
 def chars2vec(root: Path) -> list[Row]:

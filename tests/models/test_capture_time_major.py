@@ -264,3 +264,39 @@ def test_what_moves_the_batch_axis_is_refused_by_name(make, refusals) -> None:
         torch_to_keras(make().eval())
     for refusal in refusals:
         assert refusal in str(refused.value)
+
+
+class FixedPositions(nn.Module):
+    """A positional table of one length, time-major, (time, 1, features), added to the
+    time-major embeddings: as a model of fixed-length inputs (or its ONNX export at one
+    length) holds ``pe[:T]``."""
+
+    def __init__(self, steps: int = 9) -> None:
+        super().__init__()
+        torch.manual_seed(43)
+        self.embedding = nn.Embedding(20, 6)
+        self.register_buffer("positions", torch.randn(steps, 1, 6))
+        self.lstm = nn.LSTM(6, 5)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(ids).transpose(0, 1) + self.positions)
+        return out.transpose(0, 1)
+
+
+def test_a_time_major_table_of_the_fixed_length_is_held_batch_major() -> None:
+    module = FixedPositions().eval()
+    graph = graph_from_torch(module, input_shape=(9,))
+    (held,) = [r for r in graph.layers if r.kind == "weight_op"]
+    np.testing.assert_array_equal(
+        held.weights["value"], module.positions.numpy().transpose(1, 0, 2)
+    )
+    ids = np.random.default_rng(0).integers(0, 20, (4, 9))
+    with torch.no_grad():
+        expected = module(torch.from_numpy(ids)).numpy()
+    np.testing.assert_allclose(torch_to_keras(module, input_shape=(9,))(ids), expected, atol=2e-6)
+
+
+def test_a_time_major_table_of_one_length_is_refused_where_the_length_varies() -> None:
+    """At a free length the table does not fit the steps: refused, not cut or guessed."""
+    with pytest.raises(UnsupportedFeatureError, match=r"input_shape=\(None,\) does not fit"):
+        graph_from_torch(FixedPositions().eval(), input_shape=(None,))

@@ -23,6 +23,10 @@ record computing the same numbers with axes 0 and 1 swapped back:
   the same module with ``batch_first=True`` reads the batch-major one.
 - A reshape keeps time and batch where they are, or moves an axis of size 1
   (``h.squeeze(0)``).
+- A tensor the module holds of the steps and one row, (time, 1, ...), combined
+  elementwise with a time-major tensor of one length in every capture (the positional
+  table of a model of fixed-length inputs, or of its ONNX export at one length) is held
+  as the records hold it, (1, time, ...).
 
 Anything else reading a time-major tensor is refused by name, and so is a time-major
 tensor returned by ``forward`` (the Keras port's outputs have the batch axis first).
@@ -112,10 +116,15 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
     if op in _ELEMENTWISE or (op in _LAST_AXES and tensors.rank(node) >= 3):
         if any(tensors.is_swapped(n) != tensors.is_swapped(node) for n in operands):
             raise Unsupported(f"applies {op} moving the batch axis")
-        for held in (n for n in node.all_input_nodes if tensors.holds(n)):
+        steps = [(held, _held_steps(held, node, tensors)) for held in node.all_input_nodes]
+        for held, _ in (pair for pair in steps if pair[1] is None and tensors.holds(pair[0])):
             if op in _ELEMENTWISE or tensors.rank(held) > 2:  # x @ self.W reads its last axis
                 _check_held(op, held, node, tensors)
-        return node
+        moved = {held: along for held, along in steps if along is not None}
+        if not moved:
+            return node
+        args = tuple(moved.get(arg, arg) if hasattr(arg, "op") else arg for arg in node.args)
+        return OnRecordAxes(node, args, dict(node.kwargs))
     raise Unsupported(
         f"applies {op} to {_TIME_MAJOR}; read as Keras tensors have it, the batch axis "
         "first: transpose it back first, x.transpose(0, 1)"
@@ -303,6 +312,37 @@ def _check_reshape(node: Any, tensors: Tensors) -> None:
 
 def _real(shapes: Any, swapped: bool) -> list[Any]:
     return [None if s is None else (_swapped(s) if swapped else s) for s in shapes]
+
+
+class _BatchMajor:
+    """A held tensor of the steps, (time, 1, ...), read as the records hold it, (1, time,
+    ...), under its own name."""
+
+    def __init__(self, held: Any, name: str) -> None:
+        self._held, self.name = held, name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._held, attribute)
+
+
+def _held_steps(held: Any, node: Any, tensors: Tensors) -> _BatchMajor | None:
+    """A held tensor ``node`` adds (multiplies...) to a time-major tensor of one length in
+    every capture, over its steps and broadcast over the batch, (time, 1, ...): as the
+    records hold it, (1, time, ...) (a positional table of a model exported at one
+    length). None for any other."""
+    if not tensors.holds(held) or held.name not in tensors.shapes:
+        return None
+    shape, (first, second) = tuple(tensors.shapes[held.name][0]), tensors.shapes[node.name]
+    steps = first[1] if len(first) > 1 else None
+    if second is not None and (len(second) != len(first) or second[1] != steps):
+        return None  # the steps vary: a table of one length cannot follow them
+    if len(shape) != len(first) or shape[:2] != (steps, 1):
+        return None
+    name = f"{held.name}_batch_major"
+    tensors.held[name] = tensors.held[held.name].transpose(0, 1)
+    moved = _swapped(shape)
+    tensors.shapes[name] = (moved, moved)
+    return _BatchMajor(held, name)
 
 
 def _check_held(op: str, held: Any, node: Any, tensors: Tensors) -> None:

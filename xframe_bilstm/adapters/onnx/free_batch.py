@@ -2,10 +2,11 @@
 
 ``torch.onnx.export`` without ``dynamic_axes`` (the default of most tutorials) declares the
 example's batch size on the graph's inputs and outputs. The TorchScript exporter computes
-every size from the tensors (``Shape`` nodes), so its graph runs at any batch once its
-declarations say so. torch's dynamo exporter writes the batch into the graph: recurrent
-nodes' initial states of constant zeros of that batch, and ``Reshape`` targets holding it.
-:func:`free_batch` makes such a graph's batch dynamic:
+most sizes from the tensors (``Shape`` nodes), so its graph mostly runs at any batch once
+its declarations say so; torch's dynamo exporter writes the batch into the graph: recurrent
+nodes' initial states of constant zeros of that batch, and ``Reshape`` targets holding it;
+both fold a learned initial state expanded to the batch, and the inverse of a sort of the
+rows, into constants. :func:`free_batch` makes such a graph's batch dynamic:
 
 - the inputs and outputs whose first axis is the batch declare it dynamic, and the declared
   shapes of the values between them are dropped (onnxruntime would check them);

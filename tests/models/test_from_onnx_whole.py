@@ -17,6 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from tests.quantized_models import int8_tagger  # noqa: E402
 from xframe_bilstm import compare, onnx_to_keras, onnx_to_torch  # noqa: E402
+from xframe_bilstm.adapters.onnx.nodes import constant_values  # noqa: E402
 from xframe_bilstm.errors import UnsupportedFeatureError  # noqa: E402
 from xframe_bilstm.models.from_onnx import graph_from_onnx  # noqa: E402
 
@@ -225,3 +226,38 @@ def test_a_dynamo_export_for_one_batch_size_reads_at_any(tmp_path: Path):
     for row in range(3):
         (expected,) = session.run(None, {"x": x[row : row + 1]})
         np.testing.assert_allclose(rows[row : row + 1], expected, atol=1e-6)
+
+
+class _PerStep(torch.nn.Module):
+    """Every step through a Linear on the rows and steps merged, ``x.reshape(B * T, -1)``,
+    and split back, as a character CNN's words are: torch.onnx folds B * T into the
+    targets of a graph exported for one batch size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.embedding = torch.nn.Embedding(11, 4)
+        self.per_step = torch.nn.Linear(4, 6)
+        self.rnn = torch.nn.GRU(6, 3, batch_first=True)
+
+    def forward(self, tokens: Any) -> Any:
+        batch, steps = tokens.shape
+        x = self.per_step(self.embedding(tokens).reshape(batch * steps, -1))
+        return self.rnn(torch.relu(x).reshape(batch, steps, -1))[0]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_rows_and_steps_merged_at_one_batch_size_read_at_any(tmp_path: Path, batch: int):
+    module = _PerStep()
+    path = _export(module, tmp_path / "per_step.onnx", batch=batch, dynamic=False)
+    proto = onnx.load(str(path))
+    constants = constant_values(proto)
+    targets = [constants[n.input[1]].tolist() for n in proto.graph.node if n.op_type == "Reshape"]
+    assert [batch * 6, -1] in targets  # B * T folded
+    report = compare(path, frameworks=FRAMEWORKS)
+    assert report, report.to_text()
+    ids = np.random.default_rng(3).integers(0, 11, (5, 6))
+    with torch.no_grad():
+        expected = module(torch.as_tensor(ids)).numpy()
+        ported = onnx_to_torch(path)(torch.as_tensor(ids)).numpy()
+    np.testing.assert_allclose(ported, expected, atol=1e-6)

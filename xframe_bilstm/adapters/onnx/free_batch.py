@@ -285,6 +285,8 @@ def _freed_target(
         ([-1, 64], 'batch_x10_s1')
         >>> _freed_target(["batch_x10_s1", 5], np.array([10, 4, -1]), 4)  # and split back
         ([10, -1, 5], 'batch')
+        >>> _freed_target(["batch", 20, 12], np.array([20, 12]), 1)  # (1, T, C) merged
+        ([-1, 12], 'batch_x20_s20')
     """
     found = _batch_axis(shape)
     if found is None or shape is None:
@@ -307,9 +309,8 @@ def _freed_target(
         and stride % inner == 0
         and (inner * sizes[j]) % (stride * batch) == 0
     ]
-    if batch == 1:  # no span of its own: an entry of size 1 at its stride, else inside one
-        own = [j for j, inner in spans if j in places and sizes[j] == 1 and inner == stride]
-        places = own[:1] or [j for j, inner in spans if j in places and stride < inner * sizes[j]]
+    if batch == 1:  # no span of its own: the likeliest entry whose span touches its stride
+        places = _likeliest(places, dict(spans), sizes, stride)
     if len(places) != 1:
         return None
     (place,) = places
@@ -317,6 +318,26 @@ def _freed_target(
     times, step = sizes[place] // batch, stride // inner
     sizes[place] = -1
     return sizes, _BATCH if (times, step) == (1, 1) else f"{_BATCH}_x{times}_s{step}"
+
+
+def _likeliest(
+    places: list[int], inner: dict[int, int], sizes: list[int], stride: int
+) -> list[int]:
+    """Of the entries a batch of 1 may be in, the likeliest: one of size 1 at its stride
+    (its own axis), else one it is the inner factor of (time-major (T, 1, C) merged into
+    (T, C)), else one it is inside, else one it is the outer factor of ((1, T, C) into
+    (T, C)). The row check tells a wrong guess."""
+    tests = (
+        lambda j: sizes[j] == 1 and inner[j] == stride,
+        lambda j: inner[j] == stride,
+        lambda j: inner[j] < stride < inner[j] * sizes[j],
+        lambda j: inner[j] * sizes[j] == stride,
+    )
+    for test in tests:
+        found = [j for j in places if test(j)]
+        if found:
+            return found[:1]
+    return []
 
 
 def _add_constant(onnx: Any, proto: Any, like: str, value: np.ndarray) -> str:

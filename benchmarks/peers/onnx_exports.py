@@ -14,7 +14,7 @@ without (as most tutorials call it):
   ``torch.export`` fixes a recurrent module's length, so the time axis cannot be (asked
   to, it fails on most of these models), and the graph runs at the example's length;
 - each of the two with no dynamic axis: the graph declares the example's batch size and
-  length.
+  length; and so at a batch of one row, as tutorials export.
 
 Then ``compare(path, inputs=...)`` runs the file on its evaluation inputs with the
 frameworks ``torch``, ``keras`` and ``onnxruntime`` beside the graph itself on onnxruntime
@@ -48,19 +48,38 @@ RESULTS = ROOT / "benchmarks" / "results" / "peers_onnx_exports.md"
 FRAMEWORKS = ["torch", "keras", "onnxruntime"]
 
 
-# (title, dynamo, dynamic axes)
+# (title, dynamo, dynamic axes, rows of the example: all, or the first alone)
 MODES = (
-    ("`torch.onnx.export(dynamo=False, opset_version=17)`, batch and time dynamic", False, True),
-    ("`torch.onnx.export(dynamo=True)`, batch dynamic (torch.export fixes time)", True, True),
-    ("`torch.onnx.export(dynamo=False, opset_version=17)`, no dynamic axis", False, False),
-    ("`torch.onnx.export(dynamo=True)`, no dynamic axis", True, False),
+    (
+        "`torch.onnx.export(dynamo=False, opset_version=17)`, batch and time dynamic",
+        False,
+        True,
+        None,
+    ),
+    ("`torch.onnx.export(dynamo=True)`, batch dynamic (torch.export fixes time)", True, True, None),
+    ("`torch.onnx.export(dynamo=False, opset_version=17)`, no dynamic axis", False, False, None),
+    ("`torch.onnx.export(dynamo=True)`, no dynamic axis", True, False, None),
+    (
+        "`torch.onnx.export(dynamo=False, opset_version=17)`, no dynamic axis, batch 1",
+        False,
+        False,
+        1,
+    ),
+    ("`torch.onnx.export(dynamo=True)`, no dynamic axis, batch 1", True, False, 1),
 )
 
 
-def export(name: str, module: torch.nn.Module, path: Path, dynamo: bool, dynamic: bool) -> None:
+def examples(name: str, rows: int | None) -> tuple:
+    """The model's evaluation inputs, their first ``rows`` rows where given."""
+    return tuple(a if rows is None else a[:rows] for a in example_input(name))
+
+
+def export(
+    name: str, module: torch.nn.Module, path: Path, dynamo: bool, dynamic: bool, rows: int | None
+) -> None:
     """``torch.onnx.export`` of ``module`` on its evaluation inputs; where ``dynamic``, the
     batch dynamic, and the time too for the TorchScript exporter."""
-    spec, inputs = SPECS[name], example_input(name)
+    spec, inputs = SPECS[name], examples(name, rows)
     names = [f"input_{k}" for k in range(len(inputs))]
     axes = {}
     for k, (input_name, array) in enumerate(zip(names, inputs)):
@@ -80,16 +99,19 @@ def export(name: str, module: torch.nn.Module, path: Path, dynamo: bool, dynamic
         )
 
 
-def row(name: str, module: torch.nn.Module, folder: Path, dynamo: bool, dynamic: bool) -> list[str]:
+def row(
+    name: str, module: torch.nn.Module, folder: Path, dynamo: bool, dynamic: bool, rows: int | None
+) -> list[str]:
     """The table row of one model: its outcome, its largest distance and the seconds."""
     from xframe_bilstm import UnsupportedFeatureError, compare
 
-    path = folder / f"{name}{'_dynamo' if dynamo else ''}{'' if dynamic else '_fixed'}.onnx"
+    fixed = "" if dynamic else f"_fixed{rows or ''}"
+    path = folder / f"{name}{'_dynamo' if dynamo else ''}{fixed}.onnx"
     try:
-        export(name, module, path, dynamo, dynamic)
+        export(name, module, path, dynamo, dynamic, rows)
     except Exception as error:  # the exporter's own failure
         return [name, "export failed", "", "", _clip(f"{type(error).__name__}: {error}")]
-    inputs = example_input(name)
+    inputs = examples(name, rows)
     start = time.perf_counter()
     try:
         report = compare(
@@ -120,8 +142,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in SPECS:
             module = train(name, steps=args.steps)
-            for mode, (_, dynamo, dynamic) in enumerate(MODES):
-                rows[mode].append(row(name, module, Path(folder), dynamo, dynamic))
+            for mode, (_, dynamo, dynamic, batch) in enumerate(MODES):
+                rows[mode].append(row(name, module, Path(folder), dynamo, dynamic, batch))
                 print(" | ".join(rows[mode][-1]), flush=True)
     import onnxruntime
 
@@ -136,7 +158,7 @@ def main() -> None:
         "(`@original`).",
         "",
     ]
-    for (title, _, _), table in zip(MODES, rows):
+    for (title, *_), table in zip(MODES, rows):
         passed = sum(r[1] == "passed" for r in table)
         lines += [
             f"## {title}",

@@ -23,6 +23,7 @@ from .stack_graph import as_graph, state_layers, takes_lengths
 
 def plan_against(
     against: Any,
+    read: Read,
     reading: Reading,
     batch: int,
     steps: int,
@@ -37,9 +38,9 @@ def plan_against(
     the native module it holds; a Keras layer or model by its own call, in the dtype its
     policy computes in; a Keras file or a canonical stack as its reading. Against a whole
     model, it must be a port of the whole model (a torch module, a Keras model or an
-    ONNX export of it), which runs by its own computation."""
+    ONNX export of it), which runs by its own computation. ``read`` is ``against`` as
+    :func:`read_against` reads it."""
     graph = as_graph(reading)
-    read = read_against(against, graph)
     other = as_graph(read.reading)
     mine, theirs = _features(graph), _features(other)
     if mine != theirs:
@@ -53,6 +54,21 @@ def plan_against(
     return plan_subject(
         "against", against, read, batch, steps, specs, tf32, None if own_dtype else dtypes
     )
+
+
+def _export_sizes(graph: ModelGraph, proto: Any) -> tuple[int | None, int | None]:
+    """The length and batch an ONNX export of ``graph`` runs at alone, each None where it
+    leaves it free: its first input's declared size on the axis ``graph``'s input leaves
+    free (time), and on its first axis."""
+    from .adapters.onnx.nodes import constant_values, declared_dims
+
+    constants = constant_values(proto)
+    inputs = [i for i in proto.graph.input if i.name not in constants]
+    dims = declared_dims(inputs[0]) if inputs else []
+    shape = tuple(graph.layer(graph.inputs[0]).options.get("shape", ()))
+    free = [axis for axis, size in enumerate(shape) if size is None]
+    steps = dims[1 + free[-1]] if free and len(dims) == len(shape) + 1 else None
+    return steps, (dims[0] if dims else None)
 
 
 def read_against(against: Any, graph: ModelGraph) -> Read:
@@ -79,7 +95,7 @@ def read_against(against: Any, graph: ModelGraph) -> Read:
         from .adapters.onnx import load_model
 
         proto = load_model(against)
-        return Read(graph, "onnxruntime", lambda: proto)
+        return Read(graph, "onnxruntime", lambda: proto, *_export_sizes(graph, proto))
     if kind in ("keras", "Keras file"):
         read = read_source(against)
         if read.original is None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .against import plan_against
+from .against import plan_against, read_against
 from .comparison import ArrayComparison, Comparison, measure_noise
 from .correspondence import output_names_of
 from .custom import custom_layers_in_use
@@ -167,13 +167,14 @@ def compare(
     source, reading = read.source, read.reading  # the object read, also when given a Read
     if gradients and (why := gradient_refusal(reading)) is not None:
         raise UnsupportedFeatureError(f"gradients=True: {describe(source, reading)}: {why}")
+    theirs = None if against is None else read_against(against, as_graph(reading))
     x, checked_lengths = run_inputs(
         reading,
         inputs,
         lengths,
         seed=seed,
-        batch=_batch(batch, source, read),
-        steps=(read.steps or DEFAULT_STEPS) if steps is None else steps,
+        batch=_batch(batch, source, read, theirs),
+        steps=_steps(steps, read, theirs),
     )
     states = _initial_states(reading, initial_states, x)
     masked = checked_lengths is not None
@@ -182,9 +183,9 @@ def compare(
     )
     rows, time_steps = _shape(x)
     subjects: list[Subject] = []
-    if against is not None:
+    if theirs is not None:
         subjects.append(
-            plan_against(against, reading, rows, time_steps, states, specs, dtypes, tf32)
+            plan_against(against, theirs, reading, rows, time_steps, states, specs, dtypes, tf32)
         )
     original = plan_original(read, source, frameworks, rows, time_steps, specs, tf32)
     if original is not None:  # the ground truth
@@ -320,14 +321,16 @@ def _shape(x: Any) -> tuple[int, int]:
     return int(first.shape[0]), int(first.shape[1]) if first.ndim > 1 else 1
 
 
-def _batch(batch: int | None, source: Any, read: Read) -> int:
-    """The rows of a generated input: ``batch``, else those the original's input is fixed
-    to, or the stateful Keras layers of a live source keep states for (they run on no other
-    batch), else :data:`DEFAULT_BATCH`."""
+def _batch(batch: int | None, source: Any, read: Read, against: Read | None) -> int:
+    """The rows of a generated input: ``batch``, else those the original's input (or the
+    ``against`` model's: an ONNX export of one batch size) is fixed to, or the stateful
+    Keras layers of a live source keep states for (they run on no other batch), else
+    :data:`DEFAULT_BATCH`."""
     if batch is not None:
         return batch
-    if read.batch is not None:
-        return read.batch
+    fixed = read.batch or (against.batch if against is not None else None)
+    if fixed is not None:
+        return fixed
     live = source_type(source) == "keras" and read.original is not None
     if live:
         from .adapters.keras import fixed_batch_size
@@ -336,6 +339,13 @@ def _batch(batch: int | None, source: Any, read: Read) -> int:
         if fixed is not None:
             return fixed
     return DEFAULT_BATCH
+
+
+def _steps(steps: int | None, read: Read, against: Read | None) -> int:
+    """The time steps of a generated input: ``steps``, else those the original's input
+    (or the ``against`` model's) is fixed to, else :data:`DEFAULT_STEPS`."""
+    fixed = read.steps or (against.steps if against is not None else None)
+    return steps if steps is not None else fixed or DEFAULT_STEPS
 
 
 def _initial_states(reading: Any, states: Any, x: Any) -> list[np.ndarray] | None:

@@ -261,3 +261,23 @@ def test_rows_and_steps_merged_at_one_batch_size_read_at_any(tmp_path: Path, bat
         expected = module(torch.as_tensor(ids)).numpy()
         ported = onnx_to_torch(path)(torch.as_tensor(ids)).numpy()
     np.testing.assert_allclose(ported, expected, atol=1e-6)
+
+
+def test_a_graph_of_one_batch_size_and_length_is_diagnosed_and_compared_against(tmp_path: Path):
+    """On either side of diagnose(), and as compare's against, the graph runs at the batch
+    size and length it was exported at: the generated input takes them."""
+    import copy
+
+    from xframe_bilstm import diagnose
+
+    module = _Tagger("lstm", True, "linear")
+    path = _export(module, tmp_path / "fixed.onnx", batch=1, dynamic=False)
+    assert diagnose(module, path).code == "equivalent"
+    report = compare(module, against=path, frameworks=["torch"])
+    assert report, report.to_text()
+    assert report.input_shape == (1, 6)
+    broken = copy.deepcopy(module)
+    with torch.no_grad():  # torch's two biases both set to their sum
+        broken.rnn.bias_hh_l0.add_(broken.rnn.bias_ih_l0)
+        broken.rnn.bias_ih_l0.copy_(broken.rnn.bias_hh_l0)
+    assert diagnose(path, broken).code == "bias_double_counted"

@@ -100,7 +100,9 @@ def diagnose_model(
     graph = as_graph(read.reading)
     port = _read_port(actual, graph)
     rows = None if lengths is None else list(lengths)
-    given, _ = run_inputs(graph, inputs, rows, seed=seed, batch=3, steps=7)
+    # Where either side runs at one batch size or length alone (an ONNX export), at those.
+    batch, steps = read.batch or port.batch or 3, read.steps or port.steps or 7
+    given, _ = run_inputs(graph, inputs, rows, seed=seed, batch=batch, steps=steps)
     expected, expected_dtype, runner = _run(read, graph, given)
     observed, actual_dtype, _ = _run(port, graph, given)
     noise = _noise(graph, as_list(given))

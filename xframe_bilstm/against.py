@@ -60,10 +60,9 @@ def _export_sizes(graph: ModelGraph, proto: Any) -> tuple[int | None, int | None
     """The length and batch an ONNX export of ``graph`` runs at alone, each None where it
     leaves it free: its first input's declared size on the axis ``graph``'s input leaves
     free (time), and on its first axis."""
-    from .adapters.onnx.nodes import constant_values, declared_dims
+    from .adapters.onnx.nodes import data_inputs, declared_dims
 
-    constants = constant_values(proto)
-    inputs = [i for i in proto.graph.input if i.name not in constants]
+    inputs = data_inputs(proto)
     dims = declared_dims(inputs[0]) if inputs else []
     shape = tuple(graph.layer(graph.inputs[0]).options.get("shape", ()))
     free = [axis for axis, size in enumerate(shape) if size is None]

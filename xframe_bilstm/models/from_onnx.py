@@ -127,12 +127,11 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         UnsupportedFeatureError: the first input fixes its batch axis: the graph was
             exported for one batch size, and ``free_batch`` could not free it.
     """
-    from ..adapters.onnx.nodes import declared_dims, layer_name
+    from ..adapters.onnx.nodes import data_inputs, declared_dims, layer_name
 
     onnx = require("onnx")
 
-    initializers = {i.name for i in proto.graph.initializer}
-    graph_inputs = [i for i in proto.graph.input if i.name not in initializers]
+    graph_inputs = data_inputs(proto)
     options: list[dict[str, Any]] = []
     for graph_input in graph_inputs:
         dims = declared_dims(graph_input)

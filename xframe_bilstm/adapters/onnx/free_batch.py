@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from ..._imports import require
-from .nodes import constant_values, declared_dims, node_attributes
-from .static_values import StaticValues
+from .nodes import constant_values, data_inputs, declared_dims, default_opset, node_attributes
+from .static_values import folded_constants
 from .vocabulary import CELL_BY_OP
 
 _BATCH = "batch"
@@ -51,8 +51,7 @@ _MATCH = 1e-4  # of the outputs' scale: one batch's kernels against another's
 
 def fixed_batch(proto: Any) -> int | None:
     """The batch size the graph's first input declares, None where it is dynamic."""
-    constants = constant_values(proto)
-    inputs = [i for i in proto.graph.input if i.name not in constants]
+    inputs = data_inputs(proto)
     dims = declared_dims(inputs[0]) if inputs else []
     return dims[0] if dims else None
 
@@ -78,11 +77,10 @@ def free_batch(proto: Any) -> Any | None:
 
 
 def _declare_free(proto: Any, batch: int) -> None:
-    constants = constant_values(proto)
     graph = proto.graph
-    for value in [*graph.input, *graph.output]:
+    for value in [*data_inputs(proto), *graph.output]:
         dims = value.type.tensor_type.shape.dim
-        if value.name not in constants and len(dims) and dims[0].dim_value == batch:
+        if len(dims) and dims[0].dim_value == batch:
             dims[0].Clear()
             dims[0].dim_param = _BATCH
     del graph.value_info[:]
@@ -115,21 +113,7 @@ def _computed_constants(proto: Any) -> dict[str, np.ndarray]:
     """The graph's constants, and the values its nodes compute from constants alone (on
     onnx's reference implementation): TorchScript writes ``h0.expand(-1, B, -1)`` of an
     export's batch as a ``Where`` of constants giving the ``Expand`` its target."""
-    values = constant_values(proto)
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-    static = StaticValues(opset)
-    nodes = list(proto.graph.node)  # held: the evaluators are kept by each node's id
-    for node in nodes:
-        read = [name for name in node.input if name]
-        if node.domain not in ("", "ai.onnx") or not read or not all(n in values for n in read):
-            continue
-        if any(n not in values for n in node.output):
-            args = [values[name] if name else None for name in node.input]
-            try:
-                values.update(zip(node.output, static.run(node, node_attributes(node), args)))
-            except Exception:  # the reference implementation's refusal: left computed
-                continue
-    return values
+    return folded_constants(proto.graph, constant_values(proto), default_opset(proto), ops=None)
 
 
 def _expanded(onnx: Any, proto: Any, node: Any, index: int, row: np.ndarray, axis: int) -> list:
@@ -401,10 +385,8 @@ def _seeded_feeds(proto: Any, batch: int, rows: int) -> tuple[dict[str, np.ndarr
     one value per row (a length every input has, an id every table holds)."""
     onnx = require("onnx")
     rng = np.random.default_rng(0)
-    constants = constant_values(proto)
-    inputs = [i for i in proto.graph.input if i.name not in constants]
     feeds, batched = {}, set()
-    for value in inputs:
+    for value in data_inputs(proto):
         dims = declared_dims(value)
         if dims[:1] == [batch]:
             batched.add(value.name)

@@ -25,6 +25,7 @@ from .coverage import refuse_unsupported
 from .nodes import (
     WEIGHT_SLOTS,
     constant_node_value,
+    default_opset,
     describe_node,
     graph_constant_values,
     layer_name,
@@ -148,9 +149,7 @@ def _define_interpreter_classes() -> Any:
             self.opset = opset
             if branch is None:
                 refuse_unsupported(graph, SUPPORTED_OPS)  # one error naming everything not run
-                self.opset = next(
-                    (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1
-                )
+                self.opset = default_opset(model)
             given = graph_constant_values(graph, outer)
             constants = folded_constants(graph, given, self.opset)
             self.folded = set(constants) - set(given)  # computed once: their nodes run no more

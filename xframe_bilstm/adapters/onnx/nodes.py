@@ -74,6 +74,18 @@ def declared_dims(value: Any) -> list[int | None]:
     ]
 
 
+def default_opset(model: Any) -> int:
+    """The default-domain opset a model imports (1 where it names none)."""
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def data_inputs(proto: Any) -> list[Any]:
+    """The graph's inputs that are fed, in order: not initializers (an initializer listed as
+    an input is a default)."""
+    initializers = {i.name for i in proto.graph.initializer}
+    return [i for i in proto.graph.input if i.name not in initializers]
+
+
 def has_recurrent_nodes(proto: Any) -> bool:
     """Whether the graph (not its subgraphs) holds an LSTM, GRU or RNN node."""
     return any(node.op_type in CELL_BY_OP for node in proto.graph.node)

@@ -128,11 +128,14 @@ FOLDED_OPS = frozenset(
 )  # fmt: skip
 
 
-def folded_constants(graph: Any, constants: dict[str, Any], opset: int) -> dict[str, Any]:
-    """``constants`` with the values of the nodes that move or cast constants alone, each
-    computed once on onnx's reference implementation: the dynamo exporter writes a
-    recurrent node's gate reordering of its weights as ``Slice`` nodes and a ``Concat`` of
-    the initializer, which then reads as the constant weight it is."""
+def folded_constants(
+    graph: Any, constants: dict[str, Any], opset: int, ops: frozenset[str] | None = FOLDED_OPS
+) -> dict[str, Any]:
+    """``constants`` with the values of the nodes of ``ops`` (None: any operator of the
+    default domain) that read constants alone, each computed once on onnx's reference
+    implementation: the dynamo exporter writes a recurrent node's gate reordering of its
+    weights as ``Slice`` nodes and a ``Concat`` of the initializer, which then reads as the
+    constant weight it is. A node the reference implementation refuses stays computed."""
     from .nodes import node_attributes
 
     values = dict(constants)
@@ -140,10 +143,14 @@ def folded_constants(graph: Any, constants: dict[str, Any], opset: int) -> dict[
     nodes = list(graph.node)  # held: the evaluators are kept by each node's id
     for node in nodes:
         read = [name for name in node.input if name]
-        if node.op_type not in FOLDED_OPS or not read or not all(n in values for n in read):
+        known = node.domain in ("", "ai.onnx") if ops is None else node.op_type in ops
+        if not known or not read or not all(n in values for n in read):
             continue
         args = [values[name] if name else None for name in node.input]
-        values.update(zip(node.output, static.run(node, node_attributes(node), args)))
+        try:
+            values.update(zip(node.output, static.run(node, node_attributes(node), args)))
+        except Exception:  # the reference implementation's refusal: left computed
+            continue
     return values
 
 

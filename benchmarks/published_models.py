@@ -183,6 +183,12 @@ def _worst(report: Any) -> str:
     )
 
 
+def _converted_row(model: str, action: str, seconds: float, report: Any) -> Row:
+    """The row of a model converted in ``seconds``, then compared: ``report``'s worst pair."""
+    verdict = "equivalent" if report else "NOT equivalent"
+    return (model, action, f"converted in {seconds:.2f} s; {_worst(report)}", verdict)
+
+
 def _drift(report: Any) -> str:
     """How far the float32 runs lie from the float64 reference, in units of the float32
     reference's own drift: a run's allowance there is NOISE_FACTOR of those units (where
@@ -210,11 +216,11 @@ def chars2vec(root: Path) -> list[Row]:
         _, seconds = _timed(lambda m=model: keras_to_torch(m))
         report = compare(model, inputs=words)
         rows.append(
-            (
+            _converted_row(
                 f"chars2vec eng_{size}",
                 "keras_to_torch (verified), compare() on one-hot words",
-                f"converted in {seconds:.2f} s; {_worst(report)}",
-                "equivalent" if report else "NOT equivalent",
+                seconds,
+                report,
             )
         )
     return rows
@@ -453,11 +459,11 @@ def ethnicolr(root: Path) -> list[Row]:
             ids[row, length - len(grams) :] = grams
         report = compare(path, inputs=ids)
         rows.append(
-            (
+            _converted_row(
                 f"ethnicolr {path.parent.parent.name}/{path.name}",
                 "keras_to_torch (checked against the model tf_keras loads), compare() on names",
-                f"converted in {seconds:.2f} s; {_worst(report)}",
-                "equivalent" if report else "NOT equivalent",
+                seconds,
+                report,
             )
         )
     return rows

@@ -38,6 +38,21 @@ def check_lengths(lengths: Any, batch: int, steps: int) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def mask_from_counts(counts: Any, batch: int, steps: int) -> np.ndarray:
+    """:func:`mask_from_lengths` of the lengths a tensor of a graph holds: an input's
+    integers, or counts the graph computed itself, whole numbers of its float dtype (a
+    tagger's ``(ids != 0).sum(1)``).
+
+    Example:
+        >>> mask_from_counts(np.array([2.0, 1.0]), batch=2, steps=3).astype(int).tolist()
+        [[1, 1, 0], [1, 0, 0]]
+    """
+    values = np.asarray(counts)
+    if np.issubdtype(values.dtype, np.floating) and np.all(values == np.round(values)):
+        values = values.astype(np.int64)
+    return mask_from_lengths(values, batch, steps)
+
+
 def longest_first(batch: int, steps: int) -> np.ndarray:
     """Lengths of ``batch`` right-padded rows, longest first: the first row full, each next
     two steps shorter, down to 1.

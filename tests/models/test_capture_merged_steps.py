@@ -164,7 +164,7 @@ class OverTheWords(CharOnly):
     [
         (CharLSTM, "uses the cell states of 'char_lstm' run over a tensor whose batch"),
         (OverTheWords, "applies aten.mean over the merged axis"),
-        (PackedWords, "packs a sequence by lengths computed in forward"),
+        (PackedWords, "packs a sequence by lengths computed in forward for other rows"),
     ],
 )
 def test_what_mixes_the_words_is_refused_by_name(make, message: str) -> None:

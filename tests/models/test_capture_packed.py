@@ -25,6 +25,7 @@ from xframe_bilstm import (  # noqa: E402
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
 from ..packaged_models import TacotronEncoder  # noqa: E402
+from .every_framework import assert_agrees_everywhere  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
@@ -147,6 +148,45 @@ def test_a_packed_output_packed_on_and_attention_after_the_padding(tmp_path: Pat
     model = to_onnx(module, tmp_path / "two.onnx")  # checked against the module on onnxruntime
     assert [i.name for i in model.graph.input] == ["input", "lengths"]
     assert (tmp_path / "two.onnx").exists()
+
+
+class CountedTagger(nn.Module):
+    """A tagger given its ids alone, packing by the count of non-padding ids of each row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.embedding = nn.Embedding(30, 6, padding_idx=0)
+        self.lstm = nn.LSTM(6, 5, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(10, 3)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = (ids != 0).sum(1)
+        packed = pack_padded_sequence(
+            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        output, (h, _) = self.lstm(packed)
+        output, _ = pad_packed_sequence(output, batch_first=True, total_length=ids.size(1))
+        return self.out(output), h[-1]
+
+
+def test_lengths_counted_in_forward_mask_the_steps_torch_packs() -> None:
+    module = CountedTagger().eval()
+    graph = graph_from_torch(module)
+    (packing,) = [record for record in graph.layers if record.kind == "lengths_mask"]
+    assert graph.inputs == ("input",) and packing.inputs[1] != "input"  # computed, not given
+    assert graph.name == "countedtagger"  # not the name of the ids' mask made numbers
+    ids = IDS.copy()
+    ids[1, 4:] = 0
+    ids[2, 2] = 0  # a padding id inside a row: torch packs its first 8 steps, this one too
+    valid = np.arange(9) < (ids != 0).sum(1)[:, None]
+    assert valid[2, 2] and not valid[2, 8]
+    model = torch_to_keras(module)  # checked against module(ids) on drawn rows
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(torch.as_tensor(ids))]
+    for mine, theirs in zip(model(ids), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=2e-5)
+    assert_agrees_everywhere(module, inputs=ids)
 
 
 class ReadsData(nn.Module):

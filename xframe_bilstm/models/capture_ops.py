@@ -81,16 +81,16 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
         if args[2] if len(args) > 2 else kwargs.get("train", False):
             raise Unsupported(f"applies {op} in training mode")
         return None
-    if op == "aten._to_copy" and set(kwargs) <= {"dtype"} and _same_dtype(args[0], kwargs):
-        return None
+    if op in ("aten._to_copy", "aten.to") and _same_dtype(args[0], node):
+        return None  # a copy, or a move to another device (lengths.cpu()): nothing computed
     handler = _HANDLERS.get(op)
     if handler is None:
         raise Unsupported(f"applies {op}")
     return handler(node, name, tensors, args, kwargs)
 
 
-def _same_dtype(x: Any, kwargs: dict[str, Any]) -> bool:
-    return kwargs.get("dtype") in (None, x.meta["val"].dtype)
+def _same_dtype(x: Any, node: Any) -> bool:
+    return bool(x.meta["val"].dtype == node.meta["val"].dtype)
 
 
 def _reshape(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:

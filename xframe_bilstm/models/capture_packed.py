@@ -84,13 +84,8 @@ def read_packing(
     """
     if use.is_steps(node):
         return []
-    if not use.reads(node) and op_name(node).startswith(PACKED):
-        raise Unsupported(
-            "packs a sequence by lengths computed in forward (a character LSTM's word "
-            "lengths); only lengths forward takes as an input are read"
-        )
     if not use.reads(node):
-        return None
+        return _computed_packing(node, tensors, names)
     if use.last(node):  # lengths - 1, for out[torch.arange(B), lengths - 1]
         return []
     shifted = use.with_number(node, tensors, names)  # lengths - 1, for out.gather(1, ...)
@@ -127,6 +122,27 @@ def read_packing(
     else:
         raise Unsupported(f"computes with the lengths ({op}); only pack_padded_sequence may")
     return [record]
+
+
+def _computed_packing(node: Any, tensors: Tensors, names: Names) -> list[LayerRecord] | None:
+    """The ``lengths_mask`` or ``end_mask`` record of a packing by lengths ``forward``
+    computes (``(ids != 0).sum(1)``, a character LSTM's word lengths), read as any tensor
+    of the records; None for a node that is no packing."""
+    op = op_name(node)
+    if not op.startswith((PACKED, PADDED)):
+        return None
+    x, lengths = node.args[0], node.args[1]
+    if op.startswith(PADDED):
+        return [LayerRecord(names(node.name), "end_mask", "EndMask", (tensors.name(x),))]
+    first, second = tensors.shapes[lengths.name]
+    if first != (tensors.batches[0],) or second not in (None, (tensors.batches[1],)):
+        raise Unsupported(
+            "packs a sequence by lengths computed in forward for other rows than the "
+            "batch's (each word's characters, the batch and time merged); lengths of the "
+            "batch's rows are read"
+        )
+    reads = (tensors.name(x), tensors.name(lengths))
+    return [LayerRecord(names(node.name), "lengths_mask", "LengthsMask", reads)]
 
 
 def padded_with_zeros(graph: ModelGraph) -> ModelGraph:

@@ -282,9 +282,9 @@ def read_captured(
                 tensors.names[node] = made[-1].name
             else:
                 for mask in masks_read_as_numbers(node, tensors, conditions):  # h * mask
-                    name = names(f"{mask.name}_numbers")
-                    records.append(numbers_record(name, conditions[mask], tensors))
-                    tensors.names[mask] = name
+                    numbers = names(f"{mask.name}_numbers")
+                    records.append(numbers_record(numbers, conditions[mask], tensors))
+                    tensors.names[mask] = numbers
                 if not read_condition(node, tensors, conditions):
                     record_for(records, tensors, node, names, previous)
         except (Unsupported, UnsupportedFeatureError) as error:

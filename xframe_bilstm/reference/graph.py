@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UnsupportedFeatureError
 from ..graph import ATTENTION_KINDS, SHAPE_KINDS, LayerRecord, ModelGraph, state_count
-from ..masks import mask_from_lengths
+from ..masks import mask_from_counts, mask_from_lengths
 from ..stack_graph import graph_initial_states
 from .attention import run_attention
 from .convolution import activate, conv_reference, conv_transpose_reference, pad_or_crop_reference
@@ -112,9 +112,9 @@ def run_model_reference(
             y = np.broadcast_to(value.astype(dtype), (x.shape[0], *value.shape)).copy()
         elif record.kind == "lengths_mask":
             y = x
-            out_mask = mask_from_lengths(values[record.inputs[1]], *x.shape[:2])
+            out_mask = mask_from_counts(values[record.inputs[1]], *x.shape[:2])
         elif record.kind == "valid_steps":
-            y = mask_from_lengths(values[record.inputs[1]], *x.shape[:2]).astype(dtype)
+            y = mask_from_counts(values[record.inputs[1]], *x.shape[:2]).astype(dtype)
         elif record.kind == "recurrent":
             initial = starts.get(record.name) or [values[name] for name in record.inputs[1:]]
             y, *rest = _recurrent(record, x, mask, dtype, initial)

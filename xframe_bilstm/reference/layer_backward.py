@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord
-from ..masks import mask_from_lengths
+from ..masks import mask_from_counts
 from .activation_grads import activation_vjp
 from .convolution import activate
 from .shape_layers import Mask, combine_masks
@@ -301,10 +301,10 @@ def layer_step(
 
         return y, None, rows_back
     if kind == "valid_steps":  # numbers of the lengths alone: no gradient to either input
-        steps: np.ndarray = mask_from_lengths(tensors[1], *x.shape[:2]).astype(dtype)
+        steps: np.ndarray = mask_from_counts(tensors[1], *x.shape[:2]).astype(dtype)
         return steps, None, lambda g: ([None, None], {})
     if kind == "lengths_mask":  # the lengths are integers: no gradient
-        made = mask_from_lengths(tensors[1], *x.shape[:2])
+        made = mask_from_counts(tensors[1], *x.shape[:2])
         return x, made, lambda g: ([g, None], {})
     if kind == "dense":
         y, vjp = _dense(record, x, dtype)

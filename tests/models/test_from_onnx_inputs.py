@@ -247,3 +247,32 @@ def test_a_packed_tagger_exported_for_one_batch_size_reads_at_any(tmp_path: Path
     report = compare(path, inputs=list(inputs), frameworks=["torch", "onnxruntime"])
     assert report, report.lines()
     assert report.input_shape == inputs[0].shape
+
+
+class CountingTagger(PackedTagger):
+    """The tagger given its ids alone, packing by its count of non-padding ids per row."""
+
+    def forward(self, ids: Any) -> Any:  # type: ignore[override]
+        return super().forward(ids, (ids != 0).sum(1))
+
+
+@pytest.mark.parametrize("axes", [{0: "b", 1: "t"}, None], ids=["dynamic", "one_batch_size"])
+def test_a_tagger_counting_its_lengths_from_its_ids_reads_whole(
+    axes: dict[int, str] | None, tmp_path: Path
+) -> None:
+    """The graph sorts the rows by lengths it computes: read as the count of each row's
+    steps, a padding id inside a row included (the first ``count`` steps are packed)."""
+    torch.manual_seed(0)
+    ids, _ = _tagger_inputs(np.random.default_rng(1), False)
+    ids[0, 3] = 0  # inside the row: 8 steps are packed, the last one among them
+    path = tmp_path / "counting.onnx"
+    torch_export(CountingTagger().eval(), torch.from_numpy(ids), axes, names=["ids"], path=path)
+    read = read_source(path)
+    assert isinstance(read.reading, ModelGraph) and read.reading.inputs == ("input",)
+    report = compare(path, inputs=ids, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report.lines()
+    assert "onnxruntime[cpu,float32]@original" in {pair.expected for pair in report.pairs}
+    module = onnx_to_torch(path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(ids)).numpy()
+    np.testing.assert_allclose(got, _expected(path, (ids,), ("ids",)), atol=1e-5)

@@ -81,16 +81,19 @@ def op_records(node: Any, name: str, tensors: Tensors) -> list[LayerRecord] | No
         if args[2] if len(args) > 2 else kwargs.get("train", False):
             raise Unsupported(f"applies {op} in training mode")
         return None
-    if op in ("aten._to_copy", "aten.to") and _same_dtype(args[0], node):
-        return None  # a copy, or a move to another device (lengths.cpu()): nothing computed
+    if op in ("aten._to_copy", "aten.to") and _same_values(args[0], node):
+        return None  # a copy, a move to another device (lengths.cpu()), int64 <-> int32
     handler = _HANDLERS.get(op)
     if handler is None:
         raise Unsupported(f"applies {op}")
     return handler(node, name, tensors, args, kwargs)
 
 
-def _same_dtype(x: Any, node: Any) -> bool:
-    return bool(x.meta["val"].dtype == node.meta["val"].dtype)
+def _same_values(x: Any, node: Any) -> bool:
+    """Whether ``node``, a dtype cast of ``x``, holds ``x``'s values: the same dtype, or
+    integers of 32 or 64 bits (ids and lengths, which never need more than 32)."""
+    given, made = x.meta["val"].dtype, node.meta["val"].dtype
+    return bool(given == made) or {str(given), str(made)} <= {"torch.int32", "torch.int64"}
 
 
 def _reshape(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:

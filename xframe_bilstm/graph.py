@@ -100,6 +100,13 @@ class ModelGraph:
                 return record
         raise KeyError(name)
 
+    def time_major(self, name: str) -> bool:
+        """Whether the input ``name`` is fed time-major, (time, batch, ...), as a torch
+        ``forward`` written for ``batch_first=False`` takes it: a ``time_first`` record
+        alone reads it, giving the other records its batch-major tensor."""
+        readers = [r for r in self.layers if name in r.inputs]
+        return bool(readers) and all(r.kind == "time_first" for r in readers)
+
     def holds_lengths(self, name: str) -> bool:
         """Whether the input ``name`` holds the rows' lengths a ``lengths_mask`` (a torch
         packed sequence's) or ``valid_steps`` reads, one integer per row."""
@@ -128,6 +135,7 @@ class ModelGraph:
             "repeat",
             "identity",
             "concatenate",
+            "time_first",
         )
         reading = ("embedding", "where", "lengths_mask", "valid_steps", "broadcast", "custom")
         carried = [

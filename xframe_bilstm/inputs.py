@@ -292,6 +292,8 @@ def example_inputs(
         free = steps + index * stagger
         shape = tuple(free if size is None else int(size) for size in record.options["shape"])
         consumers = readers.get(name, [])
+        if graph.time_major(name):  # what reads it made batch-major
+            consumers = [r for first in consumers for r in readers.get(first.name, [])]
         embedding = next((r for r in consumers if r.kind == "embedding"), None)
         if embedding is not None:
             vocabulary = embedding.weights["embeddings"].shape[0]
@@ -299,12 +301,14 @@ def example_inputs(
             if len(shape) == 1:
                 ids[_padded(batch, shape[0], rows)] = 0
             arrays.append(ids.astype(np.int64))
-            continue
-        x = rng.standard_normal((batch, *shape))
-        masking = next((r for r in consumers if r.kind == "masking"), None)
-        if masking is not None and len(shape) == 2:
-            x[_padded(batch, shape[0], rows)] = masking.options["mask_value"]
-        arrays.append(x.astype(np.float32))
+        else:
+            x = rng.standard_normal((batch, *shape))
+            masking = next((r for r in consumers if r.kind == "masking"), None)
+            if masking is not None and len(shape) == 2:
+                x[_padded(batch, shape[0], rows)] = masking.options["mask_value"]
+            arrays.append(x.astype(np.float32))
+        if graph.time_major(name):
+            arrays[-1] = np.ascontiguousarray(np.swapaxes(arrays[-1], 0, 1))
     return arrays
 
 

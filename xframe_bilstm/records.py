@@ -279,9 +279,10 @@ class LayerRecord:
     - ``slice_to`` (read from a torch ``forward``: ``skip[..., : x.shape[-1]]`` added to
       ``x``; inputs ``(x, like)``): ``axis`` (counted with the batch axis, never 0); the
       output is ``x``'s first positions on ``axis``, as many as ``like`` has there.
-    - ``time_first`` (read from a torch ``forward`` returning a time-major tensor): no
-      options; the output is its input with axes 0 and 1 swapped, (time, batch, ...). It
-      is an output of the graph, read by no other record.
+    - ``time_first`` (read from a torch ``forward`` returning a time-major tensor, or
+      taking one): no options; the output is its input with axes 0 and 1 swapped. It is
+      an output of the graph, (time, batch, ...), read by no other record, or the one
+      reader of a time-major input, giving the others its batch-major tensor.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

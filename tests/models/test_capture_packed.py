@@ -189,6 +189,39 @@ def test_lengths_counted_in_forward_mask_the_steps_torch_packs() -> None:
     assert_agrees_everywhere(module, inputs=ids)
 
 
+class TutorialEncoder(nn.Module):
+    """PyTorch's chatbot tutorial's encoder: ids (time, batch) and their lengths, packed
+    time-major into a 2-layer BiGRU, the directions summed; outputs and h_n returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.embedding = nn.Embedding(30, 8)
+        self.gru = nn.GRU(8, 6, num_layers=2, bidirectional=True)
+
+    def forward(
+        self, input_seq: torch.Tensor, input_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        packed = nn.utils.rnn.pack_padded_sequence(self.embedding(input_seq), input_lengths)
+        outputs, hidden = self.gru(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs)
+        return outputs[:, :, :6] + outputs[:, :, 6:], hidden
+
+
+def test_time_major_ids_packed_by_their_lengths() -> None:
+    module = TutorialEncoder().eval()
+    model = torch_to_keras(module)  # checked against module(ids, lengths)
+    assert [tuple(t.shape) for t in model.inputs] == [(None, None), (None,)]
+    lengths = np.array([9, 7, 4, 1])  # longest first, as packing them as given wants
+    ids = IDS.T.copy()  # (time, batch)
+    ids[np.arange(9)[:, None] >= lengths] = 0
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(torch.as_tensor(ids), torch.as_tensor(lengths))]
+    for mine, theirs in zip(model([ids, lengths]), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=2e-5)
+    assert_agrees_everywhere(module)
+
+
 class ReadsData(nn.Module):
     def __init__(self) -> None:
         super().__init__()

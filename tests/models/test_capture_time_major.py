@@ -215,12 +215,54 @@ def test_the_saved_keras_port_ports_back_to_torch(tmp_path, make) -> None:
 
 
 class TimeMajorInput(nn.Module):
+    """Frames given time-major, (time, batch, features), as torch's default layout has
+    them: a projection of each step, an LSTM, the last step."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(4, 5)
+        torch.manual_seed(43)
+        self.project = nn.Linear(4, 6)
+        self.lstm = nn.LSTM(6, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lstm(x)[0][-1]
+        return self.lstm(torch.tanh(self.project(x)))[0][-1]
+
+
+class TimeMajorTagger(nn.Module):
+    """Token ids in and tags out time-major, (time, batch) to (time, batch, tags)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(44)
+        self.embedding = nn.Embedding(20, 6)
+        self.lstm = nn.LSTM(6, 5, bidirectional=True)
+        self.tags = nn.Linear(10, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.tags(self.lstm(self.embedding(ids))[0])
+
+
+def _time_major(module: nn.Module, steps: int, batch: int) -> np.ndarray:
+    rng = np.random.default_rng(8)
+    if isinstance(module, TimeMajorTagger):
+        return rng.integers(1, 20, (steps, batch))
+    return rng.standard_normal((steps, batch, 4)).astype("float32")
+
+
+@pytest.mark.parametrize("make", [TimeMajorInput, TimeMajorTagger])
+def test_a_time_major_input_is_taken_time_major(tmp_path, make) -> None:
+    module = make().eval()
+    graph = graph_from_torch(module)
+    assert graph.time_major("input") and graph.layers[1].kind == "time_first"
+    model = torch_to_keras(module)  # verified against module(x) on time-major inputs
+    x = _time_major(module, 11, 2)  # and at another length and batch here
+    np.testing.assert_allclose(np.asarray(model(x)), _expected(module, x)[0], rtol=1e-5, atol=2e-6)
+    assert_agrees_everywhere(module, steps=8, batch=3)  # the ONNX export's too
+    model.save(tmp_path / "port.keras")
+    back = keras_to_torch(tmp_path / "port.keras")
+    with torch.no_grad():
+        actual = back(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(actual, _expected(module, x)[0], rtol=1e-5, atol=2e-6)
 
 
 class Mixed(nn.Module):
@@ -248,7 +290,6 @@ class BatchFirstAttention(nn.Module):
 @pytest.mark.parametrize(
     ("make", "refusals"),
     [
-        (TimeMajorInput, ["passes 'lstm' (LSTM, batch_first=False", "transpose it in forward"]),
         (
             Mixed,
             [

@@ -191,10 +191,14 @@ def test_the_declared_inputs_try_a_rank_one_integer_input_as_lengths_first(
     guesses = declared_inputs(onnx.load(str(path)))
     assert guesses is not None
     if name == "seq2seq":  # ids of a length each: no lengths among them
-        assert [g.lengths_at for g in guesses] == [None]
+        assert [g.lengths_at for g in guesses] == [None, None]
     else:
-        assert [g.lengths_at for g in guesses] == [1, None]
+        assert [g.lengths_at for g in guesses] == [1, None, None]
     assert guesses[-1].names == CASES[name][2]
+    # last, the inputs whose batch and time are dynamic taken time-major
+    assert [o.get("time_major", False) for o in guesses[-1].options] == [
+        o["shape"][:1] == (None,) for o in guesses[-2].options
+    ]
 
 
 @pytest.mark.parametrize("left", ["sorting", "putting back"])

@@ -146,6 +146,41 @@ def test_a_float_sequence_into_a_gru_and_a_linear_reads_with_no_embedding(tmp_pa
     assert any("@original" in pair.label for pair in report.pairs)
 
 
+class _TimeMajor(torch.nn.Module):
+    """Frames (time, batch, features) into a projection and a BiLSTM, torch's default
+    layout; the last step classified."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.project = torch.nn.Linear(5, 8)
+        self.lstm = torch.nn.LSTM(8, 6, bidirectional=True)
+        self.fc = torch.nn.Linear(12, 3)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(self.lstm(torch.relu(self.project(x)))[0][-1])
+
+
+def test_a_time_major_export_reads_with_its_input_time_major(tmp_path: Path):
+    module, path = _TimeMajor().eval(), tmp_path / "time_major.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (torch.zeros(7, 4, 5),), str(path), dynamo=False, input_names=["x"],
+            dynamic_axes={"x": {0: "time", 1: "batch"}},
+        )  # fmt: skip
+    graph = graph_from_onnx(onnx.load(str(path)))
+    assert graph.time_major(graph.inputs[0])
+    report = compare(path, frameworks=FRAMEWORKS)
+    assert report, report.to_text()
+    assert any("@original" in pair.label for pair in report.pairs)
+    x = np.random.default_rng(0).standard_normal((9, 2, 5)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(onnx_to_torch(path)(torch.from_numpy(x)), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(onnx_to_keras(path)(x)), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_a_graph_exported_for_one_batch_size_compares_at_it_and_ports_at_any(
     tmp_path: Path, batch: int

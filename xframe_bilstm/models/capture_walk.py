@@ -180,12 +180,19 @@ def read_captured(
             names("input" if len(data) == 1 else given_name),
             "input",
             "InputLayer",
-            options=dict(options),
+            options={key: value for key, value in options.items() if key != "time_major"},
         )
         for given_name, options in zip(data_names, inputs.options)
     ]
-    tensors.names.update({node: record.name for node, record in zip(data, records)})
+    fed = {node: record.name for node, record in zip(data, records)}
+    tensors.names.update(fed)
     input_name = records[0].name
+    for node in filter(tensors.is_swapped, data):  # (time, batch, ...): read batch-major
+        swap = LayerRecord(
+            names(f"{fed[node]}_batch_first"), "time_first", "TimeFirst", (fed[node],)
+        )
+        records.append(swap)
+        tensors.names[node] = swap.name
     rows = row_orders(graph, data, given_lengths, batches[0])  # rows sorted by lengths, back
     for node, given_name in zip(given_lengths, lengths_names):  # forward(x, lengths)...
         lengths_name = names("lengths" if len(data) == 1 else given_name)
@@ -297,7 +304,7 @@ def read_captured(
     graph = ModelGraph(
         name,
         tuple(dense_biases(records, outputs)),  # x @ W + b: one Dense
-        inputs=tuple(tensors.names[node] for node in user),
+        inputs=tuple(fed.get(node, tensors.names[node]) for node in user),
         outputs=outputs,
         source=f"torch {type(module).__name__}",
     )

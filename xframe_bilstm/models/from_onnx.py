@@ -120,7 +120,8 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
     first: each input's shape after the batch axis (None for a dynamic axis; the last one is
     time) and its dtype (integers as ids). An integer input of one value per row may hold
     the rows' lengths (``forward(x, lengths)``) or an id per row (a speaker): tried as the
-    lengths first (an input named for them before the others), then as data. None for one
+    lengths first (an input named for them before the others), then as data; inputs whose
+    first two axes are dynamic, then as time-major, (time, batch, ...). None for one
     input leaving several axes dynamic, so the capture guesses which is time.
 
     Raises:
@@ -133,6 +134,7 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
 
     graph_inputs = data_inputs(proto)
     options: list[dict[str, Any]] = []
+    time_major: list[dict[str, Any]] = []  # where the first two axes are dynamic
     for graph_input in graph_inputs:
         dims = declared_dims(graph_input)
         if not options and dims[:1] != [None]:
@@ -146,6 +148,8 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         element = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
         dtype = "int64" if element.kind in "iu" else "float32"
         options.append({"shape": tuple(dims[1:]), "dtype": dtype})
+        dynamic = dims[:2] == [None, None]
+        time_major.append({**options[-1], "time_major": True} if dynamic else options[-1])
     if len(options) == 1 and options[0]["shape"].count(None) > 1:
         return None
     names = tuple(layer_name(i.name) for i in graph_inputs)
@@ -158,7 +162,10 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         ForwardInputs(tuple(o for i, o in enumerate(options) if i != at), at, names=names)
         for at in places
     ]
-    return [*with_lengths, ForwardInputs(tuple(options), names=names)]
+    guesses = [*with_lengths, ForwardInputs(tuple(options), names=names)]
+    if time_major != options:  # (time, batch, ...), as torch's default layout exports them
+        guesses.append(ForwardInputs(tuple(time_major), names=names))
+    return guesses
 
 
 def _shown(dims: list[int | None]) -> str:

@@ -50,9 +50,12 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
     until it calls one of them), then the others in declaration order, to try where
     ``forward`` reshapes its input before its first module, or where the guess is captured
     by a coincidence of sizes but not read; each sequence followed by its other layout
-    (:func:`_other_layout`); three at most. Several data inputs take those of distinct
-    modules in declaration order, the first of each child first (an encoder's first
-    module, then its decoder's Embedding), three choices at most. A ``forward`` of several
+    (:func:`_other_layout`); three at most, then, in a module holding a recurrent module
+    of torch's default layout (``batch_first=False``) or a cell, each sequence among them
+    time-major, (time, batch, ...) (``time_major`` option). Several data inputs take
+    those of distinct modules in declaration order, the first of each child first (an
+    encoder's first module, then its decoder's Embedding), three choices at most. A
+    ``forward`` of several
     inputs is tried with the rows' lengths among them first, at each place
     :func:`~.forward_inputs.lengths_places` gives, then as data inputs only.
 
@@ -105,8 +108,17 @@ def _one(
         first = ForwardInputs((guesses[0],), lengths_at)
         called = first_called(module, first, [child for child, _ in candidates])
         guesses = [options for child, options in candidates if child is called] + guesses
-    guesses = [layout for options in guesses for layout in (options, *_other_layout(options))]
-    return list(_distinct(guesses))[:_GUESSES]
+    nn = require("torch").nn
+    recurrent = [child for child in module.modules() if isinstance(child, nn.RNNBase)]
+    cells = any(isinstance(child, nn.RNNCellBase) for child in module.modules())
+    sequences = bool(recurrent) or cells
+    guesses = [
+        layout for options in guesses for layout in (options, *_other_layout(options, sequences))
+    ]
+    guesses = list(_distinct(guesses))[:_GUESSES]
+    if cells or any(not child.batch_first for child in recurrent):  # torch's default layout
+        guesses += [{**o, "time_major": True} for o in guesses if o["shape"][:1] == (None,)]
+    return guesses
 
 
 def _distinct(items: Iterable[Any]) -> Iterator[Any]:
@@ -118,20 +130,26 @@ def _distinct(items: Iterable[Any]) -> Iterator[Any]:
             yield item
 
 
-def _other_layout(options: dict[str, Any]) -> list[dict[str, Any]]:
+def _other_layout(options: dict[str, Any], sequences: bool) -> list[dict[str, Any]]:
     """A sequence's other layout: (features, time) for a recurrent module's (time,
     features), as audio models take it and transpose for their recurrent module (demucs's
     ``x.permute(2, 0, 1)``), and (time, channels) for a 1-D convolution's (channels, time),
     as speech models take frames and transpose for their convolution; for a convolution of
     one channel, also the bare signal (time,), as ``wav.unsqueeze(1)`` in raw audio models.
+    In a module of ``sequences`` (recurrent modules or cells), a Linear's (features,) is
+    also (time, features): a projection of each step before the recurrent module.
 
     Example:
-        >>> _other_layout({"shape": (None, 6)}), _other_layout({"shape": (6, None)})
+        >>> _other_layout({"shape": (None, 6)}, True), _other_layout({"shape": (6, None)}, True)
         ([{'shape': (6, None)}], [{'shape': (None, 6)}])
-        >>> _other_layout({"shape": (1, None)})
+        >>> _other_layout({"shape": (1, None)}, True)
         [{'shape': (None, 1)}, {'shape': (None,)}]
+        >>> _other_layout({"shape": (5,)}, True), _other_layout({"shape": (5,)}, False)
+        ([{'shape': (None, 5)}], [])
     """
     shape = tuple(options["shape"])
+    if len(shape) == 1 and shape[0] is not None and sequences:
+        return [{**options, "shape": (None, *shape)}]
     if len(shape) != 2 or (shape[0] is None) == (shape[1] is None):
         return []
     signal = [{**options, "shape": (None,)}] if shape == (1, None) else []

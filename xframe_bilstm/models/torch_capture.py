@@ -230,8 +230,10 @@ def example_arguments(module: Any, inputs: ForwardInputs, which: int) -> tuple[A
 def example_input(module: Any, input_options: Mapping[str, Any], which: int, length: int) -> Any:
     """The seeded example input of capture ``which`` (0 or 1), its free axis ``length``."""
     torch = require("torch")
-    sizes = (length if s is None else int(s) for s in input_options["shape"])
+    sizes = [length if s is None else int(s) for s in input_options["shape"]]
     shape = (_BATCHES[which], *sizes)
+    if input_options.get("time_major"):  # (time, batch, ...)
+        shape = (sizes[0], _BATCHES[which], *sizes[1:])
     rng = np.random.default_rng(which)
     if np.dtype(input_options["dtype"]).kind in "iu":
         vocabulary = min(  # ids every Embedding takes, as several inputs may read others

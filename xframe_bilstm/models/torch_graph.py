@@ -142,6 +142,23 @@ def graph_from_torch(
         and not is_normpool(child)
         and child_factory(child, custom_modules) is None
     ]
+    time_major = [
+        n for n, child in children if isinstance(child, nn.RNNBase) and not child.batch_first
+    ]
+    if time_major and not refused and not isinstance(module, nn.Sequential):
+        # its input time-major, as torch's default layout has it: read as it is captured
+        return _captured(
+            module,
+            UnsupportedFeatureError(
+                f"child {time_major[0]!r} has batch_first=False, and what forward computes "
+                "could not be read on time-major inputs either:"
+            ),
+            name=name,
+            custom_modules=custom_modules,
+            input_shape=input_shape,
+            example_shapes=example_shapes,
+            forward_inputs=forward_inputs,
+        )
     if refused:  # read what they compute operation by operation, or name them
         own = ": factory, ".join(dict.fromkeys(entry.split("(")[-1][:-1] for entry in refused))
         unread = (

@@ -180,9 +180,10 @@ def tensor_op_classes() -> dict[str, Any]:
 
     @register
     class TimeFirst(keras.layers.Layer):  # type: ignore[name-defined]
-        """Its input with axes 0 and 1 swapped, (time, batch, ...): a result a torch
-        ``forward`` returns time-major (a CTC model's). Keras calls such a model as any
-        other; ``predict`` in several batches would join them on axis 0, so call it whole."""
+        """Its input with axes 0 and 1 swapped: a result a torch ``forward`` returns
+        time-major, (time, batch, ...) (a CTC model's), or an input it takes so, made
+        batch-major. Keras calls such a model as any other; ``predict`` in several batches
+        would split and join them on axis 0, so call it whole."""
 
         def call(self, x: Any) -> Any:
             return keras.ops.swapaxes(x, 0, 1)

@@ -20,6 +20,8 @@ def graph_inputs(onnx: Any, graph: ModelGraph, float_type: int) -> list[Any]:
         # Inputs after the first may run for other lengths (an attention's query and value).
         time = "time" if index == 0 else f"{name}_time"
         dims = ["batch", *(time if i == 0 and s is None else s for i, s in enumerate(shape))]
+        if graph.time_major(name):  # (time, batch, ...)
+            dims[:2] = dims[1::-1]
         kind = input_type(onnx, graph, name, float_type)
         inputs.append(onnx.helper.make_tensor_value_info(name, kind, dims))
     return inputs

@@ -223,6 +223,11 @@ def _matmul(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) ->
     """``a @ b``, ``torch.bmm`` and two-operand ``torch.einsum`` of one rank, batch-preserving."""
     op = op_name(node)
     kernel = None if op == "aten.einsum" else tensors.value(args[1])
+    if kernel is not None and kernel.ndim == 1:  # x @ self.w: a score of each step
+        column = _dense(f"{name}_column", op, args[0], kernel[:, None], None, tensors)
+        last = (tensors.rank(args[0]) - 1,)  # the column's axis of one, summed away
+        options = {"op": "sum", "axes": last, "keepdims": False}
+        return [column, _record(name, "reduce", "sum", [column.name], **options)]
     if kernel is not None:  # x @ self.W
         return [_dense(name, op, args[0], kernel, None, tensors)]
     if op == "aten.einsum" and len(args[1]) == 2 and tensors.holds(args[1][1]):

@@ -161,7 +161,15 @@ def long_enough(
             for options in inputs.options
         )
         inputs = dataclasses.replace(inputs, options=options, lengths=_scaled(4 * scale))
-        return inputs, _first_capture(module, inputs, is_leaf)
+        try:
+            return inputs, _first_capture(module, inputs, is_leaf)
+        except CaptureError as error:
+            worked, longer = _scaled(scale)[0], inputs.lengths[0]
+            raise CaptureError(
+                f"{error}; forward runs at {worked} steps but not at {longer}, nor at "
+                f"{_LENGTHS[0]}: where it takes inputs of one length alone (a pooling over "
+                "the whole length), give that length (input_shape, or the inputs compare runs)"
+            ) from error
     raise TooShortError(str(short)) from short
 
 

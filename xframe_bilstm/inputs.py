@@ -291,9 +291,7 @@ def example_inputs(
             continue
         free = steps + index * stagger
         shape = tuple(free if size is None else int(size) for size in record.options["shape"])
-        consumers = readers.get(name, [])
-        if graph.time_major(name):  # what reads it made batch-major
-            consumers = [r for first in consumers for r in readers.get(first.name, [])]
+        consumers = _past_moves(name, readers)
         embedding = next((r for r in consumers if r.kind == "embedding"), None)
         if embedding is not None:
             vocabulary = embedding.weights["embeddings"].shape[0]
@@ -310,6 +308,22 @@ def example_inputs(
         if graph.time_major(name):
             arrays[-1] = np.ascontiguousarray(np.swapaxes(arrays[-1], 0, 1))
     return arrays
+
+
+# Records that move their input's values without computing (ids made (B, 1), time first).
+_MOVES = ("reshape", "permute", "slice", "expand", "repeat", "identity", "time_first")
+
+
+def _past_moves(name: str, readers: dict[str, list[LayerRecord]]) -> list[LayerRecord]:
+    """The records reading tensor ``name``, or a move of it."""
+    found, carried = [], [name]
+    while carried:
+        for record in readers.get(carried.pop(), []):
+            if record.kind in _MOVES:
+                carried.append(record.name)
+            else:
+                found.append(record)
+    return found
 
 
 def named_shapes(graph: ModelGraph, x: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:

@@ -288,3 +288,43 @@ def test_each_layer_reads_its_entries_of_the_initial_states_in_keras_order() -> 
         if record.kind == "recurrent"
     ]
     assert entries == [[0, 0, 1, 1], [2, 2, 3, 3]]  # (h, c) forward, then backward
+
+
+class DecoderStep(nn.Module):
+    """One step of a seq2seq decoder (PyTorch's seq2seq tutorials): a token id per row,
+    the states a 2-layer LSTM encoder returned, (layers, batch, units), and the next
+    token's scores with the new states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(63)
+        self.embedding = nn.Embedding(20, 6)
+        self.rnn = nn.LSTM(6, 5, num_layers=2)
+        self.fc_out = nn.Linear(5, 20)
+
+    def forward(
+        self, input: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output, (hidden, cell) = self.rnn(self.embedding(input.unsqueeze(0)), (hidden, cell))
+        return self.fc_out(output.squeeze(0)), hidden, cell
+
+
+def test_a_decoder_step_takes_the_states_as_torch_stacks_them(tmp_path: Path) -> None:
+    module = DecoderStep().eval()
+    graph = graph_from_torch(module)
+    assert graph.inputs == ("input", "hidden", "cell")
+    assert graph.time_major("hidden") and graph.layer("hidden").options["shape"] == (2, 5)
+    model = torch_to_keras(module)  # checked against module(input, hidden, cell)
+    rng = np.random.default_rng(4)
+    arrays = [rng.integers(0, 20, 3), *rng.standard_normal((2, 2, 3, 5)).astype("float32")]
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(*map(torch.as_tensor, arrays))]
+    for mine, theirs in zip(model(arrays), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=2e-5)
+    assert compare(module, frameworks=["torch", "keras", "onnxruntime"])
+    path = tmp_path / "step.keras"
+    model.save(path)
+    back = keras_to_torch(path)  # the states' layers read back from the saved inputs
+    with torch.no_grad():
+        for mine, theirs in zip(back(*map(torch.as_tensor, arrays)), expected, strict=True):
+            np.testing.assert_allclose(mine.numpy(), theirs, rtol=0, atol=2e-5)

@@ -242,6 +242,22 @@ class TimeMajorTagger(nn.Module):
         return self.tags(self.lstm(self.embedding(ids))[0])
 
 
+class NamesClassifier(nn.Module):
+    """PyTorch's tutorial classifying names by their characters: one-hot letters (time,
+    batch, letters), an ``nn.RNN``'s final state, a Linear and ``LogSoftmax(dim=1)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(45)
+        self.rnn = nn.RNN(4, 6)
+        self.h2o = nn.Linear(6, 3)
+        self.softmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, line_tensor: torch.Tensor) -> torch.Tensor:
+        _, hidden = self.rnn(line_tensor)
+        return self.softmax(self.h2o(hidden[0]))
+
+
 def _time_major(module: nn.Module, steps: int, batch: int) -> np.ndarray:
     rng = np.random.default_rng(8)
     if isinstance(module, TimeMajorTagger):
@@ -249,7 +265,7 @@ def _time_major(module: nn.Module, steps: int, batch: int) -> np.ndarray:
     return rng.standard_normal((steps, batch, 4)).astype("float32")
 
 
-@pytest.mark.parametrize("make", [TimeMajorInput, TimeMajorTagger])
+@pytest.mark.parametrize("make", [TimeMajorInput, TimeMajorTagger, NamesClassifier])
 def test_a_time_major_input_is_taken_time_major(tmp_path, make) -> None:
     module = make().eval()
     graph = graph_from_torch(module)

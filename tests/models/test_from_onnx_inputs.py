@@ -196,7 +196,7 @@ def test_the_declared_inputs_try_a_rank_one_integer_input_as_lengths_first(
         assert [g.lengths_at for g in guesses] == [1, None, None]
     assert guesses[-1].names == CASES[name][2]
     # last, the inputs whose batch and time are dynamic taken time-major
-    assert [o.get("time_major", False) for o in guesses[-1].options] == [
+    assert [o.get("batch_axis", 0) == 1 for o in guesses[-1].options] == [
         o["shape"][:1] == (None,) for o in guesses[-2].options
     ]
 

@@ -295,8 +295,8 @@ def _check_reshape(node: Any, tensors: Tensors) -> None:
     axis of size 1 next to the batch, keeps the values' order on the records' axes."""
     x = node.args[0]
     before, after = tensors.is_swapped(x), tensors.is_swapped(node)
-    if before and not after and not _merged(x, tensors):  # out.view(T * B, H)
-        _mark_rows(node, x, tensors)
+    if before and not after and not _merged(x, tensors) and not _squeezed(x, node, tensors):
+        _mark_rows(node, x, tensors)  # out.view(T * B, H)
         after = tensors.is_swapped(node)
     real = [_real(tensors.shapes[n.name], tensors.is_swapped(n)) for n in (x, node)]
     if before and after:
@@ -308,6 +308,17 @@ def _check_reshape(node: Any, tensors: Tensors) -> None:
         raise Unsupported(
             f"applies {op_name(node)} mixing the time and batch axes of {_TIME_MAJOR}"
         )
+
+
+def _squeezed(x: Any, node: Any, tensors: Tensors) -> bool:
+    """Whether ``node`` is time-major ``x`` of one step in every capture without its time
+    axis, ``out.squeeze(0)`` (a decoder's step), not its steps and rows merged."""
+    pairs = zip(_real(tensors.shapes[x.name], True), tensors.shapes[node.name])
+    return all(
+        given is None or (given[0] == 1 and given[1:] == made)
+        for given, made in pairs
+        if made is not None
+    )
 
 
 def _real(shapes: Any, swapped: bool) -> list[Any]:

@@ -180,7 +180,7 @@ def read_captured(
             names("input" if len(data) == 1 else given_name),
             "input",
             "InputLayer",
-            options={key: value for key, value in options.items() if key != "time_major"},
+            options={key: value for key, value in options.items() if key != "batch_axis"},
         )
         for given_name, options in zip(data_names, inputs.options)
     ]

@@ -22,7 +22,9 @@ class ForwardInputs:
 
     Attributes:
         options: each data input's ``InputLayer`` options (``shape`` without the batch
-            axis, None for a free axis, and ``dtype``), in ``forward``'s order.
+            axis, None for a free axis, and ``dtype``), in ``forward``'s order; with
+            ``batch_axis`` 1, the input is captured with its batch second, (time, batch,
+            ...) or a recurrent module's initial states (layers, batch, units).
         lengths_at: where the rows' lengths are among ``forward``'s inputs, or None.
         lengths: the length of each input's free (time) axis in the two captures.
         names: the names of ``forward``'s inputs where they are known otherwise than from

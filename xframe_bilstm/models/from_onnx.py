@@ -149,7 +149,7 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         dtype = "int64" if element.kind in "iu" else "float32"
         options.append({"shape": tuple(dims[1:]), "dtype": dtype})
         dynamic = dims[:2] == [None, None]
-        time_major.append({**options[-1], "time_major": True} if dynamic else options[-1])
+        time_major.append({**options[-1], "batch_axis": 1} if dynamic else options[-1])
     if len(options) == 1 and options[0]["shape"].count(None) > 1:
         return None
     names = tuple(layer_name(i.name) for i in graph_inputs)

@@ -52,7 +52,7 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
     by a coincidence of sizes but not read; each sequence followed by its other layout
     (:func:`_other_layout`); three at most, then, in a module holding a recurrent module
     of torch's default layout (``batch_first=False``) or a cell, each sequence among them
-    time-major, (time, batch, ...) (``time_major`` option). Several data inputs take
+    time-major, (time, batch, ...) (option ``batch_axis`` 1). Several data inputs take
     those of distinct modules in declaration order, the first of each child first (an
     encoder's first module, then its decoder's Embedding), three choices at most. A
     ``forward`` of several
@@ -73,7 +73,7 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
     names = input_names(module)
     if len(names) <= 1:
         return [ForwardInputs((options,)) for options in _one(module, candidates, None)]
-    guesses = []
+    guesses = _with_states(module, candidates, names)
     for at in lengths_places(names):  # forward(x, lengths), forward(src, src_lengths, tgt)
         if len(names) == 2:
             guesses += [ForwardInputs((options,), at) for options in _one(module, candidates, at)]
@@ -82,6 +82,38 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
             guesses += [ForwardInputs(options, at) for options in chosen]
     chosen = _chosen(module, candidates, len(names))
     return guesses + [ForwardInputs(options) for options in chosen]
+
+
+# forward's inputs that may hold a recurrent module's initial states, as a decoder's step
+# takes them: forward(input, hidden, cell)
+_STATE_NAMES = ("hidden", "cell", "state", "h0", "c0", "hx", "cx", "h_0", "c_0")
+
+
+def _with_states(
+    module: Any, candidates: list[tuple[Any, dict[str, Any]]], names: list[str]
+) -> list[ForwardInputs]:
+    """Where ``forward``'s inputs are named as states (:data:`_STATE_NAMES`), the guesses
+    of them as the first recurrent module's, (layers * directions, batch, units), and of
+    the others as for that many data inputs, token ids also one per row (a decoder's
+    step, ``input.unsqueeze(0)``); none otherwise."""
+    nn = require("torch").nn
+    recurrent = next((c for c in module.modules() if isinstance(c, nn.RNNBase)), None)
+    at = [i for i, name in enumerate(names) if any(s in name.lower() for s in _STATE_NAMES)]
+    if recurrent is None or not at or len(at) == len(names):
+        return []
+    layers = recurrent.num_layers * (2 if recurrent.bidirectional else 1)
+    states = {"shape": (layers, recurrent.hidden_size), "dtype": "float32", "batch_axis": 1}
+    count = len(names) - len(at)
+    if count == 1:
+        others = [(options,) for options in _one(module, candidates, None)]
+        others += [({**o[0], "shape": ()},) for o in others if o[0]["shape"] == (None,)]
+    else:
+        others = _chosen(module, candidates, count)
+    guesses = []
+    for chosen in others:
+        given = iter(chosen)
+        guesses.append(tuple(states if i in at else next(given) for i in range(len(names))))
+    return [ForwardInputs(options) for options in _distinct(guesses)]
 
 
 def _chosen(
@@ -117,7 +149,7 @@ def _one(
     ]
     guesses = list(_distinct(guesses))[:_GUESSES]
     if cells or any(not child.batch_first for child in recurrent):  # torch's default layout
-        guesses += [{**o, "time_major": True} for o in guesses if o["shape"][:1] == (None,)]
+        guesses += [{**o, "batch_axis": 1} for o in guesses if o["shape"][:1] == (None,)]
     return guesses
 
 

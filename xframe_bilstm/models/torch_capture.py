@@ -164,9 +164,9 @@ def long_enough(
         try:
             return inputs, _first_capture(module, inputs, is_leaf)
         except CaptureError as error:
-            worked, longer = _scaled(scale)[0], inputs.lengths[0]
+            worked, tried = _scaled(scale)[0], inputs.lengths[0]
             raise CaptureError(
-                f"{error}; forward runs at {worked} steps but not at {longer}, nor at "
+                f"{error}; forward runs at {worked} steps but not at {tried}, nor at "
                 f"{_LENGTHS[0]}: where it takes inputs of one length alone (a pooling over "
                 "the whole length), give that length (input_shape, or the inputs compare runs)"
             ) from error
@@ -240,7 +240,7 @@ def example_input(module: Any, input_options: Mapping[str, Any], which: int, len
     torch = require("torch")
     sizes = [length if s is None else int(s) for s in input_options["shape"]]
     shape = (_BATCHES[which], *sizes)
-    if input_options.get("time_major"):  # (time, batch, ...)
+    if input_options.get("batch_axis") == 1:  # (time, batch, ...), or (layers, batch, ...)
         shape = (sizes[0], _BATCHES[which], *sizes[1:])
     rng = np.random.default_rng(which)
     if np.dtype(input_options["dtype"]).kind in "iu":

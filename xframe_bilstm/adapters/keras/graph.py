@@ -117,9 +117,11 @@ def graph_to_keras(
     tensors: dict[str, Any] = {}
     for record in graph.layers:
         if record.kind == "input":
-            shape = tuple(record.options["shape"])
+            shape, size = tuple(record.options["shape"]), None
+            if graph.time_major(record.name):  # Keras's batch axis is its time or layers
+                shape, size = (None, *shape[1:]), shape[0]
             tensors[record.name] = keras.Input(
-                shape, dtype=_input_dtype(record, dtype), name=record.name
+                shape, batch_size=size, dtype=_input_dtype(record, dtype), name=record.name
             )
             continue
         inputs = [tensors[name] for name in record.inputs]

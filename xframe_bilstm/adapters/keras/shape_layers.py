@@ -7,6 +7,7 @@ from typing import Any
 
 from ...errors import UnsupportedFeatureError
 from ...graph import LayerRecord
+from .activations import keras_activation
 from .tensor_ops import tensor_op_classes
 
 _MERGES = {
@@ -62,6 +63,8 @@ def keras_shape_layer(
         return layers.PReLU(shared_axes=shared, **common)
     if kind == "softmax" and not options["log"]:
         return layers.Softmax(axis=int(options["axis"]), **common)
+    if kind == "softmax" and int(options["axis"]) % rank == rank - 1:  # LogSoftmax(dim=1)
+        return layers.Activation(keras_activation("log_softmax"), **common)
     if kind == "time_distributed":
         inner = build(options["layer"], keras, dtype, kernel, rank - 1)
         return layers.TimeDistributed(inner, **common)

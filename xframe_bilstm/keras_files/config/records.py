@@ -68,7 +68,21 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
     )
     check_stacked_masks(spec, graph)
     check_group_norm_masks(spec, graph)
-    return _unmasked_calls(spec, graph)
+    return _time_major_inputs(spec, _unmasked_calls(spec, graph))
+
+
+def _time_major_inputs(spec: ModelSpec, graph: ModelGraph) -> ModelGraph:
+    """``graph`` with each time-major input (a ``TimeFirst`` layer alone reading it, as the
+    port of a torch ``forward`` taking (time, batch, ...) or (layers, batch, units)
+    writes it) given the first axis Keras holds as its batch axis: its size where the
+    file fixes it (the layers), else free."""
+    sizes = {layer.name: layer.call.get("batch_size") for layer in spec.layers}
+    records = list(graph.layers)
+    for index, record in enumerate(records):
+        if record.kind == "input" and graph.time_major(record.name):
+            shape = (sizes.get(record.name), *record.options["shape"][1:])
+            records[index] = replace(record, options={**record.options, "shape": shape})
+    return replace(graph, layers=tuple(records))
 
 
 def _unmasked_calls(spec: ModelSpec, graph: ModelGraph) -> ModelGraph:

@@ -143,14 +143,17 @@ def layer_name(entry: Mapping[str, Any]) -> str:
 
 
 def input_spec(name: str, batch_shape: Any, dtype: Any, position: int) -> LayerSpec:
-    """The spec of a model input of ``batch_shape`` (None when the file does not say)."""
-    shape = tuple(batch_shape[1:]) if isinstance(batch_shape, (list, tuple)) else (None,)
+    """The spec of a model input of ``batch_shape`` (None when the file does not say); a
+    batch size it fixes is kept as its call's ``batch_size``."""
+    given = isinstance(batch_shape, (list, tuple))
+    shape = tuple(batch_shape[1:]) if given else (None,)
     return LayerSpec(
         name,
         "InputLayer",
         "input",
         {"shape": shape, "dtype": dtype if isinstance(dtype, str) else "float32"},
         position=position,
+        call={"batch_size": batch_shape[0]} if given and batch_shape[0] is not None else {},
     )
 
 

@@ -170,13 +170,16 @@ def _graph_inputs(
                 f"got {array.dtype} array of shape {array.shape}"
             )
         arrays.append(array.astype(np.int64) if array.dtype.kind in "iu" else array)
-    if len({array.shape[0] for array in arrays}) != 1:
+    batch_axes = [int(graph.time_major(name)) for name in graph.inputs]  # (time, batch, ...)
+    if len({array.shape[axis] for array, axis in zip(arrays, batch_axes)}) != 1:
         raise WeightShapeError(
             f"inputs: every array needs the same batch size, got {[a.shape for a in arrays]}"
         )
     if lengths is None:
         return arrays, None
-    checked = check_lengths(lengths, arrays[0].shape[0], arrays[0].shape[1])
+    first = arrays[0].shape
+    batch, steps = (first[1], first[0]) if batch_axes[0] else (first[0], first[1])
+    checked = check_lengths(lengths, batch, steps)
     _check_padding(graph, arrays, checked)
     return arrays, checked
 

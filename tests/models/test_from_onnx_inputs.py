@@ -280,3 +280,35 @@ def test_a_tagger_counting_its_lengths_from_its_ids_reads_whole(
     with torch.no_grad():
         got = module(torch.from_numpy(ids)).numpy()
     np.testing.assert_allclose(got, _expected(path, (ids,), ("ids",)), atol=1e-5)
+
+
+class DecoderStep(nn.Module):
+    """One decoder step: a token id per row and the states (layers, batch, units)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 6)
+        self.rnn = nn.GRU(6, 5, num_layers=2)
+        self.fc = nn.Linear(5, VOCAB)
+
+    def forward(self, input: Any, hidden: Any) -> Any:
+        output, hidden = self.rnn(self.embedding(input.unsqueeze(0)), hidden)
+        return self.fc(output.squeeze(0)), hidden
+
+
+def test_a_decoder_steps_states_are_read_as_torch_stacks_them(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module, rng = DecoderStep().eval(), np.random.default_rng(2)
+    ids, hidden = rng.integers(0, VOCAB, 3), rng.standard_normal((2, 3, 5)).astype(np.float32)
+    path = tmp_path / "step.onnx"
+    tensors = (torch.from_numpy(ids), torch.from_numpy(hidden))
+    torch_export(module, tensors, [{0: "b"}, {1: "b"}], names=["input", "hidden"], path=path)
+    (guess, *_) = declared_inputs(onnx.load(str(path)))
+    assert guess.options[1] == {"shape": (2, 5), "dtype": "float32", "batch_axis": 1}
+    report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report.lines()
+    assert "onnxruntime[cpu,float32]@original" in {pair.expected for pair in report.pairs}
+    expected = ort.InferenceSession(str(path)).run(None, {"input": ids, "hidden": hidden})
+    got = onnx_to_keras(path)([ids, hidden])
+    for mine, theirs in zip(got, expected, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, atol=1e-5)

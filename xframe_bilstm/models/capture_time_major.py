@@ -113,6 +113,8 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
         return _permute(node, tensors)
     if op in AXIS_ARGUMENT and not rows:
         return _axis_arguments(node, tensors)
+    if op == "aten.embedding" and tensors.is_swapped(node.args[1]) == tensors.is_swapped(node):
+        return node  # each id looked up where it stands (F.embedding, an ONNX Gather)
     if op in _ELEMENTWISE or (op in _LAST_AXES and tensors.rank(node) >= 3):
         if any(tensors.is_swapped(n) != tensors.is_swapped(node) for n in operands):
             raise Unsupported(f"applies {op} moving the batch axis")

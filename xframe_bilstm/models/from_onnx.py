@@ -121,7 +121,9 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
     time) and its dtype (integers as ids). An integer input of one value per row may hold
     the rows' lengths (``forward(x, lengths)``) or an id per row (a speaker): tried as the
     lengths first (an input named for them before the others), then as data; inputs whose
-    first two axes are dynamic, then as time-major, (time, batch, ...). None for one
+    first two axes are dynamic, then as time-major, (time, batch, ...); a later input of
+    a fixed first axis and a dynamic second, (layers, batch, units), holds initial states
+    as torch takes them. None for one
     input leaving several axes dynamic, so the capture guesses which is time.
 
     Raises:
@@ -147,6 +149,11 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
             )
         element = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
         dtype = "int64" if element.kind in "iu" else "float32"
+        if options and len(dims) == 3 and dims[0] is not None and dims[1] is None:
+            # (layers, batch, units): a recurrent node's initial states, as torch takes them
+            options.append({"shape": (dims[0], dims[2]), "dtype": dtype, "batch_axis": 1})
+            time_major.append(options[-1])
+            continue
         options.append({"shape": tuple(dims[1:]), "dtype": dtype})
         dynamic = dims[:2] == [None, None]
         time_major.append({**options[-1], "batch_axis": 1} if dynamic else options[-1])

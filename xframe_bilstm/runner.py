@@ -303,12 +303,20 @@ def _joined(*notes: str) -> str:
     return "; ".join(note for note in notes if note)
 
 
-def _example_shapes(inputs: Any) -> list[tuple[int, ...]] | None:
-    """The shape of each input given, without the batch axis; None when none is."""
+def _example_shapes(inputs: Any) -> list[tuple[int | str, ...]] | None:
+    """The shape of each input given, without its batch axis; None when none is. The batch
+    axis is the first, or, where the inputs' first axes differ and one size is among the
+    first two axes of each, the axis holding it: marked ``"batch"`` where it is second (a
+    decoder's step: (layers, batch, units) states beside (batch,) ids)."""
     if inputs is None:
         return None
     given = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-    return [tuple(int(n) for n in np.shape(one)[1:]) for one in given]
+    shapes = [tuple(int(n) for n in np.shape(one)) for one in given]
+    shared = set.intersection(*(set(shape[:2]) for shape in shapes))
+    if len({shape[:1] for shape in shapes}) == 1 or len(shared) != 1:
+        return [shape[1:] for shape in shapes]
+    (batch,) = shared
+    return [shape[1:] if shape[0] == batch else (shape[0], "batch", *shape[2:]) for shape in shapes]
 
 
 def _first(x: Any) -> np.ndarray:

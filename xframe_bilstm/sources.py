@@ -200,7 +200,7 @@ def _read_keras(source: Any) -> Read:
 
 def _read_torch(
     source: Any,
-    example_shapes: Sequence[Sequence[int]] | None = None,
+    example_shapes: Sequence[Sequence[int | str]] | None = None,
     custom_modules: CustomModules | None = None,
 ) -> Read:
     from .adapters.torch.quantized import dequantized_rnn, is_dynamic_quantized_rnn
@@ -270,7 +270,7 @@ def source_type(source: Any) -> str:
 def read_source(
     source: Any,
     *,
-    example_shapes: Sequence[Sequence[int]] | None = None,
+    example_shapes: Sequence[Sequence[int | str]] | None = None,
     custom_modules: CustomModules | None = None,
 ) -> Read:
     """Read ``source`` once: its reading and its original (see the module's rules). A

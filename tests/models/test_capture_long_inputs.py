@@ -16,6 +16,7 @@ from xframe_bilstm.inputs import example_inputs  # noqa: E402
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
 from ..audio_models import WavEncoder  # noqa: E402
+from ..tutorial_models import TextRCNN  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 nn, F = torch.nn, torch.nn.functional
@@ -86,26 +87,9 @@ def test_a_window_longer_than_every_length_tried_is_refused_with_torchs_reason()
         graph_from_torch(Huge().eval())
 
 
-class PooledOverItsLength(nn.Module):
-    """TextRCNN: a BiLSTM beside its embeddings, max-pooled by a window of the one length
-    its inputs are padded to (32), then ``squeeze()``: it runs at 32 to 63 steps alone."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(63)
-        self.embedding = nn.Embedding(40, 6)
-        self.lstm = nn.LSTM(6, 4, batch_first=True, bidirectional=True)
-        self.pool = nn.MaxPool1d(32)
-        self.fc = nn.Linear(14, 3)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        embedded = self.embedding(ids)
-        out = F.relu(torch.cat((embedded, self.lstm(embedded)[0]), 2))
-        return self.fc(self.pool(out.permute(0, 2, 1)).squeeze())
-
-
 def test_a_forward_of_one_length_alone_is_told_to_give_it() -> None:
-    module = PooledOverItsLength().eval()
+    torch.manual_seed(63)
+    module = TextRCNN().eval()
     with pytest.raises(UnsupportedFeatureError, match="runs at 56 steps but not at 224"):
         torch_to_keras(module)
     model = torch_to_keras(module, input_shape=(32,))  # checked against module(ids)

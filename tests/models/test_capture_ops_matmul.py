@@ -18,6 +18,7 @@ from xframe_bilstm import to_onnx, torch_to_keras  # noqa: E402
 from xframe_bilstm.models.capture_ops import Unsupported, einsum_transposes  # noqa: E402
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
+from ..tutorial_models import TextRNNAttention  # noqa: E402
 from .every_framework import assert_agrees_everywhere  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
@@ -207,27 +208,9 @@ def test_a_bias_added_to_a_held_product_is_the_dense_layers_bias() -> None:
     assert_agrees_everywhere(module, inputs=np.random.default_rng(1).standard_normal((2, 6, 3)))
 
 
-class VectorAttention(nn.Module):
-    """A BiLSTM text classifier scoring each step against a held vector, ``M @ self.w``
-    (the attention of TextRNN_Att), and a final score of each row, ``out @ self.v``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(13)
-        self.emb = nn.Embedding(30, 6)
-        self.lstm = nn.LSTM(6, 5, batch_first=True, bidirectional=True)
-        self.w = nn.Parameter(torch.randn(10) * 0.5)
-        self.v = nn.Parameter(torch.randn(10))
-
-    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, _ = self.lstm(self.emb(ids))
-        alpha = torch.softmax(torch.matmul(torch.tanh(h), self.w), dim=1).unsqueeze(-1)
-        pooled = (h * alpha).sum(1)
-        return pooled, pooled @ self.v  # (B, 10) and (B,)
-
-
 def test_a_product_with_a_held_vector_is_a_dense_unit_summed_away() -> None:
-    module = VectorAttention().eval()
+    torch.manual_seed(13)
+    module = TextRNNAttention().eval()
     graph = graph_from_torch(module)
     columns = [r for r in graph.layers if r.kind == "dense"]
     assert [r.weights["kernel"].shape for r in columns] == [(10, 1), (10, 1)]

@@ -25,6 +25,7 @@ from xframe_bilstm import (  # noqa: E402
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
 from ..packaged_models import TacotronEncoder  # noqa: E402
+from ..tutorial_models import ChatbotEncoder  # noqa: E402
 from .every_framework import assert_agrees_everywhere  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
@@ -189,27 +190,9 @@ def test_lengths_counted_in_forward_mask_the_steps_torch_packs() -> None:
     assert_agrees_everywhere(module, inputs=ids)
 
 
-class TutorialEncoder(nn.Module):
-    """PyTorch's chatbot tutorial's encoder: ids (time, batch) and their lengths, packed
-    time-major into a 2-layer BiGRU, the directions summed; outputs and h_n returned."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(5)
-        self.embedding = nn.Embedding(30, 8)
-        self.gru = nn.GRU(8, 6, num_layers=2, bidirectional=True)
-
-    def forward(
-        self, input_seq: torch.Tensor, input_lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        packed = nn.utils.rnn.pack_padded_sequence(self.embedding(input_seq), input_lengths)
-        outputs, hidden = self.gru(packed)
-        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs)
-        return outputs[:, :, :6] + outputs[:, :, 6:], hidden
-
-
 def test_time_major_ids_packed_by_their_lengths() -> None:
-    module = TutorialEncoder().eval()
+    torch.manual_seed(5)
+    module = ChatbotEncoder().eval()
     model = torch_to_keras(module)  # checked against module(ids, lengths)
     assert [tuple(t.shape) for t in model.inputs] == [(None, None), (None,)]
     lengths = np.array([9, 7, 4, 1])  # longest first, as packing them as given wants

@@ -12,11 +12,14 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
 from xframe_bilstm import (  # noqa: E402
+    UnsupportedFeatureError,
     compare,
     keras_to_torch,
     torch_to_keras,
 )
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
+
+from ..tutorial_models import ChatbotAttentionDecoder, Seq2SeqDecoder  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
@@ -290,27 +293,9 @@ def test_each_layer_reads_its_entries_of_the_initial_states_in_keras_order() -> 
     assert entries == [[0, 0, 1, 1], [2, 2, 3, 3]]  # (h, c) forward, then backward
 
 
-class DecoderStep(nn.Module):
-    """One step of a seq2seq decoder (PyTorch's seq2seq tutorials): a token id per row,
-    the states a 2-layer LSTM encoder returned, (layers, batch, units), and the next
-    token's scores with the new states."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(63)
-        self.embedding = nn.Embedding(20, 6)
-        self.rnn = nn.LSTM(6, 5, num_layers=2)
-        self.fc_out = nn.Linear(5, 20)
-
-    def forward(
-        self, input: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        output, (hidden, cell) = self.rnn(self.embedding(input.unsqueeze(0)), (hidden, cell))
-        return self.fc_out(output.squeeze(0)), hidden, cell
-
-
 def test_a_decoder_step_takes_the_states_as_torch_stacks_them(tmp_path: Path) -> None:
-    module = DecoderStep().eval()
+    torch.manual_seed(63)
+    module = Seq2SeqDecoder().eval()
     graph = graph_from_torch(module)
     assert graph.inputs == ("input", "hidden", "cell")
     assert graph.time_major("hidden") and graph.layer("hidden").options["shape"] == (2, 5)
@@ -328,3 +313,24 @@ def test_a_decoder_step_takes_the_states_as_torch_stacks_them(tmp_path: Path) ->
     with torch.no_grad():
         for mine, theirs in zip(back(*map(torch.as_tensor, arrays)), expected, strict=True):
             np.testing.assert_allclose(mine.numpy(), theirs, rtol=0, atol=2e-5)
+
+
+def test_shapes_given_with_the_batch_axis_second_are_taken_so() -> None:
+    torch.manual_seed(64)
+    module = ChatbotAttentionDecoder().eval()
+    shapes = [(1, "batch"), (2, "batch", 6), (None, "batch", 6)]
+    model = torch_to_keras(module, input_shape=shapes)  # checked against module(...)
+    assert [tuple(t.shape) for t in model.inputs] == [(1, None), (2, None, 6), (None, None, 6)]
+    rng = np.random.default_rng(5)
+    arrays = [
+        rng.integers(0, 20, (1, 3)),
+        *(rng.standard_normal(shape).astype("float32") for shape in ((2, 3, 6), (8, 3, 6))),
+    ]
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(*map(torch.as_tensor, arrays))]
+    for mine, theirs in zip(model(arrays), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs, rtol=0, atol=2e-5)
+    # compare finds the batch axis where the arrays share it: the second of (1, 3), (2, 3, 6)...
+    assert compare(module, inputs=arrays, frameworks=["torch", "keras", "onnxruntime"])
+    with pytest.raises(UnsupportedFeatureError, match="the batch axis is read first, or second"):
+        torch_to_keras(module, input_shape=[("batch", 1), (2, "batch", 6), (None, "batch", 6)])

@@ -17,6 +17,7 @@ keras = pytest.importorskip("keras")
 from xframe_bilstm import UnsupportedFeatureError, keras_to_torch, torch_to_keras  # noqa: E402
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
+from ..tutorial_models import NamesClassifier  # noqa: E402
 from .every_framework import assert_agrees_everywhere  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
@@ -242,22 +243,6 @@ class TimeMajorTagger(nn.Module):
         return self.tags(self.lstm(self.embedding(ids))[0])
 
 
-class NamesClassifier(nn.Module):
-    """PyTorch's tutorial classifying names by their characters: one-hot letters (time,
-    batch, letters), an ``nn.RNN``'s final state, a Linear and ``LogSoftmax(dim=1)``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(45)
-        self.rnn = nn.RNN(4, 6)
-        self.h2o = nn.Linear(6, 3)
-        self.softmax = nn.LogSoftmax(dim=1)
-
-    def forward(self, line_tensor: torch.Tensor) -> torch.Tensor:
-        _, hidden = self.rnn(line_tensor)
-        return self.softmax(self.h2o(hidden[0]))
-
-
 def _time_major(module: nn.Module, steps: int, batch: int) -> np.ndarray:
     rng = np.random.default_rng(8)
     if isinstance(module, TimeMajorTagger):
@@ -267,6 +252,7 @@ def _time_major(module: nn.Module, steps: int, batch: int) -> np.ndarray:
 
 @pytest.mark.parametrize("make", [TimeMajorInput, TimeMajorTagger, NamesClassifier])
 def test_a_time_major_input_is_taken_time_major(tmp_path, make) -> None:
+    torch.manual_seed(45)
     module = make().eval()
     graph = graph_from_torch(module)
     assert graph.time_major("input") and graph.layers[1].kind == "time_first"

@@ -17,7 +17,10 @@ where ``forward`` finds them (``torch.nn.utils.rnn`` and the globals of every mo
   and nothing after it sees the mask.
 
 The lengths are one of ``forward``'s inputs, never the first (:mod:`.forward_inputs`);
-only packing may read them (moving them to the CPU or to int64 computes nothing).
+only packing may read them (moving them to the CPU or to int64 computes nothing). Or
+``forward`` computes them, as a tagger given its ids alone counts them, ``(ids !=
+0).sum(1)``: the ``lengths_mask`` record then reads that tensor of the records, one count
+per row of the batch.
 """
 
 from __future__ import annotations

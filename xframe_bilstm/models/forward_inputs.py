@@ -92,7 +92,8 @@ def several_inputs_hint(module: Any) -> str:
         f"{type(module).__name__}.forward takes {len(names)} inputs ({', '.join(names)}), "
         "tried with the rows' lengths among them, and as data inputs shaped as the modules "
         "that read them guess; give the data inputs' shapes, in forward's order, without "
-        "the batch axis and None for time: input_shape=[(None,), (None, 8), ...]"
+        "the batch axis and None for time: input_shape=[(None,), (None, 8), ...] (an "
+        "input whose batch axis is second marks it: (None, 'batch', 8))"
     )
 
 

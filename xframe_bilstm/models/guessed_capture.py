@@ -31,6 +31,7 @@ from .input_shape import (
     examples_to_capture_at,
     first_module_reads,
     given_shapes,
+    without_batch,
 )
 
 _DTYPES = ("int64", "float32")
@@ -42,7 +43,7 @@ def captured_at_guesses(
     capture: Callable[[ForwardInputs], ModelGraph],
     *,
     input_shape: InputShape | None = None,
-    example_shapes: Sequence[Sequence[int]] | None = None,
+    example_shapes: Sequence[Sequence[int | str]] | None = None,
     guesses: Sequence[ForwardInputs] | None = None,
 ) -> ModelGraph:
     """The graph ``capture`` reads at the first guess it captures against no expectation:
@@ -96,7 +97,7 @@ def _shaped(
     module: Any,
     guesses: list[ForwardInputs],
     shapes: list[Any] | None,
-    example_shapes: Sequence[Sequence[int]] | None,
+    example_shapes: Sequence[Sequence[int | str]] | None,
 ) -> Iterator[tuple[ForwardInputs, list[tuple[Any, dict[str, Any]]]]]:
     """Each guess at the shapes given, once, then with its other choices where a given
     shape is not its module's; with the (shape, guess) pairs of the shapes given.
@@ -107,14 +108,26 @@ def _shaped(
     tried: list[ForwardInputs] = []
     for inputs in guesses:
         examples = inputs.split(list(example_shapes))[0] if example_shapes else None
-        wanted = shapes or examples_to_capture_at(inputs.options, examples)
+        # (None, "batch", 80): time first; a shape given without the mark: batch first
+        marks = [without_batch(shape, module) for shape in shapes or examples or []]
+        batches = [batch or ({"batch_axis": 0} if shapes else {}) for _, batch in marks]
+        if examples:
+            examples = [shape for shape, _ in marks]
+        if shapes:
+            wanted = [shape for shape, _ in marks]
+        else:
+            wanted = examples_to_capture_at(inputs.options, examples)
         shaped, guessed, choices = inputs, [], []
         for index, (shape, options) in enumerate(zip(wanted, inputs.options)):
+            batch = batches[index] if batches else {}
             if shape is None:
+                shaped = shaped.replace(index, **batch)
+                if examples and _one_step(options["shape"], examples[index]):
+                    choices.append((index, [{}, {"shape": tuple(examples[index])}]))
                 continue
             # forward may transpose it before its first module
             shape = checked_input_shape(shape, options, module, direct=False)
-            shaped = shaped.replace(index, shape=shape)
+            shaped = shaped.replace(index, shape=shape, **batch)
             guessed.append((shape, options))
             if len(shape) != len(options["shape"]) or first_module_reads(shape, options):
                 choices.append((index, _choices(shape, options["dtype"], shapes is None)))
@@ -161,6 +174,12 @@ def _example_layouts(shape: tuple[Any, ...], example: Sequence[int]) -> list[dic
     ]
     layouts = [tuple(shape), *others, sizes] if len(sizes) == len(shape) else [tuple(shape)]
     return [{"shape": layout} for layout in _distinct(layouts)]
+
+
+def _one_step(guessed: Sequence[int | None], example: Sequence[Any]) -> bool:
+    """Whether ``example`` has one step where the guess leaves time free (a decoder's
+    step, (1, batch)): tried at that one step too, as ``forward`` may squeeze it away."""
+    return any(size is None and other == 1 for size, other in zip(guessed, example))
 
 
 def _distinct(items: list[Any]) -> list[Any]:

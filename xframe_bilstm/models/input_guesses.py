@@ -54,10 +54,10 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
     of torch's default layout (``batch_first=False``) or a cell, each sequence among them
     time-major, (time, batch, ...) (option ``batch_axis`` 1). Several data inputs take
     those of distinct modules in declaration order, the first of each child first (an
-    encoder's first module, then its decoder's Embedding), three choices at most. A
-    ``forward`` of several
-    inputs is tried with the rows' lengths among them first, at each place
-    :func:`~.forward_inputs.lengths_places` gives, then as data inputs only.
+    encoder's first module, then its decoder's Embedding), three choices at most; inputs
+    named as states are tried as a decoder's step takes them first (:func:`_with_states`).
+    A ``forward`` of several inputs is tried with the rows' lengths among them first, at
+    each place :func:`~.forward_inputs.lengths_places` gives, then as data inputs only.
 
     Raises:
         CaptureError: no module fixes an input.

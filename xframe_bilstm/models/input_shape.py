@@ -2,7 +2,9 @@
 input the first module does not fix whole (a CRNN's image height, a feature size).
 
 The shape is Keras's (``keras.Input(shape=...)``): without the batch axis, ``None`` for the
-one free axis (time). It replaces the shape guessed from the module's first child, whose
+one free axis (time); or, for an input whose batch axis is second, (time, batch, ...) as
+torch's default layout has it, that axis marked ``"batch"``: ``(None, "batch", 80)``. It
+replaces the shape guessed from the module's first child, whose
 sizes it must keep where that child fixes them on the same axes (a convolution's channels,
 an ``nn.LSTM``'s features); whether ``forward`` accepts it is then up to ``forward`` itself,
 captured and run on inputs of that shape.
@@ -16,7 +18,10 @@ from typing import Any
 from ..errors import UnsupportedFeatureError
 
 # What ``input_shape`` takes: one shape, or one per data input of ``forward``.
-InputShape = Sequence[int | None] | Sequence[Sequence[int | None]]
+InputShape = Sequence[int | str | None] | Sequence[Sequence[int | str | None]]
+# Where a given shape has the batch axis, second alone: (None, "batch", 80) is (time,
+# batch, 80), as torch's default layout takes a sequence, (2, "batch", 10) initial states.
+BATCH = "batch"
 
 
 def given_shapes(input_shape: Any, module: Any) -> list[Any] | None:
@@ -40,6 +45,29 @@ def given_shapes(input_shape: Any, module: Any) -> list[Any] | None:
             "one shape per input of forward, each a tuple of sizes without the batch axis"
         )
     return [input_shape]
+
+
+def without_batch(shape: Any, module: Any) -> tuple[Any, dict[str, Any]]:
+    """A given shape without the batch axis it marks (:data:`BATCH`), and the input
+    option saying where it was.
+
+    Raises:
+        UnsupportedFeatureError: the batch axis marked elsewhere than second.
+
+    Example:
+        >>> without_batch((None, "batch", 80), object()), without_batch((None, 80), object())
+        (((None, 80), {'batch_axis': 1}), ((None, 80), {}))
+    """
+    if not _is_shape(shape) or BATCH not in list(shape):
+        return shape, {}
+    items = list(shape)
+    if items.count(BATCH) > 1 or items.index(BATCH) != 1:
+        raise UnsupportedFeatureError(
+            f"input_shape={tuple(shape)!r} for {type(module).__name__}: the batch axis is "
+            "read first, or second where marked so, (None, 'batch', 80) for (time, batch, "
+            "80) or (2, 'batch', 10) for (layers, batch, units) states"
+        )
+    return tuple(items[:1] + items[2:]), {"batch_axis": 1}
 
 
 def _is_shape(item: Any) -> bool:

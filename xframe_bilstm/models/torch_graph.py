@@ -36,7 +36,13 @@ from ..graph import LayerRecord, ModelGraph
 from .forward_inputs import ForwardInputs
 from .guessed_capture import captured_at_guesses
 from .input_guesses import child_input_options
-from .input_shape import InputShape, checked_input_shape, given_shapes, shape_of_example
+from .input_shape import (
+    InputShape,
+    checked_input_shape,
+    given_shapes,
+    shape_of_example,
+    without_batch,
+)
 from .torch_custom_children import child_factory, custom_child_record
 from .torch_forward import check_forward, refuse_scripted
 from .torch_graph_convolution import conv_records, conv_types
@@ -85,7 +91,7 @@ def graph_from_torch(
     name: str | None = None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None = None,
     input_shape: InputShape | None = None,
-    example_shapes: Sequence[Sequence[int]] | None = None,
+    example_shapes: Sequence[Sequence[int | str]] | None = None,
     forward_inputs: Sequence[ForwardInputs] | None = None,
 ) -> ModelGraph:
     """The model graph of a module whose ``forward`` applies its children in order.
@@ -201,7 +207,8 @@ def graph_from_torch(
         )
     input_shape = shapes[0] if shapes else None
     if input_shape is None and example_shapes:
-        input_shape = shape_of_example(records[0].options["shape"], example_shapes[0])
+        example, _ = without_batch(example_shapes[0], module)  # one input: never marked
+        input_shape = shape_of_example(records[0].options["shape"], example)
     if input_shape is not None:
         options = dict(records[0].options)
         options["shape"] = checked_input_shape(input_shape, options, module)
@@ -230,7 +237,7 @@ def _captured(
     name: str | None,
     custom_modules: Mapping[Any, Callable[[Any], Any]] | None,
     input_shape: InputShape | None = None,
-    example_shapes: Sequence[Sequence[int]] | None = None,
+    example_shapes: Sequence[Sequence[int | str]] | None = None,
     forward_inputs: Sequence[ForwardInputs] | None = None,
 ) -> ModelGraph:
     """The graph of a ``forward`` that is not a plain chain, captured by ``torch.export``

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Recurrent models as PyTorch's tutorials and widely copied repositories write them, ported
+whole as a user would: ``torch_to_keras(module)`` (checked against ``module(...)``), then
+``compare(module)`` on torch, Keras and onnxruntime, the module's own run among them.
+
+The models are those of ``tests/tutorial_models.py``, with random weights (their code is
+what is tried here, not trained numbers): the chatbot tutorial's packed encoder and Luong
+attention decoder, bentrevett's seq2seq encoder and decoder step and sentiment LSTM, the
+names classifier, two text classifiers of Chinese-Text-Classification-Pytorch and
+pytorch/examples' word language model. Most take torch's default layout, time-major, and
+the decoders take and return their states (layers, batch, units). Where a model needs
+what its code cannot tell (the inputs of an attention decoder, a model of one input
+length), the row says what was given, as its user would give it.
+
+    python benchmarks/tutorial_models.py   # writes benchmarks/results/tutorial_models.md
+
+Each row: ported or refused (the refusal's start), the largest distance between the port
+and the module's own run in ``compare``'s report, and the seconds both steps took.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402  (before TensorFlow)
+
+from tests import tutorial_models as models  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "tutorial_models.md"
+
+
+def _attention_inputs() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [
+        rng.integers(0, 20, (1, 3)),  # one step's ids, (1, batch)
+        rng.standard_normal((2, 3, 6)).astype(np.float32),  # the GRU's states
+        rng.standard_normal((9, 3, 6)).astype(np.float32),  # the encoder's outputs
+    ]
+
+
+# name -> (model, torch_to_keras options, compare options, what the row gives)
+CASES: dict[str, tuple[Any, dict[str, Any], dict[str, Any], str]] = {
+    "chatbot EncoderRNN": (models.ChatbotEncoder, {}, {}, ""),
+    "chatbot LuongAttnDecoderRNN": (
+        models.ChatbotAttentionDecoder,
+        {"input_shape": [(1, "batch"), (2, "batch", 6), (None, "batch", 6)]},
+        {"inputs": _attention_inputs()},
+        "input_shape / inputs",
+    ),
+    "seq2seq Encoder": (models.Seq2SeqEncoder, {}, {}, ""),
+    "seq2seq Decoder (one step)": (models.Seq2SeqDecoder, {}, {}, ""),
+    "sentiment RNN (packed)": (models.SentimentLSTM, {}, {}, ""),
+    "names classifier CharRNN": (models.NamesClassifier, {}, {}, ""),
+    "TextRNN_Att": (models.TextRNNAttention, {}, {}, ""),
+    "TextRCNN": (
+        models.TextRCNN,
+        {"input_shape": (32,)},
+        {"inputs": np.random.default_rng(0).integers(0, 40, (4, 32))},
+        "input_shape / inputs of 32 steps",
+    ),
+    "word_language_model": (models.WordLanguageModel, {}, {}, ""),
+}
+
+
+def _row(name: str) -> str:
+    from xframe_bilstm import compare, torch_to_keras
+
+    make, port_options, compare_options, given = CASES[name]
+    torch.manual_seed(0)
+    module = make().eval()
+    started = time.perf_counter()
+    try:
+        torch_to_keras(module, **port_options)
+        report = compare(module, frameworks=["torch", "keras", "onnxruntime"], **compare_options)
+    except Exception as error:  # a refusal, shown as the user reads it
+        seconds = time.perf_counter() - started
+        why = " ".join(str(error).split())[:160]
+        return f"| {name} | refused | | {seconds:.1f} | {given} | {type(error).__name__}: {why}… |"
+    seconds = time.perf_counter() - started
+    original = [p for p in report.pairs if "@original" in p.expected or "@original" in p.actual]
+    distance = max(p.comparison.max_abs_error for p in original)
+    outcome = "ported, equivalent" if report else "ported, FAILED"
+    return f"| {name} | {outcome} | {distance:.2g} | {seconds:.1f} | {given} | |"
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    lines = [
+        "# Tutorial models ported whole",
+        "",
+        "Command: `python benchmarks/tutorial_models.py` (see its docstring). "
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"{platform.machine()}, {platform.system()}.",
+        "",
+        "| model | outcome | largest distance from the module's own run | seconds | given | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in CASES:
+        lines.append(_row(name))
+        print(lines[-1], flush=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

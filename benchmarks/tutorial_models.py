@@ -93,7 +93,10 @@ def _row(name: str) -> str:
 
 
 def main() -> None:
+    from xframe_bilstm import torch_to_keras
+
     warnings.filterwarnings("ignore")
+    torch_to_keras(torch.nn.GRU(2, 3, batch_first=True))  # TensorFlow loaded, not timed
     lines = [
         "# Tutorial models ported whole",
         "",

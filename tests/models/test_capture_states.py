@@ -19,7 +19,11 @@ from xframe_bilstm import (  # noqa: E402
 )
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
-from ..tutorial_models import ChatbotAttentionDecoder, Seq2SeqDecoder  # noqa: E402
+from ..tutorial_models import (  # noqa: E402
+    ChatbotAttentionDecoder,
+    Seq2SeqDecoder,
+    WordLanguageModel,
+)
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
@@ -334,3 +338,9 @@ def test_shapes_given_with_the_batch_axis_second_are_taken_so() -> None:
     assert compare(module, inputs=arrays, frameworks=["torch", "keras", "onnxruntime"])
     with pytest.raises(UnsupportedFeatureError, match="the batch axis is read first, or second"):
         torch_to_keras(module, input_shape=[("batch", 1), (2, "batch", 6), (None, "batch", 6)])
+
+
+def test_states_given_as_one_tuple_are_refused_by_name() -> None:
+    """pytorch/examples' word language model takes its LSTM's (h, c) as one argument."""
+    with pytest.raises(UnsupportedFeatureError, match="takes 2 inputs \\(input, hidden\\)"):
+        torch_to_keras(WordLanguageModel().eval())

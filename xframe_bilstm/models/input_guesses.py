@@ -106,7 +106,8 @@ def _with_states(
     count = len(names) - len(at)
     if count == 1:
         others = [(options,) for options in _one(module, candidates, None)]
-        others += [({**o[0], "shape": ()},) for o in others if o[0]["shape"] == (None,)]
+        ids = [o for (o,) in others if o["shape"] == (None,) and not o.get("batch_axis")]
+        others += [({**o, "shape": ()},) for o in ids]
     else:
         others = _chosen(module, candidates, count)
     guesses = []

@@ -145,7 +145,8 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
                 "fixed: the graph holds its batch size in constants not read here, and runs "
                 "at that size alone; export "
                 "it with its batch and time axes dynamic (torch.onnx.export(..., dynamic_axes="
-                f"{{{graph_input.name!r}: {{0: 'batch', <time axis>: 'time'}}}}))"
+                f"{{{graph_input.name!r}: {{0: 'batch', <time axis>: 'time'}}}}), or "
+                "{0: 'time', 1: 'batch'} for an input taken time-major)"
             )
         element = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
         dtype = "int64" if element.kind in "iu" else "float32"

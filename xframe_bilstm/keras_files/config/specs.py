@@ -104,7 +104,8 @@ class LayerSpec:
 
     ``position`` counts the model's layers (operation nodes excluded) in configuration
     order; ``.keras`` files name weight groups by it. ``call`` holds the options of the
-    layer's call that change what it computes (an attention's ``use_causal_mask``).
+    layer's call that change what it computes (an attention's ``use_causal_mask``), and an
+    input's batch size where the file fixes it.
     """
 
     name: str

@@ -23,6 +23,7 @@ from xframe_bilstm.models.from_onnx import declared_inputs  # noqa: E402
 from xframe_bilstm.sources import read_source  # noqa: E402
 
 from ..onnx_exports import torch_export  # noqa: E402
+from ..tutorial_models import ChatbotAttentionDecoder  # noqa: E402
 
 pytestmark = pytest.mark.torch
 nn = torch.nn
@@ -312,3 +313,24 @@ def test_a_decoder_steps_states_are_read_as_torch_stacks_them(tmp_path: Path) ->
     got = onnx_to_keras(path)([ids, hidden])
     for mine, theirs in zip(got, expected, strict=True):
         np.testing.assert_allclose(np.asarray(mine), theirs, atol=1e-5)
+
+
+def test_an_attention_decoders_step_is_read_with_every_batch_second(tmp_path: Path) -> None:
+    """The chatbot tutorial's decoder: ids (1, batch) first, its axis named for the batch,
+    then the states (layers, batch, units) and the encoder's outputs (time, batch, units)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(3)
+    arrays = (
+        rng.integers(0, 20, (1, 3)),
+        *(rng.standard_normal(shape).astype(np.float32) for shape in ((2, 3, 6), (5, 3, 6))),
+    )
+    path = tmp_path / "decoder.onnx"
+    axes = [{1: "batch"}, {1: "batch"}, {0: "time", 1: "batch"}]
+    names = ["input_step", "last_hidden", "encoder_outputs"]
+    tensors = tuple(map(torch.from_numpy, arrays))
+    torch_export(ChatbotAttentionDecoder().eval(), tensors, axes, names=names, path=path)
+    guesses = declared_inputs(onnx.load(str(path)))
+    assert guesses is not None and [o.get("batch_axis") for o in guesses[-1].options] == [1] * 3
+    report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report.lines()
+    assert "onnxruntime[cpu,float32]@original" in {pair.expected for pair in report.pairs}

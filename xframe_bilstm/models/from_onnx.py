@@ -121,9 +121,10 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
     time) and its dtype (integers as ids). An integer input of one value per row may hold
     the rows' lengths (``forward(x, lengths)``) or an id per row (a speaker): tried as the
     lengths first (an input named for them before the others), then as data; inputs whose
-    first two axes are dynamic, then as time-major, (time, batch, ...); a later input of
-    a fixed first axis and a dynamic second, (layers, batch, units), holds initial states
-    as torch takes them. None for one
+    first two axes are dynamic, then as time-major, (time, batch, ...); an input of a fixed
+    first axis and a dynamic second (named for the batch, where it is the first input) has
+    its batch second: one step's ids, (1, batch), or initial states, (layers, batch,
+    units), as torch takes them. None for one
     input leaving several axes dynamic, so the capture guesses which is time.
 
     Raises:
@@ -136,9 +137,17 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
 
     graph_inputs = data_inputs(proto)
     options: list[dict[str, Any]] = []
-    time_major: list[dict[str, Any]] = []  # where the first two axes are dynamic
+    later: list[dict[str, Any]] = []  # tried next: time-major where it may be
     for graph_input in graph_inputs:
         dims = declared_dims(graph_input)
+        element = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
+        dtype = "int64" if element.kind in "iu" else "float32"
+        if _batch_second(graph_input, dims, first=not options):
+            # (steps, batch, ...) of one length, or (layers, batch, units) initial states,
+            # as torch's default layout takes them
+            options.append({"shape": (dims[0], *dims[2:]), "dtype": dtype, "batch_axis": 1})
+            later.append(options[-1])
+            continue
         if not options and dims[:1] != [None]:
             raise UnsupportedFeatureError(
                 f"graph input {graph_input.name!r} has the shape {_shown(dims)}, its batch "
@@ -148,16 +157,9 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
                 f"{{{graph_input.name!r}: {{0: 'batch', <time axis>: 'time'}}}}), or "
                 "{0: 'time', 1: 'batch'} for an input taken time-major)"
             )
-        element = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
-        dtype = "int64" if element.kind in "iu" else "float32"
-        if options and len(dims) == 3 and dims[0] is not None and dims[1] is None:
-            # (layers, batch, units): a recurrent node's initial states, as torch takes them
-            options.append({"shape": (dims[0], dims[2]), "dtype": dtype, "batch_axis": 1})
-            time_major.append(options[-1])
-            continue
         options.append({"shape": tuple(dims[1:]), "dtype": dtype})
         dynamic = dims[:2] == [None, None]
-        time_major.append({**options[-1], "batch_axis": 1} if dynamic else options[-1])
+        later.append({**options[-1], "batch_axis": 1} if dynamic else options[-1])
     if len(options) == 1 and options[0]["shape"].count(None) > 1:
         return None
     names = tuple(layer_name(i.name) for i in graph_inputs)
@@ -171,9 +173,19 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
         for at in places
     ]
     guesses = [*with_lengths, ForwardInputs(tuple(options), names=names)]
-    if time_major != options:  # (time, batch, ...), as torch's default layout exports them
-        guesses.append(ForwardInputs(tuple(time_major), names=names))
+    if later != options:  # (time, batch, ...), as torch's default layout exports them
+        guesses.append(ForwardInputs(tuple(later), names=names))
     return guesses
+
+
+def _batch_second(graph_input: Any, dims: list[int | None], first: bool) -> bool:
+    """Whether an input's batch axis is its second: its first fixed, its second dynamic,
+    and, for the first input (whose batch is otherwise its first axis), named for the batch
+    (``dynamic_axes={'input_step': {1: 'batch'}}``)."""
+    if len(dims) < 2 or dims[0] is None or dims[1] is not None:
+        return False
+    name = graph_input.type.tensor_type.shape.dim[1].dim_param.lower()
+    return not first or "batch" in name or name in ("b", "bs", "n")
 
 
 def _shown(dims: list[int | None]) -> str:

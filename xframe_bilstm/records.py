@@ -95,6 +95,9 @@ MASK_RULES = {
     # A result a torch forward returns time-major (a CTC model's (time, batch, classes)):
     # the batch axis is no longer first, so no mask follows.
     "time_first": "drop",
+    # A result a torch forward returns with its batch and time axes in one, (batch * time,
+    # ...) or (time * batch, ...) as a loss over every step reads it: no mask follows.
+    "merged_rows": "drop",
 }
 # Attention layers: (query, value) or (query, value, key), each runner hands them to its own
 # module for them.
@@ -283,6 +286,11 @@ class LayerRecord:
       taking one): no options; the output is its input with axes 0 and 1 swapped. It is
       an output of the graph, (time, batch, ...), read by no other record, or the one
       reader of a time-major input, giving the others its batch-major tensor.
+    - ``merged_rows`` (read from a torch ``forward`` returning ``out.view(-1, C)`` of its
+      steps, as a loss over every step reads them): ``time_first`` (whether the rows go
+      step by step, (time * batch, ...), as time-major code merges them, or row by row,
+      (batch * time, ...)); the output is its (batch, time, ...) input with those two axes
+      in one. It is an output of the graph, read by no other record.
 
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))

@@ -7,6 +7,7 @@ from typing import Any
 from .._imports import require
 from ..graph import LayerRecord
 from .capture_tensors import Names, Tensors
+from .capture_time_major import time_major_rows
 
 
 def read_outputs(
@@ -20,7 +21,9 @@ def read_outputs(
     """The graph's outputs: one per tensor ``forward`` returns, nested tuples flattened in
     order (``torch.export`` flattens them: ``(out, (h, c))`` is three results). A
     time-major result (a CTC model's (time, batch, classes)) is returned as torch returns
-    it, by a ``time_first`` record added to ``records``."""
+    it, by a ``time_first`` record added to ``records``, and so is one of its batch and time
+    merged (``out.view(-1, C)``, as a loss over every step reads it), by a ``merged_rows``
+    record."""
     torch = require("torch")
     outputs: list[str] = []
     for index, result in enumerate(results if isinstance(results, (tuple, list)) else [results]):
@@ -36,17 +39,12 @@ def read_outputs(
             found.append((f"returns {shown} as result {index}; the Keras port cannot", where))
             continue
         output = tensors.names[result]
-        if tensors.is_merged(result):
-            found.append(
-                (
-                    f"returns a tensor whose batch and time axes are merged as result {index}; "
-                    "the Keras port's outputs keep them apart: return it split back, "
-                    "x.view(B, T, ...)",
-                    where,
-                )
-            )
-            continue
-        if tensors.is_swapped(result) and result.op != "placeholder":
+        if tensors.is_merged(result) or time_major_rows(result, tensors):  # out.view(-1, C)
+            options = {"time_first": not tensors.is_merged(result)}
+            name = names(f"{output}_rows")
+            records.append(LayerRecord(name, "merged_rows", "MergedRows", (output,), options))
+            output = name
+        elif tensors.is_swapped(result) and result.op != "placeholder":
             records.append(
                 LayerRecord(names(f"{output}_time_first"), "time_first", "TimeFirst", (output,))
             )

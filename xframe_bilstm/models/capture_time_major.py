@@ -106,13 +106,15 @@ def on_record_axes(node: Any, tensors: Tensors) -> Any:
         return node
     if len({tensors.is_swapped(n) for n in operands}) > 1:
         raise Unsupported(f"applies {op} to {_TIME_MAJOR} and a batch-major one")
-    rows = any(_merged(n, tensors) for n in operands)
-    if rows and len({_merged(n, tensors) for n in operands}) == 1:
+    rows = any(time_major_rows(n, tensors) for n in operands)
+    if rows and len({time_major_rows(n, tensors) for n in operands}) == 1:
         _mark_rows(node, operands[0], tensors)
     if op in PERMUTES and not rows:
         return _permute(node, tensors)
     if op in AXIS_ARGUMENT and not rows:
         return _axis_arguments(node, tensors)
+    if op in AXIS_ARGUMENT and op != "aten.stack":  # over (time * batch, ...) rows
+        return _rows_axes(node)
     if op == "aten.embedding" and tensors.is_swapped(node.args[1]) == tensors.is_swapped(node):
         return node  # each id looked up where it stands (F.embedding, an ONNX Gather)
     if op in _ELEMENTWISE or (op in _LAST_AXES and tensors.rank(node) >= 3):
@@ -144,7 +146,7 @@ def module_on_record_axes(path: str, child: Any, given: Any, result: Any, tensor
     nn = require("torch").nn
     swapped = tensors.is_swapped(given)
     kind = type(child).__name__
-    if result is not None and _merged(given, tensors):
+    if result is not None and time_major_rows(given, tensors):
         _mark_rows(result, given, tensors)
     if isinstance(child, nn.RNNBase):
         if child.batch_first and swapped:
@@ -197,7 +199,7 @@ class OnRecordAxes:
         return getattr(self._node, attribute)
 
 
-def _merged(node: Any, tensors: Tensors) -> bool:
+def time_major_rows(node: Any, tensors: Tensors) -> bool:
     """Whether ``node`` is a time-major tensor with time and batch in one axis,
     (time * batch, ...), as ``out.view(T * B, H)`` makes it for a Linear."""
     return tensors.is_swapped(node) and len(node.meta["val"].shape) != tensors.rank(node)
@@ -234,6 +236,23 @@ def _axis_arguments(node: Any, tensors: Tensors) -> Any:
     swapped, rank = tensors.is_swapped(source), tensors.rank(source)
     moved = with_axes_moved(node, lambda dim: _on_record(dim, rank, swapped))
     return node if moved is None else moved  # over every axis: refused by its reader
+
+
+def _rows_axes(node: Any) -> Any:
+    """``node``, reading a tensor of time and batch merged, (time * batch, ...), with its
+    axis argument counted on the records' (batch, time, ...): one further.
+
+    Raises:
+        Unsupported: an axis over the merged rows themselves.
+    """
+    rank = len(axes_source(node).meta["val"].shape)
+
+    def moved(dim: int) -> int:
+        if dim % rank == 0:
+            raise Unsupported(f"applies {op_name(node)} over rows of time and batch merged")
+        return dim % rank + 1
+
+    return with_axes_moved(node, moved) or node
 
 
 def axes_source(node: Any) -> Any:
@@ -297,7 +316,7 @@ def _check_reshape(node: Any, tensors: Tensors) -> None:
     axis of size 1 next to the batch, keeps the values' order on the records' axes."""
     x = node.args[0]
     before, after = tensors.is_swapped(x), tensors.is_swapped(node)
-    if before and not after and not _merged(x, tensors) and not _squeezed(x, node, tensors):
+    if before and not after and not time_major_rows(x, tensors) and not _squeezed(x, node, tensors):
         _mark_rows(node, x, tensors)  # out.view(T * B, H)
         after = tensors.is_swapped(node)
     real = [_real(tensors.shapes[n.name], tensors.is_swapped(n)) for n in (x, node)]
@@ -379,6 +398,7 @@ __all__ = [
     "module_on_record_axes",
     "on_record_axes",
     "permute_dims",
+    "time_major_rows",
     "touches_time_major",
     "with_axes_moved",
 ]

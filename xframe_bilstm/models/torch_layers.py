@@ -233,6 +233,22 @@ class TimeFirst(nn.Module):
         return x.transpose(0, 1)
 
 
+class MergedRows(nn.Module):
+    """Its (batch, time, ...) input with those axes in one, step by step where
+    ``time_first`` (as time-major code's ``out.view(-1, C)``), else row by row."""
+
+    def __init__(self, time_first: bool) -> None:
+        super().__init__()
+        self.time_first = time_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.transpose(0, 1) if self.time_first else x
+        return rows.reshape(-1, *x.shape[2:])
+
+    def extra_repr(self) -> str:
+        return f"time_first={self.time_first}"
+
+
 def layer_module(
     record: LayerRecord, graph: ModelGraph, build_model: Callable[[ModelGraph], nn.Module]
 ) -> nn.Module | None:
@@ -254,6 +270,8 @@ def layer_module(
         return BatchBroadcast(_tensor(record.weights["value"]), steps_of)
     if record.kind == "time_first":
         return TimeFirst()
+    if record.kind == "merged_rows":
+        return MergedRows(bool(record.options["time_first"]))
     if record.kind == "recurrent":
         assert record.recurrent is not None
         return Recurrent(
@@ -336,6 +354,7 @@ __all__ = [
     "Embedding",
     "LengthsMask",
     "Masking",
+    "MergedRows",
     "Reshape",
     "TimeFirst",
     "ValidSteps",

@@ -25,7 +25,7 @@ from .convolution import activate, conv_reference, conv_transpose_reference, pad
 from .normpool import batch_norm, global_pool, group_norm, layer_norm, pool
 from .scan import run_layer
 from .shape_layers import combine_masks, run_shape_layer
-from .tensor_ops import INDEXED_OPS, held_rows, run_matmul, run_tensor_op
+from .tensor_ops import INDEXED_OPS, held_rows, merged_rows, run_matmul, run_tensor_op
 from .tensor_ops import KINDS as TENSOR_OP_KINDS
 from .where import run_where
 
@@ -107,6 +107,8 @@ def run_model_reference(
             y = x
         elif record.kind == "time_first":
             y = np.swapaxes(x, 0, 1)
+        elif record.kind == "merged_rows":
+            y = merged_rows(x, bool(options["time_first"]))
         elif record.kind == "broadcast":
             value: np.ndarray = held_rows(record.weights["value"], options, x.shape)
             y = np.broadcast_to(value.astype(dtype), (x.shape[0], *value.shape)).copy()

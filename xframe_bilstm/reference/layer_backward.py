@@ -32,7 +32,7 @@ from ..masks import mask_from_counts
 from .activation_grads import activation_vjp
 from .convolution import activate
 from .shape_layers import Mask, combine_masks
-from .tensor_ops import held_rows
+from .tensor_ops import held_rows, merged_rows
 
 # From the output's gradient: the inputs' gradients (None: no gradient, token ids) and
 # the weights' gradients by weight name.
@@ -47,6 +47,7 @@ BACKWARD_KINDS = (
     "lengths_mask",
     "end_mask",
     "time_first",
+    "merged_rows",
     "broadcast",
     "valid_steps",
     "dense",
@@ -287,6 +288,15 @@ def layer_step(
         return x, None, lambda g: ([g], {})
     if kind == "time_first":
         return np.swapaxes(x, 0, 1), None, lambda g: ([np.swapaxes(g, 0, 1)], {})
+    if kind == "merged_rows":
+        time_first = bool(options["time_first"])
+        apart = (x.shape[1], x.shape[0]) if time_first else x.shape[:2]
+
+        def rows_apart(g: np.ndarray) -> tuple[list[np.ndarray | None], dict[str, np.ndarray]]:
+            g = g.reshape(*apart, *g.shape[1:])
+            return [np.swapaxes(g, 0, 1) if time_first else g], {}
+
+        return merged_rows(x, time_first), None, rows_apart
     if kind == "broadcast":  # its input gives only the batch size (and steps)
         table: np.ndarray = record.weights["value"].astype(dtype)
         value = held_rows(table, record.options, x.shape)

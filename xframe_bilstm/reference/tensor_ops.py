@@ -147,6 +147,19 @@ def expanded_shape(
     ]
 
 
+def merged_rows(x: np.ndarray, time_first: bool) -> np.ndarray:
+    """(batch, time, ...) ``x`` with its batch and time axes in one, step by step where
+    ``time_first`` (time * batch rows, as time-major code merges them), else row by row.
+
+    Example:
+        >>> x = np.arange(4).reshape(2, 2, 1)  # rows 0 and 1, steps 0 and 1
+        >>> merged_rows(x, True).ravel().tolist(), merged_rows(x, False).ravel().tolist()
+        ([0, 2, 1, 3], [0, 1, 2, 3])
+    """
+    rows = np.swapaxes(x, 0, 1) if time_first else x
+    return np.ascontiguousarray(rows).reshape(-1, *x.shape[2:])
+
+
 def held_rows(value: Any, options: Mapping[str, Any], x_shape: Sequence[Any]) -> Any:
     """The value a ``broadcast`` record repeats over the batch: its weight, cut to the size
     of its input's axis ``steps_of`` where given (a positional table to the steps). Values
@@ -250,6 +263,7 @@ __all__ = [
     "KINDS",
     "expanded_shape",
     "held_rows",
+    "merged_rows",
     "run_expand",
     "run_gather",
     "run_matmul",

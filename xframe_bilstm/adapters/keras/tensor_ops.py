@@ -29,6 +29,7 @@ from ...reference.where import COMPARISONS, evaluate, expression
 LAYER_KINDS = (
     *KINDS,
     *("matmul", "where", "expand", "gather", "slice_to", "broadcast", "time_first"),
+    "merged_rows",
 )
 
 
@@ -192,6 +193,20 @@ def tensor_op_classes() -> dict[str, Any]:
             return None
 
     @register
+    class MergedRows(_OptionsLayer):
+        """Its (batch, time, ...) input with those axes in one, step by step where option
+        ``time_first`` (as a torch ``forward``'s ``out.view(-1, C)`` of time-major code),
+        else row by row: a result as a loss over every step reads it. Call such a model on
+        the whole batch: its first axis is no longer the batch."""
+
+        def call(self, x: Any) -> Any:
+            rows = keras.ops.swapaxes(x, 0, 1) if self.options["time_first"] else x
+            return keras.ops.reshape(rows, (-1, *x.shape[2:]))
+
+        def compute_mask(self, inputs: Any, previous_mask: Any = None) -> None:
+            return None
+
+    @register
     class Elementwise(_OptionsLayer):
         """One function (``abs``, ``log``...) on every element; keeps the mask."""
 
@@ -267,6 +282,7 @@ def tensor_op_classes() -> dict[str, Any]:
         "gather": Gather,
         "slice_to": SliceTo,
         "time_first": TimeFirst,
+        "merged_rows": MergedRows,
     }
 
 

@@ -187,6 +187,10 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
                 "Transpose", [values[record.inputs[0]]], record.name, perm=perm
             )
             masks[record.name] = None
+        elif record.kind == "merged_rows":  # (batch * time, ...), as a loss reads the steps
+            x, rank = values[record.inputs[0]], ranks[record.inputs[0]]
+            values[record.name] = _merged_rows(builder, record, x, rank)
+            masks[record.name] = None
         elif record.kind in ("lengths_mask", "valid_steps"):
             x, lengths = (values[name] for name in record.inputs)
             emit = emit_lengths_mask if record.kind == "lengths_mask" else emit_valid_steps
@@ -194,12 +198,14 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         elif record.kind != "input":
             values[record.name], masks[record.name] = _layer(builder, record, values, masks, ranks)
     outputs = []
-    time_first = {record.name for record in graph.layers if record.kind == "time_first"}
+    kinds = {record.name: record.kind for record in graph.layers}
     for name in graph.outputs:
         builder.op("Identity", [values[name]], name, output_names=[name])
         dims = ["batch", *[None] * (ranks[name] - 1)]
-        if name in time_first:
+        if kinds.get(name) == "time_first":
             dims[:2] = [None, "batch"]
+        elif kinds.get(name) == "merged_rows":
+            dims[0] = "rows"
         outputs.append(onnx.helper.make_tensor_value_info(name, float_type, dims))
     onnx_graph = onnx.helper.make_graph(
         builder.nodes, graph.name, inputs, outputs, initializer=builder.initializers
@@ -210,6 +216,20 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
         ir_version=ir_version(onnx, opset),
         producer_name="xframe_bilstm",
     )
+
+
+def _merged_rows(builder: GraphBuilder, record: LayerRecord, x: str, rank: int) -> str:
+    """(batch, time, ...) ``x`` of ``rank`` with those axes in one, step by step where the
+    record's ``time_first`` (a ``Transpose`` first), else row by row."""
+    name = record.name
+    if record.options["time_first"]:
+        x = builder.one("Transpose", [x], f"{name}/time_first", perm=[1, 0, *range(2, rank)])
+    shape = builder.one("Shape", [x], f"{name}/shape")
+    bounds = [builder.ints("two", [2]), builder.ints("end", [rank])]
+    rest = builder.one("Slice", [shape, *bounds], f"{name}/rest")
+    first = builder.ints("minus_one", [-1])
+    target = builder.one("Concat", [first, rest], f"{name}/target", axis=0)
+    return builder.one("Reshape", [x, target], name)
 
 
 def _ranks(graph: ModelGraph) -> dict[str, int]:
@@ -224,6 +244,8 @@ def _ranks(graph: ModelGraph) -> dict[str, int]:
             rank = 3 if options["return_sequences"] else 2
         elif record.kind in ("flatten", "valid_steps"):
             rank = 2
+        elif record.kind == "merged_rows":
+            rank -= 1
         elif record.kind == "reshape":
             rank = 1 + len(options["target_shape"])
         elif record.kind == "global_pool" and not options["keepdims"]:

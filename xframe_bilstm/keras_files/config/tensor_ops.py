@@ -1,7 +1,7 @@
 """The package's own Keras layers (``xframe_bilstm>Reduce``, ``>Slice``, ``>ScalarOp``,
 ``>MatMul``, ``>Where``, ``>Divide``, ``>WeightOp``, ``>BatchBroadcast``, ``>Elementwise``,
-``>Repeat``, ``>Expand``, ``>Gather``, ``>TimeFirst``, ``>LengthsMask``, ``>EndMask``,
-``>ValidSteps``) read back into records of their kinds.
+``>Repeat``, ``>Expand``, ``>Gather``, ``>TimeFirst``, ``>MergedRows``, ``>LengthsMask``,
+``>EndMask``, ``>ValidSteps``) read back into records of their kinds.
 
 :func:`~xframe_bilstm.torch_to_keras` of a captured ``forward`` saves these layers
 (:mod:`xframe_bilstm.adapters.keras.tensor_ops`, :mod:`xframe_bilstm.adapters.keras.packed`);
@@ -41,6 +41,7 @@ KIND_BY_CLASS = {
     "xframe_bilstm>BatchBroadcast": "broadcast",
     "xframe_bilstm>Elementwise": "elementwise",
     "xframe_bilstm>TimeFirst": "time_first",
+    "xframe_bilstm>MergedRows": "merged_rows",
     "xframe_bilstm>Repeat": "repeat",
     "xframe_bilstm>Expand": "expand",
     "xframe_bilstm>Gather": "gather",
@@ -73,6 +74,7 @@ _INPUT_COUNTS = {
     "valid_steps": 2,
     "broadcast": 1,
     "time_first": 1,
+    "merged_rows": 1,
     "gather": 2,
     "slice_to": 2,
 }
@@ -173,6 +175,7 @@ def tensor_op_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -
         "expand": _expand,
         "gather": lambda given, where: {"axis": _axis(given.get("axis"), "axis", where)},
         "slice_to": lambda given, where: {"axis": _axis(given.get("axis"), "axis", where)},
+        "merged_rows": lambda given, where: {"time_first": _flag(given, "time_first", where)},
     }
     reader = readers[kind]
     options = reader(given, where)

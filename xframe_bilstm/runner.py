@@ -312,8 +312,10 @@ def _example_shapes(inputs: Any) -> list[tuple[int | str, ...]] | None:
         return None
     given = inputs if isinstance(inputs, (list, tuple)) else [inputs]
     shapes = [tuple(int(n) for n in np.shape(one)) for one in given]
+    if len({shape[:1] for shape in shapes}) < 2:  # one input, or one first axis
+        return [shape[1:] for shape in shapes]
     shared = set.intersection(*(set(shape[:2]) for shape in shapes))
-    if len({shape[:1] for shape in shapes}) == 1 or len(shared) != 1:
+    if len(shared) != 1:
         return [shape[1:] for shape in shapes]
     (batch,) = shared
     return [shape[1:] if shape[0] == batch else (shape[0], "batch", *shape[2:]) for shape in shapes]

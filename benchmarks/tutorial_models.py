@@ -6,9 +6,11 @@ whole as a user would: ``torch_to_keras(module)`` (checked against ``module(...)
 The models are those of ``tests/tutorial_models.py``, with random weights (their code is
 what is tried here, not trained numbers): the chatbot tutorial's packed encoder and Luong
 attention decoder, bentrevett's seq2seq encoder and decoder step and sentiment LSTM, the
-names classifier, two text classifiers of Chinese-Text-Classification-Pytorch and
-pytorch/examples' word language model. Most take torch's default layout, time-major, and
-the decoders take and return their states (layers, batch, units). Where a model needs
+names classifier, two text classifiers of Chinese-Text-Classification-Pytorch,
+pytorch/examples' word language model and Udacity's character LSTM. Most take torch's
+default layout, time-major; the decoders and language models take and return their states
+(layers, batch, units), the last two an LSTM's (h, c) as one tuple, and return their steps
+merged for the loss, ``out.view(-1, C)``. Where a model needs
 what its code cannot tell (the inputs of an attention decoder, a model of one input
 length), the row says what was given, as its user would give it.
 
@@ -72,6 +74,7 @@ CASES: dict[str, tuple[Any, dict[str, Any], dict[str, Any], str]] = {
         "input_shape / inputs of 32 steps",
     ),
     "word_language_model": (models.WordLanguageModel, {}, {}, ""),
+    "character LSTM notebook": (models.CharacterLSTM, {}, {}, ""),
 }
 
 
@@ -88,8 +91,10 @@ def _distance(report: Any) -> str:
 
 def _exported(module: Any, graph: Any, path: Path) -> None:
     """``module`` exported by torch.onnx (TorchScript) at the inputs ``compare`` draws for
-    its port, each batch axis and free time axis dynamic."""
+    its port (grouped as its ``forward`` takes them), each batch axis and free time axis
+    dynamic."""
     from xframe_bilstm.inputs import example_inputs
+    from xframe_bilstm.models.forward_inputs import grouped
 
     axes = {}
     for name in graph.inputs:
@@ -98,9 +103,10 @@ def _exported(module: Any, graph: Any, path: Path) -> None:
         if graph.time_major(name):  # (time, batch, ...), (layers, batch, units)
             free = {1: "batch", **({0: f"{name}_time"} if shape[0] is None else {})}
         axes[name] = free
-    tensors = tuple(torch.from_numpy(array) for array in example_inputs(graph))
+    tensors = [torch.from_numpy(array) for array in example_inputs(graph)]
+    arguments = tuple(grouped(tensors, graph.arguments) if graph.arguments else tensors)
     torch.onnx.export(
-        module, tensors, str(path), dynamo=False, input_names=list(graph.inputs),
+        module, arguments, str(path), dynamo=False, input_names=list(graph.inputs),
         dynamic_axes=axes,
     )  # fmt: skip
 

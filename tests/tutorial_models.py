@@ -180,3 +180,23 @@ class WordLanguageModel(nn.Module):
         output, hidden = self.rnn(self.drop(self.encoder(input)), hidden)
         decoded = self.decoder(self.drop(output)).view(-1, self.vocabulary)
         return F.log_softmax(decoded, dim=1), hidden
+
+
+class CharacterLSTM(nn.Module):
+    """Udacity's character-level LSTM notebook: one-hot characters (batch, time, tokens)
+    and the LSTM's (h, c) as one argument; the steps merged for the loss,
+    ``out.contiguous().view(-1, n_hidden)`` into the Linear."""
+
+    def __init__(self, tokens: int = 12, hidden: int = 16) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.lstm = nn.LSTM(tokens, hidden, 2, dropout=0.5, batch_first=True)
+        self.dropout = nn.Dropout(0.5)
+        self.fc = nn.Linear(hidden, tokens)
+
+    def forward(
+        self, x: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        r_output, hidden = self.lstm(x, hidden)
+        out = self.dropout(r_output).contiguous().view(-1, self.hidden)
+        return self.fc(out), hidden

@@ -46,6 +46,9 @@ class ModelGraph:
     each. ``captured_by`` names the capture that read a torch ``forward``
     (``"torch.export"`` or ``"torch.fx"``), None where none ran. ``labels`` name the
     outputs in reports (default ``output 'tensor'``; a stack's are ``output``, ``h``...).
+    ``arguments``, for a torch ``forward`` taking a tuple (an LSTM's ``hidden``, ``(h,
+    c)``), says how many inputs each of its arguments takes, in order; empty where each
+    takes one.
 
     Example:
         >>> graph = ModelGraph("m", (LayerRecord("x", "input", "InputLayer",
@@ -63,6 +66,7 @@ class ModelGraph:
     source: str = "model"
     captured_by: str | None = None
     labels: tuple[str, ...] = ()
+    arguments: tuple[int, ...] = ()
 
     @property
     def output_labels(self) -> tuple[str, ...]:

@@ -224,10 +224,12 @@ def _read_torch(
         graph = current_graph(source, custom_modules=custom_modules)
         return Read(graph, "torch", lambda: source)
     if is_whole_module(source):  # its forward runs as written, so it stays a graph
+        from .models.forward_arguments import with_arguments
+
         graph = graph_from_torch(
             source, example_shapes=example_shapes, custom_modules=custom_modules
         )
-        return Read(graph, "torch", lambda: source)
+        return Read(graph, "torch", lambda: with_arguments(source, graph))
     from .adapters.torch import torch_to_canonical
 
     return Read(torch_to_canonical(source), "torch", lambda: source)

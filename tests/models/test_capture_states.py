@@ -20,6 +20,7 @@ from xframe_bilstm import (  # noqa: E402
 from xframe_bilstm.models.torch_graph import graph_from_torch  # noqa: E402
 
 from ..tutorial_models import (  # noqa: E402
+    CharacterLSTM,
     ChatbotAttentionDecoder,
     Seq2SeqDecoder,
     WordLanguageModel,
@@ -340,7 +341,26 @@ def test_shapes_given_with_the_batch_axis_second_are_taken_so() -> None:
         torch_to_keras(module, input_shape=[("batch", 1), (2, "batch", 6), (None, "batch", 6)])
 
 
-def test_states_given_as_one_tuple_are_refused_by_name() -> None:
-    """pytorch/examples' word language model takes its LSTM's (h, c) as one argument."""
-    with pytest.raises(UnsupportedFeatureError, match="takes 2 inputs \\(input, hidden\\)"):
-        torch_to_keras(WordLanguageModel().eval())
+@pytest.mark.parametrize("make", [WordLanguageModel, CharacterLSTM])
+def test_an_lstms_states_given_as_one_tuple_are_two_inputs(make, tmp_path: Path) -> None:
+    """pytorch/examples' word language model and the character LSTM notebooks take the
+    LSTM's (h, c) as one argument, and return their steps merged for the loss."""
+    torch.manual_seed(73)
+    module = make().eval()
+    graph = graph_from_torch(module)
+    assert graph.inputs[1:] == ("hidden_0", "hidden_1") and graph.arguments == (1, 2)
+    model = torch_to_keras(module)  # checked against module(x, (h, c))
+    rng = np.random.default_rng(6)
+    x = (
+        rng.integers(0, 50, (9, 3))  # (time, batch) ids
+        if isinstance(module, WordLanguageModel)
+        else rng.standard_normal((3, 9, 12)).astype("float32")  # (batch, time, tokens)
+    )
+    h, c = rng.standard_normal((2, 2, 3, 16)).astype("float32")
+    with torch.no_grad():
+        scores, (h_n, c_n) = module(torch.as_tensor(x), (torch.as_tensor(h), torch.as_tensor(c)))
+    for mine, theirs in zip(model([x, h, c]), (scores, h_n, c_n), strict=True):
+        np.testing.assert_allclose(np.asarray(mine), theirs.numpy(), rtol=0, atol=2e-5)
+    report = compare(module, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report.lines()
+    assert "torch[cpu,float32]@original" in {pair.expected for pair in report.pairs}

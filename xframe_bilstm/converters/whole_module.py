@@ -34,6 +34,7 @@ def whole_module_to_keras(
     on inputs of ``input_shape`` (without the batch axis) where given."""
     require("keras")
     from ..adapters.keras.graph import graph_to_keras
+    from ..models.forward_arguments import with_arguments
     from ..models.graph_structure import release_weights
     from ..models.torch_custom import check_custom_port, has_custom
     from ..models.torch_graph import graph_from_torch
@@ -41,6 +42,7 @@ def whole_module_to_keras(
     graph = graph_from_torch(
         module, name=name, custom_modules=custom_modules, input_shape=input_shape
     )
+    module = with_arguments(module, graph)  # called with the graph's inputs
     custom = has_custom(graph)
     if verify:
         from ..inputs import example_inputs

@@ -307,6 +307,7 @@ def read_captured(
         inputs=tuple(fed.get(node, tensors.names[node]) for node in user),
         outputs=outputs,
         source=f"torch {type(module).__name__}",
+        arguments=inputs.groups,
     )
     return padded_with_zeros(graph) if given_lengths else graph
 

@@ -29,12 +29,16 @@ class ForwardInputs:
         lengths: the length of each input's free (time) axis in the two captures.
         names: the names of ``forward``'s inputs where they are known otherwise than from
             its signature (an ONNX graph's inputs), in its order, lengths included.
+        groups: how many of the data inputs each of ``forward``'s arguments takes, in
+            order, where one takes a tuple of them (an LSTM's ``hidden``, ``(h, c)``);
+            empty where each takes one (never with lengths).
     """
 
     options: tuple[dict[str, Any], ...]
     lengths_at: int | None = None
     lengths: tuple[int, int] = (7, 9)
     names: tuple[str, ...] = ()
+    groups: tuple[int, ...] = ()
 
     def replace(self, index: int, **changes: Any) -> ForwardInputs:
         """These inputs with data input ``index``'s options changed."""
@@ -43,7 +47,10 @@ class ForwardInputs:
         return dataclasses.replace(self, options=tuple(options))
 
     def arrange(self, data: list[Any], lengths: Any) -> list[Any]:
-        """``forward``'s arguments: ``data`` in order, ``lengths`` at their place."""
+        """``forward``'s arguments: ``data`` in order (in tuples as ``groups`` says),
+        ``lengths`` at their place."""
+        if self.groups:
+            return grouped(data, self.groups)
         if self.lengths_at is None:
             return list(data)
         return [*data[: self.lengths_at], lengths, *data[self.lengths_at :]]
@@ -53,6 +60,19 @@ class ForwardInputs:
         one)."""
         at = self.lengths_at
         return [g for i, g in enumerate(given) if i != at], [] if at is None else [given[at]]
+
+
+def grouped(items: list[Any], groups: tuple[int, ...]) -> list[Any]:
+    """``items`` as arguments: one where a group takes one, a tuple where it takes more.
+
+    Example:
+        >>> grouped(["ids", "h", "c"], (1, 2))
+        ['ids', ('h', 'c')]
+    """
+    given = iter(items)
+    return [
+        next(given) if size == 1 else tuple(next(given) for _ in range(size)) for size in groups
+    ]
 
 
 def lengths_places(names: list[str]) -> list[int]:
@@ -97,4 +117,4 @@ def several_inputs_hint(module: Any) -> str:
     )
 
 
-__all__ = ["ForwardInputs", "input_names", "lengths_places", "several_inputs_hint"]
+__all__ = ["ForwardInputs", "grouped", "input_names", "lengths_places", "several_inputs_hint"]

@@ -114,7 +114,16 @@ def _with_states(
     for chosen in others:
         given = iter(chosen)
         guesses.append(tuple(states if i in at else next(given) for i in range(len(names))))
-    return [ForwardInputs(options) for options in _distinct(guesses)]
+    distinct = list(_distinct(guesses))
+    tensors = [ForwardInputs(options) for options in distinct]
+    if not isinstance(recurrent, nn.LSTM) or len(at) != 1:
+        return tensors
+    # then an LSTM's (h, c) as one argument, forward(input, hidden): two inputs of it
+    groups = tuple(2 if i in at else 1 for i in range(len(names)))
+    return tensors + [
+        ForwardInputs(tuple(o for i, o in enumerate(g) for _ in range(groups[i])), groups=groups)
+        for g in distinct
+    ]
 
 
 def _chosen(

@@ -42,7 +42,6 @@ def whole_module_to_keras(
     graph = graph_from_torch(
         module, name=name, custom_modules=custom_modules, input_shape=input_shape
     )
-    module = with_arguments(module, graph)  # called with the graph's inputs
     custom = has_custom(graph)
     if verify:
         from ..inputs import example_inputs
@@ -60,7 +59,8 @@ def whole_module_to_keras(
         from ..adapters.torch import float_dtype
 
         dtype = float_dtype(module)
-        expected, actual = _both_runs(module, model, xs, dtype)
+        called = with_arguments(module, graph)  # takes the graph's inputs, one by one
+        expected, actual = _both_runs(called, model, xs, dtype)
         _check_shapes(module, xs[0], expected, actual)
         # The Keras model computes in float32; a float16/bfloat16 module rounds more.
         coarser = least_precise("float32", str(dtype).split(".")[-1])
@@ -69,7 +69,7 @@ def whole_module_to_keras(
             check_custom_port(graph, module, xs, expected, actual, label=label, dtype=coarser)
         else:
             check_port(graph, xs, expected, actual, label=label, dtype=coarser, noise=noise)
-            _check_untied(module, model, graph, seed, dtype, coarser)
+            _check_untied(called, model, graph, seed, dtype, coarser)
     return model
 
 

@@ -25,6 +25,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -120,20 +121,21 @@ def graph_from_torch(
     """
     torch = require("torch")
     refuse_scripted(module)  # compiled code: nothing to read or capture
+    captured = functools.partial(  # what forward computes, read operation by operation
+        _captured,
+        module,
+        name=name,
+        custom_modules=custom_modules,
+        input_shape=input_shape,
+        example_shapes=example_shapes,
+        forward_inputs=forward_inputs,
+    )
     try:
         check_forward(module)  # nothing ``forward`` does is lost
     except UnsupportedFeatureError as plain:
         if "forward" in vars(module):  # set on the instance: refused either way
             raise
-        return _captured(
-            module,
-            plain,
-            name=name,
-            custom_modules=custom_modules,
-            input_shape=input_shape,
-            example_shapes=example_shapes,
-            forward_inputs=forward_inputs,
-        )
+        return captured(plain)
     children = _children(module)
     if not children:
         raise UnsupportedFeatureError(f"{type(module).__name__} has no children to convert")
@@ -153,17 +155,11 @@ def graph_from_torch(
     ]
     if time_major and not refused and not isinstance(module, nn.Sequential):
         # its input time-major, as torch's default layout has it: read as it is captured
-        return _captured(
-            module,
+        return captured(
             UnsupportedFeatureError(
                 f"child {time_major[0]!r} has batch_first=False, and what forward computes "
                 "could not be read on time-major inputs either:"
-            ),
-            name=name,
-            custom_modules=custom_modules,
-            input_shape=input_shape,
-            example_shapes=example_shapes,
-            forward_inputs=forward_inputs,
+            )
         )
     if refused:  # read what they compute operation by operation, or name them
         own = ": factory, ".join(dict.fromkeys(entry.split("(")[-1][:-1] for entry in refused))
@@ -176,15 +172,7 @@ def graph_from_torch(
             f"torch_to_keras(module, custom_modules={{{own}: factory}})"
         )
         try:
-            return _captured(
-                module,
-                UnsupportedFeatureError(f"{unread}."),
-                name=name,
-                custom_modules=custom_modules,
-                input_shape=input_shape,
-                example_shapes=example_shapes,
-                forward_inputs=forward_inputs,
-            )
+            return captured(UnsupportedFeatureError(f"{unread}."))
         except UnsupportedFeatureError as error:
             if str(error).startswith(unread):
                 raise

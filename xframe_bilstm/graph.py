@@ -35,6 +35,20 @@ from .records import (
     tensor_name,
 )
 
+# Kinds that move their inputs' values without computing with them (ids made (B, 1), cut,
+# joined or put time first): what reads ids through them reads the ids.
+MOVING_KINDS = (
+    "reshape",
+    "permute",
+    "slice",
+    "slice_to",
+    "expand",
+    "repeat",
+    "identity",
+    "concatenate",
+    "time_first",
+)
+
 
 @dataclass(frozen=True)
 class ModelGraph:
@@ -130,17 +144,6 @@ class ModelGraph:
             >>> ModelGraph("m", (ids, half), ("ids",), ("half",)).ids_read_as_numbers()
             ['half']
         """
-        moving = (
-            "reshape",
-            "permute",
-            "slice",
-            "slice_to",
-            "expand",
-            "repeat",
-            "identity",
-            "concatenate",
-            "time_first",
-        )
         reading = ("embedding", "where", "lengths_mask", "valid_steps", "broadcast", "custom")
         carried = [
             r.name
@@ -154,7 +157,7 @@ class ModelGraph:
                 inner = record.options.get("layer") if record.kind == "time_distributed" else None
                 if name not in record.inputs or getattr(inner, "kind", "") == "embedding":
                     continue
-                if record.kind in moving:
+                if record.kind in MOVING_KINDS:
                     carried.append(record.name)
                 elif record.kind in ("gather", "slice_to") and record.inputs[0] != name:
                     continue  # positions, not values
@@ -240,6 +243,7 @@ __all__ = [
     "ATTENTION_KINDS",
     "KINDS",
     "MASK_RULES",
+    "MOVING_KINDS",
     "MULTI_INPUT_KINDS",
     "SHAPE_KINDS",
     "LayerRecord",

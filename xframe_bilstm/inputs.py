@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import WeightShapeError
-from .graph import LayerRecord, ModelGraph
+from .graph import MOVING_KINDS, LayerRecord, ModelGraph
 from .masks import check_lengths, longest_first, mask_from_lengths
 from .reference import Reading
 from .stack_graph import as_graph, graph_initial_states
@@ -313,16 +313,12 @@ def example_inputs(
     return arrays
 
 
-# Records that move their input's values without computing (ids made (B, 1), time first).
-_MOVES = ("reshape", "permute", "slice", "expand", "repeat", "identity", "time_first")
-
-
 def _past_moves(name: str, readers: dict[str, list[LayerRecord]]) -> list[LayerRecord]:
     """The records reading tensor ``name``, or a move of it."""
     found, carried = [], [name]
     while carried:
         for record in readers.get(carried.pop(), []):
-            if record.kind in _MOVES:
+            if record.kind in MOVING_KINDS:
                 carried.append(record.name)
             else:
                 found.append(record)

@@ -104,6 +104,8 @@ def graph_weight_arrays(graph: ModelGraph) -> dict[str, np.ndarray]:
     """
     named: dict[str, np.ndarray] = {}
     for record in graph.layers:
+        if record.shares:
+            continue  # the weights of the layer it calls again
         if record.recurrent is not None:
             for side, weights in zip(("forward", "backward"), record.recurrent.weights):
                 for field_name in WEIGHT_FIELDS:

@@ -19,7 +19,10 @@ imported from here too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
 
 from .canonical import RecurrentStack, is_float_dtype
 from .errors import UnsupportedFeatureError
@@ -99,6 +102,8 @@ class ModelGraph:
                     )
             if record.name in names:
                 raise UnsupportedFeatureError(f"{self.source}: two layers named {record.name!r}")
+            if record.shares:
+                _check_shared(self, record, names)
             names.add(record.name)
             seen.update(record.outputs)
         for name in (*self.inputs, *self.outputs):
@@ -224,6 +229,44 @@ class ModelGraph:
         )
 
 
+def _check_shared(graph: ModelGraph, record: LayerRecord, earlier: set[str]) -> None:
+    """Raise unless ``record`` calls again an earlier layer of its kind, class, options
+    and weights (see :class:`~xframe_bilstm.records.LayerRecord`)."""
+    where = f"{graph.source}: layer {record.name!r} shares {record.shares!r}"
+    if record.shares not in earlier:
+        raise UnsupportedFeatureError(f"{where}, which is not an earlier layer")
+    shared = graph.layer(record.shares)
+    if shared.shares:
+        raise UnsupportedFeatureError(f"{where}, which shares {shared.shares!r}: name that one")
+    if layer_layout(record) != layer_layout(shared):
+        raise UnsupportedFeatureError(
+            f"{where}, which differs from it in kind, class, options or weights' shapes"
+        )
+
+
+def layer_layout(record: LayerRecord) -> tuple[Any, ...]:
+    """What a record sharing another's layer has as that one has it: all but its name and
+    inputs, its weights by their shapes."""
+    shapes = {key: np.shape(value) for key, value in record.weights.items()}
+    layer, cell = record.recurrent, {}
+    if layer is not None:
+        cell = {f.name: getattr(layer, f.name) for f in fields(layer) if f.name != "weights"}
+        shapes.update(
+            (f"{index}.{key}", np.shape(value))
+            for index, direction in enumerate(layer.weights)
+            for key, value in vars(direction).items()
+        )
+    options = {key: _comparable(value) for key, value in record.options.items()}
+    return record.kind, record.class_name, options, shapes, cell
+
+
+def _comparable(option: Any) -> Any:
+    """An option as ``==`` compares it (a TimeDistributed's inner layer is a record)."""
+    if isinstance(option, LayerRecord):
+        return layer_layout(option)
+    return option.tolist() if isinstance(option, np.ndarray) else option
+
+
 def _no_tensor(graph: ModelGraph, name: str) -> str:
     """Why ``name`` is not a tensor the graph has made so far, for messages."""
     layer, _, index = name.rpartition(":")
@@ -248,6 +291,7 @@ __all__ = [
     "SHAPE_KINDS",
     "LayerRecord",
     "ModelGraph",
+    "layer_layout",
     "state_count",
     "tensor_layer",
     "tensor_name",

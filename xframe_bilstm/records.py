@@ -292,6 +292,11 @@ class LayerRecord:
       (batch * time, ...)); the output is its (batch, time, ...) input with those two axes
       in one. It is an output of the graph, read by no other record.
 
+    ``shares`` names an earlier record whose layer this one calls again, on other inputs
+    (a layer shared by the branches of a siamese model): the same kind, class and options,
+    and its weights (the same arrays). Each port holds that layer once and calls it for
+    both records, so its weights stay one set, as in the original.
+
     Example:
         >>> record = LayerRecord("drop", "identity", "Dropout", inputs=("ids",))
         >>> record.mask_rule
@@ -305,6 +310,7 @@ class LayerRecord:
     options: Mapping[str, Any] = field(default_factory=dict)
     weights: Mapping[str, np.ndarray] = field(default_factory=dict)
     recurrent: RecurrentLayer | None = None
+    shares: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

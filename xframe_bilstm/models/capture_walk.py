@@ -15,6 +15,7 @@ from typing import Any
 from .._imports import require
 from ..errors import UnsupportedFeatureError
 from ..graph import LayerRecord, ModelGraph
+from ..shared_layers import calling_again
 from .capture_attention import attention_output, attention_record, is_attention_module
 from .capture_bias import dense_biases
 from .capture_broadcast import broadcast_held, held_steps
@@ -207,6 +208,7 @@ def read_captured(
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read = live_nodes(graph), set()
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
+    calls: dict[str, list[LayerRecord]] = {}  # each module's records at its first call
     lengths = LengthsUse({*given_lengths, *rows.lengths}, data[0], conditions)  # and moves
     others = {node.name: node for node in second.graph.nodes} if second is not None else {}
     for node in graph.nodes:
@@ -233,6 +235,7 @@ def read_captured(
                     records,
                     names,
                     read_child,
+                    calls,
                 )
             except (Unsupported, UnsupportedFeatureError) as error:
                 found.append((str(error), node))
@@ -377,9 +380,11 @@ def _read_call(
     records: list[LayerRecord],
     names: Names,
     read_child: Callable[[str, Any, str], list[LayerRecord]],
+    calls: dict[str, list[LayerRecord]],
 ) -> None:
     """The records of one call of a module read whole; ``constants`` are the nodes that are
-    not the call's data (its parameters, and zeros given as a recurrent call's states)."""
+    not the call's data (its parameters, and zeros given as a recurrent call's states).
+    ``calls`` holds each module's records at its first call, which a later call's share."""
     torch = require("torch")
     child = module.get_submodule(path)
     inside = set(members)
@@ -402,6 +407,8 @@ def _read_call(
         record = attention_record(
             names(f"{named}_{call}" if call else named), path, child, members, given, tensors
         )
+        made = [record]
+        (record,) = calling_again(made, calls.setdefault(path, made))
         records.append(record)
         tensors.names[output] = record.name
         return
@@ -429,6 +436,7 @@ def _read_call(
         made = read_states(named, child, states, made, tensors, names)
     if initial:
         made = pass_initial_states(named, child, initial, made, tensors, names)
+    made = calling_again(made, calls.setdefault(path, made))
     records.extend(made)
     names.taken.update(record.name for record in made)
     if used:

@@ -131,12 +131,16 @@ def _chosen(
 ) -> list[tuple[Any, ...]]:
     """The options of ``count`` distinct modules, in declaration order, the first module of
     each child of ``module`` before the others (an encoder's convolution and a decoder's
-    Embedding, not the encoder's convolution and its LSTM); three choices at most."""
+    Embedding, not the encoder's convolution and its LSTM); three choices at most. Then
+    those of one module for every input (a siamese model runs each through the same
+    modules), the first module's first."""
     parents = {id(child): name.split(".")[0] for name, child in module.named_modules()}
     heads = {parents[id(child)]: child for child, _ in reversed(candidates)}.values()
     ordered = sorted(candidates, key=lambda candidate: candidate[0] not in heads)
     chosen = (tuple(options for _, options in c) for c in combinations(ordered, count))
-    return list(islice(_distinct(chosen), _GUESSES))
+    distinct = list(islice(_distinct(chosen), _GUESSES))
+    alike = _distinct((options,) * count for _, options in candidates)
+    return distinct + [c for c in islice(alike, 1) if c not in distinct]
 
 
 def _one(

@@ -6,7 +6,8 @@ Rules of this module:
   (:func:`~xframe_bilstm.models.torch_layers.layer_module`), named after the layer
   (``model.embedding``, ``model.bidirectional``, ``model.dense``), so the ``state_dict``
   reads like the Keras model: ``embedding.weight``, ``bidirectional.rnn.weight_ih_l0``,
-  ``dense.weight``. Weights are copied exactly (Keras kernels transposed for
+  ``dense.weight``. A layer called on several inputs (shared) is one submodule, called
+  for each. Weights are copied exactly (Keras kernels transposed for
   ``nn.Linear``; recurrent layers as in :func:`~xframe_bilstm.keras_to_torch`).
 - ``forward`` takes the model's inputs in the model's order (token ids as int64) and
   returns its output, or a tuple of its outputs (final states of a ``return_state`` layer
@@ -88,16 +89,19 @@ class KerasModel(nn.Module):
         self.keras_graph = graph_structure(graph)
         # The module's own attributes are not free for a layer named like one of them.
         taken = {"name", "input_names", "output_names", "keras_graph"}
-        steps = []
+        steps: list[_Step] = []
         for record in graph.layers:
             if record.kind == "input":
                 continue
-            attribute = _attribute_name(record.name, taken)
-            module = layer_module(record, graph, KerasModel)
-            if module is not None:
-                self.add_module(attribute, module)
-                if hand_over:
-                    release_weights(record)
+            if record.shares:  # a shared layer: its one module, called again
+                attribute = next(s.attribute for s in steps if s.name == record.shares)
+            else:
+                attribute = _attribute_name(record.name, taken)
+                module = layer_module(record, graph, KerasModel)
+                if module is not None:
+                    self.add_module(attribute, module)
+            if hand_over:
+                release_weights(record)
             steps.append(
                 _Step(
                     record.name,

@@ -80,16 +80,26 @@ def current_graph(
     """
     graph = model.keras_graph
     attributes = {step.name: step.attribute for step in model._steps}
-    records = []
+    records: list[LayerRecord] = []
     for record in graph.layers:
         submodule = getattr(model, attributes.get(record.name, ""), None)
-        if submodule is None:
+        if record.shares:  # the arrays read for the layer it calls again
+            read = next(r for r in records if r.name == record.shares)
+            records.append(_sharing(record, read))
+        elif submodule is None:
             records.append(record)
         elif record.kind == "custom":
             records.append(_current_custom(record, submodule, custom_modules))
         else:
             records.append(_current(record, submodule, graph, borrow=borrow))
     return dataclasses.replace(graph, layers=tuple(records))
+
+
+def _sharing(record: LayerRecord, shared: LayerRecord) -> LayerRecord:
+    """``record`` holding the weights of ``shared``, the layer it calls again."""
+    return dataclasses.replace(
+        record, weights=shared.weights, recurrent=shared.recurrent, options=shared.options
+    )
 
 
 def _current_custom(

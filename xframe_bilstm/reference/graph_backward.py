@@ -69,9 +69,10 @@ class GraphGradients:
 
 def weight_name(graph: ModelGraph) -> Callable[[str, str], str]:
     """How the gradients of ``graph`` name the weight ``key`` of layer ``layer``:
-    ``<layer>/<key>``; in a stack's graph (:func:`~xframe_bilstm.stack_graph.stack_of`),
-    whose records are ``layers[i]``, ``layers[i].<key>``, the names a stack's weights have
-    everywhere in the library (``layers[0].forward.kernel``).
+    ``<layer>/<key>``, a shared layer's by the layer it calls again; in a stack's graph
+    (:func:`~xframe_bilstm.stack_graph.stack_of`), whose records are ``layers[i]``,
+    ``layers[i].<key>``, the names a stack's weights have everywhere in the library
+    (``layers[0].forward.kernel``).
 
     Example:
         >>> graph = ModelGraph("m", (
@@ -81,7 +82,8 @@ def weight_name(graph: ModelGraph) -> Callable[[str, str], str]:
         'bilstm/forward.kernel'
     """
     separator = "." if stack_of(graph) is not None else "/"
-    return lambda layer, key: f"{layer}{separator}{key}"
+    shared = {record.name: record.shares for record in graph.layers if record.shares}
+    return lambda layer, key: f"{shared.get(layer, layer)}{separator}{key}"
 
 
 def backward_refusal(graph: ModelGraph) -> str | None:
@@ -198,7 +200,9 @@ def graph_gradients(
         for name, d in zip(record.inputs, d_inputs):
             if d is not None:
                 grads[name] = grads[name] + d if name in grads else d
-        weights.update({named(record.name, key): value for key, value in d_weights.items()})
+        for key, value in d_weights.items():  # a shared layer's: the sum over its calls
+            name = named(record.name, key)
+            weights[name] = weights[name] + value if name in weights else value
     order = _weight_order(tapes, named)
     ordered = {name: weights[name] for name in order if name in weights}
     found = {

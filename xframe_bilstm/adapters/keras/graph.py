@@ -1,8 +1,8 @@
 """A model graph rebuilt as a functional Keras 3 model of Keras's own layers, weights set.
 
 Each record becomes the Keras layer it was read from (an identity passes its input on,
-or is a ``Dropout`` where it keeps a rate),
-so Keras itself computes the masks. The Keras 2 meanings a graph keeps are kept:
+or is a ``Dropout`` where it keeps a rate; a record sharing another's layer calls that
+layer again), so Keras itself computes the masks. The Keras 2 meanings a graph keeps are kept:
 activations carry them by name (``hard_sigmoid_keras2``); a Keras 2 ``Concatenate`` of
 masked inputs, whose mask Keras 3 cannot compute, and a ``time_major`` layer, an option
 Keras 3 no longer has, are refused by name.
@@ -115,6 +115,7 @@ def graph_to_keras(
         raise UnsupportedFeatureError(refusal)
     kernel = {"unroll": unroll, "use_cudnn": use_cudnn}
     tensors: dict[str, Any] = {}
+    built: dict[str, Any] = {}  # each layer, for the records that call it again
     for record in graph.layers:
         if record.kind == "input":
             shape, size = tuple(record.options["shape"]), None
@@ -128,28 +129,27 @@ def graph_to_keras(
         if record.kind == "identity" and "rate" not in record.options:
             tensors[record.name] = inputs[0]  # nothing at inference, nothing to train
             continue
+        if record.shares:  # a shared layer, holding its weights already
+            tensors.update(zip(record.outputs, _called(record, built[record.shares], inputs)))
+            if hand_over is not None:
+                hand_over(record)
+            continue
         if record.kind in ATTENTION_KINDS:
-            layer = attention_layer(record, keras, dtype)
-            tensors[record.name] = call_attention(record, layer, inputs)
+            layer = built[record.name] = attention_layer(record, keras, dtype)
+            tensors[record.name] = _called(record, layer, inputs)[0]
             set_attention_weights(record, layer)
             if hand_over is not None:
                 hand_over(record)
             continue
-        layer = _layer(record, keras, dtype, kernel, len(inputs[0].shape))
+        layer = built[record.name] = _layer(record, keras, dtype, kernel, len(inputs[0].shape))
         # Called on its input, the layer builds: its variables are created holding the
         # record's weights where its initializers can be lent, and set afterwards if not.
         restore = _lend_weights(record, layer)
         try:
-            if record.kind == "recurrent" and len(inputs) > 1:
-                # Keras hands a layer its input's mask only when the layer reads one tensor.
-                mask = getattr(inputs[0], "_keras_mask", None)
-                made = layer(inputs[0], initial_state=inputs[1:], mask=mask)
-            else:
-                made = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
+            made = _called(record, layer, inputs)
         finally:
             created = restore()
-        # A recurrent layer returning states returns a list: its output, then the states.
-        tensors.update(zip(record.outputs, made if len(record.outputs) > 1 else [made]))
+        tensors.update(zip(record.outputs, made))
         if not created:
             _set_weights(record, layer)
             set_normpool_weights(record, layer)
@@ -160,6 +160,20 @@ def graph_to_keras(
         _one_or_all([tensors[name] for name in graph.outputs]),
         name=graph.name,
     )
+
+
+def _called(record: LayerRecord, layer: Any, inputs: list[Any]) -> list[Any]:
+    """The tensors ``record`` makes, ``layer`` called on ``inputs`` (a recurrent layer
+    returning states: its output, then the states)."""
+    if record.kind in ATTENTION_KINDS:
+        return [call_attention(record, layer, inputs)]
+    if record.kind == "recurrent" and len(inputs) > 1:
+        # Keras hands a layer its input's mask only when the layer reads one tensor.
+        mask = getattr(inputs[0], "_keras_mask", None)
+        made = layer(inputs[0], initial_state=inputs[1:], mask=mask)
+    else:
+        made = layer(inputs if record.kind in MULTI_INPUT_KINDS else inputs[0])
+    return made if len(record.outputs) > 1 else [made]
 
 
 def _unrolled(graph: ModelGraph) -> ModelGraph:

@@ -12,7 +12,9 @@ class GraphBuilder:
     """Nodes, initializers and unique names of a graph under construction.
 
     ``float_dtype`` is the dtype of the graph's floating-point tensors (weights, inputs,
-    outputs and float constants).
+    outputs and float constants). ``shared`` maps a layer's name to that of the layer whose
+    weights it holds (a shared layer): a constant named ``"<layer>/..."`` is the other
+    layer's, one initializer for both.
     """
 
     def __init__(self, onnx: Any, opset: int, float_dtype: Any = np.float32) -> None:
@@ -22,6 +24,7 @@ class GraphBuilder:
         self.initializers: list[Any] = []
         self._used: set[str] = set()
         self._constants: dict[tuple[str, str, tuple[int, ...], bytes], str] = {}
+        self.shared: dict[str, str] = {}
 
     def name(self, hint: str) -> str:
         """A name not used yet in this graph: ``hint``, else ``hint_1``, ``hint_2``, ..."""
@@ -34,6 +37,8 @@ class GraphBuilder:
     def constant(self, hint: str, array: np.ndarray) -> str:
         """The name of an initializer holding ``array``, shared by equal constants."""
         array = np.asarray(array)
+        layer, slash, rest = hint.partition("/")
+        hint = self.shared.get(layer, layer) + slash + rest
         key = (hint, array.dtype.str, array.shape, array.tobytes())
         if key not in self._constants:  # one initializer per distinct small constant
             name = self.name(hint)

@@ -158,6 +158,7 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
     if dtype not in FLOAT_TYPES:
         raise UnsupportedFeatureError(f"dtype={dtype!r}: expected one of {sorted(FLOAT_TYPES)}")
     builder = GraphBuilder(onnx, opset, np.dtype(dtype))
+    builder.shared = {record.name: record.shares for record in graph.layers if record.shares}
     float_type = getattr(onnx.TensorProto, FLOAT_TYPES[dtype])
     for name in (*graph.inputs, *graph.outputs):
         builder.name(name)  # the interface's names stay free of internal tensors

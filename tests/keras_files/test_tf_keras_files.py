@@ -165,11 +165,17 @@ def test_tf_op_layers_are_named_with_their_operation(tf_op_files, suffix: str) -
     assert {total, product} <= listed
 
 
-def test_a_nested_model_is_refused_by_its_class(tmp_path: Path) -> None:
+def test_a_nested_model_is_read_inline_past_the_node_of_its_own_build(tmp_path: Path) -> None:
     inputs = k2.Input((None, 3))
-    model = k2.Model(inputs, k2.Sequential([k2.layers.LSTM(4)])(inputs))
+    inner = k2.Sequential([k2.layers.LSTM(4, name="lstm")], name="inner")
+    model = k2.Model(inputs, inner(inputs))
+    randomize(model, 8)
     path = tmp_path / "nested.h5"
     model.save(path)
-    # Not "reads call 1": the nested model's own build counts as its first call.
-    with pytest.raises(UnsupportedFeatureError, match=r"cannot port layer 'sequential\w*'"):
-        keras_to_torch(path)
+    # tf_keras writes the call as node 1: the nested model's own build is its node 0.
+    assert [r.name for r in read_model(path).layers][1:] == ["inner.lstm"]
+    module = keras_to_torch(path)
+    x = np.random.default_rng(9).standard_normal((2, 5, 3)).astype("float32")
+    (actual,) = run_port(module, [x])
+    expected = np.asarray(model(x, training=False))
+    assert np.abs(actual - expected).max() <= model_tolerance(read_model(path), [x])

@@ -114,23 +114,17 @@ def _unmerged():
     return keras.Model(inputs, keras.layers.Concatenate()(halves))
 
 
-def _shared():
-    first, second = keras.Input((5, 3)), keras.Input((5, 3))
-    shared = keras.layers.LSTM(2, name="shared")
-    return keras.Model([first, second], keras.layers.Concatenate()([shared(first), shared(second)]))
-
-
 def _nested():
-    inner = keras.Sequential([keras.Input((5, 3)), keras.layers.Dense(2)], name="inner")
-    return keras.Sequential([keras.Input((5, 3)), inner])
+    inner = keras.Sequential([keras.Input((5, 4, 3, 2)), keras.layers.Conv3D(2, 3, name="conv")])
+    nested = keras.Model(inner.inputs, inner.outputs, name="inner")
+    return keras.Sequential([keras.Input((5, 4, 3, 2)), nested])
 
 
 REFUSED = [
     pytest.param(_conv, "'conv' (Conv3D)", id="conv3d"),
     pytest.param(_lambda, "'double' (Lambda)", id="lambda"),
     pytest.param(_unmerged, "'bi' (Bidirectional), which returns several", id="merge-mode-none"),
-    pytest.param(_shared, "'shared' is called 2 times", id="shared-layer"),
-    pytest.param(_nested, "'inner' (Sequential)", id="nested-model"),
+    pytest.param(_nested, "'inner.conv' (Conv3D)", id="nested-model"),
 ]
 
 

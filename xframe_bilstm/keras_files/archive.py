@@ -191,28 +191,37 @@ def _snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def weight_groups(spec: ModelSpec) -> dict[str, str]:
-    """Layer name -> its group in ``model.weights.h5`` (``layers/<class>[_<k>]``).
+def weight_groups(spec: ModelSpec) -> dict[tuple[str, ...], str]:
+    """Each layer's path (its name, or the nested models' names and its own) -> its group
+    in ``model.weights.h5`` (``layers/<class>[_<k>]``; a nested model's layers under its
+    group's ``layers/``).
 
     Example:
         >>> from xframe_bilstm.keras_files.config import LayerSpec, ModelSpec
         >>> specs = tuple(LayerSpec(n, c, "dense", {}, position=i)
         ...               for i, (n, c) in enumerate([("a", "Dense"), ("b", "Dense")]))
         >>> weight_groups(ModelSpec("m", specs, (), (), 3, "m.keras"))
-        {'a': 'layers/dense', 'b': 'layers/dense_1'}
+        {('a',): 'layers/dense', ('b',): 'layers/dense_1'}
     """
+    # A shared layer's later call and a nested model's layers are not the model's own.
+    entries: list[tuple[int, str, str, ModelSpec | None]] = [
+        (layer.position, layer.class_name, layer.name, None)
+        for layer in spec.layers
+        if not (layer.shares or layer.path)
+    ]
+    entries += [(model.position, model.class_name, model.name, model.spec) for model in spec.nested]
     used: dict[str, int] = {}
-    groups = {}
-    for layer in sorted(spec.layers, key=lambda layer: layer.position):
+    groups: dict[tuple[str, ...], str] = {}
+    for _, class_name, name, model in sorted(entries, key=lambda entry: entry[0]):
         # Keras names a group by the class's own name: this package's layers are read
         # under their registered names ("xframe_bilstm>WeightOp").
-        base = _snake_case(layer.class_name.split(">")[-1])
-        if base in used:
-            used[base] += 1
-            groups[layer.name] = f"layers/{base}_{used[base]}"
-        else:
-            used[base] = 0
-            groups[layer.name] = f"layers/{base}"
+        base = _snake_case(class_name.split(">")[-1])
+        used[base] = used.get(base, -1) + 1
+        group = f"layers/{base}_{used[base]}" if used[base] else f"layers/{base}"
+        groups[(name,)] = group
+        if model is not None:
+            inner = weight_groups(model)
+            groups.update({(name, *path): f"{group}/{g}" for path, g in inner.items()})
     return groups
 
 
@@ -277,7 +286,8 @@ def read_archive(path: str | Path, *, map_weights: bool = False) -> ModelGraph:
     with _weights_file(path, map_weights) as (weights, mapped):
 
         def read_weights(layer: LayerSpec) -> list[WeightRef]:
-            return _variables(weights, groups[layer.name], spec.source, layer, mapped)
+            group = groups[layer.path or (layer.name,)]
+            return _variables(weights, group, spec.source, layer, mapped)
 
         return build_graph(spec, read_weights)
 

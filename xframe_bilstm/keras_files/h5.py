@@ -96,23 +96,35 @@ def read_h5(path: str | Path, *, map_weights: bool = False) -> ModelGraph:
         root = handle["model_weights"]
         mapped = MappedFile.of_path(path) if map_weights else None
 
+        nested = [layer.path for layer in spec.layers if layer.path and not layer.shares]
+
         def read_weights(layer: LayerSpec) -> list[WeightRef]:
-            return _layer_weights(root, layer, source, mapped)
+            return _layer_weights(root, layer, source, mapped, nested)
 
         return build_graph(spec, read_weights)
 
 
 def _layer_weights(
-    root: Any, layer: LayerSpec, source: str, mapped: MappedFile | None
+    root: Any,
+    layer: LayerSpec,
+    source: str,
+    mapped: MappedFile | None,
+    nested: list[tuple[str, ...]],
 ) -> list[WeightRef]:
+    """The weights of ``layer``; a nested model's layer's among its group's (``nested``:
+    the paths of every nested model's layers, see :func:`_holder`)."""
     import h5py
 
-    if layer.name not in root:
+    path = layer.path or (layer.name,)
+    if path[0] not in root:
         if layer.kind not in ("embedding", "recurrent", "dense"):
             return []  # layers without weights may have no group at all
         raise WeightShapeError(f"{source}: no weights group for layer {layer.name!r}")
-    group = root[layer.name]
+    group = root[path[0]]
     names = [_text(name) for name in np.asarray(group.attrs.get("weight_names", [])).ravel()]
+    if len(path) > 1:  # a nested model's group holds its layers' weights
+        among = [other for other in nested if other[0] == path[0]]
+        names = [name for name in names if _holder(name, among) == path]
     refs = []
     for name in names:
         dataset = group.get(name)
@@ -123,6 +135,31 @@ def _layer_weights(
             )
         refs.append(dataset_ref(name, dataset.id, source, mapped))
     return refs
+
+
+def _holder(weight: str, paths: list[tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The path among ``paths`` of the layer holding ``weight``, named in a nested model's
+    group by where its variable was made: the names of the models it was built in (any of
+    them, Keras 3's ``encoder/lstm/lstm_cell/kernel``; none, tf_keras's
+    ``lstm/lstm_cell/kernel:0``), then the layer's. The path whose models the name
+    spells most of wins; on a tie, the shallower one (a nested model's own layer is
+    built in its caller's scope).
+
+    Example:
+        >>> paths = [("m", "dense"), ("m", "inner", "dense")]
+        >>> _holder("dense/kernel", paths), _holder("inner/dense/kernel:0", paths)
+        (('m', 'dense'), ('m', 'inner', 'dense'))
+    """
+    parts = weight.split("/")
+    found: list[tuple[int, int, tuple[str, ...]]] = []
+    for path in paths:
+        rest, spelled = parts, 0
+        for model in path[:-1]:
+            if rest[:1] == [model]:
+                rest, spelled = rest[1:], spelled + 1
+        if rest[:1] == [path[-1]]:
+            found.append((-spelled, len(path), path))
+    return min(found)[2] if found else None
 
 
 __all__ = ["read_h5", "read_h5_spec"]

@@ -13,6 +13,7 @@ Rules of this module:
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import UnsupportedFeatureError
@@ -87,15 +88,24 @@ def graph_from_keras(model: Any) -> ModelGraph:
     """The model graph of a built Keras 3 or tf_keras ``Sequential`` or functional model."""
     spec = spec_from_keras(model)
     source = spec.source
-    arrays = {layer.name: layer.get_weights() for layer in model.layers}
+    arrays = dict(_layer_weights(model, ()))
 
     def read_weights(layer: LayerSpec) -> list[WeightRef]:
         return [
             WeightRef.of_array(f"{layer.name}[{index}]", array, source)
-            for index, array in enumerate(arrays.get(layer.name, []))
+            for index, array in enumerate(arrays.get(layer.path or (layer.name,), []))
         ]
 
     return build_graph(spec, read_weights)
+
+
+def _layer_weights(model: Any, scope: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], list]]:
+    """Each layer's weights by its path (the nested models holding it, then its name)."""
+    for layer in model.layers:
+        if keras_flavour(layer) is not None:  # a model used as a layer
+            yield from _layer_weights(layer, (*scope, layer.name))
+        else:
+            yield (*scope, layer.name), layer.get_weights()
 
 
 __all__ = ["graph_from_keras", "keras_flavour", "spec_from_keras"]

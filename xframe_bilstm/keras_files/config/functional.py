@@ -9,26 +9,37 @@ nodes that the outputs are not computed from (Keras 3's mask operations) are dro
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ...errors import UnsupportedFeatureError
 from ...graph import ATTENTION_KINDS, tensor_layer, tensor_name
 from .attention import attention_call
+from .nested import ParseNested, first_node, inline_call, is_nested, nested_model
 from .refs import Ref, is_keras2_ref, keras2_refs, tensor_refs
-from .specs import LayerSpec, ModelSpec, input_spec, kind_of, layer_name
+from .specs import LayerSpec, ModelSpec, NestedModel, call_name, input_spec, kind_of, layer_name
 
 
-def _node_inputs(entry: Mapping[str, Any], name: str, source: str) -> tuple[list[Ref], list[Ref]]:
-    """(inputs, mask references) of a layer's single call."""
-    nodes = entry.get("inbound_nodes") or []
-    if len(nodes) > 1:
-        raise UnsupportedFeatureError(
-            f"{source}: layer {name!r} is called {len(nodes)} times (a shared layer); each "
-            "layer must be called once"
-        )
-    if not nodes:
-        return [], []
-    node = nodes[0]
+def _ref_tensor(ref: Ref) -> str:
+    """The graph's name of the tensor ``ref`` reads."""
+    return tensor_name(call_name(ref[0], ref[1]), ref[2])
+
+
+def _ported_ref(ref: Ref, ported: frozenset[str]) -> Ref:
+    """``ref``, reading call 0 of a layer that is not ``ported``: it is refused by its
+    class, which is what the user can act on."""
+    return ref if ref[0] in ported else (ref[0], 0, ref[2])
+
+
+def _calls(entry: Mapping[str, Any]) -> list[Any]:
+    """The inbound nodes of a layer's entry, one per call (none for an input)."""
+    return list(entry.get("inbound_nodes") or [])
+
+
+def _node_inputs(
+    entry: Mapping[str, Any], node: Any, name: str, source: str
+) -> tuple[list[Ref], list[Ref]]:
+    """(inputs, mask references) of one call of a layer."""
     class_name = str(entry.get("class_name"))
     if kind_of(class_name) in ATTENTION_KINDS:  # query, value and key, in that order
         return attention_call(node, name, class_name, source)[0], []
@@ -73,17 +84,15 @@ def _node_inputs(entry: Mapping[str, Any], name: str, source: str) -> tuple[list
     return inputs, []
 
 
-def _states_without_mask(entry: Mapping[str, Any], inputs: list[Ref]) -> bool:
-    """Whether a Keras 3 recurrent layer is called with initial states and no ``mask=``:
+def _states_without_mask(entry: Mapping[str, Any], node: Any, inputs: list[Ref]) -> bool:
+    """Whether a Keras 3 recurrent layer's call reads initial states and no ``mask=``:
     Keras 3 hands a layer its input's mask only when the call reads one tensor, so this
-    layer runs over every step, masked or not (Keras 2 passes the mask on)."""
-    nodes = entry.get("inbound_nodes") or []
+    call runs over every step, masked or not (Keras 2 passes the mask on)."""
     return (
         kind_of(str(entry.get("class_name"))) == "recurrent"
         and len(inputs) > 1
-        and bool(nodes)
-        and isinstance(nodes[0], Mapping)
-        and nodes[0].get("kwargs", {}).get("mask") is None
+        and isinstance(node, Mapping)
+        and node.get("kwargs", {}).get("mask") is None
     )
 
 
@@ -104,16 +113,11 @@ def _check_single(
     source: str,
     stateful: frozenset[str] = frozenset(),
 ) -> None:
-    layer, node_index, tensor_index = ref
+    layer, _, tensor_index = ref
     if not kind_of(str(classes.get(layer))):
         # A layer we do not port is refused by its class, which is what the user can act
         # on; a nested model's call numbers count its own internal calls too.
         return
-    if node_index:
-        raise UnsupportedFeatureError(
-            f"{source}: {reader} reads call {node_index} of layer {layer!r} "
-            f"({classes.get(layer)}); each layer must be called once"
-        )
     if tensor_index and layer not in stateful:
         raise UnsupportedFeatureError(
             f"{source}: {reader} reads output {tensor_index} of layer {layer!r} "
@@ -124,12 +128,17 @@ def _check_single(
 
 
 def _endpoint_names(
-    value: Any, what: str, classes: Mapping[str, str], source: str, stateful: frozenset[str]
+    value: Any,
+    what: str,
+    classes: Mapping[str, str],
+    source: str,
+    stateful: frozenset[str],
+    ported: frozenset[str],
 ) -> tuple[str, ...]:
     names = []
     for ref in _endpoint_refs(value):
         _check_single(ref, classes, f"model {what}", source, stateful)
-        names.append(tensor_name(ref[0], ref[2]))
+        names.append(_ref_tensor(_ported_ref(ref, ported)))
     return tuple(names)
 
 
@@ -138,23 +147,36 @@ def _endpoint_refs(value: Any) -> list[Ref]:
     return [(str(item[0]), int(item[1]), int(item[2])) for item in items]
 
 
-def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> ModelSpec:
+def parse_functional(
+    body: Mapping[str, Any], *, major: int, source: str, parse_nested: ParseNested
+) -> ModelSpec:
+    """The spec of a functional model's configuration: one layer spec per call of each
+    layer; a layer called on several inputs (shared) is one spec per call, the later ones
+    named :func:`~.specs.call_name` and sharing the first's layer (``shares``); a model used
+    as a layer is read inline, by ``parse_nested`` (:mod:`.nested`)."""
     entries = list(body.get("layers", []))
-    wiring: dict[str, list[Ref]] = {}
+    wiring: dict[str, list[Ref]] = {}  # by call name
     classes = {layer_name(entry): str(entry.get("class_name")) for entry in entries}
+    ported = frozenset(  # a nested model through its layers
+        name for name, class_name in classes.items() if kind_of(class_name)
+    ) | {layer_name(entry) for entry in entries if is_nested(entry)}
     stateful = frozenset(
         layer_name(entry)
         for entry in entries
         if kind_of(str(entry.get("class_name"))) == "recurrent" and _returns_states(entry)
     )
+    first = {layer_name(e): first_node(e, major) if is_nested(e) else 0 for e in entries}
     for entry in entries:
         name = layer_name(entry)
-        wiring[name] = _node_inputs(entry, name, source)[0]
-    outputs = _endpoint_names(body.get("output_layers", []), "output", classes, source, stateful)
+        wiring[name] = []
+        for index, node in enumerate(_calls(entry), start=first[name]):
+            refs = _node_inputs(entry, node, name, source)[0]
+            wiring[call_name(name, index)] = [_ported_ref(ref, ported) for ref in refs]
     # The model's tensors are what its outputs are computed from; everything else only
     # computed masks (Keras 3 records those as operation nodes) and is dropped.
     needed: set[str] = set()
-    pending = [ref[0] for ref in _endpoint_refs(body.get("output_layers", []))]
+    ends = [_ported_ref(ref, ported) for ref in _endpoint_refs(body.get("output_layers", []))]
+    pending = [call_name(layer, index) for layer, index, _ in ends]
     while pending:
         name = pending.pop()
         if name in needed:
@@ -162,48 +184,86 @@ def parse_functional(body: Mapping[str, Any], *, major: int, source: str) -> Mod
         if name not in wiring:
             raise UnsupportedFeatureError(f"{source}: the model reads an unknown layer {name!r}")
         needed.add(name)
-        pending.extend(ref[0] for ref in wiring[name])
-    operations = {name for name in wiring if name not in needed}
+        pending.extend(call_name(ref[0], ref[1]) for ref in wiring[name])
     layers: list[LayerSpec] = []
+    nested: list[NestedModel] = []
+    aliases: dict[str, str] = {}  # a nested model's outputs: the tensors of its layers
     position = 0
     for entry in entries:
         name = layer_name(entry)
-        if name in operations:
-            continue
         class_name = str(entry.get("class_name"))
         config = entry.get("config", {})
         if class_name == "InputLayer":
-            shape = config.get("batch_shape", config.get("batch_input_shape"))
-            layers.append(input_spec(name, shape, config.get("dtype"), position))
-        else:
-            for ref in wiring[name]:
-                _check_single(ref, classes, f"layer {name!r}", source, stateful)
-            call = {}
-            if kind_of(class_name) in ATTENTION_KINDS:
-                node = entry["inbound_nodes"][0]
-                call = attention_call(node, name, class_name, source)[1]
-            elif _states_without_mask(entry, wiring[name]):
-                call = {"unmasked": True}
+            if name in needed:
+                shape = config.get("batch_shape", config.get("batch_input_shape"))
+                layers.append(input_spec(name, shape, config.get("dtype"), position))
+                position += 1
+            continue
+        calls = enumerate(_calls(entry), start=first[name])
+        kept = [(index, node) for index, node in calls if call_name(name, index) in needed]
+        if kept and is_nested(entry):
+            nested.append(nested_model(entry, position, parse_nested))
+        for index, node in kept:  # none for a mask operation
+            called, inputs = call_name(name, index), wiring[call_name(name, index)]
+            for ref in inputs:
+                _check_single(ref, classes, f"layer {called!r}", source, stateful)
+            tensors = [_ref_tensor(ref) for ref in inputs]
+            if is_nested(entry):
+                made, outputs = inline_call(
+                    entry, nested[-1].spec, index - first[name], tensors, source
+                )
+                layers.extend(made)
+                aliases.update((tensor_name(called, i), t) for i, t in enumerate(outputs))
+                continue
             layers.append(
                 LayerSpec(
-                    name,
+                    called,
                     class_name,
                     kind_of(class_name),
                     config,
-                    tuple(tensor_name(ref[0], ref[2]) for ref in wiring[name]),
+                    tuple(tensors),
                     position,
-                    call,
+                    _call_changes(entry, node, class_name, inputs, name, source),
+                    shares=name if index else "",
                 )
             )
-        position += 1
+        position += bool(kept)
+    layers = [replace(layer, inputs=_aliased(layer.inputs, aliases)) for layer in layers]
+    known = (classes, source, stateful, ported)
+    model_inputs = _endpoint_names(body.get("input_layers", []), "input", *known)
+    outputs = _endpoint_names(body.get("output_layers", []), "output", *known)
     return ModelSpec(
         str(body.get("name", "model")),
         tuple(_dependency_order(layers, source)),
-        _endpoint_names(body.get("input_layers", []), "input", classes, source, stateful),
-        outputs,
+        model_inputs,
+        _aliased(outputs, aliases),
         major,
         source,
+        nested=tuple(nested),
     )
+
+
+def _aliased(names: tuple[str, ...], aliases: Mapping[str, str]) -> tuple[str, ...]:
+    """``names`` with each nested model's output replaced by the tensor it is (itself
+    maybe another nested model's output)."""
+    found = []
+    for name in names:
+        while name in aliases:
+            name = aliases[name]
+        found.append(name)
+    return tuple(found)
+
+
+def _call_changes(
+    entry: Mapping[str, Any], node: Any, class_name: str, inputs: list[Ref], name: str, source: str
+) -> dict[str, Any]:
+    """What one call of a layer passes that changes what it computes (see
+    :class:`~.specs.LayerSpec`)."""
+    if kind_of(class_name) in ATTENTION_KINDS:
+        return attention_call(node, name, class_name, source)[1]
+    if _states_without_mask(entry, node, inputs):
+        return {"unmasked": True}
+    return {}
 
 
 def _dependency_order(layers: list[LayerSpec], source: str) -> list[LayerSpec]:

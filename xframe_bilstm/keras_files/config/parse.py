@@ -7,16 +7,19 @@ Nothing in a configuration is imported or run: a class named with a module outsi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from ...custom import custom_factory, custom_hint
 from ...errors import UnsupportedFeatureError
 from ...graph import MULTI_INPUT_KINDS
 from .functional import parse_functional
+from .nested import ParseNested, inline_call, is_nested, nested_model
 from .specs import (
     SUPPORTED_CLASSES,
     LayerSpec,
     ModelSpec,
+    NestedModel,
     input_spec,
     kind_of,
     layer_name,
@@ -65,12 +68,13 @@ def parse_layers(
     config = name_own_classes(config)  # the package's own layers, read by registered name
     class_name = config.get("class_name")
     body = config["config"]
+    nested = partial(parse_layers, major=major, source=source, strict=False)
     if class_name == "Sequential":
-        spec = _parse_sequential(body, major=major, source=source)
+        spec = _parse_sequential(body, major=major, source=source, parse_nested=nested)
     elif class_name in ("Functional", "Model") or (
         isinstance(body, Mapping) and "input_layers" in body
     ):
-        spec = parse_functional(body, major=major, source=source)
+        spec = parse_functional(body, major=major, source=source, parse_nested=nested)
     else:
         raise UnsupportedFeatureError(
             f"{source}: the model is a {class_name}; only Sequential and functional models "
@@ -193,7 +197,9 @@ def _refuse_unsupported(layers: Sequence[LayerSpec], source: str) -> None:
         )
 
 
-def _parse_sequential(body: Mapping[str, Any], *, major: int, source: str) -> ModelSpec:
+def _parse_sequential(
+    body: Mapping[str, Any], *, major: int, source: str, parse_nested: ParseNested
+) -> ModelSpec:
     entries = list(body.get("layers", []))
     if not entries:
         raise UnsupportedFeatureError(f"{source}: the Sequential model has no layers")
@@ -212,7 +218,15 @@ def _parse_sequential(body: Mapping[str, Any], *, major: int, source: str) -> Mo
             shape = body.get("build_input_shape")
         dtype = "int32" if first.get("class_name") == "Embedding" else config.get("dtype")
         layers.append(input_spec("input", shape, dtype, 0))
+    nested: list[NestedModel] = []
+    previous = layers[0].name
     for position, entry in enumerate(entries, start=1):
+        if is_nested(entry):  # a model used as a layer: its layers, inline
+            nested.append(nested_model(entry, position, parse_nested))
+            made, outputs = inline_call(entry, nested[-1].spec, 0, [previous], source)
+            layers.extend(made)
+            previous = outputs[0]
+            continue
         class_name = str(entry.get("class_name"))
         layers.append(
             LayerSpec(
@@ -220,16 +234,18 @@ def _parse_sequential(body: Mapping[str, Any], *, major: int, source: str) -> Mo
                 class_name,
                 kind_of(class_name),
                 entry.get("config", {}),
-                (layers[-1].name,),
+                (previous,),
                 position,
             )
         )
+        previous = layers[-1].name
     return ModelSpec(
         str(body.get("name", "sequential")),
         tuple(layers),
         (layers[0].name,),
-        (layers[-1].name,),
+        (previous,),
         major,
         source,
         sequential=True,
+        nested=tuple(nested),
     )

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import ATTENTION_KINDS, LayerRecord, ModelGraph
+from ...shared_layers import calling_again
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
 from .attention import attention_record
@@ -47,13 +49,20 @@ _SEVERAL = {
 def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
     """Read every layer's weights (shapes checked first) and make the model graph."""
     records: list[LayerRecord] = []
+    layers = {layer.name: layer for layer in spec.layers}
+    first_calls: dict[str, list[LayerRecord]] = {}
     for layer in spec.layers:
+        # A shared layer's later call reads the layer's weights, then holds its first
+        # call's arrays.
+        owner = layers[layer.shares or layer.name]
+        reading = partial(_weights_of, read_weights, owner)
         if is_stacked(layer):  # one record per cell
-            records.extend(stacked_records(layer, read_weights(layer), spec))
+            made = stacked_records(layer, reading(layer), spec)
         elif layer.kind in _SEVERAL:  # a record per axis, operation or convolution
-            records.extend(_SEVERAL[layer.kind](layer, read_weights(layer), spec))
+            made = _SEVERAL[layer.kind](layer, reading(layer), spec)
         else:
-            records.append(_record(layer, read_weights, spec))
+            made = [_record(layer, reading, spec)]
+        records.extend(calling_again(made, first_calls.setdefault(owner.name, made)))
     outputs = spec.outputs
     if spec.sequential:
         _check_sequential_states(records, spec)
@@ -69,6 +78,10 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
     check_stacked_masks(spec, graph)
     check_group_norm_masks(spec, graph)
     return _time_major_inputs(spec, _unmasked_calls(spec, graph))
+
+
+def _weights_of(read_weights: WeightReader, owner: LayerSpec, _call: LayerSpec) -> list[WeightRef]:
+    return read_weights(owner)
 
 
 def _time_major_inputs(spec: ModelSpec, graph: ModelGraph) -> ModelGraph:

@@ -105,7 +105,11 @@ class LayerSpec:
     ``position`` counts the model's layers (operation nodes excluded) in configuration
     order; ``.keras`` files name weight groups by it. ``call`` holds the options of the
     layer's call that change what it computes (an attention's ``use_causal_mask``), and an
-    input's batch size where the file fixes it.
+    input's batch size where the file fixes it. A layer called on several inputs (shared)
+    is one spec per call: ``shares`` names the layer of a later call, whose weights it
+    holds (its own ``name`` is the call's, :func:`call_name`). ``path`` says where the
+    weights of a nested model's layer are: the nested models' names, outermost first, then
+    the layer's own; empty for a layer of the model itself.
     """
 
     name: str
@@ -115,6 +119,19 @@ class LayerSpec:
     inputs: tuple[str, ...] = ()
     position: int = 0
     call: Mapping[str, Any] = field(default_factory=dict)
+    shares: str = ""
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NestedModel:
+    """A model used as a layer: its name, class and position among the layers around it,
+    and its own spec, whose layers are read inline (:mod:`.nested`)."""
+
+    name: str
+    class_name: str
+    position: int
+    spec: ModelSpec
 
 
 @dataclass(frozen=True)
@@ -129,10 +146,22 @@ class ModelSpec:
     source: str
     # A Sequential returns every tensor of its last layer (the final states too).
     sequential: bool = False
+    nested: tuple[NestedModel, ...] = ()
 
     def where(self, layer: LayerSpec) -> str:
         """``source: layer 'name' (Class)``, the start of a message about ``layer``."""
         return f"{self.source}: layer {layer.name!r} ({layer.class_name})"
+
+
+def call_name(layer: str, node_index: int) -> str:
+    """The name of a layer's call in the graph: the layer's for its first call, and
+    ``layer@k`` for call ``k`` of a layer called on several inputs (a shared layer).
+
+    Example:
+        >>> call_name("lstm", 0), call_name("lstm", 1)
+        ('lstm', 'lstm@1')
+    """
+    return f"{layer}@{node_index}" if node_index else layer
 
 
 def layer_name(entry: Mapping[str, Any]) -> str:

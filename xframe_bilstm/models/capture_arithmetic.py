@@ -19,7 +19,7 @@ records.
 - ``torch.norm``/``torch.linalg.vector_norm`` of order 1 or 2 over axes (not the batch
   axis) is a ``reduce`` record (``l1_norm``, ``l2_norm``). With the two above, this reads
   ``F.normalize``, which ``torch.export`` writes as norm, ``clamp_min``, ``expand_as``
-  and division.
+  and division; ``F.cosine_similarity`` is those records too (:mod:`xframe_bilstm.cosine`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..cosine import TORCH_FLOOR, dot_records
 from ..graph import LayerRecord
 from ..reference.tensor_ops import ELEMENTWISE
 from .capture_expand import expand_record, repeat_record
@@ -170,6 +171,21 @@ def _norm(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> l
     return [LayerRecord(name, "reduce", "norm", (tensors.name(args[0]),), options)]
 
 
+def _cosine(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    """``F.cosine_similarity(a, b, dim, eps)`` of two tensors of one shape: each divided by
+    its norm, at least ``eps``, then their product summed over ``dim`` (as torch computes
+    it, :mod:`xframe_bilstm.cosine`)."""
+    op = op_name(node)
+    values = dict(zip(("x1", "x2", "dim", "eps"), args)) | kwargs
+    a, b = values["x1"], values["x2"]
+    if tensors.shapes[a.name] != tensors.shapes[b.name]:
+        raise Unsupported(f"applies {op} to tensors of other shapes (broadcast)")
+    axis = axis_of(tensors, a, int(values.get("dim", 1)), op)
+    floor = float(values.get("eps", TORCH_FLOOR))
+    inputs = (tensors.name(a), tensors.name(b))
+    return dot_records(name, inputs, axis, floor=floor, keepdims=False, class_name="cosine")
+
+
 def _expand(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
     """Nothing to compute where only arithmetic with a tensor of the expanded shape reads
     the expanded tensor (broadcasting against that tensor expands it the same way);
@@ -206,6 +222,7 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys([*_POWERS, "aten.reciprocal", "aten.pow"], _power),
     **dict.fromkeys([f"aten.{function}" for function in ELEMENTWISE], _elementwise),
     "aten.linalg_vector_norm": _norm,
+    "aten.cosine_similarity": _cosine,
     **dict.fromkeys(["aten.expand", "aten.expand_as"], _expand),
     "aten.repeat": repeat_record,
 }

@@ -38,12 +38,7 @@ def _broadcast(builder: GraphBuilder, record: LayerRecord, x: str, mask: str | N
     return builder.one("Expand", [held, target], prefix), None
 
 
-def broadcast_rank(record: LayerRecord) -> int:
-    """The output rank of a ``broadcast`` record (batch axis included)."""
-    return 1 + len(record.options["shape"])
-
-
 # One-input kinds, as :mod:`.graph_export` calls its emitters.
 EMITTERS = {"broadcast": _broadcast}
 
-__all__ = ["EMITTERS", "broadcast_rank"]
+__all__ = ["EMITTERS"]

@@ -19,13 +19,13 @@ import numpy as np
 
 from ..._imports import require
 from ...errors import UnsupportedFeatureError
-from ...graph import SHAPE_KINDS, LayerRecord, ModelGraph
+from ...graph import LayerRecord, ModelGraph
+from ...graph_ranks import tensor_ranks
 from ...mask_traps import mask_traps
 from .activation_export import COMPOSITE_ACTIVATIONS, composite_activation
 from .attention_export import KINDS as ATTENTION_KINDS
 from .attention_export import emit_attention
 from .broadcast_export import EMITTERS as BROADCAST_EMITTERS
-from .broadcast_export import broadcast_rank
 from .builder import GraphBuilder
 from .convolution_export import conv_node, conv_transpose_node, pad_or_crop_node
 from .export import FLOAT_TYPES
@@ -40,7 +40,6 @@ from .shape_export import (
     emit_merge,
     emit_time_distributed,
     shape_emitters,
-    shape_rank,
     shape_refusals,
 )
 from .state_export import recurrent_with_states
@@ -49,8 +48,6 @@ from .tensor_ops_export import (
     INDEXED_EMITTERS,
     emit_matmul,
     emit_where,
-    tensor_op_rank,
-    where_rank,
 )
 from .vocabulary import activation_refusal, ir_version
 
@@ -92,7 +89,7 @@ def graph_export_refusal(graph: ModelGraph, opset: int) -> str | None:
             "(CumSum, ScatterElements)"
         )
     refusals = [message for _, message, refused in mask_traps(graph) if refused]
-    ranks = _ranks(graph)
+    ranks = tensor_ranks(graph.layers)
     for record in graph.layers:
         where = f"layer {record.name!r} ({record.class_name})"
         activation = record.options.get("activation")
@@ -162,7 +159,7 @@ def graph_to_onnx(graph: ModelGraph, *, opset: int, dtype: str = "float32") -> A
     float_type = getattr(onnx.TensorProto, FLOAT_TYPES[dtype])
     for name in (*graph.inputs, *graph.outputs):
         builder.name(name)  # the interface's names stay free of internal tensors
-    ranks = _ranks(graph)
+    ranks = tensor_ranks(graph.layers)
     inputs = graph_inputs(onnx, graph, float_type)
     values: dict[str, str] = {name: name for name in graph.inputs}
     masks: dict[str, str | None] = dict.fromkeys(graph.inputs)
@@ -231,37 +228,6 @@ def _merged_rows(builder: GraphBuilder, record: LayerRecord, x: str, rank: int) 
     first = builder.ints("minus_one", [-1])
     target = builder.one("Concat", [first, rest], f"{name}/target", axis=0)
     return builder.one("Reshape", [x, target], name)
-
-
-def _ranks(graph: ModelGraph) -> dict[str, int]:
-    """Each tensor's rank, batch axis included."""
-    ranks: dict[str, int] = {}
-    for record in graph.layers:
-        options = record.options
-        rank = ranks[record.inputs[0]] if record.inputs else 1 + len(options["shape"])
-        if record.kind == "embedding":
-            rank += 1
-        elif record.kind == "recurrent":
-            rank = 3 if options["return_sequences"] else 2
-        elif record.kind in ("flatten", "valid_steps"):
-            rank = 2
-        elif record.kind == "merged_rows":
-            rank -= 1
-        elif record.kind == "reshape":
-            rank = 1 + len(options["target_shape"])
-        elif record.kind == "global_pool" and not options["keepdims"]:
-            rank = 2  # every axis but batch and channels pooled
-        elif record.kind in SHAPE_KINDS:
-            rank = shape_rank(record, ranks, _ranks)
-        elif record.kind in TENSOR_OP_EMITTERS:
-            rank = tensor_op_rank(record, ranks)
-        elif record.kind == "where":
-            rank = where_rank(record, ranks)
-        elif record.kind == "broadcast":
-            rank = broadcast_rank(record)
-        ranks.update(dict.fromkeys(record.outputs[1:], 2))  # final states (B, H)
-        ranks[record.name] = rank
-    return ranks
 
 
 Emitted = tuple[str, str | None]  # a layer's output, and its (B, T) bool mask or None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 import numpy as np
 
 from ...graph import LayerRecord, ModelGraph
-from ...time_distributed import MASK_READERS, inner_graph
+from ...time_distributed import MASK_READERS
 from .activation_export import scalar
 from .builder import GraphBuilder
 
@@ -177,19 +177,6 @@ def shape_emitters() -> dict[str, Emitter]:
     }
 
 
-def shape_rank(
-    record: LayerRecord, ranks: Mapping[str, int], ranks_of: Callable[[ModelGraph], dict]
-) -> int:
-    """The output rank (batch axis included) of a layer of this family."""
-    rank = max(ranks[name] for name in record.inputs)
-    if record.kind == "repeat_vector":
-        return 3
-    if record.kind == "time_distributed":
-        inner = record.options["layer"]
-        return 1 + ranks_of(inner_graph(record, rank))[inner.name]
-    return rank
-
-
 def shape_refusals(
     graph: ModelGraph, ranks: Mapping[str, int], exported: Collection[str]
 ) -> list[str]:
@@ -215,6 +202,5 @@ __all__ = [
     "emit_merge",
     "emit_time_distributed",
     "shape_emitters",
-    "shape_rank",
     "shape_refusals",
 ]

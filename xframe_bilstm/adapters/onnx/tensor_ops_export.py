@@ -274,28 +274,6 @@ def _comparison(builder: GraphBuilder, term: Mapping[str, Any], source: str, pre
     return holds
 
 
-def where_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
-    """The output rank of a ``where`` record: its ``x``'s, or, for a mask as numbers, its
-    condition's (each source's rank with the axes inserted)."""
-    if "otherwise" not in record.options:
-        return ranks[record.inputs[0]]
-
-    def rank(term: Mapping[str, Any], index: int) -> int:
-        return ranks[record.inputs[index]] + len(term["axes"])
-
-    return int(evaluate(expression(record.options), rank, lambda op, a, b: max(a, b)))
-
-
-def tensor_op_rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
-    """The output rank of a record of these kinds (batch axis included)."""
-    rank = ranks[record.inputs[0]]
-    if record.kind == "reduce" and not record.options["keepdims"]:
-        return rank - len(record.options["axes"])
-    if record.kind == "slice" and not record.options["keep_axis"]:
-        return rank - 1
-    return rank
-
-
 __all__ = [
     "EMITTERS",
     "INDEXED_EMITTERS",
@@ -303,6 +281,4 @@ __all__ = [
     "emit_gather",
     "emit_matmul",
     "emit_where",
-    "tensor_op_rank",
-    "where_rank",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import UnsupportedFeatureError, WeightShapeError
 from ...graph import ATTENTION_KINDS, LayerRecord, ModelGraph
+from ...graph_ranks import tensor_ranks
 from ...shared_layers import calling_again
 from ..legacy import activation_name
 from ..weights import WeightRef, expect_count
@@ -25,7 +26,7 @@ from .normpool import check_group_norm_masks, global_pool_options, normpool_reco
 from .recurrent import recurrent_record
 from .shape_layers import (
     SHAPE_KINDS,
-    dot_record,
+    dot_layer_records,
     rescaling_records,
     shape_record,
     upsampling_records,
@@ -60,6 +61,8 @@ def build_graph(spec: ModelSpec, read_weights: WeightReader) -> ModelGraph:
             made = stacked_records(layer, reading(layer), spec)
         elif layer.kind in _SEVERAL:  # a record per axis, operation or convolution
             made = _SEVERAL[layer.kind](layer, reading(layer), spec)
+        elif layer.class_name == "Dot":  # what it computes follows its inputs' ranks
+            made = dot_layer_records(layer, reading(layer), spec, tensor_ranks(records))
         else:
             made = [_record(layer, reading, spec)]
         records.extend(calling_again(made, first_calls.setdefault(owner.name, made)))
@@ -138,8 +141,6 @@ def _record(layer: LayerSpec, read_weights: WeightReader, spec: ModelSpec) -> La
         return conv_record(layer, refs, spec)
     if kind == "conv_transpose":
         return conv_transpose_record(layer, refs, spec)
-    if layer.class_name == "Dot":
-        return dot_record(layer, refs, spec)
     options: dict[str, Any]
     weights: dict[str, np.ndarray] = {}
     if kind == "input":

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ...cosine import KERAS2_FLOOR, KERAS3_FLOOR, dot_records
 from ...errors import UnsupportedFeatureError
 from ...graph import MULTI_INPUT_KINDS, SHAPE_KINDS, LayerRecord
 from ..weights import WeightRef, expect_count
@@ -65,20 +66,32 @@ def shape_record(
     return LayerRecord(layer.name, kind, layer.class_name, layer.inputs, options)
 
 
-def dot_record(layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec) -> LayerRecord:
-    """The ``matmul`` record of a ``Dot`` layer over axis 2 of one of its rank-3 inputs."""
+def dot_layer_records(
+    layer: LayerSpec, refs: list[WeightRef], spec: ModelSpec, ranks: Mapping[str, int]
+) -> list[LayerRecord]:
+    """The records of a ``Dot`` layer, by its inputs' ``ranks``: a ``matmul`` over axis 2
+    of one of two (batch, steps, features) tensors; the dot product of two vectors, or
+    with ``normalize`` their cosine similarity, (batch, 1) (:mod:`xframe_bilstm.cosine`)."""
     where, config = spec.where(layer), layer.config
     expect_count(refs, 0, where)
     axes = config.get("axes", -1)
-    pair = [axes, axes] if isinstance(axes, int) else list(axes)
-    if len(pair) != 2 or 2 not in pair or not set(pair) <= {1, 2} or config.get("normalize"):
-        raise UnsupportedFeatureError(
-            f"{where}: axes={axes!r}, normalize={config.get('normalize')!r}; a Dot of two "
-            "(batch, steps, features) tensors over axes 1 and 2, unnormalized, is supported "
-            "(an axis of -1 or of 1 alone does not say the inputs' rank)"
-        )
-    options = {"transpose_a": pair[0] == 1, "transpose_b": pair[1] == 2}
-    return LayerRecord(layer.name, "matmul", layer.class_name, layer.inputs, options)
+    given = [axes, axes] if isinstance(axes, int) else list(axes)
+    shape = [ranks[name] for name in layer.inputs]
+    pair = [axis % rank if axis < 0 else axis for axis, rank in zip(given, shape)]
+    if shape == [2, 2] and pair == [1, 1]:
+        floor: float | None = KERAS3_FLOOR if spec.major >= 3 else KERAS2_FLOOR
+        if not config.get("normalize"):
+            floor = None
+        (a, b) = layer.inputs
+        return dot_records(layer.name, (a, b), 1, floor=floor, keepdims=True, class_name="Dot")
+    if shape == [3, 3] and 2 in pair and set(pair) <= {1, 2} and not config.get("normalize"):
+        options = {"transpose_a": pair[0] == 1, "transpose_b": pair[1] == 2}
+        return [LayerRecord(layer.name, "matmul", layer.class_name, layer.inputs, options)]
+    raise UnsupportedFeatureError(
+        f"{where}: axes={axes!r}, normalize={config.get('normalize')!r} on tensors of ranks "
+        f"{shape}; a Dot of two vectors, (batch, features), and one of two (batch, steps, "
+        "features) tensors over axes 1 and 2, unnormalized, are supported"
+    )
 
 
 def rescaling_records(

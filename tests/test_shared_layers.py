@@ -28,6 +28,7 @@ from xframe_bilstm.onnx_converters import to_onnx  # noqa: E402
 from xframe_bilstm.reference.graph_backward import graph_gradients  # noqa: E402
 
 from .saved_models import randomize, token_batch  # noqa: E402
+from .siamese_models import TORCH_MODELS, ManhattanLSTM  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch, pytest.mark.onnx]
 
@@ -45,21 +46,6 @@ def keras_siamese() -> Any:
     model = keras.Model([left, right], layers.Dense(1, activation="sigmoid", name="same")(joined))
     randomize(model, 4)
     return model
-
-
-class TorchSiamese(torch.nn.Module):
-    """The Manhattan LSTM: one LSTM reads both sentences, exp(-|h_a - h_b|_1) compares them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embedding = torch.nn.Embedding(30, 8)
-        self.lstm = torch.nn.LSTM(8, 10, batch_first=True)
-
-    def forward(self, first: Any, second: Any) -> Any:
-        _, (h_first, _) = self.lstm(self.embedding(first))
-        _, (h_second, _) = self.lstm(self.embedding(second))
-        distance = torch.sum(torch.abs(h_first[-1] - h_second[-1]), dim=1, keepdim=True)
-        return torch.exp(-distance)
 
 
 def _pair(seed: int) -> list[np.ndarray]:
@@ -133,22 +119,29 @@ def test_compare_of_the_keras_model_with_gradients_sums_the_shared_layers(saved)
 
 def test_a_torch_module_called_twice_is_captured_without_its_inputs_shapes() -> None:
     torch.manual_seed(0)
-    module = TorchSiamese().eval()
+    module = ManhattanLSTM().eval()
     graph = graph_from_torch(module)
     assert [r.shares for r in graph.layers if r.shares] == ["embedding", "lstm"]
-    inputs = _pair(5)
     port = torch_to_keras(module)
     assert [layer.name for layer in port.layers].count("lstm") == 1
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_MODELS))
+def test_siamese_modules_port_to_keras_as_they_compute(name: str) -> None:
+    torch.manual_seed(1)
+    module = TORCH_MODELS[name]().eval()
+    inputs = _pair(5)
+    port = torch_to_keras(module)
     with torch.no_grad():
         expected = module(*(torch.from_numpy(x).long() for x in inputs)).numpy()
-    _close(port(inputs), expected, derived_tolerance(graph, inputs))
+    _close(port(inputs), expected, derived_tolerance(graph_from_torch(module), inputs))
 
 
-class TorchPairClassifier(TorchSiamese):
+class TorchPairClassifier(ManhattanLSTM):
     """The shared LSTM's final states joined and classified: kinds that have gradients."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(embedding=8, hidden=10)
         self.head = torch.nn.Linear(20, 2)
 
     def forward(self, first: Any, second: Any) -> Any:

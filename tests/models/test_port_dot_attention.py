@@ -69,11 +69,21 @@ def test_luong_attention_ports_exports_and_compares(major: int, tmp_path: Path) 
     assert compare(path, frameworks=["torch", "keras", "onnxruntime"])
 
 
-@pytest.mark.parametrize(
-    ("axes", "normalize"), [(-1, False), (1, False), ([2, 2], True)], ids=["last", "one", "cosine"]
-)
-def test_a_dot_whose_rank_or_scaling_is_not_read_is_refused_by_name(axes, normalize) -> None:
+@pytest.mark.parametrize(("axes", "normalize"), [(1, False), ([2, 2], True)], ids=["one", "cosine"])
+def test_a_dot_of_sequences_not_read_is_refused_by_name(axes, normalize) -> None:
     a, b = keras.Input((5, 4)), keras.Input((5, 4))
     dot = keras.layers.Dot(axes=axes, normalize=normalize, name="similarity")
-    with pytest.raises(UnsupportedFeatureError, match=r"'similarity'.*axes="):
+    with pytest.raises(UnsupportedFeatureError, match=r"'similarity'.*axes=.*ranks \[3, 3\]"):
         keras_to_torch(keras.Model([a, b], dot([a, b])))
+
+
+def test_a_dot_over_the_last_axis_reads_the_rank_of_its_inputs() -> None:
+    a, b = keras.Input((5, 4)), keras.Input((6, 4))
+    model = keras.Model([a, b], keras.layers.Dot(axes=-1)([a, b]))  # (batch, 5, 6) scores
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((3, 5, 4)).astype("float32"), rng.standard_normal((3, 6, 4))]
+    xs[1] = xs[1].astype("float32")
+    port = keras_to_torch(model)
+    with torch.no_grad():
+        ported = port(*map(torch.from_numpy, xs)).numpy()
+    np.testing.assert_allclose(ported, np.asarray(model(xs)), rtol=1e-5, atol=1e-6)

@@ -116,7 +116,7 @@ def _check_single(
     layer, _, tensor_index = ref
     if not kind_of(str(classes.get(layer))):
         # A layer we do not port is refused by its class, which is what the user can act
-        # on; a nested model's call numbers count its own internal calls too.
+        # on; a nested model's outputs are its layers'.
         return
     if tensor_index and layer not in stateful:
         raise UnsupportedFeatureError(

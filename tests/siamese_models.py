@@ -1,0 +1,117 @@
+"""Siamese and pair models as widely copied code writes them: one encoder reads both inputs.
+
+Torch modules (random weights; their code is what is tried):
+
+- ``ManhattanLSTM``: the Manhattan LSTM of question-pair similarity (Mueller and
+  Thyagarajan's MaLSTM, as its PyTorch ports write it): one Embedding and one LSTM read
+  both questions, ``exp(-|h_a - h_b|_1)`` compares the final states.
+- ``InferSentPair``: InferSent's natural-language-inference classifier: one BiLSTM with max
+  pooling over time encodes premise and hypothesis, ``[u, v, |u - v|, u * v]`` feeds an MLP.
+- ``CosineBiLSTM``: a sentence-similarity model returning ``F.cosine_similarity`` of the
+  two BiLSTM encodings (the last forward and backward states joined).
+
+Keras models, built by functions taking the ``keras`` module (Keras 3 or tf_keras):
+
+- ``keras_cosine_pair``: a shared Embedding and BiLSTM, ``Dot(axes=1, normalize=True)``.
+- ``keras_nested_pair``: the encoder as a ``Sequential`` called on both inputs, then
+  ``Concatenate`` of both encodings and their difference, a ``Dense`` sigmoid (the
+  question-pair kernels' head).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+VOCABULARY = 40
+
+
+class ManhattanLSTM(nn.Module):
+    def __init__(self, embedding: int = 12, hidden: int = 16) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCABULARY, embedding)
+        self.lstm = nn.LSTM(embedding, hidden, batch_first=True)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        _, (h_left, _) = self.lstm(self.embedding(left))
+        _, (h_right, _) = self.lstm(self.embedding(right))
+        distance = torch.sum(torch.abs(h_left[-1] - h_right[-1]), dim=1, keepdim=True)
+        return torch.exp(-distance)
+
+
+class MaxPoolEncoder(nn.Module):
+    def __init__(self, embedding: int, hidden: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCABULARY, embedding)
+        self.lstm = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=True)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(ids))
+        return torch.max(out, dim=1)[0]
+
+
+class InferSentPair(nn.Module):
+    def __init__(self, embedding: int = 12, hidden: int = 16, classes: int = 3) -> None:
+        super().__init__()
+        self.encoder = MaxPoolEncoder(embedding, hidden)
+        self.classifier = nn.Sequential(
+            nn.Linear(8 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, classes)
+        )
+
+    def forward(self, premise: torch.Tensor, hypothesis: torch.Tensor) -> torch.Tensor:
+        u, v = self.encoder(premise), self.encoder(hypothesis)
+        return self.classifier(torch.cat([u, v, torch.abs(u - v), u * v], dim=1))
+
+
+class CosineBiLSTM(nn.Module):
+    def __init__(self, embedding: int = 12, hidden: int = 16) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCABULARY, embedding)
+        self.lstm = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=True)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(self.embedding(ids))
+        return torch.cat([h[-2], h[-1]], dim=1)
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cosine_similarity(self.encode(first), self.encode(second))
+
+
+TORCH_MODELS = {
+    "ManhattanLSTM": ManhattanLSTM,
+    "InferSentPair": InferSentPair,
+    "CosineBiLSTM": CosineBiLSTM,
+}
+
+
+def keras_cosine_pair(keras: Any) -> Any:
+    layers = keras.layers
+    left = keras.Input((None,), dtype="int32", name="left")
+    right = keras.Input((None,), dtype="int32", name="right")
+    embedding = layers.Embedding(VOCABULARY, 12, mask_zero=True, name="embedding")
+    encoder = layers.Bidirectional(layers.LSTM(16), name="encoder")
+    a, b = encoder(embedding(left)), encoder(embedding(right))
+    return keras.Model([left, right], layers.Dot(1, normalize=True, name="cosine")([a, b]))
+
+
+def keras_nested_pair(keras: Any) -> Any:
+    layers = keras.layers
+    encoder = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            layers.Embedding(VOCABULARY, 12, mask_zero=True, name="embedding"),
+            layers.LSTM(16, name="lstm"),
+        ],
+        name="encoder",
+    )
+    left = keras.Input((None,), dtype="int32", name="left")
+    right = keras.Input((None,), dtype="int32", name="right")
+    a, b = encoder(left), encoder(right)
+    difference = layers.Subtract(name="difference")([a, b])
+    joined = layers.Concatenate(name="joined")([a, b, difference])
+    return keras.Model([left, right], layers.Dense(1, activation="sigmoid", name="same")(joined))
+
+
+KERAS_MODELS = {"cosine pair": keras_cosine_pair, "nested encoder pair": keras_nested_pair}

@@ -205,3 +205,26 @@ def test_a_record_sharing_what_it_cannot_is_refused_by_name(later, message) -> N
         layers.append(_dense("fc@1", ("x",), np.ones((3, 2)), shares="fc"))
     with pytest.raises(UnsupportedFeatureError, match=message):
         ModelGraph("m", (*layers, later), inputs=("x",), outputs=(later.name,))
+
+
+def test_an_onnx_export_of_a_siamese_module_reads_its_encoder_as_one_layer(tmp_path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from xframe_bilstm.models.from_onnx import graph_from_onnx
+
+    torch.manual_seed(2)
+    module = ManhattanLSTM().eval()
+    ids = torch.randint(1, 30, (3, 7))
+    axes = {name: {0: "batch", 1: "time"} for name in ("first", "second")}
+    path = tmp_path / "siamese.onnx"
+    torch.onnx.export(
+        module, (ids, ids.flip(0)), str(path), dynamo=False, input_names=list(axes),
+        dynamic_axes=axes,
+    )  # fmt: skip
+    proto = onnx.load(path)
+    lstms = [node for node in proto.graph.node if node.op_type == "LSTM"]
+    assert len(lstms) == 2 and lstms[0].input[1] != lstms[1].input[1]  # two copies written
+    graph = graph_from_onnx(proto)
+    kinds = {r.kind: r for r in graph.layers if r.shares}
+    assert set(kinds) == {"embedding", "recurrent"}  # one table, one LSTM
+    report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report

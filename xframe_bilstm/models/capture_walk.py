@@ -102,15 +102,33 @@ def refusal(module: Any, found: list[tuple[str, Any]]) -> ForwardRefusal:
 
 
 def record_for(
-    records: list[LayerRecord], tensors: Tensors, node: Any, names: Names, previous: str
+    records: list[LayerRecord],
+    tensors: Tensors,
+    node: Any,
+    names: Names,
+    previous: str,
+    calls: dict[Any, list[LayerRecord]],
 ) -> None:
     """Append the records of one operation; its tensor is the last one's (or its input's)."""
     made = names.claim(op_records(node, names(node.name), tensors) or [])
+    made = _reading_held_again(made, node, tensors, calls)
     if made:
         records.extend(made)
         tensors.names[node] = made[-1].name
     else:
         tensors.names[node] = previous
+
+
+def _reading_held_again(
+    made: list[LayerRecord], node: Any, tensors: Tensors, calls: dict[Any, list[LayerRecord]]
+) -> list[LayerRecord]:
+    """An operation's records, sharing those of an earlier one of its kind reading the same
+    tensors the module holds (``F.embedding(ids, self.table)`` on each input; an ONNX
+    graph's ``Gather`` of one initializer)."""
+    held = tuple(arg.name for arg in node.all_input_nodes if tensors.holds(arg))
+    if not held or not made:
+        return made
+    return calling_again(made, calls.setdefault((op_name(node), held), made))
 
 
 def _shapes(exported: Any) -> dict[str, tuple[int, ...]]:
@@ -208,7 +226,7 @@ def read_captured(
     groups = _groups(module, graph, lambda child: is_leaf(child) or is_attention_module(child))
     live, read = live_nodes(graph), set()
     conditions: dict[Any, Mask] = {}  # boolean masks, read by masked_fill/where
-    calls: dict[str, list[LayerRecord]] = {}  # each module's records at its first call
+    calls: dict[Any, list[LayerRecord]] = {}  # each layer's records at its first call
     lengths = LengthsUse({*given_lengths, *rows.lengths}, data[0], conditions)  # and moves
     others = {node.name: node for node in second.graph.nodes} if second is not None else {}
     for node in graph.nodes:
@@ -287,7 +305,7 @@ def read_captured(
                 made = read_child(names(node.name), child, tensors.name(reads))
                 if module_on_merged(op_name(node), child, reads, tensors):
                     made = per_step(made)
-                made = names.claim(made)
+                made = _reading_held_again(names.claim(made), node, tensors, calls)
                 records.extend(made)
                 tensors.names[node] = made[-1].name
             else:
@@ -296,7 +314,7 @@ def read_captured(
                     records.append(numbers_record(numbers, conditions[mask], tensors))
                     tensors.names[mask] = numbers
                 if not read_condition(node, tensors, conditions):
-                    record_for(records, tensors, node, names, previous)
+                    record_for(records, tensors, node, names, previous, calls)
         except (Unsupported, UnsupportedFeatureError) as error:
             found.append((str(error), node))
             tensors.names[node] = previous
@@ -380,7 +398,7 @@ def _read_call(
     records: list[LayerRecord],
     names: Names,
     read_child: Callable[[str, Any, str], list[LayerRecord]],
-    calls: dict[str, list[LayerRecord]],
+    calls: dict[Any, list[LayerRecord]],
 ) -> None:
     """The records of one call of a module read whole; ``constants`` are the nodes that are
     not the call's data (its parameters, and zeros given as a recurrent call's states).

@@ -34,7 +34,7 @@ from .nodes import (
 )
 from .op_call import OpCall
 from .quantized_ops import QUANTIZED_OPS, op_key
-from .recurrent import recurrent_classes, recurrent_module
+from .recurrent import layer_key, recurrent_classes, recurrent_module
 from .runtime import load_model
 from .shortcuts import Shortcuts
 from .standard_ops import STANDARD_OPS
@@ -161,15 +161,20 @@ def _define_interpreter_classes() -> Any:
             self.branches = nn.ModuleList()
             self.capturable = capturable
             self.shortcuts = Shortcuts(graph, constants, capturable)
+            layers: dict[Any, int] = {}  # nodes of one layer run one module (shared)
             for node in graph.node:
                 attributes = node_attributes(node)
                 if node.op_type in CELL_BY_OP:
-                    self.nodes.append((node, attributes, "recurrent", len(self.recurrent)))
-                    module = recurrent_module(node, constants, dtype)
-                    module.y_form = self.shortcuts.forms.get(node.output[0], "")
-                    if module.native is not None:  # a capture names its record after the node
-                        module.native.record_name = layer_name(node.name or node.output[0])
-                    self.recurrent.append(module)
+                    form = self.shortcuts.forms.get(node.output[0], "")
+                    key = layer_key(node, constants)
+                    if key is None or (key, form) not in layers:
+                        module = recurrent_module(node, constants, dtype)
+                        module.y_form = form
+                        if module.native is not None:  # a capture names its record so
+                            module.native.record_name = layer_name(node.name or node.output[0])
+                        layers[key, form] = len(self.recurrent)
+                        self.recurrent.append(module)
+                    self.nodes.append((node, attributes, "recurrent", layers[key, form]))
                 elif node.op_type == "If":
                     self.nodes.append((node, attributes, "if", len(self.branches)))
                     pair = [

@@ -12,6 +12,7 @@ imports no framework.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -332,3 +333,21 @@ def recurrent_module(node: Any, constants: dict[str, np.ndarray], dtype: Any) ->
         if slot < len(inputs) and inputs[slot] and slot not in runtime
     }
     return classes.OnnxRuntimeRecurrent(read_recurrent_options(node), fixed, dtype)
+
+
+def layer_key(node: Any, constants: dict[str, np.ndarray]) -> tuple[Any, ...] | None:
+    """What makes two recurrent nodes one layer: their op, attributes and constant weights,
+    byte for byte (``torch.onnx`` writes a module called twice, a siamese model's encoder,
+    as two nodes, each with its own copy of the weights); None where a weight is given at
+    run time."""
+    weights = []
+    for slot in WEIGHT_SLOTS:
+        name = node.input[slot] if slot < len(node.input) else ""
+        if name and name not in constants:
+            return None
+        value = constants.get(name) if name else None
+        if value is not None:
+            digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).digest()
+            weights.append((slot, value.dtype.str, value.shape, digest))
+    attributes = tuple(sorted(a.SerializeToString() for a in node.attribute))
+    return node.op_type, attributes, tuple(weights)

@@ -118,9 +118,9 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"{platform.machine()}, {platform.system()}.",
         "",
-        "| model | weights in the port, of the original's | ported, then compare: outcome, "
-        "largest distance from the original's own run | seconds | its ONNX export, "
-        "compare(path) |",
+        "| model | weights in the port, of the original's (a torch LSTM keeps two biases, "
+        "Keras one) | ported, then compare: outcome, largest distance from the original's "
+        "own run | seconds | its ONNX export, compare(path) |",
         "|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as folder:

@@ -116,6 +116,21 @@ class LogFrontEnd(nn.Module):
         return waves + torch.log1p(h.abs()) * torch.sign(h)
 
 
+class Extremes(nn.Module):
+    """``torch.maximum`` of two tensors, and ``torch.minimum`` with a one-element buffer (as
+    an ONNX graph's ``Min(x, cap)`` runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(37)
+        self.gru = nn.GRU(4, 5, batch_first=True)
+        self.register_buffer("cap", torch.tensor(0.25))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.gru(x)
+        return torch.minimum(torch.maximum(h, torch.tanh(h * 3.0)), self.cap)
+
+
 class TiedLanguageModel(nn.Module):
     """A language model whose output projection is its embedding table, transposed in
     ``forward`` or read by ``einsum`` (tied weights), with a learned temperature kept as
@@ -182,7 +197,7 @@ def _frames(batch: int, steps: int) -> np.ndarray:
     return np.random.default_rng(8).standard_normal((batch, steps, 4)).astype("float32")
 
 
-MODULES = [SpeakerEncoder, GatedNormalized, HandWrittenNorms, HeldTensors, LogFrontEnd]
+MODULES = [SpeakerEncoder, GatedNormalized, HandWrittenNorms, HeldTensors, LogFrontEnd, Extremes]
 
 
 def _expected(module: nn.Module, x: np.ndarray) -> list[np.ndarray]:

@@ -73,6 +73,23 @@ def _arithmetic(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict
     return [_scalar(name, kind, tensors.name(left), _MERGES[op], right, reverse)]
 
 
+def _extreme(node: Any, name: str, tensors: Tensors, args: list, kwargs: dict) -> list:
+    """``torch.maximum(a, b)``/``minimum`` of two tensors: a ``merge``; with a one-element
+    tensor the module holds (an ONNX graph's ``Max(x, eps)``): a clamp, a ``scalar_op``."""
+    op = op_name(node)
+    extreme = "maximum" if op == "aten.maximum" else "minimum"
+    held = [arg for arg in args[:2] if tensors.holds(arg)]
+    if len(held) == 1:
+        value, (x,) = tensors.value(held[0]), [arg for arg in args[:2] if arg is not held[0]]
+        if value is None or value.size != 1:
+            shape = None if value is None else value.shape
+            raise Unsupported(f"applies {op} with a held tensor of shape {shape}")
+        return [_scalar(name, extreme, tensors.name(x), extreme, float(value.reshape(())))]
+    _check_broadcast(op, [tensors.shapes[arg.name] for arg in args[:2]], tensors.batches)
+    inputs = [tensors.name(arg) for arg in args[:2]]
+    return [_record(name, "merge", extreme, inputs, op=extreme, mask_combine="any")]
+
+
 def _weight_op(name: str, cls: str, op: str, first: Any, second: Any, tensors: Tensors) -> Any:
     """``first op second`` where one of them is a tensor the module holds."""
     reverse = tensors.holds(first)
@@ -223,6 +240,7 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys([f"aten.{function}" for function in ELEMENTWISE], _elementwise),
     "aten.linalg_vector_norm": _norm,
     "aten.cosine_similarity": _cosine,
+    **dict.fromkeys(["aten.maximum", "aten.minimum"], _extreme),
     **dict.fromkeys(["aten.expand", "aten.expand_as"], _expand),
     "aten.repeat": repeat_record,
 }

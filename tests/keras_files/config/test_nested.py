@@ -80,10 +80,10 @@ def test_each_call_of_the_encoder_is_a_call_of_each_of_its_layers(saved) -> None
     for graph in (graph_from_keras(model), *(read_model(path) for path in paths.values())):
         names = {record.name: record.shares for record in graph.layers}
         assert names["encoder.embedding"] == "" and names["encoder.project"] == ""
-        assert names["encoder.embedding@1"] == "encoder.embedding"
-        assert names["encoder.project@1"] == "encoder.project"
-        assert graph.layer("encoder.embedding@1").inputs == ("right",)
-        assert graph.layer("difference").inputs == ("encoder.project", "encoder.project@1")
+        assert names["encoder@1.embedding"] == "encoder.embedding"
+        assert names["encoder@1.project"] == "encoder.project"
+        assert graph.layer("encoder@1.embedding").inputs == ("right",)
+        assert graph.layer("difference").inputs == ("encoder.project", "encoder@1.project")
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
@@ -138,3 +138,29 @@ def test_models_nested_two_deep_in_a_sequential_port_from_every_format(tmp_path:
         "middle.inner.lstm",
         "middle.inner.dense",
     ]
+
+
+def test_a_layer_shared_inside_a_model_called_twice_keeps_every_call_apart(tmp_path: Path) -> None:
+    layers = keras.layers
+    steps = keras.Input((None, 4), name="steps")
+    twice = layers.Dense(4, activation="tanh", name="twice")  # called twice inside
+    inner = keras.Model(steps, layers.GRU(3, name="gru")(twice(twice(steps))), name="inner")
+    a, b = keras.Input((None, 4), name="a"), keras.Input((None, 4), name="b")
+    model = keras.Model([a, b], layers.Subtract(name="difference")([inner(a), inner(b)]))
+    randomize(model, 6)
+    path = tmp_path / "twice.keras"
+    model.save(path)
+    graph = read_model(path)
+    calls = {r.name: r.shares for r in graph.layers if "twice" in r.name}
+    assert calls == {
+        "inner.twice": "",
+        "inner.twice@1": "inner.twice",  # the layer's own second call
+        "inner@1.twice": "inner.twice",  # the model's second call
+        "inner@1.twice@1": "inner.twice",
+    }
+    x = [
+        np.random.default_rng(seed).standard_normal((2, 5, 4)).astype("float32") for seed in (1, 2)
+    ]
+    with torch.no_grad():
+        actual = keras_to_torch(path)(*map(torch.from_numpy, x)).numpy()
+    assert np.abs(actual - np.asarray(model(x))).max() <= derived_tolerance(graph, x)

@@ -2,7 +2,7 @@
 siamese model calls its encoder on each input): read as their own layers, inline.
 
 Each call of a nested model is a call of each of its layers: the first call's specs are
-named ``<model>.<layer>``, a later call's ``<model>.<layer>@k`` sharing the first's
+named ``<model>.<layer>``, a later call's ``<model>@k.<layer>`` sharing the first's
 (:func:`~.specs.call_name`), and every spec keeps the ``path`` of nested models that
 holds its weights, where each file format and a live model keep them.
 """
@@ -63,8 +63,8 @@ def inline_call(
         )
     outer = dict(zip(inner.inputs, inputs))
 
-    def renamed(layer: str, index: int) -> str:
-        return call_name(f"{model}.{layer}", index)
+    def renamed(layer: str, index: int) -> str:  # unique: the layer's own calls are in it
+        return f"{call_name(model, index)}.{layer}"
 
     def tensor(name: str) -> str:
         if name in outer:

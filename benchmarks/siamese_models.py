@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Siamese and pair models (one encoder reading both inputs) ported whole as a user would.
 
-The models are those of ``tests/siamese_models.py``, with random weights: three torch
-modules (the Manhattan LSTM, InferSent's pair classifier, a BiLSTM cosine similarity), and
+The models are those of ``tests/siamese_models.py``, with random weights: four torch
+modules (the Manhattan LSTM, InferSent's pair classifier, a BiLSTM cosine similarity, an
+NLI model packing each sentence by its own lengths), and
 two Keras models saved by Keras 3 (``.keras``) and by tf_keras (``.h5``): a shared
 Embedding and BiLSTM with ``Dot(normalize=True)``, and a nested ``Sequential`` encoder
 called on both inputs.
@@ -68,18 +69,34 @@ def _torch_row(name: str, directory: Path) -> str:
     seconds = time.perf_counter() - started
     held = sum(p.numel() for p in module.parameters())
     once = f"{port.count_params()} of {held}"
-    path = directory / f"{name}.onnx"
-    ids = torch.randint(1, models.VOCABULARY, (3, 7))
-    axes = {key: {0: "batch", 1: "time"} for key in ("first", "second")}
+    exported = _exported(module, directory / f"{name}.onnx")
+    return f"| {name} (torch) | {once} | {_distance(report)} | {seconds:.1f} | {exported} |"
+
+
+def _exported(module: Any, path: Path) -> str:
+    """``module`` exported by torch.onnx (TorchScript) at the inputs ``compare`` draws, its
+    batch and time axes dynamic, then ``compare(path)``."""
+    from xframe_bilstm import compare
+    from xframe_bilstm.inputs import example_inputs
+    from xframe_bilstm.models.torch_graph import graph_from_torch
+
+    graph = graph_from_torch(module)
+    arrays = example_inputs(graph)
+    axes = {
+        name: {0: "batch", 1: "time"} if array.ndim > 1 else {0: "batch"}
+        for name, array in zip(graph.inputs, arrays)
+    }
     try:
         torch.onnx.export(
-            module, (ids, ids.flip(0)), str(path), dynamo=False,
-            input_names=list(axes), dynamic_axes=axes,
+            module, tuple(map(torch.from_numpy, arrays)), str(path), dynamo=False,
+            input_names=list(graph.inputs), dynamic_axes=axes,
         )  # fmt: skip
-        exported = _distance(compare(path, frameworks=FRAMEWORKS))
+    except Exception as error:  # torch's exporter, before anything here reads the file
+        return f"torch.onnx.export fails: {type(error).__name__}: {str(error)[:80]}"
+    try:
+        return _distance(compare(path, frameworks=FRAMEWORKS))
     except Exception as error:
-        exported = _refused(error)
-    return f"| {name} (torch) | {once} | {_distance(report)} | {seconds:.1f} | {exported} |"
+        return _refused(error)
 
 
 def _keras_row(name: str, flavour: str, directory: Path) -> str:

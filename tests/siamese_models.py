@@ -9,6 +9,8 @@ Torch modules (random weights; their code is what is tried):
   pooling over time encodes premise and hypothesis, ``[u, v, |u - v|, u * v]`` feeds an MLP.
 - ``CosineBiLSTM``: a sentence-similarity model returning ``F.cosine_similarity`` of the
   two BiLSTM encodings (the last forward and backward states joined).
+- ``PackedPair``: an NLI model packing each sentence by its own lengths,
+  ``forward(premise, premise_lengths, hypothesis, hypothesis_lengths)``.
 
 Keras models, built by functions taking the ``keras`` module (Keras 3 or tf_keras):
 
@@ -79,10 +81,40 @@ class CosineBiLSTM(nn.Module):
         return nn.functional.cosine_similarity(self.encode(first), self.encode(second))
 
 
+class PackedPair(nn.Module):
+    """An NLI model packing each sentence by its own lengths (unsorted), one BiLSTM for both,
+    its final states joined: ``forward(premise, premise_lengths, hypothesis,
+    hypothesis_lengths)``."""
+
+    def __init__(self, embedding: int = 12, hidden: int = 16, classes: int = 3) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCABULARY, embedding, padding_idx=0)
+        self.lstm = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=True)
+        self.classifier = nn.Linear(4 * hidden, classes)
+
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, (h, _) = self.lstm(packed)
+        return torch.cat([h[-2], h[-1]], dim=1)
+
+    def forward(
+        self,
+        premise: torch.Tensor,
+        premise_lengths: torch.Tensor,
+        hypothesis: torch.Tensor,
+        hypothesis_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        pair = [self.encode(premise, premise_lengths), self.encode(hypothesis, hypothesis_lengths)]
+        return self.classifier(torch.cat(pair, dim=1))
+
+
 TORCH_MODELS = {
     "ManhattanLSTM": ManhattanLSTM,
     "InferSentPair": InferSentPair,
     "CosineBiLSTM": CosineBiLSTM,
+    "PackedPair": PackedPair,
 }
 
 

@@ -126,15 +126,37 @@ def test_a_torch_module_called_twice_is_captured_without_its_inputs_shapes() -> 
     assert [layer.name for layer in port.layers].count("lstm") == 1
 
 
+def _packed_pair() -> list[np.ndarray]:
+    """Premise and hypothesis right-padded, each by lengths of its own."""
+    rng = np.random.default_rng(8)
+    arrays = []
+    for lengths in ([6, 2, 5, 3], [3, 6, 1, 4]):
+        ids = rng.integers(1, 30, (4, 6))
+        ids[np.arange(6)[None, :] >= np.array(lengths)[:, None]] = 0
+        arrays += [ids, np.array(lengths)]
+    return arrays
+
+
 @pytest.mark.parametrize("name", sorted(TORCH_MODELS))
 def test_siamese_modules_port_to_keras_as_they_compute(name: str) -> None:
     torch.manual_seed(1)
     module = TORCH_MODELS[name]().eval()
-    inputs = _pair(5)
+    inputs = _packed_pair() if name == "PackedPair" else _pair(5)
     port = torch_to_keras(module)
     with torch.no_grad():
         expected = module(*(torch.from_numpy(x).long() for x in inputs)).numpy()
     _close(port(inputs), expected, derived_tolerance(graph_from_torch(module), inputs))
+
+
+def test_a_pair_packed_by_its_own_lengths_compares_on_each_sequences_lengths() -> None:
+    torch.manual_seed(3)
+    module = TORCH_MODELS["PackedPair"]().eval()
+    graph = graph_from_torch(module)
+    masks = [r.inputs[1] for r in graph.layers if r.kind == "lengths_mask"]
+    assert masks == ["premise_lengths", "hypothesis_lengths"]
+    report = compare(module, inputs=_packed_pair(), frameworks=["torch", "keras", "onnxruntime"])
+    assert report, report
+    assert "@original" in str(report)
 
 
 class TorchPairClassifier(ManhattanLSTM):

@@ -290,7 +290,7 @@ def example_inputs(
     for index, name in enumerate(graph.inputs):
         record = graph.layer(name)
         if graph.holds_lengths(name):
-            arrays.append(np.asarray(rows, np.int64))
+            arrays.append(np.array(rows, np.int64))  # its own: a pair's lengths are two inputs
             continue
         free = steps + index * stagger
         shape = tuple(free if size is None else int(size) for size in record.options["shape"])

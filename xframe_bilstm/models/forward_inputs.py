@@ -25,7 +25,9 @@ class ForwardInputs:
             axis, None for a free axis, and ``dtype``), in ``forward``'s order; with
             ``batch_axis`` 1, the input is captured with its batch second, (time, batch,
             ...) or a recurrent module's initial states (layers, batch, units).
-        lengths_at: where the rows' lengths are among ``forward``'s inputs, or None.
+        lengths_at: where the rows' lengths are among ``forward``'s inputs (none, one, or
+            one per sequence of a pair, ``forward(premise, premise_lengths, hypothesis,
+            hypothesis_lengths)``, each given the same lengths).
         lengths: the length of each input's free (time) axis in the two captures.
         names: the names of ``forward``'s inputs where they are known otherwise than from
             its signature (an ONNX graph's inputs), in its order, lengths included.
@@ -35,7 +37,7 @@ class ForwardInputs:
     """
 
     options: tuple[dict[str, Any], ...]
-    lengths_at: int | None = None
+    lengths_at: tuple[int, ...] = ()
     lengths: tuple[int, int] = (7, 9)
     names: tuple[str, ...] = ()
     groups: tuple[int, ...] = ()
@@ -46,20 +48,21 @@ class ForwardInputs:
         options[index] = {**options[index], **changes}
         return dataclasses.replace(self, options=tuple(options))
 
-    def arrange(self, data: list[Any], lengths: Any) -> list[Any]:
-        """``forward``'s arguments: ``data`` in order (in tuples as ``groups`` says),
-        ``lengths`` at their place."""
+    def arrange(self, data: list[Any], lengths: list[Any]) -> list[Any]:
+        """``forward``'s arguments: ``data`` in order (in tuples as ``groups`` says), and
+        ``lengths``, one per place of them (distinct objects: a capture reads one object
+        given twice as one input)."""
         if self.groups:
             return grouped(data, self.groups)
-        if self.lengths_at is None:
-            return list(data)
-        return [*data[: self.lengths_at], lengths, *data[self.lengths_at :]]
+        arguments = list(data)
+        for at, given in sorted(zip(self.lengths_at, lengths)):
+            arguments.insert(at, given)
+        return arguments
 
     def split(self, given: list[Any]) -> tuple[list[Any], list[Any]]:
-        """``forward``'s arguments (``given``) as its data inputs and its lengths (none or
-        one)."""
+        """``forward``'s arguments (``given``) as its data inputs and its lengths."""
         at = self.lengths_at
-        return [g for i, g in enumerate(given) if i != at], [] if at is None else [given[at]]
+        return [g for i, g in enumerate(given) if i not in at], [given[i] for i in sorted(at)]
 
 
 def grouped(items: list[Any], groups: tuple[int, ...]) -> list[Any]:
@@ -75,16 +78,20 @@ def grouped(items: list[Any], groups: tuple[int, ...]) -> list[Any]:
     ]
 
 
-def lengths_places(names: list[str]) -> list[int]:
+def lengths_places(names: list[str]) -> list[tuple[int, ...]]:
     """Where the rows' lengths may be among ``forward``'s inputs ``names``, likeliest first:
-    an input named for them, then from the last; never the first.
+    every input named for them where several are (a pair's, one per sequence), an input
+    named for them, then from the last; never the first.
 
     Example:
         >>> lengths_places(["src", "src_lengths", "tgt"]), lengths_places(["x", "y"])
-        ([1, 2], [1])
+        ([(1,), (2,)], [(1,)])
+        >>> lengths_places(["a", "a_len", "b", "b_len"])[0]
+        (1, 3)
     """
-    places = list(range(len(names) - 1, 0, -1))
-    return sorted(places, key=lambda at: "len" not in names[at].lower())
+    places = sorted(range(len(names) - 1, 0, -1), key=lambda at: "len" not in names[at].lower())
+    named = tuple(at for at in range(1, len(names)) if "len" in names[at].lower())
+    return ([named] if len(named) > 1 else []) + [(at,) for at in places]
 
 
 def input_names(module: Any) -> list[str]:

@@ -166,10 +166,10 @@ def declared_inputs(proto: Any) -> list[ForwardInputs] | None:
     places = [
         at
         for at in lengths_places(list(names))
-        if options[at]["shape"] == () and options[at]["dtype"] == "int64"
+        if all(options[i]["shape"] == () and options[i]["dtype"] == "int64" for i in at)
     ]
     with_lengths = [
-        ForwardInputs(tuple(o for i, o in enumerate(options) if i != at), at, names=names)
+        ForwardInputs(tuple(o for i, o in enumerate(options) if i not in at), at, names=names)
         for at in places
     ]
     guesses = [*with_lengths, ForwardInputs(tuple(options), names=names)]

@@ -189,7 +189,7 @@ def _distinct(items: list[Any]) -> list[Any]:
 def _read_against(graph: ModelGraph, inputs: ForwardInputs) -> bool:
     """Whether ``graph`` reads its inputs against the guess ``inputs``: lengths guessed
     that nothing masks by, or integer ids read as numbers."""
-    if inputs.lengths_at is not None and not any(map(graph.holds_lengths, graph.inputs)):
+    if inputs.lengths_at and not any(map(graph.holds_lengths, graph.inputs)):
         return True
     return bool(graph.ids_read_as_numbers())
 

@@ -72,13 +72,13 @@ def input_guesses(module: Any) -> list[ForwardInputs]:
         )
     names = input_names(module)
     if len(names) <= 1:
-        return [ForwardInputs((options,)) for options in _one(module, candidates, None)]
+        return [ForwardInputs((options,)) for options in _one(module, candidates, ())]
     guesses = _with_states(module, candidates, names)
     for at in lengths_places(names):  # forward(x, lengths), forward(src, src_lengths, tgt)
-        if len(names) == 2:
+        if len(names) - len(at) == 1:
             guesses += [ForwardInputs((options,), at) for options in _one(module, candidates, at)]
         else:
-            chosen = _chosen(module, candidates, len(names) - 1)
+            chosen = _chosen(module, candidates, len(names) - len(at))
             guesses += [ForwardInputs(options, at) for options in chosen]
     chosen = _chosen(module, candidates, len(names))
     return guesses + [ForwardInputs(options) for options in chosen]
@@ -105,7 +105,7 @@ def _with_states(
     states = {"shape": (layers, recurrent.hidden_size), "dtype": "float32", "batch_axis": 1}
     count = len(names) - len(at)
     if count == 1:
-        others = [(options,) for options in _one(module, candidates, None)]
+        others = [(options,) for options in _one(module, candidates, ())]
         ids = [o for (o,) in others if o["shape"] == (None,) and not o.get("batch_axis")]
         others += [({**o, "shape": ()},) for o in ids]
     else:
@@ -144,7 +144,7 @@ def _chosen(
 
 
 def _one(
-    module: Any, candidates: list[tuple[Any, dict[str, Any]]], lengths_at: int | None
+    module: Any, candidates: list[tuple[Any, dict[str, Any]]], lengths_at: tuple[int, ...]
 ) -> list[dict[str, Any]]:
     """The guesses of one data input (see :func:`input_guesses`)."""
     from .torch_capture import first_called

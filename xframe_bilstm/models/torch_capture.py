@@ -232,7 +232,8 @@ def example_arguments(module: Any, inputs: ForwardInputs, which: int) -> tuple[A
     place (:mod:`.capture_packed`)."""
     length = inputs.lengths[which]
     examples = [example_input(module, options, which, length) for options in inputs.options]
-    return tuple(inputs.arrange(examples, example_lengths(_BATCHES[which], length)))
+    lengths = [example_lengths(_BATCHES[which], length) for _ in inputs.lengths_at]
+    return tuple(inputs.arrange(examples, lengths))
 
 
 def example_input(module: Any, input_options: Mapping[str, Any], which: int, length: int) -> Any:

@@ -250,3 +250,21 @@ def test_an_onnx_export_of_a_siamese_module_reads_its_encoder_as_one_layer(tmp_p
     assert set(kinds) == {"embedding", "recurrent"}  # one table, one LSTM
     report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
     assert report, report
+
+
+def test_the_saved_keras_port_of_a_torch_siamese_reads_back_with_its_layer_shared(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(4)
+    module = TorchPairClassifier().eval()
+    path = tmp_path / "port.keras"
+    torch_to_keras(module).save(path)
+    graph = read_model(path)
+    assert [r.name for r in graph.layers if r.shares] == ["embedding@1", "lstm@1"]
+    back = keras_to_torch(path)  # checked against the saved port as Keras loads it
+    assert sum(name.startswith("lstm.") for name in back.state_dict()) == 4
+    inputs = _pair(9)
+    with torch.no_grad():
+        expected = module(*(torch.from_numpy(x).long() for x in inputs)).numpy()
+        actual = back(*map(torch.from_numpy, inputs)).numpy()
+    _close(actual, expected, 2 * derived_tolerance(graph, inputs))

@@ -38,21 +38,12 @@ def dot_records(
     """
     records: list[LayerRecord] = []
     factors = list(inputs)
-    for index, x in enumerate(inputs):
-        if floor is None:
-            break
+    for index, x in enumerate(inputs if floor is not None else ()):  # normalized first
         norm, floored, unit = (f"{name}_{part}{index}" for part in ("norm", "floor", "unit"))
+        clamp = {"op": "maximum", "constant": floor, "reverse": False}
         records += [
             _record(norm, "reduce", class_name, (x,), op="l2_norm", axes=(axis,), keepdims=True),
-            _record(
-                floored,
-                "scalar_op",
-                class_name,
-                (norm,),
-                op="maximum",
-                constant=floor,
-                reverse=False,
-            ),
+            _record(floored, "scalar_op", class_name, (norm,), **clamp),
             _record(unit, "merge", class_name, (x, floored), op="divide", mask_combine="any"),
         ]
         factors[index] = unit

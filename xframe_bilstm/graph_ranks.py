@@ -40,7 +40,7 @@ def _rank(record: LayerRecord, ranks: Mapping[str, int]) -> int:
     if kind == "input":
         return 1 + len(options["shape"])
     rank = ranks[record.inputs[0]]
-    if kind in ("recurrent",):
+    if kind == "recurrent":
         return 3 if options["return_sequences"] else 2
     if kind in ("flatten", "valid_steps") or (kind == "global_pool" and not options["keepdims"]):
         return 2  # every axis but batch and channels pooled

@@ -192,9 +192,9 @@ def test_the_declared_inputs_try_a_rank_one_integer_input_as_lengths_first(
     guesses = declared_inputs(onnx.load(str(path)))
     assert guesses is not None
     if name == "seq2seq":  # ids of a length each: no lengths among them
-        assert [g.lengths_at for g in guesses] == [None, None]
+        assert [g.lengths_at for g in guesses] == [(), ()]
     else:
-        assert [g.lengths_at for g in guesses] == [1, None, None]
+        assert [g.lengths_at for g in guesses] == [(1,), (), ()]
     assert guesses[-1].names == CASES[name][2]
     # last, the inputs whose batch and time are dynamic taken time-major
     assert [o.get("batch_axis", 0) == 1 for o in guesses[-1].options] == [

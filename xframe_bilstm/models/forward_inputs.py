@@ -55,7 +55,7 @@ class ForwardInputs:
         if self.groups:
             return grouped(data, self.groups)
         arguments = list(data)
-        for at, given in sorted(zip(self.lengths_at, lengths)):
+        for at, given in sorted(zip(self.lengths_at, lengths), key=lambda pair: pair[0]):
             arguments.insert(at, given)
         return arguments
 

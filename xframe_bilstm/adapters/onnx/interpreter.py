@@ -167,14 +167,17 @@ def _define_interpreter_classes() -> Any:
                 if node.op_type in CELL_BY_OP:
                     form = self.shortcuts.forms.get(node.output[0], "")
                     key = layer_key(node, constants)
-                    if key is None or (key, form) not in layers:
+                    index = None if key is None else layers.get((key, form))
+                    if index is None:
                         module = recurrent_module(node, constants, dtype)
                         module.y_form = form
                         if module.native is not None:  # a capture names its record so
                             module.native.record_name = layer_name(node.name or node.output[0])
-                        layers[key, form] = len(self.recurrent)
+                        index = len(self.recurrent)
                         self.recurrent.append(module)
-                    self.nodes.append((node, attributes, "recurrent", layers[key, form]))
+                        if key is not None:
+                            layers[key, form] = index
+                    self.nodes.append((node, attributes, "recurrent", index))
                 elif node.op_type == "If":
                     self.nodes.append((node, attributes, "if", len(self.branches)))
                     pair = [

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Siamese and pair models (one encoder reading both inputs) ported whole as a user would.
 
-The models are those of ``tests/siamese_models.py``, with random weights: four torch
+The models are those of ``tests/siamese_models.py``, with random weights: five torch
 modules (the Manhattan LSTM, InferSent's pair classifier, a BiLSTM cosine similarity, an
-NLI model packing each sentence by its own lengths), and
+NLI model packing each sentence by its own lengths, ESIM), and
 two Keras models saved by Keras 3 (``.keras``) and by tf_keras (``.h5``): a shared
 Embedding and BiLSTM with ``Dot(normalize=True)``, and a nested ``Sequential`` encoder
 called on both inputs.

@@ -11,6 +11,8 @@ Torch modules (random weights; their code is what is tried):
   two BiLSTM encodings (the last forward and backward states joined).
 - ``PackedPair``: an NLI model packing each sentence by its own lengths,
   ``forward(premise, premise_lengths, hypothesis, hypothesis_lengths)``.
+- ``ESIM``: the enhanced sequential inference model: cross attention between the two
+  encodings, masked on their padding, a second shared BiLSTM, masked pooling.
 
 Keras models, built by functions taking the ``keras`` module (Keras 3 or tf_keras):
 
@@ -110,11 +112,52 @@ class PackedPair(nn.Module):
         return self.classifier(torch.cat(pair, dim=1))
 
 
+class ESIM(nn.Module):
+    """Chen et al.'s ESIM for natural-language inference, as its PyTorch ports write it, in
+    small: one BiLSTM encodes both sentences, each attends to the other (``bmm``, a softmax
+    masked on the padding ids), the local inference ``[a, ã, a - ã, a * ã]`` is projected
+    and composed by a second shared BiLSTM, then masked average and max pooling of both feed
+    the classifier."""
+
+    def __init__(self, embedding: int = 12, hidden: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCABULARY, embedding, padding_idx=0)
+        self.encoder = nn.LSTM(embedding, hidden, batch_first=True, bidirectional=True)
+        self.projection = nn.Sequential(nn.Linear(8 * hidden, hidden), nn.ReLU())
+        self.composition = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
+        self.classifier = nn.Sequential(
+            nn.Linear(8 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, classes)
+        )
+
+    def forward(self, premise: torch.Tensor, hypothesis: torch.Tensor) -> torch.Tensor:
+        p_mask, h_mask = (premise != 0).float(), (hypothesis != 0).float()
+        a, _ = self.encoder(self.embedding(premise))
+        b, _ = self.encoder(self.embedding(hypothesis))
+        scores = torch.bmm(a, b.transpose(1, 2))
+        to_b = torch.softmax(scores.masked_fill(h_mask.unsqueeze(1) == 0, -1e7), dim=-1)
+        to_a = torch.softmax(
+            scores.transpose(1, 2).masked_fill(p_mask.unsqueeze(1) == 0, -1e7), dim=-1
+        )
+        a_aligned, b_aligned = torch.bmm(to_b, b), torch.bmm(to_a, a)
+        ma = self.projection(torch.cat([a, a_aligned, a - a_aligned, a * a_aligned], dim=-1))
+        mb = self.projection(torch.cat([b, b_aligned, b - b_aligned, b * b_aligned], dim=-1))
+        va, _ = self.composition(ma)
+        vb, _ = self.composition(mb)
+        pooled = []
+        for v, mask in ((va, p_mask), (vb, h_mask)):
+            average = torch.sum(v * mask.unsqueeze(-1), dim=1) / torch.sum(
+                mask, dim=1, keepdim=True
+            )
+            pooled += [average, v.masked_fill(mask.unsqueeze(-1) == 0, -1e7).max(dim=1)[0]]
+        return self.classifier(torch.cat(pooled, dim=1))
+
+
 TORCH_MODELS = {
     "ManhattanLSTM": ManhattanLSTM,
     "InferSentPair": InferSentPair,
     "CosineBiLSTM": CosineBiLSTM,
     "PackedPair": PackedPair,
+    "ESIM": ESIM,
 }
 
 

@@ -229,12 +229,21 @@ def test_a_record_sharing_what_it_cannot_is_refused_by_name(later, message) -> N
         ModelGraph("m", (*layers, later), inputs=("x",), outputs=(later.name,))
 
 
-def test_an_onnx_export_of_a_siamese_module_reads_its_encoder_as_one_layer(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("name", "shared"),
+    [
+        ("ManhattanLSTM", {"embedding", "recurrent"}),
+        ("ESIM", {"embedding", "recurrent", "dense"}),  # its Linear: MatMul, Add on each call
+    ],
+)
+def test_an_onnx_export_of_a_siamese_module_reads_its_encoder_as_one_layer(
+    tmp_path, name: str, shared: set[str]
+) -> None:
     onnx = pytest.importorskip("onnx")
     from xframe_bilstm.models.from_onnx import graph_from_onnx
 
     torch.manual_seed(2)
-    module = ManhattanLSTM().eval()
+    module = TORCH_MODELS[name]().eval()
     ids = torch.randint(1, 30, (3, 7))
     axes = {name: {0: "batch", 1: "time"} for name in ("first", "second")}
     path = tmp_path / "siamese.onnx"
@@ -244,10 +253,9 @@ def test_an_onnx_export_of_a_siamese_module_reads_its_encoder_as_one_layer(tmp_p
     )  # fmt: skip
     proto = onnx.load(path)
     lstms = [node for node in proto.graph.node if node.op_type == "LSTM"]
-    assert len(lstms) == 2 and lstms[0].input[1] != lstms[1].input[1]  # two copies written
+    assert len({node.input[1] for node in lstms}) == len(lstms)  # each call its own copy
     graph = graph_from_onnx(proto)
-    kinds = {r.kind: r for r in graph.layers if r.shares}
-    assert set(kinds) == {"embedding", "recurrent"}  # one table, one LSTM
+    assert {r.kind for r in graph.layers if r.shares} == shared
     report = compare(path, frameworks=["torch", "keras", "onnxruntime"])
     assert report, report
 
@@ -268,3 +276,31 @@ def test_the_saved_keras_port_of_a_torch_siamese_reads_back_with_its_layer_share
         expected = module(*(torch.from_numpy(x).long() for x in inputs)).numpy()
         actual = back(*map(torch.from_numpy, inputs)).numpy()
     _close(actual, expected, 2 * derived_tolerance(graph, inputs))
+
+
+def _linear(name: str, source: str, kernel: np.ndarray, **changes: Any) -> LayerRecord:
+    options = {"activation": "linear", "time_distributed": False}
+    return LayerRecord(name, "dense", "matmul", (source,), options, {"kernel": kernel}, **changes)
+
+
+def _bias(name: str, source: str, value: np.ndarray, **changes: Any) -> LayerRecord:
+    options = {"op": "add", "reverse": True, "shape": value.shape}
+    return LayerRecord(name, "weight_op", "add", (source,), options, {"value": value}, **changes)
+
+
+@pytest.mark.parametrize("bias_shared", [True, False])
+def test_a_shared_dense_and_its_bias_fold_into_one_shared_dense(bias_shared: bool) -> None:
+    from xframe_bilstm.models.capture_bias import dense_biases
+
+    kernel, bias = np.ones((2, 3)), np.arange(3.0)
+    later = {"value": bias, "shares": "add"} if bias_shared else {"value": bias + 1}
+    records = [
+        _linear("matmul", "a", kernel),
+        _bias("add", "matmul", bias),
+        _linear("matmul_1", "b", kernel, shares="matmul"),
+        _bias("add_1", "matmul_1", **later),
+    ]
+    folded = {r.name: r for r in dense_biases(records, ["add", "add_1"])}
+    assert set(folded) == {"add", "add_1"} and folded["add_1"].kind == "dense"
+    # the later call shares the folded layer only where its bias is that layer's too
+    assert folded["add_1"].shares == ("add" if bias_shared else "")

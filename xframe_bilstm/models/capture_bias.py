@@ -33,6 +33,7 @@ def dense_biases(records: Sequence[LayerRecord], outputs: Sequence[str]) -> list
     readers.update(outputs)
     by_name = {record.name: record for record in records}
     folded: dict[str, LayerRecord] = {}  # a Dense's name -> the Dense with its bias
+    adds: dict[str, LayerRecord] = {}  # the folded Dense's name -> the add it was
     for record in records:
         dense = by_name.get(record.inputs[0]) if len(record.inputs) == 1 else None
         if dense is not None and readers[dense.name] == 1 and _adds_a_bias(record, dense):
@@ -40,12 +41,31 @@ def dense_biases(records: Sequence[LayerRecord], outputs: Sequence[str]) -> list
             folded[dense.name] = dataclasses.replace(
                 dense, name=record.name, weights={**dense.weights, "bias": bias}
             )
+            adds[record.name] = record
     added = {record.name for record in folded.values()}
-    return [
+    kept = [
         folded.get(record.name, record)
         for record in records
         if record.name not in added or record.kind == "dense"
     ]
+    return [_sharing_folded(record, folded, adds) for record in kept]
+
+
+def _sharing_folded(
+    record: LayerRecord, folded: dict[str, LayerRecord], adds: dict[str, LayerRecord]
+) -> LayerRecord:
+    """``record`` sharing the folded Dense its Dense shared, where its bias is that one's
+    too (a shared ``Linear`` exported as ``MatMul`` and ``Add`` on each call); else sharing
+    nothing (the same arrays, or a layer with a bias and one without)."""
+    if not record.shares:
+        return record
+    owner = folded.get(record.shares)
+    add = adds.get(record.name)
+    if owner is not None and add is not None and add.shares == owner.name:
+        return dataclasses.replace(record, shares=owner.name)
+    if owner is None and add is None:
+        return record
+    return dataclasses.replace(record, shares="")
 
 
 def _adds_a_bias(record: LayerRecord, dense: LayerRecord) -> bool:

@@ -205,9 +205,9 @@ def weight_groups(spec: ModelSpec) -> dict[tuple[str, ...], str]:
     """
     # A shared layer's later call and a nested model's layers are not the model's own.
     entries: list[tuple[int, str, str, ModelSpec | None]] = [
-        (layer.position, layer.class_name, layer.name, None)
+        (layer.position, layer.class_name, (layer.path or (layer.name,))[0], None)
         for layer in spec.layers
-        if not (layer.shares or layer.path)
+        if not layer.shares and len(layer.path) < 2
     ]
     entries += [(model.position, model.class_name, model.name, model.spec) for model in spec.nested]
     used: dict[str, int] = {}

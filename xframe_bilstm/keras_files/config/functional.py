@@ -208,9 +208,12 @@ def parse_functional(
             for ref in inputs:
                 _check_single(ref, classes, f"layer {called!r}", source, stateful)
             tensors = [_ref_tensor(ref) for ref in inputs]
+            # The first call read holds the weights; the later ones share its layer.
+            holder = kept[0][0]
             if is_nested(entry):
+                inner, start = nested[-1].spec, first[name]
                 made, outputs = inline_call(
-                    entry, nested[-1].spec, index - first[name], tensors, source
+                    entry, inner, index - start, tensors, source, holder - start
                 )
                 layers.extend(made)
                 aliases.update((tensor_name(called, i), t) for i, t in enumerate(outputs))
@@ -224,7 +227,8 @@ def parse_functional(
                     tuple(tensors),
                     position,
                     _call_changes(entry, node, class_name, inputs, name, source),
-                    shares=name if index else "",
+                    shares="" if index == holder else call_name(name, holder),
+                    path=(name,) if called != name else (),  # its weights: the layer's
                 )
             )
         position += bool(kept)

@@ -46,10 +46,16 @@ def first_node(entry: Mapping[str, Any], major: int) -> int:
 
 
 def inline_call(
-    entry: Mapping[str, Any], inner: ModelSpec, call: int, inputs: Sequence[str], source: str
+    entry: Mapping[str, Any],
+    inner: ModelSpec,
+    call: int,
+    inputs: Sequence[str],
+    source: str,
+    holder: int = 0,
 ) -> tuple[list[LayerSpec], tuple[str, ...]]:
     """The specs of call ``call`` of the nested model ``entry`` (parsed as ``inner``) on the
-    tensors ``inputs``, and the tensors its outputs are.
+    tensors ``inputs``, and the tensors its outputs are; the layers of call ``holder`` (the
+    first one the model reads) hold the weights, the others share them.
 
     Raises:
         UnsupportedFeatureError: the call reads another number of tensors than the model
@@ -72,17 +78,20 @@ def inline_call(
         layer = tensor_layer(name)
         return renamed(layer, call) + name[len(layer) :]  # ":1" of an output 1 stays
 
-    specs = [
-        replace(
-            layer,
-            name=renamed(layer.name, call),
-            inputs=tuple(tensor(name) for name in layer.inputs),
-            shares=renamed(layer.shares or layer.name, 0) if call or layer.shares else "",
-            path=(model, *(layer.path or (layer.name,))),
+    specs = []
+    for layer in inner.layers:
+        if layer.kind == "input":
+            continue
+        name, held = renamed(layer.name, call), renamed(layer.shares or layer.name, holder)
+        specs.append(
+            replace(
+                layer,
+                name=name,
+                inputs=tuple(tensor(read) for read in layer.inputs),
+                shares="" if held == name else held,
+                path=(model, *(layer.path or (layer.name,))),
+            )
         )
-        for layer in inner.layers
-        if layer.kind != "input"
-    ]
     return specs, tuple(tensor(name) for name in inner.outputs)
 
 
